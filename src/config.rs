@@ -1,0 +1,678 @@
+//! `pgmoat.yaml`: the raw serde form, checked as it is read (unknown keys and bad values
+//! fail with their line and column), then validated into [`Config`], the only form the
+//! rest of pgmoat sees.
+//!
+//! Secrets are read from the environment variables the file names, never from the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+use crate::protocol::scram::Verifier;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}:{message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A duration written `500ms`, `30s`, `5m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"
+        )),
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// How pgmoat talks TLS to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    Disable,
+    /// Try TLS, fall back to plain when the server declines; no certificate checks.
+    #[default]
+    Prefer,
+    /// TLS or nothing; no certificate checks (libpq's `require`).
+    Require,
+    /// TLS with the certificate chain checked against `ca` and the host name matched.
+    VerifyFull,
+}
+
+// ---------- raw form ----------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<SocketAddr>,
+    workers: Option<usize>,
+    tls: Option<RawTls>,
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    identities: RawIdentities,
+    rules: Option<String>,
+    approvals: Option<RawApprovals>,
+    audit: Option<RawAudit>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    #[serde(default)]
+    require: bool,
+    client_ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: SocketAddr,
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    host: String,
+    port: Option<u16>,
+    database: Option<String>,
+    user: String,
+    password_env: Option<String>,
+    #[serde(default)]
+    tls: UpstreamTlsMode,
+    ca: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    #[serde(default)]
+    users: Vec<RawUser>,
+    oidc: Option<OidcConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password_env: Option<String>,
+    scram: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// Accepted and shape-checked now; the identity issue gives it behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_file: Option<String>,
+    pub username_claim: Option<String>,
+    pub groups_claim: Option<String>,
+}
+
+/// Accepted and shape-checked now; the approvals issue gives it behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    pub timeout: Option<HumanDuration>,
+    pub slack: Option<SlackConfig>,
+    pub webhook_url_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub webhook_url_env: String,
+    pub signing_secret_env: String,
+    #[serde(default)]
+    pub approvers: BTreeMap<String, String>,
+}
+
+type RawApprovals = ApprovalsConfig;
+
+/// Accepted and shape-checked now; the audit issue gives it behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub dir: String,
+    pub durability: Option<AuditDurability>,
+    pub record_rows: Option<u32>,
+    #[serde(default)]
+    pub sinks: Vec<AuditSink>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDurability {
+    Fsync,
+    Batch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuditSink {
+    Stdout,
+    Webhook { url_env: String },
+    Syslog { address: String },
+}
+
+type RawAudit = AuditConfig;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    max_message_bytes: Option<usize>,
+    shutdown_grace: Option<HumanDuration>,
+    connect_timeout: Option<HumanDuration>,
+    startup_timeout: Option<HumanDuration>,
+}
+
+// ---------- validated form ----------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Tokio worker threads.
+    pub workers: usize,
+    pub tls: Option<TlsConfig>,
+    pub admin: Option<AdminConfig>,
+    pub targets: BTreeMap<String, Target>,
+    pub users: Vec<User>,
+    pub oidc: Option<OidcConfig>,
+    pub rules: Option<PathBuf>,
+    pub approvals: Option<ApprovalsConfig>,
+    pub audit: Option<AuditConfig>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for `/api/*`; without one, every `/api/*` call is refused.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub tls: UpstreamTlsMode,
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub verifier: Verifier,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Cap on any one message pgmoat must hold whole (queries, Parse, FunctionCall);
+    /// data messages are streamed and only bound by the protocol's own limits.
+    pub max_message_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub connect_timeout: Duration,
+    pub startup_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_message_bytes: 64 << 20,
+            shutdown_grace: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where environment lookups come from (the process environment, or a map in tests).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl Config {
+    /// Read and validate a config file; relative paths in it are taken from its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml(&text, &path.display().to_string(), base, &ProcessEnv)
+    }
+
+    /// Parse and validate YAML text. `name` labels errors; `base` resolves relative paths.
+    pub fn from_yaml(
+        text: &str,
+        name: &str,
+        base: &Path,
+        env: &dyn Env,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: name.to_owned(),
+            message: one_line_yaml_error(&e.to_string()),
+        })?;
+        Validator { name, base, env }.config(raw)
+    }
+}
+
+/// serde-saphyr renders a multi-line snippet; keep "line:col: message" on one line.
+fn one_line_yaml_error(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid YAML").to_owned();
+    // Find "line N column M" or "N:M" location hints anywhere in the rendering.
+    let location = text
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != ':')
+        .find_map(|w| {
+            let (l, c) = w.split_once(':')?;
+            (l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok()).then(|| w.to_owned())
+        });
+    match location {
+        Some(loc) if !first.contains(&loc) => format!("{loc}: {first}"),
+        _ => format!(" {first}"),
+    }
+}
+
+struct Validator<'a> {
+    name: &'a str,
+    base: &'a Path,
+    env: &'a dyn Env,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.name.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn secret(&self, field: &str, var: &str) -> Result<Secret, ConfigError> {
+        match self.env.var(var) {
+            Some(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(self.err(field, format!("environment variable {var} is not set"))),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                if t.client_ca.is_some() {
+                    return Err(
+                        self.err("tls.client_ca", "client certificates are not supported yet")
+                    );
+                }
+                Some(TlsConfig {
+                    cert: self.path(&t.cert),
+                    key: self.path(&t.key),
+                    require: t.require,
+                })
+            }
+        };
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => Some(AdminConfig {
+                listen: a.listen,
+                token: match a.token_env {
+                    Some(var) => self.env.var(&var).filter(|v| !v.is_empty()).map(Secret),
+                    None => None,
+                },
+            }),
+        };
+        if raw.targets.is_empty() {
+            return Err(self.err("targets", "at least one target is required"));
+        }
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw.targets {
+            let field = format!("targets.{name}");
+            if name.is_empty() {
+                return Err(self.err("targets", "target names must not be empty"));
+            }
+            if t.tls == UpstreamTlsMode::VerifyFull && t.ca.is_none() {
+                return Err(self.err(
+                    format!("{field}.tls"),
+                    "verify-full needs `ca:` (a CA certificate file)",
+                ));
+            }
+            let password = match &t.password_env {
+                Some(var) => Some(self.secret(&format!("{field}.password_env"), var)?),
+                None => None,
+            };
+            targets.insert(
+                name.clone(),
+                Target {
+                    database: t.database.unwrap_or_else(|| name.clone()),
+                    name,
+                    host: t.host,
+                    port: t.port.unwrap_or(5432),
+                    user: t.user,
+                    password,
+                    tls: t.tls,
+                    ca: t.ca.as_deref().map(|p| self.path(p)),
+                },
+            );
+        }
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw.identities.users.into_iter().enumerate() {
+            let field = format!("identities.users[{i}]");
+            if u.name.is_empty() {
+                return Err(self.err(field, "name must not be empty"));
+            }
+            if users.iter().any(|x| x.name == u.name) {
+                return Err(self.err(field, format!("duplicate user {:?}", u.name)));
+            }
+            let verifier = match (&u.password_env, &u.scram) {
+                (Some(var), None) => Verifier::from_password(
+                    self.secret(&format!("{field}.password_env"), var)?.expose(),
+                ),
+                (None, Some(text)) => Verifier::parse(text)
+                    .map_err(|e| self.err(format!("{field}.scram"), e.to_string()))?,
+                _ => {
+                    return Err(self.err(field, "give exactly one of password_env or scram"));
+                }
+            };
+            users.push(User {
+                name: u.name,
+                verifier,
+                groups: u.groups,
+            });
+        }
+        let d = Limits::default();
+        let limits = match raw.limits {
+            None => d,
+            Some(l) => Limits {
+                max_connections: l.max_connections.unwrap_or(d.max_connections),
+                max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+                shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
+                connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
+                startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),
+            },
+        };
+        if limits.max_connections == 0 {
+            return Err(self.err("limits.max_connections", "must be at least 1"));
+        }
+        if limits.max_message_bytes < 1024 {
+            return Err(self.err("limits.max_message_bytes", "must be at least 1024"));
+        }
+        let workers = match raw.workers {
+            Some(0) => return Err(self.err("workers", "must be at least 1")),
+            Some(n) => n,
+            None => default_workers(),
+        };
+        Ok(Config {
+            listen: raw
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6432))),
+            workers,
+            tls,
+            admin,
+            targets,
+            users,
+            oidc: raw.identities.oidc,
+            rules: raw.rules.as_deref().map(|p| self.path(p)),
+            approvals: raw.approvals,
+            audit: raw.audit,
+            limits,
+        })
+    }
+}
+
+/// Half the cores, at least one: the proxy usually shares its machine with the work it
+/// fronts, and on two cores one worker measured faster than two.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (cores / 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PW" => Some("pw".into()),
+            _ => None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "pgmoat.yaml", Path::new("/etc/pgmoat"), &env)
+    }
+
+    const MINIMAL: &str =
+        "targets:\n  demo:\n    host: 127.0.0.1\n    user: app\n    password_env: PW\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6432");
+        let t = &c.targets["demo"];
+        assert_eq!((t.port, t.database.as_str()), (5432, "demo"));
+        assert_eq!(t.tls, UpstreamTlsMode::Prefer);
+        assert_eq!(t.password.as_ref().unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn full_spec_example_is_accepted() {
+        let text = r#"
+listen: 127.0.0.1:6432
+tls: { cert: certs/server.crt, key: certs/server.key, require: true }
+admin: { listen: 127.0.0.1:9187, token_env: PW }
+targets:
+  demo: { host: 127.0.0.1, port: 5432, database: demo, user: app_rw, password_env: PW, tls: disable }
+identities:
+  users:
+    - { name: agent-1, password_env: PW, groups: [agents] }
+  oidc:
+    issuer: https://idp.example.com
+    audience: pgmoat
+    jwks_file: optional/offline/jwks.json
+    username_claim: email
+    groups_claim: groups
+rules: rules/
+approvals:
+  timeout: 5m
+  slack: { webhook_url_env: A, signing_secret_env: B, approvers: { U012ABC: alice } }
+  webhook_url_env: C
+audit:
+  dir: audit/
+  durability: fsync
+  record_rows: 100
+  sinks:
+    - stdout
+    - webhook: { url_env: AUDIT_WEBHOOK_URL }
+    - syslog: { address: udp://127.0.0.1:514 }
+"#;
+        let c = load(text).unwrap();
+        assert_eq!(
+            c.tls.as_ref().unwrap().cert,
+            Path::new("/etc/pgmoat/certs/server.crt")
+        );
+        assert_eq!(c.rules.as_deref(), Some(Path::new("/etc/pgmoat/rules/")));
+        assert_eq!(c.admin.unwrap().token.unwrap().expose(), "pw");
+        assert_eq!(c.audit.unwrap().sinks.len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_column() {
+        let err = load("listen: 127.0.0.1:6432\nlisten_port: 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("pgmoat.yaml:2:"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let err = load(&format!("{MINIMAL}    tls: sometimes\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("pgmoat.yaml:6:"), "{err}");
+        let err = load(&format!("listen: nowhere\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("pgmoat.yaml:1:"), "{err}");
+        let err = load(&format!(
+            "{MINIMAL}limits: {{ shutdown_grace: 5 parsecs }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown unit") || err.contains("unit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_is_named_not_shown() {
+        let err = load("targets:\n  d: { host: h, user: u, password_env: NOPE }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NOPE is not set"), "{err}");
+    }
+
+    #[test]
+    fn verify_full_needs_a_ca() {
+        let err = load("targets:\n  d: { host: h, user: u, tls: verify-full }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("verify-full needs"), "{err}");
+    }
+
+    #[test]
+    fn users_need_exactly_one_credential() {
+        let err = load(&format!(
+            "{MINIMAL}identities:\n  users:\n    - {{ name: a }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exactly one"), "{err}");
+        let dup = format!(
+            "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW }}\n    - {{ name: a, password_env: PW }}\n"
+        );
+        assert!(load(&dup).unwrap_err().to_string().contains("duplicate"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,203 @@
+//! The listener: accept loop with backoff, the connection limit, graceful shutdown.
+
+pub mod stream;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin;
+use crate::auth::UserDirectory;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::protocol::backend::{self, ErrorFields, Severity};
+use crate::protocol::sqlstate;
+use crate::session::{self, cancel::CancelRegistry, Shared};
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A bound gateway, ready to run.
+pub struct Gateway {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+}
+
+impl Gateway {
+    /// Bind the listeners and prepare TLS; nothing is accepted until [`Gateway::run`].
+    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        tls::install_default_provider();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let admin =
+            match &config.admin {
+                Some(a) => Some(TcpListener::bind(a.listen).await.map_err(|source| {
+                    GatewayError::Bind {
+                        addr: a.listen,
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let acceptor = match &config.tls {
+            Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
+            None => None,
+        };
+        let mut upstream_tls = HashMap::new();
+        for t in config.targets.values() {
+            if let Some(c) = tls::client_config(t)? {
+                upstream_tls.insert(t.name.clone(), c);
+            }
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+        let shared = Arc::new(Shared {
+            users: UserDirectory::new(&config.users),
+            targets: config
+                .targets
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
+            tls: acceptor,
+            upstream_tls,
+            cancels: Arc::new(CancelRegistry::default()),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: shutdown_rx,
+            config: Arc::new(config),
+        });
+        Ok(Gateway {
+            listener,
+            admin,
+            shared,
+            shutdown,
+            permits,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Accept clients until `stop` resolves; then stop accepting, end idle sessions,
+    /// let running statements finish for up to `limits.shutdown_grace`, and return.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let Gateway {
+            listener,
+            admin,
+            shared,
+            shutdown,
+            permits,
+        } = self;
+        let max = shared.config.limits.max_connections;
+        let grace = shared.config.limits.shutdown_grace;
+        let admin_task = admin.map(|l| {
+            let state = admin::AdminState {
+                metrics: Arc::clone(&shared.metrics),
+                token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
+            };
+            tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
+        });
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pgmoat is accepting connections");
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stop => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    let _ = tcp.set_nodelay(true);
+                    shared.metrics.connections_total.fetch_add(1, Relaxed);
+                    match Arc::clone(&permits).try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = Arc::clone(&shared);
+                            tokio::spawn(async move {
+                                shared.metrics.connections_active.fetch_add(1, Relaxed);
+                                session::serve(tcp, peer, Arc::clone(&shared)).await;
+                                shared.metrics.connections_active.fetch_sub(1, Relaxed);
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            shared.metrics.connections_refused.fetch_add(1, Relaxed);
+                            tracing::warn!(%peer, max, "connection limit reached; refusing");
+                            tokio::spawn(refuse(
+                                tcp,
+                                sqlstate::TOO_MANY_CONNECTIONS,
+                                "sorry, too many clients already",
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            "shutting down: no new connections; waiting up to {grace:?} for running statements"
+        );
+        let _ = shutdown.send(true);
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing the remaining sessions");
+        }
+        if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+/// Answer a connection pgmoat will not serve with a FATAL and close it.
+async fn refuse(mut tcp: TcpStream, code: &str, message: &str) {
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &ErrorFields::new(Severity::Fatal, code, message));
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;
+    let _ = tcp.shutdown().await;
+}

@@ -1,0 +1,124 @@
+//! CancelRequest routing. Each session gets a BackendKeyData of pgmoat's own; the real
+//! server key never reaches the client. A CancelRequest whose key is not one we issued
+//! (forged, or from a session that has ended) cancels nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use subtle::ConstantTimeEq;
+
+use crate::config::Target;
+
+#[derive(Clone)]
+pub struct CancelTarget {
+    pub target: Arc<Target>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub server_pid: i32,
+    pub server_secret: i32,
+}
+
+struct Entry {
+    secret: i32,
+    to: CancelTarget,
+}
+
+#[derive(Default)]
+pub struct CancelRegistry {
+    // Touched once per connect, disconnect and cancel: a plain mutex is enough.
+    entries: Mutex<HashMap<i32, Entry>>,
+}
+
+impl CancelRegistry {
+    /// Issue a fresh key for a session; it is withdrawn when the guard drops.
+    pub fn register(self: &Arc<Self>, to: CancelTarget) -> CancelKey {
+        let mut rng = rand::thread_rng();
+        let secret: i32 = rng.gen();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = loop {
+            let pid = rng.gen_range(1..i32::MAX);
+            if !entries.contains_key(&pid) {
+                break pid;
+            }
+        };
+        entries.insert(pid, Entry { secret, to });
+        CancelKey {
+            pid,
+            secret,
+            registry: Arc::clone(self),
+        }
+    }
+
+    /// The server to cancel on, when the key is one we issued.
+    pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = entries.get(&pid)?;
+        bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())).then(|| e.to.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A key held by a live session.
+pub struct CancelKey {
+    pub pid: i32,
+    pub secret: i32,
+    registry: Arc<CancelRegistry>,
+}
+
+impl Drop for CancelKey {
+    fn drop(&mut self) {
+        let mut entries = self
+            .registry
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        entries.remove(&self.pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamTlsMode;
+
+    fn to() -> CancelTarget {
+        CancelTarget {
+            target: Arc::new(Target {
+                name: "t".into(),
+                host: "h".into(),
+                port: 1,
+                database: "d".into(),
+                user: "u".into(),
+                password: None,
+                tls: UpstreamTlsMode::Disable,
+                ca: None,
+            }),
+            tls: None,
+            server_pid: 42,
+            server_secret: 7,
+        }
+    }
+
+    #[test]
+    fn only_the_issued_key_finds_the_server() {
+        let reg = Arc::new(CancelRegistry::default());
+        let key = reg.register(to());
+        assert_eq!(reg.lookup(key.pid, key.secret).unwrap().server_pid, 42);
+        assert!(reg.lookup(key.pid, key.secret.wrapping_add(1)).is_none());
+        assert!(reg.lookup(key.pid.wrapping_add(1), key.secret).is_none());
+        let (pid, secret) = (key.pid, key.secret);
+        drop(key);
+        assert!(
+            reg.lookup(pid, secret).is_none(),
+            "stale keys cancel nothing"
+        );
+        assert!(reg.is_empty());
+    }
+}

@@ -1,0 +1,495 @@
+//! One task per client: negotiate TLS, authenticate the caller, open pgmoat's own
+//! server connection with the held credentials, then relay.
+
+pub mod cancel;
+pub mod error;
+mod io;
+pub mod params;
+pub mod relay;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Identity, UserDirectory};
+use crate::config::{Config, Target};
+use crate::metrics::Metrics;
+use crate::net::stream::{ClientStream, MaybeTls};
+use crate::protocol::backend::{self, ErrorFields, Severity};
+use crate::protocol::frame::{cstr, Direction, SMALL_MESSAGE_LIMIT};
+use crate::protocol::scram::{ScramServer, MECHANISM};
+use crate::protocol::sqlstate;
+use crate::protocol::startup::{self, Initial, Startup};
+use cancel::{CancelRegistry, CancelTarget};
+use error::SessionError;
+use io::{read_message, ReadError};
+use relay::{End, Relay, RelayParts};
+
+/// What every session shares: built once by the gateway.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub users: UserDirectory,
+    pub targets: HashMap<String, Arc<Target>>,
+    pub tls: Option<TlsAcceptor>,
+    pub upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    pub cancels: Arc<CancelRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serve one client connection to the end. Never panics on client input; every way it
+/// can end is logged once.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let startup_timeout = shared.config.limits.startup_timeout;
+    let negotiated = match tokio::time::timeout(startup_timeout, negotiate(tcp, &shared)).await {
+        Err(_) => {
+            tracing::debug!(%peer, "client did not finish startup in time");
+            return;
+        }
+        Ok(Ok(Some(n))) => n,
+        Ok(Ok(None)) => return,
+        Ok(Err((stream, e))) => {
+            finish(stream, peer, &shared, Err(e)).await;
+            return;
+        }
+    };
+    let (mut client, startup, leftover) = negotiated;
+    let established = tokio::time::timeout(
+        startup_timeout,
+        establish(&mut client, startup, leftover, peer, &shared),
+    )
+    .await;
+    let est = match established {
+        Err(_) => {
+            let e =
+                SessionError::refused(sqlstate::CONNECTION_FAILURE, "pgmoat: startup timed out");
+            finish(Some(client), peer, &shared, Err(e)).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            finish(Some(client), peer, &shared, Err(e)).await;
+            return;
+        }
+        Ok(Ok(established)) => established,
+    };
+    let mut relay = Relay::new(RelayParts {
+        client,
+        upstream: est.upstream,
+        client_leftover: est.client_leftover,
+        server_leftover: est.server_leftover,
+        tx_status: est.tx_status,
+        max_message: shared.config.limits.max_message_bytes,
+        metrics: Arc::clone(&shared.metrics),
+        shutdown: shared.shutdown.clone(),
+    });
+    let result = relay.run().await;
+    let (client, mut upstream) = relay.into_streams();
+    if let Ok(End::Shutdown) = result {
+        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+    }
+    let _ = upstream.shutdown().await;
+    tracing::debug!(%peer, identity = %est.identity.name, "session ended: {result:?}");
+    finish(Some(client), peer, &shared, result.map(Some)).await;
+    drop(est.cancel_key);
+}
+
+/// Write the client's FATAL, if the ending calls for one, and close.
+async fn finish(
+    client: Option<ClientStream>,
+    peer: SocketAddr,
+    shared: &Shared,
+    result: Result<Option<End>, SessionError>,
+) {
+    let Some(mut client) = client else { return };
+    let fatal = match &result {
+        Ok(Some(End::Shutdown)) => Some((
+            sqlstate::ADMIN_SHUTDOWN.to_string(),
+            "terminating connection due to administrator command".to_string(),
+            None,
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            if e.is_protocol_violation() {
+                shared
+                    .metrics
+                    .protocol_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            match e {
+                SessionError::ClientIo(_) | SessionError::ClientGone => {
+                    tracing::debug!(%peer, "{e}")
+                }
+                _ => tracing::info!(%peer, "session refused or ended: {e}"),
+            }
+            e.client_fatal()
+        }
+    };
+    if let Some((code, message, detail)) = fatal {
+        let mut out = BytesMut::new();
+        let mut f = ErrorFields::new(Severity::Fatal, &code, &message);
+        if let Some(d) = detail.as_deref() {
+            f = f.detail(d);
+        }
+        backend::error_response(&mut out, &f);
+        let _ = client.write_all(&out).await;
+        let _ = client.flush().await;
+    }
+    let _ = client.shutdown().await;
+}
+
+type Negotiated = (ClientStream, Startup, BytesMut);
+type NegotiateError = (Option<ClientStream>, SessionError);
+
+/// Read the opening packets: SSLRequest (answered 'S' with TLS configured, else 'N'),
+/// GSSENCRequest ('N'), CancelRequest (routed, then closed), and finally the
+/// StartupMessage. `Ok(None)` means the connection is done with nothing to say.
+async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>, NegotiateError> {
+    let mut stream: ClientStream = MaybeTls::Plain(tcp);
+    let mut buf = BytesMut::with_capacity(1024);
+    // Postgres 17 clients may open with a TLS ClientHello instead of SSLRequest.
+    if let (Some(acceptor), MaybeTls::Plain(tcp)) = (&shared.tls, &stream) {
+        let mut first = [0u8; 1];
+        if matches!(tcp.peek(&mut first).await, Ok(1)) && first[0] == 0x16 {
+            let MaybeTls::Plain(tcp) = stream else {
+                unreachable!()
+            };
+            match acceptor.accept(tcp).await {
+                Ok(tls) => stream = MaybeTls::Tls(Box::new(tls)),
+                Err(e) => {
+                    tracing::debug!("direct TLS handshake failed: {e}");
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    loop {
+        let packet = match read_startup_packet(&mut stream, &mut buf).await {
+            Ok(p) => p,
+            Err(SessionError::ClientGone) | Err(SessionError::ClientIo(_)) => return Ok(None),
+            Err(e) => return Err((Some(stream), e)),
+        };
+        let initial = match startup::parse(&packet) {
+            Ok(i) => i,
+            Err(e) => return Err((Some(stream), SessionError::Protocol(e.to_string()))),
+        };
+        match initial {
+            Initial::Ssl | Initial::GssEnc => {
+                // Bytes sent behind the request would be read as if they had come over
+                // the encrypted channel (CVE-2021-23222): refuse them.
+                if !buf.is_empty() {
+                    return Err((
+                        Some(stream),
+                        SessionError::Protocol("unencrypted data after SSL or GSS request".into()),
+                    ));
+                }
+                let offer_tls = matches!(initial, Initial::Ssl) && !stream.is_tls();
+                match (&shared.tls, stream, offer_tls) {
+                    (Some(acceptor), MaybeTls::Plain(mut tcp), true) => {
+                        if tcp.write_all(b"S").await.is_err() {
+                            return Ok(None);
+                        }
+                        match acceptor.accept(tcp).await {
+                            Ok(tls) => stream = MaybeTls::Tls(Box::new(tls)),
+                            Err(e) => {
+                                tracing::debug!("TLS handshake failed: {e}");
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    (_, mut s, _) => {
+                        if s.write_all(b"N").await.is_err() {
+                            return Ok(None);
+                        }
+                        stream = s;
+                    }
+                }
+            }
+            Initial::Cancel { pid, secret } => {
+                shared
+                    .metrics
+                    .cancel_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(to) = shared.cancels.lookup(pid, secret) {
+                    let timeout = shared.config.limits.connect_timeout;
+                    if let Err(e) = upstream::cancel(
+                        &to.target,
+                        to.tls.as_ref(),
+                        to.server_pid,
+                        to.server_secret,
+                        timeout,
+                    )
+                    .await
+                    {
+                        tracing::warn!(target = %to.target.name, "could not forward a cancel request: {e}");
+                    }
+                } else {
+                    tracing::debug!("cancel request with a key pgmoat did not issue: ignored");
+                }
+                return Ok(None);
+            }
+            Initial::Startup(s) => return Ok(Some((stream, s, buf))),
+        }
+    }
+}
+
+async fn read_startup_packet(
+    stream: &mut ClientStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, SessionError> {
+    loop {
+        if let Some(len) =
+            startup::packet_len(buf).map_err(|e| SessionError::Protocol(e.to_string()))?
+        {
+            if buf.len() >= len {
+                return Ok(buf.split_to(len));
+            }
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(SessionError::ClientGone),
+            Ok(_) => {}
+            Err(e) => return Err(SessionError::ClientIo(e)),
+        }
+    }
+}
+
+struct Established {
+    upstream: crate::net::stream::UpstreamStream,
+    server_leftover: BytesMut,
+    tx_status: u8,
+    client_leftover: BytesMut,
+    identity: Identity,
+    cancel_key: cancel::CancelKey,
+}
+
+/// Authenticate the client, check its settings and target, connect upstream and send
+/// the client the server's greeting with pgmoat's own cancel key.
+async fn establish(
+    client: &mut ClientStream,
+    startup: Startup,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Established, SessionError> {
+    if shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
+        return Err(SessionError::refused(
+            sqlstate::INVALID_AUTHORIZATION,
+            "pgmoat: this gateway requires TLS (connect with sslmode=require)",
+        ));
+    }
+    let mut out = BytesMut::with_capacity(1024);
+    let unrecognised: Vec<String> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if startup.minor > 0 || !unrecognised.is_empty() {
+        backend::negotiate_protocol_version(&mut out, 0, &unrecognised);
+    }
+    let user = startup
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            SessionError::refused(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?
+        .to_owned();
+    let database = startup
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_owned();
+
+    let identity = match authenticate(client, &mut buf, &user, &mut out, shared).await {
+        Ok(id) => id,
+        Err(e) => {
+            if matches!(&e, SessionError::Refused { code, .. } if *code == sqlstate::INVALID_PASSWORD)
+            {
+                shared
+                    .metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%peer, %user, "client authentication failed");
+            }
+            return Err(e);
+        }
+    };
+
+    let target = shared
+        .targets
+        .get(&database)
+        .cloned()
+        .ok_or_else(|| SessionError::Refused {
+            code: sqlstate::INVALID_CATALOG_NAME,
+            message: format!("database \"{database}\" does not exist"),
+            detail: Some(format!("pgmoat has no target named \"{database}\".")),
+        })?;
+    params::check_startup(&startup.params)
+        .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
+
+    let mut upstream_params: Vec<(String, String)> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "user" | "database" | "replication" | "application_name"
+            ) && !k.starts_with("_pq_.")
+        })
+        .cloned()
+        .collect();
+    upstream_params.push((
+        "application_name".into(),
+        params::upstream_application_name(startup.get("application_name"), &identity.name),
+    ));
+
+    let tls = shared.upstream_tls.get(&target.name);
+    let stream = upstream::connect(&target, tls, shared.config.limits.connect_timeout).await?;
+    let ready = upstream::start(stream, &target, &upstream_params).await?;
+
+    // A role or database default (ALTER ROLE ... SET) could already have changed how
+    // the server reads SQL.
+    let mut greeting = &ready.for_client[..];
+    while greeting.len() >= 5 {
+        let len =
+            i32::from_be_bytes([greeting[1], greeting[2], greeting[3], greeting[4]]) as usize + 1;
+        let (msg, rest) = greeting.split_at(len.min(greeting.len()));
+        if msg[0] == b'S' {
+            if let Some(refusal) = relay::runtime_setting_refusal(&msg[5..]) {
+                return Err(SessionError::refused(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    refusal,
+                ));
+            }
+        }
+        greeting = rest;
+    }
+
+    let cancel_key = shared.cancels.register(CancelTarget {
+        target: Arc::clone(&target),
+        tls: tls.cloned(),
+        server_pid: ready.server_pid,
+        server_secret: ready.server_secret,
+    });
+    backend::auth_ok(&mut out);
+    out.extend_from_slice(&ready.for_client);
+    backend::backend_key_data(&mut out, cancel_key.pid, cancel_key.secret);
+    backend::ready_for_query(&mut out, ready.status);
+    client
+        .write_all(&out)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)?;
+    tracing::info!(%peer, identity = %identity.name, target = %target.name, tls = client.is_tls(), "session started");
+
+    Ok(Established {
+        upstream: ready.stream,
+        server_leftover: ready.leftover,
+        tx_status: ready.status,
+        client_leftover: buf,
+        identity,
+        cancel_key,
+    })
+}
+
+fn client_read_err(e: ReadError) -> SessionError {
+    match e {
+        ReadError::Io(e) => SessionError::ClientIo(e),
+        ReadError::Eof => SessionError::ClientGone,
+        ReadError::Frame(f) => SessionError::Protocol(f.to_string()),
+    }
+}
+
+/// SCRAM-SHA-256 with the client. `out` holds anything queued to send first. On
+/// success the SASL final message has been sent; AuthenticationOk follows once the
+/// server side is ready.
+async fn authenticate(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+    out: &mut BytesMut,
+    shared: &Shared,
+) -> Result<Identity, SessionError> {
+    let failed = || {
+        SessionError::refused(
+            sqlstate::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        )
+    };
+    let (verifier, identity) = shared.users.lookup(user);
+    let mut scram = ScramServer::new(verifier);
+    backend::auth_sasl(out, &[MECHANISM]);
+    client
+        .write_all(out)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)?;
+    out.clear();
+
+    let first = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
+        .await
+        .map_err(client_read_err)?;
+    if first[0] != b'p' {
+        return Err(SessionError::Protocol(format!(
+            "expected SASL response, got message type '{}'",
+            first[0] as char
+        )));
+    }
+    let mut body = &first[5..];
+    let (mechanism, rest) =
+        cstr(body).ok_or_else(|| SessionError::Protocol("malformed SASLInitialResponse".into()))?;
+    if mechanism != MECHANISM.as_bytes() {
+        return Err(SessionError::Protocol(
+            "client selected an invalid SASL authentication mechanism".into(),
+        ));
+    }
+    body = rest;
+    if body.len() < 4 {
+        return Err(SessionError::Protocol(
+            "malformed SASLInitialResponse".into(),
+        ));
+    }
+    let len = body.get_i32();
+    if len < 0 || len as usize != body.len() {
+        return Err(SessionError::Protocol(
+            "malformed SASLInitialResponse".into(),
+        ));
+    }
+    let server_first = scram.client_first(body).map_err(|e| {
+        tracing::debug!("SCRAM client-first refused: {e}");
+        failed()
+    })?;
+    backend::auth_sasl_data(out, 11, server_first.as_bytes());
+    client
+        .write_all(out)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)?;
+    out.clear();
+
+    let last = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
+        .await
+        .map_err(client_read_err)?;
+    if last[0] != b'p' {
+        return Err(SessionError::Protocol(format!(
+            "expected SASL response, got message type '{}'",
+            last[0] as char
+        )));
+    }
+    let server_final = scram.client_final(&last[5..]).map_err(|e| {
+        tracing::debug!("SCRAM client-final refused: {e}");
+        failed()
+    })?;
+    let identity = identity.ok_or_else(failed)?;
+    backend::auth_sasl_data(out, 12, server_final.as_bytes());
+    Ok(identity)
+}

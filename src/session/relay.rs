@@ -1,0 +1,432 @@
+//! The relay loop: one task per session, reading both sockets.
+//!
+//! Most bytes are forwarded exactly as they arrived: each read is scanned header by
+//! header (no copy), and everything complete is written on in one write. Only the
+//! messages pgmoat must look into are held until whole: Query, Parse and FunctionCall
+//! from the client; ReadyForQuery and ParameterStatus from the server. Any other
+//! message, however large, streams through as it arrives, so a 100 MB row or COPY chunk
+//! costs no buffering.
+//!
+//! Responses pgmoat composes itself (a refused message) must reach the client in
+//! protocol order, after the results of everything sent before them. Every Query,
+//! FunctionCall and Sync produces exactly one ReadyForQuery, so counting those sent and
+//! seen tells where in the server's stream a composed response belongs.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::error::SessionError;
+use super::params;
+use crate::metrics::{BatchStats, Metrics};
+use crate::net::stream::{ClientStream, UpstreamStream};
+use crate::protocol::backend::{self, parse_parameter_status, ErrorFields, Severity};
+use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::sqlstate;
+
+/// Read buffers start this big and go back to it after a large message.
+const BUF_START: usize = 8 * 1024;
+/// An idle session keeps at most this much buffer per direction.
+const BUF_KEEP: usize = 64 * 1024;
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
+/// How a session ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its socket.
+    ClientClosed,
+    /// The server closed its socket (after relaying whatever it said last).
+    ServerClosed,
+    /// The gateway is shutting down and this session had nothing running.
+    Shutdown,
+}
+
+/// What pgmoat does with a client message it holds whole.
+enum Verdict {
+    Forward,
+    /// Answer the client with this ErrorResponse (ReadyForQuery is added in order).
+    Refuse(BytesMut),
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    Shutdown,
+}
+
+pub struct Relay {
+    client: ClientStream,
+    upstream: UpstreamStream,
+    cbuf: BytesMut,
+    ubuf: BytesMut,
+    /// Bytes still to come of a client message being streamed through.
+    c_stream: usize,
+    u_stream: usize,
+    /// ReadyForQuery-producing messages sent upstream, and ReadyForQuerys seen back.
+    sent_syncs: u64,
+    seen_rfq: u64,
+    /// Composed responses, each due right after the ReadyForQuery with that number.
+    injections: VecDeque<(u64, BytesMut)>,
+    tx_status: u8,
+    max_message: usize,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    draining: bool,
+}
+
+pub struct RelayParts {
+    pub client: ClientStream,
+    pub upstream: UpstreamStream,
+    /// Client bytes that arrived after the startup exchange.
+    pub client_leftover: BytesMut,
+    pub server_leftover: BytesMut,
+    pub tx_status: u8,
+    pub max_message: usize,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+fn client_io(e: std::io::Error) -> SessionError {
+    SessionError::ClientIo(e)
+}
+
+fn server_io(e: std::io::Error) -> SessionError {
+    SessionError::UpstreamIo(e)
+}
+
+fn ensure_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(BUF_START);
+    }
+}
+
+/// After a large message, give the memory back rather than holding it while idle.
+fn shrink(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > BUF_KEEP {
+        *buf = BytesMut::with_capacity(BUF_START);
+    }
+}
+
+impl Relay {
+    pub fn new(p: RelayParts) -> Relay {
+        let mut cbuf = p.client_leftover;
+        cbuf.reserve(BUF_START);
+        let mut ubuf = p.server_leftover;
+        ubuf.reserve(BUF_START);
+        Relay {
+            client: p.client,
+            upstream: p.upstream,
+            cbuf,
+            ubuf,
+            c_stream: 0,
+            u_stream: 0,
+            sent_syncs: 0,
+            seen_rfq: 0,
+            injections: VecDeque::new(),
+            tx_status: p.tx_status,
+            max_message: p.max_message,
+            metrics: p.metrics,
+            shutdown: p.shutdown,
+            draining: false,
+        }
+    }
+
+    fn outstanding(&self) -> u64 {
+        self.sent_syncs.saturating_sub(self.seen_rfq)
+    }
+
+    pub fn into_streams(self) -> (ClientStream, UpstreamStream) {
+        (self.client, self.upstream)
+    }
+
+    pub async fn run(&mut self) -> Result<End, SessionError> {
+        if *self.shutdown.borrow() {
+            self.draining = true;
+        }
+        // Bytes that came in with the startup exchange are processed first.
+        if !self.cbuf.is_empty() {
+            if let Some(end) = self.from_client().await? {
+                return Ok(end);
+            }
+        }
+        if !self.ubuf.is_empty() {
+            if let Some(end) = self.from_server().await? {
+                return Ok(end);
+            }
+        }
+        loop {
+            if self.draining && self.outstanding() == 0 {
+                return Ok(End::Shutdown);
+            }
+            ensure_room(&mut self.cbuf);
+            ensure_room(&mut self.ubuf);
+            let draining = self.draining;
+            let event = tokio::select! {
+                r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                r = self.upstream.read_buf(&mut self.ubuf) => Event::Server(r),
+                _ = self.shutdown.changed(), if !draining => Event::Shutdown,
+            };
+            let end = match event {
+                Event::Client(Ok(0)) => {
+                    let _ = self.upstream.write_all(&TERMINATE).await;
+                    return Ok(End::ClientClosed);
+                }
+                Event::Client(Ok(_)) => self.from_client().await?,
+                Event::Client(Err(e)) => return Err(client_io(e)),
+                Event::Server(Ok(0)) => return Ok(End::ServerClosed),
+                Event::Server(Ok(_)) => self.from_server().await?,
+                Event::Server(Err(e)) => return Err(server_io(e)),
+                Event::Shutdown => {
+                    self.draining = true;
+                    None
+                }
+            };
+            if let Some(end) = end {
+                return Ok(end);
+            }
+        }
+    }
+
+    async fn from_client(&mut self) -> Result<Option<End>, SessionError> {
+        let mut buf = std::mem::take(&mut self.cbuf);
+        let result = self.scan_client(&mut buf).await;
+        shrink(&mut buf);
+        self.cbuf = buf;
+        result
+    }
+
+    async fn from_server(&mut self) -> Result<Option<End>, SessionError> {
+        let mut buf = std::mem::take(&mut self.ubuf);
+        let result = self.scan_server(&mut buf).await;
+        shrink(&mut buf);
+        self.ubuf = buf;
+        result
+    }
+
+    /// Look at each client message in `buf`; forward, hold or refuse it.
+    async fn scan_client(&mut self, buf: &mut BytesMut) -> Result<Option<End>, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        let mut fwd = 0;
+        let mut end = None;
+        while pos < buf.len() {
+            if self.c_stream > 0 {
+                let n = self.c_stream.min(buf.len() - pos);
+                pos += n;
+                self.c_stream -= n;
+                continue;
+            }
+            let Some(h) = frame::check(&buf[pos..], Direction::Frontend, LARGE_MESSAGE_LIMIT)?
+            else {
+                break;
+            };
+            let have = buf.len() - pos;
+            match h.tag {
+                b'Q' | b'P' | b'F' => {
+                    if h.total > self.max_message {
+                        return Err(SessionError::Protocol(format!(
+                            "message of type '{}' is too long ({} bytes, at most {})",
+                            h.tag as char, h.total, self.max_message
+                        )));
+                    }
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    match self.inspect_client(&buf[pos..pos + h.total]) {
+                        Verdict::Forward => {
+                            match h.tag {
+                                b'Q' => {
+                                    stats.queries_simple += 1;
+                                    self.sent_syncs += 1;
+                                }
+                                b'F' => self.sent_syncs += 1,
+                                _ => {}
+                            }
+                            pos += h.total;
+                        }
+                        Verdict::Refuse(response) => {
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            pos += h.total;
+                            fwd = pos;
+                            self.respond(response).await?;
+                        }
+                    }
+                    continue;
+                }
+                b'S' => self.sent_syncs += 1,
+                b'E' => stats.queries_extended += 1,
+                b'X' => {
+                    pos += have.min(h.total);
+                    end = Some(End::ClientTerminated);
+                    break;
+                }
+                _ => {}
+            }
+            let n = h.total.min(have);
+            pos += n;
+            self.c_stream = h.total - n;
+        }
+        stats.bytes_from_client = pos as u64;
+        if fwd < pos {
+            self.write_upstream(&buf[fwd..pos]).await?;
+        }
+        buf.advance(pos);
+        self.upstream.flush().await.map_err(server_io)?;
+        self.client.flush().await.map_err(client_io)?;
+        self.metrics.add(&stats);
+        Ok(end)
+    }
+
+    /// The interception point for whole client messages. The rule engine hooks in here.
+    fn inspect_client(&mut self, msg: &[u8]) -> Verdict {
+        match msg[0] {
+            b'F' => {
+                self.metrics
+                    .messages_blocked
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut out = BytesMut::new();
+                backend::error_response(
+                    &mut out,
+                    &ErrorFields::new(
+                        Severity::Error,
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        "pgmoat: FunctionCall messages are blocked",
+                    )
+                    .detail("The fast-path interface calls a function by OID with no SQL, so no rule could judge it."),
+                );
+                Verdict::Refuse(out)
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    /// Send a composed ErrorResponse now, or queue it behind the results still due.
+    async fn respond(&mut self, response: BytesMut) -> Result<(), SessionError> {
+        if self.outstanding() == 0 {
+            self.emit(response).await
+        } else {
+            self.injections.push_back((self.sent_syncs, response));
+            Ok(())
+        }
+    }
+
+    async fn emit(&mut self, mut response: BytesMut) -> Result<(), SessionError> {
+        backend::ready_for_query(&mut response, self.tx_status);
+        self.client.write_all(&response).await.map_err(client_io)?;
+        self.metrics
+            .bytes_to_clients
+            .fetch_add(response.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn write_upstream(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.upstream.write_all(bytes).await.map_err(server_io)
+    }
+
+    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.client.write_all(bytes).await.map_err(client_io)
+    }
+
+    /// Look at each server message in `buf` and forward it.
+    async fn scan_server(&mut self, buf: &mut BytesMut) -> Result<Option<End>, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        let mut fwd = 0;
+        let mut end = None;
+        while pos < buf.len() {
+            if self.u_stream > 0 {
+                let n = self.u_stream.min(buf.len() - pos);
+                pos += n;
+                self.u_stream -= n;
+                continue;
+            }
+            let Some(h) = frame::check(&buf[pos..], Direction::Backend, LARGE_MESSAGE_LIMIT)
+                .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
+            else {
+                break;
+            };
+            let have = buf.len() - pos;
+            match h.tag {
+                b'Z' | b'S' => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    let body = &buf[pos + 5..pos + h.total];
+                    if h.tag == b'S' {
+                        if let Some(refusal) = runtime_setting_refusal(body) {
+                            self.write_client(&buf[fwd..pos]).await?;
+                            buf.advance(pos);
+                            return Err(SessionError::Refused {
+                                code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                                message: refusal,
+                                detail: None,
+                            });
+                        }
+                        pos += h.total;
+                        continue;
+                    }
+                    self.tx_status = body.first().copied().unwrap_or(b'I');
+                    self.seen_rfq += 1;
+                    pos += h.total;
+                    while self
+                        .injections
+                        .front()
+                        .is_some_and(|(at, _)| *at == self.seen_rfq)
+                    {
+                        self.write_client(&buf[fwd..pos]).await?;
+                        fwd = pos;
+                        if let Some((_, response)) = self.injections.pop_front() {
+                            self.emit(response).await?;
+                        }
+                    }
+                    if self.draining && self.outstanding() == 0 {
+                        end = Some(End::Shutdown);
+                        break;
+                    }
+                    continue;
+                }
+                b'E' => stats.server_errors += 1,
+                _ => {}
+            }
+            let n = h.total.min(have);
+            pos += n;
+            self.u_stream = h.total - n;
+        }
+        stats.bytes_to_client = pos as u64;
+        self.write_client(&buf[fwd..pos]).await?;
+        buf.advance(pos);
+        self.client.flush().await.map_err(client_io)?;
+        self.metrics.add(&stats);
+        Ok(end)
+    }
+}
+
+/// A ParameterStatus that says the session now reads SQL differently from our parser.
+pub fn runtime_setting_refusal(body: &[u8]) -> Option<String> {
+    let (name, value) = parse_parameter_status(body)?;
+    let name = String::from_utf8_lossy(name);
+    let value = String::from_utf8_lossy(value);
+    let bad = match name.as_ref() {
+        "standard_conforming_strings" => !value.eq_ignore_ascii_case("on"),
+        "client_encoding" => !params::encoding_is_safe(&value),
+        _ => false,
+    };
+    bad.then(|| {
+        format!(
+            "pgmoat: this session set {name} to {value}, so the server would read SQL differently from pgmoat's parser; the session is ended"
+        )
+    })
+}
