@@ -337,6 +337,49 @@ impl Config {
         Config::from_yaml(&text, &path.display().to_string(), base, &ProcessEnv)
     }
 
+    /// Validate a config file as `pgmoat check` does: secrets need not be present
+    /// (CI pipelines rarely have them), so missing variables are returned, not errors.
+    pub fn check(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let missing = std::cell::RefCell::new(Vec::new());
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| {
+                    missing.borrow_mut().push(name.to_owned());
+                    Some("unset".to_owned())
+                })
+        };
+        let config = Config::from_yaml(&text, &path.display().to_string(), base, &env)?;
+        let mut missing = missing.into_inner();
+        missing.sort();
+        missing.dedup();
+        Ok((config, missing))
+    }
+
+    /// Sections this build accepts and checks but does not act on yet.
+    pub fn inactive_sections(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.rules.is_some() {
+            v.push("rules");
+        }
+        if self.approvals.is_some() {
+            v.push("approvals");
+        }
+        if self.audit.is_some() {
+            v.push("audit");
+        }
+        if self.oidc.is_some() {
+            v.push("identities.oidc");
+        }
+        v
+    }
+
     /// Parse and validate YAML text. `name` labels errors; `base` resolves relative paths.
     pub fn from_yaml(
         text: &str,
@@ -352,20 +395,24 @@ impl Config {
     }
 }
 
-/// serde-saphyr renders a multi-line snippet; keep "line:col: message" on one line.
+/// serde-saphyr says `error: line L column C: message` (sometimes with a snippet after);
+/// make that `:L:C: message` on one line, so errors read `file:line:col: message`.
 fn one_line_yaml_error(text: &str) -> String {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("invalid YAML").to_owned();
-    // Find "line N column M" or "N:M" location hints anywhere in the rendering.
-    let location = text
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != ':')
-        .find_map(|w| {
-            let (l, c) = w.split_once(':')?;
-            (l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok()).then(|| w.to_owned())
-        });
-    match location {
-        Some(loc) if !first.contains(&loc) => format!("{loc}: {first}"),
-        _ => format!(" {first}"),
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid YAML");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let located = first.strip_prefix("line ").and_then(|rest| {
+        let (line, rest) = rest.split_once(" column ")?;
+        let (col, message) = rest.split_once(": ")?;
+        let (line, col) = (line.parse::<u32>().ok()?, col.parse::<u32>().ok()?);
+        Some(format!("{line}:{col}: {message}"))
+    });
+    match located {
+        Some(l) => l,
+        None => format!(" {first}"),
     }
 }
 

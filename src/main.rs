@@ -132,8 +132,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
+        Command::Check { config } => match Config::check(&config) {
+            Ok((c, missing)) => {
                 println!(
                     "{}: ok ({} target{}, {} user{})",
                     config.display(),
@@ -142,6 +142,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     c.users.len(),
                     if c.users.len() == 1 { "" } else { "s" }
                 );
+                for var in missing {
+                    println!("note: environment variable {var} is not set here; `pgmoat serve` will need it");
+                }
+                for section in c.inactive_sections() {
+                    println!("note: `{section}` is checked but not enforced by this build yet");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

@@ -49,6 +49,11 @@ impl Gateway {
     /// Bind the listeners and prepare TLS; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         tls::install_default_provider();
+        for section in config.inactive_sections() {
+            tracing::warn!(
+                "config section `{section}` is accepted but not enforced by this build yet"
+            );
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -150,12 +150,12 @@ impl Relay {
         }
         // Bytes that came in with the startup exchange are processed first.
         if !self.cbuf.is_empty() {
-            if let Some(end) = self.from_client().await? {
+            if let Some(end) = self.on_client_bytes().await? {
                 return Ok(end);
             }
         }
         if !self.ubuf.is_empty() {
-            if let Some(end) = self.from_server().await? {
+            if let Some(end) = self.on_server_bytes().await? {
                 return Ok(end);
             }
         }
@@ -176,10 +176,10 @@ impl Relay {
                     let _ = self.upstream.write_all(&TERMINATE).await;
                     return Ok(End::ClientClosed);
                 }
-                Event::Client(Ok(_)) => self.from_client().await?,
+                Event::Client(Ok(_)) => self.on_client_bytes().await?,
                 Event::Client(Err(e)) => return Err(client_io(e)),
                 Event::Server(Ok(0)) => return Ok(End::ServerClosed),
-                Event::Server(Ok(_)) => self.from_server().await?,
+                Event::Server(Ok(_)) => self.on_server_bytes().await?,
                 Event::Server(Err(e)) => return Err(server_io(e)),
                 Event::Shutdown => {
                     self.draining = true;
@@ -192,7 +192,7 @@ impl Relay {
         }
     }
 
-    async fn from_client(&mut self) -> Result<Option<End>, SessionError> {
+    async fn on_client_bytes(&mut self) -> Result<Option<End>, SessionError> {
         let mut buf = std::mem::take(&mut self.cbuf);
         let result = self.scan_client(&mut buf).await;
         shrink(&mut buf);
@@ -200,7 +200,7 @@ impl Relay {
         result
     }
 
-    async fn from_server(&mut self) -> Result<Option<End>, SessionError> {
+    async fn on_server_bytes(&mut self) -> Result<Option<End>, SessionError> {
         let mut buf = std::mem::take(&mut self.ubuf);
         let result = self.scan_server(&mut buf).await;
         shrink(&mut buf);

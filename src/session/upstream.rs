@@ -117,7 +117,7 @@ pub async fn start(
     let mut startup: Vec<(&str, &str)> =
         vec![("user", &target.user), ("database", &target.database)];
     startup.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    frontend::startup_message(startup.into_iter(), &mut out).map_err(io_err)?;
+    frontend::startup_message(startup, &mut out).map_err(io_err)?;
     stream.write_all(&out).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
 

@@ -1,0 +1,380 @@
+//! A gateway in front of the shared test Postgres, plus a raw protocol client for the
+//! cases a driver will not produce (garbage, FunctionCall, transaction-status bytes).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::common::pg::{self, TestPg};
+
+pub const AGENT: &str = "agent-1";
+pub const AGENT_PW: &str = "agent-secret-1";
+/// The role pgmoat logs in as; clients never learn its password.
+pub const APP_ROLE: &str = "app_rw";
+pub const APP_PW: &str = "held-credential-9f2";
+
+static PREPARED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Make sure the shared server has the roles the tests use (once per test binary).
+pub async fn prepare(pg: &'static TestPg) {
+    PREPARED.get_or_init(|| prepare_once(pg)).await;
+}
+
+async fn prepare_once(pg: &TestPg) {
+    pg.create_role_with_method(APP_ROLE, APP_PW, "scram").await;
+    pg.create_database("demo").await;
+    let admin = pg.admin_client().await;
+    admin
+        .batch_execute("GRANT ALL ON DATABASE demo TO app_rw; ALTER DATABASE demo OWNER TO app_rw")
+        .await
+        .expect("grant demo to app_rw");
+}
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Stop accepting and wait for the gateway to finish shutting down.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("gateway shut down in time")
+                .expect("gateway task");
+        }
+    }
+
+    /// Ask the gateway to stop, without waiting.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.take().expect("not yet shut down")
+    }
+
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db} sslmode=disable",
+            self.addr.port()
+        )
+    }
+
+    /// tokio-postgres through the gateway as the standard agent, target "demo".
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        self.connect_as(AGENT, AGENT_PW, "demo")
+            .await
+            .expect("connect through pgmoat")
+    }
+
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        connect_url(&self.url(user, password, db)).await
+    }
+}
+
+pub async fn connect_url(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The standard config: one target "demo" on the shared server, one agent user.
+/// `extra` is appended verbatim (top-level keys).
+pub fn config_yaml(pg: &TestPg, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+  token_env: ADMIN_TOKEN
+targets:
+  demo:
+    host: 127.0.0.1
+    port: {port}
+    database: demo
+    user: {APP_ROLE}
+    password_env: APP_PW
+    tls: disable
+identities:
+  users:
+    - name: {AGENT}
+      password_env: AGENT_PW
+      groups: [agents]
+{extra}",
+        port = pg.port
+    )
+}
+
+pub fn test_env() -> HashMap<String, String> {
+    [
+        ("APP_PW", APP_PW),
+        ("AGENT_PW", AGENT_PW),
+        ("ADMIN_TOKEN", "admin-token"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Start a gateway from YAML in this test's runtime.
+pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway {
+    let lookup = move |name: &str| env.get(name).cloned();
+    let config = pgmoat::Config::from_yaml(yaml, "test.yaml", Path::new("/"), &lookup)
+        .expect("valid test config");
+    let gateway = pgmoat::Gateway::bind(config).await.expect("bind gateway");
+    let addr = gateway.local_addr();
+    let admin = gateway.admin_addr();
+    let metrics = gateway.metrics();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        addr,
+        admin,
+        metrics,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// The shared server, prepared, with a standard gateway in front.
+pub async fn start() -> (&'static TestPg, TestGateway) {
+    start_with("").await
+}
+
+pub async fn start_with(extra: &str) -> (&'static TestPg, TestGateway) {
+    let pg = pg::shared();
+    prepare(pg).await;
+    let gw = start_yaml(&config_yaml(pg, extra), test_env()).await;
+    (pg, gw)
+}
+
+/// A minimal protocol client over a raw socket.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    pub backend_key: (i32, i32),
+}
+
+/// A message as read back: tag and body.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub tag: u8,
+    pub body: Vec<u8>,
+}
+
+impl Msg {
+    /// A field of an ErrorResponse/NoticeResponse.
+    pub fn field(&self, kind: u8) -> String {
+        let mut b = &self.body[..];
+        while let Some((&k, rest)) = b.split_first() {
+            if k == 0 {
+                break;
+            }
+            let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+            if k == kind {
+                return String::from_utf8_lossy(&rest[..end]).into_owned();
+            }
+            b = &rest[(end + 1).min(rest.len())..];
+        }
+        String::new()
+    }
+}
+
+impl Raw {
+    /// Connect and authenticate with SCRAM; return after the first ReadyForQuery.
+    pub async fn login(addr: SocketAddr, user: &str, password: &str, db: &str) -> Result<Raw, Msg> {
+        Self::login_with(addr, &[("user", user), ("database", db)], password).await
+    }
+
+    pub async fn login_with(
+        addr: SocketAddr,
+        params: &[(&str, &str)],
+        password: &str,
+    ) -> Result<Raw, Msg> {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        let mut raw = Raw {
+            stream,
+            buf: BytesMut::new(),
+            backend_key: (0, 0),
+        };
+        let mut out = BytesMut::new();
+        frontend::startup_message(params.iter().copied(), &mut out).unwrap();
+        raw.send(&out).await;
+        let mut scram = None;
+        loop {
+            let m = raw.read().await.expect("message during login");
+            match m.tag {
+                b'R' => {
+                    let mut body = &m.body[..];
+                    let code = body.get_i32();
+                    out.clear();
+                    match code {
+                        0 => {}
+                        10 => {
+                            let s = ScramSha256::new(
+                                password.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
+                                .unwrap();
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram.as_mut().unwrap();
+                            s.update(body).unwrap();
+                            frontend::sasl_response(s.message(), &mut out).unwrap();
+                        }
+                        12 => scram
+                            .take()
+                            .unwrap()
+                            .finish(body)
+                            .expect("server signature"),
+                        other => panic!("unexpected auth code {other}"),
+                    }
+                    if !out.is_empty() {
+                        raw.send(&out).await;
+                    }
+                }
+                b'K' => {
+                    let mut b = &m.body[..];
+                    raw.backend_key = (b.get_i32(), b.get_i32());
+                }
+                b'Z' => return Ok(raw),
+                b'E' => return Err(m),
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Read one message; None on EOF or after 20 s.
+    pub async fn read(&mut self) -> Option<Msg> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if self.buf.len() > len {
+                    let msg = self.buf.split_to(len + 1);
+                    return Some(Msg {
+                        tag: msg[0],
+                        body: msg[5..].to_vec(),
+                    });
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Read messages up to and including the next ReadyForQuery.
+    pub async fn until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        loop {
+            let m = self
+                .read()
+                .await
+                .expect("connection open until ReadyForQuery");
+            let done = m.tag == b'Z';
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    pub async fn query(&mut self, sql: &str) -> Vec<Msg> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).unwrap();
+        self.send(&out).await;
+        self.until_ready().await
+    }
+}
+
+/// A message built by hand: tag, then body with the length filled in.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = BytesMut::new();
+    v.put_u8(tag);
+    v.put_i32(body.len() as i32 + 4);
+    v.put_slice(body);
+    v.to_vec()
+}
+
+/// The transaction status byte of the last ReadyForQuery in `msgs`.
+pub fn status(msgs: &[Msg]) -> u8 {
+    msgs.iter()
+        .rev()
+        .find(|m| m.tag == b'Z')
+        .map(|m| m.body[0])
+        .expect("a ReadyForQuery")
+}
+
+pub fn tags(msgs: &[Msg]) -> String {
+    msgs.iter().map(|m| m.tag as char).collect()
+}
+
+/// The SQLSTATE of a tokio-postgres error.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("no db error: {e:?}"))
+}
+
+/// A GET against the admin API over a raw socket: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("admin connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

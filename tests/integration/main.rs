@@ -1,0 +1,12 @@
+//! Integration tests: real drivers (tokio-postgres, psql, pgbench) through a real
+//! gateway to a real, throwaway Postgres that the tests start themselves.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod harness;
+
+mod auth;
+mod relay;
+mod robustness;
+mod tls;

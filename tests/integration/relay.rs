@@ -1,0 +1,294 @@
+//! Through pgmoat, drivers see what they would see talking to Postgres directly.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, TryStreamExt};
+use tokio_postgres::types::Type;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::harness::*;
+
+/// A direct connection to the shared server as the held role, for comparison.
+async fn direct() -> tokio_postgres::Client {
+    let pg = crate::common::pg::shared();
+    connect_url(&pg.conn_str(APP_ROLE, APP_PW, "demo"))
+        .await
+        .expect("direct connect")
+}
+
+const WIDE_QUERY: &str = "SELECT g AS id, md5(g::text) AS h, g * 1.5 AS f, (g % 7 = 0) AS b,
+        now()::date - g AS d, repeat('x', g % 50) AS t, CASE WHEN g % 3 = 0 THEN NULL ELSE g END AS n,
+        ARRAY[g, g + 1] AS a, '{\"k\": 1}'::jsonb AS j
+     FROM generate_series(1, 50000) g ORDER BY g";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_results_match_direct_for_50k_rows() {
+    let (_pg, gw) = start().await;
+    let proxied = gw.connect().await;
+    let direct = direct().await;
+    // tokio-postgres' extended protocol asks for binary results.
+    let a = proxied.query(WIDE_QUERY, &[]).await.unwrap();
+    let b = direct.query(WIDE_QUERY, &[]).await.unwrap();
+    assert_eq!(a.len(), 50_000);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert_eq!(x.get::<_, i32>(0), y.get::<_, i32>(0));
+        assert_eq!(x.get::<_, String>(1), y.get::<_, String>(1));
+        assert_eq!(x.get::<_, Option<i32>>(6), y.get::<_, Option<i32>>(6));
+        assert_eq!(x.get::<_, Vec<i32>>(7), y.get::<_, Vec<i32>>(7));
+    }
+    let cols: Vec<(&str, &Type)> = a[0]
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.type_()))
+        .collect();
+    let cols_direct: Vec<(&str, &Type)> = b[0]
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.type_()))
+        .collect();
+    assert_eq!(cols, cols_direct);
+}
+
+fn simple_rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_results_match_direct_for_50k_rows() {
+    let (_pg, gw) = start().await;
+    let proxied = gw.connect().await;
+    let direct = direct().await;
+    let sql = WIDE_QUERY.replace("now()::date", "'2026-01-01'::date");
+    let a = simple_rows(&proxied.simple_query(&sql).await.unwrap());
+    let b = simple_rows(&direct.simple_query(&sql).await.unwrap());
+    assert_eq!(a.len(), 50_000);
+    assert_eq!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_parameters_and_reused_statements() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    let stmt = c
+        .prepare("SELECT $1::int + $2::int, $3::text || '!'")
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let row = c.query_one(&stmt, &[&i, &1i32, &"hi"]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i + 1);
+        assert_eq!(row.get::<_, String>(1), "hi!");
+    }
+    let nul: Option<i32> = None;
+    let row = c
+        .query_one("SELECT $1::int IS NULL", &[&nul])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_come_back_in_order() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    let stmt = c
+        .prepare("SELECT $1::int, pg_sleep(0.001)::text")
+        .await
+        .unwrap();
+    // tokio-postgres pipelines concurrent queries on one connection.
+    let futures: Vec<_> = (0..100)
+        .map(|i| {
+            let c = &c;
+            let stmt = &stmt;
+            async move { c.query_one(stmt, &[&i]).await.map(|r| r.get::<_, i32>(0)) }
+        })
+        .collect();
+    let results = futures_util::future::join_all(futures).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), i as i32);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_query_returns_every_result() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    let msgs = c
+        .simple_query("CREATE TEMP TABLE m(x int); INSERT INTO m VALUES (1),(2),(3); SELECT sum(x) FROM m; SELECT 'two'")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&msgs),
+        vec![vec![Some("6".to_string())], vec![Some("two".to_string())]]
+    );
+    let completes = msgs
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completes, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_keep_sqlstate_and_transaction_status() {
+    let (_pg, gw) = start().await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    assert_eq!(status(&raw.query("BEGIN").await), b'T');
+    let msgs = raw.query("SELECT 1/0").await;
+    let err = msgs.iter().find(|m| m.tag == b'E').expect("an error");
+    assert_eq!(err.field(b'C'), "22012");
+    assert_eq!(status(&msgs), b'E', "failed transaction");
+    let msgs = raw.query("SELECT 1").await;
+    assert_eq!(
+        msgs.iter().find(|m| m.tag == b'E').unwrap().field(b'C'),
+        "25P02"
+    );
+    assert_eq!(status(&raw.query("ROLLBACK").await), b'I');
+    assert_eq!(tags(&raw.query("SELECT 1").await), "TDCZ");
+
+    // And through a driver: SQLSTATEs arrive intact.
+    let c = gw.connect().await;
+    let e = c
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01");
+    let e = c.simple_query("SELEC 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    let e = c.query("SELECT 'x'::int", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22P02");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    c.batch_execute("CREATE TEMP TABLE c(id int, name text)")
+        .await
+        .unwrap();
+    let sink = c.copy_in("COPY c FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    let mut data = String::new();
+    for i in 0..20_000 {
+        data.push_str(&format!("{i}\tname {i}\n"));
+    }
+    sink.send(bytes::Bytes::from(data.clone())).await.unwrap();
+    let n = sink.finish().await.unwrap();
+    assert_eq!(n, 20_000);
+    let stream = c
+        .copy_out("COPY (SELECT * FROM c ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    let out: Vec<u8> = chunks.concat();
+    assert_eq!(String::from_utf8(out).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_between_sessions() {
+    let (_pg, gw) = start().await;
+    let mut listener = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    listener.query("LISTEN pgmoat_test").await;
+    let c = gw.connect().await;
+    c.batch_execute("NOTIFY pgmoat_test, 'hello'")
+        .await
+        .unwrap();
+    let m = listener.read().await.expect("a notification");
+    assert_eq!(m.tag, b'A');
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("pgmoat_test") && text.contains("hello"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_reaches_the_server() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let e = c.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "query_canceled");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    canceller.await.unwrap().unwrap();
+    // The session is still usable.
+    assert_eq!(
+        simple_rows(&c.simple_query("SELECT 1").await.unwrap()),
+        vec![vec![Some("1".into())]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_cancel_key_cancels_nothing() {
+    let (_pg, gw) = start().await;
+    let raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let c = gw.connect().await;
+    let (pid, secret) = raw.backend_key;
+    let run = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(1)").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A guessed key: right pid of another session, wrong secret; and a random pid.
+    for (p, s) in [(pid, secret.wrapping_add(1)), (pid.wrapping_add(7), secret)] {
+        let mut out = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(p, s, &mut out);
+        let mut t = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut t, &out)
+            .await
+            .unwrap();
+    }
+    run.await
+        .unwrap()
+        .expect("the sleeping query was not cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_sessions() {
+    let (_pg, gw) = start().await;
+    let gw = std::sync::Arc::new(gw);
+    let mut tasks = Vec::new();
+    for i in 0..200i32 {
+        let gw = std::sync::Arc::clone(&gw);
+        tasks.push(tokio::spawn(async move {
+            let c = gw.connect().await;
+            let mut sum = 0i64;
+            for j in 0..5i32 {
+                let row = c
+                    .query_one("SELECT $1::int + $2::int", &[&i, &j])
+                    .await
+                    .unwrap();
+                sum += i64::from(row.get::<_, i32>(0));
+            }
+            sum
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(t.await.unwrap(), 5 * i + 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_credentials_and_identity_reach_the_server() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect_as(AGENT, AGENT_PW, "demo").await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT current_user::text, application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), APP_ROLE);
+    let app: String = row.get(1);
+    assert!(app.contains("[pgmoat:agent-1]"), "{app}");
+}
