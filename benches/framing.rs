@@ -69,8 +69,12 @@ fn bench_compose(c: &mut Criterion) {
             out.clear();
             backend::error_response(
                 &mut out,
-                &ErrorFields::new(Severity::Error, "42501", black_box("pgmoat: blocked by rule \"no-drop\": no"))
-                    .detail("kinds: drop"),
+                &ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    black_box("pgmoat: blocked by rule \"no-drop\": no"),
+                )
+                .detail("kinds: drop"),
             );
             backend::ready_for_query(&mut out, b'I');
             out.len()
@@ -80,7 +84,9 @@ fn bench_compose(c: &mut Criterion) {
     let body = b"\x00\x03\x00\x00user\0agent-1\0database\0demo\0application_name\0psql\0client_encoding\0UTF8\0\0";
     pkt.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
     pkt.extend_from_slice(body);
-    c.bench_function("parse_startup_message", |b| b.iter(|| startup::parse(black_box(&pkt)).is_ok()));
+    c.bench_function("parse_startup_message", |b| {
+        b.iter(|| startup::parse(black_box(&pkt)).is_ok())
+    });
 }
 
 criterion_group!(benches, bench_scan, bench_compose);

@@ -159,6 +159,13 @@ impl Relay {
                 return Ok(end);
             }
         }
+        // One future for the whole session: re-creating it per loop would register and
+        // unregister a waiter on every message batch.
+        let mut shutdown = self.shutdown.clone();
+        let shutdown_signal = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(shutdown_signal);
         loop {
             if self.draining && self.outstanding() == 0 {
                 return Ok(End::Shutdown);
@@ -167,9 +174,12 @@ impl Relay {
             ensure_room(&mut self.ubuf);
             let draining = self.draining;
             let event = tokio::select! {
-                r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                // Fixed order: no per-poll random draw; both sockets get served since
+                // each read drains what is there.
+                biased;
                 r = self.upstream.read_buf(&mut self.ubuf) => Event::Server(r),
-                _ = self.shutdown.changed(), if !draining => Event::Shutdown,
+                r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                _ = &mut shutdown_signal, if !draining => Event::Shutdown,
             };
             let end = match event {
                 Event::Client(Ok(0)) => {
