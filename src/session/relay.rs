@@ -74,9 +74,18 @@ pub struct Relay {
     injections: VecDeque<(u64, BytesMut)>,
     tx_status: u8,
     max_message: usize,
+    /// Whether result messages (RowDescription, DataRow, CopyData, CommandComplete,
+    /// ErrorResponse, NoticeResponse) must be held whole for [`Relay::inspect_server`].
+    /// Off unless something (masking, detectors) needs them: then they stream untouched.
+    hold_results: bool,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     draining: bool,
+}
+
+/// What pgmoat does with a server message it holds whole.
+enum ServerVerdict {
+    Forward,
 }
 
 pub struct RelayParts {
@@ -130,6 +139,7 @@ impl Relay {
             injections: VecDeque::new(),
             tx_status: p.tx_status,
             max_message: p.max_message,
+            hold_results: false,
             metrics: p.metrics,
             shutdown: p.shutdown,
             draining: false,
@@ -349,6 +359,11 @@ impl Relay {
         self.client.write_all(bytes).await.map_err(client_io)
     }
 
+    /// The interception point for whole result messages (masking hooks in here).
+    fn inspect_server(&mut self, _msg: &[u8]) -> ServerVerdict {
+        ServerVerdict::Forward
+    }
+
     /// Look at each server message in `buf` and forward it.
     async fn scan_server(&mut self, buf: &mut BytesMut) -> Result<Option<End>, SessionError> {
         let mut stats = BatchStats::default();
@@ -405,6 +420,19 @@ impl Relay {
                     if self.draining && self.outstanding() == 0 {
                         end = Some(End::Shutdown);
                         break;
+                    }
+                    continue;
+                }
+                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' if self.hold_results => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    if h.tag == b'E' {
+                        stats.server_errors += 1;
+                    }
+                    match self.inspect_server(&buf[pos..pos + h.total]) {
+                        ServerVerdict::Forward => pos += h.total,
                     }
                     continue;
                 }

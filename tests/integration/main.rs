@@ -7,6 +7,7 @@ mod common;
 mod harness;
 
 mod auth;
+mod drivers;
 mod relay;
 mod robustness;
 mod tls;

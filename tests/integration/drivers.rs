@@ -1,0 +1,31 @@
+//! Drivers other than tokio-postgres: psycopg 3 (libpq underneath) from Python.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_works_through_the_gateway() {
+    let (_pg, gw) = start().await;
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname=demo",
+        gw.addr.port()
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/psycopg_check.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("PGMOAT_DSN", dsn)
+            .output()
+            .expect("python3 runs (.ci/run installs psycopg)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "psycopg check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
