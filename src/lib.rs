@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod metrics;
 pub mod net;

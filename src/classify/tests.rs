@@ -1,0 +1,367 @@
+//! Table-driven classification tests: what the rules see for each statement.
+
+use super::*;
+
+fn one(sql: &str) -> Facts {
+    let c = classify_now(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(c.statements.len(), 1, "{sql}");
+    c.statements.into_iter().next().unwrap()
+}
+
+fn kinds(sql: &str) -> Vec<&'static str> {
+    let mut k: Vec<&'static str> = one(sql).kinds.iter().map(|k| k.as_str()).collect();
+    k.sort();
+    k
+}
+
+fn set(items: &[&str]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn kinds_of_plain_statements() {
+    for (sql, want) in [
+        ("SELECT 1", vec!["select"]),
+        ("select * from users", vec!["select"]),
+        ("INSERT INTO t VALUES (1)", vec!["insert"]),
+        ("INSERT INTO t SELECT * FROM u", vec!["insert", "select"]),
+        ("UPDATE t SET a = 1 WHERE id = 2", vec!["update"]),
+        ("DELETE FROM t WHERE id = 1", vec!["delete"]),
+        ("DROP TABLE users", vec!["drop"]),
+        ("TRUNCATE users", vec!["truncate"]),
+        ("CREATE TABLE x (a int)", vec!["create"]),
+        (
+            "CREATE TABLE x AS SELECT * FROM users",
+            vec!["create", "select"],
+        ),
+        ("ALTER TABLE users ADD COLUMN z int", vec!["alter"]),
+        (
+            "ALTER TABLE users ADD COLUMN z int, DROP COLUMN ssn",
+            vec!["alter", "drop"],
+        ),
+        (
+            "ALTER SYSTEM SET log_statement = 'none'",
+            vec!["alter_system"],
+        ),
+        ("CREATE EXTENSION dblink", vec!["extension"]),
+        ("DROP EXTENSION dblink", vec!["extension"]),
+        ("GRANT SELECT ON users TO bob", vec!["grant"]),
+        ("REVOKE SELECT ON users FROM bob", vec!["revoke"]),
+        ("SET search_path = x", vec!["set"]),
+        ("SET ROLE postgres", vec!["set_role"]),
+        ("SET LOCAL ROLE postgres", vec!["set_role"]),
+        ("SET SESSION AUTHORIZATION postgres", vec!["set_role"]),
+        ("SHOW search_path", vec!["show"]),
+        ("EXPLAIN ANALYZE DELETE FROM t", vec!["delete", "explain"]),
+        ("PREPARE p AS DELETE FROM t", vec!["delete", "prepare"]),
+        ("EXECUTE p", vec!["execute"]),
+        ("DEALLOCATE p", vec!["deallocate"]),
+        ("LISTEN x", vec!["listen"]),
+        ("NOTIFY x", vec!["notify"]),
+        ("LOCK TABLE users", vec!["lock"]),
+        ("VACUUM users", vec!["vacuum"]),
+        ("ANALYZE users", vec!["analyze"]),
+        ("BEGIN", vec!["transaction"]),
+        ("DISCARD ALL", vec!["discard"]),
+        ("CHECKPOINT", vec!["checkpoint"]),
+        ("LOAD 'auto_explain'", vec!["load"]),
+        ("COPY users TO STDOUT", vec!["copy_to"]),
+        ("COPY users FROM STDIN", vec!["copy_from"]),
+        ("DROP OWNED BY bob", vec!["drop"]),
+        ("COMMENT ON TABLE users IS 'x'", vec!["comment"]),
+        ("REFRESH MATERIALIZED VIEW mv", vec!["refresh"]),
+        ("CALL p()", vec!["call"]),
+    ] {
+        assert_eq!(kinds(sql), want, "{sql}");
+    }
+}
+
+#[test]
+fn dml_hidden_inside_other_statements_is_found() {
+    for (sql, must) in [
+        (
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+            "delete",
+        ),
+        ("WITH x AS (SELECT 1) DELETE FROM t", "delete"),
+        ("COPY (DELETE FROM t RETURNING *) TO STDOUT", "delete"),
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
+            "delete",
+        ),
+        (
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "delete",
+        ),
+        (
+            "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (1)",
+            "insert",
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM t; END",
+            "delete",
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM t'",
+            "delete",
+        ),
+        ("DO $$ BEGIN DELETE FROM t; END $$", "delete"),
+        (
+            "SELECT * FROM (SELECT 1) s WHERE EXISTS (SELECT 1 FROM u)",
+            "select",
+        ),
+    ] {
+        assert!(kinds(sql).contains(&must), "{sql}: {:?}", kinds(sql));
+    }
+}
+
+#[test]
+fn lexical_tricks_do_not_hide_anything() {
+    for sql in [
+        "DR/**/OP TABLE users",
+        "/* a /* nested */ comment */ DROP TABLE users",
+        "DROP -- comment\n TABLE users",
+        "dRoP\tTABLE\x0cusers",
+        "DROP TABLE \"users\"",
+        "DROP TABLE U&\"\\0075sers\"",
+    ] {
+        match classify_now(sql) {
+            Ok(c) => assert!(c.statements[0].kinds.contains(&Kind::Drop), "{sql}"),
+            Err(_) => {} // an unparseable statement is blocked anyway
+        }
+    }
+    // Keywords inside literals, comments and identifiers are not statements.
+    for sql in [
+        "SELECT 'DROP TABLE users'",
+        "SELECT drop_date, delete_requests FROM t",
+        "SELECT 1 -- DROP TABLE users",
+        "SELECT $tag$ DELETE FROM t $tag$",
+        "SELECT E'\\' ; DROP TABLE users; '",
+    ] {
+        let f = one(sql);
+        assert_eq!(
+            f.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["select"],
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn tables_read_and_written() {
+    let f = one("INSERT INTO audit.log SELECT * FROM users u JOIN hr.salaries s ON true");
+    assert_eq!(f.tables_written, set(&["audit.log"]));
+    assert_eq!(f.tables_read, set(&["public.users", "hr.salaries"]));
+    let f = one("WITH x AS (SELECT 1) SELECT * FROM x");
+    assert!(f.tables_read.is_empty(), "CTE names are not tables");
+    let f = one("DROP TABLE a, s.b");
+    assert_eq!(f.tables_written, set(&["public.a", "s.b"]));
+    let f = one("COPY users FROM STDIN");
+    assert_eq!(f.tables_written, set(&["public.users"]));
+    let f = one("SELECT * INTO newt FROM users");
+    assert!(f.kinds.contains(&Kind::Create));
+    assert_eq!(f.tables_written, set(&["public.newt"]));
+}
+
+#[test]
+fn functions_anywhere() {
+    for (sql, func) in [
+        ("SELECT pg_read_file('/etc/passwd')", "pg_read_file"),
+        (
+            "SELECT pg_catalog.pg_read_file('/etc/passwd')",
+            "pg_catalog.pg_read_file",
+        ),
+        ("SELECT * FROM pg_ls_dir('.')", "pg_ls_dir"),
+        (
+            "SELECT count(*) FILTER (WHERE pg_read_file('x') IS NULL) FROM t",
+            "pg_read_file",
+        ),
+        (
+            "SELECT CASE WHEN false THEN pg_read_file('x') END",
+            "pg_read_file",
+        ),
+        (
+            "WITH x AS (SELECT lo_import('/etc/passwd')) SELECT 1",
+            "lo_import",
+        ),
+        ("SELECT \"PG_READ_FILE\"('x')", "PG_READ_FILE"),
+        ("VALUES (pg_sleep(1))", "pg_sleep"),
+        (
+            "CREATE OPERATOR !!! (FUNCTION = pg_read_file, RIGHTARG = text)",
+            "pg_read_file",
+        ),
+        (
+            "CREATE CAST (text AS int8) WITH FUNCTION pg_read_file(text)",
+            "pg_read_file",
+        ),
+        (
+            "CREATE DOMAIN d AS text CHECK (pg_read_file(VALUE) IS NOT NULL)",
+            "pg_read_file",
+        ),
+        ("CREATE VIEW v AS SELECT pg_read_file('x')", "pg_read_file"),
+        (
+            "CREATE TABLE t (a text DEFAULT pg_read_file('x'))",
+            "pg_read_file",
+        ),
+        (
+            "SELECT dblink_exec('host=x', 'DROP TABLE t')",
+            "dblink_exec",
+        ),
+        ("CALL do_things()", "do_things"),
+        (
+            "DO $$ BEGIN PERFORM pg_read_file('x'); END $$",
+            "pg_read_file",
+        ),
+    ] {
+        let f = one(sql);
+        assert!(f.functions.contains(func), "{sql}: {:?}", f.functions);
+    }
+}
+
+#[test]
+fn settings_by_every_route() {
+    for (sql, setting) in [
+        ("SET search_path = a", "search_path"),
+        ("RESET statement_timeout", "statement_timeout"),
+        ("SELECT set_config('role', 'postgres', false)", "role"),
+        ("ALTER ROLE bob SET role = 'postgres'", "role"),
+        (
+            "ALTER DATABASE d SET session_authorization = 'postgres'",
+            "session_authorization",
+        ),
+        ("ALTER SYSTEM SET log_statement = 'none'", "log_statement"),
+        (
+            "UPDATE pg_settings SET setting = 'postgres' WHERE name = 'role'",
+            "*",
+        ),
+        ("SELECT set_config(current_user, 'x', false)", "*"),
+    ] {
+        let f = one(sql);
+        assert!(f.settings.contains(setting), "{sql}: {:?}", f.settings);
+    }
+    for sql in [
+        "SELECT set_config('role', 'postgres', false)",
+        "ALTER ROLE bob SET role = 'postgres'",
+        "UPDATE pg_settings SET setting = 'x' WHERE name = 'role'",
+    ] {
+        assert!(one(sql).kinds.contains(&Kind::SetRole), "{sql}");
+    }
+}
+
+#[test]
+fn copy_ends() {
+    assert_eq!(
+        one("COPY t TO PROGRAM 'curl x'").copy,
+        [CopyEnd::Program].into()
+    );
+    assert_eq!(
+        one("COPY t FROM PROGRAM 'id'").copy,
+        [CopyEnd::Program].into()
+    );
+    assert_eq!(one("COPY t TO '/tmp/x'").copy, [CopyEnd::File].into());
+    assert_eq!(one("COPY t FROM STDIN").copy, [CopyEnd::Stdio].into());
+}
+
+#[test]
+fn where_missing_and_tautologies() {
+    for sql in [
+        "DELETE FROM t",
+        "UPDATE t SET a = 1",
+        "DELETE FROM t USING u",
+        "UPDATE t SET a = 1 FROM u",
+        "WITH d AS (DELETE FROM t RETURNING 1) SELECT 1",
+    ] {
+        assert!(one(sql).where_.missing, "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE true",
+        "DELETE FROM t WHERE 1=1",
+        "DELETE FROM t WHERE 'a' = 'a'",
+        "DELETE FROM t WHERE id = id",
+        "DELETE FROM t WHERE id = 5 OR true",
+        "DELETE FROM t WHERE NOT false",
+        "DELETE FROM t WHERE 't'::bool",
+        "DELETE FROM t WHERE 1 IS NOT NULL",
+        "UPDATE t SET a = 1 WHERE 2 > 1",
+        "DELETE FROM t WHERE 1 IN (1, 2)",
+        "DELETE FROM t WHERE (1 = 1) AND (2 = 2)",
+    ] {
+        let f = one(sql);
+        assert!(f.where_.tautology, "{sql}");
+        assert!(!f.where_.missing, "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE id = 5",
+        "DELETE FROM t WHERE 1 = 2",
+        "DELETE FROM t WHERE id = 5 AND true",
+        "DELETE FROM t WHERE false OR id = 3",
+    ] {
+        let f = one(sql);
+        assert!(!f.where_.tautology && !f.where_.missing, "{sql}");
+    }
+    assert_eq!(one("SELECT 1").where_.describe(), "n/a");
+}
+
+#[test]
+fn dynamic_sql_is_unanalysable() {
+    for sql in [
+        "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'users'; END $$",
+        "DO $$ BEGIN EXECUTE format('DELETE FROM %I', 't'); END $$",
+        "DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; END $$",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'x'; END $$",
+        "DO LANGUAGE plpython3u $$ print(1) $$",
+    ] {
+        let c = classify_now(sql);
+        let unanalysable = match c {
+            Ok(c) => c.statements[0].unanalysable.is_some(),
+            Err(_) => true,
+        };
+        assert!(unanalysable, "{sql}");
+    }
+    // Static PL/pgSQL is followed, not refused.
+    let f = one("DO $$ DECLARE n int; BEGIN n := 1; SELECT count(*) INTO n FROM users; END $$");
+    assert!(f.unanalysable.is_none(), "{:?}", f.unanalysable);
+    assert!(f.tables_read.contains("public.users"));
+}
+
+#[test]
+fn multi_statement_strings_give_one_facts_each() {
+    let c = classify_now("SELECT 1; DROP TABLE t; UPDATE u SET a = 1").unwrap();
+    assert_eq!(c.statements.len(), 3);
+    assert!(c.statements[1].kinds.contains(&Kind::Drop));
+    assert!(c.statements[2].where_.missing);
+    assert!(classify_now("").unwrap().statements.is_empty());
+}
+
+#[test]
+fn unparseable_sql_is_an_error() {
+    assert!(classify_now("SELEC 1").is_err());
+    assert!(classify_now("SELECT 'unterminated").is_err());
+    assert!(classify_now("SELECT 1\0; DROP TABLE t").is_err());
+}
+
+#[test]
+fn long_chains_parse_on_a_big_stack() {
+    let sql = format!(
+        "SELECT * FROM t WHERE {}",
+        (0..5000)
+            .map(|i| format!("id = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    let handle = std::thread::Builder::new()
+        .stack_size(PARSE_STACK)
+        .spawn(move || classify_now(&sql).map(|c| c.statements.len()))
+        .unwrap();
+    assert_eq!(handle.join().unwrap(), Ok(1));
+}
+
+#[test]
+fn columns_resolve_through_aliases() {
+    let f = one("SELECT u.ssn, name FROM users u");
+    assert!(f.columns.contains("users.ssn"), "{:?}", f.columns);
+    let f = one("SELECT ssn FROM users");
+    assert!(f.columns.contains("users.ssn"), "{:?}", f.columns);
+    let f = one("SELECT ssn FROM users, orders");
+    assert!(f.columns.contains("?.ssn"), "{:?}", f.columns);
+}

@@ -1,0 +1,594 @@
+//! The tree walk. libpg_query's protobuf tree is turned into JSON (its types derive
+//! Serialize) and walked generically, so every node kind is visited wherever it sits:
+//! nothing depends on a hand-written list of which fields may hold sub-statements.
+//! Node-wrapped children look like `{"node": {"SelectStmt": {...}}}`; messages
+//! embedded directly (a `relation` RangeVar, a CALL's FuncCall) are recognised by
+//! their fields.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::facts::{CopyEnd, Facts, Kind};
+use super::tautology::is_tautology;
+
+/// Walk state for one statement.
+pub struct Walker<'a> {
+    pub facts: Facts,
+    /// RangeVars seen: (schema, name, written?).
+    relations: Vec<(Option<String>, String, bool)>,
+    /// Aliases to table names, for resolving `u.ssn`.
+    aliases: Vec<(String, String)>,
+    ctes: BTreeSet<String>,
+    raw_columns: Vec<Vec<String>>,
+    /// Bodies of DO blocks and functions, parsed by the caller (which owns libpg_query).
+    pub bodies: Vec<Body>,
+    text: &'a str,
+    /// Inside a `COPY ... FROM`: its relation is written.
+    copy_from_pending: bool,
+}
+
+/// Code held as a string that must be parsed to be judged.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A DO block or `CREATE FUNCTION ... LANGUAGE plpgsql`: the whole statement text.
+    Plpgsql(String),
+    /// A `LANGUAGE sql` function body.
+    Sql(String),
+}
+
+fn s<'v>(map: &'v Map<String, Value>, key: &str) -> &'v str {
+    map.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn b(map: &Map<String, Value>, key: &str) -> bool {
+    map.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn i(map: &Map<String, Value>, key: &str) -> i64 {
+    map.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn nonempty(map: &Map<String, Value>, key: &str) -> bool {
+    match map.get(key) {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    }
+}
+
+/// The node inside a `{"node": {"Type": {...}}}` wrapper.
+pub fn unwrap_node(v: &Value) -> Option<(&str, &Map<String, Value>)> {
+    let inner = v.as_object()?.get("node")?.as_object()?;
+    let (ty, body) = inner.iter().next()?;
+    Some((ty.as_str(), body.as_object()?))
+}
+
+/// The strings of a list of `String` nodes (names like `pg_catalog.pg_read_file`).
+pub fn name_list(v: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|n| match unwrap_node(n) {
+            Some(("String", m)) => Some(s(m, "sval").to_owned()),
+            Some(("AStar", _)) => Some("*".to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Map a node type to the kind it gives a statement, if any.
+fn kind_of(ty: &str, body: &Map<String, Value>, parent: &str) -> Option<Kind> {
+    Some(match ty {
+        "SelectStmt" => {
+            // The VALUES list of an INSERT is a SelectStmt too, but not a read.
+            let only_values = nonempty(body, "values_lists") && !nonempty(body, "target_list");
+            if only_values && parent == "InsertStmt" {
+                return None;
+            }
+            Kind::Select
+        }
+        "InsertStmt" => Kind::Insert,
+        "UpdateStmt" => Kind::Update,
+        "DeleteStmt" => Kind::Delete,
+        "MergeStmt" => Kind::Merge,
+        "CopyStmt" => {
+            if b(body, "is_from") {
+                Kind::CopyFrom
+            } else {
+                Kind::CopyTo
+            }
+        }
+        "CreateExtensionStmt" | "AlterExtensionStmt" | "AlterExtensionContentsStmt" => {
+            Kind::Extension
+        }
+        "AlterSystemStmt" => Kind::AlterSystem,
+        "ViewStmt" | "IndexStmt" | "RuleStmt" | "CompositeTypeStmt" | "DefineStmt"
+        | "CreatedbStmt" => Kind::Create,
+        t if t.starts_with("Create") => Kind::Create,
+        t if t.starts_with("Alter") => Kind::Alter,
+        "DropStmt" => {
+            if i(body, "remove_type") == pg_query::protobuf::ObjectType::ObjectExtension as i64 {
+                Kind::Extension
+            } else {
+                Kind::Drop
+            }
+        }
+        t if t.starts_with("Drop") => Kind::Drop,
+        "TruncateStmt" => Kind::Truncate,
+        "GrantStmt" | "GrantRoleStmt" => {
+            if b(body, "is_grant") {
+                Kind::Grant
+            } else {
+                Kind::Revoke
+            }
+        }
+        "CommentStmt" => Kind::Comment,
+        // ALTER SYSTEM/ROLE/DATABASE ... SET carry a VariableSetStmt: their settings
+        // count, but they are not themselves a SET.
+        "VariableSetStmt" if parent.starts_with("Alter") => return None,
+        "VariableSetStmt" => match s(body, "name").to_ascii_lowercase().as_str() {
+            "role" | "session_authorization" => Kind::SetRole,
+            _ => Kind::Set,
+        },
+        "VariableShowStmt" => Kind::Show,
+        "ExplainStmt" => Kind::Explain,
+        "PrepareStmt" => Kind::Prepare,
+        "ExecuteStmt" => Kind::Execute,
+        "DeallocateStmt" => Kind::Deallocate,
+        "DoStmt" => Kind::Do,
+        "CallStmt" => Kind::Call,
+        "ListenStmt" | "UnlistenStmt" => Kind::Listen,
+        "NotifyStmt" => Kind::Notify,
+        "LockStmt" => Kind::Lock,
+        "VacuumStmt" => {
+            if b(body, "is_vacuumcmd") {
+                Kind::Vacuum
+            } else {
+                Kind::Analyze
+            }
+        }
+        "ClusterStmt" => Kind::Cluster,
+        "ReindexStmt" => Kind::Reindex,
+        "RefreshMatViewStmt" => Kind::Refresh,
+        "TransactionStmt" => Kind::Transaction,
+        "DiscardStmt" => Kind::Discard,
+        "CheckPointStmt" => Kind::Checkpoint,
+        "LoadStmt" => Kind::Load,
+        _ => return None,
+    })
+}
+
+/// Relations named in these (parent, field) places are written.
+fn written_place(parent: &str, field: &str) -> bool {
+    matches!(
+        (parent, field),
+        ("InsertStmt", "relation")
+            | ("UpdateStmt", "relation")
+            | ("DeleteStmt", "relation")
+            | ("MergeStmt", "relation")
+            | ("TruncateStmt", "relations")
+            | ("CreateStmt", "relation")
+            | ("AlterTableStmt", "relation")
+            | ("IndexStmt", "relation")
+            | ("IntoClause", "rel")
+            | ("RefreshMatViewStmt", "relation")
+            | ("ClusterStmt", "relation")
+            | ("ViewStmt", "view")
+            | ("RuleStmt", "relation")
+            | ("CreateTrigStmt", "relation")
+            | ("CreatePolicyStmt", "table")
+            | ("AlterPolicyStmt", "table")
+            | ("RenameStmt", "relation")
+    )
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(text: &'a str) -> Walker<'a> {
+        Walker {
+            facts: Facts::default(),
+            relations: Vec::new(),
+            aliases: Vec::new(),
+            ctes: BTreeSet::new(),
+            raw_columns: Vec::new(),
+            bodies: Vec::new(),
+            text,
+            copy_from_pending: false,
+        }
+    }
+
+    /// Walk any JSON value; `parent` is the nearest enclosing node type and `field` the
+    /// field of it we are in.
+    pub fn walk(&mut self, v: &Value, parent: &str, field: &str) {
+        match v {
+            Value::Object(map) => {
+                if let Some((ty, body)) = unwrap_node(v) {
+                    self.visit(ty, body, parent, field);
+                } else if map.contains_key("relname") && map.contains_key("inh") {
+                    self.visit("RangeVar", map, parent, field);
+                } else if map.contains_key("funcname") && map.contains_key("agg_star") {
+                    self.visit("FuncCall", map, parent, field);
+                } else if map.contains_key("objname") && map.contains_key("objargs") {
+                    self.visit("ObjectWithArgs", map, parent, field);
+                } else if map.contains_key("ctes") && map.contains_key("recursive") {
+                    self.visit("WithClause", map, parent, field);
+                } else if map.contains_key("rel") && map.contains_key("on_commit") {
+                    self.visit("IntoClause", map, parent, field);
+                } else if map.contains_key("kind")
+                    && map.contains_key("is_local")
+                    && map.contains_key("args")
+                {
+                    self.visit("VariableSetStmt", map, parent, field);
+                } else {
+                    for (k, child) in map {
+                        self.walk(child, parent, k);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, parent, field);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn visit(&mut self, ty: &str, body: &Map<String, Value>, parent: &str, field: &str) {
+        if let Some(kind) = kind_of(ty, body, parent) {
+            self.facts.kinds.insert(kind);
+        }
+        match ty {
+            "RangeVar" => {
+                let schema = Some(s(body, "schemaname"))
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned);
+                let name = s(body, "relname").to_owned();
+                let written = written_place(parent, field)
+                    || (parent == "CopyStmt" && self.copy_from_pending);
+                if let Some(alias) = body.get("alias").and_then(Value::as_object) {
+                    let a = s(alias, "aliasname");
+                    if !a.is_empty() {
+                        self.aliases.push((a.to_owned(), name.clone()));
+                    }
+                }
+                if name.eq_ignore_ascii_case("pg_settings")
+                    && matches!(parent, "UpdateStmt" | "InsertStmt" | "DeleteStmt")
+                {
+                    // UPDATE pg_settings SET setting = ... changes a setting the rules
+                    // cannot name statically.
+                    self.facts.settings.insert("*".into());
+                    self.facts.kinds.insert(Kind::SetRole);
+                }
+                self.relations.push((schema, name, written));
+            }
+            "FuncCall" => {
+                let name = name_list(body.get("funcname"));
+                let joined = name.join(".");
+                if matches!(name.last().map(String::as_str), Some("set_config")) {
+                    self.setting_from_set_config(body);
+                }
+                if !joined.is_empty() {
+                    self.facts.functions.insert(joined);
+                }
+            }
+            "ObjectWithArgs" => {
+                let joined = name_list(body.get("objname")).join(".");
+                if !joined.is_empty() && !matches!(parent, "DropStmt" | "CommentStmt") {
+                    self.facts.functions.insert(joined);
+                }
+            }
+            "CreateTrigStmt" | "CreateEventTrigStmt" => {
+                let joined = name_list(body.get("funcname")).join(".");
+                if !joined.is_empty() {
+                    self.facts.functions.insert(joined);
+                }
+            }
+            "DefElem" if parent == "DefineStmt" => {
+                // CREATE OPERATOR ... (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), ...
+                let def = s(body, "defname").to_ascii_lowercase();
+                if matches!(
+                    def.as_str(),
+                    "function"
+                        | "procedure"
+                        | "sfunc"
+                        | "finalfunc"
+                        | "combinefunc"
+                        | "serialfunc"
+                        | "deserialfunc"
+                        | "msfunc"
+                        | "minvfunc"
+                        | "mfinalfunc"
+                        | "restrict"
+                        | "join"
+                        | "input"
+                        | "output"
+                        | "receive"
+                        | "send"
+                        | "analyze"
+                        | "subscript"
+                ) {
+                    if let Some(arg) = body.get("arg") {
+                        if let Some(("TypeName", tn)) = unwrap_node(arg) {
+                            let joined = name_list(tn.get("names")).join(".");
+                            if !joined.is_empty() {
+                                self.facts.functions.insert(joined);
+                            }
+                        } else {
+                            let joined = name_list(
+                                arg.get("node")
+                                    .and_then(|n| n.get("List"))
+                                    .and_then(|l| l.get("items")),
+                            )
+                            .join(".");
+                            if !joined.is_empty() {
+                                self.facts.functions.insert(joined);
+                            }
+                        }
+                    }
+                }
+            }
+            "ColumnRef" => {
+                let fields = name_list(body.get("fields"));
+                if !fields.is_empty() {
+                    self.raw_columns.push(fields);
+                }
+            }
+            "CommonTableExpr" => {
+                let name = s(body, "ctename");
+                if !name.is_empty() {
+                    self.ctes.insert(name.to_owned());
+                }
+            }
+            "VariableSetStmt" => {
+                let name = s(body, "name").to_ascii_lowercase();
+                let kind = i(body, "kind");
+                if kind == pg_query::protobuf::VariableSetKind::VarResetAll as i64 {
+                    self.facts.settings.insert("all".into());
+                } else if name.is_empty() {
+                    self.facts.settings.insert("*".into());
+                } else {
+                    if name == "role" || name == "session_authorization" {
+                        self.facts.kinds.insert(Kind::SetRole);
+                    }
+                    self.facts.settings.insert(name);
+                }
+            }
+            "CopyStmt" => {
+                if b(body, "is_program") {
+                    self.facts.copy.insert(CopyEnd::Program);
+                } else if !s(body, "filename").is_empty() {
+                    self.facts.copy.insert(CopyEnd::File);
+                } else {
+                    self.facts.copy.insert(CopyEnd::Stdio);
+                }
+                self.copy_from_pending = b(body, "is_from");
+            }
+            "UpdateStmt" | "DeleteStmt" => {
+                self.facts.where_.applies = true;
+                match body.get("where_clause") {
+                    None | Some(Value::Null) => self.facts.where_.missing = true,
+                    Some(w) => {
+                        if is_tautology(w) {
+                            self.facts.where_.tautology = true;
+                        }
+                    }
+                }
+            }
+            "MergeWhenClause" => {
+                use pg_query::protobuf::CmdType;
+                let cmd = i(body, "command_type");
+                if cmd == CmdType::CmdUpdate as i64 {
+                    self.facts.kinds.insert(Kind::Update);
+                } else if cmd == CmdType::CmdDelete as i64 {
+                    self.facts.kinds.insert(Kind::Delete);
+                } else if cmd == CmdType::CmdInsert as i64 {
+                    self.facts.kinds.insert(Kind::Insert);
+                }
+            }
+            "AlterTableCmd" => {
+                use pg_query::protobuf::AlterTableType as A;
+                let sub = i(body, "subtype");
+                let drops = [
+                    A::AtDropColumn,
+                    A::AtDropConstraint,
+                    A::AtDropNotNull,
+                    A::AtDropExpression,
+                    A::AtDropIdentity,
+                    A::AtDropInherit,
+                    A::AtDropOf,
+                    A::AtDropCluster,
+                    A::AtDropOids,
+                ];
+                if drops.iter().any(|d| *d as i64 == sub) {
+                    self.facts.kinds.insert(Kind::Drop);
+                }
+            }
+            "DropStmt" => {
+                use pg_query::protobuf::ObjectType as O;
+                let t = i(body, "remove_type");
+                let tableish = [
+                    O::ObjectTable,
+                    O::ObjectView,
+                    O::ObjectMatview,
+                    O::ObjectForeignTable,
+                    O::ObjectSequence,
+                    O::ObjectIndex,
+                ];
+                if tableish.iter().any(|o| *o as i64 == t) {
+                    if let Some(Value::Array(objects)) = body.get("objects") {
+                        for obj in objects {
+                            if let Some(("List", l)) = unwrap_node(obj) {
+                                let parts = name_list(l.get("items"));
+                                let (schema, name) = match parts.as_slice() {
+                                    [n] => (None, n.clone()),
+                                    [.., sch, n] => (Some(sch.clone()), n.clone()),
+                                    [] => continue,
+                                };
+                                self.relations.push((schema, name, true));
+                            }
+                        }
+                    }
+                }
+            }
+            "DoStmt" => {
+                let mut language = "plpgsql".to_string();
+                if let Some(Value::Array(args)) = body.get("args") {
+                    for a in args {
+                        if let Some(("DefElem", d)) = unwrap_node(a) {
+                            if s(d, "defname") == "language" {
+                                if let Some(("String", st)) = d.get("arg").and_then(unwrap_node) {
+                                    language = s(st, "sval").to_ascii_lowercase();
+                                }
+                            }
+                        }
+                    }
+                }
+                if language == "plpgsql" {
+                    self.bodies.push(Body::Plpgsql(self.text.to_owned()));
+                } else {
+                    self.facts.unanalysable = Some(format!("a DO block in language {language}"));
+                }
+            }
+            "CreateFunctionStmt" => self.function_body(body),
+            "SelectStmt" => {
+                if body.get("into_clause").is_some_and(|v| !v.is_null()) {
+                    self.facts.kinds.insert(Kind::Create);
+                }
+            }
+            _ => {}
+        }
+        for (k, child) in body {
+            self.walk(child, ty, k);
+        }
+        if ty == "CopyStmt" {
+            self.copy_from_pending = false;
+        }
+    }
+
+    fn setting_from_set_config(&mut self, body: &Map<String, Value>) {
+        let first = body
+            .get("args")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first());
+        let name = first.and_then(|arg| match unwrap_node(arg) {
+            Some(("AConst", c)) => c
+                .get("val")
+                .and_then(|v| v.get("Sval"))
+                .and_then(|v| v.get("sval"))
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase),
+            _ => None,
+        });
+        match name {
+            Some(n) => {
+                if n == "role" || n == "session_authorization" {
+                    self.facts.kinds.insert(Kind::SetRole);
+                }
+                self.facts.settings.insert(n);
+            }
+            None => {
+                // A computed setting name could be anything, role included.
+                self.facts.settings.insert("*".into());
+                self.facts.kinds.insert(Kind::SetRole);
+            }
+        }
+    }
+
+    fn function_body(&mut self, body: &Map<String, Value>) {
+        let mut language = String::from("sql");
+        let mut code: Option<String> = None;
+        if let Some(Value::Array(opts)) = body.get("options") {
+            for o in opts {
+                if let Some(("DefElem", d)) = unwrap_node(o) {
+                    match s(d, "defname") {
+                        "language" => {
+                            if let Some(("String", st)) = d.get("arg").and_then(unwrap_node) {
+                                language = s(st, "sval").to_ascii_lowercase();
+                            }
+                        }
+                        "as" => {
+                            let parts = name_list(
+                                d.get("arg")
+                                    .and_then(|a| a.get("node"))
+                                    .and_then(|n| n.get("List"))
+                                    .and_then(|l| l.get("items")),
+                            );
+                            if let Some(first) = parts.first() {
+                                code = Some(first.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if body.get("sql_body").is_some_and(|v| !v.is_null()) {
+            return; // BEGIN ATOMIC: already in the tree, walked like any other node.
+        }
+        match (language.as_str(), code) {
+            ("sql", Some(c)) => self.bodies.push(Body::Sql(c)),
+            ("plpgsql", Some(_)) => self.bodies.push(Body::Plpgsql(self.text.to_owned())),
+            (_, None) => {}
+            (other, Some(_)) => {
+                self.facts.unanalysable = Some(format!("function body in language {other}"));
+            }
+        }
+    }
+
+    /// Resolve relations and columns into the facts.
+    pub fn finish(mut self) -> (Facts, Vec<Body>) {
+        let qualify = |schema: &Option<String>, name: &str| match schema {
+            Some(sch) => format!("{sch}.{name}"),
+            None => format!("public.{name}"),
+        };
+        let mut read_tables = Vec::new();
+        for (schema, name, written) in &self.relations {
+            if schema.is_none() && self.ctes.contains(name) {
+                continue;
+            }
+            let q = qualify(schema, name);
+            if *written {
+                self.facts.tables_written.insert(q);
+            } else {
+                read_tables.push(q.clone());
+                self.facts.tables_read.insert(q);
+            }
+        }
+        let single = if self.facts.tables_read.len() + self.facts.tables_written.len() == 1 {
+            self.facts
+                .tables_read
+                .iter()
+                .chain(self.facts.tables_written.iter())
+                .next()
+                .cloned()
+        } else {
+            None
+        };
+        for fields in &self.raw_columns {
+            let col = match fields.as_slice() {
+                [c] => match &single {
+                    Some(t) => format!("{}.{c}", t.rsplit('.').next().unwrap_or(t)),
+                    None => format!("?.{c}"),
+                },
+                [.., t, c] => {
+                    let table = self
+                        .aliases
+                        .iter()
+                        .find(|(a, _)| a == t)
+                        .map(|(_, n)| n.clone())
+                        .unwrap_or_else(|| t.clone());
+                    format!("{table}.{c}")
+                }
+                [] => continue,
+            };
+            self.facts.columns.insert(col);
+        }
+        if self.facts.kinds.is_empty() {
+            self.facts.kinds.insert(Kind::Other);
+        }
+        (self.facts, self.bodies)
+    }
+}
