@@ -397,7 +397,7 @@ impl Config {
 
 /// serde-saphyr says `error: line L column C: message` (sometimes with a snippet after);
 /// make that `:L:C: message` on one line, so errors read `file:line:col: message`.
-fn one_line_yaml_error(text: &str) -> String {
+pub(crate) fn one_line_yaml_error(text: &str) -> String {
     let first = text
         .lines()
         .map(str::trim)

@@ -31,6 +31,7 @@ pub mod classify;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod protocol;
 pub mod quickstart;
 pub mod session;

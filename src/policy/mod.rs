@@ -1,0 +1,649 @@
+//! Rule files: raw YAML -> compiled [`RuleSet`] -> [`RuleSet::decide`] -> [`Decision`].
+//!
+//! `when` holds conditions that must all be true; a list inside a condition matches if
+//! any item does; `unless` exempts. Over the statements of a message the strictest
+//! action wins (block > approve > allow); a statement no rule matched gets `default`.
+
+mod glob;
+mod raw;
+pub mod reload;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+pub use glob::Glob;
+use raw::{OneOrMany, RawCond, RawFile};
+
+use crate::classify::{CopyEnd, Facts, Kind};
+
+/// What happens to a statement. Ordered by strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Allow,
+    Approve,
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Approve => "approve",
+            Action::Block => "block",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        match s {
+            "allow" => Some(Action::Allow),
+            "approve" => Some(Action::Approve),
+            "block" => Some(Action::Block),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhereCond {
+    Missing,
+    Tautology,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Cond {
+    statement: Option<Vec<Kind>>,
+    where_: Option<Vec<WhereCond>>,
+    writes: Option<bool>,
+    tables: Option<Vec<Glob>>,
+    tables_written: Option<Vec<Glob>>,
+    columns: Option<Vec<Glob>>,
+    functions: Option<Vec<Glob>>,
+    settings: Option<Vec<Glob>>,
+    copy: Option<Vec<CopyEnd>>,
+    targets: Option<Vec<Glob>>,
+    users: Option<Vec<Glob>>,
+    groups: Option<Vec<Glob>>,
+}
+
+/// Who asks, and where to.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub target: &'a str,
+}
+
+fn any_glob<'a>(globs: &[Glob], mut names: impl Iterator<Item = &'a String>) -> bool {
+    names.any(|n| globs.iter().any(|g| g.matches(n)))
+}
+
+impl Cond {
+    fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
+        if let Some(kinds) = &self.statement {
+            if !kinds.iter().any(|k| f.kinds.contains(k)) {
+                return false;
+            }
+        }
+        if let Some(w) = &self.where_ {
+            let hit = w.iter().any(|c| match c {
+                WhereCond::Missing => f.where_.missing,
+                WhereCond::Tautology => f.where_.tautology,
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(writes) = self.writes {
+            if f.writes() != writes {
+                return false;
+            }
+        }
+        if let Some(g) = &self.tables {
+            if !any_glob(g, f.tables_read.iter().chain(f.tables_written.iter())) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.tables_written {
+            if !any_glob(g, f.tables_written.iter()) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.columns {
+            if !any_glob(g, f.columns.iter()) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.functions {
+            if !any_glob(g, f.functions.iter()) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.settings {
+            if !any_glob(g, f.settings.iter()) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.copy {
+            if !c.iter().any(|e| f.copy.contains(e)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.targets {
+            if !g.iter().any(|g| g.matches(who.target)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.users {
+            if !g.iter().any(|g| g.matches(who.user)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.groups {
+            if !any_glob(g, who.groups.iter()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Conditions only about who and where, for masks.
+    fn matches_subject(&self, who: &Subject<'_>) -> bool {
+        self.matches(&Facts::default(), who)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub action: Action,
+    pub approvers: Vec<String>,
+    when: Cond,
+    unless: Option<Cond>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaskRule {
+    pub id: String,
+    pub columns: Vec<Glob>,
+    pub method: String,
+    when: Option<Cond>,
+    unless: Option<Cond>,
+}
+
+/// A compiled, validated set of rule files.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub default: Action,
+    pub rules: Vec<Rule>,
+    pub masks: Vec<MaskRule>,
+    pub files: Vec<PathBuf>,
+}
+
+/// The outcome for a whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// Ids of every rule that matched any statement.
+    pub rules: Vec<String>,
+    /// The rule behind the action (`default` when none matched), and its description.
+    pub deciding_rule: String,
+    pub description: String,
+    /// Index of the statement that decided it.
+    pub statement: Option<usize>,
+}
+
+impl RuleSet {
+    /// No rules: everything allowed (unparseable SQL is still refused by the caller).
+    pub fn allow_all() -> RuleSet {
+        RuleSet {
+            default: Action::Allow,
+            rules: Vec::new(),
+            masks: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    pub fn decide(&self, statements: &[Facts], who: &Subject<'_>) -> Decision {
+        let mut best = Decision {
+            action: Action::Allow,
+            rules: Vec::new(),
+            deciding_rule: "default".into(),
+            description: String::new(),
+            statement: None,
+        };
+        let mut first = true;
+        for (i, f) in statements.iter().enumerate() {
+            let matched: Vec<&Rule> = self
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.when.matches(f, who) && !r.unless.as_ref().is_some_and(|u| u.matches(f, who))
+                })
+                .collect();
+            for r in &matched {
+                if !best.rules.contains(&r.id) {
+                    best.rules.push(r.id.clone());
+                }
+            }
+            // The strictest matched rule; among equals, the first in file order.
+            let strictest = matched.iter().fold(None::<&&Rule>, |best, r| match best {
+                Some(b) if b.action >= r.action => Some(b),
+                _ => Some(r),
+            });
+            let (action, rule, description) = if let Some(why) = &f.unanalysable {
+                // Refused unless a rule explicitly allows it (and none blocks it).
+                match strictest {
+                    Some(r) if r.action == Action::Allow => {
+                        (Action::Allow, r.id.clone(), r.description.clone())
+                    }
+                    Some(r) => (r.action, r.id.clone(), r.description.clone()),
+                    None => (
+                        Action::Block,
+                        "unanalysable".to_string(),
+                        format!("pgmoat cannot judge {why} statically; a rule must allow it"),
+                    ),
+                }
+            } else {
+                match strictest {
+                    Some(r) => (r.action, r.id.clone(), r.description.clone()),
+                    None => (
+                        self.default,
+                        "default".to_string(),
+                        if self.default == Action::Block {
+                            "no rule allows this statement".to_string()
+                        } else {
+                            String::new()
+                        },
+                    ),
+                }
+            };
+            if first || action > best.action {
+                best.action = action;
+                best.deciding_rule = rule;
+                best.description = description;
+                best.statement = Some(i);
+                first = false;
+            }
+        }
+        best
+    }
+
+    /// Mask rules that apply to this subject.
+    pub fn masks_for(&self, who: &Subject<'_>) -> Vec<&MaskRule> {
+        self.masks
+            .iter()
+            .filter(|m| {
+                m.when.as_ref().is_none_or(|c| c.matches_subject(who))
+                    && !m.unless.as_ref().is_some_and(|c| c.matches_subject(who))
+            })
+            .collect()
+    }
+
+    /// Load a file, or every `*.yaml`/`*.yml` file in a directory (sorted by name).
+    pub fn load(path: &Path) -> Result<RuleSet, Vec<String>> {
+        let files = rule_files(path).map_err(|e| vec![e])?;
+        let mut sources = Vec::new();
+        for f in &files {
+            match std::fs::read_to_string(f) {
+                Ok(text) => sources.push((f.display().to_string(), text)),
+                Err(e) => return Err(vec![format!("{}: {e}", f.display())]),
+            }
+        }
+        let mut set = RuleSet::from_sources(&sources)?;
+        set.files = files;
+        Ok(set)
+    }
+
+    /// Compile rule documents given as (name, text). Every error is reported, each as
+    /// `name:line: rule "id": what is wrong`.
+    pub fn from_sources(sources: &[(String, String)]) -> Result<RuleSet, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut default: Option<(Action, String)> = None;
+        let mut rules = Vec::new();
+        let mut masks = Vec::new();
+        let mut ids = HashSet::new();
+        for (name, text) in sources {
+            let raw: RawFile = match serde_saphyr::from_str(text) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!(
+                        "{name}:{}",
+                        crate::config::one_line_yaml_error(&e.to_string())
+                    ));
+                    continue;
+                }
+            };
+            let mut c = Compiler {
+                name,
+                text,
+                errors: &mut errors,
+            };
+            if let Some(d) = &raw.default {
+                match Action::parse(d).filter(|a| *a != Action::Approve) {
+                    Some(a) => {
+                        if let Some((_, other)) = &default {
+                            c.err_at(
+                                c.line_of("default:"),
+                                None,
+                                &format!("default is already set in {other}"),
+                            );
+                        } else {
+                            default = Some((a, name.clone()));
+                        }
+                    }
+                    None => c.err_at(
+                        c.line_of("default:"),
+                        None,
+                        &format!("default must be allow or block, not {d:?}"),
+                    ),
+                }
+            }
+            for r in raw.rules {
+                if !ids.insert(r.id.clone()) {
+                    c.err(&r.id, "duplicate rule id");
+                    continue;
+                }
+                if let Some(rule) = c.rule(r) {
+                    rules.push(rule);
+                }
+            }
+            for m in raw.masks {
+                if !ids.insert(m.id.clone()) {
+                    c.err(&m.id, "duplicate rule id");
+                    continue;
+                }
+                if let Some(mask) = c.mask(m) {
+                    masks.push(mask);
+                }
+            }
+            for d in raw.detect {
+                if !ids.insert(d.id.clone()) {
+                    c.err(&d.id, "duplicate rule id");
+                    continue;
+                }
+                c.detect(&d);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RuleSet {
+            default: default.map(|(a, _)| a).unwrap_or(Action::Allow),
+            rules,
+            masks,
+            files: Vec::new(),
+        })
+    }
+}
+
+/// The rule files a path names.
+pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+struct Compiler<'a> {
+    name: &'a str,
+    text: &'a str,
+    errors: &'a mut Vec<String>,
+}
+
+const MASK_METHODS: &[&str] = &["redact", "partial", "hash", "null", "email"];
+const DETECT_KINDS: &[&str] = &[
+    "credit_card",
+    "email",
+    "us_ssn",
+    "iban",
+    "jwt",
+    "aws_access_key",
+    "regex",
+];
+
+impl Compiler<'_> {
+    /// The line an id is declared on (`id: x`), for error messages.
+    fn line_of_id(&self, id: &str) -> usize {
+        self.text
+            .lines()
+            .position(|l| {
+                let l = l.trim().trim_start_matches("- ").trim();
+                l.strip_prefix("id:")
+                    .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+                    .unwrap_or(false)
+            })
+            .map(|i| i + 1)
+            .unwrap_or(1)
+    }
+
+    fn line_of(&self, prefix: &str) -> usize {
+        self.text
+            .lines()
+            .position(|l| l.trim_start().starts_with(prefix))
+            .map(|i| i + 1)
+            .unwrap_or(1)
+    }
+
+    fn err_at(&mut self, line: usize, id: Option<&str>, msg: &str) {
+        match id {
+            Some(id) => self
+                .errors
+                .push(format!("{}:{line}: rule \"{id}\": {msg}", self.name)),
+            None => self.errors.push(format!("{}:{line}: {msg}", self.name)),
+        }
+    }
+
+    fn err(&mut self, id: &str, msg: &str) {
+        let line = self.line_of_id(id);
+        self.err_at(line, Some(id), msg);
+    }
+
+    fn globs(&mut self, id: &str, what: &str, v: &Option<OneOrMany<String>>) -> Option<Vec<Glob>> {
+        let v = v.as_ref()?;
+        let mut out = Vec::new();
+        for p in v.to_vec() {
+            match Glob::new(&p) {
+                Ok(g) => out.push(g),
+                Err(e) => self.err(id, &format!("{what}: {e}")),
+            }
+        }
+        Some(out)
+    }
+
+    fn cond(&mut self, id: &str, c: &RawCond) -> Cond {
+        let statement = c.statement.as_ref().map(|v| {
+            v.to_vec()
+                .iter()
+                .filter_map(|k| {
+                    let kind = Kind::parse(k);
+                    if kind.is_none() {
+                        self.err(id, &format!("unknown statement kind {k:?}"));
+                    }
+                    kind
+                })
+                .collect()
+        });
+        let where_ = c.where_.as_ref().map(|v| {
+            v.to_vec()
+                .iter()
+                .filter_map(|w| match w.as_str() {
+                    "missing" => Some(WhereCond::Missing),
+                    "tautology" => Some(WhereCond::Tautology),
+                    other => {
+                        self.err(
+                            id,
+                            &format!("where must be missing or tautology, not {other:?}"),
+                        );
+                        None
+                    }
+                })
+                .collect()
+        });
+        let copy = c.copy.as_ref().map(|v| {
+            v.to_vec()
+                .iter()
+                .filter_map(|w| match w.as_str() {
+                    "program" => Some(CopyEnd::Program),
+                    "file" => Some(CopyEnd::File),
+                    "stdio" => Some(CopyEnd::Stdio),
+                    other => {
+                        self.err(
+                            id,
+                            &format!("copy must be program, file or stdio, not {other:?}"),
+                        );
+                        None
+                    }
+                })
+                .collect()
+        });
+        Cond {
+            statement,
+            where_,
+            writes: c.writes,
+            tables: self.globs(id, "tables", &c.tables),
+            tables_written: self.globs(id, "tables_written", &c.tables_written),
+            columns: self.globs(id, "columns", &c.columns),
+            functions: self.globs(id, "functions", &c.functions),
+            settings: self.globs(id, "settings", &c.settings),
+            copy,
+            targets: self.globs(id, "targets", &c.targets),
+            users: self.globs(id, "users", &c.users),
+            groups: self.globs(id, "groups", &c.groups),
+        }
+    }
+
+    fn rule(&mut self, r: raw::RawRule) -> Option<Rule> {
+        if r.id.trim().is_empty() {
+            self.err_at(1, None, "a rule needs an id");
+            return None;
+        }
+        let Some(action) = Action::parse(&r.action) else {
+            self.err(
+                &r.id,
+                &format!("action must be allow, block or approve, not {:?}", r.action),
+            );
+            return None;
+        };
+        if action == Action::Approve && r.approvers.as_ref().is_none_or(|a| a.is_empty()) {
+            self.err(
+                &r.id,
+                "action approve needs approvers (groups whose members may approve)",
+            );
+        }
+        if action != Action::Approve && r.approvers.is_some() {
+            self.err(&r.id, "approvers only apply to action approve");
+        }
+        let when = self.cond(&r.id, &r.when);
+        let unless = r.unless.as_ref().map(|u| self.cond(&r.id, u));
+        Some(Rule {
+            description: r.message.or(r.description).unwrap_or_default(),
+            action,
+            approvers: r.approvers.unwrap_or_default(),
+            when,
+            unless,
+            id: r.id,
+        })
+    }
+
+    fn mask(&mut self, m: raw::RawMask) -> Option<MaskRule> {
+        if !MASK_METHODS.contains(&m.method.as_str()) {
+            self.err(
+                &m.id,
+                &format!(
+                    "unknown mask method {:?} (redact, partial, hash, null, email)",
+                    m.method
+                ),
+            );
+        }
+        self.method_options(&m.id, &m.method, m.keep_last, m.hash_key_env.as_deref());
+        if m.columns.is_empty() {
+            self.err(&m.id, "a mask needs columns");
+        }
+        let mut columns = Vec::new();
+        for c in &m.columns {
+            match Glob::new(c) {
+                Ok(g) => columns.push(g),
+                Err(e) => self.err(&m.id, &format!("columns: {e}")),
+            }
+        }
+        let when = m.when.as_ref().map(|c| self.cond(&m.id, c));
+        let unless = m.unless.as_ref().map(|c| self.cond(&m.id, c));
+        Some(MaskRule {
+            id: m.id,
+            columns,
+            method: m.method,
+            when,
+            unless,
+        })
+    }
+
+    fn method_options(
+        &mut self,
+        id: &str,
+        method: &str,
+        keep_last: Option<u32>,
+        hash_key_env: Option<&str>,
+    ) {
+        if keep_last.is_some() && method != "partial" {
+            self.err(id, "keep_last only applies to method partial");
+        }
+        if method == "hash" && hash_key_env.is_none() {
+            self.err(
+                id,
+                "method hash needs hash_key_env (the HMAC key's environment variable)",
+            );
+        }
+        if method != "hash" && hash_key_env.is_some() {
+            self.err(id, "hash_key_env only applies to method hash");
+        }
+    }
+
+    fn detect(&mut self, d: &raw::RawDetect) {
+        if !DETECT_KINDS.contains(&d.kind.as_str()) {
+            self.err(&d.id, &format!("unknown detector kind {:?}", d.kind));
+        }
+        if !MASK_METHODS.contains(&d.method.as_str()) {
+            self.err(&d.id, &format!("unknown mask method {:?}", d.method));
+        }
+        self.method_options(&d.id, &d.method, d.keep_last, d.hash_key_env.as_deref());
+        match (d.kind.as_str(), &d.pattern) {
+            ("regex", None) => self.err(&d.id, "kind regex needs pattern"),
+            ("regex", Some(p)) => {
+                if p.is_empty() || p.len() > 10_000 {
+                    self.err(&d.id, "bad regex: empty or longer than 10000 characters");
+                } else if let Err(e) = check_regex(p) {
+                    self.err(&d.id, &format!("bad regex: {e}"));
+                }
+            }
+            (_, Some(_)) => self.err(&d.id, "pattern only applies to kind regex"),
+            _ => {}
+        }
+        if let Some(u) = &d.unless {
+            let _ = self.cond(&d.id, u);
+        }
+    }
+}
+
+fn check_regex(p: &str) -> Result<(), String> {
+    regex::Regex::new(p).map(|_| ()).map_err(|e| {
+        e.to_string()
+            .lines()
+            .last()
+            .unwrap_or("invalid")
+            .trim()
+            .to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests;
