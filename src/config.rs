@@ -226,6 +226,7 @@ type RawAudit = AuditConfig;
 struct RawLimits {
     max_connections: Option<usize>,
     max_message_bytes: Option<usize>,
+    max_statement_bytes: Option<usize>,
     shutdown_grace: Option<HumanDuration>,
     connect_timeout: Option<HumanDuration>,
     startup_timeout: Option<HumanDuration>,
@@ -289,6 +290,8 @@ pub struct Limits {
     /// Cap on any one message pgmoat must hold whole (queries, Parse, FunctionCall);
     /// data messages are streamed and only bound by the protocol's own limits.
     pub max_message_bytes: usize,
+    /// Statements longer than this are refused before parsing.
+    pub max_statement_bytes: usize,
     pub shutdown_grace: Duration,
     pub connect_timeout: Duration,
     pub startup_timeout: Duration,
@@ -299,6 +302,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_message_bytes: 64 << 20,
+            max_statement_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(60),
@@ -365,9 +369,6 @@ impl Config {
     /// Sections this build accepts and checks but does not act on yet.
     pub fn inactive_sections(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        if self.rules.is_some() {
-            v.push("rules");
-        }
         if self.approvals.is_some() {
             v.push("approvals");
         }
@@ -537,6 +538,7 @@ impl Validator<'_> {
             Some(l) => Limits {
                 max_connections: l.max_connections.unwrap_or(d.max_connections),
                 max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+                max_statement_bytes: l.max_statement_bytes.unwrap_or(d.max_statement_bytes),
                 shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
                 connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
                 startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),

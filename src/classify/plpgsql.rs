@@ -38,10 +38,8 @@ fn collect(v: &Value, queries: &mut Vec<(String, i64)>, dynamic: &mut bool) {
             for (k, child) in map {
                 match k.as_str() {
                     "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => *dynamic = true,
-                    "PLpgSQL_stmt_open" => {
-                        if child.get("dynquery").is_some_and(|d| !d.is_null()) {
-                            *dynamic = true;
-                        }
+                    "PLpgSQL_stmt_open" if child.get("dynquery").is_some_and(|d| !d.is_null()) => {
+                        *dynamic = true;
                     }
                     "PLpgSQL_expr" => {
                         if let Some(q) = child.get("query").and_then(Value::as_str) {

@@ -453,10 +453,8 @@ impl<'a> Walker<'a> {
                 }
             }
             "CreateFunctionStmt" => self.function_body(body),
-            "SelectStmt" => {
-                if body.get("into_clause").is_some_and(|v| !v.is_null()) {
-                    self.facts.kinds.insert(Kind::Create);
-                }
+            "SelectStmt" if body.get("into_clause").is_some_and(|v| !v.is_null()) => {
+                self.facts.kinds.insert(Kind::Create);
             }
             _ => {}
         }

@@ -19,8 +19,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::auth::UserDirectory;
+use crate::classify::Classifier;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::policy::reload::RulesHandle;
 use crate::protocol::backend::{self, ErrorFields, Severity};
 use crate::protocol::sqlstate;
 use crate::session::{self, cancel::CancelRegistry, Shared};
@@ -34,6 +36,8 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("rules do not validate:\n{}", .0.join("\n"))]
+    Rules(Vec<String>),
 }
 
 /// A bound gateway, ready to run.
@@ -49,6 +53,14 @@ impl Gateway {
     /// Bind the listeners and prepare TLS; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         tls::install_default_provider();
+        let rules = RulesHandle::load(config.rules.as_deref()).map_err(GatewayError::Rules)?;
+        if !rules.is_configured() {
+            tracing::warn!("no `rules:` configured: statements are relayed without being judged");
+        }
+        let classifier = Classifier::start(
+            config.workers.clamp(1, 4),
+            config.limits.max_statement_bytes,
+        );
         for section in config.inactive_sections() {
             tracing::warn!(
                 "config section `{section}` is accepted but not enforced by this build yet"
@@ -95,6 +107,8 @@ impl Gateway {
             cancels: Arc::new(CancelRegistry::default()),
             metrics: Arc::new(Metrics::default()),
             shutdown: shutdown_rx,
+            rules,
+            classifier,
             config: Arc::new(config),
         });
         Ok(Gateway {
@@ -114,6 +128,10 @@ impl Gateway {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn rules(&self) -> Arc<RulesHandle> {
+        Arc::clone(&self.shared.rules)
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -139,6 +157,8 @@ impl Gateway {
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
         });
+        let watcher = shared.rules.watch(Duration::from_secs(1));
+        let hangup = reload_on_sighup(Arc::clone(&shared.rules));
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pgmoat is accepting connections");
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(5);
@@ -182,6 +202,10 @@ impl Gateway {
             }
         }
         drop(listener);
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        hangup.abort();
         tracing::info!(
             "shutting down: no new connections; waiting up to {grace:?} for running statements"
         );
@@ -197,6 +221,20 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
     }
+}
+
+/// SIGHUP reloads the rules at once.
+fn reload_on_sighup(rules: Arc<RulesHandle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let r = Arc::clone(&rules);
+            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        }
+    })
 }
 
 /// Answer a connection pgmoat will not serve with a FATAL and close it.

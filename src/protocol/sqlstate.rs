@@ -11,3 +11,5 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INTERNAL_ERROR: &str = "XX000";
+pub const SYNTAX_ERROR: &str = "42601";
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";

@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod error;
 mod io;
+pub mod judge;
 pub mod params;
 pub mod relay;
 pub mod upstream;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
+    pub rules: Arc<crate::policy::reload::RulesHandle>,
+    pub classifier: Arc<crate::classify::Classifier>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -88,6 +91,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         max_message: shared.config.limits.max_message_bytes,
         metrics: Arc::clone(&shared.metrics),
         shutdown: shared.shutdown.clone(),
+        judge: shared.rules.is_configured().then(|| judge::Judge {
+            classifier: Arc::clone(&shared.classifier),
+            rules: Arc::clone(&shared.rules),
+            identity: est.identity.clone(),
+            target: est.target.clone(),
+        }),
     });
     let result = relay.run().await;
     let (client, mut upstream) = relay.into_streams();
@@ -265,6 +274,7 @@ struct Established {
     tx_status: u8,
     client_leftover: BytesMut,
     identity: Identity,
+    target: String,
     cancel_key: cancel::CancelKey,
 }
 
@@ -397,6 +407,7 @@ async fn establish(
         tx_status: ready.status,
         client_leftover: buf,
         identity,
+        target: target.name.clone(),
         cancel_key,
     })
 }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::error::SessionError;
+use super::judge::Judge;
 use super::params;
 use crate::metrics::{BatchStats, Metrics};
 use crate::net::stream::{ClientStream, UpstreamStream};
@@ -81,6 +82,25 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     draining: bool,
+    /// The rule engine; None when no rules are configured (a pure relay).
+    judge: Option<Judge>,
+    /// Refused statements whose stand-in error is still to come back from the server.
+    rewrites: VecDeque<Rewrite>,
+    nonce_seed: u64,
+}
+
+/// A refused Query or Parse is replaced, on its way to the server, by a stand-in
+/// that fails at once naming a one-off identifier (`SELECT "pgmoat_blocked_..."`). The
+/// server then does exactly what it does for any failed statement (aborts the
+/// transaction or implicit transaction, discards extended-protocol messages up to Sync,
+/// reports the true status) and pgmoat swaps the server's error for its own. The
+/// refused SQL itself never reaches the server.
+struct Rewrite {
+    marker: String,
+    response: BytesMut,
+    /// The ReadyForQuery number that closes the cycle; past it the entry is stale
+    /// (an earlier error made the server skip the stand-in).
+    due: u64,
 }
 
 /// What pgmoat does with a server message it holds whole.
@@ -98,6 +118,7 @@ pub struct RelayParts {
     pub max_message: usize,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
+    pub judge: Option<Judge>,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -143,6 +164,9 @@ impl Relay {
             metrics: p.metrics,
             shutdown: p.shutdown,
             draining: false,
+            judge: p.judge,
+            rewrites: VecDeque::new(),
+            nonce_seed: rand::random(),
         }
     }
 
@@ -258,6 +282,18 @@ impl Relay {
                         buf.reserve(h.total - have);
                         break;
                     }
+                    if h.tag != b'F' {
+                        if let Some(refusal) = self.judge_message(&buf[pos..pos + h.total]).await {
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            self.substitute(&buf[pos..pos + h.total], refusal).await?;
+                            if h.tag == b'Q' {
+                                stats.queries_simple += 1;
+                            }
+                            pos += h.total;
+                            fwd = pos;
+                            continue;
+                        }
+                    }
                     match self.inspect_client(&buf[pos..pos + h.total]) {
                         Verdict::Forward => {
                             match h.tag {
@@ -303,7 +339,84 @@ impl Relay {
         Ok(end)
     }
 
-    /// The interception point for whole client messages. The rule engine hooks in here.
+    /// Classify and decide a Query or Parse; Some when it must not run.
+    async fn judge_message(&self, msg: &[u8]) -> Option<super::judge::Refusal> {
+        let judge = self.judge.as_ref()?;
+        let body = &msg[5..];
+        let sql = match msg[0] {
+            b'Q' => crate::protocol::frame::cstr(body).map(|(q, _)| q),
+            _ => crate::protocol::frame::cstr(body)
+                .and_then(|(_, rest)| crate::protocol::frame::cstr(rest))
+                .map(|(q, _)| q),
+        };
+        let Some(sql) = sql else {
+            // A Query or Parse without its terminators: refuse rather than guess.
+            return Some(super::judge::Refusal {
+                response: {
+                    let mut out = BytesMut::new();
+                    backend::error_response(
+                        &mut out,
+                        &ErrorFields::new(
+                            Severity::Error,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "pgmoat: malformed message",
+                        ),
+                    );
+                    out
+                },
+                rule: "malformed".into(),
+            });
+        };
+        judge.judge(sql).await
+    }
+
+    /// Send the stand-in for a refused Query or Parse and remember whose error it is.
+    async fn substitute(
+        &mut self,
+        msg: &[u8],
+        refusal: super::judge::Refusal,
+    ) -> Result<(), SessionError> {
+        self.nonce_seed = self
+            .nonce_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let marker = format!("pgmoat_blocked_{:016x}", self.nonce_seed);
+        let stand_in = format!("SELECT \"{marker}\"");
+        let mut out = BytesMut::new();
+        let due = if msg[0] == b'Q' {
+            postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
+            self.sent_syncs += 1;
+            self.sent_syncs
+        } else {
+            let name = crate::protocol::frame::cstr(&msg[5..])
+                .map(|(n, _)| n)
+                .unwrap_or(b"");
+            let name = std::str::from_utf8(name).unwrap_or("");
+            postgres_protocol::message::frontend::parse(
+                name,
+                &stand_in,
+                std::iter::empty(),
+                &mut out,
+            )
+            .map_err(server_io)?;
+            self.sent_syncs + 1
+        };
+        self.write_upstream(&out).await?;
+        self.metrics
+            .messages_blocked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = &self.judge {
+            tracing::info!(identity = %j.identity.name, target = %j.target, rule = %refusal.rule, "statement blocked");
+        }
+        self.rewrites.push_back(Rewrite {
+            marker,
+            response: refusal.response,
+            due,
+        });
+        Ok(())
+    }
+
+    /// The interception point for whole client messages the rules do not judge.
     fn inspect_client(&mut self, msg: &[u8]) -> Verdict {
         match msg[0] {
             b'F' => {
@@ -405,6 +518,8 @@ impl Relay {
                     }
                     self.tx_status = body.first().copied().unwrap_or(b'I');
                     self.seen_rfq += 1;
+                    let seen = self.seen_rfq;
+                    self.rewrites.retain(|r| r.due > seen);
                     pos += h.total;
                     while self
                         .injections
@@ -420,6 +535,31 @@ impl Relay {
                     if self.draining && self.outstanding() == 0 {
                         end = Some(End::Shutdown);
                         break;
+                    }
+                    continue;
+                }
+                b'E' if !self.rewrites.is_empty() => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    stats.server_errors += 1;
+                    let fields =
+                        crate::protocol::backend::parse_fields(&buf[pos + 5..pos + h.total]);
+                    let message = crate::protocol::backend::field(&fields, b'M');
+                    let ours = self
+                        .rewrites
+                        .iter()
+                        .position(|r| message.contains(&r.marker));
+                    if let Some(i) = ours {
+                        self.write_client(&buf[fwd..pos]).await?;
+                        if let Some(r) = self.rewrites.remove(i) {
+                            self.write_client(&r.response).await?;
+                        }
+                        pos += h.total;
+                        fwd = pos;
+                    } else {
+                        pos += h.total;
                     }
                     continue;
                 }

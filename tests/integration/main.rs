@@ -10,4 +10,5 @@ mod auth;
 mod drivers;
 mod relay;
 mod robustness;
+mod rules;
 mod tls;

@@ -1,0 +1,280 @@
+//! Enforcement through the wire: blocked statements get 42501 naming the rule, never
+//! reach the server, leave the session usable with the server's true status; rules
+//! reload without a restart.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+
+use crate::harness::*;
+
+fn rules_dir(text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pgmoat-rules-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.yaml"), text).unwrap();
+    dir
+}
+
+const BASELINE: &str = include_str!("../../rules/baseline.yaml");
+
+async fn with_baseline() -> (&'static crate::common::pg::TestPg, TestGateway) {
+    let dir = rules_dir(BASELINE);
+    start_with(&format!("rules: {}\n", dir.display())).await
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_statements_never_reach_the_server() {
+    let (pg, gw) = with_baseline().await;
+    let c = gw.connect().await;
+    let table = unique("victim");
+    c.batch_execute(&format!(
+        "CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2)"
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        format!("DROP TABLE {table}"),
+        format!("DELETE FROM {table}"),
+        format!("DELETE FROM {table} WHERE 1=1"),
+        format!("WITH d AS (DELETE FROM {table} RETURNING *) SELECT * FROM d"),
+        format!("SELECT 1; TRUNCATE {table}"),
+        format!("EXPLAIN ANALYZE DELETE FROM {table}"),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "42501", "{sql}");
+        assert!(
+            db.message().starts_with("pgmoat: blocked by rule \""),
+            "{sql}: {}",
+            db.message()
+        );
+        assert!(
+            db.detail().is_some_and(|d| d.contains("kinds:")),
+            "{sql}: {:?}",
+            db.detail()
+        );
+    }
+    // Nothing happened, and the server never saw the refused text.
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = pg.log_contents();
+    assert!(
+        !log.contains(&format!("DROP TABLE {table}")),
+        "the server saw a blocked statement"
+    );
+    assert!(
+        !log.contains(&format!("DELETE FROM {table}")),
+        "the server saw a blocked statement"
+    );
+    assert!(
+        log.contains(&format!("INSERT INTO {table}")),
+        "allowed statements are logged (the check can fail)"
+    );
+    // Allowed statements still run, narrow writes included.
+    c.simple_query(&format!("DELETE FROM {table} WHERE id = 1"))
+        .await
+        .unwrap();
+    assert!(
+        gw.metrics
+            .messages_blocked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_statement_stops_the_whole_message() {
+    let (_pg, gw) = with_baseline().await;
+    let c = gw.connect().await;
+    let table = unique("whole");
+    c.batch_execute(&format!("CREATE TABLE {table} (id int)"))
+        .await
+        .unwrap();
+    let e = c
+        .simple_query(&format!(
+            "INSERT INTO {table} VALUES (1); DELETE FROM {table}; INSERT INTO {table} VALUES (2)"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .detail()
+            .unwrap()
+            .starts_with("statement 2:"),
+        "{e:?}"
+    );
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing of the message ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_inside_a_transaction_reports_the_servers_status() {
+    let (_pg, gw) = with_baseline().await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    assert_eq!(status(&raw.query("BEGIN").await), b'T');
+    let msgs = raw.query("DROP TABLE anything").await;
+    assert_eq!(tags(&msgs), "EZ");
+    assert_eq!(msgs[0].field(b'C'), "42501");
+    assert!(msgs[0].field(b'M').contains("no-drop"));
+    assert_eq!(
+        status(&msgs),
+        b'E',
+        "the transaction is failed, as after any error"
+    );
+    let msgs = raw.query("SELECT 1").await;
+    assert_eq!(msgs[0].field(b'C'), "25P02");
+    assert_eq!(status(&raw.query("ROLLBACK").await), b'I');
+    // Outside a transaction the session is simply idle and usable.
+    let msgs = raw.query("TRUNCATE x");
+    assert_eq!(status(&msgs.await), b'I');
+    assert_eq!(tags(&raw.query("SELECT 2").await), "TDCZ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_is_judged_at_parse() {
+    let (_pg, gw) = with_baseline().await;
+    let c = gw.connect().await;
+    let e = c.prepare("DELETE FROM users").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    let e = c
+        .query("SELECT pg_read_file($1)", &[&"/etc/passwd"])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("no-server-files"));
+    // Allowed statements with parameters still work, reused.
+    let s = c.prepare("SELECT $1::int * 2").await.unwrap();
+    for i in 0..20i32 {
+        assert_eq!(
+            c.query_one(&s, &[&i]).await.unwrap().get::<_, i32>(0),
+            i * 2
+        );
+    }
+    // Raw: a refused named Parse, then Bind/Execute of it before Sync are discarded.
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut out = BytesMut::new();
+    frontend::parse("ok1", "SELECT 1", std::iter::empty(), &mut out).unwrap();
+    frontend::parse("bad", "DROP TABLE users", std::iter::empty(), &mut out).unwrap();
+    // Bind: portal "", statement "bad", no formats, no parameters, no result formats.
+    out.extend_from_slice(&message(b'B', b"\0bad\0\0\0\0\0\0\0"));
+    frontend::execute("", 0, &mut out).unwrap();
+    frontend::sync(&mut out);
+    raw.send(&out).await;
+    let msgs = raw.until_ready().await;
+    assert_eq!(
+        tags(&msgs),
+        "1EZ",
+        "ParseComplete, then one error, discard to Sync"
+    );
+    assert_eq!(msgs[1].field(b'C'), "42501");
+    assert_eq!(status(&msgs), b'I');
+    // The session goes on.
+    assert_eq!(tags(&raw.query("SELECT 3").await), "TDCZ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparseable_and_unanalysable_sql_is_refused() {
+    let (_pg, gw) = with_baseline().await;
+    let c = gw.connect().await;
+    let e = c.simple_query("SELEC 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .message()
+        .starts_with("pgmoat: cannot parse"));
+    let e = c
+        .simple_query("DO $$ BEGIN RAISE NOTICE 'x'; END $$")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("no-do-for-agents"));
+    for sql in [
+        "SET ROLE postgres",
+        "SELECT set_config('role', 'postgres', false)",
+        "COPY users TO PROGRAM 'id'",
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}");
+    }
+    // Benign SQL passes untouched, keyword look-alikes included.
+    let rows = c
+        .simple_query("SELECT 'DROP TABLE users' AS drop_date")
+        .await
+        .unwrap();
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_reload_without_a_restart() {
+    let secret = unique("secret");
+    let block = format!(
+        "rules:\n  - id: no-secret\n    description: not this table\n    when: {{ tables: [{secret}] }}\n    action: block\n"
+    );
+    let dir = rules_dir(&block);
+    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.display())).await;
+    let c = gw.connect().await;
+    let sql = format!("SELECT * FROM {secret}");
+    let e = c.simple_query(&sql).await.unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("no-secret"));
+    // A new rule set: the statement is now judged by it (the table does not exist).
+    std::fs::write(dir.join("rules.yaml"), "rules: []\n").unwrap();
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let e = c.simple_query(&sql).await.unwrap_err();
+        if sqlstate(&e) == "42P01" {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the new rules took effect");
+    // A broken file is refused; the rules in force stay.
+    std::fs::write(
+        dir.join("rules.yaml"),
+        "rules:\n  - id: x\n    action: explode\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let e = c.simple_query(&sql).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01", "old rules still in force");
+}
