@@ -29,6 +29,7 @@ pub mod admin;
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod explain;
 pub mod metrics;
 pub mod net;
 pub mod policy;

@@ -44,10 +44,28 @@ enum Command {
         #[arg(long, default_value_t = 9187)]
         admin_port: u16,
     },
-    /// Validate a config file without starting anything.
+    /// Validate a config file and/or rule files without starting anything.
     Check {
         #[arg(short, long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// A rule file or a directory of them.
+        rules: Option<PathBuf>,
+    },
+    /// Show what the gateway would do with some SQL for an identity.
+    Explain {
+        #[arg(short, long, conflicts_with = "rules")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long, default_value = "explain")]
+        user: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "")]
+        target: String,
+        #[arg(long)]
+        json: bool,
+        sql: String,
     },
 }
 
@@ -132,11 +150,62 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => match Config::check(&config) {
+        Command::Check { config, rules } => check(config, rules),
+        Command::Explain {
+            config,
+            rules,
+            user,
+            mut groups,
+            target,
+            json,
+            sql,
+        } => {
+            let mut rules_path = rules;
+            if let Some(c) = &config {
+                let (cfg, _) = Config::check(c).map_err(|e| e.to_string())?;
+                rules_path = cfg.rules.clone();
+                if groups.is_empty() {
+                    if let Some(u) = cfg.users.iter().find(|u| u.name == user) {
+                        groups = u.groups.clone();
+                    }
+                }
+            }
+            let set = match &rules_path {
+                Some(p) => pgmoat::policy::RuleSet::load(p).map_err(|e| e.join("\n"))?,
+                None => pgmoat::policy::RuleSet::allow_all(),
+            };
+            let who = pgmoat::policy::Subject {
+                user: &user,
+                groups: &groups,
+                target: &target,
+            };
+            let report = pgmoat::explain::explain(&set, &sql, &who);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `pgmoat check`: every error on its own line, exit 1 if there is any.
+fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, String> {
+    if config.is_none() && rules.is_none() {
+        return Err("check needs -c pgmoat.yaml and/or a rules path".into());
+    }
+    let mut failed = false;
+    let mut rules_path = rules;
+    if let Some(path) = &config {
+        match Config::check(path) {
             Ok((c, missing)) => {
                 println!(
                     "{}: ok ({} target{}, {} user{})",
-                    config.display(),
+                    path.display(),
                     c.targets.len(),
                     if c.targets.len() == 1 { "" } else { "s" },
                     c.users.len(),
@@ -148,12 +217,38 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
                 }
-                Ok(ExitCode::SUCCESS)
+                if rules_path.is_none() {
+                    rules_path = c.rules.clone();
+                }
             }
             Err(e) => {
                 println!("{e}");
-                Ok(ExitCode::from(1))
+                failed = true;
             }
-        },
+        }
     }
+    if let Some(path) = &rules_path {
+        match pgmoat::policy::RuleSet::load(path) {
+            Ok(set) => println!(
+                "{}: ok ({} rule{}, {} mask{}, default {})",
+                path.display(),
+                set.rules.len(),
+                if set.rules.len() == 1 { "" } else { "s" },
+                set.masks.len(),
+                if set.masks.len() == 1 { "" } else { "s" },
+                set.default.as_str()
+            ),
+            Err(errors) => {
+                for e in errors {
+                    println!("{e}");
+                }
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -364,8 +364,17 @@ pub async fn run(
     drop(app);
     drop(admin);
 
+    // The shipped baseline rules, so the demo shows blocks.
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).map_err(|e| setup(e.to_string()))?;
+    std::fs::write(
+        rules_dir.join("baseline.yaml"),
+        include_str!("../rules/baseline.yaml"),
+    )
+    .map_err(|e| setup(e.to_string()))?;
     let yaml = format!(
         "listen: 127.0.0.1:{port}
+rules: rules/
 admin:
   listen: 127.0.0.1:{admin_port}
   token_env: PGMOAT_ADMIN_TOKEN
@@ -416,6 +425,10 @@ Connect as the demo agent. Its password is pgmoat's; the database password never
 Try:
 
   {psql} -c \"SELECT name, email, ssn FROM users LIMIT 3\"
+  {psql} -c \"DELETE FROM users\"
+      (blocked by rule \"no-unbounded-writes\": the baseline rules in rules/baseline.yaml are loaded)
+  {psql} -c \"DROP TABLE users\"
+      (blocked by rule \"no-drop\"; see why with: pgmoat explain --rules rules/ \"DROP TABLE users\")
   {psql} -c \"SELECT current_user, application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()\"
       (the server sees its own role app_rw, and the identity agent-1 in application_name)
   {psql} -c \"SELECT status, count(*), sum(amount) FROM orders GROUP BY 1\"

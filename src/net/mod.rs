@@ -153,6 +153,7 @@ impl Gateway {
         let admin_task = admin.map(|l| {
             let state = admin::AdminState {
                 metrics: Arc::clone(&shared.metrics),
+                rules: Arc::clone(&shared.rules),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))

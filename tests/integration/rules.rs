@@ -278,3 +278,35 @@ async fn rules_reload_without_a_restart() {
     let e = c.simple_query(&sql).await.unwrap_err();
     assert_eq!(sqlstate(&e), "42P01", "old rules still in force");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_validate_and_explain() {
+    let (_pg, gw) = with_baseline().await;
+    let admin = gw.admin.unwrap();
+    let (code, _) = http_post(admin, "/api/v1/rules/validate", None, "rules: []").await;
+    assert_eq!(code, 401, "no token");
+    let (code, _) = http_post(admin, "/api/v1/rules/validate", Some("wrong"), "rules: []").await;
+    assert_eq!(code, 401, "wrong token");
+    let (code, body) = http_post(
+        admin,
+        "/api/v1/rules/validate",
+        Some("admin-token"),
+        "rules: []\n",
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"ok":true}"#));
+    let bad = "rules:\n  - id: x\n    when: { statement: [dorp] }\n    action: block\n";
+    let (code, body) = http_post(admin, "/api/v1/rules/validate", Some("admin-token"), bad).await;
+    assert_eq!(code, 422);
+    assert!(
+        body.contains(r#"request:2: rule \"x\": unknown statement kind \"dorp\""#),
+        "{body}"
+    );
+    let req = r#"{"sql":"DROP TABLE users","user":"agent-1","groups":["agents"],"target":"demo"}"#;
+    let (code, body) = http_post(admin, "/api/v1/explain", Some("admin-token"), req).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        r#"{"action":"block","rules":["no-drop"],"statements":[{"kinds":["drop"],"tables_read":[],"tables_written":["public.users"],"functions":[],"where":"n/a"}],"masked_columns":[]}"#
+    );
+}
