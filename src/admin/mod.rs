@@ -49,7 +49,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 
 /// `Authorization: Bearer <token>`, compared in constant time; no token configured
 /// means every `/api/*` call is refused.
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -60,18 +60,20 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         {
             Ok(())
         }
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-        )
-            .into_response()),
+        _ => Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "missing or wrong bearer token"})),
+            )
+                .into_response(),
+        )),
     }
 }
 
 /// Validate a rules YAML document (for CI/CD pipelines).
 async fn validate(State(state): State<AdminState>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     match RuleSet::from_sources(&[("request".to_string(), body)]) {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"ok": true}))).into_response(),
@@ -97,7 +99,7 @@ struct ExplainRequest {
 /// What the live rules would do with some SQL: the same JSON as `pgmoat explain --json`.
 async fn explain(State(state): State<AdminState>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     let req: ExplainRequest = match serde_json::from_str(&body) {
         Ok(r) => r,
