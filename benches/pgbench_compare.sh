@@ -10,6 +10,7 @@
 #   ROUNDS          number of rounds, default 3
 #   PGMOAT_BIN      pgmoat binary, default <repo>/target/release/pgmoat
 #   PGMOAT_WORKERS  tokio worker threads for pgmoat (`workers:`), default 1
+#   PGMOAT_RULES    a rule file or folder for pgmoat (`rules:`), e.g. rules/; default none
 #   SKIP_PGMOAT     set to 1 to benchmark only direct + pgbouncer (no binary needed)
 #   SCALE           pgbench -i scale factor, default 10
 #   WARMUP          seconds of warm-up per target before round 1, default 2 (0 = none)
@@ -240,6 +241,9 @@ identities:
       password_env: BENCH_CLIENT_PASSWORD
       groups: [bench]
 EOF
+    if [ -n "${PGMOAT_RULES:-}" ]; then
+        echo "rules: $(cd "$(dirname "$PGMOAT_RULES")" && pwd)/$(basename "$PGMOAT_RULES")" >>"$WORK/pgmoat/pgmoat.yaml"
+    fi
     MOAT_CLIENT_PW="client-$RANDOM$RANDOM"
     log "starting pgmoat ($PGMOAT_BIN, workers=$PGMOAT_WORKERS) on 127.0.0.1:$MOAT_PORT, admin :$MOAT_ADMIN_PORT"
     BENCH_DB_PASSWORD=$BENCH_PW BENCH_CLIENT_PASSWORD=$MOAT_CLIENT_PW \
@@ -387,7 +391,7 @@ echo "==========================================================================
 echo "pgbench comparison: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(nproc) cores, $(uname -r)"
 echo "Postgres $("$PGBIN/postgres" --version | awk '{print $3}') (fsync=off, synchronous_commit=off, scale $SCALE)," \
     "$("$PGBOUNCER" --version | head -1) (session pooling)"
-[ "$SKIP_PGMOAT" != 1 ] && echo "pgmoat: $PGMOAT_BIN (workers=$PGMOAT_WORKERS)"
+[ "$SKIP_PGMOAT" != 1 ] && echo "pgmoat: $PGMOAT_BIN (workers=$PGMOAT_WORKERS, rules=${PGMOAT_RULES:-none})"
 echo "duration ${DURATION}s x $ROUNDS rounds, interleaved; medians over rounds; CLK_TCK=$CLK_TCK"
 echo "mbox CPU = middlebox process utime+stime per txn; pg CPU = Postgres server per txn"
 echo "=================================================================================="

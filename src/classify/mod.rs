@@ -43,13 +43,20 @@ pub enum ClassifyError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Classified {
     pub statements: Vec<Facts>,
+    /// Some fact depends on a literal's value, so the result is only reusable for this
+    /// exact text, not for the same statement shape with other literals.
+    pub literal_sensitive: bool,
 }
 
 /// Classify SQL on the current thread. Callers on async runtimes use [`Classifier`],
 /// which runs this on a thread with a large stack.
 pub fn classify_now(sql: &str) -> Result<Classified, ClassifyError> {
+    let mut sensitive = false;
+    let statements =
+        parse_statements_inner(sql, 0, pg_query::ParserOptions::DEFAULT, &mut sensitive)?;
     Ok(Classified {
-        statements: parse_statements(sql, 0)?,
+        statements,
+        literal_sensitive: sensitive,
     })
 }
 
@@ -62,6 +69,16 @@ fn parse_statements_with(
     depth: usize,
     options: pg_query::ParserOptions,
 ) -> Result<Vec<Facts>, ClassifyError> {
+    let mut ignored = false;
+    parse_statements_inner(sql, depth, options, &mut ignored)
+}
+
+fn parse_statements_inner(
+    sql: &str,
+    depth: usize,
+    options: pg_query::ParserOptions,
+    sensitive: &mut bool,
+) -> Result<Vec<Facts>, ClassifyError> {
     let parsed = pg_query::parse(sql, options).map_err(|e| ClassifyError::Parse(e.to_string()))?;
     let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
@@ -70,7 +87,8 @@ fn parse_statements_with(
             serde_json::to_value(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
         let mut walker = Walker::new(text);
         walker.walk(&tree, "", "stmt");
-        let (mut facts, bodies) = walker.finish();
+        let (mut facts, bodies, literal_sensitive) = walker.finish();
+        *sensitive |= literal_sensitive;
         for body in bodies {
             if depth >= MAX_BODY_DEPTH {
                 facts.unanalysable = Some("code nested too deeply to follow".into());
@@ -130,9 +148,49 @@ type Job = (
     tokio::sync::oneshot::Sender<Result<Arc<Classified>, ClassifyError>>,
 );
 
-/// The shared classifier: cache plus parse threads.
+/// Statements up to this size get a literal-insensitive cache key (scanning is cheap,
+/// but not free, and runs on the session's own thread).
+const SHAPE_MAX: usize = 64 << 10;
+
+/// A key that is the same for statements differing only in literal values: the
+/// scanner's tokens (the server's own lexer, so quoting and comments are read exactly
+/// as the server reads them), literals replaced by a placeholder, comments dropped.
+pub fn shape_key(sql: &str) -> Option<String> {
+    use pg_query::protobuf::Token;
+    let scanned = pg_query::scan(sql).ok()?;
+    let mut key = String::with_capacity(sql.len() + 8);
+    for t in &scanned.tokens {
+        let tok = t.token;
+        if tok == Token::SqlComment as i32 || tok == Token::CComment as i32 {
+            continue;
+        }
+        if [
+            Token::Sconst,
+            Token::Iconst,
+            Token::Fconst,
+            Token::Bconst,
+            Token::Xconst,
+            Token::Usconst,
+        ]
+        .iter()
+        .any(|l| *l as i32 == tok)
+        {
+            key.push_str("\u{1}L");
+        } else {
+            let (a, b) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
+            key.push_str(sql.get(a..b)?);
+        }
+        key.push('\u{0}');
+    }
+    Some(key)
+}
+
+/// The shared classifier: caches plus parse threads.
 pub struct Classifier {
+    /// By exact text: results whose facts depend on literal values.
     cache: Mutex<HashMap<Box<str>, Arc<Classified>>>,
+    /// By [`shape_key`]: results that hold for any literals.
+    shapes: Mutex<HashMap<Box<str>, Arc<Classified>>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     max_bytes: usize,
 }
@@ -162,25 +220,47 @@ impl Classifier {
         }
         Arc::new(Classifier {
             cache: Mutex::new(HashMap::new()),
+            shapes: Mutex::new(HashMap::new()),
             jobs: Mutex::new(tx),
             max_bytes,
         })
     }
 
+    /// The cached result for this text, by exact text or by shape; never parses.
     pub fn cached(&self, sql: &str) -> Option<Arc<Classified>> {
-        self.cache
+        self.lookup(sql).0
+    }
+
+    /// A cache hit, or the shape key to store the result under.
+    fn lookup(&self, sql: &str) -> (Option<Arc<Classified>>, Option<String>) {
+        let exact = self
+            .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(sql)
-            .cloned()
+            .cloned();
+        if exact.is_some() {
+            return (exact, None);
+        }
+        let key = (sql.len() <= SHAPE_MAX).then(|| shape_key(sql)).flatten();
+        let hit = key.as_deref().and_then(|k| {
+            self.shapes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(k)
+                .cloned()
+        });
+        (hit, key)
     }
 
-    /// Classify, from the cache when the exact text was seen before.
+    /// Classify, from a cache when this text, or this statement with other literals
+    /// (for results that hold for any literals), was seen before.
     pub async fn classify(&self, sql: &str) -> Result<Arc<Classified>, ClassifyError> {
         if sql.len() > self.max_bytes {
             return Err(ClassifyError::TooLarge(sql.len(), self.max_bytes));
         }
-        if let Some(hit) = self.cached(sql) {
+        let (hit, key) = self.lookup(sql);
+        if let Some(hit) = hit {
             return Ok(hit);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -191,11 +271,15 @@ impl Classifier {
         }
         let result = rx.await.map_err(|_| ClassifyError::Unavailable)?;
         if let Ok(c) = &result {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
+            let (map, k): (&Mutex<HashMap<Box<str>, Arc<Classified>>>, Box<str>) = match key {
+                Some(k) if !c.literal_sensitive => (&self.shapes, k.into()),
+                _ => (&self.cache, sql.into()),
+            };
+            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= CACHE_MAX {
+                map.clear();
             }
-            cache.insert(sql.into(), Arc::clone(c));
+            map.insert(k, Arc::clone(c));
         }
         result
     }

@@ -17,16 +17,23 @@ enum Const {
     Null,
 }
 
-pub fn is_tautology(where_clause: &Value) -> bool {
-    matches!(eval(where_clause), Some(Const::Bool(true)))
+/// Whether the clause is always true, and whether the answer looked at a literal's
+/// value (then it must not be reused for the same statement with other literals).
+pub fn is_tautology(where_clause: &Value) -> (bool, bool) {
+    let mut looked = false;
+    let t = matches!(eval(where_clause, &mut looked), Some(Const::Bool(true)));
+    (t, looked)
 }
 
-fn eval(v: &Value) -> Option<Const> {
+fn eval(v: &Value, looked: &mut bool) -> Option<Const> {
     let (ty, body) = unwrap_node(v)?;
     match ty {
-        "AConst" => constant(body),
+        "AConst" => {
+            *looked = true;
+            constant(body)
+        }
         "TypeCast" => {
-            let inner = eval(body.get("arg")?)?;
+            let inner = eval(body.get("arg")?, looked)?;
             let ty_names = body
                 .get("type_name")
                 .and_then(|t| t.as_object())
@@ -47,7 +54,12 @@ fn eval(v: &Value) -> Option<Const> {
         }
         "BoolExpr" => {
             let op = body.get("boolop")?.as_i64()?;
-            let args: Vec<Option<Const>> = body.get("args")?.as_array()?.iter().map(eval).collect();
+            let args: Vec<Option<Const>> = body
+                .get("args")?
+                .as_array()?
+                .iter()
+                .map(|a| eval(a, looked))
+                .collect();
             if op == BoolExprType::OrExpr as i64 {
                 Some(Const::Bool(
                     args.iter().any(|a| matches!(a, Some(Const::Bool(true)))),
@@ -67,7 +79,7 @@ fn eval(v: &Value) -> Option<Const> {
             }
         }
         "NullTest" => {
-            let arg = eval(body.get("arg")?)?;
+            let arg = eval(body.get("arg")?, looked)?;
             let is_null = arg == Const::Null;
             let t = body.get("nulltesttype")?.as_i64()?;
             if t == NullTestType::IsNull as i64 {
@@ -78,7 +90,7 @@ fn eval(v: &Value) -> Option<Const> {
                 None
             }
         }
-        "AExpr" => a_expr(body),
+        "AExpr" => a_expr(body, looked),
         _ => None,
     }
 }
@@ -128,16 +140,19 @@ fn same_tree(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn a_expr(body: &Map<String, Value>) -> Option<Const> {
+fn a_expr(body: &Map<String, Value>, looked: &mut bool) -> Option<Const> {
     let kind = body.get("kind")?.as_i64()?;
     let op = name_list(body.get("name"));
     let op = op.last()?.as_str();
     let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
     if kind == AExprKind::AexprOp as i64 {
         if same_tree(l, r) && matches!(op, "=" | "<=" | ">=") && unwrap_node(l).is_some() {
+            // `1 = 1` and `id = id` alike: the answer rests on the sides being the same,
+            // literals included, so it only holds for this exact text.
+            *looked = true;
             return Some(Const::Bool(true));
         }
-        let (a, b) = (eval(l)?, eval(r)?);
+        let (a, b) = (eval(l, looked)?, eval(r, looked)?);
         let ord = compare(&a, &b)?;
         let result = match op {
             "=" => ord == std::cmp::Ordering::Equal,
@@ -152,11 +167,11 @@ fn a_expr(body: &Map<String, Value>) -> Option<Const> {
     }
     if kind == AExprKind::AexprIn as i64 {
         // 1 IN (1, 2)
-        let a = eval(l)?;
+        let a = eval(l, looked)?;
         let items = r.get("node")?.get("List")?.get("items")?.as_array()?;
-        let hit = items
-            .iter()
-            .any(|i| eval(i).and_then(|b| compare(&a, &b)) == Some(std::cmp::Ordering::Equal));
+        let hit = items.iter().any(|i| {
+            eval(i, looked).and_then(|b| compare(&a, &b)) == Some(std::cmp::Ordering::Equal)
+        });
         return (hit && op == "=").then_some(Const::Bool(true));
     }
     None

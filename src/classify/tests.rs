@@ -365,3 +365,146 @@ fn columns_resolve_through_aliases() {
     let f = one("SELECT ssn FROM users, orders");
     assert!(f.columns.contains("?.ssn"), "{:?}", f.columns);
 }
+
+/// Cached decisions must equal uncached ones, whatever order statements arrive in and
+/// however their literals vary: literal-dependent facts are never shared by shape.
+#[tokio::test]
+async fn cached_classification_equals_uncached() {
+    let templates: &[(&str, &[&[&str]])] = &[
+        ("DELETE FROM t WHERE id = {}", &[&["1"], &["2"], &["'x'"]]),
+        (
+            "DELETE FROM t WHERE {} = {}",
+            &[
+                &["1", "1"],
+                &["1", "2"],
+                &["'a'", "'a'"],
+                &["'a'", "'b'"],
+                &["2", "1"],
+            ],
+        ),
+        (
+            "UPDATE t SET a = {} WHERE {} > {}",
+            &[&["1", "2", "1"], &["1", "1", "2"], &["'x'", "3", "3"]],
+        ),
+        (
+            "UPDATE t SET a = 1 WHERE {}::bool",
+            &[&["'t'"], &["'f'"], &["'yes'"], &["'no'"]],
+        ),
+        (
+            "DELETE FROM t WHERE {} IN ({}, {})",
+            &[&["1", "1", "2"], &["3", "1", "2"]],
+        ),
+        (
+            "SELECT set_config({}, 'x', false)",
+            &[&["'role'"], &["'work_mem'"], &["'session_authorization'"]],
+        ),
+        (
+            "DO {}",
+            &[
+                &["'BEGIN DELETE FROM t; END'"],
+                &["'BEGIN RAISE NOTICE ''x''; END'"],
+                &["'BEGIN EXECUTE ''x''; END'"],
+            ],
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS {}",
+            &[
+                &["'DELETE FROM t'"],
+                &["'SELECT 1'"],
+                &["'SELECT pg_read_file(''x'')'"],
+            ],
+        ),
+        (
+            "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+            &[&["1"], &["48213"], &["-7"]],
+        ),
+        (
+            "SELECT {} -- {}\n, 2",
+            &[&["1", "DROP TABLE t"], &["'x'", "x"]],
+        ),
+        (
+            "SELECT $q${}$q$, {}",
+            &[&["DROP TABLE t", "1"], &["x", "E'\\\\'"]],
+        ),
+        ("COPY (SELECT {}) TO STDOUT", &[&["1"], &["'x'"]]),
+        (
+            "SELECT * FROM t WHERE a = {} OR b = {}",
+            &[&["1", "2"], &["'1'", "'2'"]],
+        ),
+        (
+            "SELECT * FROM t WHERE {} = {} OR b = 2",
+            &[&["1", "1"], &["1", "2"]],
+        ),
+    ];
+    let mut corpus = Vec::new();
+    for (template, fills) in templates {
+        for fill in *fills {
+            let mut sql = template.to_string();
+            for f in *fill {
+                sql = sql.replacen("{}", f, 1);
+            }
+            corpus.push(sql);
+        }
+    }
+    // Generated: numbers and strings in every literal slot of a few shapes.
+    for i in 0..200u32 {
+        corpus.push(format!(
+            "SELECT * FROM users WHERE id = {i} AND name = 'n{}'",
+            i % 7
+        ));
+        corpus.push(format!(
+            "UPDATE users SET balance = balance + {} WHERE id = {}",
+            i as i64 - 100,
+            i % 5
+        ));
+        corpus.push(format!(
+            "DELETE FROM users WHERE {} = {}",
+            i % 3,
+            (i / 3) % 3
+        ));
+    }
+    let classifier = Classifier::start(1, 1 << 20);
+    for round in 0..2 {
+        for n in 0..corpus.len() {
+            let order = if round == 0 { n } else { corpus.len() - 1 - n };
+            let sql = &corpus[order];
+            let cached = classifier.classify(sql).await.map(|c| (*c).clone());
+            let fresh = classify_now(sql);
+            match (cached, fresh) {
+                (Ok(a), Ok(b)) => assert_eq!(a.statements, b.statements, "{sql}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{sql}: cached {a:?} vs fresh {b:?}"),
+            }
+        }
+    }
+    // The shape cache is doing its job for the common case.
+    assert!(classifier
+        .cached("SELECT abalance FROM pgbench_accounts WHERE aid = 999999")
+        .is_some());
+    assert!(
+        classifier.cached("DELETE FROM t WHERE 5 = 5").is_none(),
+        "literal-sensitive: exact text only"
+    );
+}
+
+#[test]
+fn shape_keys_ignore_literals_only() {
+    let a = shape_key("SELECT abalance FROM pgbench_accounts WHERE aid = 1").unwrap();
+    let b = shape_key("SELECT abalance FROM pgbench_accounts WHERE aid = 999999").unwrap();
+    let c = shape_key("SELECT abalance FROM pgbench_accounts WHERE bid = 1").unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(
+        shape_key("SELECT 'x' -- c\n").unwrap(),
+        shape_key("SELECT x").unwrap()
+    );
+    assert_eq!(
+        shape_key("SELECT 'a' /* c */").unwrap(),
+        shape_key("SELECT $$b$$").unwrap()
+    );
+    assert!(
+        !classify_now("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+            .unwrap()
+            .literal_sensitive
+    );
+}

@@ -26,6 +26,9 @@ pub struct Walker<'a> {
     text: &'a str,
     /// Inside a `COPY ... FROM`: its relation is written.
     copy_from_pending: bool,
+    /// The facts depend on a literal's value (a tautology test, set_config's name, code
+    /// held in a string): not to be reused for the same shape with other literals.
+    pub literal_sensitive: bool,
 }
 
 /// Code held as a string that must be parsed to be judged.
@@ -196,6 +199,7 @@ impl<'a> Walker<'a> {
             bodies: Vec::new(),
             text,
             copy_from_pending: false,
+            literal_sensitive: false,
         }
     }
 
@@ -371,7 +375,9 @@ impl<'a> Walker<'a> {
                 match body.get("where_clause") {
                     None | Some(Value::Null) => self.facts.where_.missing = true,
                     Some(w) => {
-                        if is_tautology(w) {
+                        let (tautology, looked) = is_tautology(w);
+                        self.literal_sensitive |= looked;
+                        if tautology {
                             self.facts.where_.tautology = true;
                         }
                     }
@@ -467,6 +473,7 @@ impl<'a> Walker<'a> {
     }
 
     fn setting_from_set_config(&mut self, body: &Map<String, Value>) {
+        self.literal_sensitive = true;
         let first = body
             .get("args")
             .and_then(Value::as_array)
@@ -537,7 +544,10 @@ impl<'a> Walker<'a> {
     }
 
     /// Resolve relations and columns into the facts.
-    pub fn finish(mut self) -> (Facts, Vec<Body>) {
+    pub fn finish(mut self) -> (Facts, Vec<Body>, bool) {
+        if !self.bodies.is_empty() {
+            self.literal_sensitive = true; // the code is a string literal
+        }
         let qualify = |schema: &Option<String>, name: &str| match schema {
             Some(sch) => format!("{sch}.{name}"),
             None => format!("public.{name}"),
@@ -587,6 +597,6 @@ impl<'a> Walker<'a> {
         if self.facts.kinds.is_empty() {
             self.facts.kinds.insert(Kind::Other);
         }
-        (self.facts, self.bodies)
+        (self.facts, self.bodies, self.literal_sensitive)
     }
 }
