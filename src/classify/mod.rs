@@ -185,12 +185,14 @@ pub fn shape_key(sql: &str) -> Option<String> {
     Some(key)
 }
 
+type Cache = Mutex<HashMap<Box<str>, Arc<Classified>>>;
+
 /// The shared classifier: caches plus parse threads.
 pub struct Classifier {
     /// By exact text: results whose facts depend on literal values.
-    cache: Mutex<HashMap<Box<str>, Arc<Classified>>>,
+    cache: Cache,
     /// By [`shape_key`]: results that hold for any literals.
-    shapes: Mutex<HashMap<Box<str>, Arc<Classified>>>,
+    shapes: Cache,
     jobs: Mutex<mpsc::Sender<Job>>,
     max_bytes: usize,
 }
@@ -271,7 +273,7 @@ impl Classifier {
         }
         let result = rx.await.map_err(|_| ClassifyError::Unavailable)?;
         if let Ok(c) = &result {
-            let (map, k): (&Mutex<HashMap<Box<str>, Arc<Classified>>>, Box<str>) = match key {
+            let (map, k): (&Cache, Box<str>) = match key {
                 Some(k) if !c.literal_sensitive => (&self.shapes, k.into()),
                 _ => (&self.cache, sql.into()),
             };
