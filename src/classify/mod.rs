@@ -156,9 +156,86 @@ const SHAPE_MAX: usize = 64 << 10;
 /// scanner's tokens (the server's own lexer, so quoting and comments are read exactly
 /// as the server reads them), literals replaced by a placeholder, comments dropped.
 pub fn shape_key(sql: &str) -> Option<String> {
+    // The key uses these two bytes as markers; a text holding them gets no shape.
+    if sql.bytes().any(|c| c <= 1) {
+        return None;
+    }
+    fast_shape_key(sql).or_else(|| scanned_shape_key(sql))
+}
+
+/// The common case without a libpg_query call: plain statements with no comments,
+/// dollar quotes, parameters or prefixed strings (`E'..'`, `U&'..'`, `B'..'`): digit
+/// runs and standard single-quoted strings are folded, everything else is kept as
+/// written. Anything it is not sure of returns None and the server's own scanner
+/// decides instead. (Sessions cannot turn standard_conforming_strings off, so a
+/// backslash in a plain string is just a character.)
+fn fast_shape_key(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let mut key = String::with_capacity(sql.len() + 2);
+    key.push_str("F\u{0}");
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut i = 0;
+    let mut start = 0; // start of the verbatim run not yet copied
+    while i < b.len() {
+        let c = b[i];
+        let prev_ident = i > 0 && ident(b[i - 1]);
+        match c {
+            b'$' => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'"' => {
+                // Quoted identifier: verbatim to its closing quote ("" escapes one).
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'"') if b.get(i + 1) == Some(&b'"') => i += 2,
+                        Some(b'"') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'\'' => {
+                if prev_ident {
+                    return None; // E'..', U&'..', B'..', X'..', N'..'
+                }
+                let lit_start = i;
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        Some(b'\'') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+                key.push_str(sql.get(start..lit_start)?);
+                key.push('\u{1}');
+                start = i;
+            }
+            b'0'..=b'9' if !prev_ident => {
+                let lit_start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                key.push_str(sql.get(start..lit_start)?);
+                key.push('\u{1}');
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    key.push_str(sql.get(start..)?);
+    Some(key)
+}
+
+fn scanned_shape_key(sql: &str) -> Option<String> {
     use pg_query::protobuf::Token;
     let scanned = pg_query::scan(sql).ok()?;
     let mut key = String::with_capacity(sql.len() + 8);
+    key.push_str("S\u{0}");
     for t in &scanned.tokens {
         let tok = t.token;
         if tok == Token::SqlComment as i32 || tok == Token::CComment as i32 {
