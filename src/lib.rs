@@ -7,6 +7,10 @@
 //! - [`net`]: the listener, TLS, connection limit and graceful shutdown.
 //! - [`session`]: one task per client: negotiation, authentication, the upstream
 //!   connection with held credentials, and the relay loop with its interception points.
+//! - [`classify`]: the only module that touches libpg_query: SQL -> per-statement facts,
+//!   with an exact-text and a literal-insensitive shape cache.
+//! - [`policy`]: rule files -> compiled rule set -> decisions; hot reload.
+//! - [`explain`]: what the gateway would do with some SQL (CLI and admin API).
 //! - [`auth`]: who is calling.
 //! - [`admin`]: the admin HTTP API.
 //! - [`metrics`]: counters behind `GET /metrics`.
@@ -18,10 +22,13 @@
 //! # Life of a query
 //!
 //! Client bytes land in the session's read buffer. The relay scans message headers in
-//! place; a Query or Parse is held until whole and handed to the interception point
-//! (where the rule engine decides), then forwarded as the same bytes. Server messages
-//! stream back the same way, batched into one write per read, with ReadyForQuery
-//! tracked so that any response pgmoat composes lands in protocol order.
+//! place; a Query or Parse is held until whole, classified (from cache when its text or
+//! its shape was seen before; otherwise libpg_query on a parse thread) and decided
+//! against the current rules. An allowed message is forwarded as the same bytes; a
+//! refused one is replaced by a stand-in that fails on the server, whose error pgmoat
+//! swaps for its own, so the server's transaction state stays exactly right. Server
+//! messages stream back the same way, batched into one write per read, with
+//! ReadyForQuery tracked so that any response pgmoat composes lands in protocol order.
 
 #![forbid(unsafe_code)]
 
