@@ -52,6 +52,7 @@ fn bench_hit(c: &mut Criterion) {
                 user: "agent-1",
                 groups: &groups,
                 target: "bench",
+                search_path_changed: false,
             };
             set.decide(&classified.statements, &who).action
         })
@@ -68,6 +69,7 @@ fn bench_hit(c: &mut Criterion) {
                 user: "agent-1",
                 groups: &groups,
                 target: "bench",
+                search_path_changed: false,
             };
             set.decide(&classified.statements, &who).action
         })

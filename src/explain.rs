@@ -166,6 +166,7 @@ mod tests {
             user: "u",
             groups: &[],
             target: "t",
+            search_path_changed: false,
         };
         let r = explain(&set, "DROP TABLE users", &who);
         assert_eq!(

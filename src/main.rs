@@ -178,6 +178,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 user: &user,
                 groups: &groups,
                 target: &target,
+                search_path_changed: false,
             };
             let report = pgmoat::explain::explain(&set, &sql, &who);
             if json {

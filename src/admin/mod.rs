@@ -117,6 +117,7 @@ async fn explain(State(state): State<AdminState>, headers: HeaderMap, body: Stri
             user: &req.user,
             groups: &req.groups,
             target: &req.target,
+            search_path_changed: false,
         };
         crate::explain::explain(&rules, &req.sql, &who)
     })

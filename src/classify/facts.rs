@@ -221,6 +221,9 @@ pub struct Facts {
     pub kinds: BTreeSet<Kind>,
     pub tables_read: BTreeSet<String>,
     pub tables_written: BTreeSet<String>,
+    /// Table names the SQL left unqualified (recorded above as `public.name`): once a
+    /// session changes search_path they could be in any schema.
+    pub unqualified_tables: BTreeSet<String>,
     /// `table.column`, or `?.column` where the table could not be told.
     pub columns: BTreeSet<String>,
     pub functions: BTreeSet<String>,

@@ -557,6 +557,9 @@ impl<'a> Walker<'a> {
             if schema.is_none() && self.ctes.contains(name) {
                 continue;
             }
+            if schema.is_none() {
+                self.facts.unqualified_tables.insert(name.clone());
+            }
             let q = qualify(schema, name);
             if *written {
                 self.facts.tables_written.insert(q);

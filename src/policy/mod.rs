@@ -71,10 +71,30 @@ pub struct Subject<'a> {
     pub user: &'a str,
     pub groups: &'a [String],
     pub target: &'a str,
+    /// The session changed search_path: unqualified tables could be in any schema.
+    pub search_path_changed: bool,
 }
 
 fn any_glob<'a>(globs: &[Glob], mut names: impl Iterator<Item = &'a String>) -> bool {
     names.any(|n| globs.iter().any(|g| g.matches(n)))
+}
+
+/// Table names as the rules should see them: with search_path changed, a table the
+/// SQL left unqualified matches every schema a pattern could mean.
+fn table_names<'a>(
+    f: &'a Facts,
+    names: &'a std::collections::BTreeSet<String>,
+    who: &Subject<'_>,
+) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| match n.strip_prefix("public.") {
+            Some(bare) if who.search_path_changed && f.unqualified_tables.contains(bare) => {
+                format!("*.{bare}")
+            }
+            _ => n.clone(),
+        })
+        .collect()
 }
 
 impl Cond {
@@ -99,12 +119,14 @@ impl Cond {
             }
         }
         if let Some(g) = &self.tables {
-            if !any_glob(g, f.tables_read.iter().chain(f.tables_written.iter())) {
+            let mut names = table_names(f, &f.tables_read, who);
+            names.extend(table_names(f, &f.tables_written, who));
+            if !any_glob(g, names.iter()) {
                 return false;
             }
         }
         if let Some(g) = &self.tables_written {
-            if !any_glob(g, f.tables_written.iter()) {
+            if !any_glob(g, table_names(f, &f.tables_written, who).iter()) {
                 return false;
             }
         }

@@ -19,6 +19,7 @@ fn decide(set: &RuleSet, sql: &str, groups: &[&str]) -> Decision {
                 user: "agent-1",
                 groups: &groups,
                 target: "demo",
+                search_path_changed: false,
             },
         ),
         Err(_) => Decision {
@@ -390,5 +391,35 @@ fn shipped_examples_compile() {
             ("INSERT INTO t VALUES (1)", Block, "agents-read-only"),
             ("CREATE TABLE t AS SELECT 1", Block, "agents-read-only"),
         ]
+    );
+}
+
+#[test]
+fn unqualified_tables_follow_a_changed_search_path() {
+    let text = "rules:\n  - id: hr\n    when: { tables: [\"hr.*\"] }\n    action: block\n";
+    let set = RuleSet::from_sources(&[("t.yaml".into(), text.into())]).unwrap();
+    let c = classify_now("SELECT * FROM salaries").unwrap();
+    let mut who = Subject {
+        user: "a",
+        groups: &[],
+        target: "demo",
+        search_path_changed: false,
+    };
+    assert_eq!(
+        set.decide(&c.statements, &who).action,
+        Action::Allow,
+        "public.salaries by default"
+    );
+    who.search_path_changed = true;
+    assert_eq!(
+        set.decide(&c.statements, &who).action,
+        Action::Block,
+        "could be hr.salaries now"
+    );
+    let c = classify_now("SELECT * FROM public.salaries").unwrap();
+    assert_eq!(
+        set.decide(&c.statements, &who).action,
+        Action::Allow,
+        "qualified names stay put"
     );
 }

@@ -1,6 +1,7 @@
 //! The rule engine's seat in the session: Query and Parse texts are classified and
 //! decided here; a refusal becomes the ErrorResponse the client will see.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -17,6 +18,9 @@ pub struct Judge {
     pub rules: Arc<RulesHandle>,
     pub identity: Identity,
     pub target: String,
+    /// Set once the session changes search_path (at startup or by any statement the
+    /// rules let through); from then on unqualified tables could be in any schema.
+    pub search_path_changed: std::sync::atomic::AtomicBool,
 }
 
 /// A refusal: the ErrorResponse to send, and a line for the log.
@@ -69,8 +73,19 @@ impl Judge {
                 user: &self.identity.name,
                 groups: &self.identity.groups,
                 target: &self.target,
+                search_path_changed: self.search_path_changed.load(Relaxed),
             },
         );
+        if decision.action == Action::Allow {
+            let changes_path = classified.statements.iter().any(|f| {
+                f.settings
+                    .iter()
+                    .any(|s| matches!(s.as_str(), "search_path" | "*" | "all"))
+            });
+            if changes_path {
+                self.search_path_changed.store(true, Relaxed);
+            }
+        }
         let facts = decision
             .statement
             .and_then(|i| classified.statements.get(i).map(|f| (i, f)));

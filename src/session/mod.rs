@@ -96,6 +96,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             rules: Arc::clone(&shared.rules),
             identity: est.identity.clone(),
             target: est.target.clone(),
+            search_path_changed: est.search_path_at_startup.into(),
         }),
     });
     let result = relay.run().await;
@@ -275,6 +276,8 @@ struct Established {
     client_leftover: BytesMut,
     identity: Identity,
     target: String,
+    /// The client set search_path in its startup packet.
+    search_path_at_startup: bool,
     cancel_key: cancel::CancelKey,
 }
 
@@ -408,6 +411,13 @@ async fn establish(
         client_leftover: buf,
         identity,
         target: target.name.clone(),
+        search_path_at_startup: startup.params.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("search_path")
+                || (k == "options"
+                    && params::parse_options(v)
+                        .map(|o| o.iter().any(|(n, _)| n == "search_path"))
+                        .unwrap_or(true))
+        }),
         cancel_key,
     })
 }

@@ -310,3 +310,30 @@ async fn admin_validate_and_explain() {
         r#"{"action":"block","rules":["no-drop"],"statements":[{"kinds":["drop"],"tables_read":[],"tables_written":["public.users"],"functions":[],"where":"n/a"}],"masked_columns":[]}"#
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unqualified_names_follow_search_path_changes() {
+    let dir = rules_dir("rules:\n  - id: hr-only\n    description: HR tables\n    when: { tables: [\"hr.*\"] }\n    action: block\n");
+    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.display())).await;
+    let c = gw.connect().await;
+    // Before: `salaries` is public.salaries (which does not exist): the server answers.
+    let e = c.simple_query("SELECT * FROM salaries").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01");
+    c.simple_query("SET search_path = hr, public")
+        .await
+        .unwrap();
+    let e = c.simple_query("SELECT * FROM salaries").await.unwrap_err();
+    assert_eq!(
+        sqlstate(&e),
+        "42501",
+        "after SET search_path it could be hr.salaries"
+    );
+    // A session that starts with a search_path option is treated the same from the start.
+    let url = format!(
+        "{} options='-c search_path=hr'",
+        gw.url(AGENT, AGENT_PW, "demo")
+    );
+    let c2 = connect_url(&url).await.unwrap();
+    let e = c2.simple_query("SELECT * FROM salaries").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+}
