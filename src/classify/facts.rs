@@ -227,6 +227,10 @@ pub struct Facts {
     /// `table.column`, or `?.column` where the table could not be told.
     pub columns: BTreeSet<String>,
     pub functions: BTreeSet<String>,
+    /// Operators used (`=`, `||`, `public.!!!`): their functions come from the catalog.
+    pub operators: BTreeSet<String>,
+    /// Types values are cast to: user casts and domains run functions too.
+    pub type_casts: BTreeSet<String>,
     /// Settings changed; `*` when a name could not be determined.
     pub settings: BTreeSet<String>,
     pub copy: BTreeSet<CopyEnd>,

@@ -126,7 +126,7 @@ fn statement_text(sql: &str, location: i32, len: i32) -> &str {
 }
 
 /// Fold the facts of code run by a statement into the statement's own.
-pub(crate) fn merge(into: &mut Facts, from: Facts) {
+pub fn merge(into: &mut Facts, from: Facts) {
     into.kinds
         .extend(from.kinds.into_iter().filter(|k| *k != Kind::Other));
     into.tables_read.extend(from.tables_read);
@@ -134,6 +134,8 @@ pub(crate) fn merge(into: &mut Facts, from: Facts) {
     into.unqualified_tables.extend(from.unqualified_tables);
     into.columns.extend(from.columns);
     into.functions.extend(from.functions);
+    into.operators.extend(from.operators);
+    into.type_casts.extend(from.type_casts);
     into.settings.extend(from.settings);
     into.copy.extend(from.copy);
     into.where_.missing |= from.where_.missing;

@@ -508,3 +508,15 @@ fn shape_keys_ignore_literals_only() {
             .literal_sensitive
     );
 }
+
+#[test]
+fn operators_and_casts_are_recorded() {
+    let f = one("SELECT <~<~ 'x', a OPERATOR(public.===) b, 'v'::sneaky, CAST(1 AS mytype) FROM t");
+    assert!(f.operators.contains("<~<~"), "{:?}", f.operators);
+    assert!(f.operators.contains("public.==="), "{:?}", f.operators);
+    assert!(
+        f.type_casts.contains("sneaky") && f.type_casts.contains("mytype"),
+        "{:?}",
+        f.type_casts
+    );
+}

@@ -334,6 +334,19 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
+            "AExpr" => {
+                let op = name_list(body.get("name")).join(".");
+                if !op.is_empty() {
+                    self.facts.operators.insert(op);
+                }
+            }
+            "TypeCast" => {
+                if let Some(tn) = body.get("type_name").and_then(Value::as_object) {
+                    if let Some(last) = name_list(tn.get("names")).last() {
+                        self.facts.type_casts.insert(last.to_ascii_lowercase());
+                    }
+                }
+            }
             "ColumnRef" => {
                 let fields = name_list(body.get("fields"));
                 if !fields.is_empty() {

@@ -93,6 +93,18 @@ impl Gateway {
                 upstream_tls.insert(t.name.clone(), c);
             }
         }
+        let catalogs = config
+            .targets
+            .values()
+            .map(|t| {
+                let cache = crate::session::catalog::CatalogCache::new(
+                    Arc::new(t.clone()),
+                    upstream_tls.get(&t.name).cloned(),
+                    config.limits.connect_timeout,
+                );
+                (t.name.clone(), Arc::new(cache))
+            })
+            .collect();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
@@ -109,6 +121,7 @@ impl Gateway {
             shutdown: shutdown_rx,
             rules,
             classifier,
+            catalogs,
             config: Arc::new(config),
         });
         Ok(Gateway {

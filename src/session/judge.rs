@@ -21,6 +21,7 @@ pub struct Judge {
     /// Set once the session changes search_path (at startup or by any statement the
     /// rules let through); from then on unqualified tables could be in any schema.
     pub search_path_changed: std::sync::atomic::AtomicBool,
+    pub catalog: Arc<super::catalog::CatalogCache>,
 }
 
 /// A refusal: the ErrorResponse to send, and a line for the log.
@@ -66,9 +67,40 @@ impl Judge {
                 });
             }
         };
+        // Fold in what the catalog knows (user operators, casts, domains, function bodies).
+        let catalog = match self.catalog.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Some(Refusal {
+                    response: error(
+                        sqlstate::INTERNAL_ERROR,
+                        &format!(
+                        "pgmoat: cannot read target \"{}\"'s catalog to judge the statement: {e}",
+                        self.target
+                    ),
+                        None,
+                    ),
+                    rule: "catalog".into(),
+                })
+            }
+        };
+        let resolved: Option<Vec<crate::classify::Facts>> = {
+            let r: Vec<Option<crate::classify::Facts>> = classified
+                .statements
+                .iter()
+                .map(|f| catalog.resolve(f))
+                .collect();
+            r.iter().any(Option::is_some).then(|| {
+                r.into_iter()
+                    .zip(classified.statements.iter())
+                    .map(|(r, f)| r.unwrap_or_else(|| f.clone()))
+                    .collect()
+            })
+        };
+        let statements = resolved.as_deref().unwrap_or(&classified.statements);
         let rules = self.rules.current();
         let decision = rules.decide(
-            &classified.statements,
+            statements,
             &Subject {
                 user: &self.identity.name,
                 groups: &self.identity.groups,
@@ -77,7 +109,17 @@ impl Judge {
             },
         );
         if decision.action == Action::Allow {
-            let changes_path = classified.statements.iter().any(|f| {
+            use crate::classify::Kind;
+            let ddl = statements.iter().any(|f| {
+                f.kinds
+                    .iter()
+                    .any(|k| matches!(k, Kind::Create | Kind::Alter | Kind::Drop | Kind::Extension))
+            });
+            if ddl {
+                // It may define an operator, cast, domain or function: look again next time.
+                self.catalog.mark_stale();
+            }
+            let changes_path = statements.iter().any(|f| {
                 f.settings
                     .iter()
                     .any(|s| matches!(s.as_str(), "search_path" | "*" | "all"))
@@ -88,9 +130,9 @@ impl Judge {
         }
         let facts = decision
             .statement
-            .and_then(|i| classified.statements.get(i).map(|f| (i, f)));
+            .and_then(|i| statements.get(i).map(|f| (i, f)));
         let detail = facts.map(|(i, f)| {
-            if classified.statements.len() > 1 {
+            if statements.len() > 1 {
                 format!("statement {}: {}", i + 1, f.summary())
             } else {
                 f.summary()

@@ -2,6 +2,7 @@
 //! server connection with the held credentials, then relay.
 
 pub mod cancel;
+pub mod catalog;
 pub mod error;
 mod io;
 pub mod judge;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     pub rules: Arc<crate::policy::reload::RulesHandle>,
     pub classifier: Arc<crate::classify::Classifier>,
+    /// Per target: user operators, casts, domains and function bodies.
+    pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -97,6 +100,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             identity: est.identity.clone(),
             target: est.target.clone(),
             search_path_changed: est.search_path_at_startup.into(),
+            catalog: Arc::clone(&shared.catalogs[&est.target]),
         }),
     });
     let result = relay.run().await;

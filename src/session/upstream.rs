@@ -307,3 +307,70 @@ pub async fn cancel(
     let _ = tokio::time::timeout(timeout, stream.read(&mut sink)).await;
     Ok(())
 }
+
+/// Run one simple query on a ready connection and return its rows as text, for the
+/// catalog lookups pgmoat makes on its own side connection.
+pub async fn simple_query(
+    stream: &mut UpstreamStream,
+    buf: &mut BytesMut,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, SessionError> {
+    let mut out = BytesMut::new();
+    frontend::query(sql, &mut out).map_err(io_err)?;
+    stream.write_all(&out).await.map_err(io_err)?;
+    stream.flush().await.map_err(io_err)?;
+    let mut rows = Vec::new();
+    let mut failure = None;
+    loop {
+        let msg = read_message(stream, buf, Direction::Backend, LARGE_MESSAGE_LIMIT)
+            .await
+            .map_err(read_err)?;
+        let mut body = &msg[5..];
+        match msg[0] {
+            b'D' => {
+                if body.len() < 2 {
+                    return Err(SessionError::UpstreamProtocol("short DataRow".into()));
+                }
+                let n = body.get_i16();
+                let mut row = Vec::with_capacity(n.max(0) as usize);
+                for _ in 0..n {
+                    if body.len() < 4 {
+                        return Err(SessionError::UpstreamProtocol("short DataRow".into()));
+                    }
+                    let len = body.get_i32();
+                    if len < 0 {
+                        row.push(None);
+                    } else {
+                        let len = len as usize;
+                        if body.len() < len {
+                            return Err(SessionError::UpstreamProtocol("short DataRow".into()));
+                        }
+                        row.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+                        body = &body[len..];
+                    }
+                }
+                rows.push(row);
+            }
+            b'E' => {
+                let fields = parse_fields(body);
+                failure = Some(SessionError::Upstream {
+                    code: field(&fields, b'C').to_owned(),
+                    message: field(&fields, b'M').to_owned(),
+                });
+            }
+            b'Z' => {
+                return match failure {
+                    Some(e) => Err(e),
+                    None => Ok(rows),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Say goodbye on a side connection.
+pub async fn terminate(stream: &mut UpstreamStream) -> std::io::Result<()> {
+    stream.write_all(&[b'X', 0, 0, 0, 4]).await?;
+    stream.shutdown().await
+}

@@ -337,3 +337,54 @@ async fn unqualified_names_follow_search_path_changes() {
     let e = c2.simple_query("SELECT * FROM salaries").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_hidden_behind_catalog_objects_are_found() {
+    let (pg, gw) = with_baseline().await;
+    let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, "demo"))
+        .await
+        .unwrap();
+    let t = unique("wiped");
+    let n = &t[6..]; // a unique suffix
+    su.batch_execute(&format!(
+        "CREATE TABLE public.{t} (id int);
+         GRANT ALL ON public.{t} TO app_rw;
+         CREATE DOMAIN public.sneaky_{n} AS text CHECK (pg_catalog.pg_read_file(VALUE) IS NOT NULL);
+         CREATE FUNCTION public.wipe_{n}() RETURNS void LANGUAGE sql AS 'DELETE FROM public.{t}';
+         CREATE FUNCTION public.outer_{n}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM public.wipe_{n}(); END $$;"
+    ))
+    .await
+    .unwrap();
+    let c = gw.connect().await;
+    for (sql, rule) in [
+        (format!("SELECT 'x'::sneaky_{n}"), "no-server-files"),
+        (format!("SELECT wipe_{n}()"), "no-unbounded-writes"),
+        (format!("SELECT public.outer_{n}()"), "no-unbounded-writes"),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "42501", "{sql}");
+        assert!(db.message().contains(rule), "{sql}: {}", db.message());
+    }
+    // DDL through the gateway makes it look at the catalog again: an operator created
+    // behind its back afterwards is still resolved to its function.
+    c.simple_query(&format!("CREATE TABLE marker_{n} (a int)"))
+        .await
+        .unwrap();
+    su.batch_execute(
+        "CREATE OPERATOR public.<~<~ (RIGHTARG = text, FUNCTION = pg_catalog.pg_read_file)",
+    )
+    .await
+    .unwrap();
+    let e = c
+        .simple_query("SELECT <~<~ '/etc/hostname'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("no-server-files"), "{msg}");
+    // Ordinary operators and functions are untouched.
+    c.simple_query("SELECT 1 + 1, lower('X'), now() > '2000-01-01'")
+        .await
+        .unwrap();
+}

@@ -1,0 +1,294 @@
+//! What the target's catalog knows that the SQL text does not. An operator, a cast or
+//! a domain can run any function (`CREATE OPERATOR ... FUNCTION = pg_read_file`), and
+//! a user function's body can delete anything: before the rules see a statement, the
+//! functions behind its operators, casts and domains, and the bodies of the user
+//! functions it calls, are folded into its facts.
+//!
+//! Only objects users created (OID >= 16384) are looked up; built-ins are what they are.
+//! The lookup runs on pgmoat's own side connection with the target's credentials, once,
+//! and again after any DDL a session sent through the gateway.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::upstream;
+use crate::classify::{classify_now, merge, Facts, Kind};
+use crate::config::Target;
+
+const OPERATORS: &str = "SELECT o.oprname, n.nspname, pn.nspname || '.' || p.proname \
+     FROM pg_catalog.pg_operator o \
+     JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
+     JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE o.oid >= 16384";
+const CASTS: &str = "SELECT t.typname, pn.nspname || '.' || p.proname \
+     FROM pg_catalog.pg_cast c \
+     JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
+     JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE c.oid >= 16384";
+const DOMAINS: &str = "SELECT t.typname, pg_catalog.pg_get_constraintdef(c.oid) \
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid \
+     WHERE t.typtype = 'd' AND t.oid >= 16384";
+const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, \
+     CASE WHEN l.lanname IN ('sql', 'plpgsql') THEN pg_catalog.pg_get_functiondef(p.oid) END \
+     FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+     WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')";
+
+/// One target's user-defined objects.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Operator name (bare and `schema.name`) -> functions behind it.
+    operators: HashMap<String, Vec<String>>,
+    /// Target type name -> cast functions.
+    casts: HashMap<String, Vec<String>>,
+    /// Domain name -> facts of its CHECK constraints.
+    domains: HashMap<String, Facts>,
+    /// Function name (bare and `schema.name`) -> facts of its body.
+    functions: HashMap<String, Facts>,
+}
+
+fn lower(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+impl Catalog {
+    pub fn is_empty(&self) -> bool {
+        self.operators.is_empty()
+            && self.casts.is_empty()
+            && self.domains.is_empty()
+            && self.functions.is_empty()
+    }
+
+    /// The statement's facts with the catalog's knowledge folded in, or None when it
+    /// adds nothing (the common case: no user-defined objects involved).
+    pub fn resolve(&self, f: &Facts) -> Option<Facts> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut out = f.clone();
+        let mut changed = false;
+        for op in &f.operators {
+            if let Some(funcs) = self.operators.get(op.as_str()) {
+                for x in funcs {
+                    changed |= out.functions.insert(x.clone());
+                }
+            }
+        }
+        for t in &f.type_casts {
+            if let Some(funcs) = self.casts.get(t.as_str()) {
+                for x in funcs {
+                    changed |= out.functions.insert(x.clone());
+                }
+            }
+            if let Some(d) = self.domains.get(t.as_str()) {
+                merge(&mut out, d.clone());
+                changed = true;
+            }
+        }
+        // User functions' bodies, following calls a few levels deep.
+        let mut seen = BTreeSet::new();
+        for _ in 0..4 {
+            let calls: Vec<String> = out
+                .functions
+                .iter()
+                .filter(|n| !seen.contains(*n))
+                .cloned()
+                .collect();
+            if calls.is_empty() {
+                break;
+            }
+            for name in calls {
+                let key = lower(&name);
+                if let Some(body) = self.functions.get(key.as_str()) {
+                    merge(&mut out, body.clone());
+                    changed = true;
+                }
+                seen.insert(name);
+            }
+        }
+        changed.then_some(out)
+    }
+}
+
+fn facts_of(sql: &str) -> Option<Facts> {
+    let mut merged = Facts::default();
+    for f in classify_now(sql).ok()?.statements {
+        merge(&mut merged, f);
+    }
+    Some(merged)
+}
+
+/// Classify catalog text on a thread with a large stack (bodies can nest deeply).
+fn classify_bodies(items: Vec<(String, String)>) -> Vec<(String, Option<Facts>)> {
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || {
+            items
+                .into_iter()
+                .map(|(k, sql)| (k, facts_of(&sql)))
+                .collect()
+        })
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_default()
+}
+
+async fn load(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Catalog, String> {
+    let stream = upstream::connect(target, tls, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let params = [("application_name".to_string(), "pgmoat catalog".to_string())];
+    let ready = upstream::start(stream, target, &params)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut stream, mut buf) = (ready.stream, ready.leftover);
+    let mut results = Vec::with_capacity(4);
+    for sql in [OPERATORS, CASTS, DOMAINS, FUNCTIONS] {
+        results.push(
+            upstream::simple_query(&mut stream, &mut buf, sql)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mut results = results.into_iter();
+    let (ops, casts, domains, funcs) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+    );
+    let _ = upstream::terminate(&mut stream).await;
+    let mut cat = Catalog::default();
+    for r in ops {
+        if let [Some(op), Some(schema), Some(func)] = r.as_slice() {
+            cat.operators
+                .entry(op.clone())
+                .or_default()
+                .push(func.clone());
+            cat.operators
+                .entry(format!("{schema}.{op}"))
+                .or_default()
+                .push(func.clone());
+        }
+    }
+    for r in casts {
+        if let [Some(ty), Some(func)] = r.as_slice() {
+            cat.casts.entry(lower(ty)).or_default().push(func.clone());
+        }
+    }
+    let mut texts = Vec::new();
+    for r in domains {
+        if let [Some(ty), Some(def)] = r.as_slice() {
+            let expr = def.strip_prefix("CHECK ").unwrap_or(def);
+            texts.push((format!("d:{}", lower(ty)), format!("SELECT {expr}")));
+        }
+    }
+    let mut opaque = Vec::new();
+    for r in funcs {
+        match r.as_slice() {
+            [Some(schema), Some(name), Some(_), Some(def)] => {
+                texts.push((
+                    format!("f:{}", lower(&format!("{schema}.{name}"))),
+                    def.clone(),
+                ));
+            }
+            [Some(schema), Some(name), Some(lang), None]
+                if !matches!(lang.as_str(), "c" | "internal") =>
+            {
+                opaque.push((
+                    lower(&format!("{schema}.{name}")),
+                    lower(name),
+                    lang.clone(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    for (key, facts) in tokio::task::spawn_blocking(move || classify_bodies(texts))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let Some(mut facts) = facts else { continue };
+        if let Some(domain) = key.strip_prefix("d:") {
+            facts.kinds.retain(|k| *k != Kind::Select);
+            cat.domains.insert(domain.to_owned(), facts);
+        } else if let Some(func) = key.strip_prefix("f:") {
+            // The CREATE FUNCTION around the body is not something a call does.
+            facts.kinds.remove(&Kind::Create);
+            let bare = func.rsplit('.').next().unwrap_or(func).to_owned();
+            cat.functions.insert(func.to_owned(), facts.clone());
+            cat.functions
+                .entry(bare)
+                .and_modify(|f| merge(f, facts.clone()))
+                .or_insert(facts);
+        }
+    }
+    for (qualified, bare, lang) in opaque {
+        let facts = Facts {
+            unanalysable: Some(format!("a call of a function in language {lang}")),
+            ..Facts::default()
+        };
+        cat.functions.insert(qualified, facts.clone());
+        cat.functions.entry(bare).or_insert(facts);
+    }
+    Ok(cat)
+}
+
+/// A target's catalog, loaded on first use and after DDL seen through the gateway.
+pub struct CatalogCache {
+    target: Arc<Target>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    current: tokio::sync::Mutex<Option<Arc<Catalog>>>,
+    stale: AtomicBool,
+}
+
+impl CatalogCache {
+    pub fn new(
+        target: Arc<Target>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> CatalogCache {
+        CatalogCache {
+            target,
+            tls,
+            timeout,
+            current: tokio::sync::Mutex::new(None),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Relaxed);
+    }
+
+    pub async fn get(&self) -> Result<Arc<Catalog>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = current.as_ref() {
+            if !self.stale.load(Relaxed) {
+                return Ok(Arc::clone(c));
+            }
+        }
+        self.stale.store(false, Relaxed);
+        match load(&self.target, self.tls.as_ref(), self.timeout).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *current = Some(Arc::clone(&c));
+                Ok(c)
+            }
+            Err(e) => {
+                self.stale.store(true, Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
