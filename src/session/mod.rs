@@ -434,6 +434,30 @@ fn client_read_err(e: ReadError) -> SessionError {
     }
 }
 
+/// Send what `out` holds and read the client's next SASL message.
+async fn sasl_round(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> Result<BytesMut, SessionError> {
+    client
+        .write_all(out)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)?;
+    out.clear();
+    let msg = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
+        .await
+        .map_err(client_read_err)?;
+    if msg[0] != b'p' {
+        return Err(SessionError::Protocol(format!(
+            "expected SASL response, got message type '{}'",
+            msg[0] as char
+        )));
+    }
+    Ok(msg)
+}
+
 /// SCRAM-SHA-256 with the client. `out` holds anything queued to send first. On
 /// success the SASL final message has been sent; AuthenticationOk follows once the
 /// server side is ready.
@@ -453,22 +477,7 @@ async fn authenticate(
     let (verifier, identity) = shared.users.lookup(user);
     let mut scram = ScramServer::new(verifier);
     backend::auth_sasl(out, &[MECHANISM]);
-    client
-        .write_all(out)
-        .await
-        .map_err(SessionError::ClientIo)?;
-    client.flush().await.map_err(SessionError::ClientIo)?;
-    out.clear();
-
-    let first = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
-        .await
-        .map_err(client_read_err)?;
-    if first[0] != b'p' {
-        return Err(SessionError::Protocol(format!(
-            "expected SASL response, got message type '{}'",
-            first[0] as char
-        )));
-    }
+    let first = sasl_round(client, buf, out).await?;
     let mut body = &first[5..];
     let (mechanism, rest) =
         cstr(body).ok_or_else(|| SessionError::Protocol("malformed SASLInitialResponse".into()))?;
@@ -494,22 +503,7 @@ async fn authenticate(
         failed()
     })?;
     backend::auth_sasl_data(out, 11, server_first.as_bytes());
-    client
-        .write_all(out)
-        .await
-        .map_err(SessionError::ClientIo)?;
-    client.flush().await.map_err(SessionError::ClientIo)?;
-    out.clear();
-
-    let last = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
-        .await
-        .map_err(client_read_err)?;
-    if last[0] != b'p' {
-        return Err(SessionError::Protocol(format!(
-            "expected SASL response, got message type '{}'",
-            last[0] as char
-        )));
-    }
+    let last = sasl_round(client, buf, out).await?;
     let server_final = scram.client_final(&last[5..]).map_err(|e| {
         tracing::debug!("SCRAM client-final refused: {e}");
         failed()
