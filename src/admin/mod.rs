@@ -43,7 +43,17 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut text = state.metrics.render();
+            text.push_str(&format!(
+                "# HELP pgmoat_rules_reloads_total Rule reloads, by outcome.\n# TYPE pgmoat_rules_reloads_total counter\n\
+                 pgmoat_rules_reloads_total{{outcome=\"applied\"}} {}\npgmoat_rules_reloads_total{{outcome=\"refused\"}} {}\n",
+                state.rules.reloads.load(Relaxed),
+                state.rules.reload_failures.load(Relaxed)
+            ));
+            text
+        },
     )
 }
 

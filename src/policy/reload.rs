@@ -11,6 +11,9 @@ use super::{rule_files, RuleSet};
 /// The live rules.
 pub struct RulesHandle {
     current: RwLock<Arc<RuleSet>>,
+    /// Reloads applied, and reloads refused because the new files did not validate.
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub reload_failures: std::sync::atomic::AtomicU64,
     path: Option<PathBuf>,
     signature: RwLock<Vec<(PathBuf, SystemTime, u64)>>,
 }
@@ -45,6 +48,8 @@ impl RulesHandle {
         };
         Ok(Arc::new(RulesHandle {
             current: RwLock::new(Arc::new(set)),
+            reloads: Default::default(),
+            reload_failures: Default::default(),
             path: path.map(Path::to_path_buf),
             signature: RwLock::new(path.map(signature).unwrap_or_default()),
         }))
@@ -54,6 +59,8 @@ impl RulesHandle {
     pub fn fixed(set: RuleSet) -> Arc<RulesHandle> {
         Arc::new(RulesHandle {
             current: RwLock::new(Arc::new(set)),
+            reloads: Default::default(),
+            reload_failures: Default::default(),
             path: None,
             signature: RwLock::new(Vec::new()),
         })
@@ -79,11 +86,15 @@ impl RulesHandle {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
                 *self.signature.write().unwrap_or_else(|p| p.into_inner()) = sig;
                 tracing::info!(path = %path.display(), rules = n, "rules reloaded");
+                self.reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Reload::Applied { rules: n }
             }
             Err(errors) => {
                 // Remember the bad files so they are not re-reported every poll.
                 *self.signature.write().unwrap_or_else(|p| p.into_inner()) = sig;
+                self.reload_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for e in &errors {
                     tracing::error!("rules not reloaded, old rules stay in force: {e}");
                 }

@@ -277,6 +277,15 @@ async fn rules_reload_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let e = c.simple_query(&sql).await.unwrap_err();
     assert_eq!(sqlstate(&e), "42P01", "old rules still in force");
+    let (_, metrics) = http_get(gw.admin.unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("pgmoat_rules_reloads_total{outcome=\"applied\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pgmoat_rules_reloads_total{outcome=\"refused\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
