@@ -32,6 +32,16 @@ fn bench_miss(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| classify_now(black_box(sql)).unwrap()));
     }
     g.finish();
+    // Where a miss goes: libpg_query's parse alone, and the tree's conversion to JSON.
+    let mut g = c.benchmark_group("miss_parts");
+    g.bench_function("parse_only/pgbench_update", |b| {
+        b.iter(|| pg_query::parse(black_box(UPDATE), 0).unwrap())
+    });
+    let parsed = pg_query::parse(UPDATE, 0).unwrap();
+    g.bench_function("to_json/pgbench_update", |b| {
+        b.iter(|| serde_json::to_value(&black_box(&parsed).protobuf.stmts[0].stmt).unwrap())
+    });
+    g.finish();
 }
 
 fn bench_hit(c: &mut Criterion) {
