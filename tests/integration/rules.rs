@@ -9,17 +9,9 @@ use postgres_protocol::message::frontend;
 
 use crate::harness::*;
 
-fn rules_dir(text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pgmoat-rules-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("rules.yaml"), text).unwrap();
+fn rules_dir(text: &str) -> TempDir {
+    let dir = TempDir::new("pgmoat-rules");
+    std::fs::write(dir.path().join("rules.yaml"), text).unwrap();
     dir
 }
 
@@ -27,7 +19,8 @@ const BASELINE: &str = include_str!("../../rules/baseline.yaml");
 
 async fn with_baseline() -> (&'static crate::common::pg::TestPg, TestGateway) {
     let dir = rules_dir(BASELINE);
-    start_with(&format!("rules: {}\n", dir.display())).await
+    // The rules are loaded at start; the folder may go once the gateway runs.
+    start_with(&format!("rules: {}\n", dir.path().display())).await
 }
 
 fn unique(prefix: &str) -> String {
@@ -251,13 +244,13 @@ async fn rules_reload_without_a_restart() {
         "rules:\n  - id: no-secret\n    description: not this table\n    when: {{ tables: [{secret}] }}\n    action: block\n"
     );
     let dir = rules_dir(&block);
-    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.display())).await;
+    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.path().display())).await;
     let c = gw.connect().await;
     let sql = format!("SELECT * FROM {secret}");
     let e = c.simple_query(&sql).await.unwrap_err();
     assert!(e.as_db_error().unwrap().message().contains("no-secret"));
     // A new rule set: the statement is now judged by it (the table does not exist).
-    std::fs::write(dir.join("rules.yaml"), "rules: []\n").unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), "rules: []\n").unwrap();
     let mut reloaded = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -270,7 +263,7 @@ async fn rules_reload_without_a_restart() {
     assert!(reloaded, "the new rules took effect");
     // A broken file is refused; the rules in force stay.
     std::fs::write(
-        dir.join("rules.yaml"),
+        dir.path().join("rules.yaml"),
         "rules:\n  - id: x\n    action: explode\n",
     )
     .unwrap();
@@ -323,7 +316,7 @@ async fn admin_validate_and_explain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unqualified_names_follow_search_path_changes() {
     let dir = rules_dir("rules:\n  - id: hr-only\n    description: HR tables\n    when: { tables: [\"hr.*\"] }\n    action: block\n");
-    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.display())).await;
+    let (_pg, gw) = start_with(&format!("rules: {}\n", dir.path().display())).await;
     let c = gw.connect().await;
     // Before: `salaries` is public.salaries (which does not exist): the server answers.
     let e = c.simple_query("SELECT * FROM salaries").await.unwrap_err();

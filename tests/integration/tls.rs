@@ -6,22 +6,8 @@ use crate::common::certs::{write_files, TestCa};
 use crate::common::pg::{self, PgOptions, TestPg};
 use crate::harness::*;
 
-fn tls_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pgmoat-tls-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+fn tls_dir() -> TempDir {
+    TempDir::new("pgmoat-tls")
 }
 
 fn psql(pg: &TestPg, conn: &str, password: &str, sql: &str) -> std::process::Output {
@@ -33,25 +19,25 @@ fn psql(pg: &TestPg, conn: &str, password: &str, sql: &str) -> std::process::Out
         .unwrap()
 }
 
-async fn tls_gateway(require: bool) -> (&'static TestPg, TestGateway, std::path::PathBuf) {
+async fn tls_gateway(require: bool) -> (&'static TestPg, TestGateway, std::path::PathBuf, TempDir) {
     let pg = pg::shared();
     prepare(pg).await;
     let ca = TestCa::new();
     let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"]);
     let dir = tls_dir();
-    let files = write_files(&dir, &ca, "server", &cert, &key);
+    let files = write_files(dir.path(), &ca, "server", &cert, &key);
     let extra = format!(
         "tls:\n  cert: {}\n  key: {}\n  require: {require}\n",
         files.cert.display(),
         files.key.display()
     );
     let gw = start_yaml(&config_yaml(pg, &extra), test_env()).await;
-    (pg, gw, files.ca)
+    (pg, gw, files.ca, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_negotiate_tls_with_sslmode_require_and_verify_full() {
-    let (pg, gw, ca) = tls_gateway(false).await;
+    let (pg, gw, ca, _dir) = tls_gateway(false).await;
     let port = gw.addr.port();
     let out = psql(
         pg,
@@ -86,7 +72,7 @@ async fn clients_negotiate_tls_with_sslmode_require_and_verify_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_refuses_plain_clients() {
-    let (pg, gw, _ca) = tls_gateway(true).await;
+    let (pg, gw, _ca, _dir) = tls_gateway(true).await;
     let out = psql(
         pg,
         &format!(
@@ -176,7 +162,7 @@ async fn upstream_tls_modes() {
     // verify-full against the wrong CA fails closed.
     let other = TestCa::new();
     let dir = tls_dir();
-    let wrong = dir.join("wrong-ca.crt");
+    let wrong = dir.path().join("wrong-ca.crt");
     std::fs::write(&wrong, &other.cert_pem).unwrap();
     let gw = start_yaml(
         &upstream_yaml(
