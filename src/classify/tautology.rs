@@ -6,7 +6,7 @@
 use pg_query::protobuf::{AExprKind, BoolExprType, NullTestType};
 use serde_json::{Map, Value};
 
-use super::walk::{name_list, unwrap_node};
+use super::walk::{list_items, name_list, unwrap_node};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Const {
@@ -168,7 +168,7 @@ fn a_expr(body: &Map<String, Value>, looked: &mut bool) -> Option<Const> {
     if kind == AExprKind::AexprIn as i64 {
         // 1 IN (1, 2)
         let a = eval(l, looked)?;
-        let items = r.get("node")?.get("List")?.get("items")?.as_array()?;
+        let items = list_items(r)?.as_array()?;
         let hit = items.iter().any(|i| {
             eval(i, looked).and_then(|b| compare(&a, &b)) == Some(std::cmp::Ordering::Equal)
         });

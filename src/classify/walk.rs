@@ -82,6 +82,34 @@ pub fn name_list(v: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// The items of a `List` node.
+pub(super) fn list_items(v: &Value) -> Option<&Value> {
+    v.get("node")?.get("List")?.get("items")
+}
+
+fn list_items_of(v: Option<&Value>) -> Option<&Value> {
+    v.and_then(list_items)
+}
+
+/// The `DefElem`s of an option list, as (defname, body).
+fn def_elems(list: Option<&Value>) -> impl Iterator<Item = (&str, &Map<String, Value>)> {
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| match unwrap_node(o) {
+            Some(("DefElem", d)) => Some((s(d, "defname"), d)),
+            _ => None,
+        })
+}
+
+/// A `DefElem`'s string argument, lower-cased (`LANGUAGE plpgsql`).
+fn string_arg(d: &Map<String, Value>) -> Option<String> {
+    match d.get("arg").and_then(unwrap_node) {
+        Some(("String", st)) => Some(s(st, "sval").to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
 /// Map a node type to the kind it gives a statement, if any.
 fn kind_of(ty: &str, body: &Map<String, Value>, parent: &str) -> Option<Kind> {
     Some(match ty {
@@ -270,25 +298,17 @@ impl<'a> Walker<'a> {
             }
             "FuncCall" => {
                 let name = name_list(body.get("funcname"));
-                let joined = name.join(".");
                 if matches!(name.last().map(String::as_str), Some("set_config")) {
                     self.setting_from_set_config(body);
                 }
-                if !joined.is_empty() {
-                    self.facts.functions.insert(joined);
-                }
+                self.add_function(&name);
             }
-            "ObjectWithArgs" => {
-                let joined = name_list(body.get("objname")).join(".");
-                if !joined.is_empty() && !matches!(parent, "DropStmt" | "CommentStmt") {
-                    self.facts.functions.insert(joined);
-                }
+            // Dropping or commenting on a function does not call it.
+            "ObjectWithArgs" if !matches!(parent, "DropStmt" | "CommentStmt") => {
+                self.add_function(&name_list(body.get("objname")));
             }
             "CreateTrigStmt" | "CreateEventTrigStmt" => {
-                let joined = name_list(body.get("funcname")).join(".");
-                if !joined.is_empty() {
-                    self.facts.functions.insert(joined);
-                }
+                self.add_function(&name_list(body.get("funcname")));
             }
             "DefElem" if parent == "DefineStmt" => {
                 // CREATE OPERATOR ... (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), ...
@@ -315,22 +335,11 @@ impl<'a> Walker<'a> {
                         | "subscript"
                 ) {
                     if let Some(arg) = body.get("arg") {
-                        if let Some(("TypeName", tn)) = unwrap_node(arg) {
-                            let joined = name_list(tn.get("names")).join(".");
-                            if !joined.is_empty() {
-                                self.facts.functions.insert(joined);
-                            }
-                        } else {
-                            let joined = name_list(
-                                arg.get("node")
-                                    .and_then(|n| n.get("List"))
-                                    .and_then(|l| l.get("items")),
-                            )
-                            .join(".");
-                            if !joined.is_empty() {
-                                self.facts.functions.insert(joined);
-                            }
-                        }
+                        let name = match unwrap_node(arg) {
+                            Some(("TypeName", tn)) => name_list(tn.get("names")),
+                            _ => name_list(list_items(arg)),
+                        };
+                        self.add_function(&name);
                     }
                 }
             }
@@ -453,18 +462,10 @@ impl<'a> Walker<'a> {
                 }
             }
             "DoStmt" => {
-                let mut language = "plpgsql".to_string();
-                if let Some(Value::Array(args)) = body.get("args") {
-                    for a in args {
-                        if let Some(("DefElem", d)) = unwrap_node(a) {
-                            if s(d, "defname") == "language" {
-                                if let Some(("String", st)) = d.get("arg").and_then(unwrap_node) {
-                                    language = s(st, "sval").to_ascii_lowercase();
-                                }
-                            }
-                        }
-                    }
-                }
+                let language = def_elems(body.get("args"))
+                    .find(|(name, _)| *name == "language")
+                    .and_then(|(_, d)| string_arg(d))
+                    .unwrap_or_else(|| "plpgsql".into());
                 if language == "plpgsql" {
                     self.bodies.push(Body::Plpgsql(self.text.to_owned()));
                 } else {
@@ -482,6 +483,13 @@ impl<'a> Walker<'a> {
         }
         if ty == "CopyStmt" {
             self.copy_from_pending = false;
+        }
+    }
+
+    /// Record a called function by its (possibly qualified) name.
+    fn add_function(&mut self, name: &[String]) {
+        if !name.is_empty() {
+            self.facts.functions.insert(name.join("."));
         }
     }
 
@@ -518,29 +526,11 @@ impl<'a> Walker<'a> {
     fn function_body(&mut self, body: &Map<String, Value>) {
         let mut language = String::from("sql");
         let mut code: Option<String> = None;
-        if let Some(Value::Array(opts)) = body.get("options") {
-            for o in opts {
-                if let Some(("DefElem", d)) = unwrap_node(o) {
-                    match s(d, "defname") {
-                        "language" => {
-                            if let Some(("String", st)) = d.get("arg").and_then(unwrap_node) {
-                                language = s(st, "sval").to_ascii_lowercase();
-                            }
-                        }
-                        "as" => {
-                            let parts = name_list(
-                                d.get("arg")
-                                    .and_then(|a| a.get("node"))
-                                    .and_then(|n| n.get("List"))
-                                    .and_then(|l| l.get("items")),
-                            );
-                            if let Some(first) = parts.first() {
-                                code = Some(first.clone());
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+        for (name, d) in def_elems(body.get("options")) {
+            match name {
+                "language" => language = string_arg(d).unwrap_or(language),
+                "as" => code = name_list(list_items_of(d.get("arg"))).into_iter().next(),
+                _ => {}
             }
         }
         if body.get("sql_body").is_some_and(|v| !v.is_null()) {

@@ -361,30 +361,28 @@ impl RuleSet {
                     ),
                 }
             }
-            for r in raw.rules {
-                if !ids.insert(r.id.clone()) {
-                    c.err(&r.id, "duplicate rule id");
-                    continue;
+            // Ids are unique across rules, masks and detectors of every file.
+            let mut fresh = |c: &mut Compiler<'_>, id: &str| {
+                let new = ids.insert(id.to_owned());
+                if !new {
+                    c.err(id, "duplicate rule id");
                 }
-                if let Some(rule) = c.rule(r) {
-                    rules.push(rule);
+                new
+            };
+            for r in raw.rules {
+                if fresh(&mut c, &r.id) {
+                    rules.extend(c.rule(r));
                 }
             }
             for m in raw.masks {
-                if !ids.insert(m.id.clone()) {
-                    c.err(&m.id, "duplicate rule id");
-                    continue;
-                }
-                if let Some(mask) = c.mask(m) {
-                    masks.push(mask);
+                if fresh(&mut c, &m.id) {
+                    masks.extend(c.mask(m));
                 }
             }
             for d in raw.detect {
-                if !ids.insert(d.id.clone()) {
-                    c.err(&d.id, "duplicate rule id");
-                    continue;
+                if fresh(&mut c, &d.id) {
+                    c.detect(&d);
                 }
-                c.detect(&d);
             }
         }
         if !errors.is_empty() {

@@ -30,7 +30,8 @@ pub struct Refusal {
     pub rule: String,
 }
 
-fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
+/// An ErrorResponse (severity ERROR) for the client.
+pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
     let mut out = BytesMut::new();
     let mut f = ErrorFields::new(Severity::Error, code, message);
     if let Some(d) = detail {

@@ -352,18 +352,11 @@ impl Relay {
         let Some(sql) = sql else {
             // A Query or Parse without its terminators: refuse rather than guess.
             return Some(super::judge::Refusal {
-                response: {
-                    let mut out = BytesMut::new();
-                    backend::error_response(
-                        &mut out,
-                        &ErrorFields::new(
-                            Severity::Error,
-                            sqlstate::PROTOCOL_VIOLATION,
-                            "pgmoat: malformed message",
-                        ),
-                    );
-                    out
-                },
+                response: super::judge::error(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "pgmoat: malformed message",
+                    None,
+                ),
                 rule: "malformed".into(),
             });
         };

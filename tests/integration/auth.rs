@@ -161,17 +161,32 @@ async fn upstream_md5_cleartext_and_trust() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_works_through_the_gateway() {
-    let (pg, gw) = start().await;
-    let out = Command::new(pg.psql())
-        .env("PGPASSWORD", AGENT_PW)
+fn psql(
+    pg: &crate::common::pg::TestPg,
+    gw: &TestGateway,
+    password: &str,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(pg.psql())
+        .env("PGPASSWORD", password)
         .arg(format!(
             "host=127.0.0.1 port={} user={AGENT} dbname=demo",
             gw.addr.port()
         ))
-        .args([
-            "-X",
+        .arg("-X")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_works_through_the_gateway() {
+    let (pg, gw) = start().await;
+    let out = psql(
+        pg,
+        &gw,
+        AGENT_PW,
+        &[
             "-A",
             "-t",
             "-v",
@@ -180,9 +195,8 @@ async fn psql_works_through_the_gateway() {
             "SELECT 40 + 2",
             "-c",
             "SELECT current_user",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -190,32 +204,20 @@ async fn psql_works_through_the_gateway() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\napp_rw\n");
     // psql's \copy drives COPY through the gateway too.
-    let out = Command::new(pg.psql())
-        .env("PGPASSWORD", AGENT_PW)
-        .arg(format!(
-            "host=127.0.0.1 port={} user={AGENT} dbname=demo",
-            gw.addr.port()
-        ))
-        .args([
-            "-X",
+    let out = psql(
+        pg,
+        &gw,
+        AGENT_PW,
+        &[
             "-A",
             "-t",
             "-c",
             "\\copy (SELECT g FROM generate_series(1,3) g) to stdout",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n3\n");
     // Wrong password via psql: the one-line error a user expects.
-    let out = Command::new(pg.psql())
-        .env("PGPASSWORD", "nope")
-        .arg(format!(
-            "host=127.0.0.1 port={} user={AGENT} dbname=demo",
-            gw.addr.port()
-        ))
-        .args(["-X", "-c", "SELECT 1"])
-        .output()
-        .unwrap();
+    let out = psql(pg, &gw, "nope", &["-c", "SELECT 1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"));
 }
