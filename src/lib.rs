@@ -37,6 +37,7 @@ pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod explain;
+pub mod mask;
 pub mod metrics;
 pub mod net;
 pub mod policy;

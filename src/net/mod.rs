@@ -122,6 +122,7 @@ impl Gateway {
             rules,
             classifier,
             catalogs,
+            masks: Default::default(),
             config: Arc::new(config),
         });
         Ok(Gateway {

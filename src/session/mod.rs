@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod error;
 mod io;
 pub mod judge;
+mod masker;
 pub mod params;
 pub mod relay;
 pub mod upstream;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub classifier: Arc<crate::classify::Classifier>,
     /// Per target: user operators, casts, domains and function bodies.
     pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
+    /// Compiled masks, shared across sessions.
+    pub masks: Arc<judge::MaskCache>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -101,6 +104,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             target: est.target.clone(),
             search_path_changed: est.search_path_at_startup.into(),
             catalog: Arc::clone(&shared.catalogs[&est.target]),
+            masks: Arc::clone(&shared.masks),
+            masking: std::sync::Mutex::new(None),
         }),
     });
     let result = relay.run().await;

@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::error::SessionError;
-use super::judge::Judge;
+use super::judge::{Judge, Judged};
+use super::masker::{self, Masker};
 use super::params;
 use crate::metrics::{BatchStats, Metrics};
 use crate::net::stream::{ClientStream, UpstreamStream};
@@ -87,6 +88,8 @@ pub struct Relay {
     /// Refused statements whose stand-in error is still to come back from the server.
     rewrites: VecDeque<Rewrite>,
     nonce_seed: u64,
+    /// Masking state, once a statement of this session was judged under masks.
+    masker: Option<Masker>,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -106,6 +109,8 @@ struct Rewrite {
 /// What pgmoat does with a server message it holds whole.
 enum ServerVerdict {
     Forward,
+    /// Send this instead (a masked row or message).
+    Replace(BytesMut),
 }
 
 pub struct RelayParts {
@@ -167,6 +172,7 @@ impl Relay {
             judge: p.judge,
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
+            masker: None,
         }
     }
 
@@ -283,7 +289,10 @@ impl Relay {
                         break;
                     }
                     if h.tag != b'F' {
-                        if let Some(refusal) = self.judge_message(&buf[pos..pos + h.total]).await {
+                        let judged = self.judge_message(&buf[pos..pos + h.total]).await;
+                        let msg = &buf[pos..pos + h.total];
+                        self.track_masking(msg, &judged);
+                        if let Some(refusal) = judged.refusal {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
@@ -315,7 +324,33 @@ impl Relay {
                     }
                     continue;
                 }
-                b'S' => self.sent_syncs += 1,
+                b'B' | b'D' | b'E' | b'C' if self.masker.is_some() => {
+                    // Masking follows statements into portals: these are read whole.
+                    if h.total > self.max_message {
+                        return Err(SessionError::Protocol(format!(
+                            "message of type '{}' is too long ({} bytes, at most {})",
+                            h.tag as char, h.total, self.max_message
+                        )));
+                    }
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    if h.tag == b'E' {
+                        stats.queries_extended += 1;
+                    }
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&buf[pos..pos + h.total]);
+                    }
+                    pos += h.total;
+                    continue;
+                }
+                b'S' => {
+                    self.sent_syncs += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&[b'S', 0, 0, 0, 4]);
+                    }
+                }
                 b'E' => stats.queries_extended += 1,
                 b'X' => {
                     pos += have.min(h.total);
@@ -339,9 +374,48 @@ impl Relay {
         Ok(end)
     }
 
-    /// Classify and decide a Query or Parse; Some when it must not run.
-    async fn judge_message(&self, msg: &[u8]) -> Option<super::judge::Refusal> {
-        let judge = self.judge.as_ref()?;
+    /// Keep the masking state in step with a judged Query or Parse.
+    fn track_masking(&mut self, msg: &[u8], judged: &Judged) {
+        if let Some(engine) = &judged.masking {
+            match &mut self.masker {
+                Some(m) => {
+                    if !Arc::ptr_eq(&m.engine, engine) {
+                        m.engine = Arc::clone(engine);
+                    }
+                }
+                None => {
+                    self.masker = Some(Masker::new(Arc::clone(engine)));
+                    self.hold_results = true;
+                }
+            }
+        }
+        let Some(m) = &mut self.masker else { return };
+        // A refused statement's stand-in yields an error and no rows.
+        let lineage = if judged.refusal.is_some() {
+            None
+        } else {
+            judged.lineage.as_deref().map(Vec::as_slice)
+        };
+        if msg[0] == b'Q' {
+            m.on_query(lineage, judged.statements);
+        } else {
+            let name = crate::protocol::frame::cstr(&msg[5..])
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            m.on_parse(&name, lineage);
+        }
+    }
+
+    /// Classify and decide a Query or Parse; a refusal when it must not run.
+    async fn judge_message(&self, msg: &[u8]) -> Judged {
+        let Some(judge) = self.judge.as_ref() else {
+            return Judged {
+                refusal: None,
+                masking: None,
+                lineage: None,
+                statements: 1,
+            };
+        };
         let body = &msg[5..];
         let sql = match msg[0] {
             b'Q' => crate::protocol::frame::cstr(body).map(|(q, _)| q),
@@ -351,14 +425,19 @@ impl Relay {
         };
         let Some(sql) = sql else {
             // A Query or Parse without its terminators: refuse rather than guess.
-            return Some(super::judge::Refusal {
-                response: super::judge::error(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "pgmoat: malformed message",
-                    None,
-                ),
-                rule: "malformed".into(),
-            });
+            return Judged {
+                refusal: Some(super::judge::Refusal {
+                    response: super::judge::error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgmoat: malformed message",
+                        None,
+                    ),
+                    rule: "malformed".into(),
+                }),
+                masking: None,
+                lineage: None,
+                statements: 1,
+            };
         };
         judge.judge(sql).await
     }
@@ -465,9 +544,23 @@ impl Relay {
         self.client.write_all(bytes).await.map_err(client_io)
     }
 
-    /// The interception point for whole result messages (masking hooks in here).
-    fn inspect_server(&mut self, _msg: &[u8]) -> ServerVerdict {
-        ServerVerdict::Forward
+    /// The interception point for whole result messages: masking.
+    fn inspect_server(&mut self, msg: &[u8]) -> ServerVerdict {
+        let Some(m) = &mut self.masker else {
+            return ServerVerdict::Forward;
+        };
+        let before = m.masked_values;
+        let verdict = match m.on_server(msg) {
+            masker::Action::Forward => ServerVerdict::Forward,
+            masker::Action::Replace(b) => ServerVerdict::Replace(b),
+        };
+        let masked = m.masked_values - before;
+        if masked > 0 {
+            self.metrics
+                .values_masked
+                .fetch_add(masked, std::sync::atomic::Ordering::Relaxed);
+        }
+        verdict
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -511,6 +604,9 @@ impl Relay {
                     }
                     self.tx_status = body.first().copied().unwrap_or(b'I');
                     self.seen_rfq += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_server(&buf[pos..pos + h.total]);
+                    }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
                     pos += h.total;
@@ -545,18 +641,34 @@ impl Relay {
                         .iter()
                         .position(|r| message.contains(&r.marker));
                     if let Some(i) = ours {
+                        if let Some(m) = &mut self.masker {
+                            // Only for its bookkeeping: the response is pgmoat's own.
+                            m.on_server(&buf[pos..pos + h.total]);
+                        }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
                             self.write_client(&r.response).await?;
                         }
                         pos += h.total;
                         fwd = pos;
+                    } else if self.hold_results {
+                        match self.inspect_server(&buf[pos..pos + h.total]) {
+                            ServerVerdict::Forward => pos += h.total,
+                            ServerVerdict::Replace(out) => {
+                                self.write_client(&buf[fwd..pos]).await?;
+                                self.write_client(&out).await?;
+                                pos += h.total;
+                                fwd = pos;
+                            }
+                        }
                     } else {
                         pos += h.total;
                     }
                     continue;
                 }
-                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' if self.hold_results => {
+                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I'
+                    if self.hold_results =>
+                {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
@@ -566,6 +678,12 @@ impl Relay {
                     }
                     match self.inspect_server(&buf[pos..pos + h.total]) {
                         ServerVerdict::Forward => pos += h.total,
+                        ServerVerdict::Replace(out) => {
+                            self.write_client(&buf[fwd..pos]).await?;
+                            self.write_client(&out).await?;
+                            pos += h.total;
+                            fwd = pos;
+                        }
                     }
                     continue;
                 }

@@ -6,6 +6,8 @@ mod common;
 
 mod harness;
 
+mod masking;
+
 mod auth;
 mod drivers;
 mod relay;
