@@ -428,7 +428,7 @@ impl Analyzer<'_> {
             return Out { cols };
         }
         for item in arr(m, "from_clause") {
-            self.from_item(item, &mut scope);
+            self.range_item(item, &mut scope);
         }
         for key in [
             "where_clause",
@@ -512,7 +512,7 @@ impl Analyzer<'_> {
         known.then_some(out)
     }
 
-    fn from_item(&mut self, item: &Value, scope: &mut Scope<'_>) {
+    fn range_item(&mut self, item: &Value, scope: &mut Scope<'_>) {
         let Some((ty, m)) = unwrap_node(item) else {
             return;
         };
@@ -550,7 +550,7 @@ impl Analyzer<'_> {
                 let first = scope.rels.len();
                 for side in ["larg", "rarg"] {
                     if let Some(s) = m.get(side) {
-                        self.from_item(s, scope);
+                        self.range_item(s, scope);
                     }
                 }
                 if let Some(q) = m.get("quals") {
@@ -693,7 +693,7 @@ impl Analyzer<'_> {
             }
             "UpdateStmt" => {
                 for f in arr(m, "from_clause") {
-                    self.from_item(f, &mut scope);
+                    self.range_item(f, &mut scope);
                 }
                 let mut t = Taint::CLEAN;
                 for target in arr(m, "target_list") {
@@ -706,7 +706,7 @@ impl Analyzer<'_> {
             }
             "DeleteStmt" => {
                 for f in arr(m, "using_clause") {
-                    self.from_item(f, &mut scope);
+                    self.range_item(f, &mut scope);
                 }
                 if let Some(w) = m.get("where_clause") {
                     self.expr(w, &scope);
@@ -715,7 +715,7 @@ impl Analyzer<'_> {
             _ => {
                 // MERGE: the source joins the target; any value its actions write.
                 if let Some(src) = m.get("source_relation") {
-                    self.from_item(src, &mut scope);
+                    self.range_item(src, &mut scope);
                 }
                 if let Some(j) = m.get("join_condition") {
                     self.expr(j, &scope);

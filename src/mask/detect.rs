@@ -221,13 +221,20 @@ impl Detectors {
                 // consecutive groups (`123-45-6789 4111 1111 1111 1111` holds both).
                 let mut groups: Vec<(usize, usize)> = Vec::new();
                 let mut g = start;
-                for k in start..=end {
-                    if k == end || !v[k].is_ascii_digit() {
+                for (k, b) in v[start..end]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, b)| (start + k, b))
+                {
+                    if !b.is_ascii_digit() {
                         if k > g {
                             groups.push((g, k));
                         }
                         g = k + 1;
                     }
+                }
+                if end > g {
+                    groups.push((g, end));
                 }
                 let mut a = 0;
                 while a < groups.len() {
@@ -244,9 +251,11 @@ impl Detectors {
                         }
                         let (s0, e0) = (groups[a].0, groups[b].1);
                         if let Some(det) = ssn {
-                            let lens: Vec<usize> =
-                                groups[a..=b].iter().map(|(x, y)| y - x).collect();
-                            if lens == [3, 2, 4] && v[groups[a + 1].0 - 1] == b'-' {
+                            let len = |k: usize| groups[k].1 - groups[k].0;
+                            if b == a + 2
+                                && (len(a), len(a + 1), len(b)) == (3, 2, 4)
+                                && v[groups[a + 1].0 - 1] == b'-'
+                            {
                                 taken = Some(Span {
                                     start: s0,
                                     end: e0,
