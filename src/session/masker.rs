@@ -65,7 +65,8 @@ pub struct Masker {
 /// What to do with a server message.
 pub enum Action {
     Forward,
-    Replace(BytesMut),
+    /// The replacement was appended to the output buffer.
+    Replaced,
 }
 
 fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
@@ -206,7 +207,7 @@ impl Masker {
     }
 
     /// A whole server message, before it is forwarded.
-    pub fn on_server(&mut self, msg: &[u8]) -> Action {
+    pub fn on_server(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
         let body = &msg[5..];
         match msg[0] {
             b'T' => {
@@ -239,7 +240,7 @@ impl Masker {
                 }
                 Action::Forward
             }
-            b'D' => self.data_row(msg),
+            b'D' => self.data_row(msg, out),
             b'C' | b'I' => {
                 self.current = None;
                 match self.expect.front_mut() {
@@ -264,7 +265,7 @@ impl Masker {
                         .current
                         .as_ref()
                         .is_some_and(|p| p.masked_columns() > 0);
-                let out = wire::scrub_message(msg, touched, &self.engine);
+                let scrubbed = wire::scrub_message(msg, touched, &self.engine);
                 if msg[0] == b'E' {
                     self.current = None;
                     // The extended protocol skips to Sync after an error.
@@ -278,8 +279,11 @@ impl Masker {
                         }
                     }
                 }
-                match out {
-                    Some(o) => Action::Replace(o),
+                match scrubbed {
+                    Some(o) => {
+                        out.extend_from_slice(&o);
+                        Action::Replaced
+                    }
                     None => Action::Forward,
                 }
             }
@@ -292,12 +296,12 @@ impl Masker {
                 }
                 Action::Forward
             }
-            b'd' => self.copy_data(msg),
+            b'd' => self.copy_data(msg, out),
             _ => Action::Forward,
         }
     }
 
-    fn data_row(&mut self, msg: &[u8]) -> Action {
+    fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
         if self.current.is_none() {
             // Rows of an Execute: the plan comes from its portal.
             let plan = match self.expect.front() {
@@ -325,33 +329,33 @@ impl Masker {
         if plan.is_empty() && plan.columns.len() == count_columns(msg) {
             return Action::Forward;
         }
-        let mut out = BytesMut::new();
-        match rewrite::rewrite_data_row(msg, plan, &mut self.scratch, &mut out) {
+        let mark = out.len();
+        match rewrite::rewrite_data_row(msg, plan, &mut self.scratch, out) {
             Ok(o) => {
                 self.masked_values += o.masked as u64;
                 if o.rewritten {
-                    Action::Replace(out)
+                    Action::Replaced
                 } else {
                     Action::Forward
                 }
             }
             Err(_) => {
                 // A row pgmoat cannot read is not passed on as it is.
-                let mut out = BytesMut::new();
-                let _ = rewrite::rewrite_data_row(
-                    msg,
-                    &wire::blind_plan(count_columns(msg)),
-                    &mut self.scratch,
-                    &mut out,
-                );
-                Action::Replace(out)
+                out.truncate(mark);
+                let blind = wire::blind_plan(count_columns(msg));
+                if rewrite::rewrite_data_row(msg, &blind, &mut self.scratch, out).is_err() {
+                    out.truncate(mark);
+                    // Not even the column count: an empty row stands in.
+                    out.extend_from_slice(&[b'D', 0, 0, 0, 6, 0, 0]);
+                }
+                Action::Replaced
             }
         }
     }
 
     /// COPY TO STDOUT data: masked columns never get here (such a COPY is refused),
     /// but detectors scan the text.
-    fn copy_data(&mut self, msg: &[u8]) -> Action {
+    fn copy_data(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
         let Some(d) = &self.engine.detectors else {
             return Action::Forward;
         };
@@ -360,11 +364,10 @@ impl Masker {
             return Action::Forward;
         }
         self.masked_values += 1;
-        let mut out = BytesMut::with_capacity(value.len() + 5);
         out.extend_from_slice(b"d");
         out.extend_from_slice(&((value.len() + 4) as i32).to_be_bytes());
         out.extend_from_slice(&value);
-        Action::Replace(out)
+        Action::Replaced
     }
 }
 

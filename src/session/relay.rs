@@ -90,6 +90,9 @@ pub struct Relay {
     nonce_seed: u64,
     /// Masking state, once a statement of this session was judged under masks.
     masker: Option<Masker>,
+    /// Server bytes to send with masked messages spliced in: a batch of rewritten
+    /// rows goes out in one write, not two per row.
+    staged: BytesMut,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -104,13 +107,6 @@ struct Rewrite {
     /// The ReadyForQuery number that closes the cycle; past it the entry is stale
     /// (an earlier error made the server skip the stand-in).
     due: u64,
-}
-
-/// What pgmoat does with a server message it holds whole.
-enum ServerVerdict {
-    Forward,
-    /// Send this instead (a masked row or message).
-    Replace(BytesMut),
 }
 
 pub struct RelayParts {
@@ -173,6 +169,7 @@ impl Relay {
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
             masker: None,
+            staged: BytesMut::new(),
         }
     }
 
@@ -537,30 +534,39 @@ impl Relay {
         self.upstream.write_all(bytes).await.map_err(server_io)
     }
 
+    /// Write to the client, after anything staged (so order is kept).
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if !self.staged.is_empty() {
+            self.staged.extend_from_slice(bytes);
+            let r = self.client.write_all(&self.staged).await.map_err(client_io);
+            self.staged.clear();
+            if self.staged.capacity() > BUF_KEEP {
+                self.staged = BytesMut::new();
+            }
+            return r;
+        }
         if bytes.is_empty() {
             return Ok(());
         }
         self.client.write_all(bytes).await.map_err(client_io)
     }
 
-    /// The interception point for whole result messages: masking.
-    fn inspect_server(&mut self, msg: &[u8]) -> ServerVerdict {
+    /// The interception point for whole result messages: masking. `before` is the
+    /// unchanged stretch of server bytes that precedes `msg`; when `msg` is replaced,
+    /// both are staged and true is returned.
+    fn inspect_server(&mut self, before: &[u8], msg: &[u8]) -> bool {
         let Some(m) = &mut self.masker else {
-            return ServerVerdict::Forward;
+            return false;
         };
-        let before = m.masked_values;
-        let verdict = match m.on_server(msg) {
-            masker::Action::Forward => ServerVerdict::Forward,
-            masker::Action::Replace(b) => ServerVerdict::Replace(b),
-        };
-        let masked = m.masked_values - before;
-        if masked > 0 {
-            self.metrics
-                .values_masked
-                .fetch_add(masked, std::sync::atomic::Ordering::Relaxed);
+        let mark = self.staged.len();
+        self.staged.extend_from_slice(before);
+        match m.on_server(msg, &mut self.staged) {
+            masker::Action::Replaced => true,
+            masker::Action::Forward => {
+                self.staged.truncate(mark);
+                false
+            }
         }
-        verdict
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -605,7 +611,8 @@ impl Relay {
                     self.tx_status = body.first().copied().unwrap_or(b'I');
                     self.seen_rfq += 1;
                     if let Some(m) = &mut self.masker {
-                        m.on_server(&buf[pos..pos + h.total]);
+                        let mut none = BytesMut::new();
+                        m.on_server(&buf[pos..pos + h.total], &mut none);
                     }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
@@ -643,7 +650,8 @@ impl Relay {
                     if let Some(i) = ours {
                         if let Some(m) = &mut self.masker {
                             // Only for its bookkeeping: the response is pgmoat's own.
-                            m.on_server(&buf[pos..pos + h.total]);
+                            let mut ignored = BytesMut::new();
+                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
                         }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
@@ -652,15 +660,10 @@ impl Relay {
                         pos += h.total;
                         fwd = pos;
                     } else if self.hold_results {
-                        match self.inspect_server(&buf[pos..pos + h.total]) {
-                            ServerVerdict::Forward => pos += h.total,
-                            ServerVerdict::Replace(out) => {
-                                self.write_client(&buf[fwd..pos]).await?;
-                                self.write_client(&out).await?;
-                                pos += h.total;
-                                fwd = pos;
-                            }
+                        if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                            fwd = pos + h.total;
                         }
+                        pos += h.total;
                     } else {
                         pos += h.total;
                     }
@@ -676,15 +679,10 @@ impl Relay {
                     if h.tag == b'E' {
                         stats.server_errors += 1;
                     }
-                    match self.inspect_server(&buf[pos..pos + h.total]) {
-                        ServerVerdict::Forward => pos += h.total,
-                        ServerVerdict::Replace(out) => {
-                            self.write_client(&buf[fwd..pos]).await?;
-                            self.write_client(&out).await?;
-                            pos += h.total;
-                            fwd = pos;
-                        }
+                    if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                        fwd = pos + h.total;
                     }
+                    pos += h.total;
                     continue;
                 }
                 b'E' => stats.server_errors += 1,
@@ -695,6 +693,14 @@ impl Relay {
             self.u_stream = h.total - n;
         }
         stats.bytes_to_client = pos as u64;
+        if let Some(m) = &mut self.masker {
+            let n = std::mem::take(&mut m.masked_values);
+            if n > 0 {
+                self.metrics
+                    .values_masked
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.write_client(&buf[fwd..pos]).await?;
         buf.advance(pos);
         self.client.flush().await.map_err(client_io)?;
