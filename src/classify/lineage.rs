@@ -118,6 +118,8 @@ pub struct Lineage {
     pub defines: Option<Named>,
     /// EXECUTE / FETCH: the rows are those of this name.
     pub uses: Option<Named>,
+    /// It names a relation the catalog does not know (created since it was read?).
+    pub unknown_relation: bool,
     /// COPY ... TO STDOUT (masked data in it is refused, not rewritten); `true` when
     /// in binary format.
     pub copy_out: Option<bool>,
@@ -135,10 +137,12 @@ pub fn analyze(sql: &str, rels: &dyn Relations) -> Result<Vec<Lineage>, Classify
             rels,
             touched: Taint::CLEAN,
             launders: None,
+            unknown_relation: false,
         };
         let mut l = a.statement(&tree);
         l.touched = l.touched.join(a.touched);
         l.launders = l.launders.or(a.launders);
+        l.unknown_relation = a.unknown_relation;
         out.push(l);
     }
     Ok(out)
@@ -237,6 +241,7 @@ struct Analyzer<'r> {
     rels: &'r dyn Relations,
     touched: Taint,
     launders: Option<String>,
+    unknown_relation: bool,
 }
 
 impl Analyzer<'_> {
@@ -650,8 +655,11 @@ impl Analyzer<'_> {
                 cols: None,
                 whole: Taint::CLEAN,
             },
-            Relation::Sensitive | Relation::Unknown => {
+            r @ (Relation::Sensitive | Relation::Unknown) => {
                 // Fail closed: anything read from it could be anything.
+                if matches!(r, Relation::Unknown) {
+                    self.unknown_relation = true;
+                }
                 self.note(Taint::UNKNOWN);
                 Rel {
                     name: shown,

@@ -34,6 +34,29 @@ const STATISTICS: &[&str] = &[
     "pg_statistic_ext_data",
 ];
 
+/// Built-in functions that run SQL held in a string, or read a table or cursor named
+/// by a value: what they return cannot be traced, so it is masked when masks apply.
+const OPAQUE_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "dblink",
+    "dblink_exec",
+    "dblink_get_result",
+    "dblink_fetch",
+];
+
 const LINEAGE_CACHE_MAX: usize = 10_000;
 /// Views defined on views defined on views...: deeper than this is not followed.
 const MAX_VIEW_DEPTH: usize = 16;
@@ -398,6 +421,10 @@ impl Relations for Masking {
     }
 
     fn function(&self, name: &str) -> Taint {
+        let bare = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+        if self.has_column_masks() && OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
+            return Taint::UNKNOWN;
+        }
         let Some(f) = self.catalog.function_facts(name) else {
             return Taint::CLEAN;
         };

@@ -327,6 +327,7 @@ pub struct CatalogCache {
     timeout: Duration,
     current: tokio::sync::Mutex<Option<Arc<Catalog>>>,
     stale: AtomicBool,
+    last_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl CatalogCache {
@@ -341,11 +342,23 @@ impl CatalogCache {
             timeout,
             current: tokio::sync::Mutex::new(None),
             stale: AtomicBool::new(false),
+            last_miss: std::sync::Mutex::new(None),
         }
     }
 
     pub fn mark_stale(&self) {
         self.stale.store(true, Relaxed);
+    }
+
+    /// A statement named a relation the catalog does not know: read it again, but
+    /// not more often than every few seconds (a typo must not reload it per query).
+    pub fn mark_stale_soon(&self) {
+        let now = std::time::Instant::now();
+        let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5)) {
+            *last = Some(now);
+            self.stale.store(true, Relaxed);
+        }
     }
 
     pub async fn get(&self) -> Result<Arc<Catalog>, String> {

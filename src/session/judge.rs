@@ -338,6 +338,9 @@ impl Judge {
                 }
             }
         };
+        if lineage.iter().any(|l| l.unknown_relation) {
+            self.catalog.mark_stale_soon();
+        }
         // Code the lineage does not follow (DO blocks, procedures, bodies pgmoat cannot
         // analyse) may read masked columns and RAISE them: its messages are scrubbed.
         let opaque: Vec<usize> = statements

@@ -459,6 +459,32 @@ async fn statistics_and_error_messages_do_not_leak() {
         );
         f.assert_clean(&sql, &all);
     }
+    // SQL held in a string is refused (unanalysable), and a table created behind the
+    // gateway's back is masked until the catalog is read again, never leaked.
+    for sql in [
+        "SELECT query_to_xml('SELECT ssn FROM {t}', true, false, '')",
+        "SELECT * FROM {t}_later",
+    ] {
+        let sql = f.sql(sql);
+        match rows(&c, &sql).await {
+            Ok(r) => f.assert_rows_clean(&sql, &r),
+            Err(e) => {
+                assert!(e.as_db_error().is_some(), "{sql}: {e}");
+                f.assert_clean(&sql, &format!("{e:?}"));
+            }
+        }
+    }
+    f.direct
+        .batch_execute(&f.sql("CREATE TABLE {t}_later AS SELECT card_number FROM {t}"))
+        .await
+        .unwrap();
+    let later = rows(&c, &f.sql("SELECT * FROM {t}_later")).await.unwrap();
+    f.assert_rows_clean("a table the catalog has not seen", &later);
+    assert_eq!(
+        later.len(),
+        3,
+        "masked by the *.card_number glob once the catalog is read again"
+    );
     // A notice raised with a masked value is withheld.
     c.batch_execute(&f.sql(
         "CREATE FUNCTION {t}_tell() RETURNS int LANGUAGE plpgsql AS $$
