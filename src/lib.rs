@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod auth;
 pub mod classify;
 pub mod config;
