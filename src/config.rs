@@ -173,7 +173,6 @@ pub struct OidcConfig {
     pub groups_claim: Option<String>,
 }
 
-/// Accepted and shape-checked now; the approvals issue gives it behaviour.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsConfig {
@@ -247,8 +246,18 @@ pub struct Config {
     pub oidc: Option<OidcConfig>,
     pub rules: Option<PathBuf>,
     pub approvals: Option<ApprovalsConfig>,
+    /// The approvals section's secrets, read from the environment.
+    pub approval_secrets: ApprovalSecrets,
     pub audit: Option<AuditConfig>,
     pub limits: Limits,
+}
+
+/// Webhook URLs and the Slack signing secret for approvals.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalSecrets {
+    pub slack_webhook: Option<Secret>,
+    pub slack_signing: Option<Secret>,
+    pub webhook: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -369,9 +378,6 @@ impl Config {
     /// Sections this build accepts and checks but does not act on yet.
     pub fn inactive_sections(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        if self.approvals.is_some() {
-            v.push("approvals");
-        }
         if self.audit.is_some() {
             v.push("audit");
         }
@@ -446,6 +452,26 @@ impl Validator<'_> {
             Some(v) if !v.is_empty() => Ok(Secret(v)),
             _ => Err(self.err(field, format!("environment variable {var} is not set"))),
         }
+    }
+
+    fn approval_secrets(
+        &self,
+        a: Option<&ApprovalsConfig>,
+    ) -> Result<ApprovalSecrets, ConfigError> {
+        let Some(a) = a else {
+            return Ok(ApprovalSecrets::default());
+        };
+        let mut out = ApprovalSecrets::default();
+        if let Some(s) = &a.slack {
+            out.slack_webhook =
+                Some(self.secret("approvals.slack.webhook_url_env", &s.webhook_url_env)?);
+            out.slack_signing =
+                Some(self.secret("approvals.slack.signing_secret_env", &s.signing_secret_env)?);
+        }
+        if let Some(w) = &a.webhook_url_env {
+            out.webhook = Some(self.secret("approvals.webhook_url_env", w)?);
+        }
+        Ok(out)
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -566,6 +592,7 @@ impl Validator<'_> {
             users,
             oidc: raw.identities.oidc,
             rules: raw.rules.as_deref().map(|p| self.path(p)),
+            approval_secrets: self.approval_secrets(raw.approvals.as_ref())?,
             approvals: raw.approvals,
             audit: raw.audit,
             limits,

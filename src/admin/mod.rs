@@ -13,6 +13,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::approval::notify::Notifier;
+use crate::approval::{slack, Approvals, ResolveError};
 use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::policy::reload::RulesHandle;
@@ -24,6 +26,17 @@ pub struct AdminState {
     pub rules: Arc<RulesHandle>,
     /// Bearer token for `/api/*`; routes there refuse everything without one.
     pub token: Option<Secret>,
+    pub approvals: Option<Arc<Approvals>>,
+    pub slack: Option<SlackCallback>,
+}
+
+/// What the Slack callback needs: the signing secret and who is who.
+#[derive(Clone)]
+pub struct SlackCallback {
+    pub signing_secret: Secret,
+    /// Slack user id -> identity name.
+    pub users: std::collections::HashMap<String, String>,
+    pub notifier: Notifier,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -32,6 +45,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/rules/validate", post(validate))
         .route("/api/v1/explain", post(explain))
+        .route("/api/v1/approvals", get(list_approvals))
+        .route("/api/v1/approvals/grants", get(list_grants))
+        .route("/api/v1/approvals/{id}/{decision}", post(decide))
+        .route("/slack/interactions", post(slack_interaction))
         .with_state(state)
 }
 
@@ -135,6 +152,163 @@ async fn explain(State(state): State<AdminState>, headers: HeaderMap, body: Stri
     match report {
         Ok(r) => (StatusCode::OK, Json(r)).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": message.into()}))).into_response()
+}
+
+fn approvals_of(state: &AdminState) -> Result<&Arc<Approvals>, Box<Response>> {
+    state.approvals.as_ref().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            "approvals are not configured (no `approvals:` section)",
+        ))
+    })
+}
+
+async fn list_approvals(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    match approvals_of(&state) {
+        Ok(a) => Json(
+            a.pending()
+                .iter()
+                .map(|r| (**r).clone())
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn list_grants(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    match approvals_of(&state) {
+        Ok(a) => Json(a.grants()).into_response(),
+        Err(r) => *r,
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionBody {
+    by: String,
+    #[serde(default)]
+    reason: String,
+    /// A grant for the same statement shape, e.g. `30m` (approve only).
+    #[serde(default, rename = "for")]
+    grant_for: Option<String>,
+}
+
+fn resolve_status(e: &ResolveError) -> StatusCode {
+    match e {
+        ResolveError::NotFound(_) => StatusCode::NOT_FOUND,
+        ResolveError::SelfApproval(_) | ResolveError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+    }
+}
+
+async fn decide(
+    State(state): State<AdminState>,
+    axum::extract::Path((id, decision)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let a = match approvals_of(&state) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return error(StatusCode::NOT_FOUND, "use .../approve or .../deny"),
+    };
+    let b: DecisionBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    let grant = match (&b.grant_for, approve) {
+        (None, _) => None,
+        (Some(_), false) => return error(StatusCode::BAD_REQUEST, "`for` only applies to approve"),
+        (Some(d), true) => match crate::config::parse_duration(d) {
+            Ok(d) => Some(d),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
+        },
+    };
+    match a.resolve(&id, &b.by, approve, &b.reason, grant) {
+        Ok(r) => Json(serde_json::json!({
+            "ok": true,
+            "id": r.id,
+            "decision": if approve { "approved" } else { "denied" },
+            "by": b.by,
+        }))
+        .into_response(),
+        Err(e) => error(resolve_status(&e), e.to_string()),
+    }
+}
+
+fn ephemeral(text: &str) -> Response {
+    Json(serde_json::json!({
+        "response_type": "ephemeral",
+        "replace_original": false,
+        "text": text,
+    }))
+    .into_response()
+}
+
+/// Slack's interactive-button callback (form-encoded `payload=`), signed with the
+/// app's signing secret.
+async fn slack_interaction(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (Some(cb), Some(a)) = (&state.slack, &state.approvals) else {
+        return error(StatusCode::NOT_FOUND, "Slack approvals are not configured");
+    };
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if !slack::verify(
+        cb.signing_secret.expose().as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        now,
+    ) {
+        tracing::warn!("Slack callback with a bad or stale signature refused");
+        return error(StatusCode::UNAUTHORIZED, "bad or stale Slack signature");
+    }
+    let i = match slack::parse_interaction(&body) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(who) = cb.users.get(&i.slack_user) else {
+        tracing::warn!(slack_user = %i.slack_user, "Slack user not mapped to an identity");
+        return ephemeral("pgmoat: your Slack user is not one of the configured approvers.");
+    };
+    match a.resolve(&i.request_id, who, i.approve, "via Slack", None) {
+        Ok(r) => {
+            if let Some(url) = i.response_url {
+                let outcome = if i.approve {
+                    format!("approved by {who}")
+                } else {
+                    format!("denied by {who}")
+                };
+                cb.notifier
+                    .update_slack(url, slack::resolved_message(&r, &outcome));
+            }
+            StatusCode::OK.into_response()
+        }
+        Err(e) => ephemeral(&format!("pgmoat: {e}")),
     }
 }
 

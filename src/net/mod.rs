@@ -105,6 +105,21 @@ impl Gateway {
                 (t.name.clone(), Arc::new(cache))
             })
             .collect();
+        let approvals = config.approvals.as_ref().map(|a| {
+            let directory = config
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.groups.clone()))
+                .collect();
+            let timeout = a.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(300));
+            let approvals = crate::approval::Approvals::new(timeout, directory);
+            let s = &config.approval_secrets;
+            if s.slack_webhook.is_some() || s.webhook.is_some() {
+                crate::approval::notify::Notifier::new(s.slack_webhook.clone(), s.webhook.clone())
+                    .spawn(&approvals);
+            }
+            approvals
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
@@ -123,6 +138,7 @@ impl Gateway {
             classifier,
             catalogs,
             masks: Default::default(),
+            approvals,
             config: Arc::new(config),
         });
         Ok(Gateway {
@@ -169,6 +185,16 @@ impl Gateway {
                 metrics: Arc::clone(&shared.metrics),
                 rules: Arc::clone(&shared.rules),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
+                approvals: shared.approvals.clone(),
+                slack: shared.config.approvals.as_ref().and_then(|a| {
+                    let slack = a.slack.as_ref()?;
+                    let s = &shared.config.approval_secrets;
+                    Some(admin::SlackCallback {
+                        signing_secret: s.slack_signing.clone()?,
+                        users: slack.approvers.clone().into_iter().collect(),
+                        notifier: crate::approval::notify::Notifier::new(None, None),
+                    })
+                }),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
         });

@@ -51,6 +51,9 @@ pub struct Shared {
     pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
     /// Compiled masks, shared across sessions.
     pub masks: Arc<judge::MaskCache>,
+    /// Statements held for approval; None without an `approvals:` section (then an
+    /// `approve` rule refuses: fail closed).
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
