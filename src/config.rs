@@ -122,6 +122,8 @@ struct RawTls {
     #[serde(default)]
     require: bool,
     client_ca: Option<String>,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +144,38 @@ struct RawTarget {
     #[serde(default)]
     tls: UpstreamTlsMode,
     ca: Option<String>,
+    roles: Option<OrderedMap>,
+}
+
+/// A YAML mapping read in the order it was written (a `BTreeMap` would sort it, and
+/// for `roles:` the first matching group in the file's order wins).
+#[derive(Debug, Default)]
+struct OrderedMap(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of group name to role name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OrderedMap, A::Error> {
+                let mut v: Vec<(String, String)> = Vec::new();
+                while let Some((k, r)) = m.next_entry::<String, String>()? {
+                    if v.iter().any(|(x, _)| *x == k) {
+                        return Err(serde::de::Error::custom(format!("duplicate group {k:?}")));
+                    }
+                    v.push((k, r));
+                }
+                Ok(OrderedMap(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,7 +183,18 @@ struct RawTarget {
 struct RawIdentities {
     #[serde(default)]
     users: Vec<RawUser>,
-    oidc: Option<OidcConfig>,
+    #[serde(default)]
+    certificates: Vec<CertificateUser>,
+    oidc: Option<RawOidc>,
+}
+
+/// A client-certificate identity: the certificate's subject CN names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateUser {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,15 +207,37 @@ struct RawUser {
     groups: Vec<String>,
 }
 
-/// Accepted and shape-checked now; the identity issue gives it behaviour.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    audience: String,
+    jwks_file: Option<String>,
+    username_claim: Option<String>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    session_may_outlive_token: bool,
+    leeway: Option<HumanDuration>,
+    jwks_refresh: Option<HumanDuration>,
+}
+
+/// Bearer tokens (JWT) sent as the Postgres password.
+#[derive(Debug, Clone)]
 pub struct OidcConfig {
+    /// Compared exactly with the token's `iss` (no trailing-slash games).
     pub issuer: String,
     pub audience: String,
-    pub jwks_file: Option<String>,
-    pub username_claim: Option<String>,
-    pub groups_claim: Option<String>,
+    /// Keys read from this file instead of discovered from the issuer.
+    pub jwks_file: Option<PathBuf>,
+    /// The claim the Postgres user name must equal (default `sub`).
+    pub username_claim: String,
+    /// The claim holding the groups, a string or an array of strings (default `groups`).
+    pub groups_claim: String,
+    pub session_may_outlive_token: bool,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How often discovered keys are fetched again even when no unknown `kid` asks for it.
+    pub jwks_refresh: Duration,
 }
 
 /// Accepted and shape-checked now; the approvals issue gives it behaviour.
@@ -230,6 +297,8 @@ struct RawLimits {
     shutdown_grace: Option<HumanDuration>,
     connect_timeout: Option<HumanDuration>,
     startup_timeout: Option<HumanDuration>,
+    auth_failures: Option<u32>,
+    auth_failure_window: Option<HumanDuration>,
 }
 
 // ---------- validated form ----------
@@ -244,6 +313,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub targets: BTreeMap<String, Target>,
     pub users: Vec<User>,
+    pub certificates: Vec<CertificateUser>,
     pub oidc: Option<OidcConfig>,
     pub rules: Option<PathBuf>,
     pub approvals: Option<ApprovalsConfig>,
@@ -256,6 +326,10 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub require: bool,
+    /// CA bundle that client certificates are verified against; None: not asked for.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse the TLS handshake of a client without a valid certificate.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +349,19 @@ pub struct Target {
     pub password: Option<Secret>,
     pub tls: UpstreamTlsMode,
     pub ca: Option<PathBuf>,
+    /// Group -> upstream role, in the config's order: pgmoat runs `SET ROLE` for the
+    /// first group the identity has, and then refuses any change of role.
+    pub roles: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The role an identity with these groups runs as, if the target says so.
+    pub fn role_for(&self, groups: &[String]) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(g, _)| groups.iter().any(|x| x == g))
+            .map(|(_, r)| r.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +382,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     pub connect_timeout: Duration,
     pub startup_timeout: Duration,
+    /// Failed authentications one client address may have within `auth_failure_window`
+    /// before further attempts from it are refused without being checked.
+    pub auth_failures: u32,
+    pub auth_failure_window: Duration,
 }
 
 impl Default for Limits {
@@ -306,6 +397,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(60),
+            auth_failures: 10,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -374,9 +467,6 @@ impl Config {
         }
         if self.audit.is_some() {
             v.push("audit");
-        }
-        if self.oidc.is_some() {
-            v.push("identities.oidc");
         }
         v
     }
@@ -452,15 +542,18 @@ impl Validator<'_> {
         let tls = match raw.tls {
             None => None,
             Some(t) => {
-                if t.client_ca.is_some() {
-                    return Err(
-                        self.err("tls.client_ca", "client certificates are not supported yet")
-                    );
+                if t.require_client_cert && t.client_ca.is_none() {
+                    return Err(self.err(
+                        "tls.require_client_cert",
+                        "needs `client_ca:` (the CA bundle client certificates are checked against)",
+                    ));
                 }
                 Some(TlsConfig {
                     cert: self.path(&t.cert),
                     key: self.path(&t.key),
                     require: t.require,
+                    client_ca: t.client_ca.as_deref().map(|p| self.path(p)),
+                    require_client_cert: t.require_client_cert,
                 })
             }
         };
@@ -489,6 +582,15 @@ impl Validator<'_> {
                     "verify-full needs `ca:` (a CA certificate file)",
                 ));
             }
+            let roles = t.roles.map(|r| r.0).unwrap_or_default();
+            for (group, role) in &roles {
+                if group.is_empty() || role.is_empty() || role.contains('\0') {
+                    return Err(self.err(
+                        format!("{field}.roles"),
+                        "group and role names must be non-empty",
+                    ));
+                }
+            }
             let password = match &t.password_env {
                 Some(var) => Some(self.secret(&format!("{field}.password_env"), var)?),
                 None => None,
@@ -504,6 +606,7 @@ impl Validator<'_> {
                     password,
                     tls: t.tls,
                     ca: t.ca.as_deref().map(|p| self.path(p)),
+                    roles,
                 },
             );
         }
@@ -542,7 +645,35 @@ impl Validator<'_> {
                 shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
                 connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
                 startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),
+                auth_failures: l.auth_failures.unwrap_or(d.auth_failures),
+                auth_failure_window: l
+                    .auth_failure_window
+                    .map(|x| x.0)
+                    .unwrap_or(d.auth_failure_window),
             },
+        };
+        if limits.auth_failures == 0 {
+            return Err(self.err("limits.auth_failures", "must be at least 1"));
+        }
+        let certificates = raw.identities.certificates;
+        for (i, c) in certificates.iter().enumerate() {
+            let field = format!("identities.certificates[{i}]");
+            if c.name.is_empty() {
+                return Err(self.err(field, "name must not be empty"));
+            }
+            if certificates[..i].iter().any(|x| x.name == c.name) {
+                return Err(self.err(field, format!("duplicate certificate name {:?}", c.name)));
+            }
+        }
+        if !certificates.is_empty() && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            return Err(self.err(
+                "identities.certificates",
+                "needs `tls.client_ca:` to verify client certificates against",
+            ));
+        }
+        let oidc = match raw.identities.oidc {
+            None => None,
+            Some(o) => Some(self.oidc(o)?),
         };
         if limits.max_connections == 0 {
             return Err(self.err("limits.max_connections", "must be at least 1"));
@@ -564,11 +695,48 @@ impl Validator<'_> {
             admin,
             targets,
             users,
-            oidc: raw.identities.oidc,
+            certificates,
+            oidc,
             rules: raw.rules.as_deref().map(|p| self.path(p)),
             approvals: raw.approvals,
             audit: raw.audit,
             limits,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn oidc(&self, o: RawOidc) -> Result<OidcConfig, ConfigError> {
+        let f = "identities.oidc";
+        if !crate::auth::jwks::url_allowed(&o.issuer) {
+            return Err(self.err(
+                format!("{f}.issuer"),
+                "must be an https:// URL (plain http is allowed only for a loopback issuer)",
+            ));
+        }
+        if o.audience.is_empty() {
+            return Err(self.err(format!("{f}.audience"), "must not be empty"));
+        }
+        let leeway = o.leeway.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        if leeway > Duration::from_secs(300) {
+            return Err(self.err(format!("{f}.leeway"), "at most 5m"));
+        }
+        let jwks_refresh = o
+            .jwks_refresh
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(600));
+        if jwks_refresh < Duration::from_secs(30) {
+            return Err(self.err(format!("{f}.jwks_refresh"), "at least 30s"));
+        }
+        Ok(OidcConfig {
+            issuer: o.issuer,
+            audience: o.audience,
+            jwks_file: o.jwks_file.as_deref().map(|p| self.path(p)),
+            username_claim: o.username_claim.unwrap_or_else(|| "sub".into()),
+            groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+            session_may_outlive_token: o.session_may_outlive_token,
+            leeway,
+            jwks_refresh,
         })
     }
 }

@@ -38,6 +38,8 @@ pub enum GatewayError {
     Tls(#[from] tls::TlsError),
     #[error("rules do not validate:\n{}", .0.join("\n"))]
     Rules(Vec<String>),
+    #[error("identities.oidc: {0}")]
+    Oidc(#[from] crate::auth::jwks::JwksError),
 }
 
 /// A bound gateway, ready to run.
@@ -105,10 +107,19 @@ impl Gateway {
                 (t.name.clone(), Arc::new(cache))
             })
             .collect();
+        let oidc = match &config.oidc {
+            Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
             users: UserDirectory::new(&config.users),
+            oidc,
+            auth_limiter: crate::auth::failure::Limiter::new(
+                config.limits.auth_failures,
+                config.limits.auth_failure_window,
+            ),
             targets: config
                 .targets
                 .iter()
