@@ -105,18 +105,27 @@ enum Source {
     },
 }
 
-struct Fetched {
-    at: Option<Instant>,
-    last_attempt: Option<Instant>,
+/// The cached keys and when they were fetched; read on every login without waiting.
+struct Cached {
+    set: Arc<KeySet>,
+    /// When these keys are due to be fetched again (None: never fetched).
+    due: Option<Instant>,
+}
+
+/// Bookkeeping for fetches, held while one runs.
+struct Fetches {
+    /// The last fetch an unknown `kid` caused: such fetches are rate-limited, while
+    /// the first one after a quiet spell (a key rotation) happens at once.
+    last_kid_fetch: Option<Instant>,
 }
 
 /// The cached keys of one issuer.
 pub struct KeyStore {
     source: Source,
-    keys: RwLock<Arc<KeySet>>,
-    /// Held while fetching, so concurrent logins wait for one fetch instead of each
-    /// starting their own.
-    fetch: tokio::sync::Mutex<Fetched>,
+    cached: RwLock<Cached>,
+    /// Held while fetching, so concurrent logins that need new keys wait for one
+    /// fetch instead of each starting their own.
+    fetch: tokio::sync::Mutex<Fetches>,
     refresh: Duration,
 }
 
@@ -132,10 +141,12 @@ impl KeyStore {
         }
         Ok(KeyStore {
             source: Source::File(path),
-            keys: RwLock::new(Arc::new(set)),
-            fetch: tokio::sync::Mutex::new(Fetched {
-                at: Some(Instant::now()),
-                last_attempt: Some(Instant::now()),
+            cached: RwLock::new(Cached {
+                set: Arc::new(set),
+                due: Some(Instant::now() + refresh),
+            }),
+            fetch: tokio::sync::Mutex::new(Fetches {
+                last_kid_fetch: None,
             }),
             refresh,
         })
@@ -155,59 +166,67 @@ impl KeyStore {
                 issuer: issuer.trim_end_matches('/').to_owned(),
                 http,
             },
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            fetch: tokio::sync::Mutex::new(Fetched {
-                at: None,
-                last_attempt: None,
+            cached: RwLock::new(Cached {
+                set: Arc::new(KeySet::default()),
+                due: None,
+            }),
+            fetch: tokio::sync::Mutex::new(Fetches {
+                last_kid_fetch: None,
             }),
             refresh,
         })
     }
 
-    fn current(&self) -> Arc<KeySet> {
-        Arc::clone(&self.keys.read().unwrap_or_else(|p| p.into_inner()))
+    /// The cached keys, and whether they are due for a refresh.
+    fn current(&self) -> (Arc<KeySet>, bool) {
+        let c = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        (
+            Arc::clone(&c.set),
+            c.due.is_none_or(|d| Instant::now() >= d),
+        )
     }
 
     /// The key set to verify a token with `kid` against, refreshed as needed.
     pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, JwksError> {
-        let set = self.current();
-        let stale = {
-            let f = self.fetch.lock().await;
-            f.at.is_none_or(|t| t.elapsed() >= self.refresh)
-        };
-        let missing = kid.is_some_and(|k| !set.has_kid(k));
-        if !stale && !missing {
+        let (set, stale) = self.current();
+        if !stale && kid.is_none_or(|k| set.has_kid(k)) {
             return Ok(set);
         }
         let mut f = self.fetch.lock().await;
         // Someone else may have fetched while we waited for the lock.
-        let set = self.current();
-        let stale = f.at.is_none_or(|t| t.elapsed() >= self.refresh);
+        let (set, stale) = self.current();
         let missing = kid.is_some_and(|k| !set.has_kid(k));
-        let may_fetch = stale
-            || (missing
-                && f.last_attempt
-                    .is_none_or(|t| t.elapsed() >= UNKNOWN_KID_REFETCH));
-        if !may_fetch {
+        let kid_fetch = missing
+            && f.last_kid_fetch
+                .is_none_or(|t| t.elapsed() >= UNKNOWN_KID_REFETCH);
+        if !stale && !kid_fetch {
             return Ok(set);
         }
-        f.last_attempt = Some(Instant::now());
-        match self.load().await {
+        if !stale {
+            f.last_kid_fetch = Some(Instant::now());
+        }
+        let result = self.load().await;
+        let mut c = self.cached.write().unwrap_or_else(|p| p.into_inner());
+        match result {
             Ok(new) => {
                 tracing::info!(keys = new.keys.len(), "OIDC signing keys loaded");
-                let new = Arc::new(new);
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&new);
-                f.at = Some(Instant::now());
-                Ok(new)
+                c.set = Arc::new(new);
+                c.due = Some(Instant::now() + self.refresh);
+                Ok(Arc::clone(&c.set))
             }
-            // Keep serving the keys we have when a refresh fails; with none, fail.
-            Err(e) if !set.keys.is_empty() => {
-                tracing::warn!(
-                    "could not refresh the OIDC signing keys (keeping the cached ones): {e}"
-                );
-                Ok(set)
+            Err(e) => {
+                // Try again soon, not on every login: a down IdP must not be hammered.
+                c.due = Some(Instant::now() + UNKNOWN_KID_REFETCH);
+                if c.set.keys.is_empty() {
+                    Err(e)
+                } else {
+                    // Keep serving the keys we have.
+                    tracing::warn!(
+                        "could not refresh the OIDC signing keys (keeping the cached ones): {e}"
+                    );
+                    Ok(Arc::clone(&c.set))
+                }
             }
-            Err(e) => Err(e),
         }
     }
 

@@ -10,6 +10,8 @@ mod masking;
 
 mod auth;
 mod drivers;
+mod mtls;
+mod oidc;
 mod relay;
 mod robustness;
 mod rules;
