@@ -10,6 +10,7 @@ mod masking;
 
 mod auth;
 mod drivers;
+mod login;
 mod mtls;
 mod oidc;
 mod relay;
