@@ -347,3 +347,36 @@ async fn a_groups_role_is_set_upstream_and_cannot_be_changed() {
         .message()
         .contains("could not switch to role \"nobody_role\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sends_a_token_over_tls() {
+    use crate::common::certs::{write_files, TestCa};
+    let idp = Idp::new();
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"]);
+    let files = write_files(idp.dir.path(), &ca, "server", &cert, &key);
+    let tls = format!(
+        "tls:\n  cert: {}\n  key: {}\n  require: true\n",
+        files.cert.display(),
+        files.key.display()
+    );
+    let (pg, gw) = gateway(&idp, "", &tls).await;
+    let ann = "ann@example.com";
+    let token = idp.rsa.sign(&claims(ISSUER, ann, &["analysts"], 300));
+    let out = std::process::Command::new(pg.psql())
+        .env("PGPASSWORD", &token)
+        .arg(format!(
+            "host=localhost port={} user={ann} dbname=demo sslmode=verify-full sslrootcert={}",
+            gw.addr.port(),
+            files.ca.display()
+        ))
+        .args(["-X", "-w", "-A", "-t", "-c", "SELECT 'token over tls'"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "token over tls\n");
+}
