@@ -13,8 +13,11 @@ use thiserror::Error;
 /// One failed authentication, by cause. Never holds the credential itself.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthFailure {
-    #[error("wrong SCRAM password or unknown local user")]
+    #[error("wrong SCRAM password")]
     Scram,
+    /// Neither a local user nor, without `identities.oidc`, anyone pgmoat could know.
+    #[error("unknown user")]
+    UnknownUser,
     #[error("the token is not a well-formed JWT: {0}")]
     MalformedToken(String),
     #[error("the token's algorithm {0} is not accepted")]
@@ -54,6 +57,7 @@ impl AuthFailure {
     pub fn kind(&self) -> &'static str {
         match self {
             AuthFailure::Scram => "scram",
+            AuthFailure::UnknownUser => "unknown_user",
             AuthFailure::MalformedToken(_) => "malformed_token",
             AuthFailure::Algorithm(_) => "algorithm",
             AuthFailure::UnknownKey => "unknown_kid",

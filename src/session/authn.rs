@@ -165,7 +165,7 @@ async fn token(
     shared: &Shared,
 ) -> Result<Identity, Exchange> {
     let Some(oidc) = shared.oidc.as_ref() else {
-        return Err(Exchange::Failed(AuthFailure::Scram));
+        return Err(Exchange::Failed(AuthFailure::UnknownUser));
     };
     if !token_transport_ok(client.is_tls(), peer) {
         return Err(Exchange::Failed(AuthFailure::Insecure));
