@@ -40,6 +40,13 @@ impl OidcVerifier {
         })
     }
 
+    /// Load the keys ahead of the first login; a failure is logged, and retried then.
+    pub async fn warm(&self) {
+        if let Err(e) = self.keys.keys_for(None).await {
+            tracing::warn!(issuer = %self.config.issuer, "could not load the OIDC signing keys yet: {e}");
+        }
+    }
+
     pub fn session_may_outlive_token(&self) -> bool {
         self.config.session_may_outlive_token
     }

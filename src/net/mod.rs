@@ -136,6 +136,16 @@ impl Gateway {
             masks: Default::default(),
             config: Arc::new(config),
         });
+        if shared.oidc.is_some() {
+            // Fetch discovered keys now, so the first login does not wait for the IdP
+            // and a misconfigured issuer shows in the log at start.
+            let s = Arc::clone(&shared);
+            tokio::spawn(async move {
+                if let Some(o) = &s.oidc {
+                    o.warm().await;
+                }
+            });
+        }
         Ok(Gateway {
             listener,
             admin,
