@@ -240,6 +240,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 if groups.is_empty() {
                     if let Some(u) = cfg.users.iter().find(|u| u.name == user) {
                         groups = u.groups.clone();
+                    } else if let Some(c) = cfg.certificates.iter().find(|c| c.name == user) {
+                        groups = c.groups.clone();
                     }
                 }
             }

@@ -276,6 +276,9 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
+                self.guard.check()?;
+            }
             match h.tag {
                 b'Q' | b'P' | b'F' => {
                     if h.total > self.max_message {
@@ -288,7 +291,6 @@ impl Relay {
                         buf.reserve(h.total - have);
                         break;
                     }
-                    self.guard.check()?;
                     if h.tag != b'F' {
                         let judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];

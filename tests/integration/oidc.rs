@@ -233,6 +233,9 @@ async fn a_session_ends_at_its_next_statement_once_its_token_expires() {
     let t = idp.ec.sign(&claims(ISSUER, ann, &["analysts"], 2));
     let c = connect_token(&gw, ann, &t).await.unwrap();
     assert_eq!(one_text(&c, "SELECT 'fresh'").await, "fresh");
+    // A second session prepares a statement while the token is good.
+    let c2 = connect_token(&gw, ann, &t).await.unwrap();
+    let prepared = c2.prepare("SELECT 'prepared'::text").await.unwrap();
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let e = c.simple_query("SELECT 'stale'").await.unwrap_err();
     let db = e.as_db_error().expect("a FATAL from pgmoat");
@@ -244,6 +247,10 @@ async fn a_session_ends_at_its_next_statement_once_its_token_expires() {
         "{}",
         db.message()
     );
+    // Executing what was prepared before (Bind/Execute, no Parse) ends the same way.
+    let e = c2.query(&prepared, &[]).await.unwrap_err();
+    let db = e.as_db_error().expect("a FATAL from pgmoat");
+    assert_eq!((db.code().code(), db.severity()), ("28000", "FATAL"));
     assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err());
     // A token already expired at login is refused outright.
     let e = connect_token(&gw, ann, &t).await.unwrap_err();
