@@ -55,8 +55,7 @@ impl OidcVerifier {
     pub async fn verify(&self, token: &str, user: &str) -> Result<Identity, AuthFailure> {
         let token = token.trim();
         let alg = accepted_alg(token)?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthFailure::MalformedToken(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| failure(e.kind()))?;
         let set = self
             .keys
             .keys_for(header.kid.as_deref())
@@ -75,7 +74,6 @@ impl OidcVerifier {
             return Err(AuthFailure::KeyMismatch);
         }
         let validation = self.validation(alg);
-        let mut last = AuthFailure::Signature;
         for key in fitting {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
                 Ok(data) => return self.identity(&data.claims, user),
@@ -83,9 +81,8 @@ impl OidcVerifier {
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
                 Err(e) => return Err(failure(e.kind())),
             }
-            last = AuthFailure::Signature;
         }
-        Err(last)
+        Err(AuthFailure::Signature)
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
