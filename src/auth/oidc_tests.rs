@@ -17,7 +17,7 @@ const AUD: &str = "pgmoat";
 struct Fixture {
     verifier: OidcVerifier,
     key: EncodingKey,
-    _dir: std::path::PathBuf,
+    dir: std::path::PathBuf,
 }
 
 fn now() -> i64 {
@@ -52,7 +52,7 @@ fn fixture() -> Fixture {
     Fixture {
         verifier: OidcVerifier::new(&config).unwrap(),
         key,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -61,6 +61,12 @@ fn claims() -> serde_json::Value {
         "iss": ISS, "aud": AUD, "exp": now() + 300, "iat": now(),
         "email": "ann@example.com", "groups": ["analysts", "staff"],
     })
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Fixture {
@@ -203,4 +209,81 @@ async fn algorithm_and_key_refusals() {
             "{junk:?}"
         );
     }
+}
+
+fn verifier_with(keys: Vec<serde_json::Value>) -> (OidcVerifier, std::path::PathBuf) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pgmoat-oidc-keys-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwks.json");
+    std::fs::write(&file, json!({ "keys": keys }).to_string()).unwrap();
+    let config = OidcConfig {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        jwks_file: Some(file),
+        username_claim: "email".into(),
+        groups_claim: "groups".into(),
+        session_may_outlive_token: false,
+        leeway: Duration::from_secs(30),
+        jwks_refresh: Duration::from_secs(600),
+    };
+    (OidcVerifier::new(&config).unwrap(), dir)
+}
+
+fn signed(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, &claims(), key).unwrap()
+}
+
+#[tokio::test]
+async fn pss_and_eddsa_and_a_jwk_alg_pins_its_key() {
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let rsa = EncodingKey::from_rsa_pem(rsa.serialize_pem().as_bytes()).unwrap();
+    let mut open =
+        serde_json::to_value(Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap()).unwrap();
+    let mut pinned = open.clone();
+    open.as_object_mut().unwrap().remove("alg");
+    open["kid"] = json!("rsa-any");
+    pinned["kid"] = json!("rsa-rs256");
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ed_jwk = json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": "ed",
+        "x": URL_SAFE_NO_PAD.encode(ed.public_key_raw()),
+    });
+    let ed = EncodingKey::from_ed_pem(ed.serialize_pem().as_bytes()).unwrap();
+    let (v, dir) = verifier_with(vec![open, pinned, ed_jwk]);
+    let user = "ann@example.com";
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+    ] {
+        let t = signed(alg, "rsa-any", &rsa);
+        assert!(v.verify(&t, user).await.is_ok(), "{alg:?}");
+    }
+    assert!(v
+        .verify(&signed(Algorithm::RS256, "rsa-rs256", &rsa), user)
+        .await
+        .is_ok());
+    assert_eq!(
+        v.verify(&signed(Algorithm::PS256, "rsa-rs256", &rsa), user)
+            .await
+            .unwrap_err(),
+        AuthFailure::KeyMismatch,
+        "a JWK that states alg RS256 is used for nothing else"
+    );
+    assert!(v
+        .verify(&signed(Algorithm::EdDSA, "ed", &ed), user)
+        .await
+        .is_ok());
+    assert_eq!(
+        v.verify(&signed(Algorithm::EdDSA, "rsa-any", &ed), user)
+            .await
+            .unwrap_err(),
+        AuthFailure::KeyMismatch
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
