@@ -122,6 +122,8 @@ struct RawTls {
     #[serde(default)]
     require: bool,
     client_ca: Option<String>,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +144,38 @@ struct RawTarget {
     #[serde(default)]
     tls: UpstreamTlsMode,
     ca: Option<String>,
+    roles: Option<OrderedMap>,
+}
+
+/// A YAML mapping read in the order it was written (a `BTreeMap` would sort it, and
+/// for `roles:` the first matching group in the file's order wins).
+#[derive(Debug, Default)]
+struct OrderedMap(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of group name to role name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OrderedMap, A::Error> {
+                let mut v: Vec<(String, String)> = Vec::new();
+                while let Some((k, r)) = m.next_entry::<String, String>()? {
+                    if v.iter().any(|(x, _)| *x == k) {
+                        return Err(serde::de::Error::custom(format!("duplicate group {k:?}")));
+                    }
+                    v.push((k, r));
+                }
+                Ok(OrderedMap(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,7 +183,18 @@ struct RawTarget {
 struct RawIdentities {
     #[serde(default)]
     users: Vec<RawUser>,
-    oidc: Option<OidcConfig>,
+    #[serde(default)]
+    certificates: Vec<CertificateUser>,
+    oidc: Option<RawOidc>,
+}
+
+/// A client-certificate identity: the certificate's subject CN names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateUser {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,15 +207,37 @@ struct RawUser {
     groups: Vec<String>,
 }
 
-/// Accepted and shape-checked now; the identity issue gives it behaviour.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    audience: String,
+    jwks_file: Option<String>,
+    username_claim: Option<String>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    session_may_outlive_token: bool,
+    leeway: Option<HumanDuration>,
+    jwks_refresh: Option<HumanDuration>,
+}
+
+/// Bearer tokens (JWT) sent as the Postgres password.
+#[derive(Debug, Clone)]
 pub struct OidcConfig {
+    /// Compared exactly with the token's `iss` (no trailing-slash games).
     pub issuer: String,
     pub audience: String,
-    pub jwks_file: Option<String>,
-    pub username_claim: Option<String>,
-    pub groups_claim: Option<String>,
+    /// Keys read from this file instead of discovered from the issuer.
+    pub jwks_file: Option<PathBuf>,
+    /// The claim the Postgres user name must equal (default `sub`).
+    pub username_claim: String,
+    /// The claim holding the groups, a string or an array of strings (default `groups`).
+    pub groups_claim: String,
+    pub session_may_outlive_token: bool,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How often discovered keys are fetched again even when no unknown `kid` asks for it.
+    pub jwks_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,6 +296,8 @@ struct RawLimits {
     shutdown_grace: Option<HumanDuration>,
     connect_timeout: Option<HumanDuration>,
     startup_timeout: Option<HumanDuration>,
+    auth_failures: Option<u32>,
+    auth_failure_window: Option<HumanDuration>,
 }
 
 // ---------- validated form ----------
@@ -243,6 +312,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub targets: BTreeMap<String, Target>,
     pub users: Vec<User>,
+    pub certificates: Vec<CertificateUser>,
     pub oidc: Option<OidcConfig>,
     pub rules: Option<PathBuf>,
     pub approvals: Option<ApprovalsConfig>,
@@ -265,6 +335,10 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub require: bool,
+    /// CA bundle that client certificates are verified against; None: not asked for.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse the TLS handshake of a client without a valid certificate.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +358,19 @@ pub struct Target {
     pub password: Option<Secret>,
     pub tls: UpstreamTlsMode,
     pub ca: Option<PathBuf>,
+    /// Group -> upstream role, in the config's order: pgmoat runs `SET ROLE` for the
+    /// first group the identity has, and then refuses any change of role.
+    pub roles: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The role an identity with these groups runs as, if the target says so.
+    pub fn role_for(&self, groups: &[String]) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(g, _)| groups.iter().any(|x| x == g))
+            .map(|(_, r)| r.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +391,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     pub connect_timeout: Duration,
     pub startup_timeout: Duration,
+    /// Failed authentications one client address may have within `auth_failure_window`
+    /// before further attempts from it are refused without being checked.
+    pub auth_failures: u32,
+    pub auth_failure_window: Duration,
 }
 
 impl Default for Limits {
@@ -315,6 +406,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(60),
+            auth_failures: 10,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -380,9 +473,6 @@ impl Config {
         let mut v = Vec::new();
         if self.audit.is_some() {
             v.push("audit");
-        }
-        if self.oidc.is_some() {
-            v.push("identities.oidc");
         }
         v
     }
@@ -478,15 +568,18 @@ impl Validator<'_> {
         let tls = match raw.tls {
             None => None,
             Some(t) => {
-                if t.client_ca.is_some() {
-                    return Err(
-                        self.err("tls.client_ca", "client certificates are not supported yet")
-                    );
+                if t.require_client_cert && t.client_ca.is_none() {
+                    return Err(self.err(
+                        "tls.require_client_cert",
+                        "needs `client_ca:` (the CA bundle client certificates are checked against)",
+                    ));
                 }
                 Some(TlsConfig {
                     cert: self.path(&t.cert),
                     key: self.path(&t.key),
                     require: t.require,
+                    client_ca: t.client_ca.as_deref().map(|p| self.path(p)),
+                    require_client_cert: t.require_client_cert,
                 })
             }
         };
@@ -515,6 +608,15 @@ impl Validator<'_> {
                     "verify-full needs `ca:` (a CA certificate file)",
                 ));
             }
+            let roles = t.roles.map(|r| r.0).unwrap_or_default();
+            for (group, role) in &roles {
+                if group.is_empty() || role.is_empty() || role.contains('\0') {
+                    return Err(self.err(
+                        format!("{field}.roles"),
+                        "group and role names must be non-empty",
+                    ));
+                }
+            }
             let password = match &t.password_env {
                 Some(var) => Some(self.secret(&format!("{field}.password_env"), var)?),
                 None => None,
@@ -530,6 +632,7 @@ impl Validator<'_> {
                     password,
                     tls: t.tls,
                     ca: t.ca.as_deref().map(|p| self.path(p)),
+                    roles,
                 },
             );
         }
@@ -568,7 +671,35 @@ impl Validator<'_> {
                 shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
                 connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
                 startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),
+                auth_failures: l.auth_failures.unwrap_or(d.auth_failures),
+                auth_failure_window: l
+                    .auth_failure_window
+                    .map(|x| x.0)
+                    .unwrap_or(d.auth_failure_window),
             },
+        };
+        if limits.auth_failures == 0 {
+            return Err(self.err("limits.auth_failures", "must be at least 1"));
+        }
+        let certificates = raw.identities.certificates;
+        for (i, c) in certificates.iter().enumerate() {
+            let field = format!("identities.certificates[{i}]");
+            if c.name.is_empty() {
+                return Err(self.err(field, "name must not be empty"));
+            }
+            if certificates[..i].iter().any(|x| x.name == c.name) {
+                return Err(self.err(field, format!("duplicate certificate name {:?}", c.name)));
+            }
+        }
+        if !certificates.is_empty() && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            return Err(self.err(
+                "identities.certificates",
+                "needs `tls.client_ca:` to verify client certificates against",
+            ));
+        }
+        let oidc = match raw.identities.oidc {
+            None => None,
+            Some(o) => Some(self.oidc(o)?),
         };
         if limits.max_connections == 0 {
             return Err(self.err("limits.max_connections", "must be at least 1"));
@@ -590,12 +721,49 @@ impl Validator<'_> {
             admin,
             targets,
             users,
-            oidc: raw.identities.oidc,
+            certificates,
+            oidc,
             rules: raw.rules.as_deref().map(|p| self.path(p)),
             approval_secrets: self.approval_secrets(raw.approvals.as_ref())?,
             approvals: raw.approvals,
             audit: raw.audit,
             limits,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn oidc(&self, o: RawOidc) -> Result<OidcConfig, ConfigError> {
+        let f = "identities.oidc";
+        if !crate::auth::jwks::url_allowed(&o.issuer) {
+            return Err(self.err(
+                format!("{f}.issuer"),
+                "must be an https:// URL (plain http is allowed only for a loopback issuer)",
+            ));
+        }
+        if o.audience.is_empty() {
+            return Err(self.err(format!("{f}.audience"), "must not be empty"));
+        }
+        let leeway = o.leeway.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+        if leeway > Duration::from_secs(300) {
+            return Err(self.err(format!("{f}.leeway"), "at most 5m"));
+        }
+        let jwks_refresh = o
+            .jwks_refresh
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(600));
+        if jwks_refresh < Duration::from_secs(30) {
+            return Err(self.err(format!("{f}.jwks_refresh"), "at least 30s"));
+        }
+        Ok(OidcConfig {
+            issuer: o.issuer,
+            audience: o.audience,
+            jwks_file: o.jwks_file.as_deref().map(|p| self.path(p)),
+            username_claim: o.username_claim.unwrap_or_else(|| "sub".into()),
+            groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+            session_may_outlive_token: o.session_may_outlive_token,
+            leeway,
+            jwks_refresh,
         })
     }
 }
@@ -610,145 +778,5 @@ pub fn default_workers() -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        match name {
-            "PW" => Some("pw".into()),
-            _ => None,
-        }
-    }
-
-    fn load(text: &str) -> Result<Config, ConfigError> {
-        Config::from_yaml(text, "pgmoat.yaml", Path::new("/etc/pgmoat"), &env)
-    }
-
-    const MINIMAL: &str =
-        "targets:\n  demo:\n    host: 127.0.0.1\n    user: app\n    password_env: PW\n";
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = load(MINIMAL).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:6432");
-        let t = &c.targets["demo"];
-        assert_eq!((t.port, t.database.as_str()), (5432, "demo"));
-        assert_eq!(t.tls, UpstreamTlsMode::Prefer);
-        assert_eq!(t.password.as_ref().unwrap().expose(), "pw");
-    }
-
-    #[test]
-    fn full_spec_example_is_accepted() {
-        let text = r#"
-listen: 127.0.0.1:6432
-tls: { cert: certs/server.crt, key: certs/server.key, require: true }
-admin: { listen: 127.0.0.1:9187, token_env: PW }
-targets:
-  demo: { host: 127.0.0.1, port: 5432, database: demo, user: app_rw, password_env: PW, tls: disable }
-identities:
-  users:
-    - { name: agent-1, password_env: PW, groups: [agents] }
-  oidc:
-    issuer: https://idp.example.com
-    audience: pgmoat
-    jwks_file: optional/offline/jwks.json
-    username_claim: email
-    groups_claim: groups
-rules: rules/
-approvals:
-  timeout: 5m
-  slack: { webhook_url_env: A, signing_secret_env: B, approvers: { U012ABC: alice } }
-  webhook_url_env: C
-audit:
-  dir: audit/
-  durability: fsync
-  record_rows: 100
-  sinks:
-    - stdout
-    - webhook: { url_env: AUDIT_WEBHOOK_URL }
-    - syslog: { address: udp://127.0.0.1:514 }
-"#;
-        let c = load(text).unwrap();
-        assert_eq!(
-            c.tls.as_ref().unwrap().cert,
-            Path::new("/etc/pgmoat/certs/server.crt")
-        );
-        assert_eq!(c.rules.as_deref(), Some(Path::new("/etc/pgmoat/rules/")));
-        assert_eq!(c.admin.unwrap().token.unwrap().expose(), "pw");
-        assert_eq!(c.audit.unwrap().sinks.len(), 3);
-    }
-
-    #[test]
-    fn unknown_keys_name_line_and_column() {
-        let err = load("listen: 127.0.0.1:6432\nlisten_port: 5\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("pgmoat.yaml:2:"), "{err}");
-        assert!(err.contains("listen_port"), "{err}");
-        assert!(!err.contains('\n'), "{err}");
-    }
-
-    #[test]
-    fn bad_values_are_located() {
-        let err = load(&format!("{MINIMAL}    tls: sometimes\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("pgmoat.yaml:6:"), "{err}");
-        let err = load(&format!("listen: nowhere\n{MINIMAL}"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("pgmoat.yaml:1:"), "{err}");
-        let err = load(&format!(
-            "{MINIMAL}limits: {{ shutdown_grace: 5 parsecs }}\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("unknown unit") || err.contains("unit"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_secret_is_named_not_shown() {
-        let err = load("targets:\n  d: { host: h, user: u, password_env: NOPE }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("NOPE is not set"), "{err}");
-    }
-
-    #[test]
-    fn verify_full_needs_a_ca() {
-        let err = load("targets:\n  d: { host: h, user: u, tls: verify-full }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("verify-full needs"), "{err}");
-    }
-
-    #[test]
-    fn users_need_exactly_one_credential() {
-        let err = load(&format!(
-            "{MINIMAL}identities:\n  users:\n    - {{ name: a }}\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("exactly one"), "{err}");
-        let dup = format!(
-            "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW }}\n    - {{ name: a, password_env: PW }}\n"
-        );
-        assert!(load(&dup).unwrap_err().to_string().contains("duplicate"));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("m").is_err());
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

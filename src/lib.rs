@@ -11,7 +11,8 @@
 //!   with an exact-text and a literal-insensitive shape cache.
 //! - [`policy`]: rule files -> compiled rule set -> decisions; hot reload.
 //! - [`explain`]: what the gateway would do with some SQL (CLI and admin API).
-//! - [`auth`]: who is calling.
+//! - [`auth`]: who is calling: SCRAM users, OIDC tokens, client certificates.
+//! - [`login`]: `pgmoat login`, the device flow that gets a person a token.
 //! - [`admin`]: the admin HTTP API.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod explain;
+pub mod login;
 pub mod mask;
 pub mod metrics;
 pub mod net;

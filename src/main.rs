@@ -67,6 +67,35 @@ enum Command {
         json: bool,
         sql: String,
     },
+    /// Sign in at the identity provider (OAuth device flow) and print a libpq
+    /// connection string, or write a .pgpass line, with the token as the password.
+    Login {
+        /// The OIDC issuer URL (the gateway's identities.oidc.issuer).
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// Scopes to ask for (repeatable); default "openid email profile".
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Write the token to this .pgpass file (mode 0600) instead of printing it.
+        #[arg(long)]
+        pgpass: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 6432)]
+        port: u16,
+        #[arg(long, default_value = "demo")]
+        dbname: String,
+        /// The Postgres user name; default: the token's --username-claim.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "email")]
+        username_claim: String,
+        /// Use the access token even when an id_token is returned.
+        #[arg(long)]
+        access_token: bool,
+    },
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -151,6 +180,50 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, rules } => check(config, rules),
+        Command::Login {
+            issuer,
+            client_id,
+            scopes,
+            pgpass,
+            host,
+            port,
+            dbname,
+            user,
+            username_claim,
+            access_token,
+        } => {
+            let req = pgmoat::login::LoginRequest {
+                issuer,
+                client_id,
+                scopes,
+                use_access_token: access_token,
+                username_claim,
+                host,
+                port,
+                dbname,
+                user,
+                pgpass,
+            };
+            let rt = runtime(1).map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let login = rt
+                .block_on(pgmoat::login::device_flow(
+                    &req,
+                    pgmoat::login::Pacing::default(),
+                    &mut std::io::stderr(),
+                ))
+                .map_err(|e| format!("login failed: {e}"))?;
+            if let Some(p) = &req.pgpass {
+                eprintln!(
+                    "Signed in as {}; token written to {}",
+                    login.user,
+                    p.display()
+                );
+            } else {
+                eprintln!("Signed in as {}", login.user);
+            }
+            println!("{}", login.conninfo);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Explain {
             config,
             rules,
@@ -167,6 +240,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 if groups.is_empty() {
                     if let Some(u) = cfg.users.iter().find(|u| u.name == user) {
                         groups = u.groups.clone();
+                    } else if let Some(c) = cfg.certificates.iter().find(|c| c.name == user) {
+                        groups = c.groups.clone();
                     }
                 }
             }

@@ -38,6 +38,8 @@ pub enum GatewayError {
     Tls(#[from] tls::TlsError),
     #[error("rules do not validate:\n{}", .0.join("\n"))]
     Rules(Vec<String>),
+    #[error("identities.oidc: {0}")]
+    Oidc(#[from] crate::auth::jwks::JwksError),
 }
 
 /// A bound gateway, ready to run.
@@ -120,10 +122,19 @@ impl Gateway {
             }
             approvals
         });
+        let oidc = match &config.oidc {
+            Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
             users: UserDirectory::new(&config.users),
+            oidc,
+            auth_limiter: crate::auth::failure::Limiter::new(
+                config.limits.auth_failures,
+                config.limits.auth_failure_window,
+            ),
             targets: config
                 .targets
                 .iter()
@@ -141,6 +152,16 @@ impl Gateway {
             approvals,
             config: Arc::new(config),
         });
+        if shared.oidc.is_some() {
+            // Fetch discovered keys now, so the first login does not wait for the IdP
+            // and a misconfigured issuer shows in the log at start.
+            let s = Arc::clone(&shared);
+            tokio::spawn(async move {
+                if let Some(o) = &s.oidc {
+                    o.warm().await;
+                }
+            });
+        }
         Ok(Gateway {
             listener,
             admin,

@@ -8,6 +8,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use thiserror::Error;
 
@@ -52,13 +53,38 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&tls.cert)?;
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| file_err(&tls.key, e))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            builder.with_client_cert_verifier(client_verifier(ca, tls.require_client_cert)?)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     // Postgres 17 clients offer ALPN "postgresql"; older ones offer none, which is fine.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Client certificates checked against `ca`. Optional unless `required`: clients
+/// without one still log in by password or token, and one that presents a certificate
+/// must present a valid one (rustls refuses the handshake otherwise).
+fn client_verifier(
+    ca: &Path,
+    required: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots.add(cert).map_err(|e| file_err(ca, e))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| file_err(ca, e))
 }
 
 /// The config pgmoat uses towards one target, or None for `tls: disable`.

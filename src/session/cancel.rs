@@ -99,6 +99,7 @@ mod tests {
                 password: None,
                 tls: UpstreamTlsMode::Disable,
                 ca: None,
+                roles: Vec::new(),
             }),
             tls: None,
             server_pid: 42,

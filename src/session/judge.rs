@@ -26,6 +26,8 @@ pub struct Judge {
     /// rules let through); from then on unqualified tables could be in any schema.
     pub search_path_changed: std::sync::atomic::AtomicBool,
     pub catalog: Arc<super::catalog::CatalogCache>,
+    /// The role pgmoat SET for the identity's group: no statement may change it.
+    pub pinned_role: Option<String>,
     /// Compiled masks, shared by every session with the same masks on this target.
     pub masks: Arc<MaskCache>,
     /// This session's masks, for the rules and catalog they were compiled from.
@@ -148,6 +150,10 @@ impl Judge {
             })
         };
         let statements = resolved.as_deref().unwrap_or(&classified.statements);
+        if let Some(r) = super::guard::role_change_refusal(self.pinned_role.as_deref(), statements)
+        {
+            return Judged::refused(r);
+        }
         let rules = self.rules.current();
         let decision = rules.decide(
             statements,

@@ -1,21 +1,24 @@
 //! One task per client: negotiate TLS, authenticate the caller, open pgmoat's own
 //! server connection with the held credentials, then relay.
 
+pub mod authn;
 pub mod cancel;
 pub mod catalog;
 pub mod error;
+pub mod guard;
 mod io;
 pub mod judge;
 mod masker;
 pub mod params;
 pub mod relay;
+mod roles;
 pub mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -26,19 +29,21 @@ use crate::config::{Config, Target};
 use crate::metrics::Metrics;
 use crate::net::stream::{ClientStream, MaybeTls};
 use crate::protocol::backend::{self, ErrorFields, Severity};
-use crate::protocol::frame::{cstr, Direction, SMALL_MESSAGE_LIMIT};
-use crate::protocol::scram::{ScramServer, MECHANISM};
 use crate::protocol::sqlstate;
 use crate::protocol::startup::{self, Initial, Startup};
 use cancel::{CancelRegistry, CancelTarget};
 use error::SessionError;
-use io::{read_message, ReadError};
+use io::ReadError;
 use relay::{End, Relay, RelayParts};
 
 /// What every session shares: built once by the gateway.
 pub struct Shared {
     pub config: Arc<Config>,
     pub users: UserDirectory,
+    /// Bearer-token verification; None without `identities.oidc`.
+    pub oidc: Option<crate::auth::oidc::OidcVerifier>,
+    /// Failed authentications per client address.
+    pub auth_limiter: crate::auth::failure::Limiter,
     pub targets: HashMap<String, Arc<Target>>,
     pub tls: Option<TlsAcceptor>,
     pub upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
@@ -100,13 +105,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         max_message: shared.config.limits.max_message_bytes,
         metrics: Arc::clone(&shared.metrics),
         shutdown: shared.shutdown.clone(),
-        judge: shared.rules.is_configured().then(|| judge::Judge {
+        guard: est.guard,
+        // A pinned role needs the judge even without rules, to refuse role changes.
+        judge: (shared.rules.is_configured() || est.role.is_some()).then(|| judge::Judge {
             classifier: Arc::clone(&shared.classifier),
             rules: Arc::clone(&shared.rules),
             identity: est.identity.clone(),
             target: est.target.clone(),
             search_path_changed: est.search_path_at_startup.into(),
             catalog: Arc::clone(&shared.catalogs[&est.target]),
+            pinned_role: est.role.clone(),
             masks: Arc::clone(&shared.masks),
             masking: std::sync::Mutex::new(None),
         }),
@@ -291,6 +299,9 @@ struct Established {
     /// The client set search_path in its startup packet.
     search_path_at_startup: bool,
     cancel_key: cancel::CancelKey,
+    /// The role pgmoat SET for the identity's group, if the target names one.
+    role: Option<String>,
+    guard: guard::SessionGuard,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -334,20 +345,7 @@ async fn establish(
         .unwrap_or(&user)
         .to_owned();
 
-    let identity = match authenticate(client, &mut buf, &user, &mut out, shared).await {
-        Ok(id) => id,
-        Err(e) => {
-            if matches!(&e, SessionError::Refused { code, .. } if *code == sqlstate::INVALID_PASSWORD)
-            {
-                shared
-                    .metrics
-                    .auth_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(%peer, %user, "client authentication failed");
-            }
-            return Err(e);
-        }
-    };
+    let identity = authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
 
     let target = shared
         .targets
@@ -379,7 +377,11 @@ async fn establish(
 
     let tls = shared.upstream_tls.get(&target.name);
     let stream = upstream::connect(&target, tls, shared.config.limits.connect_timeout).await?;
-    let ready = upstream::start(stream, &target, &upstream_params).await?;
+    let mut ready = upstream::start(stream, &target, &upstream_params).await?;
+    let role = target.role_for(&identity.groups).map(str::to_owned);
+    if let Some(r) = &role {
+        roles::pin_role(&mut ready, r).await?;
+    }
 
     // A role or database default (ALTER ROLE ... SET) could already have changed how
     // the server reads SQL.
@@ -414,8 +416,15 @@ async fn establish(
         .await
         .map_err(SessionError::ClientIo)?;
     client.flush().await.map_err(SessionError::ClientIo)?;
-    tracing::info!(%peer, identity = %identity.name, target = %target.name, tls = client.is_tls(), "session started");
+    tracing::info!(%peer, identity = %identity.name, target = %target.name, tls = client.is_tls(), role = role.as_deref().unwrap_or(""), "session started");
 
+    let outlives = shared
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.session_may_outlive_token());
+    let guard = guard::SessionGuard {
+        expires_at: identity.expires_at.filter(|_| !outlives),
+    };
     Ok(Established {
         upstream: ready.stream,
         server_leftover: ready.leftover,
@@ -431,92 +440,15 @@ async fn establish(
                         .unwrap_or(true))
         }),
         cancel_key,
+        role,
+        guard,
     })
 }
 
-fn client_read_err(e: ReadError) -> SessionError {
+pub(crate) fn client_read_err(e: ReadError) -> SessionError {
     match e {
         ReadError::Io(e) => SessionError::ClientIo(e),
         ReadError::Eof => SessionError::ClientGone,
         ReadError::Frame(f) => SessionError::Protocol(f.to_string()),
     }
-}
-
-/// Send what `out` holds and read the client's next SASL message.
-async fn sasl_round(
-    client: &mut ClientStream,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-) -> Result<BytesMut, SessionError> {
-    client
-        .write_all(out)
-        .await
-        .map_err(SessionError::ClientIo)?;
-    client.flush().await.map_err(SessionError::ClientIo)?;
-    out.clear();
-    let msg = read_message(client, buf, Direction::Frontend, SMALL_MESSAGE_LIMIT)
-        .await
-        .map_err(client_read_err)?;
-    if msg[0] != b'p' {
-        return Err(SessionError::Protocol(format!(
-            "expected SASL response, got message type '{}'",
-            msg[0] as char
-        )));
-    }
-    Ok(msg)
-}
-
-/// SCRAM-SHA-256 with the client. `out` holds anything queued to send first. On
-/// success the SASL final message has been sent; AuthenticationOk follows once the
-/// server side is ready.
-async fn authenticate(
-    client: &mut ClientStream,
-    buf: &mut BytesMut,
-    user: &str,
-    out: &mut BytesMut,
-    shared: &Shared,
-) -> Result<Identity, SessionError> {
-    let failed = || {
-        SessionError::refused(
-            sqlstate::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{user}\""),
-        )
-    };
-    let (verifier, identity) = shared.users.lookup(user);
-    let mut scram = ScramServer::new(verifier);
-    backend::auth_sasl(out, &[MECHANISM]);
-    let first = sasl_round(client, buf, out).await?;
-    let mut body = &first[5..];
-    let (mechanism, rest) =
-        cstr(body).ok_or_else(|| SessionError::Protocol("malformed SASLInitialResponse".into()))?;
-    if mechanism != MECHANISM.as_bytes() {
-        return Err(SessionError::Protocol(
-            "client selected an invalid SASL authentication mechanism".into(),
-        ));
-    }
-    body = rest;
-    if body.len() < 4 {
-        return Err(SessionError::Protocol(
-            "malformed SASLInitialResponse".into(),
-        ));
-    }
-    let len = body.get_i32();
-    if len < 0 || len as usize != body.len() {
-        return Err(SessionError::Protocol(
-            "malformed SASLInitialResponse".into(),
-        ));
-    }
-    let server_first = scram.client_first(body).map_err(|e| {
-        tracing::debug!("SCRAM client-first refused: {e}");
-        failed()
-    })?;
-    backend::auth_sasl_data(out, 11, server_first.as_bytes());
-    let last = sasl_round(client, buf, out).await?;
-    let server_final = scram.client_final(&last[5..]).map_err(|e| {
-        tracing::debug!("SCRAM client-final refused: {e}");
-        failed()
-    })?;
-    let identity = identity.ok_or_else(failed)?;
-    backend::auth_sasl_data(out, 12, server_final.as_bytes());
-    Ok(identity)
 }

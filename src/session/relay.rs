@@ -85,6 +85,7 @@ pub struct Relay {
     draining: bool,
     /// The rule engine; None when no rules are configured (a pure relay).
     judge: Option<Judge>,
+    guard: super::guard::SessionGuard,
     /// Refused statements whose stand-in error is still to come back from the server.
     rewrites: VecDeque<Rewrite>,
     nonce_seed: u64,
@@ -120,6 +121,7 @@ pub struct RelayParts {
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
     pub judge: Option<Judge>,
+    pub guard: super::guard::SessionGuard,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -166,6 +168,7 @@ impl Relay {
             shutdown: p.shutdown,
             draining: false,
             judge: p.judge,
+            guard: p.guard,
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
             masker: None,
@@ -273,6 +276,9 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
+                self.guard.check()?;
+            }
             match h.tag {
                 b'Q' | b'P' | b'F' => {
                     if h.total > self.max_message {

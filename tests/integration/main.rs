@@ -10,6 +10,9 @@ mod masking;
 
 mod auth;
 mod drivers;
+mod login;
+mod mtls;
+mod oidc;
 mod relay;
 mod robustness;
 mod rules;

@@ -1,0 +1,217 @@
+//! Tests for `config.rs`: the raw form's errors and the validated defaults.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PW" => Some("pw".into()),
+        "A" | "C" => Some("https://hooks.example.com/x".into()),
+        "B" => Some("signing-secret".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(text, "pgmoat.yaml", Path::new("/etc/pgmoat"), &env)
+}
+
+const MINIMAL: &str =
+    "targets:\n  demo:\n    host: 127.0.0.1\n    user: app\n    password_env: PW\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:6432");
+    let t = &c.targets["demo"];
+    assert_eq!((t.port, t.database.as_str()), (5432, "demo"));
+    assert_eq!(t.tls, UpstreamTlsMode::Prefer);
+    assert_eq!(t.password.as_ref().unwrap().expose(), "pw");
+}
+
+#[test]
+fn full_spec_example_is_accepted() {
+    let text = r#"
+listen: 127.0.0.1:6432
+tls: { cert: certs/server.crt, key: certs/server.key, require: true }
+admin: { listen: 127.0.0.1:9187, token_env: PW }
+targets:
+  demo: { host: 127.0.0.1, port: 5432, database: demo, user: app_rw, password_env: PW, tls: disable }
+identities:
+  users:
+    - { name: agent-1, password_env: PW, groups: [agents] }
+  oidc:
+    issuer: https://idp.example.com
+    audience: pgmoat
+    jwks_file: optional/offline/jwks.json
+    username_claim: email
+    groups_claim: groups
+rules: rules/
+approvals:
+  timeout: 5m
+  slack: { webhook_url_env: A, signing_secret_env: B, approvers: { U012ABC: alice } }
+  webhook_url_env: C
+audit:
+  dir: audit/
+  durability: fsync
+  record_rows: 100
+  sinks:
+    - stdout
+    - webhook: { url_env: AUDIT_WEBHOOK_URL }
+    - syslog: { address: udp://127.0.0.1:514 }
+"#;
+    let c = load(text).unwrap();
+    assert_eq!(
+        c.tls.as_ref().unwrap().cert,
+        Path::new("/etc/pgmoat/certs/server.crt")
+    );
+    assert_eq!(c.rules.as_deref(), Some(Path::new("/etc/pgmoat/rules/")));
+    assert_eq!(c.admin.unwrap().token.unwrap().expose(), "pw");
+    assert_eq!(c.audit.unwrap().sinks.len(), 3);
+    assert_eq!(
+        c.approval_secrets.slack_signing.unwrap().expose(),
+        "signing-secret"
+    );
+}
+
+#[test]
+fn unknown_keys_name_line_and_column() {
+    let err = load("listen: 127.0.0.1:6432\nlisten_port: 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("pgmoat.yaml:2:"), "{err}");
+    assert!(err.contains("listen_port"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn bad_values_are_located() {
+    let err = load(&format!("{MINIMAL}    tls: sometimes\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("pgmoat.yaml:6:"), "{err}");
+    let err = load(&format!("listen: nowhere\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("pgmoat.yaml:1:"), "{err}");
+    let err = load(&format!(
+        "{MINIMAL}limits: {{ shutdown_grace: 5 parsecs }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unknown unit") || err.contains("unit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_secret_is_named_not_shown() {
+    let err = load("targets:\n  d: { host: h, user: u, password_env: NOPE }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NOPE is not set"), "{err}");
+}
+
+#[test]
+fn verify_full_needs_a_ca() {
+    let err = load("targets:\n  d: { host: h, user: u, tls: verify-full }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("verify-full needs"), "{err}");
+}
+
+#[test]
+fn users_need_exactly_one_credential() {
+    let err = load(&format!(
+        "{MINIMAL}identities:\n  users:\n    - {{ name: a }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("exactly one"), "{err}");
+    let dup = format!(
+        "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW }}\n    - {{ name: a, password_env: PW }}\n"
+    );
+    assert!(load(&dup).unwrap_err().to_string().contains("duplicate"));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("m").is_err());
+}
+
+#[test]
+fn identity_keys_are_validated() {
+    let oidc = |more: &str| {
+        load(&format!(
+            "{MINIMAL}identities:\n  oidc:\n    issuer: {more}\n    audience: pgmoat\n"
+        ))
+    };
+    let c = oidc("https://idp.example.com").unwrap();
+    assert!(c.inactive_sections().is_empty(), "oidc is enforced now");
+    let o = c.oidc.unwrap();
+    assert_eq!(
+        (o.username_claim.as_str(), o.groups_claim.as_str()),
+        ("sub", "groups")
+    );
+    assert_eq!(o.leeway, Duration::from_secs(30));
+    assert!(!o.session_may_outlive_token);
+    assert!(
+        oidc("http://127.0.0.1:8080").is_ok(),
+        "loopback http is fine"
+    );
+    let err = oidc("http://idp.example.com").unwrap_err().to_string();
+    assert!(err.contains("must be an https:// URL"), "{err}");
+    let err = load(&format!(
+        "{MINIMAL}identities:\n  oidc: {{ issuer: https://i, audience: a, leeway: 10m }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("leeway: at most 5m"), "{err}");
+    // Certificates need a client CA; require_client_cert too.
+    let err = load(&format!(
+        "{MINIMAL}identities:\n  certificates: [{{ name: svc }}]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("needs `tls.client_ca:`"), "{err}");
+    let err = load(&format!(
+        "{MINIMAL}tls: {{ cert: c, key: k, require_client_cert: true }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("needs `client_ca:`"), "{err}");
+    let c = load(&format!(
+        "{MINIMAL}tls: {{ cert: c, key: k, client_ca: ca.pem }}\nidentities:\n  certificates: [{{ name: svc, groups: [g] }}]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.tls.as_ref().unwrap().client_ca.as_deref(),
+        Some(Path::new("/etc/pgmoat/ca.pem"))
+    );
+}
+
+#[test]
+fn roles_keep_the_files_order() {
+    let c = load(&format!(
+        "{MINIMAL}    roles: {{ zeta: r_z, alpha: r_a }}\n"
+    ))
+    .unwrap();
+    let t = &c.targets["demo"];
+    assert_eq!(t.roles[0], ("zeta".to_string(), "r_z".to_string()));
+    let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(t.role_for(&groups(&["alpha", "zeta"])), Some("r_z"));
+    assert_eq!(t.role_for(&groups(&["alpha"])), Some("r_a"));
+    assert_eq!(t.role_for(&groups(&["other"])), None);
+    let err = load(&format!("{MINIMAL}    roles: {{ a: x, a: y }}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("duplicate"), "{err}");
+}
+
+#[test]
+fn secrets_do_not_print() {
+    assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+}

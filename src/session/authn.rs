@@ -1,0 +1,247 @@
+//! Client authentication: which exchange a startup user gets, running it, and the one
+//! place every failure goes ([`auth_failed`]).
+//!
+//! - A verified client certificate whose subject CN equals the user name and is listed
+//!   under `identities.certificates` authenticates the session with no password.
+//! - Local users (`identities.users`) do SCRAM-SHA-256.
+//! - Any other name sends an OIDC token as a cleartext password when `identities.oidc`
+//!   is configured; otherwise it gets SCRAM against a stand-in verifier and fails
+//!   exactly like a wrong password.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::error::SessionError;
+use super::io::read_message;
+use super::{client_read_err, Shared};
+use crate::auth::failure::AuthFailure;
+use crate::auth::{cert, Identity};
+use crate::net::stream::{ClientStream, MaybeTls};
+use crate::protocol::backend;
+use crate::protocol::frame::{cstr, Direction, SMALL_MESSAGE_LIMIT};
+use crate::protocol::scram::{ScramServer, MECHANISM};
+use crate::protocol::sqlstate;
+
+/// Tokens with many groups outgrow Postgres' 10 kB small-message limit.
+const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
+
+/// The single choke point for failed client authentication: the reason is logged
+/// (never the credential), counted, and charged to the client's address for rate
+/// limiting. The audit trail hooks in here.
+pub fn auth_failed(shared: &Shared, peer: SocketAddr, user: &str, reason: &AuthFailure) {
+    shared
+        .metrics
+        .auth_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if *reason != AuthFailure::RateLimited {
+        shared.auth_limiter.record(peer.ip());
+    }
+    tracing::warn!(%peer, %user, reason = reason.kind(), "client authentication failed: {reason}");
+}
+
+/// What the client hears: generic, the same whatever part of the credential was wrong.
+fn client_error(user: &str, reason: &AuthFailure) -> SessionError {
+    match reason {
+        AuthFailure::RateLimited => SessionError::refused(
+            sqlstate::INVALID_AUTHORIZATION,
+            "pgmoat: too many failed authentication attempts from this address; try again later",
+        ),
+        AuthFailure::Insecure => SessionError::refused(
+            sqlstate::INVALID_AUTHORIZATION,
+            "pgmoat: tokens are only accepted over TLS; connect with sslmode=require",
+        ),
+        _ => SessionError::refused(
+            sqlstate::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        ),
+    }
+}
+
+/// Authenticate the startup user. `out` holds anything queued to send first. On
+/// success the exchange is complete; AuthenticationOk follows once the server side is
+/// ready.
+pub async fn authenticate(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+    out: &mut BytesMut,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Identity, SessionError> {
+    let fail = |reason: AuthFailure| {
+        auth_failed(shared, peer, user, &reason);
+        client_error(user, &reason)
+    };
+    if shared.auth_limiter.is_blocked(peer.ip()) {
+        return Err(fail(AuthFailure::RateLimited));
+    }
+    let result = if let Some(id) = certificate_identity(client, user, shared) {
+        Ok(id)
+    } else if shared.users.is_local(user) || shared.oidc.is_none() {
+        scram(client, buf, user, out, shared).await
+    } else {
+        token(client, buf, user, out, peer, shared).await
+    };
+    match result {
+        Ok(id) => {
+            shared.auth_limiter.clear(peer.ip());
+            Ok(id)
+        }
+        Err(Exchange::Failed(reason)) => Err(fail(reason)),
+        Err(Exchange::Session(e)) => Err(e),
+    }
+}
+
+/// How an exchange ended without an identity.
+enum Exchange {
+    /// The credential was wrong: an authentication failure.
+    Failed(AuthFailure),
+    /// The exchange itself broke (I/O, protocol): not a credential failure.
+    Session(SessionError),
+}
+
+impl From<SessionError> for Exchange {
+    fn from(e: SessionError) -> Self {
+        Exchange::Session(e)
+    }
+}
+
+/// The identity of a verified client certificate, when it speaks for `user`.
+fn certificate_identity(client: &ClientStream, user: &str, shared: &Shared) -> Option<Identity> {
+    let MaybeTls::Tls(tls) = client else {
+        return None;
+    };
+    let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+    let cn = cert::subject_cn(leaf)?;
+    if cn != user {
+        tracing::debug!(%user, "client certificate names someone else; using the password exchange");
+        return None;
+    }
+    let mapped = shared.config.certificates.iter().find(|c| c.name == cn)?;
+    Some(Identity::new(cn, mapped.groups.clone()))
+}
+
+async fn send(client: &mut ClientStream, out: &mut BytesMut) -> Result<(), SessionError> {
+    client
+        .write_all(out)
+        .await
+        .map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)?;
+    out.clear();
+    Ok(())
+}
+
+/// Send what `out` holds and read the client's next password-family ('p') message.
+async fn round(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    max: usize,
+) -> Result<BytesMut, SessionError> {
+    send(client, out).await?;
+    let msg = read_message(client, buf, Direction::Frontend, max)
+        .await
+        .map_err(client_read_err)?;
+    if msg[0] != b'p' {
+        return Err(SessionError::Protocol(format!(
+            "expected a password or SASL response, got message type '{}'",
+            msg[0] as char
+        )));
+    }
+    Ok(msg)
+}
+
+/// The token exchange: AuthenticationCleartextPassword, then the JWT as the password.
+/// Refused before the client sends anything when the channel is neither TLS nor
+/// loopback, so the token never crosses a network in the clear.
+async fn token(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+    out: &mut BytesMut,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Identity, Exchange> {
+    let Some(oidc) = shared.oidc.as_ref() else {
+        return Err(Exchange::Failed(AuthFailure::UnknownUser));
+    };
+    if !token_transport_ok(client.is_tls(), peer) {
+        return Err(Exchange::Failed(AuthFailure::Insecure));
+    }
+    backend::auth_cleartext(out);
+    let msg = round(client, buf, out, MAX_PASSWORD_MESSAGE).await?;
+    let password = cstr(&msg[5..])
+        .and_then(|(p, _)| std::str::from_utf8(p).ok())
+        .ok_or_else(|| SessionError::Protocol("malformed password message".into()))?;
+    if password.is_empty() {
+        return Err(Exchange::Failed(AuthFailure::NoPassword));
+    }
+    oidc.verify(password, user).await.map_err(Exchange::Failed)
+}
+
+/// Tokens travel only over TLS or on the local machine.
+pub fn token_transport_ok(tls: bool, peer: SocketAddr) -> bool {
+    tls || peer.ip().is_loopback()
+}
+
+/// SCRAM-SHA-256 with the client. On success the SASL final message has been sent.
+async fn scram(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+    out: &mut BytesMut,
+    shared: &Shared,
+) -> Result<Identity, Exchange> {
+    // The detail goes to the debug log; the client and the failure record get one word.
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::debug!("SCRAM exchange refused: {e}");
+        Exchange::Failed(AuthFailure::Scram)
+    };
+    let malformed = || {
+        Exchange::Session(SessionError::Protocol(
+            "malformed SASLInitialResponse".into(),
+        ))
+    };
+    let (verifier, identity) = shared.users.lookup(user);
+    let mut scram = ScramServer::new(verifier);
+    backend::auth_sasl(out, &[MECHANISM]);
+    let first = round(client, buf, out, SMALL_MESSAGE_LIMIT).await?;
+    let (mechanism, mut body) = cstr(&first[5..]).ok_or_else(malformed)?;
+    if mechanism != MECHANISM.as_bytes() {
+        return Err(Exchange::Session(SessionError::Protocol(
+            "client selected an invalid SASL authentication mechanism".into(),
+        )));
+    }
+    if body.len() < 4 {
+        return Err(malformed());
+    }
+    let len = body.get_i32();
+    if len < 0 || len as usize != body.len() {
+        return Err(malformed());
+    }
+    let server_first = scram.client_first(body).map_err(|e| failed(&e))?;
+    backend::auth_sasl_data(out, 11, server_first.as_bytes());
+    let last = round(client, buf, out, SMALL_MESSAGE_LIMIT).await?;
+    let server_final = scram.client_final(&last[5..]).map_err(|e| failed(&e))?;
+    let identity = identity.ok_or_else(|| failed(&"unknown user"))?;
+    backend::auth_sasl_data(out, 12, server_final.as_bytes());
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_need_tls_or_loopback() {
+        let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let far: SocketAddr = "192.0.2.10:5000".parse().unwrap();
+        assert!(token_transport_ok(false, lo));
+        assert!(token_transport_ok(false, lo6));
+        assert!(token_transport_ok(true, far));
+        assert!(!token_transport_ok(false, far));
+    }
+}

@@ -1,0 +1,110 @@
+//! Per-statement checks about the session itself rather than the rules: whether the
+//! token that opened it has expired, and whether a statement would change the role
+//! pgmoat pinned for the identity's group. Kept here so the relay and the judge each
+//! call one function.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::SessionError;
+use super::judge::{error, Refusal};
+use crate::classify::{Facts, Kind};
+use crate::protocol::sqlstate;
+
+/// What the relay checks before it lets a Query, Parse or FunctionCall through.
+#[derive(Debug, Clone, Default)]
+pub struct SessionGuard {
+    /// When the session's token stops being valid; None when it does not lapse
+    /// (passwords, certificates, or `session_may_outlive_token: true`).
+    pub expires_at: Option<SystemTime>,
+}
+
+impl SessionGuard {
+    /// Err (FATAL 28000) once the session's token has expired.
+    pub fn check(&self) -> Result<(), SessionError> {
+        match self.expires_at {
+            Some(at) if SystemTime::now() >= at => Err(SessionError::refused(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "pgmoat: the session's token expired at {}; reconnect with a fresh token",
+                    rfc3339(at)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// With a role pinned for the session, refuse anything that could change it: SET ROLE,
+/// SET SESSION AUTHORIZATION and their RESET / set_config routes (all `set_role`),
+/// DISCARD (DISCARD ALL resets the session authorization, and with it the role),
+/// changes to a setting pgmoat cannot name, and SQL it cannot analyse.
+pub fn role_change_refusal(pinned: Option<&str>, statements: &[Facts]) -> Option<Refusal> {
+    let role = pinned?;
+    let changes = statements.iter().any(|f| {
+        f.kinds.contains(&Kind::SetRole)
+            || f.kinds.contains(&Kind::Discard)
+            || f.settings.iter().any(|s| matches!(s.as_str(), "*" | "all"))
+            || f.unanalysable.is_some()
+    });
+    changes.then(|| Refusal {
+        response: error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            &format!("pgmoat: this session runs as role \"{role}\" for its group and may not change role"),
+            None,
+        ),
+        rule: "pinned-role".into(),
+    })
+}
+
+/// `2026-12-01T10:37:30Z`, without a date crate: days since the epoch to a civil date
+/// (Howard Hinnant's well-known algorithm, written out here).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_format() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn expiry_is_fatal_28000() {
+        let g = SessionGuard {
+            expires_at: Some(SystemTime::now() - Duration::from_secs(1)),
+        };
+        let (code, message, _) = g.check().unwrap_err().client_fatal().unwrap();
+        assert_eq!(code, "28000");
+        assert!(message.starts_with("pgmoat: the session's token expired at "));
+        let later = SessionGuard {
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+        };
+        assert!(later.check().is_ok());
+        assert!(SessionGuard::default().check().is_ok());
+    }
+}
