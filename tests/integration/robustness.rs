@@ -258,7 +258,7 @@ async fn admin_health_and_metrics() {
         assert!(body.contains(name), "missing {name} in\n{body}");
     }
     let (code, _) = http_get(admin, "/api/v1/approvals").await;
-    assert_eq!(code, 404, "no such route yet");
+    assert_eq!(code, 401, "the API needs the bearer token");
 }
 
 fn pgbench(pg: &crate::common::pg::TestPg, port: u16, args: &[&str]) -> String {
