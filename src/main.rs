@@ -96,6 +96,40 @@ enum Command {
         #[arg(long)]
         access_token: bool,
     },
+    /// List, approve or deny statements held for approval in a running gateway.
+    Approvals {
+        /// The gateway's admin API.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9187")]
+        admin: String,
+        #[command(subcommand)]
+        action: ApprovalsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsAction {
+    /// Pending requests.
+    List,
+    /// Let a held statement run.
+    Approve {
+        id: String,
+        /// Who approves (an identity in the rule's approvers groups); default $USER.
+        #[arg(long, env = "PGMOAT_APPROVER")]
+        by: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Also let the same statement shape run without asking for this long (e.g. 30m).
+        #[arg(long = "for")]
+        grant_for: Option<String>,
+    },
+    /// Refuse a held statement (the client gets 42501 with the reason).
+    Deny {
+        id: String,
+        #[arg(long, env = "PGMOAT_APPROVER")]
+        by: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -222,6 +256,41 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 eprintln!("Signed in as {}", login.user);
             }
             println!("{}", login.conninfo);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approvals { admin, action } => {
+            use pgmoat::approval::cli::{run, Call};
+            let token = std::env::var("PGMOAT_ADMIN_TOKEN")
+                .map_err(|_| "set PGMOAT_ADMIN_TOKEN to the gateway's admin token".to_string())?;
+            let by = |b: Option<String>| {
+                b.or_else(|| std::env::var("USER").ok())
+                    .ok_or_else(|| "say who decides with --by".to_string())
+            };
+            let call = match action {
+                ApprovalsAction::List => Call::List,
+                ApprovalsAction::Approve {
+                    id,
+                    by: b,
+                    reason,
+                    grant_for,
+                } => Call::Decide {
+                    id,
+                    approve: true,
+                    by: by(b)?,
+                    reason,
+                    grant_for,
+                },
+                ApprovalsAction::Deny { id, by: b, reason } => Call::Decide {
+                    id,
+                    approve: false,
+                    by: by(b)?,
+                    reason,
+                    grant_for: None,
+                },
+            };
+            let rt = runtime(1).map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let text = rt.block_on(run(&admin, &token, call))?;
+            println!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain {

@@ -7,6 +7,7 @@
 //! `approvers` groups. An approval may carry a grant: for a while, the same statement
 //! shape by the same identity on the same target runs without asking again.
 
+pub mod cli;
 pub mod notify;
 pub mod slack;
 

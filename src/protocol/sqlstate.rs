@@ -13,3 +13,4 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const SYNTAX_ERROR: &str = "42601";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+pub const QUERY_CANCELED: &str = "57014";

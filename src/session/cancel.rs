@@ -16,6 +16,8 @@ pub struct CancelTarget {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub server_pid: i32,
     pub server_secret: i32,
+    /// Wakes the session: a cancel withdraws a statement held for approval.
+    pub signal: Arc<tokio::sync::Notify>,
 }
 
 struct Entry {
@@ -90,6 +92,7 @@ mod tests {
 
     fn to() -> CancelTarget {
         CancelTarget {
+            signal: Default::default(),
             target: Arc::new(Target {
                 name: "t".into(),
                 host: "h".into(),

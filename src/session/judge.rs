@@ -30,6 +30,8 @@ pub struct Judge {
     pub pinned_role: Option<String>,
     /// Compiled masks, shared by every session with the same masks on this target.
     pub masks: Arc<MaskCache>,
+    /// Where `approve` rules hold statements; None refuses them.
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
     /// This session's masks, for the rules and catalog they were compiled from.
     pub masking: std::sync::Mutex<Option<MaskingFor>>,
 }
@@ -62,6 +64,16 @@ pub struct Judged {
     pub masking: Option<Arc<Masking>>,
     pub lineage: Option<Arc<Vec<Lineage>>>,
     pub statements: usize,
+    /// The statement may run once approved.
+    pub hold: Option<Hold>,
+}
+
+/// An `approve` rule matched: what to ask.
+pub struct Hold {
+    pub approvals: Arc<crate::approval::Approvals>,
+    pub rule: String,
+    pub approvers: Vec<String>,
+    pub sql: String,
 }
 
 impl Judged {
@@ -71,6 +83,7 @@ impl Judged {
             masking: None,
             lineage: None,
             statements: 1,
+            hold: None,
         }
     }
 }
@@ -195,11 +208,7 @@ impl Judge {
             }
         });
         let message = match decision.action {
-            Action::Allow => {
-                return self
-                    .masks_for(sql, statements, &rules, &catalog)
-                    .await
-            }
+            Action::Allow => return self.masks_for(sql, statements, &rules, &catalog).await,
             Action::Block if decision.description.is_empty() => {
                 format!("pgmoat: blocked by rule \"{}\"", decision.deciding_rule)
             }
@@ -207,12 +216,36 @@ impl Judge {
                 "pgmoat: blocked by rule \"{}\": {}",
                 decision.deciding_rule, decision.description
             ),
-            // Holding for approval arrives with the approvals work; until then such a
-            // statement does not run (fail closed).
-            Action::Approve => format!(
-                "pgmoat: blocked by rule \"{}\": it requires approval, and this gateway cannot hold statements for approval yet",
-                decision.deciding_rule
-            ),
+            Action::Approve => {
+                if let Some(a) = &self.approvals {
+                    let fingerprint =
+                        crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned());
+                    let grant = a.granted(&self.identity.name, &self.target, &fingerprint);
+                    let mut judged = self.masks_for(sql, statements, &rules, &catalog).await;
+                    if let Some(g) = grant {
+                        tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
+                    } else if judged.refusal.is_none() {
+                        let approvers = rules
+                            .rules
+                            .iter()
+                            .find(|r| r.id == decision.deciding_rule)
+                            .map(|r| r.approvers.clone())
+                            .unwrap_or_default();
+                        judged.hold = Some(Hold {
+                            approvals: Arc::clone(a),
+                            rule: decision.deciding_rule.clone(),
+                            approvers,
+                            sql: sql.to_owned(),
+                        });
+                    }
+                    return judged;
+                }
+                // Without an `approvals:` section nobody could say yes: refuse.
+                format!(
+                    "pgmoat: blocked by rule \"{}\": it requires approval, and this gateway has no approvals configured",
+                    decision.deciding_rule
+                )
+            }
         };
         Judged::refused(Refusal {
             response: error(
@@ -305,6 +338,7 @@ impl Judge {
                 masking: None,
                 lineage: None,
                 statements: n,
+                hold: None,
             };
         };
         let path_changed = self.search_path_changed.load(Relaxed);
@@ -319,6 +353,7 @@ impl Judge {
                 masking: Some(m),
                 lineage: None,
                 statements: n,
+                hold: None,
             };
         }
         let lineage = match m.lineage_cached(sql) {
@@ -400,6 +435,7 @@ impl Judge {
             masking: Some(m),
             lineage: Some(lineage),
             statements: n,
+            hold: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         metrics: Arc::clone(&shared.metrics),
         shutdown: shared.shutdown.clone(),
         guard: est.guard,
+        cancel_signal: Arc::clone(&est.cancel_signal),
         // A pinned role needs the judge even without rules, to refuse role changes.
         judge: (shared.rules.is_configured() || est.role.is_some()).then(|| judge::Judge {
             classifier: Arc::clone(&shared.classifier),
@@ -117,6 +118,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             pinned_role: est.role.clone(),
             masks: Arc::clone(&shared.masks),
             masking: std::sync::Mutex::new(None),
+            approvals: shared.approvals.clone(),
         }),
     });
     let result = relay.run().await;
@@ -247,6 +249,8 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
                     .cancel_requests
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(to) = shared.cancels.lookup(pid, secret) {
+                    // Nothing stored: only a statement waiting right now is withdrawn.
+                    to.signal.notify_waiters();
                     let timeout = shared.config.limits.connect_timeout;
                     if let Err(e) = upstream::cancel(
                         &to.target,
@@ -299,6 +303,7 @@ struct Established {
     /// The client set search_path in its startup packet.
     search_path_at_startup: bool,
     cancel_key: cancel::CancelKey,
+    cancel_signal: Arc<tokio::sync::Notify>,
     /// The role pgmoat SET for the identity's group, if the target names one.
     role: Option<String>,
     guard: guard::SessionGuard,
@@ -401,7 +406,9 @@ async fn establish(
         greeting = rest;
     }
 
+    let cancel_signal = Arc::new(tokio::sync::Notify::new());
     let cancel_key = shared.cancels.register(CancelTarget {
+        signal: Arc::clone(&cancel_signal),
         target: Arc::clone(&target),
         tls: tls.cloned(),
         server_pid: ready.server_pid,
@@ -440,6 +447,7 @@ async fn establish(
                         .unwrap_or(true))
         }),
         cancel_key,
+        cancel_signal,
         role,
         guard,
     })

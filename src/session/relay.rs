@@ -35,6 +35,13 @@ const BUF_START: usize = 8 * 1024;
 const BUF_KEEP: usize = 64 * 1024;
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
+/// How waiting for an approval ended.
+enum Waited {
+    Approved,
+    Refused(super::judge::Refusal),
+    ClientGone,
+}
+
 /// How a session ended without an error.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -91,6 +98,7 @@ pub struct Relay {
     nonce_seed: u64,
     /// Masking state, once a statement of this session was judged under masks.
     masker: Option<Masker>,
+    cancel_signal: Arc<tokio::sync::Notify>,
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
     staged: BytesMut,
@@ -122,6 +130,8 @@ pub struct RelayParts {
     pub shutdown: watch::Receiver<bool>,
     pub judge: Option<Judge>,
     pub guard: super::guard::SessionGuard,
+    /// Notified when the client's CancelRequest arrives.
+    pub cancel_signal: Arc<tokio::sync::Notify>,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -172,6 +182,7 @@ impl Relay {
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
             masker: None,
+            cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),
         }
     }
@@ -292,9 +303,23 @@ impl Relay {
                         break;
                     }
                     if h.tag != b'F' {
-                        let judged = self.judge_message(&buf[pos..pos + h.total]).await;
+                        let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
                         self.track_masking(msg, &judged);
+                        if let Some(hold) = judged.hold.take() {
+                            // Everything before it goes now; the statement waits.
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            self.upstream.flush().await.map_err(server_io)?;
+                            fwd = pos;
+                            match self.wait_for_approval(hold, buf).await? {
+                                Waited::Approved => {}
+                                Waited::Refused(r) => judged.refusal = Some(r),
+                                Waited::ClientGone => {
+                                    let _ = self.upstream.write_all(&TERMINATE).await;
+                                    return Ok(Some(End::ClientClosed));
+                                }
+                            }
+                        }
                         if let Some(refusal) = judged.refusal {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
@@ -377,6 +402,102 @@ impl Relay {
         Ok(end)
     }
 
+    /// Hold a statement until an approver decides, it expires, or the client cancels
+    /// or leaves. Client bytes that arrive meanwhile are kept in `buf` for later.
+    async fn wait_for_approval(
+        &mut self,
+        hold: super::judge::Hold,
+        buf: &mut BytesMut,
+    ) -> Result<Waited, SessionError> {
+        let (name, groups, target) = match &self.judge {
+            Some(j) => (
+                j.identity.name.clone(),
+                j.identity.groups.clone(),
+                j.target.clone(),
+            ),
+            None => return Ok(Waited::Approved),
+        };
+        let mut ticket = hold.approvals.request(
+            &name,
+            &groups,
+            &target,
+            &hold.sql,
+            Vec::new(),
+            &hold.rule,
+            &hold.approvers,
+        );
+        let id = ticket.request.id.clone();
+        tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
+        let mut notice = BytesMut::new();
+        backend::notice_response(
+            &mut notice,
+            "00000",
+            &format!("pgmoat: waiting for approval {id} (rule \"{}\")", hold.rule),
+        );
+        self.client.write_all(&notice).await.map_err(client_io)?;
+        self.client.flush().await.map_err(client_io)?;
+        let signal = Arc::clone(&self.cancel_signal);
+        let mut shutdown = self.shutdown.clone();
+        let refuse = |code: &str, message: String, detail: Option<String>| {
+            Waited::Refused(super::judge::Refusal {
+                response: super::judge::error(code, &message, detail.as_deref()),
+                rule: hold.rule.clone(),
+            })
+        };
+        loop {
+            let cancelled = signal.notified();
+            tokio::select! {
+                r = ticket.wait() => {
+                    use crate::approval::Resolution;
+                    return Ok(match r {
+                        Resolution::Approved { by, .. } => {
+                            tracing::info!(approval = %id, %by, "approved");
+                            Waited::Approved
+                        }
+                        Resolution::Denied { by, reason } => refuse(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            if reason.is_empty() {
+                                format!("pgmoat: approval {id} denied by {by}")
+                            } else {
+                                format!("pgmoat: approval {id} denied by {by}: {reason}")
+                            },
+                            Some(format!("rule \"{}\"", hold.rule)),
+                        ),
+                        Resolution::Expired => refuse(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            format!("pgmoat: approval {id} timed out: nobody approved the statement in time"),
+                            Some(format!("rule \"{}\"", hold.rule)),
+                        ),
+                        Resolution::Withdrawn => refuse(
+                            sqlstate::QUERY_CANCELED,
+                            "canceling statement due to user request".into(),
+                            None,
+                        ),
+                    });
+                }
+                _ = cancelled => {
+                    drop(ticket);
+                    return Ok(refuse(
+                        sqlstate::QUERY_CANCELED,
+                        "canceling statement due to user request".into(),
+                        Some(format!("pgmoat withdrew approval request {id}")),
+                    ));
+                }
+                n = self.client.read_buf(buf) => match n {
+                    Ok(0) | Err(_) => return Ok(Waited::ClientGone),
+                    Ok(_) => {}
+                },
+                _ = shutdown.wait_for(|s| *s) => {
+                    return Ok(refuse(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        format!("pgmoat: the gateway is shutting down; approval {id} withdrawn"),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+
     /// Keep the masking state in step with a judged Query or Parse.
     fn track_masking(&mut self, msg: &[u8], judged: &Judged) {
         if let Some(engine) = &judged.masking {
@@ -417,6 +538,7 @@ impl Relay {
                 masking: None,
                 lineage: None,
                 statements: 1,
+                hold: None,
             };
         };
         let body = &msg[5..];
@@ -440,6 +562,7 @@ impl Relay {
                 masking: None,
                 lineage: None,
                 statements: 1,
+                hold: None,
             };
         };
         judge.judge(sql).await

@@ -6,6 +6,7 @@ mod common;
 
 mod harness;
 
+mod approvals;
 mod masking;
 
 mod auth;

@@ -1,0 +1,575 @@
+//! Statements held for approval inside live sessions: approved from Slack (signed
+//! callbacks to a local fake), denied through the API, refused callbacks, timeouts,
+//! withdrawal by disconnect and by cancel, the extended protocol, grants, many held
+//! statements at once, and the CLI.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::common::pg::TestPg;
+use crate::harness::*;
+
+const TOKEN: &str = "admin-token";
+
+/// Receives webhook posts (Slack's and the generic one) and keeps them.
+#[derive(Clone, Default)]
+struct Hooks {
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Hooks {
+    async fn start() -> (Hooks, SocketAddr) {
+        let hooks = Hooks::default();
+        let h = hooks.clone();
+        let app = axum::Router::new().route(
+            "/{*path}",
+            axum::routing::post(
+                move |axum::extract::Path(path): axum::extract::Path<String>, body: String| {
+                    let h = h.clone();
+                    async move {
+                        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        h.seen.lock().unwrap().push((path, v));
+                        h.notify.notify_waiters();
+                        "ok"
+                    }
+                },
+            ),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (hooks, addr)
+    }
+
+    /// Posts to `path` so far.
+    fn posts(&self, path: &str) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+struct Fx {
+    pg: &'static TestPg,
+    gw: TestGateway,
+    hooks: Hooks,
+    hook_addr: SocketAddr,
+    table: String,
+    direct: Client,
+    _rules: TempDir,
+}
+
+async fn fixture(timeout: &str) -> Fx {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let table = format!(
+        "orders_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, status text);
+             INSERT INTO {table} SELECT i, 'open' FROM generate_series(1, 200) i"
+        ))
+        .await
+        .unwrap();
+    let (hooks, hook_addr) = Hooks::start().await;
+    let rules = TempDir::new("pgmoat-approval-rules");
+    std::fs::write(
+        rules.path().join("rules.yaml"),
+        format!(
+            "rules:
+  - id: agent-writes-need-approval
+    description: Agents' writes to orders wait for a DBA.
+    when: {{ groups: [agents], tables_written: [{table}] }}
+    action: approve
+    approvers: [dba]
+"
+        ),
+    )
+    .unwrap();
+    let yaml = config_yaml(
+        pg,
+        &format!(
+            "rules: {}
+approvals:
+  timeout: {timeout}
+  slack:
+    webhook_url_env: SLACK_URL
+    signing_secret_env: SLACK_SECRET
+    approvers: {{ U_ALICE: alice, U_BOB: bob }}
+  webhook_url_env: HOOK_URL
+",
+            rules.path().display()
+        ),
+    )
+    .replace(
+        "      groups: [agents]\n",
+        "      groups: [agents]\n    - { name: alice, password_env: AGENT_PW, groups: [dba] }\n    - { name: bob, password_env: AGENT_PW, groups: [dev] }\n",
+    );
+    let mut env = test_env();
+    env.insert("SLACK_URL".into(), format!("http://{hook_addr}/slack"));
+    env.insert("SLACK_SECRET".into(), "slack-signing-secret".into());
+    env.insert("HOOK_URL".into(), format!("http://{hook_addr}/generic"));
+    let gw = start_yaml(&yaml, env).await;
+    Fx {
+        pg,
+        gw,
+        hooks,
+        hook_addr,
+        table,
+        direct,
+        _rules: rules,
+    }
+}
+
+impl Fx {
+    fn admin(&self) -> SocketAddr {
+        self.gw.admin.expect("admin listener")
+    }
+
+    async fn pending(&self) -> Vec<Value> {
+        let (code, body) = http_get_auth(self.admin(), "/api/v1/approvals").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+    }
+
+    /// Wait until `n` requests are pending; their ids.
+    async fn wait_pending(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let p = self.pending().await;
+            if p.len() >= n {
+                return p
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_owned())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{n} requests never became pending");
+    }
+
+    async fn decide(&self, id: &str, verb: &str, body: &str) -> (u16, String) {
+        http_post(
+            self.admin(),
+            &format!("/api/v1/approvals/{id}/{verb}"),
+            Some(TOKEN),
+            body,
+        )
+        .await
+    }
+
+    async fn status(&self, id: i32) -> String {
+        self.direct
+            .query_one(
+                &format!("SELECT status FROM {} WHERE id = $1", self.table),
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn slack(&self, body: &str, signature: Option<String>, ts: i64) -> (u16, String) {
+        let sig = signature.unwrap_or_else(|| {
+            pgmoat::approval::slack::sign(b"slack-signing-secret", &ts.to_string(), body.as_bytes())
+        });
+        let req = format!(
+            "POST /slack/interactions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw_http(self.admin(), &req).await
+    }
+}
+
+async fn http_get_auth(addr: SocketAddr, path: &str) -> (u16, String) {
+    raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"),
+    )
+    .await
+}
+
+async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn callback(user: &str, action: &str, id: &str, response_url: &str) -> String {
+    let json = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user},
+        "actions": [{"action_id": action, "value": id}],
+        "response_url": response_url,
+    });
+    format!(
+        "payload={}",
+        pgmoat::approval::slack::percent_encode(&json.to_string())
+    )
+}
+
+/// An agent connection whose notices are collected.
+async fn agent_with_notices(
+    gw: &TestGateway,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (client, mut conn) =
+        tokio_postgres::connect(&gw.url(AGENT, AGENT_PW, "demo"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send(n.message().to_owned());
+            }
+        }
+    });
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_from_slack_the_statement_runs() {
+    let f = fixture("1m").await;
+    let (c, mut notices) = agent_with_notices(&f.gw).await;
+    let sql = format!("UPDATE {} SET status = 'shipped' WHERE id = 1", f.table);
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let notice = notices.recv().await.unwrap();
+    assert!(
+        notice.starts_with("pgmoat: waiting for approval ap-"),
+        "{notice}"
+    );
+    assert!(
+        notice.ends_with("(rule \"agent-writes-need-approval\")"),
+        "{notice}"
+    );
+    let id = f.wait_pending(1).await.remove(0);
+    assert!(notice.contains(&id));
+    assert_eq!(f.status(1).await, "open", "nothing ran yet");
+    // The Slack message and the generic webhook were sent.
+    for _ in 0..100 {
+        if !f.hooks.posts("slack").is_empty() && !f.hooks.posts("generic").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let msg = f.hooks.posts("slack").remove(0);
+    let text = msg.to_string();
+    assert!(
+        text.contains(AGENT)
+            && text.contains("agent-writes-need-approval")
+            && text.contains("shipped")
+    );
+    let buttons = &msg["blocks"][3]["elements"];
+    assert_eq!(buttons[0]["action_id"], "approve");
+    assert_eq!(buttons[1]["action_id"], "deny");
+    assert_eq!(buttons[0]["value"], id.as_str());
+    assert_eq!(f.hooks.posts("generic")[0]["event"], "requested");
+    // Alice presses Approve.
+    let hook = format!("http://{}/respond", f.hook_addr);
+    let (code, _) = f
+        .slack(&callback("U_ALICE", "approve", &id, &hook), None, now())
+        .await;
+    assert_eq!(code, 200);
+    held.await.unwrap().expect("the statement ran");
+    assert_eq!(f.status(1).await, "shipped");
+    assert!(f.pending().await.is_empty());
+    for _ in 0..100 {
+        if !f.hooks.posts("respond").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(f.hooks.posts("respond")[0]
+        .to_string()
+        .contains("approved by alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_through_the_api_with_a_reason() {
+    let f = fixture("1m").await;
+    let c = f.gw.connect().await;
+    let sql = format!("DELETE FROM {} WHERE id = 2", f.table);
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let id = f.wait_pending(1).await.remove(0);
+    let (code, body) = f
+        .decide(
+            &id,
+            "deny",
+            r#"{"by":"alice","reason":"not during the freeze"}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let e = held.await.unwrap().unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert_eq!(
+        db.message(),
+        format!("pgmoat: approval {id} denied by alice: not during the freeze")
+    );
+    assert_eq!(f.status(2).await, "open", "the row is still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_callbacks_and_wrong_approvers_change_nothing() {
+    let f = fixture("1m").await;
+    let c = f.gw.connect().await;
+    let sql = format!("UPDATE {} SET status = 'x' WHERE id = 3", f.table);
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let id = f.wait_pending(1).await.remove(0);
+    let body = callback("U_ALICE", "approve", &id, "");
+    // Bad signature, stale timestamp: 401.
+    let (code, _) = f.slack(&body, Some("v0=deadbeef".into()), now()).await;
+    assert_eq!(code, 401);
+    let (code, _) = f.slack(&body, None, now() - 600).await;
+    assert_eq!(code, 401, "stale timestamp");
+    // Unknown Slack user, or one outside the approvers: an ephemeral refusal.
+    let (code, text) = f
+        .slack(&callback("U_EVE", "approve", &id, ""), None, now())
+        .await;
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("ephemeral") && text.contains("not one of the configured approvers"),
+        "{text}"
+    );
+    let (code, text) = f
+        .slack(&callback("U_BOB", "approve", &id, ""), None, now())
+        .await;
+    assert_eq!(code, 200);
+    assert!(text.contains("not in the approvers"), "{text}");
+    // Through the API: the requester cannot approve itself; bob is not a dba.
+    let (code, body) = f
+        .decide(&id, "approve", &format!(r#"{{"by":"{AGENT}"}}"#))
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("cannot approve"), "{body}");
+    let (code, _) = f.decide(&id, "approve", r#"{"by":"bob"}"#).await;
+    assert_eq!(code, 403);
+    let (code, _) = http_post(
+        f.admin(),
+        &format!("/api/v1/approvals/{id}/approve"),
+        None,
+        r#"{"by":"alice"}"#,
+    )
+    .await;
+    assert_eq!(code, 401, "the API needs the token");
+    assert_eq!(f.pending().await.len(), 1, "still pending");
+    assert_eq!(f.status(3).await, "open");
+    // A real approver's decision still works.
+    let (code, _) = f
+        .slack(&callback("U_ALICE", "deny", &id, ""), None, now())
+        .await;
+    assert_eq!(code, 200);
+    assert!(held.await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_time_out() {
+    let f = fixture("1s").await;
+    let c = f.gw.connect().await;
+    let e = c
+        .simple_query(&format!("UPDATE {} SET status = 'x' WHERE id = 4", f.table))
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(db.message().contains("timed out"), "{}", db.message());
+    assert!(f.pending().await.is_empty());
+    // The session is still usable, outside any transaction.
+    let rows = c.simple_query("SELECT 1").await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_or_cancelling_withdraws_the_request() {
+    let f = fixture("1m").await;
+    // Disconnect.
+    let (client, conn) =
+        tokio_postgres::connect(&f.gw.url(AGENT, AGENT_PW, "demo"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let conn_task = tokio::spawn(conn);
+    let sql = format!("UPDATE {} SET status = 'x' WHERE id = 5", f.table);
+    let q = tokio::spawn(async move { client.simple_query(&sql).await.map(|_| ()) });
+    f.wait_pending(1).await;
+    q.abort();
+    conn_task.abort();
+    let mut gone = false;
+    for _ in 0..250 {
+        if f.pending().await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "a client that left withdrew its request");
+    // Cancel.
+    let c = f.gw.connect().await;
+    let token = c.cancel_token();
+    let sql = format!("UPDATE {} SET status = 'x' WHERE id = 6", f.table);
+    let held = tokio::spawn(async move {
+        let r = c.simple_query(&sql).await.map(|_| ());
+        (r, c)
+    });
+    f.wait_pending(1).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (r, c) = held.await.unwrap();
+    assert_eq!(r.unwrap_err().code().unwrap().code(), "57014");
+    assert!(f.pending().await.is_empty());
+    assert_eq!(f.status(6).await, "open");
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_and_grants() {
+    let f = fixture("1m").await;
+    let c = Arc::new(f.gw.connect().await);
+    let sql = format!("UPDATE {} SET status = $1 WHERE id = $2", f.table);
+    let c2 = Arc::clone(&c);
+    let held = tokio::spawn(async move { c2.execute(sql.as_str(), &[&"held", &7i32]).await });
+    let id = f.wait_pending(1).await.remove(0);
+    let (code, body) = f
+        .decide(
+            &id,
+            "approve",
+            r#"{"by":"alice","reason":"ok","for":"30m"}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(held.await.unwrap().unwrap(), 1);
+    assert_eq!(f.status(7).await, "held");
+    // The grant: the same statement with other parameters runs without asking.
+    let sql = format!("UPDATE {} SET status = $1 WHERE id = $2", f.table);
+    assert_eq!(
+        c.execute(sql.as_str(), &[&"granted", &8i32]).await.unwrap(),
+        1
+    );
+    assert_eq!(f.status(8).await, "granted");
+    assert!(f.pending().await.is_empty(), "nothing was asked");
+    let (code, body) = http_get_auth(f.admin(), "/api/v1/approvals/grants").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("alice") && body.contains("agent-writes-need-approval"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_held_statements_do_not_slow_other_sessions() {
+    let f = fixture("1m").await;
+    let mut held = Vec::new();
+    for i in 0..100 {
+        let c = f.gw.connect().await;
+        let sql = format!("UPDATE {} SET status = 'x' WHERE id = {}", f.table, 100 + i);
+        held.push(tokio::spawn(async move {
+            c.simple_query(&sql).await.map(|_| ())
+        }));
+    }
+    let ids = f.wait_pending(100).await;
+    assert_eq!(ids.len(), 100);
+    // Meanwhile other sessions work normally.
+    let other = f.gw.connect().await;
+    for i in 0..200 {
+        let r = other.query_one("SELECT $1::int + 1", &[&i]).await.unwrap();
+        assert_eq!(r.get::<_, i32>(0), i + 1);
+    }
+    for id in &ids {
+        let (code, _) = f
+            .decide(id, "deny", r#"{"by":"alice","reason":"batch"}"#)
+            .await;
+        assert_eq!(code, 200);
+    }
+    for h in held {
+        assert_eq!(
+            h.await.unwrap().unwrap_err().code().unwrap().code(),
+            "42501"
+        );
+    }
+    let untouched = f
+        .direct
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE status = 'x'", f.table),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(untouched.get::<_, i64>(0), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_and_approves() {
+    let f = fixture("1m").await;
+    let c = f.gw.connect().await;
+    let sql = format!("UPDATE {} SET status = 'cli' WHERE id = 9", f.table);
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let id = f.wait_pending(1).await.remove(0);
+    let admin = format!("http://{}", f.admin());
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgmoat"))
+            .env("PGMOAT_ADMIN_TOKEN", TOKEN)
+            .args(["approvals", "--admin", &admin])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| cli(&["list"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&id) && text.contains("status = 'cli'"),
+        "{text}"
+    );
+    let out = tokio::task::block_in_place(|| cli(&["approve", &id, "--by", "bob"]));
+    assert!(!out.status.success(), "bob is not an approver");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let out =
+        tokio::task::block_in_place(|| cli(&["approve", &id, "--by", "alice", "--reason", "go"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    held.await.unwrap().unwrap();
+    assert_eq!(f.status(9).await, "cli");
+    let _ = f.pg;
+}
