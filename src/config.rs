@@ -193,15 +193,24 @@ pub struct SlackConfig {
 
 type RawApprovals = ApprovalsConfig;
 
-/// Accepted and shape-checked now; the audit issue gives it behaviour.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    pub dir: String,
-    pub durability: Option<AuditDurability>,
-    pub record_rows: Option<u32>,
+struct RawAudit {
+    dir: String,
+    durability: Option<AuditDurability>,
+    record_rows: Option<u32>,
     #[serde(default)]
-    pub sinks: Vec<AuditSink>,
+    sinks: Vec<RawAuditSink>,
+    /// Env var holding the key that makes record hashes HMAC-SHA-256.
+    hmac_key_env: Option<String>,
+    /// Start a new segment file past this size (bytes) ...
+    segment_bytes: Option<u64>,
+    /// ... or this age.
+    segment_age: Option<HumanDuration>,
+    /// `batch` durability: how often queued records are written and fsynced.
+    flush_interval: Option<HumanDuration>,
+    /// How often the head (seq + hash of the newest record) goes to the sinks.
+    head_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -213,13 +222,52 @@ pub enum AuditDurability {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuditSink {
+enum RawAuditSink {
     Stdout,
     Webhook { url_env: String },
     Syslog { address: String },
 }
 
-type RawAudit = AuditConfig;
+/// The audit store (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub durability: AuditDurability,
+    /// Result rows kept per statement (after masking).
+    pub record_rows: usize,
+    pub sinks: Vec<AuditSink>,
+    pub hmac_key: Option<Secret>,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub flush_interval: Duration,
+    pub head_interval: Duration,
+}
+
+impl AuditConfig {
+    /// Defaults for everything but the folder.
+    pub fn new(dir: impl Into<PathBuf>) -> AuditConfig {
+        AuditConfig {
+            dir: dir.into(),
+            durability: AuditDurability::Fsync,
+            record_rows: 100,
+            sinks: Vec::new(),
+            hmac_key: None,
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(24 * 3600),
+            flush_interval: Duration::from_millis(10),
+            head_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum AuditSink {
+    Stdout,
+    /// The URL may carry a token: kept as a secret.
+    Webhook { url: Secret },
+    /// `udp://host:port` or `tcp://host:port`.
+    Syslog { address: String },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,9 +419,6 @@ impl Config {
         let mut v = Vec::new();
         if self.approvals.is_some() {
             v.push("approvals");
-        }
-        if self.audit.is_some() {
-            v.push("audit");
         }
         if self.oidc.is_some() {
             v.push("identities.oidc");
@@ -567,9 +612,80 @@ impl Validator<'_> {
             oidc: raw.identities.oidc,
             rules: raw.rules.as_deref().map(|p| self.path(p)),
             approvals: raw.approvals,
-            audit: raw.audit,
+            audit: match raw.audit {
+                Some(a) => Some(self.audit(a)?),
+                None => None,
+            },
             limits,
         })
+    }
+}
+
+impl Validator<'_> {
+    fn audit(&self, a: RawAudit) -> Result<AuditConfig, ConfigError> {
+        if a.dir.is_empty() {
+            return Err(self.err("audit.dir", "must not be empty"));
+        }
+        let mut c = AuditConfig::new(self.path(&a.dir));
+        if let Some(d) = a.durability {
+            c.durability = d;
+        }
+        if let Some(n) = a.record_rows {
+            c.record_rows = n as usize;
+        }
+        if let Some(var) = &a.hmac_key_env {
+            c.hmac_key = Some(self.secret("audit.hmac_key_env", var)?);
+        }
+        if let Some(n) = a.segment_bytes {
+            if n < 4096 {
+                return Err(self.err("audit.segment_bytes", "must be at least 4096"));
+            }
+            c.segment_bytes = n;
+        }
+        if let Some(d) = a.segment_age {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.segment_age", "must be at least 1s"));
+            }
+            c.segment_age = d.0;
+        }
+        if let Some(d) = a.flush_interval {
+            if d.0.is_zero() || d.0 > Duration::from_secs(1) {
+                return Err(self.err("audit.flush_interval", "must be between 1ms and 1s"));
+            }
+            c.flush_interval = d.0;
+        }
+        if let Some(d) = a.head_interval {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.head_interval", "must be at least 1s"));
+            }
+            c.head_interval = d.0;
+        }
+        for (i, s) in a.sinks.into_iter().enumerate() {
+            let field = format!("audit.sinks[{i}]");
+            c.sinks.push(match s {
+                RawAuditSink::Stdout => AuditSink::Stdout,
+                RawAuditSink::Webhook { url_env } => AuditSink::Webhook {
+                    url: self.secret(&format!("{field}.webhook.url_env"), &url_env)?,
+                },
+                RawAuditSink::Syslog { address } => {
+                    let ok = ["udp://", "tcp://"].iter().any(|p| {
+                        address.strip_prefix(p).is_some_and(|r| {
+                            r.rsplit_once(':').is_some_and(|(h, port)| {
+                                !h.is_empty() && port.parse::<u16>().is_ok()
+                            })
+                        })
+                    });
+                    if !ok {
+                        return Err(self.err(
+                            format!("{field}.syslog.address"),
+                            format!("{address:?} must be udp://host:port or tcp://host:port"),
+                        ));
+                    }
+                    AuditSink::Syslog { address }
+                }
+            });
+        }
+        Ok(c)
     }
 }
 
@@ -638,7 +754,7 @@ audit:
   record_rows: 100
   sinks:
     - stdout
-    - webhook: { url_env: AUDIT_WEBHOOK_URL }
+    - webhook: { url_env: PW }
     - syslog: { address: udp://127.0.0.1:514 }
 "#;
         let c = load(text).unwrap();
@@ -648,7 +764,27 @@ audit:
         );
         assert_eq!(c.rules.as_deref(), Some(Path::new("/etc/pgmoat/rules/")));
         assert_eq!(c.admin.unwrap().token.unwrap().expose(), "pw");
-        assert_eq!(c.audit.unwrap().sinks.len(), 3);
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.sinks.len(), 3);
+        assert_eq!(audit.dir, Path::new("/etc/pgmoat/audit/"));
+        assert_eq!(audit.durability, AuditDurability::Fsync);
+    }
+
+    #[test]
+    fn audit_keys_are_checked() {
+        let with = |extra: &str| load(&format!("{MINIMAL}audit:\n  dir: a\n{extra}"));
+        let c = with("  segment_bytes: 8192\n  segment_age: 1h\n  hmac_key_env: PW\n").unwrap();
+        let a = c.audit.unwrap();
+        assert_eq!(a.segment_bytes, 8192);
+        assert_eq!(a.hmac_key.unwrap().expose(), "pw");
+        let err = with("  hmac_key_env: NOPE\n").unwrap_err().to_string();
+        assert!(err.contains("audit.hmac_key_env") && err.contains("NOPE"), "{err}");
+        let err = with("  sinks:\n    - syslog: { address: 127.0.0.1:514 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("udp://host:port"), "{err}");
+        assert!(with("  segment_bytes: 10\n").is_err());
+        assert!(with("  durability: sometimes\n").is_err());
     }
 
     #[test]

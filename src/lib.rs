@@ -12,6 +12,9 @@
 //! - [`policy`]: rule files -> compiled rule set -> decisions; hot reload.
 //! - [`explain`]: what the gateway would do with some SQL (CLI and admin API).
 //! - [`auth`]: who is calling.
+//! - [`audit`]: the tamper-evident trail: hash-chained JSON-lines segments, one
+//!   group-commit writer thread, crash repair of a torn tail, sinks (stdout, webhook,
+//!   syslog) with head export, and the readers behind `pgmoat audit verify|sessions|replay`.
 //! - [`admin`]: the admin HTTP API.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
@@ -33,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod classify;
 pub mod config;
