@@ -128,14 +128,16 @@ impl SessionAudit {
             rules: facts.rules,
             masked_columns: facts.masked_columns,
         }));
-        self.audit.append(Some(&self.id), &event).await?;
+        let result = self.audit.append(Some(&self.id), &event).await;
         if let Some(name) = name {
             if self.prepared.len() >= MAX_NAMES {
                 self.prepared.clear();
             }
-            self.prepared.insert(name.to_vec(), (n, refused));
+            // Not recorded means not run: its executions are the stand-in's.
+            self.prepared
+                .insert(name.to_vec(), (n, refused || result.is_err()));
         }
-        Ok(n)
+        result.map(|()| n)
     }
 
     /// A Query (or its stand-in) went upstream; `due` is the ReadyForQuery that ends it.

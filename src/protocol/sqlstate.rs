@@ -13,3 +13,5 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const SYNTAX_ERROR: &str = "42601";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+/// The audit store cannot be written.
+pub const IO_ERROR: &str = "58030";

@@ -30,6 +30,28 @@ pub struct Refusal {
     pub rule: String,
 }
 
+/// What the judge decided, and the facts the audit record holds.
+pub struct Judged {
+    /// None: let it run.
+    pub refusal: Option<Refusal>,
+    pub facts: crate::audit::StatementFacts,
+}
+
+impl Judged {
+    /// Refused before any rule could look (not UTF-8, unparseable, no catalog).
+    fn early(refusal: Refusal) -> Judged {
+        let facts = crate::audit::StatementFacts {
+            action: "block",
+            rules: vec![refusal.rule.clone()],
+            ..Default::default()
+        };
+        Judged {
+            refusal: Some(refusal),
+            facts,
+        }
+    }
+}
+
 /// An ErrorResponse (severity ERROR) for the client.
 pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
     let mut out = BytesMut::new();
@@ -42,10 +64,10 @@ pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
 }
 
 impl Judge {
-    /// Decide on one message's SQL: None to let it run.
-    pub async fn judge(&self, sql: &[u8]) -> Option<Refusal> {
+    /// Decide on one message's SQL.
+    pub async fn judge(&self, sql: &[u8]) -> Judged {
         let Ok(sql) = std::str::from_utf8(sql) else {
-            return Some(Refusal {
+            return Judged::early(Refusal {
                 response: error(
                     sqlstate::SYNTAX_ERROR,
                     "pgmoat: the statement is not valid UTF-8",
@@ -62,7 +84,7 @@ impl Judge {
                     ClassifyError::Parse(_) => sqlstate::SYNTAX_ERROR,
                     ClassifyError::Unavailable => sqlstate::INTERNAL_ERROR,
                 };
-                return Some(Refusal {
+                return Judged::early(Refusal {
                     response: error(code, &format!("pgmoat: {e}"), None),
                     rule: "unparseable".into(),
                 });
@@ -72,7 +94,7 @@ impl Judge {
         let catalog = match self.catalog.get().await {
             Ok(c) => c,
             Err(e) => {
-                return Some(Refusal {
+                return Judged::early(Refusal {
                     response: error(
                         sqlstate::INTERNAL_ERROR,
                         &format!(
@@ -139,8 +161,14 @@ impl Judge {
                 f.summary()
             }
         });
+        let facts = audit_facts(statements, &decision);
         let message = match decision.action {
-            Action::Allow => return None,
+            Action::Allow => {
+                return Judged {
+                    refusal: None,
+                    facts,
+                }
+            }
             Action::Block if decision.description.is_empty() => {
                 format!("pgmoat: blocked by rule \"{}\"", decision.deciding_rule)
             }
@@ -155,13 +183,47 @@ impl Judge {
                 decision.deciding_rule
             ),
         };
-        Some(Refusal {
-            response: error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                &message,
-                detail.as_deref(),
-            ),
-            rule: decision.deciding_rule,
-        })
+        Judged {
+            refusal: Some(Refusal {
+                response: error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &message,
+                    detail.as_deref(),
+                ),
+                rule: decision.deciding_rule,
+            }),
+            facts,
+        }
+    }
+}
+
+/// The audit record's view of a decision: kinds and tables over all statements, and
+/// the rule ids with the deciding one first.
+fn audit_facts(
+    statements: &[crate::classify::Facts],
+    decision: &crate::policy::Decision,
+) -> crate::audit::StatementFacts {
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut tables = std::collections::BTreeSet::new();
+    for f in statements {
+        kinds.extend(f.kinds.iter().map(|k| k.as_str().to_owned()));
+        tables.extend(f.tables_read.iter().cloned());
+        tables.extend(f.tables_written.iter().cloned());
+    }
+    let mut rules = Vec::new();
+    if decision.action != Action::Allow || decision.deciding_rule != "default" {
+        rules.push(decision.deciding_rule.clone());
+    }
+    for r in &decision.rules {
+        if !rules.contains(r) {
+            rules.push(r.clone());
+        }
+    }
+    crate::audit::StatementFacts {
+        kinds: kinds.into_iter().collect(),
+        tables: tables.into_iter().collect(),
+        action: decision.action.as_str(),
+        rules,
+        masked_columns: Vec::new(),
     }
 }

@@ -48,6 +48,8 @@ pub struct Shared {
     pub classifier: Arc<crate::classify::Classifier>,
     /// Per target: user operators, casts, domains and function bodies.
     pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
+    /// The audit trail (disabled without an `audit:` section).
+    pub audit: crate::audit::Audit,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -102,8 +104,21 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             search_path_changed: est.search_path_at_startup.into(),
             catalog: Arc::clone(&shared.catalogs[&est.target]),
         }),
+        audit: est.audit,
     });
     let result = relay.run().await;
+    if let Some(mut audit) = relay.take_audit() {
+        let how = match &result {
+            Ok(End::ClientTerminated) => "terminated".to_string(),
+            Ok(End::ClientClosed) => "client closed".to_string(),
+            Ok(End::ServerClosed) => "server closed".to_string(),
+            Ok(End::Shutdown) => "gateway shutdown".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Err(e) = audit.end(&how).await {
+            tracing::error!(session = audit.id(), "audit: session_end not recorded: {e}");
+        }
+    }
     let (client, mut upstream) = relay.into_streams();
     if let Ok(End::Shutdown) = result {
         let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
@@ -283,6 +298,7 @@ struct Established {
     /// The client set search_path in its startup packet.
     search_path_at_startup: bool,
     cancel_key: cancel::CancelKey,
+    audit: Option<crate::audit::SessionAudit>,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -336,6 +352,22 @@ async fn establish(
                     .auth_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(%peer, %user, "client authentication failed");
+                if shared.audit.is_enabled() {
+                    // For the auditor only: the client is told nothing more than before.
+                    let reason = if shared.users.lookup(&user).1.is_some() {
+                        "password authentication failed"
+                    } else {
+                        "no such user"
+                    };
+                    let event = crate::audit::Event::AuthFailure {
+                        user: user.clone(),
+                        client: peer.to_string(),
+                        reason: reason.into(),
+                    };
+                    if let Err(e) = shared.audit.record(None, &event).await {
+                        tracing::error!("audit: auth_failure not recorded: {e}");
+                    }
+                }
             }
             return Err(e);
         }
@@ -391,6 +423,26 @@ async fn establish(
         greeting = rest;
     }
 
+    // The session exists for the auditor before the client can send anything.
+    let audit = shared
+        .audit
+        .start_session(crate::audit::event::SessionStart {
+            user: identity.name.clone(),
+            groups: identity.groups.clone(),
+            target: target.name.clone(),
+            client: peer.to_string(),
+            tls: client.is_tls(),
+            application_name: startup.get("application_name").map(str::to_owned),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(%peer, "session refused: its audit record could not be written: {e}");
+            SessionError::refused(
+                sqlstate::IO_ERROR,
+                "pgmoat: the session was refused because its audit record could not be written",
+            )
+        })?;
+
     let cancel_key = shared.cancels.register(CancelTarget {
         target: Arc::clone(&target),
         tls: tls.cloned(),
@@ -423,6 +475,7 @@ async fn establish(
                         .unwrap_or(true))
         }),
         cancel_key,
+        audit,
     })
 }
 

@@ -87,6 +87,8 @@ pub struct Relay {
     /// Refused statements whose stand-in error is still to come back from the server.
     rewrites: VecDeque<Rewrite>,
     nonce_seed: u64,
+    /// The session's audit trail; None without an `audit:` section.
+    audit: Option<crate::audit::SessionAudit>,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -119,6 +121,7 @@ pub struct RelayParts {
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
     pub judge: Option<Judge>,
+    pub audit: Option<crate::audit::SessionAudit>,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -167,11 +170,17 @@ impl Relay {
             judge: p.judge,
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
+            audit: p.audit,
         }
     }
 
     fn outstanding(&self) -> u64 {
         self.sent_syncs.saturating_sub(self.seen_rfq)
+    }
+
+    /// The session's audit trail, to write its `session_end`.
+    pub fn take_audit(&mut self) -> Option<crate::audit::SessionAudit> {
+        self.audit.take()
     }
 
     pub fn into_streams(self) -> (ClientStream, UpstreamStream) {
@@ -282,12 +291,25 @@ impl Relay {
                         buf.reserve(h.total - have);
                         break;
                     }
+                    let mut statement = 0;
                     if h.tag != b'F' {
-                        if let Some(refusal) = self.judge_message(&buf[pos..pos + h.total]).await {
+                        let msg = &buf[pos..pos + h.total];
+                        let (mut refusal, facts) = self.judge_message(msg).await;
+                        if let Some(a) = self.audit.as_mut() {
+                            // Durable before it is forwarded; if it cannot be, it does not run.
+                            match a.decided(msg, facts).await {
+                                Ok(n) => statement = n,
+                                Err(e) => refusal = Some(audit_refusal(&e)),
+                            }
+                        }
+                        if let Some(refusal) = refusal {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
+                                if let Some(a) = self.audit.as_mut() {
+                                    a.query_sent(statement, self.sent_syncs, true);
+                                }
                             }
                             pos += h.total;
                             fwd = pos;
@@ -300,6 +322,9 @@ impl Relay {
                                 b'Q' => {
                                     stats.queries_simple += 1;
                                     self.sent_syncs += 1;
+                                    if let Some(a) = self.audit.as_mut() {
+                                        a.query_sent(statement, self.sent_syncs, false);
+                                    }
                                 }
                                 b'F' => self.sent_syncs += 1,
                                 _ => {}
@@ -316,7 +341,17 @@ impl Relay {
                     continue;
                 }
                 b'S' => self.sent_syncs += 1,
-                b'E' => stats.queries_extended += 1,
+                b'E' => {
+                    stats.queries_extended += 1;
+                    if let Some(a) = self.audit.as_mut() {
+                        a.execute(&buf[pos + 5..pos + h.total.min(have)], self.sent_syncs + 1);
+                    }
+                }
+                b'B' => {
+                    if let Some(a) = self.audit.as_mut() {
+                        a.bind(&buf[pos + 5..pos + h.total.min(have)]);
+                    }
+                }
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -339,9 +374,15 @@ impl Relay {
         Ok(end)
     }
 
-    /// Classify and decide a Query or Parse; Some when it must not run.
-    async fn judge_message(&self, msg: &[u8]) -> Option<super::judge::Refusal> {
-        let judge = self.judge.as_ref()?;
+    /// Classify and decide a Query or Parse: a refusal when it must not run, and the
+    /// facts for its audit record.
+    async fn judge_message(
+        &self,
+        msg: &[u8],
+    ) -> (Option<super::judge::Refusal>, crate::audit::StatementFacts) {
+        let Some(judge) = self.judge.as_ref() else {
+            return (None, crate::audit::StatementFacts::unjudged());
+        };
         let body = &msg[5..];
         let sql = match msg[0] {
             b'Q' => crate::protocol::frame::cstr(body).map(|(q, _)| q),
@@ -351,16 +392,23 @@ impl Relay {
         };
         let Some(sql) = sql else {
             // A Query or Parse without its terminators: refuse rather than guess.
-            return Some(super::judge::Refusal {
+            let facts = crate::audit::StatementFacts {
+                action: "block",
+                rules: vec!["malformed".into()],
+                ..Default::default()
+            };
+            let refusal = super::judge::Refusal {
                 response: super::judge::error(
                     sqlstate::PROTOCOL_VIOLATION,
                     "pgmoat: malformed message",
                     None,
                 ),
                 rule: "malformed".into(),
-            });
+            };
+            return (Some(refusal), facts);
         };
-        judge.judge(sql).await
+        let judged = judge.judge(sql).await;
+        (judged.refusal, judged.facts)
     }
 
     /// Send the stand-in for a refused Query or Parse and remember whose error it is.
@@ -489,6 +537,18 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            if let Some(a) = self.audit.as_mut() {
+                // Completions (small messages) are held whole and matched to statements.
+                if a.wants(h.tag) {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    if let Err(e) = a.server_message(&buf[pos..pos + h.total]).await {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                    }
+                }
+            }
             match h.tag {
                 b'Z' | b'S' => {
                     if have < h.total {
@@ -565,7 +625,14 @@ impl Relay {
                         stats.server_errors += 1;
                     }
                     match self.inspect_server(&buf[pos..pos + h.total]) {
-                        ServerVerdict::Forward => pos += h.total,
+                        ServerVerdict::Forward => {
+                            // Kept rows for replay: call with the bytes the client gets,
+                            // i.e. after masking rewrote them.
+                            if let Some(a) = self.audit.as_mut() {
+                                a.record_result_message(&buf[pos..pos + h.total]);
+                            }
+                            pos += h.total
+                        }
                     }
                     continue;
                 }
@@ -582,6 +649,19 @@ impl Relay {
         self.client.flush().await.map_err(client_io)?;
         self.metrics.add(&stats);
         Ok(end)
+    }
+}
+
+/// The statement is not run when its audit record cannot be written (fail closed).
+fn audit_refusal(e: &crate::audit::AuditError) -> super::judge::Refusal {
+    tracing::warn!("statement refused: its audit record could not be written: {e}");
+    super::judge::Refusal {
+        response: super::judge::error(
+            sqlstate::IO_ERROR,
+            "pgmoat: the statement was not run because its audit record could not be written",
+            Some("The gateway's audit store is failing; see the gateway log."),
+        ),
+        rule: "audit".into(),
     }
 }
 
