@@ -264,9 +264,13 @@ impl AuditConfig {
 pub enum AuditSink {
     Stdout,
     /// The URL may carry a token: kept as a secret.
-    Webhook { url: Secret },
+    Webhook {
+        url: Secret,
+    },
     /// `udp://host:port` or `tcp://host:port`.
-    Syslog { address: String },
+    Syslog {
+        address: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -778,7 +782,10 @@ audit:
         assert_eq!(a.segment_bytes, 8192);
         assert_eq!(a.hmac_key.unwrap().expose(), "pw");
         let err = with("  hmac_key_env: NOPE\n").unwrap_err().to_string();
-        assert!(err.contains("audit.hmac_key_env") && err.contains("NOPE"), "{err}");
+        assert!(
+            err.contains("audit.hmac_key_env") && err.contains("NOPE"),
+            "{err}"
+        );
         let err = with("  sinks:\n    - syslog: { address: 127.0.0.1:514 }\n")
             .unwrap_err()
             .to_string();

@@ -252,7 +252,11 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
                     println!("note: environment variable {var} is not set here; `pgmoat serve` will need it");
                 }
                 if let Some(a) = &c.audit {
-                    println!("audit: store {} ({:?} durability)", a.dir.display(), a.durability);
+                    println!(
+                        "audit: store {} ({:?} durability)",
+                        a.dir.display(),
+                        a.durability
+                    );
                 }
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
@@ -315,10 +319,7 @@ fn audit(command: AuditCommand) -> Result<ExitCode, String> {
             let key = key.as_ref().map(|k| k.as_bytes());
             match verify::verify(&dir, key, head.as_ref()).map_err(|e| e.to_string())? {
                 Ok(r) => {
-                    let head = r
-                        .head
-                        .map(|h| format!(", head {h}"))
-                        .unwrap_or_default();
+                    let head = r.head.map(|h| format!(", head {h}")).unwrap_or_default();
                     let repairs = if r.repairs.is_empty() {
                         String::new()
                     } else {

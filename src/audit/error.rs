@@ -27,7 +27,9 @@ pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
     /// The store is damaged somewhere other than a torn tail: refuse to append to it.
-    #[error("audit store {dir} is damaged at seq {seq}: {reason} (run `pgmoat audit verify {dir}`)")]
+    #[error(
+        "audit store {dir} is damaged at seq {seq}: {reason} (run `pgmoat audit verify {dir}`)"
+    )]
     Damaged {
         dir: String,
         seq: u64,

@@ -52,11 +52,7 @@ impl WebhookClient {
         if host.is_empty() {
             return Err("audit webhook URL has no host".into());
         }
-        let tls = if https {
-            Some(connector()?)
-        } else {
-            None
-        };
+        let tls = if https { Some(connector()?) } else { None };
         Ok(WebhookClient {
             host: host.to_owned(),
             port,
@@ -157,12 +153,17 @@ mod tests {
     #[test]
     fn urls() {
         let c = WebhookClient::new("http://127.0.0.1:8080/hook?x=1").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.path.as_str()), ("127.0.0.1", 8080, "/hook?x=1"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.path.as_str()),
+            ("127.0.0.1", 8080, "/hook?x=1")
+        );
         let c = WebhookClient::new("http://example.com").unwrap();
         assert_eq!((c.port, c.path.as_str()), (80, "/"));
         assert!(WebhookClient::new("ftp://x").is_err());
         assert!(WebhookClient::new("http://:9/").is_err());
-        let e = WebhookClient::new("http://h:notaport/secret-token").err().unwrap();
+        let e = WebhookClient::new("http://h:notaport/secret-token")
+            .err()
+            .unwrap();
         assert!(!e.contains("secret-token"));
     }
 }

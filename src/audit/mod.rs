@@ -81,7 +81,10 @@ impl Audit {
     pub fn open(config: &AuditConfig, metrics: Arc<Metrics>) -> Result<Audit, StoreError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let key = config.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
+        let key = config
+            .hmac_key
+            .as_ref()
+            .map(|k| k.expose().as_bytes().to_vec());
         let tail = segment::recover(&dir, key.as_deref())?;
         let (sinks, sink_tasks) = sink::start(&config.sinks, &metrics)?;
         let state = Arc::new(State::default());
@@ -151,7 +154,11 @@ impl Audit {
     /// Append and resolve once the record is durable as the mode promises: `fsync`,
     /// after an fdatasync that covers it; `batch`, once queued (flushed within
     /// `flush_interval`). Any error means the record is not in the store.
-    pub async fn append(&self, session: Option<&Arc<str>>, event: &Event) -> Result<(), AuditError> {
+    pub async fn append(
+        &self,
+        session: Option<&Arc<str>>,
+        event: &Event,
+    ) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
@@ -175,7 +182,11 @@ impl Audit {
 
     /// Queue a record without waiting for the disk (it still waits for queue room,
     /// never dropping a record).
-    pub async fn record(&self, session: Option<&Arc<str>>, event: &Event) -> Result<(), AuditError> {
+    pub async fn record(
+        &self,
+        session: Option<&Arc<str>>,
+        event: &Event,
+    ) -> Result<(), AuditError> {
         match &self.inner {
             None => Ok(()),
             Some(inner) => self.send(inner, session, event, None).await,
@@ -237,7 +248,10 @@ impl Audit {
         };
         for t in tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(3), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(3), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

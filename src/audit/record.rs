@@ -100,8 +100,7 @@ struct Head {
 /// Check one line (without its newline) on its own: well-formed, and `hash` matches.
 pub fn check_line(line: &[u8], key: Option<&[u8]>) -> Result<Checked, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
-    let head: Head =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON record ({e})"))?;
+    let head: Head = serde_json::from_str(text).map_err(|e| format!("not a JSON record ({e})"))?;
     if text.len() < HASH_SUFFIX_LEN || !text.ends_with("\"}") {
         return Err("no hash at the end of the record".into());
     }

@@ -25,7 +25,10 @@ struct Stored {
 
 /// Every record of the store, in order, parsed. Lines that are not records of a type
 /// this build knows are skipped (`verify` is what judges the store's integrity).
-fn for_each(dir: &Path, mut f: impl FnMut(Stored) -> Result<(), StoreError>) -> Result<(), StoreError> {
+fn for_each(
+    dir: &Path,
+    mut f: impl FnMut(Stored) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     if !dir.is_dir() {
         return Err(StoreError::Invalid(format!(
             "{}: not a folder (an audit store is a folder of segment files)",
@@ -170,13 +173,27 @@ fn decided_lines(ts: &str, d: &Decided) -> String {
             d.rules.first().map(String::as_str).unwrap_or("?")
         ),
     };
-    let mut out = format!("[{}] #{} {} {}\n", clock(ts), d.statement, d.protocol, decision);
+    let mut out = format!(
+        "[{}] #{} {} {}\n",
+        clock(ts),
+        d.statement,
+        d.protocol,
+        decision
+    );
     if !d.kinds.is_empty() || !d.tables.is_empty() {
         let _ = writeln!(
             out,
             "    -- kinds: {}; tables: {}",
-            if d.kinds.is_empty() { "-".into() } else { d.kinds.join(", ") },
-            if d.tables.is_empty() { "-".into() } else { d.tables.join(", ") }
+            if d.kinds.is_empty() {
+                "-".into()
+            } else {
+                d.kinds.join(", ")
+            },
+            if d.tables.is_empty() {
+                "-".into()
+            } else {
+                d.tables.join(", ")
+            }
         );
     }
     if !d.masked_columns.is_empty() {

@@ -46,7 +46,9 @@ impl RowRecorder {
             };
             columns.push(String::from_utf8_lossy(&body[at..at + end]).into_owned());
             at += end + 1 + 4 + 2 + 4 + 2 + 4;
-            let Some(format) = be_i16(body, at) else { return };
+            let Some(format) = be_i16(body, at) else {
+                return;
+            };
             binary.push(format == 1);
             at += 2;
         }

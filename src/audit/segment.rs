@@ -28,7 +28,10 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let entry = entry.map_err(|e| StoreError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(num) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else {
+        let Some(num) = name
+            .strip_prefix(PREFIX)
+            .and_then(|n| n.strip_suffix(SUFFIX))
+        else {
             continue;
         };
         if let Ok(seq) = num.parse::<u64>() {
@@ -197,7 +200,8 @@ pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
                 .write(true)
                 .open(path)
                 .map_err(|e| StoreError::io(path, e))?;
-            f.set_len(s.valid_len).map_err(|e| StoreError::io(path, e))?;
+            f.set_len(s.valid_len)
+                .map_err(|e| StoreError::io(path, e))?;
             f.sync_all().map_err(|e| StoreError::io(path, e))?;
             tracing::warn!(segment = %path.display(), offset, cut = size - s.valid_len, "audit store: cut a torn final record: {reason}");
             repair = Some(Repair {
@@ -238,7 +242,9 @@ pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
         return Err(StoreError::Damaged {
             dir: dir.display().to_string(),
             seq: 1,
-            reason: "no segment holds a valid record, but the first segment does not start at seq 1".into(),
+            reason:
+                "no segment holds a valid record, but the first segment does not start at seq 1"
+                    .into(),
         });
     }
     Ok(Tail {

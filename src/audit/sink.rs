@@ -97,7 +97,9 @@ async fn stdout(mut rx: mpsc::Receiver<Arc<str>>, metrics: Arc<Metrics>) {
         let ok = out.write_all(&buf).await.is_ok() && out.flush().await.is_ok();
         delivered(&metrics, batch.len());
         if !ok {
-            metrics.audit_sink_dropped.fetch_add(batch.len() as u64, Relaxed);
+            metrics
+                .audit_sink_dropped
+                .fetch_add(batch.len() as u64, Relaxed);
         }
     }
 }
@@ -135,7 +137,9 @@ async fn webhook(mut rx: mpsc::Receiver<Arc<str>>, client: WebhookClient, metric
         }
         delivered(&metrics, batch.len());
         if !sent {
-            metrics.audit_sink_dropped.fetch_add(batch.len() as u64, Relaxed);
+            metrics
+                .audit_sink_dropped
+                .fetch_add(batch.len() as u64, Relaxed);
         }
     }
 }

@@ -95,7 +95,11 @@ impl Syslog {
         match &mut self.transport {
             Transport::Udp(sock) => {
                 if sock.is_none() {
-                    let bind = if addr.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
+                    let bind = if addr.starts_with('[') {
+                        "[::]:0"
+                    } else {
+                        "0.0.0.0:0"
+                    };
                     let s = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
                     s.connect(&addr).await.map_err(|e| format!("{addr}: {e}"))?;
                     *sock = Some(s);
@@ -153,14 +157,18 @@ mod tests {
         s.send(r#"{"type":"head"}"#).await.unwrap();
         let mut buf = [0u8; 2048];
         let n = udp.recv(&mut buf).await.unwrap();
-        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with(r#"{"type":"head"}"#));
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .ends_with(r#"{"type":"head"}"#));
 
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut s = Syslog::new(&format!("tcp://{}", l.local_addr().unwrap())).unwrap();
         s.send("{}").await.unwrap();
         let (mut c, _) = l.accept().await.unwrap();
         let mut got = vec![0u8; 512];
-        let n = tokio::io::AsyncReadExt::read(&mut c, &mut got).await.unwrap();
+        let n = tokio::io::AsyncReadExt::read(&mut c, &mut got)
+            .await
+            .unwrap();
         let text = String::from_utf8_lossy(&got[..n]).into_owned();
         let (len, rest) = text.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), rest.len());

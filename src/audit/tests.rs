@@ -16,7 +16,8 @@ impl Dir {
     fn new(name: &str) -> Dir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("pgmoat-audit-{name}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("pgmoat-audit-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         Dir(p)
     }
@@ -91,9 +92,13 @@ async fn records_chain_and_verify() {
     assert_eq!((r.records, r.segments), (5, 1));
     assert_eq!(r.head, Some(head));
     let all = lines(&d.0);
-    assert!(all[0].1.contains(r#""prev":"0000000000000000000000000000000000000000000000000000000000000000""#));
+    assert!(all[0]
+        .1
+        .contains(r#""prev":"0000000000000000000000000000000000000000000000000000000000000000""#));
     assert!(all[1].1.starts_with(r#"{"seq":2,"ts":""#));
-    assert!(all[1].1.contains(r#""session":"s1","type":"statement","phase":"decided","statement":2"#));
+    assert!(all[1]
+        .1
+        .contains(r#""session":"s1","type":"statement","phase":"decided","statement":2"#));
     // Reopening continues the chain.
     let head = write(&config(&d.0), 2).await;
     assert_eq!(head.seq, 7);
@@ -122,13 +127,19 @@ async fn hmac_keyed_chain() {
     cfg.hmac_key = Some(crate::config::Secret::new("k3y"));
     write(&cfg, 3).await;
     assert!(verify(&d.0, Some(b"k3y"), None).unwrap().is_ok());
-    assert_eq!(verify(&d.0, Some(b"other"), None).unwrap().unwrap_err().seq, 1);
+    assert_eq!(
+        verify(&d.0, Some(b"other"), None).unwrap().unwrap_err().seq,
+        1
+    );
     assert_eq!(bad_seq(&d.0, None), 1);
     // A forger who rewrites a record and recomputes plain SHA-256 hashes still fails.
     let mut all: Vec<String> = lines(&d.0).into_iter().map(|l| l.1).collect();
     all[1] = all[1].replace("SELECT 2", "SELECT 9");
     rewrite(&d.0, &all);
-    assert_eq!(verify(&d.0, Some(b"k3y"), None).unwrap().unwrap_err().seq, 2);
+    assert_eq!(
+        verify(&d.0, Some(b"k3y"), None).unwrap().unwrap_err().seq,
+        2
+    );
 }
 
 #[tokio::test]
@@ -242,7 +253,10 @@ async fn group_commit_covers_concurrent_appends_with_few_fsyncs() {
     }
     let fsyncs = audit.fsyncs() - before;
     // Every append resolved only after an fsync covering it, and one fsync covered many.
-    assert!(fsyncs >= 1 && fsyncs <= n / 10, "{fsyncs} fsyncs for {n} records");
+    assert!(
+        fsyncs >= 1 && fsyncs <= n / 10,
+        "{fsyncs} fsyncs for {n} records"
+    );
     assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, n);
 }
 
@@ -273,5 +287,10 @@ async fn a_record_the_disk_refuses_is_an_error() {
     let e = audit.append(None, &stmt(2)).await.unwrap_err().to_string();
     assert!(e.contains("No space left on device"), "{e}");
     assert!(audit.append(None, &stmt(3)).await.is_err());
-    assert!(metrics.audit_write_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        metrics
+            .audit_write_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
 }

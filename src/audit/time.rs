@@ -132,11 +132,20 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-12-01T10:37:30.123456Z"), Ok(t));
         assert_eq!(parse_rfc3339("2026-12-01T11:37:30.123456+01:00"), Ok(t));
         assert_eq!(parse_rfc3339("2026-12-01"), Ok(1_796_083_200_000_000));
-        assert_eq!(parse_rfc3339("2024-02-29 00:00Z"), Ok(1_709_164_800_000_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29 00:00Z"),
+            Ok(1_709_164_800_000_000)
+        );
         for us in [-86_400_000_001, 951_782_400_000_000, 4_102_444_799_999_999] {
             assert_eq!(parse_rfc3339(&format_micros(us)), Ok(us));
         }
-        for bad in ["", "yesterday", "2026-13-01", "2026-12-01T25:00Z", "2026-12-01T10:00Q"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-12-01T25:00Z",
+            "2026-12-01T10:00Q",
+        ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

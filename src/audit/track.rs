@@ -147,7 +147,9 @@ impl SessionAudit {
 
     /// A Bind went upstream (only its start is needed: portal and statement names).
     pub fn bind(&mut self, body: &[u8]) {
-        let Some((portal, rest)) = cstr(body) else { return };
+        let Some((portal, rest)) = cstr(body) else {
+            return;
+        };
         let Some((stmt, _)) = cstr(rest) else { return };
         let target = self.prepared.get(stmt).copied().unwrap_or((0, false));
         if self.portals.len() >= MAX_NAMES {
@@ -185,7 +187,9 @@ impl SessionAudit {
     /// exactly as sent to the client, that is after masking. Call it only with what
     /// the client receives; rows of a refused statement are never recorded.
     pub fn record_result_message(&mut self, msg: &[u8]) {
-        let Some(rec) = self.rows.as_mut() else { return };
+        let Some(rec) = self.rows.as_mut() else {
+            return;
+        };
         if self.pending.front().is_none_or(|p| p.refused) {
             return;
         }
@@ -214,10 +218,8 @@ impl SessionAudit {
                     }
                 }
             }
-            Some(b'I') | Some(b's') => {
-                if self.pending.front().is_some_and(|p| !p.simple) {
-                    return self.complete_front().await;
-                }
+            Some(b'I') | Some(b's') if self.pending.front().is_some_and(|p| !p.simple) => {
+                return self.complete_front().await;
             }
             Some(b'E') => {
                 if let Some(p) = self.pending.front_mut() {

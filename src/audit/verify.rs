@@ -75,7 +75,10 @@ pub fn verify(
             if first && *first_seq != seq {
                 return Ok(Err(bad(
                     seq,
-                    format!("segment is named for seq {first_seq} but follows seq {}", seq - 1),
+                    format!(
+                        "segment is named for seq {first_seq} but follows seq {}",
+                        seq - 1
+                    ),
                 )));
             }
             first = false;

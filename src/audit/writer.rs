@@ -111,10 +111,7 @@ impl Writer {
         sinks: Vec<SinkHandle>,
     ) -> Result<Writer, std::io::Error> {
         let (file, seg_len) = match &tail.segment {
-            Some((_, path, len)) => (
-                Some(OpenOptions::new().append(true).open(path)?),
-                *len,
-            ),
+            Some((_, path, len)) => (Some(OpenOptions::new().append(true).open(path)?), *len),
             None => (None, 0),
         };
         Ok(Writer {
@@ -214,7 +211,10 @@ impl Writer {
         let result = if records.is_empty() && !sync && self.pending.is_empty() && !self.dirty {
             Ok(())
         } else {
-            self.commit(records, sync || self.opts.durability == AuditDurability::Batch)
+            self.commit(
+                records,
+                sync || self.opts.durability == AuditDurability::Batch,
+            )
         };
         for a in acks {
             let _ = a.send(result.clone());
@@ -386,7 +386,8 @@ impl Writer {
             return;
         }
         // Only what is on disk goes out (and in fsync mode, only what is fsynced).
-        if !self.pending.is_empty() || (self.opts.durability == AuditDurability::Fsync && self.dirty)
+        if !self.pending.is_empty()
+            || (self.opts.durability == AuditDurability::Fsync && self.dirty)
         {
             return;
         }

@@ -6,6 +6,7 @@ mod common;
 
 mod harness;
 
+mod audit;
 mod auth;
 mod drivers;
 mod relay;
