@@ -43,11 +43,18 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 }
 
 /// Reads one segment line by line with bounded memory.
+///
+/// The newest segment is preallocated with zeros ahead of the records (overwriting
+/// allocated blocks makes each fdatasync several times cheaper than appending, which
+/// must also journal the new size), so a run of NUL bytes where a line would start is
+/// the end of the data. Records never contain NUL: JSON escapes it.
 pub struct Lines {
     reader: BufReader<File>,
     pub path: PathBuf,
     /// Byte offset of the next line.
     pub offset: u64,
+    /// Where the zero padding starts, once reached.
+    pub padding_at: Option<u64>,
 }
 
 /// One line as read: its bytes without the newline, and whether it had one.
@@ -64,10 +71,14 @@ impl Lines {
             reader: BufReader::with_capacity(256 << 10, f),
             path: path.to_path_buf(),
             offset: 0,
+            padding_at: None,
         })
     }
 
     pub fn next_line(&mut self) -> Result<Option<Line>, StoreError> {
+        if self.padding_at.is_some() {
+            return Ok(None);
+        }
         let mut bytes = Vec::new();
         let n = (&mut self.reader)
             .take(MAX_LINE as u64 + 1)
@@ -79,6 +90,17 @@ impl Lines {
         let offset = self.offset;
         self.offset += n as u64;
         let complete = bytes.last() == Some(&b'\n');
+        if !complete {
+            // A torn write into the preallocated zeros: the record part, then padding.
+            let data = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            if data < bytes.len() {
+                bytes.truncate(data);
+                self.padding_at = Some(offset + data as u64);
+                if data == 0 {
+                    return Ok(None);
+                }
+            }
+        }
         if complete {
             bytes.pop();
         } else if bytes.len() > MAX_LINE {
@@ -119,6 +141,8 @@ pub struct Repair {
 struct Scan {
     last: Option<Checked>,
     valid_len: u64,
+    /// Where the data ends (the zero padding starts, or the file ends).
+    data_end: u64,
     /// First bad line: offset and why.
     bad: Option<(u64, String)>,
 }
@@ -168,9 +192,11 @@ fn scan(path: &Path, first_seq: u64, key: Option<&[u8]>, dir: &Path) -> Result<S
             bad = Some((line.offset, p));
         }
     }
+    let data_end = lines.padding_at.unwrap_or(lines.offset);
     Ok(Scan {
         last,
         valid_len,
+        data_end,
         bad,
     })
 }
@@ -184,9 +210,6 @@ pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
     let mut append_to: Option<(u64, PathBuf, u64)> = None;
     for (first_seq, path) in segments.iter().rev() {
         let s = scan(path, *first_seq, key, dir)?;
-        let size = std::fs::metadata(path)
-            .map_err(|e| StoreError::io(path, e))?
-            .len();
         if let Some((offset, reason)) = &s.bad {
             if repair.is_some() {
                 // Only the newest non-empty segment can hold a torn write.
@@ -203,14 +226,15 @@ pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
             f.set_len(s.valid_len)
                 .map_err(|e| StoreError::io(path, e))?;
             f.sync_all().map_err(|e| StoreError::io(path, e))?;
-            tracing::warn!(segment = %path.display(), offset, cut = size - s.valid_len, "audit store: cut a torn final record: {reason}");
+            let cut = s.data_end.saturating_sub(s.valid_len);
+            tracing::warn!(segment = %path.display(), offset, cut, "audit store: cut a torn final record: {reason}");
             repair = Some(Repair {
                 segment: path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 offset: *offset,
-                bytes_cut: size - s.valid_len,
+                bytes_cut: cut,
                 reason: reason.clone(),
             });
         }

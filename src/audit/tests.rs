@@ -294,3 +294,28 @@ async fn a_record_the_disk_refuses_is_an_error() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn preallocated_zeros_after_a_crash_are_padding_not_damage() {
+    let d = Dir::new("padding");
+    write(&config(&d.0), 3).await;
+    let seg = super::segment::list(&d.0).unwrap().pop().unwrap().1;
+    // What a SIGKILL leaves: records, then the zeros written ahead of them.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 5000]).unwrap();
+    drop(f);
+    assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, 3);
+    let head = write(&config(&d.0), 2).await;
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!((r.records, r.repairs.len()), (5, 0), "no repair needed");
+    // A torn record written into the zeros is cut, and only its own bytes counted.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"seq\":6,\"ts\"").unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 3000]).unwrap();
+    drop(f);
+    let head = write(&config(&d.0), 0).await;
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!(r.repairs, [6]);
+    let repair = lines(&d.0).pop().unwrap().1;
+    assert!(repair.contains(r#""bytes_cut":13"#), "{repair}");
+}

@@ -9,7 +9,7 @@
 //! not stall sessions that share its worker.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -37,6 +37,9 @@ impl std::fmt::Display for Head {
         write!(f, "{}:{}", self.seq, self.hash)
     }
 }
+
+/// Zeros written ahead of the records at a time (see [`super::segment::Lines`]).
+const PREALLOC: u64 = 1 << 20;
 
 pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
 
@@ -79,7 +82,9 @@ pub(crate) struct Writer {
     state: Arc<State>,
     metrics: Arc<Metrics>,
     file: Option<File>,
+    /// Where the records end; past it, up to `prealloc_end`, zeros.
     seg_len: u64,
+    prealloc_end: u64,
     seg_opened: Instant,
     next_seq: u64,
     prev: String,
@@ -110,9 +115,13 @@ impl Writer {
         metrics: Arc<Metrics>,
         sinks: Vec<SinkHandle>,
     ) -> Result<Writer, std::io::Error> {
-        let (file, seg_len) = match &tail.segment {
-            Some((_, path, len)) => (Some(OpenOptions::new().append(true).open(path)?), *len),
-            None => (None, 0),
+        let (file, seg_len, prealloc_end) = match &tail.segment {
+            Some((_, path, len)) => {
+                let f = OpenOptions::new().read(true).write(true).open(path)?;
+                let size = f.metadata()?.len();
+                (Some(f), *len, size.max(*len))
+            }
+            None => (None, 0, 0),
         };
         Ok(Writer {
             opts,
@@ -120,6 +129,7 @@ impl Writer {
             metrics,
             file,
             seg_len,
+            prealloc_end,
             seg_opened: Instant::now(),
             next_seq: tail.next_seq,
             prev: tail.prev,
@@ -188,6 +198,14 @@ impl Writer {
         let _ = self.commit(Vec::new(), true);
         self.send_to_sinks();
         self.export_head();
+        // Leave no padding behind on a clean stop.
+        if self.failed.is_none() {
+            if let Some(f) = &self.file {
+                if f.set_len(self.seg_len).and_then(|()| f.sync_all()).is_err() {
+                    tracing::warn!("audit store: could not trim the preallocated tail");
+                }
+            }
+        }
     }
 
     fn handle(&mut self, batch: Vec<Request>) {
@@ -284,12 +302,22 @@ impl Writer {
                 };
                 return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
             };
-            if let Err(e) = file.write_all(&self.pending) {
+            let end = self.seg_len + self.pending.len() as u64;
+            let mut written = Ok(());
+            if end > self.prealloc_end {
+                let zeros = vec![0u8; (end + PREALLOC - self.prealloc_end) as usize];
+                written = file.write_all_at(&zeros, self.prealloc_end);
+                if written.is_ok() {
+                    self.prealloc_end = end + PREALLOC;
+                }
+            }
+            if let Err(e) = written.and_then(|()| file.write_all_at(&self.pending, self.seg_len)) {
                 let e = io_err(&self.opts, "write", &e);
                 // Cut a partial write back off, so the file ends on a whole record.
                 if file.set_len(self.seg_len).is_err() {
                     self.failed = Some(format!("{e}; and the partial write could not be cut off"));
                 }
+                self.prealloc_end = self.seg_len;
                 return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
             }
             self.seg_len += self.pending.len() as u64;
@@ -354,17 +382,19 @@ impl Writer {
         if !due {
             return Ok(());
         }
-        if self.dirty {
-            if let Some(f) = &self.file {
-                f.sync_data()
-                    .map_err(|e| io_err(&self.opts, "fdatasync before rotating", &e))?;
-                self.dirty = false;
-            }
+        if let Some(f) = &self.file {
+            // The old segment is final: trim its padding and make it durable.
+            f.set_len(self.seg_len)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
+            self.dirty = false;
         }
         let path = self.opts.dir.join(segment_name(self.next_seq));
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io_err(&self.opts, &format!("create {}", path.display()), &e))?;
         // The new name must survive a crash too.
@@ -377,6 +407,7 @@ impl Writer {
             .map_err(|e| io_err(&self.opts, "stat", &e))?;
         self.file = Some(file);
         self.seg_len = len;
+        self.prealloc_end = len;
         self.seg_opened = Instant::now();
         Ok(())
     }
