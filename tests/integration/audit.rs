@@ -23,9 +23,12 @@ fn records(dir: &Path) -> Vec<Value> {
     names
         .iter()
         .flat_map(|p| {
+            // A live segment ends in preallocated zeros.
             std::fs::read_to_string(p)
                 .unwrap()
                 .lines()
+                .map(|l| l.trim_end_matches('\0'))
+                .filter(|l| !l.is_empty())
                 .map(|l| serde_json::from_str::<Value>(l).expect("a JSON record"))
                 .collect::<Vec<_>>()
         })
