@@ -319,3 +319,77 @@ async fn preallocated_zeros_after_a_crash_are_padding_not_damage() {
     let repair = lines(&d.0).pop().unwrap().1;
     assert!(repair.contains(r#""bytes_cut":13"#), "{repair}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_sink_gets_the_records_and_the_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = c.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    if body.len() >= len {
+                        assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+                        break body.to_owned();
+                    }
+                }
+                assert!(n > 0, "request cut short");
+            };
+            let batch: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            seen2.lock().unwrap().extend(batch);
+            let _ = c
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let d = Dir::new("webhook");
+    let mut cfg = config(&d.0);
+    cfg.sinks = vec![crate::config::AuditSink::Webhook {
+        url: crate::config::Secret::new(url),
+    }];
+    let metrics = Arc::new(Metrics::default());
+    let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
+    for i in 1..=3 {
+        audit.append(None, &stmt(i)).await.unwrap();
+    }
+    let head = audit.flush().await.unwrap().unwrap();
+    let t0 = std::time::Instant::now();
+    while !seen.lock().unwrap().iter().any(|v| v["type"] == "head") {
+        assert!(t0.elapsed().as_secs() < 10, "no head arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter(|v| v["type"] == "statement")
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let h = got.iter().find(|v| v["type"] == "head").unwrap();
+    assert_eq!(h["seq"], head.seq);
+    assert_eq!(h["hash"], head.hash.as_str());
+    audit.shutdown().await;
+    assert_eq!(
+        metrics
+            .audit_sink_lag
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}

@@ -162,18 +162,23 @@ impl Writer {
         loop {
             let batch_mode = self.opts.durability == AuditDurability::Batch;
             let mut batch = Vec::new();
+            // Batch mode always syncs on its interval; fsync mode when records nobody
+            // waited for have been written and the interval passed without a waiter.
+            let mut tick = batch_mode;
             let next_head = self.last_head + self.opts.head_interval;
             if batch_mode {
                 // Wake on the interval, not per record: a session's enqueue costs no
                 // thread wake-up at all.
                 tokio::time::sleep(self.opts.flush_interval).await;
             } else {
+                let dirty = self.dirty;
                 tokio::select! {
                     m = rx.recv() => match m {
                         Some(m) => batch.push(m),
                         None => break,
                     },
                     _ = tokio::time::sleep_until(next_head.into()) => {}
+                    _ = tokio::time::sleep(self.opts.flush_interval), if dirty => tick = true,
                 }
             }
             let mut closed = false;
@@ -187,7 +192,7 @@ impl Writer {
                     }
                 }
             }
-            self.handle(batch);
+            self.handle(batch, tick);
             if self.last_head.elapsed() >= self.opts.head_interval {
                 self.export_head();
             }
@@ -208,7 +213,7 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, batch: Vec<Request>) {
+    fn handle(&mut self, batch: Vec<Request>, tick: bool) {
         let mut records = Vec::with_capacity(batch.len());
         let mut acks = Vec::new();
         let mut flushes = Vec::new();
@@ -225,14 +230,16 @@ impl Writer {
                 Request::CloseSinks => close_sinks = true,
             }
         }
-        let sync = self.opts.durability == AuditDurability::Fsync || !flushes.is_empty();
-        let result = if records.is_empty() && !sync && self.pending.is_empty() && !self.dirty {
+        // In fsync mode only a record somebody waits on needs an fdatasync now; the
+        // others (completions, session ends) are written and ride along with the next
+        // one, or the interval tick. Syncing them at once would put a useless fsync in
+        // front of every waiting statement.
+        let sync = tick || !flushes.is_empty() || !acks.is_empty();
+        let idle = records.is_empty() && self.pending.is_empty() && !self.dirty;
+        let result = if idle && flushes.is_empty() {
             Ok(())
         } else {
-            self.commit(
-                records,
-                sync || self.opts.durability == AuditDurability::Batch,
-            )
+            self.commit(records, sync)
         };
         for a in acks {
             let _ = a.send(result.clone());
