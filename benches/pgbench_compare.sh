@@ -16,7 +16,8 @@
 #   WARMUP          seconds of warm-up per target before round 1, default 2 (0 = none)
 #   PGMOAT_AUDIT_MODES  e.g. "fsync batch": one more pgmoat per mode, with an audit
 #                   store under the temp dir, as targets pgmoat-fsync / pgmoat-batch
-#   WORKLOADS       subset of "select-simple select-prepared latency-1c" (default all)
+#   WORKLOADS       subset of "select-simple select-prepared latency-1c" (default all);
+#                   also select-simple-c32 (32 clients: how group commit scales)
 #
 # What it does: starts a throwaway Postgres 15 cluster (SCRAM auth, 127.0.0.1 on a
 # free port, no unix socket, fsync=off), a pgbouncer in session-pooling mode and
@@ -323,6 +324,7 @@ workload_args() {
         select-simple) echo "-n -S -M simple -c 8 -j 2" ;;
         select-prepared) echo "-n -S -M prepared -c 8 -j 2" ;;
         latency-1c) echo "-n -S -M simple -c 1 -j 1" ;;
+        select-simple-c32) echo "-n -S -M simple -c 32 -j 2" ;;
     esac
 }
 WORKLOADS=${WORKLOADS:-"select-simple select-prepared latency-1c"}
