@@ -23,6 +23,7 @@ pub struct Metrics {
     pub audit_records: AtomicU64,
     pub audit_write_failures: AtomicU64,
     pub audit_fsyncs: AtomicU64,
+    pub audit_fsync_micros: AtomicU64,
     pub audit_sink_lag: AtomicI64,
     pub audit_sink_dropped: AtomicU64,
 }
@@ -150,6 +151,12 @@ impl Metrics {
             "counter",
             "fdatasync calls on the audit store (one covers many records).",
             &[("", g(&self.audit_fsyncs))],
+        );
+        metric(
+            "pgmoat_audit_fsync_microseconds_total",
+            "counter",
+            "Time spent in fdatasync on the audit store (divide by fsyncs for the mean).",
+            &[("", g(&self.audit_fsync_micros))],
         );
         metric(
             "pgmoat_audit_sink_lag",

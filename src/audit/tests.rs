@@ -252,6 +252,7 @@ async fn group_commit_covers_concurrent_appends_with_few_fsyncs() {
         r.unwrap();
     }
     let fsyncs = audit.fsyncs() - before;
+    eprintln!("group commit: {n} appends, {fsyncs} fsyncs");
     // Every append resolved only after an fsync covering it, and one fsync covered many.
     assert!(
         fsyncs >= 1 && fsyncs <= n / 10,

@@ -333,7 +333,12 @@ impl Writer {
         }
         if sync && self.dirty {
             if let Some(file) = &self.file {
-                if let Err(e) = file.sync_data() {
+                let t0 = Instant::now();
+                let synced = file.sync_data();
+                self.metrics
+                    .audit_fsync_micros
+                    .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+                if let Err(e) = synced {
                     // After a failed fsync the kernel may have dropped the pages: what
                     // is on disk is unknown, so stop accepting (fail closed).
                     let e = io_err(&self.opts, "fdatasync", &e);
