@@ -252,11 +252,8 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
                     println!("note: environment variable {var} is not set here; `pgmoat serve` will need it");
                 }
                 if let Some(a) = &c.audit {
-                    println!(
-                        "audit: store {} ({:?} durability)",
-                        a.dir.display(),
-                        a.durability
-                    );
+                    let mode = format!("{:?}", a.durability).to_lowercase();
+                    println!("audit: store {} ({mode} durability)", a.dir.display());
                 }
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
