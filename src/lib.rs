@@ -36,11 +36,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod explain;
+pub mod mask;
 pub mod metrics;
 pub mod net;
 pub mod policy;

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub queries_extended: AtomicU64,
     pub server_errors: AtomicU64,
     pub messages_blocked: AtomicU64,
+    pub values_masked: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub cancel_requests: AtomicU64,
     /// Audit: records formatted, write/fsync failures, fdatasyncs, and sink copies
@@ -121,6 +122,12 @@ impl Metrics {
             "counter",
             "Client messages refused by pgmoat.",
             &[("", g(&self.messages_blocked))],
+        );
+        metric(
+            "pgmoat_masked_values_total",
+            "counter",
+            "Result values masked (column masks and detectors).",
+            &[("", g(&self.values_masked))],
         );
         metric(
             "pgmoat_protocol_errors_total",

@@ -372,6 +372,11 @@ pub async fn run(
         include_str!("../rules/baseline.yaml"),
     )
     .map_err(|e| setup(e.to_string()))?;
+    std::fs::write(
+        rules_dir.join("masks.yaml"),
+        include_str!("../rules/masks.yaml"),
+    )
+    .map_err(|e| setup(e.to_string()))?;
     let yaml = format!(
         "listen: 127.0.0.1:{port}
 rules: rules/
@@ -424,7 +429,8 @@ Connect as the demo agent. Its password is pgmoat's; the database password never
 
 Try:
 
-  {psql} -c \"SELECT name, email, ssn FROM users LIMIT 3\"
+  {psql} -c \"SELECT name, email, ssn, card_number FROM users LIMIT 3\"
+      (masked by rules/masks.yaml: ***-**-6789, j***@example.com; try aliases, upper(ssn), row_to_json(u))
   {psql} -c \"DELETE FROM users\"
       (blocked by rule \"no-unbounded-writes\": the baseline rules in rules/baseline.yaml are loaded)
   {psql} -c \"DROP TABLE users\"

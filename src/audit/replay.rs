@@ -240,9 +240,11 @@ fn completed_lines(ts: &str, c: &Completed) -> String {
                 .collect();
             format!("      {}\n", padded.join(" | ").trim_end())
         };
-        out.push_str(&fmt_row(c.columns.clone()));
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        let _ = writeln!(out, "      {}", rule.join("-+-"));
+        if !c.columns.is_empty() {
+            out.push_str(&fmt_row(c.columns.clone()));
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "      {}", rule.join("-+-"));
+        }
         for row in &c.recorded_rows {
             out.push_str(&fmt_row(row.iter().map(cell).collect()));
         }

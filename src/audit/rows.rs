@@ -56,8 +56,20 @@ impl RowRecorder {
         self.binary = binary;
     }
 
-    /// A whole DataRow message.
+    /// No more rows will be kept for this result.
+    pub fn full(&self) -> bool {
+        self.rows.len() >= self.limit
+    }
+
+    /// A whole DataRow message, in the formats its RowDescription said.
     pub fn data_row(&mut self, msg: &[u8]) {
+        self.data_row_in(msg, None)
+    }
+
+    /// A whole DataRow message. `formats` are the result format codes Bind asked for
+    /// (extended protocol: a statement's RowDescription says "text" before they are
+    /// known); none means all text, one applies to every column.
+    pub fn data_row_in(&mut self, msg: &[u8], formats: Option<&[i16]>) {
         if self.rows.len() >= self.limit {
             self.truncated = self.truncated || self.limit > 0;
             return;
@@ -77,7 +89,13 @@ impl RowRecorder {
                 return;
             };
             at += len as usize;
-            row.push(if self.binary.get(i).copied().unwrap_or(false) {
+            let binary = match formats {
+                None => self.binary.get(i).copied().unwrap_or(false),
+                Some([]) => false,
+                Some([one]) => *one == 1,
+                Some(per) => per.get(i).is_none_or(|f| *f == 1),
+            };
+            row.push(if binary {
                 Value::String(format!("\\x{}", hex(v)))
             } else {
                 Value::String(String::from_utf8_lossy(v).into_owned())

@@ -54,6 +54,9 @@ struct Pending {
     rows: Option<u64>,
     command: Option<String>,
     error: Option<StatementError>,
+    /// Extended protocol: the result formats Bind asked for (`[1]`, all binary, when
+    /// the Bind was not seen whole: kept rows are then hex, never misread).
+    formats: Option<Vec<i16>>,
 }
 
 pub struct SessionAudit {
@@ -61,7 +64,7 @@ pub struct SessionAudit {
     id: Arc<str>,
     statements: u64,
     prepared: HashMap<Vec<u8>, (u64, bool)>,
-    portals: HashMap<Vec<u8>, (u64, bool)>,
+    portals: HashMap<Vec<u8>, (u64, bool, Vec<i16>)>,
     pending: VecDeque<Pending>,
     rfq: u64,
     rows: Option<RowRecorder>,
@@ -70,6 +73,25 @@ pub struct SessionAudit {
 fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = b.iter().position(|&c| c == 0)?;
     Some((&b[..end], &b[end + 1..]))
+}
+
+/// The result format codes at the end of a Bind body (after the two names); None
+/// when the body is cut short.
+fn bind_result_formats(mut b: &[u8]) -> Option<Vec<i16>> {
+    fn i16_at(b: &mut &[u8]) -> Option<i16> {
+        let v = i16::from_be_bytes(b.get(..2)?.try_into().ok()?);
+        *b = &b[2..];
+        Some(v)
+    }
+    let n = i16_at(&mut b)?;
+    b = b.get(2 * n.max(0) as usize..)?;
+    let params = i16_at(&mut b)?;
+    for _ in 0..params.max(0) {
+        let len = i32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+        b = b.get(4 + len.max(0) as usize..)?;
+    }
+    let n = i16_at(&mut b)?;
+    (0..n.max(0)).map(|_| i16_at(&mut b)).collect()
 }
 
 /// Rows from a CommandComplete tag: the last word of `SELECT 3`, `INSERT 0 5`, ...
@@ -145,24 +167,35 @@ impl SessionAudit {
         self.push(statement, due, true, refused);
     }
 
-    /// A Bind went upstream (only its start is needed: portal and statement names).
+    /// A Bind went upstream: portal and statement names, and (when `body` is the
+    /// whole message) the result formats.
     pub fn bind(&mut self, body: &[u8]) {
         let Some((portal, rest)) = cstr(body) else {
             return;
         };
-        let Some((stmt, _)) = cstr(rest) else { return };
-        let target = self.prepared.get(stmt).copied().unwrap_or((0, false));
+        let Some((stmt, rest)) = cstr(rest) else {
+            return;
+        };
+        let (n, refused) = self.prepared.get(stmt).copied().unwrap_or((0, false));
         if self.portals.len() >= MAX_NAMES {
             self.portals.clear();
         }
-        self.portals.insert(portal.to_vec(), target);
+        let formats = bind_result_formats(rest).unwrap_or_else(|| vec![1]);
+        self.portals.insert(portal.to_vec(), (n, refused, formats));
     }
 
     /// An Execute went upstream; its cycle ends at ReadyForQuery number `due`.
     pub fn execute(&mut self, body: &[u8], due: u64) {
         let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
-        let (n, refused) = self.portals.get(portal).copied().unwrap_or((0, false));
+        let (n, refused, formats) =
+            self.portals
+                .get(portal)
+                .cloned()
+                .unwrap_or((0, false, vec![1]));
         self.push(n, due, false, refused);
+        if let Some(p) = self.pending.back_mut() {
+            p.formats = Some(formats);
+        }
     }
 
     fn push(&mut self, statement: u64, due: u64, simple: bool, refused: bool) {
@@ -175,12 +208,26 @@ impl SessionAudit {
             rows: None,
             command: None,
             error: None,
+            formats: None,
         });
     }
 
     /// Server messages the tracker must see whole (all small, except rows when kept).
     pub fn wants(&self, tag: u8) -> bool {
         matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z')
+    }
+
+    /// RowDescription and DataRow are wanted whole while rows are being kept for the
+    /// oldest pending statement (past `record_rows`, rows stream untouched again).
+    pub fn wants_rows(&self, tag: u8) -> bool {
+        let Some(rec) = &self.rows else { return false };
+        let front = self.pending.front();
+        match tag {
+            // Also a statement Describe's, before its Execute: it names the columns.
+            b'T' => front.is_none_or(|p| !p.refused),
+            b'D' => front.is_some_and(|p| !p.refused) && !rec.full(),
+            _ => false,
+        }
     }
 
     /// The hook for kept result rows: RowDescription ('T') and DataRow ('D') messages
@@ -190,12 +237,14 @@ impl SessionAudit {
         let Some(rec) = self.rows.as_mut() else {
             return;
         };
-        if self.pending.front().is_none_or(|p| p.refused) {
-            return;
-        }
+        let front = self.pending.front();
         match msg.first() {
-            Some(b'T') => rec.row_description(msg),
-            Some(b'D') => rec.data_row(msg),
+            Some(b'T') if front.is_none_or(|p| !p.refused) => rec.row_description(msg),
+            Some(b'D') => {
+                if let Some(p) = front.filter(|p| !p.refused) {
+                    rec.data_row_in(msg, p.formats.as_deref());
+                }
+            }
             _ => {}
         }
     }
@@ -262,6 +311,15 @@ impl SessionAudit {
         if p.refused {
             return Ok(());
         }
+        // Columns alone (a Describe whose statement returned nothing here) say nothing.
+        let columns = if recorded_rows.is_empty() {
+            Vec::new()
+        } else {
+            columns
+        };
+        // Rows past the limit stream by unseen; the tag's count says they were there.
+        let rows_truncated = rows_truncated
+            || (!columns.is_empty() && p.rows.is_some_and(|r| r as usize > recorded_rows.len()));
         let event = Event::Statement(Statement::Completed(Completed {
             statement: p.statement,
             duration_ms: (p.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
@@ -288,6 +346,16 @@ impl SessionAudit {
 #[cfg(test)]
 mod tests {
     use super::tag_rows;
+
+    #[test]
+    fn bind_formats() {
+        // portal "", statement "s1" already cut off; 1 param format (binary), 1 param
+        // of 2 bytes, 2 result formats: text, binary.
+        let mut b = vec![0, 1, 0, 1, 0, 1, 0, 0, 0, 2, 7, 7, 0, 2, 0, 0, 0, 1];
+        assert_eq!(super::bind_result_formats(&b), Some(vec![0, 1]));
+        b.truncate(12);
+        assert_eq!(super::bind_result_formats(&b), None);
+    }
 
     #[test]
     fn rows_from_tags() {

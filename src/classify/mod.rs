@@ -7,6 +7,7 @@
 //! statement never reaches libpg_query again.
 
 mod facts;
+pub mod lineage;
 mod plpgsql;
 mod tautology;
 mod walk;
@@ -146,10 +147,8 @@ pub fn merge(into: &mut Facts, from: Facts) {
     }
 }
 
-type Job = (
-    String,
-    tokio::sync::oneshot::Sender<Result<Arc<Classified>, ClassifyError>>,
-);
+/// Work for a parse thread (anything that runs libpg_query or walks its deep trees).
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Statements up to this size get a literal-insensitive cache key (scanning is cheap,
 /// but not free, and runs on the session's own thread).
@@ -293,8 +292,8 @@ impl Classifier {
                         let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
                         guard.recv()
                     };
-                    let Ok((sql, reply)) = job else { return };
-                    let _ = reply.send(classify_now(&sql).map(Arc::new));
+                    let Ok(job) = job else { return };
+                    job();
                 });
             if let Err(e) = spawned {
                 tracing::error!("cannot start a parse thread: {e}");
@@ -306,6 +305,22 @@ impl Classifier {
             jobs: Mutex::new(tx),
             max_bytes,
         })
+    }
+
+    /// Run `f` on a parse thread (large stack) and wait for its result.
+    pub async fn on_parse_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ClassifyError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| ClassifyError::Unavailable)?;
+        }
+        rx.await.map_err(|_| ClassifyError::Unavailable)
     }
 
     /// The cached result for this text, by exact text or by shape; never parses.
@@ -345,13 +360,10 @@ impl Classifier {
         if let Some(hit) = hit {
             return Ok(hit);
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            jobs.send((sql.to_owned(), tx))
-                .map_err(|_| ClassifyError::Unavailable)?;
-        }
-        let result = rx.await.map_err(|_| ClassifyError::Unavailable)?;
+        let owned = sql.to_owned();
+        let result = self
+            .on_parse_thread(move || classify_now(&owned).map(Arc::new))
+            .await?;
         if let Ok(c) = &result {
             let (map, k): (&Cache, Box<str>) = match key {
                 Some(k) if !c.literal_sensitive => (&self.shapes, k.into()),

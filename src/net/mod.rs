@@ -131,6 +131,7 @@ impl Gateway {
             classifier,
             catalogs,
             audit,
+            masks: Default::default(),
             config: Arc::new(config),
         });
         Ok(Gateway {

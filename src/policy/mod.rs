@@ -4,7 +4,7 @@
 //! any item does; `unless` exempts. Over the statements of a message the strictest
 //! action wins (block > approve > allow); a statement no rule matched gets `default`.
 
-mod glob;
+pub mod glob;
 mod raw;
 pub mod reload;
 
@@ -189,7 +189,21 @@ pub struct MaskRule {
     pub id: String,
     pub columns: Vec<Glob>,
     pub method: String,
+    pub keep_last: Option<u32>,
+    pub hash_key_env: Option<String>,
     when: Option<Cond>,
+    unless: Option<Cond>,
+}
+
+/// A content detector (`detect:`).
+#[derive(Debug, Clone)]
+pub struct DetectRule {
+    pub id: String,
+    pub kind: String,
+    pub method: String,
+    pub keep_last: Option<u32>,
+    pub pattern: Option<String>,
+    pub hash_key_env: Option<String>,
     unless: Option<Cond>,
 }
 
@@ -199,6 +213,7 @@ pub struct RuleSet {
     pub default: Action,
     pub rules: Vec<Rule>,
     pub masks: Vec<MaskRule>,
+    pub detectors: Vec<DetectRule>,
     pub files: Vec<PathBuf>,
 }
 
@@ -222,6 +237,7 @@ impl RuleSet {
             default: Action::Allow,
             rules: Vec::new(),
             masks: Vec::new(),
+            detectors: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -302,6 +318,14 @@ impl RuleSet {
             .collect()
     }
 
+    /// Detectors that apply to this subject.
+    pub fn detectors_for(&self, who: &Subject<'_>) -> Vec<&DetectRule> {
+        self.detectors
+            .iter()
+            .filter(|d| !d.unless.as_ref().is_some_and(|c| c.matches_subject(who)))
+            .collect()
+    }
+
     /// Load a file, or every `*.yaml`/`*.yml` file in a directory (sorted by name).
     pub fn load(path: &Path) -> Result<RuleSet, Vec<String>> {
         let files = rule_files(path).map_err(|e| vec![e])?;
@@ -324,6 +348,7 @@ impl RuleSet {
         let mut default: Option<(Action, String)> = None;
         let mut rules = Vec::new();
         let mut masks = Vec::new();
+        let mut detectors = Vec::new();
         let mut ids = HashSet::new();
         for (name, text) in sources {
             let raw: RawFile = match serde_saphyr::from_str(text) {
@@ -381,7 +406,7 @@ impl RuleSet {
             }
             for d in raw.detect {
                 if fresh(&mut c, &d.id) {
-                    c.detect(&d);
+                    detectors.extend(c.detect(d));
                 }
             }
         }
@@ -392,6 +417,7 @@ impl RuleSet {
             default: default.map(|(a, _)| a).unwrap_or(Action::Allow),
             rules,
             masks,
+            detectors,
             files: Vec::new(),
         })
     }
@@ -602,6 +628,8 @@ impl Compiler<'_> {
             id: m.id,
             columns,
             method: m.method,
+            keep_last: m.keep_last,
+            hash_key_env: m.hash_key_env,
             when,
             unless,
         })
@@ -628,7 +656,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn detect(&mut self, d: &raw::RawDetect) {
+    fn detect(&mut self, d: raw::RawDetect) -> Option<DetectRule> {
         if !DETECT_KINDS.contains(&d.kind.as_str()) {
             self.err(&d.id, &format!("unknown detector kind {:?}", d.kind));
         }
@@ -648,9 +676,16 @@ impl Compiler<'_> {
             (_, Some(_)) => self.err(&d.id, "pattern only applies to kind regex"),
             _ => {}
         }
-        if let Some(u) = &d.unless {
-            let _ = self.cond(&d.id, u);
-        }
+        let unless = d.unless.as_ref().map(|u| self.cond(&d.id, u));
+        Some(DetectRule {
+            id: d.id,
+            kind: d.kind,
+            method: d.method,
+            keep_last: d.keep_last,
+            pattern: d.pattern,
+            hash_key_env: d.hash_key_env,
+            unless,
+        })
     }
 }
 

@@ -39,9 +39,39 @@ const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
      WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')";
 
+/// Every user relation's columns, for masking (views with their definitions).
+const RELATIONS: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
+     CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+     ORDER BY c.oid, a.attnum";
+/// Types whose values a masked string can stand in for.
+const TEXT_TYPES: &str =
+    "SELECT oid FROM pg_catalog.pg_type WHERE typcategory = 'S' AND typname <> 'char'";
+
+/// A user relation (table, view, materialized view, foreign table).
+#[derive(Debug, Clone)]
+pub struct RelInfo {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    /// `r`, `p`, `v`, `m` or `f`.
+    pub kind: u8,
+    /// (attnum, name, type oid), in attnum order.
+    pub columns: Vec<(i16, String, u32)>,
+    pub view_definition: Option<String>,
+}
+
 /// One target's user-defined objects.
 #[derive(Debug, Default)]
 pub struct Catalog {
+    /// User relations and their columns.
+    pub relations: Vec<RelInfo>,
+    /// Type OIDs of string types (text, varchar, bpchar, name, citext, ...).
+    pub text_types: std::collections::HashSet<u32>,
     /// Operator name (bare and `schema.name`) -> functions behind it.
     operators: HashMap<String, Vec<String>>,
     /// Target type name -> cast functions.
@@ -57,6 +87,11 @@ fn lower(s: &str) -> String {
 }
 
 impl Catalog {
+    /// What a user function's body does (by `schema.name` or bare name, any case).
+    pub fn function_facts(&self, name: &str) -> Option<&Facts> {
+        self.functions.get(lower(name).as_str())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.operators.is_empty()
             && self.casts.is_empty()
@@ -138,6 +173,37 @@ fn classify_bodies(items: Vec<(String, String)>) -> Vec<(String, Option<Facts>)>
         .unwrap_or_default()
 }
 
+fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
+    let mut out: Vec<RelInfo> = Vec::new();
+    for r in rows {
+        let [Some(oid), Some(schema), Some(name), Some(kind), Some(attnum), Some(att), Some(ty), def] =
+            r.as_slice()
+        else {
+            continue;
+        };
+        let (Ok(oid), Ok(attnum), Ok(ty)) = (oid.parse(), attnum.parse(), ty.parse()) else {
+            continue;
+        };
+        if out.last().is_none_or(|l| l.oid != oid) {
+            out.push(RelInfo {
+                oid,
+                schema: schema.clone(),
+                name: name.clone(),
+                kind: kind.bytes().next().unwrap_or(b'r'),
+                columns: Vec::new(),
+                view_definition: None,
+            });
+        }
+        if let Some(l) = out.last_mut() {
+            l.columns.push((attnum, att.clone(), ty));
+            if def.is_some() {
+                l.view_definition = def.clone();
+            }
+        }
+    }
+    out
+}
+
 async fn load(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -151,8 +217,8 @@ async fn load(
         .await
         .map_err(|e| e.to_string())?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
-    let mut results = Vec::with_capacity(4);
-    for sql in [OPERATORS, CASTS, DOMAINS, FUNCTIONS] {
+    let mut results = Vec::with_capacity(6);
+    for sql in [OPERATORS, CASTS, DOMAINS, FUNCTIONS, RELATIONS, TEXT_TYPES] {
         results.push(
             upstream::simple_query(&mut stream, &mut buf, sql)
                 .await
@@ -166,8 +232,19 @@ async fn load(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
+    let (rels, text_types) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+    );
     let _ = upstream::terminate(&mut stream).await;
-    let mut cat = Catalog::default();
+    let mut cat = Catalog {
+        relations: relations_of(rels),
+        text_types: text_types
+            .into_iter()
+            .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
+            .collect(),
+        ..Catalog::default()
+    };
     for r in ops {
         if let [Some(op), Some(schema), Some(func)] = r.as_slice() {
             cat.operators
@@ -250,6 +327,7 @@ pub struct CatalogCache {
     timeout: Duration,
     current: tokio::sync::Mutex<Option<Arc<Catalog>>>,
     stale: AtomicBool,
+    last_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl CatalogCache {
@@ -264,11 +342,23 @@ impl CatalogCache {
             timeout,
             current: tokio::sync::Mutex::new(None),
             stale: AtomicBool::new(false),
+            last_miss: std::sync::Mutex::new(None),
         }
     }
 
     pub fn mark_stale(&self) {
         self.stale.store(true, Relaxed);
+    }
+
+    /// A statement named a relation the catalog does not know: read it again, but
+    /// not more often than every few seconds (a typo must not reload it per query).
+    pub fn mark_stale_soon(&self) {
+        let now = std::time::Instant::now();
+        let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5)) {
+            *last = Some(now);
+            self.stale.store(true, Relaxed);
+        }
     }
 
     pub async fn get(&self) -> Result<Arc<Catalog>, String> {

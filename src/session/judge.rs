@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use std::collections::HashMap;
+
 use crate::auth::Identity;
+use crate::classify::lineage::Lineage;
 use crate::classify::{Classifier, ClassifyError};
+use crate::mask::Masking;
 use crate::policy::reload::RulesHandle;
 use crate::policy::{Action, Subject};
 use crate::protocol::backend::{self, ErrorFields, Severity};
@@ -22,34 +26,77 @@ pub struct Judge {
     /// rules let through); from then on unqualified tables could be in any schema.
     pub search_path_changed: std::sync::atomic::AtomicBool,
     pub catalog: Arc<super::catalog::CatalogCache>,
+    /// Compiled masks, shared by every session with the same masks on this target.
+    pub masks: Arc<MaskCache>,
+    /// This session's masks, for the rules and catalog they were compiled from.
+    pub masking: std::sync::Mutex<Option<MaskingFor>>,
+}
+
+/// A compiled [`Masking`] (or none) and what it was compiled from.
+pub struct MaskingFor {
+    rules: Arc<crate::policy::RuleSet>,
+    catalog: Arc<super::catalog::Catalog>,
+    masking: Option<Arc<Masking>>,
+}
+
+/// Compiled masks by target, rules, catalog and the identity's mask set.
+#[derive(Default)]
+pub struct MaskCache {
+    // The key's pointers stay valid: each entry holds its rules and catalog.
+    entries: std::sync::Mutex<HashMap<String, MaskingForShared>>,
+}
+
+struct MaskingForShared {
+    _rules: Arc<crate::policy::RuleSet>,
+    masking: Option<Arc<Masking>>,
+}
+
+const MASK_CACHE_MAX: usize = 256;
+
+/// What the judge found: the refusal, if any, and for masking the lineage of the
+/// message's statements (None when nothing masked can be involved).
+pub struct Judged {
+    pub refusal: Option<Refusal>,
+    pub masking: Option<Arc<Masking>>,
+    pub lineage: Option<Arc<Vec<Lineage>>>,
+    pub statements: usize,
+    /// What the audit record of the message says.
+    pub facts: crate::audit::StatementFacts,
+}
+
+impl Judged {
+    fn refused(r: Refusal) -> Judged {
+        let facts = crate::audit::StatementFacts {
+            action: "block",
+            rules: vec![r.rule.clone()],
+            ..Default::default()
+        };
+        Judged {
+            refusal: Some(r),
+            masking: None,
+            lineage: None,
+            statements: 1,
+            facts,
+        }
+    }
+
+    /// Attach the decision's facts; a refusal by a mask makes an allowed one a block.
+    fn with_facts(mut self, mut facts: crate::audit::StatementFacts) -> Judged {
+        if let Some(r) = &self.refusal {
+            if facts.action == "allow" {
+                facts.action = "block";
+                facts.rules.insert(0, r.rule.clone());
+            }
+        }
+        self.facts = facts;
+        self
+    }
 }
 
 /// A refusal: the ErrorResponse to send, and a line for the log.
 pub struct Refusal {
     pub response: BytesMut,
     pub rule: String,
-}
-
-/// What the judge decided, and the facts the audit record holds.
-pub struct Judged {
-    /// None: let it run.
-    pub refusal: Option<Refusal>,
-    pub facts: crate::audit::StatementFacts,
-}
-
-impl Judged {
-    /// Refused before any rule could look (not UTF-8, unparseable, no catalog).
-    fn early(refusal: Refusal) -> Judged {
-        let facts = crate::audit::StatementFacts {
-            action: "block",
-            rules: vec![refusal.rule.clone()],
-            ..Default::default()
-        };
-        Judged {
-            refusal: Some(refusal),
-            facts,
-        }
-    }
 }
 
 /// An ErrorResponse (severity ERROR) for the client.
@@ -64,10 +111,10 @@ pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
 }
 
 impl Judge {
-    /// Decide on one message's SQL.
+    /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
         let Ok(sql) = std::str::from_utf8(sql) else {
-            return Judged::early(Refusal {
+            return Judged::refused(Refusal {
                 response: error(
                     sqlstate::SYNTAX_ERROR,
                     "pgmoat: the statement is not valid UTF-8",
@@ -84,7 +131,7 @@ impl Judge {
                     ClassifyError::Parse(_) => sqlstate::SYNTAX_ERROR,
                     ClassifyError::Unavailable => sqlstate::INTERNAL_ERROR,
                 };
-                return Judged::early(Refusal {
+                return Judged::refused(Refusal {
                     response: error(code, &format!("pgmoat: {e}"), None),
                     rule: "unparseable".into(),
                 });
@@ -94,7 +141,7 @@ impl Judge {
         let catalog = match self.catalog.get().await {
             Ok(c) => c,
             Err(e) => {
-                return Judged::early(Refusal {
+                return Judged::refused(Refusal {
                     response: error(
                         sqlstate::INTERNAL_ERROR,
                         &format!(
@@ -151,6 +198,7 @@ impl Judge {
                 self.search_path_changed.store(true, Relaxed);
             }
         }
+        let audit_facts = audit_facts(statements, &decision);
         let facts = decision
             .statement
             .and_then(|i| statements.get(i).map(|f| (i, f)));
@@ -161,13 +209,12 @@ impl Judge {
                 f.summary()
             }
         });
-        let facts = audit_facts(statements, &decision);
         let message = match decision.action {
             Action::Allow => {
-                return Judged {
-                    refusal: None,
-                    facts,
-                }
+                return self
+                    .masks_for(sql, statements, &rules, &catalog)
+                    .await
+                    .with_facts(audit_facts)
             }
             Action::Block if decision.description.is_empty() => {
                 format!("pgmoat: blocked by rule \"{}\"", decision.deciding_rule)
@@ -183,16 +230,196 @@ impl Judge {
                 decision.deciding_rule
             ),
         };
+        Judged::refused(Refusal {
+            response: error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                &message,
+                detail.as_deref(),
+            ),
+            rule: decision.deciding_rule,
+        })
+        .with_facts(audit_facts)
+    }
+
+    /// The session's masks for these rules and this catalog, compiled once per
+    /// identity's mask set and shared.
+    fn masking(
+        &self,
+        rules: &Arc<crate::policy::RuleSet>,
+        catalog: &Arc<super::catalog::Catalog>,
+    ) -> Option<Arc<Masking>> {
+        let mut mine = self.masking.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mine.as_ref() {
+            if Arc::ptr_eq(&m.rules, rules) && Arc::ptr_eq(&m.catalog, catalog) {
+                return m.masking.clone();
+            }
+        }
+        let subject = self.subject();
+        let ids: Vec<&str> = rules
+            .masks_for(&subject)
+            .iter()
+            .map(|m| m.id.as_str())
+            .chain(rules.detectors_for(&subject).iter().map(|d| d.id.as_str()))
+            .collect();
+        let masking = if ids.is_empty() {
+            None
+        } else {
+            let key = format!(
+                "{}|{:p}|{:p}|{}",
+                self.target,
+                Arc::as_ptr(rules),
+                Arc::as_ptr(catalog),
+                ids.join(",")
+            );
+            let mut shared = self.masks.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = shared.get(&key) {
+                e.masking.clone()
+            } else {
+                let built = Masking::build(rules, &subject, Arc::clone(catalog)).map(Arc::new);
+                if shared.len() >= MASK_CACHE_MAX {
+                    shared.clear();
+                }
+                shared.insert(
+                    key,
+                    MaskingForShared {
+                        _rules: Arc::clone(rules),
+                        masking: built.clone(),
+                    },
+                );
+                built
+            }
+        };
+        *mine = Some(MaskingFor {
+            rules: Arc::clone(rules),
+            catalog: Arc::clone(catalog),
+            masking: masking.clone(),
+        });
+        masking
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            user: &self.identity.name,
+            groups: &self.identity.groups,
+            target: &self.target,
+            search_path_changed: self.search_path_changed.load(Relaxed),
+        }
+    }
+
+    /// For an allowed message: its lineage when masked values may be involved, and a
+    /// refusal when it would move them somewhere unmasked.
+    async fn masks_for(
+        &self,
+        sql: &str,
+        statements: &[crate::classify::Facts],
+        rules: &Arc<crate::policy::RuleSet>,
+        catalog: &Arc<super::catalog::Catalog>,
+    ) -> Judged {
+        let n = statements.len().max(1);
+        let Some(m) = self.masking(rules, catalog) else {
+            return Judged {
+                refusal: None,
+                masking: None,
+                lineage: None,
+                statements: n,
+                facts: Default::default(),
+            };
+        };
+        let path_changed = self.search_path_changed.load(Relaxed);
+        let copies = m.detectors.is_some()
+            && statements
+                .iter()
+                .any(|f| f.kinds.contains(&crate::classify::Kind::CopyTo));
+        let need = copies || statements.iter().any(|f| m.may_touch(f, path_changed));
+        if !need {
+            return Judged {
+                refusal: None,
+                masking: Some(m),
+                lineage: None,
+                statements: n,
+                facts: Default::default(),
+            };
+        }
+        let lineage = match m.lineage_cached(sql) {
+            Some(l) => l,
+            None => {
+                let (engine, text) = (Arc::clone(&m), sql.to_owned());
+                match self
+                    .classifier
+                    .on_parse_thread(move || engine.lineage_now(&text))
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return Judged::refused(Refusal {
+                            response: error(
+                                sqlstate::INTERNAL_ERROR,
+                                &format!("pgmoat: {e}"),
+                                None,
+                            ),
+                            rule: "lineage".into(),
+                        })
+                    }
+                }
+            }
+        };
+        if lineage.iter().any(|l| l.unknown_relation) {
+            self.catalog.mark_stale_soon();
+        }
+        // Code the lineage does not follow (DO blocks, procedures, bodies pgmoat cannot
+        // analyse) may read masked columns and RAISE them: its messages are scrubbed.
+        let opaque: Vec<usize> = statements
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                (f.unanalysable.is_some()
+                    || f.kinds.contains(&crate::classify::Kind::Do)
+                    || f.kinds.contains(&crate::classify::Kind::Call))
+                    && m.may_touch(f, path_changed)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let lineage = if opaque.is_empty() {
+            lineage
+        } else {
+            let mut l = (*lineage).clone();
+            for i in opaque {
+                if let Some(x) = l.get_mut(i) {
+                    x.touched = x.touched.join(crate::classify::lineage::Taint::UNKNOWN);
+                }
+            }
+            Arc::new(l)
+        };
+        for l in lineage.iter() {
+            let why = if let Some(w) = &l.launders {
+                Some(format!(
+                    "{w} would copy masked values where they are no longer masked"
+                ))
+            } else if l.copy_out.is_some() && !l.touched.is_clean() {
+                Some("COPY ... TO STDOUT of masked columns (SELECT them instead: results are masked)".to_string())
+            } else if l.copy_out == Some(true) && m.detectors.is_some() {
+                Some("binary COPY cannot be scanned by the content detectors".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let id = m.mask_id(l.touched);
+                return Judged::refused(Refusal {
+                    response: error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        &format!("pgmoat: blocked by mask \"{id}\": {why}"),
+                        None,
+                    ),
+                    rule: id.to_string(),
+                });
+            }
+        }
         Judged {
-            refusal: Some(Refusal {
-                response: error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &message,
-                    detail.as_deref(),
-                ),
-                rule: decision.deciding_rule,
-            }),
-            facts,
+            refusal: None,
+            masking: Some(m),
+            lineage: Some(lineage),
+            statements: n,
+            facts: Default::default(),
         }
     }
 }

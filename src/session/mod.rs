@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod error;
 mod io;
 pub mod judge;
+mod masker;
 pub mod params;
 pub mod relay;
 pub mod upstream;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
     /// The audit trail (disabled without an `audit:` section).
     pub audit: crate::audit::Audit,
+    /// Compiled masks, shared across sessions.
+    pub masks: Arc<judge::MaskCache>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -103,6 +106,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             target: est.target.clone(),
             search_path_changed: est.search_path_at_startup.into(),
             catalog: Arc::clone(&shared.catalogs[&est.target]),
+            masks: Arc::clone(&shared.masks),
+            masking: std::sync::Mutex::new(None),
         }),
         audit: est.audit,
     });

@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::error::SessionError;
-use super::judge::Judge;
+use super::judge::{Judge, Judged};
+use super::masker::{self, Masker};
 use super::params;
 use crate::metrics::{BatchStats, Metrics};
 use crate::net::stream::{ClientStream, UpstreamStream};
@@ -87,6 +88,11 @@ pub struct Relay {
     /// Refused statements whose stand-in error is still to come back from the server.
     rewrites: VecDeque<Rewrite>,
     nonce_seed: u64,
+    /// Masking state, once a statement of this session was judged under masks.
+    masker: Option<Masker>,
+    /// Server bytes to send with masked messages spliced in: a batch of rewritten
+    /// rows goes out in one write, not two per row.
+    staged: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
 }
@@ -103,11 +109,6 @@ struct Rewrite {
     /// The ReadyForQuery number that closes the cycle; past it the entry is stale
     /// (an earlier error made the server skip the stand-in).
     due: u64,
-}
-
-/// What pgmoat does with a server message it holds whole.
-enum ServerVerdict {
-    Forward,
 }
 
 pub struct RelayParts {
@@ -170,6 +171,8 @@ impl Relay {
             judge: p.judge,
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
+            masker: None,
+            staged: BytesMut::new(),
             audit: p.audit,
         }
     }
@@ -293,16 +296,17 @@ impl Relay {
                     }
                     let mut statement = 0;
                     if h.tag != b'F' {
+                        let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
-                        let (mut refusal, facts) = self.judge_message(msg).await;
                         if let Some(a) = self.audit.as_mut() {
                             // Durable before it is forwarded; if it cannot be, it does not run.
-                            match a.decided(msg, facts).await {
+                            match a.decided(msg, std::mem::take(&mut judged.facts)).await {
                                 Ok(n) => statement = n,
-                                Err(e) => refusal = Some(audit_refusal(&e)),
+                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
                             }
                         }
-                        if let Some(refusal) = refusal {
+                        self.track_masking(msg, &judged);
+                        if let Some(refusal) = judged.refusal {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
@@ -340,18 +344,39 @@ impl Relay {
                     }
                     continue;
                 }
-                b'S' => self.sent_syncs += 1,
+                b'B' | b'D' | b'E' | b'C' if self.masker.is_some() => {
+                    // Masking follows statements into portals: these are read whole.
+                    if h.total > self.max_message {
+                        return Err(SessionError::Protocol(format!(
+                            "message of type '{}' is too long ({} bytes, at most {})",
+                            h.tag as char, h.total, self.max_message
+                        )));
+                    }
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    if h.tag == b'E' {
+                        stats.queries_extended += 1;
+                    }
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total]);
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&buf[pos..pos + h.total]);
+                    }
+                    pos += h.total;
+                    continue;
+                }
+                b'S' => {
+                    self.sent_syncs += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&[b'S', 0, 0, 0, 4]);
+                    }
+                }
                 b'E' => {
                     stats.queries_extended += 1;
-                    if let Some(a) = self.audit.as_mut() {
-                        a.execute(&buf[pos + 5..pos + h.total.min(have)], self.sent_syncs + 1);
-                    }
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]);
                 }
-                b'B' => {
-                    if let Some(a) = self.audit.as_mut() {
-                        a.bind(&buf[pos + 5..pos + h.total.min(have)]);
-                    }
-                }
+                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]),
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -374,14 +399,48 @@ impl Relay {
         Ok(end)
     }
 
-    /// Classify and decide a Query or Parse: a refusal when it must not run, and the
-    /// facts for its audit record.
-    async fn judge_message(
-        &self,
-        msg: &[u8],
-    ) -> (Option<super::judge::Refusal>, crate::audit::StatementFacts) {
+    /// Keep the masking state in step with a judged Query or Parse.
+    fn track_masking(&mut self, msg: &[u8], judged: &Judged) {
+        if let Some(engine) = &judged.masking {
+            match &mut self.masker {
+                Some(m) => {
+                    if !Arc::ptr_eq(&m.engine, engine) {
+                        m.engine = Arc::clone(engine);
+                    }
+                }
+                None => {
+                    self.masker = Some(Masker::new(Arc::clone(engine)));
+                    self.hold_results = true;
+                }
+            }
+        }
+        let Some(m) = &mut self.masker else { return };
+        // A refused statement's stand-in yields an error and no rows.
+        let lineage = if judged.refusal.is_some() {
+            None
+        } else {
+            judged.lineage.as_deref().map(Vec::as_slice)
+        };
+        if msg[0] == b'Q' {
+            m.on_query(lineage, judged.statements);
+        } else {
+            let name = crate::protocol::frame::cstr(&msg[5..])
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            m.on_parse(&name, lineage);
+        }
+    }
+
+    /// Classify and decide a Query or Parse; a refusal when it must not run.
+    async fn judge_message(&self, msg: &[u8]) -> Judged {
         let Some(judge) = self.judge.as_ref() else {
-            return (None, crate::audit::StatementFacts::unjudged());
+            return Judged {
+                refusal: None,
+                masking: None,
+                lineage: None,
+                statements: 1,
+                facts: crate::audit::StatementFacts::unjudged(),
+            };
         };
         let body = &msg[5..];
         let sql = match msg[0] {
@@ -392,23 +451,38 @@ impl Relay {
         };
         let Some(sql) = sql else {
             // A Query or Parse without its terminators: refuse rather than guess.
-            let facts = crate::audit::StatementFacts {
-                action: "block",
-                rules: vec!["malformed".into()],
-                ..Default::default()
+            return Judged {
+                refusal: Some(super::judge::Refusal {
+                    response: super::judge::error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "pgmoat: malformed message",
+                        None,
+                    ),
+                    rule: "malformed".into(),
+                }),
+                masking: None,
+                lineage: None,
+                statements: 1,
+                facts: crate::audit::StatementFacts {
+                    action: "block",
+                    rules: vec!["malformed".into()],
+                    ..Default::default()
+                },
             };
-            let refusal = super::judge::Refusal {
-                response: super::judge::error(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "pgmoat: malformed message",
-                    None,
-                ),
-                rule: "malformed".into(),
-            };
-            return (Some(refusal), facts);
         };
-        let judged = judge.judge(sql).await;
-        (judged.refusal, judged.facts)
+        judge.judge(sql).await
+    }
+
+    /// Bind and Execute tell the audit trail which statement a completion belongs to
+    /// (only their start is needed: portal and statement names).
+    fn audit_client(&mut self, tag: u8, body: &[u8]) {
+        if let Some(a) = self.audit.as_mut() {
+            match tag {
+                b'B' => a.bind(body),
+                b'E' => a.execute(body, self.sent_syncs + 1),
+                _ => {}
+            }
+        }
     }
 
     /// Send the stand-in for a refused Query or Parse and remember whose error it is.
@@ -506,16 +580,48 @@ impl Relay {
         self.upstream.write_all(bytes).await.map_err(server_io)
     }
 
+    /// Write to the client, after anything staged (so order is kept).
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if !self.staged.is_empty() {
+            self.staged.extend_from_slice(bytes);
+            let r = self.client.write_all(&self.staged).await.map_err(client_io);
+            self.staged.clear();
+            if self.staged.capacity() > BUF_KEEP {
+                self.staged = BytesMut::new();
+            }
+            return r;
+        }
         if bytes.is_empty() {
             return Ok(());
         }
         self.client.write_all(bytes).await.map_err(client_io)
     }
 
-    /// The interception point for whole result messages (masking hooks in here).
-    fn inspect_server(&mut self, _msg: &[u8]) -> ServerVerdict {
-        ServerVerdict::Forward
+    /// The interception point for whole result messages: masking. `before` is the
+    /// unchanged stretch of server bytes that precedes `msg`; when `msg` is replaced,
+    /// both are staged and true is returned.
+    fn inspect_server(&mut self, before: &[u8], msg: &[u8]) -> bool {
+        let Some(m) = &mut self.masker else {
+            return false;
+        };
+        let mark = self.staged.len();
+        self.staged.extend_from_slice(before);
+        let replaced = match m.on_server(msg, &mut self.staged) {
+            masker::Action::Replaced => true,
+            masker::Action::Forward => {
+                self.staged.truncate(mark);
+                false
+            }
+        };
+        // Kept rows for replay: exactly what the client gets, after masking.
+        if let Some(a) = self.audit.as_mut() {
+            if replaced {
+                a.record_result_message(&self.staged[mark + before.len()..]);
+            } else {
+                a.record_result_message(msg);
+            }
+        }
+        replaced
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -537,14 +643,21 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            let unmasked = self.masker.is_none();
             if let Some(a) = self.audit.as_mut() {
-                // Completions (small messages) are held whole and matched to statements.
-                if a.wants(h.tag) {
+                // Completions (small messages) are held whole and matched to statements;
+                // rows too while some are kept and no masker rewrites them (with one,
+                // inspect_server records them after masking).
+                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
                     }
-                    if let Err(e) = a.server_message(&buf[pos..pos + h.total]).await {
+                    let msg = &buf[pos..pos + h.total];
+                    if unmasked {
+                        a.record_result_message(msg);
+                    }
+                    if let Err(e) = a.server_message(msg).await {
                         tracing::error!("audit: a statement's completion was not recorded: {e}");
                     }
                 }
@@ -571,6 +684,10 @@ impl Relay {
                     }
                     self.tx_status = body.first().copied().unwrap_or(b'I');
                     self.seen_rfq += 1;
+                    if let Some(m) = &mut self.masker {
+                        let mut none = BytesMut::new();
+                        m.on_server(&buf[pos..pos + h.total], &mut none);
+                    }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
                     pos += h.total;
@@ -605,18 +722,30 @@ impl Relay {
                         .iter()
                         .position(|r| message.contains(&r.marker));
                     if let Some(i) = ours {
+                        if let Some(m) = &mut self.masker {
+                            // Only for its bookkeeping: the response is pgmoat's own.
+                            let mut ignored = BytesMut::new();
+                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
+                        }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
                             self.write_client(&r.response).await?;
                         }
                         pos += h.total;
                         fwd = pos;
+                    } else if self.hold_results {
+                        if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                            fwd = pos + h.total;
+                        }
+                        pos += h.total;
                     } else {
                         pos += h.total;
                     }
                     continue;
                 }
-                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' if self.hold_results => {
+                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I'
+                    if self.hold_results =>
+                {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
@@ -624,16 +753,10 @@ impl Relay {
                     if h.tag == b'E' {
                         stats.server_errors += 1;
                     }
-                    match self.inspect_server(&buf[pos..pos + h.total]) {
-                        ServerVerdict::Forward => {
-                            // Kept rows for replay: call with the bytes the client gets,
-                            // i.e. after masking rewrote them.
-                            if let Some(a) = self.audit.as_mut() {
-                                a.record_result_message(&buf[pos..pos + h.total]);
-                            }
-                            pos += h.total
-                        }
+                    if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                        fwd = pos + h.total;
                     }
+                    pos += h.total;
                     continue;
                 }
                 b'E' => stats.server_errors += 1,
@@ -644,6 +767,14 @@ impl Relay {
             self.u_stream = h.total - n;
         }
         stats.bytes_to_client = pos as u64;
+        if let Some(m) = &mut self.masker {
+            let n = std::mem::take(&mut m.masked_values);
+            if n > 0 {
+                self.metrics
+                    .values_masked
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.write_client(&buf[fwd..pos]).await?;
         buf.advance(pos);
         self.client.flush().await.map_err(client_io)?;

@@ -7,6 +7,8 @@ mod common;
 mod harness;
 
 mod audit;
+mod masking;
+
 mod auth;
 mod drivers;
 mod relay;

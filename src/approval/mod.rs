@@ -1,0 +1,466 @@
+//! Just-in-time approval: a statement waits in its session until a person says yes.
+//!
+//! A pending request lives here with a oneshot channel to the waiting session. It is
+//! resolved by an approver (API, CLI or Slack), expires, or is withdrawn when the
+//! client goes away or cancels (dropping the [`Ticket`] withdraws). The requester
+//! never approves their own request, and an approver must belong to one of the rule's
+//! `approvers` groups. An approval may carry a grant: for a while, the same statement
+//! shape by the same identity on the same target runs without asking again.
+
+pub mod slack;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// One held statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    pub id: String,
+    pub identity: String,
+    pub groups: Vec<String>,
+    pub target: String,
+    pub sql: String,
+    /// Bound parameters (extended protocol), as text.
+    pub params: Vec<String>,
+    pub rule: String,
+    /// Groups whose members may approve.
+    pub approvers: Vec<String>,
+    #[serde(serialize_with = "rfc3339")]
+    pub requested_at: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: SystemTime,
+    /// The statement's literal-insensitive shape, for grants.
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Approved { by: String, reason: String },
+    Denied { by: String, reason: String },
+    Expired,
+    Withdrawn,
+}
+
+/// Why an approve/deny call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no pending request {0}")]
+    NotFound(String),
+    #[error("{0} requested this statement and cannot approve it")]
+    SelfApproval(String),
+    #[error("{who} is not in the approvers of rule \"{rule}\" ({groups})")]
+    NotAnApprover {
+        who: String,
+        rule: String,
+        groups: String,
+    },
+}
+
+/// A standing permission from an approval `for` a while.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grant {
+    pub identity: String,
+    pub target: String,
+    pub rule: String,
+    pub by: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: SystemTime,
+    pub sql: String,
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+struct Pending {
+    request: Arc<Request>,
+    reply: oneshot::Sender<Resolution>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<String, Pending>,
+    grants: Vec<Grant>,
+}
+
+/// Pending requests and grants, shared by the sessions, the admin API and Slack.
+pub struct Approvals {
+    state: Mutex<State>,
+    pub timeout: Duration,
+    /// Identity name -> groups, to check approvers.
+    directory: HashMap<String, Vec<String>>,
+    events: tokio::sync::broadcast::Sender<Event>,
+}
+
+/// What happened, for notifiers and the audit trail.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Requested(Arc<Request>),
+    Resolved(Arc<Request>, Resolution),
+}
+
+/// The waiting side of a request. Dropping it withdraws the request.
+pub struct Ticket {
+    pub request: Arc<Request>,
+    rx: oneshot::Receiver<Resolution>,
+    owner: Arc<Approvals>,
+    done: bool,
+}
+
+impl Ticket {
+    /// Wait for the decision, or until the request expires.
+    pub async fn wait(&mut self) -> Resolution {
+        let left = self
+            .request
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let r = match tokio::time::timeout(left, &mut self.rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Resolution::Withdrawn,
+            Err(_) => {
+                self.owner.finish(&self.request.id, Resolution::Expired);
+                Resolution::Expired
+            }
+        };
+        self.done = true;
+        r
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.owner.finish(&self.request.id, Resolution::Withdrawn);
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Approvals {
+    pub fn new(timeout: Duration, directory: HashMap<String, Vec<String>>) -> Arc<Approvals> {
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Arc::new(Approvals {
+            state: Mutex::new(State::default()),
+            timeout,
+            directory,
+            events,
+        })
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// A grant that lets this statement run without asking, if one is in force.
+    pub fn granted(&self, identity: &str, target: &str, fingerprint: &str) -> Option<Grant> {
+        let now = SystemTime::now();
+        let mut st = lock(&self.state);
+        st.grants.retain(|g| g.expires_at > now);
+        st.grants
+            .iter()
+            .find(|g| g.identity == identity && g.target == target && g.fingerprint == fingerprint)
+            .cloned()
+    }
+
+    pub fn grants(&self) -> Vec<Grant> {
+        let now = SystemTime::now();
+        let mut st = lock(&self.state);
+        st.grants.retain(|g| g.expires_at > now);
+        st.grants.clone()
+    }
+
+    /// Hold a statement: a new pending request and the ticket to wait on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        self: &Arc<Self>,
+        identity: &str,
+        groups: &[String],
+        target: &str,
+        sql: &str,
+        params: Vec<String>,
+        rule: &str,
+        approvers: &[String],
+    ) -> Ticket {
+        let now = SystemTime::now();
+        let id = new_id();
+        let request = Arc::new(Request {
+            id: id.clone(),
+            identity: identity.to_owned(),
+            groups: groups.to_vec(),
+            target: target.to_owned(),
+            sql: sql.to_owned(),
+            params,
+            rule: rule.to_owned(),
+            approvers: approvers.to_vec(),
+            requested_at: now,
+            expires_at: now + self.timeout,
+            fingerprint: crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned()),
+        });
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state).pending.insert(
+            id,
+            Pending {
+                request: Arc::clone(&request),
+                reply: tx,
+            },
+        );
+        let _ = self.events.send(Event::Requested(Arc::clone(&request)));
+        Ticket {
+            request,
+            rx,
+            owner: Arc::clone(self),
+            done: false,
+        }
+    }
+
+    pub fn pending(&self) -> Vec<Arc<Request>> {
+        let mut v: Vec<Arc<Request>> = lock(&self.state)
+            .pending
+            .values()
+            .map(|p| Arc::clone(&p.request))
+            .collect();
+        v.sort_by_key(|r| r.requested_at);
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Request>> {
+        lock(&self.state)
+            .pending
+            .get(id)
+            .map(|p| Arc::clone(&p.request))
+    }
+
+    /// Whether `who` may decide on `req`.
+    pub fn check_approver(&self, req: &Request, who: &str) -> Result<(), ResolveError> {
+        if who == req.identity {
+            return Err(ResolveError::SelfApproval(who.to_owned()));
+        }
+        let groups = self.directory.get(who).map(Vec::as_slice).unwrap_or(&[]);
+        if !groups.iter().any(|g| req.approvers.contains(g)) {
+            return Err(ResolveError::NotAnApprover {
+                who: who.to_owned(),
+                rule: req.rule.clone(),
+                groups: req.approvers.join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Approve (optionally granting the same shape `for` a while) or deny.
+    pub fn resolve(
+        &self,
+        id: &str,
+        by: &str,
+        approve: bool,
+        reason: &str,
+        grant_for: Option<Duration>,
+    ) -> Result<Arc<Request>, ResolveError> {
+        let mut st = lock(&self.state);
+        let req = st
+            .pending
+            .get(id)
+            .map(|p| Arc::clone(&p.request))
+            .ok_or_else(|| ResolveError::NotFound(id.to_owned()))?;
+        self.check_approver(&req, by)?;
+        let resolution = if approve {
+            if let Some(d) = grant_for {
+                st.grants.push(Grant {
+                    identity: req.identity.clone(),
+                    target: req.target.clone(),
+                    rule: req.rule.clone(),
+                    by: by.to_owned(),
+                    expires_at: SystemTime::now() + d,
+                    sql: req.sql.clone(),
+                    fingerprint: req.fingerprint.clone(),
+                });
+            }
+            Resolution::Approved {
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            }
+        } else {
+            Resolution::Denied {
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            }
+        };
+        if let Some(p) = st.pending.remove(id) {
+            let _ = p.reply.send(resolution.clone());
+        }
+        drop(st);
+        let _ = self
+            .events
+            .send(Event::Resolved(Arc::clone(&req), resolution));
+        Ok(req)
+    }
+
+    /// Expired or withdrawn: gone, whoever was waiting is told.
+    fn finish(&self, id: &str, how: Resolution) {
+        let removed = lock(&self.state).pending.remove(id);
+        if let Some(p) = removed {
+            let _ = self
+                .events
+                .send(Event::Resolved(Arc::clone(&p.request), how.clone()));
+            let _ = p.reply.send(how);
+        }
+    }
+}
+
+/// A short random id, easy to type: `ap-` and 10 base32 characters.
+fn new_id() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut out = String::from("ap-");
+    let bytes: [u8; 10] = rand::random();
+    for b in bytes {
+        out.push(ALPHABET[(b & 31) as usize] as char);
+    }
+    out
+}
+
+/// RFC 3339, UTC, seconds.
+pub fn format_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(*t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approvals() -> Arc<Approvals> {
+        Approvals::new(
+            Duration::from_secs(60),
+            [
+                ("alice".to_string(), vec!["dba".to_string()]),
+                (
+                    "agent-1".to_string(),
+                    vec!["agents".to_string(), "dba".to_string()],
+                ),
+                ("bob".to_string(), vec!["dev".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    fn ask(a: &Arc<Approvals>) -> Ticket {
+        a.request(
+            "agent-1",
+            &["agents".into()],
+            "demo",
+            "UPDATE orders SET status = 'x' WHERE id = 1",
+            vec![],
+            "agent-writes",
+            &["dba".into()],
+        )
+    }
+
+    #[tokio::test]
+    async fn approve_deny_and_who_may() {
+        let a = approvals();
+        let mut t = ask(&a);
+        let id = t.request.id.clone();
+        assert_eq!(a.pending().len(), 1);
+        assert_eq!(
+            a.resolve(&id, "agent-1", true, "", None).unwrap_err(),
+            ResolveError::SelfApproval("agent-1".into())
+        );
+        assert!(matches!(
+            a.resolve(&id, "bob", true, "", None),
+            Err(ResolveError::NotAnApprover { .. })
+        ));
+        assert!(matches!(
+            a.resolve(&id, "mallory", true, "", None),
+            Err(ResolveError::NotAnApprover { .. })
+        ));
+        a.resolve(&id, "alice", false, "not now", None).unwrap();
+        assert_eq!(
+            t.wait().await,
+            Resolution::Denied {
+                by: "alice".into(),
+                reason: "not now".into()
+            }
+        );
+        assert!(a.pending().is_empty());
+        assert_eq!(
+            a.resolve(&id, "alice", true, "", None).unwrap_err(),
+            ResolveError::NotFound(id)
+        );
+    }
+
+    #[tokio::test]
+    async fn grants_cover_the_same_shape() {
+        let a = approvals();
+        let mut t = ask(&a);
+        let id = t.request.id.clone();
+        a.resolve(&id, "alice", true, "ok", Some(Duration::from_secs(1800)))
+            .unwrap();
+        assert!(matches!(t.wait().await, Resolution::Approved { .. }));
+        let fp = crate::classify::shape_key("UPDATE orders SET status = 'y' WHERE id = 2").unwrap();
+        assert!(
+            a.granted("agent-1", "demo", &fp).is_some(),
+            "other literals"
+        );
+        assert!(
+            a.granted("agent-2", "demo", &fp).is_none(),
+            "other identity"
+        );
+        assert!(a.granted("agent-1", "prod", &fp).is_none(), "other target");
+    }
+
+    #[tokio::test]
+    async fn drop_withdraws_and_timeout_expires() {
+        let a = approvals();
+        let t = ask(&a);
+        let mut events = a.subscribe();
+        drop(t);
+        assert!(a.pending().is_empty());
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            Event::Resolved(_, Resolution::Withdrawn)
+        ));
+        let short = Approvals::new(Duration::from_millis(50), HashMap::new());
+        let mut t = ask(&short);
+        assert_eq!(t.wait().await, Resolution::Expired);
+        assert!(short.pending().is_empty());
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(format_time(t), "2026-11-18T11:06:40Z");
+    }
+}

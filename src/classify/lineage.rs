@@ -1,0 +1,1061 @@
+//! Where each output column's values come from (for masking).
+//!
+//! RowDescription names the source column of plain references; everything else
+//! (expressions, whole-row references, aggregates, set operations, functions in FROM,
+//! RETURNING) is traced here on the parse tree, scope by scope: CTEs, derived tables
+//! with renamed columns, joins, LATERAL, sub-selects. Each output column gets a
+//! [`Taint`]: clean, straight from a masked column, computed from one, or unknown.
+//! When the analysis cannot tell, the taint is unknown and the caller masks.
+//!
+//! What a relation's columns are, and which are masked, comes from the caller through
+//! [`Relations`] (the target's catalog and the identity's masks).
+
+use serde_json::{Map, Value};
+
+use super::walk::{name_list, unwrap_node};
+use super::ClassifyError;
+
+/// Where a value may come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Taint {
+    /// The first mask (by index) of a masked column it comes from.
+    pub mask: Option<u16>,
+    /// Computed from masked data rather than being it.
+    pub derived: bool,
+    /// The analysis could not tell.
+    pub unknown: bool,
+}
+
+impl Taint {
+    pub const CLEAN: Taint = Taint {
+        mask: None,
+        derived: false,
+        unknown: false,
+    };
+    pub const UNKNOWN: Taint = Taint {
+        mask: None,
+        derived: true,
+        unknown: true,
+    };
+
+    pub fn direct(mask: u16) -> Taint {
+        Taint {
+            mask: Some(mask),
+            derived: false,
+            unknown: false,
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.mask.is_none() && !self.unknown
+    }
+
+    #[must_use]
+    pub fn join(self, o: Taint) -> Taint {
+        let mask = match (self.mask, o.mask) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Taint {
+            mask,
+            derived: (self.derived && !self.is_clean()) || (o.derived && !o.is_clean()),
+            unknown: self.unknown || o.unknown,
+        }
+    }
+
+    /// The taint of a value computed from this one.
+    #[must_use]
+    pub fn derive(self) -> Taint {
+        if self.is_clean() {
+            self
+        } else {
+            Taint {
+                derived: true,
+                ..self
+            }
+        }
+    }
+}
+
+/// What the catalog knows of a relation named in SQL.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    /// Its columns in order (dropped ones left out), each with its taint.
+    Known(Vec<(String, Taint)>),
+    /// A system relation with nothing masked.
+    System,
+    /// Something that may expose masked values wholesale (planner statistics).
+    Sensitive,
+    /// Not in the catalog.
+    Unknown,
+}
+
+pub trait Relations {
+    fn relation(&self, schema: Option<&str>, name: &str) -> Relation;
+    /// The taint of calling a function (a user function whose body reads masked
+    /// columns, or whose body cannot be analysed).
+    fn function(&self, name: &str) -> Taint;
+}
+
+/// A name a statement gives to something later statements use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Named {
+    Prepared(String),
+    Cursor(String),
+}
+
+/// One statement's lineage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// Per output column; None when the shape cannot be told.
+    pub outputs: Option<Vec<Taint>>,
+    /// Everything masked the statement refers to anywhere.
+    pub touched: Taint,
+    /// It would write masked values somewhere readable (CTAS, INSERT ... SELECT,
+    /// UPDATE ... SET, COPY TO a file or program): why.
+    pub launders: Option<String>,
+    /// PREPARE / DECLARE: `outputs` are those of the named statement.
+    pub defines: Option<Named>,
+    /// EXECUTE / FETCH: the rows are those of this name.
+    pub uses: Option<Named>,
+    /// It names a relation the catalog does not know (created since it was read?).
+    pub unknown_relation: bool,
+    /// COPY ... TO STDOUT (masked data in it is refused, not rewritten); `true` when
+    /// in binary format.
+    pub copy_out: Option<bool>,
+}
+
+/// Trace every statement in `sql`. Runs libpg_query: call it on a parse thread.
+pub fn analyze(sql: &str, rels: &dyn Relations) -> Result<Vec<Lineage>, ClassifyError> {
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
+        .map_err(|e| ClassifyError::Parse(e.to_string()))?;
+    let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
+    for raw in &parsed.protobuf.stmts {
+        let tree =
+            serde_json::to_value(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
+        let mut a = Analyzer {
+            rels,
+            touched: Taint::CLEAN,
+            launders: None,
+            unknown_relation: false,
+        };
+        let mut l = a.statement(&tree);
+        l.touched = l.touched.join(a.touched);
+        l.launders = l.launders.or(a.launders);
+        l.unknown_relation = a.unknown_relation;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+type Cols = Vec<(String, Taint)>;
+
+/// What a query yields: its columns when known, and everything it refers to.
+struct Out {
+    cols: Option<Cols>,
+}
+
+struct Rel {
+    name: String,
+    cols: Option<Cols>,
+    /// A reference to the whole row, or to a column of a relation whose columns are
+    /// not known.
+    whole: Taint,
+}
+
+#[derive(Default)]
+struct Scope<'p> {
+    rels: Vec<Rel>,
+    ctes: Vec<(String, Option<Cols>, Taint)>,
+    /// `*` over a USING or NATURAL join: the column order is not modelled.
+    star_unknown: bool,
+    parent: Option<&'p Scope<'p>>,
+}
+
+impl Scope<'_> {
+    fn cte(&self, name: &str) -> Option<(Option<Cols>, Taint)> {
+        let mut s = Some(self);
+        while let Some(sc) = s {
+            if let Some((_, c, t)) = sc.ctes.iter().rev().find(|(n, _, _)| n == name) {
+                return Some((c.clone(), *t));
+            }
+            s = sc.parent;
+        }
+        None
+    }
+}
+
+fn whole_of(cols: &[(String, Taint)]) -> Taint {
+    cols.iter()
+        .fold(Taint::CLEAN, |acc, (_, t)| acc.join(*t))
+        .derive()
+}
+
+fn join_all(cols: &Option<Cols>, fallback: Taint) -> Taint {
+    match cols {
+        Some(c) => c.iter().fold(Taint::CLEAN, |acc, (_, t)| acc.join(*t)),
+        None => fallback,
+    }
+}
+
+fn str_field<'v>(m: &'v Map<String, Value>, k: &str) -> &'v str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn arr<'v>(m: &'v Map<String, Value>, k: &str) -> &'v [Value] {
+    m.get(k)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn alias_of(m: &Map<String, Value>) -> (Option<String>, Vec<String>) {
+    match m.get("alias").and_then(Value::as_object) {
+        Some(a) => (
+            Some(str_field(a, "aliasname").to_owned()).filter(|s| !s.is_empty()),
+            name_list(a.get("colnames")),
+        ),
+        None => (None, Vec::new()),
+    }
+}
+
+fn rename(cols: Option<Cols>, names: &[String]) -> Option<Cols> {
+    let mut cols = cols?;
+    for (c, n) in cols.iter_mut().zip(names) {
+        c.0 = n.clone();
+    }
+    Some(cols)
+}
+
+const TEXT_TYPES: &[&str] = &[
+    "text",
+    "varchar",
+    "bpchar",
+    "char",
+    "name",
+    "citext",
+    "character varying",
+];
+
+struct Analyzer<'r> {
+    rels: &'r dyn Relations,
+    touched: Taint,
+    launders: Option<String>,
+    unknown_relation: bool,
+}
+
+impl Analyzer<'_> {
+    fn note(&mut self, t: Taint) -> Taint {
+        self.touched = self.touched.join(t);
+        t
+    }
+
+    fn launder(&mut self, t: Taint, what: &str) {
+        if !t.is_clean() && self.launders.is_none() {
+            self.launders = Some(what.to_owned());
+        }
+    }
+
+    fn statement(&mut self, v: &Value) -> Lineage {
+        let top = Scope::default();
+        let Some((ty, m)) = unwrap_node(v) else {
+            return Lineage::default();
+        };
+        let mut l = Lineage::default();
+        match ty {
+            "SelectStmt" => {
+                let out = self.select(m, &top);
+                if m.get("into_clause").is_some_and(|i| !i.is_null()) {
+                    let t = join_all(&out.cols, self.touched);
+                    self.launder(t, "SELECT INTO a table");
+                }
+                l.outputs = out.cols.map(|c| c.into_iter().map(|(_, t)| t).collect());
+            }
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                l.outputs = self
+                    .dml(ty, m, &top)
+                    .map(|c| c.into_iter().map(|(_, t)| t).collect());
+            }
+            "CreateTableAsStmt" => {
+                if let Some(q) = m.get("query") {
+                    let before = self.touched;
+                    let out = self.query(q, &top);
+                    let t = join_all(&out.cols, self.touched).join(before);
+                    self.launder(t, "CREATE TABLE AS / CREATE MATERIALIZED VIEW");
+                }
+            }
+            "CopyStmt" => self.copy(m, &top, &mut l),
+            "PrepareStmt" => {
+                if let Some(q) = m.get("query") {
+                    let inner = self.statement(q);
+                    l.outputs = inner.outputs;
+                    l.copy_out = inner.copy_out;
+                }
+                l.defines = Some(Named::Prepared(str_field(m, "name").to_owned()));
+            }
+            "DeclareCursorStmt" => {
+                if let Some(q) = m.get("query") {
+                    l.outputs = self.statement(q).outputs;
+                }
+                l.defines = Some(Named::Cursor(str_field(m, "portalname").to_owned()));
+            }
+            "ExecuteStmt" => {
+                for p in arr(m, "params") {
+                    self.expr(p, &top);
+                }
+                l.uses = Some(Named::Prepared(str_field(m, "name").to_owned()));
+            }
+            "FetchStmt" => {
+                l.uses = Some(Named::Cursor(str_field(m, "portalname").to_owned()));
+            }
+            "ExplainStmt" => {
+                // The plan is text about the query, not its data; but EXPLAIN ANALYZE
+                // runs it, so whatever it would launder still counts.
+                if let Some(q) = m.get("query") {
+                    self.statement(q);
+                }
+                l.outputs = Some(vec![Taint::CLEAN]);
+            }
+            "ViewStmt" | "RuleStmt" | "CreateFunctionStmt" | "DoStmt" => {
+                // Views are traced when read (from the catalog); bodies are judged by
+                // the rules' facts.
+            }
+            _ => {
+                // Anything else: note what it refers to; its rows (SHOW, CALL's OUT
+                // parameters) are traced by what it touches.
+                self.generic(m, &top);
+            }
+        }
+        l
+    }
+
+    /// A query in a sub-position (a CTE, a derived table, a sub-select, a COPY).
+    fn query(&mut self, v: &Value, parent: &Scope<'_>) -> Out {
+        match unwrap_node(v) {
+            Some(("SelectStmt", m)) => self.select(m, parent),
+            Some((ty @ ("InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"), m)) => Out {
+                cols: self.dml(ty, m, parent),
+            },
+            _ => {
+                self.note(Taint::UNKNOWN);
+                Out { cols: None }
+            }
+        }
+    }
+
+    fn with(&mut self, m: &Map<String, Value>, scope: &mut Scope<'_>) {
+        let Some(w) = m.get("with_clause").and_then(Value::as_object) else {
+            return;
+        };
+        let recursive = w.get("recursive").and_then(Value::as_bool).unwrap_or(false);
+        for c in arr(w, "ctes") {
+            let Some(("CommonTableExpr", cte)) = unwrap_node(c) else {
+                continue;
+            };
+            let name = str_field(cte, "ctename").to_owned();
+            let names = name_list(cte.get("aliascolnames"));
+            let Some(q) = cte.get("ctequery") else {
+                continue;
+            };
+            // A recursive CTE refers to itself: trace it twice, the second time with
+            // what the first found (taints only grow, so this settles).
+            let rounds = if recursive { 3 } else { 1 };
+            if recursive {
+                scope.ctes.push((name.clone(), None, Taint::CLEAN));
+            }
+            for _ in 0..rounds {
+                let before = self.touched;
+                let out = self.query(q, scope);
+                let cols = rename(out.cols, &names);
+                let all = join_all(&cols, self.touched.join(before));
+                let entry = (name.clone(), cols, all.derive());
+                if recursive {
+                    if let Some(last) = scope.ctes.last_mut() {
+                        *last = entry;
+                    }
+                } else {
+                    scope.ctes.push(entry);
+                }
+            }
+        }
+    }
+
+    fn select(&mut self, m: &Map<String, Value>, parent: &Scope<'_>) -> Out {
+        let mut scope = Scope {
+            parent: Some(parent),
+            ..Scope::default()
+        };
+        self.with(m, &mut scope);
+        let op = m.get("op").and_then(Value::as_i64).unwrap_or(1);
+        if op > 1 {
+            let l = m
+                .get("larg")
+                .and_then(Value::as_object)
+                .map(|a| self.select(a, &scope));
+            let r = m
+                .get("rarg")
+                .and_then(Value::as_object)
+                .map(|a| self.select(a, &scope));
+            let cols = match (l.and_then(|o| o.cols), r.and_then(|o| o.cols)) {
+                (Some(a), Some(b)) if a.len() == b.len() => Some(
+                    a.into_iter()
+                        .zip(b)
+                        .map(|((n, x), (_, y))| (n, x.join(y)))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            return Out { cols };
+        }
+        let values = arr(m, "values_lists");
+        if !values.is_empty() {
+            let mut cols: Option<Cols> = None;
+            for row in values {
+                let items = super::walk::list_items(row)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let taints: Vec<Taint> = items.iter().map(|e| self.expr(e, &scope)).collect();
+                cols = Some(match cols {
+                    None => taints
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (format!("column{}", i + 1), *t))
+                        .collect(),
+                    Some(c) if c.len() == taints.len() => c
+                        .into_iter()
+                        .zip(taints)
+                        .map(|((n, a), b)| (n, a.join(b)))
+                        .collect(),
+                    Some(_) => return Out { cols: None },
+                });
+            }
+            return Out { cols };
+        }
+        for item in arr(m, "from_clause") {
+            self.range_item(item, &mut scope);
+        }
+        for key in [
+            "where_clause",
+            "having_clause",
+            "group_clause",
+            "sort_clause",
+            "distinct_clause",
+            "window_clause",
+            "limit_count",
+            "limit_offset",
+        ] {
+            if let Some(v) = m.get(key) {
+                self.expr(v, &scope);
+            }
+        }
+        let cols = self.targets(arr(m, "target_list"), &scope);
+        Out { cols }
+    }
+
+    /// A target list (SELECT's or RETURNING's): per output column, name and taint.
+    fn targets(&mut self, list: &[Value], scope: &Scope<'_>) -> Option<Cols> {
+        let mut cols: Cols = Vec::new();
+        let mut shape_known = true;
+        for t in list {
+            let Some(("ResTarget", rt)) = unwrap_node(t) else {
+                shape_known = false;
+                continue;
+            };
+            let Some(val) = rt.get("val") else { continue };
+            if let Some(("ColumnRef", cr)) = unwrap_node(val) {
+                let fields = name_list(cr.get("fields"));
+                if fields.last().map(String::as_str) == Some("*") {
+                    match self.star(&fields[..fields.len() - 1], scope) {
+                        Some(expanded) => cols.extend(expanded),
+                        None => shape_known = false,
+                    }
+                    continue;
+                }
+            }
+            let taint = self.expr(val, scope);
+            let name = match str_field(rt, "name") {
+                "" => output_name(val),
+                n => n.to_owned(),
+            };
+            cols.push((name, taint));
+        }
+        shape_known.then_some(cols)
+    }
+
+    /// `*` or `t.*` in a target list.
+    fn star(&mut self, qual: &[String], scope: &Scope<'_>) -> Option<Cols> {
+        let mut out = Vec::new();
+        let mut known = true;
+        let rels: Vec<&Rel> = match qual.last() {
+            None => {
+                if scope.star_unknown {
+                    known = false;
+                }
+                scope.rels.iter().collect()
+            }
+            Some(q) => scope.rels.iter().filter(|r| &r.name == q).collect(),
+        };
+        if rels.is_empty() && qual.last().is_some() {
+            self.note(Taint::UNKNOWN);
+            return None;
+        }
+        for r in rels {
+            match &r.cols {
+                Some(c) => {
+                    for (_, t) in c {
+                        self.note(*t);
+                    }
+                    out.extend(c.iter().cloned());
+                }
+                None => {
+                    self.note(r.whole);
+                    known = false;
+                }
+            }
+        }
+        known.then_some(out)
+    }
+
+    fn range_item(&mut self, item: &Value, scope: &mut Scope<'_>) {
+        let Some((ty, m)) = unwrap_node(item) else {
+            return;
+        };
+        match ty {
+            "RangeVar" => {
+                let rel = self.range_var(m, scope);
+                scope.rels.push(rel);
+            }
+            "RangeSubselect" => {
+                let (alias, names) = alias_of(m);
+                let before = self.touched;
+                let out = match m.get("subquery") {
+                    Some(q) => self.query(q, scope),
+                    None => Out { cols: None },
+                };
+                let cols = rename(out.cols, &names);
+                let whole = match &cols {
+                    Some(c) => whole_of(c),
+                    None => self.touched.join(before).derive(),
+                };
+                scope.rels.push(Rel {
+                    name: alias.unwrap_or_default(),
+                    cols,
+                    whole,
+                });
+            }
+            "JoinExpr" => {
+                if m.get("is_natural")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    || !arr(m, "using_clause").is_empty()
+                {
+                    scope.star_unknown = true;
+                }
+                let first = scope.rels.len();
+                for side in ["larg", "rarg"] {
+                    if let Some(s) = m.get(side) {
+                        self.range_item(s, scope);
+                    }
+                }
+                if let Some(q) = m.get("quals") {
+                    self.expr(q, scope);
+                }
+                let (alias, _) = alias_of(m);
+                if let Some(a) = alias {
+                    // `(a JOIN b) AS j`: j.* is every column of both.
+                    let mut cols = Vec::new();
+                    let mut known = true;
+                    let mut whole = Taint::CLEAN;
+                    for r in &scope.rels[first..] {
+                        whole = whole.join(r.whole);
+                        match &r.cols {
+                            Some(c) => cols.extend(c.iter().cloned()),
+                            None => known = false,
+                        }
+                    }
+                    scope.rels.push(Rel {
+                        name: a,
+                        cols: known.then_some(cols),
+                        whole,
+                    });
+                }
+            }
+            "RangeFunction" => {
+                let (alias, names) = alias_of(m);
+                let mut t = Taint::CLEAN;
+                let mut fname = String::new();
+                for f in arr(m, "functions") {
+                    if let Some(items) = super::walk::list_items(f).and_then(Value::as_array) {
+                        for it in items {
+                            if fname.is_empty() {
+                                if let Some(("FuncCall", fc)) = unwrap_node(it) {
+                                    fname = name_list(fc.get("funcname"))
+                                        .last()
+                                        .cloned()
+                                        .unwrap_or_default();
+                                }
+                            }
+                            t = t.join(self.expr(it, scope));
+                        }
+                    }
+                }
+                let t = self.note(t.derive());
+                let mut colnames = names;
+                if colnames.is_empty() {
+                    colnames = coldef_names(arr(m, "coldeflist"));
+                }
+                let cols =
+                    (!colnames.is_empty()).then(|| colnames.into_iter().map(|n| (n, t)).collect());
+                scope.rels.push(Rel {
+                    name: alias.unwrap_or(fname),
+                    cols,
+                    whole: t,
+                });
+            }
+            _ => {
+                // XMLTABLE, JSON_TABLE, TABLESAMPLE...: whatever they read, any column.
+                let t = self.generic(m, scope).derive();
+                let (alias, _) = alias_of(m);
+                scope.rels.push(Rel {
+                    name: alias.unwrap_or_default(),
+                    cols: None,
+                    whole: t,
+                });
+            }
+        }
+    }
+
+    fn range_var(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> Rel {
+        let schema = str_field(m, "schemaname");
+        let name = str_field(m, "relname");
+        let (alias, names) = alias_of(m);
+        let shown = alias.unwrap_or_else(|| name.to_owned());
+        if schema.is_empty() {
+            if let Some((cols, whole)) = scope.cte(name) {
+                return Rel {
+                    name: shown,
+                    cols: rename(cols, &names),
+                    whole,
+                };
+            }
+        }
+        let schema = (!schema.is_empty()).then_some(schema);
+        match self.rels.relation(schema, name) {
+            Relation::Known(cols) => {
+                let whole = whole_of(&cols);
+                Rel {
+                    name: shown,
+                    cols: rename(Some(cols), &names),
+                    whole,
+                }
+            }
+            Relation::System => Rel {
+                name: shown,
+                cols: None,
+                whole: Taint::CLEAN,
+            },
+            r @ (Relation::Sensitive | Relation::Unknown) => {
+                // Fail closed: anything read from it could be anything.
+                if matches!(r, Relation::Unknown) {
+                    self.unknown_relation = true;
+                }
+                self.note(Taint::UNKNOWN);
+                Rel {
+                    name: shown,
+                    cols: None,
+                    whole: Taint::UNKNOWN,
+                }
+            }
+        }
+    }
+
+    /// INSERT / UPDATE / DELETE / MERGE: what they write, and what RETURNING yields.
+    fn dml(&mut self, ty: &str, m: &Map<String, Value>, parent: &Scope<'_>) -> Option<Cols> {
+        let mut scope = Scope {
+            parent: Some(parent),
+            ..Scope::default()
+        };
+        self.with(m, &mut scope);
+        if let Some(r) = m.get("relation").and_then(Value::as_object) {
+            let rel = self.range_var(r, &scope);
+            scope.rels.push(rel);
+        }
+        match ty {
+            "InsertStmt" => {
+                if let Some(src) = m.get("select_stmt") {
+                    let before = self.touched;
+                    let out = self.query(src, &scope);
+                    let t = join_all(&out.cols, self.touched).join(before);
+                    let t = if out.cols.is_some() {
+                        join_all(&out.cols, Taint::CLEAN)
+                    } else {
+                        t
+                    };
+                    self.launder(t, "INSERT of masked values");
+                }
+                if let Some(oc) = m.get("on_conflict_clause").and_then(Value::as_object) {
+                    let t = self.generic(oc, &scope);
+                    self.launder(t, "INSERT ... ON CONFLICT DO UPDATE with masked values");
+                }
+            }
+            "UpdateStmt" => {
+                for f in arr(m, "from_clause") {
+                    self.range_item(f, &mut scope);
+                }
+                let mut t = Taint::CLEAN;
+                for target in arr(m, "target_list") {
+                    t = t.join(self.expr(target, &scope));
+                }
+                self.launder(t, "UPDATE ... SET from masked values");
+                if let Some(w) = m.get("where_clause") {
+                    self.expr(w, &scope);
+                }
+            }
+            "DeleteStmt" => {
+                for f in arr(m, "using_clause") {
+                    self.range_item(f, &mut scope);
+                }
+                if let Some(w) = m.get("where_clause") {
+                    self.expr(w, &scope);
+                }
+            }
+            _ => {
+                // MERGE: the source joins the target; any value its actions write.
+                if let Some(src) = m.get("source_relation") {
+                    self.range_item(src, &mut scope);
+                }
+                if let Some(j) = m.get("join_condition") {
+                    self.expr(j, &scope);
+                }
+                let mut t = Taint::CLEAN;
+                for w in arr(m, "merge_when_clauses") {
+                    t = t.join(self.expr(w, &scope));
+                }
+                self.launder(t, "MERGE of masked values");
+            }
+        }
+        let returning = m
+            .get("returning_clause")
+            .and_then(Value::as_object)
+            .map(|r| arr(r, "exprs"))
+            .unwrap_or(&[]);
+        if returning.is_empty() {
+            return Some(Vec::new());
+        }
+        self.targets(returning, &scope)
+    }
+
+    fn copy(&mut self, m: &Map<String, Value>, scope: &Scope<'_>, l: &mut Lineage) {
+        if m.get("is_from").and_then(Value::as_bool).unwrap_or(false) {
+            return;
+        }
+        let t = if let Some(q) = m.get("query") {
+            let before = self.touched;
+            let out = self.query(q, scope);
+            join_all(&out.cols, self.touched.join(before))
+        } else if let Some(r) = m.get("relation").and_then(Value::as_object) {
+            let rel = self.range_var(r, scope);
+            let wanted = name_list(Some(&Value::Array(arr(m, "attlist").to_vec())));
+            match &rel.cols {
+                Some(c) if !wanted.is_empty() => c
+                    .iter()
+                    .filter(|(n, _)| wanted.contains(n))
+                    .fold(Taint::CLEAN, |a, (_, t)| a.join(*t)),
+                Some(c) => c.iter().fold(Taint::CLEAN, |a, (_, t)| a.join(*t)),
+                None => rel.whole,
+            }
+        } else {
+            Taint::UNKNOWN
+        };
+        let t = self.note(t);
+        let to_file = !str_field(m, "filename").is_empty()
+            || m.get("is_program")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        if to_file {
+            self.launder(t, "COPY of masked columns to a file or program");
+        } else {
+            let binary = arr(m, "options").iter().any(|o| {
+                matches!(unwrap_node(o), Some(("DefElem", d))
+                if str_field(d, "defname") == "format"
+                    && d.get("arg").and_then(unwrap_node).is_some_and(|(_, s)| {
+                        str_field(s, "sval").eq_ignore_ascii_case("binary")
+                    }))
+            });
+            l.copy_out = Some(binary);
+        }
+    }
+
+    /// Any expression: its taint, noting every masked reference on the way.
+    fn expr(&mut self, v: &Value, scope: &Scope<'_>) -> Taint {
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .fold(Taint::CLEAN, |acc, i| acc.join(self.expr(i, scope))),
+            Value::Object(obj) => match unwrap_node(v) {
+                Some((ty, m)) => self.node(ty, m, scope),
+                None => self.generic(obj, scope).derive(),
+            },
+            _ => Taint::CLEAN,
+        }
+    }
+
+    fn node(&mut self, ty: &str, m: &Map<String, Value>, scope: &Scope<'_>) -> Taint {
+        match ty {
+            "ColumnRef" => {
+                let fields = name_list(m.get("fields"));
+                let t = self.column(&fields, scope);
+                self.note(t)
+            }
+            "TypeCast" => {
+                let inner = m.get("arg").map_or(Taint::CLEAN, |a| self.expr(a, scope));
+                let tn = m.get("type_name").and_then(Value::as_object);
+                let to = tn
+                    .map(|tn| name_list(tn.get("names")))
+                    .and_then(|n| n.last().cloned())
+                    .unwrap_or_default();
+                // A length (`::char(5)`) cuts the value: no longer the column itself.
+                let sized = tn.is_some_and(|tn| !arr(tn, "typmods").is_empty());
+                if !sized && TEXT_TYPES.contains(&to.to_ascii_lowercase().as_str()) {
+                    inner
+                } else {
+                    inner.derive()
+                }
+            }
+            "ResTarget" => m.get("val").map_or(Taint::CLEAN, |v| self.expr(v, scope)),
+            "SubLink" => {
+                if let Some(t) = m.get("testexpr") {
+                    self.expr(t, scope);
+                }
+                let before = self.touched;
+                self.touched = Taint::CLEAN;
+                let out = match m.get("subselect") {
+                    Some(q) => self.query(q, scope),
+                    None => Out { cols: None },
+                };
+                let inside = self.touched;
+                self.touched = before.join(inside);
+                let scalar = m.get("sub_link_type").and_then(Value::as_i64) == Some(5);
+                match &out.cols {
+                    // `(SELECT ssn FROM users LIMIT 1)` is the column's value itself.
+                    Some(c) if scalar && c.len() == 1 => c[0].1,
+                    Some(c) => join_all(&Some(c.clone()), inside).derive(),
+                    None => inside.derive(),
+                }
+            }
+            "SelectStmt" => {
+                let out = self.select(m, scope);
+                join_all(&out.cols, self.touched).derive()
+            }
+            "FuncCall" => {
+                let name = name_list(m.get("funcname")).join(".");
+                let f = self.rels.function(&name);
+                let args = self.generic(m, scope);
+                self.note(f).join(args).derive()
+            }
+            "A_Const" | "ParamRef" | "SQLValueFunction" => Taint::CLEAN,
+            _ => self.generic(m, scope).derive(),
+        }
+    }
+
+    /// Every value inside a message, joined.
+    fn generic(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> Taint {
+        let mut t = Taint::CLEAN;
+        for (k, v) in m {
+            if matches!(v, Value::Object(_) | Value::Array(_)) && k != "type_name" {
+                t = t.join(self.expr(v, scope));
+            }
+        }
+        t
+    }
+
+    /// A column reference: `c`, `t.c`, `s.t.c`, or a whole row `t`.
+    fn column(&mut self, fields: &[String], scope: &Scope<'_>) -> Taint {
+        match fields {
+            [c] => {
+                let mut s = Some(scope);
+                while let Some(sc) = s {
+                    for r in &sc.rels {
+                        if let Some(cols) = &r.cols {
+                            if let Some((_, t)) = cols.iter().find(|(n, _)| n == c) {
+                                return *t;
+                            }
+                        }
+                    }
+                    // Not a known column here: a relation with unknown columns may
+                    // have it, else it may name a whole row.
+                    let unknown = sc
+                        .rels
+                        .iter()
+                        .filter(|r| r.cols.is_none())
+                        .fold(None::<Taint>, |a, r| {
+                            Some(a.unwrap_or_default().join(r.whole))
+                        });
+                    // A whole-row reference `u` joins with those: never let a
+                    // function in FROM hide `SELECT u FROM users u, f() g`.
+                    let named = sc.rels.iter().find(|r| &r.name == c).map(|r| r.whole);
+                    match (unknown, named) {
+                        (Some(a), Some(b)) => return a.join(b),
+                        (Some(a), None) | (None, Some(a)) => return a,
+                        (None, None) => {}
+                    }
+                    s = sc.parent;
+                }
+                // An output alias (ORDER BY x) or an error the server will report.
+                Taint::CLEAN
+            }
+            [.., t, c] if fields.len() <= 3 => {
+                let mut s = Some(scope);
+                while let Some(sc) = s {
+                    if let Some(r) = sc.rels.iter().find(|r| &r.name == t) {
+                        if c == "*" {
+                            return r.whole;
+                        }
+                        return match &r.cols {
+                            Some(cols) => cols
+                                .iter()
+                                .find(|(n, _)| n == c)
+                                .map_or(Taint::CLEAN, |(_, t)| *t),
+                            None => r.whole,
+                        };
+                    }
+                    s = sc.parent;
+                }
+                Taint::UNKNOWN
+            }
+            _ => Taint::UNKNOWN,
+        }
+    }
+}
+
+fn coldef_names(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .filter_map(|c| match unwrap_node(c) {
+            Some(("ColumnDef", d)) => Some(str_field(d, "colname").to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The name Postgres gives an unnamed output column (close enough for matching
+/// references to a derived table's columns).
+fn output_name(v: &Value) -> String {
+    match unwrap_node(v) {
+        Some(("ColumnRef", m)) => name_list(m.get("fields")).pop().unwrap_or_default(),
+        Some(("FuncCall", m)) => name_list(m.get("funcname")).pop().unwrap_or_default(),
+        Some(("TypeCast", m)) => m.get("arg").map(output_name).unwrap_or_default(),
+        _ => "?column?".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `users(id, name, ssn)` with ssn under mask 0; `orders(id, total)` clean.
+    struct Fake;
+
+    impl Relations for Fake {
+        fn relation(&self, _schema: Option<&str>, name: &str) -> Relation {
+            let c = |n: &str, t: Taint| (n.to_owned(), t);
+            match name {
+                "users" => Relation::Known(vec![
+                    c("id", Taint::CLEAN),
+                    c("name", Taint::CLEAN),
+                    c("ssn", Taint::direct(0)),
+                ]),
+                "orders" => Relation::Known(vec![c("id", Taint::CLEAN), c("total", Taint::CLEAN)]),
+                n if n.starts_with("pg_") => Relation::System,
+                _ => Relation::Unknown,
+            }
+        }
+        fn function(&self, name: &str) -> Taint {
+            if name == "leaky" {
+                Taint::UNKNOWN
+            } else {
+                Taint::CLEAN
+            }
+        }
+    }
+
+    fn outputs(sql: &str) -> Option<Vec<Taint>> {
+        analyze(sql, &Fake).unwrap().remove(0).outputs
+    }
+
+    const D: Taint = Taint {
+        mask: Some(0),
+        derived: false,
+        unknown: false,
+    };
+    const X: Taint = Taint {
+        mask: Some(0),
+        derived: true,
+        unknown: false,
+    };
+    const C: Taint = Taint::CLEAN;
+
+    #[test]
+    fn traces_columns_through_scopes() {
+        let cases: &[(&str, &[Taint])] = &[
+            ("SELECT id, ssn FROM users", &[C, D]),
+            ("SELECT * FROM users", &[C, C, D]),
+            (
+                "SELECT u.ssn AS x, o.total FROM users u JOIN orders o ON o.id = u.id",
+                &[D, C],
+            ),
+            ("SELECT x FROM (SELECT ssn AS x FROM users) s", &[D]),
+            ("SELECT a FROM (SELECT ssn FROM users) s(a)", &[D]),
+            (
+                "WITH c(z) AS (SELECT ssn FROM users) SELECT z, 1 FROM c",
+                &[D, C],
+            ),
+            ("SELECT name FROM users UNION SELECT ssn FROM users", &[D]),
+            (
+                "SELECT upper(ssn), ssn::text, ssn::char(3) FROM users",
+                &[X, D, X],
+            ),
+            ("SELECT u FROM users u", &[X]),
+            ("SELECT (SELECT ssn FROM users LIMIT 1)", &[D]),
+            ("SELECT count(*) FROM users WHERE ssn LIKE '1%'", &[C]),
+            ("SELECT v.x FROM users, LATERAL (VALUES (ssn)) v(x)", &[D]),
+            ("SELECT g FROM users u, generate_series(1, 2) g", &[C]),
+            ("SELECT u, g FROM users u, generate_series(1, 2) g", &[X, C]),
+            ("SELECT total FROM orders", &[C]),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_laundering() {
+        let l = &analyze("SELECT * FROM nowhere", &Fake).unwrap()[0];
+        assert!(l.touched.unknown, "an unknown relation is not trusted");
+        assert!(outputs("SELECT leaky()").unwrap()[0].unknown);
+        for sql in [
+            "CREATE TABLE t AS SELECT ssn FROM users",
+            "INSERT INTO orders (id) SELECT length(ssn) FROM users",
+            "UPDATE orders SET total = (SELECT length(ssn) FROM users LIMIT 1)",
+            "COPY users TO '/tmp/x'",
+            "SELECT ssn INTO t2 FROM users",
+        ] {
+            assert!(analyze(sql, &Fake).unwrap()[0].launders.is_some(), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t AS SELECT name FROM users",
+            "INSERT INTO orders SELECT id, 1 FROM users",
+            "UPDATE users SET name = 'x' WHERE ssn = '1'",
+        ] {
+            assert!(analyze(sql, &Fake).unwrap()[0].launders.is_none(), "{sql}");
+        }
+        let p = &analyze("PREPARE p AS SELECT ssn FROM users", &Fake).unwrap()[0];
+        assert_eq!(p.defines, Some(Named::Prepared("p".into())));
+        assert_eq!(p.outputs.as_deref(), Some(&[D][..]));
+        let e = &analyze("EXECUTE p", &Fake).unwrap()[0];
+        assert_eq!(e.uses, Some(Named::Prepared("p".into())));
+        let c = &analyze("COPY (SELECT ssn FROM users) TO STDOUT", &Fake).unwrap()[0];
+        assert_eq!(c.copy_out, Some(false));
+        assert!(!c.touched.is_clean());
+    }
+}

@@ -1,0 +1,449 @@
+//! Masking that follows the data.
+//!
+//! A [`Masking`] is compiled for one identity's masks and detectors over one target's
+//! catalog: every user relation's columns get a taint (which mask, if any, covers
+//! them; for views, traced through the view's definition). Per result, the
+//! RowDescription's (table OID, attribute number) of each column and the statement's
+//! lineage (see `classify::lineage`) give a [`rewrite::ResultPlan`]; an empty plan
+//! forwards rows untouched, a non-empty one rewrites DataRows column by column.
+
+pub mod detect;
+pub mod method;
+pub mod rewrite;
+pub mod wire;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::classify::lineage::{self, Lineage, Relation, Relations, Taint};
+use crate::classify::{Facts, Kind};
+use crate::policy::glob::Glob;
+use crate::policy::{RuleSet, Subject};
+use crate::session::catalog::{Catalog, RelInfo};
+use detect::{Detector, Detectors};
+use method::Method;
+
+/// Planner statistics hold sampled column values (`most_common_vals`,
+/// `histogram_bounds`): reading them is reading the columns.
+const STATISTICS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+];
+
+/// Built-in functions that run SQL held in a string, or read a table or cursor named
+/// by a value: what they return cannot be traced, so it is masked when masks apply.
+const OPAQUE_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "dblink",
+    "dblink_exec",
+    "dblink_get_result",
+    "dblink_fetch",
+];
+
+const LINEAGE_CACHE_MAX: usize = 10_000;
+/// Views defined on views defined on views...: deeper than this is not followed.
+const MAX_VIEW_DEPTH: usize = 16;
+
+thread_local! {
+    static VIEW_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One identity's masks over one target's catalog.
+pub struct Masking {
+    /// Active masks: id and method, indexed by `Taint::mask`.
+    ids: Vec<Arc<str>>,
+    methods: Vec<Method>,
+    globs: Vec<Vec<Glob>>,
+    catalog: Arc<Catalog>,
+    by_qual: HashMap<(String, String), usize>,
+    by_name: HashMap<String, Vec<usize>>,
+    by_oid: HashMap<u32, usize>,
+    taints: Vec<OnceLock<Vec<Taint>>>,
+    pub detectors: Option<Arc<Detectors>>,
+    lineage: Mutex<HashMap<Box<str>, Arc<Vec<Lineage>>>>,
+}
+
+impl std::fmt::Debug for Masking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masking")
+            .field("masks", &self.ids)
+            .field(
+                "detectors",
+                &self.detectors.as_ref().map(|d| d.ids().count()),
+            )
+            .finish()
+    }
+}
+
+fn key_of(env: Option<&str>) -> Option<Vec<u8>> {
+    let name = env?;
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v.into_bytes()),
+        _ => {
+            tracing::warn!("hash key variable {name} is not set: the mask redacts instead");
+            None
+        }
+    }
+}
+
+impl Masking {
+    /// The masks and detectors `who` is subject to, or None when there are none (the
+    /// session then never looks at a result).
+    pub fn build(rules: &RuleSet, who: &Subject<'_>, catalog: Arc<Catalog>) -> Option<Masking> {
+        let masks = rules.masks_for(who);
+        let dets = rules.detectors_for(who);
+        if masks.is_empty() && dets.is_empty() {
+            return None;
+        }
+        let ids = masks.iter().map(|m| Arc::from(m.id.as_str())).collect();
+        let methods = masks
+            .iter()
+            .map(|m| {
+                let key = key_of(m.hash_key_env.as_deref());
+                Method::compile(&m.method, m.keep_last, key.as_deref())
+            })
+            .collect();
+        let globs = masks.iter().map(|m| m.columns.clone()).collect();
+        let detectors = (!dets.is_empty()).then(|| {
+            Arc::new(Detectors::new(
+                dets.iter()
+                    .filter_map(|d| {
+                        let key = key_of(d.hash_key_env.as_deref());
+                        Some(Detector {
+                            id: d.id.clone(),
+                            kind: detect::Kind::parse(&d.kind)?,
+                            method: Method::compile(&d.method, d.keep_last, key.as_deref()),
+                            regex: match &d.pattern {
+                                Some(p) => Some(regex::bytes::Regex::new(p).ok()?),
+                                None => None,
+                            },
+                        })
+                    })
+                    .collect(),
+            ))
+        });
+        let mut by_qual = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_oid = HashMap::new();
+        for (i, r) in catalog.relations.iter().enumerate() {
+            by_qual.insert((r.schema.clone(), r.name.clone()), i);
+            by_name.entry(r.name.clone()).or_default().push(i);
+            by_oid.insert(r.oid, i);
+        }
+        let taints = (0..catalog.relations.len())
+            .map(|_| OnceLock::new())
+            .collect();
+        Some(Masking {
+            ids,
+            methods,
+            globs,
+            catalog,
+            by_qual,
+            by_name,
+            by_oid,
+            taints,
+            detectors,
+            lineage: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn has_column_masks(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    pub fn mask_id(&self, t: Taint) -> Arc<str> {
+        match t.mask {
+            Some(i) => Arc::clone(&self.ids[i as usize]),
+            None => Arc::from("unknown-origin"),
+        }
+    }
+
+    /// The method for a tainted value (None when clean).
+    pub fn method(&self, t: Taint) -> Option<Method> {
+        if t.is_clean() {
+            return None;
+        }
+        let m = match t.mask {
+            Some(i) => self.methods[i as usize].clone(),
+            None => Method::Redact,
+        };
+        Some(if t.derived || t.unknown {
+            m.for_derived()
+        } else {
+            m
+        })
+    }
+
+    fn glob_taint(&self, r: &RelInfo, column: &str) -> Taint {
+        let name = format!("{}.{}.{}", r.schema, r.name, column);
+        for (i, globs) in self.globs.iter().enumerate() {
+            if globs.iter().any(|g| g.matches(&name)) {
+                return Taint::direct(i as u16);
+            }
+        }
+        Taint::CLEAN
+    }
+
+    /// Each column's taint, in attnum order.
+    fn rel_taints(&self, i: usize) -> &[Taint] {
+        self.taints[i].get_or_init(|| {
+            let r = &self.catalog.relations[i];
+            let own: Vec<Taint> = r
+                .columns
+                .iter()
+                .map(|(_, n, _)| self.glob_taint(r, n))
+                .collect();
+            let Some(def) = &r.view_definition else {
+                return own;
+            };
+            let depth = VIEW_DEPTH.with(|d| {
+                d.set(d.get() + 1);
+                d.get()
+            });
+            let traced = if depth > MAX_VIEW_DEPTH {
+                None
+            } else {
+                lineage::analyze(def, self)
+                    .ok()
+                    .and_then(|mut l| l.pop())
+                    .and_then(|l| l.outputs)
+                    .filter(|o| o.len() == own.len())
+            };
+            VIEW_DEPTH.with(|d| d.set(d.get() - 1));
+            match traced {
+                Some(t) => own.iter().zip(t).map(|(a, b)| a.join(b)).collect(),
+                None => vec![Taint::UNKNOWN; own.len()],
+            }
+        })
+    }
+
+    fn known(&self, i: usize) -> Relation {
+        let r = &self.catalog.relations[i];
+        Relation::Known(
+            r.columns
+                .iter()
+                .zip(self.rel_taints(i))
+                .map(|((_, n, _), t)| (n.clone(), *t))
+                .collect(),
+        )
+    }
+
+    fn rel_is_clean(&self, i: usize) -> bool {
+        self.rel_taints(i).iter().all(Taint::is_clean)
+    }
+
+    /// The taint of column `attnum` of relation `oid`, as RowDescription names it.
+    pub fn column_taint(&self, oid: u32, attnum: i16) -> Taint {
+        if oid == 0 {
+            return Taint::CLEAN;
+        }
+        match self.by_oid.get(&oid) {
+            Some(&i) => {
+                let r = &self.catalog.relations[i];
+                match r.columns.iter().position(|(a, _, _)| *a == attnum) {
+                    Some(p) => self.rel_taints(i)[p],
+                    // A system column (ctid, xmin...) or one added since the load.
+                    None if attnum < 0 => Taint::CLEAN,
+                    None => Taint::UNKNOWN,
+                }
+            }
+            // System relations; anything newer than the catalog load is unknown.
+            None if oid < 16384 => Taint::CLEAN,
+            None => Taint::UNKNOWN,
+        }
+    }
+
+    /// Whether RowDescription's attribution of a column is a plain table column that
+    /// nothing masks (the server says the value is exactly that column's).
+    pub fn plain_clean_column(&self, oid: u32, attnum: i16) -> bool {
+        self.by_oid.get(&oid).is_some_and(|&i| {
+            let r = &self.catalog.relations[i];
+            r.view_definition.is_none()
+                && matches!(r.kind, b'r' | b'p' | b'f')
+                && self.column_taint(oid, attnum).is_clean()
+        })
+    }
+
+    pub fn is_text_like(&self, type_oid: u32) -> bool {
+        if self.catalog.text_types.is_empty() {
+            // Not loaded: the built-in string types.
+            matches!(type_oid, 25 | 1042 | 1043 | 19)
+        } else {
+            self.catalog.text_types.contains(&type_oid)
+        }
+    }
+
+    /// Whether a statement with these facts could return or move masked values; when
+    /// not, its results need no lineage (the common case, decided without parsing).
+    pub fn may_touch(&self, f: &Facts, search_path_changed: bool) -> bool {
+        if !self.has_column_masks() {
+            return false;
+        }
+        if f.unanalysable.is_some()
+            || f.kinds.contains(&Kind::Execute)
+            || f.kinds.contains(&Kind::Other)
+        {
+            return true;
+        }
+        for t in f.tables_read.iter().chain(&f.tables_written) {
+            let (schema, name) = t.split_once('.').unwrap_or(("public", t));
+            let unqualified =
+                f.unqualified_tables.contains(t) || f.unqualified_tables.contains(name);
+            if STATISTICS.contains(&name) {
+                return true;
+            }
+            let candidates: Vec<usize> = if unqualified || search_path_changed {
+                self.by_name.get(name).cloned().unwrap_or_default()
+            } else {
+                self.by_qual
+                    .get(&(schema.to_owned(), name.to_owned()))
+                    .map(|i| vec![*i])
+                    .unwrap_or_default()
+            };
+            if candidates.is_empty() {
+                if !(name.starts_with("pg_")
+                    || schema == "pg_catalog"
+                    || schema == "information_schema")
+                {
+                    return true; // not in the catalog: cannot tell
+                }
+                continue;
+            }
+            if candidates.iter().any(|&i| !self.rel_is_clean(i)) {
+                return true;
+            }
+        }
+        f.functions.iter().any(|n| !self.function(n).is_clean())
+    }
+
+    /// Lineage of `sql`, from the cache or traced now (call on a parse thread).
+    pub fn lineage_now(&self, sql: &str) -> Arc<Vec<Lineage>> {
+        if let Some(hit) = self
+            .lineage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+        {
+            return Arc::clone(hit);
+        }
+        let traced = match lineage::analyze(sql, self) {
+            Ok(l) => l,
+            // The rules already refused what does not parse; be safe anyway.
+            Err(_) => vec![Lineage {
+                touched: Taint::UNKNOWN,
+                ..Lineage::default()
+            }],
+        };
+        let traced = Arc::new(traced);
+        let mut cache = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= LINEAGE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(sql.into(), Arc::clone(&traced));
+        traced
+    }
+
+    /// The cached lineage, without parsing.
+    pub fn lineage_cached(&self, sql: &str) -> Option<Arc<Vec<Lineage>>> {
+        self.lineage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned()
+    }
+}
+
+impl Relations for Masking {
+    fn relation(&self, schema: Option<&str>, name: &str) -> Relation {
+        match schema {
+            Some(s @ ("pg_catalog" | "information_schema")) => {
+                if s == "pg_catalog" && STATISTICS.contains(&name) && self.has_column_masks() {
+                    Relation::Sensitive
+                } else {
+                    Relation::System
+                }
+            }
+            Some(s) => match self.by_qual.get(&(s.to_owned(), name.to_owned())) {
+                Some(&i) => self.known(i),
+                None => Relation::Unknown,
+            },
+            None => {
+                // pg_catalog comes first on every search path.
+                if STATISTICS.contains(&name) {
+                    return if self.has_column_masks() {
+                        Relation::Sensitive
+                    } else {
+                        Relation::System
+                    };
+                }
+                let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
+                match candidates {
+                    [] if name.starts_with("pg_") => Relation::System,
+                    [] => Relation::Unknown,
+                    [one] => self.known(*one),
+                    many => {
+                        // Which one the search path picks is the server's business;
+                        // when they differ in what is masked, assume the worst.
+                        if many.iter().all(|&i| self.rel_is_clean(i)) {
+                            let public = many
+                                .iter()
+                                .copied()
+                                .find(|&i| self.catalog.relations[i].schema == "public");
+                            self.known(public.unwrap_or(many[0]))
+                        } else {
+                            Relation::Unknown
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn function(&self, name: &str) -> Taint {
+        let bare = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+        if self.has_column_masks() && OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
+            return Taint::UNKNOWN;
+        }
+        let Some(f) = self.catalog.function_facts(name) else {
+            return Taint::CLEAN;
+        };
+        if f.unanalysable.is_some() {
+            return Taint::UNKNOWN;
+        }
+        let mut t = Taint::CLEAN;
+        for table in &f.tables_read {
+            let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
+            let found = self
+                .by_qual
+                .get(&(schema.to_owned(), rel.to_owned()))
+                .or_else(|| self.by_name.get(rel).and_then(|v| v.first()));
+            if let Some(&i) = found {
+                for c in self.rel_taints(i) {
+                    t = t.join(*c);
+                }
+            }
+        }
+        t.derive()
+    }
+}

@@ -1,0 +1,414 @@
+//! The session's masking state: which statement each result belongs to, and the plan
+//! for the rows streaming back now.
+//!
+//! Server responses come in the order of the client's messages, so a queue of what is
+//! expected (a simple Query's statements, a Describe, an Execute, a Sync) tells whose
+//! RowDescription or DataRow arrives. Extended-protocol statements and portals, and
+//! SQL-level PREPAREd statements and cursors, keep their lineage by name, so EXECUTE,
+//! FETCH and named statements reused across messages are masked like the query behind
+//! them. When the tracking cannot tell, rows are masked whole.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+
+use crate::classify::lineage::{Lineage, Named};
+use crate::mask::rewrite::{self, ResultPlan, Scratch};
+use crate::mask::wire::{self, Field, Origin};
+use crate::mask::Masking;
+use crate::protocol::frame::cstr;
+
+#[derive(Debug, Clone, Default)]
+struct Statement {
+    origin: Origin,
+    fields: Option<Vec<Field>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Portal {
+    origin: Origin,
+    formats: Vec<i16>,
+    fields: Option<Vec<Field>>,
+}
+
+/// Statements and portals are shared with the expectations that name them: a
+/// pipeline may rebind the unnamed portal before the server has answered for the
+/// previous binding.
+type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+enum Expect {
+    Query { origins: Vec<Origin>, idx: usize },
+    DescribeStatement(Shared<Statement>),
+    DescribePortal(Shared<Portal>),
+    Execute(Shared<Portal>),
+    Sync,
+}
+
+pub struct Masker {
+    pub engine: Arc<Masking>,
+    statements: HashMap<String, Shared<Statement>>,
+    portals: HashMap<String, Shared<Portal>>,
+    named: HashMap<Named, Origin>,
+    expect: VecDeque<Expect>,
+    current: Option<ResultPlan>,
+    scratch: Scratch,
+    /// Values masked so far (for the metrics).
+    pub masked_values: u64,
+}
+
+/// What to do with a server message.
+pub enum Action {
+    Forward,
+    /// The replacement was appended to the output buffer.
+    Replaced,
+}
+
+fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
+    if let Some(n) = &l.uses {
+        return named.get(n).cloned().unwrap_or_else(Origin::unknown);
+    }
+    Origin {
+        outputs: l.outputs.clone(),
+        touched: l.touched,
+    }
+}
+
+impl Masker {
+    pub fn new(engine: Arc<Masking>) -> Masker {
+        Masker {
+            engine,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            named: HashMap::new(),
+            expect: VecDeque::new(),
+            current: None,
+            scratch: Scratch::default(),
+            masked_values: 0,
+        }
+    }
+
+    /// Statement origins for a message's lineage (None: nothing masked is involved),
+    /// remembering what PREPARE and DECLARE define.
+    fn origins(&mut self, lineage: Option<&[Lineage]>, n: usize) -> Vec<Origin> {
+        let Some(list) = lineage else {
+            return vec![Origin::clean(); n.max(1)];
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for l in list {
+            let o = origin_of(l, &self.named);
+            if let Some(name) = &l.defines {
+                self.named.insert(name.clone(), o.clone());
+            }
+            out.push(o);
+        }
+        out
+    }
+
+    /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
+    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize) {
+        let origins = self.origins(lineage, statements);
+        self.expect.push_back(Expect::Query { origins, idx: 0 });
+    }
+
+    /// A Parse was forwarded.
+    pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>) {
+        let origin = self
+            .origins(lineage, 1)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        self.statements.insert(
+            name.to_owned(),
+            Arc::new(Mutex::new(Statement {
+                origin,
+                fields: None,
+            })),
+        );
+    }
+
+    /// Any other whole client message (Bind, Describe, Execute, Sync, Close).
+    pub fn on_client(&mut self, msg: &[u8]) {
+        let body = &msg[5..];
+        match msg[0] {
+            b'B' => {
+                if let Some((portal, stmt, formats)) = parse_bind(body) {
+                    let s = match self.statements.get(stmt) {
+                        Some(s) => lock(s).clone(),
+                        None => Statement {
+                            origin: Origin::unknown(),
+                            fields: None,
+                        },
+                    };
+                    self.portals.insert(
+                        portal.to_owned(),
+                        Arc::new(Mutex::new(Portal {
+                            origin: s.origin,
+                            formats,
+                            fields: s.fields,
+                        })),
+                    );
+                }
+            }
+            b'D' => {
+                let name = cstr(body.get(1..).unwrap_or(&[]))
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                let e = match body.first() {
+                    Some(b'S') => Expect::DescribeStatement(self.statement(&name)),
+                    _ => Expect::DescribePortal(self.portal(&name)),
+                };
+                self.expect.push_back(e);
+            }
+            b'E' => {
+                let name = cstr(body)
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                let p = self.portal(&name);
+                self.expect.push_back(Expect::Execute(p));
+            }
+            b'S' => self.expect.push_back(Expect::Sync),
+            _ => {}
+        }
+    }
+
+    fn statement(&mut self, name: &str) -> Shared<Statement> {
+        Arc::clone(self.statements.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(Mutex::new(Statement {
+                origin: Origin::unknown(),
+                fields: None,
+            }))
+        }))
+    }
+
+    fn portal(&mut self, name: &str) -> Shared<Portal> {
+        Arc::clone(self.portals.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(Mutex::new(Portal {
+                origin: Origin::unknown(),
+                ..Portal::default()
+            }))
+        }))
+    }
+
+    fn front_origin(&self) -> Origin {
+        match self.expect.front() {
+            Some(Expect::Query { origins, idx }) => {
+                origins.get(*idx).cloned().unwrap_or_else(Origin::unknown)
+            }
+            Some(Expect::Execute(p)) => lock(p).origin.clone(),
+            Some(Expect::Sync) | None => Origin::clean(),
+            Some(_) => Origin::unknown(),
+        }
+    }
+
+    /// A whole server message, before it is forwarded.
+    pub fn on_server(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
+        let body = &msg[5..];
+        match msg[0] {
+            b'T' => {
+                let fields = wire::row_description(body);
+                match self.expect.front() {
+                    Some(Expect::DescribeStatement(s)) => {
+                        lock(s).fields = fields;
+                        self.expect.pop_front();
+                    }
+                    Some(Expect::DescribePortal(p)) => {
+                        lock(p).fields = fields;
+                        self.expect.pop_front();
+                    }
+                    _ => {
+                        let origin = self.front_origin();
+                        self.current = Some(match fields {
+                            Some(f) => wire::plan(&self.engine, &f, &origin, None),
+                            None => wire::blind_plan(0),
+                        });
+                    }
+                }
+                Action::Forward
+            }
+            b'n' => {
+                if matches!(
+                    self.expect.front(),
+                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
+                ) {
+                    self.expect.pop_front();
+                }
+                Action::Forward
+            }
+            b'D' => self.data_row(msg, out),
+            b'C' | b'I' => {
+                self.current = None;
+                match self.expect.front_mut() {
+                    Some(Expect::Query { idx, .. }) => *idx += 1,
+                    Some(Expect::Execute(_)) => {
+                        self.expect.pop_front();
+                    }
+                    _ => {}
+                }
+                Action::Forward
+            }
+            b's' => {
+                self.current = None;
+                if matches!(self.expect.front(), Some(Expect::Execute(_))) {
+                    self.expect.pop_front();
+                }
+                Action::Forward
+            }
+            b'E' | b'N' => {
+                let touched = !self.front_origin().touched.is_clean()
+                    || self
+                        .current
+                        .as_ref()
+                        .is_some_and(|p| p.masked_columns() > 0);
+                let scrubbed = wire::scrub_message(msg, touched, &self.engine);
+                if msg[0] == b'E' {
+                    self.current = None;
+                    // The extended protocol skips to Sync after an error.
+                    if !matches!(self.expect.front(), Some(Expect::Query { .. })) {
+                        while self
+                            .expect
+                            .front()
+                            .is_some_and(|e| !matches!(e, Expect::Sync | Expect::Query { .. }))
+                        {
+                            self.expect.pop_front();
+                        }
+                    }
+                }
+                match scrubbed {
+                    Some(o) => {
+                        out.extend_from_slice(&o);
+                        Action::Replaced
+                    }
+                    None => Action::Forward,
+                }
+            }
+            b'Z' => {
+                self.current = None;
+                while let Some(e) = self.expect.pop_front() {
+                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
+                        break;
+                    }
+                }
+                Action::Forward
+            }
+            b'd' => self.copy_data(msg, out),
+            _ => Action::Forward,
+        }
+    }
+
+    fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
+        if self.current.is_none() {
+            // Rows of an Execute: the plan comes from its portal.
+            let plan = match self.expect.front() {
+                Some(Expect::Execute(p)) => {
+                    let portal = lock(p).clone();
+                    match &portal.fields {
+                        Some(f) => {
+                            wire::plan(&self.engine, f, &portal.origin, Some(&portal.formats))
+                        }
+                        None if portal.origin.touched.is_clean()
+                            && self.engine.detectors.is_none() =>
+                        {
+                            ResultPlan::default()
+                        }
+                        None => blind(msg),
+                    }
+                }
+                _ => blind(msg),
+            };
+            self.current = Some(plan);
+        }
+        let Some(plan) = &self.current else {
+            return Action::Forward;
+        };
+        if plan.is_empty() && plan.columns.len() == count_columns(msg) {
+            return Action::Forward;
+        }
+        let mark = out.len();
+        match rewrite::rewrite_data_row(msg, plan, &mut self.scratch, out) {
+            Ok(o) => {
+                self.masked_values += o.masked as u64;
+                if o.rewritten {
+                    Action::Replaced
+                } else {
+                    Action::Forward
+                }
+            }
+            Err(_) => {
+                // A row pgmoat cannot read is not passed on as it is.
+                out.truncate(mark);
+                let blind = wire::blind_plan(count_columns(msg));
+                if rewrite::rewrite_data_row(msg, &blind, &mut self.scratch, out).is_err() {
+                    out.truncate(mark);
+                    // Not even the column count: an empty row stands in.
+                    out.extend_from_slice(&[b'D', 0, 0, 0, 6, 0, 0]);
+                }
+                Action::Replaced
+            }
+        }
+    }
+
+    /// COPY TO STDOUT data: masked columns never get here (such a COPY is refused),
+    /// but detectors scan the text.
+    fn copy_data(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
+        let Some(d) = &self.engine.detectors else {
+            return Action::Forward;
+        };
+        let mut value = Vec::new();
+        if d.scan(&msg[5..], &mut value).is_none() {
+            return Action::Forward;
+        }
+        self.masked_values += 1;
+        out.extend_from_slice(b"d");
+        out.extend_from_slice(&((value.len() + 4) as i32).to_be_bytes());
+        out.extend_from_slice(&value);
+        Action::Replaced
+    }
+}
+
+fn count_columns(msg: &[u8]) -> usize {
+    msg.get(5..7)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        .unwrap_or(0)
+}
+
+/// Rows whose origin pgmoat lost track of: every value goes.
+fn blind(msg: &[u8]) -> ResultPlan {
+    wire::blind_plan(count_columns(msg))
+}
+
+/// Portal name, statement name and result format codes of a Bind body.
+fn parse_bind(body: &[u8]) -> Option<(&str, &str, Vec<i16>)> {
+    let (portal, rest) = cstr(body)?;
+    let (stmt, mut rest) = cstr(rest)?;
+    let take_i16 = |r: &mut &[u8]| -> Option<i16> {
+        let v = i16::from_be_bytes([*r.first()?, *r.get(1)?]);
+        *r = &r[2..];
+        Some(v)
+    };
+    let nfmt = take_i16(&mut rest)?.max(0) as usize;
+    rest = rest.get(nfmt * 2..)?;
+    let nparams = take_i16(&mut rest)?.max(0) as usize;
+    for _ in 0..nparams {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len > 0 {
+            rest = rest.get(len as usize..)?;
+        }
+    }
+    let nres = take_i16(&mut rest)?.max(0) as usize;
+    let mut formats = Vec::with_capacity(nres);
+    for _ in 0..nres {
+        formats.push(take_i16(&mut rest)?);
+    }
+    Some((
+        std::str::from_utf8(portal).ok()?,
+        std::str::from_utf8(stmt).ok()?,
+        formats,
+    ))
+}
