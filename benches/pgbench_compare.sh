@@ -14,6 +14,10 @@
 #   SKIP_PGMOAT     set to 1 to benchmark only direct + pgbouncer (no binary needed)
 #   SCALE           pgbench -i scale factor, default 10
 #   WARMUP          seconds of warm-up per target before round 1, default 2 (0 = none)
+#   PGMOAT_AUDIT_MODES  e.g. "fsync batch": one more pgmoat per mode, with an audit
+#                   store under the temp dir, as targets pgmoat-fsync / pgmoat-batch
+#   WORKLOADS       subset of "select-simple select-prepared latency-1c" (default all);
+#                   also select-simple-c32 (32 clients: how group commit scales)
 #
 # What it does: starts a throwaway Postgres 15 cluster (SCRAM auth, 127.0.0.1 on a
 # free port, no unix socket, fsync=off), a pgbouncer in session-pooling mode and
@@ -117,6 +121,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 WORK=$(mktemp -d /tmp/pgbench_compare.XXXXXX)
 chmod 755 "$WORK"
 PG_PID=""; BOUNCER_PID=""; MOAT_PID=""
+declare -A MOAT_PIDS=() MOAT_PORTS=()
 
 stop_pid() { # pid signal name
     local pid=$1 sig=$2 name=$3
@@ -131,7 +136,7 @@ stop_pid() { # pid signal name
 }
 cleanup() {
     trap - EXIT INT TERM
-    stop_pid "$MOAT_PID" TERM pgmoat
+    for n in "${!MOAT_PIDS[@]}"; do stop_pid "${MOAT_PIDS[$n]}" TERM "$n"; done
     stop_pid "$BOUNCER_PID" TERM pgbouncer
     stop_pid "$PG_PID" INT postgres
     rm -rf "$WORK"
@@ -217,16 +222,18 @@ port_open "$BOUNCER_PORT" ||
     { cat "$WORK/pgbouncer/stdout.log" "$WORK/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "pgbouncer did not start"; }
 
 # ---------------------------------------------------------------- pgmoat
-TARGETS="direct pgbouncer"
-if [ "$SKIP_PGMOAT" != 1 ]; then
-    MOAT_PORT=$(pick_port)
-    MOAT_ADMIN_PORT=$(pick_port)
-    mkdir -p "$WORK/pgmoat"
-    cat >"$WORK/pgmoat/pgmoat.yaml" <<EOF
-listen: 127.0.0.1:$MOAT_PORT
+# One instance per name: "pgmoat" (no audit) and "pgmoat-<mode>" for each mode in
+# PGMOAT_AUDIT_MODES, with its audit store under $WORK (this machine's disk).
+MOAT_CLIENT_PW="client-$RANDOM$RANDOM"
+start_pgmoat() { # name [audit durability]
+    local name=$1 mode=${2:-} port admin dir ok code
+    port=$(pick_port); admin=$(pick_port); dir=$WORK/$name
+    mkdir -p "$dir"
+    cat >"$dir/pgmoat.yaml" <<EOF
+listen: 127.0.0.1:$port
 workers: $PGMOAT_WORKERS
 admin:
-  listen: 127.0.0.1:$MOAT_ADMIN_PORT
+  listen: 127.0.0.1:$admin
 targets:
   bench:
     host: 127.0.0.1
@@ -242,19 +249,22 @@ identities:
       groups: [bench]
 EOF
     if [ -n "${PGMOAT_RULES:-}" ]; then
-        echo "rules: $(cd "$(dirname "$PGMOAT_RULES")" && pwd)/$(basename "$PGMOAT_RULES")" >>"$WORK/pgmoat/pgmoat.yaml"
+        echo "rules: $(cd "$(dirname "$PGMOAT_RULES")" && pwd)/$(basename "$PGMOAT_RULES")" >>"$dir/pgmoat.yaml"
     fi
-    MOAT_CLIENT_PW="client-$RANDOM$RANDOM"
-    log "starting pgmoat ($PGMOAT_BIN, workers=$PGMOAT_WORKERS) on 127.0.0.1:$MOAT_PORT, admin :$MOAT_ADMIN_PORT"
+    if [ -n "$mode" ]; then
+        printf 'audit:\n  dir: %s\n  durability: %s\n' "$dir/audit" "$mode" >>"$dir/pgmoat.yaml"
+    fi
+    log "starting $name ($PGMOAT_BIN, workers=$PGMOAT_WORKERS${mode:+, audit $mode}) on 127.0.0.1:$port, admin :$admin"
     BENCH_DB_PASSWORD=$BENCH_PW BENCH_CLIENT_PASSWORD=$MOAT_CLIENT_PW \
-        "$PGMOAT_BIN" serve -c "$WORK/pgmoat/pgmoat.yaml" >"$WORK/pgmoat/pgmoat.log" 2>&1 &
-    MOAT_PID=$!
+        "$PGMOAT_BIN" serve -c "$dir/pgmoat.yaml" >"$dir/pgmoat.log" 2>&1 &
+    MOAT_PIDS[$name]=$!
+    MOAT_PORTS[$name]=$port
     ok=0
     for _ in $(seq 1 150); do
-        kill -0 "$MOAT_PID" 2>/dev/null || break
-        if port_open "$MOAT_PORT"; then
+        kill -0 "${MOAT_PIDS[$name]}" 2>/dev/null || break
+        if port_open "$port"; then
             if command -v curl >/dev/null 2>&1; then
-                code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$MOAT_ADMIN_PORT/healthz" || true)
+                code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$admin/healthz" || true)
                 [ "$code" = 200 ] && { ok=1; break; }
             else
                 ok=1; break
@@ -262,8 +272,17 @@ EOF
         fi
         sleep 0.1
     done
-    [ $ok = 1 ] || { tail -n 50 "$WORK/pgmoat/pgmoat.log" >&2; die "pgmoat did not become ready (port $MOAT_PORT, /healthz on $MOAT_ADMIN_PORT)"; }
-    TARGETS="direct pgbouncer pgmoat"
+    [ $ok = 1 ] || { tail -n 50 "$dir/pgmoat.log" >&2; die "$name did not become ready (port $port, /healthz on $admin)"; }
+    TARGETS="$TARGETS $name"
+}
+TARGETS="direct pgbouncer"
+if [ "$SKIP_PGMOAT" != 1 ]; then
+    start_pgmoat pgmoat
+    MOAT_PID=${MOAT_PIDS[pgmoat]}
+    for mode in ${PGMOAT_AUDIT_MODES:-}; do
+        case $mode in fsync|batch) ;; *) die "PGMOAT_AUDIT_MODES: unknown mode '$mode' (fsync, batch)" ;; esac
+        start_pgmoat "pgmoat-$mode" "$mode"
+    done
 fi
 
 # ---------------------------------------------------------------- measuring
@@ -290,13 +309,13 @@ target_conn() { # target -> "port user password"
     case $1 in
         direct) echo "$PG_PORT bench $BENCH_PW" ;;
         pgbouncer) echo "$BOUNCER_PORT bench $BENCH_PW" ;;
-        pgmoat) echo "$MOAT_PORT bench $MOAT_CLIENT_PW" ;;
+        pgmoat*) echo "${MOAT_PORTS[$1]} bench $MOAT_CLIENT_PW" ;;
     esac
 }
 target_pid() {
     case $1 in
         pgbouncer) echo "$BOUNCER_PID" ;;
-        pgmoat) echo "$MOAT_PID" ;;
+        pgmoat*) echo "${MOAT_PIDS[$1]}" ;;
         *) echo "" ;;
     esac
 }
@@ -305,9 +324,10 @@ workload_args() {
         select-simple) echo "-n -S -M simple -c 8 -j 2" ;;
         select-prepared) echo "-n -S -M prepared -c 8 -j 2" ;;
         latency-1c) echo "-n -S -M simple -c 1 -j 1" ;;
+        select-simple-c32) echo "-n -S -M simple -c 32 -j 2" ;;
     esac
 }
-WORKLOADS="select-simple select-prepared latency-1c"
+WORKLOADS=${WORKLOADS:-"select-simple select-prepared latency-1c"}
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
@@ -398,9 +418,9 @@ echo "==========================================================================
 for wl in $WORKLOADS; do
     echo
     echo "workload: $wl  (pgbench $(workload_args "$wl") -T $DURATION)"
-    printf '  %-10s %12s %14s %14s %12s\n' target "TPS" "mbox CPU us/tx" "pg CPU us/tx" "latency ms"
+    printf '  %-12s %12s %14s %14s %12s\n' target "TPS" "mbox CPU us/tx" "pg CPU us/tx" "latency ms"
     for t in $TARGETS; do
-        printf '  %-10s %12s %14s %14s %12s\n' "$t" \
+        printf '  %-12s %12s %14s %14s %12s\n' "$t" \
             "$(fmt "$(med "$wl" "$t" 4)" %.1f)" "$(fmt "$(med "$wl" "$t" 7)" %.2f)" \
             "$(fmt "$(med "$wl" "$t" 8)" %.2f)" "$(fmt "$(med "$wl" "$t" 6)" %.3f)"
     done
@@ -408,6 +428,9 @@ for wl in $WORKLOADS; do
         echo "  pgmoat/pgbouncer: TPS ratio $(ratio "$(med "$wl" pgmoat 4)" "$(med "$wl" pgbouncer 4)")," \
             "CPU/txn ratio $(ratio "$(med "$wl" pgmoat 7)" "$(med "$wl" pgbouncer 7)")"
     fi
+    for mode in ${PGMOAT_AUDIT_MODES:-}; do
+        echo "  pgmoat-$mode/pgmoat (audit $mode vs off): TPS ratio $(ratio "$(med "$wl" "pgmoat-$mode" 4)" "$(med "$wl" pgmoat 4)")"
+    done
     if [ "$wl" = latency-1c ]; then
         d=$(med "$wl" direct 6)
         for t in $TARGETS; do

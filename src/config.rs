@@ -259,15 +259,24 @@ pub struct SlackConfig {
 
 type RawApprovals = ApprovalsConfig;
 
-/// Accepted and shape-checked now; the audit issue gives it behaviour.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    pub dir: String,
-    pub durability: Option<AuditDurability>,
-    pub record_rows: Option<u32>,
+struct RawAudit {
+    dir: String,
+    durability: Option<AuditDurability>,
+    record_rows: Option<u32>,
     #[serde(default)]
-    pub sinks: Vec<AuditSink>,
+    sinks: Vec<RawAuditSink>,
+    /// Env var holding the key that makes record hashes HMAC-SHA-256.
+    hmac_key_env: Option<String>,
+    /// Start a new segment file past this size (bytes) ...
+    segment_bytes: Option<u64>,
+    /// ... or this age.
+    segment_age: Option<HumanDuration>,
+    /// `batch` durability: how often queued records are written and fsynced.
+    flush_interval: Option<HumanDuration>,
+    /// How often the head (seq + hash of the newest record) goes to the sinks.
+    head_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -279,13 +288,56 @@ pub enum AuditDurability {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuditSink {
+enum RawAuditSink {
     Stdout,
     Webhook { url_env: String },
     Syslog { address: String },
 }
 
-type RawAudit = AuditConfig;
+/// The audit store (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub durability: AuditDurability,
+    /// Result rows kept per statement (after masking).
+    pub record_rows: usize,
+    pub sinks: Vec<AuditSink>,
+    pub hmac_key: Option<Secret>,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub flush_interval: Duration,
+    pub head_interval: Duration,
+}
+
+impl AuditConfig {
+    /// Defaults for everything but the folder.
+    pub fn new(dir: impl Into<PathBuf>) -> AuditConfig {
+        AuditConfig {
+            dir: dir.into(),
+            durability: AuditDurability::Fsync,
+            record_rows: 100,
+            sinks: Vec::new(),
+            hmac_key: None,
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(24 * 3600),
+            flush_interval: Duration::from_millis(10),
+            head_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum AuditSink {
+    Stdout,
+    /// The URL may carry a token: kept as a secret.
+    Webhook {
+        url: Secret,
+    },
+    /// `udp://host:port` or `tcp://host:port`.
+    Syslog {
+        address: String,
+    },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -470,11 +522,8 @@ impl Config {
 
     /// Sections this build accepts and checks but does not act on yet.
     pub fn inactive_sections(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.audit.is_some() {
-            v.push("audit");
-        }
-        v
+        // Every section is enforced now; kept for sections still to come.
+        Vec::new()
     }
 
     /// Parse and validate YAML text. `name` labels errors; `base` resolves relative paths.
@@ -726,7 +775,10 @@ impl Validator<'_> {
             rules: raw.rules.as_deref().map(|p| self.path(p)),
             approval_secrets: self.approval_secrets(raw.approvals.as_ref())?,
             approvals: raw.approvals,
-            audit: raw.audit,
+            audit: match raw.audit {
+                Some(a) => Some(self.audit(a)?),
+                None => None,
+            },
             limits,
         })
     }
@@ -765,6 +817,72 @@ impl Validator<'_> {
             leeway,
             jwks_refresh,
         })
+    }
+
+    fn audit(&self, a: RawAudit) -> Result<AuditConfig, ConfigError> {
+        if a.dir.is_empty() {
+            return Err(self.err("audit.dir", "must not be empty"));
+        }
+        let mut c = AuditConfig::new(self.path(&a.dir));
+        if let Some(d) = a.durability {
+            c.durability = d;
+        }
+        if let Some(n) = a.record_rows {
+            c.record_rows = n as usize;
+        }
+        if let Some(var) = &a.hmac_key_env {
+            c.hmac_key = Some(self.secret("audit.hmac_key_env", var)?);
+        }
+        if let Some(n) = a.segment_bytes {
+            if n < 4096 {
+                return Err(self.err("audit.segment_bytes", "must be at least 4096"));
+            }
+            c.segment_bytes = n;
+        }
+        if let Some(d) = a.segment_age {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.segment_age", "must be at least 1s"));
+            }
+            c.segment_age = d.0;
+        }
+        if let Some(d) = a.flush_interval {
+            if d.0.is_zero() || d.0 > Duration::from_secs(1) {
+                return Err(self.err("audit.flush_interval", "must be between 1ms and 1s"));
+            }
+            c.flush_interval = d.0;
+        }
+        if let Some(d) = a.head_interval {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.head_interval", "must be at least 1s"));
+            }
+            c.head_interval = d.0;
+        }
+        for (i, s) in a.sinks.into_iter().enumerate() {
+            let field = format!("audit.sinks[{i}]");
+            c.sinks.push(match s {
+                RawAuditSink::Stdout => AuditSink::Stdout,
+                RawAuditSink::Webhook { url_env } => AuditSink::Webhook {
+                    url: self.secret(&format!("{field}.webhook.url_env"), &url_env)?,
+                },
+                RawAuditSink::Syslog { address } => {
+                    let ok = ["udp://", "tcp://"].iter().any(|p| {
+                        address.strip_prefix(p).is_some_and(|r| {
+                            r.rsplit_once(':').is_some_and(|(h, port)| {
+                                !h.is_empty() && port.parse::<u16>().is_ok()
+                            })
+                        })
+                    });
+                    if !ok {
+                        return Err(self.err(
+                            format!("{field}.syslog.address"),
+                            format!("{address:?} must be udp://host:port or tcp://host:port"),
+                        ));
+                    }
+                    AuditSink::Syslog { address }
+                }
+            });
+        }
+        Ok(c)
     }
 }
 

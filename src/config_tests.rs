@@ -5,7 +5,7 @@ use super::*;
 fn env(name: &str) -> Option<String> {
     match name {
         "PW" => Some("pw".into()),
-        "A" | "C" => Some("https://hooks.example.com/x".into()),
+        "A" | "C" | "AUDIT_WEBHOOK_URL" => Some("https://hooks.example.com/x".into()),
         "B" => Some("signing-secret".into()),
         _ => None,
     }
@@ -214,4 +214,24 @@ fn roles_keep_the_files_order() {
 #[test]
 fn secrets_do_not_print() {
     assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+}
+
+#[test]
+fn audit_keys_are_checked() {
+    let with = |extra: &str| load(&format!("{MINIMAL}audit:\n  dir: a\n{extra}"));
+    let c = with("  segment_bytes: 8192\n  segment_age: 1h\n  hmac_key_env: PW\n").unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(a.segment_bytes, 8192);
+    assert_eq!(a.hmac_key.unwrap().expose(), "pw");
+    let err = with("  hmac_key_env: NOPE\n").unwrap_err().to_string();
+    assert!(
+        err.contains("audit.hmac_key_env") && err.contains("NOPE"),
+        "{err}"
+    );
+    let err = with("  sinks:\n    - syslog: { address: 127.0.0.1:514 }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("udp://host:port"), "{err}");
+    assert!(with("  segment_bytes: 10\n").is_err());
+    assert!(with("  durability: sometimes\n").is_err());
 }

@@ -13,6 +13,9 @@
 //! - [`explain`]: what the gateway would do with some SQL (CLI and admin API).
 //! - [`auth`]: who is calling: SCRAM users, OIDC tokens, client certificates.
 //! - [`login`]: `pgmoat login`, the device flow that gets a person a token.
+//! - [`audit`]: the tamper-evident trail: hash-chained JSON-lines segments, one
+//!   group-commit writer thread, crash repair of a torn tail, sinks (stdout, webhook,
+//!   syslog) with head export, and the readers behind `pgmoat audit verify|sessions|replay`.
 //! - [`admin`]: the admin HTTP API.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
@@ -35,6 +38,7 @@
 
 pub mod admin;
 pub mod approval;
+pub mod audit;
 pub mod auth;
 pub mod classify;
 pub mod config;

@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         action: ApprovalsAction,
     },
+    /// Verify, list and replay an audit store.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +135,36 @@ enum ApprovalsAction {
         #[arg(long, default_value = "")]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 0 intact, 1 with the first bad record's seq.
+    Verify {
+        dir: PathBuf,
+        /// A head exported to a sink (`SEQ:HASH`): also catches a cut-off tail.
+        #[arg(long)]
+        head: Option<String>,
+        /// Environment variable holding the store's HMAC key (`audit.hmac_key_env`).
+        #[arg(long)]
+        hmac_key_env: Option<String>,
+    },
+    /// List recorded sessions.
+    Sessions {
+        dir: PathBuf,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Sessions active at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Sessions started at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Print a session as a transcript.
+    Replay { dir: PathBuf, session: String },
 }
 
 fn init_logging(format: Option<LogFormat>) {
@@ -293,6 +328,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             println!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit { command } => audit(command),
         Command::Explain {
             config,
             rules,
@@ -359,6 +395,10 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
                 for var in missing {
                     println!("note: environment variable {var} is not set here; `pgmoat serve` will need it");
                 }
+                if let Some(a) = &c.audit {
+                    let mode = format!("{:?}", a.durability).to_lowercase();
+                    println!("audit: store {} ({mode} durability)", a.dir.display());
+                }
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
                 }
@@ -396,4 +436,100 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `pgmoat audit ...`: read-only, streaming over the store.
+fn audit(command: AuditCommand) -> Result<ExitCode, String> {
+    use pgmoat::audit::{replay, time, verify};
+    match command {
+        AuditCommand::Verify {
+            dir,
+            head,
+            hmac_key_env,
+        } => {
+            let head = head.as_deref().map(verify::parse_head).transpose()?;
+            let key = match &hmac_key_env {
+                Some(var) => Some(
+                    std::env::var(var)
+                        .ok()
+                        .filter(|k| !k.is_empty())
+                        .ok_or_else(|| format!("environment variable {var} is not set"))?,
+                ),
+                None => None,
+            };
+            let key = key.as_ref().map(|k| k.as_bytes());
+            match verify::verify(&dir, key, head.as_ref()).map_err(|e| e.to_string())? {
+                Ok(r) => {
+                    let head = r.head.map(|h| format!(", head {h}")).unwrap_or_default();
+                    let repairs = if r.repairs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; torn tails repaired at seq {}",
+                            r.repairs
+                                .iter()
+                                .map(u64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    println!(
+                        "{}: intact: {} record{} in {} segment{}{head}{repairs}",
+                        dir.display(),
+                        r.records,
+                        if r.records == 1 { "" } else { "s" },
+                        r.segments,
+                        if r.segments == 1 { "" } else { "s" },
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(bad) => {
+                    println!(
+                        "{}: first bad record: seq {} ({}): {}",
+                        dir.display(),
+                        bad.seq,
+                        bad.segment,
+                        bad.reason
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Sessions {
+            dir,
+            user,
+            target,
+            since,
+            until,
+        } => {
+            let filter = replay::Filter {
+                user,
+                target,
+                since: since
+                    .as_deref()
+                    .map(time::parse_rfc3339)
+                    .transpose()
+                    .map_err(|e| format!("--since: {e}"))?,
+                until: until
+                    .as_deref()
+                    .map(time::parse_rfc3339)
+                    .transpose()
+                    .map_err(|e| format!("--until: {e}"))?,
+            };
+            let list = replay::sessions(&dir, &filter).map_err(|e| e.to_string())?;
+            print!("{}", replay::render_sessions(&list));
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Replay { dir, session } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let found = replay::replay(&dir, &session, &mut out).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+            if found {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(format!("no session {session:?} in {}", dir.display()))
+            }
+        }
+    }
 }

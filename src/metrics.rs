@@ -19,6 +19,14 @@ pub struct Metrics {
     pub values_masked: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub cancel_requests: AtomicU64,
+    /// Audit: records formatted, write/fsync failures, fdatasyncs, and sink copies
+    /// queued but not yet delivered (lag) or dropped.
+    pub audit_records: AtomicU64,
+    pub audit_write_failures: AtomicU64,
+    pub audit_fsyncs: AtomicU64,
+    pub audit_fsync_micros: AtomicU64,
+    pub audit_sink_lag: AtomicI64,
+    pub audit_sink_dropped: AtomicU64,
 }
 
 /// What one batch of relayed messages adds to the counters.
@@ -132,6 +140,42 @@ impl Metrics {
             "counter",
             "CancelRequests received.",
             &[("", g(&self.cancel_requests))],
+        );
+        metric(
+            "pgmoat_audit_records_total",
+            "counter",
+            "Audit records written.",
+            &[("", g(&self.audit_records))],
+        );
+        metric(
+            "pgmoat_audit_write_failures_total",
+            "counter",
+            "Audit writes or fsyncs that failed (statements were refused).",
+            &[("", g(&self.audit_write_failures))],
+        );
+        metric(
+            "pgmoat_audit_fsyncs_total",
+            "counter",
+            "fdatasync calls on the audit store (one covers many records).",
+            &[("", g(&self.audit_fsyncs))],
+        );
+        metric(
+            "pgmoat_audit_fsync_microseconds_total",
+            "counter",
+            "Time spent in fdatasync on the audit store (divide by fsyncs for the mean).",
+            &[("", g(&self.audit_fsync_micros))],
+        );
+        metric(
+            "pgmoat_audit_sink_lag",
+            "gauge",
+            "Audit records queued for sinks and not yet delivered.",
+            &[("", self.audit_sink_lag.load(Relaxed))],
+        );
+        metric(
+            "pgmoat_audit_sink_dropped_total",
+            "counter",
+            "Audit record copies a sink dropped (queue full or delivery failed); the local store keeps them.",
+            &[("", g(&self.audit_sink_dropped))],
         );
         out
     }

@@ -18,11 +18,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
+use crate::audit::Audit;
 use crate::auth::UserDirectory;
 use crate::classify::Classifier;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::policy::reload::RulesHandle;
+use crate::policy::reload::{Reload, RulesHandle};
 use crate::protocol::backend::{self, ErrorFields, Severity};
 use crate::protocol::sqlstate;
 use crate::session::{self, cancel::CancelRegistry, Shared};
@@ -40,6 +41,8 @@ pub enum GatewayError {
     Rules(Vec<String>),
     #[error("identities.oidc: {0}")]
     Oidc(#[from] crate::auth::jwks::JwksError),
+    #[error("cannot open the audit store: {0}")]
+    Audit(#[from] crate::audit::StoreError),
 }
 
 /// A bound gateway, ready to run.
@@ -126,6 +129,11 @@ impl Gateway {
             Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
             None => None,
         };
+        let metrics = Arc::new(Metrics::default());
+        let audit = match &config.audit {
+            Some(a) => Audit::open(a, Arc::clone(&metrics))?,
+            None => Audit::disabled(),
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
@@ -143,11 +151,12 @@ impl Gateway {
             tls: acceptor,
             upstream_tls,
             cancels: Arc::new(CancelRegistry::default()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             shutdown: shutdown_rx,
             rules,
             classifier,
             catalogs,
+            audit,
             masks: Default::default(),
             approvals,
             config: Arc::new(config),
@@ -219,8 +228,11 @@ impl Gateway {
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
         });
-        let watcher = shared.rules.watch(Duration::from_secs(1));
-        let hangup = reload_on_sighup(Arc::clone(&shared.rules));
+        let audit = shared.audit.clone();
+        let watcher = shared
+            .rules
+            .watch(Duration::from_secs(1), move |r| audit_reload(&audit, r));
+        let hangup = reload_on_sighup(Arc::clone(&shared.rules), shared.audit.clone());
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pgmoat is accepting connections");
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(5);
@@ -282,11 +294,38 @@ impl Gateway {
         if let Some(t) = admin_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+        shared.audit.shutdown().await;
     }
 }
 
+/// Record a rules reload, applied or refused, without holding up the reloader.
+fn audit_reload(audit: &Audit, r: Reload) {
+    let event = match r {
+        Reload::Unchanged => return,
+        Reload::Applied { rules } => crate::audit::Event::RulesReloaded {
+            applied: true,
+            rules: Some(rules),
+            errors: Vec::new(),
+        },
+        Reload::Refused(errors) => crate::audit::Event::RulesReloaded {
+            applied: false,
+            rules: None,
+            errors,
+        },
+    };
+    if !audit.is_enabled() {
+        return;
+    }
+    let audit = audit.clone();
+    tokio::spawn(async move {
+        if let Err(e) = audit.record(None, &event).await {
+            tracing::error!("audit: rules_reloaded not recorded: {e}");
+        }
+    });
+}
+
 /// SIGHUP reloads the rules at once.
-fn reload_on_sighup(rules: Arc<RulesHandle>) -> tokio::task::JoinHandle<()> {
+fn reload_on_sighup(rules: Arc<RulesHandle>, audit: Audit) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -294,7 +333,9 @@ fn reload_on_sighup(rules: Arc<RulesHandle>) -> tokio::task::JoinHandle<()> {
         };
         while hup.recv().await.is_some() {
             let r = Arc::clone(&rules);
-            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            if let Ok(r) = tokio::task::spawn_blocking(move || r.reload()).await {
+                audit_reload(&audit, r);
+            }
         }
     })
 }

@@ -117,7 +117,12 @@ impl RulesHandle {
 
     /// Watch the files (polling: works on every filesystem, costs a stat per file per
     /// interval) until the returned task is dropped.
-    pub fn watch(self: &Arc<Self>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    /// `on_change` hears of every reload applied or refused (the audit trail).
+    pub fn watch(
+        self: &Arc<Self>,
+        every: Duration,
+        on_change: impl Fn(Reload) + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         self.path.as_ref()?;
         let me = Arc::clone(self);
         Some(tokio::spawn(async move {
@@ -126,7 +131,11 @@ impl RulesHandle {
             loop {
                 tick.tick().await;
                 let me2 = Arc::clone(&me);
-                let _ = tokio::task::spawn_blocking(move || me2.reload_if_changed()).await;
+                if let Ok(r) = tokio::task::spawn_blocking(move || me2.reload_if_changed()).await {
+                    if r != Reload::Unchanged {
+                        on_change(r);
+                    }
+                }
             }
         }))
     }

@@ -39,6 +39,20 @@ pub fn auth_failed(shared: &Shared, peer: SocketAddr, user: &str, reason: &AuthF
         shared.auth_limiter.record(peer.ip());
     }
     tracing::warn!(%peer, %user, reason = reason.kind(), "client authentication failed: {reason}");
+    if shared.audit.is_enabled() {
+        // For the auditor only: the client is told nothing more than before.
+        let event = crate::audit::Event::AuthFailure {
+            user: user.to_owned(),
+            client: peer.to_string(),
+            reason: reason.kind().to_owned(),
+        };
+        let audit = shared.audit.clone();
+        tokio::spawn(async move {
+            if let Err(e) = audit.record(None, &event).await {
+                tracing::error!("audit: auth_failure not recorded: {e}");
+            }
+        });
+    }
 }
 
 /// What the client hears: generic, the same whatever part of the credential was wrong.

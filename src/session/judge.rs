@@ -64,6 +64,8 @@ pub struct Judged {
     pub masking: Option<Arc<Masking>>,
     pub lineage: Option<Arc<Vec<Lineage>>>,
     pub statements: usize,
+    /// What the audit record of the message says.
+    pub facts: crate::audit::StatementFacts,
     /// The statement may run once approved.
     pub hold: Option<Hold>,
 }
@@ -78,13 +80,31 @@ pub struct Hold {
 
 impl Judged {
     fn refused(r: Refusal) -> Judged {
+        let facts = crate::audit::StatementFacts {
+            action: "block",
+            rules: vec![r.rule.clone()],
+            ..Default::default()
+        };
         Judged {
             refusal: Some(r),
             masking: None,
             lineage: None,
             statements: 1,
             hold: None,
+            facts,
         }
+    }
+
+    /// Attach the decision's facts; a refusal by a mask makes an allowed one a block.
+    fn with_facts(mut self, mut facts: crate::audit::StatementFacts) -> Judged {
+        if let Some(r) = &self.refusal {
+            if facts.action == "allow" {
+                facts.action = "block";
+                facts.rules.insert(0, r.rule.clone());
+            }
+        }
+        self.facts = facts;
+        self
     }
 }
 
@@ -197,6 +217,7 @@ impl Judge {
                 self.search_path_changed.store(true, Relaxed);
             }
         }
+        let audit_facts = audit_facts(statements, &decision);
         let facts = decision
             .statement
             .and_then(|i| statements.get(i).map(|f| (i, f)));
@@ -208,7 +229,12 @@ impl Judge {
             }
         });
         let message = match decision.action {
-            Action::Allow => return self.masks_for(sql, statements, &rules, &catalog).await,
+            Action::Allow => {
+                return self
+                    .masks_for(sql, statements, &rules, &catalog)
+                    .await
+                    .with_facts(audit_facts)
+            }
             Action::Block if decision.description.is_empty() => {
                 format!("pgmoat: blocked by rule \"{}\"", decision.deciding_rule)
             }
@@ -221,7 +247,10 @@ impl Judge {
                     let fingerprint =
                         crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned());
                     let grant = a.granted(&self.identity.name, &self.target, &fingerprint);
-                    let mut judged = self.masks_for(sql, statements, &rules, &catalog).await;
+                    let mut judged = self
+                        .masks_for(sql, statements, &rules, &catalog)
+                        .await
+                        .with_facts(audit_facts);
                     if let Some(g) = grant {
                         tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
                     } else if judged.refusal.is_none() {
@@ -255,6 +284,7 @@ impl Judge {
             ),
             rule: decision.deciding_rule,
         })
+        .with_facts(audit_facts)
     }
 
     /// The session's masks for these rules and this catalog, compiled once per
@@ -339,6 +369,7 @@ impl Judge {
                 lineage: None,
                 statements: n,
                 hold: None,
+                facts: Default::default(),
             };
         };
         let path_changed = self.search_path_changed.load(Relaxed);
@@ -354,6 +385,7 @@ impl Judge {
                 lineage: None,
                 statements: n,
                 hold: None,
+                facts: Default::default(),
             };
         }
         let lineage = match m.lineage_cached(sql) {
@@ -436,6 +468,38 @@ impl Judge {
             lineage: Some(lineage),
             statements: n,
             hold: None,
+            facts: Default::default(),
         }
+    }
+}
+
+/// The audit record's view of a decision: kinds and tables over all statements, and
+/// the rule ids with the deciding one first.
+fn audit_facts(
+    statements: &[crate::classify::Facts],
+    decision: &crate::policy::Decision,
+) -> crate::audit::StatementFacts {
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut tables = std::collections::BTreeSet::new();
+    for f in statements {
+        kinds.extend(f.kinds.iter().map(|k| k.as_str().to_owned()));
+        tables.extend(f.tables_read.iter().cloned());
+        tables.extend(f.tables_written.iter().cloned());
+    }
+    let mut rules = Vec::new();
+    if decision.action != Action::Allow || decision.deciding_rule != "default" {
+        rules.push(decision.deciding_rule.clone());
+    }
+    for r in &decision.rules {
+        if !rules.contains(r) {
+            rules.push(r.clone());
+        }
+    }
+    crate::audit::StatementFacts {
+        kinds: kinds.into_iter().collect(),
+        tables: tables.into_iter().collect(),
+        action: decision.action.as_str(),
+        rules,
+        masked_columns: Vec::new(),
     }
 }

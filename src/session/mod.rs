@@ -54,6 +54,8 @@ pub struct Shared {
     pub classifier: Arc<crate::classify::Classifier>,
     /// Per target: user operators, casts, domains and function bodies.
     pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
+    /// The audit trail (disabled without an `audit:` section).
+    pub audit: crate::audit::Audit,
     /// Compiled masks, shared across sessions.
     pub masks: Arc<judge::MaskCache>,
     /// Statements held for approval; None without an `approvals:` section (then an
@@ -120,8 +122,21 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             masking: std::sync::Mutex::new(None),
             approvals: shared.approvals.clone(),
         }),
+        audit: est.audit,
     });
     let result = relay.run().await;
+    if let Some(mut audit) = relay.take_audit() {
+        let how = match &result {
+            Ok(End::ClientTerminated) => "terminated".to_string(),
+            Ok(End::ClientClosed) => "client closed".to_string(),
+            Ok(End::ServerClosed) => "server closed".to_string(),
+            Ok(End::Shutdown) => "gateway shutdown".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Err(e) = audit.end(&how).await {
+            tracing::error!(session = audit.id(), "audit: session_end not recorded: {e}");
+        }
+    }
     let (client, mut upstream) = relay.into_streams();
     if let Ok(End::Shutdown) = result {
         let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
@@ -307,6 +322,7 @@ struct Established {
     /// The role pgmoat SET for the identity's group, if the target names one.
     role: Option<String>,
     guard: guard::SessionGuard,
+    audit: Option<crate::audit::SessionAudit>,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -407,6 +423,26 @@ async fn establish(
     }
 
     let cancel_signal = Arc::new(tokio::sync::Notify::new());
+    // The session exists for the auditor before the client can send anything.
+    let audit = shared
+        .audit
+        .start_session(crate::audit::event::SessionStart {
+            user: identity.name.clone(),
+            groups: identity.groups.clone(),
+            target: target.name.clone(),
+            client: peer.to_string(),
+            tls: client.is_tls(),
+            application_name: startup.get("application_name").map(str::to_owned),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(%peer, "session refused: its audit record could not be written: {e}");
+            SessionError::refused(
+                sqlstate::IO_ERROR,
+                "pgmoat: the session was refused because its audit record could not be written",
+            )
+        })?;
+
     let cancel_key = shared.cancels.register(CancelTarget {
         signal: Arc::clone(&cancel_signal),
         target: Arc::clone(&target),
@@ -450,6 +486,7 @@ async fn establish(
         cancel_signal,
         role,
         guard,
+        audit,
     })
 }
 

@@ -102,6 +102,8 @@ pub struct Relay {
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
     staged: BytesMut,
+    /// The session's audit trail; None without an `audit:` section.
+    audit: Option<crate::audit::SessionAudit>,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -132,6 +134,7 @@ pub struct RelayParts {
     pub guard: super::guard::SessionGuard,
     /// Notified when the client's CancelRequest arrives.
     pub cancel_signal: Arc<tokio::sync::Notify>,
+    pub audit: Option<crate::audit::SessionAudit>,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -184,11 +187,17 @@ impl Relay {
             masker: None,
             cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),
+            audit: p.audit,
         }
     }
 
     fn outstanding(&self) -> u64 {
         self.sent_syncs.saturating_sub(self.seen_rfq)
+    }
+
+    /// The session's audit trail, to write its `session_end`.
+    pub fn take_audit(&mut self) -> Option<crate::audit::SessionAudit> {
+        self.audit.take()
     }
 
     pub fn into_streams(self) -> (ClientStream, UpstreamStream) {
@@ -302,9 +311,17 @@ impl Relay {
                         buf.reserve(h.total - have);
                         break;
                     }
+                    let mut statement = 0;
                     if h.tag != b'F' {
                         let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
+                        if let Some(a) = self.audit.as_mut() {
+                            // Durable before it is forwarded; if it cannot be, it does not run.
+                            match a.decided(msg, std::mem::take(&mut judged.facts)).await {
+                                Ok(n) => statement = n,
+                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
+                            }
+                        }
                         self.track_masking(msg, &judged);
                         if let Some(hold) = judged.hold.take() {
                             // Everything before it goes now; the statement waits.
@@ -325,6 +342,9 @@ impl Relay {
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
+                                if let Some(a) = self.audit.as_mut() {
+                                    a.query_sent(statement, self.sent_syncs, true);
+                                }
                             }
                             pos += h.total;
                             fwd = pos;
@@ -337,6 +357,9 @@ impl Relay {
                                 b'Q' => {
                                     stats.queries_simple += 1;
                                     self.sent_syncs += 1;
+                                    if let Some(a) = self.audit.as_mut() {
+                                        a.query_sent(statement, self.sent_syncs, false);
+                                    }
                                 }
                                 b'F' => self.sent_syncs += 1,
                                 _ => {}
@@ -367,6 +390,7 @@ impl Relay {
                     if h.tag == b'E' {
                         stats.queries_extended += 1;
                     }
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total]);
                     if let Some(m) = &mut self.masker {
                         m.on_client(&buf[pos..pos + h.total]);
                     }
@@ -379,7 +403,11 @@ impl Relay {
                         m.on_client(&[b'S', 0, 0, 0, 4]);
                     }
                 }
-                b'E' => stats.queries_extended += 1,
+                b'E' => {
+                    stats.queries_extended += 1;
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]);
+                }
+                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]),
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -428,6 +456,13 @@ impl Relay {
         );
         let id = ticket.request.id.clone();
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
+        use crate::audit::event::ApprovalState;
+        if let Some(a) = &self.audit {
+            if let Err(e) = a.approval(&id, ApprovalState::Requested, None, None).await {
+                // Fail closed: a hold the trail does not show is not offered.
+                return Ok(Waited::Refused(audit_refusal(&e)));
+            }
+        }
         let mut notice = BytesMut::new();
         backend::notice_response(
             &mut notice,
@@ -444,17 +479,17 @@ impl Relay {
                 rule: hold.rule.clone(),
             })
         };
-        loop {
+        let waited = loop {
             let cancelled = signal.notified();
             tokio::select! {
                 r = ticket.wait() => {
                     use crate::approval::Resolution;
-                    return Ok(match r {
-                        Resolution::Approved { by, .. } => {
+                    break match r {
+                        Resolution::Approved { by, reason } => {
                             tracing::info!(approval = %id, %by, "approved");
-                            Waited::Approved
+                            (ApprovalState::Approved, Some(by), Some(reason), Waited::Approved)
                         }
-                        Resolution::Denied { by, reason } => refuse(
+                        Resolution::Denied { by, reason } => (ApprovalState::Denied, Some(by.clone()), Some(reason.clone()), refuse(
                             sqlstate::INSUFFICIENT_PRIVILEGE,
                             if reason.is_empty() {
                                 format!("pgmoat: approval {id} denied by {by}")
@@ -462,40 +497,53 @@ impl Relay {
                                 format!("pgmoat: approval {id} denied by {by}: {reason}")
                             },
                             Some(format!("rule \"{}\"", hold.rule)),
-                        ),
-                        Resolution::Expired => refuse(
+                        )),
+                        Resolution::Expired => (ApprovalState::Expired, None, None, refuse(
                             sqlstate::INSUFFICIENT_PRIVILEGE,
                             format!("pgmoat: approval {id} timed out: nobody approved the statement in time"),
                             Some(format!("rule \"{}\"", hold.rule)),
-                        ),
-                        Resolution::Withdrawn => refuse(
+                        )),
+                        Resolution::Withdrawn => (ApprovalState::Withdrawn, None, None, refuse(
                             sqlstate::QUERY_CANCELED,
                             "canceling statement due to user request".into(),
                             None,
-                        ),
-                    });
+                        )),
+                    };
                 }
                 _ = cancelled => {
-                    drop(ticket);
-                    return Ok(refuse(
+                    break (ApprovalState::Withdrawn, None, Some("cancelled by the client".to_string()), refuse(
                         sqlstate::QUERY_CANCELED,
                         "canceling statement due to user request".into(),
                         Some(format!("pgmoat withdrew approval request {id}")),
                     ));
                 }
                 n = self.client.read_buf(buf) => match n {
-                    Ok(0) | Err(_) => return Ok(Waited::ClientGone),
+                    Ok(0) | Err(_) => break (ApprovalState::Withdrawn, None, Some("the client disconnected".to_string()), Waited::ClientGone),
                     Ok(_) => {}
                 },
                 _ = shutdown.wait_for(|s| *s) => {
-                    return Ok(refuse(
+                    break (ApprovalState::Withdrawn, None, Some("gateway shutting down".to_string()), refuse(
                         sqlstate::ADMIN_SHUTDOWN,
                         format!("pgmoat: the gateway is shutting down; approval {id} withdrawn"),
                         None,
                     ));
                 }
             }
+        };
+        drop(ticket);
+        let (state, by, reason, outcome) = waited;
+        if let Some(a) = &self.audit {
+            if let Err(e) = a
+                .approval(&id, state, by, reason.filter(|r| !r.is_empty()))
+                .await
+            {
+                tracing::error!(approval = %id, "audit: approval outcome not recorded: {e}");
+                if matches!(outcome, Waited::Approved) {
+                    return Ok(Waited::Refused(audit_refusal(&e)));
+                }
+            }
         }
+        Ok(outcome)
     }
 
     /// Keep the masking state in step with a judged Query or Parse.
@@ -539,6 +587,7 @@ impl Relay {
                 lineage: None,
                 statements: 1,
                 hold: None,
+                facts: crate::audit::StatementFacts::unjudged(),
             };
         };
         let body = &msg[5..];
@@ -563,9 +612,26 @@ impl Relay {
                 lineage: None,
                 statements: 1,
                 hold: None,
+                facts: crate::audit::StatementFacts {
+                    action: "block",
+                    rules: vec!["malformed".into()],
+                    ..Default::default()
+                },
             };
         };
         judge.judge(sql).await
+    }
+
+    /// Bind and Execute tell the audit trail which statement a completion belongs to
+    /// (only their start is needed: portal and statement names).
+    fn audit_client(&mut self, tag: u8, body: &[u8]) {
+        if let Some(a) = self.audit.as_mut() {
+            match tag {
+                b'B' => a.bind(body),
+                b'E' => a.execute(body, self.sent_syncs + 1),
+                _ => {}
+            }
+        }
     }
 
     /// Send the stand-in for a refused Query or Parse and remember whose error it is.
@@ -689,13 +755,22 @@ impl Relay {
         };
         let mark = self.staged.len();
         self.staged.extend_from_slice(before);
-        match m.on_server(msg, &mut self.staged) {
+        let replaced = match m.on_server(msg, &mut self.staged) {
             masker::Action::Replaced => true,
             masker::Action::Forward => {
                 self.staged.truncate(mark);
                 false
             }
+        };
+        // Kept rows for replay: exactly what the client gets, after masking.
+        if let Some(a) = self.audit.as_mut() {
+            if replaced {
+                a.record_result_message(&self.staged[mark + before.len()..]);
+            } else {
+                a.record_result_message(msg);
+            }
         }
+        replaced
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -717,6 +792,25 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            let unmasked = self.masker.is_none();
+            if let Some(a) = self.audit.as_mut() {
+                // Completions (small messages) are held whole and matched to statements;
+                // rows too while some are kept and no masker rewrites them (with one,
+                // inspect_server records them after masking).
+                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    let msg = &buf[pos..pos + h.total];
+                    if unmasked {
+                        a.record_result_message(msg);
+                    }
+                    if let Err(e) = a.server_message(msg).await {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                    }
+                }
+            }
             match h.tag {
                 b'Z' | b'S' => {
                     if have < h.total {
@@ -835,6 +929,19 @@ impl Relay {
         self.client.flush().await.map_err(client_io)?;
         self.metrics.add(&stats);
         Ok(end)
+    }
+}
+
+/// The statement is not run when its audit record cannot be written (fail closed).
+fn audit_refusal(e: &crate::audit::AuditError) -> super::judge::Refusal {
+    tracing::warn!("statement refused: its audit record could not be written: {e}");
+    super::judge::Refusal {
+        response: super::judge::error(
+            sqlstate::IO_ERROR,
+            "pgmoat: the statement was not run because its audit record could not be written",
+            Some("The gateway's audit store is failing; see the gateway log."),
+        ),
+        rule: "audit".into(),
     }
 }
 

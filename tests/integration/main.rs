@@ -7,6 +7,7 @@ mod common;
 mod harness;
 
 mod approvals;
+mod audit;
 mod masking;
 
 mod auth;

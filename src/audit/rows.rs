@@ -1,0 +1,161 @@
+//! Result rows kept for replay. Fed the RowDescription and DataRow messages exactly as
+//! they go to the client; the masking code calls it with the rewritten (masked) bytes,
+//! so no unmasked value is ever kept.
+
+use serde_json::Value;
+
+use super::record::hex;
+
+#[derive(Debug, Default)]
+pub struct RowRecorder {
+    limit: usize,
+    columns: Vec<String>,
+    /// Per column: 1 = binary format.
+    binary: Vec<bool>,
+    rows: Vec<Vec<Value>>,
+    truncated: bool,
+}
+
+fn be_i16(b: &[u8], at: usize) -> Option<i16> {
+    Some(i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be_i32(b: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl RowRecorder {
+    pub fn new(limit: usize) -> RowRecorder {
+        RowRecorder {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// A whole RowDescription message (tag and length included). A malformed one is
+    /// ignored: the recorder is evidence, not a parser the session depends on.
+    pub fn row_description(&mut self, msg: &[u8]) {
+        let body = msg.get(5..).unwrap_or(&[]);
+        let Some(n) = be_i16(body, 0) else { return };
+        let mut columns = Vec::new();
+        let mut binary = Vec::new();
+        let mut at = 2;
+        for _ in 0..n.max(0) {
+            let Some(end) = body.get(at..).and_then(|b| b.iter().position(|&c| c == 0)) else {
+                return;
+            };
+            columns.push(String::from_utf8_lossy(&body[at..at + end]).into_owned());
+            at += end + 1 + 4 + 2 + 4 + 2 + 4;
+            let Some(format) = be_i16(body, at) else {
+                return;
+            };
+            binary.push(format == 1);
+            at += 2;
+        }
+        self.columns = columns;
+        self.binary = binary;
+    }
+
+    /// No more rows will be kept for this result.
+    pub fn full(&self) -> bool {
+        self.rows.len() >= self.limit
+    }
+
+    /// A whole DataRow message, in the formats its RowDescription said.
+    pub fn data_row(&mut self, msg: &[u8]) {
+        self.data_row_in(msg, None)
+    }
+
+    /// A whole DataRow message. `formats` are the result format codes Bind asked for
+    /// (extended protocol: a statement's RowDescription says "text" before they are
+    /// known); none means all text, one applies to every column.
+    pub fn data_row_in(&mut self, msg: &[u8], formats: Option<&[i16]>) {
+        if self.rows.len() >= self.limit {
+            self.truncated = self.truncated || self.limit > 0;
+            return;
+        }
+        let body = msg.get(5..).unwrap_or(&[]);
+        let Some(n) = be_i16(body, 0) else { return };
+        let mut row = Vec::with_capacity(n.max(0) as usize);
+        let mut at = 2;
+        for i in 0..n.max(0) as usize {
+            let Some(len) = be_i32(body, at) else { return };
+            at += 4;
+            if len < 0 {
+                row.push(Value::Null);
+                continue;
+            }
+            let Some(v) = body.get(at..at + len as usize) else {
+                return;
+            };
+            at += len as usize;
+            let binary = match formats {
+                None => self.binary.get(i).copied().unwrap_or(false),
+                Some([]) => false,
+                Some([one]) => *one == 1,
+                Some(per) => per.get(i).is_none_or(|f| *f == 1),
+            };
+            row.push(if binary {
+                Value::String(format!("\\x{}", hex(v)))
+            } else {
+                Value::String(String::from_utf8_lossy(v).into_owned())
+            });
+        }
+        self.rows.push(row);
+    }
+
+    /// Everything kept since the last take: columns, rows, and whether rows were cut.
+    pub fn take(&mut self) -> (Vec<String>, Vec<Vec<Value>>, bool) {
+        let t = std::mem::take(&mut self.truncated);
+        self.binary.clear();
+        (
+            std::mem::take(&mut self.columns),
+            std::mem::take(&mut self.rows),
+            t,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn keeps_up_to_the_limit() {
+        let mut desc = 2i16.to_be_bytes().to_vec();
+        for (name, fmt) in [("id", 0i16), ("blob", 1)] {
+            desc.extend_from_slice(name.as_bytes());
+            desc.push(0);
+            desc.extend_from_slice(&[0; 4 + 2 + 4 + 2 + 4]);
+            desc.extend_from_slice(&fmt.to_be_bytes());
+        }
+        let mut row = 2i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&1i32.to_be_bytes());
+        row.push(b'7');
+        row.extend_from_slice(&2i32.to_be_bytes());
+        row.extend_from_slice(&[0xde, 0xad]);
+        let mut null_row = 2i16.to_be_bytes().to_vec();
+        null_row.extend_from_slice(&(-1i32).to_be_bytes());
+        null_row.extend_from_slice(&(-1i32).to_be_bytes());
+
+        let mut r = RowRecorder::new(2);
+        r.row_description(&msg(b'T', &desc));
+        r.data_row(&msg(b'D', &row));
+        r.data_row(&msg(b'D', &null_row));
+        r.data_row(&msg(b'D', &row));
+        r.data_row(&msg(b'D', b"\x00")); // malformed: ignored, no panic
+        let (cols, rows, cut) = r.take();
+        assert_eq!(cols, ["id", "blob"]);
+        assert_eq!(rows[0], [Value::from("7"), Value::from("\\xdead")]);
+        assert_eq!(rows[1], [Value::Null, Value::Null]);
+        assert!(cut);
+        assert_eq!(r.take().1.len(), 0);
+    }
+}

@@ -1,0 +1,396 @@
+//! Store tests: chain, rotation, HMAC, tamper detection, torn-tail repair, group
+//! commit, and refusal when the disk will not take a record.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::event::{Decided, Event, Statement};
+use super::verify::{verify, Bad};
+use super::{Audit, Head};
+use crate::config::{AuditConfig, AuditDurability};
+use crate::metrics::Metrics;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("pgmoat-audit-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(dir: &Path) -> AuditConfig {
+    AuditConfig::new(dir)
+}
+
+fn stmt(n: u64) -> Event {
+    Event::Statement(Statement::Decided(Decided {
+        statement: n,
+        protocol: "simple".into(),
+        sql: format!("SELECT {n}"),
+        kinds: vec!["select".into()],
+        action: "allow".into(),
+        ..Default::default()
+    }))
+}
+
+async fn write(cfg: &AuditConfig, n: u64) -> Head {
+    let audit = Audit::open(cfg, Arc::new(Metrics::default())).unwrap();
+    let session: Arc<str> = Arc::from("s1");
+    for i in 1..=n {
+        audit.append(Some(&session), &stmt(i)).await.unwrap();
+    }
+    let head = audit.flush().await.unwrap().unwrap();
+    drop(audit);
+    head
+}
+
+/// All lines of all segments, in order.
+fn lines(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for (_, p) in super::segment::list(dir).unwrap() {
+        for l in std::fs::read_to_string(&p).unwrap().lines() {
+            out.push((p.clone(), l.to_string()));
+        }
+    }
+    out
+}
+
+/// Rewrite the store as one segment holding `lines`.
+fn rewrite(dir: &Path, lines: &[String]) {
+    for (_, p) in super::segment::list(dir).unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(dir.join(super::segment::segment_name(1)), text).unwrap();
+}
+
+fn bad_seq(dir: &Path, head: Option<&Head>) -> u64 {
+    match verify(dir, None, head).unwrap() {
+        Ok(r) => panic!("verified although damaged: {r:?}"),
+        Err(Bad { seq, .. }) => seq,
+    }
+}
+
+#[tokio::test]
+async fn records_chain_and_verify() {
+    let d = Dir::new("chain");
+    let head = write(&config(&d.0), 5).await;
+    assert_eq!(head.seq, 5);
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!((r.records, r.segments), (5, 1));
+    assert_eq!(r.head, Some(head));
+    let all = lines(&d.0);
+    assert!(all[0]
+        .1
+        .contains(r#""prev":"0000000000000000000000000000000000000000000000000000000000000000""#));
+    assert!(all[1].1.starts_with(r#"{"seq":2,"ts":""#));
+    assert!(all[1]
+        .1
+        .contains(r#""session":"s1","type":"statement","phase":"decided","statement":2"#));
+    // Reopening continues the chain.
+    let head = write(&config(&d.0), 2).await;
+    assert_eq!(head.seq, 7);
+    assert!(verify(&d.0, None, Some(&head)).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn segments_rotate_by_size_and_chain_across() {
+    let d = Dir::new("rotate");
+    let mut cfg = config(&d.0);
+    cfg.segment_bytes = 1; // every batch opens a new segment
+    let head = write(&cfg, 4).await;
+    let segs = super::segment::list(&d.0).unwrap();
+    assert_eq!(segs.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!((r.records, r.segments), (4, 4));
+    // Removing a middle segment is caught where the gap starts.
+    std::fs::remove_file(&segs[2].1).unwrap();
+    assert_eq!(bad_seq(&d.0, None), 3);
+}
+
+#[tokio::test]
+async fn hmac_keyed_chain() {
+    let d = Dir::new("hmac");
+    let mut cfg = config(&d.0);
+    cfg.hmac_key = Some(crate::config::Secret::new("k3y"));
+    write(&cfg, 3).await;
+    assert!(verify(&d.0, Some(b"k3y"), None).unwrap().is_ok());
+    assert_eq!(
+        verify(&d.0, Some(b"other"), None).unwrap().unwrap_err().seq,
+        1
+    );
+    assert_eq!(bad_seq(&d.0, None), 1);
+    // A forger who rewrites a record and recomputes plain SHA-256 hashes still fails.
+    let mut all: Vec<String> = lines(&d.0).into_iter().map(|l| l.1).collect();
+    all[1] = all[1].replace("SELECT 2", "SELECT 9");
+    rewrite(&d.0, &all);
+    assert_eq!(
+        verify(&d.0, Some(b"k3y"), None).unwrap().unwrap_err().seq,
+        2
+    );
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_caught() {
+    let d = Dir::new("tamper");
+    let head = write(&config(&d.0), 6).await;
+    let orig: Vec<String> = lines(&d.0).into_iter().map(|l| l.1).collect();
+
+    // One byte edited.
+    let mut v = orig.clone();
+    v[2] = v[2].replacen("SELECT 3", "SELECT 4", 1);
+    rewrite(&d.0, &v);
+    assert_eq!(bad_seq(&d.0, None), 3);
+
+    // A line deleted.
+    let mut v = orig.clone();
+    v.remove(3);
+    rewrite(&d.0, &v);
+    assert_eq!(bad_seq(&d.0, None), 4);
+
+    // A line inserted (a copy of another).
+    let mut v = orig.clone();
+    v.insert(2, orig[0].clone());
+    rewrite(&d.0, &v);
+    assert_eq!(bad_seq(&d.0, None), 3);
+
+    // Two lines swapped.
+    let mut v = orig.clone();
+    v.swap(1, 2);
+    rewrite(&d.0, &v);
+    assert_eq!(bad_seq(&d.0, None), 2);
+
+    // The tail cut off: the chain itself is fine, the exported head is not there.
+    rewrite(&d.0, &orig[..4]);
+    assert!(verify(&d.0, None, None).unwrap().is_ok());
+    assert_eq!(bad_seq(&d.0, Some(&head)), 5);
+
+    // Cut and re-extended with a forged tail: the head's hash differs.
+    rewrite(&d.0, &orig);
+    let forged = Head {
+        seq: head.seq,
+        hash: "ab".repeat(32),
+    };
+    assert_eq!(bad_seq(&d.0, Some(&forged)), 6);
+    assert!(verify(&d.0, None, Some(&head)).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_the_repair_recorded() {
+    let d = Dir::new("torn");
+    write(&config(&d.0), 3).await;
+    let seg = super::segment::list(&d.0).unwrap().pop().unwrap().1;
+    let before = std::fs::metadata(&seg).unwrap().len();
+    // A crash mid-write: half a record, no newline.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    let torn = br#"{"seq":4,"ts":"2026-12-01T00:00:00.0Z","ses"#;
+    std::io::Write::write_all(&mut f, torn).unwrap();
+    drop(f);
+    assert!(verify(&d.0, None, None).unwrap().is_err());
+    let head = write(&config(&d.0), 1).await;
+    assert_eq!(head.seq, 5, "3 records, the repair, then the new one");
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!(r.repairs, [4]);
+    let all = lines(&d.0);
+    assert!(all[3].1.contains(r#""type":"repair""#), "{}", all[3].1);
+    assert!(all[3].1.contains(&format!(r#""offset":{before}"#)));
+    assert!(
+        all[3].1.contains(&format!(r#""bytes_cut":{}"#, torn.len())),
+        "{}",
+        all[3].1
+    );
+    assert!(all[4].1.contains("SELECT 1"));
+
+    // A complete final line with a bad hash (garbage written by a dying disk) too.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"\0\0\0\0\n").unwrap();
+    drop(f);
+    let head = write(&config(&d.0), 0).await;
+    assert!(verify(&d.0, None, Some(&head)).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn damage_before_the_tail_refuses_to_open() {
+    let d = Dir::new("damaged");
+    write(&config(&d.0), 4).await;
+    let mut v: Vec<String> = lines(&d.0).into_iter().map(|l| l.1).collect();
+    v[1] = v[1].replace("SELECT 2", "SELECT 7");
+    rewrite(&d.0, &v);
+    let e = Audit::open(&config(&d.0), Arc::new(Metrics::default()))
+        .err()
+        .expect("a damaged store must not be appended to")
+        .to_string();
+    assert!(e.contains("damaged at seq 2"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_covers_concurrent_appends_with_few_fsyncs() {
+    let d = Dir::new("group");
+    let audit = Audit::open(&config(&d.0), Arc::new(Metrics::default())).unwrap();
+    let before = audit.fsyncs();
+    let n = 400u64;
+    let futs = (1..=n).map(|i| {
+        let a = audit.clone();
+        async move {
+            let s: Arc<str> = Arc::from(format!("s{i}"));
+            a.append(Some(&s), &stmt(i)).await
+        }
+    });
+    for r in futures_util::future::join_all(futs).await {
+        r.unwrap();
+    }
+    let fsyncs = audit.fsyncs() - before;
+    eprintln!("group commit: {n} appends, {fsyncs} fsyncs");
+    // Every append resolved only after an fsync covering it, and one fsync covered many.
+    assert!(
+        fsyncs >= 1 && fsyncs <= n / 10,
+        "{fsyncs} fsyncs for {n} records"
+    );
+    assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, n);
+}
+
+#[tokio::test]
+async fn batch_mode_resolves_on_enqueue_and_flushes_soon() {
+    let d = Dir::new("batch");
+    let mut cfg = config(&d.0);
+    cfg.durability = AuditDurability::Batch;
+    let audit = Audit::open(&cfg, Arc::new(Metrics::default())).unwrap();
+    for i in 1..=50 {
+        audit.append(None, &stmt(i)).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, 50);
+    assert!(audit.fsyncs() >= 1 && audit.fsyncs() < 50);
+}
+
+#[tokio::test]
+async fn a_record_the_disk_refuses_is_an_error() {
+    let d = Dir::new("full");
+    let mut cfg = config(&d.0);
+    cfg.segment_bytes = 1;
+    let metrics = Arc::new(Metrics::default());
+    let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
+    audit.append(None, &stmt(1)).await.unwrap();
+    // The next record opens segment 2, which is the full device.
+    std::os::unix::fs::symlink("/dev/full", d.0.join(super::segment::segment_name(2))).unwrap();
+    let e = audit.append(None, &stmt(2)).await.unwrap_err().to_string();
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(audit.append(None, &stmt(3)).await.is_err());
+    assert!(
+        metrics
+            .audit_write_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn preallocated_zeros_after_a_crash_are_padding_not_damage() {
+    let d = Dir::new("padding");
+    write(&config(&d.0), 3).await;
+    let seg = super::segment::list(&d.0).unwrap().pop().unwrap().1;
+    // What a SIGKILL leaves: records, then the zeros written ahead of them.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 5000]).unwrap();
+    drop(f);
+    assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, 3);
+    let head = write(&config(&d.0), 2).await;
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!((r.records, r.repairs.len()), (5, 0), "no repair needed");
+    // A torn record written into the zeros is cut, and only its own bytes counted.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"seq\":6,\"ts\"").unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 3000]).unwrap();
+    drop(f);
+    let head = write(&config(&d.0), 0).await;
+    let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+    assert_eq!(r.repairs, [6]);
+    let repair = lines(&d.0).pop().unwrap().1;
+    assert!(repair.contains(r#""bytes_cut":13"#), "{repair}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_sink_gets_the_records_and_the_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = c.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    if body.len() >= len {
+                        assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+                        break body.to_owned();
+                    }
+                }
+                assert!(n > 0, "request cut short");
+            };
+            let batch: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            seen2.lock().unwrap().extend(batch);
+            let _ = c
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let d = Dir::new("webhook");
+    let mut cfg = config(&d.0);
+    cfg.sinks = vec![crate::config::AuditSink::Webhook {
+        url: crate::config::Secret::new(url),
+    }];
+    let metrics = Arc::new(Metrics::default());
+    let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
+    for i in 1..=3 {
+        audit.append(None, &stmt(i)).await.unwrap();
+    }
+    let head = audit.flush().await.unwrap().unwrap();
+    let t0 = std::time::Instant::now();
+    while !seen.lock().unwrap().iter().any(|v| v["type"] == "head") {
+        assert!(t0.elapsed().as_secs() < 10, "no head arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter(|v| v["type"] == "statement")
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let h = got.iter().find(|v| v["type"] == "head").unwrap();
+    assert_eq!(h["seq"], head.seq);
+    assert_eq!(h["hash"], head.hash.as_str());
+    audit.shutdown().await;
+    assert_eq!(
+        metrics
+            .audit_sink_lag
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}

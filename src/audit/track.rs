@@ -1,0 +1,385 @@
+//! One session's side of the trail: numbers statements, writes their `decided`
+//! records before they are forwarded, and matches the server's completions back to
+//! them in protocol order.
+//!
+//! Matching works like the relay's own ReadyForQuery counting: every forwarded Query
+//! and every Execute is queued with the ReadyForQuery number that closes its cycle.
+//! CommandComplete / EmptyQueryResponse / PortalSuspended / ErrorResponse complete the
+//! oldest Execute; a Query (which may hold several statements) collects its
+//! completions until its ReadyForQuery. Executes the server skipped after an error
+//! are dropped when their cycle closes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::AuditError;
+use super::event::{Approval, ApprovalState, Completed, Decided, Event, Statement, StatementError};
+use super::rows::RowRecorder;
+use super::Audit;
+
+/// What the judge knew about a message: the facts the `decided` record holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatementFacts {
+    pub kinds: Vec<String>,
+    pub tables: Vec<String>,
+    /// `allow`, `block`, or `approve`.
+    pub action: &'static str,
+    pub rules: Vec<String>,
+    pub masked_columns: Vec<String>,
+}
+
+impl StatementFacts {
+    /// No rules configured: allowed, nothing parsed.
+    pub fn unjudged() -> StatementFacts {
+        StatementFacts {
+            action: "allow",
+            ..Default::default()
+        }
+    }
+}
+
+/// Prepared statement and portal maps are cleared past this size: a client cycling
+/// through names must not grow them without end (completions then say statement 0).
+const MAX_NAMES: usize = 10_000;
+
+struct Pending {
+    statement: u64,
+    /// ReadyForQuery number that closes this cycle.
+    due: u64,
+    simple: bool,
+    /// Refused: the `decided` record says so; the stand-in's error is not the result.
+    refused: bool,
+    started: Instant,
+    rows: Option<u64>,
+    command: Option<String>,
+    error: Option<StatementError>,
+    /// Extended protocol: the result formats Bind asked for (`[1]`, all binary, when
+    /// the Bind was not seen whole: kept rows are then hex, never misread).
+    formats: Option<Vec<i16>>,
+}
+
+pub struct SessionAudit {
+    audit: Audit,
+    id: Arc<str>,
+    statements: u64,
+    prepared: HashMap<Vec<u8>, (u64, bool)>,
+    portals: HashMap<Vec<u8>, (u64, bool, Vec<i16>)>,
+    pending: VecDeque<Pending>,
+    rfq: u64,
+    rows: Option<RowRecorder>,
+}
+
+fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = b.iter().position(|&c| c == 0)?;
+    Some((&b[..end], &b[end + 1..]))
+}
+
+/// The result format codes at the end of a Bind body (after the two names); None
+/// when the body is cut short.
+fn bind_result_formats(mut b: &[u8]) -> Option<Vec<i16>> {
+    fn i16_at(b: &mut &[u8]) -> Option<i16> {
+        let v = i16::from_be_bytes(b.get(..2)?.try_into().ok()?);
+        *b = &b[2..];
+        Some(v)
+    }
+    let n = i16_at(&mut b)?;
+    b = b.get(2 * n.max(0) as usize..)?;
+    let params = i16_at(&mut b)?;
+    for _ in 0..params.max(0) {
+        let len = i32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+        b = b.get(4 + len.max(0) as usize..)?;
+    }
+    let n = i16_at(&mut b)?;
+    (0..n.max(0)).map(|_| i16_at(&mut b)).collect()
+}
+
+/// Rows from a CommandComplete tag: the last word of `SELECT 3`, `INSERT 0 5`, ...
+fn tag_rows(tag: &str) -> Option<u64> {
+    let mut words = tag.split_whitespace();
+    let first = words.next()?;
+    let last = words.last()?;
+    (first != "CREATE").then(|| last.parse().ok()).flatten()
+}
+
+impl SessionAudit {
+    pub(crate) fn new(audit: Audit, id: Arc<str>) -> SessionAudit {
+        let limit = audit.record_rows();
+        SessionAudit {
+            audit,
+            id,
+            statements: 0,
+            prepared: HashMap::new(),
+            portals: HashMap::new(),
+            pending: VecDeque::new(),
+            rfq: 0,
+            rows: (limit > 0).then(|| RowRecorder::new(limit)),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn statements(&self) -> u64 {
+        self.statements
+    }
+
+    /// An approval event for the statement decided last (the one being held).
+    pub async fn approval(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        by: Option<String>,
+        reason: Option<String>,
+    ) -> Result<(), AuditError> {
+        let event = Event::Approval(Approval {
+            id: id.to_owned(),
+            statement: self.statements,
+            state,
+            by,
+            reason,
+        });
+        self.audit.append(Some(&self.id), &event).await
+    }
+
+    /// Record a Query or Parse (the whole message) and what was decided, durably
+    /// (per the store's mode) before it is forwarded. Returns the statement number.
+    pub async fn decided(&mut self, msg: &[u8], facts: StatementFacts) -> Result<u64, AuditError> {
+        let body = msg.get(5..).unwrap_or(&[]);
+        let (name, sql) = if msg.first() == Some(&b'P') {
+            match cstr(body) {
+                Some((name, rest)) => (Some(name), cstr(rest).map(|(q, _)| q).unwrap_or(rest)),
+                None => (None, body),
+            }
+        } else {
+            (None, cstr(body).map(|(q, _)| q).unwrap_or(body))
+        };
+        self.statements += 1;
+        let n = self.statements;
+        let refused = facts.action != "allow";
+        let event = Event::Statement(Statement::Decided(Decided {
+            statement: n,
+            protocol: if name.is_some() { "extended" } else { "simple" }.into(),
+            sql: String::from_utf8_lossy(sql).into_owned(),
+            kinds: facts.kinds,
+            tables: facts.tables,
+            action: facts.action.into(),
+            rules: facts.rules,
+            masked_columns: facts.masked_columns,
+        }));
+        let result = self.audit.append(Some(&self.id), &event).await;
+        if let Some(name) = name {
+            if self.prepared.len() >= MAX_NAMES {
+                self.prepared.clear();
+            }
+            // Not recorded means not run: its executions are the stand-in's.
+            self.prepared
+                .insert(name.to_vec(), (n, refused || result.is_err()));
+        }
+        result.map(|()| n)
+    }
+
+    /// A Query (or its stand-in) went upstream; `due` is the ReadyForQuery that ends it.
+    pub fn query_sent(&mut self, statement: u64, due: u64, refused: bool) {
+        self.push(statement, due, true, refused);
+    }
+
+    /// A Bind went upstream: portal and statement names, and (when `body` is the
+    /// whole message) the result formats.
+    pub fn bind(&mut self, body: &[u8]) {
+        let Some((portal, rest)) = cstr(body) else {
+            return;
+        };
+        let Some((stmt, rest)) = cstr(rest) else {
+            return;
+        };
+        let (n, refused) = self.prepared.get(stmt).copied().unwrap_or((0, false));
+        if self.portals.len() >= MAX_NAMES {
+            self.portals.clear();
+        }
+        let formats = bind_result_formats(rest).unwrap_or_else(|| vec![1]);
+        self.portals.insert(portal.to_vec(), (n, refused, formats));
+    }
+
+    /// An Execute went upstream; its cycle ends at ReadyForQuery number `due`.
+    pub fn execute(&mut self, body: &[u8], due: u64) {
+        let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
+        let (n, refused, formats) =
+            self.portals
+                .get(portal)
+                .cloned()
+                .unwrap_or((0, false, vec![1]));
+        self.push(n, due, false, refused);
+        if let Some(p) = self.pending.back_mut() {
+            p.formats = Some(formats);
+        }
+    }
+
+    fn push(&mut self, statement: u64, due: u64, simple: bool, refused: bool) {
+        self.pending.push_back(Pending {
+            statement,
+            due,
+            simple,
+            refused,
+            started: Instant::now(),
+            rows: None,
+            command: None,
+            error: None,
+            formats: None,
+        });
+    }
+
+    /// Server messages the tracker must see whole (all small, except rows when kept).
+    pub fn wants(&self, tag: u8) -> bool {
+        matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z')
+    }
+
+    /// RowDescription and DataRow are wanted whole while rows are being kept for the
+    /// oldest pending statement (past `record_rows`, rows stream untouched again).
+    pub fn wants_rows(&self, tag: u8) -> bool {
+        let Some(rec) = &self.rows else { return false };
+        let front = self.pending.front();
+        match tag {
+            // Also a statement Describe's, before its Execute: it names the columns.
+            b'T' => front.is_none_or(|p| !p.refused),
+            b'D' => front.is_some_and(|p| !p.refused) && !rec.full(),
+            _ => false,
+        }
+    }
+
+    /// The hook for kept result rows: RowDescription ('T') and DataRow ('D') messages
+    /// exactly as sent to the client, that is after masking. Call it only with what
+    /// the client receives; rows of a refused statement are never recorded.
+    pub fn record_result_message(&mut self, msg: &[u8]) {
+        let Some(rec) = self.rows.as_mut() else {
+            return;
+        };
+        let front = self.pending.front();
+        match msg.first() {
+            Some(b'T') if front.is_none_or(|p| !p.refused) => rec.row_description(msg),
+            Some(b'D') => {
+                if let Some(p) = front.filter(|p| !p.refused) {
+                    rec.data_row_in(msg, p.formats.as_deref());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A whole server message of a kind [`SessionAudit::wants`]. Completed records do
+    /// not wait for the disk: the statement already ran, and its `decided` record is.
+    pub async fn server_message(&mut self, msg: &[u8]) -> Result<(), AuditError> {
+        let body = msg.get(5..).unwrap_or(&[]);
+        match msg.first() {
+            Some(b'C') => {
+                let tag = String::from_utf8_lossy(cstr(body).map(|(t, _)| t).unwrap_or(body))
+                    .into_owned();
+                if let Some(p) = self.pending.front_mut() {
+                    if let Some(r) = tag_rows(&tag) {
+                        p.rows = Some(p.rows.unwrap_or(0) + r);
+                    }
+                    p.command = Some(tag);
+                    if !p.simple {
+                        return self.complete_front().await;
+                    }
+                }
+            }
+            Some(b'I') | Some(b's') if self.pending.front().is_some_and(|p| !p.simple) => {
+                return self.complete_front().await;
+            }
+            Some(b'E') => {
+                if let Some(p) = self.pending.front_mut() {
+                    if p.error.is_none() {
+                        let fields = crate::protocol::backend::parse_fields(body);
+                        p.error = Some(StatementError {
+                            code: crate::protocol::backend::field(&fields, b'C').to_owned(),
+                            message: crate::protocol::backend::field(&fields, b'M').to_owned(),
+                        });
+                    }
+                    if !p.simple {
+                        return self.complete_front().await;
+                    }
+                }
+            }
+            Some(b'Z') => {
+                self.rfq += 1;
+                while self.pending.front().is_some_and(|p| p.due <= self.rfq) {
+                    if self.pending.front().is_some_and(|p| p.simple) {
+                        self.complete_front().await?;
+                    } else {
+                        // Skipped by the server after an earlier error in the cycle.
+                        self.pending.pop_front();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn complete_front(&mut self) -> Result<(), AuditError> {
+        let Some(p) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let (columns, recorded_rows, rows_truncated) = match self.rows.as_mut() {
+            Some(r) => r.take(),
+            None => Default::default(),
+        };
+        if p.refused {
+            return Ok(());
+        }
+        // Columns alone (a Describe whose statement returned nothing here) say nothing.
+        let columns = if recorded_rows.is_empty() {
+            Vec::new()
+        } else {
+            columns
+        };
+        // Rows past the limit stream by unseen; the tag's count says they were there.
+        let rows_truncated = rows_truncated
+            || (!columns.is_empty() && p.rows.is_some_and(|r| r as usize > recorded_rows.len()));
+        let event = Event::Statement(Statement::Completed(Completed {
+            statement: p.statement,
+            duration_ms: (p.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            rows: p.rows,
+            command: p.command,
+            error: p.error,
+            columns,
+            recorded_rows,
+            rows_truncated,
+        }));
+        self.audit.record(Some(&self.id), &event).await
+    }
+
+    /// The `session_end` record.
+    pub async fn end(&mut self, how: &str) -> Result<(), AuditError> {
+        let event = Event::SessionEnd {
+            statements: self.statements,
+            end: how.to_owned(),
+        };
+        self.audit.record(Some(&self.id), &event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_rows;
+
+    #[test]
+    fn bind_formats() {
+        // portal "", statement "s1" already cut off; 1 param format (binary), 1 param
+        // of 2 bytes, 2 result formats: text, binary.
+        let mut b = vec![0, 1, 0, 1, 0, 1, 0, 0, 0, 2, 7, 7, 0, 2, 0, 0, 0, 1];
+        assert_eq!(super::bind_result_formats(&b), Some(vec![0, 1]));
+        b.truncate(12);
+        assert_eq!(super::bind_result_formats(&b), None);
+    }
+
+    #[test]
+    fn rows_from_tags() {
+        assert_eq!(tag_rows("SELECT 3"), Some(3));
+        assert_eq!(tag_rows("INSERT 0 5"), Some(5));
+        assert_eq!(tag_rows("BEGIN"), None);
+        assert_eq!(tag_rows("CREATE TABLE"), None);
+    }
+}

@@ -1,0 +1,460 @@
+//! The one writer: a dedicated thread that owns the newest segment.
+//!
+//! `fsync` mode is group commit: the thread takes everything queued, writes it with one
+//! `write`, covers it with one `fdatasync`, and only then answers every waiting
+//! record, whichever sessions they came from. While that fdatasync runs, new records
+//! queue up and the next one covers them all, so the cost per record falls as load
+//! rises. `batch` mode answers on enqueue and writes + fdatasyncs every
+//! `flush_interval`. The thread is not a tokio worker: an fsync that takes 50 ms must
+//! not stall sessions that share its worker.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::AuditError;
+use super::record::seal;
+use super::segment::{segment_name, Tail};
+use super::sink::SinkHandle;
+use super::time::{format_micros, now_micros};
+use crate::config::AuditDurability;
+use crate::metrics::Metrics;
+
+/// The newest record: what head export sends and `verify --head` checks against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+/// Zeros written ahead of the records at a time (see [`super::segment::Lines`]).
+const PREALLOC: u64 = 1 << 20;
+
+pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+pub(crate) enum Request {
+    Record {
+        session: Option<Arc<str>>,
+        body: String,
+        ack: Option<Ack>,
+    },
+    /// Write and fsync everything queued before it; optionally export the head.
+    Flush {
+        export_head: bool,
+        ack: oneshot::Sender<Result<Head, AuditError>>,
+    },
+    /// Stop feeding the sinks (they drain and end); the writer keeps writing.
+    CloseSinks,
+}
+
+/// Shared between the writer and the handles.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Batch mode: a write failed and is being retried; appends are refused meanwhile.
+    pub failing: AtomicBool,
+    /// fdatasyncs done (tests count them).
+    pub fsyncs: AtomicU64,
+}
+
+pub(crate) struct Options {
+    pub dir: PathBuf,
+    pub durability: AuditDurability,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub flush_interval: Duration,
+    pub head_interval: Duration,
+    pub key: Option<Vec<u8>>,
+}
+
+pub(crate) struct Writer {
+    opts: Options,
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    file: Option<File>,
+    /// Where the records end; past it, up to `prealloc_end`, zeros.
+    seg_len: u64,
+    prealloc_end: u64,
+    seg_opened: Instant,
+    next_seq: u64,
+    prev: String,
+    head_hash: String,
+    /// Formatted but not yet written (batch mode, or a batch-mode write being retried).
+    pending: Vec<u8>,
+    pending_lines: Vec<Arc<str>>,
+    /// Written but not yet fsynced.
+    dirty: bool,
+    /// A failed fsync: nothing more is accepted.
+    failed: Option<String>,
+    sinks: Vec<SinkHandle>,
+    last_head: Instant,
+}
+
+fn io_err(opts: &Options, what: &str, e: &std::io::Error) -> AuditError {
+    AuditError::Io {
+        dir: opts.dir.display().to_string(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl Writer {
+    pub fn new(
+        opts: Options,
+        tail: Tail,
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+        sinks: Vec<SinkHandle>,
+    ) -> Result<Writer, std::io::Error> {
+        let (file, seg_len, prealloc_end) = match &tail.segment {
+            Some((_, path, len)) => {
+                let f = OpenOptions::new().read(true).write(true).open(path)?;
+                let size = f.metadata()?.len();
+                (Some(f), *len, size.max(*len))
+            }
+            None => (None, 0, 0),
+        };
+        Ok(Writer {
+            opts,
+            state,
+            metrics,
+            file,
+            seg_len,
+            prealloc_end,
+            seg_opened: Instant::now(),
+            next_seq: tail.next_seq,
+            prev: tail.prev,
+            head_hash: tail.head_hash,
+            pending: Vec::new(),
+            pending_lines: Vec::new(),
+            dirty: false,
+            failed: None,
+            sinks,
+            last_head: Instant::now(),
+        })
+    }
+
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.next_seq - 1,
+            hash: self.head_hash.clone(),
+        }
+    }
+
+    /// Write records now, synchronously (the repair record at open).
+    pub fn write_now(&mut self, session: Option<Arc<str>>, body: String) -> Result<(), AuditError> {
+        let r = self.commit(vec![(session, body)], true);
+        self.send_to_sinks();
+        r
+    }
+
+    /// Run until every handle is gone. Called on the writer thread's own runtime.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        loop {
+            let batch_mode = self.opts.durability == AuditDurability::Batch;
+            let mut batch = Vec::new();
+            // Batch mode always syncs on its interval; fsync mode when records nobody
+            // waited for have been written and the interval passed without a waiter.
+            let mut tick = batch_mode;
+            let next_head = self.last_head + self.opts.head_interval;
+            if batch_mode {
+                // Wake on the interval, not per record: a session's enqueue costs no
+                // thread wake-up at all.
+                tokio::time::sleep(self.opts.flush_interval).await;
+            } else {
+                let dirty = self.dirty;
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(m) => batch.push(m),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(next_head.into()) => {}
+                    _ = tokio::time::sleep(self.opts.flush_interval), if dirty => tick = true,
+                }
+            }
+            let mut closed = false;
+            while batch.len() < 8192 {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            self.handle(batch, tick);
+            if self.last_head.elapsed() >= self.opts.head_interval {
+                self.export_head();
+            }
+            if closed {
+                break;
+            }
+        }
+        let _ = self.commit(Vec::new(), true);
+        self.send_to_sinks();
+        self.export_head();
+        // Leave no padding behind on a clean stop.
+        if self.failed.is_none() {
+            if let Some(f) = &self.file {
+                if f.set_len(self.seg_len).and_then(|()| f.sync_all()).is_err() {
+                    tracing::warn!("audit store: could not trim the preallocated tail");
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, batch: Vec<Request>, tick: bool) {
+        let mut records = Vec::with_capacity(batch.len());
+        let mut acks = Vec::new();
+        let mut flushes = Vec::new();
+        let mut close_sinks = false;
+        for m in batch {
+            match m {
+                Request::Record { session, body, ack } => {
+                    records.push((session, body));
+                    if let Some(a) = ack {
+                        acks.push(a);
+                    }
+                }
+                Request::Flush { export_head, ack } => flushes.push((export_head, ack)),
+                Request::CloseSinks => close_sinks = true,
+            }
+        }
+        // In fsync mode only a record somebody waits on needs an fdatasync now; the
+        // others (completions, session ends) are written and ride along with the next
+        // one, or the interval tick. Syncing them at once would put a useless fsync in
+        // front of every waiting statement.
+        let sync = tick || !flushes.is_empty() || !acks.is_empty();
+        let idle = records.is_empty() && self.pending.is_empty() && !self.dirty;
+        let result = if idle && flushes.is_empty() {
+            Ok(())
+        } else {
+            self.commit(records, sync)
+        };
+        for a in acks {
+            let _ = a.send(result.clone());
+        }
+        self.send_to_sinks();
+        for (export, ack) in flushes {
+            if export {
+                self.export_head();
+            }
+            let _ = ack.send(result.clone().map(|_| self.head()));
+        }
+        if close_sinks {
+            self.sinks.clear();
+        }
+    }
+
+    /// Format `records` after whatever is pending, write, and fdatasync if `sync`.
+    fn commit(
+        &mut self,
+        records: Vec<(Option<Arc<str>>, String)>,
+        sync: bool,
+    ) -> Result<(), AuditError> {
+        if let Some(m) = &self.failed {
+            return Err(AuditError::Failed {
+                dir: self.opts.dir.display().to_string(),
+                message: m.clone(),
+            });
+        }
+        let batch_mode = self.opts.durability == AuditDurability::Batch;
+        if self.pending.is_empty() && !records.is_empty() {
+            if let Err(e) = self.rotate_if_due() {
+                self.failure(&e, false);
+                return Err(e);
+            }
+        }
+        let saved = (self.next_seq, self.prev.clone(), self.head_hash.clone());
+        let pending_before = self.pending.len();
+        let lines_before = self.pending_lines.len();
+        let want_lines = !self.sinks.is_empty();
+        for (session, body) in &records {
+            let ts = format_micros(now_micros());
+            let (line, hash) = seal(
+                self.next_seq,
+                &ts,
+                session.as_deref(),
+                body,
+                &self.prev,
+                self.opts.key.as_deref(),
+            );
+            self.prev = super::record::sha256_hex(line.as_bytes());
+            self.head_hash = hash;
+            self.next_seq += 1;
+            self.pending.extend_from_slice(line.as_bytes());
+            self.pending.push(b'\n');
+            if want_lines {
+                self.pending_lines.push(Arc::from(line));
+            }
+        }
+        self.metrics
+            .audit_records
+            .fetch_add(records.len() as u64, Relaxed);
+        if !self.pending.is_empty() {
+            let Some(file) = self.file.as_mut() else {
+                let e = AuditError::Io {
+                    dir: self.opts.dir.display().to_string(),
+                    message: "no segment open".into(),
+                };
+                return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
+            };
+            let end = self.seg_len + self.pending.len() as u64;
+            let mut written = Ok(());
+            if end > self.prealloc_end {
+                let zeros = vec![0u8; (end + PREALLOC - self.prealloc_end) as usize];
+                written = file.write_all_at(&zeros, self.prealloc_end);
+                if written.is_ok() {
+                    self.prealloc_end = end + PREALLOC;
+                }
+            }
+            if let Err(e) = written.and_then(|()| file.write_all_at(&self.pending, self.seg_len)) {
+                let e = io_err(&self.opts, "write", &e);
+                // Cut a partial write back off, so the file ends on a whole record.
+                if file.set_len(self.seg_len).is_err() {
+                    self.failed = Some(format!("{e}; and the partial write could not be cut off"));
+                }
+                self.prealloc_end = self.seg_len;
+                return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
+            }
+            self.seg_len += self.pending.len() as u64;
+            self.pending.clear();
+            self.dirty = true;
+        }
+        if sync && self.dirty {
+            if let Some(file) = &self.file {
+                let t0 = Instant::now();
+                let synced = file.sync_data();
+                self.metrics
+                    .audit_fsync_micros
+                    .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+                if let Err(e) = synced {
+                    // After a failed fsync the kernel may have dropped the pages: what
+                    // is on disk is unknown, so stop accepting (fail closed).
+                    let e = io_err(&self.opts, "fdatasync", &e);
+                    self.failure(&e, true);
+                    self.pending_lines.truncate(lines_before);
+                    return Err(e);
+                }
+                self.state.fsyncs.fetch_add(1, Relaxed);
+                self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
+                self.dirty = false;
+            }
+        }
+        self.state.failing.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// A write failed: in fsync mode the batch is given up (its waiters get the error);
+    /// in batch mode it stays pending and is retried at the next interval.
+    fn undo(
+        &mut self,
+        e: AuditError,
+        saved: (u64, String, String),
+        pending_before: usize,
+        lines_before: usize,
+        batch_mode: bool,
+    ) -> AuditError {
+        if !batch_mode {
+            (self.next_seq, self.prev, self.head_hash) = saved;
+            self.pending.truncate(pending_before);
+            self.pending_lines.truncate(lines_before);
+        }
+        self.failure(&e, false);
+        e
+    }
+
+    fn failure(&mut self, e: &AuditError, sticky: bool) {
+        if sticky {
+            self.failed = Some(e.to_string());
+        }
+        self.state.failing.store(true, Relaxed);
+        self.metrics.audit_write_failures.fetch_add(1, Relaxed);
+        tracing::error!("audit record not written: {e}; statements are refused until it is");
+    }
+
+    fn rotate_if_due(&mut self) -> Result<(), AuditError> {
+        let due = match &self.file {
+            None => true,
+            Some(_) => {
+                self.seg_len >= self.opts.segment_bytes
+                    || (self.seg_len > 0 && self.seg_opened.elapsed() >= self.opts.segment_age)
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        if let Some(f) = &self.file {
+            // The old segment is final: trim its padding and make it durable.
+            f.set_len(self.seg_len)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
+            self.dirty = false;
+        }
+        let path = self.opts.dir.join(segment_name(self.next_seq));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&self.opts, &format!("create {}", path.display()), &e))?;
+        // The new name must survive a crash too.
+        File::open(&self.opts.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(&self.opts, "fsync the store folder", &e))?;
+        let len = file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| io_err(&self.opts, "stat", &e))?;
+        self.file = Some(file);
+        self.seg_len = len;
+        self.prealloc_end = len;
+        self.seg_opened = Instant::now();
+        Ok(())
+    }
+
+    fn send_to_sinks(&mut self) {
+        if self.pending_lines.is_empty() {
+            return;
+        }
+        // Only what is on disk goes out (and in fsync mode, only what is fsynced).
+        if !self.pending.is_empty()
+            || (self.opts.durability == AuditDurability::Fsync && self.dirty)
+        {
+            return;
+        }
+        for line in self.pending_lines.drain(..) {
+            for s in &self.sinks {
+                s.offer(Arc::clone(&line), &self.metrics);
+            }
+        }
+    }
+
+    fn export_head(&mut self) {
+        self.last_head = Instant::now();
+        if self.sinks.is_empty() {
+            return;
+        }
+        let head = self.head();
+        let line: Arc<str> = Arc::from(format!(
+            "{{\"type\":\"head\",\"ts\":\"{}\",\"seq\":{},\"hash\":\"{}\"}}",
+            format_micros(now_micros()),
+            head.seq,
+            head.hash
+        ));
+        for s in &self.sinks {
+            s.offer(Arc::clone(&line), &self.metrics);
+        }
+    }
+}
