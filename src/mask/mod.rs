@@ -337,6 +337,20 @@ impl Masking {
         f.functions.iter().any(|n| !self.function(n).is_clean())
     }
 
+    /// The masked columns a statement refers to by name, as `table.column` (for the
+    /// audit record; the rows themselves are masked by lineage, names or not).
+    pub fn masked_names(&self, statements: &[Facts]) -> Vec<String> {
+        let mut out: Vec<String> = statements
+            .iter()
+            .flat_map(|f| f.columns.iter())
+            .filter(|c| self.globs.iter().any(|g| g.iter().any(|g| g.matches(c))))
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Lineage of `sql`, from the cache or traced now (call on a parse thread).
     pub fn lineage_now(&self, sql: &str) -> Arc<Vec<Lineage>> {
         if let Some(hit) = self

@@ -44,7 +44,7 @@ pub fn auth_failed(shared: &Shared, peer: SocketAddr, user: &str, reason: &AuthF
         let event = crate::audit::Event::AuthFailure {
             user: user.to_owned(),
             client: peer.to_string(),
-            reason: reason.kind().to_owned(),
+            reason: format!("{}: {reason}", reason.kind()),
         };
         let audit = shared.audit.clone();
         tokio::spawn(async move {

@@ -103,6 +103,9 @@ impl Judged {
                 facts.rules.insert(0, r.rule.clone());
             }
         }
+        if facts.masked_columns.is_empty() {
+            facts.masked_columns = std::mem::take(&mut self.facts.masked_columns);
+        }
         self.facts = facts;
         self
     }
@@ -462,13 +465,17 @@ impl Judge {
                 });
             }
         }
+        let facts = crate::audit::StatementFacts {
+            masked_columns: m.masked_names(statements),
+            ..Default::default()
+        };
         Judged {
+            facts,
             refusal: None,
             masking: Some(m),
             lineage: Some(lineage),
             statements: n,
             hold: None,
-            facts: Default::default(),
         }
     }
 }

@@ -152,7 +152,7 @@ async fn statements_are_recorded_verified_and_replayed() {
     assert_eq!(end["end"], "terminated");
     let fail = of_type(&recs, "auth_failure")[0];
     assert_eq!(fail["user"], AGENT);
-    assert_eq!(fail["reason"], "password authentication failed");
+    assert_eq!(fail["reason"], "scram: wrong SCRAM password");
     assert!(
         !std::fs::read_to_string(
             std::fs::read_dir(store.path())
@@ -289,6 +289,15 @@ async fn recorded_rows_are_the_masked_ones() {
         serde_json::json!([["ann", "***-**-6789"]])
     );
     assert_eq!(done["rows_truncated"], true, "record_rows: 1 of 2");
+    let decided = recs
+        .iter()
+        .find(|r| r["phase"] == "decided" && r["statement"] == done["statement"])
+        .expect("its decided record");
+    assert_eq!(
+        decided["masked_columns"],
+        serde_json::json!([format!("{table}.ssn")]),
+        "the record names the masked column"
+    );
     let text: String = recs.iter().map(|r| r.to_string()).collect();
     // (The INSERT's own SQL holds the values: SQL is recorded as sent.)
     assert!(
