@@ -377,6 +377,18 @@ pub async fn run(
         include_str!("../rules/masks.yaml"),
     )
     .map_err(|e| setup(e.to_string()))?;
+    std::fs::write(
+        rules_dir.join("approvals.yaml"),
+        "# Agents' changes to orders wait for a DBA (pgmoat approvals approve ID --by alice).
+rules:
+  - id: agent-order-changes-need-approval
+    description: A DBA approves agents' changes to orders.
+    when: { groups: [agents], tables_written: [orders] }
+    action: approve
+    approvers: [dba]
+",
+    )
+    .map_err(|e| setup(e.to_string()))?;
     let yaml = format!(
         "listen: 127.0.0.1:{port}
 rules: rules/
@@ -396,21 +408,33 @@ identities:
     - name: agent-1
       password_env: AGENT1_PASSWORD
       groups: [agents]
+    - name: alice
+      password_env: ALICE_PASSWORD
+      groups: [dba]
+approvals:
+  timeout: 10m
 "
     );
     let admin_token = random_secret(24);
+    let alice_pw = random_secret(16);
     let env = |name: &str| match name {
         "DEMO_DB_PASSWORD" => Some(app_pw.clone()),
         "AGENT1_PASSWORD" => Some(agent_pw.clone()),
+        "ALICE_PASSWORD" => Some(alice_pw.clone()),
         "PGMOAT_ADMIN_TOKEN" => Some(admin_token.clone()),
         _ => None,
     };
     let config = Config::from_yaml(&yaml, "quickstart config", &dir, &env)
         .map_err(|e| setup(e.to_string()))?;
     let gateway = Gateway::bind(config).await.map_err(|e| {
-        setup(format!(
-            "{e}\n(is something else on port {port}? try `pgmoat quickstart --port 7432`)"
-        ))
+        let e = e.to_string();
+        if e.contains("in use") || e.contains("listen") {
+            setup(format!(
+                "{e}\n(is something else on port {port}? try `pgmoat quickstart --port 7432`)"
+            ))
+        } else {
+            setup(e)
+        }
     })?;
 
     let psql = format!(
@@ -438,6 +462,11 @@ Try:
   {psql} -c \"SELECT current_user, application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()\"
       (the server sees its own role app_rw, and the identity agent-1 in application_name)
   {psql} -c \"SELECT status, count(*), sum(amount) FROM orders GROUP BY 1\"
+  {psql} -c \"UPDATE orders SET status = 'shipped' WHERE id = 1\"
+      (held for approval: psql waits and shows the request id; in another terminal:
+         PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} list
+         PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} approve ID --by alice
+       and the UPDATE completes; `deny ID --by alice --reason ...` makes it fail with 42501)
 
 Press Ctrl-C to stop; everything the quickstart created is removed.
 "

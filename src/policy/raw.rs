@@ -66,6 +66,7 @@ pub struct RawCond {
 pub struct RawMask {
     pub id: String,
     pub columns: Vec<String>,
+    #[serde(deserialize_with = "method_name")]
     pub method: String,
     pub keep_last: Option<u32>,
     pub hash_key_env: Option<String>,
@@ -78,9 +79,15 @@ pub struct RawMask {
 pub struct RawDetect {
     pub id: String,
     pub kind: String,
+    #[serde(deserialize_with = "method_name")]
     pub method: String,
     pub keep_last: Option<u32>,
     pub pattern: Option<String>,
     pub hash_key_env: Option<String>,
     pub unless: Option<RawCond>,
+}
+
+/// `method: null` is YAML's null: read it as the method named "null".
+fn method_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(|| "null".to_owned()))
 }

@@ -423,3 +423,18 @@ fn unqualified_tables_follow_a_changed_search_path() {
         "qualified names stay put"
     );
 }
+
+#[test]
+fn method_null_unquoted_is_the_null_method() {
+    let set = RuleSet::from_sources(&[(
+        "m.yaml".into(),
+        "masks:\n  - id: pay\n    columns: [hr.salaries.salary]\n    method: null\n".into(),
+    )])
+    .unwrap();
+    assert_eq!(set.masks[0].method, "null");
+    let shipped = RuleSet::from_sources(&[(
+        "masks.yaml".into(),
+        include_str!("../../rules/masks.yaml").into(),
+    )]);
+    assert!(shipped.is_ok(), "{shipped:?}");
+}
