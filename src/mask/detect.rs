@@ -62,39 +62,21 @@ const AWS_PREFIXES: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct Detectors {
     list: Vec<Detector>,
-    /// Literal triggers; pattern i belongs to `trigger_kind[i]`.
+    /// The AWS access key prefixes.
     triggers: Option<AhoCorasick>,
-    trigger_kind: Vec<Kind>,
     digits: bool,
 }
 
 impl Detectors {
     pub fn new(list: Vec<Detector>) -> Detectors {
-        let mut pats: Vec<&str> = Vec::new();
-        let mut kinds = Vec::new();
         let has = |k: Kind| list.iter().any(|d| d.kind == k);
-        if has(Kind::Email) {
-            pats.push("@");
-            kinds.push(Kind::Email);
-        }
-        if has(Kind::Jwt) {
-            pats.push("eyJ");
-            kinds.push(Kind::Jwt);
-        }
-        if has(Kind::AwsAccessKey) {
-            for p in AWS_PREFIXES {
-                pats.push(p);
-                kinds.push(Kind::AwsAccessKey);
-            }
-        }
-        let triggers = (!pats.is_empty())
-            .then(|| AhoCorasick::new(&pats).ok())
+        let triggers = has(Kind::AwsAccessKey)
+            .then(|| AhoCorasick::new(AWS_PREFIXES).ok())
             .flatten();
         let digits = has(Kind::CreditCard) || has(Kind::UsSsn) || has(Kind::Iban);
         Detectors {
             list,
             triggers,
-            trigger_kind: kinds,
             digits,
         }
     }
@@ -153,17 +135,26 @@ impl Detectors {
     }
 
     fn find(&self, v: &[u8], spans: &mut Vec<Span>) {
-        if let Some(ac) = &self.triggers {
-            for m in ac.find_overlapping_iter(v) {
-                let kind = self.trigger_kind[m.pattern().as_usize()];
-                let Some(det) = self.det(kind) else { continue };
-                let found = match kind {
-                    Kind::Email => email_at(v, m.start()),
-                    Kind::Jwt => jwt_at(v, m.start()),
-                    Kind::AwsAccessKey => aws_at(v, m.start()),
-                    _ => None,
-                };
-                if let Some((start, end)) = found {
+        // Each literal trigger by the fastest search for it: memchr for `@`, memmem
+        // for `eyJ` (an aho-corasick start-byte prefilter would fire on every `e`),
+        // aho-corasick (Teddy) for the AWS key prefixes.
+        if let Some(det) = self.det(Kind::Email) {
+            for at in memchr::memchr_iter(b'@', v) {
+                if let Some((start, end)) = email_at(v, at) {
+                    spans.push(Span { start, end, det });
+                }
+            }
+        }
+        if let Some(det) = self.det(Kind::Jwt) {
+            for at in memchr::memmem::find_iter(v, b"eyJ") {
+                if let Some((start, end)) = jwt_at(v, at) {
+                    spans.push(Span { start, end, det });
+                }
+            }
+        }
+        if let (Some(ac), Some(det)) = (&self.triggers, self.det(Kind::AwsAccessKey)) {
+            for m in ac.find_iter(v) {
+                if let Some((start, end)) = aws_at(v, m.start()) {
                     spans.push(Span { start, end, det });
                 }
             }
@@ -195,14 +186,16 @@ impl Detectors {
         let n = v.len();
         while i < n {
             // The hot loop: skip to the next digit.
-            match v[i..].iter().position(u8::is_ascii_digit) {
-                Some(off) => i += off,
+            match next_digit(v, i) {
+                Some(at) => i = at,
                 None => break,
             }
             let start = i;
             let mut end = i;
+            let mut digits = 0usize;
             while i < n {
                 if v[i].is_ascii_digit() {
+                    digits += 1;
                     i += 1;
                     end = i;
                 } else if (v[i] == b' ' || v[i] == b'-') && i + 1 < n && v[i + 1].is_ascii_digit() {
@@ -216,7 +209,8 @@ impl Detectors {
                 (s == 0 || !v[s - 1].is_ascii_alphanumeric())
                     && (e >= n || !v[e].is_ascii_alphanumeric())
             };
-            if (cc.is_some() || ssn.is_some()) && bounded(start, end) {
+            // Nothing shorter than an SSN's nine digits is a card or an SSN.
+            if digits >= 9 && (cc.is_some() || ssn.is_some()) && bounded(start, end) {
                 // The run's digit groups: a card or an SSN may be any stretch of
                 // consecutive groups (`123-45-6789 4111 1111 1111 1111` holds both).
                 let mut groups: Vec<(usize, usize)> = Vec::new();
@@ -304,6 +298,28 @@ impl Detectors {
             i = i.max(end + 1);
         }
     }
+}
+
+/// The first ASCII digit at or after `from`, eight bytes at a time: a word holds a
+/// byte in 0x30..=0x39 exactly when the "has between" bit trick says so (bytes of
+/// 0x80 and up never count).
+fn next_digit(v: &[u8], from: usize) -> Option<usize> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    let has_digit = |x: u64| {
+        let low = x & (L * 127);
+        ((L * (127 + 58)).wrapping_sub(low) & !x & low.wrapping_add(L * (127 - 47)) & (L * 128))
+            != 0
+    };
+    let mut i = from;
+    while i + 8 <= v.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&v[i..i + 8]);
+        if has_digit(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    v[i..].iter().position(u8::is_ascii_digit).map(|p| i + p)
 }
 
 fn luhn(run: &[u8]) -> bool {
@@ -492,6 +508,20 @@ mod tests {
         ] {
             assert_eq!(scan(s), s, "{s}");
         }
+    }
+
+    #[test]
+    fn digit_skipping_finds_every_digit() {
+        let text: Vec<u8> = (0u16..600).map(|i| (i % 256) as u8).collect();
+        for from in 0..text.len() {
+            let want = text[from..]
+                .iter()
+                .position(u8::is_ascii_digit)
+                .map(|p| from + p);
+            assert_eq!(next_digit(&text, from), want, "from {from}");
+        }
+        assert_eq!(next_digit(b"abcdefghijklmnop", 0), None);
+        assert_eq!(next_digit(b"abcdefghijklmno9", 0), Some(15));
     }
 
     #[test]

@@ -81,6 +81,23 @@ impl Method {
 /// separator. A value with no more than `keep` of them is masked whole: partial never
 /// reveals a complete value.
 fn partial(value: &[u8], keep: usize, out: &mut Vec<u8>) {
+    if value.is_ascii() {
+        // The common case, byte by byte.
+        let significant = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+        let keep = if significant <= keep { 0 } else { keep };
+        let mask_upto = significant - keep;
+        let mut seen = 0;
+        out.reserve(value.len());
+        for &b in value {
+            if b.is_ascii_alphanumeric() {
+                seen += 1;
+                out.push(if seen > mask_upto { b } else { b'*' });
+            } else {
+                out.push(b);
+            }
+        }
+        return;
+    }
     let Ok(text) = std::str::from_utf8(value) else {
         out.extend_from_slice(REDACTED);
         return;
@@ -120,6 +137,14 @@ fn hash(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 /// `jane.doe@example.com` -> `j***@example.com`; anything else is redacted.
 fn email(value: &[u8], out: &mut Vec<u8>) {
     let at = memchr::memrchr(b'@', value);
+    if let (Some(at), Some(&first)) = (at, value.first()) {
+        if first.is_ascii() && at > 0 && at + 1 < value.len() {
+            out.push(first);
+            out.extend_from_slice(b"***");
+            out.extend_from_slice(&value[at..]);
+            return;
+        }
+    }
     match (at, std::str::from_utf8(value)) {
         (Some(at), Ok(text)) if at > 0 && at + 1 < value.len() => {
             let first = text.chars().next().unwrap_or('*');

@@ -102,6 +102,8 @@ pub struct Relay {
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
     staged: BytesMut,
+    /// Scratch for one replaced message.
+    replacement: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
 }
@@ -187,6 +189,7 @@ impl Relay {
             masker: None,
             cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),
+            replacement: BytesMut::new(),
             audit: p.audit,
         }
     }
@@ -753,19 +756,21 @@ impl Relay {
         let Some(m) = &mut self.masker else {
             return false;
         };
-        let mark = self.staged.len();
-        self.staged.extend_from_slice(before);
-        let replaced = match m.on_server(msg, &mut self.staged) {
-            masker::Action::Replaced => true,
-            masker::Action::Forward => {
-                self.staged.truncate(mark);
-                false
+        // The replacement is built apart: copying `before` only when a message is
+        // replaced keeps a batch of untouched rows linear, not quadratic.
+        self.replacement.clear();
+        let replaced = match m.on_server(msg, &mut self.replacement) {
+            masker::Action::Replaced => {
+                self.staged.extend_from_slice(before);
+                self.staged.extend_from_slice(&self.replacement);
+                true
             }
+            masker::Action::Forward => false,
         };
         // Kept rows for replay: exactly what the client gets, after masking.
         if let Some(a) = self.audit.as_mut() {
             if replaced {
-                a.record_result_message(&self.staged[mark + before.len()..]);
+                a.record_result_message(&self.replacement);
             } else {
                 a.record_result_message(msg);
             }
