@@ -385,7 +385,8 @@ pub async fn http_post(
     http(addr, &req).await
 }
 
-async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+/// One raw HTTP/1.1 exchange (the request as written): (status code, body).
+pub async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("admin connect");
     s.write_all(request.as_bytes()).await.unwrap();
     let mut text = String::new();
@@ -400,6 +401,17 @@ async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// A name unique to this moment, for tables a test creates.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 /// A scratch directory removed when dropped.

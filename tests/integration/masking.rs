@@ -25,16 +25,6 @@ pub struct Fixture {
     _rules: TempDir,
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 pub fn mask_rules(t: &str, extra: &str) -> String {
     format!(
         "masks:

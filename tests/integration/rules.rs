@@ -23,16 +23,6 @@ async fn with_baseline() -> (&'static crate::common::pg::TestPg, TestGateway) {
     start_with(&format!("rules: {}\n", dir.path().display())).await
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_statements_never_reach_the_server() {
     let (pg, gw) = with_baseline().await;
