@@ -16,12 +16,18 @@
 //! - [`audit`]: the tamper-evident trail: hash-chained JSON-lines segments, one
 //!   group-commit writer thread, crash repair of a torn tail, sinks (stdout, webhook,
 //!   syslog) with head export, and the readers behind `pgmoat audit verify|sessions|replay`.
+//! - [`mask`]: masks and detectors: per-identity compiled masks over a target's catalog,
+//!   RowDescription -> result plan, in-place DataRow rewriting, scrubbing of server
+//!   messages. Lineage itself is traced in `classify::lineage`.
+//! - [`approval`]: statements held for approval: pending requests, grants, Slack and
+//!   webhook notification, the `pgmoat approvals` CLI.
 //! - [`admin`]: the admin HTTP API.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
 //!
 //! Dependencies point one way: `protocol` imports nothing of ours; `session` is the one
-//! orchestrator; nothing imports `session` but `net`.
+//! orchestrator; nothing imports `session` but `net` (and `mask`, which reads the
+//! catalog types `session::catalog` loads; moving the catalog out of `session` is due).
 //!
 //! # Life of a query
 //!
@@ -30,9 +36,12 @@
 //! its shape was seen before; otherwise libpg_query on a parse thread) and decided
 //! against the current rules. An allowed message is forwarded as the same bytes; a
 //! refused one is replaced by a stand-in that fails on the server, whose error pgmoat
-//! swaps for its own, so the server's transaction state stays exactly right. Server
-//! messages stream back the same way, batched into one write per read, with
-//! ReadyForQuery tracked so that any response pgmoat composes lands in protocol order.
+//! swaps for its own, so the server's transaction state stays exactly right; an
+//! `approve` one waits in the session until someone decides. With an audit trail the
+//! statement's record is durable before it is forwarded. Server messages stream back
+//! the same way, batched into one write per read, with ReadyForQuery tracked so that any
+//! response pgmoat composes lands in protocol order; for identities with masks, result
+//! messages are held whole and rewritten where the plan says.
 
 #![forbid(unsafe_code)]
 
