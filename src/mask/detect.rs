@@ -123,13 +123,6 @@ impl Detectors {
         Some(fired)
     }
 
-    /// Whether any detector fires on `value`.
-    pub fn matches(&self, value: &[u8]) -> bool {
-        let mut spans = Vec::new();
-        self.find(value, &mut spans);
-        !spans.is_empty()
-    }
-
     fn det(&self, k: Kind) -> Option<usize> {
         self.list.iter().position(|d| d.kind == k)
     }

@@ -164,10 +164,6 @@ impl Masking {
         })
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
     pub fn has_column_masks(&self) -> bool {
         !self.ids.is_empty()
     }

@@ -304,14 +304,7 @@ impl Relay {
             }
             match h.tag {
                 b'Q' | b'P' | b'F' => {
-                    if h.total > self.max_message {
-                        return Err(SessionError::Protocol(format!(
-                            "message of type '{}' is too long ({} bytes, at most {})",
-                            h.tag as char, h.total, self.max_message
-                        )));
-                    }
-                    if have < h.total {
-                        buf.reserve(h.total - have);
+                    if !self.held_whole(h.tag, h.total, have, buf)? {
                         break;
                     }
                     let mut statement = 0;
@@ -380,14 +373,7 @@ impl Relay {
                 }
                 b'B' | b'D' | b'E' | b'C' if self.masker.is_some() => {
                     // Masking follows statements into portals: these are read whole.
-                    if h.total > self.max_message {
-                        return Err(SessionError::Protocol(format!(
-                            "message of type '{}' is too long ({} bytes, at most {})",
-                            h.tag as char, h.total, self.max_message
-                        )));
-                    }
-                    if have < h.total {
-                        buf.reserve(h.total - have);
+                    if !self.held_whole(h.tag, h.total, have, buf)? {
                         break;
                     }
                     if h.tag == b'E' {
@@ -547,6 +533,28 @@ impl Relay {
             }
         }
         Ok(outcome)
+    }
+
+    /// A client message pgmoat reads whole: refused when over the limit; false (with
+    /// room reserved) while the rest of it has not arrived.
+    fn held_whole(
+        &self,
+        tag: u8,
+        total: usize,
+        have: usize,
+        buf: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        if total > self.max_message {
+            return Err(SessionError::Protocol(format!(
+                "message of type '{}' is too long ({total} bytes, at most {})",
+                tag as char, self.max_message
+            )));
+        }
+        if have < total {
+            buf.reserve(total - have);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Keep the masking state in step with a judged Query or Parse.
