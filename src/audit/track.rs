@@ -126,16 +126,24 @@ impl SessionAudit {
     }
 
     /// An approval event for the statement decided last (the one being held).
+    /// The statement number an Execute runs (the Parse's record), 0 when unknown.
+    pub fn statement_of_execute(&self, body: &[u8]) -> u64 {
+        let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
+        self.portals.get(portal).map(|p| p.0).unwrap_or(0)
+    }
+
+    /// An `approval` record about statement number `statement`.
     pub async fn approval(
         &self,
         id: &str,
+        statement: u64,
         state: ApprovalState,
         by: Option<String>,
         reason: Option<String>,
     ) -> Result<(), AuditError> {
         let event = Event::Approval(Approval {
             id: id.to_owned(),
-            statement: self.statements,
+            statement,
             state,
             by,
             reason,
@@ -157,7 +165,9 @@ impl SessionAudit {
         };
         self.statements += 1;
         let n = self.statements;
-        let refused = facts.action != "allow";
+        // Held for approval counts as run: if it is refused later, that Execute or
+        // Query is marked refused then.
+        let refused = facts.action == "block";
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
             protocol: if name.is_some() { "extended" } else { "simple" }.into(),
@@ -202,15 +212,16 @@ impl SessionAudit {
         self.portals.insert(portal.to_vec(), (n, refused, formats));
     }
 
-    /// An Execute went upstream; its cycle ends at ReadyForQuery number `due`.
-    pub fn execute(&mut self, body: &[u8], due: u64) {
+    /// An Execute (or, `refused`, its stand-in) went upstream; its cycle ends at
+    /// ReadyForQuery number `due`.
+    pub fn execute(&mut self, body: &[u8], due: u64, refused_now: bool) {
         let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
         let (n, refused, formats) =
             self.portals
                 .get(portal)
                 .cloned()
                 .unwrap_or((0, false, vec![1]));
-        self.push(n, due, false, refused);
+        self.push(n, due, false, refused || refused_now);
         if let Some(p) = self.pending.back_mut() {
             p.formats = Some(formats);
         }

@@ -71,6 +71,7 @@ pub struct Judged {
 }
 
 /// An `approve` rule matched: what to ask.
+#[derive(Clone)]
 pub struct Hold {
     pub approvals: Arc<crate::approval::Approvals>,
     pub rule: String,

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod error;
 pub mod guard;
+mod held;
 mod io;
 pub mod judge;
 mod masker;

@@ -106,6 +106,8 @@ pub struct Relay {
     replacement: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
+    /// Prepared statements that wait for approval at their Execute.
+    held: super::held::HeldStatements,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -191,6 +193,7 @@ impl Relay {
             staged: BytesMut::new(),
             replacement: BytesMut::new(),
             audit: p.audit,
+            held: Default::default(),
         }
     }
 
@@ -319,12 +322,18 @@ impl Relay {
                             }
                         }
                         self.track_masking(msg, &judged);
+                        if h.tag == b'P' && (judged.hold.is_some() || self.held.active()) {
+                            // A prepared statement waits at its Execute, where its
+                            // parameters are known; parsing it runs nothing.
+                            let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
+                            self.held.on_parse(&msg[5..], hold);
+                        }
                         if let Some(hold) = judged.hold.take() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.upstream.flush().await.map_err(server_io)?;
                             fwd = pos;
-                            match self.wait_for_approval(hold, buf).await? {
+                            match self.wait_for_approval(hold, Vec::new(), statement, buf).await? {
                                 Waited::Approved => {}
                                 Waited::Refused(r) => judged.refusal = Some(r),
                                 Waited::ClientGone => {
@@ -371,17 +380,56 @@ impl Relay {
                     }
                     continue;
                 }
-                b'B' | b'D' | b'E' | b'C' if self.masker.is_some() => {
-                    // Masking follows statements into portals: these are read whole.
+                b'B' | b'D' | b'E' | b'C' if self.masker.is_some() || self.held.active() => {
+                    // Masking and approvals follow statements into portals: these are
+                    // read whole.
                     if !self.held_whole(h.tag, h.total, have, buf)? {
                         break;
                     }
-                    if h.tag == b'E' {
-                        stats.queries_extended += 1;
+                    let body = &buf[pos + 5..pos + h.total];
+                    let mut refused = None;
+                    match h.tag {
+                        b'B' => self.held.on_bind(body),
+                        b'D' => self.held.on_describe(body, self.sent_syncs + 1),
+                        b'C' => self.held.on_close(body),
+                        _ => {
+                            stats.queries_extended += 1;
+                            if let Some(ex) = self.held.on_execute(body) {
+                                if self.granted(&ex.hold).is_none() {
+                                    // Everything before it goes now; the Execute waits.
+                                    self.write_upstream(&buf[fwd..pos]).await?;
+                                    self.upstream.flush().await.map_err(server_io)?;
+                                    fwd = pos;
+                                    let statement = self
+                                        .audit
+                                        .as_ref()
+                                        .map(|a| a.statement_of_execute(body))
+                                        .unwrap_or(0);
+                                    match self
+                                        .wait_for_approval(ex.hold, ex.params, statement, buf)
+                                        .await?
+                                    {
+                                        Waited::Approved => {}
+                                        Waited::Refused(r) => refused = Some(r),
+                                        Waited::ClientGone => {
+                                            let _ = self.upstream.write_all(&TERMINATE).await;
+                                            return Ok(Some(End::ClientClosed));
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total]);
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total], refused.is_some());
                     if let Some(m) = &mut self.masker {
                         m.on_client(&buf[pos..pos + h.total]);
+                    }
+                    if let Some(r) = refused {
+                        self.write_upstream(&buf[fwd..pos]).await?;
+                        self.substitute(&buf[pos..pos + h.total], r).await?;
+                        pos += h.total;
+                        fwd = pos;
+                        continue;
                     }
                     pos += h.total;
                     continue;
@@ -394,9 +442,9 @@ impl Relay {
                 }
                 b'E' => {
                     stats.queries_extended += 1;
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]);
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
                 }
-                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)]),
+                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -424,6 +472,8 @@ impl Relay {
     async fn wait_for_approval(
         &mut self,
         hold: super::judge::Hold,
+        params: Vec<String>,
+        statement: u64,
         buf: &mut BytesMut,
     ) -> Result<Waited, SessionError> {
         let (name, groups, target) = match &self.judge {
@@ -439,7 +489,7 @@ impl Relay {
             &groups,
             &target,
             &hold.sql,
-            Vec::new(),
+            params,
             &hold.rule,
             &hold.approvers,
         );
@@ -447,7 +497,7 @@ impl Relay {
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
         use crate::audit::event::ApprovalState;
         if let Some(a) = &self.audit {
-            if let Err(e) = a.approval(&id, ApprovalState::Requested, None, None).await {
+            if let Err(e) = a.approval(&id, statement, ApprovalState::Requested, None, None).await {
                 // Fail closed: a hold the trail does not show is not offered.
                 return Ok(Waited::Refused(audit_refusal(&e)));
             }
@@ -523,7 +573,7 @@ impl Relay {
         let (state, by, reason, outcome) = waited;
         if let Some(a) = &self.audit {
             if let Err(e) = a
-                .approval(&id, state, by, reason.filter(|r| !r.is_empty()))
+                .approval(&id, statement, state, by, reason.filter(|r| !r.is_empty()))
                 .await
             {
                 tracing::error!(approval = %id, "audit: approval outcome not recorded: {e}");
@@ -533,6 +583,16 @@ impl Relay {
             }
         }
         Ok(outcome)
+    }
+
+    /// A grant in force for a held prepared statement (approved `for` a while since
+    /// it was parsed, perhaps by another session's approval).
+    fn granted(&self, hold: &super::judge::Hold) -> Option<crate::approval::Grant> {
+        let j = self.judge.as_ref()?;
+        let fingerprint =
+            crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
+        hold.approvals
+            .granted(&j.identity.name, &j.target, &fingerprint)
     }
 
     /// A client message pgmoat reads whole: refused when over the limit; false (with
@@ -635,17 +695,18 @@ impl Relay {
 
     /// Bind and Execute tell the audit trail which statement a completion belongs to
     /// (only their start is needed: portal and statement names).
-    fn audit_client(&mut self, tag: u8, body: &[u8]) {
+    fn audit_client(&mut self, tag: u8, body: &[u8], refused: bool) {
         if let Some(a) = self.audit.as_mut() {
             match tag {
                 b'B' => a.bind(body),
-                b'E' => a.execute(body, self.sent_syncs + 1),
+                b'E' => a.execute(body, self.sent_syncs + 1, refused),
                 _ => {}
             }
         }
     }
 
-    /// Send the stand-in for a refused Query or Parse and remember whose error it is.
+    /// Send the stand-in for a refused Query, Parse or Execute and remember whose error
+    /// it is.
     async fn substitute(
         &mut self,
         msg: &[u8],
@@ -662,6 +723,12 @@ impl Relay {
             postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
             self.sent_syncs += 1;
             self.sent_syncs
+        } else if msg[0] == b'E' {
+            // A refused Execute: running a portal that does not exist fails at once,
+            // and the server discards to Sync as for any error.
+            postgres_protocol::message::frontend::execute(&marker, 0, &mut out)
+                .map_err(server_io)?;
+            self.sent_syncs + 1
         } else {
             let name = crate::protocol::frame::cstr(&msg[5..])
                 .map(|(n, _)| n)
@@ -852,6 +919,7 @@ impl Relay {
                     }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
+                    self.held.on_ready(seen);
                     pos += h.total;
                     while self
                         .injections
@@ -868,6 +936,16 @@ impl Relay {
                         end = Some(End::Shutdown);
                         break;
                     }
+                    continue;
+                }
+                b't' if self.held.active() => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    self.held
+                        .on_parameter_description(&buf[pos + 5..pos + h.total], self.seen_rfq + 1);
+                    pos += h.total;
                     continue;
                 }
                 b'E' if !self.rewrites.is_empty() => {

@@ -66,6 +66,7 @@ struct Fx {
     table: String,
     direct: Client,
     _rules: TempDir,
+    store: TempDir,
 }
 
 async fn fixture(timeout: &str) -> Fx {
@@ -101,10 +102,14 @@ async fn fixture(timeout: &str) -> Fx {
         ),
     )
     .unwrap();
+    let store = TempDir::new("pgmoat-approval-audit");
     let yaml = config_yaml(
         pg,
         &format!(
             "rules: {}
+audit:
+  dir: {}
+  durability: batch
 approvals:
   timeout: {timeout}
   slack:
@@ -113,7 +118,8 @@ approvals:
     approvers: {{ U_ALICE: alice, U_BOB: bob }}
   webhook_url_env: HOOK_URL
 ",
-            rules.path().display()
+            rules.path().display(),
+            store.path().display()
         ),
     )
     .replace(
@@ -133,6 +139,7 @@ approvals:
         table,
         direct,
         _rules: rules,
+        store,
     }
 }
 
@@ -450,6 +457,20 @@ async fn extended_protocol_and_grants() {
     let c2 = Arc::clone(&c);
     let held = tokio::spawn(async move { c2.execute(sql.as_str(), &[&"held", &7i32]).await });
     let id = f.wait_pending(1).await.remove(0);
+    // Held at Execute: the approver sees the bound parameters (tokio-postgres sends
+    // them in binary; their types come from the server's ParameterDescription).
+    let pending = f.pending().await;
+    assert_eq!(
+        pending[0]["params"],
+        serde_json::json!(["$1 = 'held'", "$2 = 7"]),
+        "{pending:?}"
+    );
+    assert_eq!(f.status(7).await, "open", "nothing ran while held");
+    let slack = f.hooks.posts("slack");
+    assert!(
+        slack.iter().any(|m| m.to_string().contains("$1 = 'held'")),
+        "{slack:?}"
+    );
     let (code, body) = f
         .decide(
             &id,
@@ -474,6 +495,118 @@ async fn extended_protocol_and_grants() {
         body.contains("alice") && body.contains("agent-writes-need-approval"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_session_healthy() {
+    let f = fixture("1m").await;
+    let c = Arc::new(f.gw.connect().await);
+    let st = c
+        .prepare(&format!(
+            "UPDATE {} SET status = $1 WHERE id = $2",
+            f.table
+        ))
+        .await
+        .unwrap();
+    assert!(f.pending().await.is_empty(), "preparing runs nothing and asks nothing");
+    // First execution: denied with a reason.
+    let (c2, st2) = (Arc::clone(&c), st.clone());
+    let held = tokio::spawn(async move { c2.execute(&st2, &[&"denied", &9i32]).await });
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(
+        f.pending().await[0]["params"],
+        serde_json::json!(["$1 = 'denied'", "$2 = 9"])
+    );
+    let (code, body) = f
+        .decide(&id, "deny", r#"{"by":"alice","reason":"not today"}"#)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let e = held.await.unwrap().unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("denied by alice: not today"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(f.status(9).await, "open");
+    // The session is healthy, and the same prepared statement asks again.
+    let r = c.query_one("SELECT 41 + 1", &[]).await.unwrap();
+    assert_eq!(r.get::<_, i32>(0), 42);
+    let (c2, st2) = (Arc::clone(&c), st.clone());
+    let held = tokio::spawn(async move { c2.execute(&st2, &[&"approved", &10i32]).await });
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(
+        f.pending().await[0]["params"],
+        serde_json::json!(["$1 = 'approved'", "$2 = 10"])
+    );
+    let (code, _) = f.decide(&id, "approve", r#"{"by":"alice"}"#).await;
+    assert_eq!(code, 200);
+    assert_eq!(held.await.unwrap().unwrap(), 1);
+    assert_eq!(f.status(10).await, "approved");
+    // Parse, Bind, Execute and Sync pipelined in one write, the types in the Parse.
+    let c2 = Arc::clone(&c);
+    let sql = format!(
+        "UPDATE {} SET status = $1 WHERE id = $2 RETURNING status",
+        f.table
+    );
+    let held = tokio::spawn(async move {
+        use tokio_postgres::types::Type;
+        c2.query_typed(&sql, &[(&"typed", Type::TEXT), (&12i32, Type::INT4)])
+            .await
+    });
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(
+        f.pending().await[0]["params"],
+        serde_json::json!(["$1 = 'typed'", "$2 = 12"])
+    );
+    f.decide(&id, "approve", r#"{"by":"alice"}"#).await;
+    let rows = held.await.unwrap().unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "typed");
+    // Inside a transaction, a denial aborts it like any error.
+    c.batch_execute("BEGIN").await.unwrap();
+    let (c2, st2) = (Arc::clone(&c), st.clone());
+    let held = tokio::spawn(async move { c2.execute(&st2, &[&"tx", &11i32]).await });
+    let id = f.wait_pending(1).await.remove(0);
+    f.decide(&id, "deny", r#"{"by":"alice"}"#).await;
+    assert_eq!(
+        held.await.unwrap().unwrap_err().code().unwrap().code(),
+        "42501"
+    );
+    let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25P02", "the transaction is aborted");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(f.status(11).await, "open");
+    // The trail: each approval names the prepared statement's record; the approved
+    // executions completed (one row each), the denied ones have no completion.
+    drop(c);
+    f.gw.shutdown().await;
+    let recs = crate::audit::records(f.store.path());
+    let decided: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["phase"] == "decided" && r["sql"].as_str().unwrap_or("").contains("SET status = $1"))
+        .collect();
+    assert!(!decided.is_empty());
+    assert!(decided.iter().all(|d| d["action"] == "approve"), "{decided:?}");
+    let approvals: Vec<&Value> = recs.iter().filter(|r| r["type"] == "approval").collect();
+    let states: Vec<&str> = approvals.iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states,
+        ["requested", "denied", "requested", "approved", "requested", "approved", "requested", "denied"],
+        "{approvals:?}"
+    );
+    let statement = |a: &Value| a["statement"].as_u64().unwrap();
+    assert_eq!(statement(approvals[0]), decided[0]["statement"].as_u64().unwrap());
+    assert_eq!(approvals[1]["reason"], "not today");
+    let completed_rows: Vec<u64> = recs
+        .iter()
+        .filter(|r| {
+            r["phase"] == "completed"
+                && approvals.iter().any(|a| a["statement"] == r["statement"])
+        })
+        .filter_map(|r| r["rows"].as_u64())
+        .collect();
+    assert_eq!(completed_rows, [1, 1], "{recs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

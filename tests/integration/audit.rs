@@ -13,7 +13,7 @@ use crate::harness::*;
 
 const PGMOAT: &str = env!("CARGO_BIN_EXE_pgmoat");
 
-fn records(dir: &Path) -> Vec<Value> {
+pub(crate) fn records(dir: &Path) -> Vec<Value> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -1,0 +1,379 @@
+//! Extended-protocol statements that need approval, followed from Parse to Execute.
+//!
+//! A Parse that an `approve` rule matches is forwarded (parsing runs nothing), and the
+//! statement is remembered here. Its Binds are kept per portal, and the Execute of such
+//! a portal is what waits for the approver: by then the bound parameters are known and
+//! shown. Parameter types come from the Parse, or from the server's
+//! ParameterDescription when the client asked for one (drivers that send binary
+//! parameters, like tokio-postgres, always do), so binary values read as numbers.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::judge::Hold;
+use crate::protocol::frame::cstr;
+
+/// Names kept at most; a client that Parses without Closing forever cannot grow it.
+const MAX_NAMES: usize = 4096;
+/// Characters of one parameter shown to the approver.
+const SHOWN: usize = 200;
+
+/// A statement (by name) that needs approval to run.
+pub struct HeldStatement {
+    pub hold: Hold,
+    /// Parameter type OIDs: from the Parse, then from ParameterDescription.
+    types: Vec<u32>,
+}
+
+/// What a held Execute asks: the hold, and the parameters as the approver sees them.
+pub struct HeldExecute {
+    pub hold: Hold,
+    pub params: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct HeldStatements {
+    statements: HashMap<Vec<u8>, HeldStatement>,
+    /// Portal -> (statement name, Bind body), for portals of held statements.
+    portals: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
+    /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
+    /// number): each is answered by one ParameterDescription unless an error skipped it.
+    describes: VecDeque<(Option<Vec<u8>>, u64)>,
+}
+
+impl HeldStatements {
+    /// Whether Bind/Describe/Close/Execute (and ParameterDescription) need a look.
+    pub fn active(&self) -> bool {
+        !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
+    }
+
+    /// A Parse went upstream: `hold` when it needs approval, None to forget the name.
+    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>) {
+        let Some((name, rest)) = cstr(body) else {
+            return;
+        };
+        match hold {
+            Some(hold) => {
+                if self.statements.len() >= MAX_NAMES {
+                    self.statements.clear();
+                }
+                let types = cstr(rest).map(|(_, t)| parse_types(t)).unwrap_or_default();
+                self.statements
+                    .insert(name.to_vec(), HeldStatement { hold, types });
+            }
+            None => {
+                self.statements.remove(name);
+            }
+        }
+    }
+
+    pub fn on_bind(&mut self, body: &[u8]) {
+        let Some((portal, rest)) = cstr(body) else {
+            return;
+        };
+        let Some((stmt, _)) = cstr(rest) else {
+            return;
+        };
+        if self.statements.contains_key(stmt) {
+            if self.portals.len() >= MAX_NAMES {
+                self.portals.clear();
+            }
+            self.portals
+                .insert(portal.to_vec(), (stmt.to_vec(), body.to_vec()));
+        } else {
+            self.portals.remove(portal);
+        }
+    }
+
+    /// Describe: a statement's ParameterDescription is due in `cycle`.
+    pub fn on_describe(&mut self, body: &[u8], cycle: u64) {
+        if body.first() == Some(&b'S') {
+            let name = cstr(&body[1..]).map(|(n, _)| n.to_vec());
+            let held = name.filter(|n| self.statements.contains_key(n));
+            if self.describes.len() >= MAX_NAMES {
+                self.describes.clear();
+            }
+            self.describes.push_back((held, cycle));
+        }
+    }
+
+    pub fn on_close(&mut self, body: &[u8]) {
+        let Some((&kind, rest)) = body.split_first() else {
+            return;
+        };
+        let Some((name, _)) = cstr(rest) else { return };
+        match kind {
+            b'S' => {
+                self.statements.remove(name);
+            }
+            b'P' => {
+                self.portals.remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    /// The server's ParameterDescription, in cycle `cycle`.
+    pub fn on_parameter_description(&mut self, body: &[u8], cycle: u64) {
+        // Entries of earlier cycles were skipped by an error: their answers never came.
+        while self.describes.front().is_some_and(|(_, c)| *c < cycle) {
+            self.describes.pop_front();
+        }
+        if let Some((Some(name), _)) = self.describes.pop_front() {
+            if let Some(s) = self.statements.get_mut(&name) {
+                s.types = parse_types(body);
+            }
+        }
+    }
+
+    /// A cycle ended: Describes still queued for it will not be answered.
+    pub fn on_ready(&mut self, seen: u64) {
+        while self.describes.front().is_some_and(|(_, c)| *c <= seen) {
+            self.describes.pop_front();
+        }
+    }
+
+    /// An Execute: what to ask when its portal runs a held statement.
+    pub fn on_execute(&self, body: &[u8]) -> Option<HeldExecute> {
+        let (portal, _) = cstr(body)?;
+        let (stmt, bind) = self.portals.get(portal)?;
+        let s = self.statements.get(stmt)?;
+        Some(HeldExecute {
+            hold: s.hold.clone(),
+            params: describe_params(bind, &s.types),
+        })
+    }
+}
+
+/// Type OIDs: an i16 count, then that many u32s.
+fn parse_types(b: &[u8]) -> Vec<u32> {
+    let Some(n) = b.get(..2).map(|n| i16::from_be_bytes([n[0], n[1]])) else {
+        return Vec::new();
+    };
+    (0..n.max(0) as usize)
+        .map_while(|i| {
+            b.get(2 + 4 * i..6 + 4 * i)
+                .map(|o| u32::from_be_bytes([o[0], o[1], o[2], o[3]]))
+        })
+        .collect()
+}
+
+/// A Bind body's parameters as `$1 = 'text'`, `$2 = 7`, `$3 = NULL`.
+pub fn describe_params(bind: &[u8], types: &[u32]) -> Vec<String> {
+    fn i16_at(b: &mut &[u8]) -> Option<i16> {
+        let v = i16::from_be_bytes(b.get(..2)?.try_into().ok()?);
+        *b = &b[2..];
+        Some(v)
+    }
+    let mut out = Vec::new();
+    let Some((_, rest)) = cstr(bind) else {
+        return out;
+    };
+    let Some((_, mut b)) = cstr(rest) else {
+        return out;
+    };
+    let Some(nfmt) = i16_at(&mut b) else {
+        return out;
+    };
+    let mut formats = Vec::new();
+    for _ in 0..nfmt.max(0) {
+        match i16_at(&mut b) {
+            Some(f) => formats.push(f),
+            None => return out,
+        }
+    }
+    let Some(n) = i16_at(&mut b) else { return out };
+    for i in 0..n.max(0) as usize {
+        let Some(len) = b
+            .get(..4)
+            .map(|l| i32::from_be_bytes([l[0], l[1], l[2], l[3]]))
+        else {
+            break;
+        };
+        b = &b[4..];
+        let shown = if len < 0 {
+            "NULL".to_owned()
+        } else {
+            let Some(v) = b.get(..len as usize) else {
+                out.push(format!("${} = (cut short)", i + 1));
+                break;
+            };
+            b = &b[len as usize..];
+            let format = match formats.len() {
+                0 => 0,
+                1 => formats[0],
+                _ => formats.get(i).copied().unwrap_or(0),
+            };
+            let oid = types.get(i).copied().unwrap_or(0);
+            if format == 0 {
+                quoted(&String::from_utf8_lossy(v))
+            } else {
+                binary_value(oid, v)
+            }
+        };
+        out.push(format!("${} = {shown}", i + 1));
+    }
+    out
+}
+
+/// A text value as an SQL literal, cut to [`SHOWN`] characters.
+fn quoted(s: &str) -> String {
+    let mut q = String::with_capacity(s.len().min(SHOWN) + 2);
+    q.push('\'');
+    for (n, c) in s.chars().enumerate() {
+        if n == SHOWN {
+            q.push_str(&format!("… ({} bytes)", s.len()));
+            break;
+        }
+        if c == '\'' {
+            q.push('\'');
+        }
+        q.push(c);
+    }
+    q.push('\'');
+    q
+}
+
+/// A binary-format value, decoded for the common types and shown as hex otherwise.
+fn binary_value(oid: u32, v: &[u8]) -> String {
+    let be = |n: usize| -> Option<[u8; 8]> {
+        (v.len() == n).then(|| {
+            let mut a = [0u8; 8];
+            a[8 - n..].copy_from_slice(v);
+            a
+        })
+    };
+    let decoded = match oid {
+        16 => (v.len() == 1).then(|| if v[0] != 0 { "true" } else { "false" }.to_owned()),
+        21 => be(2).map(|a| (u64::from_be_bytes(a) as u16 as i16).to_string()),
+        23 | 26 => be(4).map(|a| {
+            let x = u64::from_be_bytes(a) as u32;
+            if oid == 23 {
+                (x as i32).to_string()
+            } else {
+                x.to_string()
+            }
+        }),
+        20 => be(8).map(|a| i64::from_be_bytes(a).to_string()),
+        700 => be(4).map(|a| f32::from_bits(u64::from_be_bytes(a) as u32).to_string()),
+        701 => be(8).map(|a| f64::from_bits(u64::from_be_bytes(a)).to_string()),
+        // text, varchar, bpchar, name, json: their binary form is the text.
+        25 | 1043 | 1042 | 19 | 114 => {
+            std::str::from_utf8(v).ok().map(quoted)
+        }
+        2950 if v.len() == 16 => {
+            let h = hex(v);
+            Some(format!(
+                "'{}-{}-{}-{}-{}'",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
+        }
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| {
+        let cut = &v[..v.len().min(SHOWN / 2)];
+        let more = if cut.len() < v.len() {
+            format!("… ({} bytes)", v.len())
+        } else {
+            String::new()
+        };
+        format!("'\\x{}{more}' (binary, type {oid})", hex(cut))
+    })
+}
+
+fn hex(v: &[u8]) -> String {
+    v.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(formats: &[i16], params: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = b"\0s1\0".to_vec();
+        b.extend((formats.len() as i16).to_be_bytes());
+        for f in formats {
+            b.extend(f.to_be_bytes());
+        }
+        b.extend((params.len() as i16).to_be_bytes());
+        for p in params {
+            match p {
+                None => b.extend((-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend((v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b.extend(0i16.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn text_parameters_are_quoted_literals() {
+        let b = bind(&[], &[Some(b"it's"), None, Some(b"7")]);
+        assert_eq!(
+            describe_params(&b, &[]),
+            vec!["$1 = 'it''s'", "$2 = NULL", "$3 = '7'"]
+        );
+    }
+
+    #[test]
+    fn binary_parameters_decode_by_type() {
+        let seven = 7i32.to_be_bytes();
+        let big = (-5i64).to_be_bytes();
+        let b = bind(&[1], &[Some(b"held"), Some(&seven), Some(&big), Some(&[1])]);
+        assert_eq!(
+            describe_params(&b, &[25, 23, 20, 16]),
+            vec!["$1 = 'held'", "$2 = 7", "$3 = -5", "$4 = true"]
+        );
+        // Unknown type or wrong size: hex, never a wrong number.
+        let b = bind(&[1], &[Some(&seven)]);
+        assert_eq!(
+            describe_params(&b, &[20]),
+            vec!["$1 = '\\x00000007' (binary, type 20)"]
+        );
+    }
+
+    #[test]
+    fn long_and_cut_short_values_stay_bounded() {
+        let long = vec![b'a'; 10_000];
+        let b = bind(&[], &[Some(&long)]);
+        let shown = describe_params(&b, &[]);
+        assert!(shown[0].len() < 300, "{}", shown[0]);
+        assert!(shown[0].contains("10000 bytes"));
+        let mut b = bind(&[], &[Some(b"abc")]);
+        b.truncate(b.len() - 3);
+        assert_eq!(describe_params(&b, &[]), vec!["$1 = (cut short)"]);
+    }
+
+    #[test]
+    fn parameter_descriptions_follow_their_describes() {
+        let hold = || Hold {
+            approvals: crate::approval::Approvals::new(
+                std::time::Duration::from_secs(1),
+                Default::default(),
+            ),
+            rule: "r".into(),
+            approvers: vec![],
+            sql: "UPDATE t SET a = $1".into(),
+        };
+        let mut h = HeldStatements::default();
+        h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()));
+        h.on_describe(b"Sother\0", 1);
+        h.on_describe(b"Ss1\0", 1);
+        let mut t = 1i16.to_be_bytes().to_vec();
+        t.extend(23u32.to_be_bytes());
+        h.on_parameter_description(&[0, 1, 0, 0, 0, 25], 1); // answers "other"
+        h.on_parameter_description(&t, 1);
+        h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]));
+        let e = h.on_execute(b"\0\0\0\0\0").expect("held");
+        assert_eq!(e.params, vec!["$1 = 7"]);
+        // Another Parse under the same name is no longer held.
+        h.on_parse(b"s1\0SELECT 1\0\0\0", None);
+        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
+    }
+}
