@@ -8,33 +8,53 @@
 //! parameters, like tokio-postgres, always do), so binary values read as numbers.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::judge::Hold;
 use crate::protocol::frame::cstr;
 
-/// Names kept at most; a client that Parses without Closing forever cannot grow it.
-const MAX_NAMES: usize = 4096;
+/// Held statements, and portals bound to them, a session may have at once. Forgetting
+/// one would let it run unasked, so past this the Parse or Bind is refused instead.
+pub const MAX_HELD: usize = 64;
+/// Describes remembered at most (forgetting one only loses parameter types).
+const MAX_DESCRIBES: usize = 4096;
 /// Characters of one parameter shown to the approver.
 const SHOWN: usize = 200;
 
 /// A statement (by name) that needs approval to run.
-pub struct HeldStatement {
-    pub hold: Hold,
+struct HeldStatement {
+    hold: Arc<Hold>,
     /// Parameter type OIDs: from the Parse, then from ParameterDescription.
     types: Vec<u32>,
+    /// Which Parse this is: a name can be parsed again.
+    generation: u64,
+}
+
+/// A portal bound to a held statement. It keeps its own hold: the server's portal runs
+/// the statement it was bound to, even after that name is closed or parsed anew.
+struct HeldPortal {
+    hold: Arc<Hold>,
+    statement: Vec<u8>,
+    generation: u64,
+    /// The statement's types when it was bound (used if the name was parsed again).
+    types: Vec<u32>,
+    bind: Vec<u8>,
+    /// The ReadyForQuery that ends the cycle it was bound in: once a later one
+    /// reports no transaction, the portal is gone.
+    cycle: u64,
 }
 
 /// What a held Execute asks: the hold, and the parameters as the approver sees them.
 pub struct HeldExecute {
-    pub hold: Hold,
+    pub hold: Arc<Hold>,
     pub params: Vec<String>,
 }
 
 #[derive(Default)]
 pub struct HeldStatements {
     statements: HashMap<Vec<u8>, HeldStatement>,
-    /// Portal -> (statement name, Bind body), for portals of held statements.
-    portals: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
+    portals: HashMap<Vec<u8>, HeldPortal>,
+    parses: u64,
     /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
     /// number): each is answered by one ParameterDescription unless an error skipped it.
     describes: VecDeque<(Option<Vec<u8>>, u64)>,
@@ -46,42 +66,66 @@ impl HeldStatements {
         !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
     }
 
-    /// A Parse went upstream: `hold` when it needs approval, None to forget the name.
-    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>) {
+    /// A Parse goes upstream: `hold` when it needs approval, None to forget the name.
+    /// False when it needs approval and the session has too many held already: then it
+    /// must be refused.
+    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>) -> bool {
         let Some((name, rest)) = cstr(body) else {
-            return;
+            return true;
         };
         match hold {
             Some(hold) => {
-                if self.statements.len() >= MAX_NAMES {
-                    self.statements.clear();
+                if self.statements.len() >= MAX_HELD && !self.statements.contains_key(name) {
+                    return false;
                 }
+                let hold = Arc::new(hold);
                 let types = cstr(rest).map(|(_, t)| parse_types(t)).unwrap_or_default();
-                self.statements
-                    .insert(name.to_vec(), HeldStatement { hold, types });
+                self.parses += 1;
+                let generation = self.parses;
+                self.statements.insert(
+                    name.to_vec(),
+                    HeldStatement {
+                        hold,
+                        types,
+                        generation,
+                    },
+                );
             }
             None => {
                 self.statements.remove(name);
             }
         }
+        true
     }
 
-    pub fn on_bind(&mut self, body: &[u8]) {
+    /// A Bind goes upstream in cycle `cycle`. False when it binds a held statement and
+    /// the session has too many such portals open: then it must be refused.
+    pub fn on_bind(&mut self, body: &[u8], cycle: u64) -> bool {
         let Some((portal, rest)) = cstr(body) else {
-            return;
+            return true;
         };
         let Some((stmt, _)) = cstr(rest) else {
-            return;
+            return true;
         };
-        if self.statements.contains_key(stmt) {
-            if self.portals.len() >= MAX_NAMES {
-                self.portals.clear();
+        if let Some(s) = self.statements.get(stmt) {
+            if self.portals.len() >= MAX_HELD && !self.portals.contains_key(portal) {
+                return false;
             }
-            self.portals
-                .insert(portal.to_vec(), (stmt.to_vec(), body.to_vec()));
+            self.portals.insert(
+                portal.to_vec(),
+                HeldPortal {
+                    hold: s.hold.clone(),
+                    statement: stmt.to_vec(),
+                    generation: s.generation,
+                    types: s.types.clone(),
+                    bind: body.to_vec(),
+                    cycle,
+                },
+            );
         } else {
             self.portals.remove(portal);
         }
+        true
     }
 
     /// Describe: a statement's ParameterDescription is due in `cycle`.
@@ -89,7 +133,7 @@ impl HeldStatements {
         if body.first() == Some(&b'S') {
             let name = cstr(&body[1..]).map(|(n, _)| n.to_vec());
             let held = name.filter(|n| self.statements.contains_key(n));
-            if self.describes.len() >= MAX_NAMES {
+            if self.describes.len() >= MAX_DESCRIBES {
                 self.describes.clear();
             }
             self.describes.push_back((held, cycle));
@@ -125,21 +169,30 @@ impl HeldStatements {
         }
     }
 
-    /// A cycle ended: Describes still queued for it will not be answered.
-    pub fn on_ready(&mut self, seen: u64) {
+    /// ReadyForQuery number `seen` with transaction status `status`: Describes still
+    /// queued for its cycle will not be answered, and outside a transaction the
+    /// portals bound up to it are gone (protocol portals never outlive one).
+    pub fn on_ready(&mut self, seen: u64, status: u8) {
         while self.describes.front().is_some_and(|(_, c)| *c <= seen) {
             self.describes.pop_front();
+        }
+        if status == b'I' {
+            self.portals.retain(|_, p| p.cycle > seen);
         }
     }
 
     /// An Execute: what to ask when its portal runs a held statement.
     pub fn on_execute(&self, body: &[u8]) -> Option<HeldExecute> {
         let (portal, _) = cstr(body)?;
-        let (stmt, bind) = self.portals.get(portal)?;
-        let s = self.statements.get(stmt)?;
+        let p = self.portals.get(portal)?;
+        // Types learnt after the Bind (a ParameterDescription) are the better ones.
+        let types = match self.statements.get(&p.statement) {
+            Some(s) if s.generation == p.generation => &s.types,
+            _ => &p.types,
+        };
         Some(HeldExecute {
-            hold: s.hold.clone(),
-            params: describe_params(bind, &s.types),
+            hold: p.hold.clone(),
+            params: describe_params(&p.bind, types),
         })
     }
 }
@@ -362,18 +415,57 @@ mod tests {
             sql: "UPDATE t SET a = $1".into(),
         };
         let mut h = HeldStatements::default();
-        h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()));
+        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold())));
         h.on_describe(b"Sother\0", 1);
         h.on_describe(b"Ss1\0", 1);
         let mut t = 1i16.to_be_bytes().to_vec();
         t.extend(23u32.to_be_bytes());
         h.on_parameter_description(&[0, 1, 0, 0, 0, 25], 1); // answers "other"
         h.on_parameter_description(&t, 1);
-        h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]));
+        assert!(h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]), 1));
         let e = h.on_execute(b"\0\0\0\0\0").expect("held");
         assert_eq!(e.params, vec!["$1 = 7"]);
-        // Another Parse under the same name is no longer held.
+        // The portal runs what it was bound to, whatever the name means now.
+        h.on_close(b"Ss1\0");
         h.on_parse(b"s1\0SELECT 1\0\0\0", None);
+        assert!(h.on_execute(b"\0\0\0\0\0").is_some());
+        // A new Bind of the portal to a statement that needs nothing clears it.
+        h.on_bind(&bind(&[], &[]), 1);
         assert!(h.on_execute(b"\0\0\0\0\0").is_none());
+    }
+
+    #[test]
+    fn held_names_are_bounded_and_portals_end_with_their_transaction() {
+        let hold = || Hold {
+            approvals: crate::approval::Approvals::new(
+                std::time::Duration::from_secs(1),
+                Default::default(),
+            ),
+            rule: "r".into(),
+            approvers: vec![],
+            sql: "UPDATE t SET a = 1".into(),
+        };
+        let mut h = HeldStatements::default();
+        for i in 0..MAX_HELD {
+            assert!(h.on_parse(format!("s{i}\0UPDATE t SET a = 1\0\0\0").as_bytes(), Some(hold())));
+        }
+        assert!(
+            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold())),
+            "refused, never forgotten"
+        );
+        for i in 0..MAX_HELD {
+            let mut b = format!("p{i}\0s{i}\0").into_bytes();
+            b.extend([0, 0, 0, 0, 0, 0]);
+            assert!(h.on_bind(&b, 3));
+        }
+        assert!(!h.on_bind(b"p_more\0s0\0\0\0\0\0\0\0", 3));
+        assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
+        // Bound in cycle 3: a ReadyForQuery of cycle 2 says nothing about it, one
+        // inside a transaction neither; cycle 3 ending idle ends the portals.
+        h.on_ready(2, b'I');
+        h.on_ready(3, b'T');
+        assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
+        h.on_ready(3, b'I');
+        assert!(h.on_execute(b"p0\0\0\0\0\0").is_none());
     }
 }

@@ -326,14 +326,16 @@ impl Relay {
                             // A prepared statement waits at its Execute, where its
                             // parameters are known; parsing it runs nothing.
                             let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
-                            self.held.on_parse(&msg[5..], hold);
+                            if !self.held.on_parse(&msg[5..], hold) {
+                                judged.refusal = Some(too_many_held("statements"));
+                            }
                         }
                         if let Some(hold) = judged.hold.take() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.upstream.flush().await.map_err(server_io)?;
                             fwd = pos;
-                            match self.wait_for_approval(hold, Vec::new(), statement, buf).await? {
+                            match self.wait_for_approval(Arc::new(hold), Vec::new(), statement, buf).await? {
                                 Waited::Approved => {}
                                 Waited::Refused(r) => judged.refusal = Some(r),
                                 Waited::ClientGone => {
@@ -389,7 +391,11 @@ impl Relay {
                     let body = &buf[pos + 5..pos + h.total];
                     let mut refused = None;
                     match h.tag {
-                        b'B' => self.held.on_bind(body),
+                        b'B' => {
+                            if !self.held.on_bind(body, self.sent_syncs + 1) {
+                                refused = Some(too_many_held("portals"));
+                            }
+                        }
                         b'D' => self.held.on_describe(body, self.sent_syncs + 1),
                         b'C' => self.held.on_close(body),
                         _ => {
@@ -471,7 +477,7 @@ impl Relay {
     /// or leaves. Client bytes that arrive meanwhile are kept in `buf` for later.
     async fn wait_for_approval(
         &mut self,
-        hold: super::judge::Hold,
+        hold: Arc<super::judge::Hold>,
         params: Vec<String>,
         statement: u64,
         buf: &mut BytesMut,
@@ -723,6 +729,14 @@ impl Relay {
             postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
             self.sent_syncs += 1;
             self.sent_syncs
+        } else if msg[0] == b'B' {
+            // A refused Bind: binding a statement that does not exist fails at once.
+            out.extend_from_slice(&[b'B', 0, 0, 0, 0, 0]);
+            out.extend_from_slice(marker.as_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+            let len = (out.len() - 1) as u32;
+            out[1..5].copy_from_slice(&len.to_be_bytes());
+            self.sent_syncs + 1
         } else if msg[0] == b'E' {
             // A refused Execute: running a portal that does not exist fails at once,
             // and the server discards to Sync as for any error.
@@ -919,7 +933,7 @@ impl Relay {
                     }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
-                    self.held.on_ready(seen);
+                    self.held.on_ready(seen, self.tx_status);
                     pos += h.total;
                     while self
                         .injections
@@ -1020,6 +1034,21 @@ impl Relay {
         self.client.flush().await.map_err(client_io)?;
         self.metrics.add(&stats);
         Ok(end)
+    }
+}
+
+/// A session may hold only so many statements (and portals) for approval at once.
+fn too_many_held(what: &str) -> super::judge::Refusal {
+    super::judge::Refusal {
+        response: super::judge::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            &format!(
+                "pgmoat: this session already has {} prepared {what} that need approval",
+                super::held::MAX_HELD
+            ),
+            Some("Close (DEALLOCATE) some of them, or end the transaction, first."),
+        ),
+        rule: "approval".into(),
     }
 }
 

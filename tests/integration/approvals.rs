@@ -610,6 +610,48 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_prepared_statements_and_portals_are_bounded_not_forgotten() {
+    let f = fixture("1m").await;
+    let mut c = f.gw.connect().await;
+    let sql = format!("UPDATE {} SET status = $1 WHERE id = $2", f.table);
+    let st = c.prepare(&sql).await.unwrap();
+    // Portals bound to it inside one transaction: 64, then refusal.
+    let tx = c.transaction().await.unwrap();
+    let mut portals = Vec::new();
+    for i in 0..64 {
+        portals.push(tx.bind(&st, &[&"p", &(20 + i)]).await.unwrap());
+    }
+    let Err(e) = tx.bind(&st, &[&"p", &99i32]).await else {
+        panic!("the 65th portal was bound");
+    };
+    assert_eq!(e.code().unwrap().code(), "54000", "{e}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("need approval"), "{message}");
+    drop(portals);
+    tx.rollback().await.unwrap();
+    // The transaction is over, so are its portals: binding works again.
+    let tx = c.transaction().await.unwrap();
+    tx.bind(&st, &[&"p", &1i32]).await.unwrap();
+    tx.rollback().await.unwrap();
+    // Held statements: 64 in all, then refusal; the session stays usable.
+    let mut kept = vec![st];
+    for _ in 1..64 {
+        kept.push(c.prepare(&sql).await.unwrap());
+    }
+    let e = c.prepare(&sql).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "54000", "{e}");
+    assert_eq!(
+        c.query_one("SELECT 2 * 21", &[]).await.unwrap().get::<_, i32>(0),
+        42
+    );
+    // Closing one makes room.
+    kept.pop();
+    c.simple_query("SELECT 1").await.unwrap(); // lets the Close go out
+    c.prepare(&sql).await.unwrap();
+    assert!(f.pending().await.is_empty(), "nothing ran, nothing asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_held_statements_do_not_slow_other_sessions() {
     let f = fixture("1m").await;
     let mut held = Vec::new();
