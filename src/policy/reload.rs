@@ -115,21 +115,34 @@ impl RulesHandle {
         self.reload()
     }
 
-    /// Watch the files (polling: works on every filesystem, costs a stat per file per
-    /// interval) until the returned task is dropped.
+    /// Watch the files until the returned task is dropped: inotify (through `notify`)
+    /// reloads within moments of a change, and a poll every `every` (a stat per file)
+    /// catches what file events miss (NFS, some container mounts) or a watcher that
+    /// could not be set up. Both only reload when a file's mtime or size changed.
     /// `on_change` hears of every reload applied or refused (the audit trail).
     pub fn watch(
         self: &Arc<Self>,
         every: Duration,
         on_change: impl Fn(Reload) + Send + 'static,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        self.path.as_ref()?;
+        let path = self.path.clone()?;
         let me = Arc::clone(self);
         Some(tokio::spawn(async move {
+            let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
+            // Kept alive by this task; dropping it stops the events.
+            let _watcher = file_events(&path, tx);
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(()) = events.recv() => {
+                        // An editor's save is several events (write, rename, chmod):
+                        // let them settle, then look once.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        while events.try_recv().is_ok() {}
+                    }
+                }
                 let me2 = Arc::clone(&me);
                 if let Ok(r) = tokio::task::spawn_blocking(move || me2.reload_if_changed()).await {
                     if r != Reload::Unchanged {
@@ -138,5 +151,78 @@ impl RulesHandle {
                 }
             }
         }))
+    }
+}
+
+/// A file watcher that pokes `tx` on any change in the rules' folder (the folder of a
+/// single rule file: editors and ConfigMaps replace files by renaming). None, with a
+/// warning, when the platform cannot watch: then the poll alone reloads.
+fn file_events(
+    path: &Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok() {
+            // Full means a look is already due.
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+    match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); rules reload by polling and on SIGHUP",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_saved_file_reloads_without_waiting_for_the_poll() {
+        let dir = std::env::temp_dir().join(format!("pgmoat-watch-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yaml");
+        std::fs::write(&file, "rules: []\n").unwrap();
+        let rules = RulesHandle::load(Some(&dir)).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // A poll once an hour: only a file event can explain a reload.
+        let task = rules
+            .watch(Duration::from_secs(3600), move |r| {
+                let _ = tx.send(r);
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Replaced by rename, as editors and ConfigMaps do.
+        let tmp = dir.join(".rules.yaml.tmp");
+        std::fs::write(
+            &tmp,
+            "rules:\n  - id: no-drop\n    when: { statement: [drop] }\n    action: block\n",
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("reloaded on the file event")
+            .unwrap();
+        assert_eq!(r, Reload::Applied { rules: 1 });
+        assert_eq!(rules.current().rules.len(), 1);
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
