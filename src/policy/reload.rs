@@ -176,7 +176,10 @@ fn file_events(
             let _ = tx.try_send(());
         }
     })
-    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+    .and_then(|mut w| {
+        w.watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
     match watcher {
         Ok(w) => Some(w),
         Err(e) => {

@@ -6,6 +6,14 @@
 //! shown. Parameter types come from the Parse, or from the server's
 //! ParameterDescription when the client asked for one (drivers that send binary
 //! parameters, like tokio-postgres, always do), so binary values read as numbers.
+//!
+//! A held name is forgotten only once the server confirms the statement is gone: a
+//! Parse that replaces it or a Close of it counts when its ParseComplete or
+//! CloseComplete comes back. Taken on sight, a Parse the server refused (the name is
+//! taken) or skipped (an error earlier in the pipeline) would leave the held statement
+//! in the server and let it run unasked. Answers are matched by position: within one
+//! cycle (up to a ReadyForQuery) the server answers every such message in order until
+//! an error, after which it skips the rest.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -50,11 +58,67 @@ pub struct HeldExecute {
     pub params: Vec<String>,
 }
 
+/// Messages the server answers one for one (Parse with ParseComplete, Close with
+/// CloseComplete), and the removals of held names that wait for their answer.
+#[derive(Default)]
+struct Answers {
+    /// (cycle, messages sent in it) for the newest cycle a message was sent in.
+    sent: (u64, u64),
+    /// (cycle, answers seen in it).
+    seen: (u64, u64),
+    /// (cycle, position in it, name, newest generation then) of removals to confirm.
+    waiting: VecDeque<(u64, u64, Vec<u8>, u64)>,
+}
+
+impl Answers {
+    /// A message of this kind goes upstream in `cycle`: its position there.
+    fn sent(&mut self, cycle: u64) -> u64 {
+        if self.sent.0 != cycle {
+            self.sent = (cycle, 0);
+        }
+        self.sent.1 += 1;
+        self.sent.1 - 1
+    }
+
+    fn wait(&mut self, cycle: u64, at: u64, name: &[u8], generation: u64) {
+        // Past the bound a removal is dropped: the name just stays held (fail closed).
+        if self.waiting.len() < MAX_DESCRIBES {
+            self.waiting
+                .push_back((cycle, at, name.to_vec(), generation));
+        }
+    }
+
+    /// An answer arrived in `cycle`: the removal it confirms, if any.
+    fn answered(&mut self, cycle: u64) -> Option<(Vec<u8>, u64)> {
+        if self.seen.0 != cycle {
+            self.seen = (cycle, 0);
+        }
+        let at = self.seen.1;
+        self.seen.1 += 1;
+        // Entries before this one were skipped by an error: never confirmed.
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(c, i, _, _)| *c < cycle || (*c == cycle && *i < at))
+        {
+            self.waiting.pop_front();
+        }
+        match self.waiting.front() {
+            Some((c, i, _, _)) if *c == cycle && *i == at => {
+                self.waiting.pop_front().map(|(_, _, n, g)| (n, g))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct HeldStatements {
     statements: HashMap<Vec<u8>, HeldStatement>,
     portals: HashMap<Vec<u8>, HeldPortal>,
     parses: u64,
+    parse_answers: Answers,
+    close_answers: Answers,
     /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
     /// number): each is answered by one ParameterDescription unless an error skipped it.
     describes: VecDeque<(Option<Vec<u8>>, u64)>,
@@ -66,10 +130,11 @@ impl HeldStatements {
         !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
     }
 
-    /// A Parse goes upstream: `hold` when it needs approval, None to forget the name.
-    /// False when it needs approval and the session has too many held already: then it
-    /// must be refused.
-    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>) -> bool {
+    /// Every Parse that goes upstream in `cycle` (refused ones too, as their
+    /// stand-in): `hold` when it needs approval. False when it needs approval and the
+    /// session has too many held already: then it must be refused, and be called again
+    /// for the stand-in, with None.
+    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>, cycle: u64) -> bool {
         let Some((name, rest)) = cstr(body) else {
             return true;
         };
@@ -78,6 +143,7 @@ impl HeldStatements {
                 if self.statements.len() >= MAX_HELD && !self.statements.contains_key(name) {
                     return false;
                 }
+                self.parse_answers.sent(cycle);
                 let hold = Arc::new(hold);
                 let types = cstr(rest).map(|(_, t)| parse_types(t)).unwrap_or_default();
                 self.parses += 1;
@@ -92,10 +158,44 @@ impl HeldStatements {
                 );
             }
             None => {
-                self.statements.remove(name);
+                let at = self.parse_answers.sent(cycle);
+                if self.statements.contains_key(name) {
+                    // It replaces the held one only if the server says so.
+                    self.parse_answers.wait(cycle, at, name, self.parses);
+                }
             }
         }
         true
+    }
+
+    /// The server's ParseComplete, in cycle `cycle`.
+    pub fn on_parse_complete(&mut self, cycle: u64) {
+        if let Some((name, upto)) = self.parse_answers.answered(cycle) {
+            self.forget(&name, upto);
+        }
+    }
+
+    /// The server's CloseComplete, in cycle `cycle`.
+    pub fn on_close_complete(&mut self, cycle: u64) {
+        if let Some((name, upto)) = self.close_answers.answered(cycle) {
+            self.forget(&name, upto);
+        }
+    }
+
+    /// A held name is gone from the server; unless it was held again since.
+    fn forget(&mut self, name: &[u8], upto: u64) {
+        if self
+            .statements
+            .get(name)
+            .is_some_and(|s| s.generation <= upto)
+        {
+            self.statements.remove(name);
+        }
+    }
+
+    /// A Close went upstream uninspected (nothing held then): it still takes a place.
+    pub fn close_sent(&mut self, cycle: u64) {
+        self.close_answers.sent(cycle);
     }
 
     /// A Bind goes upstream in cycle `cycle`. False when it binds a held statement and
@@ -140,15 +240,18 @@ impl HeldStatements {
         }
     }
 
-    pub fn on_close(&mut self, body: &[u8]) {
+    /// A Close goes upstream in `cycle`.
+    pub fn on_close(&mut self, body: &[u8], cycle: u64) {
+        let at = self.close_answers.sent(cycle);
         let Some((&kind, rest)) = body.split_first() else {
             return;
         };
         let Some((name, _)) = cstr(rest) else { return };
         match kind {
-            b'S' => {
-                self.statements.remove(name);
+            b'S' if self.statements.contains_key(name) => {
+                self.close_answers.wait(cycle, at, name, self.parses);
             }
+            // A portal skipped by an error dies with its transaction anyway.
             b'P' => {
                 self.portals.remove(name);
             }
@@ -310,9 +413,7 @@ fn binary_value(oid: u32, v: &[u8]) -> String {
         700 => be(4).map(|a| f32::from_bits(u64::from_be_bytes(a) as u32).to_string()),
         701 => be(8).map(|a| f64::from_bits(u64::from_be_bytes(a)).to_string()),
         // text, varchar, bpchar, name, json: their binary form is the text.
-        25 | 1043 | 1042 | 19 | 114 => {
-            std::str::from_utf8(v).ok().map(quoted)
-        }
+        25 | 1043 | 1042 | 19 | 114 => std::str::from_utf8(v).ok().map(quoted),
         2950 if v.len() == 16 => {
             let h = hex(v);
             Some(format!(
@@ -415,7 +516,7 @@ mod tests {
             sql: "UPDATE t SET a = $1".into(),
         };
         let mut h = HeldStatements::default();
-        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold())));
+        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()), 1));
         h.on_describe(b"Sother\0", 1);
         h.on_describe(b"Ss1\0", 1);
         let mut t = 1i16.to_be_bytes().to_vec();
@@ -426,8 +527,10 @@ mod tests {
         let e = h.on_execute(b"\0\0\0\0\0").expect("held");
         assert_eq!(e.params, vec!["$1 = 7"]);
         // The portal runs what it was bound to, whatever the name means now.
-        h.on_close(b"Ss1\0");
-        h.on_parse(b"s1\0SELECT 1\0\0\0", None);
+        h.on_close(b"Ss1\0", 2);
+        h.on_close_complete(2);
+        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2);
+        h.on_parse_complete(2);
         assert!(h.on_execute(b"\0\0\0\0\0").is_some());
         // A new Bind of the portal to a statement that needs nothing clears it.
         h.on_bind(&bind(&[], &[]), 1);
@@ -447,10 +550,14 @@ mod tests {
         };
         let mut h = HeldStatements::default();
         for i in 0..MAX_HELD {
-            assert!(h.on_parse(format!("s{i}\0UPDATE t SET a = 1\0\0\0").as_bytes(), Some(hold())));
+            assert!(h.on_parse(
+                format!("s{i}\0UPDATE t SET a = 1\0\0\0").as_bytes(),
+                Some(hold()),
+                1
+            ));
         }
         assert!(
-            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold())),
+            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold()), 1),
             "refused, never forgotten"
         );
         for i in 0..MAX_HELD {
@@ -467,5 +574,47 @@ mod tests {
         assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
         h.on_ready(3, b'I');
         assert!(h.on_execute(b"p0\0\0\0\0\0").is_none());
+    }
+
+    #[test]
+    fn a_held_name_is_forgotten_only_when_the_server_confirms() {
+        let hold = || Hold {
+            approvals: crate::approval::Approvals::new(
+                std::time::Duration::from_secs(1),
+                Default::default(),
+            ),
+            rule: "r".into(),
+            approvers: vec![],
+            sql: "DELETE FROM t".into(),
+        };
+        let held = |h: &mut HeldStatements, cycle| {
+            h.on_bind(b"\0s1\0\0\0\0\0\0\0", cycle);
+            h.on_execute(b"\0\0\0\0\0").is_some()
+        };
+        let mut h = HeldStatements::default();
+        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 1);
+        h.on_parse_complete(1);
+        // A Parse under the taken name fails: no ParseComplete, still held.
+        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2);
+        h.on_ready(2, b'I');
+        assert!(held(&mut h, 3));
+        // A Close skipped by an earlier error in its cycle: still held.
+        h.close_sent(3); // a Close of something else, answered
+        h.on_close(b"Ss1\0", 3); // ...then an error; this one is skipped
+        h.on_close_complete(3);
+        h.on_ready(3, b'I');
+        assert!(held(&mut h, 4));
+        // Pipelined: closed (confirmed late) and held again meanwhile: still held.
+        h.on_parse(b"x\0SELECT 1\0\0\0", None, 4);
+        h.on_close(b"Ss1\0", 4);
+        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 4);
+        h.on_parse_complete(4);
+        h.on_close_complete(4);
+        h.on_parse_complete(4);
+        assert!(held(&mut h, 4));
+        // A confirmed Close: gone.
+        h.on_close(b"Ss1\0", 5);
+        h.on_close_complete(5);
+        assert!(!held(&mut h, 5));
     }
 }

@@ -322,12 +322,14 @@ impl Relay {
                             }
                         }
                         self.track_masking(msg, &judged);
-                        if h.tag == b'P' && (judged.hold.is_some() || self.held.active()) {
+                        if h.tag == b'P' {
                             // A prepared statement waits at its Execute, where its
                             // parameters are known; parsing it runs nothing.
                             let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
-                            if !self.held.on_parse(&msg[5..], hold) {
+                            let cycle = self.sent_syncs + 1;
+                            if !self.held.on_parse(&msg[5..], hold, cycle) {
                                 judged.refusal = Some(too_many_held("statements"));
+                                self.held.on_parse(&msg[5..], None, cycle);
                             }
                         }
                         if let Some(hold) = judged.hold.take() {
@@ -335,7 +337,10 @@ impl Relay {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.upstream.flush().await.map_err(server_io)?;
                             fwd = pos;
-                            match self.wait_for_approval(Arc::new(hold), Vec::new(), statement, buf).await? {
+                            match self
+                                .wait_for_approval(Arc::new(hold), Vec::new(), statement, buf)
+                                .await?
+                            {
                                 Waited::Approved => {}
                                 Waited::Refused(r) => judged.refusal = Some(r),
                                 Waited::ClientGone => {
@@ -397,7 +402,7 @@ impl Relay {
                             }
                         }
                         b'D' => self.held.on_describe(body, self.sent_syncs + 1),
-                        b'C' => self.held.on_close(body),
+                        b'C' => self.held.on_close(body, self.sent_syncs + 1),
                         _ => {
                             stats.queries_extended += 1;
                             if let Some(ex) = self.held.on_execute(body) {
@@ -451,6 +456,7 @@ impl Relay {
                     self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
                 }
                 b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
+                b'C' => self.held.close_sent(self.sent_syncs + 1),
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -503,7 +509,10 @@ impl Relay {
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
         use crate::audit::event::ApprovalState;
         if let Some(a) = &self.audit {
-            if let Err(e) = a.approval(&id, statement, ApprovalState::Requested, None, None).await {
+            if let Err(e) = a
+                .approval(&id, statement, ApprovalState::Requested, None, None)
+                .await
+            {
                 // Fail closed: a hold the trail does not show is not offered.
                 return Ok(Waited::Refused(audit_refusal(&e)));
             }
@@ -595,8 +604,7 @@ impl Relay {
     /// it was parsed, perhaps by another session's approval).
     fn granted(&self, hold: &super::judge::Hold) -> Option<crate::approval::Grant> {
         let j = self.judge.as_ref()?;
-        let fingerprint =
-            crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
+        let fingerprint = crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
         hold.approvals
             .granted(&j.identity.name, &j.target, &fingerprint)
     }
@@ -1014,6 +1022,8 @@ impl Relay {
                     continue;
                 }
                 b'E' => stats.server_errors += 1,
+                b'1' => self.held.on_parse_complete(self.seen_rfq + 1),
+                b'3' => self.held.on_close_complete(self.seen_rfq + 1),
                 _ => {}
             }
             let n = h.total.min(have);

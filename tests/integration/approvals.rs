@@ -502,13 +502,13 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
     let f = fixture("1m").await;
     let c = Arc::new(f.gw.connect().await);
     let st = c
-        .prepare(&format!(
-            "UPDATE {} SET status = $1 WHERE id = $2",
-            f.table
-        ))
+        .prepare(&format!("UPDATE {} SET status = $1 WHERE id = $2", f.table))
         .await
         .unwrap();
-    assert!(f.pending().await.is_empty(), "preparing runs nothing and asks nothing");
+    assert!(
+        f.pending().await.is_empty(),
+        "preparing runs nothing and asks nothing"
+    );
     // First execution: denied with a reason.
     let (c2, st2) = (Arc::clone(&c), st.clone());
     let held = tokio::spawn(async move { c2.execute(&st2, &[&"denied", &9i32]).await });
@@ -574,7 +574,11 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
         "42501"
     );
     let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
-    assert_eq!(e.code().unwrap().code(), "25P02", "the transaction is aborted");
+    assert_eq!(
+        e.code().unwrap().code(),
+        "25P02",
+        "the transaction is aborted"
+    );
     c.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(f.status(11).await, "open");
     // The trail: each approval names the prepared statement's record; the approved
@@ -584,25 +588,44 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
     let recs = crate::audit::records(f.store.path());
     let decided: Vec<&Value> = recs
         .iter()
-        .filter(|r| r["phase"] == "decided" && r["sql"].as_str().unwrap_or("").contains("SET status = $1"))
+        .filter(|r| {
+            r["phase"] == "decided" && r["sql"].as_str().unwrap_or("").contains("SET status = $1")
+        })
         .collect();
     assert!(!decided.is_empty());
-    assert!(decided.iter().all(|d| d["action"] == "approve"), "{decided:?}");
+    assert!(
+        decided.iter().all(|d| d["action"] == "approve"),
+        "{decided:?}"
+    );
     let approvals: Vec<&Value> = recs.iter().filter(|r| r["type"] == "approval").collect();
-    let states: Vec<&str> = approvals.iter().map(|a| a["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = approvals
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
     assert_eq!(
         states,
-        ["requested", "denied", "requested", "approved", "requested", "approved", "requested", "denied"],
+        [
+            "requested",
+            "denied",
+            "requested",
+            "approved",
+            "requested",
+            "approved",
+            "requested",
+            "denied"
+        ],
         "{approvals:?}"
     );
     let statement = |a: &Value| a["statement"].as_u64().unwrap();
-    assert_eq!(statement(approvals[0]), decided[0]["statement"].as_u64().unwrap());
+    assert_eq!(
+        statement(approvals[0]),
+        decided[0]["statement"].as_u64().unwrap()
+    );
     assert_eq!(approvals[1]["reason"], "not today");
     let completed_rows: Vec<u64> = recs
         .iter()
         .filter(|r| {
-            r["phase"] == "completed"
-                && approvals.iter().any(|a| a["statement"] == r["statement"])
+            r["phase"] == "completed" && approvals.iter().any(|a| a["statement"] == r["statement"])
         })
         .filter_map(|r| r["rows"].as_u64())
         .collect();
@@ -641,7 +664,10 @@ async fn held_prepared_statements_and_portals_are_bounded_not_forgotten() {
     let e = c.prepare(&sql).await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "54000", "{e}");
     assert_eq!(
-        c.query_one("SELECT 2 * 21", &[]).await.unwrap().get::<_, i32>(0),
+        c.query_one("SELECT 2 * 21", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
         42
     );
     // Closing one makes room.
@@ -649,6 +675,67 @@ async fn held_prepared_statements_and_portals_are_bounded_not_forgotten() {
     c.simple_query("SELECT 1").await.unwrap(); // lets the Close go out
     c.prepare(&sql).await.unwrap();
     assert!(f.pending().await.is_empty(), "nothing ran, nothing asked");
+}
+
+/// Raw protocol: a held statement's name cannot be taken over by a Parse the server
+/// refuses, nor dropped by a Close the server skipped after an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_name_stays_held_until_the_server_lets_go_of_it() {
+    let f = fixture("1m").await;
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let parse = |name: &str, sql: &str| {
+        let mut b = format!("{name}\0{sql}\0").into_bytes();
+        b.extend([0, 0]);
+        message(b'P', &b)
+    };
+    let bind_execute_sync = |stmt: &str| {
+        let mut b = format!("\0{stmt}\0").into_bytes();
+        b.extend([0, 0, 0, 0, 0, 0]);
+        let mut m = message(b'B', &b);
+        m.extend(message(b'E', b"\0\0\0\0\0"));
+        m.extend(message(b'S', b""));
+        m
+    };
+    let sync = message(b'S', b"");
+    let delete = format!("UPDATE {} SET status = 'gone' WHERE id = 30", f.table);
+    let mut m = parse("s1", &delete);
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    // The name is taken: the server refuses this Parse, s1 is still the UPDATE.
+    let mut m = parse("s1", "SELECT 1");
+    m.extend(&sync);
+    raw.send(&m).await;
+    let r = raw.until_ready().await;
+    assert_eq!(r[0].field(b'C'), "42P05", "{r:?}");
+    // A Close after an error in the same pipeline is skipped by the server.
+    let mut m = parse("bad", "SELEC 1");
+    m.extend(message(b'C', b"Ss1\0"));
+    m.extend(&sync);
+    raw.send(&m).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "EZ", "the Close was skipped: {r:?}");
+    // So running s1 still asks.
+    raw.send(&bind_execute_sync("s1")).await;
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(f.status(30).await, "open");
+    f.decide(&id, "deny", r#"{"by":"alice"}"#).await;
+    let r = raw.until_ready().await;
+    let err = r.iter().find(|m| m.tag == b'E').expect("an error");
+    assert_eq!(err.field(b'C'), "42501", "{r:?}");
+    // A Close the server confirms does let go of it: then s1 can be a new statement.
+    let mut m = message(b'C', b"Ss1\0");
+    m.extend(parse("s1", "SELECT 1"));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "31Z");
+    raw.send(&bind_execute_sync("s1")).await;
+    let r = raw.until_ready().await;
+    assert!(tags(&r).contains('D'), "ran without asking: {r:?}");
+    assert!(f.pending().await.is_empty());
+    assert_eq!(f.status(30).await, "open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
