@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::answers::Waiting;
 use super::judge::Hold;
 use crate::protocol::frame::cstr;
 
@@ -58,67 +59,15 @@ pub struct HeldExecute {
     pub params: Vec<String>,
 }
 
-/// Messages the server answers one for one (Parse with ParseComplete, Close with
-/// CloseComplete), and the removals of held names that wait for their answer.
-#[derive(Default)]
-struct Answers {
-    /// (cycle, messages sent in it) for the newest cycle a message was sent in.
-    sent: (u64, u64),
-    /// (cycle, answers seen in it).
-    seen: (u64, u64),
-    /// (cycle, position in it, name, newest generation then) of removals to confirm.
-    waiting: VecDeque<(u64, u64, Vec<u8>, u64)>,
-}
-
-impl Answers {
-    /// A message of this kind goes upstream in `cycle`: its position there.
-    fn sent(&mut self, cycle: u64) -> u64 {
-        if self.sent.0 != cycle {
-            self.sent = (cycle, 0);
-        }
-        self.sent.1 += 1;
-        self.sent.1 - 1
-    }
-
-    fn wait(&mut self, cycle: u64, at: u64, name: &[u8], generation: u64) {
-        // Past the bound a removal is dropped: the name just stays held (fail closed).
-        if self.waiting.len() < MAX_DESCRIBES {
-            self.waiting
-                .push_back((cycle, at, name.to_vec(), generation));
-        }
-    }
-
-    /// An answer arrived in `cycle`: the removal it confirms, if any.
-    fn answered(&mut self, cycle: u64) -> Option<(Vec<u8>, u64)> {
-        if self.seen.0 != cycle {
-            self.seen = (cycle, 0);
-        }
-        let at = self.seen.1;
-        self.seen.1 += 1;
-        // Entries before this one were skipped by an error: never confirmed.
-        while self
-            .waiting
-            .front()
-            .is_some_and(|(c, i, _, _)| *c < cycle || (*c == cycle && *i < at))
-        {
-            self.waiting.pop_front();
-        }
-        match self.waiting.front() {
-            Some((c, i, _, _)) if *c == cycle && *i == at => {
-                self.waiting.pop_front().map(|(_, _, n, g)| (n, g))
-            }
-            _ => None,
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct HeldStatements {
     statements: HashMap<Vec<u8>, HeldStatement>,
     portals: HashMap<Vec<u8>, HeldPortal>,
     parses: u64,
-    parse_answers: Answers,
-    close_answers: Answers,
+    /// Held names a Parse (replacing) or Close (dropping) would free, once answered:
+    /// (name, newest generation then).
+    parse_waits: Waiting<(Vec<u8>, u64)>,
+    close_waits: Waiting<(Vec<u8>, u64)>,
     /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
     /// number): each is answered by one ParameterDescription unless an error skipped it.
     describes: VecDeque<(Option<Vec<u8>>, u64)>,
@@ -130,11 +79,11 @@ impl HeldStatements {
         !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
     }
 
-    /// Every Parse that goes upstream in `cycle` (refused ones too, as their
+    /// A Parse goes upstream at (cycle, position) (a refused one too, as its
     /// stand-in): `hold` when it needs approval. False when it needs approval and the
-    /// session has too many held already: then it must be refused, and be called again
-    /// for the stand-in, with None.
-    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>, cycle: u64) -> bool {
+    /// session has too many held already: then it must be refused, and this be called
+    /// again for the stand-in, with None.
+    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>, cycle: u64, at: u64) -> bool {
         let Some((name, rest)) = cstr(body) else {
             return true;
         };
@@ -143,7 +92,6 @@ impl HeldStatements {
                 if self.statements.len() >= MAX_HELD && !self.statements.contains_key(name) {
                     return false;
                 }
-                self.parse_answers.sent(cycle);
                 let hold = Arc::new(hold);
                 let types = cstr(rest).map(|(_, t)| parse_types(t)).unwrap_or_default();
                 self.parses += 1;
@@ -158,26 +106,28 @@ impl HeldStatements {
                 );
             }
             None => {
-                let at = self.parse_answers.sent(cycle);
                 if self.statements.contains_key(name) {
                     // It replaces the held one only if the server says so.
-                    self.parse_answers.wait(cycle, at, name, self.parses);
+                    self.parse_waits
+                        .wait(cycle, at, (name.to_vec(), self.parses));
                 }
             }
         }
         true
     }
 
-    /// The server's ParseComplete, in cycle `cycle`.
-    pub fn on_parse_complete(&mut self, cycle: u64) {
-        if let Some((name, upto)) = self.parse_answers.answered(cycle) {
+    /// The server's ParseComplete for the Parse at (cycle, position).
+    pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
+        let mut skipped = Vec::new();
+        if let Some((name, upto)) = self.parse_waits.answered(cycle, at, &mut skipped) {
             self.forget(&name, upto);
         }
     }
 
-    /// The server's CloseComplete, in cycle `cycle`.
-    pub fn on_close_complete(&mut self, cycle: u64) {
-        if let Some((name, upto)) = self.close_answers.answered(cycle) {
+    /// The server's CloseComplete for the Close at (cycle, position).
+    pub fn on_close_complete(&mut self, cycle: u64, at: u64) {
+        let mut skipped = Vec::new();
+        if let Some((name, upto)) = self.close_waits.answered(cycle, at, &mut skipped) {
             self.forget(&name, upto);
         }
     }
@@ -191,11 +141,6 @@ impl HeldStatements {
         {
             self.statements.remove(name);
         }
-    }
-
-    /// A Close went upstream uninspected (nothing held then): it still takes a place.
-    pub fn close_sent(&mut self, cycle: u64) {
-        self.close_answers.sent(cycle);
     }
 
     /// A Bind goes upstream in cycle `cycle`. False when it binds a held statement and
@@ -240,16 +185,16 @@ impl HeldStatements {
         }
     }
 
-    /// A Close goes upstream in `cycle`.
-    pub fn on_close(&mut self, body: &[u8], cycle: u64) {
-        let at = self.close_answers.sent(cycle);
+    /// A Close goes upstream at (cycle, position).
+    pub fn on_close(&mut self, body: &[u8], cycle: u64, at: u64) {
         let Some((&kind, rest)) = body.split_first() else {
             return;
         };
         let Some((name, _)) = cstr(rest) else { return };
         match kind {
             b'S' if self.statements.contains_key(name) => {
-                self.close_answers.wait(cycle, at, name, self.parses);
+                self.close_waits
+                    .wait(cycle, at, (name.to_vec(), self.parses));
             }
             // A portal skipped by an error dies with its transaction anyway.
             b'P' => {
@@ -282,6 +227,10 @@ impl HeldStatements {
         if status == b'I' {
             self.portals.retain(|_, p| p.cycle > seen);
         }
+        // Unanswered: skipped, so the names stay held.
+        let mut skipped = Vec::new();
+        self.parse_waits.cycle_ended(seen, &mut skipped);
+        self.close_waits.cycle_ended(seen, &mut skipped);
     }
 
     /// An Execute: what to ask when its portal runs a held statement.
@@ -516,7 +465,7 @@ mod tests {
             sql: "UPDATE t SET a = $1".into(),
         };
         let mut h = HeldStatements::default();
-        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()), 1));
+        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()), 1, 0));
         h.on_describe(b"Sother\0", 1);
         h.on_describe(b"Ss1\0", 1);
         let mut t = 1i16.to_be_bytes().to_vec();
@@ -527,10 +476,10 @@ mod tests {
         let e = h.on_execute(b"\0\0\0\0\0").expect("held");
         assert_eq!(e.params, vec!["$1 = 7"]);
         // The portal runs what it was bound to, whatever the name means now.
-        h.on_close(b"Ss1\0", 2);
-        h.on_close_complete(2);
-        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2);
-        h.on_parse_complete(2);
+        h.on_close(b"Ss1\0", 2, 0);
+        h.on_close_complete(2, 0);
+        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2, 0);
+        h.on_parse_complete(2, 0);
         assert!(h.on_execute(b"\0\0\0\0\0").is_some());
         // A new Bind of the portal to a statement that needs nothing clears it.
         h.on_bind(&bind(&[], &[]), 1);
@@ -553,11 +502,12 @@ mod tests {
             assert!(h.on_parse(
                 format!("s{i}\0UPDATE t SET a = 1\0\0\0").as_bytes(),
                 Some(hold()),
-                1
+                1,
+                i as u64
             ));
         }
         assert!(
-            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold()), 1),
+            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold()), 1, 64),
             "refused, never forgotten"
         );
         for i in 0..MAX_HELD {
@@ -592,29 +542,29 @@ mod tests {
             h.on_execute(b"\0\0\0\0\0").is_some()
         };
         let mut h = HeldStatements::default();
-        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 1);
-        h.on_parse_complete(1);
+        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 1, 0);
+        h.on_parse_complete(1, 0);
         // A Parse under the taken name fails: no ParseComplete, still held.
-        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2);
+        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2, 0);
         h.on_ready(2, b'I');
         assert!(held(&mut h, 3));
         // A Close skipped by an earlier error in its cycle: still held.
-        h.close_sent(3); // a Close of something else, answered
-        h.on_close(b"Ss1\0", 3); // ...then an error; this one is skipped
-        h.on_close_complete(3);
+        // (position 0: a Close of something else, answered; then an error)
+        h.on_close(b"Ss1\0", 3, 1);
+        h.on_close_complete(3, 0);
         h.on_ready(3, b'I');
         assert!(held(&mut h, 4));
         // Pipelined: closed (confirmed late) and held again meanwhile: still held.
-        h.on_parse(b"x\0SELECT 1\0\0\0", None, 4);
-        h.on_close(b"Ss1\0", 4);
-        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 4);
-        h.on_parse_complete(4);
-        h.on_close_complete(4);
-        h.on_parse_complete(4);
+        h.on_parse(b"x\0SELECT 1\0\0\0", None, 4, 0);
+        h.on_close(b"Ss1\0", 4, 0);
+        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 4, 1);
+        h.on_parse_complete(4, 0);
+        h.on_close_complete(4, 0);
+        h.on_parse_complete(4, 1);
         assert!(held(&mut h, 4));
         // A confirmed Close: gone.
-        h.on_close(b"Ss1\0", 5);
-        h.on_close_complete(5);
+        h.on_close(b"Ss1\0", 5, 0);
+        h.on_close_complete(5, 0);
         assert!(!held(&mut h, 5));
     }
 }

@@ -7,6 +7,11 @@
 //! SQL-level PREPAREd statements and cursors, keep their lineage by name, so EXECUTE,
 //! FETCH and named statements reused across messages are masked like the query behind
 //! them. When the tracking cannot tell, rows are masked whole.
+//!
+//! A name changes hands only when the server says so: a PREPARE or DECLARE counts at
+//! its CommandComplete, a Parse at its ParseComplete. A PREPARE, DECLARE or Parse the
+//! server refused (the name is taken) or skipped (after an error) leaves the old
+//! statement in the server, and so its masks here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,6 +23,8 @@ use crate::mask::rewrite::{self, ResultPlan, Scratch};
 use crate::mask::wire::{self, Field, Origin};
 use crate::mask::Masking;
 use crate::protocol::frame::cstr;
+
+use super::answers::Waiting;
 
 #[derive(Debug, Clone, Default)]
 struct Statement {
@@ -43,7 +50,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Debug)]
 enum Expect {
-    Query { origins: Vec<Origin>, idx: usize },
+    Query {
+        origins: Vec<Origin>,
+        /// What each statement names (PREPARE, DECLARE), taken at its completion.
+        defines: Vec<Option<(Named, Origin)>>,
+        idx: usize,
+    },
     DescribeStatement(Shared<Statement>),
     DescribePortal(Shared<Portal>),
     Execute(Shared<Portal>),
@@ -56,11 +68,15 @@ pub struct Masker {
     portals: HashMap<String, Shared<Portal>>,
     named: HashMap<Named, Origin>,
     expect: VecDeque<Expect>,
+    /// Parses not yet answered: (name, the statement it replaced, its own).
+    parses: Waiting<Replaced>,
     current: Option<ResultPlan>,
     scratch: Scratch,
     /// Values masked so far (for the metrics).
     pub masked_values: u64,
 }
+
+type Replaced = (String, Option<Shared<Statement>>, Shared<Statement>);
 
 /// What to do with a server message.
 pub enum Action {
@@ -87,6 +103,7 @@ impl Masker {
             portals: HashMap::new(),
             named: HashMap::new(),
             expect: VecDeque::new(),
+            parses: Waiting::default(),
             current: None,
             scratch: Scratch::default(),
             masked_values: 0,
@@ -94,42 +111,94 @@ impl Masker {
     }
 
     /// Statement origins for a message's lineage (None: nothing masked is involved),
-    /// remembering what PREPARE and DECLARE define.
-    fn origins(&mut self, lineage: Option<&[Lineage]>, n: usize) -> Vec<Origin> {
+    /// and what its PREPAREs and DECLAREs would define. Later statements of the same
+    /// message see those names already (they run only if the definition succeeded).
+    #[allow(clippy::type_complexity)]
+    fn origins(
+        &self,
+        lineage: Option<&[Lineage]>,
+        n: usize,
+    ) -> (Vec<Origin>, Vec<Option<(Named, Origin)>>) {
         let Some(list) = lineage else {
-            return vec![Origin::clean(); n.max(1)];
+            return (vec![Origin::clean(); n.max(1)], Vec::new());
         };
         let mut out = Vec::with_capacity(list.len());
+        let mut defines = Vec::with_capacity(list.len());
+        let mut here: HashMap<Named, Origin> = HashMap::new();
         for l in list {
-            let o = origin_of(l, &self.named);
-            if let Some(name) = &l.defines {
-                self.named.insert(name.clone(), o.clone());
-            }
+            let o = match &l.uses {
+                Some(n) if here.contains_key(n) => here[n].clone(),
+                _ => origin_of(l, &self.named),
+            };
+            defines.push(l.defines.as_ref().map(|name| {
+                here.insert(name.clone(), o.clone());
+                (name.clone(), o.clone())
+            }));
             out.push(o);
         }
-        out
+        (out, defines)
     }
 
     /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
     pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize) {
-        let origins = self.origins(lineage, statements);
-        self.expect.push_back(Expect::Query { origins, idx: 0 });
+        let (origins, defines) = self.origins(lineage, statements);
+        self.expect.push_back(Expect::Query {
+            origins,
+            defines,
+            idx: 0,
+        });
     }
 
-    /// A Parse was forwarded.
-    pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>) {
-        let origin = self
-            .origins(lineage, 1)
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        self.statements.insert(
-            name.to_owned(),
-            Arc::new(Mutex::new(Statement {
-                origin,
-                fields: None,
-            })),
-        );
+    /// A Parse was forwarded, at (cycle, position) among the Parses.
+    pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>, cycle: u64, at: u64) {
+        let (origins, _) = self.origins(lineage, 1);
+        let new = Arc::new(Mutex::new(Statement {
+            origin: origins.into_iter().next().unwrap_or_default(),
+            fields: None,
+        }));
+        let old = self.statements.insert(name.to_owned(), Arc::clone(&new));
+        // Until the server answers, this cycle's Binds see the new statement (if the
+        // Parse fails they are skipped too); unanswered, the old one comes back.
+        if !self
+            .parses
+            .wait(cycle, at, (name.to_owned(), old, Arc::clone(&new)))
+        {
+            lock(&new).origin = Origin::unknown();
+        }
+    }
+
+    /// The server's ParseComplete for the Parse at (cycle, position).
+    pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
+        let mut skipped = Vec::new();
+        self.parses.answered(cycle, at, &mut skipped);
+        self.restore(skipped);
+    }
+
+    /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
+    pub fn cycle_ended(&mut self, seen: u64) {
+        let mut skipped = Vec::new();
+        self.parses.cycle_ended(seen, &mut skipped);
+        self.restore(skipped);
+    }
+
+    fn restore(&mut self, skipped: Vec<Replaced>) {
+        for (name, old, new) in skipped.into_iter().rev() {
+            if self
+                .statements
+                .get(&name)
+                .is_some_and(|s| Arc::ptr_eq(s, &new))
+            {
+                match old {
+                    Some(o) => {
+                        self.statements.insert(name, o);
+                    }
+                    // pgmoat did not know it: whatever the server has is masked whole.
+                    None => {
+                        self.statements.remove(&name);
+                    }
+                }
+            }
+        }
     }
 
     /// Any other whole client message (Bind, Describe, Execute, Sync, Close).
@@ -197,7 +266,7 @@ impl Masker {
 
     fn front_origin(&self) -> Origin {
         match self.expect.front() {
-            Some(Expect::Query { origins, idx }) => {
+            Some(Expect::Query { origins, idx, .. }) => {
                 origins.get(*idx).cloned().unwrap_or_else(Origin::unknown)
             }
             Some(Expect::Execute(p)) => lock(p).origin.clone(),
@@ -244,7 +313,14 @@ impl Masker {
             b'C' | b'I' => {
                 self.current = None;
                 match self.expect.front_mut() {
-                    Some(Expect::Query { idx, .. }) => *idx += 1,
+                    Some(Expect::Query { defines, idx, .. }) => {
+                        // The statement succeeded: what it defines now exists.
+                        if let Some(Some((name, origin))) = defines.get_mut(*idx).map(Option::take)
+                        {
+                            self.named.insert(name, origin);
+                        }
+                        *idx += 1;
+                    }
                     Some(Expect::Execute(_)) => {
                         self.expect.pop_front();
                     }

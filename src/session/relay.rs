@@ -108,6 +108,9 @@ pub struct Relay {
     audit: Option<crate::audit::SessionAudit>,
     /// Prepared statements that wait for approval at their Execute.
     held: super::held::HeldStatements,
+    /// Where each Parse and Close stands in its cycle, to match the server's answers.
+    parses: super::answers::Positions,
+    closes: super::answers::Positions,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -194,6 +197,8 @@ impl Relay {
             replacement: BytesMut::new(),
             audit: p.audit,
             held: Default::default(),
+            parses: Default::default(),
+            closes: Default::default(),
         }
     }
 
@@ -321,15 +326,20 @@ impl Relay {
                                 Err(e) => judged.refusal = Some(audit_refusal(&e)),
                             }
                         }
-                        self.track_masking(msg, &judged);
+                        let cycle = self.sent_syncs + 1;
+                        let at = if h.tag == b'P' {
+                            self.parses.sent(cycle)
+                        } else {
+                            0
+                        };
+                        self.track_masking(msg, &judged, cycle, at);
                         if h.tag == b'P' {
                             // A prepared statement waits at its Execute, where its
                             // parameters are known; parsing it runs nothing.
                             let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
-                            let cycle = self.sent_syncs + 1;
-                            if !self.held.on_parse(&msg[5..], hold, cycle) {
+                            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
                                 judged.refusal = Some(too_many_held("statements"));
-                                self.held.on_parse(&msg[5..], None, cycle);
+                                self.held.on_parse(&msg[5..], None, cycle, at);
                             }
                         }
                         if let Some(hold) = judged.hold.take() {
@@ -402,7 +412,11 @@ impl Relay {
                             }
                         }
                         b'D' => self.held.on_describe(body, self.sent_syncs + 1),
-                        b'C' => self.held.on_close(body, self.sent_syncs + 1),
+                        b'C' => {
+                            let cycle = self.sent_syncs + 1;
+                            let at = self.closes.sent(cycle);
+                            self.held.on_close(body, cycle, at);
+                        }
                         _ => {
                             stats.queries_extended += 1;
                             if let Some(ex) = self.held.on_execute(body) {
@@ -456,7 +470,9 @@ impl Relay {
                     self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
                 }
                 b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
-                b'C' => self.held.close_sent(self.sent_syncs + 1),
+                b'C' => {
+                    self.closes.sent(self.sent_syncs + 1);
+                }
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
@@ -632,7 +648,8 @@ impl Relay {
     }
 
     /// Keep the masking state in step with a judged Query or Parse.
-    fn track_masking(&mut self, msg: &[u8], judged: &Judged) {
+    /// `cycle` and `at`: where a Parse stands, to match its ParseComplete.
+    fn track_masking(&mut self, msg: &[u8], judged: &Judged, cycle: u64, at: u64) {
         if let Some(engine) = &judged.masking {
             match &mut self.masker {
                 Some(m) => {
@@ -659,7 +676,7 @@ impl Relay {
             let name = crate::protocol::frame::cstr(&msg[5..])
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
                 .unwrap_or_default();
-            m.on_parse(&name, lineage);
+            m.on_parse(&name, lineage, cycle, at);
         }
     }
 
@@ -938,6 +955,7 @@ impl Relay {
                     if let Some(m) = &mut self.masker {
                         let mut none = BytesMut::new();
                         m.on_server(&buf[pos..pos + h.total], &mut none);
+                        m.cycle_ended(self.seen_rfq);
                     }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
@@ -1022,8 +1040,19 @@ impl Relay {
                     continue;
                 }
                 b'E' => stats.server_errors += 1,
-                b'1' => self.held.on_parse_complete(self.seen_rfq + 1),
-                b'3' => self.held.on_close_complete(self.seen_rfq + 1),
+                b'1' => {
+                    let cycle = self.seen_rfq + 1;
+                    let at = self.parses.seen(cycle);
+                    self.held.on_parse_complete(cycle, at);
+                    if let Some(m) = &mut self.masker {
+                        m.on_parse_complete(cycle, at);
+                    }
+                }
+                b'3' => {
+                    let cycle = self.seen_rfq + 1;
+                    let at = self.closes.seen(cycle);
+                    self.held.on_close_complete(cycle, at);
+                }
                 _ => {}
             }
             let n = h.total.min(have);

@@ -666,3 +666,123 @@ async fn unmasked_results_are_identical() {
     }
     assert_eq!(seen.len(), 4);
 }
+
+/// A PREPARE, Parse or DECLARE the server refused or skipped leaves the old statement
+/// under its name, so its masks stay: the name only changes hands when the server says
+/// so (CommandComplete, ParseComplete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_server_kept_keeps_its_masks() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    // SQL level: the second PREPARE fails (the name is taken).
+    c.batch_execute(&f.sql("PREPARE p2 AS SELECT ssn || '' FROM {t}"))
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute(&f.sql("PREPARE p2 AS SELECT name FROM {t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P05");
+    let got = f.check(&c, "EXECUTE p2").await;
+    assert_eq!(got.len(), 3);
+    // Defined and used in one message still masks.
+    f.check(&c, "PREPARE p3 AS SELECT ssn || '' FROM {t}; EXECUTE p3")
+        .await;
+    // Cursors: the second DECLARE fails, FETCH reads the first.
+    c.batch_execute(&f.sql("BEGIN; DECLARE k CURSOR FOR SELECT ssn || '' FROM {t}"))
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute(&f.sql("DECLARE k CURSOR FOR SELECT name FROM {t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P03");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute(&f.sql("BEGIN; DECLARE k CURSOR FOR SELECT ssn || '' FROM {t}"))
+        .await
+        .unwrap();
+    // In one message: the DECLARE fails, so the FETCH never runs; nothing leaks.
+    assert!(c
+        .batch_execute(&f.sql("DECLARE k CURSOR FOR SELECT name FROM {t}; FETCH ALL FROM k"))
+        .await
+        .is_err());
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute(&f.sql("BEGIN; DECLARE k2 CURSOR FOR SELECT ssn || '' FROM {t}"))
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute(&f.sql("SAVEPOINT a; DECLARE k2 CURSOR FOR SELECT name FROM {t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P03");
+    c.batch_execute("ROLLBACK TO a").await.unwrap();
+    let got = rows(&c, "FETCH ALL FROM k2").await.unwrap();
+    assert_eq!(got.len(), 3);
+    f.assert_rows_clean("cursor kept by the server", &got);
+    c.batch_execute("ROLLBACK").await.unwrap();
+
+    // Protocol level.
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let parse = |name: &str, sql: &str| {
+        let mut b = format!("{name}\0{sql}\0").into_bytes();
+        b.extend([0, 0]);
+        message(b'P', &b)
+    };
+    let run = |stmt: &str| {
+        let mut b = format!("\0{stmt}\0").into_bytes();
+        b.extend([0, 0, 0, 0, 0, 0]);
+        let mut m = message(b'B', &b);
+        m.extend(message(b'E', b"\0\0\0\0\0"));
+        m.extend(message(b'S', b""));
+        m
+    };
+    let sync = message(b'S', b"");
+    let derived = f.sql("SELECT ssn || '' FROM {t}");
+    let rows_of = |msgs: &[Msg]| -> Vec<String> {
+        msgs.iter()
+            .filter(|m| m.tag == b'D')
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect()
+    };
+    // A named statement: the second Parse is refused.
+    let mut m = parse("s1", &derived);
+    m.extend(&sync);
+    m.extend(parse("s1", &f.sql("SELECT name FROM {t}")));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    let r = raw.until_ready().await;
+    assert_eq!(r[0].field(b'C'), "42P05", "{r:?}");
+    raw.send(&run("s1")).await;
+    let r = raw.until_ready().await;
+    let got = rows_of(&r);
+    assert_eq!(got.len(), 3, "{r:?}");
+    for row in &got {
+        f.assert_clean("named statement kept by the server", row);
+    }
+    // The unnamed statement: a Parse skipped after an error leaves the old one.
+    let mut m = parse("", &derived);
+    m.extend(&sync);
+    m.extend(parse("bad", "SELECT * FROM no_such_table_here"));
+    m.extend(parse("", &f.sql("SELECT name FROM {t}")));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "EZ", "{r:?}");
+    raw.send(&run("")).await;
+    let r = raw.until_ready().await;
+    let got = rows_of(&r);
+    assert_eq!(got.len(), 3, "{r:?}");
+    for row in &got {
+        f.assert_clean("unnamed statement kept by the server", row);
+    }
+    // And a Parse the server takes does change what the name is.
+    let mut m = parse("", "SELECT 'plain'::text");
+    m.extend(run(""));
+    raw.send(&m).await;
+    let r = raw.until_ready().await;
+    assert!(rows_of(&r)[0].contains("plain"), "{r:?}");
+}
