@@ -10,7 +10,7 @@
 //! What a relation's columns are, and which are masked, comes from the caller through
 //! [`Relations`] (the target's catalog and the identity's masks).
 
-use serde_json::{Map, Value};
+use super::tree::{Map, Value};
 
 use super::walk::{name_list, unwrap_node};
 use super::ClassifyError;
@@ -132,7 +132,7 @@ pub fn analyze(sql: &str, rels: &dyn Relations) -> Result<Vec<Lineage>, Classify
     let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let tree =
-            serde_json::to_value(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
+            super::tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
         let mut a = Analyzer {
             rels,
             touched: Taint::CLEAN,
@@ -198,18 +198,18 @@ fn join_all(cols: &Option<Cols>, fallback: Taint) -> Taint {
     }
 }
 
-fn str_field<'v>(m: &'v Map<String, Value>, k: &str) -> &'v str {
+fn str_field<'v>(m: &'v Map, k: &str) -> &'v str {
     m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn arr<'v>(m: &'v Map<String, Value>, k: &str) -> &'v [Value] {
+fn arr<'v>(m: &'v Map, k: &str) -> &'v [Value] {
     m.get(k)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn alias_of(m: &Map<String, Value>) -> (Option<String>, Vec<String>) {
+fn alias_of(m: &Map) -> (Option<String>, Vec<String>) {
     match m.get("alias").and_then(Value::as_object) {
         Some(a) => (
             Some(str_field(a, "aliasname").to_owned()).filter(|s| !s.is_empty()),
@@ -343,7 +343,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn with(&mut self, m: &Map<String, Value>, scope: &mut Scope<'_>) {
+    fn with(&mut self, m: &Map, scope: &mut Scope<'_>) {
         let Some(w) = m.get("with_clause").and_then(Value::as_object) else {
             return;
         };
@@ -380,7 +380,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn select(&mut self, m: &Map<String, Value>, parent: &Scope<'_>) -> Out {
+    fn select(&mut self, m: &Map, parent: &Scope<'_>) -> Out {
         let mut scope = Scope {
             parent: Some(parent),
             ..Scope::default()
@@ -626,7 +626,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn range_var(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> Rel {
+    fn range_var(&mut self, m: &Map, scope: &Scope<'_>) -> Rel {
         let schema = str_field(m, "schemaname");
         let name = str_field(m, "relname");
         let (alias, names) = alias_of(m);
@@ -671,7 +671,7 @@ impl Analyzer<'_> {
     }
 
     /// INSERT / UPDATE / DELETE / MERGE: what they write, and what RETURNING yields.
-    fn dml(&mut self, ty: &str, m: &Map<String, Value>, parent: &Scope<'_>) -> Option<Cols> {
+    fn dml(&mut self, ty: &str, m: &Map, parent: &Scope<'_>) -> Option<Cols> {
         let mut scope = Scope {
             parent: Some(parent),
             ..Scope::default()
@@ -746,7 +746,7 @@ impl Analyzer<'_> {
         self.targets(returning, &scope)
     }
 
-    fn copy(&mut self, m: &Map<String, Value>, scope: &Scope<'_>, l: &mut Lineage) {
+    fn copy(&mut self, m: &Map, scope: &Scope<'_>, l: &mut Lineage) {
         if m.get("is_from").and_then(Value::as_bool).unwrap_or(false) {
             return;
         }
@@ -801,7 +801,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn node(&mut self, ty: &str, m: &Map<String, Value>, scope: &Scope<'_>) -> Taint {
+    fn node(&mut self, ty: &str, m: &Map, scope: &Scope<'_>) -> Taint {
         match ty {
             "ColumnRef" => {
                 let fields = name_list(m.get("fields"));
@@ -860,7 +860,7 @@ impl Analyzer<'_> {
     }
 
     /// Every value inside a message, joined.
-    fn generic(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> Taint {
+    fn generic(&mut self, m: &Map, scope: &Scope<'_>) -> Taint {
         let mut t = Taint::CLEAN;
         for (k, v) in m {
             if matches!(v, Value::Object(_) | Value::Array(_)) && k != "type_name" {

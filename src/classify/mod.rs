@@ -10,6 +10,7 @@ mod facts;
 pub mod lineage;
 mod plpgsql;
 mod tautology;
+pub mod tree;
 mod walk;
 
 #[cfg(test)]
@@ -84,8 +85,7 @@ fn parse_statements_inner(
     let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let text = statement_text(sql, raw.stmt_location, raw.stmt_len);
-        let tree =
-            serde_json::to_value(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
+        let tree = tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
         let mut walker = Walker::new(text);
         walker.walk(&tree, "", "stmt");
         let (mut facts, bodies, literal_sensitive) = walker.finish();

@@ -3,8 +3,8 @@
 //! `id = id`, `x OR true`, `NOT false`, `'t'::bool`, `1 IS NOT NULL`. Anything it does
 //! not understand is not a tautology (the rules decide on the rest).
 
+use super::tree::{Map, Value};
 use pg_query::protobuf::{AExprKind, BoolExprType, NullTestType};
-use serde_json::{Map, Value};
 
 use super::walk::{list_items, name_list, unwrap_node};
 
@@ -103,13 +103,13 @@ fn bool_text(s: &str) -> Option<bool> {
     }
 }
 
-fn constant(body: &Map<String, Value>) -> Option<Const> {
+fn constant(body: &Map) -> Option<Const> {
     if body.get("isnull").and_then(Value::as_bool).unwrap_or(false) {
         return Some(Const::Null);
     }
     let val = body.get("val")?.as_object()?;
     let (k, v) = val.iter().next()?;
-    Some(match k.as_str() {
+    Some(match k {
         "Ival" => Const::Int(v.get("ival").and_then(Value::as_i64).unwrap_or(0)),
         "Fval" => Const::Num(v.get("fval").and_then(Value::as_str)?.parse().ok()?),
         "Boolval" => Const::Bool(v.get("boolval").and_then(Value::as_bool).unwrap_or(false)),
@@ -127,7 +127,7 @@ fn constant(body: &Map<String, Value>) -> Option<Const> {
 fn same_tree(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &Map<String, Value>| m.keys().filter(|k| *k != "location").count();
+            let keys = |m: &Map| m.keys().filter(|k| *k != "location").count();
             keys(x) == keys(y)
                 && x.iter()
                     .filter(|(k, _)| *k != "location")
@@ -140,7 +140,7 @@ fn same_tree(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn a_expr(body: &Map<String, Value>, looked: &mut bool) -> Option<Const> {
+fn a_expr(body: &Map, looked: &mut bool) -> Option<Const> {
     let kind = body.get("kind")?.as_i64()?;
     let op = name_list(body.get("name"));
     let op = op.last()?.as_str();

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use super::tree::{Map, Value};
 
 use super::facts::{CopyEnd, Facts, Kind};
 use super::tautology::is_tautology;
@@ -40,19 +40,19 @@ pub enum Body {
     Sql(String),
 }
 
-fn s<'v>(map: &'v Map<String, Value>, key: &str) -> &'v str {
+fn s<'v>(map: &'v Map, key: &str) -> &'v str {
     map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn b(map: &Map<String, Value>, key: &str) -> bool {
+fn b(map: &Map, key: &str) -> bool {
     map.get(key).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn i(map: &Map<String, Value>, key: &str) -> i64 {
+fn i(map: &Map, key: &str) -> i64 {
     map.get(key).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn nonempty(map: &Map<String, Value>, key: &str) -> bool {
+fn nonempty(map: &Map, key: &str) -> bool {
     match map.get(key) {
         Some(Value::Array(a)) => !a.is_empty(),
         Some(Value::Null) | None => false,
@@ -61,10 +61,10 @@ fn nonempty(map: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// The node inside a `{"node": {"Type": {...}}}` wrapper.
-pub fn unwrap_node(v: &Value) -> Option<(&str, &Map<String, Value>)> {
+pub fn unwrap_node(v: &Value) -> Option<(&str, &Map)> {
     let inner = v.as_object()?.get("node")?.as_object()?;
     let (ty, body) = inner.iter().next()?;
-    Some((ty.as_str(), body.as_object()?))
+    Some((ty, body.as_object()?))
 }
 
 /// The strings of a list of `String` nodes (names like `pg_catalog.pg_read_file`).
@@ -92,7 +92,7 @@ fn list_items_of(v: Option<&Value>) -> Option<&Value> {
 }
 
 /// The `DefElem`s of an option list, as (defname, body).
-fn def_elems(list: Option<&Value>) -> impl Iterator<Item = (&str, &Map<String, Value>)> {
+fn def_elems(list: Option<&Value>) -> impl Iterator<Item = (&str, &Map)> {
     list.and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -103,7 +103,7 @@ fn def_elems(list: Option<&Value>) -> impl Iterator<Item = (&str, &Map<String, V
 }
 
 /// A `DefElem`'s string argument, lower-cased (`LANGUAGE plpgsql`).
-fn string_arg(d: &Map<String, Value>) -> Option<String> {
+fn string_arg(d: &Map) -> Option<String> {
     match d.get("arg").and_then(unwrap_node) {
         Some(("String", st)) => Some(s(st, "sval").to_ascii_lowercase()),
         _ => None,
@@ -111,7 +111,7 @@ fn string_arg(d: &Map<String, Value>) -> Option<String> {
 }
 
 /// Map a node type to the kind it gives a statement, if any.
-fn kind_of(ty: &str, body: &Map<String, Value>, parent: &str) -> Option<Kind> {
+fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
     Some(match ty {
         "SelectStmt" => {
             // The VALUES list of an INSERT is a SelectStmt too, but not a read.
@@ -268,7 +268,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn visit(&mut self, ty: &str, body: &Map<String, Value>, parent: &str, field: &str) {
+    fn visit(&mut self, ty: &str, body: &Map, parent: &str, field: &str) {
         if let Some(kind) = kind_of(ty, body, parent) {
             self.facts.kinds.insert(kind);
         }
@@ -493,7 +493,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn setting_from_set_config(&mut self, body: &Map<String, Value>) {
+    fn setting_from_set_config(&mut self, body: &Map) {
         self.literal_sensitive = true;
         let first = body
             .get("args")
@@ -523,7 +523,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn function_body(&mut self, body: &Map<String, Value>) {
+    fn function_body(&mut self, body: &Map) {
         let mut language = String::from("sql");
         let mut code: Option<String> = None;
         for (name, d) in def_elems(body.get("options")) {
