@@ -45,8 +45,15 @@ pub fn content_hash(content: &[u8], key: Option<&[u8]>) -> String {
     }
 }
 
-/// Frame an event body (`{"type":...}` as serialised) into a complete line, without
-/// the newline. Returns the line and its `hash`.
+/// A framed record: the line (without the newline), its `hash`, and the SHA-256 of
+/// the whole line (the next record's `prev`).
+pub struct Sealed {
+    pub line: String,
+    pub hash: String,
+    pub digest: String,
+}
+
+/// Frame an event body (`{"type":...}` as serialised) into a complete line.
 pub fn seal(
     seq: u64,
     ts: &str,
@@ -54,26 +61,63 @@ pub fn seal(
     body: &str,
     prev: &str,
     key: Option<&[u8]>,
-) -> (String, String) {
+) -> Sealed {
+    use std::fmt::Write;
     let inner = body
         .strip_prefix('{')
         .and_then(|b| b.strip_suffix('}'))
         .unwrap_or("");
-    let session = match session {
-        // A session id is ours (hex), but quote it properly all the same.
-        Some(s) => serde_json::to_string(s).unwrap_or_else(|_| "null".into()),
-        None => "null".into(),
+    let mut line = String::with_capacity(body.len() + 120 + HASH_SUFFIX_LEN);
+    let _ = write!(line, "{{\"seq\":{seq},\"ts\":\"{ts}\",\"session\":");
+    match session {
+        // Session ids are ours (hex): no escaping needed; anything else is quoted
+        // properly all the same.
+        Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            line.push('"');
+            line.push_str(s);
+            line.push('"');
+        }
+        Some(s) => line.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "null".into())),
+        None => line.push_str("null"),
+    }
+    if !inner.is_empty() {
+        line.push(',');
+        line.push_str(inner);
+    }
+    line.push_str(",\"prev\":\"");
+    line.push_str(prev);
+    line.push('"');
+    // `line` is now the hashed content without its closing brace.
+    let (hash, digest) = match key {
+        None => {
+            // The content and the whole line share everything up to that brace:
+            // hash it once and finish the two digests from a copy of the state.
+            let mut whole = Sha256::new();
+            whole.update(line.as_bytes());
+            let mut content = whole.clone();
+            content.update(b"}");
+            let hash = hex(&content.finalize());
+            whole.update(b",\"hash\":\"");
+            whole.update(hash.as_bytes());
+            whole.update(b"\"}");
+            (hash, hex(&whole.finalize()))
+        }
+        Some(_) => {
+            line.push('}');
+            let hash = content_hash(line.as_bytes(), key);
+            line.pop();
+            let mut whole = Sha256::new();
+            whole.update(line.as_bytes());
+            whole.update(b",\"hash\":\"");
+            whole.update(hash.as_bytes());
+            whole.update(b"\"}");
+            (hash, hex(&whole.finalize()))
+        }
     };
-    let sep = if inner.is_empty() { "" } else { "," };
-    let mut line = format!(
-        "{{\"seq\":{seq},\"ts\":\"{ts}\",\"session\":{session}{sep}{inner},\"prev\":\"{prev}\"}}"
-    );
-    let hash = content_hash(line.as_bytes(), key);
-    line.pop();
     line.push_str(",\"hash\":\"");
     line.push_str(&hash);
     line.push_str("\"}");
-    (line, hash)
+    Sealed { line, hash, digest }
 }
 
 /// What a line says about its place in the chain, once its own hash checked out.
@@ -174,11 +218,17 @@ mod tests {
 
     #[test]
     fn sealed_lines_check_and_chain() {
-        let (l1, h1) = seal(1, "t", Some("s1"), r#"{"type":"x","a":1}"#, ZERO_HASH, None);
+        let s1 = seal(1, "t", Some("s1"), r#"{"type":"x","a":1}"#, ZERO_HASH, None);
+        let l1 = s1.line.clone();
         assert!(l1.starts_with(r#"{"seq":1,"ts":"t","session":"s1","type":"x","a":1,"prev":"000"#));
         let c1 = check_line(l1.as_bytes(), None).unwrap();
-        assert_eq!(c1.hash, h1);
-        let (l2, _) = seal(2, "t", None, r#"{"type":"y"}"#, &c1.digest, None);
+        assert_eq!(c1.hash, s1.hash);
+        assert_eq!(
+            c1.digest, s1.digest,
+            "the shortcut digest is the line's SHA-256"
+        );
+        let l2 = seal(2, "t", Some("a\"b"), r#"{"type":"y"}"#, &c1.digest, None).line;
+        assert!(l2.contains(r#""session":"a\"b""#), "{l2}");
         let c2 = check_line(l2.as_bytes(), None).unwrap();
         let mut chain = Chain::default();
         chain.accept(&c1).unwrap();
@@ -191,8 +241,10 @@ mod tests {
 
     #[test]
     fn hmac_needs_the_key() {
-        let (l, _) = seal(1, "t", None, r#"{"type":"x"}"#, ZERO_HASH, Some(b"k1"));
-        assert!(check_line(l.as_bytes(), Some(b"k1")).is_ok());
+        let sealed = seal(1, "t", None, r#"{"type":"x"}"#, ZERO_HASH, Some(b"k1"));
+        let l = sealed.line;
+        let c = check_line(l.as_bytes(), Some(b"k1")).unwrap();
+        assert_eq!(c.digest, sealed.digest);
         assert!(check_line(l.as_bytes(), Some(b"k2")).is_err());
         assert!(check_line(l.as_bytes(), None).is_err());
     }

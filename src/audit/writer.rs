@@ -279,9 +279,10 @@ impl Writer {
         let pending_before = self.pending.len();
         let lines_before = self.pending_lines.len();
         let want_lines = !self.sinks.is_empty();
+        // Records sealed together are written together: one timestamp for them all.
+        let ts = format_micros(now_micros());
         for (session, body) in &records {
-            let ts = format_micros(now_micros());
-            let (line, hash) = seal(
+            let sealed = seal(
                 self.next_seq,
                 &ts,
                 session.as_deref(),
@@ -289,8 +290,9 @@ impl Writer {
                 &self.prev,
                 self.opts.key.as_deref(),
             );
-            self.prev = super::record::sha256_hex(line.as_bytes());
-            self.head_hash = hash;
+            let line = sealed.line;
+            self.prev = sealed.digest;
+            self.head_hash = sealed.hash;
             self.next_seq += 1;
             self.pending.extend_from_slice(line.as_bytes());
             self.pending.push(b'\n');

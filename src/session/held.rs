@@ -395,6 +395,18 @@ fn hex(v: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn hold(sql: &str) -> Hold {
+        Hold {
+            approvals: crate::approval::Approvals::new(
+                std::time::Duration::from_secs(1),
+                Default::default(),
+            ),
+            rule: "r".into(),
+            approvers: vec![],
+            sql: sql.into(),
+        }
+    }
+
     fn bind(formats: &[i16], params: &[Option<&[u8]>]) -> Vec<u8> {
         let mut b = b"\0s1\0".to_vec();
         b.extend((formats.len() as i16).to_be_bytes());
@@ -455,15 +467,7 @@ mod tests {
 
     #[test]
     fn parameter_descriptions_follow_their_describes() {
-        let hold = || Hold {
-            approvals: crate::approval::Approvals::new(
-                std::time::Duration::from_secs(1),
-                Default::default(),
-            ),
-            rule: "r".into(),
-            approvers: vec![],
-            sql: "UPDATE t SET a = $1".into(),
-        };
+        let hold = || hold("UPDATE t SET a = $1");
         let mut h = HeldStatements::default();
         assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()), 1, 0));
         h.on_describe(b"Sother\0", 1);
@@ -488,15 +492,7 @@ mod tests {
 
     #[test]
     fn held_names_are_bounded_and_portals_end_with_their_transaction() {
-        let hold = || Hold {
-            approvals: crate::approval::Approvals::new(
-                std::time::Duration::from_secs(1),
-                Default::default(),
-            ),
-            rule: "r".into(),
-            approvers: vec![],
-            sql: "UPDATE t SET a = 1".into(),
-        };
+        let hold = || hold("UPDATE t SET a = 1");
         let mut h = HeldStatements::default();
         for i in 0..MAX_HELD {
             assert!(h.on_parse(
@@ -528,15 +524,7 @@ mod tests {
 
     #[test]
     fn a_held_name_is_forgotten_only_when_the_server_confirms() {
-        let hold = || Hold {
-            approvals: crate::approval::Approvals::new(
-                std::time::Duration::from_secs(1),
-                Default::default(),
-            ),
-            rule: "r".into(),
-            approvers: vec![],
-            sql: "DELETE FROM t".into(),
-        };
+        let hold = || hold("DELETE FROM t");
         let held = |h: &mut HeldStatements, cycle| {
             h.on_bind(b"\0s1\0\0\0\0\0\0\0", cycle);
             h.on_execute(b"\0\0\0\0\0").is_some()

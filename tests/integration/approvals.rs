@@ -685,19 +685,7 @@ async fn a_held_name_stays_held_until_the_server_lets_go_of_it() {
     let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
         .await
         .unwrap();
-    let parse = |name: &str, sql: &str| {
-        let mut b = format!("{name}\0{sql}\0").into_bytes();
-        b.extend([0, 0]);
-        message(b'P', &b)
-    };
-    let bind_execute_sync = |stmt: &str| {
-        let mut b = format!("\0{stmt}\0").into_bytes();
-        b.extend([0, 0, 0, 0, 0, 0]);
-        let mut m = message(b'B', &b);
-        m.extend(message(b'E', b"\0\0\0\0\0"));
-        m.extend(message(b'S', b""));
-        m
-    };
+    let parse = parse_msg;
     let sync = message(b'S', b"");
     let delete = format!("UPDATE {} SET status = 'gone' WHERE id = 30", f.table);
     let mut m = parse("s1", &delete);

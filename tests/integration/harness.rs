@@ -339,6 +339,24 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     v.to_vec()
 }
 
+/// A Parse message: statement name and SQL, no parameter types.
+pub fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = format!("{name}\0{sql}\0").into_bytes();
+    b.extend([0, 0]);
+    message(b'P', &b)
+}
+
+/// Bind statement `stmt` to the unnamed portal (no parameters, text results),
+/// Execute it and Sync.
+pub fn bind_execute_sync(stmt: &str) -> Vec<u8> {
+    let mut b = format!("\0{stmt}\0").into_bytes();
+    b.extend([0, 0, 0, 0, 0, 0]);
+    let mut m = message(b'B', &b);
+    m.extend(message(b'E', b"\0\0\0\0\0"));
+    m.extend(message(b'S', b""));
+    m
+}
+
 /// The transaction status byte of the last ReadyForQuery in `msgs`.
 pub fn status(msgs: &[Msg]) -> u8 {
     msgs.iter()

@@ -725,19 +725,7 @@ async fn a_name_the_server_kept_keeps_its_masks() {
     let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
         .await
         .unwrap();
-    let parse = |name: &str, sql: &str| {
-        let mut b = format!("{name}\0{sql}\0").into_bytes();
-        b.extend([0, 0]);
-        message(b'P', &b)
-    };
-    let run = |stmt: &str| {
-        let mut b = format!("\0{stmt}\0").into_bytes();
-        b.extend([0, 0, 0, 0, 0, 0]);
-        let mut m = message(b'B', &b);
-        m.extend(message(b'E', b"\0\0\0\0\0"));
-        m.extend(message(b'S', b""));
-        m
-    };
+    let (parse, run) = (parse_msg, bind_execute_sync);
     let sync = message(b'S', b"");
     let derived = f.sql("SELECT ssn || '' FROM {t}");
     let rows_of = |msgs: &[Msg]| -> Vec<String> {
