@@ -16,57 +16,11 @@ set -uo pipefail
 HELD=${HELD:-1000}
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PGMOAT_BIN=${PGMOAT_BIN:-$REPO_ROOT/target/release/pgmoat}
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-PGBIN=$(pg_config --bindir 2>/dev/null || true)
-if [ ! -x "$PGBIN/postgres" ]; then
-    for d in /usr/lib/postgresql/*/bin; do [ -x "$d/postgres" ] && PGBIN=$d; done
-fi
-[ -x "$PGBIN/postgres" ] || die "no Postgres server binaries"
+. "$REPO_ROOT/benches/throwaway_pg.sh" held_memory
 [ -x "$PGMOAT_BIN" ] || die "no pgmoat at $PGMOAT_BIN (cargo build --release)"
-as_pg() {
-    if [ "$(id -u)" = 0 ]; then
-        exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
-    else
-        exec "$@"
-    fi
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-WORK=$(mktemp -d /tmp/held_memory.XXXXXX)
-chmod 755 "$WORK"
-PG_PID=""
-MOAT_PID=""
-cleanup() {
-    if [ -n "$MOAT_PID" ]; then kill "$MOAT_PID" 2>/dev/null; wait "$MOAT_PID" 2>/dev/null; fi
-    if [ -n "$PG_PID" ]; then kill -INT "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PG_PORT=$(free_port)
+start_pg "max_connections = $((HELD + 50))"
 MOAT_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-SUPER_PW=s$RANDOM$RANDOM
-APP_PW=a$RANDOM$RANDOM
-mkdir -p "$WORK/pgdata"
-chmod 700 "$WORK/pgdata"
-echo "$SUPER_PW" >"$WORK/pw"
-if [ "$(id -u)" = 0 ]; then chown postgres: "$WORK/pgdata" "$WORK/pw"; fi
-(as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U postgres --auth=scram-sha-256 --pwfile="$WORK/pw" -E UTF8 --no-locale) \
-    >"$WORK/initdb.log" 2>&1 || die "initdb failed"
-{
-    echo "listen_addresses = '127.0.0.1'"
-    echo "port = $PG_PORT"
-    echo "unix_socket_directories = ''"
-    echo "fsync = off"
-    echo "max_connections = $((HELD + 50))"
-    echo "synchronous_commit = off"
-} >>"$WORK/pgdata/postgresql.conf"
-as_pg "$PGBIN/postgres" -D "$WORK/pgdata" >"$WORK/pg.log" 2>&1 &
-PG_PID=$!
-for _ in $(seq 50); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.2; done
 
 PGPASSWORD=$SUPER_PW "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
     -c "CREATE ROLE app LOGIN PASSWORD '$APP_PW'" -c "CREATE DATABASE bench OWNER app" || die "roles"
