@@ -37,7 +37,10 @@
 //! against the current rules. An allowed message is forwarded as the same bytes; a
 //! refused one is replaced by a stand-in that fails on the server, whose error pgmoat
 //! swaps for its own, so the server's transaction state stays exactly right; an
-//! `approve` one waits in the session until someone decides. With an audit trail the
+//! `approve` one waits in the session until someone decides (a prepared statement at
+//! each Execute, with its parameters). Statement and portal names are followed as the
+//! server sees them: a name changes hands only when the server's ParseComplete,
+//! CloseComplete or CommandComplete says so. With an audit trail the
 //! statement's record is durable before it is forwarded. Server messages stream back
 //! the same way, batched into one write per read, with ReadyForQuery tracked so that any
 //! response pgmoat composes lands in protocol order; for identities with masks, result
