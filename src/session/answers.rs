@@ -69,11 +69,16 @@ impl<T> Waiting<T> {
     /// False (and `item` dropped) past the limit: the caller must then act as if
     /// the answer never came.
     pub fn wait(&mut self, cycle: u64, at: u64, item: T) -> bool {
+        self.try_wait(cycle, at, item).is_ok()
+    }
+
+    /// Like [`Waiting::wait`], but hands `item` back past the limit.
+    pub fn try_wait(&mut self, cycle: u64, at: u64, item: T) -> Result<(), T> {
         if self.queue.len() >= self.limit {
-            return false;
+            return Err(item);
         }
         self.queue.push_back((cycle, at, item));
-        true
+        Ok(())
     }
 
     /// The answer to (cycle, at) arrived: what waited for it, and what waited for

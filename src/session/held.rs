@@ -7,13 +7,13 @@
 //! ParameterDescription when the client asked for one (drivers that send binary
 //! parameters, like tokio-postgres, always do), so binary values read as numbers.
 //!
-//! A held name is forgotten only once the server confirms the statement is gone: a
-//! Parse that replaces it or a Close of it counts when its ParseComplete or
-//! CloseComplete comes back. Taken on sight, a Parse the server refused (the name is
-//! taken) or skipped (an error earlier in the pipeline) would leave the held statement
-//! in the server and let it run unasked. Answers are matched by position: within one
-//! cycle (up to a ReadyForQuery) the server answers every such message in order until
-//! an error, after which it skips the rest.
+//! Names are followed as the server sees them ([`super::answers`]). A Parse takes
+//! effect at once for the rest of its cycle (if the server refuses or skips it, it
+//! skips that cycle's Binds and Executes too), and is undone at the end of the cycle
+//! unless its ParseComplete came back: a Parse the server refused (the name is taken)
+//! or skipped (an error earlier in the pipeline) leaves the held statement in the
+//! server, and so here. A Close forgets a held name only once its CloseComplete comes
+//! back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -64,9 +64,10 @@ pub struct HeldStatements {
     statements: HashMap<Vec<u8>, HeldStatement>,
     portals: HashMap<Vec<u8>, HeldPortal>,
     parses: u64,
-    /// Held names a Parse (replacing) or Close (dropping) would free, once answered:
-    /// (name, newest generation then).
-    parse_waits: Waiting<(Vec<u8>, u64)>,
+    /// Parses of held names (or holding ones) not yet answered: the name and what it
+    /// held before, put back if the Parse goes unanswered.
+    parse_waits: Waiting<(Vec<u8>, Option<HeldStatement>)>,
+    /// Closes of held names, which free them once answered: (name, newest generation).
     close_waits: Waiting<(Vec<u8>, u64)>,
     /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
     /// number): each is answered by one ParameterDescription unless an error skipped it.
@@ -87,30 +88,35 @@ impl HeldStatements {
         let Some((name, rest)) = cstr(body) else {
             return true;
         };
-        match hold {
+        if hold.is_none() && !self.statements.contains_key(name) {
+            return true;
+        }
+        let removed = match hold {
             Some(hold) => {
                 if self.statements.len() >= MAX_HELD && !self.statements.contains_key(name) {
                     return false;
                 }
-                let hold = Arc::new(hold);
                 let types = cstr(rest).map(|(_, t)| parse_types(t)).unwrap_or_default();
                 self.parses += 1;
-                let generation = self.parses;
-                self.statements.insert(
-                    name.to_vec(),
-                    HeldStatement {
-                        hold,
-                        types,
-                        generation,
-                    },
-                );
+                let held = HeldStatement {
+                    hold: Arc::new(hold),
+                    types,
+                    generation: self.parses,
+                };
+                let before = self.statements.insert(name.to_vec(), held);
+                // Past the limit the new one just stays held (fail closed).
+                let _ = self.parse_waits.wait(cycle, at, (name.to_vec(), before));
+                return true;
             }
-            None => {
-                if self.statements.contains_key(name) {
-                    // It replaces the held one only if the server says so.
-                    self.parse_waits
-                        .wait(cycle, at, (name.to_vec(), self.parses));
-                }
+            None => self.statements.remove(name),
+        };
+        if let Err(before) = self
+            .parse_waits
+            .try_wait(cycle, at, (name.to_vec(), removed))
+        {
+            // Cannot follow its answer: the held statement stays held (fail closed).
+            if let (name, Some(held)) = before {
+                self.statements.insert(name, held);
             }
         }
         true
@@ -119,8 +125,21 @@ impl HeldStatements {
     /// The server's ParseComplete for the Parse at (cycle, position).
     pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
         let mut skipped = Vec::new();
-        if let Some((name, upto)) = self.parse_waits.answered(cycle, at, &mut skipped) {
-            self.forget(&name, upto);
+        self.parse_waits.answered(cycle, at, &mut skipped);
+        self.undo(skipped);
+    }
+
+    /// Parses the server did not take: what their names held comes back.
+    fn undo(&mut self, skipped: Vec<(Vec<u8>, Option<HeldStatement>)>) {
+        for (name, before) in skipped.into_iter().rev() {
+            match before {
+                Some(held) => {
+                    self.statements.insert(name, held);
+                }
+                None => {
+                    self.statements.remove(&name);
+                }
+            }
         }
     }
 
@@ -227,10 +246,11 @@ impl HeldStatements {
         if status == b'I' {
             self.portals.retain(|_, p| p.cycle > seen);
         }
-        // Unanswered: skipped, so the names stay held.
+        // Unanswered: skipped. Parses are undone; Closes never freed anything.
         let mut skipped = Vec::new();
         self.parse_waits.cycle_ended(seen, &mut skipped);
-        self.close_waits.cycle_ended(seen, &mut skipped);
+        self.undo(skipped);
+        self.close_waits.cycle_ended(seen, &mut Vec::new());
     }
 
     /// An Execute: what to ask when its portal runs a held statement.
@@ -554,5 +574,37 @@ mod tests {
         h.on_close(b"Ss1\0", 5, 0);
         h.on_close_complete(5, 0);
         assert!(!held(&mut h, 5));
+    }
+
+    #[test]
+    fn a_pipelined_parse_of_the_unnamed_statement_replaces_it_at_once() {
+        let mut h = HeldStatements::default();
+        h.on_parse(
+            b"\0UPDATE t SET a = 1\0\0\0",
+            Some(hold("UPDATE t SET a = 1")),
+            1,
+            0,
+        );
+        h.on_parse_complete(1, 0);
+        h.on_ready(1, b'I');
+        // Parse, Bind, Execute of a statement that needs nothing, in one cycle: the
+        // Execute runs the new statement, so nothing is asked.
+        h.on_parse(b"\0SELECT 1\0\0\0", None, 2, 0);
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 2);
+        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
+        h.on_parse_complete(2, 0);
+        h.on_ready(2, b'I');
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 3);
+        assert!(h.on_execute(b"\0\0\0\0\0").is_none(), "taken by the server");
+        // A held Parse the server skipped is undone: the name holds nothing again.
+        h.on_parse(
+            b"\0UPDATE t SET a = 2\0\0\0",
+            Some(hold("UPDATE t SET a = 2")),
+            3,
+            0,
+        );
+        h.on_ready(3, b'E');
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 4);
+        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
     }
 }

@@ -563,6 +563,18 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
     f.decide(&id, "approve", r#"{"by":"alice"}"#).await;
     let rows = held.await.unwrap().unwrap();
     assert_eq!(rows[0].get::<_, String>(0), "typed");
+    // The next pipelined statement replaces the unnamed one: it asks nothing.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.query_typed(
+            "SELECT $1::text",
+            &[(&"plain", tokio_postgres::types::Type::TEXT)],
+        ),
+    )
+    .await
+    .expect("not held")
+    .unwrap();
+    assert_eq!(plain[0].get::<_, String>(0), "plain");
     // Inside a transaction, a denial aborts it like any error.
     c.batch_execute("BEGIN").await.unwrap();
     let (c2, st2) = (Arc::clone(&c), st.clone());
