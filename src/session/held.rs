@@ -110,14 +110,13 @@ impl HeldStatements {
             }
             None => self.statements.remove(name),
         };
-        if let Err(before) = self
+        // Past the limit its answer cannot be followed: the held statement stays held
+        // (fail closed).
+        if let Err((name, Some(held))) = self
             .parse_waits
             .try_wait(cycle, at, (name.to_vec(), removed))
         {
-            // Cannot follow its answer: the held statement stays held (fail closed).
-            if let (name, Some(held)) = before {
-                self.statements.insert(name, held);
-            }
+            self.statements.insert(name, held);
         }
         true
     }
