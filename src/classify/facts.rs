@@ -237,6 +237,9 @@ pub struct Facts {
     pub where_: WhereFacts,
     /// Why the statement cannot be judged statically (dynamic SQL, other languages).
     pub unanalysable: Option<String>,
+    /// SQL-level prepared statements it defines (PREPARE) and runs (EXECUTE), by name.
+    pub prepares: BTreeSet<String>,
+    pub executes: BTreeSet<String>,
 }
 
 impl Facts {

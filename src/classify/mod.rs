@@ -131,6 +131,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.kinds
         .extend(from.kinds.into_iter().filter(|k| *k != Kind::Other));
     into.tables_read.extend(from.tables_read);
+    into.executes.extend(from.executes);
     into.tables_written.extend(from.tables_written);
     into.unqualified_tables.extend(from.unqualified_tables);
     into.columns.extend(from.columns);

@@ -510,6 +510,23 @@ fn shape_keys_ignore_literals_only() {
 }
 
 #[test]
+fn sql_prepared_statement_names_are_facts_and_part_of_the_shape() {
+    assert_eq!(
+        one("PREPARE pu AS UPDATE t SET a = $1").prepares,
+        set(&["pu"])
+    );
+    assert_eq!(one("EXECUTE pu(1, 'x')").executes, set(&["pu"]));
+    assert_eq!(
+        one("EXPLAIN ANALYZE EXECUTE \"Pu\"(1)").executes,
+        set(&["Pu"])
+    );
+    // A name is not a literal: statements naming another prepared statement never
+    // share a cached decision.
+    assert_ne!(shape_key("EXECUTE pu(1)"), shape_key("EXECUTE pv(1)"));
+    assert_eq!(shape_key("EXECUTE pu(1)"), shape_key("EXECUTE pu(2)"));
+}
+
+#[test]
 fn operators_and_casts_are_recorded() {
     let f = one("SELECT <~<~ 'x', a OPERATOR(public.===) b, 'v'::sneaky, CAST(1 AS mytype) FROM t");
     assert!(f.operators.contains("<~<~"), "{:?}", f.operators);

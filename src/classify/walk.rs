@@ -473,6 +473,12 @@ impl<'a> Walker<'a> {
                 }
             }
             "CreateFunctionStmt" => self.function_body(body),
+            "PrepareStmt" => {
+                self.facts.prepares.insert(s(body, "name").to_owned());
+            }
+            "ExecuteStmt" => {
+                self.facts.executes.insert(s(body, "name").to_owned());
+            }
             "SelectStmt" if body.get("into_clause").is_some_and(|v| !v.is_null()) => {
                 self.facts.kinds.insert(Kind::Create);
             }

@@ -112,9 +112,9 @@ impl HeldStatements {
         };
         // Past the limit its answer cannot be followed: the held statement stays held
         // (fail closed).
-        if let Err((name, Some(held))) = self
-            .parse_waits
-            .try_wait(cycle, at, (name.to_vec(), removed))
+        if let Err((name, Some(held))) =
+            self.parse_waits
+                .try_wait(cycle, at, (name.to_vec(), removed))
         {
             self.statements.insert(name, held);
         }

@@ -34,6 +34,19 @@ pub struct Judge {
     pub approvals: Option<Arc<crate::approval::Approvals>>,
     /// This session's masks, for the rules and catalog they were compiled from.
     pub masking: std::sync::Mutex<Option<MaskingFor>>,
+    /// SQL-level prepared statements (by name) that an `approve` rule matched when
+    /// they were PREPAREd: each EXECUTE of one asks, as each Execute of a held
+    /// protocol-level statement does. Names stay for the session (DEALLOCATE is not
+    /// followed: asking again is the safe side).
+    pub prepared_holds: std::sync::Mutex<HashMap<String, Arc<PreparedHold>>>,
+}
+
+/// What an EXECUTE of a held SQL-level prepared statement asks.
+pub struct PreparedHold {
+    rule: String,
+    approvers: Vec<String>,
+    /// The PREPARE as it was sent.
+    sql: String,
 }
 
 /// A compiled [`Masking`] (or none) and what it was compiled from.
@@ -234,10 +247,17 @@ impl Judge {
         });
         let message = match decision.action {
             Action::Allow => {
-                return self
+                let mut judged = self
                     .masks_for(sql, statements, &rules, &catalog)
                     .await
-                    .with_facts(audit_facts)
+                    .with_facts(audit_facts);
+                if judged.refusal.is_none() {
+                    judged.hold = self.execute_hold(sql, statements);
+                    if judged.hold.is_some() {
+                        judged.facts.action = "approve";
+                    }
+                }
+                return judged;
             }
             Action::Block if decision.description.is_empty() => {
                 format!("pgmoat: blocked by rule \"{}\"", decision.deciding_rule)
@@ -255,15 +275,35 @@ impl Judge {
                         .masks_for(sql, statements, &rules, &catalog)
                         .await
                         .with_facts(audit_facts);
+                    let approvers = rules
+                        .rules
+                        .iter()
+                        .find(|r| r.id == decision.deciding_rule)
+                        .map(|r| r.approvers.clone())
+                        .unwrap_or_default();
+                    // A PREPARE runs nothing: its EXECUTEs ask instead.
+                    let prepares: Vec<&String> =
+                        statements.iter().flat_map(|f| f.prepares.iter()).collect();
+                    if !prepares.is_empty() && judged.refusal.is_none() {
+                        let hold = Arc::new(PreparedHold {
+                            rule: decision.deciding_rule.clone(),
+                            approvers: approvers.clone(),
+                            sql: sql.to_owned(),
+                        });
+                        let mut held = self
+                            .prepared_holds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        for name in &prepares {
+                            held.insert((*name).clone(), Arc::clone(&hold));
+                        }
+                        if statements.iter().all(|f| !f.prepares.is_empty()) {
+                            return judged;
+                        }
+                    }
                     if let Some(g) = grant {
                         tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
                     } else if judged.refusal.is_none() {
-                        let approvers = rules
-                            .rules
-                            .iter()
-                            .find(|r| r.id == decision.deciding_rule)
-                            .map(|r| r.approvers.clone())
-                            .unwrap_or_default();
                         judged.hold = Some(Hold {
                             approvals: Arc::clone(a),
                             rule: decision.deciding_rule.clone(),
@@ -289,6 +329,36 @@ impl Judge {
             rule: decision.deciding_rule,
         })
         .with_facts(audit_facts)
+    }
+
+    /// The hold for a message that EXECUTEs a held SQL-level prepared statement
+    /// (unless a grant covers its shape).
+    fn execute_hold(&self, sql: &str, statements: &[crate::classify::Facts]) -> Option<Hold> {
+        let approvals = self.approvals.as_ref()?;
+        let prepared = {
+            let held = self
+                .prepared_holds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if held.is_empty() {
+                return None;
+            }
+            statements
+                .iter()
+                .flat_map(|f| f.executes.iter())
+                .find_map(|name| held.get(name).cloned())?
+        };
+        let fingerprint = crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned());
+        if let Some(g) = approvals.granted(&self.identity.name, &self.target, &fingerprint) {
+            tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
+            return None;
+        }
+        Some(Hold {
+            approvals: Arc::clone(approvals),
+            rule: prepared.rule.clone(),
+            approvers: prepared.approvers.clone(),
+            sql: format!("{sql}\n-- runs: {}", prepared.sql),
+        })
     }
 
     /// The session's masks for these rules and this catalog, compiled once per

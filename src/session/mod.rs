@@ -122,6 +122,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             pinned_role: est.role.clone(),
             masks: Arc::clone(&shared.masks),
             masking: std::sync::Mutex::new(None),
+            prepared_holds: Default::default(),
             approvals: shared.approvals.clone(),
         }),
         audit: est.audit,

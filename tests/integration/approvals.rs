@@ -689,6 +689,66 @@ async fn held_prepared_statements_and_portals_are_bounded_not_forgotten() {
     assert!(f.pending().await.is_empty(), "nothing ran, nothing asked");
 }
 
+/// SQL-level PREPARE runs nothing, so it does not ask; each EXECUTE of it does, in
+/// any disguise, through either protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_execute_of_a_held_sql_prepared_statement_asks() {
+    let f = fixture("1m").await;
+    let c = Arc::new(f.gw.connect().await);
+    c.simple_query(&format!(
+        "PREPARE pu AS UPDATE {} SET status = $1 WHERE id = $2",
+        f.table
+    ))
+    .await
+    .unwrap();
+    assert!(f.pending().await.is_empty(), "PREPARE runs nothing");
+    for (i, (sql, approve)) in [
+        ("EXECUTE pu('sql-1', 40)", true),
+        ("EXECUTE pu('sql-2', 41)", false),
+        ("EXPLAIN ANALYZE EXECUTE pu('sql-3', 42)", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c2 = Arc::clone(&c);
+        let held = tokio::spawn(async move { c2.simple_query(sql).await.map(|_| ()) });
+        let id = f.wait_pending(1).await.remove(0);
+        let pending = f.pending().await;
+        let shown = pending[0]["sql"].as_str().unwrap();
+        assert!(
+            shown.contains(sql) && shown.contains("PREPARE pu AS UPDATE"),
+            "{shown}"
+        );
+        let id_row = 40 + i as i32;
+        assert_eq!(f.status(id_row).await, "open", "{sql}: nothing ran yet");
+        let verb = if approve { "approve" } else { "deny" };
+        f.decide(&id, verb, r#"{"by":"alice"}"#).await;
+        let r = held.await.unwrap();
+        if approve {
+            r.unwrap();
+            assert_eq!(f.status(id_row).await, "sql-1");
+        } else {
+            assert_eq!(r.unwrap_err().code().unwrap().code(), "42501", "{sql}");
+            assert_eq!(f.status(id_row).await, "open");
+        }
+    }
+    // Through the extended protocol: an EXECUTE statement Parsed and Executed.
+    let c2 = Arc::clone(&c);
+    let held = tokio::spawn(async move { c2.execute("EXECUTE pu('ext', 43)", &[]).await });
+    let id = f.wait_pending(1).await.remove(0);
+    f.decide(&id, "approve", r#"{"by":"alice"}"#).await;
+    assert_eq!(held.await.unwrap().unwrap(), 1);
+    assert_eq!(f.status(43).await, "ext");
+    // Other statements still run at once.
+    assert_eq!(
+        c.query_one("SELECT 6 * 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
+}
+
 /// Raw protocol: a held statement's name cannot be taken over by a Parse the server
 /// refuses, nor dropped by a Close the server skipped after an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
