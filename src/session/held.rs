@@ -239,6 +239,10 @@ impl HeldStatements {
     /// queued for its cycle will not be answered, and outside a transaction the
     /// portals bound up to it are gone (protocol portals never outlive one).
     pub fn on_ready(&mut self, seen: u64, status: u8) {
+        if !self.active() && self.parse_waits.is_empty() && self.close_waits.is_empty() {
+            // Every session passes here at every ReadyForQuery.
+            return;
+        }
         while self.describes.front().is_some_and(|(_, c)| *c <= seen) {
             self.describes.pop_front();
         }
