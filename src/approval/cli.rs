@@ -95,6 +95,37 @@ fn render_list(body: &Value) -> String {
             s(&r, "expires_at"),
             s(&r, "sql").replace('\n', "\n    ")
         ));
+        let params: Vec<&str> = r
+            .get("params")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !params.is_empty() {
+            out.push_str(&format!("    with {}\n", params.join(", ")));
+        }
     }
     out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_list_shows_each_request_with_its_parameters() {
+        let body = serde_json::json!([
+            {"id": "ap-1", "identity": "agent-1", "target": "demo", "rule": "r",
+             "expires_at": "2026-12-01T10:00:00Z", "sql": "UPDATE t SET a = $1\nWHERE id = $2",
+             "params": ["$1 = 'x'", "$2 = 7"]},
+            {"id": "ap-2", "identity": "agent-2", "target": "demo", "rule": "r",
+             "expires_at": "2026-12-01T10:00:00Z", "sql": "DELETE FROM t WHERE id = 1", "params": []}
+        ]);
+        assert_eq!(
+            super::render_list(&body),
+            "ap-1  agent-1 on demo  rule r  expires 2026-12-01T10:00:00Z\n    UPDATE t SET a = $1\n    WHERE id = $2\n    with $1 = 'x', $2 = 7\n\
+             ap-2  agent-2 on demo  rule r  expires 2026-12-01T10:00:00Z\n    DELETE FROM t WHERE id = 1"
+        );
+        assert_eq!(
+            super::render_list(&serde_json::json!([])),
+            "no pending approvals"
+        );
+    }
 }
