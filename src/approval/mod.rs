@@ -43,8 +43,16 @@ pub struct Request {
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    Approved { by: String, reason: String },
-    Denied { by: String, reason: String },
+    /// `grant_until`: the approval also grants the statement's shape until then.
+    Approved {
+        by: String,
+        reason: String,
+        grant_until: Option<SystemTime>,
+    },
+    Denied {
+        by: String,
+        reason: String,
+    },
     Expired,
     Withdrawn,
 }
@@ -74,6 +82,8 @@ pub struct Grant {
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: SystemTime,
     pub sql: String,
+    /// The approval that made the grant.
+    pub approval: String,
     #[serde(skip)]
     pub fingerprint: String,
 }
@@ -273,20 +283,23 @@ impl Approvals {
             .ok_or_else(|| ResolveError::NotFound(id.to_owned()))?;
         self.check_approver(&req, by)?;
         let resolution = if approve {
-            if let Some(d) = grant_for {
+            let grant_until = grant_for.map(|d| SystemTime::now() + d);
+            if let Some(until) = grant_until {
                 st.grants.push(Grant {
                     identity: req.identity.clone(),
                     target: req.target.clone(),
                     rule: req.rule.clone(),
                     by: by.to_owned(),
-                    expires_at: SystemTime::now() + d,
+                    expires_at: until,
                     sql: req.sql.clone(),
+                    approval: req.id.clone(),
                     fingerprint: req.fingerprint.clone(),
                 });
             }
             Resolution::Approved {
                 by: by.to_owned(),
                 reason: reason.to_owned(),
+                grant_until,
             }
         } else {
             Resolution::Denied {

@@ -93,7 +93,7 @@ impl Notifier {
 
 pub fn describe(how: &Resolution) -> (&'static str, String, String) {
     match how {
-        Resolution::Approved { by, reason } => ("approved", by.clone(), reason.clone()),
+        Resolution::Approved { by, reason, .. } => ("approved", by.clone(), reason.clone()),
         Resolution::Denied { by, reason } => ("denied", by.clone(), reason.clone()),
         Resolution::Expired => ("expired", String::new(), String::new()),
         Resolution::Withdrawn => ("withdrawn", String::new(), String::new()),

@@ -128,6 +128,9 @@ pub struct Approval {
     pub by: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
+    /// An approval that also granted the statement's shape: until when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_until: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

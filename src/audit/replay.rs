@@ -278,13 +278,17 @@ pub fn replay(dir: &Path, session: &str, out: &mut dyn Write) -> Result<bool, St
             Event::Statement(Statement::Decided(d)) => decided_lines(&r.ts, d),
             Event::Statement(Statement::Completed(c)) => completed_lines(&r.ts, c),
             Event::Approval(a) => format!(
-                "[{}] #{} approval {}: {:?}{}{}\n",
+                "[{}] #{} approval {}: {:?}{}{}{}\n",
                 clock(&r.ts),
                 a.statement,
                 a.id,
                 a.state,
                 a.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default(),
-                a.reason.as_deref().map(|b| format!(" ({b})")).unwrap_or_default()
+                a.reason.as_deref().map(|b| format!(" ({b})")).unwrap_or_default(),
+                a.grant_until
+                    .as_deref()
+                    .map(|u| format!(", granting the same statement until {u}"))
+                    .unwrap_or_default()
             ),
             Event::SessionEnd { statements, end } => format!(
                 "-- ended {}: {end}, {statements} statement{}\n",

@@ -140,6 +140,7 @@ impl SessionAudit {
         state: ApprovalState,
         by: Option<String>,
         reason: Option<String>,
+        grant_until: Option<String>,
     ) -> Result<(), AuditError> {
         let event = Event::Approval(Approval {
             id: id.to_owned(),
@@ -147,6 +148,7 @@ impl SessionAudit {
             state,
             by,
             reason,
+            grant_until,
         });
         self.audit.append(Some(&self.id), &event).await
     }

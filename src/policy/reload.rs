@@ -80,7 +80,19 @@ impl RulesHandle {
             return Reload::Unchanged;
         };
         let sig = signature(path);
-        match RuleSet::load(path) {
+        // A folder caught empty (files being replaced, or removed by mistake) would
+        // reload as "no rules, default allow": fail closed and keep the old ones.
+        let loaded = RuleSet::load(path).and_then(|set| {
+            if set.files.is_empty() {
+                Err(vec![format!(
+                    "{}: no rule files (*.yaml) found; a reload never drops every rule",
+                    path.display()
+                )])
+            } else {
+                Ok(set)
+            }
+        });
+        match loaded {
             Ok(set) => {
                 let n = set.rules.len();
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
@@ -195,6 +207,25 @@ fn file_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_found_empty_keeps_the_old_rules() {
+        let dir = std::env::temp_dir().join(format!("pgmoat-empty-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yaml");
+        std::fs::write(
+            &file,
+            "rules:\n  - id: no-drop\n    when: { statement: [drop] }\n    action: block\n",
+        )
+        .unwrap();
+        let rules = RulesHandle::load(Some(&dir)).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(rules.reload(), Reload::Refused(_)));
+        assert_eq!(rules.current().rules.len(), 1, "old rules in force");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(rules.reload(), Reload::Refused(_)));
+        assert_eq!(rules.current().rules.len(), 1);
+    }
 
     #[tokio::test]
     async fn a_saved_file_reloads_without_waiting_for_the_poll() {

@@ -268,9 +268,6 @@ impl Judge {
             ),
             Action::Approve => {
                 if let Some(a) = &self.approvals {
-                    let fingerprint =
-                        crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned());
-                    let grant = a.granted(&self.identity.name, &self.target, &fingerprint);
                     let mut judged = self
                         .masks_for(sql, statements, &rules, &catalog)
                         .await
@@ -301,9 +298,8 @@ impl Judge {
                             return judged;
                         }
                     }
-                    if let Some(g) = grant {
-                        tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
-                    } else if judged.refusal.is_none() {
+                    // Grants are the relay's to check, where each run is recorded.
+                    if judged.refusal.is_none() {
                         judged.hold = Some(Hold {
                             approvals: Arc::clone(a),
                             rule: decision.deciding_rule.clone(),
@@ -331,8 +327,7 @@ impl Judge {
         .with_facts(audit_facts)
     }
 
-    /// The hold for a message that EXECUTEs a held SQL-level prepared statement
-    /// (unless a grant covers its shape).
+    /// The hold for a message that EXECUTEs a held SQL-level prepared statement.
     fn execute_hold(&self, sql: &str, statements: &[crate::classify::Facts]) -> Option<Hold> {
         let approvals = self.approvals.as_ref()?;
         let prepared = {
@@ -348,11 +343,6 @@ impl Judge {
                 .flat_map(|f| f.executes.iter())
                 .find_map(|name| held.get(name).cloned())?
         };
-        let fingerprint = crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned());
-        if let Some(g) = approvals.granted(&self.identity.name, &self.target, &fingerprint) {
-            tracing::info!(identity = %self.identity.name, rule = %g.rule, by = %g.by, "statement runs under an approval grant");
-            return None;
-        }
         Some(Hold {
             approvals: Arc::clone(approvals),
             rule: prepared.rule.clone(),

@@ -342,6 +342,15 @@ impl Relay {
                                 self.held.on_parse(&msg[5..], None, cycle, at);
                             }
                         }
+                        if judged.refusal.is_some() {
+                            judged.hold = None;
+                        }
+                        if let Some(g) = judged.hold.as_ref().and_then(|h| self.granted(h)) {
+                            judged.hold = None;
+                            if let Some(r) = self.run_under_grant(&g, statement).await {
+                                judged.refusal = Some(r);
+                            }
+                        }
                         if let Some(hold) = judged.hold.take() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
@@ -420,7 +429,14 @@ impl Relay {
                         _ => {
                             stats.queries_extended += 1;
                             if let Some(ex) = self.held.on_execute(body) {
-                                if self.granted(&ex.hold).is_none() {
+                                if let Some(g) = self.granted(&ex.hold) {
+                                    let statement = self
+                                        .audit
+                                        .as_ref()
+                                        .map(|a| a.statement_of_execute(body))
+                                        .unwrap_or(0);
+                                    refused = self.run_under_grant(&g, statement).await;
+                                } else {
                                     // Everything before it goes now; the Execute waits.
                                     self.write_upstream(&buf[fwd..pos]).await?;
                                     self.upstream.flush().await.map_err(server_io)?;
@@ -526,7 +542,7 @@ impl Relay {
         use crate::audit::event::ApprovalState;
         if let Some(a) = &self.audit {
             if let Err(e) = a
-                .approval(&id, statement, ApprovalState::Requested, None, None)
+                .approval(&id, statement, ApprovalState::Requested, None, None, None)
                 .await
             {
                 // Fail closed: a hold the trail does not show is not offered.
@@ -549,14 +565,16 @@ impl Relay {
                 rule: hold.rule.clone(),
             })
         };
+        let mut grant_until = None;
         let waited = loop {
             let cancelled = signal.notified();
             tokio::select! {
                 r = ticket.wait() => {
                     use crate::approval::Resolution;
                     break match r {
-                        Resolution::Approved { by, reason } => {
+                        Resolution::Approved { by, reason, grant_until: until } => {
                             tracing::info!(approval = %id, %by, "approved");
+                            grant_until = until.map(crate::approval::format_time);
                             (ApprovalState::Approved, Some(by), Some(reason), Waited::Approved)
                         }
                         Resolution::Denied { by, reason } => (ApprovalState::Denied, Some(by.clone()), Some(reason.clone()), refuse(
@@ -604,7 +622,14 @@ impl Relay {
         let (state, by, reason, outcome) = waited;
         if let Some(a) = &self.audit {
             if let Err(e) = a
-                .approval(&id, statement, state, by, reason.filter(|r| !r.is_empty()))
+                .approval(
+                    &id,
+                    statement,
+                    state,
+                    by,
+                    reason.filter(|r| !r.is_empty()),
+                    grant_until,
+                )
                 .await
             {
                 tracing::error!(approval = %id, "audit: approval outcome not recorded: {e}");
@@ -616,8 +641,34 @@ impl Relay {
         Ok(outcome)
     }
 
-    /// A grant in force for a held prepared statement (approved `for` a while since
-    /// it was parsed, perhaps by another session's approval).
+    /// A held statement runs under a grant: the trail records whose approval covers
+    /// it (and the statement does not run if that record cannot be written).
+    async fn run_under_grant(
+        &mut self,
+        g: &crate::approval::Grant,
+        statement: u64,
+    ) -> Option<super::judge::Refusal> {
+        tracing::info!(rule = %g.rule, by = %g.by, approval = %g.approval, "statement runs under an approval grant");
+        let a = self.audit.as_ref()?;
+        let until = crate::approval::format_time(g.expires_at);
+        a.approval(
+            &g.approval,
+            statement,
+            crate::audit::event::ApprovalState::Approved,
+            Some(g.by.clone()),
+            Some(format!(
+                "under the grant of approval {} until {until}",
+                g.approval
+            )),
+            Some(until),
+        )
+        .await
+        .err()
+        .map(|e| audit_refusal(&e))
+    }
+
+    /// A grant in force for a held statement (approved `for` a while, perhaps from
+    /// another session), by the statement's shape.
     fn granted(&self, hold: &super::judge::Hold) -> Option<crate::approval::Grant> {
         let j = self.judge.as_ref()?;
         let fingerprint = crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());

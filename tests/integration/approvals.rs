@@ -495,6 +495,37 @@ async fn extended_protocol_and_grants() {
         body.contains("alice") && body.contains("agent-writes-need-approval"),
         "{body}"
     );
+    assert!(body.contains(&id), "the grant names its approval: {body}");
+    // Audited: the approval with its grant, and the run the grant covered.
+    drop(c);
+    f.gw.shutdown().await;
+    let recs = crate::audit::records(f.store.path());
+    let approvals: Vec<&Value> = recs.iter().filter(|r| r["type"] == "approval").collect();
+    let states: Vec<&str> = approvals
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["requested", "approved", "approved"],
+        "{approvals:?}"
+    );
+    assert!(
+        approvals[1]["grant_until"].is_string(),
+        "{:?}",
+        approvals[1]
+    );
+    let run = approvals[2];
+    assert_eq!(run["id"], id.as_str());
+    assert_eq!(run["by"], "alice");
+    assert!(
+        run["reason"].as_str().unwrap().contains("under the grant"),
+        "{run:?}"
+    );
+    assert_ne!(
+        run["statement"], approvals[0]["statement"],
+        "another statement"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
