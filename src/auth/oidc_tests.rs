@@ -33,27 +33,8 @@ fn fixture() -> Fixture {
     let mut jwk =
         serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap()).unwrap();
     jwk["kid"] = json!("ec1");
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("pgmoat-oidc-unit-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("jwks.json");
-    std::fs::write(&file, json!({ "keys": [jwk] }).to_string()).unwrap();
-    let config = OidcConfig {
-        issuer: ISS.into(),
-        audience: AUD.into(),
-        jwks_file: Some(file),
-        username_claim: "email".into(),
-        groups_claim: "groups".into(),
-        session_may_outlive_token: false,
-        leeway: Duration::from_secs(30),
-        jwks_refresh: Duration::from_secs(600),
-    };
-    Fixture {
-        verifier: OidcVerifier::new(&config).unwrap(),
-        key,
-        dir,
-    }
+    let (verifier, dir) = verifier_with(vec![jwk]);
+    Fixture { verifier, key, dir }
 }
 
 fn claims() -> serde_json::Value {

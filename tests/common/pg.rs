@@ -530,6 +530,20 @@ impl TestPg {
         self.bindir.join("psql")
     }
 
+    /// `psql -X -w -A -t -c sql` on `conn`, with `password` in PGPASSWORD (none: the
+    /// environment holds no password, so only the connection string can supply one).
+    pub fn psql_c(&self, conn: &str, password: Option<&str>, sql: &str) -> std::process::Output {
+        let mut cmd = std::process::Command::new(self.psql());
+        match password {
+            Some(p) => cmd.env("PGPASSWORD", p),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd.arg(conn)
+            .args(["-X", "-w", "-A", "-t", "-c", sql])
+            .output()
+            .expect("run psql")
+    }
+
     /// The postmaster's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

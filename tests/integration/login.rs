@@ -203,12 +203,7 @@ async fn device_flow_writes_a_pgpass_that_psql_logs_in_with() {
     assert!(!login.conninfo.contains(&login.token));
     // Stock psql with that connection string and no password of its own.
     let pg = crate::common::pg::shared();
-    let out = Command::new(pg.psql())
-        .env_remove("PGPASSWORD")
-        .arg(&login.conninfo)
-        .args(["-X", "-w", "-A", "-t", "-c", "SELECT current_user"])
-        .output()
-        .unwrap();
+    let out = pg.psql_c(&login.conninfo, None, "SELECT current_user");
     assert!(
         out.status.success(),
         "{}",

@@ -568,15 +568,11 @@ async fn exempt_groups_see_real_values_and_psql_sees_masks() {
         rows(&f.direct, &sql).await.unwrap(),
         "dba is exempt: byte-for-byte the direct result"
     );
-    let out = std::process::Command::new(f.pg.psql())
-        .env("PGPASSWORD", AGENT_PW)
-        .arg(format!(
-            "host=127.0.0.1 port={} user={AGENT} dbname=demo",
-            f.gw.addr.port()
-        ))
-        .args(["-X", "-A", "-t", "-c", &sql])
-        .output()
-        .unwrap();
+    let conn = format!(
+        "host=127.0.0.1 port={} user={AGENT} dbname=demo",
+        f.gw.addr.port()
+    );
+    let out = f.pg.psql_c(&conn, Some(AGENT_PW), &sql);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

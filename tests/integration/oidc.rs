@@ -370,16 +370,12 @@ async fn psql_sends_a_token_over_tls() {
     let (pg, gw) = gateway(&idp, "", &tls).await;
     let ann = "ann@example.com";
     let token = idp.rsa.sign(&claims(ISSUER, ann, &["analysts"], 300));
-    let out = std::process::Command::new(pg.psql())
-        .env("PGPASSWORD", &token)
-        .arg(format!(
-            "host=localhost port={} user={ann} dbname=demo sslmode=verify-full sslrootcert={}",
-            gw.addr.port(),
-            files.ca.display()
-        ))
-        .args(["-X", "-w", "-A", "-t", "-c", "SELECT 'token over tls'"])
-        .output()
-        .unwrap();
+    let conn = format!(
+        "host=localhost port={} user={ann} dbname=demo sslmode=verify-full sslrootcert={}",
+        gw.addr.port(),
+        files.ca.display()
+    );
+    let out = pg.psql_c(&conn, Some(&token), "SELECT 'token over tls'");
     assert!(
         out.status.success(),
         "{}",

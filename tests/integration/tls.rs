@@ -1,6 +1,5 @@
 //! TLS towards clients (rustls, answered to SSLRequest) and towards targets.
 
-use std::process::Command;
 
 use crate::common::certs::{write_files, TestCa};
 use crate::common::pg::{self, PgOptions, TestPg};
@@ -11,12 +10,7 @@ fn tls_dir() -> TempDir {
 }
 
 fn psql(pg: &TestPg, conn: &str, password: &str, sql: &str) -> std::process::Output {
-    Command::new(pg.psql())
-        .env("PGPASSWORD", password)
-        .arg(conn)
-        .args(["-X", "-A", "-t", "-c", sql])
-        .output()
-        .unwrap()
+    pg.psql_c(conn, Some(password), sql)
 }
 
 async fn tls_gateway(require: bool) -> (&'static TestPg, TestGateway, std::path::PathBuf, TempDir) {
