@@ -154,6 +154,20 @@ impl Fx {
         serde_json::from_str::<Vec<Value>>(&body).unwrap()
     }
 
+    /// A new agent session sends `sql` (simple protocol); once it is held: the call,
+    /// still waiting, and the request's id.
+    async fn hold_query(
+        &self,
+        sql: String,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+        String,
+    ) {
+        let c = self.gw.connect().await;
+        let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+        (held, self.wait_pending(1).await.remove(0))
+    }
+
     /// Wait until `n` requests are pending; their ids.
     async fn wait_pending(&self, n: usize) -> Vec<String> {
         for _ in 0..500 {
@@ -315,10 +329,9 @@ async fn approved_from_slack_the_statement_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_through_the_api_with_a_reason() {
     let f = fixture("1m").await;
-    let c = f.gw.connect().await;
-    let sql = format!("DELETE FROM {} WHERE id = 2", f.table);
-    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
-    let id = f.wait_pending(1).await.remove(0);
+    let (held, id) = f
+        .hold_query(format!("DELETE FROM {} WHERE id = 2", f.table))
+        .await;
     let (code, body) = f
         .decide(
             &id,
@@ -340,10 +353,9 @@ async fn denied_through_the_api_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_callbacks_and_wrong_approvers_change_nothing() {
     let f = fixture("1m").await;
-    let c = f.gw.connect().await;
-    let sql = format!("UPDATE {} SET status = 'x' WHERE id = 3", f.table);
-    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
-    let id = f.wait_pending(1).await.remove(0);
+    let (held, id) = f
+        .hold_query(format!("UPDATE {} SET status = 'x' WHERE id = 3", f.table))
+        .await;
     let body = callback("U_ALICE", "approve", &id, "");
     // Bad signature, stale timestamp: 401.
     let (code, _) = f.slack(&body, Some("v0=deadbeef".into()), now()).await;
@@ -874,10 +886,12 @@ async fn a_hundred_held_statements_do_not_slow_other_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_lists_and_approves() {
     let f = fixture("1m").await;
-    let c = f.gw.connect().await;
-    let sql = format!("UPDATE {} SET status = 'cli' WHERE id = 9", f.table);
-    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
-    let id = f.wait_pending(1).await.remove(0);
+    let (held, id) = f
+        .hold_query(format!(
+            "UPDATE {} SET status = 'cli' WHERE id = 9",
+            f.table
+        ))
+        .await;
     let admin = format!("http://{}", f.admin());
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_pgmoat"))
