@@ -3,6 +3,7 @@
 //! (forged, or from a session that has ended) cancels nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
@@ -17,7 +18,49 @@ pub struct CancelTarget {
     pub server_pid: i32,
     pub server_secret: i32,
     /// Wakes the session: a cancel withdraws a statement held for approval.
-    pub signal: Arc<tokio::sync::Notify>,
+    pub signal: Arc<HoldSignal>,
+}
+
+/// How a CancelRequest reaches a session whose statement waits for approval.
+#[derive(Default)]
+pub struct HoldSignal {
+    notify: tokio::sync::Notify,
+    waiting: AtomicBool,
+    cancelled: AtomicBool,
+}
+
+impl HoldSignal {
+    /// A cancel arrived. True when it withdrew a held statement: that one never
+    /// reached the server, so nothing is to be cancelled there (a cancel sent on
+    /// could only hit the session's next statement).
+    pub fn cancel(&self) -> bool {
+        if !self.waiting.load(SeqCst) {
+            return false;
+        }
+        self.cancelled.store(true, SeqCst);
+        self.notify.notify_waiters();
+        true
+    }
+
+    /// A statement starts (`true`) or stops waiting for approval.
+    pub fn waiting(&self, on: bool) {
+        self.cancelled.store(false, SeqCst);
+        self.waiting.store(on, SeqCst);
+    }
+
+    /// Resolves once a cancel arrives while waiting (also one that came between two
+    /// polls of this future's predecessors).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.cancelled.load(SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 struct Entry {

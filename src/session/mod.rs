@@ -267,8 +267,11 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
                     .cancel_requests
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(to) = shared.cancels.lookup(pid, secret) {
-                    // Nothing stored: only a statement waiting right now is withdrawn.
-                    to.signal.notify_waiters();
+                    // Nothing stored: only a statement waiting right now is withdrawn,
+                    // and then the server has nothing of it to cancel.
+                    if to.signal.cancel() {
+                        return Ok(None);
+                    }
                     let timeout = shared.config.limits.connect_timeout;
                     if let Err(e) = upstream::cancel(
                         &to.target,
@@ -321,7 +324,7 @@ struct Established {
     /// The client set search_path in its startup packet.
     search_path_at_startup: bool,
     cancel_key: cancel::CancelKey,
-    cancel_signal: Arc<tokio::sync::Notify>,
+    cancel_signal: Arc<cancel::HoldSignal>,
     /// The role pgmoat SET for the identity's group, if the target names one.
     role: Option<String>,
     guard: guard::SessionGuard,
@@ -425,7 +428,7 @@ async fn establish(
         greeting = rest;
     }
 
-    let cancel_signal = Arc::new(tokio::sync::Notify::new());
+    let cancel_signal = Arc::new(cancel::HoldSignal::default());
     // The session exists for the auditor before the client can send anything.
     let audit = shared
         .audit

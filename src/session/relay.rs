@@ -98,7 +98,7 @@ pub struct Relay {
     nonce_seed: u64,
     /// Masking state, once a statement of this session was judged under masks.
     masker: Option<Masker>,
-    cancel_signal: Arc<tokio::sync::Notify>,
+    cancel_signal: Arc<super::cancel::HoldSignal>,
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
     staged: BytesMut,
@@ -140,7 +140,7 @@ pub struct RelayParts {
     pub judge: Option<Judge>,
     pub guard: super::guard::SessionGuard,
     /// Notified when the client's CancelRequest arrives.
-    pub cancel_signal: Arc<tokio::sync::Notify>,
+    pub cancel_signal: Arc<super::cancel::HoldSignal>,
     pub audit: Option<crate::audit::SessionAudit>,
 }
 
@@ -566,8 +566,8 @@ impl Relay {
             })
         };
         let mut grant_until = None;
+        signal.waiting(true);
         let waited = loop {
-            let cancelled = signal.notified();
             tokio::select! {
                 r = ticket.wait() => {
                     use crate::approval::Resolution;
@@ -598,7 +598,7 @@ impl Relay {
                         )),
                     };
                 }
-                _ = cancelled => {
+                _ = signal.cancelled() => {
                     break (ApprovalState::Withdrawn, None, Some("cancelled by the client".to_string()), refuse(
                         sqlstate::QUERY_CANCELED,
                         "canceling statement due to user request".into(),
@@ -618,6 +618,7 @@ impl Relay {
                 }
             }
         };
+        signal.waiting(false);
         drop(ticket);
         let (state, by, reason, outcome) = waited;
         if let Some(a) = &self.audit {

@@ -1,6 +1,5 @@
 //! TLS towards clients (rustls, answered to SSLRequest) and towards targets.
 
-
 use crate::common::certs::{write_files, TestCa};
 use crate::common::pg::{self, PgOptions, TestPg};
 use crate::harness::*;
