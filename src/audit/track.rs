@@ -59,11 +59,17 @@ struct Pending {
     formats: Option<Vec<i16>>,
 }
 
+/// A prepared-statement name and the (statement, refused) it named before a Parse.
+type Renamed = (Vec<u8>, Option<(u64, bool)>);
+
 pub struct SessionAudit {
     audit: Audit,
     id: Arc<str>,
     statements: u64,
     prepared: HashMap<Vec<u8>, (u64, bool)>,
+    /// Parses not yet answered: the name and what it named before, put back if the
+    /// server refused or skipped the Parse (its executions are the old statement's).
+    parse_waits: crate::session::answers::Waiting<Renamed>,
     portals: HashMap<Vec<u8>, (u64, bool, Vec<i16>)>,
     pending: VecDeque<Pending>,
     rfq: u64,
@@ -110,6 +116,7 @@ impl SessionAudit {
             id,
             statements: 0,
             prepared: HashMap::new(),
+            parse_waits: Default::default(),
             portals: HashMap::new(),
             pending: VecDeque::new(),
             rfq: 0,
@@ -155,7 +162,13 @@ impl SessionAudit {
 
     /// Record a Query or Parse (the whole message) and what was decided, durably
     /// (per the store's mode) before it is forwarded. Returns the statement number.
-    pub async fn decided(&mut self, msg: &[u8], facts: StatementFacts) -> Result<u64, AuditError> {
+    /// `parse_at`: a Parse's (cycle, position), to match its ParseComplete.
+    pub async fn decided(
+        &mut self,
+        msg: &[u8],
+        facts: StatementFacts,
+        parse_at: Option<(u64, u64)>,
+    ) -> Result<u64, AuditError> {
         let body = msg.get(5..).unwrap_or(&[]);
         let (name, sql) = if msg.first() == Some(&b'P') {
             match cstr(body) {
@@ -186,10 +199,37 @@ impl SessionAudit {
                 self.prepared.clear();
             }
             // Not recorded means not run: its executions are the stand-in's.
-            self.prepared
+            let before = self
+                .prepared
                 .insert(name.to_vec(), (n, refused || result.is_err()));
+            if let Some((cycle, at)) = parse_at {
+                self.parse_waits.wait(cycle, at, (name.to_vec(), before));
+            }
         }
         result.map(|()| n)
+    }
+
+    /// The server's ParseComplete for the Parse at (cycle, position).
+    pub fn parse_complete(&mut self, cycle: u64, at: u64) {
+        let mut skipped = Vec::new();
+        self.parse_waits.answered(cycle, at, &mut skipped);
+        self.unname(skipped);
+    }
+
+    /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
+    pub fn cycle_ended(&mut self, seen: u64) {
+        let mut skipped = Vec::new();
+        self.parse_waits.cycle_ended(seen, &mut skipped);
+        self.unname(skipped);
+    }
+
+    fn unname(&mut self, skipped: Vec<Renamed>) {
+        for (name, before) in skipped.into_iter().rev() {
+            match before {
+                Some(b) => self.prepared.insert(name, b),
+                None => self.prepared.remove(&name),
+            };
+        }
     }
 
     /// A Query (or its stand-in) went upstream; `due` is the ReadyForQuery that ends it.

@@ -319,19 +319,23 @@ impl Relay {
                     if h.tag != b'F' {
                         let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
-                        if let Some(a) = self.audit.as_mut() {
-                            // Durable before it is forwarded; if it cannot be, it does not run.
-                            match a.decided(msg, std::mem::take(&mut judged.facts)).await {
-                                Ok(n) => statement = n,
-                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
-                            }
-                        }
                         let cycle = self.sent_syncs + 1;
                         let at = if h.tag == b'P' {
                             self.parses.sent(cycle)
                         } else {
                             0
                         };
+                        if let Some(a) = self.audit.as_mut() {
+                            // Durable before it is forwarded; if it cannot be, it does not run.
+                            let parse_at = (h.tag == b'P').then_some((cycle, at));
+                            match a
+                                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
+                                .await
+                            {
+                                Ok(n) => statement = n,
+                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
+                            }
+                        }
                         self.track_masking(msg, &judged, cycle, at);
                         if h.tag == b'P' {
                             // A prepared statement waits at its Execute, where its
@@ -1012,6 +1016,9 @@ impl Relay {
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
                     self.held.on_ready(seen, self.tx_status);
+                    if let Some(a) = self.audit.as_mut() {
+                        a.cycle_ended(seen);
+                    }
                     pos += h.total;
                     while self
                         .injections
@@ -1098,6 +1105,9 @@ impl Relay {
                     self.held.on_parse_complete(cycle, at);
                     if let Some(m) = &mut self.masker {
                         m.on_parse_complete(cycle, at);
+                    }
+                    if let Some(a) = self.audit.as_mut() {
+                        a.parse_complete(cycle, at);
                     }
                 }
                 b'3' => {

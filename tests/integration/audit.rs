@@ -555,3 +555,48 @@ fn sigterm(pid: u32) {
         .args(["-TERM", &pid.to_string()])
         .status();
 }
+
+/// A Parse the server refused (the name is taken) leaves the old statement under the
+/// name: its later executions are recorded against the statement that really ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_are_recorded_against_the_statement_the_server_ran() {
+    let store = TempDir::new("pgmoat-audit-store");
+    let (_pg, gw) = start_with(&audit_yaml(store.path(), "")).await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let sync = message(b'S', b"");
+    let mut m = parse_msg("s1", "SELECT 'first'::text");
+    m.extend(&sync);
+    m.extend(parse_msg("s1", "SELECT 'second'::text"));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    assert_eq!(raw.until_ready().await[0].field(b'C'), "42P05");
+    raw.send(&bind_execute_sync("s1")).await;
+    let r = raw.until_ready().await;
+    assert!(
+        r.iter()
+            .any(|m| m.tag == b'D' && String::from_utf8_lossy(&m.body).contains("first")),
+        "{r:?}"
+    );
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.shutdown().await;
+    let recs = records(store.path());
+    let number = |sql: &str| {
+        recs.iter()
+            .find(|r| r["phase"] == "decided" && r["sql"] == sql)
+            .map(|r| r["statement"].clone())
+            .unwrap()
+    };
+    let first = number("SELECT 'first'::text");
+    let completed: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["phase"] == "completed" && r["rows"] == 1)
+        .collect();
+    assert_eq!(completed.len(), 1, "{recs:?}");
+    assert_eq!(completed[0]["statement"], first, "{recs:?}");
+    assert_eq!(
+        completed[0]["recorded_rows"],
+        serde_json::json!([["first"]])
+    );
+}
