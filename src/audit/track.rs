@@ -69,7 +69,7 @@ pub struct SessionAudit {
     prepared: HashMap<Vec<u8>, (u64, bool)>,
     /// Parses not yet answered: the name and what it named before, put back if the
     /// server refused or skipped the Parse (its executions are the old statement's).
-    parse_waits: crate::session::answers::Waiting<Renamed>,
+    parse_waits: crate::protocol::answers::Waiting<Renamed>,
     portals: HashMap<Vec<u8>, (u64, bool, Vec<i16>)>,
     pending: VecDeque<Pending>,
     rfq: u64,

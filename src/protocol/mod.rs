@@ -4,6 +4,7 @@
 //! whether a whole message is there, without copying or allocating. Encoders append to
 //! a caller's `BytesMut` and back-fill the length.
 
+pub mod answers;
 pub mod backend;
 pub mod frame;
 pub mod scram;

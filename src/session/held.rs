@@ -7,7 +7,7 @@
 //! ParameterDescription when the client asked for one (drivers that send binary
 //! parameters, like tokio-postgres, always do), so binary values read as numbers.
 //!
-//! Names are followed as the server sees them ([`super::answers`]). A Parse takes
+//! Names are followed as the server sees them ([`crate::protocol::answers`]). A Parse takes
 //! effect at once for the rest of its cycle (if the server refuses or skips it, it
 //! skips that cycle's Binds and Executes too), and is undone at the end of the cycle
 //! unless its ParseComplete came back: a Parse the server refused (the name is taken)
@@ -18,8 +18,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::answers::Waiting;
 use super::judge::Hold;
+use crate::protocol::answers::Waiting;
 use crate::protocol::frame::cstr;
 
 /// Held statements, and portals bound to them, a session may have at once. Forgetting

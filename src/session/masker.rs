@@ -24,7 +24,7 @@ use crate::mask::wire::{self, Field, Origin};
 use crate::mask::Masking;
 use crate::protocol::frame::cstr;
 
-use super::answers::Waiting;
+use crate::protocol::answers::Waiting;
 
 #[derive(Debug, Clone, Default)]
 struct Statement {

@@ -1,7 +1,6 @@
 //! One task per client: negotiate TLS, authenticate the caller, open pgmoat's own
 //! server connection with the held credentials, then relay.
 
-pub mod answers;
 pub mod authn;
 pub mod cancel;
 pub mod catalog;

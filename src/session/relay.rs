@@ -109,8 +109,8 @@ pub struct Relay {
     /// Prepared statements that wait for approval at their Execute.
     held: super::held::HeldStatements,
     /// Where each Parse and Close stands in its cycle, to match the server's answers.
-    parses: super::answers::Positions,
-    closes: super::answers::Positions,
+    parses: crate::protocol::answers::Positions,
+    closes: crate::protocol::answers::Positions,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
