@@ -68,11 +68,16 @@ pub struct SessionStart {
 /// when its result is known. Both carry the session's statement number; replay joins
 /// them. An extended-protocol statement parsed once and executed many times has one
 /// `decided` record and one `completed` record per execution.
+///
+/// In `batch` mode, where nothing waits for the disk, a `decided` record whose
+/// `completed` arrives before the next flush (nothing else of that session between
+/// them) is written as one `whole` record instead: the same fields, half the records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Statement {
     Decided(Decided),
     Completed(Completed),
+    Whole(Whole),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -107,6 +112,79 @@ pub struct Completed {
     pub recorded_rows: Vec<Vec<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub rows_truncated: bool,
+}
+
+/// A statement's `decided` and first `completed` record in one (see [`Statement`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Whole {
+    pub statement: u64,
+    pub protocol: String,
+    pub sql: String,
+    pub kinds: Vec<String>,
+    pub tables: Vec<String>,
+    pub action: String,
+    pub rules: Vec<String>,
+    pub masked_columns: Vec<String>,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StatementError>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recorded_rows: Vec<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rows_truncated: bool,
+}
+
+impl Whole {
+    pub fn join(d: Decided, c: Completed) -> Whole {
+        Whole {
+            statement: d.statement,
+            protocol: d.protocol,
+            sql: d.sql,
+            kinds: d.kinds,
+            tables: d.tables,
+            action: d.action,
+            rules: d.rules,
+            masked_columns: d.masked_columns,
+            duration_ms: c.duration_ms,
+            rows: c.rows,
+            command: c.command,
+            error: c.error,
+            columns: c.columns,
+            recorded_rows: c.recorded_rows,
+            rows_truncated: c.rows_truncated,
+        }
+    }
+
+    pub fn split(self) -> (Decided, Completed) {
+        (
+            Decided {
+                statement: self.statement,
+                protocol: self.protocol,
+                sql: self.sql,
+                kinds: self.kinds,
+                tables: self.tables,
+                action: self.action,
+                rules: self.rules,
+                masked_columns: self.masked_columns,
+            },
+            Completed {
+                statement: self.statement,
+                duration_ms: self.duration_ms,
+                rows: self.rows,
+                command: self.command,
+                error: self.error,
+                columns: self.columns,
+                recorded_rows: self.recorded_rows,
+                rows_truncated: self.rows_truncated,
+            },
+        )
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -101,14 +101,13 @@ impl Audit {
         let mut w = Writer::new(opts, tail, Arc::clone(&state), metrics, sinks)
             .map_err(|e| StoreError::io(&dir, e))?;
         if let Some(r) = repair {
-            let body = serde_json::to_string(&Event::Repair {
+            let repair = Event::Repair {
                 segment: r.segment,
                 offset: r.offset,
                 bytes_cut: r.bytes_cut,
                 reason: r.reason,
-            })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            w.write_now(None, body)
+            };
+            w.write_now(None, repair)
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -147,18 +146,14 @@ impl Audit {
             return Ok(None);
         }
         let id = Audit::new_session_id();
-        self.append(Some(&id), &Event::SessionStart(start)).await?;
+        self.append(Some(&id), Event::SessionStart(start)).await?;
         Ok(Some(SessionAudit::new(self.clone(), id)))
     }
 
     /// Append and resolve once the record is durable as the mode promises: `fsync`,
     /// after an fdatasync that covers it; `batch`, once queued (flushed within
     /// `flush_interval`). Any error means the record is not in the store.
-    pub async fn append(
-        &self,
-        session: Option<&Arc<str>>,
-        event: &Event,
-    ) -> Result<(), AuditError> {
+    pub async fn append(&self, session: Option<&Arc<str>>, event: Event) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
@@ -182,37 +177,33 @@ impl Audit {
 
     /// Queue a record without waiting for the disk (it still waits for queue room,
     /// never dropping a record).
-    pub async fn record(
-        &self,
-        session: Option<&Arc<str>>,
-        event: &Event,
-    ) -> Result<(), AuditError> {
+    pub async fn record(&self, session: Option<&Arc<str>>, event: Event) -> Result<(), AuditError> {
         match &self.inner {
             None => Ok(()),
             Some(inner) => self.send(inner, session, event, None).await,
         }
     }
 
+    /// The writer thread serialises and seals: a session only moves the event over.
     async fn send(
         &self,
         inner: &Inner,
         session: Option<&Arc<str>>,
-        event: &Event,
+        event: Event,
         ack: Option<writer::Ack>,
     ) -> Result<(), AuditError> {
-        let body = serde_json::to_string(event).map_err(|e| AuditError::Io {
-            dir: inner.dir.display().to_string(),
-            message: format!("cannot encode the record: {e}"),
-        })?;
-        inner
-            .tx
-            .send(Request::Record {
-                session: session.cloned(),
-                body,
-                ack,
-            })
-            .await
-            .map_err(|_| AuditError::Closed)
+        let request = Request::Record {
+            session: session.cloned(),
+            event: Box::new(event),
+            ack,
+        };
+        // Room in the queue is the rule; waiting for it the exception.
+        let request = match inner.tx.try_send(request) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AuditError::Closed),
+            Err(mpsc::error::TrySendError::Full(r)) => r,
+        };
+        inner.tx.send(request).await.map_err(|_| AuditError::Closed)
     }
 
     /// Write and fsync everything queued so far and send the head to the sinks.

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::StoreError;
-use super::event::{Completed, Decided, Event, SessionStart, Statement};
+use super::event::{Completed, Decided, Event, SessionStart, Statement, Whole};
 use super::segment::{list, Lines};
 use super::time::parse_rfc3339;
 
@@ -95,9 +95,10 @@ pub fn sessions(dir: &Path, filter: &Filter) -> Result<Vec<SessionSummary>, Stor
                 if let Some((_, s)) = all.get_mut(&id) {
                     s.last_ts.clone_from(&r.ts);
                     match ev {
-                        Event::Statement(Statement::Decided(d)) => {
+                        Event::Statement(Statement::Decided(Decided { action, .. }))
+                        | Event::Statement(Statement::Whole(Whole { action, .. })) => {
                             s.statements += 1;
-                            if d.action != "allow" {
+                            if action != "allow" {
                                 s.blocked += 1;
                             }
                         }
@@ -277,6 +278,10 @@ pub fn replay(dir: &Path, session: &str, out: &mut dyn Write) -> Result<bool, St
             ),
             Event::Statement(Statement::Decided(d)) => decided_lines(&r.ts, d),
             Event::Statement(Statement::Completed(c)) => completed_lines(&r.ts, c),
+            Event::Statement(Statement::Whole(w)) => {
+                let (d, c) = w.clone().split();
+                decided_lines(&r.ts, &d) + &completed_lines(&r.ts, &c)
+            }
             Event::Approval(a) => format!(
                 "[{}] #{} approval {}: {:?}{}{}{}\n",
                 clock(&r.ts),

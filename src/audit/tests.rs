@@ -48,7 +48,7 @@ async fn write(cfg: &AuditConfig, n: u64) -> Head {
     let audit = Audit::open(cfg, Arc::new(Metrics::default())).unwrap();
     let session: Arc<str> = Arc::from("s1");
     for i in 1..=n {
-        audit.append(Some(&session), &stmt(i)).await.unwrap();
+        audit.append(Some(&session), stmt(i)).await.unwrap();
     }
     let head = audit.flush().await.unwrap().unwrap();
     drop(audit);
@@ -245,7 +245,7 @@ async fn group_commit_covers_concurrent_appends_with_few_fsyncs() {
         let a = audit.clone();
         async move {
             let s: Arc<str> = Arc::from(format!("s{i}"));
-            a.append(Some(&s), &stmt(i)).await
+            a.append(Some(&s), stmt(i)).await
         }
     });
     for r in futures_util::future::join_all(futs).await {
@@ -268,7 +268,7 @@ async fn batch_mode_resolves_on_enqueue_and_flushes_soon() {
     cfg.durability = AuditDurability::Batch;
     let audit = Audit::open(&cfg, Arc::new(Metrics::default())).unwrap();
     for i in 1..=50 {
-        audit.append(None, &stmt(i)).await.unwrap();
+        audit.append(None, stmt(i)).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, 50);
@@ -282,12 +282,12 @@ async fn a_record_the_disk_refuses_is_an_error() {
     cfg.segment_bytes = 1;
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
-    audit.append(None, &stmt(1)).await.unwrap();
+    audit.append(None, stmt(1)).await.unwrap();
     // The next record opens segment 2, which is the full device.
     std::os::unix::fs::symlink("/dev/full", d.0.join(super::segment::segment_name(2))).unwrap();
-    let e = audit.append(None, &stmt(2)).await.unwrap_err().to_string();
+    let e = audit.append(None, stmt(2)).await.unwrap_err().to_string();
     assert!(e.contains("No space left on device"), "{e}");
-    assert!(audit.append(None, &stmt(3)).await.is_err());
+    assert!(audit.append(None, stmt(3)).await.is_err());
     assert!(
         metrics
             .audit_write_failures
@@ -368,7 +368,7 @@ async fn webhook_sink_gets_the_records_and_the_head() {
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
     for i in 1..=3 {
-        audit.append(None, &stmt(i)).await.unwrap();
+        audit.append(None, stmt(i)).await.unwrap();
     }
     let head = audit.flush().await.unwrap().unwrap();
     let t0 = std::time::Instant::now();

@@ -157,7 +157,7 @@ impl SessionAudit {
             reason,
             grant_until,
         });
-        self.audit.append(Some(&self.id), &event).await
+        self.audit.append(Some(&self.id), event).await
     }
 
     /// Record a Query or Parse (the whole message) and what was decided, durably
@@ -193,7 +193,7 @@ impl SessionAudit {
             rules: facts.rules,
             masked_columns: facts.masked_columns,
         }));
-        let result = self.audit.append(Some(&self.id), &event).await;
+        let result = self.audit.append(Some(&self.id), event).await;
         if let Some(name) = name {
             if self.prepared.len() >= MAX_NAMES {
                 self.prepared.clear();
@@ -401,7 +401,7 @@ impl SessionAudit {
             recorded_rows,
             rows_truncated,
         }));
-        self.audit.record(Some(&self.id), &event).await
+        self.audit.record(Some(&self.id), event).await
     }
 
     /// The `session_end` record.
@@ -410,7 +410,7 @@ impl SessionAudit {
             statements: self.statements,
             end: how.to_owned(),
         };
-        self.audit.record(Some(&self.id), &event).await
+        self.audit.record(Some(&self.id), event).await
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::AuditError;
+use super::event::{Event, Statement, Whole};
 use super::record::seal;
 use super::segment::{segment_name, Tail};
 use super::sink::SinkHandle;
@@ -46,7 +47,8 @@ pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
 pub(crate) enum Request {
     Record {
         session: Option<Arc<str>>,
-        body: String,
+        /// Boxed: the queue's slots stay small.
+        event: Box<Event>,
         ack: Option<Ack>,
     },
     /// Write and fsync everything queued before it; optionally export the head.
@@ -100,6 +102,43 @@ pub(crate) struct Writer {
     last_head: Instant,
 }
 
+/// Batch mode: a `decided` record whose `completed` is in the same batch, with no other
+/// record of that session between them, becomes one `whole` record where the `decided`
+/// one stood. (In fsync mode the two never meet: a statement runs only after its
+/// `decided` record is on disk.)
+fn join_statements(records: &mut Vec<(Option<Arc<str>>, Event)>) {
+    // Per session: the index of its latest record, if that is a `decided` one.
+    let mut open: std::collections::HashMap<Arc<str>, usize> = std::collections::HashMap::new();
+    let mut out: Vec<(Option<Arc<str>>, Event)> = Vec::with_capacity(records.len());
+    for (session, event) in records.drain(..) {
+        let Some(id) = session.as_ref() else {
+            out.push((session, event));
+            continue;
+        };
+        let event = match event {
+            Event::Statement(Statement::Completed(c)) => match open.remove(id) {
+                Some(i) => match &mut out[i].1 {
+                    Event::Statement(Statement::Decided(d)) if d.statement == c.statement => {
+                        let d = std::mem::take(d);
+                        out[i].1 = Event::Statement(Statement::Whole(Whole::join(d, c)));
+                        continue;
+                    }
+                    _ => Event::Statement(Statement::Completed(c)),
+                },
+                None => Event::Statement(Statement::Completed(c)),
+            },
+            other => other,
+        };
+        if matches!(event, Event::Statement(Statement::Decided(_))) {
+            open.insert(Arc::clone(id), out.len());
+        } else {
+            open.remove(id);
+        }
+        out.push((session, event));
+    }
+    *records = out;
+}
+
 fn io_err(opts: &Options, what: &str, e: &std::io::Error) -> AuditError {
     AuditError::Io {
         dir: opts.dir.display().to_string(),
@@ -151,8 +190,8 @@ impl Writer {
     }
 
     /// Write records now, synchronously (the repair record at open).
-    pub fn write_now(&mut self, session: Option<Arc<str>>, body: String) -> Result<(), AuditError> {
-        let r = self.commit(vec![(session, body)], true);
+    pub fn write_now(&mut self, session: Option<Arc<str>>, event: Event) -> Result<(), AuditError> {
+        let r = self.commit(vec![(session, event)], true);
         self.send_to_sinks();
         r
     }
@@ -220,8 +259,12 @@ impl Writer {
         let mut close_sinks = false;
         for m in batch {
             match m {
-                Request::Record { session, body, ack } => {
-                    records.push((session, body));
+                Request::Record {
+                    session,
+                    event,
+                    ack,
+                } => {
+                    records.push((session, *event));
                     if let Some(a) = ack {
                         acks.push(a);
                     }
@@ -229,6 +272,9 @@ impl Writer {
                 Request::Flush { export_head, ack } => flushes.push((export_head, ack)),
                 Request::CloseSinks => close_sinks = true,
             }
+        }
+        if self.opts.durability == AuditDurability::Batch {
+            join_statements(&mut records);
         }
         // In fsync mode only a record somebody waits on needs an fdatasync now; the
         // others (completions, session ends) are written and ride along with the next
@@ -259,7 +305,7 @@ impl Writer {
     /// Format `records` after whatever is pending, write, and fdatasync if `sync`.
     fn commit(
         &mut self,
-        records: Vec<(Option<Arc<str>>, String)>,
+        records: Vec<(Option<Arc<str>>, Event)>,
         sync: bool,
     ) -> Result<(), AuditError> {
         if let Some(m) = &self.failed {
@@ -275,13 +321,30 @@ impl Writer {
                 return Err(e);
             }
         }
+        // Encoded here, off the sessions' threads. Our events always encode (string
+        // keys only); should one not, the batch fails before anything is sealed, like
+        // a failed write, and nobody is told it was stored.
+        let mut bodies = Vec::with_capacity(records.len());
+        for (_, event) in &records {
+            match serde_json::to_string(event) {
+                Ok(b) => bodies.push(b),
+                Err(e) => {
+                    let e = AuditError::Io {
+                        dir: self.opts.dir.display().to_string(),
+                        message: format!("cannot encode a record: {e}"),
+                    };
+                    self.failure(&e, false);
+                    return Err(e);
+                }
+            }
+        }
         let saved = (self.next_seq, self.prev.clone(), self.head_hash.clone());
         let pending_before = self.pending.len();
         let lines_before = self.pending_lines.len();
         let want_lines = !self.sinks.is_empty();
         // Records sealed together are written together: one timestamp for them all.
         let ts = format_micros(now_micros());
-        for (session, body) in &records {
+        for ((session, _), body) in records.iter().zip(&bodies) {
             let sealed = seal(
                 self.next_seq,
                 &ts,
@@ -458,5 +521,89 @@ impl Writer {
         for s in &self.sinks {
             s.offer(Arc::clone(&line), &self.metrics);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{Approval, ApprovalState, Completed, Decided};
+
+    fn decided(n: u64) -> Event {
+        Event::Statement(Statement::Decided(Decided {
+            statement: n,
+            sql: format!("SELECT {n}"),
+            action: "allow".into(),
+            ..Default::default()
+        }))
+    }
+
+    fn completed(n: u64) -> Event {
+        Event::Statement(Statement::Completed(Completed {
+            statement: n,
+            rows: Some(n),
+            ..Default::default()
+        }))
+    }
+
+    fn phase(e: &Event) -> String {
+        match e {
+            Event::Statement(Statement::Decided(d)) => format!("decided {}", d.statement),
+            Event::Statement(Statement::Completed(c)) => format!("completed {}", c.statement),
+            Event::Statement(Statement::Whole(w)) => {
+                format!("whole {} {} {:?}", w.statement, w.sql, w.rows)
+            }
+            other => other.kind().to_string(),
+        }
+    }
+
+    #[test]
+    fn a_statement_decided_and_completed_in_one_batch_is_one_record() {
+        let a: Option<Arc<str>> = Some(Arc::from("a"));
+        let b: Option<Arc<str>> = Some(Arc::from("b"));
+        let approval = Event::Approval(Approval {
+            id: "x".into(),
+            statement: 1,
+            state: ApprovalState::Requested,
+            by: None,
+            reason: None,
+            grant_until: None,
+        });
+        let mut records = vec![
+            (a.clone(), decided(1)),
+            (b.clone(), decided(1)),
+            // Another session's records between are no obstacle; the session's own are.
+            (b.clone(), approval),
+            (a.clone(), completed(1)),
+            (b.clone(), completed(1)),
+            (a.clone(), decided(2)),
+            // Only the statement's own completion joins it.
+            (a.clone(), completed(7)),
+            (a.clone(), completed(2)),
+            (None, decided(3)),
+            (None, completed(3)),
+            // A later execution of a prepared statement stays a `completed` record.
+            (b.clone(), completed(1)),
+        ];
+        join_statements(&mut records);
+        let got: Vec<String> = records
+            .iter()
+            .map(|(s, e)| format!("{} {}", s.as_deref().unwrap_or("-"), phase(e)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "a whole 1 SELECT 1 Some(1)",
+                "b decided 1",
+                "b approval",
+                "b completed 1",
+                "a decided 2",
+                "a completed 7",
+                "a completed 2",
+                "- decided 3",
+                "- completed 3",
+                "b completed 1",
+            ]
+        );
     }
 }

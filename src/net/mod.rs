@@ -318,7 +318,7 @@ fn audit_reload(audit: &Audit, r: Reload) {
     }
     let audit = audit.clone();
     tokio::spawn(async move {
-        if let Err(e) = audit.record(None, &event).await {
+        if let Err(e) = audit.record(None, event).await {
             tracing::error!("audit: rules_reloaded not recorded: {e}");
         }
     });

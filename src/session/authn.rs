@@ -48,7 +48,7 @@ pub fn auth_failed(shared: &Shared, peer: SocketAddr, user: &str, reason: &AuthF
         };
         let audit = shared.audit.clone();
         tokio::spawn(async move {
-            if let Err(e) = audit.record(None, &event).await {
+            if let Err(e) = audit.record(None, event).await {
                 tracing::error!("audit: auth_failure not recorded: {e}");
             }
         });

@@ -644,7 +644,9 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
     let decided: Vec<&Value> = recs
         .iter()
         .filter(|r| {
-            r["phase"] == "decided" && r["sql"].as_str().unwrap_or("").contains("SET status = $1")
+            // Batch mode: a statement that finished before the flush is one `whole` record.
+            (r["phase"] == "decided" || r["phase"] == "whole")
+                && r["sql"].as_str().unwrap_or("").contains("SET status = $1")
         })
         .collect();
     assert!(!decided.is_empty());
@@ -680,7 +682,8 @@ async fn a_prepared_statement_asks_at_every_execute_and_a_denial_leaves_the_sess
     let completed_rows: Vec<u64> = recs
         .iter()
         .filter(|r| {
-            r["phase"] == "completed" && approvals.iter().any(|a| a["statement"] == r["statement"])
+            (r["phase"] == "completed" || r["phase"] == "whole")
+                && approvals.iter().any(|a| a["statement"] == r["statement"])
         })
         .filter_map(|r| r["rows"].as_u64())
         .collect();

@@ -224,6 +224,69 @@ async fn statements_are_recorded_verified_and_replayed() {
     assert!(err.starts_with("pgmoat: no session"), "{err}");
 }
 
+/// Batch mode, where nothing waits for the disk, writes a statement that completes
+/// before the next flush as one `whole` record; replay reads it exactly like the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_writes_a_finished_statement_as_one_record() {
+    let store = TempDir::new("pgmoat-audit-batch");
+    let (_pg, gw) = start_with(&format!(
+        "audit:\n  dir: {}\n  durability: batch\n  flush_interval: 1s\n",
+        store.path().display()
+    ))
+    .await;
+    let c = gw.connect_as(AGENT, AGENT_PW, "demo").await.unwrap();
+    c.simple_query("SELECT 1 AS one; SELECT 2 AS two")
+        .await
+        .unwrap();
+    let e = c.simple_query("SELECT 1/0").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22012");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.shutdown().await;
+
+    let recs = records(store.path());
+    let stmts = of_type(&recs, "statement");
+    // Each statement is one record or two, never more, whatever the flush timing.
+    let whole: Vec<_> = stmts.iter().filter(|r| r["phase"] == "whole").collect();
+    let halves = stmts.iter().filter(|r| r["phase"] != "whole").count();
+    assert_eq!(whole.len() * 2 + halves, 4, "{stmts:?}");
+    assert!(!whole.is_empty(), "within one 1 s flush: {stmts:?}");
+    if let Some(first) = whole.iter().find(|r| r["statement"] == 1) {
+        assert_eq!(first["sql"], "SELECT 1 AS one; SELECT 2 AS two");
+        assert_eq!(first["action"], "allow");
+        assert_eq!(first["rows"], 2);
+        assert_eq!(first["recorded_rows"], serde_json::json!([["1"], ["2"]]));
+    }
+    let dir = store.path().to_str().unwrap();
+    let (code, out, _) = cli(&["audit", "verify", dir]);
+    assert_eq!(code, 0, "{out}");
+    let session = of_type(&recs, "session_start")[0]["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, out, _) = cli(&["audit", "sessions", dir]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&session), "{out}");
+    let (code, out, err) = cli(&["audit", "replay", dir, &session]);
+    assert_eq!(code, 0, "{err}");
+    let normal = normalise(&out, &session);
+    let body: String = normal.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    let golden = "\
+[HH:MM:SS.mmm] #1 simple allow
+    SELECT 1 AS one; SELECT 2 AS two
+[HH:MM:SS.mmm] #1 => SELECT 1, 2 rows in N ms
+      two
+      ---
+      1
+      2
+[HH:MM:SS.mmm] #2 simple allow
+    SELECT 1/0
+[HH:MM:SS.mmm] #2 => ERROR 22012: division by zero in N ms
+-- ended TS: terminated, 2 statements
+";
+    assert_eq!(body, golden, "\n{normal}");
+}
+
 /// Times, durations, ports and the session id vary run to run.
 fn normalise(text: &str, session: &str) -> String {
     let ts = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z").unwrap();
