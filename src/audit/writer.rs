@@ -6,7 +6,9 @@
 //! queue up and the next one covers them all, so the cost per record falls as load
 //! rises. `batch` mode answers on enqueue and writes + fdatasyncs every
 //! `flush_interval`. The thread is not a tokio worker: an fsync that takes 50 ms must
-//! not stall sessions that share its worker.
+//! not stall sessions that share its worker. It also encodes the events (sessions only
+//! move them over) and, in `batch` mode, joins a statement's two records when they meet
+//! in one flush ([`join_statements`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
