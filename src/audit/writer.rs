@@ -335,7 +335,9 @@ impl Writer {
                         dir: self.opts.dir.display().to_string(),
                         message: format!("cannot encode a record: {e}"),
                     };
-                    self.failure(&e, false);
+                    // Not `failure()`: the store itself is fine, later records go in.
+                    self.metrics.audit_write_failures.fetch_add(1, Relaxed);
+                    tracing::error!("audit records not written: {e}");
                     return Err(e);
                 }
             }
