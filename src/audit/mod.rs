@@ -2,6 +2,7 @@
 //!
 //! - [`event`]: what is recorded; [`record`]: the line format and the hash chain.
 //! - [`segment`]: segment files, streaming reads, crash recovery of the tail.
+//! - [`queue`]: how sessions hand encoded records to the writer.
 //! - [`writer`]: the one writer thread (group commit in `fsync` mode).
 //! - [`sink`] (+ `http`, `syslog`): copies to stdout, a webhook, syslog.
 //! - [`track`]: a session's statements and their completions; [`rows`]: kept rows.
@@ -13,6 +14,7 @@
 pub mod error;
 pub mod event;
 mod http;
+mod queue;
 pub mod record;
 pub mod replay;
 pub mod rows;
@@ -32,19 +34,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::{AuditConfig, AuditDurability};
 use crate::metrics::Metrics;
 pub use error::{AuditError, StoreError};
 pub use event::Event;
+use queue::Shared;
 pub use rows::RowRecorder;
 pub use track::{SessionAudit, StatementFacts};
 pub use writer::Head;
-use writer::{Request, State, Writer};
-
-/// Records that may wait for the writer before appends wait for room.
-const QUEUE: usize = 8192;
+use writer::{State, Writer};
 
 /// The handle sessions and the gateway write through. Cheap to clone.
 #[derive(Clone, Default)]
@@ -53,7 +53,7 @@ pub struct Audit {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
     state: Arc<State>,
     durability: AuditDurability,
     record_rows: usize,
@@ -88,6 +88,7 @@ impl Audit {
         let tail = segment::recover(&dir, key.as_deref())?;
         let (sinks, sink_tasks) = sink::start(&config.sinks, &metrics)?;
         let state = Arc::new(State::default());
+        let shared = Arc::new(Shared::new(dir.display().to_string()));
         let opts = writer::Options {
             dir: dir.clone(),
             durability: config.durability,
@@ -98,8 +99,15 @@ impl Audit {
             key,
         };
         let repair = tail.repair.clone();
-        let mut w = Writer::new(opts, tail, Arc::clone(&state), metrics, sinks)
-            .map_err(|e| StoreError::io(&dir, e))?;
+        let mut w = Writer::new(
+            opts,
+            tail,
+            Arc::clone(&state),
+            Arc::clone(&shared),
+            metrics,
+            sinks,
+        )
+        .map_err(|e| StoreError::io(&dir, e))?;
         if let Some(r) = repair {
             let repair = Event::Repair {
                 segment: r.segment,
@@ -110,18 +118,17 @@ impl Audit {
             w.write_now(None, repair)
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .map_err(|e| StoreError::io(&dir, e))?;
         let thread = std::thread::Builder::new()
             .name("pgmoat-audit".into())
-            .spawn(move || rt.block_on(w.run(rx)))
+            .spawn(move || rt.block_on(w.run()))
             .map_err(|e| StoreError::io(&dir, e))?;
         Ok(Audit {
             inner: Some(Arc::new(Inner {
-                tx,
+                shared,
                 state,
                 durability: config.durability,
                 record_rows: config.record_rows,
@@ -184,26 +191,21 @@ impl Audit {
         }
     }
 
-    /// The writer thread serialises and seals: a session only moves the event over.
+    /// The session encodes, the writer seals: only bytes cross threads (see
+    /// [`queue`]). In fsync mode every record wakes the writer (the first one somebody
+    /// waits for starts the next group commit); in batch mode the interval does.
     async fn send(
         &self,
         inner: &Inner,
         session: Option<&Arc<str>>,
         event: Event,
-        ack: Option<writer::Ack>,
+        ack: Option<queue::Ack>,
     ) -> Result<(), AuditError> {
-        let request = Request::Record {
-            session: session.cloned(),
-            event: Box::new(event),
-            ack,
-        };
-        // Room in the queue is the rule; waiting for it the exception.
-        let request = match inner.tx.try_send(request) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AuditError::Closed),
-            Err(mpsc::error::TrySendError::Full(r)) => r,
-        };
-        inner.tx.send(request).await.map_err(|_| AuditError::Closed)
+        let wake = inner.durability == AuditDurability::Fsync;
+        inner
+            .shared
+            .push(session.map(|s| &**s), &event, ack, wake)
+            .await
     }
 
     /// Write and fsync everything queued so far and send the head to the sinks.
@@ -212,14 +214,7 @@ impl Audit {
             return Ok(None);
         };
         let (ack, done) = oneshot::channel();
-        inner
-            .tx
-            .send(Request::Flush {
-                export_head: true,
-                ack,
-            })
-            .await
-            .map_err(|_| AuditError::Closed)?;
+        inner.shared.request_flush(true, ack)?;
         Ok(Some(done.await.map_err(|_| AuditError::Closed)??))
     }
 
@@ -232,7 +227,7 @@ impl Audit {
             Ok(None) => {}
             Err(e) => tracing::error!("audit store: final flush failed: {e}"),
         }
-        let _ = inner.tx.send(Request::CloseSinks).await;
+        inner.shared.close_sinks();
         let tasks: Vec<_> = match inner.sinks.lock() {
             Ok(mut t) => t.drain(..).collect(),
             Err(_) => Vec::new(),
@@ -263,11 +258,10 @@ impl Audit {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The sender goes with us; the writer then drains, fsyncs and ends.
+        // The last handle: the writer drains, fsyncs and ends.
+        self.shared.close();
         if let Ok(mut t) = self.thread.lock() {
             if let Some(t) = t.take() {
-                let (tx, _) = mpsc::channel(1);
-                let _ = std::mem::replace(&mut self.tx, tx);
                 let _ = t.join();
             }
         }

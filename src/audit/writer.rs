@@ -1,26 +1,27 @@
 //! The one writer: a dedicated thread that owns the newest segment.
 //!
-//! `fsync` mode is group commit: the thread takes everything queued, writes it with one
-//! `write`, covers it with one `fdatasync`, and only then answers every waiting
-//! record, whichever sessions they came from. While that fdatasync runs, new records
-//! queue up and the next one covers them all, so the cost per record falls as load
+//! Sessions queue encoded records in the shared buffer of [`super::queue`]; the writer
+//! takes all of it at once. `fsync` mode is group commit: each take is written with
+//! one `write` and covered by one `fdatasync`, and only then is every waiting record
+//! answered, whichever sessions they came from. While that fdatasync runs, new records
+//! queue up and the next take covers them all, so the cost per record falls as load
 //! rises. `batch` mode answers on enqueue and writes + fdatasyncs every
-//! `flush_interval`. The thread is not a tokio worker: an fsync that takes 50 ms must
-//! not stall sessions that share its worker. It also encodes the events (sessions only
-//! move them over) and, in `batch` mode, joins a statement's two records when they meet
-//! in one flush ([`join_statements`]).
+//! `flush_interval`, joining a statement's two records into one when they meet in one
+//! take ([`plan`]). The thread is not a tokio worker: an fsync that takes 50 ms must
+//! not stall sessions that share its worker.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::error::AuditError;
-use super::event::{Event, Statement, Whole};
+use super::event::Event;
+use super::queue::{splice_whole, Part, Queue, Shared};
 use super::record::seal;
 use super::segment::{segment_name, Tail};
 use super::sink::SinkHandle;
@@ -44,24 +45,6 @@ impl std::fmt::Display for Head {
 /// Zeros written ahead of the records at a time (see [`super::segment::Lines`]).
 const PREALLOC: u64 = 1 << 20;
 
-pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
-
-pub(crate) enum Request {
-    Record {
-        session: Option<Arc<str>>,
-        /// Boxed: the queue's slots stay small.
-        event: Box<Event>,
-        ack: Option<Ack>,
-    },
-    /// Write and fsync everything queued before it; optionally export the head.
-    Flush {
-        export_head: bool,
-        ack: oneshot::Sender<Result<Head, AuditError>>,
-    },
-    /// Stop feeding the sinks (they drain and end); the writer keeps writing.
-    CloseSinks,
-}
-
 /// Shared between the writer and the handles.
 #[derive(Default)]
 pub(crate) struct State {
@@ -84,6 +67,7 @@ pub(crate) struct Options {
 pub(crate) struct Writer {
     opts: Options,
     state: Arc<State>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     file: Option<File>,
     /// Where the records end; past it, up to `prealloc_end`, zeros.
@@ -102,43 +86,83 @@ pub(crate) struct Writer {
     failed: Option<String>,
     sinks: Vec<SinkHandle>,
     last_head: Instant,
+    /// The buffers a take swaps in; kept between takes so that no take allocates.
+    spare: Queue,
+    /// Joined `whole` records of the current take.
+    scratch: Vec<u8>,
 }
 
-/// Batch mode: a `decided` record whose `completed` is in the same batch, with no other
-/// record of that session between them, becomes one `whole` record where the `decided`
-/// one stood. (In fsync mode the two never meet: a statement runs only after its
-/// `decided` record is on disk.)
-fn join_statements(records: &mut Vec<(Option<Arc<str>>, Event)>) {
-    // Per session: the index of its latest record, if that is a `decided` one.
-    let mut open: std::collections::HashMap<Arc<str>, usize> = std::collections::HashMap::new();
-    let mut out: Vec<(Option<Arc<str>>, Event)> = Vec::with_capacity(records.len());
-    for (session, event) in records.drain(..) {
-        let Some(id) = session.as_ref() else {
-            out.push((session, event));
+/// Where a record's body is: in the take's buffer or in the writer's scratch.
+#[derive(Clone)]
+enum Body {
+    Queued(Range<usize>),
+    Joined(Range<usize>),
+}
+
+/// One record to write: an item of the take, or a joined pair.
+struct Planned {
+    item: usize,
+    body: Body,
+}
+
+/// The records of a take in order. In batch mode a `decided` record whose `completed`
+/// is in the same take, with no other record of that session between them, becomes
+/// one `whole` record where the `decided` one stood (spliced into `scratch`). In fsync
+/// mode the two never meet: a statement runs only after its `decided` record is on
+/// disk.
+fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
+    let mut out: Vec<Planned> = Vec::with_capacity(q.items.len());
+    // Per session: the index in `out` of its latest record, if that is a `decided` one.
+    let mut open: HashMap<&[u8], usize> = HashMap::new();
+    let mut spliced = Vec::new();
+    for (i, item) in q.items.iter().enumerate() {
+        let session = item.session.clone().map(|r| &q.bytes[r]);
+        let (Some(id), true) = (session, join) else {
+            out.push(Planned {
+                item: i,
+                body: Body::Queued(item.body.clone()),
+            });
             continue;
         };
-        let event = match event {
-            Event::Statement(Statement::Completed(c)) => match open.remove(id) {
-                Some(i) => match &mut out[i].1 {
-                    Event::Statement(Statement::Decided(d)) if d.statement == c.statement => {
-                        let d = std::mem::take(d);
-                        out[i].1 = Event::Statement(Statement::Whole(Whole::join(d, c)));
-                        continue;
-                    }
-                    _ => Event::Statement(Statement::Completed(c)),
-                },
-                None => Event::Statement(Statement::Completed(c)),
-            },
-            other => other,
-        };
-        if matches!(event, Event::Statement(Statement::Decided(_))) {
-            open.insert(Arc::clone(id), out.len());
+        if let Part::Completed(n) = item.part {
+            if let Some(at) = open.remove(id) {
+                let d = &q.items[out[at].item];
+                if d.part == Part::Decided(n)
+                    && splice_whole(
+                        &q.bytes[d.body.clone()],
+                        &q.bytes[item.body.clone()],
+                        &mut spliced,
+                    )
+                    .is_some()
+                {
+                    let start = scratch.len();
+                    scratch.extend_from_slice(&spliced);
+                    out[at].body = Body::Joined(start..scratch.len());
+                    continue;
+                }
+            }
+        }
+        if matches!(item.part, Part::Decided(_)) {
+            open.insert(id, out.len());
         } else {
             open.remove(id);
         }
-        out.push((session, event));
+        out.push(Planned {
+            item: i,
+            body: Body::Queued(item.body.clone()),
+        });
     }
-    *records = out;
+    out
+}
+
+/// Removes the queue's last reader: when the writer ends, for whatever reason,
+/// sessions stop queueing and whoever waits hears `Closed`.
+struct Gone(Arc<Shared>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.writer_gone();
+    }
 }
 
 fn io_err(opts: &Options, what: &str, e: &std::io::Error) -> AuditError {
@@ -153,6 +177,7 @@ impl Writer {
         opts: Options,
         tail: Tail,
         state: Arc<State>,
+        shared: Arc<Shared>,
         metrics: Arc<Metrics>,
         sinks: Vec<SinkHandle>,
     ) -> Result<Writer, std::io::Error> {
@@ -167,6 +192,7 @@ impl Writer {
         Ok(Writer {
             opts,
             state,
+            shared,
             metrics,
             file,
             seg_len,
@@ -181,6 +207,8 @@ impl Writer {
             failed: None,
             sinks,
             last_head: Instant::now(),
+            spare: Queue::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -191,49 +219,48 @@ impl Writer {
         }
     }
 
-    /// Write records now, synchronously (the repair record at open).
-    pub fn write_now(&mut self, session: Option<Arc<str>>, event: Event) -> Result<(), AuditError> {
-        let r = self.commit(vec![(session, event)], true);
+    /// Write a record now, synchronously (the repair record at open).
+    pub fn write_now(&mut self, session: Option<&str>, event: Event) -> Result<(), AuditError> {
+        let body = serde_json::to_string(&event).map_err(|e| AuditError::Io {
+            dir: self.opts.dir.display().to_string(),
+            message: format!("cannot encode a record: {e}"),
+        })?;
+        let r = self.commit(&[(session, body.as_str())], true);
         self.send_to_sinks();
         r
     }
 
     /// Run until every handle is gone. Called on the writer thread's own runtime.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    pub async fn run(mut self) {
+        let _gone = Gone(Arc::clone(&self.shared));
+        let batch_mode = self.opts.durability == AuditDurability::Batch;
+        let mut next_tick = Instant::now() + self.opts.flush_interval;
         loop {
-            let batch_mode = self.opts.durability == AuditDurability::Batch;
-            let mut batch = Vec::new();
-            // Batch mode always syncs on its interval; fsync mode when records nobody
-            // waited for have been written and the interval passed without a waiter.
-            let mut tick = batch_mode;
+            // Batch mode syncs on its interval; fsync mode when records nobody waited
+            // for have been written and the interval passed without a waiter.
+            let mut tick = false;
             let next_head = self.last_head + self.opts.head_interval;
             if batch_mode {
-                // Wake on the interval, not per record: a session's enqueue costs no
-                // thread wake-up at all.
-                tokio::time::sleep(self.opts.flush_interval).await;
+                // Woken by the interval, not per record: a session's enqueue costs no
+                // thread wake-up at all (flushes, a full queue and closing do wake it).
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_tick.into()) => {}
+                    _ = self.shared.wake.notified() => {}
+                }
+                if Instant::now() >= next_tick {
+                    tick = true;
+                    next_tick = Instant::now() + self.opts.flush_interval;
+                }
             } else {
                 let dirty = self.dirty;
                 tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(m) => batch.push(m),
-                        None => break,
-                    },
+                    _ = self.shared.wake.notified() => {}
                     _ = tokio::time::sleep_until(next_head.into()) => {}
                     _ = tokio::time::sleep(self.opts.flush_interval), if dirty => tick = true,
                 }
             }
-            let mut closed = false;
-            while batch.len() < 8192 {
-                match rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            self.handle(batch, tick);
+            let closed = self.shared.take(&mut self.spare);
+            self.handle(tick);
             if self.last_head.elapsed() >= self.opts.head_interval {
                 self.export_head();
             }
@@ -241,7 +268,7 @@ impl Writer {
                 break;
             }
         }
-        let _ = self.commit(Vec::new(), true);
+        let _ = self.commit(&[], true);
         self.send_to_sinks();
         self.export_head();
         // Leave no padding behind on a clean stop.
@@ -254,30 +281,29 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, batch: Vec<Request>, tick: bool) {
-        let mut records = Vec::with_capacity(batch.len());
-        let mut acks = Vec::new();
-        let mut flushes = Vec::new();
-        let mut close_sinks = false;
-        for m in batch {
-            match m {
-                Request::Record {
-                    session,
-                    event,
-                    ack,
-                } => {
-                    records.push((session, *event));
-                    if let Some(a) = ack {
-                        acks.push(a);
-                    }
-                }
-                Request::Flush { export_head, ack } => flushes.push((export_head, ack)),
-                Request::CloseSinks => close_sinks = true,
-            }
-        }
-        if self.opts.durability == AuditDurability::Batch {
-            join_statements(&mut records);
-        }
+    /// Write what the last take brought (in `self.spare`), answer its waiters.
+    fn handle(&mut self, tick: bool) {
+        let mut q = std::mem::take(&mut self.spare);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let acks: Vec<_> = q.items.iter_mut().filter_map(|i| i.ack.take()).collect();
+        let flushes = std::mem::take(&mut q.flushes);
+        let planned = plan(
+            &q,
+            self.opts.durability == AuditDurability::Batch,
+            &mut scratch,
+        );
+        let records: Vec<(Option<&str>, &str)> = planned
+            .iter()
+            .map(|p| {
+                let item = &q.items[p.item];
+                let body = match &p.body {
+                    Body::Queued(r) => &q.bytes[r.clone()],
+                    Body::Joined(r) => &scratch[r.clone()],
+                };
+                (q.session(item), std::str::from_utf8(body).unwrap_or("{}"))
+            })
+            .collect();
         // In fsync mode only a record somebody waits on needs an fdatasync now; the
         // others (completions, session ends) are written and ride along with the next
         // one, or the interval tick. Syncing them at once would put a useless fsync in
@@ -287,8 +313,9 @@ impl Writer {
         let result = if idle && flushes.is_empty() {
             Ok(())
         } else {
-            self.commit(records, sync)
+            self.commit(&records, sync)
         };
+        drop(records);
         for a in acks {
             let _ = a.send(result.clone());
         }
@@ -299,17 +326,17 @@ impl Writer {
             }
             let _ = ack.send(result.clone().map(|_| self.head()));
         }
-        if close_sinks {
+        if q.close_sinks {
             self.sinks.clear();
         }
+        q.clear();
+        self.spare = q;
+        self.scratch = scratch;
     }
 
-    /// Format `records` after whatever is pending, write, and fdatasync if `sync`.
-    fn commit(
-        &mut self,
-        records: Vec<(Option<Arc<str>>, Event)>,
-        sync: bool,
-    ) -> Result<(), AuditError> {
+    /// Seal `records` (session, encoded event) after whatever is pending, write, and
+    /// fdatasync if `sync`.
+    fn commit(&mut self, records: &[(Option<&str>, &str)], sync: bool) -> Result<(), AuditError> {
         if let Some(m) = &self.failed {
             return Err(AuditError::Failed {
                 dir: self.opts.dir.display().to_string(),
@@ -323,36 +350,17 @@ impl Writer {
                 return Err(e);
             }
         }
-        // Encoded here, off the sessions' threads. Our events always encode (string
-        // keys only); should one not, the batch fails before anything is sealed, like
-        // a failed write, and nobody is told it was stored.
-        let mut bodies = Vec::with_capacity(records.len());
-        for (_, event) in &records {
-            match serde_json::to_string(event) {
-                Ok(b) => bodies.push(b),
-                Err(e) => {
-                    let e = AuditError::Io {
-                        dir: self.opts.dir.display().to_string(),
-                        message: format!("cannot encode a record: {e}"),
-                    };
-                    // Not `failure()`: the store itself is fine, later records go in.
-                    self.metrics.audit_write_failures.fetch_add(1, Relaxed);
-                    tracing::error!("audit records not written: {e}");
-                    return Err(e);
-                }
-            }
-        }
         let saved = (self.next_seq, self.prev.clone(), self.head_hash.clone());
         let pending_before = self.pending.len();
         let lines_before = self.pending_lines.len();
         let want_lines = !self.sinks.is_empty();
         // Records sealed together are written together: one timestamp for them all.
         let ts = format_micros(now_micros());
-        for ((session, _), body) in records.iter().zip(&bodies) {
+        for (session, body) in records {
             let sealed = seal(
                 self.next_seq,
                 &ts,
-                session.as_deref(),
+                *session,
                 body,
                 &self.prev,
                 self.opts.key.as_deref(),
@@ -531,7 +539,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::event::{Approval, ApprovalState, Completed, Decided};
+    use crate::audit::event::{Approval, ApprovalState, Completed, Decided, Statement};
+    use crate::audit::queue::push_encoded;
 
     fn decided(n: u64) -> Event {
         Event::Statement(Statement::Decided(Decided {
@@ -573,7 +582,7 @@ mod tests {
             reason: None,
             grant_until: None,
         });
-        let mut records = vec![
+        let records = vec![
             (a.clone(), decided(1)),
             (b.clone(), decided(1)),
             // Another session's records between are no obstacle; the session's own are.
@@ -589,11 +598,26 @@ mod tests {
             // A later execution of a prepared statement stays a `completed` record.
             (b.clone(), completed(1)),
         ];
-        join_statements(&mut records);
-        let got: Vec<String> = records
+        let mut q = Queue::default();
+        for (s, e) in &records {
+            push_encoded(&mut q, s.as_deref(), e, None, "").unwrap();
+        }
+        let mut scratch = Vec::new();
+        let planned = plan(&q, true, &mut scratch);
+        let got: Vec<String> = planned
             .iter()
-            .map(|(s, e)| format!("{} {}", s.as_deref().unwrap_or("-"), phase(e)))
+            .map(|p| {
+                let body = match &p.body {
+                    Body::Queued(r) => &q.bytes[r.clone()],
+                    Body::Joined(r) => &scratch[r.clone()],
+                };
+                let e: Event = serde_json::from_slice(body).unwrap();
+                let s = q.session(&q.items[p.item]);
+                format!("{} {}", s.unwrap_or("-"), phase(&e))
+            })
             .collect();
+        // fsync mode: never joined.
+        assert_eq!(plan(&q, false, &mut Vec::new()).len(), records.len());
         assert_eq!(
             got,
             [
