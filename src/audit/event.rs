@@ -1,6 +1,8 @@
 //! What the store records (SPEC §6). The session builds these; the writer frames them
 //! with `seq`, `ts`, `session`, `prev` and `hash` (see [`super::record`]).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// One event, serialised as the body of a record: `{"type":"statement",...}`.
@@ -83,12 +85,14 @@ pub enum Statement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Decided {
     pub statement: u64,
-    /// `simple` (Query) or `extended` (Parse).
-    pub protocol: String,
+    /// `simple` (Query) or `extended` (Parse). (Borrowed when written: no allocation
+    /// per statement for a constant.)
+    pub protocol: Cow<'static, str>,
     pub sql: String,
     pub kinds: Vec<String>,
     pub tables: Vec<String>,
-    pub action: String,
+    /// `allow`, `block` or `approve`.
+    pub action: Cow<'static, str>,
     pub rules: Vec<String>,
     pub masked_columns: Vec<String>,
 }
@@ -118,11 +122,11 @@ pub struct Completed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Whole {
     pub statement: u64,
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     pub sql: String,
     pub kinds: Vec<String>,
     pub tables: Vec<String>,
-    pub action: String,
+    pub action: Cow<'static, str>,
     pub rules: Vec<String>,
     pub masked_columns: Vec<String>,
     pub duration_ms: f64,

@@ -108,6 +108,31 @@ impl Shared {
         ack: Option<Ack>,
         wake: bool,
     ) -> Result<(), AuditError> {
+        {
+            let mut q = self.lock();
+            if q.closed {
+                return Err(AuditError::Closed);
+            }
+            if !q.full() {
+                let pushed = push_encoded(&mut q, session, event, ack, &self.dir);
+                drop(q);
+                if wake {
+                    self.wake.notify_one();
+                }
+                return pushed;
+            }
+        }
+        self.push_when_room(session, event, ack, wake).await
+    }
+
+    /// The queue was full: wake the writer and wait for its take.
+    async fn push_when_room(
+        &self,
+        session: Option<&str>,
+        event: &Event,
+        ack: Option<Ack>,
+        wake: bool,
+    ) -> Result<(), AuditError> {
         let mut ack = ack;
         loop {
             let room = self.room.notified();

@@ -18,12 +18,12 @@ const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+        s.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
     }
-    s
+    // Only ASCII digits went in.
+    String::from_utf8(s).unwrap_or_default()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

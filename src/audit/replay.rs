@@ -165,7 +165,7 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 fn decided_lines(ts: &str, d: &Decided) -> String {
-    let decision = match d.action.as_str() {
+    let decision = match d.action.as_ref() {
         "allow" if d.rules.is_empty() => "allow".to_string(),
         "allow" => format!("allow (rules: {})", d.rules.join(", ")),
         other => format!(

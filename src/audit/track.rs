@@ -9,6 +9,7 @@
 //! completions until its ReadyForQuery. Executes the server skipped after an error
 //! are dropped when their cycle closes.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -185,11 +186,11 @@ impl SessionAudit {
         let refused = facts.action == "block";
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
-            protocol: if name.is_some() { "extended" } else { "simple" }.into(),
+            protocol: Cow::Borrowed(if name.is_some() { "extended" } else { "simple" }),
             sql: String::from_utf8_lossy(sql).into_owned(),
             kinds: facts.kinds,
             tables: facts.tables,
-            action: facts.action.into(),
+            action: Cow::Borrowed(facts.action),
             rules: facts.rules,
             masked_columns: facts.masked_columns,
         }));
