@@ -42,6 +42,9 @@ impl std::fmt::Display for Head {
     }
 }
 
+/// Buffer capacity kept between takes (more is given back).
+const KEEP_BYTES: usize = 8 << 20;
+
 /// Zeros written ahead of the records at a time (see [`super::segment::Lines`]).
 const PREALLOC: u64 = 1 << 20;
 
@@ -330,6 +333,10 @@ impl Writer {
             self.sinks.clear();
         }
         q.clear();
+        // Both buffers pass through here in turn: one burst of huge records (kept rows
+        // of wide values) must not keep its memory for good.
+        q.bytes.shrink_to(KEEP_BYTES);
+        scratch.shrink_to(KEEP_BYTES);
         self.spare = q;
         self.scratch = scratch;
     }
