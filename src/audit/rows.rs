@@ -16,6 +16,15 @@ pub struct RowRecorder {
     truncated: bool,
 }
 
+/// Text from the wire: valid UTF-8 (nearly always) is checked with the fast validator,
+/// anything else keeps its valid parts (U+FFFD for the rest).
+pub fn lossy(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
 fn be_i16(b: &[u8], at: usize) -> Option<i16> {
     Some(i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
@@ -44,7 +53,7 @@ impl RowRecorder {
             let Some(end) = body.get(at..).and_then(|b| b.iter().position(|&c| c == 0)) else {
                 return;
             };
-            columns.push(String::from_utf8_lossy(&body[at..at + end]).into_owned());
+            columns.push(lossy(&body[at..at + end]));
             at += end + 1 + 4 + 2 + 4 + 2 + 4;
             let Some(format) = be_i16(body, at) else {
                 return;
@@ -98,7 +107,7 @@ impl RowRecorder {
             row.push(if binary {
                 Value::String(format!("\\x{}", hex(v)))
             } else {
-                Value::String(String::from_utf8_lossy(v).into_owned())
+                Value::String(lossy(v))
             });
         }
         self.rows.push(row);

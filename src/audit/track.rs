@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use super::error::AuditError;
 use super::event::{Approval, ApprovalState, Completed, Decided, Event, Statement, StatementError};
-use super::rows::RowRecorder;
+use super::rows::{lossy, RowRecorder};
 use super::Audit;
+use crate::protocol::frame::cstr;
 
 /// What the judge knew about a message: the facts the `decided` record holds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,11 +76,6 @@ pub struct SessionAudit {
     pending: VecDeque<Pending>,
     rfq: u64,
     rows: Option<RowRecorder>,
-}
-
-fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = b.iter().position(|&c| c == 0)?;
-    Some((&b[..end], &b[end + 1..]))
 }
 
 /// The result format codes at the end of a Bind body (after the two names); None
@@ -187,7 +183,7 @@ impl SessionAudit {
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
             protocol: Cow::Borrowed(if name.is_some() { "extended" } else { "simple" }),
-            sql: String::from_utf8_lossy(sql).into_owned(),
+            sql: lossy(sql),
             kinds: facts.kinds,
             tables: facts.tables,
             action: Cow::Borrowed(facts.action),
@@ -327,8 +323,7 @@ impl SessionAudit {
         let body = msg.get(5..).unwrap_or(&[]);
         match msg.first() {
             Some(b'C') => {
-                let tag = String::from_utf8_lossy(cstr(body).map(|(t, _)| t).unwrap_or(body))
-                    .into_owned();
+                let tag = lossy(cstr(body).map(|(t, _)| t).unwrap_or(body));
                 if let Some(p) = self.pending.front_mut() {
                     if let Some(r) = tag_rows(&tag) {
                         p.rows = Some(p.rows.unwrap_or(0) + r);

@@ -136,7 +136,7 @@ pub fn check(buf: &[u8], direction: Direction, max: usize) -> Result<Option<Head
 
 /// Read a NUL-terminated string at the front of `buf`; returns it and the rest.
 pub fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = buf.iter().position(|&b| b == 0)?;
+    let nul = memchr::memchr(0, buf)?;
     Some((&buf[..nul], &buf[nul + 1..]))
 }
 
