@@ -52,7 +52,11 @@ fn bench_session(c: &mut Criterion) {
             tls: false,
             application_name: Some("pgbench".into()),
         };
-        let session = audit.start_session(start).await.expect("start").expect("on");
+        let session = audit
+            .start_session(start)
+            .await
+            .expect("start")
+            .expect("on");
         (audit, session)
     });
     let query = msg(
