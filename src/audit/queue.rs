@@ -108,54 +108,45 @@ impl Shared {
         ack: Option<Ack>,
         wake: bool,
     ) -> Result<(), AuditError> {
-        {
-            let mut q = self.lock();
-            if q.closed {
-                return Err(AuditError::Closed);
-            }
-            if !q.full() {
-                let pushed = push_encoded(&mut q, session, event, ack, &self.dir);
-                drop(q);
-                if wake {
-                    self.wake.notify_one();
-                }
-                return pushed;
-            }
+        let mut ack = match self.try_push(session, event, ack, wake) {
+            Ok(pushed) => return pushed,
+            Err(ack) => ack,
+        };
+        loop {
+            // Registered before the check: a take after it wakes us.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            ack = match self.try_push(session, event, ack, wake) {
+                Ok(pushed) => return pushed,
+                Err(ack) => ack,
+            };
+            self.wake.notify_one();
+            room.await;
         }
-        self.push_when_room(session, event, ack, wake).await
     }
 
-    /// The queue was full: wake the writer and wait for its take.
-    async fn push_when_room(
+    /// Queue the record if there is room (the outcome), or hand the ack back (full).
+    fn try_push(
         &self,
         session: Option<&str>,
         event: &Event,
         ack: Option<Ack>,
         wake: bool,
-    ) -> Result<(), AuditError> {
-        let mut ack = ack;
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            {
-                let mut q = self.lock();
-                if q.closed {
-                    return Err(AuditError::Closed);
-                }
-                if !q.full() {
-                    let pushed = push_encoded(&mut q, session, event, ack.take(), &self.dir);
-                    drop(q);
-                    if wake {
-                        self.wake.notify_one();
-                    }
-                    return pushed;
-                }
-                // Registered before the lock goes: a take after this check wakes us.
-                room.as_mut().enable();
-            }
-            self.wake.notify_one();
-            room.await;
+    ) -> Result<Result<(), AuditError>, Option<Ack>> {
+        let mut q = self.lock();
+        if q.closed {
+            return Ok(Err(AuditError::Closed));
         }
+        if q.full() {
+            return Err(ack);
+        }
+        let pushed = push_encoded(&mut q, session, event, ack, &self.dir);
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(pushed)
     }
 
     pub fn request_flush(&self, export_head: bool, ack: FlushAck) -> Result<(), AuditError> {
