@@ -351,6 +351,14 @@ impl RuleSet {
         let mut detectors = Vec::new();
         let mut ids = HashSet::new();
         for (name, text) in sources {
+            if text.trim().is_empty() {
+                // Most likely a file caught between its truncation and its new content
+                // (an editor saving in place): loading it would drop its rules.
+                errors.push(format!(
+                    "{name}: the rule file is empty; write `rules: []` for a file with no rules"
+                ));
+                continue;
+            }
             let raw: RawFile = match serde_saphyr::from_str(text) {
                 Ok(r) => r,
                 Err(e) => {

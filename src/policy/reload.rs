@@ -115,13 +115,17 @@ impl RulesHandle {
         }
     }
 
+    /// Whether any rule file's mtime or size differs from the last load's.
+    fn changed(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        *self.signature.read().unwrap_or_else(|p| p.into_inner()) != signature(path)
+    }
+
     /// Reload if any rule file changed since the last load.
     pub fn reload_if_changed(&self) -> Reload {
-        let Some(path) = &self.path else {
-            return Reload::Unchanged;
-        };
-        let sig = signature(path);
-        if *self.signature.read().unwrap_or_else(|p| p.into_inner()) == sig {
+        if !self.changed() {
             return Reload::Unchanged;
         }
         self.reload()
@@ -147,7 +151,17 @@ impl RulesHandle {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    _ = tick.tick() => {
+                        // The poll may catch a file mid-write too: if anything changed,
+                        // let it settle like an event before looking.
+                        let me2 = Arc::clone(&me);
+                        let changed = tokio::task::spawn_blocking(move || me2.changed())
+                            .await
+                            .unwrap_or(false);
+                        if changed {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
                     Some(()) = events.recv() => {
                         // An editor's save is several events (write, rename, chmod):
                         // let them settle, then look once.
@@ -225,6 +239,29 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(rules.reload(), Reload::Refused(_)));
         assert_eq!(rules.current().rules.len(), 1);
+    }
+
+    #[test]
+    fn a_file_caught_empty_keeps_the_old_rules() {
+        let dir = std::env::temp_dir().join(format!("pgmoat-trunc-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yaml");
+        std::fs::write(
+            &file,
+            "rules:\n  - id: no-drop\n    when: { statement: [drop] }\n    action: block\n",
+        )
+        .unwrap();
+        let rules = RulesHandle::load(Some(&dir)).unwrap();
+        // An editor saving in place: truncated first, written after.
+        std::fs::write(&file, "  \n").unwrap();
+        match rules.reload() {
+            Reload::Refused(e) => assert!(e[0].contains("the rule file is empty"), "{e:?}"),
+            other => panic!("an empty file must not load: {other:?}"),
+        }
+        assert_eq!(rules.current().rules.len(), 1, "old rules in force");
+        std::fs::write(&file, "rules: []\n").unwrap();
+        assert_eq!(rules.reload(), Reload::Applied { rules: 0 });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
