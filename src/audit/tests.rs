@@ -270,7 +270,22 @@ async fn batch_mode_resolves_on_enqueue_and_flushes_soon() {
     for i in 1..=50 {
         audit.append(None, stmt(i)).await.unwrap();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Nobody asks for a flush: the interval writes them (within moments; a loaded CI
+    // machine once needed more than 200 ms, so the wait is generous).
+    let mut records = 0;
+    for _ in 0..250 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Read while the writer may be mid-write: only the last look must be whole.
+        records = verify(&d.0, None, None)
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|r| r.records)
+            .unwrap_or(0);
+        if records == 50 {
+            break;
+        }
+    }
+    assert_eq!(records, 50);
     assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, 50);
     assert!(audit.fsyncs() >= 1 && audit.fsyncs() < 50);
 }

@@ -222,9 +222,9 @@ fn file_events(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_folder_found_empty_keeps_the_old_rules() {
-        let dir = std::env::temp_dir().join(format!("pgmoat-empty-{}", rand::random::<u64>()));
+    /// A fresh folder holding `rules.yaml` with one rule, loaded: (folder, file, handle).
+    fn one_rule(name: &str) -> (PathBuf, PathBuf, Arc<RulesHandle>) {
+        let dir = std::env::temp_dir().join(format!("pgmoat-{name}-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rules.yaml");
         std::fs::write(
@@ -233,6 +233,12 @@ mod tests {
         )
         .unwrap();
         let rules = RulesHandle::load(Some(&dir)).unwrap();
+        (dir, file, rules)
+    }
+
+    #[test]
+    fn a_folder_found_empty_keeps_the_old_rules() {
+        let (dir, file, rules) = one_rule("empty");
         std::fs::remove_file(&file).unwrap();
         assert!(matches!(rules.reload(), Reload::Refused(_)));
         assert_eq!(rules.current().rules.len(), 1, "old rules in force");
@@ -243,15 +249,7 @@ mod tests {
 
     #[test]
     fn a_file_caught_empty_keeps_the_old_rules() {
-        let dir = std::env::temp_dir().join(format!("pgmoat-trunc-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("rules.yaml");
-        std::fs::write(
-            &file,
-            "rules:\n  - id: no-drop\n    when: { statement: [drop] }\n    action: block\n",
-        )
-        .unwrap();
-        let rules = RulesHandle::load(Some(&dir)).unwrap();
+        let (dir, file, rules) = one_rule("trunc");
         // An editor saving in place: truncated first, written after.
         std::fs::write(&file, "  \n").unwrap();
         match rules.reload() {
