@@ -241,7 +241,8 @@ const WHOLE: &[u8] = br#"{"type":"statement","phase":"whole","#;
 /// The `whole` record of an encoded `decided` and `completed` pair, by splicing their
 /// bytes: `whole` has `decided`'s fields, then `completed`'s after `statement`, in
 /// that order (the test holds this to serde's own encoding of
-/// [`super::event::Whole`]). None if either does not look as expected.
+/// [`super::event::Whole`]), appended to `out`. None, with nothing appended, if either
+/// does not look as expected.
 pub(crate) fn splice_whole(decided: &[u8], completed: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let d = decided.strip_prefix(DECIDED)?.strip_suffix(b"}")?;
     let c = completed.strip_prefix(COMPLETED)?;
@@ -250,7 +251,6 @@ pub(crate) fn splice_whole(decided: &[u8], completed: &[u8], out: &mut Vec<u8>) 
     if digits == 0 || !rest.starts_with(b",") {
         return None;
     }
-    out.clear();
     out.extend_from_slice(WHOLE);
     out.extend_from_slice(d);
     out.extend_from_slice(rest);

@@ -117,7 +117,6 @@ fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
     let mut out: Vec<Planned> = Vec::with_capacity(q.items.len());
     // Per session: the index in `out` of its latest record, if that is a `decided` one.
     let mut open: HashMap<&[u8], usize> = HashMap::new();
-    let mut spliced = Vec::new();
     for (i, item) in q.items.iter().enumerate() {
         let session = item.session.clone().map(|r| &q.bytes[r]);
         let (Some(id), true) = (session, join) else {
@@ -130,16 +129,15 @@ fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
         if let Part::Completed(n) = item.part {
             if let Some(at) = open.remove(id) {
                 let d = &q.items[out[at].item];
+                let start = scratch.len();
                 if d.part == Part::Decided(n)
                     && splice_whole(
                         &q.bytes[d.body.clone()],
                         &q.bytes[item.body.clone()],
-                        &mut spliced,
+                        scratch,
                     )
                     .is_some()
                 {
-                    let start = scratch.len();
-                    scratch.extend_from_slice(&spliced);
                     out[at].body = Body::Joined(start..scratch.len());
                     continue;
                 }
