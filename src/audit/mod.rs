@@ -11,6 +11,7 @@
 //! Sessions hold an [`Audit`] (one `Arc` inside, or nothing when no `audit:` section is
 //! configured, so that costs nothing) and per session a [`SessionAudit`].
 
+mod encode;
 pub mod error;
 pub mod event;
 mod http;

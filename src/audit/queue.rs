@@ -211,7 +211,7 @@ pub(crate) fn push_encoded(
         start..q.bytes.len()
     });
     let body_start = q.bytes.len();
-    if let Err(e) = serde_json::to_writer(&mut q.bytes, event) {
+    if let Err(e) = super::encode::encode(event, &mut q.bytes) {
         // Our events always encode (string keys only); should one not, the session's
         // statement is refused like any record that is not stored.
         q.bytes.truncate(start);
