@@ -45,6 +45,24 @@ pub fn content_hash(content: &[u8], key: Option<&[u8]>) -> String {
     }
 }
 
+/// A SHA-256 in lowercase hex, as records carry it.
+pub type HexHash = [u8; 64];
+
+fn hex_hash(digest: &[u8]) -> HexHash {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; 64];
+    for (i, b) in digest.iter().take(32).enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 15) as usize];
+    }
+    out
+}
+
+/// The text of a [`HexHash`] (ASCII hex digits only).
+pub fn hex_str(h: &HexHash) -> &str {
+    std::str::from_utf8(h).unwrap_or(ZERO_HASH)
+}
+
 /// A framed record: the line (without the newline), its `hash`, and the SHA-256 of
 /// the whole line (the next record's `prev`).
 pub struct Sealed {
@@ -62,62 +80,89 @@ pub fn seal(
     prev: &str,
     key: Option<&[u8]>,
 ) -> Sealed {
-    use std::fmt::Write;
+    let mut line = Vec::new();
+    let (hash, digest) = seal_into(&mut line, seq, ts, session, body.as_bytes(), prev, key);
+    Sealed {
+        // Only whole UTF-8 strings went in.
+        line: String::from_utf8(line).unwrap_or_default(),
+        hash: hex_str(&hash).to_owned(),
+        digest: hex_str(&digest).to_owned(),
+    }
+}
+
+/// [`seal`], appending the line (without a newline) to `out`: the writer frames its
+/// records straight into the bytes it writes, with no allocation per record. Returns
+/// the record's `hash` and the SHA-256 of its whole line (the next record's `prev`).
+/// `body` is an encoded event (UTF-8 JSON, as serde_json or the audit encoder wrote it).
+pub fn seal_into(
+    out: &mut Vec<u8>,
+    seq: u64,
+    ts: &str,
+    session: Option<&str>,
+    body: &[u8],
+    prev: &str,
+    key: Option<&[u8]>,
+) -> (HexHash, HexHash) {
     let inner = body
-        .strip_prefix('{')
-        .and_then(|b| b.strip_suffix('}'))
-        .unwrap_or("");
-    let mut line = String::with_capacity(body.len() + 120 + HASH_SUFFIX_LEN);
-    let _ = write!(line, "{{\"seq\":{seq},\"ts\":\"{ts}\",\"session\":");
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .unwrap_or(b"");
+    let start = out.len();
+    out.reserve(body.len() + 120 + HASH_SUFFIX_LEN);
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out.extend_from_slice(b",\"ts\":\"");
+    out.extend_from_slice(ts.as_bytes());
+    out.extend_from_slice(b"\",\"session\":");
     match session {
         // Session ids are ours (hex): no escaping needed; anything else is quoted
         // properly all the same.
         Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            line.push('"');
-            line.push_str(s);
-            line.push('"');
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
         }
-        Some(s) => line.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "null".into())),
-        None => line.push_str("null"),
+        Some(s) => out.extend_from_slice(
+            serde_json::to_string(s)
+                .unwrap_or_else(|_| "null".into())
+                .as_bytes(),
+        ),
+        None => out.extend_from_slice(b"null"),
     }
     if !inner.is_empty() {
-        line.push(',');
-        line.push_str(inner);
+        out.push(b',');
+        out.extend_from_slice(inner);
     }
-    line.push_str(",\"prev\":\"");
-    line.push_str(prev);
-    line.push('"');
-    // `line` is now the hashed content without its closing brace.
-    let (hash, digest) = match key {
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    out.push(b'"');
+    // `out[start..]` is now the hashed content without its closing brace.
+    let mut whole = Sha256::new();
+    whole.update(&out[start..]);
+    let hash = match key {
         None => {
             // The content and the whole line share everything up to that brace:
             // hash it once and finish the two digests from a copy of the state.
-            let mut whole = Sha256::new();
-            whole.update(line.as_bytes());
             let mut content = whole.clone();
             content.update(b"}");
-            let hash = hex(&content.finalize());
-            whole.update(b",\"hash\":\"");
-            whole.update(hash.as_bytes());
-            whole.update(b"\"}");
-            (hash, hex(&whole.finalize()))
+            hex_hash(&content.finalize())
         }
         Some(_) => {
-            line.push('}');
-            let hash = content_hash(line.as_bytes(), key);
-            line.pop();
-            let mut whole = Sha256::new();
-            whole.update(line.as_bytes());
-            whole.update(b",\"hash\":\"");
-            whole.update(hash.as_bytes());
-            whole.update(b"\"}");
-            (hash, hex(&whole.finalize()))
+            out.push(b'}');
+            let hash = content_hash(&out[start..], key);
+            out.pop();
+            let mut h = [b'0'; 64];
+            h.copy_from_slice(&hash.as_bytes()[..64]);
+            h
         }
     };
-    line.push_str(",\"hash\":\"");
-    line.push_str(&hash);
-    line.push_str("\"}");
-    Sealed { line, hash, digest }
+    out.extend_from_slice(b",\"hash\":\"");
+    out.extend_from_slice(&hash);
+    out.extend_from_slice(b"\"}");
+    whole.update(b",\"hash\":\"");
+    whole.update(hash);
+    whole.update(b"\"}");
+    (hash, hex_hash(&whole.finalize()))
 }
 
 /// What a line says about its place in the chain, once its own hash checked out.
@@ -237,6 +282,27 @@ mod tests {
         // One changed byte anywhere fails the line's own check.
         let edited = l1.replace("\"a\":1", "\"a\":2");
         assert!(check_line(edited.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn sealing_into_a_buffer_appends_the_same_line() {
+        for key in [None, Some(&b"k1"[..])] {
+            let alone = seal(7, "t", Some("s1"), r#"{"type":"x"}"#, ZERO_HASH, key);
+            let mut out = b"earlier line\n".to_vec();
+            let (hash, digest) = seal_into(
+                &mut out,
+                7,
+                "t",
+                Some("s1"),
+                br#"{"type":"x"}"#,
+                ZERO_HASH,
+                key,
+            );
+            assert_eq!(&out[..13], b"earlier line\n");
+            assert_eq!(&out[13..], alone.line.as_bytes());
+            assert_eq!(hex_str(&hash), alone.hash);
+            assert_eq!(hex_str(&digest), sha256_hex(alone.line.as_bytes()));
+        }
     }
 
     #[test]

@@ -281,7 +281,8 @@ async fn batch_mode_resolves_on_enqueue_and_flushes_soon() {
             .and_then(|r| r.ok())
             .map(|r| r.records)
             .unwrap_or(0);
-        if records == 50 {
+        // The interval's fdatasync follows its write: wait for both.
+        if records == 50 && audit.fsyncs() >= 1 {
             break;
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::error::AuditError;
 use super::event::Event;
 use super::queue::{splice_whole, Part, Queue, Shared};
-use super::record::seal;
+use super::record::{hex_str, seal_into};
 use super::segment::{segment_name, Tail};
 use super::sink::SinkHandle;
 use super::time::{format_micros, now_micros};
@@ -226,7 +226,7 @@ impl Writer {
             dir: self.opts.dir.display().to_string(),
             message: format!("cannot encode a record: {e}"),
         })?;
-        let r = self.commit(&[(session, body.as_str())], true);
+        let r = self.commit(&[(session, body.as_bytes())], true);
         self.send_to_sinks();
         r
     }
@@ -294,7 +294,7 @@ impl Writer {
             self.opts.durability == AuditDurability::Batch,
             &mut scratch,
         );
-        let records: Vec<(Option<&str>, &str)> = planned
+        let records: Vec<(Option<&str>, &[u8])> = planned
             .iter()
             .map(|p| {
                 let item = &q.items[p.item];
@@ -302,7 +302,7 @@ impl Writer {
                     Body::Queued(r) => &q.bytes[r.clone()],
                     Body::Joined(r) => &scratch[r.clone()],
                 };
-                (q.session(item), std::str::from_utf8(body).unwrap_or("{}"))
+                (q.session(item), body)
             })
             .collect();
         // In fsync mode only a record somebody waits on needs an fdatasync now; the
@@ -341,7 +341,7 @@ impl Writer {
 
     /// Seal `records` (session, encoded event) after whatever is pending, write, and
     /// fdatasync if `sync`.
-    fn commit(&mut self, records: &[(Option<&str>, &str)], sync: bool) -> Result<(), AuditError> {
+    fn commit(&mut self, records: &[(Option<&str>, &[u8])], sync: bool) -> Result<(), AuditError> {
         if let Some(m) = &self.failed {
             return Err(AuditError::Failed {
                 dir: self.opts.dir.display().to_string(),
@@ -362,7 +362,9 @@ impl Writer {
         // Records sealed together are written together: one timestamp for them all.
         let ts = format_micros(now_micros());
         for (session, body) in records {
-            let sealed = seal(
+            let start = self.pending.len();
+            let (hash, digest) = seal_into(
+                &mut self.pending,
                 self.next_seq,
                 &ts,
                 *session,
@@ -370,15 +372,17 @@ impl Writer {
                 &self.prev,
                 self.opts.key.as_deref(),
             );
-            let line = sealed.line;
-            self.prev = sealed.digest;
-            self.head_hash = sealed.hash;
+            self.prev.clear();
+            self.prev.push_str(hex_str(&digest));
+            self.head_hash.clear();
+            self.head_hash.push_str(hex_str(&hash));
             self.next_seq += 1;
-            self.pending.extend_from_slice(line.as_bytes());
-            self.pending.push(b'\n');
             if want_lines {
+                // Sealed from UTF-8 pieces only.
+                let line = std::str::from_utf8(&self.pending[start..]).unwrap_or_default();
                 self.pending_lines.push(Arc::from(line));
             }
+            self.pending.push(b'\n');
         }
         self.metrics
             .audit_records
@@ -393,7 +397,11 @@ impl Writer {
             };
             let end = self.seg_len + self.pending.len() as u64;
             let mut written = Ok(());
-            if end > self.prealloc_end {
+            // Zeros ahead keep each fdatasync from also journaling the file's growth:
+            // worth it where statements wait for the sync. Batch mode syncs on its
+            // interval, where that costs nothing anyone waits for, and writing every
+            // byte twice (zeros, then the record) would cost the page-cache copy twice.
+            if !batch_mode && end > self.prealloc_end {
                 let zeros = vec![0u8; (end + PREALLOC - self.prealloc_end) as usize];
                 written = file.write_all_at(&zeros, self.prealloc_end);
                 if written.is_ok() {
