@@ -44,10 +44,11 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 
 /// Reads one segment line by line with bounded memory.
 ///
-/// The newest segment is preallocated with zeros ahead of the records (overwriting
-/// allocated blocks makes each fdatasync several times cheaper than appending, which
-/// must also journal the new size), so a run of NUL bytes where a line would start is
-/// the end of the data. Records never contain NUL: JSON escapes it.
+/// In `fsync` mode the newest segment is preallocated with zeros ahead of the records
+/// (overwriting allocated blocks makes each fdatasync several times cheaper than
+/// appending, which must also journal the new size), so a run of NUL bytes where a
+/// line would start is the end of the data. Records never contain NUL: JSON escapes
+/// it. (`batch` mode appends without zeros; a segment may have either tail.)
 pub struct Lines {
     reader: BufReader<File>,
     pub path: PathBuf,
