@@ -210,6 +210,12 @@ async fn graceful_shutdown_lets_running_statements_finish() {
     let (_pg, mut gw) = start_with("limits:\n  shutdown_grace: 20s\n").await;
     let busy = gw.connect().await;
     let mut idle = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    // Idle after some traffic: its relay loop has been round several times (the
+    // shutdown signal is polled once and then only when it changed).
+    for _ in 0..3 {
+        let msgs = idle.query("SELECT 1").await;
+        assert!(msgs.iter().any(|m| m.tag == b'Z'));
+    }
     let running =
         tokio::spawn(async move { busy.simple_query("SELECT 'done', pg_sleep(1.5)").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
