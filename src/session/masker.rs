@@ -157,6 +157,10 @@ impl Masker {
             fields: None,
         }));
         let old = self.statements.insert(name.to_owned(), Arc::clone(&new));
+        // One namespace with SQL's: a later `EXECUTE name` may run this statement (or,
+        // if the server refuses the Parse, the old one), so what SQL knew of the name
+        // is forgotten: unknown, and masked whole.
+        self.named.remove(&Named::Prepared(name.to_owned()));
         // Until the server answers, this cycle's Binds see the new statement (if the
         // Parse fails they are skipped too); unanswered, the old one comes back.
         if !self
@@ -214,6 +218,8 @@ impl Masker {
                             fields: None,
                         },
                     };
+                    // A `FETCH` of this name now reads the new portal: see on_parse.
+                    self.named.remove(&Named::Cursor(portal.to_owned()));
                     self.portals.insert(
                         portal.to_owned(),
                         Arc::new(Mutex::new(Portal {
@@ -317,6 +323,25 @@ impl Masker {
                         // The statement succeeded: what it defines now exists.
                         if let Some(Some((name, origin))) = defines.get_mut(*idx).map(Option::take)
                         {
+                            // The server keeps SQL and protocol names in one namespace:
+                            // a PREPARE also names what a Bind of that statement runs, a
+                            // DECLARE what an Execute of that portal reads.
+                            match &name {
+                                Named::Prepared(n) => {
+                                    let s = Statement {
+                                        origin: origin.clone(),
+                                        fields: None,
+                                    };
+                                    self.statements.insert(n.clone(), Arc::new(Mutex::new(s)));
+                                }
+                                Named::Cursor(n) => {
+                                    let p = Portal {
+                                        origin: origin.clone(),
+                                        ..Portal::default()
+                                    };
+                                    self.portals.insert(n.clone(), Arc::new(Mutex::new(p)));
+                                }
+                            }
                             self.named.insert(name, origin);
                         }
                         *idx += 1;

@@ -770,3 +770,100 @@ async fn a_name_the_server_kept_keeps_its_masks() {
     let r = raw.until_ready().await;
     assert!(rows_of(&r)[0].contains("plain"), "{r:?}");
 }
+
+/// THREATS E, session state: SQL-level PREPARE/DEALLOCATE/DECLARE and protocol
+/// Parse/Bind/Close name statements and portals in one namespace on the server; a name
+/// redefined on one level is redefined for the other. (Each of the four cases below
+/// returned the real values before the masker followed that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_and_protocol_statements_share_one_namespace() {
+    let f = fixture("").await;
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let sync = message(b'S', b"");
+    let rows_of = |msgs: &[Msg]| -> Vec<String> {
+        msgs.iter()
+            .filter(|m| m.tag == b'D')
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect()
+    };
+    let clean = f.sql("SELECT name || '' FROM {t} ORDER BY id");
+    let derived = f.sql("SELECT ssn || '' FROM {t} ORDER BY id");
+    for (drop, name) in [
+        ("DEALLOCATE s9", "s9"),
+        ("DEALLOCATE ALL", "s10"),
+        ("DISCARD ALL", "s11"),
+    ] {
+        // A clean statement by Parse, dropped and redefined in SQL over masked data.
+        let mut m = parse_msg(name, &clean);
+        m.extend(&sync);
+        raw.send(&m).await;
+        assert_eq!(tags(&raw.until_ready().await), "1Z");
+        let r = raw.query(drop).await;
+        assert!(r.iter().all(|m| m.tag != b'E'), "{drop}: {r:?}");
+        let r = raw.query(&format!("PREPARE {name} AS {derived}")).await;
+        assert!(r.iter().all(|m| m.tag != b'E'), "{r:?}");
+        raw.send(&bind_execute_sync(name)).await;
+        let r = raw.until_ready().await;
+        let got = rows_of(&r);
+        assert_eq!(got.len(), 3, "{drop}: {r:?}");
+        for row in &got {
+            f.assert_clean(&format!("{name} redefined after {drop}"), row);
+        }
+    }
+    // And the other way: SQL EXECUTE of a name a Parse redefined.
+    let r = raw.query(&format!("PREPARE s12 AS {clean}")).await;
+    assert!(r.iter().all(|m| m.tag != b'E'), "{r:?}");
+    let mut m = message(b'C', b"Ss12\0");
+    m.extend(parse_msg("s12", &derived));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "31Z");
+    let r = raw.query("EXECUTE s12").await;
+    let got = rows_of(&r);
+    assert_eq!(got.len(), 3, "{r:?}");
+    for row in &got {
+        f.assert_clean("s12 redefined by Parse", row);
+    }
+    // Portals and cursors share theirs too.
+    let bind = |portal: &str, stmt: &str| {
+        let mut b = format!("{portal}\0{stmt}\0").into_bytes();
+        b.extend([0, 0, 0, 0, 0, 0]);
+        message(b'B', &b)
+    };
+    assert!(raw.query("BEGIN").await.iter().all(|m| m.tag != b'E'));
+    let mut m = parse_msg("c1", &clean);
+    m.extend(bind("k9", "c1"));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "12Z");
+    let r = raw
+        .query(&format!("CLOSE k9; DECLARE k9 CURSOR FOR {derived}"))
+        .await;
+    assert!(r.iter().all(|m| m.tag != b'E'), "{r:?}");
+    let mut m = message(b'E', b"k9\0\0\0\0\0");
+    m.extend(&sync);
+    raw.send(&m).await;
+    let r = raw.until_ready().await;
+    let got = rows_of(&r);
+    assert_eq!(got.len(), 3, "{r:?}");
+    for row in &got {
+        f.assert_clean("portal k9 redefined by DECLARE", row);
+    }
+    let r = raw.query(&format!("DECLARE k10 CURSOR FOR {clean}")).await;
+    assert!(r.iter().all(|m| m.tag != b'E'), "{r:?}");
+    let mut m = message(b'C', b"Pk10\0");
+    m.extend(parse_msg("c2", &derived));
+    m.extend(bind("k10", "c2"));
+    m.extend(&sync);
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "312Z");
+    let r = raw.query("FETCH ALL FROM k10").await;
+    let got = rows_of(&r);
+    assert_eq!(got.len(), 3, "{r:?}");
+    for row in &got {
+        f.assert_clean("cursor k10 redefined by Bind", row);
+    }
+    assert!(raw.query("COMMIT").await.iter().all(|m| m.tag != b'E'));
+}
