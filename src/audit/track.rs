@@ -29,6 +29,9 @@ pub struct StatementFacts {
     pub action: &'static str,
     pub rules: Vec<String>,
     pub masked_columns: Vec<String>,
+    /// Names a SQL `PREPARE` in it defines. Not recorded: the server keeps them in the
+    /// same namespace as Parse's, so a Bind of one runs this statement's SQL.
+    pub prepares: Vec<String>,
 }
 
 impl StatementFacts {
@@ -180,6 +183,7 @@ impl SessionAudit {
         // Held for approval counts as run: if it is refused later, that Execute or
         // Query is marked refused then.
         let refused = facts.action == "block";
+        let prepares = facts.prepares;
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
             protocol: Cow::Borrowed(if name.is_some() { "extended" } else { "simple" }),
@@ -191,6 +195,17 @@ impl SessionAudit {
             masked_columns: facts.masked_columns,
         }));
         let result = self.audit.append(Some(&self.id), event).await;
+        if name.is_none() {
+            // A Bind of a name this Query PREPAREs runs this statement (if the PREPARE
+            // failed, this statement's own record shows the error).
+            for p in &prepares {
+                if self.prepared.len() >= MAX_NAMES {
+                    self.prepared.clear();
+                }
+                self.prepared
+                    .insert(p.as_bytes().to_vec(), (n, refused || result.is_err()));
+            }
+        }
         if let Some(name) = name {
             if self.prepared.len() >= MAX_NAMES {
                 self.prepared.clear();

@@ -569,5 +569,9 @@ fn audit_facts(
         action: decision.action.as_str(),
         rules,
         masked_columns: Vec::new(),
+        prepares: statements
+            .iter()
+            .flat_map(|f| f.prepares.iter().cloned())
+            .collect(),
     }
 }

@@ -663,3 +663,48 @@ async fn executions_are_recorded_against_the_statement_the_server_ran() {
         serde_json::json!([["first"]])
     );
 }
+
+/// A SQL PREPARE names statements in Parse's namespace: a Bind of that name runs the
+/// PREPARE's SQL, so its executions are recorded against the PREPARE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_of_a_sql_prepared_name_are_recorded_against_the_prepare() {
+    let store = TempDir::new("pgmoat-audit-store");
+    let rules = rules_dir();
+    let extra = format!("rules: {}\n", rules.path().display());
+    let (_pg, gw) = start_with(&audit_yaml(store.path(), &extra)).await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut m = parse_msg("s2", "SELECT 'first'::text");
+    m.extend(message(b'S', b""));
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    for sql in ["DEALLOCATE s2", "PREPARE s2 AS SELECT 'second'::text"] {
+        let r = raw.query(sql).await;
+        assert!(r.iter().all(|m| m.tag != b'E'), "{sql}: {r:?}");
+    }
+    raw.send(&bind_execute_sync("s2")).await;
+    let r = raw.until_ready().await;
+    assert!(
+        r.iter()
+            .any(|m| m.tag == b'D' && String::from_utf8_lossy(&m.body).contains("second")),
+        "{r:?}"
+    );
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.shutdown().await;
+    let recs = records(store.path());
+    let prepare = recs
+        .iter()
+        .find(|r| r["phase"] == "decided" && r["sql"] == "PREPARE s2 AS SELECT 'second'::text")
+        .map(|r| r["statement"].clone())
+        .unwrap();
+    let executed: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["phase"] == "completed" && r["command"] == "SELECT 1")
+        .collect();
+    assert_eq!(executed.len(), 1, "{recs:?}");
+    assert_eq!(executed[0]["statement"], prepare, "{recs:?}");
+    assert_eq!(
+        executed[0]["recorded_rows"],
+        serde_json::json!([["second"]])
+    );
+}
