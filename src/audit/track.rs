@@ -32,6 +32,8 @@ pub struct StatementFacts {
     /// Names a SQL `PREPARE` in it defines. Not recorded: the server keeps them in the
     /// same namespace as Parse's, so a Bind of one runs this statement's SQL.
     pub prepares: Vec<String>,
+    /// Names a SQL `EXECUTE` in it runs (not recorded; the relay asks the held Parses).
+    pub executes: Vec<String>,
 }
 
 impl StatementFacts {

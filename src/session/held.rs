@@ -76,6 +76,11 @@ pub struct HeldStatements {
 
 impl HeldStatements {
     /// Whether Bind/Describe/Close/Execute (and ParameterDescription) need a look.
+    /// The hold of the held statement named `name`, if it is one.
+    pub fn statement_hold(&self, name: &[u8]) -> Option<Arc<Hold>> {
+        self.statements.get(name).map(|s| Arc::clone(&s.hold))
+    }
+
     pub fn active(&self) -> bool {
         !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
     }
@@ -163,24 +168,35 @@ impl HeldStatements {
 
     /// A Bind goes upstream in cycle `cycle`. False when it binds a held statement and
     /// the session has too many such portals open: then it must be refused.
-    pub fn on_bind(&mut self, body: &[u8], cycle: u64) -> bool {
+    /// `sql_hold`: the hold of a SQL-level prepared statement of that name, asked only
+    /// when no held Parse has it (PREPARE and Parse share the server's namespace).
+    pub fn on_bind(
+        &mut self,
+        body: &[u8],
+        cycle: u64,
+        sql_hold: impl FnOnce(&[u8]) -> Option<Hold>,
+    ) -> bool {
         let Some((portal, rest)) = cstr(body) else {
             return true;
         };
         let Some((stmt, _)) = cstr(rest) else {
             return true;
         };
-        if let Some(s) = self.statements.get(stmt) {
+        let held = match self.statements.get(stmt) {
+            Some(s) => Some((s.hold.clone(), s.generation, s.types.clone())),
+            None => sql_hold(stmt).map(|h| (Arc::new(h), 0, Vec::new())),
+        };
+        if let Some((hold, generation, types)) = held {
             if self.portals.len() >= MAX_HELD && !self.portals.contains_key(portal) {
                 return false;
             }
             self.portals.insert(
                 portal.to_vec(),
                 HeldPortal {
-                    hold: s.hold.clone(),
+                    hold,
                     statement: stmt.to_vec(),
-                    generation: s.generation,
-                    types: s.types.clone(),
+                    generation,
+                    types,
                     bind: body.to_vec(),
                     cycle,
                 },
@@ -416,6 +432,11 @@ fn hex(v: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// No SQL-level prepared statement holds anything in these tests.
+    fn no_sql_hold(_: &[u8]) -> Option<super::Hold> {
+        None
+    }
+
     use super::*;
 
     fn hold(sql: &str) -> Hold {
@@ -499,7 +520,7 @@ mod tests {
         t.extend(23u32.to_be_bytes());
         h.on_parameter_description(&[0, 1, 0, 0, 0, 25], 1); // answers "other"
         h.on_parameter_description(&t, 1);
-        assert!(h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]), 1));
+        assert!(h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]), 1, no_sql_hold));
         let e = h.on_execute(b"\0\0\0\0\0").expect("held");
         assert_eq!(e.params, vec!["$1 = 7"]);
         // The portal runs what it was bound to, whatever the name means now.
@@ -509,7 +530,7 @@ mod tests {
         h.on_parse_complete(2, 0);
         assert!(h.on_execute(b"\0\0\0\0\0").is_some());
         // A new Bind of the portal to a statement that needs nothing clears it.
-        h.on_bind(&bind(&[], &[]), 1);
+        h.on_bind(&bind(&[], &[]), 1, no_sql_hold);
         assert!(h.on_execute(b"\0\0\0\0\0").is_none());
     }
 
@@ -532,9 +553,9 @@ mod tests {
         for i in 0..MAX_HELD {
             let mut b = format!("p{i}\0s{i}\0").into_bytes();
             b.extend([0, 0, 0, 0, 0, 0]);
-            assert!(h.on_bind(&b, 3));
+            assert!(h.on_bind(&b, 3, no_sql_hold));
         }
-        assert!(!h.on_bind(b"p_more\0s0\0\0\0\0\0\0\0", 3));
+        assert!(!h.on_bind(b"p_more\0s0\0\0\0\0\0\0\0", 3, no_sql_hold));
         assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
         // Bound in cycle 3: a ReadyForQuery of cycle 2 says nothing about it, one
         // inside a transaction neither; cycle 3 ending idle ends the portals.
@@ -549,7 +570,7 @@ mod tests {
     fn a_held_name_is_forgotten_only_when_the_server_confirms() {
         let hold = || hold("DELETE FROM t");
         let held = |h: &mut HeldStatements, cycle| {
-            h.on_bind(b"\0s1\0\0\0\0\0\0\0", cycle);
+            h.on_bind(b"\0s1\0\0\0\0\0\0\0", cycle, no_sql_hold);
             h.on_execute(b"\0\0\0\0\0").is_some()
         };
         let mut h = HeldStatements::default();
@@ -593,11 +614,11 @@ mod tests {
         // Parse, Bind, Execute of a statement that needs nothing, in one cycle: the
         // Execute runs the new statement, so nothing is asked.
         h.on_parse(b"\0SELECT 1\0\0\0", None, 2, 0);
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 2);
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 2, no_sql_hold);
         assert!(h.on_execute(b"\0\0\0\0\0").is_none());
         h.on_parse_complete(2, 0);
         h.on_ready(2, b'I');
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 3);
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 3, no_sql_hold);
         assert!(h.on_execute(b"\0\0\0\0\0").is_none(), "taken by the server");
         // A held Parse the server skipped is undone: the name holds nothing again.
         h.on_parse(
@@ -607,7 +628,7 @@ mod tests {
             0,
         );
         h.on_ready(3, b'E');
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 4);
+        h.on_bind(b"\0\0\0\0\0\0\0\0", 4, no_sql_hold);
         assert!(h.on_execute(b"\0\0\0\0\0").is_none());
     }
 }

@@ -327,6 +327,33 @@ impl Judge {
         .with_facts(audit_facts)
     }
 
+    /// Whether any SQL-level prepared statement of this session needs approval.
+    pub fn has_prepared_holds(&self) -> bool {
+        !self
+            .prepared_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// The hold for a protocol Bind of `name` when that is a held SQL-level prepared
+    /// statement: the server keeps PREPARE's names and Parse's in one namespace.
+    pub fn bind_hold(&self, name: &[u8]) -> Option<Hold> {
+        let approvals = self.approvals.as_ref()?;
+        let name = std::str::from_utf8(name).ok()?;
+        let held = self
+            .prepared_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let prepared = held.get(name)?;
+        Some(Hold {
+            approvals: Arc::clone(approvals),
+            rule: prepared.rule.clone(),
+            approvers: prepared.approvers.clone(),
+            sql: prepared.sql.clone(),
+        })
+    }
+
     /// The hold for a message that EXECUTEs a held SQL-level prepared statement.
     fn execute_hold(&self, sql: &str, statements: &[crate::classify::Facts]) -> Option<Hold> {
         let approvals = self.approvals.as_ref()?;
@@ -572,6 +599,10 @@ fn audit_facts(
         prepares: statements
             .iter()
             .flat_map(|f| f.prepares.iter().cloned())
+            .collect(),
+        executes: statements
+            .iter()
+            .flat_map(|f| f.executes.iter().cloned())
             .collect(),
     }
 }

@@ -333,6 +333,29 @@ impl Relay {
                     if h.tag != b'F' {
                         let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
+                        if h.tag == b'Q' && judged.hold.is_none() && judged.refusal.is_none() {
+                            // SQL's EXECUTE and Parse share the server's namespace: an
+                            // EXECUTE of a held Parse's name runs that statement, and asks.
+                            judged.hold = judged
+                                .facts
+                                .executes
+                                .iter()
+                                .find_map(|n| self.held.statement_hold(n.as_bytes()))
+                                .map(|held| super::judge::Hold {
+                                    sql: format!(
+                                        "{}\n-- runs: {}",
+                                        String::from_utf8_lossy(
+                                            frame::cstr(&msg[5..]).map_or(&b""[..], |(q, _)| q)
+                                        ),
+                                        held.sql
+                                    ),
+                                    ..(*held).clone()
+                                });
+                            if let Some(hold) = &judged.hold {
+                                judged.facts.action = "approve";
+                                judged.facts.rules.insert(0, hold.rule.clone());
+                            }
+                        }
                         let cycle = self.sent_syncs + 1;
                         let at = if h.tag == b'P' {
                             self.parses.sent(cycle)
@@ -424,7 +447,11 @@ impl Relay {
                     }
                     continue;
                 }
-                b'B' | b'D' | b'E' | b'C' if self.masker.is_some() || self.held.active() => {
+                b'B' | b'D' | b'E' | b'C'
+                    if self.masker.is_some()
+                        || self.held.active()
+                        || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
+                {
                     // Masking and approvals follow statements into portals: these are
                     // read whole.
                     if !self.held_whole(h.tag, h.total, have, buf)? {
@@ -434,7 +461,9 @@ impl Relay {
                     let mut refused = None;
                     match h.tag {
                         b'B' => {
-                            if !self.held.on_bind(body, self.sent_syncs + 1) {
+                            let judge = self.judge.as_ref();
+                            let sql_hold = |name: &[u8]| judge.and_then(|j| j.bind_hold(name));
+                            if !self.held.on_bind(body, self.sent_syncs + 1, sql_hold) {
                                 refused = Some(too_many_held("portals"));
                             }
                         }

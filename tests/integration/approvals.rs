@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -785,6 +786,48 @@ async fn each_execute_of_a_held_sql_prepared_statement_asks() {
     f.decide(&id, "approve", r#"{"by":"alice"}"#).await;
     assert_eq!(held.await.unwrap().unwrap(), 1);
     assert_eq!(f.status(43).await, "ext");
+    // A protocol Bind of the SQL-level name: the same statement, so it asks too.
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let pu = format!(
+        "PREPARE pu AS UPDATE {} SET status = $1 WHERE id = $2",
+        f.table
+    );
+    assert!(raw.query(&pu).await.iter().all(|m| m.tag != b'E'));
+    let mut bind = b"\0pu\0\0\0\0\x02".to_vec();
+    for p in [&b"bound"[..], b"44"] {
+        bind.extend((p.len() as i32).to_be_bytes());
+        bind.extend(p);
+    }
+    bind.extend([0, 0]);
+    let mut m = message(b'B', &bind);
+    m.extend(message(b'E', b"\0\0\0\0\0"));
+    m.extend(message(b'S', b""));
+    raw.send(&m).await;
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(f.status(44).await, "open", "nothing ran yet");
+    f.decide(&id, "deny", r#"{"by":"alice"}"#).await;
+    let r = raw.until_ready().await;
+    let e = r.iter().find(|m| m.tag == b'E').expect("denied");
+    assert_eq!(e.field(b'C'), "42501", "{r:?}");
+    assert_eq!(f.status(44).await, "open");
+    // And the other way: a SQL EXECUTE of a held Parse's name asks as well.
+    let upd = format!("UPDATE {} SET status = $1 WHERE id = $2", f.table);
+    let mut m = parse_msg("ph", &upd);
+    m.extend(message(b'S', b""));
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    let mut q = BytesMut::new();
+    postgres_protocol::message::frontend::query("EXECUTE ph('via-sql', 45)", &mut q).unwrap();
+    raw.send(&q).await;
+    let id = f.wait_pending(1).await.remove(0);
+    assert_eq!(f.status(45).await, "open", "nothing ran yet");
+    f.decide(&id, "deny", r#"{"by":"alice"}"#).await;
+    let r = raw.until_ready().await;
+    let e = r.iter().find(|m| m.tag == b'E').expect("denied");
+    assert_eq!(e.field(b'C'), "42501", "{r:?}");
+    assert_eq!(f.status(45).await, "open");
     // Other statements still run at once.
     assert_eq!(
         c.query_one("SELECT 6 * 7", &[])
