@@ -75,12 +75,12 @@ pub struct HeldStatements {
 }
 
 impl HeldStatements {
-    /// Whether Bind/Describe/Close/Execute (and ParameterDescription) need a look.
     /// The hold of the held statement named `name`, if it is one.
     pub fn statement_hold(&self, name: &[u8]) -> Option<Arc<Hold>> {
         self.statements.get(name).map(|s| Arc::clone(&s.hold))
     }
 
+    /// Whether Bind/Describe/Close/Execute (and ParameterDescription) need a look.
     pub fn active(&self) -> bool {
         !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
     }
@@ -432,12 +432,12 @@ fn hex(v: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// No SQL-level prepared statement holds anything in these tests.
-    fn no_sql_hold(_: &[u8]) -> Option<super::Hold> {
+    fn no_sql_hold(_: &[u8]) -> Option<Hold> {
         None
     }
-
-    use super::*;
 
     fn hold(sql: &str) -> Hold {
         Hold {
