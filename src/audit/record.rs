@@ -16,12 +16,18 @@ pub const ZERO_HASH: &str = "000000000000000000000000000000000000000000000000000
 /// `,"hash":"` + 64 hex + `"}`
 const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 
-pub fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes` into `out` (two digits per byte, as far as `out` goes).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 15) as usize];
     }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut s);
     // Only ASCII digits went in.
     String::from_utf8(s).unwrap_or_default()
 }
@@ -49,12 +55,8 @@ pub fn content_hash(content: &[u8], key: Option<&[u8]>) -> String {
 pub type HexHash = [u8; 64];
 
 fn hex_hash(digest: &[u8]) -> HexHash {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'0'; 64];
-    for (i, b) in digest.iter().take(32).enumerate() {
-        out[2 * i] = DIGITS[(b >> 4) as usize];
-        out[2 * i + 1] = DIGITS[(b & 15) as usize];
-    }
+    hex_into(digest, &mut out);
     out
 }
 

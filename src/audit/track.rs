@@ -32,8 +32,6 @@ pub struct StatementFacts {
     /// Names a SQL `PREPARE` in it defines. Not recorded: the server keeps them in the
     /// same namespace as Parse's, so a Bind of one runs this statement's SQL.
     pub prepares: Vec<String>,
-    /// Names a SQL `EXECUTE` in it runs (not recorded; the relay asks the held Parses).
-    pub executes: Vec<String>,
 }
 
 impl StatementFacts {
@@ -201,26 +199,25 @@ impl SessionAudit {
             // A Bind of a name this Query PREPAREs runs this statement (if the PREPARE
             // failed, this statement's own record shows the error).
             for p in &prepares {
-                if self.prepared.len() >= MAX_NAMES {
-                    self.prepared.clear();
-                }
-                self.prepared
-                    .insert(p.as_bytes().to_vec(), (n, refused || result.is_err()));
+                self.name_statement(p.as_bytes(), (n, refused || result.is_err()));
             }
         }
         if let Some(name) = name {
-            if self.prepared.len() >= MAX_NAMES {
-                self.prepared.clear();
-            }
             // Not recorded means not run: its executions are the stand-in's.
-            let before = self
-                .prepared
-                .insert(name.to_vec(), (n, refused || result.is_err()));
+            let before = self.name_statement(name, (n, refused || result.is_err()));
             if let Some((cycle, at)) = parse_at {
                 self.parse_waits.wait(cycle, at, (name.to_vec(), before));
             }
         }
         result.map(|()| n)
+    }
+
+    /// `name` now runs statement `entry.0`; what it named before.
+    fn name_statement(&mut self, name: &[u8], entry: (u64, bool)) -> Option<(u64, bool)> {
+        if self.prepared.len() >= MAX_NAMES {
+            self.prepared.clear();
+        }
+        self.prepared.insert(name.to_vec(), entry)
     }
 
     /// The server's ParseComplete for the Parse at (cycle, position).

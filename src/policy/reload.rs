@@ -158,9 +158,11 @@ impl RulesHandle {
                         let changed = tokio::task::spawn_blocking(move || me2.changed())
                             .await
                             .unwrap_or(false);
-                        if changed {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        if !changed {
+                            // Nothing to reload: no second look at the files.
+                            continue;
                         }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Some(()) = events.recv() => {
                         // An editor's save is several events (write, rename, chmod):

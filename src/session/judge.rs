@@ -81,6 +81,9 @@ pub struct Judged {
     pub facts: crate::audit::StatementFacts,
     /// The statement may run once approved.
     pub hold: Option<Hold>,
+    /// Names its SQL `EXECUTE`s run: Parse shares their namespace, so the relay asks
+    /// whether one is a held protocol-level statement.
+    pub executes: Vec<String>,
 }
 
 /// An `approve` rule matched: what to ask.
@@ -105,6 +108,7 @@ impl Judged {
             lineage: None,
             statements: 1,
             hold: None,
+            executes: Vec::new(),
             facts,
         }
     }
@@ -251,6 +255,10 @@ impl Judge {
                     .masks_for(sql, statements, &rules, &catalog)
                     .await
                     .with_facts(audit_facts);
+                judged.executes = statements
+                    .iter()
+                    .flat_map(|f| f.executes.iter().cloned())
+                    .collect();
                 if judged.refusal.is_none() {
                     judged.hold = self.execute_hold(sql, statements);
                     if judged.hold.is_some() {
@@ -339,24 +347,29 @@ impl Judge {
     /// The hold for a protocol Bind of `name` when that is a held SQL-level prepared
     /// statement: the server keeps PREPARE's names and Parse's in one namespace.
     pub fn bind_hold(&self, name: &[u8]) -> Option<Hold> {
-        let approvals = self.approvals.as_ref()?;
         let name = std::str::from_utf8(name).ok()?;
-        let held = self
+        let prepared = self
             .prepared_holds
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let prepared = held.get(name)?;
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()?;
+        self.prepared_hold(&prepared, prepared.sql.clone())
+    }
+
+    /// What running a held SQL-level prepared statement asks, the approver seeing `sql`.
+    fn prepared_hold(&self, prepared: &PreparedHold, sql: String) -> Option<Hold> {
         Some(Hold {
-            approvals: Arc::clone(approvals),
+            approvals: Arc::clone(self.approvals.as_ref()?),
             rule: prepared.rule.clone(),
             approvers: prepared.approvers.clone(),
-            sql: prepared.sql.clone(),
+            sql,
         })
     }
 
     /// The hold for a message that EXECUTEs a held SQL-level prepared statement.
     fn execute_hold(&self, sql: &str, statements: &[crate::classify::Facts]) -> Option<Hold> {
-        let approvals = self.approvals.as_ref()?;
+        self.approvals.as_ref()?;
         let prepared = {
             let held = self
                 .prepared_holds
@@ -370,12 +383,7 @@ impl Judge {
                 .flat_map(|f| f.executes.iter())
                 .find_map(|name| held.get(name).cloned())?
         };
-        Some(Hold {
-            approvals: Arc::clone(approvals),
-            rule: prepared.rule.clone(),
-            approvers: prepared.approvers.clone(),
-            sql: format!("{sql}\n-- runs: {}", prepared.sql),
-        })
+        self.prepared_hold(&prepared, format!("{sql}\n-- runs: {}", prepared.sql))
     }
 
     /// The session's masks for these rules and this catalog, compiled once per
@@ -460,6 +468,7 @@ impl Judge {
                 lineage: None,
                 statements: n,
                 hold: None,
+                executes: Vec::new(),
                 facts: Default::default(),
             };
         };
@@ -476,6 +485,7 @@ impl Judge {
                 lineage: None,
                 statements: n,
                 hold: None,
+                executes: Vec::new(),
                 facts: Default::default(),
             };
         }
@@ -564,6 +574,7 @@ impl Judge {
             lineage: Some(lineage),
             statements: n,
             hold: None,
+            executes: Vec::new(),
         }
     }
 }
@@ -599,10 +610,6 @@ fn audit_facts(
         prepares: statements
             .iter()
             .flat_map(|f| f.prepares.iter().cloned())
-            .collect(),
-        executes: statements
-            .iter()
-            .flat_map(|f| f.executes.iter().cloned())
             .collect(),
     }
 }

@@ -333,29 +333,6 @@ impl Relay {
                     if h.tag != b'F' {
                         let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
                         let msg = &buf[pos..pos + h.total];
-                        if h.tag == b'Q' && judged.hold.is_none() && judged.refusal.is_none() {
-                            // SQL's EXECUTE and Parse share the server's namespace: an
-                            // EXECUTE of a held Parse's name runs that statement, and asks.
-                            judged.hold = judged
-                                .facts
-                                .executes
-                                .iter()
-                                .find_map(|n| self.held.statement_hold(n.as_bytes()))
-                                .map(|held| super::judge::Hold {
-                                    sql: format!(
-                                        "{}\n-- runs: {}",
-                                        String::from_utf8_lossy(
-                                            frame::cstr(&msg[5..]).map_or(&b""[..], |(q, _)| q)
-                                        ),
-                                        held.sql
-                                    ),
-                                    ..(*held).clone()
-                                });
-                            if let Some(hold) = &judged.hold {
-                                judged.facts.action = "approve";
-                                judged.facts.rules.insert(0, hold.rule.clone());
-                            }
-                        }
                         let cycle = self.sent_syncs + 1;
                         let at = if h.tag == b'P' {
                             self.parses.sent(cycle)
@@ -788,6 +765,7 @@ impl Relay {
                 lineage: None,
                 statements: 1,
                 hold: None,
+                executes: Vec::new(),
                 facts: crate::audit::StatementFacts::unjudged(),
             };
         };
@@ -813,6 +791,7 @@ impl Relay {
                 lineage: None,
                 statements: 1,
                 hold: None,
+                executes: Vec::new(),
                 facts: crate::audit::StatementFacts {
                     action: "block",
                     rules: vec!["malformed".into()],
@@ -820,7 +799,24 @@ impl Relay {
                 },
             };
         };
-        judge.judge(sql).await
+        let mut judged = judge.judge(sql).await;
+        if msg[0] == b'Q' && judged.hold.is_none() && judged.refusal.is_none() {
+            // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
+            // held Parse's name runs that statement, and asks.
+            judged.hold = judged
+                .executes
+                .iter()
+                .find_map(|n| self.held.statement_hold(n.as_bytes()))
+                .map(|held| super::judge::Hold {
+                    sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
+                    ..(*held).clone()
+                });
+            if let Some(hold) = &judged.hold {
+                judged.facts.action = "approve";
+                judged.facts.rules.insert(0, hold.rule.clone());
+            }
+        }
+        judged
     }
 
     /// Bind and Execute tell the audit trail which statement a completion belongs to

@@ -677,10 +677,8 @@ async fn executions_of_a_sql_prepared_name_are_recorded_against_the_prepare() {
     m.extend(message(b'S', b""));
     raw.send(&m).await;
     assert_eq!(tags(&raw.until_ready().await), "1Z");
-    for sql in ["DEALLOCATE s2", "PREPARE s2 AS SELECT 'second'::text"] {
-        let r = raw.query(sql).await;
-        assert!(r.iter().all(|m| m.tag != b'E'), "{sql}: {r:?}");
-    }
+    raw.query_ok("DEALLOCATE s2").await;
+    raw.query_ok("PREPARE s2 AS SELECT 'second'::text").await;
     raw.send(&bind_execute_sync("s2")).await;
     let r = raw.until_ready().await;
     assert!(

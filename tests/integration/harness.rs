@@ -328,6 +328,21 @@ impl Raw {
         self.send(&out).await;
         self.until_ready().await
     }
+
+    /// [`Raw::query`], which must not fail.
+    pub async fn query_ok(&mut self, sql: &str) -> Vec<Msg> {
+        let r = self.query(sql).await;
+        assert!(r.iter().all(|m| m.tag != b'E'), "{sql}: {r:?}");
+        r
+    }
+}
+
+/// The DataRow bodies among `msgs`, as text.
+pub fn data_rows(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect()
 }
 
 /// A message built by hand: tag, then body with the length filled in.
