@@ -193,6 +193,38 @@ pub fn scrub_message(msg: &[u8], touched: bool, m: &Masking) -> Option<BytesMut>
     Some(out)
 }
 
+/// Run the detectors over a message made of `skip` fixed bytes and then NUL-ended
+/// strings (NotificationResponse, ParameterStatus). None when nothing changes.
+pub fn scrub_strings(msg: &[u8], skip: usize, m: &Masking) -> Option<BytesMut> {
+    let d = m.detectors.as_ref()?;
+    let mut rest = msg.get(5 + skip..)?;
+    let mut values = Vec::new();
+    while !rest.is_empty() {
+        let (value, tail) = cstr(rest)?;
+        values.push(value);
+        rest = tail;
+    }
+    let mut scratch = Vec::new();
+    let mut out = BytesMut::with_capacity(msg.len());
+    out.extend_from_slice(&msg[..5 + skip]);
+    let mut changed = false;
+    for v in values {
+        if d.scan(v, &mut scratch).is_some() {
+            changed = true;
+            out.extend(scratch.iter().map(|&b| if b == 0 { b'?' } else { b }));
+        } else {
+            out.extend_from_slice(v);
+        }
+        out.put_u8(0);
+    }
+    if !changed {
+        return None;
+    }
+    let n = (out.len() - 1) as i32;
+    out[1..5].copy_from_slice(&n.to_be_bytes());
+    Some(out)
+}
+
 /// `invalid input syntax for type integer: "123-45-6789"` -> `...: "****"`: everything
 /// between the first and the last double quote, and single-quoted literals, goes.
 fn withhold_quoted(v: &[u8]) -> Option<Vec<u8>> {

@@ -205,6 +205,13 @@ impl Masker {
         }
     }
 
+    /// The server ignored the last Sync (it came behind a COPY FROM STDIN's Execute).
+    pub fn sync_ignored(&mut self) {
+        if let Some(i) = self.expect.iter().rposition(|e| matches!(e, Expect::Sync)) {
+            self.expect.remove(i);
+        }
+    }
+
     /// Any other whole client message (Bind, Describe, Execute, Sync, Close).
     pub fn on_client(&mut self, msg: &[u8]) {
         let body = &msg[5..];
@@ -398,6 +405,11 @@ impl Masker {
                 Action::Forward
             }
             b'd' => self.copy_data(msg, out),
+            // A notification's payload and a reported setting carry any text a
+            // statement put there (the lineage refuses masked values in them; the
+            // detectors are the backstop, as for error text).
+            b'A' => scrubbed(wire::scrub_strings(msg, 4, &self.engine), out),
+            b'S' => scrubbed(wire::scrub_strings(msg, 0, &self.engine), out),
             _ => Action::Forward,
         }
     }
@@ -512,4 +524,14 @@ fn parse_bind(body: &[u8]) -> Option<(&str, &str, Vec<i16>)> {
         std::str::from_utf8(stmt).ok()?,
         formats,
     ))
+}
+
+fn scrubbed(replacement: Option<BytesMut>, out: &mut BytesMut) -> Action {
+    match replacement {
+        Some(r) => {
+            out.extend_from_slice(&r);
+            Action::Replaced
+        }
+        None => Action::Forward,
+    }
 }

@@ -80,6 +80,15 @@ pub struct Relay {
     /// ReadyForQuery-producing messages sent upstream, and ReadyForQuerys seen back.
     sent_syncs: u64,
     seen_rfq: u64,
+    /// How the server counts ReadyForQuerys, which the counts above must follow.
+    pace: Pace,
+    /// Stream offsets of the client and server bytes at the buffers' starts, and of
+    /// the next message [`Pace`] has not seen (a message not yet whole is scanned
+    /// again when the rest arrives).
+    client_offset: u64,
+    client_paced: u64,
+    server_offset: u64,
+    server_paced: u64,
     /// Composed responses, each due right after the ReadyForQuery with that number.
     injections: VecDeque<(u64, BytesMut)>,
     tx_status: u8,
@@ -112,6 +121,107 @@ pub struct Relay {
     /// Where each Parse and Close stands in its cycle, to match the server's answers.
     parses: crate::protocol::answers::Positions,
     closes: crate::protocol::answers::Positions,
+}
+
+/// What the relay must know to count ReadyForQuerys as the server sends them. Two
+/// server rules break "one per Query or Sync": after an error in an extended-protocol
+/// batch the server discards everything up to Sync (a Query among it included), and
+/// in COPY FROM STDIN it ignores Sync. Miscounting would pair later results with the
+/// wrong statements (their masks, approvals and audit records), so sequences that
+/// would need the server's outcome to count are refused instead: a Query or
+/// FunctionCall inside an unsynced batch, messages pipelined behind a COPY, and
+/// anything but copy data, Flush, CopyDone or CopyFail during a COPY. No driver sends
+/// those (they wait for CopyInResponse, and end batches with Sync).
+#[derive(Default)]
+struct Pace {
+    /// Extended-protocol messages sent since the last Sync.
+    in_batch: bool,
+    /// Executes in the open batch, and whether one is its last message so far.
+    batch_executes: u32,
+    batch_ends_with_execute: bool,
+    /// The same of the batch the last Sync closed.
+    synced_executes: u32,
+    synced_ends_with_execute: bool,
+    /// The last Query, Sync or FunctionCall sent.
+    last_terminator: u8,
+    /// Executes (and simple statements) the server finished in the current cycle.
+    executes_done: u32,
+    /// The server is in COPY FROM STDIN and the client has not ended it.
+    client_copy: bool,
+}
+
+fn pipelining(what: &str) -> SessionError {
+    SessionError::refused(
+        sqlstate::PROTOCOL_VIOLATION,
+        format!("pgmoat: {what} is not supported (the server's replies could not be matched)"),
+    )
+}
+
+impl Pace {
+    fn client(&mut self, tag: u8) -> Result<(), SessionError> {
+        if self.client_copy {
+            return match tag {
+                b'd' | b'H' => Ok(()),
+                b'c' | b'f' => {
+                    self.client_copy = false;
+                    Ok(())
+                }
+                _ => Err(pipelining(
+                    "a message other than copy data during COPY FROM STDIN",
+                )),
+            };
+        }
+        match tag {
+            b'P' | b'B' | b'D' | b'C' => {
+                self.in_batch = true;
+                self.batch_ends_with_execute = false;
+            }
+            b'E' => {
+                self.in_batch = true;
+                self.batch_executes += 1;
+                self.batch_ends_with_execute = true;
+            }
+            b'S' => {
+                self.synced_executes = std::mem::take(&mut self.batch_executes);
+                self.synced_ends_with_execute = std::mem::take(&mut self.batch_ends_with_execute);
+                self.in_batch = false;
+                self.last_terminator = tag;
+            }
+            b'Q' | b'F' if self.in_batch => {
+                return Err(pipelining(
+                    "a Query or FunctionCall inside an extended-protocol batch before its Sync",
+                ))
+            }
+            b'Q' | b'F' => self.last_terminator = tag,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// CopyInResponse. Whether the Sync that closed the COPY's batch was already sent
+    /// (the server ignores it); an error when other messages are queued behind the COPY.
+    fn copy_in_started(&mut self, outstanding: u64) -> Result<bool, SessionError> {
+        let behind = || Err(pipelining("pipelining messages behind COPY FROM STDIN"));
+        let ignored = match outstanding {
+            // `P B E H`: the COPY's batch is still open.
+            0 if self.batch_ends_with_execute && self.executes_done + 1 == self.batch_executes => {
+                false
+            }
+            1 if self.in_batch => return behind(),
+            // A Query's COPY: its ReadyForQuery comes after the copy.
+            1 if self.last_terminator == b'Q' => false,
+            // `P B E S`, as tokio-postgres and libpq send it.
+            1 if self.last_terminator == b'S'
+                && self.synced_ends_with_execute
+                && self.executes_done + 1 == self.synced_executes =>
+            {
+                true
+            }
+            _ => return behind(),
+        };
+        self.client_copy = true;
+        Ok(ignored)
+    }
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -180,6 +290,11 @@ impl Relay {
             c_stream: 0,
             u_stream: 0,
             sent_syncs: 0,
+            pace: Pace::default(),
+            client_offset: 0,
+            client_paced: 0,
+            server_offset: 0,
+            server_paced: 0,
             seen_rfq: 0,
             injections: VecDeque::new(),
             tx_status: p.tx_status,
@@ -323,6 +438,11 @@ impl Relay {
             let have = buf.len() - pos;
             if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
                 self.guard.check()?;
+            }
+            let at = self.client_offset + pos as u64;
+            if at >= self.client_paced {
+                self.client_paced = at + 1;
+                self.pace.client(h.tag)?;
             }
             match h.tag {
                 b'Q' | b'P' | b'F' => {
@@ -499,7 +619,8 @@ impl Relay {
                     pos += h.total;
                     continue;
                 }
-                b'S' => {
+                // A Sync during COPY FROM STDIN is not one the server answers.
+                b'S' if !self.pace.client_copy => {
                     self.sent_syncs += 1;
                     if let Some(m) = &mut self.masker {
                         m.on_client(&[b'S', 0, 0, 0, 4]);
@@ -529,6 +650,7 @@ impl Relay {
             self.write_upstream(&buf[fwd..pos]).await?;
         }
         buf.advance(pos);
+        self.client_offset += pos as u64;
         self.upstream.flush().await.map_err(server_io)?;
         self.client.flush().await.map_err(client_io)?;
         self.metrics.add(&stats);
@@ -1006,6 +1128,25 @@ impl Relay {
                 break;
             };
             let have = buf.len() - pos;
+            let at = self.server_offset + pos as u64;
+            let first_look = at >= self.server_paced;
+            self.server_paced = self.server_paced.max(at + 1);
+            match h.tag {
+                _ if !first_look => {}
+                b'C' | b's' | b'I' => self.pace.executes_done += 1,
+                // The Sync sent behind the COPY's Execute is ignored by the server in
+                // copy mode: the one after CopyDone is answered.
+                b'G' if self.pace.copy_in_started(self.outstanding())? => {
+                    self.sent_syncs -= 1;
+                    if let Some(m) = &mut self.masker {
+                        m.sync_ignored();
+                    }
+                }
+                // The server left copy mode (the data failed): Syncs count again.
+                b'E' => self.pace.client_copy = false,
+                b'Z' => self.pace.executes_done = 0,
+                _ => {}
+            }
             let unmasked = self.masker.is_none();
             if let Some(a) = self.audit.as_mut() {
                 // Completions (small messages) are held whole and matched to statements;
@@ -1041,6 +1182,13 @@ impl Relay {
                                 message: refusal,
                                 detail: None,
                             });
+                        }
+                        // A reported setting (application_name) carries whatever text
+                        // a statement set: the detectors see it like a result.
+                        if self.hold_results
+                            && self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total])
+                        {
+                            fwd = pos + h.total;
                         }
                         pos += h.total;
                         continue;
@@ -1121,7 +1269,7 @@ impl Relay {
                     }
                     continue;
                 }
-                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I'
+                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
                     if self.hold_results =>
                 {
                     if have < h.total {
@@ -1171,6 +1319,7 @@ impl Relay {
         }
         self.write_client(&buf[fwd..pos]).await?;
         buf.advance(pos);
+        self.server_offset += pos as u64;
         self.client.flush().await.map_err(client_io)?;
         self.metrics.add(&stats);
         Ok(end)

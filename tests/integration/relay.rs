@@ -190,6 +190,91 @@ async fn copy_in_and_out() {
     assert_eq!(String::from_utf8(out).unwrap(), data);
 }
 
+/// COPY FROM STDIN over the extended protocol (tokio-postgres, libpq): the server
+/// ignores the Sync sent behind the COPY's Execute. pgmoat counts replies as the
+/// server does, so what follows is matched to the right statements, and an idle
+/// session ends at once on shutdown (it used to wait out the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_keeps_replies_matched_to_statements() {
+    let (_pg, gw) = start().await;
+    let c = gw.connect().await;
+    c.batch_execute("CREATE TEMP TABLE ci(id int)")
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let sink = c.copy_in("COPY ci FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"1\n2\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        let (a, b) = futures_util::join!(
+            c.query_one("SELECT count(*) FROM ci", &[]),
+            c.query_one("SELECT 'second'::text", &[])
+        );
+        assert_eq!(a.unwrap().get::<_, i64>(0), 2 * (round + 1));
+        assert_eq!(b.unwrap().get::<_, String>(0), "second");
+    }
+    let started = std::time::Instant::now();
+    gw.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an idle session held shutdown for {:?}",
+        started.elapsed()
+    );
+}
+
+/// Sequences whose replies could only be matched by knowing the server's outcome are
+/// refused: a Query inside an unsynced extended batch (the server would discard it
+/// after an error), messages pipelined behind a COPY FROM STDIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatchable_pipelines_are_refused() {
+    let (_pg, gw) = start().await;
+    let mut bind = b"\0nosuch\0".to_vec();
+    bind.extend([0, 0, 0, 0, 0, 0]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("Query inside a batch", {
+            let mut m = message(b'B', &bind);
+            let mut q = bytes::BytesMut::new();
+            postgres_protocol::message::frontend::query("SELECT 1", &mut q).unwrap();
+            m.extend_from_slice(&q);
+            m.extend(message(b'S', b""));
+            m
+        }),
+        ("messages behind a COPY", {
+            let mut m = Vec::new();
+            let mut q = bytes::BytesMut::new();
+            postgres_protocol::message::frontend::query(
+                "CREATE TEMP TABLE t_behind(i int)",
+                &mut q,
+            )
+            .unwrap();
+            m.extend_from_slice(&q);
+            m.extend(parse_msg("", "COPY t_behind FROM STDIN"));
+            m.extend(bind_execute_sync(""));
+            m.extend(parse_msg("", "SELECT 1"));
+            m.extend(bind_execute_sync(""));
+            m
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+        raw.send(&bytes).await;
+        let mut fatal = None;
+        while let Some(m) = raw.read().await {
+            if m.tag == b'E' && m.field(b'S') == "FATAL" {
+                fatal = Some(m);
+            }
+        }
+        let fatal = fatal.unwrap_or_else(|| panic!("{what}: no FATAL"));
+        assert_eq!(fatal.field(b'C'), "08P01", "{what}");
+        assert!(fatal.field(b'M').contains("not supported"), "{what}");
+    }
+    // The ordinary forms still work on a new session.
+    let c = gw.connect().await;
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_notify_between_sessions() {
     let (_pg, gw) = start().await;
