@@ -72,6 +72,22 @@ pub fn explain(rules: &RuleSet, sql: &str, who: &Subject<'_>) -> Report {
         }
     };
     let d = rules.decide(&classified.statements, who);
+    // The gateway refuses these before the rules (see `Facts::rereads_sql`).
+    if let Some(why) = classified
+        .statements
+        .iter()
+        .find_map(|f| f.rereads_sql.clone())
+    {
+        return Report {
+            action: Action::Block.as_str(),
+            rules: vec!["parser-settings".into()],
+            statements: classified.statements.iter().map(statement).collect(),
+            masked_columns: Vec::new(),
+            error: None,
+            deciding: "parser-settings".into(),
+            description: why,
+        };
+    }
     let masks = rules.masks_for(who);
     let mut masked: Vec<String> = classified
         .statements

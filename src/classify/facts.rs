@@ -237,6 +237,9 @@ pub struct Facts {
     pub where_: WhereFacts,
     /// Why the statement cannot be judged statically (dynamic SQL, other languages).
     pub unanalysable: Option<String>,
+    /// It changes a setting that makes the server read SQL differently from pgmoat's
+    /// parser (what follows it could not be judged): refused whatever the rules say.
+    pub rereads_sql: Option<String>,
     /// SQL-level prepared statements it defines (PREPARE) and runs (EXECUTE), by name.
     pub prepares: BTreeSet<String>,
     pub executes: BTreeSet<String>,

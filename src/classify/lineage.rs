@@ -95,7 +95,19 @@ pub trait Relations {
     /// The taint of calling a function (a user function whose body reads masked
     /// columns, or whose body cannot be analysed).
     fn function(&self, name: &str) -> Taint;
+    /// The taint of a user-defined operator's functions (bare or `schema.name`).
+    fn operator(&self, _name: &str) -> Taint {
+        Taint::CLEAN
+    }
+    /// The taint of user-defined casts to a type (its bare name).
+    fn cast(&self, _ty: &str) -> Taint {
+        Taint::CLEAN
+    }
 }
+
+/// Functions that carry a value out of the result, where masking never sees it: a
+/// notification's payload, a setting anyone can read back.
+const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
 
 /// A name a statement gives to something later statements use.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -316,7 +328,28 @@ impl Analyzer<'_> {
                 }
                 l.outputs = Some(vec![Taint::CLEAN]);
             }
-            "ViewStmt" | "RuleStmt" | "CreateFunctionStmt" | "DoStmt" => {
+            "AlterTableStmt" | "RenameStmt" | "RuleStmt" | "CreateTrigStmt" => {
+                // A generated column, a rule or a trigger can copy a masked column
+                // somewhere unmasked, and a rename takes it out of its mask's name.
+                if let Some(r) = m.get("relation").and_then(Value::as_object) {
+                    let rel = self.range_var(r, &top);
+                    self.launder(
+                        rel.whole,
+                        "changing a table with masked columns (columns, rules, triggers, names)",
+                    );
+                }
+                // A rule's actions run whenever it fires: one that reads masked
+                // columns copies them wherever it writes.
+                for action in arr(m, "actions") {
+                    let before = self.touched;
+                    self.touched = Taint::CLEAN;
+                    self.statement(action);
+                    let read = self.touched;
+                    self.touched = before.join(read);
+                    self.launder(read, "a rule whose actions read masked columns");
+                }
+            }
+            "ViewStmt" | "CreateFunctionStmt" | "DoStmt" => {
                 // Views are traced when read (from the catalog); bodies are judged by
                 // the rules' facts.
             }
@@ -677,8 +710,10 @@ impl Analyzer<'_> {
             ..Scope::default()
         };
         self.with(m, &mut scope);
+        let mut target = Taint::CLEAN;
         if let Some(r) = m.get("relation").and_then(Value::as_object) {
             let rel = self.range_var(r, &scope);
+            target = rel.whole;
             scope.rels.push(rel);
         }
         match ty {
@@ -735,6 +770,9 @@ impl Analyzer<'_> {
                 self.launder(t, "MERGE of masked values");
             }
         }
+        // Writing a table with masked columns touches them: the server's errors
+        // quote its rows (`Failing row contains (...)`, a duplicate key's value).
+        self.note(target);
         let returning = m
             .get("returning_clause")
             .and_then(Value::as_object)
@@ -817,10 +855,15 @@ impl Analyzer<'_> {
                     .unwrap_or_default();
                 // A length (`::char(5)`) cuts the value: no longer the column itself.
                 let sized = tn.is_some_and(|tn| !arr(tn, "typmods").is_empty());
-                if !sized && TEXT_TYPES.contains(&to.to_ascii_lowercase().as_str()) {
+                // A user-defined cast runs a function, which may read anything.
+                let via = self.note(self.rels.cast(&to));
+                if !sized
+                    && via.is_clean()
+                    && TEXT_TYPES.contains(&to.to_ascii_lowercase().as_str())
+                {
                     inner
                 } else {
-                    inner.derive()
+                    inner.join(via).derive()
                 }
             }
             "ResTarget" => m.get("val").map_or(Taint::CLEAN, |v| self.expr(v, scope)),
@@ -849,12 +892,23 @@ impl Analyzer<'_> {
                 join_all(&out.cols, self.touched).derive()
             }
             "FuncCall" => {
-                let name = name_list(m.get("funcname")).join(".");
-                let f = self.rels.function(&name);
+                let names = name_list(m.get("funcname"));
+                let f = self.rels.function(&names.join("."));
+                let args = self.generic(m, scope);
+                let bare = names.last().map(|n| n.to_ascii_lowercase());
+                if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {
+                    self.launder(args, "passing masked values to pg_notify or set_config");
+                }
+                self.note(f).join(args).derive()
+            }
+            "AExpr" => {
+                // A user-defined operator runs its function.
+                let op = name_list(m.get("name")).join(".");
+                let f = self.rels.operator(&op);
                 let args = self.generic(m, scope);
                 self.note(f).join(args).derive()
             }
-            "A_Const" | "ParamRef" | "SQLValueFunction" => Taint::CLEAN,
+            "AConst" | "ParamRef" | "SQLValueFunction" => Taint::CLEAN,
             _ => self.generic(m, scope).derive(),
         }
     }
@@ -913,10 +967,12 @@ impl Analyzer<'_> {
                             return r.whole;
                         }
                         return match &r.cols {
-                            Some(cols) => cols
-                                .iter()
-                                .find(|(n, _)| n == c)
-                                .map_or(Taint::CLEAN, |(_, t)| *t),
+                            // Not a column: `u.f` is the call `f(u)` (attribute
+                            // notation, `u.row_to_json`), which sees the whole row.
+                            Some(cols) => cols.iter().find(|(n, _)| n == c).map_or_else(
+                                || r.whole.join(self.rels.function(c)).derive(),
+                                |(_, t)| *t,
+                            ),
                             None => r.whole,
                         };
                     }

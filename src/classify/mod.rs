@@ -146,6 +146,9 @@ pub fn merge(into: &mut Facts, from: Facts) {
     if into.unanalysable.is_none() {
         into.unanalysable = from.unanalysable;
     }
+    if into.rereads_sql.is_none() {
+        into.rereads_sql = from.rereads_sql;
+    }
 }
 
 /// Work for a parse thread (anything that runs libpg_query or walks its deep trees).

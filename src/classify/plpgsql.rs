@@ -38,7 +38,10 @@ fn collect(v: &Value, queries: &mut Vec<(String, i64)>, dynamic: &mut bool) {
             for (k, child) in map {
                 match k.as_str() {
                     "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => *dynamic = true,
-                    "PLpgSQL_stmt_open" if child.get("dynquery").is_some_and(|d| !d.is_null()) => {
+                    // OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE: a query from a string.
+                    "PLpgSQL_stmt_open" | "PLpgSQL_stmt_return_query"
+                        if child.get("dynquery").is_some_and(|d| !d.is_null()) =>
+                    {
                         *dynamic = true;
                     }
                     "PLpgSQL_expr" => {

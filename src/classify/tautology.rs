@@ -21,8 +21,24 @@ enum Const {
 /// value (then it must not be reused for the same statement with other literals).
 pub fn is_tautology(where_clause: &Value) -> (bool, bool) {
     let mut looked = false;
-    let t = matches!(eval(where_clause, &mut looked), Some(Const::Bool(true)));
-    (t, looked)
+    let value = eval(where_clause, &mut looked);
+    // No column in it at all (`1 BETWEEN 0 AND 2`, `EXISTS (SELECT)`, `(SELECT true)`):
+    // it is the same for every row, so it bounds nothing unless it is plainly false.
+    if !mentions_a_row(where_clause) {
+        return (value != Some(Const::Bool(false)), looked);
+    }
+    (value == Some(Const::Bool(true)), looked)
+}
+
+/// Whether a column (or `WHERE CURRENT OF`) appears anywhere in the clause.
+fn mentions_a_row(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, child)| {
+            matches!(k, "ColumnRef" | "CurrentOfExpr") || mentions_a_row(child)
+        }),
+        Value::Array(items) => items.iter().any(mentions_a_row),
+        _ => false,
+    }
 }
 
 fn eval(v: &Value, looked: &mut bool) -> Option<Const> {
@@ -123,21 +139,35 @@ fn constant(body: &Map) -> Option<Const> {
     })
 }
 
-/// Two subtrees equal apart from source positions (`id = id`).
-fn same_tree(a: &Value, b: &Value) -> bool {
+/// Two subtrees equal apart from source positions (`id = id`); with `any_literal`,
+/// literals of any value count as equal (the statement's shape).
+fn same_tree_as(a: &Value, b: &Value, any_literal: bool) -> bool {
+    if any_literal
+        && matches!(unwrap_node(a), Some(("AConst", _)))
+        && matches!(unwrap_node(b), Some(("AConst", _)))
+    {
+        return true;
+    }
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys = |m: &Map| m.keys().filter(|k| *k != "location").count();
             keys(x) == keys(y)
                 && x.iter()
                     .filter(|(k, _)| *k != "location")
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_tree(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_tree_as(v, w, any_literal)))
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_tree(v, w))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(v, w)| same_tree_as(v, w, any_literal))
         }
         _ => a == b,
     }
+}
+
+fn same_tree(a: &Value, b: &Value) -> bool {
+    same_tree_as(a, b, false)
 }
 
 fn a_expr(body: &Map, looked: &mut bool) -> Option<Const> {
@@ -145,6 +175,16 @@ fn a_expr(body: &Map, looked: &mut bool) -> Option<Const> {
     let op = name_list(body.get("name"));
     let op = op.last()?.as_str();
     let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
+    let reflexive = matches!(op, "=" | "<=" | ">=")
+        && (kind == AExprKind::AexprOp as i64 || kind == AExprKind::AexprNotDistinct as i64);
+    if reflexive && unwrap_node(l).is_some() && same_tree_as(l, r, true) {
+        // `id * 1 = id * 2` shares its shape with `id * 1 = id * 1`: whether the sides
+        // are the same rests on the literals, so no answer holds for the shape.
+        *looked = true;
+    }
+    if kind == AExprKind::AexprNotDistinct as i64 && same_tree(l, r) && unwrap_node(l).is_some() {
+        return Some(Const::Bool(true));
+    }
     if kind == AExprKind::AexprOp as i64 {
         if same_tree(l, r) && matches!(op, "=" | "<=" | ">=") && unwrap_node(l).is_some() {
             // `1 = 1` and `id = id` alike: the answer rests on the sides being the same,

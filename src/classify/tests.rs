@@ -285,6 +285,12 @@ fn where_missing_and_tautologies() {
         "UPDATE t SET a = 1 WHERE 2 > 1",
         "DELETE FROM t WHERE 1 IN (1, 2)",
         "DELETE FROM t WHERE (1 = 1) AND (2 = 2)",
+        // No column at all: the same for every row.
+        "DELETE FROM t WHERE 1 BETWEEN 0 AND 2",
+        "DELETE FROM t WHERE EXISTS (SELECT)",
+        "DELETE FROM t WHERE (SELECT true)",
+        "UPDATE t SET a = 1 WHERE 'a' LIKE 'a'",
+        "DELETE FROM t WHERE id IS NOT DISTINCT FROM id",
     ] {
         let f = one(sql);
         assert!(f.where_.tautology, "{sql}");
@@ -295,6 +301,8 @@ fn where_missing_and_tautologies() {
         "DELETE FROM t WHERE 1 = 2",
         "DELETE FROM t WHERE id = 5 AND true",
         "DELETE FROM t WHERE false OR id = 3",
+        "DELETE FROM t WHERE CURRENT OF c",
+        "DELETE FROM t WHERE id * 1 = id * 2",
     ] {
         let f = one(sql);
         assert!(!f.where_.tautology && !f.where_.missing, "{sql}");
@@ -485,6 +493,21 @@ async fn cached_classification_equals_uncached() {
         classifier.cached("DELETE FROM t WHERE 5 = 5").is_none(),
         "literal-sensitive: exact text only"
     );
+    // Whether two sides are the same rests on their literals: no answer for the shape.
+    for (sql, tautology) in [
+        ("DELETE FROM t WHERE id * 1 = id * 2", false),
+        ("DELETE FROM t WHERE id * 1 = id * 1", true),
+        ("SET standard_conforming_strings = on", false),
+        ("SET standard_conforming_strings = 'off'", false),
+    ] {
+        let c = classifier.classify(sql).await.unwrap();
+        assert_eq!(c.statements[0].where_.tautology, tautology, "{sql}");
+        assert_eq!(
+            c.statements[0],
+            classify_now(sql).unwrap().statements[0],
+            "{sql}"
+        );
+    }
 }
 
 #[test]

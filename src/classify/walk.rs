@@ -157,6 +157,9 @@ fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
             }
         }
         "CommentStmt" => Kind::Comment,
+        // ALTER TABLE/SCHEMA/DOMAIN/FUNCTION ... RENAME: a change like any ALTER (and
+        // one the catalog must be read again after).
+        "RenameStmt" | "AlterObjectSchemaStmt" | "AlterOwnerStmt" => Kind::Alter,
         // ALTER SYSTEM/ROLE/DATABASE ... SET carry a VariableSetStmt: their settings
         // count, but they are not themselves a SET.
         "VariableSetStmt" if parent.starts_with("Alter") => return None,
@@ -191,6 +194,23 @@ fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
         _ => return None,
     })
 }
+
+/// Built-in functions that run SQL given to them as text: what it does cannot be
+/// judged statically.
+const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
+    "ts_stat",
+    "ts_rewrite",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+];
+
+/// Settings that change how the server reads SQL text (string escapes, bytes).
+const PARSER_SETTINGS: &[&str] = &[
+    "standard_conforming_strings",
+    "client_encoding",
+    "backslash_quote",
+];
 
 /// Relations named in these (parent, field) places are written.
 fn written_place(parent: &str, field: &str) -> bool {
@@ -293,18 +313,28 @@ impl<'a> Walker<'a> {
                     // cannot name statically.
                     self.facts.settings.insert("*".into());
                     self.facts.kinds.insert(Kind::SetRole);
+                    self.rereads("settings through pg_settings");
                 }
                 self.relations.push((schema, name, written));
             }
             "FuncCall" => {
                 let name = name_list(body.get("funcname"));
-                if matches!(name.last().map(String::as_str), Some("set_config")) {
+                let bare = name
+                    .last()
+                    .map(|n| n.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if bare == "set_config" {
                     self.setting_from_set_config(body);
+                }
+                if SQL_IN_STRING_FUNCTIONS.contains(&bare.as_str())
+                    && self.facts.unanalysable.is_none()
+                {
+                    self.facts.unanalysable = Some(format!("{bare}() runs SQL held in a string"));
                 }
                 self.add_function(&name);
             }
-            // Dropping or commenting on a function does not call it.
-            "ObjectWithArgs" if !matches!(parent, "DropStmt" | "CommentStmt") => {
+            // Dropping, commenting on or granting a function does not call it.
+            "ObjectWithArgs" if !matches!(parent, "DropStmt" | "CommentStmt" | "GrantStmt") => {
                 self.add_function(&name_list(body.get("objname")));
             }
             "CreateTrigStmt" | "CreateEventTrigStmt" => {
@@ -349,6 +379,13 @@ impl<'a> Walker<'a> {
                     self.facts.operators.insert(op);
                 }
             }
+            // `x ### ANY (SELECT ...)` runs the operator too.
+            "SubLink" => {
+                let op = name_list(body.get("oper_name")).join(".");
+                if !op.is_empty() {
+                    self.facts.operators.insert(op);
+                }
+            }
             "TypeCast" => {
                 if let Some(tn) = body.get("type_name").and_then(Value::as_object) {
                     if let Some(last) = name_list(tn.get("names")).last() {
@@ -371,6 +408,7 @@ impl<'a> Walker<'a> {
             "VariableSetStmt" => {
                 let name = s(body, "name").to_ascii_lowercase();
                 let kind = i(body, "kind");
+                self.parser_setting(&name, kind, body);
                 if kind == pg_query::protobuf::VariableSetKind::VarResetAll as i64 {
                     self.facts.settings.insert("all".into());
                 } else if name.is_empty() {
@@ -519,13 +557,61 @@ impl<'a> Walker<'a> {
                 if n == "role" || n == "session_authorization" {
                     self.facts.kinds.insert(Kind::SetRole);
                 }
+                if PARSER_SETTINGS.contains(&n.as_str()) {
+                    self.rereads(&n);
+                }
                 self.facts.settings.insert(n);
             }
             None => {
                 // A computed setting name could be anything, role included.
                 self.facts.settings.insert("*".into());
                 self.facts.kinds.insert(Kind::SetRole);
+                self.rereads("a computed setting name");
             }
+        }
+    }
+
+    /// `SET standard_conforming_strings = off` and the like: from then on the server
+    /// reads SQL text differently from the parser pgmoat judges with.
+    fn parser_setting(&mut self, name: &str, kind: i64, body: &Map) {
+        if !PARSER_SETTINGS.contains(&name) {
+            return;
+        }
+        // `= off` and `= 'off'` share a shape: the value decides.
+        self.literal_sensitive = true;
+        use pg_query::protobuf::VariableSetKind as K;
+        if kind == K::VarSetDefault as i64 || kind == K::VarReset as i64 {
+            return;
+        }
+        let value = body
+            .get("args")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|arg| match unwrap_node(arg) {
+                Some(("AConst", c)) => c
+                    .get("val")
+                    .and_then(|v| v.get("Sval"))
+                    .and_then(|v| v.get("sval"))
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let harmless = match name {
+            "standard_conforming_strings" => matches!(value.as_str(), "on" | "true" | "1"),
+            "client_encoding" => matches!(value.as_str(), "utf8" | "utf-8" | "unicode"),
+            _ => false,
+        };
+        if !harmless {
+            self.rereads(name);
+        }
+    }
+
+    fn rereads(&mut self, what: &str) {
+        if self.facts.rereads_sql.is_none() {
+            self.facts.rereads_sql = Some(format!(
+                "changing {what} would make the server read SQL differently from pgmoat's parser"
+            ));
         }
     }
 

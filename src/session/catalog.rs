@@ -32,12 +32,38 @@ const CASTS: &str = "SELECT t.typname, pn.nspname || '.' || p.proname \
 const DOMAINS: &str = "SELECT t.typname, pg_catalog.pg_get_constraintdef(c.oid) \
      FROM pg_catalog.pg_type t JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid \
      WHERE t.typtype = 'd' AND t.oid >= 16384";
+/// A body whose function sets how SQL is read (`SET standard_conforming_strings = off`)
+/// is not parsed as pgmoat would read it: it is left out, so the function counts as
+/// one pgmoat cannot analyse.
 const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, \
-     CASE WHEN l.lanname IN ('sql', 'plpgsql') THEN pg_catalog.pg_get_functiondef(p.oid) END \
+     CASE WHEN l.lanname IN ('sql', 'plpgsql') AND NOT EXISTS (SELECT 1 FROM \
+     pg_catalog.unnest(p.proconfig) c WHERE c ILIKE 'standard_conforming_strings=%' \
+     OR c ILIKE 'client_encoding=%' OR c ILIKE 'backslash_quote=%') \
+     THEN pg_catalog.pg_get_functiondef(p.oid) END \
      FROM pg_catalog.pg_proc p \
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
      WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')";
+
+/// Aggregates users created run their support functions: a call of one is a call of those.
+const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.proname, \
+     fn.nspname || '.' || f.proname \
+     FROM pg_catalog.pg_aggregate a \
+     JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     JOIN pg_catalog.pg_proc t ON t.oid = a.aggtransfn \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.pronamespace \
+     LEFT JOIN pg_catalog.pg_proc f ON f.oid = a.aggfinalfn \
+     LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace \
+     WHERE p.oid >= 16384";
+/// Functions whose result depends on their arguments only as far as masking can tell:
+/// the built-ins, and compiled functions extensions installed. Any other name (a
+/// temporary function, one created since the catalog was read) cannot be traced.
+const NATIVE: &str = "SELECT n.nspname, p.proname \
+     FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+     WHERE p.oid < 16384 OR l.lanname IN ('c', 'internal')";
 
 /// Every user relation's columns, for masking (views with their definitions).
 const RELATIONS: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
@@ -80,6 +106,8 @@ pub struct Catalog {
     domains: HashMap<String, Facts>,
     /// Function name (bare and `schema.name`) -> facts of its body.
     functions: HashMap<String, Facts>,
+    /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
+    native: std::collections::HashSet<String>,
 }
 
 fn lower(s: &str) -> String {
@@ -90,6 +118,31 @@ impl Catalog {
     /// What a user function's body does (by `schema.name` or bare name, any case).
     pub fn function_facts(&self, name: &str) -> Option<&Facts> {
         self.functions.get(lower(name).as_str())
+    }
+
+    /// A user function's facts with what it calls (operators, casts, other user
+    /// functions) folded in.
+    pub fn function_resolved(&self, name: &str) -> Option<Facts> {
+        let f = self.function_facts(name)?;
+        Some(self.resolve(f).unwrap_or_else(|| f.clone()))
+    }
+
+    /// A built-in or compiled function (by `schema.name` or bare name, any case).
+    pub fn is_native_function(&self, name: &str) -> bool {
+        self.native.contains(lower(name).as_str())
+    }
+
+    /// The functions behind a user-defined operator (bare or `schema.name`).
+    pub fn operator_functions(&self, op: &str) -> &[String] {
+        self.operators.get(op).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The functions behind user-defined casts to a type (bare name, any case).
+    pub fn cast_functions(&self, ty: &str) -> &[String] {
+        self.casts
+            .get(lower(ty).as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -217,8 +270,10 @@ async fn load(
         .await
         .map_err(|e| e.to_string())?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
-    let mut results = Vec::with_capacity(6);
-    for sql in [OPERATORS, CASTS, DOMAINS, FUNCTIONS, RELATIONS, TEXT_TYPES] {
+    let mut results = Vec::with_capacity(8);
+    for sql in [
+        OPERATORS, CASTS, DOMAINS, FUNCTIONS, RELATIONS, TEXT_TYPES, AGGREGATES, NATIVE,
+    ] {
         results.push(
             upstream::simple_query(&mut stream, &mut buf, sql)
                 .await
@@ -233,6 +288,10 @@ async fn load(
         results.next().unwrap_or_default(),
     );
     let (rels, text_types) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+    );
+    let (aggregates, native) = (
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
@@ -316,6 +375,27 @@ async fn load(
         };
         cat.functions.insert(qualified, facts.clone());
         cat.functions.entry(bare).or_insert(facts);
+    }
+    for r in aggregates {
+        if let [Some(schema), Some(name), Some(trans), last] = r.as_slice() {
+            let mut facts = Facts::default();
+            facts.functions.insert(trans.clone());
+            if let Some(f) = last {
+                facts.functions.insert(f.clone());
+            }
+            cat.functions
+                .insert(lower(&format!("{schema}.{name}")), facts.clone());
+            cat.functions
+                .entry(lower(name))
+                .and_modify(|f| merge(f, facts.clone()))
+                .or_insert(facts);
+        }
+    }
+    for r in native {
+        if let [Some(schema), Some(name)] = r.as_slice() {
+            cat.native.insert(lower(&format!("{schema}.{name}")));
+            cat.native.insert(lower(name));
+        }
     }
     Ok(cat)
 }

@@ -208,6 +208,18 @@ impl Judge {
         {
             return Judged::refused(r);
         }
+        // Whatever the rules say: a statement pipelined behind it would already be
+        // judged on the wrong reading by the time the server reports the change.
+        if let Some(why) = statements.iter().find_map(|f| f.rereads_sql.as_deref()) {
+            return Judged::refused(Refusal {
+                response: error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &format!("pgmoat: refused: {why}"),
+                    None,
+                ),
+                rule: "parser-settings".into(),
+            });
+        }
         let rules = self.rules.current();
         let decision = rules.decide(
             statements,

@@ -375,8 +375,156 @@ async fn functions_hidden_behind_catalog_objects_are_found() {
     assert_eq!(sqlstate(&e), "42501");
     let msg = e.as_db_error().unwrap().message().to_string();
     assert!(msg.contains("no-server-files"), "{msg}");
+    // An operator in a subquery comparison, an aggregate's state function, and a
+    // function set to read its body with other string rules (pgmoat could not read it
+    // as the server does) are followed too.
+    su.batch_execute(&format!(
+        "CREATE FUNCTION public.wipe_op_{n}(int, int) RETURNS bool LANGUAGE sql AS
+           'DELETE FROM public.{t} RETURNING true';
+         CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = public.wipe_op_{n});
+         CREATE FUNCTION public.wipe_sf_{n}(int, int) RETURNS int LANGUAGE sql AS
+           'DELETE FROM public.{t} RETURNING 1';
+         CREATE AGGREGATE public.wipe_agg_{n}(int) (SFUNC = public.wipe_sf_{n}, STYPE = int);
+         CREATE FUNCTION public.sneaky_scs_{n}() RETURNS text LANGUAGE sql
+           SET standard_conforming_strings = off AS $f$ SELECT 'x\\' -- '; DELETE FROM public.{t}; SELECT 'y' $f$;"
+    ))
+    .await
+    .unwrap();
+    c.simple_query(&format!("CREATE TABLE marker2_{n} (a int)"))
+        .await
+        .unwrap();
+    su.batch_execute(&format!("INSERT INTO public.{t} VALUES (1)"))
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT 1 ### ANY (SELECT 1)".to_string(),
+        format!("SELECT wipe_agg_{n}(x) FROM (VALUES (1)) v(x)"),
+        format!("SELECT sneaky_scs_{n}()"),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
+    }
+    let left: i64 = su
+        .query_one(&format!("SELECT count(*) FROM public.{t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1, "nothing was deleted");
+    // Renaming a domain makes pgmoat read the catalog again: the check still counts.
+    su.batch_execute(&format!("ALTER DOMAIN public.sneaky_{n} OWNER TO app_rw"))
+        .await
+        .unwrap();
+    c.simple_query(&format!("ALTER DOMAIN sneaky_{n} RENAME TO sneakier_{n}"))
+        .await
+        .unwrap();
+    let e = c
+        .simple_query(&format!("SELECT 'x'::sneakier_{n}"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("no-server-files"),
+        "{e}"
+    );
     // Ordinary operators and functions are untouched.
     c.simple_query("SELECT 1 + 1, lower('X'), now() > '2000-01-01'")
         .await
         .unwrap();
+}
+
+/// Evasions found in review: each of these ran before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_evasions_are_refused() {
+    let (pg, gw) = with_baseline().await;
+    let c = gw.connect().await;
+    let table = unique("kept");
+    c.batch_execute(&format!(
+        "CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2), (3)"
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        // Settings that make the server read SQL differently from pgmoat's parser.
+        "SET standard_conforming_strings = off".to_string(),
+        "SET client_encoding = 'SJIS'".to_string(),
+        "SELECT set_config('standard_conforming_strings', 'off', false)".to_string(),
+        format!(
+            "CREATE FUNCTION {table}_f() RETURNS text LANGUAGE sql \
+             SET standard_conforming_strings = off AS $$ SELECT 1 $$"
+        ),
+        // SQL held in strings.
+        "SELECT word FROM ts_stat($$SELECT to_tsvector('simple', 'x')$$)".to_string(),
+        format!(
+            "CREATE FUNCTION {table}_g() RETURNS SETOF int LANGUAGE plpgsql AS \
+             $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM {table} RETURNING id'; END $$"
+        ),
+        // Always-true WHEREs that name no column.
+        format!("DELETE FROM {table} WHERE 1 BETWEEN 0 AND 2"),
+        format!("DELETE FROM {table} WHERE EXISTS (SELECT)"),
+        format!("DELETE FROM {table} WHERE (SELECT true)"),
+        format!("UPDATE {table} SET id = 0 WHERE 'a' LIKE 'a'"),
+        format!("DELETE FROM {table} WHERE id IS NOT DISTINCT FROM id"),
+        // Large objects, all of them.
+        "SELECT lo_creat(-1)".to_string(),
+        "SELECT lo_unlink(1)".to_string(),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
+    }
+    // The shape cache cannot be poisoned: the same shape with other literals is judged
+    // again (`id * 1 = id * 2` is no tautology; `id * 1 = id * 1` is).
+    c.simple_query(&format!("DELETE FROM {table} WHERE id * 1 = id * 2"))
+        .await
+        .unwrap();
+    let e = c
+        .simple_query(&format!("DELETE FROM {table} WHERE id * 1 = id * 1"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    // A pipelined statement behind a refused SET is read with the settings unchanged.
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut out = BytesMut::new();
+    frontend::query("SET standard_conforming_strings = off", &mut out).unwrap();
+    frontend::query(
+        &format!("SELECT 'a\\', ' ; DROP TABLE {table}; -- '"),
+        &mut out,
+    )
+    .unwrap();
+    raw.send(&out).await;
+    let first = raw.until_ready().await;
+    assert!(first
+        .iter()
+        .any(|m| m.tag == b'E' && m.field(b'C') == "42501"));
+    let second = raw.until_ready().await;
+    assert!(second.iter().all(|m| m.tag != b'E'), "{second:?}");
+    // Everything is still there; benign variants pass.
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    for sql in [
+        "SET standard_conforming_strings = on".to_string(),
+        "SET client_encoding = 'UTF8'".to_string(),
+        format!("DELETE FROM {table} WHERE id = 2"),
+        format!("DELETE FROM {table} WHERE id IN (SELECT 3)"),
+    ] {
+        c.simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // Revoking a function is not calling it: pgmoat lets it through (the server may
+    // still say no to this role).
+    let sql = "REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM PUBLIC";
+    if let Err(e) = c.simple_query(sql).await {
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(!msg.starts_with("pgmoat"), "{sql}: {msg}");
+    }
+    let _ = pg;
 }
