@@ -55,6 +55,9 @@ const OPAQUE_FUNCTIONS: &[&str] = &[
     "dblink_exec",
     "dblink_get_result",
     "dblink_fetch",
+    // Full-text statistics and rewriting run the query given as text.
+    "ts_stat",
+    "ts_rewrite",
 ];
 
 const LINEAGE_CACHE_MAX: usize = 10_000;
@@ -431,12 +434,29 @@ impl Relations for Masking {
     }
 
     fn function(&self, name: &str) -> Taint {
-        let bare = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
-        if self.has_column_masks() && OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
+        if !self.has_column_masks() {
+            return Taint::CLEAN;
+        }
+        // `db.schema.f` names the same function as `schema.f`.
+        let lname = name.to_ascii_lowercase();
+        let parts: Vec<&str> = lname.split('.').collect();
+        let bare = parts.last().copied().unwrap_or_default();
+        let key = match parts.as_slice() {
+            [.., schema, f] => format!("{schema}.{f}"),
+            _ => bare.to_owned(),
+        };
+        if OPAQUE_FUNCTIONS.contains(&bare) {
             return Taint::UNKNOWN;
         }
-        let Some(f) = self.catalog.function_facts(name) else {
-            return Taint::CLEAN;
+        let Some(f) = self.catalog.function_resolved(&key) else {
+            // Not a function users made that the catalog knows: a built-in or compiled
+            // one is what it is; anything else (a temporary function, one created since
+            // the catalog was read) could return anything.
+            return if self.catalog.is_native_function(&key) {
+                Taint::CLEAN
+            } else {
+                Taint::UNKNOWN
+            };
         };
         if f.unanalysable.is_some() {
             return Taint::UNKNOWN;
@@ -448,12 +468,43 @@ impl Relations for Masking {
                 .by_qual
                 .get(&(schema.to_owned(), rel.to_owned()))
                 .or_else(|| self.by_name.get(rel).and_then(|v| v.first()));
-            if let Some(&i) = found {
-                for c in self.rel_taints(i) {
-                    t = t.join(*c);
+            match found {
+                Some(&i) => {
+                    for c in self.rel_taints(i) {
+                        t = t.join(*c);
+                    }
                 }
+                // A relation the body reads that the catalog does not know (a
+                // temporary table): cannot tell.
+                None if !(rel.starts_with("pg_")
+                    || schema == "pg_catalog"
+                    || schema == "information_schema") =>
+                {
+                    t = t.join(Taint::UNKNOWN)
+                }
+                None => {}
             }
         }
+        if f.tables_read
+            .iter()
+            .any(|r| STATISTICS.contains(&r.rsplit('.').next().unwrap_or(r)))
+        {
+            t = t.join(Taint::UNKNOWN);
+        }
         t.derive()
+    }
+
+    fn operator(&self, name: &str) -> Taint {
+        self.catalog
+            .operator_functions(name)
+            .iter()
+            .fold(Taint::CLEAN, |t, f| t.join(self.function(f)))
+    }
+
+    fn cast(&self, ty: &str) -> Taint {
+        self.catalog
+            .cast_functions(ty)
+            .iter()
+            .fold(Taint::CLEAN, |t, f| t.join(self.function(f)))
     }
 }

@@ -145,7 +145,6 @@ pub fn rewrite_data_row(
 
 fn decide<'s>(v: &[u8], i: usize, plan: &ResultPlan, scratch: &'s mut Scratch) -> Replacement<'s> {
     let text_like = plan.text_like.get(i).copied().unwrap_or(false);
-    let binary = plan.binary.get(i).copied().unwrap_or(false);
     if let Some(Some(m)) = plan.columns.get(i) {
         if !text_like || !m.method.apply(v, &mut scratch.value) {
             return Replacement::Null;
@@ -153,10 +152,9 @@ fn decide<'s>(v: &[u8], i: usize, plan: &ResultPlan, scratch: &'s mut Scratch) -
         return Replacement::Value(&scratch.value);
     }
     if let Some(d) = &plan.detectors {
-        // Binary values of other types are not text to scan.
-        if binary && !text_like {
-            return Replacement::Keep;
-        }
+        // Binary values of other types are scanned as bytes too: an array, a json or
+        // a record carries its text elements as they are. A hit cannot be rewritten
+        // inside such a value, so the value goes.
         if d.scan(v, &mut scratch.value).is_some() {
             if !text_like {
                 return Replacement::Null;

@@ -842,3 +842,194 @@ async fn sql_and_protocol_statements_share_one_namespace() {
     );
     raw.query_ok("COMMIT").await;
 }
+
+/// Values carried out of a result where masking never looks: a notification's payload,
+/// a setting read back later. Found in review; each statement below leaked before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_values_cannot_leave_through_notifications_or_settings() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    for sql in [
+        "SELECT pg_notify('leak', email || ' ' || ssn) FROM {t} WHERE id = 1",
+        "SELECT set_config('application_name', ssn, false) FROM {t} WHERE id = 1",
+        "SELECT set_config('my.v', string_agg(email || reverse(ssn), ','), false) FROM {t}",
+    ] {
+        let sql = f.sql(sql);
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(code(&e), "42501", "{sql}: {e}");
+        f.assert_clean(&sql, &format!("{e:?}"));
+    }
+    // Nothing was set.
+    let got = rows(&c, "SELECT current_setting('my.v', true)")
+        .await
+        .unwrap();
+    assert_eq!(got[0][0], None);
+    // Clean values pass.
+    rows(
+        &c,
+        "SELECT set_config('my.v', 'plain', false), pg_notify('ok', 'hi')",
+    )
+    .await
+    .unwrap();
+    let got = rows(&c, "SELECT current_setting('my.v')").await.unwrap();
+    assert_eq!(got[0][0].as_deref(), Some("plain"));
+}
+
+/// The detectors see notification payloads and reported settings, as they see rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_scan_notifications_and_reported_settings() {
+    let f = fixture(
+        "detect:
+  - id: ssns
+    kind: us_ssn
+    method: redact
+",
+    )
+    .await;
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    raw.query_ok("LISTEN pgmoat_c").await;
+    let got = raw.query_ok("NOTIFY pgmoat_c, 'call 123-45-6789'").await;
+    let note = got
+        .iter()
+        .find(|m| m.tag == b'A')
+        .expect("the notification");
+    let text = String::from_utf8_lossy(&note.body);
+    assert!(text.contains("pgmoat_c"), "{text}");
+    assert!(!text.contains("123-45-6789"), "payload scanned: {text}");
+    let got = raw.query_ok("SET application_name = 'x 987-65-4321'").await;
+    let set = got.iter().find(|m| m.tag == b'S').expect("ParameterStatus");
+    let text = String::from_utf8_lossy(&set.body);
+    assert!(text.starts_with("application_name\0"), "{text}");
+    assert!(!text.contains("987-65-4321"), "setting scanned: {text}");
+}
+
+/// What a function, an operator, a cast or an aggregate returns is traced through the
+/// functions behind it, and a function pgmoat cannot see into is masked whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_followed_through_functions_operators_casts_and_aggregates() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    c.batch_execute(&f.sql(
+        "CREATE FUNCTION {t}_inner() RETURNS text LANGUAGE sql AS
+           'SELECT email FROM {t} WHERE id = 1';
+         CREATE FUNCTION {t}_outer() RETURNS text LANGUAGE sql AS 'SELECT {t}_inner()';
+         CREATE FUNCTION {t}_opf(int) RETURNS text LANGUAGE sql AS
+           'SELECT ssn FROM {t} WHERE id = $1';
+         CREATE OPERATOR ### (RIGHTARG = int, FUNCTION = {t}_opf);
+         CREATE FUNCTION {t}_sf(text, int) RETURNS text LANGUAGE sql AS
+           'SELECT coalesce($1, '''') || (SELECT ssn FROM {t} WHERE id = $2)';
+         CREATE AGGREGATE {t}_agg(int) (SFUNC = {t}_sf, STYPE = text);
+         CREATE TYPE {t}_tok AS (i int);
+         CREATE FUNCTION {t}_tok_text({t}_tok) RETURNS text LANGUAGE sql AS
+           'SELECT email FROM {t} WHERE id = ($1).i';
+         CREATE CAST ({t}_tok AS text) WITH FUNCTION {t}_tok_text({t}_tok);",
+    ))
+    .await
+    .unwrap();
+    // Made behind the gateway's back, after its catalog was read: unknown to it.
+    f.direct
+        .batch_execute(&f.sql(
+            "CREATE FUNCTION {t}_direct() RETURNS text LANGUAGE sql AS
+               'SELECT ssn FROM {t} WHERE id = 2'",
+        ))
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT {t}_outer()",
+        "SELECT demo.public.{t}_inner()",
+        "SELECT ### 1",
+        "SELECT {t}_agg(id) FROM {t}",
+        "SELECT ROW(1)::{t}_tok::text",
+        "SELECT {t}_direct()",
+        "SELECT u.row_to_json FROM (SELECT id, email FROM {t}) u",
+        "SELECT w.f FROM (SELECT 1) x, LATERAL (SELECT {t}_outer() AS f) w",
+    ] {
+        let got = f.check(&c, sql).await;
+        assert!(!got.is_empty(), "{sql}");
+    }
+    // A temporary function is never in the catalog pgmoat reads.
+    c.batch_execute(&f.sql(
+        "CREATE FUNCTION pg_temp.{t}_tmp() RETURNS text LANGUAGE sql AS
+           'SELECT email FROM {t} WHERE id = 3'",
+    ))
+    .await
+    .unwrap();
+    f.check(&c, "SELECT pg_temp.{t}_tmp()").await;
+    // Built-ins stay clean: no over-masking of ordinary calls.
+    let got = rows(
+        &c,
+        &f.sql("SELECT upper(name), length(name) FROM {t} WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got[0], vec![Some("ADA".into()), Some("3".into())]);
+}
+
+/// Changing a masked table's definition could copy its values out of reach of the
+/// mask (a generated column, a rule, a rename): refused. Its errors are scrubbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_of_masked_tables_cannot_be_changed_to_copy_values() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    c.batch_execute(&f.sql("CREATE TABLE {t}_sink (v text)"))
+        .await
+        .unwrap();
+    for sql in [
+        "ALTER TABLE {t} ADD COLUMN e2 text GENERATED ALWAYS AS (reverse(email)) STORED",
+        "ALTER TABLE {t} RENAME COLUMN email TO contact",
+        "ALTER TABLE {t} RENAME TO {t}_renamed",
+        "CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO INSERT INTO {t}_sink VALUES (NEW.email)",
+        "CREATE RULE {t}_r2 AS ON INSERT TO {t}_sink DO ALSO INSERT INTO {t}_sink SELECT ssn FROM {t}",
+    ] {
+        let sql = f.sql(sql);
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(code(&e), "42501", "{sql}: {e}");
+    }
+    let got = rows(&f.direct, &f.sql("SELECT count(*) FROM {t}_sink"))
+        .await
+        .unwrap();
+    assert_eq!(got[0][0].as_deref(), Some("0"));
+    // A write that fails quotes the row it would have made: scrubbed.
+    c.batch_execute(&f.sql("ALTER TABLE {t}_sink ADD COLUMN n int"))
+        .await
+        .unwrap();
+    f.direct
+        .batch_execute(&f.sql("ALTER TABLE {t} ALTER COLUMN name SET NOT NULL"))
+        .await
+        .unwrap();
+    let sql = f.sql("UPDATE {t} SET name = NULL WHERE id = 1");
+    let e = c.simple_query(&sql).await.expect_err(&sql);
+    assert_eq!(code(&e), "23502", "{e}");
+    f.assert_clean("not-null error", &format!("{e:?}"));
+}
+
+/// Binary values of non-text types (arrays, json) carry text as it is: the detectors
+/// scan them, and a hit withholds the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_scan_binary_values_of_any_type() {
+    let f = fixture(
+        "detect:
+  - id: ssns
+    kind: us_ssn
+    method: redact
+",
+    )
+    .await;
+    let c = f.agent().await;
+    // tokio-postgres asks for binary results.
+    let row = c
+        .query_one(
+            "SELECT ARRAY['x 123-45-6789'], convert_to('123-45-6789', 'UTF8'), ARRAY['plain']",
+            &[],
+        )
+        .await
+        .unwrap();
+    let a: Option<Vec<String>> = row.get(0);
+    let b: Option<Vec<u8>> = row.get(1);
+    let plain: Option<Vec<String>> = row.get(2);
+    assert_eq!(a, None, "an array holding an SSN is withheld");
+    assert_eq!(b, None, "a bytea holding an SSN is withheld");
+    assert_eq!(plain, Some(vec!["plain".to_string()]));
+}
