@@ -103,6 +103,10 @@ pub trait Relations {
     fn cast(&self, _ty: &str) -> Taint {
         Taint::CLEAN
     }
+    /// Whether calling it runs code of a user's (which may open or close cursors).
+    fn runs_user_code(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Functions that carry a value out of the result, where masking never sees it: a
@@ -135,6 +139,9 @@ pub struct Lineage {
     /// COPY ... TO STDOUT (masked data in it is refused, not rewritten); `true` when
     /// in binary format.
     pub copy_out: Option<bool>,
+    /// It may close or open cursors pgmoat does not see (CLOSE, DISCARD, DO, CALL, a
+    /// user function): names known so far may no longer be what they were.
+    pub forgets_cursors: bool,
 }
 
 /// Trace every statement in `sql`. Runs libpg_query: call it on a parse thread.
@@ -150,11 +157,13 @@ pub fn analyze(sql: &str, rels: &dyn Relations) -> Result<Vec<Lineage>, Classify
             touched: Taint::CLEAN,
             launders: None,
             unknown_relation: false,
+            forgets_cursors: false,
         };
         let mut l = a.statement(&tree);
         l.touched = l.touched.join(a.touched);
         l.launders = l.launders.or(a.launders);
         l.unknown_relation = a.unknown_relation;
+        l.forgets_cursors = a.forgets_cursors;
         out.push(l);
     }
     Ok(out)
@@ -254,6 +263,7 @@ struct Analyzer<'r> {
     touched: Taint,
     launders: Option<String>,
     unknown_relation: bool,
+    forgets_cursors: bool,
 }
 
 impl Analyzer<'_> {
@@ -349,7 +359,11 @@ impl Analyzer<'_> {
                     self.launder(read, "a rule whose actions read masked columns");
                 }
             }
-            "ViewStmt" | "CreateFunctionStmt" | "DoStmt" => {
+            "ClosePortalStmt" | "DiscardStmt" | "DoStmt" | "CallStmt" => {
+                self.forgets_cursors = true;
+                self.generic(m, &top);
+            }
+            "ViewStmt" | "CreateFunctionStmt" => {
                 // Views are traced when read (from the catalog); bodies are judged by
                 // the rules' facts.
             }
@@ -894,6 +908,7 @@ impl Analyzer<'_> {
             "FuncCall" => {
                 let names = name_list(m.get("funcname"));
                 let f = self.rels.function(&names.join("."));
+                self.forgets_cursors |= self.rels.runs_user_code(&names.join("."));
                 let args = self.generic(m, scope);
                 let bare = names.last().map(|n| n.to_ascii_lowercase());
                 if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {

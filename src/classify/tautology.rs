@@ -33,9 +33,9 @@ pub fn is_tautology(where_clause: &Value) -> (bool, bool) {
 /// Whether a column (or `WHERE CURRENT OF`) appears anywhere in the clause.
 fn mentions_a_row(v: &Value) -> bool {
     match v {
-        Value::Object(m) => m.iter().any(|(k, child)| {
-            matches!(k, "ColumnRef" | "CurrentOfExpr") || mentions_a_row(child)
-        }),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, child)| matches!(k, "ColumnRef" | "CurrentOfExpr") || mentions_a_row(child)),
         Value::Array(items) => items.iter().any(mentions_a_row),
         _ => false,
     }

@@ -494,6 +494,16 @@ impl Relations for Masking {
         t.derive()
     }
 
+    fn runs_user_code(&self, name: &str) -> bool {
+        let lname = name.to_ascii_lowercase();
+        let parts: Vec<&str> = lname.split('.').collect();
+        let key = match parts.as_slice() {
+            [.., schema, f] => format!("{schema}.{f}"),
+            _ => lname.clone(),
+        };
+        !self.catalog.is_native_function(&key)
+    }
+
     fn operator(&self, name: &str) -> Taint {
         self.catalog
             .operator_functions(name)

@@ -126,6 +126,9 @@ impl Masker {
         let mut defines = Vec::with_capacity(list.len());
         let mut here: HashMap<Named, Origin> = HashMap::new();
         for l in list {
+            if l.forgets_cursors {
+                here.retain(|k, _| !matches!(k, Named::Cursor(_)));
+            }
             let o = match &l.uses {
                 Some(n) if here.contains_key(n) => here[n].clone(),
                 _ => origin_of(l, &self.named),
@@ -139,8 +142,19 @@ impl Masker {
         (out, defines)
     }
 
+    /// Code pgmoat does not follow may close a cursor and open another of that name
+    /// (a function's `OPEN name FOR ...`), or CLOSE ended one: what a FETCH or an
+    /// Execute of a known name reads is no longer known, so it is masked whole.
+    fn forget_cursors(&mut self, lineage: Option<&[Lineage]>) {
+        if lineage.is_some_and(|l| l.iter().any(|l| l.forgets_cursors)) {
+            self.named.retain(|k, _| !matches!(k, Named::Cursor(_)));
+            self.portals.clear();
+        }
+    }
+
     /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
     pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize) {
+        self.forget_cursors(lineage);
         let (origins, defines) = self.origins(lineage, statements);
         self.expect.push_back(Expect::Query {
             origins,
@@ -151,6 +165,7 @@ impl Masker {
 
     /// A Parse was forwarded, at (cycle, position) among the Parses.
     pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>, cycle: u64, at: u64) {
+        self.forget_cursors(lineage);
         let (origins, _) = self.origins(lineage, 1);
         let new = Arc::new(Mutex::new(Statement {
             origin: origins.into_iter().next().unwrap_or_default(),

@@ -1033,3 +1033,47 @@ async fn detectors_scan_binary_values_of_any_type() {
     assert_eq!(b, None, "a bytea holding an SSN is withheld");
     assert_eq!(plain, Some(vec!["plain".to_string()]));
 }
+
+/// A function can close a cursor and open another of the same name: pgmoat forgets
+/// what it knew of cursor names when code it does not follow runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_name_reused_by_a_function_is_masked() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    c.batch_execute(&f.sql(
+        "CREATE FUNCTION {t}_open(n text) RETURNS refcursor LANGUAGE plpgsql AS $$
+         DECLARE c refcursor := n;
+         BEGIN OPEN c FOR SELECT reverse(email) FROM {t}; RETURN c; END $$",
+    ))
+    .await
+    .unwrap();
+    for steps in [
+        [
+            "DECLARE kk CURSOR FOR SELECT name FROM {t}",
+            "CLOSE kk",
+            "SELECT {t}_open('kk')",
+        ],
+        [
+            "DECLARE kk CURSOR FOR SELECT name FROM {t}",
+            "SELECT 1",
+            "CLOSE kk; SELECT {t}_open('kk')",
+        ],
+    ] {
+        c.batch_execute("BEGIN").await.unwrap();
+        for s in steps {
+            c.batch_execute(&f.sql(s)).await.unwrap();
+        }
+        let got = rows(&c, "FETCH ALL FROM kk").await.unwrap();
+        assert_eq!(got.len(), 3);
+        f.assert_rows_clean("FETCH after reuse", &got);
+        c.batch_execute("COMMIT").await.unwrap();
+    }
+    // A cursor nobody reopened keeps its (clean) columns.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute(&f.sql("DECLARE kk CURSOR FOR SELECT name FROM {t} ORDER BY id"))
+        .await
+        .unwrap();
+    let got = rows(&c, "FETCH 1 FROM kk").await.unwrap();
+    assert_eq!(got[0][0].as_deref(), Some("Ada"));
+    c.batch_execute("COMMIT").await.unwrap();
+}
