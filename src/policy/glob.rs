@@ -39,6 +39,12 @@ impl Glob {
         &self.text
     }
 
+    /// Like [`Glob::matches`], but the name must have as many dotted parts as the
+    /// pattern (settings: `debug_*` must not match the custom `app.debug_mode`).
+    pub fn matches_whole(&self, name: &str) -> bool {
+        name == "*" || (name.split('.').count() == self.segments.len() && self.matches(name))
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         if name == "*" {
             return true;
@@ -108,6 +114,15 @@ mod tests {
         assert!(m("lo_?mport", "lo_import"));
         assert!(!m("lo_?mport", "lo_imports"));
         assert!(!m("user", "public.users"));
+    }
+
+    #[test]
+    fn setting_names_are_whole() {
+        let w = |p: &str, v: &str| Glob::new(p).unwrap().matches_whole(v);
+        assert!(w("debug_*", "debug_print_plan"));
+        assert!(!w("debug_*", "app.debug_mode"));
+        assert!(w("app.*", "app.debug_mode"));
+        assert!(w("log_*", "*"), "an unknown setting matches everything");
     }
 
     #[test]

@@ -141,7 +141,12 @@ impl Cond {
             }
         }
         if let Some(g) = &self.settings {
-            if !any_glob(g, f.settings.iter()) {
+            // A setting's name is whole: `debug_*` is not `app.debug_mode`.
+            if !f
+                .settings
+                .iter()
+                .any(|n| g.iter().any(|g| g.matches_whole(n)))
+            {
                 return false;
             }
         }

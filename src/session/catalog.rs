@@ -39,11 +39,18 @@ const FUNCTIONS: &str = "SELECT n.nspname, p.proname, l.lanname, \
      CASE WHEN l.lanname IN ('sql', 'plpgsql') AND NOT EXISTS (SELECT 1 FROM \
      pg_catalog.unnest(p.proconfig) c WHERE c ILIKE 'standard_conforming_strings=%' \
      OR c ILIKE 'client_encoding=%' OR c ILIKE 'backslash_quote=%') \
-     THEN pg_catalog.pg_get_functiondef(p.oid) END \
+     THEN pg_catalog.pg_get_functiondef(p.oid) END, \
+     CASE WHEN l.lanname = 'internal' THEN (SELECT pg_catalog.string_agg(DISTINCT b.proname, ',') \
+     FROM pg_catalog.pg_proc b WHERE b.prosrc = p.prosrc AND b.oid < 16384) END \
      FROM pg_catalog.pg_proc p \
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
      WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p')";
+
+/// Domains over domains: a value cast to the outer one passes the inner one's checks.
+const DOMAIN_BASES: &str = "SELECT t.typname, b.typname \
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype \
+     WHERE t.typtype = 'd' AND t.oid >= 16384 AND b.typtype = 'd'";
 
 /// Aggregates users created run their support functions: a call of one is a call of those.
 const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.proname, \
@@ -104,6 +111,10 @@ pub struct Catalog {
     casts: HashMap<String, Vec<String>>,
     /// Domain name -> facts of its CHECK constraints.
     domains: HashMap<String, Facts>,
+    /// Domain name -> the domain it is defined over.
+    domain_bases: HashMap<String, String>,
+    /// View name (`schema.name`) -> facts of its definition: reading a view runs it.
+    views: HashMap<String, Facts>,
     /// Function name (bare and `schema.name`) -> facts of its body.
     functions: HashMap<String, Facts>,
     /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
@@ -150,6 +161,7 @@ impl Catalog {
             && self.casts.is_empty()
             && self.domains.is_empty()
             && self.functions.is_empty()
+            && self.views.is_empty()
     }
 
     /// The statement's facts with the catalog's knowledge folded in, or None when it
@@ -173,14 +185,34 @@ impl Catalog {
                     changed |= out.functions.insert(x.clone());
                 }
             }
-            if let Some(d) = self.domains.get(t.as_str()) {
-                merge(&mut out, d.clone());
-                changed = true;
+            // The domain's checks, and those of the domains under it.
+            let mut domain = Some(t.as_str());
+            for _ in 0..8 {
+                let Some(d) = domain else { break };
+                if let Some(facts) = self.domains.get(d) {
+                    merge(&mut out, facts.clone());
+                    changed = true;
+                }
+                domain = self.domain_bases.get(d).map(String::as_str);
             }
         }
-        // User functions' bodies, following calls a few levels deep.
+        // User functions' bodies and views' definitions, a few levels deep.
         let mut seen = BTreeSet::new();
+        let mut seen_views = BTreeSet::new();
         for _ in 0..4 {
+            let views: Vec<String> = out
+                .tables_read
+                .iter()
+                .filter(|t| !seen_views.contains(*t) && self.views.contains_key(t.as_str()))
+                .cloned()
+                .collect();
+            for v in views {
+                if let Some(body) = self.views.get(v.as_str()) {
+                    merge(&mut out, body.clone());
+                    changed = true;
+                }
+                seen_views.insert(v);
+            }
             let calls: Vec<String> = out
                 .functions
                 .iter()
@@ -272,7 +304,15 @@ async fn load(
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
     let mut results = Vec::with_capacity(8);
     for sql in [
-        OPERATORS, CASTS, DOMAINS, FUNCTIONS, RELATIONS, TEXT_TYPES, AGGREGATES, NATIVE,
+        OPERATORS,
+        CASTS,
+        DOMAINS,
+        FUNCTIONS,
+        RELATIONS,
+        TEXT_TYPES,
+        AGGREGATES,
+        NATIVE,
+        DOMAIN_BASES,
     ] {
         results.push(
             upstream::simple_query(&mut stream, &mut buf, sql)
@@ -291,7 +331,8 @@ async fn load(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
-    let (aggregates, native) = (
+    let (aggregates, native, domain_bases) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
@@ -321,7 +362,20 @@ async fn load(
             cat.casts.entry(lower(ty)).or_default().push(func.clone());
         }
     }
+    for r in domain_bases {
+        if let [Some(ty), Some(base)] = r.as_slice() {
+            cat.domain_bases.insert(lower(ty), lower(base));
+        }
+    }
     let mut texts = Vec::new();
+    for rel in &cat.relations {
+        if let Some(def) = &rel.view_definition {
+            texts.push((
+                format!("v:{}.{}", rel.schema, rel.name),
+                def.trim_end().trim_end_matches(';').to_owned(),
+            ));
+        }
+    }
     for r in domains {
         if let [Some(ty), Some(def)] = r.as_slice() {
             let expr = def.strip_prefix("CHECK ").unwrap_or(def);
@@ -331,13 +385,23 @@ async fn load(
     let mut opaque = Vec::new();
     for r in funcs {
         match r.as_slice() {
-            [Some(schema), Some(name), Some(_), Some(def)] => {
+            [Some(schema), Some(name), Some(_), Some(def), _] => {
                 texts.push((
                     format!("f:{}", lower(&format!("{schema}.{name}"))),
                     def.clone(),
                 ));
             }
-            [Some(schema), Some(name), Some(lang), None]
+            // `LANGUAGE internal AS 'pg_read_file_all'`: another name for a built-in.
+            [Some(schema), Some(name), Some(_), None, Some(builtins)] => {
+                let mut facts = Facts::default();
+                for b in builtins.split(',') {
+                    facts.functions.insert(format!("pg_catalog.{b}"));
+                }
+                cat.functions
+                    .insert(lower(&format!("{schema}.{name}")), facts.clone());
+                cat.functions.entry(lower(name)).or_insert(facts);
+            }
+            [Some(schema), Some(name), Some(lang), None, None]
                 if !matches!(lang.as_str(), "c" | "internal") =>
             {
                 opaque.push((
@@ -354,7 +418,9 @@ async fn load(
         .map_err(|e| e.to_string())?
     {
         let Some(mut facts) = facts else { continue };
-        if let Some(domain) = key.strip_prefix("d:") {
+        if let Some(view) = key.strip_prefix("v:") {
+            cat.views.insert(view.to_owned(), facts);
+        } else if let Some(domain) = key.strip_prefix("d:") {
             facts.kinds.retain(|k| *k != Kind::Select);
             cat.domains.insert(domain.to_owned(), facts);
         } else if let Some(func) = key.strip_prefix("f:") {

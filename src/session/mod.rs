@@ -384,6 +384,7 @@ async fn establish(
         })?;
     params::check_startup(&startup.params)
         .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
+    startup_settings_allowed(shared, &identity, &database, &startup.params)?;
 
     let mut upstream_params: Vec<(String, String)> = startup
         .params
@@ -501,4 +502,55 @@ pub(crate) fn client_read_err(e: ReadError) -> SessionError {
         ReadError::Eof => SessionError::ClientGone,
         ReadError::Frame(f) => SessionError::Protocol(f.to_string()),
     }
+}
+
+/// Startup settings are judged by the rules' `settings` conditions like a SET would
+/// be (application_name aside, which pgmoat rewrites): what a rule blocks in the
+/// session cannot come in through the startup packet instead. A rule that would hold
+/// such a SET for approval refuses it here (nobody can approve a startup packet).
+fn startup_settings_allowed(
+    shared: &Shared,
+    identity: &crate::auth::Identity,
+    target: &str,
+    params: &[(String, String)],
+) -> Result<(), SessionError> {
+    if !shared.rules.is_configured() {
+        return Ok(());
+    }
+    let names: Vec<String> = params::startup_settings(params)
+        .into_iter()
+        .filter(|n| n != "application_name")
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let rules = shared.rules.current();
+    for name in names {
+        // Only the setting: rules on statement kinds (`statement: [set]`) are about
+        // statements, and every driver sets client_encoding at startup.
+        let mut facts = crate::classify::Facts::default();
+        facts.settings.insert(name.clone());
+        let d = rules.decide(
+            &[facts],
+            &crate::policy::Subject {
+                user: &identity.name,
+                groups: &identity.groups,
+                target,
+                search_path_changed: false,
+            },
+        );
+        // The default action is for statements: in allowlist mode (`default: block`)
+        // drivers' own settings (client_encoding, DateStyle, extra_float_digits)
+        // still come in. A rule naming the setting decides.
+        if d.action != crate::policy::Action::Allow && d.deciding_rule != "default" {
+            return Err(SessionError::refused(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "pgmoat: setting {name} at connection start is blocked by rule \"{}\"",
+                    d.deciding_rule
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

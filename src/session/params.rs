@@ -36,6 +36,26 @@ pub fn check_startup(params: &[(String, String)]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The settings a startup packet asks for (names as the server normalises them), for
+/// the rules' `settings` conditions: a rule that blocks `SET debug_print_plan` blocks
+/// `options=-c debug_print_plan=on` too.
+pub fn startup_settings(params: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in params {
+        match name.as_str() {
+            "user" | "database" | "replication" => {}
+            "options" => {
+                for (n, _) in parse_options(value).unwrap_or_default() {
+                    out.push(normalise(&n));
+                }
+            }
+            n if n.starts_with("_pq_.") => {}
+            n => out.push(normalise(n)),
+        }
+    }
+    out
+}
+
 fn is_false(v: &str) -> bool {
     matches!(
         v.trim().to_ascii_lowercase().as_str(),

@@ -410,6 +410,32 @@ async fn functions_hidden_behind_catalog_objects_are_found() {
         .unwrap()
         .get(0);
     assert_eq!(left, 1, "nothing was deleted");
+    // A view, a domain over the domain, and an internal-language alias of a built-in
+    // run what they hide.
+    su.batch_execute(&format!(
+        "CREATE VIEW public.peek_{n} AS SELECT pg_catalog.pg_read_file('/etc/hostname') AS f;
+         GRANT SELECT ON public.peek_{n} TO app_rw;
+         CREATE DOMAIN public.sneakiest_{n} AS public.sneaky_{n};
+         CREATE FUNCTION public.readit_{n}(text) RETURNS text LANGUAGE internal STRICT
+           AS 'pg_read_file_all';"
+    ))
+    .await
+    .unwrap();
+    c.simple_query(&format!("CREATE TABLE marker3_{n} (a int)"))
+        .await
+        .unwrap();
+    for sql in [
+        format!("SELECT * FROM peek_{n}"),
+        format!("SELECT 'x'::sneakiest_{n}"),
+        format!("SELECT readit_{n}('/etc/hostname')"),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(msg.contains("no-server-files"), "{sql}: {e}");
+    }
     // Renaming a domain makes pgmoat read the catalog again: the check still counts.
     su.batch_execute(&format!("ALTER DOMAIN public.sneaky_{n} OWNER TO app_rw"))
         .await
@@ -527,4 +553,40 @@ async fn review_evasions_are_refused() {
         assert!(!msg.starts_with("pgmoat"), "{sql}: {msg}");
     }
     let _ = pg;
+}
+
+/// A setting a rule blocks in the session is blocked in the startup packet too; the
+/// settings drivers send on their own still come in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_settings_follow_the_rules() {
+    let (_pg, gw) = with_baseline().await;
+    for options in [
+        "-c debug_print_plan=on",
+        "-c trace_notify=on -c debug_pretty_print=off",
+    ] {
+        let params = [("user", AGENT), ("database", "demo"), ("options", options)];
+        let e = match Raw::login_with(gw.addr, &params, AGENT_PW).await {
+            Ok(_) => panic!("{options}: accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.field(b'C'), "42501", "{options}");
+        assert!(
+            e.field(b'M').contains("no-logging-changes"),
+            "{options}: {}",
+            e.field(b'M')
+        );
+    }
+    let params = [
+        ("user", AGENT),
+        ("database", "demo"),
+        ("options", "-c extra_float_digits=3 -c DateStyle=ISO"),
+        ("client_encoding", "UTF8"),
+    ];
+    let mut raw = Raw::login_with(gw.addr, &params, AGENT_PW)
+        .await
+        .expect("ordinary startup settings");
+    raw.query_ok("SELECT 1").await;
+    // A custom setting is not caught by a pattern for built-in ones.
+    let c = gw.connect().await;
+    c.simple_query("SET app.debug_mode = on").await.unwrap();
 }
