@@ -195,6 +195,21 @@ fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
     })
 }
 
+/// The first of `args` when it is a string literal, lowercased (`set_config('role',
+/// ...)`, `SET x = 'off'`).
+fn first_string_arg(body: &Map) -> Option<String> {
+    let arg = body.get("args")?.as_array()?.first()?;
+    match unwrap_node(arg) {
+        Some(("AConst", c)) => c
+            .get("val")
+            .and_then(|v| v.get("Sval"))
+            .and_then(|v| v.get("sval"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
+        _ => None,
+    }
+}
+
 /// Built-in functions that run SQL given to them as text: what it does cannot be
 /// judged statically.
 const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
@@ -539,20 +554,7 @@ impl<'a> Walker<'a> {
 
     fn setting_from_set_config(&mut self, body: &Map) {
         self.literal_sensitive = true;
-        let first = body
-            .get("args")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first());
-        let name = first.and_then(|arg| match unwrap_node(arg) {
-            Some(("AConst", c)) => c
-                .get("val")
-                .and_then(|v| v.get("Sval"))
-                .and_then(|v| v.get("sval"))
-                .and_then(Value::as_str)
-                .map(str::to_ascii_lowercase),
-            _ => None,
-        });
-        match name {
+        match first_string_arg(body) {
             Some(n) => {
                 if n == "role" || n == "session_authorization" {
                     self.facts.kinds.insert(Kind::SetRole);
@@ -583,20 +585,7 @@ impl<'a> Walker<'a> {
         if kind == K::VarSetDefault as i64 || kind == K::VarReset as i64 {
             return;
         }
-        let value = body
-            .get("args")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|arg| match unwrap_node(arg) {
-                Some(("AConst", c)) => c
-                    .get("val")
-                    .and_then(|v| v.get("Sval"))
-                    .and_then(|v| v.get("sval"))
-                    .and_then(Value::as_str)
-                    .map(str::to_ascii_lowercase),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let value = first_string_arg(body).unwrap_or_default();
         let harmless = match name {
             "standard_conforming_strings" => matches!(value.as_str(), "on" | "true" | "1"),
             "client_encoding" => matches!(value.as_str(), "utf8" | "utf-8" | "unicode"),

@@ -150,6 +150,19 @@ impl Fixture {
         }
     }
 
+    /// Run as the agent: refused with 42501 by a mask, and no secret in the error.
+    pub async fn blocked_by_mask(&self, c: &Client, sql: &str) {
+        let sql = self.sql(sql);
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(code(&e), "42501", "{sql}: {e}");
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(
+            msg.starts_with("pgmoat: blocked by mask \""),
+            "{sql}: {msg}"
+        );
+        self.assert_clean(&sql, &format!("{e:?}"));
+    }
+
     /// Run as the agent: no secret in the result; when the statement also returns
     /// rows directly, the count matches and masked values differ from the originals.
     pub async fn check(&self, c: &Client, sql: &str) -> Rows {
@@ -384,14 +397,7 @@ async fn laundering_masked_values_is_refused() {
         "COPY {t} (ssn) TO '/tmp/pgmoat-laundered'",
         "PREPARE p2 AS INSERT INTO {t} (id, note) SELECT id + 200, email FROM {t}",
     ] {
-        let sql = f.sql(sql);
-        let e = c.simple_query(&sql).await.expect_err(&sql);
-        assert_eq!(code(&e), "42501", "{sql}: {e}");
-        let msg = e.as_db_error().unwrap().message().to_owned();
-        assert!(
-            msg.starts_with("pgmoat: blocked by mask \""),
-            "{sql}: {msg}"
-        );
+        f.blocked_by_mask(&c, sql).await;
     }
     // Nothing was copied: the notes are what they were.
     let notes = rows(
@@ -854,10 +860,7 @@ async fn masked_values_cannot_leave_through_notifications_or_settings() {
         "SELECT set_config('application_name', ssn, false) FROM {t} WHERE id = 1",
         "SELECT set_config('my.v', string_agg(email || reverse(ssn), ','), false) FROM {t}",
     ] {
-        let sql = f.sql(sql);
-        let e = c.simple_query(&sql).await.expect_err(&sql);
-        assert_eq!(code(&e), "42501", "{sql}: {e}");
-        f.assert_clean(&sql, &format!("{e:?}"));
+        f.blocked_by_mask(&c, sql).await;
     }
     // Nothing was set.
     let got = rows(&c, "SELECT current_setting('my.v', true)")
@@ -875,17 +878,16 @@ async fn masked_values_cannot_leave_through_notifications_or_settings() {
     assert_eq!(got[0][0].as_deref(), Some("plain"));
 }
 
-/// The detectors see notification payloads and reported settings, as they see rows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detectors_scan_notifications_and_reported_settings() {
-    let f = fixture(
-        "detect:
+const SSN_DETECTOR: &str = "detect:
   - id: ssns
     kind: us_ssn
     method: redact
-",
-    )
-    .await;
+";
+
+/// The detectors see notification payloads and reported settings, as they see rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detectors_scan_notifications_and_reported_settings() {
+    let f = fixture(SSN_DETECTOR).await;
     let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
         .await
         .unwrap();
@@ -983,9 +985,7 @@ async fn definitions_of_masked_tables_cannot_be_changed_to_copy_values() {
         "CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO INSERT INTO {t}_sink VALUES (NEW.email)",
         "CREATE RULE {t}_r2 AS ON INSERT TO {t}_sink DO ALSO INSERT INTO {t}_sink SELECT ssn FROM {t}",
     ] {
-        let sql = f.sql(sql);
-        let e = c.simple_query(&sql).await.expect_err(&sql);
-        assert_eq!(code(&e), "42501", "{sql}: {e}");
+        f.blocked_by_mask(&c, sql).await;
     }
     let got = rows(&f.direct, &f.sql("SELECT count(*) FROM {t}_sink"))
         .await
@@ -1009,14 +1009,7 @@ async fn definitions_of_masked_tables_cannot_be_changed_to_copy_values() {
 /// scan them, and a hit withholds the value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detectors_scan_binary_values_of_any_type() {
-    let f = fixture(
-        "detect:
-  - id: ssns
-    kind: us_ssn
-    method: redact
-",
-    )
-    .await;
+    let f = fixture(SSN_DETECTOR).await;
     let c = f.agent().await;
     // tokio-postgres asks for binary results.
     let row = c
