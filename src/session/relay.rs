@@ -619,8 +619,8 @@ impl Relay {
                     pos += h.total;
                     continue;
                 }
-                // A Sync during COPY FROM STDIN is not one the server answers.
-                b'S' if !self.pace.client_copy => {
+                // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
+                b'S' => {
                     self.sent_syncs += 1;
                     if let Some(m) = &mut self.masker {
                         m.on_client(&[b'S', 0, 0, 0, 4]);
