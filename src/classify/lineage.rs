@@ -109,6 +109,9 @@ pub trait Relations {
     }
 }
 
+/// Columns every table has that the catalog's column lists leave out (`t.xmin`).
+const SYSTEM_COLUMNS: &[&str] = &["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
 /// Functions that carry a value out of the result, where masking never sees it: a
 /// notification's payload, a setting anyone can read back.
 const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
@@ -985,7 +988,13 @@ impl Analyzer<'_> {
                             // Not a column: `u.f` is the call `f(u)` (attribute
                             // notation, `u.row_to_json`), which sees the whole row.
                             Some(cols) => cols.iter().find(|(n, _)| n == c).map_or_else(
-                                || r.whole.join(self.rels.function(c)).derive(),
+                                || {
+                                    if SYSTEM_COLUMNS.contains(&c.as_str()) {
+                                        Taint::CLEAN
+                                    } else {
+                                        r.whole.join(self.rels.function(c)).derive()
+                                    }
+                                },
                                 |(_, t)| *t,
                             ),
                             None => r.whole,

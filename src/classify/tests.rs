@@ -493,6 +493,22 @@ async fn cached_classification_equals_uncached() {
         classifier.cached("DELETE FROM t WHERE 5 = 5").is_none(),
         "literal-sensitive: exact text only"
     );
+    // A computed set_config name is the rules' to judge (PostgREST sends them), not a
+    // hard refusal; a literal one that changes how SQL is read is.
+    assert_eq!(
+        classify_now("SELECT set_config($1, $2, true)")
+            .unwrap()
+            .statements[0]
+            .rereads_sql,
+        None
+    );
+    assert!(
+        classify_now("SELECT set_config('client_encoding', 'SJIS', false)")
+            .unwrap()
+            .statements[0]
+            .rereads_sql
+            .is_some()
+    );
     // Whether two sides are the same rests on their literals: no answer for the shape.
     for (sql, tautology) in [
         ("DELETE FROM t WHERE id * 1 = id * 2", false),

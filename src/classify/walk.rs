@@ -568,7 +568,10 @@ impl<'a> Walker<'a> {
                 // A computed setting name could be anything, role included.
                 self.facts.settings.insert("*".into());
                 self.facts.kinds.insert(Kind::SetRole);
-                self.rereads("a computed setting name");
+                // Not refused outright (PostgREST sends `set_config($1, $2, true)`
+                // with every request): the rules decide on `*` and set_role, and the
+                // server's ParameterStatus still ends a session that turned
+                // standard_conforming_strings off this way.
             }
         }
     }

@@ -247,6 +247,21 @@ impl RuleSet {
         }
     }
 
+    /// The strictest rule with a `settings` condition that matches a setting `name`
+    /// asked for at connection start (rules that only name who or where are about
+    /// statements): its id when it blocks or would hold.
+    pub fn refuses_startup_setting(&self, name: &str, who: &Subject<'_>) -> Option<String> {
+        let mut f = Facts::default();
+        f.settings.insert(name.to_owned());
+        self.rules
+            .iter()
+            .filter(|r| r.when.settings.is_some() && r.action != Action::Allow)
+            .find(|r| {
+                r.when.matches(&f, who) && !r.unless.as_ref().is_some_and(|u| u.matches(&f, who))
+            })
+            .map(|r| r.id.clone())
+    }
+
     pub fn decide(&self, statements: &[Facts], who: &Subject<'_>) -> Decision {
         let mut best = Decision {
             action: Action::Allow,

@@ -164,10 +164,29 @@ impl Catalog {
             && self.views.is_empty()
     }
 
+    /// Whether any user-defined object the statement names is one the catalog knows
+    /// (checked without copying the facts: most statements name none).
+    fn involved(&self, f: &Facts) -> bool {
+        f.operators
+            .iter()
+            .any(|o| self.operators.contains_key(o.as_str()))
+            || f.type_casts.iter().any(|t| {
+                self.casts.contains_key(t.as_str())
+                    || self.domains.contains_key(t.as_str())
+                    || self.domain_bases.contains_key(t.as_str())
+            })
+            || f.functions
+                .iter()
+                .any(|n| self.functions.contains_key(lower(n).as_str()))
+            || f.tables_read
+                .iter()
+                .any(|t| self.views.contains_key(t.as_str()))
+    }
+
     /// The statement's facts with the catalog's knowledge folded in, or None when it
     /// adds nothing (the common case: no user-defined objects involved).
     pub fn resolve(&self, f: &Facts) -> Option<Facts> {
-        if self.is_empty() {
+        if self.is_empty() || !self.involved(f) {
             return None;
         }
         let mut out = f.clone();

@@ -143,12 +143,19 @@ impl Masker {
     }
 
     /// Code pgmoat does not follow may close a cursor and open another of that name
-    /// (a function's `OPEN name FOR ...`), or CLOSE ended one: what a FETCH or an
-    /// Execute of a known name reads is no longer known, so it is masked whole.
+    /// (a function's `OPEN name FOR ...`), or CLOSE ended one: what a FETCH of a name
+    /// DECLARE made reads is no longer known, so it is masked whole. (Portals a Bind
+    /// made are kept: a driver reads them in pieces across other statements.)
     fn forget_cursors(&mut self, lineage: Option<&[Lineage]>) {
         if lineage.is_some_and(|l| l.iter().any(|l| l.forgets_cursors)) {
-            self.named.retain(|k, _| !matches!(k, Named::Cursor(_)));
-            self.portals.clear();
+            let portals = &mut self.portals;
+            self.named.retain(|k, _| match k {
+                Named::Cursor(n) => {
+                    portals.remove(n);
+                    false
+                }
+                Named::Prepared(_) => true,
+            });
         }
     }
 

@@ -505,9 +505,10 @@ pub(crate) fn client_read_err(e: ReadError) -> SessionError {
 }
 
 /// Startup settings are judged by the rules' `settings` conditions like a SET would
-/// be (application_name aside, which pgmoat rewrites): what a rule blocks in the
-/// session cannot come in through the startup packet instead. A rule that would hold
-/// such a SET for approval refuses it here (nobody can approve a startup packet).
+/// be (application_name aside, which pgmoat rewrites): what a rule with a `settings`
+/// condition blocks in the session cannot come in through the startup packet instead.
+/// A rule that would hold such a SET for approval refuses it here (nobody can approve
+/// a startup packet).
 fn startup_settings_allowed(
     shared: &Shared,
     identity: &crate::auth::Identity,
@@ -525,30 +526,17 @@ fn startup_settings_allowed(
         return Ok(());
     }
     let rules = shared.rules.current();
+    let who = crate::policy::Subject {
+        user: &identity.name,
+        groups: &identity.groups,
+        target,
+        search_path_changed: false,
+    };
     for name in names {
-        // Only the setting: rules on statement kinds (`statement: [set]`) are about
-        // statements, and every driver sets client_encoding at startup.
-        let mut facts = crate::classify::Facts::default();
-        facts.settings.insert(name.clone());
-        let d = rules.decide(
-            &[facts],
-            &crate::policy::Subject {
-                user: &identity.name,
-                groups: &identity.groups,
-                target,
-                search_path_changed: false,
-            },
-        );
-        // The default action is for statements: in allowlist mode (`default: block`)
-        // drivers' own settings (client_encoding, DateStyle, extra_float_digits)
-        // still come in. A rule naming the setting decides.
-        if d.action != crate::policy::Action::Allow && d.deciding_rule != "default" {
+        if let Some(rule) = rules.refuses_startup_setting(&name, &who) {
             return Err(SessionError::refused(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "pgmoat: setting {name} at connection start is blocked by rule \"{}\"",
-                    d.deciding_rule
-                ),
+                format!("pgmoat: setting {name} at connection start is blocked by rule \"{rule}\""),
             ));
         }
     }

@@ -35,6 +35,8 @@ const BUF_START: usize = 8 * 1024;
 /// An idle session keeps at most this much buffer per direction.
 const BUF_KEEP: usize = 64 * 1024;
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+/// A Sync message, for the one pgmoat sends itself (see `Pace::client`).
+const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
 /// How waiting for an approval ended.
 enum Waited {
@@ -82,6 +84,8 @@ pub struct Relay {
     seen_rfq: u64,
     /// How the server counts ReadyForQuerys, which the counts above must follow.
     pace: Pace,
+    /// ReadyForQuery numbers answering Syncs pgmoat sent itself.
+    swallow: VecDeque<u64>,
     /// Stream offsets of the client and server bytes at the buffers' starts, and of
     /// the next message [`Pace`] has not seen (a message not yet whole is scanned
     /// again when the rest arrives).
@@ -127,11 +131,12 @@ pub struct Relay {
 /// server rules break "one per Query or Sync": after an error in an extended-protocol
 /// batch the server discards everything up to Sync (a Query among it included), and
 /// in COPY FROM STDIN it ignores Sync. Miscounting would pair later results with the
-/// wrong statements (their masks, approvals and audit records), so sequences that
-/// would need the server's outcome to count are refused instead: a Query or
-/// FunctionCall inside an unsynced batch, messages pipelined behind a COPY, and
-/// anything but copy data, Flush, CopyDone or CopyFail during a COPY. No driver sends
-/// those (they wait for CopyInResponse, and end batches with Sync).
+/// wrong statements (their masks, approvals and audit records). So a Query or
+/// FunctionCall inside an unsynced batch gets a Sync of pgmoat's in front (its answer
+/// is kept from the client), and sequences that would need the server's outcome to
+/// count are refused: messages pipelined behind a COPY, and anything but copy data,
+/// Flush, CopyDone or CopyFail during one. No driver sends those (they wait for
+/// CopyInResponse).
 #[derive(Default)]
 struct Pace {
     /// Extended-protocol messages sent since the last Sync.
@@ -158,13 +163,14 @@ fn pipelining(what: &str) -> SessionError {
 }
 
 impl Pace {
-    fn client(&mut self, tag: u8) -> Result<(), SessionError> {
+    /// A client message, before it goes on. True: a Sync of pgmoat's must go first.
+    fn client(&mut self, tag: u8) -> Result<bool, SessionError> {
         if self.client_copy {
             return match tag {
-                b'd' | b'H' => Ok(()),
+                b'd' | b'H' => Ok(false),
                 b'c' | b'f' => {
                     self.client_copy = false;
-                    Ok(())
+                    Ok(false)
                 }
                 _ => Err(pipelining(
                     "a message other than copy data during COPY FROM STDIN",
@@ -181,21 +187,23 @@ impl Pace {
                 self.batch_executes += 1;
                 self.batch_ends_with_execute = true;
             }
-            b'S' => {
-                self.synced_executes = std::mem::take(&mut self.batch_executes);
-                self.synced_ends_with_execute = std::mem::take(&mut self.batch_ends_with_execute);
-                self.in_batch = false;
-                self.last_terminator = tag;
-            }
+            b'S' => self.synced(),
             b'Q' | b'F' if self.in_batch => {
-                return Err(pipelining(
-                    "a Query or FunctionCall inside an extended-protocol batch before its Sync",
-                ))
+                self.synced();
+                self.last_terminator = tag;
+                return Ok(true);
             }
             b'Q' | b'F' => self.last_terminator = tag,
             _ => {}
         }
-        Ok(())
+        Ok(false)
+    }
+
+    fn synced(&mut self) {
+        self.synced_executes = std::mem::take(&mut self.batch_executes);
+        self.synced_ends_with_execute = std::mem::take(&mut self.batch_ends_with_execute);
+        self.in_batch = false;
+        self.last_terminator = b'S';
     }
 
     /// CopyInResponse. Whether the Sync that closed the COPY's batch was already sent
@@ -291,6 +299,7 @@ impl Relay {
             u_stream: 0,
             sent_syncs: 0,
             pace: Pace::default(),
+            swallow: VecDeque::new(),
             client_offset: 0,
             client_paced: 0,
             server_offset: 0,
@@ -316,6 +325,11 @@ impl Relay {
             parses: Default::default(),
             closes: Default::default(),
         }
+    }
+
+    /// Nothing in flight: no cycle unanswered, no batch open, no COPY running.
+    fn idle(&self) -> bool {
+        self.outstanding() == 0 && !self.pace.in_batch && !self.pace.client_copy
     }
 
     fn outstanding(&self) -> u64 {
@@ -367,7 +381,7 @@ impl Relay {
             shutdown_signal.as_mut().poll(cx)
         });
         loop {
-            if self.draining && self.outstanding() == 0 {
+            if self.draining && self.idle() {
                 return Ok(End::Shutdown);
             }
             ensure_room(&mut self.cbuf);
@@ -442,7 +456,20 @@ impl Relay {
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
                 self.client_paced = at + 1;
-                self.pace.client(h.tag)?;
+                if self.pace.client(h.tag)? {
+                    // A Query or FunctionCall inside an unsynced batch: after an error
+                    // in the batch the server would discard it, unanswered. pgmoat
+                    // ends the batch with a Sync of its own first (pgjdbc sends
+                    // `P B E` BEGIN then `Q` SAVEPOINT) and keeps that answer.
+                    self.write_upstream(&buf[fwd..pos]).await?;
+                    fwd = pos;
+                    self.write_upstream(&SYNC).await?;
+                    self.sent_syncs += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&SYNC);
+                    }
+                    self.swallow.push_back(self.sent_syncs);
+                }
             }
             match h.tag {
                 b'Q' | b'P' | b'F' => {
@@ -1206,6 +1233,13 @@ impl Relay {
                     if let Some(a) = self.audit.as_mut() {
                         a.cycle_ended(seen);
                     }
+                    if self.swallow.front() == Some(&seen) {
+                        // The answer to pgmoat's own Sync (see `Pace::client`): not
+                        // the client's to see.
+                        self.swallow.pop_front();
+                        self.write_client(&buf[fwd..pos]).await?;
+                        fwd = pos + h.total;
+                    }
                     pos += h.total;
                     while self
                         .injections
@@ -1218,7 +1252,7 @@ impl Relay {
                             self.emit(response).await?;
                         }
                     }
-                    if self.draining && self.outstanding() == 0 {
+                    if self.draining && self.idle() {
                         end = Some(End::Shutdown);
                         break;
                     }

@@ -224,55 +224,70 @@ async fn copy_in_keeps_replies_matched_to_statements() {
     );
 }
 
-/// Sequences whose replies could only be matched by knowing the server's outcome are
-/// refused: a Query inside an unsynced extended batch (the server would discard it
-/// after an error), messages pipelined behind a COPY FROM STDIN.
+/// A Query inside an unsynced extended batch (pgjdbc's autosave sends `P B E` BEGIN,
+/// then `Q` SAVEPOINT): pgmoat puts a Sync of its own in front and keeps that answer
+/// from the client, so replies stay matched even when the batch fails (the server
+/// would otherwise discard the Query unanswered). Messages pipelined behind a COPY
+/// FROM STDIN cannot be matched and end the session with 08P01.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unmatchable_pipelines_are_refused() {
+async fn queries_inside_batches_and_pipelines_behind_copy() {
     let (_pg, gw) = start().await;
+    let query = |sql: &str| {
+        let mut q = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut q).unwrap();
+        q.to_vec()
+    };
+    let unsynced = |sql: &str| {
+        let mut m = parse_msg("", sql);
+        let mut b = b"\0\0".to_vec();
+        b.extend([0, 0, 0, 0, 0, 0]);
+        m.extend(message(b'B', &b));
+        m.extend(message(b'E', b"\0\0\0\0\0"));
+        m
+    };
+    // pgjdbc's autosave shape.
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut m = unsynced("BEGIN");
+    m.extend(query("SAVEPOINT pgjdbc_autosave"));
+    m.extend(parse_msg("", "SELECT 41 + 1"));
+    m.extend(bind_execute_sync(""));
+    raw.send(&m).await;
+    let mut got = raw.until_ready().await;
+    got.extend(raw.until_ready().await);
+    assert_eq!(tags(&got), "12CCZ12DCZ", "{got:?}");
+    assert_eq!(data_rows(&got).len(), 1);
+    assert_eq!(status(&got), b'T');
+    raw.query_ok("ROLLBACK").await;
+    // A failing batch: the Query still gets its answer, then the Sync its own.
     let mut bind = b"\0nosuch\0".to_vec();
     bind.extend([0, 0, 0, 0, 0, 0]);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("Query inside a batch", {
-            let mut m = message(b'B', &bind);
-            let mut q = bytes::BytesMut::new();
-            postgres_protocol::message::frontend::query("SELECT 1", &mut q).unwrap();
-            m.extend_from_slice(&q);
-            m.extend(message(b'S', b""));
-            m
-        }),
-        ("messages behind a COPY", {
-            let mut m = Vec::new();
-            let mut q = bytes::BytesMut::new();
-            postgres_protocol::message::frontend::query(
-                "CREATE TEMP TABLE t_behind(i int)",
-                &mut q,
-            )
-            .unwrap();
-            m.extend_from_slice(&q);
-            m.extend(parse_msg("", "COPY t_behind FROM STDIN"));
-            m.extend(bind_execute_sync(""));
-            m.extend(parse_msg("", "SELECT 1"));
-            m.extend(bind_execute_sync(""));
-            m
-        }),
-    ];
-    for (what, bytes) in cases {
-        let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
-        raw.send(&bytes).await;
-        let mut fatal = None;
-        while let Some(m) = raw.read().await {
-            if m.tag == b'E' && m.field(b'S') == "FATAL" {
-                fatal = Some(m);
-            }
+    let mut m = message(b'B', &bind);
+    m.extend(query("SELECT 'after'"));
+    m.extend(message(b'S', b""));
+    raw.send(&m).await;
+    let mut got = raw.until_ready().await;
+    got.extend(raw.until_ready().await);
+    assert_eq!(tags(&got), "ETDCZZ", "{got:?}");
+    // Nothing is off by one afterwards.
+    let r = raw.query_ok("SELECT 'next'").await;
+    assert!(data_rows(&r)[0].ends_with("next"), "{r:?}");
+    // Pipelined behind a COPY FROM STDIN: refused.
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut m = query("CREATE TEMP TABLE t_behind(i int)");
+    m.extend(parse_msg("", "COPY t_behind FROM STDIN"));
+    m.extend(bind_execute_sync(""));
+    m.extend(parse_msg("", "SELECT 1"));
+    m.extend(bind_execute_sync(""));
+    raw.send(&m).await;
+    let mut fatal = None;
+    while let Some(m) = raw.read().await {
+        if m.tag == b'E' && m.field(b'S') == "FATAL" {
+            fatal = Some(m);
         }
-        let fatal = fatal.unwrap_or_else(|| panic!("{what}: no FATAL"));
-        assert_eq!(fatal.field(b'C'), "08P01", "{what}");
-        assert!(fatal.field(b'M').contains("not supported"), "{what}");
     }
-    // The ordinary forms still work on a new session.
-    let c = gw.connect().await;
-    c.simple_query("SELECT 1").await.unwrap();
+    let fatal = fatal.expect("a FATAL");
+    assert_eq!(fatal.field(b'C'), "08P01");
+    assert!(fatal.field(b'M').contains("not supported"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
