@@ -910,8 +910,9 @@ impl Analyzer<'_> {
             }
             "FuncCall" => {
                 let names = name_list(m.get("funcname"));
-                let f = self.rels.function(&names.join("."));
-                self.forgets_cursors |= self.rels.runs_user_code(&names.join("."));
+                let name = names.join(".");
+                let f = self.rels.function(&name);
+                self.forgets_cursors |= self.rels.runs_user_code(&name);
                 let args = self.generic(m, scope);
                 let bare = names.last().map(|n| n.to_ascii_lowercase());
                 if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {

@@ -60,6 +60,24 @@ const OPAQUE_FUNCTIONS: &[&str] = &[
     "ts_rewrite",
 ];
 
+/// A function's catalog key (`schema.name`, lowercase; `db.schema.f` names the same
+/// function as `schema.f`) and its bare name.
+fn function_key(name: &str) -> (String, String) {
+    let lname = name.to_ascii_lowercase();
+    let parts: Vec<&str> = lname.split('.').collect();
+    let bare = parts.last().copied().unwrap_or_default().to_owned();
+    let key = match parts.as_slice() {
+        [.., schema, f] => format!("{schema}.{f}"),
+        _ => bare.clone(),
+    };
+    (key, bare)
+}
+
+/// A relation of the server's own (the catalogs), never in the user catalog pgmoat reads.
+fn is_system(schema: &str, name: &str) -> bool {
+    name.starts_with("pg_") || schema == "pg_catalog" || schema == "information_schema"
+}
+
 const LINEAGE_CACHE_MAX: usize = 10_000;
 /// Views defined on views defined on views...: deeper than this is not followed.
 const MAX_VIEW_DEPTH: usize = 16;
@@ -321,10 +339,7 @@ impl Masking {
                     .unwrap_or_default()
             };
             if candidates.is_empty() {
-                if !(name.starts_with("pg_")
-                    || schema == "pg_catalog"
-                    || schema == "information_schema")
-                {
+                if !is_system(schema, name) {
                     return true; // not in the catalog: cannot tell
                 }
                 continue;
@@ -437,15 +452,8 @@ impl Relations for Masking {
         if !self.has_column_masks() {
             return Taint::CLEAN;
         }
-        // `db.schema.f` names the same function as `schema.f`.
-        let lname = name.to_ascii_lowercase();
-        let parts: Vec<&str> = lname.split('.').collect();
-        let bare = parts.last().copied().unwrap_or_default();
-        let key = match parts.as_slice() {
-            [.., schema, f] => format!("{schema}.{f}"),
-            _ => bare.to_owned(),
-        };
-        if OPAQUE_FUNCTIONS.contains(&bare) {
+        let (key, bare) = function_key(name);
+        if OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
             return Taint::UNKNOWN;
         }
         let Some(f) = self.catalog.function_resolved(&key) else {
@@ -476,12 +484,7 @@ impl Relations for Masking {
                 }
                 // A relation the body reads that the catalog does not know (a
                 // temporary table): cannot tell.
-                None if !(rel.starts_with("pg_")
-                    || schema == "pg_catalog"
-                    || schema == "information_schema") =>
-                {
-                    t = t.join(Taint::UNKNOWN)
-                }
+                None if !is_system(schema, rel) => t = t.join(Taint::UNKNOWN),
                 None => {}
             }
         }
@@ -495,13 +498,7 @@ impl Relations for Masking {
     }
 
     fn runs_user_code(&self, name: &str) -> bool {
-        let lname = name.to_ascii_lowercase();
-        let parts: Vec<&str> = lname.split('.').collect();
-        let key = match parts.as_slice() {
-            [.., schema, f] => format!("{schema}.{f}"),
-            _ => lname.clone(),
-        };
-        !self.catalog.is_native_function(&key)
+        !self.catalog.is_native_function(&function_key(name).0)
     }
 
     fn operator(&self, name: &str) -> Taint {

@@ -183,14 +183,23 @@ pub fn scrub_message(msg: &[u8], touched: bool, m: &Masking) -> Option<BytesMut>
     out.put_i32(0);
     for (kind, value) in &fields {
         out.put_u8(*kind);
-        // A NUL inside a value would end the field early.
-        out.extend(value.iter().map(|&b| if b == 0 { b'?' } else { b }));
-        out.put_u8(0);
+        put_cstr(&mut out, value);
     }
     out.put_u8(0);
+    set_length(&mut out);
+    Some(out)
+}
+
+/// A value as a NUL-ended string: a NUL inside it would end the field early.
+fn put_cstr(out: &mut BytesMut, value: &[u8]) {
+    out.extend(value.iter().map(|&b| if b == 0 { b'?' } else { b }));
+    out.put_u8(0);
+}
+
+/// Fill in the length of the message `out` holds (tag, length, body).
+fn set_length(out: &mut BytesMut) {
     let n = (out.len() - 1) as i32;
     out[1..5].copy_from_slice(&n.to_be_bytes());
-    Some(out)
 }
 
 /// Run the detectors over a message made of `skip` fixed bytes and then NUL-ended
@@ -211,17 +220,15 @@ pub fn scrub_strings(msg: &[u8], skip: usize, m: &Masking) -> Option<BytesMut> {
     for v in values {
         if d.scan(v, &mut scratch).is_some() {
             changed = true;
-            out.extend(scratch.iter().map(|&b| if b == 0 { b'?' } else { b }));
+            put_cstr(&mut out, &scratch);
         } else {
-            out.extend_from_slice(v);
+            put_cstr(&mut out, v);
         }
-        out.put_u8(0);
     }
     if !changed {
         return None;
     }
-    let n = (out.len() - 1) as i32;
-    out[1..5].copy_from_slice(&n.to_be_bytes());
+    set_length(&mut out);
     Some(out)
 }
 

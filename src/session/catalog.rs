@@ -131,6 +131,23 @@ impl Catalog {
         self.functions.get(lower(name).as_str())
     }
 
+    /// A user function's facts under `schema.name` and its bare name. Same-named
+    /// functions in several schemas share the bare entry: a call by that name could
+    /// be any of them, so it gets what they all do.
+    fn add_function(&mut self, qualified: &str, facts: Facts) {
+        let qualified = lower(qualified);
+        let bare = qualified
+            .rsplit('.')
+            .next()
+            .unwrap_or(&qualified)
+            .to_owned();
+        self.functions.insert(qualified, facts.clone());
+        self.functions
+            .entry(bare)
+            .and_modify(|f| merge(f, facts.clone()))
+            .or_insert(facts);
+    }
+
     /// A user function's facts with what it calls (operators, casts, other user
     /// functions) folded in.
     pub fn function_resolved(&self, name: &str) -> Option<Facts> {
@@ -416,9 +433,7 @@ async fn load(
                 for b in builtins.split(',') {
                     facts.functions.insert(format!("pg_catalog.{b}"));
                 }
-                cat.functions
-                    .insert(lower(&format!("{schema}.{name}")), facts.clone());
-                cat.functions.entry(lower(name)).or_insert(facts);
+                cat.add_function(&format!("{schema}.{name}"), facts);
             }
             [Some(schema), Some(name), Some(lang), None, None]
                 if !matches!(lang.as_str(), "c" | "internal") =>
@@ -445,12 +460,7 @@ async fn load(
         } else if let Some(func) = key.strip_prefix("f:") {
             // The CREATE FUNCTION around the body is not something a call does.
             facts.kinds.remove(&Kind::Create);
-            let bare = func.rsplit('.').next().unwrap_or(func).to_owned();
-            cat.functions.insert(func.to_owned(), facts.clone());
-            cat.functions
-                .entry(bare)
-                .and_modify(|f| merge(f, facts.clone()))
-                .or_insert(facts);
+            cat.add_function(func, facts);
         }
     }
     for (qualified, bare, lang) in opaque {
@@ -468,12 +478,7 @@ async fn load(
             if let Some(f) = last {
                 facts.functions.insert(f.clone());
             }
-            cat.functions
-                .insert(lower(&format!("{schema}.{name}")), facts.clone());
-            cat.functions
-                .entry(lower(name))
-                .and_modify(|f| merge(f, facts.clone()))
-                .or_insert(facts);
+            cat.add_function(&format!("{schema}.{name}"), facts);
         }
     }
     for r in native {
