@@ -39,6 +39,11 @@ pub struct Judge {
     /// protocol-level statement does. Names stay for the session (DEALLOCATE is not
     /// followed: asking again is the safe side).
     pub prepared_holds: std::sync::Mutex<HashMap<String, Arc<PreparedHold>>>,
+    /// Set once `prepared_holds` has a name.
+    pub any_prepared_holds: std::sync::atomic::AtomicBool,
+    /// The session is audited: only then are the record's facts (kinds, tables, rule
+    /// ids) gathered for every statement; otherwise just the action.
+    pub audited: bool,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.
@@ -250,17 +255,25 @@ impl Judge {
                 self.search_path_changed.store(true, Relaxed);
             }
         }
-        let audit_facts = audit_facts(statements, &decision);
-        let facts = decision
-            .statement
-            .and_then(|i| statements.get(i).map(|f| (i, f)));
-        let detail = facts.map(|(i, f)| {
-            if statements.len() > 1 {
+        let audit_facts = if self.audited {
+            audit_facts(statements, &decision)
+        } else {
+            crate::audit::StatementFacts {
+                action: decision.action.as_str(),
+                ..Default::default()
+            }
+        };
+        // Only a refusal shows it: an allowed statement must not pay for the text.
+        let detail = || {
+            let (i, f) = decision
+                .statement
+                .and_then(|i| statements.get(i).map(|f| (i, f)))?;
+            Some(if statements.len() > 1 {
                 format!("statement {}: {}", i + 1, f.summary())
             } else {
                 f.summary()
-            }
-        });
+            })
+        };
         let message = match decision.action {
             Action::Allow => {
                 let mut judged = self
@@ -314,6 +327,7 @@ impl Judge {
                         for name in &prepares {
                             held.insert((*name).clone(), Arc::clone(&hold));
                         }
+                        self.any_prepared_holds.store(true, Relaxed);
                         if statements.iter().all(|f| !f.prepares.is_empty()) {
                             return judged;
                         }
@@ -336,6 +350,7 @@ impl Judge {
                 )
             }
         };
+        let detail = detail();
         Judged::refused(Refusal {
             response: error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -349,11 +364,9 @@ impl Judge {
 
     /// Whether any SQL-level prepared statement of this session needs approval.
     pub fn has_prepared_holds(&self) -> bool {
-        !self
-            .prepared_holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        // Names are never removed, so the flag is exact; the relay asks per Bind and
+        // Execute, where a lock would be paid by every prepared-protocol statement.
+        self.any_prepared_holds.load(Relaxed)
     }
 
     /// The hold for a protocol Bind of `name` when that is a held SQL-level prepared

@@ -122,7 +122,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             masks: Arc::clone(&shared.masks),
             masking: std::sync::Mutex::new(None),
             prepared_holds: Default::default(),
+            any_prepared_holds: Default::default(),
             approvals: shared.approvals.clone(),
+            audited: est.audit.is_some(),
         }),
         audit: est.audit,
     });
