@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# cpu_split.sh - user and system CPU per transaction of PgBouncer and one or more pgmoat
+# builds, side by side on one throwaway Postgres, interleaved round by round.
+#
+#   cargo build --release
+#   MODE=simple RULES=rules/baseline.yaml ROUNDS=3 benches/cpu_split.sh
+#   BINS="/tmp/pgmoat.before target/release/pgmoat" MODE=prepared benches/cpu_split.sh
+#
+# MODE     pgbench -M (simple | prepared), default simple
+# RULES    a rule file or folder for every pgmoat, default none
+# AUDIT    fsync | batch: an audit store per pgmoat, default none
+# BINS     pgmoat binaries, default target/release/pgmoat (each becomes moat1, moat2, ...)
+# ROUNDS   default 3; T seconds per run, default 8
+#
+# Each run is `pgbench -n -S -M MODE -c 8 -j 2 -T T`; the line printed per run gives
+# TPS and the middlebox's utime and stime (from /proc/PID/stat) per transaction.
+# pgbench_compare.sh gives medians and Postgres's CPU; this one splits user from system
+# time, which is where a proxy's own work shows (the kernel's TCP work is the same for
+# any proxy), and compares builds.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. benches/throwaway_pg.sh cpu_split
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+[ -x "$PGBOUNCER" ] || die "pgbouncer not found (apt-get install pgbouncer)"
+start_pg "shared_buffers = 256MB" "max_connections = 100"
+PGPASSWORD=$SUPER_PW "$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres \
+    -c "create role bench login password '$APP_PW'" -c "create database bench owner bench" >/dev/null ||
+    die "cannot create the bench database"
+PGPASSWORD=$APP_PW "$PGBIN/pgbench" -q -i -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1 ||
+    die "pgbench -i failed"
+
+CLIENT_PW=c$RANDOM$RANDOM
+declare -A PID PORTN
+PIDS=()
+stop_all() { [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null; cleanup; }
+trap stop_all EXIT
+
+mkdir -p "$WORK/pgbouncer"
+printf '"bench" "%s"\n' "$CLIENT_PW" >"$WORK/pgbouncer/userlist.txt"
+PORTN[pgbouncer]=$(free_port)
+cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOT
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=bench password=$APP_PW
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${PORTN[pgbouncer]}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/pgbouncer/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 20
+logfile = $WORK/pgbouncer/pgbouncer.log
+ignore_startup_parameters = extra_float_digits
+EOT
+if [ "$(id -u)" = 0 ]; then chown -R postgres: "$WORK/pgbouncer"; fi
+chmod 600 "$WORK/pgbouncer/userlist.txt"
+as_pg "$PGBOUNCER" "$WORK/pgbouncer/pgbouncer.ini" >"$WORK/pgbouncer/stdout.log" 2>&1 &
+PID[pgbouncer]=$!; PIDS+=($!)
+
+n=0
+for bin in ${BINS:-target/release/pgmoat}; do
+    [ -x "$bin" ] || die "no pgmoat binary at $bin (cargo build --release)"
+    n=$((n + 1)); name=moat$n
+    PORTN[$name]=$(free_port)
+    {
+        echo "listen: 127.0.0.1:${PORTN[$name]}"
+        echo "workers: 1"
+        echo "targets:"
+        echo "  bench: { host: 127.0.0.1, port: $PG_PORT, database: bench, user: bench, password_env: BENCH_DB_PASSWORD, tls: disable }"
+        echo "identities:"
+        echo "  users:"
+        echo "    - { name: bench, password_env: BENCH_CLIENT_PASSWORD, groups: [bench] }"
+        [ -n "${RULES:-}" ] && echo "rules: $(realpath "$RULES")"
+        [ -n "${AUDIT:-}" ] && printf 'audit:\n  dir: %s\n  durability: %s\n' "$WORK/audit$n" "$AUDIT"
+    } >"$WORK/$name.yaml"
+    BENCH_DB_PASSWORD=$APP_PW BENCH_CLIENT_PASSWORD=$CLIENT_PW "$bin" serve -c "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
+    PID[$name]=$!; PIDS+=($!)
+    log "$name: $bin"
+done
+sleep 1
+
+export PGPASSWORD=$CLIENT_PW
+TARGETS="pgbouncer $(seq -f 'moat%g' -s ' ' 1 $n)"
+run() { # target seconds
+    "$PGBIN/pgbench" -n -S -M "${MODE:-simple}" -c 8 -j 2 -T "$2" -h 127.0.0.1 -p "${PORTN[$1]}" -U bench bench 2>&1
+}
+for t in $TARGETS; do run "$t" 2 >/dev/null; done # warm-up
+for r in $(seq "${ROUNDS:-3}"); do
+    for t in $TARGETS; do
+        read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
+        out=$(run "$t" "${T:-8}")
+        read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
+        txns=$(echo "$out" | awk '/processed/ {split($NF, a, "/"); print a[1]}')
+        tps=$(echo "$out" | awk '/tps =/ {print $3}')
+        [ -n "$txns" ] || die "pgbench against $t failed: $out"
+        awk -v r="$r" -v t="$t" -v tps="$tps" -v n="$txns" -v hz="$(getconf CLK_TCK)" \
+            -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
+                f = 1e6 / hz / n
+                printf "round %d %-10s tps %7.0f  user %5.2f  sys %5.2f  total %5.2f us/txn\n", r, t, tps, u*f, s*f, (u+s)*f
+            }'
+    done
+done
