@@ -701,6 +701,11 @@ impl Relay {
             ),
             None => return Ok(Waited::Approved),
         };
+        // Waiting starts before the request is listed: a cancel sent as soon as the
+        // request shows (in the API, or the notice below) must withdraw it, not go
+        // to the server, which has nothing running to cancel.
+        let signal = Arc::clone(&self.cancel_signal);
+        signal.waiting(true);
         let mut ticket = hold.approvals.request(
             &name,
             &groups,
@@ -719,6 +724,7 @@ impl Relay {
                 .await
             {
                 // Fail closed: a hold the trail does not show is not offered.
+                signal.waiting(false);
                 return Ok(Waited::Refused(audit_refusal(&e)));
             }
         }
@@ -728,9 +734,14 @@ impl Relay {
             "00000",
             &format!("pgmoat: waiting for approval {id} (rule \"{}\")", hold.rule),
         );
-        self.client.write_all(&notice).await.map_err(client_io)?;
-        self.client.flush().await.map_err(client_io)?;
-        let signal = Arc::clone(&self.cancel_signal);
+        let sent = match self.client.write_all(&notice).await {
+            Ok(()) => self.client.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            signal.waiting(false);
+            return Err(client_io(e));
+        }
         let mut shutdown = self.shutdown.clone();
         let refuse = |code: &str, message: String, detail: Option<String>| {
             Waited::Refused(super::judge::Refusal {
@@ -739,7 +750,6 @@ impl Relay {
             })
         };
         let mut grant_until = None;
-        signal.waiting(true);
         let waited = loop {
             tokio::select! {
                 r = ticket.wait() => {
