@@ -35,26 +35,9 @@ PIDS=()
 stop_all() { [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null; cleanup; }
 trap stop_all EXIT
 
-mkdir -p "$WORK/pgbouncer"
-printf '"bench" "%s"\n' "$CLIENT_PW" >"$WORK/pgbouncer/userlist.txt"
+. benches/pgbouncer_conf.sh
 PORTN[pgbouncer]=$(free_port)
-cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOT
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=bench password=$APP_PW
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${PORTN[pgbouncer]}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $WORK/pgbouncer/userlist.txt
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 20
-logfile = $WORK/pgbouncer/pgbouncer.log
-ignore_startup_parameters = extra_float_digits
-EOT
-if [ "$(id -u)" = 0 ]; then chown -R postgres: "$WORK/pgbouncer"; fi
-chmod 600 "$WORK/pgbouncer/userlist.txt"
+write_pgbouncer_conf "$WORK/pgbouncer" "${PORTN[pgbouncer]}" "$PG_PORT" "$CLIENT_PW" "user=bench password=$APP_PW"
 as_pg "$PGBOUNCER" "$WORK/pgbouncer/pgbouncer.ini" >"$WORK/pgbouncer/stdout.log" 2>&1 &
 PID[pgbouncer]=$!; PIDS+=($!)
 

@@ -189,26 +189,8 @@ PGPASSWORD=$BENCH_PW "$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U 
 
 # ---------------------------------------------------------------- pgbouncer
 BOUNCER_PORT=$(pick_port)
-mkdir -p "$WORK/pgbouncer"
-printf '"bench" "%s"\n' "$BENCH_PW" >"$WORK/pgbouncer/userlist.txt"
-cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $WORK/pgbouncer/userlist.txt
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 20
-logfile = $WORK/pgbouncer/pgbouncer.log
-ignore_startup_parameters = extra_float_digits
-EOF
-if [ "$(id -u)" = 0 ]; then chown -R postgres: "$WORK/pgbouncer"; fi
-chmod 600 "$WORK/pgbouncer/userlist.txt"
+. "$REPO_ROOT/benches/pgbouncer_conf.sh"
+write_pgbouncer_conf "$WORK/pgbouncer" "$BOUNCER_PORT" "$PG_PORT" "$BENCH_PW"
 
 log "starting pgbouncer ($("$PGBOUNCER" --version | head -1)) on 127.0.0.1:$BOUNCER_PORT"
 as_pg "$PGBOUNCER" "$WORK/pgbouncer/pgbouncer.ini" >"$WORK/pgbouncer/stdout.log" 2>&1 &

@@ -734,11 +734,11 @@ impl Relay {
             "00000",
             &format!("pgmoat: waiting for approval {id} (rule \"{}\")", hold.rule),
         );
-        let sent = match self.client.write_all(&notice).await {
-            Ok(()) => self.client.flush().await,
-            Err(e) => Err(e),
+        let sent = async {
+            self.client.write_all(&notice).await?;
+            self.client.flush().await
         };
-        if let Err(e) = sent {
+        if let Err(e) = sent.await {
             signal.waiting(false);
             return Err(client_io(e));
         }
