@@ -7,6 +7,9 @@
 //! message, however large, streams through as it arrives, so a 100 MB row or COPY chunk
 //! costs no buffering.
 //!
+//! Batches that nothing in the session needs to look into (prepared-statement cycles
+//! with no masks, holds or audit trail) take a synchronous fast path, [`fast`].
+//!
 //! Responses pgmoat composes itself (a refused message) must reach the client in
 //! protocol order, after the results of everything sent before them. Every Query,
 //! FunctionCall and Sync produces exactly one ReadyForQuery, so counting those sent and
@@ -20,6 +23,9 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+mod fast;
+
+use self::fast::Fast;
 use super::error::SessionError;
 use super::judge::{Judge, Judged};
 use super::masker::{self, Masker};
@@ -400,10 +406,30 @@ impl Relay {
                     let _ = self.upstream.write_all(&TERMINATE).await;
                     return Ok(End::ClientClosed);
                 }
-                Event::Client(Ok(_)) => self.on_client_bytes().await?,
+                Event::Client(Ok(_)) => match self.client_fast()? {
+                    Fast::Declined => self.on_client_bytes().await?,
+                    Fast::Done => None,
+                    Fast::Unsent(rest) => {
+                        self.write_upstream(&rest).await?;
+                        if self.upstream.is_tls() {
+                            self.upstream.flush().await.map_err(server_io)?;
+                        }
+                        None
+                    }
+                },
                 Event::Client(Err(e)) => return Err(client_io(e)),
                 Event::Server(Ok(0)) => return Ok(End::ServerClosed),
-                Event::Server(Ok(_)) => self.on_server_bytes().await?,
+                Event::Server(Ok(_)) => match self.server_fast()? {
+                    Fast::Declined => self.on_server_bytes().await?,
+                    Fast::Done => None,
+                    Fast::Unsent(rest) => {
+                        self.write_client(&rest).await?;
+                        if self.client.is_tls() {
+                            self.client.flush().await.map_err(client_io)?;
+                        }
+                        None
+                    }
+                },
                 Event::Server(Err(e)) => return Err(server_io(e)),
                 Event::Shutdown => {
                     self.draining = true;
@@ -674,12 +700,21 @@ impl Relay {
         }
         stats.bytes_from_client = pos as u64;
         if fwd < pos {
-            self.write_upstream(&buf[fwd..pos]).await?;
+            let rest = &buf[fwd..pos];
+            let sent = self.upstream.send_now(rest).map_err(server_io)?;
+            if sent < rest.len() {
+                self.write_upstream(&rest[sent..]).await?;
+            }
         }
         buf.advance(pos);
         self.client_offset += pos as u64;
-        self.upstream.flush().await.map_err(server_io)?;
-        self.client.flush().await.map_err(client_io)?;
+        // Plain TCP has nothing to flush; TLS may hold a record back.
+        if self.upstream.is_tls() {
+            self.upstream.flush().await.map_err(server_io)?;
+        }
+        if self.client.is_tls() {
+            self.client.flush().await.map_err(client_io)?;
+        }
         self.metrics.add(&stats);
         Ok(end)
     }
@@ -1361,10 +1396,20 @@ impl Relay {
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        self.write_client(&buf[fwd..pos]).await?;
+        let rest = &buf[fwd..pos];
+        let sent = if self.staged.is_empty() {
+            self.client.send_now(rest).map_err(client_io)?
+        } else {
+            0
+        };
+        if sent < rest.len() || !self.staged.is_empty() {
+            self.write_client(&rest[sent..]).await?;
+        }
         buf.advance(pos);
         self.server_offset += pos as u64;
-        self.client.flush().await.map_err(client_io)?;
+        if self.client.is_tls() {
+            self.client.flush().await.map_err(client_io)?;
+        }
         self.metrics.add(&stats);
         Ok(end)
     }

@@ -470,3 +470,69 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Prepared-statement cycles (Bind/Execute/Sync, the relay's fast path when nothing in
+/// the session inspects them) answered in order, each with the server's true
+/// transaction status: alone, pipelined four to a write with a failure among them,
+/// inside a failed transaction, and after a Close.
+pub async fn check_prepared_cycles(raw: &mut Raw) {
+    let row_is = |m: &[Msg], v: &str| {
+        let rows = data_rows(m);
+        assert_eq!(rows.len(), 1, "one row: {}", tags(m));
+        assert!(rows[0].ends_with(v), "row {:?} ends with {v}", rows[0]);
+    };
+    let mut setup = parse_msg("ok", "SELECT 7");
+    // Fails when it runs (a constant 1/0 would fail at Bind, when it is planned).
+    setup.extend(parse_msg("bad", "SELECT 1 / (random() * 0)::int"));
+    setup.extend(message(b'S', b""));
+    raw.send(&setup).await;
+    assert_eq!(tags(&raw.until_ready().await), "11Z");
+
+    assert_eq!(status(&raw.query_ok("BEGIN").await), b'T');
+    raw.send(&bind_execute_sync("ok")).await;
+    let m = raw.until_ready().await;
+    assert_eq!((tags(&m).as_str(), status(&m)), ("2DCZ", b'T'));
+    row_is(&m, "7");
+    raw.send(&bind_execute_sync("bad")).await;
+    let m = raw.until_ready().await;
+    assert_eq!((tags(&m).as_str(), status(&m)), ("2EZ", b'E'));
+    assert_eq!(m[1].field(b'C'), "22012");
+    raw.send(&bind_execute_sync("ok")).await;
+    let m = raw.until_ready().await;
+    assert_eq!((tags(&m).as_str(), status(&m)), ("EZ", b'E'));
+    assert_eq!(m[0].field(b'C'), "25P02");
+    // pgmoat's own answers carry the status it tracked through those cycles.
+    raw.send(&message(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]))
+        .await;
+    let m = raw.until_ready().await;
+    assert_eq!((tags(&m).as_str(), status(&m)), ("EZ", b'E'));
+    assert_eq!(m[0].field(b'C'), "42501");
+    assert_eq!(status(&raw.query_ok("ROLLBACK").await), b'I');
+
+    let mut pipe = Vec::new();
+    for name in ["ok", "ok", "bad", "ok"] {
+        pipe.extend(bind_execute_sync(name));
+    }
+    raw.send(&pipe).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let m = raw.until_ready().await;
+        assert_eq!(status(&m), b'I');
+        answers.push(tags(&m));
+        if m.len() == 4 {
+            row_is(&m, "7");
+        }
+    }
+    assert_eq!(answers, ["2DCZ", "2DCZ", "2EZ", "2DCZ"]);
+
+    let mut close = message(b'C', b"Sok\0");
+    close.extend(message(b'S', b""));
+    raw.send(&close).await;
+    assert_eq!(tags(&raw.until_ready().await), "3Z");
+    raw.send(&bind_execute_sync("ok")).await;
+    let m = raw.until_ready().await;
+    assert_eq!(tags(&m), "EZ");
+    assert_eq!(m[0].field(b'C'), "26000", "the closed statement is gone");
+    let m = raw.query_ok("SELECT 2").await;
+    row_is(&m, "2");
+}

@@ -136,6 +136,13 @@ async fn multi_statement_query_returns_every_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_cycles_keep_order_and_transaction_status() {
+    let (_pg, gw) = start().await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    check_prepared_cycles(&mut raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_keep_sqlstate_and_transaction_status() {
     let (_pg, gw) = start().await;
     let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();

@@ -24,6 +24,29 @@ async fn with_baseline() -> (&'static crate::common::pg::TestPg, TestGateway) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_cycles_around_refusals() {
+    let (_pg, gw) = with_baseline().await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    check_prepared_cycles(&mut raw).await;
+    // A refused Parse pipelined between two cycles: its error comes in its place and
+    // the cycles around it are answered as usual.
+    let mut setup = parse_msg("ok", "SELECT 7");
+    setup.extend(message(b'S', b""));
+    raw.send(&setup).await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    let mut pipe = bind_execute_sync("ok");
+    pipe.extend(parse_msg("drop", "DROP TABLE IF EXISTS nothing_here"));
+    pipe.extend(message(b'S', b""));
+    pipe.extend(bind_execute_sync("ok"));
+    raw.send(&pipe).await;
+    assert_eq!(tags(&raw.until_ready().await), "2DCZ");
+    let refused = raw.until_ready().await;
+    assert_eq!(tags(&refused), "EZ");
+    assert_eq!(refused[0].field(b'C'), "42501");
+    assert_eq!(tags(&raw.until_ready().await), "2DCZ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_statements_never_reach_the_server() {
     let (pg, gw) = with_baseline().await;
     let c = gw.connect().await;
