@@ -63,6 +63,43 @@ const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.pr
      LEFT JOIN pg_catalog.pg_proc f ON f.oid = a.aggfinalfn \
      LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace \
      WHERE p.oid >= 16384";
+/// What writing a table runs besides the statement itself: column defaults and
+/// generated columns, CHECK constraints, user-defined assignment casts to its columns'
+/// types, and the checks of the domains its columns are. `INSERT INTO t DEFAULT
+/// VALUES` calls whatever `t`'s defaults call. Each row: the table, and SQL whose facts
+/// are those of the write.
+///
+/// Not triggers: pg_query 18.1 emits malformed JSON for every PL/pgSQL trigger
+/// function (its trigger variables), so each would count as unanalysable and block
+/// every write to a table with an ordinary `updated_at` trigger.
+const WRITES: &str = "SELECT n.nspname || '.' || c.relname, \
+     'SELECT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+     FROM pg_catalog.pg_attrdef d \
+     JOIN pg_catalog.pg_class c ON c.oid = d.adrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.oid >= 16384 \
+     UNION ALL SELECT n.nspname || '.' || c.relname, \
+     'SELECT ' || pg_catalog.pg_get_expr(k.conbin, k.conrelid) \
+     FROM pg_catalog.pg_constraint k \
+     JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE k.contype = 'c' AND c.oid >= 16384 \
+     UNION ALL SELECT DISTINCT n.nspname || '.' || c.relname, 'SELECT ' || \
+     pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '()' \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     JOIN pg_catalog.pg_cast k ON k.casttarget = a.atttypid AND k.castcontext IN ('a', 'i') \
+     JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE k.oid >= 16384 AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'f') \
+     UNION ALL SELECT DISTINCT n.nspname || '.' || c.relname, \
+     'SELECT NULL::' || pg_catalog.quote_ident(t.typname) \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid AND t.typtype = 'd' \
+     WHERE t.oid >= 16384 AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'f')";
 /// Functions whose result depends on their arguments only as far as masking can tell:
 /// the built-ins, and compiled functions extensions installed. Any other name (a
 /// temporary function, one created since the catalog was read) cannot be traced.
@@ -115,6 +152,8 @@ pub struct Catalog {
     domain_bases: HashMap<String, String>,
     /// View name (`schema.name`) -> facts of its definition: reading a view runs it.
     views: HashMap<String, Facts>,
+    /// Table name (`schema.name`) -> what writing it runs (see [`WRITES`]).
+    writes: HashMap<String, Facts>,
     /// Function name (bare and `schema.name`) -> facts of its body.
     functions: HashMap<String, Facts>,
     /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
@@ -179,6 +218,7 @@ impl Catalog {
             && self.domains.is_empty()
             && self.functions.is_empty()
             && self.views.is_empty()
+            && self.writes.is_empty()
     }
 
     /// Whether any user-defined object the statement names is one the catalog knows
@@ -198,6 +238,9 @@ impl Catalog {
             || f.tables_read
                 .iter()
                 .any(|t| self.views.contains_key(t.as_str()))
+            || f.tables_written
+                .iter()
+                .any(|t| self.writes.contains_key(t.as_str()))
     }
 
     /// The statement's facts with the catalog's knowledge folded in, or None when it
@@ -208,14 +251,20 @@ impl Catalog {
         }
         let mut out = f.clone();
         let mut changed = false;
-        for op in &f.operators {
+        for t in &f.tables_written {
+            if let Some(w) = self.writes.get(t.as_str()) {
+                merge(&mut out, w.clone());
+                changed = true;
+            }
+        }
+        for op in &out.operators.clone() {
             if let Some(funcs) = self.operators.get(op.as_str()) {
                 for x in funcs {
                     changed |= out.functions.insert(x.clone());
                 }
             }
         }
-        for t in &f.type_casts {
+        for t in &out.type_casts.clone() {
             if let Some(funcs) = self.casts.get(t.as_str()) {
                 for x in funcs {
                     changed |= out.functions.insert(x.clone());
@@ -349,6 +398,7 @@ async fn load(
         AGGREGATES,
         NATIVE,
         DOMAIN_BASES,
+        WRITES,
     ] {
         results.push(
             upstream::simple_query(&mut stream, &mut buf, sql)
@@ -367,7 +417,8 @@ async fn load(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
-    let (aggregates, native, domain_bases) = (
+    let (aggregates, native, domain_bases, writes) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
@@ -412,6 +463,11 @@ async fn load(
             ));
         }
     }
+    for (i, r) in writes.iter().enumerate() {
+        if let [Some(table), Some(sql)] = r.as_slice() {
+            texts.push((format!("w:{i}:{table}"), sql.clone()));
+        }
+    }
     for r in domains {
         if let [Some(ty), Some(def)] = r.as_slice() {
             let expr = def.strip_prefix("CHECK ").unwrap_or(def);
@@ -454,6 +510,17 @@ async fn load(
         let Some(mut facts) = facts else { continue };
         if let Some(view) = key.strip_prefix("v:") {
             cat.views.insert(view.to_owned(), facts);
+        } else if let Some(write) = key.strip_prefix("w:") {
+            // `w:<row>:<table>`: a table has several rows, each merged in.
+            let table = write.split_once(':').map_or(write, |(_, t)| t);
+            // The SELECT around an expression is not something the write does.
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match cat.writes.get_mut(table) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.writes.insert(table.to_owned(), facts);
+                }
+            }
         } else if let Some(domain) = key.strip_prefix("d:") {
             facts.kinds.retain(|k| *k != Kind::Select);
             cat.domains.insert(domain.to_owned(), facts);

@@ -354,6 +354,84 @@ async fn unqualified_names_follow_search_path_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_writing_a_table_runs_is_judged() {
+    let (pg, gw) = with_baseline().await;
+    let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, "demo"))
+        .await
+        .unwrap();
+    let n = &unique("w")[2..];
+    // Set up by a DBA, behind the gateway: defaults, checks, assignment casts and
+    // column domains all run on INSERT without the statement naming them.
+    su.batch_execute(&format!(
+        "CREATE TABLE public.filed_{n} (id int, note text DEFAULT pg_catalog.pg_read_file('/etc/hostname'));
+         CREATE TABLE public.checked_{n} (id int CHECK (pg_catalog.pg_stat_file('.') IS NOT NULL));
+         CREATE TYPE public.castty_{n} AS (v text);
+         CREATE FUNCTION public.to_castty_{n}(text) RETURNS public.castty_{n} LANGUAGE sql
+           AS 'SELECT ROW(pg_catalog.pg_read_file($1))::public.castty_{n}';
+         CREATE CAST (text AS public.castty_{n}) WITH FUNCTION public.to_castty_{n}(text) AS ASSIGNMENT;
+         CREATE TABLE public.casted_{n} (c public.castty_{n});
+         CREATE DOMAIN public.filedom_{n} AS text CHECK (pg_catalog.pg_read_file(VALUE) IS NOT NULL);
+         CREATE TABLE public.domained_{n} (p public.filedom_{n});
+         CREATE TABLE public.plain_{n} (id int CHECK (id > 0), at timestamptz DEFAULT now());
+         GRANT ALL ON public.filed_{n}, public.checked_{n}, public.casted_{n},
+           public.domained_{n}, public.plain_{n} TO app_rw;"
+    ))
+    .await
+    .unwrap();
+    let c = gw.connect().await;
+    for (sql, rule) in [
+        (
+            format!("INSERT INTO filed_{n} (id) VALUES (1)"),
+            "no-server-files",
+        ),
+        (
+            format!("INSERT INTO checked_{n} VALUES (1)"),
+            "no-server-files",
+        ),
+        (
+            format!("INSERT INTO casted_{n} VALUES ('/etc/hostname'::text)"),
+            "no-server-files",
+        ),
+        (
+            format!("INSERT INTO domained_{n} VALUES ('/etc/hostname')"),
+            "no-server-files",
+        ),
+        (
+            format!("UPDATE filed_{n} SET note = DEFAULT WHERE id = 1"),
+            "no-server-files",
+        ),
+    ] {
+        let e = c.simple_query(&sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "42501", "{sql}");
+        assert!(db.message().contains(rule), "{sql}: {}", db.message());
+    }
+    let rows = su
+        .query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM public.filed_{n}) + (SELECT count(*) FROM public.checked_{n})
+                      + (SELECT count(*) FROM public.casted_{n}) + (SELECT count(*) FROM public.domained_{n})"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.get::<_, i64>(0), 0, "nothing was written");
+    // Reading those tables runs none of it; ordinary defaults and checks pass.
+    c.simple_query(&format!("SELECT id, note FROM filed_{n}"))
+        .await
+        .unwrap();
+    c.simple_query(&format!("INSERT INTO plain_{n} (id) VALUES (1)"))
+        .await
+        .unwrap();
+    let e = c
+        .simple_query(&format!("INSERT INTO plain_{n} (id) VALUES (0)"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23514", "the server's own check still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_hidden_behind_catalog_objects_are_found() {
     let (pg, gw) = with_baseline().await;
     let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, "demo"))
