@@ -238,9 +238,10 @@ impl Catalog {
             || f.tables_read
                 .iter()
                 .any(|t| self.views.contains_key(t.as_str()))
-            || f.tables_written
-                .iter()
-                .any(|t| self.writes.contains_key(t.as_str()))
+            || (runs_writes(f)
+                && f.tables_written
+                    .iter()
+                    .any(|t| self.writes.contains_key(t.as_str())))
     }
 
     /// The statement's facts with the catalog's knowledge folded in, or None when it
@@ -251,10 +252,12 @@ impl Catalog {
         }
         let mut out = f.clone();
         let mut changed = false;
-        for t in &f.tables_written {
-            if let Some(w) = self.writes.get(t.as_str()) {
-                merge(&mut out, w.clone());
-                changed = true;
+        if runs_writes(f) {
+            for t in &f.tables_written {
+                if let Some(w) = self.writes.get(t.as_str()) {
+                    merge(&mut out, w.clone());
+                    changed = true;
+                }
             }
         }
         for op in &out.operators.clone() {
@@ -318,6 +321,14 @@ impl Catalog {
         }
         changed.then_some(out)
     }
+}
+
+/// Whether the statement adds or changes rows, which is when defaults, checks and
+/// assignment casts run (a DELETE or TRUNCATE runs none of them).
+fn runs_writes(f: &Facts) -> bool {
+    [Kind::Insert, Kind::Update, Kind::Merge, Kind::CopyFrom]
+        .iter()
+        .any(|k| f.kinds.contains(k))
 }
 
 fn facts_of(sql: &str) -> Option<Facts> {
