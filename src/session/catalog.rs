@@ -518,12 +518,16 @@ async fn load(
         .await
         .map_err(|e| e.to_string())?
     {
-        let Some(mut facts) = facts else { continue };
-        if let Some(view) = key.strip_prefix("v:") {
-            cat.views.insert(view.to_owned(), facts);
-        } else if let Some(write) = key.strip_prefix("w:") {
-            // `w:<row>:<table>`: a table has several rows, each merged in.
+        if let Some(write) = key.strip_prefix("w:") {
+            // `w:<row>:<table>`: a table has several rows, each merged in. One pgmoat
+            // cannot read makes writing the table something it cannot judge.
             let table = write.split_once(':').map_or(write, |(_, t)| t);
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!(
+                    "a write to {table} (its defaults or checks could not be read)"
+                )),
+                ..Facts::default()
+            });
             // The SELECT around an expression is not something the write does.
             facts.kinds.retain(|k| *k != Kind::Select);
             match cat.writes.get_mut(table) {
@@ -532,6 +536,11 @@ async fn load(
                     cat.writes.insert(table.to_owned(), facts);
                 }
             }
+            continue;
+        }
+        let Some(mut facts) = facts else { continue };
+        if let Some(view) = key.strip_prefix("v:") {
+            cat.views.insert(view.to_owned(), facts);
         } else if let Some(domain) = key.strip_prefix("d:") {
             facts.kinds.retain(|k| *k != Kind::Select);
             cat.domains.insert(domain.to_owned(), facts);
