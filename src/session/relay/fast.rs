@@ -56,9 +56,8 @@ fn server_kind(tag: u8) -> bool {
     )
 }
 
-/// The whole-message length of each message in `buf` when all are whole and `kind`
-/// takes them; None otherwise (or when the header is invalid: the general path
-/// reports that).
+/// Some when `buf` holds at least one message, every one whole and taken by `kind`;
+/// None otherwise (an invalid header included: the general path reports that).
 fn whole_batch(buf: &[u8], direction: Direction, kind: fn(u8) -> bool) -> Option<()> {
     let mut pos = 0;
     while pos < buf.len() {
