@@ -30,7 +30,7 @@ use crate::session::{self, cancel::CancelRegistry, Shared};
 
 /// A runtime of one thread for background chores: the rules watcher's poll. A timer
 /// armed on the sessions' runtime makes every park of it read the clock once more
-/// (tokio computes the sleep), which is ~40 ns per pgbench transaction on the
+/// (tokio computes the sleep), ~20-40 ns per pgbench transaction on the
 /// prepared protocol. Shut down without waiting when dropped. None when the thread
 /// cannot be started: the chores then share the sessions' runtime.
 struct Chores(Option<tokio::runtime::Runtime>);
