@@ -40,19 +40,9 @@ impl<T> MaybeTls<T> {
         if bytes.is_empty() {
             return Ok(0);
         }
-        let mut short = None;
-        let sent = s.try_io(Interest::WRITABLE, || {
-            let n = rustix::net::send(s, bytes, SendFlags::NOSIGNAL)?;
-            if n < bytes.len() {
-                short = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        match sent {
-            Ok(n) => Ok(n),
-            Err(e) if retry(&e) => Ok(short.unwrap_or(0)),
-            Err(e) => Err(e),
+        match try_send(s, bytes) {
+            Err(e) if retry(&e) => Ok(0),
+            sent => sent,
         }
     }
 }
@@ -149,20 +139,29 @@ fn poll_send(s: &TcpStream, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Resu
     }
     loop {
         std::task::ready!(s.poll_write_ready(cx))?;
-        let mut short = None;
-        let sent = s.try_io(Interest::WRITABLE, || {
-            let n = rustix::net::send(s, bytes, SendFlags::NOSIGNAL)?;
-            if n > 0 && n < bytes.len() {
-                short = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        match (sent, short) {
-            (_, Some(n)) | (Ok(n), None) => return Poll::Ready(Ok(n)),
-            (Err(e), None) if retry(&e) => continue,
-            (Err(e), None) => return Poll::Ready(Err(e)),
+        match try_send(s, bytes) {
+            Err(e) if retry(&e) => continue,
+            sent => return Poll::Ready(sent),
         }
+    }
+}
+
+/// One send if the socket is known writable (else WouldBlock, with no system call). A
+/// short send clears the readiness, as a WouldBlock does, and returns what was sent.
+fn try_send(s: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut short = None;
+    let sent = s.try_io(Interest::WRITABLE, || {
+        let n = rustix::net::send(s, bytes, SendFlags::NOSIGNAL)?;
+        if n > 0 && n < bytes.len() {
+            // Returning WouldBlock is what makes tokio clear the readiness.
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => sent,
     }
 }
 

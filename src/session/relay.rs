@@ -700,11 +700,7 @@ impl Relay {
         }
         stats.bytes_from_client = pos as u64;
         if fwd < pos {
-            let rest = &buf[fwd..pos];
-            let sent = self.upstream.send_now(rest).map_err(server_io)?;
-            if sent < rest.len() {
-                self.write_upstream(&rest[sent..]).await?;
-            }
+            self.write_upstream(&buf[fwd..pos]).await?;
         }
         buf.advance(pos);
         self.client_offset += pos as u64;
@@ -1128,11 +1124,17 @@ impl Relay {
         Ok(())
     }
 
+    /// Write to the server: at once when the socket takes it all (nearly always, and
+    /// then no write future is set up), the rest as the socket drains.
     async fn write_upstream(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        if bytes.is_empty() {
-            return Ok(());
+        let sent = self.upstream.send_now(bytes).map_err(server_io)?;
+        if sent < bytes.len() {
+            self.upstream
+                .write_all(&bytes[sent..])
+                .await
+                .map_err(server_io)?;
         }
-        self.upstream.write_all(bytes).await.map_err(server_io)
+        Ok(())
     }
 
     /// Write to the client, after anything staged (so order is kept).
@@ -1146,10 +1148,14 @@ impl Relay {
             }
             return r;
         }
-        if bytes.is_empty() {
-            return Ok(());
+        let sent = self.client.send_now(bytes).map_err(client_io)?;
+        if sent < bytes.len() {
+            self.client
+                .write_all(&bytes[sent..])
+                .await
+                .map_err(client_io)?;
         }
-        self.client.write_all(bytes).await.map_err(client_io)
+        Ok(())
     }
 
     /// The interception point for whole result messages: masking. `before` is the
@@ -1396,15 +1402,7 @@ impl Relay {
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let rest = &buf[fwd..pos];
-        let sent = if self.staged.is_empty() {
-            self.client.send_now(rest).map_err(client_io)?
-        } else {
-            0
-        };
-        if sent < rest.len() || !self.staged.is_empty() {
-            self.write_client(&rest[sent..]).await?;
-        }
+        self.write_client(&buf[fwd..pos]).await?;
         buf.advance(pos);
         self.server_offset += pos as u64;
         if self.client.is_tls() {
