@@ -231,6 +231,10 @@ impl Masking {
                 .iter()
                 .map(|(_, n, _)| self.glob_taint(r, n))
                 .collect();
+            if r.definition_unread {
+                // A view being changed right now: what it reads cannot be told.
+                return vec![Taint::UNKNOWN; own.len()];
+            }
             let Some(def) = &r.view_definition else {
                 return own;
             };

@@ -7,12 +7,25 @@
 //! Only objects users created (OID >= 16384) are looked up; built-ins are what they are.
 //! The lookup runs on pgmoat's own side connection with the target's credentials, once,
 //! and again after any DDL a session sent through the gateway.
+//!
+//! The lookup never waits on a user's locks. `pg_get_expr` and `pg_get_viewdef` take
+//! an AccessShareLock on their relation, which waits behind a migration's uncommitted
+//! `DROP TABLE` or `ALTER TABLE` (and the session running the migration would then wait
+//! on the lookup: the whole gateway froze). So the queries skip every relation with an
+//! AccessExclusiveLock held or queued ([`LOCKED`]), the connection runs with a short
+//! `lock_timeout` for the race between that check and the read (a load that hits it is
+//! tried again), and a skipped relation keeps what the previous load knew of it (the
+//! lock holder's own DDL through pgmoat was judged when it was sent; pgmoat trusts
+//! changes made behind its back no more and no less than without a lock). A locked
+//! relation the previous load did not know is one pgmoat cannot read: writing it or
+//! reading it as a view is unanalysable, and its view columns are masked whole.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::SessionError;
 use super::upstream;
 use crate::classify::{classify_now, merge, Facts, Kind};
 use crate::config::Target;
@@ -72,14 +85,20 @@ const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.pr
 /// Not triggers: pg_query 18.1 emits malformed JSON for every PL/pgSQL trigger
 /// function (its trigger variables), so each would count as unanalysable and block
 /// every write to a table with an ordinary `updated_at` trigger.
-const WRITES: &str = "SELECT n.nspname || '.' || c.relname, \
-     'SELECT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+///
+/// A table another transaction has locked exclusively comes back with NULL SQL (see
+/// [`LOCKED`]): writing it is then unanalysable until the catalog is read again.
+const WRITES: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN 'SELECT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) END \
      FROM pg_catalog.pg_attrdef d \
      JOIN pg_catalog.pg_class c ON c.oid = d.adrelid \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.oid >= 16384 \
      UNION ALL SELECT n.nspname || '.' || c.relname, \
-     'SELECT ' || pg_catalog.pg_get_expr(k.conbin, k.conrelid) \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN 'SELECT ' || pg_catalog.pg_get_expr(k.conbin, k.conrelid) END \
      FROM pg_catalog.pg_constraint k \
      JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -109,15 +128,35 @@ const NATIVE: &str = "SELECT n.nspname, p.proname \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
      WHERE p.oid < 16384 OR l.lanname IN ('c', 'internal')";
 
-/// Every user relation's columns, for masking (views with their definitions).
-const RELATIONS: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
-     CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+/// Every user relation's columns, for masking (views with their definitions; the last
+/// column says a view's definition was skipped because its view is locked).
+const RELATIONS: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
+     CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 \
+     AND c.oid NOT IN (SELECT relation FROM locked) THEN pg_catalog.pg_get_viewdef(c.oid) END, \
+     c.relkind IN ('v', 'm') AND c.oid IN (SELECT relation FROM locked) \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
      ORDER BY c.oid, a.attnum";
+/// Relations of this database with an AccessExclusiveLock held or waited for (a queued
+/// one blocks new AccessShareLocks too): the functions that read a relation's
+/// expressions would wait on them. Substituted for `LOCKED_RELATIONS` in the queries.
+const LOCKED: &str = "SELECT l.relation FROM pg_catalog.pg_locks l \
+     WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' \
+     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
+     WHERE d.datname = pg_catalog.current_database()) AND l.relation IS NOT NULL";
+
+/// How long one catalog read may wait for a lock taken between the [`LOCKED`] check
+/// and the read itself (then the whole load is tried again), and for anything at all.
+const CATALOG_SETTINGS: &str =
+    "SET lock_timeout = '200ms'; SET statement_timeout = '30s'; SET idle_in_transaction_session_timeout = 0";
+
+/// How often a load that ran into a lock is tried before the caller is told.
+const LOAD_TRIES: u32 = 3;
+
 /// Types whose values a masked string can stand in for.
 const TEXT_TYPES: &str =
     "SELECT oid FROM pg_catalog.pg_type WHERE typcategory = 'S' AND typname <> 'char'";
@@ -133,6 +172,9 @@ pub struct RelInfo {
     /// (attnum, name, type oid), in attnum order.
     pub columns: Vec<(i16, String, u32)>,
     pub view_definition: Option<String>,
+    /// A view whose definition was not read (it was locked, see [`LOCKED`]): what its
+    /// columns carry cannot be told.
+    pub definition_unread: bool,
 }
 
 /// One target's user-defined objects.
@@ -165,6 +207,13 @@ fn lower(s: &str) -> String {
 }
 
 impl Catalog {
+    /// Whether a user relation (`schema.name`) was in this catalog.
+    fn knows_relation(&self, qualified: &str) -> bool {
+        self.relations
+            .iter()
+            .any(|r| qualified.split_once('.') == Some((r.schema.as_str(), r.name.as_str())))
+    }
+
     /// What a user function's body does (by `schema.name` or bare name, any case).
     pub fn function_facts(&self, name: &str) -> Option<&Facts> {
         self.functions.get(lower(name).as_str())
@@ -331,7 +380,12 @@ fn runs_writes(f: &Facts) -> bool {
         .any(|k| f.kinds.contains(k))
 }
 
+/// The facts of catalog text; None when there is none to read (a locked table's
+/// defaults) or it does not parse.
 fn facts_of(sql: &str) -> Option<Facts> {
+    if sql.trim().is_empty() {
+        return None;
+    }
     let mut merged = Facts::default();
     for f in classify_now(sql).ok()?.statements {
         merge(&mut merged, f);
@@ -357,7 +411,7 @@ fn classify_bodies(items: Vec<(String, String)>) -> Vec<(String, Option<Facts>)>
 fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
     let mut out: Vec<RelInfo> = Vec::new();
     for r in rows {
-        let [Some(oid), Some(schema), Some(name), Some(kind), Some(attnum), Some(att), Some(ty), def] =
+        let [Some(oid), Some(schema), Some(name), Some(kind), Some(attnum), Some(att), Some(ty), def, locked] =
             r.as_slice()
         else {
             continue;
@@ -373,6 +427,7 @@ fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
                 kind: kind.bytes().next().unwrap_or(b'r'),
                 columns: Vec::new(),
                 view_definition: None,
+                definition_unread: locked.as_deref() == Some("t"),
             });
         }
         if let Some(l) = out.last_mut() {
@@ -385,19 +440,37 @@ fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
     out
 }
 
+/// Reads the catalog, trying again when a read ran into a lock taken after the
+/// [`LOCKED`] check (a migration starting at that very moment).
 async fn load(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
+    previous: Option<&Catalog>,
 ) -> Result<Catalog, String> {
-    let stream = upstream::connect(target, tls, timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match load_once(target, tls, timeout, previous).await {
+            Err(SessionError::Upstream { code, .. }) if code == "55P03" && tries < LOAD_TRIES => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(tries))).await;
+            }
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+async fn load_once(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    previous: Option<&Catalog>,
+) -> Result<Catalog, SessionError> {
+    let stream = upstream::connect(target, tls, timeout).await?;
     let params = [("application_name".to_string(), "pgmoat catalog".to_string())];
-    let ready = upstream::start(stream, target, &params)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ready = upstream::start(stream, target, &params).await?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
+    upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
     let mut results = Vec::with_capacity(8);
     for sql in [
         OPERATORS,
@@ -411,11 +484,8 @@ async fn load(
         DOMAIN_BASES,
         WRITES,
     ] {
-        results.push(
-            upstream::simple_query(&mut stream, &mut buf, sql)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
+        results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
     }
     let mut results = results.into_iter();
     let (ops, casts, domains, funcs) = (
@@ -435,8 +505,17 @@ async fn load(
         results.next().unwrap_or_default(),
     );
     let _ = upstream::terminate(&mut stream).await;
+    let mut relations = relations_of(rels);
+    // A locked view keeps the definition the previous load read.
+    for rel in relations.iter_mut().filter(|r| r.definition_unread) {
+        let before = previous.and_then(|p| p.relations.iter().find(|o| o.oid == rel.oid));
+        if let Some(def) = before.and_then(|o| o.view_definition.clone()) {
+            rel.view_definition = Some(def);
+            rel.definition_unread = false;
+        }
+    }
     let mut cat = Catalog {
-        relations: relations_of(rels),
+        relations,
         text_types: text_types
             .into_iter()
             .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
@@ -474,10 +553,37 @@ async fn load(
             ));
         }
     }
+    let mut kept = std::collections::HashSet::new();
     for (i, r) in writes.iter().enumerate() {
-        if let [Some(table), Some(sql)] = r.as_slice() {
-            texts.push((format!("w:{i}:{table}"), sql.clone()));
+        match r.as_slice() {
+            [Some(table), Some(sql)] => texts.push((format!("w:{i}:{table}"), sql.clone())),
+            // Locked by a transaction: not read now. What the previous load knew of the
+            // table stands; a table it did not know gets an empty text, which does not
+            // classify, so writing it becomes unanalysable below.
+            [Some(table), None] => match previous.filter(|p| p.knows_relation(table)) {
+                Some(p) => {
+                    if kept.insert(table.clone()) {
+                        if let Some(f) = p.writes.get(table.as_str()) {
+                            cat.writes.insert(table.clone(), f.clone());
+                        }
+                    }
+                }
+                None => texts.push((format!("w:{i}:{table}"), String::new())),
+            },
+            _ => {}
         }
+    }
+    for rel in cat.relations.iter().filter(|r| r.definition_unread) {
+        cat.views.insert(
+            format!("{}.{}", rel.schema, rel.name),
+            Facts {
+                unanalysable: Some(format!(
+                    "a read of view {}.{} (it is being changed: its definition could not be read)",
+                    rel.schema, rel.name
+                )),
+                ..Facts::default()
+            },
+        );
     }
     for r in domains {
         if let [Some(ty), Some(def)] = r.as_slice() {
@@ -516,12 +622,15 @@ async fn load(
     }
     for (key, facts) in tokio::task::spawn_blocking(move || classify_bodies(texts))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
     {
         if let Some(write) = key.strip_prefix("w:") {
             // `w:<row>:<table>`: a table has several rows, each merged in. One pgmoat
             // cannot read makes writing the table something it cannot judge.
             let table = write.split_once(':').map_or(write, |(_, t)| t);
+            if kept.contains(table) {
+                continue; // the previous load's facts stand for all of it
+            }
             let mut facts = facts.unwrap_or_else(|| Facts {
                 unanalysable: Some(format!(
                     "a write to {table} (its defaults or checks could not be read)"
@@ -578,11 +687,22 @@ async fn load(
 }
 
 /// A target's catalog, loaded on first use and after DDL seen through the gateway.
+///
+/// Reading the current catalog takes no async lock (a statement's hot path). One
+/// refresh runs at a time; a session that needs a fresh catalog waits for it, and the
+/// refresh itself never waits on users' locks (see the module comment), so it is
+/// bounded: nothing one session does can hold up another's statements.
 pub struct CatalogCache {
     target: Arc<Target>,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
-    current: tokio::sync::Mutex<Option<Arc<Catalog>>>,
+    current: std::sync::RwLock<Option<Arc<Catalog>>>,
+    /// Held while a load runs: later callers wait for that load instead of starting
+    /// another.
+    loading: tokio::sync::Mutex<()>,
+    /// Bumped by every load that finished; a caller that waited for the lock sees the
+    /// load it waited for.
+    generation: std::sync::atomic::AtomicU64,
     stale: AtomicBool,
     last_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -597,7 +717,9 @@ impl CatalogCache {
             target,
             tls,
             timeout,
-            current: tokio::sync::Mutex::new(None),
+            current: std::sync::RwLock::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             stale: AtomicBool::new(false),
             last_miss: std::sync::Mutex::new(None),
         }
@@ -618,18 +740,55 @@ impl CatalogCache {
         }
     }
 
+    fn loaded(&self) -> Option<Arc<Catalog>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
+    }
+
     pub async fn get(&self) -> Result<Arc<Catalog>, String> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            if !self.stale.load(Relaxed) {
-                return Ok(Arc::clone(c));
+        if !self.stale.load(Relaxed) {
+            if let Some(c) = self.loaded() {
+                return Ok(c);
+            }
+        }
+        let seen = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let _loading = self.loading.lock().await;
+        // A load finished while this caller waited: it began after the caller found
+        // the catalog stale, so it is as fresh as one this caller would start.
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) != seen
+            && !self.stale.load(Relaxed)
+        {
+            if let Some(c) = self.loaded() {
+                return Ok(c);
             }
         }
         self.stale.store(false, Relaxed);
-        match load(&self.target, self.tls.as_ref(), self.timeout).await {
+        // Bounded whatever the server does: a catalog that cannot be read in time
+        // fails this statement (closed), never the gateway.
+        let limit = self.timeout.saturating_mul(2) + Duration::from_secs(30);
+        let result = match tokio::time::timeout(
+            limit,
+            load(
+                &self.target,
+                self.tls.as_ref(),
+                self.timeout,
+                self.loaded().as_deref(),
+            ),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("reading it took over {}s", limit.as_secs())),
+        };
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        match result {
             Ok(c) => {
                 let c = Arc::new(c);
-                *current = Some(Arc::clone(&c));
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&c));
                 Ok(c)
             }
             Err(e) => {

@@ -9,6 +9,7 @@ mod harness;
 mod approvals;
 mod audit;
 mod masking;
+mod migrations;
 
 mod auth;
 mod drivers;
