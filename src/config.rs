@@ -52,24 +52,48 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration pgmoat accepts anywhere (config, rule files, the admin API, the
+/// CLI, Slack): ten years. Far past any sensible timeout or grant, and far below what
+/// `Instant + duration` can hold, so no caller can overflow adding it.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses a duration; too large or malformed gives a one-line reason, never a panic.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m or h)"))?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"
-        )),
+    if num.is_empty() {
+        return Err(format!("duration {s:?} must start with a whole number"));
     }
+    let too_long = || {
+        format!(
+            "duration {s:?} is too long (at most {}h)",
+            MAX_DURATION.as_secs() / 3600
+        )
+    };
+    // Digits only, so a parse failure is an overflow.
+    let n: u64 = num.parse().map_err(|_| too_long())?;
+    let millis_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    let d = n
+        .checked_mul(millis_per)
+        .map(Duration::from_millis)
+        .ok_or_else(too_long)?;
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
@@ -756,8 +780,33 @@ impl Validator<'_> {
         if limits.max_message_bytes < 1024 {
             return Err(self.err("limits.max_message_bytes", "must be at least 1024"));
         }
+        if limits.max_message_bytes > MAX_MESSAGE_BYTES {
+            return Err(self.err(
+                "limits.max_message_bytes",
+                format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB, the protocol's own limit)"),
+            ));
+        }
+        if limits.max_statement_bytes == 0 || limits.max_statement_bytes > limits.max_message_bytes
+        {
+            return Err(self.err(
+                "limits.max_statement_bytes",
+                "must be between 1 and limits.max_message_bytes",
+            ));
+        }
+        if limits.connect_timeout.is_zero() || limits.startup_timeout.is_zero() {
+            return Err(self.err(
+                "limits",
+                "connect_timeout and startup_timeout must be at least 1ms",
+            ));
+        }
+        if limits.auth_failure_window.is_zero() {
+            return Err(self.err("limits.auth_failure_window", "must be at least 1ms"));
+        }
         let workers = match raw.workers {
             Some(0) => return Err(self.err("workers", "must be at least 1")),
+            Some(n) if n > MAX_WORKERS => {
+                return Err(self.err("workers", format!("must be at most {MAX_WORKERS}")))
+            }
             Some(n) => n,
             None => default_workers(),
         };
@@ -828,14 +877,23 @@ impl Validator<'_> {
             c.durability = d;
         }
         if let Some(n) = a.record_rows {
+            if n > MAX_RECORD_ROWS {
+                return Err(self.err(
+                    "audit.record_rows",
+                    format!("must be at most {MAX_RECORD_ROWS}"),
+                ));
+            }
             c.record_rows = n as usize;
         }
         if let Some(var) = &a.hmac_key_env {
             c.hmac_key = Some(self.secret("audit.hmac_key_env", var)?);
         }
         if let Some(n) = a.segment_bytes {
-            if n < 4096 {
-                return Err(self.err("audit.segment_bytes", "must be at least 4096"));
+            if !(4096..=1 << 40).contains(&n) {
+                return Err(self.err(
+                    "audit.segment_bytes",
+                    "must be between 4096 and 1099511627776 (1 TiB)",
+                ));
             }
             c.segment_bytes = n;
         }
@@ -888,6 +946,13 @@ impl Validator<'_> {
 
 /// Half the cores, at least one: the proxy usually shares its machine with the work it
 /// fronts, and on two cores one worker measured faster than two.
+/// The most result rows one statement's audit record may keep.
+pub const MAX_RECORD_ROWS: u32 = 100_000;
+/// The most tokio worker threads `workers:` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+/// The protocol's own cap on a message (Postgres refuses longer ones too).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
 pub fn default_workers() -> usize {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

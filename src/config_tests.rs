@@ -140,6 +140,44 @@ fn durations_parse() {
     assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
     assert!(parse_duration("5").is_err());
     assert!(parse_duration("m").is_err());
+    assert_eq!(parse_duration("87600h"), Ok(MAX_DURATION));
+    for bad in [
+        "87601h",
+        "5000000000000000h",
+        "18446744073709551615ms",
+        "99999999999999999999s",
+        "-1s",
+        "1.5s",
+        "1d",
+    ] {
+        let e = parse_duration(bad).unwrap_err();
+        assert!(!e.contains('\n') && e.contains(bad), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn sizes_and_counts_are_range_checked() {
+    for (extra, field) in [
+        ("workers: 100000\n", "workers"),
+        (
+            "limits:\n  max_message_bytes: 18446744073709551615\n",
+            "max_message_bytes",
+        ),
+        ("limits:\n  max_statement_bytes: 0\n", "max_statement_bytes"),
+        ("limits:\n  connect_timeout: 0s\n", "connect_timeout"),
+        ("limits:\n  shutdown_grace: 9999999999999h\n", "too long"),
+        (
+            "audit:\n  dir: a\n  record_rows: 4000000000\n",
+            "record_rows",
+        ),
+        (
+            "audit:\n  dir: a\n  segment_bytes: 18446744073709551615\n",
+            "segment_bytes",
+        ),
+    ] {
+        let e = load(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+        assert!(e.contains(field) && !e.contains('\n'), "{extra}: {e}");
+    }
 }
 
 #[test]

@@ -220,7 +220,9 @@ async fn poll(
     pacing: Pacing,
 ) -> Result<String, LoginError> {
     let deadline = Instant::now() + Duration::from_secs(auth.expires_in.min(3600));
-    let mut interval = Duration::from_secs(auth.interval.unwrap_or(5)).max(pacing.min_interval);
+    // The provider's interval, within reason (a huge one must not overflow the clock).
+    let mut interval =
+        Duration::from_secs(auth.interval.unwrap_or(5).min(600)).max(pacing.min_interval);
     let url = checked(token_url)?;
     loop {
         if Instant::now() + interval > deadline {

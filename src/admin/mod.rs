@@ -194,6 +194,31 @@ async fn list_grants(State(state): State<AdminState>, headers: HeaderMap) -> Res
     }
 }
 
+/// What `POST /api/v1/approvals/{id}/approve|deny` asks for, checked.
+#[derive(Debug)]
+pub struct Decision {
+    pub by: String,
+    pub reason: String,
+    pub grant: Option<std::time::Duration>,
+}
+
+/// The decision a request body asks for, or the one-line reason it is a bad request.
+/// Pure, so the fuzzer can give it any bytes (`fuzz/fuzz_targets/admin_inputs.rs`).
+pub fn parse_decision(body: &[u8], approve: bool) -> Result<Decision, String> {
+    let b: DecisionBody =
+        serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))?;
+    let grant = match (&b.grant_for, approve) {
+        (None, _) => None,
+        (Some(_), false) => return Err("`for` only applies to approve".into()),
+        (Some(d), true) => Some(crate::config::parse_duration(d).map_err(|e| format!("for: {e}"))?),
+    };
+    Ok(Decision {
+        by: b.by,
+        reason: b.reason,
+        grant,
+    })
+}
+
 #[derive(Deserialize)]
 struct DecisionBody {
     by: String,
@@ -229,19 +254,11 @@ async fn decide(
         "deny" => false,
         _ => return error(StatusCode::NOT_FOUND, "use .../approve or .../deny"),
     };
-    let b: DecisionBody = match serde_json::from_str(&body) {
+    let b = match parse_decision(body.as_bytes(), approve) {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let grant = match (&b.grant_for, approve) {
-        (None, _) => None,
-        (Some(_), false) => return error(StatusCode::BAD_REQUEST, "`for` only applies to approve"),
-        (Some(d), true) => match crate::config::parse_duration(d) {
-            Ok(d) => Some(d),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
-        },
-    };
-    match a.resolve(&id, &b.by, approve, &b.reason, grant) {
+    match a.resolve(&id, &b.by, approve, &b.reason, b.grant) {
         Ok(r) => Json(serde_json::json!({
             "ok": true,
             "id": r.id,
@@ -323,5 +340,72 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
         .await;
     if let Err(e) = result {
         tracing::warn!("admin API stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::parse_decision;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn durations_in_bodies_are_range_checked() {
+        let ok = parse_decision(br#"{"by":"alice","for":"30m"}"#, true).unwrap();
+        assert_eq!(ok.grant, Some(std::time::Duration::from_secs(1800)));
+        for bad in [
+            r#"{"by":"alice","for":"5000000000000000h"}"#,
+            r#"{"by":"alice","for":"18446744073709551616ms"}"#,
+            r#"{"by":"alice","for":12}"#,
+            r#"{"by":"alice","for":"30m"}x"#,
+            r#"{"by":1}"#,
+            "",
+        ] {
+            let e = parse_decision(bad.as_bytes(), true).unwrap_err();
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+        assert!(parse_decision(br#"{"by":"a","for":"1m"}"#, false).is_err());
+    }
+
+    /// A cheap stand-in for the fuzzer in every test run: random bodies built from the
+    /// pieces that broke before (huge numbers, units, JSON punctuation).
+    #[test]
+    fn random_bodies_never_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let pieces = [
+            "{",
+            "}",
+            "\"",
+            ":",
+            ",",
+            "by",
+            "for",
+            "reason",
+            "9",
+            "99999999999999999999",
+            "h",
+            "ms",
+            "s",
+            "m",
+            "-",
+            ".",
+            "\\u0000",
+            " ",
+            "null",
+            "[",
+            "]",
+        ];
+        for _ in 0..20_000 {
+            let n = rng.gen_range(0..24);
+            let body: String = (0..n)
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect();
+            let _ = parse_decision(body.as_bytes(), rng.gen());
+            let dur: String = (0..rng.gen_range(0..6))
+                .map(|_| pieces[rng.gen_range(8..14)])
+                .collect();
+            if let Ok(d) = crate::config::parse_duration(&dur) {
+                let _ = std::time::Instant::now() + d;
+            }
+        }
     }
 }

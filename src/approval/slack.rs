@@ -19,7 +19,11 @@ pub fn verify(secret: &[u8], timestamp: &str, signature: &str, body: &[u8], now:
     let Ok(ts) = timestamp.trim().parse::<i64>() else {
         return false;
     };
-    if (now - ts).abs() > MAX_SKEW_SECS {
+    // Checked: a timestamp near i64's ends must neither panic nor wrap into range.
+    if now
+        .checked_sub(ts)
+        .is_none_or(|d| d.unsigned_abs() > MAX_SKEW_SECS as u64)
+    {
         return false;
     }
     let Some(hex) = signature.trim().strip_prefix("v0=") else {

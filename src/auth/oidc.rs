@@ -123,7 +123,12 @@ impl OidcVerifier {
             .filter(|e| e.is_finite() && *e >= 0.0)
             .ok_or_else(|| AuthFailure::MissingClaim("exp".into()))?;
         // The session lapses where a login would start to be refused: exp plus leeway.
-        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(exp as u64) + c.leeway;
+        // A far-future exp (a provider's choice) must not overflow the clock: capped.
+        let expires_at = Duration::try_from_secs_f64(exp)
+            .ok()
+            .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
+            .and_then(|t| t.checked_add(c.leeway))
+            .unwrap_or_else(|| SystemTime::now() + crate::config::MAX_DURATION);
         Ok(Identity {
             name: name.to_owned(),
             groups,

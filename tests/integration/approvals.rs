@@ -484,6 +484,26 @@ async fn extended_protocol_and_grants() {
         slack.iter().any(|m| m.to_string().contains("$1 = 'held'")),
         "{slack:?}"
     );
+    // Durations out of range are a clear 400 and change nothing (this one made the
+    // handler panic on `Instant + duration`).
+    for bad in [
+        "5000000000000000h",
+        "99999999999999999999ms",
+        "87601h",
+        "-1h",
+        "1d",
+    ] {
+        let (code, body) = f
+            .decide(
+                &id,
+                "approve",
+                &format!(r#"{{"by":"alice","reason":"ok","for":"{bad}"}}"#),
+            )
+            .await;
+        assert_eq!(code, 400, "for: {bad}: {body}");
+        assert!(body.contains("for:"), "{body}");
+    }
+    assert_eq!(f.wait_pending(1).await, vec![id.clone()], "still pending");
     let (code, body) = f
         .decide(
             &id,
