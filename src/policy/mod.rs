@@ -5,6 +5,7 @@
 //! action wins (block > approve > allow); a statement no rule matched gets `default`.
 
 pub mod glob;
+mod loose;
 mod raw;
 pub mod reload;
 
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
-use raw::{OneOrMany, RawCond, RawFile};
+use raw::{OneOrMany, RawCond};
 
 use crate::classify::{CopyEnd, Facts, Kind};
 
@@ -371,40 +372,62 @@ impl RuleSet {
         let mut detectors = Vec::new();
         let mut ids = HashSet::new();
         for (name, text) in sources {
+            let first_error = errors.len();
+            Self::compile_source(
+                name,
+                text,
+                &mut errors,
+                &mut default,
+                &mut ids,
+                (&mut rules, &mut masks, &mut detectors),
+            );
+            // A file's errors in line order, so a DBA fixes it top to bottom.
+            errors[first_error..].sort_by_key(|e| error_line(e));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RuleSet {
+            default: default.map(|(a, _)| a).unwrap_or(Action::Allow),
+            rules,
+            masks,
+            detectors,
+            files: Vec::new(),
+        })
+    }
+
+    fn compile_source(
+        name: &String,
+        text: &str,
+        errors: &mut Vec<String>,
+        default: &mut Option<(Action, String)>,
+        ids: &mut HashSet<String>,
+        (rules, masks, detectors): (&mut Vec<Rule>, &mut Vec<MaskRule>, &mut Vec<DetectRule>),
+    ) {
+        {
             if text.trim().is_empty() {
                 // Most likely a file caught between its truncation and its new content
                 // (an editor saving in place): loading it would drop its rules.
                 errors.push(format!(
                     "{name}: the rule file is empty; write `rules: []` for a file with no rules"
                 ));
-                continue;
+                return;
             }
-            let raw: RawFile = match serde_saphyr::from_str(text) {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!(
-                        "{name}:{}",
-                        crate::config::one_line_yaml_error(&e.to_string())
-                    ));
-                    continue;
-                }
+            let Some(raw) = loose::read(name, text, errors) else {
+                return;
             };
-            let mut c = Compiler {
-                name,
-                text,
-                errors: &mut errors,
-            };
+            let mut c = Compiler { name, text, errors };
             if let Some(d) = &raw.default {
                 match Action::parse(d).filter(|a| *a != Action::Approve) {
                     Some(a) => {
-                        if let Some((_, other)) = &default {
+                        if let Some((_, other)) = default.as_ref() {
                             c.err_at(
                                 c.line_of("default:"),
                                 None,
                                 &format!("default is already set in {other}"),
                             );
                         } else {
-                            default = Some((a, name.clone()));
+                            *default = Some((a, name.clone()));
                         }
                     }
                     None => c.err_at(
@@ -438,16 +461,6 @@ impl RuleSet {
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(RuleSet {
-            default: default.map(|(a, _)| a).unwrap_or(Action::Allow),
-            rules,
-            masks,
-            detectors,
-            files: Vec::new(),
-        })
     }
 }
 
@@ -466,6 +479,27 @@ pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The line number of a `name:line: ...` error (0 when it has none).
+fn error_line(e: &str) -> usize {
+    e.split(':')
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The line an id is declared on (`id: x`) in a rule file's text, for error messages.
+fn line_of_id(text: &str, id: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim().trim_start_matches("- ").trim();
+            l.strip_prefix("id:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
+        .unwrap_or(1)
 }
 
 struct Compiler<'a> {
@@ -488,16 +522,7 @@ const DETECT_KINDS: &[&str] = &[
 impl Compiler<'_> {
     /// The line an id is declared on (`id: x`), for error messages.
     fn line_of_id(&self, id: &str) -> usize {
-        self.text
-            .lines()
-            .position(|l| {
-                let l = l.trim().trim_start_matches("- ").trim();
-                l.strip_prefix("id:")
-                    .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
-                    .unwrap_or(false)
-            })
-            .map(|i| i + 1)
-            .unwrap_or(1)
+        line_of_id(self.text, id)
     }
 
     fn line_of(&self, prefix: &str) -> usize {

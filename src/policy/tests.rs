@@ -347,7 +347,16 @@ fn validation_errors_name_file_line_and_rule() {
         "rules:\n  - id: x\n    actoin: block\n".into(),
     )])
     .unwrap_err();
-    assert!(errs[0].starts_with("u.yaml:3:"), "{errs:?}");
+    // Both mistakes at once: the misspelt key, and so the missing one.
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("u.yaml:3: rule \"x\": unknown key \"actoin\"")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("missing field `action`")),
+        "{errs:?}"
+    );
     let errs = RuleSet::from_sources(&[
         ("a.yaml".into(), "default: block\n".into()),
         ("b.yaml".into(), "default: allow\n".into()),
