@@ -65,7 +65,13 @@ enum Command {
         target: String,
         #[arg(long)]
         json: bool,
-        sql: String,
+        /// Read the SQL from this file instead.
+        #[arg(long, conflicts_with = "sql")]
+        file: Option<PathBuf>,
+        /// The SQL (`-` reads it from stdin). Taken as it is even when it starts with a
+        /// comment (`-- why`), so put options before it.
+        #[arg(allow_hyphen_values = true, required_unless_present = "file")]
+        sql: Option<String>,
     },
     /// Sign in at the identity provider (OAuth device flow) and print a libpq
     /// connection string, or write a .pgpass line, with the token as the password.
@@ -336,8 +342,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             mut groups,
             target,
             json,
+            file,
             sql,
         } => {
+            let sql = explain_input(file.as_deref(), sql)?;
             let mut rules_path = rules;
             if let Some(c) = &config {
                 let (cfg, _) = Config::check(c).map_err(|e| e.to_string())?;
@@ -371,6 +379,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The SQL `pgmoat explain` was given: from `--file`, stdin (`-`) or the argument.
+fn explain_input(file: Option<&std::path::Path>, sql: Option<String>) -> Result<String, String> {
+    match (file, sql.as_deref()) {
+        (Some(f), _) => {
+            std::fs::read_to_string(f).map_err(|e| format!("reading {}: {e}", f.display()))
+        }
+        (None, Some("-")) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            Ok(text)
+        }
+        (None, Some(_)) => Ok(sql.unwrap_or_default()),
+        (None, None) => Err("explain needs SQL: an argument, - for stdin, or --file".into()),
     }
 }
 
