@@ -1,6 +1,9 @@
-//! CancelRequest routing. Each session gets a BackendKeyData of pgmoat's own; the real
-//! server key never reaches the client. A CancelRequest whose key is not one we issued
-//! (forged, or from a session that has ended) cancels nothing.
+//! CancelRequest routing. A client's BackendKeyData carries the server's real process
+//! id (what `pg_backend_pid()` says, so `pg_terminate_backend(conn.info.backend_pid)`
+//! and lookups in pg_stat_activity work as they do directly) with a secret of pgmoat's
+//! own: the server's secret never reaches the client. Keys are looked up by both; a
+//! CancelRequest whose pair is not one we issued (forged, or from a session that has
+//! ended) cancels nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -70,23 +73,35 @@ struct Entry {
 
 #[derive(Default)]
 pub struct CancelRegistry {
-    // Touched once per connect, disconnect and cancel: a plain mutex is enough.
-    entries: Mutex<HashMap<i32, Entry>>,
+    // Touched once per connect, disconnect and cancel: a plain mutex is enough. Sessions
+    // on different servers can share a process id, so a pid has a list of entries.
+    entries: Mutex<HashMap<i32, Vec<Entry>>>,
 }
 
 impl CancelRegistry {
-    /// Issue a fresh key for a session; it is withdrawn when the guard drops.
+    /// Issue a key for a session: the server's process id (a made-up one when the
+    /// server sent none) and a fresh secret. Withdrawn when the guard drops.
     pub fn register(self: &Arc<Self>, to: CancelTarget) -> CancelKey {
         let mut rng = rand::thread_rng();
-        let secret: i32 = rng.gen();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = loop {
-            let pid = rng.gen_range(1..i32::MAX);
-            if !entries.contains_key(&pid) {
-                break pid;
+        let pid = if to.server_pid > 0 {
+            to.server_pid
+        } else {
+            loop {
+                let pid = rng.gen_range(1..i32::MAX);
+                if !entries.contains_key(&pid) {
+                    break pid;
+                }
             }
         };
-        entries.insert(pid, Entry { secret, to });
+        let list = entries.entry(pid).or_default();
+        let secret = loop {
+            let secret: i32 = rng.gen();
+            if list.iter().all(|e| e.secret != secret) {
+                break secret;
+            }
+        };
+        list.push(Entry { secret, to });
         CancelKey {
             pid,
             secret,
@@ -97,12 +112,23 @@ impl CancelRegistry {
     /// The server to cancel on, when the key is one we issued.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let e = entries.get(&pid)?;
-        bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())).then(|| e.to.clone())
+        let mut found = None;
+        // Every entry of the pid is compared, in constant time each.
+        for e in entries.get(&pid)? {
+            if bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())) {
+                found = Some(e.to.clone());
+            }
+        }
+        found
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,7 +150,12 @@ impl Drop for CancelKey {
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        entries.remove(&self.pid);
+        if let Some(list) = entries.get_mut(&self.pid) {
+            list.retain(|e| e.secret != self.secret);
+            if list.is_empty() {
+                entries.remove(&self.pid);
+            }
+        }
     }
 }
 
@@ -157,6 +188,14 @@ mod tests {
     fn only_the_issued_key_finds_the_server() {
         let reg = Arc::new(CancelRegistry::default());
         let key = reg.register(to());
+        assert_eq!(key.pid, 42, "the client sees the server's own pid");
+        assert_ne!(key.secret, 7, "but not the server's secret");
+        // Another server's session with the same pid gets its own secret.
+        let other = reg.register(to());
+        assert_eq!(other.pid, 42);
+        assert_ne!(other.secret, key.secret);
+        assert_eq!(reg.len(), 2);
+        drop(other);
         assert_eq!(reg.lookup(key.pid, key.secret).unwrap().server_pid, 42);
         assert!(reg.lookup(key.pid, key.secret.wrapping_add(1)).is_none());
         assert!(reg.lookup(key.pid.wrapping_add(1), key.secret).is_none());

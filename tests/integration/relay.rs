@@ -336,26 +336,101 @@ async fn cancel_request_reaches_the_server() {
     );
 }
 
+/// Waits until the server shows `pid` running a statement that mentions `what`.
+async fn wait_running(direct: &tokio_postgres::Client, pid: i32, what: &str) {
+    for _ in 0..500 {
+        let n = direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND position($2 in query) > 0",
+                &[&pid, &what],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if n == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("pid {pid} never ran {what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_cancel_key_cancels_nothing() {
-    let (_pg, gw) = start().await;
-    let raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
-    let c = gw.connect().await;
+    let (pg, gw) = start().await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let other = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
     let (pid, secret) = raw.backend_key;
-    let run = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(1)").await.map(|_| ()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // A guessed key: right pid of another session, wrong secret; and a random pid.
-    for (p, s) in [(pid, secret.wrapping_add(1)), (pid.wrapping_add(7), secret)] {
+    raw.send(&message(b'Q', b"SELECT 'slept', pg_sleep(1)\0"))
+        .await;
+    wait_running(&direct, pid, "pg_sleep(1)").await;
+    // Guessed keys for the session that is running the query: its (real) pid with a
+    // wrong secret, with the secret of another live session, and with the server's
+    // own secret space's zero.
+    for (p, s) in [
+        (pid, secret.wrapping_add(1)),
+        (pid, other.backend_key.1),
+        (pid, 0),
+        (pid.wrapping_add(7), secret),
+    ] {
         let mut out = bytes::BytesMut::new();
         postgres_protocol::message::frontend::cancel_request(p, s, &mut out);
         let mut t = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut t, &out)
             .await
             .unwrap();
+        // The gateway closes a cancel connection once it has acted on it.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut t, &mut rest).await;
     }
-    run.await
+    let msgs = raw.until_ready().await;
+    assert!(
+        msgs.iter().all(|m| m.tag != b'E'),
+        "the sleeping query was not cancelled: {msgs:?}"
+    );
+    let rows = data_rows(&msgs);
+    assert!(rows.len() == 1 && rows[0].contains("slept"), "{msgs:?}");
+}
+
+/// The pid a client gets is the server's own: `pg_backend_pid()`, pg_stat_activity
+/// and `pg_terminate_backend(conn.info.backend_pid)` mean the same session as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_pid_is_the_servers() {
+    let (pg, gw) = start().await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let (pid, _) = raw.backend_key;
+    let r = raw.query_ok("SELECT pg_backend_pid()").await;
+    let rows = data_rows(&r);
+    assert!(
+        rows.len() == 1 && rows[0].ends_with(&pid.to_string()),
+        "{rows:?} vs {pid}"
+    );
+    let app: String = direct
+        .query_one(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
         .unwrap()
-        .expect("the sleeping query was not cancelled");
+        .get(0);
+    assert!(app.contains("[pgmoat:agent-1]"), "{app}");
+    // Another session through pgmoat ends it by that pid.
+    let c = gw.connect().await;
+    let ended: bool = c
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended);
+    let mut fatal = None;
+    while let Some(m) = raw.read().await {
+        if m.tag == b'E' {
+            fatal = Some(m);
+        }
+    }
+    assert_eq!(fatal.expect("the session was ended").field(b'C'), "57P01");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
