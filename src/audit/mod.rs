@@ -15,6 +15,7 @@ mod encode;
 pub mod error;
 pub mod event;
 mod http;
+pub mod journal;
 mod queue;
 pub mod record;
 pub mod replay;
@@ -86,7 +87,9 @@ impl Audit {
             .hmac_key
             .as_ref()
             .map(|k| k.expose().as_bytes().to_vec());
-        let tail = segment::recover(&dir, key.as_deref())?;
+        let journaled = journal::load(&dir, key.as_deref())?;
+        let mut tail = segment::recover(&dir, key.as_deref(), &journaled)?;
+        journal::replay(&dir, &mut tail, &journaled)?;
         let (sinks, sink_tasks) = sink::start(&config.sinks, &metrics)?;
         let state = Arc::new(State::default());
         let shared = Arc::new(Shared::new(dir.display().to_string()));

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
+use super::journal::JournalLine;
 use super::record::{check_line, Checked, ZERO_HASH};
 
 const PREFIX: &str = "audit-";
@@ -146,6 +147,8 @@ struct Scan {
     data_end: u64,
     /// First bad line: offset and why.
     bad: Option<(u64, String)>,
+    /// The bad line is the last one and has no newline: a write the crash tore.
+    torn: bool,
 }
 
 /// Read a segment, checking each line and the chain inside it. Past the first bad
@@ -155,6 +158,7 @@ fn scan(path: &Path, first_seq: u64, key: Option<&[u8]>, dir: &Path) -> Result<S
     let mut last: Option<Checked> = None;
     let mut bad: Option<(u64, String)> = None;
     let mut valid_len = 0;
+    let mut torn = false;
     while let Some(line) = lines.next_line()? {
         if bad.is_some() {
             if line.complete && check_line(&line.bytes, key).is_ok() {
@@ -190,6 +194,7 @@ fn scan(path: &Path, first_seq: u64, key: Option<&[u8]>, dir: &Path) -> Result<S
             }
         };
         if let Some(p) = problem {
+            torn = !line.complete;
             bad = Some((line.offset, p));
         }
     }
@@ -199,18 +204,30 @@ fn scan(path: &Path, first_seq: u64, key: Option<&[u8]>, dir: &Path) -> Result<S
         valid_len,
         data_end,
         bad,
+        torn,
     })
 }
 
 /// Open-time check of the newest segments: find where the chain ends, and cut off a
 /// torn tail (a partly written batch that was never acknowledged). Damage anywhere
 /// else refuses to open: appending to a broken chain would bury the evidence.
-pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
+///
+/// A torn final line that is the start of the journal's next record (`fsync` mode: the
+/// segment only gets what the journal already holds) is completed from it instead:
+/// the segment keeps growing, and a tailer that read half the line reads the rest.
+pub fn recover(
+    dir: &Path,
+    key: Option<&[u8]>,
+    journal: &[JournalLine],
+) -> Result<Tail, StoreError> {
     let segments = list(dir)?;
     let mut repair: Option<Repair> = None;
     let mut append_to: Option<(u64, PathBuf, u64)> = None;
     for (first_seq, path) in segments.iter().rev() {
-        let s = scan(path, *first_seq, key, dir)?;
+        let mut s = scan(path, *first_seq, key, dir)?;
+        if s.torn && repair.is_none() {
+            complete_from_journal(path, *first_seq, &mut s, journal)?;
+        }
         if let Some((offset, reason)) = &s.bad {
             if repair.is_some() {
                 // Only the newest non-empty segment can hold a torn write.
@@ -279,4 +296,48 @@ pub fn recover(dir: &Path, key: Option<&[u8]>) -> Result<Tail, StoreError> {
         head_hash: ZERO_HASH.into(),
         repair,
     })
+}
+
+/// Completes a torn final line of `path` from the journal's copy of that record, when
+/// the torn bytes are the start of it and it follows the segment's last record.
+fn complete_from_journal(
+    path: &Path,
+    first_seq: u64,
+    s: &mut Scan,
+    journal: &[JournalLine],
+) -> Result<(), StoreError> {
+    let Some((offset, _)) = s.bad else {
+        return Ok(());
+    };
+    let expected = s.last.as_ref().map(|c| c.seq + 1).unwrap_or(first_seq);
+    let Some(whole) = journal.iter().find(|l| {
+        l.checked.seq == expected && s.last.as_ref().is_none_or(|c| c.digest == l.checked.prev)
+    }) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let Some(torn) = bytes.get(offset as usize..s.data_end as usize) else {
+        return Ok(());
+    };
+    if !whole.bytes.starts_with(torn) {
+        return Ok(());
+    }
+    let mut rest = whole.bytes[torn.len()..].to_vec();
+    rest.push(b'\n');
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    use std::os::unix::fs::FileExt;
+    f.set_len(s.data_end)
+        .and_then(|()| f.write_all_at(&rest, s.data_end))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io(path, e))?;
+    tracing::warn!(segment = %path.display(), seq = expected, "audit store: completed a torn final record from the journal");
+    s.valid_len = s.data_end + rest.len() as u64;
+    s.data_end = s.valid_len;
+    s.last = Some(whole.checked.clone());
+    s.bad = None;
+    s.torn = false;
+    Ok(())
 }

@@ -9,6 +9,9 @@
 //! `flush_interval`, joining a statement's two records into one when they meet in one
 //! take ([`plan`]). The thread is not a tokio worker: an fsync that takes 50 ms must
 //! not stall sessions that share its worker.
+//!
+//! In `fsync` mode records are made durable in the [`super::journal`] and appended to
+//! the segment right after each flush, so the segment holds nothing but whole records.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::error::AuditError;
 use super::event::Event;
+use super::journal::{self, Journal};
 use super::queue::{splice_whole, Part, Queue, Shared};
 use super::record::{hex_str, seal_into};
 use super::segment::{segment_name, Tail};
@@ -44,9 +48,6 @@ impl std::fmt::Display for Head {
 
 /// Buffer capacity kept between takes (more is given back).
 const KEEP_BYTES: usize = 8 << 20;
-
-/// Zeros written ahead of the records at a time (see [`super::segment::Lines`]).
-const PREALLOC: u64 = 1 << 20;
 
 /// Shared between the writer and the handles.
 #[derive(Default)]
@@ -73,9 +74,13 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     file: Option<File>,
-    /// Where the records end; past it, up to `prealloc_end`, zeros.
+    /// Where the segment's records end.
     seg_len: u64,
-    prealloc_end: u64,
+    /// `fsync` mode: where records are made durable before they go into the segment.
+    journal: Option<Journal>,
+    /// `fsync` mode: records written to the journal but not yet flushed there, so not
+    /// yet in the segment.
+    unsegmented: Vec<u8>,
     seg_opened: Instant,
     next_seq: u64,
     prev: String,
@@ -182,13 +187,28 @@ impl Writer {
         metrics: Arc<Metrics>,
         sinks: Vec<SinkHandle>,
     ) -> Result<Writer, std::io::Error> {
-        let (file, seg_len, prealloc_end) = match &tail.segment {
+        let (file, seg_len) = match &tail.segment {
             Some((_, path, len)) => {
                 let f = OpenOptions::new().read(true).write(true).open(path)?;
-                let size = f.metadata()?.len();
-                (Some(f), *len, size.max(*len))
+                // Zeros an older pgmoat wrote ahead of the records: not JSON lines.
+                if f.metadata()?.len() > *len {
+                    f.set_len(*len)?;
+                    f.sync_all()?;
+                }
+                (Some(f), *len)
             }
-            None => (None, 0, 0),
+            None => (None, 0),
+        };
+        let journal = match opts.durability {
+            AuditDurability::Fsync => Some(Journal::open(&opts.dir)?),
+            AuditDurability::Batch => {
+                // Replayed at open; batch mode has no use for it.
+                match std::fs::remove_file(journal::path(&opts.dir)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                None
+            }
         };
         Ok(Writer {
             opts,
@@ -197,7 +217,8 @@ impl Writer {
             metrics,
             file,
             seg_len,
-            prealloc_end,
+            journal,
+            unsegmented: Vec::new(),
             seg_opened: Instant::now(),
             next_seq: tail.next_seq,
             prev: tail.prev,
@@ -272,11 +293,11 @@ impl Writer {
         let _ = self.commit(&[], true);
         self.send_to_sinks();
         self.export_head();
-        // Leave no padding behind on a clean stop.
+        // A clean stop leaves the segment synced (the journal is then not needed).
         if self.failed.is_none() {
             if let Some(f) = &self.file {
-                if f.set_len(self.seg_len).and_then(|()| f.sync_all()).is_err() {
-                    tracing::warn!("audit store: could not trim the preallocated tail");
+                if f.sync_all().is_err() {
+                    tracing::warn!("audit store: could not sync the segment at stop");
                 }
             }
         }
@@ -388,60 +409,121 @@ impl Writer {
             .audit_records
             .fetch_add(records.len() as u64, Relaxed);
         if !self.pending.is_empty() {
-            let Some(file) = self.file.as_mut() else {
-                let e = AuditError::Io {
-                    dir: self.opts.dir.display().to_string(),
-                    message: "no segment open".into(),
-                };
-                return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
+            let written = if self.journal.is_some() {
+                self.write_journal()
+            } else {
+                self.write_segment()
             };
-            let end = self.seg_len + self.pending.len() as u64;
-            let mut written = Ok(());
-            // Zeros ahead keep each fdatasync from also journaling the file's growth:
-            // worth it where statements wait for the sync. Batch mode syncs on its
-            // interval, where that costs nothing anyone waits for, and writing every
-            // byte twice (zeros, then the record) would cost the page-cache copy twice.
-            if !batch_mode && end > self.prealloc_end {
-                let zeros = vec![0u8; (end + PREALLOC - self.prealloc_end) as usize];
-                written = file.write_all_at(&zeros, self.prealloc_end);
-                if written.is_ok() {
-                    self.prealloc_end = end + PREALLOC;
-                }
-            }
-            if let Err(e) = written.and_then(|()| file.write_all_at(&self.pending, self.seg_len)) {
-                let e = io_err(&self.opts, "write", &e);
-                // Cut a partial write back off, so the file ends on a whole record.
-                if file.set_len(self.seg_len).is_err() {
-                    self.failed = Some(format!("{e}; and the partial write could not be cut off"));
-                }
-                self.prealloc_end = self.seg_len;
+            if let Err(e) = written {
                 return Err(self.undo(e, saved, pending_before, lines_before, batch_mode));
             }
-            self.seg_len += self.pending.len() as u64;
-            self.pending.clear();
-            self.dirty = true;
         }
         if sync && self.dirty {
-            if let Some(file) = &self.file {
-                let t0 = Instant::now();
-                let synced = file.sync_data();
-                self.metrics
-                    .audit_fsync_micros
-                    .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
-                if let Err(e) = synced {
-                    // After a failed fsync the kernel may have dropped the pages: what
-                    // is on disk is unknown, so stop accepting (fail closed).
-                    let e = io_err(&self.opts, "fdatasync", &e);
-                    self.failure(&e, true);
-                    self.pending_lines.truncate(lines_before);
-                    return Err(e);
-                }
-                self.state.fsyncs.fetch_add(1, Relaxed);
-                self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
-                self.dirty = false;
+            let t0 = Instant::now();
+            let synced = match (&self.journal, &self.file) {
+                (Some(j), _) => j.sync(),
+                (None, Some(f)) => f.sync_data(),
+                (None, None) => Ok(()),
+            };
+            self.metrics
+                .audit_fsync_micros
+                .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+            if let Err(e) = synced {
+                // After a failed fsync the kernel may have dropped the pages: what
+                // is on disk is unknown, so stop accepting (fail closed).
+                let e = io_err(&self.opts, "fdatasync", &e);
+                self.failure(&e, true);
+                self.pending_lines.truncate(lines_before);
+                return Err(e);
+            }
+            self.state.fsyncs.fetch_add(1, Relaxed);
+            self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
+            self.dirty = false;
+            if let Err(e) = self.settle() {
+                self.failure(&e, true);
+                return Err(e);
             }
         }
         self.state.failing.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// `batch` mode: append what is pending to the segment.
+    fn write_segment(&mut self) -> Result<(), AuditError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io_err(
+                &self.opts,
+                "write",
+                &std::io::Error::other("no segment open"),
+            ));
+        };
+        if let Err(e) = file.write_all_at(&self.pending, self.seg_len) {
+            let e = io_err(&self.opts, "write", &e);
+            // Cut a partial write back off, so the file ends on a whole record.
+            if file.set_len(self.seg_len).is_err() {
+                self.failed = Some(format!("{e}; and the partial write could not be cut off"));
+            }
+            return Err(e);
+        }
+        self.seg_len += self.pending.len() as u64;
+        self.pending.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// `fsync` mode: write what is pending into the journal; it goes into the segment
+    /// once the journal is flushed ([`Self::settle`]).
+    fn write_journal(&mut self) -> Result<(), AuditError> {
+        let Some(j) = self.journal.as_mut() else {
+            return Err(io_err(
+                &self.opts,
+                "write",
+                &std::io::Error::other("no journal open"),
+            ));
+        };
+        // A partial write is left where it is: it is past the journal's records, the
+        // next write covers it, and replay stops at a line that does not check.
+        j.write(&self.pending)
+            .map_err(|e| io_err(&self.opts, "write the journal", &e))?;
+        self.unsegmented.extend_from_slice(&self.pending);
+        self.pending.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// `fsync` mode, after the journal's flush: the flushed records go into the segment,
+    /// and a journal past its size starts over once the segment is synced.
+    fn settle(&mut self) -> Result<(), AuditError> {
+        if self.unsegmented.is_empty() {
+            return Ok(());
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(io_err(
+                &self.opts,
+                "write",
+                &std::io::Error::other("no segment open"),
+            ));
+        };
+        if let Err(e) = file.write_all_at(&self.unsegmented, self.seg_len) {
+            // The records are durable in the journal; the next start puts them into
+            // the segment. Until then nothing more is accepted (fail closed).
+            let _ = file.set_len(self.seg_len);
+            return Err(io_err(&self.opts, "append to the segment", &e));
+        }
+        self.seg_len += self.unsegmented.len() as u64;
+        self.unsegmented.clear();
+        self.unsegmented.shrink_to(KEEP_BYTES);
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.len >= journal::WRAP_BYTES)
+        {
+            file.sync_data()
+                .map_err(|e| io_err(&self.opts, "fdatasync the segment", &e))?;
+            if let Some(j) = self.journal.as_mut() {
+                j.restart();
+            }
+        }
         Ok(())
     }
 
@@ -484,11 +566,21 @@ impl Writer {
         if !due {
             return Ok(());
         }
-        if let Some(f) = &self.file {
-            // The old segment is final: trim its padding and make it durable.
-            f.set_len(self.seg_len)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
+        if self.file.is_some() {
+            // The old segment is final: it gets every record written so far and is
+            // made durable (then the journal's content is all in synced segments).
+            if self.dirty {
+                if let Some(j) = &self.journal {
+                    j.sync()
+                        .map_err(|e| io_err(&self.opts, "fdatasync the journal", &e))?;
+                    self.dirty = false;
+                }
+            }
+            self.settle()?;
+            if let Some(f) = &self.file {
+                f.sync_all()
+                    .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
+            }
             self.dirty = false;
         }
         let path = self.opts.dir.join(segment_name(self.next_seq));
@@ -509,7 +601,9 @@ impl Writer {
             .map_err(|e| io_err(&self.opts, "stat", &e))?;
         self.file = Some(file);
         self.seg_len = len;
-        self.prealloc_end = len;
+        if let Some(j) = self.journal.as_mut() {
+            j.restart();
+        }
         self.seg_opened = Instant::now();
         Ok(())
     }

@@ -23,19 +23,17 @@ pub(crate) fn records(dir: &Path) -> Vec<Value> {
     names
         .iter()
         .flat_map(|p| {
-            // A live segment ends in preallocated zeros.
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(|l| l.trim_end_matches('\0'))
-                .filter(|l| !l.is_empty())
+            // Segments are JSON lines only (no zeros written ahead of the records).
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(!text.contains('\0'), "NUL bytes in {}", p.display());
+            text.lines()
                 .map(|l| serde_json::from_str::<Value>(l).expect("a JSON record"))
                 .collect::<Vec<_>>()
         })
         .collect()
 }
 
-fn cli(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(PGMOAT)
         .args(args)
         .output()
@@ -47,7 +45,7 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn audit_yaml(dir: &Path, extra: &str) -> String {
+pub(crate) fn audit_yaml(dir: &Path, extra: &str) -> String {
     format!(
         "audit:\n  dir: {}\n  durability: fsync\n{extra}",
         dir.display()
@@ -382,10 +380,9 @@ async fn verify_names_the_first_bad_record() {
     gw.shutdown().await;
     let seg = std::fs::read_dir(store.path())
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a segment");
     let text = std::fs::read_to_string(&seg).unwrap();
     std::fs::write(&seg, text.replacen("SELECT 3", "SELECT 7", 1)).unwrap();
     let (code, out, _) = cli(&["audit", "verify", store.path().to_str().unwrap()]);
@@ -504,7 +501,7 @@ async fn a_dead_webhook_sink_does_not_hold_up_statements() {
 }
 
 /// Pick a free port (bind 0, release).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -512,7 +509,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(config: &Path) -> std::process::Child {
+pub(crate) fn serve(config: &Path) -> std::process::Child {
     let mut cmd = Command::new(PGMOAT);
     cmd.args(["serve", "-c", config.to_str().unwrap()])
         .envs(test_env())
@@ -522,7 +519,7 @@ fn serve(config: &Path) -> std::process::Child {
     cmd.spawn().expect("start pgmoat serve")
 }
 
-async fn wait_listening(port: u16) {
+pub(crate) async fn wait_listening(port: u16) {
     let t0 = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -613,7 +610,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     );
 }
 
-fn sigterm(pid: u32) {
+pub(crate) fn sigterm(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();

@@ -8,6 +8,7 @@ mod harness;
 
 mod approvals;
 mod audit;
+mod audit_tail;
 mod masking;
 mod migrations;
 
