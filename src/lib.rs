@@ -63,6 +63,7 @@ pub mod policy;
 pub mod protocol;
 pub mod quickstart;
 pub mod session;
+pub mod setup;
 
 pub use config::Config;
 pub use net::Gateway;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::distributions::Alphanumeric;
@@ -17,11 +17,9 @@ use crate::net::Gateway;
 
 #[derive(Debug, Error)]
 pub enum QuickstartError {
-    #[error(
-        "no Postgres server binaries found (looked in PATH, `pg_config --bindir` and /usr/lib/postgresql/*/bin).\n\
-         Install them first, e.g. `sudo apt-get install postgresql` on Debian/Ubuntu or `brew install postgresql` on macOS."
-    )]
-    NoPostgres,
+    /// No server binaries, and they could not be installed here: says how.
+    #[error("{0}")]
+    NoPostgres(String),
     #[error("{0}")]
     Setup(String),
 }
@@ -30,41 +28,7 @@ fn setup(msg: impl Into<String>) -> QuickstartError {
     QuickstartError::Setup(msg.into())
 }
 
-/// Where initdb, postgres and pg_ctl live.
-pub fn find_postgres_bindir() -> Option<PathBuf> {
-    let has_server = |dir: &Path| {
-        ["initdb", "postgres", "pg_ctl"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_server(&dir) {
-                return Some(dir);
-            }
-        }
-    }
-    if let Ok(out) = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && has_server(&dir) {
-            return Some(dir);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_server(&bin).then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p)
-}
+pub use crate::setup::find_postgres_bindir;
 
 /// The unprivileged user to run Postgres as when we are root (Postgres refuses root).
 fn unprivileged_user() -> Option<(u32, u32)> {
@@ -261,7 +225,11 @@ pub async fn run(
     admin_port: u16,
     stop: impl Future<Output = ()>,
 ) -> Result<(), QuickstartError> {
-    let bindir = find_postgres_bindir().ok_or(QuickstartError::NoPostgres)?;
+    // Installed with apt-get when missing and run as root; otherwise the command to run.
+    let bindir = tokio::task::spawn_blocking(crate::setup::ensure_postgres)
+        .await
+        .map_err(|e| setup(e.to_string()))?
+        .map_err(QuickstartError::NoPostgres)?;
     let user = unprivileged_user();
     let dir = std::env::temp_dir().join(format!("pgmoat-quickstart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -738,7 +738,11 @@ fn pg_bindir() -> &'static Path {
         let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
         if let Some(d) = std::env::var_os("PGMOAT_PG_BINDIR") {
             let d = PathBuf::from(d);
-            assert!(has_server(&d), "PGMOAT_PG_BINDIR={} has no initdb/postgres", d.display());
+            assert!(
+                has_server(&d),
+                "PGMOAT_PG_BINDIR={} has no initdb/postgres",
+                d.display()
+            );
             return d;
         }
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -758,13 +762,16 @@ fn pg_bindir() -> &'static Path {
         if let Some((_, d)) = debian.pop() {
             return d;
         }
-        std::env::var_os("PATH")
+        if let Some(d) = std::env::var_os("PATH")
             .iter()
             .flat_map(std::env::split_paths)
             .find(|d| has_server(d))
-            .unwrap_or_else(|| {
-                panic!("no PostgreSQL server binaries found (tried $PGMOAT_PG_BINDIR, pg_config, /usr/lib/postgresql/*/bin, PATH)")
-            })
+        {
+            return d;
+        }
+        // A fresh machine: `cargo test` installs them itself (as root on Debian/Ubuntu),
+        // or says the exact command to run.
+        pgmoat::setup::ensure_postgres().unwrap_or_else(|e| panic!("{e}"))
     })
 }
 
