@@ -341,14 +341,7 @@ fn new_id() -> String {
 }
 
 /// RFC 3339, UTC, whole seconds (`2026-12-01T10:37:30Z`).
-pub fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let full = crate::audit::time::format_micros(secs * 1_000_000);
-    format!("{}Z", full.get(..19).unwrap_or(&full))
-}
+pub use crate::audit::time::format_seconds as format_time;
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(*t))

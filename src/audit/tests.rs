@@ -344,36 +344,50 @@ async fn webhook_sink_gets_the_records_and_the_head() {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let seen2 = Arc::clone(&seen);
+    // A minimal HTTP/1.1 server: requests one after another on each connection
+    // (the client keeps connections alive), any header case.
     tokio::spawn(async move {
         loop {
             let Ok((mut c, _)) = listener.accept().await else {
                 return;
             };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let n = c.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Content-Length: "))
-                        .unwrap()
-                        .parse()
-                        .unwrap();
-                    if body.len() >= len {
-                        assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
-                        break body.to_owned();
-                    }
+            let seen2 = Arc::clone(&seen2);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let body = loop {
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length").then(|| v.trim())
+                                })
+                                .unwrap()
+                                .parse()
+                                .unwrap();
+                            if rest.len() >= len {
+                                assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+                                let consumed = head.len() + 4 + len;
+                                buf.drain(..consumed);
+                                break rest[..len].to_owned();
+                            }
+                        }
+                        let n = c.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    };
+                    let batch: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+                    seen2.lock().unwrap().extend(batch);
+                    let _ = c
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
                 }
-                assert!(n > 0, "request cut short");
-            };
-            let batch: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-            seen2.lock().unwrap().extend(batch);
-            let _ = c
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await;
+            });
         }
     });
     let d = Dir::new("webhook");

@@ -1,6 +1,7 @@
-//! RFC 3339 timestamps in UTC, written and read by hand: the store needs exactly one
-//! format (`2026-12-01T10:37:30.123456Z`) and the CLI filters need to read a few more,
-//! which is not worth a date crate.
+//! RFC 3339 timestamps in UTC: pgmoat's one formatter and parser. The store writes one
+//! format per record (`2026-12-01T10:37:30.123456Z`, on the audit hot path), approvals
+//! and session messages whole seconds ([`format_seconds`]), and the CLI filters read a
+//! few more; kept by hand (two small, tested conversions) rather than a date crate.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,16 @@ pub fn format_micros(us: i64) -> String {
         (sod / 60) % 60,
         sod % 60
     )
+}
+
+/// `2026-12-01T10:37:30Z`: whole seconds (times before 1970 read as the epoch).
+pub fn format_seconds(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs().min(i64::MAX as u64 / 1_000_000) as i64)
+        .unwrap_or(0);
+    let full = format_micros(secs * 1_000_000);
+    format!("{}Z", full.get(..19).unwrap_or(&full))
 }
 
 /// Read `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.frac]]` with `Z` or `±HH:MM` (a space may

@@ -3,7 +3,7 @@
 //! pgmoat pinned for the identity's group. Kept here so the relay and the judge each
 //! call one function.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::error::SessionError;
 use super::judge::{error, Refusal};
@@ -56,35 +56,13 @@ pub fn role_change_refusal(pinned: Option<&str>, statements: &[Facts]) -> Option
     })
 }
 
-/// `2026-12-01T10:37:30Z`, without a date crate: days since the epoch to a civil date
-/// (Howard Hinnant's well-known algorithm, written out here).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+/// `2026-12-01T10:37:30Z` (pgmoat's one formatter, in `audit::time`).
+pub use crate::audit::time::format_seconds as rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn dates_format() {
