@@ -207,6 +207,7 @@ port_open "$BOUNCER_PORT" ||
 # One instance per name: "pgmoat" (no audit) and "pgmoat-<mode>" for each mode in
 # PGMOAT_AUDIT_MODES, with its audit store under $WORK (this machine's disk).
 MOAT_CLIENT_PW="client-$RANDOM$RANDOM"
+declare -A MOAT_ADMINS
 start_pgmoat() { # name [audit durability]
     local name=$1 mode=${2:-} port admin dir ok code
     port=$(pick_port); admin=$(pick_port); dir=$WORK/$name
@@ -241,6 +242,7 @@ EOF
         "$PGMOAT_BIN" serve -c "$dir/pgmoat.yaml" >"$dir/pgmoat.log" 2>&1 &
     MOAT_PIDS[$name]=$!
     MOAT_PORTS[$name]=$port
+    MOAT_ADMINS[$name]=$admin
     ok=0
     for _ in $(seq 1 150); do
         kill -0 "${MOAT_PIDS[$name]}" 2>/dev/null || break
@@ -320,14 +322,33 @@ run_pgbench() { # target duration args... ; prints output to stdout
     PGPASSWORD=$pw "$PGBENCH" -h 127.0.0.1 -p "$port" -U "$user" "$@" -T "$dur" bench 2>&1
 }
 
+# A counter from a pgmoat's /metrics (0 when it has none).
+moat_metric() { # target metric
+    curl -s --max-time 2 "http://127.0.0.1:${MOAT_ADMINS[$1]}/metrics" 2>/dev/null |
+        awk -v m="$2" '$1 == m {print $2; found = 1} END {if (!found) print 0}'
+}
+FLUSHES=$WORK/flushes.tsv
+: >"$FLUSHES"
+
 one_run() { # round workload target
-    local round=$1 wl=$2 target=$3 pid out rc tps txns lat c0 c1 p0 p1 cpu_us pg_us
+    local round=$1 wl=$2 target=$3 pid out rc tps txns lat c0 c1 p0 p1 cpu_us pg_us f0 n0 f1 n1
     pid=$(target_pid "$target")
     [ -n "$pid" ] && c0=$(proc_ticks "$pid")
+    if [ "$target" = pgmoat-fsync ]; then
+        f0=$(moat_metric "$target" pgmoat_audit_fsync_microseconds_total)
+        n0=$(moat_metric "$target" pgmoat_audit_fsyncs_total)
+    fi
     p0=$(pg_ticks)
     # shellcheck disable=SC2046
     out=$(run_pgbench "$target" "$DURATION" $(workload_args "$wl")); rc=$?
     [ -n "$pid" ] && c1=$(proc_ticks "$pid")
+    if [ "$target" = pgmoat-fsync ]; then
+        # The mean flush of this run, as pgmoat's writer measured it under the load.
+        f1=$(moat_metric "$target" pgmoat_audit_fsync_microseconds_total)
+        n1=$(moat_metric "$target" pgmoat_audit_fsyncs_total)
+        awk -v w="$wl" -v r="$round" -v f="$((f1 - f0))" -v n="$((n1 - n0))" \
+            'BEGIN { if (n > 0) printf "%s\t%s\t%.1f\t%d\n", w, r, f / n, n }' >>"$FLUSHES"
+    fi
     sleep 0.3   # let backends of direct connections exit and be reaped
     p1=$(pg_ticks)
     tps=$(printf '%s\n' "$out" | awk '/^tps = .*without initial connection time/ {print $3; exit}')
@@ -412,6 +433,17 @@ for wl in $WORKLOADS; do
     fi
     for mode in ${PGMOAT_AUDIT_MODES:-}; do
         echo "  pgmoat-$mode/pgmoat (audit $mode vs off): TPS ratio $(ratio "$(med "$wl" "pgmoat-$mode" 4)" "$(med "$wl" pgmoat 4)")"
+        if [ "$mode" = fsync ]; then
+            # The closed-loop ceiling the disk allows: each statement waits, on average,
+            # for the rest of the flush in progress and then its own (1.5 flushes L) on
+            # top of audit-off's round trip R: R / (R + 1.5 L).
+            L=$(awk -F'\t' -v w="$wl" '$1 == w {print $3}' "$FLUSHES" | median)
+            R=$(med "$wl" pgmoat 6)
+            ceil=$(awk -v r="$R" -v l="$L" 'BEGIN { if (r == "NA" || l == "NA") print "NA"; else printf "%.3f", r * 1000 / (r * 1000 + 1.5 * l) }')
+            got=$(ratio "$(med "$wl" pgmoat-fsync 4)" "$(med "$wl" pgmoat 4)")
+            echo "  fsync: mean flush under load ${L} us; ceiling R/(R+1.5L) = $ceil of audit off;" \
+                "measured $got = $(ratio "$got" "$ceil") of the ceiling"
+        fi
     done
     if [ "$wl" = latency-1c ]; then
         d=$(med "$wl" direct 6)
