@@ -631,6 +631,11 @@ impl Compiler<'_> {
                 &r.id,
                 &format!("action must be allow, block or approve, not {:?}", r.action),
             );
+            // The conditions' own mistakes too, in the same run.
+            self.cond(&r.id, &r.when);
+            if let Some(u) = &r.unless {
+                self.cond(&r.id, u);
+            }
             return None;
         };
         if action == Action::Approve && r.approvers.as_ref().is_none_or(|a| a.is_empty()) {

@@ -13,6 +13,7 @@ mod masking;
 mod migrations;
 
 mod auth;
+mod cli;
 mod drivers;
 mod login;
 mod mtls;
