@@ -262,6 +262,8 @@ pub struct OidcConfig {
     pub leeway: Duration,
     /// How often discovered keys are fetched again even when no unknown `kid` asks for it.
     pub jwks_refresh: Duration,
+    /// What `exp` and `nbf` are compared with: the system clock (tests move their own).
+    pub clock: crate::auth::clock::Clock,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -865,6 +867,7 @@ impl Validator<'_> {
             session_may_outlive_token: o.session_may_outlive_token,
             leeway,
             jwks_refresh,
+            clock: crate::auth::clock::Clock::system(),
         })
     }
 

@@ -46,6 +46,9 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
+    /// The clock OIDC tokens are judged by (with `identities.oidc`): the system clock
+    /// until a test moves it ahead, to lapse tokens without waiting for them.
+    pub clock: pgmoat::auth::clock::Clock,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -172,8 +175,12 @@ pub fn test_env() -> HashMap<String, String> {
 /// Start a gateway from YAML in this test's runtime.
 pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway {
     let lookup = move |name: &str| env.get(name).cloned();
-    let config = pgmoat::Config::from_yaml(yaml, "test.yaml", Path::new("/"), &lookup)
+    let mut config = pgmoat::Config::from_yaml(yaml, "test.yaml", Path::new("/"), &lookup)
         .expect("valid test config");
+    let clock = pgmoat::auth::clock::Clock::adjustable();
+    if let Some(oidc) = &mut config.oidc {
+        oidc.clock = clock.clone();
+    }
     let gateway = pgmoat::Gateway::bind(config).await.expect("bind gateway");
     let addr = gateway.local_addr();
     let admin = gateway.admin_addr();
@@ -186,6 +193,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
         addr,
         admin,
         metrics,
+        clock,
         stop: Some(tx),
         task: Some(task),
     }
