@@ -69,7 +69,8 @@ async fn garbage_from_one_client_does_not_disturb_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_refused_before_buffering() {
-    let (_pg, gw) = start_with("limits:\n  max_message_bytes: 4096\n").await;
+    let (_pg, gw) =
+        start_with("limits:\n  max_message_bytes: 4096\n  max_statement_bytes: 4096\n").await;
     let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
     // Claims 512 MiB and sends only the header: refused at once, not after 512 MiB.
     raw.send(&[b'Q', 0x20, 0, 0, 0]).await;
