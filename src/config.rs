@@ -262,6 +262,8 @@ pub struct OidcConfig {
     pub leeway: Duration,
     /// How often discovered keys are fetched again even when no unknown `kid` asks for it.
     pub jwks_refresh: Duration,
+    /// What `exp` and `nbf` are compared with: the system clock (tests move their own).
+    pub clock: crate::auth::clock::Clock,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -740,7 +742,11 @@ impl Validator<'_> {
             Some(l) => Limits {
                 max_connections: l.max_connections.unwrap_or(d.max_connections),
                 max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
-                max_statement_bytes: l.max_statement_bytes.unwrap_or(d.max_statement_bytes),
+                // Unset, it follows a smaller message cap down.
+                max_statement_bytes: l.max_statement_bytes.unwrap_or(
+                    d.max_statement_bytes
+                        .min(l.max_message_bytes.unwrap_or(d.max_message_bytes)),
+                ),
                 shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
                 connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
                 startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),
@@ -865,6 +871,7 @@ impl Validator<'_> {
             session_may_outlive_token: o.session_may_outlive_token,
             leeway,
             jwks_refresh,
+            clock: crate::auth::clock::Clock::system(),
         })
     }
 

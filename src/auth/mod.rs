@@ -5,6 +5,7 @@
 //! [`failure::Limiter`].
 
 pub mod cert;
+pub mod clock;
 pub mod failure;
 pub mod jwks;
 pub mod oidc;

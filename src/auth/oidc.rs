@@ -13,6 +13,7 @@ use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 
+use super::clock::Clock;
 use super::failure::AuthFailure;
 use super::jwks::{JwksError, Key, KeyKind, KeyStore};
 use super::Identity;
@@ -49,6 +50,11 @@ impl OidcVerifier {
 
     pub fn session_may_outlive_token(&self) -> bool {
         self.config.session_may_outlive_token
+    }
+
+    /// The clock tokens are judged by, here and in the sessions they open.
+    pub fn clock(&self) -> &Clock {
+        &self.config.clock
     }
 
     /// Check `token` for the Postgres user `user`; the identity it proves, or why not.
@@ -88,6 +94,16 @@ impl OidcVerifier {
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
         v.leeway = self.config.leeway.as_secs();
+        // jsonwebtoken reads the system clock itself. A clock `a` seconds ahead of it
+        // (tests) is put in its terms: a token counts as expired when
+        // `exp - reject < now - leeway` and as not yet valid when `nbf > now + leeway`;
+        // with leeway + a and reject = 2a those read `exp < now + a - leeway` and
+        // `nbf > now + a + leeway`. On the system clock (a = 0) nothing changes.
+        let ahead = self.config.clock.ahead().as_secs();
+        if ahead > 0 {
+            v.leeway += ahead;
+            v.reject_tokens_expiring_in_less_than = 2 * ahead;
+        }
         v.validate_exp = true;
         v.validate_nbf = true;
         v.set_issuer(&[&self.config.issuer]);
@@ -128,7 +144,7 @@ impl OidcVerifier {
             .ok()
             .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
             .and_then(|t| t.checked_add(c.leeway))
-            .unwrap_or_else(|| SystemTime::now() + crate::config::MAX_DURATION);
+            .unwrap_or_else(|| c.clock.now() + crate::config::MAX_DURATION);
         Ok(Identity {
             name: name.to_owned(),
             groups,

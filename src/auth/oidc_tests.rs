@@ -130,6 +130,26 @@ async fn claim_refusals() {
 }
 
 #[tokio::test]
+async fn tokens_are_judged_by_the_verifiers_clock() {
+    let f = fixture(); // 30 s of leeway
+    let mut c = claims();
+    c["nbf"] = json!(now() + 100);
+    c["exp"] = json!(now() + 100);
+    let t = f.sign(&c, Some("ec1"));
+    assert_eq!(f.check(&t).await.unwrap_err(), AuthFailure::NotYetValid);
+    let clock = f.verifier.clock();
+    clock.advance(Duration::from_secs(75));
+    let id = f.check(&t).await.expect("within the leeway of nbf");
+    let exp = UNIX_EPOCH + Duration::from_secs(now() as u64 + 100);
+    let lapses = id.expires_at.unwrap();
+    assert!(lapses >= exp && lapses <= exp + Duration::from_secs(31));
+    clock.advance(Duration::from_secs(50));
+    assert!(f.check(&t).await.is_ok(), "within the leeway of exp");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(f.check(&t).await.unwrap_err(), AuthFailure::Expired);
+}
+
+#[tokio::test]
 async fn algorithm_and_key_refusals() {
     let f = fixture();
     let good = f.sign(&claims(), Some("ec1"));
@@ -208,6 +228,7 @@ fn verifier_with(keys: Vec<serde_json::Value>) -> (OidcVerifier, std::path::Path
         session_may_outlive_token: false,
         leeway: Duration::from_secs(30),
         jwks_refresh: Duration::from_secs(600),
+        clock: crate::auth::clock::Clock::adjustable(),
     };
     (OidcVerifier::new(&config).unwrap(), dir)
 }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::error::SessionError;
 use super::judge::{error, Refusal};
+use crate::auth::clock::Clock;
 use crate::classify::{Facts, Kind};
 use crate::protocol::sqlstate;
 
@@ -16,13 +17,16 @@ pub struct SessionGuard {
     /// When the session's token stops being valid; None when it does not lapse
     /// (passwords, certificates, or `session_may_outlive_token: true`).
     pub expires_at: Option<SystemTime>,
+    /// The clock `expires_at` is judged by: the OIDC verifier's (the system clock but
+    /// in tests). Only read when there is an `expires_at`.
+    pub clock: Clock,
 }
 
 impl SessionGuard {
     /// Err (FATAL 28000) once the session's token has expired.
     pub fn check(&self) -> Result<(), SessionError> {
         match self.expires_at {
-            Some(at) if SystemTime::now() >= at => Err(SessionError::refused(
+            Some(at) if self.clock.now() >= at => Err(SessionError::refused(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!(
                     "pgmoat: the session's token expired at {}; reconnect with a fresh token",
@@ -75,14 +79,31 @@ mod tests {
     fn expiry_is_fatal_28000() {
         let g = SessionGuard {
             expires_at: Some(SystemTime::now() - Duration::from_secs(1)),
+            clock: Clock::system(),
         };
         let (code, message, _) = g.check().unwrap_err().client_fatal().unwrap();
         assert_eq!(code, "28000");
         assert!(message.starts_with("pgmoat: the session's token expired at "));
         let later = SessionGuard {
             expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            clock: Clock::system(),
         };
         assert!(later.check().is_ok());
         assert!(SessionGuard::default().check().is_ok());
+    }
+
+    #[test]
+    fn expiry_follows_the_guards_clock() {
+        let clock = Clock::adjustable();
+        let g = SessionGuard {
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            clock: clock.clone(),
+        };
+        assert!(g.check().is_ok());
+        clock.advance(Duration::from_secs(50));
+        assert!(g.check().is_ok(), "ten seconds left");
+        clock.advance(Duration::from_secs(11));
+        let (code, _, _) = g.check().unwrap_err().client_fatal().unwrap();
+        assert_eq!(code, "28000");
     }
 }

@@ -475,6 +475,11 @@ async fn establish(
         .is_some_and(|o| o.session_may_outlive_token());
     let guard = guard::SessionGuard {
         expires_at: identity.expires_at.filter(|_| !outlives),
+        clock: shared
+            .oidc
+            .as_ref()
+            .map(|o| o.clock().clone())
+            .unwrap_or_default(),
     };
     Ok(Established {
         upstream: ready.stream,

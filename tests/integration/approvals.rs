@@ -171,17 +171,21 @@ impl Fx {
 
     /// Wait until `n` requests are pending; their ids.
     async fn wait_pending(&self, n: usize) -> Vec<String> {
-        for _ in 0..500 {
-            let p = self.pending().await;
-            if p.len() >= n {
-                return p
-                    .iter()
-                    .map(|r| r["id"].as_str().unwrap().to_owned())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{n} requests never became pending");
+        wait_for(
+            &format!("{n} pending requests"),
+            WAIT_LIMIT,
+            || async move {
+                let p = self.pending().await;
+                if p.len() >= n {
+                    Ok(p.iter()
+                        .map(|r| r["id"].as_str().unwrap().to_owned())
+                        .collect())
+                } else {
+                    Err(format!("{} pending", p.len()))
+                }
+            },
+        )
+        .await
     }
 
     async fn decide(&self, id: &str, verb: &str, body: &str) -> (u16, String) {
@@ -289,12 +293,13 @@ async fn approved_from_slack_the_statement_runs() {
     assert!(notice.contains(&id));
     assert_eq!(f.status(1).await, "open", "nothing ran yet");
     // The Slack message and the generic webhook were sent.
-    for _ in 0..100 {
-        if !f.hooks.posts("slack").is_empty() && !f.hooks.posts("generic").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let hooks = &f.hooks;
+    wait_until(
+        "the Slack message and the generic webhook",
+        WAIT_LIMIT,
+        || async move { !hooks.posts("slack").is_empty() && !hooks.posts("generic").is_empty() },
+    )
+    .await;
     let msg = f.hooks.posts("slack").remove(0);
     let text = msg.to_string();
     assert!(
@@ -316,12 +321,12 @@ async fn approved_from_slack_the_statement_runs() {
     held.await.unwrap().expect("the statement ran");
     assert_eq!(f.status(1).await, "shipped");
     assert!(f.pending().await.is_empty());
-    for _ in 0..100 {
-        if !f.hooks.posts("respond").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the answer to Slack's response_url",
+        WAIT_LIMIT,
+        || async move { !hooks.posts("respond").is_empty() },
+    )
+    .await;
     assert!(f.hooks.posts("respond")[0]
         .to_string()
         .contains("approved by alice"));
@@ -400,7 +405,14 @@ async fn bad_callbacks_and_wrong_approvers_change_nothing() {
         .slack(&callback("U_ALICE", "deny", &id, ""), None, now())
         .await;
     assert_eq!(code, 200);
-    assert!(held.await.unwrap().is_err());
+    let e = held.await.unwrap().unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert_eq!(
+        db.message(),
+        format!("pgmoat: approval {id} denied by alice: via Slack"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,15 +448,13 @@ async fn disconnecting_or_cancelling_withdraws_the_request() {
     f.wait_pending(1).await;
     q.abort();
     conn_task.abort();
-    let mut gone = false;
-    for _ in 0..250 {
-        if f.pending().await.is_empty() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "a client that left withdrew its request");
+    let f = &f;
+    wait_until(
+        "a client that left to withdraw its request",
+        WAIT_LIMIT,
+        || async move { f.pending().await.is_empty() },
+    )
+    .await;
     // Cancel.
     let c = f.gw.connect().await;
     let token = c.cancel_token();

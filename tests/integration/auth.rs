@@ -150,6 +150,7 @@ async fn upstream_md5_cleartext_and_trust() {
         .replace("database: demo", "database: postgres");
     let gw = start_yaml(&yaml, env).await;
     let e = gw.connect_as(AGENT, AGENT_PW, "demo").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "08006", "{e:?}");
     let msg = e.as_db_error().unwrap().message().to_string();
     assert!(
         msg.contains("could not authenticate to target \"demo\""),

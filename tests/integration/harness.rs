@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
@@ -44,6 +46,9 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
+    /// The clock OIDC tokens are judged by (with `identities.oidc`): the system clock
+    /// until a test moves it ahead, to lapse tokens without waiting for them.
+    pub clock: pgmoat::auth::clock::Clock,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -68,6 +73,26 @@ impl TestGateway {
             let _ = s.send(());
         }
         self.task.take().expect("not yet shut down")
+    }
+
+    /// Wait until exactly `n` client sessions are open (`connections_active`). A
+    /// session is counted until `session::serve` returns, after its `session_end` or
+    /// `auth_failure` record was handed to the audit trail.
+    pub async fn wait_sessions(&self, n: i64) {
+        let metrics = &self.metrics;
+        wait_for(&format!("{n} open sessions"), WAIT_LIMIT, || async move {
+            match metrics.connections_active.load(Relaxed) {
+                got if got == n => Ok(()),
+                got => Err(format!("{got} open")),
+            }
+        })
+        .await
+    }
+
+    /// Wait until every client session has ended on the gateway's side (for example
+    /// after dropping the clients, before a shutdown that must not be what ends them).
+    pub async fn wait_idle(&self) {
+        self.wait_sessions(0).await
     }
 
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
@@ -150,8 +175,12 @@ pub fn test_env() -> HashMap<String, String> {
 /// Start a gateway from YAML in this test's runtime.
 pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway {
     let lookup = move |name: &str| env.get(name).cloned();
-    let config = pgmoat::Config::from_yaml(yaml, "test.yaml", Path::new("/"), &lookup)
+    let mut config = pgmoat::Config::from_yaml(yaml, "test.yaml", Path::new("/"), &lookup)
         .expect("valid test config");
+    let clock = pgmoat::auth::clock::Clock::adjustable();
+    if let Some(oidc) = &mut config.oidc {
+        oidc.clock = clock.clone();
+    }
     let gateway = pgmoat::Gateway::bind(config).await.expect("bind gateway");
     let addr = gateway.local_addr();
     let admin = gateway.admin_addr();
@@ -164,6 +193,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
         addr,
         admin,
         metrics,
+        clock,
         stop: Some(tx),
         task: Some(task),
     }
@@ -179,6 +209,93 @@ pub async fn start_with(extra: &str) -> (&'static TestPg, TestGateway) {
     prepare(pg).await;
     let gw = start_yaml(&config_yaml(pg, extra), test_env()).await;
     (pg, gw)
+}
+
+/// How long a test waits for something that should happen at once before it fails.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Poll `probe` (every 10 ms) until it gives `Ok`, and return that; after `limit`,
+/// panic naming `what` and what the last probe saw (its `Err`). For waiting on an
+/// event itself instead of sleeping and hoping it happened.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        if Instant::now() >= deadline {
+            panic!("gave up after {limit:?} waiting for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`wait_for`] a condition.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let cond = &mut cond;
+    wait_for(what, limit, || {
+        let f = cond();
+        async move { f.await.then_some(()).ok_or_else(|| "not yet".to_string()) }
+    })
+    .await
+}
+
+/// Wait until the server log holds `needle` (log_statement = 'all' logs each
+/// statement as the backend starts it); the log so far.
+pub async fn wait_log_contains(pg: &TestPg, needle: &str) -> String {
+    wait_for(
+        &format!("the server log to contain {needle:?}"),
+        WAIT_LIMIT,
+        || async move {
+            let log = pg.log_contents();
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(format!("log tail:\n{}", pg.log_tail(5)))
+            }
+        },
+    )
+    .await
+}
+
+/// Wait until a backend on the server is running exactly `query` (pg_stat_activity,
+/// read on a direct superuser connection); that backend's pid.
+pub async fn wait_running(pg: &TestPg, query: &str) -> i32 {
+    let admin = pg.admin_client().await;
+    let admin = &admin;
+    wait_for(
+        &format!("the server to be running {query:?}"),
+        WAIT_LIMIT,
+        || async move {
+            let rows = admin
+                .query(
+                    "SELECT pid, state FROM pg_stat_activity WHERE query = $1",
+                    &[&query],
+                )
+                .await
+                .map_err(|e| format!("pg_stat_activity: {e}"))?;
+            match rows
+                .iter()
+                .find(|r| r.get::<_, Option<&str>>(1) == Some("active"))
+            {
+                Some(r) => Ok(r.get(0)),
+                None => Err(format!(
+                    "{} backends with that query, none active",
+                    rows.len()
+                )),
+            }
+        },
+    )
+    .await
 }
 
 /// A minimal protocol client over a raw socket.

@@ -76,7 +76,7 @@ impl Setup {
             .env_remove("PGPASSWORD")
             .env("PGPASSFILE", "/nonexistent")
             .arg(conn)
-            .args(["-X", "-w", "-A", "-t", "-c", sql])
+            .args(["-X", "-w", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql])
             .output()
             .unwrap()
     }
@@ -101,7 +101,8 @@ async fn a_listed_certificate_logs_in_without_a_password_and_brings_its_groups()
     let out = s.psql("svc-reporting", Some(&svc), "SELECT version()");
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("blocked by rule \"reporting-no-version\""),
+        text(&out.stderr)
+            .contains("ERROR:  42501: pgmoat: blocked by rule \"reporting-no-version\""),
         "{}",
         text(&out.stderr)
     );
@@ -117,6 +118,11 @@ async fn a_listed_certificate_logs_in_without_a_password_and_brings_its_groups()
     // No certificate: the password exchange, as before.
     let out = s.psql("svc-reporting", None, "SELECT 1");
     assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no password supplied"),
+        "{}",
+        text(&out.stderr)
+    );
     // A verified certificate whose CN is not listed proves nothing by itself.
     let stranger = s.client(&ca, "svc-unlisted");
     let out = s.psql("svc-unlisted", Some(&stranger), "SELECT 1");
@@ -131,7 +137,11 @@ async fn a_listed_certificate_logs_in_without_a_password_and_brings_its_groups()
     let forged = s.client(&other, "svc-reporting");
     let out = s.psql("svc-reporting", Some(&forged), "SELECT 1");
     assert!(!out.status.success());
-    assert!(!text(&out.stderr).contains("by certificate"));
+    assert!(
+        text(&out.stderr).contains("SSL error: tlsv1 alert unknown ca"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,4 +162,9 @@ async fn require_client_cert_refuses_clients_without_one() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("certificate required"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -69,7 +69,8 @@ async fn garbage_from_one_client_does_not_disturb_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_refused_before_buffering() {
-    let (_pg, gw) = start_with("limits:\n  max_message_bytes: 4096\n").await;
+    let (_pg, gw) =
+        start_with("limits:\n  max_message_bytes: 4096\n  max_statement_bytes: 4096\n").await;
     let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
     // Claims 512 MiB and sends only the header: refused at once, not after 512 MiB.
     raw.send(&[b'Q', 0x20, 0, 0, 0]).await;
@@ -114,7 +115,8 @@ async fn function_call_is_refused_in_protocol_order() {
     body.extend_from_slice(&0i16.to_be_bytes());
     let call = message(b'F', &body);
     // Pipelined behind a slow query and in front of another: the refusal must come
-    // after the first result and before the second.
+    // after the first result and before the second. (The pg_sleep is part of what is
+    // tested: a refusal answered at once would overtake the slow first result.)
     let mut batch = BytesMut::new();
     frontend::query("SELECT 'first', pg_sleep(0.2)", &mut batch).unwrap();
     batch.extend_from_slice(&call);
@@ -192,22 +194,26 @@ async fn connection_limit_refuses_with_53300() {
     let e = gw.connect_as(AGENT, AGENT_PW, "demo").await.unwrap_err();
     assert_eq!(sqlstate(&e), "53300");
     drop(a);
-    // The slot comes back once the session ends.
-    let mut ok = false;
-    for _ in 0..50 {
-        if gw.connect_as(AGENT, AGENT_PW, "demo").await.is_ok() {
-            ok = true;
-            break;
+    // The slot comes back once the session ends. (The gateway counts a session out
+    // just before it gives back its slot, so a connect in between may still meet
+    // 53300: only that is retried.)
+    gw.wait_sessions(1).await;
+    let gw = &gw;
+    let c = wait_for("a freed slot to be reusable", WAIT_LIMIT, || async move {
+        match gw.connect_as(AGENT, AGENT_PW, "demo").await {
+            Ok(c) => Ok(c),
+            Err(e) if sqlstate(&e) == "53300" => Err(format!("{e:?}")),
+            Err(e) => panic!("connect: {e:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "a freed slot is reusable");
+    })
+    .await;
+    c.simple_query("SELECT 1").await.unwrap();
     b.simple_query("SELECT 1").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_running_statements_finish() {
-    let (_pg, mut gw) = start_with("limits:\n  shutdown_grace: 20s\n").await;
+    let (pg, mut gw) = start_with("limits:\n  shutdown_grace: 20s\n").await;
     let busy = gw.connect().await;
     let mut idle = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
     // Idle after some traffic: its relay loop has been round several times (the
@@ -216,9 +222,11 @@ async fn graceful_shutdown_lets_running_statements_finish() {
         let msgs = idle.query("SELECT 1").await;
         assert!(msgs.iter().any(|m| m.tag == b'Z'));
     }
-    let running =
-        tokio::spawn(async move { busy.simple_query("SELECT 'done', pg_sleep(1.5)").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It must still be running while the shutdown is checked below: 1.5 s is the
+    // statement's length, not a wait for something.
+    const SLOW: &str = "SELECT 'done', pg_sleep(1.5) -- graceful shutdown";
+    let running = tokio::spawn(async move { busy.simple_query(SLOW).await });
+    wait_running(pg, SLOW).await;
     let addr = gw.addr;
     let done = gw.begin_shutdown();
     // The idle session is told why it is closed.
@@ -228,9 +236,10 @@ async fn graceful_shutdown_lets_running_statements_finish() {
         .find(|m| m.tag == b'E')
         .expect("idle session gets a FATAL");
     assert_eq!(fatal.field(b'C'), "57P01");
-    // New connections are refused once shutdown has begun.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    // New connections are refused once shutdown has begun: the listener is closed
+    // before sessions hear of the shutdown, so by the FATAL above it is gone.
+    let e = TcpStream::connect(addr).await.expect_err("listener closed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     // The running statement completes with its result.
     let result = running.await.unwrap().expect("statement finished");
     assert!(result.iter().any(

@@ -150,7 +150,11 @@ async fn upstream_tls_modes() {
     // disable: the server's hostnossl reject line refuses pgmoat, and the client hears so.
     let gw = start_yaml(&upstream_yaml(&pg, "    tls: disable"), tls_env()).await;
     let e = gw.connect_as(AGENT, AGENT_PW, "demo").await.unwrap_err();
-    assert!(e.as_db_error().is_some(), "{e:?}");
+    assert_eq!(sqlstate(&e), "08006", "{e:?}");
+    assert_eq!(
+        e.as_db_error().unwrap().message(),
+        "pgmoat: could not authenticate to target \"demo\""
+    );
     gw.shutdown().await;
     // verify-full against the wrong CA fails closed.
     let other = TestCa::new();
