@@ -651,6 +651,19 @@ impl Analyzer<'_> {
                     }
                 }
                 let t = self.note(t.derive());
+                // `json_each(row_to_json(u))`: the keys are u's column names, only the
+                // values carry its data.
+                if let Some(mut cols) = self.names_and_values(m, t, scope) {
+                    if m.get("ordinality").and_then(Value::as_bool) == Some(true) {
+                        cols.push(("ordinality".to_owned(), Taint::CLEAN));
+                    }
+                    scope.rels.push(Rel {
+                        name: alias.unwrap_or(fname),
+                        cols: rename(Some(cols), &names),
+                        whole: t,
+                    });
+                    return;
+                }
                 let mut colnames = names;
                 if colnames.is_empty() {
                     colnames = coldef_names(arr(m, "coldeflist"));
@@ -673,6 +686,74 @@ impl Analyzer<'_> {
                     whole: t,
                 });
             }
+        }
+    }
+
+    /// The columns of a set-returning function in FROM that splits an object whose
+    /// keys are names (a row's columns, literal keys) into keys and values: the keys
+    /// are clean, the values carry `t`. None for anything else.
+    fn names_and_values(&mut self, m: &Map, t: Taint, scope: &Scope<'_>) -> Option<Cols> {
+        let [f] = arr(m, "functions") else {
+            return None;
+        };
+        let items = super::walk::list_items(f)?.as_array()?;
+        let Some(("FuncCall", fc)) = items.first().and_then(unwrap_node) else {
+            return None;
+        };
+        if items.iter().skip(1).any(|i| unwrap_node(i).is_some()) {
+            return None; // a column definition list
+        }
+        let full = name_list(fc.get("funcname"));
+        if full.len() > 2 || self.rels.runs_user_code(&full.join(".")) {
+            return None;
+        }
+        let name = full.last()?.to_ascii_lowercase();
+        let keys_only = KEY_FUNCTIONS.contains(&name.as_str());
+        if !keys_only && !KEY_VALUE_FUNCTIONS.contains(&name.as_str()) {
+            return None;
+        }
+        let [arg] = arr(fc, "args") else {
+            return None;
+        };
+        if !self.keys_are_names(arg, scope) {
+            return None;
+        }
+        Some(if keys_only {
+            vec![(name, Taint::CLEAN)]
+        } else {
+            vec![("key".to_owned(), Taint::CLEAN), ("value".to_owned(), t)]
+        })
+    }
+
+    /// Whether the keys of this JSON or hstore value are names rather than data:
+    /// `row_to_json(u)`, `to_jsonb(u)`, `hstore(u)` of a whole row or a ROW(...), or a
+    /// `json_build_object` whose keys are literals.
+    fn keys_are_names(&self, v: &Value, scope: &Scope<'_>) -> bool {
+        let Some(("FuncCall", fc)) = unwrap_node(v) else {
+            return false;
+        };
+        if fc.get("agg_star").and_then(Value::as_bool) == Some(true)
+            || fc.get("over").is_some_and(|o| !o.is_null())
+            || name_list(fc.get("funcname")).len() > 2
+        {
+            return false;
+        }
+        let names = name_list(fc.get("funcname"));
+        if self.rels.runs_user_code(&names.join(".")) {
+            return false;
+        }
+        let name = names.last().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+        let args = arr(fc, "args");
+        match name.as_str() {
+            "row_to_json" | "to_json" | "to_jsonb" | "hstore" => {
+                let pretty = name == "row_to_json" && args.len() == 2;
+                (args.len() == 1 || pretty) && args.first().is_some_and(|a| is_row(a, scope))
+            }
+            "json_build_object" | "jsonb_build_object" => args
+                .iter()
+                .step_by(2)
+                .all(|k| matches!(unwrap_node(k), Some(("AConst", _)))),
+            _ => false,
         }
     }
 
@@ -911,6 +992,18 @@ impl Analyzer<'_> {
             "FuncCall" => {
                 let names = name_list(m.get("funcname"));
                 let name = names.join(".");
+                let bare = names.last().map(|n| n.to_ascii_lowercase());
+                if bare
+                    .as_deref()
+                    .is_some_and(|b| KEY_FUNCTIONS.contains(&b))
+                    && names.len() <= 2
+                    && !self.rels.runs_user_code(&name)
+                    && matches!(arr(m, "args"), [a] if self.keys_are_names(a, scope))
+                {
+                    // `jsonb_object_keys(to_jsonb(u))`: u's column names.
+                    self.generic(m, scope);
+                    return Taint::CLEAN;
+                }
                 let f = self.rels.function(&name);
                 self.forgets_cursors |= self.rels.runs_user_code(&name);
                 let args = self.generic(m, scope);
@@ -1007,6 +1100,48 @@ impl Analyzer<'_> {
             }
             _ => Taint::UNKNOWN,
         }
+    }
+}
+
+/// Set-returning functions that split a JSON object or hstore into (key, value) rows.
+const KEY_VALUE_FUNCTIONS: &[&str] = &[
+    "json_each",
+    "json_each_text",
+    "jsonb_each",
+    "jsonb_each_text",
+    "each",
+];
+
+/// Functions that return the keys of a JSON object or hstore.
+const KEY_FUNCTIONS: &[&str] = &["json_object_keys", "jsonb_object_keys", "skeys", "akeys"];
+
+/// A whole row: `ROW(...)`, `u.*`, or `u` naming a relation in scope and no column
+/// (a relation whose columns are not known may have a column of that name).
+fn is_row(v: &Value, scope: &Scope<'_>) -> bool {
+    match unwrap_node(v) {
+        Some(("RowExpr", _)) => true,
+        Some(("ColumnRef", c)) => {
+            let fields = name_list(c.get("fields"));
+            let name = match fields.as_slice() {
+                [n] => n,
+                [n, star] if star == "*" => n,
+                _ => return false,
+            };
+            let mut s = Some(scope);
+            let mut named = false;
+            while let Some(sc) = s {
+                for r in &sc.rels {
+                    match &r.cols {
+                        Some(cols) if cols.iter().any(|(c, _)| c == name) => return false,
+                        None => return false,
+                        Some(_) => named |= &r.name == name,
+                    }
+                }
+                s = sc.parent;
+            }
+            named
+        }
+        _ => false,
     }
 }
 
@@ -1107,6 +1242,51 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
         }
+    }
+
+    #[test]
+    fn keys_of_a_row_are_names_values_are_data() {
+        let cases: &[(&str, &[Taint])] = &[
+            (
+                "SELECT key, value FROM users u, jsonb_each_text(to_jsonb(u))",
+                &[C, X],
+            ),
+            (
+                "SELECT e.k, e.v FROM users u, LATERAL json_each(row_to_json(u)) AS e(k, v)",
+                &[C, X],
+            ),
+            (
+                "SELECT * FROM users u, jsonb_each(to_jsonb(u.*)) WITH ORDINALITY",
+                &[C, C, D, C, X, C],
+            ),
+            ("SELECT jsonb_object_keys(to_jsonb(u)) FROM users u", &[C]),
+            ("SELECT k FROM users u, json_object_keys(row_to_json(u)) k", &[C]),
+            (
+                "SELECT key, value FROM users u, jsonb_each_text(jsonb_build_object('a', ssn))",
+                &[C, X],
+            ),
+            // Keys that are data: a JSON value made of a column, not of a row.
+            (
+                "SELECT key FROM users u, jsonb_each_text(to_jsonb(ssn))",
+                &[X],
+            ),
+            ("SELECT key FROM users u, jsonb_each_text(ssn::jsonb)", &[X]),
+            (
+                "SELECT key FROM users u, jsonb_each_text(jsonb_build_object(ssn, 1))",
+                &[X],
+            ),
+            ("SELECT jsonb_object_keys(ssn::jsonb) FROM users", &[X]),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+        }
+        // A column named like the row is the column.
+        let l = analyze(
+            "SELECT key FROM (SELECT ssn AS u FROM users) u, jsonb_each_text(to_jsonb(u))",
+            &Fake,
+        )
+        .unwrap();
+        assert!(!l[0].outputs.as_ref().unwrap()[0].is_clean());
     }
 
     #[test]

@@ -34,6 +34,68 @@ const STATISTICS: &[&str] = &[
     "pg_statistic_ext_data",
 ];
 
+/// The statistics views' columns (as of Postgres 17; 15 and 16 lack the range ones
+/// at the end) and whether each carries sampled values of the column a row is about.
+/// The others are names (`attname` names the column, it does not hold its values) and
+/// numbers about the column as a whole, which are no more its values than `count(*)`.
+const PG_STATS: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("attname", false),
+    ("inherited", false),
+    ("null_frac", false),
+    ("avg_width", false),
+    ("n_distinct", false),
+    ("most_common_vals", true),
+    ("most_common_freqs", false),
+    ("histogram_bounds", true),
+    ("correlation", false),
+    ("most_common_elems", true),
+    ("most_common_elem_freqs", false),
+    ("elem_count_histogram", false),
+    ("range_length_histogram", true),
+    ("range_empty_frac", false),
+    ("range_bounds_histogram", true),
+];
+/// Columns Postgres 17 added to pg_stats.
+const PG_STATS_17: usize = 3;
+const PG_STATS_EXT: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("statistics_schemaname", false),
+    ("statistics_name", false),
+    ("statistics_owner", false),
+    ("attnames", false),
+    ("exprs", false),
+    ("kinds", false),
+    ("inherited", false),
+    ("n_distinct", false),
+    ("dependencies", false),
+    ("most_common_vals", true),
+    ("most_common_val_nulls", false),
+    ("most_common_freqs", false),
+    ("most_common_base_freqs", false),
+];
+const PG_STATS_EXT_EXPRS: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("statistics_schemaname", false),
+    ("statistics_name", false),
+    ("statistics_owner", false),
+    ("expr", false),
+    ("inherited", false),
+    ("null_frac", false),
+    ("avg_width", false),
+    ("n_distinct", false),
+    ("most_common_vals", true),
+    ("most_common_freqs", false),
+    ("histogram_bounds", true),
+    ("correlation", false),
+    ("most_common_elems", true),
+    ("most_common_elem_freqs", false),
+    ("elem_count_histogram", false),
+];
+
 /// Built-in functions that run SQL held in a string, or read a table or cursor named
 /// by a value: what they return cannot be traced, so it is masked when masks apply.
 const OPAQUE_FUNCTIONS: &[&str] = &[
@@ -406,12 +468,42 @@ impl Masking {
     }
 }
 
+impl Masking {
+    /// A statistics view or catalog: its value-carrying columns are unknown (they hold
+    /// samples of any column, masked ones included), the rest clean. The raw catalogs
+    /// (`pg_statistic`) are sensitive as a whole.
+    fn statistics(&self, name: &str) -> Relation {
+        if !self.has_column_masks() {
+            return Relation::System;
+        }
+        let cols = match name {
+            "pg_stats" => {
+                // The server's version decides which columns there are: 17 brought
+                // pg_basetype() with the range statistics.
+                let pg17 = self.catalog.is_native_function("pg_catalog.pg_basetype");
+                &PG_STATS[..PG_STATS.len() - if pg17 { 0 } else { PG_STATS_17 }]
+            }
+            "pg_stats_ext" => PG_STATS_EXT,
+            "pg_stats_ext_exprs" => PG_STATS_EXT_EXPRS,
+            _ => return Relation::Sensitive,
+        };
+        Relation::Known(
+            cols.iter()
+                .map(|(n, values)| {
+                    let t = if *values { Taint::UNKNOWN } else { Taint::CLEAN };
+                    ((*n).to_owned(), t)
+                })
+                .collect(),
+        )
+    }
+}
+
 impl Relations for Masking {
     fn relation(&self, schema: Option<&str>, name: &str) -> Relation {
         match schema {
             Some(s @ ("pg_catalog" | "information_schema")) => {
-                if s == "pg_catalog" && STATISTICS.contains(&name) && self.has_column_masks() {
-                    Relation::Sensitive
+                if s == "pg_catalog" && STATISTICS.contains(&name) {
+                    self.statistics(name)
                 } else {
                     Relation::System
                 }
@@ -423,11 +515,7 @@ impl Relations for Masking {
             None => {
                 // pg_catalog comes first on every search path.
                 if STATISTICS.contains(&name) {
-                    return if self.has_column_masks() {
-                        Relation::Sensitive
-                    } else {
-                        Relation::System
-                    };
+                    return self.statistics(name);
                 }
                 let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
                 match candidates {
