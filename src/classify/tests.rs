@@ -606,9 +606,11 @@ fn pg_settings_updates_name_their_setting() {
         assert_eq!(f.settings, set(names), "{sql}");
         assert!(f.rereads_sql.is_none(), "{sql}");
     }
-    assert!(!one("UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'")
-        .kinds
-        .contains(&Kind::SetRole));
+    assert!(
+        !one("UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'")
+            .kinds
+            .contains(&Kind::SetRole)
+    );
     // Parser settings, role, and names pgmoat cannot read stay refused or `*`.
     for sql in [
         "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
@@ -622,9 +624,11 @@ fn pg_settings_updates_name_their_setting() {
     ] {
         assert!(one(sql).rereads_sql.is_some(), "{sql}");
     }
-    assert!(one("UPDATE pg_settings SET setting = 'x' WHERE name = current_user")
-        .kinds
-        .contains(&Kind::SetRole));
+    assert!(
+        one("UPDATE pg_settings SET setting = 'x' WHERE name = current_user")
+            .kinds
+            .contains(&Kind::SetRole)
+    );
     // The name is a literal the facts depend on: not reused for another name.
     let c = classify_now("UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'").unwrap();
     assert!(c.literal_sensitive);
@@ -653,7 +657,11 @@ fn merge_that_matches_every_row_is_unbounded() {
         "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED AND t.id = t.id THEN DELETE",
     ] {
         let f = one(sql);
-        assert!(f.where_.tautology || f.where_.missing, "{sql}: {:?}", f.where_);
+        assert!(
+            f.where_.tautology || f.where_.missing,
+            "{sql}: {:?}",
+            f.where_
+        );
         assert!(f.where_.applies, "{sql}");
     }
     // A condition that narrows the target bounds the write.
@@ -672,7 +680,9 @@ fn merge_that_matches_every_row_is_unbounded() {
         let f = one(sql);
         assert!(!f.where_.tautology && !f.where_.missing, "{sql}: {:?}", f.where_);
     }
-    assert!(classify_now("MERGE INTO t USING s ON 1 = 1 WHEN MATCHED THEN DELETE")
-        .unwrap()
-        .literal_sensitive);
+    assert!(
+        classify_now("MERGE INTO t USING s ON 1 = 1 WHEN MATCHED THEN DELETE")
+            .unwrap()
+            .literal_sensitive
+    );
 }

@@ -453,7 +453,12 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
                 if b.get("boolop").and_then(Value::as_i64)
                     == Some(pg_query::protobuf::BoolExprType::AndExpr as i64) =>
             {
-                conjuncts.extend(b.get("args").and_then(Value::as_array).into_iter().flatten());
+                conjuncts.extend(
+                    b.get("args")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten(),
+                );
             }
             Some(("AExpr", a)) => {
                 use pg_query::protobuf::AExprKind;
@@ -471,7 +476,8 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
                 let (Some(l), Some(r)) = (col(a.get("lexpr")), col(a.get("rexpr"))) else {
                     return false;
                 };
-                let pair = (l.0 == target.qual && r.0 == qual) || (r.0 == target.qual && l.0 == qual);
+                let pair =
+                    (l.0 == target.qual && r.0 == qual) || (r.0 == target.qual && l.0 == qual);
                 if !eq || !pair || l.1 != r.1 || qual == target.qual || !kept(&l.1) {
                     return false;
                 }

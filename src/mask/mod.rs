@@ -160,7 +160,9 @@ pub struct Masking {
     by_oid: HashMap<u32, usize>,
     taints: Vec<OnceLock<Vec<Taint>>>,
     pub detectors: Option<Arc<Detectors>>,
-    lineage: Mutex<HashMap<Box<str>, Arc<Vec<Lineage>>>>,
+    /// Traced statements by text: trusting what a message makes itself, and not
+    /// (after the session changed search_path).
+    lineage: Mutex<[HashMap<Box<str>, Arc<Vec<Lineage>>>; 2]>,
 }
 
 impl std::fmt::Debug for Masking {
@@ -243,7 +245,7 @@ impl Masking {
             by_oid,
             taints,
             detectors,
-            lineage: Mutex::new(HashMap::new()),
+            lineage: Mutex::new([HashMap::new(), HashMap::new()]),
         })
     }
 
@@ -432,16 +434,13 @@ impl Masking {
     }
 
     /// Lineage of `sql`, from the cache or traced now (call on a parse thread).
-    pub fn lineage_now(&self, sql: &str) -> Arc<Vec<Lineage>> {
-        if let Some(hit) = self
-            .lineage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-        {
-            return Arc::clone(hit);
+    /// `trust_local`: the session's search_path is the default, so what earlier
+    /// statements of the message made is what later ones name.
+    pub fn lineage_now(&self, sql: &str, trust_local: bool) -> Arc<Vec<Lineage>> {
+        if let Some(hit) = self.lineage_cached(sql, trust_local) {
+            return hit;
         }
-        let traced = match lineage::analyze(sql, self) {
+        let traced = match lineage::analyze_in(sql, self, trust_local) {
             Ok(l) => l,
             // The rules already refused what does not parse; be safe anyway.
             Err(_) => vec![Lineage {
@@ -450,7 +449,8 @@ impl Masking {
             }],
         };
         let traced = Arc::new(traced);
-        let mut cache = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+        let mut caches = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = &mut caches[usize::from(trust_local)];
         if cache.len() >= LINEAGE_CACHE_MAX {
             cache.clear();
         }
@@ -459,12 +459,16 @@ impl Masking {
     }
 
     /// The cached lineage, without parsing.
-    pub fn lineage_cached(&self, sql: &str) -> Option<Arc<Vec<Lineage>>> {
-        self.lineage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    pub fn lineage_cached(&self, sql: &str, trust_local: bool) -> Option<Arc<Vec<Lineage>>> {
+        self.lineage.lock().unwrap_or_else(|p| p.into_inner())[usize::from(trust_local)]
             .get(sql)
             .cloned()
+    }
+
+    /// Whether RowDescription's table OID is one the catalog knows (a user relation
+    /// it read, or a system one): else a relation made since it was read.
+    pub fn knows_relation_oid(&self, oid: u32) -> bool {
+        oid < 16384 || self.by_oid.contains_key(&oid)
     }
 }
 
@@ -490,7 +494,11 @@ impl Masking {
         Relation::Known(
             cols.iter()
                 .map(|(n, values)| {
-                    let t = if *values { Taint::UNKNOWN } else { Taint::CLEAN };
+                    let t = if *values {
+                        Taint::UNKNOWN
+                    } else {
+                        Taint::CLEAN
+                    };
                     ((*n).to_owned(), t)
                 })
                 .collect(),
@@ -591,6 +599,18 @@ impl Relations for Masking {
 
     fn runs_user_code(&self, name: &str) -> bool {
         !self.catalog.is_native_function(&function_key(name).0)
+    }
+
+    fn operator_runs_code(&self, name: &str) -> bool {
+        !self.catalog.operator_functions(name).is_empty()
+    }
+
+    fn cast_runs_code(&self, ty: &str) -> bool {
+        !self.catalog.cast_functions(ty).is_empty()
+    }
+
+    fn knows_function(&self, bare: &str) -> bool {
+        self.catalog.is_native_function(bare) || self.catalog.function_facts(bare).is_some()
     }
 
     fn operator(&self, name: &str) -> Taint {
