@@ -130,10 +130,12 @@ pub trait Relations {
     fn cast_runs_code(&self, _ty: &str) -> bool {
         false
     }
-    /// Whether a function of this bare name exists (built in, or a user's the
-    /// catalog knows): a call by that name may be it rather than one made since.
-    fn knows_function(&self, _bare: &str) -> bool {
-        false
+    /// What calling a function of this bare name the catalog knows gives (any of
+    /// them, in any schema, temporary ones of any session included), or None when
+    /// there is none: a call of a function the message made may reach one of those
+    /// instead (an overload, an earlier one on the search path).
+    fn function_named(&self, _bare: &str) -> Option<Taint> {
+        None
     }
 }
 
@@ -1350,9 +1352,10 @@ impl<'r> Analyzer<'r> {
                 let f = match self.locals.function(&name) {
                     Some(true)
                         if self.locals.trust
-                            && !self
+                            && self
                                 .rels
-                                .knows_function(bare.as_deref().unwrap_or_default()) =>
+                                .function_named(bare.as_deref().unwrap_or_default())
+                                .is_none_or(|t| t.is_clean()) =>
                     {
                         Taint::CLEAN
                     }

@@ -299,6 +299,11 @@ impl Masking {
                 // A view being changed right now: what it reads cannot be told.
                 return vec![Taint::UNKNOWN; own.len()];
             }
+            if r.schema.starts_with("pg_temp_") {
+                // A session's temporary relation: code pgmoat does not follow (a DO
+                // block, a function, a default) may have filled it with anything.
+                return vec![Taint::UNKNOWN; own.len()];
+            }
             let Some(def) = &r.view_definition else {
                 return own;
             };
@@ -609,8 +614,15 @@ impl Relations for Masking {
         !self.catalog.cast_functions(ty).is_empty()
     }
 
-    fn knows_function(&self, bare: &str) -> bool {
-        self.catalog.is_native_function(bare) || self.catalog.function_facts(bare).is_some()
+    fn function_named(&self, bare: &str) -> Option<Taint> {
+        if self.catalog.function_facts(bare).is_some() {
+            // The facts of every function of that name, merged.
+            Some(self.function(bare))
+        } else if self.catalog.is_native_function(bare) {
+            Some(Taint::CLEAN)
+        } else {
+            None
+        }
     }
 
     fn operator(&self, name: &str) -> Taint {

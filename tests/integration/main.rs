@@ -8,6 +8,7 @@ mod harness;
 
 mod approvals;
 mod audit;
+mod differential;
 mod masking;
 mod migrations;
 
