@@ -144,6 +144,8 @@ const LINEAGE_CACHE_MAX: usize = 10_000;
 /// Views defined on views defined on views...: deeper than this is not followed.
 const MAX_VIEW_DEPTH: usize = 16;
 
+type LineageCache = HashMap<Box<str>, Arc<Vec<Lineage>>>;
+
 thread_local! {
     static VIEW_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
@@ -162,7 +164,7 @@ pub struct Masking {
     pub detectors: Option<Arc<Detectors>>,
     /// Traced statements by text: trusting what a message makes itself, and not
     /// (after the session changed search_path).
-    lineage: Mutex<[HashMap<Box<str>, Arc<Vec<Lineage>>>; 2]>,
+    lineage: Mutex<[LineageCache; 2]>,
 }
 
 impl std::fmt::Debug for Masking {
@@ -299,9 +301,10 @@ impl Masking {
                 // A view being changed right now: what it reads cannot be told.
                 return vec![Taint::UNKNOWN; own.len()];
             }
-            if r.schema.starts_with("pg_temp_") {
-                // A session's temporary relation: code pgmoat does not follow (a DO
+            if r.schema.starts_with("pg_temp_") && r.view_definition.is_none() {
+                // A session's temporary table: code pgmoat does not follow (a DO
                 // block, a function, a default) may have filled it with anything.
+                // (A temporary view is what its definition reads, traced below.)
                 return vec![Taint::UNKNOWN; own.len()];
             }
             let Some(def) = &r.view_definition else {
