@@ -232,7 +232,7 @@ fn settings_by_every_route() {
         ("ALTER SYSTEM SET log_statement = 'none'", "log_statement"),
         (
             "UPDATE pg_settings SET setting = 'postgres' WHERE name = 'role'",
-            "*",
+            "role",
         ),
         ("SELECT set_config(current_user, 'x', false)", "*"),
     ] {
@@ -574,5 +574,115 @@ fn operators_and_casts_are_recorded() {
         f.type_casts.contains("sneaky") && f.type_casts.contains("mytype"),
         "{:?}",
         f.type_casts
+    );
+}
+
+#[test]
+fn pg_settings_updates_name_their_setting() {
+    // A literal name in the WHERE is the setting; harmless ones are just settings.
+    for (sql, names) in [
+        (
+            "UPDATE pg_settings SET setting = '64MB' WHERE name = 'work_mem'",
+            &["work_mem"][..],
+        ),
+        (
+            "UPDATE pg_catalog.pg_settings s SET setting = '1' WHERE s.name = 'work_mem' AND true",
+            &["work_mem"],
+        ),
+        (
+            "UPDATE pg_settings SET setting = '1' WHERE 'statement_timeout' = name",
+            &["statement_timeout"],
+        ),
+        (
+            "UPDATE pg_settings SET setting = '1' WHERE name IN ('work_mem', 'Extra_Float_Digits')",
+            &["work_mem", "extra_float_digits"],
+        ),
+        (
+            "UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem' OR name = 'role'",
+            &["work_mem", "role"],
+        ),
+    ] {
+        let f = one(sql);
+        assert_eq!(f.settings, set(names), "{sql}");
+        assert!(f.rereads_sql.is_none(), "{sql}");
+    }
+    assert!(
+        !one("UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'")
+            .kinds
+            .contains(&Kind::SetRole)
+    );
+    // Parser settings, role, and names pgmoat cannot read stay refused or `*`.
+    for sql in [
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        "UPDATE pg_settings SET setting = 'LATIN1' WHERE name = 'client_encoding'",
+        "UPDATE pg_settings SET setting = 'on' WHERE name = 'backslash_quote'",
+        "UPDATE pg_settings SET setting = 'x' WHERE name = 'work_mem' OR true",
+        "UPDATE pg_settings SET setting = 'x' WHERE name LIKE 'standard%'",
+        "UPDATE pg_settings SET setting = 'x' WHERE name = current_user",
+        "UPDATE pg_settings SET setting = 'x'",
+        "UPDATE pg_settings s SET setting = 'x' FROM pg_settings o WHERE o.name = 'work_mem'",
+    ] {
+        assert!(one(sql).rereads_sql.is_some(), "{sql}");
+    }
+    assert!(
+        one("UPDATE pg_settings SET setting = 'x' WHERE name = current_user")
+            .kinds
+            .contains(&Kind::SetRole)
+    );
+    // The name is a literal the facts depend on: not reused for another name.
+    let c = classify_now("UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'").unwrap();
+    assert!(c.literal_sensitive);
+}
+
+#[test]
+fn merge_that_matches_every_row_is_unbounded() {
+    for sql in [
+        "MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON 1 = 1 WHEN MATCHED THEN UPDATE SET a = 1",
+        "MERGE INTO t USING (SELECT 1 AS x) s ON s.x = 1 WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON true WHEN MATCHED AND s.x = 1 THEN DELETE",
+    ] {
+        let f = one(sql);
+        assert!(f.where_.missing, "{sql}: {:?}", f.where_);
+    }
+    for sql in [
+        "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON s.id = t.id WHEN MATCHED THEN UPDATE SET a = s.a",
+        "MERGE INTO public.t AS x USING t s ON x.id = s.id AND x.k = s.k WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON t.id IS NOT DISTINCT FROM s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT * FROM t) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT id FROM t) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON t.id = s.id OR true WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED AND t.id = t.id THEN DELETE",
+    ] {
+        let f = one(sql);
+        assert!(
+            f.where_.tautology || f.where_.missing,
+            "{sql}: {:?}",
+            f.where_
+        );
+        assert!(f.where_.applies, "{sql}");
+    }
+    // A condition that narrows the target bounds the write.
+    for sql in [
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON t.id = s.id + 1 WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT id + 1 AS id FROM t) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT id FROM t WHERE id < 3) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON t.id = s.id AND t.id = 7 WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED AND t.id = 7 THEN DELETE",
+        "MERGE INTO t USING s ON true WHEN MATCHED AND t.id = 7 THEN UPDATE SET a = 1",
+        "MERGE INTO t USING s ON false WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)",
+        "MERGE INTO t USING s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)",
+    ] {
+        let f = one(sql);
+        assert!(!f.where_.tautology && !f.where_.missing, "{sql}: {:?}", f.where_);
+    }
+    assert!(
+        classify_now("MERGE INTO t USING s ON 1 = 1 WHEN MATCHED THEN DELETE")
+            .unwrap()
+            .literal_sensitive
     );
 }

@@ -227,6 +227,268 @@ const PARSER_SETTINGS: &[&str] = &[
     "backslash_quote",
 ];
 
+/// The setting names a WHERE over pg_settings picks (None: it could pick any).
+fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
+    use pg_query::protobuf::{AExprKind, BoolExprType};
+    let (ty, body) = unwrap_node(w)?;
+    match ty {
+        "BoolExpr" => {
+            let op = body.get("boolop")?.as_i64()?;
+            let args = body.get("args")?.as_array()?;
+            if op == BoolExprType::AndExpr as i64 {
+                // Every arm must hold: any arm that names settings bounds them all.
+                args.iter().find_map(|a| setting_names(a, quals))
+            } else if op == BoolExprType::OrExpr as i64 {
+                let mut all = BTreeSet::new();
+                for a in args {
+                    all.extend(setting_names(a, quals)?);
+                }
+                Some(all)
+            } else {
+                None
+            }
+        }
+        "AExpr" => {
+            let kind = body.get("kind")?.as_i64()?;
+            let op = name_list(body.get("name"));
+            if op.last().map(String::as_str) != Some("=") {
+                return None;
+            }
+            let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
+            if kind == AExprKind::AexprOp as i64 {
+                let lit = if is_name_column(l, quals) {
+                    string_literal(r)?
+                } else if is_name_column(r, quals) {
+                    string_literal(l)?
+                } else {
+                    return None;
+                };
+                Some([lit].into())
+            } else if kind == AExprKind::AexprIn as i64 && is_name_column(l, quals) {
+                list_items(r)?
+                    .as_array()?
+                    .iter()
+                    .map(string_literal)
+                    .collect()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `name` or `<qual>.name`: pg_settings' name column.
+fn is_name_column(v: &Value, quals: &[String]) -> bool {
+    match unwrap_node(v) {
+        Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
+            [n] => n == "name",
+            [q, n] => n == "name" && quals.contains(q),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A string literal (possibly cast), lowercased.
+fn string_literal(v: &Value) -> Option<String> {
+    match unwrap_node(v)? {
+        ("AConst", c) => c
+            .get("val")
+            .and_then(|v| v.get("Sval"))
+            .and_then(|v| v.get("sval"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
+        ("TypeCast", c) => string_literal(c.get("arg")?),
+        _ => None,
+    }
+}
+
+/// The target of a MERGE: its schema, name and the qualifier its columns go by.
+struct Target {
+    schema: String,
+    name: String,
+    qual: String,
+}
+
+impl Target {
+    fn of(rel: &Map) -> Target {
+        let name = s(rel, "relname").to_owned();
+        let alias = rel
+            .get("alias")
+            .and_then(Value::as_object)
+            .map(|a| s(a, "aliasname").to_owned())
+            .filter(|a| !a.is_empty());
+        Target {
+            schema: s(rel, "schemaname").to_owned(),
+            qual: alias.unwrap_or_else(|| name.clone()),
+            name,
+        }
+    }
+
+    /// Whether a column of the target may appear in the expression (an unqualified
+    /// column may be the target's).
+    fn mentioned(&self, v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                if let Some(("ColumnRef", c)) = unwrap_node(v) {
+                    let f = name_list(c.get("fields"));
+                    let hit = match f.as_slice() {
+                        [_] => true,
+                        [q, _] => *q == self.qual,
+                        [.., t, _] => *t == self.name,
+                        [] => false,
+                    };
+                    if hit {
+                        return true;
+                    }
+                }
+                m.iter().any(|(_, child)| self.mentioned(child))
+            }
+            Value::Array(items) => items.iter().any(|i| self.mentioned(i)),
+            _ => false,
+        }
+    }
+}
+
+/// Whether any column reference appears in the expression.
+fn any_column(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            matches!(unwrap_node(v), Some(("ColumnRef", _)))
+                || m.iter().any(|(_, child)| any_column(child))
+        }
+        Value::Array(items) => items.iter().any(any_column),
+        _ => false,
+    }
+}
+
+/// A MERGE source that is the target table itself (`USING t AS s`, or a plain
+/// `(SELECT cols FROM t)` that keeps the column names), joined only on equalities of
+/// the same column on both sides: every target row matches (itself).
+fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
+    let same_table = |r: &Map| {
+        s(r, "relname") == target.name
+            && (s(r, "schemaname") == target.schema
+                || s(r, "schemaname").is_empty()
+                || target.schema.is_empty())
+    };
+    let alias_of = |m: &Map| {
+        m.get("alias")
+            .and_then(Value::as_object)
+            .map(|a| s(a, "aliasname").to_owned())
+            .filter(|a| !a.is_empty())
+    };
+    let (qual, keeps): (String, Option<Vec<String>>) = match unwrap_node(source) {
+        Some(("RangeVar", r)) if same_table(r) => (
+            alias_of(r).unwrap_or_else(|| s(r, "relname").to_owned()),
+            None,
+        ),
+        Some(("RangeSubselect", sub)) => {
+            let Some(q) = alias_of(sub) else { return false };
+            let Some(("SelectStmt", sel)) = sub.get("subquery").and_then(unwrap_node) else {
+                return false;
+            };
+            let narrowed = [
+                "where_clause",
+                "having_clause",
+                "limit_count",
+                "limit_offset",
+                "with_clause",
+            ]
+            .iter()
+            .any(|k| sel.get(k).is_some_and(|v| !v.is_null()))
+                || nonempty(sel, "group_clause")
+                || nonempty(sel, "distinct_clause")
+                || nonempty(sel, "values_lists")
+                || i(sel, "op") > 1;
+            let from = sel.get("from_clause").and_then(Value::as_array);
+            let from_self = matches!(from.map(Vec::as_slice),
+                Some([f]) if matches!(unwrap_node(f), Some(("RangeVar", r)) if same_table(r)));
+            if narrowed || !from_self {
+                return false;
+            }
+            // Output names that are the table's own column of that name (or `*`).
+            let mut kept = Vec::new();
+            for t in sel
+                .get("target_list")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(("ResTarget", rt)) = unwrap_node(t) else {
+                    return false;
+                };
+                let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
+                    return false;
+                };
+                let Some(col) = name_list(c.get("fields")).pop() else {
+                    return false;
+                };
+                let out = match s(rt, "name") {
+                    "" => col.clone(),
+                    n => n.to_owned(),
+                };
+                if col == "*" {
+                    kept.push("*".to_owned());
+                } else if out == col {
+                    kept.push(col);
+                }
+            }
+            (q, Some(kept))
+        }
+        _ => return false,
+    };
+    let kept = |c: &str| {
+        keeps
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|x| x == c || x == "*"))
+    };
+    // Every conjunct: `t.c = s.c` (either way round), or IS NOT DISTINCT FROM.
+    let mut conjuncts = vec![on];
+    let mut equalities = 0;
+    while let Some(c) = conjuncts.pop() {
+        match unwrap_node(c) {
+            Some(("BoolExpr", b))
+                if b.get("boolop").and_then(Value::as_i64)
+                    == Some(pg_query::protobuf::BoolExprType::AndExpr as i64) =>
+            {
+                conjuncts.extend(
+                    b.get("args")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten(),
+                );
+            }
+            Some(("AExpr", a)) => {
+                use pg_query::protobuf::AExprKind;
+                let kind = i(a, "kind");
+                let eq = name_list(a.get("name")).last().map(String::as_str) == Some("=")
+                    && (kind == AExprKind::AexprOp as i64
+                        || kind == AExprKind::AexprNotDistinct as i64);
+                let col = |v: Option<&Value>| match v.and_then(unwrap_node) {
+                    Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
+                        [q, n] => Some((q.clone(), n.clone())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let (Some(l), Some(r)) = (col(a.get("lexpr")), col(a.get("rexpr"))) else {
+                    return false;
+                };
+                let pair =
+                    (l.0 == target.qual && r.0 == qual) || (r.0 == target.qual && l.0 == qual);
+                if !eq || !pair || l.1 != r.1 || qual == target.qual || !kept(&l.1) {
+                    return false;
+                }
+                equalities += 1;
+            }
+            _ => return false,
+        }
+    }
+    equalities > 0
+}
+
 /// Relations named in these (parent, field) places are written.
 fn written_place(parent: &str, field: &str) -> bool {
     matches!(
@@ -321,8 +583,12 @@ impl<'a> Walker<'a> {
                         self.aliases.push((a.to_owned(), name.clone()));
                     }
                 }
+                // UPDATE pg_settings is judged at the UpdateStmt, which sees the WHERE
+                // that names the setting; an INSERT or DELETE of it changes nothing the
+                // server allows, but what it would change cannot be named.
                 if name.eq_ignore_ascii_case("pg_settings")
-                    && matches!(parent, "UpdateStmt" | "InsertStmt" | "DeleteStmt")
+                    && field == "relation"
+                    && matches!(parent, "InsertStmt" | "DeleteStmt")
                 {
                     // UPDATE pg_settings SET setting = ... changes a setting the rules
                     // cannot name statically.
@@ -446,6 +712,9 @@ impl<'a> Walker<'a> {
                 self.copy_from_pending = b(body, "is_from");
             }
             "UpdateStmt" | "DeleteStmt" => {
+                if ty == "UpdateStmt" {
+                    self.pg_settings_update(body);
+                }
                 self.facts.where_.applies = true;
                 match body.get("where_clause") {
                     None | Some(Value::Null) => self.facts.where_.missing = true,
@@ -458,6 +727,7 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
+            "MergeStmt" => self.merge_bounds(body),
             "MergeWhenClause" => {
                 use pg_query::protobuf::CmdType;
                 let cmd = i(body, "command_type");
@@ -574,6 +844,108 @@ impl<'a> Walker<'a> {
                 // standard_conforming_strings off this way.
             }
         }
+    }
+
+    /// `UPDATE pg_settings SET setting = ... WHERE name = 'x'` runs `set_config('x',
+    /// ...)` for the rows its WHERE picks: the settings are those the WHERE names
+    /// (`name = 'x'`, `name IN ('x', 'y')`, in an AND or every arm of an OR); any other
+    /// WHERE could pick any setting, role and parser settings included.
+    fn pg_settings_update(&mut self, body: &Map) {
+        let Some(rel) = body.get("relation").and_then(Value::as_object) else {
+            return;
+        };
+        let name = s(rel, "relname");
+        if !name.eq_ignore_ascii_case("pg_settings") {
+            return;
+        }
+        let mut quals = vec![name.to_owned()];
+        if let Some(a) = rel.get("alias").and_then(Value::as_object) {
+            quals = vec![s(a, "aliasname").to_owned()];
+        }
+        self.literal_sensitive = true;
+        let named = body
+            .get("where_clause")
+            .and_then(|w| setting_names(w, &quals));
+        match named {
+            Some(names) if !names.is_empty() => {
+                for n in names {
+                    if n == "role" || n == "session_authorization" {
+                        self.facts.kinds.insert(Kind::SetRole);
+                    }
+                    if PARSER_SETTINGS.contains(&n.as_str()) {
+                        self.rereads(&n);
+                    }
+                    self.facts.settings.insert(n);
+                }
+            }
+            _ => {
+                // A setting the rules cannot name statically.
+                self.facts.settings.insert("*".into());
+                self.facts.kinds.insert(Kind::SetRole);
+                self.rereads("settings through pg_settings");
+            }
+        }
+    }
+
+    /// MERGE's UPDATE and DELETE actions are bounded by the join condition (WHEN
+    /// MATCHED) and by their own `AND` condition; `WHEN NOT MATCHED BY SOURCE` only by
+    /// the latter. An action nothing bounds is `where: missing` when no condition
+    /// names a column of the target (`ON true`, `ON s.x = 1`), and `where: tautology`
+    /// when the conditions are true for every target row (`ON t.id = t.id`, a join of
+    /// the target with itself on its own columns: `USING t AS s ON t.id = s.id`).
+    fn merge_bounds(&mut self, body: &Map) {
+        use pg_query::protobuf::{CmdType, MergeMatchKind};
+        let Some(rel) = body.get("relation").and_then(Value::as_object) else {
+            return;
+        };
+        let target = Target::of(rel);
+        let on = body.get("join_condition").filter(|v| !v.is_null());
+        let self_join = on.is_some_and(|c| {
+            body.get("source_relation")
+                .is_some_and(|src| joins_itself(&target, src, c))
+        });
+        let mut looked = false;
+        let on_names = on.is_some_and(|c| target.mentioned(c));
+        // `ON false` (no column at all, never true) matches nothing.
+        let on_bounds = on.is_some_and(|c| {
+            let taut = is_tautology(c).0;
+            (on_names && !taut && !self_join) || (!taut && !any_column(c))
+        });
+        if let Some(c) = on {
+            looked |= is_tautology(c).1;
+        }
+        for clause in body
+            .get("merge_when_clauses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(("MergeWhenClause", w)) = unwrap_node(clause) else {
+                continue;
+            };
+            let cmd = i(w, "command_type");
+            if cmd != CmdType::CmdUpdate as i64 && cmd != CmdType::CmdDelete as i64 {
+                continue;
+            }
+            self.facts.where_.applies = true;
+            let matched = i(w, "match_kind") == MergeMatchKind::MergeWhenMatched as i64;
+            let cond = w.get("condition").filter(|v| !v.is_null());
+            let cond_names = cond.is_some_and(|c| target.mentioned(c));
+            let cond_bounds = cond.is_some_and(|c| {
+                let (taut, l) = is_tautology(c);
+                looked |= l;
+                cond_names && !taut
+            });
+            if cond_bounds || (matched && on_bounds) {
+                continue;
+            }
+            if cond_names || (matched && on_names) {
+                self.facts.where_.tautology = true;
+            } else {
+                self.facts.where_.missing = true;
+            }
+        }
+        self.literal_sensitive |= looked;
     }
 
     /// `SET standard_conforming_strings = off` and the like: from then on the server

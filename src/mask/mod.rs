@@ -34,6 +34,68 @@ const STATISTICS: &[&str] = &[
     "pg_statistic_ext_data",
 ];
 
+/// The statistics views' columns (as of Postgres 17; 15 and 16 lack the range ones
+/// at the end) and whether each carries sampled values of the column a row is about.
+/// The others are names (`attname` names the column, it does not hold its values) and
+/// numbers about the column as a whole, which are no more its values than `count(*)`.
+const PG_STATS: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("attname", false),
+    ("inherited", false),
+    ("null_frac", false),
+    ("avg_width", false),
+    ("n_distinct", false),
+    ("most_common_vals", true),
+    ("most_common_freqs", false),
+    ("histogram_bounds", true),
+    ("correlation", false),
+    ("most_common_elems", true),
+    ("most_common_elem_freqs", false),
+    ("elem_count_histogram", false),
+    ("range_length_histogram", true),
+    ("range_empty_frac", false),
+    ("range_bounds_histogram", true),
+];
+/// Columns Postgres 17 added to pg_stats.
+const PG_STATS_17: usize = 3;
+const PG_STATS_EXT: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("statistics_schemaname", false),
+    ("statistics_name", false),
+    ("statistics_owner", false),
+    ("attnames", false),
+    ("exprs", false),
+    ("kinds", false),
+    ("inherited", false),
+    ("n_distinct", false),
+    ("dependencies", false),
+    ("most_common_vals", true),
+    ("most_common_val_nulls", false),
+    ("most_common_freqs", false),
+    ("most_common_base_freqs", false),
+];
+const PG_STATS_EXT_EXPRS: &[(&str, bool)] = &[
+    ("schemaname", false),
+    ("tablename", false),
+    ("statistics_schemaname", false),
+    ("statistics_name", false),
+    ("statistics_owner", false),
+    ("expr", false),
+    ("inherited", false),
+    ("null_frac", false),
+    ("avg_width", false),
+    ("n_distinct", false),
+    ("most_common_vals", true),
+    ("most_common_freqs", false),
+    ("histogram_bounds", true),
+    ("correlation", false),
+    ("most_common_elems", true),
+    ("most_common_elem_freqs", false),
+    ("elem_count_histogram", false),
+];
+
 /// Built-in functions that run SQL held in a string, or read a table or cursor named
 /// by a value: what they return cannot be traced, so it is masked when masks apply.
 const OPAQUE_FUNCTIONS: &[&str] = &[
@@ -82,6 +144,8 @@ const LINEAGE_CACHE_MAX: usize = 10_000;
 /// Views defined on views defined on views...: deeper than this is not followed.
 const MAX_VIEW_DEPTH: usize = 16;
 
+type LineageCache = HashMap<Box<str>, Arc<Vec<Lineage>>>;
+
 thread_local! {
     static VIEW_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
@@ -98,7 +162,9 @@ pub struct Masking {
     by_oid: HashMap<u32, usize>,
     taints: Vec<OnceLock<Vec<Taint>>>,
     pub detectors: Option<Arc<Detectors>>,
-    lineage: Mutex<HashMap<Box<str>, Arc<Vec<Lineage>>>>,
+    /// Traced statements by text: trusting what a message makes itself, and not
+    /// (after the session changed search_path).
+    lineage: Mutex<[LineageCache; 2]>,
 }
 
 impl std::fmt::Debug for Masking {
@@ -181,7 +247,7 @@ impl Masking {
             by_oid,
             taints,
             detectors,
-            lineage: Mutex::new(HashMap::new()),
+            lineage: Mutex::new([HashMap::new(), HashMap::new()]),
         })
     }
 
@@ -233,6 +299,12 @@ impl Masking {
                 .collect();
             if r.definition_unread {
                 // A view being changed right now: what it reads cannot be told.
+                return vec![Taint::UNKNOWN; own.len()];
+            }
+            if r.schema.starts_with("pg_temp_") && r.view_definition.is_none() {
+                // A session's temporary table: code pgmoat does not follow (a DO
+                // block, a function, a default) may have filled it with anything.
+                // (A temporary view is what its definition reads, traced below.)
                 return vec![Taint::UNKNOWN; own.len()];
             }
             let Some(def) = &r.view_definition else {
@@ -370,16 +442,13 @@ impl Masking {
     }
 
     /// Lineage of `sql`, from the cache or traced now (call on a parse thread).
-    pub fn lineage_now(&self, sql: &str) -> Arc<Vec<Lineage>> {
-        if let Some(hit) = self
-            .lineage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-        {
-            return Arc::clone(hit);
+    /// `trust_local`: the session's search_path is the default, so what earlier
+    /// statements of the message made is what later ones name.
+    pub fn lineage_now(&self, sql: &str, trust_local: bool) -> Arc<Vec<Lineage>> {
+        if let Some(hit) = self.lineage_cached(sql, trust_local) {
+            return hit;
         }
-        let traced = match lineage::analyze(sql, self) {
+        let traced = match lineage::analyze_in(sql, self, trust_local) {
             Ok(l) => l,
             // The rules already refused what does not parse; be safe anyway.
             Err(_) => vec![Lineage {
@@ -388,7 +457,8 @@ impl Masking {
             }],
         };
         let traced = Arc::new(traced);
-        let mut cache = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+        let mut caches = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = &mut caches[usize::from(trust_local)];
         if cache.len() >= LINEAGE_CACHE_MAX {
             cache.clear();
         }
@@ -397,12 +467,50 @@ impl Masking {
     }
 
     /// The cached lineage, without parsing.
-    pub fn lineage_cached(&self, sql: &str) -> Option<Arc<Vec<Lineage>>> {
-        self.lineage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    pub fn lineage_cached(&self, sql: &str, trust_local: bool) -> Option<Arc<Vec<Lineage>>> {
+        self.lineage.lock().unwrap_or_else(|p| p.into_inner())[usize::from(trust_local)]
             .get(sql)
             .cloned()
+    }
+
+    /// Whether RowDescription's table OID is one the catalog knows (a user relation
+    /// it read, or a system one): else a relation made since it was read.
+    pub fn knows_relation_oid(&self, oid: u32) -> bool {
+        oid < 16384 || self.by_oid.contains_key(&oid)
+    }
+}
+
+impl Masking {
+    /// A statistics view or catalog: its value-carrying columns are unknown (they hold
+    /// samples of any column, masked ones included), the rest clean. The raw catalogs
+    /// (`pg_statistic`) are sensitive as a whole.
+    fn statistics(&self, name: &str) -> Relation {
+        if !self.has_column_masks() {
+            return Relation::System;
+        }
+        let cols = match name {
+            "pg_stats" => {
+                // The server's version decides which columns there are: 17 brought
+                // pg_basetype() with the range statistics.
+                let pg17 = self.catalog.is_native_function("pg_catalog.pg_basetype");
+                &PG_STATS[..PG_STATS.len() - if pg17 { 0 } else { PG_STATS_17 }]
+            }
+            "pg_stats_ext" => PG_STATS_EXT,
+            "pg_stats_ext_exprs" => PG_STATS_EXT_EXPRS,
+            _ => return Relation::Sensitive,
+        };
+        Relation::Known(
+            cols.iter()
+                .map(|(n, values)| {
+                    let t = if *values {
+                        Taint::UNKNOWN
+                    } else {
+                        Taint::CLEAN
+                    };
+                    ((*n).to_owned(), t)
+                })
+                .collect(),
+        )
     }
 }
 
@@ -410,8 +518,8 @@ impl Relations for Masking {
     fn relation(&self, schema: Option<&str>, name: &str) -> Relation {
         match schema {
             Some(s @ ("pg_catalog" | "information_schema")) => {
-                if s == "pg_catalog" && STATISTICS.contains(&name) && self.has_column_masks() {
-                    Relation::Sensitive
+                if s == "pg_catalog" && STATISTICS.contains(&name) {
+                    self.statistics(name)
                 } else {
                     Relation::System
                 }
@@ -423,11 +531,7 @@ impl Relations for Masking {
             None => {
                 // pg_catalog comes first on every search path.
                 if STATISTICS.contains(&name) {
-                    return if self.has_column_masks() {
-                        Relation::Sensitive
-                    } else {
-                        Relation::System
-                    };
+                    return self.statistics(name);
                 }
                 let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
                 match candidates {
@@ -503,6 +607,25 @@ impl Relations for Masking {
 
     fn runs_user_code(&self, name: &str) -> bool {
         !self.catalog.is_native_function(&function_key(name).0)
+    }
+
+    fn operator_runs_code(&self, name: &str) -> bool {
+        !self.catalog.operator_functions(name).is_empty()
+    }
+
+    fn cast_runs_code(&self, ty: &str) -> bool {
+        !self.catalog.cast_functions(ty).is_empty()
+    }
+
+    fn function_named(&self, bare: &str) -> Option<Taint> {
+        if self.catalog.function_facts(bare).is_some() {
+            // The facts of every function of that name, merged.
+            Some(self.function(bare))
+        } else if self.catalog.is_native_function(bare) {
+            Some(Taint::CLEAN)
+        } else {
+            None
+        }
     }
 
     fn operator(&self, name: &str) -> Taint {

@@ -76,13 +76,20 @@ pub fn plan(m: &Masking, fields: &[Field], origin: &Origin, formats: Option<&[i1
     let mut binary = Vec::with_capacity(fields.len());
     let outputs = origin.outputs.as_ref().filter(|o| o.len() == fields.len());
     for (i, f) in fields.iter().enumerate() {
-        let by_server = m.column_taint(f.table_oid, f.attnum);
         let traced = match outputs {
             Some(o) => o[i],
             None if origin.touched.is_clean() => Taint::CLEAN,
             // The shape is unknown but the server vouches for a plain clean column.
             None if m.plain_clean_column(f.table_oid, f.attnum) => Taint::CLEAN,
             None => origin.touched.derive().join(Taint::UNKNOWN),
+        };
+        // A column of a table the same message made, provably clean (see
+        // `Taint::fresh`): the catalog cannot know its OID yet. A relation it does
+        // know keeps its own taint (a temporary table that shadows it is that one).
+        let by_server = if traced.fresh && traced.is_clean() && !m.knows_relation_oid(f.table_oid) {
+            Taint::CLEAN
+        } else {
+            m.column_taint(f.table_oid, f.attnum)
         };
         let t = by_server.join(traced);
         columns.push(m.method(t).map(|method| ColumnMask {

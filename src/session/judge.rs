@@ -514,13 +514,16 @@ impl Judge {
                 facts: Default::default(),
             };
         }
-        let lineage = match m.lineage_cached(sql) {
+        // What a message makes itself is what its later statements name only on the
+        // default search_path (pg_temp first).
+        let trust_local = !path_changed;
+        let lineage = match m.lineage_cached(sql, trust_local) {
             Some(l) => l,
             None => {
                 let (engine, text) = (Arc::clone(&m), sql.to_owned());
                 match self
                     .classifier
-                    .on_parse_thread(move || engine.lineage_now(&text))
+                    .on_parse_thread(move || engine.lineage_now(&text, trust_local))
                     .await
                 {
                     Ok(l) => l,

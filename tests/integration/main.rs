@@ -9,6 +9,7 @@ mod harness;
 mod approvals;
 mod audit;
 mod audit_tail;
+mod differential;
 mod masking;
 mod migrations;
 
