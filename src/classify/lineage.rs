@@ -1162,7 +1162,9 @@ impl<'r> Analyzer<'r> {
         }
         match ty {
             "InsertStmt" => {
-                if let Some(src) = m.get("select_stmt") {
+                // `DEFAULT VALUES` has no source (null in the tree): the row is the
+                // table's defaults, which read nothing the statement names.
+                if let Some(src) = m.get("select_stmt").filter(|v| !v.is_null()) {
                     let before = self.touched;
                     let out = self.query(src, &scope);
                     let t = join_all(&out.cols, self.touched).join(before);
@@ -1785,6 +1787,9 @@ mod tests {
             "CREATE TABLE t AS SELECT name FROM users",
             "INSERT INTO orders SELECT id, 1 FROM users",
             "UPDATE users SET name = 'x' WHERE ssn = '1'",
+            // The row is the table's defaults: nothing the statement reads.
+            "INSERT INTO users DEFAULT VALUES",
+            "INSERT INTO nowhere DEFAULT VALUES",
         ] {
             assert!(analyze(sql, &Fake).unwrap()[0].launders.is_none(), "{sql}");
         }
