@@ -94,16 +94,6 @@ const TEXT_KEYS: &[&str] = &[
     "kind",
     "pattern",
     "hash_key_env",
-    "statement",
-    "where",
-    "tables",
-    "tables_written",
-    "functions",
-    "settings",
-    "copy",
-    "targets",
-    "users",
-    "groups",
 ];
 
 fn as_text(v: &mut Value) {
@@ -117,7 +107,8 @@ fn as_text(v: &mut Value) {
 
 fn texts(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
-        if TEXT_KEYS.contains(&k.as_str()) {
+        // Every condition key but `writes` (a boolean) holds strings too.
+        if TEXT_KEYS.contains(&k.as_str()) || (COND_KEYS.contains(&k.as_str()) && k != "writes") {
             as_text(v);
         }
     }
