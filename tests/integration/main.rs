@@ -13,6 +13,7 @@ mod migrations;
 
 mod auth;
 mod drivers;
+mod drivers_regressions;
 mod login;
 mod mtls;
 mod oidc;
