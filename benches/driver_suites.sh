@@ -34,7 +34,8 @@
 #   pg         node-postgres's own runner: `node FILE` for every test/integration/**/*-tests.js
 #              (each file stops at its first failure), SCRAM tests on, no TLS
 #   pg-cursor, pg-pool   mocha (json reporter) on their test/ folders
-# and prints every test that passes directly but not through pgmoat, then per-suite
+# and prints every test that passes directly but not through pgmoat (psycopg's run once
+# more through pgmoat first: one that passes then is reported as flaky), then per-suite
 # totals. Those that fail only because of a difference SPEC.md documents (the identity
 # appended to application_name; standard_conforming_strings off refused) are listed
 # in driver_suites/documented.tsv with the reason and are reported apart. Exit 0 when
@@ -46,7 +47,9 @@
 # and loopback guards (driver_suites/loopback_guard.{py,js}) refuse any other address
 # or host name lookup from Python and node. Everything started is stopped on exit.
 set -uo pipefail
-
+# Everything below is inside main(), read whole before it runs: editing this file
+# while it runs cannot change what the run does.
+main() {
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO_ROOT/benches/driver_suites
 SUITES=${SUITES:-psycopg pg pg-cursor pg-pool}
@@ -68,6 +71,8 @@ NODE_PINS=(
 )
 # never run: they connect past this machine (see the header)
 PYTEST_EXCLUDE="not test_connect_error_multi_hosts_each_message_preserved and not test_resolve_error_host"
+# mypy's static checks of typing examples (test_typing): no database, and mypy is not installed
+PYTEST_MARKERS="not mypy"
 
 . "$REPO_ROOT/benches/throwaway_pg.sh" driver_suites
 
@@ -103,7 +108,7 @@ if [ $need_py = 1 ]; then
         echo "${PY_PINS[*]}" >"$VENV/.pins"
     fi
     rm -rf "$CACHE/psycopg"; mkdir -p "$CACHE/psycopg"
-    cp -r "$PSYCOPG_SRC/tests" "$PSYCOPG_SRC/pyproject.toml" "$CACHE/psycopg/"
+    cp -r "$PSYCOPG_SRC/tests" "$PSYCOPG_SRC/tools" "$PSYCOPG_SRC/pyproject.toml" "$CACHE/psycopg/"
 fi
 if [ $need_node = 1 ]; then
     NP=$CACHE/node-postgres
@@ -186,14 +191,15 @@ fi
 
 # ---------------------------------------------------------------- runners
 # run_<suite> SIDE PORT -> $RESULTS/<suite>.<side>.tsv (status<TAB>test id), output in .log
-run_psycopg() {
+run_psycopg() { # side port [test ids...]
     local side=$1 port=$2 out=$RESULTS/psycopg.$1
+    shift 2
     # shellcheck disable=SC2086
     (cd "$CACHE/psycopg" &&
         PSYCOPG_TEST_DSN="host=127.0.0.1 port=$port dbname=suite user=suite password=$APP_PW" \
         PYTHONPATH=$HERE timeout 3600 "$VENV/bin/python" -m pytest -p loopback_guard \
-        -o cache_dir="$WORK/pytest-cache-$side" --timeout=120 -q -rN \
-        --junitxml="$out.xml" -k "$PYTEST_EXCLUDE" ${PYTEST_ARGS:-}) >"$out.log" 2>&1
+        -o cache_dir="$WORK/pytest-cache-$side" -o junit_family=xunit1 --timeout=120 -q -rN \
+        --junitxml="$out.xml" -k "$PYTEST_EXCLUDE" -m "$PYTEST_MARKERS" ${PYTEST_ARGS:-} "$@") >"$out.log" 2>&1
     tail -1 "$out.log" | sed "s/^/  psycopg $side: /" >&2
     python3 "$HERE/results.py" junit "$out.xml" >"$out.tsv"
 }
@@ -248,8 +254,20 @@ for s in $SUITES; do
         log "$s $side took $((SECONDS - t0)) s"
     done
     if [ -z "$ONLY" ]; then
+        rerun=""
+        if [ "$s" = psycopg ]; then
+            # timing tests fail now and then on a loaded machine: what fails through
+            # pgmoat alone runs once more, through pgmoat, before it counts
+            mapfile -t again < <(python3 "$HERE/results.py" candidates "$RESULTS/$s.direct.tsv" \
+                "$RESULTS/$s.pgmoat.tsv" "$s" "$HERE/documented.tsv")
+            if [ ${#again[@]} -gt 0 ] && [ ${#again[@]} -le 200 ]; then
+                log "psycopg: ${#again[@]} tests pass directly and not through pgmoat; running them once more"
+                run_psycopg pgmoat-again "$MOAT_PORT" "${again[@]}"
+                rerun=$RESULTS/psycopg.pgmoat-again.tsv
+            fi
+        fi
         line=$(python3 "$HERE/results.py" compare "$RESULTS/$s.direct.tsv" "$RESULTS/$s.pgmoat.tsv" "$s" \
-            "$HERE/documented.tsv")
+            "$HERE/documented.tsv" $rerun)
         rc=$?
         echo "$line" | grep -v '^[a-z-]*: direct' || true
         summary+=("$(echo "$line" | grep '^[a-z-]*: direct')")
@@ -265,3 +283,5 @@ echo
 printf '%s\n' "${summary[@]}"
 log "results and logs: $RESULTS"
 [ $regressions = 0 ]
+}
+main "$@"

@@ -3,8 +3,10 @@
   results.py junit FILE.xml          pytest --junitxml
   results.py mocha FILE.json         mocha --reporter json
   results.py pgfile NAME OUT RC      one node-postgres test file: its output, exit code
-  results.py compare DIRECT MOAT SUITE [DOCUMENTED.tsv]
+  results.py compare DIRECT MOAT SUITE [DOCUMENTED.tsv [RERUN]]
                                      tests passing in DIRECT and not in MOAT, then totals
+  results.py candidates DIRECT MOAT SUITE [DOCUMENTED.tsv]
+                                     the ids of those tests (not documented), one a line
 
 STATUS is pass, fail, skip (skipped, xfail, pending) or xpass.
 """
@@ -17,8 +19,13 @@ import xml.etree.ElementTree as ET
 
 def junit(path):
     for case in ET.parse(path).getroot().iter("testcase"):
-        cls, name = case.get("classname", ""), case.get("name", "")
-        tid = cls.replace(".", "/") + ".py::" + name if cls else name
+        cls, name, file = case.get("classname", ""), case.get("name", ""), case.get("file")
+        if file:  # junit_family=xunit1: the pytest node id
+            module = file[: -len(".py")].replace("/", ".")
+            klass = cls[len(module) + 1 :] if cls.startswith(module + ".") else ""
+            tid = "::".join([file] + ([klass.replace(".", "::")] if klass else []) + [name])
+        else:
+            tid = cls.replace(".", "/") + ".py::" + name if cls else name
         status = "pass"
         for child in case:
             if child.tag in ("failure", "error"):
@@ -96,15 +103,26 @@ def documented(path, suite):
     return out
 
 
-def compare(direct_path, moat_path, suite, documented_path=None):
+def candidates(direct_path, moat_path, suite, documented_path=None):
+    """Tests that pass directly, not through pgmoat, and differ for no documented reason."""
     d, m = load(direct_path), load(moat_path)
     known = documented(documented_path, suite)
     differ = sorted(t for t, s in d.items() if s == "pass" and m.get(t) != "pass")
+    return d, m, known, differ
+
+
+def compare(direct_path, moat_path, suite, documented_path=None, rerun_path=None):
+    d, m, known, differ = candidates(direct_path, moat_path, suite, documented_path)
+    again = load(rerun_path) if rerun_path else {}
     regress = []
+    flaky = 0
     for t in differ:
         why = next((r for rx, r in known if rx.search(t)), None)
         if why:
             print(f"  documented {suite}: {t}  (through pgmoat: {m.get(t, 'not run')}; {why})")
+        elif again.get(t) == "pass":
+            flaky += 1
+            print(f"  flaky {suite}: {t}  (through pgmoat: {m.get(t, 'not run')}, then passed on a second run)")
         else:
             regress.append(t)
     fixed = sorted(t for t, s in m.items() if s == "pass" and d.get(t) not in ("pass", None))
@@ -117,7 +135,7 @@ def compare(direct_path, moat_path, suite, documented_path=None):
         f"{suite}: direct {cd['pass']} passed, {cd['fail']} failed, {cd['skip']} skipped;"
         f" through pgmoat {cm['pass']} passed, {cm['fail']} failed, {cm['skip']} skipped;"
         f" {len(regress)} pass directly and not through pgmoat"
-        f" (+{len(differ) - len(regress)} documented differences)"
+        f" (+{len(differ) - len(regress) - flaky} documented differences, {flaky} flaky)"
     )
     return len(regress)
 
@@ -125,8 +143,14 @@ def compare(direct_path, moat_path, suite, documented_path=None):
 def main(argv):
     cmd = argv[1]
     if cmd == "compare":
-        n = compare(argv[2], argv[3], argv[4] if len(argv) > 4 else "suite", argv[5] if len(argv) > 5 else None)
+        n = compare(argv[2], argv[3], argv[4], *argv[5:7])
         sys.exit(1 if n else 0)
+    if cmd == "candidates":
+        d, m, known, differ = candidates(argv[2], argv[3], argv[4], *argv[5:6])
+        for t in differ:
+            if not any(rx.search(t) for rx, _ in known):
+                print(t)
+        return
     if cmd == "junit":
         rows = junit(argv[2])
     elif cmd == "mocha":
