@@ -20,6 +20,8 @@
 #   RESULTS       where results and logs are kept, default $CACHE/results-<time>
 #   PYTEST_ARGS   more pytest arguments, e.g. "-m 'not slow'" or "-x tests/test_copy.py"
 #   ONLY          direct | pgmoat: run one side only (no comparison)
+#   PARALLEL      1: run the two sides of each suite at the same time (two test
+#                 processes; psycopg's full suite takes ~25-30 min a side here)
 #
 # What it does: starts a throwaway Postgres (initdb as the `postgres` user when root,
 # SCRAM, 127.0.0.1 on a free port, max_prepared_transactions=10 for psycopg's TPC
@@ -56,6 +58,7 @@ SUITES=${SUITES:-psycopg pg pg-cursor pg-pool}
 CACHE=${CACHE:-/tmp/pgmoat-driver-suites}
 PGMOAT_BIN=${PGMOAT_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/pgmoat}
 ONLY=${ONLY:-}
+PARALLEL=${PARALLEL:-0}
 
 # ---------------------------------------------------------------- pins
 PSYCOPG_VERSION=3.3.4
@@ -216,10 +219,10 @@ run_pg() {
     local side=$1 port=$2 out=$RESULTS/pg.$1 f rc
     : >"$out.tsv"; : >"$out.log"
     while read -r f; do
-        (cd "$NP/packages/pg" && node_env "$port" timeout 120 node "$f") >"$WORK/one.out" 2>&1
+        (cd "$NP/packages/pg" && node_env "$port" timeout 120 node "$f") >"$WORK/one.$side.out" 2>&1
         rc=$?
-        { echo "=== $f (exit $rc)"; cat "$WORK/one.out"; } >>"$out.log"
-        python3 "$HERE/results.py" pgfile "${f#test/integration/}" "$WORK/one.out" "$rc" >>"$out.tsv"
+        { echo "=== $f (exit $rc)"; cat "$WORK/one.$side.out"; } >>"$out.log"
+        python3 "$HERE/results.py" pgfile "${f#test/integration/}" "$WORK/one.$side.out" "$rc" >>"$out.tsv"
     done < <(cd "$NP/packages/pg" && find test/integration -name '*-tests.js' | sort)
     echo "  pg $side: $(cut -f1 "$out.tsv" | sort | uniq -c | tr '\n' ' ')" >&2
 }
@@ -245,14 +248,21 @@ run_suite() { # suite side port
 regressions=0
 summary=()
 for s in $SUITES; do
+    sides=()
     for side in direct pgmoat; do
         [ -n "$ONLY" ] && [ "$ONLY" != "$side" ] && continue
         port=$PG_PORT; [ "$side" = pgmoat ] && port=$MOAT_PORT
         log "$s $side (127.0.0.1:$port)"
-        t0=$SECONDS
-        run_suite "$s" "$side" "$port"
-        log "$s $side took $((SECONDS - t0)) s"
+        if [ "$PARALLEL" = 1 ]; then
+            (t0=$SECONDS; run_suite "$s" "$side" "$port"; log "$s $side took $((SECONDS - t0)) s") &
+            sides+=($!)
+        else
+            t0=$SECONDS
+            run_suite "$s" "$side" "$port"
+            log "$s $side took $((SECONDS - t0)) s"
+        fi
     done
+    [ ${#sides[@]} = 0 ] || wait "${sides[@]}"
     if [ -z "$ONLY" ]; then
         rerun=""
         if [ "$s" = psycopg ]; then
