@@ -9,7 +9,6 @@
 # at the pinned tags, which it copies (it writes nothing into them):
 #   PSYCOPG_SRC        psycopg, tag 3.3.4      (commit 83f110367cdd249cc0a352e2246ecea9e878e5a0)
 #   NODE_POSTGRES_SRC  node-postgres, tag pg@8.23.0 (commit df274d1ba9ad9d11a8f1079314faeafde7208207)
-#   e.g. git clone --branch 3.3.4 https://github.com/psycopg/psycopg
 # The libraries themselves and the suites' test dependencies come from PyPI and npm,
 # pinned below, into a cache folder kept between runs.
 #
@@ -21,7 +20,8 @@
 #   PYTEST_ARGS   more pytest arguments, e.g. "-m 'not slow'" or "-x tests/test_copy.py"
 #   ONLY          direct | pgmoat: run one side only (no comparison)
 #   PARALLEL      1: run the two sides of each suite at the same time (two test
-#                 processes; psycopg's full suite takes ~25-30 min a side here)
+#                 processes; psycopg's full suite takes ~20-30 min a side here); pgmoat's
+#                 target `suite` is then the database suite_moat
 #
 # What it does: starts a throwaway Postgres (initdb as the `postgres` user when root,
 # SCRAM, 127.0.0.1 on a free port, max_prepared_transactions=10 for psycopg's TPC
@@ -141,10 +141,14 @@ log "postgres $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG
 PGPASSWORD=$SUPER_PW "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres <<EOF ||
 CREATE ROLE suite SUPERUSER LOGIN PASSWORD '$APP_PW';
 CREATE DATABASE suite OWNER suite;
+CREATE DATABASE suite_moat OWNER suite;
 EOF
     die "creating role/database failed"
 
 MOAT_PORT=""
+# Run at the same time, the two sides would create and drop the same tables and types:
+# pgmoat's side then gets a database of its own (no test names its database's name).
+MOAT_DB=suite; [ "$PARALLEL" = 1 ] && MOAT_DB=suite_moat
 if [ "$ONLY" != direct ]; then
     MOAT_PORT=$(free_port)
     ADMIN_PORT=$(free_port)
@@ -156,7 +160,7 @@ targets:
   suite:
     host: 127.0.0.1
     port: $PG_PORT
-    database: suite
+    database: $MOAT_DB
     user: suite
     password_env: SUITE_DB_PASSWORD
     tls: disable
