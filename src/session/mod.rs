@@ -224,6 +224,18 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
         let packet = match read_startup_packet(&mut stream, &mut buf).await {
             Ok(p) => p,
             Err(SessionError::ClientGone) | Err(SessionError::ClientIo(_)) => return Ok(None),
+            Err(SessionError::Protocol(e)) if e == NOT_A_STARTUP_PACKET => {
+                // Postgres logs this and closes without a word (COMMERROR), and drivers
+                // rely on that: node-postgres's `connect()` then `end()` puts its
+                // Terminate on the wire ahead of the StartupMessage, and a FATAL in reply
+                // reaches a client that has ended as an unhandled error event.
+                shared
+                    .metrics
+                    .protocol_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("connection closed: {e}");
+                return Ok(None);
+            }
             Err(e) => return Err((Some(stream), e)),
         };
         let initial = match startup::parse(&packet) {
@@ -295,14 +307,19 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
     }
 }
 
+/// How [`read_startup_packet`] says the bytes cannot be a startup packet (their length
+/// word is out of range), which ends the connection without a reply.
+const NOT_A_STARTUP_PACKET: &str = "invalid length of startup packet";
+
 async fn read_startup_packet(
     stream: &mut ClientStream,
     buf: &mut BytesMut,
 ) -> Result<BytesMut, SessionError> {
     loop {
-        if let Some(len) =
-            startup::packet_len(buf).map_err(|e| SessionError::Protocol(e.to_string()))?
-        {
+        if let Some(len) = startup::packet_len(buf).map_err(|e| match e {
+            startup::StartupError::BadLength => SessionError::Protocol(NOT_A_STARTUP_PACKET.into()),
+            e => SessionError::Protocol(e.to_string()),
+        })? {
             if buf.len() >= len {
                 return Ok(buf.split_to(len));
             }

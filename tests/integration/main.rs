@@ -16,6 +16,7 @@ mod migrations;
 mod auth;
 mod cli;
 mod drivers;
+mod drivers_regressions;
 mod login;
 mod mtls;
 mod oidc;
