@@ -61,20 +61,33 @@ fn has_apt() -> bool {
     Path::new("/usr/bin/apt-get").is_file()
 }
 
-/// Runs `program args` with its output on stderr; a one-line reason when it fails.
+/// Runs `program args` quietly; when it fails, the reason with the tail of its output.
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let status = Command::new(program)
+    let out = Command::new(program)
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .status()
+        .output()
         .map_err(|e| format!("{program}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    if out.status.success() {
+        return Ok(());
     }
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = text
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!(
+        "`{program} {}` failed ({}):\n{}",
+        args.join(" "),
+        out.status,
+        tail.join("\n")
+    ))
 }
 
 /// The Postgres server binaries, installed with apt-get first when they are missing

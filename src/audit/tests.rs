@@ -451,7 +451,10 @@ async fn fsync_mode_segments_are_json_lines_only() {
             if bytes.iter().filter(|&&b| b == b'\n').count() as u64 == i {
                 break bytes;
             }
-            assert!(t0.elapsed().as_secs() < 10, "record {i} never reached the segment");
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "record {i} never reached the segment"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         };
         sizes.push(bytes.len());
