@@ -248,7 +248,6 @@ impl Writer {
             message: format!("cannot encode a record: {e}"),
         })?;
         let r = self.commit(&[(session, body.as_bytes())], true);
-        self.settle_after_commit();
         self.send_to_sinks();
         r
     }
@@ -292,7 +291,6 @@ impl Writer {
             }
         }
         let _ = self.commit(&[], true);
-        self.settle_after_commit();
         self.send_to_sinks();
         self.export_head();
         // A clean stop leaves the segment synced (the journal is then not needed).
@@ -343,8 +341,6 @@ impl Writer {
         for a in acks {
             let _ = a.send(result.clone());
         }
-        // Answered first: the segment's append is off the statements' path.
-        self.settle_after_commit();
         self.send_to_sinks();
         for (export, ack) in flushes {
             if export {
@@ -443,19 +439,13 @@ impl Writer {
             self.state.fsyncs.fetch_add(1, Relaxed);
             self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
             self.dirty = false;
+            if let Err(e) = self.settle() {
+                self.failure(&e, true);
+                return Err(e);
+            }
         }
         self.state.failing.store(false, Relaxed);
         Ok(())
-    }
-
-    /// After a commit's waiters have their answer: the flushed records go into the
-    /// segment (they are durable in the journal already, so nobody waits for this).
-    fn settle_after_commit(&mut self) {
-        if self.failed.is_none() && !self.dirty {
-            if let Err(e) = self.settle() {
-                self.failure(&e, true);
-            }
-        }
     }
 
     /// `batch` mode: append what is pending to the segment.
@@ -502,9 +492,7 @@ impl Writer {
     }
 
     /// `fsync` mode, after the journal's flush: the flushed records go into the segment,
-    /// and a journal past its size starts over once the segment is synced. Records
-    /// written but not yet flushed (`dirty`) stay back: a tailer never sees a record a
-    /// crash could take back.
+    /// and a journal past its size starts over once the segment is synced.
     fn settle(&mut self) -> Result<(), AuditError> {
         if self.unsegmented.is_empty() {
             return Ok(());
