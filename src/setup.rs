@@ -29,7 +29,13 @@ pub fn find_postgres_bindir() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if has_server(&dir) {
-                return Some(dir);
+                // Links in PATH (/usr/local/bin/initdb -> .../15/bin/initdb): the
+                // folder they point into also has psql and pgbench.
+                let real = std::fs::canonicalize(dir.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .filter(|d| has_server(d));
+                return Some(real.unwrap_or(dir));
             }
         }
     }
@@ -95,6 +101,12 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 pub fn ensure_postgres() -> Result<PathBuf, String> {
     if let Some(d) = find_postgres_bindir() {
         return Ok(d);
+    }
+    if let Some(d) = std::env::var_os("PGMOAT_PG_BINDIR") {
+        return Err(format!(
+            "PGMOAT_PG_BINDIR={} has no initdb, postgres and pg_ctl",
+            Path::new(&d).display()
+        ));
     }
     let line = format!("sudo apt-get install -y {}", POSTGRES_PACKAGES.join(" "));
     if !has_apt() {

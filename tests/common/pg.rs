@@ -735,42 +735,9 @@ fn stop_child(child: &mut Child) {
 fn pg_bindir() -> &'static Path {
     static BINDIR: OnceLock<PathBuf> = OnceLock::new();
     BINDIR.get_or_init(|| {
-        let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
-        if let Some(d) = std::env::var_os("PGMOAT_PG_BINDIR") {
-            let d = PathBuf::from(d);
-            assert!(
-                has_server(&d),
-                "PGMOAT_PG_BINDIR={} has no initdb/postgres",
-                d.display()
-            );
-            return d;
-        }
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if out.status.success() && has_server(&d) {
-                return d;
-            }
-        }
-        let mut debian: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .filter(|(_, d)| has_server(d))
-            .collect();
-        debian.sort();
-        if let Some((_, d)) = debian.pop() {
-            return d;
-        }
-        if let Some(d) = std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .find(|d| has_server(d))
-        {
-            return d;
-        }
-        // A fresh machine: `cargo test` installs them itself (as root on Debian/Ubuntu),
-        // or says the exact command to run.
+        // $PGMOAT_PG_BINDIR, PATH, pg_config, /usr/lib/postgresql/*/bin; on a fresh
+        // machine `cargo test` installs them itself (as root on Debian/Ubuntu), or says
+        // the exact command to run.
         pgmoat::setup::ensure_postgres().unwrap_or_else(|e| panic!("{e}"))
     })
 }
