@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
@@ -315,20 +316,24 @@ fn complete_from_journal(
     }) else {
         return Ok(());
     };
-    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    let Some(torn) = bytes.get(offset as usize..s.data_end as usize) else {
-        return Ok(());
-    };
-    if !whole.bytes.starts_with(torn) {
+    // Only the torn bytes are read (the segment may be large).
+    let torn_len = s.data_end.saturating_sub(offset) as usize;
+    if torn_len > whole.bytes.len() {
         return Ok(());
     }
-    let mut rest = whole.bytes[torn.len()..].to_vec();
-    rest.push(b'\n');
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .open(path)
         .map_err(|e| StoreError::io(path, e))?;
-    use std::os::unix::fs::FileExt;
+    let mut torn = vec![0u8; torn_len];
+    f.read_exact_at(&mut torn, offset)
+        .map_err(|e| StoreError::io(path, e))?;
+    if !whole.bytes.starts_with(&torn) {
+        return Ok(());
+    }
+    let mut rest = whole.bytes[torn_len..].to_vec();
+    rest.push(b'\n');
     f.set_len(s.data_end)
         .and_then(|()| f.write_all_at(&rest, s.data_end))
         .and_then(|()| f.sync_all())

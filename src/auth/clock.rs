@@ -16,8 +16,8 @@ pub struct Clock {
     ahead_ms: Option<Arc<AtomicU64>>,
 }
 
-/// How far a clock may be moved ahead: well past any token's life, far from overflow.
-const MAX_AHEAD: Duration = Duration::from_secs(10 * 366 * 86_400);
+/// How far a clock may be moved ahead: the longest duration pgmoat accepts anywhere.
+const MAX_AHEAD: Duration = crate::config::MAX_DURATION;
 
 impl Clock {
     /// The system clock.

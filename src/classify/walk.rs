@@ -822,18 +822,22 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A setting changed by name (set_config, UPDATE pg_settings): role changes and
+    /// the settings that change how SQL is read are marked as such.
+    fn named_setting(&mut self, n: String) {
+        if n == "role" || n == "session_authorization" {
+            self.facts.kinds.insert(Kind::SetRole);
+        }
+        if PARSER_SETTINGS.contains(&n.as_str()) {
+            self.rereads(&n);
+        }
+        self.facts.settings.insert(n);
+    }
+
     fn setting_from_set_config(&mut self, body: &Map) {
         self.literal_sensitive = true;
         match first_string_arg(body) {
-            Some(n) => {
-                if n == "role" || n == "session_authorization" {
-                    self.facts.kinds.insert(Kind::SetRole);
-                }
-                if PARSER_SETTINGS.contains(&n.as_str()) {
-                    self.rereads(&n);
-                }
-                self.facts.settings.insert(n);
-            }
+            Some(n) => self.named_setting(n),
             None => {
                 // A computed setting name could be anything, role included.
                 self.facts.settings.insert("*".into());
@@ -869,13 +873,7 @@ impl<'a> Walker<'a> {
         match named {
             Some(names) if !names.is_empty() => {
                 for n in names {
-                    if n == "role" || n == "session_authorization" {
-                        self.facts.kinds.insert(Kind::SetRole);
-                    }
-                    if PARSER_SETTINGS.contains(&n.as_str()) {
-                        self.rereads(&n);
-                    }
-                    self.facts.settings.insert(n);
+                    self.named_setting(n);
                 }
             }
             _ => {

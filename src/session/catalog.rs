@@ -700,9 +700,6 @@ pub struct CatalogCache {
     /// Held while a load runs: later callers wait for that load instead of starting
     /// another.
     loading: tokio::sync::Mutex<()>,
-    /// Bumped by every load that finished; a caller that waited for the lock sees the
-    /// load it waited for.
-    generation: std::sync::atomic::AtomicU64,
     stale: AtomicBool,
     last_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -719,7 +716,6 @@ impl CatalogCache {
             timeout,
             current: std::sync::RwLock::new(None),
             loading: tokio::sync::Mutex::new(()),
-            generation: std::sync::atomic::AtomicU64::new(0),
             stale: AtomicBool::new(false),
             last_miss: std::sync::Mutex::new(None),
         }
@@ -754,13 +750,10 @@ impl CatalogCache {
                 return Ok(c);
             }
         }
-        let seen = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let _loading = self.loading.lock().await;
-        // A load finished while this caller waited: it began after the caller found
-        // the catalog stale, so it is as fresh as one this caller would start.
-        if self.generation.load(std::sync::atomic::Ordering::Acquire) != seen
-            && !self.stale.load(Relaxed)
-        {
+        // A load that finished while this caller waited cleared `stale` when it began;
+        // had anything made the catalog stale since, `stale` would be set again.
+        if !self.stale.load(Relaxed) {
             if let Some(c) = self.loaded() {
                 return Ok(c);
             }
@@ -783,8 +776,6 @@ impl CatalogCache {
             Ok(r) => r,
             Err(_) => Err(format!("reading it took over {}s", limit.as_secs())),
         };
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
         match result {
             Ok(c) => {
                 let c = Arc::new(c);

@@ -18,6 +18,10 @@ pub enum SessionError {
     /// The client sent something the protocol does not allow.
     #[error("protocol violation from client: {0}")]
     Protocol(String),
+    /// The first bytes' length word is out of range for a startup packet: closed
+    /// without a reply, as Postgres does.
+    #[error("invalid length of startup packet")]
+    NotAStartupPacket,
     /// pgmoat refuses the session (auth, target, settings, limits).
     #[error("{message}")]
     Refused {
@@ -49,7 +53,10 @@ impl SessionError {
     /// The FATAL the client should see before the socket closes, if any.
     pub fn client_fatal(&self) -> Option<(String, String, Option<String>)> {
         match self {
-            SessionError::ClientIo(_) | SessionError::ClientGone => None,
+            // No reply to bytes that are not a startup packet: Postgres sends none.
+            SessionError::ClientIo(_)
+            | SessionError::ClientGone
+            | SessionError::NotAStartupPacket => None,
             SessionError::Protocol(m) => Some((
                 sqlstate::PROTOCOL_VIOLATION.into(),
                 format!("pgmoat: {m}"),
@@ -78,7 +85,10 @@ impl SessionError {
 
     /// Whether this ended the session because of bytes the client sent.
     pub fn is_protocol_violation(&self) -> bool {
-        matches!(self, SessionError::Protocol(_))
+        matches!(
+            self,
+            SessionError::Protocol(_) | SessionError::NotAStartupPacket
+        )
     }
 }
 

@@ -224,7 +224,7 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
         let packet = match read_startup_packet(&mut stream, &mut buf).await {
             Ok(p) => p,
             Err(SessionError::ClientGone) | Err(SessionError::ClientIo(_)) => return Ok(None),
-            Err(SessionError::Protocol(e)) if e == NOT_A_STARTUP_PACKET => {
+            Err(e @ SessionError::NotAStartupPacket) => {
                 // Postgres logs this and closes without a word (COMMERROR), and drivers
                 // rely on that: node-postgres's `connect()` then `end()` puts its
                 // Terminate on the wire ahead of the StartupMessage, and a FATAL in reply
@@ -307,17 +307,13 @@ async fn negotiate(tcp: TcpStream, shared: &Shared) -> Result<Option<Negotiated>
     }
 }
 
-/// How [`read_startup_packet`] says the bytes cannot be a startup packet (their length
-/// word is out of range), which ends the connection without a reply.
-const NOT_A_STARTUP_PACKET: &str = "invalid length of startup packet";
-
 async fn read_startup_packet(
     stream: &mut ClientStream,
     buf: &mut BytesMut,
 ) -> Result<BytesMut, SessionError> {
     loop {
         if let Some(len) = startup::packet_len(buf).map_err(|e| match e {
-            startup::StartupError::BadLength => SessionError::Protocol(NOT_A_STARTUP_PACKET.into()),
+            startup::StartupError::BadLength => SessionError::NotAStartupPacket,
             e => SessionError::Protocol(e.to_string()),
         })? {
             if buf.len() >= len {

@@ -534,6 +534,23 @@ pub(crate) fn serve(config: &Path) -> std::process::Child {
     cmd.spawn().expect("start pgmoat serve")
 }
 
+/// A config for `pgmoat serve` on a free port with its audit store in `store` (which
+/// also holds the config: segment names are all the store reads); `extra` goes under
+/// `audit:`. Returns the port and the config's path.
+pub(crate) async fn serve_config(store: &Path, extra: &str) -> (u16, std::path::PathBuf) {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let port = free_port();
+    let yaml = config_yaml(pg, &audit_yaml(store, extra)).replacen(
+        "listen: 127.0.0.1:0",
+        &format!("listen: 127.0.0.1:{port}"),
+        1,
+    );
+    let cfg = store.join("pgmoat.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    (port, cfg)
+}
+
 pub(crate) async fn wait_listening(port: u16) {
     wait_until(
         &format!("pgmoat serve to listen on port {port}"),
@@ -550,17 +567,7 @@ pub(crate) async fn wait_listening(port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
     let store = TempDir::new("pgmoat-audit-crash");
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let port = free_port();
-    let yaml = config_yaml(pg, &audit_yaml(store.path(), "")).replacen(
-        "listen: 127.0.0.1:0",
-        &format!("listen: 127.0.0.1:{port}"),
-        1,
-    );
-    let cfg = store.path().join("pgmoat.yaml");
-    // The store folder also holds the config: segment names are all the store reads.
-    std::fs::write(&cfg, yaml).unwrap();
+    let (port, cfg) = serve_config(store.path(), "").await;
     let mut child = serve(&cfg);
     wait_listening(port).await;
     let url = format!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::audit::{audit_yaml, cli, free_port, records, serve, sigterm, wait_listening};
+use crate::audit::{cli, records, serve, serve_config, sigterm, wait_listening};
 use crate::harness::*;
 
 /// What `tail -F` over the store's segments sees: each segment read to its end before
@@ -119,17 +119,8 @@ async fn load(port: u16, tag: &str, acked: Arc<Mutex<Vec<String>>>, stop: Arc<At
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tailer_sees_every_record_once_in_order_across_a_crash() {
     let store = TempDir::new("pgmoat-audit-tail");
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let port = free_port();
     // Small segments: the tailer follows several rotations.
-    let yaml = config_yaml(pg, &audit_yaml(store.path(), "  segment_bytes: 65536\n")).replacen(
-        "listen: 127.0.0.1:0",
-        &format!("listen: 127.0.0.1:{port}"),
-        1,
-    );
-    let cfg = store.path().join("pgmoat.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
+    let (port, cfg) = serve_config(store.path(), "  segment_bytes: 65536\n").await;
 
     let tailer = Arc::new(Mutex::new(Tailer::new(store.path())));
     let tailing = Arc::new(AtomicBool::new(true));
