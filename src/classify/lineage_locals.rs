@@ -1,0 +1,264 @@
+//! What earlier statements of one message made that pgmoat can prove clean (temporary
+//! tables and SQL functions), for the statements after them: see [`Locals`].
+
+use super::*;
+use crate::classify::tree::{Map, Value};
+use crate::classify::walk::{name_list, unwrap_node};
+
+/// What earlier statements of the same message made that is provably clean: pgmoat
+/// saw every way data got into it. Temporary tables created with built-in column types
+/// and defaults, checks and generated columns that run no user code (rows then only
+/// come from INSERT, UPDATE and MERGE, whose values the laundering checks judged), and
+/// SQL functions whose bodies read nothing masked. Anything pgmoat does not follow
+/// (user code, DO, CALL, writes to other tables, which may fire triggers; DDL; the end
+/// of a transaction or a savepoint's rollback; a search_path change) forgets it all.
+/// Only trusted when the session has not changed search_path (pg_temp comes first).
+#[derive(Debug, Default)]
+pub(super) struct Locals {
+    pub(super) trust: bool,
+    /// Temporary tables by name, with their columns.
+    pub(super) tables: std::collections::HashMap<String, Vec<String>>,
+    /// Functions by name as written (lowercase): whether provably clean. A function
+    /// that is not stays so for the message (it may have replaced a known one).
+    pub(super) functions: std::collections::HashMap<String, bool>,
+}
+
+impl Locals {
+    pub(super) fn any_clean(&self) -> bool {
+        !self.tables.is_empty() || self.functions.values().any(|c| *c)
+    }
+
+    pub(super) fn forget(&mut self) {
+        self.tables.clear();
+        self.functions.retain(|_, clean| !*clean);
+    }
+
+    /// A function's entry: Some(clean) when the message made one of this name.
+    pub(super) fn function(&self, name: &str) -> Option<bool> {
+        let name = name.to_ascii_lowercase();
+        let bare = name.rsplit('.').next().unwrap_or(&name);
+        // A function of the same bare name the message made unclean could be the one
+        // called (an overload, another schema): not clean.
+        let dirty = self
+            .functions
+            .iter()
+            .any(|(k, clean)| !clean && k.rsplit('.').next() == Some(bare));
+        if dirty {
+            return Some(false);
+        }
+        self.functions.get(&name).copied()
+    }
+}
+
+/// Built-in types a provably clean table's columns may have (a domain's checks or a
+/// user type's functions run code).
+const BUILTIN_TYPES: &[&str] = &[
+    "text",
+    "varchar",
+    "bpchar",
+    "char",
+    "name",
+    "int2",
+    "int4",
+    "int8",
+    "smallint",
+    "integer",
+    "int",
+    "bigint",
+    "float4",
+    "float8",
+    "real",
+    "numeric",
+    "decimal",
+    "bool",
+    "boolean",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "bytea",
+    "serial",
+    "serial2",
+    "serial4",
+    "serial8",
+    "smallserial",
+    "bigserial",
+    "inet",
+    "cidr",
+    "macaddr",
+    "money",
+    "bit",
+    "varbit",
+    "oid",
+];
+
+/// What a statement leaves for the next ones of the message (see [`Locals`]).
+pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) {
+    let Some((ty, m)) = unwrap_node(tree) else {
+        locals.forget();
+        return;
+    };
+    match ty {
+        "CreateStmt" => match clean_table(m, rels, locals) {
+            Some((name, cols)) => {
+                locals.tables.insert(name, cols);
+            }
+            None => locals.forget(),
+        },
+        "CreateFunctionStmt" => {
+            let name = name_list(m.get("funcname")).join(".").to_ascii_lowercase();
+            let clean = clean_function(m, rels, locals);
+            let entry = locals.functions.entry(name).or_insert(clean);
+            *entry &= clean;
+        }
+        "SelectStmt" if m.get("into_clause").is_none_or(Value::is_null) => {}
+        // Writes to anything but the message's tables count as code (triggers).
+        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "VariableShowStmt" => {}
+        "VariableSetStmt" => {
+            let name = str_field(m, "name").to_ascii_lowercase();
+            if name.is_empty() || name == "search_path" {
+                locals.forget();
+            }
+        }
+        _ => locals.forget(),
+    }
+}
+
+/// A `CREATE TEMP TABLE` whose rows can only come from judged writes: its name and
+/// columns, or None.
+fn clean_table(m: &Map, rels: &dyn Relations, locals: &Locals) -> Option<(String, Vec<String>)> {
+    let rel = m.get("relation")?.as_object()?;
+    let temp = str_field(rel, "relpersistence") == "t" || str_field(rel, "schemaname") == "pg_temp";
+    let plain = !m
+        .get("if_not_exists")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        && arr(m, "inh_relations").is_empty()
+        && ["partbound", "partspec", "of_typename"]
+            .iter()
+            .all(|k| m.get(k).is_none_or(Value::is_null))
+        && str_field(rel, "catalogname").is_empty()
+        && matches!(str_field(rel, "schemaname"), "" | "pg_temp");
+    if !temp || !plain {
+        return None;
+    }
+    let mut cols = Vec::new();
+    for e in arr(m, "table_elts") {
+        match unwrap_node(e) {
+            Some(("ColumnDef", d)) => {
+                let names = d
+                    .get("type_name")
+                    .and_then(Value::as_object)
+                    .map(|t| name_list(t.get("names")))
+                    .unwrap_or_default();
+                let builtin = match names.as_slice() {
+                    [t] => BUILTIN_TYPES.contains(&t.as_str()),
+                    [s, t] => s == "pg_catalog" && BUILTIN_TYPES.contains(&t.as_str()),
+                    _ => false,
+                };
+                if !builtin {
+                    return None;
+                }
+                cols.push(str_field(d, "colname").to_owned());
+            }
+            Some(("Constraint", _)) => {}
+            _ => return None, // LIKE other_table copies its defaults
+        }
+    }
+    // Defaults, generated columns and checks: built-ins over the row's own values.
+    let mut a = Analyzer::new(rels, locals);
+    let t = a.generic(m, &Scope::default());
+    let clean = t.is_clean() && a.touched.is_clean() && !a.runs_code && a.launders.is_none();
+    clean.then(|| (str_field(rel, "relname").to_owned(), cols))
+}
+
+/// Whether a function the message creates is provably clean: `LANGUAGE sql`, no SET
+/// (its body would read names on another search_path), no parameter defaults, and a
+/// body of queries (or a RETURN) that read nothing masked, write nothing and run no
+/// code pgmoat does not follow.
+fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
+    if m.get("is_procedure").and_then(Value::as_bool) == Some(true) {
+        return false;
+    }
+    let mut language = None;
+    let mut body = None;
+    for o in arr(m, "options") {
+        let Some(("DefElem", d)) = unwrap_node(o) else {
+            return false;
+        };
+        match str_field(d, "defname") {
+            "language" => {
+                language = d
+                    .get("arg")
+                    .and_then(unwrap_node)
+                    .map(|(_, s)| str_field(s, "sval").to_ascii_lowercase())
+            }
+            "as" => {
+                let items = d
+                    .get("arg")
+                    .and_then(crate::classify::walk::list_items)
+                    .and_then(Value::as_array);
+                // One string: the body (`AS 'obj', 'symbol'` is C).
+                body = match items.map(Vec::as_slice) {
+                    Some([one]) => match unwrap_node(one) {
+                        Some(("String", st)) => Some(str_field(st, "sval").to_owned()),
+                        _ => return false,
+                    },
+                    _ => return false,
+                };
+            }
+            "volatility" | "strict" | "security" | "leakproof" | "parallel" | "cost" | "rows"
+            | "support" | "window" => {}
+            _ => return false, // SET, TRANSFORM, anything new
+        }
+    }
+    if language.as_deref().is_some_and(|l| l != "sql") {
+        return false;
+    }
+    for p in arr(m, "parameters") {
+        match unwrap_node(p) {
+            Some(("FunctionParameter", fp)) if fp.get("defexpr").is_none_or(Value::is_null) => {}
+            _ => return false,
+        }
+    }
+    let clean = |l: &Lineage, runs: bool| {
+        !runs
+            && l.launders.is_none()
+            && !l.unknown_relation
+            && l.touched.is_clean()
+            && l.outputs
+                .as_ref()
+                .is_some_and(|o| o.iter().all(Taint::is_clean))
+    };
+    match (m.get("sql_body").and_then(unwrap_node), body) {
+        (Some(("ReturnStmt", r)), _) => {
+            let mut a = Analyzer::new(rels, locals);
+            let t = r
+                .get("returnval")
+                .map_or(Taint::CLEAN, |v| a.expr(v, &Scope::default()));
+            t.is_clean() && a.touched.is_clean() && !a.runs_code && a.launders.is_none()
+        }
+        (Some(_), _) => false,
+        (None, Some(code)) => {
+            let Ok(parsed) = pg_query::parse(&code, pg_query::ParserOptions::DEFAULT) else {
+                return false;
+            };
+            !parsed.protobuf.stmts.is_empty()
+                && parsed.protobuf.stmts.iter().all(|raw| {
+                    let Ok(tree) = crate::classify::tree::to_tree(&raw.stmt) else {
+                        return false;
+                    };
+                    let select = matches!(unwrap_node(&tree), Some(("SelectStmt", s))
+                        if s.get("into_clause").is_none_or(Value::is_null));
+                    let (l, runs) = trace(&tree, rels, locals);
+                    select && clean(&l, runs)
+                })
+        }
+        (None, None) => false,
+    }
+}
