@@ -291,8 +291,10 @@ impl Gateway {
                             tokio::spawn(async move {
                                 shared.metrics.connections_active.fetch_add(1, Relaxed);
                                 session::serve(tcp, peer, Arc::clone(&shared)).await;
-                                shared.metrics.connections_active.fetch_sub(1, Relaxed);
+                                // The slot first: whoever sees the count fall (a test, an
+                                // operator's script) can then connect.
                                 drop(permit);
+                                shared.metrics.connections_active.fetch_sub(1, Relaxed);
                             });
                         }
                         Err(_) => {
