@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 
 use super::facts::{CopyEnd, Facts, Kind};
+use super::plpgsql::Code;
+
 mod ddl;
 mod settings;
 
@@ -38,8 +40,8 @@ pub struct Walker<'a> {
 /// Code held as a string that must be parsed to be judged.
 #[derive(Debug, Clone)]
 pub enum Body {
-    /// A DO block or `CREATE FUNCTION ... LANGUAGE plpgsql`: the whole statement text.
-    Plpgsql(String),
+    /// A DO block or `CREATE FUNCTION ... LANGUAGE plpgsql`.
+    Plpgsql(Code),
     /// A `LANGUAGE sql` function body.
     Sql(String),
 }
@@ -594,10 +596,22 @@ impl<'a> Walker<'a> {
                     .find(|(name, _)| *name == "language")
                     .and_then(|(_, d)| string_arg(d))
                     .unwrap_or_else(|| "plpgsql".into());
-                if language == "plpgsql" {
-                    self.bodies.push(Body::Plpgsql(self.text.to_owned()));
-                } else {
+                let source = def_elems(body.get("args"))
+                    .find(|(name, _)| *name == "as")
+                    .and_then(|(_, d)| match d.get("arg").and_then(unwrap_node) {
+                        Some(("String", st)) => Some(s(st, "sval").to_owned()),
+                        _ => None,
+                    });
+                if language != "plpgsql" {
                     self.facts.unanalysable = Some(format!("a DO block in language {language}"));
+                } else if let Some(source) = source {
+                    self.bodies.push(Body::Plpgsql(Code {
+                        statement: self.text.to_owned(),
+                        source,
+                        trigger: false,
+                    }));
+                } else {
+                    self.facts.unanalysable = Some("a DO block without its code".into());
                 }
             }
             "CreateFunctionStmt" => self.function_body(body),
@@ -703,7 +717,22 @@ impl<'a> Walker<'a> {
         }
         match (language.as_str(), code) {
             ("sql", Some(c)) => self.bodies.push(Body::Sql(c)),
-            ("plpgsql", Some(_)) => self.bodies.push(Body::Plpgsql(self.text.to_owned())),
+            ("plpgsql", Some(source)) => {
+                // As libpg_query tells a trigger function: any part of the returned
+                // type's name.
+                let trigger = body
+                    .get("return_type")
+                    .and_then(Value::as_object)
+                    .map(|t| name_list(t.get("names")))
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n == "trigger" || n == "event_trigger");
+                self.bodies.push(Body::Plpgsql(Code {
+                    statement: self.text.to_owned(),
+                    source,
+                    trigger,
+                }));
+            }
             (_, None) => {}
             (other, Some(_)) => {
                 self.facts.unanalysable = Some(format!("function body in language {other}"));
