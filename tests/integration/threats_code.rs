@@ -381,6 +381,12 @@ async fn hidden_code_in_plpgsql_is_judged() {
             ));
         }
     }
+    // Trigger functions: writing the table runs them.
+    for (ei, (what, _)) in payloads.iter().enumerate() {
+        let mark = unique(&format!("trigger_{what}"));
+        let sql = format!("INSERT INTO {p}_tt{ei} VALUES (1) /* {mark} */");
+        assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
+    }
     if s.bystander.simple_query("SELECT 1").await.is_err() {
         failed.push(format!("the bystander (pid {}) was ended", s.bystander_pid));
     }
