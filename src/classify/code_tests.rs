@@ -1,4 +1,5 @@
-//! Issue 18, class 2: code libpg_query's PL/pgSQL output leaves out.
+//! Issue 18, classes 2 and 3: code libpg_query's PL/pgSQL output leaves out, and ALTER
+//! sub-commands that drop.
 
 use super::*;
 
@@ -119,4 +120,77 @@ fn dynamic_sql_in_every_form_is_unanalysable() {
         let sql = format!("CREATE FUNCTION f() RETURNS SETOF int LANGUAGE plpgsql AS $$ {body} $$");
         assert!(one(&sql).unanalysable.is_some(), "{sql}");
     }
+}
+
+#[test]
+fn alter_subcommands_that_drop_are_drop() {
+    for sql in [
+        "ALTER TABLE t DROP COLUMN c",
+        "ALTER TABLE t ADD COLUMN z int, DROP CONSTRAINT k",
+        "ALTER TABLE t ALTER COLUMN c DROP DEFAULT",
+        "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
+        "ALTER TABLE t ALTER COLUMN c DROP EXPRESSION",
+        "ALTER TABLE t ALTER COLUMN c DROP IDENTITY IF EXISTS",
+        "ALTER TABLE t NO INHERIT p",
+        "ALTER TABLE t NOT OF",
+        "ALTER TABLE t SET WITHOUT CLUSTER",
+        "ALTER TABLE p DETACH PARTITION c",
+        "ALTER TABLE p DETACH PARTITION c CONCURRENTLY",
+        "ALTER TABLE p DETACH PARTITION c FINALIZE",
+        "ALTER VIEW v ALTER COLUMN c DROP DEFAULT",
+        "ALTER MATERIALIZED VIEW m SET WITHOUT CLUSTER",
+        "ALTER FOREIGN TABLE f DROP COLUMN c",
+        "ALTER FOREIGN TABLE f ALTER COLUMN c DROP NOT NULL",
+        "ALTER FOREIGN TABLE f OPTIONS (DROP schema_name)",
+        "ALTER FOREIGN TABLE f ALTER COLUMN c OPTIONS (DROP column_name)",
+        "ALTER TYPE ty DROP ATTRIBUTE a",
+        "ALTER DOMAIN d DROP CONSTRAINT k",
+        "ALTER DOMAIN d DROP DEFAULT",
+        "ALTER DOMAIN d DROP NOT NULL",
+        "ALTER EXTENSION e DROP FUNCTION f()",
+        "ALTER OPERATOR FAMILY f USING btree DROP OPERATOR 1 (int, int)",
+        "ALTER TEXT SEARCH CONFIGURATION c DROP MAPPING FOR word",
+        "ALTER PUBLICATION p DROP TABLE t",
+        "ALTER PUBLICATION p SET TABLE t",
+        "ALTER SUBSCRIPTION s DROP PUBLICATION p",
+        "ALTER SUBSCRIPTION s SET PUBLICATION p",
+        "ALTER GROUP g DROP USER u",
+        "ALTER SERVER s OPTIONS (DROP host)",
+        "ALTER FOREIGN DATA WRAPPER w OPTIONS (DROP x)",
+        "ALTER USER MAPPING FOR u SERVER s OPTIONS (DROP password)",
+    ] {
+        let f = one(sql);
+        assert!(f.kinds.contains(&Kind::Drop), "{sql}: {:?}", f.kinds);
+    }
+    for sql in [
+        "ALTER TABLE t ALTER COLUMN c SET DEFAULT 1",
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+        "ALTER TABLE t ADD COLUMN z int",
+        "ALTER TABLE t RESET (fillfactor)",
+        "ALTER TABLE p ATTACH PARTITION c FOR VALUES IN (1)",
+        "ALTER DOMAIN d SET DEFAULT 1",
+        "ALTER DOMAIN d SET NOT NULL",
+        "ALTER DOMAIN d ADD CONSTRAINT k CHECK (VALUE > 0)",
+        "ALTER SEQUENCE s OWNED BY NONE",
+        "ALTER SEQUENCE s NO MAXVALUE",
+        "ALTER EXTENSION e ADD FUNCTION f()",
+        "ALTER PUBLICATION p ADD TABLE t",
+        "ALTER SUBSCRIPTION s ADD PUBLICATION p",
+        "ALTER GROUP g ADD USER u",
+        "ALTER ROLE r NOLOGIN",
+        "ALTER ROLE r RESET work_mem",
+        "ALTER FUNCTION f() RESET ALL",
+        "ALTER SERVER s OPTIONS (ADD host 'h', SET port '5')",
+        "ALTER POLICY p ON t USING (true)",
+        "ALTER FUNCTION f() NO DEPENDS ON EXTENSION e",
+    ] {
+        let f = one(sql);
+        assert!(!f.kinds.contains(&Kind::Drop), "{sql}: {:?}", f.kinds);
+    }
+    // Revoking is revoke, not drop.
+    let f = one("ALTER DEFAULT PRIVILEGES REVOKE ALL ON TABLES FROM PUBLIC");
+    assert!(
+        f.kinds.contains(&Kind::Revoke) && !f.kinds.contains(&Kind::Drop),
+        "{f:?}"
+    );
 }

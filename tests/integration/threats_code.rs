@@ -482,3 +482,90 @@ async fn ordinary_plpgsql_stays_usable() {
         failed.join("\n")
     );
 }
+
+/// ALTER sub-commands that drop: refused by the baseline's no-drop rule, the object
+/// intact on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_that_drops_is_drop() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let p = unique("hd");
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    direct
+        .batch_execute(&format!(
+            "CREATE DOMAIN {p}_d AS int DEFAULT 1 NOT NULL CONSTRAINT {p}_pos CHECK (VALUE > 0);
+             CREATE TYPE {p}_ty AS (a int, b text);
+             CREATE TABLE {p}_t (id int GENERATED ALWAYS AS IDENTITY, a int NOT NULL DEFAULT 5,
+               g int GENERATED ALWAYS AS (a * 2) STORED, CONSTRAINT {p}_ck CHECK (a > 0));
+             CREATE VIEW {p}_v AS SELECT id, a FROM {p}_t;
+             ALTER VIEW {p}_v ALTER COLUMN a SET DEFAULT 7;
+             CREATE SEQUENCE {p}_s;
+             CREATE TABLE {p}_parent (id int) PARTITION BY RANGE (id);
+             CREATE TABLE {p}_part PARTITION OF {p}_parent FOR VALUES FROM (0) TO (10);
+             CREATE TEXT SEARCH CONFIGURATION {p}_ts (COPY = simple);"
+        ))
+        .await
+        .unwrap();
+    let dir = TempDir::new("pgmoat-drop-rules");
+    std::fs::write(dir.path().join("rules.yaml"), rules()).unwrap();
+    let yaml = config_yaml(pg, &format!("rules: {}\n", dir.path().display()));
+    let gw = start_yaml(&yaml, test_env()).await;
+    let cases = [
+        format!("ALTER DOMAIN {p}_d DROP CONSTRAINT {p}_pos"),
+        format!("ALTER DOMAIN {p}_d DROP DEFAULT"),
+        format!("ALTER DOMAIN {p}_d DROP NOT NULL"),
+        format!("ALTER TYPE {p}_ty DROP ATTRIBUTE b"),
+        format!("ALTER TABLE {p}_t ALTER COLUMN a DROP DEFAULT"),
+        format!("ALTER TABLE {p}_t ALTER COLUMN a DROP NOT NULL"),
+        format!("ALTER TABLE {p}_t ALTER COLUMN id DROP IDENTITY"),
+        format!("ALTER TABLE {p}_t ALTER COLUMN g DROP EXPRESSION"),
+        format!("ALTER TABLE {p}_t DROP CONSTRAINT {p}_ck"),
+        format!("ALTER TABLE {p}_t DROP COLUMN a"),
+        format!("ALTER VIEW {p}_v ALTER COLUMN a DROP DEFAULT"),
+        format!("ALTER TABLE {p}_parent DETACH PARTITION {p}_part"),
+        format!("ALTER TEXT SEARCH CONFIGURATION {p}_ts DROP MAPPING FOR word"),
+    ];
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut failed = Vec::new();
+    for sql in &cases {
+        let mark = unique("drop");
+        let marked = format!("{sql} /* {mark} */");
+        let msgs = raw.query(&marked).await;
+        if refusal(&msgs).is_none() {
+            failed.push(format!("{sql}: not refused: {:?}", answer(&msgs)));
+            continue;
+        }
+        assert_never_ran(pg, &mark, sql).await;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    // The objects are as made.
+    let row = direct
+        .query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM pg_constraint WHERE conname IN ('{p}_pos', '{p}_ck')),
+                        (SELECT typdefault FROM pg_type WHERE typname = '{p}_d'),
+                        (SELECT typnotnull FROM pg_type WHERE typname = '{p}_d'),
+                        (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                          WHERE c.relname IN ('{p}_t', '{p}_ty') AND a.attnum > 0 AND NOT a.attisdropped),
+                        (SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                          WHERE c.relname = '{p}_part')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2, "constraints");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("1"),
+        "domain default"
+    );
+    assert!(row.get::<_, bool>(2), "domain NOT NULL");
+    assert_eq!(row.get::<_, i64>(3), 5, "columns and attributes");
+    assert_eq!(row.get::<_, i64>(4), 1, "the partition");
+}

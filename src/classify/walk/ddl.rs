@@ -1,7 +1,27 @@
 //! What DDL a node is: the statement kind a node type gives, and which ALTER
 //! sub-commands drop something.
+//!
+//! SPEC §4: `ALTER TABLE ... DROP COLUMN` is alter and drop. That holds for every
+//! sub-command of every ALTER that drops or detaches part of an object, whether or not
+//! it says DROP:
+//! - ALTER TABLE / VIEW / MATERIALIZED VIEW / FOREIGN TABLE / TYPE / INDEX: DROP
+//!   COLUMN / ATTRIBUTE / CONSTRAINT / NOT NULL / EXPRESSION / IDENTITY, ALTER COLUMN
+//!   DROP DEFAULT, NO INHERIT, NOT OF, SET WITHOUT CLUSTER / OIDS, DETACH PARTITION
+//!   (the partition's rows leave the table);
+//! - ALTER DOMAIN DROP CONSTRAINT / DEFAULT / NOT NULL;
+//! - ALTER EXTENSION ... DROP object, ALTER OPERATOR FAMILY ... DROP, ALTER TEXT SEARCH
+//!   CONFIGURATION ... DROP MAPPING, ALTER GROUP ... DROP USER;
+//! - ALTER PUBLICATION ... DROP and SET (SET drops whatever it does not list), ALTER
+//!   SUBSCRIPTION ... DROP and SET PUBLICATION (likewise);
+//! - `OPTIONS (DROP name)` of ALTER SERVER / FOREIGN DATA WRAPPER / USER MAPPING /
+//!   FOREIGN TABLE and its columns.
+//!
+//! Not drop: `RESET` of a setting or storage parameter (back to the default, nothing
+//! removed), `ALTER SEQUENCE ... OWNED BY NONE` and `NO MINVALUE` (no object or data
+//! goes), `NO DEPENDS ON EXTENSION`, `ALTER DEFAULT PRIVILEGES ... REVOKE` and
+//! `REVOKE` (revoke, their own kind), `ALTER POLICY` (no sub-command drops).
 
-use super::{b, i, nonempty, s, Map};
+use super::{b, i, nonempty, s, Map, Value};
 use crate::classify::facts::Kind;
 
 /// Map a node type to the kind it gives a statement, if any.
@@ -89,12 +109,17 @@ pub(super) fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
     })
 }
 
-/// Whether an ALTER node (or a part of one) drops something.
+/// Whether an ALTER node (or a part of one) drops something (see the module's
+/// comment). Every such node is recognised by its own type, wherever it sits.
 pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
-    use pg_query::protobuf::AlterTableType as A;
+    use pg_query::protobuf::{
+        AlterPublicationAction as P, AlterSubscriptionType as S, AlterTableType as A,
+        AlterTsConfigType as T, DefElemAction as D,
+    };
+    let is = |field: &str, v: i64| i(body, field) == v;
     match ty {
         "AlterTableCmd" => {
-            const DROPS: [A; 9] = [
+            const DROPS: [A; 11] = [
                 A::AtDropColumn,
                 A::AtDropConstraint,
                 A::AtDropNotNull,
@@ -104,10 +129,40 @@ pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
                 A::AtDropOf,
                 A::AtDropCluster,
                 A::AtDropOids,
+                A::AtDetachPartition,
+                A::AtDetachPartitionFinalize,
             ];
             let sub = i(body, "subtype");
             DROPS.iter().any(|d| *d as i64 == sub)
+                // ALTER COLUMN ... DROP DEFAULT: a default command without one.
+                || (sub == A::AtColumnDefault as i64 && !present(body, "def"))
         }
+        // 'X' DROP CONSTRAINT, 'N' DROP NOT NULL, 'T' without a default: DROP DEFAULT.
+        "AlterDomainStmt" => match s(body, "subtype") {
+            "X" | "N" => true,
+            "T" => !present(body, "def"),
+            _ => false,
+        },
+        // ALTER EXTENSION ... DROP: action -1 (ADD is +1).
+        "AlterExtensionContentsStmt" => is("action", -1),
+        "AlterOpFamilyStmt" => b(body, "is_drop"),
+        "AlterTsconfigurationStmt" => is("kind", T::AlterTsconfigDropMapping as i64),
+        "AlterPublicationStmt" => {
+            is("action", P::ApDropObjects as i64) || is("action", P::ApSetObjects as i64)
+        }
+        "AlterSubscriptionStmt" => {
+            is("kind", S::AlterSubscriptionDropPublication as i64)
+                || is("kind", S::AlterSubscriptionSetPublication as i64)
+        }
+        // ALTER GROUP ... DROP USER: action -1 (ADD USER is +1).
+        "AlterRoleStmt" => is("action", -1),
+        // OPTIONS (DROP name).
+        "DefElem" => is("defaction", D::DefelemDrop as i64),
         _ => false,
     }
+}
+
+/// A field that holds a value (not absent, not null, not an empty list).
+fn present(body: &Map, key: &str) -> bool {
+    nonempty(body, key) && !matches!(body.get(key), Some(Value::Null))
 }
