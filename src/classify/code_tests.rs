@@ -194,3 +194,31 @@ fn alter_subcommands_that_drop_are_drop() {
         "{f:?}"
     );
 }
+
+#[test]
+fn ordinary_functions_stay_analysable() {
+    for sql in [
+        "CREATE FUNCTION f(u users) RETURNS int LANGUAGE plpgsql AS $$
+         DECLARE r users%ROWTYPE; n users.id%TYPE := u.id; BEGIN
+           FOR r IN SELECT * FROM users LOOP n := n + r.id; END LOOP; RETURN n; END $$",
+        "CREATE FUNCTION f(OUT a int, INOUT b text) LANGUAGE plpgsql AS $$
+         BEGIN a := 1; b := b || 'x'; END $$",
+        "CREATE FUNCTION f() RETURNS TABLE (id int, name text) LANGUAGE plpgsql AS $$
+         BEGIN RETURN QUERY SELECT u.id, u.name FROM users u; END $$",
+        "CREATE FUNCTION f() RETURNS SETOF users LANGUAGE plpgsql AS $$
+         DECLARE r record; BEGIN FOR r IN SELECT * FROM users LOOP RETURN NEXT r; END LOOP; END $$",
+        "CREATE FUNCTION f(int) RETURNS int LANGUAGE plpgsql AS $$
+         DECLARE k ALIAS FOR $1; total int DEFAULT 0; BEGIN
+           SELECT count(*) INTO STRICT total FROM users WHERE id > k; RETURN total;
+         EXCEPTION WHEN no_data_found THEN RETURN 0; END $$",
+        "CREATE PROCEDURE p() LANGUAGE plpgsql AS $$
+         DECLARE \"Mixed\" record; BEGIN SELECT 1 AS x INTO \"Mixed\"; COMMIT; END $$",
+        "DO $$ DECLARE c CURSOR FOR SELECT id FROM users; BEGIN
+           FOR r IN c LOOP RAISE NOTICE '%', r.id; END LOOP; END $$",
+        "DO $$ #variable_conflict use_column
+         DECLARE declared_at timestamptz := now(); BEGIN NULL; END $$",
+    ] {
+        let f = one(sql);
+        assert!(f.unanalysable.is_none(), "{sql}: {:?}", f.unanalysable);
+    }
+}

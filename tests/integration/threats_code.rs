@@ -4,8 +4,9 @@
 //! Class 2, code libpg_query's PL/pgSQL output leaves out: every place of a PL/pgSQL
 //! body that holds SQL or an expression (declaration defaults of scalars, records and
 //! row types, cursors and their arguments, OPEN FOR, FOR IN query, FOREACH, CASE,
-//! RAISE USING, ASSERT, PERFORM, CALL arguments, exception handlers, nested labelled
-//! blocks, trigger functions) hides each payload (a function that deletes every row, a
+//! RAISE USING, ASSERT, PERFORM, CALL arguments, WHILE, IF/ELSIF, EXIT WHEN,
+//! assignments, exception handlers, nested labelled blocks, trigger functions; and
+//! dynamic SQL: EXECUTE, OPEN FOR EXECUTE, FOR IN EXECUTE format()) hides each payload (a function that deletes every row, a
 //! file read, a role change, a large-object import, backend termination, a masked
 //! value raised in a notice). Each runs as a DO block, as a function the message
 //! creates and calls, and as a function in the catalog. Blocked code never reaches the
@@ -119,12 +120,48 @@ const PLACES: &[(&str, &str)] = &[
          EXCEPTION WHEN division_by_zero THEN RAISE NOTICE '%', ({E})::text; END",
     ),
     (
+        "while",
+        "DECLARE n int := 0;
+         BEGIN WHILE n < length(({E})::text) LOOP n := n + 1; EXIT; END LOOP; RAISE NOTICE '%', n; END",
+    ),
+    (
+        "if_elsif",
+        "BEGIN IF false THEN NULL; ELSIF ({E})::text IS NOT NULL THEN RAISE NOTICE 'if'; END IF; END",
+    ),
+    ("exit_when", "BEGIN LOOP EXIT WHEN ({E})::text IS NOT NULL OR true; END LOOP; END"),
+    (
+        "assign_getdiag",
+        "DECLARE n int; v text; BEGIN v := ({E})::text; GET DIAGNOSTICS n = ROW_COUNT;
+         RAISE NOTICE '% %', v, n; END",
+    ),
+    (
         "nested_label",
         "<<outer_blk>> DECLARE a int := 1;
          BEGIN <<inner_blk>> DECLARE v text := ({E})::text;
            BEGIN RAISE NOTICE '%', inner_blk.v; END inner_blk; END outer_blk",
     ),
 ];
+
+/// Where code hides in a string run at run time: unanalysable, so refused (also with
+/// harmless code: the trade-off of dynamic SQL).
+const DYNAMIC_PLACES: &[(&str, &str)] = &[
+    ("execute", "BEGIN EXECUTE $q$SELECT ({E})::text$q$; END"),
+    (
+        "open_for_execute",
+        "DECLARE c refcursor; v text;
+         BEGIN OPEN c FOR EXECUTE $q$SELECT ({E})::text$q$; FETCH c INTO v; RAISE NOTICE '%', v; END",
+    ),
+    (
+        "for_execute",
+        "DECLARE r record;
+         BEGIN FOR r IN EXECUTE format($q$SELECT %s AS x$q$, $q$({E})::text$q$) LOOP
+           RAISE NOTICE '%', r.x; END LOOP; END",
+    ),
+];
+
+fn all_places() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    PLACES.iter().chain(DYNAMIC_PLACES)
+}
 
 /// What the code does: (name, expression).
 fn payloads(p: &str, bystander: i32) -> Vec<(&'static str, String)> {
@@ -182,7 +219,7 @@ async fn setup(pg: &'static TestPg) -> Setup {
            FOR EACH ROW EXECUTE FUNCTION {p}_touch();"
     );
     // A catalog function per place and payload, and benign ones per place.
-    for (pi, (_, place)) in PLACES.iter().enumerate() {
+    for (pi, (_, place)) in all_places().enumerate() {
         for (ei, (_, e)) in payloads(&p, bystander_pid).iter().enumerate() {
             ddl.push_str(&catalog_function(
                 &format!("{p}_c{pi}_{ei}"),
@@ -334,7 +371,7 @@ async fn hidden_code_in_plpgsql_is_judged() {
     let payloads = payloads(&p, s.bystander_pid);
     let mut dba = raw_gateway(&f, true).await;
     let mut agent = raw_gateway(&f, false).await;
-    for (pi, (place, template)) in PLACES.iter().enumerate() {
+    for (pi, (place, template)) in all_places().enumerate() {
         for (ei, (what, e)) in payloads.iter().enumerate() {
             let body = fill(template, &p, e);
             // A DO block (the identity without masks: the agents' rule refuses DO).
