@@ -365,9 +365,6 @@ impl<'a> Walker<'a> {
                     self.visit("ObjectWithArgs", map, parent, field);
                 } else if map.contains_key("ctes") && map.contains_key("recursive") {
                     self.visit("WithClause", map, parent, field);
-                } else if map.contains_key("is_grant") && map.contains_key("privileges") {
-                    // ALTER DEFAULT PRIVILEGES' GRANT or REVOKE.
-                    self.visit("GrantStmt", map, parent, field);
                 } else if map.contains_key("rel") && map.contains_key("on_commit") {
                     self.visit("IntoClause", map, parent, field);
                 } else if map.contains_key("kind")
@@ -375,6 +372,9 @@ impl<'a> Walker<'a> {
                     && map.contains_key("args")
                 {
                     self.visit("VariableSetStmt", map, parent, field);
+                } else if map.contains_key("is_grant") && map.contains_key("privileges") {
+                    // ALTER DEFAULT PRIVILEGES' GRANT or REVOKE.
+                    self.visit("GrantStmt", map, parent, field);
                 } else {
                     for (k, child) in map {
                         self.walk(child, parent, k);

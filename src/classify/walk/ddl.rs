@@ -116,6 +116,10 @@ pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
         AlterPublicationAction as P, AlterSubscriptionType as S, AlterTableType as A,
         AlterTsConfigType as T, DefElemAction as D,
     };
+    // Most nodes are neither: one cheap test on the hot path.
+    if !(ty.starts_with("Alter") || ty == "DefElem") {
+        return false;
+    }
     let is = |field: &str, v: i64| i(body, field) == v;
     match ty {
         "AlterTableCmd" => {
