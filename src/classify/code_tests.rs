@@ -94,6 +94,10 @@ fn trigger_functions_are_read_like_any_other() {
          $function$",
         "CREATE FUNCTION ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $$
          BEGIN RAISE NOTICE '% %', TG_EVENT, TG_TAG; END $$",
+        "CREATE FUNCTION ddl_stop() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN IF TG_TAG = 'DROP TABLE' THEN RETURN; END IF; RAISE NOTICE 'ok'; END $$",
+        "CREATE FUNCTION t3() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF; RETURN NEW; END $$",
         "CREATE FUNCTION t2() RETURNS pg_catalog.trigger LANGUAGE plpgsql AS
          'BEGIN RETURN NULL; END;'",
     ] {

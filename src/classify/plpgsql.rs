@@ -29,16 +29,27 @@ pub struct Code {
     /// The body itself (the DO block's or function's string).
     pub source: String,
     /// A trigger or event trigger function (`RETURNS trigger`, as libpg_query tells).
-    pub trigger: bool,
+    pub trigger: Trigger,
+}
+
+/// What kind of trigger function a body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    No,
+    /// `RETURNS trigger`: returns NEW, OLD or NULL.
+    Dml,
+    /// `RETURNS event_trigger`: returns nothing.
+    Event,
 }
 
 pub fn facts(code: &Code, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
     let plain;
-    let (statement, source) = if code.trigger {
-        plain = as_plain_function(&code.source);
-        (plain.0.as_str(), plain.1.as_str())
-    } else {
-        (code.statement.as_str(), code.source.as_str())
+    let (statement, source) = match code.trigger {
+        Trigger::No => (code.statement.as_str(), code.source.as_str()),
+        Trigger::Dml | Trigger::Event => {
+            plain = as_plain_function(&code.source, code.trigger);
+            (plain.0.as_str(), plain.1.as_str())
+        }
     };
     let tree =
         pg_query::parse_plpgsql(statement).map_err(|e| ClassifyError::Parse(e.to_string()))?;
@@ -168,7 +179,7 @@ const TRIGGER_VARIABLES: &str = "new record; old record; tg_op text; tg_name nam
 /// A trigger function's body as an ordinary function: an outer block declares the
 /// trigger variables, the body is its only statement. The prefix holds no line break,
 /// so the body keeps its line numbers. The statement, and its body.
-fn as_plain_function(source: &str) -> (String, String) {
+fn as_plain_function(source: &str, trigger: Trigger) -> (String, String) {
     let mut tag = String::from("pgmoat_trigger");
     while source.contains(&format!("${tag}$")) {
         tag.push('x');
@@ -180,8 +191,15 @@ fn as_plain_function(source: &str) -> (String, String) {
         .unwrap_or(false);
     let semicolon = if ends_with_semicolon { "" } else { "\n;" };
     let body = format!("DECLARE {TRIGGER_VARIABLES} BEGIN {source}{semicolon}\nEND");
+    // What the body may return: a row (NEW, OLD, NULL) or, for an event trigger,
+    // nothing.
+    let returns = if trigger == Trigger::Event {
+        "void"
+    } else {
+        "record"
+    };
     let statement = format!(
-        "CREATE FUNCTION pgmoat_trigger() RETURNS record LANGUAGE plpgsql AS ${tag}${body}${tag}$"
+        "CREATE FUNCTION pgmoat_trigger() RETURNS {returns} LANGUAGE plpgsql AS ${tag}${body}${tag}$"
     );
     (statement, body)
 }
@@ -341,7 +359,7 @@ mod tests {
 
     #[test]
     fn trigger_bodies_keep_their_line_numbers() {
-        let (statement, body) = as_plain_function("\nBEGIN\n RETURN NEW;\nEND -- x");
+        let (statement, body) = as_plain_function("\nBEGIN\n RETURN NEW;\nEND -- x", Trigger::Dml);
         assert!(body.starts_with("DECLARE") && !body.lines().next().unwrap().contains("RETURN"));
         assert_eq!(body.lines().nth(2), Some(" RETURN NEW;"));
         assert!(pg_query::parse_plpgsql(&statement).is_ok(), "{statement}");

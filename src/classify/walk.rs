@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 
 use super::facts::{CopyEnd, Facts, Kind};
-use super::plpgsql::Code;
+use super::plpgsql::{Code, Trigger};
 
 mod ddl;
 mod settings;
@@ -611,7 +611,7 @@ impl<'a> Walker<'a> {
                     self.bodies.push(Body::Plpgsql(Code {
                         statement: self.text.to_owned(),
                         source,
-                        trigger: false,
+                        trigger: Trigger::No,
                     }));
                 } else {
                     self.facts.unanalysable = Some("a DO block without its code".into());
@@ -723,13 +723,18 @@ impl<'a> Walker<'a> {
             ("plpgsql", Some(source)) => {
                 // As libpg_query tells a trigger function: any part of the returned
                 // type's name.
-                let trigger = body
+                let returns = body
                     .get("return_type")
                     .and_then(Value::as_object)
                     .map(|t| name_list(t.get("names")))
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|n| n == "trigger" || n == "event_trigger");
+                    .unwrap_or_default();
+                let trigger = if returns.iter().any(|n| n == "trigger") {
+                    Trigger::Dml
+                } else if returns.iter().any(|n| n == "event_trigger") {
+                    Trigger::Event
+                } else {
+                    Trigger::No
+                };
                 self.bodies.push(Body::Plpgsql(Code {
                     statement: self.text.to_owned(),
                     source,
