@@ -133,6 +133,12 @@ const TRIGGERS: &str = "WITH locked AS (LOCKED_RELATIONS) \
      JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid \
      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
      WHERE NOT g.tgisinternal AND c.oid >= 16384";
+/// The functions of enabled event triggers: DDL a session sends may run any of them
+/// (which commands each fires on is not read: every DDL statement gets them all).
+const EVENT_TRIGGERS: &str = "SELECT 'SELECT ' || pg_catalog.quote_ident(pn.nspname) || '.' \
+     || pg_catalog.quote_ident(p.proname) || '()' FROM pg_catalog.pg_event_trigger e \
+     JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace WHERE e.evtenabled <> 'D'";
 /// Functions whose result depends on their arguments only as far as masking can tell:
 /// the built-ins, and compiled functions extensions installed. Any other name (a
 /// temporary function, one created since the catalog was read) cannot be traced.
@@ -212,6 +218,8 @@ pub struct Catalog {
     writes: HashMap<String, Facts>,
     /// Table name (`schema.name`) -> what its triggers run (see [`TRIGGERS`]).
     triggers: HashMap<String, Facts>,
+    /// What event triggers run (see [`EVENT_TRIGGERS`]).
+    event_triggers: Option<Facts>,
     /// Function name (bare and `schema.name`) -> facts of its body.
     functions: HashMap<String, Facts>,
     /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
@@ -285,6 +293,7 @@ impl Catalog {
             && self.views.is_empty()
             && self.writes.is_empty()
             && self.triggers.is_empty()
+            && self.event_triggers.is_none()
     }
 
     /// Whether any user-defined object the statement names is one the catalog knows
@@ -312,6 +321,7 @@ impl Catalog {
                 && f.tables_written
                     .iter()
                     .any(|t| self.triggers.contains_key(t.as_str())))
+            || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
     /// The statement's facts with the catalog's knowledge folded in, or None when it
@@ -337,6 +347,14 @@ impl Catalog {
                     changed = true;
                 }
             }
+        }
+        if let Some(e) = self
+            .event_triggers
+            .as_ref()
+            .filter(|_| fires_event_triggers(f))
+        {
+            merge(&mut out, e.clone());
+            changed = true;
         }
         for op in &out.operators.clone() {
             if let Some(funcs) = self.operators.get(op.as_str()) {
@@ -413,6 +431,23 @@ fn runs_writes(f: &Facts) -> bool {
 /// too).
 fn fires_triggers(f: &Facts) -> bool {
     runs_writes(f) || f.kinds.contains(&Kind::Delete) || f.kinds.contains(&Kind::Truncate)
+}
+
+/// Whether the statement is DDL event triggers fire on (an over-approximation: every
+/// CREATE, ALTER, DROP, COMMENT, GRANT, REVOKE and REFRESH).
+fn fires_event_triggers(f: &Facts) -> bool {
+    [
+        Kind::Create,
+        Kind::Alter,
+        Kind::Drop,
+        Kind::Comment,
+        Kind::Grant,
+        Kind::Revoke,
+        Kind::Extension,
+        Kind::Refresh,
+    ]
+    .iter()
+    .any(|k| f.kinds.contains(k))
 }
 
 /// The facts of catalog text; None when there is none to read (a locked table's
@@ -519,6 +554,7 @@ async fn load_once(
         DOMAIN_BASES,
         WRITES,
         TRIGGERS,
+        EVENT_TRIGGERS,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -534,7 +570,8 @@ async fn load_once(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
-    let (aggregates, native, domain_bases, writes, triggers) = (
+    let (aggregates, native, domain_bases, writes, triggers, events) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
@@ -616,6 +653,11 @@ async fn load_once(
             texts.push((format!("g:{i}:{table}"), sql.clone().unwrap_or_default()));
         }
     }
+    for (i, r) in events.iter().enumerate() {
+        if let [Some(sql)] = r.as_slice() {
+            texts.push((format!("e:{i}"), sql.clone()));
+        }
+    }
     for rel in cat.relations.iter().filter(|r| r.definition_unread) {
         cat.views.insert(
             format!("{}.{}", rel.schema, rel.name),
@@ -667,6 +709,18 @@ async fn load_once(
         .await
         .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
     {
+        if key.starts_with("e:") {
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some("DDL (an event trigger could not be read)".into()),
+                ..Facts::default()
+            });
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match &mut cat.event_triggers {
+                Some(all) => merge(all, facts),
+                None => cat.event_triggers = Some(facts),
+            }
+            continue;
+        }
         if let Some(fired) = key.strip_prefix("g:") {
             let table = fired.split_once(':').map_or(fired, |(_, t)| t);
             let mut facts = facts.unwrap_or_else(|| Facts {

@@ -606,3 +606,64 @@ async fn alter_that_drops_is_drop() {
     assert_eq!(row.get::<_, i64>(3), 5, "columns and attributes");
     assert_eq!(row.get::<_, i64>(4), 1, "the partition");
 }
+
+/// An event trigger a DBA planted runs on every DDL statement: DDL through pgmoat is
+/// judged with what its function does (in a database of its own: an event trigger
+/// fires for every session of its database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_triggers_are_judged_with_the_ddl_they_fire_on() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let db = unique("hcev");
+    pg.create_database(&db).await;
+    let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, &db))
+        .await
+        .unwrap();
+    su.batch_execute(&format!(
+        "CREATE TABLE public.victim (id int);
+         INSERT INTO public.victim VALUES (1), (2), (3);
+         GRANT ALL ON public.victim TO {APP_ROLE};
+         CREATE FUNCTION public.wipe_on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN IF TG_TAG = 'DROP TABLE' THEN RETURN; END IF; DELETE FROM public.victim; END $$;
+         CREATE EVENT TRIGGER wipe_on_ddl ON ddl_command_start EXECUTE FUNCTION public.wipe_on_ddl();"
+    ))
+    .await
+    .unwrap();
+    let dir = TempDir::new("pgmoat-event-rules");
+    std::fs::write(dir.path().join("rules.yaml"), rules()).unwrap();
+    let yaml = config_yaml(pg, &format!("rules: {}\n", dir.path().display()))
+        .replace("database: demo", &format!("database: {db}"));
+    let gw = start_yaml(&yaml, test_env()).await;
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut failed = Vec::new();
+    for ddl in [
+        "CREATE TABLE made_here (a int)",
+        "COMMENT ON TABLE public.victim IS 'x'",
+    ] {
+        let mark = unique("ddl");
+        let sql = format!("{ddl} /* {mark} */");
+        let msgs = raw.query(&sql).await;
+        if refusal(&msgs).is_none() {
+            failed.push(format!("{ddl}: not refused: {:?}", answer(&msgs)));
+        } else {
+            assert_never_ran(pg, &mark, &sql).await;
+        }
+    }
+    // Statements that are not DDL do not fire it.
+    raw.query_ok("SELECT count(*) FROM public.victim").await;
+    let n: i64 = su
+        .query_one("SELECT count(*) FROM public.victim", &[])
+        .await
+        .unwrap()
+        .get(0);
+    su.batch_execute("DROP EVENT TRIGGER wipe_on_ddl")
+        .await
+        .unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(n, 3, "the victim's rows");
+}
