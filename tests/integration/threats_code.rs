@@ -163,6 +163,32 @@ fn all_places() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
     PLACES.iter().chain(DYNAMIC_PLACES)
 }
 
+/// Where a whole statement hides: `{S}`.
+const STATEMENT_PLACES: &[(&str, &str)] = &[
+    ("stmt", "BEGIN {S}; END"),
+    (
+        "stmt_in_handler",
+        "BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN {S}; END",
+    ),
+    (
+        "stmt_nested",
+        "<<b>> DECLARE n int := 0; BEGIN IF n = 0 THEN {S}; END IF; END b",
+    ),
+];
+
+/// What the code does, as statements: (name, statement).
+fn statement_payloads(p: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("delete", format!("DELETE FROM {p}_victim")),
+        ("set_role", format!("SET ROLE {p}_other")),
+        (
+            "read_file",
+            "PERFORM pg_read_file('postgresql.conf')".into(),
+        ),
+        ("lo_import", "PERFORM lo_import('/etc/hostname')".into()),
+    ]
+}
+
 /// What the code does: (name, expression).
 fn payloads(p: &str, bystander: i32) -> Vec<(&'static str, String)> {
     vec![
@@ -231,6 +257,12 @@ async fn setup(pg: &'static TestPg) -> Setup {
         let benign = fill(place, &p, "length('abc')");
         ddl.push_str(&catalog_function(&format!("{p}_b{pi}"), &benign));
     }
+    for (si, (_, place)) in STATEMENT_PLACES.iter().enumerate() {
+        for (ei, (_, st)) in statement_payloads(&p).iter().enumerate() {
+            let body = place.replace("{S}", st);
+            ddl.push_str(&catalog_function(&format!("{p}_st{si}_{ei}"), &body));
+        }
+    }
     // Trigger functions hiding each payload, on a table of their own.
     for (ei, (_, e)) in payloads(&p, bystander_pid).iter().enumerate() {
         ddl.push_str(&format!(
@@ -242,6 +274,15 @@ async fn setup(pg: &'static TestPg) -> Setup {
         ));
     }
     direct.batch_execute(&ddl).await.unwrap();
+    // A role the session could really change to: the payloads' role changes would
+    // succeed on the server.
+    pg.admin_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {p}_other NOLOGIN; GRANT {p}_other TO {APP_ROLE}"
+        ))
+        .await
+        .unwrap();
     Setup {
         p,
         bystander,
@@ -416,6 +457,24 @@ async fn hidden_code_in_plpgsql_is_judged() {
                 "{place} (session function): a masked value in {:?}",
                 answer(&msgs)
             ));
+        }
+    }
+    // Whole statements.
+    for (si, (place, template)) in STATEMENT_PLACES.iter().enumerate() {
+        for (ei, (what, st)) in statement_payloads(&p).iter().enumerate() {
+            let body = template.replace("{S}", st);
+            let mark = unique(&format!("do_{place}_{what}"));
+            let sql = format!("DO $do$ -- {mark}\n {body} $do$");
+            assert_blocked(&f, &s, &mut dba, &sql, &mark, &mut failed).await;
+            let mark = unique(&format!("fn_{place}_{what}"));
+            let sql = format!(
+                "CREATE FUNCTION pg_temp.{mark}() RETURNS void LANGUAGE plpgsql AS $fn$ -- {mark}\n {body} $fn$;
+                 SELECT pg_temp.{mark}()"
+            );
+            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
+            let mark = unique(&format!("cat_{place}_{what}"));
+            let sql = format!("SELECT {p}_st{si}_{ei}() /* {mark} */");
+            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
         }
     }
     // Trigger functions: writing the table runs them.
