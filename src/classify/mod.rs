@@ -14,6 +14,8 @@ pub mod tree;
 mod walk;
 
 #[cfg(test)]
+mod code_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

@@ -10,7 +10,14 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 
 use super::facts::{CopyEnd, Facts, Kind};
+use super::plpgsql::Code;
+
+mod bodies;
+mod ddl;
+mod settings;
+
 use super::tautology::is_tautology;
+use ddl::{alter_drops, kind_of};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {
@@ -34,8 +41,8 @@ pub struct Walker<'a> {
 /// Code held as a string that must be parsed to be judged.
 #[derive(Debug, Clone)]
 pub enum Body {
-    /// A DO block or `CREATE FUNCTION ... LANGUAGE plpgsql`: the whole statement text.
-    Plpgsql(String),
+    /// A DO block or `CREATE FUNCTION ... LANGUAGE plpgsql`.
+    Plpgsql(Code),
     /// A `LANGUAGE sql` function body.
     Sql(String),
 }
@@ -110,106 +117,6 @@ fn string_arg(d: &Map) -> Option<String> {
     }
 }
 
-/// Map a node type to the kind it gives a statement, if any.
-fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
-    Some(match ty {
-        "SelectStmt" => {
-            // The VALUES list of an INSERT is a SelectStmt too, but not a read.
-            let only_values = nonempty(body, "values_lists") && !nonempty(body, "target_list");
-            if only_values && parent == "InsertStmt" {
-                return None;
-            }
-            Kind::Select
-        }
-        "InsertStmt" => Kind::Insert,
-        "UpdateStmt" => Kind::Update,
-        "DeleteStmt" => Kind::Delete,
-        "MergeStmt" => Kind::Merge,
-        "CopyStmt" => {
-            if b(body, "is_from") {
-                Kind::CopyFrom
-            } else {
-                Kind::CopyTo
-            }
-        }
-        "CreateExtensionStmt" | "AlterExtensionStmt" | "AlterExtensionContentsStmt" => {
-            Kind::Extension
-        }
-        "AlterSystemStmt" => Kind::AlterSystem,
-        "ViewStmt" | "IndexStmt" | "RuleStmt" | "CompositeTypeStmt" | "DefineStmt"
-        | "CreatedbStmt" => Kind::Create,
-        t if t.starts_with("Create") => Kind::Create,
-        t if t.starts_with("Alter") => Kind::Alter,
-        "DropStmt" => {
-            if i(body, "remove_type") == pg_query::protobuf::ObjectType::ObjectExtension as i64 {
-                Kind::Extension
-            } else {
-                Kind::Drop
-            }
-        }
-        t if t.starts_with("Drop") => Kind::Drop,
-        "TruncateStmt" => Kind::Truncate,
-        "GrantStmt" | "GrantRoleStmt" => {
-            if b(body, "is_grant") {
-                Kind::Grant
-            } else {
-                Kind::Revoke
-            }
-        }
-        "CommentStmt" => Kind::Comment,
-        // ALTER TABLE/SCHEMA/DOMAIN/FUNCTION ... RENAME: a change like any ALTER (and
-        // one the catalog must be read again after).
-        "RenameStmt" | "AlterObjectSchemaStmt" | "AlterOwnerStmt" => Kind::Alter,
-        // ALTER SYSTEM/ROLE/DATABASE ... SET carry a VariableSetStmt: their settings
-        // count, but they are not themselves a SET.
-        "VariableSetStmt" if parent.starts_with("Alter") => return None,
-        "VariableSetStmt" => match s(body, "name").to_ascii_lowercase().as_str() {
-            "role" | "session_authorization" => Kind::SetRole,
-            _ => Kind::Set,
-        },
-        "VariableShowStmt" => Kind::Show,
-        "ExplainStmt" => Kind::Explain,
-        "PrepareStmt" => Kind::Prepare,
-        "ExecuteStmt" => Kind::Execute,
-        "DeallocateStmt" => Kind::Deallocate,
-        "DoStmt" => Kind::Do,
-        "CallStmt" => Kind::Call,
-        "ListenStmt" | "UnlistenStmt" => Kind::Listen,
-        "NotifyStmt" => Kind::Notify,
-        "LockStmt" => Kind::Lock,
-        "VacuumStmt" => {
-            if b(body, "is_vacuumcmd") {
-                Kind::Vacuum
-            } else {
-                Kind::Analyze
-            }
-        }
-        "ClusterStmt" => Kind::Cluster,
-        "ReindexStmt" => Kind::Reindex,
-        "RefreshMatViewStmt" => Kind::Refresh,
-        "TransactionStmt" => Kind::Transaction,
-        "DiscardStmt" => Kind::Discard,
-        "CheckPointStmt" => Kind::Checkpoint,
-        "LoadStmt" => Kind::Load,
-        _ => return None,
-    })
-}
-
-/// The first of `args` when it is a string literal, lowercased (`set_config('role',
-/// ...)`, `SET x = 'off'`).
-fn first_string_arg(body: &Map) -> Option<String> {
-    let arg = body.get("args")?.as_array()?.first()?;
-    match unwrap_node(arg) {
-        Some(("AConst", c)) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
-        _ => None,
-    }
-}
-
 /// Built-in functions that run SQL given to them as text: what it does cannot be
 /// judged statically.
 const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
@@ -219,90 +126,6 @@ const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
 ];
-
-/// Settings that change how the server reads SQL text (string escapes, bytes).
-const PARSER_SETTINGS: &[&str] = &[
-    "standard_conforming_strings",
-    "client_encoding",
-    "backslash_quote",
-];
-
-/// The setting names a WHERE over pg_settings picks (None: it could pick any).
-fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
-    use pg_query::protobuf::{AExprKind, BoolExprType};
-    let (ty, body) = unwrap_node(w)?;
-    match ty {
-        "BoolExpr" => {
-            let op = body.get("boolop")?.as_i64()?;
-            let args = body.get("args")?.as_array()?;
-            if op == BoolExprType::AndExpr as i64 {
-                // Every arm must hold: any arm that names settings bounds them all.
-                args.iter().find_map(|a| setting_names(a, quals))
-            } else if op == BoolExprType::OrExpr as i64 {
-                let mut all = BTreeSet::new();
-                for a in args {
-                    all.extend(setting_names(a, quals)?);
-                }
-                Some(all)
-            } else {
-                None
-            }
-        }
-        "AExpr" => {
-            let kind = body.get("kind")?.as_i64()?;
-            let op = name_list(body.get("name"));
-            if op.last().map(String::as_str) != Some("=") {
-                return None;
-            }
-            let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
-            if kind == AExprKind::AexprOp as i64 {
-                let lit = if is_name_column(l, quals) {
-                    string_literal(r)?
-                } else if is_name_column(r, quals) {
-                    string_literal(l)?
-                } else {
-                    return None;
-                };
-                Some([lit].into())
-            } else if kind == AExprKind::AexprIn as i64 && is_name_column(l, quals) {
-                list_items(r)?
-                    .as_array()?
-                    .iter()
-                    .map(string_literal)
-                    .collect()
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
-/// `name` or `<qual>.name`: pg_settings' name column.
-fn is_name_column(v: &Value, quals: &[String]) -> bool {
-    match unwrap_node(v) {
-        Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
-            [n] => n == "name",
-            [q, n] => n == "name" && quals.contains(q),
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// A string literal (possibly cast), lowercased.
-fn string_literal(v: &Value) -> Option<String> {
-    match unwrap_node(v)? {
-        ("AConst", c) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
-        ("TypeCast", c) => string_literal(c.get("arg")?),
-        _ => None,
-    }
-}
 
 /// The target of a MERGE: its schema, name and the qualifier its columns go by.
 struct Target {
@@ -550,6 +373,9 @@ impl<'a> Walker<'a> {
                     && map.contains_key("args")
                 {
                     self.visit("VariableSetStmt", map, parent, field);
+                } else if map.contains_key("is_grant") && map.contains_key("privileges") {
+                    // ALTER DEFAULT PRIVILEGES' GRANT or REVOKE.
+                    self.visit("GrantStmt", map, parent, field);
                 } else {
                     for (k, child) in map {
                         self.walk(child, parent, k);
@@ -568,6 +394,9 @@ impl<'a> Walker<'a> {
     fn visit(&mut self, ty: &str, body: &Map, parent: &str, field: &str) {
         if let Some(kind) = kind_of(ty, body, parent) {
             self.facts.kinds.insert(kind);
+        }
+        if alter_drops(ty, body) {
+            self.facts.kinds.insert(Kind::Drop);
         }
         match ty {
             "RangeVar" => {
@@ -739,24 +568,6 @@ impl<'a> Walker<'a> {
                     self.facts.kinds.insert(Kind::Insert);
                 }
             }
-            "AlterTableCmd" => {
-                use pg_query::protobuf::AlterTableType as A;
-                let sub = i(body, "subtype");
-                let drops = [
-                    A::AtDropColumn,
-                    A::AtDropConstraint,
-                    A::AtDropNotNull,
-                    A::AtDropExpression,
-                    A::AtDropIdentity,
-                    A::AtDropInherit,
-                    A::AtDropOf,
-                    A::AtDropCluster,
-                    A::AtDropOids,
-                ];
-                if drops.iter().any(|d| *d as i64 == sub) {
-                    self.facts.kinds.insert(Kind::Drop);
-                }
-            }
             "DropStmt" => {
                 use pg_query::protobuf::ObjectType as O;
                 let t = i(body, "remove_type");
@@ -784,17 +595,7 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
-            "DoStmt" => {
-                let language = def_elems(body.get("args"))
-                    .find(|(name, _)| *name == "language")
-                    .and_then(|(_, d)| string_arg(d))
-                    .unwrap_or_else(|| "plpgsql".into());
-                if language == "plpgsql" {
-                    self.bodies.push(Body::Plpgsql(self.text.to_owned()));
-                } else {
-                    self.facts.unanalysable = Some(format!("a DO block in language {language}"));
-                }
-            }
+            "DoStmt" => self.do_body(body),
             "CreateFunctionStmt" => self.function_body(body),
             "PrepareStmt" => {
                 self.facts.prepares.insert(s(body, "name").to_owned());
@@ -819,69 +620,6 @@ impl<'a> Walker<'a> {
     fn add_function(&mut self, name: &[String]) {
         if !name.is_empty() {
             self.facts.functions.insert(name.join("."));
-        }
-    }
-
-    /// A setting changed by name (set_config, UPDATE pg_settings): role changes and
-    /// the settings that change how SQL is read are marked as such.
-    fn named_setting(&mut self, n: String) {
-        if n == "role" || n == "session_authorization" {
-            self.facts.kinds.insert(Kind::SetRole);
-        }
-        if PARSER_SETTINGS.contains(&n.as_str()) {
-            self.rereads(&n);
-        }
-        self.facts.settings.insert(n);
-    }
-
-    fn setting_from_set_config(&mut self, body: &Map) {
-        self.literal_sensitive = true;
-        match first_string_arg(body) {
-            Some(n) => self.named_setting(n),
-            None => {
-                // A computed setting name could be anything, role included.
-                self.facts.settings.insert("*".into());
-                self.facts.kinds.insert(Kind::SetRole);
-                // Not refused outright (PostgREST sends `set_config($1, $2, true)`
-                // with every request): the rules decide on `*` and set_role, and the
-                // server's ParameterStatus still ends a session that turned
-                // standard_conforming_strings off this way.
-            }
-        }
-    }
-
-    /// `UPDATE pg_settings SET setting = ... WHERE name = 'x'` runs `set_config('x',
-    /// ...)` for the rows its WHERE picks: the settings are those the WHERE names
-    /// (`name = 'x'`, `name IN ('x', 'y')`, in an AND or every arm of an OR); any other
-    /// WHERE could pick any setting, role and parser settings included.
-    fn pg_settings_update(&mut self, body: &Map) {
-        let Some(rel) = body.get("relation").and_then(Value::as_object) else {
-            return;
-        };
-        let name = s(rel, "relname");
-        if !name.eq_ignore_ascii_case("pg_settings") {
-            return;
-        }
-        let mut quals = vec![name.to_owned()];
-        if let Some(a) = rel.get("alias").and_then(Value::as_object) {
-            quals = vec![s(a, "aliasname").to_owned()];
-        }
-        self.literal_sensitive = true;
-        let named = body
-            .get("where_clause")
-            .and_then(|w| setting_names(w, &quals));
-        match named {
-            Some(names) if !names.is_empty() => {
-                for n in names {
-                    self.named_setting(n);
-                }
-            }
-            _ => {
-                // A setting the rules cannot name statically.
-                self.facts.settings.insert("*".into());
-                self.facts.kinds.insert(Kind::SetRole);
-                self.rereads("settings through pg_settings");
-            }
         }
     }
 
@@ -944,60 +682,6 @@ impl<'a> Walker<'a> {
             }
         }
         self.literal_sensitive |= looked;
-    }
-
-    /// `SET standard_conforming_strings = off` and the like: from then on the server
-    /// reads SQL text differently from the parser pgmoat judges with.
-    fn parser_setting(&mut self, name: &str, kind: i64, body: &Map) {
-        if !PARSER_SETTINGS.contains(&name) {
-            return;
-        }
-        // `= off` and `= 'off'` share a shape: the value decides.
-        self.literal_sensitive = true;
-        use pg_query::protobuf::VariableSetKind as K;
-        if kind == K::VarSetDefault as i64 || kind == K::VarReset as i64 {
-            return;
-        }
-        let value = first_string_arg(body).unwrap_or_default();
-        let harmless = match name {
-            "standard_conforming_strings" => matches!(value.as_str(), "on" | "true" | "1"),
-            "client_encoding" => matches!(value.as_str(), "utf8" | "utf-8" | "unicode"),
-            _ => false,
-        };
-        if !harmless {
-            self.rereads(name);
-        }
-    }
-
-    fn rereads(&mut self, what: &str) {
-        if self.facts.rereads_sql.is_none() {
-            self.facts.rereads_sql = Some(format!(
-                "changing {what} would make the server read SQL differently from pgmoat's parser"
-            ));
-        }
-    }
-
-    fn function_body(&mut self, body: &Map) {
-        let mut language = String::from("sql");
-        let mut code: Option<String> = None;
-        for (name, d) in def_elems(body.get("options")) {
-            match name {
-                "language" => language = string_arg(d).unwrap_or(language),
-                "as" => code = name_list(list_items_of(d.get("arg"))).into_iter().next(),
-                _ => {}
-            }
-        }
-        if body.get("sql_body").is_some_and(|v| !v.is_null()) {
-            return; // BEGIN ATOMIC: already in the tree, walked like any other node.
-        }
-        match (language.as_str(), code) {
-            ("sql", Some(c)) => self.bodies.push(Body::Sql(c)),
-            ("plpgsql", Some(_)) => self.bodies.push(Body::Plpgsql(self.text.to_owned())),
-            (_, None) => {}
-            (other, Some(_)) => {
-                self.facts.unanalysable = Some(format!("function body in language {other}"));
-            }
-        }
     }
 
     /// Resolve relations and columns into the facts.

@@ -447,3 +447,25 @@ fn method_null_unquoted_is_the_null_method() {
     )]);
     assert!(shipped.is_ok(), "{shipped:?}");
 }
+
+/// THREATS.md class H (issue 18): code libpg_query's PL/pgSQL output leaves out, and
+/// DDL that drops without DROP, through the baseline.
+#[test]
+fn class_h_hidden_code_and_drops_without_drop() {
+    let set = baseline();
+    cases!(set, &["dba"], [
+        ("DO $$ DECLARE r record := (SELECT pg_read_file('/etc/passwd')); BEGIN END $$", Block, "no-server-files"),
+        ("DO $$ DECLARE r users := (SELECT u FROM users u WHERE set_config('role', 'postgres', false) IS NULL); BEGIN END $$", Block, "no-role-changes"),
+        ("DO $$ DECLARE r record DEFAULT row(lo_import('/etc/passwd')); BEGIN END $$", Block, "no-server-files"),
+        ("CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM audit; RETURN NEW; END $$", Block, "no-unbounded-writes"),
+        ("CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$", Allow, "default"),
+        ("DO $$ DECLARE n int := (SELECT count(*) FROM users); r record := row(1); BEGIN RAISE NOTICE '% %', n, r; END $$", Allow, "default"),
+        ("ALTER DOMAIN d DROP CONSTRAINT positive", Block, "no-drop"),
+        ("ALTER DOMAIN d DROP DEFAULT", Block, "no-drop"),
+        ("ALTER TABLE users ALTER COLUMN email DROP DEFAULT", Block, "no-drop"),
+        ("ALTER TABLE events DETACH PARTITION events_2024", Block, "no-drop"),
+        ("ALTER TEXT SEARCH CONFIGURATION c DROP MAPPING FOR word", Block, "no-drop"),
+        ("ALTER TABLE users ALTER COLUMN email SET DEFAULT ''", Allow, "default"),
+        ("ALTER TABLE users RESET (fillfactor)", Allow, "default"),
+    ]);
+}

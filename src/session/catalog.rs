@@ -82,9 +82,7 @@ const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.pr
 /// VALUES` calls whatever `t`'s defaults call. Each row: the table, and SQL whose facts
 /// are those of the write.
 ///
-/// Not triggers: pg_query 18.1 emits malformed JSON for every PL/pgSQL trigger
-/// function (its trigger variables), so each would count as unanalysable and block
-/// every write to a table with an ordinary `updated_at` trigger.
+/// Triggers are in [`TRIGGERS`].
 ///
 /// A table another transaction has locked exclusively comes back with NULL SQL (see
 /// [`LOCKED`]): writing it is then unanalysable until the catalog is read again.
@@ -119,6 +117,28 @@ const WRITES: &str = "WITH locked AS (LOCKED_RELATIONS) \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid AND t.typtype = 'd' \
      WHERE t.oid >= 16384 AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'f')";
+/// What writing a table (deleting and truncating included) runs through its triggers
+/// (not the internal ones of foreign keys): a call of the trigger function, and its
+/// WHEN condition, cut from the trigger's definition (one that cannot be cut, or whose
+/// table is locked, leaves NULL SQL: writing the table is then unanalysable).
+const TRIGGERS: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, 'SELECT ' || pg_catalog.quote_ident(pn.nspname) \
+     || '.' || pg_catalog.quote_ident(p.proname) || '()' \
+     || CASE WHEN g.tgqual IS NULL THEN '' WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN ', (' || pg_catalog.substring(pg_catalog.pg_get_triggerdef(g.oid), \
+     ' WHEN \\((.*)\\) EXECUTE ') || ')' END \
+     FROM pg_catalog.pg_trigger g \
+     JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_catalog.pg_proc p ON p.oid = g.tgfoid \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE NOT g.tgisinternal AND c.oid >= 16384";
+/// The functions of enabled event triggers: DDL a session sends may run any of them
+/// (which commands each fires on is not read: every DDL statement gets them all).
+const EVENT_TRIGGERS: &str = "SELECT 'SELECT ' || pg_catalog.quote_ident(pn.nspname) || '.' \
+     || pg_catalog.quote_ident(p.proname) || '()' FROM pg_catalog.pg_event_trigger e \
+     JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace WHERE e.evtenabled <> 'D'";
 /// Functions whose result depends on their arguments only as far as masking can tell:
 /// the built-ins, and compiled functions extensions installed. Any other name (a
 /// temporary function, one created since the catalog was read) cannot be traced.
@@ -196,6 +216,10 @@ pub struct Catalog {
     views: HashMap<String, Facts>,
     /// Table name (`schema.name`) -> what writing it runs (see [`WRITES`]).
     writes: HashMap<String, Facts>,
+    /// Table name (`schema.name`) -> what its triggers run (see [`TRIGGERS`]).
+    triggers: HashMap<String, Facts>,
+    /// What event triggers run (see [`EVENT_TRIGGERS`]).
+    event_triggers: Option<Facts>,
     /// Function name (bare and `schema.name`) -> facts of its body.
     functions: HashMap<String, Facts>,
     /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
@@ -268,6 +292,8 @@ impl Catalog {
             && self.functions.is_empty()
             && self.views.is_empty()
             && self.writes.is_empty()
+            && self.triggers.is_empty()
+            && self.event_triggers.is_none()
     }
 
     /// Whether any user-defined object the statement names is one the catalog knows
@@ -291,6 +317,11 @@ impl Catalog {
                 && f.tables_written
                     .iter()
                     .any(|t| self.writes.contains_key(t.as_str())))
+            || (fires_triggers(f)
+                && f.tables_written
+                    .iter()
+                    .any(|t| self.triggers.contains_key(t.as_str())))
+            || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
     /// The statement's facts with the catalog's knowledge folded in, or None when it
@@ -308,6 +339,22 @@ impl Catalog {
                     changed = true;
                 }
             }
+        }
+        if fires_triggers(f) {
+            for t in &f.tables_written {
+                if let Some(w) = self.triggers.get(t.as_str()) {
+                    merge(&mut out, w.clone());
+                    changed = true;
+                }
+            }
+        }
+        if let Some(e) = self
+            .event_triggers
+            .as_ref()
+            .filter(|_| fires_event_triggers(f))
+        {
+            merge(&mut out, e.clone());
+            changed = true;
         }
         for op in &out.operators.clone() {
             if let Some(funcs) = self.operators.get(op.as_str()) {
@@ -378,6 +425,29 @@ fn runs_writes(f: &Facts) -> bool {
     [Kind::Insert, Kind::Update, Kind::Merge, Kind::CopyFrom]
         .iter()
         .any(|k| f.kinds.contains(k))
+}
+
+/// Whether the statement writes rows in a way triggers fire on (DELETE and TRUNCATE
+/// too).
+fn fires_triggers(f: &Facts) -> bool {
+    runs_writes(f) || f.kinds.contains(&Kind::Delete) || f.kinds.contains(&Kind::Truncate)
+}
+
+/// Whether the statement is DDL event triggers fire on (an over-approximation: every
+/// CREATE, ALTER, DROP, COMMENT, GRANT, REVOKE and REFRESH).
+fn fires_event_triggers(f: &Facts) -> bool {
+    [
+        Kind::Create,
+        Kind::Alter,
+        Kind::Drop,
+        Kind::Comment,
+        Kind::Grant,
+        Kind::Revoke,
+        Kind::Extension,
+        Kind::Refresh,
+    ]
+    .iter()
+    .any(|k| f.kinds.contains(k))
 }
 
 /// The facts of catalog text; None when there is none to read (a locked table's
@@ -483,6 +553,8 @@ async fn load_once(
         NATIVE,
         DOMAIN_BASES,
         WRITES,
+        TRIGGERS,
+        EVENT_TRIGGERS,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -498,7 +570,9 @@ async fn load_once(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
-    let (aggregates, native, domain_bases, writes) = (
+    let (aggregates, native, domain_bases, writes, triggers, events) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
@@ -573,6 +647,17 @@ async fn load_once(
             _ => {}
         }
     }
+    for (i, r) in triggers.iter().enumerate() {
+        if let [Some(table), sql] = r.as_slice() {
+            // NULL SQL (a WHEN condition not read) gets an empty text: unanalysable.
+            texts.push((format!("g:{i}:{table}"), sql.clone().unwrap_or_default()));
+        }
+    }
+    for (i, r) in events.iter().enumerate() {
+        if let [Some(sql)] = r.as_slice() {
+            texts.push((format!("e:{i}"), sql.clone()));
+        }
+    }
     for rel in cat.relations.iter().filter(|r| r.definition_unread) {
         cat.views.insert(
             format!("{}.{}", rel.schema, rel.name),
@@ -624,6 +709,35 @@ async fn load_once(
         .await
         .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
     {
+        if key.starts_with("e:") {
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some("DDL (an event trigger could not be read)".into()),
+                ..Facts::default()
+            });
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match &mut cat.event_triggers {
+                Some(all) => merge(all, facts),
+                None => cat.event_triggers = Some(facts),
+            }
+            continue;
+        }
+        if let Some(fired) = key.strip_prefix("g:") {
+            let table = fired.split_once(':').map_or(fired, |(_, t)| t);
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!(
+                    "a write to {table} (a trigger's condition could not be read)"
+                )),
+                ..Facts::default()
+            });
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match cat.triggers.get_mut(table) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.triggers.insert(table.to_owned(), facts);
+                }
+            }
+            continue;
+        }
         if let Some(write) = key.strip_prefix("w:") {
             // `w:<row>:<table>`: a table has several rows, each merged in. One pgmoat
             // cannot read makes writing the table something it cannot judge.

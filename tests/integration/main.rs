@@ -12,6 +12,7 @@ mod audit_tail;
 mod differential;
 mod masking;
 mod migrations;
+mod threats_code;
 
 mod auth;
 mod cli;

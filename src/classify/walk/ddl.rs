@@ -1,0 +1,172 @@
+//! What DDL a node is: the statement kind a node type gives, and which ALTER
+//! sub-commands drop something.
+//!
+//! SPEC §4: `ALTER TABLE ... DROP COLUMN` is alter and drop. That holds for every
+//! sub-command of every ALTER that drops or detaches part of an object, whether or not
+//! it says DROP:
+//! - ALTER TABLE / VIEW / MATERIALIZED VIEW / FOREIGN TABLE / TYPE / INDEX: DROP
+//!   COLUMN / ATTRIBUTE / CONSTRAINT / NOT NULL / EXPRESSION / IDENTITY, ALTER COLUMN
+//!   DROP DEFAULT, NO INHERIT, NOT OF, SET WITHOUT CLUSTER / OIDS, DETACH PARTITION
+//!   (the partition's rows leave the table);
+//! - ALTER DOMAIN DROP CONSTRAINT / DEFAULT / NOT NULL;
+//! - ALTER EXTENSION ... DROP object, ALTER OPERATOR FAMILY ... DROP, ALTER TEXT SEARCH
+//!   CONFIGURATION ... DROP MAPPING, ALTER GROUP ... DROP USER;
+//! - ALTER PUBLICATION ... DROP and SET (SET drops whatever it does not list), ALTER
+//!   SUBSCRIPTION ... DROP and SET PUBLICATION (likewise);
+//! - `OPTIONS (DROP name)` of ALTER SERVER / FOREIGN DATA WRAPPER / USER MAPPING /
+//!   FOREIGN TABLE and its columns.
+//!
+//! Not drop: `RESET` of a setting or storage parameter (back to the default, nothing
+//! removed), `ALTER SEQUENCE ... OWNED BY NONE` and `NO MINVALUE` (no object or data
+//! goes), `NO DEPENDS ON EXTENSION`, `ALTER DEFAULT PRIVILEGES ... REVOKE` and
+//! `REVOKE` (revoke, their own kind), `ALTER POLICY` (no sub-command drops).
+
+use super::{b, i, nonempty, s, Map, Value};
+use crate::classify::facts::Kind;
+
+/// Map a node type to the kind it gives a statement, if any.
+pub(super) fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
+    Some(match ty {
+        "SelectStmt" => {
+            // The VALUES list of an INSERT is a SelectStmt too, but not a read.
+            let only_values = nonempty(body, "values_lists") && !nonempty(body, "target_list");
+            if only_values && parent == "InsertStmt" {
+                return None;
+            }
+            Kind::Select
+        }
+        "InsertStmt" => Kind::Insert,
+        "UpdateStmt" => Kind::Update,
+        "DeleteStmt" => Kind::Delete,
+        "MergeStmt" => Kind::Merge,
+        "CopyStmt" => {
+            if b(body, "is_from") {
+                Kind::CopyFrom
+            } else {
+                Kind::CopyTo
+            }
+        }
+        "CreateExtensionStmt" | "AlterExtensionStmt" | "AlterExtensionContentsStmt" => {
+            Kind::Extension
+        }
+        "AlterSystemStmt" => Kind::AlterSystem,
+        "ViewStmt" | "IndexStmt" | "RuleStmt" | "CompositeTypeStmt" | "DefineStmt"
+        | "CreatedbStmt" => Kind::Create,
+        t if t.starts_with("Create") => Kind::Create,
+        t if t.starts_with("Alter") => Kind::Alter,
+        "DropStmt" => {
+            if i(body, "remove_type") == pg_query::protobuf::ObjectType::ObjectExtension as i64 {
+                Kind::Extension
+            } else {
+                Kind::Drop
+            }
+        }
+        t if t.starts_with("Drop") => Kind::Drop,
+        "TruncateStmt" => Kind::Truncate,
+        "GrantStmt" | "GrantRoleStmt" => {
+            if b(body, "is_grant") {
+                Kind::Grant
+            } else {
+                Kind::Revoke
+            }
+        }
+        "CommentStmt" => Kind::Comment,
+        // ALTER TABLE/SCHEMA/DOMAIN/FUNCTION ... RENAME: a change like any ALTER (and
+        // one the catalog must be read again after).
+        "RenameStmt" | "AlterObjectSchemaStmt" | "AlterOwnerStmt" => Kind::Alter,
+        // ALTER SYSTEM/ROLE/DATABASE ... SET carry a VariableSetStmt: their settings
+        // count, but they are not themselves a SET.
+        "VariableSetStmt" if parent.starts_with("Alter") => return None,
+        "VariableSetStmt" => match s(body, "name").to_ascii_lowercase().as_str() {
+            "role" | "session_authorization" => Kind::SetRole,
+            _ => Kind::Set,
+        },
+        "VariableShowStmt" => Kind::Show,
+        "ExplainStmt" => Kind::Explain,
+        "PrepareStmt" => Kind::Prepare,
+        "ExecuteStmt" => Kind::Execute,
+        "DeallocateStmt" => Kind::Deallocate,
+        "DoStmt" => Kind::Do,
+        "CallStmt" => Kind::Call,
+        "ListenStmt" | "UnlistenStmt" => Kind::Listen,
+        "NotifyStmt" => Kind::Notify,
+        "LockStmt" => Kind::Lock,
+        "VacuumStmt" => {
+            if b(body, "is_vacuumcmd") {
+                Kind::Vacuum
+            } else {
+                Kind::Analyze
+            }
+        }
+        "ClusterStmt" => Kind::Cluster,
+        "ReindexStmt" => Kind::Reindex,
+        "RefreshMatViewStmt" => Kind::Refresh,
+        "TransactionStmt" => Kind::Transaction,
+        "DiscardStmt" => Kind::Discard,
+        "CheckPointStmt" => Kind::Checkpoint,
+        "LoadStmt" => Kind::Load,
+        _ => return None,
+    })
+}
+
+/// Whether an ALTER node (or a part of one) drops something (see the module's
+/// comment). Every such node is recognised by its own type, wherever it sits.
+pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
+    use pg_query::protobuf::{
+        AlterPublicationAction as P, AlterSubscriptionType as S, AlterTableType as A,
+        AlterTsConfigType as T, DefElemAction as D,
+    };
+    // Most nodes are neither: one cheap test on the hot path.
+    if !(ty.starts_with("Alter") || ty == "DefElem") {
+        return false;
+    }
+    let is = |field: &str, v: i64| i(body, field) == v;
+    match ty {
+        "AlterTableCmd" => {
+            const DROPS: [A; 11] = [
+                A::AtDropColumn,
+                A::AtDropConstraint,
+                A::AtDropNotNull,
+                A::AtDropExpression,
+                A::AtDropIdentity,
+                A::AtDropInherit,
+                A::AtDropOf,
+                A::AtDropCluster,
+                A::AtDropOids,
+                A::AtDetachPartition,
+                A::AtDetachPartitionFinalize,
+            ];
+            let sub = i(body, "subtype");
+            DROPS.iter().any(|d| *d as i64 == sub)
+                // ALTER COLUMN ... DROP DEFAULT: a default command without one.
+                || (sub == A::AtColumnDefault as i64 && !present(body, "def"))
+        }
+        // 'X' DROP CONSTRAINT, 'N' DROP NOT NULL, 'T' without a default: DROP DEFAULT.
+        "AlterDomainStmt" => match s(body, "subtype") {
+            "X" | "N" => true,
+            "T" => !present(body, "def"),
+            _ => false,
+        },
+        // ALTER EXTENSION ... DROP: action -1 (ADD is +1).
+        "AlterExtensionContentsStmt" => is("action", -1),
+        "AlterOpFamilyStmt" => b(body, "is_drop"),
+        "AlterTsconfigurationStmt" => is("kind", T::AlterTsconfigDropMapping as i64),
+        "AlterPublicationStmt" => {
+            is("action", P::ApDropObjects as i64) || is("action", P::ApSetObjects as i64)
+        }
+        "AlterSubscriptionStmt" => {
+            is("kind", S::AlterSubscriptionDropPublication as i64)
+                || is("kind", S::AlterSubscriptionSetPublication as i64)
+        }
+        // ALTER GROUP ... DROP USER: action -1 (ADD USER is +1).
+        "AlterRoleStmt" => is("action", -1),
+        // OPTIONS (DROP name).
+        "DefElem" => is("defaction", D::DefelemDrop as i64),
+        _ => false,
+    }
+}
+
+/// A field that holds a value (not absent, not null, not an empty list).
+fn present(body: &Map, key: &str) -> bool {
+    nonempty(body, key) && !matches!(body.get(key), Some(Value::Null))
+}

@@ -1,0 +1,202 @@
+//! Settings a statement changes by routes other than SET: `set_config()` and `UPDATE
+//! pg_settings`; and the settings that change how the server reads SQL text.
+
+use std::collections::BTreeSet;
+
+use super::{list_items, name_list, s, unwrap_node, Map, Value, Walker};
+use crate::classify::facts::Kind;
+
+/// The first of `args` when it is a string literal, lowercased (`set_config('role',
+/// ...)`, `SET x = 'off'`).
+fn first_string_arg(body: &Map) -> Option<String> {
+    let arg = body.get("args")?.as_array()?.first()?;
+    match unwrap_node(arg) {
+        Some(("AConst", c)) => c
+            .get("val")
+            .and_then(|v| v.get("Sval"))
+            .and_then(|v| v.get("sval"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
+        _ => None,
+    }
+}
+
+/// Settings that change how the server reads SQL text (string escapes, bytes).
+const PARSER_SETTINGS: &[&str] = &[
+    "standard_conforming_strings",
+    "client_encoding",
+    "backslash_quote",
+];
+
+/// The setting names a WHERE over pg_settings picks (None: it could pick any).
+fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
+    use pg_query::protobuf::{AExprKind, BoolExprType};
+    let (ty, body) = unwrap_node(w)?;
+    match ty {
+        "BoolExpr" => {
+            let op = body.get("boolop")?.as_i64()?;
+            let args = body.get("args")?.as_array()?;
+            if op == BoolExprType::AndExpr as i64 {
+                // Every arm must hold: any arm that names settings bounds them all.
+                args.iter().find_map(|a| setting_names(a, quals))
+            } else if op == BoolExprType::OrExpr as i64 {
+                let mut all = BTreeSet::new();
+                for a in args {
+                    all.extend(setting_names(a, quals)?);
+                }
+                Some(all)
+            } else {
+                None
+            }
+        }
+        "AExpr" => {
+            let kind = body.get("kind")?.as_i64()?;
+            let op = name_list(body.get("name"));
+            if op.last().map(String::as_str) != Some("=") {
+                return None;
+            }
+            let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
+            if kind == AExprKind::AexprOp as i64 {
+                let lit = if is_name_column(l, quals) {
+                    string_literal(r)?
+                } else if is_name_column(r, quals) {
+                    string_literal(l)?
+                } else {
+                    return None;
+                };
+                Some([lit].into())
+            } else if kind == AExprKind::AexprIn as i64 && is_name_column(l, quals) {
+                list_items(r)?
+                    .as_array()?
+                    .iter()
+                    .map(string_literal)
+                    .collect()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `name` or `<qual>.name`: pg_settings' name column.
+fn is_name_column(v: &Value, quals: &[String]) -> bool {
+    match unwrap_node(v) {
+        Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
+            [n] => n == "name",
+            [q, n] => n == "name" && quals.contains(q),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A string literal (possibly cast), lowercased.
+fn string_literal(v: &Value) -> Option<String> {
+    match unwrap_node(v)? {
+        ("AConst", c) => c
+            .get("val")
+            .and_then(|v| v.get("Sval"))
+            .and_then(|v| v.get("sval"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
+        ("TypeCast", c) => string_literal(c.get("arg")?),
+        _ => None,
+    }
+}
+
+impl Walker<'_> {
+    /// A setting changed by name (set_config, UPDATE pg_settings): role changes and
+    /// the settings that change how SQL is read are marked as such.
+    pub(super) fn named_setting(&mut self, n: String) {
+        if n == "role" || n == "session_authorization" {
+            self.facts.kinds.insert(Kind::SetRole);
+        }
+        if PARSER_SETTINGS.contains(&n.as_str()) {
+            self.rereads(&n);
+        }
+        self.facts.settings.insert(n);
+    }
+
+    pub(super) fn setting_from_set_config(&mut self, body: &Map) {
+        self.literal_sensitive = true;
+        match first_string_arg(body) {
+            Some(n) => self.named_setting(n),
+            None => {
+                // A computed setting name could be anything, role included.
+                self.facts.settings.insert("*".into());
+                self.facts.kinds.insert(Kind::SetRole);
+                // Not refused outright (PostgREST sends `set_config($1, $2, true)`
+                // with every request): the rules decide on `*` and set_role, and the
+                // server's ParameterStatus still ends a session that turned
+                // standard_conforming_strings off this way.
+            }
+        }
+    }
+
+    /// `UPDATE pg_settings SET setting = ... WHERE name = 'x'` runs `set_config('x',
+    /// ...)` for the rows its WHERE picks: the settings are those the WHERE names
+    /// (`name = 'x'`, `name IN ('x', 'y')`, in an AND or every arm of an OR); any other
+    /// WHERE could pick any setting, role and parser settings included.
+    pub(super) fn pg_settings_update(&mut self, body: &Map) {
+        let Some(rel) = body.get("relation").and_then(Value::as_object) else {
+            return;
+        };
+        let name = s(rel, "relname");
+        if !name.eq_ignore_ascii_case("pg_settings") {
+            return;
+        }
+        let mut quals = vec![name.to_owned()];
+        if let Some(a) = rel.get("alias").and_then(Value::as_object) {
+            quals = vec![s(a, "aliasname").to_owned()];
+        }
+        self.literal_sensitive = true;
+        let named = body
+            .get("where_clause")
+            .and_then(|w| setting_names(w, &quals));
+        match named {
+            Some(names) if !names.is_empty() => {
+                for n in names {
+                    self.named_setting(n);
+                }
+            }
+            _ => {
+                // A setting the rules cannot name statically.
+                self.facts.settings.insert("*".into());
+                self.facts.kinds.insert(Kind::SetRole);
+                self.rereads("settings through pg_settings");
+            }
+        }
+    }
+
+    /// `SET standard_conforming_strings = off` and the like: from then on the server
+    /// reads SQL text differently from the parser pgmoat judges with.
+    pub(super) fn parser_setting(&mut self, name: &str, kind: i64, body: &Map) {
+        if !PARSER_SETTINGS.contains(&name) {
+            return;
+        }
+        // `= off` and `= 'off'` share a shape: the value decides.
+        self.literal_sensitive = true;
+        use pg_query::protobuf::VariableSetKind as K;
+        if kind == K::VarSetDefault as i64 || kind == K::VarReset as i64 {
+            return;
+        }
+        let value = first_string_arg(body).unwrap_or_default();
+        let harmless = match name {
+            "standard_conforming_strings" => matches!(value.as_str(), "on" | "true" | "1"),
+            "client_encoding" => matches!(value.as_str(), "utf8" | "utf-8" | "unicode"),
+            _ => false,
+        };
+        if !harmless {
+            self.rereads(name);
+        }
+    }
+
+    pub(super) fn rereads(&mut self, what: &str) {
+        if self.facts.rereads_sql.is_none() {
+            self.facts.rereads_sql = Some(format!(
+                "changing {what} would make the server read SQL differently from pgmoat's parser"
+            ));
+        }
+    }
+}
