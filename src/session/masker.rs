@@ -74,6 +74,10 @@ pub struct Masker {
     scratch: Scratch,
     /// Values masked so far (for the metrics).
     pub masked_values: u64,
+    /// A statement of the transaction under way withholds its errors: so do the
+    /// rest of it (deferred checks and triggers report later, at COMMIT or SET
+    /// CONSTRAINTS, under a statement that reads nothing).
+    txn_withholds: bool,
 }
 
 type Replaced = (String, Option<Shared<Statement>>, Shared<Statement>);
@@ -87,11 +91,40 @@ pub enum Action {
 
 fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
     if let Some(n) = &l.uses {
-        return named.get(n).cloned().unwrap_or_else(Origin::unknown);
+        let o = named.get(n).cloned().unwrap_or_else(Origin::unknown);
+        return with_arguments(o, l);
     }
     Origin {
         outputs: l.outputs.clone(),
         touched: l.touched,
+        withhold: false,
+    }
+}
+
+/// `EXECUTE p(args)`: the arguments' masks reach every output (any of them may echo
+/// an argument, `PREPARE p AS SELECT $1::text`), and its errors are withheld.
+fn with_arguments(mut o: Origin, l: &Lineage) -> Origin {
+    if l.touched.is_clean() {
+        return o;
+    }
+    let t = l.touched.derive();
+    if let Some(outputs) = &mut o.outputs {
+        for x in outputs.iter_mut() {
+            *x = x.join(t);
+        }
+    }
+    o.touched = o.touched.join(l.touched);
+    o
+}
+
+/// Whether statement `i` of a message writes a relation with masked columns (see
+/// [`crate::session::judge::Judged::writes_masked`]); past the 64th, any such write
+/// counts for all.
+pub fn writes_masked(bits: u64, i: usize) -> bool {
+    if i >= 63 {
+        bits >> 63 != 0
+    } else {
+        bits & (1 << i) != 0
     }
 }
 
@@ -107,6 +140,7 @@ impl Masker {
             current: None,
             scratch: Scratch::default(),
             masked_values: 0,
+            txn_withholds: false,
         }
     }
 
@@ -118,6 +152,7 @@ impl Masker {
         &self,
         lineage: Option<&[Lineage]>,
         n: usize,
+        writes: u64,
     ) -> (Vec<Origin>, Vec<Option<(Named, Origin)>>) {
         let Some(list) = lineage else {
             return (vec![Origin::clean(); n.max(1)], Vec::new());
@@ -125,14 +160,15 @@ impl Masker {
         let mut out = Vec::with_capacity(list.len());
         let mut defines = Vec::with_capacity(list.len());
         let mut here: HashMap<Named, Origin> = HashMap::new();
-        for l in list {
+        for (i, l) in list.iter().enumerate() {
             if l.forgets_cursors {
                 here.retain(|k, _| !matches!(k, Named::Cursor(_)));
             }
-            let o = match &l.uses {
-                Some(n) if here.contains_key(n) => here[n].clone(),
+            let mut o = match &l.uses {
+                Some(n) if here.contains_key(n) => with_arguments(here[n].clone(), l),
                 _ => origin_of(l, &self.named),
             };
+            o.withhold |= writes_masked(writes, i);
             defines.push(l.defines.as_ref().map(|name| {
                 here.insert(name.clone(), o.clone());
                 (name.clone(), o.clone())
@@ -160,9 +196,10 @@ impl Masker {
     }
 
     /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
-    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize) {
+    /// `writes`: see [`writes_masked`].
+    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize, writes: u64) {
         self.forget_cursors(lineage);
-        let (origins, defines) = self.origins(lineage, statements);
+        let (origins, defines) = self.origins(lineage, statements, writes);
         self.expect.push_back(Expect::Query {
             origins,
             defines,
@@ -171,9 +208,16 @@ impl Masker {
     }
 
     /// A Parse was forwarded, at (cycle, position) among the Parses.
-    pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>, cycle: u64, at: u64) {
+    pub fn on_parse(
+        &mut self,
+        name: &str,
+        lineage: Option<&[Lineage]>,
+        writes: u64,
+        cycle: u64,
+        at: u64,
+    ) {
         self.forget_cursors(lineage);
-        let (origins, _) = self.origins(lineage, 1);
+        let (origins, _) = self.origins(lineage, 1, writes);
         let new = Arc::new(Mutex::new(Statement {
             origin: origins.into_iter().next().unwrap_or_default(),
             fields: None,
@@ -196,8 +240,21 @@ impl Masker {
     /// The server's ParseComplete for the Parse at (cycle, position).
     pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
         let mut skipped = Vec::new();
-        self.parses.answered(cycle, at, &mut skipped);
+        let taken = self.parses.answered(cycle, at, &mut skipped);
         self.restore(skipped);
+        // The server took it: a SQL `EXECUTE name` now runs this statement, and is
+        // masked by what it is (the unnamed statement has no SQL name).
+        if let Some((name, _, new)) = taken {
+            if !name.is_empty()
+                && self
+                    .statements
+                    .get(&name)
+                    .is_some_and(|s| Arc::ptr_eq(s, &new))
+            {
+                let origin = lock(&new).origin.clone();
+                self.named.insert(Named::Prepared(name), origin);
+            }
+        }
     }
 
     /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
@@ -299,6 +356,18 @@ impl Masker {
         }))
     }
 
+    /// Whether the statement the server answers for now withholds its errors (no
+    /// copy of its origin: this runs at every completion).
+    fn front_withholds(&self) -> bool {
+        match self.expect.front() {
+            Some(Expect::Query { origins, idx, .. }) => origins.get(*idx).is_none_or(Origin::withholds),
+            Some(Expect::Execute(p) | Expect::DescribePortal(p)) => lock(p).origin.withholds(),
+            // A Parse's error arrives before its Describe's answer.
+            Some(Expect::DescribeStatement(s)) => lock(s).origin.withholds(),
+            Some(Expect::Sync) | None => false,
+        }
+    }
+
     fn front_origin(&self) -> Origin {
         match self.expect.front() {
             Some(Expect::Query { origins, idx, .. }) => {
@@ -347,6 +416,9 @@ impl Masker {
             b'D' => self.data_row(msg, out),
             b'C' | b'I' => {
                 self.current = None;
+                if !self.txn_withholds && self.front_withholds() {
+                    self.txn_withholds = true;
+                }
                 match self.expect.front_mut() {
                     Some(Expect::Query { defines, idx, .. }) => {
                         // The statement succeeded: what it defines now exists.
@@ -384,18 +456,30 @@ impl Masker {
             }
             b's' => {
                 self.current = None;
+                if !self.txn_withholds && self.front_withholds() {
+                    self.txn_withholds = true;
+                }
                 if matches!(self.expect.front(), Some(Expect::Execute(_))) {
                     self.expect.pop_front();
                 }
                 Action::Forward
             }
             b'E' | b'N' => {
-                let touched = !self.front_origin().touched.is_clean()
+                // A rule that cannot miss: the statement reads masked data anywhere
+                // (or pgmoat cannot tell), writes a relation with masked columns, or
+                // an earlier one in this transaction did (a deferred constraint or
+                // trigger reports at COMMIT): the text is withheld whatever it says.
+                let withhold = self.txn_withholds
+                    || self.front_withholds()
                     || self
                         .current
                         .as_ref()
                         .is_some_and(|p| p.masked_columns() > 0);
-                let scrubbed = wire::scrub_message(msg, touched, &self.engine);
+                if withhold {
+                    self.txn_withholds = true;
+                }
+                let scrubbed =
+                    wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
                 if msg[0] == b'E' {
                     self.current = None;
                     // The extended protocol skips to Sync after an error.
@@ -419,6 +503,10 @@ impl Masker {
             }
             b'Z' => {
                 self.current = None;
+                // Outside a transaction block nothing deferred is left to report.
+                if body.first() == Some(&b'I') {
+                    self.txn_withholds = false;
+                }
                 while let Some(e) = self.expect.pop_front() {
                     if matches!(e, Expect::Sync | Expect::Query { .. }) {
                         break;

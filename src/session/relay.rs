@@ -931,18 +931,21 @@ impl Relay {
         }
         let Some(m) = &mut self.masker else { return };
         // A refused statement's stand-in yields an error and no rows.
-        let lineage = if judged.refusal.is_some() {
-            None
+        let (lineage, writes) = if judged.refusal.is_some() {
+            (None, 0)
         } else {
-            judged.lineage.as_deref().map(Vec::as_slice)
+            (
+                judged.lineage.as_deref().map(Vec::as_slice),
+                judged.writes_masked,
+            )
         };
         if msg[0] == b'Q' {
-            m.on_query(lineage, judged.statements);
+            m.on_query(lineage, judged.statements, writes);
         } else {
             let name = crate::protocol::frame::cstr(&msg[5..])
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
                 .unwrap_or_default();
-            m.on_parse(&name, lineage, cycle, at);
+            m.on_parse(&name, lineage, writes, cycle, at);
         }
     }
 
@@ -956,6 +959,7 @@ impl Relay {
                 statements: 1,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: crate::audit::StatementFacts::unjudged(),
             };
         };
@@ -982,6 +986,7 @@ impl Relay {
                 statements: 1,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: crate::audit::StatementFacts {
                     action: "block",
                     rules: vec!["malformed".into()],
