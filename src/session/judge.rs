@@ -612,14 +612,12 @@ impl Judge {
                 Some("COPY ... TO STDOUT of masked columns (SELECT them instead: results are masked)".to_string())
             } else if l.copy_out == Some(true) && m.detectors.is_some() {
                 Some("binary COPY cannot be scanned by the content detectors".to_string())
-            } else if let Some(f) = lo_write() {
+            } else {
                 // Like INSERT ... SELECT into a table: the large object keeps the
                 // value where no mask applies (lo_get would return it later).
-                Some(format!(
+                lo_write().map(|f| format!(
                     "{f}() in a statement that reads masked columns would copy masked values into a large object, where they are no longer masked"
                 ))
-            } else {
-                None
             };
             if let Some(why) = why {
                 let id = m.mask_id(l.touched);

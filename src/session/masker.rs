@@ -284,6 +284,14 @@ impl Masker {
         }
     }
 
+    /// Made mid-session: `n` cycles sent before it are still to be answered, each
+    /// with its ReadyForQuery.
+    pub fn cycles_pending(&mut self, n: u64) {
+        for _ in 0..n.min(4096) {
+            self.expect.push_back(Expect::Sync);
+        }
+    }
+
     /// The server ignored the last Sync (it came behind a COPY FROM STDIN's Execute).
     pub fn sync_ignored(&mut self) {
         if let Some(i) = self.expect.iter().rposition(|e| matches!(e, Expect::Sync)) {
@@ -360,7 +368,9 @@ impl Masker {
     /// copy of its origin: this runs at every completion).
     fn front_withholds(&self) -> bool {
         match self.expect.front() {
-            Some(Expect::Query { origins, idx, .. }) => origins.get(*idx).is_none_or(Origin::withholds),
+            Some(Expect::Query { origins, idx, .. }) => {
+                origins.get(*idx).is_none_or(Origin::withholds)
+            }
             Some(Expect::Execute(p) | Expect::DescribePortal(p)) => lock(p).origin.withholds(),
             // A Parse's error arrives before its Describe's answer.
             Some(Expect::DescribeStatement(s)) => lock(s).origin.withholds(),
@@ -478,8 +488,7 @@ impl Masker {
                 if withhold {
                     self.txn_withholds = true;
                 }
-                let scrubbed =
-                    wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
+                let scrubbed = wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
                 if msg[0] == b'E' {
                     self.current = None;
                     // The extended protocol skips to Sync after an error.

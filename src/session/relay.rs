@@ -924,7 +924,12 @@ impl Relay {
                     }
                 }
                 None => {
-                    self.masker = Some(Masker::new(Arc::clone(engine)));
+                    let mut m = Masker::new(Arc::clone(engine));
+                    // Answers still due for earlier messages (a refused statement's
+                    // stand-in) end with ReadyForQuerys this masker must not take
+                    // for this message's.
+                    m.cycles_pending(self.outstanding());
+                    self.masker = Some(m);
                     self.hold_results = true;
                 }
             }

@@ -32,7 +32,10 @@ const SALARIES: [&str; 2] = ["91000", "52000"];
 fn assert_no_secret(f: &Fixture, what: &str, text: &str) {
     f.assert_clean(what, text);
     for s in SALARIES {
-        assert!(!text.contains(s), "{what}: a salary ({s}) came back in {text}");
+        assert!(
+            !text.contains(s),
+            "{what}: a salary ({s}) came back in {text}"
+        );
     }
 }
 
@@ -97,7 +100,10 @@ async fn run_case(f: &Fixture, sql: &str, refusal_ok: bool) -> Vec<Msg> {
             let want = db_code(e);
             let code = m.field(b'C');
             let refused = refusal_ok && code == "42501" && m.field(b'M').starts_with("pgmoat:");
-            assert!(code == want || refused, "{sql}: SQLSTATE {code}, server's {want}");
+            assert!(
+                code == want || refused,
+                "{sql}: SQLSTATE {code}, server's {want}"
+            );
         }
         (Ok(_), None) => {}
         (s, a) => panic!("{sql}: direct {s:?} vs through pgmoat {a:?}"),
@@ -209,10 +215,7 @@ async fn large_objects_cannot_launder_masked_values() {
     )
     .await
     .unwrap();
-    let (secret_lo, plain_lo) = (
-        made[0][0].clone().unwrap(),
-        made[0][1].clone().unwrap(),
-    );
+    let (secret_lo, plain_lo) = (made[0][0].clone().unwrap(), made[0][1].clone().unwrap());
     let c = f.agent().await;
     for sql in [
         "SELECT lo_from_bytea(0, ssn::bytea) FROM {t} WHERE id = 1",
@@ -223,10 +226,17 @@ async fn large_objects_cannot_launder_masked_values() {
     ] {
         f.blocked_by_mask(&c, &sql.replace("PLAIN", &plain_lo)).await;
     }
-    let got = rows(&f.direct, &format!("SELECT convert_from(lo_get({plain_lo}), 'UTF8')"))
-        .await
-        .unwrap();
-    assert_eq!(got[0][0].as_deref(), Some("plain"), "the large object is unchanged");
+    let got = rows(
+        &f.direct,
+        &format!("SELECT convert_from(lo_get({plain_lo}), 'UTF8')"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        got[0][0].as_deref(),
+        Some("plain"),
+        "the large object is unchanged"
+    );
     for sql in [
         "SELECT convert_from(lo_get(LO), 'UTF8')",
         "SELECT encode(lo_get(LO), 'escape')",
@@ -243,9 +253,12 @@ async fn large_objects_cannot_launder_masked_values() {
         assert_ne!(masked, server, "{sql}: masked");
     }
     // Clean data may still go into a large object (reading it back is masked).
-    let got = rows(&c, &f.sql("SELECT lo_from_bytea(0, convert_to(name, 'UTF8')) > 0 FROM {t} WHERE id = 1"))
-        .await
-        .unwrap();
+    let got = rows(
+        &c,
+        &f.sql("SELECT lo_from_bytea(0, convert_to(name, 'UTF8')) > 0 FROM {t} WHERE id = 1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(got[0][0].as_deref(), Some("t"));
 }
 
@@ -319,7 +332,8 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     clean_rows(&f, "PREPARE then Bind", &raw.until_ready().await, 3);
     // Cursors: DECLARE then protocol Execute; Bind then FETCH and MOVE.
     raw.query_ok("BEGIN").await;
-    raw.query_ok(&format!("DECLARE dc CURSOR FOR {derived}")).await;
+    raw.query_ok(&format!("DECLARE dc CURSOR FOR {derived}"))
+        .await;
     let mut m = execute("dc");
     m.extend(sync());
     raw.send(&m).await;
@@ -329,9 +343,19 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     m.extend(sync());
     raw.send(&m).await;
     assert_eq!(tags(&raw.until_ready().await), "12Z");
-    clean_rows(&f, "Bind then FETCH", &raw.query("FETCH 1 FROM bk").await, 1);
+    clean_rows(
+        &f,
+        "Bind then FETCH",
+        &raw.query("FETCH 1 FROM bk").await,
+        1,
+    );
     raw.query_ok("MOVE FORWARD 1 IN bk").await;
-    clean_rows(&f, "Bind, MOVE, FETCH", &raw.query("FETCH ALL FROM bk").await, 1);
+    clean_rows(
+        &f,
+        "Bind, MOVE, FETCH",
+        &raw.query("FETCH ALL FROM bk").await,
+        1,
+    );
     // CLOSE by SQL, the name re-bound by the protocol (and the reverse).
     raw.query_ok("CLOSE bk").await;
     let mut m = bind("bk", "pp");
@@ -343,8 +367,14 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     m.extend(sync());
     raw.send(&m).await;
     raw.until_ready().await;
-    raw.query_ok(&format!("DECLARE dc CURSOR FOR {derived}")).await;
-    clean_rows(&f, "Close then DECLARE", &raw.query("FETCH ALL FROM dc").await, 3);
+    raw.query_ok(&format!("DECLARE dc CURSOR FOR {derived}"))
+        .await;
+    clean_rows(
+        &f,
+        "Close then DECLARE",
+        &raw.query("FETCH ALL FROM dc").await,
+        3,
+    );
     raw.query_ok("COMMIT").await;
     // DEALLOCATE by SQL, the name re-made by Parse, run by SQL.
     raw.query_ok(&format!("PREPARE dd AS {clean}")).await;
@@ -353,12 +383,22 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     m.extend(sync());
     raw.send(&m).await;
     raw.until_ready().await;
-    clean_rows(&f, "DEALLOCATE then Parse", &raw.query("EXECUTE dd").await, 3);
+    clean_rows(
+        &f,
+        "DEALLOCATE then Parse",
+        &raw.query("EXECUTE dd").await,
+        3,
+    );
     // DEALLOCATE ALL, then PREPARE of a protocol name.
     raw.query_ok("DEALLOCATE ALL").await;
     raw.query_ok(&format!("PREPARE pp AS {derived}")).await;
     raw.send(&bind_execute_sync("pp")).await;
-    clean_rows(&f, "DEALLOCATE ALL then PREPARE", &raw.until_ready().await, 3);
+    clean_rows(
+        &f,
+        "DEALLOCATE ALL then PREPARE",
+        &raw.until_ready().await,
+        3,
+    );
     // Laundering through a prepared statement.
     raw.query_ok(&format!("PREPARE ctas AS {derived}")).await;
     let r = raw
