@@ -56,6 +56,8 @@ enum Expect {
         defines: Vec<Option<(Named, Origin)>>,
         idx: usize,
     },
+    /// A Bind of a named portal: at its BindComplete, a SQL `FETCH name` reads it.
+    Bind(String, Shared<Portal>),
     DescribeStatement(Shared<Statement>),
     DescribePortal(Shared<Portal>),
     Execute(Shared<Portal>),
@@ -292,6 +294,16 @@ impl Masker {
         }
     }
 
+    /// The server's BindComplete: a named portal now exists, and SQL `FETCH`/`MOVE`
+    /// of its name read it.
+    pub fn on_bind_complete(&mut self) {
+        if let Some(Expect::Bind(name, p)) = self.expect.front() {
+            let origin = lock(p).origin.clone();
+            self.named.insert(Named::Cursor(name.clone()), origin);
+            self.expect.pop_front();
+        }
+    }
+
     /// The server ignored the last Sync (it came behind a COPY FROM STDIN's Execute).
     pub fn sync_ignored(&mut self) {
         if let Some(i) = self.expect.iter().rposition(|e| matches!(e, Expect::Sync)) {
@@ -312,16 +324,19 @@ impl Masker {
                             fields: None,
                         },
                     };
-                    // A `FETCH` of this name now reads the new portal: see on_parse.
+                    // A `FETCH` of this name reads the new portal once the server
+                    // has bound it (a Bind the server refuses leaves the old one).
                     self.named.remove(&Named::Cursor(portal.to_owned()));
-                    self.portals.insert(
-                        portal.to_owned(),
-                        Arc::new(Mutex::new(Portal {
-                            origin: s.origin,
-                            formats,
-                            fields: s.fields,
-                        })),
-                    );
+                    let p = Arc::new(Mutex::new(Portal {
+                        origin: s.origin,
+                        formats,
+                        fields: s.fields,
+                    }));
+                    if !portal.is_empty() {
+                        self.expect
+                            .push_back(Expect::Bind(portal.to_owned(), Arc::clone(&p)));
+                    }
+                    self.portals.insert(portal.to_owned(), p);
                 }
             }
             b'D' => {
@@ -371,7 +386,9 @@ impl Masker {
             Some(Expect::Query { origins, idx, .. }) => {
                 origins.get(*idx).is_none_or(Origin::withholds)
             }
-            Some(Expect::Execute(p) | Expect::DescribePortal(p)) => lock(p).origin.withholds(),
+            Some(Expect::Execute(p) | Expect::DescribePortal(p) | Expect::Bind(_, p)) => {
+                lock(p).origin.withholds()
+            }
             // A Parse's error arrives before its Describe's answer.
             Some(Expect::DescribeStatement(s)) => lock(s).origin.withholds(),
             Some(Expect::Sync) | None => false,

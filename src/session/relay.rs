@@ -1392,6 +1392,11 @@ impl Relay {
                         a.parse_complete(cycle, at);
                     }
                 }
+                b'2' => {
+                    if let Some(m) = &mut self.masker {
+                        m.on_bind_complete();
+                    }
+                }
                 b'3' => {
                     let cycle = self.seen_rfq + 1;
                     let at = self.closes.seen(cycle);

@@ -324,10 +324,13 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     raw.query_ok("PREPARE echo(text) AS SELECT $1").await;
     raw.query_ok("PREPARE echo2(text, int) AS SELECT upper($1), $2 + 1")
         .await;
+    raw.query_ok(&f.sql("PREPARE echo4(text) AS SELECT $1, name FROM {t} WHERE id = 1"))
+        .await;
     for sql in [
         "EXECUTE echo({t}_ssn(1))",
         "EXECUTE echo(reverse({t}_ssn(2)) || 'x')",
         "EXECUTE echo2({t}_ssn(3), 1)",
+        "EXECUTE echo4({t}_ssn(1))",
     ] {
         let r = raw.query(&f.sql(sql)).await;
         clean_rows(&f, sql, &r, 1);
@@ -460,4 +463,17 @@ async fn clean_names_shared_by_sql_and_the_protocol_are_not_masked() {
     raw.query_ok(&format!("PREPARE cs AS {clean}")).await;
     raw.send(&bind_execute_sync("cs")).await;
     check("PREPARE then Bind", &raw.until_ready().await);
+    raw.query_ok("BEGIN").await;
+    let mut m = bind("ck", "cp");
+    m.extend(sync());
+    raw.send(&m).await;
+    assert_eq!(tags(&raw.until_ready().await), "2Z");
+    check("Bind then FETCH", &raw.query("FETCH ALL FROM ck").await);
+    raw.query_ok(&format!("DECLARE cd CURSOR FOR {clean}"))
+        .await;
+    let mut m = execute("cd");
+    m.extend(sync());
+    raw.send(&m).await;
+    check("DECLARE then Execute", &raw.until_ready().await);
+    raw.query_ok("COMMIT").await;
 }
