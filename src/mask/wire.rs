@@ -74,7 +74,12 @@ impl Origin {
 
     /// Whether the text of its errors and notices must be withheld.
     pub fn withholds(&self) -> bool {
-        self.withhold || !self.touched.is_clean()
+        self.withhold
+            || !self.touched.is_clean()
+            || self
+                .outputs
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|t| !t.is_clean()))
     }
 }
 
@@ -150,6 +155,29 @@ pub const WITHHELD_NOTICE: &[u8] =
 /// RAISE ... USING sets to any text, and fields future servers add) can.
 fn carries_no_value(kind: u8) -> bool {
     matches!(kind, b'S' | b'V' | b'C' | b'F' | b'L' | b'R' | b'P')
+}
+
+/// Whether an ErrorResponse or NoticeResponse (whole message) was raised inside code
+/// the statement ran (a function, a trigger, a deferred constraint trigger): such
+/// code is where pgmoat cannot see (the catalog pgmoat reads leaves triggers out),
+/// and the server says so in the context field (`PL/pgSQL function f() line 2 at
+/// RAISE`, `SQL function "f" statement 1`).
+pub fn raised_in_code(msg: &[u8]) -> bool {
+    let mut body = msg.get(5..).unwrap_or_default();
+    while let Some((&kind, rest)) = body.split_first() {
+        if kind == 0 {
+            return false;
+        }
+        if kind == b'W' {
+            return true;
+        }
+        let Some((_, rest)) = cstr(rest) else {
+            // Unreadable: treat as the worst case.
+            return true;
+        };
+        body = rest;
+    }
+    false
 }
 
 /// Rewrite an ErrorResponse or NoticeResponse (whole message) so it cannot carry
@@ -348,6 +376,20 @@ mod tests {
         let out = scrub_message(&msg[..20], true, None).unwrap();
         let got = fields_of(&out);
         assert!(got.iter().all(|(_, v)| !v.contains("2000")), "{got:?}");
+    }
+
+    #[test]
+    fn a_context_field_says_the_message_came_from_code() {
+        let plain = error(&[(b'S', "ERROR"), (b'C', "23505"), (b'M', "duplicate")]);
+        assert!(!raised_in_code(&plain));
+        let raised = error(&[
+            (b'S', "ERROR"),
+            (b'C', "P0001"),
+            (b'M', "x"),
+            (b'W', "PL/pgSQL function f() line 2 at RAISE"),
+        ]);
+        assert!(raised_in_code(&raised));
+        assert!(raised_in_code(&raised[..9]), "unreadable counts as raised");
     }
 
     #[test]

@@ -505,6 +505,9 @@ impl Masker {
                 if withhold {
                     self.txn_withholds = true;
                 }
+                // Raised in code pgmoat does not follow (a trigger on a clean table
+                // can read masked data): withheld too, whatever the statement reads.
+                let withhold = withhold || wire::raised_in_code(msg);
                 let scrubbed = wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
                 if msg[0] == b'E' {
                     self.current = None;

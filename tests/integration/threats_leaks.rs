@@ -44,7 +44,8 @@ fn db_code(e: &tokio_postgres::Error) -> String {
 }
 
 /// Tables made directly (before the gateway reads its catalog): duplicates of masked
-/// values for unique indexes, and a function that raises masked values in every field.
+/// values for unique indexes, a trigger on a clean table that raises masked values,
+/// and a function that raises masked values in every field.
 async fn setup(f: &Fixture) {
     f.direct
         .batch_execute(&f.sql(
@@ -56,6 +57,17 @@ async fn setup(f: &Fixture) {
              CREATE TABLE {t}_ud (id int PRIMARY KEY, grp int, card_number text,
                UNIQUE (grp, card_number) DEFERRABLE INITIALLY DEFERRED);
              INSERT INTO {t}_ud VALUES (1, 1, '5500 0000 0000 0004'), (2, 2, '5500 0000 0000 0004');
+             CREATE TABLE {t}_clean (a int);
+             CREATE FUNCTION {t}_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.a = 1 THEN
+                 RAISE EXCEPTION '%', (SELECT ssn FROM {t} WHERE id = 1);
+               END IF;
+               RAISE NOTICE '%', (SELECT email FROM {t} WHERE id = 2);
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER {t}_t BEFORE INSERT ON {t}_clean
+               FOR EACH ROW EXECUTE FUNCTION {t}_trg();
              CREATE FUNCTION {t}_warn() RETURNS int LANGUAGE plpgsql AS $$
              DECLARE s text;
              BEGIN
@@ -153,6 +165,10 @@ async fn errors_and_notices_of_statements_reading_masked_data_are_withheld() {
         "DO $$ BEGIN RAISE EXCEPTION 'x' USING COLUMN = (SELECT ssn FROM {t} WHERE id = 1); END $$",
         "DO $$ BEGIN RAISE NOTICE 'n' USING DETAIL = (SELECT email FROM {t} WHERE id = 1); END $$",
         "SELECT {t}_warn()",
+        // A trigger on a table without masked columns (triggers are not in the
+        // catalog pgmoat reads): its error, its notice.
+        "INSERT INTO {t}_clean VALUES (1)",
+        "INSERT INTO {t}_clean VALUES (2)",
     ] {
         let notes = run_case(&f, sql, true).await;
         assert!(!notes.is_empty(), "{sql}: an error or a notice");
@@ -169,6 +185,23 @@ async fn errors_and_notices_of_statements_reading_masked_data_are_withheld() {
     let e = got.iter().find(|m| m.tag == b'E').expect("an error");
     assert_eq!(e.field(b'C'), "22008");
     assert!(e.field(b'M').starts_with(WITHHELD), "{e:?}");
+    // A prepared statement run by name (SQL and protocol) withholds as its query does.
+    raw.query_ok(&f.sql("PREPARE pe AS SELECT make_date(2000, salary, 1) FROM {t} WHERE id = 1"))
+        .await;
+    let mut m = parse_msg("pe2", &f.sql("SELECT make_date(2000, salary, 1) FROM {t}"));
+    m.extend(sync());
+    raw.send(&m).await;
+    raw.until_ready().await;
+    for sql in ["EXECUTE pe", "EXECUTE pe2"] {
+        let got = raw.query(sql).await;
+        assert_no_secret(&f, sql, &all_text(&got));
+        let e = got.iter().find(|m| m.tag == b'E').expect("an error");
+        assert_eq!(e.field(b'C'), "22008", "{sql}");
+        assert!(e.field(b'M').starts_with(WITHHELD), "{e:?}");
+    }
+    raw.send(&bind_execute_sync("pe")).await;
+    let got = raw.until_ready().await;
+    assert_no_secret(&f, "Bind of pe", &all_text(&got));
     // COPY FROM into a table with masked columns: the duplicate key's DETAIL.
     let mut m = Vec::new();
     let mut q = bytes::BytesMut::new();
