@@ -147,6 +147,9 @@ async fn errors_and_notices_of_statements_reading_masked_data_are_withheld() {
         "SELECT ssn::json FROM {t} WHERE id = 1",
         "SELECT email::jsonb FROM {t} WHERE id = 2",
         "SELECT jsonb_path_query('{}', ('strict $.a' || translate(ssn, '-', ''))::jsonpath) FROM {t} WHERE id = 1",
+        // Statistics hold samples of masked columns.
+        "SELECT histogram_bounds::text::int[] FROM pg_stats WHERE tablename = '{t}' AND attname = 'email'",
+        "SELECT histogram_bounds::text::date[] FROM pg_stats WHERE tablename = '{t}' AND attname = 'ssn'",
         // Only in WHERE.
         "SELECT id FROM {t} WHERE make_date(2000, salary, 1) IS NOT NULL",
         "SELECT id FROM {t} WHERE ssn::json IS NOT NULL",
@@ -367,6 +370,17 @@ async fn names_shared_by_sql_and_the_protocol_are_masked_by_what_they_are() {
     ] {
         let r = raw.query(&f.sql(sql)).await;
         clean_rows(&f, sql, &r, 1);
+    }
+    // A custom plan shows EXECUTE's arguments as constants.
+    raw.query_ok("PREPARE px(text) AS SELECT 1 WHERE $1 = 'a'")
+        .await;
+    for sql in [
+        "EXPLAIN EXECUTE px({t}_ssn(1))",
+        "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE px({t}_ssn(2))",
+    ] {
+        let r = raw.query(&f.sql(sql)).await;
+        assert!(r.iter().all(|m| m.tag != b'E'), "{sql}: {r:?}");
+        assert_no_secret(&f, sql, &all_text(&r));
     }
     // ... and through a Parse'd statement.
     let mut m = parse_msg("echo3", "SELECT $1");
