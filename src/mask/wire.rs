@@ -157,6 +157,26 @@ fn carries_no_value(kind: u8) -> bool {
     matches!(kind, b'S' | b'V' | b'C' | b'F' | b'L' | b'R' | b'P')
 }
 
+/// SQLSTATEs whose server message (not its DETAIL) names only objects: `duplicate key
+/// value violates unique constraint "t_pkey"`, `null value in column "c" of relation
+/// "t" violates not-null constraint`, `division by zero`. A withheld error keeps that
+/// message (the everyday errors of writes to tables with masked columns stay
+/// readable). Not `22P02` and the like (they quote the value), nor `42P01`/`42883`
+/// (`'123-45-6789'::regclass` names a relation by a value).
+const NAMES_ONLY: &[&[u8]] = &[
+    b"23502", // not_null_violation
+    b"23503", // foreign_key_violation
+    b"23505", // unique_violation
+    b"23514", // check_violation
+    b"23P01", // exclusion_violation
+    b"22012", // division_by_zero
+    b"25P02", // in_failed_sql_transaction
+    b"40001", // serialization_failure
+    b"40P01", // deadlock_detected
+    b"55P03", // lock_not_available
+    b"57014", // query_canceled
+];
+
 /// Whether an ErrorResponse or NoticeResponse (whole message) was raised inside code
 /// the statement ran (a function, a trigger, a deferred constraint trigger): such
 /// code is where pgmoat cannot see (the catalog pgmoat reads leaves triggers out),
@@ -202,6 +222,7 @@ pub fn scrub_message(
         out.put_u8(tag);
         out.put_i32(0);
         let mut fields_ok = true;
+        let (mut code, mut message, mut context) = (&b""[..], None, false);
         while let Some((&kind, rest)) = body.split_first() {
             if kind == 0 {
                 break;
@@ -211,12 +232,26 @@ pub fn scrub_message(
                 fields_ok = false;
                 break;
             };
+            match kind {
+                b'C' => code = value,
+                b'M' => message = Some(value),
+                b'W' => context = true,
+                _ => {}
+            }
             if carries_no_value(kind) {
                 out.put_u8(kind);
                 put_cstr(&mut out, value);
             }
             body = rest;
         }
+        // The server's own message for these names objects, never values; raised by
+        // code (RAISE can use any SQLSTATE) it always comes with a context.
+        let kept = message.filter(|m| {
+            fields_ok
+                && !context
+                && NAMES_ONLY.contains(&code)
+                && detectors.is_none_or(|d| d.scan(m, &mut Vec::new()).is_none())
+        });
         if !fields_ok {
             out.truncate(5);
             out.put_u8(b'S');
@@ -227,10 +262,10 @@ pub fn scrub_message(
         out.put_u8(b'M');
         put_cstr(
             &mut out,
-            if tag == b'E' {
-                WITHHELD_ERROR
-            } else {
-                WITHHELD_NOTICE
+            match kept {
+                Some(m) => m,
+                None if tag == b'E' => WITHHELD_ERROR,
+                None => WITHHELD_NOTICE,
             },
         );
         out.put_u8(0);
@@ -370,6 +405,28 @@ mod tests {
         assert_eq!(kinds, b"SVCPFM".to_vec());
         assert_eq!(got[2].1, "22008");
         assert_eq!(got[5].1.as_bytes(), WITHHELD_ERROR);
+        // A constraint's own message names it; its DETAIL (the key) goes.
+        let dup = error(&[
+            (b'S', "ERROR"),
+            (b'C', "23505"),
+            (
+                b'M',
+                "duplicate key value violates unique constraint \"t_pkey\"",
+            ),
+            (b'D', "Key (card)=(4111) already exists."),
+        ]);
+        let got = fields_of(&scrub_message(&dup, true, None).unwrap());
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[2].1.contains("t_pkey"), "{got:?}");
+        // Raised by code with that SQLSTATE: a context, so nothing is kept.
+        let raised = error(&[
+            (b'S', "ERROR"),
+            (b'C', "23505"),
+            (b'M', "123-45-6789"),
+            (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
+        ]);
+        let got = fields_of(&scrub_message(&raised, true, None).unwrap());
+        assert_eq!(got[2].1.as_bytes(), WITHHELD_ERROR);
         // Nothing withheld and no detectors: the server's message as it is.
         assert!(scrub_message(&msg, false, None).is_none());
         // Garbage is not passed on either.

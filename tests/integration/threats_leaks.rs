@@ -221,7 +221,16 @@ async fn errors_and_notices_of_statements_reading_masked_data_are_withheld() {
     assert_no_secret(&f, "COPY FROM", &all_text(&got));
     let e = got.iter().find(|m| m.tag == b'E').expect("an error");
     assert_eq!(e.field(b'C'), "23505", "{got:?}");
+    // Its CONTEXT quotes the line: all withheld.
     assert!(e.field(b'M').starts_with(WITHHELD), "{e:?}");
+    // A constraint's own message names it (no value): it stays, the key in DETAIL goes.
+    let got = raw
+        .query(&f.sql("UPDATE {t}_uc SET grp = 1 WHERE id = 2"))
+        .await;
+    let e = got.iter().find(|m| m.tag == b'E').expect("an error");
+    assert_eq!(e.field(b'C'), "23505", "{got:?}");
+    assert!(e.field(b'M').starts_with("duplicate key value"), "{e:?}");
+    assert_eq!(e.field(b'D'), "", "{e:?}");
     // A deferred unique check fails at COMMIT, whose own text reads nothing.
     raw.query_ok(&f.sql("BEGIN; UPDATE {t}_ud SET grp = 1 WHERE id = 2"))
         .await;
