@@ -12,6 +12,12 @@
 //! its CommandComplete, a Parse at its ParseComplete. A PREPARE, DECLARE or Parse the
 //! server refused (the name is taken) or skipped (after an error) leaves the old
 //! statement in the server, and so its masks here.
+//!
+//! Errors and notices: when the statement being answered reads masked data (or
+//! pgmoat cannot tell), writes a relation with masked columns, or the message was
+//! raised inside code (a context field: functions, triggers), its text is withheld
+//! (see [`wire::scrub_message`]); so is the rest of that transaction's, since
+//! deferred checks report at COMMIT.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
