@@ -120,6 +120,9 @@ const OPAQUE_FUNCTIONS: &[&str] = &[
     // Full-text statistics and rewriting run the query given as text.
     "ts_stat",
     "ts_rewrite",
+    // Large objects hold whatever was written into them, by anyone.
+    "lo_get",
+    "loread",
 ];
 
 /// A function's catalog key (`schema.name`, lowercase; `db.schema.f` names the same

@@ -53,6 +53,10 @@ pub struct Origin {
     pub outputs: Option<Vec<Taint>>,
     /// Everything masked the statement refers to.
     pub touched: Taint,
+    /// Its errors and notices are withheld even though it reads nothing masked: it
+    /// writes or changes a relation with masked columns (a duplicate key's DETAIL, a
+    /// failing CHECK's row, print values the statement never read).
+    pub withhold: bool,
 }
 
 impl Origin {
@@ -64,7 +68,18 @@ impl Origin {
         Origin {
             outputs: None,
             touched: Taint::UNKNOWN,
+            withhold: true,
         }
+    }
+
+    /// Whether the text of its errors and notices must be withheld.
+    pub fn withholds(&self) -> bool {
+        self.withhold
+            || !self.touched.is_clean()
+            || self
+                .outputs
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|t| !t.is_clean()))
     }
 }
 
@@ -126,60 +141,156 @@ pub fn blind_plan(ncols: usize) -> ResultPlan {
     }
 }
 
+/// The message a withheld ErrorResponse carries instead of the server's.
+pub const WITHHELD_ERROR: &[u8] =
+    b"pgmoat: the error's text is withheld: the statement reads masked data";
+/// The same for a NoticeResponse.
+pub const WITHHELD_NOTICE: &[u8] =
+    b"pgmoat: the notice's text is withheld: the statement reads masked data";
+
+/// Fields that cannot carry a value: severity (S, V), SQLSTATE (C), the server's
+/// source location (F, L, R: constants of its code) and the error's position in the
+/// client's own query text (P). Everything else (message, detail, hint, context,
+/// internal query and its position, schema/table/column/type/constraint names, which
+/// RAISE ... USING sets to any text, and fields future servers add) can.
+fn carries_no_value(kind: u8) -> bool {
+    matches!(kind, b'S' | b'V' | b'C' | b'F' | b'L' | b'R' | b'P')
+}
+
+/// SQLSTATEs whose server message (not its DETAIL) names only objects: `duplicate key
+/// value violates unique constraint "t_pkey"`, `null value in column "c" of relation
+/// "t" violates not-null constraint`, `division by zero`. A withheld error keeps that
+/// message (the everyday errors of writes to tables with masked columns stay
+/// readable). Not `22P02` and the like (they quote the value), nor `42P01`/`42883`
+/// (`'123-45-6789'::regclass` names a relation by a value).
+const NAMES_ONLY: &[&[u8]] = &[
+    b"23502", // not_null_violation
+    b"23503", // foreign_key_violation
+    b"23505", // unique_violation
+    b"23514", // check_violation
+    b"23P01", // exclusion_violation
+    b"22012", // division_by_zero
+    b"25P02", // in_failed_sql_transaction
+    b"40001", // serialization_failure
+    b"40P01", // deadlock_detected
+    b"55P03", // lock_not_available
+    b"57014", // query_canceled
+];
+
+/// Whether an ErrorResponse or NoticeResponse (whole message) was raised inside code
+/// the statement ran (a function, a trigger, a deferred constraint trigger): such
+/// code is where pgmoat cannot see (the catalog pgmoat reads leaves triggers out),
+/// and the server says so in the context field (`PL/pgSQL function f() line 2 at
+/// RAISE`, `SQL function "f" statement 1`).
+pub fn raised_in_code(msg: &[u8]) -> bool {
+    let mut body = msg.get(5..).unwrap_or_default();
+    while let Some((&kind, rest)) = body.split_first() {
+        if kind == 0 {
+            return false;
+        }
+        if kind == b'W' {
+            return true;
+        }
+        let Some((_, rest)) = cstr(rest) else {
+            // Unreadable: treat as the worst case.
+            return true;
+        };
+        body = rest;
+    }
+    false
+}
+
 /// Rewrite an ErrorResponse or NoticeResponse (whole message) so it cannot carry
-/// masked values out: when the statement touched masked data, values the server
-/// quotes are withheld, and DETAIL/HINT/CONTEXT lines (`Failing row contains (...)`,
-/// `RAISE NOTICE '%', ssn`) replaced; detectors run over every text field. None
-/// when nothing changes.
-pub fn scrub_message(msg: &[u8], touched: bool, m: &Masking) -> Option<BytesMut> {
+/// masked values out. When `withhold` (the statement that produced it reads masked
+/// data, or pgmoat cannot tell what it reads), the rule cannot miss: only the fields
+/// that cannot carry a value are kept, and the message becomes a generic one, so
+/// values the server prints bare (`date field value out of range: 2000-91000-01`, a
+/// JSON error's CONTEXT line, a duplicate key's DETAIL) never pass. Otherwise the
+/// detectors run over every text field. None when nothing changes.
+pub fn scrub_message(
+    msg: &[u8],
+    withhold: bool,
+    detectors: Option<&super::detect::Detectors>,
+) -> Option<BytesMut> {
     if msg.len() < 5 {
         return None;
     }
     let tag = msg[0];
     let mut body = &msg[5..];
-    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
+    if withhold {
+        let mut out = BytesMut::with_capacity(msg.len().min(256));
+        out.put_u8(tag);
+        out.put_i32(0);
+        let mut fields_ok = true;
+        let (mut code, mut message, mut context) = (&b""[..], None, false);
+        while let Some((&kind, rest)) = body.split_first() {
+            if kind == 0 {
+                break;
+            }
+            let Some((value, rest)) = cstr(rest) else {
+                // Unreadable: nothing of it is kept but the generic text.
+                fields_ok = false;
+                break;
+            };
+            match kind {
+                b'C' => code = value,
+                b'M' => message = Some(value),
+                b'W' => context = true,
+                _ => {}
+            }
+            if carries_no_value(kind) {
+                out.put_u8(kind);
+                put_cstr(&mut out, value);
+            }
+            body = rest;
+        }
+        // The server's own message for these names objects, never values; raised by
+        // code (RAISE can use any SQLSTATE) it always comes with a context.
+        let kept = message.filter(|m| {
+            fields_ok
+                && !context
+                && NAMES_ONLY.contains(&code)
+                && detectors.is_none_or(|d| d.scan(m, &mut Vec::new()).is_none())
+        });
+        if !fields_ok {
+            out.truncate(5);
+            out.put_u8(b'S');
+            put_cstr(&mut out, if tag == b'E' { b"ERROR" } else { b"NOTICE" });
+            out.put_u8(b'C');
+            put_cstr(&mut out, b"XX000");
+        }
+        out.put_u8(b'M');
+        put_cstr(
+            &mut out,
+            match kept {
+                Some(m) => m,
+                None if tag == b'E' => WITHHELD_ERROR,
+                None => WITHHELD_NOTICE,
+            },
+        );
+        out.put_u8(0);
+        set_length(&mut out);
+        return Some(out);
+    }
+    let d = detectors?;
+    let mut fields: Vec<(u8, &[u8])> = Vec::new();
     while let Some((&kind, rest)) = body.split_first() {
         if kind == 0 {
             break;
         }
         let (value, rest) = cstr(rest)?;
-        fields.push((kind, value.to_vec()));
+        fields.push((kind, value));
         body = rest;
     }
-    let code = fields
-        .iter()
-        .find(|(k, _)| *k == b'C')
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    // Messages a function writes itself (RAISE): any text at all.
-    let raised = code.starts_with(b"P0") || code == b"00000" || code.starts_with(b"01");
+    let mut scanned: Vec<Option<Vec<u8>>> = Vec::with_capacity(fields.len());
     let mut changed = false;
-    let mut scratch = Vec::new();
-    for (kind, value) in fields.iter_mut() {
-        if matches!(*kind, b'S' | b'V' | b'C' | b'F' | b'L' | b'R' | b'P' | b'p') {
-            continue;
-        }
-        if touched && !value.is_empty() {
-            let replaced: Option<Vec<u8>> = match *kind {
-                b'M' if raised => {
-                    Some(b"pgmoat: message withheld (the statement reads masked columns)".to_vec())
-                }
-                b'M' | b'W' | b'q' => withhold_quoted(value),
-                b'D' | b'H' => {
-                    Some(b"pgmoat: withheld (the statement reads masked columns)".to_vec())
-                }
-                _ => None,
-            };
-            if let Some(r) = replaced {
-                *value = r;
-                changed = true;
-            }
-        }
-        if let Some(d) = &m.detectors {
-            if d.scan(value, &mut scratch).is_some() {
-                std::mem::swap(value, &mut scratch);
-                changed = true;
-            }
+    for (kind, value) in &fields {
+        let mut scratch = Vec::new();
+        if !carries_no_value(*kind) && d.scan(value, &mut scratch).is_some() {
+            changed = true;
+            scanned.push(Some(scratch));
+        } else {
+            scanned.push(None);
         }
     }
     if !changed {
@@ -188,9 +299,9 @@ pub fn scrub_message(msg: &[u8], touched: bool, m: &Masking) -> Option<BytesMut>
     let mut out = BytesMut::with_capacity(msg.len());
     out.put_u8(tag);
     out.put_i32(0);
-    for (kind, value) in &fields {
+    for ((kind, value), s) in fields.iter().zip(&scanned) {
         out.put_u8(*kind);
-        put_cstr(&mut out, value);
+        put_cstr(&mut out, s.as_deref().unwrap_or(value));
     }
     out.put_u8(0);
     set_length(&mut out);
@@ -239,37 +350,103 @@ pub fn scrub_strings(msg: &[u8], skip: usize, m: &Masking) -> Option<BytesMut> {
     Some(out)
 }
 
-/// `invalid input syntax for type integer: "123-45-6789"` -> `...: "****"`: everything
-/// between the first and the last double quote, and single-quoted literals, goes.
-fn withhold_quoted(v: &[u8]) -> Option<Vec<u8>> {
-    let first = v.iter().position(|&b| b == b'"' || b == b'\'')?;
-    let last = v.iter().rposition(|&b| b == b'"' || b == b'\'')?;
-    if last <= first {
-        let mut out = v[..first].to_vec();
-        out.extend_from_slice(b"****");
-        return Some(out);
-    }
-    let mut out = v[..=first].to_vec();
-    out.extend_from_slice(b"****");
-    out.extend_from_slice(&v[last..]);
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn error(fields: &[(u8, &str)]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_u8(b'E');
+        b.put_i32(0);
+        for (k, v) in fields {
+            b.put_u8(*k);
+            put_cstr(&mut b, v.as_bytes());
+        }
+        b.put_u8(0);
+        set_length(&mut b);
+        b.to_vec()
+    }
+
+    fn fields_of(msg: &[u8]) -> Vec<(u8, String)> {
+        let mut out = Vec::new();
+        let mut body = &msg[5..];
+        while let Some((&k, rest)) = body.split_first() {
+            if k == 0 {
+                break;
+            }
+            let (v, rest) = cstr(rest).unwrap();
+            out.push((k, String::from_utf8_lossy(v).into_owned()));
+            body = rest;
+        }
+        out
+    }
+
     #[test]
-    fn quoted_values_go() {
-        assert_eq!(
-            withhold_quoted(b"invalid input syntax for type integer: \"123-45-6789\"").unwrap(),
-            b"invalid input syntax for type integer: \"****\"".to_vec()
-        );
-        assert_eq!(withhold_quoted(b"no quotes"), None);
-        assert_eq!(
-            withhold_quoted(b"one \" quote").unwrap(),
-            b"one ****".to_vec()
-        );
+    fn withheld_messages_keep_only_fields_that_carry_no_value() {
+        let msg = error(&[
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', "22008"),
+            (b'M', "date field value out of range: 2000-91000-01"),
+            (b'D', "Key (card)=(4111) is duplicated."),
+            (b'W', "JSON data, line 1: 123"),
+            (b'c', "123-45-6789"),
+            (b'q', "SELECT 91000"),
+            (b'p', "3"),
+            (b'P', "8"),
+            (b'F', "datetime.c"),
+            (b'x', "a field a later server adds"),
+        ]);
+        let out = scrub_message(&msg, true, None).unwrap();
+        let len = i32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        assert_eq!(len + 1, out.len());
+        let got = fields_of(&out);
+        let kinds: Vec<u8> = got.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, b"SVCPFM".to_vec());
+        assert_eq!(got[2].1, "22008");
+        assert_eq!(got[5].1.as_bytes(), WITHHELD_ERROR);
+        // A constraint's own message names it; its DETAIL (the key) goes.
+        let dup = error(&[
+            (b'S', "ERROR"),
+            (b'C', "23505"),
+            (
+                b'M',
+                "duplicate key value violates unique constraint \"t_pkey\"",
+            ),
+            (b'D', "Key (card)=(4111) already exists."),
+        ]);
+        let got = fields_of(&scrub_message(&dup, true, None).unwrap());
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[2].1.contains("t_pkey"), "{got:?}");
+        // Raised by code with that SQLSTATE: a context, so nothing is kept.
+        let raised = error(&[
+            (b'S', "ERROR"),
+            (b'C', "23505"),
+            (b'M', "123-45-6789"),
+            (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
+        ]);
+        let got = fields_of(&scrub_message(&raised, true, None).unwrap());
+        assert_eq!(got[2].1.as_bytes(), WITHHELD_ERROR);
+        // Nothing withheld and no detectors: the server's message as it is.
+        assert!(scrub_message(&msg, false, None).is_none());
+        // Garbage is not passed on either.
+        let out = scrub_message(&msg[..20], true, None).unwrap();
+        let got = fields_of(&out);
+        assert!(got.iter().all(|(_, v)| !v.contains("2000")), "{got:?}");
+    }
+
+    #[test]
+    fn a_context_field_says_the_message_came_from_code() {
+        let plain = error(&[(b'S', "ERROR"), (b'C', "23505"), (b'M', "duplicate")]);
+        assert!(!raised_in_code(&plain));
+        let raised = error(&[
+            (b'S', "ERROR"),
+            (b'C', "P0001"),
+            (b'M', "x"),
+            (b'W', "PL/pgSQL function f() line 2 at RAISE"),
+        ]);
+        assert!(raised_in_code(&raised));
+        assert!(raised_in_code(&raised[..9]), "unreadable counts as raised");
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct Judged {
     /// Names its SQL `EXECUTE`s run: Parse shares their namespace, so the relay asks
     /// whether one is a held protocol-level statement.
     pub executes: Vec<String>,
+    /// Bit i: statement i writes or changes a relation with masked columns (or one
+    /// the catalog does not know), so its errors are withheld even when it reads no
+    /// masked column (see [`crate::session::masker::writes_masked`]).
+    pub writes_masked: u64,
 }
 
 /// An `approve` rule matched: what to ask.
@@ -114,6 +118,7 @@ impl Judged {
             statements: 1,
             hold: None,
             executes: Vec::new(),
+            writes_masked: 0,
             facts,
         }
     }
@@ -494,6 +499,7 @@ impl Judge {
                 statements: n,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: Default::default(),
             };
         };
@@ -502,7 +508,18 @@ impl Judge {
             && statements
                 .iter()
                 .any(|f| f.kinds.contains(&crate::classify::Kind::CopyTo));
-        let need = copies || statements.iter().any(|f| m.may_touch(f, path_changed));
+        // A PREPARE or DECLARE is traced even over clean data: its name's later
+        // EXECUTE or FETCH (or protocol Bind/Execute) is masked by what it defined,
+        // not masked whole for want of it.
+        let defines = || {
+            statements.iter().any(|f| !f.prepares.is_empty())
+                || contains_ignore_case(sql.as_bytes(), b"declare")
+        };
+        let need = copies
+            || statements
+                .iter()
+                .any(|f| m.may_touch(f, path_changed) || reads_large_objects(f))
+            || defines();
         if !need {
             return Judged {
                 refusal: None,
@@ -511,6 +528,7 @@ impl Judge {
                 statements: n,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: Default::default(),
             };
         }
@@ -553,6 +571,7 @@ impl Judge {
                     || f.kinds.contains(&crate::classify::Kind::Do)
                     || f.kinds.contains(&crate::classify::Kind::Call))
                     && m.may_touch(f, path_changed)
+                    || reads_large_objects(f)
             })
             .map(|(i, _)| i)
             .collect();
@@ -563,11 +582,28 @@ impl Judge {
             for i in opaque {
                 if let Some(x) = l.get_mut(i) {
                     x.touched = x.touched.join(crate::classify::lineage::Taint::UNKNOWN);
+                    if statements.get(i).is_some_and(reads_large_objects) {
+                        // The catalog's large-object pages hold whatever was written
+                        // (masked values included, by anyone): no column of it is clean.
+                        x.outputs = None;
+                    }
                 }
             }
             Arc::new(l)
         };
-        for l in lineage.iter() {
+        let mut writes_masked = 0u64;
+        for (i, f) in statements.iter().enumerate() {
+            if writes_masked_relation(&m, f, path_changed) {
+                writes_masked |= 1 << i.min(63);
+            }
+        }
+        for (i, l) in lineage.iter().enumerate() {
+            let lo_write = || {
+                statements
+                    .get(i)
+                    .and_then(writes_large_object)
+                    .filter(|_| !l.touched.is_clean())
+            };
             let why = if let Some(w) = &l.launders {
                 Some(format!(
                     "{w} would copy masked values where they are no longer masked"
@@ -577,7 +613,11 @@ impl Judge {
             } else if l.copy_out == Some(true) && m.detectors.is_some() {
                 Some("binary COPY cannot be scanned by the content detectors".to_string())
             } else {
-                None
+                // Like INSERT ... SELECT into a table: the large object keeps the
+                // value where no mask applies (lo_get would return it later).
+                lo_write().map(|f| format!(
+                    "{f}() in a statement that reads masked columns would copy masked values into a large object, where they are no longer masked"
+                ))
             };
             if let Some(why) = why {
                 let id = m.mask_id(l.touched);
@@ -603,8 +643,63 @@ impl Judge {
             statements: n,
             hold: None,
             executes: Vec::new(),
+            writes_masked,
         }
     }
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The bare, lowercase name of a function as the facts record it (`pg_catalog.f`).
+fn bare_function(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+/// Functions that write into a large object (`lo_import`, from a server file, is the
+/// baseline's to refuse).
+const LARGE_OBJECT_WRITERS: &[&str] = &["lo_from_bytea", "lo_put", "lowrite"];
+
+/// The large-object writer a statement calls, if any.
+fn writes_large_object(f: &crate::classify::Facts) -> Option<&'static str> {
+    f.functions.iter().find_map(|n| {
+        let bare = bare_function(n);
+        LARGE_OBJECT_WRITERS
+            .iter()
+            .find(|w| bare.eq_ignore_ascii_case(w))
+            .copied()
+    })
+}
+
+/// It reads the catalog table that holds large objects' pages (superusers only;
+/// `lo_get` and `loread` are opaque functions to the masks).
+fn reads_large_objects(f: &crate::classify::Facts) -> bool {
+    f.tables_read
+        .iter()
+        .any(|t| bare_function(t).eq_ignore_ascii_case("pg_largeobject"))
+}
+
+/// Whether a statement writes or changes (INSERT, UPDATE, MERGE, COPY FROM, ALTER
+/// TABLE, CREATE INDEX, ...) a relation with masked columns, or one the catalog does
+/// not know: its errors print values it never read (a duplicate key's DETAIL, a
+/// failing CHECK's row, an index expression's argument).
+fn writes_masked_relation(m: &Masking, f: &crate::classify::Facts, path_changed: bool) -> bool {
+    let copy_from = f.kinds.contains(&crate::classify::Kind::CopyFrom);
+    if f.tables_written.is_empty() && !copy_from {
+        return false;
+    }
+    let mut targets = f.tables_written.clone();
+    if copy_from {
+        targets.extend(f.tables_read.iter().cloned());
+    }
+    let only_targets = crate::classify::Facts {
+        tables_written: targets,
+        unqualified_tables: f.unqualified_tables.clone(),
+        ..Default::default()
+    };
+    m.may_touch(&only_targets, path_changed)
 }
 
 /// The audit record's view of a decision: kinds and tables over all statements, and

@@ -12,6 +12,12 @@
 //! its CommandComplete, a Parse at its ParseComplete. A PREPARE, DECLARE or Parse the
 //! server refused (the name is taken) or skipped (after an error) leaves the old
 //! statement in the server, and so its masks here.
+//!
+//! Errors and notices: when the statement being answered reads masked data (or
+//! pgmoat cannot tell), writes a relation with masked columns, or the message was
+//! raised inside code (a context field: functions, triggers), its text is withheld
+//! (see [`wire::scrub_message`]); so is the rest of that transaction's, since
+//! deferred checks report at COMMIT.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,6 +62,8 @@ enum Expect {
         defines: Vec<Option<(Named, Origin)>>,
         idx: usize,
     },
+    /// A Bind of a named portal: at its BindComplete, a SQL `FETCH name` reads it.
+    Bind(String, Shared<Portal>),
     DescribeStatement(Shared<Statement>),
     DescribePortal(Shared<Portal>),
     Execute(Shared<Portal>),
@@ -74,6 +82,10 @@ pub struct Masker {
     scratch: Scratch,
     /// Values masked so far (for the metrics).
     pub masked_values: u64,
+    /// A statement of the transaction under way withholds its errors: so do the
+    /// rest of it (deferred checks and triggers report later, at COMMIT or SET
+    /// CONSTRAINTS, under a statement that reads nothing).
+    txn_withholds: bool,
 }
 
 type Replaced = (String, Option<Shared<Statement>>, Shared<Statement>);
@@ -87,11 +99,40 @@ pub enum Action {
 
 fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
     if let Some(n) = &l.uses {
-        return named.get(n).cloned().unwrap_or_else(Origin::unknown);
+        let o = named.get(n).cloned().unwrap_or_else(Origin::unknown);
+        return with_arguments(o, l);
     }
     Origin {
         outputs: l.outputs.clone(),
         touched: l.touched,
+        withhold: false,
+    }
+}
+
+/// `EXECUTE p(args)`: the arguments' masks reach every output (any of them may echo
+/// an argument, `PREPARE p AS SELECT $1::text`), and its errors are withheld.
+fn with_arguments(mut o: Origin, l: &Lineage) -> Origin {
+    if l.touched.is_clean() {
+        return o;
+    }
+    let t = l.touched.derive();
+    if let Some(outputs) = &mut o.outputs {
+        for x in outputs.iter_mut() {
+            *x = x.join(t);
+        }
+    }
+    o.touched = o.touched.join(l.touched);
+    o
+}
+
+/// Whether statement `i` of a message writes a relation with masked columns (see
+/// [`crate::session::judge::Judged::writes_masked`]); past the 64th, any such write
+/// counts for all.
+pub fn writes_masked(bits: u64, i: usize) -> bool {
+    if i >= 63 {
+        bits >> 63 != 0
+    } else {
+        bits & (1 << i) != 0
     }
 }
 
@@ -107,6 +148,7 @@ impl Masker {
             current: None,
             scratch: Scratch::default(),
             masked_values: 0,
+            txn_withholds: false,
         }
     }
 
@@ -118,6 +160,7 @@ impl Masker {
         &self,
         lineage: Option<&[Lineage]>,
         n: usize,
+        writes: u64,
     ) -> (Vec<Origin>, Vec<Option<(Named, Origin)>>) {
         let Some(list) = lineage else {
             return (vec![Origin::clean(); n.max(1)], Vec::new());
@@ -125,14 +168,15 @@ impl Masker {
         let mut out = Vec::with_capacity(list.len());
         let mut defines = Vec::with_capacity(list.len());
         let mut here: HashMap<Named, Origin> = HashMap::new();
-        for l in list {
+        for (i, l) in list.iter().enumerate() {
             if l.forgets_cursors {
                 here.retain(|k, _| !matches!(k, Named::Cursor(_)));
             }
-            let o = match &l.uses {
-                Some(n) if here.contains_key(n) => here[n].clone(),
+            let mut o = match &l.uses {
+                Some(n) if here.contains_key(n) => with_arguments(here[n].clone(), l),
                 _ => origin_of(l, &self.named),
             };
+            o.withhold |= writes_masked(writes, i);
             defines.push(l.defines.as_ref().map(|name| {
                 here.insert(name.clone(), o.clone());
                 (name.clone(), o.clone())
@@ -160,9 +204,10 @@ impl Masker {
     }
 
     /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
-    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize) {
+    /// `writes`: see [`writes_masked`].
+    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize, writes: u64) {
         self.forget_cursors(lineage);
-        let (origins, defines) = self.origins(lineage, statements);
+        let (origins, defines) = self.origins(lineage, statements, writes);
         self.expect.push_back(Expect::Query {
             origins,
             defines,
@@ -171,9 +216,16 @@ impl Masker {
     }
 
     /// A Parse was forwarded, at (cycle, position) among the Parses.
-    pub fn on_parse(&mut self, name: &str, lineage: Option<&[Lineage]>, cycle: u64, at: u64) {
+    pub fn on_parse(
+        &mut self,
+        name: &str,
+        lineage: Option<&[Lineage]>,
+        writes: u64,
+        cycle: u64,
+        at: u64,
+    ) {
         self.forget_cursors(lineage);
-        let (origins, _) = self.origins(lineage, 1);
+        let (origins, _) = self.origins(lineage, 1, writes);
         let new = Arc::new(Mutex::new(Statement {
             origin: origins.into_iter().next().unwrap_or_default(),
             fields: None,
@@ -196,8 +248,21 @@ impl Masker {
     /// The server's ParseComplete for the Parse at (cycle, position).
     pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
         let mut skipped = Vec::new();
-        self.parses.answered(cycle, at, &mut skipped);
+        let taken = self.parses.answered(cycle, at, &mut skipped);
         self.restore(skipped);
+        // The server took it: a SQL `EXECUTE name` now runs this statement, and is
+        // masked by what it is (the unnamed statement has no SQL name).
+        if let Some((name, _, new)) = taken {
+            if !name.is_empty()
+                && self
+                    .statements
+                    .get(&name)
+                    .is_some_and(|s| Arc::ptr_eq(s, &new))
+            {
+                let origin = lock(&new).origin.clone();
+                self.named.insert(Named::Prepared(name), origin);
+            }
+        }
     }
 
     /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
@@ -227,6 +292,24 @@ impl Masker {
         }
     }
 
+    /// Made mid-session: `n` cycles sent before it are still to be answered, each
+    /// with its ReadyForQuery.
+    pub fn cycles_pending(&mut self, n: u64) {
+        for _ in 0..n.min(4096) {
+            self.expect.push_back(Expect::Sync);
+        }
+    }
+
+    /// The server's BindComplete: a named portal now exists, and SQL `FETCH`/`MOVE`
+    /// of its name read it.
+    pub fn on_bind_complete(&mut self) {
+        if let Some(Expect::Bind(name, p)) = self.expect.front() {
+            let origin = lock(p).origin.clone();
+            self.named.insert(Named::Cursor(name.clone()), origin);
+            self.expect.pop_front();
+        }
+    }
+
     /// The server ignored the last Sync (it came behind a COPY FROM STDIN's Execute).
     pub fn sync_ignored(&mut self) {
         if let Some(i) = self.expect.iter().rposition(|e| matches!(e, Expect::Sync)) {
@@ -247,16 +330,19 @@ impl Masker {
                             fields: None,
                         },
                     };
-                    // A `FETCH` of this name now reads the new portal: see on_parse.
+                    // A `FETCH` of this name reads the new portal once the server
+                    // has bound it (a Bind the server refuses leaves the old one).
                     self.named.remove(&Named::Cursor(portal.to_owned()));
-                    self.portals.insert(
-                        portal.to_owned(),
-                        Arc::new(Mutex::new(Portal {
-                            origin: s.origin,
-                            formats,
-                            fields: s.fields,
-                        })),
-                    );
+                    let p = Arc::new(Mutex::new(Portal {
+                        origin: s.origin,
+                        formats,
+                        fields: s.fields,
+                    }));
+                    if !portal.is_empty() {
+                        self.expect
+                            .push_back(Expect::Bind(portal.to_owned(), Arc::clone(&p)));
+                    }
+                    self.portals.insert(portal.to_owned(), p);
                 }
             }
             b'D' => {
@@ -297,6 +383,22 @@ impl Masker {
                 ..Portal::default()
             }))
         }))
+    }
+
+    /// Whether the statement the server answers for now withholds its errors (no
+    /// copy of its origin: this runs at every completion).
+    fn front_withholds(&self) -> bool {
+        match self.expect.front() {
+            Some(Expect::Query { origins, idx, .. }) => {
+                origins.get(*idx).is_none_or(Origin::withholds)
+            }
+            Some(Expect::Execute(p) | Expect::DescribePortal(p) | Expect::Bind(_, p)) => {
+                lock(p).origin.withholds()
+            }
+            // A Parse's error arrives before its Describe's answer.
+            Some(Expect::DescribeStatement(s)) => lock(s).origin.withholds(),
+            Some(Expect::Sync) | None => false,
+        }
     }
 
     fn front_origin(&self) -> Origin {
@@ -347,6 +449,9 @@ impl Masker {
             b'D' => self.data_row(msg, out),
             b'C' | b'I' => {
                 self.current = None;
+                if !self.txn_withholds && self.front_withholds() {
+                    self.txn_withholds = true;
+                }
                 match self.expect.front_mut() {
                     Some(Expect::Query { defines, idx, .. }) => {
                         // The statement succeeded: what it defines now exists.
@@ -384,18 +489,32 @@ impl Masker {
             }
             b's' => {
                 self.current = None;
+                if !self.txn_withholds && self.front_withholds() {
+                    self.txn_withholds = true;
+                }
                 if matches!(self.expect.front(), Some(Expect::Execute(_))) {
                     self.expect.pop_front();
                 }
                 Action::Forward
             }
             b'E' | b'N' => {
-                let touched = !self.front_origin().touched.is_clean()
+                // A rule that cannot miss: the statement reads masked data anywhere
+                // (or pgmoat cannot tell), writes a relation with masked columns, or
+                // an earlier one in this transaction did (a deferred constraint or
+                // trigger reports at COMMIT): the text is withheld whatever it says.
+                let withhold = self.txn_withholds
+                    || self.front_withholds()
                     || self
                         .current
                         .as_ref()
                         .is_some_and(|p| p.masked_columns() > 0);
-                let scrubbed = wire::scrub_message(msg, touched, &self.engine);
+                if withhold {
+                    self.txn_withholds = true;
+                }
+                // Raised in code pgmoat does not follow (a trigger on a clean table
+                // can read masked data): withheld too, whatever the statement reads.
+                let withhold = withhold || wire::raised_in_code(msg);
+                let scrubbed = wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
                 if msg[0] == b'E' {
                     self.current = None;
                     // The extended protocol skips to Sync after an error.
@@ -419,6 +538,10 @@ impl Masker {
             }
             b'Z' => {
                 self.current = None;
+                // Outside a transaction block nothing deferred is left to report.
+                if body.first() == Some(&b'I') {
+                    self.txn_withholds = false;
+                }
                 while let Some(e) = self.expect.pop_front() {
                     if matches!(e, Expect::Sync | Expect::Query { .. }) {
                         break;

@@ -924,25 +924,33 @@ impl Relay {
                     }
                 }
                 None => {
-                    self.masker = Some(Masker::new(Arc::clone(engine)));
+                    let mut m = Masker::new(Arc::clone(engine));
+                    // Answers still due for earlier messages (a refused statement's
+                    // stand-in) end with ReadyForQuerys this masker must not take
+                    // for this message's.
+                    m.cycles_pending(self.outstanding());
+                    self.masker = Some(m);
                     self.hold_results = true;
                 }
             }
         }
         let Some(m) = &mut self.masker else { return };
         // A refused statement's stand-in yields an error and no rows.
-        let lineage = if judged.refusal.is_some() {
-            None
+        let (lineage, writes) = if judged.refusal.is_some() {
+            (None, 0)
         } else {
-            judged.lineage.as_deref().map(Vec::as_slice)
+            (
+                judged.lineage.as_deref().map(Vec::as_slice),
+                judged.writes_masked,
+            )
         };
         if msg[0] == b'Q' {
-            m.on_query(lineage, judged.statements);
+            m.on_query(lineage, judged.statements, writes);
         } else {
             let name = crate::protocol::frame::cstr(&msg[5..])
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
                 .unwrap_or_default();
-            m.on_parse(&name, lineage, cycle, at);
+            m.on_parse(&name, lineage, writes, cycle, at);
         }
     }
 
@@ -956,6 +964,7 @@ impl Relay {
                 statements: 1,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: crate::audit::StatementFacts::unjudged(),
             };
         };
@@ -982,6 +991,7 @@ impl Relay {
                 statements: 1,
                 hold: None,
                 executes: Vec::new(),
+                writes_masked: 0,
                 facts: crate::audit::StatementFacts {
                     action: "block",
                     rules: vec!["malformed".into()],
@@ -1380,6 +1390,11 @@ impl Relay {
                     }
                     if let Some(a) = self.audit.as_mut() {
                         a.parse_complete(cycle, at);
+                    }
+                }
+                b'2' => {
+                    if let Some(m) = &mut self.masker {
+                        m.on_bind_complete();
                     }
                 }
                 b'3' => {

@@ -24,4 +24,5 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod threats_leaks;
 mod tls;
