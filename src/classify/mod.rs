@@ -10,6 +10,7 @@ mod facts;
 pub mod lineage;
 mod plpgsql;
 mod tautology;
+mod tautology_schema;
 pub mod tree;
 mod walk;
 
@@ -21,7 +22,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use thiserror::Error;
 
-pub use facts::{CopyEnd, Facts, Kind, WhereFacts};
+pub use facts::{CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
 use walk::{Body, Walker};
 
 /// Statements nested in bodies (DO inside a function inside a DO...) deeper than this
@@ -143,6 +144,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.where_.missing |= from.where_.missing;
     into.where_.tautology |= from.where_.tautology;
     into.where_.applies |= from.where_.applies;
+    into.where_.if_not_null.extend(from.where_.if_not_null);
     if into.unanalysable.is_none() {
         into.unanalysable = from.unanalysable;
     }

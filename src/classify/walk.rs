@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 
 use super::facts::{CopyEnd, Facts, Kind};
-use super::tautology::is_tautology;
+use super::tautology_schema::{is_tautology, judge_write, upsert_unbounded};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {
@@ -719,12 +719,22 @@ impl<'a> Walker<'a> {
                 match body.get("where_clause") {
                     None | Some(Value::Null) => self.facts.where_.missing = true,
                     Some(w) => {
-                        let (tautology, looked) = is_tautology(w);
-                        self.literal_sensitive |= looked;
-                        if tautology {
+                        let v = judge_write(body, w);
+                        self.literal_sensitive |= v.looked;
+                        if v.always {
                             self.facts.where_.tautology = true;
                         }
+                        self.facts.where_.if_not_null.extend(v.if_not_null);
                     }
+                }
+            }
+            // ON CONFLICT DO UPDATE updates: the rows its source conflicts with.
+            "InsertStmt" => {
+                if let Some((unbounded, looked)) = upsert_unbounded(body) {
+                    self.facts.kinds.insert(Kind::Update);
+                    self.facts.where_.applies = true;
+                    self.facts.where_.tautology |= unbounded;
+                    self.literal_sensitive |= looked;
                 }
             }
             "MergeStmt" => self.merge_bounds(body),

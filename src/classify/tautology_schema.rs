@@ -1,0 +1,310 @@
+//! Which rows an UPDATE or DELETE (or an upsert) can miss: the written table, the
+//! names its row goes by (its alias, and a join partner or subquery that is the same
+//! table read at the same row), and the verdict on its WHERE.
+//!
+//! A verdict is one of three: always true (`x OR NOT x`, `t.id = t2.id` where t2 is
+//! the written table itself, `(SELECT true)`, a clause that names no column of the
+//! written table at all); true for every row if some columns are NOT NULL (`id IS
+//! NOT NULL`, `EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id)`): recorded in the facts
+//! as [`IfNotNull`], and decided with the catalog (`Catalog::resolve`); or bounded.
+
+use std::collections::BTreeSet;
+
+use pg_query::protobuf::OnConflictAction;
+
+use super::facts::IfNotNull;
+use super::tautology::{Assume, Ctx, Poss};
+use super::tree::{Map, Value};
+use super::walk::{name_list, unwrap_node};
+
+/// Past this many columns the NOT NULL condition is not narrowed down (each try is
+/// one more reading of the clause); it then asks for all of them.
+const NARROW_MAX: usize = 12;
+
+/// The written table, as its WHERE names it.
+pub struct Scope {
+    schema: String,
+    name: String,
+    /// Qualifiers naming the written row: its alias (or name), and those of a join
+    /// partner that is the same table (read at the same row, see [`Scope::of_write`]).
+    selves: Vec<String>,
+    /// Without a written table (a MERGE condition): every column is the row's.
+    any: bool,
+}
+
+impl Scope {
+    /// No table known: every column counts as the written row's.
+    pub fn anything() -> Scope {
+        Scope {
+            schema: String::new(),
+            name: String::new(),
+            selves: Vec::new(),
+            any: true,
+        }
+    }
+
+    /// Whether this is [`Scope::anything`].
+    pub(super) fn knows_nothing(&self) -> bool {
+        self.any
+    }
+
+    fn of_relation(rel: &Map) -> Scope {
+        let name = text(rel, "relname").to_owned();
+        let qual = alias(rel).unwrap_or_else(|| name.clone());
+        Scope {
+            schema: text(rel, "schemaname").to_owned(),
+            name,
+            selves: vec![qual],
+            any: false,
+        }
+    }
+
+    /// The target of an UPDATE/DELETE. A FROM/USING list that is the same table once,
+    /// without a filter of its own, joins each row to (at least) itself: reading its
+    /// columns as the written row's own shows the clause true for every row whenever
+    /// it is true for that pairing.
+    fn of_write(body: &Map) -> Option<Scope> {
+        let rel = body.get("relation").and_then(Value::as_object)?;
+        let mut scope = Scope::of_relation(rel);
+        let from = body
+            .get("from_clause")
+            .or_else(|| body.get("using_clause"))
+            .and_then(Value::as_array);
+        if let Some([item]) = from.map(Vec::as_slice) {
+            if let Some(("RangeVar", r)) = unwrap_node(item) {
+                if scope.same_table(r) {
+                    scope
+                        .selves
+                        .push(alias(r).unwrap_or_else(|| text(r, "relname").to_owned()));
+                }
+            }
+        }
+        Some(scope)
+    }
+
+    fn same_table(&self, r: &Map) -> bool {
+        let (schema, name) = (text(r, "schemaname"), text(r, "relname"));
+        name == self.name && (schema == self.schema || schema.is_empty() || self.schema.is_empty())
+    }
+
+    /// The written row's column a reference names (`id`, `t.id`, `s.t.id`, a system
+    /// column), reading `extra` qualifiers as the row too.
+    pub(super) fn row_column(&self, fields: &[String], extra: &[String]) -> Option<String> {
+        match fields {
+            [c] => Some(c.clone()),
+            _ if self.any => fields.last().cloned(),
+            [q, c] => (self.selves.contains(q) || extra.contains(q)).then(|| c.clone()),
+            [.., t, c] => (*t == self.name).then(|| c.clone()),
+            [] => None,
+        }
+    }
+
+    /// Whether the clause names the written row anywhere (a column that could be its
+    /// own, `CURRENT OF`); a clause that does not is the same for every row.
+    fn named_in(&self, v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                match unwrap_node(v) {
+                    Some(("CurrentOfExpr", _)) => return true,
+                    Some(("ColumnRef", c)) => {
+                        if self.row_column(&name_list(c.get("fields")), &[]).is_some() {
+                            return true;
+                        }
+                    }
+                    _ => {}
+                }
+                m.iter().any(|(_, child)| self.named_in(child))
+            }
+            Value::Array(items) => items.iter().any(|i| self.named_in(i)),
+            _ => false,
+        }
+    }
+}
+
+fn text<'v>(m: &'v Map, key: &str) -> &'v str {
+    m.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn alias(m: &Map) -> Option<String> {
+    m.get("alias")
+        .and_then(Value::as_object)
+        .map(|a| text(a, "aliasname").to_owned())
+        .filter(|a| !a.is_empty())
+}
+
+fn present(m: &Map, key: &str) -> bool {
+    match m.get(key) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// A subquery over the written table alone, with nothing that drops rows but its
+/// WHERE: the qualifiers its row goes by (with `extra`, those of enclosing ones).
+pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Option<Vec<String>> {
+    if scope.any {
+        return None;
+    }
+    let narrowing = [
+        "having_clause",
+        "limit_count",
+        "limit_offset",
+        "with_clause",
+        "group_clause",
+        "values_lists",
+        "larg",
+    ];
+    if narrowing.iter().any(|k| present(sel, k)) {
+        return None;
+    }
+    let from = sel.get("from_clause").and_then(Value::as_array)?;
+    let [item] = from.as_slice() else { return None };
+    let Some(("RangeVar", r)) = unwrap_node(item) else {
+        return None;
+    };
+    if !scope.same_table(r) {
+        return None;
+    }
+    let mut quals = extra.to_vec();
+    quals.push(alias(r).unwrap_or_else(|| text(r, "relname").to_owned()));
+    Some(quals)
+}
+
+/// The verdict on a WHERE (or condition).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// True for every row, whatever the schema.
+    pub always: bool,
+    /// True for every row if these columns of the written table are NOT NULL.
+    pub if_not_null: Option<IfNotNull>,
+    /// A literal's value decided it: no answer holds for the statement's shape.
+    pub looked: bool,
+}
+
+fn verdict(scope: &Scope, clause: &Value) -> Verdict {
+    if !scope.named_in(clause) {
+        // The same for every row: it bounds nothing unless it is plainly false (read
+        // with nothing taken to be NOT NULL: `o.x IS NULL` may hold).
+        let none = BTreeSet::new();
+        let c = Ctx::new(scope, Assume::Only(&none));
+        let p = c.poss(clause, &[]);
+        return Verdict {
+            always: p.t,
+            if_not_null: None,
+            looked: c.looked.get(),
+        };
+    }
+    let all = Ctx::new(scope, Assume::All);
+    let p_all = all.poss(clause, &[]);
+    let mut looked = all.looked.get();
+    if p_all != Poss::TRUE {
+        return Verdict {
+            looked,
+            ..Verdict::default()
+        };
+    }
+    // Never false, even where every column may be NULL: a tautology outright.
+    let mut needed: BTreeSet<String> = all.row_columns.take();
+    let false_with = |nn: &BTreeSet<String>, looked: &mut bool| {
+        let c = Ctx::new(scope, Assume::Only(nn));
+        let p = c.poss(clause, &[]);
+        *looked |= c.looked.get();
+        p.f
+    };
+    if !false_with(&BTreeSet::new(), &mut looked) {
+        return Verdict {
+            always: true,
+            if_not_null: None,
+            looked,
+        };
+    }
+    if scope.any || false_with(&needed, &mut looked) {
+        return Verdict {
+            looked,
+            ..Verdict::default()
+        };
+    }
+    // The fewest columns that must be NOT NULL (each left out in turn).
+    if needed.len() <= NARROW_MAX {
+        for c in needed.clone() {
+            needed.remove(&c);
+            if false_with(&needed, &mut looked) {
+                needed.insert(c);
+            }
+        }
+    }
+    Verdict {
+        always: false,
+        if_not_null: Some(IfNotNull {
+            schema: scope.schema.clone(),
+            table: scope.name.clone(),
+            columns: needed.into_iter().collect(),
+        }),
+        looked,
+    }
+}
+
+/// The verdict on an UPDATE's or DELETE's WHERE.
+pub fn judge_write(body: &Map, clause: &Value) -> Verdict {
+    match Scope::of_write(body) {
+        Some(scope) => verdict(&scope, clause),
+        None => Verdict::default(),
+    }
+}
+
+/// Whether a clause is always true without knowing its table (a MERGE condition),
+/// and whether the answer looked at a literal's value.
+pub fn is_tautology(clause: &Value) -> (bool, bool) {
+    let v = verdict(&Scope::anything(), clause);
+    (v.always, v.looked)
+}
+
+/// `INSERT INTO t SELECT * FROM t ON CONFLICT (id) DO UPDATE ...`: every row of `t`
+/// conflicts with itself, so the upsert updates every row. The source must be the
+/// table itself, unfiltered, and give its own columns (`*`, or plain columns of it;
+/// a permutation of them is taken to be the identity, failing closed), and the
+/// DO UPDATE must have no WHERE of its own that bounds it. None when the INSERT has
+/// no DO UPDATE; else whether it touches every row, and whether a literal decided.
+pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
+    let oc = body.get("on_conflict_clause").and_then(Value::as_object)?;
+    let action = oc.get("action").and_then(Value::as_i64).unwrap_or(0);
+    if action != OnConflictAction::OnconflictUpdate as i64 {
+        return None;
+    }
+    let rel = body.get("relation").and_then(Value::as_object)?;
+    let scope = Scope::of_relation(rel);
+    let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
+        return Some((false, false));
+    };
+    if present(sel, "where_clause") {
+        return Some((false, false));
+    }
+    let Some(quals) = self_subquery(sel, &scope, &[]) else {
+        return Some((false, false));
+    };
+    let own_columns = sel
+        .get("target_list")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|t| {
+            let val = t
+                .get("node")
+                .and_then(|n| n.get("ResTarget"))
+                .and_then(|rt| rt.get("val"));
+            match val.and_then(unwrap_node) {
+                Some(("ColumnRef", c)) => scope
+                    .row_column(&name_list(c.get("fields")), &quals)
+                    .is_some(),
+                _ => false,
+            }
+        });
+    if !own_columns {
+        return Some((false, false));
+    }
+    match oc.get("where_clause").filter(|w| !w.is_null()) {
+        None => Some((true, false)),
+        Some(w) => Some(is_tautology(w)),
+    }
+}

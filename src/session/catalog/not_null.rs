@@ -1,0 +1,63 @@
+//! The NOT NULL columns of user tables, for WHEREs that are tautologies only given the
+//! schema (`DELETE FROM t WHERE id IS NOT NULL` on a primary key): the classifier
+//! records the columns such a WHERE needs to be NOT NULL, the catalog says whether
+//! they are.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::classify::{Facts, IfNotNull};
+
+/// One row per NOT NULL column of a user table (primary keys included). Plain
+/// catalog reads: no function that takes a lock on the table.
+pub(super) const NOT_NULL: &str = "SELECT n.nspname, c.relname, a.attname \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE a.attnotnull AND a.attnum > 0 AND NOT a.attisdropped \
+     AND c.relkind IN ('r', 'p', 'f') AND c.oid >= 16384 \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'";
+
+/// NOT NULL columns by table.
+#[derive(Debug, Default)]
+pub(super) struct NotNull {
+    /// Table name -> (schema, its NOT NULL columns), one entry per schema.
+    tables: HashMap<String, Vec<(String, HashSet<String>)>>,
+}
+
+impl NotNull {
+    pub(super) fn from_rows(rows: Vec<Vec<Option<String>>>) -> NotNull {
+        let mut out = NotNull::default();
+        for r in rows {
+            let [Some(schema), Some(table), Some(column)] = r.as_slice() else {
+                continue;
+            };
+            let schemas = out.tables.entry(table.clone()).or_default();
+            match schemas.iter_mut().find(|(s, _)| s == schema) {
+                Some((_, cols)) => {
+                    cols.insert(column.clone());
+                }
+                None => schemas.push((schema.clone(), HashSet::from([column.clone()]))),
+            }
+        }
+        out
+    }
+
+    /// Whether the columns are NOT NULL in the table. A name the SQL left unqualified
+    /// could be the table of that name in any schema on the search path: any of them
+    /// with the columns NOT NULL makes it so (failing closed: the write is unbounded).
+    fn holds(&self, c: &IfNotNull) -> bool {
+        let Some(schemas) = self.tables.get(&c.table) else {
+            return false;
+        };
+        schemas.iter().any(|(schema, cols)| {
+            (c.schema.is_empty() || *schema == c.schema)
+                && c.columns.iter().all(|col| cols.contains(col))
+        })
+    }
+
+    /// Whether a WHERE of the statement the classifier could not call always true is
+    /// so given this schema (checked without allocating: most statements have none).
+    pub(super) fn makes_tautology(&self, f: &Facts) -> bool {
+        !f.where_.tautology && f.where_.if_not_null.iter().any(|c| self.holds(c))
+    }
+}
