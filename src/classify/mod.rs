@@ -10,6 +10,7 @@ mod facts;
 pub mod lineage;
 mod plpgsql;
 mod tautology;
+mod tautology_fold;
 mod tautology_schema;
 pub mod tree;
 mod walk;

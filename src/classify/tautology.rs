@@ -17,19 +17,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
 use super::tree::{Map, Value};
-use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType, SubLinkType};
+use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType};
 
-use super::tautology_schema::{self_subquery, Scope};
+use super::tautology_fold::{bool_text, compare, complementary, constant, same_tree_as, Const};
+use super::tautology_schema::Scope;
 use super::walk::{list_items, name_list, unwrap_node};
-
-#[derive(Debug, Clone, PartialEq)]
-enum Const {
-    Bool(bool),
-    Int(i64),
-    Num(f64),
-    Str(String),
-    Null,
-}
 
 /// The values a boolean expression can take over the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,7 +32,7 @@ pub(super) struct Poss {
 }
 
 impl Poss {
-    const ANY: Poss = Poss {
+    pub(super) const ANY: Poss = Poss {
         t: true,
         f: true,
         n: true,
@@ -65,7 +57,7 @@ impl Poss {
     }
 
     /// True or false, NULL too when `nullable`.
-    fn unknown(nullable: bool) -> Poss {
+    pub(super) fn unknown(nullable: bool) -> Poss {
         Poss {
             n: nullable,
             ..Poss::ANY
@@ -111,7 +103,7 @@ impl Poss {
 
 /// What an expression is known to be.
 #[derive(Debug, Clone, PartialEq)]
-enum Abs {
+pub(super) enum Abs {
     Const(Const),
     Bool(Poss),
     /// Some value of the row (or of something else), NULL or not.
@@ -121,7 +113,7 @@ enum Abs {
 }
 
 impl Abs {
-    fn poss(&self) -> Poss {
+    pub(super) fn poss(&self) -> Poss {
         match self {
             Abs::Const(Const::Bool(b)) => Poss::one(*b),
             Abs::Const(Const::Null) => Poss {
@@ -135,7 +127,7 @@ impl Abs {
         }
     }
 
-    fn nullable(&self) -> bool {
+    pub(super) fn nullable(&self) -> bool {
         match self {
             Abs::Const(c) => *c == Const::Null,
             Abs::Bool(p) => p.n,
@@ -183,7 +175,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// The written row's column a reference names, if it names one.
-    fn row_column(&self, c: &Map, extra: &[String]) -> Option<String> {
+    pub(super) fn row_column(&self, c: &Map, extra: &[String]) -> Option<String> {
         let f = name_list(c.get("fields"));
         let col = self.scope.row_column(&f, extra)?;
         if !SYSTEM_COLUMNS.contains(&col.as_str()) {
@@ -200,7 +192,7 @@ impl<'s> Ctx<'s> {
             }
     }
 
-    fn eval(&self, v: &Value, extra: &[String]) -> Abs {
+    pub(super) fn eval(&self, v: &Value, extra: &[String]) -> Abs {
         let Some((ty, body)) = unwrap_node(v) else {
             return Abs::Value { nullable: true };
         };
@@ -347,7 +339,12 @@ impl<'s> Ctx<'s> {
             if used[i] {
                 continue;
             }
-            let pair = (i + 1..args.len()).find(|&j| !used[j] && complementary(&args[i], &args[j]));
+            // `id = 1 OR id <> 2` shares its shape with `id = 1 OR id <> 1`.
+            if (i + 1..args.len()).any(|j| complementary(&args[i], &args[j], true)) {
+                self.looked.set(true);
+            }
+            let pair =
+                (i + 1..args.len()).find(|&j| !used[j] && complementary(&args[i], &args[j], false));
             match pair {
                 Some(j) => {
                     used[j] = true;
@@ -495,199 +492,5 @@ impl<'s> Ctx<'s> {
             }
             _ => false,
         }
-    }
-
-    /// `EXISTS (...)`, `x IN (SELECT ...)`, `(SELECT ...)`. A subquery over the written
-    /// table alone is read at the written row itself: `EXISTS (SELECT 1 FROM t t2
-    /// WHERE t2.id = t.id)` holds for every row the inner WHERE holds for when t2 is
-    /// that row, and `id IN (SELECT id FROM t)` for every row whose id is not NULL.
-    fn sublink(&self, body: &Map, extra: &[String]) -> Abs {
-        let t = body
-            .get("sub_link_type")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let Some(("SelectStmt", sel)) = body.get("subselect").and_then(unwrap_node) else {
-            return Abs::Value { nullable: true };
-        };
-        let inner = self_subquery(sel, self.scope, extra);
-        if t == SubLinkType::ExistsSublink as i64 {
-            let holds = match (&inner, sel.get("from_clause")) {
-                (Some(quals), _) => sel
-                    .get("where_clause")
-                    .filter(|w| !w.is_null())
-                    .is_none_or(|w| self.poss(w, quals) == Poss::TRUE),
-                // `EXISTS (SELECT)`: one row.
-                (None, None) => sel.get("where_clause").is_none_or(Value::is_null),
-                (None, Some(_)) => false,
-            };
-            return Abs::Bool(if holds {
-                Poss::TRUE
-            } else {
-                Poss::unknown(false)
-            });
-        }
-        if t == SubLinkType::AnySublink as i64 {
-            let op = name_list(body.get("oper_name"));
-            let eq = op.is_empty() || op.last().map(String::as_str) == Some("=");
-            let unfiltered = sel.get("where_clause").is_none_or(Value::is_null);
-            if let (true, true, Some(quals), Some(test)) =
-                (eq, unfiltered, &inner, body.get("testexpr"))
-            {
-                let outs = sel.get("target_list").and_then(Value::as_array);
-                if let (Some(("ColumnRef", a)), Some([out])) =
-                    (unwrap_node(test), outs.map(Vec::as_slice))
-                {
-                    let b = match out.get("node").and_then(|n| n.get("ResTarget")) {
-                        Some(rt) => rt.get("val").and_then(unwrap_node),
-                        None => None,
-                    };
-                    if let Some(("ColumnRef", b)) = b {
-                        let x = self.row_column(a, extra);
-                        let y = self.row_column(b, quals);
-                        if x.is_some() && x == y && x.as_deref() != Some("*") {
-                            let nullable = self.eval(test, extra).nullable();
-                            return Abs::Bool(Poss {
-                                n: nullable,
-                                ..Poss::TRUE
-                            });
-                        }
-                    }
-                }
-            }
-            return Abs::Bool(Poss::ANY);
-        }
-        if t == SubLinkType::ExprSublink as i64 && inner.is_none() {
-            // `(SELECT true)`: a constant when it reads nothing.
-            let outs = sel.get("target_list").and_then(Value::as_array);
-            let from = sel.get("from_clause").is_some_and(|f| !f.is_null());
-            let filtered = sel.get("where_clause").is_some_and(|w| !w.is_null());
-            if let (false, false, Some([out])) = (from, filtered, outs.map(Vec::as_slice)) {
-                if let Some(val) = out
-                    .get("node")
-                    .and_then(|n| n.get("ResTarget"))
-                    .and_then(|rt| rt.get("val"))
-                {
-                    return self.eval(val, extra);
-                }
-            }
-        }
-        Abs::Value { nullable: true }
-    }
-}
-
-/// Two arguments of an AND/OR of which one is the other's negation: `x` and `NOT x`,
-/// `x IS NULL` and `x IS NOT NULL`, `a = b` and `a <> b` (or `<` and `>=`, ...).
-fn complementary(a: &Value, b: &Value) -> bool {
-    let negation = |x: &Value, y: &Value| match unwrap_node(x) {
-        Some(("BoolExpr", e))
-            if e.get("boolop").and_then(Value::as_i64) == Some(BoolExprType::NotExpr as i64) =>
-        {
-            e.get("args")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .is_some_and(|inner| same_tree_as(inner, y, false))
-        }
-        _ => false,
-    };
-    if negation(a, b) || negation(b, a) {
-        return true;
-    }
-    match (unwrap_node(a), unwrap_node(b)) {
-        (Some(("NullTest", x)), Some(("NullTest", y))) => {
-            let t = |m: &Map| m.get("nulltesttype").and_then(Value::as_i64);
-            t(x) != t(y)
-                && matches!((x.get("arg"), y.get("arg")), (Some(p), Some(q)) if same_tree_as(p, q, false))
-        }
-        (Some(("AExpr", x)), Some(("AExpr", y))) => {
-            let plain =
-                |m: &Map| m.get("kind").and_then(Value::as_i64) == Some(AExprKind::AexprOp as i64);
-            let op = |m: &Map| name_list(m.get("name")).pop().unwrap_or_default();
-            let opposite = matches!(
-                (op(x).as_str(), op(y).as_str()),
-                ("=", "<>" | "!=")
-                    | ("<>" | "!=", "=")
-                    | ("<", ">=")
-                    | (">=", "<")
-                    | (">", "<=")
-                    | ("<=", ">")
-            );
-            let sides = |m: &Map| (m.get("lexpr").cloned(), m.get("rexpr").cloned());
-            plain(x)
-                && plain(y)
-                && opposite
-                && matches!((sides(x), sides(y)), ((Some(a), Some(b)), (Some(c), Some(d)))
-                    if same_tree_as(&a, &c, false) && same_tree_as(&b, &d, false))
-        }
-        _ => false,
-    }
-}
-
-fn bool_text(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-fn constant(body: &Map) -> Option<Const> {
-    if body.get("isnull").and_then(Value::as_bool).unwrap_or(false) {
-        return Some(Const::Null);
-    }
-    let val = body.get("val")?.as_object()?;
-    let (k, v) = val.iter().next()?;
-    Some(match k {
-        "Ival" => Const::Int(v.get("ival").and_then(Value::as_i64).unwrap_or(0)),
-        "Fval" => Const::Num(v.get("fval").and_then(Value::as_str)?.parse().ok()?),
-        "Boolval" => Const::Bool(v.get("boolval").and_then(Value::as_bool).unwrap_or(false)),
-        "Sval" => Const::Str(
-            v.get("sval")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        _ => return None,
-    })
-}
-
-/// Two subtrees equal apart from source positions (`id = id`); with `any_literal`,
-/// literals of any value count as equal (the statement's shape).
-fn same_tree_as(a: &Value, b: &Value, any_literal: bool) -> bool {
-    if any_literal
-        && matches!(unwrap_node(a), Some(("AConst", _)))
-        && matches!(unwrap_node(b), Some(("AConst", _)))
-    {
-        return true;
-    }
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &Map| m.keys().filter(|k| *k != "location").count();
-            keys(x) == keys(y)
-                && x.iter()
-                    .filter(|(k, _)| *k != "location")
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_tree_as(v, w, any_literal)))
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|(v, w)| same_tree_as(v, w, any_literal))
-        }
-        _ => a == b,
-    }
-}
-
-fn compare(a: &Const, b: &Const) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (Const::Int(x), Const::Int(y)) => Some(x.cmp(y)),
-        (Const::Int(x), Const::Num(y)) => (*x as f64).partial_cmp(y),
-        (Const::Num(x), Const::Int(y)) => x.partial_cmp(&(*y as f64)),
-        (Const::Num(x), Const::Num(y)) => x.partial_cmp(y),
-        (Const::Str(x), Const::Str(y)) => Some(x.cmp(y)),
-        // An untyped literal compared with a number is read as that number.
-        (Const::Str(x), Const::Int(y)) => x.trim().parse::<i64>().ok().map(|x| x.cmp(y)),
-        (Const::Int(x), Const::Str(y)) => y.trim().parse::<i64>().ok().map(|y| x.cmp(&y)),
-        (Const::Bool(x), Const::Bool(y)) => Some(x.cmp(y)),
-        _ => None,
     }
 }

@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
-use super::tautology::{Assume, Ctx, Poss};
+use pg_query::protobuf::SubLinkType;
+
+use super::tautology::{Abs, Assume, Ctx, Poss};
 use super::tree::{Map, Value};
 use super::walk::{name_list, unwrap_node};
 
@@ -171,6 +173,85 @@ pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Optio
     Some(quals)
 }
 
+impl Ctx<'_> {
+    /// `EXISTS (...)`, `x IN (SELECT ...)`, `(SELECT ...)`. A subquery over the written
+    /// table alone is read at the written row itself: `EXISTS (SELECT 1 FROM t t2
+    /// WHERE t2.id = t.id)` holds for every row the inner WHERE holds for when t2 is
+    /// that row, and `id IN (SELECT id FROM t)` for every row whose id is not NULL.
+    pub(super) fn sublink(&self, body: &Map, extra: &[String]) -> Abs {
+        let t = body
+            .get("sub_link_type")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let Some(("SelectStmt", sel)) = body.get("subselect").and_then(unwrap_node) else {
+            return Abs::Value { nullable: true };
+        };
+        let inner = self_subquery(sel, self.scope, extra);
+        if t == SubLinkType::ExistsSublink as i64 {
+            let holds = match (&inner, sel.get("from_clause")) {
+                (Some(quals), _) => sel
+                    .get("where_clause")
+                    .filter(|w| !w.is_null())
+                    .is_none_or(|w| self.poss(w, quals) == Poss::TRUE),
+                // `EXISTS (SELECT)`: one row.
+                (None, None) => sel.get("where_clause").is_none_or(Value::is_null),
+                (None, Some(_)) => false,
+            };
+            return Abs::Bool(if holds {
+                Poss::TRUE
+            } else {
+                Poss::unknown(false)
+            });
+        }
+        if t == SubLinkType::AnySublink as i64 {
+            let op = name_list(body.get("oper_name"));
+            let eq = op.is_empty() || op.last().map(String::as_str) == Some("=");
+            let unfiltered = sel.get("where_clause").is_none_or(Value::is_null);
+            if let (true, true, Some(quals), Some(test)) =
+                (eq, unfiltered, &inner, body.get("testexpr"))
+            {
+                let outs = sel.get("target_list").and_then(Value::as_array);
+                if let (Some(("ColumnRef", a)), Some([out])) =
+                    (unwrap_node(test), outs.map(Vec::as_slice))
+                {
+                    let b = match out.get("node").and_then(|n| n.get("ResTarget")) {
+                        Some(rt) => rt.get("val").and_then(unwrap_node),
+                        None => None,
+                    };
+                    if let Some(("ColumnRef", b)) = b {
+                        let x = self.row_column(a, extra);
+                        let y = self.row_column(b, quals);
+                        if x.is_some() && x == y && x.as_deref() != Some("*") {
+                            let nullable = self.eval(test, extra).nullable();
+                            return Abs::Bool(Poss {
+                                n: nullable,
+                                ..Poss::TRUE
+                            });
+                        }
+                    }
+                }
+            }
+            return Abs::Bool(Poss::ANY);
+        }
+        if t == SubLinkType::ExprSublink as i64 && inner.is_none() {
+            // `(SELECT true)`: a constant when it reads nothing.
+            let outs = sel.get("target_list").and_then(Value::as_array);
+            let from = sel.get("from_clause").is_some_and(|f| !f.is_null());
+            let filtered = sel.get("where_clause").is_some_and(|w| !w.is_null());
+            if let (false, false, Some([out])) = (from, filtered, outs.map(Vec::as_slice)) {
+                if let Some(val) = out
+                    .get("node")
+                    .and_then(|n| n.get("ResTarget"))
+                    .and_then(|rt| rt.get("val"))
+                {
+                    return self.eval(val, extra);
+                }
+            }
+        }
+        Abs::Value { nullable: true }
+    }
+}
+
 /// The verdict on a WHERE (or condition).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -308,3 +389,7 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
         Some(w) => Some(is_tautology(w)),
     }
 }
+
+#[cfg(test)]
+#[path = "tautology_tests.rs"]
+mod tests;

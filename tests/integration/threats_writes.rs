@@ -202,3 +202,42 @@ async fn selective_writes_run_as_they_do_directly() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Verdicts that rest on literals are not reused for the same shape with others: the
+/// selective one runs, the tautology after it (same shape) is still refused; a table
+/// made through pgmoat is judged by its NOT NULL columns once the catalog is re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_shape_other_literals_and_new_tables() {
+    let f = fixture(RULES).await;
+    let (w, o) = tables(&f).await;
+    let c = f.agent().await;
+    let selective = fill("DELETE FROM {w} WHERE name = 'a' OR name <> 'b'", &w, &o);
+    let probe = format!("BEGIN; {selective}; SELECT * FROM {w} ORDER BY id; ROLLBACK");
+    assert_eq!(
+        rows(&c, &probe).await.unwrap(),
+        rows(&f.direct, &probe).await.unwrap()
+    );
+    let unbounded = fill("DELETE FROM {w} WHERE name = 'a' OR name <> 'a'", &w, &o);
+    refused_unseen(&f, &c, &unbounded).await.unwrap();
+
+    let n = format!("{}_new", f.t);
+    c.batch_execute(&format!(
+        "CREATE TABLE {n} (k int NOT NULL, v text); INSERT INTO {n} VALUES (1, NULL), (2, 'x')"
+    ))
+    .await
+    .unwrap();
+    refused_unseen(
+        &f,
+        &c,
+        &format!("UPDATE {n} SET v = 'y' WHERE k IS NOT NULL"),
+    )
+    .await
+    .unwrap();
+    c.batch_execute(&format!("DELETE FROM {n} WHERE v IS NOT NULL"))
+        .await
+        .unwrap();
+    let left = rows(&f.direct, &format!("SELECT k, v FROM {n}"))
+        .await
+        .unwrap();
+    assert_eq!(left, vec![vec![Some("1".to_owned()), None]]);
+}

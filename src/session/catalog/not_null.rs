@@ -61,3 +61,43 @@ impl NotNull {
         !f.where_.tautology && f.where_.if_not_null.iter().any(|c| self.holds(c))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::classify_now;
+
+    fn facts(sql: &str) -> Facts {
+        classify_now(sql).unwrap().statements.remove(0)
+    }
+
+    #[test]
+    fn not_null_columns_decide() {
+        let row = |s: &str, t: &str, c: &str| vec![Some(s.into()), Some(t.into()), Some(c.into())];
+        let nn = NotNull::from_rows(vec![
+            row("public", "t", "id"),
+            row("public", "t", "code"),
+            row("other", "u", "id"),
+        ]);
+        for (sql, tautology) in [
+            ("DELETE FROM t WHERE id IS NOT NULL", true),
+            (
+                "DELETE FROM public.t WHERE code IS NOT NULL AND id IS NOT NULL",
+                true,
+            ),
+            ("DELETE FROM other.t WHERE id IS NOT NULL", false),
+            ("DELETE FROM t WHERE name IS NOT NULL", false),
+            (
+                "DELETE FROM t WHERE EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id)",
+                true,
+            ),
+            // Unqualified: the table of that name in any schema.
+            ("DELETE FROM u WHERE id IS NOT NULL", true),
+            ("DELETE FROM public.u WHERE id IS NOT NULL", false),
+            ("DELETE FROM v WHERE id IS NOT NULL", false),
+            ("DELETE FROM t WHERE id = 1", false),
+        ] {
+            assert_eq!(nn.makes_tautology(&facts(sql)), tautology, "{sql}");
+        }
+    }
+}
