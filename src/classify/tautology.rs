@@ -427,6 +427,17 @@ impl<'s> Ctx<'s> {
         }
         let (a, b) = (self.eval(l, extra), self.eval(r, extra));
         let nullable = a.nullable() || b.nullable();
+        if plain && matches!(op, "=" | "<>" | "!=") {
+            // `(id IS NOT NULL) = true`: the other side itself, or its negation.
+            let with_bool = match (&a, &b) {
+                (Abs::Const(Const::Bool(x)), other @ Abs::Bool(_))
+                | (other @ Abs::Bool(_), Abs::Const(Const::Bool(x))) => Some((*x, other.poss())),
+                _ => None,
+            };
+            if let Some((x, p)) = with_bool {
+                return Abs::Bool(if x == (op == "=") { p } else { p.not() });
+            }
+        }
         if plain {
             if let (Abs::Const(x), Abs::Const(y)) = (&a, &b) {
                 if let Some(ord) = compare(x, y) {

@@ -61,10 +61,11 @@ impl Scope {
         }
     }
 
-    /// The target of an UPDATE/DELETE. A FROM/USING list that is the same table once,
-    /// without a filter of its own, joins each row to (at least) itself: reading its
+    /// The target of an UPDATE/DELETE. A FROM/USING item that is the same table (a
+    /// RangeVar, without a filter of its own) can be that very row: reading its
     /// columns as the written row's own shows the clause true for every row whenever
-    /// it is true for that pairing.
+    /// it is true for that pairing, whatever the other items' rows are (every row,
+    /// or none when one of them is empty).
     fn of_write(body: &Map) -> Option<Scope> {
         let rel = body.get("relation").and_then(Value::as_object)?;
         let mut scope = Scope::of_relation(rel);
@@ -72,7 +73,7 @@ impl Scope {
             .get("from_clause")
             .or_else(|| body.get("using_clause"))
             .and_then(Value::as_array);
-        if let Some([item]) = from.map(Vec::as_slice) {
+        for item in from.into_iter().flatten() {
             if let Some(("RangeVar", r)) = unwrap_node(item) {
                 if scope.same_table(r) {
                     scope
@@ -334,11 +335,42 @@ pub fn judge_write(body: &Map, clause: &Value) -> Verdict {
     }
 }
 
-/// Whether a clause is always true without knowing its table (a MERGE condition),
-/// and whether the answer looked at a literal's value.
+/// Whether a clause is always true without knowing its table, and whether the answer
+/// looked at a literal's value.
 pub fn is_tautology(clause: &Value) -> (bool, bool) {
     let v = verdict(&Scope::anything(), clause);
     (v.always, v.looked)
+}
+
+/// The verdict on a MERGE's ON or WHEN condition, for its target. A source that is
+/// the target table itself (`USING t AS s`) can be the target's own row.
+pub fn merge_condition(body: &Map, clause: &Value) -> Verdict {
+    let Some(rel) = body.get("relation").and_then(Value::as_object) else {
+        return Verdict::default();
+    };
+    let mut scope = Scope::of_relation(rel);
+    if let Some(("RangeVar", r)) = body.get("source_relation").and_then(unwrap_node) {
+        if scope.same_table(r) {
+            let qual = alias(r).unwrap_or_else(|| text(r, "relname").to_owned());
+            scope.selves.push(qual);
+        }
+    }
+    verdict(&scope, clause)
+}
+
+/// Both conditions on the same table: every column either needs.
+pub fn both(a: Option<IfNotNull>, b: Option<IfNotNull>) -> Option<IfNotNull> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            for c in b.columns {
+                if !a.columns.contains(&c) {
+                    a.columns.push(c);
+                }
+            }
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 /// `INSERT INTO t SELECT * FROM t ON CONFLICT (id) DO UPDATE ...`: every row of `t`

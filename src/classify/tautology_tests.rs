@@ -37,6 +37,7 @@ fn always_true_whatever_the_schema() {
         "DELETE FROM t x USING t WHERE t.id = x.id AND t.code = x.code",
         "UPDATE t SET q = 1 FROM t t2 WHERE t.id = t2.id",
         "UPDATE t SET q = 1 FROM t t2 WHERE t2.id IS NOT DISTINCT FROM t.id",
+        "UPDATE t SET q = o.q FROM o, t t2 WHERE t.id = t2.id",
         // Nothing about the target: every row or none.
         "DELETE FROM t USING o WHERE o.id = 1",
         "UPDATE t SET q = 1 FROM o WHERE o.w IS NULL",
@@ -113,6 +114,8 @@ fn selective_writes_stay_bounded() {
         "DELETE FROM t WHERE NOT (flag OR NOT flag)",
         "UPDATE t SET q = 1 WHERE true AND id > 0",
         "DELETE FROM t WHERE id = NULL",
+        "DELETE FROM t WHERE (id IS NOT NULL) = false",
+        "DELETE FROM t WHERE (flag OR NOT flag) = false",
         "DELETE FROM t WHERE EXISTS (SELECT 1 FROM o WHERE o.w = t.id)",
         "DELETE FROM t WHERE EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id AND t2.q > 1)",
         "DELETE FROM t WHERE EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id + 1)",
@@ -202,5 +205,55 @@ fn literal_decided_verdicts_are_not_shared_by_shape() {
         let c = classify_now(sql).unwrap();
         assert_eq!(c.statements[0].where_.tautology, tautology, "{sql}");
         assert!(c.literal_sensitive, "{sql}");
+    }
+}
+
+/// A MERGE's ON and WHEN conditions, read for its target the same way.
+#[test]
+fn merge_conditions_true_if_columns_are_not_null() {
+    for (sql, cols) in [
+        (
+            "MERGE INTO t USING s ON t.id IS NOT NULL WHEN MATCHED THEN DELETE",
+            vec!["id"],
+        ),
+        (
+            "MERGE INTO t USING s ON true WHEN MATCHED AND t.code IS NOT NULL THEN DELETE",
+            vec!["code"],
+        ),
+        (
+            "MERGE INTO t USING s ON t.id IS NOT NULL \
+             WHEN MATCHED AND t.code IS NOT NULL THEN UPDATE SET q = 1",
+            vec!["code", "id"],
+        ),
+        (
+            "MERGE INTO t USING t s ON t.id = s.id AND t.code IS NOT NULL \
+             WHEN MATCHED THEN DELETE",
+            vec!["code"],
+        ),
+    ] {
+        let f = one(sql);
+        assert!(
+            !f.where_.tautology && !f.where_.missing,
+            "{sql}: {:?}",
+            f.where_
+        );
+        let got: Vec<&str> = f.where_.if_not_null[0]
+            .columns
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, cols, "{sql}");
+    }
+    for sql in [
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND t.code IS NOT NULL THEN DELETE",
+        "MERGE INTO t USING s ON t.id IS NOT NULL WHEN MATCHED AND t.id = 1 THEN DELETE",
+        "MERGE INTO t USING s ON t.id IS NOT NULL WHEN NOT MATCHED THEN INSERT VALUES (1)",
+    ] {
+        let f = one(sql);
+        assert!(
+            !f.where_.tautology && !f.where_.missing && f.where_.if_not_null.is_empty(),
+            "{sql}: {:?}",
+            f.where_
+        );
     }
 }
