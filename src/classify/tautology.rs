@@ -19,7 +19,9 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType};
 
-use super::tautology_fold::{bool_text, compare, complementary, constant, same_tree_as, Const};
+use super::tautology_fold::{
+    bool_text, compare, complementary_pairs, constant, last_name, same_tree_as, Const,
+};
 use super::tautology_schema::Scope;
 use super::walk::{list_items, name_list, unwrap_node};
 
@@ -175,11 +177,10 @@ impl<'s> Ctx<'s> {
     }
 
     /// The written row's column a reference names, if it names one.
-    pub(super) fn row_column(&self, c: &Map, extra: &[String]) -> Option<String> {
-        let f = name_list(c.get("fields"));
-        let col = self.scope.row_column(&f, extra)?;
-        if !SYSTEM_COLUMNS.contains(&col.as_str()) {
-            self.row_columns.borrow_mut().insert(col.clone());
+    pub(super) fn row_column<'v>(&self, c: &'v Map, extra: &[String]) -> Option<&'v str> {
+        let col = self.scope.row_column(c, extra)?;
+        if !SYSTEM_COLUMNS.contains(&col) && !self.row_columns.borrow().contains(col) {
+            self.row_columns.borrow_mut().insert(col.to_owned());
         }
         Some(col)
     }
@@ -204,7 +205,7 @@ impl<'s> Ctx<'s> {
             }
             "ColumnRef" => match self.row_column(body, extra) {
                 Some(col) => Abs::Value {
-                    nullable: !self.not_null(&col),
+                    nullable: !self.not_null(col),
                 },
                 // Another table's column (a join partner): NOT NULL only when every
                 // column is taken to be.
@@ -330,38 +331,32 @@ impl<'s> Ctx<'s> {
     /// negation is read as one: its two halves are never both false (OR) or both true
     /// (AND), which the reading of each half alone cannot tell.
     fn junction(&self, args: &[Value], or: bool, extra: &[String]) -> Poss {
-        let mut used = vec![false; args.len()];
+        // `id = 1 OR id <> 2` shares its shape with `id = 1 OR id <> 1`.
+        let (pairs, looked) = complementary_pairs(args);
+        if looked {
+            self.looked.set(true);
+        }
+        let mut partner: Vec<Option<usize>> = vec![None; args.len()];
+        for &(i, j) in &pairs {
+            partner[i] = Some(j);
+            partner[j] = Some(i);
+        }
         let mut acc: Option<Poss> = None;
-        let add = |p: Poss, acc: &mut Option<Poss>| {
-            *acc = Some(acc.map_or(p, |a| a.combine(p, or)));
-        };
-        for i in 0..args.len() {
-            if used[i] {
-                continue;
-            }
-            // `id = 1 OR id <> 2` shares its shape with `id = 1 OR id <> 1`.
-            if (i + 1..args.len()).any(|j| complementary(&args[i], &args[j], true)) {
-                self.looked.set(true);
-            }
-            let pair =
-                (i + 1..args.len()).find(|&j| !used[j] && complementary(&args[i], &args[j], false));
-            match pair {
+        for (i, arg) in args.iter().enumerate() {
+            let p = match partner[i] {
+                Some(j) if j < i => continue, // read with its partner
                 Some(j) => {
-                    used[j] = true;
                     // Where neither half is NULL one holds and the other does not.
-                    let (a, b) = (self.poss(&args[i], extra), self.poss(&args[j], extra));
-                    let p = Poss {
+                    let (a, b) = (self.poss(arg, extra), self.poss(&args[j], extra));
+                    Poss {
                         t: or,
                         f: !or,
                         n: a.n || b.n,
-                    };
-                    add(p, &mut acc);
+                    }
                 }
-                None => {
-                    let p = self.poss(&args[i], extra);
-                    add(p, &mut acc);
-                }
-            }
+                None => self.poss(arg, extra),
+            };
+            acc = Some(acc.map_or(p, |a| a.combine(p, or)));
         }
         acc.unwrap_or(Poss::ANY)
     }
@@ -401,8 +396,7 @@ impl<'s> Ctx<'s> {
     fn a_expr(&self, body: &Map, extra: &[String]) -> Abs {
         let unknown = Abs::Value { nullable: true };
         let kind = body.get("kind").and_then(Value::as_i64).unwrap_or(0);
-        let op = name_list(body.get("name"));
-        let Some(op) = op.last().map(String::as_str) else {
+        let Some(op) = last_name(body.get("name")) else {
             return unknown;
         };
         let (Some(l), Some(r)) = (body.get("lexpr"), body.get("rexpr")) else {
@@ -491,11 +485,9 @@ impl<'s> Ctx<'s> {
         }
         match (unwrap_node(l), unwrap_node(r)) {
             (Some(("ColumnRef", a)), Some(("ColumnRef", b))) => {
-                let fa = name_list(a.get("fields"));
-                let fb = name_list(b.get("fields"));
                 match (
-                    self.scope.row_column(&fa, extra),
-                    self.scope.row_column(&fb, extra),
+                    self.scope.row_column(a, extra),
+                    self.scope.row_column(b, extra),
                 ) {
                     (Some(x), Some(y)) => x == y && x != "*",
                     _ => false,

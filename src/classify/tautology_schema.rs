@@ -16,6 +16,7 @@ use super::facts::IfNotNull;
 use pg_query::protobuf::SubLinkType;
 
 use super::tautology::{Abs, Assume, Ctx, Poss};
+use super::tautology_fold::column_fields;
 use super::tree::{Map, Value};
 use super::walk::{name_list, unwrap_node};
 
@@ -92,12 +93,14 @@ impl Scope {
 
     /// The written row's column a reference names (`id`, `t.id`, `s.t.id`, a system
     /// column), reading `extra` qualifiers as the row too.
-    pub(super) fn row_column(&self, fields: &[String], extra: &[String]) -> Option<String> {
-        match fields {
-            [c] => Some(c.clone()),
-            _ if self.any => fields.last().cloned(),
-            [q, c] => (self.selves.contains(q) || extra.contains(q)).then(|| c.clone()),
-            [.., t, c] => (*t == self.name).then(|| c.clone()),
+    pub(super) fn row_column<'v>(&self, c: &'v Map, extra: &[String]) -> Option<&'v str> {
+        let (f, n) = column_fields(c)?;
+        let is_self = |q: &str| self.selves.iter().chain(extra).any(|s| s == q);
+        match &f[..n] {
+            [c] => Some(c),
+            [.., c] if self.any => Some(c),
+            [q, c] => is_self(q).then_some(*c),
+            [.., t, c] => (*t == self.name).then_some(*c),
             [] => None,
         }
     }
@@ -110,7 +113,7 @@ impl Scope {
                 match unwrap_node(v) {
                     Some(("CurrentOfExpr", _)) => return true,
                     Some(("ColumnRef", c)) => {
-                        if self.row_column(&name_list(c.get("fields")), &[]).is_some() {
+                        if self.row_column(c, &[]).is_some() {
                             return true;
                         }
                     }
@@ -222,7 +225,7 @@ impl Ctx<'_> {
                     if let Some(("ColumnRef", b)) = b {
                         let x = self.row_column(a, extra);
                         let y = self.row_column(b, quals);
-                        if x.is_some() && x == y && x.as_deref() != Some("*") {
+                        if x.is_some() && x == y && x != Some("*") {
                             let nullable = self.eval(test, extra).nullable();
                             return Abs::Bool(Poss {
                                 n: nullable,
@@ -407,9 +410,7 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
                 .and_then(|n| n.get("ResTarget"))
                 .and_then(|rt| rt.get("val"));
             match val.and_then(unwrap_node) {
-                Some(("ColumnRef", c)) => scope
-                    .row_column(&name_list(c.get("fields")), &quals)
-                    .is_some(),
+                Some(("ColumnRef", c)) => scope.row_column(c, &quals).is_some(),
                 _ => false,
             }
         });

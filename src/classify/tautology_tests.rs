@@ -257,3 +257,27 @@ fn merge_conditions_true_if_columns_are_not_null() {
         );
     }
 }
+
+/// A long OR of alike shapes costs its length, not its square.
+#[test]
+fn long_or_chains_stay_linear() {
+    let arms: Vec<String> = (0..20_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("id = {i}")
+            } else {
+                format!("id <> {}", i + 1)
+            }
+        })
+        .collect();
+    let sql = format!("DELETE FROM t WHERE {}", arms.join(" OR "));
+    let started = std::time::Instant::now();
+    let c = classify_now(&sql).unwrap();
+    let f = &c.statements[0];
+    // `id = 2 OR id <> 2` among them: a tautology, and one that rests on literals.
+    assert!(f.where_.tautology && c.literal_sensitive);
+    let ours = started.elapsed();
+    let started = std::time::Instant::now();
+    classify_now(&sql.replace("DELETE FROM t", "SELECT FROM t")).unwrap();
+    eprintln!("20000 arms: {ours:?}, as a SELECT: {:?}", started.elapsed());
+}
