@@ -106,7 +106,10 @@ impl Poss {
 /// What an expression is known to be.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Abs {
-    Const(Const),
+    /// A constant, and whether it came from a literal the statement's shape leaves
+    /// out (`1`, `'t'`; not the keywords `true`, `NULL`): then answers resting on its
+    /// value are for this text only.
+    Const(Const, bool),
     Bool(Poss),
     /// Some value of the row (or of something else), NULL or not.
     Value {
@@ -117,13 +120,13 @@ pub(super) enum Abs {
 impl Abs {
     pub(super) fn poss(&self) -> Poss {
         match self {
-            Abs::Const(Const::Bool(b)) => Poss::one(*b),
-            Abs::Const(Const::Null) => Poss {
+            Abs::Const(Const::Bool(b), _) => Poss::one(*b),
+            Abs::Const(Const::Null, _) => Poss {
                 n: true,
                 ..Poss::default()
             },
-            Abs::Const(Const::Str(s)) => bool_text(s).map_or(Poss::ANY, Poss::one),
-            Abs::Const(_) => Poss::unknown(false),
+            Abs::Const(Const::Str(s), _) => bool_text(s).map_or(Poss::ANY, Poss::one),
+            Abs::Const(..) => Poss::unknown(false),
             Abs::Bool(p) => *p,
             Abs::Value { nullable } => Poss::unknown(*nullable),
         }
@@ -131,7 +134,7 @@ impl Abs {
 
     pub(super) fn nullable(&self) -> bool {
         match self {
-            Abs::Const(c) => *c == Const::Null,
+            Abs::Const(c, _) => *c == Const::Null,
             Abs::Bool(p) => p.n,
             Abs::Value { nullable } => *nullable,
         }
@@ -173,7 +176,15 @@ impl<'s> Ctx<'s> {
     /// The possible values of a clause, with `extra` qualifiers naming the written row
     /// too (a subquery over the same table, read at the written row itself).
     pub fn poss(&self, v: &Value, extra: &[String]) -> Poss {
-        self.eval(v, extra).poss()
+        self.truth(&self.eval(v, extra))
+    }
+
+    /// A value read as a condition; a literal read so is looked at.
+    fn truth(&self, a: &Abs) -> Poss {
+        if let Abs::Const(Const::Bool(_) | Const::Str(_), true) = a {
+            self.looked.set(true);
+        }
+        a.poss()
     }
 
     /// The written row's column a reference names, if it names one.
@@ -199,10 +210,10 @@ impl<'s> Ctx<'s> {
         };
         let unknown = Abs::Value { nullable: true };
         match ty {
-            "AConst" => {
-                self.looked.set(true);
-                constant(body).map_or(unknown, Abs::Const)
-            }
+            "AConst" => constant(body).map_or(unknown, |c| {
+                let literal = !matches!(c, Const::Bool(_) | Const::Null);
+                Abs::Const(c, literal)
+            }),
             "ColumnRef" => match self.row_column(body, extra) {
                 Some(col) => Abs::Value {
                     nullable: !self.not_null(col),
@@ -218,7 +229,7 @@ impl<'s> Ctx<'s> {
                     return unknown;
                 };
                 let inner = self.eval(arg, extra);
-                let Abs::Const(c) = inner else {
+                let Abs::Const(c, lit) = inner else {
                     return inner;
                 };
                 let ty_names = body
@@ -232,17 +243,17 @@ impl<'s> Ctx<'s> {
                     .unwrap_or_default();
                 match (target.as_str(), c) {
                     ("bool" | "boolean", Const::Str(s)) => {
-                        bool_text(&s).map_or(unknown, |b| Abs::Const(Const::Bool(b)))
+                        bool_text(&s).map_or(unknown, |b| Abs::Const(Const::Bool(b), lit))
                     }
-                    ("bool" | "boolean", Const::Int(n)) => Abs::Const(Const::Bool(n != 0)),
+                    ("bool" | "boolean", Const::Int(n)) => Abs::Const(Const::Bool(n != 0), lit),
                     (
                         "int2" | "int4" | "int8" | "integer" | "bigint" | "smallint",
                         Const::Str(s),
                     ) => s
                         .trim()
                         .parse()
-                        .map_or(unknown, |n| Abs::Const(Const::Int(n))),
-                    (_, other) => Abs::Const(other),
+                        .map_or(unknown, |n| Abs::Const(Const::Int(n), lit)),
+                    (_, other) => Abs::Const(other, lit),
                 }
             }
             "BoolExpr" => {
@@ -270,7 +281,7 @@ impl<'s> Ctx<'s> {
                 let a = self.eval(arg, extra);
                 let t = body.get("nulltesttype").and_then(Value::as_i64);
                 let is_null = match a {
-                    Abs::Const(c) => Poss::one(c == Const::Null),
+                    Abs::Const(c, _) => Poss::one(c == Const::Null),
                     other => Poss {
                         t: other.nullable(),
                         f: true,
@@ -371,8 +382,8 @@ impl<'s> Ctx<'s> {
         let mut boolean = false;
         for a in args {
             let v = self.eval(a, extra);
-            boolean |= matches!(v, Abs::Bool(_) | Abs::Const(Const::Bool(_)));
-            let p = v.poss();
+            boolean |= matches!(v, Abs::Bool(_) | Abs::Const(Const::Bool(_), _));
+            let p = self.truth(&v);
             out.t |= p.t;
             out.f |= p.f;
             if !v.nullable() {
@@ -380,7 +391,7 @@ impl<'s> Ctx<'s> {
                     return Abs::Bool(out);
                 }
                 return match (args.len(), v) {
-                    (1, c @ Abs::Const(_)) => c,
+                    (1, c @ Abs::Const(..)) => c,
                     _ => Abs::Value { nullable: false },
                 };
             }
@@ -424,16 +435,24 @@ impl<'s> Ctx<'s> {
         if plain && matches!(op, "=" | "<>" | "!=") {
             // `(id IS NOT NULL) = true`: the other side itself, or its negation.
             let with_bool = match (&a, &b) {
-                (Abs::Const(Const::Bool(x)), other @ Abs::Bool(_))
-                | (other @ Abs::Bool(_), Abs::Const(Const::Bool(x))) => Some((*x, other.poss())),
+                (Abs::Const(Const::Bool(x), lit), other @ Abs::Bool(_))
+                | (other @ Abs::Bool(_), Abs::Const(Const::Bool(x), lit)) => {
+                    Some((*x, *lit, other.poss()))
+                }
                 _ => None,
             };
-            if let Some((x, p)) = with_bool {
+            if let Some((x, lit, p)) = with_bool {
+                if lit {
+                    self.looked.set(true); // `'t'::bool`
+                }
                 return Abs::Bool(if x == (op == "=") { p } else { p.not() });
             }
         }
         if plain {
-            if let (Abs::Const(x), Abs::Const(y)) = (&a, &b) {
+            if let (Abs::Const(x, l1), Abs::Const(y, l2)) = (&a, &b) {
+                if *l1 || *l2 {
+                    self.looked.set(true); // `1 = 2` shares its shape with `1 = 1`
+                }
                 if let Some(ord) = compare(x, y) {
                     use std::cmp::Ordering::*;
                     let result = match op {
@@ -445,7 +464,7 @@ impl<'s> Ctx<'s> {
                         ">=" => ord != Less,
                         _ => return unknown,
                     };
-                    return Abs::Const(Const::Bool(result));
+                    return Abs::Const(Const::Bool(result), *l1 || *l2);
                 }
             }
             return match op {
@@ -460,13 +479,14 @@ impl<'s> Ctx<'s> {
             let Some(items) = list_items(r).and_then(Value::as_array) else {
                 return unknown;
             };
-            if let Abs::Const(x) = &a {
+            if let Abs::Const(x, _) = &a {
+                self.looked.set(true); // `1 IN (2, 3)` shares its shape with `1 IN (1, 2)`
                 let hit = items.iter().any(|i| match self.eval(i, extra) {
-                    Abs::Const(y) => compare(x, &y) == Some(std::cmp::Ordering::Equal),
+                    Abs::Const(y, _) => compare(x, &y) == Some(std::cmp::Ordering::Equal),
                     _ => false,
                 });
                 if hit && op == "=" {
-                    return Abs::Const(Const::Bool(true));
+                    return Abs::Const(Const::Bool(true), true);
                 }
             }
             return Abs::Bool(Poss::ANY);

@@ -281,3 +281,27 @@ fn long_or_chains_stay_linear() {
     classify_now(&sql.replace("DELETE FROM t", "SELECT FROM t")).unwrap();
     eprintln!("20000 arms: {ours:?}, as a SELECT: {:?}", started.elapsed());
 }
+
+/// A literal compared with a column decides nothing: the verdict holds for the shape,
+/// so the statement's classification is shared by every literal (the hot path).
+#[test]
+fn literals_that_decide_nothing_keep_the_shape_cache() {
+    for sql in [
+        "UPDATE t SET a = 1 WHERE id = 5",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4 WHERE aid = 77",
+        "DELETE FROM t WHERE id IN (1, 2, 3) AND name = 'x'",
+        "DELETE FROM t WHERE id > 5 OR name <> 'x'",
+        "DELETE FROM t USING o WHERE o.id = t.id AND o.x = 'y'",
+    ] {
+        assert!(!classify_now(sql).unwrap().literal_sensitive, "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE 1 = 2",
+        "DELETE FROM t WHERE 't'::bool",
+        "DELETE FROM t WHERE 1 IN (2, 3)",
+        "DELETE FROM t WHERE id * 1 = id * 2",
+        "DELETE FROM t WHERE (id IS NULL) = 'f'::bool",
+    ] {
+        assert!(classify_now(sql).unwrap().literal_sensitive, "{sql}");
+    }
+}
