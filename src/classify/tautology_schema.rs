@@ -10,11 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use pg_query::protobuf::OnConflictAction;
+use pg_query::protobuf::{OnConflictAction, SubLinkType};
 
 use super::facts::IfNotNull;
-use pg_query::protobuf::SubLinkType;
-
 use super::tautology::{Abs, Assume, Ctx, Poss};
 use super::tautology_fold::column_fields;
 use super::tree::{Map, Value};
@@ -31,7 +29,7 @@ pub struct Scope {
     /// Qualifiers naming the written row: its alias (or name), and those of a join
     /// partner that is the same table (read at the same row, see [`Scope::of_write`]).
     selves: Vec<String>,
-    /// Without a written table (a MERGE condition): every column is the row's.
+    /// Without a written table (an upsert's DO UPDATE WHERE): every column is the row's.
     any: bool,
 }
 
@@ -100,7 +98,11 @@ impl Scope {
             [c] => Some(c),
             [.., c] if self.any => Some(c),
             [q, c] => is_self(q).then_some(*c),
-            [.., t, c] => (*t == self.name).then_some(*c),
+            // `s.t.id`, `db.s.t.id`: the table itself, when not under an alias.
+            [.., s, t, c] => {
+                let schema = s.is_empty() || self.schema.is_empty() || *s == self.schema;
+                (*t == self.name && schema && self.selves.first() == Some(&self.name)).then_some(*c)
+            }
             [] => None,
         }
     }
@@ -112,11 +114,7 @@ impl Scope {
             Value::Object(m) => {
                 match unwrap_node(v) {
                     Some(("CurrentOfExpr", _)) => return true,
-                    Some(("ColumnRef", c)) => {
-                        if self.row_column(c, &[]).is_some() {
-                            return true;
-                        }
-                    }
+                    Some(("ColumnRef", c)) if self.row_column(c, &[]).is_some() => return true,
                     _ => {}
                 }
                 m.iter().any(|(_, child)| self.named_in(child))

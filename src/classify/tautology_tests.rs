@@ -35,6 +35,7 @@ fn always_true_whatever_the_schema() {
         // The same table joined at its own row.
         "DELETE FROM t USING t t2 WHERE t.id = t2.id",
         "DELETE FROM t x USING t WHERE t.id = x.id AND t.code = x.code",
+        "DELETE FROM a.t USING a.t t2 WHERE a.t.id = t2.id",
         "UPDATE t SET q = 1 FROM t t2 WHERE t.id = t2.id",
         "UPDATE t SET q = 1 FROM t t2 WHERE t2.id IS NOT DISTINCT FROM t.id",
         "UPDATE t SET q = o.q FROM o, t t2 WHERE t.id = t2.id",
@@ -126,6 +127,7 @@ fn selective_writes_stay_bounded() {
         "UPDATE t SET q = o.id FROM o WHERE o.w = t.id",
         "DELETE FROM t USING o WHERE o.w = t.id",
         "DELETE FROM a.t USING b.t t2 WHERE t.id = t2.id",
+        "DELETE FROM a.t USING b.t WHERE a.t.id = b.t.id",
         "DELETE FROM t WHERE CURRENT OF c",
     ] {
         let f = one(sql);
