@@ -73,15 +73,58 @@ impl Scope {
             .or_else(|| body.get("using_clause"))
             .and_then(Value::as_array);
         for item in from.into_iter().flatten() {
-            if let Some(("RangeVar", r)) = unwrap_node(item) {
-                if scope.same_table(r) {
-                    scope
-                        .selves
-                        .push(alias(r).unwrap_or_else(|| text(r, "relname").to_owned()));
+            match unwrap_node(item) {
+                Some(("RangeVar", r)) if scope.same_table(r) => {
+                    let qual = alias(r).unwrap_or_else(|| text(r, "relname").to_owned());
+                    scope.selves.push(qual);
                 }
+                Some(("RangeSubselect", sub)) => {
+                    if let Some(qual) = scope.whole_copy(sub) {
+                        scope.selves.push(qual);
+                    }
+                }
+                _ => {}
             }
         }
         Some(scope)
+    }
+
+    /// `(SELECT * FROM t) s`, `(SELECT id, code FROM t) s`: every row of the table,
+    /// its columns under their own names (no WHERE, renames or expressions), so `s`
+    /// can be the written row itself. Its qualifier.
+    fn whole_copy(&self, sub: &Map) -> Option<String> {
+        let renames = sub
+            .get("alias")
+            .and_then(|a| a.get("colnames"))
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty());
+        let qual = alias(sub).filter(|_| !renames)?;
+        let Some(("SelectStmt", sel)) = sub.get("subquery").and_then(unwrap_node) else {
+            return None;
+        };
+        if present(sel, "where_clause") {
+            return None;
+        }
+        self_subquery(sel, self, &[])?;
+        let plain = sel
+            .get("target_list")
+            .and_then(Value::as_array)?
+            .iter()
+            .all(|t| {
+                let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
+                    return false;
+                };
+                let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
+                    return false;
+                };
+                let Some((f, n)) = column_fields(c) else {
+                    return false;
+                };
+                let col = f[n.saturating_sub(1)];
+                let name = rt.get("name").and_then(Value::as_str).unwrap_or("");
+                n > 0 && (name.is_empty() || name == col)
+            });
+        plain.then_some(qual)
     }
 
     fn same_table(&self, r: &Map) -> bool {

@@ -39,6 +39,8 @@ fn always_true_whatever_the_schema() {
         "UPDATE t SET q = 1 FROM t t2 WHERE t.id = t2.id",
         "UPDATE t SET q = 1 FROM t t2 WHERE t2.id IS NOT DISTINCT FROM t.id",
         "UPDATE t SET q = o.q FROM o, t t2 WHERE t.id = t2.id",
+        "DELETE FROM t USING (SELECT * FROM t) s WHERE t.id = s.id",
+        "UPDATE t SET q = 1 FROM (SELECT id, code AS code FROM t) s WHERE s.id = t.id",
         // Nothing about the target: every row or none.
         "DELETE FROM t USING o WHERE o.id = 1",
         "UPDATE t SET q = 1 FROM o WHERE o.w IS NULL",
@@ -128,6 +130,11 @@ fn selective_writes_stay_bounded() {
         "DELETE FROM t USING o WHERE o.w = t.id",
         "DELETE FROM a.t USING b.t t2 WHERE t.id = t2.id",
         "DELETE FROM a.t USING b.t WHERE a.t.id = b.t.id",
+        "DELETE FROM t USING (SELECT * FROM t WHERE q > 1) s WHERE t.id = s.id",
+        "DELETE FROM t USING (SELECT code AS id FROM t) s WHERE t.id = s.id",
+        "DELETE FROM t USING (SELECT id + 1 AS id FROM t) s WHERE t.id = s.id",
+        "DELETE FROM t USING (SELECT * FROM t) s(code, id) WHERE t.id = s.id",
+        "DELETE FROM t USING (SELECT * FROM t LIMIT 1) s WHERE t.id = s.id",
         "DELETE FROM t WHERE CURRENT OF c",
     ] {
         let f = one(sql);

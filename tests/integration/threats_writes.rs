@@ -105,6 +105,7 @@ const UNBOUNDED: &[&str] = &[
     "DELETE FROM {w} t WHERE EXISTS (SELECT 1 FROM {w} WHERE {w}.code = t.code)",
     "DELETE FROM {w} USING {w} w2 WHERE {w}.id = w2.id",
     "UPDATE {w} SET qty = 5 FROM {w} w2 WHERE {w}.id = w2.id",
+    "DELETE FROM {w} USING (SELECT * FROM {w}) s WHERE {w}.id = s.id",
     "UPDATE {w} t SET qty = 5 FROM {w} w2 WHERE w2.code = t.code AND w2.id = t.id",
     "MERGE INTO {w} USING {w} AS s ON {w}.id = s.id WHEN MATCHED THEN DELETE",
     "MERGE INTO {w} t USING (SELECT 1 AS x) s ON true WHEN MATCHED THEN UPDATE SET qty = 5",
@@ -146,6 +147,7 @@ const SELECTIVE: &[&str] = &[
     // The usual de-duplication: a self-join that keeps one row of each group.
     "DELETE FROM {w} USING {w} w2 WHERE {w}.code = w2.code AND {w}.id < w2.id",
     "UPDATE {w} SET qty = w2.qty FROM {w} w2 WHERE w2.id = {w}.id + 1",
+    "DELETE FROM {w} USING (SELECT * FROM {w} WHERE qty > 2) s WHERE {w}.id = s.id",
     "UPDATE {w} SET qty = {o}.id FROM {o} WHERE {o}.w_id = {w}.id",
     "MERGE INTO {w} t USING {o} s ON t.id = s.w_id WHEN MATCHED THEN UPDATE SET qty = 7",
     "MERGE INTO {w} t USING (SELECT 1 AS x) s ON t.name IS NOT NULL WHEN MATCHED THEN UPDATE SET qty = 7",
