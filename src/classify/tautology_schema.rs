@@ -61,7 +61,8 @@ impl Scope {
     }
 
     /// The target of an UPDATE/DELETE. A FROM/USING item that is the same table (a
-    /// RangeVar, without a filter of its own) can be that very row: reading its
+    /// RangeVar, or a derived table or CTE that is a whole copy of it) can be that very
+    /// row: reading its
     /// columns as the written row's own shows the clause true for every row whenever
     /// it is true for that pairing, whatever the other items' rows are (every row,
     /// or none when one of them is empty).
@@ -72,59 +73,74 @@ impl Scope {
             .get("from_clause")
             .or_else(|| body.get("using_clause"))
             .and_then(Value::as_array);
+        // The statement's own CTEs: a name in FROM is one of them before any table.
+        let ctes: Vec<&Map> = body
+            .get("with_clause")
+            .and_then(|w| w.get("ctes"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| match unwrap_node(c) {
+                Some(("CommonTableExpr", m)) => Some(m),
+                _ => None,
+            })
+            .collect();
         for item in from.into_iter().flatten() {
-            match unwrap_node(item) {
-                Some(("RangeVar", r)) if scope.same_table(r) => {
-                    let qual = alias(r).unwrap_or_else(|| text(r, "relname").to_owned());
-                    scope.selves.push(qual);
+            let qual = match unwrap_node(item) {
+                Some(("RangeVar", r)) => {
+                    let name = text(r, "relname");
+                    let cte = ctes
+                        .iter()
+                        .find(|c| text(r, "schemaname").is_empty() && text(c, "ctename") == name);
+                    let whole = match cte {
+                        Some(c) => scope.whole_copy(c.get("ctequery"), c.get("aliascolnames")),
+                        None => scope.same_table(r),
+                    };
+                    whole.then(|| alias(r).unwrap_or_else(|| name.to_owned()))
                 }
                 Some(("RangeSubselect", sub)) => {
-                    if let Some(qual) = scope.whole_copy(sub) {
-                        scope.selves.push(qual);
-                    }
+                    let renames = sub.get("alias").and_then(|a| a.get("colnames"));
+                    alias(sub).filter(|_| scope.whole_copy(sub.get("subquery"), renames))
                 }
-                _ => {}
-            }
+                _ => None,
+            };
+            scope.selves.extend(qual);
         }
         Some(scope)
     }
 
-    /// `(SELECT * FROM t) s`, `(SELECT id, code FROM t) s`: every row of the table,
-    /// its columns under their own names (no WHERE, renames or expressions), so `s`
-    /// can be the written row itself. Its qualifier.
-    fn whole_copy(&self, sub: &Map) -> Option<String> {
-        let renames = sub
-            .get("alias")
-            .and_then(|a| a.get("colnames"))
+    /// `SELECT * FROM t`, `SELECT id, code FROM t`: every row of the written table,
+    /// its columns under their own names (no WHERE, renames or expressions), so what
+    /// it is the query of can be the written row itself.
+    fn whole_copy(&self, query: Option<&Value>, renames: Option<&Value>) -> bool {
+        if renames
             .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty());
-        let qual = alias(sub).filter(|_| !renames)?;
-        let Some(("SelectStmt", sel)) = sub.get("subquery").and_then(unwrap_node) else {
-            return None;
-        };
-        if present(sel, "where_clause") {
-            return None;
+            .is_some_and(|c| !c.is_empty())
+        {
+            return false;
         }
-        self_subquery(sel, self, &[])?;
-        let plain = sel
-            .get("target_list")
-            .and_then(Value::as_array)?
-            .iter()
-            .all(|t| {
-                let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
-                    return false;
-                };
-                let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
-                    return false;
-                };
-                let Some((f, n)) = column_fields(c) else {
-                    return false;
-                };
-                let col = f[n.saturating_sub(1)];
-                let name = rt.get("name").and_then(Value::as_str).unwrap_or("");
-                n > 0 && (name.is_empty() || name == col)
-            });
-        plain.then_some(qual)
+        let Some(("SelectStmt", sel)) = query.and_then(unwrap_node) else {
+            return false;
+        };
+        if present(sel, "where_clause") || self_subquery(sel, self, &[]).is_none() {
+            return false;
+        }
+        let Some(targets) = sel.get("target_list").and_then(Value::as_array) else {
+            return false;
+        };
+        targets.iter().all(|t| {
+            let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
+                return false;
+            };
+            let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
+                return false;
+            };
+            let Some((f, n)) = column_fields(c) else {
+                return false;
+            };
+            let name = rt.get("name").and_then(Value::as_str).unwrap_or("");
+            n > 0 && (name.is_empty() || name == f[n - 1])
+        })
     }
 
     fn same_table(&self, r: &Map) -> bool {

@@ -40,6 +40,8 @@ fn always_true_whatever_the_schema() {
         "UPDATE t SET q = 1 FROM t t2 WHERE t2.id IS NOT DISTINCT FROM t.id",
         "UPDATE t SET q = o.q FROM o, t t2 WHERE t.id = t2.id",
         "DELETE FROM t USING (SELECT * FROM t) s WHERE t.id = s.id",
+        "WITH s AS (SELECT * FROM t) DELETE FROM t USING s WHERE t.id = s.id",
+        "WITH s AS MATERIALIZED (SELECT id FROM t) UPDATE t SET q = 1 FROM s x WHERE x.id = t.id",
         "UPDATE t SET q = 1 FROM (SELECT id, code AS code FROM t) s WHERE s.id = t.id",
         // Nothing about the target: every row or none.
         "DELETE FROM t USING o WHERE o.id = 1",
@@ -135,6 +137,10 @@ fn selective_writes_stay_bounded() {
         "DELETE FROM t USING (SELECT id + 1 AS id FROM t) s WHERE t.id = s.id",
         "DELETE FROM t USING (SELECT * FROM t) s(code, id) WHERE t.id = s.id",
         "DELETE FROM t USING (SELECT * FROM t LIMIT 1) s WHERE t.id = s.id",
+        "WITH s AS (SELECT * FROM t WHERE q > 1) DELETE FROM t USING s WHERE t.id = s.id",
+        "WITH s(id) AS (SELECT code FROM t) DELETE FROM t USING s WHERE t.id = s.id",
+        // A CTE named as the table is the CTE, not the table.
+        "WITH t AS (SELECT 1 AS id) DELETE FROM public.t USING t x WHERE t.id = x.id",
         "DELETE FROM t WHERE CURRENT OF c",
     ] {
         let f = one(sql);

@@ -106,6 +106,7 @@ const UNBOUNDED: &[&str] = &[
     "DELETE FROM {w} USING {w} w2 WHERE {w}.id = w2.id",
     "UPDATE {w} SET qty = 5 FROM {w} w2 WHERE {w}.id = w2.id",
     "DELETE FROM {w} USING (SELECT * FROM {w}) s WHERE {w}.id = s.id",
+    "WITH s AS (SELECT id FROM {w}) UPDATE {w} SET qty = 5 FROM s WHERE s.id = {w}.id",
     "UPDATE {w} t SET qty = 5 FROM {w} w2 WHERE w2.code = t.code AND w2.id = t.id",
     "MERGE INTO {w} USING {w} AS s ON {w}.id = s.id WHEN MATCHED THEN DELETE",
     "MERGE INTO {w} t USING (SELECT 1 AS x) s ON true WHEN MATCHED THEN UPDATE SET qty = 5",
