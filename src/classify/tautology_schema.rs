@@ -73,6 +73,12 @@ impl Scope {
             .get("from_clause")
             .or_else(|| body.get("using_clause"))
             .and_then(Value::as_array);
+        scope.add_selves(body, from.into_iter().flatten());
+        Some(scope)
+    }
+
+    /// The items (of FROM, USING, a MERGE source) that can be the written row.
+    fn add_selves<'v>(&mut self, body: &Map, items: impl Iterator<Item = &'v Value>) {
         // The statement's own CTEs: a name in FROM is one of them before any table.
         let ctes: Vec<&Map> = body
             .get("with_clause")
@@ -85,7 +91,7 @@ impl Scope {
                 _ => None,
             })
             .collect();
-        for item in from.into_iter().flatten() {
+        for item in items {
             let qual = match unwrap_node(item) {
                 Some(("RangeVar", r)) => {
                     let name = text(r, "relname");
@@ -93,20 +99,19 @@ impl Scope {
                         .iter()
                         .find(|c| text(r, "schemaname").is_empty() && text(c, "ctename") == name);
                     let whole = match cte {
-                        Some(c) => scope.whole_copy(c.get("ctequery"), c.get("aliascolnames")),
-                        None => scope.same_table(r),
+                        Some(c) => self.whole_copy(c.get("ctequery"), c.get("aliascolnames")),
+                        None => self.same_table(r),
                     };
                     whole.then(|| alias(r).unwrap_or_else(|| name.to_owned()))
                 }
                 Some(("RangeSubselect", sub)) => {
                     let renames = sub.get("alias").and_then(|a| a.get("colnames"));
-                    alias(sub).filter(|_| scope.whole_copy(sub.get("subquery"), renames))
+                    alias(sub).filter(|_| self.whole_copy(sub.get("subquery"), renames))
                 }
                 _ => None,
             };
-            scope.selves.extend(qual);
+            self.selves.extend(qual);
         }
-        Some(scope)
     }
 
     /// `SELECT * FROM t`, `SELECT id, code FROM t`: every row of the written table,
@@ -403,18 +408,14 @@ pub fn is_tautology(clause: &Value) -> (bool, bool) {
 }
 
 /// The verdict on a MERGE's ON or WHEN condition, for its target. A source that is
-/// the target table itself (`USING t AS s`) can be the target's own row.
+/// the target table itself (`USING t AS s`, a whole copy of it in a derived table or
+/// CTE) can be the target's own row.
 pub fn merge_condition(body: &Map, clause: &Value) -> Verdict {
     let Some(rel) = body.get("relation").and_then(Value::as_object) else {
         return Verdict::default();
     };
     let mut scope = Scope::of_relation(rel);
-    if let Some(("RangeVar", r)) = body.get("source_relation").and_then(unwrap_node) {
-        if scope.same_table(r) {
-            let qual = alias(r).unwrap_or_else(|| text(r, "relname").to_owned());
-            scope.selves.push(qual);
-        }
-    }
+    scope.add_selves(body, body.get("source_relation").into_iter());
     verdict(&scope, clause)
 }
 

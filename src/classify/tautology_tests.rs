@@ -260,6 +260,16 @@ fn merge_conditions_true_if_columns_are_not_null() {
         assert_eq!(got, cols, "{sql}");
     }
     for sql in [
+        "WITH s AS (SELECT * FROM t) MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING (SELECT id, code FROM t) s ON s.id = t.id AND s.code = t.code \
+         WHEN MATCHED THEN UPDATE SET q = 1",
+    ] {
+        let f = one(sql);
+        assert!(f.where_.tautology, "{sql}: {:?}", f.where_);
+    }
+    for sql in [
+        "WITH s AS (SELECT * FROM t WHERE q > 1) MERGE INTO t USING s ON t.id = s.id \
+         WHEN MATCHED THEN DELETE",
         "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND t.code IS NOT NULL THEN DELETE",
         "MERGE INTO t USING s ON t.id IS NOT NULL WHEN MATCHED AND t.id = 1 THEN DELETE",
         "MERGE INTO t USING s ON t.id IS NOT NULL WHEN NOT MATCHED THEN INSERT VALUES (1)",

@@ -109,6 +109,7 @@ const UNBOUNDED: &[&str] = &[
     "WITH s AS (SELECT id FROM {w}) UPDATE {w} SET qty = 5 FROM s WHERE s.id = {w}.id",
     "UPDATE {w} t SET qty = 5 FROM {w} w2 WHERE w2.code = t.code AND w2.id = t.id",
     "MERGE INTO {w} USING {w} AS s ON {w}.id = s.id WHEN MATCHED THEN DELETE",
+    "WITH s AS (SELECT * FROM {w}) MERGE INTO {w} t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
     "MERGE INTO {w} t USING (SELECT 1 AS x) s ON true WHEN MATCHED THEN UPDATE SET qty = 5",
     "MERGE INTO {w} t USING (SELECT 1 AS x) s ON t.id IS NOT NULL WHEN MATCHED THEN DELETE",
     "MERGE INTO {w} t USING {w} s ON t.id = s.id WHEN MATCHED AND t.code IS NOT NULL THEN DELETE",
