@@ -208,13 +208,10 @@ fn present(m: &Map, key: &str) -> bool {
     }
 }
 
-/// A subquery over the written table alone, with nothing that drops rows but its
-/// WHERE: the qualifiers its row goes by (with `extra`, those of enclosing ones).
-pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Option<Vec<String>> {
-    if scope.any {
-        return None;
-    }
-    let narrowing = [
+/// Whether a SELECT has something that drops rows besides its WHERE (or reads a CTE of
+/// its own, or is a set operation or VALUES).
+fn narrowed(sel: &Map) -> bool {
+    [
         "having_clause",
         "limit_count",
         "limit_offset",
@@ -222,8 +219,15 @@ pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Optio
         "group_clause",
         "values_lists",
         "larg",
-    ];
-    if narrowing.iter().any(|k| present(sel, k)) {
+    ]
+    .iter()
+    .any(|k| present(sel, k))
+}
+
+/// A subquery over the written table alone, with nothing that drops rows but its
+/// WHERE: the qualifiers its row goes by (with `extra`, those of enclosing ones).
+pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Option<Vec<String>> {
+    if scope.any || narrowed(sel) {
         return None;
     }
     let from = sel.get("from_clause").and_then(Value::as_array)?;
@@ -436,7 +440,8 @@ pub fn both(a: Option<IfNotNull>, b: Option<IfNotNull>) -> Option<IfNotNull> {
 
 /// `INSERT INTO t SELECT * FROM t ON CONFLICT (id) DO UPDATE ...`: every row of `t`
 /// conflicts with itself, so the upsert updates every row. The source must be the
-/// table itself, unfiltered, and give its own columns (`*`, or plain columns of it;
+/// table itself (or a whole copy of it in a derived table or CTE), unfiltered, and
+/// give its own columns (`*`, or plain columns of it;
 /// a permutation of them is taken to be the identity, failing closed), and the
 /// DO UPDATE must have no WHERE of its own that bounds it. None when the INSERT has
 /// no DO UPDATE; else whether it touches every row, and whether a literal decided.
@@ -447,16 +452,24 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
         return None;
     }
     let rel = body.get("relation").and_then(Value::as_object)?;
-    let scope = Scope::of_relation(rel);
+    let mut scope = Scope::of_relation(rel);
     let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
         return Some((false, false));
     };
-    if present(sel, "where_clause") {
+    if present(sel, "where_clause") || narrowed(sel) {
         return Some((false, false));
     }
-    let Some(quals) = self_subquery(sel, &scope, &[]) else {
+    // One source: the table itself, or a whole copy of it (a derived table, a CTE).
+    let from = sel.get("from_clause").and_then(Value::as_array);
+    let Some([item]) = from.map(Vec::as_slice) else {
         return Some((false, false));
     };
+    let before = scope.selves.len();
+    scope.add_selves(body, std::iter::once(item));
+    let quals = scope.selves.split_off(before);
+    if quals.is_empty() {
+        return Some((false, false));
+    }
     let own_columns = sel
         .get("target_list")
         .and_then(Value::as_array)

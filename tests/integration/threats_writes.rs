@@ -118,6 +118,7 @@ const UNBOUNDED: &[&str] = &[
     // An upsert of the table into itself updates every row.
     "INSERT INTO {w} SELECT * FROM {w} ON CONFLICT (id) DO UPDATE SET qty = 5",
     "INSERT INTO {w} AS t SELECT id, code, name, flag, qty FROM {w} ON CONFLICT (id) DO UPDATE SET qty = t.qty + 1",
+    "WITH s AS (SELECT * FROM {w}) INSERT INTO {w} SELECT * FROM s ON CONFLICT (id) DO UPDATE SET qty = 5",
     // Through a CTE, and in a multi-statement message.
     "WITH x AS (DELETE FROM {w} WHERE id IS NOT NULL RETURNING 1) SELECT count(*) FROM x",
     "SELECT 1; UPDATE {w} SET qty = 5 WHERE code IS NOT NULL",
