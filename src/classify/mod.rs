@@ -12,6 +12,7 @@ mod plpgsql;
 mod tautology;
 mod tautology_fold;
 mod tautology_schema;
+mod tautology_views;
 pub mod tree;
 mod walk;
 
@@ -24,6 +25,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use thiserror::Error;
 
 pub use facts::{CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
+pub use tautology_views::{view_columns, ViewColumn};
 use walk::{Body, Walker};
 
 /// Statements nested in bodies (DO inside a function inside a DO...) deeper than this

@@ -634,6 +634,17 @@ async fn load_once(
             _ => {}
         }
     }
+    // Views' NOT NULL columns, from their tables'.
+    let views: Vec<(String, String, String)> = cat
+        .relations
+        .iter()
+        .filter(|r| r.kind == b'v')
+        .filter_map(|r| Some((r.schema.clone(), r.name.clone(), r.view_definition.clone()?)))
+        .collect();
+    let tables = std::mem::take(&mut cat.not_null);
+    cat.not_null = tokio::task::spawn_blocking(move || tables.with_views(views))
+        .await
+        .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
     for (key, facts) in tokio::task::spawn_blocking(move || classify_bodies(texts))
         .await
         .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?

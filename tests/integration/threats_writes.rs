@@ -124,6 +124,7 @@ const UNBOUNDED: &[&str] = &[
     "SELECT 1; UPDATE {w} SET qty = 5 WHERE code IS NOT NULL",
     // Through a writable view, and in a function's body.
     "DELETE FROM {w}_v WHERE flag OR NOT flag",
+    "DELETE FROM {w}_v WHERE id IS NOT NULL",
     "UPDATE {w}_v SET qty = 5 WHERE id IN (SELECT id FROM {w}_v)",
     "SELECT {w}_wipe()",
     // A join whose condition does not name the target: every row or none.
@@ -162,6 +163,7 @@ const SELECTIVE: &[&str] = &[
     "INSERT INTO {w} SELECT id + 100, code, name, flag, qty FROM {w} ON CONFLICT (id) DO UPDATE SET qty = 9",
     "WITH x AS (DELETE FROM {w} WHERE id = 3 RETURNING id) SELECT * FROM x",
     "DELETE FROM {w}_v WHERE flag",
+    "DELETE FROM {w}_v WHERE name IS NOT NULL",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
