@@ -189,7 +189,7 @@ impl CopyEnd {
 }
 
 /// The WHERE situation of the UPDATE/DELETE parts of a statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WhereFacts {
     /// Some UPDATE or DELETE in the statement has no WHERE.
     pub missing: bool,
@@ -197,6 +197,18 @@ pub struct WhereFacts {
     pub tautology: bool,
     /// The statement has an UPDATE or DELETE at all.
     pub applies: bool,
+    /// WHEREs that are always true if some columns are NOT NULL (`id IS NOT NULL`):
+    /// the catalog decides (`Catalog::resolve` sets `tautology`).
+    pub if_not_null: Vec<IfNotNull>,
+}
+
+/// A WHERE true for every row of `schema.table` (schema empty when the SQL left it
+/// out) whose `columns` are all NOT NULL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IfNotNull {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<String>,
 }
 
 impl WhereFacts {

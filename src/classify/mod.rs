@@ -10,6 +10,9 @@ mod facts;
 pub mod lineage;
 mod plpgsql;
 mod tautology;
+mod tautology_fold;
+mod tautology_schema;
+mod tautology_views;
 pub mod tree;
 mod walk;
 
@@ -23,7 +26,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use thiserror::Error;
 
-pub use facts::{CopyEnd, Facts, Kind, WhereFacts};
+pub use facts::{CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
+pub use tautology_views::{view_columns, ViewColumn};
 use walk::{Body, Walker};
 
 /// Statements nested in bodies (DO inside a function inside a DO...) deeper than this
@@ -145,6 +149,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.where_.missing |= from.where_.missing;
     into.where_.tautology |= from.where_.tautology;
     into.where_.applies |= from.where_.applies;
+    into.where_.if_not_null.extend(from.where_.if_not_null);
     if into.unanalysable.is_none() {
         into.unanalysable = from.unanalysable;
     }

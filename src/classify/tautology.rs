@@ -1,233 +1,519 @@
-//! Is a WHERE clause always true? Constant folding over the few shapes people (and
-//! agents) use to defeat "no UPDATE/DELETE without WHERE": `true`, `1=1`, `'a'='a'`,
-//! `id = id`, `x OR true`, `NOT false`, `'t'::bool`, `1 IS NOT NULL`. Anything it does
-//! not understand is not a tautology (the rules decide on the rest).
+//! Is a WHERE clause true for every row? A three-valued reading of the clause: each
+//! expression gets the set of values it can take (true, false, NULL) for some row.
+//! Constants fold (`true`, `1=1`, `'t'::bool`, `1 IS NOT NULL`), a column compared
+//! with itself is true wherever it is not NULL (`id = id`), and a condition with its
+//! own negation (`x OR NOT x`, `x IS NULL OR x IS NOT NULL`, `a = b OR a <> b`) is
+//! true wherever it is not NULL. Anything it does not understand can be anything.
+//!
+//! What counts as always true: a clause that is true for every row whose columns are
+//! all non-NULL, and never false for any row. `flag OR NOT flag` and `id = id` are
+//! NULL, not false, on a row where the column is NULL: nobody bounds a write that way,
+//! so they are tautologies whatever the schema. `id IS NOT NULL` is false on a NULL
+//! id: it is a tautology only where the schema says id is NOT NULL, which the
+//! classifier cannot know; it records the condition (see [`super::tautology_schema`])
+//! and the catalog decides.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 
 use super::tree::{Map, Value};
-use pg_query::protobuf::{AExprKind, BoolExprType, NullTestType};
+use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType};
 
+use super::tautology_fold::{
+    bool_text, compare, complementary_pairs, constant, last_name, same_tree_as, Const,
+};
+use super::tautology_schema::Scope;
 use super::walk::{list_items, name_list, unwrap_node};
 
-#[derive(Debug, Clone, PartialEq)]
-enum Const {
-    Bool(bool),
-    Int(i64),
-    Num(f64),
-    Str(String),
-    Null,
+/// The values a boolean expression can take over the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Poss {
+    pub t: bool,
+    pub f: bool,
+    pub n: bool,
 }
 
-/// Whether the clause is always true, and whether the answer looked at a literal's
-/// value (then it must not be reused for the same statement with other literals).
-pub fn is_tautology(where_clause: &Value) -> (bool, bool) {
-    let mut looked = false;
-    let value = eval(where_clause, &mut looked);
-    // No column in it at all (`1 BETWEEN 0 AND 2`, `EXISTS (SELECT)`, `(SELECT true)`):
-    // it is the same for every row, so it bounds nothing unless it is plainly false.
-    if !mentions_a_row(where_clause) {
-        return (value != Some(Const::Bool(false)), looked);
-    }
-    (value == Some(Const::Bool(true)), looked)
-}
+impl Poss {
+    pub(super) const ANY: Poss = Poss {
+        t: true,
+        f: true,
+        n: true,
+    };
+    pub(super) const TRUE: Poss = Poss {
+        t: true,
+        f: false,
+        n: false,
+    };
+    const FALSE: Poss = Poss {
+        t: false,
+        f: true,
+        n: false,
+    };
 
-/// Whether a column (or `WHERE CURRENT OF`) appears anywhere in the clause.
-fn mentions_a_row(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .any(|(k, child)| matches!(k, "ColumnRef" | "CurrentOfExpr") || mentions_a_row(child)),
-        Value::Array(items) => items.iter().any(mentions_a_row),
-        _ => false,
-    }
-}
-
-fn eval(v: &Value, looked: &mut bool) -> Option<Const> {
-    let (ty, body) = unwrap_node(v)?;
-    match ty {
-        "AConst" => {
-            *looked = true;
-            constant(body)
+    fn one(b: bool) -> Poss {
+        if b {
+            Poss::TRUE
+        } else {
+            Poss::FALSE
         }
-        "TypeCast" => {
-            let inner = eval(body.get("arg")?, looked)?;
-            let ty_names = body
-                .get("type_name")
-                .and_then(|t| t.as_object())
-                .map(|t| name_list(t.get("names")))
-                .unwrap_or_default();
-            let target = ty_names
-                .last()
-                .map(|s| s.to_ascii_lowercase())
-                .unwrap_or_default();
-            match (target.as_str(), inner) {
-                ("bool" | "boolean", Const::Str(s)) => bool_text(&s).map(Const::Bool),
-                ("bool" | "boolean", Const::Int(n)) => Some(Const::Bool(n != 0)),
-                ("int2" | "int4" | "int8" | "integer" | "bigint" | "smallint", Const::Str(s)) => {
-                    s.trim().parse().ok().map(Const::Int)
-                }
-                (_, other) => Some(other),
-            }
-        }
-        "BoolExpr" => {
-            let op = body.get("boolop")?.as_i64()?;
-            let args: Vec<Option<Const>> = body
-                .get("args")?
-                .as_array()?
-                .iter()
-                .map(|a| eval(a, looked))
-                .collect();
-            if op == BoolExprType::OrExpr as i64 {
-                Some(Const::Bool(
-                    args.iter().any(|a| matches!(a, Some(Const::Bool(true)))),
-                ))
-                .filter(|b| *b == Const::Bool(true))
-            } else if op == BoolExprType::AndExpr as i64 {
-                args.iter()
-                    .all(|a| matches!(a, Some(Const::Bool(true))))
-                    .then_some(Const::Bool(true))
-            } else if op == BoolExprType::NotExpr as i64 {
-                match args.first()? {
-                    Some(Const::Bool(b)) => Some(Const::Bool(!b)),
-                    _ => None,
-                }
-            } else {
-                None
-            }
-        }
-        "NullTest" => {
-            let arg = eval(body.get("arg")?, looked)?;
-            let is_null = arg == Const::Null;
-            let t = body.get("nulltesttype")?.as_i64()?;
-            if t == NullTestType::IsNull as i64 {
-                Some(Const::Bool(is_null))
-            } else if t == NullTestType::IsNotNull as i64 {
-                Some(Const::Bool(!is_null))
-            } else {
-                None
-            }
-        }
-        "AExpr" => a_expr(body, looked),
-        _ => None,
     }
-}
 
-fn bool_text(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-fn constant(body: &Map) -> Option<Const> {
-    if body.get("isnull").and_then(Value::as_bool).unwrap_or(false) {
-        return Some(Const::Null);
-    }
-    let val = body.get("val")?.as_object()?;
-    let (k, v) = val.iter().next()?;
-    Some(match k {
-        "Ival" => Const::Int(v.get("ival").and_then(Value::as_i64).unwrap_or(0)),
-        "Fval" => Const::Num(v.get("fval").and_then(Value::as_str)?.parse().ok()?),
-        "Boolval" => Const::Bool(v.get("boolval").and_then(Value::as_bool).unwrap_or(false)),
-        "Sval" => Const::Str(
-            v.get("sval")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        _ => return None,
-    })
-}
-
-/// Two subtrees equal apart from source positions (`id = id`); with `any_literal`,
-/// literals of any value count as equal (the statement's shape).
-fn same_tree_as(a: &Value, b: &Value, any_literal: bool) -> bool {
-    if any_literal
-        && matches!(unwrap_node(a), Some(("AConst", _)))
-        && matches!(unwrap_node(b), Some(("AConst", _)))
-    {
-        return true;
-    }
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &Map| m.keys().filter(|k| *k != "location").count();
-            keys(x) == keys(y)
-                && x.iter()
-                    .filter(|(k, _)| *k != "location")
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_tree_as(v, w, any_literal)))
+    /// True or false, NULL too when `nullable`.
+    pub(super) fn unknown(nullable: bool) -> Poss {
+        Poss {
+            n: nullable,
+            ..Poss::ANY
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|(v, w)| same_tree_as(v, w, any_literal))
-        }
-        _ => a == b,
     }
-}
 
-fn same_tree(a: &Value, b: &Value) -> bool {
-    same_tree_as(a, b, false)
-}
-
-fn a_expr(body: &Map, looked: &mut bool) -> Option<Const> {
-    let kind = body.get("kind")?.as_i64()?;
-    let op = name_list(body.get("name"));
-    let op = op.last()?.as_str();
-    let (l, r) = (body.get("lexpr")?, body.get("rexpr")?);
-    let reflexive = matches!(op, "=" | "<=" | ">=")
-        && (kind == AExprKind::AexprOp as i64 || kind == AExprKind::AexprNotDistinct as i64);
-    if reflexive && unwrap_node(l).is_some() && same_tree_as(l, r, true) {
-        // `id * 1 = id * 2` shares its shape with `id * 1 = id * 1`: whether the sides
-        // are the same rests on the literals, so no answer holds for the shape.
-        *looked = true;
-    }
-    if kind == AExprKind::AexprNotDistinct as i64 && same_tree(l, r) && unwrap_node(l).is_some() {
-        return Some(Const::Bool(true));
-    }
-    if kind == AExprKind::AexprOp as i64 {
-        if same_tree(l, r) && matches!(op, "=" | "<=" | ">=") && unwrap_node(l).is_some() {
-            // `1 = 1` and `id = id` alike: the answer rests on the sides being the same,
-            // literals included, so it only holds for this exact text.
-            *looked = true;
-            return Some(Const::Bool(true));
-        }
-        let (a, b) = (eval(l, looked)?, eval(r, looked)?);
-        let ord = compare(&a, &b)?;
-        let result = match op {
-            "=" => ord == std::cmp::Ordering::Equal,
-            "<>" | "!=" => ord != std::cmp::Ordering::Equal,
-            "<" => ord == std::cmp::Ordering::Less,
-            ">" => ord == std::cmp::Ordering::Greater,
-            "<=" => ord != std::cmp::Ordering::Greater,
-            ">=" => ord != std::cmp::Ordering::Less,
-            _ => return None,
+    /// Kleene AND (`or == false`) or OR over every pair of possible values.
+    fn combine(self, o: Poss, or: bool) -> Poss {
+        let vals = |p: Poss| {
+            [(p.t, Some(true)), (p.f, Some(false)), (p.n, None)]
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, v)| v)
         };
-        return Some(Const::Bool(result));
+        let mut out = Poss::default();
+        for a in vals(self) {
+            for b in vals(o) {
+                let r = match (a, b, or) {
+                    (Some(x), Some(y), false) => Some(x && y),
+                    (Some(x), Some(y), true) => Some(x || y),
+                    (Some(false), None, false) | (None, Some(false), false) => Some(false),
+                    (Some(true), None, true) | (None, Some(true), true) => Some(true),
+                    _ => None,
+                };
+                match r {
+                    Some(true) => out.t = true,
+                    Some(false) => out.f = true,
+                    None => out.n = true,
+                }
+            }
+        }
+        out
     }
-    if kind == AExprKind::AexprIn as i64 {
-        // 1 IN (1, 2)
-        let a = eval(l, looked)?;
-        let items = list_items(r)?.as_array()?;
-        let hit = items.iter().any(|i| {
-            eval(i, looked).and_then(|b| compare(&a, &b)) == Some(std::cmp::Ordering::Equal)
-        });
-        return (hit && op == "=").then_some(Const::Bool(true));
+
+    fn not(self) -> Poss {
+        Poss {
+            t: self.f,
+            f: self.t,
+            n: self.n,
+        }
     }
-    None
 }
 
-fn compare(a: &Const, b: &Const) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (Const::Int(x), Const::Int(y)) => Some(x.cmp(y)),
-        (Const::Int(x), Const::Num(y)) => (*x as f64).partial_cmp(y),
-        (Const::Num(x), Const::Int(y)) => x.partial_cmp(&(*y as f64)),
-        (Const::Num(x), Const::Num(y)) => x.partial_cmp(y),
-        (Const::Str(x), Const::Str(y)) => Some(x.cmp(y)),
-        // An untyped literal compared with a number is read as that number.
-        (Const::Str(x), Const::Int(y)) => x.trim().parse::<i64>().ok().map(|x| x.cmp(y)),
-        (Const::Int(x), Const::Str(y)) => y.trim().parse::<i64>().ok().map(|y| x.cmp(&y)),
-        (Const::Bool(x), Const::Bool(y)) => Some(x.cmp(y)),
-        _ => None,
+/// What an expression is known to be.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Abs {
+    /// A constant, and whether it came from a literal the statement's shape leaves
+    /// out (`1`, `'t'`; not the keywords `true`, `NULL`): then answers resting on its
+    /// value are for this text only.
+    Const(Const, bool),
+    Bool(Poss),
+    /// Some value of the row (or of something else), NULL or not.
+    Value {
+        nullable: bool,
+    },
+}
+
+impl Abs {
+    pub(super) fn poss(&self) -> Poss {
+        match self {
+            Abs::Const(Const::Bool(b), _) => Poss::one(*b),
+            Abs::Const(Const::Null, _) => Poss {
+                n: true,
+                ..Poss::default()
+            },
+            Abs::Const(Const::Str(s), _) => bool_text(s).map_or(Poss::ANY, Poss::one),
+            Abs::Const(..) => Poss::unknown(false),
+            Abs::Bool(p) => *p,
+            Abs::Value { nullable } => Poss::unknown(*nullable),
+        }
+    }
+
+    pub(super) fn nullable(&self) -> bool {
+        match self {
+            Abs::Const(c, _) => *c == Const::Null,
+            Abs::Bool(p) => p.n,
+            Abs::Value { nullable } => *nullable,
+        }
+    }
+}
+
+/// Which columns a reading takes to be NOT NULL.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Assume<'a> {
+    /// Every column (the clause's value where nothing is NULL).
+    All,
+    /// Only these columns of the written row (and its system columns).
+    Only(&'a BTreeSet<String>),
+}
+
+/// System columns: never NULL (no user column can take their names).
+const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
+/// One reading of a clause.
+pub(super) struct Ctx<'s> {
+    pub scope: &'s Scope,
+    pub assume: Assume<'s>,
+    /// A literal's value was looked at.
+    pub looked: Cell<bool>,
+    /// Columns of the written row the clause names (system columns left out).
+    pub row_columns: RefCell<BTreeSet<String>>,
+}
+
+impl<'s> Ctx<'s> {
+    pub fn new(scope: &'s Scope, assume: Assume<'s>) -> Ctx<'s> {
+        Ctx {
+            scope,
+            assume,
+            looked: Cell::new(false),
+            row_columns: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// The possible values of a clause, with `extra` qualifiers naming the written row
+    /// too (a subquery over the same table, read at the written row itself).
+    pub fn poss(&self, v: &Value, extra: &[String]) -> Poss {
+        self.truth(&self.eval(v, extra))
+    }
+
+    /// A value read as a condition; a literal read so is looked at.
+    fn truth(&self, a: &Abs) -> Poss {
+        if let Abs::Const(Const::Bool(_) | Const::Str(_), true) = a {
+            self.looked.set(true);
+        }
+        a.poss()
+    }
+
+    /// The written row's column a reference names, if it names one.
+    pub(super) fn row_column<'v>(&self, c: &'v Map, extra: &[String]) -> Option<&'v str> {
+        let col = self.scope.row_column(c, extra)?;
+        if !SYSTEM_COLUMNS.contains(&col) && !self.row_columns.borrow().contains(col) {
+            self.row_columns.borrow_mut().insert(col.to_owned());
+        }
+        Some(col)
+    }
+
+    fn not_null(&self, col: &str) -> bool {
+        SYSTEM_COLUMNS.contains(&col)
+            || match self.assume {
+                Assume::All => true,
+                Assume::Only(set) => set.contains(col),
+            }
+    }
+
+    pub(super) fn eval(&self, v: &Value, extra: &[String]) -> Abs {
+        let Some((ty, body)) = unwrap_node(v) else {
+            return Abs::Value { nullable: true };
+        };
+        let unknown = Abs::Value { nullable: true };
+        match ty {
+            "AConst" => constant(body).map_or(unknown, |c| {
+                let literal = !matches!(c, Const::Bool(_) | Const::Null);
+                Abs::Const(c, literal)
+            }),
+            "ColumnRef" => match self.row_column(body, extra) {
+                Some(col) => Abs::Value {
+                    nullable: !self.not_null(col),
+                },
+                // Another table's column (a join partner): NOT NULL only when every
+                // column is taken to be.
+                None => Abs::Value {
+                    nullable: !matches!(self.assume, Assume::All),
+                },
+            },
+            "TypeCast" => {
+                let Some(arg) = body.get("arg") else {
+                    return unknown;
+                };
+                let inner = self.eval(arg, extra);
+                let Abs::Const(c, lit) = inner else {
+                    return inner;
+                };
+                let ty_names = body
+                    .get("type_name")
+                    .and_then(|t| t.as_object())
+                    .map(|t| name_list(t.get("names")))
+                    .unwrap_or_default();
+                let target = ty_names
+                    .last()
+                    .map(|s| s.to_ascii_lowercase())
+                    .unwrap_or_default();
+                match (target.as_str(), c) {
+                    ("bool" | "boolean", Const::Str(s)) => {
+                        bool_text(&s).map_or(unknown, |b| Abs::Const(Const::Bool(b), lit))
+                    }
+                    ("bool" | "boolean", Const::Int(n)) => Abs::Const(Const::Bool(n != 0), lit),
+                    (
+                        "int2" | "int4" | "int8" | "integer" | "bigint" | "smallint",
+                        Const::Str(s),
+                    ) => s
+                        .trim()
+                        .parse()
+                        .map_or(unknown, |n| Abs::Const(Const::Int(n), lit)),
+                    (_, other) => Abs::Const(other, lit),
+                }
+            }
+            "BoolExpr" => {
+                let op = body.get("boolop").and_then(Value::as_i64).unwrap_or(0);
+                let args: &[Value] = body
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .map_or(&[], Vec::as_slice);
+                if op == BoolExprType::NotExpr as i64 {
+                    return match args.first() {
+                        Some(a) => Abs::Bool(self.poss(a, extra).not()),
+                        None => unknown,
+                    };
+                }
+                let or = op == BoolExprType::OrExpr as i64;
+                if !or && op != BoolExprType::AndExpr as i64 {
+                    return unknown;
+                }
+                Abs::Bool(self.junction(args, or, extra))
+            }
+            "NullTest" => {
+                let Some(arg) = body.get("arg") else {
+                    return unknown;
+                };
+                let a = self.eval(arg, extra);
+                let t = body.get("nulltesttype").and_then(Value::as_i64);
+                let is_null = match a {
+                    Abs::Const(c, _) => Poss::one(c == Const::Null),
+                    other => Poss {
+                        t: other.nullable(),
+                        f: true,
+                        n: false,
+                    },
+                };
+                if t == Some(NullTestType::IsNull as i64) {
+                    Abs::Bool(is_null)
+                } else if t == Some(NullTestType::IsNotNull as i64) {
+                    Abs::Bool(is_null.not())
+                } else {
+                    unknown
+                }
+            }
+            "BooleanTest" => {
+                let Some(arg) = body.get("arg") else {
+                    return unknown;
+                };
+                let p = self.poss(arg, extra);
+                let t = body
+                    .get("booltesttype")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                // Whether the test holds for a true, a false and a NULL value.
+                let holds = [
+                    (BoolTestType::IsTrue, [true, false, false]),
+                    (BoolTestType::IsNotTrue, [false, true, true]),
+                    (BoolTestType::IsFalse, [false, true, false]),
+                    (BoolTestType::IsNotFalse, [true, false, true]),
+                    (BoolTestType::IsUnknown, [false, false, true]),
+                    (BoolTestType::IsNotUnknown, [true, true, false]),
+                ]
+                .into_iter()
+                .find(|(k, _)| *k as i64 == t);
+                let Some((_, h)) = holds else {
+                    return unknown;
+                };
+                let mut out = Poss::default();
+                for (on, holds) in [(p.t, h[0]), (p.f, h[1]), (p.n, h[2])] {
+                    if on {
+                        if holds {
+                            out.t = true;
+                        } else {
+                            out.f = true;
+                        }
+                    }
+                }
+                Abs::Bool(out)
+            }
+            "CoalesceExpr" => self.coalesce(body, extra),
+            "AExpr" => self.a_expr(body, extra),
+            "SubLink" => self.sublink(body, extra),
+            _ => unknown,
+        }
+    }
+
+    /// AND or OR of the arguments. A pair of arguments where one is the other's
+    /// negation is read as one: its two halves are never both false (OR) or both true
+    /// (AND), which the reading of each half alone cannot tell.
+    fn junction(&self, args: &[Value], or: bool, extra: &[String]) -> Poss {
+        // `id = 1 OR id <> 2` shares its shape with `id = 1 OR id <> 1`.
+        let (pairs, looked) = complementary_pairs(args);
+        if looked {
+            self.looked.set(true);
+        }
+        let mut partner: Vec<Option<usize>> = vec![None; args.len()];
+        for &(i, j) in &pairs {
+            partner[i] = Some(j);
+            partner[j] = Some(i);
+        }
+        let mut acc: Option<Poss> = None;
+        for (i, arg) in args.iter().enumerate() {
+            let p = match partner[i] {
+                Some(j) if j < i => continue, // read with its partner
+                Some(j) => {
+                    // Where neither half is NULL one holds and the other does not.
+                    let (a, b) = (self.poss(arg, extra), self.poss(&args[j], extra));
+                    Poss {
+                        t: or,
+                        f: !or,
+                        n: a.n || b.n,
+                    }
+                }
+                None => self.poss(arg, extra),
+            };
+            acc = Some(acc.map_or(p, |a| a.combine(p, or)));
+        }
+        acc.unwrap_or(Poss::ANY)
+    }
+
+    /// `coalesce(a, b, ...)`: each argument's values where those before it are NULL.
+    fn coalesce(&self, body: &Map, extra: &[String]) -> Abs {
+        let args: &[Value] = body
+            .get("args")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice);
+        let mut out = Poss::default();
+        let mut boolean = false;
+        for a in args {
+            let v = self.eval(a, extra);
+            boolean |= matches!(v, Abs::Bool(_) | Abs::Const(Const::Bool(_), _));
+            let p = self.truth(&v);
+            out.t |= p.t;
+            out.f |= p.f;
+            if !v.nullable() {
+                if boolean {
+                    return Abs::Bool(out);
+                }
+                return match (args.len(), v) {
+                    (1, c @ Abs::Const(..)) => c,
+                    _ => Abs::Value { nullable: false },
+                };
+            }
+        }
+        if boolean {
+            out.n = true;
+            Abs::Bool(out)
+        } else {
+            Abs::Value { nullable: true }
+        }
+    }
+
+    fn a_expr(&self, body: &Map, extra: &[String]) -> Abs {
+        let unknown = Abs::Value { nullable: true };
+        let kind = body.get("kind").and_then(Value::as_i64).unwrap_or(0);
+        let Some(op) = last_name(body.get("name")) else {
+            return unknown;
+        };
+        let (Some(l), Some(r)) = (body.get("lexpr"), body.get("rexpr")) else {
+            return unknown;
+        };
+        let plain = kind == AExprKind::AexprOp as i64;
+        let not_distinct = kind == AExprKind::AexprNotDistinct as i64;
+        let reflexive_op = matches!(op, "=" | "<=" | ">=") && (plain || not_distinct);
+        if reflexive_op && unwrap_node(l).is_some() && same_tree_as(l, r, true) {
+            // `id * 1 = id * 2` shares its shape with `id * 1 = id * 1`: whether the sides
+            // are the same rests on the literals, so no answer holds for the shape.
+            self.looked.set(true);
+        }
+        if reflexive_op && unwrap_node(l).is_some() && self.same_value(l, r, extra) {
+            // `1 = 1`, `id = id`, `t.id = t2.id` with t2 the written row itself: true
+            // wherever the side is not NULL (IS NOT DISTINCT FROM: everywhere).
+            let nullable = !not_distinct && self.eval(l, extra).nullable();
+            return Abs::Bool(Poss {
+                n: nullable,
+                ..Poss::TRUE
+            });
+        }
+        let (a, b) = (self.eval(l, extra), self.eval(r, extra));
+        let nullable = a.nullable() || b.nullable();
+        if plain && matches!(op, "=" | "<>" | "!=") {
+            // `(id IS NOT NULL) = true`: the other side itself, or its negation.
+            let with_bool = match (&a, &b) {
+                (Abs::Const(Const::Bool(x), lit), other @ Abs::Bool(_))
+                | (other @ Abs::Bool(_), Abs::Const(Const::Bool(x), lit)) => {
+                    Some((*x, *lit, other.poss()))
+                }
+                _ => None,
+            };
+            if let Some((x, lit, p)) = with_bool {
+                if lit {
+                    self.looked.set(true); // `'t'::bool`
+                }
+                return Abs::Bool(if x == (op == "=") { p } else { p.not() });
+            }
+        }
+        if plain {
+            if let (Abs::Const(x, l1), Abs::Const(y, l2)) = (&a, &b) {
+                if *l1 || *l2 {
+                    self.looked.set(true); // `1 = 2` shares its shape with `1 = 1`
+                }
+                if let Some(ord) = compare(x, y) {
+                    use std::cmp::Ordering::*;
+                    let result = match op {
+                        "=" => ord == Equal,
+                        "<>" | "!=" => ord != Equal,
+                        "<" => ord == Less,
+                        ">" => ord == Greater,
+                        "<=" => ord != Greater,
+                        ">=" => ord != Less,
+                        _ => return unknown,
+                    };
+                    return Abs::Const(Const::Bool(result), *l1 || *l2);
+                }
+            }
+            return match op {
+                "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" => Abs::Bool(Poss::unknown(nullable)),
+                // Arithmetic and concatenation of non-NULL values are not NULL.
+                "+" | "-" | "*" | "/" | "%" | "||" => Abs::Value { nullable },
+                _ => unknown,
+            };
+        }
+        if kind == AExprKind::AexprIn as i64 {
+            // 1 IN (1, 2)
+            let Some(items) = list_items(r).and_then(Value::as_array) else {
+                return unknown;
+            };
+            if let Abs::Const(x, _) = &a {
+                self.looked.set(true); // `1 IN (2, 3)` shares its shape with `1 IN (1, 2)`
+                let hit = items.iter().any(|i| match self.eval(i, extra) {
+                    Abs::Const(y, _) => compare(x, &y) == Some(std::cmp::Ordering::Equal),
+                    _ => false,
+                });
+                if hit && op == "=" {
+                    return Abs::Const(Const::Bool(true), true);
+                }
+            }
+            return Abs::Bool(Poss::ANY);
+        }
+        unknown
+    }
+
+    /// Both sides are the same expression, or the same column of the written row
+    /// under two of its names (`t.id` and `t2.id` where t2 is the row itself).
+    fn same_value(&self, l: &Value, r: &Value, extra: &[String]) -> bool {
+        if same_tree_as(l, r, false) {
+            return true;
+        }
+        if self.scope.knows_nothing() {
+            return false; // `t.id = s.id`: two tables, for all it knows
+        }
+        match (unwrap_node(l), unwrap_node(r)) {
+            (Some(("ColumnRef", a)), Some(("ColumnRef", b))) => {
+                match (
+                    self.scope.row_column(a, extra),
+                    self.scope.row_column(b, extra),
+                ) {
+                    (Some(x), Some(y)) => x == y && x != "*",
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
     }
 }

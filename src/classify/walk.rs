@@ -16,8 +16,8 @@ mod bodies;
 mod ddl;
 mod settings;
 
-use super::tautology::is_tautology;
 use ddl::{alter_drops, kind_of};
+use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {
@@ -548,12 +548,22 @@ impl<'a> Walker<'a> {
                 match body.get("where_clause") {
                     None | Some(Value::Null) => self.facts.where_.missing = true,
                     Some(w) => {
-                        let (tautology, looked) = is_tautology(w);
-                        self.literal_sensitive |= looked;
-                        if tautology {
+                        let v = judge_write(body, w);
+                        self.literal_sensitive |= v.looked;
+                        if v.always {
                             self.facts.where_.tautology = true;
                         }
+                        self.facts.where_.if_not_null.extend(v.if_not_null);
                     }
+                }
+            }
+            // ON CONFLICT DO UPDATE updates: the rows its source conflicts with.
+            "InsertStmt" => {
+                if let Some((unbounded, looked)) = upsert_unbounded(body) {
+                    self.facts.kinds.insert(Kind::Update);
+                    self.facts.where_.applies = true;
+                    self.facts.where_.tautology |= unbounded;
+                    self.literal_sensitive |= looked;
                 }
             }
             "MergeStmt" => self.merge_bounds(body),
@@ -642,14 +652,15 @@ impl<'a> Walker<'a> {
         });
         let mut looked = false;
         let on_names = on.is_some_and(|c| target.mentioned(c));
+        let on_verdict = on.map(|c| merge_condition(body, c)).unwrap_or_default();
+        looked |= on_verdict.looked;
         // `ON false` (no column at all, never true) matches nothing.
         let on_bounds = on.is_some_and(|c| {
-            let taut = is_tautology(c).0;
+            let taut = on_verdict.always;
             (on_names && !taut && !self_join) || (!taut && !any_column(c))
         });
-        if let Some(c) = on {
-            looked |= is_tautology(c).1;
-        }
+        // `ON t.id IS NOT NULL`: every target row if the schema says so.
+        let on_if = on_verdict.if_not_null.filter(|_| on_bounds && on_names);
         for clause in body
             .get("merge_when_clauses")
             .and_then(Value::as_array)
@@ -667,12 +678,16 @@ impl<'a> Walker<'a> {
             let matched = i(w, "match_kind") == MergeMatchKind::MergeWhenMatched as i64;
             let cond = w.get("condition").filter(|v| !v.is_null());
             let cond_names = cond.is_some_and(|c| target.mentioned(c));
-            let cond_bounds = cond.is_some_and(|c| {
-                let (taut, l) = is_tautology(c);
-                looked |= l;
-                cond_names && !taut
-            });
+            let cond_verdict = cond.map(|c| merge_condition(body, c)).unwrap_or_default();
+            looked |= cond_verdict.looked;
+            let cond_bounds = cond_names && !cond_verdict.always;
+            let cond_if = cond_verdict.if_not_null.filter(|_| cond_bounds);
+            if (cond_bounds && cond_if.is_none()) || (matched && on_bounds && on_if.is_none()) {
+                continue;
+            }
             if cond_bounds || (matched && on_bounds) {
+                let on_if = on_if.clone().filter(|_| matched);
+                self.facts.where_.if_not_null.extend(both(cond_if, on_if));
                 continue;
             }
             if cond_names || (matched && on_names) {

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod not_null;
+
 use super::error::SessionError;
 use super::upstream;
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -224,6 +226,8 @@ pub struct Catalog {
     functions: HashMap<String, Facts>,
     /// Built-in and compiled functions (bare and `schema.name`), see [`NATIVE`].
     native: std::collections::HashSet<String>,
+    /// User tables' NOT NULL columns, for WHEREs true only given the schema.
+    not_null: not_null::NotNull,
 }
 
 fn lower(s: &str) -> String {
@@ -327,7 +331,8 @@ impl Catalog {
     /// The statement's facts with the catalog's knowledge folded in, or None when it
     /// adds nothing (the common case: no user-defined objects involved).
     pub fn resolve(&self, f: &Facts) -> Option<Facts> {
-        if self.is_empty() || !self.involved(f) {
+        let schema_tautology = self.not_null.makes_tautology(f);
+        if !schema_tautology && (self.is_empty() || !self.involved(f)) {
             return None;
         }
         let mut out = f.clone();
@@ -414,6 +419,12 @@ impl Catalog {
                 }
                 seen.insert(name);
             }
+        }
+        // `WHERE id IS NOT NULL` and the like, where the schema says id is NOT NULL
+        // (in the statement or in a body folded in above).
+        if self.not_null.makes_tautology(&out) {
+            out.where_.tautology = true;
+            changed = true;
         }
         changed.then_some(out)
     }
@@ -541,7 +552,7 @@ async fn load_once(
     let ready = upstream::start(stream, target, &params).await?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
     upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
-    let mut results = Vec::with_capacity(8);
+    let mut results = Vec::with_capacity(11);
     for sql in [
         OPERATORS,
         CASTS,
@@ -555,6 +566,7 @@ async fn load_once(
         WRITES,
         TRIGGERS,
         EVENT_TRIGGERS,
+        not_null::NOT_NULL,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -578,6 +590,7 @@ async fn load_once(
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
+    let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
     let _ = upstream::terminate(&mut stream).await;
     let mut relations = relations_of(rels);
     // A locked view keeps the definition the previous load read.
@@ -594,6 +607,7 @@ async fn load_once(
             .into_iter()
             .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
             .collect(),
+        not_null,
         ..Catalog::default()
     };
     for r in ops {
@@ -705,6 +719,17 @@ async fn load_once(
             _ => {}
         }
     }
+    // Views' NOT NULL columns, from their tables'.
+    let views: Vec<(String, String, String)> = cat
+        .relations
+        .iter()
+        .filter(|r| r.kind == b'v')
+        .filter_map(|r| Some((r.schema.clone(), r.name.clone(), r.view_definition.clone()?)))
+        .collect();
+    let tables = std::mem::take(&mut cat.not_null);
+    cat.not_null = tokio::task::spawn_blocking(move || tables.with_views(views))
+        .await
+        .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
     for (key, facts) in tokio::task::spawn_blocking(move || classify_bodies(texts))
         .await
         .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?

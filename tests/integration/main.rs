@@ -25,4 +25,5 @@ mod relay;
 mod robustness;
 mod rules;
 mod threats_leaks;
+mod threats_writes;
 mod tls;
