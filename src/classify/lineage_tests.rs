@@ -270,3 +270,170 @@ fn unknown_and_laundering() {
     assert_eq!(c.copy_out, Some(false));
     assert!(!c.touched.is_clean());
 }
+
+const U: Taint = Taint::UNKNOWN;
+
+/// Output names as Postgres gives them (FigureColname), read by an outer query; what
+/// cannot be resolved is unknown, never clean.
+#[test]
+fn derived_names_follow_the_server() {
+    let cases: &[(&str, &[Taint])] = &[
+        (
+            "SELECT coalesce FROM (SELECT coalesce(ssn, 'x') FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT \"case\" FROM (SELECT CASE WHEN id > 0 THEN ssn END FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT ssn FROM (SELECT CASE WHEN id > 0 THEN 'a' ELSE ssn END FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT text FROM (SELECT (ssn || '')::text FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT int4 FROM (SELECT (id + 1)::int4 FROM users) s",
+            &[C],
+        ),
+        ("SELECT ssn FROM (SELECT ssn::text FROM users) s", &[D]),
+        (
+            "SELECT ssn FROM (SELECT ssn COLLATE \"C\" FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT ssn FROM (SELECT (SELECT ssn FROM users LIMIT 1)) s",
+            &[D],
+        ),
+        (
+            "SELECT x FROM (SELECT (SELECT ssn AS x FROM users LIMIT 1)) s",
+            &[D],
+        ),
+        (
+            "SELECT nullif FROM (SELECT nullif(ssn, '') FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT greatest FROM (SELECT greatest(ssn, name) FROM users) s",
+            &[X],
+        ),
+        ("SELECT \"row\" FROM (SELECT ROW(ssn) FROM users) s", &[X]),
+        (
+            "SELECT \"array\" FROM (SELECT ARRAY[ssn] FROM users) s",
+            &[X],
+        ),
+        ("SELECT ssn FROM (SELECT (u).ssn FROM users u) s", &[X]),
+        (
+            "SELECT x FROM (SELECT ssn AS \"X\", name AS x FROM users) s",
+            &[C],
+        ),
+        (
+            "SELECT coalesce FROM (SELECT coalesce(name, ''), id AS \"?column?\" FROM users) s",
+            &[C],
+        ),
+        // Duplicate names: the server refuses the reference; every one counts.
+        (
+            "SELECT a FROM (SELECT name AS a, ssn AS a FROM users) s",
+            &[D],
+        ),
+        // A name nothing in scope has: the server resolves it to something.
+        ("SELECT nothing FROM (SELECT ssn FROM users) s", &[U]),
+        // An output column in ORDER BY is not an unknown input.
+        ("SELECT name AS n FROM users ORDER BY n", &[C]),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+    }
+}
+
+/// Joins' columns (merged USING / NATURAL ones first), alias lists, TABLESAMPLE.
+#[test]
+fn joins_and_aliases_follow_the_server() {
+    let cases: &[(&str, &[Taint])] = &[
+        (
+            "SELECT z FROM (users a JOIN users b USING (id)) AS j(k, x, z)",
+            &[D],
+        ),
+        (
+            "SELECT * FROM users a JOIN orders b USING (id)",
+            &[C, C, D, C],
+        ),
+        ("SELECT * FROM users NATURAL JOIN orders", &[C, C, D, C]),
+        (
+            "SELECT ssn FROM (SELECT id, name AS ssn FROM users) a RIGHT JOIN users b USING (ssn)",
+            &[D],
+        ),
+        (
+            "SELECT x.ssn FROM (SELECT name AS ssn FROM users) a JOIN users b USING (ssn) AS x",
+            &[D],
+        ),
+        (
+            "SELECT j.total FROM (users u JOIN orders o ON o.id = u.id) j",
+            &[C],
+        ),
+        // Inside an aliased join, its tables are hidden.
+        (
+            "SELECT u.name FROM (users u JOIN orders o ON o.id = u.id) j",
+            &[U],
+        ),
+        ("SELECT ssn FROM users TABLESAMPLE SYSTEM (10)", &[D]),
+        (
+            "SELECT s.name FROM users s TABLESAMPLE BERNOULLI (50) REPEATABLE (1)",
+            &[C],
+        ),
+        // An alias list may name fewer columns than a function returns.
+        (
+            "SELECT unnest FROM unnest(ARRAY['a'], (SELECT array_agg(ssn) FROM users)) AS f(a)",
+            &[X],
+        ),
+        (
+            "SELECT email FROM (SELECT name, ssn AS email FROM users) s(x)",
+            &[D],
+        ),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+    }
+}
+
+/// Relations the message made shadow the catalog's (system ones included); views it
+/// made are traced; code that may make relations leaves names uncertain.
+#[test]
+fn relations_the_message_made_shadow_the_catalog() {
+    for trust in [true, false] {
+        for sql in [
+            "CREATE TEMP VIEW orders AS SELECT ssn AS total FROM users; SELECT total FROM orders",
+            "CREATE TEMP VIEW pg_x AS SELECT ssn FROM users; SELECT ssn FROM pg_x",
+            "CREATE TEMP TABLE pg_y AS SELECT 1 AS a; SELECT a FROM pg_y",
+            "ALTER TABLE users RENAME TO orders; SELECT total FROM orders",
+            "DO $$BEGIN NULL; END$$; SELECT total FROM orders",
+            "CREATE FUNCTION pg_temp.mk() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$; \
+             SELECT pg_temp.mk(); SELECT total FROM orders",
+        ] {
+            let out = last(sql, trust).unwrap_or_default();
+            assert!(out.iter().all(|t| !t.is_clean()), "{sql} ({trust}): {out:?}");
+        }
+    }
+    let f = Taint::FRESH;
+    for (sql, want) in [
+        ("CREATE TEMP VIEW v AS SELECT name FROM users; SELECT name FROM v", vec![f]),
+        ("CREATE TEMP VIEW v AS SELECT ssn FROM users; SELECT ssn FROM v", vec![D]),
+        ("CREATE TEMP VIEW v (a, b) AS SELECT name, ssn FROM users; SELECT * FROM v", vec![f, D]),
+        (
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SELECT pg_temp.f()",
+            vec![C],
+        ),
+        (
+            "CREATE FUNCTION pg_temp.f(a int) RETURNS int LANGUAGE sql AS 'SELECT a + 1'; SELECT pg_temp.f(1)",
+            vec![C],
+        ),
+        (
+            "CREATE TEMP TABLE x (a int CHECK (a > 0), b int GENERATED ALWAYS AS (a * 2) STORED); SELECT x FROM x",
+            vec![f],
+        ),
+    ] {
+        assert_eq!(last(sql, true), Some(want), "{sql}");
+    }
+}

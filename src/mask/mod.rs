@@ -628,6 +628,37 @@ impl Relations for Masking {
         !self.catalog.is_native_function(&function_key(name).0)
     }
 
+    fn may_make_relations(&self, name: &str) -> bool {
+        let (key, bare) = function_key(name);
+        let key = if key.starts_with("pg_temp.") {
+            bare
+        } else {
+            key
+        };
+        if self.catalog.is_native_function(&key) {
+            return false;
+        }
+        match self.catalog.function_resolved(&key) {
+            Some(f) => {
+                f.unanalysable.is_some()
+                    || f.rereads_sql.is_some()
+                    || f.kinds.iter().any(|k| {
+                        matches!(
+                            k,
+                            Kind::Create
+                                | Kind::Alter
+                                | Kind::Do
+                                | Kind::Call
+                                | Kind::Execute
+                                | Kind::Other
+                        )
+                    })
+            }
+            // A function the catalog does not know (made since it was read).
+            None => true,
+        }
+    }
+
     fn operator_runs_code(&self, name: &str) -> bool {
         !self.catalog.operator_functions(name).is_empty()
     }

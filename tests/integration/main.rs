@@ -23,4 +23,5 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod threats_names;
 mod tls;
