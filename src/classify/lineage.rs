@@ -214,36 +214,47 @@ pub fn analyze_in(
     for raw in &parsed.protobuf.stmts {
         let tree =
             super::tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-        let (mut l, mut runs, mut makes) = trace(&tree, rels, &locals);
-        if runs && locals.any_clean() {
+        let mut t = trace(&tree, rels, &locals);
+        if t.runs && locals.any_clean() {
             // Code pgmoat does not follow runs in it: it may fill the message's
             // tables before they are read, even within the statement.
             locals.forget();
-            (l, runs, makes) = trace(&tree, rels, &locals);
+            t = trace(&tree, rels, &locals);
         }
-        if runs {
+        if t.runs {
             locals.forget();
         }
-        locals.code_ran |= makes;
+        locals.code_ran |= t.makes_relations;
+        if t.changes_path {
+            // pg_temp may no longer come first: what the message makes is not
+            // necessarily what its later statements name.
+            locals.forget();
+            locals.trust = false;
+        }
+        let l = t.lineage;
         remember(&tree, rels, &mut locals);
         out.push(l);
     }
     Ok(out)
 }
 
-/// One statement's lineage, whether it runs code pgmoat does not follow, and whether
-/// that code may make relations (of any name: later statements' names may reach them).
-fn trace(tree: &Value, rels: &dyn Relations, locals: &Locals) -> (Lineage, bool, bool) {
+/// One statement's lineage, and what it does to the names of the statements after it.
+struct Traced {
+    lineage: Lineage,
+    /// It runs code pgmoat does not follow.
+    runs: bool,
+    /// That code may make relations (of any name: later statements may reach them).
+    makes_relations: bool,
+    /// It may change search_path (`set_config`, `UPDATE pg_settings`).
+    changes_path: bool,
+}
+
+fn trace(tree: &Value, rels: &dyn Relations, locals: &Locals) -> Traced {
     trace_in(tree, rels, locals, None)
 }
 
 /// [`trace`] with names outside the statement (a function body's parameters).
-fn trace_in(
-    tree: &Value,
-    rels: &dyn Relations,
-    locals: &Locals,
-    outer: Option<Rel>,
-) -> (Lineage, bool, bool) {
+fn trace_in(tree: &Value, rels: &dyn Relations, locals: &Locals, outer: Option<Rel>) -> Traced {
     let mut a = Analyzer::new(rels, locals);
     a.outer = outer;
     let mut l = a.statement(tree);
@@ -251,7 +262,12 @@ fn trace_in(
     l.launders = l.launders.or(a.launders);
     l.unknown_relation = a.unknown_relation;
     l.forgets_cursors = a.forgets_cursors;
-    (l, a.runs_code, a.makes_relations)
+    Traced {
+        lineage: l,
+        runs: a.runs_code,
+        makes_relations: a.makes_relations,
+        changes_path: a.changes_path,
+    }
 }
 
 type Cols = Vec<(String, Taint)>;
@@ -367,6 +383,8 @@ struct Analyzer<'r> {
     /// It calls code that may create or rename relations (see
     /// [`Relations::may_make_relations`]).
     makes_relations: bool,
+    /// It may change search_path (see [`Traced::changes_path`]).
+    changes_path: bool,
 }
 
 impl<'r> Analyzer<'r> {
@@ -382,6 +400,7 @@ impl<'r> Analyzer<'r> {
             output_names: None,
             outer: None,
             makes_relations: false,
+            changes_path: false,
         }
     }
 
@@ -939,6 +958,7 @@ impl<'r> Analyzer<'r> {
                 && self.locals.tables.contains_key(str_field(r, "relname"));
             // Writing any other table may fire its triggers and rules.
             self.runs_code |= !local;
+            self.changes_path |= str_field(r, "relname") == "pg_settings";
             let rel = self.range_var(r, &scope);
             target = rel.whole;
             scope.rels.push(rel);
@@ -1158,6 +1178,7 @@ impl<'r> Analyzer<'r> {
                 };
                 self.forgets_cursors |= self.rels.runs_user_code(&name);
                 let args = self.generic(m, scope);
+                self.changes_path |= bare.as_deref() == Some("set_config");
                 if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {
                     self.launder(args, "passing masked values to pg_notify or set_config");
                 }

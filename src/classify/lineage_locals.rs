@@ -140,7 +140,9 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
         "VariableSetStmt" => {
             let name = str_field(m, "name").to_ascii_lowercase();
             if name.is_empty() || name == "search_path" {
+                // pg_temp may no longer come first.
                 locals.forget();
+                locals.trust = false;
             }
         }
         _ => locals.forget(),
@@ -344,8 +346,8 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
             && stmts.iter().all(|tree| {
                 let select = matches!(unwrap_node(tree), Some(("SelectStmt", s))
                     if s.get("into_clause").is_none_or(Value::is_null));
-                let (l, runs, _) = trace_in(tree, rels, locals, Some(params()));
-                select && clean(&l, runs)
+                let t = trace_in(tree, rels, locals, Some(params()));
+                select && clean(&t.lineage, t.runs)
             })
     };
     match (m.get("sql_body").and_then(unwrap_node), body) {

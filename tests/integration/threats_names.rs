@@ -384,6 +384,17 @@ async fn relations_made_earlier_resolve_as_the_server_does() {
                 "SET search_path = {t}_s, pg_catalog; SELECT upper(attname) FROM pg_stats ORDER BY 1",
                 Masked(&[0]),
             ),
+            // pg_temp last: the table the message made is not the one read.
+            q(
+                "SET search_path = public, pg_temp; CREATE TEMP TABLE {t} (ssn text);
+                 INSERT INTO pg_temp.{t} VALUES ('x'); SELECT upper(ssn) FROM {t} ORDER BY 1",
+                Masked(&[0]),
+            ),
+            q(
+                "SELECT set_config('search_path', 'public, pg_temp', false); CREATE TEMP TABLE {t} (ssn text);
+                 INSERT INTO pg_temp.{t} VALUES ('x'); SELECT upper(ssn) FROM {t} ORDER BY 1",
+                Masked(&[0]),
+            ),
             // Benign: the catalog's own, and the clean table itself.
             q("SELECT upper(note) FROM {t}_c ORDER BY 1", Same),
             q("SELECT upper(relname::text) FROM pg_class WHERE relname = '{t}_c'", Same),
