@@ -242,6 +242,19 @@ async fn derived_column_names_follow_the_server() {
             q("SELECT upper((s).coalesce) FROM (SELECT coalesce(ssn, '') FROM {t}) s ORDER BY 1", Masked(&[0])),
             q("SELECT upper((x).ssn) FROM (SELECT p AS x FROM {t} p) s ORDER BY 1", Masked(&[0])),
             q("SELECT upper(p::text) FROM {t} p ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(s.\"?column?\") FROM (SELECT ssn || '' FROM {t}) s ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(U&\"\\0073sn\") FROM {t} ORDER BY 1", Masked(&[0])),
+            q(
+                "WITH d AS (UPDATE {t} SET note = note WHERE id = 1 RETURNING coalesce(ssn, ''))
+                 SELECT upper(coalesce) FROM d",
+                Masked(&[0]),
+            ),
+            q(
+                "SELECT (SELECT upper(coalesce) FROM (SELECT 1 AS a) i) FROM (SELECT coalesce(ssn, '') FROM {t}) o ORDER BY 1",
+                Masked(&[0]),
+            ),
+            q("SELECT upper(x) FROM demo.public.{t}_ssn(1) x", Masked(&[0])),
+            q("SELECT demo.public.{t}_ssn(2) || ''", Masked(&[0])),
             // Benign: the derived name reaches a clean column.
             q("SELECT coalesce || '' FROM (SELECT coalesce(name, 'x') FROM {t}) s ORDER BY 1", Same),
             q("SELECT upper(x) FROM (SELECT ssn AS \"X\", name AS x FROM {t}) s ORDER BY 1", Same),
@@ -298,6 +311,16 @@ async fn joins_aliases_and_qualified_names_follow_the_server() {
                 Same,
             ),
             q("SELECT upper(email) FROM (SELECT name, email FROM {t}) s(x) ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(name) FROM {t} AS p(id, x, name) ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(x) FROM {t} AS p(id, x) ORDER BY 1", Same),
+            q(
+                "SELECT upper(v) FROM {t}, XMLTABLE('/a' PASSING xmlelement(name a, ssn) COLUMNS v text PATH '.') ORDER BY 1",
+                Masked(&[0]),
+            ),
+            q(
+                "SELECT upper(ssn) FROM jsonb_populate_recordset(null::{t}, (SELECT jsonb_agg(p) FROM {t} p)) ORDER BY 1",
+                Masked(&[0]),
+            ),
             q(
                 "SELECT upper(unnest) FROM unnest(ARRAY['a', 'b', 'c'], ARRAY(SELECT ssn FROM {t} ORDER BY id)) AS f(a) ORDER BY 1",
                 Masked(&[0]),
