@@ -1,6 +1,7 @@
 //! What earlier statements of one message made that pgmoat can prove clean (temporary
 //! tables and SQL functions), for the statements after them: see [`Locals`].
 
+use super::lineage_names::UNKNOWN_NAME;
 use super::*;
 use crate::classify::tree::{Map, Value};
 use crate::classify::walk::{name_list, unwrap_node};
@@ -135,6 +136,29 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
             None => locals.forget(),
         },
         "SelectStmt" if m.get("into_clause").is_none_or(Value::is_null) => {}
+        "SelectStmt" | "CreateTableAsStmt" => {
+            let made = match ty {
+                "SelectStmt" => m
+                    .get("into_clause")
+                    .and_then(Value::as_object)
+                    .and_then(|into| clean_ctas(into, tree, rels, locals)),
+                _ if m.get("objtype").and_then(Value::as_i64) == Some(OBJECT_TABLE)
+                    && m.get("if_not_exists").and_then(Value::as_bool) != Some(true) =>
+                {
+                    match (m.get("into").and_then(Value::as_object), m.get("query")) {
+                        (Some(into), Some(q)) => clean_ctas(into, q, rels, locals),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match made {
+                Some((name, cols)) => {
+                    locals.tables.insert(name, cols);
+                }
+                None => locals.forget(),
+            }
+        }
         // Writes to anything but the message's tables count as code (triggers).
         "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "VariableShowStmt" => {}
         "VariableSetStmt" => {
@@ -182,21 +206,60 @@ fn note_made(ty: &str, m: &Map, locals: &mut Locals) {
             .and_then(|b| rel_name(b.get("relation")))],
         // Anything else naming a relation it defines or changes (CREATE TABLE,
         // ALTER TABLE, CREATE RULE, ALTER ... SET SCHEMA): not a read or a write.
+        // (Indexes, triggers, policies, statistics and maintenance leave what a read of
+        // the relation returns where it comes from.)
         "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "CopyStmt" | "LockStmt"
-        | "VacuumStmt" | "ExplainStmt" | "DeclareCursorStmt" | "PrepareStmt" => vec![],
+        | "VacuumStmt" | "ExplainStmt" | "DeclareCursorStmt" | "PrepareStmt" | "IndexStmt"
+        | "CreateTrigStmt" | "CreatePolicyStmt" | "AlterPolicyStmt" | "ClusterStmt"
+        | "ReindexStmt" | "RefreshMatViewStmt" => vec![],
         _ => vec![rel_name(m.get("relation"))],
     };
     locals.made.extend(names.into_iter().flatten());
 }
 
+/// `ObjectType::OBJECT_TABLE`: CREATE TABLE AS (not a materialized view).
+const OBJECT_TABLE: i64 = 42;
+
+/// A temporary relation named plainly (`x` or `pg_temp.x`).
+fn plain_temp(rel: &Map) -> bool {
+    (str_field(rel, "relpersistence") == "t" || str_field(rel, "schemaname") == "pg_temp")
+        && str_field(rel, "catalogname").is_empty()
+        && matches!(str_field(rel, "schemaname"), "" | "pg_temp")
+}
+
+/// `CREATE TEMP TABLE x AS <query>` or `SELECT ... INTO TEMP x`: when every column
+/// of the query is provably clean and it runs no code pgmoat does not follow, the
+/// new table holds only that (its later writes are judged): its name and columns.
+fn clean_ctas(
+    into: &Map,
+    query: &Value,
+    rels: &dyn Relations,
+    locals: &Locals,
+) -> Option<(String, Vec<String>)> {
+    let rel = into.get("rel")?.as_object()?;
+    if !plain_temp(rel) || !str_field(into, "access_method").is_empty() {
+        return None;
+    }
+    let mut a = Analyzer::new(rels, locals);
+    let out = a.query(query, &Scope::default());
+    let cols = rename(out.cols, &name_list(into.get("col_names")))?;
+    let clean = cols.iter().all(|(n, t)| t.is_clean() && n != UNKNOWN_NAME)
+        && a.touched.is_clean()
+        && !a.runs_code
+        && !a.unknown_relation
+        && a.launders.is_none();
+    clean.then(|| {
+        (
+            str_field(rel, "relname").to_owned(),
+            cols.into_iter().map(|(n, _)| n).collect(),
+        )
+    })
+}
+
 /// A `CREATE TEMP VIEW` (or one in pg_temp): its name, query and column aliases.
 fn temp_view(m: &Map) -> Option<(String, (Value, Vec<String>))> {
     let view = m.get("view")?.as_object()?;
-    let temp =
-        str_field(view, "relpersistence") == "t" || str_field(view, "schemaname") == "pg_temp";
-    let plain = str_field(view, "catalogname").is_empty()
-        && matches!(str_field(view, "schemaname"), "" | "pg_temp");
-    if !temp || !plain {
+    if !plain_temp(view) {
         return None;
     }
     let query = m.get("query")?.clone();

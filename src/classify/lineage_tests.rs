@@ -160,6 +160,11 @@ fn what_a_message_makes_clean_stays_clean() {
             &[C],
         ),
         (
+            "CREATE TEMP TABLE x (b) AS SELECT name AS a FROM users; SELECT b FROM x",
+            &[F],
+        ),
+        ("SELECT name AS a, id INTO TEMP x FROM users; SELECT a, id FROM x", &[F, F]),
+        (
             "CREATE FUNCTION leaky() RETURNS int LANGUAGE sql IMMUTABLE AS $$SELECT id FROM orders$$; \
              SELECT leaky()",
             &[C],
@@ -189,8 +194,9 @@ fn what_a_message_makes_clean_stays_clean() {
         "CREATE TEMP TABLE x (LIKE users INCLUDING DEFAULTS); SELECT a FROM x",
         "CREATE TEMP TABLE IF NOT EXISTS x (a text); SELECT a FROM x",
         "CREATE TABLE x (a text); SELECT a FROM x",
-        "CREATE TEMP TABLE x AS SELECT name AS a FROM users; SELECT a FROM x",
-        "SELECT name AS a INTO TEMP x FROM users; SELECT a FROM x",
+        "CREATE TEMP TABLE x AS SELECT leaky() AS a; SELECT a FROM x",
+        "CREATE TABLE x AS SELECT name AS a FROM users; SELECT a FROM x",
+        "SELECT name AS a INTO x FROM users; SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); SELECT leaky(); SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); DO $$BEGIN NULL; END$$; SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); CALL p(); SELECT a FROM x",
@@ -406,7 +412,7 @@ fn relations_the_message_made_shadow_the_catalog() {
         for sql in [
             "CREATE TEMP VIEW orders AS SELECT ssn AS total FROM users; SELECT total FROM orders",
             "CREATE TEMP VIEW pg_x AS SELECT ssn FROM users; SELECT ssn FROM pg_x",
-            "CREATE TEMP TABLE pg_y AS SELECT 1 AS a; SELECT a FROM pg_y",
+            "CREATE TEMP TABLE pg_y AS SELECT ssn AS a FROM users; SELECT a FROM pg_y",
             "ALTER TABLE users RENAME TO orders; SELECT total FROM orders",
             "DO $$BEGIN NULL; END$$; SELECT total FROM orders",
             "CREATE FUNCTION pg_temp.mk() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$; \

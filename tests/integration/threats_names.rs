@@ -597,6 +597,24 @@ async fn what_a_message_makes_clean_is_not_over_masked() {
                 "CREATE TEMP VIEW o24 AS SELECT id, ssn, name FROM {t}; SELECT id, ssn, name FROM o24 ORDER BY 1",
                 Masked(&[1]),
             ),
+            q(
+                "CREATE TEMP TABLE o30 AS SELECT id, name FROM {t};
+                 SELECT id, upper(name), name, o30 FROM o30 ORDER BY 1",
+                Same,
+            ),
+            q(
+                "SELECT id, name AS n INTO TEMP o31 FROM {t}; SELECT * FROM o31 ORDER BY 1",
+                Same,
+            ),
+            q(
+                "CREATE TEMP TABLE o32 (k, v) AS SELECT id, coalesce(name, '') FROM {t};
+                 SELECT k, upper(v) FROM o32 ORDER BY 1",
+                Same,
+            ),
+            q(
+                "CREATE INDEX ON {t}_c (id); SELECT upper(note) FROM {t}_c ORDER BY 1",
+                Same,
+            ),
             s(
                 &["CREATE FUNCTION pg_temp.o11() RETURNS int LANGUAGE sql AS 'SELECT 7'"],
                 "SELECT pg_temp.o11()",
