@@ -69,12 +69,14 @@ impl Analyzer<'_> {
     }
 
     /// An unqualified name: a column of the innermost level that has one, else a
-    /// whole row, else (in ORDER BY, GROUP BY, DISTINCT ON) an output column.
+    /// whole row, else (in ORDER BY, GROUP BY, DISTINCT ON) an output column. A
+    /// relation whose columns pgmoat does not know (a function, a catalog) may or may
+    /// not have it: then it is that relation's, or whatever an outer level gives.
     fn bare_column(&mut self, c: &str, scope: &Scope<'_>) -> Taint {
+        let mut maybe = None::<Taint>;
         let mut s = Some(scope);
         while let Some(sc) = s {
             let mut found = None::<Taint>;
-            let mut unknown = None::<Taint>;
             for r in sc.rels.iter().filter(|r| !r.cols_hidden) {
                 match &r.cols {
                     Some(cols) => {
@@ -82,28 +84,22 @@ impl Analyzer<'_> {
                             found = add(found, t);
                         }
                     }
-                    None => unknown = add(unknown, r.whole),
+                    None => maybe = add(maybe, r.whole),
                 }
             }
             if let Some(t) = found {
-                return t;
-            }
-            if let Some(u) = unknown {
-                // A relation whose columns are not known may have it; else it is a
-                // whole row: never let a function in FROM hide `SELECT u FROM users u,
-                // f() g`.
-                return named(scope, c).map_or(u, |r| u.join(r.whole));
+                return maybe.map_or(t, |m| m.join(t));
             }
             s = sc.parent;
         }
-        if let Some(r) = named(scope, c) {
-            return r.whole;
+        let row = named(scope, c).map(|r| r.whole);
+        let output = self.output_names.as_deref().and_then(|o| find_col(o, c));
+        match (maybe, row.or(output)) {
+            (Some(m), Some(t)) => m.join(t),
+            (Some(t), None) | (None, Some(t)) => t,
+            // The server resolves it to something pgmoat does not see.
+            (None, None) => Taint::UNKNOWN,
         }
-        if let Some(t) = self.output_names.as_deref().and_then(|o| find_col(o, c)) {
-            return t;
-        }
-        // The server resolves it to something pgmoat does not see.
-        Taint::UNKNOWN
     }
 
     /// `*` or `t.*` in a target list.

@@ -253,6 +253,12 @@ async fn derived_column_names_follow_the_server() {
                 "SELECT (SELECT upper(coalesce) FROM (SELECT 1 AS a) i) FROM (SELECT coalesce(ssn, '') FROM {t}) o ORDER BY 1",
                 Masked(&[0]),
             ),
+            // A relation whose columns pgmoat does not know does not hide outer ones.
+            q("SELECT (SELECT upper(ssn) FROM generate_series(1, 1) g) FROM {t} ORDER BY 1", Masked(&[0])),
+            q(
+                "SELECT (SELECT upper(ssn) FROM pg_class WHERE relname = 'pg_class') FROM {t} ORDER BY 1",
+                Masked(&[0]),
+            ),
             q("SELECT upper(x) FROM demo.public.{t}_ssn(1) x", Masked(&[0])),
             q("SELECT demo.public.{t}_ssn(2) || ''", Masked(&[0])),
             // Benign: the derived name reaches a clean column.
