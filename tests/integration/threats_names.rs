@@ -504,6 +504,30 @@ async fn temp_tables_filled_by_code_stay_masked() {
                 Guarded(&[0]),
             ),
             s(
+                &[
+                    "CREATE FUNCTION pg_temp.l12() RETURNS int LANGUAGE sql AS
+                       $$CREATE TEMP TABLE l12 AS SELECT email AS a FROM {t}; SELECT 1$$",
+                    "SELECT pg_temp.l12()",
+                ],
+                "SELECT upper(a) FROM l12 ORDER BY 1",
+                Guarded(&[0]),
+            ),
+            s(
+                &[
+                    "CREATE TEMP TABLE l14 (a text)",
+                    "CREATE FUNCTION pg_temp.l14f() RETURNS int LANGUAGE sql AS
+                       'INSERT INTO l14 SELECT ssn FROM {t}; SELECT 1'",
+                ],
+                "SELECT pg_temp.l14f(); SELECT upper(a) FROM l14 ORDER BY 1",
+                Guarded(&[0]),
+            ),
+            s(
+                &["CREATE FUNCTION pg_temp.l13() RETURNS int LANGUAGE plpgsql AS
+                     $$BEGIN INSERT INTO l13 SELECT ssn FROM {t}; RETURN 1; END$$"],
+                "CREATE TEMP TABLE l13 (a text); SELECT pg_temp.l13(); SELECT upper(a) FROM l13 ORDER BY 1",
+                Guarded(&[0]),
+            ),
+            s(
                 &["DO $$BEGIN CREATE TEMP TABLE l11 AS SELECT ssn AS a FROM {t}; END$$"],
                 "SELECT a || '' FROM l11 ORDER BY 1",
                 Guarded(&[0]),
