@@ -385,6 +385,8 @@ struct Analyzer<'r> {
     makes_relations: bool,
     /// It may change search_path (see [`Traced::changes_path`]).
     changes_path: bool,
+    /// The relation being resolved is the target of DDL (see `statement`).
+    ddl_target: bool,
 }
 
 impl<'r> Analyzer<'r> {
@@ -401,6 +403,7 @@ impl<'r> Analyzer<'r> {
             outer: None,
             makes_relations: false,
             changes_path: false,
+            ddl_target: false,
         }
     }
 
@@ -482,7 +485,12 @@ impl<'r> Analyzer<'r> {
                 // A generated column, a rule or a trigger can copy a masked column
                 // somewhere unmasked, and a rename takes it out of its mask's name.
                 if let Some(r) = m.get("relation").and_then(Value::as_object) {
+                    // What matters is whether the catalog's relation has masked
+                    // columns: a shadow the message made is unknown wherever it is
+                    // read, changed or not.
+                    self.ddl_target = true;
                     let rel = self.range_var(r, &top);
+                    self.ddl_target = false;
                     self.launder(
                         rel.whole,
                         "changing a table with masked columns (columns, rules, triggers, names)",
@@ -899,7 +907,8 @@ impl<'r> Analyzer<'r> {
         // A relation an earlier statement of the message made or changed is not the
         // one the catalog describes (a temporary one shadows any table, system ones
         // included): pgmoat cannot tell what it holds.
-        let shadowed = !matches!(schema, "pg_catalog" | "information_schema")
+        let shadowed = !self.ddl_target
+            && !matches!(schema, "pg_catalog" | "information_schema")
             && (self.locals.made.contains(name)
                 || (self.locals.code_ran && matches!(schema, "" | "pg_temp")));
         if shadowed {

@@ -645,6 +645,12 @@ async fn what_a_message_makes_clean_is_not_over_masked() {
                 "CREATE INDEX ON {t}_c (id); SELECT upper(note) FROM {t}_c ORDER BY 1",
                 Same,
             ),
+            // A migration changing one table twice in a message is not refused.
+            q(
+                "ALTER TABLE {t}_c ADD COLUMN z int; ALTER TABLE {t}_c DROP COLUMN z;
+                 SELECT count(*) FROM {t}_c",
+                Same,
+            ),
             s(
                 &["CREATE FUNCTION pg_temp.o11() RETURNS int LANGUAGE sql AS 'SELECT 7'"],
                 "SELECT pg_temp.o11()",
