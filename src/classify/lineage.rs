@@ -8,7 +8,10 @@
 //! When the analysis cannot tell, the taint is unknown and the caller masks.
 //!
 //! What a relation's columns are, and which are masked, comes from the caller through
-//! [`Relations`] (the target's catalog and the identity's masks).
+//! [`Relations`] (the target's catalog and the identity's masks). Names resolve as the
+//! server resolves them: output column names in `lineage_names.rs`, scopes, joins and
+//! column references in `lineage_scope.rs`, what earlier statements of the message
+//! made (or may have made) in `lineage_locals.rs`.
 
 use super::tree::{Map, Value};
 
@@ -1200,6 +1203,23 @@ impl<'r> Analyzer<'r> {
                 self.runs_code |= self.rels.operator_runs_code(&op);
                 let args = self.generic(m, scope);
                 self.note(f).join(args).derive()
+            }
+            "AIndirection" => {
+                // `(s).a`, s a row in scope: that row's column a, as `s.a` is.
+                let ind = arr(m, "indirection");
+                if let (Some(arg), [field]) = (m.get("arg"), ind) {
+                    if let (Some(("ColumnRef", c)), Some(("String", f))) =
+                        (unwrap_node(arg), unwrap_node(field))
+                    {
+                        let row = name_list(c.get("fields"));
+                        if row.len() == 1 && is_row(arg, scope) {
+                            let path = [row[0].clone(), str_field(f, "sval").to_owned()];
+                            let t = self.column(&path, scope);
+                            return self.note(t);
+                        }
+                    }
+                }
+                self.generic(m, scope).derive()
             }
             "AConst" | "ParamRef" | "SqlvalueFunction" => Taint::CLEAN,
             _ => self.generic(m, scope).derive(),

@@ -330,7 +330,8 @@ fn derived_names_follow_the_server() {
             "SELECT \"array\" FROM (SELECT ARRAY[ssn] FROM users) s",
             &[X],
         ),
-        ("SELECT ssn FROM (SELECT (u).ssn FROM users u) s", &[X]),
+        ("SELECT ssn FROM (SELECT (u).ssn FROM users u) s", &[D]),
+        ("SELECT (u).name, (u).ssn FROM users u", &[C, D]),
         (
             "SELECT x FROM (SELECT ssn AS \"X\", name AS x FROM users) s",
             &[C],

@@ -242,6 +242,14 @@ async fn derived_column_names_follow_the_server() {
             q("SELECT upper((s).coalesce) FROM (SELECT coalesce(ssn, '') FROM {t}) s ORDER BY 1", Masked(&[0])),
             q("SELECT upper((x).ssn) FROM (SELECT p AS x FROM {t} p) s ORDER BY 1", Masked(&[0])),
             q("SELECT upper(p::text) FROM {t} p ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(concat_ws(',', p.*)) FROM {t} p ORDER BY 1", Masked(&[0])),
+            q(
+                "SELECT upper(row_to_json(s.*)::text) FROM (SELECT coalesce(ssn, '') FROM {t}) s ORDER BY 1",
+                Masked(&[0]),
+            ),
+            q("SELECT upper((s).a) FROM (SELECT name AS a, ssn AS b FROM {t}) s ORDER BY 1", Same),
+            q("SELECT upper((s).b) FROM (SELECT name AS a, ssn AS b FROM {t}) s ORDER BY 1", Masked(&[0])),
+            q("SELECT (p).ssn || '', (p).name FROM {t} p ORDER BY 2", Masked(&[0])),
             q("SELECT upper(s.\"?column?\") FROM (SELECT ssn || '' FROM {t}) s ORDER BY 1", Masked(&[0])),
             q("SELECT upper(U&\"\\0073sn\") FROM {t} ORDER BY 1", Masked(&[0])),
             q(
