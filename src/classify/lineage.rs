@@ -579,6 +579,15 @@ impl<'r> Analyzer<'r> {
     }
 
     fn select(&mut self, m: &Map, parent: &Scope<'_>) -> Out {
+        // An outer query's output names are not this one's (a sub-select in ORDER BY
+        // cannot name them).
+        let outer = self.output_names.take();
+        let out = self.select_body(m, parent);
+        self.output_names = outer;
+        out
+    }
+
+    fn select_body(&mut self, m: &Map, parent: &Scope<'_>) -> Out {
         let mut scope = Scope {
             parent: Some(parent),
             ..Scope::default()
