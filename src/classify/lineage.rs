@@ -1175,13 +1175,20 @@ impl<'r> Analyzer<'r> {
                     self.generic(m, scope);
                     return Taint::CLEAN;
                 }
+                // `pg_temp.f()` of a function the message made without parameters is
+                // that function: no overload or other schema can be called instead.
+                let nullary = names.len() == 2
+                    && arr(m, "args").is_empty()
+                    && m.get("agg_star").and_then(Value::as_bool) != Some(true)
+                    && self.locals.nullary.contains(&name.to_ascii_lowercase());
                 let f = match self.locals.function(&name) {
                     Some(true)
                         if self.locals.trust
-                            && self
-                                .rels
-                                .function_named(bare.as_deref().unwrap_or_default())
-                                .is_none_or(|t| t.is_clean()) =>
+                            && (nullary
+                                || self
+                                    .rels
+                                    .function_named(bare.as_deref().unwrap_or_default())
+                                    .is_none_or(|t| t.is_clean())) =>
                     {
                         Taint::CLEAN
                     }

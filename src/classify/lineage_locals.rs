@@ -22,6 +22,10 @@ pub(super) struct Locals {
     /// Functions by name as written (lowercase): whether provably clean. A function
     /// that is not stays so for the message (it may have replaced a known one).
     pub(super) functions: std::collections::HashMap<String, bool>,
+    /// Provably clean `pg_temp.f()` functions with no parameters that the message
+    /// created (not replaced): a call `pg_temp.f()` can only be that one, whatever
+    /// other sessions' temporary functions of that name the catalog lists.
+    pub(super) nullary: std::collections::HashSet<String>,
     /// Relations earlier statements made, replaced, renamed or changed (bare names),
     /// trusted or not: the catalog pgmoat read does not describe them, and a temporary
     /// one shadows a table of the same name, even a system one (pg_temp comes first).
@@ -40,6 +44,7 @@ impl Locals {
 
     pub(super) fn forget(&mut self) {
         self.tables.clear();
+        self.nullary.clear();
         self.views.clear();
         self.functions.retain(|_, clean| !*clean);
     }
@@ -126,6 +131,13 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
         "CreateFunctionStmt" => {
             let name = name_list(m.get("funcname")).join(".").to_ascii_lowercase();
             let clean = clean_function(m, rels, locals);
+            let fresh = clean
+                && name.starts_with("pg_temp.")
+                && arr(m, "parameters").is_empty()
+                && m.get("replace").and_then(Value::as_bool) != Some(true);
+            if fresh {
+                locals.nullary.insert(name.clone());
+            }
             let entry = locals.functions.entry(name).or_insert(clean);
             *entry &= clean;
         }

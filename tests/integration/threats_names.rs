@@ -659,6 +659,16 @@ async fn what_a_message_makes_clean_is_not_over_masked() {
                  SELECT count(*) FROM {t}_c",
                 Same,
             ),
+            q(
+                "CREATE FUNCTION pg_temp.o33() RETURNS text LANGUAGE sql AS 'SELECT name FROM {t} WHERE id = 1';
+                 SELECT pg_temp.o33(), upper(pg_temp.o33())",
+                Same,
+            ),
+            s(
+                &["CREATE FUNCTION pg_temp.o34() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 34; END$$"],
+                "SELECT pg_temp.o34()",
+                Same,
+            ),
             s(
                 &["CREATE FUNCTION pg_temp.o11() RETURNS int LANGUAGE sql AS 'SELECT 7'"],
                 "SELECT pg_temp.o11()",
