@@ -44,7 +44,8 @@ impl Analyzer<'_> {
     pub(super) fn column(&mut self, fields: &[String], scope: &Scope<'_>) -> Taint {
         match fields {
             [c] => self.bare_column(c, scope),
-            [.., t, c] if fields.len() <= 3 => {
+            // `t.c`, `schema.t.c`, `db.schema.t.c` (the server refuses another db).
+            [.., t, c] if fields.len() <= 4 => {
                 let Some(r) = named(scope, t) else {
                     return Taint::UNKNOWN;
                 };

@@ -349,6 +349,7 @@ async fn joins_aliases_and_qualified_names_follow_the_server() {
             q("SELECT upper(ssn) FROM demo.public.{t} ORDER BY 1", Masked(&[0])),
             q("SELECT upper(public.{t}.ssn) FROM public.{t} ORDER BY 1", Masked(&[0])),
             q("SELECT upper(demo.public.{t}.ssn) FROM demo.public.{t} ORDER BY 1", Masked(&[0])),
+            q("SELECT upper(demo.public.{t}.name) FROM demo.public.{t} ORDER BY 1", Same),
             q("SELECT upper(ssn) FROM ONLY {t} ORDER BY 1", Masked(&[0])),
             q("SELECT upper(ssn) FROM {t}* ORDER BY 1", Masked(&[0])),
             q("SELECT upper(\"ssn\") FROM \"{t}\" ORDER BY 1", Masked(&[0])),
