@@ -78,6 +78,7 @@ impl Analyzer<'_> {
         let mut s = Some(scope);
         while let Some(sc) = s {
             let mut found = None::<Taint>;
+            let mut here = None::<Taint>;
             for r in sc.rels.iter().filter(|r| !r.cols_hidden) {
                 match &r.cols {
                     Some(cols) => {
@@ -85,11 +86,16 @@ impl Analyzer<'_> {
                             found = add(found, t);
                         }
                     }
-                    None => maybe = add(maybe, r.whole),
+                    None => here = add(here, r.whole),
                 }
             }
+            // Found at this level: a relation of the same level that had it too would
+            // make the reference ambiguous (refused); an inner one would have won.
             if let Some(t) = found {
                 return maybe.map_or(t, |m| m.join(t));
+            }
+            if let Some(h) = here {
+                maybe = add(maybe, h);
             }
             s = sc.parent;
         }
@@ -191,8 +197,15 @@ impl Analyzer<'_> {
             _ => (None, None),
         };
         let (alias, names) = alias_of(m);
+        // A side whose columns pgmoat does not know (a function in FROM): the join's
+        // column list is not known either. Without USING or NATURAL each column is
+        // still exactly one side's (a name both had would be ambiguous), so they stay
+        // reachable through the sides; with them, only the join (unknown) answers.
+        let merges = natural || !arr(m, "using_clause").is_empty();
+        // (An alias list renames the join's columns: then too only the join answers.)
+        let through_join = cols.is_some() || merges || !names.is_empty();
         for r in &mut scope.rels[first..] {
-            r.cols_hidden = true;
+            r.cols_hidden |= through_join;
             r.name_hidden |= alias.is_some();
         }
         // `JOIN ... USING (id) AS x`: x names the merged columns only.
@@ -213,7 +226,7 @@ impl Analyzer<'_> {
             name: alias.unwrap_or_default(),
             cols: rename(cols, &names),
             whole,
-            cols_hidden: false,
+            cols_hidden: !through_join,
         });
     }
 }

@@ -386,6 +386,16 @@ fn joins_and_aliases_follow_the_server() {
             &[U],
         ),
         ("SELECT ssn FROM users TABLESAMPLE SYSTEM (10)", &[D]),
+        // A side whose columns are not known: the other's stay exact...
+        (
+            "SELECT u.name, name FROM users u JOIN LATERAL unnest(ARRAY[ssn]) x ON true",
+            &[C, C],
+        ),
+        // ...unless an alias list renames the join's columns.
+        (
+            "SELECT a FROM (users u JOIN generate_series(1, 2) g ON true) AS j(a)",
+            &[X],
+        ),
         (
             "SELECT s.name FROM users s TABLESAMPLE BERNOULLI (50) REPEATABLE (1)",
             &[C],

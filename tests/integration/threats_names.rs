@@ -264,6 +264,10 @@ async fn derived_column_names_follow_the_server() {
                 "SELECT (SELECT upper(coalesce) FROM (SELECT 1 AS a) i) FROM (SELECT coalesce(ssn, '') FROM {t}) o ORDER BY 1",
                 Masked(&[0]),
             ),
+            q(
+                "SELECT upper(name), upper(u) FROM {t} t JOIN LATERAL unnest(ARRAY[ssn]) u ON true ORDER BY 1",
+                Masked(&[1]),
+            ),
             // A relation whose columns pgmoat does not know does not hide outer ones.
             q("SELECT (SELECT upper(ssn) FROM generate_series(1, 1) g) FROM {t} ORDER BY 1", Masked(&[0])),
             q(
