@@ -988,6 +988,7 @@ impl<'r> Analyzer<'r> {
             "InsertStmt" => {
                 // `DEFAULT VALUES` has no source (null in the tree): the row is the
                 // table's defaults, which read nothing the statement names.
+                let mut inserted = Taint::CLEAN;
                 if let Some(src) = m.get("select_stmt").filter(|v| !v.is_null()) {
                     let before = self.touched;
                     let out = self.query(src, &scope);
@@ -998,8 +999,16 @@ impl<'r> Analyzer<'r> {
                         t
                     };
                     self.launder(t, "INSERT of masked values");
+                    inserted = t;
                 }
                 if let Some(oc) = m.get("on_conflict_clause").and_then(Value::as_object) {
+                    // `EXCLUDED.c` is the row proposed for insertion (named only so).
+                    scope.rels.push(Rel {
+                        name: "excluded".to_owned(),
+                        whole: inserted,
+                        cols_hidden: true,
+                        ..Rel::default()
+                    });
                     let t = self.generic(oc, &scope);
                     self.launder(t, "INSERT ... ON CONFLICT DO UPDATE with masked values");
                 }

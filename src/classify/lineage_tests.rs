@@ -454,3 +454,15 @@ fn relations_the_message_made_shadow_the_catalog() {
         assert_eq!(last(sql, true), Some(want), "{sql}");
     }
 }
+
+/// `INSERT ... ON CONFLICT DO UPDATE SET c = EXCLUDED.c` writes what the INSERT
+/// proposed: clean values are no laundering.
+#[test]
+fn upserts_write_what_they_insert() {
+    let clean = "INSERT INTO orders (id, total) VALUES (1, 2) \
+                 ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total";
+    assert!(analyze(clean, &Fake).unwrap()[0].launders.is_none());
+    let masked = "INSERT INTO orders (id, total) SELECT id, ssn FROM users \
+                  ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total";
+    assert!(analyze(masked, &Fake).unwrap()[0].launders.is_some());
+}

@@ -276,6 +276,11 @@ async fn derived_column_names_follow_the_server() {
             ),
             q("SELECT upper(x) FROM demo.public.{t}_ssn(1) x", Masked(&[0])),
             q("SELECT demo.public.{t}_ssn(2) || ''", Masked(&[0])),
+            q(
+                "INSERT INTO {t} (id, note) VALUES (1, 'first') ON CONFLICT (id)
+                 DO UPDATE SET note = EXCLUDED.note RETURNING id, note",
+                Same,
+            ),
             // Benign: the derived name reaches a clean column.
             q("SELECT coalesce || '' FROM (SELECT coalesce(name, 'x') FROM {t}) s ORDER BY 1", Same),
             q("SELECT upper(x) FROM (SELECT ssn AS \"X\", name AS x FROM {t}) s ORDER BY 1", Same),
