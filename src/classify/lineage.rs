@@ -8,7 +8,10 @@
 //! When the analysis cannot tell, the taint is unknown and the caller masks.
 //!
 //! What a relation's columns are, and which are masked, comes from the caller through
-//! [`Relations`] (the target's catalog and the identity's masks).
+//! [`Relations`] (the target's catalog and the identity's masks). Names resolve as the
+//! server resolves them: output column names in `lineage_names.rs`, scopes, joins and
+//! column references in `lineage_scope.rs`, what earlier statements of the message
+//! made (or may have made) in `lineage_locals.rs`.
 
 use super::tree::{Map, Value};
 
@@ -18,6 +21,12 @@ use super::ClassifyError;
 #[path = "lineage_locals.rs"]
 mod locals;
 use locals::{remember, Locals};
+#[path = "lineage_names.rs"]
+mod lineage_names;
+use lineage_names::output_name;
+#[path = "lineage_scope.rs"]
+mod lineage_scope;
+use lineage_scope::is_row;
 
 /// Where a value may come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -141,6 +150,11 @@ pub trait Relations {
     fn function_named(&self, _bare: &str) -> Option<Taint> {
         None
     }
+    /// Whether calling it may create, replace or rename relations (DDL in its body, or
+    /// a body that cannot be read): a later statement's names may then reach them.
+    fn may_make_relations(&self, name: &str) -> bool {
+        self.runs_user_code(name)
+    }
 }
 
 /// Columns every table has that the catalog's column lists leave out (`t.xmin`).
@@ -203,31 +217,60 @@ pub fn analyze_in(
     for raw in &parsed.protobuf.stmts {
         let tree =
             super::tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-        let (mut l, mut runs) = trace(&tree, rels, &locals);
-        if runs && locals.any_clean() {
+        let mut t = trace(&tree, rels, &locals);
+        if t.runs && locals.any_clean() {
             // Code pgmoat does not follow runs in it: it may fill the message's
             // tables before they are read, even within the statement.
             locals.forget();
-            (l, runs) = trace(&tree, rels, &locals);
+            t = trace(&tree, rels, &locals);
         }
-        if runs {
+        if t.runs {
             locals.forget();
         }
+        locals.code_ran |= t.makes_relations;
+        if t.changes_path {
+            // pg_temp may no longer come first: what the message makes is not
+            // necessarily what its later statements name.
+            locals.forget();
+            locals.trust = false;
+        }
+        let l = t.lineage;
         remember(&tree, rels, &mut locals);
         out.push(l);
     }
     Ok(out)
 }
 
-/// One statement's lineage, and whether it runs code pgmoat does not follow.
-fn trace(tree: &Value, rels: &dyn Relations, locals: &Locals) -> (Lineage, bool) {
+/// One statement's lineage, and what it does to the names of the statements after it.
+struct Traced {
+    lineage: Lineage,
+    /// It runs code pgmoat does not follow.
+    runs: bool,
+    /// That code may make relations (of any name: later statements may reach them).
+    makes_relations: bool,
+    /// It may change search_path (`set_config`, `UPDATE pg_settings`).
+    changes_path: bool,
+}
+
+fn trace(tree: &Value, rels: &dyn Relations, locals: &Locals) -> Traced {
+    trace_in(tree, rels, locals, None)
+}
+
+/// [`trace`] with names outside the statement (a function body's parameters).
+fn trace_in(tree: &Value, rels: &dyn Relations, locals: &Locals, outer: Option<Rel>) -> Traced {
     let mut a = Analyzer::new(rels, locals);
+    a.outer = outer;
     let mut l = a.statement(tree);
     l.touched = l.touched.join(a.touched);
     l.launders = l.launders.or(a.launders);
     l.unknown_relation = a.unknown_relation;
     l.forgets_cursors = a.forgets_cursors;
-    (l, a.runs_code)
+    Traced {
+        lineage: l,
+        runs: a.runs_code,
+        makes_relations: a.makes_relations,
+        changes_path: a.changes_path,
+    }
 }
 
 type Cols = Vec<(String, Taint)>;
@@ -237,20 +280,25 @@ struct Out {
     cols: Option<Cols>,
 }
 
+#[derive(Default)]
 struct Rel {
+    /// The name it is reached by (`t.c`, `t.*`, `t`); empty for none.
     name: String,
     cols: Option<Cols>,
     /// A reference to the whole row, or to a column of a relation whose columns are
     /// not known.
     whole: Taint,
+    /// Its columns are not reached by unqualified names: a table inside a join, whose
+    /// columns are reached through the join's (USING merges them).
+    cols_hidden: bool,
+    /// Not reached by its name: a table inside a join that has an alias.
+    name_hidden: bool,
 }
 
 #[derive(Default)]
 struct Scope<'p> {
     rels: Vec<Rel>,
     ctes: Vec<(String, Option<Cols>, Taint)>,
-    /// `*` over a USING or NATURAL join: the column order is not modelled.
-    star_unknown: bool,
     parent: Option<&'p Scope<'p>>,
 }
 
@@ -329,6 +377,19 @@ struct Analyzer<'r> {
     /// It runs code pgmoat does not follow (user functions, operators, casts, writes
     /// that may fire triggers): what the message made may not be what pgmoat saw.
     runs_code: bool,
+    /// The output columns of the SELECT whose ORDER BY, GROUP BY or DISTINCT ON is
+    /// being read: a bare name no relation has may be one of them.
+    output_names: Option<Cols>,
+    /// What the statement sees around it (a function body's parameters), as the
+    /// outermost scope: its own columns come first.
+    outer: Option<Rel>,
+    /// It calls code that may create or rename relations (see
+    /// [`Relations::may_make_relations`]).
+    makes_relations: bool,
+    /// It may change search_path (see [`Traced::changes_path`]).
+    changes_path: bool,
+    /// The relation being resolved is the target of DDL (see `statement`).
+    ddl_target: bool,
 }
 
 impl<'r> Analyzer<'r> {
@@ -341,6 +402,11 @@ impl<'r> Analyzer<'r> {
             unknown_relation: false,
             forgets_cursors: false,
             runs_code: false,
+            output_names: None,
+            outer: None,
+            makes_relations: false,
+            changes_path: false,
+            ddl_target: false,
         }
     }
 
@@ -356,7 +422,10 @@ impl<'r> Analyzer<'r> {
     }
 
     fn statement(&mut self, v: &Value) -> Lineage {
-        let top = Scope::default();
+        let top = Scope {
+            rels: self.outer.take().into_iter().collect(),
+            ..Scope::default()
+        };
         let Some((ty, m)) = unwrap_node(v) else {
             return Lineage::default();
         };
@@ -419,7 +488,12 @@ impl<'r> Analyzer<'r> {
                 // A generated column, a rule or a trigger can copy a masked column
                 // somewhere unmasked, and a rename takes it out of its mask's name.
                 if let Some(r) = m.get("relation").and_then(Value::as_object) {
+                    // What matters is whether the catalog's relation has masked
+                    // columns: a shadow the message made is unknown wherever it is
+                    // read, changed or not.
+                    self.ddl_target = true;
                     let rel = self.range_var(r, &top);
+                    self.ddl_target = false;
                     self.launder(
                         rel.whole,
                         "changing a table with masked columns (columns, rules, triggers, names)",
@@ -505,6 +579,15 @@ impl<'r> Analyzer<'r> {
     }
 
     fn select(&mut self, m: &Map, parent: &Scope<'_>) -> Out {
+        // An outer query's output names are not this one's (a sub-select in ORDER BY
+        // cannot name them).
+        let outer = self.output_names.take();
+        let out = self.select_body(m, parent);
+        self.output_names = outer;
+        out
+    }
+
+    fn select_body(&mut self, m: &Map, parent: &Scope<'_>) -> Out {
         let mut scope = Scope {
             parent: Some(parent),
             ..Scope::default()
@@ -562,9 +645,6 @@ impl<'r> Analyzer<'r> {
         for key in [
             "where_clause",
             "having_clause",
-            "group_clause",
-            "sort_clause",
-            "distinct_clause",
             "window_clause",
             "limit_count",
             "limit_offset",
@@ -574,6 +654,14 @@ impl<'r> Analyzer<'r> {
             }
         }
         let cols = self.targets(arr(m, "target_list"), &scope);
+        // These may name an output column (`ORDER BY alias`) where no input has it.
+        let outer = std::mem::replace(&mut self.output_names, cols);
+        for key in ["group_clause", "sort_clause", "distinct_clause"] {
+            if let Some(v) = m.get(key) {
+                self.expr(v, &scope);
+            }
+        }
+        let cols = std::mem::replace(&mut self.output_names, outer);
         Out { cols }
     }
 
@@ -607,40 +695,6 @@ impl<'r> Analyzer<'r> {
         shape_known.then_some(cols)
     }
 
-    /// `*` or `t.*` in a target list.
-    fn star(&mut self, qual: &[String], scope: &Scope<'_>) -> Option<Cols> {
-        let mut out = Vec::new();
-        let mut known = true;
-        let rels: Vec<&Rel> = match qual.last() {
-            None => {
-                if scope.star_unknown {
-                    known = false;
-                }
-                scope.rels.iter().collect()
-            }
-            Some(q) => scope.rels.iter().filter(|r| &r.name == q).collect(),
-        };
-        if rels.is_empty() && qual.last().is_some() {
-            self.note(Taint::UNKNOWN);
-            return None;
-        }
-        for r in rels {
-            match &r.cols {
-                Some(c) => {
-                    for (_, t) in c {
-                        self.note(*t);
-                    }
-                    out.extend(c.iter().cloned());
-                }
-                None => {
-                    self.note(r.whole);
-                    known = false;
-                }
-            }
-        }
-        known.then_some(out)
-    }
-
     fn range_item(&mut self, item: &Value, scope: &mut Scope<'_>) {
         let Some((ty, m)) = unwrap_node(item) else {
             return;
@@ -666,43 +720,19 @@ impl<'r> Analyzer<'r> {
                     name: alias.unwrap_or_default(),
                     cols,
                     whole,
+                    ..Rel::default()
                 });
             }
-            "JoinExpr" => {
-                if m.get("is_natural")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)
-                    || !arr(m, "using_clause").is_empty()
-                {
-                    scope.star_unknown = true;
+            "JoinExpr" => self.join(m, scope),
+            "RangeTableSample" => {
+                // `t TABLESAMPLE ...`: t itself (with its alias), sampled.
+                if let Some(r) = m.get("relation") {
+                    self.range_item(r, scope);
                 }
-                let first = scope.rels.len();
-                for side in ["larg", "rarg"] {
-                    if let Some(s) = m.get(side) {
-                        self.range_item(s, scope);
+                for k in ["args", "repeatable"] {
+                    if let Some(v) = m.get(k) {
+                        self.expr(v, scope);
                     }
-                }
-                if let Some(q) = m.get("quals") {
-                    self.expr(q, scope);
-                }
-                let (alias, _) = alias_of(m);
-                if let Some(a) = alias {
-                    // `(a JOIN b) AS j`: j.* is every column of both.
-                    let mut cols = Vec::new();
-                    let mut known = true;
-                    let mut whole = Taint::CLEAN;
-                    for r in &scope.rels[first..] {
-                        whole = whole.join(r.whole);
-                        match &r.cols {
-                            Some(c) => cols.extend(c.iter().cloned()),
-                            None => known = false,
-                        }
-                    }
-                    scope.rels.push(Rel {
-                        name: a,
-                        cols: known.then_some(cols),
-                        whole,
-                    });
                 }
             }
             "RangeFunction" => {
@@ -735,19 +765,22 @@ impl<'r> Analyzer<'r> {
                         name: alias.unwrap_or(fname),
                         cols: rename(Some(cols), &names),
                         whole: t,
+                        ..Rel::default()
                     });
                     return;
                 }
-                let mut colnames = names;
-                if colnames.is_empty() {
-                    colnames = coldef_names(arr(m, "coldeflist"));
-                }
-                let cols =
-                    (!colnames.is_empty()).then(|| colnames.into_iter().map(|n| (n, t)).collect());
+                // A column definition list names every column; an alias list may
+                // name fewer than the function returns (the rest keep names pgmoat
+                // does not know), so then the columns are not known.
+                let defs = coldef_names(arr(m, "coldeflist"));
+                let cols = (!defs.is_empty())
+                    .then(|| rename(Some(defs.into_iter().map(|n| (n, t)).collect()), &names))
+                    .flatten();
                 scope.rels.push(Rel {
                     name: alias.unwrap_or(fname),
                     cols,
                     whole: t,
+                    ..Rel::default()
                 });
             }
             _ => {
@@ -758,6 +791,7 @@ impl<'r> Analyzer<'r> {
                     name: alias.unwrap_or_default(),
                     cols: None,
                     whole: t,
+                    ..Rel::default()
                 });
             }
         }
@@ -845,6 +879,7 @@ impl<'r> Analyzer<'r> {
                     name: shown,
                     cols: rename(cols, &names),
                     whole,
+                    ..Rel::default()
                 };
             }
         }
@@ -854,9 +889,48 @@ impl<'r> Analyzer<'r> {
                 return Rel {
                     name: shown,
                     cols: rename(Some(cols), &names),
-                    whole: Taint::CLEAN,
+                    // RowDescription names the table for a whole row too.
+                    whole: Taint::FRESH,
+                    ..Rel::default()
                 };
             }
+            if let Some((query, aliases)) = self.locals.views.get(name) {
+                // A view the message made: what its query reads, traced as when it
+                // was made (names made since resolve at least as strictly now).
+                let before = self.touched;
+                let out = self.query(query, &Scope::default());
+                let cols = rename(out.cols, aliases).map(|c| {
+                    c.into_iter()
+                        .map(|(n, t)| (n, if t.is_clean() { Taint::FRESH } else { t }))
+                        .collect::<Cols>()
+                });
+                let whole = match &cols {
+                    Some(c) => whole_of(c),
+                    None => self.touched.join(before).derive(),
+                };
+                return Rel {
+                    name: shown,
+                    cols: rename(cols, &names),
+                    whole,
+                    ..Rel::default()
+                };
+            }
+        }
+        // A relation an earlier statement of the message made or changed is not the
+        // one the catalog describes (a temporary one shadows any table, system ones
+        // included): pgmoat cannot tell what it holds.
+        let shadowed = !self.ddl_target
+            && !matches!(schema, "pg_catalog" | "information_schema")
+            && (self.locals.made.contains(name)
+                || (self.locals.code_ran && matches!(schema, "" | "pg_temp")));
+        if shadowed {
+            self.unknown_relation = true;
+            self.note(Taint::UNKNOWN);
+            return Rel {
+                name: shown,
+                whole: Taint::UNKNOWN,
+                ..Rel::default()
+            };
         }
         let schema = (!schema.is_empty()).then_some(schema);
         match self.rels.relation(schema, name) {
@@ -866,12 +940,14 @@ impl<'r> Analyzer<'r> {
                     name: shown,
                     cols: rename(Some(cols), &names),
                     whole,
+                    ..Rel::default()
                 }
             }
             Relation::System => Rel {
                 name: shown,
                 cols: None,
                 whole: Taint::CLEAN,
+                ..Rel::default()
             },
             r @ (Relation::Sensitive | Relation::Unknown) => {
                 // Fail closed: anything read from it could be anything.
@@ -883,6 +959,7 @@ impl<'r> Analyzer<'r> {
                     name: shown,
                     cols: None,
                     whole: Taint::UNKNOWN,
+                    ..Rel::default()
                 }
             }
         }
@@ -902,6 +979,7 @@ impl<'r> Analyzer<'r> {
                 && self.locals.tables.contains_key(str_field(r, "relname"));
             // Writing any other table may fire its triggers and rules.
             self.runs_code |= !local;
+            self.changes_path |= str_field(r, "relname") == "pg_settings";
             let rel = self.range_var(r, &scope);
             target = rel.whole;
             scope.rels.push(rel);
@@ -910,6 +988,7 @@ impl<'r> Analyzer<'r> {
             "InsertStmt" => {
                 // `DEFAULT VALUES` has no source (null in the tree): the row is the
                 // table's defaults, which read nothing the statement names.
+                let mut inserted = Taint::CLEAN;
                 if let Some(src) = m.get("select_stmt").filter(|v| !v.is_null()) {
                     let before = self.touched;
                     let out = self.query(src, &scope);
@@ -920,8 +999,16 @@ impl<'r> Analyzer<'r> {
                         t
                     };
                     self.launder(t, "INSERT of masked values");
+                    inserted = t;
                 }
                 if let Some(oc) = m.get("on_conflict_clause").and_then(Value::as_object) {
+                    // `EXCLUDED.c` is the row proposed for insertion (named only so).
+                    scope.rels.push(Rel {
+                        name: "excluded".to_owned(),
+                        whole: inserted,
+                        cols_hidden: true,
+                        ..Rel::default()
+                    });
                     let t = self.generic(oc, &scope);
                     self.launder(t, "INSERT ... ON CONFLICT DO UPDATE with masked values");
                 }
@@ -1097,28 +1184,38 @@ impl<'r> Analyzer<'r> {
                     self.generic(m, scope);
                     return Taint::CLEAN;
                 }
+                // `pg_temp.f()` of a function the message made without parameters is
+                // that function: no overload or other schema can be called instead.
+                let nullary = names.len() == 2
+                    && arr(m, "args").is_empty()
+                    && m.get("agg_star").and_then(Value::as_bool) != Some(true)
+                    && self.locals.nullary.contains(&name.to_ascii_lowercase());
                 let f = match self.locals.function(&name) {
                     Some(true)
                         if self.locals.trust
-                            && self
-                                .rels
-                                .function_named(bare.as_deref().unwrap_or_default())
-                                .is_none_or(|t| t.is_clean()) =>
+                            && (nullary
+                                || self
+                                    .rels
+                                    .function_named(bare.as_deref().unwrap_or_default())
+                                    .is_none_or(|t| t.is_clean())) =>
                     {
                         Taint::CLEAN
                     }
                     Some(_) => {
                         self.runs_code = true;
+                        self.makes_relations = true;
                         Taint::UNKNOWN
                     }
                     None => {
                         let f = self.rels.function(&name);
                         self.runs_code |= !f.is_clean() || self.rels.runs_user_code(&name);
+                        self.makes_relations |= self.rels.may_make_relations(&name);
                         f
                     }
                 };
                 self.forgets_cursors |= self.rels.runs_user_code(&name);
                 let args = self.generic(m, scope);
+                self.changes_path |= bare.as_deref() == Some("set_config");
                 if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {
                     self.launder(args, "passing masked values to pg_notify or set_config");
                 }
@@ -1132,7 +1229,24 @@ impl<'r> Analyzer<'r> {
                 let args = self.generic(m, scope);
                 self.note(f).join(args).derive()
             }
-            "AConst" | "ParamRef" | "SQLValueFunction" => Taint::CLEAN,
+            "AIndirection" => {
+                // `(s).a`, s a row in scope: that row's column a, as `s.a` is.
+                let ind = arr(m, "indirection");
+                if let (Some(arg), [field]) = (m.get("arg"), ind) {
+                    if let (Some(("ColumnRef", c)), Some(("String", f))) =
+                        (unwrap_node(arg), unwrap_node(field))
+                    {
+                        let row = name_list(c.get("fields"));
+                        if row.len() == 1 && is_row(arg, scope) {
+                            let path = [row[0].clone(), str_field(f, "sval").to_owned()];
+                            let t = self.column(&path, scope);
+                            return self.note(t);
+                        }
+                    }
+                }
+                self.generic(m, scope).derive()
+            }
+            "AConst" | "ParamRef" | "SqlvalueFunction" => Taint::CLEAN,
             _ => self.generic(m, scope).derive(),
         }
     }
@@ -1146,72 +1260,6 @@ impl<'r> Analyzer<'r> {
             }
         }
         t
-    }
-
-    /// A column reference: `c`, `t.c`, `s.t.c`, or a whole row `t`.
-    fn column(&mut self, fields: &[String], scope: &Scope<'_>) -> Taint {
-        match fields {
-            [c] => {
-                let mut s = Some(scope);
-                while let Some(sc) = s {
-                    for r in &sc.rels {
-                        if let Some(cols) = &r.cols {
-                            if let Some((_, t)) = cols.iter().find(|(n, _)| n == c) {
-                                return *t;
-                            }
-                        }
-                    }
-                    // Not a known column here: a relation with unknown columns may
-                    // have it, else it may name a whole row.
-                    let unknown = sc
-                        .rels
-                        .iter()
-                        .filter(|r| r.cols.is_none())
-                        .fold(None::<Taint>, |a, r| {
-                            Some(a.unwrap_or_default().join(r.whole))
-                        });
-                    // A whole-row reference `u` joins with those: never let a
-                    // function in FROM hide `SELECT u FROM users u, f() g`.
-                    let named = sc.rels.iter().find(|r| &r.name == c).map(|r| r.whole);
-                    match (unknown, named) {
-                        (Some(a), Some(b)) => return a.join(b),
-                        (Some(a), None) | (None, Some(a)) => return a,
-                        (None, None) => {}
-                    }
-                    s = sc.parent;
-                }
-                // An output alias (ORDER BY x) or an error the server will report.
-                Taint::CLEAN
-            }
-            [.., t, c] if fields.len() <= 3 => {
-                let mut s = Some(scope);
-                while let Some(sc) = s {
-                    if let Some(r) = sc.rels.iter().find(|r| &r.name == t) {
-                        if c == "*" {
-                            return r.whole;
-                        }
-                        return match &r.cols {
-                            // Not a column: `u.f` is the call `f(u)` (attribute
-                            // notation, `u.row_to_json`), which sees the whole row.
-                            Some(cols) => cols.iter().find(|(n, _)| n == c).map_or_else(
-                                || {
-                                    if SYSTEM_COLUMNS.contains(&c.as_str()) {
-                                        Taint::CLEAN
-                                    } else {
-                                        r.whole.join(self.rels.function(c)).derive()
-                                    }
-                                },
-                                |(_, t)| *t,
-                            ),
-                            None => r.whole,
-                        };
-                    }
-                    s = sc.parent;
-                }
-                Taint::UNKNOWN
-            }
-            _ => Taint::UNKNOWN,
-        }
     }
 }
 
@@ -1227,36 +1275,6 @@ const KEY_VALUE_FUNCTIONS: &[&str] = &[
 /// Functions that return the keys of a JSON object or hstore.
 const KEY_FUNCTIONS: &[&str] = &["json_object_keys", "jsonb_object_keys", "skeys", "akeys"];
 
-/// A whole row: `ROW(...)`, `u.*`, or `u` naming a relation in scope and no column
-/// (a relation whose columns are not known may have a column of that name).
-fn is_row(v: &Value, scope: &Scope<'_>) -> bool {
-    match unwrap_node(v) {
-        Some(("RowExpr", _)) => true,
-        Some(("ColumnRef", c)) => {
-            let fields = name_list(c.get("fields"));
-            let name = match fields.as_slice() {
-                [n] => n,
-                [n, star] if star == "*" => n,
-                _ => return false,
-            };
-            let mut s = Some(scope);
-            let mut named = false;
-            while let Some(sc) = s {
-                for r in &sc.rels {
-                    match &r.cols {
-                        Some(cols) if cols.iter().any(|(c, _)| c == name) => return false,
-                        None => return false,
-                        Some(_) => named |= &r.name == name,
-                    }
-                }
-                s = sc.parent;
-            }
-            named
-        }
-        _ => false,
-    }
-}
-
 fn coldef_names(list: &[Value]) -> Vec<String> {
     list.iter()
         .filter_map(|c| match unwrap_node(c) {
@@ -1264,17 +1282,6 @@ fn coldef_names(list: &[Value]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The name Postgres gives an unnamed output column (close enough for matching
-/// references to a derived table's columns).
-fn output_name(v: &Value) -> String {
-    match unwrap_node(v) {
-        Some(("ColumnRef", m)) => name_list(m.get("fields")).pop().unwrap_or_default(),
-        Some(("FuncCall", m)) => name_list(m.get("funcname")).pop().unwrap_or_default(),
-        Some(("TypeCast", m)) => m.get("arg").map(output_name).unwrap_or_default(),
-        _ => "?column?".to_owned(),
-    }
 }
 
 #[cfg(test)]

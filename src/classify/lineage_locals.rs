@@ -1,6 +1,7 @@
 //! What earlier statements of one message made that pgmoat can prove clean (temporary
 //! tables and SQL functions), for the statements after them: see [`Locals`].
 
+use super::lineage_names::UNKNOWN_NAME;
 use super::*;
 use crate::classify::tree::{Map, Value};
 use crate::classify::walk::{name_list, unwrap_node};
@@ -21,15 +22,30 @@ pub(super) struct Locals {
     /// Functions by name as written (lowercase): whether provably clean. A function
     /// that is not stays so for the message (it may have replaced a known one).
     pub(super) functions: std::collections::HashMap<String, bool>,
+    /// Provably clean `pg_temp.f()` functions with no parameters that the message
+    /// created (not replaced): a call `pg_temp.f()` can only be that one, whatever
+    /// other sessions' temporary functions of that name the catalog lists.
+    pub(super) nullary: std::collections::HashSet<String>,
+    /// Relations earlier statements made, replaced, renamed or changed (bare names),
+    /// trusted or not: the catalog pgmoat read does not describe them, and a temporary
+    /// one shadows a table of the same name, even a system one (pg_temp comes first).
+    pub(super) made: std::collections::HashSet<String>,
+    /// Temporary views by name: their query and column aliases, traced when read.
+    pub(super) views: std::collections::HashMap<String, (Value, Vec<String>)>,
+    /// Code pgmoat does not follow ran (DO, CALL, a user function): it may have made
+    /// relations of any name.
+    pub(super) code_ran: bool,
 }
 
 impl Locals {
     pub(super) fn any_clean(&self) -> bool {
-        !self.tables.is_empty() || self.functions.values().any(|c| *c)
+        !self.tables.is_empty() || !self.views.is_empty() || self.functions.values().any(|c| *c)
     }
 
     pub(super) fn forget(&mut self) {
         self.tables.clear();
+        self.nullary.clear();
+        self.views.clear();
         self.functions.retain(|_, clean| !*clean);
     }
 
@@ -101,8 +117,10 @@ const BUILTIN_TYPES: &[&str] = &[
 pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) {
     let Some((ty, m)) = unwrap_node(tree) else {
         locals.forget();
+        locals.code_ran = true;
         return;
     };
+    note_made(ty, m, locals);
     match ty {
         "CreateStmt" => match clean_table(m, rels, locals) {
             Some((name, cols)) => {
@@ -113,20 +131,154 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
         "CreateFunctionStmt" => {
             let name = name_list(m.get("funcname")).join(".").to_ascii_lowercase();
             let clean = clean_function(m, rels, locals);
+            let fresh = clean
+                && name.starts_with("pg_temp.")
+                && arr(m, "parameters").is_empty()
+                && m.get("replace").and_then(Value::as_bool) != Some(true);
+            if fresh {
+                locals.nullary.insert(name.clone());
+            }
             let entry = locals.functions.entry(name).or_insert(clean);
             *entry &= clean;
         }
+        "ViewStmt" => match temp_view(m) {
+            Some((name, view)) => {
+                locals.views.insert(name, view);
+            }
+            None => locals.forget(),
+        },
         "SelectStmt" if m.get("into_clause").is_none_or(Value::is_null) => {}
+        "SelectStmt" | "CreateTableAsStmt" => {
+            let made = match ty {
+                "SelectStmt" => m
+                    .get("into_clause")
+                    .and_then(Value::as_object)
+                    .and_then(|into| clean_ctas(into, tree, rels, locals)),
+                _ if m.get("objtype").and_then(Value::as_i64) == Some(OBJECT_TABLE)
+                    && m.get("if_not_exists").and_then(Value::as_bool) != Some(true) =>
+                {
+                    match (m.get("into").and_then(Value::as_object), m.get("query")) {
+                        (Some(into), Some(q)) => clean_ctas(into, q, rels, locals),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match made {
+                Some((name, cols)) => {
+                    locals.tables.insert(name, cols);
+                }
+                None => locals.forget(),
+            }
+        }
         // Writes to anything but the message's tables count as code (triggers).
         "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "VariableShowStmt" => {}
         "VariableSetStmt" => {
             let name = str_field(m, "name").to_ascii_lowercase();
             if name.is_empty() || name == "search_path" {
+                // pg_temp may no longer come first.
                 locals.forget();
+                locals.trust = false;
             }
         }
         _ => locals.forget(),
     }
+}
+
+/// Record the relations a statement makes or changes (see [`Locals::made`]).
+fn note_made(ty: &str, m: &Map, locals: &mut Locals) {
+    let rel_name = |v: Option<&Value>| {
+        v.and_then(Value::as_object)
+            .map(|r| str_field(r, "relname").to_owned())
+            .filter(|n| !n.is_empty())
+    };
+    let into = |m: &Map| {
+        m.get("into_clause")
+            .and_then(Value::as_object)
+            .and_then(|i| rel_name(i.get("rel")))
+    };
+    let names = match ty {
+        "DoStmt" | "CallStmt" => {
+            locals.code_ran = true;
+            return;
+        }
+        "SelectStmt" => vec![into(m)],
+        "CreateTableAsStmt" => vec![m
+            .get("into")
+            .and_then(Value::as_object)
+            .and_then(|i| rel_name(i.get("rel")))],
+        "ViewStmt" => vec![rel_name(m.get("view"))],
+        "RenameStmt" => vec![
+            rel_name(m.get("relation")),
+            Some(str_field(m, "newname").to_owned()).filter(|n| !n.is_empty()),
+        ],
+        "CreateForeignTableStmt" => vec![m
+            .get("base_stmt")
+            .and_then(Value::as_object)
+            .and_then(|b| rel_name(b.get("relation")))],
+        // Anything else naming a relation it defines or changes (CREATE TABLE,
+        // ALTER TABLE, CREATE RULE, ALTER ... SET SCHEMA): not a read or a write.
+        // (Indexes, triggers, policies, statistics and maintenance leave what a read of
+        // the relation returns where it comes from.)
+        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "CopyStmt" | "LockStmt"
+        | "VacuumStmt" | "ExplainStmt" | "DeclareCursorStmt" | "PrepareStmt" | "IndexStmt"
+        | "CreateTrigStmt" | "CreatePolicyStmt" | "AlterPolicyStmt" | "ClusterStmt"
+        | "ReindexStmt" | "RefreshMatViewStmt" => vec![],
+        _ => vec![rel_name(m.get("relation"))],
+    };
+    locals.made.extend(names.into_iter().flatten());
+}
+
+/// `ObjectType::OBJECT_TABLE`: CREATE TABLE AS (not a materialized view).
+const OBJECT_TABLE: i64 = 42;
+
+/// A temporary relation named plainly (`x` or `pg_temp.x`).
+fn plain_temp(rel: &Map) -> bool {
+    (str_field(rel, "relpersistence") == "t" || str_field(rel, "schemaname") == "pg_temp")
+        && str_field(rel, "catalogname").is_empty()
+        && matches!(str_field(rel, "schemaname"), "" | "pg_temp")
+}
+
+/// `CREATE TEMP TABLE x AS <query>` or `SELECT ... INTO TEMP x`: when every column
+/// of the query is provably clean and it runs no code pgmoat does not follow, the
+/// new table holds only that (its later writes are judged): its name and columns.
+fn clean_ctas(
+    into: &Map,
+    query: &Value,
+    rels: &dyn Relations,
+    locals: &Locals,
+) -> Option<(String, Vec<String>)> {
+    let rel = into.get("rel")?.as_object()?;
+    if !plain_temp(rel) || !str_field(into, "access_method").is_empty() {
+        return None;
+    }
+    let mut a = Analyzer::new(rels, locals);
+    let out = a.query(query, &Scope::default());
+    let cols = rename(out.cols, &name_list(into.get("col_names")))?;
+    let clean = cols.iter().all(|(n, t)| t.is_clean() && n != UNKNOWN_NAME)
+        && a.touched.is_clean()
+        && !a.runs_code
+        && !a.unknown_relation
+        && a.launders.is_none();
+    clean.then(|| {
+        (
+            str_field(rel, "relname").to_owned(),
+            cols.into_iter().map(|(n, _)| n).collect(),
+        )
+    })
+}
+
+/// A `CREATE TEMP VIEW` (or one in pg_temp): its name, query and column aliases.
+fn temp_view(m: &Map) -> Option<(String, (Value, Vec<String>))> {
+    let view = m.get("view")?.as_object()?;
+    if !plain_temp(view) {
+        return None;
+    }
+    let query = m.get("query")?.clone();
+    Some((
+        str_field(view, "relname").to_owned(),
+        (query, name_list(m.get("aliases"))),
+    ))
 }
 
 /// A `CREATE TEMP TABLE` whose rows can only come from judged writes: its name and
@@ -171,8 +323,16 @@ fn clean_table(m: &Map, rels: &dyn Relations, locals: &Locals) -> Option<(String
         }
     }
     // Defaults, generated columns and checks: built-ins over the row's own values.
+    // Its checks, defaults and generated columns name its own columns.
+    let own = Scope {
+        rels: vec![Rel {
+            cols: Some(cols.iter().map(|c| (c.clone(), Taint::CLEAN)).collect()),
+            ..Rel::default()
+        }],
+        ..Scope::default()
+    };
     let mut a = Analyzer::new(rels, locals);
-    let t = a.generic(m, &Scope::default());
+    let t = a.generic(m, &own);
     let clean = t.is_clean() && a.touched.is_clean() && !a.runs_code && a.launders.is_none();
     clean.then(|| (str_field(rel, "relname").to_owned(), cols))
 }
@@ -220,12 +380,23 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
     if language.as_deref().is_some_and(|l| l != "sql") {
         return false;
     }
+    let mut params = Vec::new();
     for p in arr(m, "parameters") {
         match unwrap_node(p) {
-            Some(("FunctionParameter", fp)) if fp.get("defexpr").is_none_or(Value::is_null) => {}
+            Some(("FunctionParameter", fp)) if fp.get("defexpr").is_none_or(Value::is_null) => {
+                params.push((str_field(fp, "name").to_owned(), Taint::CLEAN));
+            }
             _ => return false,
         }
     }
+    // The body names its parameters (`a`, or `f.a`); what they hold is judged where
+    // the function is called. Its own columns come first, as in the server.
+    let fname = name_list(m.get("funcname")).pop().unwrap_or_default();
+    let params = || Rel {
+        name: fname.clone(),
+        cols: Some(params.clone()),
+        ..Rel::default()
+    };
     let clean = |l: &Lineage, runs: bool| {
         !runs
             && l.launders.is_none()
@@ -235,12 +406,36 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
                 .as_ref()
                 .is_some_and(|o| o.iter().all(Taint::is_clean))
     };
+    // A `BEGIN ATOMIC` body: a list holding the list of its statements.
+    let atomic = |b: &Map| -> Vec<Value> {
+        arr(b, "items")
+            .iter()
+            .flat_map(|i| match unwrap_node(i) {
+                Some(("List", l)) => arr(l, "items").to_vec(),
+                _ => vec![i.clone()],
+            })
+            .collect()
+    };
+    let all_clean = |stmts: &[Value]| {
+        !stmts.is_empty()
+            && stmts.iter().all(|tree| {
+                let select = matches!(unwrap_node(tree), Some(("SelectStmt", s))
+                    if s.get("into_clause").is_none_or(Value::is_null));
+                let t = trace_in(tree, rels, locals, Some(params()));
+                select && clean(&t.lineage, t.runs)
+            })
+    };
     match (m.get("sql_body").and_then(unwrap_node), body) {
+        (Some(("List", b)), _) => all_clean(&atomic(b)),
         (Some(("ReturnStmt", r)), _) => {
             let mut a = Analyzer::new(rels, locals);
+            let scope = Scope {
+                rels: vec![params()],
+                ..Scope::default()
+            };
             let t = r
                 .get("returnval")
-                .map_or(Taint::CLEAN, |v| a.expr(v, &Scope::default()));
+                .map_or(Taint::CLEAN, |v| a.expr(v, &scope));
             t.is_clean() && a.touched.is_clean() && !a.runs_code && a.launders.is_none()
         }
         (Some(_), _) => false,
@@ -248,16 +443,13 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
             let Ok(parsed) = pg_query::parse(&code, pg_query::ParserOptions::DEFAULT) else {
                 return false;
             };
-            !parsed.protobuf.stmts.is_empty()
-                && parsed.protobuf.stmts.iter().all(|raw| {
-                    let Ok(tree) = crate::classify::tree::to_tree(&raw.stmt) else {
-                        return false;
-                    };
-                    let select = matches!(unwrap_node(&tree), Some(("SelectStmt", s))
-                        if s.get("into_clause").is_none_or(Value::is_null));
-                    let (l, runs) = trace(&tree, rels, locals);
-                    select && clean(&l, runs)
-                })
+            let trees: Option<Vec<Value>> = parsed
+                .protobuf
+                .stmts
+                .iter()
+                .map(|raw| crate::classify::tree::to_tree(&raw.stmt).ok())
+                .collect();
+            trees.is_some_and(|t| all_clean(&t))
         }
         (None, None) => false,
     }

@@ -160,6 +160,11 @@ fn what_a_message_makes_clean_stays_clean() {
             &[C],
         ),
         (
+            "CREATE TEMP TABLE x (b) AS SELECT name AS a FROM users; SELECT b FROM x",
+            &[F],
+        ),
+        ("SELECT name AS a, id INTO TEMP x FROM users; SELECT a, id FROM x", &[F, F]),
+        (
             "CREATE FUNCTION leaky() RETURNS int LANGUAGE sql IMMUTABLE AS $$SELECT id FROM orders$$; \
              SELECT leaky()",
             &[C],
@@ -189,8 +194,9 @@ fn what_a_message_makes_clean_stays_clean() {
         "CREATE TEMP TABLE x (LIKE users INCLUDING DEFAULTS); SELECT a FROM x",
         "CREATE TEMP TABLE IF NOT EXISTS x (a text); SELECT a FROM x",
         "CREATE TABLE x (a text); SELECT a FROM x",
-        "CREATE TEMP TABLE x AS SELECT name AS a FROM users; SELECT a FROM x",
-        "SELECT name AS a INTO TEMP x FROM users; SELECT a FROM x",
+        "CREATE TEMP TABLE x AS SELECT leaky() AS a; SELECT a FROM x",
+        "CREATE TABLE x AS SELECT name AS a FROM users; SELECT a FROM x",
+        "SELECT name AS a INTO x FROM users; SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); SELECT leaky(); SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); DO $$BEGIN NULL; END$$; SELECT a FROM x",
         "CREATE TEMP TABLE x (a text); CALL p(); SELECT a FROM x",
@@ -269,4 +275,194 @@ fn unknown_and_laundering() {
     let c = &analyze("COPY (SELECT ssn FROM users) TO STDOUT", &Fake).unwrap()[0];
     assert_eq!(c.copy_out, Some(false));
     assert!(!c.touched.is_clean());
+}
+
+const U: Taint = Taint::UNKNOWN;
+
+/// Output names as Postgres gives them (FigureColname), read by an outer query; what
+/// cannot be resolved is unknown, never clean.
+#[test]
+fn derived_names_follow_the_server() {
+    let cases: &[(&str, &[Taint])] = &[
+        (
+            "SELECT coalesce FROM (SELECT coalesce(ssn, 'x') FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT \"case\" FROM (SELECT CASE WHEN id > 0 THEN ssn END FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT ssn FROM (SELECT CASE WHEN id > 0 THEN 'a' ELSE ssn END FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT text FROM (SELECT (ssn || '')::text FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT int4 FROM (SELECT (id + 1)::int4 FROM users) s",
+            &[C],
+        ),
+        ("SELECT ssn FROM (SELECT ssn::text FROM users) s", &[D]),
+        (
+            "SELECT ssn FROM (SELECT ssn COLLATE \"C\" FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT ssn FROM (SELECT (SELECT ssn FROM users LIMIT 1)) s",
+            &[D],
+        ),
+        (
+            "SELECT x FROM (SELECT (SELECT ssn AS x FROM users LIMIT 1)) s",
+            &[D],
+        ),
+        (
+            "SELECT nullif FROM (SELECT nullif(ssn, '') FROM users) s",
+            &[X],
+        ),
+        (
+            "SELECT greatest FROM (SELECT greatest(ssn, name) FROM users) s",
+            &[X],
+        ),
+        ("SELECT \"row\" FROM (SELECT ROW(ssn) FROM users) s", &[X]),
+        (
+            "SELECT \"array\" FROM (SELECT ARRAY[ssn] FROM users) s",
+            &[X],
+        ),
+        ("SELECT ssn FROM (SELECT (u).ssn FROM users u) s", &[D]),
+        ("SELECT (u).name, (u).ssn FROM users u", &[C, D]),
+        (
+            "SELECT x FROM (SELECT ssn AS \"X\", name AS x FROM users) s",
+            &[C],
+        ),
+        (
+            "SELECT coalesce FROM (SELECT coalesce(name, ''), id AS \"?column?\" FROM users) s",
+            &[C],
+        ),
+        // Duplicate names: the server refuses the reference; every one counts.
+        (
+            "SELECT a FROM (SELECT name AS a, ssn AS a FROM users) s",
+            &[D],
+        ),
+        // A name nothing in scope has: the server resolves it to something.
+        ("SELECT nothing FROM (SELECT ssn FROM users) s", &[U]),
+        // An output column in ORDER BY is not an unknown input.
+        ("SELECT name AS n FROM users ORDER BY n", &[C]),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+    }
+}
+
+/// Joins' columns (merged USING / NATURAL ones first), alias lists, TABLESAMPLE.
+#[test]
+fn joins_and_aliases_follow_the_server() {
+    let cases: &[(&str, &[Taint])] = &[
+        (
+            "SELECT z FROM (users a JOIN users b USING (id)) AS j(k, x, z)",
+            &[D],
+        ),
+        (
+            "SELECT * FROM users a JOIN orders b USING (id)",
+            &[C, C, D, C],
+        ),
+        ("SELECT * FROM users NATURAL JOIN orders", &[C, C, D, C]),
+        (
+            "SELECT ssn FROM (SELECT id, name AS ssn FROM users) a RIGHT JOIN users b USING (ssn)",
+            &[D],
+        ),
+        (
+            "SELECT x.ssn FROM (SELECT name AS ssn FROM users) a JOIN users b USING (ssn) AS x",
+            &[D],
+        ),
+        (
+            "SELECT j.total FROM (users u JOIN orders o ON o.id = u.id) j",
+            &[C],
+        ),
+        // Inside an aliased join, its tables are hidden.
+        (
+            "SELECT u.name FROM (users u JOIN orders o ON o.id = u.id) j",
+            &[U],
+        ),
+        ("SELECT ssn FROM users TABLESAMPLE SYSTEM (10)", &[D]),
+        // A side whose columns are not known: the other's stay exact...
+        (
+            "SELECT u.name, name FROM users u JOIN LATERAL unnest(ARRAY[ssn]) x ON true",
+            &[C, C],
+        ),
+        // ...unless an alias list renames the join's columns.
+        (
+            "SELECT a FROM (users u JOIN generate_series(1, 2) g ON true) AS j(a)",
+            &[X],
+        ),
+        (
+            "SELECT s.name FROM users s TABLESAMPLE BERNOULLI (50) REPEATABLE (1)",
+            &[C],
+        ),
+        // An alias list may name fewer columns than a function returns.
+        (
+            "SELECT unnest FROM unnest(ARRAY['a'], (SELECT array_agg(ssn) FROM users)) AS f(a)",
+            &[X],
+        ),
+        (
+            "SELECT email FROM (SELECT name, ssn AS email FROM users) s(x)",
+            &[D],
+        ),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(outputs(sql).as_deref(), Some(*want), "{sql}");
+    }
+}
+
+/// Relations the message made shadow the catalog's (system ones included); views it
+/// made are traced; code that may make relations leaves names uncertain.
+#[test]
+fn relations_the_message_made_shadow_the_catalog() {
+    for trust in [true, false] {
+        for sql in [
+            "CREATE TEMP VIEW orders AS SELECT ssn AS total FROM users; SELECT total FROM orders",
+            "CREATE TEMP VIEW pg_x AS SELECT ssn FROM users; SELECT ssn FROM pg_x",
+            "CREATE TEMP TABLE pg_y AS SELECT ssn AS a FROM users; SELECT a FROM pg_y",
+            "ALTER TABLE users RENAME TO orders; SELECT total FROM orders",
+            "DO $$BEGIN NULL; END$$; SELECT total FROM orders",
+            "CREATE FUNCTION pg_temp.mk() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$; \
+             SELECT pg_temp.mk(); SELECT total FROM orders",
+        ] {
+            let out = last(sql, trust).unwrap_or_default();
+            assert!(out.iter().all(|t| !t.is_clean()), "{sql} ({trust}): {out:?}");
+        }
+    }
+    let f = Taint::FRESH;
+    for (sql, want) in [
+        ("CREATE TEMP VIEW v AS SELECT name FROM users; SELECT name FROM v", vec![f]),
+        ("CREATE TEMP VIEW v AS SELECT ssn FROM users; SELECT ssn FROM v", vec![D]),
+        ("CREATE TEMP VIEW v (a, b) AS SELECT name, ssn FROM users; SELECT * FROM v", vec![f, D]),
+        (
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SELECT pg_temp.f()",
+            vec![C],
+        ),
+        (
+            "CREATE FUNCTION pg_temp.f(a int) RETURNS int LANGUAGE sql AS 'SELECT a + 1'; SELECT pg_temp.f(1)",
+            vec![C],
+        ),
+        (
+            "CREATE TEMP TABLE x (a int CHECK (a > 0), b int GENERATED ALWAYS AS (a * 2) STORED); SELECT x FROM x",
+            vec![f],
+        ),
+    ] {
+        assert_eq!(last(sql, true), Some(want), "{sql}");
+    }
+}
+
+/// `INSERT ... ON CONFLICT DO UPDATE SET c = EXCLUDED.c` writes what the INSERT
+/// proposed: clean values are no laundering.
+#[test]
+fn upserts_write_what_they_insert() {
+    let clean = "INSERT INTO orders (id, total) VALUES (1, 2) \
+                 ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total";
+    assert!(analyze(clean, &Fake).unwrap()[0].launders.is_none());
+    let masked = "INSERT INTO orders (id, total) SELECT id, ssn FROM users \
+                  ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total";
+    assert!(analyze(masked, &Fake).unwrap()[0].launders.is_some());
 }

@@ -361,6 +361,12 @@ impl Masking {
                     Some(p) => self.rel_taints(i)[p],
                     // A system column (ctid, xmin...) or one added since the load.
                     None if attnum < 0 => Taint::CLEAN,
+                    // The whole row (`SELECT t FROM t`): every column of it.
+                    None if attnum == 0 => self
+                        .rel_taints(i)
+                        .iter()
+                        .fold(Taint::CLEAN, |a, t| a.join(*t))
+                        .derive(),
                     None => Taint::UNKNOWN,
                 }
             }
@@ -532,11 +538,17 @@ impl Relations for Masking {
                 None => Relation::Unknown,
             },
             None => {
-                // pg_catalog comes first on every search path.
-                if STATISTICS.contains(&name) {
-                    return self.statistics(name);
-                }
                 let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
+                // pg_catalog comes first on the default search path, but a session's
+                // temporary relations come before it, and a changed search_path may
+                // put any schema first: a same-named relation that is not clean may
+                // be the one read.
+                if STATISTICS.contains(&name) {
+                    if candidates.iter().all(|&i| self.rel_is_clean(i)) {
+                        return self.statistics(name);
+                    }
+                    return Relation::Unknown;
+                }
                 match candidates {
                     [] if name.starts_with("pg_") => Relation::System,
                     [] => Relation::Unknown,
@@ -567,6 +579,13 @@ impl Relations for Masking {
         if OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
             return Taint::UNKNOWN;
         }
+        // `pg_temp.f` is the session's own temporary schema (`pg_temp_N`, which the
+        // catalog lists by number): every function of that name, merged, stands in.
+        let key = if key.starts_with("pg_temp.") {
+            bare
+        } else {
+            key
+        };
         let Some(f) = self.catalog.function_resolved(&key) else {
             // Not a function users made that the catalog knows: a built-in or compiled
             // one is what it is; anything else (a temporary function, one created since
@@ -610,6 +629,37 @@ impl Relations for Masking {
 
     fn runs_user_code(&self, name: &str) -> bool {
         !self.catalog.is_native_function(&function_key(name).0)
+    }
+
+    fn may_make_relations(&self, name: &str) -> bool {
+        let (key, bare) = function_key(name);
+        let key = if key.starts_with("pg_temp.") {
+            bare
+        } else {
+            key
+        };
+        if self.catalog.is_native_function(&key) {
+            return false;
+        }
+        match self.catalog.function_resolved(&key) {
+            Some(f) => {
+                f.unanalysable.is_some()
+                    || f.rereads_sql.is_some()
+                    || f.kinds.iter().any(|k| {
+                        matches!(
+                            k,
+                            Kind::Create
+                                | Kind::Alter
+                                | Kind::Do
+                                | Kind::Call
+                                | Kind::Execute
+                                | Kind::Other
+                        )
+                    })
+            }
+            // A function the catalog does not know (made since it was read).
+            None => true,
+        }
     }
 
     fn operator_runs_code(&self, name: &str) -> bool {

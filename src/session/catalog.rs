@@ -522,7 +522,8 @@ fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
 }
 
 /// Reads the catalog, trying again when a read ran into a lock taken after the
-/// [`LOCKED`] check (a migration starting at that very moment).
+/// [`LOCKED`] check (a migration starting at that very moment) or a relation dropped
+/// while it was read.
 async fn load(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -533,7 +534,11 @@ async fn load(
     loop {
         tries += 1;
         match load_once(target, tls, timeout, previous).await {
-            Err(SessionError::Upstream { code, .. }) if code == "55P03" && tries < LOAD_TRIES => {
+            // 55P03: a lock; XX000: a relation dropped while being read (a session's
+            // temporary view at its end: "could not open relation with OID").
+            Err(SessionError::Upstream { code, .. })
+                if matches!(code.as_str(), "55P03" | "XX000") && tries < LOAD_TRIES =>
+            {
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(tries))).await;
             }
             other => return other.map_err(|e| e.to_string()),

@@ -26,4 +26,5 @@ mod robustness;
 mod rules;
 mod threats_leaks;
 mod threats_writes;
+mod threats_names;
 mod tls;
