@@ -16,8 +16,8 @@ mod bodies;
 mod ddl;
 mod settings;
 
-use ddl::{alter_drops, kind_of};
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
+use ddl::{alter_drops, kind_of};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {

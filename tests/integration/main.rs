@@ -25,6 +25,6 @@ mod relay;
 mod robustness;
 mod rules;
 mod threats_leaks;
-mod threats_writes;
 mod threats_names;
+mod threats_writes;
 mod tls;

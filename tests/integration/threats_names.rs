@@ -383,7 +383,9 @@ async fn relations_made_earlier_resolve_as_the_server_does() {
             // sessions' temporary {t}_c, listed by the catalog until they end, would
             // make the name uncertain).
             q("SELECT upper(note) FROM {t}_c ORDER BY 1", Same),
-            q("SELECT upper(relname::text) FROM pg_class WHERE relname = '{t}_c'", Same),
+            // No `::text`: another test's user cast to text makes every cast to text
+            // uncertain (masked) while it exists in the shared database.
+            q("SELECT upper(relname) FROM pg_class WHERE relname = '{t}_c'", Same),
             q("SELECT c FROM {t}_c c ORDER BY id", Same),
             // A user function whose body makes nothing leaves names as they were.
             q("SELECT {t}_ssn(1) IS NOT NULL; SELECT upper(note) FROM {t}_c ORDER BY 1", Same),
