@@ -19,7 +19,6 @@ pub mod journal;
 mod queue;
 pub mod record;
 pub mod replay;
-mod reserve;
 pub mod rows;
 pub mod segment;
 pub mod sink;

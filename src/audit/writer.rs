@@ -12,9 +12,6 @@
 //!
 //! In `fsync` mode records are made durable in the [`super::journal`] and appended to
 //! the segment right after each flush, so the segment holds nothing but whole records.
-//! The append follows the answers when the segment has room set aside for it
-//! ([`super::reserve`]): then only a full disk could refuse it, and that is checked
-//! before the records are written at all.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -30,7 +27,6 @@ use super::event::Event;
 use super::journal::{self, Journal};
 use super::queue::{splice_whole, Part, Queue, Shared};
 use super::record::{hex_str, seal_into};
-use super::reserve::{self, Reserved};
 use super::segment::{segment_name, Tail};
 use super::sink::SinkHandle;
 use super::time::{format_micros, now_micros};
@@ -82,14 +78,9 @@ pub(crate) struct Writer {
     seg_len: u64,
     /// `fsync` mode: where records are made durable before they go into the segment.
     journal: Option<Journal>,
-    /// `fsync` mode: records written to the journal but not yet in the segment (not
-    /// yet flushed there, or flushed and waiting for the append).
+    /// `fsync` mode: records written to the journal but not yet flushed there, so not
+    /// yet in the segment.
     unsegmented: Vec<u8>,
-    /// `fsync` mode: the segment's blocks are allocated up to here ([`reserve`]), so
-    /// an append that ends there cannot fail for lack of space.
-    seg_reserved: u64,
-    /// The live segment's file system can reserve (cleared when it says it cannot).
-    reservable: bool,
     seg_opened: Instant,
     next_seq: u64,
     prev: String,
@@ -228,8 +219,6 @@ impl Writer {
             seg_len,
             journal,
             unsegmented: Vec::new(),
-            seg_reserved: 0,
-            reservable: true,
             seg_opened: Instant::now(),
             next_seq: tail.next_seq,
             prev: tail.prev,
@@ -258,9 +247,7 @@ impl Writer {
             dir: self.opts.dir.display().to_string(),
             message: format!("cannot encode a record: {e}"),
         })?;
-        let r = self
-            .commit(&[(session, body.as_bytes())], true)
-            .and_then(|()| self.append_flushed());
+        let r = self.commit(&[(session, body.as_bytes())], true);
         self.send_to_sinks();
         r
     }
@@ -303,14 +290,12 @@ impl Writer {
                 break;
             }
         }
-        let _ = self.commit(&[], true).and_then(|()| self.append_flushed());
+        let _ = self.commit(&[], true);
         self.send_to_sinks();
         self.export_head();
         // A clean stop leaves the segment synced (the journal is then not needed).
         if self.failed.is_none() {
             if let Some(f) = &self.file {
-                // Room set aside past the records is given back.
-                let _ = f.set_len(self.seg_len);
                 if f.sync_all().is_err() {
                     tracing::warn!("audit store: could not sync the segment at stop");
                 }
@@ -356,9 +341,6 @@ impl Writer {
         for a in acks {
             let _ = a.send(result.clone());
         }
-        // The records are durable in the journal and the segment has room set aside
-        // for them: the append comes after the answers, off the waiters' path.
-        let result = result.and_then(|()| self.append_flushed());
         self.send_to_sinks();
         for (export, ack) in flushes {
             if export {
@@ -428,8 +410,7 @@ impl Writer {
             .fetch_add(records.len() as u64, Relaxed);
         if !self.pending.is_empty() {
             let written = if self.journal.is_some() {
-                let need = self.seg_len + (self.unsegmented.len() + self.pending.len()) as u64;
-                self.make_room(need).and_then(|_| self.write_journal())
+                self.write_journal()
             } else {
                 self.write_segment()
             };
@@ -458,51 +439,13 @@ impl Writer {
             self.state.fsyncs.fetch_add(1, Relaxed);
             self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
             self.dirty = false;
-            // Without room set aside the append could still fail: then it is done
-            // before anybody is answered, so a refused append refuses the statement.
-            if self.seg_len + self.unsegmented.len() as u64 > self.seg_reserved {
-                if let Err(e) = self.settle() {
-                    self.failure(&e, true);
-                    return Err(e);
-                }
+            if let Err(e) = self.settle() {
+                self.failure(&e, true);
+                return Err(e);
             }
         }
         self.state.failing.store(false, Relaxed);
         Ok(())
-    }
-
-    /// `fsync` mode: set aside room in the segment up to `need` bytes. Whether there is
-    /// (false: the file system cannot reserve, and appends happen before answers).
-    fn make_room(&mut self, need: u64) -> Result<bool, AuditError> {
-        if need <= self.seg_reserved {
-            return Ok(true);
-        }
-        let Some(file) = self.file.as_ref().filter(|_| self.reservable) else {
-            return Ok(false);
-        };
-        let from = self.seg_len.max(self.seg_reserved);
-        let to = need + reserve::STEP;
-        match reserve::reserve(file, from, to - from) {
-            Ok(Reserved::Yes) => {
-                self.seg_reserved = to;
-                Ok(true)
-            }
-            Ok(Reserved::Unsupported) => {
-                self.reservable = false;
-                Ok(false)
-            }
-            Err(e) => Err(io_err(&self.opts, "set aside room in the segment", &e)),
-        }
-    }
-
-    /// `fsync` mode: append to the segment what the journal's last flush made durable
-    /// and [`Self::commit`] left for after the answers. A failure stops the writer
-    /// (fail closed); the records are in the journal and the next start appends them.
-    fn append_flushed(&mut self) -> Result<(), AuditError> {
-        if self.dirty || self.unsegmented.is_empty() {
-            return Ok(());
-        }
-        self.settle().inspect_err(|e| self.failure(e, true))
     }
 
     /// `batch` mode: append what is pending to the segment.
@@ -635,9 +578,6 @@ impl Writer {
             }
             self.settle()?;
             if let Some(f) = &self.file {
-                // Room set aside past the records is given back with the segment.
-                f.set_len(self.seg_len)
-                    .map_err(|e| io_err(&self.opts, "trim the segment", &e))?;
                 f.sync_all()
                     .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
             }
@@ -661,8 +601,6 @@ impl Writer {
             .map_err(|e| io_err(&self.opts, "stat", &e))?;
         self.file = Some(file);
         self.seg_len = len;
-        self.seg_reserved = 0;
-        self.reservable = true;
         if let Some(j) = self.journal.as_mut() {
             j.restart();
         }
