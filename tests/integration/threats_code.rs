@@ -329,6 +329,42 @@ fn all_text(msgs: &[Msg]) -> String {
         .join("\n")
 }
 
+/// `body` run three ways, each refused and absent from the server log: as a DO block
+/// (by the identity without masks: the agents' rule refuses DO), as a function the
+/// message creates and then calls, and as the catalog function `catalog` made from it.
+#[allow(clippy::too_many_arguments)]
+async fn blocked_everywhere(
+    f: &Fixture,
+    s: &Setup,
+    dba: &mut Raw,
+    agent: &mut Raw,
+    body: &str,
+    catalog: &str,
+    label: &str,
+    failed: &mut Vec<String>,
+) {
+    let mark = unique(&format!("do_{label}"));
+    let sql = format!("DO $do$ -- {mark}\n {body} $do$");
+    assert_blocked(f, s, dba, &sql, &mark, failed).await;
+    let mark = unique(&format!("fn_{label}"));
+    let sql = format!(
+        "CREATE FUNCTION pg_temp.{mark}() RETURNS void LANGUAGE plpgsql AS $fn$ -- {mark}\n {body} $fn$;
+         SELECT pg_temp.{mark}()"
+    );
+    assert_blocked(f, s, agent, &sql, &mark, failed).await;
+    let mark = unique(&format!("cat_{label}"));
+    let sql = format!("SELECT {catalog}() /* {mark} */");
+    assert_blocked(f, s, agent, &sql, &mark, failed).await;
+}
+
+/// No masked value in any byte of `msgs`.
+fn no_secret(f: &Fixture, msgs: &[Msg], label: &str, failed: &mut Vec<String>) {
+    let text = all_text(msgs).to_lowercase();
+    if f.secrets.iter().any(|x| text.contains(x.as_str())) {
+        failed.push(format!("{label}: a masked value in {:?}", answer(msgs)));
+    }
+}
+
 fn refusal(msgs: &[Msg]) -> Option<String> {
     msgs.iter()
         .find(|m| m.tag == b'E')
@@ -415,66 +451,36 @@ async fn hidden_code_in_plpgsql_is_judged() {
     for (pi, (place, template)) in all_places().enumerate() {
         for (ei, (what, e)) in payloads.iter().enumerate() {
             let body = fill(template, &p, e);
-            // A DO block (the identity without masks: the agents' rule refuses DO).
-            let mark = unique(&format!("do_{place}_{what}"));
-            let sql = format!("DO $do$ -- {mark}\n {body} $do$");
-            assert_blocked(&f, &s, &mut dba, &sql, &mark, &mut failed).await;
-            // A function the message creates, then calls.
-            let mark = unique(&format!("fn_{place}_{what}"));
-            let sql = format!(
-                "CREATE FUNCTION pg_temp.{mark}() RETURNS void LANGUAGE plpgsql AS $fn$ -- {mark}\n {body} $fn$;
-                 SELECT pg_temp.{mark}()"
-            );
-            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
-            // A function in the catalog.
-            let mark = unique(&format!("cat_{place}_{what}"));
-            let sql = format!("SELECT {p}_c{pi}_{ei}() /* {mark} */");
-            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
+            let catalog = format!("{p}_c{pi}_{ei}");
+            let label = format!("{place}_{what}");
+            let (dba, agent) = (&mut dba, &mut agent);
+            blocked_everywhere(&f, &s, dba, agent, &body, &catalog, &label, &mut failed).await;
         }
         // The masked value raised in a notice, by a catalog function: refused, or
         // nothing secret in any byte the client gets.
-        let sql = format!("SELECT {p}_c{pi}_s()");
-        let msgs = agent.query(&sql).await;
-        let text = all_text(&msgs);
-        if f.secrets
-            .iter()
-            .any(|x| text.to_lowercase().contains(x.as_str()))
-        {
-            failed.push(format!("{place}: a masked value in {:?}", answer(&msgs)));
-        }
+        let msgs = agent.query(&format!("SELECT {p}_c{pi}_s()")).await;
+        no_secret(&f, &msgs, place, &mut failed);
         let sql = format!(
             "CREATE FUNCTION pg_temp.s_{pi}() RETURNS void LANGUAGE plpgsql AS $fn$ {} $fn$;
              SELECT pg_temp.s_{pi}()",
             fill(template, &p, &secret_payload(&p))
         );
         let msgs = agent.query(&sql).await;
-        let text = all_text(&msgs);
-        if f.secrets
-            .iter()
-            .any(|x| text.to_lowercase().contains(x.as_str()))
-        {
-            failed.push(format!(
-                "{place} (session function): a masked value in {:?}",
-                answer(&msgs)
-            ));
-        }
+        no_secret(
+            &f,
+            &msgs,
+            &format!("{place} (session function)"),
+            &mut failed,
+        );
     }
     // Whole statements.
     for (si, (place, template)) in STATEMENT_PLACES.iter().enumerate() {
         for (ei, (what, st)) in statement_payloads(&p).iter().enumerate() {
             let body = template.replace("{S}", st);
-            let mark = unique(&format!("do_{place}_{what}"));
-            let sql = format!("DO $do$ -- {mark}\n {body} $do$");
-            assert_blocked(&f, &s, &mut dba, &sql, &mark, &mut failed).await;
-            let mark = unique(&format!("fn_{place}_{what}"));
-            let sql = format!(
-                "CREATE FUNCTION pg_temp.{mark}() RETURNS void LANGUAGE plpgsql AS $fn$ -- {mark}\n {body} $fn$;
-                 SELECT pg_temp.{mark}()"
-            );
-            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
-            let mark = unique(&format!("cat_{place}_{what}"));
-            let sql = format!("SELECT {p}_st{si}_{ei}() /* {mark} */");
-            assert_blocked(&f, &s, &mut agent, &sql, &mark, &mut failed).await;
+            let catalog = format!("{p}_st{si}_{ei}");
+            let label = format!("{place}_{what}");
+            let (dba, agent) = (&mut dba, &mut agent);
+            blocked_everywhere(&f, &s, dba, agent, &body, &catalog, &label, &mut failed).await;
         }
     }
     // Trigger functions: writing the table runs them.
