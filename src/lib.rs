@@ -52,6 +52,7 @@ pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod explain;

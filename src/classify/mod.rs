@@ -21,7 +21,6 @@ mod code_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
 use thiserror::Error;
@@ -275,7 +274,7 @@ fn scanned_shape_key(sql: &str) -> Option<String> {
     Some(key)
 }
 
-type Cache = Mutex<HashMap<Box<str>, Arc<Classified>>>;
+type Cache = crate::cache::Bounded<Box<str>, Arc<Classified>>;
 
 /// The shared classifier: caches plus parse threads.
 pub struct Classifier {
@@ -311,8 +310,8 @@ impl Classifier {
             }
         }
         Arc::new(Classifier {
-            cache: Mutex::new(HashMap::new()),
-            shapes: Mutex::new(HashMap::new()),
+            cache: Cache::new(CACHE_MAX),
+            shapes: Cache::new(CACHE_MAX),
             jobs: Mutex::new(tx),
             max_bytes,
         })
@@ -341,23 +340,12 @@ impl Classifier {
 
     /// A cache hit, or the shape key to store the result under.
     fn lookup(&self, sql: &str) -> (Option<Arc<Classified>>, Option<String>) {
-        let exact = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-            .cloned();
+        let exact = self.cache.get(sql);
         if exact.is_some() {
             return (exact, None);
         }
         let key = (sql.len() <= SHAPE_MAX).then(|| shape_key(sql)).flatten();
-        let hit = key.as_deref().and_then(|k| {
-            self.shapes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(k)
-                .cloned()
-        });
+        let hit = key.as_deref().and_then(|k| self.shapes.get(k));
         (hit, key)
     }
 
@@ -380,10 +368,6 @@ impl Classifier {
                 Some(k) if !c.literal_sensitive => (&self.shapes, k.into()),
                 _ => (&self.cache, sql.into()),
             };
-            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() >= CACHE_MAX {
-                map.clear();
-            }
             map.insert(k, Arc::clone(c));
         }
         result

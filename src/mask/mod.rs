@@ -14,7 +14,7 @@ pub mod wire;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use crate::classify::lineage::{self, Lineage, Relation, Relations, Taint};
 use crate::classify::{Facts, Kind};
@@ -147,7 +147,7 @@ const LINEAGE_CACHE_MAX: usize = 10_000;
 /// Views defined on views defined on views...: deeper than this is not followed.
 const MAX_VIEW_DEPTH: usize = 16;
 
-type LineageCache = HashMap<Box<str>, Arc<Vec<Lineage>>>;
+type LineageCache = crate::cache::Bounded<Box<str>, Arc<Vec<Lineage>>>;
 
 thread_local! {
     static VIEW_DEPTH: Cell<usize> = const { Cell::new(0) };
@@ -167,7 +167,7 @@ pub struct Masking {
     pub detectors: Option<Arc<Detectors>>,
     /// Traced statements by text: trusting what a message makes itself, and not
     /// (after the session changed search_path).
-    lineage: Mutex<[LineageCache; 2]>,
+    lineage: [LineageCache; 2],
 }
 
 impl std::fmt::Debug for Masking {
@@ -250,7 +250,10 @@ impl Masking {
             by_oid,
             taints,
             detectors,
-            lineage: Mutex::new([HashMap::new(), HashMap::new()]),
+            lineage: [
+                LineageCache::new(LINEAGE_CACHE_MAX),
+                LineageCache::new(LINEAGE_CACHE_MAX),
+            ],
         })
     }
 
@@ -466,20 +469,13 @@ impl Masking {
             }],
         };
         let traced = Arc::new(traced);
-        let mut caches = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
-        let cache = &mut caches[usize::from(trust_local)];
-        if cache.len() >= LINEAGE_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(sql.into(), Arc::clone(&traced));
+        self.lineage[usize::from(trust_local)].insert(sql.into(), Arc::clone(&traced));
         traced
     }
 
     /// The cached lineage, without parsing.
     pub fn lineage_cached(&self, sql: &str, trust_local: bool) -> Option<Arc<Vec<Lineage>>> {
-        self.lineage.lock().unwrap_or_else(|p| p.into_inner())[usize::from(trust_local)]
-            .get(sql)
-            .cloned()
+        self.lineage[usize::from(trust_local)].get(sql)
     }
 
     /// Whether RowDescription's table OID is one the catalog knows (a user relation
