@@ -1,0 +1,116 @@
+//! When the catalog is read: [`CatalogCache`] holds the current [`Catalog`], marks it
+//! stale after DDL or an unknown name, and lets one refresh run at a time. Separate
+//! from the reading itself (`load.rs`); why a refresh never waits on users' locks is
+//! in the `catalog` module comment.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::load::load;
+use super::Catalog;
+use crate::config::Target;
+
+/// A target's catalog, loaded on first use and after DDL seen through the gateway.
+///
+/// Reading the current catalog takes no async lock (a statement's hot path). One
+/// refresh runs at a time; a session that needs a fresh catalog waits for it, and the
+/// refresh itself never waits on users' locks (see the module comment), so it is
+/// bounded: nothing one session does can hold up another's statements.
+pub struct CatalogCache {
+    target: Arc<Target>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    current: std::sync::RwLock<Option<Arc<Catalog>>>,
+    /// Held while a load runs: later callers wait for that load instead of starting
+    /// another.
+    loading: tokio::sync::Mutex<()>,
+    stale: AtomicBool,
+    last_miss: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl CatalogCache {
+    pub fn new(
+        target: Arc<Target>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> CatalogCache {
+        CatalogCache {
+            target,
+            tls,
+            timeout,
+            current: std::sync::RwLock::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            stale: AtomicBool::new(false),
+            last_miss: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Relaxed);
+    }
+
+    /// A statement named a relation the catalog does not know: read it again, but
+    /// not more often than every few seconds (a typo must not reload it per query).
+    pub fn mark_stale_soon(&self) {
+        let now = std::time::Instant::now();
+        let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5)) {
+            *last = Some(now);
+            self.stale.store(true, Relaxed);
+        }
+    }
+
+    fn loaded(&self) -> Option<Arc<Catalog>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
+    }
+
+    pub async fn get(&self) -> Result<Arc<Catalog>, String> {
+        if !self.stale.load(Relaxed) {
+            if let Some(c) = self.loaded() {
+                return Ok(c);
+            }
+        }
+        let _loading = self.loading.lock().await;
+        // A load that finished while this caller waited cleared `stale` when it began;
+        // had anything made the catalog stale since, `stale` would be set again.
+        if !self.stale.load(Relaxed) {
+            if let Some(c) = self.loaded() {
+                return Ok(c);
+            }
+        }
+        self.stale.store(false, Relaxed);
+        // Bounded whatever the server does: a catalog that cannot be read in time
+        // fails this statement (closed), never the gateway.
+        let limit = self.timeout.saturating_mul(2) + Duration::from_secs(30);
+        let result = match tokio::time::timeout(
+            limit,
+            load(
+                &self.target,
+                self.tls.as_ref(),
+                self.timeout,
+                self.loaded().as_deref(),
+            ),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("reading it took over {}s", limit.as_secs())),
+        };
+        match result {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&c));
+                Ok(c)
+            }
+            Err(e) => {
+                self.stale.store(true, Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
