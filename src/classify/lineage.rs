@@ -35,6 +35,7 @@ mod lineage_dml;
 mod lineage_expr;
 #[path = "lineage_from.rs"]
 mod lineage_from;
+pub(crate) use lineage_expr::SINK_FUNCTIONS;
 
 /// Where a value may come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -161,6 +162,12 @@ pub trait Relations {
     /// Whether calling it may create, replace or rename relations (DDL in its body, or
     /// a body that cannot be read): a later statement's names may then reach them.
     fn may_make_relations(&self, name: &str) -> bool {
+        self.runs_user_code(name)
+    }
+    /// Whether calling it may keep values where masking never sees them again: a table
+    /// its body writes, a notification, a setting, a sequence, a lock key (or a body
+    /// that cannot be read). Such a call given masked data launders it.
+    fn may_store(&self, name: &str) -> bool {
         self.runs_user_code(name)
     }
 }

@@ -7,8 +7,21 @@ use super::lineage_from::KEY_FUNCTIONS;
 use super::*;
 
 /// Functions that carry a value out of the result, where masking never sees it: a
-/// notification's payload, a setting anyone can read back.
-const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
+/// notification's payload, a setting anyone can read back, a sequence's value
+/// (`currval`, `nextval` read it back clean), an advisory lock's key (`pg_locks`).
+pub(crate) const SINK_FUNCTIONS: &[&str] = &[
+    "pg_notify",
+    "set_config",
+    "setval",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+];
 
 const TEXT_TYPES: &[&str] = &[
     "text",
@@ -137,6 +150,7 @@ impl Analyzer<'_> {
                     && arr(m, "args").is_empty()
                     && m.get("agg_star").and_then(Value::as_bool) != Some(true)
                     && self.locals.nullary.contains(&name.to_ascii_lowercase());
+                let mut stores = false;
                 let f = match self.locals.function(&name) {
                     Some(true)
                         if self.locals.trust
@@ -157,14 +171,23 @@ impl Analyzer<'_> {
                         let f = self.rels.function(&name);
                         self.runs_code |= !f.is_clean() || self.rels.runs_user_code(&name);
                         self.makes_relations |= self.rels.may_make_relations(&name);
+                        stores = self.rels.may_store(&name);
                         f
                     }
                 };
                 self.forgets_cursors |= self.rels.runs_user_code(&name);
                 let args = self.generic(m, scope);
+                if stores {
+                    // What its body reads, or what it is given: both can be kept.
+                    self.launder(
+                        f.join(args),
+                        "calling a function that reads or is given masked values and keeps \
+                         values (writes a table, notifies, changes a setting or a sequence)",
+                    );
+                }
                 self.changes_path |= bare.as_deref() == Some("set_config");
                 if bare.is_some_and(|b| SINK_FUNCTIONS.contains(&b.as_str())) {
-                    self.launder(args, "passing masked values to pg_notify or set_config");
+                    self.launder(args, "passing masked values to a function that keeps them (a notification, a setting, a sequence, a lock key)");
                 }
                 self.note(f).join(args).derive()
             }

@@ -595,6 +595,17 @@ impl Relations for Masking {
         if f.unanalysable.is_some() {
             return Taint::UNKNOWN;
         }
+        // Its own `SET search_path`: the names in its body are not the ones pgmoat
+        // resolved (`public.cc` may be `s1.cc`, a view over a masked column).
+        let own_path = f.settings.iter().any(|s| s == "search_path" || s == "*");
+        if own_path
+            && (!f.tables_read.is_empty()
+                || f.functions
+                    .iter()
+                    .any(|g| !self.catalog.is_native_function(g)))
+        {
+            return Taint::UNKNOWN;
+        }
         let mut t = Taint::CLEAN;
         for table in &f.tables_read {
             let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
@@ -625,6 +636,48 @@ impl Relations for Masking {
 
     fn runs_user_code(&self, name: &str) -> bool {
         !self.catalog.is_native_function(&function_key(name).0)
+    }
+
+    fn may_store(&self, name: &str) -> bool {
+        let (key, bare) = function_key(name);
+        let key = if key.starts_with("pg_temp.") {
+            bare
+        } else {
+            key
+        };
+        if self.catalog.is_native_function(&key) {
+            return false;
+        }
+        match self.catalog.function_resolved(&key) {
+            Some(f) => {
+                // What it calls (CALL, nested functions) is folded into its facts, so
+                // only statements that can hold a value count, not every write kind.
+                f.unanalysable.is_some()
+                    || f.rereads_sql.is_some()
+                    || !f.tables_written.is_empty()
+                    || f.kinds.iter().any(|k| {
+                        matches!(
+                            k,
+                            Kind::Insert
+                                | Kind::Update
+                                | Kind::Merge
+                                | Kind::CopyFrom
+                                | Kind::Create
+                                | Kind::Alter
+                                | Kind::Refresh
+                                | Kind::Do
+                                | Kind::Execute
+                                | Kind::Other
+                        )
+                    })
+                    || f.functions.iter().any(|g| {
+                        let bare = g.rsplit('.').next().unwrap_or(g);
+                        lineage::SINK_FUNCTIONS.contains(&bare)
+                    })
+            }
+            // A function the catalog does not know (made since it was read).
+            None => true,
+        }
     }
 
     fn may_make_relations(&self, name: &str) -> bool {

@@ -271,6 +271,17 @@ fn class_d_privilege_and_configuration() {
             ("COPY users FROM '/etc/passwd'", Block, "no-copy-to-server"),
             ("SELECT lo_import('/etc/passwd')", Block, "no-server-files"),
             ("SELECT lo_export(1, '/tmp/x')", Block, "no-server-files"),
+            (
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+                Block,
+                "no-signalling-backends"
+            ),
+            (
+                "SELECT pg_cancel_backend(1)",
+                Block,
+                "no-signalling-backends"
+            ),
+            ("SELECT pg_reload_conf()", Block, "no-signalling-backends"),
             ("SET search_path = public", Allow, "default"),
             ("COPY users TO STDOUT", Allow, "default"),
         ]

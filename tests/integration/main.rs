@@ -26,5 +26,6 @@ mod robustness;
 mod rules;
 mod threats_leaks;
 mod threats_names;
+mod threats_review;
 mod threats_writes;
 mod tls;
