@@ -35,6 +35,8 @@ mod lineage_dml;
 mod lineage_expr;
 #[path = "lineage_from.rs"]
 mod lineage_from;
+#[path = "lineage_install.rs"]
+mod lineage_install;
 pub(crate) use lineage_expr::SINK_FUNCTIONS;
 
 /// Where a value may come from.
@@ -169,6 +171,11 @@ pub trait Relations {
     /// that cannot be read). Such a call given masked data launders it.
     fn may_store(&self, name: &str) -> bool {
         self.runs_user_code(name)
+    }
+    /// The taint of what writing a relation runs (its defaults, generated columns,
+    /// checks and triggers): values it reads end up in the rows written.
+    fn write_taint(&self, _schema: Option<&str>, _name: &str) -> Taint {
+        Taint::CLEAN
     }
 }
 
@@ -499,6 +506,10 @@ impl<'r> Analyzer<'r> {
                         rel.whole,
                         "changing a table with masked columns (columns, rules, triggers, names)",
                     );
+                    self.installs(ty, m, Some(rel));
+                }
+                if ty == "CreateTrigStmt" {
+                    self.installs(ty, m, None);
                 }
                 // A rule's actions run whenever it fires: one that reads masked
                 // columns copies them wherever it writes.
@@ -513,6 +524,10 @@ impl<'r> Analyzer<'r> {
             }
             "ClosePortalStmt" | "DiscardStmt" | "DoStmt" | "CallStmt" => {
                 self.forgets_cursors = true;
+                self.generic(m, &top);
+            }
+            "CreateStmt" | "CreateDomainStmt" | "AlterDomainStmt" => {
+                self.installs(ty, m, None);
                 self.generic(m, &top);
             }
             "ViewStmt" | "CreateFunctionStmt" => {

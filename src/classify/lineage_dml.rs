@@ -19,6 +19,17 @@ impl Analyzer<'_> {
                 && self.locals.tables.contains_key(str_field(r, "relname"));
             // Writing any other table may fire its triggers and rules.
             self.runs_code |= !local;
+            if !local {
+                // What the catalog says writing it runs. Defaults and triggers the
+                // message installs are judged where it installs them (`installs`).
+                let relname = str_field(r, "relname");
+                let schema = Some(str_field(r, "schemaname")).filter(|s| !s.is_empty());
+                self.launder(
+                    self.rels.write_taint(schema, relname),
+                    "writing a table whose defaults, generated columns or triggers read \
+                     masked values",
+                );
+            }
             self.changes_path |= str_field(r, "relname") == "pg_settings";
             let rel = self.range_var(r, &scope);
             target = rel.whole;

@@ -517,6 +517,50 @@ impl Masking {
                 .collect(),
         )
     }
+
+    /// The taint of what code reads, from its (resolved) facts.
+    fn facts_taint(&self, f: &Facts) -> Taint {
+        if f.unanalysable.is_some() {
+            return Taint::UNKNOWN;
+        }
+        // Its own `SET search_path`: the names in its body are not the ones pgmoat
+        // resolved (`public.cc` may be `s1.cc`, a view over a masked column).
+        let own_path = f.settings.iter().any(|s| s == "search_path" || s == "*");
+        if own_path
+            && (!f.tables_read.is_empty()
+                || f.functions
+                    .iter()
+                    .any(|g| !self.catalog.is_native_function(g)))
+        {
+            return Taint::UNKNOWN;
+        }
+        let mut t = Taint::CLEAN;
+        for table in &f.tables_read {
+            let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
+            let found = self
+                .by_qual
+                .get(&(schema.to_owned(), rel.to_owned()))
+                .or_else(|| self.by_name.get(rel).and_then(|v| v.first()));
+            match found {
+                Some(&i) => {
+                    for c in self.rel_taints(i) {
+                        t = t.join(*c);
+                    }
+                }
+                // A relation the body reads that the catalog does not know (a
+                // temporary table): cannot tell.
+                None if !is_system(schema, rel) => t = t.join(Taint::UNKNOWN),
+                None => {}
+            }
+        }
+        if f.tables_read
+            .iter()
+            .any(|r| STATISTICS.contains(&r.rsplit('.').next().unwrap_or(r)))
+        {
+            t = t.join(Taint::UNKNOWN);
+        }
+        t.derive()
+    }
 }
 
 impl Relations for Masking {
@@ -592,46 +636,30 @@ impl Relations for Masking {
                 Taint::UNKNOWN
             };
         };
-        if f.unanalysable.is_some() {
-            return Taint::UNKNOWN;
+        self.facts_taint(&f)
+    }
+
+    fn write_taint(&self, schema: Option<&str>, name: &str) -> Taint {
+        if !self.has_column_masks() {
+            return Taint::CLEAN;
         }
-        // Its own `SET search_path`: the names in its body are not the ones pgmoat
-        // resolved (`public.cc` may be `s1.cc`, a view over a masked column).
-        let own_path = f.settings.iter().any(|s| s == "search_path" || s == "*");
-        if own_path
-            && (!f.tables_read.is_empty()
-                || f.functions
-                    .iter()
-                    .any(|g| !self.catalog.is_native_function(g)))
+        let found = match schema {
+            Some(s) => self.by_qual.get(&(s.to_owned(), name.to_owned())),
+            None => self.by_name.get(name).and_then(|v| v.first()),
+        };
+        // Not in the catalog (made since it was read, or not committed yet): what
+        // writing it runs is judged where the message made it.
+        let Some(&i) = found else {
+            return Taint::CLEAN;
+        };
+        let r = &self.catalog.relations[i];
+        match self
+            .catalog
+            .write_facts(&format!("{}.{}", r.schema, r.name))
         {
-            return Taint::UNKNOWN;
+            Some(f) => self.facts_taint(&f),
+            None => Taint::CLEAN,
         }
-        let mut t = Taint::CLEAN;
-        for table in &f.tables_read {
-            let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
-            let found = self
-                .by_qual
-                .get(&(schema.to_owned(), rel.to_owned()))
-                .or_else(|| self.by_name.get(rel).and_then(|v| v.first()));
-            match found {
-                Some(&i) => {
-                    for c in self.rel_taints(i) {
-                        t = t.join(*c);
-                    }
-                }
-                // A relation the body reads that the catalog does not know (a
-                // temporary table): cannot tell.
-                None if !is_system(schema, rel) => t = t.join(Taint::UNKNOWN),
-                None => {}
-            }
-        }
-        if f.tables_read
-            .iter()
-            .any(|r| STATISTICS.contains(&r.rsplit('.').next().unwrap_or(r)))
-        {
-            t = t.join(Taint::UNKNOWN);
-        }
-        t.derive()
     }
 
     fn runs_user_code(&self, name: &str) -> bool {

@@ -126,6 +126,13 @@ impl Catalog {
 
     /// A user function's facts with what it calls (operators, casts, other user
     /// functions) folded in.
+    /// What writing `schema.table` runs (defaults, checks, casts, domains, triggers),
+    /// with the functions it calls folded in.
+    pub fn write_facts(&self, table: &str) -> Option<Facts> {
+        let f = self.writes.get(table)?;
+        Some(self.resolve(f).unwrap_or_else(|| f.clone()))
+    }
+
     pub fn function_resolved(&self, name: &str) -> Option<Facts> {
         let f = self.function_facts(name)?;
         Some(self.resolve(f).unwrap_or_else(|| f.clone()))

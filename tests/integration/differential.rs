@@ -120,11 +120,6 @@ async fn what_a_message_makes_from_masked_data_stays_masked() {
         &f,
         &[
             (
-                "CREATE TEMP TABLE d_def (a text DEFAULT {t}_ssn(1)) ON COMMIT DROP;
-                 INSERT INTO d_def (a) VALUES (DEFAULT); SELECT a FROM d_def",
-                Want::MaskedOnly(&[0]),
-            ),
-            (
                 "CREATE TEMP TABLE d_do (a text) ON COMMIT DROP;
                  DO $$BEGIN INSERT INTO d_do SELECT ssn FROM {t}; END$$;
                  SELECT a FROM d_do",
@@ -156,6 +151,8 @@ async fn what_a_message_makes_from_masked_data_stays_masked() {
         "CREATE TEMP TABLE d_l (a text); INSERT INTO d_l SELECT ssn FROM {t}",
         "CREATE TEMP TABLE d_l2 AS SELECT ssn FROM {t}",
         "SELECT email INTO TEMP d_l3 FROM {t}",
+        "CREATE TEMP TABLE d_def (a text DEFAULT {t}_ssn(1)) ON COMMIT DROP;
+         INSERT INTO d_def (a) VALUES (DEFAULT); SELECT a FROM d_def",
     ] {
         f.blocked_by_mask(&c, sql).await;
     }
@@ -386,17 +383,14 @@ async fn temp_tables_filled_behind_pgmoats_back_stay_masked() {
     for sql in [
         "CREATE TEMP TABLE d_later (a text)",
         "DO $$BEGIN INSERT INTO d_later SELECT ssn FROM {t}; END$$",
-        "CREATE TEMP TABLE d_later2 (a text DEFAULT {t}_ssn(2))",
-        "INSERT INTO d_later2 (a) VALUES (DEFAULT)",
     ] {
         c.batch_execute(&f.sql(sql)).await.unwrap();
     }
-    for sql in [
-        "SELECT a FROM d_later",
-        "SELECT upper(a) FROM d_later",
-        "SELECT a FROM d_later2",
-        "SELECT * FROM pg_temp.d_later2",
-    ] {
+    // A default that reads masked columns is refused where it is installed (issue 18's
+    // review: a table's defaults launder whatever they read into its rows).
+    f.blocked_by_mask(&c, "CREATE TEMP TABLE d_later2 (a text DEFAULT {t}_ssn(2))")
+        .await;
+    for sql in ["SELECT a FROM d_later", "SELECT upper(a) FROM d_later"] {
         let got = run(&c, sql).await;
         assert!(!got.is_empty(), "{sql}");
         f.assert_rows_clean(sql, &got);

@@ -102,3 +102,65 @@ async fn a_function_with_its_own_search_path_is_masked() {
     let got = f.check(&c, "SELECT * FROM {t}_plain()").await;
     assert_eq!(got, vec![vec![Some("clean".to_string())]]);
 }
+
+/// Code a table runs when it is written (defaults, generated columns, a domain's
+/// default, triggers) that reads masked values launders them into its rows: refused
+/// where it is installed, and a write to a table whose code installed behind pgmoat's
+/// back reads them is refused. Clean defaults, checks and domains stay usable (no text
+/// here: another test's user cast to text makes every cast to text uncertain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_a_write_runs_cannot_launder() {
+    let f = fixture("").await;
+    let c = f.agent().await;
+    c.batch_execute(&f.sql(
+        "CREATE TABLE {t}_w (id int, g text);
+         CREATE FUNCTION {t}_def() RETURNS text LANGUAGE sql AS 'SELECT email FROM {t} WHERE id = 1';
+         CREATE FUNCTION {t}_gen(i int) RETURNS text LANGUAGE sql IMMUTABLE
+           AS 'SELECT email FROM {t} WHERE id = i';
+         CREATE FUNCTION {t}_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN NEW.g := (SELECT email FROM {t} WHERE id = NEW.id); RETURN NEW; END$$;",
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "CREATE TABLE {t}_w2 (id int, g text DEFAULT {t}_def())",
+        "ALTER TABLE {t}_w ALTER COLUMN g SET DEFAULT {t}_def()",
+        "ALTER TABLE {t}_w ADD COLUMN h text DEFAULT {t}_def()",
+        "CREATE DOMAIN {t}_d AS text DEFAULT {t}_def()",
+        "CREATE TABLE {t}_w3 (id int, g text GENERATED ALWAYS AS ({t}_gen(id)) STORED)",
+        "CREATE TRIGGER {t}_tr BEFORE INSERT ON {t}_w FOR EACH ROW EXECUTE FUNCTION {t}_trg()",
+    ] {
+        f.blocked_by_mask(&c, sql).await;
+    }
+    // Installed behind pgmoat's back; DDL through pgmoat has the catalog read again.
+    f.direct
+        .batch_execute(&f.sql("ALTER TABLE {t}_w ALTER COLUMN g SET DEFAULT {t}_def()"))
+        .await
+        .unwrap();
+    c.batch_execute(&f.sql("CREATE TABLE {t}_nudge (x int)"))
+        .await
+        .unwrap();
+    f.blocked_by_mask(&c, "INSERT INTO {t}_w (id) VALUES (1)")
+        .await;
+    let n: i64 = f
+        .direct
+        .query_one(&f.sql("SELECT count(*) FROM {t}_w"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was written");
+    c.batch_execute(&f.sql(
+        "CREATE TABLE {t}_ok (id int, g int DEFAULT 7,
+           n int GENERATED ALWAYS AS (id * 2) STORED, CHECK (id > 0));
+         INSERT INTO {t}_ok (id) VALUES (1);
+         CREATE DOMAIN {t}_pos AS int DEFAULT 1 CHECK (VALUE > 0)",
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(&f.sql(
+        "ALTER TABLE {t}_ok ALTER COLUMN g SET DEFAULT abs(-8);
+         INSERT INTO {t}_ok (id) VALUES (2)",
+    ))
+    .await
+    .unwrap();
+}
