@@ -17,7 +17,7 @@ mod ddl;
 mod settings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
-use ddl::{alter_drops, kind_of};
+use ddl::{alter_drops, kind_of, rewrites_every_row};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {
@@ -397,6 +397,10 @@ impl<'a> Walker<'a> {
         }
         if alter_drops(ty, body) {
             self.facts.kinds.insert(Kind::Drop);
+        }
+        if rewrites_every_row(ty, body) {
+            self.facts.kinds.insert(Kind::Update);
+            self.facts.where_.missing = true;
         }
         match ty {
             "RangeVar" => {

@@ -105,6 +105,14 @@ impl Gateway {
                 "config section `{section}` is accepted but not enforced by this build yet"
             );
         }
+        // The store first: its tail is checked (and a torn one repaired) before the
+        // port accepts anyone, so a client (or a supervisor's health check) that got in
+        // never finds a store still being repaired.
+        let metrics = Arc::new(Metrics::default());
+        let audit = match &config.audit {
+            Some(a) => Audit::open(a, Arc::clone(&metrics))?,
+            None => Audit::disabled(),
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -162,11 +170,6 @@ impl Gateway {
         let oidc = match &config.oidc {
             Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
             None => None,
-        };
-        let metrics = Arc::new(Metrics::default());
-        let audit = match &config.audit {
-            Some(a) => Audit::open(a, Arc::clone(&metrics))?,
-            None => Audit::disabled(),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));

@@ -281,6 +281,16 @@ fn class_d_privilege_and_configuration() {
                 Block,
                 "no-signalling-backends"
             ),
+            (
+                "ALTER TABLE w ALTER COLUMN qty TYPE bigint USING 0",
+                Block,
+                "no-unbounded-writes"
+            ),
+            (
+                "ALTER TABLE w ALTER COLUMN qty TYPE bigint",
+                Allow,
+                "default"
+            ),
             ("SELECT pg_reload_conf()", Block, "no-signalling-backends"),
             ("SET search_path = public", Allow, "default"),
             ("COPY users TO STDOUT", Allow, "default"),

@@ -21,7 +21,7 @@
 //! goes), `NO DEPENDS ON EXTENSION`, `ALTER DEFAULT PRIVILEGES ... REVOKE` and
 //! `REVOKE` (revoke, their own kind), `ALTER POLICY` (no sub-command drops).
 
-use super::{b, i, nonempty, s, Map, Value};
+use super::{b, i, nonempty, s, unwrap_node, Map, Value};
 use crate::classify::facts::Kind;
 
 /// Map a node type to the kind it gives a statement, if any.
@@ -162,6 +162,20 @@ pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
         "AlterRoleStmt" => is("action", -1),
         // OPTIONS (DROP name).
         "DefElem" => is("defaction", D::DefelemDrop as i64),
+        _ => false,
+    }
+}
+
+/// `ALTER TABLE ... ALTER COLUMN ... TYPE ... USING <expr>`: every row's value is
+/// rewritten by an expression of the statement's choosing, as an UPDATE without a WHERE
+/// would (without USING, the server only converts each value to the new type).
+pub(super) fn rewrites_every_row(ty: &str, body: &Map) -> bool {
+    use pg_query::protobuf::AlterTableType as A;
+    if ty != "AlterTableCmd" || i(body, "subtype") != A::AtAlterColumnType as i64 {
+        return false;
+    }
+    match body.get("def").and_then(unwrap_node) {
+        Some(("ColumnDef", c)) => present(c, "raw_default"),
         _ => false,
     }
 }
