@@ -153,6 +153,12 @@ thread_local! {
     static VIEW_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
+enum UserFunction {
+    Native,
+    Known(Box<Facts>),
+    Unknown,
+}
+
 /// One identity's masks over one target's catalog.
 pub struct Masking {
     /// Active masks: id and method, indexed by `Taint::mask`.
@@ -518,6 +524,25 @@ impl Masking {
         )
     }
 
+    /// What a called name is: a built-in, a user function the catalog knows (its
+    /// facts with what it calls folded in), or one it does not.
+    fn user_function(&self, name: &str) -> UserFunction {
+        let (key, bare) = function_key(name);
+        // `pg_temp.f`: every temporary function of that name stands in (see `function`).
+        let key = if key.starts_with("pg_temp.") {
+            bare
+        } else {
+            key
+        };
+        if self.catalog.is_native_function(&key) {
+            return UserFunction::Native;
+        }
+        match self.catalog.function_resolved(&key) {
+            Some(f) => UserFunction::Known(Box::new(f)),
+            None => UserFunction::Unknown,
+        }
+    }
+
     /// The taint of what code reads, from its (resolved) facts.
     fn facts_taint(&self, f: &Facts) -> Taint {
         if f.unanalysable.is_some() {
@@ -667,17 +692,9 @@ impl Relations for Masking {
     }
 
     fn may_store(&self, name: &str) -> bool {
-        let (key, bare) = function_key(name);
-        let key = if key.starts_with("pg_temp.") {
-            bare
-        } else {
-            key
-        };
-        if self.catalog.is_native_function(&key) {
-            return false;
-        }
-        match self.catalog.function_resolved(&key) {
-            Some(f) => {
+        match self.user_function(name) {
+            UserFunction::Native => false,
+            UserFunction::Known(f) => {
                 // What it calls (CALL, nested functions) is folded into its facts, so
                 // only statements that can hold a value count, not every write kind.
                 f.unanalysable.is_some()
@@ -704,22 +721,14 @@ impl Relations for Masking {
                     })
             }
             // A function the catalog does not know (made since it was read).
-            None => true,
+            UserFunction::Unknown => true,
         }
     }
 
     fn may_make_relations(&self, name: &str) -> bool {
-        let (key, bare) = function_key(name);
-        let key = if key.starts_with("pg_temp.") {
-            bare
-        } else {
-            key
-        };
-        if self.catalog.is_native_function(&key) {
-            return false;
-        }
-        match self.catalog.function_resolved(&key) {
-            Some(f) => {
+        match self.user_function(name) {
+            UserFunction::Native => false,
+            UserFunction::Known(f) => {
                 f.unanalysable.is_some()
                     || f.rereads_sql.is_some()
                     || f.kinds.iter().any(|k| {
@@ -735,7 +744,7 @@ impl Relations for Masking {
                     })
             }
             // A function the catalog does not know (made since it was read).
-            None => true,
+            UserFunction::Unknown => true,
         }
     }
 

@@ -357,6 +357,16 @@ async fn blocked_everywhere(
     assert_blocked(f, s, agent, &sql, &mark, failed).await;
 }
 
+/// Every case is reported at once: one run shows all that fail.
+fn assert_none_failed(failed: &[String]) {
+    assert!(
+        failed.is_empty(),
+        "{} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
 /// No masked value in any byte of `msgs`.
 fn no_secret(f: &Fixture, msgs: &[Msg], label: &str, failed: &mut Vec<String>) {
     let text = all_text(msgs).to_lowercase();
@@ -492,12 +502,7 @@ async fn hidden_code_in_plpgsql_is_judged() {
     if s.bystander.simple_query("SELECT 1").await.is_err() {
         failed.push(format!("the bystander (pid {}) was ended", s.bystander_pid));
     }
-    assert!(
-        failed.is_empty(),
-        "{} cases failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_none_failed(&failed);
 }
 
 /// The same places with harmless code: exactly the server's answer, for DO blocks,
@@ -577,12 +582,7 @@ async fn ordinary_plpgsql_stays_usable() {
             failed.push(format!("{sql} (with masks): {}", e.field(b'M')));
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{} cases failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_none_failed(&failed);
 }
 
 /// ALTER sub-commands that drop: refused by the baseline's no-drop rule, the object
@@ -639,12 +639,7 @@ async fn alter_that_drops_is_drop() {
         }
         assert_never_ran(pg, &mark, sql).await;
     }
-    assert!(
-        failed.is_empty(),
-        "{} cases failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_none_failed(&failed);
     // The objects are as made.
     let row = direct
         .query_one(
@@ -724,11 +719,6 @@ async fn event_triggers_are_judged_with_the_ddl_they_fire_on() {
     su.batch_execute("DROP EVENT TRIGGER wipe_on_ddl")
         .await
         .unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} cases failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
+    assert_none_failed(&failed);
     assert_eq!(n, 3, "the victim's rows");
 }

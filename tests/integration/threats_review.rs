@@ -3,7 +3,16 @@
 //! search_path. Each is refused (or masked) for the identity with masks.
 
 use crate::harness::*;
-use crate::masking::fixture;
+use crate::masking::{fixture, Fixture};
+
+/// Rows of `table` as the server has them (read directly).
+async fn count(f: &Fixture, table: &str) -> i64 {
+    f.direct
+        .query_one(&f.sql(&format!("SELECT count(*) FROM {table}")), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
 
 /// A function made in an earlier message (so the catalog, not the message, knows it)
 /// that reads masked data, or is given it, and keeps it: a table, a notification, a
@@ -40,12 +49,7 @@ async fn code_that_keeps_masked_values_is_refused() {
         f.blocked_by_mask(&c, sql).await;
     }
     // Nothing was kept, and the setting holds nothing.
-    let kept: i64 = f
-        .direct
-        .query_one(&f.sql("SELECT count(*) FROM {t}_kept"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let kept = count(&f, "{t}_kept").await;
     assert_eq!(kept, 0);
     let e = c.simple_query("SHOW x.y").await.unwrap_err();
     assert_eq!(sqlstate(&e), "42704", "{e:?}");
@@ -53,12 +57,7 @@ async fn code_that_keeps_masked_values_is_refused() {
     c.batch_execute(&f.sql("SELECT {t}_keep_arg('plain'); SELECT setval('{t}_sq', 7)"))
         .await
         .unwrap();
-    let kept: i64 = f
-        .direct
-        .query_one(&f.sql("SELECT count(*) FROM {t}_kept"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let kept = count(&f, "{t}_kept").await;
     assert_eq!(kept, 1);
 }
 
@@ -142,12 +141,7 @@ async fn code_a_write_runs_cannot_launder() {
         .unwrap();
     f.blocked_by_mask(&c, "INSERT INTO {t}_w (id) VALUES (1)")
         .await;
-    let n: i64 = f
-        .direct
-        .query_one(&f.sql("SELECT count(*) FROM {t}_w"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = count(&f, "{t}_w").await;
     assert_eq!(n, 0, "nothing was written");
     c.batch_execute(&f.sql(
         "CREATE TABLE {t}_ok (id int, g int DEFAULT 7,
