@@ -54,6 +54,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod classify;
+pub mod cluster;
 pub mod config;
 pub mod explain;
 pub mod login;

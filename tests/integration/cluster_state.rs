@@ -1,0 +1,249 @@
+//! The shared control plane's state database (SPEC section 11), against a real Postgres:
+//! migrations when several nodes start at once, approvals decided exactly once and
+//! announced by NOTIFY, lapsed nodes' requests withdrawn, login failures counted across
+//! nodes, audit heads that only move forward.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use pgmoat::approval::{Request, Resolution};
+use pgmoat::cluster::approvals::Standing;
+use pgmoat::cluster::{Shared, StateError, Timing};
+
+use crate::common::pg;
+
+/// A fresh state database of its own, so each test sees only its own rows.
+async fn state_url(name: &str) -> String {
+    let pg = pg::shared();
+    pg.create_database(name).await;
+    let admin = pg.connect(&pg.superuser, &pg.password, name).await.unwrap();
+    admin
+        .batch_execute("DROP SCHEMA IF EXISTS pgmoat CASCADE")
+        .await
+        .unwrap();
+    pg.conn_str(&pg.superuser, &pg.password, name)
+}
+
+fn fast() -> Timing {
+    Timing {
+        heartbeat: Duration::from_millis(100),
+        lapse: Duration::from_millis(500),
+        deadline: Duration::from_secs(2),
+    }
+}
+
+fn request(id: &str, secs: u64) -> Request {
+    let now = SystemTime::now();
+    Request {
+        id: id.into(),
+        identity: "agent-1".into(),
+        groups: vec!["agents".into()],
+        target: "demo".into(),
+        sql: "DELETE FROM orders WHERE id = 1".into(),
+        params: vec!["42".into()],
+        rule: "agent-deletes".into(),
+        approvers: vec!["dba".into()],
+        requested_at: now,
+        expires_at: now + Duration::from_secs(secs),
+        fingerprint: "delete-orders".into(),
+    }
+}
+
+#[tokio::test]
+async fn nodes_starting_at_once_migrate_once() {
+    let url = state_url("pgmoat_state_migrate").await;
+    let opens = (0..4).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move { Shared::open(&format!("n{i}"), &url, fast()).await })
+    });
+    for o in opens {
+        o.await.unwrap().expect("every node starts");
+    }
+    let pg = pg::shared();
+    let c = pg
+        .connect(&pg.superuser, &pg.password, "pgmoat_state_migrate")
+        .await
+        .unwrap();
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM pgmoat.migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1], "each migration applied exactly once");
+    let nodes: i64 = c
+        .query_one("SELECT count(*) FROM pgmoat.nodes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nodes, 4);
+    // A database a newer pgmoat migrated is refused, not written to.
+    c.execute("INSERT INTO pgmoat.migrations (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let err = Shared::open("n9", &url, fast()).await.err().unwrap();
+    assert!(
+        matches!(&err, StateError::Schema(m) if m.contains("version 99")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_lands_once_and_is_announced() {
+    let url = state_url("pgmoat_state_decide").await;
+    let a = Shared::open("node-a", &url, fast()).await.unwrap();
+    let b = Shared::open("node-b", &url, fast()).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    a.spawn_listener(tx);
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        None,
+        "the listener says it (re)connected"
+    );
+
+    a.publish("", &request("ap-one", 60)).await.unwrap();
+    let seen = b.pending(None).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].node, "node-a");
+    assert_eq!(seen[0].request.params, vec!["42".to_string()]);
+    assert!(b.pending(Some("other-tenant")).await.unwrap().is_empty());
+
+    let decided = b
+        .decide(
+            "ap-one",
+            "alice",
+            true,
+            "ok",
+            Some(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap()
+        .expect("pending, so decided");
+    assert!(matches!(
+        decided.standing,
+        Standing::Decided(Resolution::Approved { ref by, grant_until: Some(_), .. }) if by == "alice"
+    ));
+    let note = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("the decision is announced within 1 s");
+    assert_eq!(note.unwrap(), Some("ap-one".to_string()));
+    assert!(
+        a.decide("ap-one", "bob", false, "no", None)
+            .await
+            .unwrap()
+            .is_none(),
+        "a second decision does not land"
+    );
+    let now = a.fetch("ap-one").await.unwrap().unwrap();
+    assert!(matches!(
+        now.standing,
+        Standing::Decided(Resolution::Approved { .. })
+    ));
+    let grants = a.grants().await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].1.approval, "ap-one");
+    assert_eq!(grants[0].1.fingerprint, "delete-orders");
+
+    // Expired requests cannot be decided; withdrawn ones neither.
+    a.publish("", &request("ap-old", 0)).await.unwrap();
+    assert!(b
+        .decide("ap-old", "alice", true, "", None)
+        .await
+        .unwrap()
+        .is_none());
+    a.publish("", &request("ap-gone", 60)).await.unwrap();
+    a.finish("ap-gone", &Resolution::Withdrawn).await.unwrap();
+    assert!(b
+        .decide("ap-gone", "alice", true, "", None)
+        .await
+        .unwrap()
+        .is_none());
+    let gone = b.fetch("ap-gone").await.unwrap().unwrap();
+    assert_eq!(gone.standing, Standing::Decided(Resolution::Withdrawn));
+    assert!(b.fetch("ap-nothing").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_silent_node_loses_its_holds() {
+    let url = state_url("pgmoat_state_lapse").await;
+    let a = Shared::open("node-a", &url, fast()).await.unwrap();
+    let b = Shared::open("node-b", &url, fast()).await.unwrap();
+    a.publish("", &request("ap-held", 60)).await.unwrap();
+    // b keeps beating; a says nothing more.
+    b.spawn_heartbeat(|| 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = b.fetch("ap-held").await.unwrap().unwrap();
+        if r.standing == Standing::Decided(Resolution::Withdrawn) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a's request is withdrawn once its heartbeat lapses"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let nodes = b.nodes().await.unwrap();
+    let a_row = nodes.iter().find(|n| n.node == "node-a").unwrap();
+    assert!(a_row.lapsed);
+    assert!(!nodes.iter().find(|n| n.node == "node-b").unwrap().lapsed);
+    assert!(b
+        .decide("ap-held", "alice", true, "", None)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn login_failures_and_audit_heads_are_shared() {
+    let url = state_url("pgmoat_state_misc").await;
+    let a = Shared::open("node-a", &url, fast()).await.unwrap();
+    let b = Shared::open("node-b", &url, fast()).await.unwrap();
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let window = Duration::from_secs(60);
+    assert_eq!(a.record_login_failure("", ip, window).await.unwrap(), 1);
+    assert_eq!(b.record_login_failure("", ip, window).await.unwrap(), 2);
+    assert_eq!(a.login_failures("", ip, window).await.unwrap(), 2);
+    assert_eq!(
+        a.login_failures("acme", ip, window).await.unwrap(),
+        0,
+        "per tenant"
+    );
+    b.clear_login_failures("", ip).await.unwrap();
+    assert_eq!(a.login_failures("", ip, window).await.unwrap(), 0);
+    // A window that has passed starts again from one.
+    let short = Duration::from_millis(200);
+    a.record_login_failure("", ip, short).await.unwrap();
+    a.record_login_failure("", ip, short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.login_failures("", ip, short).await.unwrap(), 0);
+    assert_eq!(a.record_login_failure("", ip, short).await.unwrap(), 1);
+
+    a.record_audit_head("", 10, "h10").await.unwrap();
+    a.record_audit_head("", 7, "h7").await.unwrap();
+    b.record_audit_head("", 3, "h3").await.unwrap();
+    let heads = b.audit_heads().await.unwrap();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(
+        (heads[0].node.as_str(), heads[0].seq, heads[0].hash.as_str()),
+        ("node-a", 10, "h10"),
+        "heads only move forward"
+    );
+    assert_eq!(heads[1].seq, 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_state_database_fails_within_the_deadline() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("host=127.0.0.1 port={port} user=x password=y dbname=z");
+    let started = std::time::Instant::now();
+    let err = Shared::open("n", &url, fast()).await.err().unwrap();
+    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
