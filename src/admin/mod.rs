@@ -173,13 +173,12 @@ async fn list_approvals(State(state): State<AdminState>, headers: HeaderMap) -> 
         return *r;
     }
     match approvals_of(&state) {
-        Ok(a) => Json(
-            a.pending()
-                .iter()
-                .map(|r| (**r).clone())
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+        Ok(a) => match a.list().await {
+            Ok(list) => {
+                Json(list.iter().map(|r| (**r).clone()).collect::<Vec<_>>()).into_response()
+            }
+            Err(e) => error(resolve_status(&e), e.to_string()),
+        },
         Err(r) => *r,
     }
 }
@@ -233,6 +232,7 @@ fn resolve_status(e: &ResolveError) -> StatusCode {
     match e {
         ResolveError::NotFound(_) => StatusCode::NOT_FOUND,
         ResolveError::SelfApproval(_) | ResolveError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+        ResolveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -258,7 +258,7 @@ async fn decide(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match a.resolve(&id, &b.by, approve, &b.reason, b.grant) {
+    match a.decide(&id, &b.by, approve, &b.reason, b.grant).await {
         Ok(r) => Json(serde_json::json!({
             "ok": true,
             "id": r.id,
@@ -312,7 +312,10 @@ async fn slack_interaction(
         tracing::warn!(slack_user = %i.slack_user, "Slack user not mapped to an identity");
         return ephemeral("pgmoat: your Slack user is not one of the configured approvers.");
     };
-    match a.resolve(&i.request_id, who, i.approve, "via Slack", None) {
+    match a
+        .decide(&i.request_id, who, i.approve, "via Slack", None)
+        .await
+    {
         Ok(r) => {
             if let Some(url) = i.response_url {
                 let outcome = if i.approve {

@@ -9,10 +9,11 @@
 
 pub mod cli;
 pub mod notify;
+mod shared;
 pub mod slack;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -70,6 +71,9 @@ pub enum ResolveError {
         rule: String,
         groups: String,
     },
+    /// The shared state database (`cluster:`) did not answer: nothing was decided.
+    #[error("approvals unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A standing permission from an approval `for` a while.
@@ -106,6 +110,15 @@ pub struct Approvals {
     /// Identity name -> groups, to check approvers.
     directory: HashMap<String, Vec<String>>,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// With `cluster:`, the state database every node shares requests and decisions
+    /// through (see [`shared`]); unset, everything stays in this process.
+    shared: OnceLock<Shared>,
+}
+
+/// This tenant's view of the cluster's state database.
+struct Shared {
+    db: Arc<crate::cluster::Shared>,
+    tenant: String,
 }
 
 /// What happened, for notifiers and the audit trail.
@@ -113,6 +126,9 @@ pub struct Approvals {
 pub enum Event {
     Requested(Arc<Request>),
     Resolved(Arc<Request>, Resolution),
+    /// Withdrawn because the node holding it stopped (`cluster:`); told by the node
+    /// that noticed, since the holder cannot.
+    Lapsed(Arc<Request>),
 }
 
 /// The waiting side of a request. Dropping it withdraws the request.
@@ -164,6 +180,7 @@ impl Approvals {
             timeout,
             directory,
             events,
+            shared: OnceLock::new(),
         })
     }
 
@@ -189,7 +206,8 @@ impl Approvals {
         st.grants.clone()
     }
 
-    /// Hold a statement: a new pending request and the ticket to wait on.
+    /// Hold a statement: a new pending request and the ticket to wait on. Nobody
+    /// hears of it until [`Approvals::publish`] succeeds.
     #[allow(clippy::too_many_arguments)]
     pub fn request(
         self: &Arc<Self>,
@@ -224,7 +242,6 @@ impl Approvals {
                 reply: tx,
             },
         );
-        let _ = self.events.send(Event::Requested(Arc::clone(&request)));
         Ticket {
             request,
             rx,
@@ -266,7 +283,9 @@ impl Approvals {
         Ok(())
     }
 
-    /// Approve (optionally granting the same shape `for` a while) or deny.
+    /// Approve (optionally granting the same shape `for` a while) or deny a request
+    /// held in this process. With `cluster:`, use [`Approvals::decide`], which also
+    /// reaches requests held by other nodes.
     pub fn resolve(
         &self,
         id: &str,
@@ -275,31 +294,15 @@ impl Approvals {
         reason: &str,
         grant_for: Option<Duration>,
     ) -> Result<Arc<Request>, ResolveError> {
-        let mut st = lock(&self.state);
-        let req = st
-            .pending
+        let req = self
             .get(id)
-            .map(|p| Arc::clone(&p.request))
             .ok_or_else(|| ResolveError::NotFound(id.to_owned()))?;
         self.check_approver(&req, by)?;
         let resolution = if approve {
-            let grant_until = grant_for.map(|d| SystemTime::now() + d);
-            if let Some(until) = grant_until {
-                st.grants.push(Grant {
-                    identity: req.identity.clone(),
-                    target: req.target.clone(),
-                    rule: req.rule.clone(),
-                    by: by.to_owned(),
-                    expires_at: until,
-                    sql: req.sql.clone(),
-                    approval: req.id.clone(),
-                    fingerprint: req.fingerprint.clone(),
-                });
-            }
             Resolution::Approved {
                 by: by.to_owned(),
                 reason: reason.to_owned(),
-                grant_until,
+                grant_until: grant_for.map(|d| SystemTime::now() + d),
             }
         } else {
             Resolution::Denied {
@@ -307,14 +310,33 @@ impl Approvals {
                 reason: reason.to_owned(),
             }
         };
-        if let Some(p) = st.pending.remove(id) {
-            let _ = p.reply.send(resolution.clone());
+        if self.deliver(&req, resolution) {
+            Ok(req)
+        } else {
+            // Decided, expired or withdrawn between the lookup and now.
+            Err(ResolveError::NotFound(id.to_owned()))
+        }
+    }
+
+    /// End a request held here with `how`: the waiting session is told, an approval's
+    /// grant recorded, the event sent. False when it was no longer pending here.
+    fn deliver(&self, req: &Arc<Request>, how: Resolution) -> bool {
+        let mut st = lock(&self.state);
+        let Some(p) = st.pending.remove(&req.id) else {
+            return false;
+        };
+        if let Resolution::Approved {
+            by,
+            grant_until: Some(until),
+            ..
+        } = &how
+        {
+            add_grant(&mut st.grants, req, by, *until);
         }
         drop(st);
-        let _ = self
-            .events
-            .send(Event::Resolved(Arc::clone(&req), resolution));
-        Ok(req)
+        let _ = p.reply.send(how.clone());
+        let _ = self.events.send(Event::Resolved(Arc::clone(req), how));
+        true
     }
 
     /// Expired or withdrawn: gone, whoever was waiting is told.
@@ -324,9 +346,27 @@ impl Approvals {
             let _ = self
                 .events
                 .send(Event::Resolved(Arc::clone(&p.request), how.clone()));
-            let _ = p.reply.send(how);
+            let _ = p.reply.send(how.clone());
+            self.finish_shared(id, how);
         }
     }
+}
+
+/// Record a grant once (a decision may reach a node both directly and by NOTIFY).
+fn add_grant(grants: &mut Vec<Grant>, req: &Request, by: &str, until: SystemTime) {
+    if grants.iter().any(|g| g.approval == req.id) {
+        return;
+    }
+    grants.push(Grant {
+        identity: req.identity.clone(),
+        target: req.target.clone(),
+        rule: req.rule.clone(),
+        by: by.to_owned(),
+        expires_at: until,
+        sql: req.sql.clone(),
+        approval: req.id.clone(),
+        fingerprint: req.fingerprint.clone(),
+    });
 }
 
 /// A short random id, easy to type: `ap-` and 10 base32 characters.

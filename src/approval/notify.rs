@@ -74,6 +74,23 @@ impl Notifier {
                     post(&self.http, url.expose(), &body, "approval webhook").await;
                 }
             }
+            Event::Lapsed(r) => {
+                let outcome = "withdrawn: the pgmoat node holding it stopped";
+                if let Some(url) = &self.slack_webhook {
+                    post(
+                        &self.http,
+                        url.expose(),
+                        &slack::resolved_message(r, outcome),
+                        "Slack webhook",
+                    )
+                    .await;
+                }
+                if let Some(url) = &self.webhook {
+                    let body =
+                        json!({"event": "withdrawn", "by": "", "reason": outcome, "request": &**r});
+                    post(&self.http, url.expose(), &body, "approval webhook").await;
+                }
+            }
             Event::Resolved(r, how) => {
                 if let Some(url) = &self.webhook {
                     let (event, by, reason) = describe(how);

@@ -33,6 +33,15 @@ pub struct SharedRequest {
 const COLUMNS: &str = "id, tenant, node, identity, groups, target, sql, params, rule, approvers, \
      fingerprint, requested_at, expires_at, state, decided_by, reason, grant_until";
 
+/// Shape keys use control bytes as markers, which `text` cannot hold: they are stored
+/// as `bytea`.
+fn fingerprint(row: &Row, column: &str) -> Result<String, StateError> {
+    let bytes: Vec<u8> = row
+        .try_get(column)
+        .map_err(|e| StateError::Db(format!("column {column}: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| StateError::Db(format!("column {column}: not UTF-8")))
+}
+
 fn from_row(row: &Row) -> Result<SharedRequest, StateError> {
     let get_text = |i: &str| -> Result<String, StateError> {
         row.try_get::<_, String>(i)
@@ -84,7 +93,7 @@ fn from_row(row: &Row) -> Result<SharedRequest, StateError> {
             approvers: list("approvers")?,
             requested_at: time("requested_at")?,
             expires_at: time("expires_at")?,
-            fingerprint: get_text("fingerprint")?,
+            fingerprint: fingerprint(row, "fingerprint")?,
         },
         tenant: get_text("tenant")?,
         node: get_text("node")?,
@@ -96,6 +105,13 @@ impl Shared {
     /// List a new pending request held on this node.
     pub async fn publish(&self, tenant: &str, r: &Request) -> Result<(), StateError> {
         let node = self.node.clone();
+        // Parameters are shown to approvers; `text` cannot hold NUL.
+        let params: Vec<String> = r
+            .params
+            .iter()
+            .map(|p| p.replace('\0', "\u{FFFD}"))
+            .collect();
+        let fingerprint = r.fingerprint.as_bytes();
         self.call(|c| async move {
             c.execute(
                 "INSERT INTO pgmoat.approvals (id, tenant, node, identity, groups, target, sql,
@@ -109,10 +125,10 @@ impl Shared {
                     &r.groups,
                     &r.target,
                     &r.sql,
-                    &r.params,
+                    &params,
                     &r.rule,
                     &r.approvers,
-                    &r.fingerprint,
+                    &fingerprint,
                     &r.requested_at,
                     &r.expires_at,
                 ],
@@ -221,7 +237,7 @@ impl Shared {
                     expires_at: r.try_get(5).map_err(err)?,
                     sql: r.try_get(6).map_err(err)?,
                     approval: r.try_get(7).map_err(err)?,
-                    fingerprint: r.try_get(8).map_err(err)?,
+                    fingerprint: fingerprint(r, "fingerprint")?,
                 };
                 Ok((r.try_get(0).map_err(err)?, g))
             })

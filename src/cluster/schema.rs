@@ -34,7 +34,7 @@ const MIGRATIONS: &[&str] = &[
         params text[] NOT NULL,
         rule text NOT NULL,
         approvers text[] NOT NULL,
-        fingerprint text NOT NULL,
+        fingerprint bytea NOT NULL,
         requested_at timestamptz NOT NULL,
         expires_at timestamptz NOT NULL,
         state text NOT NULL DEFAULT 'pending'

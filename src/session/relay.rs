@@ -747,6 +747,19 @@ impl Relay {
             &hold.approvers,
         );
         let id = ticket.request.id.clone();
+        if let Err(e) = hold.approvals.publish(&ticket).await {
+            // Fail closed: a hold the other replicas cannot see cannot be decided.
+            tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: approvals unavailable");
+            signal.waiting(false);
+            return Ok(Waited::Refused(super::judge::Refusal {
+                response: super::judge::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "pgmoat: approvals unavailable",
+                    None,
+                ),
+                rule: hold.rule.clone(),
+            }));
+        }
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
         use crate::audit::event::ApprovalState;
         if let Some(a) = &self.audit {

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use pgmoat::approval::{Request, Resolution};
+use pgmoat::approval::{Approvals, Request, Resolution, ResolveError};
 use pgmoat::cluster::approvals::Standing;
 use pgmoat::cluster::{Shared, StateError, Timing};
 
@@ -246,4 +246,122 @@ async fn an_unreachable_state_database_fails_within_the_deadline() {
     let err = Shared::open("n", &url, fast()).await.err().unwrap();
     assert!(matches!(err, StateError::Unavailable(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn directory() -> std::collections::HashMap<String, Vec<String>> {
+    [
+        ("alice".to_string(), vec!["dba".to_string()]),
+        ("agent-1".to_string(), vec!["agents".to_string()]),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn hold(a: &std::sync::Arc<Approvals>) -> pgmoat::approval::Ticket {
+    a.request(
+        "agent-1",
+        &["agents".into()],
+        "demo",
+        "DELETE FROM orders WHERE id = 1",
+        vec![],
+        "agent-deletes",
+        &["dba".into()],
+    )
+}
+
+#[tokio::test]
+async fn a_hold_on_one_node_is_decided_through_another() {
+    let url = state_url("pgmoat_state_hold").await;
+    let a_db = Shared::open("node-a", &url, fast()).await.unwrap();
+    let b_db = Shared::open("node-b", &url, fast()).await.unwrap();
+    let a = Approvals::new(Duration::from_secs(60), directory());
+    let b = Approvals::new(Duration::from_secs(60), directory());
+    a.attach(a_db, "");
+    b.attach(b_db, "");
+    let mut ticket = hold(&a);
+    a.publish(&ticket)
+        .await
+        .expect("listed in the state database");
+    let id = ticket.request.id.clone();
+    let listed = b.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "node b sees what node a holds");
+    assert_eq!(listed[0].id, id);
+    assert!(matches!(
+        b.decide(&id, "agent-1", true, "", None).await,
+        Err(ResolveError::SelfApproval(_))
+    ));
+    let started = std::time::Instant::now();
+    b.decide(&id, "alice", true, "ok", Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(1), ticket.wait())
+        .await
+        .expect("the holder hears the decision within 1 s");
+    assert!(matches!(got, Resolution::Approved { ref by, .. } if by == "alice"));
+    eprintln!(
+        "cross-node approval reached the holder in {:?}",
+        started.elapsed()
+    );
+    // The grant is honoured on the node that decided, and on the holder.
+    let fp = pgmoat::classify::shape_key("DELETE FROM orders WHERE id = 2").unwrap();
+    assert!(b.granted("agent-1", "demo", &fp).is_some());
+    assert!(a.granted("agent-1", "demo", &fp).is_some());
+    assert!(matches!(
+        b.decide(&id, "alice", false, "", None).await,
+        Err(ResolveError::NotFound(_))
+    ));
+
+    // Dropping the ticket withdraws the request for every node.
+    let ticket = hold(&a);
+    a.publish(&ticket).await.unwrap();
+    let id = ticket.request.id.clone();
+    drop(ticket);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !b.list().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "withdrawn for node b too"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(
+        b.decide(&id, "alice", true, "", None).await,
+        Err(ResolveError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn approvals_fail_closed_while_the_state_database_is_away_and_recover() {
+    let name = "pgmoat_state_away";
+    let url = state_url(name).await;
+    let a_db = Shared::open("node-a", &url, fast()).await.unwrap();
+    let a = Approvals::new(Duration::from_secs(60), directory());
+    a.attach(a_db, "");
+    let pg = pg::shared();
+    let admin = pg.admin_client().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let ticket = hold(&a);
+    let err = a.publish(&ticket).await.unwrap_err();
+    assert!(matches!(err, ResolveError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("approvals unavailable"),
+        "{err}"
+    );
+    drop(ticket);
+    assert!(matches!(a.list().await, Err(ResolveError::Unavailable(_))));
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let ticket = hold(&a);
+    a.publish(&ticket)
+        .await
+        .expect("the node recovers by itself once the database is back");
+    assert_eq!(a.list().await.unwrap().len(), 1);
 }
