@@ -20,6 +20,7 @@
 pub mod approvals;
 pub mod nodes;
 pub mod schema;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -193,6 +193,31 @@ async fn a_silent_node_loses_its_holds() {
         .await
         .unwrap()
         .is_none());
+    b.publish("", &request("ap-b", 60)).await.unwrap();
+    b.record_audit_head("", 5, "abc").await.unwrap();
+    let report = pgmoat::cluster::status::report(&b).await.unwrap();
+    assert!(report.contains("nodes (2):"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("node-a") && l.contains("LAPSED")),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("node-b") && l.contains("alive")),
+        "{report}"
+    );
+    assert!(report.contains("node-b: 5:abc"), "{report}");
+    assert!(
+        report.contains("ap-b on node-b: agent-1 on demo (rule \"agent-deletes\"): DELETE FROM orders WHERE id = 1"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("ap-held"),
+        "withdrawn requests are not pending: {report}"
+    );
 }
 
 #[tokio::test]
