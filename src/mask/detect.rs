@@ -23,6 +23,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind a rule file names; None for a name it does not know (the policy
+    /// compiler reports it, see `policy::masks`).
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "credit_card" => Kind::CreditCard,
@@ -435,19 +437,20 @@ mod tests {
     use super::*;
 
     fn all() -> Detectors {
-        let d = |kind, method: &str| Detector {
+        let d = |kind, method| Detector {
             id: format!("{kind:?}"),
             kind,
-            method: Method::compile(method, Some(4), None),
+            method,
             regex: None,
         };
+        let partial = Method::Partial { keep_last: 4 };
         Detectors::new(vec![
-            d(Kind::CreditCard, "partial"),
-            d(Kind::Email, "email"),
-            d(Kind::UsSsn, "redact"),
-            d(Kind::Iban, "partial"),
-            d(Kind::Jwt, "redact"),
-            d(Kind::AwsAccessKey, "redact"),
+            d(Kind::CreditCard, partial.clone()),
+            d(Kind::Email, Method::Email),
+            d(Kind::UsSsn, Method::Redact),
+            d(Kind::Iban, partial),
+            d(Kind::Jwt, Method::Redact),
+            d(Kind::AwsAccessKey, Method::Redact),
             Detector {
                 id: "emp".into(),
                 kind: Kind::Regex,

@@ -249,6 +249,28 @@ mod tests {
         assert_eq!(rules.current().rules.len(), 1);
     }
 
+    /// Issue 19: a detector that does not compile refuses the whole reload (it used to
+    /// be dropped where masks were built, leaving its values unmasked).
+    #[test]
+    fn a_bad_method_or_detector_keeps_the_old_rules() {
+        let (dir, file, rules) = one_rule("badmask");
+        for bad in [
+            "masks:\n  - id: m\n    columns: [t.c]\n    method: scramble\n",
+            "detect:\n  - id: d\n    kind: regex\n    pattern: \"(\"\n    method: redact\n",
+            "detect:\n  - id: d\n    kind: passport\n    method: redact\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            match rules.reload() {
+                Reload::Refused(e) => assert!(e[0].contains("rule \"")),
+                other => panic!("{bad}: must not load: {other:?}"),
+            }
+            let now = rules.current();
+            assert_eq!(now.rules.len(), 1, "old rules in force");
+            assert!(now.masks.is_empty() && now.detectors.is_empty());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_file_caught_empty_keeps_the_old_rules() {
         let (dir, file, rules) = one_rule("trunc");
