@@ -64,7 +64,8 @@ const AWS_PREFIXES: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct Detectors {
     list: Vec<Detector>,
-    /// The AWS access key prefixes.
+    /// The AWS access key prefixes, when that detector is on (and the automaton
+    /// could be built; `find` falls back to searching each prefix).
     triggers: Option<AhoCorasick>,
     digits: bool,
 }
@@ -147,11 +148,19 @@ impl Detectors {
                 }
             }
         }
-        if let (Some(ac), Some(det)) = (&self.triggers, self.det(Kind::AwsAccessKey)) {
-            for m in ac.find_iter(v) {
-                if let Some((start, end)) = aws_at(v, m.start()) {
+        if let Some(det) = self.det(Kind::AwsAccessKey) {
+            let mut found = |at: usize| {
+                if let Some((start, end)) = aws_at(v, at) {
                     spans.push(Span { start, end, det });
                 }
+            };
+            match &self.triggers {
+                Some(ac) => ac.find_iter(v).for_each(|m| found(m.start())),
+                // No automaton (it could not be built): the detector still runs, one
+                // prefix at a time, rather than silently finding nothing.
+                None => AWS_PREFIXES
+                    .iter()
+                    .for_each(|p| memchr::memmem::find_iter(v, p.as_bytes()).for_each(&mut found)),
             }
         }
         if self.digits {
@@ -487,6 +496,18 @@ mod tests {
         assert_eq!(scan(&format!("token={jwt};")), "token=****;");
         assert_eq!(scan("key AKIAIOSFODNN7EXAMPLE"), "key ****");
         assert_eq!(scan("id EMP-123456"), "id ****");
+    }
+
+    /// Issue 19: without its prefilter the AWS key detector still finds keys (it used
+    /// to find nothing, silently).
+    #[test]
+    fn aws_keys_are_found_without_the_automaton() {
+        let mut d = all();
+        d.triggers = None;
+        let mut out = Vec::new();
+        let fired = d.scan(b"a ASIAIOSFODNN7EXAMPLE b AKIAIOSFODNN7EXAMPLE", &mut out);
+        assert!(fired.is_some());
+        assert_eq!(out, b"a **** b ****");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct MaskRule {
     pub id: String,
     pub columns: Vec<Glob>,
     pub method: Method,
+    /// Where a `hash` method's key came from (the key itself is in `method`): for
+    /// `pgmoat check` to say when it is not set.
+    pub hash_key_env: Option<String>,
     pub(super) when: Option<Cond>,
     pub(super) unless: Option<Cond>,
 }
@@ -38,6 +41,8 @@ pub struct DetectRule {
     pub kind: Kind,
     pub method: Method,
     pub regex: Option<Regex>,
+    /// As for [`MaskRule::hash_key_env`].
+    pub hash_key_env: Option<String>,
     pub(super) unless: Option<Cond>,
 }
 
@@ -78,16 +83,20 @@ impl MethodName {
 
 /// The HMAC key `hash` reads from `var`. Unset or empty, the method redacts instead:
 /// weaker than asked never, stronger is safe (SPEC §4: the key is not in the file).
+/// Not an error, as `check` runs where the key may not be; who loads the rules says
+/// so (`reload::warn_unset_hash_keys`, `pgmoat check`'s notes).
 fn hash_method(var: &str) -> Method {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Method::Hash {
             key: v.into_bytes().into(),
         },
-        _ => {
-            tracing::warn!("hash key variable {var} is not set: the mask redacts instead");
-            Method::Redact
-        }
+        _ => Method::Redact,
     }
+}
+
+/// Whether `var`, a hash key's variable, is unset (or empty) in this process.
+pub fn hash_key_unset(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.is_empty())
 }
 
 impl Compiler<'_> {
@@ -155,6 +164,7 @@ impl Compiler<'_> {
             id: m.id,
             columns,
             method: method?,
+            hash_key_env: m.hash_key_env,
             when,
             unless,
         })
@@ -192,6 +202,7 @@ impl Compiler<'_> {
             kind,
             method: method?,
             regex,
+            hash_key_env: d.hash_key_env,
             unless,
         })
     }

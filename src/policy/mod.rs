@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
-pub use masks::{DetectRule, MaskRule, DEFAULT_KEEP_LAST};
+pub use masks::{hash_key_unset, DetectRule, MaskRule, DEFAULT_KEEP_LAST};
 use raw::{OneOrMany, RawCond};
 
 use crate::classify::{CopyEnd, Facts, Kind};
@@ -324,6 +324,23 @@ impl RuleSet {
             .iter()
             .filter(|d| !d.unless.as_ref().is_some_and(|c| c.matches_subject(who)))
             .collect()
+    }
+
+    /// The environment variables `hash` masks and detectors read their keys from.
+    pub fn hash_key_vars(&self) -> Vec<&str> {
+        let mut vars: Vec<&str> = self
+            .masks
+            .iter()
+            .filter_map(|m| m.hash_key_env.as_deref())
+            .chain(
+                self.detectors
+                    .iter()
+                    .filter_map(|d| d.hash_key_env.as_deref()),
+            )
+            .collect();
+        vars.sort_unstable();
+        vars.dedup();
+        vars
     }
 
     /// Load a file, or every `*.yaml`/`*.yml` file in a directory (sorted by name).

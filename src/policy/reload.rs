@@ -39,6 +39,16 @@ fn signature(path: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
     sig
 }
 
+/// Hash masks whose key is not in the environment were compiled to `redact`: say so
+/// once per load, where the rules come into force.
+fn warn_unset_hash_keys(set: &RuleSet) {
+    for var in set.hash_key_vars() {
+        if super::hash_key_unset(var) {
+            tracing::warn!("hash key variable {var} is not set: its masks redact instead");
+        }
+    }
+}
+
 impl RulesHandle {
     /// Load the rules at `path` (none: everything allowed).
     pub fn load(path: Option<&Path>) -> Result<Arc<RulesHandle>, Vec<String>> {
@@ -46,6 +56,7 @@ impl RulesHandle {
             Some(p) => RuleSet::load(p)?,
             None => RuleSet::allow_all(),
         };
+        warn_unset_hash_keys(&set);
         Ok(Arc::new(RulesHandle {
             current: RwLock::new(Arc::new(set)),
             reloads: Default::default(),
@@ -94,6 +105,7 @@ impl RulesHandle {
         });
         match loaded {
             Ok(set) => {
+                warn_unset_hash_keys(&set);
                 let n = set.rules.len();
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
                 *self.signature.write().unwrap_or_else(|p| p.into_inner()) = sig;

@@ -138,6 +138,18 @@ detect:
         assert!(all.contains(&want), "missing {want:?} in:\n{all}");
     }
     assert_eq!(all.trim().lines().count(), 3, "one line each: {all}");
+    // A hash key `check` cannot see is a note, not an error (`serve` may have it).
+    std::fs::write(
+        &file,
+        "masks:\n  - id: h\n    columns: [t.c]\n    method: hash\n    hash_key_env: PGMOAT_TEST_UNSET_KEY\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("note: environment variable PGMOAT_TEST_UNSET_KEY is not set here"),
+        "{out}{err}"
+    );
 }
 
 #[test]
