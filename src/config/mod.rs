@@ -1,7 +1,7 @@
-//! `pgmoat.yaml`. Two forms: [`raw`], the serde shapes of the file, checked as they are
-//! read (unknown keys and bad values fail with their line and column); and
-//! [`validated`], the typed [`Config`] the rest of pgmoat sees. [`validate`] turns one
-//! into the other, applying the defaults [`defaults`] defines: the one place a key the
+//! `pgmoat.yaml`, in two forms: `raw.rs`, the serde shapes of the file, checked as they
+//! are read (unknown keys and bad values fail with their line and column); and
+//! `validated.rs`, the typed [`Config`] the rest of pgmoat sees. `validate.rs` turns one
+//! into the other, applying the defaults `defaults.rs` defines: the one place a key the
 //! file left out gets its value.
 //!
 //! Secrets are read from the environment variables the file names, never from the file.
