@@ -439,15 +439,23 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
     }
     if let Some(path) = &rules_path {
         match pgmoat::policy::RuleSet::load(path) {
-            Ok(set) => println!(
-                "{}: ok ({} rule{}, {} mask{}, default {})",
-                path.display(),
-                set.rules.len(),
-                if set.rules.len() == 1 { "" } else { "s" },
-                set.masks.len(),
-                if set.masks.len() == 1 { "" } else { "s" },
-                set.default.as_str()
-            ),
+            Ok(set) => {
+                println!(
+                    "{}: ok ({} rule{}, {} mask{}, default {})",
+                    path.display(),
+                    set.rules.len(),
+                    if set.rules.len() == 1 { "" } else { "s" },
+                    set.masks.len(),
+                    if set.masks.len() == 1 { "" } else { "s" },
+                    set.default.as_str()
+                );
+                // Not an error: `serve` may have the key. Without it, hash redacts.
+                for var in set.hash_key_vars() {
+                    if pgmoat::policy::hash_key_unset(var) {
+                        println!("note: environment variable {var} is not set here; hash masks redact without it");
+                    }
+                }
+            }
             Err(errors) => {
                 for e in errors {
                     println!("{e}");

@@ -23,6 +23,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind a rule file names; None for a name it does not know (the policy
+    /// compiler reports it, see `policy::masks`).
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
             "credit_card" => Kind::CreditCard,
@@ -62,7 +64,8 @@ const AWS_PREFIXES: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct Detectors {
     list: Vec<Detector>,
-    /// The AWS access key prefixes.
+    /// The AWS access key prefixes, when that detector is on (and the automaton
+    /// could be built; `find` falls back to searching each prefix).
     triggers: Option<AhoCorasick>,
     digits: bool,
 }
@@ -145,11 +148,19 @@ impl Detectors {
                 }
             }
         }
-        if let (Some(ac), Some(det)) = (&self.triggers, self.det(Kind::AwsAccessKey)) {
-            for m in ac.find_iter(v) {
-                if let Some((start, end)) = aws_at(v, m.start()) {
+        if let Some(det) = self.det(Kind::AwsAccessKey) {
+            let mut found = |at: usize| {
+                if let Some((start, end)) = aws_at(v, at) {
                     spans.push(Span { start, end, det });
                 }
+            };
+            match &self.triggers {
+                Some(ac) => ac.find_iter(v).for_each(|m| found(m.start())),
+                // No automaton (it could not be built): the detector still runs, one
+                // prefix at a time, rather than silently finding nothing.
+                None => AWS_PREFIXES
+                    .iter()
+                    .for_each(|p| memchr::memmem::find_iter(v, p.as_bytes()).for_each(&mut found)),
             }
         }
         if self.digits {
@@ -435,19 +446,20 @@ mod tests {
     use super::*;
 
     fn all() -> Detectors {
-        let d = |kind, method: &str| Detector {
+        let d = |kind, method| Detector {
             id: format!("{kind:?}"),
             kind,
-            method: Method::compile(method, Some(4), None),
+            method,
             regex: None,
         };
+        let partial = Method::Partial { keep_last: 4 };
         Detectors::new(vec![
-            d(Kind::CreditCard, "partial"),
-            d(Kind::Email, "email"),
-            d(Kind::UsSsn, "redact"),
-            d(Kind::Iban, "partial"),
-            d(Kind::Jwt, "redact"),
-            d(Kind::AwsAccessKey, "redact"),
+            d(Kind::CreditCard, partial.clone()),
+            d(Kind::Email, Method::Email),
+            d(Kind::UsSsn, Method::Redact),
+            d(Kind::Iban, partial),
+            d(Kind::Jwt, Method::Redact),
+            d(Kind::AwsAccessKey, Method::Redact),
             Detector {
                 id: "emp".into(),
                 kind: Kind::Regex,
@@ -484,6 +496,18 @@ mod tests {
         assert_eq!(scan(&format!("token={jwt};")), "token=****;");
         assert_eq!(scan("key AKIAIOSFODNN7EXAMPLE"), "key ****");
         assert_eq!(scan("id EMP-123456"), "id ****");
+    }
+
+    /// Issue 19: without its prefilter the AWS key detector still finds keys (it used
+    /// to find nothing, silently).
+    #[test]
+    fn aws_keys_are_found_without_the_automaton() {
+        let mut d = all();
+        d.triggers = None;
+        let mut out = Vec::new();
+        let fired = d.scan(b"a ASIAIOSFODNN7EXAMPLE b AKIAIOSFODNN7EXAMPLE", &mut out);
+        assert!(fired.is_some());
+        assert_eq!(out, b"a **** b ****");
     }
 
     #[test]

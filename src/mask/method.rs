@@ -5,8 +5,9 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// A compiled method. `Hash` holds its key; a key that could not be read degrades the
-/// method to `Redact` when compiled (never to something weaker).
+/// A method as the policy compiled it (`policy::masks`), options resolved: `Hash`
+/// holds its key (a key that could not be read was compiled to `Redact`, never to
+/// something weaker).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Method {
     Redact,
@@ -26,22 +27,6 @@ impl std::fmt::Debug for Method {
 pub const REDACTED: &[u8] = b"****";
 
 impl Method {
-    /// Compile a rule's method; `hash_key` is the key's bytes when the method is hash.
-    pub fn compile(name: &str, keep_last: Option<u32>, hash_key: Option<&[u8]>) -> Method {
-        match name {
-            "partial" => Method::Partial {
-                keep_last: keep_last.unwrap_or(4) as usize,
-            },
-            "hash" => match hash_key {
-                Some(k) if !k.is_empty() => Method::Hash { key: k.into() },
-                _ => Method::Redact,
-            },
-            "null" => Method::Null,
-            "email" => Method::Email,
-            _ => Method::Redact,
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Method::Redact => "redact",
@@ -169,7 +154,7 @@ mod tests {
 
     #[test]
     fn partial_keeps_separators_and_the_tail() {
-        let m = Method::compile("partial", Some(4), None);
+        let m = Method::Partial { keep_last: 4 };
         assert_eq!(run(&m, "123-45-6789").unwrap(), "***-**-6789");
         assert_eq!(
             run(&m, "4111 1111 1111 1111").unwrap(),
@@ -182,22 +167,17 @@ mod tests {
 
     #[test]
     fn hash_is_keyed_and_stable() {
-        let a = Method::compile("hash", None, Some(b"k1"));
-        let b = Method::compile("hash", None, Some(b"k2"));
+        let key = |k: &[u8]| Method::Hash { key: k.into() };
+        let (a, b) = (key(b"k1"), key(b"k2"));
         let x = run(&a, "123-45-6789").unwrap();
         assert_eq!(x.len(), 64);
         assert_eq!(x, run(&a, "123-45-6789").unwrap());
         assert_ne!(x, run(&b, "123-45-6789").unwrap());
-        assert_eq!(
-            Method::compile("hash", None, None),
-            Method::Redact,
-            "no key: redact"
-        );
     }
 
     #[test]
     fn email_null_redact() {
-        let e = Method::compile("email", None, None);
+        let e = Method::Email;
         assert_eq!(run(&e, "jane.doe@example.com").unwrap(), "j***@example.com");
         assert_eq!(run(&e, "not an email").unwrap(), "****");
         assert_eq!(run(&Method::Null, "x"), None);

@@ -21,7 +21,7 @@ use crate::classify::{Facts, Kind};
 use crate::policy::glob::Glob;
 use crate::policy::{RuleSet, Subject};
 use crate::session::catalog::{Catalog, RelInfo};
-use detect::{Detector, Detectors};
+use detect::Detectors;
 use method::Method;
 
 /// Planner statistics hold sampled column values (`most_common_vals`,
@@ -188,17 +188,6 @@ impl std::fmt::Debug for Masking {
     }
 }
 
-fn key_of(env: Option<&str>) -> Option<Vec<u8>> {
-    let name = env?;
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v.into_bytes()),
-        _ => {
-            tracing::warn!("hash key variable {name} is not set: the mask redacts instead");
-            None
-        }
-    }
-}
-
 impl Masking {
     /// The masks and detectors `who` is subject to, or None when there are none (the
     /// session then never looks at a result).
@@ -209,32 +198,11 @@ impl Masking {
             return None;
         }
         let ids = masks.iter().map(|m| Arc::from(m.id.as_str())).collect();
-        let methods = masks
-            .iter()
-            .map(|m| {
-                let key = key_of(m.hash_key_env.as_deref());
-                Method::compile(&m.method, m.keep_last, key.as_deref())
-            })
-            .collect();
+        // The policy compiled every method and detector: nothing is parsed again here.
+        let methods = masks.iter().map(|m| m.method.clone()).collect();
         let globs = masks.iter().map(|m| m.columns.clone()).collect();
-        let detectors = (!dets.is_empty()).then(|| {
-            Arc::new(Detectors::new(
-                dets.iter()
-                    .filter_map(|d| {
-                        let key = key_of(d.hash_key_env.as_deref());
-                        Some(Detector {
-                            id: d.id.clone(),
-                            kind: detect::Kind::parse(&d.kind)?,
-                            method: Method::compile(&d.method, d.keep_last, key.as_deref()),
-                            regex: match &d.pattern {
-                                Some(p) => Some(regex::bytes::Regex::new(p).ok()?),
-                                None => None,
-                            },
-                        })
-                    })
-                    .collect(),
-            ))
-        });
+        let detectors = (!dets.is_empty())
+            .then(|| Arc::new(Detectors::new(dets.iter().map(|d| d.detector()).collect())));
         let mut by_qual = HashMap::new();
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_oid = HashMap::new();
@@ -281,6 +249,8 @@ impl Masking {
         }
         let m = match t.mask {
             Some(i) => self.methods[i as usize].clone(),
+            // Tainted by no mask the policy names (a value pgmoat cannot trace): the
+            // strongest method that keeps the row's shape, not a policy default.
             None => Method::Redact,
         };
         Some(if t.derived || t.unknown {

@@ -158,11 +158,10 @@ impl Gateway {
                 .iter()
                 .map(|u| (u.name.clone(), u.groups.clone()))
                 .collect();
-            let timeout = a.timeout.map(|t| t.0).unwrap_or(Duration::from_secs(300));
-            let approvals = crate::approval::Approvals::new(timeout, directory);
-            let s = &config.approval_secrets;
-            if s.slack_webhook.is_some() || s.webhook.is_some() {
-                crate::approval::notify::Notifier::new(s.slack_webhook.clone(), s.webhook.clone())
+            let approvals = crate::approval::Approvals::new(a.timeout, directory);
+            let slack_webhook = a.slack.as_ref().map(|s| s.webhook.clone());
+            if slack_webhook.is_some() || a.webhook.is_some() {
+                crate::approval::notify::Notifier::new(slack_webhook, a.webhook.clone())
                     .spawn(&approvals);
             }
             approvals
@@ -255,9 +254,8 @@ impl Gateway {
                 approvals: shared.approvals.clone(),
                 slack: shared.config.approvals.as_ref().and_then(|a| {
                     let slack = a.slack.as_ref()?;
-                    let s = &shared.config.approval_secrets;
                     Some(admin::SlackCallback {
-                        signing_secret: s.slack_signing.clone()?,
+                        signing_secret: slack.signing_secret.clone(),
                         users: slack.approvers.clone().into_iter().collect(),
                         notifier: crate::approval::notify::Notifier::new(None, None),
                     })

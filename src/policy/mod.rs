@@ -6,6 +6,7 @@
 
 pub mod glob;
 mod loose;
+mod masks;
 mod raw;
 pub mod reload;
 
@@ -13,6 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
+pub use masks::{hash_key_unset, DetectRule, MaskRule, DEFAULT_KEEP_LAST};
 use raw::{OneOrMany, RawCond};
 
 use crate::classify::{CopyEnd, Facts, Kind};
@@ -190,29 +192,6 @@ pub struct Rule {
     unless: Option<Cond>,
 }
 
-#[derive(Debug, Clone)]
-pub struct MaskRule {
-    pub id: String,
-    pub columns: Vec<Glob>,
-    pub method: String,
-    pub keep_last: Option<u32>,
-    pub hash_key_env: Option<String>,
-    when: Option<Cond>,
-    unless: Option<Cond>,
-}
-
-/// A content detector (`detect:`).
-#[derive(Debug, Clone)]
-pub struct DetectRule {
-    pub id: String,
-    pub kind: String,
-    pub method: String,
-    pub keep_last: Option<u32>,
-    pub pattern: Option<String>,
-    pub hash_key_env: Option<String>,
-    unless: Option<Cond>,
-}
-
 /// A compiled, validated set of rule files.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -345,6 +324,23 @@ impl RuleSet {
             .iter()
             .filter(|d| !d.unless.as_ref().is_some_and(|c| c.matches_subject(who)))
             .collect()
+    }
+
+    /// The environment variables `hash` masks and detectors read their keys from.
+    pub fn hash_key_vars(&self) -> Vec<&str> {
+        let mut vars: Vec<&str> = self
+            .masks
+            .iter()
+            .filter_map(|m| m.hash_key_env.as_deref())
+            .chain(
+                self.detectors
+                    .iter()
+                    .filter_map(|d| d.hash_key_env.as_deref()),
+            )
+            .collect();
+        vars.sort_unstable();
+        vars.dedup();
+        vars
     }
 
     /// Load a file, or every `*.yaml`/`*.yml` file in a directory (sorted by name).
@@ -508,17 +504,6 @@ struct Compiler<'a> {
     errors: &'a mut Vec<String>,
 }
 
-const MASK_METHODS: &[&str] = &["redact", "partial", "hash", "null", "email"];
-const DETECT_KINDS: &[&str] = &[
-    "credit_card",
-    "email",
-    "us_ssn",
-    "iban",
-    "jwt",
-    "aws_access_key",
-    "regex",
-];
-
 impl Compiler<'_> {
     /// The line an id is declared on (`id: x`), for error messages.
     fn line_of_id(&self, id: &str) -> usize {
@@ -658,104 +643,6 @@ impl Compiler<'_> {
             id: r.id,
         })
     }
-
-    fn mask(&mut self, m: raw::RawMask) -> Option<MaskRule> {
-        if !MASK_METHODS.contains(&m.method.as_str()) {
-            self.err(
-                &m.id,
-                &format!(
-                    "unknown mask method {:?} (redact, partial, hash, null, email)",
-                    m.method
-                ),
-            );
-        }
-        self.method_options(&m.id, &m.method, m.keep_last, m.hash_key_env.as_deref());
-        if m.columns.is_empty() {
-            self.err(&m.id, "a mask needs columns");
-        }
-        let mut columns = Vec::new();
-        for c in &m.columns {
-            match Glob::new(c) {
-                Ok(g) => columns.push(g),
-                Err(e) => self.err(&m.id, &format!("columns: {e}")),
-            }
-        }
-        let when = m.when.as_ref().map(|c| self.cond(&m.id, c));
-        let unless = m.unless.as_ref().map(|c| self.cond(&m.id, c));
-        Some(MaskRule {
-            id: m.id,
-            columns,
-            method: m.method,
-            keep_last: m.keep_last,
-            hash_key_env: m.hash_key_env,
-            when,
-            unless,
-        })
-    }
-
-    fn method_options(
-        &mut self,
-        id: &str,
-        method: &str,
-        keep_last: Option<u32>,
-        hash_key_env: Option<&str>,
-    ) {
-        if keep_last.is_some() && method != "partial" {
-            self.err(id, "keep_last only applies to method partial");
-        }
-        if method == "hash" && hash_key_env.is_none() {
-            self.err(
-                id,
-                "method hash needs hash_key_env (the HMAC key's environment variable)",
-            );
-        }
-        if method != "hash" && hash_key_env.is_some() {
-            self.err(id, "hash_key_env only applies to method hash");
-        }
-    }
-
-    fn detect(&mut self, d: raw::RawDetect) -> Option<DetectRule> {
-        if !DETECT_KINDS.contains(&d.kind.as_str()) {
-            self.err(&d.id, &format!("unknown detector kind {:?}", d.kind));
-        }
-        if !MASK_METHODS.contains(&d.method.as_str()) {
-            self.err(&d.id, &format!("unknown mask method {:?}", d.method));
-        }
-        self.method_options(&d.id, &d.method, d.keep_last, d.hash_key_env.as_deref());
-        match (d.kind.as_str(), &d.pattern) {
-            ("regex", None) => self.err(&d.id, "kind regex needs pattern"),
-            ("regex", Some(p)) => {
-                if p.is_empty() || p.len() > 10_000 {
-                    self.err(&d.id, "bad regex: empty or longer than 10000 characters");
-                } else if let Err(e) = check_regex(p) {
-                    self.err(&d.id, &format!("bad regex: {e}"));
-                }
-            }
-            (_, Some(_)) => self.err(&d.id, "pattern only applies to kind regex"),
-            _ => {}
-        }
-        let unless = d.unless.as_ref().map(|u| self.cond(&d.id, u));
-        Some(DetectRule {
-            id: d.id,
-            kind: d.kind,
-            method: d.method,
-            keep_last: d.keep_last,
-            pattern: d.pattern,
-            hash_key_env: d.hash_key_env,
-            unless,
-        })
-    }
-}
-
-fn check_regex(p: &str) -> Result<(), String> {
-    regex::Regex::new(p).map(|_| ()).map_err(|e| {
-        e.to_string()
-            .lines()
-            .last()
-            .unwrap_or("invalid")
-            .trim()
-            .to_owned()
-    })
 }
 
 #[cfg(test)]

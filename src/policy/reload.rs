@@ -39,6 +39,16 @@ fn signature(path: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
     sig
 }
 
+/// Hash masks whose key is not in the environment were compiled to `redact`: say so
+/// once per load, where the rules come into force.
+fn warn_unset_hash_keys(set: &RuleSet) {
+    for var in set.hash_key_vars() {
+        if super::hash_key_unset(var) {
+            tracing::warn!("hash key variable {var} is not set: its masks redact instead");
+        }
+    }
+}
+
 impl RulesHandle {
     /// Load the rules at `path` (none: everything allowed).
     pub fn load(path: Option<&Path>) -> Result<Arc<RulesHandle>, Vec<String>> {
@@ -46,6 +56,7 @@ impl RulesHandle {
             Some(p) => RuleSet::load(p)?,
             None => RuleSet::allow_all(),
         };
+        warn_unset_hash_keys(&set);
         Ok(Arc::new(RulesHandle {
             current: RwLock::new(Arc::new(set)),
             reloads: Default::default(),
@@ -94,6 +105,7 @@ impl RulesHandle {
         });
         match loaded {
             Ok(set) => {
+                warn_unset_hash_keys(&set);
                 let n = set.rules.len();
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
                 *self.signature.write().unwrap_or_else(|p| p.into_inner()) = sig;
@@ -247,6 +259,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(rules.reload(), Reload::Refused(_)));
         assert_eq!(rules.current().rules.len(), 1);
+    }
+
+    /// Issue 19: a detector that does not compile refuses the whole reload (it used to
+    /// be dropped where masks were built, leaving its values unmasked).
+    #[test]
+    fn a_bad_method_or_detector_keeps_the_old_rules() {
+        let (dir, file, rules) = one_rule("badmask");
+        for bad in [
+            "masks:\n  - id: m\n    columns: [t.c]\n    method: scramble\n",
+            "detect:\n  - id: d\n    kind: regex\n    pattern: \"(\"\n    method: redact\n",
+            "detect:\n  - id: d\n    kind: passport\n    method: redact\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            match rules.reload() {
+                Reload::Refused(e) => assert!(e[0].contains("rule \"")),
+                other => panic!("{bad}: must not load: {other:?}"),
+            }
+            let now = rules.current();
+            assert_eq!(now.rules.len(), 1, "old rules in force");
+            assert!(now.masks.is_empty() && now.detectors.is_empty());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

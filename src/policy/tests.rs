@@ -461,7 +461,7 @@ fn method_null_unquoted_is_the_null_method() {
         "masks:\n  - id: pay\n    columns: [hr.salaries.salary]\n    method: null\n".into(),
     )])
     .unwrap();
-    assert_eq!(set.masks[0].method, "null");
+    assert_eq!(set.masks[0].method, crate::mask::method::Method::Null);
     let shipped = RuleSet::from_sources(&[(
         "masks.yaml".into(),
         include_str!("../../rules/masks.yaml").into(),

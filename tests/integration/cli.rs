@@ -102,6 +102,56 @@ detect:
     }
 }
 
+/// A mask or detector the policy cannot compile is an error `check` names, never a
+/// silent default (issue 19: an unknown method used to become `redact` in `mask`, and
+/// an unknown kind or bad regex dropped the detector).
+#[test]
+fn check_refuses_unknown_mask_methods_and_bad_detectors() {
+    let dir = TempDir::new("pgmoat-cli-masks");
+    let file = dir.path().join("masks.yaml");
+    std::fs::write(
+        &file,
+        "masks:
+  - id: ssn
+    columns: [users.ssn]
+    method: scramble
+detect:
+  - id: cards
+    kind: credit_cards
+    method: redact
+  - id: badre
+    kind: regex
+    pattern: \"[a-\"
+    method: redact
+",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", file.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    let name = file.to_str().unwrap();
+    for want in [
+        format!("{name}:2: rule \"ssn\": unknown mask method \"scramble\""),
+        format!("{name}:6: rule \"cards\": unknown detector kind \"credit_cards\""),
+        format!("{name}:9: rule \"badre\": bad regex:"),
+    ] {
+        assert!(all.contains(&want), "missing {want:?} in:\n{all}");
+    }
+    assert_eq!(all.trim().lines().count(), 3, "one line each: {all}");
+    // A hash key `check` cannot see is a note, not an error (`serve` may have it).
+    std::fs::write(
+        &file,
+        "masks:\n  - id: h\n    columns: [t.c]\n    method: hash\n    hash_key_env: PGMOAT_TEST_UNSET_KEY\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("note: environment variable PGMOAT_TEST_UNSET_KEY is not set here"),
+        "{out}{err}"
+    );
+}
+
 #[test]
 fn out_of_range_durations_and_sizes_are_one_line_errors() {
     let dir = TempDir::new("pgmoat-cli-ranges");

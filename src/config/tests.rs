@@ -1,4 +1,6 @@
-//! Tests for `config.rs`: the raw form's errors and the validated defaults.
+//! Tests for `config`: the raw form's errors and the validated defaults.
+
+use std::time::Duration;
 
 use super::*;
 
@@ -67,10 +69,13 @@ audit:
     assert_eq!(c.rules.as_deref(), Some(Path::new("/etc/pgmoat/rules/")));
     assert_eq!(c.admin.unwrap().token.unwrap().expose(), "pw");
     assert_eq!(c.audit.unwrap().sinks.len(), 3);
-    assert_eq!(
-        c.approval_secrets.slack_signing.unwrap().expose(),
-        "signing-secret"
-    );
+    let a = c.approvals.unwrap();
+    assert_eq!(a.timeout, Duration::from_secs(300));
+    let slack = a.slack.unwrap();
+    assert_eq!(slack.signing_secret.expose(), "signing-secret");
+    assert_eq!(slack.webhook.expose(), "https://hooks.example.com/x");
+    assert_eq!(slack.approvers["U012ABC"], "alice");
+    assert_eq!(a.webhook.unwrap().expose(), "https://hooks.example.com/x");
 }
 
 #[test]
@@ -272,4 +277,30 @@ fn audit_keys_are_checked() {
     assert!(err.contains("udp://host:port"), "{err}");
     assert!(with("  segment_bytes: 10\n").is_err());
     assert!(with("  durability: sometimes\n").is_err());
+}
+
+/// Issue 19: the approvals timeout's default used to be applied where the gateway
+/// started; now every default comes from `defaults`, applied in `validate`.
+#[test]
+fn left_out_keys_get_the_defaults_in_one_place() {
+    let c = load(&format!("{MINIMAL}approvals: {{}}\n")).unwrap();
+    let a = c.approvals.unwrap();
+    assert_eq!(a.timeout, defaults::APPROVAL_TIMEOUT);
+    assert!(a.slack.is_none() && a.webhook.is_none());
+    assert_eq!(c.listen, defaults::LISTEN);
+    assert_eq!(c.workers, defaults::workers());
+    assert_eq!(c.limits.max_connections, Limits::default().max_connections);
+    let t = &c.targets["demo"];
+    assert_eq!(
+        (t.port, t.tls),
+        (defaults::TARGET_PORT, defaults::UPSTREAM_TLS)
+    );
+    let c = load(&format!(
+        "{MINIMAL}approvals: {{ timeout: 30s, webhook_url_env: NOT_SET }}\n"
+    ));
+    let e = c.unwrap_err().to_string();
+    assert!(
+        e.contains("approvals.webhook_url_env: environment variable NOT_SET is not set"),
+        "{e}"
+    );
 }

@@ -1,0 +1,426 @@
+//! Raw form -> validated form: every check that needs more than serde (ranges, keys
+//! that need each other, names that must be unique), secrets read from the
+//! environment, relative paths resolved, and the defaults of `defaults` applied. This
+//! is the one place a missing key gets its value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::defaults;
+use super::raw::{
+    RawApprovals, RawAudit, RawAuditSink, RawConfig, RawLimits, RawOidc, RawTarget, RawUser,
+};
+use super::validated::{
+    AdminConfig, ApprovalsConfig, AuditConfig, AuditSink, CertificateUser, Config, Limits,
+    OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode, User,
+};
+use super::{ConfigError, Env, Secret};
+use crate::protocol::scram::Verifier;
+
+/// The most result rows one statement's audit record may keep.
+pub const MAX_RECORD_ROWS: u32 = 100_000;
+/// The most tokio worker threads `workers:` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+/// The protocol's own cap on a message (Postgres refuses longer ones too).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+pub(super) struct Validator<'a> {
+    pub name: &'a str,
+    pub base: &'a Path,
+    pub env: &'a dyn Env,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.name.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn secret(&self, field: &str, var: &str) -> Result<Secret, ConfigError> {
+        match self.env.var(var) {
+            Some(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(self.err(field, format!("environment variable {var} is not set"))),
+        }
+    }
+
+    fn approvals(&self, a: RawApprovals) -> Result<ApprovalsConfig, ConfigError> {
+        let slack = match a.slack {
+            None => None,
+            Some(s) => Some(SlackApprovals {
+                webhook: self.secret("approvals.slack.webhook_url_env", &s.webhook_url_env)?,
+                signing_secret: self
+                    .secret("approvals.slack.signing_secret_env", &s.signing_secret_env)?,
+                approvers: s.approvers,
+            }),
+        };
+        let webhook = match &a.webhook_url_env {
+            Some(w) => Some(self.secret("approvals.webhook_url_env", w)?),
+            None => None,
+        };
+        Ok(ApprovalsConfig {
+            timeout: a.timeout.map(|t| t.0).unwrap_or(defaults::APPROVAL_TIMEOUT),
+            slack,
+            webhook,
+        })
+    }
+
+    pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                if t.require_client_cert && t.client_ca.is_none() {
+                    return Err(self.err(
+                        "tls.require_client_cert",
+                        "needs `client_ca:` (the CA bundle client certificates are checked against)",
+                    ));
+                }
+                Some(TlsConfig {
+                    cert: self.path(&t.cert),
+                    key: self.path(&t.key),
+                    require: t.require,
+                    client_ca: t.client_ca.as_deref().map(|p| self.path(p)),
+                    require_client_cert: t.require_client_cert,
+                })
+            }
+        };
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => Some(AdminConfig {
+                listen: a.listen,
+                token: match a.token_env {
+                    Some(var) => self
+                        .env
+                        .var(&var)
+                        .filter(|v| !v.is_empty())
+                        .map(Secret::new),
+                    None => None,
+                },
+            }),
+        };
+        if raw.targets.is_empty() {
+            return Err(self.err("targets", "at least one target is required"));
+        }
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw.targets {
+            let target = self.target(name, t)?;
+            targets.insert(target.name.clone(), target);
+        }
+        let users = self.users(raw.identities.users)?;
+        let limits = Self::limits(raw.limits);
+        if limits.auth_failures == 0 {
+            return Err(self.err("limits.auth_failures", "must be at least 1"));
+        }
+        let certificates: Vec<CertificateUser> = raw
+            .identities
+            .certificates
+            .into_iter()
+            .map(|c| CertificateUser {
+                name: c.name,
+                groups: c.groups,
+            })
+            .collect();
+        for (i, c) in certificates.iter().enumerate() {
+            let field = format!("identities.certificates[{i}]");
+            if c.name.is_empty() {
+                return Err(self.err(field, "name must not be empty"));
+            }
+            if certificates[..i].iter().any(|x| x.name == c.name) {
+                return Err(self.err(field, format!("duplicate certificate name {:?}", c.name)));
+            }
+        }
+        if !certificates.is_empty() && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            return Err(self.err(
+                "identities.certificates",
+                "needs `tls.client_ca:` to verify client certificates against",
+            ));
+        }
+        let oidc = match raw.identities.oidc {
+            None => None,
+            Some(o) => Some(self.oidc(o)?),
+        };
+        self.check_limits(&limits)?;
+        let workers = match raw.workers {
+            Some(0) => return Err(self.err("workers", "must be at least 1")),
+            Some(n) if n > MAX_WORKERS => {
+                return Err(self.err("workers", format!("must be at most {MAX_WORKERS}")))
+            }
+            Some(n) => n,
+            None => defaults::workers(),
+        };
+        Ok(Config {
+            listen: raw.listen.unwrap_or(defaults::LISTEN),
+            workers,
+            tls,
+            admin,
+            targets,
+            users,
+            certificates,
+            oidc,
+            rules: raw.rules.as_deref().map(|p| self.path(p)),
+            approvals: match raw.approvals {
+                Some(a) => Some(self.approvals(a)?),
+                None => None,
+            },
+            audit: match raw.audit {
+                Some(a) => Some(self.audit(a)?),
+                None => None,
+            },
+            limits,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn target(&self, name: String, t: RawTarget) -> Result<Target, ConfigError> {
+        let field = format!("targets.{name}");
+        if name.is_empty() {
+            return Err(self.err("targets", "target names must not be empty"));
+        }
+        let tls = t.tls.unwrap_or(defaults::UPSTREAM_TLS);
+        if tls == UpstreamTlsMode::VerifyFull && t.ca.is_none() {
+            return Err(self.err(
+                format!("{field}.tls"),
+                "verify-full needs `ca:` (a CA certificate file)",
+            ));
+        }
+        let roles = t.roles.map(|r| r.0).unwrap_or_default();
+        for (group, role) in &roles {
+            if group.is_empty() || role.is_empty() || role.contains('\0') {
+                return Err(self.err(
+                    format!("{field}.roles"),
+                    "group and role names must be non-empty",
+                ));
+            }
+        }
+        let password = match &t.password_env {
+            Some(var) => Some(self.secret(&format!("{field}.password_env"), var)?),
+            None => None,
+        };
+        Ok(Target {
+            database: t.database.unwrap_or_else(|| name.clone()),
+            name,
+            host: t.host,
+            port: t.port.unwrap_or(defaults::TARGET_PORT),
+            user: t.user,
+            password,
+            tls,
+            ca: t.ca.as_deref().map(|p| self.path(p)),
+            roles,
+        })
+    }
+
+    fn users(&self, raw_users: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw_users.into_iter().enumerate() {
+            let field = format!("identities.users[{i}]");
+            if u.name.is_empty() {
+                return Err(self.err(field, "name must not be empty"));
+            }
+            if users.iter().any(|x| x.name == u.name) {
+                return Err(self.err(field, format!("duplicate user {:?}", u.name)));
+            }
+            let verifier = match (&u.password_env, &u.scram) {
+                (Some(var), None) => Verifier::from_password(
+                    self.secret(&format!("{field}.password_env"), var)?.expose(),
+                ),
+                (None, Some(text)) => Verifier::parse(text)
+                    .map_err(|e| self.err(format!("{field}.scram"), e.to_string()))?,
+                _ => {
+                    return Err(self.err(field, "give exactly one of password_env or scram"));
+                }
+            };
+            users.push(User {
+                name: u.name,
+                verifier,
+                groups: u.groups,
+            });
+        }
+        Ok(users)
+    }
+
+    /// `limits:` with a default for every key left out.
+    fn limits(raw: Option<RawLimits>) -> Limits {
+        let d = Limits::default();
+        match raw {
+            None => d,
+            Some(l) => Limits {
+                max_connections: l.max_connections.unwrap_or(d.max_connections),
+                max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+                // Unset, it follows a smaller message cap down.
+                max_statement_bytes: l.max_statement_bytes.unwrap_or(
+                    d.max_statement_bytes
+                        .min(l.max_message_bytes.unwrap_or(d.max_message_bytes)),
+                ),
+                shutdown_grace: l.shutdown_grace.map(|x| x.0).unwrap_or(d.shutdown_grace),
+                connect_timeout: l.connect_timeout.map(|x| x.0).unwrap_or(d.connect_timeout),
+                startup_timeout: l.startup_timeout.map(|x| x.0).unwrap_or(d.startup_timeout),
+                auth_failures: l.auth_failures.unwrap_or(d.auth_failures),
+                auth_failure_window: l
+                    .auth_failure_window
+                    .map(|x| x.0)
+                    .unwrap_or(d.auth_failure_window),
+            },
+        }
+    }
+
+    fn check_limits(&self, limits: &Limits) -> Result<(), ConfigError> {
+        if limits.max_connections == 0 {
+            return Err(self.err("limits.max_connections", "must be at least 1"));
+        }
+        if limits.max_message_bytes < 1024 {
+            return Err(self.err("limits.max_message_bytes", "must be at least 1024"));
+        }
+        if limits.max_message_bytes > MAX_MESSAGE_BYTES {
+            return Err(self.err(
+                "limits.max_message_bytes",
+                format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB, the protocol's own limit)"),
+            ));
+        }
+        if limits.max_statement_bytes == 0 || limits.max_statement_bytes > limits.max_message_bytes
+        {
+            return Err(self.err(
+                "limits.max_statement_bytes",
+                "must be between 1 and limits.max_message_bytes",
+            ));
+        }
+        if limits.connect_timeout.is_zero() || limits.startup_timeout.is_zero() {
+            return Err(self.err(
+                "limits",
+                "connect_timeout and startup_timeout must be at least 1ms",
+            ));
+        }
+        if limits.auth_failure_window.is_zero() {
+            return Err(self.err("limits.auth_failure_window", "must be at least 1ms"));
+        }
+        Ok(())
+    }
+}
+
+impl Validator<'_> {
+    fn oidc(&self, o: RawOidc) -> Result<OidcConfig, ConfigError> {
+        let f = "identities.oidc";
+        if !crate::auth::jwks::url_allowed(&o.issuer) {
+            return Err(self.err(
+                format!("{f}.issuer"),
+                "must be an https:// URL (plain http is allowed only for a loopback issuer)",
+            ));
+        }
+        if o.audience.is_empty() {
+            return Err(self.err(format!("{f}.audience"), "must not be empty"));
+        }
+        let leeway = o.leeway.map(|d| d.0).unwrap_or(defaults::OIDC_LEEWAY);
+        if leeway > Duration::from_secs(300) {
+            return Err(self.err(format!("{f}.leeway"), "at most 5m"));
+        }
+        let jwks_refresh = o
+            .jwks_refresh
+            .map(|d| d.0)
+            .unwrap_or(defaults::OIDC_JWKS_REFRESH);
+        if jwks_refresh < Duration::from_secs(30) {
+            return Err(self.err(format!("{f}.jwks_refresh"), "at least 30s"));
+        }
+        Ok(OidcConfig {
+            issuer: o.issuer,
+            audience: o.audience,
+            jwks_file: o.jwks_file.as_deref().map(|p| self.path(p)),
+            username_claim: o
+                .username_claim
+                .unwrap_or_else(|| defaults::OIDC_USERNAME_CLAIM.into()),
+            groups_claim: o
+                .groups_claim
+                .unwrap_or_else(|| defaults::OIDC_GROUPS_CLAIM.into()),
+            session_may_outlive_token: o.session_may_outlive_token,
+            leeway,
+            jwks_refresh,
+            clock: crate::auth::clock::Clock::system(),
+        })
+    }
+
+    fn audit(&self, a: RawAudit) -> Result<AuditConfig, ConfigError> {
+        if a.dir.is_empty() {
+            return Err(self.err("audit.dir", "must not be empty"));
+        }
+        let mut c = AuditConfig::new(self.path(&a.dir));
+        if let Some(d) = a.durability {
+            c.durability = d;
+        }
+        if let Some(n) = a.record_rows {
+            if n > MAX_RECORD_ROWS {
+                return Err(self.err(
+                    "audit.record_rows",
+                    format!("must be at most {MAX_RECORD_ROWS}"),
+                ));
+            }
+            c.record_rows = n as usize;
+        }
+        if let Some(var) = &a.hmac_key_env {
+            c.hmac_key = Some(self.secret("audit.hmac_key_env", var)?);
+        }
+        if let Some(n) = a.segment_bytes {
+            if !(4096..=1 << 40).contains(&n) {
+                return Err(self.err(
+                    "audit.segment_bytes",
+                    "must be between 4096 and 1099511627776 (1 TiB)",
+                ));
+            }
+            c.segment_bytes = n;
+        }
+        if let Some(d) = a.segment_age {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.segment_age", "must be at least 1s"));
+            }
+            c.segment_age = d.0;
+        }
+        if let Some(d) = a.flush_interval {
+            if d.0.is_zero() || d.0 > Duration::from_secs(1) {
+                return Err(self.err("audit.flush_interval", "must be between 1ms and 1s"));
+            }
+            c.flush_interval = d.0;
+        }
+        if let Some(d) = a.head_interval {
+            if d.0 < Duration::from_secs(1) {
+                return Err(self.err("audit.head_interval", "must be at least 1s"));
+            }
+            c.head_interval = d.0;
+        }
+        for (i, s) in a.sinks.into_iter().enumerate() {
+            let field = format!("audit.sinks[{i}]");
+            c.sinks.push(match s {
+                RawAuditSink::Stdout => AuditSink::Stdout,
+                RawAuditSink::Webhook { url_env } => AuditSink::Webhook {
+                    url: self.secret(&format!("{field}.webhook.url_env"), &url_env)?,
+                },
+                RawAuditSink::Syslog { address } => {
+                    let ok = ["udp://", "tcp://"].iter().any(|p| {
+                        address.strip_prefix(p).is_some_and(|r| {
+                            r.rsplit_once(':').is_some_and(|(h, port)| {
+                                !h.is_empty() && port.parse::<u16>().is_ok()
+                            })
+                        })
+                    });
+                    if !ok {
+                        return Err(self.err(
+                            format!("{field}.syslog.address"),
+                            format!("{address:?} must be udp://host:port or tcp://host:port"),
+                        ));
+                    }
+                    AuditSink::Syslog { address }
+                }
+            });
+        }
+        Ok(c)
+    }
+}

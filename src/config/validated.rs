@@ -1,0 +1,193 @@
+//! The validated configuration: the only form the rest of pgmoat sees. Every value is
+//! here, defaults applied (see `defaults`), secrets read from the environment, paths
+//! resolved against the config file's folder.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Secret;
+use crate::protocol::scram::Verifier;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Tokio worker threads.
+    pub workers: usize,
+    pub tls: Option<TlsConfig>,
+    pub admin: Option<AdminConfig>,
+    pub targets: BTreeMap<String, Target>,
+    pub users: Vec<User>,
+    pub certificates: Vec<CertificateUser>,
+    pub oidc: Option<OidcConfig>,
+    pub rules: Option<PathBuf>,
+    pub approvals: Option<ApprovalsConfig>,
+    pub audit: Option<AuditConfig>,
+    pub limits: Limits,
+}
+
+/// How pgmoat talks TLS to a target. (A plain value: the YAML names it directly.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    Disable,
+    /// Try TLS, fall back to plain when the server declines; no certificate checks.
+    Prefer,
+    /// TLS or nothing; no certificate checks (libpq's `require`).
+    Require,
+    /// TLS with the certificate chain checked against `ca` and the host name matched.
+    VerifyFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require: bool,
+    /// CA bundle that client certificates are verified against; None: not asked for.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse the TLS handshake of a client without a valid certificate.
+    pub require_client_cert: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for `/api/*`; without one, every `/api/*` call is refused.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub tls: UpstreamTlsMode,
+    pub ca: Option<PathBuf>,
+    /// Group -> upstream role, in the config's order: pgmoat runs `SET ROLE` for the
+    /// first group the identity has, and then refuses any change of role.
+    pub roles: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The role an identity with these groups runs as, if the target says so.
+    pub fn role_for(&self, groups: &[String]) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(g, _)| groups.iter().any(|x| x == g))
+            .map(|(_, r)| r.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub verifier: Verifier,
+    pub groups: Vec<String>,
+}
+
+/// A client-certificate identity: the certificate's subject CN names it.
+#[derive(Debug, Clone)]
+pub struct CertificateUser {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// Bearer tokens (JWT) sent as the Postgres password.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Compared exactly with the token's `iss` (no trailing-slash games).
+    pub issuer: String,
+    pub audience: String,
+    /// Keys read from this file instead of discovered from the issuer.
+    pub jwks_file: Option<PathBuf>,
+    /// The claim the Postgres user name must equal (default `sub`).
+    pub username_claim: String,
+    /// The claim holding the groups, a string or an array of strings (default `groups`).
+    pub groups_claim: String,
+    pub session_may_outlive_token: bool,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How often discovered keys are fetched again even when no unknown `kid` asks for it.
+    pub jwks_refresh: Duration,
+    /// What `exp` and `nbf` are compared with: the system clock (tests move their own).
+    pub clock: crate::auth::clock::Clock,
+}
+
+/// Approvals (SPEC §2), with their secrets read.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// How long a held statement waits for a decision before it is denied.
+    pub timeout: Duration,
+    pub slack: Option<SlackApprovals>,
+    /// The generic JSON webhook's URL (it may carry a token: kept as a secret).
+    pub webhook: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackApprovals {
+    pub webhook: Secret,
+    /// Verifies Slack's interactive callbacks.
+    pub signing_secret: Secret,
+    /// Slack user id -> identity name.
+    pub approvers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDurability {
+    Fsync,
+    Batch,
+}
+
+/// The audit store (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub durability: AuditDurability,
+    /// Result rows kept per statement (after masking).
+    pub record_rows: usize,
+    pub sinks: Vec<AuditSink>,
+    pub hmac_key: Option<Secret>,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub flush_interval: Duration,
+    pub head_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuditSink {
+    Stdout,
+    /// The URL may carry a token: kept as a secret.
+    Webhook {
+        url: Secret,
+    },
+    /// `udp://host:port` or `tcp://host:port`.
+    Syslog {
+        address: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Cap on any one message pgmoat must hold whole (queries, Parse, FunctionCall);
+    /// data messages are streamed and only bound by the protocol's own limits.
+    pub max_message_bytes: usize,
+    /// Statements longer than this are refused before parsing.
+    pub max_statement_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub connect_timeout: Duration,
+    pub startup_timeout: Duration,
+    /// Failed authentications one client address may have within `auth_failure_window`
+    /// before further attempts from it are refused without being checked.
+    pub auth_failures: u32,
+    pub auth_failure_window: Duration,
+}
