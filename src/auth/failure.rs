@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -85,6 +85,9 @@ pub struct Limiter {
     max: u32,
     window: Duration,
     entries: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// With `cluster:`, failures are also counted in the state database, so an
+    /// address cannot spread its guesses over the replicas.
+    shared: OnceLock<Arc<crate::cluster::Shared>>,
 }
 
 const MAX_TRACKED: usize = 16_384;
@@ -95,6 +98,49 @@ impl Limiter {
             max: max.max(1),
             window,
             entries: Mutex::new(HashMap::new()),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// Count failures across the cluster too.
+    pub fn attach(&self, shared: Arc<crate::cluster::Shared>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Whether this address has used up its failures, here or (with `cluster:`) on
+    /// all nodes together. A state database that does not answer leaves the local
+    /// count in charge: logins keep working while it is away.
+    pub async fn is_blocked_anywhere(&self, ip: IpAddr) -> bool {
+        if self.is_blocked(ip) {
+            return true;
+        }
+        match self.shared.get() {
+            Some(s) => match s.login_failures("", ip, self.window).await {
+                Ok(n) => n >= 0 && n as u32 >= self.max,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared login-failure count unavailable");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Charge the state database with a failure (or forget them), in the background.
+    fn share(&self, ip: IpAddr, failed: bool) {
+        let Some(s) = self.shared.get() else { return };
+        let (s, window) = (Arc::clone(s), self.window);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let r = if failed {
+                    s.record_login_failure("", ip, window).await.map(|_| ())
+                } else {
+                    s.clear_login_failures("", ip).await
+                };
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "shared login-failure count not updated");
+                }
+            });
         }
     }
 
@@ -123,12 +169,24 @@ impl Limiter {
             *e = (now, 0);
         }
         e.1 = e.1.saturating_add(1);
+        drop(map);
+        self.share(ip, true);
     }
 
     /// A successful login from an address forgets its failures.
     pub fn clear(&self, ip: IpAddr) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&ip);
+        let removed = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip)
+            .is_some();
+        // Forget the cluster's count only when this node had counted failures: a
+        // success costs no state-database write otherwise (failures counted on other
+        // nodes then run out with their window).
+        if removed {
+            self.share(ip, false);
+        }
     }
 }
 

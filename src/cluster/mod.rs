@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod schema;
 pub mod status;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,27 +88,34 @@ impl Default for Timing {
 /// This node's handle on the state database.
 pub struct Shared {
     pub node: String,
-    url: String,
+    config: tokio_postgres::Config,
     pub timing: Timing,
     client: Mutex<Option<Arc<Client>>>,
+    /// Whether this process brought the schema to its version yet.
+    migrated: AtomicBool,
 }
 
 impl Shared {
-    /// Connect, migrate the schema, and register this node. Fails when the database
-    /// cannot be reached: a node configured for a cluster does not start alone.
-    pub async fn open(node: &str, url: &str, timing: Timing) -> Result<Arc<Shared>, StateError> {
-        let shared = Arc::new(Shared {
+    /// A handle that connects (and migrates the schema) on first use, so a node can
+    /// start while the state database is away: until it is back, approvals fail
+    /// closed and everything else works.
+    pub fn new(node: &str, url: &str, timing: Timing) -> Result<Arc<Shared>, StateError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StateError::Schema(format!("the state database URL does not parse: {e}"))
+        })?;
+        Ok(Arc::new(Shared {
             node: node.to_owned(),
-            url: url.to_owned(),
+            config,
             timing,
             client: Mutex::new(None),
-        });
-        let (mut client, connection) = shared.connect_raw().await?;
-        tokio::spawn(connection);
-        tokio::time::timeout(timing.deadline * 5, schema::migrate(&mut client))
-            .await
-            .map_err(|_| StateError::Unavailable("migration timed out".into()))??;
-        *shared.client.lock().await = Some(Arc::new(client));
+            migrated: AtomicBool::new(false),
+        }))
+    }
+
+    /// Connect, migrate the schema, and register this node: [`Shared::new`] and a first
+    /// heartbeat, failing if the state database cannot be reached.
+    pub async fn open(node: &str, url: &str, timing: Timing) -> Result<Arc<Shared>, StateError> {
+        let shared = Shared::new(node, url, timing)?;
         shared.heartbeat(0).await?;
         Ok(shared)
     }
@@ -126,11 +134,7 @@ impl Shared {
         ),
         StateError,
     > {
-        let config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StateError::Unavailable(e.to_string()))?;
-        let connecting = config.connect(NoTls);
+        let connecting = self.config.connect(NoTls);
         let (client, connection) = tokio::time::timeout(self.timing.deadline, connecting)
             .await
             .map_err(|_| StateError::Unavailable("connect timed out".into()))?
@@ -143,7 +147,8 @@ impl Shared {
         }))
     }
 
-    /// The shared client, reconnecting if the last one was closed.
+    /// The shared client, reconnecting if the last one was closed; the first
+    /// connection that works migrates the schema.
     async fn client(&self) -> Result<Arc<Client>, StateError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -152,8 +157,14 @@ impl Shared {
             }
         }
         *slot = None;
-        let (client, connection) = self.connect_raw().await?;
+        let (mut client, connection) = self.connect_raw().await?;
         tokio::spawn(connection);
+        if !self.migrated.load(Ordering::Acquire) {
+            tokio::time::timeout(self.timing.deadline * 5, schema::migrate(&mut client))
+                .await
+                .map_err(|_| StateError::Unavailable("migration timed out".into()))??;
+            self.migrated.store(true, Ordering::Release);
+        }
         let client = Arc::new(client);
         *slot = Some(Arc::clone(&client));
         Ok(client)
@@ -203,12 +214,8 @@ impl Shared {
         &self,
         tx: &tokio::sync::mpsc::Sender<Option<String>>,
     ) -> Result<(), StateError> {
-        let config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StateError::Unavailable(e.to_string()))?;
         let (client, mut connection) =
-            tokio::time::timeout(self.timing.deadline, config.connect(NoTls))
+            tokio::time::timeout(self.timing.deadline, self.config.connect(NoTls))
                 .await
                 .map_err(|_| StateError::Unavailable("connect timed out".into()))?
                 .map_err(StateError::db)?;

@@ -52,7 +52,12 @@ impl Shared {
 
     /// Beat every `timing.heartbeat` and withdraw what lapsed nodes held, until the
     /// process ends. `sessions` reports the node's live session count.
-    pub fn spawn_heartbeat(self: &Arc<Self>, sessions: impl Fn() -> i32 + Send + 'static) {
+    /// `on_reaped` gets the ids this node withdrew (to tell the notifiers).
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        sessions: impl Fn() -> i32 + Send + 'static,
+        on_reaped: impl Fn(Vec<String>) + Send + 'static,
+    ) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(me.timing.heartbeat);
@@ -60,7 +65,13 @@ impl Shared {
             loop {
                 tick.tick().await;
                 let beat = match me.heartbeat(sessions()).await {
-                    Ok(()) => me.reap_lapsed().await.map(|ids| ids.len()),
+                    Ok(()) => me.reap_lapsed().await.map(|ids| {
+                        let n = ids.len();
+                        if n > 0 {
+                            on_reaped(ids);
+                        }
+                        n
+                    }),
                     Err(e) => Err(e),
                 };
                 match beat {

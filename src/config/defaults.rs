@@ -18,6 +18,11 @@ pub const TARGET_PORT: u16 = 5432;
 /// `targets.*.tls:`: what libpq does by default.
 pub const UPSTREAM_TLS: UpstreamTlsMode = UpstreamTlsMode::Prefer;
 
+/// `cluster.heartbeat:` and `cluster.lapse:`: a dead node's holds are withdrawn within
+/// about five seconds; a node must miss four beats in a row to be declared gone.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const LAPSE: Duration = Duration::from_secs(5);
+
 /// `approvals.timeout:`: long enough for a human to answer a Slack message.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 

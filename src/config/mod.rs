@@ -20,8 +20,9 @@ pub use defaults::workers as default_workers;
 pub use raw::{parse_duration, HumanDuration, MAX_DURATION};
 pub use validate::{MAX_MESSAGE_BYTES, MAX_RECORD_ROWS, MAX_WORKERS};
 pub use validated::{
-    AdminConfig, ApprovalsConfig, AuditConfig, AuditDurability, AuditSink, CertificateUser, Config,
-    Limits, OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode, User,
+    AdminConfig, ApprovalsConfig, AuditConfig, AuditDurability, AuditSink, CertificateUser,
+    ClusterConfig, Config, Limits, OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode,
+    User,
 };
 
 #[derive(Debug, Error)]

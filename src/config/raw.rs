@@ -84,6 +84,19 @@ pub(super) struct RawConfig {
     pub approvals: Option<RawApprovals>,
     pub audit: Option<RawAudit>,
     pub limits: Option<RawLimits>,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `cluster:` (SPEC section 11).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub node: Option<String>,
+    /// The node name from the environment, so one file serves every replica.
+    pub node_env: Option<String>,
+    pub state_url_env: String,
+    pub heartbeat: Option<HumanDuration>,
+    pub lapse: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

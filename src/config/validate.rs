@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use super::defaults;
 use super::raw::{
-    RawApprovals, RawAudit, RawAuditSink, RawConfig, RawLimits, RawOidc, RawTarget, RawUser,
+    RawApprovals, RawAudit, RawAuditSink, RawCluster, RawConfig, RawLimits, RawOidc, RawTarget,
+    RawUser,
 };
 use super::validated::{
-    AdminConfig, ApprovalsConfig, AuditConfig, AuditSink, CertificateUser, Config, Limits,
-    OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode, User,
+    AdminConfig, ApprovalsConfig, AuditConfig, AuditSink, CertificateUser, ClusterConfig, Config,
+    Limits, OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode, User,
 };
 use super::{ConfigError, Env, Secret};
 use crate::protocol::scram::Verifier;
@@ -179,6 +180,59 @@ impl Validator<'_> {
                 None => None,
             },
             limits,
+            cluster: match raw.cluster {
+                Some(c) => Some(self.cluster(c)?),
+                None => None,
+            },
+        })
+    }
+
+    fn cluster(&self, c: RawCluster) -> Result<ClusterConfig, ConfigError> {
+        let node = match (c.node, c.node_env) {
+            (Some(n), None) => n,
+            (None, Some(var)) => match self.env.var(&var) {
+                Some(v) if !v.is_empty() => v,
+                _ => {
+                    return Err(self.err(
+                        "cluster.node_env",
+                        format!("environment variable {var} is not set"),
+                    ))
+                }
+            },
+            _ => {
+                return Err(self.err(
+                    "cluster",
+                    "give the node's name as exactly one of `node:` or `node_env:`",
+                ))
+            }
+        };
+        if node.is_empty()
+            || node.len() > 63
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(self.err(
+                "cluster.node",
+                format!("{node:?}: use 1-63 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let heartbeat = c.heartbeat.map(|d| d.0).unwrap_or(defaults::HEARTBEAT);
+        let lapse = c.lapse.map(|d| d.0).unwrap_or(defaults::LAPSE);
+        if heartbeat.is_zero() {
+            return Err(self.err("cluster.heartbeat", "must be more than 0"));
+        }
+        if lapse < heartbeat * 2 {
+            return Err(self.err(
+                "cluster.lapse",
+                "must be at least twice the heartbeat (one late beat must not end a node)",
+            ));
+        }
+        Ok(ClusterConfig {
+            node,
+            state_url: self.secret("cluster.state_url_env", &c.state_url_env)?,
+            heartbeat,
+            lapse,
         })
     }
 }

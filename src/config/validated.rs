@@ -28,6 +28,18 @@ pub struct Config {
     pub approvals: Option<ApprovalsConfig>,
     pub audit: Option<AuditConfig>,
     pub limits: Limits,
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster:`: this replica's name and the state database shared with the others.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node: String,
+    pub state_url: Secret,
+    /// How often this node says it is alive.
+    pub heartbeat: std::time::Duration,
+    /// A node silent this long is gone: its held requests are withdrawn.
+    pub lapse: std::time::Duration,
 }
 
 /// How pgmoat talks TLS to a target. (A plain value: the YAML names it directly.)

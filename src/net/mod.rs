@@ -77,6 +77,51 @@ pub enum GatewayError {
     Oidc(#[from] crate::auth::jwks::JwksError),
     #[error("cannot open the audit store: {0}")]
     Audit(#[from] crate::audit::StoreError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::StateError),
+}
+
+/// Join the cluster: share approvals and login failures through the state database,
+/// beat, and withdraw what lapsed nodes held. A state database that is away at start
+/// is not fatal (approvals fail closed until it is back); one whose schema is newer
+/// than this build is.
+async fn join_cluster(
+    c: &crate::config::ClusterConfig,
+    approvals: Option<&Arc<crate::approval::Approvals>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<crate::cluster::Shared>, GatewayError> {
+    use crate::cluster::{Shared as StateDb, StateError, Timing};
+    let timing = Timing {
+        heartbeat: c.heartbeat,
+        lapse: c.lapse,
+        ..Timing::default()
+    };
+    let db = StateDb::new(&c.node, c.state_url.expose(), timing)?;
+    match db.heartbeat(0).await {
+        Ok(()) => tracing::info!(node = %c.node, "joined the cluster"),
+        Err(e @ StateError::Schema(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(node = %c.node, error = %e, "state database unavailable at start: approvals fail closed until it is back")
+        }
+    }
+    if let Some(a) = approvals {
+        a.attach(Arc::clone(&db), "");
+    }
+    let m = Arc::clone(metrics);
+    let a = approvals.cloned();
+    db.spawn_heartbeat(
+        move || {
+            m.connections_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .clamp(0, i32::MAX as i64) as i32
+        },
+        move |ids| {
+            if let Some(a) = a.clone() {
+                tokio::spawn(async move { a.announce_lapsed(&ids).await });
+            }
+        },
+    );
+    Ok(db)
 }
 
 /// A bound gateway, ready to run.
@@ -166,6 +211,10 @@ impl Gateway {
             }
             approvals
         });
+        let cluster = match &config.cluster {
+            Some(c) => Some(join_cluster(c, approvals.as_ref(), &metrics).await?),
+            None => None,
+        };
         let oidc = match &config.oidc {
             Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
             None => None,
@@ -197,6 +246,9 @@ impl Gateway {
             approvals,
             config: Arc::new(config),
         });
+        if let Some(db) = cluster {
+            shared.auth_limiter.attach(db);
+        }
         if shared.oidc.is_some() {
             // Fetch discovered keys now, so the first login does not wait for the IdP
             // and a misconfigured issuer shows in the log at start.

@@ -88,7 +88,7 @@ pub async fn authenticate(
         auth_failed(shared, peer, user, &reason);
         client_error(user, &reason)
     };
-    if shared.auth_limiter.is_blocked(peer.ip()) {
+    if shared.auth_limiter.is_blocked_anywhere(peer.ip()).await {
         return Err(fail(AuthFailure::RateLimited));
     }
     let result = if let Some(id) = certificate_identity(client, user, shared) {

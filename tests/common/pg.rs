@@ -544,6 +544,25 @@ impl TestPg {
             .expect("run psql")
     }
 
+    /// Stops the server (fast shutdown) and keeps its data: [`TestPg::restart`]
+    /// starts it again on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Starts a server [`TestPg::stop`]ped before, on the same port and data.
+    pub fn restart(&mut self) {
+        if let Err(e) = self.spawn_and_wait(server_user()) {
+            panic!(
+                "restarting postgres: {}\n{}",
+                e.describe(),
+                self.log_tail(20)
+            );
+        }
+    }
+
     /// The postmaster's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

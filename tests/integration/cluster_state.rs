@@ -171,7 +171,7 @@ async fn a_silent_node_loses_its_holds() {
     let b = Shared::open("node-b", &url, fast()).await.unwrap();
     a.publish("", &request("ap-held", 60)).await.unwrap();
     // b keeps beating; a says nothing more.
-    b.spawn_heartbeat(|| 0);
+    b.spawn_heartbeat(|| 0, |_| {});
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
         let r = b.fetch("ap-held").await.unwrap().unwrap();

@@ -16,6 +16,7 @@ mod threats_code;
 
 mod auth;
 mod cli;
+mod cluster;
 mod cluster_state;
 mod drivers;
 mod drivers_regressions;
