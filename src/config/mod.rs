@@ -8,6 +8,7 @@
 
 mod defaults;
 mod raw;
+mod tenants;
 mod validate;
 mod validated;
 
@@ -21,8 +22,8 @@ pub use raw::{parse_duration, HumanDuration, MAX_DURATION};
 pub use validate::{MAX_MESSAGE_BYTES, MAX_RECORD_ROWS, MAX_WORKERS};
 pub use validated::{
     AdminConfig, ApprovalsConfig, AuditConfig, AuditDurability, AuditSink, CertificateUser,
-    ClusterConfig, Config, Limits, OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode,
-    User,
+    ClusterConfig, Config, Limits, OidcConfig, SlackApprovals, Target, TenantConfig, TenantLimits,
+    TlsConfig, UpstreamTlsMode, User,
 };
 
 #[derive(Debug, Error)]

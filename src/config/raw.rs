@@ -85,6 +85,30 @@ pub(super) struct RawConfig {
     pub audit: Option<RawAudit>,
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
+    pub tenants: Option<BTreeMap<String, RawTenant>>,
+}
+
+/// One tenant under `tenants:` (SPEC section 10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    #[serde(default)]
+    pub targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    pub identities: RawIdentities,
+    pub rules: Option<String>,
+    pub approvals: Option<RawApprovals>,
+    pub audit: Option<RawAudit>,
+    pub admin_token_env: Option<String>,
+    pub limits: Option<RawTenantLimits>,
+}
+
+/// What one tenant may use of the shared gateway, so its flood leaves the others room.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantLimits {
+    pub max_connections: Option<usize>,
+    pub max_held: Option<usize>,
 }
 
 /// `cluster:` (SPEC section 11).

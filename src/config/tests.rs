@@ -304,3 +304,112 @@ fn left_out_keys_get_the_defaults_in_one_place() {
         "{e}"
     );
 }
+
+const TENANTS: &str = r#"
+tenants:
+  acme:
+    targets: { demo: { host: 127.0.0.1, user: app, password_env: PW } }
+    identities: { users: [ { name: acme-agent, password_env: PW, groups: [agents] } ] }
+    rules: rules/acme/
+    audit: { dir: audit/acme }
+    admin_token_env: PW
+    limits: { max_connections: 5, max_held: 2 }
+  globex:
+    targets: { demo: { host: 127.0.0.2, user: app, password_env: PW } }
+    identities: { users: [ { name: globex-agent, password_env: PW } ] }
+    audit: { dir: audit/globex }
+"#;
+
+#[test]
+fn tenants_hold_their_own_scope() {
+    let c = load(TENANTS).unwrap();
+    assert!(c.targets.is_empty() && c.users.is_empty() && c.rules.is_none());
+    let names: Vec<&str> = c.tenants.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["acme", "globex"]);
+    let acme = &c.tenants[0];
+    assert_eq!(acme.targets["demo"].host, "127.0.0.1");
+    assert_eq!(
+        acme.rules.as_deref(),
+        Some(Path::new("/etc/pgmoat/rules/acme/"))
+    );
+    assert_eq!(
+        acme.audit.as_ref().unwrap().dir,
+        Path::new("/etc/pgmoat/audit/acme")
+    );
+    assert_eq!(acme.admin_token.as_ref().unwrap().expose(), "pw");
+    assert_eq!(
+        acme.limits,
+        TenantLimits {
+            max_connections: Some(5),
+            max_held: Some(2)
+        }
+    );
+    assert_eq!(
+        c.tenants[1].targets["demo"].host, "127.0.0.2",
+        "target names are per tenant"
+    );
+    assert_eq!(c.tenants[1].limits, TenantLimits::default());
+}
+
+#[test]
+fn tenants_are_kept_apart_by_validation() {
+    let bad = |text: &str, needle: &str| {
+        let e = load(text).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle:?} not in: {e}");
+    };
+    // The top level holds no scope of its own beside tenants.
+    bad(
+        &format!("{MINIMAL}{TENANTS}"),
+        "targets: with `tenants:`, `targets:` belongs inside each tenant",
+    );
+    bad(
+        &format!("rules: rules/\n{TENANTS}"),
+        "`rules:` belongs inside each tenant",
+    );
+    bad(
+        &format!("identities: {{ users: [ {{ name: x, password_env: PW }} ] }}\n{TENANTS}"),
+        "`identities:` belongs inside each tenant",
+    );
+    bad(
+        &format!("audit: {{ dir: audit }}\n{TENANTS}"),
+        "`audit:` belongs inside each tenant",
+    );
+    // An identity belongs to one tenant.
+    bad(
+        &TENANTS.replace("name: globex-agent", "name: acme-agent"),
+        "tenants.globex.identities: identity \"acme-agent\" is also declared by tenant \"acme\"",
+    );
+    // Each tenant its own chain.
+    bad(
+        &TENANTS.replace("dir: audit/globex", "dir: audit/acme"),
+        "tenants.globex.audit.dir",
+    );
+    // Errors inside a tenant name the tenant.
+    bad(
+        &TENANTS.replace(
+            "host: 127.0.0.2, user: app, password_env: PW",
+            "host: 127.0.0.2, user: app, password_env: NOPE",
+        ),
+        "tenants.globex.targets.demo",
+    );
+    bad(
+        &TENANTS.replace("max_held: 2", "max_held: 0"),
+        "tenants.acme.limits.max_held: must be at least 1",
+    );
+    bad(
+        &TENANTS.replace("  globex:", "  Globex:"),
+        "tenant name \"Globex\"",
+    );
+    bad("tenants: {}\n", "declare at least one tenant");
+    bad(
+        &TENANTS.replace(
+            "    targets: { demo: { host: 127.0.0.2, user: app, password_env: PW } }\n",
+            "",
+        ),
+        "tenants.globex.targets: at least one target is required",
+    );
+    bad(
+        &TENANTS.replace("admin_token_env: PW", "admin_token_env: NOPE"),
+        "tenants.acme.admin_token_env",
+    );
+}

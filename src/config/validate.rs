@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use super::defaults;
 use super::raw::{
-    RawApprovals, RawAudit, RawAuditSink, RawCluster, RawConfig, RawLimits, RawOidc, RawTarget,
-    RawUser,
+    RawApprovals, RawAudit, RawAuditSink, RawCluster, RawConfig, RawIdentities, RawLimits, RawOidc,
+    RawTarget, RawUser,
 };
+use super::tenants::Scope;
 use super::validated::{
     AdminConfig, ApprovalsConfig, AuditConfig, AuditSink, CertificateUser, ClusterConfig, Config,
     Limits, OidcConfig, SlackApprovals, Target, TlsConfig, UpstreamTlsMode, User,
@@ -33,7 +34,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.name.to_owned(),
             field: field.into(),
@@ -41,7 +42,7 @@ impl Validator<'_> {
         }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(super) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -50,14 +51,14 @@ impl Validator<'_> {
         }
     }
 
-    fn secret(&self, field: &str, var: &str) -> Result<Secret, ConfigError> {
+    pub(super) fn secret(&self, field: &str, var: &str) -> Result<Secret, ConfigError> {
         match self.env.var(var) {
             Some(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ => Err(self.err(field, format!("environment variable {var} is not set"))),
         }
     }
 
-    fn approvals(&self, a: RawApprovals) -> Result<ApprovalsConfig, ConfigError> {
+    pub(super) fn approvals(&self, a: RawApprovals) -> Result<ApprovalsConfig, ConfigError> {
         let slack = match a.slack {
             None => None,
             Some(s) => Some(SlackApprovals {
@@ -111,21 +112,82 @@ impl Validator<'_> {
                 },
             }),
         };
-        if raw.targets.is_empty() {
-            return Err(self.err("targets", "at least one target is required"));
-        }
-        let mut targets = BTreeMap::new();
-        for (name, t) in raw.targets {
-            let target = self.target(name, t)?;
-            targets.insert(target.name.clone(), target);
-        }
-        let users = self.users(raw.identities.users)?;
         let limits = Self::limits(raw.limits);
         if limits.auth_failures == 0 {
             return Err(self.err("limits.auth_failures", "must be at least 1"));
         }
-        let certificates: Vec<CertificateUser> = raw
-            .identities
+        let has_tenants = raw.tenants.is_some();
+        let scope = if has_tenants {
+            self.no_top_level_scope(
+                &raw.targets,
+                &raw.identities,
+                [
+                    ("rules", raw.rules.is_some()),
+                    ("approvals", raw.approvals.is_some()),
+                    ("audit", raw.audit.is_some()),
+                ],
+            )?;
+            Scope::default()
+        } else {
+            self.scope(raw.targets, raw.identities, tls.as_ref())?
+        };
+        let tenants = match raw.tenants {
+            Some(t) => self.tenants(t, tls.as_ref())?,
+            None => Vec::new(),
+        };
+        self.check_limits(&limits)?;
+        let workers = match raw.workers {
+            Some(0) => return Err(self.err("workers", "must be at least 1")),
+            Some(n) if n > MAX_WORKERS => {
+                return Err(self.err("workers", format!("must be at most {MAX_WORKERS}")))
+            }
+            Some(n) => n,
+            None => defaults::workers(),
+        };
+        Ok(Config {
+            listen: raw.listen.unwrap_or(defaults::LISTEN),
+            workers,
+            tls,
+            admin,
+            targets: scope.targets,
+            users: scope.users,
+            certificates: scope.certificates,
+            oidc: scope.oidc,
+            rules: raw.rules.as_deref().map(|p| self.path(p)),
+            approvals: match raw.approvals {
+                Some(a) => Some(self.approvals(a)?),
+                None => None,
+            },
+            audit: match raw.audit {
+                Some(a) => Some(self.audit(a)?),
+                None => None,
+            },
+            limits,
+            cluster: match raw.cluster {
+                Some(c) => Some(self.cluster(c)?),
+                None => None,
+            },
+            tenants,
+        })
+    }
+
+    /// Targets and identities: the top level's, or one tenant's.
+    pub(super) fn scope(
+        &self,
+        raw_targets: BTreeMap<String, RawTarget>,
+        identities: RawIdentities,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Scope, ConfigError> {
+        if raw_targets.is_empty() {
+            return Err(self.err("targets", "at least one target is required"));
+        }
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw_targets {
+            let target = self.target(name, t)?;
+            targets.insert(target.name.clone(), target);
+        }
+        let users = self.users(identities.users)?;
+        let certificates: Vec<CertificateUser> = identities
             .certificates
             .into_iter()
             .map(|c| CertificateUser {
@@ -142,48 +204,21 @@ impl Validator<'_> {
                 return Err(self.err(field, format!("duplicate certificate name {:?}", c.name)));
             }
         }
-        if !certificates.is_empty() && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+        if !certificates.is_empty() && tls.is_none_or(|t| t.client_ca.is_none()) {
             return Err(self.err(
                 "identities.certificates",
                 "needs `tls.client_ca:` to verify client certificates against",
             ));
         }
-        let oidc = match raw.identities.oidc {
+        let oidc = match identities.oidc {
             None => None,
             Some(o) => Some(self.oidc(o)?),
         };
-        self.check_limits(&limits)?;
-        let workers = match raw.workers {
-            Some(0) => return Err(self.err("workers", "must be at least 1")),
-            Some(n) if n > MAX_WORKERS => {
-                return Err(self.err("workers", format!("must be at most {MAX_WORKERS}")))
-            }
-            Some(n) => n,
-            None => defaults::workers(),
-        };
-        Ok(Config {
-            listen: raw.listen.unwrap_or(defaults::LISTEN),
-            workers,
-            tls,
-            admin,
+        Ok(Scope {
             targets,
             users,
             certificates,
             oidc,
-            rules: raw.rules.as_deref().map(|p| self.path(p)),
-            approvals: match raw.approvals {
-                Some(a) => Some(self.approvals(a)?),
-                None => None,
-            },
-            audit: match raw.audit {
-                Some(a) => Some(self.audit(a)?),
-                None => None,
-            },
-            limits,
-            cluster: match raw.cluster {
-                Some(c) => Some(self.cluster(c)?),
-                None => None,
-            },
         })
     }
 
@@ -403,7 +438,7 @@ impl Validator<'_> {
         })
     }
 
-    fn audit(&self, a: RawAudit) -> Result<AuditConfig, ConfigError> {
+    pub(super) fn audit(&self, a: RawAudit) -> Result<AuditConfig, ConfigError> {
         if a.dir.is_empty() {
             return Err(self.err("audit.dir", "must not be empty"));
         }

@@ -29,6 +29,33 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     pub limits: Limits,
     pub cluster: Option<ClusterConfig>,
+    /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One tenant: its own targets, identities, rules, approvals, audit store and admin
+/// token (SPEC section 10).
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub targets: BTreeMap<String, Target>,
+    pub users: Vec<User>,
+    pub certificates: Vec<CertificateUser>,
+    pub oidc: Option<OidcConfig>,
+    pub rules: Option<PathBuf>,
+    pub approvals: Option<ApprovalsConfig>,
+    pub audit: Option<AuditConfig>,
+    /// Sees and decides this tenant's approvals, sessions and audit only.
+    pub admin_token: Option<Secret>,
+    pub limits: TenantLimits,
+}
+
+/// A tenant's share of the gateway; `None`: only the gateway's own limits apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub max_connections: Option<usize>,
+    /// Statements of this tenant waiting for approval at once.
+    pub max_held: Option<usize>,
 }
 
 /// `cluster:`: this replica's name and the state database shared with the others.

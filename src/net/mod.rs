@@ -79,6 +79,8 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// Join the cluster: share approvals and login failures through the state database,
@@ -137,6 +139,12 @@ impl Gateway {
     /// Bind the listeners and prepare TLS; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         tls::install_default_provider();
+        if !config.tenants.is_empty() {
+            // Fail closed: validated, but serving tenants apart is not built yet.
+            return Err(GatewayError::Unsupported(
+                "`tenants:` validates (pgmoat check) but this build does not serve it yet",
+            ));
+        }
         let rules = RulesHandle::load(config.rules.as_deref()).map_err(GatewayError::Rules)?;
         if !rules.is_configured() {
             tracing::warn!("no `rules:` configured: statements are relayed without being judged");
