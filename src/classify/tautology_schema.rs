@@ -356,33 +356,64 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
         return None;
     }
     let rel = body.get("relation").and_then(Value::as_object)?;
-    let mut scope = Scope::of_relation(rel, body);
+    let scope = Scope::of_relation(rel, body);
     let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
         return Some((false, false));
     };
-    if reads::narrows(sel) || present(sel, "larg") {
-        return Some((false, false));
+    let (whole, looked) = copies_table(&scope, sel, 0);
+    if !whole {
+        return Some((false, looked));
     }
+    match oc.get("where_clause").filter(|w| !w.is_null()) {
+        None => Some((true, looked)),
+        Some(w) => {
+            let (always, l) = is_tautology(w);
+            Some((always, looked || l))
+        }
+    }
+}
+
+/// Whether an upsert's source gives every row of the table in its own columns: the
+/// table itself (or a whole copy of it in a derived table or CTE), with no WHERE of
+/// its own but one true for every row and nothing else that narrows; or a UNION
+/// with such an arm, an INTERSECT of two. Whether a literal decided, too.
+fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
+    use pg_query::protobuf::SetOperation;
+    if reads::narrows(sel) || depth > 8 {
+        return (false, false);
+    }
+    let arm = |k: &str| {
+        sel.get(k)
+            .and_then(Value::as_object)
+            .map_or((false, false), |a| copies_table(scope, a, depth + 1))
+    };
+    let op = sel.get("op").and_then(Value::as_i64).unwrap_or(0);
+    if op == SetOperation::SetopUnion as i64 || op == SetOperation::SetopIntersect as i64 {
+        let ((a, la), (b, lb)) = (arm("larg"), arm("rarg"));
+        let both = op == SetOperation::SetopIntersect as i64;
+        return (if both { a && b } else { a || b }, la || lb);
+    }
+    if op != SetOperation::SetopNone as i64 && op != 0 {
+        return (false, false); // EXCEPT
+    }
+    let none = BTreeSet::new();
+    let c = Ctx::new(scope, Assume::Only(&none));
     // One source: the table itself, or a whole copy of it (a derived table, a CTE).
     let from = sel.get("from_clause").and_then(Value::as_array);
     let Some([item]) = from.map(Vec::as_slice) else {
-        return Some((false, false));
+        return (false, false);
     };
-    let before = scope.selves.len();
-    scope.add_selves(std::iter::once(item));
-    let quals = scope.selves.split_off(before);
-    if quals.is_empty() {
-        return Some((false, false));
-    }
+    let Some(qual) = c.source(item, &reads::ctes_of(sel), 0) else {
+        return (false, false);
+    };
+    let quals = [qual];
     // A WHERE of the source's own that keeps every row (`WHERE true`).
     if let Some(w) = sel.get("where_clause").filter(|w| !w.is_null()) {
-        let none = BTreeSet::new();
-        let c = Ctx::new(&scope, Assume::Only(&none));
-        let p = c.poss(w, &quals);
-        if p != Poss::TRUE {
-            return Some((false, c.looked.get()));
+        if c.poss(w, &quals) != Poss::TRUE {
+            return (false, c.looked.get());
         }
     }
+    // Its own columns (a permutation of them is taken to be the identity: fail closed).
     let own_columns = sel
         .get("target_list")
         .and_then(Value::as_array)
@@ -394,17 +425,11 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
                 .and_then(|n| n.get("ResTarget"))
                 .and_then(|rt| rt.get("val"));
             match val.and_then(unwrap_node) {
-                Some(("ColumnRef", c)) => scope.row_column(c, &quals).is_some(),
+                Some(("ColumnRef", col)) => scope.row_column(col, &quals).is_some(),
                 _ => false,
             }
         });
-    if !own_columns {
-        return Some((false, false));
-    }
-    match oc.get("where_clause").filter(|w| !w.is_null()) {
-        None => Some((true, false)),
-        Some(w) => Some(is_tautology(w)),
-    }
+    (own_columns, c.looked.get())
 }
 
 #[path = "tautology_params.rs"]

@@ -368,6 +368,8 @@ fn unnarrowed_reads_and_constant_truths() {
         "DELETE FROM t WHERE tableoid = 'public.t'::regclass",
         "MERGE INTO t USING (SELECT * FROM t OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
         "INSERT INTO t SELECT * FROM t WHERE true ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM o UNION SELECT * FROM t ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM t OFFSET 0 ON CONFLICT (id) DO UPDATE SET q = 1",
     ] {
         let f = one(sql);
         assert!(f.where_.tautology, "{sql}: {:?}", f.where_);
@@ -409,6 +411,8 @@ fn unnarrowed_reads_and_constant_truths() {
         "DELETE FROM t WHERE tableoid = 'u'::regclass",
         "MERGE INTO t USING (SELECT * FROM t WHERE q > 1 OFFSET 0) s ON t.id = s.id \
          WHEN MATCHED THEN DELETE",
+        "INSERT INTO t SELECT * FROM t EXCEPT SELECT * FROM o ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM t LIMIT 5 ON CONFLICT (id) DO UPDATE SET q = 1",
     ] {
         let f = one(sql);
         assert!(

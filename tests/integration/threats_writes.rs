@@ -165,6 +165,7 @@ const UNBOUNDED: &[&str] = &[
     // A MERGE source or upsert source that is the whole table after all.
     "MERGE INTO {w} t USING (SELECT * FROM {w} OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
     "INSERT INTO {w} SELECT * FROM {w} WHERE true ON CONFLICT (id) DO UPDATE SET qty = 5",
+    "INSERT INTO {w} SELECT * FROM {w} WHERE id = 1 UNION SELECT * FROM {w} ON CONFLICT (id) DO UPDATE SET qty = 5",
     // A function whose WHERE is its boolean parameter.
     "SELECT {w}_del(true)",
     "SELECT {w}_del_pos(true)",
@@ -220,6 +221,7 @@ const SELECTIVE: &[&str] = &[
     "DELETE FROM {w} WHERE ctid > '(0,1)'",
     "DELETE FROM {w} WHERE num_nonnulls(name) = 1",
     "SELECT {w}_del_one(2)",
+    "INSERT INTO {w} SELECT * FROM {w} WHERE id = 1 UNION SELECT * FROM {w} WHERE id = 2 ON CONFLICT (id) DO UPDATE SET qty = 9",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
