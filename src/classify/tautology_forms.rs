@@ -44,10 +44,7 @@ impl Ctx<'_> {
             let l = e.get("lexpr").filter(|x| unwrap_node(x).is_some());
             let Some(r) = e.get("rexpr") else { break };
             let is = |side: &Value, want: &Const| {
-                if !matches!(
-                    unwrap_node(side),
-                    Some(("AConst" | "ParamRef" | "TypeCast", _))
-                ) {
+                if !self.value_like(side) {
                     return false;
                 }
                 match self.eval(side, extra) {
@@ -82,19 +79,27 @@ impl Ctx<'_> {
         v
     }
 
+    /// A literal or parameter (by number, or by name in a function's body), cast or
+    /// not: worth evaluating as a constant.
+    fn value_like(&self, v: &Value) -> bool {
+        match unwrap_node(v) {
+            Some(("AConst" | "ParamRef" | "TypeCast", _)) => true,
+            Some(("ColumnRef", c)) => self.scope.param_number(c).is_some(),
+            _ => false,
+        }
+    }
+
     /// The one argument of a `coalesce` left once leading NULLs are dropped (with
     /// `any_value`, leading literals and parameters of any value).
     fn past_nulls<'v>(&self, c: &'v Map, extra: &[String], any_value: bool) -> Option<&'v Value> {
         let args = c.get("args").and_then(Value::as_array)?;
         let mut rest = args.iter().skip_while(|a| {
-            matches!(
-                unwrap_node(a),
-                Some(("AConst" | "ParamRef" | "TypeCast", _))
-            ) && match self.eval(a, extra) {
-                Abs::Const(Const::Null, _) => true,
-                Abs::Const(..) => any_value,
-                _ => false,
-            }
+            self.value_like(a)
+                && match self.eval(a, extra) {
+                    Abs::Const(Const::Null, _) => true,
+                    Abs::Const(..) => any_value,
+                    _ => false,
+                }
         });
         let first = rest.next()?;
         rest.next().is_none().then_some(first)

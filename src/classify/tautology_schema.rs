@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
+pub use bodies::{body_unbounded, plpgsql_unbounded};
+
 use super::tautology::{Assume, Ctx, Poss};
 use super::tautology_fold::{column_fields, Const};
 use super::tree::{Map, Value};
@@ -274,40 +276,6 @@ pub fn judge_write(body: &Map, clause: &Value) -> Verdict {
     }
 }
 
-/// Whether a SQL function's body has an UPDATE or DELETE whose WHERE some values of
-/// the function's parameters (`params`, by name) make true for every row: `DELETE
-/// FROM t WHERE b` with `b` a boolean parameter. The body's other facts come from
-/// classifying it as any statement; only the names of parameters are known here.
-pub fn body_unbounded(code: &str, params: &[String]) -> bool {
-    let Ok(parsed) = pg_query::parse(code, pg_query::ParserOptions::DEFAULT) else {
-        return false; // the body's own classification reports it
-    };
-    parsed.protobuf.stmts.iter().any(|raw| {
-        super::tree::to_tree(&raw.stmt).is_ok_and(|tree| writes_unbounded(&tree, params))
-    })
-}
-
-fn writes_unbounded(v: &Value, params: &[String]) -> bool {
-    match v {
-        Value::Object(m) => {
-            if let Some(("UpdateStmt" | "DeleteStmt", body)) = unwrap_node(v) {
-                if let (Some(w), Some(mut scope)) = (
-                    body.get("where_clause").filter(|w| !w.is_null()),
-                    Scope::of_write(body),
-                ) {
-                    scope.params = params;
-                    if verdict(&scope, w).always {
-                        return true;
-                    }
-                }
-            }
-            m.iter().any(|(_, c)| writes_unbounded(c, params))
-        }
-        Value::Array(items) => items.iter().any(|i| writes_unbounded(i, params)),
-        _ => false,
-    }
-}
-
 /// Whether a clause is always true without knowing its table, and whether the answer
 /// looked at a literal's value.
 pub fn is_tautology(clause: &Value) -> (bool, bool) {
@@ -432,6 +400,8 @@ fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
     (own_columns, c.looked.get())
 }
 
+#[path = "tautology_bodies.rs"]
+mod bodies;
 #[path = "tautology_params.rs"]
 mod params;
 #[path = "tautology_reads.rs"]

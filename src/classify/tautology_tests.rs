@@ -445,6 +445,11 @@ fn parameters_read_as_any_value() {
         "CREATE FUNCTION f(b bool) RETURNS void LANGUAGE sql AS 'DELETE FROM t WHERE b'",
         "CREATE FUNCTION f(k int) RETURNS void LANGUAGE sql \
          AS 'DELETE FROM t WHERE k IS NULL OR id = k'",
+        "CREATE FUNCTION f(b bool) RETURNS void LANGUAGE plpgsql \
+         AS $$BEGIN DELETE FROM t WHERE b; END$$",
+        "CREATE FUNCTION f(n int) RETURNS void LANGUAGE plpgsql \
+         AS $$BEGIN UPDATE t SET q = 1 WHERE id = coalesce(n, id); END$$",
+        "DO $$DECLARE b bool := true; BEGIN DELETE FROM t WHERE b; END$$",
     ] {
         let f = one(sql);
         assert!(f.where_.tautology, "{sql}: {:?}", f.where_);
@@ -458,6 +463,9 @@ fn parameters_read_as_any_value() {
         "DELETE FROM t WHERE lower(a) = $1 AND lower(b) = $2 AND lower(c) = $3 AND d = $4",
         "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE code = $1)",
         "CREATE FUNCTION f(k int) RETURNS void LANGUAGE sql AS 'DELETE FROM t WHERE id = k'",
+        "CREATE FUNCTION f(k int) RETURNS void LANGUAGE plpgsql \
+         AS $$DECLARE v int := k + 1; BEGIN DELETE FROM t WHERE id = v; END$$",
+        "DO $$DECLARE v int := 5; BEGIN DELETE FROM t WHERE id = v; END$$",
     ] {
         let f = one(sql);
         assert!(

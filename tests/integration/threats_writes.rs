@@ -38,7 +38,11 @@ async fn tables(f: &Fixture) -> (String, String) {
              CREATE FUNCTION {w}_del_pos(bool) RETURNS void LANGUAGE sql
                AS 'DELETE FROM {w} WHERE $1';
              CREATE FUNCTION {w}_del_one(k int) RETURNS void LANGUAGE sql
-               AS 'DELETE FROM {w} WHERE id = k';"
+               AS 'DELETE FROM {w} WHERE id = k';
+             CREATE FUNCTION {w}_del_pl(b bool) RETURNS void LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM {w} WHERE b; END$$;
+             CREATE FUNCTION {w}_del_pl_one(k int) RETURNS void LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM {w} WHERE id = k; END$$;"
         ))
         .await
         .unwrap();
@@ -169,6 +173,8 @@ const UNBOUNDED: &[&str] = &[
     // A function whose WHERE is its boolean parameter.
     "SELECT {w}_del(true)",
     "SELECT {w}_del_pos(true)",
+    "SELECT {w}_del_pl(true)",
+    "DO $$DECLARE b bool := true; BEGIN DELETE FROM {w} WHERE b; END$$",
 ];
 
 /// Selective: must run through pgmoat, with the same effect as directly.
@@ -221,6 +227,7 @@ const SELECTIVE: &[&str] = &[
     "DELETE FROM {w} WHERE ctid > '(0,1)'",
     "DELETE FROM {w} WHERE num_nonnulls(name) = 1",
     "SELECT {w}_del_one(2)",
+    "SELECT {w}_del_pl_one(2)",
     "INSERT INTO {w} SELECT * FROM {w} WHERE id = 1 UNION SELECT * FROM {w} WHERE id = 2 ON CONFLICT (id) DO UPDATE SET qty = 9",
 ];
 

@@ -23,6 +23,11 @@ impl Walker<'_> {
         if language != "plpgsql" {
             self.facts.unanalysable = Some(format!("a DO block in language {language}"));
         } else if let Some(source) = source {
+            // `DECLARE b bool := true; BEGIN DELETE FROM t WHERE b`: unbounded.
+            if crate::classify::tautology_schema::plpgsql_unbounded(self.text) {
+                self.facts.where_.applies = true;
+                self.facts.where_.tautology = true;
+            }
             self.bodies.push(Body::Plpgsql(Code {
                 statement: self.text.to_owned(),
                 source,
@@ -84,6 +89,13 @@ impl Walker<'_> {
                 } else {
                     Trigger::No
                 };
+                // `WHERE b`, b a parameter or variable: unbounded for some values.
+                if trigger == Trigger::No
+                    && crate::classify::tautology_schema::plpgsql_unbounded(self.text)
+                {
+                    self.facts.where_.applies = true;
+                    self.facts.where_.tautology = true;
+                }
                 self.bodies.push(Body::Plpgsql(Code {
                     statement: self.text.to_owned(),
                     source,
