@@ -5,10 +5,10 @@
 //! (`$1 IS NULL OR id = $1` bound with NULL, `id = coalesce($1, id)` with NULL,
 //! `tag LIKE $1` with '%', `$1 OR id = 1` with true, `id = id + $1` with 0).
 //!
-//! Only parameters whose value can matter are tried: one compared directly with a
-//! column (`id = $1`, `id IN ($1, $2)`, `name > $1::text`) bounds the write whatever it
-//! is bound to (a NULL matches nothing), as a literal there would, so the statements
-//! drivers send most stay one reading. The others are tried with the values that
+//! Only parameters whose value can matter are tried: one in a value compared directly
+//! with a column (`id = $1`, `id IN ($1, $2)`, `id = ANY ($1)`, `at < now() -
+//! $1::interval`) bounds the write whatever it is bound to (a NULL matches nothing),
+//! as a literal there would, so the statements drivers send most stay one reading. The others are tried with the values that
 //! decide the rules (NULL, true, false, 0, 1, '%', '') and the clause's own literals,
 //! every combination; past [`MAX_READINGS`] the WHERE is taken to be unbounded (fail
 //! closed).
@@ -134,30 +134,28 @@ fn collect(scope: &Scope, v: &Value, out: &mut Vec<i64>) {
     }
 }
 
-/// A comparison (`=`, `<`, ..., `IN (...)`).
+/// A comparison (`=`, `<`, ..., `IN (...)`, `= ANY (...)`).
 fn compares(e: &crate::classify::tree::Map) -> bool {
     use pg_query::protobuf::AExprKind;
     let kind = e.get("kind").and_then(Value::as_i64).unwrap_or(0);
     let op = last_name(e.get("name")).unwrap_or("");
-    (kind == AExprKind::AexprOp as i64 && matches!(op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">="))
+    let ordering = matches!(op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=");
+    let per_element = kind == AExprKind::AexprOpAny as i64 || kind == AExprKind::AexprOpAll as i64;
+    (ordering && (kind == AExprKind::AexprOp as i64 || per_element))
         || kind == AExprKind::AexprIn as i64
 }
 
-/// Parameters and literals (cast, or in a list): values, nothing of the row.
+/// Values that name nothing of any row: parameters, literals, and expressions of them
+/// (`$1::int`, `(1, $2)`, `now() - $1::interval`); no column, no subquery.
 fn only_values(scope: &Scope, v: &Value) -> bool {
-    let each = |x: &Value| only_values(scope, x);
-    match unwrap_node(v) {
-        Some(("ParamRef" | "AConst", _)) => true,
-        Some(("ColumnRef", c)) => scope.param_number(c).is_some(),
-        Some(("TypeCast", c)) => c.get("arg").is_some_and(each),
-        Some(("List", l)) => l
-            .get("items")
-            .and_then(Value::as_array)
-            .is_some_and(|i| i.iter().all(each)),
-        _ => match v {
-            Value::Array(items) => items.iter().all(each),
-            _ => false,
+    match v {
+        Value::Object(m) => match unwrap_node(v) {
+            Some(("ColumnRef", c)) => scope.param_number(c).is_some(),
+            Some(("SubLink", _)) => false,
+            _ => m.iter().all(|(_, c)| only_values(scope, c)),
         },
+        Value::Array(items) => items.iter().all(|i| only_values(scope, i)),
+        _ => true,
     }
 }
 

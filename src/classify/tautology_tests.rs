@@ -461,6 +461,8 @@ fn parameters_read_as_any_value() {
         "DELETE FROM t WHERE id = $1::int AND name > $2",
         "DELETE FROM t WHERE id = $1 AND ($2::text IS NULL OR name = $2)",
         "DELETE FROM t WHERE lower(a) = $1 AND lower(b) = $2 AND lower(c) = $3 AND d = $4",
+        "DELETE FROM t WHERE id = ANY ($1)",
+        "DELETE FROM t WHERE at < now() - $1::interval",
         "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE code = $1)",
         "CREATE FUNCTION f(k int) RETURNS void LANGUAGE sql AS 'DELETE FROM t WHERE id = k'",
         "CREATE FUNCTION f(k int) RETURNS void LANGUAGE plpgsql \
