@@ -10,8 +10,8 @@
 //! $1::interval`) bounds the write whatever it is bound to (a NULL matches nothing),
 //! as a literal there would, so the statements drivers send most stay one reading. The others are tried with the values that
 //! decide the rules (NULL, true, false, 0, 1, '%', '') and the clause's own literals,
-//! every combination; past [`MAX_READINGS`] the WHERE is taken to be unbounded (fail
-//! closed).
+//! every combination; past [`MAX_READINGS`] (or [`MAX_WORK`] for a long clause) the
+//! WHERE is taken to be unbounded (fail closed).
 
 use super::{Scope, Verdict};
 use crate::classify::facts::IfNotNull;
@@ -21,6 +21,9 @@ use crate::classify::walk::unwrap_node;
 
 /// Readings of one WHERE at most (candidate values to the power of live parameters).
 const MAX_READINGS: usize = 512;
+/// Readings times the clause's size at most: a WHERE of thousands of arms is not read
+/// hundreds of times over (it is taken to be unbounded instead).
+const MAX_WORK: usize = 2_000_000;
 /// Candidate values at most (the fixed ones, then the clause's literals).
 const MAX_CANDIDATES: usize = 12;
 
@@ -53,7 +56,9 @@ pub(super) fn verdict(
     let readings = candidates
         .len()
         .checked_pow(u32::try_from(live.len()).unwrap_or(u32::MAX));
-    let Some(readings) = readings.filter(|r| *r <= MAX_READINGS) else {
+    let size = nodes(clause);
+    let affordable = |r: &usize| *r <= MAX_READINGS && r.saturating_mul(size) <= MAX_WORK;
+    let Some(readings) = readings.filter(affordable) else {
         // Too many to try: unbounded, unless shown otherwise (it is not).
         return Verdict {
             always: true,
@@ -166,6 +171,15 @@ fn is_column(scope: &Scope, v: &Value) -> bool {
         Some(("ColumnRef", c)) => scope.param_number(c).is_none(),
         Some(("TypeCast", c)) => c.get("arg").is_some_and(|a| is_column(scope, a)),
         _ => false,
+    }
+}
+
+/// How many nodes a clause has (the cost of one reading).
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.iter().map(|(_, c)| nodes(c)).sum::<usize>(),
+        Value::Array(items) => items.iter().map(nodes).sum(),
+        _ => 0,
     }
 }
 

@@ -483,3 +483,18 @@ fn parameters_read_as_any_value() {
             .literal_sensitive
     );
 }
+
+/// A long WHERE with a parameter whose value matters is not read once per candidate
+/// value over and over: past a budget it is unbounded (fail closed), quickly.
+#[test]
+fn long_clauses_with_live_parameters_stay_cheap() {
+    let arms: Vec<String> = (0..20_000).map(|i| format!("id = {i}")).collect();
+    let sql = format!(
+        "DELETE FROM t WHERE ({}) AND ($1::int IS NULL OR code = $1)",
+        arms.join(" OR ")
+    );
+    let started = std::time::Instant::now();
+    let f = one(&sql);
+    assert!(f.where_.tautology);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
