@@ -8,7 +8,8 @@
 //! count from the front, whatever is behind it stays), LIMIT ALL, GROUP BY without
 //! HAVING, plain DISTINCT, TABLESAMPLE (chance, not a choice of rows), a derived
 //! table or CTE that is itself a whole copy of the table, `= ANY (ARRAY(...))`,
-//! `unnest(array_agg(x))`, and a row of columns `(a, b) IN (SELECT a, b ...)`. What
+//! `unnest(array_agg(x))`, `unnest(ARRAY(...))` (as an output or in FROM), and a row
+//! of columns `(a, b) IN (SELECT a, b ...)`. What
 //! narrows: a WHERE not true for the written row itself, HAVING, LIMIT with a count
 //! (a parameter too: a count pgmoat cannot judge anyway, see rules/README.md),
 //! DISTINCT ON, EXCEPT, VALUES, a join with another table in the read.
@@ -80,9 +81,19 @@ impl Ctx<'_> {
         }
         let local: Vec<&Map> = ctes_of(sel);
         let from = sel.get("from_clause").and_then(Value::as_array);
+        if let (Want::Values([test], false), None | Some([])) = (want, from.map(Vec::as_slice)) {
+            // `SELECT unnest(ARRAY(SELECT id FROM t))`: the values of the read inside.
+            return !present(sel, "where_clause") && self.unnest_of_read(sel, test, outer);
+        }
         let Some([item]) = from.map(Vec::as_slice) else {
             return false;
         };
+        if let (Want::Values([test], false), Some(("RangeFunction", rf))) =
+            (want, unwrap_node(item))
+        {
+            // `SELECT u FROM unnest(ARRAY(SELECT id FROM t)) u`.
+            return !present(sel, "where_clause") && self.unnest_from(rf, sel, test, outer);
+        }
         let Some(qual) = self.source(item, &local, depth) else {
             return false;
         };
@@ -254,6 +265,49 @@ impl Ctx<'_> {
             }
         }
         Abs::Value { nullable: true }
+    }
+
+    /// A SELECT without FROM whose one output is `unnest` of an array of a read of the
+    /// table that gives `test`.
+    fn unnest_of_read(&self, sel: &Map, test: &Value, outer: &[String]) -> bool {
+        let outs = sel.get("target_list").and_then(Value::as_array);
+        let Some([out]) = outs.map(Vec::as_slice) else {
+            return false;
+        };
+        out.get("node")
+            .and_then(|n| n.get("ResTarget"))
+            .and_then(|rt| rt.get("val"))
+            .and_then(|v| call_arg(v, "unnest"))
+            .is_some_and(|arg| self.any_array(test, arg, outer))
+    }
+
+    /// `FROM unnest(ARRAY(SELECT id FROM t)) u`, its one column given (no ORDINALITY,
+    /// no ROWS FROM of several): the values of the read inside.
+    fn unnest_from(&self, rf: &Map, sel: &Map, test: &Value, outer: &[String]) -> bool {
+        let flag = |k: &str| rf.get(k).and_then(Value::as_bool).unwrap_or(false);
+        if flag("ordinality") || flag("is_rowsfrom") {
+            return false;
+        }
+        let functions = rf.get("functions").and_then(Value::as_array);
+        let Some([f]) = functions.map(Vec::as_slice) else {
+            return false;
+        };
+        let call = match unwrap_node(f) {
+            Some(("List", l)) => l
+                .get("items")
+                .and_then(Value::as_array)
+                .and_then(|i| i.first()),
+            _ => None,
+        };
+        let outs = sel.get("target_list").and_then(Value::as_array);
+        let one_column = matches!(outs.map(Vec::as_slice), Some([out])
+            if matches!(out.get("node").and_then(|n| n.get("ResTarget"))
+                .and_then(|rt| rt.get("val")).and_then(unwrap_node),
+                Some(("ColumnRef", _))));
+        one_column
+            && call
+                .and_then(|c| call_arg(c, "unnest"))
+                .is_some_and(|arg| self.any_array(test, arg, outer))
     }
 
     /// `x = ANY (ARRAY(SELECT ...))`, `x = ANY ((SELECT array_agg(...) ...))`: an IN.

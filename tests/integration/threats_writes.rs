@@ -152,6 +152,8 @@ const UNBOUNDED: &[&str] = &[
     "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} TABLESAMPLE SYSTEM (100))",
     "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} GROUP BY id)",
     "DELETE FROM {w} WHERE id IN (SELECT unnest(array_agg(id)) FROM {w})",
+    "DELETE FROM {w} WHERE id IN (SELECT unnest(ARRAY(SELECT id FROM {w})))",
+    "DELETE FROM {w} WHERE id IN (SELECT u FROM unnest(ARRAY(SELECT id FROM {w})) u)",
     "DELETE FROM {w} WHERE id IN (SELECT s.id FROM (SELECT id FROM {w}) s)",
     "WITH c AS (SELECT id FROM {w}) DELETE FROM {w} WHERE id IN (SELECT id FROM c)",
     "DELETE FROM {w} WHERE EXISTS (SELECT FROM {w} w2 WHERE w2.id = {w}.id + 0)",
