@@ -67,6 +67,7 @@ pub(super) fn verdict(
         };
     };
     let mut looked = first.looked;
+    let from_first = first.if_not_null.is_some();
     let mut condition: Option<IfNotNull> = first.if_not_null;
     let mut binding: Vec<(i64, Const)> = live.iter().map(|n| (*n, Const::Null)).collect();
     for reading in 0..readings {
@@ -84,8 +85,9 @@ pub(super) fn verdict(
                 looked,
             };
         }
-        // Of the conditions some values give, the weakest (fewest NOT NULL columns).
-        if let Some(c) = v.if_not_null {
+        // A condition that holds whatever the values (the first reading's) stays;
+        // else, of those some values give, the weakest (fewest NOT NULL columns).
+        if let (Some(c), false) = (v.if_not_null, from_first) {
             if condition
                 .as_ref()
                 .is_none_or(|have| c.columns.len() < have.columns.len())
