@@ -7,14 +7,17 @@
 //! written table at all); true for every row if some columns are NOT NULL (`id IS
 //! NOT NULL`, `EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id)`): recorded in the facts
 //! as [`IfNotNull`], and decided with the catalog (`Catalog::resolve`); or bounded.
+//!
+//! Split by concern: reads of the written table inside its WHERE (`tautology_reads`),
+//! parameters read as any value a client could bind (`tautology_params`), and code
+//! whose WHERE rests on its parameters or variables (`tautology_bodies`).
 
 use std::collections::BTreeSet;
 
+pub use bodies::{body_unbounded, plpgsql_unbounded};
 use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
-pub use bodies::{body_unbounded, plpgsql_unbounded};
-
 use super::tautology::{Assume, Ctx, Poss};
 use super::tautology_fold::{column_fields, Const};
 use super::tree::{Map, Value};
