@@ -213,7 +213,9 @@ impl Ctx<'_> {
             return Abs::Value { nullable: true };
         };
         if t == SubLinkType::ExistsSublink as i64 {
-            let holds = if present(sel, "from_clause") {
+            let holds = if one_row(sel) {
+                true // `EXISTS (SELECT count(*) FROM o WHERE ...)`
+            } else if present(sel, "from_clause") {
                 self.self_read(sub, extra, Want::Row, 0)
             } else {
                 // `EXISTS (SELECT)`: one row.
@@ -352,6 +354,56 @@ pub(in crate::classify) fn narrows(sel: &Map) -> bool {
     sel.get("distinct_clause")
         .and_then(Value::as_array)
         .is_some_and(|d| d.iter().any(|e| unwrap_node(e).is_some()))
+}
+
+/// Built-in aggregates: a SELECT of them without GROUP BY gives one row, always.
+const AGGREGATES: [&str; 16] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "bit_and",
+    "bit_or",
+];
+
+/// A SELECT that gives exactly one row whatever its FROM and WHERE: an aggregate
+/// without GROUP BY or HAVING (and nothing else that drops rows).
+fn one_row(sel: &Map) -> bool {
+    let op = sel.get("op").and_then(Value::as_i64).unwrap_or(0);
+    if narrows(sel)
+        || present(sel, "group_clause")
+        || present(sel, "limit_offset")
+        || (op != 0 && op != SetOperation::SetopNone as i64)
+    {
+        return false;
+    }
+    let outs = sel.get("target_list").and_then(Value::as_array);
+    outs.into_iter().flatten().any(|t| {
+        let val = t
+            .get("node")
+            .and_then(|n| n.get("ResTarget"))
+            .and_then(|rt| rt.get("val"));
+        let Some(("FuncCall", f)) = val.and_then(unwrap_node) else {
+            return false;
+        };
+        let names = name_list(f.get("funcname"));
+        let builtin = match names.as_slice() {
+            [n] => AGGREGATES.contains(&n.as_str()),
+            [s, n] => s == "pg_catalog" && AGGREGATES.contains(&n.as_str()),
+            _ => false,
+        };
+        builtin && !present(f, "over")
+    })
 }
 
 /// The CTEs a query defines for itself.

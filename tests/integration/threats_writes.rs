@@ -158,6 +158,8 @@ const UNBOUNDED: &[&str] = &[
     "WITH c AS (SELECT id FROM {w}) DELETE FROM {w} WHERE id IN (SELECT id FROM c)",
     "DELETE FROM {w} WHERE EXISTS (SELECT FROM {w} w2 WHERE w2.id = {w}.id + 0)",
     "DELETE FROM {w} WHERE EXISTS (SELECT FROM (SELECT * FROM {w}) s WHERE s.id = {w}.id)",
+    // An aggregate without GROUP BY gives one row whatever it reads.
+    "DELETE FROM {w} WHERE EXISTS (SELECT count(*) FROM {o} WHERE {o}.w_id = {w}.id)",
     // True for every non-NULL value of the column.
     "DELETE FROM {w} WHERE id = id + 0",
     "UPDATE {w} SET qty = 5 WHERE qty * 1 = qty",
@@ -221,6 +223,7 @@ const SELECTIVE: &[&str] = &[
     "DELETE FROM {w} WHERE (id, code) IN (SELECT id, qty FROM {w})",
     "DELETE FROM {w} WHERE id = ANY(ARRAY(SELECT id FROM {w} WHERE qty > 1))",
     "DELETE FROM {w} WHERE EXISTS (SELECT 1 FROM {o} o WHERE o.w_id = {w}.id)",
+    "DELETE FROM {w} WHERE EXISTS (SELECT count(*) FROM {o} WHERE {o}.w_id = {w}.id HAVING count(*) > 0)",
     "MERGE INTO {w} t USING (SELECT * FROM {w} WHERE qty > 1 OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
     // Close to a constant truth, but not one.
     "DELETE FROM {w} WHERE id = id + 1",
