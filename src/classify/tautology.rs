@@ -26,6 +26,9 @@ use super::tautology_schema::Scope;
 use super::walk::{list_items, name_list, unwrap_node};
 
 /// The values a boolean expression can take over the rows.
+#[path = "tautology_forms.rs"]
+mod forms;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Poss {
     pub t: bool,
@@ -155,8 +158,10 @@ const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tabl
 
 /// One reading of a clause.
 pub(super) struct Ctx<'s> {
-    pub scope: &'s Scope,
+    pub scope: &'s Scope<'s>,
     pub assume: Assume<'s>,
+    /// The values parameters are read as (`$1` as NULL, ...); one not here is unknown.
+    pub binding: &'s [(i64, Const)],
     /// A literal's value was looked at.
     pub looked: Cell<bool>,
     /// Columns of the written row the clause names (system columns left out).
@@ -164,13 +169,19 @@ pub(super) struct Ctx<'s> {
 }
 
 impl<'s> Ctx<'s> {
-    pub fn new(scope: &'s Scope, assume: Assume<'s>) -> Ctx<'s> {
+    pub fn new(scope: &'s Scope<'s>, assume: Assume<'s>) -> Ctx<'s> {
         Ctx {
             scope,
             assume,
+            binding: &[],
             looked: Cell::new(false),
             row_columns: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// The same reading with parameters read as `binding`.
+    pub fn binding(self, binding: &'s [(i64, Const)]) -> Ctx<'s> {
+        Ctx { binding, ..self }
     }
 
     /// The possible values of a clause, with `extra` qualifiers naming the written row
@@ -180,7 +191,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// A value read as a condition; a literal read so is looked at.
-    fn truth(&self, a: &Abs) -> Poss {
+    pub(super) fn truth(&self, a: &Abs) -> Poss {
         if let Abs::Const(Const::Bool(_) | Const::Str(_), true) = a {
             self.looked.set(true);
         }
@@ -214,6 +225,9 @@ impl<'s> Ctx<'s> {
                 let literal = !matches!(c, Const::Bool(_) | Const::Null);
                 Abs::Const(c, literal)
             }),
+            "ColumnRef" if self.scope.param_number(body).is_some() => {
+                self.param(self.scope.param_number(body))
+            }
             "ColumnRef" => match self.row_column(body, extra) {
                 Some(col) => Abs::Value {
                     nullable: !self.not_null(col),
@@ -334,7 +348,19 @@ impl<'s> Ctx<'s> {
             "CoalesceExpr" => self.coalesce(body, extra),
             "AExpr" => self.a_expr(body, extra),
             "SubLink" => self.sublink(body, extra),
+            "CaseExpr" => self.case(body, extra),
+            "FuncCall" => self.call(body, extra),
+            // A parameter is the value it is bound to (see `tautology_params`).
+            "ParamRef" => self.param(body.get("number").and_then(Value::as_i64)),
             _ => unknown,
+        }
+    }
+
+    /// Parameter `n` as bound in this reading (unknown when it is not).
+    fn param(&self, n: Option<i64>) -> Abs {
+        match self.binding.iter().find(|(k, _)| Some(*k) == n) {
+            Some((_, c)) => Abs::Const(c.clone(), true),
+            None => Abs::Value { nullable: true },
         }
     }
 
@@ -430,6 +456,20 @@ impl<'s> Ctx<'s> {
                 ..Poss::TRUE
             });
         }
+        if let Some(like) = self.like(kind, op, l, r, extra) {
+            return like;
+        }
+        if plain && self.system_bound(l, op, r, extra) {
+            return Abs::Bool(Poss::TRUE);
+        }
+        if kind == AExprKind::AexprOpAny as i64 && op == "=" && self.any_array(l, r, extra) {
+            // `id = ANY (ARRAY(SELECT id FROM t))`: as `id IN (SELECT id FROM t)`.
+            let nullable = self.eval(l, extra).nullable();
+            return Abs::Bool(Poss {
+                n: nullable,
+                ..Poss::TRUE
+            });
+        }
         let (a, b) = (self.eval(l, extra), self.eval(r, extra));
         let nullable = a.nullable() || b.nullable();
         if plain && matches!(op, "=" | "<>" | "!=") {
@@ -495,8 +535,15 @@ impl<'s> Ctx<'s> {
     }
 
     /// Both sides are the same expression, or the same column of the written row
-    /// under two of its names (`t.id` and `t2.id` where t2 is the row itself).
-    fn same_value(&self, l: &Value, r: &Value, extra: &[String]) -> bool {
+    /// under two of its names (`t.id` and `t2.id` where t2 is the row itself), once
+    /// arithmetic that keeps a value is peeled off (`id + 0`, `id * 1`).
+    pub(super) fn same_value(&self, l: &Value, r: &Value, extra: &[String]) -> bool {
+        // `id = id + 1` shares its shape with `id = id + 0`: the literals decide.
+        let (sl, sr) = (self.peel(l, extra, true), self.peel(r, extra, true));
+        if (!std::ptr::eq(sl, l) || !std::ptr::eq(sr, r)) && same_tree_as(sl, sr, true) {
+            self.looked.set(true);
+        }
+        let (l, r) = (self.peel(l, extra, false), self.peel(r, extra, false));
         if same_tree_as(l, r, false) {
             return true;
         }

@@ -7,23 +7,28 @@
 //! written table at all); true for every row if some columns are NOT NULL (`id IS
 //! NOT NULL`, `EXISTS (SELECT 1 FROM t t2 WHERE t2.id = t.id)`): recorded in the facts
 //! as [`IfNotNull`], and decided with the catalog (`Catalog::resolve`); or bounded.
+//!
+//! Split by concern: reads of the written table inside its WHERE (`tautology_reads`),
+//! parameters read as any value a client could bind (`tautology_params`), and code
+//! whose WHERE rests on its parameters or variables (`tautology_bodies`).
 
 use std::collections::BTreeSet;
 
-use pg_query::protobuf::{OnConflictAction, SubLinkType};
+pub use bodies::{body_unbounded, plpgsql_unbounded};
+use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
-use super::tautology::{Abs, Assume, Ctx, Poss};
-use super::tautology_fold::column_fields;
+use super::tautology::{Assume, Ctx, Poss};
+use super::tautology_fold::{column_fields, Const};
 use super::tree::{Map, Value};
-use super::walk::{name_list, unwrap_node};
+use super::walk::unwrap_node;
 
 /// Past this many columns the NOT NULL condition is not narrowed down (each try is
 /// one more reading of the clause); it then asks for all of them.
 const NARROW_MAX: usize = 12;
 
 /// The written table, as its WHERE names it.
-pub struct Scope {
+pub struct Scope<'v> {
     schema: String,
     name: String,
     /// Qualifiers naming the written row: its alias (or name), and those of a join
@@ -31,16 +36,23 @@ pub struct Scope {
     selves: Vec<String>,
     /// Without a written table (an upsert's DO UPDATE WHERE): every column is the row's.
     any: bool,
+    /// The statement's own CTEs: a name in a FROM is one of them before any table.
+    ctes: Vec<&'v Map>,
+    /// In a SQL function's body, the names of its parameters: `b` in `WHERE b` is the
+    /// value the caller passes, not a column (`$1` is one either way).
+    params: &'v [String],
 }
 
-impl Scope {
+impl<'v> Scope<'v> {
     /// No table known: every column counts as the written row's.
-    pub fn anything() -> Scope {
+    pub fn anything() -> Scope<'v> {
         Scope {
             schema: String::new(),
             name: String::new(),
             selves: Vec::new(),
             any: true,
+            ctes: Vec::new(),
+            params: &[],
         }
     }
 
@@ -49,7 +61,8 @@ impl Scope {
         self.any
     }
 
-    fn of_relation(rel: &Map) -> Scope {
+    /// The table a statement writes, with the statement's CTEs.
+    fn of_relation(rel: &Map, body: &'v Map) -> Scope<'v> {
         let name = text(rel, "relname").to_owned();
         let qual = alias(rel).unwrap_or_else(|| name.clone());
         Scope {
@@ -57,95 +70,64 @@ impl Scope {
             name,
             selves: vec![qual],
             any: false,
+            ctes: reads::ctes_of(body),
+            params: &[],
         }
     }
 
     /// The target of an UPDATE/DELETE. A FROM/USING item that is the same table (a
     /// RangeVar, or a derived table or CTE that is a whole copy of it) can be that very
-    /// row: reading its
-    /// columns as the written row's own shows the clause true for every row whenever
-    /// it is true for that pairing, whatever the other items' rows are (every row,
-    /// or none when one of them is empty).
-    fn of_write(body: &Map) -> Option<Scope> {
+    /// row: reading its columns as the written row's own shows the clause true for
+    /// every row whenever it is true for that pairing, whatever the other items' rows
+    /// are (every row, or none when one of them is empty).
+    fn of_write(body: &'v Map) -> Option<Scope<'v>> {
         let rel = body.get("relation").and_then(Value::as_object)?;
-        let mut scope = Scope::of_relation(rel);
+        let mut scope = Scope::of_relation(rel, body);
         let from = body
             .get("from_clause")
             .or_else(|| body.get("using_clause"))
             .and_then(Value::as_array);
-        scope.add_selves(body, from.into_iter().flatten());
+        scope.add_selves(from.into_iter().flatten());
         Some(scope)
     }
 
-    /// The items (of FROM, USING, a MERGE source) that can be the written row.
-    fn add_selves<'v>(&mut self, body: &Map, items: impl Iterator<Item = &'v Value>) {
-        // The statement's own CTEs: a name in FROM is one of them before any table.
-        let ctes: Vec<&Map> = body
-            .get("with_clause")
-            .and_then(|w| w.get("ctes"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| match unwrap_node(c) {
-                Some(("CommonTableExpr", m)) => Some(m),
-                _ => None,
-            })
-            .collect();
-        for item in items {
-            let qual = match unwrap_node(item) {
-                Some(("RangeVar", r)) => {
-                    let name = text(r, "relname");
-                    let cte = ctes
-                        .iter()
-                        .find(|c| text(r, "schemaname").is_empty() && text(c, "ctename") == name);
-                    let whole = match cte {
-                        Some(c) => self.whole_copy(c.get("ctequery"), c.get("aliascolnames")),
-                        None => self.same_table(r),
-                    };
-                    whole.then(|| alias(r).unwrap_or_else(|| name.to_owned()))
-                }
-                Some(("RangeSubselect", sub)) => {
-                    let renames = sub.get("alias").and_then(|a| a.get("colnames"));
-                    alias(sub).filter(|_| self.whole_copy(sub.get("subquery"), renames))
-                }
-                _ => None,
-            };
-            self.selves.extend(qual);
-        }
+    /// The items (of FROM, USING, a MERGE source) that can be the written row. Whole
+    /// copies are judged with nothing taken to be NOT NULL (`WHERE true` keeps every
+    /// row, `WHERE id IS NOT NULL` is not taken to).
+    fn add_selves<'i>(&mut self, items: impl Iterator<Item = &'i Value>) {
+        let none = BTreeSet::new();
+        let quals: Vec<String> = {
+            let c = Ctx::new(self, Assume::Only(&none));
+            items.filter_map(|i| c.source(i, &[], 0)).collect()
+        };
+        self.selves.extend(quals);
     }
 
-    /// `SELECT * FROM t`, `SELECT id, code FROM t`: every row of the written table,
-    /// its columns under their own names (no WHERE, renames or expressions), so what
-    /// it is the query of can be the written row itself.
-    fn whole_copy(&self, query: Option<&Value>, renames: Option<&Value>) -> bool {
-        if renames
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty())
-        {
+    /// The parameter a bare name is in a function's body (`b` for the first: 1).
+    pub(super) fn param_number(&self, c: &Map) -> Option<i64> {
+        if self.params.is_empty() {
+            return None;
+        }
+        let (f, n) = column_fields(c)?;
+        let at = self.params.iter().position(|p| n == 1 && *p == f[0])?;
+        i64::try_from(at + 1).ok()
+    }
+
+    /// Whether a regclass literal (`'t'`, `'s.t'`, `'"T"'`) names the written table.
+    pub(super) fn names_table(&self, lit: &str) -> bool {
+        if self.any {
             return false;
         }
-        let Some(("SelectStmt", sel)) = query.and_then(unwrap_node) else {
-            return false;
+        let part = |p: &str| match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => p.trim().to_ascii_lowercase(),
         };
-        if present(sel, "where_clause") || self_subquery(sel, self, &[]).is_none() {
-            return false;
+        let parts: Vec<String> = lit.split('.').map(part).collect();
+        match parts.as_slice() {
+            [t] => *t == self.name,
+            [s, t] => *t == self.name && (self.schema.is_empty() || *s == self.schema),
+            _ => false,
         }
-        let Some(targets) = sel.get("target_list").and_then(Value::as_array) else {
-            return false;
-        };
-        targets.iter().all(|t| {
-            let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
-                return false;
-            };
-            let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
-                return false;
-            };
-            let Some((f, n)) = column_fields(c) else {
-                return false;
-            };
-            let name = rt.get("name").and_then(Value::as_str).unwrap_or("");
-            n > 0 && (name.is_empty() || name == f[n - 1])
-        })
     }
 
     fn same_table(&self, r: &Map) -> bool {
@@ -155,7 +137,7 @@ impl Scope {
 
     /// The written row's column a reference names (`id`, `t.id`, `s.t.id`, a system
     /// column), reading `extra` qualifiers as the row too.
-    pub(super) fn row_column<'v>(&self, c: &'v Map, extra: &[String]) -> Option<&'v str> {
+    pub(super) fn row_column<'c>(&self, c: &'c Map, extra: &[String]) -> Option<&'c str> {
         let (f, n) = column_fields(c)?;
         let is_self = |q: &str| self.selves.iter().chain(extra).any(|s| s == q);
         match &f[..n] {
@@ -208,120 +190,6 @@ fn present(m: &Map, key: &str) -> bool {
     }
 }
 
-/// Whether a SELECT has something that drops rows besides its WHERE (or reads a CTE of
-/// its own, or is a set operation or VALUES).
-fn narrowed(sel: &Map) -> bool {
-    [
-        "having_clause",
-        "limit_count",
-        "limit_offset",
-        "with_clause",
-        "group_clause",
-        "values_lists",
-        "larg",
-    ]
-    .iter()
-    .any(|k| present(sel, k))
-}
-
-/// A subquery over the written table alone, with nothing that drops rows but its
-/// WHERE: the qualifiers its row goes by (with `extra`, those of enclosing ones).
-pub(super) fn self_subquery(sel: &Map, scope: &Scope, extra: &[String]) -> Option<Vec<String>> {
-    if scope.any || narrowed(sel) {
-        return None;
-    }
-    let from = sel.get("from_clause").and_then(Value::as_array)?;
-    let [item] = from.as_slice() else { return None };
-    let Some(("RangeVar", r)) = unwrap_node(item) else {
-        return None;
-    };
-    if !scope.same_table(r) {
-        return None;
-    }
-    let mut quals = extra.to_vec();
-    quals.push(alias(r).unwrap_or_else(|| text(r, "relname").to_owned()));
-    Some(quals)
-}
-
-impl Ctx<'_> {
-    /// `EXISTS (...)`, `x IN (SELECT ...)`, `(SELECT ...)`. A subquery over the written
-    /// table alone is read at the written row itself: `EXISTS (SELECT 1 FROM t t2
-    /// WHERE t2.id = t.id)` holds for every row the inner WHERE holds for when t2 is
-    /// that row, and `id IN (SELECT id FROM t)` for every row whose id is not NULL.
-    pub(super) fn sublink(&self, body: &Map, extra: &[String]) -> Abs {
-        let t = body
-            .get("sub_link_type")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let Some(("SelectStmt", sel)) = body.get("subselect").and_then(unwrap_node) else {
-            return Abs::Value { nullable: true };
-        };
-        let inner = self_subquery(sel, self.scope, extra);
-        if t == SubLinkType::ExistsSublink as i64 {
-            let holds = match (&inner, sel.get("from_clause")) {
-                (Some(quals), _) => sel
-                    .get("where_clause")
-                    .filter(|w| !w.is_null())
-                    .is_none_or(|w| self.poss(w, quals) == Poss::TRUE),
-                // `EXISTS (SELECT)`: one row.
-                (None, None) => sel.get("where_clause").is_none_or(Value::is_null),
-                (None, Some(_)) => false,
-            };
-            return Abs::Bool(if holds {
-                Poss::TRUE
-            } else {
-                Poss::unknown(false)
-            });
-        }
-        if t == SubLinkType::AnySublink as i64 {
-            let op = name_list(body.get("oper_name"));
-            let eq = op.is_empty() || op.last().map(String::as_str) == Some("=");
-            let unfiltered = sel.get("where_clause").is_none_or(Value::is_null);
-            if let (true, true, Some(quals), Some(test)) =
-                (eq, unfiltered, &inner, body.get("testexpr"))
-            {
-                let outs = sel.get("target_list").and_then(Value::as_array);
-                if let (Some(("ColumnRef", a)), Some([out])) =
-                    (unwrap_node(test), outs.map(Vec::as_slice))
-                {
-                    let b = match out.get("node").and_then(|n| n.get("ResTarget")) {
-                        Some(rt) => rt.get("val").and_then(unwrap_node),
-                        None => None,
-                    };
-                    if let Some(("ColumnRef", b)) = b {
-                        let x = self.row_column(a, extra);
-                        let y = self.row_column(b, quals);
-                        if x.is_some() && x == y && x != Some("*") {
-                            let nullable = self.eval(test, extra).nullable();
-                            return Abs::Bool(Poss {
-                                n: nullable,
-                                ..Poss::TRUE
-                            });
-                        }
-                    }
-                }
-            }
-            return Abs::Bool(Poss::ANY);
-        }
-        if t == SubLinkType::ExprSublink as i64 && inner.is_none() {
-            // `(SELECT true)`: a constant when it reads nothing.
-            let outs = sel.get("target_list").and_then(Value::as_array);
-            let from = sel.get("from_clause").is_some_and(|f| !f.is_null());
-            let filtered = sel.get("where_clause").is_some_and(|w| !w.is_null());
-            if let (false, false, Some([out])) = (from, filtered, outs.map(Vec::as_slice)) {
-                if let Some(val) = out
-                    .get("node")
-                    .and_then(|n| n.get("ResTarget"))
-                    .and_then(|rt| rt.get("val"))
-                {
-                    return self.eval(val, extra);
-                }
-            }
-        }
-        Abs::Value { nullable: true }
-    }
-}
-
 /// The verdict on a WHERE (or condition).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -334,11 +202,18 @@ pub struct Verdict {
 }
 
 fn verdict(scope: &Scope, clause: &Value) -> Verdict {
+    params::verdict(scope, clause, |binding| {
+        verdict_with(scope, clause, binding)
+    })
+}
+
+/// The verdict with parameters read as `binding` (none: values unknown).
+fn verdict_with(scope: &Scope, clause: &Value, binding: &[(i64, Const)]) -> Verdict {
     if !scope.named_in(clause) {
         // The same for every row: it bounds nothing unless it is plainly false (read
         // with nothing taken to be NOT NULL: `o.x IS NULL` may hold).
         let none = BTreeSet::new();
-        let c = Ctx::new(scope, Assume::Only(&none));
+        let c = Ctx::new(scope, Assume::Only(&none)).binding(binding);
         let p = c.poss(clause, &[]);
         return Verdict {
             always: p.t,
@@ -346,7 +221,7 @@ fn verdict(scope: &Scope, clause: &Value) -> Verdict {
             looked: c.looked.get(),
         };
     }
-    let all = Ctx::new(scope, Assume::All);
+    let all = Ctx::new(scope, Assume::All).binding(binding);
     let p_all = all.poss(clause, &[]);
     let mut looked = all.looked.get();
     if p_all != Poss::TRUE {
@@ -358,7 +233,7 @@ fn verdict(scope: &Scope, clause: &Value) -> Verdict {
     // Never false, even where every column may be NULL: a tautology outright.
     let mut needed: BTreeSet<String> = all.row_columns.take();
     let false_with = |nn: &BTreeSet<String>, looked: &mut bool| {
-        let c = Ctx::new(scope, Assume::Only(nn));
+        let c = Ctx::new(scope, Assume::Only(nn)).binding(binding);
         let p = c.poss(clause, &[]);
         *looked |= c.looked.get();
         p.f
@@ -418,8 +293,8 @@ pub fn merge_condition(body: &Map, clause: &Value) -> Verdict {
     let Some(rel) = body.get("relation").and_then(Value::as_object) else {
         return Verdict::default();
     };
-    let mut scope = Scope::of_relation(rel);
-    scope.add_selves(body, body.get("source_relation").into_iter());
+    let mut scope = Scope::of_relation(rel, body);
+    scope.add_selves(body.get("source_relation").into_iter());
     verdict(&scope, clause)
 }
 
@@ -452,24 +327,64 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
         return None;
     }
     let rel = body.get("relation").and_then(Value::as_object)?;
-    let mut scope = Scope::of_relation(rel);
+    let scope = Scope::of_relation(rel, body);
     let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
         return Some((false, false));
     };
-    if present(sel, "where_clause") || narrowed(sel) {
-        return Some((false, false));
+    let (whole, looked) = copies_table(&scope, sel, 0);
+    if !whole {
+        return Some((false, looked));
     }
+    match oc.get("where_clause").filter(|w| !w.is_null()) {
+        None => Some((true, looked)),
+        Some(w) => {
+            let (always, l) = is_tautology(w);
+            Some((always, looked || l))
+        }
+    }
+}
+
+/// Whether an upsert's source gives every row of the table in its own columns: the
+/// table itself (or a whole copy of it in a derived table or CTE), with no WHERE of
+/// its own but one true for every row and nothing else that narrows; or a UNION
+/// with such an arm, an INTERSECT of two. Whether a literal decided, too.
+fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
+    use pg_query::protobuf::SetOperation;
+    if reads::narrows(sel) || depth > 8 {
+        return (false, false);
+    }
+    let arm = |k: &str| {
+        sel.get(k)
+            .and_then(Value::as_object)
+            .map_or((false, false), |a| copies_table(scope, a, depth + 1))
+    };
+    let op = sel.get("op").and_then(Value::as_i64).unwrap_or(0);
+    if op == SetOperation::SetopUnion as i64 || op == SetOperation::SetopIntersect as i64 {
+        let ((a, la), (b, lb)) = (arm("larg"), arm("rarg"));
+        let both = op == SetOperation::SetopIntersect as i64;
+        return (if both { a && b } else { a || b }, la || lb);
+    }
+    if op != SetOperation::SetopNone as i64 && op != 0 {
+        return (false, false); // EXCEPT
+    }
+    let none = BTreeSet::new();
+    let c = Ctx::new(scope, Assume::Only(&none));
     // One source: the table itself, or a whole copy of it (a derived table, a CTE).
     let from = sel.get("from_clause").and_then(Value::as_array);
     let Some([item]) = from.map(Vec::as_slice) else {
-        return Some((false, false));
+        return (false, false);
     };
-    let before = scope.selves.len();
-    scope.add_selves(body, std::iter::once(item));
-    let quals = scope.selves.split_off(before);
-    if quals.is_empty() {
-        return Some((false, false));
+    let Some(qual) = c.source(item, &reads::ctes_of(sel), 0) else {
+        return (false, false);
+    };
+    let quals = [qual];
+    // A WHERE of the source's own that keeps every row (`WHERE true`).
+    if let Some(w) = sel.get("where_clause").filter(|w| !w.is_null()) {
+        if c.poss(w, &quals) != Poss::TRUE {
+            return (false, c.looked.get());
+        }
     }
+    // Its own columns (a permutation of them is taken to be the identity: fail closed).
     let own_columns = sel
         .get("target_list")
         .and_then(Value::as_array)
@@ -481,18 +396,19 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
                 .and_then(|n| n.get("ResTarget"))
                 .and_then(|rt| rt.get("val"));
             match val.and_then(unwrap_node) {
-                Some(("ColumnRef", c)) => scope.row_column(c, &quals).is_some(),
+                Some(("ColumnRef", col)) => scope.row_column(col, &quals).is_some(),
                 _ => false,
             }
         });
-    if !own_columns {
-        return Some((false, false));
-    }
-    match oc.get("where_clause").filter(|w| !w.is_null()) {
-        None => Some((true, false)),
-        Some(w) => Some(is_tautology(w)),
-    }
+    (own_columns, c.looked.get())
 }
+
+#[path = "tautology_bodies.rs"]
+mod bodies;
+#[path = "tautology_params.rs"]
+mod params;
+#[path = "tautology_reads.rs"]
+mod reads;
 
 #[cfg(test)]
 #[path = "tautology_tests.rs"]

@@ -330,3 +330,183 @@ fn literals_that_decide_nothing_keep_the_shape_cache() {
         assert!(classify_now(sql).unwrap().literal_sensitive, "{sql}");
     }
 }
+
+/// Reads of the written table through wrappers that keep every row of it, and the
+/// forms true for every non-NULL value (review of issue 18).
+#[test]
+fn unnarrowed_reads_and_constant_truths() {
+    for sql in [
+        "DELETE FROM t WHERE id = ANY (ARRAY(SELECT id FROM t))",
+        "DELETE FROM t WHERE id = ANY ((SELECT array_agg(id) FROM t)::int[])",
+        "DELETE FROM t WHERE (id, code) IN (SELECT id, code FROM t)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t UNION SELECT w FROM o)",
+        "DELETE FROM t WHERE id IN (SELECT w FROM o UNION ALL SELECT id FROM t)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t INTERSECT SELECT id FROM t)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t OFFSET 0)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t OFFSET 5)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT ALL)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE true)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t TABLESAMPLE SYSTEM (100))",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t GROUP BY id)",
+        "DELETE FROM t WHERE id IN (SELECT DISTINCT id FROM t)",
+        "DELETE FROM t WHERE id IN (SELECT unnest(array_agg(id)) FROM t)",
+        "DELETE FROM t WHERE id IN (SELECT unnest(ARRAY(SELECT id FROM t)))",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) FROM o WHERE o.w = t.id)",
+        "DELETE FROM t WHERE EXISTS (SELECT max(o.x) FROM o WHERE false)",
+        "DELETE FROM t WHERE id IN (SELECT u FROM unnest(ARRAY(SELECT id FROM t)) u)",
+        "DELETE FROM t WHERE id = ANY (SELECT unnest((SELECT array_agg(id) FROM t)))",
+        "DELETE FROM t WHERE id IN (SELECT s.id FROM (SELECT id FROM t) s)",
+        "DELETE FROM t WHERE id IN (WITH c AS (SELECT * FROM t) SELECT id FROM c)",
+        "WITH c AS (SELECT id FROM t) DELETE FROM t WHERE id IN (SELECT id FROM c)",
+        "DELETE FROM t WHERE id = id + 0",
+        "DELETE FROM t WHERE id * 1 = id",
+        "DELETE FROM t WHERE name || '' = name",
+        "DELETE FROM t WHERE id = coalesce(NULL, id)",
+        "DELETE FROM t WHERE CASE WHEN id > 1 THEN true ELSE true END",
+        "DELETE FROM t WHERE CASE WHEN false THEN id = 1 ELSE true END",
+        "DELETE FROM t WHERE name LIKE '%'",
+        "DELETE FROM t WHERE name ILIKE '%%'",
+        "DELETE FROM t WHERE name ~ ''",
+        "DELETE FROM t WHERE ctid >= '(0,0)'",
+        "DELETE FROM t WHERE '(0, 0)'::tid < ctid",
+        "DELETE FROM t WHERE tableoid = 't'::regclass",
+        "DELETE FROM t WHERE tableoid = 'public.t'::regclass",
+        "MERGE INTO t USING (SELECT * FROM t OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "INSERT INTO t SELECT * FROM t WHERE true ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM o UNION SELECT * FROM t ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM t OFFSET 0 ON CONFLICT (id) DO UPDATE SET q = 1",
+    ] {
+        let f = one(sql);
+        assert!(f.where_.tautology, "{sql}: {:?}", f.where_);
+    }
+    // Not NULL by the schema: decided with the catalog.
+    for sql in [
+        "DELETE FROM t WHERE num_nonnulls(id) = 1",
+        "DELETE FROM t WHERE num_nulls(id) = 0",
+        "DELETE FROM t WHERE EXISTS (SELECT FROM t t2 WHERE t2.id = t.id + 0)",
+        "DELETE FROM t WHERE EXISTS (SELECT FROM (SELECT * FROM t) s WHERE s.id = t.id)",
+    ] {
+        let f = one(sql);
+        assert!(
+            !f.where_.tautology && f.where_.if_not_null.len() == 1,
+            "{sql}: {:?}",
+            f.where_
+        );
+    }
+    for sql in [
+        "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE code = 'x')",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 3)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT $1)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t EXCEPT SELECT w FROM o)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t INTERSECT SELECT w FROM o)",
+        "DELETE FROM t WHERE id IN (SELECT DISTINCT ON (code) id FROM t ORDER BY code, id)",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t GROUP BY id HAVING count(*) > 1)",
+        "DELETE FROM t WHERE id IN (SELECT max(id) FROM t)",
+        "DELETE FROM t WHERE (id, code) IN (SELECT id, q FROM t)",
+        "DELETE FROM t WHERE id = ANY (ARRAY(SELECT id FROM t WHERE q > 1))",
+        "DELETE FROM t WHERE id IN (SELECT unnest(ARRAY(SELECT id FROM t LIMIT 2)))",
+        "DELETE FROM t WHERE id IN (SELECT unnest(ARRAY(SELECT code FROM t)))",
+        "DELETE FROM t WHERE id IN (SELECT n FROM unnest(ARRAY(SELECT id FROM t)) \
+         WITH ORDINALITY u(v, n))",
+        "DELETE FROM t WHERE id IN (SELECT s.id FROM (SELECT id FROM t WHERE q > 1) s)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM o WHERE o.wid = t.id)",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) FROM o WHERE o.w = t.id GROUP BY o.x)",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) FROM o WHERE o.w = t.id HAVING count(*) > 1)",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) OVER () FROM o WHERE o.w = t.id)",
+        "DELETE FROM t WHERE id = id + 1",
+        "DELETE FROM t WHERE id * 2 = id",
+        "DELETE FROM t WHERE CASE WHEN id > 1 THEN true ELSE false END",
+        "DELETE FROM t WHERE CASE WHEN id > 1 THEN true END",
+        "DELETE FROM t WHERE name LIKE 'a%'",
+        "DELETE FROM t WHERE name NOT LIKE '%'",
+        "DELETE FROM t WHERE ctid > '(0,1)'",
+        "DELETE FROM t WHERE tableoid = 'u'::regclass",
+        "MERGE INTO t USING (SELECT * FROM t WHERE q > 1 OFFSET 0) s ON t.id = s.id \
+         WHEN MATCHED THEN DELETE",
+        "INSERT INTO t SELECT * FROM t EXCEPT SELECT * FROM o ON CONFLICT (id) DO UPDATE SET q = 1",
+        "INSERT INTO t SELECT * FROM t LIMIT 5 ON CONFLICT (id) DO UPDATE SET q = 1",
+    ] {
+        let f = one(sql);
+        assert!(
+            !f.where_.tautology && f.where_.if_not_null.is_empty(),
+            "{sql}: {:?}",
+            f.where_
+        );
+    }
+    // `id = id + 0` and `id = id + 1` share a shape: neither verdict is reused.
+    for sql in [
+        "DELETE FROM t WHERE id = id + 1",
+        "DELETE FROM t WHERE name LIKE 'a%'",
+        "DELETE FROM t WHERE ctid > '(0,1)'",
+    ] {
+        assert!(classify_now(sql).unwrap().literal_sensitive, "{sql}");
+    }
+}
+
+/// Parameters are read as any value a client could bind.
+#[test]
+fn parameters_read_as_any_value() {
+    for sql in [
+        "DELETE FROM t WHERE $1::int IS NULL OR id = $1",
+        "DELETE FROM t WHERE id = coalesce($1, id)",
+        "DELETE FROM t WHERE name LIKE $1",
+        "DELETE FROM t WHERE id = id + $1",
+        "DELETE FROM t WHERE $1::bool OR id = 1",
+        "DELETE FROM t WHERE id = 1 OR $2 = 5",
+        "DELETE FROM t WHERE $1",
+        "CREATE FUNCTION f(b bool) RETURNS void LANGUAGE sql AS 'DELETE FROM t WHERE b'",
+        "CREATE FUNCTION f(k int) RETURNS void LANGUAGE sql \
+         AS 'DELETE FROM t WHERE k IS NULL OR id = k'",
+        "CREATE FUNCTION f(b bool) RETURNS void LANGUAGE plpgsql \
+         AS $$BEGIN DELETE FROM t WHERE b; END$$",
+        "CREATE FUNCTION f(n int) RETURNS void LANGUAGE plpgsql \
+         AS $$BEGIN UPDATE t SET q = 1 WHERE id = coalesce(n, id); END$$",
+        "DO $$DECLARE b bool := true; BEGIN DELETE FROM t WHERE b; END$$",
+    ] {
+        let f = one(sql);
+        assert!(f.where_.tautology, "{sql}: {:?}", f.where_);
+    }
+    for sql in [
+        "DELETE FROM t WHERE id = $1",
+        "UPDATE t SET a = $1 WHERE id = $2",
+        "DELETE FROM t WHERE id IN ($1, $2, $3)",
+        "DELETE FROM t WHERE id = $1::int AND name > $2",
+        "DELETE FROM t WHERE id = $1 AND ($2::text IS NULL OR name = $2)",
+        "DELETE FROM t WHERE lower(a) = $1 AND lower(b) = $2 AND lower(c) = $3 AND d = $4",
+        "DELETE FROM t WHERE id = ANY ($1)",
+        "DELETE FROM t WHERE at < now() - $1::interval",
+        "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE code = $1)",
+        "CREATE FUNCTION f(k int) RETURNS void LANGUAGE sql AS 'DELETE FROM t WHERE id = k'",
+        "CREATE FUNCTION f(k int) RETURNS void LANGUAGE plpgsql \
+         AS $$DECLARE v int := k + 1; BEGIN DELETE FROM t WHERE id = v; END$$",
+        "DO $$DECLARE v int := 5; BEGIN DELETE FROM t WHERE id = v; END$$",
+    ] {
+        let f = one(sql);
+        assert!(
+            !f.where_.tautology && f.where_.if_not_null.is_empty(),
+            "{sql}: {:?}",
+            f.where_
+        );
+    }
+    // The hot path keeps its shape cache.
+    assert!(
+        !classify_now("UPDATE t SET a = $1 WHERE id = $2")
+            .unwrap()
+            .literal_sensitive
+    );
+}
+
+/// A long WHERE with a parameter whose value matters is not read once per candidate
+/// value over and over: past a budget it is unbounded (fail closed), quickly.
+#[test]
+fn long_clauses_with_live_parameters_stay_cheap() {
+    let arms: Vec<String> = (0..20_000).map(|i| format!("id = {i}")).collect();
+    let sql = format!(
+        "DELETE FROM t WHERE ({}) AND ($1::int IS NULL OR code = $1)",
+        arms.join(" OR ")
+    );
+    let started = std::time::Instant::now();
+    let f = one(&sql);
+    assert!(f.where_.tautology);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -18,21 +18,31 @@ const RULES: &str = "rules:
     action: block
 ";
 
-/// `{w}`: the written table (id primary key, code NOT NULL, name and flag nullable,
-/// one row with NULLs in them); `{o}`: another table.
+/// `{w}`: the written table (id primary key, code and tag NOT NULL, name and flag
+/// nullable, one row with NULLs in them); `{o}`: another table.
 async fn tables(f: &Fixture) -> (String, String) {
     let (w, o) = (format!("{}_w", f.t), format!("{}_o", f.t));
     f.direct
         .batch_execute(&format!(
             "CREATE TABLE {w} (id int PRIMARY KEY, code int NOT NULL, name text, flag bool,
-                qty int NOT NULL DEFAULT 0);
+                qty int NOT NULL DEFAULT 0, tag text NOT NULL DEFAULT 'x');
              INSERT INTO {w} VALUES (1, 10, 'a', true, 1), (2, 10, 'b', false, 2),
                 (3, 30, NULL, NULL, 3);
              CREATE TABLE {o} (id int PRIMARY KEY, w_id int);
              INSERT INTO {o} VALUES (1, 2), (2, NULL);
              CREATE VIEW {w}_v AS SELECT * FROM {w};
              CREATE FUNCTION {w}_wipe() RETURNS void LANGUAGE sql
-               AS 'DELETE FROM {w} WHERE id IS NOT NULL';"
+               AS 'DELETE FROM {w} WHERE id IS NOT NULL';
+             CREATE FUNCTION {w}_del(b bool) RETURNS void LANGUAGE sql
+               AS 'DELETE FROM {w} WHERE b';
+             CREATE FUNCTION {w}_del_pos(bool) RETURNS void LANGUAGE sql
+               AS 'DELETE FROM {w} WHERE $1';
+             CREATE FUNCTION {w}_del_one(k int) RETURNS void LANGUAGE sql
+               AS 'DELETE FROM {w} WHERE id = k';
+             CREATE FUNCTION {w}_del_pl(b bool) RETURNS void LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM {w} WHERE b; END$$;
+             CREATE FUNCTION {w}_del_pl_one(k int) RETURNS void LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM {w} WHERE id = k; END$$;"
         ))
         .await
         .unwrap();
@@ -130,6 +140,45 @@ const UNBOUNDED: &[&str] = &[
     // A join whose condition does not name the target: every row or none.
     "DELETE FROM {w} USING {o} WHERE {o}.id = 1",
     "UPDATE {w} SET qty = 5 FROM {o} WHERE {o}.w_id IS NULL",
+    // The table read again through wrappers that keep every row of it (review of
+    // issue 18: each of these reached the server).
+    "DELETE FROM {w} WHERE id = ANY(ARRAY(SELECT id FROM {w}))",
+    "DELETE FROM {w} WHERE (id, code) IN (SELECT id, code FROM {w})",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} UNION SELECT w_id FROM {o})",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} INTERSECT SELECT id FROM {w})",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} OFFSET 0)",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} LIMIT ALL)",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} WHERE true)",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} TABLESAMPLE SYSTEM (100))",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} GROUP BY id)",
+    "DELETE FROM {w} WHERE id IN (SELECT unnest(array_agg(id)) FROM {w})",
+    "DELETE FROM {w} WHERE id IN (SELECT unnest(ARRAY(SELECT id FROM {w})))",
+    "DELETE FROM {w} WHERE id IN (SELECT u FROM unnest(ARRAY(SELECT id FROM {w})) u)",
+    "DELETE FROM {w} WHERE id IN (SELECT s.id FROM (SELECT id FROM {w}) s)",
+    "WITH c AS (SELECT id FROM {w}) DELETE FROM {w} WHERE id IN (SELECT id FROM c)",
+    "DELETE FROM {w} WHERE EXISTS (SELECT FROM {w} w2 WHERE w2.id = {w}.id + 0)",
+    "DELETE FROM {w} WHERE EXISTS (SELECT FROM (SELECT * FROM {w}) s WHERE s.id = {w}.id)",
+    // An aggregate without GROUP BY gives one row whatever it reads.
+    "DELETE FROM {w} WHERE EXISTS (SELECT count(*) FROM {o} WHERE {o}.w_id = {w}.id)",
+    // True for every non-NULL value of the column.
+    "DELETE FROM {w} WHERE id = id + 0",
+    "UPDATE {w} SET qty = 5 WHERE qty * 1 = qty",
+    "DELETE FROM {w} WHERE CASE WHEN id > 1 THEN true ELSE true END",
+    "DELETE FROM {w} WHERE tag LIKE '%'",
+    // NULL, not false, where name is NULL: as `name = name`, whatever the schema.
+    "DELETE FROM {w} WHERE name LIKE '%'",
+    "DELETE FROM {w} WHERE ctid >= '(0,0)'",
+    "DELETE FROM {w} WHERE tableoid = '{w}'::regclass",
+    "DELETE FROM {w} WHERE num_nonnulls(id) = 1",
+    // A MERGE source or upsert source that is the whole table after all.
+    "MERGE INTO {w} t USING (SELECT * FROM {w} OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+    "INSERT INTO {w} SELECT * FROM {w} WHERE true ON CONFLICT (id) DO UPDATE SET qty = 5",
+    "INSERT INTO {w} SELECT * FROM {w} WHERE id = 1 UNION SELECT * FROM {w} ON CONFLICT (id) DO UPDATE SET qty = 5",
+    // A function whose WHERE is its boolean parameter.
+    "SELECT {w}_del(true)",
+    "SELECT {w}_del_pos(true)",
+    "SELECT {w}_del_pl(true)",
+    "DO $$DECLARE b bool := true; BEGIN DELETE FROM {w} WHERE b; END$$",
 ];
 
 /// Selective: must run through pgmoat, with the same effect as directly.
@@ -164,6 +213,27 @@ const SELECTIVE: &[&str] = &[
     "WITH x AS (DELETE FROM {w} WHERE id = 3 RETURNING id) SELECT * FROM x",
     "DELETE FROM {w}_v WHERE flag",
     "DELETE FROM {w}_v WHERE name IS NOT NULL",
+    // Reads of the table itself that narrow.
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} WHERE code = 30)",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} ORDER BY id LIMIT 2)",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} EXCEPT SELECT w_id FROM {o})",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} INTERSECT SELECT w_id FROM {o})",
+    "DELETE FROM {w} WHERE id IN (SELECT max(id) FROM {w})",
+    "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} GROUP BY id HAVING count(*) > 1)",
+    "DELETE FROM {w} WHERE (id, code) IN (SELECT id, qty FROM {w})",
+    "DELETE FROM {w} WHERE id = ANY(ARRAY(SELECT id FROM {w} WHERE qty > 1))",
+    "DELETE FROM {w} WHERE EXISTS (SELECT 1 FROM {o} o WHERE o.w_id = {w}.id)",
+    "DELETE FROM {w} WHERE EXISTS (SELECT count(*) FROM {o} WHERE {o}.w_id = {w}.id HAVING count(*) > 0)",
+    "MERGE INTO {w} t USING (SELECT * FROM {w} WHERE qty > 1 OFFSET 0) s ON t.id = s.id WHEN MATCHED THEN DELETE",
+    // Close to a constant truth, but not one.
+    "DELETE FROM {w} WHERE id = id + 1",
+    "DELETE FROM {w} WHERE CASE WHEN id > 1 THEN true ELSE false END",
+    "DELETE FROM {w} WHERE name LIKE 'a%'",
+    "DELETE FROM {w} WHERE ctid > '(0,1)'",
+    "DELETE FROM {w} WHERE num_nonnulls(name) = 1",
+    "SELECT {w}_del_one(2)",
+    "SELECT {w}_del_pl_one(2)",
+    "INSERT INTO {w} SELECT * FROM {w} WHERE id = 1 UNION SELECT * FROM {w} WHERE id = 2 ON CONFLICT (id) DO UPDATE SET qty = 9",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,4 +333,84 @@ async fn same_shape_other_literals_and_new_tables() {
         .await
         .unwrap();
     assert_eq!(left, vec![vec![Some("1".to_owned()), None]]);
+}
+
+/// Bound at Bind, judged at Parse: a WHERE that some parameter values make true for
+/// every row is refused whatever the values (drivers send the Parse before the values);
+/// `WHERE id = $1` and its kin bound by every value run, with the same effect as
+/// directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_that_can_unbound_a_write() {
+    use tokio_postgres::types::ToSql;
+    let f = fixture(RULES).await;
+    let (w, o) = tables(&f).await;
+    let before = all_rows(&f.direct, &w).await;
+    let none: Option<i32> = None;
+    let (one, two) = (1i32, 2i32);
+    let (all, a_prefix) = ("%", "a%");
+    let unbounded: &[(&str, &[&(dyn ToSql + Sync)])] = &[
+        ("DELETE FROM {w} WHERE $1::int IS NULL OR id = $1", &[&none]),
+        ("DELETE FROM {w} WHERE id = coalesce($1, id)", &[&none]),
+        ("DELETE FROM {w} WHERE tag LIKE $1", &[&all]),
+        ("DELETE FROM {w} WHERE name LIKE $1", &[&all]),
+        ("UPDATE {w} SET qty = 5 WHERE id = id + $1", &[&0i32]),
+        ("DELETE FROM {w} WHERE $1::bool OR id = 1", &[&true]),
+    ];
+    let selective: &[(&str, &[&(dyn ToSql + Sync)])] = &[
+        ("DELETE FROM {w} WHERE id = $1", &[&one]),
+        ("DELETE FROM {w} WHERE id = $1", &[&none]),
+        ("UPDATE {w} SET qty = $1 WHERE id = $2", &[&one, &two]),
+        ("DELETE FROM {w} WHERE id IN ($1, $2)", &[&one, &two]),
+        (
+            "DELETE FROM {w} WHERE id = $1 AND ($2::text IS NULL OR name = $2)",
+            &[&one, &None::<String>],
+        ),
+        ("DELETE FROM {w} WHERE name > $1", &[&a_prefix]),
+        (
+            "DELETE FROM {w} WHERE id IN (SELECT id FROM {w} WHERE code = $1)",
+            &[&30i32],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for c in [f.agent().await, f.dba().await] {
+        for (sql, params) in unbounded {
+            let sql = fill(sql, &w, &o);
+            match c.execute(sql.as_str(), params).await {
+                Ok(n) => failures.push(format!("ran ({n} rows): {sql}")),
+                Err(e) => match e.as_db_error() {
+                    Some(db) if db.code().code() == "42501" => {}
+                    _ => failures.push(format!("{sql}: {e:?}")),
+                },
+            }
+            if all_rows(&f.direct, &w).await != before {
+                failures.push(format!("changed the rows: {sql}"));
+                f.direct
+                    .batch_execute(&format!(
+                        "DELETE FROM {w}; INSERT INTO {w} VALUES (1, 10, 'a', true, 1),
+                         (2, 10, 'b', false, 2), (3, 30, NULL, NULL, 3)"
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+        for (sql, params) in selective {
+            let sql = fill(sql, &w, &o);
+            let mut outcome = Vec::new();
+            for client in [&f.direct, &c] {
+                client.batch_execute("BEGIN").await.unwrap();
+                let n = client.execute(sql.as_str(), params).await;
+                let now = match n {
+                    Ok(_) => all_rows(client, &w).await,
+                    Err(_) => Vec::new(),
+                };
+                client.batch_execute("ROLLBACK").await.unwrap();
+                outcome.push(n.map(|n| (n, now)).map_err(|e| format!("{e:?}")));
+            }
+            if outcome[0] != outcome[1] {
+                failures.push(format!("{sql}: {:?} != {:?}", outcome[1], outcome[0]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(all_rows(&f.direct, &w).await, before);
 }

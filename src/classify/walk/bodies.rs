@@ -23,6 +23,11 @@ impl Walker<'_> {
         if language != "plpgsql" {
             self.facts.unanalysable = Some(format!("a DO block in language {language}"));
         } else if let Some(source) = source {
+            // `DECLARE b bool := true; BEGIN DELETE FROM t WHERE b`: unbounded.
+            if crate::classify::tautology_schema::plpgsql_unbounded(self.text) {
+                self.facts.where_.applies = true;
+                self.facts.where_.tautology = true;
+            }
             self.bodies.push(Body::Plpgsql(Code {
                 statement: self.text.to_owned(),
                 source,
@@ -49,7 +54,26 @@ impl Walker<'_> {
             return; // BEGIN ATOMIC: already in the tree, walked like any other node.
         }
         match (language.as_str(), code) {
-            ("sql", Some(c)) => self.bodies.push(Body::Sql(c)),
+            ("sql", Some(c)) => {
+                // `DELETE FROM t WHERE b`, b a parameter: unbounded for some callers.
+                let params: Vec<String> = body
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| match unwrap_node(p) {
+                        Some(("FunctionParameter", fp)) => Some(s(fp, "name").to_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                if params.iter().any(|p| !p.is_empty())
+                    && crate::classify::tautology_schema::body_unbounded(&c, &params)
+                {
+                    self.facts.where_.applies = true;
+                    self.facts.where_.tautology = true;
+                }
+                self.bodies.push(Body::Sql(c))
+            }
             ("plpgsql", Some(source)) => {
                 // As libpg_query tells a trigger function: any part of the returned
                 // type's name.
@@ -65,6 +89,13 @@ impl Walker<'_> {
                 } else {
                     Trigger::No
                 };
+                // `WHERE b`, b a parameter or variable: unbounded for some values.
+                if trigger == Trigger::No
+                    && crate::classify::tautology_schema::plpgsql_unbounded(self.text)
+                {
+                    self.facts.where_.applies = true;
+                    self.facts.where_.tautology = true;
+                }
                 self.bodies.push(Body::Plpgsql(Code {
                     statement: self.text.to_owned(),
                     source,
