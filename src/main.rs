@@ -115,6 +115,21 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Look at the replicas sharing a state database (`cluster:`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Nodes (heartbeats, sessions), their audit heads and pending approvals.
+    Status {
+        /// The state database (a libpq URL or key=value string).
+        #[arg(long, env = "PGMOAT_STATE_URL", hide_env_values = true)]
+        state_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +169,13 @@ enum AuditCommand {
         /// Environment variable holding the store's HMAC key (`audit.hmac_key_env`).
         #[arg(long)]
         hmac_key_env: Option<String>,
+        /// The cluster's state database: check the store against the head the node
+        /// recorded there (catches a truncated or deleted store). Needs --node.
+        #[arg(long, requires = "node")]
+        state_url: Option<String>,
+        /// The node (`cluster.node`) whose store DIR is.
+        #[arg(long, requires = "state_url")]
+        node: Option<String>,
     },
     /// List recorded sessions.
     Sessions {
@@ -335,6 +357,24 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command),
+        Command::Cluster {
+            command: ClusterCommand::Status { state_url },
+        } => {
+            let rt = runtime(1).map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let text = rt.block_on(async {
+                let db = pgmoat::cluster::Shared::new(
+                    "pgmoat-cli",
+                    &state_url,
+                    pgmoat::cluster::Timing::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                pgmoat::cluster::status::report(&db)
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Explain {
             config,
             rules,
@@ -479,8 +519,29 @@ fn audit(command: AuditCommand) -> Result<ExitCode, String> {
             dir,
             head,
             hmac_key_env,
+            state_url,
+            node,
         } => {
-            let head = head.as_deref().map(verify::parse_head).transpose()?;
+            let mut head = head.as_deref().map(verify::parse_head).transpose()?;
+            if let (Some(url), Some(node)) = (&state_url, &node) {
+                let Some(recorded) = recorded_head(url, node)? else {
+                    return Err(format!(
+                        "the state database has no audit head for node {node:?}"
+                    ));
+                };
+                let recorded = verify::parse_head(&recorded)?;
+                if !dir.is_dir() {
+                    println!(
+                        "{}: missing, but node {node} recorded its head at seq {} in the state database: the store was deleted",
+                        dir.display(),
+                        recorded.seq
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                if head.as_ref().is_none_or(|h| h.seq < recorded.seq) {
+                    head = Some(recorded);
+                }
+            }
             let key = match &hmac_key_env {
                 Some(var) => Some(
                     std::env::var(var)
@@ -565,4 +626,19 @@ fn audit(command: AuditCommand) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+/// The audit head `node` recorded in the cluster's state database.
+fn recorded_head(url: &str, node: &str) -> Result<Option<String>, String> {
+    let rt = runtime(1).map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async {
+        let db =
+            pgmoat::cluster::Shared::new("pgmoat-cli", url, pgmoat::cluster::Timing::default())
+                .map_err(|e| e.to_string())?;
+        let heads = db.audit_heads().await.map_err(|e| e.to_string())?;
+        Ok(heads
+            .into_iter()
+            .find(|h| h.node == node && h.tenant.is_empty())
+            .map(|h| format!("{}:{}", h.seq, h.hash)))
+    })
 }
