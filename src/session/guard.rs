@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use super::error::SessionError;
-use super::judge::{error, Refusal};
+use super::verdict::{error, Refusal};
 use crate::auth::clock::Clock;
 use crate::classify::{Facts, Kind};
 use crate::protocol::sqlstate;

@@ -4,17 +4,15 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-
 use std::collections::HashMap;
 
+use super::verdict::{error, Refusal};
 use crate::auth::Identity;
 use crate::classify::lineage::Lineage;
 use crate::classify::{Classifier, ClassifyError};
 use crate::mask::Masking;
 use crate::policy::reload::RulesHandle;
 use crate::policy::{Action, Subject};
-use crate::protocol::backend::{self, ErrorFields, Severity};
 use crate::protocol::sqlstate;
 
 pub struct Judge {
@@ -137,23 +135,6 @@ impl Judged {
         self.facts = facts;
         self
     }
-}
-
-/// A refusal: the ErrorResponse to send, and a line for the log.
-pub struct Refusal {
-    pub response: BytesMut,
-    pub rule: String,
-}
-
-/// An ErrorResponse (severity ERROR) for the client.
-pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
-    let mut out = BytesMut::new();
-    let mut f = ErrorFields::new(Severity::Error, code, message);
-    if let Some(d) = detail {
-        f = f.detail(d);
-    }
-    backend::error_response(&mut out, &f);
-    out
 }
 
 impl Judge {

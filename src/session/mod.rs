@@ -14,6 +14,7 @@ pub mod params;
 pub mod relay;
 mod roles;
 pub mod upstream;
+pub mod verdict;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

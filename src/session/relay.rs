@@ -47,7 +47,7 @@ const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 /// How waiting for an approval ended.
 enum Waited {
     Approved,
-    Refused(super::judge::Refusal),
+    Refused(super::verdict::Refusal),
     ClientGone,
 }
 
@@ -775,8 +775,8 @@ impl Relay {
         }
         let mut shutdown = self.shutdown.clone();
         let refuse = |code: &str, message: String, detail: Option<String>| {
-            Waited::Refused(super::judge::Refusal {
-                response: super::judge::error(code, &message, detail.as_deref()),
+            Waited::Refused(super::verdict::Refusal {
+                response: super::verdict::error(code, &message, detail.as_deref()),
                 rule: hold.rule.clone(),
             })
         };
@@ -862,7 +862,7 @@ impl Relay {
         &mut self,
         g: &crate::approval::Grant,
         statement: u64,
-    ) -> Option<super::judge::Refusal> {
+    ) -> Option<super::verdict::Refusal> {
         tracing::info!(rule = %g.rule, by = %g.by, approval = %g.approval, "statement runs under an approval grant");
         let a = self.audit.as_ref()?;
         let until = crate::approval::format_time(g.expires_at);
@@ -978,8 +978,8 @@ impl Relay {
         let Some(sql) = sql else {
             // A Query or Parse without its terminators: refuse rather than guess.
             return Judged {
-                refusal: Some(super::judge::Refusal {
-                    response: super::judge::error(
+                refusal: Some(super::verdict::Refusal {
+                    response: super::verdict::error(
                         sqlstate::PROTOCOL_VIOLATION,
                         "pgmoat: malformed message",
                         None,
@@ -1036,7 +1036,7 @@ impl Relay {
     async fn substitute(
         &mut self,
         msg: &[u8],
-        refusal: super::judge::Refusal,
+        refusal: super::verdict::Refusal,
     ) -> Result<(), SessionError> {
         self.nonce_seed = self
             .nonce_seed
@@ -1429,9 +1429,9 @@ impl Relay {
 }
 
 /// A session may hold only so many statements (and portals) for approval at once.
-fn too_many_held(what: &str) -> super::judge::Refusal {
-    super::judge::Refusal {
-        response: super::judge::error(
+fn too_many_held(what: &str) -> super::verdict::Refusal {
+    super::verdict::Refusal {
+        response: super::verdict::error(
             sqlstate::PROGRAM_LIMIT_EXCEEDED,
             &format!(
                 "pgmoat: this session already has {} prepared {what} that need approval",
@@ -1444,10 +1444,10 @@ fn too_many_held(what: &str) -> super::judge::Refusal {
 }
 
 /// The statement is not run when its audit record cannot be written (fail closed).
-fn audit_refusal(e: &crate::audit::AuditError) -> super::judge::Refusal {
+fn audit_refusal(e: &crate::audit::AuditError) -> super::verdict::Refusal {
     tracing::warn!("statement refused: its audit record could not be written: {e}");
-    super::judge::Refusal {
-        response: super::judge::error(
+    super::verdict::Refusal {
+        response: super::verdict::error(
             sqlstate::IO_ERROR,
             "pgmoat: the statement was not run because its audit record could not be written",
             Some("The gateway's audit store is failing; see the gateway log."),
