@@ -134,6 +134,13 @@ pub fn check(buf: &[u8], direction: Direction, max: usize) -> Result<Option<Head
     }))
 }
 
+/// The whole length (tag included) of the message whose header starts `buf`; None
+/// without a whole header. For buffers already [`check`]ed.
+pub fn total_len(buf: &[u8]) -> Option<usize> {
+    let len = buf.get(1..HEADER_LEN)?;
+    Some(1 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+}
+
 /// Read a NUL-terminated string at the front of `buf`; returns it and the rest.
 pub fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     let nul = memchr::memchr(0, buf)?;
