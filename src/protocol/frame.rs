@@ -141,12 +141,6 @@ pub fn total_len(buf: &[u8]) -> Option<usize> {
     Some(1 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
 }
 
-/// Read a NUL-terminated string at the front of `buf`; returns it and the rest.
-pub fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = memchr::memchr(0, buf)?;
-    Some((&buf[..nul], &buf[nul + 1..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,8 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn cstr_splits_at_nul() {
-        assert_eq!(cstr(b"ab\0cd"), Some((&b"ab"[..], &b"cd"[..])));
-        assert_eq!(cstr(b"ab"), None);
+    fn total_len_reads_a_checked_header() {
+        assert_eq!(total_len(&msg(b'Q', b"x\0")), Some(7));
+        assert_eq!(total_len(b"Q\0\0"), None);
     }
 }

@@ -29,6 +29,8 @@ pub struct Parse<'a> {
 }
 
 impl<'a> Parse<'a> {
+    // Every view is made by `parse`; this one's message happens to be named Parse.
+    #[allow(clippy::self_named_constructors)]
     pub fn parse(body: &'a [u8]) -> Result<Parse<'a>, MessageError> {
         let mut r = Reader::new(body, "Parse");
         let name = r.cstr()?;
@@ -40,6 +42,34 @@ impl<'a> Parse<'a> {
             sql,
             param_types,
         })
+    }
+}
+
+impl<'a> Parse<'a> {
+    /// Only the statement name, from a body that may be malformed after it (the
+    /// name a refused Parse's stand-in takes).
+    pub fn name(prefix: &'a [u8]) -> Result<&'a [u8], MessageError> {
+        Reader::new(prefix, "Parse").cstr()
+    }
+}
+
+/// A Query's or Parse's name and text as a record shows them, even when the message
+/// is malformed (it is refused then, and the record says what came): the Parse's name
+/// when readable, and the text up to its NUL, or all that follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementText<'a> {
+    /// Some for a Parse whose name is readable.
+    pub name: Option<&'a [u8]>,
+    pub sql: &'a [u8],
+}
+
+impl<'a> StatementText<'a> {
+    pub fn read(tag: u8, body: &'a [u8]) -> StatementText<'a> {
+        let mut r = Reader::new(body, "statement");
+        let name = if tag == b'P' { r.cstr().ok() } else { None };
+        let mut text = r;
+        let sql = text.cstr().unwrap_or_else(|_| r.rest());
+        StatementText { name, sql }
     }
 }
 
@@ -291,6 +321,17 @@ mod tests {
         assert_eq!(sql_of(b'Q', b"select 1\0").unwrap(), b"select 1");
         assert!(sql_of(b'Q', b"select 1").is_err());
         assert_eq!(sql_of(b'P', body).unwrap(), b"select $1");
+    }
+
+    #[test]
+    fn statement_text_shows_what_came() {
+        let t = StatementText::read(b'P', b"s\0select");
+        assert_eq!((t.name, t.sql), (Some(&b"s"[..]), &b"select"[..]));
+        let t = StatementText::read(b'P', b"s");
+        assert_eq!((t.name, t.sql), (None, &b"s"[..]));
+        let t = StatementText::read(b'Q', b"select 1\0");
+        assert_eq!((t.name, t.sql), (None, &b"select 1"[..]));
+        assert_eq!(Parse::name(b"s\0sel").unwrap(), b"s");
     }
 
     #[test]

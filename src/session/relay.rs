@@ -34,6 +34,7 @@ use crate::metrics::{BatchStats, Metrics};
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, parse_parameter_status, ErrorFields, Severity};
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frontend;
 use crate::protocol::sqlstate;
 
 /// Read buffers start this big and go back to it after a large message.
@@ -947,10 +948,8 @@ impl Relay {
         if msg[0] == b'Q' {
             m.on_query(lineage, judged.statements, writes);
         } else {
-            let name = crate::protocol::frame::cstr(&msg[5..])
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            m.on_parse(&name, lineage, writes, cycle, at);
+            let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
+            m.on_parse(&String::from_utf8_lossy(name), lineage, writes, cycle, at);
         }
     }
 
@@ -968,15 +967,8 @@ impl Relay {
                 facts: crate::audit::StatementFacts::unjudged(),
             };
         };
-        let body = &msg[5..];
-        let sql = match msg[0] {
-            b'Q' => crate::protocol::frame::cstr(body).map(|(q, _)| q),
-            _ => crate::protocol::frame::cstr(body)
-                .and_then(|(_, rest)| crate::protocol::frame::cstr(rest))
-                .map(|(q, _)| q),
-        };
-        let Some(sql) = sql else {
-            // A Query or Parse without its terminators: refuse rather than guess.
+        let Ok(sql) = frontend::sql_of(msg[0], &msg[5..]) else {
+            // A Query or Parse that is not what its tag says: refuse rather than guess.
             return Judged {
                 refusal: Some(super::verdict::Refusal {
                     response: super::verdict::error(
@@ -1064,9 +1056,7 @@ impl Relay {
                 .map_err(server_io)?;
             self.sent_syncs + 1
         } else {
-            let name = crate::protocol::frame::cstr(&msg[5..])
-                .map(|(n, _)| n)
-                .unwrap_or(b"");
+            let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
             let name = std::str::from_utf8(name).unwrap_or("");
             postgres_protocol::message::frontend::parse(
                 name,

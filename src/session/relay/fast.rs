@@ -84,7 +84,7 @@ fn unsent(buf: &mut BytesMut, sent: usize) -> Fast {
 
 /// Length of the (already checked) message at the front of `buf`, tag included.
 fn total(buf: &[u8]) -> usize {
-    1 + u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
+    crate::protocol::frame::total_len(buf).unwrap_or(buf.len())
 }
 
 impl Relay {
