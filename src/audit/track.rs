@@ -22,12 +22,12 @@ use crate::protocol::backend_view::CommandComplete;
 use crate::protocol::frontend::{Bind, Execute, StatementText};
 
 /// What the judge knew about a message: the facts the `decided` record holds.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatementFacts {
     pub kinds: Vec<String>,
     pub tables: Vec<String>,
-    /// `allow`, `block`, or `approve`.
-    pub action: &'static str,
+    /// Recorded as `allow`, `block`, or `approve`.
+    pub action: crate::policy::Action,
     pub rules: Vec<String>,
     pub masked_columns: Vec<String>,
     /// Names a SQL `PREPARE` in it defines. Not recorded: the server keeps them in the
@@ -35,11 +35,24 @@ pub struct StatementFacts {
     pub prepares: Vec<String>,
 }
 
+impl Default for StatementFacts {
+    fn default() -> StatementFacts {
+        StatementFacts {
+            kinds: Vec::new(),
+            tables: Vec::new(),
+            action: crate::policy::Action::Allow,
+            rules: Vec::new(),
+            masked_columns: Vec::new(),
+            prepares: Vec::new(),
+        }
+    }
+}
+
 impl StatementFacts {
     /// No rules configured: allowed, nothing parsed.
     pub fn unjudged() -> StatementFacts {
         StatementFacts {
-            action: "allow",
+            action: crate::policy::Action::Allow,
             ..Default::default()
         }
     }
@@ -160,7 +173,7 @@ impl SessionAudit {
         let n = self.statements;
         // Held for approval counts as run: if it is refused later, that Execute or
         // Query is marked refused then.
-        let refused = facts.action == "block";
+        let refused = facts.action == crate::policy::Action::Block;
         let prepares = facts.prepares;
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
@@ -168,7 +181,7 @@ impl SessionAudit {
             sql: lossy(sql),
             kinds: facts.kinds,
             tables: facts.tables,
-            action: Cow::Borrowed(facts.action),
+            action: Cow::Borrowed(facts.action.as_str()),
             rules: facts.rules,
             masked_columns: facts.masked_columns,
         }));

@@ -359,8 +359,7 @@ mod tests {
             (b'x', "a field a later server adds"),
         ]);
         let out = scrub_message(&msg, true, None).unwrap();
-        let len = i32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
-        assert_eq!(len + 1, out.len());
+        assert_eq!(crate::protocol::frame::total_len(&out), Some(out.len()));
         let got = fields_of(&out);
         let kinds: Vec<u8> = got.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, b"SVCPFM".to_vec());

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::judge::Hold;
+use super::verdict::Hold;
 use crate::protocol::answers::Waiting;
 use crate::protocol::backend_view::ParameterDescription;
 use crate::protocol::frontend::{Bind, Close, Describe, Execute, Parse, Target};

@@ -30,9 +30,10 @@ use super::error::SessionError;
 use super::judge::{Judge, Judged};
 use super::masker::{self, Masker};
 use super::params;
+use super::verdict::{Hold, OwnCause, Refusal, Verdict};
 use crate::metrics::{BatchStats, Metrics};
 use crate::net::stream::{ClientStream, UpstreamStream};
-use crate::protocol::backend::{self, parse_parameter_status, ErrorFields, Severity};
+use crate::protocol::backend::{self, parse_parameter_status};
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend;
 use crate::protocol::sqlstate;
@@ -48,7 +49,7 @@ const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 /// How waiting for an approval ended.
 enum Waited {
     Approved,
-    Refused(super::verdict::Refusal),
+    Refused(Refusal),
     ClientGone,
 }
 
@@ -65,11 +66,11 @@ pub enum End {
     Shutdown,
 }
 
-/// What pgmoat does with a client message it holds whole.
-enum Verdict {
+/// What pgmoat does with a client message the rules do not judge.
+enum Inspected {
     Forward,
-    /// Answer the client with this ErrorResponse (ReadyForQuery is added in order).
-    Refuse(BytesMut),
+    /// Answer the client with this refusal (ReadyForQuery is added in order).
+    Refuse(Refusal),
 }
 
 enum Event {
@@ -100,8 +101,9 @@ pub struct Relay {
     client_paced: u64,
     server_offset: u64,
     server_paced: u64,
-    /// Composed responses, each due right after the ReadyForQuery with that number.
-    injections: VecDeque<(u64, BytesMut)>,
+    /// Refusals pgmoat answers itself, each due right after the ReadyForQuery with
+    /// that number.
+    injections: VecDeque<(u64, Refusal)>,
     tx_status: u8,
     max_message: usize,
     /// Whether result messages (RowDescription, DataRow, CopyData, CommandComplete,
@@ -247,7 +249,7 @@ impl Pace {
 /// refused SQL itself never reaches the server.
 struct Rewrite {
     marker: String,
-    response: BytesMut,
+    refusal: Refusal,
     /// The ReadyForQuery number that closes the cycle; past it the entry is stale
     /// (an earlier error made the server skip the stand-in).
     due: u64,
@@ -521,29 +523,30 @@ impl Relay {
                                 .await
                             {
                                 Ok(n) => statement = n,
-                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
+                                Err(e) => judged.verdict.refuse(audit_refusal(&e)),
                             }
                         }
                         self.track_masking(msg, &judged, cycle, at);
                         if h.tag == b'P' {
                             // A prepared statement waits at its Execute, where its
                             // parameters are known; parsing it runs nothing.
-                            let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
+                            let hold = judged.verdict.take_hold();
                             if !self.held.on_parse(&msg[5..], hold, cycle, at) {
-                                judged.refusal = Some(too_many_held("statements"));
+                                judged.verdict.refuse(too_many_held("statements"));
                                 self.held.on_parse(&msg[5..], None, cycle, at);
                             }
                         }
-                        if judged.refusal.is_some() {
-                            judged.hold = None;
-                        }
-                        if let Some(g) = judged.hold.as_ref().and_then(|h| self.granted(h)) {
-                            judged.hold = None;
+                        let grant = match &judged.verdict {
+                            Verdict::Hold(hold, _) => self.granted(hold),
+                            _ => None,
+                        };
+                        if let Some(g) = grant {
+                            judged.verdict.take_hold();
                             if let Some(r) = self.run_under_grant(&g, statement).await {
-                                judged.refusal = Some(r);
+                                judged.verdict.refuse(r);
                             }
                         }
-                        if let Some(hold) = judged.hold.take() {
+                        if let Some(hold) = judged.verdict.take_hold() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.upstream.flush().await.map_err(server_io)?;
@@ -553,14 +556,14 @@ impl Relay {
                                 .await?
                             {
                                 Waited::Approved => {}
-                                Waited::Refused(r) => judged.refusal = Some(r),
+                                Waited::Refused(r) => judged.verdict.refuse(r),
                                 Waited::ClientGone => {
                                     let _ = self.upstream.write_all(&TERMINATE).await;
                                     return Ok(Some(End::ClientClosed));
                                 }
                             }
                         }
-                        if let Some(refusal) = judged.refusal {
+                        if let Verdict::Refuse(refusal) = judged.verdict {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
@@ -575,7 +578,7 @@ impl Relay {
                         }
                     }
                     match self.inspect_client(&buf[pos..pos + h.total]) {
-                        Verdict::Forward => {
+                        Inspected::Forward => {
                             match h.tag {
                                 b'Q' => {
                                     stats.queries_simple += 1;
@@ -589,7 +592,7 @@ impl Relay {
                             }
                             pos += h.total;
                         }
-                        Verdict::Refuse(response) => {
+                        Inspected::Refuse(response) => {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             pos += h.total;
                             fwd = pos;
@@ -720,7 +723,7 @@ impl Relay {
     /// or leaves. Client bytes that arrive meanwhile are kept in `buf` for later.
     async fn wait_for_approval(
         &mut self,
-        hold: Arc<super::judge::Hold>,
+        hold: Arc<Hold>,
         params: Vec<String>,
         statement: u64,
         buf: &mut BytesMut,
@@ -775,11 +778,8 @@ impl Relay {
             return Err(client_io(e));
         }
         let mut shutdown = self.shutdown.clone();
-        let refuse = |code: &str, message: String, detail: Option<String>| {
-            Waited::Refused(super::verdict::Refusal {
-                response: super::verdict::error(code, &message, detail.as_deref()),
-                rule: hold.rule.clone(),
-            })
+        let refuse = |code: &'static str, message: String, detail: Option<String>| {
+            Waited::Refused(Refusal::rule(hold.rule.clone(), code, message).with_detail(detail))
         };
         let mut grant_until = None;
         let waited = loop {
@@ -863,7 +863,7 @@ impl Relay {
         &mut self,
         g: &crate::approval::Grant,
         statement: u64,
-    ) -> Option<super::verdict::Refusal> {
+    ) -> Option<Refusal> {
         tracing::info!(rule = %g.rule, by = %g.by, approval = %g.approval, "statement runs under an approval grant");
         let a = self.audit.as_ref()?;
         let until = crate::approval::format_time(g.expires_at);
@@ -885,7 +885,7 @@ impl Relay {
 
     /// A grant in force for a held statement (approved `for` a while, perhaps from
     /// another session), by the statement's shape.
-    fn granted(&self, hold: &super::judge::Hold) -> Option<crate::approval::Grant> {
+    fn granted(&self, hold: &Hold) -> Option<crate::approval::Grant> {
         let j = self.judge.as_ref()?;
         let fingerprint = crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
         hold.approvals
@@ -937,13 +937,12 @@ impl Relay {
         }
         let Some(m) = &mut self.masker else { return };
         // A refused statement's stand-in yields an error and no rows.
-        let (lineage, writes) = if judged.refusal.is_some() {
-            (None, 0)
-        } else {
-            (
-                judged.lineage.as_deref().map(Vec::as_slice),
-                judged.writes_masked,
-            )
+        let (lineage, writes) = match judged.verdict.plan() {
+            Some(plan) => (
+                plan.lineage.as_deref().map(Vec::as_slice),
+                plan.writes_masked,
+            ),
+            None => (None, 0),
         };
         if msg[0] == b'Q' {
             m.on_query(lineage, judged.statements, writes);
@@ -956,56 +955,34 @@ impl Relay {
     /// Classify and decide a Query or Parse; a refusal when it must not run.
     async fn judge_message(&self, msg: &[u8]) -> Judged {
         let Some(judge) = self.judge.as_ref() else {
-            return Judged {
-                refusal: None,
-                masking: None,
-                lineage: None,
-                statements: 1,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: crate::audit::StatementFacts::unjudged(),
-            };
+            let mut judged = Judged::allowed(None, 1);
+            judged.facts = crate::audit::StatementFacts::unjudged();
+            return judged;
         };
         let Ok(sql) = frontend::sql_of(msg[0], &msg[5..]) else {
             // A Query or Parse that is not what its tag says: refuse rather than guess.
-            return Judged {
-                refusal: Some(super::verdict::Refusal {
-                    response: super::verdict::error(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "pgmoat: malformed message",
-                        None,
-                    ),
-                    rule: "malformed".into(),
-                }),
-                masking: None,
-                lineage: None,
-                statements: 1,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: crate::audit::StatementFacts {
-                    action: "block",
-                    rules: vec!["malformed".into()],
-                    ..Default::default()
-                },
-            };
+            return Judged::refused(Refusal::own(
+                OwnCause::Malformed,
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgmoat: malformed message",
+            ));
         };
         let mut judged = judge.judge(sql).await;
-        if msg[0] == b'Q' && judged.hold.is_none() && judged.refusal.is_none() {
+        if msg[0] == b'Q' && matches!(judged.verdict, Verdict::Allow(_)) {
             // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
             // held Parse's name runs that statement, and asks.
-            judged.hold = judged
+            let hold = judged
                 .executes
                 .iter()
                 .find_map(|n| self.held.statement_hold(n.as_bytes()))
-                .map(|held| super::judge::Hold {
+                .map(|held| Hold {
                     sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
                     ..(*held).clone()
                 });
-            if let Some(hold) = &judged.hold {
-                judged.facts.action = "approve";
+            if let Some(hold) = hold {
+                judged.facts.action = crate::policy::Action::Approve;
                 judged.facts.rules.insert(0, hold.rule.clone());
+                judged.verdict.hold(hold);
             }
         }
         judged
@@ -1025,11 +1002,7 @@ impl Relay {
 
     /// Send the stand-in for a refused Query, Parse or Execute and remember whose error
     /// it is.
-    async fn substitute(
-        &mut self,
-        msg: &[u8],
-        refusal: super::verdict::Refusal,
-    ) -> Result<(), SessionError> {
+    async fn substitute(&mut self, msg: &[u8], refusal: Refusal) -> Result<(), SessionError> {
         self.nonce_seed = self
             .nonce_seed
             .wrapping_mul(6364136223846793005)
@@ -1072,41 +1045,40 @@ impl Relay {
             .messages_blocked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(j) = &self.judge {
-            tracing::info!(identity = %j.identity.name, target = %j.target, rule = %refusal.rule, "statement blocked");
+            tracing::info!(identity = %j.identity.name, target = %j.target, rule = %refusal.cause, "statement blocked");
         }
         self.rewrites.push_back(Rewrite {
             marker,
-            response: refusal.response,
+            refusal,
             due,
         });
         Ok(())
     }
 
     /// The interception point for whole client messages the rules do not judge.
-    fn inspect_client(&mut self, msg: &[u8]) -> Verdict {
+    fn inspect_client(&mut self, msg: &[u8]) -> Inspected {
         match msg[0] {
             b'F' => {
                 self.metrics
                     .messages_blocked
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut out = BytesMut::new();
-                backend::error_response(
-                    &mut out,
-                    &ErrorFields::new(
-                        Severity::Error,
+                Inspected::Refuse(
+                    Refusal::own(
+                        OwnCause::FunctionCall,
                         sqlstate::INSUFFICIENT_PRIVILEGE,
                         "pgmoat: FunctionCall messages are blocked",
                     )
-                    .detail("The fast-path interface calls a function by OID with no SQL, so no rule could judge it."),
-                );
-                Verdict::Refuse(out)
+                    .with_detail(Some(
+                        "The fast-path interface calls a function by OID with no SQL, so no rule could judge it.".into(),
+                    )),
+                )
             }
-            _ => Verdict::Forward,
+            _ => Inspected::Forward,
         }
     }
 
-    /// Send a composed ErrorResponse now, or queue it behind the results still due.
-    async fn respond(&mut self, response: BytesMut) -> Result<(), SessionError> {
+    /// Send a refusal now, or queue it behind the results still due.
+    async fn respond(&mut self, response: Refusal) -> Result<(), SessionError> {
         if self.outstanding() == 0 {
             self.emit(response).await
         } else {
@@ -1115,7 +1087,10 @@ impl Relay {
         }
     }
 
-    async fn emit(&mut self, mut response: BytesMut) -> Result<(), SessionError> {
+    /// A refusal and the ReadyForQuery after it, to the client.
+    async fn emit(&mut self, refusal: Refusal) -> Result<(), SessionError> {
+        let mut response = BytesMut::new();
+        refusal.encode(&mut response);
         backend::ready_for_query(&mut response, self.tx_status);
         self.client.write_all(&response).await.map_err(client_io)?;
         self.metrics
@@ -1340,7 +1315,9 @@ impl Relay {
                         }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
-                            self.write_client(&r.response).await?;
+                            let mut response = BytesMut::new();
+                            r.refusal.encode(&mut response);
+                            self.write_client(&response).await?;
                         }
                         pos += h.total;
                         fwd = pos;
@@ -1419,31 +1396,31 @@ impl Relay {
 }
 
 /// A session may hold only so many statements (and portals) for approval at once.
-fn too_many_held(what: &str) -> super::verdict::Refusal {
-    super::verdict::Refusal {
-        response: super::verdict::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            &format!(
-                "pgmoat: this session already has {} prepared {what} that need approval",
-                super::held::MAX_HELD
-            ),
-            Some("Close (DEALLOCATE) some of them, or end the transaction, first."),
+fn too_many_held(what: &str) -> Refusal {
+    Refusal::own(
+        OwnCause::Approval,
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "pgmoat: this session already has {} prepared {what} that need approval",
+            super::held::MAX_HELD
         ),
-        rule: "approval".into(),
-    }
+    )
+    .with_detail(Some(
+        "Close (DEALLOCATE) some of them, or end the transaction, first.".into(),
+    ))
 }
 
 /// The statement is not run when its audit record cannot be written (fail closed).
 fn audit_refusal(e: &crate::audit::AuditError) -> super::verdict::Refusal {
     tracing::warn!("statement refused: its audit record could not be written: {e}");
-    super::verdict::Refusal {
-        response: super::verdict::error(
-            sqlstate::IO_ERROR,
-            "pgmoat: the statement was not run because its audit record could not be written",
-            Some("The gateway's audit store is failing; see the gateway log."),
-        ),
-        rule: "audit".into(),
-    }
+    Refusal::own(
+        OwnCause::Audit,
+        sqlstate::IO_ERROR,
+        "pgmoat: the statement was not run because its audit record could not be written",
+    )
+    .with_detail(Some(
+        "The gateway's audit store is failing; see the gateway log.".into(),
+    ))
 }
 
 /// A ParameterStatus that says the session now reads SQL differently from our parser.
