@@ -156,12 +156,9 @@ impl Relay {
             let at = self.server_offset + pos as u64;
             if at >= self.server_paced {
                 self.server_paced = at + 1;
-                match tag {
-                    b'C' | b's' | b'I' => self.pace.executes_done += 1,
-                    b'E' => self.pace.client_copy = false,
-                    b'Z' => self.pace.executes_done = 0,
-                    _ => {}
-                }
+                // CopyInResponse never gets here (see `server_kind`): no Sync is
+                // ignored, so the answer is always false.
+                self.pace.server(tag, self.outstanding())?;
             }
             match tag {
                 b'Z' => {
