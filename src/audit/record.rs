@@ -180,6 +180,14 @@ pub fn seal_into(
     (hash, hex_hash(&whole.finalize()))
 }
 
+/// A record as the journal holds it: its checked fields and its line (no newline).
+/// Here, with the line format, because both the journal (which writes and loads
+/// them) and the segments (which are repaired from them) read it.
+pub struct JournalLine {
+    pub checked: Checked,
+    pub bytes: Vec<u8>,
+}
+
 /// What a line says about its place in the chain, once its own hash checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {

@@ -35,7 +35,6 @@ mod fast;
 mod pace;
 mod server;
 
-use self::fast::Fast;
 use self::pace::Pace;
 use super::error::SessionError;
 use super::judge::Judge;
@@ -53,6 +52,16 @@ const BUF_KEEP: usize = 64 * 1024;
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 /// A Sync message, for the one pgmoat sends itself (see `Pace::client`).
 const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
+
+/// What the fast path ([`fast`]) did with a batch.
+enum Fast {
+    /// Not taken: nothing was done or consumed.
+    Declined,
+    /// Handled and forwarded.
+    Done,
+    /// Handled; these bytes of it (the socket took the rest) still have to be written.
+    Unsent(BytesMut),
+}
 
 /// How waiting for an approval ended.
 enum Waited {

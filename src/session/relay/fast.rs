@@ -14,20 +14,10 @@
 
 use bytes::BytesMut;
 
-use super::{client_io, server_io, shrink, Relay};
+use super::{client_io, server_io, shrink, Fast, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::session::error::SessionError;
-
-/// What the fast path did with a batch.
-pub(super) enum Fast {
-    /// Not taken: nothing was done or consumed.
-    Declined,
-    /// Handled and forwarded.
-    Done,
-    /// Handled; these bytes of it (the socket took the rest) still have to be written.
-    Unsent(BytesMut),
-}
 
 /// Client messages the fast path takes: Bind, Describe, Execute, Sync, Close, Flush.
 fn client_kind(tag: u8) -> bool {
