@@ -125,3 +125,85 @@ impl Pace {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed client tags; the ones that asked for a Sync of pgmoat's first.
+    fn send(p: &mut Pace, tags: &[u8]) -> Vec<u8> {
+        tags.iter()
+            .copied()
+            .filter(|&t| p.client(t).expect("accepted"))
+            .collect()
+    }
+
+    #[test]
+    fn a_query_inside_an_unsynced_batch_gets_a_sync_first() {
+        for (script, synced) in [
+            (&b"Q"[..], &b""[..]),
+            (b"PBES", b""),
+            (b"PBEQ", b"Q"),
+            (b"PBEF", b"F"),
+            (b"PBESQ", b""),
+            (b"PBEHQPBESQ", b"Q"),
+        ] {
+            let mut p = Pace::default();
+            assert_eq!(send(&mut p, script), synced, "{:?}", script);
+        }
+    }
+
+    #[test]
+    fn copy_from_stdin_after_a_synced_execute_ignores_that_sync() {
+        // libpq and tokio-postgres: P B E S, and the Sync is ignored in copy mode.
+        let mut p = Pace::default();
+        send(&mut p, b"PBES");
+        assert_eq!(p.server(b'1', 1).ok(), Some(false));
+        assert_eq!(p.server(b'2', 1).ok(), Some(false));
+        assert_eq!(p.server(b'G', 1).ok(), Some(true));
+        assert!(p.client(b'd').is_ok() && p.client(b'H').is_ok());
+        assert!(
+            p.client(b'S').is_err(),
+            "a Sync during COPY cannot be counted"
+        );
+        let mut p = Pace::default();
+        send(&mut p, b"PBES");
+        p.server(b'G', 1).unwrap();
+        assert_eq!(p.client(b'c').ok(), Some(false));
+        assert_eq!(send(&mut p, b"S"), b"");
+    }
+
+    #[test]
+    fn a_querys_copy_and_an_open_batchs_copy_ignore_nothing() {
+        let mut p = Pace::default();
+        send(&mut p, b"Q");
+        assert_eq!(p.server(b'G', 1).ok(), Some(false));
+        let mut p = Pace::default();
+        send(&mut p, b"PBEH");
+        assert_eq!(p.server(b'G', 0).ok(), Some(false));
+    }
+
+    #[test]
+    fn messages_pipelined_behind_a_copy_are_refused() {
+        let mut p = Pace::default();
+        send(&mut p, b"PBESQ");
+        assert!(p.server(b'G', 2).is_err());
+        let mut p = Pace::default();
+        send(&mut p, b"PBESPB");
+        assert!(p.server(b'G', 1).is_err());
+    }
+
+    #[test]
+    fn an_error_ends_copy_mode_and_ready_for_query_resets_the_count() {
+        let mut p = Pace::default();
+        send(&mut p, b"PBES");
+        p.server(b'G', 1).unwrap();
+        assert_eq!(p.server(b'E', 1).ok(), Some(false));
+        assert!(!p.client_copy);
+        assert_eq!(p.client(b'S').ok(), Some(false));
+        p.server(b'C', 1).unwrap();
+        assert_eq!(p.executes_done, 1);
+        p.server(b'Z', 1).unwrap();
+        assert_eq!(p.executes_done, 0);
+    }
+}
