@@ -66,46 +66,10 @@ impl Relay {
                     }
                     let mut statement = 0;
                     if h.tag != b'F' {
-                        let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
-                        let msg = &buf[pos..pos + h.total];
-                        let cycle = self.sent_syncs + 1;
-                        let at = if h.tag == b'P' {
-                            self.parses.sent(cycle)
-                        } else {
-                            0
-                        };
-                        if let Some(a) = self.audit.as_mut() {
-                            // Durable before it is forwarded; if it cannot be, it does not run.
-                            let parse_at = (h.tag == b'P').then_some((cycle, at));
-                            match a
-                                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
-                                .await
-                            {
-                                Ok(n) => statement = n,
-                                Err(e) => judged.verdict.refuse(audit_refusal(&e)),
-                            }
-                        }
-                        self.track_masking(msg, &judged, cycle, at);
-                        if h.tag == b'P' {
-                            // A prepared statement waits at its Execute, where its
-                            // parameters are known; parsing it runs nothing.
-                            let hold = judged.verdict.take_hold();
-                            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
-                                judged.verdict.refuse(too_many_held("statements"));
-                                self.held.on_parse(&msg[5..], None, cycle, at);
-                            }
-                        }
-                        let grant = match &judged.verdict {
-                            Verdict::Hold(hold, _) => self.granted(hold),
-                            _ => None,
-                        };
-                        if let Some(g) = grant {
-                            judged.verdict.take_hold();
-                            if let Some(r) = self.run_under_grant(&g, statement).await {
-                                judged.verdict.refuse(r);
-                            }
-                        }
-                        if let Some(hold) = judged.verdict.take_hold() {
+                        let (mut verdict, n) =
+                            self.decide_statement(&buf[pos..pos + h.total]).await;
+                        statement = n;
+                        if let Some(hold) = verdict.take_hold() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.upstream.flush().await.map_err(server_io)?;
@@ -115,14 +79,14 @@ impl Relay {
                                 .await?
                             {
                                 Waited::Approved => {}
-                                Waited::Refused(r) => judged.verdict.refuse(r),
+                                Waited::Refused(r) => verdict.refuse(r),
                                 Waited::ClientGone => {
                                     let _ = self.upstream.write_all(&TERMINATE).await;
                                     return Ok(Some(End::ClientClosed));
                                 }
                             }
                         }
-                        if let Verdict::Refuse(refusal) = judged.verdict {
+                        if let Verdict::Refuse(refusal) = verdict {
                             self.write_upstream(&buf[fwd..pos]).await?;
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
@@ -276,6 +240,54 @@ impl Relay {
         }
         self.metrics.add(&stats);
         Ok(end)
+    }
+
+    /// Judge a whole Query or Parse (`msg`) and settle everything about it that needs
+    /// no wait: its audit record (durable before it goes on; if it cannot be, it does
+    /// not run), the masker's and the holds' view of it, and a grant already in force.
+    /// Returns what is left to act on (a hold to ask, a refusal, or allowed) and the
+    /// statement's number in the audit trail (0 without one).
+    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64) {
+        let mut judged = self.judge_message(msg).await;
+        let mut statement = 0;
+        let cycle = self.sent_syncs + 1;
+        let at = if msg[0] == b'P' {
+            self.parses.sent(cycle)
+        } else {
+            0
+        };
+        if let Some(a) = self.audit.as_mut() {
+            // Durable before it is forwarded; if it cannot be, it does not run.
+            let parse_at = (msg[0] == b'P').then_some((cycle, at));
+            match a
+                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
+                .await
+            {
+                Ok(n) => statement = n,
+                Err(e) => judged.verdict.refuse(audit_refusal(&e)),
+            }
+        }
+        self.track_masking(msg, &judged, cycle, at);
+        if msg[0] == b'P' {
+            // A prepared statement waits at its Execute, where its
+            // parameters are known; parsing it runs nothing.
+            let hold = judged.verdict.take_hold();
+            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
+                judged.verdict.refuse(too_many_held("statements"));
+                self.held.on_parse(&msg[5..], None, cycle, at);
+            }
+        }
+        let grant = match &judged.verdict {
+            Verdict::Hold(hold, _) => self.granted(hold),
+            _ => None,
+        };
+        if let Some(g) = grant {
+            judged.verdict.take_hold();
+            if let Some(r) = self.run_under_grant(&g, statement).await {
+                judged.verdict.refuse(r);
+            }
+        }
+        (judged.verdict, statement)
     }
 
     /// A client message pgmoat reads whole: refused when over the limit; false (with
