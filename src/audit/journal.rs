@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
-use super::record::{check_line, Checked};
+use super::record::{check_line, JournalLine};
 use super::segment::{segment_name, Lines, Tail};
 
 /// The journal's name in the store folder (not an `audit-*.jsonl` segment name, so
@@ -43,12 +43,6 @@ pub const PREALLOC: u64 = 1 << 20;
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(NAME)
-}
-
-/// A record as the journal holds it: its checked fields and its line (no newline).
-pub struct JournalLine {
-    pub checked: Checked,
-    pub bytes: Vec<u8>,
 }
 
 /// The journal's records, in order, up to where this round's writes end (a torn or

@@ -43,9 +43,9 @@ use crate::metrics::Metrics;
 pub use error::{AuditError, StoreError};
 pub use event::Event;
 use queue::Shared;
+pub use record::Head;
 pub use rows::RowRecorder;
 pub use track::{SessionAudit, StatementFacts};
-pub use writer::Head;
 use writer::{State, Writer};
 
 /// The handle sessions and the gateway write through. Cheap to clone.

@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::error::AuditError;
 use super::event::{Event, Statement};
-use super::writer::Head;
+use super::record::Head;
 
 pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
 pub(crate) type FlushAck = oneshot::Sender<Result<Head, AuditError>>;

@@ -16,6 +16,19 @@ pub const ZERO_HASH: &str = "000000000000000000000000000000000000000000000000000
 /// `,"hash":"` + 64 hex + `"}`
 const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 
+/// The newest record of the chain: what head export sends and `verify --head` checks against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
 /// Lowercase hex of `bytes` into `out` (two digits per byte, as far as `out` goes).
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -167,6 +180,14 @@ pub fn seal_into(
     (hash, hex_hash(&whole.finalize()))
 }
 
+/// A record as the journal holds it: its checked fields and its line (no newline).
+/// Here, with the line format, because both the journal (which writes and loads
+/// them) and the segments (which are repaired from them) read it.
+pub struct JournalLine {
+    pub checked: Checked,
+    pub bytes: Vec<u8>,
+}
+
 /// What a line says about its place in the chain, once its own hash checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -180,7 +201,7 @@ pub struct Checked {
 }
 
 #[derive(Deserialize)]
-struct Head {
+struct LineHead {
     seq: u64,
     prev: String,
     hash: String,
@@ -191,7 +212,8 @@ struct Head {
 /// Check one line (without its newline) on its own: well-formed, and `hash` matches.
 pub fn check_line(line: &[u8], key: Option<&[u8]>) -> Result<Checked, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
-    let head: Head = serde_json::from_str(text).map_err(|e| format!("not a JSON record ({e})"))?;
+    let head: LineHead =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON record ({e})"))?;
     if text.len() < HASH_SUFFIX_LEN || !text.ends_with("\"}") {
         return Err("no hash at the end of the record".into());
     }

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::record::hex;
+use crate::protocol::backend_view::{DataRow, RowDescription};
 
 #[derive(Debug, Default)]
 pub struct RowRecorder {
@@ -25,14 +26,6 @@ pub fn lossy(b: &[u8]) -> String {
     }
 }
 
-fn be_i16(b: &[u8], at: usize) -> Option<i16> {
-    Some(i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn be_i32(b: &[u8], at: usize) -> Option<i32> {
-    Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 impl RowRecorder {
     pub fn new(limit: usize) -> RowRecorder {
         RowRecorder {
@@ -44,23 +37,11 @@ impl RowRecorder {
     /// A whole RowDescription message (tag and length included). A malformed one is
     /// ignored: the recorder is evidence, not a parser the session depends on.
     pub fn row_description(&mut self, msg: &[u8]) {
-        let body = msg.get(5..).unwrap_or(&[]);
-        let Some(n) = be_i16(body, 0) else { return };
-        let mut columns = Vec::new();
-        let mut binary = Vec::new();
-        let mut at = 2;
-        for _ in 0..n.max(0) {
-            let Some(end) = body.get(at..).and_then(|b| b.iter().position(|&c| c == 0)) else {
-                return;
-            };
-            columns.push(lossy(&body[at..at + end]));
-            at += end + 1 + 4 + 2 + 4 + 2 + 4;
-            let Some(format) = be_i16(body, at) else {
-                return;
-            };
-            binary.push(format == 1);
-            at += 2;
-        }
+        let Ok(t) = RowDescription::parse(msg.get(5..).unwrap_or(&[])) else {
+            return;
+        };
+        let columns = t.fields().map(|f| lossy(f.name)).collect();
+        let binary = t.fields().map(|f| f.format == 1).collect();
         self.columns = columns;
         self.binary = binary;
     }
@@ -83,21 +64,15 @@ impl RowRecorder {
             self.truncated = self.truncated || self.limit > 0;
             return;
         }
-        let body = msg.get(5..).unwrap_or(&[]);
-        let Some(n) = be_i16(body, 0) else { return };
-        let mut row = Vec::with_capacity(n.max(0) as usize);
-        let mut at = 2;
-        for i in 0..n.max(0) as usize {
-            let Some(len) = be_i32(body, at) else { return };
-            at += 4;
-            if len < 0 {
+        let Ok(d) = DataRow::parse(msg.get(5..).unwrap_or(&[])) else {
+            return;
+        };
+        let mut row = Vec::with_capacity(d.values.len());
+        for (i, v) in d.values.iter().enumerate() {
+            let Some(v) = v else {
                 row.push(Value::Null);
                 continue;
-            }
-            let Some(v) = body.get(at..at + len as usize) else {
-                return;
             };
-            at += len as usize;
             let binary = match formats {
                 None => self.binary.get(i).copied().unwrap_or(false),
                 Some([]) => false,

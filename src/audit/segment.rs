@@ -10,8 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
-use super::journal::JournalLine;
-use super::record::{check_line, Checked, ZERO_HASH};
+use super::record::{check_line, Checked, JournalLine, ZERO_HASH};
 
 const PREFIX: &str = "audit-";
 const SUFFIX: &str = ".jsonl";

@@ -18,15 +18,16 @@ use super::error::AuditError;
 use super::event::{Approval, ApprovalState, Completed, Decided, Event, Statement, StatementError};
 use super::rows::{lossy, RowRecorder};
 use super::Audit;
-use crate::protocol::frame::cstr;
+use crate::protocol::backend_view::CommandComplete;
+use crate::protocol::frontend::{Bind, Execute, StatementText};
 
 /// What the judge knew about a message: the facts the `decided` record holds.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatementFacts {
     pub kinds: Vec<String>,
     pub tables: Vec<String>,
-    /// `allow`, `block`, or `approve`.
-    pub action: &'static str,
+    /// Recorded as `allow`, `block`, or `approve`.
+    pub action: crate::policy::Action,
     pub rules: Vec<String>,
     pub masked_columns: Vec<String>,
     /// Names a SQL `PREPARE` in it defines. Not recorded: the server keeps them in the
@@ -34,11 +35,24 @@ pub struct StatementFacts {
     pub prepares: Vec<String>,
 }
 
+impl Default for StatementFacts {
+    fn default() -> StatementFacts {
+        StatementFacts {
+            kinds: Vec::new(),
+            tables: Vec::new(),
+            action: crate::policy::Action::Allow,
+            rules: Vec::new(),
+            masked_columns: Vec::new(),
+            prepares: Vec::new(),
+        }
+    }
+}
+
 impl StatementFacts {
     /// No rules configured: allowed, nothing parsed.
     pub fn unjudged() -> StatementFacts {
         StatementFacts {
-            action: "allow",
+            action: crate::policy::Action::Allow,
             ..Default::default()
         }
     }
@@ -81,25 +95,6 @@ pub struct SessionAudit {
     rows: Option<RowRecorder>,
 }
 
-/// The result format codes at the end of a Bind body (after the two names); None
-/// when the body is cut short.
-fn bind_result_formats(mut b: &[u8]) -> Option<Vec<i16>> {
-    fn i16_at(b: &mut &[u8]) -> Option<i16> {
-        let v = i16::from_be_bytes(b.get(..2)?.try_into().ok()?);
-        *b = &b[2..];
-        Some(v)
-    }
-    let n = i16_at(&mut b)?;
-    b = b.get(2 * n.max(0) as usize..)?;
-    let params = i16_at(&mut b)?;
-    for _ in 0..params.max(0) {
-        let len = i32::from_be_bytes(b.get(..4)?.try_into().ok()?);
-        b = b.get(4 + len.max(0) as usize..)?;
-    }
-    let n = i16_at(&mut b)?;
-    (0..n.max(0)).map(|_| i16_at(&mut b)).collect()
-}
-
 /// Rows from a CommandComplete tag: the last word of `SELECT 3`, `INSERT 0 5`, ...
 fn tag_rows(tag: &str) -> Option<u64> {
     let mut words = tag.split_whitespace();
@@ -135,7 +130,7 @@ impl SessionAudit {
     /// An approval event for the statement decided last (the one being held).
     /// The statement number an Execute runs (the Parse's record), 0 when unknown.
     pub fn statement_of_execute(&self, body: &[u8]) -> u64 {
-        let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
+        let portal = Execute::portal(body).unwrap_or(b"");
         self.portals.get(portal).map(|p| p.0).unwrap_or(0)
     }
 
@@ -169,20 +164,16 @@ impl SessionAudit {
         facts: StatementFacts,
         parse_at: Option<(u64, u64)>,
     ) -> Result<u64, AuditError> {
-        let body = msg.get(5..).unwrap_or(&[]);
-        let (name, sql) = if msg.first() == Some(&b'P') {
-            match cstr(body) {
-                Some((name, rest)) => (Some(name), cstr(rest).map(|(q, _)| q).unwrap_or(rest)),
-                None => (None, body),
-            }
-        } else {
-            (None, cstr(body).map(|(q, _)| q).unwrap_or(body))
-        };
+        let text = StatementText::read(
+            msg.first().copied().unwrap_or(0),
+            msg.get(5..).unwrap_or(&[]),
+        );
+        let (name, sql) = (text.name, text.sql);
         self.statements += 1;
         let n = self.statements;
         // Held for approval counts as run: if it is refused later, that Execute or
         // Query is marked refused then.
-        let refused = facts.action == "block";
+        let refused = facts.action == crate::policy::Action::Block;
         let prepares = facts.prepares;
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
@@ -190,7 +181,7 @@ impl SessionAudit {
             sql: lossy(sql),
             kinds: facts.kinds,
             tables: facts.tables,
-            action: Cow::Borrowed(facts.action),
+            action: Cow::Borrowed(facts.action.as_str()),
             rules: facts.rules,
             masked_columns: facts.masked_columns,
         }));
@@ -251,24 +242,24 @@ impl SessionAudit {
     /// A Bind went upstream: portal and statement names, and (when `body` is the
     /// whole message) the result formats.
     pub fn bind(&mut self, body: &[u8]) {
-        let Some((portal, rest)) = cstr(body) else {
+        let Ok(names) = Bind::names(body) else {
             return;
         };
-        let Some((stmt, rest)) = cstr(rest) else {
-            return;
-        };
+        let (portal, stmt) = (names.portal, names.statement);
         let (n, refused) = self.prepared.get(stmt).copied().unwrap_or((0, false));
         if self.portals.len() >= MAX_NAMES {
             self.portals.clear();
         }
-        let formats = bind_result_formats(rest).unwrap_or_else(|| vec![1]);
+        let formats = Bind::parse(body)
+            .map(|b| b.result_formats.to_vec())
+            .unwrap_or_else(|_| vec![1]);
         self.portals.insert(portal.to_vec(), (n, refused, formats));
     }
 
     /// An Execute (or, `refused`, its stand-in) went upstream; its cycle ends at
     /// ReadyForQuery number `due`.
     pub fn execute(&mut self, body: &[u8], due: u64, refused_now: bool) {
-        let portal = cstr(body).map(|(p, _)| p).unwrap_or(b"");
+        let portal = Execute::portal(body).unwrap_or(b"");
         let (n, refused, formats) =
             self.portals
                 .get(portal)
@@ -337,7 +328,7 @@ impl SessionAudit {
         let body = msg.get(5..).unwrap_or(&[]);
         match msg.first() {
             Some(b'C') => {
-                let tag = lossy(cstr(body).map(|(t, _)| t).unwrap_or(body));
+                let tag = lossy(CommandComplete::parse(body).map(|c| c.tag).unwrap_or(body));
                 if let Some(p) = self.pending.front_mut() {
                     if let Some(r) = tag_rows(&tag) {
                         p.rows = Some(p.rows.unwrap_or(0) + r);
@@ -427,16 +418,6 @@ impl SessionAudit {
 #[cfg(test)]
 mod tests {
     use super::tag_rows;
-
-    #[test]
-    fn bind_formats() {
-        // portal "", statement "s1" already cut off; 1 param format (binary), 1 param
-        // of 2 bytes, 2 result formats: text, binary.
-        let mut b = vec![0, 1, 0, 1, 0, 1, 0, 0, 0, 2, 7, 7, 0, 2, 0, 0, 0, 1];
-        assert_eq!(super::bind_result_formats(&b), Some(vec![0, 1]));
-        b.truncate(12);
-        assert_eq!(super::bind_result_formats(&b), None);
-    }
 
     #[test]
     fn rows_from_tags() {

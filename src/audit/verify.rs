@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use super::error::StoreError;
+use super::record::Head;
 use super::record::{check_line, Chain};
 use super::segment::{list, Lines};
-use super::writer::Head;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -26,25 +26,12 @@ use super::error::AuditError;
 use super::event::Event;
 use super::journal::{self, Journal};
 use super::queue::{splice_whole, Part, Queue, Shared};
-use super::record::{hex_str, seal_into};
+use super::record::{hex_str, seal_into, Head};
 use super::segment::{segment_name, Tail};
 use super::sink::SinkHandle;
 use super::time::{format_micros, now_micros};
 use crate::config::AuditDurability;
 use crate::metrics::Metrics;
-
-/// The newest record: what head export sends and `verify --head` checks against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub seq: u64,
-    pub hash: String,
-}
-
-impl std::fmt::Display for Head {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.seq, self.hash)
-    }
-}
 
 /// Buffer capacity kept between takes (more is given back).
 const KEEP_BYTES: usize = 8 << 20;

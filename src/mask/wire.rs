@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use super::rewrite::{ColumnMask, ResultPlan};
 use super::Masking;
 use crate::classify::lineage::Taint;
-use crate::protocol::frame::cstr;
+use crate::protocol::backend_view::{strings_after, ResponseFields, RowDescription};
 
 /// One RowDescription field, as far as masking cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,22 +19,18 @@ pub struct Field {
 }
 
 /// The fields of a RowDescription body (after the length). None when malformed.
-pub fn row_description(mut body: &[u8]) -> Option<Vec<Field>> {
-    let n = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
-    body = &body[2..];
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (_, rest) = cstr(body)?;
-        let f = rest.get(..18)?;
-        out.push(Field {
-            table_oid: u32::from_be_bytes([f[0], f[1], f[2], f[3]]),
-            attnum: i16::from_be_bytes([f[4], f[5]]),
-            type_oid: u32::from_be_bytes([f[6], f[7], f[8], f[9]]),
-            format: i16::from_be_bytes([f[16], f[17]]),
-        });
-        body = &rest[18..];
-    }
-    Some(out)
+pub fn row_description(body: &[u8]) -> Option<Vec<Field>> {
+    let t = RowDescription::parse(body).ok()?;
+    Some(
+        t.fields()
+            .map(|f| Field {
+                table_oid: f.table_oid,
+                attnum: f.attnum,
+                type_oid: f.type_oid,
+                format: f.format,
+            })
+            .collect(),
+    )
 }
 
 /// Result format codes from a Bind: none = all text, one = all that, else per column.
@@ -183,21 +179,11 @@ const NAMES_ONLY: &[&[u8]] = &[
 /// and the server says so in the context field (`PL/pgSQL function f() line 2 at
 /// RAISE`, `SQL function "f" statement 1`).
 pub fn raised_in_code(msg: &[u8]) -> bool {
-    let mut body = msg.get(5..).unwrap_or_default();
-    while let Some((&kind, rest)) = body.split_first() {
-        if kind == 0 {
-            return false;
-        }
-        if kind == b'W' {
-            return true;
-        }
-        let Some((_, rest)) = cstr(rest) else {
-            // Unreadable: treat as the worst case.
-            return true;
-        };
-        body = rest;
-    }
-    false
+    ResponseFields::new(msg.get(5..).unwrap_or_default()).any(|f| match f {
+        Ok((kind, _)) => kind == b'W',
+        // Unreadable: treat as the worst case.
+        Err(_) => true,
+    })
 }
 
 /// Rewrite an ErrorResponse or NoticeResponse (whole message) so it cannot carry
@@ -216,18 +202,15 @@ pub fn scrub_message(
         return None;
     }
     let tag = msg[0];
-    let mut body = &msg[5..];
+    let body = &msg[5..];
     if withhold {
         let mut out = BytesMut::with_capacity(msg.len().min(256));
         out.put_u8(tag);
         out.put_i32(0);
         let mut fields_ok = true;
         let (mut code, mut message, mut context) = (&b""[..], None, false);
-        while let Some((&kind, rest)) = body.split_first() {
-            if kind == 0 {
-                break;
-            }
-            let Some((value, rest)) = cstr(rest) else {
+        for field in ResponseFields::new(body) {
+            let Ok((kind, value)) = field else {
                 // Unreadable: nothing of it is kept but the generic text.
                 fields_ok = false;
                 break;
@@ -242,7 +225,6 @@ pub fn scrub_message(
                 out.put_u8(kind);
                 put_cstr(&mut out, value);
             }
-            body = rest;
         }
         // The server's own message for these names objects, never values; raised by
         // code (RAISE can use any SQLSTATE) it always comes with a context.
@@ -273,15 +255,7 @@ pub fn scrub_message(
         return Some(out);
     }
     let d = detectors?;
-    let mut fields: Vec<(u8, &[u8])> = Vec::new();
-    while let Some((&kind, rest)) = body.split_first() {
-        if kind == 0 {
-            break;
-        }
-        let (value, rest) = cstr(rest)?;
-        fields.push((kind, value));
-        body = rest;
-    }
+    let fields: Vec<(u8, &[u8])> = ResponseFields::new(body).collect::<Result<_, _>>().ok()?;
     let mut scanned: Vec<Option<Vec<u8>>> = Vec::with_capacity(fields.len());
     let mut changed = false;
     for (kind, value) in &fields {
@@ -324,13 +298,10 @@ fn set_length(out: &mut BytesMut) {
 /// strings (NotificationResponse, ParameterStatus). None when nothing changes.
 pub fn scrub_strings(msg: &[u8], skip: usize, m: &Masking) -> Option<BytesMut> {
     let d = m.detectors.as_ref()?;
-    let mut rest = msg.get(5 + skip..)?;
-    let mut values = Vec::new();
-    while !rest.is_empty() {
-        let (value, tail) = cstr(rest)?;
-        values.push(value);
-        rest = tail;
-    }
+    let values: Vec<&[u8]> = strings_after(msg.get(5..)?, skip)
+        .ok()?
+        .collect::<Result<_, _>>()
+        .ok()?;
     let mut scratch = Vec::new();
     let mut out = BytesMut::with_capacity(msg.len());
     out.extend_from_slice(&msg[..5 + skip]);
@@ -368,17 +339,7 @@ mod tests {
     }
 
     fn fields_of(msg: &[u8]) -> Vec<(u8, String)> {
-        let mut out = Vec::new();
-        let mut body = &msg[5..];
-        while let Some((&k, rest)) = body.split_first() {
-            if k == 0 {
-                break;
-            }
-            let (v, rest) = cstr(rest).unwrap();
-            out.push((k, String::from_utf8_lossy(v).into_owned()));
-            body = rest;
-        }
-        out
+        crate::protocol::backend::parse_fields(&msg[5..])
     }
 
     #[test]
@@ -398,8 +359,7 @@ mod tests {
             (b'x', "a field a later server adds"),
         ]);
         let out = scrub_message(&msg, true, None).unwrap();
-        let len = i32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
-        assert_eq!(len + 1, out.len());
+        assert_eq!(crate::protocol::frame::total_len(&out), Some(out.len()));
         let got = fields_of(&out);
         let kinds: Vec<u8> = got.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, b"SVCPFM".to_vec());

@@ -1,11 +1,12 @@
 //! Encoders for the messages pgmoat itself sends to clients, and the few readers it
-//! needs for server messages (ErrorResponse fields, ParameterStatus).
+//! needs for server messages (ErrorResponse fields, ParameterStatus), over the views
+//! in [`super::backend_view`].
 //!
 //! Encoders append to a caller's buffer and back-fill the length word.
 
 use bytes::{BufMut, BytesMut};
 
-use super::frame::cstr;
+use super::backend_view::{ParameterStatus, ResponseFields};
 
 /// Start a message: tag and a placeholder length. Returns the length word's offset.
 fn begin(buf: &mut BytesMut, tag: u8) -> usize {
@@ -184,19 +185,11 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unrecognised: 
 
 /// The fields of an ErrorResponse or NoticeResponse body, as (field type, value) pairs.
 /// Malformed input yields the fields read so far.
-pub fn parse_fields(mut body: &[u8]) -> Vec<(u8, String)> {
-    let mut out = Vec::new();
-    while let Some((&kind, rest)) = body.split_first() {
-        if kind == 0 {
-            break;
-        }
-        let Some((value, rest)) = cstr(rest) else {
-            break;
-        };
-        out.push((kind, String::from_utf8_lossy(value).into_owned()));
-        body = rest;
-    }
-    out
+pub fn parse_fields(body: &[u8]) -> Vec<(u8, String)> {
+    ResponseFields::new(body)
+        .map_while(Result::ok)
+        .map(|(kind, value)| (kind, String::from_utf8_lossy(value).into_owned()))
+        .collect()
 }
 
 /// One field of a parsed error, or "".
@@ -210,9 +203,7 @@ pub fn field(fields: &[(u8, String)], kind: u8) -> &str {
 
 /// Name and value of a ParameterStatus body.
 pub fn parse_parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (name, rest) = cstr(body)?;
-    let (value, _) = cstr(rest)?;
-    Some((name, value))
+    ParameterStatus::parse(body).ok().map(|p| (p.name, p.value))
 }
 
 #[cfg(test)]

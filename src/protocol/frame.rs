@@ -134,10 +134,11 @@ pub fn check(buf: &[u8], direction: Direction, max: usize) -> Result<Option<Head
     }))
 }
 
-/// Read a NUL-terminated string at the front of `buf`; returns it and the rest.
-pub fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = memchr::memchr(0, buf)?;
-    Some((&buf[..nul], &buf[nul + 1..]))
+/// The whole length (tag included) of the message whose header starts `buf`; None
+/// without a whole header. For buffers already [`check`]ed.
+pub fn total_len(buf: &[u8]) -> Option<usize> {
+    let len = buf.get(1..HEADER_LEN)?;
+    Some(1 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
 }
 
 #[cfg(test)]
@@ -208,8 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn cstr_splits_at_nul() {
-        assert_eq!(cstr(b"ab\0cd"), Some((&b"ab"[..], &b"cd"[..])));
-        assert_eq!(cstr(b"ab"), None);
+    fn total_len_reads_a_checked_header() {
+        assert_eq!(total_len(&msg(b'Q', b"x\0")), Some(7));
+        assert_eq!(total_len(b"Q\0\0"), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::frame::cstr;
+use super::reader::Reader;
 
 /// Postgres' own cap on a startup packet (`MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP_LEN: usize = 10_000;
@@ -106,8 +106,10 @@ fn parse_params(mut body: &[u8]) -> Result<Vec<(String, String)>, StartupError> 
             [] => return Err(StartupError::BadLayout),
             _ => {}
         }
-        let (name, rest) = cstr(body).ok_or(StartupError::BadLayout)?;
-        let (value, rest) = cstr(rest).ok_or(StartupError::BadLayout)?;
+        let mut r = Reader::new(body, "StartupMessage");
+        let name = r.cstr().map_err(|_| StartupError::BadLayout)?;
+        let value = r.cstr().map_err(|_| StartupError::BadLayout)?;
+        let rest = r.rest();
         let name = std::str::from_utf8(name).map_err(|_| StartupError::NotUtf8)?;
         let value = std::str::from_utf8(value).map_err(|_| StartupError::NotUtf8)?;
         params.push((name.to_owned(), value.to_owned()));

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::error::SessionError;
@@ -20,7 +20,8 @@ use crate::auth::failure::AuthFailure;
 use crate::auth::{cert, Identity};
 use crate::net::stream::{ClientStream, MaybeTls};
 use crate::protocol::backend;
-use crate::protocol::frame::{cstr, Direction, SMALL_MESSAGE_LIMIT};
+use crate::protocol::frame::{Direction, SMALL_MESSAGE_LIMIT};
+use crate::protocol::frontend::{PasswordMessage, SaslInitialResponse};
 use crate::protocol::scram::{ScramServer, MECHANISM};
 use crate::protocol::sqlstate;
 
@@ -186,8 +187,9 @@ async fn token(
     }
     backend::auth_cleartext(out);
     let msg = round(client, buf, out, MAX_PASSWORD_MESSAGE).await?;
-    let password = cstr(&msg[5..])
-        .and_then(|(p, _)| std::str::from_utf8(p).ok())
+    let password = PasswordMessage::parse(&msg[5..])
+        .ok()
+        .and_then(|p| std::str::from_utf8(p.password).ok())
         .ok_or_else(|| SessionError::Protocol("malformed password message".into()))?;
     if password.is_empty() {
         return Err(Exchange::Failed(AuthFailure::NoPassword));
@@ -222,19 +224,14 @@ async fn scram(
     let mut scram = ScramServer::new(verifier);
     backend::auth_sasl(out, &[MECHANISM]);
     let first = round(client, buf, out, SMALL_MESSAGE_LIMIT).await?;
-    let (mechanism, mut body) = cstr(&first[5..]).ok_or_else(malformed)?;
-    if mechanism != MECHANISM.as_bytes() {
+    let initial = SaslInitialResponse::parse(&first[5..]).map_err(|_| malformed())?;
+    if initial.mechanism != MECHANISM.as_bytes() {
         return Err(Exchange::Session(SessionError::Protocol(
             "client selected an invalid SASL authentication mechanism".into(),
         )));
     }
-    if body.len() < 4 {
-        return Err(malformed());
-    }
-    let len = body.get_i32();
-    if len < 0 || len as usize != body.len() {
-        return Err(malformed());
-    }
+    // SCRAM's client-first message is required (length -1 means none was sent).
+    let body = initial.data.ok_or_else(malformed)?;
     let server_first = scram.client_first(body).map_err(|e| failed(&e))?;
     backend::auth_sasl_data(out, 11, server_first.as_bytes());
     let last = round(client, buf, out, SMALL_MESSAGE_LIMIT).await?;

@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use super::error::SessionError;
-use super::judge::{error, Refusal};
+use super::verdict::{OwnCause, Refusal};
 use crate::auth::clock::Clock;
 use crate::classify::{Facts, Kind};
 use crate::protocol::sqlstate;
@@ -50,13 +50,12 @@ pub fn role_change_refusal(pinned: Option<&str>, statements: &[Facts]) -> Option
             || f.settings.iter().any(|s| matches!(s.as_str(), "*" | "all"))
             || f.unanalysable.is_some()
     });
-    changes.then(|| Refusal {
-        response: error(
+    changes.then(|| {
+        Refusal::own(
+            OwnCause::PinnedRole,
             sqlstate::INSUFFICIENT_PRIVILEGE,
-            &format!("pgmoat: this session runs as role \"{role}\" for its group and may not change role"),
-            None,
-        ),
-        rule: "pinned-role".into(),
+            format!("pgmoat: this session runs as role \"{role}\" for its group and may not change role"),
+        )
     })
 }
 

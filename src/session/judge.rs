@@ -4,17 +4,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-
 use std::collections::HashMap;
 
+use super::verdict::{Cause, Hold, OwnCause, Plan, Refusal, Verdict};
 use crate::auth::Identity;
-use crate::classify::lineage::Lineage;
 use crate::classify::{Classifier, ClassifyError};
 use crate::mask::Masking;
 use crate::policy::reload::RulesHandle;
 use crate::policy::{Action, Subject};
-use crate::protocol::backend::{self, ErrorFields, Severity};
 use crate::protocol::sqlstate;
 
 pub struct Judge {
@@ -75,60 +72,53 @@ struct MaskingForShared {
 
 const MASK_CACHE_MAX: usize = 256;
 
-/// What the judge found: the refusal, if any, and for masking the lineage of the
-/// message's statements (None when nothing masked can be involved).
+/// What the judge found: the verdict, and what the relay's other consumers need of
+/// the message (masking engine, statement count, audit facts, EXECUTEd names).
 pub struct Judged {
-    pub refusal: Option<Refusal>,
+    pub verdict: Verdict,
     pub masking: Option<Arc<Masking>>,
-    pub lineage: Option<Arc<Vec<Lineage>>>,
     pub statements: usize,
     /// What the audit record of the message says.
     pub facts: crate::audit::StatementFacts,
-    /// The statement may run once approved.
-    pub hold: Option<Hold>,
     /// Names its SQL `EXECUTE`s run: Parse shares their namespace, so the relay asks
     /// whether one is a held protocol-level statement.
     pub executes: Vec<String>,
-    /// Bit i: statement i writes or changes a relation with masked columns (or one
-    /// the catalog does not know), so its errors are withheld even when it reads no
-    /// masked column (see [`crate::session::masker::writes_masked`]).
-    pub writes_masked: u64,
-}
-
-/// An `approve` rule matched: what to ask.
-#[derive(Clone)]
-pub struct Hold {
-    pub approvals: Arc<crate::approval::Approvals>,
-    pub rule: String,
-    pub approvers: Vec<String>,
-    pub sql: String,
 }
 
 impl Judged {
-    fn refused(r: Refusal) -> Judged {
+    /// Refused before anything about the message was known but its cause.
+    pub fn refused(r: Refusal) -> Judged {
         let facts = crate::audit::StatementFacts {
-            action: "block",
-            rules: vec![r.rule.clone()],
+            action: Action::Block,
+            rules: vec![r.cause.as_str().to_owned()],
             ..Default::default()
         };
         Judged {
-            refusal: Some(r),
+            verdict: Verdict::Refuse(r),
             masking: None,
-            lineage: None,
             statements: 1,
-            hold: None,
             executes: Vec::new(),
-            writes_masked: 0,
             facts,
+        }
+    }
+
+    /// Allowed, with nothing to mask (no rules, or none that mask for this session).
+    pub fn allowed(masking: Option<Arc<Masking>>, statements: usize) -> Judged {
+        Judged {
+            verdict: Verdict::Allow(Plan::default()),
+            masking,
+            statements,
+            executes: Vec::new(),
+            facts: Default::default(),
         }
     }
 
     /// Attach the decision's facts; a refusal by a mask makes an allowed one a block.
     fn with_facts(mut self, mut facts: crate::audit::StatementFacts) -> Judged {
-        if let Some(r) = &self.refusal {
-            if facts.action == "allow" {
-                facts.action = "block";
-                facts.rules.insert(0, r.rule.clone());
+        if let Verdict::Refuse(r) = &self.verdict {
+            if facts.action == Action::Allow {
+                facts.action = Action::Block;
+                facts.rules.insert(0, r.cause.as_str().to_owned());
             }
         }
         if facts.masked_columns.is_empty() {
@@ -139,35 +129,15 @@ impl Judged {
     }
 }
 
-/// A refusal: the ErrorResponse to send, and a line for the log.
-pub struct Refusal {
-    pub response: BytesMut,
-    pub rule: String,
-}
-
-/// An ErrorResponse (severity ERROR) for the client.
-pub fn error(code: &str, message: &str, detail: Option<&str>) -> BytesMut {
-    let mut out = BytesMut::new();
-    let mut f = ErrorFields::new(Severity::Error, code, message);
-    if let Some(d) = detail {
-        f = f.detail(d);
-    }
-    backend::error_response(&mut out, &f);
-    out
-}
-
 impl Judge {
     /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
         let Ok(sql) = std::str::from_utf8(sql) else {
-            return Judged::refused(Refusal {
-                response: error(
-                    sqlstate::SYNTAX_ERROR,
-                    "pgmoat: the statement is not valid UTF-8",
-                    None,
-                ),
-                rule: "unparseable".into(),
-            });
+            return Judged::refused(Refusal::own(
+                OwnCause::Unparseable,
+                sqlstate::SYNTAX_ERROR,
+                "pgmoat: the statement is not valid UTF-8",
+            ));
         };
         let classified = match self.classifier.classify(sql).await {
             Ok(c) => c,
@@ -177,27 +147,25 @@ impl Judge {
                     ClassifyError::Parse(_) => sqlstate::SYNTAX_ERROR,
                     ClassifyError::Unavailable => sqlstate::INTERNAL_ERROR,
                 };
-                return Judged::refused(Refusal {
-                    response: error(code, &format!("pgmoat: {e}"), None),
-                    rule: "unparseable".into(),
-                });
+                return Judged::refused(Refusal::own(
+                    OwnCause::Unparseable,
+                    code,
+                    format!("pgmoat: {e}"),
+                ));
             }
         };
         // Fold in what the catalog knows (user operators, casts, domains, function bodies).
         let catalog = match self.catalog.get().await {
             Ok(c) => c,
             Err(e) => {
-                return Judged::refused(Refusal {
-                    response: error(
-                        sqlstate::INTERNAL_ERROR,
-                        &format!(
+                return Judged::refused(Refusal::own(
+                    OwnCause::Catalog,
+                    sqlstate::INTERNAL_ERROR,
+                    format!(
                         "pgmoat: cannot read target \"{}\"'s catalog to judge the statement: {e}",
                         self.target
                     ),
-                        None,
-                    ),
-                    rule: "catalog".into(),
-                })
+                ))
             }
         };
         let resolved: Option<Vec<crate::classify::Facts>> = {
@@ -221,14 +189,11 @@ impl Judge {
         // Whatever the rules say: a statement pipelined behind it would already be
         // judged on the wrong reading by the time the server reports the change.
         if let Some(why) = statements.iter().find_map(|f| f.rereads_sql.as_deref()) {
-            return Judged::refused(Refusal {
-                response: error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &format!("pgmoat: refused: {why}"),
-                    None,
-                ),
-                rule: "parser-settings".into(),
-            });
+            return Judged::refused(Refusal::own(
+                OwnCause::ParserSettings,
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("pgmoat: refused: {why}"),
+            ));
         }
         let rules = self.rules.current();
         let decision = rules.decide(
@@ -264,7 +229,7 @@ impl Judge {
             audit_facts(statements, &decision)
         } else {
             crate::audit::StatementFacts {
-                action: decision.action.as_str(),
+                action: decision.action,
                 ..Default::default()
             }
         };
@@ -289,10 +254,10 @@ impl Judge {
                     .iter()
                     .flat_map(|f| f.executes.iter().cloned())
                     .collect();
-                if judged.refusal.is_none() {
-                    judged.hold = self.execute_hold(sql, statements);
-                    if judged.hold.is_some() {
-                        judged.facts.action = "approve";
+                if !judged.verdict.is_refused() {
+                    if let Some(hold) = self.execute_hold(sql, statements) {
+                        judged.verdict.hold(hold);
+                        judged.facts.action = Action::Approve;
                     }
                 }
                 return judged;
@@ -319,7 +284,7 @@ impl Judge {
                     // A PREPARE runs nothing: its EXECUTEs ask instead.
                     let prepares: Vec<&String> =
                         statements.iter().flat_map(|f| f.prepares.iter()).collect();
-                    if !prepares.is_empty() && judged.refusal.is_none() {
+                    if !prepares.is_empty() && !judged.verdict.is_refused() {
                         let hold = Arc::new(PreparedHold {
                             rule: decision.deciding_rule.clone(),
                             approvers: approvers.clone(),
@@ -338,14 +303,12 @@ impl Judge {
                         }
                     }
                     // Grants are the relay's to check, where each run is recorded.
-                    if judged.refusal.is_none() {
-                        judged.hold = Some(Hold {
-                            approvals: Arc::clone(a),
-                            rule: decision.deciding_rule.clone(),
-                            approvers,
-                            sql: sql.to_owned(),
-                        });
-                    }
+                    judged.verdict.hold(Hold {
+                        approvals: Arc::clone(a),
+                        rule: decision.deciding_rule.clone(),
+                        approvers,
+                        sql: sql.to_owned(),
+                    });
                     return judged;
                 }
                 // Without an `approvals:` section nobody could say yes: refuse.
@@ -356,14 +319,14 @@ impl Judge {
             }
         };
         let detail = detail();
-        Judged::refused(Refusal {
-            response: error(
+        Judged::refused(
+            Refusal::rule(
+                decision.deciding_rule,
                 sqlstate::INSUFFICIENT_PRIVILEGE,
-                &message,
-                detail.as_deref(),
-            ),
-            rule: decision.deciding_rule,
-        })
+                message,
+            )
+            .with_detail(detail),
+        )
         .with_facts(audit_facts)
     }
 
@@ -492,16 +455,7 @@ impl Judge {
     ) -> Judged {
         let n = statements.len().max(1);
         let Some(m) = self.masking(rules, catalog) else {
-            return Judged {
-                refusal: None,
-                masking: None,
-                lineage: None,
-                statements: n,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: Default::default(),
-            };
+            return Judged::allowed(None, n);
         };
         let path_changed = self.search_path_changed.load(Relaxed);
         let copies = m.detectors.is_some()
@@ -521,16 +475,7 @@ impl Judge {
                 .any(|f| m.may_touch(f, path_changed) || reads_large_objects(f))
             || defines();
         if !need {
-            return Judged {
-                refusal: None,
-                masking: Some(m),
-                lineage: None,
-                statements: n,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: Default::default(),
-            };
+            return Judged::allowed(Some(m), n);
         }
         // What a message makes itself is what its later statements name only on the
         // default search_path (pg_temp first).
@@ -546,14 +491,11 @@ impl Judge {
                 {
                     Ok(l) => l,
                     Err(e) => {
-                        return Judged::refused(Refusal {
-                            response: error(
-                                sqlstate::INTERNAL_ERROR,
-                                &format!("pgmoat: {e}"),
-                                None,
-                            ),
-                            rule: "lineage".into(),
-                        })
+                        return Judged::refused(Refusal::own(
+                            OwnCause::Lineage,
+                            sqlstate::INTERNAL_ERROR,
+                            format!("pgmoat: {e}"),
+                        ))
                     }
                 }
             }
@@ -621,14 +563,11 @@ impl Judge {
             };
             if let Some(why) = why {
                 let id = m.mask_id(l.touched);
-                return Judged::refused(Refusal {
-                    response: error(
-                        sqlstate::INSUFFICIENT_PRIVILEGE,
-                        &format!("pgmoat: blocked by mask \"{id}\": {why}"),
-                        None,
-                    ),
-                    rule: id.to_string(),
-                });
+                return Judged::refused(Refusal::new(
+                    Cause::Rule(id.to_string()),
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("pgmoat: blocked by mask \"{id}\": {why}"),
+                ));
             }
         }
         let facts = crate::audit::StatementFacts {
@@ -636,14 +575,14 @@ impl Judge {
             ..Default::default()
         };
         Judged {
-            facts,
-            refusal: None,
+            verdict: Verdict::Allow(Plan {
+                lineage: Some(lineage),
+                writes_masked,
+            }),
             masking: Some(m),
-            lineage: Some(lineage),
             statements: n,
-            hold: None,
             executes: Vec::new(),
-            writes_masked,
+            facts,
         }
     }
 }
@@ -727,7 +666,7 @@ fn audit_facts(
     crate::audit::StatementFacts {
         kinds: kinds.into_iter().collect(),
         tables: tables.into_iter().collect(),
-        action: decision.action.as_str(),
+        action: decision.action,
         rules,
         masked_columns: Vec::new(),
         prepares: statements

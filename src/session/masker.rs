@@ -28,7 +28,8 @@ use crate::classify::lineage::{Lineage, Named};
 use crate::mask::rewrite::{self, ResultPlan, Scratch};
 use crate::mask::wire::{self, Field, Origin};
 use crate::mask::Masking;
-use crate::protocol::frame::cstr;
+use crate::protocol::backend_view::column_count;
+use crate::protocol::frontend::{Bind, Describe, Execute, Target};
 
 use crate::protocol::answers::Waiting;
 
@@ -322,7 +323,7 @@ impl Masker {
         let body = &msg[5..];
         match msg[0] {
             b'B' => {
-                if let Some((portal, stmt, formats)) = parse_bind(body) {
+                if let Some((portal, stmt, formats)) = bind_of(body) {
                     let s = match self.statements.get(stmt) {
                         Some(s) => lock(s).clone(),
                         None => Statement {
@@ -346,20 +347,23 @@ impl Masker {
                 }
             }
             b'D' => {
-                let name = cstr(body.get(1..).unwrap_or(&[]))
-                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                    .unwrap_or_default();
-                let e = match body.first() {
-                    Some(b'S') => Expect::DescribeStatement(self.statement(&name)),
-                    _ => Expect::DescribePortal(self.portal(&name)),
+                // One expectation per Describe, readable or not: the server answers
+                // a malformed one with an error, which ends the batch.
+                let e = match Describe::parse(body) {
+                    Ok(Describe {
+                        target: Target::Statement,
+                        name,
+                    }) => Expect::DescribeStatement(self.statement(&String::from_utf8_lossy(name))),
+                    Ok(Describe { name, .. }) => {
+                        Expect::DescribePortal(self.portal(&String::from_utf8_lossy(name)))
+                    }
+                    Err(_) => Expect::DescribePortal(self.portal("")),
                 };
                 self.expect.push_back(e);
             }
             b'E' => {
-                let name = cstr(body)
-                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                    .unwrap_or_default();
-                let p = self.portal(&name);
+                let name = Execute::portal(body).unwrap_or_default();
+                let p = self.portal(&String::from_utf8_lossy(name));
                 self.expect.push_back(Expect::Execute(p));
             }
             b'S' => self.expect.push_back(Expect::Sync),
@@ -630,9 +634,7 @@ impl Masker {
 }
 
 fn count_columns(msg: &[u8]) -> usize {
-    msg.get(5..7)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-        .unwrap_or(0)
+    column_count(msg.get(5..).unwrap_or_default())
 }
 
 /// Rows whose origin pgmoat lost track of: every value goes.
@@ -641,33 +643,12 @@ fn blind(msg: &[u8]) -> ResultPlan {
 }
 
 /// Portal name, statement name and result format codes of a Bind body.
-fn parse_bind(body: &[u8]) -> Option<(&str, &str, Vec<i16>)> {
-    let (portal, rest) = cstr(body)?;
-    let (stmt, mut rest) = cstr(rest)?;
-    let take_i16 = |r: &mut &[u8]| -> Option<i16> {
-        let v = i16::from_be_bytes([*r.first()?, *r.get(1)?]);
-        *r = &r[2..];
-        Some(v)
-    };
-    let nfmt = take_i16(&mut rest)?.max(0) as usize;
-    rest = rest.get(nfmt * 2..)?;
-    let nparams = take_i16(&mut rest)?.max(0) as usize;
-    for _ in 0..nparams {
-        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-        rest = &rest[4..];
-        if len > 0 {
-            rest = rest.get(len as usize..)?;
-        }
-    }
-    let nres = take_i16(&mut rest)?.max(0) as usize;
-    let mut formats = Vec::with_capacity(nres);
-    for _ in 0..nres {
-        formats.push(take_i16(&mut rest)?);
-    }
+fn bind_of(body: &[u8]) -> Option<(&str, &str, Vec<i16>)> {
+    let b = Bind::parse(body).ok()?;
     Some((
-        std::str::from_utf8(portal).ok()?,
-        std::str::from_utf8(stmt).ok()?,
-        formats,
+        std::str::from_utf8(b.portal).ok()?,
+        std::str::from_utf8(b.statement).ok()?,
+        b.result_formats.to_vec(),
     ))
 }
 

@@ -14,6 +14,7 @@ pub mod params;
 pub mod relay;
 mod roles;
 pub mod upstream;
+pub mod verdict;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -429,8 +430,7 @@ async fn establish(
     // the server reads SQL.
     let mut greeting = &ready.for_client[..];
     while greeting.len() >= 5 {
-        let len =
-            i32::from_be_bytes([greeting[1], greeting[2], greeting[3], greeting[4]]) as usize + 1;
+        let len = crate::protocol::frame::total_len(greeting).unwrap_or(greeting.len());
         let (msg, rest) = greeting.split_at(len.min(greeting.len()));
         if msg[0] == b'S' {
             if let Some(refusal) = relay::runtime_setting_refusal(&msg[5..]) {

@@ -10,6 +10,12 @@
 //! Batches that nothing in the session needs to look into (prepared-statement cycles
 //! with no masks, holds or audit trail) take a synchronous fast path, [`fast`].
 //!
+//! Where each part lives: this file owns the session's state, the select loop and the
+//! socket writes; [`client`] scans client messages (judging, holds, stand-ins for
+//! refusals), [`server`] scans server messages (matching answers, masking, splicing
+//! pgmoat's responses in), [`approval`] waits for approvers and runs under grants,
+//! and [`pace`] is the pure ReadyForQuery-counting state both paths feed.
+//!
 //! Responses pgmoat composes itself (a refused message) must reach the client in
 //! protocol order, after the results of everything sent before them. Every Query,
 //! FunctionCall and Sync produces exactly one ReadyForQuery, so counting those sent and
@@ -19,22 +25,25 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+mod approval;
+mod client;
 mod fast;
+mod pace;
+mod server;
 
-use self::fast::Fast;
+use self::pace::Pace;
 use super::error::SessionError;
-use super::judge::{Judge, Judged};
-use super::masker::{self, Masker};
+use super::judge::Judge;
+use super::masker::Masker;
 use super::params;
-use crate::metrics::{BatchStats, Metrics};
+use super::verdict::Refusal;
+use crate::metrics::Metrics;
 use crate::net::stream::{ClientStream, UpstreamStream};
-use crate::protocol::backend::{self, parse_parameter_status, ErrorFields, Severity};
-use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
-use crate::protocol::sqlstate;
+use crate::protocol::backend::{self, parse_parameter_status};
 
 /// Read buffers start this big and go back to it after a large message.
 const BUF_START: usize = 8 * 1024;
@@ -44,10 +53,20 @@ const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 /// A Sync message, for the one pgmoat sends itself (see `Pace::client`).
 const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
+/// What the fast path ([`fast`]) did with a batch.
+enum Fast {
+    /// Not taken: nothing was done or consumed.
+    Declined,
+    /// Handled and forwarded.
+    Done,
+    /// Handled; these bytes of it (the socket took the rest) still have to be written.
+    Unsent(BytesMut),
+}
+
 /// How waiting for an approval ended.
 enum Waited {
     Approved,
-    Refused(super::judge::Refusal),
+    Refused(Refusal),
     ClientGone,
 }
 
@@ -64,11 +83,11 @@ pub enum End {
     Shutdown,
 }
 
-/// What pgmoat does with a client message it holds whole.
-enum Verdict {
+/// What pgmoat does with a client message the rules do not judge.
+enum Inspected {
     Forward,
-    /// Answer the client with this ErrorResponse (ReadyForQuery is added in order).
-    Refuse(BytesMut),
+    /// Answer the client with this refusal (ReadyForQuery is added in order).
+    Refuse(Refusal),
 }
 
 enum Event {
@@ -99,8 +118,9 @@ pub struct Relay {
     client_paced: u64,
     server_offset: u64,
     server_paced: u64,
-    /// Composed responses, each due right after the ReadyForQuery with that number.
-    injections: VecDeque<(u64, BytesMut)>,
+    /// Refusals pgmoat answers itself, each due right after the ReadyForQuery with
+    /// that number.
+    injections: VecDeque<(u64, Refusal)>,
     tx_status: u8,
     max_message: usize,
     /// Whether result messages (RowDescription, DataRow, CopyData, CommandComplete,
@@ -133,111 +153,6 @@ pub struct Relay {
     closes: crate::protocol::answers::Positions,
 }
 
-/// What the relay must know to count ReadyForQuerys as the server sends them. Two
-/// server rules break "one per Query or Sync": after an error in an extended-protocol
-/// batch the server discards everything up to Sync (a Query among it included), and
-/// in COPY FROM STDIN it ignores Sync. Miscounting would pair later results with the
-/// wrong statements (their masks, approvals and audit records). So a Query or
-/// FunctionCall inside an unsynced batch gets a Sync of pgmoat's in front (its answer
-/// is kept from the client), and sequences that would need the server's outcome to
-/// count are refused: messages pipelined behind a COPY, and anything but copy data,
-/// Flush, CopyDone or CopyFail during one. No driver sends those (they wait for
-/// CopyInResponse).
-#[derive(Default)]
-struct Pace {
-    /// Extended-protocol messages sent since the last Sync.
-    in_batch: bool,
-    /// Executes in the open batch, and whether one is its last message so far.
-    batch_executes: u32,
-    batch_ends_with_execute: bool,
-    /// The same of the batch the last Sync closed.
-    synced_executes: u32,
-    synced_ends_with_execute: bool,
-    /// The last Query, Sync or FunctionCall sent.
-    last_terminator: u8,
-    /// Executes (and simple statements) the server finished in the current cycle.
-    executes_done: u32,
-    /// The server is in COPY FROM STDIN and the client has not ended it.
-    client_copy: bool,
-}
-
-fn pipelining(what: &str) -> SessionError {
-    SessionError::refused(
-        sqlstate::PROTOCOL_VIOLATION,
-        format!("pgmoat: {what} is not supported (the server's replies could not be matched)"),
-    )
-}
-
-impl Pace {
-    /// A client message, before it goes on. True: a Sync of pgmoat's must go first.
-    fn client(&mut self, tag: u8) -> Result<bool, SessionError> {
-        if self.client_copy {
-            return match tag {
-                b'd' | b'H' => Ok(false),
-                b'c' | b'f' => {
-                    self.client_copy = false;
-                    Ok(false)
-                }
-                _ => Err(pipelining(
-                    "a message other than copy data during COPY FROM STDIN",
-                )),
-            };
-        }
-        match tag {
-            b'P' | b'B' | b'D' | b'C' => {
-                self.in_batch = true;
-                self.batch_ends_with_execute = false;
-            }
-            b'E' => {
-                self.in_batch = true;
-                self.batch_executes += 1;
-                self.batch_ends_with_execute = true;
-            }
-            b'S' => self.synced(),
-            b'Q' | b'F' if self.in_batch => {
-                self.synced();
-                self.last_terminator = tag;
-                return Ok(true);
-            }
-            b'Q' | b'F' => self.last_terminator = tag,
-            _ => {}
-        }
-        Ok(false)
-    }
-
-    fn synced(&mut self) {
-        self.synced_executes = std::mem::take(&mut self.batch_executes);
-        self.synced_ends_with_execute = std::mem::take(&mut self.batch_ends_with_execute);
-        self.in_batch = false;
-        self.last_terminator = b'S';
-    }
-
-    /// CopyInResponse. Whether the Sync that closed the COPY's batch was already sent
-    /// (the server ignores it); an error when other messages are queued behind the COPY.
-    fn copy_in_started(&mut self, outstanding: u64) -> Result<bool, SessionError> {
-        let behind = || Err(pipelining("pipelining messages behind COPY FROM STDIN"));
-        let ignored = match outstanding {
-            // `P B E H`: the COPY's batch is still open.
-            0 if self.batch_ends_with_execute && self.executes_done + 1 == self.batch_executes => {
-                false
-            }
-            1 if self.in_batch => return behind(),
-            // A Query's COPY: its ReadyForQuery comes after the copy.
-            1 if self.last_terminator == b'Q' => false,
-            // `P B E S`, as tokio-postgres and libpq send it.
-            1 if self.last_terminator == b'S'
-                && self.synced_ends_with_execute
-                && self.executes_done + 1 == self.synced_executes =>
-            {
-                true
-            }
-            _ => return behind(),
-        };
-        self.client_copy = true;
-        Ok(ignored)
-    }
-}
-
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
 /// that fails at once naming a one-off identifier (`SELECT "pgmoat_blocked_..."`). The
 /// server then does exactly what it does for any failed statement (aborts the
@@ -246,7 +161,7 @@ impl Pace {
 /// refused SQL itself never reaches the server.
 struct Rewrite {
     marker: String,
-    response: BytesMut,
+    refusal: Refusal,
     /// The ReadyForQuery number that closes the cycle; past it the entry is stale
     /// (an earlier error made the server skip the stand-in).
     due: u64,
@@ -458,678 +373,8 @@ impl Relay {
         result
     }
 
-    /// Look at each client message in `buf`; forward, hold or refuse it.
-    async fn scan_client(&mut self, buf: &mut BytesMut) -> Result<Option<End>, SessionError> {
-        let mut stats = BatchStats::default();
-        let mut pos = 0;
-        let mut fwd = 0;
-        let mut end = None;
-        while pos < buf.len() {
-            if self.c_stream > 0 {
-                let n = self.c_stream.min(buf.len() - pos);
-                pos += n;
-                self.c_stream -= n;
-                continue;
-            }
-            let Some(h) = frame::check(&buf[pos..], Direction::Frontend, LARGE_MESSAGE_LIMIT)?
-            else {
-                break;
-            };
-            let have = buf.len() - pos;
-            if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
-                self.guard.check()?;
-            }
-            let at = self.client_offset + pos as u64;
-            if at >= self.client_paced {
-                self.client_paced = at + 1;
-                if self.pace.client(h.tag)? {
-                    // A Query or FunctionCall inside an unsynced batch: after an error
-                    // in the batch the server would discard it, unanswered. pgmoat
-                    // ends the batch with a Sync of its own first (pgjdbc sends
-                    // `P B E` BEGIN then `Q` SAVEPOINT) and keeps that answer.
-                    self.write_upstream(&buf[fwd..pos]).await?;
-                    fwd = pos;
-                    self.write_upstream(&SYNC).await?;
-                    self.sent_syncs += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_client(&SYNC);
-                    }
-                    self.swallow.push_back(self.sent_syncs);
-                }
-            }
-            match h.tag {
-                b'Q' | b'P' | b'F' => {
-                    if !self.held_whole(h.tag, h.total, have, buf)? {
-                        break;
-                    }
-                    let mut statement = 0;
-                    if h.tag != b'F' {
-                        let mut judged = self.judge_message(&buf[pos..pos + h.total]).await;
-                        let msg = &buf[pos..pos + h.total];
-                        let cycle = self.sent_syncs + 1;
-                        let at = if h.tag == b'P' {
-                            self.parses.sent(cycle)
-                        } else {
-                            0
-                        };
-                        if let Some(a) = self.audit.as_mut() {
-                            // Durable before it is forwarded; if it cannot be, it does not run.
-                            let parse_at = (h.tag == b'P').then_some((cycle, at));
-                            match a
-                                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
-                                .await
-                            {
-                                Ok(n) => statement = n,
-                                Err(e) => judged.refusal = Some(audit_refusal(&e)),
-                            }
-                        }
-                        self.track_masking(msg, &judged, cycle, at);
-                        if h.tag == b'P' {
-                            // A prepared statement waits at its Execute, where its
-                            // parameters are known; parsing it runs nothing.
-                            let hold = judged.hold.take().filter(|_| judged.refusal.is_none());
-                            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
-                                judged.refusal = Some(too_many_held("statements"));
-                                self.held.on_parse(&msg[5..], None, cycle, at);
-                            }
-                        }
-                        if judged.refusal.is_some() {
-                            judged.hold = None;
-                        }
-                        if let Some(g) = judged.hold.as_ref().and_then(|h| self.granted(h)) {
-                            judged.hold = None;
-                            if let Some(r) = self.run_under_grant(&g, statement).await {
-                                judged.refusal = Some(r);
-                            }
-                        }
-                        if let Some(hold) = judged.hold.take() {
-                            // Everything before it goes now; the statement waits.
-                            self.write_upstream(&buf[fwd..pos]).await?;
-                            self.upstream.flush().await.map_err(server_io)?;
-                            fwd = pos;
-                            match self
-                                .wait_for_approval(Arc::new(hold), Vec::new(), statement, buf)
-                                .await?
-                            {
-                                Waited::Approved => {}
-                                Waited::Refused(r) => judged.refusal = Some(r),
-                                Waited::ClientGone => {
-                                    let _ = self.upstream.write_all(&TERMINATE).await;
-                                    return Ok(Some(End::ClientClosed));
-                                }
-                            }
-                        }
-                        if let Some(refusal) = judged.refusal {
-                            self.write_upstream(&buf[fwd..pos]).await?;
-                            self.substitute(&buf[pos..pos + h.total], refusal).await?;
-                            if h.tag == b'Q' {
-                                stats.queries_simple += 1;
-                                if let Some(a) = self.audit.as_mut() {
-                                    a.query_sent(statement, self.sent_syncs, true);
-                                }
-                            }
-                            pos += h.total;
-                            fwd = pos;
-                            continue;
-                        }
-                    }
-                    match self.inspect_client(&buf[pos..pos + h.total]) {
-                        Verdict::Forward => {
-                            match h.tag {
-                                b'Q' => {
-                                    stats.queries_simple += 1;
-                                    self.sent_syncs += 1;
-                                    if let Some(a) = self.audit.as_mut() {
-                                        a.query_sent(statement, self.sent_syncs, false);
-                                    }
-                                }
-                                b'F' => self.sent_syncs += 1,
-                                _ => {}
-                            }
-                            pos += h.total;
-                        }
-                        Verdict::Refuse(response) => {
-                            self.write_upstream(&buf[fwd..pos]).await?;
-                            pos += h.total;
-                            fwd = pos;
-                            self.respond(response).await?;
-                        }
-                    }
-                    continue;
-                }
-                b'B' | b'D' | b'E' | b'C'
-                    if self.masker.is_some()
-                        || self.held.active()
-                        || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
-                {
-                    // Masking and approvals follow statements into portals: these are
-                    // read whole.
-                    if !self.held_whole(h.tag, h.total, have, buf)? {
-                        break;
-                    }
-                    let body = &buf[pos + 5..pos + h.total];
-                    let mut refused = None;
-                    match h.tag {
-                        b'B' => {
-                            let judge = self.judge.as_ref();
-                            let sql_hold = |name: &[u8]| judge.and_then(|j| j.bind_hold(name));
-                            if !self.held.on_bind(body, self.sent_syncs + 1, sql_hold) {
-                                refused = Some(too_many_held("portals"));
-                            }
-                        }
-                        b'D' => self.held.on_describe(body, self.sent_syncs + 1),
-                        b'C' => {
-                            let cycle = self.sent_syncs + 1;
-                            let at = self.closes.sent(cycle);
-                            self.held.on_close(body, cycle, at);
-                        }
-                        _ => {
-                            stats.queries_extended += 1;
-                            if let Some(ex) = self.held.on_execute(body) {
-                                if let Some(g) = self.granted(&ex.hold) {
-                                    let statement = self
-                                        .audit
-                                        .as_ref()
-                                        .map(|a| a.statement_of_execute(body))
-                                        .unwrap_or(0);
-                                    refused = self.run_under_grant(&g, statement).await;
-                                } else {
-                                    // Everything before it goes now; the Execute waits.
-                                    self.write_upstream(&buf[fwd..pos]).await?;
-                                    self.upstream.flush().await.map_err(server_io)?;
-                                    fwd = pos;
-                                    let statement = self
-                                        .audit
-                                        .as_ref()
-                                        .map(|a| a.statement_of_execute(body))
-                                        .unwrap_or(0);
-                                    match self
-                                        .wait_for_approval(ex.hold, ex.params, statement, buf)
-                                        .await?
-                                    {
-                                        Waited::Approved => {}
-                                        Waited::Refused(r) => refused = Some(r),
-                                        Waited::ClientGone => {
-                                            let _ = self.upstream.write_all(&TERMINATE).await;
-                                            return Ok(Some(End::ClientClosed));
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total], refused.is_some());
-                    if let Some(m) = &mut self.masker {
-                        m.on_client(&buf[pos..pos + h.total]);
-                    }
-                    if let Some(r) = refused {
-                        self.write_upstream(&buf[fwd..pos]).await?;
-                        self.substitute(&buf[pos..pos + h.total], r).await?;
-                        pos += h.total;
-                        fwd = pos;
-                        continue;
-                    }
-                    pos += h.total;
-                    continue;
-                }
-                // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
-                b'S' => {
-                    self.sent_syncs += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_client(&[b'S', 0, 0, 0, 4]);
-                    }
-                }
-                b'E' => {
-                    stats.queries_extended += 1;
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
-                }
-                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
-                b'C' => {
-                    self.closes.sent(self.sent_syncs + 1);
-                }
-                b'X' => {
-                    pos += have.min(h.total);
-                    end = Some(End::ClientTerminated);
-                    break;
-                }
-                _ => {}
-            }
-            let n = h.total.min(have);
-            pos += n;
-            self.c_stream = h.total - n;
-        }
-        stats.bytes_from_client = pos as u64;
-        if fwd < pos {
-            self.write_upstream(&buf[fwd..pos]).await?;
-        }
-        buf.advance(pos);
-        self.client_offset += pos as u64;
-        // Plain TCP has nothing to flush; TLS may hold a record back.
-        if self.upstream.is_tls() {
-            self.upstream.flush().await.map_err(server_io)?;
-        }
-        if self.client.is_tls() {
-            self.client.flush().await.map_err(client_io)?;
-        }
-        self.metrics.add(&stats);
-        Ok(end)
-    }
-
-    /// Hold a statement until an approver decides, it expires, or the client cancels
-    /// or leaves. Client bytes that arrive meanwhile are kept in `buf` for later.
-    async fn wait_for_approval(
-        &mut self,
-        hold: Arc<super::judge::Hold>,
-        params: Vec<String>,
-        statement: u64,
-        buf: &mut BytesMut,
-    ) -> Result<Waited, SessionError> {
-        let (name, groups, target) = match &self.judge {
-            Some(j) => (
-                j.identity.name.clone(),
-                j.identity.groups.clone(),
-                j.target.clone(),
-            ),
-            None => return Ok(Waited::Approved),
-        };
-        // Waiting starts before the request is listed: a cancel sent as soon as the
-        // request shows (in the API, or the notice below) must withdraw it, not go
-        // to the server, which has nothing running to cancel.
-        let signal = Arc::clone(&self.cancel_signal);
-        signal.waiting(true);
-        let mut ticket = hold.approvals.request(
-            &name,
-            &groups,
-            &target,
-            &hold.sql,
-            params,
-            &hold.rule,
-            &hold.approvers,
-        );
-        let id = ticket.request.id.clone();
-        if let Err(e) = hold.approvals.publish(&ticket).await {
-            // Fail closed: a hold the other replicas cannot see cannot be decided.
-            tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: approvals unavailable");
-            signal.waiting(false);
-            return Ok(Waited::Refused(super::judge::Refusal {
-                response: super::judge::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    "pgmoat: approvals unavailable",
-                    None,
-                ),
-                rule: hold.rule.clone(),
-            }));
-        }
-        tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
-        use crate::audit::event::ApprovalState;
-        if let Some(a) = &self.audit {
-            if let Err(e) = a
-                .approval(&id, statement, ApprovalState::Requested, None, None, None)
-                .await
-            {
-                // Fail closed: a hold the trail does not show is not offered.
-                signal.waiting(false);
-                return Ok(Waited::Refused(audit_refusal(&e)));
-            }
-        }
-        let mut notice = BytesMut::new();
-        backend::notice_response(
-            &mut notice,
-            "00000",
-            &format!("pgmoat: waiting for approval {id} (rule \"{}\")", hold.rule),
-        );
-        let sent = async {
-            self.client.write_all(&notice).await?;
-            self.client.flush().await
-        };
-        if let Err(e) = sent.await {
-            signal.waiting(false);
-            return Err(client_io(e));
-        }
-        let mut shutdown = self.shutdown.clone();
-        let refuse = |code: &str, message: String, detail: Option<String>| {
-            Waited::Refused(super::judge::Refusal {
-                response: super::judge::error(code, &message, detail.as_deref()),
-                rule: hold.rule.clone(),
-            })
-        };
-        let mut grant_until = None;
-        let waited = loop {
-            tokio::select! {
-                r = ticket.wait() => {
-                    use crate::approval::Resolution;
-                    break match r {
-                        Resolution::Approved { by, reason, grant_until: until } => {
-                            tracing::info!(approval = %id, %by, "approved");
-                            grant_until = until.map(crate::approval::format_time);
-                            (ApprovalState::Approved, Some(by), Some(reason), Waited::Approved)
-                        }
-                        Resolution::Denied { by, reason } => (ApprovalState::Denied, Some(by.clone()), Some(reason.clone()), refuse(
-                            sqlstate::INSUFFICIENT_PRIVILEGE,
-                            if reason.is_empty() {
-                                format!("pgmoat: approval {id} denied by {by}")
-                            } else {
-                                format!("pgmoat: approval {id} denied by {by}: {reason}")
-                            },
-                            Some(format!("rule \"{}\"", hold.rule)),
-                        )),
-                        Resolution::Expired => (ApprovalState::Expired, None, None, refuse(
-                            sqlstate::INSUFFICIENT_PRIVILEGE,
-                            format!("pgmoat: approval {id} timed out: nobody approved the statement in time"),
-                            Some(format!("rule \"{}\"", hold.rule)),
-                        )),
-                        Resolution::Withdrawn => (ApprovalState::Withdrawn, None, None, refuse(
-                            sqlstate::QUERY_CANCELED,
-                            "canceling statement due to user request".into(),
-                            None,
-                        )),
-                    };
-                }
-                _ = signal.cancelled() => {
-                    break (ApprovalState::Withdrawn, None, Some("cancelled by the client".to_string()), refuse(
-                        sqlstate::QUERY_CANCELED,
-                        "canceling statement due to user request".into(),
-                        Some(format!("pgmoat withdrew approval request {id}")),
-                    ));
-                }
-                n = self.client.read_buf(buf) => match n {
-                    Ok(0) | Err(_) => break (ApprovalState::Withdrawn, None, Some("the client disconnected".to_string()), Waited::ClientGone),
-                    Ok(_) => {}
-                },
-                _ = shutdown.wait_for(|s| *s) => {
-                    break (ApprovalState::Withdrawn, None, Some("gateway shutting down".to_string()), refuse(
-                        sqlstate::ADMIN_SHUTDOWN,
-                        format!("pgmoat: the gateway is shutting down; approval {id} withdrawn"),
-                        None,
-                    ));
-                }
-            }
-        };
-        signal.waiting(false);
-        drop(ticket);
-        let (state, by, reason, outcome) = waited;
-        if let Some(a) = &self.audit {
-            if let Err(e) = a
-                .approval(
-                    &id,
-                    statement,
-                    state,
-                    by,
-                    reason.filter(|r| !r.is_empty()),
-                    grant_until,
-                )
-                .await
-            {
-                tracing::error!(approval = %id, "audit: approval outcome not recorded: {e}");
-                if matches!(outcome, Waited::Approved) {
-                    return Ok(Waited::Refused(audit_refusal(&e)));
-                }
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// A held statement runs under a grant: the trail records whose approval covers
-    /// it (and the statement does not run if that record cannot be written).
-    async fn run_under_grant(
-        &mut self,
-        g: &crate::approval::Grant,
-        statement: u64,
-    ) -> Option<super::judge::Refusal> {
-        tracing::info!(rule = %g.rule, by = %g.by, approval = %g.approval, "statement runs under an approval grant");
-        let a = self.audit.as_ref()?;
-        let until = crate::approval::format_time(g.expires_at);
-        a.approval(
-            &g.approval,
-            statement,
-            crate::audit::event::ApprovalState::Approved,
-            Some(g.by.clone()),
-            Some(format!(
-                "under the grant of approval {} until {until}",
-                g.approval
-            )),
-            Some(until),
-        )
-        .await
-        .err()
-        .map(|e| audit_refusal(&e))
-    }
-
-    /// A grant in force for a held statement (approved `for` a while, perhaps from
-    /// another session), by the statement's shape.
-    fn granted(&self, hold: &super::judge::Hold) -> Option<crate::approval::Grant> {
-        let j = self.judge.as_ref()?;
-        let fingerprint = crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
-        hold.approvals
-            .granted(&j.identity.name, &j.target, &fingerprint)
-    }
-
-    /// A client message pgmoat reads whole: refused when over the limit; false (with
-    /// room reserved) while the rest of it has not arrived.
-    fn held_whole(
-        &self,
-        tag: u8,
-        total: usize,
-        have: usize,
-        buf: &mut BytesMut,
-    ) -> Result<bool, SessionError> {
-        if total > self.max_message {
-            return Err(SessionError::Protocol(format!(
-                "message of type '{}' is too long ({total} bytes, at most {})",
-                tag as char, self.max_message
-            )));
-        }
-        if have < total {
-            buf.reserve(total - have);
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    /// Keep the masking state in step with a judged Query or Parse.
-    /// `cycle` and `at`: where a Parse stands, to match its ParseComplete.
-    fn track_masking(&mut self, msg: &[u8], judged: &Judged, cycle: u64, at: u64) {
-        if let Some(engine) = &judged.masking {
-            match &mut self.masker {
-                Some(m) => {
-                    if !Arc::ptr_eq(&m.engine, engine) {
-                        m.engine = Arc::clone(engine);
-                    }
-                }
-                None => {
-                    let mut m = Masker::new(Arc::clone(engine));
-                    // Answers still due for earlier messages (a refused statement's
-                    // stand-in) end with ReadyForQuerys this masker must not take
-                    // for this message's.
-                    m.cycles_pending(self.outstanding());
-                    self.masker = Some(m);
-                    self.hold_results = true;
-                }
-            }
-        }
-        let Some(m) = &mut self.masker else { return };
-        // A refused statement's stand-in yields an error and no rows.
-        let (lineage, writes) = if judged.refusal.is_some() {
-            (None, 0)
-        } else {
-            (
-                judged.lineage.as_deref().map(Vec::as_slice),
-                judged.writes_masked,
-            )
-        };
-        if msg[0] == b'Q' {
-            m.on_query(lineage, judged.statements, writes);
-        } else {
-            let name = crate::protocol::frame::cstr(&msg[5..])
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            m.on_parse(&name, lineage, writes, cycle, at);
-        }
-    }
-
-    /// Classify and decide a Query or Parse; a refusal when it must not run.
-    async fn judge_message(&self, msg: &[u8]) -> Judged {
-        let Some(judge) = self.judge.as_ref() else {
-            return Judged {
-                refusal: None,
-                masking: None,
-                lineage: None,
-                statements: 1,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: crate::audit::StatementFacts::unjudged(),
-            };
-        };
-        let body = &msg[5..];
-        let sql = match msg[0] {
-            b'Q' => crate::protocol::frame::cstr(body).map(|(q, _)| q),
-            _ => crate::protocol::frame::cstr(body)
-                .and_then(|(_, rest)| crate::protocol::frame::cstr(rest))
-                .map(|(q, _)| q),
-        };
-        let Some(sql) = sql else {
-            // A Query or Parse without its terminators: refuse rather than guess.
-            return Judged {
-                refusal: Some(super::judge::Refusal {
-                    response: super::judge::error(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "pgmoat: malformed message",
-                        None,
-                    ),
-                    rule: "malformed".into(),
-                }),
-                masking: None,
-                lineage: None,
-                statements: 1,
-                hold: None,
-                executes: Vec::new(),
-                writes_masked: 0,
-                facts: crate::audit::StatementFacts {
-                    action: "block",
-                    rules: vec!["malformed".into()],
-                    ..Default::default()
-                },
-            };
-        };
-        let mut judged = judge.judge(sql).await;
-        if msg[0] == b'Q' && judged.hold.is_none() && judged.refusal.is_none() {
-            // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
-            // held Parse's name runs that statement, and asks.
-            judged.hold = judged
-                .executes
-                .iter()
-                .find_map(|n| self.held.statement_hold(n.as_bytes()))
-                .map(|held| super::judge::Hold {
-                    sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
-                    ..(*held).clone()
-                });
-            if let Some(hold) = &judged.hold {
-                judged.facts.action = "approve";
-                judged.facts.rules.insert(0, hold.rule.clone());
-            }
-        }
-        judged
-    }
-
-    /// Bind and Execute tell the audit trail which statement a completion belongs to
-    /// (only their start is needed: portal and statement names).
-    fn audit_client(&mut self, tag: u8, body: &[u8], refused: bool) {
-        if let Some(a) = self.audit.as_mut() {
-            match tag {
-                b'B' => a.bind(body),
-                b'E' => a.execute(body, self.sent_syncs + 1, refused),
-                _ => {}
-            }
-        }
-    }
-
-    /// Send the stand-in for a refused Query, Parse or Execute and remember whose error
-    /// it is.
-    async fn substitute(
-        &mut self,
-        msg: &[u8],
-        refusal: super::judge::Refusal,
-    ) -> Result<(), SessionError> {
-        self.nonce_seed = self
-            .nonce_seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let marker = format!("pgmoat_blocked_{:016x}", self.nonce_seed);
-        let stand_in = format!("SELECT \"{marker}\"");
-        let mut out = BytesMut::new();
-        let due = if msg[0] == b'Q' {
-            postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
-            self.sent_syncs += 1;
-            self.sent_syncs
-        } else if msg[0] == b'B' {
-            // A refused Bind: binding a statement that does not exist fails at once.
-            out.extend_from_slice(&[b'B', 0, 0, 0, 0, 0]);
-            out.extend_from_slice(marker.as_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
-            let len = (out.len() - 1) as u32;
-            out[1..5].copy_from_slice(&len.to_be_bytes());
-            self.sent_syncs + 1
-        } else if msg[0] == b'E' {
-            // A refused Execute: running a portal that does not exist fails at once,
-            // and the server discards to Sync as for any error.
-            postgres_protocol::message::frontend::execute(&marker, 0, &mut out)
-                .map_err(server_io)?;
-            self.sent_syncs + 1
-        } else {
-            let name = crate::protocol::frame::cstr(&msg[5..])
-                .map(|(n, _)| n)
-                .unwrap_or(b"");
-            let name = std::str::from_utf8(name).unwrap_or("");
-            postgres_protocol::message::frontend::parse(
-                name,
-                &stand_in,
-                std::iter::empty(),
-                &mut out,
-            )
-            .map_err(server_io)?;
-            self.sent_syncs + 1
-        };
-        self.write_upstream(&out).await?;
-        self.metrics
-            .messages_blocked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(j) = &self.judge {
-            tracing::info!(identity = %j.identity.name, target = %j.target, rule = %refusal.rule, "statement blocked");
-        }
-        self.rewrites.push_back(Rewrite {
-            marker,
-            response: refusal.response,
-            due,
-        });
-        Ok(())
-    }
-
-    /// The interception point for whole client messages the rules do not judge.
-    fn inspect_client(&mut self, msg: &[u8]) -> Verdict {
-        match msg[0] {
-            b'F' => {
-                self.metrics
-                    .messages_blocked
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut out = BytesMut::new();
-                backend::error_response(
-                    &mut out,
-                    &ErrorFields::new(
-                        Severity::Error,
-                        sqlstate::INSUFFICIENT_PRIVILEGE,
-                        "pgmoat: FunctionCall messages are blocked",
-                    )
-                    .detail("The fast-path interface calls a function by OID with no SQL, so no rule could judge it."),
-                );
-                Verdict::Refuse(out)
-            }
-            _ => Verdict::Forward,
-        }
-    }
-
-    /// Send a composed ErrorResponse now, or queue it behind the results still due.
-    async fn respond(&mut self, response: BytesMut) -> Result<(), SessionError> {
+    /// Send a refusal now, or queue it behind the results still due.
+    async fn respond(&mut self, response: Refusal) -> Result<(), SessionError> {
         if self.outstanding() == 0 {
             self.emit(response).await
         } else {
@@ -1138,7 +383,10 @@ impl Relay {
         }
     }
 
-    async fn emit(&mut self, mut response: BytesMut) -> Result<(), SessionError> {
+    /// A refusal and the ReadyForQuery after it, to the client.
+    async fn emit(&mut self, refusal: Refusal) -> Result<(), SessionError> {
+        let mut response = BytesMut::new();
+        refusal.encode(&mut response);
         backend::ready_for_query(&mut response, self.tx_status);
         self.client.write_all(&response).await.map_err(client_io)?;
         self.metrics
@@ -1179,293 +427,6 @@ impl Relay {
                 .map_err(client_io)?;
         }
         Ok(())
-    }
-
-    /// The interception point for whole result messages: masking. `before` is the
-    /// unchanged stretch of server bytes that precedes `msg`; when `msg` is replaced,
-    /// both are staged and true is returned.
-    fn inspect_server(&mut self, before: &[u8], msg: &[u8]) -> bool {
-        let Some(m) = &mut self.masker else {
-            return false;
-        };
-        // The replacement is built apart: copying `before` only when a message is
-        // replaced keeps a batch of untouched rows linear, not quadratic.
-        self.replacement.clear();
-        let replaced = match m.on_server(msg, &mut self.replacement) {
-            masker::Action::Replaced => {
-                self.staged.extend_from_slice(before);
-                self.staged.extend_from_slice(&self.replacement);
-                true
-            }
-            masker::Action::Forward => false,
-        };
-        // Kept rows for replay: exactly what the client gets, after masking.
-        if let Some(a) = self.audit.as_mut() {
-            if replaced {
-                a.record_result_message(&self.replacement);
-            } else {
-                a.record_result_message(msg);
-            }
-        }
-        replaced
-    }
-
-    /// Look at each server message in `buf` and forward it.
-    async fn scan_server(&mut self, buf: &mut BytesMut) -> Result<Option<End>, SessionError> {
-        let mut stats = BatchStats::default();
-        let mut pos = 0;
-        let mut fwd = 0;
-        let mut end = None;
-        while pos < buf.len() {
-            if self.u_stream > 0 {
-                let n = self.u_stream.min(buf.len() - pos);
-                pos += n;
-                self.u_stream -= n;
-                continue;
-            }
-            let Some(h) = frame::check(&buf[pos..], Direction::Backend, LARGE_MESSAGE_LIMIT)
-                .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
-            else {
-                break;
-            };
-            let have = buf.len() - pos;
-            let at = self.server_offset + pos as u64;
-            let first_look = at >= self.server_paced;
-            self.server_paced = self.server_paced.max(at + 1);
-            match h.tag {
-                _ if !first_look => {}
-                b'C' | b's' | b'I' => self.pace.executes_done += 1,
-                // The Sync sent behind the COPY's Execute is ignored by the server in
-                // copy mode: the one after CopyDone is answered.
-                b'G' if self.pace.copy_in_started(self.outstanding())? => {
-                    self.sent_syncs -= 1;
-                    if let Some(m) = &mut self.masker {
-                        m.sync_ignored();
-                    }
-                }
-                // The server left copy mode (the data failed): Syncs count again.
-                b'E' => self.pace.client_copy = false,
-                b'Z' => self.pace.executes_done = 0,
-                _ => {}
-            }
-            let unmasked = self.masker.is_none();
-            if let Some(a) = self.audit.as_mut() {
-                // Completions (small messages) are held whole and matched to statements;
-                // rows too while some are kept and no masker rewrites them (with one,
-                // inspect_server records them after masking).
-                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    let msg = &buf[pos..pos + h.total];
-                    if unmasked {
-                        a.record_result_message(msg);
-                    }
-                    if let Err(e) = a.server_message(msg).await {
-                        tracing::error!("audit: a statement's completion was not recorded: {e}");
-                    }
-                }
-            }
-            match h.tag {
-                b'Z' | b'S' => {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    let body = &buf[pos + 5..pos + h.total];
-                    if h.tag == b'S' {
-                        if let Some(refusal) = runtime_setting_refusal(body) {
-                            self.write_client(&buf[fwd..pos]).await?;
-                            buf.advance(pos);
-                            return Err(SessionError::Refused {
-                                code: sqlstate::INSUFFICIENT_PRIVILEGE,
-                                message: refusal,
-                                detail: None,
-                            });
-                        }
-                        // A reported setting (application_name) carries whatever text
-                        // a statement set: the detectors see it like a result.
-                        if self.hold_results
-                            && self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total])
-                        {
-                            fwd = pos + h.total;
-                        }
-                        pos += h.total;
-                        continue;
-                    }
-                    self.tx_status = body.first().copied().unwrap_or(b'I');
-                    self.seen_rfq += 1;
-                    if let Some(m) = &mut self.masker {
-                        let mut none = BytesMut::new();
-                        m.on_server(&buf[pos..pos + h.total], &mut none);
-                        m.cycle_ended(self.seen_rfq);
-                    }
-                    let seen = self.seen_rfq;
-                    self.rewrites.retain(|r| r.due > seen);
-                    self.held.on_ready(seen, self.tx_status);
-                    if let Some(a) = self.audit.as_mut() {
-                        a.cycle_ended(seen);
-                    }
-                    if self.swallow.front() == Some(&seen) {
-                        // The answer to pgmoat's own Sync (see `Pace::client`): not
-                        // the client's to see.
-                        self.swallow.pop_front();
-                        self.write_client(&buf[fwd..pos]).await?;
-                        fwd = pos + h.total;
-                    }
-                    pos += h.total;
-                    while self
-                        .injections
-                        .front()
-                        .is_some_and(|(at, _)| *at == self.seen_rfq)
-                    {
-                        self.write_client(&buf[fwd..pos]).await?;
-                        fwd = pos;
-                        if let Some((_, response)) = self.injections.pop_front() {
-                            self.emit(response).await?;
-                        }
-                    }
-                    if self.draining && self.idle() {
-                        end = Some(End::Shutdown);
-                        break;
-                    }
-                    continue;
-                }
-                b't' if self.held.active() => {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    self.held
-                        .on_parameter_description(&buf[pos + 5..pos + h.total], self.seen_rfq + 1);
-                    pos += h.total;
-                    continue;
-                }
-                b'E' if !self.rewrites.is_empty() => {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    stats.server_errors += 1;
-                    let fields =
-                        crate::protocol::backend::parse_fields(&buf[pos + 5..pos + h.total]);
-                    let message = crate::protocol::backend::field(&fields, b'M');
-                    let ours = self
-                        .rewrites
-                        .iter()
-                        .position(|r| message.contains(&r.marker));
-                    if let Some(i) = ours {
-                        if let Some(m) = &mut self.masker {
-                            // Only for its bookkeeping: the response is pgmoat's own.
-                            let mut ignored = BytesMut::new();
-                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
-                        }
-                        self.write_client(&buf[fwd..pos]).await?;
-                        if let Some(r) = self.rewrites.remove(i) {
-                            self.write_client(&r.response).await?;
-                        }
-                        pos += h.total;
-                        fwd = pos;
-                    } else if self.hold_results {
-                        if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
-                            fwd = pos + h.total;
-                        }
-                        pos += h.total;
-                    } else {
-                        pos += h.total;
-                    }
-                    continue;
-                }
-                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
-                    if self.hold_results =>
-                {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    if h.tag == b'E' {
-                        stats.server_errors += 1;
-                    }
-                    if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
-                        fwd = pos + h.total;
-                    }
-                    pos += h.total;
-                    continue;
-                }
-                b'E' => stats.server_errors += 1,
-                b'1' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.parses.seen(cycle);
-                    self.held.on_parse_complete(cycle, at);
-                    if let Some(m) = &mut self.masker {
-                        m.on_parse_complete(cycle, at);
-                    }
-                    if let Some(a) = self.audit.as_mut() {
-                        a.parse_complete(cycle, at);
-                    }
-                }
-                b'2' => {
-                    if let Some(m) = &mut self.masker {
-                        m.on_bind_complete();
-                    }
-                }
-                b'3' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.closes.seen(cycle);
-                    self.held.on_close_complete(cycle, at);
-                }
-                _ => {}
-            }
-            let n = h.total.min(have);
-            pos += n;
-            self.u_stream = h.total - n;
-        }
-        stats.bytes_to_client = pos as u64;
-        if let Some(m) = &mut self.masker {
-            let n = std::mem::take(&mut m.masked_values);
-            if n > 0 {
-                self.metrics
-                    .values_masked
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        self.write_client(&buf[fwd..pos]).await?;
-        buf.advance(pos);
-        self.server_offset += pos as u64;
-        if self.client.is_tls() {
-            self.client.flush().await.map_err(client_io)?;
-        }
-        self.metrics.add(&stats);
-        Ok(end)
-    }
-}
-
-/// A session may hold only so many statements (and portals) for approval at once.
-fn too_many_held(what: &str) -> super::judge::Refusal {
-    super::judge::Refusal {
-        response: super::judge::error(
-            sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            &format!(
-                "pgmoat: this session already has {} prepared {what} that need approval",
-                super::held::MAX_HELD
-            ),
-            Some("Close (DEALLOCATE) some of them, or end the transaction, first."),
-        ),
-        rule: "approval".into(),
-    }
-}
-
-/// The statement is not run when its audit record cannot be written (fail closed).
-fn audit_refusal(e: &crate::audit::AuditError) -> super::judge::Refusal {
-    tracing::warn!("statement refused: its audit record could not be written: {e}");
-    super::judge::Refusal {
-        response: super::judge::error(
-            sqlstate::IO_ERROR,
-            "pgmoat: the statement was not run because its audit record could not be written",
-            Some("The gateway's audit store is failing; see the gateway log."),
-        ),
-        rule: "audit".into(),
     }
 }
 

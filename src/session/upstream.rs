@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
@@ -18,6 +18,7 @@ use super::io::{read_message, ReadError};
 use crate::config::{Target, UpstreamTlsMode};
 use crate::net::stream::{MaybeTls, UpstreamStream};
 use crate::protocol::backend::{field, parse_fields, parse_parameter_status};
+use crate::protocol::backend_view::{Authentication, BackendKeyData, DataRow};
 use crate::protocol::frame::{Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::sqlstate;
 
@@ -135,16 +136,15 @@ pub async fn start(
         .await
         .map_err(read_err)?;
         let tag = msg[0];
-        let mut body = &msg[5..];
+        let body = &msg[5..];
         out.clear();
         match tag {
             b'R' => {
-                if body.len() < 4 {
+                let Ok(Authentication { code, data: body }) = Authentication::parse(body) else {
                     return Err(SessionError::UpstreamProtocol(
                         "short authentication message".into(),
                     ));
-                }
-                let code = body.get_i32();
+                };
                 match code {
                     0 => {}
                     3 => frontend::password_message(
@@ -225,12 +225,12 @@ pub async fn start(
             }
             b'N' => for_client.extend_from_slice(&msg),
             b'K' => {
-                if body.len() < 8 {
+                let Ok(k) = BackendKeyData::parse(body) else {
                     return Err(SessionError::UpstreamProtocol(
                         "short BackendKeyData".into(),
                     ));
-                }
-                key = (body.get_i32(), body.get_i32());
+                };
+                key = (k.pid, k.secret);
             }
             b'v' => {} // NegotiateProtocolVersion: we asked for plain 3.0 and no options.
             b'Z' => {
@@ -325,30 +325,17 @@ pub async fn simple_query(
         let msg = read_message(stream, buf, Direction::Backend, LARGE_MESSAGE_LIMIT)
             .await
             .map_err(read_err)?;
-        let mut body = &msg[5..];
+        let body = &msg[5..];
         match msg[0] {
             b'D' => {
-                if body.len() < 2 {
+                let Ok(d) = DataRow::parse(body) else {
                     return Err(SessionError::UpstreamProtocol("short DataRow".into()));
-                }
-                let n = body.get_i16();
-                let mut row = Vec::with_capacity(n.max(0) as usize);
-                for _ in 0..n {
-                    if body.len() < 4 {
-                        return Err(SessionError::UpstreamProtocol("short DataRow".into()));
-                    }
-                    let len = body.get_i32();
-                    if len < 0 {
-                        row.push(None);
-                    } else {
-                        let len = len as usize;
-                        if body.len() < len {
-                            return Err(SessionError::UpstreamProtocol("short DataRow".into()));
-                        }
-                        row.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
-                        body = &body[len..];
-                    }
-                }
+                };
+                let row: Vec<Option<String>> = d
+                    .values
+                    .iter()
+                    .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect();
                 rows.push(row);
             }
             b'E' => {

@@ -14,20 +14,10 @@
 
 use bytes::BytesMut;
 
-use super::{client_io, server_io, shrink, Relay};
+use super::{client_io, server_io, shrink, Fast, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::session::error::SessionError;
-
-/// What the fast path did with a batch.
-pub(super) enum Fast {
-    /// Not taken: nothing was done or consumed.
-    Declined,
-    /// Handled and forwarded.
-    Done,
-    /// Handled; these bytes of it (the socket took the rest) still have to be written.
-    Unsent(BytesMut),
-}
 
 /// Client messages the fast path takes: Bind, Describe, Execute, Sync, Close, Flush.
 fn client_kind(tag: u8) -> bool {
@@ -84,7 +74,7 @@ fn unsent(buf: &mut BytesMut, sent: usize) -> Fast {
 
 /// Length of the (already checked) message at the front of `buf`, tag included.
 fn total(buf: &[u8]) -> usize {
-    1 + u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
+    crate::protocol::frame::total_len(buf).unwrap_or(buf.len())
 }
 
 impl Relay {
@@ -156,12 +146,9 @@ impl Relay {
             let at = self.server_offset + pos as u64;
             if at >= self.server_paced {
                 self.server_paced = at + 1;
-                match tag {
-                    b'C' | b's' | b'I' => self.pace.executes_done += 1,
-                    b'E' => self.pace.client_copy = false,
-                    b'Z' => self.pace.executes_done = 0,
-                    _ => {}
-                }
+                // CopyInResponse never gets here (see `server_kind`): no Sync is
+                // ignored, so the answer is always false.
+                self.pace.server(tag, self.outstanding())?;
             }
             match tag {
                 b'Z' => {

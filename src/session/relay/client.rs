@@ -1,0 +1,481 @@
+//! The client side of the relay: client messages framed, judged, held for approval
+//! or replaced by a stand-in, and forwarded in batches.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::approval::{audit_refusal, too_many_held};
+use super::{client_io, server_io, End, Inspected, Relay, Rewrite, Waited, SYNC, TERMINATE};
+use crate::metrics::BatchStats;
+use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::{frontend, sqlstate};
+use crate::session::error::SessionError;
+use crate::session::judge::Judged;
+use crate::session::masker::Masker;
+use crate::session::verdict::{Hold, OwnCause, Refusal, Verdict};
+
+impl Relay {
+    /// Look at each client message in `buf`; forward, hold or refuse it.
+    pub(super) async fn scan_client(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<End>, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        let mut fwd = 0;
+        let mut end = None;
+        while pos < buf.len() {
+            if self.c_stream > 0 {
+                let n = self.c_stream.min(buf.len() - pos);
+                pos += n;
+                self.c_stream -= n;
+                continue;
+            }
+            let Some(h) = frame::check(&buf[pos..], Direction::Frontend, LARGE_MESSAGE_LIMIT)?
+            else {
+                break;
+            };
+            let have = buf.len() - pos;
+            if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
+                self.guard.check()?;
+            }
+            let at = self.client_offset + pos as u64;
+            if at >= self.client_paced {
+                self.client_paced = at + 1;
+                if self.pace.client(h.tag)? {
+                    // A Query or FunctionCall inside an unsynced batch: after an error
+                    // in the batch the server would discard it, unanswered. pgmoat
+                    // ends the batch with a Sync of its own first (pgjdbc sends
+                    // `P B E` BEGIN then `Q` SAVEPOINT) and keeps that answer.
+                    self.write_upstream(&buf[fwd..pos]).await?;
+                    fwd = pos;
+                    self.write_upstream(&SYNC).await?;
+                    self.sent_syncs += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&SYNC);
+                    }
+                    self.swallow.push_back(self.sent_syncs);
+                }
+            }
+            match h.tag {
+                b'Q' | b'P' | b'F' => {
+                    if !self.held_whole(h.tag, h.total, have, buf)? {
+                        break;
+                    }
+                    let mut statement = 0;
+                    if h.tag != b'F' {
+                        let (mut verdict, n) =
+                            self.decide_statement(&buf[pos..pos + h.total]).await;
+                        statement = n;
+                        if let Some(hold) = verdict.take_hold() {
+                            // Everything before it goes now; the statement waits.
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            self.upstream.flush().await.map_err(server_io)?;
+                            fwd = pos;
+                            match self
+                                .wait_for_approval(Arc::new(hold), Vec::new(), statement, buf)
+                                .await?
+                            {
+                                Waited::Approved => {}
+                                Waited::Refused(r) => verdict.refuse(r),
+                                Waited::ClientGone => {
+                                    let _ = self.upstream.write_all(&TERMINATE).await;
+                                    return Ok(Some(End::ClientClosed));
+                                }
+                            }
+                        }
+                        if let Verdict::Refuse(refusal) = verdict {
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            self.substitute(&buf[pos..pos + h.total], refusal).await?;
+                            if h.tag == b'Q' {
+                                stats.queries_simple += 1;
+                                if let Some(a) = self.audit.as_mut() {
+                                    a.query_sent(statement, self.sent_syncs, true);
+                                }
+                            }
+                            pos += h.total;
+                            fwd = pos;
+                            continue;
+                        }
+                    }
+                    match self.inspect_client(&buf[pos..pos + h.total]) {
+                        Inspected::Forward => {
+                            match h.tag {
+                                b'Q' => {
+                                    stats.queries_simple += 1;
+                                    self.sent_syncs += 1;
+                                    if let Some(a) = self.audit.as_mut() {
+                                        a.query_sent(statement, self.sent_syncs, false);
+                                    }
+                                }
+                                b'F' => self.sent_syncs += 1,
+                                _ => {}
+                            }
+                            pos += h.total;
+                        }
+                        Inspected::Refuse(response) => {
+                            self.write_upstream(&buf[fwd..pos]).await?;
+                            pos += h.total;
+                            fwd = pos;
+                            self.respond(response).await?;
+                        }
+                    }
+                    continue;
+                }
+                b'B' | b'D' | b'E' | b'C'
+                    if self.masker.is_some()
+                        || self.held.active()
+                        || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
+                {
+                    // Masking and approvals follow statements into portals: these are
+                    // read whole.
+                    if !self.held_whole(h.tag, h.total, have, buf)? {
+                        break;
+                    }
+                    let body = &buf[pos + 5..pos + h.total];
+                    let mut refused = None;
+                    match h.tag {
+                        b'B' => {
+                            let judge = self.judge.as_ref();
+                            let sql_hold = |name: &[u8]| judge.and_then(|j| j.bind_hold(name));
+                            if !self.held.on_bind(body, self.sent_syncs + 1, sql_hold) {
+                                refused = Some(too_many_held("portals"));
+                            }
+                        }
+                        b'D' => self.held.on_describe(body, self.sent_syncs + 1),
+                        b'C' => {
+                            let cycle = self.sent_syncs + 1;
+                            let at = self.closes.sent(cycle);
+                            self.held.on_close(body, cycle, at);
+                        }
+                        _ => {
+                            stats.queries_extended += 1;
+                            if let Some(ex) = self.held.on_execute(body) {
+                                if let Some(g) = self.granted(&ex.hold) {
+                                    let statement = self
+                                        .audit
+                                        .as_ref()
+                                        .map(|a| a.statement_of_execute(body))
+                                        .unwrap_or(0);
+                                    refused = self.run_under_grant(&g, statement).await;
+                                } else {
+                                    // Everything before it goes now; the Execute waits.
+                                    self.write_upstream(&buf[fwd..pos]).await?;
+                                    self.upstream.flush().await.map_err(server_io)?;
+                                    fwd = pos;
+                                    let statement = self
+                                        .audit
+                                        .as_ref()
+                                        .map(|a| a.statement_of_execute(body))
+                                        .unwrap_or(0);
+                                    match self
+                                        .wait_for_approval(ex.hold, ex.params, statement, buf)
+                                        .await?
+                                    {
+                                        Waited::Approved => {}
+                                        Waited::Refused(r) => refused = Some(r),
+                                        Waited::ClientGone => {
+                                            let _ = self.upstream.write_all(&TERMINATE).await;
+                                            return Ok(Some(End::ClientClosed));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total], refused.is_some());
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&buf[pos..pos + h.total]);
+                    }
+                    if let Some(r) = refused {
+                        self.write_upstream(&buf[fwd..pos]).await?;
+                        self.substitute(&buf[pos..pos + h.total], r).await?;
+                        pos += h.total;
+                        fwd = pos;
+                        continue;
+                    }
+                    pos += h.total;
+                    continue;
+                }
+                // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
+                b'S' => {
+                    self.sent_syncs += 1;
+                    if let Some(m) = &mut self.masker {
+                        m.on_client(&[b'S', 0, 0, 0, 4]);
+                    }
+                }
+                b'E' => {
+                    stats.queries_extended += 1;
+                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
+                }
+                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
+                b'C' => {
+                    self.closes.sent(self.sent_syncs + 1);
+                }
+                b'X' => {
+                    pos += have.min(h.total);
+                    end = Some(End::ClientTerminated);
+                    break;
+                }
+                _ => {}
+            }
+            let n = h.total.min(have);
+            pos += n;
+            self.c_stream = h.total - n;
+        }
+        stats.bytes_from_client = pos as u64;
+        if fwd < pos {
+            self.write_upstream(&buf[fwd..pos]).await?;
+        }
+        buf.advance(pos);
+        self.client_offset += pos as u64;
+        // Plain TCP has nothing to flush; TLS may hold a record back.
+        if self.upstream.is_tls() {
+            self.upstream.flush().await.map_err(server_io)?;
+        }
+        if self.client.is_tls() {
+            self.client.flush().await.map_err(client_io)?;
+        }
+        self.metrics.add(&stats);
+        Ok(end)
+    }
+
+    /// Judge a whole Query or Parse (`msg`) and settle everything about it that needs
+    /// no wait: its audit record (durable before it goes on; if it cannot be, it does
+    /// not run), the masker's and the holds' view of it, and a grant already in force.
+    /// Returns what is left to act on (a hold to ask, a refusal, or allowed) and the
+    /// statement's number in the audit trail (0 without one).
+    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64) {
+        let mut judged = self.judge_message(msg).await;
+        let mut statement = 0;
+        let cycle = self.sent_syncs + 1;
+        let at = if msg[0] == b'P' {
+            self.parses.sent(cycle)
+        } else {
+            0
+        };
+        if let Some(a) = self.audit.as_mut() {
+            // Durable before it is forwarded; if it cannot be, it does not run.
+            let parse_at = (msg[0] == b'P').then_some((cycle, at));
+            match a
+                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
+                .await
+            {
+                Ok(n) => statement = n,
+                Err(e) => judged.verdict.refuse(audit_refusal(&e)),
+            }
+        }
+        self.track_masking(msg, &judged, cycle, at);
+        if msg[0] == b'P' {
+            // A prepared statement waits at its Execute, where its
+            // parameters are known; parsing it runs nothing.
+            let hold = judged.verdict.take_hold();
+            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
+                judged.verdict.refuse(too_many_held("statements"));
+                self.held.on_parse(&msg[5..], None, cycle, at);
+            }
+        }
+        let grant = match &judged.verdict {
+            Verdict::Hold(hold, _) => self.granted(hold),
+            _ => None,
+        };
+        if let Some(g) = grant {
+            judged.verdict.take_hold();
+            if let Some(r) = self.run_under_grant(&g, statement).await {
+                judged.verdict.refuse(r);
+            }
+        }
+        (judged.verdict, statement)
+    }
+
+    /// A client message pgmoat reads whole: refused when over the limit; false (with
+    /// room reserved) while the rest of it has not arrived.
+    pub(super) fn held_whole(
+        &self,
+        tag: u8,
+        total: usize,
+        have: usize,
+        buf: &mut BytesMut,
+    ) -> Result<bool, SessionError> {
+        if total > self.max_message {
+            return Err(SessionError::Protocol(format!(
+                "message of type '{}' is too long ({total} bytes, at most {})",
+                tag as char, self.max_message
+            )));
+        }
+        if have < total {
+            buf.reserve(total - have);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Keep the masking state in step with a judged Query or Parse.
+    /// `cycle` and `at`: where a Parse stands, to match its ParseComplete.
+    pub(super) fn track_masking(&mut self, msg: &[u8], judged: &Judged, cycle: u64, at: u64) {
+        if let Some(engine) = &judged.masking {
+            match &mut self.masker {
+                Some(m) => {
+                    if !Arc::ptr_eq(&m.engine, engine) {
+                        m.engine = Arc::clone(engine);
+                    }
+                }
+                None => {
+                    let mut m = Masker::new(Arc::clone(engine));
+                    // Answers still due for earlier messages (a refused statement's
+                    // stand-in) end with ReadyForQuerys this masker must not take
+                    // for this message's.
+                    m.cycles_pending(self.outstanding());
+                    self.masker = Some(m);
+                    self.hold_results = true;
+                }
+            }
+        }
+        let Some(m) = &mut self.masker else { return };
+        // A refused statement's stand-in yields an error and no rows.
+        let (lineage, writes) = match judged.verdict.plan() {
+            Some(plan) => (
+                plan.lineage.as_deref().map(Vec::as_slice),
+                plan.writes_masked,
+            ),
+            None => (None, 0),
+        };
+        if msg[0] == b'Q' {
+            m.on_query(lineage, judged.statements, writes);
+        } else {
+            let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
+            m.on_parse(&String::from_utf8_lossy(name), lineage, writes, cycle, at);
+        }
+    }
+
+    /// Classify and decide a Query or Parse; a refusal when it must not run.
+    pub(super) async fn judge_message(&self, msg: &[u8]) -> Judged {
+        let Some(judge) = self.judge.as_ref() else {
+            let mut judged = Judged::allowed(None, 1);
+            judged.facts = crate::audit::StatementFacts::unjudged();
+            return judged;
+        };
+        let Ok(sql) = frontend::sql_of(msg[0], &msg[5..]) else {
+            // A Query or Parse that is not what its tag says: refuse rather than guess.
+            return Judged::refused(Refusal::own(
+                OwnCause::Malformed,
+                sqlstate::PROTOCOL_VIOLATION,
+                "pgmoat: malformed message",
+            ));
+        };
+        let mut judged = judge.judge(sql).await;
+        if msg[0] == b'Q' && matches!(judged.verdict, Verdict::Allow(_)) {
+            // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
+            // held Parse's name runs that statement, and asks.
+            let hold = judged
+                .executes
+                .iter()
+                .find_map(|n| self.held.statement_hold(n.as_bytes()))
+                .map(|held| Hold {
+                    sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
+                    ..(*held).clone()
+                });
+            if let Some(hold) = hold {
+                judged.facts.action = crate::policy::Action::Approve;
+                judged.facts.rules.insert(0, hold.rule.clone());
+                judged.verdict.hold(hold);
+            }
+        }
+        judged
+    }
+
+    /// Bind and Execute tell the audit trail which statement a completion belongs to
+    /// (only their start is needed: portal and statement names).
+    pub(super) fn audit_client(&mut self, tag: u8, body: &[u8], refused: bool) {
+        if let Some(a) = self.audit.as_mut() {
+            match tag {
+                b'B' => a.bind(body),
+                b'E' => a.execute(body, self.sent_syncs + 1, refused),
+                _ => {}
+            }
+        }
+    }
+
+    /// Send the stand-in for a refused Query, Parse or Execute and remember whose error
+    /// it is.
+    pub(super) async fn substitute(
+        &mut self,
+        msg: &[u8],
+        refusal: Refusal,
+    ) -> Result<(), SessionError> {
+        self.nonce_seed = self
+            .nonce_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let marker = format!("pgmoat_blocked_{:016x}", self.nonce_seed);
+        let stand_in = format!("SELECT \"{marker}\"");
+        let mut out = BytesMut::new();
+        let due = if msg[0] == b'Q' {
+            postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
+            self.sent_syncs += 1;
+            self.sent_syncs
+        } else if msg[0] == b'B' {
+            // A refused Bind: binding a statement that does not exist fails at once.
+            out.extend_from_slice(&[b'B', 0, 0, 0, 0, 0]);
+            out.extend_from_slice(marker.as_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+            let len = (out.len() - 1) as u32;
+            out[1..5].copy_from_slice(&len.to_be_bytes());
+            self.sent_syncs + 1
+        } else if msg[0] == b'E' {
+            // A refused Execute: running a portal that does not exist fails at once,
+            // and the server discards to Sync as for any error.
+            postgres_protocol::message::frontend::execute(&marker, 0, &mut out)
+                .map_err(server_io)?;
+            self.sent_syncs + 1
+        } else {
+            let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
+            let name = std::str::from_utf8(name).unwrap_or("");
+            postgres_protocol::message::frontend::parse(
+                name,
+                &stand_in,
+                std::iter::empty(),
+                &mut out,
+            )
+            .map_err(server_io)?;
+            self.sent_syncs + 1
+        };
+        self.write_upstream(&out).await?;
+        self.metrics
+            .messages_blocked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = &self.judge {
+            tracing::info!(identity = %j.identity.name, target = %j.target, rule = %refusal.cause, "statement blocked");
+        }
+        self.rewrites.push_back(Rewrite {
+            marker,
+            refusal,
+            due,
+        });
+        Ok(())
+    }
+
+    /// The interception point for whole client messages the rules do not judge.
+    pub(super) fn inspect_client(&mut self, msg: &[u8]) -> Inspected {
+        match msg[0] {
+            b'F' => {
+                self.metrics
+                    .messages_blocked
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Inspected::Refuse(
+                    Refusal::own(
+                        OwnCause::FunctionCall,
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        "pgmoat: FunctionCall messages are blocked",
+                    )
+                    .with_detail(Some(
+                        "The fast-path interface calls a function by OID with no SQL, so no rule could judge it.".into(),
+                    )),
+                )
+            }
+            _ => Inspected::Forward,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The server side of the relay: server messages framed, matched to the requests
+//! they answer, masked, and forwarded in batches, with pgmoat's own responses
+//! spliced in where they belong.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::{client_io, runtime_setting_refusal, End, Relay};
+use crate::metrics::BatchStats;
+use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::sqlstate;
+use crate::session::error::SessionError;
+use crate::session::masker;
+
+impl Relay {
+    /// The interception point for whole result messages: masking. `before` is the
+    /// unchanged stretch of server bytes that precedes `msg`; when `msg` is replaced,
+    /// both are staged and true is returned.
+    pub(super) fn inspect_server(&mut self, before: &[u8], msg: &[u8]) -> bool {
+        let Some(m) = &mut self.masker else {
+            return false;
+        };
+        // The replacement is built apart: copying `before` only when a message is
+        // replaced keeps a batch of untouched rows linear, not quadratic.
+        self.replacement.clear();
+        let replaced = match m.on_server(msg, &mut self.replacement) {
+            masker::Action::Replaced => {
+                self.staged.extend_from_slice(before);
+                self.staged.extend_from_slice(&self.replacement);
+                true
+            }
+            masker::Action::Forward => false,
+        };
+        // Kept rows for replay: exactly what the client gets, after masking.
+        if let Some(a) = self.audit.as_mut() {
+            if replaced {
+                a.record_result_message(&self.replacement);
+            } else {
+                a.record_result_message(msg);
+            }
+        }
+        replaced
+    }
+
+    /// Look at each server message in `buf` and forward it.
+    pub(super) async fn scan_server(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<End>, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        let mut fwd = 0;
+        let mut end = None;
+        while pos < buf.len() {
+            if self.u_stream > 0 {
+                let n = self.u_stream.min(buf.len() - pos);
+                pos += n;
+                self.u_stream -= n;
+                continue;
+            }
+            let Some(h) = frame::check(&buf[pos..], Direction::Backend, LARGE_MESSAGE_LIMIT)
+                .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?
+            else {
+                break;
+            };
+            let have = buf.len() - pos;
+            let at = self.server_offset + pos as u64;
+            let first_look = at >= self.server_paced;
+            self.server_paced = self.server_paced.max(at + 1);
+            if first_look && self.pace.server(h.tag, self.outstanding())? {
+                self.sent_syncs -= 1;
+                if let Some(m) = &mut self.masker {
+                    m.sync_ignored();
+                }
+            }
+            let unmasked = self.masker.is_none();
+            if let Some(a) = self.audit.as_mut() {
+                // Completions (small messages) are held whole and matched to statements;
+                // rows too while some are kept and no masker rewrites them (with one,
+                // inspect_server records them after masking).
+                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    let msg = &buf[pos..pos + h.total];
+                    if unmasked {
+                        a.record_result_message(msg);
+                    }
+                    if let Err(e) = a.server_message(msg).await {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                    }
+                }
+            }
+            match h.tag {
+                b'Z' | b'S' => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    let body = &buf[pos + 5..pos + h.total];
+                    if h.tag == b'S' {
+                        if let Some(refusal) = runtime_setting_refusal(body) {
+                            self.write_client(&buf[fwd..pos]).await?;
+                            buf.advance(pos);
+                            return Err(SessionError::Refused {
+                                code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                                message: refusal,
+                                detail: None,
+                            });
+                        }
+                        // A reported setting (application_name) carries whatever text
+                        // a statement set: the detectors see it like a result.
+                        if self.hold_results
+                            && self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total])
+                        {
+                            fwd = pos + h.total;
+                        }
+                        pos += h.total;
+                        continue;
+                    }
+                    self.tx_status = body.first().copied().unwrap_or(b'I');
+                    self.seen_rfq += 1;
+                    if let Some(m) = &mut self.masker {
+                        let mut none = BytesMut::new();
+                        m.on_server(&buf[pos..pos + h.total], &mut none);
+                        m.cycle_ended(self.seen_rfq);
+                    }
+                    let seen = self.seen_rfq;
+                    self.rewrites.retain(|r| r.due > seen);
+                    self.held.on_ready(seen, self.tx_status);
+                    if let Some(a) = self.audit.as_mut() {
+                        a.cycle_ended(seen);
+                    }
+                    if self.swallow.front() == Some(&seen) {
+                        // The answer to pgmoat's own Sync (see `Pace::client`): not
+                        // the client's to see.
+                        self.swallow.pop_front();
+                        self.write_client(&buf[fwd..pos]).await?;
+                        fwd = pos + h.total;
+                    }
+                    pos += h.total;
+                    while self
+                        .injections
+                        .front()
+                        .is_some_and(|(at, _)| *at == self.seen_rfq)
+                    {
+                        self.write_client(&buf[fwd..pos]).await?;
+                        fwd = pos;
+                        if let Some((_, response)) = self.injections.pop_front() {
+                            self.emit(response).await?;
+                        }
+                    }
+                    if self.draining && self.idle() {
+                        end = Some(End::Shutdown);
+                        break;
+                    }
+                    continue;
+                }
+                b't' if self.held.active() => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    self.held
+                        .on_parameter_description(&buf[pos + 5..pos + h.total], self.seen_rfq + 1);
+                    pos += h.total;
+                    continue;
+                }
+                b'E' if !self.rewrites.is_empty() => {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    stats.server_errors += 1;
+                    let fields =
+                        crate::protocol::backend::parse_fields(&buf[pos + 5..pos + h.total]);
+                    let message = crate::protocol::backend::field(&fields, b'M');
+                    let ours = self
+                        .rewrites
+                        .iter()
+                        .position(|r| message.contains(&r.marker));
+                    if let Some(i) = ours {
+                        if let Some(m) = &mut self.masker {
+                            // Only for its bookkeeping: the response is pgmoat's own.
+                            let mut ignored = BytesMut::new();
+                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
+                        }
+                        self.write_client(&buf[fwd..pos]).await?;
+                        if let Some(r) = self.rewrites.remove(i) {
+                            let mut response = BytesMut::new();
+                            r.refusal.encode(&mut response);
+                            self.write_client(&response).await?;
+                        }
+                        pos += h.total;
+                        fwd = pos;
+                    } else if self.hold_results {
+                        if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                            fwd = pos + h.total;
+                        }
+                        pos += h.total;
+                    } else {
+                        pos += h.total;
+                    }
+                    continue;
+                }
+                b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
+                    if self.hold_results =>
+                {
+                    if have < h.total {
+                        buf.reserve(h.total - have);
+                        break;
+                    }
+                    if h.tag == b'E' {
+                        stats.server_errors += 1;
+                    }
+                    if self.inspect_server(&buf[fwd..pos], &buf[pos..pos + h.total]) {
+                        fwd = pos + h.total;
+                    }
+                    pos += h.total;
+                    continue;
+                }
+                b'E' => stats.server_errors += 1,
+                b'1' => {
+                    let cycle = self.seen_rfq + 1;
+                    let at = self.parses.seen(cycle);
+                    self.held.on_parse_complete(cycle, at);
+                    if let Some(m) = &mut self.masker {
+                        m.on_parse_complete(cycle, at);
+                    }
+                    if let Some(a) = self.audit.as_mut() {
+                        a.parse_complete(cycle, at);
+                    }
+                }
+                b'2' => {
+                    if let Some(m) = &mut self.masker {
+                        m.on_bind_complete();
+                    }
+                }
+                b'3' => {
+                    let cycle = self.seen_rfq + 1;
+                    let at = self.closes.seen(cycle);
+                    self.held.on_close_complete(cycle, at);
+                }
+                _ => {}
+            }
+            let n = h.total.min(have);
+            pos += n;
+            self.u_stream = h.total - n;
+        }
+        stats.bytes_to_client = pos as u64;
+        if let Some(m) = &mut self.masker {
+            let n = std::mem::take(&mut m.masked_values);
+            if n > 0 {
+                self.metrics
+                    .values_masked
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.write_client(&buf[fwd..pos]).await?;
+        buf.advance(pos);
+        self.server_offset += pos as u64;
+        if self.client.is_tls() {
+            self.client.flush().await.map_err(client_io)?;
+        }
+        self.metrics.add(&stats);
+        Ok(end)
+    }
+}
