@@ -222,6 +222,17 @@ impl Audit {
         Ok(Some(done.await.map_err(|_| AuditError::Closed)??))
     }
 
+    /// The head once everything queued so far is written and synced, without sending
+    /// it to the sinks (the cluster records it in the state database every heartbeat).
+    pub async fn current_head(&self) -> Result<Option<Head>, AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        let (ack, done) = oneshot::channel();
+        inner.shared.request_flush(false, ack)?;
+        Ok(Some(done.await.map_err(|_| AuditError::Closed)??))
+    }
+
     /// Graceful shutdown: flush, export the head, let the sinks drain (a few seconds
     /// at most). Records arriving later are still written.
     pub async fn shutdown(&self) {

@@ -91,6 +91,7 @@ async fn join_cluster(
     c: &crate::config::ClusterConfig,
     approvals: Option<&Arc<crate::approval::Approvals>>,
     metrics: &Arc<Metrics>,
+    audit: &Audit,
 ) -> Result<Arc<crate::cluster::Shared>, GatewayError> {
     use crate::cluster::{Shared as StateDb, StateError, Timing};
     let timing = Timing {
@@ -123,7 +124,37 @@ async fn join_cluster(
             }
         },
     );
+    if audit.is_enabled() {
+        spawn_head_recorder(Arc::clone(&db), audit.clone());
+    }
     Ok(db)
+}
+
+/// Record this node's audit head in the state database each heartbeat it moved, so
+/// `pgmoat audit verify --state-url` can tell a truncated or deleted store.
+fn spawn_head_recorder(db: Arc<crate::cluster::Shared>, audit: Audit) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(db.timing.heartbeat);
+        let mut recorded: Option<crate::audit::Head> = None;
+        loop {
+            tick.tick().await;
+            let head = match audit.current_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) | Err(crate::audit::AuditError::Closed) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "audit head not available");
+                    continue;
+                }
+            };
+            if recorded.as_ref() == Some(&head) {
+                continue;
+            }
+            match db.record_audit_head("", head.seq as i64, &head.hash).await {
+                Ok(()) => recorded = Some(head),
+                Err(e) => tracing::debug!(error = %e, "audit head not recorded"),
+            }
+        }
+    });
 }
 
 /// A bound gateway, ready to run.
@@ -220,7 +251,7 @@ impl Gateway {
             approvals
         });
         let cluster = match &config.cluster {
-            Some(c) => Some(join_cluster(c, approvals.as_ref(), &metrics).await?),
+            Some(c) => Some(join_cluster(c, approvals.as_ref(), &metrics, &audit).await?),
             None => None,
         };
         let oidc = match &config.oidc {

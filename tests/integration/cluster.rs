@@ -52,8 +52,12 @@ cluster:
   state_url_env: STATE_URL
   heartbeat: 200ms
   lapse: 1s
+audit:
+  dir: {store}
+  durability: batch
 ",
-                rules = rules.display()
+                rules = rules.display(),
+                store = dir.join(format!("{name}-audit")).display(),
             ),
         )
         .replacen(
@@ -198,7 +202,7 @@ async fn three_nodes_share_approvals_grants_failures_and_survive_failures() {
     .unwrap();
     let mut a = Node::start("gw-a", dir.path(), &rules, &state_url);
     let b = Node::start("gw-b", dir.path(), &rules, &state_url);
-    let c = Node::start("gw-c", dir.path(), &rules, &state_url);
+    let mut c = Node::start("gw-c", dir.path(), &rules, &state_url);
     for n in [&a, &b, &c] {
         wait_listening(n.port).await;
     }
@@ -400,4 +404,53 @@ async fn three_nodes_share_approvals_grants_failures_and_survive_failures() {
             .contains("too many failed"),
         "{err:?}"
     );
+
+    // Audit heads: C's store checks out against the head C recorded in the state
+    // database; cut short, or deleted, it does not.
+    wait_until(
+        "C's audit head in the state database",
+        WAIT_LIMIT,
+        || async {
+            sc.query_opt(
+                "SELECT seq FROM pgmoat.audit_heads WHERE node = 'gw-c'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some_and(|r| r.get::<_, i64>(0) >= 3)
+        },
+    )
+    .await;
+    let store = dir.path().join("gw-c-audit");
+    let verify = || {
+        crate::audit::cli(&[
+            "audit",
+            "verify",
+            store.to_str().unwrap(),
+            "--state-url",
+            &state_url,
+            "--node",
+            "gw-c",
+        ])
+    };
+    // A clean stop (SIGTERM), so the store ends on a whole record.
+    crate::audit::sigterm(c.child.id());
+    c.child.wait().unwrap();
+    let (code, out, err) = verify();
+    assert_eq!(code, 0, "{out}{err}");
+    let segment = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let first = text.split_inclusive('\n').next().unwrap().to_string();
+    std::fs::write(&segment, first).unwrap();
+    let (code, out, _) = verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cut off the end"), "{out}");
+    std::fs::remove_dir_all(&store).unwrap();
+    let (code, out, _) = verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the store was deleted"), "{out}");
 }
