@@ -23,11 +23,40 @@ use crate::policy::{RuleSet, Subject};
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub rules: Arc<RulesHandle>,
-    /// Bearer token for `/api/*`; routes there refuse everything without one.
+    /// The global bearer token for `/api/*`: sees every tenant. Without it and
+    /// without tenant tokens, every `/api/*` call is refused.
     pub token: Option<Secret>,
+    /// One entry (unnamed, no token of its own) without `tenants:`.
+    pub tenants: Vec<AdminTenant>,
+}
+
+/// What the API may reach of one tenant.
+#[derive(Clone)]
+pub struct AdminTenant {
+    pub name: String,
+    /// This tenant's token: sees and decides this tenant's approvals only.
+    pub token: Option<Secret>,
+    pub rules: Arc<RulesHandle>,
     pub approvals: Option<Arc<Approvals>>,
     pub slack: Option<SlackCallback>,
+}
+
+/// Whose token a call carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Global,
+    Tenant(usize),
+}
+
+impl AdminState {
+    /// The tenants a scope may see.
+    fn visible(&self, scope: Scope) -> impl Iterator<Item = &AdminTenant> {
+        self.tenants
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| scope == Scope::Global || scope == Scope::Tenant(*i))
+            .map(|(_, t)| t)
+    }
 }
 
 /// What the Slack callback needs: the signing secret and who is who.
@@ -63,31 +92,46 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         {
             use std::sync::atomic::Ordering::Relaxed;
             let mut text = state.metrics.render();
+            // Summed over tenants: metrics carry no tenant's name.
+            let (applied, refused) = state.tenants.iter().fold((0, 0), |(a, r), t| {
+                (
+                    a + t.rules.reloads.load(Relaxed),
+                    r + t.rules.reload_failures.load(Relaxed),
+                )
+            });
             text.push_str(&format!(
                 "# HELP pgmoat_rules_reloads_total Rule reloads, by outcome.\n# TYPE pgmoat_rules_reloads_total counter\n\
-                 pgmoat_rules_reloads_total{{outcome=\"applied\"}} {}\npgmoat_rules_reloads_total{{outcome=\"refused\"}} {}\n",
-                state.rules.reloads.load(Relaxed),
-                state.rules.reload_failures.load(Relaxed)
+                 pgmoat_rules_reloads_total{{outcome=\"applied\"}} {applied}\npgmoat_rules_reloads_total{{outcome=\"refused\"}} {refused}\n"
             ));
             text
         },
     )
 }
 
-/// `Authorization: Bearer <token>`, compared in constant time; no token configured
-/// means every `/api/*` call is refused.
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// `Authorization: Bearer <token>`, compared in constant time against the global
+/// token and every tenant's; no token configured means every `/api/*` call is refused.
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<Scope, Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match (&state.token, given) {
-        (Some(token), Some(given))
-            if bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())) =>
-        {
-            Ok(())
+    let matches = |t: &Option<Secret>| match (t, given) {
+        (Some(token), Some(given)) => bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    };
+    // Every token is compared, so the time taken does not say which one matched.
+    let mut scope = None;
+    if matches(&state.token) {
+        scope = Some(Scope::Global);
+    }
+    for (i, t) in state.tenants.iter().enumerate() {
+        if matches(&t.token) && scope.is_none() {
+            scope = Some(Scope::Tenant(i));
         }
-        _ => Err(Box::new(
+    }
+    match scope {
+        Some(s) => Ok(s),
+        None => Err(Box::new(
             (
                 StatusCode::UNAUTHORIZED,
                 Json(serde_json::json!({"error": "missing or wrong bearer token"})),
@@ -121,13 +165,17 @@ struct ExplainRequest {
     groups: Vec<String>,
     #[serde(default)]
     target: String,
+    /// Whose rules (with `tenants:` and the global token; a tenant's token means its own).
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 /// What the live rules would do with some SQL: the same JSON as `pgmoat explain --json`.
 async fn explain(State(state): State<AdminState>, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     let req: ExplainRequest = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -138,7 +186,28 @@ async fn explain(State(state): State<AdminState>, headers: HeaderMap, body: Stri
                 .into_response()
         }
     };
-    let rules = state.rules.current();
+    let mut visible = state.visible(scope);
+    let tenant = match &req.tenant {
+        Some(name) => visible.find(|t| &t.name == name),
+        None => {
+            let first = visible.next();
+            if visible.next().is_some() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "name the tenant whose rules to explain with (\"tenant\")",
+                );
+            }
+            first
+        }
+    };
+    // Another tenant's name gets the same answer as a name nobody has.
+    let Some(tenant) = tenant else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no tenant {:?}", req.tenant.as_deref().unwrap_or("")),
+        );
+    };
+    let rules = tenant.rules.current();
     let report = tokio::task::spawn_blocking(move || {
         let who = Subject {
             user: &req.user,
@@ -159,36 +228,48 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({"error": message.into()}))).into_response()
 }
 
-fn approvals_of(state: &AdminState) -> Result<&Arc<Approvals>, Box<Response>> {
-    state.approvals.as_ref().ok_or_else(|| {
-        Box::new(error(
+/// The approvals a scope may see; an error when no tenant in it has `approvals:`.
+fn approvals_in(state: &AdminState, scope: Scope) -> Result<Vec<Arc<Approvals>>, Box<Response>> {
+    let found: Vec<_> = state
+        .visible(scope)
+        .filter_map(|t| t.approvals.clone())
+        .collect();
+    if found.is_empty() {
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             "approvals are not configured (no `approvals:` section)",
-        ))
-    })
+        )));
+    }
+    Ok(found)
 }
 
 async fn list_approvals(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let all = match approvals_in(&state, scope) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let mut out = Vec::new();
+    for a in all {
+        match a.list().await {
+            Ok(list) => out.extend(list.iter().map(|r| (**r).clone())),
+            Err(e) => return error(resolve_status(&e), e.to_string()),
+        }
     }
-    match approvals_of(&state) {
-        Ok(a) => match a.list().await {
-            Ok(list) => {
-                Json(list.iter().map(|r| (**r).clone()).collect::<Vec<_>>()).into_response()
-            }
-            Err(e) => error(resolve_status(&e), e.to_string()),
-        },
-        Err(r) => *r,
-    }
+    out.sort_by_key(|r| r.requested_at);
+    Json(out).into_response()
 }
 
 async fn list_grants(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    match approvals_of(&state) {
-        Ok(a) => Json(a.grants()).into_response(),
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match approvals_in(&state, scope) {
+        Ok(all) => Json(all.iter().flat_map(|a| a.grants()).collect::<Vec<_>>()).into_response(),
         Err(r) => *r,
     }
 }
@@ -232,7 +313,7 @@ fn resolve_status(e: &ResolveError) -> StatusCode {
     match e {
         ResolveError::NotFound(_) => StatusCode::NOT_FOUND,
         ResolveError::SelfApproval(_) | ResolveError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
-        ResolveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ResolveError::Unavailable(_) | ResolveError::TooMany(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -242,10 +323,11 @@ async fn decide(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let a = match approvals_of(&state) {
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let all = match approvals_in(&state, scope) {
         Ok(a) => a,
         Err(r) => return *r,
     };
@@ -258,7 +340,7 @@ async fn decide(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match a.decide(&id, &b.by, approve, &b.reason, b.grant).await {
+    match decide_in(&all, &id, &b.by, approve, &b.reason, b.grant).await {
         Ok(r) => Json(serde_json::json!({
             "ok": true,
             "id": r.id,
@@ -268,6 +350,25 @@ async fn decide(
         .into_response(),
         Err(e) => error(resolve_status(&e), e.to_string()),
     }
+}
+
+/// Decide in whichever of `all` holds the request: one the scope cannot see is, to the
+/// caller, one that does not exist.
+async fn decide_in(
+    all: &[Arc<Approvals>],
+    id: &str,
+    by: &str,
+    approve: bool,
+    reason: &str,
+    grant: Option<std::time::Duration>,
+) -> Result<Arc<crate::approval::Request>, ResolveError> {
+    for a in all {
+        match a.decide(id, by, approve, reason, grant).await {
+            Err(ResolveError::NotFound(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(ResolveError::NotFound(id.to_owned()))
 }
 
 fn ephemeral(text: &str) -> Response {
@@ -286,24 +387,34 @@ async fn slack_interaction(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (Some(cb), Some(a)) = (&state.slack, &state.approvals) else {
+    let with_slack: Vec<_> = state
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.slack.as_ref()?, t.approvals.as_ref()?)))
+        .collect();
+    if with_slack.is_empty() {
         return error(StatusCode::NOT_FOUND, "Slack approvals are not configured");
-    };
+    }
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    if !slack::verify(
-        cb.signing_secret.expose().as_bytes(),
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        now,
-    ) {
+    // Each tenant has its own Slack app: the secret that signed the call names the
+    // tenant, and only that tenant's requests and approvers are reachable from it.
+    let signed_by = with_slack.into_iter().find(|(cb, _)| {
+        slack::verify(
+            cb.signing_secret.expose().as_bytes(),
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            &body,
+            now,
+        )
+    });
+    let Some((cb, a)) = signed_by else {
         tracing::warn!("Slack callback with a bad or stale signature refused");
         return error(StatusCode::UNAUTHORIZED, "bad or stale Slack signature");
-    }
+    };
     let i = match slack::parse_interaction(&body) {
         Ok(i) => i,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

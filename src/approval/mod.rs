@@ -74,6 +74,9 @@ pub enum ResolveError {
     /// The shared state database (`cluster:`) did not answer: nothing was decided.
     #[error("approvals unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's `limits.max_held` statements are waiting already.
+    #[error("too many statements are waiting for approval ({0} at most)")]
+    TooMany(usize),
 }
 
 /// A standing permission from an approval `for` a while.
@@ -113,6 +116,8 @@ pub struct Approvals {
     /// With `cluster:`, the state database every node shares requests and decisions
     /// through (see [`shared`]); unset, everything stays in this process.
     shared: OnceLock<Shared>,
+    /// The most requests held here at once (a tenant's `limits.max_held`).
+    max_held: std::sync::atomic::AtomicUsize,
 }
 
 /// This tenant's view of the cluster's state database.
@@ -181,7 +186,16 @@ impl Approvals {
             directory,
             events,
             shared: OnceLock::new(),
+            max_held: std::sync::atomic::AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// Bound the requests held at once (None: no bound of its own).
+    pub fn set_max_held(&self, max: Option<usize>) {
+        self.max_held.store(
+            max.unwrap_or(usize::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {

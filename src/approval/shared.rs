@@ -66,6 +66,11 @@ impl Approvals {
     /// Tell everyone who should hear of a new hold: the state database first (with
     /// `cluster:`), then the notifiers. An error means the hold must not be offered.
     pub async fn publish(&self, ticket: &Ticket) -> Result<(), ResolveError> {
+        let max = self.max_held.load(std::sync::atomic::Ordering::Relaxed);
+        // The ticket's own request is among those pending.
+        if lock(&self.state).pending.len() > max {
+            return Err(ResolveError::TooMany(max));
+        }
         if let Some(s) = self.shared.get() {
             s.db.publish(&s.tenant, &ticket.request).await?;
         }

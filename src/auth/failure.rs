@@ -84,7 +84,7 @@ impl AuthFailure {
 pub struct Limiter {
     max: u32,
     window: Duration,
-    entries: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    entries: Mutex<HashMap<(String, IpAddr), (Instant, u32)>>,
     /// With `cluster:`, failures are also counted in the state database, so an
     /// address cannot spread its guesses over the replicas.
     shared: OnceLock<Arc<crate::cluster::Shared>>,
@@ -110,12 +110,12 @@ impl Limiter {
     /// Whether this address has used up its failures, here or (with `cluster:`) on
     /// all nodes together. A state database that does not answer leaves the local
     /// count in charge: logins keep working while it is away.
-    pub async fn is_blocked_anywhere(&self, ip: IpAddr) -> bool {
-        if self.is_blocked(ip) {
+    pub async fn is_blocked_anywhere(&self, tenant: &str, ip: IpAddr) -> bool {
+        if self.is_blocked(tenant, ip) {
             return true;
         }
         match self.shared.get() {
-            Some(s) => match s.login_failures("", ip, self.window).await {
+            Some(s) => match s.login_failures(tenant, ip, self.window).await {
                 Ok(n) => n >= 0 && n as u32 >= self.max,
                 Err(e) => {
                     tracing::debug!(error = %e, "shared login-failure count unavailable");
@@ -127,15 +127,17 @@ impl Limiter {
     }
 
     /// Charge the state database with a failure (or forget them), in the background.
-    fn share(&self, ip: IpAddr, failed: bool) {
+    fn share(&self, tenant: &str, ip: IpAddr, failed: bool) {
         let Some(s) = self.shared.get() else { return };
-        let (s, window) = (Arc::clone(s), self.window);
+        let (s, window, tenant) = (Arc::clone(s), self.window, tenant.to_owned());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let r = if failed {
-                    s.record_login_failure("", ip, window).await.map(|_| ())
+                    s.record_login_failure(&tenant, ip, window)
+                        .await
+                        .map(|_| ())
                 } else {
-                    s.clear_login_failures("", ip).await
+                    s.clear_login_failures(&tenant, ip).await
                 };
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "shared login-failure count not updated");
@@ -144,48 +146,54 @@ impl Limiter {
         }
     }
 
-    /// Whether this address has used up its failures for the current window.
-    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+    /// Whether this address has used up its failures (against this tenant's names)
+    /// for the current window.
+    pub fn is_blocked(&self, tenant: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip)
+        map.get(&(tenant.to_owned(), ip))
             .is_some_and(|(start, n)| now.duration_since(*start) < self.window && *n >= self.max)
     }
 
     /// Count one failure.
-    pub fn record(&self, ip: IpAddr) {
+    pub fn record(&self, tenant: &str, ip: IpAddr) {
         let now = Instant::now();
+        let key = (tenant.to_owned(), ip);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
+        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
             map.retain(|_, (start, _)| now.duration_since(*start) < self.window);
             if map.len() >= MAX_TRACKED {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| k.clone())
+                {
                     map.remove(&oldest);
                 }
             }
         }
-        let e = map.entry(ip).or_insert((now, 0));
+        let e = map.entry(key).or_insert((now, 0));
         if now.duration_since(e.0) >= self.window {
             *e = (now, 0);
         }
         e.1 = e.1.saturating_add(1);
         drop(map);
-        self.share(ip, true);
+        self.share(tenant, ip, true);
     }
 
     /// A successful login from an address forgets its failures.
-    pub fn clear(&self, ip: IpAddr) {
+    pub fn clear(&self, tenant: &str, ip: IpAddr) {
         let removed = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip)
+            .remove(&(tenant.to_owned(), ip))
             .is_some();
         // Forget the cluster's count only when this node had counted failures: a
         // success costs no state-database write otherwise (failures counted on other
         // nodes then run out with their window).
         if removed {
-            self.share(ip, false);
+            self.share(tenant, ip, false);
         }
     }
 }
@@ -200,25 +208,26 @@ mod tests {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         for _ in 0..2 {
-            l.record(ip);
+            l.record("", ip);
         }
-        assert!(!l.is_blocked(ip));
-        l.record(ip);
-        assert!(l.is_blocked(ip));
-        assert!(!l.is_blocked(other), "other addresses are not affected");
+        assert!(!l.is_blocked("", ip));
+        l.record("", ip);
+        assert!(l.is_blocked("", ip));
+        assert!(!l.is_blocked("", other), "other addresses are not affected");
+        assert!(!l.is_blocked("acme", ip), "nor other tenants' names");
         std::thread::sleep(Duration::from_millis(250));
-        assert!(!l.is_blocked(ip));
-        l.record(ip);
-        assert!(!l.is_blocked(ip), "a new window starts from zero");
-        l.clear(ip);
-        assert!(!l.is_blocked(ip));
+        assert!(!l.is_blocked("", ip));
+        l.record("", ip);
+        assert!(!l.is_blocked("", ip), "a new window starts from zero");
+        l.clear("", ip);
+        assert!(!l.is_blocked("", ip));
     }
 
     #[test]
     fn the_map_stays_bounded() {
         let l = Limiter::new(1, Duration::from_secs(60));
         for i in 0..(MAX_TRACKED as u32 + 10) {
-            l.record(IpAddr::from(i.to_be_bytes()));
+            l.record("", IpAddr::from(i.to_be_bytes()));
         }
         assert!(l.entries.lock().unwrap().len() <= MAX_TRACKED);
     }

@@ -41,6 +41,16 @@ impl OidcVerifier {
         })
     }
 
+    /// The issuer tokens must name (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// The audience tokens must include (`aud`).
+    pub fn audience(&self) -> &str {
+        &self.config.audience
+    }
+
     /// Load the keys ahead of the first login; a failure is logged, and retried then.
     pub async fn warm(&self) {
         if let Err(e) = self.keys.keys_for(None).await {

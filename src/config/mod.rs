@@ -116,6 +116,26 @@ impl Config {
     }
 
     /// Sections this build accepts and checks but does not act on yet.
+    /// The tenants to serve: `tenants:`, or the top level as one unnamed tenant (whose
+    /// admin token is the global one).
+    pub fn tenant_configs(&self) -> Vec<TenantConfig> {
+        if !self.tenants.is_empty() {
+            return self.tenants.clone();
+        }
+        vec![TenantConfig {
+            name: String::new(),
+            targets: self.targets.clone(),
+            users: self.users.clone(),
+            certificates: self.certificates.clone(),
+            oidc: self.oidc.clone(),
+            rules: self.rules.clone(),
+            approvals: self.approvals.clone(),
+            audit: self.audit.clone(),
+            admin_token: None,
+            limits: TenantLimits::default(),
+        }]
+    }
+
     pub fn inactive_sections(&self) -> Vec<&'static str> {
         // Every section is enforced now; kept for sections still to come.
         Vec::new()

@@ -1,9 +1,10 @@
 //! The listener: accept loop with backoff, the connection limit, graceful shutdown.
 
+mod cluster;
 pub mod stream;
+mod tenants;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::policy::reload::{Reload, RulesHandle};
 use crate::protocol::backend::{self, ErrorFields, Severity};
 use crate::protocol::sqlstate;
+use crate::session::tenant::{Tenant, Tenants};
 use crate::session::{self, cancel::CancelRegistry, Shared};
 
 /// A runtime of one thread for background chores: the rules watcher's poll. A timer
@@ -79,82 +81,6 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
-    #[error("{0}")]
-    Unsupported(&'static str),
-}
-
-/// Join the cluster: share approvals and login failures through the state database,
-/// beat, and withdraw what lapsed nodes held. A state database that is away at start
-/// is not fatal (approvals fail closed until it is back); one whose schema is newer
-/// than this build is.
-async fn join_cluster(
-    c: &crate::config::ClusterConfig,
-    approvals: Option<&Arc<crate::approval::Approvals>>,
-    metrics: &Arc<Metrics>,
-    audit: &Audit,
-) -> Result<Arc<crate::cluster::Shared>, GatewayError> {
-    use crate::cluster::{Shared as StateDb, StateError, Timing};
-    let timing = Timing {
-        heartbeat: c.heartbeat,
-        lapse: c.lapse,
-        ..Timing::default()
-    };
-    let db = StateDb::new(&c.node, c.state_url.expose(), timing)?;
-    match db.heartbeat(0).await {
-        Ok(()) => tracing::info!(node = %c.node, "joined the cluster"),
-        Err(e @ StateError::Schema(_)) => return Err(e.into()),
-        Err(e) => {
-            tracing::warn!(node = %c.node, error = %e, "state database unavailable at start: approvals fail closed until it is back")
-        }
-    }
-    if let Some(a) = approvals {
-        a.attach(Arc::clone(&db), "");
-    }
-    let m = Arc::clone(metrics);
-    let a = approvals.cloned();
-    db.spawn_heartbeat(
-        move || {
-            m.connections_active
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .clamp(0, i32::MAX as i64) as i32
-        },
-        move |ids| {
-            if let Some(a) = a.clone() {
-                tokio::spawn(async move { a.announce_lapsed(&ids).await });
-            }
-        },
-    );
-    if audit.is_enabled() {
-        spawn_head_recorder(Arc::clone(&db), audit.clone());
-    }
-    Ok(db)
-}
-
-/// Record this node's audit head in the state database each heartbeat it moved, so
-/// `pgmoat audit verify --state-url` can tell a truncated or deleted store.
-fn spawn_head_recorder(db: Arc<crate::cluster::Shared>, audit: Audit) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(db.timing.heartbeat);
-        let mut recorded: Option<crate::audit::Head> = None;
-        loop {
-            tick.tick().await;
-            let head = match audit.current_head().await {
-                Ok(Some(h)) => h,
-                Ok(None) | Err(crate::audit::AuditError::Closed) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "audit head not available");
-                    continue;
-                }
-            };
-            if recorded.as_ref() == Some(&head) {
-                continue;
-            }
-            match db.record_audit_head("", head.seq as i64, &head.hash).await {
-                Ok(()) => recorded = Some(head),
-                Err(e) => tracing::debug!(error = %e, "audit head not recorded"),
-            }
-        }
-    });
 }
 
 /// A bound gateway, ready to run.
@@ -170,16 +96,6 @@ impl Gateway {
     /// Bind the listeners and prepare TLS; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         tls::install_default_provider();
-        if !config.tenants.is_empty() {
-            // Fail closed: validated, but serving tenants apart is not built yet.
-            return Err(GatewayError::Unsupported(
-                "`tenants:` validates (pgmoat check) but this build does not serve it yet",
-            ));
-        }
-        let rules = RulesHandle::load(config.rules.as_deref()).map_err(GatewayError::Rules)?;
-        if !rules.is_configured() {
-            tracing::warn!("no `rules:` configured: statements are relayed without being judged");
-        }
         let classifier = Classifier::start(
             config.workers.clamp(1, 4),
             config.limits.max_statement_bytes,
@@ -189,14 +105,10 @@ impl Gateway {
                 "config section `{section}` is accepted but not enforced by this build yet"
             );
         }
-        // The store first: its tail is checked (and a torn one repaired) before the
-        // port accepts anyone, so a client (or a supervisor's health check) that got in
-        // never finds a store still being repaired.
         let metrics = Arc::new(Metrics::default());
-        let audit = match &config.audit {
-            Some(a) => Audit::open(a, Arc::clone(&metrics))?,
-            None => Audit::disabled(),
-        };
+        // Each tenant's audit store is opened (a torn tail repaired) here, before the
+        // ports listen.
+        let built = tenants::build(&config, &metrics)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -218,85 +130,53 @@ impl Gateway {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
-        let mut upstream_tls = HashMap::new();
-        for t in config.targets.values() {
-            if let Some(c) = tls::client_config(t)? {
-                upstream_tls.insert(t.name.clone(), c);
-            }
-        }
-        let catalogs = config
-            .targets
-            .values()
-            .map(|t| {
-                let cache = crate::session::catalog::CatalogCache::new(
-                    Arc::new(t.clone()),
-                    upstream_tls.get(&t.name).cloned(),
-                    config.limits.connect_timeout,
-                );
-                (t.name.clone(), Arc::new(cache))
+        let list: Vec<Arc<Tenant>> = built.iter().map(|(t, _)| Arc::clone(t)).collect();
+        let cluster = match &config.cluster {
+            Some(c) => Some(cluster::join(c, &list, &metrics).await?),
+            None => None,
+        };
+        // Names are unique across tenants (config validation): one directory.
+        let all_users: Vec<_> = built.iter().flat_map(|(_, tc)| tc.users.clone()).collect();
+        let identities = built
+            .iter()
+            .map(|(_, tc)| {
+                tc.users
+                    .iter()
+                    .map(|u| u.name.clone())
+                    .chain(tc.certificates.iter().map(|c| c.name.clone()))
+                    .collect()
             })
             .collect();
-        let approvals = config.approvals.as_ref().map(|a| {
-            let directory = config
-                .users
-                .iter()
-                .map(|u| (u.name.clone(), u.groups.clone()))
-                .collect();
-            let approvals = crate::approval::Approvals::new(a.timeout, directory);
-            let slack_webhook = a.slack.as_ref().map(|s| s.webhook.clone());
-            if slack_webhook.is_some() || a.webhook.is_some() {
-                crate::approval::notify::Notifier::new(slack_webhook, a.webhook.clone())
-                    .spawn(&approvals);
-            }
-            approvals
-        });
-        let cluster = match &config.cluster {
-            Some(c) => Some(join_cluster(c, approvals.as_ref(), &metrics, &audit).await?),
-            None => None,
-        };
-        let oidc = match &config.oidc {
-            Some(o) => Some(crate::auth::oidc::OidcVerifier::new(o)?),
-            None => None,
-        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
         let shared = Arc::new(Shared {
-            users: UserDirectory::new(&config.users),
-            oidc,
+            users: UserDirectory::new(&all_users),
             auth_limiter: crate::auth::failure::Limiter::new(
                 config.limits.auth_failures,
                 config.limits.auth_failure_window,
             ),
-            targets: config
-                .targets
-                .iter()
-                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
-                .collect(),
             tls: acceptor,
-            upstream_tls,
             cancels: Arc::new(CancelRegistry::default()),
             metrics,
             shutdown: shutdown_rx,
-            rules,
             classifier,
-            catalogs,
-            audit,
-            masks: Default::default(),
-            approvals,
+            tenants: Tenants::new(list, identities),
             config: Arc::new(config),
         });
         if let Some(db) = cluster {
             shared.auth_limiter.attach(db);
         }
-        if shared.oidc.is_some() {
-            // Fetch discovered keys now, so the first login does not wait for the IdP
-            // and a misconfigured issuer shows in the log at start.
-            let s = Arc::clone(&shared);
-            tokio::spawn(async move {
-                if let Some(o) = &s.oidc {
-                    o.warm().await;
-                }
-            });
+        for t in &shared.tenants.list {
+            if t.oidc.is_some() {
+                // Fetch discovered keys now, so the first login does not wait for the
+                // IdP and a misconfigured issuer shows in the log at start.
+                let t = Arc::clone(t);
+                tokio::spawn(async move {
+                    if let Some(o) = &t.oidc {
+                        o.warm().await;
+                    }
+                });
+            }
         }
         Ok(Gateway {
             listener,
@@ -317,8 +197,9 @@ impl Gateway {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The first tenant's rules (the only ones without `tenants:`).
     pub fn rules(&self) -> Arc<RulesHandle> {
-        Arc::clone(&self.shared.rules)
+        Arc::clone(&self.shared.tenants.list[0].rules)
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -340,30 +221,53 @@ impl Gateway {
         let admin_task = admin.map(|l| {
             let state = admin::AdminState {
                 metrics: Arc::clone(&shared.metrics),
-                rules: Arc::clone(&shared.rules),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
-                approvals: shared.approvals.clone(),
-                slack: shared.config.approvals.as_ref().and_then(|a| {
-                    let slack = a.slack.as_ref()?;
-                    Some(admin::SlackCallback {
-                        signing_secret: slack.signing_secret.clone(),
-                        users: slack.approvers.clone().into_iter().collect(),
-                        notifier: crate::approval::notify::Notifier::new(None, None),
+                tenants: shared
+                    .tenants
+                    .list
+                    .iter()
+                    .zip(shared.config.tenant_configs())
+                    .map(|(t, tc)| admin::AdminTenant {
+                        name: t.name.clone(),
+                        token: t.admin_token.clone(),
+                        rules: Arc::clone(&t.rules),
+                        approvals: t.approvals.clone(),
+                        slack: tc.approvals.as_ref().and_then(|a| {
+                            let slack = a.slack.as_ref()?;
+                            Some(admin::SlackCallback {
+                                signing_secret: slack.signing_secret.clone(),
+                                users: slack.approvers.clone().into_iter().collect(),
+                                notifier: crate::approval::notify::Notifier::new(None, None),
+                            })
+                        }),
                     })
-                }),
+                    .collect(),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
         });
-        let audit = shared.audit.clone();
         let chores = Chores::start();
-        let watcher = {
+        let watchers: Vec<_> = {
             // Spawned onto the chores runtime when there is one.
             let _entered = chores.0.as_ref().map(|rt| rt.enter());
             shared
-                .rules
-                .watch(Duration::from_secs(1), move |r| audit_reload(&audit, r))
+                .tenants
+                .list
+                .iter()
+                .filter_map(|t| {
+                    let audit = t.audit.clone();
+                    t.rules
+                        .watch(Duration::from_secs(1), move |r| audit_reload(&audit, r))
+                })
+                .collect()
         };
-        let hangup = reload_on_sighup(Arc::clone(&shared.rules), shared.audit.clone());
+        let hangup = reload_on_sighup(
+            shared
+                .tenants
+                .list
+                .iter()
+                .map(|t| (Arc::clone(&t.rules), t.audit.clone()))
+                .collect(),
+        );
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pgmoat is accepting connections");
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(5);
@@ -409,7 +313,7 @@ impl Gateway {
             }
         }
         drop(listener);
-        if let Some(w) = watcher {
+        for w in watchers {
             w.abort();
         }
         drop(chores);
@@ -428,7 +332,9 @@ impl Gateway {
         if let Some(t) = admin_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
-        shared.audit.shutdown().await;
+        for t in &shared.tenants.list {
+            t.audit.shutdown().await;
+        }
     }
 }
 
@@ -458,17 +364,20 @@ fn audit_reload(audit: &Audit, r: Reload) {
     });
 }
 
-/// SIGHUP reloads the rules at once.
-fn reload_on_sighup(rules: Arc<RulesHandle>, audit: Audit) -> tokio::task::JoinHandle<()> {
+/// SIGHUP reloads every tenant's rules at once (each on its own: one tenant's broken
+/// file leaves the others' reloads applied).
+fn reload_on_sighup(tenants: Vec<(Arc<RulesHandle>, Audit)>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
-            let r = Arc::clone(&rules);
-            if let Ok(r) = tokio::task::spawn_blocking(move || r.reload()).await {
-                audit_reload(&audit, r);
+            for (rules, audit) in &tenants {
+                let r = Arc::clone(rules);
+                if let Ok(r) = tokio::task::spawn_blocking(move || r.reload()).await {
+                    audit_reload(audit, r);
+                }
             }
         }
     })

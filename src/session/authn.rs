@@ -9,12 +9,14 @@
 //!   exactly like a wrong password.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::error::SessionError;
 use super::io::read_message;
+use super::tenant::Tenant;
 use super::{client_read_err, Shared};
 use crate::auth::failure::AuthFailure;
 use crate::auth::{cert, Identity};
@@ -31,23 +33,34 @@ const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
 /// The single choke point for failed client authentication: the reason is logged
 /// (never the credential), counted, and charged to the client's address for rate
 /// limiting. The audit trail hooks in here.
-pub fn auth_failed(shared: &Shared, peer: SocketAddr, user: &str, reason: &AuthFailure) {
+pub fn auth_failed(
+    shared: &Shared,
+    tenant: Option<&Tenant>,
+    peer: SocketAddr,
+    user: &str,
+    reason: &AuthFailure,
+) {
     shared
         .metrics
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tenant = tenant.or_else(|| shared.tenants.only().map(|t| &**t));
+    let name = tenant.map(|t| t.name.as_str()).unwrap_or("");
     if *reason != AuthFailure::RateLimited {
-        shared.auth_limiter.record(peer.ip());
+        shared.auth_limiter.record(name, peer.ip());
     }
-    tracing::warn!(%peer, %user, reason = reason.kind(), "client authentication failed: {reason}");
-    if shared.audit.is_enabled() {
+    tracing::warn!(%peer, %user, tenant = name, reason = reason.kind(), "client authentication failed: {reason}");
+    // A failure nobody can place in a tenant (an unknown name, a token of no
+    // tenant's issuer) goes to the log only: no tenant's trail is the right one.
+    let Some(tenant) = tenant else { return };
+    if tenant.audit.is_enabled() {
         // For the auditor only: the client is told nothing more than before.
         let event = crate::audit::Event::AuthFailure {
             user: user.to_owned(),
             client: peer.to_string(),
             reason: format!("{}: {reason}", reason.kind()),
         };
-        let audit = shared.audit.clone();
+        let audit = tenant.audit.clone();
         tokio::spawn(async move {
             if let Err(e) = audit.record(None, event).await {
                 tracing::error!("audit: auth_failure not recorded: {e}");
@@ -84,28 +97,48 @@ pub async fn authenticate(
     out: &mut BytesMut,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Identity, SessionError> {
-    let fail = |reason: AuthFailure| {
-        auth_failed(shared, peer, user, &reason);
+) -> Result<(Identity, Arc<Tenant>), SessionError> {
+    // A local user's or certificate's tenant is known by the name; a token's by its
+    // issuer, once it arrives.
+    let known = shared.tenants.of_identity(user).cloned();
+    let fail = |reason: AuthFailure, tenant: Option<&Tenant>| {
+        auth_failed(shared, tenant, peer, user, &reason);
         client_error(user, &reason)
     };
-    if shared.auth_limiter.is_blocked_anywhere(peer.ip()).await {
-        return Err(fail(AuthFailure::RateLimited));
+    let bucket = known
+        .as_deref()
+        .or_else(|| shared.tenants.only().map(|t| &**t))
+        .map(|t| t.name.as_str())
+        .unwrap_or("");
+    if shared
+        .auth_limiter
+        .is_blocked_anywhere(bucket, peer.ip())
+        .await
+    {
+        return Err(fail(AuthFailure::RateLimited, known.as_deref()));
     }
-    let result = if let Some(id) = certificate_identity(client, user, shared) {
-        Ok(id)
-    } else if shared.users.is_local(user) || shared.oidc.is_none() {
-        scram(client, buf, user, out, shared).await
+    let result = if let Some(id) = certificate_identity(client, user, known.as_deref()) {
+        Ok((id, known.clone()))
+    } else if shared.users.is_local(user) || !shared.tenants.any_oidc() {
+        scram(client, buf, user, out, shared)
+            .await
+            .map(|id| (id, known.clone()))
+            .map_err(|e| (e, known.clone()))
     } else {
-        token(client, buf, user, out, peer, shared).await
+        token(client, buf, user, out, peer, shared)
+            .await
+            .map(|(id, t)| (id, Some(t)))
     };
     match result {
-        Ok(id) => {
-            shared.auth_limiter.clear(peer.ip());
-            Ok(id)
+        Ok((id, Some(tenant))) => {
+            shared.auth_limiter.clear(&tenant.name, peer.ip());
+            Ok((id, tenant))
         }
-        Err(Exchange::Failed(reason)) => Err(fail(reason)),
-        Err(Exchange::Session(e)) => Err(e),
+        // Proven, but in no tenant: cannot happen with a validated config (every
+        // local user and certificate is some tenant's); refuse rather than guess.
+        Ok((_, None)) => Err(fail(AuthFailure::UnknownUser, None)),
+        Err((Exchange::Failed(reason), tenant)) => Err(fail(reason, tenant.as_deref())),
+        Err((Exchange::Session(e), _)) => Err(e),
     }
 }
 
@@ -124,7 +157,11 @@ impl From<SessionError> for Exchange {
 }
 
 /// The identity of a verified client certificate, when it speaks for `user`.
-fn certificate_identity(client: &ClientStream, user: &str, shared: &Shared) -> Option<Identity> {
+fn certificate_identity(
+    client: &ClientStream,
+    user: &str,
+    tenant: Option<&Tenant>,
+) -> Option<Identity> {
     let MaybeTls::Tls(tls) = client else {
         return None;
     };
@@ -134,7 +171,7 @@ fn certificate_identity(client: &ClientStream, user: &str, shared: &Shared) -> O
         tracing::debug!(%user, "client certificate names someone else; using the password exchange");
         return None;
     }
-    let mapped = shared.config.certificates.iter().find(|c| c.name == cn)?;
+    let mapped = tenant?.certificates.iter().find(|c| c.name == cn)?;
     Some(Identity::new(cn, mapped.groups.clone()))
 }
 
@@ -178,23 +215,37 @@ async fn token(
     out: &mut BytesMut,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Identity, Exchange> {
-    let Some(oidc) = shared.oidc.as_ref() else {
-        return Err(Exchange::Failed(AuthFailure::UnknownUser));
-    };
+) -> Result<(Identity, Arc<Tenant>), (Exchange, Option<Arc<Tenant>>)> {
     if !token_transport_ok(client.is_tls(), peer) {
-        return Err(Exchange::Failed(AuthFailure::Insecure));
+        return Err((Exchange::Failed(AuthFailure::Insecure), None));
     }
     backend::auth_cleartext(out);
-    let msg = round(client, buf, out, MAX_PASSWORD_MESSAGE).await?;
+    let msg = round(client, buf, out, MAX_PASSWORD_MESSAGE)
+        .await
+        .map_err(|e| (Exchange::Session(e), None))?;
     let password = PasswordMessage::parse(&msg[5..])
         .ok()
         .and_then(|p| std::str::from_utf8(p.password).ok())
-        .ok_or_else(|| SessionError::Protocol("malformed password message".into()))?;
+        .ok_or_else(|| {
+            (
+                Exchange::Session(SessionError::Protocol("malformed password message".into())),
+                None,
+            )
+        })?;
     if password.is_empty() {
-        return Err(Exchange::Failed(AuthFailure::NoPassword));
+        return Err((Exchange::Failed(AuthFailure::NoPassword), None));
     }
-    oidc.verify(password, user).await.map_err(Exchange::Failed)
+    // The tenant whose issuer the token names; its verifier checks everything.
+    let Some(tenant) = shared.tenants.of_token(password).cloned() else {
+        return Err((Exchange::Failed(AuthFailure::Issuer), None));
+    };
+    let Some(oidc) = tenant.oidc.as_ref() else {
+        return Err((Exchange::Failed(AuthFailure::UnknownUser), None));
+    };
+    match oidc.verify(password, user).await {
+        Ok(id) => Ok((id, tenant)),
+        Err(f) => Err((Exchange::Failed(f), Some(tenant))),
+    }
 }
 
 /// Tokens travel only over TLS or on the local machine.

@@ -13,10 +13,10 @@ mod masker;
 pub mod params;
 pub mod relay;
 mod roles;
+pub mod tenant;
 pub mod upstream;
 pub mod verdict;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Identity, UserDirectory};
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::stream::{ClientStream, MaybeTls};
 use crate::protocol::backend::{self, ErrorFields, Severity};
@@ -41,28 +41,18 @@ use relay::{End, Relay, RelayParts};
 /// What every session shares: built once by the gateway.
 pub struct Shared {
     pub config: Arc<Config>,
+    /// Local users of every tenant (names are unique across tenants).
     pub users: UserDirectory,
-    /// Bearer-token verification; None without `identities.oidc`.
-    pub oidc: Option<crate::auth::oidc::OidcVerifier>,
-    /// Failed authentications per client address.
+    /// Failed authentications per tenant and client address.
     pub auth_limiter: crate::auth::failure::Limiter,
-    pub targets: HashMap<String, Arc<Target>>,
     pub tls: Option<TlsAcceptor>,
-    pub upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
     pub cancels: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
-    pub rules: Arc<crate::policy::reload::RulesHandle>,
     pub classifier: Arc<crate::classify::Classifier>,
-    /// Per target: user operators, casts, domains and function bodies.
-    pub catalogs: HashMap<String, Arc<catalog::CatalogCache>>,
-    /// The audit trail (disabled without an `audit:` section).
-    pub audit: crate::audit::Audit,
-    /// Compiled masks, shared across sessions.
-    pub masks: Arc<judge::MaskCache>,
-    /// Statements held for approval; None without an `approvals:` section (then an
-    /// `approve` rule refuses: fail closed).
-    pub approvals: Option<Arc<crate::approval::Approvals>>,
+    /// Targets, rules, masks, approvals and audit, per tenant (one, unnamed, without
+    /// `tenants:`).
+    pub tenants: tenant::Tenants,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -112,19 +102,19 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         guard: est.guard,
         cancel_signal: Arc::clone(&est.cancel_signal),
         // A pinned role needs the judge even without rules, to refuse role changes.
-        judge: (shared.rules.is_configured() || est.role.is_some()).then(|| judge::Judge {
+        judge: (est.tenant.rules.is_configured() || est.role.is_some()).then(|| judge::Judge {
             classifier: Arc::clone(&shared.classifier),
-            rules: Arc::clone(&shared.rules),
+            rules: Arc::clone(&est.tenant.rules),
             identity: est.identity.clone(),
             target: est.target.clone(),
             search_path_changed: est.search_path_at_startup.into(),
-            catalog: Arc::clone(&shared.catalogs[&est.target]),
+            catalog: Arc::clone(&est.tenant.catalogs[&est.target]),
             pinned_role: est.role.clone(),
-            masks: Arc::clone(&shared.masks),
+            masks: Arc::clone(&est.tenant.masks),
             masking: std::sync::Mutex::new(None),
             prepared_holds: Default::default(),
             any_prepared_holds: Default::default(),
-            approvals: shared.approvals.clone(),
+            approvals: est.tenant.approvals.clone(),
             audited: est.audit.is_some(),
         }),
         audit: est.audit,
@@ -344,6 +334,9 @@ struct Established {
     role: Option<String>,
     guard: guard::SessionGuard,
     audit: Option<crate::audit::SessionAudit>,
+    tenant: Arc<tenant::Tenant>,
+    /// Held for the session's life: its place in the tenant's connection budget.
+    _seat: tenant::Seat,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -387,9 +380,17 @@ async fn establish(
         .unwrap_or(&user)
         .to_owned();
 
-    let identity = authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
+    let (identity, tenant) =
+        authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
+    let seat = tenant.seat().ok_or_else(|| {
+        tracing::warn!(%peer, tenant = tenant.label(), "tenant connection limit reached; refusing");
+        SessionError::refused(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        )
+    })?;
 
-    let target = shared
+    let target = tenant
         .targets
         .get(&database)
         .cloned()
@@ -400,7 +401,7 @@ async fn establish(
         })?;
     params::check_startup(&startup.params)
         .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
-    startup_settings_allowed(shared, &identity, &database, &startup.params)?;
+    startup_settings_allowed(&tenant, &identity, &database, &startup.params)?;
 
     let mut upstream_params: Vec<(String, String)> = startup
         .params
@@ -418,7 +419,7 @@ async fn establish(
         params::upstream_application_name(startup.get("application_name"), &identity.name),
     ));
 
-    let tls = shared.upstream_tls.get(&target.name);
+    let tls = tenant.upstream_tls.get(&target.name);
     let stream = upstream::connect(&target, tls, shared.config.limits.connect_timeout).await?;
     let mut ready = upstream::start(stream, &target, &upstream_params).await?;
     let role = target.role_for(&identity.groups).map(str::to_owned);
@@ -445,7 +446,7 @@ async fn establish(
 
     let cancel_signal = Arc::new(cancel::HoldSignal::default());
     // The session exists for the auditor before the client can send anything.
-    let audit = shared
+    let audit = tenant
         .audit
         .start_session(crate::audit::event::SessionStart {
             user: identity.name.clone(),
@@ -480,15 +481,15 @@ async fn establish(
         .await
         .map_err(SessionError::ClientIo)?;
     client.flush().await.map_err(SessionError::ClientIo)?;
-    tracing::info!(%peer, identity = %identity.name, target = %target.name, tls = client.is_tls(), role = role.as_deref().unwrap_or(""), "session started");
+    tracing::info!(%peer, tenant = tenant.label(), identity = %identity.name, target = %target.name, tls = client.is_tls(), role = role.as_deref().unwrap_or(""), "session started");
 
-    let outlives = shared
+    let outlives = tenant
         .oidc
         .as_ref()
         .is_some_and(|o| o.session_may_outlive_token());
     let guard = guard::SessionGuard {
         expires_at: identity.expires_at.filter(|_| !outlives),
-        clock: shared
+        clock: tenant
             .oidc
             .as_ref()
             .map(|o| o.clock().clone())
@@ -513,6 +514,8 @@ async fn establish(
         role,
         guard,
         audit,
+        tenant,
+        _seat: seat,
     })
 }
 
@@ -530,12 +533,12 @@ pub(crate) fn client_read_err(e: ReadError) -> SessionError {
 /// A rule that would hold such a SET for approval refuses it here (nobody can approve
 /// a startup packet).
 fn startup_settings_allowed(
-    shared: &Shared,
+    tenant: &tenant::Tenant,
     identity: &crate::auth::Identity,
     target: &str,
     params: &[(String, String)],
 ) -> Result<(), SessionError> {
-    if !shared.rules.is_configured() {
+    if !tenant.rules.is_configured() {
         return Ok(());
     }
     let names: Vec<String> = params::startup_settings(params)
@@ -545,7 +548,7 @@ fn startup_settings_allowed(
     if names.is_empty() {
         return Ok(());
     }
-    let rules = shared.rules.current();
+    let rules = tenant.rules.current();
     let who = crate::policy::Subject {
         user: &identity.name,
         groups: &identity.groups,

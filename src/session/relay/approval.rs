@@ -45,14 +45,22 @@ impl Relay {
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {
-            // Fail closed: a hold the other replicas cannot see cannot be decided.
-            tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: approvals unavailable");
+            tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: it cannot be held");
             signal.waiting(false);
-            return Ok(Waited::Refused(Refusal::own(
-                OwnCause::ApprovalsUnavailable,
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                "pgmoat: approvals unavailable",
-            )));
+            let refusal = match e {
+                crate::approval::ResolveError::TooMany(_) => Refusal::own(
+                    OwnCause::Approval,
+                    sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
+                    format!("pgmoat: {e}; try again later"),
+                ),
+                // Fail closed: a hold the other replicas cannot see cannot be decided.
+                _ => Refusal::own(
+                    OwnCause::ApprovalsUnavailable,
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "pgmoat: approvals unavailable",
+                ),
+            };
+            return Ok(Waited::Refused(refusal));
         }
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
         use crate::audit::event::ApprovalState;
