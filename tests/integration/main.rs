@@ -26,6 +26,7 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod tenants;
 mod threats_leaks;
 mod threats_names;
 mod threats_review;
