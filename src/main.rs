@@ -389,11 +389,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let mut rules_path = rules;
             if let Some(c) = &config {
                 let (cfg, _) = Config::check(c).map_err(|e| e.to_string())?;
-                rules_path = cfg.rules.clone();
+                let tenants = cfg.tenant_configs();
+                // The user's tenant (by name); without one, the only tenant.
+                let tenant = tenants
+                    .iter()
+                    .find(|t| {
+                        t.users.iter().any(|u| u.name == user)
+                            || t.certificates.iter().any(|c| c.name == user)
+                    })
+                    .or_else(|| (tenants.len() == 1).then(|| &tenants[0]))
+                    .ok_or_else(|| {
+                        format!("with tenants, --user must name a user of one of them ({user:?} is nobody's)")
+                    })?;
+                rules_path = tenant.rules.clone();
                 if groups.is_empty() {
-                    if let Some(u) = cfg.users.iter().find(|u| u.name == user) {
+                    if let Some(u) = tenant.users.iter().find(|u| u.name == user) {
                         groups = u.groups.clone();
-                    } else if let Some(c) = cfg.certificates.iter().find(|c| c.name == user) {
+                    } else if let Some(c) = tenant.certificates.iter().find(|c| c.name == user) {
                         groups = c.groups.clone();
                     }
                 }
@@ -445,30 +457,40 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
         return Err("check needs -c pgmoat.yaml and/or a rules path".into());
     }
     let mut failed = false;
-    let mut rules_path = rules;
+    // Each tenant's rules (one unnamed tenant without `tenants:`), or the path given.
+    let mut rules_paths: Vec<(String, PathBuf)> =
+        rules.map(|r| (String::new(), r)).into_iter().collect();
+    let given = !rules_paths.is_empty();
     if let Some(path) = &config {
         match Config::check(path) {
             Ok((c, missing)) => {
-                println!(
-                    "{}: ok ({} target{}, {} user{})",
-                    path.display(),
-                    c.targets.len(),
-                    if c.targets.len() == 1 { "" } else { "s" },
-                    c.users.len(),
-                    if c.users.len() == 1 { "" } else { "s" }
-                );
+                for t in c.tenant_configs() {
+                    let who = if t.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" tenant {}:", t.name)
+                    };
+                    println!(
+                        "{}:{who} ok ({} target{}, {} user{})",
+                        path.display(),
+                        t.targets.len(),
+                        if t.targets.len() == 1 { "" } else { "s" },
+                        t.users.len(),
+                        if t.users.len() == 1 { "" } else { "s" }
+                    );
+                    if let Some(a) = &t.audit {
+                        let mode = format!("{:?}", a.durability).to_lowercase();
+                        println!("audit:{who} store {} ({mode} durability)", a.dir.display());
+                    }
+                    if let (false, Some(r)) = (given, &t.rules) {
+                        rules_paths.push((t.name.clone(), r.clone()));
+                    }
+                }
                 for var in missing {
                     println!("note: environment variable {var} is not set here; `pgmoat serve` will need it");
                 }
-                if let Some(a) = &c.audit {
-                    let mode = format!("{:?}", a.durability).to_lowercase();
-                    println!("audit: store {} ({mode} durability)", a.dir.display());
-                }
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
-                }
-                if rules_path.is_none() {
-                    rules_path = c.rules.clone();
                 }
             }
             Err(e) => {
@@ -477,11 +499,16 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
             }
         }
     }
-    if let Some(path) = &rules_path {
+    for (tenant, path) in &rules_paths {
+        let who = if tenant.is_empty() {
+            String::new()
+        } else {
+            format!(" (tenant {tenant})")
+        };
         match pgmoat::policy::RuleSet::load(path) {
             Ok(set) => {
                 println!(
-                    "{}: ok ({} rule{}, {} mask{}, default {})",
+                    "{}{who}: ok ({} rule{}, {} mask{}, default {})",
                     path.display(),
                     set.rules.len(),
                     if set.rules.len() == 1 { "" } else { "s" },
