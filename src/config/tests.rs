@@ -413,3 +413,54 @@ fn tenants_are_kept_apart_by_validation() {
         "tenants.acme.admin_token_env",
     );
 }
+
+#[test]
+fn cluster_names_its_node_and_state_database() {
+    let with = |extra: &str| load(&format!("{MINIMAL}cluster:\n{extra}"));
+    let c = with("  node: gw-1\n  state_url_env: PW\n").unwrap();
+    let cl = c.cluster.unwrap();
+    assert_eq!(cl.node, "gw-1");
+    assert_eq!(cl.state_url.expose(), "pw");
+    assert_eq!(
+        (cl.heartbeat, cl.lapse),
+        (Duration::from_secs(1), Duration::from_secs(5))
+    );
+    let bad = |extra: &str, needle: &str| {
+        let e = with(extra).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle:?} not in: {e}");
+    };
+    bad(
+        "  state_url_env: PW\n",
+        "exactly one of `node:` or `node_env:`",
+    );
+    bad(
+        "  node: a\n  node_env: PW\n  state_url_env: PW\n",
+        "exactly one of",
+    );
+    bad(
+        "  node: gw-1\n  state_url_env: NOPE\n",
+        "cluster.state_url_env: environment variable NOPE is not set",
+    );
+    bad(
+        "  node_env: NOPE\n  state_url_env: PW\n",
+        "cluster.node_env: environment variable NOPE is not set",
+    );
+    bad("  node: \"gw 1\"\n  state_url_env: PW\n", "cluster.node");
+    bad(
+        "  node: gw-1\n  state_url_env: PW\n  heartbeat: 2s\n  lapse: 3s\n",
+        "cluster.lapse: must be at least twice the heartbeat",
+    );
+    bad(
+        "  node: gw-1\n  state_url_env: PW\n  nodes: 3\n",
+        "unknown field",
+    );
+    // The node name from the environment: one file for every replica.
+    assert_eq!(
+        with("  node_env: PW\n  state_url_env: PW\n")
+            .unwrap()
+            .cluster
+            .unwrap()
+            .node,
+        "pw"
+    );
+}
