@@ -33,6 +33,7 @@ impl Node {
         dir: &std::path::Path,
         rules: &std::path::Path,
         state_url: &str,
+        hook: SocketAddr,
     ) -> Node {
         let pg = crate::common::pg::shared();
         let port = free_port();
@@ -44,6 +45,7 @@ impl Node {
 rules: {rules}
 approvals:
   timeout: 60s
+  webhook_url_env: HOOK_URL
 limits:
   auth_failures: 3
   auth_failure_window: 60s
@@ -77,6 +79,7 @@ audit:
             .args(["serve", "-c", cfg.to_str().unwrap()])
             .envs(test_env())
             .env("STATE_URL", state_url)
+            .env("HOOK_URL", format!("http://{hook}/hook"))
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -162,6 +165,28 @@ impl Drop for Node {
     }
 }
 
+/// Receives the nodes' approval webhook posts.
+async fn start_hooks() -> (std::sync::Arc<std::sync::Mutex<Vec<Value>>>, SocketAddr) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = std::sync::Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let s = std::sync::Arc::clone(&s);
+            async move {
+                if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                    s.lock().unwrap().push(v);
+                }
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (seen, addr)
+}
+
 /// A statement that must wait for approval, run in the background.
 fn held(
     client: tokio_postgres::Client,
@@ -200,9 +225,10 @@ async fn three_nodes_share_approvals_grants_failures_and_survive_failures() {
         ),
     )
     .unwrap();
-    let mut a = Node::start("gw-a", dir.path(), &rules, &state_url);
-    let b = Node::start("gw-b", dir.path(), &rules, &state_url);
-    let mut c = Node::start("gw-c", dir.path(), &rules, &state_url);
+    let (hooks, hook) = start_hooks().await;
+    let mut a = Node::start("gw-a", dir.path(), &rules, &state_url, hook);
+    let b = Node::start("gw-b", dir.path(), &rules, &state_url, hook);
+    let mut c = Node::start("gw-c", dir.path(), &rules, &state_url, hook);
     for n in [&a, &b, &c] {
         wait_listening(n.port).await;
     }
@@ -297,6 +323,19 @@ async fn three_nodes_share_approvals_grants_failures_and_survive_failures() {
     assert_eq!(row.get::<_, String>(0), "withdrawn");
     assert_eq!(row.get::<_, String>(1), "node gw-a stopped");
     assert_eq!(status(3).await, "open");
+    // The node that noticed tells the approval webhook (Slack likewise), since the
+    // holder cannot.
+    wait_until("the withdrawal announced", WAIT_LIMIT, || async {
+        hooks.lock().unwrap().iter().any(|v| {
+            v["event"] == "withdrawn"
+                && v["request"]["id"] == orphan.as_str()
+                && v["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("node holding it stopped")
+        })
+    })
+    .await;
     let (code, _) = c.decide(&orphan, "approve", r#"{"by": "alice"}"#).await;
     assert_eq!(code, 404, "a withdrawn request cannot be approved");
     for n in [&b, &c] {
