@@ -213,7 +213,8 @@ pub struct Lineage {
     pub forgets_cursors: bool,
 }
 
-/// Trace every statement in `sql`. Runs libpg_query: call it on a parse thread.
+/// Trace every statement in `sql`. May run libpg_query (the parse is shared with
+/// classification, see `parse.rs`): call it on a parse thread.
 pub fn analyze(sql: &str, rels: &dyn Relations) -> Result<Vec<Lineage>, ClassifyError> {
     analyze_in(sql, rels, false)
 }
@@ -225,22 +226,20 @@ pub fn analyze_in(
     rels: &dyn Relations,
     trust_local: bool,
 ) -> Result<Vec<Lineage>, ClassifyError> {
-    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
-        .map_err(|e| ClassifyError::Parse(e.to_string()))?;
-    let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
+    // The tree the rules' facts came from, when they were just classified.
+    let parsed = super::parse::parse(sql)?;
+    let mut out = Vec::with_capacity(parsed.statements.len());
     let mut locals = Locals {
         trust: trust_local,
         ..Locals::default()
     };
-    for raw in &parsed.protobuf.stmts {
-        let tree =
-            super::tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-        let mut t = trace(&tree, rels, &locals);
+    for tree in parsed.trees() {
+        let mut t = trace(tree, rels, &locals);
         if t.runs && locals.any_clean() {
             // Code pgmoat does not follow runs in it: it may fill the message's
             // tables before they are read, even within the statement.
             locals.forget();
-            t = trace(&tree, rels, &locals);
+            t = trace(tree, rels, &locals);
         }
         if t.runs {
             locals.forget();
@@ -253,7 +252,7 @@ pub fn analyze_in(
             locals.trust = false;
         }
         let l = t.lineage;
-        remember(&tree, rels, &mut locals);
+        remember(tree, rels, &mut locals);
         out.push(l);
     }
     Ok(out)

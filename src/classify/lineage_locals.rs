@@ -407,16 +407,16 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
                 .is_some_and(|o| o.iter().all(Taint::is_clean))
     };
     // A `BEGIN ATOMIC` body: a list holding the list of its statements.
-    let atomic = |b: &Map| -> Vec<Value> {
+    fn atomic(b: &Map) -> Vec<&Value> {
         arr(b, "items")
             .iter()
             .flat_map(|i| match unwrap_node(i) {
-                Some(("List", l)) => arr(l, "items").to_vec(),
-                _ => vec![i.clone()],
+                Some(("List", l)) => arr(l, "items").iter().collect(),
+                _ => vec![i],
             })
             .collect()
-    };
-    let all_clean = |stmts: &[Value]| {
+    }
+    let all_clean = |stmts: &[&Value]| {
         !stmts.is_empty()
             && stmts.iter().all(|tree| {
                 let select = matches!(unwrap_node(tree), Some(("SelectStmt", s))
@@ -440,16 +440,10 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
         }
         (Some(_), _) => false,
         (None, Some(code)) => {
-            let Ok(parsed) = pg_query::parse(&code, pg_query::ParserOptions::DEFAULT) else {
+            let Ok(parsed) = crate::classify::parse::parse(&code) else {
                 return false;
             };
-            let trees: Option<Vec<Value>> = parsed
-                .protobuf
-                .stmts
-                .iter()
-                .map(|raw| crate::classify::tree::to_tree(&raw.stmt).ok())
-                .collect();
-            trees.is_some_and(|t| all_clean(&t))
+            all_clean(&parsed.trees().collect::<Vec<_>>())
         }
         (None, None) => false,
     }

@@ -8,6 +8,7 @@
 
 mod facts;
 pub mod lineage;
+mod parse;
 mod plpgsql;
 mod tautology;
 mod tautology_fold;
@@ -86,13 +87,19 @@ fn parse_statements_inner(
     options: pg_query::ParserOptions,
     sensitive: &mut bool,
 ) -> Result<Vec<Facts>, ClassifyError> {
-    let parsed = pg_query::parse(sql, options).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-    let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
-    for raw in &parsed.protobuf.stmts {
-        let text = statement_text(sql, raw.stmt_location, raw.stmt_len);
-        let tree = tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-        let mut walker = Walker::new(text);
-        walker.walk(&tree, "", "stmt");
+    let fresh;
+    let cached;
+    let parsed: &parse::Parsed = if options == pg_query::ParserOptions::DEFAULT {
+        cached = parse::parse(sql)?;
+        &cached
+    } else {
+        fresh = parse::parse_with(sql, options)?;
+        &fresh
+    };
+    let mut out = Vec::with_capacity(parsed.statements.len());
+    for statement in &parsed.statements {
+        let mut walker = Walker::new(statement.text(sql));
+        walker.walk(&statement.tree, "", "stmt");
         let (mut facts, bodies, literal_sensitive) = walker.finish();
         *sensitive |= literal_sensitive;
         for body in bodies {
@@ -118,17 +125,6 @@ fn parse_statements_inner(
         out.push(facts);
     }
     Ok(out)
-}
-
-/// The text of one statement in a multi-statement string (locations are bytes).
-fn statement_text(sql: &str, location: i32, len: i32) -> &str {
-    let start = usize::try_from(location).unwrap_or(0).min(sql.len());
-    let end = if len <= 0 {
-        sql.len()
-    } else {
-        (start + len as usize).min(sql.len())
-    };
-    sql.get(start..end).unwrap_or(sql)
 }
 
 /// Fold the facts of code run by a statement into the statement's own.
