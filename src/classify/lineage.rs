@@ -17,7 +17,7 @@
 
 use super::tree::{Map, Value};
 
-use super::walk::{name_list, unwrap_node};
+use super::node::{list_items, name_list, node, NodeKind};
 use super::ClassifyError;
 
 #[path = "lineage_locals.rs"]
@@ -433,12 +433,12 @@ impl<'r> Analyzer<'r> {
             rels: self.outer.take().into_iter().collect(),
             ..Scope::default()
         };
-        let Some((ty, m)) = unwrap_node(v) else {
+        let Some((ty, m)) = node(v) else {
             return Lineage::default();
         };
         let mut l = Lineage::default();
         match ty {
-            "SelectStmt" => {
+            NodeKind::SelectStmt => {
                 let out = self.select(m, &top);
                 if m.get("into_clause").is_some_and(|i| !i.is_null()) {
                     let t = join_all(&out.cols, self.touched);
@@ -446,12 +446,15 @@ impl<'r> Analyzer<'r> {
                 }
                 l.outputs = out.cols.map(|c| c.into_iter().map(|(_, t)| t).collect());
             }
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+            NodeKind::InsertStmt
+            | NodeKind::UpdateStmt
+            | NodeKind::DeleteStmt
+            | NodeKind::MergeStmt => {
                 l.outputs = self
                     .dml(ty, m, &top)
                     .map(|c| c.into_iter().map(|(_, t)| t).collect());
             }
-            "CreateTableAsStmt" => {
+            NodeKind::CreateTableAsStmt => {
                 if let Some(q) = m.get("query") {
                     let before = self.touched;
                     let out = self.query(q, &top);
@@ -459,8 +462,8 @@ impl<'r> Analyzer<'r> {
                     self.launder(t, "CREATE TABLE AS / CREATE MATERIALIZED VIEW");
                 }
             }
-            "CopyStmt" => self.copy(m, &top, &mut l),
-            "PrepareStmt" => {
+            NodeKind::CopyStmt => self.copy(m, &top, &mut l),
+            NodeKind::PrepareStmt => {
                 if let Some(q) = m.get("query") {
                     let inner = self.statement(q);
                     l.outputs = inner.outputs;
@@ -468,22 +471,22 @@ impl<'r> Analyzer<'r> {
                 }
                 l.defines = Some(Named::Prepared(str_field(m, "name").to_owned()));
             }
-            "DeclareCursorStmt" => {
+            NodeKind::DeclareCursorStmt => {
                 if let Some(q) = m.get("query") {
                     l.outputs = self.statement(q).outputs;
                 }
                 l.defines = Some(Named::Cursor(str_field(m, "portalname").to_owned()));
             }
-            "ExecuteStmt" => {
+            NodeKind::ExecuteStmt => {
                 for p in arr(m, "params") {
                     self.expr(p, &top);
                 }
                 l.uses = Some(Named::Prepared(str_field(m, "name").to_owned()));
             }
-            "FetchStmt" => {
+            NodeKind::FetchStmt => {
                 l.uses = Some(Named::Cursor(str_field(m, "portalname").to_owned()));
             }
-            "ExplainStmt" => {
+            NodeKind::ExplainStmt => {
                 // The plan is text about the query, not its data; but EXPLAIN ANALYZE
                 // runs it, so whatever it would launder still counts.
                 if let Some(q) = m.get("query") {
@@ -491,7 +494,10 @@ impl<'r> Analyzer<'r> {
                 }
                 l.outputs = Some(vec![Taint::CLEAN]);
             }
-            "AlterTableStmt" | "RenameStmt" | "RuleStmt" | "CreateTrigStmt" => {
+            NodeKind::AlterTableStmt
+            | NodeKind::RenameStmt
+            | NodeKind::RuleStmt
+            | NodeKind::CreateTrigStmt => {
                 // A generated column, a rule or a trigger can copy a masked column
                 // somewhere unmasked, and a rename takes it out of its mask's name.
                 if let Some(r) = m.get("relation").and_then(Value::as_object) {
@@ -507,7 +513,7 @@ impl<'r> Analyzer<'r> {
                     );
                     self.installs(ty, m, Some(rel));
                 }
-                if ty == "CreateTrigStmt" {
+                if ty == NodeKind::CreateTrigStmt {
                     self.installs(ty, m, None);
                 }
                 // A rule's actions run whenever it fires: one that reads masked
@@ -521,15 +527,18 @@ impl<'r> Analyzer<'r> {
                     self.launder(read, "a rule whose actions read masked columns");
                 }
             }
-            "ClosePortalStmt" | "DiscardStmt" | "DoStmt" | "CallStmt" => {
+            NodeKind::ClosePortalStmt
+            | NodeKind::DiscardStmt
+            | NodeKind::DoStmt
+            | NodeKind::CallStmt => {
                 self.forgets_cursors = true;
                 self.generic(m, &top);
             }
-            "CreateStmt" | "CreateDomainStmt" | "AlterDomainStmt" => {
+            NodeKind::CreateStmt | NodeKind::CreateDomainStmt | NodeKind::AlterDomainStmt => {
                 self.installs(ty, m, None);
                 self.generic(m, &top);
             }
-            "ViewStmt" | "CreateFunctionStmt" => {
+            NodeKind::ViewStmt | NodeKind::CreateFunctionStmt => {
                 // Views are traced when read (from the catalog); bodies are judged by
                 // the rules' facts.
             }
@@ -544,9 +553,15 @@ impl<'r> Analyzer<'r> {
 
     /// A query in a sub-position (a CTE, a derived table, a sub-select, a COPY).
     fn query(&mut self, v: &Value, parent: &Scope<'_>) -> Out {
-        match unwrap_node(v) {
-            Some(("SelectStmt", m)) => self.select(m, parent),
-            Some((ty @ ("InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"), m)) => Out {
+        match node(v) {
+            Some((NodeKind::SelectStmt, m)) => self.select(m, parent),
+            Some((
+                ty @ (NodeKind::InsertStmt
+                | NodeKind::UpdateStmt
+                | NodeKind::DeleteStmt
+                | NodeKind::MergeStmt),
+                m,
+            )) => Out {
                 cols: self.dml(ty, m, parent),
             },
             _ => {
@@ -562,7 +577,7 @@ impl<'r> Analyzer<'r> {
         };
         let recursive = w.get("recursive").and_then(Value::as_bool).unwrap_or(false);
         for c in arr(w, "ctes") {
-            let Some(("CommonTableExpr", cte)) = unwrap_node(c) else {
+            let Some((NodeKind::CommonTableExpr, cte)) = node(c) else {
                 continue;
             };
             let name = str_field(cte, "ctename").to_owned();
@@ -633,7 +648,7 @@ impl<'r> Analyzer<'r> {
         if !values.is_empty() {
             let mut cols: Option<Cols> = None;
             for row in values {
-                let items = super::walk::list_items(row)
+                let items = list_items(row)
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();

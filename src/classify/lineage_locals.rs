@@ -3,8 +3,8 @@
 
 use super::lineage_names::UNKNOWN_NAME;
 use super::*;
+use crate::classify::node::{list_items, name_list, node, NodeKind};
 use crate::classify::tree::{Map, Value};
-use crate::classify::walk::{name_list, unwrap_node};
 
 /// What earlier statements of the same message made that is provably clean: pgmoat
 /// saw every way data got into it. Temporary tables created with built-in column types
@@ -115,20 +115,20 @@ const BUILTIN_TYPES: &[&str] = &[
 
 /// What a statement leaves for the next ones of the message (see [`Locals`]).
 pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) {
-    let Some((ty, m)) = unwrap_node(tree) else {
+    let Some((ty, m)) = node(tree) else {
         locals.forget();
         locals.code_ran = true;
         return;
     };
     note_made(ty, m, locals);
     match ty {
-        "CreateStmt" => match clean_table(m, rels, locals) {
+        NodeKind::CreateStmt => match clean_table(m, rels, locals) {
             Some((name, cols)) => {
                 locals.tables.insert(name, cols);
             }
             None => locals.forget(),
         },
-        "CreateFunctionStmt" => {
+        NodeKind::CreateFunctionStmt => {
             let name = name_list(m.get("funcname")).join(".").to_ascii_lowercase();
             let clean = clean_function(m, rels, locals);
             let fresh = clean
@@ -141,16 +141,16 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
             let entry = locals.functions.entry(name).or_insert(clean);
             *entry &= clean;
         }
-        "ViewStmt" => match temp_view(m) {
+        NodeKind::ViewStmt => match temp_view(m) {
             Some((name, view)) => {
                 locals.views.insert(name, view);
             }
             None => locals.forget(),
         },
-        "SelectStmt" if m.get("into_clause").is_none_or(Value::is_null) => {}
-        "SelectStmt" | "CreateTableAsStmt" => {
+        NodeKind::SelectStmt if m.get("into_clause").is_none_or(Value::is_null) => {}
+        NodeKind::SelectStmt | NodeKind::CreateTableAsStmt => {
             let made = match ty {
-                "SelectStmt" => m
+                NodeKind::SelectStmt => m
                     .get("into_clause")
                     .and_then(Value::as_object)
                     .and_then(|into| clean_ctas(into, tree, rels, locals)),
@@ -172,8 +172,12 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
             }
         }
         // Writes to anything but the message's tables count as code (triggers).
-        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "VariableShowStmt" => {}
-        "VariableSetStmt" => {
+        NodeKind::InsertStmt
+        | NodeKind::UpdateStmt
+        | NodeKind::DeleteStmt
+        | NodeKind::MergeStmt
+        | NodeKind::VariableShowStmt => {}
+        NodeKind::VariableSetStmt => {
             let name = str_field(m, "name").to_ascii_lowercase();
             if name.is_empty() || name == "search_path" {
                 // pg_temp may no longer come first.
@@ -186,7 +190,7 @@ pub(super) fn remember(tree: &Value, rels: &dyn Relations, locals: &mut Locals) 
 }
 
 /// Record the relations a statement makes or changes (see [`Locals::made`]).
-fn note_made(ty: &str, m: &Map, locals: &mut Locals) {
+fn note_made(ty: NodeKind, m: &Map, locals: &mut Locals) {
     let rel_name = |v: Option<&Value>| {
         v.and_then(Value::as_object)
             .map(|r| str_field(r, "relname").to_owned())
@@ -198,21 +202,21 @@ fn note_made(ty: &str, m: &Map, locals: &mut Locals) {
             .and_then(|i| rel_name(i.get("rel")))
     };
     let names = match ty {
-        "DoStmt" | "CallStmt" => {
+        NodeKind::DoStmt | NodeKind::CallStmt => {
             locals.code_ran = true;
             return;
         }
-        "SelectStmt" => vec![into(m)],
-        "CreateTableAsStmt" => vec![m
+        NodeKind::SelectStmt => vec![into(m)],
+        NodeKind::CreateTableAsStmt => vec![m
             .get("into")
             .and_then(Value::as_object)
             .and_then(|i| rel_name(i.get("rel")))],
-        "ViewStmt" => vec![rel_name(m.get("view"))],
-        "RenameStmt" => vec![
+        NodeKind::ViewStmt => vec![rel_name(m.get("view"))],
+        NodeKind::RenameStmt => vec![
             rel_name(m.get("relation")),
             Some(str_field(m, "newname").to_owned()).filter(|n| !n.is_empty()),
         ],
-        "CreateForeignTableStmt" => vec![m
+        NodeKind::CreateForeignTableStmt => vec![m
             .get("base_stmt")
             .and_then(Value::as_object)
             .and_then(|b| rel_name(b.get("relation")))],
@@ -220,10 +224,23 @@ fn note_made(ty: &str, m: &Map, locals: &mut Locals) {
         // ALTER TABLE, CREATE RULE, ALTER ... SET SCHEMA): not a read or a write.
         // (Indexes, triggers, policies, statistics and maintenance leave what a read of
         // the relation returns where it comes from.)
-        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "CopyStmt" | "LockStmt"
-        | "VacuumStmt" | "ExplainStmt" | "DeclareCursorStmt" | "PrepareStmt" | "IndexStmt"
-        | "CreateTrigStmt" | "CreatePolicyStmt" | "AlterPolicyStmt" | "ClusterStmt"
-        | "ReindexStmt" | "RefreshMatViewStmt" => vec![],
+        NodeKind::InsertStmt
+        | NodeKind::UpdateStmt
+        | NodeKind::DeleteStmt
+        | NodeKind::MergeStmt
+        | NodeKind::CopyStmt
+        | NodeKind::LockStmt
+        | NodeKind::VacuumStmt
+        | NodeKind::ExplainStmt
+        | NodeKind::DeclareCursorStmt
+        | NodeKind::PrepareStmt
+        | NodeKind::IndexStmt
+        | NodeKind::CreateTrigStmt
+        | NodeKind::CreatePolicyStmt
+        | NodeKind::AlterPolicyStmt
+        | NodeKind::ClusterStmt
+        | NodeKind::ReindexStmt
+        | NodeKind::RefreshMatViewStmt => vec![],
         _ => vec![rel_name(m.get("relation"))],
     };
     locals.made.extend(names.into_iter().flatten());
@@ -301,8 +318,8 @@ fn clean_table(m: &Map, rels: &dyn Relations, locals: &Locals) -> Option<(String
     }
     let mut cols = Vec::new();
     for e in arr(m, "table_elts") {
-        match unwrap_node(e) {
-            Some(("ColumnDef", d)) => {
+        match node(e) {
+            Some((NodeKind::ColumnDef, d)) => {
                 let names = d
                     .get("type_name")
                     .and_then(Value::as_object)
@@ -318,7 +335,7 @@ fn clean_table(m: &Map, rels: &dyn Relations, locals: &Locals) -> Option<(String
                 }
                 cols.push(str_field(d, "colname").to_owned());
             }
-            Some(("Constraint", _)) => {}
+            Some((NodeKind::Constraint, _)) => {}
             _ => return None, // LIKE other_table copies its defaults
         }
     }
@@ -348,25 +365,22 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
     let mut language = None;
     let mut body = None;
     for o in arr(m, "options") {
-        let Some(("DefElem", d)) = unwrap_node(o) else {
+        let Some((NodeKind::DefElem, d)) = node(o) else {
             return false;
         };
         match str_field(d, "defname") {
             "language" => {
                 language = d
                     .get("arg")
-                    .and_then(unwrap_node)
+                    .and_then(node)
                     .map(|(_, s)| str_field(s, "sval").to_ascii_lowercase())
             }
             "as" => {
-                let items = d
-                    .get("arg")
-                    .and_then(crate::classify::walk::list_items)
-                    .and_then(Value::as_array);
+                let items = d.get("arg").and_then(list_items).and_then(Value::as_array);
                 // One string: the body (`AS 'obj', 'symbol'` is C).
                 body = match items.map(Vec::as_slice) {
-                    Some([one]) => match unwrap_node(one) {
-                        Some(("String", st)) => Some(str_field(st, "sval").to_owned()),
+                    Some([one]) => match node(one) {
+                        Some((NodeKind::String, st)) => Some(str_field(st, "sval").to_owned()),
                         _ => return false,
                     },
                     _ => return false,
@@ -382,8 +396,10 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
     }
     let mut params = Vec::new();
     for p in arr(m, "parameters") {
-        match unwrap_node(p) {
-            Some(("FunctionParameter", fp)) if fp.get("defexpr").is_none_or(Value::is_null) => {
+        match node(p) {
+            Some((NodeKind::FunctionParameter, fp))
+                if fp.get("defexpr").is_none_or(Value::is_null) =>
+            {
                 params.push((str_field(fp, "name").to_owned(), Taint::CLEAN));
             }
             _ => return false,
@@ -410,8 +426,8 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
     fn atomic(b: &Map) -> Vec<&Value> {
         arr(b, "items")
             .iter()
-            .flat_map(|i| match unwrap_node(i) {
-                Some(("List", l)) => arr(l, "items").iter().collect(),
+            .flat_map(|i| match node(i) {
+                Some((NodeKind::List, l)) => arr(l, "items").iter().collect(),
                 _ => vec![i],
             })
             .collect()
@@ -419,15 +435,15 @@ fn clean_function(m: &Map, rels: &dyn Relations, locals: &Locals) -> bool {
     let all_clean = |stmts: &[&Value]| {
         !stmts.is_empty()
             && stmts.iter().all(|tree| {
-                let select = matches!(unwrap_node(tree), Some(("SelectStmt", s))
+                let select = matches!(node(tree), Some((NodeKind::SelectStmt, s))
                     if s.get("into_clause").is_none_or(Value::is_null));
                 let t = trace_in(tree, rels, locals, Some(params()));
                 select && clean(&t.lineage, t.runs)
             })
     };
-    match (m.get("sql_body").and_then(unwrap_node), body) {
-        (Some(("List", b)), _) => all_clean(&atomic(b)),
-        (Some(("ReturnStmt", r)), _) => {
+    match (m.get("sql_body").and_then(node), body) {
+        (Some((NodeKind::List, b)), _) => all_clean(&atomic(b)),
+        (Some((NodeKind::ReturnStmt, r)), _) => {
             let mut a = Analyzer::new(rels, locals);
             let scope = Scope {
                 rels: vec![params()],

@@ -244,9 +244,9 @@ fn side_cols(rels: &[Rel]) -> Option<Cols> {
 /// A whole row: `ROW(...)`, `u.*`, or `u` naming a relation in scope and no column
 /// (a relation whose columns are not known may have a column of that name).
 pub(super) fn is_row(v: &Value, scope: &Scope<'_>) -> bool {
-    match unwrap_node(v) {
-        Some(("RowExpr", _)) => true,
-        Some(("ColumnRef", c)) => {
+    match node(v) {
+        Some((NodeKind::RowExpr, _)) => true,
+        Some((NodeKind::ColumnRef, c)) => {
             let fields = name_list(c.get("fields"));
             let name = match fields.as_slice() {
                 [n] => n,

@@ -8,6 +8,7 @@
 
 mod facts;
 pub mod lineage;
+pub mod node;
 mod parse;
 mod plpgsql;
 mod tautology;
@@ -99,7 +100,7 @@ fn parse_statements_inner(
     let mut out = Vec::with_capacity(parsed.statements.len());
     for statement in &parsed.statements {
         let mut walker = Walker::new(statement.text(sql));
-        walker.walk(&statement.tree, "", "stmt");
+        walker.walk(&statement.tree, node::NodeKind::Other, "stmt");
         let (mut facts, bodies, literal_sensitive) = walker.finish();
         *sensitive |= literal_sensitive;
         for body in bodies {
