@@ -17,7 +17,8 @@
 
 use super::tree::{Map, Value};
 
-use super::node::{list_items, name_list, node, NodeKind};
+use super::node::{list_items, name_list, node};
+use super::node_kind::NodeKind;
 use super::ClassifyError;
 
 #[path = "lineage_locals.rs"]

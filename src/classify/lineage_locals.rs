@@ -3,7 +3,8 @@
 
 use super::lineage_names::UNKNOWN_NAME;
 use super::*;
-use crate::classify::node::{list_items, name_list, node, NodeKind};
+use crate::classify::node::{list_items, name_list, node};
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tree::{Map, Value};
 
 /// What earlier statements of the same message made that is provably clean: pgmoat

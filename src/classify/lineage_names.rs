@@ -4,7 +4,8 @@
 //! Where the name cannot be told from the tree (the first column of a `*`), the column
 //! gets [`UNKNOWN_NAME`], which any otherwise unmatched reference may mean.
 
-use crate::classify::node::{name_list, node, NodeKind};
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tree::{Map, Value};
 
 /// The name of a column whose name pgmoat cannot tell. No identifier can hold a NUL,

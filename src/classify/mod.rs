@@ -9,6 +9,7 @@
 mod facts;
 pub mod lineage;
 pub mod node;
+pub mod node_kind;
 mod parse;
 mod plpgsql;
 mod tautology;
@@ -100,7 +101,7 @@ fn parse_statements_inner(
     let mut out = Vec::with_capacity(parsed.statements.len());
     for statement in &parsed.statements {
         let mut walker = Walker::new(statement.text(sql));
-        walker.walk(&statement.tree, node::NodeKind::Other, "stmt");
+        walker.walk(&statement.tree, node_kind::NodeKind::Other, "stmt");
         let (mut facts, bodies, literal_sensitive) = walker.finish();
         *sensitive |= literal_sensitive;
         for body in bodies {

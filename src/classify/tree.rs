@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-use super::node::NodeKind;
+use super::node_kind::NodeKind;
 
 /// A value of the tree.
 #[derive(Debug, Clone, PartialEq)]

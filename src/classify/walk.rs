@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 
 use super::tree::{Map, Value};
 
+use super::node::node;
 pub use super::node::{list_items, name_list, unwrap_node};
-use super::node::{node, NodeKind};
+use super::node_kind::NodeKind;
 
 use super::facts::{CopyEnd, Facts, Kind};
 use super::plpgsql::Code;
