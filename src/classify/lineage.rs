@@ -17,9 +17,9 @@
 
 use super::tree::{Map, Value};
 
+use super::error::ClassifyError;
 use super::node::{list_items, name_list, node};
 use super::node_kind::NodeKind;
-use super::ClassifyError;
 
 #[path = "lineage_locals.rs"]
 mod locals;
