@@ -47,6 +47,30 @@ pub fn list_items(v: &Value) -> Option<&Value> {
     }
 }
 
+/// A field's string (empty when absent or not a string: protobuf's default).
+pub fn str_field<'v>(map: &'v Map, key: &str) -> &'v str {
+    map.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A field's flag (false when absent: protobuf's default).
+pub fn bool_field(map: &Map, key: &str) -> bool {
+    map.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A field's number or enum value (0 when absent: protobuf's default).
+pub fn int_field(map: &Map, key: &str) -> i64 {
+    map.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Whether a field holds something: a non-empty list, or any value but null.
+pub fn nonempty(map: &Map, key: &str) -> bool {
+    match map.get(key) {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

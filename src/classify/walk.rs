@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use super::tree::{Map, Value};
 
-use super::node::node;
+use super::node::{bool_field as b, int_field as i, node, nonempty, str_field as s};
 pub use super::node::{list_items, name_list, unwrap_node};
 use super::node_kind::NodeKind;
 
@@ -49,26 +49,6 @@ pub enum Body {
     Plpgsql(Code),
     /// A `LANGUAGE sql` function body.
     Sql(String),
-}
-
-fn s<'v>(map: &'v Map, key: &str) -> &'v str {
-    map.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn b(map: &Map, key: &str) -> bool {
-    map.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-fn i(map: &Map, key: &str) -> i64 {
-    map.get(key).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn nonempty(map: &Map, key: &str) -> bool {
-    match map.get(key) {
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Null) | None => false,
-        Some(_) => true,
-    }
 }
 
 fn list_items_of(v: Option<&Value>) -> Option<&Value> {

@@ -21,8 +21,10 @@
 //! goes), `NO DEPENDS ON EXTENSION`, `ALTER DEFAULT PRIVILEGES ... REVOKE` and
 //! `REVOKE` (revoke, their own kind), `ALTER POLICY` (no sub-command drops).
 
-use super::{b, i, node, nonempty, s, Map, NodeKind, Value};
 use crate::classify::facts::Kind;
+use crate::classify::node::{bool_field as b, int_field as i, node, nonempty, str_field as s};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// Map a node type to the kind it gives a statement, if any.
 pub(super) fn kind_of(ty: NodeKind, body: &Map, parent: NodeKind) -> Option<Kind> {
