@@ -2,7 +2,11 @@
 //! values into a table, and what RETURNING yields), and COPY (to a client or to a file).
 //! Separate from reads (`lineage.rs`), whose scopes and target lists it reuses.
 
-use super::*;
+use super::analyzer::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     /// INSERT / UPDATE / DELETE / MERGE: what they write, and what RETURNING yields.

@@ -3,8 +3,14 @@
 //! query structure (`lineage.rs`) and FROM items (`lineage_from.rs`), which call it
 //! for every expression they hold.
 
+use super::analyzer::*;
 use super::lineage_from::KEY_FUNCTIONS;
-use super::*;
+use super::lineage_names::output_name;
+use super::lineage_scope::is_row;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// Functions that carry a value out of the result, where masking never sees it: a
 /// notification's payload, a setting anyone can read back, a sequence's value

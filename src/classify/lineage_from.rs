@@ -4,7 +4,12 @@
 //! and from expressions (`lineage_expr.rs`): this is where the catalog's relations
 //! enter the analysis.
 
-use super::*;
+use super::analyzer::*;
+use super::lineage_scope::is_row;
+use super::model::*;
+use crate::classify::node::{list_items, name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     pub(super) fn range_item(&mut self, item: &Value, scope: &mut Scope<'_>) {

@@ -5,7 +5,11 @@
 //! them. (Code installed behind pgmoat's back is caught when the table is written:
 //! [`Relations::write_taint`].)
 
-use super::*;
+use super::analyzer::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     /// Launder what the code `ty` installs reads; `target` is the relation an ALTER

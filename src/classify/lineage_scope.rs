@@ -6,8 +6,12 @@
 //! inside it (all of them, by name too, when the join has an alias). Anything pgmoat
 //! cannot resolve is [`Taint::UNKNOWN`]: the server resolves it to something.
 
+use super::analyzer::*;
 use super::lineage_names::UNKNOWN_NAME;
-use super::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// The taint of the column(s) `c` of a relation: every column of that name (the
 /// server refuses a reference that is ambiguous, so joining them costs nothing), else
