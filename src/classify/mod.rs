@@ -48,9 +48,21 @@ pub struct Classified {
 /// Classify SQL on the current thread. Callers on async runtimes use [`Classifier`],
 /// which runs this on a thread with a large stack.
 pub fn classify_now(sql: &str) -> Result<Classified, ClassifyError> {
+    let parsed = parse::parse_with(sql, pg_query::ParserOptions::DEFAULT)?;
+    classified(&parsed, sql)
+}
+
+/// [`classify_now`] for the classifier's misses: the parse is kept (see `parse.rs`)
+/// for the lineage that may follow. Others (catalog reads, `pgmoat explain`) do not
+/// keep theirs: they would push statements' trees out.
+fn classify_kept(sql: &str) -> Result<Classified, ClassifyError> {
+    let parsed = parse::parse(sql)?;
+    classified(&parsed, sql)
+}
+
+fn classified(parsed: &parse::Parsed, sql: &str) -> Result<Classified, ClassifyError> {
     let mut sensitive = false;
-    let statements =
-        statements::statements(sql, 0, pg_query::ParserOptions::DEFAULT, &mut sensitive)?;
+    let statements = statements::statements(parsed, sql, 0, &mut sensitive)?;
     Ok(Classified {
         statements,
         literal_sensitive: sensitive,
@@ -261,7 +273,7 @@ impl Classifier {
         }
         let owned = sql.to_owned();
         let result = self
-            .on_parse_thread(move || classify_now(&owned).map(Arc::new))
+            .on_parse_thread(move || classify_kept(&owned).map(Arc::new))
             .await?;
         if let Ok(c) = &result {
             let (map, k): (&Cache, Box<str>) = match key {

@@ -1,5 +1,5 @@
-//! One parse per SQL text: libpg_query's tree of a text, shared by the facts walk
-//! ([`super::classify_now`]) and lineage ([`super::lineage::analyze_in`]).
+//! One parse per SQL text: libpg_query's tree of a text, shared by the classifier's
+//! facts walk (on its cache misses) and lineage ([`super::lineage::analyze_in`]).
 //!
 //! Lineage used to parse every statement again for itself. The tree is kept here, by
 //! the exact text, rather than in the classifier's entries: facts are also cached by
@@ -81,7 +81,8 @@ pub fn parse(sql: &str) -> Result<Arc<Parsed>, ClassifyError> {
     Ok(parsed)
 }
 
-/// Parse with other options (PL/pgSQL expressions and the like), not cached.
+/// Parse, not cached (other options, such as PL/pgSQL expressions; or texts whose
+/// trees are not worth keeping).
 pub fn parse_with(sql: &str, options: pg_query::ParserOptions) -> Result<Parsed, ClassifyError> {
     Ok(parse_measured(sql, options)?.0)
 }
@@ -122,6 +123,16 @@ mod tests {
             texts,
             ["SELECT a FROM parse_cache_probe WHERE b = 1", "SELECT 2"]
         );
+    }
+
+    #[test]
+    fn the_classifiers_parse_is_kept_for_lineage_others_are_not() {
+        let kept = "SELECT kept_for_lineage FROM parse_cache_probe";
+        super::super::classify_kept(kept).unwrap();
+        assert!(CACHE.get(kept).is_some());
+        let fresh = "SELECT not_kept FROM parse_cache_probe";
+        super::super::classify_now(fresh).unwrap();
+        assert!(CACHE.get(fresh).is_none());
     }
 
     #[test]

@@ -24,26 +24,18 @@ fn statements_with(
     options: pg_query::ParserOptions,
 ) -> Result<Vec<Facts>, ClassifyError> {
     let mut ignored = false;
-    statements(sql, depth, options, &mut ignored)
+    let parsed = parse::parse_with(sql, options)?;
+    statements(&parsed, sql, depth, &mut ignored)
 }
 
-/// The facts of each statement of `sql`; `sensitive` is set when some fact depends on
-/// a literal's value (see `Classified::literal_sensitive`).
+/// The facts of each statement of `sql`, parsed as `parsed`; `sensitive` is set when
+/// some fact depends on a literal's value (see `Classified::literal_sensitive`).
 pub(super) fn statements(
+    parsed: &parse::Parsed,
     sql: &str,
     depth: usize,
-    options: pg_query::ParserOptions,
     sensitive: &mut bool,
 ) -> Result<Vec<Facts>, ClassifyError> {
-    let fresh;
-    let cached;
-    let parsed: &parse::Parsed = if options == pg_query::ParserOptions::DEFAULT {
-        cached = parse::parse(sql)?;
-        &cached
-    } else {
-        fresh = parse::parse_with(sql, options)?;
-        &fresh
-    };
     let mut out = Vec::with_capacity(parsed.statements.len());
     for statement in &parsed.statements {
         let mut walker = Walker::new(statement.text(sql));
