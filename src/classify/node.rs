@@ -47,6 +47,15 @@ pub fn list_items(v: &Value) -> Option<&Value> {
     }
 }
 
+/// The text of an `AConst` string literal (`'off'`), or None for another constant.
+pub fn const_string(aconst: &Map) -> Option<&str> {
+    // serde names the value's variant `Sval`, as pg_query's enum does: that the variant
+    // is there (and holds a `String` node) is checked at compile time.
+    const _SVAL: fn(pg_query::protobuf::String) -> pg_query::protobuf::a_const::Val =
+        pg_query::protobuf::a_const::Val::Sval;
+    aconst.get("val")?.get("Sval")?.get("sval")?.as_str()
+}
+
 /// A field's string (empty when absent or not a string: protobuf's default).
 pub fn str_field<'v>(map: &'v Map, key: &str) -> &'v str {
     map.get(key).and_then(Value::as_str).unwrap_or("")

@@ -5,18 +5,14 @@ use std::collections::BTreeSet;
 
 use super::{list_items, name_list, node, s, Map, NodeKind, Value, Walker};
 use crate::classify::facts::Kind;
+use crate::classify::node::const_string;
 
 /// The first of `args` when it is a string literal, lowercased (`set_config('role',
 /// ...)`, `SET x = 'off'`).
 fn first_string_arg(body: &Map) -> Option<String> {
     let arg = body.get("args")?.as_array()?.first()?;
     match node(arg) {
-        Some((NodeKind::AConst, c)) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
+        Some((NodeKind::AConst, c)) => const_string(c).map(str::to_ascii_lowercase),
         _ => None,
     }
 }
@@ -94,12 +90,7 @@ fn is_name_column(v: &Value, quals: &[String]) -> bool {
 /// A string literal (possibly cast), lowercased.
 fn string_literal(v: &Value) -> Option<String> {
     match node(v)? {
-        (NodeKind::AConst, c) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
+        (NodeKind::AConst, c) => const_string(c).map(str::to_ascii_lowercase),
         (NodeKind::TypeCast, c) => string_literal(c.get("arg")?),
         _ => None,
     }
