@@ -288,7 +288,7 @@ impl<'d> ser::Serializer for Tree<'d> {
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         name: &'static str,
-        _: u32,
+        index: u32,
         variant: &'static str,
         v: &T,
     ) -> Result<Value, Error> {
@@ -296,7 +296,7 @@ impl<'d> ser::Serializer for Tree<'d> {
         // pg_query's node enum: its variant's fields know their kind.
         if name == "Node" {
             if let Value::Object(fields) = &mut inner {
-                fields.kind = NodeKind::from_name(variant);
+                fields.kind = NodeKind::from_variant(index, variant);
             }
         }
         Ok(tagged(Some(variant), inner))
