@@ -304,3 +304,29 @@ impl Facts {
         parts.join("; ")
     }
 }
+
+/// Fold the facts of code run by a statement into the statement's own.
+pub fn merge(into: &mut Facts, from: Facts) {
+    into.kinds
+        .extend(from.kinds.into_iter().filter(|k| *k != Kind::Other));
+    into.tables_read.extend(from.tables_read);
+    into.executes.extend(from.executes);
+    into.tables_written.extend(from.tables_written);
+    into.unqualified_tables.extend(from.unqualified_tables);
+    into.columns.extend(from.columns);
+    into.functions.extend(from.functions);
+    into.operators.extend(from.operators);
+    into.type_casts.extend(from.type_casts);
+    into.settings.extend(from.settings);
+    into.copy.extend(from.copy);
+    into.where_.missing |= from.where_.missing;
+    into.where_.tautology |= from.where_.tautology;
+    into.where_.applies |= from.where_.applies;
+    into.where_.if_not_null.extend(from.where_.if_not_null);
+    if into.unanalysable.is_none() {
+        into.unanalysable = from.unanalysable;
+    }
+    if into.rereads_sql.is_none() {
+        into.rereads_sql = from.rereads_sql;
+    }
+}

@@ -2,11 +2,15 @@
 //! values into a table, and what RETURNING yields), and COPY (to a client or to a file).
 //! Separate from reads (`lineage.rs`), whose scopes and target lists it reuses.
 
-use super::*;
+use super::analyzer::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     /// INSERT / UPDATE / DELETE / MERGE: what they write, and what RETURNING yields.
-    pub(super) fn dml(&mut self, ty: &str, m: &Map, parent: &Scope<'_>) -> Option<Cols> {
+    pub(super) fn dml(&mut self, ty: NodeKind, m: &Map, parent: &Scope<'_>) -> Option<Cols> {
         let mut scope = Scope {
             parent: Some(parent),
             ..Scope::default()
@@ -36,7 +40,7 @@ impl Analyzer<'_> {
             scope.rels.push(rel);
         }
         match ty {
-            "InsertStmt" => {
+            NodeKind::InsertStmt => {
                 // `DEFAULT VALUES` has no source (null in the tree): the row is the
                 // table's defaults, which read nothing the statement names.
                 let mut inserted = Taint::CLEAN;
@@ -64,7 +68,7 @@ impl Analyzer<'_> {
                     self.launder(t, "INSERT ... ON CONFLICT DO UPDATE with masked values");
                 }
             }
-            "UpdateStmt" => {
+            NodeKind::UpdateStmt => {
                 for f in arr(m, "from_clause") {
                     self.range_item(f, &mut scope);
                 }
@@ -77,7 +81,7 @@ impl Analyzer<'_> {
                     self.expr(w, &scope);
                 }
             }
-            "DeleteStmt" => {
+            NodeKind::DeleteStmt => {
                 for f in arr(m, "using_clause") {
                     self.range_item(f, &mut scope);
                 }
@@ -145,9 +149,9 @@ impl Analyzer<'_> {
             self.launder(t, "COPY of masked columns to a file or program");
         } else {
             let binary = arr(m, "options").iter().any(|o| {
-                matches!(unwrap_node(o), Some(("DefElem", d))
+                matches!(node(o), Some((NodeKind::DefElem, d))
                 if str_field(d, "defname") == "format"
-                    && d.get("arg").and_then(unwrap_node).is_some_and(|(_, s)| {
+                    && d.get("arg").and_then(node).is_some_and(|(_, s)| {
                         str_field(s, "sval").eq_ignore_ascii_case("binary")
                     }))
             });

@@ -3,8 +3,14 @@
 //! query structure (`lineage.rs`) and FROM items (`lineage_from.rs`), which call it
 //! for every expression they hold.
 
+use super::analyzer::*;
 use super::lineage_from::KEY_FUNCTIONS;
-use super::*;
+use super::lineage_names::output_name;
+use super::lineage_scope::is_row;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// Functions that carry a value out of the result, where masking never sees it: a
 /// notification's payload, a setting anyone can read back, a sequence's value
@@ -39,12 +45,12 @@ impl Analyzer<'_> {
         let mut cols: Cols = Vec::new();
         let mut shape_known = true;
         for t in list {
-            let Some(("ResTarget", rt)) = unwrap_node(t) else {
+            let Some((NodeKind::ResTarget, rt)) = node(t) else {
                 shape_known = false;
                 continue;
             };
             let Some(val) = rt.get("val") else { continue };
-            if let Some(("ColumnRef", cr)) = unwrap_node(val) {
+            if let Some((NodeKind::ColumnRef, cr)) = node(val) {
                 let fields = name_list(cr.get("fields"));
                 if fields.last().map(String::as_str) == Some("*") {
                     match self.star(&fields[..fields.len() - 1], scope) {
@@ -70,7 +76,7 @@ impl Analyzer<'_> {
             Value::Array(items) => items
                 .iter()
                 .fold(Taint::CLEAN, |acc, i| acc.join(self.expr(i, scope))),
-            Value::Object(obj) => match unwrap_node(v) {
+            Value::Object(obj) => match node(v) {
                 Some((ty, m)) => self.node(ty, m, scope),
                 None => self.generic(obj, scope).derive(),
             },
@@ -78,14 +84,14 @@ impl Analyzer<'_> {
         }
     }
 
-    fn node(&mut self, ty: &str, m: &Map, scope: &Scope<'_>) -> Taint {
+    fn node(&mut self, ty: NodeKind, m: &Map, scope: &Scope<'_>) -> Taint {
         match ty {
-            "ColumnRef" => {
+            NodeKind::ColumnRef => {
                 let fields = name_list(m.get("fields"));
                 let t = self.column(&fields, scope);
                 self.note(t)
             }
-            "TypeCast" => {
+            NodeKind::TypeCast => {
                 let inner = m.get("arg").map_or(Taint::CLEAN, |a| self.expr(a, scope));
                 let tn = m.get("type_name").and_then(Value::as_object);
                 let to = tn
@@ -106,8 +112,8 @@ impl Analyzer<'_> {
                     inner.join(via).derive()
                 }
             }
-            "ResTarget" => m.get("val").map_or(Taint::CLEAN, |v| self.expr(v, scope)),
-            "SubLink" => {
+            NodeKind::ResTarget => m.get("val").map_or(Taint::CLEAN, |v| self.expr(v, scope)),
+            NodeKind::SubLink => {
                 if let Some(t) = m.get("testexpr") {
                     self.expr(t, scope);
                 }
@@ -127,11 +133,11 @@ impl Analyzer<'_> {
                     None => inside.derive(),
                 }
             }
-            "SelectStmt" => {
+            NodeKind::SelectStmt => {
                 let out = self.select(m, scope);
                 join_all(&out.cols, self.touched).derive()
             }
-            "FuncCall" => {
+            NodeKind::FuncCall => {
                 let names = name_list(m.get("funcname"));
                 let name = names.join(".");
                 let bare = names.last().map(|n| n.to_ascii_lowercase());
@@ -191,7 +197,7 @@ impl Analyzer<'_> {
                 }
                 self.note(f).join(args).derive()
             }
-            "AExpr" => {
+            NodeKind::AExpr => {
                 // A user-defined operator runs its function.
                 let op = name_list(m.get("name")).join(".");
                 let f = self.rels.operator(&op);
@@ -199,12 +205,12 @@ impl Analyzer<'_> {
                 let args = self.generic(m, scope);
                 self.note(f).join(args).derive()
             }
-            "AIndirection" => {
+            NodeKind::AIndirection => {
                 // `(s).a`, s a row in scope: that row's column a, as `s.a` is.
                 let ind = arr(m, "indirection");
                 if let (Some(arg), [field]) = (m.get("arg"), ind) {
-                    if let (Some(("ColumnRef", c)), Some(("String", f))) =
-                        (unwrap_node(arg), unwrap_node(field))
+                    if let (Some((NodeKind::ColumnRef, c)), Some((NodeKind::String, f))) =
+                        (node(arg), node(field))
                     {
                         let row = name_list(c.get("fields"));
                         if row.len() == 1 && is_row(arg, scope) {
@@ -216,7 +222,7 @@ impl Analyzer<'_> {
                 }
                 self.generic(m, scope).derive()
             }
-            "AConst" | "ParamRef" | "SqlvalueFunction" => Taint::CLEAN,
+            NodeKind::AConst | NodeKind::ParamRef | NodeKind::SqlvalueFunction => Taint::CLEAN,
             _ => self.generic(m, scope).derive(),
         }
     }

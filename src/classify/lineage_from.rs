@@ -4,20 +4,24 @@
 //! and from expressions (`lineage_expr.rs`): this is where the catalog's relations
 //! enter the analysis.
 
-use super::*;
-use crate::classify::walk;
+use super::analyzer::*;
+use super::lineage_scope::is_row;
+use super::model::*;
+use crate::classify::node::{list_items, name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     pub(super) fn range_item(&mut self, item: &Value, scope: &mut Scope<'_>) {
-        let Some((ty, m)) = unwrap_node(item) else {
+        let Some((ty, m)) = node(item) else {
             return;
         };
         match ty {
-            "RangeVar" => {
+            NodeKind::RangeVar => {
                 let rel = self.range_var(m, scope);
                 scope.rels.push(rel);
             }
-            "RangeSubselect" => {
+            NodeKind::RangeSubselect => {
                 let (alias, names) = alias_of(m);
                 let before = self.touched;
                 let out = match m.get("subquery") {
@@ -36,8 +40,8 @@ impl Analyzer<'_> {
                     ..Rel::default()
                 });
             }
-            "JoinExpr" => self.join(m, scope),
-            "RangeTableSample" => {
+            NodeKind::JoinExpr => self.join(m, scope),
+            NodeKind::RangeTableSample => {
                 // `t TABLESAMPLE ...`: t itself (with its alias), sampled.
                 if let Some(r) = m.get("relation") {
                     self.range_item(r, scope);
@@ -48,15 +52,15 @@ impl Analyzer<'_> {
                     }
                 }
             }
-            "RangeFunction" => {
+            NodeKind::RangeFunction => {
                 let (alias, names) = alias_of(m);
                 let mut t = Taint::CLEAN;
                 let mut fname = String::new();
                 for f in arr(m, "functions") {
-                    if let Some(items) = walk::list_items(f).and_then(Value::as_array) {
+                    if let Some(items) = list_items(f).and_then(Value::as_array) {
                         for it in items {
                             if fname.is_empty() {
-                                if let Some(("FuncCall", fc)) = unwrap_node(it) {
+                                if let Some((NodeKind::FuncCall, fc)) = node(it) {
                                     fname = name_list(fc.get("funcname"))
                                         .last()
                                         .cloned()
@@ -117,11 +121,11 @@ impl Analyzer<'_> {
         let [f] = arr(m, "functions") else {
             return None;
         };
-        let items = walk::list_items(f)?.as_array()?;
-        let Some(("FuncCall", fc)) = items.first().and_then(unwrap_node) else {
+        let items = list_items(f)?.as_array()?;
+        let Some((NodeKind::FuncCall, fc)) = items.first().and_then(node) else {
             return None;
         };
-        if items.iter().skip(1).any(|i| unwrap_node(i).is_some()) {
+        if items.iter().skip(1).any(|i| node(i).is_some()) {
             return None; // a column definition list
         }
         let full = name_list(fc.get("funcname"));
@@ -150,7 +154,7 @@ impl Analyzer<'_> {
     /// `row_to_json(u)`, `to_jsonb(u)`, `hstore(u)` of a whole row or a ROW(...), or a
     /// `json_build_object` whose keys are literals.
     pub(super) fn keys_are_names(&self, v: &Value, scope: &Scope<'_>) -> bool {
-        let Some(("FuncCall", fc)) = unwrap_node(v) else {
+        let Some((NodeKind::FuncCall, fc)) = node(v) else {
             return false;
         };
         if fc.get("agg_star").and_then(Value::as_bool) == Some(true)
@@ -176,7 +180,7 @@ impl Analyzer<'_> {
             "json_build_object" | "jsonb_build_object" => args
                 .iter()
                 .step_by(2)
-                .all(|k| matches!(unwrap_node(k), Some(("AConst", _)))),
+                .all(|k| matches!(node(k), Some((NodeKind::AConst, _)))),
             _ => false,
         }
     }
@@ -294,8 +298,8 @@ pub(super) const KEY_FUNCTIONS: &[&str] =
 
 fn coldef_names(list: &[Value]) -> Vec<String> {
     list.iter()
-        .filter_map(|c| match unwrap_node(c) {
-            Some(("ColumnDef", d)) => Some(str_field(d, "colname").to_owned()),
+        .filter_map(|c| match node(c) {
+            Some((NodeKind::ColumnDef, d)) => Some(str_field(d, "colname").to_owned()),
             _ => None,
         })
         .collect()

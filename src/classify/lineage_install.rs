@@ -5,22 +5,26 @@
 //! them. (Code installed behind pgmoat's back is caught when the table is written:
 //! [`Relations::write_taint`].)
 
-use super::*;
+use super::analyzer::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 impl Analyzer<'_> {
     /// Launder what the code `ty` installs reads; `target` is the relation an ALTER
     /// TABLE changes, whose columns its expressions name.
-    pub(super) fn installs(&mut self, ty: &str, m: &Map, target: Option<Rel>) {
+    pub(super) fn installs(&mut self, ty: NodeKind, m: &Map, target: Option<Rel>) {
         let mut exprs = Vec::new();
         let own = match ty {
-            "CreateStmt" => {
+            NodeKind::CreateStmt => {
                 for e in arr(m, "table_elts") {
                     collect_installed(e, &mut exprs);
                 }
                 let cols = arr(m, "table_elts")
                     .iter()
-                    .filter_map(|e| match unwrap_node(e) {
-                        Some(("ColumnDef", d)) => {
+                    .filter_map(|e| match node(e) {
+                        Some((NodeKind::ColumnDef, d)) => {
                             Some((str_field(d, "colname").to_owned(), Taint::CLEAN))
                         }
                         _ => None,
@@ -31,14 +35,14 @@ impl Analyzer<'_> {
                     ..Rel::default()
                 })
             }
-            "AlterTableStmt" => {
+            NodeKind::AlterTableStmt => {
                 for c in arr(m, "cmds") {
-                    let Some(("AlterTableCmd", cmd)) = unwrap_node(c) else {
+                    let Some((NodeKind::AlterTableCmd, cmd)) = node(c) else {
                         continue;
                     };
                     if let Some(d) = cmd.get("def").filter(|d| !d.is_null()) {
-                        match unwrap_node(d) {
-                            Some(("ColumnDef" | "Constraint", _)) => {
+                        match node(d) {
+                            Some((NodeKind::ColumnDef | NodeKind::Constraint, _)) => {
                                 collect_installed(d, &mut exprs)
                             }
                             // SET DEFAULT, SET EXPRESSION: the expression itself.
@@ -48,13 +52,13 @@ impl Analyzer<'_> {
                 }
                 target
             }
-            "CreateDomainStmt" | "AlterDomainStmt" => {
+            NodeKind::CreateDomainStmt | NodeKind::AlterDomainStmt => {
                 for c in arr(m, "constraints") {
                     collect_installed(c, &mut exprs);
                 }
                 if let Some(d) = m.get("def").filter(|d| !d.is_null()) {
-                    match unwrap_node(d) {
-                        Some(("Constraint", _)) => collect_installed(d, &mut exprs),
+                    match node(d) {
+                        Some((NodeKind::Constraint, _)) => collect_installed(d, &mut exprs),
                         _ => exprs.push(d),
                     }
                 }
@@ -64,7 +68,7 @@ impl Analyzer<'_> {
                     ..Rel::default()
                 })
             }
-            "CreateTrigStmt" => {
+            NodeKind::CreateTrigStmt => {
                 let name = name_list(m.get("funcname")).join(".");
                 let t = self.rels.function(&name);
                 self.launder(t, "a trigger whose function reads masked values");
@@ -90,15 +94,14 @@ impl Analyzer<'_> {
 fn collect_installed<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
     match v {
         Value::Object(m) => {
-            for (k, child) in m.iter() {
-                if k == "Constraint" {
-                    if let Some(e) = child
-                        .as_object()
-                        .and_then(|c| c.get("raw_expr"))
-                        .filter(|e| !e.is_null())
-                    {
-                        out.push(e);
-                    }
+            for (_, child) in m.iter() {
+                if let Some(e) = child
+                    .as_object()
+                    .filter(|c| c.kind() == NodeKind::Constraint)
+                    .and_then(|c| c.get("raw_expr"))
+                    .filter(|e| !e.is_null())
+                {
+                    out.push(e);
                 }
                 collect_installed(child, out);
             }

@@ -4,8 +4,9 @@
 //! Where the name cannot be told from the tree (the first column of a `*`), the column
 //! gets [`UNKNOWN_NAME`], which any otherwise unmatched reference may mean.
 
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tree::{Map, Value};
-use crate::classify::walk::{name_list, unwrap_node};
 
 /// The name of a column whose name pgmoat cannot tell. No identifier can hold a NUL,
 /// so it never equals a name in SQL.
@@ -24,12 +25,12 @@ pub(super) fn output_name(v: &Value) -> String {
 /// (0: none, "?column?"; 1: a fallback a stronger name inside a cast or CASE beats;
 /// 2: a real name).
 fn figure(v: &Value) -> (Option<String>, u8) {
-    let Some((ty, m)) = unwrap_node(v) else {
+    let Some((ty, m)) = node(v) else {
         return (None, 0);
     };
     let named = |n: &str| (Some(n.to_owned()), 2);
     match ty {
-        "ColumnRef" => {
+        NodeKind::ColumnRef => {
             // The last field name, ignoring `*`.
             match name_list(m.get("fields"))
                 .into_iter()
@@ -40,12 +41,12 @@ fn figure(v: &Value) -> (Option<String>, u8) {
                 None => (None, 0),
             }
         }
-        "AIndirection" => {
+        NodeKind::AIndirection => {
             // The last field selected (`(t).ssn`, `(x).f[1]`), else the base's name.
             let last = arr(m, "indirection")
                 .iter()
-                .filter_map(|i| match unwrap_node(i) {
-                    Some(("String", s)) => s.get("sval").and_then(Value::as_str),
+                .filter_map(|i| match node(i) {
+                    Some((NodeKind::String, s)) => s.get("sval").and_then(Value::as_str),
                     _ => None,
                 })
                 .next_back();
@@ -54,13 +55,13 @@ fn figure(v: &Value) -> (Option<String>, u8) {
                 None => m.get("arg").map_or((None, 0), figure),
             }
         }
-        "FuncCall" => match name_list(m.get("funcname")).pop() {
+        NodeKind::FuncCall => match name_list(m.get("funcname")).pop() {
             Some(n) => (Some(n), 2),
             None => (None, 0),
         },
         // AEXPR_NULLIF: other operators have no name.
-        "AExpr" if int(m, "kind") == 6 => named("nullif"),
-        "TypeCast" => {
+        NodeKind::AExpr if int(m, "kind") == 6 => named("nullif"),
+        NodeKind::TypeCast => {
             let (n, s) = m.get("arg").map_or((None, 0), figure);
             if s <= 1 {
                 let ty = m
@@ -73,16 +74,16 @@ fn figure(v: &Value) -> (Option<String>, u8) {
             }
             (n, s)
         }
-        "CollateClause" => m.get("arg").map_or((None, 0), figure),
-        "GroupingFunc" => named("grouping"),
-        "SubLink" => match int(m, "sub_link_type") {
+        NodeKind::CollateClause => m.get("arg").map_or((None, 0), figure),
+        NodeKind::GroupingFunc => named("grouping"),
+        NodeKind::SubLink => match int(m, "sub_link_type") {
             1 => named("exists"),
             7 => named("array"),
             // The sub-select's single column's name, however it got it.
             5 => (m.get("subselect").and_then(first_column_name), 2),
             _ => (None, 0),
         },
-        "CaseExpr" => {
+        NodeKind::CaseExpr => {
             let (n, s) = m.get("defresult").map_or((None, 0), figure);
             if s <= 1 {
                 (Some("case".to_owned()), 1)
@@ -90,15 +91,15 @@ fn figure(v: &Value) -> (Option<String>, u8) {
                 (n, s)
             }
         }
-        "AArrayExpr" => named("array"),
-        "RowExpr" => named("row"),
-        "CoalesceExpr" => named("coalesce"),
-        "MinMaxExpr" => match int(m, "op") {
+        NodeKind::AArrayExpr => named("array"),
+        NodeKind::RowExpr => named("row"),
+        NodeKind::CoalesceExpr => named("coalesce"),
+        NodeKind::MinMaxExpr => match int(m, "op") {
             1 => named("greatest"),
             2 => named("least"),
             _ => (None, 0),
         },
-        "SqlvalueFunction" => match int(m, "op") {
+        NodeKind::SqlvalueFunction => match int(m, "op") {
             1 => named("current_date"),
             2 | 3 => named("current_time"),
             4 | 5 => named("current_timestamp"),
@@ -112,7 +113,7 @@ fn figure(v: &Value) -> (Option<String>, u8) {
             15 => named("current_schema"),
             _ => (None, 0),
         },
-        "XmlExpr" => match int(m, "op") {
+        NodeKind::XmlExpr => match int(m, "op") {
             1 => named("xmlconcat"),
             2 => named("xmlelement"),
             3 => named("xmlforest"),
@@ -122,21 +123,21 @@ fn figure(v: &Value) -> (Option<String>, u8) {
             7 => named("xmlserialize"),
             _ => (None, 0),
         },
-        "XmlSerialize" => named("xmlserialize"),
-        "JsonParseExpr" => named("json"),
-        "JsonScalarExpr" => named("json_scalar"),
-        "JsonSerializeExpr" => named("json_serialize"),
-        "JsonObjectConstructor" => named("json_object"),
-        "JsonArrayConstructor" | "JsonArrayQueryConstructor" => named("json_array"),
-        "JsonObjectAgg" => named("json_objectagg"),
-        "JsonArrayAgg" => named("json_arrayagg"),
-        "JsonFuncExpr" => match int(m, "op") {
+        NodeKind::XmlSerialize => named("xmlserialize"),
+        NodeKind::JsonParseExpr => named("json"),
+        NodeKind::JsonScalarExpr => named("json_scalar"),
+        NodeKind::JsonSerializeExpr => named("json_serialize"),
+        NodeKind::JsonObjectConstructor => named("json_object"),
+        NodeKind::JsonArrayConstructor | NodeKind::JsonArrayQueryConstructor => named("json_array"),
+        NodeKind::JsonObjectAgg => named("json_objectagg"),
+        NodeKind::JsonArrayAgg => named("json_arrayagg"),
+        NodeKind::JsonFuncExpr => match int(m, "op") {
             1 => named("json_exists"),
             2 => named("json_query"),
             3 => named("json_value"),
             _ => (None, 0),
         },
-        "MergeSupportFunc" => named("merge_action"),
+        NodeKind::MergeSupportFunc => named("merge_action"),
         _ => (None, 0),
     }
 }
@@ -144,8 +145,8 @@ fn figure(v: &Value) -> (Option<String>, u8) {
 /// The name of a query's first output column (a scalar sub-select's), None when it
 /// cannot be told from the tree (`SELECT *`).
 fn first_column_name(q: &Value) -> Option<String> {
-    match unwrap_node(q) {
-        Some(("SelectStmt", m)) => first_of_select(m),
+    match node(q) {
+        Some((NodeKind::SelectStmt, m)) => first_of_select(m),
         _ => None,
     }
 }
@@ -159,14 +160,14 @@ fn first_of_select(m: &Map) -> Option<String> {
         return Some("column1".to_owned());
     }
     let first = arr(m, "target_list").first()?;
-    let Some(("ResTarget", rt)) = unwrap_node(first) else {
+    let Some((NodeKind::ResTarget, rt)) = node(first) else {
         return None;
     };
     match rt.get("name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => Some(n.to_owned()),
         _ => {
             let val = rt.get("val")?;
-            if let Some(("ColumnRef", c)) = unwrap_node(val) {
+            if let Some((NodeKind::ColumnRef, c)) = node(val) {
                 if name_list(c.get("fields")).last().map(String::as_str) == Some("*") {
                     return None;
                 }

@@ -6,8 +6,12 @@
 //! inside it (all of them, by name too, when the join has an alias). Anything pgmoat
 //! cannot resolve is [`Taint::UNKNOWN`]: the server resolves it to something.
 
+use super::analyzer::*;
 use super::lineage_names::UNKNOWN_NAME;
-use super::*;
+use super::model::*;
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// The taint of the column(s) `c` of a relation: every column of that name (the
 /// server refuses a reference that is ambiguous, so joining them costs nothing), else
@@ -244,9 +248,9 @@ fn side_cols(rels: &[Rel]) -> Option<Cols> {
 /// A whole row: `ROW(...)`, `u.*`, or `u` naming a relation in scope and no column
 /// (a relation whose columns are not known may have a column of that name).
 pub(super) fn is_row(v: &Value, scope: &Scope<'_>) -> bool {
-    match unwrap_node(v) {
-        Some(("RowExpr", _)) => true,
-        Some(("ColumnRef", c)) => {
+    match node(v) {
+        Some((NodeKind::RowExpr, _)) => true,
+        Some((NodeKind::ColumnRef, c)) => {
             let fields = name_list(c.get("fields"));
             let name = match fields.as_slice() {
                 [n] => n,

@@ -6,9 +6,14 @@
 //! aborts the process). Results are cached by the exact statement text, so a repeated
 //! statement never reaches libpg_query again.
 
+mod error;
 mod facts;
 pub mod lineage;
+pub mod node;
+pub mod node_kind;
+mod parse;
 mod plpgsql;
+mod statements;
 mod tautology;
 mod tautology_fold;
 mod tautology_schema;
@@ -23,28 +28,13 @@ mod tests;
 
 use std::sync::{mpsc, Arc, Mutex};
 
-use thiserror::Error;
-
-pub use facts::{CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
+pub use error::ClassifyError;
+pub use facts::{merge, CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
 pub use tautology_views::{view_columns, ViewColumn};
-use walk::{Body, Walker};
 
-/// Statements nested in bodies (DO inside a function inside a DO...) deeper than this
-/// are refused rather than followed.
-const MAX_BODY_DEPTH: usize = 8;
 /// Parse threads' stack: enough for libpg_query's own depth limit.
 const PARSE_STACK: usize = 16 << 20;
 const CACHE_MAX: usize = 20_000;
-
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum ClassifyError {
-    #[error("cannot parse the statement: {0}")]
-    Parse(String),
-    #[error("the statement is too large to analyse ({0} bytes, at most {1})")]
-    TooLarge(usize, usize),
-    #[error("the classifier is not running")]
-    Unavailable,
-}
 
 /// A classified message: one [`Facts`] per statement, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,103 +48,25 @@ pub struct Classified {
 /// Classify SQL on the current thread. Callers on async runtimes use [`Classifier`],
 /// which runs this on a thread with a large stack.
 pub fn classify_now(sql: &str) -> Result<Classified, ClassifyError> {
+    let parsed = parse::parse_with(sql, pg_query::ParserOptions::DEFAULT)?;
+    classified(&parsed, sql)
+}
+
+/// [`classify_now`] for the classifier's misses: the parse is kept (see `parse.rs`)
+/// for the lineage that may follow. Others (catalog reads, `pgmoat explain`) do not
+/// keep theirs: they would push statements' trees out.
+fn classify_kept(sql: &str) -> Result<Classified, ClassifyError> {
+    let parsed = parse::parse(sql)?;
+    classified(&parsed, sql)
+}
+
+fn classified(parsed: &parse::Parsed, sql: &str) -> Result<Classified, ClassifyError> {
     let mut sensitive = false;
-    let statements =
-        parse_statements_inner(sql, 0, pg_query::ParserOptions::DEFAULT, &mut sensitive)?;
+    let statements = statements::statements(parsed, sql, 0, &mut sensitive)?;
     Ok(Classified {
         statements,
         literal_sensitive: sensitive,
     })
-}
-
-fn parse_statements(sql: &str, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
-    parse_statements_with(sql, depth, pg_query::ParserOptions::DEFAULT)
-}
-
-fn parse_statements_with(
-    sql: &str,
-    depth: usize,
-    options: pg_query::ParserOptions,
-) -> Result<Vec<Facts>, ClassifyError> {
-    let mut ignored = false;
-    parse_statements_inner(sql, depth, options, &mut ignored)
-}
-
-fn parse_statements_inner(
-    sql: &str,
-    depth: usize,
-    options: pg_query::ParserOptions,
-    sensitive: &mut bool,
-) -> Result<Vec<Facts>, ClassifyError> {
-    let parsed = pg_query::parse(sql, options).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-    let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
-    for raw in &parsed.protobuf.stmts {
-        let text = statement_text(sql, raw.stmt_location, raw.stmt_len);
-        let tree = tree::to_tree(&raw.stmt).map_err(|e| ClassifyError::Parse(e.to_string()))?;
-        let mut walker = Walker::new(text);
-        walker.walk(&tree, "", "stmt");
-        let (mut facts, bodies, literal_sensitive) = walker.finish();
-        *sensitive |= literal_sensitive;
-        for body in bodies {
-            if depth >= MAX_BODY_DEPTH {
-                facts.unanalysable = Some("code nested too deeply to follow".into());
-                break;
-            }
-            let inner = match body {
-                Body::Sql(code) => parse_statements(&code, depth + 1),
-                Body::Plpgsql(stmt) => plpgsql::facts(&stmt, depth + 1),
-            };
-            match inner {
-                Ok(list) => {
-                    for f in list {
-                        merge(&mut facts, f);
-                    }
-                }
-                Err(e) => {
-                    facts.unanalysable = Some(format!("a body that cannot be parsed ({e})"));
-                }
-            }
-        }
-        out.push(facts);
-    }
-    Ok(out)
-}
-
-/// The text of one statement in a multi-statement string (locations are bytes).
-fn statement_text(sql: &str, location: i32, len: i32) -> &str {
-    let start = usize::try_from(location).unwrap_or(0).min(sql.len());
-    let end = if len <= 0 {
-        sql.len()
-    } else {
-        (start + len as usize).min(sql.len())
-    };
-    sql.get(start..end).unwrap_or(sql)
-}
-
-/// Fold the facts of code run by a statement into the statement's own.
-pub fn merge(into: &mut Facts, from: Facts) {
-    into.kinds
-        .extend(from.kinds.into_iter().filter(|k| *k != Kind::Other));
-    into.tables_read.extend(from.tables_read);
-    into.executes.extend(from.executes);
-    into.tables_written.extend(from.tables_written);
-    into.unqualified_tables.extend(from.unqualified_tables);
-    into.columns.extend(from.columns);
-    into.functions.extend(from.functions);
-    into.operators.extend(from.operators);
-    into.type_casts.extend(from.type_casts);
-    into.settings.extend(from.settings);
-    into.copy.extend(from.copy);
-    into.where_.missing |= from.where_.missing;
-    into.where_.tautology |= from.where_.tautology;
-    into.where_.applies |= from.where_.applies;
-    into.where_.if_not_null.extend(from.where_.if_not_null);
-    if into.unanalysable.is_none() {
-        into.unanalysable = from.unanalysable;
-    }
-    if into.rereads_sql.is_none() {
-        into.rereads_sql = from.rereads_sql;
-    }
 }
 
 /// Work for a parse thread (anything that runs libpg_query or walks its deep trees).
@@ -361,7 +273,7 @@ impl Classifier {
         }
         let owned = sql.to_owned();
         let result = self
-            .on_parse_thread(move || classify_now(&owned).map(Arc::new))
+            .on_parse_thread(move || classify_kept(&owned).map(Arc::new))
             .await?;
         if let Ok(c) = &result {
             let (map, k): (&Cache, Box<str>) = match key {

@@ -19,7 +19,14 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{merge, parse_statements_with, ClassifyError, Facts};
+use super::error::ClassifyError;
+use super::facts::{merge, Facts};
+
+/// The caller's reading of embedded SQL (text, depth, parser options): it owns the
+/// statement walk, which calls back here for PL/pgSQL bodies. Passed in rather than
+/// imported, so the two do not depend on each other.
+pub type SqlFacts<'a> =
+    &'a dyn Fn(&str, usize, pg_query::ParserOptions) -> Result<Vec<Facts>, ClassifyError>;
 
 /// A PL/pgSQL body to classify.
 #[derive(Debug, Clone)]
@@ -42,7 +49,7 @@ pub enum Trigger {
     Event,
 }
 
-pub fn facts(code: &Code, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
+pub fn facts(code: &Code, depth: usize, sql: SqlFacts<'_>) -> Result<Vec<Facts>, ClassifyError> {
     let plain;
     let (statement, source) = match code.trigger {
         Trigger::No => (code.statement.as_str(), code.source.as_str()),
@@ -86,7 +93,7 @@ pub fn facts(code: &Code, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
     }
     let expressions = declared.defaults.into_iter().map(|d| (d, 2));
     for (query, mode) in read.queries.into_iter().chain(expressions) {
-        match classify_expression(&query, mode, depth) {
+        match classify_expression(&query, mode, depth, sql) {
             Ok(list) => {
                 for f in list {
                     merge(&mut out, f);
@@ -303,7 +310,12 @@ fn fold(ident: &str) -> String {
 }
 
 /// An embedded expression: a whole statement, an expression, or an assignment.
-fn classify_expression(query: &str, mode: i64, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
+fn classify_expression(
+    query: &str,
+    mode: i64,
+    depth: usize,
+    sql: SqlFacts<'_>,
+) -> Result<Vec<Facts>, ClassifyError> {
     use pg_query::ParserOptions as P;
     let first = match mode {
         2 => P::PLPGSQL_EXPR,
@@ -314,7 +326,7 @@ fn classify_expression(query: &str, mode: i64, depth: usize) -> Result<Vec<Facts
     };
     let mut last = None;
     for options in [first, P::DEFAULT, P::PLPGSQL_EXPR, P::PLPGSQL_ASSIGN1] {
-        match parse_statements_with(query, depth, options) {
+        match sql(query, depth, options) {
             Ok(f) => return Ok(f),
             Err(e) => last = Some(e),
         }

@@ -6,10 +6,14 @@
 //! Serializer rather than as `serde_json::Value`: field names stay `&'static str`
 //! (no allocation per field) and objects are small vectors rather than B-trees. On
 //! pgbench's statements the conversion took a quarter of a cache miss as JSON values.
+//! A node's fields carry its kind, typed (see `node.rs`).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::ser::{self, Serialize};
+
+use super::node_kind::NodeKind;
 
 /// A value of the tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,31 +29,46 @@ pub enum Value {
 
 /// A struct's fields (or an enum variant: one entry), in declaration order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Map(Vec<(&'static str, Value)>);
+pub struct Map {
+    fields: Vec<(&'static str, Value)>,
+    /// What node these are the fields of (`Other`: not a node's).
+    kind: NodeKind,
+}
 
 impl Map {
+    fn with_capacity(n: usize) -> Map {
+        Map {
+            fields: Vec::with_capacity(n),
+            kind: NodeKind::Other,
+        }
+    }
+
+    pub fn kind(&self) -> NodeKind {
+        self.kind
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| *k == key)
+        self.fields.iter().any(|(k, _)| *k == key)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
-        self.0.iter().map(|(k, v)| (*k, v))
+        self.fields.iter().map(|(k, v)| (*k, v))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.iter().map(|(k, _)| *k)
+        self.fields.iter().map(|(k, _)| *k)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.fields.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.fields.len()
     }
 }
 
@@ -60,7 +79,7 @@ impl<'a> IntoIterator for &'a Map {
         fn(&'a (&'static str, Value)) -> (&'static str, &'a Value),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (*k, v))
+        self.fields.iter().map(|(k, v)| (*k, v))
     }
 }
 
@@ -111,7 +130,19 @@ impl Value {
 
 /// Build the tree of any protobuf value.
 pub fn to_tree<T: Serialize + ?Sized>(v: &T) -> Result<Value, Error> {
-    v.serialize(Tree)
+    Ok(to_tree_measured(v)?.0)
+}
+
+/// [`to_tree`], with how many values deep the tree goes. A tree kept beyond the parse
+/// threads (in a cache) may be dropped on a small stack, and dropping recurses as deep
+/// as the tree: the depth says whether that is safe.
+pub fn to_tree_measured<T: Serialize + ?Sized>(v: &T) -> Result<(Value, usize), Error> {
+    let deepest = Cell::new(0);
+    let tree = v.serialize(Tree {
+        depth: 0,
+        deepest: &deepest,
+    })?;
+    Ok((tree, deepest.get()))
 }
 
 /// What cannot be in a parse tree (maps with non-string keys and the like).
@@ -132,33 +163,55 @@ impl ser::Error for Error {
     }
 }
 
-struct Tree;
+/// The serializer, at some depth of the tree; `deepest` is the tree's depth so far.
+#[derive(Clone, Copy)]
+struct Tree<'d> {
+    depth: usize,
+    deepest: &'d Cell<usize>,
+}
+
+impl<'d> Tree<'d> {
+    /// The serializer for a value one level further down.
+    fn child(self) -> Tree<'d> {
+        let depth = self.depth + 1;
+        if depth > self.deepest.get() {
+            self.deepest.set(depth);
+        }
+        Tree {
+            depth,
+            deepest: self.deepest,
+        }
+    }
+}
 
 fn unsupported(what: &str) -> Error {
     Error(format!("a parse tree does not hold {what}"))
 }
 
 /// Array and struct builders (and an enum variant's, wrapped when done).
-pub struct Seq(Vec<Value>, Option<&'static str>);
-pub struct Fields(Map, Option<&'static str>);
+pub struct Seq<'d>(Vec<Value>, Option<&'static str>, Tree<'d>);
+pub struct Fields<'d>(Map, Option<&'static str>, Tree<'d>);
 
 fn tagged(variant: Option<&'static str>, v: Value) -> Value {
     match variant {
-        Some(name) => Value::Object(Map(vec![(name, v)])),
+        Some(name) => Value::Object(Map {
+            fields: vec![(name, v)],
+            kind: NodeKind::Other,
+        }),
         None => v,
     }
 }
 
-impl ser::Serializer for Tree {
+impl<'d> ser::Serializer for Tree<'d> {
     type Ok = Value;
     type Error = Error;
-    type SerializeSeq = Seq;
-    type SerializeTuple = Seq;
-    type SerializeTupleStruct = Seq;
-    type SerializeTupleVariant = Seq;
+    type SerializeSeq = Seq<'d>;
+    type SerializeTuple = Seq<'d>;
+    type SerializeTupleStruct = Seq<'d>;
+    type SerializeTupleVariant = Seq<'d>;
     type SerializeMap = ser::Impossible<Value, Error>;
-    type SerializeStruct = Fields;
-    type SerializeStructVariant = Fields;
+    type SerializeStruct = Fields<'d>;
+    type SerializeStructVariant = Fields<'d>;
 
     fn serialize_bool(self, v: bool) -> Result<Value, Error> {
         Ok(Value::Bool(v))
@@ -234,21 +287,32 @@ impl ser::Serializer for Tree {
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
-        _: u32,
+        name: &'static str,
+        index: u32,
         variant: &'static str,
         v: &T,
     ) -> Result<Value, Error> {
-        Ok(tagged(Some(variant), v.serialize(Tree)?))
+        let mut inner = v.serialize(self.child())?;
+        // pg_query's node enum: its variant's fields know their kind.
+        if name == "Node" {
+            if let Value::Object(fields) = &mut inner {
+                fields.kind = NodeKind::from_variant(index, variant);
+            }
+        }
+        Ok(tagged(Some(variant), inner))
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Seq, Error> {
-        Ok(Seq(Vec::with_capacity(len.unwrap_or(0)), None))
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'d>, Error> {
+        Ok(Seq(
+            Vec::with_capacity(len.unwrap_or(0)),
+            None,
+            self.child(),
+        ))
     }
-    fn serialize_tuple(self, len: usize) -> Result<Seq, Error> {
-        Ok(Seq(Vec::with_capacity(len), None))
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'d>, Error> {
+        Ok(Seq(Vec::with_capacity(len), None, self.child()))
     }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq, Error> {
-        Ok(Seq(Vec::with_capacity(len), None))
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'d>, Error> {
+        Ok(Seq(Vec::with_capacity(len), None, self.child()))
     }
     fn serialize_tuple_variant(
         self,
@@ -256,14 +320,14 @@ impl ser::Serializer for Tree {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Seq, Error> {
-        Ok(Seq(Vec::with_capacity(len), Some(variant)))
+    ) -> Result<Seq<'d>, Error> {
+        Ok(Seq(Vec::with_capacity(len), Some(variant), self.child()))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
         Err(unsupported("a map"))
     }
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields, Error> {
-        Ok(Fields(Map(Vec::with_capacity(len)), None))
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields<'d>, Error> {
+        Ok(Fields(Map::with_capacity(len), None, self.child()))
     }
     fn serialize_struct_variant(
         self,
@@ -271,14 +335,14 @@ impl ser::Serializer for Tree {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Fields, Error> {
-        Ok(Fields(Map(Vec::with_capacity(len)), Some(variant)))
+    ) -> Result<Fields<'d>, Error> {
+        Ok(Fields(Map::with_capacity(len), Some(variant), self.child()))
     }
 }
 
-impl Seq {
+impl Seq<'_> {
     fn push<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.0.push(v.serialize(Tree)?);
+        self.0.push(v.serialize(self.2)?);
         Ok(())
     }
     fn done(self) -> Value {
@@ -289,7 +353,7 @@ impl Seq {
 /// The four sequence-like builders are one: elements in order.
 macro_rules! seq_builder {
     ($($trait:ident :: $method:ident),*) => {$(
-        impl ser::$trait for Seq {
+        impl ser::$trait for Seq<'_> {
             type Ok = Value;
             type Error = Error;
             fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
@@ -309,10 +373,10 @@ seq_builder!(
     SerializeTupleVariant::serialize_field
 );
 
-impl Fields {
+impl Fields<'_> {
     fn push<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), Error> {
-        let v = v.serialize(Tree)?;
-        self.0 .0.push((key, v));
+        let v = v.serialize(self.2)?;
+        self.0.fields.push((key, v));
         Ok(())
     }
     fn done(self) -> Value {
@@ -323,7 +387,7 @@ impl Fields {
 /// A struct and a struct variant build alike: fields in order.
 macro_rules! fields_builder {
     ($($trait:ident),*) => {$(
-        impl ser::$trait for Fields {
+        impl ser::$trait for Fields<'_> {
             type Ok = Value;
             type Error = Error;
             fn serialize_field<T: Serialize + ?Sized>(

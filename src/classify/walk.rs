@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 
 use super::tree::{Map, Value};
 
+use super::node::{bool_field as b, int_field as i, node, nonempty, str_field as s};
+pub use super::node::{list_items, name_list, unwrap_node};
+use super::node_kind::NodeKind;
+
 use super::facts::{CopyEnd, Facts, Kind};
 use super::plpgsql::Code;
 
@@ -47,53 +51,6 @@ pub enum Body {
     Sql(String),
 }
 
-fn s<'v>(map: &'v Map, key: &str) -> &'v str {
-    map.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn b(map: &Map, key: &str) -> bool {
-    map.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-fn i(map: &Map, key: &str) -> i64 {
-    map.get(key).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn nonempty(map: &Map, key: &str) -> bool {
-    match map.get(key) {
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Null) | None => false,
-        Some(_) => true,
-    }
-}
-
-/// The node inside a `{"node": {"Type": {...}}}` wrapper.
-pub fn unwrap_node(v: &Value) -> Option<(&str, &Map)> {
-    let inner = v.as_object()?.get("node")?.as_object()?;
-    let (ty, body) = inner.iter().next()?;
-    Some((ty, body.as_object()?))
-}
-
-/// The strings of a list of `String` nodes (names like `pg_catalog.pg_read_file`).
-pub fn name_list(v: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = v else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|n| match unwrap_node(n) {
-            Some(("String", m)) => Some(s(m, "sval").to_owned()),
-            Some(("AStar", _)) => Some("*".to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The items of a `List` node.
-pub(super) fn list_items(v: &Value) -> Option<&Value> {
-    v.get("node")?.get("List")?.get("items")
-}
-
 fn list_items_of(v: Option<&Value>) -> Option<&Value> {
     v.and_then(list_items)
 }
@@ -103,16 +60,16 @@ fn def_elems(list: Option<&Value>) -> impl Iterator<Item = (&str, &Map)> {
     list.and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|o| match unwrap_node(o) {
-            Some(("DefElem", d)) => Some((s(d, "defname"), d)),
+        .filter_map(|o| match node(o) {
+            Some((NodeKind::DefElem, d)) => Some((s(d, "defname"), d)),
             _ => None,
         })
 }
 
 /// A `DefElem`'s string argument, lower-cased (`LANGUAGE plpgsql`).
 fn string_arg(d: &Map) -> Option<String> {
-    match d.get("arg").and_then(unwrap_node) {
-        Some(("String", st)) => Some(s(st, "sval").to_ascii_lowercase()),
+    match d.get("arg").and_then(node) {
+        Some((NodeKind::String, st)) => Some(s(st, "sval").to_ascii_lowercase()),
         _ => None,
     }
 }
@@ -154,7 +111,7 @@ impl Target {
     fn mentioned(&self, v: &Value) -> bool {
         match v {
             Value::Object(m) => {
-                if let Some(("ColumnRef", c)) = unwrap_node(v) {
+                if let Some((NodeKind::ColumnRef, c)) = node(v) {
                     let f = name_list(c.get("fields"));
                     let hit = match f.as_slice() {
                         [_] => true,
@@ -178,7 +135,7 @@ impl Target {
 fn any_column(v: &Value) -> bool {
     match v {
         Value::Object(m) => {
-            matches!(unwrap_node(v), Some(("ColumnRef", _)))
+            matches!(node(v), Some((NodeKind::ColumnRef, _)))
                 || m.iter().any(|(_, child)| any_column(child))
         }
         Value::Array(items) => items.iter().any(any_column),
@@ -202,14 +159,14 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
             .map(|a| s(a, "aliasname").to_owned())
             .filter(|a| !a.is_empty())
     };
-    let (qual, keeps): (String, Option<Vec<String>>) = match unwrap_node(source) {
-        Some(("RangeVar", r)) if same_table(r) => (
+    let (qual, keeps): (String, Option<Vec<String>>) = match node(source) {
+        Some((NodeKind::RangeVar, r)) if same_table(r) => (
             alias_of(r).unwrap_or_else(|| s(r, "relname").to_owned()),
             None,
         ),
-        Some(("RangeSubselect", sub)) => {
+        Some((NodeKind::RangeSubselect, sub)) => {
             let Some(q) = alias_of(sub) else { return false };
-            let Some(("SelectStmt", sel)) = sub.get("subquery").and_then(unwrap_node) else {
+            let Some((NodeKind::SelectStmt, sel)) = sub.get("subquery").and_then(node) else {
                 return false;
             };
             let narrowed = [
@@ -227,7 +184,7 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
                 || i(sel, "op") > 1;
             let from = sel.get("from_clause").and_then(Value::as_array);
             let from_self = matches!(from.map(Vec::as_slice),
-                Some([f]) if matches!(unwrap_node(f), Some(("RangeVar", r)) if same_table(r)));
+                Some([f]) if matches!(node(f), Some((NodeKind::RangeVar, r)) if same_table(r)));
             if narrowed || !from_self {
                 return false;
             }
@@ -239,10 +196,10 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
                 .into_iter()
                 .flatten()
             {
-                let Some(("ResTarget", rt)) = unwrap_node(t) else {
+                let Some((NodeKind::ResTarget, rt)) = node(t) else {
                     return false;
                 };
-                let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
+                let Some((NodeKind::ColumnRef, c)) = rt.get("val").and_then(node) else {
                     return false;
                 };
                 let Some(col) = name_list(c.get("fields")).pop() else {
@@ -271,8 +228,8 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
     let mut conjuncts = vec![on];
     let mut equalities = 0;
     while let Some(c) = conjuncts.pop() {
-        match unwrap_node(c) {
-            Some(("BoolExpr", b))
+        match node(c) {
+            Some((NodeKind::BoolExpr, b))
                 if b.get("boolop").and_then(Value::as_i64)
                     == Some(pg_query::protobuf::BoolExprType::AndExpr as i64) =>
             {
@@ -283,14 +240,14 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
                         .flatten(),
                 );
             }
-            Some(("AExpr", a)) => {
+            Some((NodeKind::AExpr, a)) => {
                 use pg_query::protobuf::AExprKind;
                 let kind = i(a, "kind");
                 let eq = name_list(a.get("name")).last().map(String::as_str) == Some("=")
                     && (kind == AExprKind::AexprOp as i64
                         || kind == AExprKind::AexprNotDistinct as i64);
-                let col = |v: Option<&Value>| match v.and_then(unwrap_node) {
-                    Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
+                let col = |v: Option<&Value>| match v.and_then(node) {
+                    Some((NodeKind::ColumnRef, c)) => match name_list(c.get("fields")).as_slice() {
                         [q, n] => Some((q.clone(), n.clone())),
                         _ => None,
                     },
@@ -313,26 +270,26 @@ fn joins_itself(target: &Target, source: &Value, on: &Value) -> bool {
 }
 
 /// Relations named in these (parent, field) places are written.
-fn written_place(parent: &str, field: &str) -> bool {
+fn written_place(parent: NodeKind, field: &str) -> bool {
     matches!(
         (parent, field),
-        ("InsertStmt", "relation")
-            | ("UpdateStmt", "relation")
-            | ("DeleteStmt", "relation")
-            | ("MergeStmt", "relation")
-            | ("TruncateStmt", "relations")
-            | ("CreateStmt", "relation")
-            | ("AlterTableStmt", "relation")
-            | ("IndexStmt", "relation")
-            | ("IntoClause", "rel")
-            | ("RefreshMatViewStmt", "relation")
-            | ("ClusterStmt", "relation")
-            | ("ViewStmt", "view")
-            | ("RuleStmt", "relation")
-            | ("CreateTrigStmt", "relation")
-            | ("CreatePolicyStmt", "table")
-            | ("AlterPolicyStmt", "table")
-            | ("RenameStmt", "relation")
+        (NodeKind::InsertStmt, "relation")
+            | (NodeKind::UpdateStmt, "relation")
+            | (NodeKind::DeleteStmt, "relation")
+            | (NodeKind::MergeStmt, "relation")
+            | (NodeKind::TruncateStmt, "relations")
+            | (NodeKind::CreateStmt, "relation")
+            | (NodeKind::AlterTableStmt, "relation")
+            | (NodeKind::IndexStmt, "relation")
+            | (NodeKind::IntoClause, "rel")
+            | (NodeKind::RefreshMatViewStmt, "relation")
+            | (NodeKind::ClusterStmt, "relation")
+            | (NodeKind::ViewStmt, "view")
+            | (NodeKind::RuleStmt, "relation")
+            | (NodeKind::CreateTrigStmt, "relation")
+            | (NodeKind::CreatePolicyStmt, "table")
+            | (NodeKind::AlterPolicyStmt, "table")
+            | (NodeKind::RenameStmt, "relation")
     )
 }
 
@@ -353,29 +310,29 @@ impl<'a> Walker<'a> {
 
     /// Walk any JSON value; `parent` is the nearest enclosing node type and `field` the
     /// field of it we are in.
-    pub fn walk(&mut self, v: &Value, parent: &str, field: &str) {
+    pub fn walk(&mut self, v: &Value, parent: NodeKind, field: &str) {
         match v {
             Value::Object(map) => {
-                if let Some((ty, body)) = unwrap_node(v) {
+                if let Some((ty, body)) = node(v) {
                     self.visit(ty, body, parent, field);
                 } else if map.contains_key("relname") && map.contains_key("inh") {
-                    self.visit("RangeVar", map, parent, field);
+                    self.visit(NodeKind::RangeVar, map, parent, field);
                 } else if map.contains_key("funcname") && map.contains_key("agg_star") {
-                    self.visit("FuncCall", map, parent, field);
+                    self.visit(NodeKind::FuncCall, map, parent, field);
                 } else if map.contains_key("objname") && map.contains_key("objargs") {
-                    self.visit("ObjectWithArgs", map, parent, field);
+                    self.visit(NodeKind::ObjectWithArgs, map, parent, field);
                 } else if map.contains_key("ctes") && map.contains_key("recursive") {
-                    self.visit("WithClause", map, parent, field);
+                    self.visit(NodeKind::WithClause, map, parent, field);
                 } else if map.contains_key("rel") && map.contains_key("on_commit") {
-                    self.visit("IntoClause", map, parent, field);
+                    self.visit(NodeKind::IntoClause, map, parent, field);
                 } else if map.contains_key("kind")
                     && map.contains_key("is_local")
                     && map.contains_key("args")
                 {
-                    self.visit("VariableSetStmt", map, parent, field);
+                    self.visit(NodeKind::VariableSetStmt, map, parent, field);
                 } else if map.contains_key("is_grant") && map.contains_key("privileges") {
                     // ALTER DEFAULT PRIVILEGES' GRANT or REVOKE.
-                    self.visit("GrantStmt", map, parent, field);
+                    self.visit(NodeKind::GrantStmt, map, parent, field);
                 } else {
                     for (k, child) in map {
                         self.walk(child, parent, k);
@@ -391,7 +348,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn visit(&mut self, ty: &str, body: &Map, parent: &str, field: &str) {
+    fn visit(&mut self, ty: NodeKind, body: &Map, parent: NodeKind, field: &str) {
         if let Some(kind) = kind_of(ty, body, parent) {
             self.facts.kinds.insert(kind);
         }
@@ -403,13 +360,13 @@ impl<'a> Walker<'a> {
             self.facts.where_.missing = true;
         }
         match ty {
-            "RangeVar" => {
+            NodeKind::RangeVar => {
                 let schema = Some(s(body, "schemaname"))
                     .filter(|x| !x.is_empty())
                     .map(str::to_owned);
                 let name = s(body, "relname").to_owned();
                 let written = written_place(parent, field)
-                    || (parent == "CopyStmt" && self.copy_from_pending);
+                    || (parent == NodeKind::CopyStmt && self.copy_from_pending);
                 if let Some(alias) = body.get("alias").and_then(Value::as_object) {
                     let a = s(alias, "aliasname");
                     if !a.is_empty() {
@@ -421,7 +378,7 @@ impl<'a> Walker<'a> {
                 // server allows, but what it would change cannot be named.
                 if name.eq_ignore_ascii_case("pg_settings")
                     && field == "relation"
-                    && matches!(parent, "InsertStmt" | "DeleteStmt")
+                    && matches!(parent, NodeKind::InsertStmt | NodeKind::DeleteStmt)
                 {
                     // UPDATE pg_settings SET setting = ... changes a setting the rules
                     // cannot name statically.
@@ -431,7 +388,7 @@ impl<'a> Walker<'a> {
                 }
                 self.relations.push((schema, name, written));
             }
-            "FuncCall" => {
+            NodeKind::FuncCall => {
                 let name = name_list(body.get("funcname"));
                 let bare = name
                     .last()
@@ -448,13 +405,18 @@ impl<'a> Walker<'a> {
                 self.add_function(&name);
             }
             // Dropping, commenting on or granting a function does not call it.
-            "ObjectWithArgs" if !matches!(parent, "DropStmt" | "CommentStmt" | "GrantStmt") => {
+            NodeKind::ObjectWithArgs
+                if !matches!(
+                    parent,
+                    NodeKind::DropStmt | NodeKind::CommentStmt | NodeKind::GrantStmt
+                ) =>
+            {
                 self.add_function(&name_list(body.get("objname")));
             }
-            "CreateTrigStmt" | "CreateEventTrigStmt" => {
+            NodeKind::CreateTrigStmt | NodeKind::CreateEventTrigStmt => {
                 self.add_function(&name_list(body.get("funcname")));
             }
-            "DefElem" if parent == "DefineStmt" => {
+            NodeKind::DefElem if parent == NodeKind::DefineStmt => {
                 // CREATE OPERATOR ... (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), ...
                 let def = s(body, "defname").to_ascii_lowercase();
                 if matches!(
@@ -479,47 +441,47 @@ impl<'a> Walker<'a> {
                         | "subscript"
                 ) {
                     if let Some(arg) = body.get("arg") {
-                        let name = match unwrap_node(arg) {
-                            Some(("TypeName", tn)) => name_list(tn.get("names")),
+                        let name = match node(arg) {
+                            Some((NodeKind::TypeName, tn)) => name_list(tn.get("names")),
                             _ => name_list(list_items(arg)),
                         };
                         self.add_function(&name);
                     }
                 }
             }
-            "AExpr" => {
+            NodeKind::AExpr => {
                 let op = name_list(body.get("name")).join(".");
                 if !op.is_empty() {
                     self.facts.operators.insert(op);
                 }
             }
             // `x ### ANY (SELECT ...)` runs the operator too.
-            "SubLink" => {
+            NodeKind::SubLink => {
                 let op = name_list(body.get("oper_name")).join(".");
                 if !op.is_empty() {
                     self.facts.operators.insert(op);
                 }
             }
-            "TypeCast" => {
+            NodeKind::TypeCast => {
                 if let Some(tn) = body.get("type_name").and_then(Value::as_object) {
                     if let Some(last) = name_list(tn.get("names")).last() {
                         self.facts.type_casts.insert(last.to_ascii_lowercase());
                     }
                 }
             }
-            "ColumnRef" => {
+            NodeKind::ColumnRef => {
                 let fields = name_list(body.get("fields"));
                 if !fields.is_empty() {
                     self.raw_columns.push(fields);
                 }
             }
-            "CommonTableExpr" => {
+            NodeKind::CommonTableExpr => {
                 let name = s(body, "ctename");
                 if !name.is_empty() {
                     self.ctes.insert(name.to_owned());
                 }
             }
-            "VariableSetStmt" => {
+            NodeKind::VariableSetStmt => {
                 let name = s(body, "name").to_ascii_lowercase();
                 let kind = i(body, "kind");
                 self.parser_setting(&name, kind, body);
@@ -534,7 +496,7 @@ impl<'a> Walker<'a> {
                     self.facts.settings.insert(name);
                 }
             }
-            "CopyStmt" => {
+            NodeKind::CopyStmt => {
                 if b(body, "is_program") {
                     self.facts.copy.insert(CopyEnd::Program);
                 } else if !s(body, "filename").is_empty() {
@@ -544,8 +506,8 @@ impl<'a> Walker<'a> {
                 }
                 self.copy_from_pending = b(body, "is_from");
             }
-            "UpdateStmt" | "DeleteStmt" => {
-                if ty == "UpdateStmt" {
+            NodeKind::UpdateStmt | NodeKind::DeleteStmt => {
+                if ty == NodeKind::UpdateStmt {
                     self.pg_settings_update(body);
                 }
                 self.facts.where_.applies = true;
@@ -562,7 +524,7 @@ impl<'a> Walker<'a> {
                 }
             }
             // ON CONFLICT DO UPDATE updates: the rows its source conflicts with.
-            "InsertStmt" => {
+            NodeKind::InsertStmt => {
                 if let Some((unbounded, looked)) = upsert_unbounded(body) {
                     self.facts.kinds.insert(Kind::Update);
                     self.facts.where_.applies = true;
@@ -570,8 +532,8 @@ impl<'a> Walker<'a> {
                     self.literal_sensitive |= looked;
                 }
             }
-            "MergeStmt" => self.merge_bounds(body),
-            "MergeWhenClause" => {
+            NodeKind::MergeStmt => self.merge_bounds(body),
+            NodeKind::MergeWhenClause => {
                 use pg_query::protobuf::CmdType;
                 let cmd = i(body, "command_type");
                 if cmd == CmdType::CmdUpdate as i64 {
@@ -582,7 +544,7 @@ impl<'a> Walker<'a> {
                     self.facts.kinds.insert(Kind::Insert);
                 }
             }
-            "DropStmt" => {
+            NodeKind::DropStmt => {
                 use pg_query::protobuf::ObjectType as O;
                 let t = i(body, "remove_type");
                 let tableish = [
@@ -596,7 +558,7 @@ impl<'a> Walker<'a> {
                 if tableish.iter().any(|o| *o as i64 == t) {
                     if let Some(Value::Array(objects)) = body.get("objects") {
                         for obj in objects {
-                            if let Some(("List", l)) = unwrap_node(obj) {
+                            if let Some((NodeKind::List, l)) = node(obj) {
                                 let parts = name_list(l.get("items"));
                                 let (schema, name) = match parts.as_slice() {
                                     [n] => (None, n.clone()),
@@ -609,15 +571,15 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
-            "DoStmt" => self.do_body(body),
-            "CreateFunctionStmt" => self.function_body(body),
-            "PrepareStmt" => {
+            NodeKind::DoStmt => self.do_body(body),
+            NodeKind::CreateFunctionStmt => self.function_body(body),
+            NodeKind::PrepareStmt => {
                 self.facts.prepares.insert(s(body, "name").to_owned());
             }
-            "ExecuteStmt" => {
+            NodeKind::ExecuteStmt => {
                 self.facts.executes.insert(s(body, "name").to_owned());
             }
-            "SelectStmt" if body.get("into_clause").is_some_and(|v| !v.is_null()) => {
+            NodeKind::SelectStmt if body.get("into_clause").is_some_and(|v| !v.is_null()) => {
                 self.facts.kinds.insert(Kind::Create);
             }
             _ => {}
@@ -625,7 +587,7 @@ impl<'a> Walker<'a> {
         for (k, child) in body {
             self.walk(child, ty, k);
         }
-        if ty == "CopyStmt" {
+        if ty == NodeKind::CopyStmt {
             self.copy_from_pending = false;
         }
     }
@@ -671,7 +633,7 @@ impl<'a> Walker<'a> {
             .into_iter()
             .flatten()
         {
-            let Some(("MergeWhenClause", w)) = unwrap_node(clause) else {
+            let Some((NodeKind::MergeWhenClause, w)) = node(clause) else {
                 continue;
             };
             let cmd = i(w, "command_type");

@@ -2,7 +2,7 @@
 //! caller to parse (see [`Body`]).
 
 use super::{
-    def_elems, list_items_of, name_list, s, string_arg, unwrap_node, Body, Map, Value, Walker,
+    def_elems, list_items_of, name_list, node, s, string_arg, Body, Map, NodeKind, Value, Walker,
 };
 use crate::classify::plpgsql::{Code, Trigger};
 
@@ -16,8 +16,8 @@ impl Walker<'_> {
             .unwrap_or_else(|| "plpgsql".into());
         let source = def_elems(body.get("args"))
             .find(|(name, _)| *name == "as")
-            .and_then(|(_, d)| match d.get("arg").and_then(unwrap_node) {
-                Some(("String", st)) => Some(s(st, "sval").to_owned()),
+            .and_then(|(_, d)| match d.get("arg").and_then(node) {
+                Some((NodeKind::String, st)) => Some(s(st, "sval").to_owned()),
                 _ => None,
             });
         if language != "plpgsql" {

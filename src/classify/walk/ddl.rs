@@ -21,108 +21,116 @@
 //! goes), `NO DEPENDS ON EXTENSION`, `ALTER DEFAULT PRIVILEGES ... REVOKE` and
 //! `REVOKE` (revoke, their own kind), `ALTER POLICY` (no sub-command drops).
 
-use super::{b, i, nonempty, s, unwrap_node, Map, Value};
 use crate::classify::facts::Kind;
+use crate::classify::node::{bool_field as b, int_field as i, node, nonempty, str_field as s};
+use crate::classify::node_kind::NodeKind;
+use crate::classify::tree::{Map, Value};
 
 /// Map a node type to the kind it gives a statement, if any.
-pub(super) fn kind_of(ty: &str, body: &Map, parent: &str) -> Option<Kind> {
+pub(super) fn kind_of(ty: NodeKind, body: &Map, parent: NodeKind) -> Option<Kind> {
     Some(match ty {
-        "SelectStmt" => {
+        NodeKind::SelectStmt => {
             // The VALUES list of an INSERT is a SelectStmt too, but not a read.
             let only_values = nonempty(body, "values_lists") && !nonempty(body, "target_list");
-            if only_values && parent == "InsertStmt" {
+            if only_values && parent == NodeKind::InsertStmt {
                 return None;
             }
             Kind::Select
         }
-        "InsertStmt" => Kind::Insert,
-        "UpdateStmt" => Kind::Update,
-        "DeleteStmt" => Kind::Delete,
-        "MergeStmt" => Kind::Merge,
-        "CopyStmt" => {
+        NodeKind::InsertStmt => Kind::Insert,
+        NodeKind::UpdateStmt => Kind::Update,
+        NodeKind::DeleteStmt => Kind::Delete,
+        NodeKind::MergeStmt => Kind::Merge,
+        NodeKind::CopyStmt => {
             if b(body, "is_from") {
                 Kind::CopyFrom
             } else {
                 Kind::CopyTo
             }
         }
-        "CreateExtensionStmt" | "AlterExtensionStmt" | "AlterExtensionContentsStmt" => {
-            Kind::Extension
-        }
-        "AlterSystemStmt" => Kind::AlterSystem,
-        "ViewStmt" | "IndexStmt" | "RuleStmt" | "CompositeTypeStmt" | "DefineStmt"
-        | "CreatedbStmt" => Kind::Create,
-        t if t.starts_with("Create") => Kind::Create,
-        t if t.starts_with("Alter") => Kind::Alter,
-        "DropStmt" => {
+        NodeKind::CreateExtensionStmt
+        | NodeKind::AlterExtensionStmt
+        | NodeKind::AlterExtensionContentsStmt => Kind::Extension,
+        NodeKind::AlterSystemStmt => Kind::AlterSystem,
+        NodeKind::ViewStmt
+        | NodeKind::IndexStmt
+        | NodeKind::RuleStmt
+        | NodeKind::CompositeTypeStmt
+        | NodeKind::DefineStmt
+        | NodeKind::CreatedbStmt => Kind::Create,
+        t if t.name().starts_with("Create") => Kind::Create,
+        t if t.name().starts_with("Alter") => Kind::Alter,
+        NodeKind::DropStmt => {
             if i(body, "remove_type") == pg_query::protobuf::ObjectType::ObjectExtension as i64 {
                 Kind::Extension
             } else {
                 Kind::Drop
             }
         }
-        t if t.starts_with("Drop") => Kind::Drop,
-        "TruncateStmt" => Kind::Truncate,
-        "GrantStmt" | "GrantRoleStmt" => {
+        t if t.name().starts_with("Drop") => Kind::Drop,
+        NodeKind::TruncateStmt => Kind::Truncate,
+        NodeKind::GrantStmt | NodeKind::GrantRoleStmt => {
             if b(body, "is_grant") {
                 Kind::Grant
             } else {
                 Kind::Revoke
             }
         }
-        "CommentStmt" => Kind::Comment,
+        NodeKind::CommentStmt => Kind::Comment,
         // ALTER TABLE/SCHEMA/DOMAIN/FUNCTION ... RENAME: a change like any ALTER (and
         // one the catalog must be read again after).
-        "RenameStmt" | "AlterObjectSchemaStmt" | "AlterOwnerStmt" => Kind::Alter,
+        NodeKind::RenameStmt | NodeKind::AlterObjectSchemaStmt | NodeKind::AlterOwnerStmt => {
+            Kind::Alter
+        }
         // ALTER SYSTEM/ROLE/DATABASE ... SET carry a VariableSetStmt: their settings
         // count, but they are not themselves a SET.
-        "VariableSetStmt" if parent.starts_with("Alter") => return None,
-        "VariableSetStmt" => match s(body, "name").to_ascii_lowercase().as_str() {
+        NodeKind::VariableSetStmt if parent.name().starts_with("Alter") => return None,
+        NodeKind::VariableSetStmt => match s(body, "name").to_ascii_lowercase().as_str() {
             "role" | "session_authorization" => Kind::SetRole,
             _ => Kind::Set,
         },
-        "VariableShowStmt" => Kind::Show,
-        "ExplainStmt" => Kind::Explain,
-        "PrepareStmt" => Kind::Prepare,
-        "ExecuteStmt" => Kind::Execute,
-        "DeallocateStmt" => Kind::Deallocate,
-        "DoStmt" => Kind::Do,
-        "CallStmt" => Kind::Call,
-        "ListenStmt" | "UnlistenStmt" => Kind::Listen,
-        "NotifyStmt" => Kind::Notify,
-        "LockStmt" => Kind::Lock,
-        "VacuumStmt" => {
+        NodeKind::VariableShowStmt => Kind::Show,
+        NodeKind::ExplainStmt => Kind::Explain,
+        NodeKind::PrepareStmt => Kind::Prepare,
+        NodeKind::ExecuteStmt => Kind::Execute,
+        NodeKind::DeallocateStmt => Kind::Deallocate,
+        NodeKind::DoStmt => Kind::Do,
+        NodeKind::CallStmt => Kind::Call,
+        NodeKind::ListenStmt | NodeKind::UnlistenStmt => Kind::Listen,
+        NodeKind::NotifyStmt => Kind::Notify,
+        NodeKind::LockStmt => Kind::Lock,
+        NodeKind::VacuumStmt => {
             if b(body, "is_vacuumcmd") {
                 Kind::Vacuum
             } else {
                 Kind::Analyze
             }
         }
-        "ClusterStmt" => Kind::Cluster,
-        "ReindexStmt" => Kind::Reindex,
-        "RefreshMatViewStmt" => Kind::Refresh,
-        "TransactionStmt" => Kind::Transaction,
-        "DiscardStmt" => Kind::Discard,
-        "CheckPointStmt" => Kind::Checkpoint,
-        "LoadStmt" => Kind::Load,
+        NodeKind::ClusterStmt => Kind::Cluster,
+        NodeKind::ReindexStmt => Kind::Reindex,
+        NodeKind::RefreshMatViewStmt => Kind::Refresh,
+        NodeKind::TransactionStmt => Kind::Transaction,
+        NodeKind::DiscardStmt => Kind::Discard,
+        NodeKind::CheckPointStmt => Kind::Checkpoint,
+        NodeKind::LoadStmt => Kind::Load,
         _ => return None,
     })
 }
 
 /// Whether an ALTER node (or a part of one) drops something (see the module's
 /// comment). Every such node is recognised by its own type, wherever it sits.
-pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
+pub(super) fn alter_drops(ty: NodeKind, body: &Map) -> bool {
     use pg_query::protobuf::{
         AlterPublicationAction as P, AlterSubscriptionType as S, AlterTableType as A,
         AlterTsConfigType as T, DefElemAction as D,
     };
     // Most nodes are neither: one cheap test on the hot path.
-    if !(ty.starts_with("Alter") || ty == "DefElem") {
+    if !(ty.name().starts_with("Alter") || ty == NodeKind::DefElem) {
         return false;
     }
     let is = |field: &str, v: i64| i(body, field) == v;
     match ty {
-        "AlterTableCmd" => {
+        NodeKind::AlterTableCmd => {
             const DROPS: [A; 11] = [
                 A::AtDropColumn,
                 A::AtDropConstraint,
@@ -142,26 +150,26 @@ pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
                 || (sub == A::AtColumnDefault as i64 && !present(body, "def"))
         }
         // 'X' DROP CONSTRAINT, 'N' DROP NOT NULL, 'T' without a default: DROP DEFAULT.
-        "AlterDomainStmt" => match s(body, "subtype") {
+        NodeKind::AlterDomainStmt => match s(body, "subtype") {
             "X" | "N" => true,
             "T" => !present(body, "def"),
             _ => false,
         },
         // ALTER EXTENSION ... DROP: action -1 (ADD is +1).
-        "AlterExtensionContentsStmt" => is("action", -1),
-        "AlterOpFamilyStmt" => b(body, "is_drop"),
-        "AlterTsconfigurationStmt" => is("kind", T::AlterTsconfigDropMapping as i64),
-        "AlterPublicationStmt" => {
+        NodeKind::AlterExtensionContentsStmt => is("action", -1),
+        NodeKind::AlterOpFamilyStmt => b(body, "is_drop"),
+        NodeKind::AlterTsconfigurationStmt => is("kind", T::AlterTsconfigDropMapping as i64),
+        NodeKind::AlterPublicationStmt => {
             is("action", P::ApDropObjects as i64) || is("action", P::ApSetObjects as i64)
         }
-        "AlterSubscriptionStmt" => {
+        NodeKind::AlterSubscriptionStmt => {
             is("kind", S::AlterSubscriptionDropPublication as i64)
                 || is("kind", S::AlterSubscriptionSetPublication as i64)
         }
         // ALTER GROUP ... DROP USER: action -1 (ADD USER is +1).
-        "AlterRoleStmt" => is("action", -1),
+        NodeKind::AlterRoleStmt => is("action", -1),
         // OPTIONS (DROP name).
-        "DefElem" => is("defaction", D::DefelemDrop as i64),
+        NodeKind::DefElem => is("defaction", D::DefelemDrop as i64),
         _ => false,
     }
 }
@@ -169,13 +177,13 @@ pub(super) fn alter_drops(ty: &str, body: &Map) -> bool {
 /// `ALTER TABLE ... ALTER COLUMN ... TYPE ... USING <expr>`: every row's value is
 /// rewritten by an expression of the statement's choosing, as an UPDATE without a WHERE
 /// would (without USING, the server only converts each value to the new type).
-pub(super) fn rewrites_every_row(ty: &str, body: &Map) -> bool {
+pub(super) fn rewrites_every_row(ty: NodeKind, body: &Map) -> bool {
     use pg_query::protobuf::AlterTableType as A;
-    if ty != "AlterTableCmd" || i(body, "subtype") != A::AtAlterColumnType as i64 {
+    if ty != NodeKind::AlterTableCmd || i(body, "subtype") != A::AtAlterColumnType as i64 {
         return false;
     }
-    match body.get("def").and_then(unwrap_node) {
-        Some(("ColumnDef", c)) => present(c, "raw_default"),
+    match body.get("def").and_then(node) {
+        Some((NodeKind::ColumnDef, c)) => present(c, "raw_default"),
         _ => false,
     }
 }

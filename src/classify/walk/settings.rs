@@ -3,20 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use super::{list_items, name_list, s, unwrap_node, Map, Value, Walker};
+use super::{list_items, name_list, node, s, Map, NodeKind, Value, Walker};
 use crate::classify::facts::Kind;
+use crate::classify::node::const_string;
 
 /// The first of `args` when it is a string literal, lowercased (`set_config('role',
 /// ...)`, `SET x = 'off'`).
 fn first_string_arg(body: &Map) -> Option<String> {
     let arg = body.get("args")?.as_array()?.first()?;
-    match unwrap_node(arg) {
-        Some(("AConst", c)) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
+    match node(arg) {
+        Some((NodeKind::AConst, c)) => const_string(c).map(str::to_ascii_lowercase),
         _ => None,
     }
 }
@@ -31,9 +27,9 @@ const PARSER_SETTINGS: &[&str] = &[
 /// The setting names a WHERE over pg_settings picks (None: it could pick any).
 fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
     use pg_query::protobuf::{AExprKind, BoolExprType};
-    let (ty, body) = unwrap_node(w)?;
+    let (ty, body) = node(w)?;
     match ty {
-        "BoolExpr" => {
+        NodeKind::BoolExpr => {
             let op = body.get("boolop")?.as_i64()?;
             let args = body.get("args")?.as_array()?;
             if op == BoolExprType::AndExpr as i64 {
@@ -49,7 +45,7 @@ fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
                 None
             }
         }
-        "AExpr" => {
+        NodeKind::AExpr => {
             let kind = body.get("kind")?.as_i64()?;
             let op = name_list(body.get("name"));
             if op.last().map(String::as_str) != Some("=") {
@@ -81,8 +77,8 @@ fn setting_names(w: &Value, quals: &[String]) -> Option<BTreeSet<String>> {
 
 /// `name` or `<qual>.name`: pg_settings' name column.
 fn is_name_column(v: &Value, quals: &[String]) -> bool {
-    match unwrap_node(v) {
-        Some(("ColumnRef", c)) => match name_list(c.get("fields")).as_slice() {
+    match node(v) {
+        Some((NodeKind::ColumnRef, c)) => match name_list(c.get("fields")).as_slice() {
             [n] => n == "name",
             [q, n] => n == "name" && quals.contains(q),
             _ => false,
@@ -93,14 +89,9 @@ fn is_name_column(v: &Value, quals: &[String]) -> bool {
 
 /// A string literal (possibly cast), lowercased.
 fn string_literal(v: &Value) -> Option<String> {
-    match unwrap_node(v)? {
-        ("AConst", c) => c
-            .get("val")
-            .and_then(|v| v.get("Sval"))
-            .and_then(|v| v.get("sval"))
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase),
-        ("TypeCast", c) => string_literal(c.get("arg")?),
+    match node(v)? {
+        (NodeKind::AConst, c) => const_string(c).map(str::to_ascii_lowercase),
+        (NodeKind::TypeCast, c) => string_literal(c.get("arg")?),
         _ => None,
     }
 }

@@ -1,0 +1,68 @@
+//! SQL text -> one [`Facts`] per statement: the (shared) parse, the walk, and the code
+//! a statement holds (function bodies, DO blocks), followed and folded in.
+
+use super::error::ClassifyError;
+use super::facts::{merge, Facts};
+use super::node_kind::NodeKind;
+use super::parse;
+use super::plpgsql;
+use super::walk::{Body, Walker};
+
+/// Statements nested in bodies (DO inside a function inside a DO...) deeper than this
+/// are refused rather than followed.
+const MAX_BODY_DEPTH: usize = 8;
+
+/// The statements of a `LANGUAGE sql` body.
+fn body_statements(sql: &str, depth: usize) -> Result<Vec<Facts>, ClassifyError> {
+    statements_with(sql, depth, pg_query::ParserOptions::DEFAULT)
+}
+
+/// SQL embedded in PL/pgSQL (an expression or an assignment, by `options`).
+fn statements_with(
+    sql: &str,
+    depth: usize,
+    options: pg_query::ParserOptions,
+) -> Result<Vec<Facts>, ClassifyError> {
+    let mut ignored = false;
+    let parsed = parse::parse_with(sql, options)?;
+    statements(&parsed, sql, depth, &mut ignored)
+}
+
+/// The facts of each statement of `sql`, parsed as `parsed`; `sensitive` is set when
+/// some fact depends on a literal's value (see `Classified::literal_sensitive`).
+pub(super) fn statements(
+    parsed: &parse::Parsed,
+    sql: &str,
+    depth: usize,
+    sensitive: &mut bool,
+) -> Result<Vec<Facts>, ClassifyError> {
+    let mut out = Vec::with_capacity(parsed.statements.len());
+    for statement in &parsed.statements {
+        let mut walker = Walker::new(statement.text(sql));
+        walker.walk(&statement.tree, NodeKind::Other, "stmt");
+        let (mut facts, bodies, literal_sensitive) = walker.finish();
+        *sensitive |= literal_sensitive;
+        for body in bodies {
+            if depth >= MAX_BODY_DEPTH {
+                facts.unanalysable = Some("code nested too deeply to follow".into());
+                break;
+            }
+            let inner = match body {
+                Body::Sql(code) => body_statements(&code, depth + 1),
+                Body::Plpgsql(stmt) => plpgsql::facts(&stmt, depth + 1, &statements_with),
+            };
+            match inner {
+                Ok(list) => {
+                    for f in list {
+                        merge(&mut facts, f);
+                    }
+                }
+                Err(e) => {
+                    facts.unanalysable = Some(format!("a body that cannot be parsed ({e})"));
+                }
+            }
+        }
+        out.push(facts);
+    }
+    Ok(out)
+}
