@@ -243,6 +243,10 @@ pub struct Facts {
     pub operators: BTreeSet<String>,
     /// Types values are cast to: user casts and domains run functions too.
     pub type_casts: BTreeSet<String>,
+    /// Types string literals (and NULL) are cast to (`'x'::t`): a literal is read by
+    /// the type's input function, never through a CREATE CAST function, so only a
+    /// domain's checks can run (a text column's default `'x'::text` runs nothing).
+    pub literal_types: BTreeSet<String>,
     /// Settings changed; `*` when a name could not be determined.
     pub settings: BTreeSet<String>,
     pub copy: BTreeSet<CopyEnd>,
@@ -317,6 +321,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.functions.extend(from.functions);
     into.operators.extend(from.operators);
     into.type_casts.extend(from.type_casts);
+    into.literal_types.extend(from.literal_types);
     into.settings.extend(from.settings);
     into.copy.extend(from.copy);
     into.where_.missing |= from.where_.missing;

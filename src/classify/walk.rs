@@ -465,7 +465,19 @@ impl<'a> Walker<'a> {
             NodeKind::TypeCast => {
                 if let Some(tn) = body.get("type_name").and_then(Value::as_object) {
                     if let Some(last) = name_list(tn.get("names")).last() {
-                        self.facts.type_casts.insert(last.to_ascii_lowercase());
+                        let literal = match body.get("arg").and_then(node) {
+                            Some((NodeKind::AConst, c)) => {
+                                crate::classify::node::const_string(c).is_some()
+                                    || c.get("isnull").and_then(Value::as_bool) == Some(true)
+                            }
+                            _ => false,
+                        };
+                        let into = if literal {
+                            &mut self.facts.literal_types
+                        } else {
+                            &mut self.facts.type_casts
+                        };
+                        into.insert(last.to_ascii_lowercase());
                     }
                 }
             }

@@ -178,6 +178,9 @@ impl Catalog {
                     || self.domains.contains_key(t.as_str())
                     || self.domain_bases.contains_key(t.as_str())
             })
+            || f.literal_types.iter().any(|t| {
+                self.domains.contains_key(t.as_str()) || self.domain_bases.contains_key(t.as_str())
+            })
             || f.functions
                 .iter()
                 .any(|n| self.functions.contains_key(lower(n).as_str()))
@@ -235,8 +238,14 @@ impl Catalog {
                 }
             }
         }
-        for t in &out.type_casts.clone() {
-            if let Some(funcs) = self.casts.get(t.as_str()) {
+        let literal: Vec<String> = out.literal_types.iter().cloned().collect();
+        let cast: Vec<String> = out.type_casts.iter().cloned().collect();
+        for (t, is_literal) in cast
+            .iter()
+            .map(|t| (t, false))
+            .chain(literal.iter().map(|t| (t, true)))
+        {
+            if let Some(funcs) = self.casts.get(t.as_str()).filter(|_| !is_literal) {
                 for x in funcs {
                     changed |= out.functions.insert(x.clone());
                 }

@@ -61,8 +61,8 @@ impl Walker<'_> {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(|p| match unwrap_node(p) {
-                        Some(("FunctionParameter", fp)) => Some(s(fp, "name").to_owned()),
+                    .filter_map(|p| match node(p) {
+                        Some((NodeKind::FunctionParameter, fp)) => Some(s(fp, "name").to_owned()),
                         _ => None,
                     })
                     .collect();
