@@ -1,4 +1,6 @@
-//! Two tenants on one gateway (SPEC section 10): each reaches only its own targets,
+//! Two tenants on the same two nodes of a cluster (SPEC sections 10 and 11), holds
+//! made on one node and decided through the other's API: each reaches only its own
+//! targets,
 //! is judged by its own rules, holds in its own approvals, writes its own audit store
 //! and is seen only through its own admin token; a broken rule file, a connection
 //! flood, a held-statement flood and a failed-login flood in one tenant leave the
@@ -16,6 +18,10 @@ const GLOBEX: &str = "globex-token";
 
 struct Fx {
     gw: TestGateway,
+    /// A second node of the same cluster (its own audit stores), sharing approvals
+    /// and login failures through the state database.
+    gw2: TestGateway,
+    _node2_audit: (TempDir, TempDir),
     acme_rules: TempDir,
     acme_audit: TempDir,
     globex_audit: TempDir,
@@ -72,6 +78,18 @@ async fn fixture() -> Fx {
     .unwrap();
     let acme_audit = TempDir::new("pgmoat-tenant-acme-audit");
     let globex_audit = TempDir::new("pgmoat-tenant-globex-audit");
+    let node2_audit = (
+        TempDir::new("pgmoat-tenant-acme-audit2"),
+        TempDir::new("pgmoat-tenant-globex-audit2"),
+    );
+    pg.create_database("pgmoat_state_tenants").await;
+    pg.connect(&pg.superuser, &pg.password, "pgmoat_state_tenants")
+        .await
+        .unwrap()
+        .batch_execute("DROP SCHEMA IF EXISTS pgmoat CASCADE")
+        .await
+        .unwrap();
+    let state_url = pg.conn_str(&pg.superuser, &pg.password, "pgmoat_state_tenants");
     let yaml = format!(
         "listen: 127.0.0.1:0
 admin:
@@ -80,6 +98,11 @@ admin:
 limits:
   auth_failures: 3
   auth_failure_window: 60s
+cluster:
+  node: NODE
+  state_url_env: STATE_URL
+  heartbeat: 200ms
+  lapse: 1s
 tenants:
   acme:
     targets:
@@ -122,10 +145,24 @@ tenants:
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("STATE_URL".to_string(), state_url)])
     .collect();
-    let gw = start_yaml(&yaml, env).await;
+    let gw = start_yaml(&yaml.replace("node: NODE", "node: t1"), env.clone()).await;
+    let yaml2 = yaml
+        .replace("node: NODE", "node: t2")
+        .replace(
+            &acme_audit.path().display().to_string(),
+            &node2_audit.0.path().display().to_string(),
+        )
+        .replace(
+            &globex_audit.path().display().to_string(),
+            &node2_audit.1.path().display().to_string(),
+        );
+    let gw2 = start_yaml(&yaml2, env).await;
     Fx {
         gw,
+        gw2,
+        _node2_audit: node2_audit,
         acme_rules,
         acme_audit,
         globex_audit,
@@ -142,9 +179,11 @@ impl Fx {
         connect_url(&self.gw.url(user, AGENT_PW, db)).await
     }
 
+    /// The admin API of the second node: everything below decides there what the
+    /// first node holds.
     async fn api(&self, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         http(
-            self.gw.admin.unwrap(),
+            self.gw2.admin.unwrap(),
             &format!(
                 "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
@@ -376,9 +415,19 @@ async fn tenants_are_isolated() {
         "28000",
         "acme's names are blocked for this address"
     );
+    // ... on the other node too, once the failures are in the state database.
+    wait_until("acme blocked on the second node", WAIT_LIMIT, || async {
+        connect_url(&f.gw2.url("acme-agent", AGENT_PW, "demo"))
+            .await
+            .is_err_and(|e| sqlstate(&e) == "28000")
+    })
+    .await;
     f.login("globex-agent", "demo")
         .await
         .expect("globex's logins from the same address still work");
+    connect_url(&f.gw2.url("globex-agent", AGENT_PW, "demo"))
+        .await
+        .expect("on either node");
 }
 
 /// Every line of every segment of a store.
