@@ -19,11 +19,12 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType};
 
+use super::node::{list_items, name_list, node};
+use super::node_kind::NodeKind;
 use super::tautology_fold::{
     bool_text, compare, complementary_pairs, constant, last_name, same_tree_as, Const,
 };
 use super::tautology_schema::Scope;
-use super::walk::{list_items, name_list, unwrap_node};
 
 /// The values a boolean expression can take over the rows.
 #[path = "tautology_forms.rs"]
@@ -216,19 +217,19 @@ impl<'s> Ctx<'s> {
     }
 
     pub(super) fn eval(&self, v: &Value, extra: &[String]) -> Abs {
-        let Some((ty, body)) = unwrap_node(v) else {
+        let Some((ty, body)) = node(v) else {
             return Abs::Value { nullable: true };
         };
         let unknown = Abs::Value { nullable: true };
         match ty {
-            "AConst" => constant(body).map_or(unknown, |c| {
+            NodeKind::AConst => constant(body).map_or(unknown, |c| {
                 let literal = !matches!(c, Const::Bool(_) | Const::Null);
                 Abs::Const(c, literal)
             }),
-            "ColumnRef" if self.scope.param_number(body).is_some() => {
+            NodeKind::ColumnRef if self.scope.param_number(body).is_some() => {
                 self.param(self.scope.param_number(body))
             }
-            "ColumnRef" => match self.row_column(body, extra) {
+            NodeKind::ColumnRef => match self.row_column(body, extra) {
                 Some(col) => Abs::Value {
                     nullable: !self.not_null(col),
                 },
@@ -238,7 +239,7 @@ impl<'s> Ctx<'s> {
                     nullable: !matches!(self.assume, Assume::All),
                 },
             },
-            "TypeCast" => {
+            NodeKind::TypeCast => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -270,7 +271,7 @@ impl<'s> Ctx<'s> {
                     (_, other) => Abs::Const(other, lit),
                 }
             }
-            "BoolExpr" => {
+            NodeKind::BoolExpr => {
                 let op = body.get("boolop").and_then(Value::as_i64).unwrap_or(0);
                 let args: &[Value] = body
                     .get("args")
@@ -288,7 +289,7 @@ impl<'s> Ctx<'s> {
                 }
                 Abs::Bool(self.junction(args, or, extra))
             }
-            "NullTest" => {
+            NodeKind::NullTest => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -310,7 +311,7 @@ impl<'s> Ctx<'s> {
                     unknown
                 }
             }
-            "BooleanTest" => {
+            NodeKind::BooleanTest => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -345,13 +346,13 @@ impl<'s> Ctx<'s> {
                 }
                 Abs::Bool(out)
             }
-            "CoalesceExpr" => self.coalesce(body, extra),
-            "AExpr" => self.a_expr(body, extra),
-            "SubLink" => self.sublink(body, extra),
-            "CaseExpr" => self.case(body, extra),
-            "FuncCall" => self.call(body, extra),
+            NodeKind::CoalesceExpr => self.coalesce(body, extra),
+            NodeKind::AExpr => self.a_expr(body, extra),
+            NodeKind::SubLink => self.sublink(body, extra),
+            NodeKind::CaseExpr => self.case(body, extra),
+            NodeKind::FuncCall => self.call(body, extra),
             // A parameter is the value it is bound to (see `tautology_params`).
-            "ParamRef" => self.param(body.get("number").and_then(Value::as_i64)),
+            NodeKind::ParamRef => self.param(body.get("number").and_then(Value::as_i64)),
             _ => unknown,
         }
     }
@@ -442,12 +443,12 @@ impl<'s> Ctx<'s> {
         let plain = kind == AExprKind::AexprOp as i64;
         let not_distinct = kind == AExprKind::AexprNotDistinct as i64;
         let reflexive_op = matches!(op, "=" | "<=" | ">=") && (plain || not_distinct);
-        if reflexive_op && unwrap_node(l).is_some() && same_tree_as(l, r, true) {
+        if reflexive_op && node(l).is_some() && same_tree_as(l, r, true) {
             // `id * 1 = id * 2` shares its shape with `id * 1 = id * 1`: whether the sides
             // are the same rests on the literals, so no answer holds for the shape.
             self.looked.set(true);
         }
-        if reflexive_op && unwrap_node(l).is_some() && self.same_value(l, r, extra) {
+        if reflexive_op && node(l).is_some() && self.same_value(l, r, extra) {
             // `1 = 1`, `id = id`, `t.id = t2.id` with t2 the written row itself: true
             // wherever the side is not NULL (IS NOT DISTINCT FROM: everywhere).
             let nullable = !not_distinct && self.eval(l, extra).nullable();
@@ -550,8 +551,8 @@ impl<'s> Ctx<'s> {
         if self.scope.knows_nothing() {
             return false; // `t.id = s.id`: two tables, for all it knows
         }
-        match (unwrap_node(l), unwrap_node(r)) {
-            (Some(("ColumnRef", a)), Some(("ColumnRef", b))) => {
+        match (node(l), node(r)) {
+            (Some((NodeKind::ColumnRef, a)), Some((NodeKind::ColumnRef, b))) => {
                 match (
                     self.scope.row_column(a, extra),
                     self.scope.row_column(b, extra),

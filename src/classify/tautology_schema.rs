@@ -18,10 +18,11 @@ pub use bodies::{body_unbounded, plpgsql_unbounded};
 use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
+use super::node::node;
+use super::node_kind::NodeKind;
 use super::tautology::{Assume, Ctx, Poss};
 use super::tautology_fold::{column_fields, Const};
 use super::tree::{Map, Value};
-use super::walk::unwrap_node;
 
 /// Past this many columns the NOT NULL condition is not narrowed down (each try is
 /// one more reading of the clause); it then asks for all of them.
@@ -158,9 +159,11 @@ impl<'v> Scope<'v> {
     fn named_in(&self, v: &Value) -> bool {
         match v {
             Value::Object(m) => {
-                match unwrap_node(v) {
-                    Some(("CurrentOfExpr", _)) => return true,
-                    Some(("ColumnRef", c)) if self.row_column(c, &[]).is_some() => return true,
+                match node(v) {
+                    Some((NodeKind::CurrentOfExpr, _)) => return true,
+                    Some((NodeKind::ColumnRef, c)) if self.row_column(c, &[]).is_some() => {
+                        return true
+                    }
                     _ => {}
                 }
                 m.iter().any(|(_, child)| self.named_in(child))
@@ -328,7 +331,7 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
     }
     let rel = body.get("relation").and_then(Value::as_object)?;
     let scope = Scope::of_relation(rel, body);
-    let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
+    let Some((NodeKind::SelectStmt, sel)) = body.get("select_stmt").and_then(node) else {
         return Some((false, false));
     };
     let (whole, looked) = copies_table(&scope, sel, 0);
@@ -395,8 +398,8 @@ fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
                 .get("node")
                 .and_then(|n| n.get("ResTarget"))
                 .and_then(|rt| rt.get("val"));
-            match val.and_then(unwrap_node) {
-                Some(("ColumnRef", col)) => scope.row_column(col, &quals).is_some(),
+            match val.and_then(node) {
+                Some((NodeKind::ColumnRef, col)) => scope.row_column(col, &quals).is_some(),
                 _ => false,
             }
         });
