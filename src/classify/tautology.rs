@@ -24,135 +24,13 @@ use super::node_kind::NodeKind;
 use super::tautology_fold::{
     bool_text, compare, complementary_pairs, constant, last_name, same_tree_as, Const,
 };
-use super::tautology_schema::Scope;
 
-/// The values a boolean expression can take over the rows.
 #[path = "tautology_forms.rs"]
 mod forms;
+#[path = "tautology_model.rs"]
+mod model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Poss {
-    pub t: bool,
-    pub f: bool,
-    pub n: bool,
-}
-
-impl Poss {
-    pub(super) const ANY: Poss = Poss {
-        t: true,
-        f: true,
-        n: true,
-    };
-    pub(super) const TRUE: Poss = Poss {
-        t: true,
-        f: false,
-        n: false,
-    };
-    const FALSE: Poss = Poss {
-        t: false,
-        f: true,
-        n: false,
-    };
-
-    fn one(b: bool) -> Poss {
-        if b {
-            Poss::TRUE
-        } else {
-            Poss::FALSE
-        }
-    }
-
-    /// True or false, NULL too when `nullable`.
-    pub(super) fn unknown(nullable: bool) -> Poss {
-        Poss {
-            n: nullable,
-            ..Poss::ANY
-        }
-    }
-
-    /// Kleene AND (`or == false`) or OR over every pair of possible values.
-    fn combine(self, o: Poss, or: bool) -> Poss {
-        let vals = |p: Poss| {
-            [(p.t, Some(true)), (p.f, Some(false)), (p.n, None)]
-                .into_iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, v)| v)
-        };
-        let mut out = Poss::default();
-        for a in vals(self) {
-            for b in vals(o) {
-                let r = match (a, b, or) {
-                    (Some(x), Some(y), false) => Some(x && y),
-                    (Some(x), Some(y), true) => Some(x || y),
-                    (Some(false), None, false) | (None, Some(false), false) => Some(false),
-                    (Some(true), None, true) | (None, Some(true), true) => Some(true),
-                    _ => None,
-                };
-                match r {
-                    Some(true) => out.t = true,
-                    Some(false) => out.f = true,
-                    None => out.n = true,
-                }
-            }
-        }
-        out
-    }
-
-    fn not(self) -> Poss {
-        Poss {
-            t: self.f,
-            f: self.t,
-            n: self.n,
-        }
-    }
-}
-
-/// What an expression is known to be.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Abs {
-    /// A constant, and whether it came from a literal the statement's shape leaves
-    /// out (`1`, `'t'`; not the keywords `true`, `NULL`): then answers resting on its
-    /// value are for this text only.
-    Const(Const, bool),
-    Bool(Poss),
-    /// Some value of the row (or of something else), NULL or not.
-    Value {
-        nullable: bool,
-    },
-}
-
-impl Abs {
-    pub(super) fn poss(&self) -> Poss {
-        match self {
-            Abs::Const(Const::Bool(b), _) => Poss::one(*b),
-            Abs::Const(Const::Null, _) => Poss {
-                n: true,
-                ..Poss::default()
-            },
-            Abs::Const(Const::Str(s), _) => bool_text(s).map_or(Poss::ANY, Poss::one),
-            Abs::Const(..) => Poss::unknown(false),
-            Abs::Bool(p) => *p,
-            Abs::Value { nullable } => Poss::unknown(*nullable),
-        }
-    }
-
-    pub(super) fn nullable(&self) -> bool {
-        match self {
-            Abs::Const(c, _) => *c == Const::Null,
-            Abs::Bool(p) => p.n,
-            Abs::Value { nullable } => *nullable,
-        }
-    }
-}
-
-/// Which columns a reading takes to be NOT NULL.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Assume<'a> {
-    /// Every column (the clause's value where nothing is NULL).
-    All,
-    /// Only these columns of the written row (and its system columns).
-    Only(&'a BTreeSet<String>),
-}
+pub(super) use model::{Abs, Assume, Poss, Scope};
 
 /// System columns: never NULL (no user column can take their names).
 const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
