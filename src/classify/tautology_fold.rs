@@ -25,6 +25,14 @@ pub(super) fn last_name(v: Option<&Value>) -> Option<&str> {
     }
 }
 
+/// The `ResTarget` a target list's item is (a SELECT's output column), if it is one.
+pub(super) fn res_target(item: &Value) -> Option<&Map> {
+    match node(item)? {
+        (NodeKind::ResTarget, rt) => Some(rt),
+        _ => None,
+    }
+}
+
 /// A ColumnRef's fields (`*` for a star), without copying; None past four (no name
 /// has more: database, schema, table, column).
 pub(super) fn column_fields(c: &Map) -> Option<([&str; 4], usize)> {

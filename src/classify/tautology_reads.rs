@@ -20,7 +20,7 @@ use super::{alias, present, text};
 use crate::classify::node::{name_list, node};
 use crate::classify::node_kind::NodeKind;
 use crate::classify::tautology::{Abs, Ctx, Poss};
-use crate::classify::tautology_fold::column_fields;
+use crate::classify::tautology_fold::{column_fields, res_target};
 use crate::classify::tree::{Map, Value};
 
 /// Derived tables and CTEs over derived tables: past this, a read is taken to narrow.
@@ -111,7 +111,7 @@ impl Ctx<'_> {
                 .into_iter()
                 .flatten()
                 .map(|t| {
-                    let rt = t.get("node").and_then(|n| n.get("ResTarget"));
+                    let rt = res_target(t);
                     (
                         rt.and_then(|r| r.get("val")),
                         rt.and_then(|r| r.get("name")).and_then(Value::as_str),
@@ -258,11 +258,7 @@ impl Ctx<'_> {
             // `(SELECT true)`: a constant when it reads nothing.
             let outs = sel.get("target_list").and_then(Value::as_array);
             if let Some([out]) = outs.map(Vec::as_slice) {
-                if let Some(val) = out
-                    .get("node")
-                    .and_then(|n| n.get("ResTarget"))
-                    .and_then(|rt| rt.get("val"))
-                {
+                if let Some(val) = res_target(out).and_then(|rt| rt.get("val")) {
                     return self.eval(val, extra);
                 }
             }
@@ -277,8 +273,7 @@ impl Ctx<'_> {
         let Some([out]) = outs.map(Vec::as_slice) else {
             return false;
         };
-        out.get("node")
-            .and_then(|n| n.get("ResTarget"))
+        res_target(out)
             .and_then(|rt| rt.get("val"))
             .and_then(|v| call_arg(v, "unnest"))
             .is_some_and(|arg| self.any_array(test, arg, outer))
@@ -304,8 +299,7 @@ impl Ctx<'_> {
         };
         let outs = sel.get("target_list").and_then(Value::as_array);
         let one_column = matches!(outs.map(Vec::as_slice), Some([out])
-            if matches!(out.get("node").and_then(|n| n.get("ResTarget"))
-                .and_then(|rt| rt.get("val")).and_then(node),
+            if matches!(res_target(out).and_then(|rt| rt.get("val")).and_then(node),
                 Some((NodeKind::ColumnRef, _))));
         one_column
             && call
@@ -390,10 +384,7 @@ fn one_row(sel: &Map) -> bool {
     }
     let outs = sel.get("target_list").and_then(Value::as_array);
     outs.into_iter().flatten().any(|t| {
-        let val = t
-            .get("node")
-            .and_then(|n| n.get("ResTarget"))
-            .and_then(|rt| rt.get("val"));
+        let val = res_target(t).and_then(|rt| rt.get("val"));
         let Some((NodeKind::FuncCall, f)) = val.and_then(node) else {
             return false;
         };

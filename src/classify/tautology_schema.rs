@@ -21,7 +21,7 @@ use super::facts::IfNotNull;
 use super::node::node;
 use super::node_kind::NodeKind;
 use super::tautology::{Assume, Ctx, Poss, Scope};
-use super::tautology_fold::Const;
+use super::tautology_fold::{res_target, Const};
 use super::tree::{Map, Value};
 
 /// Past this many columns the NOT NULL condition is not narrowed down (each try is
@@ -311,10 +311,7 @@ fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
         .into_iter()
         .flatten()
         .all(|t| {
-            let val = t
-                .get("node")
-                .and_then(|n| n.get("ResTarget"))
-                .and_then(|rt| rt.get("val"));
+            let val = res_target(t).and_then(|rt| rt.get("val"));
             match val.and_then(node) {
                 Some((NodeKind::ColumnRef, col)) => scope.row_column(col, &quals).is_some(),
                 _ => false,

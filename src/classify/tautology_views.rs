@@ -61,7 +61,7 @@ fn columns_of(tree: &Value) -> Option<Vec<ViewColumn>> {
         .unwrap_or_else(|| table.clone());
     let mut out = Vec::new();
     for t in sel.get("target_list")?.as_array()? {
-        let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
+        let Some(rt) = super::tautology_fold::res_target(t) else {
             continue;
         };
         let Some((NodeKind::ColumnRef, c)) = rt.get("val").and_then(node) else {
