@@ -12,13 +12,6 @@ pub fn node(v: &Value) -> Option<(NodeKind, &Map)> {
     Some((body.kind(), body))
 }
 
-/// [`node`] by name. For walkers not yet typed: use [`node`].
-pub fn unwrap_node(v: &Value) -> Option<(&str, &Map)> {
-    let inner = v.as_object()?.get("node")?.as_object()?;
-    let (ty, body) = inner.iter().next()?;
-    Some((ty, body.as_object()?))
-}
-
 /// The strings of a list of `String` nodes (names like `pg_catalog.pg_read_file`).
 pub fn name_list(v: Option<&Value>) -> Vec<String> {
     let Some(Value::Array(items)) = v else {

@@ -19,139 +19,18 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, NullTestType};
 
+use super::node::{list_items, name_list, node};
+use super::node_kind::NodeKind;
 use super::tautology_fold::{
     bool_text, compare, complementary_pairs, constant, last_name, same_tree_as, Const,
 };
-use super::tautology_schema::Scope;
-use super::walk::{list_items, name_list, unwrap_node};
 
-/// The values a boolean expression can take over the rows.
 #[path = "tautology_forms.rs"]
 mod forms;
+#[path = "tautology_model.rs"]
+mod model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Poss {
-    pub t: bool,
-    pub f: bool,
-    pub n: bool,
-}
-
-impl Poss {
-    pub(super) const ANY: Poss = Poss {
-        t: true,
-        f: true,
-        n: true,
-    };
-    pub(super) const TRUE: Poss = Poss {
-        t: true,
-        f: false,
-        n: false,
-    };
-    const FALSE: Poss = Poss {
-        t: false,
-        f: true,
-        n: false,
-    };
-
-    fn one(b: bool) -> Poss {
-        if b {
-            Poss::TRUE
-        } else {
-            Poss::FALSE
-        }
-    }
-
-    /// True or false, NULL too when `nullable`.
-    pub(super) fn unknown(nullable: bool) -> Poss {
-        Poss {
-            n: nullable,
-            ..Poss::ANY
-        }
-    }
-
-    /// Kleene AND (`or == false`) or OR over every pair of possible values.
-    fn combine(self, o: Poss, or: bool) -> Poss {
-        let vals = |p: Poss| {
-            [(p.t, Some(true)), (p.f, Some(false)), (p.n, None)]
-                .into_iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, v)| v)
-        };
-        let mut out = Poss::default();
-        for a in vals(self) {
-            for b in vals(o) {
-                let r = match (a, b, or) {
-                    (Some(x), Some(y), false) => Some(x && y),
-                    (Some(x), Some(y), true) => Some(x || y),
-                    (Some(false), None, false) | (None, Some(false), false) => Some(false),
-                    (Some(true), None, true) | (None, Some(true), true) => Some(true),
-                    _ => None,
-                };
-                match r {
-                    Some(true) => out.t = true,
-                    Some(false) => out.f = true,
-                    None => out.n = true,
-                }
-            }
-        }
-        out
-    }
-
-    fn not(self) -> Poss {
-        Poss {
-            t: self.f,
-            f: self.t,
-            n: self.n,
-        }
-    }
-}
-
-/// What an expression is known to be.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Abs {
-    /// A constant, and whether it came from a literal the statement's shape leaves
-    /// out (`1`, `'t'`; not the keywords `true`, `NULL`): then answers resting on its
-    /// value are for this text only.
-    Const(Const, bool),
-    Bool(Poss),
-    /// Some value of the row (or of something else), NULL or not.
-    Value {
-        nullable: bool,
-    },
-}
-
-impl Abs {
-    pub(super) fn poss(&self) -> Poss {
-        match self {
-            Abs::Const(Const::Bool(b), _) => Poss::one(*b),
-            Abs::Const(Const::Null, _) => Poss {
-                n: true,
-                ..Poss::default()
-            },
-            Abs::Const(Const::Str(s), _) => bool_text(s).map_or(Poss::ANY, Poss::one),
-            Abs::Const(..) => Poss::unknown(false),
-            Abs::Bool(p) => *p,
-            Abs::Value { nullable } => Poss::unknown(*nullable),
-        }
-    }
-
-    pub(super) fn nullable(&self) -> bool {
-        match self {
-            Abs::Const(c, _) => *c == Const::Null,
-            Abs::Bool(p) => p.n,
-            Abs::Value { nullable } => *nullable,
-        }
-    }
-}
-
-/// Which columns a reading takes to be NOT NULL.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Assume<'a> {
-    /// Every column (the clause's value where nothing is NULL).
-    All,
-    /// Only these columns of the written row (and its system columns).
-    Only(&'a BTreeSet<String>),
-}
+pub(super) use model::{Abs, Assume, Poss, Scope};
 
 /// System columns: never NULL (no user column can take their names).
 const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
@@ -216,19 +95,19 @@ impl<'s> Ctx<'s> {
     }
 
     pub(super) fn eval(&self, v: &Value, extra: &[String]) -> Abs {
-        let Some((ty, body)) = unwrap_node(v) else {
+        let Some((ty, body)) = node(v) else {
             return Abs::Value { nullable: true };
         };
         let unknown = Abs::Value { nullable: true };
         match ty {
-            "AConst" => constant(body).map_or(unknown, |c| {
+            NodeKind::AConst => constant(body).map_or(unknown, |c| {
                 let literal = !matches!(c, Const::Bool(_) | Const::Null);
                 Abs::Const(c, literal)
             }),
-            "ColumnRef" if self.scope.param_number(body).is_some() => {
+            NodeKind::ColumnRef if self.scope.param_number(body).is_some() => {
                 self.param(self.scope.param_number(body))
             }
-            "ColumnRef" => match self.row_column(body, extra) {
+            NodeKind::ColumnRef => match self.row_column(body, extra) {
                 Some(col) => Abs::Value {
                     nullable: !self.not_null(col),
                 },
@@ -238,7 +117,7 @@ impl<'s> Ctx<'s> {
                     nullable: !matches!(self.assume, Assume::All),
                 },
             },
-            "TypeCast" => {
+            NodeKind::TypeCast => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -270,7 +149,7 @@ impl<'s> Ctx<'s> {
                     (_, other) => Abs::Const(other, lit),
                 }
             }
-            "BoolExpr" => {
+            NodeKind::BoolExpr => {
                 let op = body.get("boolop").and_then(Value::as_i64).unwrap_or(0);
                 let args: &[Value] = body
                     .get("args")
@@ -288,7 +167,7 @@ impl<'s> Ctx<'s> {
                 }
                 Abs::Bool(self.junction(args, or, extra))
             }
-            "NullTest" => {
+            NodeKind::NullTest => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -310,7 +189,7 @@ impl<'s> Ctx<'s> {
                     unknown
                 }
             }
-            "BooleanTest" => {
+            NodeKind::BooleanTest => {
                 let Some(arg) = body.get("arg") else {
                     return unknown;
                 };
@@ -345,13 +224,13 @@ impl<'s> Ctx<'s> {
                 }
                 Abs::Bool(out)
             }
-            "CoalesceExpr" => self.coalesce(body, extra),
-            "AExpr" => self.a_expr(body, extra),
-            "SubLink" => self.sublink(body, extra),
-            "CaseExpr" => self.case(body, extra),
-            "FuncCall" => self.call(body, extra),
+            NodeKind::CoalesceExpr => self.coalesce(body, extra),
+            NodeKind::AExpr => self.a_expr(body, extra),
+            NodeKind::SubLink => self.sublink(body, extra),
+            NodeKind::CaseExpr => self.case(body, extra),
+            NodeKind::FuncCall => self.call(body, extra),
             // A parameter is the value it is bound to (see `tautology_params`).
-            "ParamRef" => self.param(body.get("number").and_then(Value::as_i64)),
+            NodeKind::ParamRef => self.param(body.get("number").and_then(Value::as_i64)),
             _ => unknown,
         }
     }
@@ -442,12 +321,12 @@ impl<'s> Ctx<'s> {
         let plain = kind == AExprKind::AexprOp as i64;
         let not_distinct = kind == AExprKind::AexprNotDistinct as i64;
         let reflexive_op = matches!(op, "=" | "<=" | ">=") && (plain || not_distinct);
-        if reflexive_op && unwrap_node(l).is_some() && same_tree_as(l, r, true) {
+        if reflexive_op && node(l).is_some() && same_tree_as(l, r, true) {
             // `id * 1 = id * 2` shares its shape with `id * 1 = id * 1`: whether the sides
             // are the same rests on the literals, so no answer holds for the shape.
             self.looked.set(true);
         }
-        if reflexive_op && unwrap_node(l).is_some() && self.same_value(l, r, extra) {
+        if reflexive_op && node(l).is_some() && self.same_value(l, r, extra) {
             // `1 = 1`, `id = id`, `t.id = t2.id` with t2 the written row itself: true
             // wherever the side is not NULL (IS NOT DISTINCT FROM: everywhere).
             let nullable = !not_distinct && self.eval(l, extra).nullable();
@@ -550,8 +429,8 @@ impl<'s> Ctx<'s> {
         if self.scope.knows_nothing() {
             return false; // `t.id = s.id`: two tables, for all it knows
         }
-        match (unwrap_node(l), unwrap_node(r)) {
-            (Some(("ColumnRef", a)), Some(("ColumnRef", b))) => {
+        match (node(l), node(r)) {
+            (Some((NodeKind::ColumnRef, a)), Some((NodeKind::ColumnRef, b))) => {
                 match (
                     self.scope.row_column(a, extra),
                     self.scope.row_column(b, extra),

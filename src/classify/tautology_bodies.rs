@@ -4,8 +4,9 @@
 //! deletes every row for `f(true)`.
 
 use super::{verdict, Scope};
+use crate::classify::node::node;
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tree::Value;
-use crate::classify::walk::unwrap_node;
 
 /// Whether a SQL function's body has an UPDATE or DELETE whose WHERE some values of
 /// the function's parameters (`params`, by name) make true for every row: `DELETE
@@ -23,7 +24,7 @@ pub fn body_unbounded(code: &str, params: &[String]) -> bool {
 fn writes_unbounded(v: &Value, params: &[String]) -> bool {
     match v {
         Value::Object(m) => {
-            if let Some(("UpdateStmt" | "DeleteStmt", body)) = unwrap_node(v) {
+            if let Some((NodeKind::UpdateStmt | NodeKind::DeleteStmt, body)) = node(v) {
                 if let (Some(w), Some(mut scope)) = (
                     body.get("where_clause").filter(|w| !w.is_null()),
                     Scope::of_write(body),

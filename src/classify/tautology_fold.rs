@@ -3,8 +3,9 @@
 
 use pg_query::protobuf::{AExprKind, BoolExprType};
 
+use super::node::node;
+use super::node_kind::NodeKind;
 use super::tree::{Map, Value};
-use super::walk::unwrap_node;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Const {
@@ -18,8 +19,16 @@ pub(super) enum Const {
 /// The last name of a list of `String` nodes (an operator's), without copying.
 pub(super) fn last_name(v: Option<&Value>) -> Option<&str> {
     let last = v?.as_array()?.last()?;
-    match unwrap_node(last) {
-        Some(("String", m)) => m.get("sval").and_then(Value::as_str),
+    match node(last) {
+        Some((NodeKind::String, m)) => m.get("sval").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// The `ResTarget` a target list's item is (a SELECT's output column), if it is one.
+pub(super) fn res_target(item: &Value) -> Option<&Map> {
+    match node(item)? {
+        (NodeKind::ResTarget, rt) => Some(rt),
         _ => None,
     }
 }
@@ -33,9 +42,9 @@ pub(super) fn column_fields(c: &Map) -> Option<([&str; 4], usize)> {
     }
     let mut out = [""; 4];
     for (slot, item) in out.iter_mut().zip(items) {
-        *slot = match unwrap_node(item) {
-            Some(("String", m)) => m.get("sval").and_then(Value::as_str).unwrap_or(""),
-            Some(("AStar", _)) => "*",
+        *slot = match node(item) {
+            Some((NodeKind::String, m)) => m.get("sval").and_then(Value::as_str).unwrap_or(""),
+            Some((NodeKind::AStar, _)) => "*",
             _ => return None,
         };
     }
@@ -46,8 +55,8 @@ pub(super) fn column_fields(c: &Map) -> Option<([&str; 4], usize)> {
 /// `x IS NULL` and `x IS NOT NULL`, `a = b` and `a <> b` (or `<` and `>=`, ...).
 /// With `any_literal`, literals of any value count as alike (the statement's shape).
 fn complementary(a: &Value, b: &Value, any_literal: bool) -> bool {
-    let negation = |x: &Value, y: &Value| match unwrap_node(x) {
-        Some(("BoolExpr", e))
+    let negation = |x: &Value, y: &Value| match node(x) {
+        Some((NodeKind::BoolExpr, e))
             if e.get("boolop").and_then(Value::as_i64) == Some(BoolExprType::NotExpr as i64) =>
         {
             e.get("args")
@@ -60,13 +69,13 @@ fn complementary(a: &Value, b: &Value, any_literal: bool) -> bool {
     if negation(a, b) || negation(b, a) {
         return true;
     }
-    match (unwrap_node(a), unwrap_node(b)) {
-        (Some(("NullTest", x)), Some(("NullTest", y))) => {
+    match (node(a), node(b)) {
+        (Some((NodeKind::NullTest, x)), Some((NodeKind::NullTest, y))) => {
             let t = |m: &Map| m.get("nulltesttype").and_then(Value::as_i64);
             t(x) != t(y)
                 && matches!((x.get("arg"), y.get("arg")), (Some(p), Some(q)) if same_tree_as(p, q, any_literal))
         }
-        (Some(("AExpr", x)), Some(("AExpr", y))) => {
+        (Some((NodeKind::AExpr, x)), Some((NodeKind::AExpr, y))) => {
             let plain =
                 |m: &Map| m.get("kind").and_then(Value::as_i64) == Some(AExprKind::AexprOp as i64);
             let opposite = matches!(
@@ -123,8 +132,8 @@ pub(super) fn constant(body: &Map) -> Option<Const> {
 /// literals of any value count as equal (the statement's shape).
 pub(super) fn same_tree_as(a: &Value, b: &Value, any_literal: bool) -> bool {
     if any_literal
-        && matches!(unwrap_node(a), Some(("AConst", _)))
-        && matches!(unwrap_node(b), Some(("AConst", _)))
+        && matches!(node(a), Some((NodeKind::AConst, _)))
+        && matches!(node(b), Some((NodeKind::AConst, _)))
     {
         return true;
     }
@@ -215,15 +224,17 @@ pub(super) fn complementary_pairs(args: &[Value]) -> (Vec<(usize, usize)>, bool)
 
 /// Whether an argument is a negated half (`NOT x`, `IS NOT NULL`, `<>`, `>=`, `<=`).
 fn negated(a: &Value) -> bool {
-    match unwrap_node(a) {
-        Some(("BoolExpr", e)) => {
+    match node(a) {
+        Some((NodeKind::BoolExpr, e)) => {
             e.get("boolop").and_then(Value::as_i64) == Some(BoolExprType::NotExpr as i64)
         }
-        Some(("NullTest", n)) => {
+        Some((NodeKind::NullTest, n)) => {
             n.get("nulltesttype").and_then(Value::as_i64)
                 != Some(pg_query::protobuf::NullTestType::IsNull as i64)
         }
-        Some(("AExpr", x)) => matches!(last_name(x.get("name")), Some("<>" | "!=" | ">=" | "<=")),
+        Some((NodeKind::AExpr, x)) => {
+            matches!(last_name(x.get("name")), Some("<>" | "!=" | ">=" | "<="))
+        }
         _ => false,
     }
 }
@@ -233,8 +244,8 @@ fn negated(a: &Value) -> bool {
 /// `>=`; 3: `>` / `<=`; 4: `IS NULL` / `IS NOT NULL`.
 fn polarities(a: &Value) -> Vec<(u8, bool, Vec<&Value>)> {
     let mut out = Vec::with_capacity(2);
-    match unwrap_node(a) {
-        Some(("BoolExpr", e))
+    match node(a) {
+        Some((NodeKind::BoolExpr, e))
             if e.get("boolop").and_then(Value::as_i64) == Some(BoolExprType::NotExpr as i64) =>
         {
             if let Some(inner) = e
@@ -246,14 +257,14 @@ fn polarities(a: &Value) -> Vec<(u8, bool, Vec<&Value>)> {
             }
             return out;
         }
-        Some(("NullTest", n)) => {
+        Some((NodeKind::NullTest, n)) => {
             if let Some(arg) = n.get("arg") {
                 let not = n.get("nulltesttype").and_then(Value::as_i64)
                     != Some(pg_query::protobuf::NullTestType::IsNull as i64);
                 out.push((4, not, vec![arg]));
             }
         }
-        Some(("AExpr", x))
+        Some((NodeKind::AExpr, x))
             if x.get("kind").and_then(Value::as_i64) == Some(AExprKind::AexprOp as i64) =>
         {
             let class = match last_name(x.get("name")).unwrap_or("") {
@@ -290,7 +301,7 @@ fn hash_tree(v: &Value, any_literal: bool, h: &mut impl std::hash::Hasher) {
     use std::hash::Hash;
     match v {
         Value::Object(m) => {
-            if any_literal && matches!(unwrap_node(v), Some(("AConst", _))) {
+            if any_literal && matches!(node(v), Some((NodeKind::AConst, _))) {
                 h.write_u8(1);
                 return;
             }

@@ -11,9 +11,10 @@
 use pg_query::protobuf::AExprKind;
 
 use super::{Abs, Ctx, Poss};
+use crate::classify::node::node;
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tautology_fold::{last_name, Const};
 use crate::classify::tree::{Map, Value};
-use crate::classify::walk::unwrap_node;
 
 /// Arithmetic peeled off one value at most this deep (`id + 0 + 0 ...`).
 const MAX_PEEL: usize = 16;
@@ -25,7 +26,7 @@ impl Ctx<'_> {
     pub(super) fn peel<'v>(&self, v: &'v Value, extra: &[String], any_value: bool) -> &'v Value {
         let mut v = v;
         for _ in 0..MAX_PEEL {
-            if let Some(("CoalesceExpr", c)) = unwrap_node(v) {
+            if let Some((NodeKind::CoalesceExpr, c)) = node(v) {
                 // `coalesce(NULL, x)`, `coalesce($1, x)` bound with NULL: x.
                 match self.past_nulls(c, extra, any_value) {
                     Some(next) => {
@@ -35,13 +36,13 @@ impl Ctx<'_> {
                     None => break,
                 }
             }
-            let Some(("AExpr", e)) = unwrap_node(v) else {
+            let Some((NodeKind::AExpr, e)) = node(v) else {
                 break;
             };
             if e.get("kind").and_then(Value::as_i64) != Some(AExprKind::AexprOp as i64) {
                 break;
             }
-            let l = e.get("lexpr").filter(|x| unwrap_node(x).is_some());
+            let l = e.get("lexpr").filter(|x| node(x).is_some());
             let Some(r) = e.get("rexpr") else { break };
             let is = |side: &Value, want: &Const| {
                 if !self.value_like(side) {
@@ -82,9 +83,9 @@ impl Ctx<'_> {
     /// A literal or parameter (by number, or by name in a function's body), cast or
     /// not: worth evaluating as a constant.
     fn value_like(&self, v: &Value) -> bool {
-        match unwrap_node(v) {
-            Some(("AConst" | "ParamRef" | "TypeCast", _)) => true,
-            Some(("ColumnRef", c)) => self.scope.param_number(c).is_some(),
+        match node(v) {
+            Some((NodeKind::AConst | NodeKind::ParamRef | NodeKind::TypeCast, _)) => true,
+            Some((NodeKind::ColumnRef, c)) => self.scope.param_number(c).is_some(),
             _ => false,
         }
     }
@@ -108,7 +109,7 @@ impl Ctx<'_> {
     /// `CASE`: the values of the branches it can take (a WHEN never true is skipped,
     /// one always true ends it); a simple `CASE x WHEN ...` can take any.
     pub(super) fn case(&self, body: &Map, extra: &[String]) -> Abs {
-        let simple = body.get("arg").is_some_and(|a| unwrap_node(a).is_some());
+        let simple = body.get("arg").is_some_and(|a| node(a).is_some());
         let mut out = Poss::default();
         let mut boolean = false;
         let mut nullable = false;
@@ -122,7 +123,7 @@ impl Ctx<'_> {
         };
         let whens = body.get("args").and_then(Value::as_array);
         for w in whens.into_iter().flatten() {
-            let Some(("CaseWhen", cw)) = unwrap_node(w) else {
+            let Some((NodeKind::CaseWhen, cw)) = node(w) else {
                 return Abs::Value { nullable: true };
             };
             let cond = match (simple, cw.get("expr")) {
@@ -140,7 +141,7 @@ impl Ctx<'_> {
                 return finish(out, boolean, nullable);
             }
         }
-        match body.get("defresult").filter(|d| unwrap_node(d).is_some()) {
+        match body.get("defresult").filter(|d| node(d).is_some()) {
             Some(d) => take(self.eval(d, extra), &mut out),
             None => {
                 out.n = true;
@@ -160,7 +161,7 @@ impl Ctx<'_> {
             Some(2) => {
                 names
                     .and_then(|n| n.first())
-                    .and_then(unwrap_node)
+                    .and_then(node)
                     .and_then(|(_, m)| m.get("sval"))
                     .and_then(Value::as_str)
                     == Some("pg_catalog")
@@ -241,11 +242,11 @@ impl Ctx<'_> {
     pub(super) fn system_bound(&self, l: &Value, op: &str, r: &Value, extra: &[String]) -> bool {
         fn column<'v>(ctx: &Ctx<'_>, v: &'v Value, extra: &[String]) -> Option<&'v str> {
             let mut v = v;
-            while let Some(("TypeCast", c)) = unwrap_node(v) {
+            while let Some((NodeKind::TypeCast, c)) = node(v) {
                 v = c.get("arg")?;
             }
-            match unwrap_node(v) {
-                Some(("ColumnRef", c)) => ctx.scope.row_column(c, extra),
+            match node(v) {
+                Some((NodeKind::ColumnRef, c)) => ctx.scope.row_column(c, extra),
                 _ => None,
             }
         }

@@ -15,9 +15,10 @@
 
 use super::{Scope, Verdict};
 use crate::classify::facts::IfNotNull;
+use crate::classify::node::node;
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tautology_fold::{constant, last_name, Const};
 use crate::classify::tree::Value;
-use crate::classify::walk::unwrap_node;
 
 /// Readings of one WHERE at most (candidate values to the power of live parameters).
 const MAX_READINGS: usize = 512;
@@ -107,9 +108,9 @@ pub(super) fn verdict(
 fn collect(scope: &Scope, v: &Value, out: &mut Vec<i64>) {
     match v {
         Value::Object(m) => {
-            let param = match unwrap_node(v) {
-                Some(("ParamRef", p)) => p.get("number").and_then(Value::as_i64),
-                Some(("ColumnRef", c)) => scope.param_number(c),
+            let param = match node(v) {
+                Some((NodeKind::ParamRef, p)) => p.get("number").and_then(Value::as_i64),
+                Some((NodeKind::ColumnRef, c)) => scope.param_number(c),
                 _ => None,
             };
             if let Some(n) = param {
@@ -118,8 +119,8 @@ fn collect(scope: &Scope, v: &Value, out: &mut Vec<i64>) {
                 }
                 return;
             }
-            match unwrap_node(v) {
-                Some(("AExpr", e)) if compares(e) => {
+            match node(v) {
+                Some((NodeKind::AExpr, e)) if compares(e) => {
                     let (l, r) = (e.get("lexpr"), e.get("rexpr"));
                     for (side, other) in [(l, r), (r, l)] {
                         let Some(side) = side else { continue };
@@ -156,9 +157,9 @@ fn compares(e: &crate::classify::tree::Map) -> bool {
 /// (`$1::int`, `(1, $2)`, `now() - $1::interval`); no column, no subquery.
 fn only_values(scope: &Scope, v: &Value) -> bool {
     match v {
-        Value::Object(m) => match unwrap_node(v) {
-            Some(("ColumnRef", c)) => scope.param_number(c).is_some(),
-            Some(("SubLink", _)) => false,
+        Value::Object(m) => match node(v) {
+            Some((NodeKind::ColumnRef, c)) => scope.param_number(c).is_some(),
+            Some((NodeKind::SubLink, _)) => false,
             _ => m.iter().all(|(_, c)| only_values(scope, c)),
         },
         Value::Array(items) => items.iter().all(|i| only_values(scope, i)),
@@ -169,9 +170,9 @@ fn only_values(scope: &Scope, v: &Value) -> bool {
 /// A column (cast or not): never a condition of its own, so comparing it with a value
 /// is true for some rows only.
 fn is_column(scope: &Scope, v: &Value) -> bool {
-    match unwrap_node(v) {
-        Some(("ColumnRef", c)) => scope.param_number(c).is_none(),
-        Some(("TypeCast", c)) => c.get("arg").is_some_and(|a| is_column(scope, a)),
+    match node(v) {
+        Some((NodeKind::ColumnRef, c)) => scope.param_number(c).is_none(),
+        Some((NodeKind::TypeCast, c)) => c.get("arg").is_some_and(|a| is_column(scope, a)),
         _ => false,
     }
 }
@@ -192,7 +193,7 @@ fn literals(v: &Value, out: &mut Vec<Const>) {
     }
     match v {
         Value::Object(m) => {
-            if let Some(("AConst", c)) = unwrap_node(v) {
+            if let Some((NodeKind::AConst, c)) = node(v) {
                 if let Some(c) = constant(c) {
                     if !out.contains(&c) {
                         out.push(c);

@@ -17,10 +17,11 @@
 use pg_query::protobuf::{SetOperation, SubLinkType};
 
 use super::{alias, present, text};
+use crate::classify::node::{name_list, node};
+use crate::classify::node_kind::NodeKind;
 use crate::classify::tautology::{Abs, Ctx, Poss};
-use crate::classify::tautology_fold::column_fields;
+use crate::classify::tautology_fold::{column_fields, res_target};
 use crate::classify::tree::{Map, Value};
-use crate::classify::walk::{name_list, unwrap_node};
 
 /// Derived tables and CTEs over derived tables: past this, a read is taken to narrow.
 const MAX_DEPTH: usize = 8;
@@ -52,8 +53,8 @@ impl Ctx<'_> {
         if self.scope.knows_nothing() || depth > MAX_DEPTH {
             return false;
         }
-        match unwrap_node(q) {
-            Some(("SelectStmt", sel)) => self.self_select(sel, outer, want, depth),
+        match node(q) {
+            Some((NodeKind::SelectStmt, sel)) => self.self_select(sel, outer, want, depth),
             _ => false,
         }
     }
@@ -88,8 +89,8 @@ impl Ctx<'_> {
         let Some([item]) = from.map(Vec::as_slice) else {
             return false;
         };
-        if let (Want::Values([test], false), Some(("RangeFunction", rf))) =
-            (want, unwrap_node(item))
+        if let (Want::Values([test], false), Some((NodeKind::RangeFunction, rf))) =
+            (want, node(item))
         {
             // `SELECT u FROM unnest(ARRAY(SELECT id FROM t)) u`.
             return !present(sel, "where_clause") && self.unnest_from(rf, sel, test, outer);
@@ -110,7 +111,7 @@ impl Ctx<'_> {
                 .into_iter()
                 .flatten()
                 .map(|t| {
-                    let rt = t.get("node").and_then(|n| n.get("ResTarget"));
+                    let rt = res_target(t);
                     (
                         rt.and_then(|r| r.get("val")),
                         rt.and_then(|r| r.get("name")).and_then(Value::as_str),
@@ -140,7 +141,7 @@ impl Ctx<'_> {
                 let mut any = false;
                 let own = targets().all(|(val, name)| {
                     any = true;
-                    let Some(("ColumnRef", c)) = val.and_then(unwrap_node) else {
+                    let Some((NodeKind::ColumnRef, c)) = val.and_then(node) else {
                         return false;
                     };
                     let Some((f, n)) = column_fields(c) else {
@@ -164,8 +165,8 @@ impl Ctx<'_> {
         local: &[&Map],
         depth: usize,
     ) -> Option<String> {
-        match unwrap_node(item)? {
-            ("RangeVar", r) => {
+        match node(item)? {
+            (NodeKind::RangeVar, r) => {
                 let name = text(r, "relname");
                 let qual = alias(r).unwrap_or_else(|| name.to_owned());
                 let cte = text(r, "schemaname")
@@ -187,7 +188,7 @@ impl Ctx<'_> {
                 };
                 whole.then_some(qual)
             }
-            ("RangeSubselect", s) => {
+            (NodeKind::RangeSubselect, s) => {
                 let renames = s.get("alias").and_then(|a| a.get("colnames"));
                 let whole = !renamed(renames)
                     && s.get("subquery")
@@ -195,7 +196,7 @@ impl Ctx<'_> {
                 alias(s).filter(|_| whole)
             }
             // A sample is rows picked by chance, not by what they hold.
-            ("RangeTableSample", s) => self.source(s.get("relation")?, local, depth),
+            (NodeKind::RangeTableSample, s) => self.source(s.get("relation")?, local, depth),
             _ => None,
         }
     }
@@ -209,7 +210,7 @@ impl Ctx<'_> {
         let Some(sub) = body.get("subselect") else {
             return Abs::Value { nullable: true };
         };
-        let Some(("SelectStmt", sel)) = unwrap_node(sub) else {
+        let Some((NodeKind::SelectStmt, sel)) = node(sub) else {
             return Abs::Value { nullable: true };
         };
         if t == SubLinkType::ExistsSublink as i64 {
@@ -232,8 +233,8 @@ impl Ctx<'_> {
             let eq = op.is_empty() || op.last().map(String::as_str) == Some("=");
             if let (true, Some(test)) = (eq, body.get("testexpr")) {
                 // `(a, b) IN (SELECT a, b ...)`: each of the row's columns.
-                let tests: Vec<&Value> = match unwrap_node(test) {
-                    Some(("RowExpr", r)) => r
+                let tests: Vec<&Value> = match node(test) {
+                    Some((NodeKind::RowExpr, r)) => r
                         .get("args")
                         .and_then(Value::as_array)
                         .map(|a| a.iter().collect())
@@ -257,11 +258,7 @@ impl Ctx<'_> {
             // `(SELECT true)`: a constant when it reads nothing.
             let outs = sel.get("target_list").and_then(Value::as_array);
             if let Some([out]) = outs.map(Vec::as_slice) {
-                if let Some(val) = out
-                    .get("node")
-                    .and_then(|n| n.get("ResTarget"))
-                    .and_then(|rt| rt.get("val"))
-                {
+                if let Some(val) = res_target(out).and_then(|rt| rt.get("val")) {
                     return self.eval(val, extra);
                 }
             }
@@ -276,8 +273,7 @@ impl Ctx<'_> {
         let Some([out]) = outs.map(Vec::as_slice) else {
             return false;
         };
-        out.get("node")
-            .and_then(|n| n.get("ResTarget"))
+        res_target(out)
             .and_then(|rt| rt.get("val"))
             .and_then(|v| call_arg(v, "unnest"))
             .is_some_and(|arg| self.any_array(test, arg, outer))
@@ -294,8 +290,8 @@ impl Ctx<'_> {
         let Some([f]) = functions.map(Vec::as_slice) else {
             return false;
         };
-        let call = match unwrap_node(f) {
-            Some(("List", l)) => l
+        let call = match node(f) {
+            Some((NodeKind::List, l)) => l
                 .get("items")
                 .and_then(Value::as_array)
                 .and_then(|i| i.first()),
@@ -303,9 +299,8 @@ impl Ctx<'_> {
         };
         let outs = sel.get("target_list").and_then(Value::as_array);
         let one_column = matches!(outs.map(Vec::as_slice), Some([out])
-            if matches!(out.get("node").and_then(|n| n.get("ResTarget"))
-                .and_then(|rt| rt.get("val")).and_then(unwrap_node),
-                Some(("ColumnRef", _))));
+            if matches!(res_target(out).and_then(|rt| rt.get("val")).and_then(node),
+                Some((NodeKind::ColumnRef, _))));
         one_column
             && call
                 .and_then(|c| call_arg(c, "unnest"))
@@ -315,13 +310,13 @@ impl Ctx<'_> {
     /// `x = ANY (ARRAY(SELECT ...))`, `x = ANY ((SELECT array_agg(...) ...))`: an IN.
     pub(in crate::classify) fn any_array(&self, l: &Value, r: &Value, extra: &[String]) -> bool {
         let mut r = r;
-        while let Some(("TypeCast", c)) = unwrap_node(r) {
+        while let Some((NodeKind::TypeCast, c)) = node(r) {
             match c.get("arg") {
                 Some(a) => r = a,
                 None => return false,
             }
         }
-        let Some(("SubLink", s)) = unwrap_node(r) else {
+        let Some((NodeKind::SubLink, s)) = node(r) else {
             return false;
         };
         let t = s.get("sub_link_type").and_then(Value::as_i64).unwrap_or(0);
@@ -344,7 +339,7 @@ pub(in crate::classify) fn narrows(sel: &Map) -> bool {
     }
     // LIMIT ALL (a NULL) keeps every row; a count, or a parameter, bounds by count.
     if let Some(l) = sel.get("limit_count").filter(|v| !v.is_null()) {
-        let all = matches!(unwrap_node(l), Some(("AConst", c))
+        let all = matches!(node(l), Some((NodeKind::AConst, c))
             if c.get("isnull").and_then(Value::as_bool).unwrap_or(false));
         if !all {
             return true;
@@ -353,7 +348,7 @@ pub(in crate::classify) fn narrows(sel: &Map) -> bool {
     // DISTINCT ON keeps one row of each group; plain DISTINCT every value.
     sel.get("distinct_clause")
         .and_then(Value::as_array)
-        .is_some_and(|d| d.iter().any(|e| unwrap_node(e).is_some()))
+        .is_some_and(|d| d.iter().any(|e| node(e).is_some()))
 }
 
 /// Built-in aggregates: a SELECT of them without GROUP BY gives one row, always.
@@ -389,11 +384,8 @@ fn one_row(sel: &Map) -> bool {
     }
     let outs = sel.get("target_list").and_then(Value::as_array);
     outs.into_iter().flatten().any(|t| {
-        let val = t
-            .get("node")
-            .and_then(|n| n.get("ResTarget"))
-            .and_then(|rt| rt.get("val"));
-        let Some(("FuncCall", f)) = val.and_then(unwrap_node) else {
+        let val = res_target(t).and_then(|rt| rt.get("val"));
+        let Some((NodeKind::FuncCall, f)) = val.and_then(node) else {
             return false;
         };
         let names = name_list(f.get("funcname"));
@@ -413,8 +405,8 @@ pub(in crate::classify) fn ctes_of(m: &Map) -> Vec<&Map> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|c| match unwrap_node(c) {
-            Some(("CommonTableExpr", m)) => Some(m),
+        .filter_map(|c| match node(c) {
+            Some((NodeKind::CommonTableExpr, m)) => Some(m),
             _ => None,
         })
         .collect()
@@ -428,7 +420,7 @@ fn renamed(names: Option<&Value>) -> bool {
 
 /// The one argument of a plain call of `name` (`array_agg(x)`, not with FILTER or OVER).
 fn call_arg<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
-    let Some(("FuncCall", f)) = unwrap_node(v) else {
+    let Some((NodeKind::FuncCall, f)) = node(v) else {
         return None;
     };
     let fname = name_list(f.get("funcname"));

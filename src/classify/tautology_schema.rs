@@ -18,49 +18,17 @@ pub use bodies::{body_unbounded, plpgsql_unbounded};
 use pg_query::protobuf::OnConflictAction;
 
 use super::facts::IfNotNull;
-use super::tautology::{Assume, Ctx, Poss};
-use super::tautology_fold::{column_fields, Const};
+use super::node::node;
+use super::node_kind::NodeKind;
+use super::tautology::{Assume, Ctx, Poss, Scope};
+use super::tautology_fold::{res_target, Const};
 use super::tree::{Map, Value};
-use super::walk::unwrap_node;
 
 /// Past this many columns the NOT NULL condition is not narrowed down (each try is
 /// one more reading of the clause); it then asks for all of them.
 const NARROW_MAX: usize = 12;
 
-/// The written table, as its WHERE names it.
-pub struct Scope<'v> {
-    schema: String,
-    name: String,
-    /// Qualifiers naming the written row: its alias (or name), and those of a join
-    /// partner that is the same table (read at the same row, see [`Scope::of_write`]).
-    selves: Vec<String>,
-    /// Without a written table (an upsert's DO UPDATE WHERE): every column is the row's.
-    any: bool,
-    /// The statement's own CTEs: a name in a FROM is one of them before any table.
-    ctes: Vec<&'v Map>,
-    /// In a SQL function's body, the names of its parameters: `b` in `WHERE b` is the
-    /// value the caller passes, not a column (`$1` is one either way).
-    params: &'v [String],
-}
-
 impl<'v> Scope<'v> {
-    /// No table known: every column counts as the written row's.
-    pub fn anything() -> Scope<'v> {
-        Scope {
-            schema: String::new(),
-            name: String::new(),
-            selves: Vec::new(),
-            any: true,
-            ctes: Vec::new(),
-            params: &[],
-        }
-    }
-
-    /// Whether this is [`Scope::anything`].
-    pub(super) fn knows_nothing(&self) -> bool {
-        self.any
-    }
-
     /// The table a statement writes, with the statement's CTEs.
     fn of_relation(rel: &Map, body: &'v Map) -> Scope<'v> {
         let name = text(rel, "relname").to_owned();
@@ -103,64 +71,16 @@ impl<'v> Scope<'v> {
         self.selves.extend(quals);
     }
 
-    /// The parameter a bare name is in a function's body (`b` for the first: 1).
-    pub(super) fn param_number(&self, c: &Map) -> Option<i64> {
-        if self.params.is_empty() {
-            return None;
-        }
-        let (f, n) = column_fields(c)?;
-        let at = self.params.iter().position(|p| n == 1 && *p == f[0])?;
-        i64::try_from(at + 1).ok()
-    }
-
-    /// Whether a regclass literal (`'t'`, `'s.t'`, `'"T"'`) names the written table.
-    pub(super) fn names_table(&self, lit: &str) -> bool {
-        if self.any {
-            return false;
-        }
-        let part = |p: &str| match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None => p.trim().to_ascii_lowercase(),
-        };
-        let parts: Vec<String> = lit.split('.').map(part).collect();
-        match parts.as_slice() {
-            [t] => *t == self.name,
-            [s, t] => *t == self.name && (self.schema.is_empty() || *s == self.schema),
-            _ => false,
-        }
-    }
-
-    fn same_table(&self, r: &Map) -> bool {
-        let (schema, name) = (text(r, "schemaname"), text(r, "relname"));
-        name == self.name && (schema == self.schema || schema.is_empty() || self.schema.is_empty())
-    }
-
-    /// The written row's column a reference names (`id`, `t.id`, `s.t.id`, a system
-    /// column), reading `extra` qualifiers as the row too.
-    pub(super) fn row_column<'c>(&self, c: &'c Map, extra: &[String]) -> Option<&'c str> {
-        let (f, n) = column_fields(c)?;
-        let is_self = |q: &str| self.selves.iter().chain(extra).any(|s| s == q);
-        match &f[..n] {
-            [c] => Some(c),
-            [.., c] if self.any => Some(c),
-            [q, c] => is_self(q).then_some(*c),
-            // `s.t.id`, `db.s.t.id`: the table itself, when not under an alias.
-            [.., s, t, c] => {
-                let schema = s.is_empty() || self.schema.is_empty() || *s == self.schema;
-                (*t == self.name && schema && self.selves.first() == Some(&self.name)).then_some(*c)
-            }
-            [] => None,
-        }
-    }
-
     /// Whether the clause names the written row anywhere (a column that could be its
     /// own, `CURRENT OF`); a clause that does not is the same for every row.
     fn named_in(&self, v: &Value) -> bool {
         match v {
             Value::Object(m) => {
-                match unwrap_node(v) {
-                    Some(("CurrentOfExpr", _)) => return true,
-                    Some(("ColumnRef", c)) if self.row_column(c, &[]).is_some() => return true,
+                match node(v) {
+                    Some((NodeKind::CurrentOfExpr, _)) => return true,
+                    Some((NodeKind::ColumnRef, c)) if self.row_column(c, &[]).is_some() => {
+                        return true
+                    }
                     _ => {}
                 }
                 m.iter().any(|(_, child)| self.named_in(child))
@@ -328,7 +248,7 @@ pub fn upsert_unbounded(body: &Map) -> Option<(bool, bool)> {
     }
     let rel = body.get("relation").and_then(Value::as_object)?;
     let scope = Scope::of_relation(rel, body);
-    let Some(("SelectStmt", sel)) = body.get("select_stmt").and_then(unwrap_node) else {
+    let Some((NodeKind::SelectStmt, sel)) = body.get("select_stmt").and_then(node) else {
         return Some((false, false));
     };
     let (whole, looked) = copies_table(&scope, sel, 0);
@@ -391,12 +311,9 @@ fn copies_table(scope: &Scope, sel: &Map, depth: usize) -> (bool, bool) {
         .into_iter()
         .flatten()
         .all(|t| {
-            let val = t
-                .get("node")
-                .and_then(|n| n.get("ResTarget"))
-                .and_then(|rt| rt.get("val"));
-            match val.and_then(unwrap_node) {
-                Some(("ColumnRef", col)) => scope.row_column(col, &quals).is_some(),
+            let val = res_target(t).and_then(|rt| rt.get("val"));
+            match val.and_then(node) {
+                Some((NodeKind::ColumnRef, col)) => scope.row_column(col, &quals).is_some(),
                 _ => false,
             }
         });

@@ -2,8 +2,9 @@
 //! writes them, so `DELETE FROM v WHERE id IS NOT NULL` is unbounded when the table's
 //! id is NOT NULL (views themselves have no NOT NULL columns in the catalog).
 
+use super::node::node;
+use super::node_kind::NodeKind;
 use super::tree::{self, Value};
-use super::walk::unwrap_node;
 
 /// A view column and the table column it is: (view column, table schema, empty when
 /// the definition leaves it out, table, table column).
@@ -26,7 +27,7 @@ pub fn view_columns(definition: &str) -> Vec<ViewColumn> {
 }
 
 fn columns_of(tree: &Value) -> Option<Vec<ViewColumn>> {
-    let (_, sel) = unwrap_node(tree).filter(|(ty, _)| *ty == "SelectStmt")?;
+    let (_, sel) = node(tree).filter(|(k, _)| *k == NodeKind::SelectStmt)?;
     let set = |k: &str| match sel.get(k) {
         None | Some(Value::Null) => false,
         Some(Value::Array(a)) => !a.is_empty(),
@@ -48,7 +49,7 @@ fn columns_of(tree: &Value) -> Option<Vec<ViewColumn>> {
     let [item] = sel.get("from_clause")?.as_array()?.as_slice() else {
         return None;
     };
-    let (_, rel) = unwrap_node(item).filter(|(ty, _)| *ty == "RangeVar")?;
+    let (_, rel) = node(item).filter(|(k, _)| *k == NodeKind::RangeVar)?;
     let text =
         |m: &super::tree::Map, k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let (schema, table) = (text(rel, "schemaname"), text(rel, "relname"));
@@ -60,10 +61,10 @@ fn columns_of(tree: &Value) -> Option<Vec<ViewColumn>> {
         .unwrap_or_else(|| table.clone());
     let mut out = Vec::new();
     for t in sel.get("target_list")?.as_array()? {
-        let Some(rt) = t.get("node").and_then(|n| n.get("ResTarget")) else {
+        let Some(rt) = super::tautology_fold::res_target(t) else {
             continue;
         };
-        let Some(("ColumnRef", c)) = rt.get("val").and_then(unwrap_node) else {
+        let Some((NodeKind::ColumnRef, c)) = rt.get("val").and_then(node) else {
             continue;
         };
         let Some((f, n)) = super::tautology_fold::column_fields(c) else {

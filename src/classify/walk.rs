@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::tree::{Map, Value};
 
 use super::node::{bool_field as b, int_field as i, node, nonempty, str_field as s};
-pub use super::node::{list_items, name_list, unwrap_node};
+pub use super::node::{list_items, name_list};
 use super::node_kind::NodeKind;
 
 use super::facts::{CopyEnd, Facts, Kind};
