@@ -58,15 +58,25 @@ pub struct MaskingFor {
     masking: Option<Arc<Masking>>,
 }
 
-/// Compiled masks by target, rules, catalog and the identity's mask set.
-#[derive(Default)]
+/// Compiled masks by target, rules, catalog and the identity's mask set, shared by
+/// the sessions of every worker (a concurrent map: no lock across workers).
 pub struct MaskCache {
     // The key's pointers stay valid: each entry holds its rules and catalog.
-    entries: std::sync::Mutex<HashMap<String, MaskingForShared>>,
+    entries: crate::cache::Bounded<String, MaskingForShared>,
 }
 
+impl Default for MaskCache {
+    fn default() -> MaskCache {
+        MaskCache {
+            entries: crate::cache::Bounded::new(MASK_CACHE_MAX),
+        }
+    }
+}
+
+#[derive(Clone)]
 struct MaskingForShared {
     _rules: Arc<crate::policy::RuleSet>,
+    _catalog: Arc<super::catalog::Catalog>,
     masking: Option<Arc<Masking>>,
 }
 
@@ -409,18 +419,17 @@ impl Judge {
                 Arc::as_ptr(catalog),
                 ids.join(",")
             );
-            let mut shared = self.masks.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = shared.get(&key) {
-                e.masking.clone()
+            let shared = &self.masks.entries;
+            if let Some(e) = shared.get(key.as_str()) {
+                e.masking
             } else {
+                // Two sessions may build the same at once: both results are equal.
                 let built = Masking::build(rules, &subject, Arc::clone(catalog)).map(Arc::new);
-                if shared.len() >= MASK_CACHE_MAX {
-                    shared.clear();
-                }
                 shared.insert(
                     key,
                     MaskingForShared {
                         _rules: Arc::clone(rules),
+                        _catalog: Arc::clone(catalog),
                         masking: built.clone(),
                     },
                 );
