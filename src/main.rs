@@ -176,6 +176,9 @@ enum AuditCommand {
         /// The node (`cluster.node`) whose store DIR is.
         #[arg(long, requires = "state_url")]
         node: Option<String>,
+        /// With `tenants:`, the tenant whose store DIR is.
+        #[arg(long, requires = "state_url", default_value = "")]
+        tenant: String,
     },
     /// List recorded sessions.
     Sessions {
@@ -548,12 +551,18 @@ fn audit(command: AuditCommand) -> Result<ExitCode, String> {
             hmac_key_env,
             state_url,
             node,
+            tenant,
         } => {
             let mut head = head.as_deref().map(verify::parse_head).transpose()?;
             if let (Some(url), Some(node)) = (&state_url, &node) {
-                let Some(recorded) = recorded_head(url, node)? else {
+                let Some(recorded) = recorded_head(url, node, &tenant)? else {
+                    let of = if tenant.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (tenant {tenant:?})")
+                    };
                     return Err(format!(
-                        "the state database has no audit head for node {node:?}"
+                        "the state database has no audit head for node {node:?}{of}"
                     ));
                 };
                 let recorded = verify::parse_head(&recorded)?;
@@ -656,7 +665,7 @@ fn audit(command: AuditCommand) -> Result<ExitCode, String> {
 }
 
 /// The audit head `node` recorded in the cluster's state database.
-fn recorded_head(url: &str, node: &str) -> Result<Option<String>, String> {
+fn recorded_head(url: &str, node: &str, tenant: &str) -> Result<Option<String>, String> {
     let rt = runtime(1).map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
         let db =
@@ -665,7 +674,7 @@ fn recorded_head(url: &str, node: &str) -> Result<Option<String>, String> {
         let heads = db.audit_heads().await.map_err(|e| e.to_string())?;
         Ok(heads
             .into_iter()
-            .find(|h| h.node == node && h.tenant.is_empty())
+            .find(|h| h.node == node && h.tenant == tenant)
             .map(|h| format!("{}:{}", h.seq, h.hash)))
     })
 }
