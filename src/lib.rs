@@ -2,11 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: the wire codec, pure functions over bytes (framing, startup, SCRAM).
+//! - [`protocol`]: the wire codec, pure functions over bytes (framing, startup, SCRAM,
+//!   typed borrowed views of every message both ways).
 //! - [`config`]: `pgmoat.yaml`, raw serde form -> validated [`config::Config`].
-//! - [`net`]: the listener, TLS, connection limit and graceful shutdown.
-//! - [`session`]: one task per client: negotiation, authentication, the upstream
+//! - [`net`]: the listener, TLS, connection limit and graceful shutdown; builds each
+//!   tenant's runtime and joins the cluster.
+//! - [`session`]: one task per client: negotiation, authentication (which finds the
+//!   caller's tenant: its targets, rules, masks, approvals and trail), the upstream
 //!   connection with held credentials, and the relay loop with its interception points.
+//! - [`cluster`]: the state database replicas share (approvals, grants, heartbeats,
+//!   login failures, audit heads), reached through tokio-postgres.
 //! - [`classify`]: the only module that touches libpg_query: SQL -> per-statement facts,
 //!   with an exact-text and a literal-insensitive shape cache.
 //! - [`policy`]: rule files -> compiled rule set -> decisions; hot reload.
