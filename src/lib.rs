@@ -10,6 +10,9 @@
 //! - [`session`]: one task per client: negotiation, authentication (which finds the
 //!   caller's tenant: its targets, rules, masks, approvals and trail), the upstream
 //!   connection with held credentials, and the relay loop with its interception points.
+//! - [`catalog`]: what a target's catalog says that judging needs (user operators, casts,
+//!   domains, function bodies, views, what writing a table runs), loaded and cached per
+//!   target.
 //! - [`cluster`]: the state database replicas share (approvals, grants, heartbeats,
 //!   login failures, audit heads), reached through tokio-postgres.
 //! - [`classify`]: the only module that touches libpg_query: SQL -> per-statement facts,
@@ -31,8 +34,9 @@
 //! - [`quickstart`]: the embedded demo.
 //!
 //! Dependencies point one way: `protocol` imports nothing of ours; `session` is the one
-//! orchestrator; nothing imports `session` but `net` (and `mask`, which reads the
-//! catalog types `session::catalog` loads; moving the catalog out of `session` is due).
+//! orchestrator; nothing imports `session` but `net`, `admin` (types) and `catalog`,
+//! which opens its side connection with the session's upstream code. `mask` reads the
+//! catalog from `catalog`, not through `session`.
 //!
 //! # Life of a query
 //!
@@ -58,6 +62,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod catalog;
 pub mod classify;
 pub mod cluster;
 pub mod config;

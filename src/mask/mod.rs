@@ -16,11 +16,11 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use crate::catalog::{Catalog, RelInfo};
 use crate::classify::lineage::{self, Lineage, Relation, Relations, Taint};
 use crate::classify::{Facts, Kind};
 use crate::policy::glob::Glob;
 use crate::policy::{RuleSet, Subject};
-use crate::session::catalog::{Catalog, RelInfo};
 use detect::Detectors;
 use method::Method;
 

@@ -58,7 +58,7 @@ fn one(config: &Config, tc: &TenantConfig, metrics: &Arc<Metrics>) -> Result<Ten
         .targets
         .values()
         .map(|t| {
-            let cache = crate::session::catalog::CatalogCache::new(
+            let cache = crate::catalog::CatalogCache::new(
                 Arc::new(t.clone()),
                 upstream_tls.get(&t.name).cloned(),
                 config.limits.connect_timeout,

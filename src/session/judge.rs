@@ -22,7 +22,7 @@ pub struct Judge {
     /// Set once the session changes search_path (at startup or by any statement the
     /// rules let through); from then on unqualified tables could be in any schema.
     pub search_path_changed: std::sync::atomic::AtomicBool,
-    pub catalog: Arc<super::catalog::CatalogCache>,
+    pub catalog: Arc<crate::catalog::CatalogCache>,
     /// The role pgmoat SET for the identity's group: no statement may change it.
     pub pinned_role: Option<String>,
     /// Compiled masks, shared by every session with the same masks on this target.
@@ -54,7 +54,7 @@ pub struct PreparedHold {
 /// A compiled [`Masking`] (or none) and what it was compiled from.
 pub struct MaskingFor {
     rules: Arc<crate::policy::RuleSet>,
-    catalog: Arc<super::catalog::Catalog>,
+    catalog: Arc<crate::catalog::Catalog>,
     masking: Option<Arc<Masking>>,
 }
 
@@ -76,7 +76,7 @@ impl Default for MaskCache {
 #[derive(Clone)]
 struct MaskingForShared {
     _rules: Arc<crate::policy::RuleSet>,
-    _catalog: Arc<super::catalog::Catalog>,
+    _catalog: Arc<crate::catalog::Catalog>,
     masking: Option<Arc<Masking>>,
 }
 
@@ -394,7 +394,7 @@ impl Judge {
     fn masking(
         &self,
         rules: &Arc<crate::policy::RuleSet>,
-        catalog: &Arc<super::catalog::Catalog>,
+        catalog: &Arc<crate::catalog::Catalog>,
     ) -> Option<Arc<Masking>> {
         let mut mine = self.masking.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = mine.as_ref() {
@@ -460,7 +460,7 @@ impl Judge {
         sql: &str,
         statements: &[crate::classify::Facts],
         rules: &Arc<crate::policy::RuleSet>,
-        catalog: &Arc<super::catalog::Catalog>,
+        catalog: &Arc<crate::catalog::Catalog>,
     ) -> Judged {
         let n = statements.len().max(1);
         let Some(m) = self.masking(rules, catalog) else {

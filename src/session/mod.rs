@@ -3,7 +3,6 @@
 
 pub mod authn;
 pub mod cancel;
-pub mod catalog;
 pub mod error;
 pub mod guard;
 mod held;

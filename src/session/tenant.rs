@@ -23,7 +23,7 @@ pub struct Tenant {
     pub targets: HashMap<String, Arc<Target>>,
     pub upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
     /// Per target: user operators, casts, domains and function bodies.
-    pub catalogs: HashMap<String, Arc<super::catalog::CatalogCache>>,
+    pub catalogs: HashMap<String, Arc<crate::catalog::CatalogCache>>,
     pub certificates: Vec<CertificateUser>,
     /// Bearer-token verification; None without this tenant's `identities.oidc`.
     pub oidc: Option<crate::auth::oidc::OidcVerifier>,
@@ -56,7 +56,7 @@ impl Tenant {
         name: String,
         targets: HashMap<String, Arc<Target>>,
         upstream_tls: HashMap<String, Arc<rustls::ClientConfig>>,
-        catalogs: HashMap<String, Arc<super::catalog::CatalogCache>>,
+        catalogs: HashMap<String, Arc<crate::catalog::CatalogCache>>,
         certificates: Vec<CertificateUser>,
         oidc: Option<crate::auth::oidc::OidcVerifier>,
         rules: Arc<crate::policy::reload::RulesHandle>,
