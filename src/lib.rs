@@ -34,7 +34,7 @@
 //! - [`quickstart`]: the embedded demo.
 //!
 //! Dependencies point one way: `protocol` imports nothing of ours; `session` is the one
-//! orchestrator; nothing imports `session` but `net`, `admin` (types) and `catalog`,
+//! orchestrator; nothing imports `session` but `net` and `catalog`,
 //! which opens its side connection with the session's upstream code. `mask` reads the
 //! catalog from `catalog`, not through `session`.
 //!
