@@ -247,6 +247,18 @@ impl SessionAudit {
         };
         let (portal, stmt) = (names.portal, names.statement);
         let (n, refused) = self.prepared.get(stmt).copied().unwrap_or((0, false));
+        // The same portal bound again (the unnamed one, every pgbench transaction):
+        // its entry is rewritten in place, with no allocation.
+        if let Some(e) = self.portals.get_mut(portal) {
+            e.0 = n;
+            e.1 = refused;
+            e.2.clear();
+            match Bind::parse(body) {
+                Ok(b) => e.2.extend(b.result_formats.iter()),
+                Err(_) => e.2.push(1),
+            }
+            return;
+        }
         if self.portals.len() >= MAX_NAMES {
             self.portals.clear();
         }

@@ -333,7 +333,9 @@ impl Masker {
                     };
                     // A `FETCH` of this name reads the new portal once the server
                     // has bound it (a Bind the server refuses leaves the old one).
-                    self.named.remove(&Named::Cursor(portal.to_owned()));
+                    if !self.named.is_empty() {
+                        self.named.remove(&Named::Cursor(portal.to_owned()));
+                    }
                     let p = Arc::new(Mutex::new(Portal {
                         origin: s.origin,
                         formats,
@@ -343,7 +345,14 @@ impl Masker {
                         self.expect
                             .push_back(Expect::Bind(portal.to_owned(), Arc::clone(&p)));
                     }
-                    self.portals.insert(portal.to_owned(), p);
+                    // Rebinding a name (the unnamed portal, every transaction)
+                    // replaces the entry without allocating a new key.
+                    match self.portals.get_mut(portal) {
+                        Some(slot) => *slot = p,
+                        None => {
+                            self.portals.insert(portal.to_owned(), p);
+                        }
+                    }
                 }
             }
             b'D' => {
@@ -372,6 +381,10 @@ impl Masker {
     }
 
     fn statement(&mut self, name: &str) -> Shared<Statement> {
+        // Looked up first: a hit (the common case) allocates no key.
+        if let Some(s) = self.statements.get(name) {
+            return Arc::clone(s);
+        }
         Arc::clone(self.statements.entry(name.to_owned()).or_insert_with(|| {
             Arc::new(Mutex::new(Statement {
                 origin: Origin::unknown(),
@@ -381,6 +394,9 @@ impl Masker {
     }
 
     fn portal(&mut self, name: &str) -> Shared<Portal> {
+        if let Some(p) = self.portals.get(name) {
+            return Arc::clone(p);
+        }
         Arc::clone(self.portals.entry(name.to_owned()).or_insert_with(|| {
             Arc::new(Mutex::new(Portal {
                 origin: Origin::unknown(),
