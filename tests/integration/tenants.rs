@@ -22,6 +22,7 @@ struct Fx {
     /// and login failures through the state database.
     gw2: TestGateway,
     _node2_audit: (TempDir, TempDir),
+    _globex_rules: TempDir,
     acme_rules: TempDir,
     acme_audit: TempDir,
     globex_audit: TempDir,
@@ -135,7 +136,6 @@ tenants:
         globex_audit = globex_audit.path().display(),
         globex_rules = globex_rules.path().display(),
     );
-    std::mem::forget(globex_rules);
     let env: HashMap<String, String> = [
         ("APP_PW", APP_PW),
         ("AGENT_PW", AGENT_PW),
@@ -163,6 +163,7 @@ tenants:
         gw,
         gw2,
         _node2_audit: node2_audit,
+        _globex_rules: globex_rules,
         acme_rules,
         acme_audit,
         globex_audit,
