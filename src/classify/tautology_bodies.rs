@@ -27,7 +27,7 @@ fn writes_unbounded(v: &Value, params: &[String]) -> bool {
             if let Some((NodeKind::UpdateStmt | NodeKind::DeleteStmt, body)) = node(v) {
                 if let (Some(w), Some(mut scope)) = (
                     body.get("where_clause").filter(|w| !w.is_null()),
-                    Scope::of_write(body),
+                    Scope::of_write(body, &[]),
                 ) {
                     scope.params = params;
                     if verdict(&scope, w).always {

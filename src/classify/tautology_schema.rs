@@ -48,9 +48,12 @@ impl<'v> Scope<'v> {
     /// row: reading its columns as the written row's own shows the clause true for
     /// every row whenever it is true for that pairing, whatever the other items' rows
     /// are (every row, or none when one of them is empty).
-    fn of_write(body: &'v Map) -> Option<Scope<'v>> {
+    fn of_write(body: &'v Map, enclosing: &'v [Map]) -> Option<Scope<'v>> {
         let rel = body.get("relation").and_then(Value::as_object)?;
         let mut scope = Scope::of_relation(rel, body);
+        // Its own CTEs first, then the nearest enclosing statement's: names resolve
+        // as the server resolves them, innermost first.
+        scope.ctes.extend(enclosing.iter().rev());
         let from = body
             .get("from_clause")
             .or_else(|| body.get("using_clause"))
@@ -192,8 +195,8 @@ fn verdict_with(scope: &Scope, clause: &Value, binding: &[(i64, Const)]) -> Verd
 }
 
 /// The verdict on an UPDATE's or DELETE's WHERE.
-pub fn judge_write(body: &Map, clause: &Value) -> Verdict {
-    match Scope::of_write(body) {
+pub fn judge_write(body: &Map, clause: &Value, enclosing: &[Map]) -> Verdict {
+    match Scope::of_write(body, enclosing) {
         Some(scope) => verdict(&scope, clause),
         None => Verdict::default(),
     }

@@ -100,6 +100,18 @@ fn true_if_columns_are_not_null() {
 }
 
 #[test]
+fn nested_writes_read_enclosing_ctes_as_the_server_does() {
+    // Narrowed in the enclosing CTE: bounded.
+    for sql in [
+        "WITH c AS (SELECT id FROM t WHERE id = 1), d AS (DELETE FROM t WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT count(*) FROM d",
+        // The write's own CTE of the same name shadows the enclosing one.
+        "WITH c AS (SELECT id FROM t), d AS (WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT 1",
+    ] {
+        assert!(!one(sql).where_.tautology, "{sql}");
+    }
+}
+
+#[test]
 fn selective_writes_stay_bounded() {
     for sql in [
         "DELETE FROM t WHERE id = 1",
@@ -358,6 +370,10 @@ fn unnarrowed_reads_and_constant_truths() {
         "DELETE FROM t WHERE id IN (SELECT s.id FROM (SELECT id FROM t) s)",
         "DELETE FROM t WHERE id IN (WITH c AS (SELECT * FROM t) SELECT id FROM c)",
         "WITH c AS (SELECT id FROM t) DELETE FROM t WHERE id IN (SELECT id FROM c)",
+        // A write nested in a CTE reads its siblings and the enclosing statements' CTEs.
+        "WITH c AS (SELECT id FROM t), d AS (DELETE FROM t WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT count(*) FROM d",
+        "WITH c AS (SELECT id FROM t) SELECT * FROM (WITH d AS (DELETE FROM t WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT * FROM d) x",
+        "WITH c AS (SELECT id FROM t), d AS (UPDATE t SET code = 1 WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT 1",
         "DELETE FROM t WHERE id = id + 0",
         "DELETE FROM t WHERE id * 1 = id",
         "DELETE FROM t WHERE name || '' = name",

@@ -40,6 +40,11 @@ pub struct Walker<'a> {
     /// The facts depend on a literal's value (a tautology test, set_config's name, code
     /// held in a string): not to be reused for the same shape with other literals.
     pub literal_sensitive: bool,
+    /// The CTEs of the statements around the node being visited, outermost first: a
+    /// write nested in a CTE can read its siblings and its enclosing statements' CTEs
+    /// (`WITH c AS (SELECT id FROM t), d AS (DELETE FROM t WHERE id IN (SELECT id FROM
+    /// c))`), and its WHERE is judged with them.
+    enclosing_ctes: Vec<Map>,
 }
 
 /// Code held as a string that must be parsed to be judged.
@@ -305,6 +310,7 @@ impl<'a> Walker<'a> {
             text,
             copy_from_pending: false,
             literal_sensitive: false,
+            enclosing_ctes: Vec::new(),
         }
     }
 
@@ -526,7 +532,7 @@ impl<'a> Walker<'a> {
                 match body.get("where_clause") {
                     None | Some(Value::Null) => self.facts.where_.missing = true,
                     Some(w) => {
-                        let v = judge_write(body, w);
+                        let v = judge_write(body, w, &self.enclosing_ctes);
                         self.literal_sensitive |= v.looked;
                         if v.always {
                             self.facts.where_.tautology = true;
@@ -596,9 +602,22 @@ impl<'a> Walker<'a> {
             }
             _ => {}
         }
+        let before = self.enclosing_ctes.len();
+        if let Some(ctes) = body
+            .get("with_clause")
+            .and_then(|w| w.get("ctes"))
+            .and_then(Value::as_array)
+        {
+            for c in ctes {
+                if let Some((NodeKind::CommonTableExpr, m)) = node(c) {
+                    self.enclosing_ctes.push(m.clone());
+                }
+            }
+        }
         for (k, child) in body {
             self.walk(child, ty, k);
         }
+        self.enclosing_ctes.truncate(before);
         if ty == NodeKind::CopyStmt {
             self.copy_from_pending = false;
         }

@@ -156,6 +156,7 @@ const UNBOUNDED: &[&str] = &[
     "DELETE FROM {w} WHERE id IN (SELECT u FROM unnest(ARRAY(SELECT id FROM {w})) u)",
     "DELETE FROM {w} WHERE id IN (SELECT s.id FROM (SELECT id FROM {w}) s)",
     "WITH c AS (SELECT id FROM {w}) DELETE FROM {w} WHERE id IN (SELECT id FROM c)",
+    "WITH c AS (SELECT id FROM {w}), d AS (DELETE FROM {w} WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT count(*) FROM d",
     "DELETE FROM {w} WHERE EXISTS (SELECT FROM {w} w2 WHERE w2.id = {w}.id + 0)",
     "DELETE FROM {w} WHERE EXISTS (SELECT FROM (SELECT * FROM {w}) s WHERE s.id = {w}.id)",
     // An aggregate without GROUP BY gives one row whatever it reads.
@@ -185,6 +186,7 @@ const UNBOUNDED: &[&str] = &[
 const SELECTIVE: &[&str] = &[
     "DELETE FROM {w} WHERE id = 1",
     "DELETE FROM {w} WHERE id IN (1, 2)",
+    "WITH c AS (SELECT id FROM {w} WHERE id = 1), d AS (DELETE FROM {w} WHERE id IN (SELECT id FROM c) RETURNING 1) SELECT count(*) FROM d",
     "DELETE FROM {w} WHERE id IN (SELECT w_id FROM {o} WHERE {o}.id = 1)",
     "DELETE FROM {w} WHERE id IN (SELECT w_id FROM {o})",
     "DELETE FROM {w} WHERE name IS NOT NULL",
