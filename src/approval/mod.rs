@@ -32,9 +32,9 @@ pub struct Request {
     pub rule: String,
     /// Groups whose members may approve.
     pub approvers: Vec<String>,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::audit::time::serialize_seconds")]
     pub requested_at: SystemTime,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::audit::time::serialize_seconds")]
     pub expires_at: SystemTime,
     /// The statement's literal-insensitive shape, for grants.
     #[serde(skip)]
@@ -86,7 +86,7 @@ pub struct Grant {
     pub target: String,
     pub rule: String,
     pub by: String,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::audit::time::serialize_seconds")]
     pub expires_at: SystemTime,
     pub sql: String,
     /// The approval that made the grant.
@@ -396,10 +396,6 @@ fn new_id() -> String {
 
 /// RFC 3339, UTC, whole seconds (`2026-12-01T10:37:30Z`).
 pub use crate::audit::time::format_seconds as format_time;
-
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_time(*t))
-}
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,11 @@ pub fn format_seconds(t: SystemTime) -> String {
     format!("{}Z", full.get(..19).unwrap_or(&full))
 }
 
+/// serde's `serialize_with` for a time written as [`format_seconds`] does.
+pub fn serialize_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_seconds(*t))
+}
+
 /// Read `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.frac]]` with `Z` or `±HH:MM` (a space may
 /// stand for the `T`; a missing zone means UTC). Returns microseconds since the epoch.
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {

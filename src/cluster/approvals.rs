@@ -227,19 +227,19 @@ impl Shared {
         rows.iter()
             .map(|r| {
                 let g = Grant {
-                    identity: r.try_get(1).map_err(err)?,
-                    target: r.try_get(2).map_err(err)?,
-                    rule: r.try_get(3).map_err(err)?,
+                    identity: r.try_get(1).map_err(StateError::column)?,
+                    target: r.try_get(2).map_err(StateError::column)?,
+                    rule: r.try_get(3).map_err(StateError::column)?,
                     by: r
                         .try_get::<_, Option<String>>(4)
-                        .map_err(err)?
+                        .map_err(StateError::column)?
                         .unwrap_or_default(),
-                    expires_at: r.try_get(5).map_err(err)?,
-                    sql: r.try_get(6).map_err(err)?,
-                    approval: r.try_get(7).map_err(err)?,
+                    expires_at: r.try_get(5).map_err(StateError::column)?,
+                    sql: r.try_get(6).map_err(StateError::column)?,
+                    approval: r.try_get(7).map_err(StateError::column)?,
                     fingerprint: fingerprint(r, "fingerprint")?,
                 };
-                Ok((r.try_get(0).map_err(err)?, g))
+                Ok((r.try_get(0).map_err(StateError::column)?, g))
             })
             .collect()
     }
@@ -262,8 +262,4 @@ impl Shared {
             .await?;
         Ok(rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
     }
-}
-
-fn err(e: tokio_postgres::Error) -> StateError {
-    StateError::db(e)
 }

@@ -29,6 +29,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
 /// The NOTIFY channel that carries decided approval ids.
 pub const DECISIONS: &str = "pgmoat_decisions";
 
@@ -47,6 +50,11 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// A row's column could not be read as the schema says: the database answered.
+    fn column(e: tokio_postgres::Error) -> StateError {
+        StateError::Db(e.to_string())
+    }
+
     fn db(e: tokio_postgres::Error) -> StateError {
         if e.is_closed() || e.as_db_error().is_none() {
             StateError::Unavailable(db_message(&e))
@@ -120,31 +128,12 @@ impl Shared {
         Ok(shared)
     }
 
-    /// The deadline for one call.
-    pub fn deadline(&self) -> Duration {
-        self.timing.deadline
-    }
-
-    async fn connect_raw(
-        &self,
-    ) -> Result<
-        (
-            Client,
-            impl std::future::Future<Output = ()> + Send + 'static,
-        ),
-        StateError,
-    > {
-        let connecting = self.config.connect(NoTls);
-        let (client, connection) = tokio::time::timeout(self.timing.deadline, connecting)
+    /// A new connection, within the deadline; the caller drives its `Connection`.
+    async fn connect(&self) -> Result<(Client, Connection), StateError> {
+        tokio::time::timeout(self.timing.deadline, self.config.connect(NoTls))
             .await
             .map_err(|_| StateError::Unavailable("connect timed out".into()))?
-            .map_err(StateError::db)?;
-        let node = self.node.clone();
-        Ok((client, async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(%node, error = %db_message(&e), "state database connection lost");
-            }
-        }))
+            .map_err(StateError::db)
     }
 
     /// The shared client, reconnecting if the last one was closed; the first
@@ -157,8 +146,13 @@ impl Shared {
             }
         }
         *slot = None;
-        let (mut client, connection) = self.connect_raw().await?;
-        tokio::spawn(connection);
+        let (mut client, connection) = self.connect().await?;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(%node, error = %db_message(&e), "state database connection lost");
+            }
+        });
         if !self.migrated.load(Ordering::Acquire) {
             tokio::time::timeout(self.timing.deadline * 5, schema::migrate(&mut client))
                 .await
@@ -214,11 +208,7 @@ impl Shared {
         &self,
         tx: &tokio::sync::mpsc::Sender<Option<String>>,
     ) -> Result<(), StateError> {
-        let (client, mut connection) =
-            tokio::time::timeout(self.timing.deadline, self.config.connect(NoTls))
-                .await
-                .map_err(|_| StateError::Unavailable("connect timed out".into()))?
-                .map_err(StateError::db)?;
+        let (client, mut connection) = self.connect().await?;
         // The connection must be polled for the LISTEN to complete and for
         // notifications to arrive: one task does both.
         let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel();

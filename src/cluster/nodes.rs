@@ -10,9 +10,9 @@ use super::{Shared, StateError};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeStatus {
     pub node: String,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::audit::time::serialize_seconds")]
     pub started_at: SystemTime,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::audit::time::serialize_seconds")]
     pub heartbeat_at: SystemTime,
     /// Seconds since the last heartbeat, by the state database's clock.
     pub silent_for: f64,
@@ -28,10 +28,6 @@ pub struct AuditHead {
     pub tenant: String,
     pub seq: i64,
     pub hash: String,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::audit::time::format_seconds(*t))
 }
 
 impl Shared {
@@ -113,12 +109,12 @@ impl Shared {
         rows.iter()
             .map(|r| {
                 Ok(NodeStatus {
-                    node: r.try_get(0).map_err(super::StateError::db)?,
-                    started_at: r.try_get(1).map_err(super::StateError::db)?,
-                    heartbeat_at: r.try_get(2).map_err(super::StateError::db)?,
-                    silent_for: r.try_get(3).map_err(super::StateError::db)?,
-                    lapsed: r.try_get(4).map_err(super::StateError::db)?,
-                    sessions: r.try_get(5).map_err(super::StateError::db)?,
+                    node: r.try_get(0).map_err(StateError::column)?,
+                    started_at: r.try_get(1).map_err(StateError::column)?,
+                    heartbeat_at: r.try_get(2).map_err(StateError::column)?,
+                    silent_for: r.try_get(3).map_err(StateError::column)?,
+                    lapsed: r.try_get(4).map_err(StateError::column)?,
+                    sessions: r.try_get(5).map_err(StateError::column)?,
                 })
             })
             .collect()
@@ -148,7 +144,7 @@ impl Shared {
                 .await
             })
             .await?;
-        row.try_get(0).map_err(StateError::db)
+        row.try_get(0).map_err(StateError::column)
     }
 
     /// Failures from `address` in the current window.
@@ -171,7 +167,7 @@ impl Shared {
             })
             .await?;
         match row {
-            Some(r) => r.try_get(0).map_err(StateError::db),
+            Some(r) => r.try_get(0).map_err(StateError::column),
             None => Ok(0),
         }
     }
@@ -229,10 +225,10 @@ impl Shared {
         rows.iter()
             .map(|r| {
                 Ok(AuditHead {
-                    node: r.try_get(0).map_err(StateError::db)?,
-                    tenant: r.try_get(1).map_err(StateError::db)?,
-                    seq: r.try_get(2).map_err(StateError::db)?,
-                    hash: r.try_get(3).map_err(StateError::db)?,
+                    node: r.try_get(0).map_err(StateError::column)?,
+                    tenant: r.try_get(1).map_err(StateError::column)?,
+                    seq: r.try_get(2).map_err(StateError::column)?,
+                    hash: r.try_get(3).map_err(StateError::column)?,
                 })
             })
             .collect()

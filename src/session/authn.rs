@@ -44,7 +44,7 @@ pub fn auth_failed(
         .metrics
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tenant = tenant.or_else(|| shared.tenants.only().map(|t| &**t));
+    let tenant = shared.tenants.charged(tenant);
     let name = tenant.map(|t| t.name.as_str()).unwrap_or("");
     if *reason != AuthFailure::RateLimited {
         shared.auth_limiter.record(name, peer.ip());
@@ -105,9 +105,9 @@ pub async fn authenticate(
         auth_failed(shared, tenant, peer, user, &reason);
         client_error(user, &reason)
     };
-    let bucket = known
-        .as_deref()
-        .or_else(|| shared.tenants.only().map(|t| &**t))
+    let bucket = shared
+        .tenants
+        .charged(known.as_deref())
         .map(|t| t.name.as_str())
         .unwrap_or("");
     if shared

@@ -382,7 +382,7 @@ async fn establish(
     let (identity, tenant) =
         authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
     let seat = tenant.seat().ok_or_else(|| {
-        tracing::warn!(%peer, tenant = tenant.label(), "tenant connection limit reached; refusing");
+        tracing::warn!(%peer, tenant = %tenant.name, "tenant connection limit reached; refusing");
         SessionError::refused(
             sqlstate::TOO_MANY_CONNECTIONS,
             "sorry, too many clients already",
@@ -480,7 +480,7 @@ async fn establish(
         .await
         .map_err(SessionError::ClientIo)?;
     client.flush().await.map_err(SessionError::ClientIo)?;
-    tracing::info!(%peer, tenant = tenant.label(), identity = %identity.name, target = %target.name, tls = client.is_tls(), role = role.as_deref().unwrap_or(""), "session started");
+    tracing::info!(%peer, tenant = %tenant.name, identity = %identity.name, target = %target.name, tls = client.is_tls(), role = role.as_deref().unwrap_or(""), "session started");
 
     let outlives = tenant
         .oidc

@@ -90,11 +90,6 @@ impl Tenant {
         let seat = Seat(Arc::clone(self));
         (taken < max).then_some(seat)
     }
-
-    /// How this tenant is named in logs: nothing without `tenants:`.
-    pub fn label(&self) -> &str {
-        &self.name
-    }
 }
 
 /// Every tenant, and who belongs to which.
@@ -148,6 +143,12 @@ impl Tenants {
     /// The one tenant when there are no `tenants:`.
     pub fn only(&self) -> Option<&Arc<Tenant>> {
         (self.list.len() == 1).then(|| &self.list[0])
+    }
+
+    /// Whom a login's failures are charged to: the tenant it names, else the only
+    /// tenant; None when it names none of several.
+    pub fn charged<'t>(&'t self, named: Option<&'t Tenant>) -> Option<&'t Tenant> {
+        named.or_else(|| self.only().map(|t| &**t))
     }
 }
 

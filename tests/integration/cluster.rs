@@ -106,11 +106,12 @@ audit:
             .unwrap_or_else(|e| panic!("agent on {}: {e}", self.name))
     }
 
-    async fn pending(&self) -> Vec<Value> {
+    /// A GET of the admin API with the token: the JSON list it answers.
+    async fn list(&self, path: &str) -> Vec<Value> {
         let (code, body) = http(
             self.admin,
             &format!(
-                "GET /api/v1/approvals HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
             ),
         )
         .await;
@@ -118,16 +119,12 @@ audit:
         serde_json::from_str::<Vec<Value>>(&body).unwrap()
     }
 
+    async fn pending(&self) -> Vec<Value> {
+        self.list("/api/v1/approvals").await
+    }
+
     async fn grants(&self) -> Vec<Value> {
-        let (code, body) = http(
-            self.admin,
-            &format!(
-                "GET /api/v1/approvals/grants HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-            ),
-        )
-        .await;
-        assert_eq!(code, 200, "{}: {body}", self.name);
-        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+        self.list("/api/v1/approvals/grants").await
     }
 
     async fn decide(&self, id: &str, verb: &str, body: &str) -> (u16, String) {
