@@ -86,6 +86,7 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
+    pub mcp: Option<super::mcp::RawMcp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).

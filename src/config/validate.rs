@@ -168,6 +168,10 @@ impl Validator<'_> {
                 None => None,
             },
             tenants,
+            mcp: match raw.mcp {
+                Some(m) => Some(self.mcp(m)?),
+                None => None,
+            },
         })
     }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
     pub tenants: Vec<TenantConfig>,
+    /// `mcp:`: the MCP endpoint for agents (SPEC section 7).
+    pub mcp: Option<super::mcp::McpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin

@@ -90,6 +90,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    /// The MCP endpoint's listener (`mcp:`).
+    mcp: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -126,6 +128,15 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let mcp = match &config.mcp {
+            Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
+                GatewayError::Bind {
+                    addr: m.listen,
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -184,7 +195,13 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            mcp,
         })
+    }
+
+    /// Where the MCP endpoint listens (`mcp:`).
+    pub fn mcp_addr(&self) -> Option<SocketAddr> {
+        self.mcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -215,7 +232,17 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            mcp,
         } = self;
+        let mcp_task = mcp.and_then(|l| {
+            let config = shared.config.mcp.clone()?;
+            Some(tokio::spawn(crate::mcp::serve(
+                l,
+                Arc::clone(&shared),
+                config,
+                shutdown.subscribe(),
+            )))
+        });
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -330,6 +357,9 @@ impl Gateway {
             tracing::warn!("grace period over; closing the remaining sessions");
         }
         if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = mcp_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {

@@ -41,6 +41,9 @@ pub struct Judge {
     /// The session is audited: only then are the record's facts (kinds, tables, rule
     /// ids) gathered for every statement; otherwise just the action.
     pub audited: bool,
+    /// `pgmoat.approval_mode=return`: a hold answers at once, and the retry runs once
+    /// approved ([`crate::approval::returned`]).
+    pub approval_return: bool,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.

@@ -1,6 +1,7 @@
 //! One task per client: negotiate TLS, authenticate the caller, open pgmoat's own
 //! server connection with the held credentials, then relay.
 
+pub mod approval_mode;
 pub mod authn;
 pub mod cancel;
 pub mod error;
@@ -57,6 +58,26 @@ pub struct Shared {
 /// Serve one client connection to the end. Never panics on client input; every way it
 /// can end is logged once.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    serve_as(tcp, peer, shared, None).await
+}
+
+/// A caller another front door has already authenticated (the MCP endpoint checked its
+/// bearer token): its session skips the wire's password exchange and is otherwise
+/// the wire's own, so rules, masks, holds and audit are the same by construction.
+pub struct Proven {
+    pub identity: Identity,
+    pub tenant: Arc<tenant::Tenant>,
+    /// The front door, recorded in `session_start` (`"mcp"`).
+    pub protocol: &'static str,
+}
+
+/// Serve a session for a [`Proven`] caller over `tcp` (a loopback socket the front
+/// door drives); `peer` is the caller's own address, for the audit trail.
+pub async fn serve_proven(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Proven) {
+    serve_as(tcp, peer, shared, Some(proven)).await
+}
+
+async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Option<Proven>) {
     let startup_timeout = shared.config.limits.startup_timeout;
     let negotiated = match tokio::time::timeout(startup_timeout, negotiate(tcp, &shared)).await {
         Err(_) => {
@@ -73,7 +94,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut client, startup, leftover) = negotiated;
     let established = tokio::time::timeout(
         startup_timeout,
-        establish(&mut client, startup, leftover, peer, &shared),
+        establish(&mut client, startup, leftover, peer, &shared, proven),
     )
     .await;
     let est = match established {
@@ -115,6 +136,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             any_prepared_holds: Default::default(),
             approvals: est.tenant.approvals.clone(),
             audited: est.audit.is_some(),
+            approval_return: est.approval_mode == approval_mode::ApprovalMode::Return,
         }),
         audit: est.audit,
     });
@@ -336,6 +358,7 @@ struct Established {
     tenant: Arc<tenant::Tenant>,
     /// Held for the session's life: its place in the tenant's connection budget.
     _seat: tenant::Seat,
+    approval_mode: approval_mode::ApprovalMode,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -346,8 +369,12 @@ async fn establish(
     mut buf: BytesMut,
     peer: SocketAddr,
     shared: &Shared,
+    proven: Option<Proven>,
 ) -> Result<Established, SessionError> {
-    if shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
+    // A proven caller's transport (its own HTTPS or loopback) was the front door's to
+    // check; the socket here is pgmoat's own loopback.
+    let protocol = proven.as_ref().map(|p| p.protocol.to_owned());
+    if proven.is_none() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
         return Err(SessionError::refused(
             sqlstate::INVALID_AUTHORIZATION,
             "pgmoat: this gateway requires TLS (connect with sslmode=require)",
@@ -379,8 +406,10 @@ async fn establish(
         .unwrap_or(&user)
         .to_owned();
 
-    let (identity, tenant) =
-        authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
+    let (identity, tenant) = match proven {
+        Some(p) => (p.identity, p.tenant),
+        None => authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?,
+    };
     let seat = tenant.seat().ok_or_else(|| {
         tracing::warn!(%peer, tenant = %tenant.name, "tenant connection limit reached; refusing");
         SessionError::refused(
@@ -400,6 +429,8 @@ async fn establish(
         })?;
     params::check_startup(&startup.params)
         .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
+    let approval_mode = approval_mode::requested(&startup.params)
+        .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
     startup_settings_allowed(&tenant, &identity, &database, &startup.params)?;
 
     let mut upstream_params: Vec<(String, String)> = startup
@@ -413,6 +444,7 @@ async fn establish(
         })
         .cloned()
         .collect();
+    upstream_params = approval_mode::without_own(upstream_params);
     upstream_params.push((
         "application_name".into(),
         params::upstream_application_name(startup.get("application_name"), &identity.name),
@@ -454,6 +486,7 @@ async fn establish(
             client: peer.to_string(),
             tls: client.is_tls(),
             application_name: startup.get("application_name").map(str::to_owned),
+            protocol,
         })
         .await
         .map_err(|e| {
@@ -515,6 +548,7 @@ async fn establish(
         audit,
         tenant,
         _seat: seat,
+        approval_mode,
     })
 }
 

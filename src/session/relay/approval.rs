@@ -18,9 +18,13 @@ impl Relay {
         &mut self,
         hold: Arc<Hold>,
         params: Vec<String>,
+        params_key: [u8; 32],
         statement: u64,
         buf: &mut BytesMut,
     ) -> Result<Waited, SessionError> {
+        if self.judge.as_ref().is_some_and(|j| j.approval_return) {
+            return Ok(self.hold_returned(hold, params, params_key, statement).await);
+        }
         let (name, groups, target) = match &self.judge {
             Some(j) => (
                 j.identity.name.clone(),
