@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-mcp-token";
+const TOKEN: &str = "bench-mcp-token-0001";
 const SQL: &str = "SELECT 1 AS one";
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -84,7 +84,10 @@ impl Mcp {
         let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
             "params":{"name":"query","arguments":{"target":"demo","sql":SQL}}});
         let text = self.post(&body).await;
-        assert!(text.contains("\\\"row_count\\\":1") || text.contains("\"row_count\":1"), "{text}");
+        assert!(
+            text.contains("\\\"row_count\\\":1") || text.contains("\"row_count\":1"),
+            "{text}"
+        );
     }
 }
 

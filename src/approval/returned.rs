@@ -40,10 +40,22 @@ pub struct ReturnKey {
 pub enum Found {
     /// Nothing asked yet (or spent, or expired): ask.
     Nothing,
-    Pending { id: String, rule: String },
+    Pending {
+        id: String,
+        rule: String,
+    },
     /// Approved: this retry runs (the approval is spent by finding it).
-    Approved { id: String, by: String, reason: String },
-    Denied { id: String, rule: String, by: String, reason: String },
+    Approved {
+        id: String,
+        by: String,
+        reason: String,
+    },
+    Denied {
+        id: String,
+        rule: String,
+        by: String,
+        reason: String,
+    },
 }
 
 enum State {
@@ -68,7 +80,9 @@ pub struct Returned {
     settled: tokio::sync::Notify,
 }
 
-fn lock(m: &Mutex<HashMap<ReturnKey, Entry>>) -> std::sync::MutexGuard<'_, HashMap<ReturnKey, Entry>> {
+fn lock(
+    m: &Mutex<HashMap<ReturnKey, Entry>>,
+) -> std::sync::MutexGuard<'_, HashMap<ReturnKey, Entry>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -136,9 +150,7 @@ impl Returned {
                 return;
             };
             match how {
-                Resolution::Approved { by, reason, .. } => {
-                    e.state = State::Approved { by, reason }
-                }
+                Resolution::Approved { by, reason, .. } => e.state = State::Approved { by, reason },
                 Resolution::Denied { by, reason } => e.state = State::Denied { by, reason },
                 Resolution::Expired | Resolution::Withdrawn => {
                     entries.remove(key);
@@ -203,6 +215,7 @@ mod tests {
             vec![],
             "agent-writes",
             &["dba".into()],
+            super::super::FrontDoor::Mcp,
         );
         let id = t.request.id.clone();
         a.keep_for_retry(key(0), t);

@@ -31,8 +31,10 @@ fn unauthorized(challenge: &'static str, message: &str) -> Response {
         axum::Json(serde_json::json!({ "error": message })),
     )
         .into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     r
 }
 

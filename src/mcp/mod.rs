@@ -47,7 +47,9 @@ pub async fn serve(
     let pipe = match pipe::Pipe::bind().await {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!("mcp: cannot bind the internal loopback port: {e}; the MCP endpoint is off");
+            tracing::error!(
+                "mcp: cannot bind the internal loopback port: {e}; the MCP endpoint is off"
+            );
             return;
         }
     };
@@ -76,12 +78,9 @@ pub async fn serve(
         Arc::new(sessions),
         http_config,
     );
-    let app = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&door),
-            auth::require_bearer,
-        ));
+    let app = axum::Router::new().nest_service("/mcp", service).layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&door), auth::require_bearer),
+    );
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, "MCP endpoint listening at /mcp");
     let stop = async move {

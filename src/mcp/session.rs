@@ -119,7 +119,7 @@ async fn connect(door: &Arc<Door>, caller: &Caller, target: &str) -> Result<Conn
     let proven = crate::session::Proven {
         identity: caller.identity.clone(),
         tenant: Arc::clone(&caller.tenant),
-        protocol: "mcp",
+        door: crate::approval::FrontDoor::Mcp,
     };
     tokio::spawn(crate::session::serve_proven(
         theirs,

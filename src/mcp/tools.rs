@@ -171,7 +171,11 @@ impl Tools {
             .statements
             .iter()
             .flat_map(|f| f.columns.iter())
-            .filter(|col| masks.iter().any(|m| m.columns.iter().any(|g| g.matches(col))))
+            .filter(|col| {
+                masks
+                    .iter()
+                    .any(|m| m.columns.iter().any(|g| g.matches(col)))
+            })
             .cloned()
             .collect();
         masked.sort();
@@ -193,7 +197,9 @@ fn pending(id: &str, rule: &str) -> CallToolResult {
 
 #[tool_router]
 impl Tools {
-    #[tool(description = "List the database targets this gateway lets you reach (names only; credentials stay in the gateway).")]
+    #[tool(
+        description = "List the database targets this gateway lets you reach (names only; credentials stay in the gateway)."
+    )]
     async fn list_targets(
         &self,
         Extension(parts): Extension<Parts>,
@@ -205,7 +211,9 @@ impl Tools {
         Ok(CallToolResult::structured(json!({ "targets": targets })))
     }
 
-    #[tool(description = "List the tables and views of a target (optionally of one schema). Runs a catalog query through the gateway's rules like any statement.")]
+    #[tool(
+        description = "List the tables and views of a target (optionally of one schema). Runs a catalog query through the gateway's rules like any statement."
+    )]
     async fn list_tables(
         &self,
         Extension(parts): Extension<Parts>,
@@ -234,7 +242,9 @@ impl Tools {
         })
     }
 
-    #[tool(description = "Describe a table's columns and types, and which columns the gateway masks for you (their values come back masked from query).")]
+    #[tool(
+        description = "Describe a table's columns and types, and which columns the gateway masks for you (their values come back masked from query)."
+    )]
     async fn describe_table(
         &self,
         Extension(parts): Extension<Parts>,

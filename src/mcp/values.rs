@@ -417,7 +417,9 @@ mod tests {
     #[test]
     fn array_parameters_are_literals() {
         let v = serde_json::json!(["a\"b", null, 3]);
-        let Value::Array(items) = &v else { unreachable!() };
+        let Value::Array(items) = &v else {
+            unreachable!()
+        };
         assert_eq!(array_literal(items).unwrap(), r#"{"a\"b",NULL,3}"#);
     }
 }

@@ -128,15 +128,16 @@ impl Gateway {
                 })?),
                 None => None,
             };
-        let mcp = match &config.mcp {
-            Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
-                GatewayError::Bind {
-                    addr: m.listen,
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let mcp =
+            match &config.mcp {
+                Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
+                    GatewayError::Bind {
+                        addr: m.listen,
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,

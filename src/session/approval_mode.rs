@@ -128,7 +128,10 @@ mod tests {
                 "-c pgmoat.approval_mode=return -c search_path=a\\ b",
             ),
         ]));
-        assert_eq!(kept, p(&[("user", "a"), ("options", "-c search_path=a\\ b")]));
+        assert_eq!(
+            kept,
+            p(&[("user", "a"), ("options", "-c search_path=a\\ b")])
+        );
         let only = without_own(p(&[("options", "-c pgmoat.approval_mode=return")]));
         assert!(only.is_empty());
         let other = p(&[("options", "-c statement_timeout=5s")]);

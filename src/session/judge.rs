@@ -44,6 +44,8 @@ pub struct Judge {
     /// `pgmoat.approval_mode=return`: a hold answers at once, and the retry runs once
     /// approved ([`crate::approval::returned`]).
     pub approval_return: bool,
+    /// The front door the session serves, shown with its approval requests.
+    pub door: crate::approval::FrontDoor,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.

@@ -68,8 +68,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
 pub struct Proven {
     pub identity: Identity,
     pub tenant: Arc<tenant::Tenant>,
-    /// The front door, recorded in `session_start` (`"mcp"`).
-    pub protocol: &'static str,
+    /// The front door: recorded in `session_start` (`"protocol": "mcp"`) and shown
+    /// with every approval request the session makes.
+    pub door: crate::approval::FrontDoor,
 }
 
 /// Serve a session for a [`Proven`] caller over `tcp` (a loopback socket the front
@@ -138,6 +139,7 @@ async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven:
             approvals: est.tenant.approvals.clone(),
             audited: est.audit.is_some(),
             approval_return: est.approval_mode == approval_mode::ApprovalMode::Return,
+            door: est.door,
         }),
         audit: est.audit,
     });
@@ -360,6 +362,7 @@ struct Established {
     /// Held for the session's life: its place in the tenant's connection budget.
     _seat: tenant::Seat,
     approval_mode: approval_mode::ApprovalMode,
+    door: crate::approval::FrontDoor,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -374,8 +377,10 @@ async fn establish(
 ) -> Result<Established, SessionError> {
     // A proven caller's transport (its own HTTPS or loopback) was the front door's to
     // check; the socket here is pgmoat's own loopback.
-    let protocol = proven.as_ref().map(|p| p.protocol.to_owned());
-    if proven.is_none() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
+    let protocol = proven.as_ref().map(|p| p.door.as_str().to_owned());
+    let door = proven.as_ref().map(|p| p.door).unwrap_or_default();
+    if proven.is_none() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls()
+    {
         return Err(SessionError::refused(
             sqlstate::INVALID_AUTHORIZATION,
             "pgmoat: this gateway requires TLS (connect with sslmode=require)",
@@ -550,6 +555,7 @@ async fn establish(
         tenant,
         _seat: seat,
         approval_mode,
+        door,
     })
 }
 

@@ -36,6 +36,8 @@ fn request(id: &str, secs: u64) -> Request {
     let now = SystemTime::now();
     Request {
         id: id.into(),
+        // Not the default, so the round trip through the state database shows.
+        front_door: pgmoat::approval::FrontDoor::Mcp,
         identity: "agent-1".into(),
         groups: vec!["agents".into()],
         target: "demo".into(),
@@ -107,6 +109,7 @@ async fn a_decision_lands_once_and_is_announced() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].node, "node-a");
     assert_eq!(seen[0].request.params, vec!["42".to_string()]);
+    assert_eq!(seen[0].request.front_door, pgmoat::approval::FrontDoor::Mcp);
     assert!(b.pending(Some("other-tenant")).await.unwrap().is_empty());
 
     let decided = b
@@ -291,6 +294,7 @@ fn hold(a: &std::sync::Arc<Approvals>) -> pgmoat::approval::Ticket {
         vec![],
         "agent-deletes",
         &["dba".into()],
+        pgmoat::approval::FrontDoor::Postgres,
     )
 }
 

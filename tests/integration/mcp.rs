@@ -228,11 +228,19 @@ async fn mcp_sdk_client_gets_the_wires_rules_masks_approvals_and_audit() {
 
     // The server saw the approved retry run once, and nothing blocked or unapproved.
     let log = pg.log_contents();
-    assert!(!log.contains(&marks[0]), "a blocked statement reached the server");
-    assert_eq!(log.matches(&marks[2]).count(), 1, "the approved retry ran once");
+    assert!(
+        !log.contains(&marks[0]),
+        "a blocked statement reached the server"
+    );
+    assert_eq!(
+        log.matches(&marks[2]).count(),
+        1,
+        "the approved retry ran once"
+    );
     for m in [&marks[1], &marks[3]] {
         assert!(
-            !log.lines().any(|l| l.contains(m.as_str()) && l.contains("execute")),
+            !log.lines()
+                .any(|l| l.contains(m.as_str()) && l.contains("execute")),
             "{m} was executed though never approved"
         );
     }
@@ -287,7 +295,10 @@ async fn mcp_sdk_client_gets_the_wires_rules_masks_approvals_and_audit() {
     );
     let again = pg.psql_c(&conn, Some(AGENT_PW), &update);
     let err = String::from_utf8_lossy(&again.stderr).into_owned();
-    assert!(err.contains("waiting for approval ap-") && !err.contains(&id), "{err}");
+    assert!(
+        err.contains("waiting for approval ap-") && !err.contains(&id),
+        "{err}"
+    );
 
     gw.shutdown().await;
 
@@ -301,7 +312,10 @@ async fn mcp_sdk_client_gets_the_wires_rules_masks_approvals_and_audit() {
         .iter()
         .filter(|r| r["type"] == "session_start" && r["protocol"] == "mcp")
         .collect();
-    assert!(mcp_starts.iter().any(|r| r["user"] == AGENT), "{mcp_starts:?}");
+    assert!(
+        mcp_starts.iter().any(|r| r["user"] == AGENT),
+        "{mcp_starts:?}"
+    );
     assert!(mcp_starts.iter().any(|r| r["user"] == "ann@example.com"));
     let mcp_sessions: Vec<&Value> = mcp_starts.iter().map(|r| &r["session"]).collect();
     let blocked = recs.iter().find(|r| {

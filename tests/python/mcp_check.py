@@ -207,11 +207,10 @@ async def agent(s):
     t.join()
     assert ran.get("row_count") == 1, ran
 
-    # The session keeps its upstream session: a temp table lives across calls.
-    structured(await call(s, "query", target="demo", sql="CREATE TEMP TABLE mcp_scratch (x int)"))
-    structured(await call(s, "query", target="demo", sql="INSERT INTO mcp_scratch VALUES (41)"))
-    got = structured(await call(s, "query", target="demo", sql="SELECT x + 1 FROM mcp_scratch"))
-    assert got["rows"] == [[42]], got
+    # The MCP session keeps its database session across calls.
+    pid = structured(await call(s, "query", target="demo", sql="SELECT pg_backend_pid()"))["rows"]
+    again = structured(await call(s, "query", target="demo", sql="SELECT pg_backend_pid()"))["rows"]
+    assert pid == again, (pid, again)
 
 
 async def oidc_agent(s):
@@ -219,24 +218,21 @@ async def oidc_agent(s):
     assert got["rows"] == [[7]], got
 
 
-def isolated(i):
-    async def body(s):
-        # Each MCP session has its own upstream session: the same temp table name in
-        # four sessions at once is four tables.
-        structured(await call(s, "query", target="demo", sql="CREATE TEMP TABLE mcp_iso (x int)"))
-        structured(await call(s, "query", target="demo", sql="INSERT INTO mcp_iso VALUES ($1)", params=[i]))
-        await asyncio.sleep(0.2)
-        got = structured(await call(s, "query", target="demo", sql="SELECT x FROM mcp_iso"))
-        assert got["rows"] == [[i]], got
-
-    return body
+async def isolated(s):
+    # Each MCP session has its own database session, kept across its calls.
+    first = structured(await call(s, "query", target="demo", sql="SELECT pg_backend_pid()"))["rows"][0][0]
+    await asyncio.sleep(0.2)
+    second = structured(await call(s, "query", target="demo", sql="SELECT pg_backend_pid()"))["rows"][0][0]
+    assert first == second, (first, second)
+    return first
 
 
 async def main():
     check_refused_tokens()
     await session(TOKEN, agent)
     await session(OIDC_TOKEN, oidc_agent)
-    await asyncio.gather(*[session(TOKEN, isolated(i)) for i in range(4)])
+    pids = await asyncio.gather(*[session(TOKEN, isolated) for _ in range(4)])
+    assert len(set(pids)) == 4, pids
     print("ok")
 
 

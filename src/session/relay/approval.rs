@@ -23,7 +23,9 @@ impl Relay {
         buf: &mut BytesMut,
     ) -> Result<Waited, SessionError> {
         if self.judge.as_ref().is_some_and(|j| j.approval_return) {
-            return Ok(self.hold_returned(hold, params, params_key, statement).await);
+            return Ok(self
+                .hold_returned(hold, params, params_key, statement)
+                .await);
         }
         let (name, groups, target) = match &self.judge {
             Some(j) => (
@@ -46,7 +48,7 @@ impl Relay {
             params,
             &hold.rule,
             &hold.approvers,
-            crate::approval::FrontDoor::Postgres,
+            self.judge.as_ref().map(|j| j.door).unwrap_or_default(),
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {

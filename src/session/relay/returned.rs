@@ -21,8 +21,7 @@ pub fn pending_refusal(id: &str, rule: &str) -> Refusal {
         format!("{PENDING_PREFIX}{id} (rule \"{rule}\"): the statement was not run"),
     )
     .with_detail(Some(
-        "Send the same statement again once the request is approved; it then runs once."
-            .into(),
+        "Send the same statement again once the request is approved; it then runs once.".into(),
     ))
 }
 
@@ -52,10 +51,11 @@ impl Relay {
             statement: tree.unwrap_or_else(|| hold.sql.clone()),
             params: params_key,
         };
-        let (name, groups, target) = (
+        let (name, groups, target, door) = (
             j.identity.name.clone(),
             j.identity.groups.clone(),
             j.target.clone(),
+            j.door,
         );
         match hold.approvals.returned.take(&key) {
             Found::Approved { id, by, reason } => {
@@ -67,7 +67,14 @@ impl Relay {
                         reason
                     });
                     if let Err(e) = a
-                        .approval(&id, statement, ApprovalState::Approved, Some(by), reason, None)
+                        .approval(
+                            &id,
+                            statement,
+                            ApprovalState::Approved,
+                            Some(by),
+                            reason,
+                            None,
+                        )
                         .await
                     {
                         return Waited::Refused(audit_refusal(&e));
@@ -102,6 +109,7 @@ impl Relay {
                     params,
                     &hold.rule,
                     &hold.approvers,
+                    door,
                 );
                 let id = ticket.request.id.clone();
                 if let Err(e) = hold.approvals.publish(&ticket).await {
