@@ -10,10 +10,8 @@
 //! the figures are the gateway's and not a Python SDK's.
 
 #[path = "../tests/common/certs.rs"]
-#[allow(dead_code)]
 mod certs;
 #[path = "../tests/common/pg.rs"]
-#[allow(dead_code)]
 mod pg;
 
 use std::collections::HashMap;

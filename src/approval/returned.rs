@@ -222,16 +222,11 @@ mod tests {
         id
     }
 
-    async fn settled(a: &Approvals, k: &ReturnKey) -> Found {
-        for _ in 0..200 {
-            let e = lock(&a.returned.entries);
-            if !matches!(e.get(k).map(|e| &e.state), Some(State::Pending)) {
-                break;
-            }
-            drop(e);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        a.returned.take(k)
+    /// The decision for `id`, once the waiting task has kept it.
+    async fn settled(a: &Approvals, id: &str) -> Found {
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert!(a.returned.wait_settled(id, until).await, "{id} settled");
+        a.returned.take(&key(0))
     }
 
     #[tokio::test]
@@ -248,7 +243,7 @@ mod tests {
         assert_eq!(a.returned.take(&key(1)), Found::Nothing, "other parameters");
         a.resolve(&id, "alice", true, "ok", None).unwrap();
         assert_eq!(
-            settled(&a, &key(0)).await,
+            settled(&a, &id).await,
             Found::Approved {
                 id,
                 by: "alice".into(),
@@ -288,7 +283,7 @@ mod tests {
         let a = approvals(Duration::from_secs(60));
         let id = ask(&a);
         a.resolve(&id, "alice", false, "no", None).unwrap();
-        let denied = settled(&a, &key(0)).await;
+        let denied = settled(&a, &id).await;
         assert!(matches!(denied, Found::Denied { ref by, .. } if by == "alice"));
         assert_eq!(a.returned.take(&key(0)), denied, "every retry gets it");
 

@@ -13,7 +13,7 @@ import threading
 import time
 
 import httpx2
-from mcp import ClientSession
+from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 URL = os.environ["MCP_URL"]
@@ -213,9 +213,48 @@ async def agent(s):
     assert pid == again, (pid, again)
 
 
+def check_session_belongs_to_its_owner():
+    # A session id is not a credential: another identity's token cannot use it.
+    r = raw_post(TOKEN)
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": sid,
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+
+    def post(token, body):
+        h = dict(headers, Authorization=f"Bearer {token}")
+        return httpx2.post(URL, json=body, headers=h, timeout=10)
+
+    post(TOKEN, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    call_body = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "query", "arguments": {"target": "demo", "sql": "SELECT 1"}},
+    }
+    mine = post(TOKEN, call_body)
+    assert '\\"rows\\":[[1]]' in mine.text or '"rows":[[1]]' in mine.text, mine.text
+    theirs = post(OIDC_TOKEN, dict(call_body, id=3))
+    assert "belongs to another identity" in theirs.text and '"isError":true' in theirs.text, theirs.text
+
+
 async def oidc_agent(s):
     got = structured(await call(s, "query", target="demo", sql="SELECT 7 AS seven"))
     assert got["rows"] == [[7]], got
+    # Protocol errors are JSON-RPC errors: an unknown tool, a bad argument.
+    for name, args, says in [
+        ("no_such_tool", {}, "not found"),
+        ("query", {"target": "demo", "sql": "SELECT 1", "wait": "soon"}, "wait"),
+    ]:
+        try:
+            await s.call_tool(name, args)
+        except MCPError as e:
+            assert e.code < 0 and says in str(e), (name, e.code, e)
+        else:
+            raise AssertionError(f"{name}: no JSON-RPC error")
 
 
 async def isolated(s):
@@ -229,6 +268,7 @@ async def isolated(s):
 
 async def main():
     check_refused_tokens()
+    check_session_belongs_to_its_owner()
     await session(TOKEN, agent)
     await session(OIDC_TOKEN, oidc_agent)
     pids = await asyncio.gather(*[session(TOKEN, isolated) for _ in range(4)])
