@@ -209,7 +209,7 @@ async fn mcp_sdk_client_gets_the_wires_rules_masks_approvals_and_audit() {
         ("MARK_AGAIN".into(), marks[3].clone()),
     ];
     let out = tokio::task::spawn_blocking(move || {
-        pgmoat::setup::ensure_python_module("mcp", "mcp>=1.10").unwrap_or_else(|e| panic!("{e}"));
+        pgmoat::setup::ensure_python_module("mcp", "mcp>=2.3").unwrap_or_else(|e| panic!("{e}"));
         Command::new("python3")
             .arg(script)
             .envs(env)
@@ -328,4 +328,104 @@ async fn mcp_sdk_client_gets_the_wires_rules_masks_approvals_and_audit() {
     assert!(recs
         .iter()
         .any(|r| r["type"] == "approval" && mcp_sessions.contains(&&r["session"])));
+}
+
+/// POST one JSON-RPC message to `/mcp` (Streamable HTTP): status, session id header
+/// and body.
+async fn mcp_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, String) {
+    let mut req = http
+        .post(url)
+        .bearer_auth(MCP_TOKEN)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("Mcp-Session-Id", s);
+    }
+    let r = req.send().await.expect("mcp post");
+    let status = r.status().as_u16();
+    let sid = r
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, sid, r.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mcp_session_expires_with_its_database_session() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let store = TempDir::new("pgmoat-mcp-idle-audit");
+    let yaml = config_yaml(
+        pg,
+        &format!(
+            "audit:\n  dir: {}\n  durability: batch\nmcp:\n  listen: 127.0.0.1:0\n  idle_timeout: 1s\n",
+            store.path().display()
+        ),
+    )
+    .replace(
+        "      groups: [agents]\n",
+        "      groups: [agents]\n      token_env: AGENT1_TOKEN\n",
+    );
+    let mut env = test_env();
+    env.insert("AGENT1_TOKEN".into(), MCP_TOKEN.into());
+    let gw = McpGateway::start(&yaml, env).await;
+    let (http, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let (status, sid, body) = mcp_post(
+        &http,
+        &url,
+        None,
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sid = sid.expect("a session id");
+    mcp_post(
+        &http,
+        &url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    let call = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"query","arguments":{"target":"demo","sql":"SELECT 1"}}});
+    let (status, _, body) = mcp_post(&http, &url, Some(&sid), call.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("row_count"), "{body}");
+
+    // Idle past idle_timeout: the MCP session ends, and its database session with it.
+    let dir = store.path().to_path_buf();
+    wait_for("the MCP session's session_end", WAIT_LIMIT, || {
+        let dir = dir.clone();
+        async move {
+            let recs = records(&dir);
+            let started: Vec<&Value> = recs
+                .iter()
+                .filter(|r| r["type"] == "session_start" && r["protocol"] == "mcp")
+                .map(|r| &r["session"])
+                .collect();
+            let ended = recs
+                .iter()
+                .any(|r| r["type"] == "session_end" && started.contains(&&r["session"]));
+            if started.len() == 1 && ended {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} mcp sessions started, ended: {ended}",
+                    started.len()
+                ))
+            }
+        }
+    })
+    .await;
+    let (status, _, body) = mcp_post(&http, &url, Some(&sid), call).await;
+    assert_eq!(status, 404, "an expired session is unknown: {body}");
+    gw.shutdown().await;
 }
