@@ -24,6 +24,8 @@ pub enum Failure {
     Pending { id: String, rule: String },
     /// Refused by pgmoat or failed in the server: the text the agent sees.
     Refused(String),
+    /// The database session was ended by an operator (57P01) while the call ran.
+    Terminated(String),
 }
 
 /// Run `sql` with `params` bound as real parameters (text format, any type).
@@ -100,5 +102,8 @@ pub fn failure(e: tokio_postgres::Error) -> Failure {
     }
     text.push_str("\nSQLSTATE: ");
     text.push_str(db.code().code());
+    if db.code() == &tokio_postgres::error::SqlState::ADMIN_SHUTDOWN {
+        return Failure::Terminated(text);
+    }
     Failure::Refused(text)
 }

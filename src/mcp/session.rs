@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -28,6 +28,8 @@ pub enum ConnectError {
     UnknownTarget(String),
     #[error("this MCP session belongs to another identity; start a new session")]
     NotYourSession,
+    #[error("an operator ended this MCP session's database session; start a new MCP session")]
+    Terminated,
     #[error("could not open a session to target \"{target}\": {message}")]
     Refused { target: String, message: String },
 }
@@ -36,9 +38,16 @@ pub enum ConnectError {
 pub struct Conn {
     pub client: tokio_postgres::Client,
     notices: Arc<Mutex<Vec<String>>>,
+    /// An operator terminated the database session (57P01): the MCP session does
+    /// not quietly open another one.
+    terminated: Arc<AtomicBool>,
 }
 
 impl Conn {
+    pub fn mark_terminated(&self) {
+        self.terminated.store(true, Ordering::Release);
+    }
+
     /// Notices that arrived since the last call.
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
@@ -88,6 +97,9 @@ impl McpSession {
         }
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(target) {
+            if c.terminated.load(Ordering::Acquire) {
+                return Err(ConnectError::Terminated);
+            }
             if !c.client.is_closed() {
                 return Ok(Arc::clone(c));
             }
@@ -145,6 +157,8 @@ async fn connect(door: &Arc<Door>, caller: &Caller, target: &str) -> Result<Conn
     })?;
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&notices);
+    let terminated = Arc::new(AtomicBool::new(false));
+    let ended = Arc::clone(&terminated);
     tokio::spawn(async move {
         while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match m {
@@ -156,9 +170,18 @@ async fn connect(door: &Arc<Door>, caller: &Caller, target: &str) -> Result<Conn
                     }
                 }
                 Ok(_) => {}
-                Err(_) => break,
+                Err(e) => {
+                    if e.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN) {
+                        ended.store(true, Ordering::Release);
+                    }
+                    break;
+                }
             }
         }
     });
-    Ok(Conn { client, notices })
+    Ok(Conn {
+        client,
+        notices,
+        terminated,
+    })
 }

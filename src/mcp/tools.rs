@@ -151,8 +151,7 @@ impl Tools {
         let notices = conn.take_notices();
         match out {
             Ok(rows) => Ok((rows, notices)),
-            Err(Failure::Refused(text)) => Err(refused(text)),
-            Err(Failure::Pending { id, rule }) => Err(pending(&id, &rule)),
+            Err(f) => Err(failed(&conn, f)),
         }
     }
 
@@ -181,6 +180,19 @@ impl Tools {
         masked.sort();
         masked.dedup();
         masked
+    }
+}
+
+/// What a call that did not run shows; an operator's termination also ends the
+/// MCP session's use of that database session.
+fn failed(conn: &super::session::Conn, f: Failure) -> CallToolResult {
+    match f {
+        Failure::Pending { id, rule } => pending(&id, &rule),
+        Failure::Refused(text) => refused(text),
+        Failure::Terminated(text) => {
+            conn.mark_terminated();
+            refused(text)
+        }
     }
 }
 
@@ -337,8 +349,7 @@ impl Tools {
         }
         let notices = conn.take_notices();
         Ok(match out {
-            Err(Failure::Refused(text)) => refused(text),
-            Err(Failure::Pending { id, rule }) => pending(&id, &rule),
+            Err(f) => failed(&conn, f),
             Ok(rows) => CallToolResult::structured(json!({
                 "columns": rows.columns,
                 "rows": rows.rows,

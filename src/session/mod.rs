@@ -120,7 +120,7 @@ async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven:
         identity: est.identity.name.clone(),
         target: est.target.clone(),
         client: peer,
-        protocol: "postgres",
+        protocol: est.door.as_str(),
     });
     let mut relay = Relay::new(RelayParts {
         client,

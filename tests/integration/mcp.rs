@@ -357,15 +357,45 @@ async fn mcp_post(
     (status, sid, r.text().await.unwrap_or_default())
 }
 
+/// Open an MCP session over raw HTTP and run one query in it; its session id.
+async fn open_and_query(http: &reqwest::Client, url: &str) -> String {
+    let (status, sid, body) = mcp_post(
+        http,
+        url,
+        None,
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sid = sid.expect("a session id");
+    mcp_post(
+        http,
+        url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    let (status, _, body) = mcp_post(http, url, Some(&sid), query_call()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("row_count"), "{body}");
+    sid
+}
+
+fn query_call() -> Value {
+    serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"query","arguments":{"target":"demo","sql":"SELECT 1"}}})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_mcp_session_expires_with_its_database_session() {
+async fn mcp_sessions_are_listed_terminated_and_expire_when_idle() {
     let pg = crate::common::pg::shared();
     prepare(pg).await;
     let store = TempDir::new("pgmoat-mcp-idle-audit");
     let yaml = config_yaml(
         pg,
         &format!(
-            "audit:\n  dir: {}\n  durability: batch\nmcp:\n  listen: 127.0.0.1:0\n  idle_timeout: 1s\n",
+            "audit:\n  dir: {}\n  durability: batch\nmcp:\n  listen: 127.0.0.1:0\n  idle_timeout: 2s\n",
             store.path().display()
         ),
     )
@@ -376,33 +406,45 @@ async fn an_idle_mcp_session_expires_with_its_database_session() {
     let mut env = test_env();
     env.insert("AGENT1_TOKEN".into(), MCP_TOKEN.into());
     let gw = McpGateway::start(&yaml, env).await;
-    let (http, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
-    let (status, sid, body) = mcp_post(
-        &http,
-        &url,
-        None,
-        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let sid = sid.expect("a session id");
-    mcp_post(
-        &http,
-        &url,
-        Some(&sid),
-        serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-    )
-    .await;
-    let call = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
-        "params":{"name":"query","arguments":{"target":"demo","sql":"SELECT 1"}}});
-    let (status, _, body) = mcp_post(&http, &url, Some(&sid), call.clone()).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("row_count"), "{body}");
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
 
-    // Idle past idle_timeout: the MCP session ends, and its database session with it.
+    // Listed among the live sessions as an MCP session; an operator can end it, and
+    // the MCP session does not quietly open another.
+    let first = open_and_query(&web, &url).await;
+    let (code, body) = http(
+        gw.admin,
+        "GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer admin-token\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["protocol"], "mcp");
+    assert_eq!(list[0]["identity"], AGENT);
+    let path = format!(
+        "/api/v1/sessions/{}/terminate",
+        list[0]["id"].as_str().unwrap()
+    );
+    let (code, body) = http_post(gw.admin, &path, Some("admin-token"), "").await;
+    assert_eq!(code, 200, "{body}");
+    let ended = wait_for("the terminated MCP session to say so", WAIT_LIMIT, || {
+        let (web, url, first) = (&web, &url, &first);
+        async move {
+            let (_, _, body) = mcp_post(web, url, Some(first), query_call()).await;
+            if body.contains("an operator ended") {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        }
+    })
+    .await;
+    assert!(ended.contains("\"isError\":true"), "{ended}");
+
+    // Idle past idle_timeout: the MCP session ends, its database session with it.
+    let second = open_and_query(&web, &url).await;
     let dir = store.path().to_path_buf();
-    wait_for("the MCP session's session_end", WAIT_LIMIT, || {
+    wait_for("every MCP session's session_end", WAIT_LIMIT, || {
         let dir = dir.clone();
         async move {
             let recs = records(&dir);
@@ -413,19 +455,20 @@ async fn an_idle_mcp_session_expires_with_its_database_session() {
                 .collect();
             let ended = recs
                 .iter()
-                .any(|r| r["type"] == "session_end" && started.contains(&&r["session"]));
-            if started.len() == 1 && ended {
+                .filter(|r| r["type"] == "session_end" && started.contains(&&r["session"]))
+                .count();
+            if started.len() == 2 && ended == 2 {
                 Ok(())
             } else {
                 Err(format!(
-                    "{} mcp sessions started, ended: {ended}",
+                    "{} mcp sessions started, {ended} ended",
                     started.len()
                 ))
             }
         }
     })
     .await;
-    let (status, _, body) = mcp_post(&http, &url, Some(&sid), call).await;
+    let (status, _, body) = mcp_post(&web, &url, Some(&second), query_call()).await;
     assert_eq!(status, 404, "an expired session is unknown: {body}");
     gw.shutdown().await;
 }
