@@ -86,6 +86,7 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
+    pub ssh: Option<super::ssh::RawSsh>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).
@@ -212,6 +213,9 @@ pub(super) struct RawUser {
     pub scram: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Public keys for the SSH front door (OpenSSH `authorized_keys` lines).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -168,6 +168,10 @@ impl Validator<'_> {
                 None => None,
             },
             tenants,
+            ssh: match raw.ssh {
+                Some(s) => Some(self.ssh(s)?),
+                None => None,
+            },
         })
     }
 
@@ -331,10 +335,12 @@ impl Validator<'_> {
                     return Err(self.err(field, "give exactly one of password_env or scram"));
                 }
             };
+            let ssh_keys = self.ssh_keys(&field, &u.ssh_keys)?;
             users.push(User {
                 name: u.name,
                 verifier,
                 groups: u.groups,
+                ssh_keys,
             });
         }
         Ok(users)

@@ -31,6 +31,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
     pub tenants: Vec<TenantConfig>,
+    /// `ssh:`, the SSH front door (SPEC section 8).
+    pub ssh: Option<super::SshConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin
@@ -130,6 +132,8 @@ pub struct User {
     pub name: String,
     pub verifier: Verifier,
     pub groups: Vec<String>,
+    /// SSH public keys as `algorithm base64`.
+    pub ssh_keys: Vec<String>,
 }
 
 /// A client-certificate identity: the certificate's subject CN names it.

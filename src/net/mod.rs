@@ -81,6 +81,8 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
 }
 
 /// A bound gateway, ready to run.
@@ -90,6 +92,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    /// The SSH front door, with `ssh:`.
+    ssh: Option<crate::ssh::SshDoor>,
 }
 
 impl Gateway {
@@ -126,6 +130,10 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let ssh = match &config.ssh {
+            Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
+            None => None,
+        };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -184,6 +192,7 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            ssh,
         })
     }
 
@@ -191,6 +200,11 @@ impl Gateway {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The SSH listener's address, with `ssh:`.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().and_then(|s| s.local_addr())
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -215,7 +229,9 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            ssh,
         } = self;
+        let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -330,6 +346,9 @@ impl Gateway {
             tracing::warn!("grace period over; closing the remaining sessions");
         }
         if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = ssh_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {
