@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(cmds("a; b && c | d"), ["a", "b", "c", "d"]);
         assert_eq!(cmds("ls -l /tmp || echo 'no such' \"dir\""), ["ls -l /tmp", "echo no such dir"]);
         assert_eq!(cmds("a\nb &"), ["a", "b"]);
-        assert_eq!(cmds("(cd /tmp; rm -rf x) > /dev/null"), ["> /dev/null", "cd /tmp", "rm -rf x"]);
+        assert_eq!(cmds("(cd /tmp; rm -rf x) > /dev/null"), [">/dev/null", "cd /tmp", "rm -rf x"]);
         assert_eq!(cmds("'r'm -rf /var/www"), ["rm -rf /var/www"]);
         assert_eq!(cmds("r\\m -rf /"), ["rm -rf /"]);
         assert_eq!(cmds("echo hi >> /etc/motd 2>&1"), ["echo hi >>/etc/motd 2>&1"]);

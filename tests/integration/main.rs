@@ -26,6 +26,8 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod ssh;
+mod ssh_env;
 mod tenants;
 mod threats_leaks;
 mod threats_names;
