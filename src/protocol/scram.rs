@@ -107,6 +107,16 @@ impl Verifier {
         }
     }
 
+    /// Whether `password` derives this verifier (same salt and iterations), compared
+    /// in constant time. For front doors that receive a password rather than run
+    /// SCRAM; no SASLprep, as [`Verifier::derive`].
+    pub fn matches_password(&self, password: &str) -> bool {
+        let other = Verifier::derive(password.as_bytes(), &self.salt, self.iterations);
+        let a = [self.stored_key, self.server_key].concat();
+        let b = [other.stored_key, other.server_key].concat();
+        bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]))
+    }
+
     /// A stand-in for users that do not exist, stable per name, so that an unknown user
     /// walks through the same exchange as a known one and learns nothing from it.
     pub fn mock(user: &str, secret: &[u8]) -> Verifier {

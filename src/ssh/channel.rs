@@ -358,6 +358,7 @@ impl Chan {
             Vec::new(),
             &d.deciding_rule,
             approvers,
+            crate::approval::FrontDoor::Ssh,
         );
         let id = ticket.request.id.clone();
         if let Err(e) = approvals.publish(&ticket).await {

@@ -240,9 +240,33 @@ impl russh::server::Handler for Conn {
         }
     }
 
+    /// A local user's password, or an OIDC JWT as the password (the identity part of
+    /// the name must be the token's user), checked, rate-limited and audited exactly
+    /// as on the wire.
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let _ = password;
-        Ok(self.fail(user, None, "password logins are not enabled for ssh yet").await)
+        let Some((identity, target)) = user.rsplit_once('+') else {
+            return Ok(self.fail(user, None, "the user name must be IDENTITY+TARGET").await);
+        };
+        let Some(target) = self.door.config.targets.get(target) else {
+            let why = format!("unknown ssh target {target:?}");
+            return Ok(self.fail(user, None, &why).await);
+        };
+        let target = Arc::new(target.clone());
+        let shared = Arc::clone(&self.door.shared);
+        match crate::session::credentials::by_password(&shared, self.peer, identity, password).await
+        {
+            Ok((id, tenant)) => {
+                // For the record only: by_password has decided which it was.
+                let how = if password.split('.').count() == 3 && !password.contains(' ') {
+                    "token"
+                } else {
+                    "password"
+                };
+                Ok(self.start(id.name, id.groups, tenant, target, how).await)
+            }
+            // by_password has counted and recorded the failure.
+            Err(_) => Ok(Auth::reject()),
+        }
     }
 
     async fn channel_open_session(

@@ -42,6 +42,7 @@ impl Relay {
             params,
             &hold.rule,
             &hold.approvers,
+            crate::approval::FrontDoor::Postgres,
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {
