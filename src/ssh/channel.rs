@@ -4,9 +4,10 @@
 //!
 //! What the client sees: a refused request gets `pgmoat: blocked by rule "<id>": ...`
 //! on stderr and exit status 126; a held one `pgmoat: waiting for approval ap-...`
-//! first. The request itself is always answered with success, so the client shows the
-//! message and the status instead of a bare "exec request failed". The connection
-//! and its other channels carry on.
+//! first. The request itself was answered with success when it arrived (in `conn`, in
+//! order with the channel's other requests), so the client shows the message and the
+//! status instead of a bare "exec request failed". The connection and its other
+//! channels carry on.
 
 mod relay;
 
@@ -110,13 +111,13 @@ impl Chan {
         while let Some(msg) = rx.wait().await {
             match msg {
                 ChannelMsg::RequestPty {
-                    want_reply,
                     term,
                     col_width,
                     row_height,
                     pix_width,
                     pix_height,
                     terminal_modes,
+                    ..
                 } => {
                     self.size = (col_width, row_height);
                     self.pty = Some(PtyRequest {
@@ -126,9 +127,6 @@ impl Chan {
                         pix: (pix_width, pix_height),
                         modes: terminal_modes,
                     });
-                    if want_reply {
-                        let _ = self.handle.channel_success(self.id).await;
-                    }
                 }
                 ChannelMsg::Exec { command, .. } => {
                     return Some(Request::Exec(
@@ -167,20 +165,8 @@ impl Chan {
                 row_height,
                 ..
             } => self.size = (col_width, row_height),
-            ChannelMsg::RequestX11 { want_reply, .. }
-            | ChannelMsg::AgentForward { want_reply } => {
-                tracing::info!(session = %self.ctx.id, "ssh X11/agent forwarding refused");
-                self.ctx.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
-                if want_reply {
-                    let _ = self.handle.channel_failure(self.id).await;
-                }
-            }
-            ChannelMsg::SetEnv { want_reply, .. } => {
-                // The upstream's environment is its own: not passed on.
-                if want_reply {
-                    let _ = self.handle.channel_failure(self.id).await;
-                }
-            }
+            // Requests are answered by the connection's handler as they arrive (see
+            // `conn`): forwarding refused, the environment not passed on.
             _ => {}
         }
         true
@@ -240,8 +226,6 @@ impl Chan {
             command = request.text().unwrap_or(""), action = decision.action.as_str(),
             rule = %decision.deciding_rule, "ssh request judged"
         );
-        // Answered now: whatever follows is told on stderr with an exit status.
-        let _ = self.handle.channel_success(self.id).await;
         let decided = self.record(&request, &decision, "decided");
         if let Err(e) = self
             .ctx

@@ -95,6 +95,8 @@ pub struct Conn {
     door: Arc<Door>,
     peer: SocketAddr,
     ctx: Option<Arc<Ctx>>,
+    /// Channels whose exec, shell or subsystem request has come: one per channel.
+    started: std::collections::HashSet<ChannelId>,
 }
 
 impl Conn {
@@ -104,6 +106,7 @@ impl Conn {
             door,
             peer,
             ctx: None,
+            started: Default::default(),
         }
     }
 
@@ -189,6 +192,17 @@ impl Conn {
             end: std::sync::Mutex::new("client closed".into()),
         }));
         Auth::Accept
+    }
+}
+
+impl Conn {
+    /// Answer a channel request (russh sends the reply only when one was asked for).
+    fn answer(&self, channel: ChannelId, ok: bool, session: &mut Session) -> Result<(), russh::Error> {
+        if ok {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 }
 
@@ -285,6 +299,87 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
+    // Channel requests are answered here, as they arrive, so each reply goes with its
+    // own request (the channel's task judges and relays them afterwards).
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.answer(channel, !self.started.contains(&channel), session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let first = self.started.insert(channel);
+        self.answer(channel, first, session)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let first = self.started.insert(channel);
+        self.answer(channel, first, session)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let first = self.started.insert(channel);
+        self.answer(channel, first, session)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The upstream's environment is its own: not passed on.
+        self.answer(channel, false, session)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, "ssh X11 forwarding refused");
+        self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
+        self.answer(channel, false, session)
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.started.remove(&channel);
+        Ok(())
+    }
+
     async fn channel_open_direct_tcpip(
         &mut self,
         _channel: Channel<Msg>,
@@ -317,6 +412,7 @@ impl russh::server::Handler for Conn {
         _channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
+        tracing::info!(peer = %self.peer, "ssh agent forwarding refused");
         self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
         Ok(false)
     }

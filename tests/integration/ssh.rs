@@ -379,3 +379,29 @@ async fn a_blocked_channel_leaves_the_connection_usable() {
     assert_eq!((a.0.as_str(), b.0.as_str()), ("one\n", "two\n"));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_users_password_logs_in_and_a_wrong_one_is_audited() {
+    let gw = start(RULES).await;
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut handle = russh::client::connect(config.clone(), gw.ssh, AnyHost)
+        .await
+        .expect("connect");
+    let auth = handle
+        .authenticate_password(AGENT, "wrong-password")
+        .await
+        .expect("auth exchange");
+    assert!(!auth.success());
+    let auth = handle
+        .authenticate_password(AGENT, "agent-secret-1")
+        .await
+        .expect("auth exchange");
+    assert!(auth.success());
+    let (out, _, status) = exec_on(&handle, "echo by-password").await;
+    assert_eq!((out.as_str(), status), ("by-password\n", Some(0)));
+    let starts = gw.records_of("ssh_session_start");
+    assert_eq!(starts[0]["auth"], "password");
+    let failures = gw.records_of("auth_failure");
+    assert!(failures.iter().any(|f| f["user"] == "agent-1"), "{failures:?}");
+    gw.shutdown().await;
+}

@@ -162,18 +162,7 @@ impl Chan {
                     ChannelMsg::Signal { signal } => {
                         let _ = up_tx.signal(signal).await;
                     }
-                    ChannelMsg::RequestX11 { want_reply, .. }
-                    | ChannelMsg::AgentForward { want_reply }
-                    | ChannelMsg::SetEnv { want_reply, .. }
-                    | ChannelMsg::RequestPty { want_reply, .. }
-                    | ChannelMsg::RequestShell { want_reply }
-                    | ChannelMsg::Exec { want_reply, .. }
-                    | ChannelMsg::RequestSubsystem { want_reply, .. } => {
-                        // One request per channel, and no forwarding.
-                        if want_reply {
-                            let _ = self.handle.channel_failure(self.id).await;
-                        }
-                    }
+                    // Other requests were answered (refused) by the handler.
                     _ => {}
                 }
             }
