@@ -15,6 +15,7 @@ ROUNDS=${ROUNDS:-3}
 USER_NAME=pgmoat-ssh
 [ -x "$BIN" ] || { echo "no pgmoat binary at $BIN (cargo build --release)"; exit 1; }
 id -u "$USER_NAME" >/dev/null 2>&1 || useradd -m -s /bin/sh "$USER_NAME"
+usermod -p '*' "$USER_NAME"   # unlocked for keys, no password works
 HOME_DIR=/home/$USER_NAME
 
 W=$(mktemp -d /tmp/pgmoat-ssh-bench.XXXXXX)

@@ -75,6 +75,9 @@ fn ensure_user() -> PathBuf {
     if !exists {
         run(Command::new("useradd").args(["-m", "-s", "/bin/sh", USER]));
     }
+    // useradd leaves the password locked ("!"), and sshd (without PAM) then refuses
+    // every login; "*" means no password works, but the account is open to keys.
+    run(Command::new("usermod").args(["-p", "*", USER]));
     let home = PathBuf::from(format!("/home/{USER}"));
     std::fs::create_dir_all(&home).expect("home folder");
     run(Command::new("chown").arg(format!("{USER}:")).arg(&home));

@@ -46,6 +46,7 @@ fn request(id: &str, secs: u64) -> Request {
         requested_at: now,
         expires_at: now + Duration::from_secs(secs),
         fingerprint: "delete-orders".into(),
+        front_door: Default::default(),
     }
 }
 
@@ -291,6 +292,7 @@ fn hold(a: &std::sync::Arc<Approvals>) -> pgmoat::approval::Ticket {
         vec![],
         "agent-deletes",
         &["dba".into()],
+        pgmoat::approval::FrontDoor::Postgres,
     )
 }
 

@@ -225,15 +225,12 @@ impl Chan {
                     _ => {}
                 }
             }
-            let _ = self.tx.eof().await;
-            let _ = self.tx.close().await;
         };
 
         tokio::pin!(client_to_up, up_to_client);
         tokio::select! {
-            _ = &mut up_to_client => {
-                let _ = tokio::time::timeout(WIND_DOWN, &mut client_to_up).await;
-            }
+            // The upstream is done: nothing the client still sends has anywhere to go.
+            _ = &mut up_to_client => {}
             _ = &mut client_to_up => {
                 let _ = tokio::time::timeout(WIND_DOWN, &mut up_to_client).await;
             }
@@ -258,6 +255,10 @@ impl Chan {
             }
             None => {}
         }
+        // Recorded before the client hears the channel is over: when `ssh` returns,
+        // the trail is complete.
         self.closed(closed).await;
+        let _ = self.tx.eof().await;
+        let _ = self.tx.close().await;
     }
 }
