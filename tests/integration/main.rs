@@ -26,6 +26,7 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod sessions;
 mod ssh;
 mod ssh_env;
 mod tenants;
