@@ -221,6 +221,7 @@ impl Chan {
             .unwrap_or_default();
         drop(rules);
         self.ctx.door.shared.metrics.ssh.channel(decision.action);
+        self.ctx.registration.count(1);
         tracing::info!(
             session = %self.ctx.id, channel = self.number, request = request.kind(),
             command = request.text().unwrap_or(""), action = decision.action.as_str(),

@@ -45,6 +45,8 @@ pub struct Ctx {
     pub channels: AtomicU64,
     /// How the session ended, as the connection saw it.
     pub end: std::sync::Mutex<String>,
+    /// Its entry in `GET /api/v1/sessions` (dropped with the session).
+    pub registration: crate::session::registry::Registration,
 }
 
 impl Ctx {
@@ -177,6 +179,17 @@ impl Conn {
         self.door.shared.metrics.ssh.sessions_total.fetch_add(1, Relaxed);
         self.door.shared.metrics.ssh.sessions_active.fetch_add(1, Relaxed);
         tracing::info!(peer = %self.peer, %identity, target = %target.name, session = %id, "ssh session started");
+        let registration = self
+            .door
+            .shared
+            .sessions
+            .register(crate::session::registry::Entry {
+                tenant: tenant.name.clone(),
+                identity: identity.clone(),
+                target: target.name.clone(),
+                client: self.peer,
+                protocol: "ssh",
+            });
         self.ctx = Some(Arc::new(Ctx {
             door: Arc::clone(&self.door),
             peer: self.peer,
@@ -190,6 +203,7 @@ impl Conn {
             next_channel: AtomicU32::new(0),
             channels: AtomicU64::new(0),
             end: std::sync::Mutex::new("client closed".into()),
+            registration,
         }));
         Auth::Accept
     }
@@ -296,6 +310,36 @@ impl russh::server::Handler for Conn {
         reply.accept().await;
         let handle = session.handle();
         tokio::spawn(super::channel::run(ctx, channel, handle));
+        Ok(())
+    }
+
+    /// An operator's terminate (`POST /api/v1/sessions/{id}/terminate`) ends the
+    /// connection: a watcher per session, gone with the session.
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let Some(ctx) = &self.ctx else {
+            return Ok(());
+        };
+        let mut terminated = ctx.registration.terminated();
+        let weak = Arc::downgrade(ctx);
+        let handle = session.handle();
+        tokio::spawn(async move {
+            let stop = terminated.wait_for(|t| *t).await.is_ok();
+            if !stop {
+                return; // the session ended first
+            }
+            if let Some(ctx) = weak.upgrade() {
+                if let Ok(mut e) = ctx.end.lock() {
+                    *e = "terminated by an operator".into();
+                }
+            }
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "pgmoat: terminated by an operator".into(),
+                    String::new(),
+                )
+                .await;
+        });
         Ok(())
     }
 

@@ -406,3 +406,48 @@ async fn a_local_users_password_logs_in_and_a_wrong_one_is_audited() {
     assert!(failures.iter().any(|f| f["user"] == "agent-1"), "{failures:?}");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_sessions_are_listed_and_an_operator_can_terminate_one() {
+    let gw = start(RULES).await;
+    let key = keys().agent.clone();
+    let port = gw.ssh.port();
+    let task = tokio::spawn(async move {
+        let mut args = vec!["-p".to_string(), port.to_string()];
+        args.extend(ssh_env::client_opts(&key));
+        args.push(format!("{AGENT}@127.0.0.1"));
+        args.push("sleep 120".into());
+        ssh_env::client("ssh", &args, None).await
+    });
+    let admin = gw.admin;
+    let session = wait_for("the ssh session running its command", Duration::from_secs(20), || async move {
+        let (_, body) = http(
+            admin,
+            &format!("GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"),
+        )
+        .await;
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        list.into_iter()
+            .find(|s| s["protocol"] == "ssh" && s["running"] == "sleep 120")
+            .ok_or_else(|| body.clone())
+    })
+    .await;
+    assert_eq!(session["identity"], "agent-1");
+    assert_eq!(session["target"], "web-1");
+    assert_eq!(session["statements"], 1);
+    let path = format!("/api/v1/sessions/{}/terminate", session["id"].as_str().unwrap());
+    let (code, body) = http_post(gw.admin, &path, Some(ADMIN_TOKEN), "").await;
+    assert_eq!(code, 200, "{body}");
+    let r = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the terminated session ends at once")
+        .unwrap();
+    assert_eq!(r.status, 255, "{r:?}");
+    let ends = wait_for("ssh_session_end", Duration::from_secs(20), || async {
+        let ends = gw.records_of("ssh_session_end");
+        if ends.is_empty() { Err("none yet".to_string()) } else { Ok(ends) }
+    })
+    .await;
+    assert_eq!(ends[0]["end"], "terminated by an operator", "{ends:?}");
+    gw.shutdown().await;
+}

@@ -100,6 +100,12 @@ impl Chan {
             }
         }
         let record_input = matches!(request, Request::Shell);
+        let running = match &request {
+            Request::Shell => "(shell)".to_string(),
+            Request::Exec(c) => c.clone(),
+            Request::Subsystem(n) => format!("(subsystem {n})"),
+        };
+        self.ctx.registration.running(Some(&running));
         let bytes_in = AtomicU64::new(0);
         let bytes_out = AtomicU64::new(0);
         let exit = Mutex::new(None::<u32>);
@@ -255,6 +261,7 @@ impl Chan {
             }
             None => {}
         }
+        self.ctx.registration.running(None);
         // Recorded before the client hears the channel is over: when `ssh` returns,
         // the trail is complete.
         self.closed(closed).await;
