@@ -97,10 +97,8 @@ pub fn check_recording(dir: &Path, line: &[u8]) -> Result<(), String> {
 /// make verify or replay read elsewhere).
 pub fn recording_path(dir: &Path, name: &str) -> Result<std::path::PathBuf, String> {
     let rel = Path::new(name);
-    let inside = rel
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-        && rel.starts_with(RECORDINGS);
+    let inside =
+        rel.components().all(|c| matches!(c, Component::Normal(_))) && rel.starts_with(RECORDINGS);
     if !inside {
         return Err(format!("recording name {name:?} is outside the store"));
     }
@@ -144,7 +142,10 @@ pub fn replay_text(dir: &Path, ts: &str, session: &str, event: &Event) -> Option
             "[{clock}] channel {} {}{}: {} (rule {})\n",
             c.channel,
             c.request,
-            c.command.as_deref().map(|x| format!(" {x:?}")).unwrap_or_default(),
+            c.command
+                .as_deref()
+                .map(|x| format!(" {x:?}"))
+                .unwrap_or_default(),
             c.action,
             c.rule
         ),
@@ -152,10 +153,15 @@ pub fn replay_text(dir: &Path, ts: &str, session: &str, event: &Event) -> Option
             let mut s = format!(
                 "[{clock}] channel {} closed: exit {}, {} bytes in, {} bytes out{}\n",
                 c.channel,
-                c.exit_status.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                c.exit_status
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 c.bytes_in.unwrap_or(0),
                 c.bytes_out.unwrap_or(0),
-                c.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default()
+                c.error
+                    .as_deref()
+                    .map(|e| format!(", {e}"))
+                    .unwrap_or_default()
             );
             if let Some(name) = &c.recording {
                 s.push_str(&format!("  recording {name}\n"));

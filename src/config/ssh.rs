@@ -95,7 +95,11 @@ impl Validator<'_> {
 
     /// `identities.users[].ssh_keys`: OpenSSH public key lines, checked here so a typo
     /// fails at start, kept as `algorithm base64` (the comment dropped).
-    pub(super) fn ssh_keys(&self, field: &str, keys: &[String]) -> Result<Vec<String>, ConfigError> {
+    pub(super) fn ssh_keys(
+        &self,
+        field: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, ConfigError> {
         keys.iter()
             .enumerate()
             .map(|(i, line)| {
@@ -107,7 +111,10 @@ impl Validator<'_> {
                     ));
                 };
                 russh::keys::parse_public_key_base64(b64).map_err(|e| {
-                    self.err(format!("{field}.ssh_keys[{i}]"), format!("not a public key: {e}"))
+                    self.err(
+                        format!("{field}.ssh_keys[{i}]"),
+                        format!("not a public key: {e}"),
+                    )
                 })?;
                 Ok(format!("{alg} {b64}"))
             })

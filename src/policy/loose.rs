@@ -111,7 +111,9 @@ fn as_text(v: &mut Value) {
 fn texts(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
         // Every condition key but `writes` and `ssh_shell` (booleans) holds strings too.
-        if TEXT_KEYS.contains(&k.as_str()) || (COND_KEYS.contains(&k.as_str()) && k != "writes" && k != "ssh_shell") {
+        if TEXT_KEYS.contains(&k.as_str())
+            || (COND_KEYS.contains(&k.as_str()) && k != "writes" && k != "ssh_shell")
+        {
             as_text(v);
         }
     }

@@ -292,7 +292,12 @@ rules:
         };
         let cases: Vec<(Vec<SshAsk>, &[String], Action, &str)> = vec![
             (vec![cmd("ls -l /tmp")], &agents, Action::Allow, "default"),
-            (vec![cmd("rm -rf /var/www")], &agents, Action::Block, "no-rm-rf"),
+            (
+                vec![cmd("rm -rf /var/www")],
+                &agents,
+                Action::Block,
+                "no-rm-rf",
+            ),
             // The strictest part decides the whole line.
             (
                 vec![cmd("ls"), cmd("rm -rf /")],
@@ -306,7 +311,12 @@ rules:
                 Action::Approve,
                 "restarts-need-approval",
             ),
-            (vec![SshAsk::Shell], &agents, Action::Block, "no-shell-for-agents"),
+            (
+                vec![SshAsk::Shell],
+                &agents,
+                Action::Block,
+                "no-shell-for-agents",
+            ),
             (vec![SshAsk::Shell], &ops, Action::Allow, "ops-anything"),
             (
                 vec![SshAsk::Subsystem("sftp".into())],
@@ -314,7 +324,12 @@ rules:
                 Action::Allow,
                 "sftp-ok",
             ),
-            (vec![unanalysable.clone()], &agents, Action::Block, "unanalysable"),
+            (
+                vec![unanalysable.clone()],
+                &agents,
+                Action::Block,
+                "unanalysable",
+            ),
             // A rule naming no command (ops may run anything) allows it.
             (vec![unanalysable], &ops, Action::Allow, "ops-anything"),
             // An ssh_commands glob crosses spaces and slashes.
@@ -324,7 +339,11 @@ rules:
         let set = rules();
         for (asks, groups, action, rule) in cases {
             let d = set.decide_ssh(&asks, &who(groups));
-            assert_eq!((d.action, d.deciding_rule.as_str()), (action, rule), "{asks:?}");
+            assert_eq!(
+                (d.action, d.deciding_rule.as_str()),
+                (action, rule),
+                "{asks:?}"
+            );
         }
     }
 
@@ -344,7 +363,10 @@ rules:
     fn bad_patterns_and_types_are_reported() {
         let bad = "rules:\n  - id: x\n    when: { ssh_commands: [\"\"], ssh_shell: maybe }\n    action: block\n";
         let errs = RuleSet::from_sources(&[("b.yaml".into(), bad.into())]).unwrap_err();
-        assert!(errs.iter().any(|e| e.contains("expected a boolean")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("expected a boolean")),
+            "{errs:?}"
+        );
         let bad = "rules:\n  - id: x\n    when: { ssh_commands: [\"\"] }\n    action: block\n";
         let errs = RuleSet::from_sources(&[("b.yaml".into(), bad.into())]).unwrap_err();
         assert!(errs[0].contains("rule \"x\": ssh_commands"), "{errs:?}");

@@ -137,9 +137,7 @@ impl Chan {
                     ));
                 }
                 ChannelMsg::RequestShell { .. } => return Some(Request::Shell),
-                ChannelMsg::RequestSubsystem { name, .. } => {
-                    return Some(Request::Subsystem(name))
-                }
+                ChannelMsg::RequestSubsystem { name, .. } => return Some(Request::Subsystem(name)),
                 other => {
                     if !self.side_message(other).await {
                         return None;
@@ -246,19 +244,17 @@ impl Chan {
                 }
                 return self.refuse(&request, &decision, msg, EXIT_REFUSED).await;
             }
-            Action::Approve => {
-                match self.hold(&request, &decision, &approvers, &mut rx).await {
-                    Held::Approved => {}
-                    Held::Refused(msg) => {
-                        return self.refuse(&request, &decision, msg, EXIT_REFUSED).await
-                    }
-                    Held::Gone => {
-                        let mut closed = self.record(&request, &decision, "closed");
-                        closed.error = Some("the client left while waiting for approval".into());
-                        return self.closed(closed).await;
-                    }
+            Action::Approve => match self.hold(&request, &decision, &approvers, &mut rx).await {
+                Held::Approved => {}
+                Held::Refused(msg) => {
+                    return self.refuse(&request, &decision, msg, EXIT_REFUSED).await
                 }
-            }
+                Held::Gone => {
+                    let mut closed = self.record(&request, &decision, "closed");
+                    closed.error = Some("the client left while waiting for approval".into());
+                    return self.closed(closed).await;
+                }
+            },
             Action::Allow => {}
         }
         self.relay(request, decision, rx).await;
@@ -289,7 +285,13 @@ impl Chan {
         }
     }
 
-    async fn approval_record(&self, id: &str, state: ApprovalState, by: Option<String>, reason: Option<String>) -> bool {
+    async fn approval_record(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        by: Option<String>,
+        reason: Option<String>,
+    ) -> bool {
         let event = Event::Approval(Approval {
             id: id.to_owned(),
             statement: u64::from(self.number),

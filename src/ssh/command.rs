@@ -195,7 +195,11 @@ impl Splitter {
                 .skip_while(|w| w.starts_with('-') || (base == "env" && w.contains('=')))
                 .collect();
             if !rest.is_empty() {
-                let inner = rest.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
+                let inner = rest
+                    .iter()
+                    .map(|w| w.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 self.asks.push(SshAsk::Command(inner));
             }
         }
@@ -206,7 +210,10 @@ impl Splitter {
     /// commands from anywhere else (stdin, a script file) runs what the line does not
     /// show: that is judged as the shell command itself, as written.
     fn shell_c(&mut self, words: &[String]) -> Result<(), Why> {
-        let Some(i) = words.iter().position(|w| w.starts_with('-') && w.contains('c')) else {
+        let Some(i) = words
+            .iter()
+            .position(|w| w.starts_with('-') && w.contains('c'))
+        else {
             return Ok(());
         };
         let Some(script) = words.get(i + 1) else {
@@ -235,7 +242,8 @@ fn redirect(r: &IoRedirect) -> Result<String, Why> {
             format!("{fd}{kind}{target}")
         }
         IoRedirect::HereDocument(_, doc) => {
-            if doc.requires_expansion && (doc.doc.value.contains('$') || doc.doc.value.contains('`'))
+            if doc.requires_expansion
+                && (doc.doc.value.contains('$') || doc.doc.value.contains('`'))
             {
                 return Err("a here-document with expansions".into());
             }
@@ -243,7 +251,11 @@ fn redirect(r: &IoRedirect) -> Result<String, Why> {
         }
         IoRedirect::HereString(_, w) => format!("<<<{}", static_word(&w.value)?.0),
         IoRedirect::OutputAndError(w, append) => {
-            format!("{}{}", if *append { "&>>" } else { "&>" }, static_word(&w.value)?.0)
+            format!(
+                "{}{}",
+                if *append { "&>>" } else { "&>" },
+                static_word(&w.value)?.0
+            )
         }
     })
 }
@@ -282,7 +294,8 @@ fn pieces_text(
                 // `~` and `~user` name a home folder; judged as written.
                 out.push_str(&raw_tilde(p));
             }
-            WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => {
                 pieces_text(inner, out, globbed, true)?
             }
             WordPiece::AnsiCQuotedText(_) => return Err("a $'...' string".into()),
@@ -324,18 +337,30 @@ mod tests {
     #[test]
     fn splits_lists_and_pipelines() {
         assert_eq!(cmds("a; b && c | d"), ["a", "b", "c", "d"]);
-        assert_eq!(cmds("ls -l /tmp || echo 'no such' \"dir\""), ["ls -l /tmp", "echo no such dir"]);
+        assert_eq!(
+            cmds("ls -l /tmp || echo 'no such' \"dir\""),
+            ["ls -l /tmp", "echo no such dir"]
+        );
         assert_eq!(cmds("a\nb &"), ["a", "b"]);
-        assert_eq!(cmds("(cd /tmp; rm -rf x) > /dev/null"), [">/dev/null", "cd /tmp", "rm -rf x"]);
+        assert_eq!(
+            cmds("(cd /tmp; rm -rf x) > /dev/null"),
+            [">/dev/null", "cd /tmp", "rm -rf x"]
+        );
         assert_eq!(cmds("'r'm -rf /var/www"), ["rm -rf /var/www"]);
         assert_eq!(cmds("r\\m -rf /"), ["rm -rf /"]);
-        assert_eq!(cmds("echo hi >> /etc/motd 2>&1"), ["echo hi >>/etc/motd 2>&1"]);
+        assert_eq!(
+            cmds("echo hi >> /etc/motd 2>&1"),
+            ["echo hi >>/etc/motd 2>&1"]
+        );
         assert_eq!(cmds("ls *.log"), ["ls *.log"]);
     }
 
     #[test]
     fn shells_and_wrappers_are_looked_into() {
-        assert_eq!(cmds("sh -c 'rm -rf /; ls'"), ["sh -c rm -rf /; ls", "rm -rf /", "ls"]);
+        assert_eq!(
+            cmds("sh -c 'rm -rf /; ls'"),
+            ["sh -c rm -rf /; ls", "rm -rf /", "ls"]
+        );
         assert_eq!(cmds("sudo -n rm -rf /"), ["sudo -n rm -rf /", "rm -rf /"]);
         assert_eq!(cmds("env A=1 rm x"), ["env A=1 rm x", "rm x"]);
     }

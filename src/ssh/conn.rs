@@ -57,8 +57,12 @@ impl Ctx {
             return Ok(Arc::clone(u));
         }
         let u = Arc::new(
-            Upstream::connect(&self.target, &self.door.held, self.door.shared.config.limits.connect_timeout)
-                .await?,
+            Upstream::connect(
+                &self.target,
+                &self.door.held,
+                self.door.shared.config.limits.connect_timeout,
+            )
+            .await?,
         );
         *slot = Some(Arc::clone(&u));
         Ok(u)
@@ -71,7 +75,12 @@ impl Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        self.door.shared.metrics.ssh.sessions_active.fetch_sub(1, Relaxed);
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .sessions_active
+            .fetch_sub(1, Relaxed);
         let audit = self.audit.clone();
         let id = Arc::clone(&self.id);
         let end = SshSessionEnd {
@@ -103,7 +112,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(door: Arc<Door>, peer: SocketAddr) -> Conn {
-        door.shared.metrics.ssh.connections_total.fetch_add(1, Relaxed);
+        door.shared
+            .metrics
+            .ssh
+            .connections_total
+            .fetch_add(1, Relaxed);
         Conn {
             door,
             peer,
@@ -149,7 +162,11 @@ impl Conn {
             .targets
             .get(target)
             .ok_or_else(|| format!("unknown ssh target {target:?}"))?;
-        Ok((identity.to_owned(), Arc::clone(tenant), Arc::new(target.clone())))
+        Ok((
+            identity.to_owned(),
+            Arc::clone(tenant),
+            Arc::new(target.clone()),
+        ))
     }
 
     /// The identity is proven: write `ssh_session_start` (durably: a session the trail
@@ -175,9 +192,22 @@ impl Conn {
             tracing::error!("audit: ssh_session_start not recorded, login refused: {e}");
             return Auth::reject();
         }
-        self.door.shared.auth_limiter.clear(&tenant.name, self.peer.ip());
-        self.door.shared.metrics.ssh.sessions_total.fetch_add(1, Relaxed);
-        self.door.shared.metrics.ssh.sessions_active.fetch_add(1, Relaxed);
+        self.door
+            .shared
+            .auth_limiter
+            .clear(&tenant.name, self.peer.ip());
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .sessions_total
+            .fetch_add(1, Relaxed);
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .sessions_active
+            .fetch_add(1, Relaxed);
         tracing::info!(peer = %self.peer, %identity, target = %target.name, session = %id, "ssh session started");
         let registration = self
             .door
@@ -211,7 +241,12 @@ impl Conn {
 
 impl Conn {
     /// Answer a channel request (russh sends the reply only when one was asked for).
-    fn answer(&self, channel: ChannelId, ok: bool, session: &mut Session) -> Result<(), russh::Error> {
+    fn answer(
+        &self,
+        channel: ChannelId,
+        ok: bool,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
         if ok {
             session.channel_success(channel)
         } else {
@@ -255,7 +290,13 @@ impl russh::server::Handler for Conn {
             .auth_limiter
             .is_blocked(&tenant.name, self.peer.ip())
         {
-            return Ok(self.fail(user, Some(&tenant), "too many failed logins from this address").await);
+            return Ok(self
+                .fail(
+                    user,
+                    Some(&tenant),
+                    "too many failed logins from this address",
+                )
+                .await);
         }
         let known = self.door.keys.get(&identity).and_then(|(groups, keys)| {
             keys.iter()
@@ -263,8 +304,12 @@ impl russh::server::Handler for Conn {
                 .then(|| groups.clone())
         });
         match known {
-            Some(groups) => Ok(self.start(identity, groups, tenant, target, "publickey").await),
-            None => Ok(self.fail(user, Some(&tenant), "public key not accepted").await),
+            Some(groups) => Ok(self
+                .start(identity, groups, tenant, target, "publickey")
+                .await),
+            None => Ok(self
+                .fail(user, Some(&tenant), "public key not accepted")
+                .await),
         }
     }
 
@@ -273,7 +318,9 @@ impl russh::server::Handler for Conn {
     /// as on the wire.
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let Some((identity, target)) = user.rsplit_once('+') else {
-            return Ok(self.fail(user, None, "the user name must be IDENTITY+TARGET").await);
+            return Ok(self
+                .fail(user, None, "the user name must be IDENTITY+TARGET")
+                .await);
         };
         let Some(target) = self.door.config.targets.get(target) else {
             let why = format!("unknown ssh target {target:?}");
@@ -304,7 +351,9 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(ctx) = self.ctx.clone() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         reply.accept().await;
@@ -411,7 +460,12 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "ssh X11 forwarding refused");
-        self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .forwards_refused
+            .fetch_add(1, Relaxed);
         self.answer(channel, false, session)
     }
 
@@ -435,8 +489,15 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, %host, port, "ssh port forwarding refused");
-        self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .forwards_refused
+            .fetch_add(1, Relaxed);
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
         Ok(())
     }
 
@@ -447,7 +508,12 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         tracing::info!(peer = %self.peer, %address, port = *port, "ssh remote forwarding refused");
-        self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .forwards_refused
+            .fetch_add(1, Relaxed);
         Ok(false)
     }
 
@@ -457,7 +523,12 @@ impl russh::server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         tracing::info!(peer = %self.peer, "ssh agent forwarding refused");
-        self.door.shared.metrics.ssh.forwards_refused.fetch_add(1, Relaxed);
+        self.door
+            .shared
+            .metrics
+            .ssh
+            .forwards_refused
+            .fetch_add(1, Relaxed);
         Ok(false)
     }
 }

@@ -76,7 +76,10 @@ impl SshMetrics {
             "SSH channel bytes relayed, by direction.",
             &[
                 ("{direction=\"client_to_server\"}", g(&self.bytes_in) as i64),
-                ("{direction=\"server_to_client\"}", g(&self.bytes_out) as i64),
+                (
+                    "{direction=\"server_to_client\"}",
+                    g(&self.bytes_out) as i64,
+                ),
             ],
         );
     }

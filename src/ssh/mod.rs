@@ -172,7 +172,9 @@ fn host_key(path: &Path) -> Result<PrivateKey, SshError> {
         return russh::keys::load_secret_key(path, None).map_err(|e| err(e.to_string()));
     }
     let seed: [u8; 32] = rand::random();
-    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed));
+    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        &seed,
+    ));
     debug_assert_eq!(key.algorithm(), Algorithm::Ed25519);
     let text = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
@@ -210,7 +212,10 @@ mod tests {
         let again = host_key(&path).expect("reused");
         assert_eq!(first.public_key(), again.public_key());
         std::fs::write(&path, "not a key").unwrap();
-        assert!(host_key(&path).is_err(), "a broken key file is an error, not replaced");
+        assert!(
+            host_key(&path).is_err(),
+            "a broken key file is an error, not replaced"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

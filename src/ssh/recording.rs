@@ -234,18 +234,31 @@ mod tests {
         let (name, sha) = r.finish().unwrap();
         assert_eq!(name, "recordings/s1-0.cast");
         let text = std::fs::read_to_string(dir.join(&name)).unwrap();
-        assert_eq!(sha, crate::audit::ssh::sha256_file(&dir.join(&name)).unwrap());
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            sha,
+            crate::audit::ssh::sha256_file(&dir.join(&name)).unwrap()
+        );
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["version"], 2);
         assert_eq!(lines[0]["env"]["TERM"], "xterm");
         let events: Vec<(String, String)> = lines[1..]
             .iter()
             .map(|e| (e[1].as_str().unwrap().into(), e[2].as_str().unwrap().into()))
             .collect();
-        let want = [("o", "hello "), ("o", "€"), ("i", "ls\r"), ("r", "100x30"), ("o", "\u{fffd}x")];
-        let want: Vec<(String, String)> =
-            want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let want = [
+            ("o", "hello "),
+            ("o", "€"),
+            ("i", "ls\r"),
+            ("r", "100x30"),
+            ("o", "\u{fffd}x"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(events, want);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -20,10 +20,11 @@ impl HeldKeys {
         let mut keys = HashMap::new();
         for (name, t) in &config.targets {
             if let SshUpstreamAuth::KeyFile(path) = &t.auth {
-                let key = russh::keys::load_secret_key(path, None).map_err(|e| SshError::Target {
-                    target: name.clone(),
-                    message: format!("key_file {}: {e}", path.display()),
-                })?;
+                let key =
+                    russh::keys::load_secret_key(path, None).map_err(|e| SshError::Target {
+                        target: name.clone(),
+                        message: format!("key_file {}: {e}", path.display()),
+                    })?;
                 keys.insert(name.clone(), Arc::new(key));
             }
         }
@@ -44,7 +45,10 @@ pub struct Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             self.refuse("the server offered a certificate; pgmoat checks plain host keys".into());
             return Ok(false);
@@ -122,7 +126,12 @@ impl Upstream {
         let addr = (target.host.as_str(), target.port);
         let connected = tokio::time::timeout(timeout, client::connect(config, addr, checker)).await;
         let mut handle = match connected {
-            Err(_) => return Err(format!("upstream {}:{} did not answer in time", target.host, target.port)),
+            Err(_) => {
+                return Err(format!(
+                    "upstream {}:{} did not answer in time",
+                    target.host, target.port
+                ))
+            }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 let why = refused.lock().ok().and_then(|mut r| r.take());
@@ -137,7 +146,12 @@ impl Upstream {
                     return Err("the held key was not loaded".into());
                 };
                 let hash = if key.algorithm().is_rsa() {
-                    handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+                    handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .ok()
+                        .flatten()
+                        .flatten()
                 } else {
                     None
                 };

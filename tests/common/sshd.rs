@@ -142,8 +142,13 @@ impl TestSshd {
             // getppid, and an io::Error built from an errno (no allocation).
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0)
-                        != 0
+                    if libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGTERM as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    ) != 0
                     {
                         return Err(io::Error::last_os_error());
                     }
@@ -173,8 +178,11 @@ impl TestSshd {
                 let known_hosts = dir.join("known_hosts");
                 std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}\n")).unwrap();
                 let wrong_known_hosts = dir.join("wrong_known_hosts");
-                std::fs::write(&wrong_known_hosts, format!("[127.0.0.1]:{port} {other_pub}\n"))
-                    .unwrap();
+                std::fs::write(
+                    &wrong_known_hosts,
+                    format!("[127.0.0.1]:{port} {other_pub}\n"),
+                )
+                .unwrap();
                 return TestSshd {
                     port,
                     home,

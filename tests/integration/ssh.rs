@@ -24,7 +24,8 @@ rules:
 fn assert_blocked(r: &Run, rule: &str) {
     assert_eq!(r.status, 126, "{r:?}");
     assert!(
-        r.stderr.contains(&format!("pgmoat: blocked by rule \"{rule}\"")),
+        r.stderr
+            .contains(&format!("pgmoat: blocked by rule \"{rule}\"")),
         "{r:?}"
     );
 }
@@ -33,12 +34,28 @@ fn assert_blocked(r: &Run, rule: &str) {
 async fn exec_allowed_output_and_exit_status_exact() {
     let gw = start(RULES).await;
     let key = &keys().agent;
-    let r = ssh(&gw, key, AGENT, &[], Some("echo hello; printf 'a\\nb'; echo oops >&2; exit 3"), None).await;
+    let r = ssh(
+        &gw,
+        key,
+        AGENT,
+        &[],
+        Some("echo hello; printf 'a\\nb'; echo oops >&2; exit 3"),
+        None,
+    )
+    .await;
     assert_eq!(r.out(), "hello\na\nb", "{r:?}");
     assert_eq!(r.stderr, "oops\n");
     assert_eq!(r.status, 3);
     // stdin reaches the command; its EOF too.
-    let r = ssh(&gw, key, AGENT, &[], Some("tr a-z A-Z"), Some(b"piped input\n")).await;
+    let r = ssh(
+        &gw,
+        key,
+        AGENT,
+        &[],
+        Some("tr a-z A-Z"),
+        Some(b"piped input\n"),
+    )
+    .await;
     assert_eq!((r.status, r.out().as_str()), (0, "PIPED INPUT\n"), "{r:?}");
 
     let channels = gw.records_of("ssh_channel");
@@ -53,7 +70,10 @@ async fn exec_allowed_output_and_exit_status_exact() {
     let name = closed[0]["recording"].as_str().expect("recording named");
     let cast = std::fs::read_to_string(gw.audit_dir().join(name)).expect("recording");
     let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
-    assert_eq!((header["version"].as_u64(), header["width"].as_u64()), (Some(2), Some(80)));
+    assert_eq!(
+        (header["version"].as_u64(), header["width"].as_u64()),
+        (Some(2), Some(80))
+    );
     assert!(cast.contains("\"o\",\"hello\\n"), "{cast}");
     let report = pgmoat::audit::verify::verify(&gw.audit_dir(), None, None).expect("readable");
     assert!(report.is_ok(), "{report:?}");
@@ -77,7 +97,11 @@ async fn blocked_exec_never_reaches_the_upstream() {
         assert!(r.stdout.is_empty(), "{r:?}");
     }
     // Not statically readable: unanalysable, refused without a rule that allows it.
-    for line in [format!("echo $(touch {m})"), format!("echo `touch {m}`"), "eval \"$X\"".into()] {
+    for line in [
+        format!("echo $(touch {m})"),
+        format!("echo `touch {m}`"),
+        "eval \"$X\"".into(),
+    ] {
         let r = ssh(&gw, key, AGENT, &[], Some(&line), None).await;
         assert_blocked(&r, "unanalysable");
     }
@@ -88,7 +112,10 @@ async fn blocked_exec_never_reaches_the_upstream() {
         .filter(|c| c["phase"] == "decided")
         .collect();
     assert_eq!(decided.len(), 6);
-    assert!(decided.iter().all(|c| c["action"] == "block"), "{decided:?}");
+    assert!(
+        decided.iter().all(|c| c["action"] == "block"),
+        "{decided:?}"
+    );
     gw.shutdown().await;
 }
 
@@ -99,12 +126,23 @@ async fn wrong_client_key_is_refused_and_audited() {
     assert_eq!(r.status, 255, "{r:?}");
     assert!(r.stderr.contains("Permission denied"), "{r:?}");
     // Unknown target and a name without a target: refused too.
-    let r = ssh(&gw, &keys().agent, "agent-1+nowhere", &[], Some("true"), None).await;
+    let r = ssh(
+        &gw,
+        &keys().agent,
+        "agent-1+nowhere",
+        &[],
+        Some("true"),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 255, "{r:?}");
     let failures = gw.records_of("auth_failure");
     assert!(
         failures.iter().any(|f| f["user"] == AGENT
-            && f["reason"].as_str().unwrap().contains("public key not accepted")),
+            && f["reason"]
+                .as_str()
+                .unwrap()
+                .contains("public key not accepted")),
         "{failures:?}"
     );
     assert!(failures
@@ -119,7 +157,15 @@ async fn upstream_host_key_mismatch_is_refused() {
     let gw = start(RULES).await;
     let mark = marker("hostkey");
     let line = format!("touch {}", mark.display());
-    let r = ssh(&gw, &keys().agent, "agent-1+web-bad", &[], Some(&line), None).await;
+    let r = ssh(
+        &gw,
+        &keys().agent,
+        "agent-1+web-bad",
+        &[],
+        Some(&line),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 255, "{r:?}");
     assert!(r.stderr.contains("CHANGED"), "{r:?}");
     assert!(!mark.exists());
@@ -149,7 +195,10 @@ async fn forwarding_is_refused() {
     assert_ne!(r.status, 0, "{r:?}");
     assert!(r.stderr.contains("forwarding failed"), "{r:?}");
     let (_, metrics) = crate::harness::http_get(gw.admin, "/metrics").await;
-    assert!(!metrics.contains("pgmoat_ssh_forwarding_refused_total 0\n"), "{metrics}");
+    assert!(
+        !metrics.contains("pgmoat_ssh_forwarding_refused_total 0\n"),
+        "{metrics}"
+    );
     gw.shutdown().await;
 }
 
@@ -192,11 +241,15 @@ async fn held_exec_runs_once_approved_through_the_admin_api() {
     let r = task.await.unwrap();
     assert_eq!((r.status, r.out().as_str()), (0, "deploy-ran\n"), "{r:?}");
     assert!(
-        r.stderr.contains(&format!("pgmoat: waiting for approval {id}")),
+        r.stderr
+            .contains(&format!("pgmoat: waiting for approval {id}")),
         "{r:?}"
     );
     let approvals = gw.records_of("approval");
-    let states: Vec<_> = approvals.iter().map(|a| a["state"].as_str().unwrap()).collect();
+    let states: Vec<_> = approvals
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["requested", "approved"], "{approvals:?}");
     gw.shutdown().await;
 }
@@ -221,15 +274,24 @@ async fn shell_session_is_recorded_and_replayable() {
         .into_iter()
         .filter(|c| c["phase"] == "closed" && c["request"] == "shell")
         .collect();
-    let name = closed[0]["recording"].as_str().expect("recording").to_string();
+    let name = closed[0]["recording"]
+        .as_str()
+        .expect("recording")
+        .to_string();
     let cast = std::fs::read_to_string(gw.audit_dir().join(&name)).unwrap();
     let mut lines = cast.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
-    let input: String = events.iter().filter(|e| e[1] == "i").map(|e| e[2].as_str().unwrap()).collect();
+    let input: String = events
+        .iter()
+        .filter(|e| e[1] == "i")
+        .map(|e| e[2].as_str().unwrap())
+        .collect();
     assert!(input.contains("echo shell-$((6*7))-marker"), "{input:?}");
-    assert!(events.iter().any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("shell-42-marker")));
+    assert!(events
+        .iter()
+        .any(|e| e[1] == "o" && e[2].as_str().unwrap().contains("shell-42-marker")));
     // Replay prints the session with what the shell showed.
     let session = closed[0]["session"].as_str().unwrap().to_string();
     let mut out = Vec::new();
@@ -241,12 +303,18 @@ async fn shell_session_is_recorded_and_replayable() {
     assert!(text.contains("shell-42-marker"), "{text}");
     // An edited recording fails verify; so does a missing one.
     let path = gw.audit_dir().join(&name);
-    assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None).unwrap().is_ok());
+    assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
+        .unwrap()
+        .is_ok());
     std::fs::write(&path, cast.replace("shell-42-marker", "shell-41-marker")).unwrap();
-    let bad = pgmoat::audit::verify::verify(&gw.audit_dir(), None, None).unwrap().unwrap_err();
+    let bad = pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
+        .unwrap()
+        .unwrap_err();
     assert!(bad.reason.contains("was changed"), "{bad:?}");
     std::fs::remove_file(&path).unwrap();
-    let bad = pgmoat::audit::verify::verify(&gw.audit_dir(), None, None).unwrap().unwrap_err();
+    let bad = pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
+        .unwrap()
+        .unwrap_err();
     assert!(bad.reason.contains(&name), "{bad:?}");
     gw.shutdown().await;
 }
@@ -272,20 +340,44 @@ async fn scp_and_sftp_move_100_mib_both_ways_byte_exact() {
     let remote = format!("up-{:08x}.bin", rand::random::<u32>());
     let mut args = vec!["-P".to_string(), gw.ssh.port().to_string()];
     args.extend(ssh_env::client_opts(&keys().agent));
-    let up = [args.clone(), vec![src.display().to_string(), format!("{AGENT}@127.0.0.1:{remote}")]].concat();
+    let up = [
+        args.clone(),
+        vec![
+            src.display().to_string(),
+            format!("{AGENT}@127.0.0.1:{remote}"),
+        ],
+    ]
+    .concat();
     let r = ssh_env::client("scp", &up, None).await;
     assert_eq!(r.status, 0, "{r:?}");
     let back = local.path().join("back.bin");
-    let down = [args, vec![format!("{AGENT}@127.0.0.1:{remote}"), back.display().to_string()]].concat();
+    let down = [
+        args,
+        vec![
+            format!("{AGENT}@127.0.0.1:{remote}"),
+            back.display().to_string(),
+        ],
+    ]
+    .concat();
     let r = ssh_env::client("scp", &down, None).await;
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(sha256(&src), sha256(&gw.upstream.home.join(&remote)));
     assert_eq!(sha256(&src), sha256(&back));
     // sftp, batch mode.
-    let mut args = vec!["-P".to_string(), gw.ssh.port().to_string(), "-b".into(), "-".into()];
+    let mut args = vec![
+        "-P".to_string(),
+        gw.ssh.port().to_string(),
+        "-b".into(),
+        "-".into(),
+    ];
     args.extend(ssh_env::client_opts(&keys().agent));
     args.push(format!("{AGENT}@127.0.0.1"));
-    let r = ssh_env::client("sftp", &args, Some(format!("ls {remote}\nrm {remote}\n").as_bytes())).await;
+    let r = ssh_env::client(
+        "sftp",
+        &args,
+        Some(format!("ls {remote}\nrm {remote}\n").as_bytes()),
+    )
+    .await;
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.out().contains(&remote), "{r:?}");
     assert!(!gw.upstream.home.join(&remote).exists());
@@ -295,7 +387,9 @@ async fn scp_and_sftp_move_100_mib_both_ways_byte_exact() {
         .filter(|c| c["request"] == "subsystem" && c["phase"] == "closed")
         .count();
     assert_eq!(subsystems, 3);
-    assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None).unwrap().is_ok());
+    assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
+        .unwrap()
+        .is_ok());
     gw.shutdown().await;
 }
 
@@ -307,12 +401,20 @@ async fn ssh_sessions_show_in_metrics() {
     let r = ssh(&gw, &keys().agent, AGENT, &[], Some("rm -rf /"), None).await;
     assert_blocked(&r, "no-rm-rf");
     let (_, metrics) = crate::harness::http_get(gw.admin, "/metrics").await;
-    assert!(metrics.contains("pgmoat_ssh_sessions_total 2\n"), "{metrics}");
-    assert!(metrics.contains("pgmoat_ssh_channels_total{action=\"block\"} 1\n"), "{metrics}");
-    assert!(metrics.contains("pgmoat_ssh_channels_total{action=\"allow\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("pgmoat_ssh_sessions_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pgmoat_ssh_channels_total{action=\"block\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pgmoat_ssh_channels_total{action=\"allow\"} 1\n"),
+        "{metrics}"
+    );
     gw.shutdown().await;
 }
-
 
 /// A russh client: accepts any gateway host key (the tests do not pin it).
 struct AnyHost;
@@ -403,7 +505,10 @@ async fn a_local_users_password_logs_in_and_a_wrong_one_is_audited() {
     let starts = gw.records_of("ssh_session_start");
     assert_eq!(starts[0]["auth"], "password");
     let failures = gw.records_of("auth_failure");
-    assert!(failures.iter().any(|f| f["user"] == "agent-1"), "{failures:?}");
+    assert!(
+        failures.iter().any(|f| f["user"] == "agent-1"),
+        "{failures:?}"
+    );
     gw.shutdown().await;
 }
 
@@ -435,7 +540,10 @@ async fn ssh_sessions_are_listed_and_an_operator_can_terminate_one() {
     assert_eq!(session["identity"], "agent-1");
     assert_eq!(session["target"], "web-1");
     assert_eq!(session["statements"], 1);
-    let path = format!("/api/v1/sessions/{}/terminate", session["id"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/sessions/{}/terminate",
+        session["id"].as_str().unwrap()
+    );
     let (code, body) = http_post(gw.admin, &path, Some(ADMIN_TOKEN), "").await;
     assert_eq!(code, 200, "{body}");
     let r = tokio::time::timeout(Duration::from_secs(20), task)
@@ -445,7 +553,11 @@ async fn ssh_sessions_are_listed_and_an_operator_can_terminate_one() {
     assert_eq!(r.status, 255, "{r:?}");
     let ends = wait_for("ssh_session_end", Duration::from_secs(20), || async {
         let ends = gw.records_of("ssh_session_end");
-        if ends.is_empty() { Err("none yet".to_string()) } else { Ok(ends) }
+        if ends.is_empty() {
+            Err("none yet".to_string())
+        } else {
+            Ok(ends)
+        }
     })
     .await;
     assert_eq!(ends[0]["end"], "terminated by an operator", "{ends:?}");

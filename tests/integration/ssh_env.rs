@@ -63,7 +63,10 @@ impl SshGateway {
         let mut out = Vec::new();
         for (_, path) in pgmoat::audit::segment::list(&dir).expect("segments") {
             let text = std::fs::read_to_string(path).expect("segment");
-            out.extend(text.lines().map(|l| serde_json::from_str(l).expect("json line")));
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str(l).expect("json line")),
+            );
         }
         out
     }

@@ -78,7 +78,10 @@ impl Chan {
             };
         if !accepted {
             let _ = up_tx.close().await;
-            let msg = format!("pgmoat: the upstream refused the {} request", request.kind());
+            let msg = format!(
+                "pgmoat: the upstream refused the {} request",
+                request.kind()
+            );
             return self.refuse(&request, &d, msg, EXIT_UPSTREAM).await;
         }
         let recorder: SharedRecorder = Arc::new(Mutex::new(None));
@@ -221,7 +224,13 @@ impl Chan {
                     } => {
                         let _ = self
                             .handle
-                            .exit_signal_request(self.id, signal_name, core_dumped, error_message, lang_tag)
+                            .exit_signal_request(
+                                self.id,
+                                signal_name,
+                                core_dumped,
+                                error_message,
+                                lang_tag,
+                            )
                             .await;
                     }
                     ChannelMsg::Eof => {
