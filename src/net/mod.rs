@@ -81,6 +81,8 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
 }
 
 /// A bound gateway, ready to run.
@@ -92,6 +94,8 @@ pub struct Gateway {
     permits: Arc<Semaphore>,
     /// The MCP endpoint's listener (`mcp:`).
     mcp: Option<TcpListener>,
+    /// The SSH front door, with `ssh:`.
+    ssh: Option<crate::ssh::SshDoor>,
 }
 
 impl Gateway {
@@ -138,6 +142,10 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let ssh = match &config.ssh {
+            Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
+            None => None,
+        };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -198,6 +206,7 @@ impl Gateway {
             shutdown,
             permits,
             mcp,
+            ssh,
         })
     }
 
@@ -210,6 +219,11 @@ impl Gateway {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The SSH listener's address, with `ssh:`.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().and_then(|s| s.local_addr())
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -235,6 +249,7 @@ impl Gateway {
             shutdown,
             permits,
             mcp,
+            ssh,
         } = self;
         let mcp_task = mcp.and_then(|l| {
             let config = shared.config.mcp.clone()?;
@@ -245,6 +260,7 @@ impl Gateway {
                 shutdown.subscribe(),
             )))
         });
+        let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -363,6 +379,9 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         if let Some(t) = mcp_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = ssh_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {

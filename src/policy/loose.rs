@@ -50,6 +50,9 @@ const COND_KEYS: &[&str] = &[
     "targets",
     "users",
     "groups",
+    "ssh_commands",
+    "ssh_shell",
+    "ssh_subsystems",
 ];
 
 /// A rule file's items that are well-formed; every problem found goes into `errors` as
@@ -107,8 +110,10 @@ fn as_text(v: &mut Value) {
 
 fn texts(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
-        // Every condition key but `writes` (a boolean) holds strings too.
-        if TEXT_KEYS.contains(&k.as_str()) || (COND_KEYS.contains(&k.as_str()) && k != "writes") {
+        // Every condition key but `writes` and `ssh_shell` (booleans) holds strings too.
+        if TEXT_KEYS.contains(&k.as_str())
+            || (COND_KEYS.contains(&k.as_str()) && k != "writes" && k != "ssh_shell")
+        {
             as_text(v);
         }
     }

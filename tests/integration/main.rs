@@ -28,6 +28,8 @@ mod relay;
 mod robustness;
 mod rules;
 mod sessions;
+mod ssh;
+mod ssh_env;
 mod tenants;
 mod threats_leaks;
 mod threats_names;
