@@ -31,6 +31,8 @@ pub enum Event {
         /// the error.
         end: String,
     },
+    /// One request through the HTTP gateway (`super::http_request`).
+    HttpRequest(super::http_request::HttpRequest),
     /// Written on open when a torn final line (never acknowledged) was cut off.
     Repair {
         segment: String,
@@ -50,6 +52,7 @@ impl Event {
             Event::RulesReloaded { .. } => "rules_reloaded",
             Event::SessionEnd { .. } => "session_end",
             Event::Repair { .. } => "repair",
+            Event::HttpRequest(_) => "http_request",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Secrets are read from the environment variables the file names, never from the file.
 
 mod defaults;
+mod http_gateway;
 mod raw;
 mod tenants;
 mod validate;
@@ -18,6 +19,7 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use defaults::workers as default_workers;
+pub use http_gateway::{parse_bytes, HttpConfig, HttpTarget};
 pub use raw::{parse_duration, HumanDuration, MAX_DURATION};
 pub use validate::{MAX_MESSAGE_BYTES, MAX_RECORD_ROWS, MAX_WORKERS};
 pub use validated::{

@@ -86,6 +86,7 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
+    pub http: Option<super::http_gateway::RawHttp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).

@@ -168,6 +168,10 @@ impl Validator<'_> {
                 None => None,
             },
             tenants,
+            http: match raw.http {
+                Some(h) => Some(self.http(h)?),
+                None => None,
+            },
         })
     }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
     pub tenants: Vec<TenantConfig>,
+    /// `http:`, the HTTP gateway (SPEC section 9); None: not served.
+    pub http: Option<super::http_gateway::HttpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin

@@ -81,12 +81,16 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
+    #[error("http gateway: {0}")]
+    Http(#[from] crate::gateway::SetupError),
 }
 
 /// A bound gateway, ready to run.
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// The HTTP gateway's listener (`http:`).
+    http: Option<(TcpListener, crate::gateway::Prepared)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
@@ -126,6 +130,19 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let http = match &config.http {
+            Some(h) => {
+                let prepared = crate::gateway::Prepared::new(h, config.limits.connect_timeout)?;
+                let l = TcpListener::bind(h.listen)
+                    .await
+                    .map_err(|source| GatewayError::Bind {
+                        addr: h.listen,
+                        source,
+                    })?;
+                Some((l, prepared))
+            }
+            None => None,
+        };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -181,6 +198,7 @@ impl Gateway {
         Ok(Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
@@ -195,6 +213,11 @@ impl Gateway {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the HTTP gateway listens (`http:`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The first tenant's rules (the only ones without `tenants:`).
@@ -212,6 +235,7 @@ impl Gateway {
         let Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
@@ -244,6 +268,14 @@ impl Gateway {
                     .collect(),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
+        });
+        let http_task = http.map(|(l, prepared)| {
+            tokio::spawn(crate::gateway::serve(
+                l,
+                prepared,
+                Arc::clone(&shared),
+                shutdown.subscribe(),
+            ))
         });
         let chores = Chores::start();
         let watchers: Vec<_> = {
@@ -330,6 +362,9 @@ impl Gateway {
             tracing::warn!("grace period over; closing the remaining sessions");
         }
         if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = http_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {

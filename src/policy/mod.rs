@@ -5,6 +5,7 @@
 //! action wins (block > approve > allow); a statement no rule matched gets `default`.
 
 pub mod glob;
+mod http;
 mod loose;
 mod masks;
 mod raw;
@@ -14,6 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
+pub use http::{normalize_path, HttpFacts, NormalPath, PathError, PathGlob};
 pub use masks::{hash_key_unset, DetectRule, MaskRule, DEFAULT_KEEP_LAST};
 use raw::{OneOrMany, RawCond};
 
@@ -66,6 +68,8 @@ struct Cond {
     targets: Option<Vec<Glob>>,
     users: Option<Vec<Glob>>,
     groups: Option<Vec<Glob>>,
+    http_methods: Option<Vec<String>>,
+    http_paths: Option<Vec<PathGlob>>,
 }
 
 /// Who asks, and where to.
@@ -102,6 +106,10 @@ fn table_names<'a>(
 
 impl Cond {
     fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
+        // An HTTP condition is never about SQL (see `http`).
+        if self.has_http_conditions() {
+            return false;
+        }
         if let Some(kinds) = &self.statement {
             if !kinds.iter().any(|k| f.kinds.contains(k)) {
                 return false;
@@ -603,6 +611,8 @@ impl Compiler<'_> {
             targets: self.globs(id, "targets", &c.targets),
             users: self.globs(id, "users", &c.users),
             groups: self.globs(id, "groups", &c.groups),
+            http_methods: self.http_methods(id, &c.http_methods),
+            http_paths: self.http_paths(id, &c.http_paths),
         }
     }
 

@@ -107,6 +107,13 @@ impl Verifier {
         }
     }
 
+    /// Whether a plaintext password (HTTP Basic) matches, compared in constant time.
+    pub fn check_password(&self, password: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let d = Verifier::derive(password.as_bytes(), &self.salt, self.iterations);
+        bool::from(d.stored_key.ct_eq(&self.stored_key))
+    }
+
     /// A stand-in for users that do not exist, stable per name, so that an unknown user
     /// walks through the same exchange as a known one and learns nothing from it.
     pub fn mock(user: &str, secret: &[u8]) -> Verifier {

@@ -3,6 +3,7 @@
 
 pub mod authn;
 pub mod cancel;
+pub mod credentials;
 pub mod error;
 pub mod guard;
 mod held;
