@@ -36,7 +36,15 @@ pub struct HttpRequest {
 pub fn replay_line(ts: &str, r: &HttpRequest) -> String {
     let mut s = format!(
         "[{ts}] HTTP {} {} {} {} -> {} ({} rule \"{}\") {} B in, {} B out, {:.1} ms",
-        r.user, r.target, r.method, r.path, r.status, r.action, r.rule, r.bytes_in, r.bytes_out,
+        r.user,
+        r.target,
+        r.method,
+        r.path,
+        r.status,
+        r.action,
+        r.rule,
+        r.bytes_in,
+        r.bytes_out,
         r.duration_ms
     );
     if let Some(a) = &r.approval {

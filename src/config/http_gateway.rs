@@ -79,7 +79,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "KiB" | "kB" | "KB" => 1 << 10,
         "MiB" | "MB" => 1 << 20,
         "GiB" | "GB" => 1 << 30,
-        u => return Err(format!("size {s:?}: unknown unit {u:?} (use B, KiB, MiB or GiB)")),
+        u => {
+            return Err(format!(
+                "size {s:?}: unknown unit {u:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
@@ -105,7 +109,10 @@ impl Validator<'_> {
                 return Err(self.err(format!("{field}.url"), "must be http://... or https://..."));
             };
             if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.starts_with('/') {
-                return Err(self.err(format!("{field}.url"), "must be http://host[:port][/base] or https://..."));
+                return Err(self.err(
+                    format!("{field}.url"),
+                    "must be http://host[:port][/base] or https://...",
+                ));
             }
             if url.contains(['?', '#']) {
                 return Err(self.err(format!("{field}.url"), "must not carry a query or fragment"));

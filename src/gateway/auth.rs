@@ -30,7 +30,9 @@ fn credential(h: &HeaderMap) -> Option<Credential> {
         return Some(Credential::Bearer(rest.to_owned()));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let raw = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
         let text = String::from_utf8(raw).ok()?;
         let (user, password) = text.split_once(':')?;
         if user.is_empty() {

@@ -106,7 +106,8 @@ impl BodyMasks {
                     if fired.is_empty() {
                         return Ok((body, fired));
                     }
-                    let out = serde_json::to_vec(&v).map_err(|e| MaskError::Corrupt(e.to_string()))?;
+                    let out =
+                        serde_json::to_vec(&v).map_err(|e| MaskError::Corrupt(e.to_string()))?;
                     Ok((out, fired))
                 }
                 Err(_) if self.json.is_empty() => self.mask(body, BodyKind::Text),
@@ -168,7 +169,9 @@ impl BodyMasks {
                     ids.extend(hit);
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(|x| self.scan_strings(x, ids, scratch)),
+            Value::Array(a) => a
+                .iter_mut()
+                .for_each(|x| self.scan_strings(x, ids, scratch)),
             Value::Object(o) => o
                 .values_mut()
                 .for_each(|x| self.scan_strings(x, ids, scratch)),
@@ -216,7 +219,9 @@ fn decode_one(coding: &str, data: &[u8], max: u64) -> Result<Vec<u8>, MaskError>
         "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(data)),
         // RFC 9110's deflate is zlib; a raw deflate stream (a common mistake) is
         // tried when the zlib header is not there.
-        "deflate" if data.len() >= 2 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0 => {
+        "deflate"
+            if data.len() >= 2 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0 =>
+        {
             Box::new(flate2::read::ZlibDecoder::new(data))
         }
         "deflate" => Box::new(flate2::read::DeflateDecoder::new(data)),
@@ -289,7 +294,9 @@ detect:
     #[test]
     fn text_bodies_and_bad_json() {
         let m = masks(RULES, "billing");
-        let (out, _) = m.mask(b"pay 4111111111111111 now".to_vec(), BodyKind::Text).unwrap();
+        let (out, _) = m
+            .mask(b"pay 4111111111111111 now".to_vec(), BodyKind::Text)
+            .unwrap();
         assert_eq!(out, b"pay **** now");
         assert_eq!(
             m.mask(b"{not json".to_vec(), BodyKind::Json),
@@ -299,7 +306,10 @@ detect:
 
     #[test]
     fn content_types() {
-        assert_eq!(kind_of(Some("application/json; charset=utf-8")), BodyKind::Json);
+        assert_eq!(
+            kind_of(Some("application/json; charset=utf-8")),
+            BodyKind::Json
+        );
         assert_eq!(kind_of(Some("application/problem+json")), BodyKind::Json);
         assert_eq!(kind_of(Some("text/plain")), BodyKind::Text);
         assert_eq!(kind_of(None), BodyKind::Text);
@@ -311,11 +321,23 @@ detect:
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&vec![b'a'; 10_000]).unwrap();
         let packed = gz.finish().unwrap();
-        assert_eq!(decode(Some("gzip"), packed.clone(), 10_000).unwrap().len(), 10_000);
-        assert_eq!(decode(Some("gzip"), packed, 9_999), Err(MaskError::TooLarge(9_999)));
-        assert!(matches!(decode(Some("zstd"), vec![1], 10), Err(MaskError::Encoding(_))));
+        assert_eq!(
+            decode(Some("gzip"), packed.clone(), 10_000).unwrap().len(),
+            10_000
+        );
+        assert_eq!(
+            decode(Some("gzip"), packed, 9_999),
+            Err(MaskError::TooLarge(9_999))
+        );
+        assert!(matches!(
+            decode(Some("zstd"), vec![1], 10),
+            Err(MaskError::Encoding(_))
+        ));
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(b"hello").unwrap();
-        assert_eq!(decode(Some("deflate"), z.finish().unwrap(), 100).unwrap(), b"hello");
+        assert_eq!(
+            decode(Some("deflate"), z.finish().unwrap(), 100).unwrap(),
+            b"hello"
+        );
     }
 }

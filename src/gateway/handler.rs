@@ -220,17 +220,26 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return finish(too_large(), trail, Some(format!("body over max_masked_body ({max} bytes)")));
+        return finish(
+            too_large(),
+            trail,
+            Some(format!("body over max_masked_body ({max} bytes)")),
+        );
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let raw = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
-            let over = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let over = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             let r = if over {
                 too_large()
             } else {
-                reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target's response broke off")
+                reply::error(
+                    StatusCode::BAD_GATEWAY,
+                    "pgmoat: the target's response broke off",
+                )
             };
             return finish(r, trail, Some(format!("upstream body: {e}")));
         }
@@ -274,7 +283,11 @@ async fn forward(
         raw
     } else {
         // The client gets the masked body plain; validators of the old bytes go.
-        for h in [header::CONTENT_ENCODING, header::ETAG, header::CONTENT_RANGE] {
+        for h in [
+            header::CONTENT_ENCODING,
+            header::ETAG,
+            header::CONTENT_RANGE,
+        ] {
             parts.headers.remove(h);
         }
         parts.headers.remove("content-md5");
@@ -282,7 +295,9 @@ async fn forward(
         trail.rec.masked_fields = fired;
         bytes::Bytes::from(out)
     };
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let len = body.len() as u64;
     trail.finish(status.as_u16(), len, None);
     Response::from_parts(parts, Body::from(body))

@@ -81,7 +81,10 @@ pub fn upstream_request(
     set(h, "forwarded", &fwd);
     if mask_response {
         // Ask for a body pgmoat can read; what still arrives compressed is decoded.
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     for (name, value) in &target.headers {
         // Validated at load: both parse.
@@ -111,7 +114,10 @@ mod tests {
     fn client_credentials_and_hop_fields_stay_held_ones_go() {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer client"));
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("host", HeaderValue::from_static("gw:8080"));
@@ -123,7 +129,13 @@ mod tests {
             ca: None,
             headers: vec![("authorization".into(), Secret::new("Bearer held"))],
         };
-        upstream_request(&mut h, &target, "192.0.2.7:5555".parse().unwrap(), false, true);
+        upstream_request(
+            &mut h,
+            &target,
+            "192.0.2.7:5555".parse().unwrap(),
+            false,
+            true,
+        );
         assert_eq!(h["authorization"], "Bearer held");
         assert!(h.get("x-secret").is_none() && h.get("te").is_none());
         assert!(h.get("connection").is_none() && h.get("host").is_none());

@@ -154,10 +154,9 @@ async fn wait(
     let id = ticket.request.id.clone();
     record(trail.audit(), trail.session(), &id, &r).await;
     match r {
-        Resolution::Approved { .. } => Ok(Body::new(Counted::new(
-            body,
-            Arc::clone(&trail.bytes_in),
-        ))),
+        Resolution::Approved { .. } => {
+            Ok(Body::new(Counted::new(body, Arc::clone(&trail.bytes_in))))
+        }
         other => Err(refused(&id, asked.rule, &refusal_text(&id, &other))),
     }
 }
@@ -208,12 +207,16 @@ async fn ask(
 
 async fn record(audit: &crate::audit::Audit, session: &Arc<str>, id: &str, r: &Resolution) {
     let (state, by, reason) = match r {
-        Resolution::Approved { by, reason, .. } => {
-            (ApprovalState::Approved, Some(by.clone()), Some(reason.clone()))
-        }
-        Resolution::Denied { by, reason } => {
-            (ApprovalState::Denied, Some(by.clone()), Some(reason.clone()))
-        }
+        Resolution::Approved { by, reason, .. } => (
+            ApprovalState::Approved,
+            Some(by.clone()),
+            Some(reason.clone()),
+        ),
+        Resolution::Denied { by, reason } => (
+            ApprovalState::Denied,
+            Some(by.clone()),
+            Some(reason.clone()),
+        ),
         Resolution::Expired => (ApprovalState::Expired, None, None),
         Resolution::Withdrawn => (ApprovalState::Withdrawn, None, None),
     };
@@ -235,7 +238,9 @@ fn refusal_text(id: &str, r: &Resolution) -> String {
         Resolution::Denied { by, reason } if reason.is_empty() => {
             format!("pgmoat: approval {id} denied by {by}")
         }
-        Resolution::Denied { by, reason } => format!("pgmoat: approval {id} denied by {by}: {reason}"),
+        Resolution::Denied { by, reason } => {
+            format!("pgmoat: approval {id} denied by {by}: {reason}")
+        }
         Resolution::Expired => {
             format!("pgmoat: approval {id} timed out: nobody approved the request in time")
         }
@@ -269,7 +274,10 @@ mod tests {
     fn prefer_header() {
         let mut h = HeaderMap::new();
         assert!(!respond_async(&h));
-        h.insert("prefer", HeaderValue::from_static("return=minimal, Respond-Async; wait=10"));
+        h.insert(
+            "prefer",
+            HeaderValue::from_static("return=minimal, Respond-Async; wait=10"),
+        );
         assert!(respond_async(&h));
         h.insert("prefer", HeaderValue::from_static("respond-asynchronously"));
         assert!(!respond_async(&h));

@@ -31,9 +31,15 @@ impl HoldKey {
 pub enum Standing {
     Pending(String),
     /// Runs once, if repeated before `until`.
-    Approved { id: String, until: Instant },
+    Approved {
+        id: String,
+        until: Instant,
+    },
     /// Denied or expired: the message the next repeat gets.
-    Refused { id: String, message: String },
+    Refused {
+        id: String,
+        message: String,
+    },
 }
 
 /// What the handler does with a respond-async request.
@@ -135,7 +141,11 @@ mod tests {
         assert_eq!(h.next(&key(b"x")), Next::Ask);
         assert!(h.pending(key(b"x"), "ap-1".into()));
         assert_eq!(h.next(&key(b"x")), Next::Waiting("ap-1".into()));
-        assert_eq!(h.next(&key(b"y")), Next::Ask, "another body is another request");
+        assert_eq!(
+            h.next(&key(b"y")),
+            Next::Ask,
+            "another body is another request"
+        );
         h.decided(
             &key(b"x"),
             Some(Standing::Approved {
@@ -153,6 +163,9 @@ mod tests {
                 message: "no".into(),
             }),
         );
-        assert_eq!(h.next(&key(b"x")), Next::Refused("ap-2".into(), "no".into()));
+        assert_eq!(
+            h.next(&key(b"x")),
+            Next::Refused("ap-2".into(), "no".into())
+        );
     }
 }

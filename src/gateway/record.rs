@@ -58,7 +58,10 @@ impl Trail {
             return;
         }
         let Trail {
-            audit, session, rec, ..
+            audit,
+            session,
+            rec,
+            ..
         } = self;
         let event = Event::HttpRequest(rec);
         tokio::spawn(async move {
@@ -181,7 +184,11 @@ impl<B> Drop for Metered<B> {
         if let Some(t) = self.trail.take() {
             // Ended without the body's end: the client left, or an empty body was
             // never polled (is_end_stream said so up front).
-            let err = if self.sent == 0 { None } else { Some("the client went away before the body ended".into()) };
+            let err = if self.sent == 0 {
+                None
+            } else {
+                Some("the client went away before the body ended".into())
+            };
             t.finish(self.status, self.sent, err);
         }
     }

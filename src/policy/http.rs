@@ -33,7 +33,10 @@ impl PathGlob {
         if !text.starts_with('/') {
             return Err(format!("bad path pattern {text:?}: must start with /"));
         }
-        if let Some(bad) = text.chars().find(|c| matches!(c, '[' | ']' | '{' | '}' | '\\')) {
+        if let Some(bad) = text
+            .chars()
+            .find(|c| matches!(c, '[' | ']' | '{' | '}' | '\\'))
+        {
             return Err(format!(
                 "bad path pattern {text:?}: {bad:?} is not supported (use *, ** and ?)"
             ));
@@ -465,7 +468,10 @@ mod tests {
             },
             &who("a", &g, "billing"),
         );
-        assert_eq!((d.action, d.deciding_rule.as_str()), (Action::Block, "no-deletes"));
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Block, "no-deletes")
+        );
         let d = rs.decide_http(
             &HttpFacts {
                 method: "GET",
@@ -473,7 +479,10 @@ mod tests {
             },
             &who("a", &g, "billing"),
         );
-        assert_eq!((d.action, d.deciding_rule.as_str()), (Action::Allow, "default"));
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Allow, "default")
+        );
         let d = rs.decide_http(
             &HttpFacts {
                 method: "POST",
@@ -481,7 +490,10 @@ mod tests {
             },
             &who("a", &g, "billing"),
         );
-        assert_eq!((d.action, d.deciding_rule.as_str()), (Action::Approve, "admin-held"));
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Approve, "admin-held")
+        );
         assert_eq!(rs.approvers_of("admin-held"), vec!["dba".to_string()]);
         let d = rs.decide_http(
             &HttpFacts {
@@ -516,7 +528,13 @@ mod tests {
         )])
         .expect_err("must not compile")
         .join("\n");
-        assert!(errs.contains("r.yaml:2: rule \"x\": http_methods: bad method"), "{errs}");
-        assert!(errs.contains("http_paths: bad path pattern \"nope\""), "{errs}");
+        assert!(
+            errs.contains("r.yaml:2: rule \"x\": http_methods: bad method"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("http_paths: bad path pattern \"nope\""),
+            "{errs}"
+        );
     }
 }
