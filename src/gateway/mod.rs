@@ -16,6 +16,7 @@
 
 mod auth;
 mod body_mask;
+pub mod explain;
 mod handler;
 mod headers;
 mod hold;

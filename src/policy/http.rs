@@ -536,5 +536,15 @@ mod tests {
             errs.contains("http_paths: bad path pattern \"nope\""),
             "{errs}"
         );
+        // A file read item by item (another mistake in it) knows the http keys too.
+        let errs = RuleSet::from_sources(&[(
+            "r.yaml".into(),
+            "rules:\n  - id: x\n    when: { http_methods: [GET], http_paths: ['/a/**'] }\n    action: block\n  - id: y\n    bogus: 1\n    action: block\nmasks:\n  - id: m\n    json: ['$..ssn']\n    targets: [billing]\n    method: redact\n"
+                .into(),
+        )])
+        .expect_err("must not compile")
+        .join("\n");
+        assert_eq!(errs.lines().count(), 1, "{errs}");
+        assert!(errs.contains("bogus"), "{errs}");
     }
 }
