@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,8 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// One entry (unnamed, no token of its own) without `tenants:`.
     pub tenants: Vec<AdminTenant>,
+    /// Live sessions of every front door and tenant.
+    pub sessions: Arc<crate::session::registry::Registry>,
 }
 
 /// What the API may reach of one tenant.
@@ -77,6 +79,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/grants", get(list_grants))
         .route("/api/v1/approvals/{id}/{decision}", post(decide))
+        .route("/api/v1/sessions", get(list_sessions))
+        .route("/api/v1/sessions/{id}/terminate", post(terminate_session))
         .route("/slack/interactions", post(slack_interaction))
         .with_state(state)
 }
@@ -106,6 +110,40 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             text
         },
     )
+}
+
+/// The tenant a scope is limited to: None for the global token.
+fn tenant_of(state: &AdminState, scope: Scope) -> Option<&str> {
+    match scope {
+        Scope::Global => None,
+        Scope::Tenant(i) => Some(state.tenants[i].name.as_str()),
+    }
+}
+
+async fn list_sessions(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    Json(state.sessions.list(tenant_of(&state, scope))).into_response()
+}
+
+/// End a live session, as `pg_terminate_backend` would: its client hears 57P01.
+async fn terminate_session(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let scope = match authorized(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if state.sessions.terminate(&id, tenant_of(&state, scope)) {
+        tracing::info!(session = %id, "session terminated through the admin API");
+        Json(serde_json::json!({"ok": true, "id": id})).into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no live session {id}"))
+    }
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time against the global
@@ -319,7 +357,7 @@ fn resolve_status(e: &ResolveError) -> StatusCode {
 
 async fn decide(
     State(state): State<AdminState>,
-    axum::extract::Path((id, decision)): axum::extract::Path<(String, String)>,
+    Path((id, decision)): Path<(String, String)>,
     headers: HeaderMap,
     body: String,
 ) -> Response {

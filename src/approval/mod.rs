@@ -19,13 +19,59 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-/// One held statement.
+/// Which front door a held request came through: shown to approvers (API, Slack),
+/// and part of a grant's key, so approving an SSH command never lets a like-named
+/// request through another door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontDoor {
+    #[default]
+    Postgres,
+    Mcp,
+    Ssh,
+    Http,
+}
+
+impl FrontDoor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontDoor::Postgres => "postgres",
+            FrontDoor::Mcp => "mcp",
+            FrontDoor::Ssh => "ssh",
+            FrontDoor::Http => "http",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FrontDoor> {
+        [
+            FrontDoor::Postgres,
+            FrontDoor::Mcp,
+            FrontDoor::Ssh,
+            FrontDoor::Http,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+
+    /// What is being asked, in words for a person: "a statement", "a command", ...
+    pub fn noun(self) -> &'static str {
+        match self {
+            FrontDoor::Postgres | FrontDoor::Mcp => "a statement",
+            FrontDoor::Ssh => "a command",
+            FrontDoor::Http => "a request",
+        }
+    }
+}
+
+/// One held statement (or SSH command, or HTTP request).
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {
     pub id: String,
+    pub front_door: FrontDoor,
     pub identity: String,
     pub groups: Vec<String>,
     pub target: String,
+    /// What is asked: the SQL, an SSH command line, or `METHOD /path` for HTTP.
     pub sql: String,
     /// Bound parameters (extended protocol), as text.
     pub params: Vec<String>,
@@ -232,11 +278,21 @@ impl Approvals {
         params: Vec<String>,
         rule: &str,
         approvers: &[String],
+        door: FrontDoor,
     ) -> Ticket {
         let now = SystemTime::now();
         let id = new_id();
+        // SQL from either SQL door shares grants by shape; other doors' requests
+        // are keyed by their exact text, under the door's name.
+        let fingerprint = match door {
+            FrontDoor::Postgres | FrontDoor::Mcp => {
+                crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned())
+            }
+            other => format!("{}\u{1}{sql}", other.as_str()),
+        };
         let request = Arc::new(Request {
             id: id.clone(),
+            front_door: door,
             identity: identity.to_owned(),
             groups: groups.to_vec(),
             target: target.to_owned(),
@@ -246,7 +302,7 @@ impl Approvals {
             approvers: approvers.to_vec(),
             requested_at: now,
             expires_at: now + self.timeout,
-            fingerprint: crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned()),
+            fingerprint,
         });
         let (tx, rx) = oneshot::channel();
         lock(&self.state).pending.insert(
@@ -426,7 +482,31 @@ mod tests {
             vec![],
             "agent-writes",
             &["dba".into()],
+            FrontDoor::Postgres,
         )
+    }
+
+    #[test]
+    fn grants_are_keyed_by_front_door() {
+        let a = approvals();
+        let sql = ask(&a);
+        let ssh = a.request(
+            "agent-1",
+            &["agents".into()],
+            "web-1",
+            "SELECT 1",
+            vec![],
+            "r",
+            &["dba".into()],
+            FrontDoor::Ssh,
+        );
+        assert_eq!(ssh.request.front_door.as_str(), "ssh");
+        assert_eq!(ssh.request.fingerprint, "ssh\u{1}SELECT 1");
+        assert_ne!(sql.request.fingerprint, ssh.request.fingerprint);
+        let json = serde_json::to_value(&*ssh.request).unwrap();
+        assert_eq!(json["front_door"], "ssh");
+        assert_eq!(FrontDoor::parse("http"), Some(FrontDoor::Http));
+        assert_eq!(FrontDoor::parse("telnet"), None);
     }
 
     #[tokio::test]

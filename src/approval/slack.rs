@@ -67,6 +67,7 @@ pub fn message(r: &Request) -> Value {
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*Identity*\n{}", r.identity)}),
         json!({"type": "mrkdwn", "text": format!("*Target*\n{}", r.target)}),
+        json!({"type": "mrkdwn", "text": format!("*Via*\n{}", r.front_door.as_str())}),
         json!({"type": "mrkdwn", "text": format!("*Rule*\n{}", r.rule)}),
         json!({"type": "mrkdwn", "text": format!("*Expires*\n{}", format_time(r.expires_at))}),
     ];
@@ -76,10 +77,10 @@ pub fn message(r: &Request) -> Value {
         );
     }
     json!({
-        "text": format!("pgmoat: {} asks to run a statement on {} (rule {})", r.identity, r.target, r.rule),
+        "text": format!("pgmoat: {} asks to run {} on {} via {} (rule {})", r.identity, r.front_door.noun(), r.target, r.front_door.as_str(), r.rule),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn",
-                "text": format!("*pgmoat approval {}*: {} wants to run on *{}*", r.id, r.identity, r.target)}},
+                "text": format!("*pgmoat approval {}*: {} wants to run {} on *{}* via {}", r.id, r.identity, r.front_door.noun(), r.target, r.front_door.as_str())}},
             {"type": "section", "text": {"type": "mrkdwn", "text": code_block(&r.sql)}},
             {"type": "section", "fields": fields},
             {"type": "actions", "elements": [

@@ -50,6 +50,12 @@ pub enum AuthFailure {
     BadCertificate,
     #[error("too many failed attempts from this address")]
     RateLimited,
+    #[error("no bearer token was sent")]
+    NoToken,
+    #[error("the bearer token is no user's secret and not a JWT")]
+    UnknownToken,
+    #[error("wrong password")]
+    Password,
 }
 
 impl AuthFailure {
@@ -74,6 +80,9 @@ impl AuthFailure {
             AuthFailure::NoPassword => "no_password",
             AuthFailure::BadCertificate => "bad_certificate",
             AuthFailure::RateLimited => "rate_limited",
+            AuthFailure::NoToken => "no_token",
+            AuthFailure::UnknownToken => "unknown_token",
+            AuthFailure::Password => "password",
         }
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use rand::RngCore;
+use sha2::Digest;
 
 use crate::config::User;
 use crate::protocol::scram::Verifier;
@@ -40,9 +41,23 @@ impl Identity {
 
 /// The local users, by name.
 pub struct UserDirectory {
-    users: HashMap<String, (Verifier, Vec<String>)>,
+    users: HashMap<String, LocalUser>,
+    /// SHA-256 of each bearer secret (`token_env`) -> user name. Lookups hash the
+    /// presented token and compare digests in constant time, so neither a secret's
+    /// length nor its prefix leaks through timing.
+    tokens: Vec<([u8; 32], String)>,
     /// Keys the stand-in verifiers for unknown names; random per process.
     mock_secret: [u8; 32],
+}
+
+struct LocalUser {
+    /// None: a user of the HTTP-based doors only, with no password.
+    verifier: Option<Verifier>,
+    groups: Vec<String>,
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
 impl UserDirectory {
@@ -52,7 +67,17 @@ impl UserDirectory {
         UserDirectory {
             users: users
                 .iter()
-                .map(|u| (u.name.clone(), (u.verifier.clone(), u.groups.clone())))
+                .map(|u| {
+                    let local = LocalUser {
+                        verifier: u.verifier.clone(),
+                        groups: u.groups.clone(),
+                    };
+                    (u.name.clone(), local)
+                })
+                .collect(),
+            tokens: users
+                .iter()
+                .filter_map(|u| Some((digest(u.token.as_ref()?.expose()), u.name.clone())))
                 .collect(),
             mock_secret,
         }
@@ -64,12 +89,72 @@ impl UserDirectory {
     }
 
     /// The verifier to run SCRAM against, and the identity it proves if it succeeds.
-    /// Unknown users get a stand-in verifier that no password matches, so they see the
-    /// same exchange as everybody else.
+    /// Unknown users, and users without a password, get a stand-in verifier that no
+    /// password matches, so they see the same exchange as everybody else.
     pub fn lookup(&self, name: &str) -> (Verifier, Option<Identity>) {
         match self.users.get(name) {
-            Some((v, groups)) => (v.clone(), Some(Identity::new(name, groups.clone()))),
-            None => (Verifier::mock(name, &self.mock_secret), None),
+            Some(LocalUser {
+                verifier: Some(v),
+                groups,
+            }) => (v.clone(), Some(Identity::new(name, groups.clone()))),
+            _ => (Verifier::mock(name, &self.mock_secret), None),
         }
+    }
+
+    /// The local user whose bearer secret `token` is. Every secret is compared, so
+    /// the time taken does not say which one came close.
+    pub fn by_token(&self, token: &str) -> Option<Identity> {
+        let presented = digest(token);
+        let mut found: Option<&str> = None;
+        for (d, name) in &self.tokens {
+            if bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &d[..])) {
+                found = Some(name);
+            }
+        }
+        let name = found?;
+        let groups = self.users.get(name)?.groups.clone();
+        Some(Identity::new(name, groups))
+    }
+
+    /// A local user's password, checked against its SCRAM verifier (the HTTP
+    /// gateway's Basic authentication). Unknown users cost the same derivation.
+    pub fn check_password(&self, name: &str, password: &str) -> Option<Identity> {
+        let (verifier, identity) = self.lookup(name);
+        let ok = verifier.matches_password(password);
+        identity.filter(|_| ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn user(name: &str, password: Option<&str>, token: Option<&str>) -> User {
+        User {
+            name: name.into(),
+            verifier: password.map(Verifier::from_password),
+            token: token.map(Secret::new),
+            groups: vec!["g".into()],
+        }
+    }
+
+    #[test]
+    fn bearer_secrets_and_passwords() {
+        let dir = UserDirectory::new(&[
+            user("ann", Some("ann-pw"), Some("ann-token-0123456789")),
+            user("bot", None, Some("bot-token-0123456789")),
+        ]);
+        assert_eq!(dir.by_token("ann-token-0123456789").unwrap().name, "ann");
+        assert_eq!(dir.by_token("bot-token-0123456789").unwrap().groups, ["g"]);
+        assert!(dir.by_token("ann-token-012345678").is_none());
+        assert!(dir.by_token("").is_none());
+        assert_eq!(dir.check_password("ann", "ann-pw").unwrap().name, "ann");
+        assert!(dir.check_password("ann", "ann-pw ").is_none());
+        // A token-only user has no password, and unknown names none either.
+        assert!(dir.check_password("bot", "").is_none());
+        assert!(dir.check_password("bot", "bot-token-0123456789").is_none());
+        assert!(dir.check_password("nobody", "x").is_none());
+        assert!(dir.lookup("bot").1.is_none());
     }
 }

@@ -69,6 +69,16 @@ impl OidcVerifier {
 
     /// Check `token` for the Postgres user `user`; the identity it proves, or why not.
     pub async fn verify(&self, token: &str, user: &str) -> Result<Identity, AuthFailure> {
+        self.verify_for(token, Some(user)).await
+    }
+
+    /// Check a bearer token that names its user itself (the HTTP-based front doors):
+    /// the identity is the username claim's, with everything else checked as on the wire.
+    pub async fn verify_bearer(&self, token: &str) -> Result<Identity, AuthFailure> {
+        self.verify_for(token, None).await
+    }
+
+    async fn verify_for(&self, token: &str, user: Option<&str>) -> Result<Identity, AuthFailure> {
         let token = token.trim();
         let alg = accepted_alg(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| failure(e.kind()))?;
@@ -122,14 +132,15 @@ impl OidcVerifier {
         v
     }
 
-    /// The claims of a verified token -> the identity, if the user name is theirs.
-    fn identity(&self, claims: &Claims, user: &str) -> Result<Identity, AuthFailure> {
+    /// The claims of a verified token -> the identity, if the user name (when one
+    /// was given) is theirs.
+    fn identity(&self, claims: &Claims, user: Option<&str>) -> Result<Identity, AuthFailure> {
         let c = &self.config;
         let name = claims
             .get(&c.username_claim)
             .and_then(|v| v.as_str())
             .ok_or_else(|| AuthFailure::MissingClaim(c.username_claim.clone()))?;
-        if name != user {
+        if user.is_some_and(|u| u != name) {
             return Err(AuthFailure::UserMismatch {
                 claim: c.username_claim.clone(),
                 found: name.chars().take(64).collect(),

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 
 use super::{Shared, StateError};
-use crate::approval::{Grant, Request, Resolution};
+use crate::approval::{FrontDoor, Grant, Request, Resolution};
 
 /// Where a request stands in the state database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,8 @@ pub struct SharedRequest {
     pub standing: Standing,
 }
 
-const COLUMNS: &str = "id, tenant, node, identity, groups, target, sql, params, rule, approvers, \
+const COLUMNS: &str =
+    "id, front_door, tenant, node, identity, groups, target, sql, params, rule, approvers, \
      fingerprint, requested_at, expires_at, state, decided_by, reason, grant_until";
 
 /// Shape keys use control bytes as markers, which `text` cannot hold: they are stored
@@ -84,6 +85,9 @@ fn from_row(row: &Row) -> Result<SharedRequest, StateError> {
     Ok(SharedRequest {
         request: Request {
             id: get_text("id")?,
+            // A door this build does not know (a newer replica's): shown as what it
+            // most resembles rather than refused, since approvers still see the text.
+            front_door: FrontDoor::parse(&get_text("front_door")?).unwrap_or_default(),
             identity: get_text("identity")?,
             groups: list("groups")?,
             target: get_text("target")?,
@@ -115,8 +119,8 @@ impl Shared {
         self.call(|c| async move {
             c.execute(
                 "INSERT INTO pgmoat.approvals (id, tenant, node, identity, groups, target, sql,
-                     params, rule, approvers, fingerprint, requested_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     params, rule, approvers, fingerprint, requested_at, expires_at, front_door)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 &[
                     &r.id,
                     &tenant,
@@ -131,6 +135,7 @@ impl Shared {
                     &fingerprint,
                     &r.requested_at,
                     &r.expires_at,
+                    &r.front_door.as_str(),
                 ],
             )
             .await

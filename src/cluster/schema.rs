@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (node, tenant)
     );",
+    // 2: which front door asked (postgres, mcp, ssh, http).
+    "ALTER TABLE pgmoat.approvals ADD COLUMN front_door text NOT NULL DEFAULT 'postgres';",
 ];
 
 /// The schema version this build writes.

@@ -211,6 +211,8 @@ pub(super) struct RawUser {
     pub name: String,
     pub password_env: Option<String>,
     pub scram: Option<String>,
+    /// A bearer secret for the HTTP-based front doors (MCP, HTTP gateway).
+    pub token_env: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
 }

@@ -9,6 +9,7 @@ fn env(name: &str) -> Option<String> {
         "PW" => Some("pw".into()),
         "A" | "C" | "AUDIT_WEBHOOK_URL" => Some("https://hooks.example.com/x".into()),
         "B" => Some("signing-secret".into()),
+        "TOK" => Some("a-bearer-secret-of-some-length".into()),
         _ => None,
     }
 }
@@ -137,6 +138,33 @@ fn users_need_exactly_one_credential() {
         "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW }}\n    - {{ name: a, password_env: PW }}\n"
     );
     assert!(load(&dup).unwrap_err().to_string().contains("duplicate"));
+}
+
+#[test]
+fn bearer_secrets_come_from_token_env() {
+    let c = load(&format!(
+        "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW, token_env: TOK }}\n    - {{ name: b, token_env: TOK2 }}\n"
+    ));
+    let err = c.unwrap_err().to_string();
+    assert!(err.contains("identities.users[1].token_env"), "{err}");
+    let c = load(&format!(
+        "{MINIMAL}identities:\n  users:\n    - {{ name: a, password_env: PW, token_env: TOK }}\n    - {{ name: b, token_env: TOK }}\n"
+    ))
+    .unwrap();
+    let users = &c.users;
+    assert_eq!(
+        users[0].token.as_ref().unwrap().expose(),
+        "a-bearer-secret-of-some-length"
+    );
+    assert!(users[0].verifier.is_some());
+    // Only a token: no password opens the wire.
+    assert!(users[1].verifier.is_none());
+    let short = load(&format!(
+        "{MINIMAL}identities:\n  users:\n    - {{ name: a, token_env: PW }}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(short.contains("at least 16 characters"), "{short}");
 }
 
 #[test]

@@ -326,18 +326,40 @@ impl Validator<'_> {
                 return Err(self.err(field, format!("duplicate user {:?}", u.name)));
             }
             let verifier = match (&u.password_env, &u.scram) {
-                (Some(var), None) => Verifier::from_password(
+                (Some(var), None) => Some(Verifier::from_password(
                     self.secret(&format!("{field}.password_env"), var)?.expose(),
+                )),
+                (None, Some(text)) => Some(
+                    Verifier::parse(text)
+                        .map_err(|e| self.err(format!("{field}.scram"), e.to_string()))?,
                 ),
-                (None, Some(text)) => Verifier::parse(text)
-                    .map_err(|e| self.err(format!("{field}.scram"), e.to_string()))?,
+                // A user of the HTTP-based doors only: no password opens the wire.
+                (None, None) if u.token_env.is_some() => None,
                 _ => {
-                    return Err(self.err(field, "give exactly one of password_env or scram"));
+                    return Err(self.err(
+                        field,
+                        "give exactly one of password_env or scram (or only token_env)",
+                    ));
                 }
+            };
+            let token = match &u.token_env {
+                Some(var) => {
+                    let secret = self.secret(&format!("{field}.token_env"), var)?;
+                    // Short secrets can be guessed through the rate limit's window.
+                    if secret.expose().len() < 16 {
+                        return Err(self.err(
+                            format!("{field}.token_env"),
+                            format!("${var} must hold at least 16 characters"),
+                        ));
+                    }
+                    Some(secret)
+                }
+                None => None,
             };
             users.push(User {
                 name: u.name,
                 verifier,
+                token,
                 groups: u.groups,
             });
         }

@@ -130,7 +130,10 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    pub verifier: Verifier,
+    /// None for a user with only a bearer secret (`token_env`): the wire refuses it.
+    pub verifier: Option<Verifier>,
+    /// The bearer secret for the HTTP-based front doors.
+    pub token: Option<Secret>,
     pub groups: Vec<String>,
 }
 

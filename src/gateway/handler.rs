@@ -73,6 +73,19 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
         }
     };
     trail.rec.path = np.decoded.clone();
+    let reg = door
+        .shared
+        .sessions
+        .register(crate::session::registry::Entry {
+            tenant: tenant.name.clone(),
+            identity: identity.name.clone(),
+            target: target.name.clone(),
+            client: peer,
+            protocol: "http",
+        });
+    reg.running(Some(&format!("{method} {}", np.decoded)));
+    reg.count(1);
+    trail.register(reg);
     let rules = tenant.rules.current();
     let who = Subject {
         user: &identity.name,

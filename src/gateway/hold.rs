@@ -150,7 +150,25 @@ async fn wait(
     trail: &mut Trail,
 ) -> Result<Body, Response<Body>> {
     let mut ticket = ask(&approvals, &asked, trail).await?;
-    let r = ticket.wait().await;
+    let mut terminated = trail.terminated();
+    let held = ticket.request.id.clone();
+    let r = tokio::select! {
+        r = ticket.wait() => r,
+        _ = async move {
+            match terminated.as_mut() {
+                Some(t) => { let _ = t.wait_for(|x| *x).await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {
+            // An operator ended the request (`POST /api/v1/sessions/{id}/terminate`).
+            drop(ticket);
+            record(trail.audit(), trail.session(), &held, &Resolution::Withdrawn).await;
+            return Err(reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pgmoat: the request was terminated by an operator",
+            ));
+        }
+    };
     let id = ticket.request.id.clone();
     record(trail.audit(), trail.session(), &id, &r).await;
     match r {
@@ -175,6 +193,7 @@ async fn ask(
         Vec::new(),
         asked.rule,
         &asked.approvers,
+        crate::approval::FrontDoor::Http,
     );
     let id = ticket.request.id.clone();
     trail.rec.approval = Some(id.clone());

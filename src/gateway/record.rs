@@ -12,6 +12,9 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::audit::http_request::HttpRequest;
 use crate::audit::{Audit, Event};
+use crate::session::registry::Registration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request's record in the making.
 pub struct Trail {
@@ -21,6 +24,8 @@ pub struct Trail {
     /// Request body bytes read so far (the counting wrapper adds to it).
     pub bytes_in: Arc<AtomicU64>,
     pub rec: HttpRequest,
+    /// The request's place in `GET /api/v1/sessions`, for as long as it runs.
+    registration: Option<Registration>,
 }
 
 impl Trail {
@@ -31,7 +36,18 @@ impl Trail {
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
             rec,
+            registration: None,
         }
+    }
+
+    /// Listed among the live sessions until the record is written.
+    pub fn register(&mut self, r: Registration) {
+        self.registration = Some(r);
+    }
+
+    /// Turns true when an operator terminates the request.
+    pub fn terminated(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.registration.as_ref().map(Registration::terminated)
     }
 
     /// The id the record is filed under (`pgmoat audit replay DIR ID`).
@@ -57,6 +73,7 @@ impl Trail {
         if !self.audit.is_enabled() {
             return;
         }
+        drop(self.registration.take());
         let Trail {
             audit,
             session,
@@ -119,6 +136,7 @@ pub struct Metered<B> {
     inner: B,
     sent: u64,
     status: u16,
+    terminated: Option<tokio::sync::watch::Receiver<bool>>,
     trail: Option<Trail>,
 }
 
@@ -128,6 +146,7 @@ impl<B> Metered<B> {
             inner,
             sent: 0,
             status,
+            terminated: trail.terminated(),
             trail: Some(trail),
         }
     }
@@ -136,15 +155,23 @@ impl<B> Metered<B> {
 impl<B> Body for Metered<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<BoxError> + std::fmt::Display,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        // An operator terminated the request: the transfer is broken off.
+        if self.terminated.as_ref().is_some_and(|t| *t.borrow()) {
+            let (status, sent) = (self.status, self.sent);
+            if let Some(t) = self.trail.take() {
+                t.finish(status, sent, Some("terminated by an operator".into()));
+            }
+            return Poll::Ready(Some(Err("terminated by an operator".into())));
+        }
         let p = Pin::new(&mut self.inner).poll_frame(cx);
         match &p {
             Poll::Ready(Some(Ok(f))) => {
@@ -167,7 +194,7 @@ where
             }
             Poll::Pending => {}
         }
-        p
+        p.map(|o| o.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

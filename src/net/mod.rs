@@ -178,6 +178,7 @@ impl Gateway {
             shutdown: shutdown_rx,
             classifier,
             tenants: Tenants::new(list, identities),
+            sessions: crate::session::registry::Registry::new(),
             config: Arc::new(config),
         });
         if let Some(db) = cluster {
@@ -245,6 +246,7 @@ impl Gateway {
         let admin_task = admin.map(|l| {
             let state = admin::AdminState {
                 metrics: Arc::clone(&shared.metrics),
+                sessions: Arc::clone(&shared.sessions),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
                 tenants: shared
                     .tenants

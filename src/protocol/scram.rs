@@ -107,11 +107,14 @@ impl Verifier {
         }
     }
 
-    /// Whether a plaintext password (HTTP Basic) matches, compared in constant time.
-    pub fn check_password(&self, password: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        let d = Verifier::derive(password.as_bytes(), &self.salt, self.iterations);
-        bool::from(d.stored_key.ct_eq(&self.stored_key))
+    /// Whether `password` derives this verifier (same salt and iterations), compared
+    /// in constant time. For front doors that receive a password rather than run
+    /// SCRAM; no SASLprep, as [`Verifier::derive`].
+    pub fn matches_password(&self, password: &str) -> bool {
+        let other = Verifier::derive(password.as_bytes(), &self.salt, self.iterations);
+        let a = [self.stored_key, self.server_key].concat();
+        let b = [other.stored_key, other.server_key].concat();
+        bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]))
     }
 
     /// A stand-in for users that do not exist, stable per name, so that an unknown user

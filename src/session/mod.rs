@@ -11,6 +11,7 @@ mod io;
 pub mod judge;
 mod masker;
 pub mod params;
+pub mod registry;
 pub mod relay;
 mod roles;
 pub mod tenant;
@@ -53,6 +54,8 @@ pub struct Shared {
     /// Targets, rules, masks, approvals and audit, per tenant (one, unnamed, without
     /// `tenants:`).
     pub tenants: tenant::Tenants,
+    /// Live sessions of every front door (`GET /api/v1/sessions`).
+    pub sessions: Arc<registry::Registry>,
 }
 
 /// Serve one client connection to the end. Never panics on client input; every way it
@@ -90,6 +93,13 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
         Ok(Ok(established)) => established,
     };
+    let registration = shared.sessions.register(registry::Entry {
+        tenant: est.tenant.name.clone(),
+        identity: est.identity.name.clone(),
+        target: est.target.clone(),
+        client: peer,
+        protocol: "postgres",
+    });
     let mut relay = Relay::new(RelayParts {
         client,
         upstream: est.upstream,
@@ -118,6 +128,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             audited: est.audit.is_some(),
         }),
         audit: est.audit,
+        registration: Some(registration),
     });
     let result = relay.run().await;
     if let Some(mut audit) = relay.take_audit() {
@@ -126,6 +137,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             Ok(End::ClientClosed) => "client closed".to_string(),
             Ok(End::ServerClosed) => "server closed".to_string(),
             Ok(End::Shutdown) => "gateway shutdown".to_string(),
+            Ok(End::Terminated) => "terminated by an operator".to_string(),
             Err(e) => format!("error: {e}"),
         };
         if let Err(e) = audit.end(&how).await {
@@ -151,7 +163,7 @@ async fn finish(
 ) {
     let Some(mut client) = client else { return };
     let fatal = match &result {
-        Ok(Some(End::Shutdown)) => Some((
+        Ok(Some(End::Shutdown | End::Terminated)) => Some((
             sqlstate::ADMIN_SHUTDOWN.to_string(),
             "terminating connection due to administrator command".to_string(),
             None,

@@ -81,6 +81,8 @@ pub enum End {
     ServerClosed,
     /// The gateway is shutting down and this session had nothing running.
     Shutdown,
+    /// An operator terminated the session (admin API, console).
+    Terminated,
 }
 
 /// What pgmoat does with a client message the rules do not judge.
@@ -151,6 +153,10 @@ pub struct Relay {
     /// Where each Parse and Close stands in its cycle, to match the server's answers.
     parses: crate::protocol::answers::Positions,
     closes: crate::protocol::answers::Positions,
+    /// The session's entry among the live sessions.
+    registration: Option<super::registry::Registration>,
+    /// Turns true when an operator terminates the session.
+    terminate: watch::Receiver<bool>,
 }
 
 /// A refused Query or Parse is replaced, on its way to the server, by a stand-in
@@ -182,6 +188,7 @@ pub struct RelayParts {
     /// Notified when the client's CancelRequest arrives.
     pub cancel_signal: Arc<super::cancel::HoldSignal>,
     pub audit: Option<crate::audit::SessionAudit>,
+    pub registration: Option<super::registry::Registration>,
 }
 
 fn client_io(e: std::io::Error) -> SessionError {
@@ -245,6 +252,13 @@ impl Relay {
             held: Default::default(),
             parses: Default::default(),
             closes: Default::default(),
+            terminate: match &p.registration {
+                Some(r) => r.terminated(),
+                // Nobody can terminate it: a channel whose sender is gone never
+                // turns true.
+                None => watch::channel(false).1,
+            },
+            registration: p.registration,
         }
     }
 
@@ -287,15 +301,24 @@ impl Relay {
         // after the value changed: polling a registered waiter takes the channel's lock,
         // ~0.2 µs per pgbench transaction. `unconstrained`: the coop budget must not
         // turn that first poll away unregistered.
+        // The same for an operator's terminate: one more atomic load per wake-up.
         let mut shutdown = self.shutdown.clone();
         let peek = self.shutdown.clone();
+        let mut terminate = self.terminate.clone();
+        let peek_terminate = self.terminate.clone();
         let shutdown_signal = tokio::task::coop::unconstrained(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {}
+                Ok(_) = terminate.wait_for(|stop| *stop) => {}
+            }
         });
         tokio::pin!(shutdown_signal);
         let mut registered = false;
         let mut stop_requested = std::future::poll_fn(move |cx| {
-            if registered && !peek.has_changed().unwrap_or(true) {
+            if registered
+                && !peek.has_changed().unwrap_or(true)
+                && !peek_terminate.has_changed().unwrap_or(false)
+            {
                 return std::task::Poll::Pending;
             }
             registered = true;
@@ -346,6 +369,10 @@ impl Relay {
                     }
                 },
                 Event::Server(Err(e)) => return Err(server_io(e)),
+                Event::Shutdown if *self.terminate.borrow() => {
+                    let _ = self.upstream.write_all(&TERMINATE).await;
+                    return Ok(End::Terminated);
+                }
                 Event::Shutdown => {
                     self.draining = true;
                     None

@@ -36,6 +36,8 @@ fn request(id: &str, secs: u64) -> Request {
     let now = SystemTime::now();
     Request {
         id: id.into(),
+        // Not the default, so the round trip through the state database shows.
+        front_door: pgmoat::approval::FrontDoor::Mcp,
         identity: "agent-1".into(),
         groups: vec!["agents".into()],
         target: "demo".into(),
@@ -71,7 +73,8 @@ async fn nodes_starting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1], "each migration applied exactly once");
+    let all: Vec<i32> = (1..=pgmoat::cluster::schema::VERSION).collect();
+    assert_eq!(versions, all, "each migration applied exactly once");
     let nodes: i64 = c
         .query_one("SELECT count(*) FROM pgmoat.nodes", &[])
         .await
@@ -107,6 +110,7 @@ async fn a_decision_lands_once_and_is_announced() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].node, "node-a");
     assert_eq!(seen[0].request.params, vec!["42".to_string()]);
+    assert_eq!(seen[0].request.front_door, pgmoat::approval::FrontDoor::Mcp);
     assert!(b.pending(Some("other-tenant")).await.unwrap().is_empty());
 
     let decided = b
@@ -291,6 +295,7 @@ fn hold(a: &std::sync::Arc<Approvals>) -> pgmoat::approval::Ticket {
         vec![],
         "agent-deletes",
         &["dba".into()],
+        pgmoat::approval::FrontDoor::Postgres,
     )
 }
 

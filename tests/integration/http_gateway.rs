@@ -18,6 +18,9 @@ use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
 const HELD_TOKEN: &str = "held-billing-token-77";
 const ALICE: &str = "alice";
 const ALICE_PW: &str = "alice-secret-9";
+const ROBOT: &str = "robot";
+/// A local user's bearer secret (`token_env`).
+const ROBOT_TOKEN: &str = "robot-bearer-secret-0123456789";
 
 const RULES: &str = "
 rules:
@@ -64,6 +67,7 @@ identities:
   users:
     - {{ name: {AGENT}, password_env: AGENT_PW, groups: [agents] }}
     - {{ name: {ALICE}, password_env: ALICE_PW, groups: [dba] }}
+    - {{ name: {ROBOT}, token_env: ROBOT_TOKEN, groups: [agents] }}
 rules: {rules}
 approvals: {{ timeout: 30s }}
 audit: {{ dir: {audit} }}
@@ -83,6 +87,7 @@ http:
         let mut env = test_env();
         env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
         env.insert("ALICE_PW".into(), ALICE_PW.into());
+        env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
         let gw = start_yaml(&yaml, env).await;
         Fixture { gw, dir }
     }
@@ -195,6 +200,21 @@ async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
     assert_eq!(r["bytes_out"].as_u64(), Some(PLAIN_JSON.len() as u64));
     // `pgmoat audit replay` prints it.
     let dir = f.audit();
+    // A bearer secret works the same, and stays with pgmoat too.
+    let marker = format!("/plain?t={}", crate::harness::unique("bearer"));
+    let resp = client()
+        .get(f.url(&format!("/billing{marker}")))
+        .bearer_auth(ROBOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = upstream().seen_with(&marker);
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {HELD_TOKEN}").as_str()
+    );
+    assert!(!format!("{:?}", seen[0].headers).contains(ROBOT_TOKEN));
     let text = wait_for("replay to print the request", WAIT_LIMIT, || {
         let (dir, id) = (dir.clone(), id.clone());
         async move {
@@ -442,7 +462,11 @@ async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
         pending(f)
             .await
             .into_iter()
-            .find(|r| r["sql"] == "POST /payments" && r["target"] == "billing")
+            .find(|r| {
+                r["sql"] == "POST /payments"
+                    && r["target"] == "billing"
+                    && r["front_door"] == "http"
+            })
             .and_then(|r| r["id"].as_str().map(str::to_owned))
             .ok_or_else(|| "not listed".to_string())
     })
@@ -475,6 +499,20 @@ async fn a_held_post_runs_once_approved_through_the_admin_api() {
     assert!(
         !upstream().seen().iter().any(seen_body),
         "held, not forwarded"
+    );
+    // The waiting request is a live session of the http door.
+    let (code, sessions) = crate::harness::http(
+        f.gw.admin.unwrap(),
+        "GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 200, "{sessions}");
+    let sessions: Vec<Value> = serde_json::from_str(&sessions).unwrap();
+    assert!(
+        sessions.iter().any(|s| s["protocol"] == "http"
+            && s["identity"] == AGENT
+            && s["running"] == "POST /payments"),
+        "{sessions:?}"
     );
     approve(&f, &id).await;
     let resp = sent.await.unwrap();

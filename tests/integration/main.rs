@@ -28,6 +28,7 @@ mod oidc;
 mod relay;
 mod robustness;
 mod rules;
+mod sessions;
 mod tenants;
 mod threats_leaks;
 mod threats_names;

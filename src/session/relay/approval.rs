@@ -42,6 +42,7 @@ impl Relay {
             params,
             &hold.rule,
             &hold.approvers,
+            crate::approval::FrontDoor::Postgres,
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {
@@ -89,6 +90,7 @@ impl Relay {
             return Err(client_io(e));
         }
         let mut shutdown = self.shutdown.clone();
+        let mut terminate = self.terminate.clone();
         let refuse = |code: &'static str, message: String, detail: Option<String>| {
             Waited::Refused(Refusal::rule(hold.rule.clone(), code, message).with_detail(detail))
         };
@@ -135,6 +137,13 @@ impl Relay {
                     Ok(0) | Err(_) => break (ApprovalState::Withdrawn, None, Some("the client disconnected".to_string()), Waited::ClientGone),
                     Ok(_) => {}
                 },
+                Ok(_) = terminate.wait_for(|s| *s) => {
+                    break (ApprovalState::Withdrawn, None, Some("session terminated by an operator".to_string()), refuse(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        format!("pgmoat: the session was terminated; approval {id} withdrawn"),
+                        None,
+                    ));
+                }
                 _ = shutdown.wait_for(|s| *s) => {
                     break (ApprovalState::Withdrawn, None, Some("gateway shutting down".to_string()), refuse(
                         sqlstate::ADMIN_SHUTDOWN,

@@ -239,6 +239,9 @@ impl Relay {
             self.client.flush().await.map_err(client_io)?;
         }
         self.metrics.add(&stats);
+        if let Some(r) = &self.registration {
+            r.count(stats.queries_simple + stats.queries_extended);
+        }
         Ok(end)
     }
 
@@ -248,6 +251,13 @@ impl Relay {
     /// Returns what is left to act on (a hold to ask, a refusal, or allowed) and the
     /// statement's number in the audit trail (0 without one).
     async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64) {
+        if let Some(r) = &self.registration {
+            let sql = match msg[0] {
+                b'Q' => crate::protocol::frontend::Query::parse(&msg[5..]).map(|q| q.sql),
+                _ => crate::protocol::frontend::Parse::parse(&msg[5..]).map(|p| p.sql),
+            };
+            r.running(sql.ok().and_then(|s| std::str::from_utf8(s).ok()));
+        }
         let mut judged = self.judge_message(msg).await;
         let mut statement = 0;
         let cycle = self.sent_syncs + 1;

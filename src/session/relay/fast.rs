@@ -118,6 +118,9 @@ impl Relay {
         let done = unsent(&mut self.cbuf, sent);
         self.client_offset += pos as u64;
         self.metrics.add(&stats);
+        if let Some(r) = &self.registration {
+            r.count(stats.queries_simple + stats.queries_extended);
+        }
         Ok(done)
     }
 
