@@ -349,6 +349,7 @@ async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
     let seen = upstream().seen_with("/users.gz");
     assert_eq!(seen.last().unwrap().headers["accept-encoding"], "identity");
     // curl, as a stock client, sees the same.
+    pgmoat::setup::ensure_tool("curl", "curl").expect("curl for the tests");
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--compressed", "-u", &format!("{AGENT}:{AGENT_PW}")])
         .arg(f.url("/billing/users.gz"))
