@@ -88,6 +88,7 @@ pub(super) struct RawConfig {
     pub tenants: Option<BTreeMap<String, RawTenant>>,
     pub mcp: Option<super::mcp::RawMcp>,
     pub ssh: Option<super::ssh::RawSsh>,
+    pub http: Option<super::http_gateway::RawHttp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).

@@ -176,6 +176,10 @@ impl Validator<'_> {
                 Some(s) => Some(self.ssh(s)?),
                 None => None,
             },
+            http: match raw.http {
+                Some(h) => Some(self.http(h)?),
+                None => None,
+            },
         })
     }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub mcp: Option<super::mcp::McpConfig>,
     /// `ssh:`, the SSH front door (SPEC section 8).
     pub ssh: Option<super::SshConfig>,
+    /// `http:`, the HTTP gateway (SPEC section 9); None: not served.
+    pub http: Option<super::http_gateway::HttpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin

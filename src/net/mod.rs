@@ -83,12 +83,16 @@ pub enum GatewayError {
     Cluster(#[from] crate::cluster::StateError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error("http gateway: {0}")]
+    Http(#[from] crate::gateway::SetupError),
 }
 
 /// A bound gateway, ready to run.
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// The HTTP gateway's listener (`http:`).
+    http: Option<(TcpListener, crate::gateway::Prepared)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
@@ -144,6 +148,19 @@ impl Gateway {
             };
         let ssh = match &config.ssh {
             Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
+            None => None,
+        };
+        let http = match &config.http {
+            Some(h) => {
+                let prepared = crate::gateway::Prepared::new(h, config.limits.connect_timeout)?;
+                let l = TcpListener::bind(h.listen)
+                    .await
+                    .map_err(|source| GatewayError::Bind {
+                        addr: h.listen,
+                        source,
+                    })?;
+                Some((l, prepared))
+            }
             None => None,
         };
         let acceptor = match &config.tls {
@@ -202,6 +219,7 @@ impl Gateway {
         Ok(Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
@@ -230,6 +248,11 @@ impl Gateway {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Where the HTTP gateway listens (`http:`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The first tenant's rules (the only ones without `tenants:`).
     pub fn rules(&self) -> Arc<RulesHandle> {
         Arc::clone(&self.shared.tenants.list[0].rules)
@@ -245,6 +268,7 @@ impl Gateway {
         let Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
@@ -290,6 +314,14 @@ impl Gateway {
                     .collect(),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
+        });
+        let http_task = http.map(|(l, prepared)| {
+            tokio::spawn(crate::gateway::serve(
+                l,
+                prepared,
+                Arc::clone(&shared),
+                shutdown.subscribe(),
+            ))
         });
         let chores = Chores::start();
         let watchers: Vec<_> = {
@@ -382,6 +414,9 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         if let Some(t) = ssh_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = http_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {
