@@ -91,7 +91,11 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             finish(Some(client), peer, &shared, Err(e)).await;
             return;
         }
-        Ok(Ok(established)) => established,
+        Ok(Ok(Opened::Console(admitted))) => {
+            crate::admin_sql::serve(client, *admitted, peer, Arc::clone(&shared)).await;
+            return;
+        }
+        Ok(Ok(Opened::Relay(established))) => *established,
     };
     let registration = shared.sessions.register(registry::Entry {
         tenant: est.tenant.name.clone(),
@@ -351,6 +355,13 @@ struct Established {
     _seat: tenant::Seat,
 }
 
+/// What an authenticated client goes on to: a target through the relay, or the SQL
+/// admin console (the virtual database `pgmoat`).
+enum Opened {
+    Relay(Box<Established>),
+    Console(Box<crate::admin_sql::Admitted>),
+}
+
 /// Authenticate the client, check its settings and target, connect upstream and send
 /// the client the server's greeting with pgmoat's own cancel key.
 async fn establish(
@@ -359,7 +370,7 @@ async fn establish(
     mut buf: BytesMut,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Established, SessionError> {
+) -> Result<Opened, SessionError> {
     if shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
         return Err(SessionError::refused(
             sqlstate::INVALID_AUTHORIZATION,
@@ -401,6 +412,12 @@ async fn establish(
             "sorry, too many clients already",
         )
     })?;
+
+    if database == crate::admin_sql::DATABASE {
+        let admitted =
+            crate::admin_sql::open(client, out, buf, identity, tenant, seat, shared).await?;
+        return Ok(Opened::Console(Box::new(admitted)));
+    }
 
     let target = tenant
         .targets
@@ -507,7 +524,7 @@ async fn establish(
             .map(|o| o.clock().clone())
             .unwrap_or_default(),
     };
-    Ok(Established {
+    Ok(Opened::Relay(Box::new(Established {
         upstream: ready.stream,
         server_leftover: ready.leftover,
         tx_status: ready.status,
@@ -528,7 +545,7 @@ async fn establish(
         audit,
         tenant,
         _seat: seat,
-    })
+    })))
 }
 
 pub(crate) fn client_read_err(e: ReadError) -> SessionError {
