@@ -363,6 +363,7 @@ rules: rules/
 admin:
   listen: 127.0.0.1:{admin_port}
   token_env: PGMOAT_ADMIN_TOKEN
+  groups: [dba]
 targets:
   demo:
     host: 127.0.0.1
@@ -435,6 +436,12 @@ Try:
          PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} list
          PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} approve ID --by alice
        and the UPDATE completes; `deny ID --by alice --reason ...` makes it fail with 42501)
+
+The SQL admin console, for alice (group dba, in admin.groups), as PgBouncer's:
+
+  PGPASSWORD={alice_pw} psql \"host=127.0.0.1 port={port} dbname=pgmoat user=alice\"
+      SHOW APPROVALS;  APPROVE 'ap-...' REASON 'ok' FOR '30m';  DENY 'ap-...' REASON 'no';
+      SHOW SESSIONS;  SHOW RULES;  SHOW STATS;  RELOAD;  EXPLAIN AS 'agent-1' 'DELETE FROM users';
 
 Press Ctrl-C to stop; everything the quickstart created is removed.
 "
