@@ -293,16 +293,14 @@ async fn console_refuses_outsiders_and_unknown_commands() {
         .gw
         .connect_as(AGENT, AGENT_PW, "pgmoat")
         .await
-        .err()
-        .expect("an agent is refused the console");
+        .expect_err("an agent is refused the console");
     assert_eq!(sqlstate(&e), "42501", "{e}");
     // A wrong password is still an authentication failure, not a console refusal.
     let e = fx
         .gw
         .connect_as(ADMIN, "wrong", "pgmoat")
         .await
-        .err()
-        .expect("a wrong password is refused");
+        .expect_err("a wrong password is refused");
     assert_eq!(sqlstate(&e), "28P01", "{e}");
 
     // Unknown commands (SQL included) get 42601 naming what the console knows; the
