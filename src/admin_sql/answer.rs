@@ -9,8 +9,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures_util::Sink;
+use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -25,6 +26,60 @@ use crate::protocol::sqlstate;
 use crate::session::registry::Registration;
 use crate::session::tenant::Tenant;
 use crate::session::Shared;
+
+// The result columns of each command that answers with rows.
+const SESSIONS: &[(&str, Type)] = &[
+    ("id", Type::TEXT),
+    ("identity", Type::TEXT),
+    ("target", Type::TEXT),
+    ("client", Type::TEXT),
+    ("protocol", Type::TEXT),
+    ("started_at", Type::TEXT),
+    ("statements", Type::INT8),
+    ("running", Type::TEXT),
+];
+const APPROVALS: &[(&str, Type)] = &[
+    ("id", Type::TEXT),
+    ("front_door", Type::TEXT),
+    ("identity", Type::TEXT),
+    ("target", Type::TEXT),
+    ("sql", Type::TEXT),
+    ("rule", Type::TEXT),
+    ("approvers", Type::TEXT),
+    ("requested_at", Type::TEXT),
+    ("age", Type::TEXT),
+    ("expires_at", Type::TEXT),
+];
+const RULES: &[(&str, Type)] = &[
+    ("id", Type::TEXT),
+    ("action", Type::TEXT),
+    ("approvers", Type::TEXT),
+    ("description", Type::TEXT),
+];
+const EXPLAIN: &[(&str, Type)] = &[
+    ("action", Type::TEXT),
+    ("rules", Type::TEXT),
+    ("reason", Type::TEXT),
+    ("kinds", Type::TEXT),
+    ("tables_read", Type::TEXT),
+    ("tables_written", Type::TEXT),
+    ("functions", Type::TEXT),
+    ("where", Type::TEXT),
+    ("masked_columns", Type::TEXT),
+];
+const STATS: &[(&str, Type)] = &[("name", Type::TEXT), ("value", Type::TEXT)];
+
+/// The result columns `cmd` answers with; empty for those answered by a command tag.
+pub fn columns(cmd: &Command) -> &'static [(&'static str, Type)] {
+    match cmd {
+        Command::ShowSessions => SESSIONS,
+        Command::ShowApprovals => APPROVALS,
+        Command::ShowRules => RULES,
+        Command::ShowStats => STATS,
+        Command::Explain { .. } => EXPLAIN,
+        Command::Approve { .. } | Command::Deny { .. } | Command::Reload => &[],
+    }
+}
 
 /// One admin's console session.
 pub struct Console {
@@ -53,16 +108,25 @@ fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     )))
 }
 
-/// A result set with these columns (INT8 where the name says so, else TEXT).
-fn table(columns: &[(&str, Type)], rows: Vec<Vec<Cell>>) -> PgWireResult<Response> {
-    let fields: Arc<Vec<FieldInfo>> = Arc::new(
-        columns
-            .iter()
-            .map(|(name, ty)| {
-                FieldInfo::new((*name).into(), None, None, ty.clone(), FieldFormat::Text)
-            })
-            .collect(),
-    );
+/// The columns of a command's result set, in the formats the client asked for (text
+/// for the simple protocol; a driver's Bind may ask for binary).
+pub fn fields(columns: &[(&str, Type)], format: &Format) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| {
+            FieldInfo::new((*name).into(), None, None, ty.clone(), format.format_for(i))
+        })
+        .collect()
+}
+
+/// A result set with these columns and rows.
+fn table(
+    columns: &[(&str, Type)],
+    format: &Format,
+    rows: Vec<Vec<Cell>>,
+) -> PgWireResult<Response> {
+    let fields: Arc<Vec<FieldInfo>> = Arc::new(fields(columns, format));
     let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
     let mut encoded = Vec::with_capacity(rows.len());
     for row in rows {
@@ -101,6 +165,17 @@ fn resolve_error(e: ResolveError) -> PgWireError {
 }
 
 impl Console {
+    /// Show a driver's prepared command as running (the simple protocol shows the
+    /// query text itself).
+    pub(super) fn note_running(&self, cmd: &Command) {
+        self.registration.running(Some(&format!("{cmd:?}")));
+        self.registration.count(1);
+    }
+
+    pub(super) fn note_running_done(&self) {
+        self.registration.running(None);
+    }
+
     /// The tenant scope for registry lookups (every session's tenant is "" without
     /// `tenants:`, so this is exact either way).
     fn tenant_name(&self) -> Option<&str> {
@@ -116,12 +191,12 @@ impl Console {
         })
     }
 
-    async fn run(&self, cmd: Command) -> PgWireResult<Response> {
+    pub async fn run(&self, cmd: Command, format: &Format) -> PgWireResult<Response> {
         match cmd {
-            Command::ShowSessions => self.show_sessions(),
-            Command::ShowApprovals => self.show_approvals().await,
-            Command::ShowRules => self.show_rules(),
-            Command::ShowStats => self.show_stats(),
+            Command::ShowSessions => self.show_sessions(format),
+            Command::ShowApprovals => self.show_approvals(format).await,
+            Command::ShowRules => self.show_rules(format),
+            Command::ShowStats => self.show_stats(format),
             Command::Approve { id, reason, grant } => {
                 self.approvals()?
                     .decide(&id, &self.identity.name, true, &reason, grant)
@@ -137,11 +212,11 @@ impl Console {
                 Ok(Response::Execution(Tag::new("DENY")))
             }
             Command::Reload => self.reload().await,
-            Command::Explain { identity, sql } => self.explain(identity, sql).await,
+            Command::Explain { identity, sql } => self.explain(identity, sql, format).await,
         }
     }
 
-    fn show_sessions(&self) -> PgWireResult<Response> {
+    fn show_sessions(&self, format: &Format) -> PgWireResult<Response> {
         let rows = self
             .shared
             .sessions
@@ -160,22 +235,10 @@ impl Console {
                 ]
             })
             .collect();
-        table(
-            &[
-                ("id", Type::TEXT),
-                ("identity", Type::TEXT),
-                ("target", Type::TEXT),
-                ("client", Type::TEXT),
-                ("protocol", Type::TEXT),
-                ("started_at", Type::TEXT),
-                ("statements", Type::INT8),
-                ("running", Type::TEXT),
-            ],
-            rows,
-        )
+        table(SESSIONS, format, rows)
     }
 
-    async fn show_approvals(&self) -> PgWireResult<Response> {
+    async fn show_approvals(&self, format: &Format) -> PgWireResult<Response> {
         let mut list = self.approvals()?.list().await.map_err(resolve_error)?;
         list.sort_by_key(|r| r.requested_at);
         let rows = list
@@ -195,24 +258,10 @@ impl Console {
                 ]
             })
             .collect();
-        table(
-            &[
-                ("id", Type::TEXT),
-                ("front_door", Type::TEXT),
-                ("identity", Type::TEXT),
-                ("target", Type::TEXT),
-                ("sql", Type::TEXT),
-                ("rule", Type::TEXT),
-                ("approvers", Type::TEXT),
-                ("requested_at", Type::TEXT),
-                ("age", Type::TEXT),
-                ("expires_at", Type::TEXT),
-            ],
-            rows,
-        )
+        table(APPROVALS, format, rows)
     }
 
-    fn show_rules(&self) -> PgWireResult<Response> {
+    fn show_rules(&self, format: &Format) -> PgWireResult<Response> {
         let set = self.tenant.rules.current();
         let mut rows: Vec<Vec<Cell>> = set
             .rules
@@ -232,20 +281,12 @@ impl Console {
             text(""),
             text("what applies when no rule matches"),
         ]);
-        table(
-            &[
-                ("id", Type::TEXT),
-                ("action", Type::TEXT),
-                ("approvers", Type::TEXT),
-                ("description", Type::TEXT),
-            ],
-            rows,
-        )
+        table(RULES, format, rows)
     }
 
     /// The Prometheus counters `GET /metrics` shows, one row each, plus this tenant's
     /// pending approvals and live sessions.
-    fn show_stats(&self) -> PgWireResult<Response> {
+    fn show_stats(&self, format: &Format) -> PgWireResult<Response> {
         let rendered = self.shared.metrics.render();
         let mut rows: Vec<Vec<Cell>> = rendered
             .lines()
@@ -269,7 +310,7 @@ impl Console {
                 text(a.pending().len().to_string()),
             ]);
         }
-        table(&[("name", Type::TEXT), ("value", Type::TEXT)], rows)
+        table(STATS, format, rows)
     }
 
     async fn reload(&self) -> PgWireResult<Response> {
@@ -314,7 +355,12 @@ impl Console {
         ))
     }
 
-    async fn explain(&self, identity: Option<String>, sql: String) -> PgWireResult<Response> {
+    async fn explain(
+        &self,
+        identity: Option<String>,
+        sql: String,
+        format: &Format,
+    ) -> PgWireResult<Response> {
         let (user, groups) = match identity {
             Some(name) => {
                 let groups = self.groups_of(&name)?;
@@ -375,20 +421,7 @@ impl Console {
                 String::new(),
             ));
         }
-        table(
-            &[
-                ("action", Type::TEXT),
-                ("rules", Type::TEXT),
-                ("reason", Type::TEXT),
-                ("kinds", Type::TEXT),
-                ("tables_read", Type::TEXT),
-                ("tables_written", Type::TEXT),
-                ("functions", Type::TEXT),
-                ("where", Type::TEXT),
-                ("masked_columns", Type::TEXT),
-            ],
-            rows,
-        )
+        table(EXPLAIN, format, rows)
     }
 }
 
@@ -407,7 +440,7 @@ impl SimpleQueryHandler for Console {
         self.registration.count(commands.len() as u64);
         let mut out = Vec::with_capacity(commands.len());
         for cmd in commands {
-            match self.run(cmd).await {
+            match self.run(cmd, &Format::UnifiedText).await {
                 Ok(r) => out.push(r),
                 // Postgres stops a multi-statement query at its first error, and so
                 // does the console: earlier answers stand, later commands do not run.

@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod command;
+mod extended;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,7 +162,7 @@ pub async fn serve(
             &mut socket,
             Arc::clone(&noop),
             Arc::clone(&console),
-            Arc::clone(&noop),
+            Arc::clone(&console),
             Arc::clone(&noop),
             Arc::clone(&noop),
         )

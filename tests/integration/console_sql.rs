@@ -319,3 +319,36 @@ async fn console_refuses_outsiders_and_unknown_commands() {
     let rows = c.simple_query("SHOW RULES").await.unwrap();
     assert!(rows.len() >= 3, "still usable after an error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_use_the_console_through_the_extended_protocol() {
+    let fx = fixture().await;
+    let c = fx.gw.connect_as(ADMIN, AGENT_PW, "pgmoat").await.unwrap();
+    // tokio-postgres prepares every query and asks for binary results: typed columns.
+    let rules = c.query("SHOW RULES", &[]).await.unwrap();
+    let ids: Vec<String> = rules.iter().map(|r| r.get::<_, String>("id")).collect();
+    assert_eq!(ids, ["agent-writes-need-approval", "no-drop", "default"]);
+    let sessions = c.query("SHOW SESSIONS", &[]).await.unwrap();
+    let me = sessions
+        .iter()
+        .find(|r| r.get::<_, String>("identity") == ADMIN)
+        .expect("the console's own session");
+    assert_eq!(me.get::<_, String>("target"), "pgmoat");
+    assert!(me.get::<_, i64>("statements") >= 1);
+    let st = c.prepare("EXPLAIN 'DROP TABLE t'").await.unwrap();
+    assert_eq!(st.columns()[0].name(), "action");
+    let row = c.query_one(&st, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>("action"), "block");
+    assert_eq!(row.get::<_, String>("rules"), "no-drop");
+    // Errors keep their SQLSTATEs; the session goes on.
+    let e = c
+        .execute("APPROVE 'ap-nonexistent'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{e}");
+    let e = c.prepare("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601", "{e}");
+    let e = c.prepare("SHOW RULES; SHOW STATS").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601", "{e}");
+    assert_eq!(c.execute("RELOAD", &[]).await.unwrap(), 0);
+}
