@@ -7,7 +7,9 @@
 //! Secrets are read from the environment variables the file names, never from the file.
 
 mod defaults;
+mod mcp;
 mod raw;
+mod ssh;
 mod tenants;
 mod validate;
 mod validated;
@@ -18,7 +20,9 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use defaults::workers as default_workers;
+pub use mcp::McpConfig;
 pub use raw::{parse_duration, HumanDuration, MAX_DURATION};
+pub use ssh::{SshConfig, SshTarget, SshUpstreamAuth};
 pub use validate::{MAX_MESSAGE_BYTES, MAX_RECORD_ROWS, MAX_WORKERS};
 pub use validated::{
     AdminConfig, ApprovalsConfig, AuditConfig, AuditDurability, AuditSink, CertificateUser,

@@ -31,6 +31,10 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
     pub tenants: Vec<TenantConfig>,
+    /// `mcp:`: the MCP endpoint for agents (SPEC section 7).
+    pub mcp: Option<super::mcp::McpConfig>,
+    /// `ssh:`, the SSH front door (SPEC section 8).
+    pub ssh: Option<super::SshConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin
@@ -136,6 +140,8 @@ pub struct User {
     /// The bearer secret for the HTTP-based front doors.
     pub token: Option<Secret>,
     pub groups: Vec<String>,
+    /// SSH public keys as `algorithm base64`.
+    pub ssh_keys: Vec<String>,
 }
 
 /// A client-certificate identity: the certificate's subject CN names it.

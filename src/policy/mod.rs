@@ -9,6 +9,7 @@ mod loose;
 mod masks;
 mod raw;
 pub mod reload;
+pub mod ssh;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ struct Cond {
     targets: Option<Vec<Glob>>,
     users: Option<Vec<Glob>>,
     groups: Option<Vec<Glob>>,
+    /// SSH conditions (see [`ssh`]): never true for a SQL statement.
+    ssh: ssh::SshCond,
 }
 
 /// Who asks, and where to.
@@ -102,6 +105,9 @@ fn table_names<'a>(
 
 impl Cond {
     fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
+        if self.ssh.is_set() {
+            return false;
+        }
         if let Some(kinds) = &self.statement {
             if !kinds.iter().any(|k| f.kinds.contains(k)) {
                 return false;
@@ -603,6 +609,7 @@ impl Compiler<'_> {
             targets: self.globs(id, "targets", &c.targets),
             users: self.globs(id, "users", &c.users),
             groups: self.globs(id, "groups", &c.groups),
+            ssh: self.ssh_cond(id, c),
         }
     }
 

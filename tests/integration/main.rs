@@ -12,6 +12,7 @@ mod audit_tail;
 mod console_sql;
 mod differential;
 mod masking;
+mod mcp;
 mod migrations;
 mod threats_code;
 
@@ -28,6 +29,8 @@ mod relay;
 mod robustness;
 mod rules;
 mod sessions;
+mod ssh;
+mod ssh_env;
 mod tenants;
 mod threats_leaks;
 mod threats_names;
