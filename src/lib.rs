@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_sql;
 pub mod approval;
 pub mod audit;
 pub mod auth;

@@ -374,6 +374,7 @@ mcp:
 admin:
   listen: 127.0.0.1:{admin_port}
   token_env: PGMOAT_ADMIN_TOKEN
+  groups: [dba]
 targets:
   demo:
     host: 127.0.0.1
@@ -457,6 +458,12 @@ Agents can use the MCP endpoint instead (same rules, masks, approvals and audit)
 
   for example:  claude mcp add --transport http pgmoat http://127.0.0.1:{mcp_port}/mcp \\
                   --header \"Authorization: Bearer {agent_token}\"
+
+The SQL admin console, for alice (group dba, in admin.groups), as PgBouncer's:
+
+  PGPASSWORD={alice_pw} psql \"host=127.0.0.1 port={port} dbname=pgmoat user=alice\"
+      SHOW APPROVALS;  APPROVE 'ap-...' REASON 'ok' FOR '30m';  DENY 'ap-...' REASON 'no';
+      SHOW SESSIONS;  SHOW RULES;  SHOW STATS;  RELOAD;  EXPLAIN AS 'agent-1' 'DELETE FROM users';
 
 Press Ctrl-C to stop; everything the quickstart created is removed.
 "

@@ -143,6 +143,9 @@ pub(super) struct RawTls {
 pub(super) struct RawAdmin {
     pub listen: SocketAddr,
     pub token_env: Option<String>,
+    /// Groups whose members may open the SQL admin console (`psql -d pgmoat`).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,7 @@ impl Validator<'_> {
                         .map(Secret::new),
                     None => None,
                 },
+                groups: a.groups,
             }),
         };
         let limits = Self::limits(raw.limits);

@@ -104,6 +104,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/api/*`; without one, every `/api/*` call is refused.
     pub token: Option<Secret>,
+    /// Groups whose members may open the SQL admin console (`psql -d pgmoat`); empty:
+    /// nobody may.
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -426,7 +426,7 @@ impl Gateway {
 }
 
 /// Record a rules reload, applied or refused, without holding up the reloader.
-fn audit_reload(audit: &Audit, r: Reload) {
+pub(crate) fn audit_reload(audit: &Audit, r: Reload) {
     let event = match r {
         Reload::Unchanged => return,
         Reload::Applied { rules } => crate::audit::Event::RulesReloaded {

@@ -113,7 +113,11 @@ async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven:
             finish(Some(client), peer, &shared, Err(e)).await;
             return;
         }
-        Ok(Ok(established)) => established,
+        Ok(Ok(Opened::Console(admitted))) => {
+            crate::admin_sql::serve(client, *admitted, peer, Arc::clone(&shared)).await;
+            return;
+        }
+        Ok(Ok(Opened::Relay(established))) => *established,
     };
     let registration = shared.sessions.register(registry::Entry {
         tenant: est.tenant.name.clone(),
@@ -377,6 +381,13 @@ struct Established {
     door: crate::approval::FrontDoor,
 }
 
+/// What an authenticated client goes on to: a target through the relay, or the SQL
+/// admin console (the virtual database `pgmoat`).
+enum Opened {
+    Relay(Box<Established>),
+    Console(Box<crate::admin_sql::Admitted>),
+}
+
 /// Authenticate the client, check its settings and target, connect upstream and send
 /// the client the server's greeting with pgmoat's own cancel key.
 async fn establish(
@@ -386,7 +397,7 @@ async fn establish(
     peer: SocketAddr,
     shared: &Shared,
     proven: Option<Proven>,
-) -> Result<Established, SessionError> {
+) -> Result<Opened, SessionError> {
     // A proven caller's transport (its own HTTPS or loopback) was the front door's to
     // check; the socket here is pgmoat's own loopback.
     let protocol = proven.as_ref().map(|p| p.door.as_str().to_owned());
@@ -435,6 +446,14 @@ async fn establish(
             "sorry, too many clients already",
         )
     })?;
+
+    // Only a client of the Postgres listener itself reaches the console; another front
+    // door's caller naming it gets 3D000 like any unknown target.
+    if protocol.is_none() && database == crate::admin_sql::DATABASE {
+        let admitted =
+            crate::admin_sql::open(client, out, buf, identity, tenant, seat, shared).await?;
+        return Ok(Opened::Console(Box::new(admitted)));
+    }
 
     let target = tenant
         .targets
@@ -545,7 +564,7 @@ async fn establish(
             .map(|o| o.clock().clone())
             .unwrap_or_default(),
     };
-    Ok(Established {
+    Ok(Opened::Relay(Box::new(Established {
         upstream: ready.stream,
         server_leftover: ready.leftover,
         tx_status: ready.status,
@@ -568,7 +587,7 @@ async fn establish(
         _seat: seat,
         approval_mode,
         door,
-    })
+    })))
 }
 
 pub(crate) fn client_read_err(e: ReadError) -> SessionError {

@@ -9,6 +9,7 @@ mod harness;
 mod approvals;
 mod audit;
 mod audit_tail;
+mod console_sql;
 mod differential;
 mod masking;
 mod mcp;
