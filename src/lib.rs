@@ -34,6 +34,8 @@
 //!   rules, masks, approvals and audit.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
+//! - [`ssh`]: the SSH front door: stock ssh/scp/sftp through the same rules,
+//!   approvals and audit, with asciicast recordings.
 //!
 //! Dependencies point one way: `protocol` imports nothing of ours; `session` is the one
 //! orchestrator; nothing imports `session` but `net` and `catalog`,
@@ -72,6 +74,7 @@ pub mod explain;
 pub mod gateway;
 pub mod login;
 pub mod mask;
+pub mod mcp;
 pub mod metrics;
 pub mod net;
 pub mod policy;
@@ -79,6 +82,7 @@ pub mod protocol;
 pub mod quickstart;
 pub mod session;
 pub mod setup;
+pub mod ssh;
 
 pub use config::Config;
 pub use net::Gateway;

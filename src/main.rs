@@ -65,6 +65,9 @@ enum Command {
         target: String,
         #[arg(long)]
         json: bool,
+        /// Judge an SSH exec command line (for `--target`, an ssh target) instead of SQL.
+        #[arg(long)]
+        ssh: bool,
         /// Read the SQL from this file instead.
         #[arg(long, conflicts_with = "sql")]
         file: Option<PathBuf>,
@@ -389,6 +392,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             mut groups,
             target,
             json,
+            ssh,
             file,
             sql,
             http,
@@ -431,6 +435,18 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 target: &target,
                 search_path_changed: false,
             };
+            if ssh {
+                let report = pgmoat::ssh::explain::explain(&set, &sql, &who);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&report).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    print!("{}", report.render());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(request) = &http {
                 let r =
                     pgmoat::gateway::explain::explain_http(&set, request, &user, &groups, &target)?;

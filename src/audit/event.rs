@@ -40,6 +40,10 @@ pub enum Event {
         bytes_cut: u64,
         reason: String,
     },
+    /// The SSH front door's records (see [`super::ssh`]).
+    SshSessionStart(super::ssh::SshSessionStart),
+    SshChannel(super::ssh::SshChannel),
+    SshSessionEnd(super::ssh::SshSessionEnd),
 }
 
 impl Event {
@@ -52,6 +56,9 @@ impl Event {
             Event::RulesReloaded { .. } => "rules_reloaded",
             Event::SessionEnd { .. } => "session_end",
             Event::Repair { .. } => "repair",
+            Event::SshSessionStart(_) => "ssh_session_start",
+            Event::SshChannel(_) => "ssh_channel",
+            Event::SshSessionEnd(_) => "ssh_session_end",
             Event::HttpRequest(_) => "http_request",
         }
     }
@@ -66,6 +73,10 @@ pub struct SessionStart {
     pub tls: bool,
     #[serde(default)]
     pub application_name: Option<String>,
+    /// The front door, when it is not the Postgres wire (`"mcp"`); absent for the wire,
+    /// so its records read as they always have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A statement is recorded twice: `decided` before it is forwarded (what it is and

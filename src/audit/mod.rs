@@ -23,6 +23,7 @@ pub mod replay;
 pub mod rows;
 pub mod segment;
 pub mod sink;
+pub mod ssh;
 mod syslog;
 pub mod time;
 pub mod track;

@@ -81,6 +81,8 @@ pub enum GatewayError {
     Audit(#[from] crate::audit::StoreError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::StateError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("http gateway: {0}")]
     Http(#[from] crate::gateway::SetupError),
 }
@@ -94,6 +96,10 @@ pub struct Gateway {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    /// The MCP endpoint's listener (`mcp:`).
+    mcp: Option<TcpListener>,
+    /// The SSH front door, with `ssh:`.
+    ssh: Option<crate::ssh::SshDoor>,
 }
 
 impl Gateway {
@@ -130,6 +136,20 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let mcp =
+            match &config.mcp {
+                Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
+                    GatewayError::Bind {
+                        addr: m.listen,
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let ssh = match &config.ssh {
+            Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
+            None => None,
+        };
         let http = match &config.http {
             Some(h) => {
                 let prepared = crate::gateway::Prepared::new(h, config.limits.connect_timeout)?;
@@ -203,13 +223,25 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            mcp,
+            ssh,
         })
+    }
+
+    /// Where the MCP endpoint listens (`mcp:`).
+    pub fn mcp_addr(&self) -> Option<SocketAddr> {
+        self.mcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The SSH listener's address, with `ssh:`.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().and_then(|s| s.local_addr())
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -240,7 +272,19 @@ impl Gateway {
             shared,
             shutdown,
             permits,
+            mcp,
+            ssh,
         } = self;
+        let mcp_task = mcp.and_then(|l| {
+            let config = shared.config.mcp.clone()?;
+            Some(tokio::spawn(crate::mcp::serve(
+                l,
+                Arc::clone(&shared),
+                config,
+                shutdown.subscribe(),
+            )))
+        });
+        let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -364,6 +408,12 @@ impl Gateway {
             tracing::warn!("grace period over; closing the remaining sessions");
         }
         if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = mcp_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = ssh_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         if let Some(t) = http_task {

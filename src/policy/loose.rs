@@ -52,6 +52,9 @@ const COND_KEYS: &[&str] = &[
     "targets",
     "users",
     "groups",
+    "ssh_commands",
+    "ssh_shell",
+    "ssh_subsystems",
     "http_methods",
     "http_paths",
 ];
@@ -112,8 +115,10 @@ fn as_text(v: &mut Value) {
 
 fn texts(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
-        // Every condition key but `writes` (a boolean) holds strings too.
-        if TEXT_KEYS.contains(&k.as_str()) || (COND_KEYS.contains(&k.as_str()) && k != "writes") {
+        // Every condition key but `writes` and `ssh_shell` (booleans) holds strings too.
+        if TEXT_KEYS.contains(&k.as_str())
+            || (COND_KEYS.contains(&k.as_str()) && k != "writes" && k != "ssh_shell")
+        {
             as_text(v);
         }
     }
@@ -295,7 +300,7 @@ mod tests {
                 "id" | "action" | "method" | "kind" | "description" | "message" | "pattern"
                 | "hash_key_env" => Value::String("x".into()),
                 "keep_last" => Value::from(4),
-                "writes" => Value::Bool(true),
+                "writes" | "ssh_shell" => Value::Bool(true),
                 "when" | "unless" => full(COND_KEYS),
                 "columns" | "approvers" | "json" => Value::Array(vec![Value::String("x".into())]),
                 _ => Value::String("x".into()),

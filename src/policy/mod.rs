@@ -10,6 +10,7 @@ mod loose;
 mod masks;
 mod raw;
 pub mod reload;
+pub mod ssh;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ struct Cond {
     targets: Option<Vec<Glob>>,
     users: Option<Vec<Glob>>,
     groups: Option<Vec<Glob>>,
+    /// SSH conditions (see [`ssh`]): never true for a SQL statement.
+    ssh: ssh::SshCond,
     http_methods: Option<Vec<String>>,
     http_paths: Option<Vec<PathGlob>>,
 }
@@ -106,8 +109,8 @@ fn table_names<'a>(
 
 impl Cond {
     fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
-        // An HTTP condition is never about SQL (see `http`).
-        if self.has_http_conditions() {
+        // An SSH or HTTP condition is never about SQL (see `ssh`, `http`).
+        if self.ssh.is_set() || self.has_http_conditions() {
             return false;
         }
         if let Some(kinds) = &self.statement {
@@ -611,6 +614,7 @@ impl Compiler<'_> {
             targets: self.globs(id, "targets", &c.targets),
             users: self.globs(id, "users", &c.users),
             groups: self.globs(id, "groups", &c.groups),
+            ssh: self.ssh_cond(id, c),
             http_methods: self.http_methods(id, &c.http_methods),
             http_paths: self.http_paths(id, &c.http_paths),
         }

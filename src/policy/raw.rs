@@ -59,6 +59,9 @@ pub struct RawCond {
     pub targets: Option<OneOrMany<String>>,
     pub users: Option<OneOrMany<String>>,
     pub groups: Option<OneOrMany<String>>,
+    pub ssh_commands: Option<OneOrMany<String>>,
+    pub ssh_shell: Option<bool>,
+    pub ssh_subsystems: Option<OneOrMany<String>>,
     pub http_methods: Option<OneOrMany<String>>,
     pub http_paths: Option<OneOrMany<String>>,
 }

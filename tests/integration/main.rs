@@ -11,6 +11,7 @@ mod audit;
 mod audit_tail;
 mod differential;
 mod masking;
+mod mcp;
 mod migrations;
 mod threats_code;
 
@@ -29,6 +30,8 @@ mod relay;
 mod robustness;
 mod rules;
 mod sessions;
+mod ssh;
+mod ssh_env;
 mod tenants;
 mod threats_leaks;
 mod threats_names;
