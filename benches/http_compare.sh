@@ -8,7 +8,7 @@
 # to it too, with a bearer token (a local user's token_env secret), the audit trail on
 # (batch), and a `json:` mask on the `masked` target only. wrk (or oha) drives each
 # target round-robin; the script prints requests/s and p50/p99 latency per run, and
-# the medians. Needs: nginx, wrk (`apt-get install nginx wrk`). Numbers go to
+# the medians. AUDIT=0 runs pgmoat without an audit trail. Needs: nginx, wrk (`apt-get install nginx wrk`). Numbers go to
 # benches/README.md, never into tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +74,7 @@ identities:
   users:
     - { name: bench, token_env: BENCH_TOKEN, groups: [agents] }
 rules: $W/rules.yaml
-audit: { dir: $W/audit, durability: batch }
+$( [ "${AUDIT:-1}" = 1 ] && echo "audit: { dir: $W/audit, durability: batch }" )
 http:
   listen: 127.0.0.1:18083
   targets:

@@ -98,6 +98,9 @@ impl BodyMasks {
     /// detectors that changed it (empty: the body is returned as it came).
     pub fn mask(&self, body: Vec<u8>, kind: BodyKind) -> Result<(Vec<u8>, Vec<String>), MaskError> {
         let mut fired: Vec<String> = Vec::new();
+        if body.is_empty() {
+            return Ok((body, fired));
+        }
         match kind {
             BodyKind::Opaque => Ok((body, fired)),
             BodyKind::Json => match serde_json::from_slice::<Value>(&body) {
@@ -301,6 +304,11 @@ detect:
         assert_eq!(
             m.mask(b"{not json".to_vec(), BodyKind::Json),
             Err(MaskError::NotJson)
+        );
+        // A JSON response without a body (201, say) is not refused.
+        assert_eq!(
+            m.mask(Vec::new(), BodyKind::Json),
+            Ok((Vec::new(), Vec::new()))
         );
     }
 

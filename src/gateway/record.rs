@@ -26,6 +26,17 @@ pub struct Trail {
     pub rec: HttpRequest,
     /// The request's place in `GET /api/v1/sessions`, for as long as it runs.
     registration: Option<Registration>,
+    done: bool,
+}
+
+/// A request whose handler was dropped (the client went away, say while its request
+/// waited for approval) is still recorded: status 499, as nginx logs it.
+impl Drop for Trail {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write(499, 0, Some("the client went away".into()));
+        }
+    }
 }
 
 impl Trail {
@@ -37,6 +48,7 @@ impl Trail {
             bytes_in: Arc::new(AtomicU64::new(0)),
             rec,
             registration: None,
+            done: false,
         }
     }
 
@@ -65,6 +77,12 @@ impl Trail {
 
     /// Write the record (queued; never lost, never blocking the response).
     pub fn finish(mut self, status: u16, bytes_out: u64, error: Option<String>) {
+        self.write(status, bytes_out, error);
+    }
+
+    fn write(&mut self, status: u16, bytes_out: u64, error: Option<String>) {
+        self.done = true;
+        drop(self.registration.take());
         self.rec.status = status;
         self.rec.bytes_out = bytes_out;
         self.rec.bytes_in = self.bytes_in.load(Ordering::Relaxed);
@@ -73,15 +91,14 @@ impl Trail {
         if !self.audit.is_enabled() {
             return;
         }
-        drop(self.registration.take());
-        let Trail {
-            audit,
-            session,
-            rec,
-            ..
-        } = self;
-        let event = Event::HttpRequest(rec);
-        tokio::spawn(async move {
+        let (audit, session) = (self.audit.clone(), Arc::clone(&self.session));
+        let event = Event::HttpRequest(std::mem::take(&mut self.rec));
+        // Dropped outside the runtime (at process exit): nothing can be queued.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("audit: http_request not recorded: no runtime");
+            return;
+        };
+        rt.spawn(async move {
             if let Err(e) = audit.record(Some(&session), event).await {
                 tracing::error!("audit: http_request not recorded: {e}");
             }

@@ -215,7 +215,8 @@ impl Cond {
     }
 
     pub(super) fn matches_http(&self, r: &HttpFacts<'_>, who: &Subject<'_>) -> bool {
-        if self.has_sql_conditions() {
+        // Neither SQL nor SSH conditions are ever about an HTTP request.
+        if self.has_sql_conditions() || self.ssh.is_set() {
             return false;
         }
         if let Some(m) = &self.http_methods {
@@ -517,6 +518,39 @@ mod tests {
         let facts = crate::classify::Facts::default();
         let d = rs.decide(&[facts], &who("a", &g, "billing"));
         assert_eq!(d.action, Action::Allow);
+    }
+
+    #[test]
+    fn http_and_ssh_rules_stay_apart() {
+        let rs = rules(
+            "rules:
+  - id: no-rm
+    when: { ssh_commands: ['rm *'] }
+    action: block
+  - id: no-admin
+    when: { http_paths: ['/**'] }
+    action: approve
+    approvers: [dba]
+",
+        );
+        let g: Vec<String> = vec![];
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "GET",
+                path: "/x",
+            },
+            &who("a", &g, "t"),
+        );
+        assert_eq!(
+            d.rules,
+            vec!["no-admin".to_string()],
+            "the ssh rule is not about HTTP"
+        );
+        let d = rs.decide_ssh(
+            &[crate::policy::ssh::SshAsk::Command("ls".into())],
+            &who("a", &g, "t"),
+        );
+        assert!(!d.rules.contains(&"no-admin".to_string()), "{d:?}");
     }
 
     #[test]

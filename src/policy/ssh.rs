@@ -102,7 +102,8 @@ impl Cond {
             || self.functions.is_some()
             || self.settings.is_some()
             || self.copy.is_some();
-        if sql_only {
+        // An `http_*` condition is never about an SSH channel either.
+        if sql_only || self.has_http_conditions() {
             return false;
         }
         let s = &self.ssh;
