@@ -30,8 +30,12 @@
 //! - [`approval`]: statements held for approval: pending requests, grants, Slack and
 //!   webhook notification, the `pgmoat approvals` CLI.
 //! - [`admin`]: the admin HTTP API.
+//! - [`gateway`]: the HTTP gateway: internal HTTP APIs behind the same identities,
+//!   rules, masks, approvals and audit.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
+//! - [`ssh`]: the SSH front door: stock ssh/scp/sftp through the same rules,
+//!   approvals and audit, with asciicast recordings.
 //!
 //! Dependencies point one way: `protocol` imports nothing of ours; `session` is the one
 //! orchestrator; nothing imports `session` but `net` and `catalog`,
@@ -67,6 +71,7 @@ pub mod classify;
 pub mod cluster;
 pub mod config;
 pub mod explain;
+pub mod gateway;
 pub mod login;
 pub mod mask;
 pub mod mcp;
@@ -77,6 +82,7 @@ pub mod protocol;
 pub mod quickstart;
 pub mod session;
 pub mod setup;
+pub mod ssh;
 
 pub use config::Config;
 pub use net::Gateway;

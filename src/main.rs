@@ -65,13 +65,20 @@ enum Command {
         target: String,
         #[arg(long)]
         json: bool,
+        /// Judge an SSH exec command line (for `--target`, an ssh target) instead of SQL.
+        #[arg(long)]
+        ssh: bool,
         /// Read the SQL from this file instead.
         #[arg(long, conflicts_with = "sql")]
         file: Option<PathBuf>,
         /// The SQL (`-` reads it from stdin). Taken as it is even when it starts with a
         /// comment (`-- why`), so put options before it.
-        #[arg(allow_hyphen_values = true, required_unless_present = "file")]
+        #[arg(allow_hyphen_values = true, required_unless_present_any = ["file", "http"])]
         sql: Option<String>,
+        /// Explain an HTTP gateway request instead: "METHOD /target/path" (or
+        /// "METHOD /path" with --target).
+        #[arg(long, conflicts_with_all = ["sql", "file"])]
+        http: Option<String>,
     },
     /// Sign in at the identity provider (OAuth device flow) and print a libpq
     /// connection string, or write a .pgpass line, with the token as the password.
@@ -385,10 +392,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
             mut groups,
             target,
             json,
+            ssh,
             file,
             sql,
+            http,
         } => {
-            let sql = explain_input(file.as_deref(), sql)?;
+            let sql = match &http {
+                Some(_) => String::new(),
+                None => explain_input(file.as_deref(), sql)?,
+            };
             let mut rules_path = rules;
             if let Some(c) = &config {
                 let (cfg, _) = Config::check(c).map_err(|e| e.to_string())?;
@@ -423,6 +435,28 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 target: &target,
                 search_path_changed: false,
             };
+            if ssh {
+                let report = pgmoat::ssh::explain::explain(&set, &sql, &who);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&report).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    print!("{}", report.render());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(request) = &http {
+                let r =
+                    pgmoat::gateway::explain::explain_http(&set, request, &user, &groups, &target)?;
+                if json {
+                    println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+                } else {
+                    print!("{}", r.render());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = pgmoat::explain::explain(&set, &sql, &who);
             if json {
                 println!(

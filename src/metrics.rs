@@ -27,6 +27,8 @@ pub struct Metrics {
     pub audit_fsync_micros: AtomicU64,
     pub audit_sink_lag: AtomicI64,
     pub audit_sink_dropped: AtomicU64,
+    /// The SSH front door's counters.
+    pub ssh: crate::ssh::metrics::SshMetrics,
 }
 
 /// What one batch of relayed messages adds to the counters.
@@ -177,6 +179,7 @@ impl Metrics {
             "Audit record copies a sink dropped (queue full or delivery failed); the local store keeps them.",
             &[("", g(&self.audit_sink_dropped))],
         );
+        self.ssh.render(&mut out);
         out
     }
 }

@@ -200,3 +200,80 @@ pub fn ensure_python_module(module: &str, requirement: &str) -> Result<(), Strin
         ))
     }
 }
+
+/// The Debian/Ubuntu packages the SSH door's tests use: `sshd` (with its sftp server)
+/// as the upstream, and the stock `ssh`, `scp`, `sftp` and `ssh-keygen` as clients.
+pub const SSH_PACKAGES: &[&str] = &["openssh-server", "openssh-client"];
+
+/// The OpenSSH server binary (and the clients beside it), installed with apt-get first
+/// when missing and this is root on Debian/Ubuntu. Otherwise the error names the
+/// command to run.
+pub fn ensure_sshd() -> Result<PathBuf, String> {
+    let sshd = PathBuf::from("/usr/sbin/sshd");
+    let clients = || {
+        ["ssh", "scp", "sftp", "ssh-keygen"].iter().all(|b| {
+            Command::new(b)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+    };
+    if sshd.is_file() && clients() {
+        return Ok(sshd);
+    }
+    let line = format!("sudo apt-get install -y {}", SSH_PACKAGES.join(" "));
+    if !has_apt() || !is_root() {
+        return Err(format!(
+            "the SSH tests need OpenSSH's sshd and clients; install them with:\n    {line}"
+        ));
+    }
+    eprintln!(
+        "pgmoat: installing OpenSSH for the SSH tests: apt-get install {}",
+        SSH_PACKAGES.join(" ")
+    );
+    run("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(SSH_PACKAGES);
+    run("apt-get", &args)?;
+    if sshd.is_file() && clients() {
+        Ok(sshd)
+    } else {
+        Err(format!(
+            "apt-get installed {} but sshd or the clients are still missing",
+            SSH_PACKAGES.join(" ")
+        ))
+    }
+}
+/// A command-line tool the tests run (`curl` for the HTTP gateway's), installed with
+/// apt-get from `package` when missing and this is root on Debian/Ubuntu; otherwise
+/// the error names the command to run.
+pub fn ensure_tool(program: &str, package: &str) -> Result<(), String> {
+    let found = |p: &str| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if found(program) {
+        return Ok(());
+    }
+    if !(is_root() && has_apt()) {
+        return Err(format!(
+            "{program} is not installed; install it with:\n    sudo apt-get install -y {package}"
+        ));
+    }
+    eprintln!("pgmoat: installing {package} for the tests: apt-get install {package}");
+    run("apt-get", &["update", "-qq"])?;
+    run("apt-get", &["install", "-y", "-qq", package])?;
+    if found(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get installed {package} but {program} still does not run"
+        ))
+    }
+}

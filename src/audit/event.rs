@@ -31,6 +31,8 @@ pub enum Event {
         /// the error.
         end: String,
     },
+    /// One request through the HTTP gateway (`super::http_request`).
+    HttpRequest(super::http_request::HttpRequest),
     /// Written on open when a torn final line (never acknowledged) was cut off.
     Repair {
         segment: String,
@@ -38,6 +40,10 @@ pub enum Event {
         bytes_cut: u64,
         reason: String,
     },
+    /// The SSH front door's records (see [`super::ssh`]).
+    SshSessionStart(super::ssh::SshSessionStart),
+    SshChannel(super::ssh::SshChannel),
+    SshSessionEnd(super::ssh::SshSessionEnd),
 }
 
 impl Event {
@@ -50,6 +56,10 @@ impl Event {
             Event::RulesReloaded { .. } => "rules_reloaded",
             Event::SessionEnd { .. } => "session_end",
             Event::Repair { .. } => "repair",
+            Event::SshSessionStart(_) => "ssh_session_start",
+            Event::SshChannel(_) => "ssh_channel",
+            Event::SshSessionEnd(_) => "ssh_session_end",
+            Event::HttpRequest(_) => "http_request",
         }
     }
 }

@@ -72,7 +72,12 @@ pub fn sessions(dir: &Path, filter: &Filter) -> Result<Vec<SessionSummary>, Stor
     let mut all: BTreeMap<String, (u64, SessionSummary)> = BTreeMap::new();
     for_each(dir, |r| {
         let Some(id) = r.session else { return Ok(()) };
-        match r.event {
+        // An SSH session is listed like any other.
+        let event = match r.event {
+            Event::SshSessionStart(s) => Event::SessionStart(super::ssh::as_session_start(s)),
+            e => e,
+        };
+        match event {
             Event::SessionStart(start) => {
                 all.insert(
                     id.clone(),
@@ -102,9 +107,16 @@ pub fn sessions(dir: &Path, filter: &Filter) -> Result<Vec<SessionSummary>, Stor
                                 s.blocked += 1;
                             }
                         }
-                        Event::SessionEnd { end, .. } => {
+                        Event::SessionEnd { end, .. }
+                        | Event::SshSessionEnd(super::ssh::SshSessionEnd { end, .. }) => {
                             s.ended = Some(r.ts);
                             s.end = Some(end);
+                        }
+                        Event::SshChannel(c) if c.phase == "decided" => {
+                            s.statements += 1;
+                            if c.action != "allow" {
+                                s.blocked += 1;
+                            }
                         }
                         _ => {}
                     }
@@ -295,12 +307,13 @@ pub fn replay(dir: &Path, session: &str, out: &mut dyn Write) -> Result<bool, St
                     .map(|u| format!(", granting the same statement until {u}"))
                     .unwrap_or_default()
             ),
+            Event::HttpRequest(h) => super::http_request::replay_line(&r.ts, h),
             Event::SessionEnd { statements, end } => format!(
                 "-- ended {}: {end}, {statements} statement{}\n",
                 r.ts,
                 if *statements == 1 { "" } else { "s" }
             ),
-            _ => String::new(),
+            other => super::ssh::replay_text(dir, &r.ts, session, other).unwrap_or_default(),
         };
         out.write_all(text.as_bytes()).map_err(io)
     })?;

@@ -101,6 +101,11 @@ pub fn verify(
                     return Ok(Err(bad(seq, "differs from the exported head".into())));
                 }
             }
+            if checked.kind == "ssh_channel" {
+                if let Err(e) = super::ssh::check_recording(dir, &line.bytes) {
+                    return Ok(Err(bad(seq, e)));
+                }
+            }
             if checked.kind == "repair" {
                 repairs.push(checked.seq);
             }

@@ -136,6 +136,7 @@ mod tests {
             verifier: password.map(Verifier::from_password),
             token: token.map(Secret::new),
             groups: vec!["g".into()],
+            ssh_keys: Vec::new(),
         }
     }
 

@@ -87,6 +87,8 @@ pub(super) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
     pub mcp: Option<super::mcp::RawMcp>,
+    pub ssh: Option<super::ssh::RawSsh>,
+    pub http: Option<super::http_gateway::RawHttp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).
@@ -215,6 +217,9 @@ pub(super) struct RawUser {
     pub token_env: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Public keys for the SSH front door (OpenSSH `authorized_keys` lines).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -172,6 +172,14 @@ impl Validator<'_> {
                 Some(m) => Some(self.mcp(m)?),
                 None => None,
             },
+            ssh: match raw.ssh {
+                Some(s) => Some(self.ssh(s)?),
+                None => None,
+            },
+            http: match raw.http {
+                Some(h) => Some(self.http(h)?),
+                None => None,
+            },
         })
     }
 
@@ -356,11 +364,13 @@ impl Validator<'_> {
                 }
                 None => None,
             };
+            let ssh_keys = self.ssh_keys(&field, &u.ssh_keys)?;
             users.push(User {
                 name: u.name,
                 verifier,
                 token,
                 groups: u.groups,
+                ssh_keys,
             });
         }
         Ok(users)

@@ -33,6 +33,10 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// `mcp:`: the MCP endpoint for agents (SPEC section 7).
     pub mcp: Option<super::mcp::McpConfig>,
+    /// `ssh:`, the SSH front door (SPEC section 8).
+    pub ssh: Option<super::SshConfig>,
+    /// `http:`, the HTTP gateway (SPEC section 9); None: not served.
+    pub http: Option<super::http_gateway::HttpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin
@@ -135,6 +139,8 @@ pub struct User {
     /// The bearer secret for the HTTP-based front doors.
     pub token: Option<Secret>,
     pub groups: Vec<String>,
+    /// SSH public keys as `algorithm base64`.
+    pub ssh_keys: Vec<String>,
 }
 
 /// A client-certificate identity: the certificate's subject CN names it.

@@ -22,6 +22,8 @@ const RULE_KEYS: &[&str] = &[
 const MASK_KEYS: &[&str] = &[
     "id",
     "columns",
+    "json",
+    "targets",
     "method",
     "keep_last",
     "hash_key_env",
@@ -50,6 +52,11 @@ const COND_KEYS: &[&str] = &[
     "targets",
     "users",
     "groups",
+    "ssh_commands",
+    "ssh_shell",
+    "ssh_subsystems",
+    "http_methods",
+    "http_paths",
 ];
 
 /// A rule file's items that are well-formed; every problem found goes into `errors` as
@@ -90,6 +97,7 @@ const TEXT_KEYS: &[&str] = &[
     "action",
     "approvers",
     "columns",
+    "json",
     "method",
     "kind",
     "pattern",
@@ -107,8 +115,10 @@ fn as_text(v: &mut Value) {
 
 fn texts(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
-        // Every condition key but `writes` (a boolean) holds strings too.
-        if TEXT_KEYS.contains(&k.as_str()) || (COND_KEYS.contains(&k.as_str()) && k != "writes") {
+        // Every condition key but `writes` and `ssh_shell` (booleans) holds strings too.
+        if TEXT_KEYS.contains(&k.as_str())
+            || (COND_KEYS.contains(&k.as_str()) && k != "writes" && k != "ssh_shell")
+        {
             as_text(v);
         }
     }
@@ -290,9 +300,9 @@ mod tests {
                 "id" | "action" | "method" | "kind" | "description" | "message" | "pattern"
                 | "hash_key_env" => Value::String("x".into()),
                 "keep_last" => Value::from(4),
-                "writes" => Value::Bool(true),
+                "writes" | "ssh_shell" => Value::Bool(true),
                 "when" | "unless" => full(COND_KEYS),
-                "columns" | "approvers" => Value::Array(vec![Value::String("x".into())]),
+                "columns" | "approvers" | "json" => Value::Array(vec![Value::String("x".into())]),
                 _ => Value::String("x".into()),
             };
             m.insert((*k).to_owned(), v);

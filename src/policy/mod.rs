@@ -5,15 +5,18 @@
 //! action wins (block > approve > allow); a statement no rule matched gets `default`.
 
 pub mod glob;
+mod http;
 mod loose;
 mod masks;
 mod raw;
 pub mod reload;
+pub mod ssh;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
+pub use http::{normalize_path, HttpFacts, NormalPath, PathError, PathGlob};
 pub use masks::{hash_key_unset, DetectRule, MaskRule, DEFAULT_KEEP_LAST};
 use raw::{OneOrMany, RawCond};
 
@@ -66,6 +69,10 @@ struct Cond {
     targets: Option<Vec<Glob>>,
     users: Option<Vec<Glob>>,
     groups: Option<Vec<Glob>>,
+    /// SSH conditions (see [`ssh`]): never true for a SQL statement.
+    ssh: ssh::SshCond,
+    http_methods: Option<Vec<String>>,
+    http_paths: Option<Vec<PathGlob>>,
 }
 
 /// Who asks, and where to.
@@ -102,6 +109,10 @@ fn table_names<'a>(
 
 impl Cond {
     fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
+        // An SSH or HTTP condition is never about SQL (see `ssh`, `http`).
+        if self.ssh.is_set() || self.has_http_conditions() {
+            return false;
+        }
         if let Some(kinds) = &self.statement {
             if !kinds.iter().any(|k| f.kinds.contains(k)) {
                 return false;
@@ -603,6 +614,9 @@ impl Compiler<'_> {
             targets: self.globs(id, "targets", &c.targets),
             users: self.globs(id, "users", &c.users),
             groups: self.globs(id, "groups", &c.groups),
+            ssh: self.ssh_cond(id, c),
+            http_methods: self.http_methods(id, &c.http_methods),
+            http_paths: self.http_paths(id, &c.http_paths),
         }
     }
 

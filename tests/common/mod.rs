@@ -1,3 +1,4 @@
 pub mod certs;
 pub mod jwt;
 pub mod pg;
+pub mod sshd;

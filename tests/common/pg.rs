@@ -693,7 +693,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 /// Spawns `cmd` from the spawner thread, which never exits, so PDEATHSIG only
 /// fires when the whole process goes away (not when the test's thread ends).
 /// The returned `Child` can be waited on from any thread.
-fn spawn_managed(cmd: Command) -> io::Result<Child> {
+pub fn spawn_managed(cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

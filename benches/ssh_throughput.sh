@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# SSH door throughput (SPEC section 8): `cat` of a big file and `scp` of it, straight to
+# a real sshd and through pgmoat (recording on), round-robin in one run; medians in MB/s
+# and pgmoat's peak RSS. Needs root (a login user is created), openssh-server/client,
+# python3, and a release build:
+#
+#   cargo build --release && BIN=target/release/pgmoat benches/ssh_throughput.sh
+#
+# SIZE_MB (default 1024) and ROUNDS (default 3) adjust the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/pgmoat}
+SIZE_MB=${SIZE_MB:-1024}
+ROUNDS=${ROUNDS:-3}
+USER_NAME=pgmoat-ssh
+[ -x "$BIN" ] || { echo "no pgmoat binary at $BIN (cargo build --release)"; exit 1; }
+id -u "$USER_NAME" >/dev/null 2>&1 || useradd -m -s /bin/sh "$USER_NAME"
+usermod -p '*' "$USER_NAME"   # unlocked for keys, no password works
+HOME_DIR=/home/$USER_NAME
+
+W=$(mktemp -d /tmp/pgmoat-ssh-bench.XXXXXX)
+chmod 755 "$W"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W" "$HOME_DIR/bench.bin"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+for k in host deploy client; do ssh-keygen -q -t ed25519 -N "" -C bench -f "$W/$k"; done
+cp "$W/deploy.pub" "$W/authorized_keys"; chmod 644 "$W/authorized_keys"
+mkdir -p /run/sshd
+SSHD_PORT=$(free_port)
+cat > "$W/sshd_config" <<CONF
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $W/host
+PidFile $W/sshd.pid
+AuthorizedKeysFile $W/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowUsers $USER_NAME
+Subsystem sftp internal-sftp
+CONF
+/usr/sbin/sshd -D -e -f "$W/sshd_config" 2>"$W/sshd.log" & pids+=($!)
+echo "[127.0.0.1]:$SSHD_PORT $(cut -d' ' -f1,2 "$W/host.pub")" > "$W/known_hosts"
+
+GW_PORT=$(free_port)
+cat > "$W/pgmoat.yaml" <<CONF
+listen: 127.0.0.1:0
+targets:
+  demo: { host: 127.0.0.1, port: 1, user: nobody, password_env: BENCH_PW, tls: disable }
+identities:
+  users:
+    - name: bench
+      password_env: BENCH_PW
+      ssh_keys: ["$(cut -d' ' -f1,2 "$W/client.pub")"]
+audit:
+  dir: $W/audit
+  durability: batch
+ssh:
+  listen: 127.0.0.1:$GW_PORT
+  host_key: $W/gw_host
+  targets:
+    bench:
+      host: 127.0.0.1
+      port: $SSHD_PORT
+      user: $USER_NAME
+      key_file: $W/deploy
+      known_hosts: $W/known_hosts
+CONF
+BENCH_PW=x RUST_LOG=warn "$BIN" serve -c "$W/pgmoat.yaml" 2>"$W/pgmoat.log" & GW_PID=$!; pids+=($GW_PID)
+for _ in $(seq 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/$GW_PORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT) 2>/dev/null && break
+  sleep 0.1
+done
+
+dd if=/dev/urandom of="$HOME_DIR/bench.bin" bs=1M count="$SIZE_MB" status=none
+chown "$USER_NAME:" "$HOME_DIR/bench.bin"
+OPTS=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes)
+direct_ssh=(ssh -p "$SSHD_PORT" "${OPTS[@]}" -i "$W/deploy" "$USER_NAME@127.0.0.1")
+gw_ssh=(ssh -p "$GW_PORT" "${OPTS[@]}" -i "$W/client" "bench+bench@127.0.0.1")
+direct_scp=(scp -P "$SSHD_PORT" "${OPTS[@]}" -i "$W/deploy" "$USER_NAME@127.0.0.1:bench.bin")
+gw_scp=(scp -P "$GW_PORT" "${OPTS[@]}" -i "$W/client" "bench+bench@127.0.0.1:bench.bin")
+
+mbps() { python3 -c "import sys; print(f'{$SIZE_MB/float(sys.argv[1]):.0f}')" "$1"; }
+timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); python3 -c "print($t1-$t0)"; }
+declare -A results
+for r in $(seq "$ROUNDS"); do
+  results[cat_direct]+="$(mbps "$(timed "${direct_ssh[@]}" cat bench.bin)") "
+  results[cat_pgmoat]+="$(mbps "$(timed "${gw_ssh[@]}" cat bench.bin)") "
+  results[scp_direct]+="$(mbps "$(timed "${direct_scp[@]}" "$W/down.bin")") "; rm -f "$W/down.bin"
+  results[scp_pgmoat]+="$(mbps "$(timed "${gw_scp[@]}" "$W/down.bin")") "; rm -f "$W/down.bin"
+  rm -rf "$W/audit/recordings"   # keep the disk from filling: a GiB of cast per transfer
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "size: $SIZE_MB MiB, rounds: $ROUNDS (MB/s, median; all rounds in brackets)"
+for k in cat_direct cat_pgmoat scp_direct scp_pgmoat; do
+  echo "$k: $(echo "${results[$k]}" | median) [${results[$k]}]"
+done
+echo "pgmoat peak RSS: $(grep VmHWM /proc/$GW_PID/status | awk '{print $2, $3}')"

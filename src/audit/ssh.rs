@@ -1,0 +1,229 @@
+//! The SSH front door's records (SPEC sections 6 and 8): `ssh_session_start`,
+//! `ssh_channel` and `ssh_session_end`, in the same hash chain as every other record;
+//! and what `verify` and `replay` do with the recordings they name.
+//!
+//! A channel writes two `ssh_channel` records: `decided` (what was asked and what
+//! pgmoat decided, durable before anything reaches the upstream) and `closed` (exit
+//! status, bytes, and the recording's file name and SHA-256 once the file is complete).
+//! The recording lives beside the segments, under `recordings/`; the chain holds its
+//! hash, so an edited or deleted recording fails `pgmoat audit verify`.
+
+use std::io::Read;
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::event::Event;
+
+/// The folder of the audit store that holds recordings.
+pub const RECORDINGS: &str = "recordings";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshSessionStart {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub target: String,
+    pub client: String,
+    /// `publickey`, `password` or `token`.
+    pub auth: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshChannel {
+    /// The channel's number within the session.
+    pub channel: u32,
+    /// `decided` or `closed`.
+    pub phase: String,
+    /// `exec`, `shell` or `subsystem`.
+    pub request: String,
+    /// The exec command line, or the subsystem's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `allow`, `block` or `approve`.
+    pub action: String,
+    pub rules: Vec<String>,
+    /// The rule behind the action (`default` or `unanalysable` when none matched).
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The asciicast file, relative to the audit folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
+    /// Hex SHA-256 of the whole recording file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshSessionEnd {
+    pub channels: u64,
+    pub end: String,
+}
+
+/// For `verify`: the recording an `ssh_channel` record names must exist and hash to
+/// what the record says. `line` is the record as stored.
+pub fn check_recording(dir: &Path, line: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Named {
+        recording: Option<String>,
+        recording_sha256: Option<String>,
+    }
+    let Ok(n) = serde_json::from_slice::<Named>(line) else {
+        return Ok(()); // the chain check already judged the line itself
+    };
+    let (Some(name), Some(want)) = (n.recording, n.recording_sha256) else {
+        return Ok(());
+    };
+    let path = recording_path(dir, &name)?;
+    let got = sha256_file(&path).map_err(|e| format!("recording {name}: {e}"))?;
+    if got != want {
+        return Err(format!(
+            "recording {name} was changed: its SHA-256 is {got}, the record says {want}"
+        ));
+    }
+    Ok(())
+}
+
+/// A recording's path, refusing names that leave the store (a forged record must not
+/// make verify or replay read elsewhere).
+pub fn recording_path(dir: &Path, name: &str) -> Result<std::path::PathBuf, String> {
+    let rel = Path::new(name);
+    let inside =
+        rel.components().all(|c| matches!(c, Component::Normal(_))) && rel.starts_with(RECORDINGS);
+    if !inside {
+        return Err(format!("recording name {name:?} is outside the store"));
+    }
+    Ok(dir.join(rel))
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(super::record::hex(&h.finalize()))
+}
+
+/// Most recorded output `replay` prints per channel.
+const REPLAY_OUTPUT: usize = 64 * 1024;
+
+/// `pgmoat audit replay` lines for an SSH record; None for other records.
+pub fn replay_text(dir: &Path, ts: &str, session: &str, event: &Event) -> Option<String> {
+    let clock = ts.get(11..19).unwrap_or(ts);
+    Some(match event {
+        Event::SshSessionStart(s) => format!(
+            "-- ssh session {session}: {} ({}) -> {} from {}, by {}\n-- started {ts}\n",
+            s.user,
+            if s.groups.is_empty() {
+                "no groups".into()
+            } else {
+                s.groups.join(", ")
+            },
+            s.target,
+            s.client,
+            s.auth
+        ),
+        Event::SshChannel(c) if c.phase == "decided" => format!(
+            "[{clock}] channel {} {}{}: {} (rule {})\n",
+            c.channel,
+            c.request,
+            c.command
+                .as_deref()
+                .map(|x| format!(" {x:?}"))
+                .unwrap_or_default(),
+            c.action,
+            c.rule
+        ),
+        Event::SshChannel(c) => {
+            let mut s = format!(
+                "[{clock}] channel {} closed: exit {}, {} bytes in, {} bytes out{}\n",
+                c.channel,
+                c.exit_status
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.bytes_in.unwrap_or(0),
+                c.bytes_out.unwrap_or(0),
+                c.error
+                    .as_deref()
+                    .map(|e| format!(", {e}"))
+                    .unwrap_or_default()
+            );
+            if let Some(name) = &c.recording {
+                s.push_str(&format!("  recording {name}\n"));
+                s.push_str(&recorded_output(dir, name));
+            }
+            s
+        }
+        Event::SshSessionEnd(e) => format!(
+            "-- ended {ts}: {}, {} channel{}\n",
+            e.end,
+            e.channels,
+            if e.channels == 1 { "" } else { "s" }
+        ),
+        _ => return None,
+    })
+}
+
+/// The output events of a recording, as text (at most [`REPLAY_OUTPUT`] bytes),
+/// indented; a note instead when the file cannot be read.
+fn recorded_output(dir: &Path, name: &str) -> String {
+    let path = match recording_path(dir, name) {
+        Ok(p) => p,
+        Err(e) => return format!("  ({e})\n"),
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return format!("  (recording unreadable: {e})\n"),
+    };
+    let mut text = String::new();
+    let reader = std::io::BufReader::new(file);
+    for line in std::io::BufRead::lines(reader).skip(1) {
+        let Ok(line) = line else { break };
+        if let Ok((_, kind, data)) = serde_json::from_str::<(f64, String, String)>(&line) {
+            if kind == "o" {
+                text.push_str(&data);
+            }
+        }
+        if text.len() > REPLAY_OUTPUT {
+            break;
+        }
+    }
+    if text.len() > REPLAY_OUTPUT {
+        let mut cut = REPLAY_OUTPUT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n(output cut)");
+    }
+    text.lines().map(|l| format!("  | {l}\n")).collect()
+}
+
+/// How `pgmoat audit sessions` lists an SSH session.
+pub fn as_session_start(s: SshSessionStart) -> super::event::SessionStart {
+    super::event::SessionStart {
+        user: s.user,
+        groups: s.groups,
+        target: s.target,
+        client: s.client,
+        // The SSH transport is always encrypted.
+        tls: true,
+        application_name: Some("ssh".into()),
+        protocol: Some("ssh".into()),
+    }
+}

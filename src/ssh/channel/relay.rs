@@ -1,0 +1,280 @@
+//! The allowed channel: the same request upstream, then bytes both ways until either
+//! side closes, every byte recorded on its way.
+//!
+//! Flow control is russh's: each side's writes wait for the peer's window, and a side
+//! that is not read stops being read from in turn, so memory per channel is a few
+//! packets, however much flows.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::{ChannelMsg, ChannelReadHalf};
+
+use super::{Chan, Request, EXIT_UPSTREAM};
+use crate::policy::Decision;
+use crate::ssh::recording::Recorder;
+
+/// How long the other direction may take to wind down once one side has closed.
+const WIND_DOWN: Duration = Duration::from_secs(10);
+
+type SharedRecorder = Arc<Mutex<Option<Recorder>>>;
+
+/// Record into the shared recorder; false when recording failed (the channel then
+/// ends: nothing runs unrecorded).
+fn rec(r: &SharedRecorder, f: impl FnOnce(&mut Recorder) -> std::io::Result<()>) -> bool {
+    let mut guard = match r.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    match guard.as_mut() {
+        None => true,
+        Some(x) => match f(x) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("ssh recording failed, ending the channel: {e}");
+                false
+            }
+        },
+    }
+}
+
+impl Chan {
+    pub(super) async fn relay(mut self, request: Request, d: Decision, mut rx: ChannelReadHalf) {
+        let upstream = match self.ctx.upstream().await {
+            Ok(u) => u,
+            Err(why) => {
+                return self
+                    .refuse(&request, &d, format!("pgmoat: {why}"), EXIT_UPSTREAM)
+                    .await
+            }
+        };
+        let up = match upstream.handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("pgmoat: the upstream refused a channel: {e}");
+                return self.refuse(&request, &d, msg, EXIT_UPSTREAM).await;
+            }
+        };
+        if let Some(p) = &self.pty {
+            let _ = up
+                .request_pty(false, &p.term, p.cols, p.rows, p.pix.0, p.pix.1, &p.modes)
+                .await;
+        }
+        let sent = match &request {
+            Request::Exec(line) => up.exec(true, line.as_bytes()).await,
+            Request::Shell => up.request_shell(true).await,
+            Request::Subsystem(n) => up.request_subsystem(true, n.as_str()).await,
+        };
+        let (mut up_rx, up_tx) = up.split();
+        let mut early = Vec::new();
+        let accepted = sent.is_ok()
+            && loop {
+                match up_rx.wait().await {
+                    Some(ChannelMsg::Success) => break true,
+                    Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => break false,
+                    Some(other) => early.push(other),
+                }
+            };
+        if !accepted {
+            let _ = up_tx.close().await;
+            let msg = format!(
+                "pgmoat: the upstream refused the {} request",
+                request.kind()
+            );
+            return self.refuse(&request, &d, msg, EXIT_UPSTREAM).await;
+        }
+        let recorder: SharedRecorder = Arc::new(Mutex::new(None));
+        if let Some(dir) = self.ctx.audit.dir() {
+            let title = format!(
+                "{}@{}: {}",
+                self.ctx.identity,
+                self.ctx.target.name,
+                request.text().unwrap_or("shell")
+            );
+            let term = self.pty.as_ref().map(|p| p.term.as_str());
+            match Recorder::create(dir, &self.ctx.id, self.number, self.size, term, &title) {
+                Ok(r) => *recorder.lock().unwrap_or_else(|p| p.into_inner()) = Some(r),
+                Err(e) => {
+                    let _ = up_tx.close().await;
+                    let msg = format!("pgmoat: the channel cannot be recorded ({e}); refused");
+                    return self.refuse(&request, &d, msg, EXIT_UPSTREAM).await;
+                }
+            }
+        }
+        let record_input = matches!(request, Request::Shell);
+        let running = match &request {
+            Request::Shell => "(shell)".to_string(),
+            Request::Exec(c) => c.clone(),
+            Request::Subsystem(n) => format!("(subsystem {n})"),
+        };
+        self.ctx.registration.running(Some(&running));
+        let bytes_in = AtomicU64::new(0);
+        let bytes_out = AtomicU64::new(0);
+        let exit = Mutex::new(None::<u32>);
+        let failed = Mutex::new(None::<String>);
+        let fail = |why: &str| {
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert_with(|| why.to_owned());
+            }
+        };
+        // What the client sent while the request was being judged goes first.
+        let pending = std::mem::take(&mut self.pending);
+        let client_eof = self.client_eof;
+        let metrics = &self.ctx.door.shared.metrics.ssh;
+
+        let client_to_up = async {
+            for data in pending {
+                bytes_in.fetch_add(data.len() as u64, Relaxed);
+                if record_input && !rec(&recorder, |r| r.input(&data)) {
+                    fail("recording failed");
+                    return;
+                }
+                if up_tx.data_bytes(data).await.is_err() {
+                    return;
+                }
+            }
+            if client_eof {
+                let _ = up_tx.eof().await;
+            }
+            while let Some(msg) = rx.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        bytes_in.fetch_add(data.len() as u64, Relaxed);
+                        metrics.bytes_in.fetch_add(data.len() as u64, Relaxed);
+                        if record_input && !rec(&recorder, |r| r.input(&data)) {
+                            fail("recording failed");
+                            break;
+                        }
+                        if up_tx.data_bytes(data).await.is_err() {
+                            break;
+                        }
+                    }
+                    ChannelMsg::Eof => {
+                        let _ = up_tx.eof().await;
+                    }
+                    ChannelMsg::Close => break,
+                    ChannelMsg::WindowChange {
+                        col_width,
+                        row_height,
+                        pix_width,
+                        pix_height,
+                    } => {
+                        if !rec(&recorder, |r| r.resize(col_width, row_height)) {
+                            fail("recording failed");
+                            break;
+                        }
+                        let _ = up_tx
+                            .window_change(col_width, row_height, pix_width, pix_height)
+                            .await;
+                    }
+                    ChannelMsg::Signal { signal } => {
+                        let _ = up_tx.signal(signal).await;
+                    }
+                    // Other requests were answered (refused) by the handler.
+                    _ => {}
+                }
+            }
+            let _ = up_tx.close().await;
+        };
+
+        let up_to_client = async {
+            let mut queue = early.into_iter();
+            loop {
+                let msg = match queue.next() {
+                    Some(m) => m,
+                    None => match up_rx.wait().await {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        bytes_out.fetch_add(data.len() as u64, Relaxed);
+                        metrics.bytes_out.fetch_add(data.len() as u64, Relaxed);
+                        if !rec(&recorder, |r| r.output(&data)) {
+                            fail("recording failed");
+                            break;
+                        }
+                        if self.tx.data_bytes(data).await.is_err() {
+                            break;
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext } => {
+                        bytes_out.fetch_add(data.len() as u64, Relaxed);
+                        if !rec(&recorder, |r| r.output(&data)) {
+                            fail("recording failed");
+                            break;
+                        }
+                        if self.tx.extended_data_bytes(ext, data).await.is_err() {
+                            break;
+                        }
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        if let Ok(mut e) = exit.lock() {
+                            *e = Some(exit_status);
+                        }
+                        let _ = self.tx.exit_status(exit_status).await;
+                    }
+                    ChannelMsg::ExitSignal {
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    } => {
+                        let _ = self
+                            .handle
+                            .exit_signal_request(
+                                self.id,
+                                signal_name,
+                                core_dumped,
+                                error_message,
+                                lang_tag,
+                            )
+                            .await;
+                    }
+                    ChannelMsg::Eof => {
+                        let _ = self.tx.eof().await;
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+        };
+
+        tokio::pin!(client_to_up, up_to_client);
+        tokio::select! {
+            // The upstream is done: nothing the client still sends has anywhere to go.
+            _ = &mut up_to_client => {}
+            _ = &mut client_to_up => {
+                let _ = tokio::time::timeout(WIND_DOWN, &mut up_to_client).await;
+            }
+        }
+        let mut closed = self.record(&request, &d, "closed");
+        closed.exit_status = exit.lock().ok().and_then(|e| *e);
+        closed.bytes_in = Some(bytes_in.load(Relaxed));
+        closed.bytes_out = Some(bytes_out.load(Relaxed));
+        closed.error = failed.lock().ok().and_then(|f| f.clone());
+        let finished = recorder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(Recorder::finish);
+        match finished {
+            Some(Ok((name, sha))) => {
+                closed.recording = Some(name);
+                closed.recording_sha256 = Some(sha);
+            }
+            Some(Err(e)) => {
+                closed.error = Some(format!("recording could not be completed: {e}"));
+            }
+            None => {}
+        }
+        self.ctx.registration.running(None);
+        // Recorded before the client hears the channel is over: when `ssh` returns,
+        // the trail is complete.
+        self.closed(closed).await;
+        let _ = self.tx.eof().await;
+        let _ = self.tx.close().await;
+    }
+}
