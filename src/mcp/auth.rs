@@ -44,6 +44,15 @@ pub async fn require_bearer(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // The endpoint has no TLS of its own: as on the wire, a token crosses only the
+    // local machine (a TLS-terminating proxy on this host forwards from loopback).
+    if !crate::session::authn::token_transport_ok(false, peer) {
+        tracing::warn!(%peer, "mcp: refused a request from another machine over plain HTTP");
+        return unauthorized(
+            "Bearer realm=\"pgmoat\"",
+            "pgmoat: bearer tokens are accepted only from this machine; put a TLS proxy in front",
+        );
+    }
     let Some(token) = bearer(&req).map(str::to_owned) else {
         return unauthorized(
             "Bearer realm=\"pgmoat\"",

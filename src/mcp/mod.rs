@@ -87,6 +87,11 @@ pub async fn serve(
         let _ = shutdown.wait_for(|s| *s).await;
         cancel.cancel();
     };
+    // Responses go out in several writes (headers, then the event stream): without
+    // TCP_NODELAY, Nagle and the client's delayed ACK add ~40 ms to every call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

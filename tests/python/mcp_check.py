@@ -159,8 +159,10 @@ async def agent(s):
     held = structured(await call(s, "query", target="demo", sql=first))
     assert held["status"] == "pending_approval" and held["approval"].startswith("ap-"), held
     assert held["rule"] == "agent-writes-need-approval", held
-    pending = [p["id"] for p in admin("GET", "/api/v1/approvals")]
-    assert pending == [held["approval"]], pending
+    listed = admin("GET", "/api/v1/approvals")
+    assert [p["id"] for p in listed] == [held["approval"]], listed
+    # The approvers see which front door asked.
+    assert listed[0]["front_door"] == "mcp", listed
     # Asking again before a decision does not page the approvers again.
     again = structured(await call(s, "query", target="demo", sql=first))
     assert again["approval"] == held["approval"], again
