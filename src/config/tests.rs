@@ -168,6 +168,14 @@ fn bearer_secrets_come_from_token_env() {
 }
 
 #[test]
+fn the_consoles_database_name_is_no_target() {
+    let err = load(&MINIMAL.replace("demo:", "pgmoat:"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reserved for the SQL admin console"), "{err}");
+}
+
+#[test]
 fn durations_parse() {
     assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));

@@ -196,6 +196,14 @@ impl Validator<'_> {
         }
         let mut targets = BTreeMap::new();
         for (name, t) in raw_targets {
+            // `dbname=pgmoat` is the SQL admin console (SPEC 12): a target of that
+            // name could never be reached.
+            if name == "pgmoat" {
+                return Err(self.err(
+                    "targets.pgmoat",
+                    "the name pgmoat is reserved for the SQL admin console (dbname=pgmoat)",
+                ));
+            }
             let target = self.target(name, t)?;
             targets.insert(target.name.clone(), target);
         }
