@@ -229,22 +229,7 @@ impl Cond {
                 return false;
             }
         }
-        if let Some(g) = &self.targets {
-            if !g.iter().any(|g| g.matches(who.target)) {
-                return false;
-            }
-        }
-        if let Some(g) = &self.users {
-            if !g.iter().any(|g| g.matches(who.user)) {
-                return false;
-            }
-        }
-        if let Some(g) = &self.groups {
-            if !who.groups.iter().any(|n| g.iter().any(|g| g.matches(n))) {
-                return false;
-            }
-        }
-        true
+        self.matches_who(who)
     }
 }
 

@@ -169,6 +169,11 @@ impl Cond {
                 return false;
             }
         }
+        self.matches_who(who)
+    }
+
+    /// The conditions about who asks and where to, the same at every front door.
+    fn matches_who(&self, who: &Subject<'_>) -> bool {
         if let Some(g) = &self.targets {
             if !g.iter().any(|g| g.matches(who.target)) {
                 return false;
