@@ -295,7 +295,7 @@ mod tests {
                 "id" | "action" | "method" | "kind" | "description" | "message" | "pattern"
                 | "hash_key_env" => Value::String("x".into()),
                 "keep_last" => Value::from(4),
-                "writes" => Value::Bool(true),
+                "writes" | "ssh_shell" => Value::Bool(true),
                 "when" | "unless" => full(COND_KEYS),
                 "columns" | "approvers" => Value::Array(vec![Value::String("x".into())]),
                 _ => Value::String("x".into()),
