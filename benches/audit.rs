@@ -51,6 +51,7 @@ fn bench_session(c: &mut Criterion) {
             client: "127.0.0.1:5000".into(),
             tls: false,
             application_name: Some("pgbench".into()),
+            protocol: None,
         };
         let session = audit
             .start_session(start)

@@ -71,6 +71,7 @@ pub mod config;
 pub mod explain;
 pub mod login;
 pub mod mask;
+pub mod mcp;
 pub mod metrics;
 pub mod net;
 pub mod policy;

@@ -58,6 +58,14 @@ fn random_secret(n: usize) -> String {
         .collect()
 }
 
+/// The MCP endpoint's port: 8808 (SPEC section 7's example) when free, else any.
+fn mcp_port() -> Result<u16, QuickstartError> {
+    match std::net::TcpListener::bind("127.0.0.1:8808") {
+        Ok(_) => Ok(8808),
+        Err(_) => free_port(),
+    }
+}
+
 fn free_port() -> Result<u16, QuickstartError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| setup(format!("no free port: {e}")))?;
@@ -357,9 +365,12 @@ rules:
 ",
     )
     .map_err(|e| setup(e.to_string()))?;
+    let mcp_port = mcp_port()?;
     let yaml = format!(
         "listen: 127.0.0.1:{port}
 rules: rules/
+mcp:
+  listen: 127.0.0.1:{mcp_port}
 admin:
   listen: 127.0.0.1:{admin_port}
   token_env: PGMOAT_ADMIN_TOKEN
@@ -375,6 +386,7 @@ identities:
   users:
     - name: agent-1
       password_env: AGENT1_PASSWORD
+      token_env: AGENT1_TOKEN
       groups: [agents]
     - name: alice
       password_env: ALICE_PASSWORD
@@ -385,9 +397,11 @@ approvals:
     );
     let admin_token = random_secret(24);
     let alice_pw = random_secret(16);
+    let agent_token = random_secret(32);
     let env = |name: &str| match name {
         "DEMO_DB_PASSWORD" => Some(app_pw.clone()),
         "AGENT1_PASSWORD" => Some(agent_pw.clone()),
+        "AGENT1_TOKEN" => Some(agent_token.clone()),
         "ALICE_PASSWORD" => Some(alice_pw.clone()),
         "PGMOAT_ADMIN_TOKEN" => Some(admin_token.clone()),
         _ => None,
@@ -435,6 +449,14 @@ Try:
          PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} list
          PGMOAT_ADMIN_TOKEN={admin_token} cargo run --release -- approvals --admin http://127.0.0.1:{admin_port} approve ID --by alice
        and the UPDATE completes; `deny ID --by alice --reason ...` makes it fail with 42501)
+
+Agents can use the MCP endpoint instead (same rules, masks, approvals and audit):
+
+  URL    http://127.0.0.1:{mcp_port}/mcp
+  token  {agent_token}   (send as Authorization: Bearer; the identity is agent-1)
+
+  for example:  claude mcp add --transport http pgmoat http://127.0.0.1:{mcp_port}/mcp \\
+                  --header \"Authorization: Bearer {agent_token}\"
 
 Press Ctrl-C to stop; everything the quickstart created is removed.
 "

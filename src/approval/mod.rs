@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod notify;
+pub mod returned;
 mod shared;
 pub mod slack;
 
@@ -164,6 +165,8 @@ pub struct Approvals {
     shared: OnceLock<Shared>,
     /// The most requests held here at once (a tenant's `limits.max_held`).
     max_held: std::sync::atomic::AtomicUsize,
+    /// Return-mode requests, kept for the retry of the call that asked.
+    pub returned: returned::Returned,
 }
 
 /// This tenant's view of the cluster's state database.
@@ -233,6 +236,7 @@ impl Approvals {
             events,
             shared: OnceLock::new(),
             max_held: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            returned: Default::default(),
         })
     }
 

@@ -70,6 +70,10 @@ pub struct SessionStart {
     pub tls: bool,
     #[serde(default)]
     pub application_name: Option<String>,
+    /// The front door, when it is not the Postgres wire (`"mcp"`); absent for the wire,
+    /// so its records read as they always have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A statement is recorded twice: `decided` before it is forwarded (what it is and

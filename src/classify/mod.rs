@@ -19,6 +19,7 @@ mod tautology_fold;
 mod tautology_schema;
 mod tautology_views;
 pub mod tree;
+mod tree_key;
 mod walk;
 
 #[cfg(test)]
@@ -31,6 +32,7 @@ use std::sync::{mpsc, Arc, Mutex};
 pub use error::ClassifyError;
 pub use facts::{merge, CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
 pub use tautology_views::{view_columns, ViewColumn};
+pub use tree_key::tree_key;
 
 /// Parse threads' stack: enough for libpg_query's own depth limit.
 const PARSE_STACK: usize = 16 << 20;

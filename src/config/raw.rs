@@ -87,6 +87,7 @@ pub(super) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
     pub ssh: Option<super::ssh::RawSsh>,
+    pub mcp: Option<super::mcp::RawMcp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).

@@ -172,6 +172,10 @@ impl Validator<'_> {
                 Some(s) => Some(self.ssh(s)?),
                 None => None,
             },
+            mcp: match raw.mcp {
+                Some(m) => Some(self.mcp(m)?),
+                None => None,
+            },
         })
     }
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// `ssh:`, the SSH front door (SPEC section 8).
     pub ssh: Option<super::SshConfig>,
+    /// `mcp:`: the MCP endpoint for agents (SPEC section 7).
+    pub mcp: Option<super::mcp::McpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin

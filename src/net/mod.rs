@@ -94,6 +94,8 @@ pub struct Gateway {
     permits: Arc<Semaphore>,
     /// The SSH front door, with `ssh:`.
     ssh: Option<crate::ssh::SshDoor>,
+    /// The MCP endpoint's listener (`mcp:`).
+    mcp: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -134,6 +136,16 @@ impl Gateway {
             Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
             None => None,
         };
+        let mcp =
+            match &config.mcp {
+                Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
+                    GatewayError::Bind {
+                        addr: m.listen,
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -194,7 +206,13 @@ impl Gateway {
             shutdown,
             permits,
             ssh,
+            mcp,
         })
+    }
+
+    /// Where the MCP endpoint listens (`mcp:`).
+    pub fn mcp_addr(&self) -> Option<SocketAddr> {
+        self.mcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -231,8 +249,18 @@ impl Gateway {
             shutdown,
             permits,
             ssh,
+            mcp,
         } = self;
         let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
+        let mcp_task = mcp.and_then(|l| {
+            let config = shared.config.mcp.clone()?;
+            Some(tokio::spawn(crate::mcp::serve(
+                l,
+                Arc::clone(&shared),
+                config,
+                shutdown.subscribe(),
+            )))
+        });
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -351,6 +379,9 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         if let Some(t) = ssh_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = mcp_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {

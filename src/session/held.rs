@@ -58,6 +58,8 @@ struct HeldPortal {
 pub struct HeldExecute {
     pub hold: Arc<Hold>,
     pub params: Vec<String>,
+    /// The whole parameters, for matching a return-mode retry ([`params_key`]).
+    pub params_key: [u8; 32],
 }
 
 #[derive(Default)]
@@ -289,8 +291,38 @@ impl HeldStatements {
         Some(HeldExecute {
             hold: p.hold.clone(),
             params: describe_params(&p.bind, types),
+            params_key: params_key(&p.bind, types),
         })
     }
+}
+
+/// The parameters of a statement without any: what a simple query's key holds.
+pub const NO_PARAMS: [u8; 32] = [0; 32];
+
+/// A digest of a Bind's parameters, whole (what the approver is shown is cut): their
+/// types, formats and bytes, not the portal's or statement's names, which a driver
+/// picks anew on every connection. An unreadable Bind gets a digest of its bytes.
+pub fn params_key(bind: &[u8], types: &[u32]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let Ok(b) = Bind::parse(bind) else {
+        return Sha256::digest(bind).into();
+    };
+    if b.params.is_empty() {
+        return NO_PARAMS;
+    }
+    let mut h = Sha256::new();
+    for (i, v) in b.params.iter().enumerate() {
+        h.update(types.get(i).copied().unwrap_or(0).to_be_bytes());
+        h.update(b.param_format(i).to_be_bytes());
+        match v {
+            None => h.update((-1i64).to_be_bytes()),
+            Some(v) => {
+                h.update((v.len() as i64).to_be_bytes());
+                h.update(v);
+            }
+        }
+    }
+    h.finalize().into()
 }
 
 /// A Bind body's parameters as `$1 = 'text'`, `$2 = 7`, `$3 = NULL`.

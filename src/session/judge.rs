@@ -41,6 +41,11 @@ pub struct Judge {
     /// The session is audited: only then are the record's facts (kinds, tables, rule
     /// ids) gathered for every statement; otherwise just the action.
     pub audited: bool,
+    /// `pgmoat.approval_mode=return`: a hold answers at once, and the retry runs once
+    /// approved ([`crate::approval::returned`]).
+    pub approval_return: bool,
+    /// The front door the session serves, shown with its approval requests.
+    pub door: crate::approval::FrontDoor,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.

@@ -1,6 +1,7 @@
 //! One task per client: negotiate TLS, authenticate the caller, open pgmoat's own
 //! server connection with the held credentials, then relay.
 
+pub mod approval_mode;
 pub mod authn;
 pub mod cancel;
 pub mod credentials;
@@ -61,6 +62,27 @@ pub struct Shared {
 /// Serve one client connection to the end. Never panics on client input; every way it
 /// can end is logged once.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    serve_as(tcp, peer, shared, None).await
+}
+
+/// A caller another front door has already authenticated (the MCP endpoint checked its
+/// bearer token): its session skips the wire's password exchange and is otherwise
+/// the wire's own, so rules, masks, holds and audit are the same by construction.
+pub struct Proven {
+    pub identity: Identity,
+    pub tenant: Arc<tenant::Tenant>,
+    /// The front door: recorded in `session_start` (`"protocol": "mcp"`) and shown
+    /// with every approval request the session makes.
+    pub door: crate::approval::FrontDoor,
+}
+
+/// Serve a session for a [`Proven`] caller over `tcp` (a loopback socket the front
+/// door drives); `peer` is the caller's own address, for the audit trail.
+pub async fn serve_proven(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Proven) {
+    serve_as(tcp, peer, shared, Some(proven)).await
+}
+
+async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Option<Proven>) {
     let startup_timeout = shared.config.limits.startup_timeout;
     let negotiated = match tokio::time::timeout(startup_timeout, negotiate(tcp, &shared)).await {
         Err(_) => {
@@ -77,7 +99,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut client, startup, leftover) = negotiated;
     let established = tokio::time::timeout(
         startup_timeout,
-        establish(&mut client, startup, leftover, peer, &shared),
+        establish(&mut client, startup, leftover, peer, &shared, proven),
     )
     .await;
     let est = match established {
@@ -98,7 +120,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         identity: est.identity.name.clone(),
         target: est.target.clone(),
         client: peer,
-        protocol: "postgres",
+        protocol: est.door.as_str(),
     });
     let mut relay = Relay::new(RelayParts {
         client,
@@ -126,6 +148,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             any_prepared_holds: Default::default(),
             approvals: est.tenant.approvals.clone(),
             audited: est.audit.is_some(),
+            approval_return: est.approval_mode == approval_mode::ApprovalMode::Return,
+            door: est.door,
         }),
         audit: est.audit,
         registration: Some(registration),
@@ -349,6 +373,8 @@ struct Established {
     tenant: Arc<tenant::Tenant>,
     /// Held for the session's life: its place in the tenant's connection budget.
     _seat: tenant::Seat,
+    approval_mode: approval_mode::ApprovalMode,
+    door: crate::approval::FrontDoor,
 }
 
 /// Authenticate the client, check its settings and target, connect upstream and send
@@ -359,8 +385,14 @@ async fn establish(
     mut buf: BytesMut,
     peer: SocketAddr,
     shared: &Shared,
+    proven: Option<Proven>,
 ) -> Result<Established, SessionError> {
-    if shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls() {
+    // A proven caller's transport (its own HTTPS or loopback) was the front door's to
+    // check; the socket here is pgmoat's own loopback.
+    let protocol = proven.as_ref().map(|p| p.door.as_str().to_owned());
+    let door = proven.as_ref().map(|p| p.door).unwrap_or_default();
+    if proven.is_none() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !client.is_tls()
+    {
         return Err(SessionError::refused(
             sqlstate::INVALID_AUTHORIZATION,
             "pgmoat: this gateway requires TLS (connect with sslmode=require)",
@@ -392,8 +424,10 @@ async fn establish(
         .unwrap_or(&user)
         .to_owned();
 
-    let (identity, tenant) =
-        authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?;
+    let (identity, tenant) = match proven {
+        Some(p) => (p.identity, p.tenant),
+        None => authn::authenticate(client, &mut buf, &user, &mut out, peer, shared).await?,
+    };
     let seat = tenant.seat().ok_or_else(|| {
         tracing::warn!(%peer, tenant = %tenant.name, "tenant connection limit reached; refusing");
         SessionError::refused(
@@ -413,6 +447,8 @@ async fn establish(
         })?;
     params::check_startup(&startup.params)
         .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
+    let approval_mode = approval_mode::requested(&startup.params)
+        .map_err(|m| SessionError::refused(sqlstate::INSUFFICIENT_PRIVILEGE, m))?;
     startup_settings_allowed(&tenant, &identity, &database, &startup.params)?;
 
     let mut upstream_params: Vec<(String, String)> = startup
@@ -426,6 +462,7 @@ async fn establish(
         })
         .cloned()
         .collect();
+    upstream_params = approval_mode::without_own(upstream_params);
     upstream_params.push((
         "application_name".into(),
         params::upstream_application_name(startup.get("application_name"), &identity.name),
@@ -467,6 +504,7 @@ async fn establish(
             client: peer.to_string(),
             tls: client.is_tls(),
             application_name: startup.get("application_name").map(str::to_owned),
+            protocol,
         })
         .await
         .map_err(|e| {
@@ -528,6 +566,8 @@ async fn establish(
         audit,
         tenant,
         _seat: seat,
+        approval_mode,
+        door,
     })
 }
 

@@ -33,6 +33,7 @@ mod approval;
 mod client;
 mod fast;
 mod pace;
+mod returned;
 mod server;
 
 use self::pace::Pace;

@@ -11,6 +11,7 @@ mod audit;
 mod audit_tail;
 mod differential;
 mod masking;
+mod mcp;
 mod migrations;
 mod threats_code;
 

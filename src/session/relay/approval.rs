@@ -18,9 +18,15 @@ impl Relay {
         &mut self,
         hold: Arc<Hold>,
         params: Vec<String>,
+        params_key: [u8; 32],
         statement: u64,
         buf: &mut BytesMut,
     ) -> Result<Waited, SessionError> {
+        if self.judge.as_ref().is_some_and(|j| j.approval_return) {
+            return Ok(self
+                .hold_returned(hold, params, params_key, statement)
+                .await);
+        }
         let (name, groups, target) = match &self.judge {
             Some(j) => (
                 j.identity.name.clone(),
@@ -42,7 +48,7 @@ impl Relay {
             params,
             &hold.rule,
             &hold.approvers,
-            crate::approval::FrontDoor::Postgres,
+            self.judge.as_ref().map(|j| j.door).unwrap_or_default(),
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {

@@ -75,7 +75,13 @@ impl Relay {
                             self.upstream.flush().await.map_err(server_io)?;
                             fwd = pos;
                             match self
-                                .wait_for_approval(Arc::new(hold), Vec::new(), statement, buf)
+                                .wait_for_approval(
+                                    Arc::new(hold),
+                                    Vec::new(),
+                                    crate::session::held::NO_PARAMS,
+                                    statement,
+                                    buf,
+                                )
                                 .await?
                             {
                                 Waited::Approved => {}
@@ -171,7 +177,13 @@ impl Relay {
                                         .map(|a| a.statement_of_execute(body))
                                         .unwrap_or(0);
                                     match self
-                                        .wait_for_approval(ex.hold, ex.params, statement, buf)
+                                        .wait_for_approval(
+                                            ex.hold,
+                                            ex.params,
+                                            ex.params_key,
+                                            statement,
+                                            buf,
+                                        )
                                         .await?
                                     {
                                         Waited::Approved => {}
