@@ -30,6 +30,8 @@
 //! - [`approval`]: statements held for approval: pending requests, grants, Slack and
 //!   webhook notification, the `pgmoat approvals` CLI.
 //! - [`admin`]: the admin HTTP API.
+//! - [`gateway`]: the HTTP gateway: internal HTTP APIs behind the same identities,
+//!   rules, masks, approvals and audit.
 //! - [`metrics`]: counters behind `GET /metrics`.
 //! - [`quickstart`]: the embedded demo.
 //! - [`ssh`]: the SSH front door: stock ssh/scp/sftp through the same rules,
@@ -69,6 +71,7 @@ pub mod classify;
 pub mod cluster;
 pub mod config;
 pub mod explain;
+pub mod gateway;
 pub mod login;
 pub mod mask;
 pub mod mcp;

@@ -73,8 +73,12 @@ enum Command {
         file: Option<PathBuf>,
         /// The SQL (`-` reads it from stdin). Taken as it is even when it starts with a
         /// comment (`-- why`), so put options before it.
-        #[arg(allow_hyphen_values = true, required_unless_present = "file")]
+        #[arg(allow_hyphen_values = true, required_unless_present_any = ["file", "http"])]
         sql: Option<String>,
+        /// Explain an HTTP gateway request instead: "METHOD /target/path" (or
+        /// "METHOD /path" with --target).
+        #[arg(long, conflicts_with_all = ["sql", "file"])]
+        http: Option<String>,
     },
     /// Sign in at the identity provider (OAuth device flow) and print a libpq
     /// connection string, or write a .pgpass line, with the token as the password.
@@ -391,8 +395,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             ssh,
             file,
             sql,
+            http,
         } => {
-            let sql = explain_input(file.as_deref(), sql)?;
+            let sql = match &http {
+                Some(_) => String::new(),
+                None => explain_input(file.as_deref(), sql)?,
+            };
             let mut rules_path = rules;
             if let Some(c) = &config {
                 let (cfg, _) = Config::check(c).map_err(|e| e.to_string())?;
@@ -436,6 +444,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     );
                 } else {
                     print!("{}", report.render());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(request) = &http {
+                let r =
+                    pgmoat::gateway::explain::explain_http(&set, request, &user, &groups, &target)?;
+                if json {
+                    println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+                } else {
+                    print!("{}", r.render());
                 }
                 return Ok(ExitCode::SUCCESS);
             }

@@ -246,3 +246,34 @@ pub fn ensure_sshd() -> Result<PathBuf, String> {
         ))
     }
 }
+/// A command-line tool the tests run (`curl` for the HTTP gateway's), installed with
+/// apt-get from `package` when missing and this is root on Debian/Ubuntu; otherwise
+/// the error names the command to run.
+pub fn ensure_tool(program: &str, package: &str) -> Result<(), String> {
+    let found = |p: &str| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if found(program) {
+        return Ok(());
+    }
+    if !(is_root() && has_apt()) {
+        return Err(format!(
+            "{program} is not installed; install it with:\n    sudo apt-get install -y {package}"
+        ));
+    }
+    eprintln!("pgmoat: installing {package} for the tests: apt-get install {package}");
+    run("apt-get", &["update", "-qq"])?;
+    run("apt-get", &["install", "-y", "-qq", package])?;
+    if found(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get installed {package} but {program} still does not run"
+        ))
+    }
+}

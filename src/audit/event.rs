@@ -31,6 +31,8 @@ pub enum Event {
         /// the error.
         end: String,
     },
+    /// One request through the HTTP gateway (`super::http_request`).
+    HttpRequest(super::http_request::HttpRequest),
     /// Written on open when a torn final line (never acknowledged) was cut off.
     Repair {
         segment: String,
@@ -57,6 +59,7 @@ impl Event {
             Event::SshSessionStart(_) => "ssh_session_start",
             Event::SshChannel(_) => "ssh_channel",
             Event::SshSessionEnd(_) => "ssh_session_end",
+            Event::HttpRequest(_) => "http_request",
         }
     }
 }

@@ -15,6 +15,7 @@ mod encode;
 pub mod error;
 pub mod event;
 mod http;
+pub mod http_request;
 pub mod journal;
 mod queue;
 pub mod record;

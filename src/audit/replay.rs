@@ -307,6 +307,7 @@ pub fn replay(dir: &Path, session: &str, out: &mut dyn Write) -> Result<bool, St
                     .map(|u| format!(", granting the same statement until {u}"))
                     .unwrap_or_default()
             ),
+            Event::HttpRequest(h) => super::http_request::replay_line(&r.ts, h),
             Event::SessionEnd { statements, end } => format!(
                 "-- ended {}: {end}, {statements} statement{}\n",
                 r.ts,

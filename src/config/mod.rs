@@ -8,6 +8,7 @@
 
 mod defaults;
 mod mcp;
+mod http_gateway;
 mod raw;
 mod ssh;
 mod tenants;
@@ -21,6 +22,7 @@ use thiserror::Error;
 
 pub use defaults::workers as default_workers;
 pub use mcp::McpConfig;
+pub use http_gateway::{parse_bytes, HttpConfig, HttpTarget};
 pub use raw::{parse_duration, HumanDuration, MAX_DURATION};
 pub use ssh::{SshConfig, SshTarget, SshUpstreamAuth};
 pub use validate::{MAX_MESSAGE_BYTES, MAX_RECORD_ROWS, MAX_WORKERS};

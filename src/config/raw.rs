@@ -86,8 +86,9 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
     pub tenants: Option<BTreeMap<String, RawTenant>>,
-    pub ssh: Option<super::ssh::RawSsh>,
     pub mcp: Option<super::mcp::RawMcp>,
+    pub ssh: Option<super::ssh::RawSsh>,
+    pub http: Option<super::http_gateway::RawHttp>,
 }
 
 /// One tenant under `tenants:` (SPEC section 10).

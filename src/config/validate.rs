@@ -168,12 +168,16 @@ impl Validator<'_> {
                 None => None,
             },
             tenants,
+            mcp: match raw.mcp {
+                Some(m) => Some(self.mcp(m)?),
+                None => None,
+            },
             ssh: match raw.ssh {
                 Some(s) => Some(self.ssh(s)?),
                 None => None,
             },
-            mcp: match raw.mcp {
-                Some(m) => Some(self.mcp(m)?),
+            http: match raw.http {
+                Some(h) => Some(self.http(h)?),
                 None => None,
             },
         })

@@ -31,10 +31,12 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `tenants:`; empty without it (then the top level is the one, unnamed tenant).
     pub tenants: Vec<TenantConfig>,
-    /// `ssh:`, the SSH front door (SPEC section 8).
-    pub ssh: Option<super::SshConfig>,
     /// `mcp:`: the MCP endpoint for agents (SPEC section 7).
     pub mcp: Option<super::mcp::McpConfig>,
+    /// `ssh:`, the SSH front door (SPEC section 8).
+    pub ssh: Option<super::SshConfig>,
+    /// `http:`, the HTTP gateway (SPEC section 9); None: not served.
+    pub http: Option<super::http_gateway::HttpConfig>,
 }
 
 /// One tenant: its own targets, identities, rules, approvals, audit store and admin

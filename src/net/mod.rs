@@ -83,19 +83,23 @@ pub enum GatewayError {
     Cluster(#[from] crate::cluster::StateError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error("http gateway: {0}")]
+    Http(#[from] crate::gateway::SetupError),
 }
 
 /// A bound gateway, ready to run.
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// The HTTP gateway's listener (`http:`).
+    http: Option<(TcpListener, crate::gateway::Prepared)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
-    /// The SSH front door, with `ssh:`.
-    ssh: Option<crate::ssh::SshDoor>,
     /// The MCP endpoint's listener (`mcp:`).
     mcp: Option<TcpListener>,
+    /// The SSH front door, with `ssh:`.
+    ssh: Option<crate::ssh::SshDoor>,
 }
 
 impl Gateway {
@@ -132,10 +136,6 @@ impl Gateway {
                 })?),
                 None => None,
             };
-        let ssh = match &config.ssh {
-            Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
-            None => None,
-        };
         let mcp =
             match &config.mcp {
                 Some(m) => Some(TcpListener::bind(m.listen).await.map_err(|source| {
@@ -146,6 +146,23 @@ impl Gateway {
                 })?),
                 None => None,
             };
+        let ssh = match &config.ssh {
+            Some(s) => Some(crate::ssh::SshDoor::bind(s).await?),
+            None => None,
+        };
+        let http = match &config.http {
+            Some(h) => {
+                let prepared = crate::gateway::Prepared::new(h, config.limits.connect_timeout)?;
+                let l = TcpListener::bind(h.listen)
+                    .await
+                    .map_err(|source| GatewayError::Bind {
+                        addr: h.listen,
+                        source,
+                    })?;
+                Some((l, prepared))
+            }
+            None => None,
+        };
         let acceptor = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
@@ -202,11 +219,12 @@ impl Gateway {
         Ok(Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
-            ssh,
             mcp,
+            ssh,
         })
     }
 
@@ -230,6 +248,11 @@ impl Gateway {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Where the HTTP gateway listens (`http:`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The first tenant's rules (the only ones without `tenants:`).
     pub fn rules(&self) -> Arc<RulesHandle> {
         Arc::clone(&self.shared.tenants.list[0].rules)
@@ -245,13 +268,13 @@ impl Gateway {
         let Gateway {
             listener,
             admin,
+            http,
             shared,
             shutdown,
             permits,
-            ssh,
             mcp,
+            ssh,
         } = self;
-        let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
         let mcp_task = mcp.and_then(|l| {
             let config = shared.config.mcp.clone()?;
             Some(tokio::spawn(crate::mcp::serve(
@@ -261,6 +284,7 @@ impl Gateway {
                 shutdown.subscribe(),
             )))
         });
+        let ssh_task = ssh.map(|door| tokio::spawn(door.run(Arc::clone(&shared))));
         let max = shared.config.limits.max_connections;
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
@@ -290,6 +314,14 @@ impl Gateway {
                     .collect(),
             };
             tokio::spawn(admin::serve(l, state, shutdown.subscribe()))
+        });
+        let http_task = http.map(|(l, prepared)| {
+            tokio::spawn(crate::gateway::serve(
+                l,
+                prepared,
+                Arc::clone(&shared),
+                shutdown.subscribe(),
+            ))
         });
         let chores = Chores::start();
         let watchers: Vec<_> = {
@@ -378,10 +410,13 @@ impl Gateway {
         if let Some(t) = admin_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+        if let Some(t) = mcp_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
         if let Some(t) = ssh_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
-        if let Some(t) = mcp_task {
+        if let Some(t) = http_task {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         for t in &shared.tenants.list {

@@ -22,6 +22,8 @@ const RULE_KEYS: &[&str] = &[
 const MASK_KEYS: &[&str] = &[
     "id",
     "columns",
+    "json",
+    "targets",
     "method",
     "keep_last",
     "hash_key_env",
@@ -53,6 +55,8 @@ const COND_KEYS: &[&str] = &[
     "ssh_commands",
     "ssh_shell",
     "ssh_subsystems",
+    "http_methods",
+    "http_paths",
 ];
 
 /// A rule file's items that are well-formed; every problem found goes into `errors` as
@@ -93,6 +97,7 @@ const TEXT_KEYS: &[&str] = &[
     "action",
     "approvers",
     "columns",
+    "json",
     "method",
     "kind",
     "pattern",
@@ -297,7 +302,7 @@ mod tests {
                 "keep_last" => Value::from(4),
                 "writes" | "ssh_shell" => Value::Bool(true),
                 "when" | "unless" => full(COND_KEYS),
-                "columns" | "approvers" => Value::Array(vec![Value::String("x".into())]),
+                "columns" | "approvers" | "json" => Value::Array(vec![Value::String("x".into())]),
                 _ => Value::String("x".into()),
             };
             m.insert((*k).to_owned(), v);

@@ -25,6 +25,8 @@ const KIND_NAMES: &str = "credit_card, email, us_ssn, iban, jwt, aws_access_key,
 pub struct MaskRule {
     pub id: String,
     pub columns: Vec<Glob>,
+    /// `json:` paths, for JSON responses of the HTTP gateway.
+    pub json: Vec<serde_json_path::JsonPath>,
     pub method: Method,
     /// Where a `hash` method's key came from (the key itself is in `method`): for
     /// `pgmoat check` to say when it is not set.
@@ -148,9 +150,10 @@ impl Compiler<'_> {
 
     pub(super) fn mask(&mut self, m: RawMask) -> Option<MaskRule> {
         let method = self.method(&m.id, &m.method, m.keep_last, m.hash_key_env.as_deref());
-        if m.columns.is_empty() {
-            self.err(&m.id, "a mask needs columns");
+        if m.columns.is_empty() && m.json.is_empty() {
+            self.err(&m.id, "a mask needs columns or json paths");
         }
+        let json = self.json_paths(&m.id, &m.json);
         let mut columns = Vec::new();
         for c in &m.columns {
             match Glob::new(c) {
@@ -158,11 +161,20 @@ impl Compiler<'_> {
                 Err(e) => self.err(&m.id, &format!("columns: {e}")),
             }
         }
-        let when = m.when.as_ref().map(|c| self.cond(&m.id, c));
+        let mut when = m.when.as_ref().map(|c| self.cond(&m.id, c));
+        if m.targets.is_some() {
+            // `targets:` on the mask is `when: { targets: ... }`, said once.
+            let w = when.get_or_insert_with(Cond::default);
+            if w.targets.is_some() {
+                self.err(&m.id, "targets: given both on the mask and in its when");
+            }
+            w.targets = self.globs(&m.id, "targets", &m.targets);
+        }
         let unless = m.unless.as_ref().map(|c| self.cond(&m.id, c));
         Some(MaskRule {
             id: m.id,
             columns,
+            json,
             method: method?,
             hash_key_env: m.hash_key_env,
             when,

@@ -5,6 +5,7 @@
 //! action wins (block > approve > allow); a statement no rule matched gets `default`.
 
 pub mod glob;
+mod http;
 mod loose;
 mod masks;
 mod raw;
@@ -15,6 +16,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use glob::Glob;
+pub use http::{normalize_path, HttpFacts, NormalPath, PathError, PathGlob};
 pub use masks::{hash_key_unset, DetectRule, MaskRule, DEFAULT_KEEP_LAST};
 use raw::{OneOrMany, RawCond};
 
@@ -69,6 +71,8 @@ struct Cond {
     groups: Option<Vec<Glob>>,
     /// SSH conditions (see [`ssh`]): never true for a SQL statement.
     ssh: ssh::SshCond,
+    http_methods: Option<Vec<String>>,
+    http_paths: Option<Vec<PathGlob>>,
 }
 
 /// Who asks, and where to.
@@ -105,7 +109,8 @@ fn table_names<'a>(
 
 impl Cond {
     fn matches(&self, f: &Facts, who: &Subject<'_>) -> bool {
-        if self.ssh.is_set() {
+        // An SSH or HTTP condition is never about SQL (see `ssh`, `http`).
+        if self.ssh.is_set() || self.has_http_conditions() {
             return false;
         }
         if let Some(kinds) = &self.statement {
@@ -610,6 +615,8 @@ impl Compiler<'_> {
             users: self.globs(id, "users", &c.users),
             groups: self.globs(id, "groups", &c.groups),
             ssh: self.ssh_cond(id, c),
+            http_methods: self.http_methods(id, &c.http_methods),
+            http_paths: self.http_paths(id, &c.http_paths),
         }
     }
 

@@ -62,13 +62,21 @@ pub struct RawCond {
     pub ssh_commands: Option<OneOrMany<String>>,
     pub ssh_shell: Option<bool>,
     pub ssh_subsystems: Option<OneOrMany<String>>,
+    pub http_methods: Option<OneOrMany<String>>,
+    pub http_paths: Option<OneOrMany<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMask {
     pub id: String,
+    #[serde(default)]
     pub columns: Vec<String>,
+    /// JSONPath (RFC 9535) expressions for HTTP gateway responses.
+    #[serde(default)]
+    pub json: Vec<String>,
+    /// Shorthand for `when: { targets: [...] }`.
+    pub targets: Option<OneOrMany<String>>,
     #[serde(deserialize_with = "method_name")]
     pub method: String,
     pub keep_last: Option<u32>,

@@ -45,6 +45,8 @@ async fn prepare_once(pg: &TestPg) {
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The HTTP gateway (`http:`), when configured.
+    pub http: Option<SocketAddr>,
     pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
     /// The clock OIDC tokens are judged by (with `identities.oidc`): the system clock
     /// until a test moves it ahead, to lapse tokens without waiting for them.
@@ -184,6 +186,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
     let gateway = pgmoat::Gateway::bind(config).await.expect("bind gateway");
     let addr = gateway.local_addr();
     let admin = gateway.admin_addr();
+    let http = gateway.http_addr();
     let metrics = gateway.metrics();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(gateway.run(async move {
@@ -192,6 +195,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
     TestGateway {
         addr,
         admin,
+        http,
         metrics,
         clock,
         stop: Some(tx),

@@ -21,6 +21,8 @@ mod cluster;
 mod cluster_state;
 mod drivers;
 mod drivers_regressions;
+mod http_gateway;
+mod http_gateway_upstream;
 mod login;
 mod mtls;
 mod oidc;

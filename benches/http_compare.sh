@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The HTTP gateway against nginx as a reverse proxy, in one interleaved run.
+#
+#   cargo build --release && DURATION=10 ROUNDS=3 benches/http_compare.sh
+#
+# One nginx serves the upstream files (a small JSON document without PII, and one with
+# SSNs); a second nginx proxies to it (keep-alive pool); pgmoat's HTTP gateway proxies
+# to it too, with a bearer token (a local user's token_env secret), the audit trail on
+# (batch), and a `json:` mask on the `masked` target only. wrk (or oha) drives each
+# target round-robin; the script prints requests/s and p50/p99 latency per run, and
+# the medians. Needs: nginx, wrk (`apt-get install nginx wrk`). Numbers go to
+# benches/README.md, never into tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-16}
+BIN=${BIN:-target/release/pgmoat}
+[ -x "$BIN" ] || BIN=/work/main/target/release/pgmoat
+command -v nginx >/dev/null || { echo "needs nginx: apt-get install -y nginx"; exit 1; }
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk"; exit 1; }
+
+W=$(mktemp -d /tmp/pgmoat-httpbench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
+trap cleanup EXIT
+
+mkdir -p "$W/www" "$W/up" "$W/px" "$W/audit"
+printf '{"status":"ok","items":[1,2,3],"name":"widget","price":12.5}' > "$W/www/small.json"
+python3 - "$W/www/users.json" <<'PY'
+import json, sys
+users = [{"id": i, "name": f"user {i}", "ssn": f"{100+i:03d}-45-{1000+i:04d}", "plan": "pro"} for i in range(10)]
+open(sys.argv[1], "w").write(json.dumps({"users": users}))
+PY
+
+nginx_conf() { # $1 dir, $2 port, $3 body of the server block
+cat > "$1/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+user root;
+error_log $1/error.log warn;
+pid $1/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/json;
+  types { application/json json; }
+  upstream up { server 127.0.0.1:18081; keepalive 64; }
+  server {
+    listen 127.0.0.1:$2 reuseport;
+    $3
+  }
+}
+NGX
+}
+nginx_conf "$W/up" 18081 "root $W/www; location / { }"
+nginx_conf "$W/px" 18082 "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+nginx -p "$W/up" -c "$W/up/nginx.conf" & PIDS+=($!)
+nginx -p "$W/px" -c "$W/px/nginx.conf" & PIDS+=($!)
+
+cat > "$W/rules.yaml" <<'YML'
+masks:
+  - id: ssn
+    json: ["$.users[*].ssn"]
+    targets: [masked]
+    method: partial
+YML
+cat > "$W/pgmoat.yaml" <<YML
+listen: 127.0.0.1:0
+workers: 1
+targets:
+  unused: { host: 127.0.0.1, port: 1, user: x, tls: disable }
+identities:
+  users:
+    - { name: bench, token_env: BENCH_TOKEN, groups: [agents] }
+rules: $W/rules.yaml
+audit: { dir: $W/audit, durability: batch }
+http:
+  listen: 127.0.0.1:18083
+  targets:
+    plain: { url: "http://127.0.0.1:18081" }
+    masked: { url: "http://127.0.0.1:18081" }
+YML
+export BENCH_TOKEN=bench-token-0123456789abcdef
+"$BIN" serve -c "$W/pgmoat.yaml" 2>"$W/pgmoat.log" & PIDS+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" http://127.0.0.1:18083/plain/small.json && break; sleep 0.2; done
+curl -sf -H "Authorization: Bearer $BENCH_TOKEN" http://127.0.0.1:18083/masked/users.json | grep -q '\*\*\*-\*\*-1000' || { echo "masking not in effect"; cat "$W/pgmoat.log"; exit 1; }
+
+run() { # name url [header]
+  local out
+  if [ -n "${3:-}" ]; then out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$3" "$2"); else out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2"); fi
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "$1 $rps $p50 $p99" | tee -a "$W/results"
+}
+AUTH="Authorization: Bearer $BENCH_TOKEN"
+for r in $(seq "$ROUNDS"); do
+  echo "round $r"
+  run direct-small   http://127.0.0.1:18081/small.json
+  run nginx-small    http://127.0.0.1:18082/small.json
+  run pgmoat-small   http://127.0.0.1:18083/plain/small.json "$AUTH"
+  run direct-users   http://127.0.0.1:18081/users.json
+  run nginx-users    http://127.0.0.1:18082/users.json
+  run pgmoat-masked  http://127.0.0.1:18083/masked/users.json "$AUTH"
+done
+echo
+echo "medians (requests/s, p50, p99) over $ROUNDS rounds of ${DURATION}s, $CONNS connections:"
+python3 - "$W/results" <<'PY'
+import sys, statistics, collections
+def ms(v):
+    for suf, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(suf):
+            return float(v[: -len(suf)]) * f
+    return float(v)
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, rps, p50, p99 = line.split()
+    rows[name].append((float(rps), ms(p50), ms(p99)))
+for name, v in rows.items():
+    print(f"{name:15s} {statistics.median(x[0] for x in v):>10.0f} req/s  p50 {statistics.median(x[1] for x in v):.3f} ms  p99 {statistics.median(x[2] for x in v):.3f} ms")
+PY

@@ -1,0 +1,61 @@
+//! The HTTP gateway's record (SPEC section 6): one `http_request` per request, in the
+//! same hash chain as every other record, and how `pgmoat audit replay` prints it.
+
+use serde::{Deserialize, Serialize};
+
+/// One HTTP request through the gateway, written once its outcome is known (blocked,
+/// refused, or answered by the target with the body fully relayed or broken off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HttpRequest {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub target: String,
+    pub client: String,
+    pub method: String,
+    /// The normalised path the rules judged (and the target received), without query.
+    pub path: String,
+    /// The status the client got.
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    /// `allow`, `block` or `approve`.
+    pub action: String,
+    /// The deciding rule (`default` when none matched).
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// Ids of the masks and detectors that changed the response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_fields: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The transcript line of one request.
+pub fn replay_line(ts: &str, r: &HttpRequest) -> String {
+    let mut s = format!(
+        "[{ts}] HTTP {} {} {} {} -> {} ({} rule \"{}\") {} B in, {} B out, {:.1} ms",
+        r.user,
+        r.target,
+        r.method,
+        r.path,
+        r.status,
+        r.action,
+        r.rule,
+        r.bytes_in,
+        r.bytes_out,
+        r.duration_ms
+    );
+    if let Some(a) = &r.approval {
+        s.push_str(&format!(", approval {a}"));
+    }
+    if !r.masked_fields.is_empty() {
+        s.push_str(&format!(", masked: {}", r.masked_fields.join(", ")));
+    }
+    if let Some(e) = &r.error {
+        s.push_str(&format!(", error: {e}"));
+    }
+    s.push('\n');
+    s
+}

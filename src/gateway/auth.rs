@@ -1,0 +1,113 @@
+//! Who is calling: `Authorization: Bearer` (an OIDC JWT or a local user's token
+//! secret) or `Basic` with a local user's password. Checking, rate limiting and the
+//! `auth_failure` record are the shared credentials code's; this reads the header.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::{header, HeaderMap, Response};
+
+use super::reply;
+use crate::auth::failure::AuthFailure;
+use crate::auth::Identity;
+use crate::session::tenant::Tenant;
+use crate::session::{credentials, Shared};
+
+/// What the client presented.
+#[derive(Debug, PartialEq, Eq)]
+enum Credential {
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+fn credential(h: &HeaderMap) -> Option<Credential> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Some(Credential::Bearer(rest.to_owned()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, password) = text.split_once(':')?;
+        if user.is_empty() {
+            return None;
+        }
+        return Some(Credential::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+    None
+}
+
+/// The caller's identity and tenant, or the 401 to send.
+pub async fn identify(
+    shared: &Shared,
+    peer: SocketAddr,
+    tls: bool,
+    h: &HeaderMap,
+) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
+    let Some(cred) = credential(h) else {
+        let reason = AuthFailure::NoPassword;
+        crate::session::authn::auth_failed(shared, None, peer, "", &reason);
+        return Err(reply::unauthorized(
+            "pgmoat: authentication required (Authorization: Bearer or Basic)",
+        ));
+    };
+    // Secrets cross a network only inside TLS.
+    if !crate::session::authn::token_transport_ok(tls, peer) {
+        let reason = AuthFailure::Insecure;
+        crate::session::authn::auth_failed(shared, None, peer, "", &reason);
+        return Err(reply::unauthorized(
+            "pgmoat: credentials are only accepted over TLS",
+        ));
+    }
+    let result = match &cred {
+        Credential::Bearer(token) => credentials::by_bearer(shared, peer, token).await,
+        Credential::Basic { user, password } => {
+            credentials::by_password(shared, peer, user, password).await
+        }
+    };
+    result.map_err(|f| match f {
+        AuthFailure::RateLimited => reply::unauthorized(
+            "pgmoat: too many failed authentication attempts from this address; try again later",
+        ),
+        _ => reply::unauthorized("pgmoat: authentication failed"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn of(v: &'static str) -> Option<Credential> {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+        credential(&h)
+    }
+
+    #[test]
+    fn schemes() {
+        assert_eq!(of("Bearer abc"), Some(Credential::Bearer("abc".into())));
+        assert_eq!(of("bearer  abc "), Some(Credential::Bearer("abc".into())));
+        // "agent-1:pw:x" -> the password may hold colons.
+        assert_eq!(
+            of("Basic YWdlbnQtMTpwdzp4"),
+            Some(Credential::Basic {
+                user: "agent-1".into(),
+                password: "pw:x".into()
+            })
+        );
+        assert_eq!(of("Basic !!!"), None);
+        assert_eq!(of("Digest x"), None);
+        assert_eq!(of("Bearer"), None);
+        assert_eq!(credential(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,317 @@
+//! One request through the HTTP gateway: who is calling, which target, the rules'
+//! decision on the normalised method and path, a hold for approval, then the target's
+//! answer, masked when masks apply or streamed as it comes; one `http_request` record.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::body_mask::{self, BodyKind, BodyMasks};
+use super::record::{Counted, Metered, Trail};
+use super::{auth, headers, hold, reply, Door};
+use crate::audit::http_request::HttpRequest;
+use crate::config::HttpTarget;
+use crate::policy::{normalize_path, Action, HttpFacts, NormalPath, Subject};
+
+/// Bodies this small are masked on the request's own task; larger ones on the
+/// blocking pool, so one big JSON document does not stall other clients.
+const MASK_INLINE: usize = 64 * 1024;
+
+/// The id of the request's audit record, on every answer after authentication.
+const REQUEST_ID: &str = "pgmoat-request";
+
+pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (identity, tenant) = match auth::identify(&door.shared, peer, door.tls, req.headers()).await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (parts, body) = req.into_parts();
+    // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
+    // the rest can never climb into another target.
+    let full = parts.uri.path();
+    let after = full.strip_prefix('/').unwrap_or(full);
+    let (seg, rest) = match after.split_once('/') {
+        Some((t, r)) => (t, format!("/{r}")),
+        None => (after, "/".to_owned()),
+    };
+    let target = normalize_path(&format!("/{seg}"))
+        .ok()
+        .and_then(|n| door.config.targets.get(n.decoded.trim_matches('/')));
+    let Some(target) = target else {
+        return reply::error(StatusCode::NOT_FOUND, "pgmoat: no such target");
+    };
+    // Method names are case-sensitive in HTTP, but a target may not treat them so:
+    // judged and forwarded upper-cased.
+    let method = parts.method.as_str().to_ascii_uppercase();
+    let mut trail = Trail::new(
+        tenant.audit.clone(),
+        started,
+        HttpRequest {
+            user: identity.name.clone(),
+            groups: identity.groups.clone(),
+            target: target.name.clone(),
+            client: peer.to_string(),
+            method: method.clone(),
+            path: rest.clone(),
+            ..Default::default()
+        },
+    );
+    let np = match normalize_path(&rest) {
+        Ok(np) => np,
+        Err(e) => {
+            trail.rec.action = "block".into();
+            trail.rec.rule = "path".into();
+            let r = reply::error(StatusCode::BAD_REQUEST, &format!("pgmoat: {e}"));
+            return finish(r, trail, None);
+        }
+    };
+    trail.rec.path = np.decoded.clone();
+    let reg = door
+        .shared
+        .sessions
+        .register(crate::session::registry::Entry {
+            tenant: tenant.name.clone(),
+            identity: identity.name.clone(),
+            target: target.name.clone(),
+            client: peer,
+            protocol: "http",
+        });
+    reg.running(Some(&format!("{method} {}", np.decoded)));
+    reg.count(1);
+    trail.register(reg);
+    let rules = tenant.rules.current();
+    let who = Subject {
+        user: &identity.name,
+        groups: &identity.groups,
+        target: &target.name,
+        search_path_changed: false,
+    };
+    let decision = rules.decide_http(
+        &HttpFacts {
+            method: &method,
+            path: &np.decoded,
+        },
+        &who,
+    );
+    trail.rec.action = decision.action.as_str().into();
+    trail.rec.rule = decision.deciding_rule.clone();
+    let masks = BodyMasks::build(&rules, &who);
+    let query = parts.uri.query().map(str::to_owned);
+    let body = match decision.action {
+        Action::Block => {
+            tracing::info!(user = %identity.name, target = %target.name, %method, path = %np.decoded, rule = %decision.deciding_rule, "http request blocked");
+            let r = reply::blocked(&decision.deciding_rule, &decision.description);
+            return finish(r, trail, None);
+        }
+        Action::Approve => {
+            let asked = hold::Asked {
+                tenant: &tenant,
+                identity: &identity,
+                target: &target.name,
+                method: &method,
+                path: &np,
+                query: query.as_deref(),
+                rule: &decision.deciding_rule,
+                approvers: rules.approvers_of(&decision.deciding_rule),
+            };
+            match hold::hold(&door, asked, &parts.headers, body, &mut trail).await {
+                Ok(b) => b,
+                Err(r) => return finish(r, trail, None),
+            }
+        }
+        Action::Allow => Body::new(Counted::new(body, Arc::clone(&trail.bytes_in))),
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad method");
+        return finish(r, trail, None);
+    };
+    let up = Upstream {
+        target,
+        method,
+        path: &np,
+        query: query.as_deref(),
+        headers: parts.headers,
+        peer,
+    };
+    forward(&door, up, body, masks, trail).await
+}
+
+/// Answer with a response pgmoat made, recording it.
+fn finish(mut r: Response<Body>, trail: Trail, error: Option<String>) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(trail.id()) {
+        r.headers_mut().insert(REQUEST_ID, v);
+    }
+    let len = hyper::body::Body::size_hint(r.body()).exact().unwrap_or(0);
+    trail.finish(r.status().as_u16(), len, error);
+    r
+}
+
+/// What goes to the target.
+struct Upstream<'a> {
+    target: &'a HttpTarget,
+    method: Method,
+    path: &'a NormalPath,
+    query: Option<&'a str>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+}
+
+async fn forward(
+    door: &Door,
+    up: Upstream<'_>,
+    body: Body,
+    masks: Option<BodyMasks>,
+    mut trail: Trail,
+) -> Response<Body> {
+    let mut uri = format!("{}{}", up.target.url, up.path.encoded);
+    if let Some(q) = up.query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    let Ok(uri) = uri.parse::<Uri>() else {
+        let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
+        return finish(r, trail, None);
+    };
+    let Some(client) = door.clients.get(&up.target.name) else {
+        let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
+        return finish(r, trail, None);
+    };
+    let mut headers = up.headers;
+    let head = up.method == Method::HEAD;
+    headers::upstream_request(&mut headers, up.target, up.peer, door.tls, masks.is_some());
+    let mut req = Request::new(body);
+    *req.method_mut() = up.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    *req.version_mut() = Version::HTTP_11;
+    let resp = match client.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(target = %up.target.name, "http target did not answer: {e}");
+            let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
+            return finish(r, trail, Some(format!("upstream: {e}")));
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let status = parts.status;
+    if let Ok(v) = HeaderValue::from_str(trail.id()) {
+        parts.headers.insert(REQUEST_ID, v);
+    }
+    let kind = body_mask::kind_of(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let bodiless = head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let masks = match masks {
+        Some(m) if kind != BodyKind::Opaque && !bodiless => m,
+        // Nothing to mask: the body streams through as it comes.
+        _ => {
+            let body = Body::new(Metered::new(body, status.as_u16(), trail));
+            return Response::from_parts(parts, body);
+        }
+    };
+    let max = door.config.max_masked_body;
+    let too_large = || {
+        reply::error(
+            StatusCode::BAD_GATEWAY,
+            "pgmoat: the response is too large to be masked",
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return finish(
+            too_large(),
+            trail,
+            Some(format!("body over max_masked_body ({max} bytes)")),
+        );
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let raw = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let over = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            let r = if over {
+                too_large()
+            } else {
+                reply::error(
+                    StatusCode::BAD_GATEWAY,
+                    "pgmoat: the target's response broke off",
+                )
+            };
+            return finish(r, trail, Some(format!("upstream body: {e}")));
+        }
+    };
+    let encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let work = {
+        let raw = raw.clone();
+        move || {
+            let plain = body_mask::decode(encoding.as_deref(), raw.to_vec(), max)?;
+            masks.mask(plain, kind)
+        }
+    };
+    let masked = if raw.len() <= MASK_INLINE {
+        work()
+    } else {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(r) => r,
+            Err(e) => Err(body_mask::MaskError::Corrupt(format!("masking task: {e}"))),
+        }
+    };
+    let (out, fired) = match masked {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(target = %up.target.name, "response not masked, refused: {e}");
+            let r = match e {
+                body_mask::MaskError::TooLarge(_) => too_large(),
+                _ => reply::error(
+                    StatusCode::BAD_GATEWAY,
+                    "pgmoat: the response could not be masked",
+                ),
+            };
+            return finish(r, trail, Some(e.to_string()));
+        }
+    };
+    let body = if fired.is_empty() {
+        // Nothing found: the target's bytes as they came (compressed or not).
+        raw
+    } else {
+        // The client gets the masked body plain; validators of the old bytes go.
+        for h in [
+            header::CONTENT_ENCODING,
+            header::ETAG,
+            header::CONTENT_RANGE,
+        ] {
+            parts.headers.remove(h);
+        }
+        parts.headers.remove("content-md5");
+        parts.headers.remove("digest");
+        trail.rec.masked_fields = fired;
+        bytes::Bytes::from(out)
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let len = body.len() as u64;
+    trail.finish(status.as_u16(), len, None);
+    Response::from_parts(parts, Body::from(body))
+}

@@ -1,0 +1,147 @@
+//! Headers across the proxy (RFC 9110 section 7.6.1): hop-by-hop fields stay on
+//! their hop, the client's credentials never travel on, the target's held ones are
+//! added, and the client's address is passed as `X-Forwarded-For` and `Forwarded`.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HttpTarget;
+
+/// Fields that describe one connection, never forwarded either way.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Remove hop-by-hop fields, including every field the `Connection` header names.
+/// `Transfer-Encoding` goes too: hyper frames each hop's body itself.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+/// The request headers the target gets.
+pub fn upstream_request(
+    h: &mut HeaderMap,
+    target: &HttpTarget,
+    peer: SocketAddr,
+    tls: bool,
+    mask_response: bool,
+) {
+    strip_hop_by_hop(h);
+    // The client's own credentials are for pgmoat only.
+    h.remove(header::AUTHORIZATION);
+    let host = h
+        .remove(header::HOST)
+        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let proto = if tls { "https" } else { "http" };
+    let ip = peer.ip().to_string();
+    // Append to a chain the client (or a proxy before us) started.
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    set(h, "x-forwarded-for", &xff);
+    set(h, "x-forwarded-proto", proto);
+    let for_ = if peer.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip
+    };
+    let mut fwd = format!("for={for_};proto={proto}");
+    if let Some(host) = &host {
+        set(h, "x-forwarded-host", host);
+        if host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            fwd.push_str(&format!(";host=\"{host}\""));
+        }
+    }
+    let fwd = match h.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {fwd}"),
+        None => fwd,
+    };
+    set(h, "forwarded", &fwd);
+    if mask_response {
+        // Ask for a body pgmoat can read; what still arrives compressed is decoded.
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    for (name, value) in &target.headers {
+        // Validated at load: both parse.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.expose()),
+        ) {
+            let mut v = v;
+            v.set_sensitive(true);
+            h.insert(n, v);
+        }
+    }
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn client_credentials_and_hop_fields_stay_held_ones_go() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer client"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("host", HeaderValue::from_static("gw:8080"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        let target = HttpTarget {
+            name: "billing".into(),
+            url: "http://127.0.0.1:9".into(),
+            ca: None,
+            headers: vec![("authorization".into(), Secret::new("Bearer held"))],
+        };
+        upstream_request(
+            &mut h,
+            &target,
+            "192.0.2.7:5555".parse().unwrap(),
+            false,
+            true,
+        );
+        assert_eq!(h["authorization"], "Bearer held");
+        assert!(h.get("x-secret").is_none() && h.get("te").is_none());
+        assert!(h.get("connection").is_none() && h.get("host").is_none());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"gw:8080\"");
+        assert_eq!(h["accept-encoding"], "identity");
+        assert_eq!(h["accept"], "application/json");
+    }
+}

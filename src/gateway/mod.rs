@@ -1,0 +1,168 @@
+//! The HTTP gateway (SPEC section 9): internal HTTP APIs behind pgmoat's identities,
+//! rules, masks, approvals and audit trail.
+//!
+//! `http://gateway/<target>/<path>?<query>` goes to the target's URL with the held
+//! credentials, never the client's. Connections are served by hyper (HTTP/1.1, and
+//! HTTP/2 through ALPN when `http.tls` is set), which also lets one accept loop do
+//! TLS; responses are axum bodies. Targets are reached through one pooled hyper
+//! client each (`upstream`).
+//!
+//! - `auth`: the caller's identity from `Authorization`.
+//! - `handler`: route, judge, hold, forward, mask, record.
+//! - `hold` / `holds`: approvals, waiting or `Prefer: respond-async`.
+//! - `body_mask`: `json:` masks and detectors over JSON and text bodies.
+//! - `headers`: hop-by-hop fields, `Forwarded`, held credentials.
+//! - `record`: the `http_request` audit record and the counting bodies.
+
+mod auth;
+mod body_mask;
+pub mod explain;
+mod handler;
+mod headers;
+mod hold;
+mod holds;
+mod record;
+mod reply;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::HttpConfig;
+use crate::session::Shared;
+
+/// A client has this long to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamSetupError),
+    #[error("http.tls: {0}")]
+    Tls(#[from] crate::net::tls::TlsError),
+}
+
+/// What can be prepared before the gateway runs (so a bad CA file or certificate
+/// stops `serve` at start, not at the first request).
+pub struct Prepared {
+    clients: std::collections::HashMap<String, upstream::Upstream>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Prepared {
+    pub fn new(config: &HttpConfig, connect_timeout: Duration) -> Result<Prepared, SetupError> {
+        let clients = upstream::clients(&config.targets, connect_timeout)?;
+        let tls = match &config.tls {
+            Some(t) => {
+                let mut c = (*crate::net::tls::server_config(t)?).clone();
+                c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                Some(TlsAcceptor::from(Arc::new(c)))
+            }
+            None => None,
+        };
+        Ok(Prepared { clients, tls })
+    }
+}
+
+/// Everything a request needs.
+pub(crate) struct Door {
+    shared: Arc<Shared>,
+    config: HttpConfig,
+    clients: std::collections::HashMap<String, upstream::Upstream>,
+    holds: Arc<holds::Holds>,
+    /// Clients reach this door over TLS.
+    tls: bool,
+}
+
+/// Accept HTTP clients until shutdown; then stop accepting and let each connection
+/// finish its requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    prepared: Prepared,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(config) = shared.config.http.clone() else {
+        return;
+    };
+    let acceptor = prepared.tls;
+    let door = Arc::new(Door {
+        tls: acceptor.is_some(),
+        shared,
+        config,
+        clients: prepared.clients,
+        holds: Arc::default(),
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let (door, acceptor, stop) = (Arc::clone(&door), acceptor.clone(), shutdown.clone());
+                    tokio::spawn(connection(door, acceptor, tcp, peer, stop));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!("http gateway: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+async fn connection(
+    door: Arc<Door>,
+    acceptor: Option<TlsAcceptor>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    match acceptor {
+        None => serve_io(door, tcp, peer, stop).await,
+        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(tcp)).await {
+            Ok(Ok(tls)) => serve_io(door, tls, peer, stop).await,
+            Ok(Err(e)) => tracing::debug!(%peer, "http gateway: TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "http gateway: TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_io<I>(door: Arc<Door>, io: I, peer: SocketAddr, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let door = Arc::clone(&door);
+        async move { Ok::<_, Infallible>(handler::handle(door, peer, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, "http gateway connection ended: {e}");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Resolves once shutdown is asked for (the watch's guard is not held across awaits).
+async fn stopped(w: &mut watch::Receiver<bool>) {
+    let _ = w.wait_for(|s| *s).await.map(|_| ());
+}

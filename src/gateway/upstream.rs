@@ -1,0 +1,97 @@
+//! Towards the targets: one pooled hyper client per target (keep-alive, HTTP/1.1 or
+//! HTTP/2 by ALPN over rustls), verifying `https` targets against the system roots or
+//! the target's `ca:`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::HttpTarget;
+
+pub type Upstream = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Idle pooled connections are closed after this long.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("http.targets.{target}: {message}")]
+    Tls { target: String, message: String },
+}
+
+/// A client per target name.
+pub fn clients(
+    targets: &std::collections::BTreeMap<String, HttpTarget>,
+    connect_timeout: Duration,
+) -> Result<HashMap<String, Upstream>, UpstreamSetupError> {
+    let mut out = HashMap::new();
+    for (name, t) in targets {
+        out.insert(name.clone(), client(t, connect_timeout)?);
+    }
+    Ok(out)
+}
+
+fn client(t: &HttpTarget, connect_timeout: Duration) -> Result<Upstream, UpstreamSetupError> {
+    let err = |message: String| UpstreamSetupError::Tls {
+        target: t.name.clone(),
+        message,
+    };
+    let provider = crate::net::tls::provider();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match &t.ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| err(format!("{}: {e}", ca.display())))?;
+            for c in certs {
+                let c = c.map_err(|e| err(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| err(format!("{}: {e}", ca.display())))?;
+            }
+            let config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| err(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder.with_tls_config(config)
+        }
+        // No system roots (a bare machine): an `https` target then fails to verify,
+        // which is the closed way to fail; plain `http` targets still work.
+        None => match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(Arc::clone(&provider))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(target = %t.name, "no system root certificates: {e}");
+                builder.with_tls_config(
+                    ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .map_err(|e| err(e.to_string()))?
+                        .with_root_certificates(RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+            }
+        },
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let connector = builder
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .build(connector))
+}

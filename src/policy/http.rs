@@ -1,0 +1,550 @@
+//! Rules over HTTP requests (SPEC section 9): `http_methods` and `http_paths`
+//! conditions, path normalisation, and the decision for one request.
+//!
+//! The two worlds stay apart: a condition on SQL facts (statement, tables, where, ...)
+//! never matches an HTTP request, and an `http_*` condition never matches SQL (see
+//! `Cond::matches`). Conditions only about who and where (`users`, `groups`,
+//! `targets`) apply to both, as does `default`.
+
+use regex::Regex;
+
+use super::raw::OneOrMany;
+use super::{Action, Compiler, Cond, Decision, Rule, RuleSet, Subject};
+
+/// An HTTP request as the rules see it: the method upper-cased, the path normalised
+/// and percent-decoded (see [`normalize_path`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// A path glob: `*` and `?` stay inside one `/` segment, `**` crosses them; a pattern
+/// ending in `/**` also matches the folder itself (`/admin/**` covers `/admin`).
+#[derive(Debug, Clone)]
+pub struct PathGlob {
+    text: String,
+    re: Regex,
+}
+
+impl PathGlob {
+    pub fn new(pattern: &str) -> Result<PathGlob, String> {
+        let text = pattern.trim();
+        if !text.starts_with('/') {
+            return Err(format!("bad path pattern {text:?}: must start with /"));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| matches!(c, '[' | ']' | '{' | '}' | '\\'))
+        {
+            return Err(format!(
+                "bad path pattern {text:?}: {bad:?} is not supported (use *, ** and ?)"
+            ));
+        }
+        let mut re = String::from("^");
+        let (body, tail) = match text.strip_suffix("/**") {
+            Some(b) => (b, "(?:/.*)?"),
+            None => (text, ""),
+        };
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    re.push_str(".*");
+                }
+                '*' => re.push_str("[^/]*"),
+                '?' => re.push_str("[^/]"),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+        }
+        re.push_str(tail);
+        re.push('$');
+        let re = Regex::new(&re).map_err(|e| format!("bad path pattern {text:?}: {e}"))?;
+        Ok(PathGlob {
+            text: text.to_owned(),
+            re,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.re.is_match(path)
+    }
+}
+
+/// Why a request path cannot be judged (the gateway answers 400: fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path must start with /")]
+    NotAbsolute,
+    #[error("the path has a bad percent-escape")]
+    BadEscape,
+    #[error("the path encodes a separator or control character (%2f, %5c, %00, ...)")]
+    EncodedSeparator,
+    #[error("the path is not UTF-8 once decoded")]
+    NotUtf8,
+}
+
+/// A path as judged and as forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    /// Decoded segments joined by `/`: what `http_paths` globs match.
+    pub decoded: String,
+    /// The same path re-encoded: what the target receives.
+    pub encoded: String,
+}
+
+/// Normalise a request path before judging it: each segment percent-decoded once
+/// (`%2e` is a dot), empty segments (`//`) and `.` dropped, `..` removes the segment
+/// before it (never above the root). Fails closed on what a target could read as
+/// something else than what was judged: an encoded `/` or `\`, control characters, and
+/// a `%` left after decoding (double encoding).
+pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
+    let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut segments: Vec<String> = Vec::new();
+    let trailing = rest.ends_with('/') || rest.is_empty();
+    let mut last_was_dir = trailing;
+    for seg in rest.split('/') {
+        let decoded = percent_decode(seg)?;
+        if decoded.contains(['/', '\\', '%']) || decoded.chars().any(char::is_control) {
+            return Err(PathError::EncodedSeparator);
+        }
+        match decoded.as_str() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(decoded),
+        }
+    }
+    // `/a/b/..` and `/a/.` name a folder: keep the slash the target would see.
+    if let Some(last) = rest.rsplit('/').next() {
+        if let Ok(d) = percent_decode(last) {
+            if d == "." || d == ".." {
+                last_was_dir = true;
+            }
+        }
+    }
+    let mut decoded = String::with_capacity(raw.len());
+    let mut encoded = String::with_capacity(raw.len());
+    for s in &segments {
+        decoded.push('/');
+        decoded.push_str(s);
+        encoded.push('/');
+        percent_encode_segment(s, &mut encoded);
+    }
+    if segments.is_empty() || last_was_dir {
+        decoded.push('/');
+        encoded.push('/');
+    }
+    Ok(NormalPath { decoded, encoded })
+}
+
+fn percent_decode(seg: &str) -> Result<String, PathError> {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEscape)?;
+            let v = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+/// RFC 3986 `pchar`s stay as they are; every other byte is escaped.
+fn percent_encode_segment(s: &str, out: &mut String) {
+    for &b in s.as_bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+impl Cond {
+    /// Whether the SQL-only conditions are all absent (then the condition can be
+    /// about an HTTP request).
+    fn has_sql_conditions(&self) -> bool {
+        self.statement.is_some()
+            || self.where_.is_some()
+            || self.writes.is_some()
+            || self.tables.is_some()
+            || self.tables_written.is_some()
+            || self.columns.is_some()
+            || self.functions.is_some()
+            || self.settings.is_some()
+            || self.copy.is_some()
+    }
+
+    /// Whether an `http_*` condition is present (then it never matches SQL).
+    pub(super) fn has_http_conditions(&self) -> bool {
+        self.http_methods.is_some() || self.http_paths.is_some()
+    }
+
+    pub(super) fn matches_http(&self, r: &HttpFacts<'_>, who: &Subject<'_>) -> bool {
+        if self.has_sql_conditions() {
+            return false;
+        }
+        if let Some(m) = &self.http_methods {
+            if !m.iter().any(|m| m == r.method) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.http_paths {
+            if !p.iter().any(|p| p.matches(r.path)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.targets {
+            if !g.iter().any(|g| g.matches(who.target)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.users {
+            if !g.iter().any(|g| g.matches(who.user)) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.groups {
+            if !who.groups.iter().any(|n| g.iter().any(|g| g.matches(n))) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl RuleSet {
+    /// The decision for one HTTP request: the strictest matching rule (the first in
+    /// file order among equals), else `default`.
+    pub fn decide_http(&self, r: &HttpFacts<'_>, who: &Subject<'_>) -> Decision {
+        let matched: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|rule| {
+                rule.when.matches_http(r, who)
+                    && !rule.unless.as_ref().is_some_and(|u| u.matches_http(r, who))
+            })
+            .collect();
+        let strictest = matched.iter().fold(None::<&&Rule>, |best, x| match best {
+            Some(b) if b.action >= x.action => Some(b),
+            _ => Some(x),
+        });
+        let (action, deciding_rule, description) = match strictest {
+            Some(x) => (x.action, x.id.clone(), x.description.clone()),
+            None => (
+                self.default,
+                "default".to_string(),
+                if self.default == Action::Block {
+                    "no rule allows this request".to_string()
+                } else {
+                    String::new()
+                },
+            ),
+        };
+        Decision {
+            action,
+            rules: matched.iter().map(|x| x.id.clone()).collect(),
+            deciding_rule,
+            description,
+            statement: None,
+        }
+    }
+
+    /// The rule's approvers, by id (for a held request).
+    pub fn approvers_of(&self, id: &str) -> Vec<String> {
+        self.rules
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.approvers.clone())
+            .unwrap_or_default()
+    }
+
+    /// `json:` masks that apply to this subject (its target included).
+    pub fn json_masks_for(&self, who: &Subject<'_>) -> Vec<&super::MaskRule> {
+        self.masks_for(who)
+            .into_iter()
+            .filter(|m| !m.json.is_empty())
+            .collect()
+    }
+}
+
+/// Methods as written: case-insensitive tokens, stored upper-case.
+const MAX_METHOD_LEN: usize = 32;
+
+impl Compiler<'_> {
+    pub(super) fn http_methods(
+        &mut self,
+        id: &str,
+        v: &Option<OneOrMany<String>>,
+    ) -> Option<Vec<String>> {
+        let v = v.as_ref()?;
+        let mut out = Vec::new();
+        for m in v.to_vec() {
+            let ok = !m.is_empty()
+                && m.len() <= MAX_METHOD_LEN
+                && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+            if ok {
+                out.push(m.to_ascii_uppercase());
+            } else {
+                self.err(id, &format!("http_methods: bad method {m:?}"));
+            }
+        }
+        Some(out)
+    }
+
+    pub(super) fn http_paths(
+        &mut self,
+        id: &str,
+        v: &Option<OneOrMany<String>>,
+    ) -> Option<Vec<PathGlob>> {
+        let v = v.as_ref()?;
+        let mut out = Vec::new();
+        for p in v.to_vec() {
+            match PathGlob::new(&p) {
+                Ok(g) => out.push(g),
+                Err(e) => self.err(id, &format!("http_paths: {e}")),
+            }
+        }
+        Some(out)
+    }
+
+    /// `json:` paths of a mask, compiled (RFC 9535).
+    pub(super) fn json_paths(&mut self, id: &str, v: &[String]) -> Vec<serde_json_path::JsonPath> {
+        let mut out = Vec::new();
+        for p in v {
+            match serde_json_path::JsonPath::parse(p) {
+                Ok(j) => out.push(j),
+                Err(e) => self.err(id, &format!("json: bad JSONPath {p:?}: {e}")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathError> {
+        normalize_path(p).map(|n| n.decoded)
+    }
+
+    #[test]
+    fn normalisation_closes_the_evasions() {
+        for (raw, want) in [
+            ("/billing/invoices/7", "/billing/invoices/7"),
+            ("/billing/%2e%2e/admin", "/admin"),
+            ("/billing/%2E%2E/admin/users", "/admin/users"),
+            ("/billing/../admin", "/admin"),
+            ("//admin//users", "/admin/users"),
+            ("/./admin/./x", "/admin/x"),
+            ("/../../admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/", "/"),
+            ("", "/"),
+            ("/users/", "/users/"),
+            ("/caf%C3%A9", "/café"),
+        ] {
+            let got = if raw.is_empty() {
+                Err(PathError::NotAbsolute)
+            } else {
+                norm(raw)
+            };
+            if raw.is_empty() {
+                assert_eq!(got, Err(PathError::NotAbsolute));
+            } else {
+                assert_eq!(got.as_deref(), Ok(want), "{raw}");
+            }
+        }
+        for raw in [
+            "/admin%2fusers",
+            "/admin%2Fusers",
+            "/a%5c..%5cadmin",
+            "/a%00b",
+            "/a%252e%252e/admin",
+            "/a%zz",
+            "/a%e",
+            "/a%ff",
+        ] {
+            assert!(norm(raw).is_err(), "{raw} must be refused");
+        }
+    }
+
+    #[test]
+    fn the_target_gets_the_normalised_path_encoded() {
+        let n = normalize_path("/a%20b/%2e%2e/c%3Fd/caf%C3%A9").unwrap();
+        assert_eq!(n.decoded, "/c?d/café");
+        assert_eq!(n.encoded, "/c%3Fd/caf%C3%A9");
+    }
+
+    #[test]
+    fn path_globs() {
+        let g = |p: &str| PathGlob::new(p).unwrap();
+        assert!(g("/admin/**").matches("/admin"));
+        assert!(g("/admin/**").matches("/admin/users/7"));
+        assert!(!g("/admin/**").matches("/administrator"));
+        assert!(g("/invoices/*").matches("/invoices/7"));
+        assert!(!g("/invoices/*").matches("/invoices/7/lines"));
+        assert!(g("/invoices/**/lines").matches("/invoices/7/x/lines"));
+        assert!(g("/v?/x").matches("/v1/x"));
+        assert!(!g("/v?/x").matches("/v10/x"));
+        assert!(g("/a.b/*").matches("/a.b/c"));
+        assert!(!g("/a.b/*").matches("/axb/c"));
+        assert!(PathGlob::new("admin").is_err());
+        assert!(PathGlob::new("/[a]").is_err());
+    }
+
+    fn rules(yaml: &str) -> RuleSet {
+        RuleSet::from_sources(&[("r.yaml".into(), yaml.into())]).expect("compiles")
+    }
+
+    fn who<'a>(user: &'a str, groups: &'a [String], target: &'a str) -> Subject<'a> {
+        Subject {
+            user,
+            groups,
+            target,
+            search_path_changed: false,
+        }
+    }
+
+    #[test]
+    fn http_rules_and_sql_rules_stay_apart() {
+        let rs = rules(
+            "rules:
+  - id: no-deletes
+    when: { http_methods: [delete], http_paths: ['/invoices/**'] }
+    action: block
+  - id: no-drop
+    when: { statement: [drop] }
+    action: block
+  - id: interns
+    when: { groups: [interns] }
+    action: block
+  - id: admin-held
+    when: { http_paths: ['/admin/**'], targets: [billing] }
+    action: approve
+    approvers: [dba]
+",
+        );
+        let g: Vec<String> = vec!["agents".into()];
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "DELETE",
+                path: "/invoices/7",
+            },
+            &who("a", &g, "billing"),
+        );
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Block, "no-deletes")
+        );
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "GET",
+                path: "/invoices/7",
+            },
+            &who("a", &g, "billing"),
+        );
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Allow, "default")
+        );
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "POST",
+                path: "/admin",
+            },
+            &who("a", &g, "billing"),
+        );
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Approve, "admin-held")
+        );
+        assert_eq!(rs.approvers_of("admin-held"), vec!["dba".to_string()]);
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "POST",
+                path: "/admin",
+            },
+            &who("a", &g, "crm"),
+        );
+        assert_eq!(d.action, Action::Allow);
+        // Subject-only rules apply to both doors.
+        let interns: Vec<String> = vec!["interns".into()];
+        let d = rs.decide_http(
+            &HttpFacts {
+                method: "GET",
+                path: "/",
+            },
+            &who("i", &interns, "billing"),
+        );
+        assert_eq!(d.deciding_rule, "interns");
+        // An http_* rule never matches SQL.
+        let facts = crate::classify::Facts::default();
+        let d = rs.decide(&[facts], &who("a", &g, "billing"));
+        assert_eq!(d.action, Action::Allow);
+    }
+
+    #[test]
+    fn bad_http_conditions_are_errors() {
+        let errs = RuleSet::from_sources(&[(
+            "r.yaml".into(),
+            "rules:\n  - id: x\n    when: { http_methods: ['GE T'], http_paths: [nope] }\n    action: block\n"
+                .into(),
+        )])
+        .expect_err("must not compile")
+        .join("\n");
+        assert!(
+            errs.contains("r.yaml:2: rule \"x\": http_methods: bad method"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("http_paths: bad path pattern \"nope\""),
+            "{errs}"
+        );
+        // A file read item by item (another mistake in it) knows the http keys too.
+        let errs = RuleSet::from_sources(&[(
+            "r.yaml".into(),
+            "rules:\n  - id: x\n    when: { http_methods: [GET], http_paths: ['/a/**'] }\n    action: block\n  - id: y\n    bogus: 1\n    action: block\nmasks:\n  - id: m\n    json: ['$..ssn']\n    targets: [billing]\n    method: redact\n"
+                .into(),
+        )])
+        .expect_err("must not compile")
+        .join("\n");
+        assert_eq!(errs.lines().count(), 1, "{errs}");
+        assert!(errs.contains("bogus"), "{errs}");
+    }
+}

@@ -1,0 +1,647 @@
+//! The HTTP gateway (SPEC section 9) end to end: stock clients (reqwest, curl, raw
+//! HTTP/1.1 for exact paths) through a gateway in this process to a real HTTP service
+//! (`http_gateway_upstream`), checking what the client gets, what the target
+//! receives, and what the audit trail says.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::harness::{
+    http, http_get, start_yaml, test_env, wait_for, TempDir, TestGateway, AGENT, AGENT_PW,
+    WAIT_LIMIT,
+};
+use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
+
+const HELD_TOKEN: &str = "held-billing-token-77";
+const ALICE: &str = "alice";
+const ALICE_PW: &str = "alice-secret-9";
+const ROBOT: &str = "robot";
+/// A local user's bearer secret (`token_env`).
+const ROBOT_TOKEN: &str = "robot-bearer-secret-0123456789";
+
+const RULES: &str = "
+rules:
+  - id: invoices-are-kept
+    description: Invoices are never deleted through the gateway.
+    when: { http_methods: [DELETE], http_paths: ['/invoices/**'] }
+    action: block
+  - id: admin-off-limits
+    when: { http_paths: ['/admin/**'] }
+    action: block
+  - id: payments-need-approval
+    when: { http_methods: [POST], http_paths: ['/payments'] }
+    action: approve
+    approvers: [dba]
+masks:
+  - id: ssn
+    json: ['$.users[*].ssn']
+    targets: [billing]
+    method: partial
+    keep_last: 4
+detect:
+  - id: emails
+    kind: email
+    method: email
+";
+
+struct Fixture {
+    gw: TestGateway,
+    dir: TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = TempDir::new("pgmoat-http");
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let yaml = format!(
+            "listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+  token_env: ADMIN_TOKEN
+targets:
+  demo: {{ host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }}
+identities:
+  users:
+    - {{ name: {AGENT}, password_env: AGENT_PW, groups: [agents] }}
+    - {{ name: {ALICE}, password_env: ALICE_PW, groups: [dba] }}
+    - {{ name: {ROBOT}, token_env: ROBOT_TOKEN, groups: [agents] }}
+rules: {rules}
+approvals: {{ timeout: 30s }}
+audit: {{ dir: {audit} }}
+http:
+  listen: 127.0.0.1:0
+  max_masked_body: 64KiB
+  targets:
+    billing:
+      url: http://{up}
+      headers:
+        Authorization: {{ env: BILLING_TOKEN, prefix: 'Bearer ' }}
+",
+            rules = dir.path().join("rules.yaml").display(),
+            audit = dir.path().join("audit").display(),
+            up = upstream().addr,
+        );
+        let mut env = test_env();
+        env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
+        env.insert("ALICE_PW".into(), ALICE_PW.into());
+        env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
+        let gw = start_yaml(&yaml, env).await;
+        Fixture { gw, dir }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gw.http.expect("http gateway listening")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    fn audit(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit")
+    }
+
+    /// The `http_request` records in the store so far.
+    fn http_records(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.audit()).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if v["type"] == "http_request" || v["type"] == "auth_failure" {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn record_of(&self, id: &str) -> Value {
+        wait_for("the http_request record", WAIT_LIMIT, || async move {
+            self.http_records()
+                .into_iter()
+                .find(|r| r["session"] == id)
+                .ok_or_else(|| "not yet".to_string())
+        })
+        .await
+    }
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    format!("Basic {b}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A request with the path exactly as written (no client-side normalisation).
+async fn raw(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(AGENT, AGENT_PW)
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
+    let f = Fixture::start().await;
+    let marker = format!("/plain?t={}", crate::harness::unique("q"));
+    let resp = client()
+        .get(f.url(&format!("/billing{marker}")))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["pgmoat-request"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(resp.bytes().await.unwrap(), PLAIN_JSON.as_bytes());
+    let seen = upstream().seen_with(&marker);
+    assert_eq!(seen.len(), 1);
+    let h = &seen[0].headers;
+    assert_eq!(h["authorization"], format!("Bearer {HELD_TOKEN}").as_str());
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert!(h["forwarded"]
+        .to_str()
+        .unwrap()
+        .starts_with("for=127.0.0.1;proto=http"));
+    let all = format!("{h:?}");
+    assert!(
+        !all.contains(&basic(AGENT, AGENT_PW)),
+        "client credential leaked: {all}"
+    );
+    let r = f.record_of(&id).await;
+    assert_eq!(r["user"], AGENT);
+    assert_eq!(r["target"], "billing");
+    assert_eq!(
+        (r["method"].as_str(), r["path"].as_str()),
+        (Some("GET"), Some("/plain"))
+    );
+    assert_eq!(
+        (r["status"].as_u64(), r["action"].as_str()),
+        (Some(200), Some("allow"))
+    );
+    assert_eq!(r["bytes_out"].as_u64(), Some(PLAIN_JSON.len() as u64));
+    // `pgmoat audit replay` prints it.
+    let dir = f.audit();
+    // A bearer secret works the same, and stays with pgmoat too.
+    let marker = format!("/plain?t={}", crate::harness::unique("bearer"));
+    let resp = client()
+        .get(f.url(&format!("/billing{marker}")))
+        .bearer_auth(ROBOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = upstream().seen_with(&marker);
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {HELD_TOKEN}").as_str()
+    );
+    assert!(!format!("{:?}", seen[0].headers).contains(ROBOT_TOKEN));
+    let text = wait_for("replay to print the request", WAIT_LIMIT, || {
+        let (dir, id) = (dir.clone(), id.clone());
+        async move {
+            let mut out = Vec::new();
+            match pgmoat::audit::replay::replay(&dir, &id, &mut out) {
+                Ok(true) => Ok(String::from_utf8(out).unwrap()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert!(
+        text.contains("HTTP agent-1 billing GET /plain -> 200 (allow rule \"default\")"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn blocked_delete_gets_403_json_and_never_reaches_the_target() {
+    let f = Fixture::start().await;
+    let path = format!("/invoices/{}", crate::harness::unique("7"));
+    let resp = client()
+        .delete(f.url(&format!("/billing{path}")))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let id = resp.headers()["pgmoat-request"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["rule"], "invoices-are-kept");
+    assert_eq!(
+        body["error"],
+        "pgmoat: blocked by rule \"invoices-are-kept\": Invoices are never deleted through the gateway."
+    );
+    assert!(upstream().seen_with(&path).is_empty());
+    let r = f.record_of(&id).await;
+    assert_eq!(
+        (r["action"].as_str(), r["rule"].as_str()),
+        (Some("block"), Some("invoices-are-kept"))
+    );
+    assert_eq!(r["status"].as_u64(), Some(403));
+    // A GET of the same path is allowed.
+    let resp = client()
+        .get(f.url(&format!("/billing{path}")))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream().seen_with(&path).len(), 1);
+}
+
+#[tokio::test]
+async fn path_normalisation_evasions_are_blocked() {
+    let f = Fixture::start().await;
+    let tag = crate::harness::unique("ev");
+    for (method, path, want) in [
+        ("GET", format!("/billing/admin/{tag}"), 403),
+        ("GET", format!("/billing/x/%2e%2e/admin/{tag}"), 403),
+        ("GET", format!("/billing/x/%2E%2E/admin/{tag}"), 403),
+        ("GET", format!("/billing/x/../admin/{tag}"), 403),
+        ("GET", format!("/billing//admin//{tag}"), 403),
+        ("GET", format!("/billing/./admin/{tag}"), 403),
+        ("GET", format!("/billing/%61dmin/{tag}"), 403),
+        ("GET", format!("/billing/admin%2f{tag}"), 400),
+        ("GET", format!("/billing/x/%252e%252e/admin/{tag}"), 400),
+        ("delete", format!("/billing/invoices/{tag}"), 403),
+        ("DeLeTe", format!("/billing/invoices/x/../{tag}"), 403),
+        ("GET", format!("/billing/../admin/{tag}"), 403),
+    ] {
+        let (code, body) = raw(f.addr(), method, &path).await;
+        assert_eq!(code, want, "{method} {path}: {body}");
+    }
+    assert!(
+        upstream().seen_with(&tag).is_empty(),
+        "{:?}",
+        upstream().seen_with(&tag)
+    );
+    // The target receives the normalised path.
+    let (code, _) = raw(f.addr(), "GET", &format!("/billing/a/./b/../c//{tag}%20x")).await;
+    assert_eq!(code, 200);
+    let seen = upstream().seen_with(&tag);
+    assert_eq!(seen[0].uri, format!("/a/c/{tag}%20x"));
+}
+
+#[tokio::test]
+async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
+    let f = Fixture::start().await;
+    for path in ["/billing/users", "/billing/users.gz"] {
+        let resp = client()
+            .get(f.url(path))
+            .header("authorization", basic(AGENT, AGENT_PW))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers().get("content-encoding").is_none());
+        let len: usize = resp.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let id = resp.headers()["pgmoat-request"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = resp.bytes().await.unwrap();
+        assert_eq!(len, bytes.len(), "{path}: Content-Length is right");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["users"][0]["ssn"], "***-**-6789", "{path}");
+        assert_eq!(v["users"][1]["ssn"], "***-**-4321", "{path}");
+        assert_eq!(v["users"][0]["name"], "Ann Lee");
+        assert_eq!(v["users"][0]["id"], 7);
+        let email = v["users"][0]["email"].as_str().unwrap();
+        assert!(
+            email != "ann.lee@example.com" && email.ends_with("@example.com"),
+            "{email}"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("bo@example.org"),
+            "{text}"
+        );
+        let r = f.record_of(&id).await;
+        assert_eq!(r["masked_fields"], serde_json::json!(["ssn", "emails"]));
+    }
+    // The gateway asked for an uncompressed body.
+    let seen = upstream().seen_with("/users.gz");
+    assert_eq!(seen.last().unwrap().headers["accept-encoding"], "identity");
+    // curl, as a stock client, sees the same.
+    pgmoat::setup::ensure_tool("curl", "curl").expect("curl for the tests");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--compressed", "-u", &format!("{AGENT}:{AGENT_PW}")])
+        .arg(f.url("/billing/users.gz"))
+        .output()
+        .await
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("***-**-6789") && !text.contains("123-45-6789"),
+        "{text}"
+    );
+    assert!(!USERS_JSON.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
+    let f = Fixture::start().await;
+    let resp = client()
+        .get(f.url("/billing/bigjson"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("123-45-6789"));
+    assert!(text.contains("too large to be masked"), "{text}");
+    // Binary needs no masking: chunked through as it comes.
+    let resp = client()
+        .get(f.url("/billing/chunked"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), None, "streamed, not buffered");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "part 0;part 1;part 2;part 3;part 4;"
+    );
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_1gib_unmasked_download_streams_with_bounded_memory() {
+    let f = Fixture::start().await;
+    const SIZE: u64 = 1 << 30;
+    let mut resp = client()
+        .get(f.url(&format!("/billing/big/{SIZE}")))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), None, "streamed, not buffered");
+    let (mut total, mut n) = (0u64, 0u64);
+    // Other tests share this process: the baseline is taken a quarter of the way in,
+    // and a body held whole would show as ~750 MiB of growth after it.
+    let (mut base, mut peak) = (None, 0u64);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        assert!(chunk.iter().all(|b| *b == 0x5a));
+        total += chunk.len() as u64;
+        n += 1;
+        if n % 256 == 0 {
+            let now = rss_kib();
+            if total >= SIZE / 4 {
+                base.get_or_insert(now);
+            }
+            peak = peak.max(now);
+        }
+    }
+    assert_eq!(total, SIZE);
+    let grew_mib = peak.saturating_sub(base.unwrap()) / 1024;
+    assert!(grew_mib < 256, "RSS grew by {grew_mib} MiB streaming 1 GiB");
+}
+
+/// Pending approvals as the admin API lists them.
+async fn pending(f: &Fixture) -> Vec<Value> {
+    let (code, body) = crate::harness::http(
+        f.gw.admin.unwrap(),
+        "GET /api/v1/approvals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Vec<Value>>(&body).unwrap()
+}
+
+async fn approve(f: &Fixture, id: &str) {
+    let (code, body) = crate::harness::http_post(
+        f.gw.admin.unwrap(),
+        &format!("/api/v1/approvals/{id}/approve"),
+        Some("admin-token"),
+        &format!("{{\"by\":\"{ALICE}\",\"reason\":\"ok\"}}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
+    let _ = body_tag;
+    wait_for("the held request to be listed", WAIT_LIMIT, || async move {
+        pending(f)
+            .await
+            .into_iter()
+            .find(|r| {
+                r["sql"] == "POST /payments"
+                    && r["target"] == "billing"
+                    && r["front_door"] == "http"
+            })
+            .and_then(|r| r["id"].as_str().map(str::to_owned))
+            .ok_or_else(|| "not listed".to_string())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_held_post_runs_once_approved_through_the_admin_api() {
+    let f = Fixture::start().await;
+    let tag = crate::harness::unique("pay");
+    let url = f.url("/billing/payments");
+    let body = format!("{{\"amount\":5,\"tag\":\"{tag}\"}}");
+    let sent = tokio::spawn({
+        let body = body.clone();
+        async move {
+            client()
+                .post(url)
+                .header("authorization", basic(AGENT, AGENT_PW))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let id = wait_pending(&f, &tag).await;
+    assert!(id.starts_with("ap-"));
+    let seen_body =
+        |s: &crate::http_gateway_upstream::Seen| String::from_utf8_lossy(&s.body).contains(&tag);
+    assert!(
+        !upstream().seen().iter().any(seen_body),
+        "held, not forwarded"
+    );
+    // The waiting request is a live session of the http door.
+    let (code, sessions) = crate::harness::http(
+        f.gw.admin.unwrap(),
+        "GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 200, "{sessions}");
+    let sessions: Vec<Value> = serde_json::from_str(&sessions).unwrap();
+    assert!(
+        sessions.iter().any(|s| s["protocol"] == "http"
+            && s["identity"] == AGENT
+            && s["running"] == "POST /payments"),
+        "{sessions:?}"
+    );
+    approve(&f, &id).await;
+    let resp = sent.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["path"].as_str()),
+        (Some("POST"), Some("/payments"))
+    );
+    let got: Vec<_> = upstream()
+        .seen()
+        .into_iter()
+        .filter(|s| seen_body(s))
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, body.as_bytes());
+}
+
+#[tokio::test]
+async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
+    let f = Fixture::start().await;
+    let tag = crate::harness::unique("async");
+    let body = format!("{{\"amount\":9,\"tag\":\"{tag}\"}}");
+    let post = |b: String| {
+        client()
+            .post(f.url("/billing/payments"))
+            .header("authorization", basic(AGENT, AGENT_PW))
+            .header("prefer", "respond-async")
+            .body(b)
+            .send()
+    };
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let id = first.json::<Value>().await.unwrap()["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("ap-"), "{id}");
+    // Asked again before a decision: the same approval.
+    let again = post(body.clone()).await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["approval"],
+        id.as_str()
+    );
+    // Another body is another request.
+    let other = post(format!("{body} ")).await.unwrap();
+    assert_eq!(other.status(), 202);
+    assert_ne!(
+        other.json::<Value>().await.unwrap()["approval"],
+        id.as_str()
+    );
+    let forwarded = || {
+        upstream()
+            .seen()
+            .into_iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains(&tag))
+            .count()
+    };
+    assert_eq!(forwarded(), 0);
+    approve(&f, &id).await;
+    let ran = wait_for("the approved request to run", WAIT_LIMIT, || {
+        let post = post(body.clone());
+        async move {
+            let r = post.await.map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                Ok(r)
+            } else {
+                Err(format!("status {}", r.status()))
+            }
+        }
+    })
+    .await;
+    assert_eq!(ran.json::<Value>().await.unwrap()["path"], "/payments");
+    assert_eq!(forwarded(), 1, "ran once");
+    // Used up: the next identical request is held again, as a new request.
+    let after = post(body.clone()).await.unwrap();
+    assert_eq!(after.status(), 202);
+    assert_ne!(
+        after.json::<Value>().await.unwrap()["approval"],
+        id.as_str()
+    );
+    assert_eq!(forwarded(), 1);
+}
+
+#[tokio::test]
+async fn without_valid_credentials_401_audited_and_unknown_target_404() {
+    let f = Fixture::start().await;
+    let tag = crate::harness::unique("anon");
+    let (code, _) = http_get(f.addr(), &format!("/billing/{tag}")).await;
+    assert_eq!(code, 401);
+    let resp = client()
+        .get(f.url(&format!("/billing/{tag}")))
+        .header("authorization", basic(AGENT, "wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("Basic"));
+    let resp = client()
+        .get(f.url(&format!("/billing/{tag}")))
+        .header("authorization", "Bearer not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(upstream().seen_with(&tag).is_empty());
+    wait_for("auth_failure records", WAIT_LIMIT, || async {
+        let n = f
+            .http_records()
+            .iter()
+            .filter(|r| r["type"] == "auth_failure" && r["user"] == AGENT)
+            .count();
+        if n >= 1 {
+            Ok(())
+        } else {
+            Err("none yet".to_string())
+        }
+    })
+    .await;
+    let resp = client()
+        .get(f.url("/nowhere/x"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
