@@ -6,7 +6,8 @@
 #
 #   cargo build --release && BIN=target/release/pgmoat benches/ssh_throughput.sh
 #
-# SIZE_MB (default 1024) and ROUNDS (default 3) adjust the run.
+# SIZE_MB (default 1024) and ROUNDS (default 3) adjust the run; RECORD=0 runs pgmoat
+# without an audit store (so without recordings), to see what recording costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/pgmoat}
@@ -55,9 +56,7 @@ identities:
     - name: bench
       password_env: BENCH_PW
       ssh_keys: ["$(cut -d' ' -f1,2 "$W/client.pub")"]
-audit:
-  dir: $W/audit
-  durability: batch
+$( [ "${RECORD:-1}" = 0 ] || printf 'audit:\n  dir: %s/audit\n  durability: batch\n' "$W")
 ssh:
   listen: 127.0.0.1:$GW_PORT
   host_key: $W/gw_host
@@ -89,9 +88,11 @@ declare -A results
 for r in $(seq "$ROUNDS"); do
   results[cat_direct]+="$(mbps "$(timed "${direct_ssh[@]}" cat bench.bin)") "
   results[cat_pgmoat]+="$(mbps "$(timed "${gw_ssh[@]}" cat bench.bin)") "
+  [ -d "$W/audit/recordings" ] && du -sh "$W/audit/recordings" | sed 's/^/cat recording: /'
+  rm -rf "$W/audit/recordings"   # a GiB or more of cast per transfer: keep the disk free
   results[scp_direct]+="$(mbps "$(timed "${direct_scp[@]}" "$W/down.bin")") "; rm -f "$W/down.bin"
   results[scp_pgmoat]+="$(mbps "$(timed "${gw_scp[@]}" "$W/down.bin")") "; rm -f "$W/down.bin"
-  rm -rf "$W/audit/recordings"   # keep the disk from filling: a GiB of cast per transfer
+  rm -rf "$W/audit/recordings"
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "size: $SIZE_MB MiB, rounds: $ROUNDS (MB/s, median; all rounds in brackets)"

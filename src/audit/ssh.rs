@@ -223,7 +223,7 @@ pub fn as_session_start(s: SshSessionStart) -> super::event::SessionStart {
         client: s.client,
         // The SSH transport is always encrypted.
         tls: true,
-        application_name: Some("ssh".into()),
+        application_name: None,
         protocol: Some("ssh".into()),
     }
 }
