@@ -9,7 +9,9 @@
 use regex::Regex;
 
 use super::raw::OneOrMany;
-use super::{Action, Compiler, Cond, Decision, Rule, RuleSet, Subject};
+#[cfg(test)]
+use super::Action;
+use super::{Compiler, Cond, Decision, Rule, RuleSet, Subject};
 
 /// An HTTP request as the rules see it: the method upper-cased, the path normalised
 /// and percent-decoded (see [`normalize_path`]).
@@ -245,21 +247,9 @@ impl RuleSet {
                     && !rule.unless.as_ref().is_some_and(|u| u.matches_http(r, who))
             })
             .collect();
-        let strictest = matched.iter().fold(None::<&&Rule>, |best, x| match best {
-            Some(b) if b.action >= x.action => Some(b),
-            _ => Some(x),
-        });
-        let (action, deciding_rule, description) = match strictest {
+        let (action, deciding_rule, description) = match super::strictest(&matched) {
             Some(x) => (x.action, x.id.clone(), x.description.clone()),
-            None => (
-                self.default,
-                "default".to_string(),
-                if self.default == Action::Block {
-                    "no rule allows this request".to_string()
-                } else {
-                    String::new()
-                },
-            ),
+            None => self.by_default("request"),
         };
         Decision {
             action,
@@ -317,15 +307,7 @@ impl Compiler<'_> {
         id: &str,
         v: &Option<OneOrMany<String>>,
     ) -> Option<Vec<PathGlob>> {
-        let v = v.as_ref()?;
-        let mut out = Vec::new();
-        for p in v.to_vec() {
-            match PathGlob::new(&p) {
-                Ok(g) => out.push(g),
-                Err(e) => self.err(id, &format!("http_paths: {e}")),
-            }
-        }
-        Some(out)
+        self.patterns(id, "http_paths", v, PathGlob::new)
     }
 
     /// `json:` paths of a mask, compiled (RFC 9535).

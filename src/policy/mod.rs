@@ -208,6 +208,14 @@ pub struct Rule {
     unless: Option<Cond>,
 }
 
+/// The strictest of the matched rules; among equals, the first in file order.
+fn strictest<'r>(matched: &[&'r Rule]) -> Option<&'r Rule> {
+    matched.iter().fold(None::<&Rule>, |best, r| match best {
+        Some(b) if b.action >= r.action => Some(b),
+        _ => Some(*r),
+    })
+}
+
 /// A compiled, validated set of rule files.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -258,6 +266,17 @@ impl RuleSet {
             .map(|r| r.id.clone())
     }
 
+    /// What a request no rule matched gets: the file's `default`, and when that
+    /// blocks, why (`what`: "statement", "request").
+    fn by_default(&self, what: &str) -> (Action, String, String) {
+        let description = if self.default == Action::Block {
+            format!("no rule allows this {what}")
+        } else {
+            String::new()
+        };
+        (self.default, "default".to_string(), description)
+    }
+
     pub fn decide(&self, statements: &[Facts], who: &Subject<'_>) -> Decision {
         let mut best = Decision {
             action: Action::Allow,
@@ -280,11 +299,7 @@ impl RuleSet {
                     best.rules.push(r.id.clone());
                 }
             }
-            // The strictest matched rule; among equals, the first in file order.
-            let strictest = matched.iter().fold(None::<&&Rule>, |best, r| match best {
-                Some(b) if b.action >= r.action => Some(b),
-                _ => Some(r),
-            });
+            let strictest = strictest(&matched);
             let (action, rule, description) = if let Some(why) = &f.unanalysable {
                 // Refused unless a rule explicitly allows it (and none blocks it).
                 match strictest {
@@ -301,15 +316,7 @@ impl RuleSet {
             } else {
                 match strictest {
                     Some(r) => (r.action, r.id.clone(), r.description.clone()),
-                    None => (
-                        self.default,
-                        "default".to_string(),
-                        if self.default == Action::Block {
-                            "no rule allows this statement".to_string()
-                        } else {
-                            String::new()
-                        },
-                    ),
+                    None => self.by_default("statement"),
                 }
             };
             if first || action > best.action {
@@ -549,10 +556,22 @@ impl Compiler<'_> {
     }
 
     fn globs(&mut self, id: &str, what: &str, v: &Option<OneOrMany<String>>) -> Option<Vec<Glob>> {
+        self.patterns(id, what, v, Glob::new)
+    }
+
+    /// A condition's list of patterns, each compiled by `new`; a bad one is an error
+    /// naming the rule and the key (every kind of glob: tables, commands, paths).
+    fn patterns<G, E: std::fmt::Display>(
+        &mut self,
+        id: &str,
+        what: &str,
+        v: &Option<OneOrMany<String>>,
+        new: impl Fn(&str) -> Result<G, E>,
+    ) -> Option<Vec<G>> {
         let v = v.as_ref()?;
         let mut out = Vec::new();
         for p in v.to_vec() {
-            match Glob::new(&p) {
+            match new(&p) {
                 Ok(g) => out.push(g),
                 Err(e) => self.err(id, &format!("{what}: {e}")),
             }

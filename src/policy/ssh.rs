@@ -162,10 +162,7 @@ impl RuleSet {
                     best.rules.push(r.id.clone());
                 }
             }
-            let strictest = matched.iter().fold(None::<&&Rule>, |b, r| match b {
-                Some(b) if b.action >= r.action => Some(b),
-                _ => Some(r),
-            });
+            let strictest = super::strictest(&matched);
             let (action, rule, description) = match (strictest, ask) {
                 (Some(r), _) => (r.action, r.id.clone(), r.description.clone()),
                 (None, SshAsk::Unanalysable { why, .. }) => (
@@ -173,15 +170,7 @@ impl RuleSet {
                     "unanalysable".to_string(),
                     format!("pgmoat cannot judge {why} statically; a rule must allow it"),
                 ),
-                (None, _) => (
-                    self.default,
-                    "default".to_string(),
-                    if self.default == Action::Block {
-                        "no rule allows this request".to_string()
-                    } else {
-                        String::new()
-                    },
-                ),
+                (None, _) => self.by_default("request"),
             };
             if first || action > best.action {
                 best.action = action;
@@ -196,28 +185,11 @@ impl RuleSet {
 }
 
 impl Compiler<'_> {
-    fn command_globs(
-        &mut self,
-        id: &str,
-        what: &str,
-        v: &Option<super::raw::OneOrMany<String>>,
-    ) -> Option<Vec<CommandGlob>> {
-        let v = v.as_ref()?;
-        let mut out = Vec::new();
-        for p in v.to_vec() {
-            match CommandGlob::new(&p) {
-                Ok(g) => out.push(g),
-                Err(e) => self.err(id, &format!("{what}: {e}")),
-            }
-        }
-        Some(out)
-    }
-
     pub(super) fn ssh_cond(&mut self, id: &str, c: &RawCond) -> SshCond {
         SshCond {
-            commands: self.command_globs(id, "ssh_commands", &c.ssh_commands),
+            commands: self.patterns(id, "ssh_commands", &c.ssh_commands, CommandGlob::new),
             shell: c.ssh_shell,
-            subsystems: self.command_globs(id, "ssh_subsystems", &c.ssh_subsystems),
+            subsystems: self.patterns(id, "ssh_subsystems", &c.ssh_subsystems, CommandGlob::new),
         }
     }
 }

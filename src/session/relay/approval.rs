@@ -54,20 +54,7 @@ impl Relay {
         if let Err(e) = hold.approvals.publish(&ticket).await {
             tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: it cannot be held");
             signal.waiting(false);
-            let refusal = match e {
-                crate::approval::ResolveError::TooMany(_) => Refusal::own(
-                    OwnCause::Approval,
-                    sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
-                    format!("pgmoat: {e}; try again later"),
-                ),
-                // Fail closed: a hold the other replicas cannot see cannot be decided.
-                _ => Refusal::own(
-                    OwnCause::ApprovalsUnavailable,
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    "pgmoat: approvals unavailable",
-                ),
-            };
-            return Ok(Waited::Refused(refusal));
+            return Ok(Waited::Refused(unpublished(&e)));
         }
         tracing::info!(identity = %name, %target, rule = %hold.rule, approval = %id, "statement held for approval");
         use crate::audit::event::ApprovalState;
@@ -245,4 +232,21 @@ pub(super) fn audit_refusal(e: &crate::audit::AuditError) -> Refusal {
     .with_detail(Some(
         "The gateway's audit store is failing; see the gateway log.".into(),
     ))
+}
+
+/// A hold that could not be listed is refused: too many held, or (fail closed) a hold
+/// the other replicas cannot see, which nobody could decide.
+pub(super) fn unpublished(e: &crate::approval::ResolveError) -> Refusal {
+    match e {
+        crate::approval::ResolveError::TooMany(_) => Refusal::own(
+            OwnCause::Approval,
+            sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
+            format!("pgmoat: {e}; try again later"),
+        ),
+        _ => Refusal::own(
+            OwnCause::ApprovalsUnavailable,
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "pgmoat: approvals unavailable",
+        ),
+    }
 }

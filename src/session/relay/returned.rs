@@ -11,7 +11,7 @@ use super::{Relay, Waited};
 use crate::approval::returned::{Found, ReturnKey, PENDING_PREFIX};
 use crate::audit::event::ApprovalState;
 use crate::protocol::sqlstate;
-use crate::session::verdict::{Hold, OwnCause, Refusal};
+use crate::session::verdict::{Hold, Refusal};
 
 /// The 42501 a held call gets while its request is pending.
 pub fn pending_refusal(id: &str, rule: &str) -> Refusal {
@@ -114,18 +114,7 @@ impl Relay {
                 let id = ticket.request.id.clone();
                 if let Err(e) = hold.approvals.publish(&ticket).await {
                     tracing::warn!(identity = %name, %target, rule = %hold.rule, error = %e, "statement refused: it cannot be held");
-                    return Waited::Refused(match e {
-                        crate::approval::ResolveError::TooMany(_) => Refusal::own(
-                            OwnCause::Approval,
-                            sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
-                            format!("pgmoat: {e}; try again later"),
-                        ),
-                        _ => Refusal::own(
-                            OwnCause::ApprovalsUnavailable,
-                            sqlstate::INSUFFICIENT_PRIVILEGE,
-                            "pgmoat: approvals unavailable",
-                        ),
-                    });
+                    return Waited::Refused(super::approval::unpublished(&e));
                 }
                 if let Some(a) = &self.audit {
                     if let Err(e) = a
