@@ -7,11 +7,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::Door;
 use crate::auth::Identity;
 use crate::session::tenant::Tenant;
+use crate::session::Served;
+
+/// How long a call waits for a closed session to say how it ended (it writes its
+/// audit record first) before opening another.
+const SERVED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Who is calling: proven by the bearer token of this HTTP request.
 #[derive(Clone)]
@@ -41,6 +47,9 @@ pub struct Conn {
     /// An operator terminated the database session (57P01): the MCP session does
     /// not quietly open another one.
     terminated: Arc<AtomicBool>,
+    /// How the session behind it ended, once it has: a closed client whose session
+    /// an operator terminated stays terminated even when the FATAL never arrived.
+    served: watch::Receiver<Option<Served>>,
 }
 
 impl Conn {
@@ -103,6 +112,14 @@ impl McpSession {
             if !c.client.is_closed() {
                 return Ok(Arc::clone(c));
             }
+            let mut served = c.served.clone();
+            let ended = tokio::time::timeout(SERVED_WAIT, served.wait_for(Option::is_some)).await;
+            if let Ok(Ok(how)) = ended {
+                if *how == Some(Served::Terminated) {
+                    c.mark_terminated();
+                    return Err(ConnectError::Terminated);
+                }
+            }
         }
         let conn = Arc::new(connect(&self.door, caller, target).await?);
         conns.insert(target.to_owned(), Arc::clone(&conn));
@@ -133,12 +150,13 @@ async fn connect(door: &Arc<Door>, caller: &Caller, target: &str) -> Result<Conn
         tenant: Arc::clone(&caller.tenant),
         door: crate::approval::FrontDoor::Mcp,
     };
-    tokio::spawn(crate::session::serve_proven(
-        theirs,
-        caller.peer,
-        Arc::clone(&door.shared),
-        proven,
-    ));
+    let (ended_as, served) = watch::channel(None);
+    let shared = Arc::clone(&door.shared);
+    let peer = caller.peer;
+    tokio::spawn(async move {
+        let how = crate::session::serve_proven(theirs, peer, shared, proven).await;
+        let _ = ended_as.send(Some(how));
+    });
     let mut config = tokio_postgres::Config::new();
     config
         .user(&caller.identity.name)
@@ -183,5 +201,6 @@ async fn connect(door: &Arc<Door>, caller: &Caller, target: &str) -> Result<Conn
         client,
         notices,
         terminated,
+        served,
     })
 }

@@ -62,7 +62,7 @@ pub struct Shared {
 /// Serve one client connection to the end. Never panics on client input; every way it
 /// can end is logged once.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    serve_as(tcp, peer, shared, None).await
+    serve_as(tcp, peer, shared, None).await;
 }
 
 /// A caller another front door has already authenticated (the MCP endpoint checked its
@@ -76,24 +76,45 @@ pub struct Proven {
     pub door: crate::approval::FrontDoor,
 }
 
+/// How a served session ended, for a front door that drives it: the FATAL a
+/// terminated session writes can be lost when the door's next message races the
+/// close, so the door asks the session itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// An operator terminated it (`POST /api/v1/sessions/{id}/terminate`).
+    Terminated,
+    /// Any other ending: the client left, the server closed, startup failed.
+    Ended,
+}
+
 /// Serve a session for a [`Proven`] caller over `tcp` (a loopback socket the front
 /// door drives); `peer` is the caller's own address, for the audit trail.
-pub async fn serve_proven(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Proven) {
+pub async fn serve_proven(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    proven: Proven,
+) -> Served {
     serve_as(tcp, peer, shared, Some(proven)).await
 }
 
-async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven: Option<Proven>) {
+async fn serve_as(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    proven: Option<Proven>,
+) -> Served {
     let startup_timeout = shared.config.limits.startup_timeout;
     let negotiated = match tokio::time::timeout(startup_timeout, negotiate(tcp, &shared)).await {
         Err(_) => {
             tracing::debug!(%peer, "client did not finish startup in time");
-            return;
+            return Served::Ended;
         }
         Ok(Ok(Some(n))) => n,
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return Served::Ended,
         Ok(Err((stream, e))) => {
             finish(stream, peer, &shared, Err(e)).await;
-            return;
+            return Served::Ended;
         }
     };
     let (mut client, startup, leftover) = negotiated;
@@ -107,15 +128,15 @@ async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven:
             let e =
                 SessionError::refused(sqlstate::CONNECTION_FAILURE, "pgmoat: startup timed out");
             finish(Some(client), peer, &shared, Err(e)).await;
-            return;
+            return Served::Ended;
         }
         Ok(Err(e)) => {
             finish(Some(client), peer, &shared, Err(e)).await;
-            return;
+            return Served::Ended;
         }
         Ok(Ok(Opened::Console(admitted))) => {
             crate::admin_sql::serve(client, *admitted, peer, Arc::clone(&shared)).await;
-            return;
+            return Served::Ended;
         }
         Ok(Ok(Opened::Relay(established))) => *established,
     };
@@ -178,8 +199,13 @@ async fn serve_as(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, proven:
     }
     let _ = upstream.shutdown().await;
     tracing::debug!(%peer, identity = %est.identity.name, "session ended: {result:?}");
+    let served = match result {
+        Ok(End::Terminated) => Served::Terminated,
+        _ => Served::Ended,
+    };
     finish(Some(client), peer, &shared, result.map(Some)).await;
     drop(est.cancel_key);
+    served
 }
 
 /// Write the client's FATAL, if the ending calls for one, and close.
