@@ -197,6 +197,24 @@ impl Audit {
         }
     }
 
+    /// Queue a record without waiting, when the queue has room (the common case): a
+    /// front door that writes one record per request saves a task per record.
+    /// None: the queue is full; [`Audit::record`] waits for room.
+    pub fn try_record(
+        &self,
+        session: Option<&Arc<str>>,
+        event: &Event,
+    ) -> Option<Result<(), AuditError>> {
+        let Some(inner) = &self.inner else {
+            return Some(Ok(()));
+        };
+        let wake = inner.durability == AuditDurability::Fsync;
+        inner
+            .shared
+            .try_push(session.map(|s| &**s), event, None, wake)
+            .ok()
+    }
+
     /// The session encodes, the writer seals: only bytes cross threads (see
     /// [`queue`]). In fsync mode every record wakes the writer (the first one somebody
     /// waits for starts the next group commit); in batch mode the interval does.

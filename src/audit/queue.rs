@@ -127,7 +127,7 @@ impl Shared {
     }
 
     /// Queue the record if there is room (the outcome), or hand the ack back (full).
-    fn try_push(
+    pub(super) fn try_push(
         &self,
         session: Option<&str>,
         event: &Event,

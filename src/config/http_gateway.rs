@@ -15,6 +15,8 @@ use super::{ConfigError, Secret};
 
 /// A response that must be masked but is larger than this gets 502 by default.
 pub const DEFAULT_MAX_MASKED_BODY: u64 = 16 << 20;
+/// The target has this long to answer (status and headers) by default.
+pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The HTTP gateway's default port.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -24,6 +26,7 @@ pub(super) struct RawHttp {
     pub listen: Option<SocketAddr>,
     pub tls: Option<RawTls>,
     pub max_masked_body: Option<String>,
+    pub upstream_timeout: Option<String>,
     #[serde(default)]
     pub targets: BTreeMap<String, RawHttpTarget>,
 }
@@ -52,6 +55,9 @@ pub struct HttpConfig {
     pub tls: Option<TlsConfig>,
     /// Bytes: a response that needs masking and is longer (decoded) gets 502.
     pub max_masked_body: u64,
+    /// How long the target has to answer (status and headers; a body then streams
+    /// at its own pace); longer gets 504.
+    pub upstream_timeout: std::time::Duration,
     pub targets: BTreeMap<String, HttpTarget>,
 }
 
@@ -95,6 +101,15 @@ impl Validator<'_> {
             Some(s) => parse_bytes(s).map_err(|e| self.err("http.max_masked_body", e))?,
             None => DEFAULT_MAX_MASKED_BODY,
         };
+        let upstream_timeout = match &raw.upstream_timeout {
+            Some(s) => {
+                super::raw::parse_duration(s).map_err(|e| self.err("http.upstream_timeout", e))?
+            }
+            None => DEFAULT_UPSTREAM_TIMEOUT,
+        };
+        if upstream_timeout.is_zero() {
+            return Err(self.err("http.upstream_timeout", "must be more than 0"));
+        }
         if raw.targets.is_empty() {
             return Err(self.err("http.targets", "at least one target is required"));
         }
@@ -156,6 +171,7 @@ impl Validator<'_> {
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address")),
             tls,
             max_masked_body,
+            upstream_timeout,
             targets,
         })
     }

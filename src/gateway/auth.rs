@@ -4,11 +4,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use base64::Engine as _;
 use http::{header, HeaderMap, Response};
 
+use super::auth_cache::{self, AuthCache};
 use super::reply;
 use crate::auth::failure::AuthFailure;
 use crate::auth::Identity;
@@ -46,13 +48,30 @@ fn credential(h: &HeaderMap) -> Option<Credential> {
     None
 }
 
-/// The caller's identity and tenant, or the 401 to send.
+/// The caller's identity and tenant, or the 401 to send. A credential verified in
+/// the last seconds is taken from `cache` (see `auth_cache`), unless its address is
+/// locked out by failures since.
 pub async fn identify(
     shared: &Shared,
+    cache: &AuthCache<Arc<Tenant>>,
     peer: SocketAddr,
     tls: bool,
     h: &HeaderMap,
 ) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
+    let key = h
+        .get(header::AUTHORIZATION)
+        .map(|v| auth_cache::key_of(v.as_bytes()));
+    let now = Instant::now();
+    if let Some(key) = &key {
+        // The transport rule holds for cached credentials too.
+        if crate::session::authn::token_transport_ok(tls, peer) {
+            if let Some((id, tenant)) = cache.get(key, now) {
+                if !lapsed(&id, &tenant) && !locked_out(shared, &tenant, peer) {
+                    return Ok((id, tenant));
+                }
+            }
+        }
+    }
     let Some(cred) = credential(h) else {
         let reason = AuthFailure::NoPassword;
         crate::session::authn::auth_failed(shared, None, peer, "", &reason);
@@ -74,12 +93,37 @@ pub async fn identify(
             credentials::by_password(shared, peer, user, password).await
         }
     };
+    if let (Ok((id, tenant)), Some(key)) = (&result, key) {
+        cache.put(key, id, tenant, now);
+    }
     result.map_err(|f| match f {
         AuthFailure::RateLimited => reply::unauthorized(
             "pgmoat: too many failed authentication attempts from this address; try again later",
         ),
         _ => reply::unauthorized("pgmoat: authentication failed"),
     })
+}
+
+/// Whether a token has expired by the clock its tenant judges tokens with (the
+/// cache's own bound is the system clock's).
+fn lapsed(id: &Identity, tenant: &Tenant) -> bool {
+    let Some(exp) = id.expires_at else {
+        return false;
+    };
+    let now = tenant
+        .oidc
+        .as_ref()
+        .map_or_else(std::time::SystemTime::now, |o| o.clock().now());
+    now >= exp
+}
+
+/// Whether failures from this address have used up its attempts (counted on this
+/// node), for the caller's tenant or for logins that named none: then the full
+/// check runs and refuses as it would without the cache.
+fn locked_out(shared: &Shared, tenant: &Tenant, peer: SocketAddr) -> bool {
+    let ip = peer.ip();
+    let unnamed = shared.tenants.charged(None).map_or("", |t| t.name.as_str());
+    shared.auth_limiter.is_blocked(&tenant.name, ip) || shared.auth_limiter.is_blocked(unnamed, ip)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -16,7 +16,7 @@ use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
 use crate::audit::http_request::HttpRequest;
 use crate::config::HttpTarget;
-use crate::policy::{normalize_path, Action, HttpFacts, NormalPath, Subject};
+use crate::policy::{normalize_path, Action, NormalPath, Subject};
 
 /// Bodies this small are masked on the request's own task; larger ones on the
 /// blocking pool, so one big JSON document does not stall other clients.
@@ -27,23 +27,28 @@ const REQUEST_ID: &str = "pgmoat-request";
 
 pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let (identity, tenant) = match auth::identify(&door.shared, peer, door.tls, req.headers()).await
-    {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (identity, tenant) =
+        match auth::identify(&door.shared, &door.verified, peer, door.tls, req.headers()).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let (parts, body) = req.into_parts();
     // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
     // the rest can never climb into another target.
     let full = parts.uri.path();
     let after = full.strip_prefix('/').unwrap_or(full);
-    let (seg, rest) = match after.split_once('/') {
-        Some((t, r)) => (t, format!("/{r}")),
-        None => (after, "/".to_owned()),
+    let (seg, rest) = match after.find('/') {
+        Some(i) => after.split_at(i),
+        None => (after, "/"),
     };
-    let target = normalize_path(&format!("/{seg}"))
-        .ok()
-        .and_then(|n| door.config.targets.get(n.decoded.trim_matches('/')));
+    let target = if seg.contains('%') || seg == "." || seg == ".." {
+        normalize_path(&format!("/{seg}"))
+            .ok()
+            .and_then(|n| door.config.targets.get(n.decoded.trim_matches('/')))
+    } else {
+        // Nothing to decode or resolve: the segment is the name.
+        door.config.targets.get(seg)
+    };
     let Some(target) = target else {
         return reply::error(StatusCode::NOT_FOUND, "pgmoat: no such target");
     };
@@ -59,11 +64,11 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
             target: target.name.clone(),
             client: peer.to_string(),
             method: method.clone(),
-            path: rest.clone(),
+            path: rest.to_owned(),
             ..Default::default()
         },
     );
-    let np = match normalize_path(&rest) {
+    let np = match normalize_path(rest) {
         Ok(np) => np,
         Err(e) => {
             trail.rec.action = "block".into();
@@ -93,21 +98,15 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
         target: &target.name,
         search_path_changed: false,
     };
-    let decision = rules.decide_http(
-        &HttpFacts {
-            method: &method,
-            path: &np.decoded,
-        },
-        &who,
-    );
-    trail.rec.action = decision.action.as_str().into();
-    trail.rec.rule = decision.deciding_rule.clone();
-    let masks = BodyMasks::build(&rules, &who);
+    let judged = door.judged.judge(&rules, &who, &method, &np.decoded);
+    trail.rec.action = judged.action.as_str().into();
+    trail.rec.rule = judged.deciding_rule.clone();
+    let masks = judged.masks.clone();
     let query = parts.uri.query().map(str::to_owned);
-    let body = match decision.action {
+    let body = match judged.action {
         Action::Block => {
-            tracing::info!(user = %identity.name, target = %target.name, %method, path = %np.decoded, rule = %decision.deciding_rule, "http request blocked");
-            let r = reply::blocked(&decision.deciding_rule, &decision.description);
+            tracing::info!(user = %identity.name, target = %target.name, %method, path = %np.decoded, rule = %judged.deciding_rule, "http request blocked");
+            let r = reply::blocked(&judged.deciding_rule, &judged.description);
             return finish(r, trail, None);
         }
         Action::Approve => {
@@ -118,8 +117,8 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
                 method: &method,
                 path: &np,
                 query: query.as_deref(),
-                rule: &decision.deciding_rule,
-                approvers: rules.approvers_of(&decision.deciding_rule),
+                rule: &judged.deciding_rule,
+                approvers: judged.approvers.clone(),
             };
             match hold::hold(&door, asked, &parts.headers, body, &mut trail).await {
                 Ok(b) => b,
@@ -167,33 +166,47 @@ async fn forward(
     door: &Door,
     up: Upstream<'_>,
     body: Body,
-    masks: Option<BodyMasks>,
+    masks: Option<Arc<BodyMasks>>,
     mut trail: Trail,
 ) -> Response<Body> {
-    let mut uri = format!("{}{}", up.target.url, up.path.encoded);
-    if let Some(q) = up.query {
-        uri.push('?');
-        uri.push_str(q);
-    }
-    let Ok(uri) = uri.parse::<Uri>() else {
-        let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
+    let Some(route) = door.routes.get(&up.target.name) else {
+        let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
         return finish(r, trail, None);
     };
-    let Some(client) = door.clients.get(&up.target.name) else {
-        let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
+    let Some(uri) = route.uri(&up.path.encoded, up.query) else {
+        let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
         return finish(r, trail, None);
     };
     let mut headers = up.headers;
     let head = up.method == Method::HEAD;
-    headers::upstream_request(&mut headers, up.target, up.peer, door.tls, masks.is_some());
+    headers::upstream_request(
+        &mut headers,
+        &route.held,
+        up.peer,
+        door.tls,
+        masks.is_some(),
+    );
     let mut req = Request::new(body);
     *req.method_mut() = up.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     *req.version_mut() = Version::HTTP_11;
-    let resp = match client.request(req).await {
-        Ok(r) => r,
-        Err(e) => {
+    let wait = door.config.upstream_timeout;
+    let resp = match tokio::time::timeout(wait, route.client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            tracing::warn!(target = %up.target.name, "http target did not answer within {wait:?}");
+            let r = reply::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "pgmoat: the target did not answer in time",
+            );
+            return finish(
+                r,
+                trail,
+                Some(format!("upstream: no answer within {wait:?}")),
+            );
+        }
+        Ok(Err(e)) => {
             tracing::warn!(target = %up.target.name, "http target did not answer: {e}");
             let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
             return finish(r, trail, Some(format!("upstream: {e}")));

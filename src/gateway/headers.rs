@@ -39,10 +39,28 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::TRANSFER_ENCODING);
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A target's held credentials, parsed once (the config validated them).
+pub fn held(target: &HttpTarget) -> Vec<(HeaderName, HeaderValue)> {
+    target
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let n = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            let mut v = HeaderValue::from_str(value.expose()).ok()?;
+            v.set_sensitive(true);
+            Some((n, v))
+        })
+        .collect()
+}
+
 /// The request headers the target gets.
 pub fn upstream_request(
     h: &mut HeaderMap,
-    target: &HttpTarget,
+    held: &[(HeaderName, HeaderValue)],
     peer: SocketAddr,
     tls: bool,
     mask_response: bool,
@@ -50,35 +68,42 @@ pub fn upstream_request(
     strip_hop_by_hop(h);
     // The client's own credentials are for pgmoat only.
     h.remove(header::AUTHORIZATION);
-    let host = h
-        .remove(header::HOST)
-        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let host = h.remove(header::HOST);
     let proto = if tls { "https" } else { "http" };
     let ip = peer.ip().to_string();
     // Append to a chain the client (or a proxy before us) started.
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
         None => ip.clone(),
     };
-    set(h, "x-forwarded-for", &xff);
-    set(h, "x-forwarded-proto", proto);
-    let for_ = if peer.is_ipv6() {
-        format!("\"[{ip}]\"")
-    } else {
-        ip
-    };
-    let mut fwd = format!("for={for_};proto={proto}");
-    if let Some(host) = &host {
-        set(h, "x-forwarded-host", host);
-        if host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
-            fwd.push_str(&format!(";host=\"{host}\""));
-        }
+    set(h, X_FORWARDED_FOR, xff);
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    let mut fwd = String::with_capacity(64);
+    if let Some(prev) = h.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        fwd.push_str(prev);
+        fwd.push_str(", ");
     }
-    let fwd = match h.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {fwd}"),
-        None => fwd,
-    };
-    set(h, "forwarded", &fwd);
+    fwd.push_str("for=");
+    if peer.is_ipv6() {
+        fwd.push_str("\"[");
+        fwd.push_str(&ip);
+        fwd.push_str("]\"");
+    } else {
+        fwd.push_str(&ip);
+    }
+    fwd.push_str(";proto=");
+    fwd.push_str(proto);
+    if let Some(host) = host {
+        if let Ok(name) = host.to_str() {
+            if name.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+                fwd.push_str(";host=\"");
+                fwd.push_str(name);
+                fwd.push('"');
+            }
+        }
+        h.insert(X_FORWARDED_HOST, host);
+    }
+    set(h, header::FORWARDED, fwd);
     if mask_response {
         // Ask for a body pgmoat can read; what still arrives compressed is decoded.
         h.insert(
@@ -86,21 +111,14 @@ pub fn upstream_request(
             HeaderValue::from_static("identity"),
         );
     }
-    for (name, value) in &target.headers {
-        // Validated at load: both parse.
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value.expose()),
-        ) {
-            let mut v = v;
-            v.set_sensitive(true);
-            h.insert(n, v);
-        }
+    for (name, value) in held {
+        h.insert(name.clone(), value.clone());
     }
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
+/// A header made from a string pgmoat built (no copy of its bytes).
+fn set(h: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         h.insert(name, v);
     }
 }
@@ -131,7 +149,7 @@ mod tests {
         };
         upstream_request(
             &mut h,
-            &target,
+            &held(&target),
             "192.0.2.7:5555".parse().unwrap(),
             false,
             true,

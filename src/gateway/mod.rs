@@ -7,20 +7,24 @@
 //! TLS; responses are axum bodies. Targets are reached through one pooled hyper
 //! client each (`upstream`).
 //!
-//! - `auth`: the caller's identity from `Authorization`.
+//! - `auth`: the caller's identity from `Authorization`; `auth_cache` remembers
+//!   verified credentials for a few seconds.
 //! - `handler`: route, judge, hold, forward, mask, record.
+//! - `judged`: the rules' decision and masks per caller and request, cached.
 //! - `hold` / `holds`: approvals, waiting or `Prefer: respond-async`.
 //! - `body_mask`: `json:` masks and detectors over JSON and text bodies.
 //! - `headers`: hop-by-hop fields, `Forwarded`, held credentials.
 //! - `record`: the `http_request` audit record and the counting bodies.
 
 mod auth;
+mod auth_cache;
 mod body_mask;
 pub mod explain;
 mod handler;
 mod headers;
 mod hold;
 mod holds;
+mod judged;
 mod record;
 mod reply;
 mod upstream;
@@ -54,13 +58,13 @@ pub enum SetupError {
 /// What can be prepared before the gateway runs (so a bad CA file or certificate
 /// stops `serve` at start, not at the first request).
 pub struct Prepared {
-    clients: std::collections::HashMap<String, upstream::Upstream>,
+    routes: std::collections::HashMap<String, upstream::Route>,
     tls: Option<TlsAcceptor>,
 }
 
 impl Prepared {
     pub fn new(config: &HttpConfig, connect_timeout: Duration) -> Result<Prepared, SetupError> {
-        let clients = upstream::clients(&config.targets, connect_timeout)?;
+        let routes = upstream::routes(&config.targets, connect_timeout)?;
         let tls = match &config.tls {
             Some(t) => {
                 let mut c = (*crate::net::tls::server_config(t)?).clone();
@@ -69,7 +73,7 @@ impl Prepared {
             }
             None => None,
         };
-        Ok(Prepared { clients, tls })
+        Ok(Prepared { routes, tls })
     }
 }
 
@@ -77,8 +81,12 @@ impl Prepared {
 pub(crate) struct Door {
     shared: Arc<Shared>,
     config: HttpConfig,
-    clients: std::collections::HashMap<String, upstream::Upstream>,
+    routes: std::collections::HashMap<String, upstream::Route>,
     holds: Arc<holds::Holds>,
+    /// Credentials verified in the last seconds.
+    verified: auth_cache::AuthCache<Arc<crate::session::tenant::Tenant>>,
+    /// The rules' judgements of recent requests.
+    judged: judged::Judgements,
     /// Clients reach this door over TLS.
     tls: bool,
 }
@@ -99,8 +107,10 @@ pub async fn serve(
         tls: acceptor.is_some(),
         shared,
         config,
-        clients: prepared.clients,
+        routes: prepared.routes,
         holds: Arc::default(),
+        verified: auth_cache::AuthCache::default(),
+        judged: judged::Judgements::default(),
     });
     loop {
         tokio::select! {

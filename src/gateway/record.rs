@@ -91,8 +91,18 @@ impl Trail {
         if !self.audit.is_enabled() {
             return;
         }
-        let (audit, session) = (self.audit.clone(), Arc::clone(&self.session));
         let event = Event::HttpRequest(std::mem::take(&mut self.rec));
+        // Queued here when there is room; a task waits for room only when the writer
+        // is behind.
+        match self.audit.try_record(Some(&self.session), &event) {
+            Some(Ok(())) => return,
+            Some(Err(e)) => {
+                tracing::error!("audit: http_request not recorded: {e}");
+                return;
+            }
+            None => {}
+        }
+        let (audit, session) = (self.audit.clone(), Arc::clone(&self.session));
         // Dropped outside the runtime (at process exit): nothing can be queued.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::error!("audit: http_request not recorded: no runtime");

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,6 +22,39 @@ use crate::config::HttpTarget;
 
 pub type Upstream = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// Everything about a target that a request needs, prepared once: its pooled client,
+/// its held credentials as header values, and its URL split for building each
+/// request's URI without parsing the scheme and authority again.
+pub struct Route {
+    pub client: Upstream,
+    pub held: Vec<(HeaderName, HeaderValue)>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's base path, never ending in `/` ("" for none).
+    base: String,
+}
+
+impl Route {
+    /// `<url><path>?<query>`; None when the result is not a valid URI.
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+        let mut pq =
+            String::with_capacity(self.base.len() + path.len() + 1 + query.map_or(0, str::len));
+        pq.push_str(&self.base);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq)).ok()?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .ok()
+    }
+}
+
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
@@ -26,16 +62,44 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 pub enum UpstreamSetupError {
     #[error("http.targets.{target}: {message}")]
     Tls { target: String, message: String },
+    #[error("http.targets.{target}.url: {message}")]
+    Url { target: String, message: String },
 }
 
-/// A client per target name.
-pub fn clients(
+/// A route per target name.
+pub fn routes(
     targets: &std::collections::BTreeMap<String, HttpTarget>,
     connect_timeout: Duration,
-) -> Result<HashMap<String, Upstream>, UpstreamSetupError> {
+) -> Result<HashMap<String, Route>, UpstreamSetupError> {
     let mut out = HashMap::new();
     for (name, t) in targets {
-        out.insert(name.clone(), client(t, connect_timeout)?);
+        let bad = |m: &str| UpstreamSetupError::Url {
+            target: name.clone(),
+            message: m.to_owned(),
+        };
+        // Validated at load (`http://host[:port][/base]`); checked again, not trusted.
+        let parts = t
+            .url
+            .parse::<Uri>()
+            .map_err(|e| bad(&e.to_string()))?
+            .into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(bad("needs a scheme and a host"));
+        };
+        let base = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        out.insert(
+            name.clone(),
+            Route {
+                client: client(t, connect_timeout)?,
+                held: super::headers::held(t),
+                scheme,
+                authority,
+                base,
+            },
+        );
     }
     Ok(out)
 }

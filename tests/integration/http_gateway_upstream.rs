@@ -89,6 +89,7 @@ fn app(log: Log) -> Router {
         .route("/chunked", get(chunked))
         .route("/big/{n}", get(big))
         .route("/bigjson", get(big_json))
+        .route("/slow", get(slow))
         .fallback(echo)
         .layer(axum::middleware::from_fn_with_state(log.clone(), record))
         .with_state(log)
@@ -178,6 +179,12 @@ async fn big_json() -> Response {
         Body::from_stream(stream::iter(parts)),
     )
         .into_response()
+}
+
+/// Answers only after a minute: longer than any test's `upstream_timeout`.
+async fn slow() -> Response {
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    json(PLAIN_JSON)
 }
 
 /// Everything else: says what it got.

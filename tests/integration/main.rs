@@ -23,6 +23,7 @@ mod cluster_state;
 mod drivers;
 mod drivers_regressions;
 mod http_gateway;
+mod http_gateway_limits;
 mod http_gateway_upstream;
 mod login;
 mod mtls;

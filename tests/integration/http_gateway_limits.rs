@@ -1,0 +1,192 @@
+//! The HTTP gateway's limits and shortcuts, end to end: a target that does not answer
+//! in time gets 504; verified credentials are remembered only as what they are (a
+//! wrong password after a right one is still refused, and every request is still
+//! judged and audited).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::harness::{
+    start_yaml, test_env, wait_for, TempDir, TestGateway, AGENT, AGENT_PW, WAIT_LIMIT,
+};
+use crate::http_gateway_upstream::{upstream, PLAIN_JSON};
+
+const RULES: &str = "
+rules:
+  - id: admin-off-limits
+    when: { http_paths: ['/admin/**'] }
+    action: block
+";
+
+struct Fixture {
+    gw: TestGateway,
+    dir: TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = TempDir::new("pgmoat-http-limits");
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let yaml = format!(
+            "listen: 127.0.0.1:0
+targets:
+  demo: {{ host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }}
+identities:
+  users:
+    - {{ name: {AGENT}, password_env: AGENT_PW, groups: [agents] }}
+rules: {rules}
+audit: {{ dir: {audit} }}
+http:
+  listen: 127.0.0.1:0
+  upstream_timeout: 1s
+  targets:
+    billing: {{ url: 'http://{up}' }}
+",
+            rules = dir.path().join("rules.yaml").display(),
+            audit = dir.path().join("audit").display(),
+            up = upstream().addr,
+        );
+        let gw = start_yaml(&yaml, test_env()).await;
+        Fixture { gw, dir }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gw.http.expect("http gateway listening")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// The records of `type` in the store so far.
+    fn records(&self, kind: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let Ok(dir) = std::fs::read_dir(self.dir.path().join("audit")) else {
+            return out;
+        };
+        for e in dir {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if v["type"] == kind {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn record_of(&self, id: &str) -> Value {
+        wait_for("the http_request record", WAIT_LIMIT, || async move {
+            self.records("http_request")
+                .into_iter()
+                .find(|r| r["session"] == id)
+                .ok_or_else(|| "not yet".to_string())
+        })
+        .await
+    }
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    format!("Basic {b}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["pgmoat-request"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_answer_in_time_gets_504_json_and_a_record() {
+    let f = Fixture::start().await;
+    let r = client()
+        .get(f.url("/billing/slow"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let id = request_id(&r);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "pgmoat: the target did not answer in time");
+    let rec = f.record_of(&id).await;
+    assert_eq!(rec["status"], 504);
+    assert_eq!(rec["path"], "/slow");
+    assert!(
+        rec["error"].as_str().unwrap().contains("no answer within"),
+        "{rec}"
+    );
+    // The gateway is fine for the next request.
+    let r = client()
+        .get(f.url("/billing/plain"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+}
+
+#[tokio::test]
+async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_judged_and_audited()
+{
+    let f = Fixture::start().await;
+    let c = client();
+    let good = basic(AGENT, AGENT_PW);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = c
+            .get(f.url("/billing/plain"))
+            .header("authorization", &good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        ids.push(request_id(&r));
+        assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+    }
+    // Right after a success, a wrong password for the same user is still refused.
+    let r = c
+        .get(f.url("/billing/plain"))
+        .header("authorization", basic(AGENT, "not-the-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A remembered credential is still judged per request.
+    let r = c
+        .get(f.url("/billing/admin/users"))
+        .header("authorization", &good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    ids.push(request_id(&r));
+    for id in &ids {
+        let rec = f.record_of(id).await;
+        assert_eq!(rec["user"], AGENT);
+    }
+    assert_eq!(f.record_of(&ids[3]).await["rule"], "admin-off-limits");
+    let failures = wait_for("the auth_failure record", WAIT_LIMIT, || async {
+        let v = f.records("auth_failure");
+        if v.is_empty() {
+            Err("none yet".to_string())
+        } else {
+            Ok(v)
+        }
+    })
+    .await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+}
