@@ -2,19 +2,25 @@
 # The HTTP gateway against nginx as a reverse proxy, in one interleaved run.
 #
 #   cargo build --release && DURATION=10 ROUNDS=3 benches/http_compare.sh
+#   BEFORE=/tmp/pgmoat-main DURATION=5 ROUNDS=5 benches/http_compare.sh   # and an older build, same run
 #
 # One nginx serves the upstream files (a small JSON document without PII, and one with
 # SSNs); a second nginx proxies to it (keep-alive pool); pgmoat's HTTP gateway proxies
 # to it too, with a bearer token (a local user's token_env secret), the audit trail on
 # (batch), and a `json:` mask on the `masked` target only. wrk (or oha) drives each
 # target round-robin; the script prints requests/s and p50/p99 latency per run, and
-# the medians. AUDIT=0 runs pgmoat without an audit trail. Needs: nginx, wrk (`apt-get install nginx wrk`). Numbers go to
-# benches/README.md, never into tests.
+# the medians. AUDIT=0 runs pgmoat without an audit trail. WORKERS=n gives the nginx
+# proxy n worker processes and pgmoat n tokio workers (default 1 each, so the two are
+# compared like for like). BEFORE=binary runs a second pgmoat (say, main's build) on
+# the same targets in the same rounds. Needs: nginx, wrk (`apt-get install nginx wrk`).
+# Numbers go to benches/README.md, never into tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-16}
+WORKERS=${WORKERS:-1}
+BEFORE=${BEFORE:-}
 BIN=${BIN:-target/release/pgmoat}
 [ -x "$BIN" ] || BIN=/work/main/target/release/pgmoat
 command -v nginx >/dev/null || { echo "needs nginx: apt-get install -y nginx"; exit 1; }
@@ -33,9 +39,9 @@ users = [{"id": i, "name": f"user {i}", "ssn": f"{100+i:03d}-45-{1000+i:04d}", "
 open(sys.argv[1], "w").write(json.dumps({"users": users}))
 PY
 
-nginx_conf() { # $1 dir, $2 port, $3 body of the server block
+nginx_conf() { # $1 dir, $2 port, $3 body of the server block, $4 workers
 cat > "$1/nginx.conf" <<NGX
-worker_processes 1;
+worker_processes ${4:-1};
 daemon off;
 user root;
 error_log $1/error.log warn;
@@ -54,7 +60,7 @@ http {
 NGX
 }
 nginx_conf "$W/up" 18081 "root $W/www; location / { }"
-nginx_conf "$W/px" 18082 "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+nginx_conf "$W/px" 18082 "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" "$WORKERS"
 nginx -p "$W/up" -c "$W/up/nginx.conf" & PIDS+=($!)
 nginx -p "$W/px" -c "$W/px/nginx.conf" & PIDS+=($!)
 
@@ -65,9 +71,10 @@ masks:
     targets: [masked]
     method: partial
 YML
-cat > "$W/pgmoat.yaml" <<YML
+gateway_conf() { # $1 http port
+cat <<YML
 listen: 127.0.0.1:0
-workers: 1
+workers: $WORKERS
 targets:
   unused: { host: 127.0.0.1, port: 1, user: x, tls: disable }
 identities:
@@ -76,15 +83,22 @@ identities:
 rules: $W/rules.yaml
 $( [ "${AUDIT:-1}" = 1 ] && echo "audit: { dir: $W/audit, durability: batch }" )
 http:
-  listen: 127.0.0.1:18083
+  listen: 127.0.0.1:$1
   targets:
     plain: { url: "http://127.0.0.1:18081" }
     masked: { url: "http://127.0.0.1:18081" }
 YML
+}
 export BENCH_TOKEN=bench-token-0123456789abcdef
-"$BIN" serve -c "$W/pgmoat.yaml" 2>"$W/pgmoat.log" & PIDS+=($!)
-for _ in $(seq 50); do curl -sf -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" http://127.0.0.1:18083/plain/small.json && break; sleep 0.2; done
-curl -sf -H "Authorization: Bearer $BENCH_TOKEN" http://127.0.0.1:18083/masked/users.json | grep -q '\*\*\*-\*\*-1000' || { echo "masking not in effect"; cat "$W/pgmoat.log"; exit 1; }
+start_gateway() { # $1 binary, $2 http port, $3 name
+  mkdir -p "$W/audit-$3"
+  gateway_conf "$2" | sed "s#dir: $W/audit#dir: $W/audit-$3#" > "$W/$3.yaml"
+  "$1" serve -c "$W/$3.yaml" 2>"$W/$3.log" & PIDS+=($!)
+  for _ in $(seq 50); do curl -sf -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$2/plain/small.json" && break; sleep 0.2; done
+  curl -sf -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$2/masked/users.json" | grep -q '\*\*\*-\*\*-1000' || { echo "$3: masking not in effect"; cat "$W/$3.log"; exit 1; }
+}
+start_gateway "$BIN" 18083 pgmoat
+[ -n "$BEFORE" ] && start_gateway "$BEFORE" 18084 before
 
 run() { # name url [header]
   local out
@@ -101,12 +115,14 @@ for r in $(seq "$ROUNDS"); do
   run direct-small   http://127.0.0.1:18081/small.json
   run nginx-small    http://127.0.0.1:18082/small.json
   run pgmoat-small   http://127.0.0.1:18083/plain/small.json "$AUTH"
+  [ -n "$BEFORE" ] && run before-small http://127.0.0.1:18084/plain/small.json "$AUTH"
   run direct-users   http://127.0.0.1:18081/users.json
   run nginx-users    http://127.0.0.1:18082/users.json
   run pgmoat-masked  http://127.0.0.1:18083/masked/users.json "$AUTH"
+  [ -n "$BEFORE" ] && run before-masked http://127.0.0.1:18084/masked/users.json "$AUTH"
 done
 echo
-echo "medians (requests/s, p50, p99) over $ROUNDS rounds of ${DURATION}s, $CONNS connections:"
+echo "medians (requests/s, p50, p99) over $ROUNDS rounds of ${DURATION}s, $CONNS connections, $WORKERS worker(s):"
 python3 - "$W/results" <<'PY'
 import sys, statistics, collections
 def ms(v):

@@ -2,8 +2,10 @@
 //! content detectors on every JSON string value, or over a whole text body. The
 //! methods and detectors are the ones the wire uses (`crate::mask`); only the
 //! container differs. Compressed bodies are decoded first (bounded), and the client
-//! gets the masked body uncompressed with its own Content-Length.
+//! gets the masked body uncompressed with its own Content-Length. A masked JSON body
+//! keeps the target's key order and layout (`json_splice`).
 
+use std::collections::HashSet;
 use std::io::Read;
 
 use serde_json::Value;
@@ -105,12 +107,15 @@ impl BodyMasks {
             BodyKind::Opaque => Ok((body, fired)),
             BodyKind::Json => match serde_json::from_slice::<Value>(&body) {
                 Ok(mut v) => {
-                    self.mask_json(&mut v, &mut fired);
+                    let mut at = HashSet::new();
+                    self.mask_json(&mut v, &mut fired, &mut at);
                     if fired.is_empty() {
                         return Ok((body, fired));
                     }
+                    // The target's bytes with the masked values spliced in: key order
+                    // and layout stay as the target wrote them.
                     let out =
-                        serde_json::to_vec(&v).map_err(|e| MaskError::Corrupt(e.to_string()))?;
+                        super::json_splice::splice(&body, &v, &at).map_err(MaskError::Corrupt)?;
                     Ok((out, fired))
                 }
                 Err(_) if self.json.is_empty() => self.mask(body, BodyKind::Text),
@@ -140,7 +145,8 @@ impl BodyMasks {
         }
     }
 
-    fn mask_json(&self, v: &mut Value, fired: &mut Vec<String>) {
+    /// Mask `v` in place; `at` gets the JSON Pointer of every value changed.
+    fn mask_json(&self, v: &mut Value, fired: &mut Vec<String>, at: &mut HashSet<String>) {
         for (id, path, method) in &self.json {
             let pointers: Vec<String> = path
                 .query_located(v)
@@ -153,31 +159,53 @@ impl BodyMasks {
                     if !fired.iter().any(|f| f == id) {
                         fired.push(id.clone());
                     }
+                    at.insert(p);
                 }
             }
         }
         if !self.detectors.is_empty() {
             let mut ids = Vec::new();
             let mut scratch = Vec::new();
-            self.scan_strings(v, &mut ids, &mut scratch);
+            let mut ptr = String::new();
+            self.scan_strings(v, &mut ids, &mut scratch, &mut ptr, at);
             self.note(&ids, fired);
         }
     }
 
-    fn scan_strings(&self, v: &mut Value, ids: &mut Vec<usize>, scratch: &mut Vec<u8>) {
+    /// The detectors over every string value; `ptr` is the JSON Pointer of `v`.
+    fn scan_strings(
+        &self,
+        v: &mut Value,
+        ids: &mut Vec<usize>,
+        scratch: &mut Vec<u8>,
+        ptr: &mut String,
+        at: &mut HashSet<String>,
+    ) {
+        let len = ptr.len();
         match v {
             Value::String(s) => {
                 if let Some(hit) = self.detectors.scan(s.as_bytes(), scratch) {
                     *s = String::from_utf8_lossy(scratch).into_owned();
                     ids.extend(hit);
+                    at.insert(ptr.clone());
                 }
             }
-            Value::Array(a) => a
-                .iter_mut()
-                .for_each(|x| self.scan_strings(x, ids, scratch)),
-            Value::Object(o) => o
-                .values_mut()
-                .for_each(|x| self.scan_strings(x, ids, scratch)),
+            Value::Array(a) => {
+                for (i, x) in a.iter_mut().enumerate() {
+                    ptr.push('/');
+                    ptr.push_str(itoa::Buffer::new().format(i));
+                    self.scan_strings(x, ids, scratch, ptr, at);
+                    ptr.truncate(len);
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    ptr.push('/');
+                    ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    self.scan_strings(x, ids, scratch, ptr, at);
+                    ptr.truncate(len);
+                }
+            }
             _ => {}
         }
     }

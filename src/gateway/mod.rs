@@ -12,7 +12,8 @@
 //! - `handler`: route, judge, hold, forward, mask, record.
 //! - `judged`: the rules' decision and masks per caller and request, cached.
 //! - `hold` / `holds`: approvals, waiting or `Prefer: respond-async`.
-//! - `body_mask`: `json:` masks and detectors over JSON and text bodies.
+//! - `body_mask`: `json:` masks and detectors over JSON and text bodies;
+//!   `json_splice` writes a masked JSON body in the target's own key order.
 //! - `headers`: hop-by-hop fields, `Forwarded`, held credentials.
 //! - `record`: the `http_request` audit record and the counting bodies.
 
@@ -24,6 +25,7 @@ mod handler;
 mod headers;
 mod hold;
 mod holds;
+mod json_splice;
 mod judged;
 mod record;
 mod reply;

@@ -1,5 +1,5 @@
 //! The HTTP gateway's limits and shortcuts, end to end: a target that does not answer
-//! in time gets 504; verified credentials are remembered only as what they are (a
+//! in time gets 504; a masked JSON body keeps the target's key order; verified credentials are remembered only as what they are (a
 //! wrong password after a right one is still refused, and every request is still
 //! judged and audited).
 
@@ -12,13 +12,19 @@ use serde_json::Value;
 use crate::harness::{
     start_yaml, test_env, wait_for, TempDir, TestGateway, AGENT, AGENT_PW, WAIT_LIMIT,
 };
-use crate::http_gateway_upstream::{upstream, PLAIN_JSON};
+use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
 
 const RULES: &str = "
 rules:
   - id: admin-off-limits
     when: { http_paths: ['/admin/**'] }
     action: block
+masks:
+  - id: ssn
+    json: ['$.users[*].ssn']
+    targets: [billing]
+    method: partial
+    keep_last: 4
 ";
 
 struct Fixture {
@@ -189,4 +195,31 @@ async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_j
     })
     .await;
     assert_eq!(failures.len(), 1, "{failures:?}");
+}
+
+#[tokio::test]
+async fn a_masked_json_body_keeps_the_targets_key_order_and_bytes() {
+    let f = Fixture::start().await;
+    for path in ["/billing/users", "/billing/users.gz"] {
+        let r = client()
+            .get(f.url(path))
+            .header("authorization", basic(AGENT, AGENT_PW))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("content-encoding").is_none(), "{path}");
+        let id = request_id(&r);
+        let body = r.text().await.unwrap();
+        // Exactly the target's document ("users" before "count", "name" before
+        // "ssn"), with only the two numbers masked.
+        let expected = USERS_JSON
+            .replace("123-45-6789", "***-**-6789")
+            .replace("987-65-4321", "***-**-4321");
+        assert_eq!(body, expected, "{path}");
+        assert_eq!(
+            f.record_of(&id).await["masked_fields"],
+            serde_json::json!(["ssn"])
+        );
+    }
 }
