@@ -20,6 +20,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod cluster_state;
+mod door_tenants;
 mod drivers;
 mod drivers_regressions;
 mod http_gateway;
