@@ -310,6 +310,10 @@ impl Gateway {
                                 notifier: crate::approval::notify::Notifier::new(None, None),
                             })
                         }),
+                        audit: tc.audit.as_ref().map(|a| admin::AuditAccess {
+                            dir: a.dir.clone(),
+                            hmac_key: a.hmac_key.clone(),
+                        }),
                     })
                     .collect(),
             };
