@@ -30,6 +30,9 @@ pub struct AdminState {
     pub tenants: Vec<AdminTenant>,
     /// Live sessions of every front door and tenant.
     pub sessions: Arc<crate::session::registry::Registry>,
+    /// `admin.groups`: who may sign in to the web console through OIDC (as to the
+    /// SQL console); empty: nobody.
+    pub admin_groups: Vec<String>,
 }
 
 /// What the API may reach of one tenant.
@@ -43,6 +46,9 @@ pub struct AdminTenant {
     pub slack: Option<SlackCallback>,
     /// This tenant's audit store, for the console's audit page.
     pub audit: Option<AuditAccess>,
+    /// The tenant itself when it has `identities.oidc`: its verifier checks the ID
+    /// tokens of the console's OIDC sign-in.
+    pub oidc: Option<Arc<crate::session::tenant::Tenant>>,
 }
 
 /// Where a tenant's audit store is and the key its chain is checked with.
@@ -282,7 +288,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The approvals a scope may see; an error when no tenant in it has `approvals:`.
-pub(crate) fn approvals_in(state: &AdminState, scope: Scope) -> Result<Vec<Arc<Approvals>>, Box<Response>> {
+pub(crate) fn approvals_in(
+    state: &AdminState,
+    scope: Scope,
+) -> Result<Vec<Arc<Approvals>>, Box<Response>> {
     let found: Vec<_> = state
         .visible(scope)
         .filter_map(|t| t.approvals.clone())

@@ -10,6 +10,7 @@
 mod approvals;
 mod audit_page;
 mod html;
+mod oidc;
 mod rules_page;
 mod sessions_page;
 mod signin;
@@ -36,6 +37,8 @@ pub struct ConsoleState {
     /// Cookies get `Secure` when the admin listener is served over TLS (it is plain
     /// HTTP today, usually bound to localhost or behind a TLS-terminating proxy).
     pub secure: bool,
+    /// OIDC sign-ins sent to the IdP and not back yet.
+    oidc_pending: Arc<oidc::Pending>,
 }
 
 /// A form's fields; a body that is not a form reads as no fields (and so as a POST
@@ -56,6 +59,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(admin: AdminState) -> Router<S> 
         admin,
         sign_ins: Arc::new(SignIns::default()),
         secure: false,
+        oidc_pending: Arc::default(),
     };
     Router::new()
         .route("/ui", get(home))
@@ -64,12 +68,17 @@ pub fn router<S: Clone + Send + Sync + 'static>(admin: AdminState) -> Router<S> 
         .route("/ui/assets/console.js", get(js))
         .route("/ui/signin", get(signin_page).post(signin_token))
         .route("/ui/signout", post(signout))
+        .route("/ui/oidc/start", get(oidc::start))
+        .route("/ui/callback", get(oidc::callback))
         .route("/ui/approvals", get(approvals::page))
         .route("/ui/approvals/rows", get(approvals::rows))
         .route("/ui/approvals/events", get(approvals::events))
         .route("/ui/approvals/{id}/{decision}", post(approvals::decide))
         .route("/ui/sessions", get(sessions_page::page))
-        .route("/ui/sessions/{id}/terminate", post(sessions_page::terminate))
+        .route(
+            "/ui/sessions/{id}/terminate",
+            post(sessions_page::terminate),
+        )
         .route("/ui/audit", get(audit_page::list))
         .route("/ui/audit/{session}", get(audit_page::replay))
         .route("/ui/rules", get(rules_page::page))
@@ -167,7 +176,21 @@ async fn signin_page(
 
 fn signin_form(st: &ConsoleState, err: Option<&str>, status: StatusCode) -> Response {
     let pre = signin::random_token();
-    let oidc = "";
+    let mut oidc = String::new();
+    for t in st.admin.tenants.iter().filter(|t| t.oidc.is_some()) {
+        let of = if t.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", esc(&t.name))
+        };
+        oidc.push_str(&format!(
+            r#"<p><a class="button" href="/ui/oidc/start?tenant={}">Sign in with your identity provider{of}</a></p>"#,
+            html::url_part(&t.name)
+        ));
+    }
+    if !oidc.is_empty() {
+        oidc.insert_str(0, r#"<p class="or">or</p>"#);
+    }
     let body = format!(
         r#"{flash}<section class="card narrow" aria-labelledby="token-h">
 <h2 id="token-h">With the admin token</h2>

@@ -171,10 +171,9 @@ pub async fn validate(
     };
     let draft = field(&fields, "draft").to_owned();
     let text = draft.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        RuleSet::from_sources(&[("draft".to_string(), text)])
-    })
-    .await;
+    let outcome =
+        tokio::task::spawn_blocking(move || RuleSet::from_sources(&[("draft".to_string(), text)]))
+            .await;
     let result = match outcome {
         Ok(Ok(set)) => format!(
             r#"<p class="flash ok" role="status">ok: {} rule{}, {} mask{}, default {}.</p>"#,

@@ -23,10 +23,7 @@ pub async fn page(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let list = st
-        .admin
-        .sessions
-        .list(tenant_of(&st.admin, who.scope));
+    let list = st.admin.sessions.list(tenant_of(&st.admin, who.scope));
     let now = SystemTime::now();
     let mut rows = String::new();
     for s in &list {
@@ -71,7 +68,10 @@ pub async fn page(
             q.get("err").map(String::as_str)
         ),
     );
-    html_response(StatusCode::OK, layout("Sessions", "sessions", Some(&who), &body))
+    html_response(
+        StatusCode::OK,
+        layout("Sessions", "sessions", Some(&who), &body),
+    )
 }
 
 /// The same `Registry::terminate` as `POST /api/v1/sessions/{id}/terminate`.

@@ -176,7 +176,9 @@ mod tests {
         assert!(s.current(&h).is_some());
         s.end(&h);
         assert!(s.current(&h).is_none(), "signed out");
-        assert!(s.current(&with_cookie(&format!("{COOKIE}=guess"))).is_none());
+        assert!(s
+            .current(&with_cookie(&format!("{COOKIE}=guess")))
+            .is_none());
     }
 
     #[test]

@@ -292,6 +292,12 @@ impl Gateway {
                 metrics: Arc::clone(&shared.metrics),
                 sessions: Arc::clone(&shared.sessions),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
+                admin_groups: shared
+                    .config
+                    .admin
+                    .as_ref()
+                    .map(|a| a.groups.clone())
+                    .unwrap_or_default(),
                 tenants: shared
                     .tenants
                     .list
@@ -314,6 +320,7 @@ impl Gateway {
                             dir: a.dir.clone(),
                             hmac_key: a.hmac_key.clone(),
                         }),
+                        oidc: t.oidc.is_some().then(|| Arc::clone(t)),
                     })
                     .collect(),
             };
