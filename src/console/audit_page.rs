@@ -124,10 +124,9 @@ pub async fn list(
         Ok(list) => {
             // Newest first: what an operator looks for is usually recent.
             for s in list.iter().rev().take(500) {
-                let _ = write!(
+                let _ = writeln!(
                     rows,
-                    r#"<tr><td><a href="/ui/audit/{path}?tenant={tq}">{id}</a></td><td>{user}</td><td>{target}</td><td>{client}</td><td>{started}</td><td>{ended}</td><td>{n}</td><td>{blocked}</td></tr>
-"#,
+                    r#"<tr><td><a href="/ui/audit/{path}?tenant={tq}">{id}</a></td><td>{user}</td><td>{target}</td><td>{client}</td><td>{started}</td><td>{ended}</td><td>{n}</td><td>{blocked}</td></tr>"#,
                     path = url_part(&s.id),
                     tq = url_part(&tenant),
                     id = esc(&s.id),

@@ -46,9 +46,9 @@ fn render(
     let set = tenant.rules.current();
     let mut rows = String::new();
     for r in &set.rules {
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td><span class=\"action {a}\">{a}</span></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+            "<tr><td>{}</td><td><span class=\"action {a}\">{a}</span></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&r.id),
             esc(&r.approvers.join(", ")),
             esc(&r.description),
@@ -56,9 +56,9 @@ fn render(
             a = esc(r.action.as_str()),
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         rows,
-        "<tr><td>default</td><td><span class=\"action {a}\">{a}</span></td><td></td><td>What applies when no rule matches.</td><td></td></tr>\n",
+        "<tr><td>default</td><td><span class=\"action {a}\">{a}</span></td><td></td><td>What applies when no rule matches.</td><td></td></tr>",
         a = esc(set.default.as_str())
     );
     let tenants: Vec<&AdminTenant> = st.admin.visible(who.scope).collect();
