@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import (NoSuchElementException,
+                                        StaleElementReferenceException,
+                                        WebDriverException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -50,9 +52,15 @@ def finished(p, what):
     return p.returncode, out, err
 
 
+# A page being replaced under a check (a navigation, the live list re-rendered) is
+# "not yet", not a failure.
+TRANSIENT = (NoSuchElementException, StaleElementReferenceException)
+
+
 def wait(driver, cond, what):
     try:
-        return WebDriverWait(driver, LIMIT).until(lambda d: cond(d))
+        return WebDriverWait(driver, LIMIT, ignored_exceptions=TRANSIENT).until(
+            lambda d: cond(d))
     except WebDriverException as e:
         raise AssertionError(f"waiting for {what}: {e}") from None
 
@@ -69,6 +77,21 @@ def pending_row(driver, marker):
     rows = driver.find_elements(
         By.XPATH, f"//tbody[@id='pending']/tr[contains(., '{marker}')]")
     return rows[0] if rows else None
+
+
+def decide(driver, marker, reason, button):
+    """Type the reason into the row's form and press its button; the live list may
+    re-render the row meanwhile, so a stale row is found again and the typing redone."""
+    def attempt(d):
+        row = pending_row(d, marker)
+        if row is None:
+            return False
+        box = row.find_element(By.XPATH, ".//input[@name='reason']")
+        box.clear()
+        box.send_keys(reason)
+        row.find_element(By.XPATH, f".//button[contains(@class, '{button}')]").click()
+        return True
+    wait(driver, attempt, f"the {button} button of the {marker} row")
 
 
 def post_without_csrf(driver, path, body):
@@ -112,17 +135,16 @@ def run(driver):
     step("a held statement appears without a reload")
     driver.execute_script("window.__sameDocument = 'kept';")
     held = psql(f"UPDATE {TABLE} SET note = 'approve-marker' WHERE id = 1")
-    row = wait(driver, lambda d: pending_row(d, "approve-marker"), "the held UPDATE")
+    wait(driver, lambda d: all(
+        w in (pending_row(d, "approve-marker") or d.find_element(By.TAG_NAME, "body")).text
+        for w in ["approve-marker", "agent-1", "postgres", "agent-writes-need-approval"]),
+        "the held UPDATE with its identity, front door and rule")
     check(driver.execute_script("return window.__sameDocument") == "kept",
           "the page was reloaded")
-    check("agent-1" in row.text and "postgres" in row.text
-          and "agent-writes-need-approval" in row.text, row.text)
     shot(driver, "approvals")
 
     step("approve it with a reason: psql completes")
-    row.find_element(By.XPATH, ".//input[@name='reason']").send_keys(
-        "checked by the on-call DBA")
-    row.find_element(By.XPATH, ".//button[contains(@class, 'approve')]").click()
+    decide(driver, "approve-marker", "checked by the on-call DBA", "approve")
     wait(driver, lambda d: "Approved ap-" in text(d), "the approval's outcome")
     code, out, err = finished(held, "approved UPDATE")
     check(code == 0 and "UPDATE 1" in out, f"psql after approval: {code} {out} {err}")
@@ -130,11 +152,10 @@ def run(driver):
     step("deny another with a reason: psql hears it")
     driver.execute_script("window.__sameDocument = 'kept';")
     held = psql(f"UPDATE {TABLE} SET note = 'deny-marker' WHERE id = 2")
-    row = wait(driver, lambda d: pending_row(d, "deny-marker"), "the second held UPDATE")
+    wait(driver, lambda d: pending_row(d, "deny-marker"), "the second held UPDATE")
     check(driver.execute_script("return window.__sameDocument") == "kept",
           "the page was reloaded")
-    row.find_element(By.XPATH, ".//input[@name='reason']").send_keys("not during the freeze")
-    row.find_element(By.XPATH, ".//button[contains(@class, 'deny')]").click()
+    decide(driver, "deny-marker", "not during the freeze", "deny")
     wait(driver, lambda d: "Denied ap-" in text(d), "the denial's outcome")
     code, out, err = finished(held, "denied UPDATE")
     check(code != 0 and f"denied by {APPROVER}: not during the freeze" in err,
