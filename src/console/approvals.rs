@@ -173,7 +173,12 @@ pub async fn events(State(st): State<ConsoleState>, headers: HeaderMap) -> Respo
     if receivers.is_empty() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    Sse::new(stream::select_all(receivers))
+    // The stream ends with the sign-in (signed out, idled out): the next event after
+    // that closes it rather than telling a signed-out page anything.
+    let sign_ins = Arc::clone(&st.sign_ins);
+    let live = stream::select_all(receivers)
+        .take_while(move |_| std::future::ready(sign_ins.is_live(&headers)));
+    Sse::new(live)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }

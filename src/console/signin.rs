@@ -112,6 +112,17 @@ impl SignIns {
         Some(s.clone())
     }
 
+    /// Whether the request's sign-in is still live, without counting this as use (a
+    /// page left open with its live updates does not keep a sign-in from idling out).
+    pub fn is_live(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = cookie(headers, COOKIE) else {
+            return false;
+        };
+        self.lock()
+            .get(&id)
+            .is_some_and(|s| s.last_seen.elapsed() < IDLE)
+    }
+
     /// Sign out: the id names nothing any more.
     pub fn end(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers, COOKIE) {
@@ -174,8 +185,10 @@ mod tests {
         let id = s.start("bob".into(), None, Scope::Global, "token");
         let h = with_cookie(&format!("{COOKIE}={id}"));
         assert!(s.current(&h).is_some());
+        assert!(s.is_live(&h));
         s.end(&h);
         assert!(s.current(&h).is_none(), "signed out");
+        assert!(!s.is_live(&h));
         assert!(s
             .current(&with_cookie(&format!("{COOKIE}=guess")))
             .is_none());
