@@ -272,6 +272,28 @@ async fn console_signs_in_escapes_and_refuses_posts_without_csrf() {
     assert_eq!(r.status, 403);
     let r = alice.post("/ui/signout", &[]).await;
     assert_eq!(r.status, 403, "signing out is a change too");
+    for path in [
+        "/ui/sessions/s-1/terminate",
+        "/ui/rules/validate",
+        "/ui/rules/explain",
+        "/ui/approvals/ap-x/deny",
+    ] {
+        let r = alice
+            .post(path, &[("draft", "rules: []"), ("sql", "SELECT 1")])
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    // Not even a form: still a POST without the token.
+    let r = alice
+        .send(
+            alice
+                .http
+                .post(format!("{}/ui/rules/validate", alice.base))
+                .header("content-type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
     assert!(!held.is_finished(), "nothing was decided");
     assert_eq!(
         request_ids(&alice.get("/ui/approvals/rows").await.body),
