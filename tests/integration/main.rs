@@ -10,6 +10,7 @@ mod approvals;
 mod audit;
 mod audit_tail;
 mod console_sql;
+mod console_web;
 mod differential;
 mod masking;
 mod mcp;
