@@ -41,13 +41,15 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
         Some(i) => after.split_at(i),
         None => (after, "/"),
     };
+    // The caller's own tenant's target, never another's.
+    let own = |name: &str| door.target(&tenant.name, name);
     let target = if seg.contains('%') || seg == "." || seg == ".." {
         normalize_path(&format!("/{seg}"))
             .ok()
-            .and_then(|n| door.config.targets.get(n.decoded.trim_matches('/')))
+            .and_then(|n| own(n.decoded.trim_matches('/')))
     } else {
         // Nothing to decode or resolve: the segment is the name.
-        door.config.targets.get(seg)
+        own(seg)
     };
     let Some(target) = target else {
         return reply::error(StatusCode::NOT_FOUND, "pgmoat: no such target");
@@ -169,7 +171,7 @@ async fn forward(
     masks: Option<Arc<BodyMasks>>,
     mut trail: Trail,
 ) -> Response<Body> {
-    let Some(route) = door.routes.get(&up.target.name) else {
+    let Some(route) = door.route(&up.target.tenant, &up.target.name) else {
         let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
         return finish(r, trail, None);
     };

@@ -93,6 +93,28 @@ pub(crate) struct Door {
     tls: bool,
 }
 
+impl Door {
+    /// A tenant's target by name (keys are `Config::door_key`s; no allocation for the
+    /// tenant-less common case).
+    fn target(&self, tenant: &str, name: &str) -> Option<&crate::config::HttpTarget> {
+        if tenant.is_empty() {
+            self.config.targets.get(name)
+        } else {
+            let key = crate::config::Config::door_key(tenant, name);
+            self.config.targets.get(&key)
+        }
+    }
+
+    fn route(&self, tenant: &str, name: &str) -> Option<&upstream::Route> {
+        if tenant.is_empty() {
+            self.routes.get(name)
+        } else {
+            let key = crate::config::Config::door_key(tenant, name);
+            self.routes.get(&key)
+        }
+    }
+}
+
 /// Accept HTTP clients until shutdown; then stop accepting and let each connection
 /// finish its requests in flight.
 pub async fn serve(
