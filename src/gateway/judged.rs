@@ -33,12 +33,16 @@ pub struct Judged {
 
 pub struct Judgements {
     cache: Bounded<Box<str>, Arc<Judged>>,
+    /// Masks by rule set and caller only: every path of a caller shares one compiled
+    /// set, so many distinct paths cannot multiply them.
+    masks: Bounded<Box<str>, Option<Arc<BodyMasks>>>,
 }
 
 impl Default for Judgements {
     fn default() -> Self {
         Judgements {
             cache: Bounded::new(MAX_ENTRIES),
+            masks: Bounded::new(MAX_ENTRIES),
         }
     }
 }
@@ -52,17 +56,34 @@ impl Judgements {
         method: &str,
         path: &str,
     ) -> Arc<Judged> {
-        let key = key(rules, who, method, path);
-        if let Some(j) = self.cache.get(&*key) {
+        let request_key = key(rules, who, method, path);
+        if let Some(j) = self.cache.get(&*request_key) {
             return j;
         }
-        let j = Arc::new(judge(rules, who, method, path));
-        self.cache.insert(key.into_boxed_str(), Arc::clone(&j));
+        // The caller alone (no method or path): its own cache, so no clash.
+        let who_key = key(rules, who, "", "");
+        let masks = match self.masks.get(&*who_key) {
+            Some(m) => m,
+            None => {
+                let m = BodyMasks::build(rules, who).map(Arc::new);
+                self.masks.insert(who_key.into_boxed_str(), m.clone());
+                m
+            }
+        };
+        let j = Arc::new(judge(rules, who, method, path, masks));
+        self.cache
+            .insert(request_key.into_boxed_str(), Arc::clone(&j));
         j
     }
 }
 
-fn judge(rules: &Arc<RuleSet>, who: &Subject<'_>, method: &str, path: &str) -> Judged {
+fn judge(
+    rules: &Arc<RuleSet>,
+    who: &Subject<'_>,
+    method: &str,
+    path: &str,
+    masks: Option<Arc<BodyMasks>>,
+) -> Judged {
     let d = rules.decide_http(&HttpFacts { method, path }, who);
     let approvers = match d.action {
         Action::Approve => rules.approvers_of(&d.deciding_rule),
@@ -74,7 +95,7 @@ fn judge(rules: &Arc<RuleSet>, who: &Subject<'_>, method: &str, path: &str) -> J
         deciding_rule: d.deciding_rule,
         description: d.description,
         approvers,
-        masks: BodyMasks::build(rules, who).map(Arc::new),
+        masks,
     }
 }
 
@@ -149,6 +170,7 @@ rules:
             );
         }
         assert_eq!(j.cache.len(), 4);
+        assert_eq!(j.masks.len(), 2, "one mask set per caller, not per request");
     }
 
     #[test]
