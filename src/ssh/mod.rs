@@ -19,6 +19,7 @@ pub mod conn;
 pub mod explain;
 pub mod metrics;
 pub mod recording;
+mod runners;
 pub mod upstream;
 
 use std::borrow::Cow;
