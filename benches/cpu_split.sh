@@ -11,6 +11,10 @@
 # AUDIT    fsync | batch: an audit store per pgmoat, default none
 # BINS     pgmoat binaries, default target/release/pgmoat (each becomes moat1, moat2, ...)
 # ROUNDS   default 3; T seconds per run, default 8
+# SYSCALLS 1: also count the middlebox's system calls per transaction (perf stat)
+# STRACE   1: after the rounds, one 3 s run per target under `strace -c -f`: which calls
+# PROFILE  1: after the rounds, `perf record` each pgmoat for 4 s of load; prints its top
+#          user-space symbols (self time)
 #
 # Each run is `pgbench -n -S -M MODE -c 8 -j 2 -T T`; the line printed per run gives
 # TPS and the middlebox's utime and stime (from /proc/PID/stat) per transaction.
@@ -72,15 +76,51 @@ for t in $TARGETS; do run "$t" 2 >/dev/null; done # warm-up
 for r in $(seq "${ROUNDS:-3}"); do
     for t in $TARGETS; do
         read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
+        if [ -n "${SYSCALLS:-}" ]; then
+            perf stat -x, -e raw_syscalls:sys_enter -p "${PID[$t]}" -o "$WORK/perf.$t" &
+            PERF=$!
+        fi
         out=$(run "$t" "${T:-8}")
         read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
+        calls=0
+        if [ -n "${SYSCALLS:-}" ]; then
+            kill -INT "$PERF"; wait "$PERF"
+            calls=$(awk -F, '/raw_syscalls/ {print $1}' "$WORK/perf.$t")
+        fi
         txns=$(echo "$out" | awk '/processed/ {split($NF, a, "/"); print a[1]}')
         tps=$(echo "$out" | awk '/tps =/ {print $3}')
         [ -n "$txns" ] || die "pgbench against $t failed: $out"
         awk -v r="$r" -v t="$t" -v tps="$tps" -v n="$txns" -v hz="$(getconf CLK_TCK)" \
-            -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
+            -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c="${calls:-0}" 'BEGIN {
                 f = 1e6 / hz / n
-                printf "round %d %-10s tps %7.0f  user %5.2f  sys %5.2f  total %5.2f us/txn\n", r, t, tps, u*f, s*f, (u+s)*f
+                printf "round %d %-10s tps %7.0f  user %5.2f  sys %5.2f  total %5.2f us/txn", r, t, tps, u*f, s*f, (u+s)*f
+                if (c > 0) printf "  syscalls %5.2f/txn", c / n
+                printf "\n"
             }'
     done
 done
+if [ -n "${STRACE:-}" ]; then
+    for t in $TARGETS; do
+        strace -c -f -p "${PID[$t]}" -o "$WORK/strace.$t" &
+        ST=$!
+        sleep 0.5
+        out=$(run "$t" 3)
+        kill -INT "$ST"; wait "$ST"
+        txns=$(echo "$out" | awk '/processed/ {split($NF, a, "/"); print a[1]}')
+        log "$t under strace: $txns transactions; calls:"
+        awk -v n="$txns" 'NF >= 5 && $NF != "syscall" && $NF != "total" && $4 ~ /^[0-9]+$/ {
+            printf "  %-16s %6.2f per txn\n", $NF, $4 / n }' "$WORK/strace.$t"
+    done
+fi
+if [ -n "${PROFILE:-}" ]; then
+    for t in $(seq -f 'moat%g' -s ' ' 1 $n); do
+        run "$t" 6 >/dev/null &
+        LOAD=$!
+        sleep 1
+        perf record -q -F 2999 -p "${PID[$t]}" -o "$WORK/perf.data.$t" -- sleep 4 2>/dev/null
+        wait "$LOAD"
+        log "$t: top user-space symbols (self), perf record -F 2999, 4 s"
+        perf report -i "$WORK/perf.data.$t" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | grep -v '\[k\]' | cut -c1-110 | head -45
+    done
+fi

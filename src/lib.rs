@@ -71,6 +71,7 @@ pub mod catalog;
 pub mod classify;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod explain;
 pub mod gateway;
 pub mod login;

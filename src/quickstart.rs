@@ -429,6 +429,8 @@ pgmoat is running in front of a throwaway Postgres with fake PII.
 
   gateway    127.0.0.1:{port}  (target \"demo\" -> Postgres on 127.0.0.1:{pg_port})
   admin API  http://127.0.0.1:{admin_port}/healthz  and  /metrics
+  console    http://127.0.0.1:{admin_port}/ui/  (sign in with the admin token {admin_token}
+             and the name you approve as, e.g. alice: approvals, sessions, audit replay, rules)
 
 Connect as the demo agent. Its password is pgmoat's; the database password never leaves pgmoat:
 

@@ -277,3 +277,13 @@ pub fn ensure_tool(program: &str, package: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// Headless Chromium, its WebDriver (`chromedriver`) and Python's Selenium client, for
+/// the web console's browser tests: Debian's `chromium` and `chromium-driver` with
+/// apt-get, Selenium from PyPI, when missing and this is root; otherwise the error
+/// names the commands to run.
+pub fn ensure_chromium() -> Result<(), String> {
+    ensure_tool("chromium", "chromium")?;
+    ensure_tool("chromedriver", "chromium-driver")?;
+    ensure_python_module("selenium", "selenium>=4.20")
+}

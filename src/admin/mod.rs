@@ -30,6 +30,9 @@ pub struct AdminState {
     pub tenants: Vec<AdminTenant>,
     /// Live sessions of every front door and tenant.
     pub sessions: Arc<crate::session::registry::Registry>,
+    /// `admin.groups`: who may sign in to the web console through OIDC (as to the
+    /// SQL console); empty: nobody.
+    pub admin_groups: Vec<String>,
 }
 
 /// What the API may reach of one tenant.
@@ -41,18 +44,30 @@ pub struct AdminTenant {
     pub rules: Arc<RulesHandle>,
     pub approvals: Option<Arc<Approvals>>,
     pub slack: Option<SlackCallback>,
+    /// This tenant's audit store, for the console's audit page.
+    pub audit: Option<AuditAccess>,
+    /// The tenant itself when it has `identities.oidc`: its verifier checks the ID
+    /// tokens of the console's OIDC sign-in.
+    pub oidc: Option<Arc<crate::session::tenant::Tenant>>,
+}
+
+/// Where a tenant's audit store is and the key its chain is checked with.
+#[derive(Clone)]
+pub struct AuditAccess {
+    pub dir: std::path::PathBuf,
+    pub hmac_key: Option<Secret>,
 }
 
 /// Whose token a call carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+pub enum Scope {
     Global,
     Tenant(usize),
 }
 
 impl AdminState {
     /// The tenants a scope may see.
-    fn visible(&self, scope: Scope) -> impl Iterator<Item = &AdminTenant> {
+    pub(crate) fn visible(&self, scope: Scope) -> impl Iterator<Item = &AdminTenant> {
         self.tenants
             .iter()
             .enumerate()
@@ -82,6 +97,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{id}/terminate", post(terminate_session))
         .route("/slack/interactions", post(slack_interaction))
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 
@@ -113,7 +129,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 /// The tenant a scope is limited to: None for the global token.
-fn tenant_of(state: &AdminState, scope: Scope) -> Option<&str> {
+pub(crate) fn tenant_of(state: &AdminState, scope: Scope) -> Option<&str> {
     match scope {
         Scope::Global => None,
         Scope::Tenant(i) => Some(state.tenants[i].name.as_str()),
@@ -153,6 +169,20 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<Scope, Box<Resp
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    match scope_of_token(state, given) {
+        Some(s) => Ok(s),
+        None => Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "missing or wrong bearer token"})),
+            )
+                .into_response(),
+        )),
+    }
+}
+
+/// Whose token `given` is (the API's bearer and the console's sign-in form alike).
+pub(crate) fn scope_of_token(state: &AdminState, given: Option<&str>) -> Option<Scope> {
     let matches = |t: &Option<Secret>| match (t, given) {
         (Some(token), Some(given)) => bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())),
         _ => false,
@@ -167,16 +197,7 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<Scope, Box<Resp
             scope = Some(Scope::Tenant(i));
         }
     }
-    match scope {
-        Some(s) => Ok(s),
-        None => Err(Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-            )
-                .into_response(),
-        )),
-    }
+    scope
 }
 
 /// Validate a rules YAML document (for CI/CD pipelines).
@@ -267,7 +288,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The approvals a scope may see; an error when no tenant in it has `approvals:`.
-fn approvals_in(state: &AdminState, scope: Scope) -> Result<Vec<Arc<Approvals>>, Box<Response>> {
+pub(crate) fn approvals_in(
+    state: &AdminState,
+    scope: Scope,
+) -> Result<Vec<Arc<Approvals>>, Box<Response>> {
     let found: Vec<_> = state
         .visible(scope)
         .filter_map(|t| t.approvals.clone())
@@ -378,7 +402,7 @@ async fn decide(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match decide_in(&all, &id, &b.by, approve, &b.reason, b.grant).await {
+    match decide_in(&all, &id, &b.by, None, approve, &b.reason, b.grant).await {
         Ok(r) => Json(serde_json::json!({
             "ok": true,
             "id": r.id,
@@ -392,16 +416,17 @@ async fn decide(
 
 /// Decide in whichever of `all` holds the request: one the scope cannot see is, to the
 /// caller, one that does not exist.
-async fn decide_in(
+pub(crate) async fn decide_in(
     all: &[Arc<Approvals>],
     id: &str,
     by: &str,
+    groups: Option<&[String]>,
     approve: bool,
     reason: &str,
     grant: Option<std::time::Duration>,
 ) -> Result<Arc<crate::approval::Request>, ResolveError> {
     for a in all {
-        match a.decide(id, by, approve, reason, grant).await {
+        match a.decide_as(id, by, groups, approve, reason, grant).await {
             Err(ResolveError::NotFound(_)) => continue,
             other => return other,
         }

@@ -55,6 +55,7 @@ const RULES: &[(&str, Type)] = &[
     ("action", Type::TEXT),
     ("approvers", Type::TEXT),
     ("description", Type::TEXT),
+    ("source", Type::TEXT),
 ];
 const EXPLAIN: &[(&str, Type)] = &[
     ("action", Type::TEXT),
@@ -272,6 +273,7 @@ impl Console {
                     text(r.action.as_str()),
                     text(r.approvers.join(",")),
                     text(&r.description),
+                    text(&r.source),
                 ]
             })
             .collect();
@@ -280,6 +282,7 @@ impl Console {
             text(set.default.as_str()),
             text(""),
             text("what applies when no rule matches"),
+            text(""),
         ]);
         table(RULES, format, rows)
     }

@@ -343,10 +343,23 @@ impl Approvals {
 
     /// Whether `who` may decide on `req`.
     pub fn check_approver(&self, req: &Request, who: &str) -> Result<(), ResolveError> {
+        self.check_approver_as(req, who, None)
+    }
+
+    /// As [`Approvals::check_approver`], with `groups` the approver's groups when they
+    /// are known from how it signed in (an OIDC ID token) rather than from the
+    /// configured users.
+    pub fn check_approver_as(
+        &self,
+        req: &Request,
+        who: &str,
+        groups: Option<&[String]>,
+    ) -> Result<(), ResolveError> {
         if who == req.identity {
             return Err(ResolveError::SelfApproval(who.to_owned()));
         }
-        let groups = self.directory.get(who).map(Vec::as_slice).unwrap_or(&[]);
+        let groups =
+            groups.unwrap_or_else(|| self.directory.get(who).map(Vec::as_slice).unwrap_or(&[]));
         if !groups.iter().any(|g| req.approvers.contains(g)) {
             return Err(ResolveError::NotAnApprover {
                 who: who.to_owned(),
@@ -368,10 +381,24 @@ impl Approvals {
         reason: &str,
         grant_for: Option<Duration>,
     ) -> Result<Arc<Request>, ResolveError> {
+        self.resolve_as(id, by, None, approve, reason, grant_for)
+    }
+
+    /// As [`Approvals::resolve`], with the approver's groups when known (see
+    /// [`Approvals::check_approver_as`]).
+    pub fn resolve_as(
+        &self,
+        id: &str,
+        by: &str,
+        groups: Option<&[String]>,
+        approve: bool,
+        reason: &str,
+        grant_for: Option<Duration>,
+    ) -> Result<Arc<Request>, ResolveError> {
         let req = self
             .get(id)
             .ok_or_else(|| ResolveError::NotFound(id.to_owned()))?;
-        self.check_approver(&req, by)?;
+        self.check_approver_as(&req, by, groups)?;
         let resolution = if approve {
             Resolution::Approved {
                 by: by.to_owned(),

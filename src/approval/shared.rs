@@ -103,15 +103,30 @@ impl Approvals {
         reason: &str,
         grant_for: Option<Duration>,
     ) -> Result<Arc<Request>, ResolveError> {
+        self.decide_as(id, by, None, approve, reason, grant_for)
+            .await
+    }
+
+    /// As [`Approvals::decide`], with the approver's groups when known from how it
+    /// signed in (the console's OIDC sign-in).
+    pub async fn decide_as(
+        &self,
+        id: &str,
+        by: &str,
+        groups: Option<&[String]>,
+        approve: bool,
+        reason: &str,
+        grant_for: Option<Duration>,
+    ) -> Result<Arc<Request>, ResolveError> {
         let Some(s) = self.shared.get() else {
-            return self.resolve(id, by, approve, reason, grant_for);
+            return self.resolve_as(id, by, groups, approve, reason, grant_for);
         };
         let found =
             s.db.fetch(id)
                 .await?
                 .filter(|r| r.tenant == s.tenant && r.standing == Standing::Pending)
                 .ok_or_else(|| ResolveError::NotFound(id.to_owned()))?;
-        self.check_approver(&found.request, by)?;
+        self.check_approver_as(&found.request, by, groups)?;
         let decided =
             s.db.decide(id, by, approve, reason, grant_for)
                 .await?

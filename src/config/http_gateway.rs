@@ -44,6 +44,14 @@ pub(super) struct RawHeldHeader {
     pub prefix: Option<String>,
 }
 
+/// `tenants.<name>.http`: a tenant's own HTTP targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantHttp {
+    #[serde(default)]
+    pub targets: BTreeMap<String, RawHttpTarget>,
+}
+
 /// The validated `http:` section.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -58,6 +66,8 @@ pub struct HttpConfig {
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     pub name: String,
+    /// Whose target it is ("" without `tenants:`).
+    pub tenant: String,
     /// `scheme://host[:port]` plus an optional base path, never ending in `/`.
     pub url: String,
     /// CA bundle the upstream's certificate is verified against (else system roots).
@@ -95,11 +105,31 @@ impl Validator<'_> {
             Some(s) => parse_bytes(s).map_err(|e| self.err("http.max_masked_body", e))?,
             None => DEFAULT_MAX_MASKED_BODY,
         };
-        if raw.targets.is_empty() {
-            return Err(self.err("http.targets", "at least one target is required"));
-        }
+        let targets = self.http_targets(raw.targets)?;
+        let tls = raw.tls.map(|t| TlsConfig {
+            cert: self.path(&t.cert),
+            key: self.path(&t.key),
+            require: true,
+            client_ca: None,
+            require_client_cert: false,
+        });
+        Ok(HttpConfig {
+            listen: raw
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address")),
+            tls,
+            max_masked_body,
+            targets,
+        })
+    }
+
+    /// The top level's `http.targets`, or a tenant's.
+    pub(super) fn http_targets(
+        &self,
+        raw: BTreeMap<String, RawHttpTarget>,
+    ) -> Result<BTreeMap<String, HttpTarget>, ConfigError> {
         let mut targets = BTreeMap::new();
-        for (name, t) in raw.targets {
+        for (name, t) in raw {
             let field = format!("http.targets.{name}");
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 return Err(self.err(field, "a target name is one path segment"));
@@ -137,27 +167,14 @@ impl Validator<'_> {
                 name.clone(),
                 HttpTarget {
                     name,
+                    tenant: String::new(),
                     url,
                     ca: t.ca.as_deref().map(|p| self.path(p)),
                     headers,
                 },
             );
         }
-        let tls = raw.tls.map(|t| TlsConfig {
-            cert: self.path(&t.cert),
-            key: self.path(&t.key),
-            require: true,
-            client_ca: None,
-            require_client_cert: false,
-        });
-        Ok(HttpConfig {
-            listen: raw
-                .listen
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address")),
-            tls,
-            max_masked_body,
-            targets,
-        })
+        Ok(targets)
     }
 }
 

@@ -124,6 +124,18 @@ impl Config {
     /// Sections this build accepts and checks but does not act on yet.
     /// The tenants to serve: `tenants:`, or the top level as one unnamed tenant (whose
     /// admin token is the global one).
+    /// Where the SSH and HTTP doors keep a tenant's target: `tenant/name` (tenant
+    /// names have no `/`), or the bare name without `tenants:` (top-level targets
+    /// exist only then). A caller's lookup always goes through its own tenant's name,
+    /// so another tenant's target does not exist for it.
+    pub fn door_key(tenant: &str, name: &str) -> String {
+        if tenant.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{tenant}/{name}")
+        }
+    }
+
     pub fn tenant_configs(&self) -> Vec<TenantConfig> {
         if !self.tenants.is_empty() {
             return self.tenants.clone();
@@ -139,6 +151,9 @@ impl Config {
             audit: self.audit.clone(),
             admin_token: None,
             limits: TenantLimits::default(),
+            // The doors' targets are in `ssh`/`http` (see `door_key`).
+            ssh_targets: Default::default(),
+            http_targets: Default::default(),
         }]
     }
 

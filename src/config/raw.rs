@@ -104,6 +104,9 @@ pub(super) struct RawTenant {
     pub audit: Option<RawAudit>,
     pub admin_token_env: Option<String>,
     pub limits: Option<RawTenantLimits>,
+    /// This tenant's SSH and HTTP targets (the listeners stay at the top level).
+    pub ssh: Option<super::ssh::RawTenantSsh>,
+    pub http: Option<super::http_gateway::RawTenantHttp>,
 }
 
 /// What one tenant may use of the shared gateway, so its flood leaves the others room.

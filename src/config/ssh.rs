@@ -31,6 +31,14 @@ pub(super) struct RawSshTarget {
     pub known_hosts: String,
 }
 
+/// `tenants.<name>.ssh`: a tenant's own SSH targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantSsh {
+    #[serde(default)]
+    pub targets: BTreeMap<String, RawSshTarget>,
+}
+
 /// The SSH gateway.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
@@ -44,6 +52,8 @@ pub struct SshConfig {
 #[derive(Debug, Clone)]
 pub struct SshTarget {
     pub name: String,
+    /// Whose target it is ("" without `tenants:`).
+    pub tenant: String,
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -61,8 +71,20 @@ pub enum SshUpstreamAuth {
 
 impl Validator<'_> {
     pub(super) fn ssh(&self, raw: RawSsh) -> Result<SshConfig, ConfigError> {
+        Ok(SshConfig {
+            listen: raw.listen,
+            host_key: self.path(&raw.host_key),
+            targets: self.ssh_targets(raw.targets)?,
+        })
+    }
+
+    /// The top level's `ssh.targets`, or a tenant's.
+    pub(super) fn ssh_targets(
+        &self,
+        raw: BTreeMap<String, RawSshTarget>,
+    ) -> Result<BTreeMap<String, SshTarget>, ConfigError> {
         let mut targets = BTreeMap::new();
-        for (name, t) in raw.targets {
+        for (name, t) in raw {
             let field = format!("ssh.targets.{name}");
             if name.is_empty() || name.contains('+') || name.contains('@') {
                 return Err(self.err(field, "a target name must be non-empty, without + or @"));
@@ -78,6 +100,7 @@ impl Validator<'_> {
                 name.clone(),
                 SshTarget {
                     name,
+                    tenant: String::new(),
                     host: t.host,
                     port: t.port.unwrap_or(22),
                     user: t.user,
@@ -86,11 +109,7 @@ impl Validator<'_> {
                 },
             );
         }
-        Ok(SshConfig {
-            listen: raw.listen,
-            host_key: self.path(&raw.host_key),
-            targets,
-        })
+        Ok(targets)
     }
 
     /// `identities.users[].ssh_keys`: OpenSSH public key lines, checked here so a typo

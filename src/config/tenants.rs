@@ -163,7 +163,71 @@ impl Validator<'_> {
             },
             admin_token,
             limits: self.tenant_limits(t.limits)?,
+            ssh_targets: match t.ssh {
+                Some(s) => self.ssh_targets(s.targets)?,
+                None => BTreeMap::new(),
+            },
+            http_targets: match t.http {
+                Some(h) => self.http_targets(h.targets)?,
+                None => BTreeMap::new(),
+            },
         })
+    }
+
+    /// SSH and HTTP targets sit where the Postgres targets do: at the top level, or
+    /// (with `tenants:`) in the tenants, where another tenant's do not exist for a
+    /// caller. A tenant's need the top level's listener.
+    pub(super) fn door_targets(&self, mut c: super::Config) -> Result<super::Config, ConfigError> {
+        let tenanted = !c.tenants.is_empty();
+        for (door, top, any_in_tenants, listener) in [
+            (
+                "ssh",
+                c.ssh.as_ref().map_or(0, |s| s.targets.len()),
+                c.tenants.iter().any(|t| !t.ssh_targets.is_empty()),
+                c.ssh.is_some(),
+            ),
+            (
+                "http",
+                c.http.as_ref().map_or(0, |h| h.targets.len()),
+                c.tenants.iter().any(|t| !t.http_targets.is_empty()),
+                c.http.is_some(),
+            ),
+        ] {
+            if tenanted && top > 0 {
+                return Err(self.err(
+                    format!("{door}.targets"),
+                    format!("with `tenants:`, {door} targets belong to a tenant (tenants.<name>.{door}.targets)"),
+                ));
+            }
+            if any_in_tenants && !listener {
+                return Err(self.err(
+                    "tenants",
+                    format!("a tenant has {door} targets but there is no top-level `{door}:` section (its listener)"),
+                ));
+            }
+            if door == "http" && listener && top == 0 && !any_in_tenants {
+                return Err(self.err("http.targets", "at least one target is required"));
+            }
+        }
+        for t in &c.tenants {
+            if let Some(ssh) = c.ssh.as_mut() {
+                for (name, target) in &t.ssh_targets {
+                    let mut target = target.clone();
+                    target.tenant = t.name.clone();
+                    ssh.targets
+                        .insert(super::Config::door_key(&t.name, name), target);
+                }
+            }
+            if let Some(http) = c.http.as_mut() {
+                for (name, target) in &t.http_targets {
+                    let mut target = target.clone();
+                    target.tenant = t.name.clone();
+                    http.targets
+                        .insert(super::Config::door_key(&t.name, name), target);
+                }
+            }
+        }
+        Ok(c)
     }
 
     fn tenant_limits(&self, raw: Option<RawTenantLimits>) -> Result<TenantLimits, ConfigError> {

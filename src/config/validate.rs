@@ -182,6 +182,7 @@ impl Validator<'_> {
                 None => None,
             },
         })
+        .and_then(|c| self.door_targets(c))
     }
 
     /// Targets and identities: the top level's, or one tenant's.

@@ -54,6 +54,10 @@ pub struct TenantConfig {
     /// Sees and decides this tenant's approvals, sessions and audit only.
     pub admin_token: Option<Secret>,
     pub limits: TenantLimits,
+    /// Its SSH and HTTP targets, as validated; the doors find them in `ssh.targets`
+    /// and `http.targets` under [`super::door_key`].
+    pub ssh_targets: BTreeMap<String, super::ssh::SshTarget>,
+    pub http_targets: BTreeMap<String, super::http_gateway::HttpTarget>,
 }
 
 /// A tenant's share of the gateway; `None`: only the gateway's own limits apply.

@@ -41,9 +41,11 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
         Some((t, r)) => (t, format!("/{r}")),
         None => (after, "/".to_owned()),
     };
-    let target = normalize_path(&format!("/{seg}"))
-        .ok()
-        .and_then(|n| door.config.targets.get(n.decoded.trim_matches('/')));
+    let target = normalize_path(&format!("/{seg}")).ok().and_then(|n| {
+        // The caller's own tenant's target, never another's.
+        let key = crate::config::Config::door_key(&tenant.name, n.decoded.trim_matches('/'));
+        door.config.targets.get(&key)
+    });
     let Some(target) = target else {
         return reply::error(StatusCode::NOT_FOUND, "pgmoat: no such target");
     };
@@ -179,7 +181,8 @@ async fn forward(
         let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
         return finish(r, trail, None);
     };
-    let Some(client) = door.clients.get(&up.target.name) else {
+    let key = crate::config::Config::door_key(&up.target.tenant, &up.target.name);
+    let Some(client) = door.clients.get(&key) else {
         let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
         return finish(r, trail, None);
     };

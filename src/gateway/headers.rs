@@ -125,6 +125,7 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("application/json"));
         let target = HttpTarget {
             name: "billing".into(),
+            tenant: String::new(),
             url: "http://127.0.0.1:9".into(),
             ca: None,
             headers: vec![("authorization".into(), Secret::new("Bearer held"))],

@@ -292,6 +292,12 @@ impl Gateway {
                 metrics: Arc::clone(&shared.metrics),
                 sessions: Arc::clone(&shared.sessions),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),
+                admin_groups: shared
+                    .config
+                    .admin
+                    .as_ref()
+                    .map(|a| a.groups.clone())
+                    .unwrap_or_default(),
                 tenants: shared
                     .tenants
                     .list
@@ -310,6 +316,11 @@ impl Gateway {
                                 notifier: crate::approval::notify::Notifier::new(None, None),
                             })
                         }),
+                        audit: tc.audit.as_ref().map(|a| admin::AuditAccess {
+                            dir: a.dir.clone(),
+                            hmac_key: a.hmac_key.clone(),
+                        }),
+                        oidc: t.oidc.is_some().then(|| Arc::clone(t)),
                     })
                     .collect(),
             };

@@ -204,6 +204,9 @@ pub struct Rule {
     pub description: String,
     pub action: Action,
     pub approvers: Vec<String>,
+    /// Where the rule is written, `file:line` (its `id:` line), for `SHOW RULES` and
+    /// the console's rules page.
+    pub source: String,
     when: Cond,
     unless: Option<Cond>,
 }
@@ -672,7 +675,9 @@ impl Compiler<'_> {
         }
         let when = self.cond(&r.id, &r.when);
         let unless = r.unless.as_ref().map(|u| self.cond(&r.id, u));
+        let source = format!("{}:{}", self.name, self.line_of_id(&r.id));
         Some(Rule {
+            source,
             description: r.message.or(r.description).unwrap_or_default(),
             action,
             approvers: r.approvers.unwrap_or_default(),

@@ -160,11 +160,12 @@ impl Conn {
             .tenants
             .of_identity(identity)
             .ok_or_else(|| format!("unknown identity {identity:?}"))?;
+        // The identity's own tenant's target, never another's.
         let target = self
             .door
             .config
             .targets
-            .get(target)
+            .get(&crate::config::Config::door_key(&tenant.name, target))
             .ok_or_else(|| format!("unknown ssh target {target:?}"))?;
         Ok((
             identity.to_owned(),
@@ -364,15 +365,24 @@ impl russh::server::Handler for Conn {
                 .fail(user, None, "the user name must be IDENTITY+TARGET")
                 .await);
         };
-        let Some(target) = self.door.config.targets.get(target) else {
-            let why = format!("unknown ssh target {target:?}");
-            return Ok(self.fail(user, None, &why).await);
+        // Which tenant's target it must be is known once the password (or token)
+        // proves who it is; whether another tenant has one of that name never shows.
+        let known = |tenant: &str| {
+            self.door
+                .config
+                .targets
+                .get(&crate::config::Config::door_key(tenant, target))
+                .cloned()
         };
-        let target = Arc::new(target.clone());
         let shared = Arc::clone(&self.door.shared);
         match crate::session::credentials::by_password(&shared, self.peer, identity, password).await
         {
             Ok((id, tenant)) => {
+                let Some(target) = known(&tenant.name) else {
+                    let why = format!("unknown ssh target {target:?}");
+                    return Ok(self.fail(user, Some(&tenant), &why).await);
+                };
+                let target = Arc::new(target);
                 // For the record only: by_password has decided which it was.
                 let how = if password.split('.').count() == 3 && !password.contains(' ') {
                     "token"

@@ -142,7 +142,8 @@ impl Upstream {
         };
         let result = match &target.auth {
             SshUpstreamAuth::KeyFile(_) => {
-                let Some(key) = held.0.get(&target.name) else {
+                let held_as = crate::config::Config::door_key(&target.tenant, &target.name);
+                let Some(key) = held.0.get(&held_as) else {
                     return Err("the held key was not loaded".into());
                 };
                 let hash = if key.algorithm().is_rsa() {

@@ -159,6 +159,16 @@ async fn psql_runs_every_console_command() {
         "{rules}"
     );
     assert!(rules.contains("default|allow|"), "{rules}");
+    // Each rule's file:line, the line of its `id:`.
+    let file = fx.rules.path().join("rules.yaml");
+    assert!(
+        rules.contains(&format!("Nobody drops tables.|{}:7", file.display())),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("wait for a DBA.|{}:2", file.display())),
+        "{rules}"
+    );
 
     // A held statement: listed with its door, identity, target, SQL and rule.
     let (held, row) = fx

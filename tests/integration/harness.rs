@@ -47,6 +47,8 @@ pub struct TestGateway {
     pub admin: Option<SocketAddr>,
     /// The HTTP gateway (`http:`), when configured.
     pub http: Option<SocketAddr>,
+    /// The SSH gateway (`ssh:`), when configured.
+    pub ssh: Option<SocketAddr>,
     pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
     /// The clock OIDC tokens are judged by (with `identities.oidc`): the system clock
     /// until a test moves it ahead, to lapse tokens without waiting for them.
@@ -187,6 +189,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
     let addr = gateway.local_addr();
     let admin = gateway.admin_addr();
     let http = gateway.http_addr();
+    let ssh = gateway.ssh_addr();
     let metrics = gateway.metrics();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(gateway.run(async move {
@@ -196,6 +199,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
         addr,
         admin,
         http,
+        ssh,
         metrics,
         clock,
         stop: Some(tx),

@@ -1,0 +1,478 @@
+//! The web console at `/ui/` (SPEC 12): over plain HTTP (sign-in, cookies, CSRF,
+//! escaping, the requester-cannot-approve check) and driven in headless Chromium
+//! through WebDriver (`tests/python/console_browser.py`, Selenium): a held psql
+//! statement appears without a reload, is approved with a reason and psql completes;
+//! another is denied; a CSRF-less POST is refused; a session is terminated; a replay
+//! shows masked values and no raw ones. Screenshots land in
+//! `target/console-screenshots/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::common::pg::TestPg;
+use crate::harness::*;
+
+mod oidc;
+mod tenants;
+
+const APPROVER: &str = "alice";
+/// Raw values of the masked column: never shown by the console, only their last four.
+const RAW_SSNS: [&str; 2] = ["512-63-7041", "604-18-2297"];
+
+struct Fx {
+    pg: &'static TestPg,
+    gw: TestGateway,
+    table: String,
+    rules: TempDir,
+    store: TempDir,
+}
+
+async fn fixture() -> Fx {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let table = unique("console_web");
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, note text, ssn text);
+             INSERT INTO {table} VALUES (1, 'open', '{}'), (2, 'open', '{}')",
+            RAW_SSNS[0], RAW_SSNS[1]
+        ))
+        .await
+        .unwrap();
+    let rules = TempDir::new("pgmoat-console-web-rules");
+    std::fs::write(
+        rules.path().join("rules.yaml"),
+        format!(
+            "rules:
+  - id: agent-writes-need-approval
+    description: Agents' writes wait for a DBA.
+    when: {{ groups: [agents], tables_written: [{table}] }}
+    action: approve
+    approvers: [dba]
+  - id: no-drop
+    description: Nobody drops tables.
+    when: {{ statement: [drop] }}
+    action: block
+masks:
+  - id: ssn
+    columns: [{table}.ssn]
+    method: partial
+    keep_last: 4
+"
+        ),
+    )
+    .unwrap();
+    let store = TempDir::new("pgmoat-console-web-audit");
+    let yaml = config_yaml(
+        pg,
+        &format!(
+            "rules: {}
+audit:
+  dir: {}
+  durability: fsync
+approvals:
+  timeout: 2m
+",
+            rules.path().display(),
+            store.path().display()
+        ),
+    )
+    .replace(
+        "      groups: [agents]\n",
+        &format!(
+            "      groups: [agents]\n    - {{ name: {APPROVER}, password_env: AGENT_PW, groups: [dba] }}\n"
+        ),
+    );
+    let gw = start_yaml(&yaml, test_env()).await;
+    Fx {
+        pg,
+        gw,
+        table,
+        rules,
+        store,
+    }
+}
+
+/// A browser-less client of the console: no redirects followed, cookies by hand.
+struct Browserless {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Browserless {
+    fn new(admin: SocketAddr) -> Browserless {
+        Browserless {
+            base: format!("http://{admin}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: String::new(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let req = if self.cookie.is_empty() {
+            req
+        } else {
+            req.header("cookie", &self.cookie)
+        };
+        let r = req.send().await.expect("console request");
+        Reply {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        self.send(self.http.post(format!("{}{path}", self.base)).form(form))
+            .await
+    }
+
+    /// Sign in with the admin token as `name`: the sign-in cookie's attributes are
+    /// checked on the way. Returns the CSRF token the pages carry.
+    async fn sign_in(&mut self, name: &str) -> String {
+        let form = self.get("/ui/signin").await;
+        assert_eq!(form.status, 200);
+        let pre = set_cookie(&form, "pgmoat_console_pre").expect("pre-sign-in cookie");
+        let token = hidden_csrf(&form.body);
+        assert_eq!(
+            pre.split(';').next().unwrap(),
+            format!("pgmoat_console_pre={token}")
+        );
+        self.cookie = format!("pgmoat_console_pre={token}");
+        // Without the form's token, or with another, the sign-in is refused.
+        let forged = self
+            .post("/ui/signin", &[("token", "admin-token"), ("name", name)])
+            .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        let wrong = self
+            .post(
+                "/ui/signin",
+                &[("csrf", &token), ("token", "nope"), ("name", name)],
+            )
+            .await;
+        assert_eq!(wrong.status, 401);
+        assert!(wrong.body.contains("Wrong admin token."), "{}", wrong.body);
+        let ok = self
+            .post(
+                "/ui/signin",
+                &[("csrf", &token), ("token", "admin-token"), ("name", name)],
+            )
+            .await;
+        assert_eq!(ok.status, 303, "{}", ok.body);
+        assert_eq!(ok.headers["location"], "/ui/approvals");
+        let session = set_cookie(&ok, "pgmoat_console=").expect("sign-in cookie");
+        let (pair, attributes) = session.split_once(';').unwrap();
+        assert_eq!(attributes, " HttpOnly; SameSite=Strict; Path=/ui");
+        assert_eq!(
+            pair.len(),
+            "pgmoat_console=".len() + 64,
+            "256-bit id: {pair}"
+        );
+        self.cookie = pair.to_owned();
+        let page = self.get("/ui/approvals").await;
+        assert_eq!(page.status, 200);
+        hidden_csrf(&page.body)
+    }
+}
+
+fn set_cookie(r: &Reply, prefix: &str) -> Option<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(prefix))
+        .map(str::to_owned)
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no CSRF field in {html}"));
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// The pending request ids (`ap-...`) in a rows fragment, in order.
+fn request_ids(html: &str) -> Vec<String> {
+    html.split(r#"data-id=""#)
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_signs_in_escapes_and_refuses_posts_without_csrf() {
+    let fx = fixture().await;
+    let mut alice = Browserless::new(fx.gw.admin.unwrap());
+    // Signed out: pages send the browser to the sign-in form.
+    let r = alice.get("/ui/approvals").await;
+    assert_eq!(
+        (r.status, &r.headers["location"]),
+        (303, &"/ui/signin".parse().unwrap())
+    );
+    let csrf = alice.sign_in(APPROVER).await;
+
+    // A statement with markup in it, held: listed escaped, never as markup.
+    let c = fx.gw.connect().await;
+    let sql = format!(
+        "UPDATE {} SET note = '<script>alert(1)</script>' WHERE id = 1",
+        fx.table
+    );
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let rows = wait_for("the held update in the console", WAIT_LIMIT, || async {
+        let r = alice.get("/ui/approvals/rows").await;
+        if r.body.contains("data-id=") {
+            Ok(r.body)
+        } else {
+            Err(r.body)
+        }
+    })
+    .await;
+    assert!(
+        rows.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{rows}"
+    );
+    assert!(!rows.contains("<script>"), "{rows}");
+    let id = request_ids(&rows).remove(0);
+    let decide = format!("/ui/approvals/{id}/approve");
+
+    // POSTs without the CSRF token, with another one, or without the sign-in: 403,
+    // and nothing is decided.
+    let none = alice.post(&decide, &[("reason", "looks fine")]).await;
+    assert_eq!(none.status, 403, "{}", none.body);
+    let wrong = "0".repeat(64);
+    let other = alice
+        .post(&decide, &[("csrf", &wrong), ("reason", "looks fine")])
+        .await;
+    assert_eq!(other.status, 403);
+    let anonymous = Browserless::new(fx.gw.admin.unwrap());
+    let r = anonymous
+        .post(&decide, &[("csrf", &csrf), ("reason", "looks fine")])
+        .await;
+    assert_eq!(r.status, 403);
+    let r = alice.post("/ui/signout", &[]).await;
+    assert_eq!(r.status, 403, "signing out is a change too");
+    for path in [
+        "/ui/sessions/s-1/terminate",
+        "/ui/rules/validate",
+        "/ui/rules/explain",
+        "/ui/approvals/ap-x/deny",
+    ] {
+        let r = alice
+            .post(path, &[("draft", "rules: []"), ("sql", "SELECT 1")])
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    // Not even a form: still a POST without the token.
+    let r = alice
+        .send(
+            alice
+                .http
+                .post(format!("{}/ui/rules/validate", alice.base))
+                .header("content-type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(!held.is_finished(), "nothing was decided");
+    assert_eq!(
+        request_ids(&alice.get("/ui/approvals/rows").await.body),
+        vec![id.clone()]
+    );
+
+    // The requester cannot approve its own statement, signed in or not.
+    let mut agent = Browserless::new(fx.gw.admin.unwrap());
+    let agent_csrf = agent.sign_in(AGENT).await;
+    let r = agent.post(&decide, &[("csrf", &agent_csrf)]).await;
+    assert_eq!(r.status, 303);
+    let back = agent
+        .get(r.headers["location"].to_str().unwrap())
+        .await
+        .body;
+    assert!(
+        back.contains("agent-1 requested this statement and cannot approve it"),
+        "{back}"
+    );
+    assert!(!held.is_finished());
+
+    // With it, alice's approval (and its reason) goes through.
+    let r = alice
+        .post(&decide, &[("csrf", &csrf), ("reason", "fixing a typo")])
+        .await;
+    assert_eq!(r.status, 303);
+    let back = alice
+        .get(r.headers["location"].to_str().unwrap())
+        .await
+        .body;
+    assert!(
+        back.contains(&format!("Approved {id} (agent-1 on demo).")),
+        "{back}"
+    );
+    tokio::time::timeout(WAIT_LIMIT, held)
+        .await
+        .expect("the approved statement completes")
+        .unwrap()
+        .expect("it ran");
+    let audit = audit_text(&fx.store);
+    assert!(
+        audit.contains(r#""by":"alice""#) && audit.contains(r#""reason":"fixing a typo""#),
+        "{audit}"
+    );
+
+    // SHOW RULES' file:line is on the rules page too.
+    let rules = alice.get("/ui/rules").await.body;
+    let file = fx.rules.path().join("rules.yaml");
+    assert!(rules.contains(&format!("{}:2", file.display())), "{rules}");
+    assert!(rules.contains(&format!("{}:7", file.display())), "{rules}");
+
+    // Signed out: the cookie names nothing any more.
+    let r = alice.post("/ui/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(alice.get("/ui/approvals").await.status, 303);
+}
+
+fn audit_text(store: &TempDir) -> String {
+    let mut all = String::new();
+    for e in std::fs::read_dir(store.path()).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "jsonl") {
+            all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    all
+}
+
+/// One chromedriver for every browser test of this binary, stopped by the kernel when
+/// the test process ends (PDEATHSIG, as the shared Postgres is).
+fn chromedriver() -> &'static str {
+    static DRIVER: OnceLock<(Child, String)> = OnceLock::new();
+    &DRIVER
+        .get_or_init(|| {
+            pgmoat::setup::ensure_chromium().unwrap_or_else(|e| panic!("{e}"));
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap();
+            let mut cmd = Command::new("chromedriver");
+            cmd.arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+            // getppid) and an io::Error from an errno.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(move || {
+                    if libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGTERM as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
+            let child = crate::common::pg::spawn_managed(cmd).expect("start chromedriver");
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "chromedriver did not listen"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (child, url)
+        })
+        .1
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_browser_approves_denies_terminates_and_replays_masked() {
+    let fx = fixture().await;
+    let driver = chromedriver().to_owned();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/console_browser.py");
+    let rules_file = fx.rules.path().join("rules.yaml");
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .env("WEBDRIVER_URL", driver)
+        .env("CONSOLE_URL", format!("http://{}", fx.gw.admin.unwrap()))
+        .env("ADMIN_TOKEN", "admin-token")
+        .env("APPROVER", APPROVER)
+        .env("PSQL", fx.pg.psql())
+        .env(
+            "AGENT_DSN",
+            format!(
+                "host=127.0.0.1 port={} user={AGENT} dbname=demo sslmode=disable",
+                fx.gw.addr.port()
+            ),
+        )
+        .env("PGPASSWORD", AGENT_PW)
+        .env("TABLE", &fx.table)
+        .env("RAW_VALUES", RAW_SSNS.join(","))
+        .env("RULES_FILE", &rules_file)
+        .env("SCREENSHOTS", screenshots())
+        .output()
+        .await
+        .expect("run the browser script");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "browser run failed:\n{log}");
+    // What the browser did is in the audit trail: the approval with its reason, the
+    // denial with its own.
+    let audit = audit_text(&fx.store);
+    for needle in [
+        r#""reason":"checked by the on-call DBA""#,
+        r#""reason":"not during the freeze""#,
+    ] {
+        assert!(audit.contains(needle), "{needle} not in the audit:\n{log}");
+    }
+    for raw in RAW_SSNS {
+        assert!(!audit.contains(raw), "raw {raw} recorded");
+    }
+    for page in ["approvals", "sessions", "audit", "replay", "rules"] {
+        let png = screenshots().join(format!("{page}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "no screenshot {}",
+            png.display()
+        );
+    }
+}
