@@ -194,7 +194,11 @@ async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_j
         }
     })
     .await;
-    assert_eq!(failures.len(), 1, "{failures:?}");
+    // A record may be read twice (a segment and the journal can both hold it while
+    // the writer works): distinct records count.
+    let distinct: std::collections::HashSet<String> =
+        failures.iter().map(|v| v.to_string()).collect();
+    assert_eq!(distinct.len(), 1, "{failures:?}");
 }
 
 #[tokio::test]
