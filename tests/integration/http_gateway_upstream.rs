@@ -141,7 +141,12 @@ async fn chunked() -> Response {
         .into_response()
 }
 
-/// `n` bytes of binary, generated in 64 KiB chunks (never held whole).
+/// Bytes `/big/{n}` has handed to the server so far (its only user is the streaming
+/// test): with backpressure all the way, it stays near what the client has read.
+pub static BIG_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `n` bytes of binary, generated in 64 KiB chunks (never held whole), each produced
+/// only when the server asks for the next.
 async fn big(Path(n): Path<u64>) -> Response {
     const CHUNK: u64 = 64 * 1024;
     let chunk = Bytes::from(vec![0x5a; CHUNK as usize]);
@@ -152,6 +157,7 @@ async fn big(Path(n): Path<u64>) -> Response {
                 return None;
             }
             let take = left.min(CHUNK);
+            BIG_SENT.fetch_add(take, std::sync::atomic::Ordering::Relaxed);
             Some((
                 Ok::<_, std::io::Error>(chunk.slice(..take as usize)),
                 left - take,
