@@ -32,6 +32,15 @@ pub enum MaskError {
     Corrupt(String),
     #[error("the response claims JSON but is not JSON, and json masks apply")]
     NotJson,
+    #[error("the response is not JSON, and json masks apply to this target")]
+    TextWithJsonMasks,
+}
+
+/// Pictures, sound, video and fonts: nothing a detector looks for.
+pub fn is_media(content_type: &str) -> bool {
+    ["image/", "audio/", "video/", "font/"]
+        .iter()
+        .any(|p| content_type.starts_with(p))
 }
 
 /// How a body is read for masking.
@@ -96,6 +105,11 @@ impl BodyMasks {
         (!json.is_empty() || !detectors.is_empty()).then_some(BodyMasks { json, detectors })
     }
 
+    /// Whether `json:` masks apply (then only JSON bodies can be masked).
+    pub fn has_json(&self) -> bool {
+        !self.json.is_empty()
+    }
+
     /// Mask a decoded body. Returns the new body and the ids of the masks and
     /// detectors that changed it (empty: the body is returned as it came).
     pub fn mask(&self, body: Vec<u8>, kind: BodyKind) -> Result<(Vec<u8>, Vec<String>), MaskError> {
@@ -121,6 +135,9 @@ impl BodyMasks {
                 Err(_) if self.json.is_empty() => self.mask(body, BodyKind::Text),
                 Err(_) => Err(MaskError::NotJson),
             },
+            // An HTML, XML or CSV rendering of data a `json:` mask covers (the client
+            // chose the format): the mask cannot be applied, so it does not go out.
+            BodyKind::Text if !self.json.is_empty() => Err(MaskError::TextWithJsonMasks),
             BodyKind::Text => {
                 let mut out = Vec::new();
                 match self.detectors.scan(&body, &mut out) {
@@ -324,11 +341,17 @@ detect:
 
     #[test]
     fn text_bodies_and_bad_json() {
-        let m = masks(RULES, "billing");
-        let (out, _) = m
+        // Detectors alone scan text; where json: masks apply, text is refused (an
+        // HTML or CSV rendering of the data they cover).
+        let (out, _) = masks(RULES, "crm")
             .mask(b"pay 4111111111111111 now".to_vec(), BodyKind::Text)
             .unwrap();
         assert_eq!(out, b"pay **** now");
+        let m = masks(RULES, "billing");
+        assert_eq!(
+            m.mask(b"<td>123-45-6789</td>".to_vec(), BodyKind::Text),
+            Err(MaskError::TextWithJsonMasks)
+        );
         assert_eq!(
             m.mask(b"{not json".to_vec(), BodyKind::Json),
             Err(MaskError::NotJson)

@@ -57,6 +57,26 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
     // Method names are case-sensitive in HTTP, but a target may not treat them so:
     // judged and forwarded upper-cased.
     let method = parts.method.as_str().to_ascii_uppercase();
+    // TRACE echoes the request, held credentials included; CONNECT tunnels past
+    // every rule. Neither reaches a target.
+    if matches!(method.as_str(), "TRACE" | "TRACK" | "CONNECT") {
+        return reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "pgmoat: this method is not forwarded",
+        );
+    }
+    // `?_method=DELETE` runs a DELETE on frameworks that honour it (Laravel, Rails
+    // forms); what runs must be what was judged.
+    if parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| overrides_method(kv)))
+    {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "pgmoat: a _method override is not accepted",
+        );
+    }
     let mut trail = Trail::new(
         tenant.audit.clone(),
         started,
@@ -144,6 +164,14 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
     forward(&door, up, body, masks, trail).await
 }
 
+/// Whether a query pair names a method override (`_method=...`, any case, encoded
+/// or not).
+fn overrides_method(pair: &str) -> bool {
+    let key = pair.split('=').next().unwrap_or("");
+    let key = key.replace("%5F", "_").replace("%5f", "_");
+    key.eq_ignore_ascii_case("_method")
+}
+
 /// Answer with a response pgmoat made, recording it.
 fn finish(mut r: Response<Body>, trail: Trail, error: Option<String>) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(trail.id()) {
@@ -227,7 +255,36 @@ async fn forward(
             .and_then(|v| v.to_str().ok()),
     );
     let bodiless = head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let media = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let masks = match masks {
+        // What masks apply to and pgmoat cannot read does not go out (fail closed):
+        // a part of a body, a multipart body, or (where json: masks apply: the data
+        // they cover may come in another format the client asked for) a binary type
+        // other than a picture, sound, video or font. With detectors alone, binary
+        // bodies stream: detectors look for text.
+        Some(m)
+            if !bodiless
+                && (status == StatusCode::PARTIAL_CONTENT
+                    || media.starts_with("multipart/")
+                    || (kind == BodyKind::Opaque
+                        && m.has_json()
+                        && !body_mask::is_media(&media))) =>
+        {
+            let r = reply::error(
+                StatusCode::BAD_GATEWAY,
+                "pgmoat: the target's response cannot be masked (a partial, multipart or unreadable body)",
+            );
+            return finish(
+                r,
+                trail,
+                Some(format!("unmaskable response: {status} {media}")),
+            );
+        }
         Some(m) if kind != BodyKind::Opaque && !bodiless => m,
         // Nothing to mask: the body streams through as it comes.
         _ => {

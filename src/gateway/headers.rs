@@ -58,6 +58,15 @@ pub fn held(target: &HttpTarget) -> Vec<(HeaderName, HeaderValue)> {
 }
 
 /// The request headers the target gets.
+/// Request headers never forwarded: they re-route a request after it was judged.
+pub const REROUTING: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 pub fn upstream_request(
     h: &mut HeaderMap,
     held: &[(HeaderName, HeaderValue)],
@@ -68,6 +77,17 @@ pub fn upstream_request(
     strip_hop_by_hop(h);
     // The client's own credentials are for pgmoat only.
     h.remove(header::AUTHORIZATION);
+    // Headers that make a framework run another method or path than the one judged
+    // (Symfony, Laravel, Express method-override, IIS URL Rewrite).
+    for name in REROUTING {
+        h.remove(*name);
+    }
+    if mask_response {
+        // A part of a body cannot be masked as the whole would be (a value cut at
+        // the range's edge escapes the detectors; multipart ranges are not read).
+        h.remove(header::RANGE);
+        h.remove(header::IF_RANGE);
+    }
     let host = h.remove(header::HOST);
     let proto = if tls { "https" } else { "http" };
     let ip = peer.ip().to_string();

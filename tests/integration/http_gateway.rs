@@ -79,6 +79,8 @@ http:
       url: http://{up}
       headers:
         Authorization: {{ env: BILLING_TOKEN, prefix: 'Bearer ' }}
+    files:
+      url: http://{up}
 ",
             rules = dir.path().join("rules.yaml").display(),
             audit = dir.path().join("audit").display(),
@@ -377,9 +379,18 @@ async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
     let text = resp.text().await.unwrap();
     assert!(!text.contains("123-45-6789"));
     assert!(text.contains("too large to be masked"), "{text}");
-    // Binary needs no masking: chunked through as it comes.
+    // Binary from a target no mask covers needs no masking: chunked through as it
+    // comes. From one whose JSON is masked it is refused (review H3): pgmoat cannot
+    // tell what it carries.
     let resp = client()
         .get(f.url("/billing/chunked"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let resp = client()
+        .get(f.url("/files/chunked"))
         .header("authorization", basic(AGENT, AGENT_PW))
         .send()
         .await
@@ -397,7 +408,7 @@ async fn a_1gib_unmasked_download_streams_with_bounded_memory() {
     let f = Fixture::start().await;
     const SIZE: u64 = 1 << 30;
     let mut resp = client()
-        .get(f.url(&format!("/billing/big/{SIZE}")))
+        .get(f.url(&format!("/files/big/{SIZE}")))
         .header("authorization", basic(AGENT, AGENT_PW))
         .timeout(Duration::from_secs(600))
         .send()
@@ -650,4 +661,88 @@ async fn without_valid_credentials_401_audited_and_unknown_target_404() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// Review H2-H5: what would make the target run something other than what was
+/// judged, or show what a mask covers, or echo the held credentials, never gets there.
+#[tokio::test]
+async fn rerouting_echoing_and_unmaskable_responses_are_refused() {
+    let f = Fixture::start().await;
+    let auth = basic(AGENT, AGENT_PW);
+    let mark = crate::harness::unique("reroute");
+    let send =
+        |method: reqwest::Method, path: String, headers: Vec<(&'static str, &'static str)>| {
+            let mut req = client()
+                .request(method, f.url(&path))
+                .header("authorization", auth.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap_or_default())
+            }
+        };
+    // TRACE would echo the held Authorization: refused before any target.
+    let (status, _) = send(
+        reqwest::Method::TRACE,
+        format!("/billing/{mark}-trace"),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert!(upstream().seen_with(&format!("{mark}-trace")).is_empty());
+    // Method overrides: the header is dropped, the query parameter refused.
+    let (status, _) = send(
+        reqwest::Method::POST,
+        format!("/billing/{mark}-override"),
+        vec![
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/admin/users"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = upstream().seen_with(&format!("{mark}-override"));
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("x-http-method-override").is_none());
+    assert!(seen[0].headers.get("x-original-url").is_none());
+    let (status, _) = send(
+        reqwest::Method::POST,
+        format!("/billing/{mark}-qs?a=1&_method=DELETE"),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(upstream().seen_with(&format!("{mark}-qs")).is_empty());
+    // Paths a target reads differently than they are judged.
+    for path in [
+        "/billing/admin;x=1/users",
+        "/billing/public/..;/admin/users",
+    ] {
+        let (status, body) = send(reqwest::Method::GET, path.to_string(), vec![]).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, body) = send(reqwest::Method::GET, "/billing/ADMIN/users/".into(), vec![]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("admin-off-limits"), "{body}");
+    // A masked target never gets a Range request (a cut value escapes the masks).
+    let (status, body) = send(
+        reqwest::Method::GET,
+        format!("/billing/{mark}-range"),
+        vec![("range", "bytes=0-10"), ("if-range", "\"x\"")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = upstream().seen_with(&format!("{mark}-range"));
+    assert!(seen[0].headers.get("range").is_none());
+    assert!(seen[0].headers.get("if-range").is_none());
+    // An HTML rendering of data a json: mask covers is not sent.
+    let (status, body) = send(reqwest::Method::GET, "/billing/html".into(), vec![]).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("123-45-6789"), "{body}");
+    // The same page from a target without masks comes through as it is.
+    let (status, body) = send(reqwest::Method::GET, "/files/html".into(), vec![]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("123-45-6789"), "{body}");
 }

@@ -90,6 +90,16 @@ fn app(log: Log) -> Router {
         .route("/big/{n}", get(big))
         .route("/bigjson", get(big_json))
         .route("/slow", get(slow))
+        .route(
+            "/html",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<html><body><table><tr><td>Ann Lee</td><td>123-45-6789</td></tr></table></body></html>",
+                )
+                    .into_response()
+            }),
+        )
         .fallback(echo)
         .layer(axum::middleware::from_fn_with_state(log.clone(), record))
         .with_state(log)
