@@ -70,7 +70,7 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
     if parts
         .uri
         .query()
-        .is_some_and(|q| q.split('&').any(|kv| overrides_method(kv)))
+        .is_some_and(|q| q.split('&').any(overrides_method))
     {
         return reply::error(
             StatusCode::BAD_REQUEST,
