@@ -338,9 +338,20 @@ async fn mcp_post(
     session: Option<&str>,
     body: Value,
 ) -> (u16, Option<String>, String) {
+    mcp_post_as(http, url, MCP_TOKEN, session, body).await
+}
+
+/// [`mcp_post`] with another bearer token.
+async fn mcp_post_as(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, String) {
     let mut req = http
         .post(url)
-        .bearer_auth(MCP_TOKEN)
+        .bearer_auth(token)
         .header("Accept", "application/json, text/event-stream")
         .header("MCP-Protocol-Version", "2025-06-18")
         .json(&body);
@@ -470,5 +481,95 @@ async fn mcp_sessions_are_listed_terminated_and_expire_when_idle() {
     .await;
     let (status, _, body) = mcp_post(&web, &url, Some(&second), query_call()).await;
     assert_eq!(status, 404, "an expired session is unknown: {body}");
+    gw.shutdown().await;
+}
+
+const OTHER_TOKEN: &str = "mcp-other-agent-token-91c2";
+
+/// A gateway whose MCP door knows two agents, each with a bearer token.
+async fn two_agent_gateway(pg: &'static TestPg, extra_mcp: &str) -> McpGateway {
+    prepare(pg).await;
+    let yaml = config_yaml(
+        pg,
+        &format!("mcp:\n  listen: 127.0.0.1:0\n{extra_mcp}"),
+    )
+    .replace(
+        "      groups: [agents]\n",
+        "      groups: [agents]\n      token_env: AGENT1_TOKEN\n    - { name: agent-2, token_env: AGENT2_TOKEN, groups: [agents] }\n",
+    );
+    let mut env = test_env();
+    env.insert("AGENT1_TOKEN".into(), MCP_TOKEN.into());
+    env.insert("AGENT2_TOKEN".into(), OTHER_TOKEN.into());
+    McpGateway::start(&yaml, env).await
+}
+
+/// Review finding M7: another identity's valid token cannot resume (replay), call
+/// into or close an MCP session; it gets what an unknown session gets (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_session_ids_belong_to_the_identity_that_opened_them() {
+    let pg = crate::common::pg::shared();
+    let gw = two_agent_gateway(pg, "").await;
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let victim = open_and_query(&web, &url).await;
+
+    // What an unknown session gets, for comparison.
+    let (unknown_status, _, unknown_body) = mcp_post_as(
+        &web,
+        &url,
+        MCP_TOKEN,
+        Some("00000000-0000-0000-0000-000000000000"),
+        query_call(),
+    )
+    .await;
+    assert_eq!(unknown_status, 404, "{unknown_body}");
+
+    // POST (a tool call) into the victim's session.
+    let (status, _, body) = mcp_post_as(&web, &url, OTHER_TOKEN, Some(&victim), query_call()).await;
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign POST");
+
+    // GET with Last-Event-ID: the replay of the victim's cached query result.
+    let r = web
+        .get(&url)
+        .bearer_auth(OTHER_TOKEN)
+        .header("Accept", "text/event-stream")
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .header("Last-Event-ID", "0/0")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign GET");
+    assert!(!body.contains("row_count"), "{body}");
+
+    // DELETE: refused, and the victim's session lives on.
+    let r = web
+        .delete(&url)
+        .bearer_auth(OTHER_TOKEN)
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign DELETE");
+    let (status, _, body) = mcp_post(&web, &url, Some(&victim), query_call()).await;
+    assert_eq!(status, 200, "the owner's session survived: {body}");
+    assert!(body.contains("row_count"), "{body}");
+
+    // The owner can still close it; afterwards it is unknown to the owner too.
+    let r = web
+        .delete(&url)
+        .bearer_auth(MCP_TOKEN)
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, _, _) = mcp_post(&web, &url, Some(&victim), query_call()).await;
+    assert_eq!(status, 404);
     gw.shutdown().await;
 }
