@@ -573,3 +573,84 @@ async fn mcp_session_ids_belong_to_the_identity_that_opened_them() {
     assert_eq!(status, 404);
     gw.shutdown().await;
 }
+
+/// The JSON-RPC message in a `/mcp` answer (plain JSON or one SSE `data:` event).
+fn rpc_message(body: &str) -> Value {
+    let json = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(body);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn query_of(sql: &str) -> Value {
+    serde_json::json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+        "params":{"name":"query","arguments":{"target":"demo","sql":sql}}})
+}
+
+/// Review finding M2: a result past `mcp.max_result_bytes` is answered with the rows
+/// that fit and `"truncated": true`; a single value past it is cut and said so; the
+/// session goes on working; a budget out of range is a config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_query_results_are_cut_at_the_byte_budget() {
+    let pg = crate::common::pg::shared();
+    let gw = two_agent_gateway(pg, "  max_result_bytes: 64KiB\n").await;
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let sid = open_and_query(&web, &url).await;
+
+    // 100 rows of 10,000 bytes (~1 MB) against a 64 KiB budget: the rows that fit.
+    let sql = "SELECT i, repeat('x', 10000) AS pad FROM generate_series(1, 100) i";
+    let (status, _, body) = mcp_post(&web, &url, Some(&sid), query_of(sql)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], true, "{result}");
+    let rows = result["rows"].as_array().expect("rows");
+    assert!((1..=6).contains(&rows.len()), "{} rows", rows.len());
+    assert_eq!(result["row_count"], rows.len());
+    assert_eq!(
+        rows[0][1].as_str().unwrap().len(),
+        10_000,
+        "whole values are whole"
+    );
+    assert!(result.get("cut_values").is_none(), "{result}");
+    let sent: usize = rows.iter().map(|r| r.to_string().len()).sum();
+    assert!(sent <= 64 << 10, "{sent} bytes of rows");
+
+    // One value of 1 MB: cut to the budget, and the result says which.
+    let sql = "SELECT repeat('y', 1000000) AS big FROM generate_series(1, 3)";
+    let (status, _, body) = mcp_post(&web, &url, Some(&sid), query_of(sql)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], true);
+    let rows = result["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "only the cut first row");
+    let cut = rows[0][0].as_str().unwrap();
+    assert!(cut.len() < 64 << 10 && cut.len() > 60_000, "{}", cut.len());
+    assert!(cut.bytes().all(|b| b == b'y'));
+    assert_eq!(
+        result["cut_values"],
+        serde_json::json!([{"row": 0, "column": "big", "bytes": 1_000_000}])
+    );
+    assert_eq!(result["max_result_bytes"], 64 << 10);
+
+    // Under the budget nothing changes, and the session is still usable.
+    let (_, _, body) = mcp_post(&web, &url, Some(&sid), query_of("SELECT 'ok' AS v")).await;
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], false, "{result}");
+    assert_eq!(result["rows"], serde_json::json!([["ok"]]));
+    gw.shutdown().await;
+
+    for bad in ["100", "2GiB", "lots"] {
+        let yaml = config_yaml(
+            pg,
+            &format!("mcp:\n  listen: 127.0.0.1:0\n  max_result_bytes: {bad}\n"),
+        );
+        let lookup = |name: &str| test_env().get(name).cloned();
+        let err = pgmoat::Config::from_yaml(&yaml, "test.yaml", Path::new("/"), &lookup)
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("mcp.max_result_bytes"), "{bad}: {err}");
+    }
+}
