@@ -36,6 +36,9 @@ pub struct AdminState {
     /// The gateway's shared state: the console's sign-in form uses its
     /// authentication-failure limiter and audit stores.
     pub shared: Arc<crate::session::Shared>,
+    /// The address the listener is bound to (set by [`serve`]): the console's OIDC
+    /// redirect is only built from a `Host` naming it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// What the API may reach of one tenant.
@@ -510,8 +513,13 @@ async fn slack_interaction(
 }
 
 /// Serve until the gateway shuts down.
-pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    mut state: AdminState,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let addr = listener.local_addr().ok();
+    state.listen = addr;
     tracing::info!(?addr, "admin API listening");
     // With the client's address: the console's sign-in is rate-limited per address.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
