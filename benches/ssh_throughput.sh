@@ -7,7 +7,9 @@
 #   cargo build --release && BIN=target/release/pgmoat benches/ssh_throughput.sh
 #
 # SIZE_MB (default 1024) and ROUNDS (default 3) adjust the run; RECORD=0 runs pgmoat
-# without an audit store (so without recordings), to see what recording costs.
+# without an audit store (so without recordings), to see what recording costs;
+# PERF_OUT=file records a `perf` CPU profile of pgmoat for PERF_SECS (5) of the first
+# `cat` through it (`perf report -i file`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/pgmoat}
@@ -87,7 +89,12 @@ timed() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); py
 declare -A results
 for r in $(seq "$ROUNDS"); do
   results[cat_direct]+="$(mbps "$(timed "${direct_ssh[@]}" cat bench.bin)") "
+  if [ -n "${PERF_OUT:-}" ] && [ "$r" = 1 ]; then
+    # A CPU profile of the gateway during the first `cat` through it.
+    perf record -F 499 -g -p "$GW_PID" -o "$PERF_OUT" -- sleep "${PERF_SECS:-5}" 2>/dev/null & perf_pid=$!
+  fi
   results[cat_pgmoat]+="$(mbps "$(timed "${gw_ssh[@]}" cat bench.bin)") "
+  [ -n "${perf_pid:-}" ] && { wait "$perf_pid" || true; perf_pid=; }
   [ -d "$W/audit/recordings" ] && du -sh "$W/audit/recordings" | sed 's/^/cat recording: /'
   rm -rf "$W/audit/recordings"   # a GiB or more of cast per transfer: keep the disk free
   results[scp_direct]+="$(mbps "$(timed "${direct_scp[@]}" "$W/down.bin")") "; rm -f "$W/down.bin"

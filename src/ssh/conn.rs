@@ -15,6 +15,7 @@ use super::upstream::{HeldKeys, Upstream};
 use crate::audit::ssh::{SshSessionEnd, SshSessionStart};
 use crate::audit::{Audit, Event};
 use crate::config::{SshConfig, SshTarget};
+use crate::session::guard::{rfc3339, SessionGuard};
 use crate::session::tenant::Tenant;
 use crate::session::Shared;
 
@@ -47,6 +48,9 @@ pub struct Ctx {
     pub end: std::sync::Mutex<String>,
     /// Its entry in `GET /api/v1/sessions` (dropped with the session).
     pub registration: crate::session::registry::Registration,
+    /// When the token that proved the identity lapses (OIDC logins, unless the tenant
+    /// lets sessions outlive tokens): the connection ends then.
+    pub lapse: SessionGuard,
 }
 
 impl Ctx {
@@ -179,6 +183,7 @@ impl Conn {
         tenant: Arc<Tenant>,
         target: Arc<SshTarget>,
         how: &str,
+        lapse: SessionGuard,
     ) -> Auth {
         let id = Audit::new_session_id();
         let audit = tenant.audit.clone();
@@ -235,6 +240,7 @@ impl Conn {
             channels: AtomicU64::new(0),
             end: std::sync::Mutex::new("client closed".into()),
             registration,
+            lapse,
         }));
         Auth::Accept
     }
@@ -253,6 +259,35 @@ impl Conn {
         } else {
             session.channel_failure(channel)
         }
+    }
+}
+
+/// The lapse of a token login: its expiry, judged by the tenant's OIDC clock, unless
+/// the tenant lets sessions outlive their tokens (as for the Postgres door).
+fn lapse_of(tenant: &Tenant, expires_at: Option<std::time::SystemTime>) -> SessionGuard {
+    let Some(oidc) = tenant.oidc.as_ref() else {
+        return SessionGuard::default();
+    };
+    SessionGuard {
+        expires_at: expires_at.filter(|_| !oidc.session_may_outlive_token()),
+        clock: oidc.clock().clone(),
+    }
+}
+
+/// Resolves with the expiry once `lapse`'s token has expired by its clock; never for a
+/// login that does not lapse. The clock is read again at least every second: timers run
+/// on the monotonic clock, expiry is wall-clock time (which can jump, or, in tests, be
+/// moved ahead).
+async fn lapsed(lapse: &SessionGuard) -> std::time::SystemTime {
+    let Some(at) = lapse.expires_at else {
+        return std::future::pending().await;
+    };
+    loop {
+        let left = at.duration_since(lapse.clock.now()).unwrap_or_default();
+        if left.is_zero() {
+            return at;
+        }
+        tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
     }
 }
 
@@ -306,7 +341,14 @@ impl russh::server::Handler for Conn {
         });
         match known {
             Some(groups) => Ok(self
-                .start(identity, groups, tenant, target, "publickey")
+                .start(
+                    identity,
+                    groups,
+                    tenant,
+                    target,
+                    "publickey",
+                    SessionGuard::default(),
+                )
                 .await),
             None => Ok(self
                 .fail(user, Some(&tenant), "public key not accepted")
@@ -347,7 +389,10 @@ impl russh::server::Handler for Conn {
                 } else {
                     "password"
                 };
-                Ok(self.start(id.name, id.groups, tenant, target, how).await)
+                let lapse = lapse_of(&tenant, id.expires_at);
+                Ok(self
+                    .start(id.name, id.groups, tenant, target, how, lapse)
+                    .await)
             }
             // by_password has counted and recorded the failure.
             Err(_) => Ok(Auth::reject()),
@@ -360,7 +405,9 @@ impl russh::server::Handler for Conn {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(ctx) = self.ctx.clone() else {
+        let Some(ctx) = self.ctx.clone().filter(|c| c.lapse.check().is_ok()) else {
+            // Not logged in, or the token has lapsed and the watcher is about to end
+            // the connection.
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -372,29 +419,42 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
-    /// An operator's terminate (`POST /api/v1/sessions/{id}/terminate`) ends the
-    /// connection: a watcher per session, gone with the session.
+    /// An operator's terminate (`POST /api/v1/sessions/{id}/terminate`) or the lapse
+    /// of the login's token ends the connection: a watcher per session, gone with the
+    /// session.
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         let Some(ctx) = &self.ctx else {
             return Ok(());
         };
         let mut terminated = ctx.registration.terminated();
+        let lapse = ctx.lapse.clone();
         let weak = Arc::downgrade(ctx);
+        let id = Arc::clone(&ctx.id);
         let handle = session.handle();
         tokio::spawn(async move {
-            let stop = terminated.wait_for(|t| *t).await.is_ok();
-            if !stop {
-                return; // the session ended first
-            }
+            let why = tokio::select! {
+                // (The watch guard is dropped inside: it must not live in a Send future.)
+                stop = async { terminated.wait_for(|t| *t).await.is_ok() } => {
+                    if !stop {
+                        return; // the session ended first
+                    }
+                    "terminated by an operator".to_string()
+                }
+                at = lapsed(&lapse) => format!(
+                    "the session's token expired at {}; reconnect with a fresh token",
+                    rfc3339(at)
+                ),
+            };
+            tracing::info!(session = %id, "ssh session ending: {why}");
             if let Some(ctx) = weak.upgrade() {
                 if let Ok(mut e) = ctx.end.lock() {
-                    *e = "terminated by an operator".into();
+                    e.clone_from(&why);
                 }
             }
             let _ = handle
                 .disconnect(
                     russh::Disconnect::ByApplication,
-                    "pgmoat: terminated by an operator".into(),
+                    format!("pgmoat: {why}"),
                     String::new(),
                 )
                 .await;

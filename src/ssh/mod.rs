@@ -19,6 +19,7 @@ pub mod conn;
 pub mod explain;
 pub mod metrics;
 pub mod recording;
+mod runners;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -74,6 +75,24 @@ fn preferred() -> russh::Preferred {
             mac::HMAC_SHA256,
         ]),
         ..russh::Preferred::DEFAULT
+    }
+}
+
+/// For pgmoat's own connections upstream (the side where pgmoat's order decides):
+/// AES-GCM first, which aws-lc runs on the CPU's AES instructions at several times
+/// ChaCha20-Poly1305's speed; both are modern AEADs. Clients choose for their side
+/// (OpenSSH's default is ChaCha20-Poly1305).
+fn preferred_upstream() -> russh::Preferred {
+    use russh::cipher;
+    russh::Preferred {
+        cipher: Cow::Borrowed(&[
+            cipher::AES_256_GCM,
+            cipher::AES_128_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_CTR,
+            cipher::AES_128_CTR,
+        ]),
+        ..preferred()
     }
 }
 

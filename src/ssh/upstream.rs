@@ -117,7 +117,7 @@ impl Upstream {
             closed: Arc::clone(&closed),
         };
         let config = Arc::new(client::Config {
-            preferred: super::preferred(),
+            preferred: super::preferred_upstream(),
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(60)),
             nodelay: true,

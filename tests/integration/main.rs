@@ -35,6 +35,7 @@ mod rules;
 mod sessions;
 mod ssh;
 mod ssh_env;
+mod ssh_token;
 mod tenants;
 mod threats_leaks;
 mod threats_names;

@@ -301,8 +301,12 @@ async fn shell_session_is_recorded_and_replayable() {
     assert!(text.contains("-- ssh session"), "{text}");
     assert!(text.contains("channel 0 shell: allow"), "{text}");
     assert!(text.contains("shell-42-marker"), "{text}");
-    // An edited recording fails verify; so does a missing one.
+    // The stock player reads the file (`asciinema cat` prints its output events).
     let path = gw.audit_dir().join(&name);
+    let played = ssh_env::asciinema_cat(&path).await;
+    assert_eq!(played.status, 0, "{played:?}");
+    assert!(played.out().contains("shell-42-marker"), "{played:?}");
+    // An edited recording fails verify; so does a missing one.
     assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
         .unwrap()
         .is_ok());
@@ -316,6 +320,54 @@ async fn shell_session_is_recorded_and_replayable() {
         .unwrap()
         .unwrap_err();
     assert!(bad.reason.contains(&name), "{bad:?}");
+    gw.shutdown().await;
+}
+
+/// Binary output (not UTF-8) is recorded as the text a terminal shows, exactly: the
+/// recording's output events joined are the lossy UTF-8 of the bytes the client got,
+/// whatever the packet boundaries, and the file still plays and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_output_is_recorded_exactly_as_lossy_text() {
+    let gw = start(RULES).await;
+    let r = ssh(
+        &gw,
+        &keys().agent,
+        AGENT,
+        &[],
+        Some("head -c 3000000 /dev/urandom"),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.stdout.len()), (0, 3_000_000), "{}", r.stderr);
+    let closed: Vec<_> = gw
+        .records_of("ssh_channel")
+        .into_iter()
+        .filter(|c| c["phase"] == "closed")
+        .collect();
+    assert_eq!(closed[0]["bytes_out"], 3_000_000);
+    let name = closed[0]["recording"].as_str().expect("recording");
+    let path = gw.audit_dir().join(name);
+    let cast = std::fs::read_to_string(&path).expect("a UTF-8 file");
+    let output: String = cast
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().expect("text").to_owned())
+        .collect();
+    assert!(
+        output == String::from_utf8_lossy(&r.stdout),
+        "the recorded text differs from the lossy text of what the client got"
+    );
+    assert_eq!(
+        sha256(&path),
+        closed[0]["recording_sha256"].as_str().unwrap()
+    );
+    assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
+        .unwrap()
+        .is_ok());
+    let played = ssh_env::asciinema_cat(&path).await;
+    assert_eq!(played.status, 0, "{}", played.stderr);
     gw.shutdown().await;
 }
 
@@ -417,7 +469,7 @@ async fn ssh_sessions_show_in_metrics() {
 }
 
 /// A russh client: accepts any gateway host key (the tests do not pin it).
-struct AnyHost;
+pub struct AnyHost;
 
 impl russh::client::Handler for AnyHost {
     type Error = russh::Error;
@@ -430,7 +482,7 @@ impl russh::client::Handler for AnyHost {
 }
 
 /// Run `command` on a new channel of `handle`: (stdout, stderr, exit status).
-async fn exec_on(
+pub async fn exec_on(
     handle: &russh::client::Handle<AnyHost>,
     command: &str,
 ) -> (String, String, Option<u32>) {

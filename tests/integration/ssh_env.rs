@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use pgmoat::auth::clock::Clock;
 use tokio::sync::oneshot;
 
 use crate::common::sshd::{self, TestSshd};
@@ -100,6 +101,12 @@ impl Drop for SshGateway {
 /// A gateway with `rules` (a rule file's text) and two SSH targets on the test sshd:
 /// `web-1` (its true host key) and `web-bad` (a known_hosts that lists another key).
 pub async fn start(rules: &str) -> SshGateway {
+    start_with(rules, "").await.0
+}
+
+/// [`start`] with more under `identities:` (an `oidc:` block, say); also the clock the
+/// gateway judges token lifetimes by, which the test may move ahead.
+pub async fn start_with(rules: &str, identities_more: &str) -> (SshGateway, Clock) {
     let upstream = sshd::shared();
     let keys = keys();
     let dir = TempDir::new("pgmoat-ssh-gw");
@@ -122,7 +129,7 @@ identities:
     - name: alice
       password_env: ALICE_PW
       groups: [ops]
-rules: {rules}
+{identities_more}rules: {rules}
 approvals:
   timeout: 60s
 audit:
@@ -163,8 +170,12 @@ ssh:
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let lookup = move |name: &str| env.get(name).cloned();
-    let config = pgmoat::Config::from_yaml(&yaml, "ssh-test.yaml", Path::new("/"), &lookup)
+    let mut config = pgmoat::Config::from_yaml(&yaml, "ssh-test.yaml", Path::new("/"), &lookup)
         .expect("valid ssh test config");
+    let clock = Clock::adjustable();
+    if let Some(oidc) = &mut config.oidc {
+        oidc.clock = clock.clone();
+    }
     let gateway = pgmoat::Gateway::bind(config).await.expect("bind gateway");
     let ssh = gateway.ssh_addr().expect("ssh listener");
     let admin = gateway.admin_addr().expect("admin listener");
@@ -172,14 +183,15 @@ ssh:
     let task = tokio::spawn(gateway.run(async move {
         let _ = rx.await;
     }));
-    SshGateway {
+    let gw = SshGateway {
         ssh,
         admin,
         dir,
         upstream,
         stop: Some(tx),
         task: Some(task),
-    }
+    };
+    (gw, clock)
 }
 
 /// What a client run printed and how it ended.
@@ -271,4 +283,23 @@ pub async fn ssh(
 /// A path on the upstream no test has used.
 pub fn marker(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgmoat-ssh-{name}-{:08x}", rand::random::<u32>()))
+}
+
+/// `asciinema cat FILE` (the stock player printing a recording's output), installed
+/// when missing. It reads the terminal, so it runs under `script` for a pty of its own.
+pub async fn asciinema_cat(path: &Path) -> Run {
+    pgmoat::setup::ensure_tool("asciinema", "asciinema").expect("asciinema");
+    let command = format!("asciinema cat '{}'", path.display());
+    client(
+        "script",
+        &[
+            "-q".into(),
+            "-e".into(),
+            "-c".into(),
+            command,
+            "/dev/null".into(),
+        ],
+        None,
+    )
+    .await
 }

@@ -6,36 +6,32 @@
 //! packets, however much flows.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
 use russh::{ChannelMsg, ChannelReadHalf};
 
 use super::{Chan, Request, EXIT_UPSTREAM};
 use crate::policy::Decision;
-use crate::ssh::recording::Recorder;
+use crate::ssh::recording::{Recorder, Recording, Tap};
 
 /// How long the other direction may take to wind down once one side has closed.
 const WIND_DOWN: Duration = Duration::from_secs(10);
 
-type SharedRecorder = Arc<Mutex<Option<Recorder>>>;
-
-/// Record into the shared recorder; false when recording failed (the channel then
-/// ends: nothing runs unrecorded).
-fn rec(r: &SharedRecorder, f: impl FnOnce(&mut Recorder) -> std::io::Result<()>) -> bool {
-    let mut guard = match r.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
-    match guard.as_mut() {
+/// Hand output to the recording, if there is one; false when recording failed (the
+/// channel then ends: nothing runs unrecorded).
+async fn record_output(tap: Option<&Tap>, data: &Bytes) -> bool {
+    match tap {
         None => true,
-        Some(x) => match f(x) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!("ssh recording failed, ending the channel: {e}");
-                false
-            }
-        },
+        Some(t) => t.output(data.clone()).await,
+    }
+}
+
+async fn record_input(tap: Option<&Tap>, data: &Bytes) -> bool {
+    match tap {
+        None => true,
+        Some(t) => t.input(data.clone()).await,
     }
 }
 
@@ -84,7 +80,7 @@ impl Chan {
             );
             return self.refuse(&request, &d, msg, EXIT_UPSTREAM).await;
         }
-        let recorder: SharedRecorder = Arc::new(Mutex::new(None));
+        let mut recording = None;
         if let Some(dir) = self.ctx.audit.dir() {
             let title = format!(
                 "{}@{}: {}",
@@ -94,7 +90,7 @@ impl Chan {
             );
             let term = self.pty.as_ref().map(|p| p.term.as_str());
             match Recorder::create(dir, &self.ctx.id, self.number, self.size, term, &title) {
-                Ok(r) => *recorder.lock().unwrap_or_else(|p| p.into_inner()) = Some(r),
+                Ok(r) => recording = Some(Recording::start(r)),
                 Err(e) => {
                     let _ = up_tx.close().await;
                     let msg = format!("pgmoat: the channel cannot be recorded ({e}); refused");
@@ -102,7 +98,13 @@ impl Chan {
                 }
             }
         }
-        let record_input = matches!(request, Request::Shell);
+        let out_tap = recording.as_ref().map(Recording::tap);
+        // Input is recorded for shells only (an exec's stdin may be a file's bytes).
+        let in_tap = recording
+            .as_ref()
+            .filter(|_| matches!(request, Request::Shell))
+            .map(Recording::tap);
+        let resize_tap = recording.as_ref().map(Recording::tap);
         let running = match &request {
             Request::Shell => "(shell)".to_string(),
             Request::Exec(c) => c.clone(),
@@ -124,9 +126,11 @@ impl Chan {
         let metrics = &self.ctx.door.shared.metrics.ssh;
 
         let client_to_up = async {
+            // Moved in, so they go when this future goes (see `finish` below).
+            let (in_tap, resize_tap) = (in_tap, resize_tap);
             for data in pending {
                 bytes_in.fetch_add(data.len() as u64, Relaxed);
-                if record_input && !rec(&recorder, |r| r.input(&data)) {
+                if !record_input(in_tap.as_ref(), &data).await {
                     fail("recording failed");
                     return;
                 }
@@ -142,7 +146,7 @@ impl Chan {
                     ChannelMsg::Data { data } => {
                         bytes_in.fetch_add(data.len() as u64, Relaxed);
                         metrics.bytes_in.fetch_add(data.len() as u64, Relaxed);
-                        if record_input && !rec(&recorder, |r| r.input(&data)) {
+                        if !record_input(in_tap.as_ref(), &data).await {
                             fail("recording failed");
                             break;
                         }
@@ -160,9 +164,11 @@ impl Chan {
                         pix_width,
                         pix_height,
                     } => {
-                        if !rec(&recorder, |r| r.resize(col_width, row_height)) {
-                            fail("recording failed");
-                            break;
+                        if let Some(t) = &resize_tap {
+                            if !t.resize(col_width, row_height).await {
+                                fail("recording failed");
+                                break;
+                            }
                         }
                         let _ = up_tx
                             .window_change(col_width, row_height, pix_width, pix_height)
@@ -179,6 +185,7 @@ impl Chan {
         };
 
         let up_to_client = async {
+            let out_tap = out_tap;
             let mut queue = early.into_iter();
             loop {
                 let msg = match queue.next() {
@@ -192,7 +199,7 @@ impl Chan {
                     ChannelMsg::Data { data } => {
                         bytes_out.fetch_add(data.len() as u64, Relaxed);
                         metrics.bytes_out.fetch_add(data.len() as u64, Relaxed);
-                        if !rec(&recorder, |r| r.output(&data)) {
+                        if !record_output(out_tap.as_ref(), &data).await {
                             fail("recording failed");
                             break;
                         }
@@ -202,7 +209,7 @@ impl Chan {
                     }
                     ChannelMsg::ExtendedData { data, ext } => {
                         bytes_out.fetch_add(data.len() as u64, Relaxed);
-                        if !rec(&recorder, |r| r.output(&data)) {
+                        if !record_output(out_tap.as_ref(), &data).await {
                             fail("recording failed");
                             break;
                         }
@@ -242,7 +249,9 @@ impl Chan {
             }
         };
 
-        tokio::pin!(client_to_up, up_to_client);
+        // Boxed rather than pinned in place, so they can be dropped before the end.
+        let mut client_to_up = Box::pin(client_to_up);
+        let mut up_to_client = Box::pin(up_to_client);
         tokio::select! {
             // The upstream is done: nothing the client still sends has anywhere to go.
             _ = &mut up_to_client => {}
@@ -255,11 +264,13 @@ impl Chan {
         closed.bytes_in = Some(bytes_in.load(Relaxed));
         closed.bytes_out = Some(bytes_out.load(Relaxed));
         closed.error = failed.lock().ok().and_then(|f| f.clone());
-        let finished = recorder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map(Recorder::finish);
+        // The taps live in the two directions' futures: gone with them, so the
+        // recording's queue closes once its last chunks are written.
+        drop((client_to_up, up_to_client));
+        let finished = match recording {
+            Some(r) => Some(r.finish().await),
+            None => None,
+        };
         match finished {
             Some(Ok((name, sha))) => {
                 closed.recording = Some(name);
