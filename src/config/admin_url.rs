@@ -36,7 +36,7 @@ mod tests {
             "listen: 127.0.0.1:6432\nadmin: {{ listen: 127.0.0.1:9187, public_url: {url:?} }}\n\
              targets: {{ demo: {{ host: 127.0.0.1, user: app }} }}\n"
         );
-        crate::Config::from_yaml(&yaml, "t.yaml", Path::new("/"), &|_| None)
+        crate::Config::from_yaml(&yaml, "t.yaml", Path::new("/"), &|_: &str| None)
             .map(|c| c.admin.and_then(|a| a.public_url))
             .map_err(|e| e.to_string())
     }
