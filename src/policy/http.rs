@@ -23,6 +23,9 @@ pub struct HttpFacts<'a> {
 
 /// A path glob: `*` and `?` stay inside one `/` segment, `**` crosses them; a pattern
 /// ending in `/**` also matches the folder itself (`/admin/**` covers `/admin`).
+/// Matching ignores case and a trailing `/` (`/admin/users` covers `/ADMIN/users/`):
+/// many targets route that way (Express, IIS, Spring before 6), and a rule must hold
+/// for what the target runs, not for one spelling of it.
 #[derive(Debug, Clone)]
 pub struct PathGlob {
     text: String,
@@ -43,9 +46,10 @@ impl PathGlob {
                 "bad path pattern {text:?}: {bad:?} is not supported (use *, ** and ?)"
             ));
         }
-        let mut re = String::from("^");
+        let mut re = String::from("(?i)^");
         let (body, tail) = match text.strip_suffix("/**") {
             Some(b) => (b, "(?:/.*)?"),
+            None if text.len() > 1 => (text.trim_end_matches('/'), "/?"),
             None => (text, ""),
         };
         let mut chars = body.chars().peekable();
@@ -89,6 +93,10 @@ pub enum PathError {
     EncodedSeparator,
     #[error("the path is not UTF-8 once decoded")]
     NotUtf8,
+    #[error("the path has a ; parameter (targets such as Tomcat and Spring read it away)")]
+    PathParameter,
+    #[error("a path segment ends in a dot or a space (Windows targets trim those)")]
+    TrailingDot,
 }
 
 /// A path as judged and as forwarded.
@@ -114,6 +122,14 @@ pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
         let decoded = percent_decode(seg)?;
         if decoded.contains(['/', '\\', '%']) || decoded.chars().any(char::is_control) {
             return Err(PathError::EncodedSeparator);
+        }
+        // `/admin;x=1/users` and `/public/..;/admin` are `/admin/users` to some
+        // targets: what they would run is not what would be judged.
+        if decoded.contains(';') {
+            return Err(PathError::PathParameter);
+        }
+        if decoded != "." && decoded != ".." && decoded.ends_with(['.', ' ']) {
+            return Err(PathError::TrailingDot);
         }
         match decoded.as_str() {
             "" | "." => {}
@@ -222,7 +238,11 @@ impl Cond {
             return false;
         }
         if let Some(m) = &self.http_methods {
-            if !m.iter().any(|m| m == r.method) {
+            // Most frameworks run a GET handler for HEAD: a rule on GET holds for it.
+            if !m
+                .iter()
+                .any(|m| m == r.method || (r.method == "HEAD" && m == "GET"))
+            {
                 return false;
             }
         }
@@ -367,6 +387,13 @@ mod tests {
             "/a%zz",
             "/a%e",
             "/a%ff",
+            // Review H1: path parameters and trailing dots/spaces read differently.
+            "/public/..;/admin/users",
+            "/admin;x=1/users",
+            "/admin%3bx=1/users",
+            "/admin./users",
+            "/admin%20/users",
+            "/admin.%20/users",
         ] {
             assert!(norm(raw).is_err(), "{raw} must be refused");
         }
@@ -392,6 +419,13 @@ mod tests {
         assert!(!g("/v?/x").matches("/v10/x"));
         assert!(g("/a.b/*").matches("/a.b/c"));
         assert!(!g("/a.b/*").matches("/axb/c"));
+        // Case and a trailing slash do not dodge a rule (review H1).
+        assert!(g("/admin/**").matches("/ADMIN/users"));
+        assert!(g("/admin/users").matches("/Admin/Users/"));
+        assert!(g("/admin/users/").matches("/admin/users"));
+        assert!(!g("/admin/users").matches("/admin/users/x"));
+        assert!(g("/").matches("/"));
+        assert!(!g("/").matches("/x"));
         assert!(PathGlob::new("admin").is_err());
         assert!(PathGlob::new("/[a]").is_err());
     }
@@ -463,6 +497,25 @@ mod tests {
             (Action::Approve, "admin-held")
         );
         assert_eq!(rs.approvers_of("admin-held"), vec!["dba".to_string()]);
+        // A rule on GET holds for HEAD (review H2).
+        let reads = rules(
+            "rules:
+  - id: no-exports
+    when: { http_methods: [GET], http_paths: ['/exports/**'] }
+    action: block
+",
+        );
+        let d = reads.decide_http(
+            &HttpFacts {
+                method: "HEAD",
+                path: "/exports/users.json",
+            },
+            &who("a", &g, "billing"),
+        );
+        assert_eq!(
+            (d.action, d.deciding_rule.as_str()),
+            (Action::Block, "no-exports")
+        );
         let d = rs.decide_http(
             &HttpFacts {
                 method: "POST",

@@ -77,6 +77,9 @@ struct Chan {
     pending: Vec<Bytes>,
     pending_bytes: usize,
     client_eof: bool,
+    /// An exec whose line starts a shell on the channel (`bash -i`, `sudo -s`): its
+    /// input is recorded as a shell's is.
+    shell_exec: bool,
     started: Instant,
 }
 
@@ -97,6 +100,7 @@ pub async fn run(ctx: Arc<Ctx>, channel: Channel<Msg>, handle: Handle) {
         pending: Vec::new(),
         pending_bytes: 0,
         client_eof: false,
+        shell_exec: false,
         started: Instant::now(),
     };
     let Some(request) = ch.read_request(&mut rx).await else {
@@ -203,6 +207,7 @@ impl Chan {
             Request::Shell => vec![SshAsk::Shell],
             Request::Subsystem(n) => vec![SshAsk::Subsystem(n.clone())],
         };
+        self.shell_exec = matches!(request, Request::Exec(_)) && asks.contains(&SshAsk::Shell);
         let rules = self.ctx.tenant.rules.current();
         let subject = Subject {
             user: &self.ctx.identity,

@@ -615,3 +615,93 @@ async fn ssh_sessions_are_listed_and_an_operator_can_terminate_one() {
     assert_eq!(ends[0]["end"], "terminated by an operator", "{ends:?}");
     gw.shutdown().await;
 }
+
+/// Review H6/H7: wrapper options, shell options and a shell started by an exec line
+/// do not dodge the rules, and a shell an exec starts has its input recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrapped_commands_and_exec_shells_are_judged_as_what_they_run() {
+    let rules = format!(
+        "{RULES}  - id: shells-need-a-person
+    when: {{ ssh_shell: true, users: [agent-1] }}
+    action: block
+"
+    );
+    let gw = start(&rules).await;
+    let mark = marker("wrapped");
+    for line in [
+        format!("sudo -u root rm -rf {}", mark.display()),
+        format!("/bin/rm -rf {}", mark.display()),
+        format!("timeout 5 rm -rf {}", mark.display()),
+        format!("bash --norc -c 'rm -rf {}'", mark.display()),
+        format!("sh -c -e 'rm -rf {}'", mark.display()),
+    ] {
+        // Owned by the upstream's login user: had the command run, it would be gone.
+        std::fs::create_dir_all(&mark).unwrap();
+        let owned = std::process::Command::new("chown")
+            .arg(crate::common::sshd::USER)
+            .arg(&mark)
+            .status()
+            .unwrap();
+        assert!(owned.success());
+        let r = ssh(&gw, &keys().agent, AGENT, &[], Some(&line), None).await;
+        assert_blocked(&r, "no-rm-rf");
+        assert!(mark.exists(), "{line:?} reached the upstream");
+    }
+    let r = ssh(
+        &gw,
+        &keys().agent,
+        AGENT,
+        &[],
+        Some(&format!("rmdir {}", mark.display())),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status, 0,
+        "the marker is removable by the login user: {r:?}"
+    );
+    assert!(!mark.exists());
+    // A shell the exec line starts is a shell to the rules.
+    for line in ["bash -i", "sh", "sudo -s"] {
+        let r = ssh(&gw, &keys().agent, AGENT, &[], Some(line), Some(b"id\n")).await;
+        assert_blocked(&r, "shells-need-a-person");
+    }
+    // Piped code into a shell cannot be read: unanalysable, refused.
+    let r = ssh(&gw, &keys().agent, AGENT, &[], Some("echo id | sh"), None).await;
+    assert_eq!(r.status, 126, "{r:?}");
+    assert_blocked(&r, "unanalysable");
+    gw.shutdown().await;
+
+    // Where shells are allowed, the input of an exec'd shell is in the recording.
+    let gw = start(RULES).await;
+    let r = ssh(
+        &gw,
+        &keys().agent,
+        AGENT,
+        &[],
+        Some("bash -s"),
+        Some(b"echo typed-$((6*7))-input\n"),
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("typed-42-input"), "{r:?}");
+    let closed: Vec<_> = gw
+        .records_of("ssh_channel")
+        .into_iter()
+        .filter(|c| c["phase"] == "closed")
+        .collect();
+    let name = closed[0]["recording"]
+        .as_str()
+        .expect("recording")
+        .to_string();
+    let cast = std::fs::read_to_string(gw.audit_dir().join(&name)).unwrap();
+    let input: String = cast
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e[1] == "i")
+        .map(|e| e[2].as_str().unwrap().to_owned())
+        .collect();
+    assert!(input.contains("echo typed-$((6*7))-input"), "{input:?}");
+    gw.shutdown().await;
+}

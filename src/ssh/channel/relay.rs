@@ -99,10 +99,11 @@ impl Chan {
             }
         }
         let out_tap = recording.as_ref().map(Recording::tap);
-        // Input is recorded for shells only (an exec's stdin may be a file's bytes).
+        // Input is recorded for shells only (an exec's stdin may be a file's bytes),
+        // an exec that starts one included.
         let in_tap = recording
             .as_ref()
-            .filter(|_| matches!(request, Request::Shell))
+            .filter(|_| matches!(request, Request::Shell) || self.shell_exec)
             .map(Recording::tap);
         let resize_tap = recording.as_ref().map(Recording::tap);
         let running = match &request {
