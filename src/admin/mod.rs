@@ -33,6 +33,12 @@ pub struct AdminState {
     /// `admin.groups`: who may sign in to the web console through OIDC (as to the
     /// SQL console); empty: nobody.
     pub admin_groups: Vec<String>,
+    /// The gateway's shared state: the console's sign-in form uses its
+    /// authentication-failure limiter and audit stores.
+    pub shared: Arc<crate::session::Shared>,
+    /// The address the listener is bound to (set by [`serve`]): the console's OIDC
+    /// redirect is only built from a `Host` naming it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// What the API may reach of one tenant.
@@ -507,10 +513,17 @@ async fn slack_interaction(
 }
 
 /// Serve until the gateway shuts down.
-pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    mut state: AdminState,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let addr = listener.local_addr().ok();
+    state.listen = addr;
     tracing::info!(?addr, "admin API listening");
-    let result = axum::serve(listener, router(state))
+    // With the client's address: the console's sign-in is rate-limited per address.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

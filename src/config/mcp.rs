@@ -18,6 +18,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_SESSIONS: usize = 256;
 /// The most rows a caller may ask for in one call, whatever the config says.
 pub const MAX_ROWS_LIMIT: usize = 100_000;
+/// Bytes of values one result holds at most unless `mcp.max_result_bytes` says
+/// otherwise: rows past it are not read, so one agent's huge result cannot exhaust
+/// the gateway's memory (review finding M2).
+pub const DEFAULT_MAX_RESULT_BYTES: u64 = 16 << 20;
+/// The range `mcp.max_result_bytes` may take.
+pub const MIN_RESULT_BYTES: u64 = 1 << 10;
+pub const MAX_RESULT_BYTES_LIMIT: u64 = 1 << 30;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +33,8 @@ pub(super) struct RawMcp {
     pub max_rows: Option<usize>,
     pub idle_timeout: Option<HumanDuration>,
     pub max_sessions: Option<usize>,
+    /// `16MiB`, `512KiB`, ... (see [`super::parse_bytes`]).
+    pub max_result_bytes: Option<String>,
     /// `Host` header values accepted besides the loopback names (DNS-rebinding guard).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -39,6 +48,8 @@ pub struct McpConfig {
     pub idle_timeout: Duration,
     pub max_sessions: usize,
     pub allowed_hosts: Vec<String>,
+    /// Bytes of values one tool result holds at most (then `"truncated": true`).
+    pub max_result_bytes: usize,
 }
 
 impl Validator<'_> {
@@ -61,7 +72,15 @@ impl Validator<'_> {
         if max_sessions == 0 {
             return Err(self.err("mcp.max_sessions", "must be at least 1"));
         }
+        let max_result_bytes = match &raw.max_result_bytes {
+            Some(s) => super::parse_bytes(s).map_err(|e| self.err("mcp.max_result_bytes", e))?,
+            None => DEFAULT_MAX_RESULT_BYTES,
+        };
+        if !(MIN_RESULT_BYTES..=MAX_RESULT_BYTES_LIMIT).contains(&max_result_bytes) {
+            return Err(self.err("mcp.max_result_bytes", "must be between 1KiB and 1GiB"));
+        }
         Ok(McpConfig {
+            max_result_bytes: usize::try_from(max_result_bytes).unwrap_or(usize::MAX),
             listen: raw.listen,
             max_rows,
             idle_timeout,

@@ -6,6 +6,7 @@
 //!
 //! Secrets are read from the environment variables the file names, never from the file.
 
+mod admin_url;
 mod defaults;
 mod http_gateway;
 mod mcp;

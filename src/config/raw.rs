@@ -149,6 +149,8 @@ pub(super) struct RawAdmin {
     /// Groups whose members may open the SQL admin console (`psql -d pgmoat`).
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Where browsers reach this listener (the console's OIDC redirect base).
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,10 @@ impl Validator<'_> {
                     None => None,
                 },
                 groups: a.groups,
+                public_url: match &a.public_url {
+                    Some(u) => Some(self.admin_public_url(u)?),
+                    None => None,
+                },
             }),
         };
         let limits = Self::limits(raw.limits);

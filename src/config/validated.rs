@@ -111,6 +111,10 @@ pub struct AdminConfig {
     /// Groups whose members may open the SQL admin console (`psql -d pgmoat`); empty:
     /// nobody may.
     pub groups: Vec<String>,
+    /// `admin.public_url`, without a trailing `/`: the console's OIDC redirect URI is
+    /// built from it (without it, only a request to the listener's own address may
+    /// start an OIDC sign-in).
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 
 mod approvals;
 mod audit_page;
+mod guard;
 mod html;
 mod oidc;
 mod rules_page;
@@ -16,10 +17,11 @@ mod sessions_page;
 mod signin;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -216,6 +218,7 @@ fn signin_form(st: &ConsoleState, err: Option<&str>, status: StatusCode) -> Resp
 
 async fn signin_token(
     State(st): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     fields: Fields,
 ) -> Response {
@@ -229,10 +232,27 @@ async fn signin_token(
             .into_response();
     }
     let name = field(&fields, "name").trim();
+    let shared = &st.admin.shared;
+    // Checked before the token is: a blocked address learns nothing, right or wrong.
+    if guard::blocked(shared, peer).await {
+        guard::failed(
+            shared,
+            peer,
+            name,
+            "too many failed sign-ins from this address",
+            false,
+        );
+        return signin_form(
+            &st,
+            Some("Too many failed sign-ins from this address; try again later."),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     let Some(scope) = scope_of_token(&st.admin, Some(field(&fields, "token"))) else {
-        tracing::warn!("console sign-in with a wrong admin token refused");
+        guard::failed(shared, peer, name, "wrong admin token", true);
         return signin_form(&st, Some("Wrong admin token."), StatusCode::UNAUTHORIZED);
     };
+    guard::succeeded(shared, peer);
     if name.is_empty() || name.len() > 200 {
         return signin_form(
             &st,

@@ -9,6 +9,7 @@
 //! in, and the ID token's groups are what its approvals are checked against.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -127,19 +128,66 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, Str
     Ok(d)
 }
 
-/// Where the IdP sends the browser back: this listener as the browser reached it.
-fn redirect_uri(st: &ConsoleState, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let plain = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    plain.then(|| {
-        format!(
-            "{}://{host}/ui/callback",
-            if st.secure { "https" } else { "http" }
-        )
-    })
+/// Where the IdP sends the browser back. Never taken from the request alone: a
+/// forged `Host` would otherwise have the IdP deliver the code to another origin.
+/// From `admin.public_url` when set; else the `Host` must name the admin listener
+/// itself (its address, or `localhost` for a loopback listener).
+fn redirect_uri(st: &ConsoleState, headers: &HeaderMap) -> Result<String, &'static str> {
+    let configured = st.admin.shared.config.admin.as_ref();
+    if let Some(base) = configured.and_then(|a| a.public_url.as_deref()) {
+        return Ok(format!("{base}/ui/callback"));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let Some(listen) = st.admin.listen else {
+        return Err("set admin.public_url to sign in through the identity provider");
+    };
+    if !names_listener(host, listen, st.secure) {
+        return Err("the request's Host is not this console's address; set admin.public_url to reach it under another name");
+    }
+    Ok(format!(
+        "{}://{host}/ui/callback",
+        if st.secure { "https" } else { "http" }
+    ))
+}
+
+/// Whether a `Host` header value names `listen`: the same port (the scheme's default
+/// when none is given) and the listener's IP, or `localhost` for a loopback one. An
+/// unspecified listener (0.0.0.0) has no address of its own to compare with.
+fn names_listener(host: &str, listen: SocketAddr, secure: bool) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) => (ip, rest),
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, &host[name.len()..][..port.len() + 1]),
+            None => (host, ""),
+        },
+    };
+    let port = match port.strip_prefix(':') {
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        None if port.is_empty() => {
+            if secure {
+                443
+            } else {
+                80
+            }
+        }
+        None => return false,
+    };
+    if port != listen.port() || listen.ip().is_unspecified() {
+        return false;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip == listen.ip(),
+        Err(_) => listen.ip().is_loopback() && name.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -166,8 +214,15 @@ pub async fn start(
     let Some(verifier_cfg) = tenant.oidc.as_ref() else {
         return refused(StatusCode::NOT_FOUND, "OIDC sign-in is not configured.");
     };
-    let Some(redirect) = redirect_uri(&st, &headers) else {
-        return refused(StatusCode::BAD_REQUEST, "The request names no usable Host.");
+    let redirect = match redirect_uri(&st, &headers) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!("console OIDC sign-in refused: {why}");
+            return refused(
+                StatusCode::BAD_REQUEST,
+                &format!("OIDC sign-in is not available at this address: {why}."),
+            );
+        }
     };
     let Some(client) = http() else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "No HTTP client.");
@@ -362,4 +417,39 @@ fn nonce_of(jwt: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("nonce")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::names_listener;
+
+    #[test]
+    fn only_the_listeners_own_address_is_its_host() {
+        let lo = "127.0.0.1:9187".parse().unwrap();
+        assert!(names_listener("127.0.0.1:9187", lo, false));
+        assert!(names_listener("localhost:9187", lo, false));
+        assert!(names_listener("LOCALHOST:9187", lo, false));
+        for forged in [
+            "evil.example",
+            "evil.example:9187",
+            "127.0.0.1:9188",
+            "127.0.0.1",
+            "localhost",
+            "127.0.0.1:9187@evil.example",
+            "127.0.0.1:9187/x",
+            "[::1]:9187",
+            "",
+        ] {
+            assert!(!names_listener(forged, lo, false), "{forged}");
+        }
+        let v6 = "[::1]:9187".parse().unwrap();
+        assert!(names_listener("[::1]:9187", v6, false));
+        assert!(names_listener("localhost:9187", v6, false));
+        let public = "10.1.2.3:80".parse().unwrap();
+        assert!(names_listener("10.1.2.3", public, false));
+        assert!(!names_listener("localhost", public, false), "not loopback");
+        let any = "0.0.0.0:9187".parse().unwrap();
+        assert!(!names_listener("0.0.0.0:9187", any, false));
+        assert!(!names_listener("localhost:9187", any, false));
+    }
 }

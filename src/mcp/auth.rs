@@ -2,16 +2,18 @@
 //! the wire checks it, or a local user's `token_env` secret (both through
 //! [`crate::session::credentials::by_bearer`], which also rate-limits and audits
 //! failures). Anything else is HTTP 401 with `WWW-Authenticate: Bearer`, before the
-//! MCP layer sees the request.
+//! MCP layer sees the request. A request naming an MCP session must come from the
+//! identity (and tenant) that opened it (see [`super::owners`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::owners::{not_found, SESSION_HEADER};
 use super::session::Caller;
 use super::Door;
 
@@ -61,12 +63,39 @@ pub async fn require_bearer(
     };
     match crate::session::credentials::by_bearer(&door.shared, peer, &token).await {
         Ok((identity, tenant)) => {
+            let owner = (identity.name.clone(), tenant.name.clone());
+            let named = req
+                .headers()
+                .get(SESSION_HEADER)
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            if let Some(id) = &named {
+                if !door.owners.belongs_to(id, &owner) {
+                    tracing::info!(%peer, identity = %owner.0, "mcp: a request named a session that is not the caller's");
+                    return not_found();
+                }
+            }
+            let closing = req.method() == Method::DELETE;
             req.extensions_mut().insert(Caller {
                 identity,
                 tenant,
                 peer,
             });
-            next.run(req).await
+            let response = next.run(req).await;
+            match named {
+                // A new session (the initialize answer names it): it is the caller's.
+                None => {
+                    if let Some(id) = response
+                        .headers()
+                        .get(SESSION_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        door.owners.claim(id.to_owned(), owner).await;
+                    }
+                }
+                Some(id) if closing && response.status().is_success() => door.owners.forget(&id),
+                Some(_) => {}
+            }
+            response
         }
         Err(reason) => {
             tracing::info!(%peer, "mcp: bearer token refused: {reason}");

@@ -10,6 +10,7 @@
 //! call made again runs once approved.
 
 mod auth;
+mod owners;
 mod pipe;
 mod query;
 mod session;
@@ -35,6 +36,8 @@ pub struct Door {
     pipe: pipe::Pipe,
     /// MCP sessions open now (bounded by `mcp.max_sessions`).
     live: AtomicUsize,
+    /// Whose each MCP session is, checked on every request that names one.
+    owners: owners::Owners,
 }
 
 /// Serve `/mcp` on `listener` until `shutdown` turns true.
@@ -64,18 +67,20 @@ pub async fn serve(
     let mut sessions = LocalSessionManager::default();
     // An idle MCP session ends, and with it its upstream sessions.
     sessions.session_config.keep_alive = Some(config.idle_timeout);
+    let sessions = Arc::new(sessions);
     let door = Arc::new(Door {
         shared,
         config,
         pipe,
         live: AtomicUsize::new(0),
+        owners: owners::Owners::new(Arc::clone(&sessions)),
     });
     let http_config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
     let cancel = http_config.cancellation_token.clone();
     let factory_door = Arc::clone(&door);
     let service = StreamableHttpService::new(
         move || tools::Tools::new(&factory_door),
-        Arc::new(sessions),
+        sessions,
         http_config,
     );
     let app = axum::Router::new().nest_service("/mcp", service).layer(

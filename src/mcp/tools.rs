@@ -38,7 +38,9 @@ need a human's approval return {status: pending_approval, approval, rule} at onc
 `wait`, e.g. \"30s\"): call again with the same SQL and params once approved to run it once; \
 masked columns come back masked. Pass values as `params` ($1, $2, ...): they are bound as \
 real parameters, never spliced into the SQL. Returns {columns, rows, row_count, truncated, \
-masked_columns, notices}; at most max_rows rows.";
+masked_columns, notices}; at most max_rows rows and the gateway's \
+max_result_bytes of values (then truncated: true; a single value larger than that is cut \
+and listed in cut_values).";
 
 const EXPLAIN: &str = "Show what the gateway would do with some SQL for you (action, the \
 rules that matched, the facts the rules saw per statement, the columns that would be \
@@ -146,8 +148,11 @@ impl Tools {
             .conn(c, target)
             .await
             .map_err(|e| refused(format!("pgmoat: {e}")))?;
-        let max = self.door.config.max_rows;
-        let out = query::run(&conn, sql, params, max).await;
+        let budget = query::Budget {
+            max_rows: self.door.config.max_rows,
+            max_bytes: self.door.config.max_result_bytes,
+        };
+        let out = query::run(&conn, sql, params, budget).await;
         let notices = conn.take_notices();
         match out {
             Ok(rows) => Ok((rows, notices)),
@@ -334,10 +339,13 @@ impl Tools {
             Ok(conn) => conn,
             Err(e) => return Ok(refused(format!("pgmoat: {e}"))),
         };
-        let max = args
-            .max_rows
-            .unwrap_or(self.door.config.max_rows)
-            .clamp(1, self.door.config.max_rows);
+        let max = query::Budget {
+            max_rows: args
+                .max_rows
+                .unwrap_or(self.door.config.max_rows)
+                .clamp(1, self.door.config.max_rows),
+            max_bytes: self.door.config.max_result_bytes,
+        };
         let mut out = query::run(&conn, &args.sql, &args.params, max).await;
         if let (Err(Failure::Pending { id, .. }), Some(wait), Some(approvals)) =
             (&out, wait, c.tenant.approvals.as_ref())
@@ -350,14 +358,22 @@ impl Tools {
         let notices = conn.take_notices();
         Ok(match out {
             Err(f) => failed(&conn, f),
-            Ok(rows) => CallToolResult::structured(json!({
-                "columns": rows.columns,
-                "rows": rows.rows,
-                "row_count": rows.row_count,
-                "truncated": rows.truncated,
-                "masked_columns": self.masked_columns(&c, &args.target, &args.sql).await,
-                "notices": notices,
-            })),
+            Ok(rows) => {
+                let mut out = json!({
+                    "columns": rows.columns,
+                    "rows": rows.rows,
+                    "row_count": rows.row_count,
+                    "truncated": rows.truncated,
+                    "masked_columns": self.masked_columns(&c, &args.target, &args.sql).await,
+                    "notices": notices,
+                });
+                if !rows.cut_values.is_empty() {
+                    // Say so: the agent must not take a cut value for the whole one.
+                    out["cut_values"] = Value::Array(rows.cut_values);
+                    out["max_result_bytes"] = json!(self.door.config.max_result_bytes);
+                }
+                CallToolResult::structured(out)
+            }
         })
     }
 

@@ -289,6 +289,8 @@ impl Gateway {
         let grace = shared.config.limits.shutdown_grace;
         let admin_task = admin.map(|l| {
             let state = admin::AdminState {
+                shared: Arc::clone(&shared),
+                listen: None,
                 metrics: Arc::clone(&shared.metrics),
                 sessions: Arc::clone(&shared.sessions),
                 token: shared.config.admin.as_ref().and_then(|a| a.token.clone()),

@@ -122,6 +122,17 @@ impl Browserless {
         }
     }
 
+    /// A client whose connections come from `from` (another loopback address).
+    fn from_address(admin: SocketAddr, from: std::net::IpAddr) -> Browserless {
+        let mut b = Browserless::new(admin);
+        b.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(from)
+            .build()
+            .unwrap();
+        b
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let req = if self.cookie.is_empty() {
             req
@@ -475,4 +486,98 @@ async fn console_in_a_browser_approves_denies_terminates_and_replays_masked() {
             png.display()
         );
     }
+}
+
+/// Guessing the admin token: after `limits.auth_failures` wrong tokens one address is
+/// refused for the window, even with the right token; each failure is an
+/// `auth_failure` record whose reason starts `console:`; another address signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sign_in_guesses_are_rate_limited_per_address_and_audited() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let store = TempDir::new("pgmoat-console-guess-audit");
+    let yaml = config_yaml(
+        pg,
+        &format!(
+            "audit:\n  dir: {}\n  durability: fsync\nlimits:\n  auth_failures: 3\n  auth_failure_window: 10m\n",
+            store.path().display()
+        ),
+    );
+    let gw = start_yaml(&yaml, test_env()).await;
+    let admin = gw.admin.unwrap();
+    let mut mallory = Browserless::new(admin);
+    let form = mallory.get("/ui/signin").await;
+    let csrf = hidden_csrf(&form.body);
+    mallory.cookie = format!("pgmoat_console_pre={csrf}");
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        let r = mallory
+            .post(
+                "/ui/signin",
+                &[("csrf", &csrf), ("token", guess), ("name", "mallory")],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    // The window is used up: refused before the token is even looked at.
+    let r = mallory
+        .post(
+            "/ui/signin",
+            &[
+                ("csrf", &csrf),
+                ("token", "admin-token"),
+                ("name", "mallory"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
+    assert!(set_cookie(&r, "pgmoat_console=").is_none(), "no sign-in");
+
+    // Another address is not blocked: the right token works there.
+    let mut alice = Browserless::from_address(admin, "127.0.0.2".parse().unwrap());
+    alice.sign_in(APPROVER).await;
+
+    let records = wait_for("the console's auth_failure records", WAIT_LIMIT, || async {
+        let recs: Vec<serde_json::Value> = audit_text(&store)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|r: &serde_json::Value| r["type"] == "auth_failure")
+            .collect();
+        // mallory: 3 wrong + 1 refused for the limit; alice's helper: 1 wrong.
+        if recs.len() >= 5 {
+            Ok(recs)
+        } else {
+            Err(format!("{} records", recs.len()))
+        }
+    })
+    .await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    for r in &records {
+        assert!(r["reason"].as_str().unwrap().starts_with("console:"), "{r}");
+        assert!(
+            !r.to_string().contains("guess-"),
+            "no token in the trail: {r}"
+        );
+    }
+    let from = |ip: &str, reason: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["client"].as_str().unwrap().starts_with(&format!("{ip}:"))
+                    && r["reason"] == reason
+            })
+            .count()
+    };
+    assert_eq!(from("127.0.0.1", "console: wrong admin token"), 3);
+    assert_eq!(
+        from(
+            "127.0.0.1",
+            "console: too many failed sign-ins from this address"
+        ),
+        1
+    );
+    assert_eq!(from("127.0.0.2", "console: wrong admin token"), 1);
+    assert!(records
+        .iter()
+        .all(|r| r["user"] == "mallory" || r["user"] == APPROVER));
 }

@@ -338,9 +338,20 @@ async fn mcp_post(
     session: Option<&str>,
     body: Value,
 ) -> (u16, Option<String>, String) {
+    mcp_post_as(http, url, MCP_TOKEN, session, body).await
+}
+
+/// [`mcp_post`] with another bearer token.
+async fn mcp_post_as(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, String) {
     let mut req = http
         .post(url)
-        .bearer_auth(MCP_TOKEN)
+        .bearer_auth(token)
         .header("Accept", "application/json, text/event-stream")
         .header("MCP-Protocol-Version", "2025-06-18")
         .json(&body);
@@ -471,4 +482,175 @@ async fn mcp_sessions_are_listed_terminated_and_expire_when_idle() {
     let (status, _, body) = mcp_post(&web, &url, Some(&second), query_call()).await;
     assert_eq!(status, 404, "an expired session is unknown: {body}");
     gw.shutdown().await;
+}
+
+const OTHER_TOKEN: &str = "mcp-other-agent-token-91c2";
+
+/// A gateway whose MCP door knows two agents, each with a bearer token.
+async fn two_agent_gateway(pg: &'static TestPg, extra_mcp: &str) -> McpGateway {
+    prepare(pg).await;
+    let yaml = config_yaml(
+        pg,
+        &format!("mcp:\n  listen: 127.0.0.1:0\n{extra_mcp}"),
+    )
+    .replace(
+        "      groups: [agents]\n",
+        "      groups: [agents]\n      token_env: AGENT1_TOKEN\n    - { name: agent-2, token_env: AGENT2_TOKEN, groups: [agents] }\n",
+    );
+    let mut env = test_env();
+    env.insert("AGENT1_TOKEN".into(), MCP_TOKEN.into());
+    env.insert("AGENT2_TOKEN".into(), OTHER_TOKEN.into());
+    McpGateway::start(&yaml, env).await
+}
+
+/// Review finding M7: another identity's valid token cannot resume (replay), call
+/// into or close an MCP session; it gets what an unknown session gets (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_session_ids_belong_to_the_identity_that_opened_them() {
+    let pg = crate::common::pg::shared();
+    let gw = two_agent_gateway(pg, "").await;
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let victim = open_and_query(&web, &url).await;
+
+    // What an unknown session gets, for comparison.
+    let (unknown_status, _, unknown_body) = mcp_post_as(
+        &web,
+        &url,
+        MCP_TOKEN,
+        Some("00000000-0000-0000-0000-000000000000"),
+        query_call(),
+    )
+    .await;
+    assert_eq!(unknown_status, 404, "{unknown_body}");
+
+    // POST (a tool call) into the victim's session.
+    let (status, _, body) = mcp_post_as(&web, &url, OTHER_TOKEN, Some(&victim), query_call()).await;
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign POST");
+
+    // GET with Last-Event-ID: the replay of the victim's cached query result.
+    let r = web
+        .get(&url)
+        .bearer_auth(OTHER_TOKEN)
+        .header("Accept", "text/event-stream")
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .header("Last-Event-ID", "0/0")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign GET");
+    assert!(!body.contains("row_count"), "{body}");
+
+    // DELETE: refused, and the victim's session lives on.
+    let r = web
+        .delete(&url)
+        .bearer_auth(OTHER_TOKEN)
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!((status, &body), (404, &unknown_body), "a foreign DELETE");
+    let (status, _, body) = mcp_post(&web, &url, Some(&victim), query_call()).await;
+    assert_eq!(status, 200, "the owner's session survived: {body}");
+    assert!(body.contains("row_count"), "{body}");
+
+    // The owner can still close it; afterwards it is unknown to the owner too.
+    let r = web
+        .delete(&url)
+        .bearer_auth(MCP_TOKEN)
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .header("Mcp-Session-Id", &victim)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, _, _) = mcp_post(&web, &url, Some(&victim), query_call()).await;
+    assert_eq!(status, 404);
+    gw.shutdown().await;
+}
+
+/// The JSON-RPC message in a `/mcp` answer (plain JSON or one SSE `data:` event).
+fn rpc_message(body: &str) -> Value {
+    let json = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(body);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn query_of(sql: &str) -> Value {
+    serde_json::json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+        "params":{"name":"query","arguments":{"target":"demo","sql":sql}}})
+}
+
+/// Review finding M2: a result past `mcp.max_result_bytes` is answered with the rows
+/// that fit and `"truncated": true`; a single value past it is cut and said so; the
+/// session goes on working; a budget out of range is a config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_query_results_are_cut_at_the_byte_budget() {
+    let pg = crate::common::pg::shared();
+    let gw = two_agent_gateway(pg, "  max_result_bytes: 64KiB\n").await;
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let sid = open_and_query(&web, &url).await;
+
+    // 100 rows of 10,000 bytes (~1 MB) against a 64 KiB budget: the rows that fit.
+    let sql = "SELECT i, repeat('x', 10000) AS pad FROM generate_series(1, 100) i";
+    let (status, _, body) = mcp_post(&web, &url, Some(&sid), query_of(sql)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], true, "{result}");
+    let rows = result["rows"].as_array().expect("rows");
+    assert!((1..=6).contains(&rows.len()), "{} rows", rows.len());
+    assert_eq!(result["row_count"], rows.len());
+    assert_eq!(
+        rows[0][1].as_str().unwrap().len(),
+        10_000,
+        "whole values are whole"
+    );
+    assert!(result.get("cut_values").is_none(), "{result}");
+    let sent: usize = rows.iter().map(|r| r.to_string().len()).sum();
+    assert!(sent <= 64 << 10, "{sent} bytes of rows");
+
+    // One value of 1 MB: cut to the budget, and the result says which.
+    let sql = "SELECT repeat('y', 1000000) AS big FROM generate_series(1, 3)";
+    let (status, _, body) = mcp_post(&web, &url, Some(&sid), query_of(sql)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], true);
+    let rows = result["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "only the cut first row");
+    let cut = rows[0][0].as_str().unwrap();
+    assert!(cut.len() < 64 << 10 && cut.len() > 60_000, "{}", cut.len());
+    assert!(cut.bytes().all(|b| b == b'y'));
+    assert_eq!(
+        result["cut_values"],
+        serde_json::json!([{"row": 0, "column": "big", "bytes": 1_000_000}])
+    );
+    assert_eq!(result["max_result_bytes"], 64 << 10);
+
+    // Under the budget nothing changes, and the session is still usable.
+    let (_, _, body) = mcp_post(&web, &url, Some(&sid), query_of("SELECT 'ok' AS v")).await;
+    let result = &rpc_message(&body)["result"]["structuredContent"];
+    assert_eq!(result["truncated"], false, "{result}");
+    assert_eq!(result["rows"], serde_json::json!([["ok"]]));
+    gw.shutdown().await;
+
+    for bad in ["100", "2GiB", "lots"] {
+        let yaml = config_yaml(
+            pg,
+            &format!("mcp:\n  listen: 127.0.0.1:0\n  max_result_bytes: {bad}\n"),
+        );
+        let lookup = |name: &str| test_env().get(name).cloned();
+        let err = pgmoat::Config::from_yaml(&yaml, "test.yaml", Path::new("/"), &lookup)
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("mcp.max_result_bytes"), "{bad}: {err}");
+    }
 }

@@ -285,3 +285,71 @@ async fn console_oidc_sign_in_with_pkce_state_and_nonce_and_token_groups() {
         .unwrap()
         .expect("it ran");
 }
+
+/// `redirect_uri` of an OIDC start's redirect to the IdP.
+fn redirect_param(start: &Reply) -> String {
+    let location = start.headers["location"].to_str().unwrap();
+    reqwest::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned())
+        .expect("a redirect_uri")
+}
+
+async fn start_with_host(b: &Browserless, host: &str) -> Reply {
+    b.send(
+        b.http
+            .get(format!("{}/ui/oidc/start", b.base))
+            .header("host", host),
+    )
+    .await
+}
+
+/// A forged `Host` cannot steer the authorization code to another origin: without
+/// `admin.public_url` only the listener's own address starts an OIDC sign-in; with
+/// it, the redirect URI is always built from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_oidc_redirect_uri_never_comes_from_a_forged_host() {
+    let idp = CodeIdp::start().await;
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let oidc = format!(
+        "  oidc:\n    issuer: {}\n    audience: {CLIENT_ID}\n    username_claim: email\n",
+        idp.issuer
+    );
+
+    let gw = start_yaml(&config_yaml(pg, &oidc), test_env()).await;
+    let admin = gw.admin.unwrap();
+    let b = Browserless::new(admin);
+    for forged in ["evil.example", &format!("evil.example:{}", admin.port())] {
+        let r = start_with_host(&b, forged).await;
+        assert_eq!(r.status, 400, "{forged}: {}", r.body);
+        assert!(r.headers.get("location").is_none());
+        assert!(r.body.contains("admin.public_url"), "{}", r.body);
+        assert!(set_cookie(&r, "pgmoat_console_oidc=").is_none());
+    }
+    let r = start_with_host(&b, &admin.to_string()).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(redirect_param(&r), format!("http://{admin}/ui/callback"));
+    let r = start_with_host(&b, &format!("localhost:{}", admin.port())).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        redirect_param(&r),
+        format!("http://localhost:{}/ui/callback", admin.port())
+    );
+    drop(gw);
+
+    let yaml = config_yaml(pg, &oidc).replace(
+        "  token_env: ADMIN_TOKEN\n",
+        "  token_env: ADMIN_TOKEN\n  public_url: https://console.example.com/\n",
+    );
+    let gw = start_yaml(&yaml, test_env()).await;
+    let b = Browserless::new(gw.admin.unwrap());
+    let r = start_with_host(&b, "evil.example").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        redirect_param(&r),
+        "https://console.example.com/ui/callback"
+    );
+}
