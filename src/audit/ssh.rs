@@ -211,7 +211,32 @@ fn recorded_output(dir: &Path, name: &str) -> String {
         text.truncate(cut);
         text.push_str("\n(output cut)");
     }
-    text.lines().map(|l| format!("  | {l}\n")).collect()
+    let text = text.replace("\r\n", "\n");
+    text.lines()
+        .map(|l| format!("  | {}\n", shown(l)))
+        .collect()
+}
+
+/// Recorded output as an auditor's terminal may show it: control characters (an
+/// escape sequence could move the cursor over the lines above, or set the clipboard)
+/// in caret notation (`^[`), C1 controls as `\u{..}`; tabs stay.
+fn shown(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\t' => out.push('\t'),
+            '\u{7f}' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            c if ('\u{80}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// How `pgmoat audit sessions` lists an SSH session.
@@ -225,5 +250,19 @@ pub fn as_session_start(s: SshSessionStart) -> super::event::SessionStart {
         tls: true,
         application_name: None,
         protocol: Some("ssh".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn replay_shows_control_characters_instead_of_obeying_them() {
+        assert_eq!(
+            shown("ok\u{1b}[3A\u{1b}[2Kfake\u{7}\u{9b}x\tend\u{7f}\r"),
+            "ok^[[3A^[[2Kfake^G\\u{9b}x\tend^?^M"
+        );
+        assert_eq!(shown("plain café"), "plain café");
     }
 }

@@ -104,6 +104,11 @@ pub async fn run(ctx: Arc<Ctx>, channel: Channel<Msg>, handle: Handle) {
         started: Instant::now(),
     };
     let Some(request) = ch.read_request(&mut rx).await else {
+        if ch.pending_bytes > MAX_PENDING {
+            // Not the client leaving: pgmoat ends the channel (see read_request).
+            let _ = ch.tx.eof().await;
+            let _ = ch.tx.close().await;
+        }
         return;
     };
     ch.serve(request, rx).await;
@@ -146,6 +151,12 @@ impl Chan {
                     if !self.side_message(other).await {
                         return None;
                     }
+                    // Input streamed before any request: a client that will not say
+                    // what it wants does not get pgmoat's memory either.
+                    if self.pending_bytes > MAX_PENDING {
+                        tracing::info!("ssh: over {MAX_PENDING} bytes of input before any request; channel closed");
+                        return None;
+                    }
                 }
             }
         }
@@ -157,8 +168,12 @@ impl Chan {
     async fn side_message(&mut self, msg: ChannelMsg) -> bool {
         match msg {
             ChannelMsg::Data { data } => {
+                // Kept up to MAX_PENDING only: past it the request is refused (or,
+                // before any request, the channel closed), never buffered on.
                 self.pending_bytes += data.len();
-                self.pending.push(data);
+                if self.pending_bytes <= MAX_PENDING {
+                    self.pending.push(data);
+                }
             }
             ChannelMsg::Eof => self.client_eof = true,
             ChannelMsg::Close => return false,

@@ -705,3 +705,41 @@ async fn wrapped_commands_and_exec_shells_are_judged_as_what_they_run() {
     assert!(input.contains("echo typed-$((6*7))-input"), "{input:?}");
     gw.shutdown().await;
 }
+
+/// Review M1: a channel that streams input and never says what it wants is closed
+/// once it passes the bound; the connection and the gateway go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_before_any_request_is_bounded() {
+    let gw = start(RULES).await;
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut handle = russh::client::connect(config, gw.ssh, AnyHost)
+        .await
+        .expect("connect");
+    let auth = handle
+        .authenticate_password(AGENT, "agent-secret-1")
+        .await
+        .expect("auth exchange");
+    assert!(auth.success());
+    let mut ch = handle.channel_open_session().await.expect("channel");
+    let chunk = vec![b'x'; 32 * 1024];
+    let ended = tokio::time::timeout(crate::harness::WAIT_LIMIT, async {
+        // 1.5 MiB (inside the 2 MiB window) and no exec: pgmoat ends the channel
+        // past 1 MiB.
+        for _ in 0..48 {
+            if ch.data(&chunk[..]).await.is_err() {
+                return true;
+            }
+        }
+        while let Some(msg) = ch.wait().await {
+            if matches!(msg, russh::ChannelMsg::Close | russh::ChannelMsg::Eof) {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the channel was not ended");
+    let (out, _, status) = exec_on(&handle, "echo still-serving").await;
+    assert_eq!((out.as_str(), status), ("still-serving\n", Some(0)));
+    gw.shutdown().await;
+}
