@@ -72,9 +72,10 @@ pub async fn identify(
             }
         }
     }
+    // No credentials is no guess: HTTP clients ask first and answer the challenge
+    // (browsers, curl --anyauth), so it is neither counted against the address (which
+    // would lock out everyone behind one NAT, Postgres logins included) nor recorded.
     let Some(cred) = credential(h) else {
-        let reason = AuthFailure::NoPassword;
-        crate::session::authn::auth_failed(shared, None, peer, "", &reason);
         return Err(reply::unauthorized(
             "pgmoat: authentication required (Authorization: Bearer or Basic)",
         ));
