@@ -164,12 +164,31 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
     forward(&door, up, body, masks, trail).await
 }
 
+/// The response's media type when masks apply to it but it cannot be read as a
+/// whole: a part of a body, a multipart body, or, where json: masks apply, a binary
+/// type other than media. Only asked when masks apply (no work for other responses).
+fn unmaskable(
+    status: StatusCode,
+    headers: &HeaderMap,
+    kind: BodyKind,
+    m: &BodyMasks,
+) -> Option<String> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    (status == StatusCode::PARTIAL_CONTENT
+        || media.starts_with("multipart/")
+        || (kind == BodyKind::Opaque && m.has_json() && !body_mask::is_media(&media)))
+    .then_some(media)
+}
+
 /// Whether a query pair names a method override (`_method=...`, any case, encoded
 /// or not).
 fn overrides_method(pair: &str) -> bool {
     let key = pair.split('=').next().unwrap_or("");
-    let key = key.replace("%5F", "_").replace("%5f", "_");
-    key.eq_ignore_ascii_case("_method")
+    key.eq_ignore_ascii_case("_method") || key.eq_ignore_ascii_case("%5fmethod")
 }
 
 /// Answer with a response pgmoat made, recording it.
@@ -255,26 +274,13 @@ async fn forward(
             .and_then(|v| v.to_str().ok()),
     );
     let bodiless = head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let media = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let masks = match masks {
-        // What masks apply to and pgmoat cannot read does not go out (fail closed):
-        // a part of a body, a multipart body, or (where json: masks apply: the data
-        // they cover may come in another format the client asked for) a binary type
-        // other than a picture, sound, video or font. With detectors alone, binary
-        // bodies stream: detectors look for text.
-        Some(m)
-            if !bodiless
-                && (status == StatusCode::PARTIAL_CONTENT
-                    || media.starts_with("multipart/")
-                    || (kind == BodyKind::Opaque
-                        && m.has_json()
-                        && !body_mask::is_media(&media))) =>
-        {
+    // What masks apply to and pgmoat cannot read does not go out (fail closed):
+    // a part of a body, a multipart body, or (where json: masks apply: the data
+    // they cover may come in another format the client asked for) a binary type
+    // other than a picture, sound, video or font. With detectors alone, binary
+    // bodies stream: detectors look for text.
+    if let Some(m) = masks.as_deref().filter(|_| !bodiless) {
+        if let Some(media) = unmaskable(status, &parts.headers, kind, m) {
             let r = reply::error(
                 StatusCode::BAD_GATEWAY,
                 "pgmoat: the target's response cannot be masked (a partial, multipart or unreadable body)",
@@ -285,6 +291,8 @@ async fn forward(
                 Some(format!("unmaskable response: {status} {media}")),
             );
         }
+    }
+    let masks = match masks {
         Some(m) if kind != BodyKind::Opaque && !bodiless => m,
         // Nothing to mask: the body streams through as it comes.
         _ => {

@@ -213,9 +213,9 @@ fn percent_encode_segment(s: &str, out: &mut String) {
 }
 
 impl Cond {
-    /// Whether the SQL-only conditions are all absent (then the condition can be
-    /// about an HTTP request).
-    fn has_sql_conditions(&self) -> bool {
+    /// Whether a SQL-only condition is present (then the condition is never about an
+    /// HTTP request or an SSH channel).
+    pub(super) fn has_sql_conditions(&self) -> bool {
         self.statement.is_some()
             || self.where_.is_some()
             || self.writes.is_some()

@@ -93,17 +93,8 @@ impl SshAsk {
 impl Cond {
     /// Whether this condition holds for an SSH request.
     fn matches_ssh(&self, ask: &SshAsk, who: &Subject<'_>) -> bool {
-        let sql_only = self.statement.is_some()
-            || self.where_.is_some()
-            || self.writes.is_some()
-            || self.tables.is_some()
-            || self.tables_written.is_some()
-            || self.columns.is_some()
-            || self.functions.is_some()
-            || self.settings.is_some()
-            || self.copy.is_some();
-        // An `http_*` condition is never about an SSH channel either.
-        if sql_only || self.has_http_conditions() {
+        // Neither SQL nor `http_*` conditions are ever about an SSH channel.
+        if self.has_sql_conditions() || self.has_http_conditions() {
             return false;
         }
         let s = &self.ssh;
