@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 
-use super::html::{csrf_field, esc, flash, layout};
+use super::html::{csrf_field, esc, flash_from, layout};
 use super::signin::SignIn;
 use super::{back, field, html_response, ConsoleState, Fields};
 use crate::approval::shown::{shown, WARNING};
@@ -113,10 +113,7 @@ pub async fn page(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let flash = flash(
-        q.get("ok").map(String::as_str),
-        q.get("err").map(String::as_str),
-    );
+    let flash = flash_from(&q);
     if visible(&st, &who).is_empty() {
         let body = format!(
             "{flash}<p>Approvals are not configured (no <code>approvals:</code> section).</p>"

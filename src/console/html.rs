@@ -47,7 +47,49 @@ pub fn csrf_field(s: &SignIn) -> String {
     )
 }
 
-/// A status line: `ok` or `err` text from a redirect, shown once.
+/// The key that signs status lines put into redirect URLs, new each start.
+fn flash_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+        k
+    })
+}
+
+fn flash_sig(kind: &str, text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(flash_key()).expect("any key length");
+    mac.update(kind.as_bytes());
+    mac.update(b":");
+    mac.update(text.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The query string that carries a status line to the page a POST redirects to,
+/// signed so that only pgmoat's own outcomes are shown.
+pub fn flash_query(kind: &str, text: &str) -> String {
+    format!("{kind}={}&sig={}", url_part(text), flash_sig(kind, text))
+}
+
+/// The status line a redirect carried, when pgmoat signed it: a link someone else
+/// made (`/ui/approvals?err=Your+session+expired,+sign+in+at+...`) shows nothing
+/// (console review L5).
+pub fn flash_from(q: &std::collections::HashMap<String, String>) -> String {
+    let sig = q.get("sig").map(String::as_str).unwrap_or("");
+    let signed = |kind: &str| {
+        q.get(kind).map(String::as_str).filter(|t| {
+            subtle::ConstantTimeEq::ct_eq(flash_sig(kind, t).as_bytes(), sig.as_bytes()).into()
+        })
+    };
+    flash(signed("ok"), signed("err"))
+}
+
+/// A status line: `ok` or `err` text, shown once.
 pub fn flash(ok: Option<&str>, err: Option<&str>) -> String {
     let mut out = String::new();
     if let Some(m) = ok.filter(|m| !m.is_empty()) {
@@ -116,6 +158,26 @@ pub fn layout(title: &str, current: &str, who: Option<&SignIn>, body: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_status_lines_pgmoat_signed_are_shown() {
+        let parse = |query: &str| -> std::collections::HashMap<String, String> {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.replace("%20", " ")))
+                .collect()
+        };
+        let ours = parse(&flash_query("ok", "approved ap-1"));
+        assert!(flash_from(&ours).contains("approved ap-1"));
+        let mut forged = ours.clone();
+        forged.insert(
+            "ok".into(),
+            "session expired, sign in at evil.example".into(),
+        );
+        assert_eq!(flash_from(&forged), "");
+        assert_eq!(flash_from(&parse("err=call 555-0100")), "");
+    }
 
     #[test]
     fn escapes_markup_in_text_and_attributes() {

@@ -133,7 +133,7 @@ fn back(path: &str, ok: Result<String, String>) -> Response {
         Ok(m) => ("ok", m),
         Err(m) => ("err", m),
     };
-    Redirect::to(&format!("{path}?{k}={}", html::url_part(&v))).into_response()
+    Redirect::to(&format!("{path}?{}", html::flash_query(k, &v))).into_response()
 }
 
 fn html_response(status: StatusCode, body: String) -> Response {

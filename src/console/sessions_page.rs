@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::approvals::age;
-use super::html::{csrf_field, esc, flash, layout, url_part};
+use super::html::{csrf_field, esc, flash_from, layout, url_part};
 use super::{back, html_response, ConsoleState, Fields};
 use crate::admin::tenant_of;
 
@@ -63,10 +63,7 @@ pub async fn page(
 <tbody>
 {rows}</tbody>
 </table>"#,
-        flash = flash(
-            q.get("ok").map(String::as_str),
-            q.get("err").map(String::as_str)
-        ),
+        flash = flash_from(&q),
     );
     html_response(
         StatusCode::OK,
