@@ -14,7 +14,8 @@
 //! socket writes; [`client`] scans client messages (judging, holds, stand-ins for
 //! refusals), [`server`] scans server messages (matching answers, masking, splicing
 //! pgmoat's responses in), [`approval`] waits for approvers and runs under grants,
-//! and [`pace`] is the pure ReadyForQuery-counting state both paths feed.
+//! and the session core ([`super::core`]) holds the protocol state both paths feed:
+//! the one table of statement and portal names and the ReadyForQuery counting.
 //!
 //! Responses pgmoat composes itself (a refused message) must reach the client in
 //! protocol order, after the results of everything sent before them. Every Query,
@@ -32,11 +33,11 @@ use tokio::sync::watch;
 mod approval;
 mod client;
 mod fast;
-mod pace;
 mod returned;
 mod server;
 
-use self::pace::Pace;
+use super::core::names::Names;
+use super::core::pace::Pace;
 use super::error::SessionError;
 use super::judge::Judge;
 use super::masker::Masker;
@@ -149,11 +150,9 @@ pub struct Relay {
     replacement: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
-    /// Prepared statements that wait for approval at their Execute.
-    held: super::held::HeldStatements,
-    /// Where each Parse and Close stands in its cycle, to match the server's answers.
-    parses: crate::protocol::answers::Positions,
-    closes: crate::protocol::answers::Positions,
+    /// The session's statement and portal names, each slot carrying what the audit
+    /// trail, the holds and masking know of it (see [`super::core`]).
+    names: Names,
     /// The session's entry among the live sessions.
     registration: Option<super::registry::Registration>,
     /// Turns true when an operator terminates the session.
@@ -250,9 +249,7 @@ impl Relay {
             staged: BytesMut::new(),
             replacement: BytesMut::new(),
             audit: p.audit,
-            held: Default::default(),
-            parses: Default::default(),
-            closes: Default::default(),
+            names: Names::default(),
             terminate: match &p.registration {
                 Some(r) => r.terminated(),
                 // Nobody can terminate it: a channel whose sender is gone never

@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use super::{client_io, server_io, shrink, Fast, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frontend::Close;
 use crate::session::error::SessionError;
 
 /// Client messages the fast path takes: Bind, Describe, Execute, Sync, Close, Flush.
@@ -84,7 +85,7 @@ impl Relay {
             || self.pace.client_copy
             || self.masker.is_some()
             || self.audit.is_some()
-            || self.held.active()
+            || self.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
             || whole_batch(&self.cbuf, Direction::Frontend, client_kind).is_none()
         {
@@ -107,7 +108,12 @@ impl Relay {
                 b'E' => stats.queries_extended += 1,
                 b'S' => self.sent_syncs += 1,
                 b'C' => {
-                    self.closes.sent(self.sent_syncs + 1);
+                    let cycle = self.sent_syncs + 1;
+                    let at = self.names.close_sent(cycle);
+                    let end = pos + total(&self.cbuf[pos..]);
+                    if let Ok(c) = Close::parse(&self.cbuf[pos + 5..end]) {
+                        self.names.on_close(&c, cycle, at);
+                    }
                 }
                 _ => {}
             }
@@ -131,7 +137,7 @@ impl Relay {
             || self.hold_results
             || self.masker.is_some()
             || self.audit.is_some()
-            || self.held.active()
+            || self.names.holds_active()
             || self.draining
             || !self.rewrites.is_empty()
             || !self.swallow.is_empty()
@@ -157,19 +163,14 @@ impl Relay {
                 b'Z' => {
                     self.tx_status = if len > 5 { self.ubuf[pos + 5] } else { b'I' };
                     self.seen_rfq += 1;
-                    self.held.on_ready(self.seen_rfq, self.tx_status);
+                    self.names.on_ready(self.seen_rfq, self.tx_status);
                 }
                 b'E' => stats.server_errors += 1,
+                // No masker here (see above): nothing else needs the name taken.
                 b'1' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.parses.seen(cycle);
-                    self.held.on_parse_complete(cycle, at);
+                    let _ = self.names.parse_complete(self.seen_rfq + 1);
                 }
-                b'3' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.closes.seen(cycle);
-                    self.held.on_close_complete(cycle, at);
-                }
+                b'3' => self.names.close_complete(self.seen_rfq + 1),
                 _ => {}
             }
             pos += len;

@@ -23,7 +23,7 @@ impl Relay {
         // The replacement is built apart: copying `before` only when a message is
         // replaced keeps a batch of untouched rows linear, not quadratic.
         self.replacement.clear();
-        let replaced = match m.on_server(msg, &mut self.replacement) {
+        let replaced = match m.on_server(&mut self.names, msg, &mut self.replacement) {
             masker::Action::Replaced => {
                 self.staged.extend_from_slice(before);
                 self.staged.extend_from_slice(&self.replacement);
@@ -123,15 +123,11 @@ impl Relay {
                     self.seen_rfq += 1;
                     if let Some(m) = &mut self.masker {
                         let mut none = BytesMut::new();
-                        m.on_server(&buf[pos..pos + h.total], &mut none);
-                        m.cycle_ended(self.seen_rfq);
+                        m.on_server(&mut self.names, &buf[pos..pos + h.total], &mut none);
                     }
                     let seen = self.seen_rfq;
                     self.rewrites.retain(|r| r.due > seen);
-                    self.held.on_ready(seen, self.tx_status);
-                    if let Some(a) = self.audit.as_mut() {
-                        a.cycle_ended(seen);
-                    }
+                    self.names.on_ready(seen, self.tx_status);
                     if self.swallow.front() == Some(&seen) {
                         // The answer to pgmoat's own Sync (see `Pace::client`): not
                         // the client's to see.
@@ -157,12 +153,12 @@ impl Relay {
                     }
                     continue;
                 }
-                b't' if self.held.active() => {
+                b't' if self.names.holds_active() => {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
                     }
-                    self.held
+                    self.names
                         .on_parameter_description(&buf[pos + 5..pos + h.total], self.seen_rfq + 1);
                     pos += h.total;
                     continue;
@@ -184,7 +180,7 @@ impl Relay {
                         if let Some(m) = &mut self.masker {
                             // Only for its bookkeeping: the response is pgmoat's own.
                             let mut ignored = BytesMut::new();
-                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
+                            m.on_server(&mut self.names, &buf[pos..pos + h.total], &mut ignored);
                         }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
@@ -222,14 +218,10 @@ impl Relay {
                 }
                 b'E' => stats.server_errors += 1,
                 b'1' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.parses.seen(cycle);
-                    self.held.on_parse_complete(cycle, at);
-                    if let Some(m) = &mut self.masker {
-                        m.on_parse_complete(cycle, at);
-                    }
-                    if let Some(a) = self.audit.as_mut() {
-                        a.parse_complete(cycle, at);
+                    if let Some(name) = self.names.parse_complete(self.seen_rfq + 1) {
+                        if let Some(m) = &mut self.masker {
+                            m.parse_taken(&self.names, &name);
+                        }
                     }
                 }
                 b'2' => {
@@ -237,11 +229,7 @@ impl Relay {
                         m.on_bind_complete();
                     }
                 }
-                b'3' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.closes.seen(cycle);
-                    self.held.on_close_complete(cycle, at);
-                }
+                b'3' => self.names.close_complete(self.seen_rfq + 1),
                 _ => {}
             }
             let n = h.total.min(have);
