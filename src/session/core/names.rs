@@ -76,9 +76,7 @@ impl Names {
             };
             self.insert_statement(name.to_vec(), slot);
         }
-        self.statements
-            .get_mut(name)
-            .expect("inserted just above")
+        self.statements.get_mut(name).expect("inserted just above")
     }
 
     pub fn portal(&self, name: &[u8]) -> Option<&PortalSlot> {

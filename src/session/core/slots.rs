@@ -81,6 +81,22 @@ pub struct PortalSlot {
 }
 
 impl StatementSlot {
+    /// A new definition's slot; its hold (if any) is given to
+    /// [`super::names::Names::on_parse`], which counts it.
+    pub fn new(
+        audit: Option<AuditEntry>,
+        types: Vec<u32>,
+        mask: Option<Shared<MaskStatement>>,
+    ) -> StatementSlot {
+        StatementSlot {
+            generation: 0,
+            audit,
+            hold: None,
+            types,
+            mask,
+        }
+    }
+
     pub fn hold(&self) -> Option<&Arc<Hold>> {
         self.hold.as_ref()
     }

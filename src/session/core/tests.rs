@@ -168,9 +168,11 @@ impl Wire {
                         .starts_with(b"DELETE")
                         .then(|| Arc::new(hold(&String::from_utf8_lossy(p.sql))))
                         .filter(|_| held::may_hold_statement(&self.names, p.name));
-                    let mut slot = StatementSlot::default();
-                    slot.audit = Some((self.decided, false));
-                    slot.types = held::parse_types(body);
+                    let slot = StatementSlot::new(
+                        Some((self.decided, false)),
+                        held::parse_types(body),
+                        None,
+                    );
                     self.names.on_parse(p.name, slot, hold, cycle, at);
                 }
                 b'B' => {
@@ -187,11 +189,9 @@ impl Wire {
                         None => {}
                     }
                 }
-                b'D' => {
-                    if self.names.holds_active() {
-                        self.names
-                            .on_describe(&Describe::parse(body).expect("describe"), cycle);
-                    }
+                b'D' if self.names.holds_active() => {
+                    self.names
+                        .on_describe(&Describe::parse(body).expect("describe"), cycle);
                 }
                 b'E' => {
                     let portal = Execute::parse(body).expect("execute").portal;
@@ -312,7 +312,11 @@ fn names_change_hands_only_when_the_server_says_so() {
                 sync(),
             ],
             server: vec![parse_complete(), error(), ready(b'I')],
-            then: vec![("a", false, Some(1)), ("b", false, None), ("c", false, None)],
+            then: vec![
+                ("a", false, Some(1)),
+                ("b", false, None),
+                ("c", false, None),
+            ],
         },
         Case {
             what: "the unnamed statement is replaced at once, within its cycle",
@@ -373,7 +377,11 @@ fn a_portal_keeps_what_it_was_bound_to() {
     assert_eq!(p.formats, vec![1]);
     assert!(p.hold().is_some());
     // The name is closed and parsed anew: the portal still runs the held statement.
-    w.client(&[close(b'S', "s1"), parse("s1", "SELECT 1", &[]), execute("p")]);
+    w.client(&[
+        close(b'S', "s1"),
+        parse("s1", "SELECT 1", &[]),
+        execute("p"),
+    ]);
     w.server(&[close_complete(), parse_complete()]);
     assert_eq!(w.ran.pop(), Some(held_run(1, &["$1 = 7"])));
     assert!(!w.held("s1"));
@@ -430,7 +438,10 @@ fn sql_prepare_and_protocol_parse_share_one_namespace() {
     // Once the name is free (a DEALLOCATE, not shown) a Parse of it is taken: held.
     w.client(&[parse("q", "DELETE FROM t", &[]), sync()]);
     w.server(&[parse_complete(), ready(b'I')]);
-    assert_eq!(w.run("q"), held_run(3, &["$1 = '\\x00000007' (binary, type 0)"]));
+    assert_eq!(
+        w.run("q"),
+        held_run(3, &["$1 = '\\x00000007' (binary, type 0)"])
+    );
 }
 
 #[test]
@@ -463,7 +474,10 @@ fn held_names_are_bounded_and_never_dropped() {
     }
     script.push(sync());
     w.client(&script);
-    w.server(&[vec![parse_complete(); held::MAX_HELD + 1].concat(), ready(b'I')]);
+    w.server(&[
+        vec![parse_complete(); held::MAX_HELD + 1].concat(),
+        ready(b'I'),
+    ]);
     assert_eq!(w.names.held_statements(), held::MAX_HELD);
     // The one past the limit was not held (the relay refuses it).
     assert!(!w.held(&format!("h{}", held::MAX_HELD)));

@@ -155,8 +155,8 @@ impl Relay {
                         b'C' => self.track_close(&buf[pos + 5..pos + h.total], cycle),
                         _ => {
                             stats.queries_extended += 1;
-                            let portal = Execute::portal(&buf[pos + 5..pos + h.total])
-                                .unwrap_or_default();
+                            let portal =
+                                Execute::portal(&buf[pos + 5..pos + h.total]).unwrap_or_default();
                             let statement = self.statement_of(portal);
                             if let Some(ex) = held::on_execute(&self.names, portal) {
                                 if let Some(g) = self.granted(&ex.hold) {
@@ -299,12 +299,12 @@ impl Relay {
                 }
                 hold => hold.map(Arc::new),
             };
-            let mut slot = StatementSlot::default();
-            slot.audit = audit_entry;
-            if hold.is_some() {
-                slot.types = held::parse_types(body);
-            }
-            slot.mask = mask;
+            let types = if hold.is_some() {
+                held::parse_types(body)
+            } else {
+                Vec::new()
+            };
+            let slot = StatementSlot::new(audit_entry, types, mask);
             self.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
@@ -445,10 +445,7 @@ impl Relay {
             _ => None,
         };
         let may_hold = held.is_none() || held::may_hold_portal(&self.names, names.portal);
-        let audit = self
-            .names
-            .statement(names.statement)
-            .and_then(|s| s.audit);
+        let audit = self.names.statement(names.statement).and_then(|s| s.audit);
         let mask = match (&mut self.masker, &bind) {
             (Some(m), Some(b)) => Some(m.for_bind(
                 &self.names,
