@@ -11,6 +11,8 @@
 //!   (`mask`), and the Bind's result formats.
 //! - [`pace`]: how the server counts ReadyForQuerys (errors inside batches, COPY),
 //!   so that every answer is matched to the cycle that asked it.
+//! - [`Core`] (this file): the per-session state: cycles sent and answered, pace,
+//!   pgmoat's own Syncs whose answers are swallowed, and the names.
 //!
 //! The consumers read and fill their own field and keep no name maps of their own:
 //! `session::held` (holds and what an approver is shown), `session::masker` (which
@@ -25,9 +27,37 @@
 //! count goes in [`pace::Pace`]. Each consumer then reads it from the slot instead of
 //! following the messages again.
 
+use std::collections::VecDeque;
+
 pub mod names;
 pub mod pace;
 pub mod slots;
+
+/// The state the core keeps per session: the cycles counted both ways (every Query,
+/// FunctionCall and Sync sent upstream ends with one ReadyForQuery, so counting those
+/// sent and seen tells which cycle any server message answers), how the server paces
+/// them, and the names.
+#[derive(Default)]
+pub struct Core {
+    /// ReadyForQuery-producing messages sent upstream (cycle `sent` is the last one
+    /// asked; a message sent now belongs to cycle `sent + 1`).
+    pub sent: u64,
+    /// ReadyForQuerys seen back (a server message now answers cycle `seen + 1`).
+    pub seen: u64,
+    /// How the server counts ReadyForQuerys, which the counts above must follow.
+    pub(crate) pace: pace::Pace,
+    /// ReadyForQuery numbers answering Syncs pgmoat sent itself (see
+    /// [`pace::Pace::client`]): not the client's to see.
+    pub swallow: VecDeque<u64>,
+    pub names: names::Names,
+}
+
+impl Core {
+    /// Cycles asked and not yet answered.
+    pub fn outstanding(&self) -> u64 {
+        self.sent.saturating_sub(self.seen)
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -47,7 +47,7 @@ impl Relay {
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
                 self.client_paced = at + 1;
-                if self.pace.client(h.tag)? {
+                if self.core.pace.client(h.tag)? {
                     // A Query or FunctionCall inside an unsynced batch: after an error
                     // in the batch the server would discard it, unanswered. pgmoat
                     // ends the batch with a Sync of its own first (pgjdbc sends
@@ -55,11 +55,11 @@ impl Relay {
                     self.write_upstream(&buf[fwd..pos]).await?;
                     fwd = pos;
                     self.write_upstream(&SYNC).await?;
-                    self.sent_syncs += 1;
+                    self.core.sent += 1;
                     if let Some(m) = &mut self.masker {
                         m.on_sync();
                     }
-                    self.swallow.push_back(self.sent_syncs);
+                    self.core.swallow.push_back(self.core.sent);
                 }
             }
             match h.tag {
@@ -101,7 +101,7 @@ impl Relay {
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
                                 if let Some(a) = self.audit.as_mut() {
-                                    a.query_sent(statement, self.sent_syncs, true);
+                                    a.query_sent(statement, self.core.sent, true);
                                 }
                             }
                             pos += h.total;
@@ -114,12 +114,12 @@ impl Relay {
                             match h.tag {
                                 b'Q' => {
                                     stats.queries_simple += 1;
-                                    self.sent_syncs += 1;
+                                    self.core.sent += 1;
                                     if let Some(a) = self.audit.as_mut() {
-                                        a.query_sent(statement, self.sent_syncs, false);
+                                        a.query_sent(statement, self.core.sent, false);
                                     }
                                 }
-                                b'F' => self.sent_syncs += 1,
+                                b'F' => self.core.sent += 1,
                                 _ => {}
                             }
                             pos += h.total;
@@ -135,7 +135,7 @@ impl Relay {
                 }
                 b'B' | b'D' | b'E' | b'C'
                     if self.masker.is_some()
-                        || self.names.holds_active()
+                        || self.core.names.holds_active()
                         || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
                 {
                     // Masking and approvals follow statements into portals: these are
@@ -143,7 +143,7 @@ impl Relay {
                     if !self.held_whole(h.tag, h.total, have, buf)? {
                         break;
                     }
-                    let cycle = self.sent_syncs + 1;
+                    let cycle = self.core.sent + 1;
                     let mut refused = None;
                     match h.tag {
                         b'B' => {
@@ -158,7 +158,7 @@ impl Relay {
                             let portal =
                                 Execute::portal(&buf[pos + 5..pos + h.total]).unwrap_or_default();
                             let statement = self.statement_of(portal);
-                            if let Some(ex) = held::on_execute(&self.names, portal) {
+                            if let Some(ex) = held::on_execute(&self.core.names, portal) {
                                 if let Some(g) = self.granted(&ex.hold) {
                                     refused = self.run_under_grant(&g, statement).await;
                                 } else {
@@ -200,7 +200,7 @@ impl Relay {
                 }
                 // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
                 b'S' => {
-                    self.sent_syncs += 1;
+                    self.core.sent += 1;
                     if let Some(m) = &mut self.masker {
                         m.on_sync();
                     }
@@ -215,12 +215,12 @@ impl Relay {
                     self.track_bind(&buf[pos + 5..pos + h.total.min(have)]);
                 }
                 b'C' => {
-                    let cycle = self.sent_syncs + 1;
+                    let cycle = self.core.sent + 1;
                     if have >= h.total {
                         self.track_close(&buf[pos + 5..pos + h.total], cycle);
                     } else {
                         // Not seen whole: the name stays known (fail closed).
-                        self.names.close_sent(cycle);
+                        self.core.names.close_sent(cycle);
                     }
                 }
                 b'X' => {
@@ -270,7 +270,7 @@ impl Relay {
         let mut judged = self.judge_message(msg).await;
         let mut statement = 0;
         let mut audit_entry = None;
-        let cycle = self.sent_syncs + 1;
+        let cycle = self.core.sent + 1;
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
             let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
@@ -278,7 +278,7 @@ impl Relay {
             // A Bind of a name this Query PREPAREs runs this statement (if the
             // PREPARE failed, this statement's own record shows the error).
             for p in &recorded.prepares {
-                self.names.statement_entry(p.as_bytes()).audit = audit_entry;
+                self.core.names.statement_entry(p.as_bytes()).audit = audit_entry;
             }
             match recorded.result {
                 Ok(()) => statement = recorded.statement,
@@ -289,11 +289,11 @@ impl Relay {
         if msg[0] == b'P' {
             let body = &msg[5..];
             let name = frontend::Parse::name(body).unwrap_or_default();
-            let at = self.names.parse_sent(cycle);
+            let at = self.core.names.parse_sent(cycle);
             // A prepared statement waits at its Execute, where its parameters are
             // known; parsing it runs nothing.
             let hold = match judged.verdict.take_hold() {
-                Some(_) if !held::may_hold_statement(&self.names, name) => {
+                Some(_) if !held::may_hold_statement(&self.core.names, name) => {
                     judged.verdict.refuse(too_many_held("statements"));
                     None
                 }
@@ -305,7 +305,7 @@ impl Relay {
                 Vec::new()
             };
             let slot = StatementSlot::new(audit_entry, types, mask);
-            self.names.on_parse(name, slot, hold, cycle, at);
+            self.core.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
             Verdict::Hold(hold, _) => self.granted(hold),
@@ -377,11 +377,11 @@ impl Relay {
             None => (None, 0),
         };
         if msg[0] == b'Q' {
-            m.on_query(&mut self.names, lineage, judged.statements, writes);
+            m.on_query(&mut self.core.names, lineage, judged.statements, writes);
             None
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
-            Some(m.for_parse(&mut self.names, name, lineage, writes))
+            Some(m.for_parse(&mut self.core.names, name, lineage, writes))
         }
     }
 
@@ -407,7 +407,7 @@ impl Relay {
             let hold = judged
                 .executes
                 .iter()
-                .find_map(|n| self.names.statement(n.as_bytes())?.hold().cloned())
+                .find_map(|n| self.core.names.statement(n.as_bytes())?.hold().cloned())
                 .map(|held| Hold {
                     sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
                     ..(*held).clone()
@@ -431,31 +431,35 @@ impl Relay {
         };
         // None when cut short (streamed through) or malformed (the server refuses it).
         let bind = Bind::parse(body).ok();
-        let cycle = self.sent_syncs + 1;
+        let cycle = self.core.sent + 1;
         let held = match &bind {
             Some(b)
-                if self.names.holds_active()
+                if self.core.names.holds_active()
                     || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
             {
                 let judge = self.judge.as_ref();
-                held::portal_for_bind(&self.names, body, b, cycle, |name| {
+                held::portal_for_bind(&self.core.names, body, b, cycle, |name| {
                     judge.and_then(|j| j.bind_hold(name))
                 })
             }
             _ => None,
         };
-        let may_hold = held.is_none() || held::may_hold_portal(&self.names, names.portal);
-        let audit = self.names.statement(names.statement).and_then(|s| s.audit);
+        let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
+        let audit = self
+            .core
+            .names
+            .statement(names.statement)
+            .and_then(|s| s.audit);
         let mask = match (&mut self.masker, &bind) {
             (Some(m), Some(b)) => Some(m.for_bind(
-                &self.names,
+                &self.core.names,
                 names.portal,
                 names.statement,
                 b.result_formats.to_vec(),
             )),
             _ => None,
         };
-        let slot = self.names.rebind(names.portal);
+        let slot = self.core.names.rebind(names.portal);
         slot.audit = audit;
         match &bind {
             Some(b) => slot.formats.extend(b.result_formats.iter()),
@@ -464,7 +468,7 @@ impl Relay {
         }
         slot.mask = mask;
         if let Some(h) = held.filter(|_| may_hold) {
-            self.names.hold_portal(names.portal, h);
+            self.core.names.hold_portal(names.portal, h);
         }
         may_hold
     }
@@ -475,42 +479,43 @@ impl Relay {
     pub(super) fn track_execute(&mut self, body: &[u8], refused: bool) {
         let portal = Execute::portal(body).unwrap_or_default();
         if let Some(a) = self.audit.as_mut() {
-            let slot = self.names.portal(portal);
+            let slot = self.core.names.portal(portal);
             a.execute(
                 slot.and_then(|s| s.audit),
                 slot.map(|s| s.formats.as_slice()),
-                self.sent_syncs + 1,
+                self.core.sent + 1,
                 refused,
             );
         }
         if let Some(m) = &mut self.masker {
-            m.on_execute(&mut self.names, portal);
+            m.on_execute(&mut self.core.names, portal);
         }
     }
 
     /// A whole Describe goes upstream in `cycle`.
     pub(super) fn track_describe(&mut self, body: &[u8], cycle: u64) {
-        if self.names.holds_active() {
+        if self.core.names.holds_active() {
             if let Ok(d) = Describe::parse(body) {
-                self.names.on_describe(&d, cycle);
+                self.core.names.on_describe(&d, cycle);
             }
         }
         if let Some(m) = &mut self.masker {
-            m.on_describe(&mut self.names, body);
+            m.on_describe(&mut self.core.names, body);
         }
     }
 
     /// A whole Close goes upstream in `cycle`.
     pub(super) fn track_close(&mut self, body: &[u8], cycle: u64) {
-        let at = self.names.close_sent(cycle);
+        let at = self.core.names.close_sent(cycle);
         if let Ok(c) = Close::parse(body) {
-            self.names.on_close(&c, cycle, at);
+            self.core.names.on_close(&c, cycle, at);
         }
     }
 
     /// The audit statement number portal `portal` runs (0 when unknown).
     pub(super) fn statement_of(&self, portal: &[u8]) -> u64 {
-        self.names
+        self.core
+            .names
             .portal(portal)
             .and_then(|p| p.audit)
             .map_or(0, |(n, _)| n)
@@ -532,8 +537,8 @@ impl Relay {
         let mut out = BytesMut::new();
         let due = if msg[0] == b'Q' {
             postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
-            self.sent_syncs += 1;
-            self.sent_syncs
+            self.core.sent += 1;
+            self.core.sent
         } else if msg[0] == b'B' {
             // A refused Bind: binding a statement that does not exist fails at once.
             out.extend_from_slice(&[b'B', 0, 0, 0, 0, 0]);
@@ -541,13 +546,13 @@ impl Relay {
             out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
             let len = (out.len() - 1) as u32;
             out[1..5].copy_from_slice(&len.to_be_bytes());
-            self.sent_syncs + 1
+            self.core.sent + 1
         } else if msg[0] == b'E' {
             // A refused Execute: running a portal that does not exist fails at once,
             // and the server discards to Sync as for any error.
             postgres_protocol::message::frontend::execute(&marker, 0, &mut out)
                 .map_err(server_io)?;
-            self.sent_syncs + 1
+            self.core.sent + 1
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
             let name = std::str::from_utf8(name).unwrap_or("");
@@ -558,7 +563,7 @@ impl Relay {
                 &mut out,
             )
             .map_err(server_io)?;
-            self.sent_syncs + 1
+            self.core.sent + 1
         };
         self.write_upstream(&out).await?;
         self.metrics
