@@ -9,7 +9,7 @@
 
 mod approvals;
 mod audit_page;
-mod guard;
+pub(crate) mod guard;
 mod html;
 mod oidc;
 mod rules_page;
@@ -237,6 +237,7 @@ async fn signin_token(
     if guard::blocked(shared, peer).await {
         guard::failed(
             shared,
+            guard::Door::Console,
             peer,
             name,
             "too many failed sign-ins from this address",
@@ -249,7 +250,14 @@ async fn signin_token(
         );
     }
     let Some(scope) = scope_of_token(&st.admin, Some(field(&fields, "token"))) else {
-        guard::failed(shared, peer, name, "wrong admin token", true);
+        guard::failed(
+            shared,
+            guard::Door::Console,
+            peer,
+            name,
+            "wrong admin token",
+            true,
+        );
         return signin_form(&st, Some("Wrong admin token."), StatusCode::UNAUTHORIZED);
     };
     guard::succeeded(shared, peer);
