@@ -502,3 +502,87 @@ fn held_names_are_bounded_and_never_dropped() {
     assert_eq!(w.names.held_portals(), held::MAX_HELD);
     assert_eq!(w.refused_binds, 1);
 }
+
+/// A mask field for a statement slot: clean, so a change to unknown shows.
+fn clean_mask() -> super::slots::Shared<super::slots::MaskStatement> {
+    Arc::new(std::sync::Mutex::new(super::slots::MaskStatement::default()))
+}
+
+#[test]
+fn a_parse_the_server_refuses_gives_the_name_back_with_its_mask_and_hold() {
+    let mut names = Names::default();
+    let old = clean_mask();
+    let at = names.parse_sent(1);
+    names.on_parse(
+        b"s",
+        StatementSlot::new(Some((1, false)), vec![23], Some(Arc::clone(&old))),
+        Some(Arc::new(hold("DELETE FROM t"))),
+        1,
+        at,
+    );
+    assert_eq!(names.parse_complete(1), Some(b"s".to_vec()), "taken");
+    names.on_ready(1, b'I');
+    // Parsed again with another mask and no hold: in force for the rest of its cycle...
+    let new = clean_mask();
+    let at = names.parse_sent(2);
+    names.on_parse(
+        b"s",
+        StatementSlot::new(Some((2, false)), vec![], Some(Arc::clone(&new))),
+        None,
+        2,
+        at,
+    );
+    let now = names.statement(b"s").expect("slot");
+    assert!(now.hold().is_none() && now.audit == Some((2, false)));
+    assert!(Arc::ptr_eq(now.mask.as_ref().expect("mask"), &new));
+    // ...but the server refused it (ErrorResponse, ReadyForQuery): every field comes back.
+    names.on_ready(2, b'I');
+    let back = names.statement(b"s").expect("slot");
+    assert!(back.hold().is_some(), "still held");
+    assert_eq!(
+        (back.audit, back.types.clone()),
+        (Some((1, false)), vec![23])
+    );
+    assert!(Arc::ptr_eq(back.mask.as_ref().expect("mask"), &old));
+    assert_eq!(names.held_statements(), 1);
+}
+
+#[test]
+fn past_the_unanswered_parses_it_can_follow_the_core_fails_closed() {
+    let mut names = Names::default();
+    let at = names.parse_sent(1);
+    names.on_parse(
+        b"h",
+        StatementSlot::default(),
+        Some(Arc::new(hold("DELETE FROM t"))),
+        1,
+        at,
+    );
+    names.parse_complete(1);
+    names.on_ready(1, b'I');
+    // Thousands of Parses in one cycle, none answered yet.
+    for i in 0..4096 {
+        let at = names.parse_sent(2);
+        names.on_parse(
+            format!("n{i}").as_bytes(),
+            StatementSlot::default(),
+            None,
+            2,
+            at,
+        );
+    }
+    // One more, of the held name, without a hold: its answer cannot be followed, so the
+    // name stays held and what it returns is masked whole.
+    let mask = clean_mask();
+    let at = names.parse_sent(2);
+    names.on_parse(
+        b"h",
+        StatementSlot::new(None, vec![], Some(Arc::clone(&mask))),
+        None,
+        2,
+        at,
+    );
+    assert!(names.statement(b"h").is_some_and(|s| s.hold().is_some()));
+    assert!(super::slots::lock(&mask).origin.withholds(), "masked whole");
+    assert_eq!(names.held_statements(), 1);
+}
