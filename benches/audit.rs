@@ -78,10 +78,11 @@ fn bench_session(c: &mut Criterion) {
                 let t0 = Instant::now();
                 for _ in 0..iters {
                     cycle += 1;
-                    let n = session
-                        .decided(black_box(&query), StatementFacts::unjudged(), None)
-                        .await
-                        .expect("decided");
+                    let recorded = session
+                        .decided(black_box(&query), StatementFacts::unjudged())
+                        .await;
+                    recorded.result.expect("decided");
+                    let n = recorded.statement;
                     session.query_sent(n, cycle, false);
                     session.record_result_message(&row_description);
                     session.record_result_message(&data_row);

@@ -2,15 +2,18 @@
 //! records before they are forwarded, and matches the server's completions back to
 //! them in protocol order.
 //!
-//! Matching works like the relay's own ReadyForQuery counting: every forwarded Query
-//! and every Execute is queued with the ReadyForQuery number that closes its cycle.
+//! Which statement a name runs is the session core's to know (its statement and
+//! portal slots carry the number of the `decided` record, see
+//! `crate::session::core`); this file is told it at each Execute. Completions are
+//! matched in protocol order: every forwarded Query and every Execute is queued with
+//! the ReadyForQuery number that closes its cycle.
 //! CommandComplete / EmptyQueryResponse / PortalSuspended / ErrorResponse complete the
 //! oldest Execute; a Query (which may hold several statements) collects its
 //! completions until its ReadyForQuery. Executes the server skipped after an error
 //! are dropped when their cycle closes.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +22,7 @@ use super::event::{Approval, ApprovalState, Completed, Decided, Event, Statement
 use super::rows::{lossy, RowRecorder};
 use super::Audit;
 use crate::protocol::backend_view::CommandComplete;
-use crate::protocol::frontend::{Bind, Execute, StatementText};
+use crate::protocol::frontend::StatementText;
 
 /// What the judge knew about a message: the facts the `decided` record holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +61,6 @@ impl StatementFacts {
     }
 }
 
-/// Prepared statement and portal maps are cleared past this size: a client cycling
-/// through names must not grow them without end (completions then say statement 0).
-const MAX_NAMES: usize = 10_000;
-
 struct Pending {
     statement: u64,
     /// ReadyForQuery number that closes this cycle.
@@ -78,18 +77,20 @@ struct Pending {
     formats: Option<Vec<i16>>,
 }
 
-/// A prepared-statement name and the (statement, refused) it named before a Parse.
-type Renamed = (Vec<u8>, Option<(u64, bool)>);
+/// What [`SessionAudit::decided`] recorded: the statement's number, whether names
+/// that run it run a refused statement (not recorded counts as refused: it does not
+/// run), the SQL `PREPARE` names it defines, and whether the record was written.
+pub struct Recorded {
+    pub statement: u64,
+    pub refused: bool,
+    pub prepares: Vec<String>,
+    pub result: Result<(), AuditError>,
+}
 
 pub struct SessionAudit {
     audit: Audit,
     id: Arc<str>,
     statements: u64,
-    prepared: HashMap<Vec<u8>, (u64, bool)>,
-    /// Parses not yet answered: the name and what it named before, put back if the
-    /// server refused or skipped the Parse (its executions are the old statement's).
-    parse_waits: crate::protocol::answers::Waiting<Renamed>,
-    portals: HashMap<Vec<u8>, (u64, bool, Vec<i16>)>,
     pending: VecDeque<Pending>,
     rfq: u64,
     rows: Option<RowRecorder>,
@@ -110,9 +111,6 @@ impl SessionAudit {
             audit,
             id,
             statements: 0,
-            prepared: HashMap::new(),
-            parse_waits: Default::default(),
-            portals: HashMap::new(),
             pending: VecDeque::new(),
             rfq: 0,
             rows: (limit > 0).then(|| RowRecorder::new(limit)),
@@ -125,13 +123,6 @@ impl SessionAudit {
 
     pub fn statements(&self) -> u64 {
         self.statements
-    }
-
-    /// An approval event for the statement decided last (the one being held).
-    /// The statement number an Execute runs (the Parse's record), 0 when unknown.
-    pub fn statement_of_execute(&self, body: &[u8]) -> u64 {
-        let portal = Execute::portal(body).unwrap_or(b"");
-        self.portals.get(portal).map(|p| p.0).unwrap_or(0)
     }
 
     /// An `approval` record about statement number `statement`.
@@ -156,14 +147,8 @@ impl SessionAudit {
     }
 
     /// Record a Query or Parse (the whole message) and what was decided, durably
-    /// (per the store's mode) before it is forwarded. Returns the statement number.
-    /// `parse_at`: a Parse's (cycle, position), to match its ParseComplete.
-    pub async fn decided(
-        &mut self,
-        msg: &[u8],
-        facts: StatementFacts,
-        parse_at: Option<(u64, u64)>,
-    ) -> Result<u64, AuditError> {
+    /// (per the store's mode) before it is forwarded.
+    pub async fn decided(&mut self, msg: &[u8], facts: StatementFacts) -> Recorded {
         let text = StatementText::read(
             msg.first().copied().unwrap_or(0),
             msg.get(5..).unwrap_or(&[]),
@@ -186,51 +171,12 @@ impl SessionAudit {
             masked_columns: facts.masked_columns,
         }));
         let result = self.audit.append(Some(&self.id), event).await;
-        if name.is_none() {
-            // A Bind of a name this Query PREPAREs runs this statement (if the PREPARE
-            // failed, this statement's own record shows the error).
-            for p in &prepares {
-                self.name_statement(p.as_bytes(), (n, refused || result.is_err()));
-            }
-        }
-        if let Some(name) = name {
+        Recorded {
+            statement: n,
             // Not recorded means not run: its executions are the stand-in's.
-            let before = self.name_statement(name, (n, refused || result.is_err()));
-            if let Some((cycle, at)) = parse_at {
-                self.parse_waits.wait(cycle, at, (name.to_vec(), before));
-            }
-        }
-        result.map(|()| n)
-    }
-
-    /// `name` now runs statement `entry.0`; what it named before.
-    fn name_statement(&mut self, name: &[u8], entry: (u64, bool)) -> Option<(u64, bool)> {
-        if self.prepared.len() >= MAX_NAMES {
-            self.prepared.clear();
-        }
-        self.prepared.insert(name.to_vec(), entry)
-    }
-
-    /// The server's ParseComplete for the Parse at (cycle, position).
-    pub fn parse_complete(&mut self, cycle: u64, at: u64) {
-        let mut skipped = Vec::new();
-        self.parse_waits.answered(cycle, at, &mut skipped);
-        self.unname(skipped);
-    }
-
-    /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
-    pub fn cycle_ended(&mut self, seen: u64) {
-        let mut skipped = Vec::new();
-        self.parse_waits.cycle_ended(seen, &mut skipped);
-        self.unname(skipped);
-    }
-
-    fn unname(&mut self, skipped: Vec<Renamed>) {
-        for (name, before) in skipped.into_iter().rev() {
-            match before {
-                Some(b) => self.prepared.insert(name, b),
-                None => self.prepared.remove(&name),
-            };
+            refused: refused || result.is_err(),
+            prepares,
+            result,
         }
     }
 
@@ -239,47 +185,23 @@ impl SessionAudit {
         self.push(statement, due, true, refused);
     }
 
-    /// A Bind went upstream: portal and statement names, and (when `body` is the
-    /// whole message) the result formats.
-    pub fn bind(&mut self, body: &[u8]) {
-        let Ok(names) = Bind::names(body) else {
-            return;
-        };
-        let (portal, stmt) = (names.portal, names.statement);
-        let (n, refused) = self.prepared.get(stmt).copied().unwrap_or((0, false));
-        // The same portal bound again (the unnamed one, every pgbench transaction):
-        // its entry is rewritten in place, with no allocation.
-        if let Some(e) = self.portals.get_mut(portal) {
-            e.0 = n;
-            e.1 = refused;
-            e.2.clear();
-            match Bind::parse(body) {
-                Ok(b) => e.2.extend(b.result_formats.iter()),
-                Err(_) => e.2.push(1),
-            }
-            return;
-        }
-        if self.portals.len() >= MAX_NAMES {
-            self.portals.clear();
-        }
-        let formats = Bind::parse(body)
-            .map(|b| b.result_formats.to_vec())
-            .unwrap_or_else(|_| vec![1]);
-        self.portals.insert(portal.to_vec(), (n, refused, formats));
-    }
-
-    /// An Execute (or, `refused`, its stand-in) went upstream; its cycle ends at
+    /// An Execute (or, `refused_now`, its stand-in) went upstream; its portal runs
+    /// `entry` (None: unknown, statement 0) with result `formats`, and its cycle ends at
     /// ReadyForQuery number `due`.
-    pub fn execute(&mut self, body: &[u8], due: u64, refused_now: bool) {
-        let portal = Execute::portal(body).unwrap_or(b"");
-        let (n, refused, formats) =
-            self.portals
-                .get(portal)
-                .cloned()
-                .unwrap_or((0, false, vec![1]));
+    pub fn execute(
+        &mut self,
+        entry: Option<(u64, bool)>,
+        formats: Option<&[i16]>,
+        due: u64,
+        refused_now: bool,
+    ) {
+        let (n, refused) = entry.unwrap_or((0, false));
         self.push(n, due, false, refused || refused_now);
         if let Some(p) = self.pending.back_mut() {
-            p.formats = Some(formats);
+            p.formats = Some(match formats {
+                Some(f) => f.to_vec(),
+                None => vec![1],
+            });
         }
     }
 

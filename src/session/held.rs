@@ -1,58 +1,27 @@
 //! Extended-protocol statements that need approval, followed from Parse to Execute.
 //!
-//! A Parse that an `approve` rule matches is forwarded (parsing runs nothing), and the
-//! statement is remembered here. Its Binds are kept per portal, and the Execute of such
-//! a portal is what waits for the approver: by then the bound parameters are known and
-//! shown. Parameter types come from the Parse, or from the server's
-//! ParameterDescription when the client asked for one (drivers that send binary
-//! parameters, like tokio-postgres, always do), so binary values read as numbers.
-//!
-//! Names are followed as the server sees them ([`crate::protocol::answers`]). A Parse takes
-//! effect at once for the rest of its cycle (if the server refuses or skips it, it
-//! skips that cycle's Binds and Executes too), and is undone at the end of the cycle
-//! unless its ParseComplete came back: a Parse the server refused (the name is taken)
-//! or skipped (an error earlier in the pipeline) leaves the held statement in the
-//! server, and so here. A Close forgets a held name only once its CloseComplete comes
-//! back.
+//! A Parse that an `approve` rule matches is forwarded (parsing runs nothing), and its
+//! slot in the session core's name table ([`Names`]) carries the hold. A Bind of it
+//! gives its portal a hold of its own, and the Execute of such a portal is what waits
+//! for the approver: by then the bound parameters are known and shown. Parameter
+//! types come from the Parse, or from the server's ParameterDescription when the
+//! client asked for one (drivers that send binary parameters, like tokio-postgres,
+//! always do), so binary values read as numbers. When a name changes hands (a Parse
+//! taken or undone, a Close confirmed) is the core's to follow, for every consumer
+//! at once.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::core::names::Names;
+use super::core::slots::HeldPortal;
 use super::verdict::Hold;
-use crate::protocol::answers::Waiting;
-use crate::protocol::backend_view::ParameterDescription;
-use crate::protocol::frontend::{Bind, Close, Describe, Execute, Parse, Target};
+use crate::protocol::frontend::{Bind, Parse};
 
 /// Held statements, and portals bound to them, a session may have at once. Forgetting
 /// one would let it run unasked, so past this the Parse or Bind is refused instead.
 pub const MAX_HELD: usize = 64;
-/// Describes remembered at most (forgetting one only loses parameter types).
-const MAX_DESCRIBES: usize = 4096;
 /// Characters of one parameter shown to the approver.
 const SHOWN: usize = 200;
-
-/// A statement (by name) that needs approval to run.
-struct HeldStatement {
-    hold: Arc<Hold>,
-    /// Parameter type OIDs: from the Parse, then from ParameterDescription.
-    types: Vec<u32>,
-    /// Which Parse this is: a name can be parsed again.
-    generation: u64,
-}
-
-/// A portal bound to a held statement. It keeps its own hold: the server's portal runs
-/// the statement it was bound to, even after that name is closed or parsed anew.
-struct HeldPortal {
-    hold: Arc<Hold>,
-    statement: Vec<u8>,
-    generation: u64,
-    /// The statement's types when it was bound (used if the name was parsed again).
-    types: Vec<u32>,
-    bind: Vec<u8>,
-    /// The ReadyForQuery that ends the cycle it was bound in: once a later one
-    /// reports no transaction, the portal is gone.
-    cycle: u64,
-}
 
 /// What a held Execute asks: the hold, and the parameters as the approver sees them.
 pub struct HeldExecute {
@@ -62,238 +31,63 @@ pub struct HeldExecute {
     pub params_key: [u8; 32],
 }
 
-#[derive(Default)]
-pub struct HeldStatements {
-    statements: HashMap<Vec<u8>, HeldStatement>,
-    portals: HashMap<Vec<u8>, HeldPortal>,
-    parses: u64,
-    /// Parses of held names (or holding ones) not yet answered: the name and what it
-    /// held before, put back if the Parse goes unanswered.
-    parse_waits: Waiting<(Vec<u8>, Option<HeldStatement>)>,
-    /// Closes of held names, which free them once answered: (name, newest generation).
-    close_waits: Waiting<(Vec<u8>, u64)>,
-    /// Describe-statement messages sent, in order, with their cycle (ReadyForQuery
-    /// number): each is answered by one ParameterDescription unless an error skipped it.
-    describes: VecDeque<(Option<Vec<u8>>, u64)>,
+/// Whether a Parse of `name` that needs approval may be held: false past
+/// [`MAX_HELD`] (then it must be refused), unless it replaces a held one.
+pub fn may_hold_statement(names: &Names, name: &[u8]) -> bool {
+    names.held_statements() < MAX_HELD || names.statement(name).is_some_and(|s| s.hold().is_some())
 }
 
-impl HeldStatements {
-    /// The hold of the held statement named `name`, if it is one.
-    pub fn statement_hold(&self, name: &[u8]) -> Option<Arc<Hold>> {
-        self.statements.get(name).map(|s| Arc::clone(&s.hold))
-    }
+/// Parameter types a held Parse declares.
+pub fn parse_types(body: &[u8]) -> Vec<u32> {
+    Parse::parse(body)
+        .map(|p| p.param_types.to_vec())
+        .unwrap_or_default()
+}
 
-    /// Whether Bind/Describe/Close/Execute (and ParameterDescription) need a look.
-    pub fn active(&self) -> bool {
-        !self.statements.is_empty() || !self.portals.is_empty() || !self.describes.is_empty()
-    }
+/// A whole Bind goes upstream in `cycle`: the hold its portal takes, when it binds a
+/// held statement. `sql_hold`: the hold of a SQL-level prepared statement of that
+/// name, asked only when no held Parse has it (PREPARE and Parse share the server's
+/// namespace).
+pub fn portal_for_bind(
+    names: &Names,
+    body: &[u8],
+    bind: &Bind<'_>,
+    cycle: u64,
+    sql_hold: impl FnOnce(&[u8]) -> Option<Hold>,
+) -> Option<HeldPortal> {
+    let (hold, generation, types) = match names.statement(bind.statement) {
+        Some(s) if s.hold().is_some() => (s.hold().cloned()?, s.generation, s.types.clone()),
+        _ => (Arc::new(sql_hold(bind.statement)?), 0, Vec::new()),
+    };
+    Some(HeldPortal {
+        hold,
+        statement: bind.statement.to_vec(),
+        generation,
+        types,
+        bind: body.to_vec(),
+        cycle,
+    })
+}
 
-    /// A Parse goes upstream at (cycle, position) (a refused one too, as its
-    /// stand-in): `hold` when it needs approval. False when it needs approval and the
-    /// session has too many held already: then it must be refused, and this be called
-    /// again for the stand-in, with None.
-    pub fn on_parse(&mut self, body: &[u8], hold: Option<Hold>, cycle: u64, at: u64) -> bool {
-        let Ok(name) = Parse::name(body) else {
-            return true;
-        };
-        if hold.is_none() && !self.statements.contains_key(name) {
-            return true;
-        }
-        let removed = match hold {
-            Some(hold) => {
-                if self.statements.len() >= MAX_HELD && !self.statements.contains_key(name) {
-                    return false;
-                }
-                let types = Parse::parse(body)
-                    .map(|p| p.param_types.to_vec())
-                    .unwrap_or_default();
-                self.parses += 1;
-                let held = HeldStatement {
-                    hold: Arc::new(hold),
-                    types,
-                    generation: self.parses,
-                };
-                let before = self.statements.insert(name.to_vec(), held);
-                // Past the limit the new one just stays held (fail closed).
-                let _ = self.parse_waits.wait(cycle, at, (name.to_vec(), before));
-                return true;
-            }
-            None => self.statements.remove(name),
-        };
-        // Past the limit its answer cannot be followed: the held statement stays held
-        // (fail closed).
-        if let Err((name, Some(held))) =
-            self.parse_waits
-                .try_wait(cycle, at, (name.to_vec(), removed))
-        {
-            self.statements.insert(name, held);
-        }
-        true
-    }
+/// Whether portal `portal` may be held: false past [`MAX_HELD`] (then its Bind must be
+/// refused), unless it replaces a held one.
+pub fn may_hold_portal(names: &Names, portal: &[u8]) -> bool {
+    names.held_portals() < MAX_HELD || names.portal(portal).is_some_and(|p| p.hold().is_some())
+}
 
-    /// The server's ParseComplete for the Parse at (cycle, position).
-    pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
-        let mut skipped = Vec::new();
-        self.parse_waits.answered(cycle, at, &mut skipped);
-        self.undo(skipped);
-    }
-
-    /// Parses the server did not take: what their names held comes back.
-    fn undo(&mut self, skipped: Vec<(Vec<u8>, Option<HeldStatement>)>) {
-        for (name, before) in skipped.into_iter().rev() {
-            match before {
-                Some(held) => {
-                    self.statements.insert(name, held);
-                }
-                None => {
-                    self.statements.remove(&name);
-                }
-            }
-        }
-    }
-
-    /// The server's CloseComplete for the Close at (cycle, position).
-    pub fn on_close_complete(&mut self, cycle: u64, at: u64) {
-        let mut skipped = Vec::new();
-        if let Some((name, upto)) = self.close_waits.answered(cycle, at, &mut skipped) {
-            self.forget(&name, upto);
-        }
-    }
-
-    /// A held name is gone from the server; unless it was held again since.
-    fn forget(&mut self, name: &[u8], upto: u64) {
-        if self
-            .statements
-            .get(name)
-            .is_some_and(|s| s.generation <= upto)
-        {
-            self.statements.remove(name);
-        }
-    }
-
-    /// A Bind goes upstream in cycle `cycle`. False when it binds a held statement and
-    /// the session has too many such portals open: then it must be refused.
-    /// `sql_hold`: the hold of a SQL-level prepared statement of that name, asked only
-    /// when no held Parse has it (PREPARE and Parse share the server's namespace).
-    pub fn on_bind(
-        &mut self,
-        body: &[u8],
-        cycle: u64,
-        sql_hold: impl FnOnce(&[u8]) -> Option<Hold>,
-    ) -> bool {
-        let Ok(names) = Bind::names(body) else {
-            return true;
-        };
-        let (portal, stmt) = (names.portal, names.statement);
-        let held = match self.statements.get(stmt) {
-            Some(s) => Some((s.hold.clone(), s.generation, s.types.clone())),
-            None => sql_hold(stmt).map(|h| (Arc::new(h), 0, Vec::new())),
-        };
-        if let Some((hold, generation, types)) = held {
-            if self.portals.len() >= MAX_HELD && !self.portals.contains_key(portal) {
-                return false;
-            }
-            self.portals.insert(
-                portal.to_vec(),
-                HeldPortal {
-                    hold,
-                    statement: stmt.to_vec(),
-                    generation,
-                    types,
-                    bind: body.to_vec(),
-                    cycle,
-                },
-            );
-        } else {
-            self.portals.remove(portal);
-        }
-        true
-    }
-
-    /// Describe: a statement's ParameterDescription is due in `cycle`.
-    pub fn on_describe(&mut self, body: &[u8], cycle: u64) {
-        if let Ok(Describe {
-            target: Target::Statement,
-            name,
-        }) = Describe::parse(body)
-        {
-            let held = Some(name.to_vec()).filter(|n| self.statements.contains_key(n));
-            if self.describes.len() >= MAX_DESCRIBES {
-                self.describes.clear();
-            }
-            self.describes.push_back((held, cycle));
-        }
-    }
-
-    /// A Close goes upstream at (cycle, position).
-    pub fn on_close(&mut self, body: &[u8], cycle: u64, at: u64) {
-        let Ok(Close { target, name }) = Close::parse(body) else {
-            return;
-        };
-        match target {
-            Target::Statement if self.statements.contains_key(name) => {
-                self.close_waits
-                    .wait(cycle, at, (name.to_vec(), self.parses));
-            }
-            // A portal skipped by an error dies with its transaction anyway.
-            Target::Portal => {
-                self.portals.remove(name);
-            }
-            Target::Statement => {}
-        }
-    }
-
-    /// The server's ParameterDescription, in cycle `cycle`.
-    pub fn on_parameter_description(&mut self, body: &[u8], cycle: u64) {
-        // Entries of earlier cycles were skipped by an error: their answers never came.
-        while self.describes.front().is_some_and(|(_, c)| *c < cycle) {
-            self.describes.pop_front();
-        }
-        if let Some((Some(name), _)) = self.describes.pop_front() {
-            if let Some(s) = self.statements.get_mut(&name) {
-                s.types = ParameterDescription::parse(body)
-                    .map(|t| t.types.to_vec())
-                    .unwrap_or_default();
-            }
-        }
-    }
-
-    /// ReadyForQuery number `seen` with transaction status `status`: Describes still
-    /// queued for its cycle will not be answered, and outside a transaction the
-    /// portals bound up to it are gone (protocol portals never outlive one).
-    pub fn on_ready(&mut self, seen: u64, status: u8) {
-        if !self.active() && self.parse_waits.is_empty() && self.close_waits.is_empty() {
-            // Every session passes here at every ReadyForQuery.
-            return;
-        }
-        while self.describes.front().is_some_and(|(_, c)| *c <= seen) {
-            self.describes.pop_front();
-        }
-        if status == b'I' {
-            self.portals.retain(|_, p| p.cycle > seen);
-        }
-        // Unanswered: skipped. Parses are undone; Closes never freed anything.
-        let mut skipped = Vec::new();
-        self.parse_waits.cycle_ended(seen, &mut skipped);
-        self.undo(skipped);
-        self.close_waits.cycle_ended(seen, &mut Vec::new());
-    }
-
-    /// An Execute: what to ask when its portal runs a held statement.
-    pub fn on_execute(&self, body: &[u8]) -> Option<HeldExecute> {
-        let portal = Execute::portal(body).ok()?;
-        let p = self.portals.get(portal)?;
-        // Types learnt after the Bind (a ParameterDescription) are the better ones.
-        let types = match self.statements.get(&p.statement) {
-            Some(s) if s.generation == p.generation => &s.types,
-            _ => &p.types,
-        };
-        Some(HeldExecute {
-            hold: p.hold.clone(),
-            params: describe_params(&p.bind, types),
-            params_key: params_key(&p.bind, types),
-        })
-    }
+/// An Execute of `portal`: what to ask when it runs a held statement.
+pub fn on_execute(names: &Names, portal: &[u8]) -> Option<HeldExecute> {
+    let p = names.portal(portal)?.hold()?;
+    // Types learnt after the Bind (a ParameterDescription) are the better ones.
+    let types = match names.statement(&p.statement) {
+        Some(s) if s.generation == p.generation => &s.types,
+        _ => &p.types,
+    };
+    Some(HeldExecute {
+        hold: p.hold.clone(),
+        params: describe_params(&p.bind, types),
+        params_key: params_key(&p.bind, types),
+    })
 }
 
 /// The parameters of a statement without any: what a simple query's key holds.
@@ -421,23 +215,6 @@ fn hex(v: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// No SQL-level prepared statement holds anything in these tests.
-    fn no_sql_hold(_: &[u8]) -> Option<Hold> {
-        None
-    }
-
-    fn hold(sql: &str) -> Hold {
-        Hold {
-            approvals: crate::approval::Approvals::new(
-                std::time::Duration::from_secs(1),
-                Default::default(),
-            ),
-            rule: "r".into(),
-            approvers: vec![],
-            sql: sql.into(),
-        }
-    }
-
     fn bind(formats: &[i16], params: &[Option<&[u8]>]) -> Vec<u8> {
         let mut b = b"\0s1\0".to_vec();
         b.extend((formats.len() as i16).to_be_bytes());
@@ -497,128 +274,5 @@ mod tests {
             describe_params(&b, &[]),
             vec!["(parameters unreadable: Bind: message ends inside a field)"]
         );
-    }
-
-    #[test]
-    fn parameter_descriptions_follow_their_describes() {
-        let hold = || hold("UPDATE t SET a = $1");
-        let mut h = HeldStatements::default();
-        assert!(h.on_parse(b"s1\0UPDATE t SET a = $1\0\0\0", Some(hold()), 1, 0));
-        h.on_describe(b"Sother\0", 1);
-        h.on_describe(b"Ss1\0", 1);
-        let mut t = 1i16.to_be_bytes().to_vec();
-        t.extend(23u32.to_be_bytes());
-        h.on_parameter_description(&[0, 1, 0, 0, 0, 25], 1); // answers "other"
-        h.on_parameter_description(&t, 1);
-        assert!(h.on_bind(&bind(&[1], &[Some(&7i32.to_be_bytes())]), 1, no_sql_hold));
-        let e = h.on_execute(b"\0\0\0\0\0").expect("held");
-        assert_eq!(e.params, vec!["$1 = 7"]);
-        // The portal runs what it was bound to, whatever the name means now.
-        h.on_close(b"Ss1\0", 2, 0);
-        h.on_close_complete(2, 0);
-        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2, 0);
-        h.on_parse_complete(2, 0);
-        assert!(h.on_execute(b"\0\0\0\0\0").is_some());
-        // A new Bind of the portal to a statement that needs nothing clears it.
-        h.on_bind(&bind(&[], &[]), 1, no_sql_hold);
-        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
-    }
-
-    #[test]
-    fn held_names_are_bounded_and_portals_end_with_their_transaction() {
-        let hold = || hold("UPDATE t SET a = 1");
-        let mut h = HeldStatements::default();
-        for i in 0..MAX_HELD {
-            assert!(h.on_parse(
-                format!("s{i}\0UPDATE t SET a = 1\0\0\0").as_bytes(),
-                Some(hold()),
-                1,
-                i as u64
-            ));
-        }
-        assert!(
-            !h.on_parse(b"one_more\0UPDATE t SET a = 1\0\0\0", Some(hold()), 1, 64),
-            "refused, never forgotten"
-        );
-        for i in 0..MAX_HELD {
-            let mut b = format!("p{i}\0s{i}\0").into_bytes();
-            b.extend([0, 0, 0, 0, 0, 0]);
-            assert!(h.on_bind(&b, 3, no_sql_hold));
-        }
-        assert!(!h.on_bind(b"p_more\0s0\0\0\0\0\0\0\0", 3, no_sql_hold));
-        assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
-        // Bound in cycle 3: a ReadyForQuery of cycle 2 says nothing about it, one
-        // inside a transaction neither; cycle 3 ending idle ends the portals.
-        h.on_ready(2, b'I');
-        h.on_ready(3, b'T');
-        assert!(h.on_execute(b"p0\0\0\0\0\0").is_some());
-        h.on_ready(3, b'I');
-        assert!(h.on_execute(b"p0\0\0\0\0\0").is_none());
-    }
-
-    #[test]
-    fn a_held_name_is_forgotten_only_when_the_server_confirms() {
-        let hold = || hold("DELETE FROM t");
-        let held = |h: &mut HeldStatements, cycle| {
-            h.on_bind(b"\0s1\0\0\0\0\0\0\0", cycle, no_sql_hold);
-            h.on_execute(b"\0\0\0\0\0").is_some()
-        };
-        let mut h = HeldStatements::default();
-        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 1, 0);
-        h.on_parse_complete(1, 0);
-        // A Parse under the taken name fails: no ParseComplete, still held.
-        h.on_parse(b"s1\0SELECT 1\0\0\0", None, 2, 0);
-        h.on_ready(2, b'I');
-        assert!(held(&mut h, 3));
-        // A Close skipped by an earlier error in its cycle: still held.
-        // (position 0: a Close of something else, answered; then an error)
-        h.on_close(b"Ss1\0", 3, 1);
-        h.on_close_complete(3, 0);
-        h.on_ready(3, b'I');
-        assert!(held(&mut h, 4));
-        // Pipelined: closed (confirmed late) and held again meanwhile: still held.
-        h.on_parse(b"x\0SELECT 1\0\0\0", None, 4, 0);
-        h.on_close(b"Ss1\0", 4, 0);
-        h.on_parse(b"s1\0DELETE FROM t\0\0\0", Some(hold()), 4, 1);
-        h.on_parse_complete(4, 0);
-        h.on_close_complete(4, 0);
-        h.on_parse_complete(4, 1);
-        assert!(held(&mut h, 4));
-        // A confirmed Close: gone.
-        h.on_close(b"Ss1\0", 5, 0);
-        h.on_close_complete(5, 0);
-        assert!(!held(&mut h, 5));
-    }
-
-    #[test]
-    fn a_pipelined_parse_of_the_unnamed_statement_replaces_it_at_once() {
-        let mut h = HeldStatements::default();
-        h.on_parse(
-            b"\0UPDATE t SET a = 1\0\0\0",
-            Some(hold("UPDATE t SET a = 1")),
-            1,
-            0,
-        );
-        h.on_parse_complete(1, 0);
-        h.on_ready(1, b'I');
-        // Parse, Bind, Execute of a statement that needs nothing, in one cycle: the
-        // Execute runs the new statement, so nothing is asked.
-        h.on_parse(b"\0SELECT 1\0\0\0", None, 2, 0);
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 2, no_sql_hold);
-        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
-        h.on_parse_complete(2, 0);
-        h.on_ready(2, b'I');
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 3, no_sql_hold);
-        assert!(h.on_execute(b"\0\0\0\0\0").is_none(), "taken by the server");
-        // A held Parse the server skipped is undone: the name holds nothing again.
-        h.on_parse(
-            b"\0UPDATE t SET a = 2\0\0\0",
-            Some(hold("UPDATE t SET a = 2")),
-            3,
-            0,
-        );
-        h.on_ready(3, b'E');
-        h.on_bind(b"\0\0\0\0\0\0\0\0", 4, no_sql_hold);
-        assert!(h.on_execute(b"\0\0\0\0\0").is_none());
     }
 }

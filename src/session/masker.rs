@@ -24,36 +24,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
+use super::core::names::Names;
+use super::core::slots::{lock, MaskPortal as Portal, MaskStatement as Statement, Shared};
 use crate::classify::lineage::{Lineage, Named};
 use crate::mask::rewrite::{self, ResultPlan, Scratch};
-use crate::mask::wire::{self, Field, Origin};
+use crate::mask::wire::{self, Origin};
 use crate::mask::Masking;
 use crate::protocol::backend_view::column_count;
-use crate::protocol::frontend::{Bind, Describe, Execute, Target};
-
-use crate::protocol::answers::Waiting;
-
-#[derive(Debug, Clone, Default)]
-struct Statement {
-    origin: Origin,
-    fields: Option<Vec<Field>>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Portal {
-    origin: Origin,
-    formats: Vec<i16>,
-    fields: Option<Vec<Field>>,
-}
-
-/// Statements and portals are shared with the expectations that name them: a
-/// pipeline may rebind the unnamed portal before the server has answered for the
-/// previous binding.
-type Shared<T> = Arc<Mutex<T>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::protocol::frontend::{Describe, Target};
 
 #[derive(Debug)]
 enum Expect {
@@ -71,14 +49,13 @@ enum Expect {
     Sync,
 }
 
+/// Masking's part of the session: what SQL names mean (PREPARE, DECLARE), which
+/// result the server answers now, and that result's plan. Protocol statement and
+/// portal names live in the session core's table ([`Names`]), one mask field per slot.
 pub struct Masker {
     pub engine: Arc<Masking>,
-    statements: HashMap<String, Shared<Statement>>,
-    portals: HashMap<String, Shared<Portal>>,
     named: HashMap<Named, Origin>,
     expect: VecDeque<Expect>,
-    /// Parses not yet answered: (name, the statement it replaced, its own).
-    parses: Waiting<Replaced>,
     current: Option<ResultPlan>,
     scratch: Scratch,
     /// Values masked so far (for the metrics).
@@ -88,8 +65,6 @@ pub struct Masker {
     /// CONSTRAINTS, under a statement that reads nothing).
     txn_withholds: bool,
 }
-
-type Replaced = (String, Option<Shared<Statement>>, Shared<Statement>);
 
 /// What to do with a server message.
 pub enum Action {
@@ -141,11 +116,8 @@ impl Masker {
     pub fn new(engine: Arc<Masking>) -> Masker {
         Masker {
             engine,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
             named: HashMap::new(),
             expect: VecDeque::new(),
-            parses: Waiting::default(),
             current: None,
             scratch: Scratch::default(),
             masked_values: 0,
@@ -191,12 +163,13 @@ impl Masker {
     /// (a function's `OPEN name FOR ...`), or CLOSE ended one: what a FETCH of a name
     /// DECLARE made reads is no longer known, so it is masked whole. (Portals a Bind
     /// made are kept: a driver reads them in pieces across other statements.)
-    fn forget_cursors(&mut self, lineage: Option<&[Lineage]>) {
+    fn forget_cursors(&mut self, names: &mut Names, lineage: Option<&[Lineage]>) {
         if lineage.is_some_and(|l| l.iter().any(|l| l.forgets_cursors)) {
-            let portals = &mut self.portals;
             self.named.retain(|k, _| match k {
                 Named::Cursor(n) => {
-                    portals.remove(n);
+                    if let Some(p) = names.portal_mut(n.as_bytes()) {
+                        p.mask = None;
+                    }
                     false
                 }
                 Named::Prepared(_) => true,
@@ -206,8 +179,14 @@ impl Masker {
 
     /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
     /// `writes`: see [`writes_masked`].
-    pub fn on_query(&mut self, lineage: Option<&[Lineage]>, statements: usize, writes: u64) {
-        self.forget_cursors(lineage);
+    pub fn on_query(
+        &mut self,
+        names: &mut Names,
+        lineage: Option<&[Lineage]>,
+        statements: usize,
+        writes: u64,
+    ) {
+        self.forget_cursors(names, lineage);
         let (origins, defines) = self.origins(lineage, statements, writes);
         self.expect.push_back(Expect::Query {
             origins,
@@ -216,80 +195,42 @@ impl Masker {
         });
     }
 
-    /// A Parse was forwarded, at (cycle, position) among the Parses.
-    pub fn on_parse(
+    /// A Parse of `name` goes upstream: the mask field of its new slot.
+    pub fn for_parse(
         &mut self,
-        name: &str,
+        names: &mut Names,
+        name: &[u8],
         lineage: Option<&[Lineage]>,
         writes: u64,
-        cycle: u64,
-        at: u64,
-    ) {
-        self.forget_cursors(lineage);
+    ) -> Shared<Statement> {
+        self.forget_cursors(names, lineage);
         let (origins, _) = self.origins(lineage, 1, writes);
-        let new = Arc::new(Mutex::new(Statement {
-            origin: origins.into_iter().next().unwrap_or_default(),
-            fields: None,
-        }));
-        let old = self.statements.insert(name.to_owned(), Arc::clone(&new));
         // One namespace with SQL's: a later `EXECUTE name` may run this statement (or,
         // if the server refuses the Parse, the old one), so what SQL knew of the name
         // is forgotten: unknown, and masked whole.
-        self.named.remove(&Named::Prepared(name.to_owned()));
-        // Until the server answers, this cycle's Binds see the new statement (if the
-        // Parse fails they are skipped too); unanswered, the old one comes back.
-        if !self
-            .parses
-            .wait(cycle, at, (name.to_owned(), old, Arc::clone(&new)))
-        {
-            lock(&new).origin = Origin::unknown();
+        if !self.named.is_empty() {
+            self.named
+                .remove(&Named::Prepared(String::from_utf8_lossy(name).into_owned()));
         }
+        Arc::new(Mutex::new(Statement {
+            origin: origins.into_iter().next().unwrap_or_default(),
+            fields: None,
+        }))
     }
 
-    /// The server's ParseComplete for the Parse at (cycle, position).
-    pub fn on_parse_complete(&mut self, cycle: u64, at: u64) {
-        let mut skipped = Vec::new();
-        let taken = self.parses.answered(cycle, at, &mut skipped);
-        self.restore(skipped);
-        // The server took it: a SQL `EXECUTE name` now runs this statement, and is
-        // masked by what it is (the unnamed statement has no SQL name).
-        if let Some((name, _, new)) = taken {
-            if !name.is_empty()
-                && self
-                    .statements
-                    .get(&name)
-                    .is_some_and(|s| Arc::ptr_eq(s, &new))
-            {
-                let origin = lock(&new).origin.clone();
-                self.named.insert(Named::Prepared(name), origin);
-            }
+    /// The server took the Parse of `name` (still its current definition): a SQL
+    /// `EXECUTE name` now runs this statement, and is masked by what it is (the
+    /// unnamed statement has no SQL name).
+    pub fn parse_taken(&mut self, names: &Names, name: &[u8]) {
+        if name.is_empty() {
+            return;
         }
-    }
-
-    /// ReadyForQuery number `seen`: Parses of its cycle still unanswered were not taken.
-    pub fn cycle_ended(&mut self, seen: u64) {
-        let mut skipped = Vec::new();
-        self.parses.cycle_ended(seen, &mut skipped);
-        self.restore(skipped);
-    }
-
-    fn restore(&mut self, skipped: Vec<Replaced>) {
-        for (name, old, new) in skipped.into_iter().rev() {
-            if self
-                .statements
-                .get(&name)
-                .is_some_and(|s| Arc::ptr_eq(s, &new))
-            {
-                match old {
-                    Some(o) => {
-                        self.statements.insert(name, o);
-                    }
-                    // pgmoat did not know it: whatever the server has is masked whole.
-                    None => {
-                        self.statements.remove(&name);
-                    }
-                }
-            }
+        if let Some(m) = names.statement(name).and_then(|s| s.mask.as_ref()) {
+            let origin = lock(m).origin.clone();
+            self.named.insert(
+                Named::Prepared(String::from_utf8_lossy(name).into_owned()),
+                origin,
+            );
         }
     }
 
@@ -318,91 +259,66 @@ impl Masker {
         }
     }
 
-    /// Any other whole client message (Bind, Describe, Execute, Sync, Close).
-    pub fn on_client(&mut self, msg: &[u8]) {
-        let body = &msg[5..];
-        match msg[0] {
-            b'B' => {
-                if let Some((portal, stmt, formats)) = bind_of(body) {
-                    let s = match self.statements.get(stmt) {
-                        Some(s) => lock(s).clone(),
-                        None => Statement {
-                            origin: Origin::unknown(),
-                            fields: None,
-                        },
-                    };
-                    // A `FETCH` of this name reads the new portal once the server
-                    // has bound it (a Bind the server refuses leaves the old one).
-                    if !self.named.is_empty() {
-                        self.named.remove(&Named::Cursor(portal.to_owned()));
-                    }
-                    let p = Arc::new(Mutex::new(Portal {
-                        origin: s.origin,
-                        formats,
-                        fields: s.fields,
-                    }));
-                    if !portal.is_empty() {
-                        self.expect
-                            .push_back(Expect::Bind(portal.to_owned(), Arc::clone(&p)));
-                    }
-                    // Rebinding a name (the unnamed portal, every transaction)
-                    // replaces the entry without allocating a new key.
-                    match self.portals.get_mut(portal) {
-                        Some(slot) => *slot = p,
-                        None => {
-                            self.portals.insert(portal.to_owned(), p);
-                        }
-                    }
-                }
-            }
-            b'D' => {
-                // One expectation per Describe, readable or not: the server answers
-                // a malformed one with an error, which ends the batch.
-                let e = match Describe::parse(body) {
-                    Ok(Describe {
-                        target: Target::Statement,
-                        name,
-                    }) => Expect::DescribeStatement(self.statement(&String::from_utf8_lossy(name))),
-                    Ok(Describe { name, .. }) => {
-                        Expect::DescribePortal(self.portal(&String::from_utf8_lossy(name)))
-                    }
-                    Err(_) => Expect::DescribePortal(self.portal("")),
-                };
-                self.expect.push_back(e);
-            }
-            b'E' => {
-                let name = Execute::portal(body).unwrap_or_default();
-                let p = self.portal(&String::from_utf8_lossy(name));
-                self.expect.push_back(Expect::Execute(p));
-            }
-            b'S' => self.expect.push_back(Expect::Sync),
-            _ => {}
-        }
-    }
-
-    fn statement(&mut self, name: &str) -> Shared<Statement> {
-        // Looked up first: a hit (the common case) allocates no key.
-        if let Some(s) = self.statements.get(name) {
-            return Arc::clone(s);
-        }
-        Arc::clone(self.statements.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(Mutex::new(Statement {
+    /// A Bind of `portal` to `statement` goes upstream: the mask field of the
+    /// portal's new slot.
+    pub fn for_bind(
+        &mut self,
+        names: &Names,
+        portal: &[u8],
+        statement: &[u8],
+        formats: Vec<i16>,
+    ) -> Shared<Portal> {
+        let s = match names.statement(statement).and_then(|s| s.mask.as_ref()) {
+            Some(s) => lock(s).clone(),
+            None => Statement {
                 origin: Origin::unknown(),
                 fields: None,
-            }))
-        }))
+            },
+        };
+        // A `FETCH` of this name reads the new portal once the server has bound it
+        // (a Bind the server refuses leaves the old one).
+        if !self.named.is_empty() {
+            self.named
+                .remove(&Named::Cursor(String::from_utf8_lossy(portal).into_owned()));
+        }
+        let p = Arc::new(Mutex::new(Portal {
+            origin: s.origin,
+            formats,
+            fields: s.fields,
+        }));
+        if !portal.is_empty() {
+            self.expect.push_back(Expect::Bind(
+                String::from_utf8_lossy(portal).into_owned(),
+                Arc::clone(&p),
+            ));
+        }
+        p
     }
 
-    fn portal(&mut self, name: &str) -> Shared<Portal> {
-        if let Some(p) = self.portals.get(name) {
-            return Arc::clone(p);
-        }
-        Arc::clone(self.portals.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(Mutex::new(Portal {
-                origin: Origin::unknown(),
-                ..Portal::default()
-            }))
-        }))
+    /// A whole Describe went upstream.
+    pub fn on_describe(&mut self, names: &mut Names, body: &[u8]) {
+        // One expectation per Describe, readable or not: the server answers a
+        // malformed one with an error, which ends the batch.
+        let e = match Describe::parse(body) {
+            Ok(Describe {
+                target: Target::Statement,
+                name,
+            }) => Expect::DescribeStatement(statement(names, name)),
+            Ok(Describe { name, .. }) => Expect::DescribePortal(portal(names, name)),
+            Err(_) => Expect::DescribePortal(portal(names, b"")),
+        };
+        self.expect.push_back(e);
+    }
+
+    /// An Execute of `portal_name` went upstream.
+    pub fn on_execute(&mut self, names: &mut Names, portal_name: &[u8]) {
+        let p = portal(names, portal_name);
+        self.expect.push_back(Expect::Execute(p));
+    }
+
+    /// A Sync went upstream (the client's or pgmoat's own).
+    pub fn on_sync(&mut self) {
+        self.expect.push_back(Expect::Sync);
     }
 
     /// Whether the statement the server answers for now withholds its errors (no
@@ -433,7 +349,7 @@ impl Masker {
     }
 
     /// A whole server message, before it is forwarded.
-    pub fn on_server(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
+    pub fn on_server(&mut self, names: &mut Names, msg: &[u8], out: &mut BytesMut) -> Action {
         let body = &msg[5..];
         match msg[0] {
             b'T' => {
@@ -486,14 +402,16 @@ impl Masker {
                                         origin: origin.clone(),
                                         fields: None,
                                     };
-                                    self.statements.insert(n.clone(), Arc::new(Mutex::new(s)));
+                                    names.statement_entry(n.as_bytes()).mask =
+                                        Some(Arc::new(Mutex::new(s)));
                                 }
                                 Named::Cursor(n) => {
                                     let p = Portal {
                                         origin: origin.clone(),
                                         ..Portal::default()
                                     };
-                                    self.portals.insert(n.clone(), Arc::new(Mutex::new(p)));
+                                    names.portal_entry(n.as_bytes()).mask =
+                                        Some(Arc::new(Mutex::new(p)));
                                 }
                             }
                             self.named.insert(name, origin);
@@ -658,14 +576,31 @@ fn blind(msg: &[u8]) -> ResultPlan {
     wire::blind_plan(count_columns(msg))
 }
 
-/// Portal name, statement name and result format codes of a Bind body.
-fn bind_of(body: &[u8]) -> Option<(&str, &str, Vec<i16>)> {
-    let b = Bind::parse(body).ok()?;
-    Some((
-        std::str::from_utf8(b.portal).ok()?,
-        std::str::from_utf8(b.statement).ok()?,
-        b.result_formats.to_vec(),
-    ))
+/// The mask field of statement `name`, made unknown (masked whole) when masking
+/// knows nothing of it. Looked up first: a hit (the common case) allocates no key.
+fn statement(names: &mut Names, name: &[u8]) -> Shared<Statement> {
+    if let Some(m) = names.statement(name).and_then(|s| s.mask.as_ref()) {
+        return Arc::clone(m);
+    }
+    let m = Arc::new(Mutex::new(Statement {
+        origin: Origin::unknown(),
+        fields: None,
+    }));
+    names.statement_entry(name).mask = Some(Arc::clone(&m));
+    m
+}
+
+/// The mask field of portal `name`, made unknown when masking knows nothing of it.
+fn portal(names: &mut Names, name: &[u8]) -> Shared<Portal> {
+    if let Some(m) = names.portal(name).and_then(|p| p.mask.as_ref()) {
+        return Arc::clone(m);
+    }
+    let m = Arc::new(Mutex::new(Portal {
+        origin: Origin::unknown(),
+        ..Portal::default()
+    }));
+    names.portal_entry(name).mask = Some(Arc::clone(&m));
+    m
 }
 
 fn scrubbed(replacement: Option<BytesMut>, out: &mut BytesMut) -> Action {

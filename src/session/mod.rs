@@ -4,6 +4,7 @@
 pub mod approval_mode;
 pub mod authn;
 pub mod cancel;
+pub mod core;
 pub mod credentials;
 pub mod error;
 pub mod guard;

@@ -14,7 +14,8 @@
 //! socket writes; [`client`] scans client messages (judging, holds, stand-ins for
 //! refusals), [`server`] scans server messages (matching answers, masking, splicing
 //! pgmoat's responses in), [`approval`] waits for approvers and runs under grants,
-//! and [`pace`] is the pure ReadyForQuery-counting state both paths feed.
+//! and the session core ([`super::core`]) holds the protocol state both paths feed:
+//! the one table of statement and portal names and the ReadyForQuery counting.
 //!
 //! Responses pgmoat composes itself (a refused message) must reach the client in
 //! protocol order, after the results of everything sent before them. Every Query,
@@ -32,11 +33,12 @@ use tokio::sync::watch;
 mod approval;
 mod client;
 mod fast;
-mod pace;
 mod returned;
 mod server;
+#[cfg(test)]
+mod tests;
 
-use self::pace::Pace;
+use super::core::Core;
 use super::error::SessionError;
 use super::judge::Judge;
 use super::masker::Masker;
@@ -107,15 +109,10 @@ pub struct Relay {
     /// Bytes still to come of a client message being streamed through.
     c_stream: usize,
     u_stream: usize,
-    /// ReadyForQuery-producing messages sent upstream, and ReadyForQuerys seen back.
-    sent_syncs: u64,
-    seen_rfq: u64,
-    /// How the server counts ReadyForQuerys, which the counts above must follow.
-    pace: Pace,
-    /// ReadyForQuery numbers answering Syncs pgmoat sent itself.
-    swallow: VecDeque<u64>,
+    /// The protocol state: cycles counted, names and what they carry.
+    core: Core,
     /// Stream offsets of the client and server bytes at the buffers' starts, and of
-    /// the next message [`Pace`] has not seen (a message not yet whole is scanned
+    /// the next message the core's `Pace` has not seen (a message not yet whole is scanned
     /// again when the rest arrives).
     client_offset: u64,
     client_paced: u64,
@@ -149,11 +146,6 @@ pub struct Relay {
     replacement: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
-    /// Prepared statements that wait for approval at their Execute.
-    held: super::held::HeldStatements,
-    /// Where each Parse and Close stands in its cycle, to match the server's answers.
-    parses: crate::protocol::answers::Positions,
-    closes: crate::protocol::answers::Positions,
     /// The session's entry among the live sessions.
     registration: Option<super::registry::Registration>,
     /// Turns true when an operator terminates the session.
@@ -226,14 +218,11 @@ impl Relay {
             ubuf,
             c_stream: 0,
             u_stream: 0,
-            sent_syncs: 0,
-            pace: Pace::default(),
-            swallow: VecDeque::new(),
+            core: Core::default(),
             client_offset: 0,
             client_paced: 0,
             server_offset: 0,
             server_paced: 0,
-            seen_rfq: 0,
             injections: VecDeque::new(),
             tx_status: p.tx_status,
             max_message: p.max_message,
@@ -250,9 +239,6 @@ impl Relay {
             staged: BytesMut::new(),
             replacement: BytesMut::new(),
             audit: p.audit,
-            held: Default::default(),
-            parses: Default::default(),
-            closes: Default::default(),
             terminate: match &p.registration {
                 Some(r) => r.terminated(),
                 // Nobody can terminate it: a channel whose sender is gone never
@@ -265,11 +251,11 @@ impl Relay {
 
     /// Nothing in flight: no cycle unanswered, no batch open, no COPY running.
     fn idle(&self) -> bool {
-        self.outstanding() == 0 && !self.pace.in_batch && !self.pace.client_copy
+        self.outstanding() == 0 && !self.core.pace.in_batch && !self.core.pace.client_copy
     }
 
     fn outstanding(&self) -> u64 {
-        self.sent_syncs.saturating_sub(self.seen_rfq)
+        self.core.outstanding()
     }
 
     /// The session's audit trail, to write its `session_end`.
@@ -406,7 +392,7 @@ impl Relay {
         if self.outstanding() == 0 {
             self.emit(response).await
         } else {
-            self.injections.push_back((self.sent_syncs, response));
+            self.injections.push_back((self.core.sent, response));
             Ok(())
         }
     }

@@ -681,7 +681,7 @@ async fn wrong_bearer_tokens_lock_out_guessing_not_the_agents_with_right_tokens(
         "postgres://{AGENT}:{AGENT_PW}@127.0.0.1:{}/demo",
         gw.addr.port()
     );
-    let err = connect_url(&wire).await.err().expect("locked out");
+    let err = connect_url(&wire).await.expect_err("locked out");
     let message = err.as_db_error().map(|d| d.message()).unwrap_or_default();
     assert!(message.contains("too many failed"), "{err:?}");
     // ... and for more guessed tokens; but both agents' right tokens still open

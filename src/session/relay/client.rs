@@ -10,8 +10,11 @@ use super::approval::{audit_refusal, too_many_held};
 use super::{client_io, server_io, End, Inspected, Relay, Rewrite, Waited, SYNC, TERMINATE};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frontend::{Bind, Close, Describe, Execute};
 use crate::protocol::{frontend, sqlstate};
+use crate::session::core::slots::{MaskStatement, Shared, StatementSlot};
 use crate::session::error::SessionError;
+use crate::session::held;
 use crate::session::judge::Judged;
 use crate::session::masker::Masker;
 use crate::session::verdict::{Hold, OwnCause, Refusal, Verdict};
@@ -44,7 +47,7 @@ impl Relay {
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
                 self.client_paced = at + 1;
-                if self.pace.client(h.tag)? {
+                if self.core.pace.client(h.tag)? {
                     // A Query or FunctionCall inside an unsynced batch: after an error
                     // in the batch the server would discard it, unanswered. pgmoat
                     // ends the batch with a Sync of its own first (pgjdbc sends
@@ -52,11 +55,11 @@ impl Relay {
                     self.write_upstream(&buf[fwd..pos]).await?;
                     fwd = pos;
                     self.write_upstream(&SYNC).await?;
-                    self.sent_syncs += 1;
+                    self.core.sent += 1;
                     if let Some(m) = &mut self.masker {
-                        m.on_client(&SYNC);
+                        m.on_sync();
                     }
-                    self.swallow.push_back(self.sent_syncs);
+                    self.core.swallow.push_back(self.core.sent);
                 }
             }
             match h.tag {
@@ -78,7 +81,7 @@ impl Relay {
                                 .wait_for_approval(
                                     Arc::new(hold),
                                     Vec::new(),
-                                    crate::session::held::NO_PARAMS,
+                                    held::NO_PARAMS,
                                     statement,
                                     buf,
                                 )
@@ -98,7 +101,7 @@ impl Relay {
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
                                 if let Some(a) = self.audit.as_mut() {
-                                    a.query_sent(statement, self.sent_syncs, true);
+                                    a.query_sent(statement, self.core.sent, true);
                                 }
                             }
                             pos += h.total;
@@ -111,12 +114,12 @@ impl Relay {
                             match h.tag {
                                 b'Q' => {
                                     stats.queries_simple += 1;
-                                    self.sent_syncs += 1;
+                                    self.core.sent += 1;
                                     if let Some(a) = self.audit.as_mut() {
-                                        a.query_sent(statement, self.sent_syncs, false);
+                                        a.query_sent(statement, self.core.sent, false);
                                     }
                                 }
-                                b'F' => self.sent_syncs += 1,
+                                b'F' => self.core.sent += 1,
                                 _ => {}
                             }
                             pos += h.total;
@@ -132,7 +135,7 @@ impl Relay {
                 }
                 b'B' | b'D' | b'E' | b'C'
                     if self.masker.is_some()
-                        || self.held.active()
+                        || self.core.names.holds_active()
                         || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
                 {
                     // Masking and approvals follow statements into portals: these are
@@ -140,42 +143,29 @@ impl Relay {
                     if !self.held_whole(h.tag, h.total, have, buf)? {
                         break;
                     }
-                    let body = &buf[pos + 5..pos + h.total];
+                    let cycle = self.core.sent + 1;
                     let mut refused = None;
                     match h.tag {
                         b'B' => {
-                            let judge = self.judge.as_ref();
-                            let sql_hold = |name: &[u8]| judge.and_then(|j| j.bind_hold(name));
-                            if !self.held.on_bind(body, self.sent_syncs + 1, sql_hold) {
+                            if !self.track_bind(&buf[pos + 5..pos + h.total]) {
                                 refused = Some(too_many_held("portals"));
                             }
                         }
-                        b'D' => self.held.on_describe(body, self.sent_syncs + 1),
-                        b'C' => {
-                            let cycle = self.sent_syncs + 1;
-                            let at = self.closes.sent(cycle);
-                            self.held.on_close(body, cycle, at);
-                        }
+                        b'D' => self.track_describe(&buf[pos + 5..pos + h.total], cycle),
+                        b'C' => self.track_close(&buf[pos + 5..pos + h.total], cycle),
                         _ => {
                             stats.queries_extended += 1;
-                            if let Some(ex) = self.held.on_execute(body) {
+                            let portal =
+                                Execute::portal(&buf[pos + 5..pos + h.total]).unwrap_or_default();
+                            let statement = self.statement_of(portal);
+                            if let Some(ex) = held::on_execute(&self.core.names, portal) {
                                 if let Some(g) = self.granted(&ex.hold) {
-                                    let statement = self
-                                        .audit
-                                        .as_ref()
-                                        .map(|a| a.statement_of_execute(body))
-                                        .unwrap_or(0);
                                     refused = self.run_under_grant(&g, statement).await;
                                 } else {
                                     // Everything before it goes now; the Execute waits.
                                     self.write_upstream(&buf[fwd..pos]).await?;
                                     self.upstream.flush().await.map_err(server_io)?;
                                     fwd = pos;
-                                    let statement = self
-                                        .audit
-                                        .as_ref()
-                                        .map(|a| a.statement_of_execute(body))
-                                        .unwrap_or(0);
                                     match self
                                         .wait_for_approval(
                                             ex.hold,
@@ -195,11 +185,8 @@ impl Relay {
                                     }
                                 }
                             }
+                            self.track_execute(&buf[pos + 5..pos + h.total], refused.is_some());
                         }
-                    }
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total], refused.is_some());
-                    if let Some(m) = &mut self.masker {
-                        m.on_client(&buf[pos..pos + h.total]);
                     }
                     if let Some(r) = refused {
                         self.write_upstream(&buf[fwd..pos]).await?;
@@ -213,18 +200,28 @@ impl Relay {
                 }
                 // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
                 b'S' => {
-                    self.sent_syncs += 1;
+                    self.core.sent += 1;
                     if let Some(m) = &mut self.masker {
-                        m.on_client(&[b'S', 0, 0, 0, 4]);
+                        m.on_sync();
                     }
                 }
+                // Only their start is needed (portal and statement names): a large
+                // Bind streams through.
                 b'E' => {
                     stats.queries_extended += 1;
-                    self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false);
+                    self.track_execute(&buf[pos + 5..pos + h.total.min(have)], false);
                 }
-                b'B' => self.audit_client(h.tag, &buf[pos + 5..pos + h.total.min(have)], false),
+                b'B' if self.audit.is_some() => {
+                    self.track_bind(&buf[pos + 5..pos + h.total.min(have)]);
+                }
                 b'C' => {
-                    self.closes.sent(self.sent_syncs + 1);
+                    let cycle = self.core.sent + 1;
+                    if have >= h.total {
+                        self.track_close(&buf[pos + 5..pos + h.total], cycle);
+                    } else {
+                        // Not seen whole: the name stays known (fail closed).
+                        self.core.names.close_sent(cycle);
+                    }
                 }
                 b'X' => {
                     pos += have.min(h.total);
@@ -272,32 +269,43 @@ impl Relay {
         }
         let mut judged = self.judge_message(msg).await;
         let mut statement = 0;
-        let cycle = self.sent_syncs + 1;
-        let at = if msg[0] == b'P' {
-            self.parses.sent(cycle)
-        } else {
-            0
-        };
+        let mut audit_entry = None;
+        let cycle = self.core.sent + 1;
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
-            let parse_at = (msg[0] == b'P').then_some((cycle, at));
-            match a
-                .decided(msg, std::mem::take(&mut judged.facts), parse_at)
-                .await
-            {
-                Ok(n) => statement = n,
+            let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
+            audit_entry = Some((recorded.statement, recorded.refused));
+            // A Bind of a name this Query PREPAREs runs this statement (if the
+            // PREPARE failed, this statement's own record shows the error).
+            for p in &recorded.prepares {
+                self.core.names.statement_entry(p.as_bytes()).audit = audit_entry;
+            }
+            match recorded.result {
+                Ok(()) => statement = recorded.statement,
                 Err(e) => judged.verdict.refuse(audit_refusal(&e)),
             }
         }
-        self.track_masking(msg, &judged, cycle, at);
+        let mask = self.track_masking(msg, &judged);
         if msg[0] == b'P' {
-            // A prepared statement waits at its Execute, where its
-            // parameters are known; parsing it runs nothing.
-            let hold = judged.verdict.take_hold();
-            if !self.held.on_parse(&msg[5..], hold, cycle, at) {
-                judged.verdict.refuse(too_many_held("statements"));
-                self.held.on_parse(&msg[5..], None, cycle, at);
-            }
+            let body = &msg[5..];
+            let name = frontend::Parse::name(body).unwrap_or_default();
+            let at = self.core.names.parse_sent(cycle);
+            // A prepared statement waits at its Execute, where its parameters are
+            // known; parsing it runs nothing.
+            let hold = match judged.verdict.take_hold() {
+                Some(_) if !held::may_hold_statement(&self.core.names, name) => {
+                    judged.verdict.refuse(too_many_held("statements"));
+                    None
+                }
+                hold => hold.map(Arc::new),
+            };
+            let types = if hold.is_some() {
+                held::parse_types(body)
+            } else {
+                Vec::new()
+            };
+            let slot = StatementSlot::new(audit_entry, types, mask);
+            self.core.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
             Verdict::Hold(hold, _) => self.granted(hold),
@@ -334,9 +342,13 @@ impl Relay {
         Ok(true)
     }
 
-    /// Keep the masking state in step with a judged Query or Parse.
-    /// `cycle` and `at`: where a Parse stands, to match its ParseComplete.
-    pub(super) fn track_masking(&mut self, msg: &[u8], judged: &Judged, cycle: u64, at: u64) {
+    /// Keep the masking state in step with a judged Query or Parse; for a Parse, the
+    /// mask field of its new slot (None while the session masks nothing).
+    pub(super) fn track_masking(
+        &mut self,
+        msg: &[u8],
+        judged: &Judged,
+    ) -> Option<Shared<MaskStatement>> {
         if let Some(engine) = &judged.masking {
             match &mut self.masker {
                 Some(m) => {
@@ -355,7 +367,7 @@ impl Relay {
                 }
             }
         }
-        let Some(m) = &mut self.masker else { return };
+        let m = self.masker.as_mut()?;
         // A refused statement's stand-in yields an error and no rows.
         let (lineage, writes) = match judged.verdict.plan() {
             Some(plan) => (
@@ -365,10 +377,11 @@ impl Relay {
             None => (None, 0),
         };
         if msg[0] == b'Q' {
-            m.on_query(lineage, judged.statements, writes);
+            m.on_query(&mut self.core.names, lineage, judged.statements, writes);
+            None
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
-            m.on_parse(&String::from_utf8_lossy(name), lineage, writes, cycle, at);
+            Some(m.for_parse(&mut self.core.names, name, lineage, writes))
         }
     }
 
@@ -394,7 +407,7 @@ impl Relay {
             let hold = judged
                 .executes
                 .iter()
-                .find_map(|n| self.held.statement_hold(n.as_bytes()))
+                .find_map(|n| self.core.names.statement(n.as_bytes())?.hold().cloned())
                 .map(|held| Hold {
                     sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
                     ..(*held).clone()
@@ -408,16 +421,104 @@ impl Relay {
         judged
     }
 
-    /// Bind and Execute tell the audit trail which statement a completion belongs to
-    /// (only their start is needed: portal and statement names).
-    pub(super) fn audit_client(&mut self, tag: u8, body: &[u8], refused: bool) {
+    /// A Bind goes upstream (`body` whole, or only its start when it streams through):
+    /// its portal's slot gets what each consumer knows of the statement it binds.
+    /// False when it binds a held statement and the session has too many such portals
+    /// open: then it must be refused.
+    pub(super) fn track_bind(&mut self, body: &[u8]) -> bool {
+        let Ok(names) = Bind::names(body) else {
+            return true;
+        };
+        // None when cut short (streamed through) or malformed (the server refuses it).
+        let bind = Bind::parse(body).ok();
+        let cycle = self.core.sent + 1;
+        let held = match &bind {
+            Some(b)
+                if self.core.names.holds_active()
+                    || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
+            {
+                let judge = self.judge.as_ref();
+                held::portal_for_bind(&self.core.names, body, b, cycle, |name| {
+                    judge.and_then(|j| j.bind_hold(name))
+                })
+            }
+            _ => None,
+        };
+        let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
+        let audit = self
+            .core
+            .names
+            .statement(names.statement)
+            .and_then(|s| s.audit);
+        let mask = match (&mut self.masker, &bind) {
+            (Some(m), Some(b)) => Some(m.for_bind(
+                &self.core.names,
+                names.portal,
+                names.statement,
+                b.result_formats.to_vec(),
+            )),
+            _ => None,
+        };
+        let slot = self.core.names.rebind(names.portal);
+        slot.audit = audit;
+        match &bind {
+            Some(b) => slot.formats.extend(b.result_formats.iter()),
+            // Kept rows are then hex, never misread.
+            None => slot.formats.push(1),
+        }
+        slot.mask = mask;
+        if let Some(h) = held.filter(|_| may_hold) {
+            self.core.names.hold_portal(names.portal, h);
+        }
+        may_hold
+    }
+
+    /// An Execute (or, `refused`, its stand-in) goes upstream (`body` may be only
+    /// its start): the audit trail queues the statement its portal runs, masking the
+    /// portal whose rows come back.
+    pub(super) fn track_execute(&mut self, body: &[u8], refused: bool) {
+        let portal = Execute::portal(body).unwrap_or_default();
         if let Some(a) = self.audit.as_mut() {
-            match tag {
-                b'B' => a.bind(body),
-                b'E' => a.execute(body, self.sent_syncs + 1, refused),
-                _ => {}
+            let slot = self.core.names.portal(portal);
+            a.execute(
+                slot.and_then(|s| s.audit),
+                slot.map(|s| s.formats.as_slice()),
+                self.core.sent + 1,
+                refused,
+            );
+        }
+        if let Some(m) = &mut self.masker {
+            m.on_execute(&mut self.core.names, portal);
+        }
+    }
+
+    /// A whole Describe goes upstream in `cycle`.
+    pub(super) fn track_describe(&mut self, body: &[u8], cycle: u64) {
+        if self.core.names.holds_active() {
+            if let Ok(d) = Describe::parse(body) {
+                self.core.names.on_describe(&d, cycle);
             }
         }
+        if let Some(m) = &mut self.masker {
+            m.on_describe(&mut self.core.names, body);
+        }
+    }
+
+    /// A whole Close goes upstream in `cycle`.
+    pub(super) fn track_close(&mut self, body: &[u8], cycle: u64) {
+        let at = self.core.names.close_sent(cycle);
+        if let Ok(c) = Close::parse(body) {
+            self.core.names.on_close(&c, cycle, at);
+        }
+    }
+
+    /// The audit statement number portal `portal` runs (0 when unknown).
+    pub(super) fn statement_of(&self, portal: &[u8]) -> u64 {
+        self.core
+            .names
+            .portal(portal)
+            .and_then(|p| p.audit)
+            .map_or(0, |(n, _)| n)
     }
 
     /// Send the stand-in for a refused Query, Parse or Execute and remember whose error
@@ -436,8 +537,8 @@ impl Relay {
         let mut out = BytesMut::new();
         let due = if msg[0] == b'Q' {
             postgres_protocol::message::frontend::query(&stand_in, &mut out).map_err(server_io)?;
-            self.sent_syncs += 1;
-            self.sent_syncs
+            self.core.sent += 1;
+            self.core.sent
         } else if msg[0] == b'B' {
             // A refused Bind: binding a statement that does not exist fails at once.
             out.extend_from_slice(&[b'B', 0, 0, 0, 0, 0]);
@@ -445,13 +546,13 @@ impl Relay {
             out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
             let len = (out.len() - 1) as u32;
             out[1..5].copy_from_slice(&len.to_be_bytes());
-            self.sent_syncs + 1
+            self.core.sent + 1
         } else if msg[0] == b'E' {
             // A refused Execute: running a portal that does not exist fails at once,
             // and the server discards to Sync as for any error.
             postgres_protocol::message::frontend::execute(&marker, 0, &mut out)
                 .map_err(server_io)?;
-            self.sent_syncs + 1
+            self.core.sent + 1
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
             let name = std::str::from_utf8(name).unwrap_or("");
@@ -462,7 +563,7 @@ impl Relay {
                 &mut out,
             )
             .map_err(server_io)?;
-            self.sent_syncs + 1
+            self.core.sent + 1
         };
         self.write_upstream(&out).await?;
         self.metrics

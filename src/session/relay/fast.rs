@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use super::{client_io, server_io, shrink, Fast, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frontend::Close;
 use crate::session::error::SessionError;
 
 /// Client messages the fast path takes: Bind, Describe, Execute, Sync, Close, Flush.
@@ -81,10 +82,10 @@ impl Relay {
     /// Handle the client bytes in `cbuf` if the fast path may; unsent bytes go upstream.
     pub(super) fn client_fast(&mut self) -> Result<Fast, SessionError> {
         if self.c_stream != 0
-            || self.pace.client_copy
+            || self.core.pace.client_copy
             || self.masker.is_some()
             || self.audit.is_some()
-            || self.held.active()
+            || self.core.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
             || whole_batch(&self.cbuf, Direction::Frontend, client_kind).is_none()
         {
@@ -101,13 +102,18 @@ impl Relay {
             if at >= self.client_paced {
                 self.client_paced = at + 1;
                 // Only a Query or FunctionCall asks for a Sync of pgmoat's first.
-                self.pace.client(tag)?;
+                self.core.pace.client(tag)?;
             }
             match tag {
                 b'E' => stats.queries_extended += 1,
-                b'S' => self.sent_syncs += 1,
+                b'S' => self.core.sent += 1,
                 b'C' => {
-                    self.closes.sent(self.sent_syncs + 1);
+                    let cycle = self.core.sent + 1;
+                    let at = self.core.names.close_sent(cycle);
+                    let end = pos + total(&self.cbuf[pos..]);
+                    if let Ok(c) = Close::parse(&self.cbuf[pos + 5..end]) {
+                        self.core.names.on_close(&c, cycle, at);
+                    }
                 }
                 _ => {}
             }
@@ -131,10 +137,10 @@ impl Relay {
             || self.hold_results
             || self.masker.is_some()
             || self.audit.is_some()
-            || self.held.active()
+            || self.core.names.holds_active()
             || self.draining
             || !self.rewrites.is_empty()
-            || !self.swallow.is_empty()
+            || !self.core.swallow.is_empty()
             || !self.injections.is_empty()
             || !self.staged.is_empty()
             || whole_batch(&self.ubuf, Direction::Backend, server_kind).is_none()
@@ -151,25 +157,20 @@ impl Relay {
                 self.server_paced = at + 1;
                 // CopyInResponse never gets here (see `server_kind`): no Sync is
                 // ignored, so the answer is always false.
-                self.pace.server(tag, self.outstanding())?;
+                self.core.pace.server(tag, self.outstanding())?;
             }
             match tag {
                 b'Z' => {
                     self.tx_status = if len > 5 { self.ubuf[pos + 5] } else { b'I' };
-                    self.seen_rfq += 1;
-                    self.held.on_ready(self.seen_rfq, self.tx_status);
+                    self.core.seen += 1;
+                    self.core.names.on_ready(self.core.seen, self.tx_status);
                 }
                 b'E' => stats.server_errors += 1,
+                // No masker here (see above): nothing else needs the name taken.
                 b'1' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.parses.seen(cycle);
-                    self.held.on_parse_complete(cycle, at);
+                    let _ = self.core.names.parse_complete(self.core.seen + 1);
                 }
-                b'3' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.closes.seen(cycle);
-                    self.held.on_close_complete(cycle, at);
-                }
+                b'3' => self.core.names.close_complete(self.core.seen + 1),
                 _ => {}
             }
             pos += len;

@@ -23,7 +23,7 @@ impl Relay {
         // The replacement is built apart: copying `before` only when a message is
         // replaced keeps a batch of untouched rows linear, not quadratic.
         self.replacement.clear();
-        let replaced = match m.on_server(msg, &mut self.replacement) {
+        let replaced = match m.on_server(&mut self.core.names, msg, &mut self.replacement) {
             masker::Action::Replaced => {
                 self.staged.extend_from_slice(before);
                 self.staged.extend_from_slice(&self.replacement);
@@ -67,8 +67,8 @@ impl Relay {
             let at = self.server_offset + pos as u64;
             let first_look = at >= self.server_paced;
             self.server_paced = self.server_paced.max(at + 1);
-            if first_look && self.pace.server(h.tag, self.outstanding())? {
-                self.sent_syncs -= 1;
+            if first_look && self.core.pace.server(h.tag, self.outstanding())? {
+                self.core.sent -= 1;
                 if let Some(m) = &mut self.masker {
                     m.sync_ignored();
                 }
@@ -120,22 +120,18 @@ impl Relay {
                         continue;
                     }
                     self.tx_status = body.first().copied().unwrap_or(b'I');
-                    self.seen_rfq += 1;
+                    self.core.seen += 1;
                     if let Some(m) = &mut self.masker {
                         let mut none = BytesMut::new();
-                        m.on_server(&buf[pos..pos + h.total], &mut none);
-                        m.cycle_ended(self.seen_rfq);
+                        m.on_server(&mut self.core.names, &buf[pos..pos + h.total], &mut none);
                     }
-                    let seen = self.seen_rfq;
+                    let seen = self.core.seen;
                     self.rewrites.retain(|r| r.due > seen);
-                    self.held.on_ready(seen, self.tx_status);
-                    if let Some(a) = self.audit.as_mut() {
-                        a.cycle_ended(seen);
-                    }
-                    if self.swallow.front() == Some(&seen) {
+                    self.core.names.on_ready(seen, self.tx_status);
+                    if self.core.swallow.front() == Some(&seen) {
                         // The answer to pgmoat's own Sync (see `Pace::client`): not
                         // the client's to see.
-                        self.swallow.pop_front();
+                        self.core.swallow.pop_front();
                         self.write_client(&buf[fwd..pos]).await?;
                         fwd = pos + h.total;
                     }
@@ -143,7 +139,7 @@ impl Relay {
                     while self
                         .injections
                         .front()
-                        .is_some_and(|(at, _)| *at == self.seen_rfq)
+                        .is_some_and(|(at, _)| *at == self.core.seen)
                     {
                         self.write_client(&buf[fwd..pos]).await?;
                         fwd = pos;
@@ -157,13 +153,14 @@ impl Relay {
                     }
                     continue;
                 }
-                b't' if self.held.active() => {
+                b't' if self.core.names.holds_active() => {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
                     }
-                    self.held
-                        .on_parameter_description(&buf[pos + 5..pos + h.total], self.seen_rfq + 1);
+                    self.core
+                        .names
+                        .on_parameter_description(&buf[pos + 5..pos + h.total], self.core.seen + 1);
                     pos += h.total;
                     continue;
                 }
@@ -184,7 +181,11 @@ impl Relay {
                         if let Some(m) = &mut self.masker {
                             // Only for its bookkeeping: the response is pgmoat's own.
                             let mut ignored = BytesMut::new();
-                            m.on_server(&buf[pos..pos + h.total], &mut ignored);
+                            m.on_server(
+                                &mut self.core.names,
+                                &buf[pos..pos + h.total],
+                                &mut ignored,
+                            );
                         }
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
@@ -222,14 +223,10 @@ impl Relay {
                 }
                 b'E' => stats.server_errors += 1,
                 b'1' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.parses.seen(cycle);
-                    self.held.on_parse_complete(cycle, at);
-                    if let Some(m) = &mut self.masker {
-                        m.on_parse_complete(cycle, at);
-                    }
-                    if let Some(a) = self.audit.as_mut() {
-                        a.parse_complete(cycle, at);
+                    if let Some(name) = self.core.names.parse_complete(self.core.seen + 1) {
+                        if let Some(m) = &mut self.masker {
+                            m.parse_taken(&self.core.names, &name);
+                        }
                     }
                 }
                 b'2' => {
@@ -237,11 +234,7 @@ impl Relay {
                         m.on_bind_complete();
                     }
                 }
-                b'3' => {
-                    let cycle = self.seen_rfq + 1;
-                    let at = self.closes.seen(cycle);
-                    self.held.on_close_complete(cycle, at);
-                }
+                b'3' => self.core.names.close_complete(self.core.seen + 1),
                 _ => {}
             }
             let n = h.total.min(have);

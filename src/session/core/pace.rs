@@ -1,5 +1,5 @@
 //! How the server counts ReadyForQuerys, followed from the tags going each way: a
-//! pure state machine the relay (both paths) feeds, with no I/O.
+//! pure state machine of the session core, fed by the relay, with no I/O.
 
 use crate::protocol::sqlstate;
 use crate::session::error::SessionError;
@@ -15,21 +15,21 @@ use crate::session::error::SessionError;
 /// Flush, CopyDone or CopyFail during one. No driver sends those (they wait for
 /// CopyInResponse).
 #[derive(Default)]
-pub(super) struct Pace {
+pub(crate) struct Pace {
     /// Extended-protocol messages sent since the last Sync.
-    pub(super) in_batch: bool,
+    pub(crate) in_batch: bool,
     /// Executes in the open batch, and whether one is its last message so far.
-    pub(super) batch_executes: u32,
-    pub(super) batch_ends_with_execute: bool,
+    pub(crate) batch_executes: u32,
+    pub(crate) batch_ends_with_execute: bool,
     /// The same of the batch the last Sync closed.
-    pub(super) synced_executes: u32,
-    pub(super) synced_ends_with_execute: bool,
+    pub(crate) synced_executes: u32,
+    pub(crate) synced_ends_with_execute: bool,
     /// The last Query, Sync or FunctionCall sent.
-    pub(super) last_terminator: u8,
+    pub(crate) last_terminator: u8,
     /// Executes (and simple statements) the server finished in the current cycle.
-    pub(super) executes_done: u32,
+    pub(crate) executes_done: u32,
     /// The server is in COPY FROM STDIN and the client has not ended it.
-    pub(super) client_copy: bool,
+    pub(crate) client_copy: bool,
 }
 
 fn pipelining(what: &str) -> SessionError {
@@ -41,7 +41,7 @@ fn pipelining(what: &str) -> SessionError {
 
 impl Pace {
     /// A client message, before it goes on. True: a Sync of pgmoat's must go first.
-    pub(super) fn client(&mut self, tag: u8) -> Result<bool, SessionError> {
+    pub(crate) fn client(&mut self, tag: u8) -> Result<bool, SessionError> {
         if self.client_copy {
             return match tag {
                 b'd' | b'H' => Ok(false),
@@ -85,7 +85,7 @@ impl Pace {
 
     /// CopyInResponse. Whether the Sync that closed the COPY's batch was already sent
     /// (the server ignores it); an error when other messages are queued behind the COPY.
-    pub(super) fn copy_in_started(&mut self, outstanding: u64) -> Result<bool, SessionError> {
+    pub(crate) fn copy_in_started(&mut self, outstanding: u64) -> Result<bool, SessionError> {
         let behind = || Err(pipelining("pipelining messages behind COPY FROM STDIN"));
         let ignored = match outstanding {
             // `P B E H`: the COPY's batch is still open.
@@ -111,7 +111,7 @@ impl Pace {
     /// A server message, seen for the first time. True: the server ignored the Sync
     /// behind a COPY's Execute (one ReadyForQuery fewer is due). The general and the
     /// fast path both count through here, so they cannot count differently.
-    pub(super) fn server(&mut self, tag: u8, outstanding: u64) -> Result<bool, SessionError> {
+    pub(crate) fn server(&mut self, tag: u8, outstanding: u64) -> Result<bool, SessionError> {
         match tag {
             b'C' | b's' | b'I' => self.executes_done += 1,
             // The Sync sent behind the COPY's Execute is ignored by the server in
