@@ -349,6 +349,29 @@ impl Masker {
     }
 
     /// A whole server message, before it is forwarded.
+    /// A rule that cannot miss: the statement reads masked data anywhere (or pgmoat
+    /// cannot tell), writes a relation with masked columns, or an earlier one in this
+    /// transaction did (a deferred constraint or trigger reports at COMMIT): an error's
+    /// or notice's text is withheld whatever it says.
+    fn statement_withholds(&self) -> bool {
+        self.txn_withholds
+            || self.front_withholds()
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|p| p.masked_columns() > 0)
+    }
+
+    /// What the client is shown of an ErrorResponse or NoticeResponse the server sends
+    /// now (None: as sent). The audit trail records this, never more than the client
+    /// saw (console review H1: a cast error quotes the masked value it failed on).
+    pub fn shown_error(&self, msg: &[u8]) -> Option<BytesMut> {
+        // Raised in code pgmoat does not follow (a trigger on a clean table can read
+        // masked data): withheld too, whatever the statement reads.
+        let withhold = self.statement_withholds() || wire::raised_in_code(msg);
+        wire::scrub_message(msg, withhold, self.engine.detectors.as_deref())
+    }
+
     pub fn on_server(&mut self, names: &mut Names, msg: &[u8], out: &mut BytesMut) -> Action {
         let body = &msg[5..];
         match msg[0] {
@@ -436,23 +459,10 @@ impl Masker {
                 Action::Forward
             }
             b'E' | b'N' => {
-                // A rule that cannot miss: the statement reads masked data anywhere
-                // (or pgmoat cannot tell), writes a relation with masked columns, or
-                // an earlier one in this transaction did (a deferred constraint or
-                // trigger reports at COMMIT): the text is withheld whatever it says.
-                let withhold = self.txn_withholds
-                    || self.front_withholds()
-                    || self
-                        .current
-                        .as_ref()
-                        .is_some_and(|p| p.masked_columns() > 0);
-                if withhold {
+                if self.statement_withholds() {
                     self.txn_withholds = true;
                 }
-                // Raised in code pgmoat does not follow (a trigger on a clean table
-                // can read masked data): withheld too, whatever the statement reads.
-                let withhold = withhold || wire::raised_in_code(msg);
-                let scrubbed = wire::scrub_message(msg, withhold, self.engine.detectors.as_deref());
+                let scrubbed = self.shown_error(msg);
                 if msg[0] == b'E' {
                     self.current = None;
                     // The extended protocol skips to Sync after an error.

@@ -48,6 +48,11 @@ pub fn mask_rules(t: &str, extra: &str) -> String {
 /// A table with fake PII, created directly (behind the gateway's back, before its
 /// first catalog load), and a gateway whose rules mask it for everyone but `dba`.
 pub async fn fixture(extra_rules: &str) -> Fixture {
+    fixture_with(extra_rules, "").await
+}
+
+/// [`fixture`] with more top-level config (e.g. an audit store).
+pub async fn fixture_with(extra_rules: &str, extra_yaml: &str) -> Fixture {
     let pg = crate::common::pg::shared();
     prepare(pg).await;
     let t = unique("people");
@@ -88,7 +93,11 @@ pub async fn fixture(extra_rules: &str) -> Fixture {
     }
     let rules = TempDir::new("pgmoat-mask-rules");
     std::fs::write(rules.path().join("masks.yaml"), mask_rules(&t, extra_rules)).unwrap();
-    let yaml = config_yaml(pg, &format!("rules: {}\n", rules.path().display())).replace(
+    let yaml = config_yaml(
+        pg,
+        &format!("rules: {}\n{extra_yaml}", rules.path().display()),
+    )
+    .replace(
         "      groups: [agents]\n",
         &format!("      groups: [agents]\n    - name: {DBA}\n      password_env: DBA_PW\n      groups: [dba]\n"),
     );

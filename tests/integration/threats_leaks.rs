@@ -13,7 +13,7 @@
 //! arguments read masked data.
 
 use crate::harness::*;
-use crate::masking::{fixture, rows, Fixture, Rows};
+use crate::masking::{fixture, fixture_with, rows, Fixture, Rows};
 
 /// Every byte of every message, as text (tag, then body).
 fn all_text(msgs: &[Msg]) -> String {
@@ -544,4 +544,55 @@ async fn clean_names_shared_by_sql_and_the_protocol_are_not_masked() {
     raw.send(&m).await;
     check("DECLARE then Execute", &raw.until_ready().await);
     raw.query_ok("COMMIT").await;
+}
+
+/// Console review H1: the audit trail keeps an error as the client saw it. A cast
+/// error quotes the masked value it failed on; the client gets it withheld, and so
+/// must the statement's `completed` record (which the console's replay, `pgmoat audit
+/// replay` and every sink show), while the SQLSTATE stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_keeps_errors_as_the_client_saw_them() {
+    let store = TempDir::new("pgmoat-withheld-audit");
+    let f = fixture_with(
+        "",
+        &format!(
+            "audit:\n  dir: {}\n  durability: fsync\n",
+            store.path().display()
+        ),
+    )
+    .await;
+    let c = f.agent().await;
+    for sql in [
+        "SELECT ssn::int FROM {t}",
+        "SELECT make_date(2000, salary, 1) FROM {t} WHERE id = 1",
+    ] {
+        let e = c.simple_query(&f.sql(sql)).await.unwrap_err();
+        assert!(
+            e.as_db_error().unwrap().message().starts_with(WITHHELD),
+            "{e:?}"
+        );
+    }
+    // The extended protocol too.
+    let e = c
+        .query(&f.sql("SELECT ssn::date FROM {t} WHERE id = $1"), &[&1i32])
+        .await
+        .unwrap_err();
+    assert!(e.as_db_error().unwrap().message().starts_with(WITHHELD));
+    drop(c);
+    let text = wait_for("the statements' completed records", WAIT_LIMIT, || async {
+        let mut all = String::new();
+        for e in std::fs::read_dir(store.path()).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "jsonl") {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        if all.matches(WITHHELD).count() >= 3 {
+            Ok(all)
+        } else {
+            Err(all)
+        }
+    })
+    .await;
+    assert_no_secret(&f, "the audit trail", &text);
+    assert!(text.contains("22P02") && text.contains("22008"), "{text}");
 }

@@ -87,6 +87,13 @@ impl Relay {
                     if unmasked {
                         a.record_result_message(msg);
                     }
+                    // An error is recorded as the client sees it, scrubbed when
+                    // masks apply (it can quote the masked value it failed on).
+                    let shown = match &self.masker {
+                        Some(m) if h.tag == b'E' => m.shown_error(msg),
+                        _ => None,
+                    };
+                    let msg = shown.as_deref().unwrap_or(msg);
                     if let Err(e) = a.server_message(msg).await {
                         tracing::error!("audit: a statement's completion was not recorded: {e}");
                     }
