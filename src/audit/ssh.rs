@@ -59,6 +59,18 @@ pub struct SshChannel {
     /// Hex SHA-256 of the whole recording file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_sha256: Option<String>,
+    /// The channel's output as it passed (stdout and stderr; for sftp, the data of
+    /// the files read): how many bytes, and their hex SHA-256. Whoever holds a copy
+    /// can prove it is what passed; the recording holds text and markers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
+    /// The same for the client's input (for sftp, the data of the files written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
