@@ -10,7 +10,8 @@
 //!
 //! This reads what untrusted peers send: every length is checked, nothing panics, and
 //! memory is bounded (one packet per direction, at most [`MAX_PACKET`]; at most
-//! [`MAX_TRACKED`] outstanding requests and open handles). A stream it cannot read
+//! [`MAX_TRACKED`] outstanding requests and open handles, their paths cut at
+//! [`MAX_PATH`]). A stream it cannot read
 //! (not sftp, a malformed packet, too many handles) is noted once; from then on its
 //! bytes, both directions, are only counted and hashed, and the channel carries on.
 
@@ -24,7 +25,10 @@ use super::{digest, StreamDigest};
 const MAX_PACKET: usize = 1 << 20;
 /// Most outstanding requests and open handles followed (OpenSSH keeps ~64 requests
 /// in flight and the server a few hundred handles).
-const MAX_TRACKED: usize = 4096;
+const MAX_TRACKED: usize = 1024;
+/// The longest path kept (Linux's PATH_MAX): with [`MAX_TRACKED`], at most a few MiB
+/// of names held per channel, however a client pipelines its requests.
+const MAX_PATH: usize = 4096;
 
 // Packet types (draft-ietf-secsh-filexfer-02, section 3).
 const INIT: u8 = 1;
@@ -530,6 +534,12 @@ impl<'a> Reader<'a> {
     /// A path or message, quoted with control characters escaped (`"\u{1b}..."`), so a
     /// name cannot pass for something else in the recording.
     fn text(&mut self) -> Result<String, &'static str> {
-        Ok(format!("{:?}", String::from_utf8_lossy(self.string()?)))
+        let s = self.string()?;
+        let kept = &s[..s.len().min(MAX_PATH)];
+        let mut t = format!("{:?}", String::from_utf8_lossy(kept));
+        if kept.len() < s.len() {
+            t.push_str(&format!(" (cut, {} bytes in all)", s.len()));
+        }
+        Ok(t)
     }
 }

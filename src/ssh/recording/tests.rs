@@ -352,3 +352,31 @@ fn sftp_decoder_survives_garbage() {
         let _ = d.into_digests();
     }
 }
+
+/// A client pipelining opens of huge names holds a bounded amount of pgmoat's memory:
+/// names are cut, and past the limit of outstanding requests the stream is only
+/// hashed.
+#[test]
+fn sftp_requests_in_flight_are_bounded() {
+    let mut d = sftp::Decoder::default();
+    let long = vec![b'a'; 200_000];
+    let mut size = 0;
+    for id in 0..2000u32 {
+        let p = packet(3, id, &[&s(&long), &u32b(1), &u32b(0)]);
+        size = p.len() as u64;
+        d.client(&p);
+    }
+    let lines = d.take_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("too many outstanding requests"),
+        "{lines:?}"
+    );
+    // The server's answers are counted and hashed from then on, not read.
+    d.server(&packet(102, 1, &[&s(b"H")]));
+    assert!(!d.has_lines());
+    let [written, read] = d.into_digests();
+    // From the first request not followed (the 1025th) on.
+    assert_eq!(written.bytes, (2000 - 1024) * size);
+    assert_eq!(read.bytes, 14);
+}
