@@ -88,6 +88,16 @@ async fn exec_text_is_recorded_exactly_and_input_counted_hashed_and_recorded() {
     );
     assert_eq!(closed[1]["input_bytes"], 100_000);
     assert_eq!(closed[1]["input_sha256"], sha_hex(&blob).as_str());
+    // Replay shows an exec's input (`>`) beside its output (`|`).
+    let session = closed[0]["session"].as_str().unwrap().to_string();
+    let mut out = Vec::new();
+    assert!(pgmoat::audit::replay::replay(&gw.audit_dir(), &session, &mut out).unwrap());
+    let replayed = String::from_utf8(out).unwrap();
+    assert!(replayed.contains("  > piped input\n"), "{replayed}");
+    assert!(replayed.contains("  | PIPED INPUT\n"), "{replayed}");
+    assert!(replayed.contains("  | café € tab\there"), "{replayed}");
+    // The escape sequence is shown, not sent to the auditor's terminal.
+    assert!(replayed.contains("^[[1mbold^[[0m"), "{replayed}");
     assert!(pgmoat::audit::verify::verify(&gw.audit_dir(), None, None)
         .unwrap()
         .is_ok());
@@ -96,7 +106,7 @@ async fn exec_text_is_recorded_exactly_and_input_counted_hashed_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_cap_a_recording_stops_and_the_channel_is_counted_and_hashed() {
-    let (gw, _) = start_opts(RULES, "", "  max_recording_bytes: 20000\n").await;
+    let (gw, _) = start_opts(RULES, "", "  max_recording_bytes: 100000\n").await;
     let r = ssh(&gw, &keys().agent, AGENT, &[], Some("seq 1 200000"), None).await;
     assert_eq!(r.status, 0, "{r:?}");
     let want: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
@@ -109,12 +119,17 @@ async fn past_its_cap_a_recording_stops_and_the_channel_is_counted_and_hashed() 
     );
     let name = closed[0]["recording"].as_str().unwrap();
     let size = std::fs::metadata(gw.audit_dir().join(name)).unwrap().len();
-    assert!(size < 21_000, "{size} bytes of cast past a 20000-byte cap");
+    // The cap, plus pgmoat's two notes about it.
+    assert!(
+        size < 101_000,
+        "{size} bytes of cast past a 100000-byte cap"
+    );
     let ev = events(&gw, &closed[0]);
     let output = joined(&ev, "o");
+    // (A packet of output is at most 32 KiB: the first ones fit under the cap.)
     assert!(output.starts_with("1\n2\n3\n"), "{output:.100}");
     assert!(
-        output.contains("[pgmoat: recording cap of 20000 bytes reached;"),
+        output.contains("[pgmoat: recording cap of 100000 bytes reached;"),
         "{output}"
     );
     assert!(
