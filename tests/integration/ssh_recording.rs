@@ -198,14 +198,15 @@ async fn sftp_and_scp_are_recorded_as_file_operations_with_paths() {
     assert_eq!(closed.len(), 3, "{closed:?}");
     let sftp = joined(&events(&gw, &closed[0]), "o");
     let n = data.len();
+    let h = sha_hex(&data);
     for line in [
         format!("sftp: mkdir \"{dir}\""),
         format!("sftp: open \"{dir}/up.bin\" (write,create,truncate): ok\r\n"),
-        format!("sftp: close \"{dir}/up.bin\", {n} bytes written: ok\r\n"),
+        format!("sftp: close \"{dir}/up.bin\", {n} bytes written (sha256 {h}): ok\r\n"),
         format!("sftp: setstat \"{dir}/up.bin\", mode 0600: ok\r\n"),
         format!("sftp: rename \"{dir}/up.bin\" -> \"{dir}/moved.bin\": ok\r\n"),
         format!("sftp: open \"{dir}/moved.bin\" (read): ok\r\n"),
-        format!("sftp: close \"{dir}/moved.bin\", {n} bytes read: ok\r\n"),
+        format!("sftp: close \"{dir}/moved.bin\", {n} bytes read (sha256 {h}): ok\r\n"),
         // `ls` lists the folder as the client names it, `.` and `..` included.
         format!("sftp: list \"{dir}/\": 3 entries: ok\r\n"),
         format!("sftp: remove \"{dir}/moved.bin\": ok\r\n"),
@@ -219,12 +220,16 @@ async fn sftp_and_scp_are_recorded_as_file_operations_with_paths() {
     // scp names the file as given (relative to the home folder).
     let up_cast = joined(&events(&gw, &closed[1]), "o");
     assert!(
-        up_cast.contains(&format!("sftp: close \"{remote}\", {n} bytes written: ok")),
+        up_cast.contains(&format!(
+            "sftp: close \"{remote}\", {n} bytes written (sha256 {h}): ok"
+        )),
         "{up_cast}"
     );
     let down_cast = joined(&events(&gw, &closed[2]), "o");
     assert!(
-        down_cast.contains(&format!("sftp: close \"{remote}\", {n} bytes read: ok")),
+        down_cast.contains(&format!(
+            "sftp: close \"{remote}\", {n} bytes read (sha256 {h}): ok"
+        )),
         "{down_cast}"
     );
     assert_eq!(closed[1]["input_sha256"], sha_hex(&data).as_str());

@@ -6,7 +6,9 @@
 //! included); `scp` is sftp since OpenSSH 9.
 //!
 //! The data of READ replies and WRITE requests is counted and hashed (SHA-256), never
-//! recorded: with one file per channel (scp), the hash is the file's.
+//! recorded: per channel (with one file per channel, as scp, the file's hash), and per
+//! handle (each `close` line says the hash of what was read or written, when it passed
+//! in order from the start of the file, as scp, `get` and `put` move files).
 //!
 //! This reads what untrusted peers send: every length is checked, nothing panics, and
 //! memory is bounded (one packet per direction, at most [`MAX_PACKET`]; at most
@@ -20,6 +22,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::{digest, StreamDigest};
+use crate::audit::record::hex;
 
 /// The largest packet read (OpenSSH sends at most 256 KiB).
 const MAX_PACKET: usize = 1 << 20;
@@ -75,6 +78,7 @@ enum Pending {
     },
     Read {
         handle: Vec<u8>,
+        offset: u64,
     },
     Write {
         handle: Vec<u8>,
@@ -94,6 +98,11 @@ struct Handle {
     read: u64,
     written: u64,
     entries: u64,
+    /// The SHA-256 of the data read and written through this handle, while it is the
+    /// file's from offset 0 on, in order (as `scp`, `get` and `put` move a file);
+    /// None once a read or write went elsewhere (then no hash is claimed).
+    read_hash: Option<Sha256>,
+    write_hash: Option<Sha256>,
 }
 
 #[derive(Default)]
@@ -263,16 +272,18 @@ impl Decoder {
             },
             READ => Pending::Read {
                 handle: r.string()?.to_vec(),
+                offset: r.u64()?,
             },
             READDIR => Pending::ReadDir {
                 handle: r.string()?.to_vec(),
             },
             WRITE => {
                 let handle = r.string()?.to_vec();
-                let _offset = r.u64()?;
+                let offset = r.u64()?;
                 let data = r.string()?;
                 self.hash_data(Side::Client, data);
                 if let Some(h) = self.handles.get_mut(&handle) {
+                    follow(&mut h.write_hash, offset == h.written, data);
                     h.written += data.len() as u64;
                 }
                 Pending::Write { handle }
@@ -338,10 +349,11 @@ impl Decoder {
                 let handle = r.string()?.to_vec();
                 self.open(handle, path, true)?;
             }
-            (DATA, Pending::Read { handle }) => {
+            (DATA, Pending::Read { handle, offset }) => {
                 let data = r.string()?;
                 self.hash_data(Side::Server, data);
                 if let Some(h) = self.handles.get_mut(&handle) {
+                    follow(&mut h.read_hash, offset == h.read, data);
                     h.read += data.len() as u64;
                 }
             }
@@ -367,7 +379,7 @@ impl Decoder {
                         self.lines.push(line);
                     }
                     // End of file or of a listing is how reads end; a failure is news.
-                    Pending::Read { handle } | Pending::ReadDir { handle } if code != 1 => {
+                    Pending::Read { handle, .. } | Pending::ReadDir { handle } if code != 1 => {
                         let path = self.path_of(&handle);
                         self.lines.push(format!("read {path}: {status}"));
                     }
@@ -394,6 +406,8 @@ impl Decoder {
             Handle {
                 path,
                 dir,
+                read_hash: Some(Sha256::new()),
+                write_hash: Some(Sha256::new()),
                 ..Handle::default()
             },
         );
@@ -401,17 +415,32 @@ impl Decoder {
     }
 }
 
-/// What a handle saw, as its close reports it.
+/// Hash `data` into a handle's running hash when it continues the file in order;
+/// otherwise the hash is dropped for good.
+fn follow(hash: &mut Option<Sha256>, in_order: bool, data: &[u8]) {
+    match hash {
+        Some(h) if in_order => h.update(data),
+        _ => *hash = None,
+    }
+}
+
+/// What a handle saw, as its close reports it: bytes read and written, each with the
+/// SHA-256 of the file's content that passed when it passed in order from the start.
 fn summary(h: &Handle) -> String {
     if h.dir {
         return format!("list {}: {} entries", h.path, h.entries);
     }
     let mut s = format!("close {}", h.path);
+    let with_hash = |n: u64, verb: &str, hash: &Option<Sha256>| match hash {
+        Some(d) if n > 0 => format!(", {n} bytes {verb} (sha256 {})", hex(&d.clone().finalize())),
+        None => format!(", {n} bytes {verb} (not in order: no sha256)"),
+        Some(_) => format!(", {n} bytes {verb}"),
+    };
     if h.read > 0 || h.written == 0 {
-        s.push_str(&format!(", {} bytes read", h.read));
+        s.push_str(&with_hash(h.read, "read", &h.read_hash));
     }
     if h.written > 0 {
-        s.push_str(&format!(", {} bytes written", h.written));
+        s.push_str(&with_hash(h.written, "written", &h.write_hash));
     }
     s
 }

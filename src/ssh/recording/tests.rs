@@ -254,20 +254,44 @@ fn session() -> (Vec<(bool, Vec<u8>)>, Vec<u8>) {
     p.push((false, status(33, 3)));
     p.push((true, packet(20, 34, &[&s(b"/etc/passwd"), &s(b"link")])));
     p.push((false, status(34, 0)));
+    // Written out of order: counted, no hash claimed for the file.
+    p.push((
+        true,
+        packet(3, 40, &[&s(b"ooo.bin"), &u32b(0x1a), &u32b(0)]),
+    ));
+    p.push((false, packet(102, 40, &[&s(b"H3")])));
+    p.push((
+        true,
+        packet(6, 41, &[&s(b"H3"), &10u64.to_be_bytes(), &s(&data[..10])]),
+    ));
+    p.push((
+        true,
+        packet(6, 42, &[&s(b"H3"), &0u64.to_be_bytes(), &s(&data[..10])]),
+    ));
+    p.push((false, status(41, 0)));
+    p.push((false, status(42, 0)));
+    p.push((true, packet(4, 43, &[&s(b"H3")])));
+    p.push((false, status(43, 0)));
     (p, data)
 }
 
-const SESSION_LINES: &[&str] = &[
-    "sftp: open \".ssh/authorized_keys\" (write,create,truncate): ok\r\n",
-    "sftp: close \".ssh/authorized_keys\", 70000 bytes written: ok\r\n",
-    "sftp: open \".ssh/authorized_keys\" (read): ok\r\n",
-    "sftp: close \".ssh/authorized_keys\", 1000 bytes read: ok\r\n",
-    "sftp: remove \"gone.txt\": no such file (status 2)\r\n",
-    "sftp: rename \"a\" -> \"b\\u{1b}[2J\": ok\r\n",
-    "sftp: mkdir \"dir\", mode 0700: ok\r\n",
-    "sftp: setstat \"f\", mode 0600: permission denied (status 3)\r\n",
-    "sftp: symlink \"link\" -> \"/etc/passwd\": ok\r\n",
-];
+fn session_lines(data: &[u8]) -> Vec<String> {
+    let (all, head) = (sha(data), sha(&data[..1000]));
+    [
+        "sftp: open \".ssh/authorized_keys\" (write,create,truncate): ok\r\n".to_string(),
+        format!("sftp: close \".ssh/authorized_keys\", 70000 bytes written (sha256 {all}): ok\r\n"),
+        "sftp: open \".ssh/authorized_keys\" (read): ok\r\n".to_string(),
+        format!("sftp: close \".ssh/authorized_keys\", 1000 bytes read (sha256 {head}): ok\r\n"),
+        "sftp: remove \"gone.txt\": no such file (status 2)\r\n".to_string(),
+        "sftp: rename \"a\" -> \"b\\u{1b}[2J\": ok\r\n".to_string(),
+        "sftp: mkdir \"dir\", mode 0700: ok\r\n".to_string(),
+        "sftp: setstat \"f\", mode 0600: permission denied (status 3)\r\n".to_string(),
+        "sftp: symlink \"link\" -> \"/etc/passwd\": ok\r\n".to_string(),
+        "sftp: open \"ooo.bin\" (write,create,truncate): ok\r\n".to_string(),
+        "sftp: close \"ooo.bin\", 20 bytes written (not in order: no sha256): ok\r\n".to_string(),
+    ]
+    .to_vec()
+}
 
 #[test]
 fn sftp_channels_record_operations_and_hash_the_file_data() {
@@ -294,10 +318,12 @@ fn sftp_channels_record_operations_and_hash_the_file_data() {
         }
         let done = r.finish().unwrap();
         let ev = events(&dir, &done.name);
-        let texts: Vec<&str> = ev.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(texts, SESSION_LINES, "round {round}");
-        assert_eq!(done.input.bytes, data.len() as u64);
-        assert_eq!(done.input.sha256, sha(&data));
+        let texts: Vec<String> = ev.into_iter().map(|(_, t)| t).collect();
+        assert_eq!(texts, session_lines(&data), "round {round}");
+        // The channel's hash: every byte of file data written, in the order it passed.
+        let written = [&data[..], &data[..10], &data[..10]].concat();
+        assert_eq!(done.input.bytes, written.len() as u64);
+        assert_eq!(done.input.sha256, sha(&written));
         assert_eq!(done.output.bytes, 1000);
         assert_eq!(done.output.sha256, sha(&data[..1000]));
     }
