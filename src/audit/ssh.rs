@@ -59,6 +59,18 @@ pub struct SshChannel {
     /// Hex SHA-256 of the whole recording file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_sha256: Option<String>,
+    /// The channel's output as it passed (stdout and stderr; for sftp, the data of
+    /// the files read): how many bytes, and their hex SHA-256. Whoever holds a copy
+    /// can prove it is what passed; the recording holds text and markers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
+    /// The same for the client's input (for sftp, the data of the files written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -165,7 +177,7 @@ pub fn replay_text(dir: &Path, ts: &str, session: &str, event: &Event) -> Option
             );
             if let Some(name) = &c.recording {
                 s.push_str(&format!("  recording {name}\n"));
-                s.push_str(&recorded_output(dir, name));
+                s.push_str(&recorded_output(dir, name, c.request != "shell"));
             }
             s
         }
@@ -180,8 +192,10 @@ pub fn replay_text(dir: &Path, ts: &str, session: &str, event: &Event) -> Option
 }
 
 /// The output events of a recording, as text (at most [`REPLAY_OUTPUT`] bytes),
-/// indented; a note instead when the file cannot be read.
-fn recorded_output(dir: &Path, name: &str) -> String {
+/// indented; a note instead when the file cannot be read. With `input`, the input
+/// events too, in order, marked `>` (an exec's stdin; a shell's input is not shown,
+/// its terminal echoes it in the output).
+fn recorded_output(dir: &Path, name: &str, input: bool) -> String {
     let path = match recording_path(dir, name) {
         Ok(p) => p,
         Err(e) => return format!("  ({e})\n"),
@@ -190,31 +204,45 @@ fn recorded_output(dir: &Path, name: &str) -> String {
         Ok(f) => f,
         Err(e) => return format!("  (recording unreadable: {e})\n"),
     };
-    let mut text = String::new();
+    // Runs of events of one direction: (input?, text).
+    let mut runs: Vec<(bool, String)> = Vec::new();
+    let mut total = 0;
     let reader = std::io::BufReader::new(file);
     for line in std::io::BufRead::lines(reader).skip(1) {
         let Ok(line) = line else { break };
-        if let Ok((_, kind, data)) = serde_json::from_str::<(f64, String, String)>(&line) {
-            if kind == "o" {
-                text.push_str(&data);
-            }
+        let Ok((_, kind, data)) = serde_json::from_str::<(f64, String, String)>(&line) else {
+            continue;
+        };
+        let is_input = match kind.as_str() {
+            "o" => false,
+            "i" if input => true,
+            _ => continue,
+        };
+        let take = data.len().min(REPLAY_OUTPUT.saturating_sub(total));
+        let mut cut = take;
+        while !data.is_char_boundary(cut) {
+            cut -= 1;
         }
-        if text.len() > REPLAY_OUTPUT {
+        match runs.last_mut() {
+            Some((i, text)) if *i == is_input => text.push_str(&data[..cut]),
+            _ => runs.push((is_input, data[..cut].to_string())),
+        }
+        total += take;
+        if take < data.len() {
+            if let Some((_, text)) = runs.last_mut() {
+                text.push_str("\n(output cut)");
+            }
             break;
         }
     }
-    if text.len() > REPLAY_OUTPUT {
-        let mut cut = REPLAY_OUTPUT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+    let mut out = String::new();
+    for (is_input, text) in runs {
+        let mark = if is_input { '>' } else { '|' };
+        for l in text.replace("\r\n", "\n").lines() {
+            out.push_str(&format!("  {mark} {}\n", shown(l)));
         }
-        text.truncate(cut);
-        text.push_str("\n(output cut)");
     }
-    let text = text.replace("\r\n", "\n");
-    text.lines()
-        .map(|l| format!("  | {}\n", shown(l)))
-        .collect()
+    out
 }
 
 /// Recorded output as an auditor's terminal may show it: control characters (an

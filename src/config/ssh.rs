@@ -18,6 +18,8 @@ pub(super) struct RawSsh {
     pub host_key: String,
     #[serde(default)]
     pub targets: BTreeMap<String, RawSshTarget>,
+    /// Most bytes of cast text per channel recording.
+    pub max_recording_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,7 +48,13 @@ pub struct SshConfig {
     /// Created (ed25519, mode 0600) on first start when missing, then reused.
     pub host_key: PathBuf,
     pub targets: BTreeMap<String, SshTarget>,
+    /// Per channel, most bytes of asciicast text recorded; past it the channel runs on,
+    /// its bytes counted and hashed (the `ssh_channel` record), not recorded.
+    pub max_recording_bytes: u64,
 }
+
+/// The default cap of a channel's recording: 64 MiB of cast text.
+pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 64 << 20;
 
 /// One upstream SSH server and the credentials pgmoat holds for it.
 #[derive(Debug, Clone)]
@@ -75,6 +83,16 @@ impl Validator<'_> {
             listen: raw.listen,
             host_key: self.path(&raw.host_key),
             targets: self.ssh_targets(raw.targets)?,
+            max_recording_bytes: match raw.max_recording_bytes {
+                Some(0) => {
+                    return Err(self.err(
+                        "ssh.max_recording_bytes",
+                        "must be more than 0 (the header and pgmoat's notes always fit)",
+                    ))
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_RECORDING_BYTES,
+            },
         })
     }
 

@@ -77,9 +77,6 @@ struct Chan {
     pending: Vec<Bytes>,
     pending_bytes: usize,
     client_eof: bool,
-    /// An exec whose line starts a shell on the channel (`bash -i`, `sudo -s`): its
-    /// input is recorded as a shell's is.
-    shell_exec: bool,
     started: Instant,
 }
 
@@ -100,7 +97,6 @@ pub async fn run(ctx: Arc<Ctx>, channel: Channel<Msg>, handle: Handle) {
         pending: Vec::new(),
         pending_bytes: 0,
         client_eof: false,
-        shell_exec: false,
         started: Instant::now(),
     };
     let Some(request) = ch.read_request(&mut rx).await else {
@@ -212,6 +208,10 @@ impl Chan {
             duration_ms: None,
             recording: None,
             recording_sha256: None,
+            output_bytes: None,
+            output_sha256: None,
+            input_bytes: None,
+            input_sha256: None,
             error: None,
         }
     }
@@ -222,7 +222,6 @@ impl Chan {
             Request::Shell => vec![SshAsk::Shell],
             Request::Subsystem(n) => vec![SshAsk::Subsystem(n.clone())],
         };
-        self.shell_exec = matches!(request, Request::Exec(_)) && asks.contains(&SshAsk::Shell);
         let rules = self.ctx.tenant.rules.current();
         let subject = Subject {
             user: &self.ctx.identity,

@@ -36,6 +36,7 @@ mod rules;
 mod sessions;
 mod ssh;
 mod ssh_env;
+mod ssh_recording;
 mod ssh_token;
 mod tenants;
 mod threats_leaks;

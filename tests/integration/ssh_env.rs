@@ -107,6 +107,11 @@ pub async fn start(rules: &str) -> SshGateway {
 /// [`start`] with more under `identities:` (an `oidc:` block, say); also the clock the
 /// gateway judges token lifetimes by, which the test may move ahead.
 pub async fn start_with(rules: &str, identities_more: &str) -> (SshGateway, Clock) {
+    start_opts(rules, identities_more, "").await
+}
+
+/// [`start_with`], with more under `ssh:` (`max_recording_bytes: ...`, two spaces in).
+pub async fn start_opts(rules: &str, identities_more: &str, ssh_more: &str) -> (SshGateway, Clock) {
     let upstream = sshd::shared();
     let keys = keys();
     let dir = TempDir::new("pgmoat-ssh-gw");
@@ -137,7 +142,7 @@ audit:
 ssh:
   listen: 127.0.0.1:0
   host_key: {host_key}
-  targets:
+{ssh_more}  targets:
     web-1:
       host: 127.0.0.1
       port: {port}

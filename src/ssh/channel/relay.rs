@@ -1,5 +1,5 @@
 //! The allowed channel: the same request upstream, then bytes both ways until either
-//! side closes, every byte recorded on its way.
+//! side closes, every byte handed to the recording on its way.
 //!
 //! Flow control is russh's: each side's writes wait for the peer's window, and a side
 //! that is not read stops being read from in turn, so memory per channel is a few
@@ -14,7 +14,7 @@ use russh::{ChannelMsg, ChannelReadHalf};
 
 use super::{Chan, Request, EXIT_UPSTREAM};
 use crate::policy::Decision;
-use crate::ssh::recording::{Recorder, Recording, Tap};
+use crate::ssh::recording::{CastOptions, Recorder, Recording, Tap};
 
 /// How long the other direction may take to wind down once one side has closed.
 const WIND_DOWN: Duration = Duration::from_secs(10);
@@ -88,8 +88,15 @@ impl Chan {
                 self.ctx.target.name,
                 request.text().unwrap_or("shell")
             );
-            let term = self.pty.as_ref().map(|p| p.term.as_str());
-            match Recorder::create(dir, &self.ctx.id, self.number, self.size, term, &title) {
+            let opts = CastOptions {
+                size: self.size,
+                term: self.pty.as_ref().map(|p| p.term.as_str()),
+                title: &title,
+                // scp is sftp too (OpenSSH 9 and later).
+                sftp: matches!(&request, Request::Subsystem(n) if n == "sftp"),
+                max_bytes: self.ctx.door.config.max_recording_bytes,
+            };
+            match Recorder::create(dir, &self.ctx.id, self.number, &opts) {
                 Ok(r) => recording = Some(Recording::start(r)),
                 Err(e) => {
                     let _ = up_tx.close().await;
@@ -99,12 +106,8 @@ impl Chan {
             }
         }
         let out_tap = recording.as_ref().map(Recording::tap);
-        // Input is recorded for shells only (an exec's stdin may be a file's bytes),
-        // an exec that starts one included.
-        let in_tap = recording
-            .as_ref()
-            .filter(|_| matches!(request, Request::Shell) || self.shell_exec)
-            .map(Recording::tap);
+        // Input too, on every channel: text as typed, binary counted and hashed.
+        let in_tap = recording.as_ref().map(Recording::tap);
         let resize_tap = recording.as_ref().map(Recording::tap);
         let running = match &request {
             Request::Shell => "(shell)".to_string(),
@@ -273,9 +276,13 @@ impl Chan {
             None => None,
         };
         match finished {
-            Some(Ok((name, sha))) => {
-                closed.recording = Some(name);
-                closed.recording_sha256 = Some(sha);
+            Some(Ok(done)) => {
+                closed.recording = Some(done.name);
+                closed.recording_sha256 = Some(done.sha256);
+                closed.output_bytes = Some(done.output.bytes);
+                closed.output_sha256 = Some(done.output.sha256);
+                closed.input_bytes = Some(done.input.bytes);
+                closed.input_sha256 = Some(done.input.sha256);
             }
             Some(Err(e)) => {
                 closed.error = Some(format!("recording could not be completed: {e}"));

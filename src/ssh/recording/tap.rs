@@ -1,8 +1,7 @@
 //! The recorder beside the relay: the relay hands each chunk over (a reference-counted
-//! `Bytes`, no copy) with the time it passed, and a task of its own encodes, hashes and
-//! writes it. Encoding and hashing binary output costs about as much CPU as the SSH
-//! crypto, so on a multi-core runtime the two now run side by side instead of one after
-//! the other on the relay's task.
+//! `Bytes`, no copy) with the time it passed, and a task of its own hashes, decodes and
+//! writes it, so on a multi-core runtime recording runs beside the SSH crypto instead
+//! of after it on the relay's task.
 //!
 //! Memory stays bounded: the hand-over queue holds at most [`QUEUE`] chunks (each at
 //! most one SSH packet, 32 KiB from OpenSSH), and a relay whose recorder falls behind
@@ -16,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::Recorder;
+use super::{Finished, Recorder};
 
 /// Chunks waiting to be recorded, per channel: at most ~2 MiB, about one SSH window.
 const QUEUE: usize = 64;
@@ -30,7 +29,7 @@ enum Event {
 /// A running recording: the place to hand chunks over, and the task writing them.
 pub struct Recording {
     tap: Tap,
-    task: JoinHandle<std::io::Result<(String, String)>>,
+    task: JoinHandle<std::io::Result<Finished>>,
 }
 
 /// Where the relay hands chunks over; cheap to clone, one per direction.
@@ -63,9 +62,10 @@ impl Recording {
         self.tap.clone()
     }
 
-    /// Wait until every chunk handed over is written, close the file: its name and
-    /// SHA-256. Every [`Tap`] must be dropped first, or this waits for them.
-    pub async fn finish(self) -> std::io::Result<(String, String)> {
+    /// Wait until every chunk handed over is written, close the file: its name, its
+    /// SHA-256 and the streams' digests. Every [`Tap`] must be dropped first, or this
+    /// waits for them.
+    pub async fn finish(self) -> std::io::Result<Finished> {
         drop(self.tap);
         match self.task.await {
             Ok(r) => r,
