@@ -126,7 +126,7 @@ http:
         wait_for("the http_request record", WAIT_LIMIT, || async move {
             self.http_records()
                 .into_iter()
-                .find(|r| r["session"] == id)
+                .find(|r| r["session"] == id && r.get("phase").is_none())
                 .ok_or_else(|| "not yet".to_string())
         })
         .await
@@ -161,6 +161,7 @@ async fn raw(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
     let f = Fixture::start().await;
     let marker = format!("/plain?t={}", crate::harness::unique("q"));
+    let first = marker.clone();
     let resp = client()
         .get(f.url(&format!("/billing{marker}")))
         .header("authorization", basic(AGENT, AGENT_PW))
@@ -228,10 +229,11 @@ async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
         }
     })
     .await;
-    assert!(
-        text.contains("HTTP agent-1 billing GET /plain -> 200 (allow rule \"default\")"),
-        "{text}"
-    );
+    // The decision (query string included) came before the outcome.
+    let decided = format!("HTTP agent-1 billing GET {first} decided: allow (rule \"default\")");
+    let done = format!("HTTP agent-1 billing GET {first} -> 200 (allow rule \"default\")");
+    let (d, o) = (text.find(&decided), text.find(&done));
+    assert!(d.is_some() && o.is_some() && d < o, "{text}");
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ http:
         wait_for("the http_request record", WAIT_LIMIT, || async move {
             self.records("http_request")
                 .into_iter()
-                .find(|r| r["session"] == id)
+                .find(|r| r["session"] == id && r.get("phase").is_none())
                 .ok_or_else(|| "not yet".to_string())
         })
         .await
@@ -226,4 +226,81 @@ async fn a_masked_json_body_keeps_the_targets_key_order_and_bytes() {
             serde_json::json!(["ssn"])
         );
     }
+}
+
+/// One keep-alive client connection: every request on one upstream connection of its
+/// own (its requests and the target's answers stay in its task), `Host` naming the
+/// target; a second client connection gets an upstream connection of its own.
+#[tokio::test]
+async fn each_client_connection_keeps_its_own_upstream_connection() {
+    let f = Fixture::start().await;
+    let tag = crate::harness::unique("own");
+    let (a, b) = (client(), client());
+    let get = |c: &reqwest::Client, n: usize| {
+        c.get(f.url(&format!("/billing/plain?tag={tag}&n={n}")))
+            .header("authorization", basic(AGENT, AGENT_PW))
+            .send()
+    };
+    for n in 0..4 {
+        let r = get(&a, n).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+    }
+    let r = get(&b, 4).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+    let r = get(&a, 5).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+    let seen = upstream().seen_with(&tag);
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    let peers: Vec<_> = seen.iter().map(|s| s.peer.expect("peer")).collect();
+    let up = upstream().addr.to_string();
+    for s in &seen {
+        assert_eq!(s.headers["host"], up.as_str());
+        // Origin-form request targets, as a server expects from a client.
+        assert!(s.uri.starts_with("/plain?tag="), "{}", s.uri);
+    }
+    let (a_peer, b_peer) = (peers[0], peers[4]);
+    assert!(
+        [0, 1, 2, 3, 5].iter().all(|&i| peers[i] == a_peer),
+        "{peers:?}"
+    );
+    assert_ne!(a_peer, b_peer, "{peers:?}");
+}
+
+/// An HTTP/2 client (cleartext, prior knowledge: curl) multiplexes requests that
+/// run as tasks of their own; they go through the pooled client and get the same
+/// bytes, masked where masks apply.
+#[tokio::test]
+async fn an_http2_client_gets_the_same_answers_through_the_pooled_client() {
+    let f = Fixture::start().await;
+    pgmoat::setup::ensure_tool("curl", "curl").expect("curl for the tests");
+    let tag = crate::harness::unique("h2");
+    let curl = |path: String| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args(["-sS", "--http2-prior-knowledge", "-u"])
+            .arg(format!("{AGENT}:{AGENT_PW}"))
+            .args(["-w", "\n%{http_version} %{http_code}\n"])
+            .arg(f.url(&path));
+        c
+    };
+    let out = curl(format!("/billing/plain?tag={tag}"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, format!("{PLAIN_JSON}\n2 200\n"), "{:?}", out.stderr);
+    let out = curl("/billing/users".into()).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let masked = USERS_JSON
+        .replace("123-45-6789", "***-**-6789")
+        .replace("987-65-4321", "***-**-4321");
+    assert_eq!(
+        text,
+        format!("{masked}\n2 200\n"),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = upstream().seen_with(&tag);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].headers.get("authorization").is_none());
 }
