@@ -9,10 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::harness::{
-    http, http_get, start_yaml, test_env, wait_for, TempDir, TestGateway, AGENT, AGENT_PW,
-    WAIT_LIMIT,
-};
+use crate::harness::{http, http_get, test_env, wait_for, TempDir, AGENT, AGENT_PW, WAIT_LIMIT};
+use crate::http_gateway_fixture::{basic, client, Fixture};
 use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
 
 const HELD_TOKEN: &str = "held-billing-token-77";
@@ -47,102 +45,39 @@ detect:
     method: email
 ";
 
-struct Fixture {
-    gw: TestGateway,
-    dir: TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let dir = TempDir::new("pgmoat-http");
-        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
-        let yaml = format!(
-            "listen: 127.0.0.1:0
+const CONFIG: &str = "listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
   token_env: ADMIN_TOKEN
 targets:
-  demo: {{ host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }}
+  demo: { host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }
 identities:
   users:
-    - {{ name: {AGENT}, password_env: AGENT_PW, groups: [agents] }}
-    - {{ name: {ALICE}, password_env: ALICE_PW, groups: [dba] }}
-    - {{ name: {ROBOT}, token_env: ROBOT_TOKEN, groups: [agents] }}
-rules: {rules}
-approvals: {{ timeout: 30s }}
-audit: {{ dir: {audit} }}
+    - { name: agent-1, password_env: AGENT_PW, groups: [agents] }
+    - { name: alice, password_env: ALICE_PW, groups: [dba] }
+    - { name: robot, token_env: ROBOT_TOKEN, groups: [agents] }
+rules: @RULES@
+approvals: { timeout: 30s }
+audit: { dir: @AUDIT@ }
 http:
   listen: 127.0.0.1:0
   max_masked_body: 64KiB
   targets:
     billing:
-      url: http://{up}
+      url: http://@UP@
       headers:
-        Authorization: {{ env: BILLING_TOKEN, prefix: 'Bearer ' }}
+        Authorization: { env: BILLING_TOKEN, prefix: 'Bearer ' }
     files:
-      url: http://{up}
-",
-            rules = dir.path().join("rules.yaml").display(),
-            audit = dir.path().join("audit").display(),
-            up = upstream().addr,
-        );
-        let mut env = test_env();
-        env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
-        env.insert("ALICE_PW".into(), ALICE_PW.into());
-        env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
-        let gw = start_yaml(&yaml, env).await;
-        Fixture { gw, dir }
-    }
+      url: http://@UP@
+";
 
-    fn addr(&self) -> SocketAddr {
-        self.gw.http.expect("http gateway listening")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr())
-    }
-
-    fn audit(&self) -> std::path::PathBuf {
-        self.dir.path().join("audit")
-    }
-
-    /// The `http_request` records in the store so far.
-    fn http_records(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.audit()).unwrap() {
-            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
-            for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["type"] == "http_request" || v["type"] == "auth_failure" {
-                        out.push(v);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    async fn record_of(&self, id: &str) -> Value {
-        wait_for("the http_request record", WAIT_LIMIT, || async move {
-            self.http_records()
-                .into_iter()
-                .find(|r| r["session"] == id && r.get("phase").is_none())
-                .ok_or_else(|| "not yet".to_string())
-        })
-        .await
-    }
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
-    format!("Basic {b}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+async fn start() -> Fixture {
+    assert_eq!((AGENT, ALICE, ROBOT), ("agent-1", "alice", "robot"));
+    let mut env = test_env();
+    env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
+    env.insert("ALICE_PW".into(), ALICE_PW.into());
+    env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
+    Fixture::start("pgmoat-http", RULES, CONFIG, env).await
 }
 
 /// A request with the path exactly as written (no client-side normalisation).
@@ -159,7 +94,7 @@ async fn raw(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let marker = format!("/plain?t={}", crate::harness::unique("q"));
     let first = marker.clone();
     let resp = client()
@@ -238,7 +173,7 @@ async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
 
 #[tokio::test]
 async fn blocked_delete_gets_403_json_and_never_reaches_the_target() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let path = format!("/invoices/{}", crate::harness::unique("7"));
     let resp = client()
         .delete(f.url(&format!("/billing{path}")))
@@ -277,7 +212,7 @@ async fn blocked_delete_gets_403_json_and_never_reaches_the_target() {
 
 #[tokio::test]
 async fn path_normalisation_evasions_are_blocked() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("ev");
     for (method, path, want) in [
         ("GET", format!("/billing/admin/{tag}"), 403),
@@ -310,7 +245,7 @@ async fn path_normalisation_evasions_are_blocked() {
 
 #[tokio::test]
 async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
-    let f = Fixture::start().await;
+    let f = start().await;
     for path in ["/billing/users", "/billing/users.gz"] {
         let resp = client()
             .get(f.url(path))
@@ -370,7 +305,7 @@ async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
 
 #[tokio::test]
 async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let resp = client()
         .get(f.url("/billing/bigjson"))
         .header("authorization", basic(AGENT, AGENT_PW))
@@ -407,7 +342,7 @@ async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
 
 #[tokio::test]
 async fn a_1gib_unmasked_download_streams_with_bounded_memory() {
-    let f = Fixture::start().await;
+    let f = start().await;
     const SIZE: u64 = 1 << 30;
     let mut resp = client()
         .get(f.url(&format!("/files/big/{SIZE}")))
@@ -495,7 +430,7 @@ async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
 
 #[tokio::test]
 async fn a_held_post_runs_once_approved_through_the_admin_api() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("pay");
     let url = f.url("/billing/payments");
     let body = format!("{{\"amount\":5,\"tag\":\"{tag}\"}}");
@@ -553,7 +488,7 @@ async fn a_held_post_runs_once_approved_through_the_admin_api() {
 
 #[tokio::test]
 async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("async");
     let body = format!("{{\"amount\":9,\"tag\":\"{tag}\"}}");
     let post = |b: String| {
@@ -620,7 +555,7 @@ async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
 
 #[tokio::test]
 async fn without_valid_credentials_401_audited_and_unknown_target_404() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("anon");
     // Asking without credentials is not a failed login (review M6): many such
     // requests from one address leave its real logins working.
@@ -684,7 +619,7 @@ async fn without_valid_credentials_401_audited_and_unknown_target_404() {
 /// judged, or show what a mask covers, or echo the held credentials, never gets there.
 #[tokio::test]
 async fn rerouting_echoing_and_unmaskable_responses_are_refused() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let auth = basic(AGENT, AGENT_PW);
     let mark = crate::harness::unique("reroute");
     let send =
