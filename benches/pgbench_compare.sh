@@ -16,6 +16,9 @@
 #   WARMUP          seconds of warm-up per target before round 1, default 2 (0 = none)
 #   PGMOAT_AUDIT_MODES  e.g. "fsync batch": one more pgmoat per mode, with an audit
 #                   store under the temp dir, as targets pgmoat-fsync / pgmoat-batch
+#   TMPDIR          where the throwaway cluster and audit stores go (default /tmp); on
+#                   tmpfs (/dev/shm) a flush costs nothing, which isolates pgmoat's own
+#                   cost of fsync mode (its wake-ups) from the disk's
 #   WORKLOADS       subset of "select-simple select-prepared latency-1c" (default all);
 #                   also select-simple-c32 (32 clients: how group commit scales)
 #
@@ -118,7 +121,7 @@ pick_port() {
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- cleanup
-WORK=$(mktemp -d /tmp/pgbench_compare.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pgbench_compare.XXXXXX")
 chmod 755 "$WORK"
 PG_PID=""; BOUNCER_PID=""; MOAT_PID=""
 declare -A MOAT_PIDS=() MOAT_PORTS=()

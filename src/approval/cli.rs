@@ -1,6 +1,7 @@
 //! `pgmoat approvals list | approve ID | deny ID`: talk to a running gateway's admin
 //! API, with the token from `PGMOAT_ADMIN_TOKEN`.
 
+use super::shown::{shown, WARNING};
 use serde_json::{json, Value};
 
 /// What to do.
@@ -93,7 +94,7 @@ fn render_list(body: &Value) -> String {
             s(&r, "target"),
             s(&r, "rule"),
             s(&r, "expires_at"),
-            s(&r, "sql").replace('\n', "\n    ")
+            shown_text(&s(&r, "sql")).replace('\n', "\n    ")
         ));
         let params: Vec<&str> = r
             .get("params")
@@ -101,10 +102,20 @@ fn render_list(body: &Value) -> String {
             .map(|p| p.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         if !params.is_empty() {
-            out.push_str(&format!("    with {}\n", params.join(", ")));
+            out.push_str(&format!("    with {}\n", shown_text(&params.join(", "))));
+        }
+        let sql = s(&r, "sql");
+        if shown(&sql).suspicious || params.iter().any(|p| shown(p).suspicious) {
+            out.push_str(&format!("    WARNING: {WARNING}\n"));
         }
     }
     out.trim_end().to_owned()
+}
+
+/// A requester's text as the terminal shows it: no escape sequence reaches the
+/// approver's terminal (review L8).
+fn shown_text(text: &str) -> String {
+    shown(text).text
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod notify;
 pub mod returned;
 mod shared;
+pub mod shown;
 pub mod slack;
 
 use std::collections::HashMap;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::shown::{shown, WARNING};
 use super::{format_time, Request};
 
 /// The window a callback's timestamp must fall in (replay protection).
@@ -53,11 +54,26 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Slack's own escaping for user text: `&`, `<` and `>` would otherwise make
+/// mentions (`<!channel>`) and disguised links (`<https://...|approve>`) from a
+/// requester's SQL.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The requester's text as a code block: shown safely ([`shown`]), escaped, and cut to
+/// Slack's limit (3000 characters a text field) with the cut said, never silently.
 fn code_block(sql: &str) -> String {
-    // Slack's text fields are limited (3000 characters); keep room for the fences.
-    let mut s: String = sql.chars().take(2800).collect();
-    if s.len() < sql.len() {
-        s.push('…');
+    let text = slack_escape(&shown(sql).text);
+    let total = text.chars().count();
+    let mut s: String = text.chars().take(2700).collect();
+    if total > 2700 {
+        s.push_str(&format!(
+            "… [{} more characters: see the console or `pgmoat approvals list`]",
+            total - 2700
+        ));
     }
     format!("```{}```", s.replace("```", "`\u{200b}``"))
 }
@@ -72,24 +88,29 @@ pub fn message(r: &Request) -> Value {
         json!({"type": "mrkdwn", "text": format!("*Expires*\n{}", format_time(r.expires_at))}),
     ];
     if !r.params.is_empty() {
-        fields.push(
-            json!({"type": "mrkdwn", "text": format!("*Parameters*\n{}", r.params.join(", "))}),
-        );
+        let params = slack_escape(&shown(&r.params.join(", ")).text);
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Parameters*\n{params}")}));
     }
+    let suspicious = shown(&r.sql).suspicious || r.params.iter().any(|p| shown(p).suspicious);
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("*pgmoat approval {}*: {} wants to run {} on *{}* via {}", r.id, r.identity, r.front_door.noun(), r.target, r.front_door.as_str())}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": code_block(&r.sql)}}),
+    ];
+    if suspicious {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!(":warning: *Look closely*: {WARNING}.")}}));
+    }
+    blocks.push(json!({"type": "section", "fields": fields}));
+    blocks.push(json!({"type": "actions", "elements": [
+        {"type": "button", "action_id": "approve", "style": "primary", "value": r.id,
+         "text": {"type": "plain_text", "text": "Approve"}},
+        {"type": "button", "action_id": "deny", "style": "danger", "value": r.id,
+         "text": {"type": "plain_text", "text": "Deny"}}
+    ]}));
     json!({
         "text": format!("pgmoat: {} asks to run {} on {} via {} (rule {})", r.identity, r.front_door.noun(), r.target, r.front_door.as_str(), r.rule),
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn",
-                "text": format!("*pgmoat approval {}*: {} wants to run {} on *{}* via {}", r.id, r.identity, r.front_door.noun(), r.target, r.front_door.as_str())}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": code_block(&r.sql)}},
-            {"type": "section", "fields": fields},
-            {"type": "actions", "elements": [
-                {"type": "button", "action_id": "approve", "style": "primary", "value": r.id,
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": "deny", "style": "danger", "value": r.id,
-                 "text": {"type": "plain_text", "text": "Deny"}}
-            ]}
-        ]
+        "blocks": blocks
     })
 }
 

@@ -208,16 +208,17 @@ impl Audit {
         let Some(inner) = &self.inner else {
             return Some(Ok(()));
         };
-        let wake = inner.durability == AuditDurability::Fsync;
+        // Nobody waits for it: the writer picks it up with the next record somebody
+        // waits for, or on its interval.
         inner
             .shared
-            .try_push(session.map(|s| &**s), event, None, wake)
+            .try_push(session.map(|s| &**s), event, None, false)
             .ok()
     }
 
     /// The session encodes, the writer seals: only bytes cross threads (see
-    /// [`queue`]). In fsync mode every record wakes the writer (the first one somebody
-    /// waits for starts the next group commit); in batch mode the interval does.
+    /// [`queue`]). In fsync mode a record somebody waits for wakes the writer (the
+    /// first one starts the next group commit); otherwise its interval does.
     async fn send(
         &self,
         inner: &Inner,
@@ -225,7 +226,7 @@ impl Audit {
         event: Event,
         ack: Option<queue::Ack>,
     ) -> Result<(), AuditError> {
-        let wake = inner.durability == AuditDurability::Fsync;
+        let wake = inner.durability == AuditDurability::Fsync && ack.is_some();
         inner
             .shared
             .push(session.map(|s| &**s), &event, ack, wake)

@@ -17,6 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use super::html::{csrf_field, esc, flash, layout};
 use super::signin::SignIn;
 use super::{back, field, html_response, ConsoleState, Fields};
+use crate::approval::shown::{shown, WARNING};
 use crate::approval::{Approvals, Request};
 
 /// "42s", "3m 05s", "1h 02m": how long a request has waited.
@@ -60,8 +61,19 @@ async fn render_rows(st: &ConsoleState, who: &SignIn) -> Result<String, String> 
         } else {
             format!(
                 r#"<div class="params">parameters: {}</div>"#,
-                esc(&r.params.join(", "))
+                esc(&shown(&r.params.join(", ")).text)
             )
+        };
+        // Review L8: invisible, control and direction-changing characters escaped,
+        // long blank runs counted, and a warning when any of that happened.
+        let sql = shown(&r.sql);
+        let warning = if sql.suspicious || r.params.iter().any(|p| shown(p).suspicious) {
+            format!(
+                r#"<p class="warning" role="alert">Look closely: {}.</p>"#,
+                esc(WARNING)
+            )
+        } else {
+            String::new()
         };
         let tenant = if tenant.is_empty() {
             String::new()
@@ -72,7 +84,7 @@ async fn render_rows(st: &ConsoleState, who: &SignIn) -> Result<String, String> 
             out,
             r#"<tr id="row-{id}" data-id="{id}">
 <td>{identity}{tenant}</td><td>{target}</td><td>{door}</td>
-<td><pre class="sql">{sql}</pre>{params}</td><td>{rule}</td><td>{age}</td>
+<td><pre class="sql">{sql}</pre>{warning}{params}</td><td>{rule}</td><td>{age}</td>
 <td><form class="decide" method="post" action="/ui/approvals/{id}/approve">{csrf}
 <label for="reason-{id}">Reason</label><input id="reason-{id}" name="reason" type="text">
 <label for="for-{id}">Grant for <small>(optional, e.g. 30m)</small></label><input id="for-{id}" name="for" type="text" inputmode="text" size="6">
@@ -83,7 +95,7 @@ async fn render_rows(st: &ConsoleState, who: &SignIn) -> Result<String, String> 
             identity = esc(&r.identity),
             target = esc(&r.target),
             door = esc(r.front_door.as_str()),
-            sql = esc(&r.sql),
+            sql = esc(&sql.text),
             rule = esc(&r.rule),
             age = esc(&age(r.requested_at, now)),
             csrf = csrf_field(who),

@@ -105,21 +105,20 @@ pub async fn authenticate(
         auth_failed(shared, tenant, peer, user, &reason);
         client_error(user, &reason)
     };
-    let bucket = shared
-        .tenants
-        .charged(known.as_deref())
-        .map(|t| t.name.as_str())
-        .unwrap_or("");
-    if shared
-        .auth_limiter
-        .is_blocked_anywhere(bucket, peer.ip())
-        .await
-    {
+    // A password can be guessed, so an address locked out by failures is refused
+    // before one is asked for. A verified certificate or a signed token cannot be:
+    // they are checked first, and a locked-out address is refused only when they
+    // fail (one client guessing behind a shared address must not lock out everyone
+    // whose credentials are right).
+    let certificate = certificate_identity(client, user, known.as_deref());
+    let password =
+        certificate.is_none() && (shared.users.is_local(user) || !shared.tenants.any_oidc());
+    if password && locked_out(shared, known.as_deref(), peer).await {
         return Err(fail(AuthFailure::RateLimited, known.as_deref()));
     }
-    let result = if let Some(id) = certificate_identity(client, user, known.as_deref()) {
+    let result = if let Some(id) = certificate {
         Ok((id, known.clone()))
-    } else if shared.users.is_local(user) || !shared.tenants.any_oidc() {
+    } else if password {
         scram(client, buf, user, out, shared)
             .await
             .map(|id| (id, known.clone()))
@@ -137,9 +136,30 @@ pub async fn authenticate(
         // Proven, but in no tenant: cannot happen with a validated config (every
         // local user and certificate is some tenant's); refuse rather than guess.
         Ok((_, None)) => Err(fail(AuthFailure::UnknownUser, None)),
-        Err((Exchange::Failed(reason), tenant)) => Err(fail(reason, tenant.as_deref())),
+        Err((Exchange::Failed(reason), tenant)) => {
+            let reason = if !password && locked_out(shared, tenant.as_deref(), peer).await {
+                AuthFailure::RateLimited
+            } else {
+                reason
+            };
+            Err(fail(reason, tenant.as_deref()))
+        }
         Err((Exchange::Session(e), _)) => Err(e),
     }
+}
+
+/// Whether failures from this address have used up its attempts against this
+/// tenant's names (or, with `cluster:`, on all nodes together).
+pub(super) async fn locked_out(shared: &Shared, tenant: Option<&Tenant>, peer: SocketAddr) -> bool {
+    let bucket = shared
+        .tenants
+        .charged(tenant)
+        .map(|t| t.name.as_str())
+        .unwrap_or("");
+    shared
+        .auth_limiter
+        .is_blocked_anywhere(bucket, peer.ip())
+        .await
 }
 
 /// How an exchange ended without an identity.

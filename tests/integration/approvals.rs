@@ -1002,3 +1002,53 @@ async fn the_cli_lists_and_approves() {
     assert_eq!(f.status(9).await, "cli");
     let _ = f.pg;
 }
+
+/// Review L8: a requester cannot make a held statement look like something else to
+/// the approver. A right-to-left override, a terminal escape and a long blank run are
+/// shown escaped with a warning, and Slack markup in the SQL (`<!channel>`, links)
+/// stays text; the statement itself runs unchanged once approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_cannot_disguise_itself_to_the_approver() {
+    let f = fixture("1m").await;
+    let (c, _notices) = agent_with_notices(&f.gw).await;
+    let sql = format!(
+        "UPDATE {} SET status = 'shipped' /* \u{202E}<!channel> <https://x.test|ok> \u{1b}[2K */{}WHERE id = 1",
+        f.table,
+        " ".repeat(3000)
+    );
+    let held = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    let id = f.wait_pending(1).await.remove(0);
+    let hooks = &f.hooks;
+    wait_until("the Slack message", WAIT_LIMIT, || async move {
+        !hooks.posts("slack").is_empty()
+    })
+    .await;
+    let text = f.hooks.posts("slack").remove(0).to_string();
+    for hidden in ['\u{202E}', '\u{1b}'] {
+        assert!(!text.contains(hidden), "{hidden:?} reached Slack: {text}");
+    }
+    assert!(
+        text.contains("\\\\u{202e}") && text.contains("\\\\u{1b}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && text.contains("&lt;!channel&gt;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[3000 blank characters, 0 line breaks]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WHERE id = 1"),
+        "the end of the statement is shown: {text}"
+    );
+    assert!(text.contains("Look closely"), "{text}");
+    let hook = format!("http://{}/respond", f.hook_addr);
+    let (code, _) = f
+        .slack(&callback("U_ALICE", "approve", &id, &hook), None, now())
+        .await;
+    assert_eq!(code, 200);
+    held.await.unwrap().expect("the statement ran as sent");
+    assert_eq!(f.status(1).await, "shipped");
+}

@@ -654,3 +654,50 @@ async fn mcp_query_results_are_cut_at_the_byte_budget() {
         assert!(err.contains("mcp.max_result_bytes"), "{bad}: {err}");
     }
 }
+
+fn initialize_call() -> Value {
+    serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}})
+}
+
+/// Review finding M6: every local agent reaches the MCP door from loopback, so one
+/// client guessing bearer tokens must not lock out the agents whose tokens are
+/// right. Its own guesses past the limit are refused as rate-limited, and passwords
+/// from that address stay locked out (passwords can be guessed; tokens cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_bearer_tokens_lock_out_guessing_not_the_agents_with_right_tokens() {
+    let pg = crate::common::pg::shared();
+    let gw = two_agent_gateway(pg, "").await;
+    let (web, url) = (reqwest::Client::new(), format!("http://{}/mcp", gw.mcp));
+    let limit = 10; // limits.auth_failures' default
+    for i in 0..limit + 3 {
+        let guess = format!("guessed-token-{i:04}-0123456789");
+        let (status, _, body) = mcp_post_as(&web, &url, &guess, None, initialize_call()).await;
+        assert_eq!(status, 401, "guess {i}: {body}");
+    }
+    // The lockout the guesses earned holds for passwords from this address, even
+    // the right one ...
+    let wire = format!(
+        "postgres://{AGENT}:{AGENT_PW}@127.0.0.1:{}/demo",
+        gw.addr.port()
+    );
+    let err = connect_url(&wire).await.err().expect("locked out");
+    let message = err.as_db_error().map(|d| d.message()).unwrap_or_default();
+    assert!(message.contains("too many failed"), "{err:?}");
+    // ... and for more guessed tokens; but both agents' right tokens still open
+    // sessions and run queries.
+    let (status, _, _) = mcp_post_as(
+        &web,
+        &url,
+        "one-more-guess-0123456789",
+        None,
+        initialize_call(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    open_and_query(&web, &url).await;
+    let (status, sid, body) = mcp_post_as(&web, &url, OTHER_TOKEN, None, initialize_call()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(sid.is_some());
+    gw.shutdown().await;
+}

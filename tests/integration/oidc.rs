@@ -298,7 +298,13 @@ async fn a_session_ends_at_its_next_statement_once_its_token_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_from_one_address_are_refused_quickly() {
-    let (_pg, gw) = start_with("limits: { auth_failures: 3, auth_failure_window: 1m }\n").await;
+    let idp = Idp::new();
+    let (_pg, gw) = gateway(
+        &idp,
+        "",
+        "limits: { auth_failures: 3, auth_failure_window: 1m }\n",
+    )
+    .await;
     for _ in 0..3 {
         let e = gw.connect_as(AGENT, "wrong", "demo").await.unwrap_err();
         assert_eq!(sqlstate(&e), "28P01");
@@ -313,6 +319,19 @@ async fn repeated_failures_from_one_address_are_refused_quickly() {
             .contains("too many failed authentication attempts"),
         "{e:?}"
     );
+    // A signed token cannot be guessed (review M6): a wrong one from the locked-out
+    // address is refused as rate-limited, but the right one still logs in, so one
+    // client guessing passwords behind a shared address does not lock out the token
+    // users behind it. (A success forgets the address's failures, as always.)
+    let ann = "ann@example.com";
+    let forged = idp
+        .rsa
+        .sign(&claims("https://elsewhere.test", ann, &[], 300));
+    let e = connect_token(&gw, ann, &forged).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28000", "{e:?}");
+    let token = idp.rsa.sign(&claims(ISSUER, ann, &["analysts"], 300));
+    let c = connect_token(&gw, ann, &token).await.unwrap();
+    assert_eq!(one_text(&c, "SELECT 'in'").await, "in");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
