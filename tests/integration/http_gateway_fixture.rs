@@ -23,11 +23,19 @@ impl Fixture {
     /// A gateway configured by `yaml`, in which `@RULES@` is the rules file holding
     /// `rules`, `@AUDIT@` the audit store's directory and `@UP@` the upstream's
     /// address.
-    pub async fn start(prefix: &str, rules: &str, yaml: &str, env: HashMap<String, String>) -> Fixture {
+    pub async fn start(
+        prefix: &str,
+        rules: &str,
+        yaml: &str,
+        env: HashMap<String, String>,
+    ) -> Fixture {
         let dir = TempDir::new(prefix);
         std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
         let yaml = yaml
-            .replace("@RULES@", &dir.path().join("rules.yaml").display().to_string())
+            .replace(
+                "@RULES@",
+                &dir.path().join("rules.yaml").display().to_string(),
+            )
             .replace("@AUDIT@", &dir.path().join("audit").display().to_string())
             .replace("@UP@", &upstream().addr.to_string());
         let gw = start_yaml(&yaml, env).await;
