@@ -9,7 +9,7 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::holds::{HoldKey, Next, Standing, APPROVED_FOR};
+use super::holds::{Full, HoldKey, Next, Standing, APPROVED_FOR};
 use super::record::{Counted, Trail};
 use super::{reply, Door};
 use crate::approval::{Approvals, Resolution, Ticket};
@@ -110,13 +110,19 @@ pub async fn hold(
         Next::Ask => {
             let ticket = ask(&approvals, &asked, trail).await?;
             let id = ticket.request.id.clone();
-            if !door.holds.pending(key.clone(), id.clone()) {
+            if let Err(full) = door.holds.pending(key.clone(), id.clone()) {
+                let whose = match full {
+                    Full::Identity => "of yours are",
+                    Full::Tenant => "of your tenant's are",
+                    Full::All => "are",
+                };
                 return Err(reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "pgmoat: too many requests are waiting for approval",
+                    &format!("pgmoat: too many requests {whose} waiting for approval"),
                 ));
             }
             let holds = Arc::clone(&door.holds);
+            let refused_for = approvals.timeout;
             let (audit, session) = (trail.audit().clone(), Arc::clone(trail.session()));
             tokio::spawn(async move {
                 let mut ticket = ticket;
@@ -129,9 +135,12 @@ pub async fn hold(
                         until: Instant::now() + APPROVED_FOR,
                     }),
                     Resolution::Withdrawn => None,
+                    // The refusal is told to one repeat within the approval
+                    // timeout; then it is forgotten (and evicted when room is needed).
                     other => Some(Standing::Refused {
                         message: refusal_text(&id, &other),
                         id,
+                        until: Instant::now() + refused_for,
                     }),
                 };
                 holds.decided(&key, standing);
