@@ -411,18 +411,25 @@ async fn approve(f: &Fixture, id: &str) {
     assert_eq!(code, 200, "{body}");
 }
 
-async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
-    let _ = body_tag;
+/// The id and text of the held `POST /payments` whose body holds `body_tag`.
+async fn wait_pending(f: &Fixture, body_tag: &str) -> (String, String) {
     wait_for("the held request to be listed", WAIT_LIMIT, || async move {
         pending(f)
             .await
             .into_iter()
             .find(|r| {
-                r["sql"] == "POST /payments"
+                r["sql"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("POST /payments\n") && t.contains(body_tag))
                     && r["target"] == "billing"
                     && r["front_door"] == "http"
             })
-            .and_then(|r| r["id"].as_str().map(str::to_owned))
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_owned(),
+                    r["sql"].as_str().unwrap().to_owned(),
+                )
+            })
             .ok_or_else(|| "not listed".to_string())
     })
     .await
@@ -447,8 +454,21 @@ async fn a_held_post_runs_once_approved_through_the_admin_api() {
                 .unwrap()
         }
     });
-    let id = wait_pending(&f, &tag).await;
+    let (id, shown) = wait_pending(&f, &tag).await;
     assert!(id.starts_with("ap-"));
+    // The approver sees how the body is to be read, its size and hash, and the body.
+    use sha2::Digest as _;
+    let sha: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        shown,
+        format!(
+            "POST /payments\ncontent-type: application/json\nbody: {} bytes, sha256 {sha}\n{body}",
+            body.len()
+        )
+    );
     let seen_body =
         |s: &crate::http_gateway_upstream::Seen| String::from_utf8_lossy(&s.body).contains(&tag);
     assert!(
@@ -518,6 +538,21 @@ async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
     assert_eq!(other.status(), 202);
     assert_ne!(
         other.json::<Value>().await.unwrap()["approval"],
+        id.as_str()
+    );
+    // So is the same body to be read another way (review M4).
+    let typed = client()
+        .post(f.url("/billing/payments"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .header("prefer", "respond-async")
+        .header("content-encoding", "gzip")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typed.status(), 202);
+    assert_ne!(
+        typed.json::<Value>().await.unwrap()["approval"],
         id.as_str()
     );
     let forwarded = || {
