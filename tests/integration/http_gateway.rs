@@ -6,10 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 
-use crate::harness::{http, http_get, test_env, wait_for, TempDir, AGENT, AGENT_PW, WAIT_LIMIT};
+use crate::harness::{http, http_get, test_env, wait_for, AGENT, AGENT_PW, WAIT_LIMIT};
 use crate::http_gateway_fixture::{basic, client, Fixture};
 use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
 

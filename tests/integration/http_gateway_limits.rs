@@ -3,10 +3,8 @@
 //! wrong password after a right one is still refused, and every request is still
 //! judged and audited).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::harness::{test_env, wait_for, AGENT, AGENT_PW, WAIT_LIMIT};
