@@ -4,8 +4,10 @@
 //! `http://gateway/<target>/<path>?<query>` goes to the target's URL with the held
 //! credentials, never the client's. Connections are served by hyper (HTTP/1.1, and
 //! HTTP/2 through ALPN when `http.tls` is set), which also lets one accept loop do
-//! TLS; responses are axum bodies. Targets are reached through one pooled hyper
-//! client each (`upstream`).
+//! TLS; responses are axum bodies. An HTTP/1 client connection reaches plain `http`
+//! targets on upstream connections of its own, driven in its task (`own_upstream`);
+//! HTTP/2 clients and `https` targets through one pooled hyper client per target
+//! (`upstream`).
 //!
 //! - `auth`: the caller's identity from `Authorization`; `auth_cache` remembers
 //!   verified credentials for a few seconds.

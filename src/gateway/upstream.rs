@@ -1,6 +1,8 @@
 //! Towards the targets: one pooled hyper client per target (keep-alive, HTTP/1.1 or
 //! HTTP/2 by ALPN over rustls), verifying `https` targets against the system roots or
-//! the target's `ca:`.
+//! the target's `ca:`, for HTTP/2 clients and `https` targets; and what an HTTP/1
+//! client connection needs to open its own connection to a plain `http` target
+//! (`own_upstream`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
