@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,9 +92,7 @@ pub struct SlackCallback {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/v1/rules/validate", post(validate))
         .route("/api/v1/explain", post(explain))
         .route("/api/v1/approvals", get(list_approvals))
@@ -102,6 +100,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/approvals/{id}/{decision}", post(decide))
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{id}/terminate", post(terminate_session))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_api,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .route("/slack/interactions", post(slack_interaction))
         .merge(crate::console::router(state.clone()))
         .with_state(state)
@@ -166,6 +172,51 @@ async fn terminate_session(
     } else {
         error(StatusCode::NOT_FOUND, format!("no live session {id}"))
     }
+}
+
+/// Every `/api/*` call: an address that has used up its failures is refused (429)
+/// before its token is looked at, and a wrong token is counted and audited, in the
+/// admin listener's own bucket (see `console::guard`). The handlers then find the
+/// caller's scope with [`authorized`].
+async fn guard_api(
+    State(state): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::console::guard;
+    let shared = &state.shared;
+    if guard::blocked(shared, peer).await {
+        guard::failed(
+            shared,
+            guard::Door::Api,
+            peer,
+            "",
+            "too many failed calls from this address",
+            false,
+        );
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed calls from this address; try again later",
+        );
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if scope_of_token(&state, given).is_none() {
+        let why = if given.is_some() {
+            "wrong bearer token"
+        } else {
+            "no bearer token"
+        };
+        // Asking without a token is not a guess: not counted (as on the other doors).
+        guard::failed(shared, guard::Door::Api, peer, "", why, given.is_some());
+    } else {
+        guard::succeeded(shared, peer);
+    }
+    next.run(req).await
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time against the global

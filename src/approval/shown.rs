@@ -42,7 +42,7 @@ fn invisible(c: char) -> bool {
 }
 
 /// Whether `c` is escaped when shown: controls (but newline and tab) and invisibles.
-fn escaped(c: char) -> bool {
+pub fn escaped(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t') || invisible(c)
 }
 

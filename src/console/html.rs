@@ -15,6 +15,11 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Nothing on a page can hide or reorder what follows it (console review
+            // L7): control, invisible and direction-changing characters are shown.
+            c if crate::approval::shown::escaped(c) => {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{{{:x}}}", c as u32));
+            }
             c => out.push(c),
         }
     }
@@ -119,5 +124,9 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
         );
         assert_eq!(url_part("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(
+            esc("ann\u{202E}nimda\u{1b}[2K\nnext\tline"),
+            "ann\\u{202e}nimda\\u{1b}[2K\nnext\tline"
+        );
     }
 }

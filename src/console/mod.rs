@@ -9,7 +9,7 @@
 
 mod approvals;
 mod audit_page;
-mod guard;
+pub(crate) mod guard;
 mod html;
 mod oidc;
 mod rules_page;
@@ -36,8 +36,9 @@ use signin::{SignIn, SignIns};
 pub struct ConsoleState {
     pub admin: AdminState,
     pub sign_ins: Arc<SignIns>,
-    /// Cookies get `Secure` when the admin listener is served over TLS (it is plain
-    /// HTTP today, usually bound to localhost or behind a TLS-terminating proxy).
+    /// Cookies get `Secure` when browsers reach the console over HTTPS, i.e. when
+    /// `admin.public_url` is an `https://` URL (the listener itself is plain HTTP,
+    /// usually bound to localhost or behind a TLS-terminating proxy).
     pub secure: bool,
     /// OIDC sign-ins sent to the IdP and not back yet.
     oidc_pending: Arc<oidc::Pending>,
@@ -57,10 +58,19 @@ fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
 
 /// The console's routes, merged into the admin router.
 pub fn router<S: Clone + Send + Sync + 'static>(admin: AdminState) -> Router<S> {
+    // Console review M1: behind a TLS proxy the sign-in cookie must never be sent
+    // over plain HTTP, where a network attacker could read it.
+    let secure = admin
+        .shared
+        .config
+        .admin
+        .as_ref()
+        .and_then(|a| a.public_url.as_deref())
+        .is_some_and(|u| u.starts_with("https://"));
     let state = ConsoleState {
         admin,
         sign_ins: Arc::new(SignIns::default()),
-        secure: false,
+        secure,
         oidc_pending: Arc::default(),
     };
     Router::new()
@@ -135,9 +145,12 @@ fn html_response(status: StatusCode, body: String) -> Response {
             // Nothing but our own files; no framing (clickjacking).
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Session ids and approval ids in URLs stay on this origin.
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )
@@ -237,6 +250,7 @@ async fn signin_token(
     if guard::blocked(shared, peer).await {
         guard::failed(
             shared,
+            guard::Door::Console,
             peer,
             name,
             "too many failed sign-ins from this address",
@@ -249,7 +263,14 @@ async fn signin_token(
         );
     }
     let Some(scope) = scope_of_token(&st.admin, Some(field(&fields, "token"))) else {
-        guard::failed(shared, peer, name, "wrong admin token", true);
+        guard::failed(
+            shared,
+            guard::Door::Console,
+            peer,
+            name,
+            "wrong admin token",
+            true,
+        );
         return signin_form(&st, Some("Wrong admin token."), StatusCode::UNAUTHORIZED);
     };
     guard::succeeded(shared, peer);

@@ -9,11 +9,11 @@
 //! in, and the ID token's groups are what its approvals are checked against.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,8 +32,15 @@ const STATE_COOKIE: &str = "pgmoat_console_oidc";
 const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
 /// At most this many unfinished sign-ins: starting many cannot grow memory forever.
 const MAX_PENDING: usize = 1_000;
+/// At most this many of them from one address: one client starting sign-ins in a
+/// loop evicts only its own (console review M5).
+const MAX_PENDING_PER_ADDRESS: usize = 16;
+/// How long an identity provider's discovery document is reused: a flood of
+/// sign-in starts costs the IdP one fetch, not one each (console review M5).
+const DISCOVERY_FOR: Duration = Duration::from_secs(10 * 60);
 
 struct Started {
+    from: IpAddr,
     tenant: usize,
     verifier: String,
     nonce: String,
@@ -42,24 +49,57 @@ struct Started {
     at: Instant,
 }
 
-/// Sign-ins sent to the IdP and not back yet, by `state`.
+/// Sign-ins sent to the IdP and not back yet, by `state`; and the identity
+/// providers' discovery documents, by issuer.
 #[derive(Default)]
-pub struct Pending(Mutex<HashMap<String, Started>>);
+pub struct Pending {
+    started: Mutex<HashMap<String, Started>>,
+    discovered: Mutex<HashMap<String, (Instant, Discovery)>>,
+}
 
 impl Pending {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Started>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.started.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn put(&self, state: String, s: Started) {
         let mut m = self.lock();
         m.retain(|_, v| v.at.elapsed() < PENDING_FOR);
+        let oldest = |m: &HashMap<String, Started>, from: Option<IpAddr>| {
+            m.iter()
+                .filter(|(_, v)| from.is_none_or(|ip| v.from == ip))
+                .min_by_key(|(_, v)| v.at)
+                .map(|(k, _)| k.clone())
+        };
+        if m.values().filter(|v| v.from == s.from).count() >= MAX_PENDING_PER_ADDRESS {
+            if let Some(k) = oldest(&m, Some(s.from)) {
+                m.remove(&k);
+            }
+        }
         if m.len() >= MAX_PENDING {
-            if let Some(k) = m.iter().min_by_key(|(_, v)| v.at).map(|(k, _)| k.clone()) {
+            if let Some(k) = oldest(&m, None) {
                 m.remove(&k);
             }
         }
         m.insert(state, s);
+    }
+
+    /// The issuer's discovery document, fetched at most once per [`DISCOVERY_FOR`].
+    async fn discovery(&self, http: &reqwest::Client, issuer: &str) -> Result<Discovery, String> {
+        let cached = |m: &HashMap<String, (Instant, Discovery)>| {
+            m.get(issuer)
+                .filter(|(at, _)| at.elapsed() < DISCOVERY_FOR)
+                .map(|(_, d)| d.clone())
+        };
+        if let Some(d) = cached(&self.discovered.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(d);
+        }
+        let d = discover(http, issuer).await?;
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(issuer.to_owned(), (Instant::now(), d.clone()));
+        Ok(d)
     }
 
     /// The sign-in `state` names, once: a replayed callback finds nothing.
@@ -70,7 +110,7 @@ impl Pending {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Discovery {
     issuer: String,
     authorization_endpoint: String,
@@ -199,6 +239,7 @@ pub struct StartQuery {
 /// Send the browser to the IdP's authorization endpoint.
 pub async fn start(
     State(st): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Response {
@@ -227,7 +268,11 @@ pub async fn start(
     let Some(client) = http() else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "No HTTP client.");
     };
-    let d = match discover(&client, verifier_cfg.issuer()).await {
+    let d = match st
+        .oidc_pending
+        .discovery(&client, verifier_cfg.issuer())
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             return refused(
@@ -254,6 +299,7 @@ pub async fn start(
     st.oidc_pending.put(
         state.clone(),
         Started {
+            from: peer.ip(),
             tenant: index,
             verifier,
             nonce,
@@ -451,5 +497,39 @@ mod host_tests {
         let any = "0.0.0.0:9187".parse().unwrap();
         assert!(!names_listener("0.0.0.0:9187", any, false));
         assert!(!names_listener("localhost:9187", any, false));
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    fn started(from: &str) -> Started {
+        Started {
+            from: from.parse().unwrap(),
+            tenant: 0,
+            verifier: String::new(),
+            nonce: String::new(),
+            redirect_uri: String::new(),
+            token_endpoint: String::new(),
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn one_address_starting_sign_ins_in_a_loop_evicts_only_its_own() {
+        let p = Pending::default();
+        p.put("alice".into(), started("192.0.2.1"));
+        for i in 0..5 * MAX_PENDING {
+            p.put(format!("flood-{i}"), started("198.51.100.9"));
+        }
+        assert!(
+            p.take("alice").is_some(),
+            "another address's sign-in survives"
+        );
+        let flood = p.lock().len();
+        assert_eq!(flood, MAX_PENDING_PER_ADDRESS);
+        assert!(p.take(&format!("flood-{}", 5 * MAX_PENDING - 1)).is_some());
+        assert!(p.take("flood-0").is_none());
     }
 }

@@ -19,8 +19,15 @@ pub const COOKIE: &str = "pgmoat_console";
 pub const PRE_COOKIE: &str = "pgmoat_console_pre";
 /// A sign-in unused this long is gone.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
+/// A sign-in ends this long after it started, however busy (console review L2): an
+/// approvals page left open does not keep a stolen or forgotten sign-in alive forever,
+/// and an OIDC user removed from `admin.groups` is out by the next working day.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// At most this many sign-ins at once: a flood of sign-ins cannot grow memory forever.
 const MAX_SIGN_INS: usize = 10_000;
+/// At most this many under one name: one credential signing in in a loop replaces
+/// only its own sign-ins, never evicts everyone else's (console review L1).
+const MAX_SIGN_INS_PER_NAME: usize = 32;
 
 /// Who is signed in and how.
 #[derive(Debug, Clone)]
@@ -35,7 +42,14 @@ pub struct SignIn {
     pub csrf: String,
     /// How the sign-in was made, shown in the header.
     pub method: &'static str,
+    started: Instant,
     last_seen: Instant,
+}
+
+impl SignIn {
+    fn live(&self, now: Instant) -> bool {
+        now.duration_since(self.last_seen) < IDLE && now.duration_since(self.started) < LIFETIME
+    }
 }
 
 /// Every live sign-in of this process.
@@ -72,14 +86,21 @@ impl SignIns {
         let id = random_token();
         let now = Instant::now();
         let mut live = self.lock();
-        live.retain(|_, s| now.duration_since(s.last_seen) < IDLE);
-        if live.len() >= MAX_SIGN_INS {
-            // Drop the stalest rather than refuse the person signing in now.
-            if let Some(oldest) = live
-                .iter()
+        live.retain(|_, s| s.live(now));
+        let stalest = |live: &HashMap<String, SignIn>, who: Option<&str>| {
+            live.iter()
+                .filter(|(_, s)| who.is_none_or(|w| s.who == w))
                 .min_by_key(|(_, s)| s.last_seen)
                 .map(|(k, _)| k.clone())
-            {
+        };
+        if live.values().filter(|s| s.who == who).count() >= MAX_SIGN_INS_PER_NAME {
+            if let Some(k) = stalest(&live, Some(&who)) {
+                live.remove(&k);
+            }
+        }
+        if live.len() >= MAX_SIGN_INS {
+            // Drop the stalest rather than refuse the person signing in now.
+            if let Some(oldest) = stalest(&live, None) {
                 live.remove(&oldest);
             }
         }
@@ -91,6 +112,7 @@ impl SignIns {
                 scope,
                 csrf: random_token(),
                 method,
+                started: now,
                 last_seen: now,
             },
         );
@@ -104,7 +126,7 @@ impl SignIns {
         let now = Instant::now();
         let mut live = self.lock();
         let s = live.get_mut(&id)?;
-        if now.duration_since(s.last_seen) >= IDLE {
+        if !s.live(now) {
             live.remove(&id);
             return None;
         }
@@ -118,9 +140,7 @@ impl SignIns {
         let Some(id) = cookie(headers, COOKIE) else {
             return false;
         };
-        self.lock()
-            .get(&id)
-            .is_some_and(|s| s.last_seen.elapsed() < IDLE)
+        self.lock().get(&id).is_some_and(|s| s.live(Instant::now()))
     }
 
     /// Sign out: the id names nothing any more.
@@ -136,18 +156,31 @@ impl SignIns {
             s.last_seen -= by;
         }
     }
+
+    #[cfg(test)]
+    fn started_ago(&self, id: &str, by: Duration) {
+        if let Some(s) = self.lock().get_mut(id) {
+            s.started -= by;
+        }
+    }
 }
 
-/// A cookie's value from the request's `Cookie` headers.
+/// A cookie's value from the request's `Cookie` headers; None when it is missing or
+/// sent more than once. Cookies are scoped by host, not port, so a service on
+/// another port of the same host can plant a second `pgmoat_console` with a more
+/// specific path, which browsers send first: taking either would let it fix the
+/// operator's sign-in to one it knows (console review M2).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned());
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// A `Set-Cookie` value for the console: never readable by scripts, never sent
@@ -192,6 +225,40 @@ mod tests {
         assert!(s
             .current(&with_cookie(&format!("{COOKIE}=guess")))
             .is_none());
+    }
+
+    #[test]
+    fn sign_ins_end_after_their_lifetime_however_busy() {
+        let s = SignIns::default();
+        let id = s.start("alice".into(), None, Scope::Global, "token");
+        let h = with_cookie(&format!("{COOKIE}={id}"));
+        s.started_ago(&id, LIFETIME - Duration::from_secs(60));
+        assert!(s.current(&h).is_some(), "used within the hour: still live");
+        s.started_ago(&id, Duration::from_secs(61));
+        assert!(!s.is_live(&h));
+        assert!(s.current(&h).is_none(), "past its lifetime");
+    }
+
+    #[test]
+    fn one_name_signing_in_in_a_loop_replaces_only_its_own() {
+        let s = SignIns::default();
+        let alice = s.start("alice".into(), None, Scope::Global, "token");
+        for _ in 0..3 * MAX_SIGN_INS_PER_NAME {
+            s.start("mallory".into(), None, Scope::Global, "token");
+        }
+        assert!(s.is_live(&with_cookie(&format!("{COOKIE}={alice}"))));
+        let mallorys = s.lock().values().filter(|v| v.who == "mallory").count();
+        assert_eq!(mallorys, MAX_SIGN_INS_PER_NAME);
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_names_nothing() {
+        let s = SignIns::default();
+        let id = s.start("alice".into(), None, Scope::Global, "token");
+        let planted = with_cookie(&format!("{COOKIE}=planted; {COOKIE}={id}"));
+        assert!(s.current(&planted).is_none());
+        assert_eq!(cookie(&planted, COOKIE), None);
+        assert_eq!(cookie(&with_cookie("a=1; b=2"), "b").as_deref(), Some("2"));
     }
 
     #[test]

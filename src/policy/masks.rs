@@ -3,7 +3,7 @@
 //! checked here, once; `mask` never reads a name again, so there is nothing there that
 //! could fall back to a default for a name it does not know.
 
-use regex::bytes::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::raw::{RawDetect, RawMask};
 use super::{Compiler, Cond, Glob};
@@ -16,6 +16,12 @@ pub const DEFAULT_KEEP_LAST: u32 = 4;
 
 /// The longest `pattern:` accepted: a bound on what one rule can cost per value.
 const MAX_PATTERN_CHARS: usize = 10_000;
+/// The most memory one compiled detector pattern may take (the regex crate's own
+/// limit is 10 MiB a pattern): a rule draft sent to `validate` must not be able to
+/// take gigabytes of a gateway that serves every tenant (console review M6).
+pub const MAX_REGEX_BYTES: usize = 1 << 20;
+/// The most detectors a rule set may have, for the same reason.
+pub const MAX_DETECTORS: usize = 256;
 
 const METHOD_NAMES: &str = "redact, partial, hash, null, email";
 const KIND_NAMES: &str = "credit_card, email, us_ssn, iban, jwt, aws_access_key, regex";
@@ -228,7 +234,11 @@ impl Compiler<'_> {
             );
             return None;
         }
-        match Regex::new(p) {
+        match RegexBuilder::new(p)
+            .size_limit(MAX_REGEX_BYTES)
+            .dfa_size_limit(MAX_REGEX_BYTES)
+            .build()
+        {
             Ok(re) => Some(re),
             Err(e) => {
                 // The regex crate's message ends with the one line that says what is wrong.
@@ -297,6 +307,17 @@ mod tests {
             (
                 det("regex", "    pattern: \"\"\n"),
                 "m.yaml:2: rule \"d1\": bad regex: empty",
+            ),
+            (
+                // Valid, but compiles to more than MAX_REGEX_BYTES.
+                det("regex", "    pattern: '\\w{2000}'\n"),
+                "m.yaml:2: rule \"d1\": bad regex: ",
+            ),
+            (
+                (0..=MAX_DETECTORS)
+                    .map(|i| format!("  - {{ id: d{i}, kind: email, method: redact }}\n"))
+                    .fold("detect:\n".to_string(), |all, d| all + &d),
+                &format!("rule \"d{MAX_DETECTORS}\": too many detectors (at most {MAX_DETECTORS})"),
             ),
             (
                 det("email", "    pattern: \"x\"\n"),

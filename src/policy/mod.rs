@@ -478,6 +478,13 @@ impl RuleSet {
                 }
             }
             for d in raw.detect {
+                if detectors.len() >= masks::MAX_DETECTORS {
+                    c.err(
+                        &d.id,
+                        &format!("too many detectors (at most {})", masks::MAX_DETECTORS),
+                    );
+                    break;
+                }
                 if fresh(&mut c, &d.id) {
                     detectors.extend(c.detect(d));
                 }

@@ -580,4 +580,67 @@ async fn console_sign_in_guesses_are_rate_limited_per_address_and_audited() {
     assert!(records
         .iter()
         .all(|r| r["user"] == "mallory" || r["user"] == APPROVER));
+
+    // The JSON API shares the admin listener's bucket: the locked-out address is
+    // refused there too, even with the right token ...
+    let (code, body) = http_get_auth(admin, "/api/v1/approvals", "admin-token").await;
+    assert_eq!(code, 429, "{body}");
+    // ... but not on the wire: admin-token guesses do not lock out database logins
+    // (review L6).
+    let c = gw.connect().await;
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
+    // Guessing through the API is counted and audited like the form (review M3).
+    let from = "127.0.0.3".parse().unwrap();
+    let api = reqwest::Client::builder()
+        .local_address(Some(from))
+        .build()
+        .unwrap();
+    let call = |token: &'static str| {
+        let api = api.clone();
+        async move {
+            api.get(format!("http://{admin}/api/v1/approvals"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for guess in ["api-guess-1", "api-guess-2", "api-guess-3"] {
+        assert_eq!(call(guess).await, 401);
+    }
+    assert_eq!(
+        call("admin-token").await,
+        429,
+        "locked out, even the right one"
+    );
+    wait_for("the API's auth_failure records", WAIT_LIMIT, || async {
+        let n = audit_text(&store)
+            .lines()
+            .filter(|l| l.contains("admin api: wrong bearer token") && l.contains("127.0.0.3:"))
+            .count();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} records"))
+        }
+    })
+    .await;
+    assert!(
+        !audit_text(&store).contains("api-guess-"),
+        "no token in the trail"
+    );
+}
+
+async fn http_get_auth(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
 }

@@ -352,4 +352,17 @@ async fn console_oidc_redirect_uri_never_comes_from_a_forged_host() {
         redirect_param(&r),
         "https://console.example.com/ui/callback"
     );
+    // Browsers reach it over HTTPS: its cookies are never sent over plain HTTP
+    // (console review M1).
+    let state = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("pgmoat_console_oidc="))
+        .expect("the OIDC state cookie");
+    assert!(state.contains("; Secure"), "{state}");
+    let form = b.get("/ui/signin").await;
+    let pre = set_cookie(&form, "pgmoat_console_pre").expect("pre-sign-in cookie");
+    assert!(pre.contains("; Secure"), "{pre}");
 }
