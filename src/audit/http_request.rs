@@ -3,8 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One HTTP request through the gateway, written once its outcome is known (blocked,
-/// refused, or answered by the target with the body fully relayed or broken off).
+/// One HTTP request through the gateway. A request that is to reach its target is
+/// first recorded `decided` (durably, before it is forwarded or held: no target sees
+/// a request the trail does not hold); every request is recorded once its outcome is
+/// known (blocked, refused, or answered by the target with the body fully relayed or
+/// broken off), without a phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct HttpRequest {
     pub user: String,
@@ -14,6 +17,13 @@ pub struct HttpRequest {
     pub method: String,
     /// The normalised path the rules judged (and the target received), without query.
     pub path: String,
+    /// The query string as the target receives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// `decided` for the record written before the request goes on; none for the
+    /// record of its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// The status the client got.
     pub status: u16,
     pub bytes_in: u64,
@@ -34,12 +44,22 @@ pub struct HttpRequest {
 
 /// The transcript line of one request.
 pub fn replay_line(ts: &str, r: &HttpRequest) -> String {
+    let path = match &r.query {
+        Some(q) => format!("{}?{q}", r.path),
+        None => r.path.clone(),
+    };
+    if r.phase.is_some() {
+        return format!(
+            "[{ts}] HTTP {} {} {} {} decided: {} (rule \"{}\")\n",
+            r.user, r.target, r.method, path, r.action, r.rule
+        );
+    }
     let mut s = format!(
         "[{ts}] HTTP {} {} {} {} -> {} ({} rule \"{}\") {} B in, {} B out, {:.1} ms",
         r.user,
         r.target,
         r.method,
-        r.path,
+        path,
         r.status,
         r.action,
         r.rule,

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::body_mask::{self, BodyKind, BodyMasks};
+use super::own_upstream::OwnUpstreams;
 use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
 use crate::audit::http_request::HttpRequest;
@@ -25,7 +26,12 @@ const MASK_INLINE: usize = 64 * 1024;
 /// The id of the request's audit record, on every answer after authentication.
 const REQUEST_ID: &str = "pgmoat-request";
 
-pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    door: Arc<Door>,
+    peer: SocketAddr,
+    own: Arc<OwnUpstreams>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let (identity, tenant) =
         match auth::identify(&door.shared, &door.verified, peer, door.tls, req.headers()).await {
@@ -33,6 +39,9 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
             Err(r) => return r,
         };
     let (parts, body) = req.into_parts();
+    // An HTTP/2 client's requests run as tasks of their own, not in the task that
+    // drives the connection's own upstream connections: they use the pooled client.
+    let own_conns = (parts.version < Version::HTTP_2).then_some(own);
     // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
     // the rest can never climb into another target.
     let full = parts.uri.path();
@@ -125,6 +134,23 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
     trail.rec.rule = judged.deciding_rule.clone();
     let masks = judged.masks.clone();
     let query = parts.uri.query().map(str::to_owned);
+    trail.rec.query.clone_from(&query);
+    // What is to reach the target (or wait for approval) is in the trail first, as
+    // durably as `audit.durability` promises (batch: queued; fsync: on disk); a
+    // request the trail cannot hold goes nowhere (SPEC section 6).
+    if judged.action != Action::Block && trail.audit().is_enabled() {
+        let mut decided = trail.rec.clone();
+        decided.phase = Some("decided".into());
+        let event = crate::audit::Event::HttpRequest(decided);
+        if let Err(e) = trail.audit().append(Some(trail.session()), event).await {
+            tracing::error!(user = %identity.name, target = %target.name, %method, "audit: http_request not recorded, refused: {e}");
+            let r = reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pgmoat: the audit trail cannot record this request; refused",
+            );
+            return finish(r, trail, Some(format!("audit: {e}")));
+        }
+    }
     let body = match judged.action {
         Action::Block => {
             tracing::info!(user = %identity.name, target = %target.name, %method, path = %np.decoded, rule = %judged.deciding_rule, "http request blocked");
@@ -160,6 +186,7 @@ pub async fn handle(door: Arc<Door>, peer: SocketAddr, req: Request<Incoming>) -
         query: query.as_deref(),
         headers: parts.headers,
         peer,
+        own: own_conns,
     };
     forward(&door, up, body, masks, trail).await
 }
@@ -209,6 +236,8 @@ struct Upstream<'a> {
     query: Option<&'a str>,
     headers: HeaderMap,
     peer: SocketAddr,
+    /// The client connection's own upstream connections (HTTP/1 clients).
+    own: Option<Arc<OwnUpstreams>>,
 }
 
 async fn forward(
@@ -222,7 +251,13 @@ async fn forward(
         let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
         return finish(r, trail, None);
     };
-    let Some(uri) = route.uri(&up.path.encoded, up.query) else {
+    // Plain `http` targets from HTTP/1 clients: on the client connection's own
+    // upstream connection; otherwise through the target's pooled client.
+    let own = match (&up.own, &route.plain_addr) {
+        (Some(own), Some(addr)) => Some((own, addr)),
+        _ => None,
+    };
+    let Some(uri) = route.uri(&up.path.encoded, up.query, own.is_some()) else {
         let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
         return finish(r, trail, None);
     };
@@ -235,13 +270,25 @@ async fn forward(
         door.tls,
         masks.is_some(),
     );
+    if own.is_some() {
+        headers.insert(header::HOST, route.host.clone());
+    }
     let mut req = Request::new(body);
     *req.method_mut() = up.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     *req.version_mut() = Version::HTTP_11;
     let wait = door.config.upstream_timeout;
-    let resp = match tokio::time::timeout(wait, route.client.request(req)).await {
+    let sent = async {
+        match own {
+            Some((own, addr)) => own
+                .send(route.id, addr, route.connect_timeout, req)
+                .await
+                .map_err(|e| e.to_string()),
+            None => route.client.request(req).await.map_err(|e| e.to_string()),
+        }
+    };
+    let resp = match tokio::time::timeout(wait, sent).await {
         Ok(Ok(r)) => r,
         Err(_) => {
             tracing::warn!(target = %up.target.name, "http target did not answer within {wait:?}");

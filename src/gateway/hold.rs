@@ -9,8 +9,8 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::holds::{HoldKey, Next, Standing, APPROVED_FOR};
-use super::record::{Counted, Trail};
+use super::holds::{Full, HoldKey, Next, Standing, APPROVED_FOR};
+use super::record::Trail;
 use super::{reply, Door};
 use crate::approval::{Approvals, Resolution, Ticket};
 use crate::audit::event::{Approval, ApprovalState};
@@ -31,13 +31,54 @@ pub struct Asked<'a> {
     pub approvers: Vec<String>,
 }
 
+/// The most of a held request's body an approver is shown (its size and SHA-256
+/// stand for the whole).
+const BODY_PREVIEW: usize = 1024;
+
+/// Request headers that change how the target reads the body: part of what is
+/// approved and shown. (Method-overriding headers never reach a target.)
+const INTERPRETING: [header::HeaderName; 2] = [header::CONTENT_TYPE, header::CONTENT_ENCODING];
+
 impl Asked<'_> {
-    /// What approvers see: `METHOD /path?query` (the target is its own field).
-    fn text(&self) -> String {
-        match self.query {
+    /// What approvers see, and what makes two held requests the same: `METHOD
+    /// /path?query`, the headers that say how to read the body, and the body (its
+    /// size, SHA-256 and a bounded preview). The target is its own field.
+    fn text(&self, h: &HeaderMap, body: &[u8], sha256: &[u8; 32]) -> String {
+        let mut t = match self.query {
             Some(q) => format!("{} {}?{q}", self.method, self.path.encoded),
             None => format!("{} {}", self.method, self.path.encoded),
+        };
+        for name in &INTERPRETING {
+            for v in h.get_all(name) {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                t.push_str(&format!("\n{name}: {v}"));
+            }
         }
+        if body.is_empty() {
+            return t;
+        }
+        t.push_str(&format!(
+            "\nbody: {} bytes, sha256 {}",
+            body.len(),
+            crate::audit::record::hex(sha256)
+        ));
+        let shown = &body[..body.len().min(BODY_PREVIEW)];
+        match std::str::from_utf8(shown) {
+            Ok(text) => {
+                t.push('\n');
+                t.push_str(text);
+            }
+            // Cut inside a character: show what is whole.
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+                t.push('\n');
+                t.push_str(&String::from_utf8_lossy(&shown[..e.valid_up_to()]));
+            }
+            Err(_) => t.push_str(" (binary, not shown)"),
+        }
+        if body.len() > BODY_PREVIEW {
+            t.push_str(&format!("\n... ({} more bytes)", body.len() - BODY_PREVIEW));
+        }
+        t
     }
 }
 
@@ -69,10 +110,8 @@ pub async fn hold(
             "approval is needed but approvals are not configured",
         ));
     };
-    if !respond_async(h) {
-        return wait(approvals, asked, body, trail).await;
-    }
-    // The body is part of what is approved: read it (bounded) to hash it.
+    // The body is part of what is approved: read it (bounded) to show and hash it,
+    // in both modes (what runs is what the approver saw).
     let limit = usize::try_from(door.config.max_masked_body).unwrap_or(usize::MAX);
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
@@ -86,13 +125,18 @@ pub async fn hold(
     trail
         .bytes_in
         .store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let body_sha256 = HoldKey::body_hash(&bytes);
+    let text = asked.text(h, &bytes, &body_sha256);
+    if !respond_async(h) {
+        return wait(approvals, asked, &text, bytes, trail).await;
+    }
     let key = HoldKey {
         tenant: asked.tenant.name.clone(),
         identity: asked.identity.name.clone(),
         target: asked.target.to_owned(),
         method: asked.method.to_owned(),
-        path_and_query: asked.text(),
-        body_sha256: HoldKey::body_hash(&bytes),
+        path_and_query: text.clone(),
+        body_sha256,
     };
     match door.holds.next(&key) {
         Next::Run(id) => {
@@ -108,15 +152,21 @@ pub async fn hold(
             Err(refused(&id, asked.rule, &message))
         }
         Next::Ask => {
-            let ticket = ask(&approvals, &asked, trail).await?;
+            let ticket = ask(&approvals, &asked, &text, trail).await?;
             let id = ticket.request.id.clone();
-            if !door.holds.pending(key.clone(), id.clone()) {
+            if let Err(full) = door.holds.pending(key.clone(), id.clone()) {
+                let whose = match full {
+                    Full::Identity => "of yours are",
+                    Full::Tenant => "of your tenant's are",
+                    Full::All => "are",
+                };
                 return Err(reply::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "pgmoat: too many requests are waiting for approval",
+                    &format!("pgmoat: too many requests {whose} waiting for approval"),
                 ));
             }
             let holds = Arc::clone(&door.holds);
+            let refused_for = approvals.timeout;
             let (audit, session) = (trail.audit().clone(), Arc::clone(trail.session()));
             tokio::spawn(async move {
                 let mut ticket = ticket;
@@ -129,9 +179,12 @@ pub async fn hold(
                         until: Instant::now() + APPROVED_FOR,
                     }),
                     Resolution::Withdrawn => None,
+                    // The refusal is told to one repeat within the approval
+                    // timeout; then it is forgotten (and evicted when room is needed).
                     other => Some(Standing::Refused {
                         message: refusal_text(&id, &other),
                         id,
+                        until: Instant::now() + refused_for,
                     }),
                 };
                 holds.decided(&key, standing);
@@ -146,10 +199,11 @@ pub async fn hold(
 async fn wait(
     approvals: Arc<Approvals>,
     asked: Asked<'_>,
-    body: Incoming,
+    text: &str,
+    body: bytes::Bytes,
     trail: &mut Trail,
 ) -> Result<Body, Response<Body>> {
-    let mut ticket = ask(&approvals, &asked, trail).await?;
+    let mut ticket = ask(&approvals, &asked, text, trail).await?;
     let mut terminated = trail.terminated();
     let held = ticket.request.id.clone();
     let r = tokio::select! {
@@ -172,9 +226,7 @@ async fn wait(
     let id = ticket.request.id.clone();
     record(trail.audit(), trail.session(), &id, &r).await;
     match r {
-        Resolution::Approved { .. } => {
-            Ok(Body::new(Counted::new(body, Arc::clone(&trail.bytes_in))))
-        }
+        Resolution::Approved { .. } => Ok(Body::from(body)),
         other => Err(refused(&id, asked.rule, &refusal_text(&id, &other))),
     }
 }
@@ -183,13 +235,14 @@ async fn wait(
 async fn ask(
     approvals: &Arc<Approvals>,
     asked: &Asked<'_>,
+    text: &str,
     trail: &mut Trail,
 ) -> Result<Ticket, Response<Body>> {
     let ticket = approvals.request(
         &asked.identity.name,
         &asked.identity.groups,
         asked.target,
-        &asked.text(),
+        text,
         Vec::new(),
         asked.rule,
         &asked.approvers,

@@ -1,7 +1,11 @@
 //! `Prefer: respond-async` (SPEC section 9): a held request is answered 202 with its
 //! approval id at once; once approved, the same request (same identity, target,
 //! method, path, query and body) runs when the client sends it again, once. Until then
-//! a repeat gets the same id; after a denial or expiry, one repeat gets the refusal.
+//! a repeat gets the same id; after a denial or expiry, one repeat gets the refusal
+//! (for as long as the approval timeout, then the refusal is forgotten).
+//!
+//! What is remembered is bounded per tenant and per identity as well as in all, so
+//! one caller's flood of distinct held requests cannot crowd out everyone else's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,10 +39,12 @@ pub enum Standing {
         id: String,
         until: Instant,
     },
-    /// Denied or expired: the message the next repeat gets.
+    /// Denied or expired: the message the next repeat gets, if it comes before
+    /// `until`.
     Refused {
         id: String,
         message: String,
+        until: Instant,
     },
 }
 
@@ -60,11 +66,26 @@ pub struct Holds {
     map: Mutex<HashMap<HoldKey, Standing>>,
 }
 
+/// Why a request was not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The caller has `MAX_PER_IDENTITY` requests remembered.
+    Identity,
+    /// The caller's tenant has `MAX_PER_TENANT`.
+    Tenant,
+    /// The gateway has `MAX_ENTRIES`.
+    All,
+}
+
 /// How long an approved request may wait for the client to send it again.
 pub const APPROVED_FOR: Duration = Duration::from_secs(15 * 60);
 /// The most held requests remembered at once (a flood of distinct bodies from one
 /// client must not grow memory without end).
 const MAX_ENTRIES: usize = 10_000;
+/// The most one tenant's callers may have remembered at once.
+pub const MAX_PER_TENANT: usize = 2_000;
+/// The most one caller may have remembered at once.
+pub const MAX_PER_IDENTITY: usize = 100;
 
 impl Holds {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HoldKey, Standing>> {
@@ -74,36 +95,59 @@ impl Holds {
     /// Look a request up; an approval or refusal found is consumed.
     pub fn next(&self, key: &HoldKey) -> Next {
         let mut m = self.lock();
+        let now = Instant::now();
         match m.get(key).cloned() {
             None => Next::Ask,
             Some(Standing::Pending(id)) => Next::Waiting(id),
             Some(Standing::Approved { id, until }) => {
                 m.remove(key);
-                if Instant::now() <= until {
+                if now <= until {
                     Next::Run(id)
                 } else {
                     Next::Ask
                 }
             }
-            Some(Standing::Refused { id, message }) => {
+            Some(Standing::Refused { id, message, until }) => {
                 m.remove(key);
-                Next::Refused(id, message)
+                if now <= until {
+                    Next::Refused(id, message)
+                } else {
+                    Next::Ask
+                }
             }
         }
     }
 
-    /// Remember a new pending request; false when too many are remembered already.
-    pub fn pending(&self, key: HoldKey, id: String) -> bool {
+    /// Remember a new pending request, unless its caller, its tenant or the gateway
+    /// has as many remembered as allowed (lapsed approvals and refusals are evicted
+    /// first).
+    pub fn pending(&self, key: HoldKey, id: String) -> Result<(), Full> {
         let mut m = self.lock();
-        if m.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            m.retain(|_, s| !matches!(s, Standing::Approved { until, .. } if *until < now));
+        let full = |m: &HashMap<HoldKey, Standing>| {
             if m.len() >= MAX_ENTRIES {
-                return false;
+                return Some(Full::All);
+            }
+            let (mut tenant, mut identity) = (0, 0);
+            for k in m.keys().filter(|k| k.tenant == key.tenant) {
+                tenant += 1;
+                identity += usize::from(k.identity == key.identity);
+            }
+            if identity >= MAX_PER_IDENTITY {
+                Some(Full::Identity)
+            } else if tenant >= MAX_PER_TENANT {
+                Some(Full::Tenant)
+            } else {
+                None
+            }
+        };
+        if full(&m).is_some() {
+            evict_lapsed(&mut m, Instant::now());
+            if let Some(f) = full(&m) {
+                return Err(f);
             }
         }
         m.insert(key, Standing::Pending(id));
-        true
+        Ok(())
     }
 
     /// The decision arrived (or the request lapsed: `None` forgets it).
@@ -118,6 +162,15 @@ impl Holds {
             }
         }
     }
+}
+
+/// Forget approvals and refusals whose time is up (pending requests stay: the
+/// approval timeout ends them, and `decided` then replaces them).
+fn evict_lapsed(m: &mut HashMap<HoldKey, Standing>, now: Instant) {
+    m.retain(|_, s| match s {
+        Standing::Pending(_) => true,
+        Standing::Approved { until, .. } | Standing::Refused { until, .. } => *until >= now,
+    });
 }
 
 #[cfg(test)]
@@ -139,7 +192,7 @@ mod tests {
     fn an_approval_runs_the_same_request_once() {
         let h = Holds::default();
         assert_eq!(h.next(&key(b"x")), Next::Ask);
-        assert!(h.pending(key(b"x"), "ap-1".into()));
+        assert!(h.pending(key(b"x"), "ap-1".into()).is_ok());
         assert_eq!(h.next(&key(b"x")), Next::Waiting("ap-1".into()));
         assert_eq!(
             h.next(&key(b"y")),
@@ -155,17 +208,87 @@ mod tests {
         );
         assert_eq!(h.next(&key(b"x")), Next::Run("ap-1".into()));
         assert_eq!(h.next(&key(b"x")), Next::Ask, "used up");
-        h.pending(key(b"x"), "ap-2".into());
+        h.pending(key(b"x"), "ap-2".into()).unwrap();
         h.decided(
             &key(b"x"),
             Some(Standing::Refused {
                 id: "ap-2".into(),
                 message: "no".into(),
+                until: Instant::now() + APPROVED_FOR,
             }),
         );
         assert_eq!(
             h.next(&key(b"x")),
             Next::Refused("ap-2".into(), "no".into())
         );
+    }
+
+    fn key_of(tenant: &str, identity: &str, n: usize) -> HoldKey {
+        HoldKey {
+            tenant: tenant.into(),
+            identity: identity.into(),
+            path_and_query: format!("/invoices/{n}"),
+            ..key(b"")
+        }
+    }
+
+    #[test]
+    fn one_caller_or_tenant_cannot_fill_the_store_for_everyone() {
+        let h = Holds::default();
+        for n in 0..MAX_PER_IDENTITY {
+            h.pending(key_of("", "flood", n), format!("ap-{n}"))
+                .unwrap();
+        }
+        assert_eq!(
+            h.pending(key_of("", "flood", MAX_PER_IDENTITY), "ap-x".into()),
+            Err(Full::Identity)
+        );
+        // Another caller of the same tenant is still heard ...
+        h.pending(key_of("", "other", 0), "ap-o".into()).unwrap();
+        // ... until the tenant as a whole is at its limit.
+        let per = MAX_PER_IDENTITY - 1;
+        let mut n = 0;
+        while h.lock().len() < MAX_PER_TENANT {
+            h.pending(key_of("", &format!("u{}", n / per), n), "ap".into())
+                .unwrap();
+            n += 1;
+        }
+        assert_eq!(
+            h.pending(key_of("", "fresh", 0), "ap-f".into()),
+            Err(Full::Tenant)
+        );
+        // Another tenant is not affected.
+        h.pending(key_of("acme", "flood", 0), "ap-a".into())
+            .unwrap();
+    }
+
+    #[test]
+    fn lapsed_refusals_and_approvals_are_forgotten_and_evicted() {
+        let h = Holds::default();
+        let past = Instant::now() - Duration::from_millis(1);
+        for n in 0..MAX_PER_IDENTITY {
+            let k = key_of("", "a", n);
+            h.pending(k.clone(), format!("ap-{n}")).unwrap();
+            let standing = if n % 2 == 0 {
+                Standing::Refused {
+                    id: format!("ap-{n}"),
+                    message: "no".into(),
+                    until: past,
+                }
+            } else {
+                Standing::Approved {
+                    id: format!("ap-{n}"),
+                    until: past,
+                }
+            };
+            h.decided(&k, Some(standing));
+        }
+        // A lapsed refusal is not told again: the request is asked anew.
+        assert_eq!(h.next(&key_of("", "a", 0)), Next::Ask);
+        // At the caller's limit, the lapsed entries make room.
+        h.pending(key_of("", "a", 0), "ap-new".into()).unwrap();
+        h.pending(key_of("", "a", MAX_PER_IDENTITY), "ap-more".into())
+            .unwrap();
+        assert_eq!(h.lock().len(), 2);
     }
 }

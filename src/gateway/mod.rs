@@ -4,8 +4,10 @@
 //! `http://gateway/<target>/<path>?<query>` goes to the target's URL with the held
 //! credentials, never the client's. Connections are served by hyper (HTTP/1.1, and
 //! HTTP/2 through ALPN when `http.tls` is set), which also lets one accept loop do
-//! TLS; responses are axum bodies. Targets are reached through one pooled hyper
-//! client each (`upstream`).
+//! TLS; responses are axum bodies. An HTTP/1 client connection reaches plain `http`
+//! targets on upstream connections of its own, driven in its task (`own_upstream`);
+//! HTTP/2 clients and `https` targets through one pooled hyper client per target
+//! (`upstream`).
 //!
 //! - `auth`: the caller's identity from `Authorization`; `auth_cache` remembers
 //!   verified credentials for a few seconds.
@@ -15,6 +17,9 @@
 //! - `body_mask`: `json:` masks and detectors over JSON and text bodies;
 //!   `json_splice` writes a masked JSON body in the target's own key order.
 //! - `headers`: hop-by-hop fields, `Forwarded`, held credentials.
+//! - `upstream` / `own_upstream`: the targets' pooled clients, and the HTTP/1.1
+//!   connections a client connection keeps to plain `http` targets, driven in its
+//!   own task.
 //! - `record`: the `http_request` audit record and the counting bodies.
 
 mod auth;
@@ -27,6 +32,7 @@ mod hold;
 mod holds;
 mod json_splice;
 mod judged;
+mod own_upstream;
 mod record;
 mod reply;
 mod upstream;
@@ -176,14 +182,19 @@ async fn serve_io<I>(door: Arc<Door>, io: I, peer: SocketAddr, mut stop: watch::
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The client connection's own upstream connections, polled below beside the
+    // server connection, in this one task.
+    let (own, driver) = own_upstream::pair();
+    let own = Arc::new(own);
     let service = hyper::service::service_fn(move |req| {
-        let door = Arc::clone(&door);
-        async move { Ok::<_, Infallible>(handler::handle(door, peer, req).await) }
+        let (door, own) = (Arc::clone(&door), Arc::clone(&own));
+        async move { Ok::<_, Infallible>(handler::handle(door, peer, own, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    tokio::pin!(conn, driver);
     tokio::select! {
+        biased;
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(%peer, "http gateway connection ended: {e}");
@@ -191,8 +202,13 @@ where
         }
         _ = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Responses in flight still read from the upstream connections.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                never = driver.as_mut() => match never {},
+            }
         }
+        never = driver.as_mut() => match never {},
     }
 }
 

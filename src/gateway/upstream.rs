@@ -1,6 +1,8 @@
 //! Towards the targets: one pooled hyper client per target (keep-alive, HTTP/1.1 or
 //! HTTP/2 by ALPN over rustls), verifying `https` targets against the system roots or
-//! the target's `ca:`.
+//! the target's `ca:`, for HTTP/2 clients and `https` targets; and what an HTTP/1
+//! client connection needs to open its own connection to a plain `http` target
+//! (`own_upstream`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +30,15 @@ pub type Upstream = Client<HttpsConnector<HttpConnector>, Body>;
 pub struct Route {
     pub client: Upstream,
     pub held: Vec<(HeaderName, HeaderValue)>,
+    /// This route's number among the door's routes (keys a client connection's
+    /// own upstream connections).
+    pub id: usize,
+    /// `host:port` of a plain `http` target, reached on connections of the client
+    /// connection's own (`own_upstream`); None for `https` targets.
+    pub plain_addr: Option<String>,
+    /// The `Host` header a request on an own connection carries.
+    pub host: HeaderValue,
+    pub connect_timeout: Duration,
     scheme: Scheme,
     authority: Authority,
     /// The URL's base path, never ending in `/` ("" for none).
@@ -35,8 +46,10 @@ pub struct Route {
 }
 
 impl Route {
-    /// `<url><path>?<query>`; None when the result is not a valid URI.
-    pub fn uri(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+    /// `<url><path>?<query>`, in origin-form when `own` (the request goes on a
+    /// connection of the client's own, `Host` set apart) or absolute-form for the
+    /// pooled client; None when the result is not a valid URI.
+    pub fn uri(&self, path: &str, query: Option<&str>, own: bool) -> Option<Uri> {
         let mut pq =
             String::with_capacity(self.base.len() + path.len() + 1 + query.map_or(0, str::len));
         pq.push_str(&self.base);
@@ -46,6 +59,9 @@ impl Route {
             pq.push_str(q);
         }
         let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq)).ok()?;
+        if own {
+            return Some(Uri::from(pq));
+        }
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -90,11 +106,29 @@ pub fn routes(
             .path_and_query
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        // `host()` keeps an IPv6 address's brackets: both forms below parse.
+        let plain_addr = (scheme == Scheme::HTTP).then(|| {
+            format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            )
+        });
+        // As hyper's client writes it: the host and an explicit port, no userinfo.
+        let host = match authority.port() {
+            Some(p) => format!("{}:{p}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host).map_err(|e| bad(&e.to_string()))?;
         out.insert(
             name.clone(),
             Route {
                 client: client(t, connect_timeout)?,
                 held: super::headers::held(t),
+                id: out.len(),
+                plain_addr,
+                host,
+                connect_timeout,
                 scheme,
                 authority,
                 base,

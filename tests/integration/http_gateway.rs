@@ -6,13 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 
-use crate::harness::{
-    http, http_get, start_yaml, test_env, wait_for, TempDir, TestGateway, AGENT, AGENT_PW,
-    WAIT_LIMIT,
-};
+use crate::harness::{http, http_get, test_env, wait_for, AGENT, AGENT_PW, WAIT_LIMIT};
+use crate::http_gateway_fixture::{basic, client, Fixture};
 use crate::http_gateway_upstream::{upstream, PLAIN_JSON, USERS_JSON};
 
 const HELD_TOKEN: &str = "held-billing-token-77";
@@ -47,102 +44,39 @@ detect:
     method: email
 ";
 
-struct Fixture {
-    gw: TestGateway,
-    dir: TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let dir = TempDir::new("pgmoat-http");
-        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
-        let yaml = format!(
-            "listen: 127.0.0.1:0
+const CONFIG: &str = "listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
   token_env: ADMIN_TOKEN
 targets:
-  demo: {{ host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }}
+  demo: { host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }
 identities:
   users:
-    - {{ name: {AGENT}, password_env: AGENT_PW, groups: [agents] }}
-    - {{ name: {ALICE}, password_env: ALICE_PW, groups: [dba] }}
-    - {{ name: {ROBOT}, token_env: ROBOT_TOKEN, groups: [agents] }}
-rules: {rules}
-approvals: {{ timeout: 30s }}
-audit: {{ dir: {audit} }}
+    - { name: agent-1, password_env: AGENT_PW, groups: [agents] }
+    - { name: alice, password_env: ALICE_PW, groups: [dba] }
+    - { name: robot, token_env: ROBOT_TOKEN, groups: [agents] }
+rules: @RULES@
+approvals: { timeout: 30s }
+audit: { dir: @AUDIT@ }
 http:
   listen: 127.0.0.1:0
   max_masked_body: 64KiB
   targets:
     billing:
-      url: http://{up}
+      url: http://@UP@
       headers:
-        Authorization: {{ env: BILLING_TOKEN, prefix: 'Bearer ' }}
+        Authorization: { env: BILLING_TOKEN, prefix: 'Bearer ' }
     files:
-      url: http://{up}
-",
-            rules = dir.path().join("rules.yaml").display(),
-            audit = dir.path().join("audit").display(),
-            up = upstream().addr,
-        );
-        let mut env = test_env();
-        env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
-        env.insert("ALICE_PW".into(), ALICE_PW.into());
-        env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
-        let gw = start_yaml(&yaml, env).await;
-        Fixture { gw, dir }
-    }
+      url: http://@UP@
+";
 
-    fn addr(&self) -> SocketAddr {
-        self.gw.http.expect("http gateway listening")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr())
-    }
-
-    fn audit(&self) -> std::path::PathBuf {
-        self.dir.path().join("audit")
-    }
-
-    /// The `http_request` records in the store so far.
-    fn http_records(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.audit()).unwrap() {
-            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
-            for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["type"] == "http_request" || v["type"] == "auth_failure" {
-                        out.push(v);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    async fn record_of(&self, id: &str) -> Value {
-        wait_for("the http_request record", WAIT_LIMIT, || async move {
-            self.http_records()
-                .into_iter()
-                .find(|r| r["session"] == id)
-                .ok_or_else(|| "not yet".to_string())
-        })
-        .await
-    }
-}
-
-fn basic(user: &str, pw: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
-    format!("Basic {b}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+async fn start() -> Fixture {
+    assert_eq!((AGENT, ALICE, ROBOT), ("agent-1", "alice", "robot"));
+    let mut env = test_env();
+    env.insert("BILLING_TOKEN".into(), HELD_TOKEN.into());
+    env.insert("ALICE_PW".into(), ALICE_PW.into());
+    env.insert("ROBOT_TOKEN".into(), ROBOT_TOKEN.into());
+    Fixture::start("pgmoat-http", RULES, CONFIG, env).await
 }
 
 /// A request with the path exactly as written (no client-side normalisation).
@@ -159,8 +93,9 @@ async fn raw(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let marker = format!("/plain?t={}", crate::harness::unique("q"));
+    let first = marker.clone();
     let resp = client()
         .get(f.url(&format!("/billing{marker}")))
         .header("authorization", basic(AGENT, AGENT_PW))
@@ -228,15 +163,16 @@ async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
         }
     })
     .await;
-    assert!(
-        text.contains("HTTP agent-1 billing GET /plain -> 200 (allow rule \"default\")"),
-        "{text}"
-    );
+    // The decision (query string included) came before the outcome.
+    let decided = format!("HTTP agent-1 billing GET {first} decided: allow (rule \"default\")");
+    let done = format!("HTTP agent-1 billing GET {first} -> 200 (allow rule \"default\")");
+    let (d, o) = (text.find(&decided), text.find(&done));
+    assert!(d.is_some() && o.is_some() && d < o, "{text}");
 }
 
 #[tokio::test]
 async fn blocked_delete_gets_403_json_and_never_reaches_the_target() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let path = format!("/invoices/{}", crate::harness::unique("7"));
     let resp = client()
         .delete(f.url(&format!("/billing{path}")))
@@ -275,7 +211,7 @@ async fn blocked_delete_gets_403_json_and_never_reaches_the_target() {
 
 #[tokio::test]
 async fn path_normalisation_evasions_are_blocked() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("ev");
     for (method, path, want) in [
         ("GET", format!("/billing/admin/{tag}"), 403),
@@ -308,7 +244,7 @@ async fn path_normalisation_evasions_are_blocked() {
 
 #[tokio::test]
 async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
-    let f = Fixture::start().await;
+    let f = start().await;
     for path in ["/billing/users", "/billing/users.gz"] {
         let resp = client()
             .get(f.url(path))
@@ -368,7 +304,7 @@ async fn json_is_masked_by_jsonpath_and_detectors_plain_and_gzip() {
 
 #[tokio::test]
 async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let resp = client()
         .get(f.url("/billing/bigjson"))
         .header("authorization", basic(AGENT, AGENT_PW))
@@ -405,7 +341,7 @@ async fn a_body_too_large_to_mask_is_502_and_unmasked_bodies_stream() {
 
 #[tokio::test]
 async fn a_1gib_unmasked_download_streams_with_bounded_memory() {
-    let f = Fixture::start().await;
+    let f = start().await;
     const SIZE: u64 = 1 << 30;
     let mut resp = client()
         .get(f.url(&format!("/files/big/{SIZE}")))
@@ -474,18 +410,25 @@ async fn approve(f: &Fixture, id: &str) {
     assert_eq!(code, 200, "{body}");
 }
 
-async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
-    let _ = body_tag;
+/// The id and text of the held `POST /payments` whose body holds `body_tag`.
+async fn wait_pending(f: &Fixture, body_tag: &str) -> (String, String) {
     wait_for("the held request to be listed", WAIT_LIMIT, || async move {
         pending(f)
             .await
             .into_iter()
             .find(|r| {
-                r["sql"] == "POST /payments"
+                r["sql"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("POST /payments\n") && t.contains(body_tag))
                     && r["target"] == "billing"
                     && r["front_door"] == "http"
             })
-            .and_then(|r| r["id"].as_str().map(str::to_owned))
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_owned(),
+                    r["sql"].as_str().unwrap().to_owned(),
+                )
+            })
             .ok_or_else(|| "not listed".to_string())
     })
     .await
@@ -493,7 +436,7 @@ async fn wait_pending(f: &Fixture, body_tag: &str) -> String {
 
 #[tokio::test]
 async fn a_held_post_runs_once_approved_through_the_admin_api() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("pay");
     let url = f.url("/billing/payments");
     let body = format!("{{\"amount\":5,\"tag\":\"{tag}\"}}");
@@ -510,8 +453,21 @@ async fn a_held_post_runs_once_approved_through_the_admin_api() {
                 .unwrap()
         }
     });
-    let id = wait_pending(&f, &tag).await;
+    let (id, shown) = wait_pending(&f, &tag).await;
     assert!(id.starts_with("ap-"));
+    // The approver sees how the body is to be read, its size and hash, and the body.
+    use sha2::Digest as _;
+    let sha: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        shown,
+        format!(
+            "POST /payments\ncontent-type: application/json\nbody: {} bytes, sha256 {sha}\n{body}",
+            body.len()
+        )
+    );
     let seen_body =
         |s: &crate::http_gateway_upstream::Seen| String::from_utf8_lossy(&s.body).contains(&tag);
     assert!(
@@ -551,7 +507,7 @@ async fn a_held_post_runs_once_approved_through_the_admin_api() {
 
 #[tokio::test]
 async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("async");
     let body = format!("{{\"amount\":9,\"tag\":\"{tag}\"}}");
     let post = |b: String| {
@@ -581,6 +537,21 @@ async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
     assert_eq!(other.status(), 202);
     assert_ne!(
         other.json::<Value>().await.unwrap()["approval"],
+        id.as_str()
+    );
+    // So is the same body to be read another way (review M4).
+    let typed = client()
+        .post(f.url("/billing/payments"))
+        .header("authorization", basic(AGENT, AGENT_PW))
+        .header("prefer", "respond-async")
+        .header("content-encoding", "gzip")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typed.status(), 202);
+    assert_ne!(
+        typed.json::<Value>().await.unwrap()["approval"],
         id.as_str()
     );
     let forwarded = || {
@@ -618,7 +589,7 @@ async fn respond_async_gets_202_and_the_same_request_runs_once_approved() {
 
 #[tokio::test]
 async fn without_valid_credentials_401_audited_and_unknown_target_404() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let tag = crate::harness::unique("anon");
     // Asking without credentials is not a failed login (review M6): many such
     // requests from one address leave its real logins working.
@@ -682,7 +653,7 @@ async fn without_valid_credentials_401_audited_and_unknown_target_404() {
 /// judged, or show what a mask covers, or echo the held credentials, never gets there.
 #[tokio::test]
 async fn rerouting_echoing_and_unmaskable_responses_are_refused() {
-    let f = Fixture::start().await;
+    let f = start().await;
     let auth = basic(AGENT, AGENT_PW);
     let mark = crate::harness::unique("reroute");
     let send =

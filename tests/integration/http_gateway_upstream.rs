@@ -31,6 +31,8 @@ pub struct Seen {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The address the request came from (one per upstream connection).
+    pub peer: Option<SocketAddr>,
 }
 
 #[derive(Clone, Default)]
@@ -73,7 +75,8 @@ pub fn upstream() -> &'static Upstream {
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(l.local_addr().unwrap()).unwrap();
-                axum::serve(l, app(app_log)).await.unwrap();
+                let app = app(app_log).into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(l, app).await.unwrap();
             });
         });
         let addr = rx.recv().expect("upstream started");
@@ -108,6 +111,10 @@ fn app(log: Log) -> Router {
 /// Records each request (its body included) before it is handled.
 async fn record(State(log): State<Log>, req: Request, next: axum::middleware::Next) -> Response {
     let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let body = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();
@@ -120,6 +127,7 @@ async fn record(State(log): State<Log>, req: Request, next: axum::middleware::Ne
             .unwrap_or_default(),
         headers: parts.headers.clone(),
         body: body.to_vec(),
+        peer,
     });
     next.run(Request::from_parts(parts, Body::from(body))).await
 }

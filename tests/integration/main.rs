@@ -25,6 +25,7 @@ mod door_tenants;
 mod drivers;
 mod drivers_regressions;
 mod http_gateway;
+mod http_gateway_fixture;
 mod http_gateway_limits;
 mod http_gateway_upstream;
 mod login;
