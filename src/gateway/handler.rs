@@ -309,7 +309,7 @@ async fn forward(
         }
     };
     let (mut parts, body) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::downstream_response(&mut parts.headers);
     let status = parts.status;
     if let Ok(v) = HeaderValue::from_str(trail.id()) {
         parts.headers.insert(REQUEST_ID, v);

@@ -67,6 +67,77 @@ pub const REROUTING: &[&str] = &[
     "x-rewrite-url",
 ];
 
+/// Request headers never forwarded: auth proxies set them to say who the user is,
+/// and targets behind such a proxy trust them; from a client they would be a claimed
+/// identity (review L3). A target's held `headers:` may still set them.
+pub const IDENTITY: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-remote-user",
+    "x-remote-group",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-webauth-user",
+];
+
+/// The console's cookies (`pgmoat_console`, `pgmoat_console_pre`, ...). Browsers send
+/// a host's cookies to every port of it, so when the console and the gateway share a
+/// host name, a target would otherwise receive an operator's console sign-in, or
+/// plant one (console review M2).
+fn console_cookie(name: &str) -> bool {
+    name.trim().starts_with("pgmoat_console")
+}
+
+/// The `Cookie` headers without the console's cookies; a header left empty goes.
+fn strip_console_cookies(h: &mut HeaderMap) {
+    if !h
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().map_or(true, |v| v.contains("pgmoat_console")))
+    {
+        return;
+    }
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|kv| !console_cookie(kv.split('=').next().unwrap_or("")))
+        .map(|kv| kv.trim().to_owned())
+        .filter(|kv| !kv.is_empty())
+        .collect();
+    h.remove(header::COOKIE);
+    if !kept.is_empty() {
+        set(h, header::COOKIE, kept.join("; "));
+    }
+}
+
+/// The response headers the client gets: no hop-by-hop fields, and no cookie a
+/// target sets under the console's names (see [`console_cookie`]).
+pub fn downstream_response(h: &mut HeaderMap) {
+    strip_hop_by_hop(h);
+    if h.contains_key(header::SET_COOKIE) {
+        let kept: Vec<HeaderValue> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| {
+                v.to_str()
+                    .is_ok_and(|c| !console_cookie(c.split('=').next().unwrap_or("")))
+            })
+            .cloned()
+            .collect();
+        h.remove(header::SET_COOKIE);
+        for v in kept {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
 pub fn upstream_request(
     h: &mut HeaderMap,
     held: &[(HeaderName, HeaderValue)],
@@ -79,9 +150,10 @@ pub fn upstream_request(
     h.remove(header::AUTHORIZATION);
     // Headers that make a framework run another method or path than the one judged
     // (Symfony, Laravel, Express method-override, IIS URL Rewrite).
-    for name in REROUTING {
+    for name in REROUTING.iter().chain(IDENTITY) {
         h.remove(*name);
     }
+    strip_console_cookies(h);
     if mask_response {
         // A part of a body cannot be masked as the whole would be (a value cut at
         // the range's edge escapes the detectors; multipart ranges are not read).
@@ -182,5 +254,46 @@ mod tests {
         assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"gw:8080\"");
         assert_eq!(h["accept-encoding"], "identity");
         assert_eq!(h["accept"], "application/json");
+    }
+
+    #[test]
+    fn claimed_identities_and_the_consoles_cookies_never_reach_a_target() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-user", HeaderValue::from_static("admin"));
+        h.insert(
+            "x-auth-request-email",
+            HeaderValue::from_static("ceo@example.com"),
+        );
+        h.append(
+            "cookie",
+            HeaderValue::from_static("a=1; pgmoat_console=secret; b=2"),
+        );
+        h.append("cookie", HeaderValue::from_static("pgmoat_console_pre=x"));
+        upstream_request(&mut h, &[], "192.0.2.7:5555".parse().unwrap(), false, false);
+        assert!(h.get("x-forwarded-user").is_none());
+        assert!(h.get("x-auth-request-email").is_none());
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+
+        let mut only = HeaderMap::new();
+        only.insert("cookie", HeaderValue::from_static("pgmoat_console=secret"));
+        upstream_request(
+            &mut only,
+            &[],
+            "192.0.2.7:5555".parse().unwrap(),
+            false,
+            false,
+        );
+        assert!(only.get("cookie").is_none());
+
+        let mut resp = HeaderMap::new();
+        resp.append(
+            "set-cookie",
+            HeaderValue::from_static("pgmoat_console=planted; Path=/ui/approvals"),
+        );
+        resp.append("set-cookie", HeaderValue::from_static("app=1; Path=/"));
+        downstream_response(&mut resp);
+        let set: Vec<_> = resp.get_all("set-cookie").iter().collect();
+        assert_eq!(set, ["app=1; Path=/"]);
     }
 }
