@@ -11,7 +11,6 @@
 //! queued, across sessions.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, Notify};
@@ -85,8 +84,6 @@ pub(crate) struct Shared {
     pub wake: Notify,
     /// Pushes waiting for room; told after every take.
     room: Notify,
-    /// A record somebody waits for was queued since the last take (fsync mode).
-    awaited: AtomicBool,
 }
 
 impl Shared {
@@ -145,10 +142,6 @@ impl Shared {
             return Err(ack);
         }
         let pushed = push_encoded(&mut q, session, event, ack, &self.dir);
-        if wake {
-            // Under the lock, so that a take either sees it or clears it with the item.
-            self.awaited.store(true, Ordering::Release);
-        }
         drop(q);
         if wake {
             self.wake.notify_one();
@@ -184,7 +177,6 @@ impl Shared {
     pub fn take(&self, spare: &mut Queue) -> bool {
         let closed = {
             let mut q = self.lock();
-            self.awaited.store(false, Ordering::Relaxed);
             std::mem::swap(&mut q.bytes, &mut spare.bytes);
             std::mem::swap(&mut q.items, &mut spare.items);
             std::mem::swap(&mut q.flushes, &mut spare.flushes);
@@ -193,11 +185,6 @@ impl Shared {
         };
         self.room.notify_waiters();
         closed
-    }
-
-    /// Whether a record somebody waits for was queued since the last take.
-    pub fn awaited(&self) -> bool {
-        self.awaited.load(Ordering::Acquire)
     }
 
     /// The writer is gone: refuse further pushes, and drop what is queued (its waiters

@@ -81,23 +81,11 @@ pub(crate) struct Writer {
     failed: Option<String>,
     sinks: Vec<SinkHandle>,
     last_head: Instant,
-    /// The last take answered somebody waiting (fsync mode): more are likely soon.
-    answered: bool,
-    /// [`Writer::await_briefly`]'s recent gaps between an answer and the next waiting
-    /// record (a moving average, microseconds), and a count to try again now and then
-    /// when they were too long.
-    gap_micros: u32,
-    probes: u8,
     /// The buffers a take swaps in; kept between takes so that no take allocates.
     spare: Queue,
     /// Joined `whole` records of the current take.
     scratch: Vec<u8>,
 }
-
-/// How long the fsync-mode writer watches for the next waiting record before it
-/// sleeps ([`Writer::await_briefly`]): a few session round trips, a small part of a
-/// flush.
-const AWAIT_BRIEFLY: Duration = Duration::from_micros(50);
 
 /// Where a record's body is: in the take's buffer or in the writer's scratch.
 #[derive(Clone)]
@@ -228,9 +216,6 @@ impl Writer {
             failed: None,
             sinks,
             last_head: Instant::now(),
-            answered: false,
-            gap_micros: 0,
-            probes: 0,
             spare: Queue::default(),
             scratch: Vec::new(),
         })
@@ -275,8 +260,6 @@ impl Writer {
                     tick = true;
                     next_tick = Instant::now() + self.opts.flush_interval;
                 }
-            } else if self.answered && self.await_briefly() {
-                // Somebody is waiting already: straight on to the next group commit.
             } else {
                 // Woken by the records somebody waits for (each starts the next group
                 // commit); the others (completions, session ends) ride along with the
@@ -314,42 +297,6 @@ impl Writer {
         }
     }
 
-    /// fsync mode, right after answering waiters: the sessions just answered usually
-    /// send their next record within tens of microseconds. Sleeping would put a
-    /// thread wake-up (as long again, on a VM) between that record and its flush, so
-    /// the writer yields the CPU in a loop for a short while instead, watching for a
-    /// waiting record. Only while that pays: when the recent gaps were longer (one
-    /// client, a quiet gateway) it sleeps at once, trying again every 64th time.
-    /// True: a record came (and the wake-up it sent is consumed).
-    fn await_briefly(&mut self) -> bool {
-        let limit = AWAIT_BRIEFLY.as_micros() as u32;
-        self.probes = self.probes.wrapping_add(1);
-        if self.gap_micros >= limit && self.probes % 64 != 0 {
-            return false;
-        }
-        let start = Instant::now();
-        let came = loop {
-            if self.shared.awaited() {
-                break true;
-            }
-            if start.elapsed() >= AWAIT_BRIEFLY {
-                break false;
-            }
-            std::thread::yield_now();
-        };
-        let gap = if came {
-            start.elapsed().as_micros() as u32
-        } else {
-            2 * limit
-        };
-        self.gap_micros = (3 * self.gap_micros + gap) / 4;
-        if came {
-            use futures_util::FutureExt;
-            let _ = self.shared.wake.notified().now_or_never();
-        }
-        came
-    }
-
     /// Write what the last take brought (in `self.spare`), answer its waiters.
     fn handle(&mut self, tick: bool) {
         let mut q = std::mem::take(&mut self.spare);
@@ -378,7 +325,6 @@ impl Writer {
         // one, or the interval tick. Syncing them at once would put a useless fsync in
         // front of every waiting statement.
         let sync = tick || !flushes.is_empty() || !acks.is_empty();
-        self.answered = !acks.is_empty();
         let idle = records.is_empty() && self.pending.is_empty() && !self.dirty;
         let result = if idle && flushes.is_empty() {
             Ok(())
