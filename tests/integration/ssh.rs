@@ -403,29 +403,8 @@ async fn scp_and_sftp_move_100_mib_both_ways_byte_exact() {
         }
     }
     let remote = format!("up-{:08x}.bin", rand::random::<u32>());
-    let mut args = vec!["-P".to_string(), gw.ssh.port().to_string()];
-    args.extend(ssh_env::client_opts(&keys().agent));
-    let up = [
-        args.clone(),
-        vec![
-            src.display().to_string(),
-            format!("{AGENT}@127.0.0.1:{remote}"),
-        ],
-    ]
-    .concat();
-    let r = ssh_env::client("scp", &up, None).await;
-    assert_eq!(r.status, 0, "{r:?}");
     let back = local.path().join("back.bin");
-    let down = [
-        args,
-        vec![
-            format!("{AGENT}@127.0.0.1:{remote}"),
-            back.display().to_string(),
-        ],
-    ]
-    .concat();
-    let r = ssh_env::client("scp", &down, None).await;
-    assert_eq!(r.status, 0, "{r:?}");
+    ssh_env::scp_up_and_down(&gw, AGENT, &src, &remote, &back).await;
     assert_eq!(sha256(&src), sha256(&gw.upstream.home.join(&remote)));
     assert_eq!(sha256(&src), sha256(&back));
     // The audit records prove which file passed: the data written up, then read down.

@@ -308,3 +308,31 @@ pub async fn asciinema_cat(path: &Path) -> Run {
     )
     .await
 }
+
+/// `scp` of `src` up to `remote` (in the home of `login`'s account on the upstream)
+/// and back down to `back`, through the gateway with the agent's key; both must
+/// succeed.
+pub async fn scp_up_and_down(gw: &SshGateway, login: &str, src: &Path, remote: &str, back: &Path) {
+    let mut args = vec!["-P".to_string(), gw.ssh.port().to_string()];
+    args.extend(client_opts(&keys().agent));
+    let up = [
+        args.clone(),
+        vec![
+            src.display().to_string(),
+            format!("{login}@127.0.0.1:{remote}"),
+        ],
+    ]
+    .concat();
+    let r = client("scp", &up, None).await;
+    assert_eq!(r.status, 0, "scp up: {r:?}");
+    let down = [
+        args,
+        vec![
+            format!("{login}@127.0.0.1:{remote}"),
+            back.display().to_string(),
+        ],
+    ]
+    .concat();
+    let r = client("scp", &down, None).await;
+    assert_eq!(r.status, 0, "scp down: {r:?}");
+}

@@ -170,28 +170,7 @@ async fn sftp_and_scp_are_recorded_as_file_operations_with_paths() {
 
     // scp both ways (the sftp protocol since OpenSSH 9).
     let remote = format!("scp-{:08x}.bin", rand::random::<u32>());
-    let mut args = vec!["-P".to_string(), gw.ssh.port().to_string()];
-    args.extend(ssh_env::client_opts(&keys().agent));
-    let up = [
-        args.clone(),
-        vec![
-            src.display().to_string(),
-            format!("{AGENT}@127.0.0.1:{remote}"),
-        ],
-    ]
-    .concat();
-    let r = ssh_env::client("scp", &up, None).await;
-    assert_eq!(r.status, 0, "{r:?}");
-    let down = [
-        args,
-        vec![
-            format!("{AGENT}@127.0.0.1:{remote}"),
-            back.display().to_string(),
-        ],
-    ]
-    .concat();
-    let r = ssh_env::client("scp", &down, None).await;
-    assert_eq!(r.status, 0, "{r:?}");
+    ssh_env::scp_up_and_down(&gw, AGENT, &src, &remote, &back).await;
     let _ = std::fs::remove_file(gw.upstream.home.join(&remote));
 
     let closed = closed_channels(&gw);
