@@ -34,6 +34,10 @@ pub(crate) enum Part {
     Other,
     Decided(u64),
     Completed(u64),
+    /// An HTTP request's `decided` record, and the record of its outcome (a superset
+    /// of it).
+    HttpDecided,
+    HttpOutcome,
 }
 
 pub(crate) struct Item {
@@ -223,6 +227,8 @@ pub(crate) fn push_encoded(
     let part = match event {
         Event::Statement(Statement::Decided(d)) => Part::Decided(d.statement),
         Event::Statement(Statement::Completed(c)) => Part::Completed(c.statement),
+        Event::HttpRequest(r) if r.phase.is_some() => Part::HttpDecided,
+        Event::HttpRequest(_) => Part::HttpOutcome,
         _ => Part::Other,
     };
     q.items.push(Item {

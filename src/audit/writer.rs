@@ -102,9 +102,10 @@ struct Planned {
 
 /// The records of a take in order. In batch mode a `decided` record whose `completed`
 /// is in the same take, with no other record of that session between them, becomes
-/// one `whole` record where the `decided` one stood (spliced into `scratch`). In fsync
-/// mode the two never meet: a statement runs only after its `decided` record is on
-/// disk.
+/// one `whole` record where the `decided` one stood (spliced into `scratch`), and an
+/// HTTP request's outcome replaces its `decided` record the same way. In fsync mode
+/// the two never meet: a statement runs (a request is forwarded) only after its
+/// `decided` record is on disk.
 fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
     let mut out: Vec<Planned> = Vec::with_capacity(q.items.len());
     // Per session: the index in `out` of its latest record, if that is a `decided` one.
@@ -118,6 +119,20 @@ fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
             });
             continue;
         };
+        // An HTTP request's outcome says all its `decided` record says: when both
+        // meet in one take, the outcome takes the decided record's place (one record
+        // per request, as a statement's two become one `whole`).
+        if item.part == Part::HttpOutcome {
+            if let Some(at) = open.remove(id) {
+                if q.items[out[at].item].part == Part::HttpDecided {
+                    out[at] = Planned {
+                        item: i,
+                        body: Body::Queued(item.body.clone()),
+                    };
+                    continue;
+                }
+            }
+        }
         if let Part::Completed(n) = item.part {
             if let Some(at) = open.remove(id) {
                 let d = &q.items[out[at].item];
@@ -135,7 +150,7 @@ fn plan(q: &Queue, join: bool, scratch: &mut Vec<u8>) -> Vec<Planned> {
                 }
             }
         }
-        if matches!(item.part, Part::Decided(_)) {
+        if matches!(item.part, Part::Decided(_) | Part::HttpDecided) {
             open.insert(id, out.len());
         } else {
             open.remove(id);
@@ -733,6 +748,57 @@ mod tests {
                 "- completed 3",
                 "b completed 1",
             ]
+        );
+    }
+
+    #[test]
+    fn an_http_requests_two_records_in_one_batch_are_its_outcome() {
+        use crate::audit::http_request::HttpRequest;
+        let req = |phase: Option<&str>, status: u16| {
+            Event::HttpRequest(HttpRequest {
+                method: "GET".into(),
+                path: "/x".into(),
+                phase: phase.map(str::to_owned),
+                status,
+                ..Default::default()
+            })
+        };
+        let (r1, r2): (Option<Arc<str>>, Option<Arc<str>>) =
+            (Some(Arc::from("h1")), Some(Arc::from("h2")));
+        let records = vec![
+            (r1.clone(), req(Some("decided"), 0)),
+            (r2.clone(), req(Some("decided"), 0)),
+            (r1.clone(), req(None, 200)),
+        ];
+        let mut q = Queue::default();
+        for (s, e) in &records {
+            push_encoded(&mut q, s.as_deref(), e, None, "").unwrap();
+        }
+        let got: Vec<String> = plan(&q, true, &mut Vec::new())
+            .iter()
+            .map(|p| {
+                let Body::Queued(r) = &p.body else {
+                    panic!("nothing to splice")
+                };
+                let Event::HttpRequest(e) = serde_json::from_slice(&q.bytes[r.clone()]).unwrap()
+                else {
+                    panic!("an http_request")
+                };
+                format!(
+                    "{} {:?} {}",
+                    q.session(&q.items[p.item]).unwrap(),
+                    e.phase,
+                    e.status
+                )
+            })
+            .collect();
+        // h1's outcome stands where its decided record stood; h2's outcome is in a
+        // later take, so its decided record stays.
+        assert_eq!(got, ["h1 None 200", "h2 Some(\"decided\") 0"]);
+        assert_eq!(
+            plan(&q, false, &mut Vec::new()).len(),
+            3,
+            "fsync: never joined"
         );
     }
 }
