@@ -17,6 +17,7 @@ pub mod event;
 mod http;
 pub mod http_request;
 pub mod journal;
+mod plan;
 mod queue;
 pub mod record;
 pub mod replay;
