@@ -1,7 +1,7 @@
 //! `pgmoat approvals list | approve ID | deny ID`: talk to a running gateway's admin
 //! API, with the token from `PGMOAT_ADMIN_TOKEN`.
 
-use super::shown::{shown, WARNING};
+use super::shown::{any_suspicious, shown, WARNING};
 use serde_json::{json, Value};
 
 /// What to do.
@@ -105,7 +105,7 @@ fn render_list(body: &Value) -> String {
             out.push_str(&format!("    with {}\n", shown_text(&params.join(", "))));
         }
         let sql = s(&r, "sql");
-        if shown(&sql).suspicious || params.iter().any(|p| shown(p).suspicious) {
+        if any_suspicious(std::iter::once(sql.as_str()).chain(params.iter().copied())) {
             out.push_str(&format!("    WARNING: {WARNING}\n"));
         }
     }

@@ -46,6 +46,12 @@ pub fn escaped(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t') || invisible(c)
 }
 
+/// Whether any of a request's texts (its statement and its parameters) needs the
+/// [`WARNING`] beside it.
+pub fn any_suspicious<'a>(texts: impl IntoIterator<Item = &'a str>) -> bool {
+    texts.into_iter().any(|t| shown(t).suspicious)
+}
+
 /// `text` made safe to show a person; see the module documentation.
 pub fn shown(text: &str) -> Shown {
     let mut out = String::with_capacity(text.len());

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::shown::{shown, WARNING};
+use super::shown::{any_suspicious, shown, WARNING};
 use super::{format_time, Request};
 
 /// The window a callback's timestamp must fall in (replay protection).
@@ -91,7 +91,7 @@ pub fn message(r: &Request) -> Value {
         let params = slack_escape(&shown(&r.params.join(", ")).text);
         fields.push(json!({"type": "mrkdwn", "text": format!("*Parameters*\n{params}")}));
     }
-    let suspicious = shown(&r.sql).suspicious || r.params.iter().any(|p| shown(p).suspicious);
+    let suspicious = any_suspicious(std::iter::once(&r.sql).chain(&r.params).map(String::as_str));
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn",
             "text": format!("*pgmoat approval {}*: {} wants to run {} on *{}* via {}", r.id, r.identity, r.front_door.noun(), r.target, r.front_door.as_str())}}),

@@ -17,7 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use super::html::{csrf_field, esc, flash_from, layout};
 use super::signin::SignIn;
 use super::{back, field, html_response, ConsoleState, Fields};
-use crate::approval::shown::{shown, WARNING};
+use crate::approval::shown::{any_suspicious, shown, WARNING};
 use crate::approval::{Approvals, Request};
 
 /// "42s", "3m 05s", "1h 02m": how long a request has waited.
@@ -67,14 +67,15 @@ async fn render_rows(st: &ConsoleState, who: &SignIn) -> Result<String, String> 
         // Review L8: invisible, control and direction-changing characters escaped,
         // long blank runs counted, and a warning when any of that happened.
         let sql = shown(&r.sql);
-        let warning = if sql.suspicious || r.params.iter().any(|p| shown(p).suspicious) {
-            format!(
-                r#"<p class="warning" role="alert">Look closely: {}.</p>"#,
-                esc(WARNING)
-            )
-        } else {
-            String::new()
-        };
+        let warning =
+            if any_suspicious(std::iter::once(&r.sql).chain(&r.params).map(String::as_str)) {
+                format!(
+                    r#"<p class="warning" role="alert">Look closely: {}.</p>"#,
+                    esc(WARNING)
+                )
+            } else {
+                String::new()
+            };
         let tenant = if tenant.is_empty() {
             String::new()
         } else {

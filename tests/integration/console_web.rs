@@ -583,7 +583,11 @@ async fn console_sign_in_guesses_are_rate_limited_per_address_and_audited() {
 
     // The JSON API shares the admin listener's bucket: the locked-out address is
     // refused there too, even with the right token ...
-    let (code, body) = http_get_auth(admin, "/api/v1/approvals", "admin-token").await;
+    let (code, body) = http(
+        admin,
+        "GET /api/v1/approvals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(code, 429, "{body}");
     // ... but not on the wire: admin-token guesses do not lock out database logins
     // (review L6).
@@ -633,14 +637,4 @@ async fn console_sign_in_guesses_are_rate_limited_per_address_and_audited() {
         !audit_text(&store).contains("api-guess-"),
         "no token in the trail"
     );
-}
-
-async fn http_get_auth(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
