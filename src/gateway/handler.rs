@@ -104,6 +104,8 @@ pub async fn handle(
 }
 
 /// What `admit` makes of a request's head.
+// One per request, moved once: boxing would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Admitted<'d> {
     /// Answered by pgmoat (refused, or not authenticated), recorded where it is
     /// recorded.
