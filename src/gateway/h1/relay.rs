@@ -117,6 +117,7 @@ impl Lean<'_> {
 
         let wait = door.config.upstream_timeout;
         let connect_timeout = route.connect_timeout;
+        let idempotent = method.is_idempotent();
         let exchanged = tokio::time::timeout(wait, async {
             let mut retried = false;
             loop {
@@ -127,7 +128,11 @@ impl Lean<'_> {
                 match self.exchange(&mut up, body, &trail).await {
                     Ok(head) => return Ok((up, head)),
                     // The target closed a kept connection as the request went out.
-                    Err(ExchangeError::Stale(_)) if kept && !retried => retried = true,
+                    // Sent again only when running it twice is harmless (RFC 9110
+                    // 9.2.2): the target may have run it before closing.
+                    Err(ExchangeError::Stale(_)) if kept && !retried && idempotent => {
+                        retried = true
+                    }
                     Err(e) => return Err(e),
                 }
             }
