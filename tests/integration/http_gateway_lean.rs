@@ -102,9 +102,11 @@ async fn odd_target() -> SocketAddr {
                             "/extra" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
                             "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\nzz\r\n",
                             "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n",
+                            // Answers, then closes without saying so.
+                            "/then-close" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
                             _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine",
                         };
-                        if s.write_all(answer).await.is_err() {
+                        if s.write_all(answer).await.is_err() || path == "/then-close" {
                             return;
                         }
                     }
@@ -354,6 +356,25 @@ async fn a_targets_ambiguous_answer_is_502_and_nothing_past_its_body_is_relayed(
         "{out}"
     );
     assert!(out.ends_with("\r\n\r\nfine"), "{out}");
+
+    // A kept upstream connection the target closed is not used again: the next
+    // request on the client connection goes on a new one.
+    let c = client();
+    for (path, want) in [
+        ("/then-close", "bye"),
+        ("/ok", "fine"),
+        ("/then-close", "bye"),
+        ("/ok", "fine"),
+    ] {
+        let r = c
+            .get(f.url(&format!("/odd{path}")))
+            .header("authorization", basic(AGENT, AGENT_PW))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), want);
+    }
 }
 
 /// Connections the lean path does not serve go to hyper whole, bytes read so far
