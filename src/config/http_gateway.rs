@@ -172,6 +172,24 @@ impl Validator<'_> {
                 if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                     return Err(self.err(hf, "not a valid header name"));
                 }
+                // Fields that frame or route the request are pgmoat's to write: a held
+                // `host` or `transfer-encoding` would sit beside pgmoat's own.
+                let lower = h.to_ascii_lowercase();
+                if matches!(
+                    lower.as_str(),
+                    "host"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                        | "keep-alive"
+                        | "te"
+                        | "trailer"
+                        | "upgrade"
+                        | "expect"
+                ) || lower.starts_with("proxy-")
+                {
+                    return Err(self.err(hf, "frames or routes the request: pgmoat sets it"));
+                }
                 let secret = self.secret(&hf, &v.env)?;
                 let value = format!("{}{}", v.prefix.unwrap_or_default(), secret.expose());
                 if http::HeaderValue::from_str(&value).is_err() {

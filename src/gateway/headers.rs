@@ -93,6 +93,21 @@ fn console_cookie(name: &str) -> bool {
     name.trim().starts_with("pgmoat_console")
 }
 
+/// A `Set-Cookie` that could plant a console cookie: its name is one, or a nameless
+/// cookie whose value names one (`=pgmoat_console=x`, which browsers send back as
+/// `pgmoat_console=x`; review L5).
+fn sets_console_cookie(set_cookie: &str) -> bool {
+    let pair = set_cookie.split(';').next().unwrap_or("");
+    console_cookie(pair.split('=').next().unwrap_or("")) || pair.contains("pgmoat_console")
+}
+
+/// Whether a request field is one of `names`, read as CGI, WSGI, PHP and Rack read
+/// it: `_` the same as `-` (`X_Forwarded_User` is `X-Forwarded-User` there).
+fn named_as(name: &str, names: &[&str]) -> bool {
+    let canonical = name.replace('_', "-");
+    names.iter().any(|n| canonical.eq_ignore_ascii_case(n))
+}
+
 /// The `Cookie` headers without the console's cookies; a header left empty goes.
 fn strip_console_cookies(h: &mut HeaderMap) {
     if !h
@@ -125,10 +140,7 @@ pub fn downstream_response(h: &mut HeaderMap) {
         let kept: Vec<HeaderValue> = h
             .get_all(header::SET_COOKIE)
             .iter()
-            .filter(|v| {
-                v.to_str()
-                    .is_ok_and(|c| !console_cookie(c.split('=').next().unwrap_or("")))
-            })
+            .filter(|v| v.to_str().is_ok_and(|c| !sets_console_cookie(c)))
             .cloned()
             .collect();
         h.remove(header::SET_COOKIE);
@@ -150,8 +162,13 @@ pub fn upstream_request(
     h.remove(header::AUTHORIZATION);
     // Headers that make a framework run another method or path than the one judged
     // (Symfony, Laravel, Express method-override, IIS URL Rewrite).
-    for name in REROUTING.iter().chain(IDENTITY) {
-        h.remove(*name);
+    let dropped: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| named_as(k.as_str(), REROUTING) || named_as(k.as_str(), IDENTITY))
+        .cloned()
+        .collect();
+    for name in dropped {
+        h.remove(name);
     }
     strip_console_cookies(h);
     if mask_response {

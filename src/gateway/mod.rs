@@ -197,7 +197,12 @@ where
         let (door, own) = (Arc::clone(&door), Arc::clone(&own));
         async move { Ok::<_, Infallible>(handler::handle(door, peer, own, req).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A head must arrive whole within its time (slowloris), as on the lean path.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn, driver);
     tokio::select! {

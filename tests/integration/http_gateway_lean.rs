@@ -102,6 +102,8 @@ async fn odd_target() -> SocketAddr {
                             "/extra" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
                             "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\nzz\r\n",
                             "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n",
+                            "/no-content-length" => b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
+                            "/nameless-cookie" => b"HTTP/1.1 200 OK\r\nSet-Cookie: =pgmoat_console=planted; Path=/ui\r\nSet-Cookie: theme=dark\r\nContent-Length: 2\r\n\r\nok",
                             // Answers, then closes without saying so.
                             "/then-close" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
                             _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine",
@@ -407,4 +409,106 @@ async fn what_the_lean_path_does_not_serve_goes_to_hyper_unharmed() {
     assert_eq!(upstream().seen_with(&tag).len(), 2);
     assert_eq!(f.gw.metrics.http.hyper_requests.load(Relaxed), hyper0 + 2);
     assert!(f.gw.metrics.http.lean_fallbacks.load(Relaxed) >= 2);
+}
+
+/// Review of the lean path: pgmoat's own answers to HEAD carry no body (else it is
+/// read as the next response); `head` in lower case is refused; a 204's length and a
+/// cookie planted under the console's name never reach the client; identity fields
+/// spelled with `_` are dropped like those with `-`; held fields cannot frame.
+#[tokio::test]
+async fn answers_stay_in_step_and_nothing_is_planted_or_claimed() {
+    let f = start(odd_target().await).await;
+    for first in [
+        "HEAD /nosuch/x HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+        "HEAD /api/plain HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+        format!("HEAD /api/admin/x HTTP/1.1\r\nHost: gw\r\n{}\r\n", auth()),
+    ] {
+        let req = format!(
+            "{first}GET /api/plain HTTP/1.1\r\nHost: gw\r\n{}Connection: close\r\n\r\n",
+            auth()
+        );
+        let out = exchange(f.addr(), req.as_bytes()).await;
+        let (head, rest) = out.split_once("\r\n\r\n").expect("a first answer");
+        assert!(matches!(status_of(head), 401 | 403 | 404), "{out}");
+        assert!(
+            rest.starts_with("HTTP/1.1 200 OK\r\n"),
+            "no body after a HEAD answer: {out}"
+        );
+        assert!(rest.ends_with(PLAIN_JSON), "{out}");
+    }
+    let out = exchange(
+        f.addr(),
+        format!("head /api/plain HTTP/1.1\r\nHost: gw\r\n{}\r\n", auth()).as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&out), 400, "{out}");
+
+    let out = exchange(
+        f.addr(),
+        format!(
+            "GET /odd/no-content-length HTTP/1.1\r\nHost: gw\r\n{}Connection: close\r\n\r\n",
+            auth()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&out), 204, "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("content-length"),
+        "{out}"
+    );
+
+    let out = exchange(
+        f.addr(),
+        format!(
+            "GET /odd/nameless-cookie HTTP/1.1\r\nHost: gw\r\n{}Connection: close\r\n\r\n",
+            auth()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(out.ends_with("ok") && out.contains("theme=dark"), "{out}");
+    assert!(
+        !out.contains("pgmoat_console"),
+        "a console cookie planted: {out}"
+    );
+
+    let tag = crate::harness::unique("underscore");
+    let out = exchange(
+        f.addr(),
+        format!(
+            "GET /api/plain?tag={tag} HTTP/1.1\r\nHost: gw\r\n{}X_Forwarded_User: admin\r\nX-Remote_User: admin\r\nConnection: close\r\n\r\n",
+            auth()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&out), 200, "{out}");
+    let seen = &upstream().seen_with(&tag)[0];
+    for name in seen.headers.keys() {
+        let n = name.as_str().replace('_', "-");
+        assert!(
+            n != "x-forwarded-user" && n != "x-remote-user",
+            "{name} reached the target"
+        );
+    }
+
+    for held in ["Host", "Transfer-Encoding", "Proxy-Authorization"] {
+        let yaml = CONFIG
+            .replace(
+                "Authorization: { env: API_TOKEN",
+                &format!("{held}: {{ env: API_TOKEN"),
+            )
+            .replace("@ODD@", "127.0.0.1:9")
+            .replace("@UP@", "127.0.0.1:9")
+            .replace("@RULES@", "/dev/null")
+            .replace("@AUDIT@", "/tmp/pgmoat-never");
+        let mut env = test_env();
+        env.insert("API_TOKEN".into(), HELD.into());
+        let lookup = move |n: &str| env.get(n).cloned();
+        let e = pgmoat::Config::from_yaml(&yaml, "t.yaml", std::path::Path::new("/"), &lookup)
+            .expect_err(held)
+            .to_string();
+        assert!(e.contains("pgmoat sets it"), "{held}: {e}");
+    }
 }

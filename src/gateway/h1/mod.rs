@@ -75,7 +75,19 @@ pub(super) struct Lean<'d> {
     ups: Vec<relay::UpConn>,
     /// The next write's bytes (heads and bodies are gathered into one write).
     out: Vec<u8>,
+    /// The request being answered is a HEAD: pgmoat's own answers to it carry no body
+    /// either (a body there would be read as the next response).
+    head_request: bool,
 }
+
+/// How long a client may take to send a whole request head once it began one, and
+/// how long a kept-alive connection may sit idle between requests (slowloris).
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Buffers above this are given back once empty (one huge head must not keep its
+/// memory for the connection's life).
+const KEEP_BUF: usize = 64 * 1024;
 
 /// Serve a plain client connection: lean while it can be, then hyper.
 pub(super) async fn serve(
@@ -91,6 +103,7 @@ pub(super) async fn serve(
         buf: BytesMut::with_capacity(8 * 1024),
         ups: Vec::new(),
         out: Vec::with_capacity(8 * 1024),
+        head_request: false,
     };
     let put_back = loop {
         match lean.next_head(&mut stop).await {
@@ -132,6 +145,19 @@ pub(super) async fn serve(
 impl Lean<'_> {
     /// Read until a whole request head is in the buffer, and parse it.
     async fn next_head(&mut self, stop: &mut watch::Receiver<bool>) -> Next {
+        self.head_request = false;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF {
+            self.buf = BytesMut::with_capacity(8 * 1024);
+        }
+        if self.out.capacity() > KEEP_BUF {
+            self.out = Vec::with_capacity(8 * 1024);
+        }
+        let mut deadline = tokio::time::Instant::now()
+            + if self.buf.is_empty() {
+                IDLE_TIMEOUT
+            } else {
+                HEAD_TIMEOUT
+            };
         loop {
             if !self.buf.is_empty() {
                 const PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -162,9 +188,11 @@ impl Lean<'_> {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
                 _ = super::stopped(stop), if idle => return Next::Closed,
+                _ = tokio::time::sleep_until(deadline) => return Next::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Next::Closed,
+                Ok(_) if idle => deadline = tokio::time::Instant::now() + HEAD_TIMEOUT,
                 Ok(_) => {}
             }
         }
@@ -179,6 +207,24 @@ impl Lean<'_> {
             headers,
             raw,
         } = head;
+        self.head_request = method == http::Method::HEAD;
+        // A standard method in other than upper case is refused: methods are
+        // case-sensitive, the target may not treat it so, and a client sending
+        // `head` would not expect HEAD's answer without a body (review L3).
+        let upper = method.as_str().to_ascii_uppercase();
+        if upper != method.as_str()
+            && matches!(
+                upper.as_str(),
+                "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS"
+            )
+        {
+            let r = reply::error(
+                StatusCode::BAD_REQUEST,
+                "pgmoat: refused: method not in upper case",
+            );
+            let _ = self.answer(r, true).await;
+            return After::Close;
+        }
         // What hyper's connection handling is for: HTTP/1.0 keep-alive rules,
         // upgrades (WebSocket), interim 100 responses.
         let connection = headers
@@ -283,7 +329,9 @@ impl Lean<'_> {
             relay::field(&mut self.out, "connection", b"close");
         }
         self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(&body);
+        if !self.head_request {
+            self.out.extend_from_slice(&body);
+        }
         self.io.write_all(&self.out).await
     }
 }

@@ -117,7 +117,9 @@ impl Lean<'_> {
 
         let wait = door.config.upstream_timeout;
         let connect_timeout = route.connect_timeout;
-        let idempotent = method.is_idempotent();
+        // Only safe methods are sent again (RFC 9110 9.2.1): a PUT or DELETE the
+        // target ran before closing must not run twice while the trail shows one.
+        let idempotent = method.is_safe();
         let exchanged = tokio::time::timeout(wait, async {
             let mut retried = false;
             loop {
@@ -326,7 +328,9 @@ impl Lean<'_> {
             && body != BodyLen::UntilClose
             && !has_token(&headers, header::CONNECTION, "close");
         headers::downstream_response(&mut headers);
-        if !bodiless {
+        if !bodiless || status == StatusCode::NO_CONTENT || framing::declared(&headers).is_err() {
+            // Re-framed below; a 204 has none; a HEAD's or 304's is relayed only when
+            // it is one well-formed length (review L2).
             headers.remove(header::CONTENT_LENGTH);
         }
         if let Ok(v) = HeaderValue::from_str(trail.id()) {
