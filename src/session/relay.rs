@@ -211,6 +211,11 @@ impl Relay {
         cbuf.reserve(BUF_START);
         let mut ubuf = p.server_leftover;
         ubuf.reserve(BUF_START);
+        let mut core = Core::default();
+        if p.audit.is_some() {
+            // The trail reads which request each answer belongs to from the start.
+            core.expect.follow(0);
+        }
         Relay {
             client: p.client,
             upstream: p.upstream,
@@ -218,7 +223,7 @@ impl Relay {
             ubuf,
             c_stream: 0,
             u_stream: 0,
-            core: Core::default(),
+            core,
             client_offset: 0,
             client_paced: 0,
             server_offset: 0,

@@ -12,6 +12,8 @@ use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend::{Bind, Close, Describe, Execute};
 use crate::protocol::{frontend, sqlstate};
+use crate::audit::Ticket;
+use crate::session::core::expect::{Asked, Expected, MaskTicket};
 use crate::session::core::slots::{MaskStatement, Shared, StatementSlot};
 use crate::session::error::SessionError;
 use crate::session::held;
@@ -56,9 +58,7 @@ impl Relay {
                     fwd = pos;
                     self.write_upstream(&SYNC).await?;
                     self.core.sent += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_sync();
-                    }
+                    self.core.expect.sync();
                     self.core.swallow.push_back(self.core.sent);
                 }
             }
@@ -68,10 +68,12 @@ impl Relay {
                         break;
                     }
                     let mut statement = 0;
+                    let mut mask = None;
                     if h.tag != b'F' {
-                        let (mut verdict, n) =
+                        let (mut verdict, n, ticket) =
                             self.decide_statement(&buf[pos..pos + h.total]).await;
                         statement = n;
+                        mask = ticket;
                         if let Some(hold) = verdict.take_hold() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
@@ -100,9 +102,7 @@ impl Relay {
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
-                                if let Some(a) = self.audit.as_mut() {
-                                    a.query_sent(statement, self.core.sent, true);
-                                }
+                                self.query_sent(statement, true, mask);
                             }
                             pos += h.total;
                             fwd = pos;
@@ -115,9 +115,7 @@ impl Relay {
                                 b'Q' => {
                                     stats.queries_simple += 1;
                                     self.core.sent += 1;
-                                    if let Some(a) = self.audit.as_mut() {
-                                        a.query_sent(statement, self.core.sent, false);
-                                    }
+                                    self.query_sent(statement, false, mask);
                                 }
                                 b'F' => self.core.sent += 1,
                                 _ => {}
@@ -201,9 +199,7 @@ impl Relay {
                 // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
                 b'S' => {
                     self.core.sent += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_sync();
-                    }
+                    self.core.expect.sync();
                 }
                 // Only their start is needed (portal and statement names): a large
                 // Bind streams through.
@@ -257,9 +253,10 @@ impl Relay {
     /// Judge a whole Query or Parse (`msg`) and settle everything about it that needs
     /// no wait: its audit record (durable before it goes on; if it cannot be, it does
     /// not run), the masker's and the holds' view of it, and a grant already in force.
-    /// Returns what is left to act on (a hold to ask, a refusal, or allowed) and the
-    /// statement's number in the audit trail (0 without one).
-    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64) {
+    /// Returns what is left to act on (a hold to ask, a refusal, or allowed), the
+    /// statement's number in the audit trail (0 without one), and for a Query the
+    /// mask ticket of its entry in the core's queue of expected answers.
+    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64, Option<MaskTicket>) {
         if let Some(r) = &self.registration {
             let sql = match msg[0] {
                 b'Q' => crate::protocol::frontend::Query::parse(&msg[5..]).map(|q| q.sql),
@@ -285,7 +282,7 @@ impl Relay {
                 Err(e) => judged.verdict.refuse(audit_refusal(&e)),
             }
         }
-        let mask = self.track_masking(msg, &judged);
+        let (mask, query_mask) = self.track_masking(msg, &judged);
         if msg[0] == b'P' {
             let body = &msg[5..];
             let name = frontend::Parse::name(body).unwrap_or_default();
@@ -317,7 +314,21 @@ impl Relay {
                 judged.verdict.refuse(r);
             }
         }
-        (judged.verdict, statement)
+        (judged.verdict, statement, query_mask)
+    }
+
+    /// A Query (or, `refused`, its stand-in) went upstream running audit statement
+    /// `statement`: its entry in the core's queue of expected answers.
+    fn query_sent(&mut self, statement: u64, refused: bool, mask: Option<MaskTicket>) {
+        let audit = self
+            .audit
+            .is_some()
+            .then(|| Ticket::query(statement, refused));
+        self.core.expect.push(
+            Expected::new(Asked::Query)
+                .with_audit(audit)
+                .with_mask(mask),
+        );
     }
 
     /// A client message pgmoat reads whole: refused when over the limit; false (with
@@ -342,13 +353,14 @@ impl Relay {
         Ok(true)
     }
 
-    /// Keep the masking state in step with a judged Query or Parse; for a Parse, the
-    /// mask field of its new slot (None while the session masks nothing).
+    /// Keep the masking state in step with a judged Query or Parse: for a Parse, the
+    /// mask field of its new slot, for a Query the mask ticket of its entry (None
+    /// while the session masks nothing).
     pub(super) fn track_masking(
         &mut self,
         msg: &[u8],
         judged: &Judged,
-    ) -> Option<Shared<MaskStatement>> {
+    ) -> (Option<Shared<MaskStatement>>, Option<MaskTicket>) {
         if let Some(engine) = &judged.masking {
             match &mut self.masker {
                 Some(m) => {
@@ -357,17 +369,19 @@ impl Relay {
                     }
                 }
                 None => {
-                    let mut m = Masker::new(Arc::clone(engine));
                     // Answers still due for earlier messages (a refused statement's
-                    // stand-in) end with ReadyForQuerys this masker must not take
-                    // for this message's.
-                    m.cycles_pending(self.outstanding());
-                    self.masker = Some(m);
+                    // stand-in) end with ReadyForQuerys the core must not take for
+                    // this message's.
+                    let outstanding = self.outstanding();
+                    self.core.expect.follow(outstanding);
+                    self.masker = Some(Masker::new(Arc::clone(engine)));
                     self.hold_results = true;
                 }
             }
         }
-        let m = self.masker.as_mut()?;
+        let Some(m) = self.masker.as_mut() else {
+            return (None, None);
+        };
         // A refused statement's stand-in yields an error and no rows.
         let (lineage, writes) = match judged.verdict.plan() {
             Some(plan) => (
@@ -377,11 +391,12 @@ impl Relay {
             None => (None, 0),
         };
         if msg[0] == b'Q' {
-            m.on_query(&mut self.core.names, lineage, judged.statements, writes);
-            None
+            let ticket = m.on_query(&mut self.core.names, lineage, judged.statements, writes);
+            (None, Some(ticket))
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
-            Some(m.for_parse(&mut self.core.names, name, lineage, writes))
+            let slot = m.for_parse(&mut self.core.names, name, lineage, writes);
+            (Some(slot), None)
         }
     }
 
@@ -450,15 +465,23 @@ impl Relay {
             .names
             .statement(names.statement)
             .and_then(|s| s.audit);
-        let mask = match (&mut self.masker, &bind) {
-            (Some(m), Some(b)) => Some(m.for_bind(
-                &self.core.names,
-                names.portal,
-                names.statement,
-                b.result_formats.to_vec(),
-            )),
-            _ => None,
+        let (mask, ticket) = match (&mut self.masker, &bind) {
+            (Some(m), Some(b)) => {
+                let (slot, ticket) = m.for_bind(
+                    &self.core.names,
+                    names.portal,
+                    names.statement,
+                    b.result_formats.to_vec(),
+                );
+                (Some(slot), ticket)
+            }
+            _ => (None, None),
         };
+        if ticket.is_some() {
+            self.core
+                .expect
+                .push(Expected::new(Asked::Bind).with_mask(ticket));
+        }
         let slot = self.core.names.rebind(names.portal);
         slot.audit = audit;
         match &bind {
@@ -474,22 +497,31 @@ impl Relay {
     }
 
     /// An Execute (or, `refused`, its stand-in) goes upstream (`body` may be only
-    /// its start): the audit trail queues the statement its portal runs, masking the
-    /// portal whose rows come back.
+    /// its start): its entry in the core's queue of expected answers carries the
+    /// statement its portal runs (for the audit trail) and the portal whose rows come
+    /// back (for masking).
     pub(super) fn track_execute(&mut self, body: &[u8], refused: bool) {
+        if !self.core.expect.followed() {
+            return;
+        }
         let portal = Execute::portal(body).unwrap_or_default();
-        if let Some(a) = self.audit.as_mut() {
+        let audit = self.audit.is_some().then(|| {
             let slot = self.core.names.portal(portal);
-            a.execute(
+            Ticket::execute(
                 slot.and_then(|s| s.audit),
                 slot.map(|s| s.formats.as_slice()),
-                self.core.sent + 1,
                 refused,
-            );
-        }
-        if let Some(m) = &mut self.masker {
-            m.on_execute(&mut self.core.names, portal);
-        }
+            )
+        });
+        let mask = self
+            .masker
+            .as_mut()
+            .map(|m| m.on_execute(&mut self.core.names, portal));
+        self.core.expect.push(
+            Expected::new(Asked::Execute)
+                .with_audit(audit)
+                .with_mask(mask),
+        );
     }
 
     /// A whole Describe goes upstream in `cycle`.
@@ -500,7 +532,10 @@ impl Relay {
             }
         }
         if let Some(m) = &mut self.masker {
-            m.on_describe(&mut self.core.names, body);
+            let ticket = m.on_describe(&mut self.core.names, body);
+            self.core
+                .expect
+                .push(Expected::new(Asked::Describe).with_mask(Some(ticket)));
         }
     }
 

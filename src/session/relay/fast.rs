@@ -85,6 +85,7 @@ impl Relay {
             || self.core.pace.client_copy
             || self.masker.is_some()
             || self.audit.is_some()
+            || self.core.expect.followed()
             || self.core.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
             || whole_batch(&self.cbuf, Direction::Frontend, client_kind).is_none()
@@ -137,6 +138,7 @@ impl Relay {
             || self.hold_results
             || self.masker.is_some()
             || self.audit.is_some()
+            || self.core.expect.followed()
             || self.core.names.holds_active()
             || self.draining
             || !self.rewrites.is_empty()

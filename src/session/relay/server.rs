@@ -9,6 +9,7 @@ use super::{client_io, runtime_setting_refusal, End, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::sqlstate;
+use crate::session::core::expect::Outcome;
 use crate::session::error::SessionError;
 use crate::session::masker;
 
@@ -23,7 +24,8 @@ impl Relay {
         // The replacement is built apart: copying `before` only when a message is
         // replaced keeps a batch of untouched rows linear, not quadratic.
         self.replacement.clear();
-        let replaced = match m.on_server(&mut self.core.names, msg, &mut self.replacement) {
+        let front = self.core.expect.front_mut();
+        let replaced = match m.on_server(&mut self.core.names, front, msg, &mut self.replacement) {
             masker::Action::Replaced => {
                 self.staged.extend_from_slice(before);
                 self.staged.extend_from_slice(&self.replacement);
@@ -33,13 +35,37 @@ impl Relay {
         };
         // Kept rows for replay: exactly what the client gets, after masking.
         if let Some(a) = self.audit.as_mut() {
+            let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
             if replaced {
-                a.record_result_message(&self.replacement);
+                a.record_result_message(&self.replacement, answering);
             } else {
-                a.record_result_message(msg);
+                a.record_result_message(msg, answering);
             }
         }
         replaced
+    }
+
+    /// After a server message's consumers read the entry it answers: the core moves
+    /// past what it ended, and the audit trail records what finished.
+    async fn answered(&mut self, tag: u8) {
+        if !self.core.expect.answer(tag) {
+            return;
+        }
+        let Some(a) = self.audit.as_mut() else {
+            self.core.expect.take_answered().for_each(drop);
+            return;
+        };
+        for (entry, outcome) in self.core.expect.take_answered() {
+            let Some(ticket) = entry.audit else { continue };
+            match outcome {
+                Outcome::Finished => {
+                    if let Err(e) = a.completed(ticket).await {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                    }
+                }
+                Outcome::Skipped => a.skipped(ticket),
+            }
+        }
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -69,34 +95,31 @@ impl Relay {
             self.server_paced = self.server_paced.max(at + 1);
             if first_look && self.core.pace.server(h.tag, self.outstanding())? {
                 self.core.sent -= 1;
-                if let Some(m) = &mut self.masker {
-                    m.sync_ignored();
-                }
+                self.core.expect.sync_ignored();
             }
             let unmasked = self.masker.is_none();
             if let Some(a) = self.audit.as_mut() {
                 // Completions (small messages) are held whole and matched to statements;
                 // rows too while some are kept and no masker rewrites them (with one,
                 // inspect_server records them after masking).
-                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
+                let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
+                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag, answering)) {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
                     }
                     let msg = &buf[pos..pos + h.total];
                     if unmasked {
-                        a.record_result_message(msg);
+                        a.record_result_message(msg, answering);
                     }
                     // An error is recorded as the client sees it, scrubbed when
                     // masks apply (it can quote the masked value it failed on).
                     let shown = match &self.masker {
-                        Some(m) if h.tag == b'E' => m.shown_error(msg),
+                        Some(m) if h.tag == b'E' => m.shown_error(msg, self.core.expect.front()),
                         _ => None,
                     };
                     let msg = shown.as_deref().unwrap_or(msg);
-                    if let Err(e) = a.server_message(msg).await {
-                        tracing::error!("audit: a statement's completion was not recorded: {e}");
-                    }
+                    a.server_message(msg, answering);
                 }
             }
             match h.tag {
@@ -130,8 +153,15 @@ impl Relay {
                     self.core.seen += 1;
                     if let Some(m) = &mut self.masker {
                         let mut none = BytesMut::new();
-                        m.on_server(&mut self.core.names, &buf[pos..pos + h.total], &mut none);
+                        let front = self.core.expect.front_mut();
+                        m.on_server(
+                            &mut self.core.names,
+                            front,
+                            &buf[pos..pos + h.total],
+                            &mut none,
+                        );
                     }
+                    self.answered(h.tag).await;
                     let seen = self.core.seen;
                     self.rewrites.retain(|r| r.due > seen);
                     self.core.names.on_ready(seen, self.tx_status);
@@ -188,8 +218,10 @@ impl Relay {
                         if let Some(m) = &mut self.masker {
                             // Only for its bookkeeping: the response is pgmoat's own.
                             let mut ignored = BytesMut::new();
+                            let front = self.core.expect.front_mut();
                             m.on_server(
                                 &mut self.core.names,
+                                front,
                                 &buf[pos..pos + h.total],
                                 &mut ignored,
                             );
@@ -210,6 +242,7 @@ impl Relay {
                     } else {
                         pos += h.total;
                     }
+                    self.answered(h.tag).await;
                     continue;
                 }
                 b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
@@ -226,6 +259,7 @@ impl Relay {
                         fwd = pos + h.total;
                     }
                     pos += h.total;
+                    self.answered(h.tag).await;
                     continue;
                 }
                 b'E' => stats.server_errors += 1,
@@ -238,12 +272,13 @@ impl Relay {
                 }
                 b'2' => {
                     if let Some(m) = &mut self.masker {
-                        m.on_bind_complete();
+                        m.on_bind_complete(self.core.expect.front());
                     }
                 }
                 b'3' => self.core.names.close_complete(self.core.seen + 1),
                 _ => {}
             }
+            self.answered(h.tag).await;
             let n = h.total.min(have);
             pos += n;
             self.u_stream = h.total - n;
