@@ -7,7 +7,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::approval::{audit_refusal, too_many_held};
-use super::{client_io, server_io, End, Inspected, Relay, Rewrite, Waited, SYNC, TERMINATE};
+use super::{
+    client_io, server_io, unsent, whole_batch, End, Inspected, Pass, Relay, Rewrite, Waited, SYNC,
+    TERMINATE,
+};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend::{Bind, Close, Describe, Execute};
@@ -20,6 +23,12 @@ use crate::session::held;
 use crate::session::judge::Judged;
 use crate::session::masker::Masker;
 use crate::session::verdict::{Hold, OwnCause, Refusal, Verdict};
+
+/// Client messages the synchronous pass takes: Bind, Describe, Execute, Sync, Close,
+/// Flush (each handled by [`Relay::client_plain`] alone when nothing makes it wait).
+fn plain_client_message(tag: u8) -> bool {
+    matches!(tag, b'B' | b'D' | b'E' | b'S' | b'C' | b'H')
+}
 
 impl Relay {
     /// Look at each client message in `buf`; forward, hold or refuse it.
@@ -196,35 +205,15 @@ impl Relay {
                     pos += h.total;
                     continue;
                 }
-                // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
-                b'S' => {
-                    self.core.sent += 1;
-                    self.core.expect.sync();
-                }
-                // Only their start is needed (portal and statement names): a large
-                // Bind streams through.
-                b'E' => {
-                    stats.queries_extended += 1;
-                    self.track_execute(&buf[pos + 5..pos + h.total.min(have)], false);
-                }
-                b'B' if self.audit.is_some() => {
-                    self.track_bind(&buf[pos + 5..pos + h.total.min(have)]);
-                }
-                b'C' => {
-                    let cycle = self.core.sent + 1;
-                    if have >= h.total {
-                        self.track_close(&buf[pos + 5..pos + h.total], cycle);
-                    } else {
-                        // Not seen whole: the name stays known (fail closed).
-                        self.core.names.close_sent(cycle);
-                    }
-                }
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
                     break;
                 }
-                _ => {}
+                _ => {
+                    let body = &buf[pos + 5..pos + h.total.min(have)];
+                    self.client_plain(h.tag, body, have >= h.total, &mut stats);
+                }
             }
             let n = h.total.min(have);
             pos += n;
@@ -248,6 +237,99 @@ impl Relay {
             r.count(stats.queries_simple + stats.queries_extended);
         }
         Ok(end)
+    }
+
+    /// The synchronous pass over the client bytes in `cbuf`: taken when every message
+    /// in it is whole, of a kind [`Self::client_plain`] handles alone, and nothing in the
+    /// session makes such messages wait (masking or holds read Bind/Execute whole and
+    /// may ask for approval). Each message gets exactly the steps [`Self::scan_client`]
+    /// gives it (the guard, the pace, then [`Self::client_plain`]), so the two cannot
+    /// leave different state; what the socket takes goes out with no await.
+    pub(super) fn client_pass(&mut self) -> Result<Pass, SessionError> {
+        if self.c_stream != 0
+            || self.core.pace.client_copy
+            || self.masker.is_some()
+            || self.core.names.holds_active()
+            || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
+            || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message).is_none()
+        {
+            return Ok(Pass::Declined);
+        }
+        let buf = std::mem::take(&mut self.cbuf);
+        let result = self.client_pass_over(&buf);
+        self.cbuf = buf;
+        let stats = result?;
+        let sent = self.upstream.send_now(&self.cbuf).map_err(server_io)?;
+        let done = unsent(&mut self.cbuf, sent);
+        self.client_offset += stats.bytes_from_client;
+        self.metrics.add(&stats);
+        if let Some(r) = &self.registration {
+            r.count(stats.queries_simple + stats.queries_extended);
+        }
+        Ok(done)
+    }
+
+    fn client_pass_over(&mut self, buf: &[u8]) -> Result<BatchStats, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let tag = buf[pos];
+            let total = frame::total_len(&buf[pos..]).unwrap_or(buf.len() - pos);
+            if tag == b'E' {
+                self.guard.check()?;
+            }
+            let at = self.client_offset + pos as u64;
+            if at >= self.client_paced {
+                self.client_paced = at + 1;
+                // Only a Query or FunctionCall asks for a Sync of pgmoat's first, and
+                // neither is taken here.
+                self.core.pace.client(tag)?;
+            }
+            self.client_plain(tag, &buf[pos + 5..pos + total], true, &mut stats);
+            pos += total;
+        }
+        stats.bytes_from_client = pos as u64;
+        Ok(stats)
+    }
+
+    /// What a client message that needs no judgment and no wait does to the session:
+    /// Sync, an Execute or Bind read for their names (`body` may be only the start of
+    /// the message, `whole` false, when it streams through), Close, and the rest
+    /// (Describe, Flush, copy data) nothing. Both passes run each such message through
+    /// here.
+    pub(super) fn client_plain(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        whole: bool,
+        stats: &mut BatchStats,
+    ) {
+        match tag {
+            // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
+            b'S' => {
+                self.core.sent += 1;
+                self.core.expect.sync();
+            }
+            // Only their start is needed (portal and statement names): a large
+            // Bind streams through.
+            b'E' => {
+                stats.queries_extended += 1;
+                self.track_execute(body, false);
+            }
+            b'B' if self.audit.is_some() => {
+                self.track_bind(body);
+            }
+            b'C' => {
+                let cycle = self.core.sent + 1;
+                if whole {
+                    self.track_close(body, cycle);
+                } else {
+                    // Not seen whole: the name stays known (fail closed).
+                    self.core.names.close_sent(cycle);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Judge a whole Query or Parse (`msg`) and settle everything about it that needs
