@@ -196,6 +196,11 @@ impl Journal {
         self.file.sync_data()
     }
 
+    /// A second handle on the journal, for flushes run off the writer thread.
+    pub fn flush_handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Starts over from the beginning: everything in it is in a synced segment.
     pub fn restart(&mut self) {
         self.len = 0;

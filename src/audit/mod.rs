@@ -14,6 +14,7 @@
 mod encode;
 pub mod error;
 pub mod event;
+mod flushes;
 mod http;
 pub mod http_request;
 pub mod journal;

@@ -12,6 +12,8 @@
 //!
 //! In `fsync` mode records are made durable in the [`super::journal`] and appended to
 //! the segment right after each flush, so the segment holds nothing but whole records.
+//! The flushes run off this thread and overlap ([`super::flushes`]): a group that
+//! arrives during a flush starts its own instead of waiting for that one to end.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::error::AuditError;
 use super::event::Event;
+use super::flushes::InFlight;
 use super::journal::{self, Journal};
 use super::plan::{plan, Body};
 use super::queue::{Queue, Shared};
@@ -31,6 +34,8 @@ use super::sink::SinkHandle;
 use super::time::{format_micros, now_micros};
 use crate::config::AuditDurability;
 use crate::metrics::Metrics;
+
+mod overlap;
 
 /// Buffer capacity kept between takes (more is given back).
 const KEEP_BYTES: usize = 8 << 20;
@@ -67,6 +72,9 @@ pub(crate) struct Writer {
     /// `fsync` mode: records written to the journal but not yet flushed there, so not
     /// yet in the segment.
     unsegmented: Vec<u8>,
+    /// `fsync` mode: the groups written and waiting for their flush, and the flushes
+    /// running (set up on the writer thread's runtime by [`Self::run`]).
+    in_flight: Option<InFlight>,
     seg_opened: Instant,
     next_seq: u64,
     prev: String,
@@ -144,6 +152,7 @@ impl Writer {
             seg_len,
             journal,
             unsegmented: Vec::new(),
+            in_flight: None,
             seg_opened: Instant::now(),
             next_seq: tail.next_seq,
             prev: tail.prev,
@@ -181,6 +190,13 @@ impl Writer {
     pub async fn run(mut self) {
         let _gone = Gone(Arc::clone(&self.shared));
         let batch_mode = self.opts.durability == AuditDurability::Batch;
+        if let Some(j) = &self.journal {
+            match j.flush_handle() {
+                Ok(f) => self.in_flight = Some(InFlight::new(Arc::new(f))),
+                // Without a second handle the flushes stay on this thread, one at a time.
+                Err(e) => tracing::warn!("audit store: flushes will not overlap: {e}"),
+            }
+        }
         let mut next_tick = Instant::now() + self.opts.flush_interval;
         loop {
             // Batch mode syncs on its interval; fsync mode whenever somebody waits, and
@@ -203,14 +219,29 @@ impl Writer {
                 // commit); the others (completions, session ends) ride along with the
                 // next such record, or the interval picks them up: one fewer wake-up
                 // and journal write per statement.
+                let done = async {
+                    match self.in_flight.as_mut() {
+                        Some(f) => f.done_rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = self.shared.wake.notified() => {}
+                    Some(done) = done => {
+                        self.flushed(done);
+                        continue;
+                    }
                     _ = tokio::time::sleep_until(next_head.into()) => {}
                     _ = tokio::time::sleep_until(next_tick.into()) => {}
                 }
                 if Instant::now() >= next_tick {
                     tick = true;
                     next_tick = Instant::now() + self.opts.flush_interval;
+                }
+                // Rotating the segment or starting the journal over needs every
+                // flush back first.
+                if self.rotation_due() || self.journal_wrap_due() {
+                    self.drain().await;
                 }
             }
             let closed = self.shared.take(&mut self.spare);
@@ -222,6 +253,7 @@ impl Writer {
                 break;
             }
         }
+        self.drain().await;
         let _ = self.commit(&[], true);
         self.send_to_sinks();
         self.export_head();
@@ -264,6 +296,18 @@ impl Writer {
         // front of every waiting statement.
         let sync = tick || !flushes.is_empty() || !acks.is_empty();
         let idle = records.is_empty() && self.pending.is_empty() && !self.dirty;
+        if self.in_flight.is_some() {
+            // Written now; answered when a flush covering it is back ([`Self::flushed`]).
+            let result = if idle && flushes.is_empty() {
+                Ok(())
+            } else {
+                self.commit(&records, false)
+            };
+            drop(records);
+            self.queue_for_flush(result, acks, flushes, sync);
+            self.recycle(q, scratch);
+            return;
+        }
         let result = if idle && flushes.is_empty() {
             Ok(())
         } else {
@@ -280,6 +324,11 @@ impl Writer {
             }
             let _ = ack.send(result.clone().map(|_| self.head()));
         }
+        self.recycle(q, scratch);
+    }
+
+    /// Hand the take's buffers back for the next take.
+    fn recycle(&mut self, mut q: Queue, mut scratch: Vec<u8>) {
         if q.close_sinks {
             self.sinks.clear();
         }
@@ -487,15 +536,22 @@ impl Writer {
         tracing::error!("audit record not written: {e}; statements are refused until it is");
     }
 
-    fn rotate_if_due(&mut self) -> Result<(), AuditError> {
-        let due = match &self.file {
+    /// The segment is full or old enough to be closed (or none is open yet).
+    fn rotation_due(&self) -> bool {
+        match &self.file {
             None => true,
             Some(_) => {
                 self.seg_len >= self.opts.segment_bytes
                     || (self.seg_len > 0 && self.seg_opened.elapsed() >= self.opts.segment_age)
             }
-        };
-        if !due {
+        }
+    }
+
+    fn rotate_if_due(&mut self) -> Result<(), AuditError> {
+        // With flushes running, the rotation waits for them ([`Self::run`] drains them
+        // before its next take).
+        let flushing = self.in_flight.as_ref().is_some_and(|f| !f.is_idle());
+        if !self.rotation_due() || (flushing && self.file.is_some()) {
             return Ok(());
         }
         if self.file.is_some() {

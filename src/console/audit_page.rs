@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -48,7 +51,43 @@ fn when(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, String> {
         .map_err(|e| format!("{key}: {e}"))
 }
 
+/// How long a chain's status is shown before the store is verified again: a page
+/// load must not cost a read of the whole store (review L3).
+const CHAIN_STATUS_FOR: Duration = Duration::from_secs(60);
+
+/// A replay's transcript is cut past this many bytes (with a line that says so).
+const TRANSCRIPT_MAX: usize = 1 << 20;
+
+/// The chain's status, verified at most once a minute per store and never twice at
+/// once: a caller that finds a verify running waits for it and shares its answer.
 fn chain_status(a: &AuditAccess) -> String {
+    static CHECKED: OnceLock<Mutex<HashMap<PathBuf, (Instant, String)>>> = OnceLock::new();
+    let mut checked = CHECKED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((at, status)) = checked.get(&a.dir) {
+        if at.elapsed() < CHAIN_STATUS_FOR {
+            return status.clone();
+        }
+    }
+    let status = verify_now(a);
+    checked.insert(a.dir.clone(), (Instant::now(), status.clone()));
+    status
+}
+
+fn verify_now(a: &AuditAccess) -> String {
+    let at = time::format_micros(time::now_micros());
+    let status = verify_status(a);
+    // Say when: the status is shown for a minute.
+    status.replacen(
+        "</p>",
+        &format!(" <small>(checked {})</small></p>", esc(&at)),
+        1,
+    )
+}
+
+fn verify_status(a: &AuditAccess) -> String {
     let key = a.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
     match verify::verify(&a.dir, key.as_deref(), None) {
         Ok(Ok(r)) => format!(
@@ -192,7 +231,7 @@ pub async fn replay(
     };
     let id = session.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let mut text = Vec::new();
+        let mut text = Capped::default();
         replay::replay(&store.dir, &id, &mut text).map(|found| (found, text))
     })
     .await;
@@ -202,9 +241,17 @@ pub async fn replay(
             format!(
                 r#"<p><a href="/ui/audit?tenant={}">Back to the recorded sessions</a></p>
 <p class="hint">Rows are shown as the store kept them: after masking.</p>
-<pre class="transcript" tabindex="0" aria-label="Transcript">{}</pre>"#,
+<pre class="transcript" tabindex="0" aria-label="Transcript">{}</pre>{}"#,
                 url_part(&tenant),
-                esc(&String::from_utf8_lossy(&text))
+                esc(&String::from_utf8_lossy(&text.bytes)),
+                if text.cut > 0 {
+                    format!(
+                        r#"<p class="flash err" role="status">The transcript is cut here: {} more bytes. <code>pgmoat audit replay</code> prints it whole.</p>"#,
+                        text.cut
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         Ok(Ok((false, _))) => (
@@ -221,4 +268,26 @@ pub async fn replay(
         status,
         layout(&format!("Replay of {session}"), "audit", Some(&who), &body),
     )
+}
+
+/// A transcript kept up to [`TRANSCRIPT_MAX`] bytes; the rest is only counted, so a
+/// session of millions of statements cannot fill the memory (review L3).
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    cut: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = TRANSCRIPT_MAX.saturating_sub(self.bytes.len());
+        let kept = buf.len().min(room);
+        self.bytes.extend_from_slice(&buf[..kept]);
+        self.cut += (buf.len() - kept) as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -40,6 +40,19 @@ fn unauthorized(challenge: &'static str, message: &str) -> Response {
     r
 }
 
+/// HTTP 503 for a new MCP session past the tenant's limit.
+fn too_many(max: usize) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": format!(
+                "pgmoat: this tenant has {max} MCP sessions open (limits.max_connections); close one first"
+            )
+        })),
+    )
+        .into_response()
+}
+
 pub async fn require_bearer(
     State(door): State<Arc<Door>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -72,6 +85,15 @@ pub async fn require_bearer(
                 if !door.owners.belongs_to(id, &owner) {
                     tracing::info!(%peer, identity = %owner.0, "mcp: a request named a session that is not the caller's");
                     return not_found();
+                }
+            }
+            // A tenant's `limits.max_connections` bounds its MCP sessions too, so that
+            // one tenant's agents cannot take every one of `mcp.max_sessions` (review
+            // L1). (Each session's database sessions take the tenant's seats besides.)
+            if let (None, Some(max)) = (&named, tenant.limits.max_connections) {
+                if door.owners.open_in(&tenant.name).await >= max {
+                    tracing::warn!(%peer, tenant = %tenant.name, "mcp: the tenant's MCP sessions are all taken; refusing a new one");
+                    return too_many(max);
                 }
             }
             let closing = req.method() == Method::DELETE;

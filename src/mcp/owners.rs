@@ -47,6 +47,12 @@ impl Owners {
 
     /// Remember that `id`, just created, is `owner`'s; forget sessions that ended.
     pub async fn claim(&self, id: String, owner: Owner) {
+        self.prune().await;
+        self.lock().insert(id, owner);
+    }
+
+    /// Forget sessions rmcp no longer has (ended idle, closed).
+    async fn prune(&self) {
         let live: std::collections::HashSet<String> = self
             .sessions
             .sessions
@@ -55,9 +61,13 @@ impl Owners {
             .keys()
             .map(|k| k.to_string())
             .collect();
-        let mut map = self.lock();
-        map.retain(|k, _| live.contains(k));
-        map.insert(id, owner);
+        self.lock().retain(|k, _| live.contains(k));
+    }
+
+    /// MCP sessions that `tenant`'s identities hold open now.
+    pub async fn open_in(&self, tenant: &str) -> usize {
+        self.prune().await;
+        self.lock().values().filter(|(_, t)| t == tenant).count()
     }
 
     /// The session was closed by its owner.

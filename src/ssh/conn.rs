@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use russh::keys::PublicKey;
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::upstream::{HeldKeys, Upstream};
@@ -51,6 +51,9 @@ pub struct Ctx {
     /// When the token that proved the identity lapses (OIDC logins, unless the tenant
     /// lets sessions outlive tokens): the connection ends then.
     pub lapse: SessionGuard,
+    /// The session's seat among its tenant's `limits.max_connections` (given back when
+    /// the session ends).
+    _seat: crate::session::tenant::Seat,
 }
 
 impl Ctx {
@@ -131,11 +134,30 @@ impl Conn {
 
     /// Refuse a login: count it against the address and write `auth_failure`.
     async fn fail(&self, user: &str, tenant: Option<&Arc<Tenant>>, reason: &str) -> Auth {
+        self.refuse(user, tenant, reason, true).await
+    }
+
+    /// Refuse a login and write `auth_failure`; `count` it against the address's
+    /// failed logins unless it proves nothing (a key offered without a signature).
+    async fn refuse(
+        &self,
+        user: &str,
+        tenant: Option<&Arc<Tenant>>,
+        reason: &str,
+        count: bool,
+    ) -> Auth {
         let shared = &self.door.shared;
         shared.metrics.auth_failures.fetch_add(1, Relaxed);
-        let tenant = tenant.or_else(|| shared.tenants.list.first());
+        // As on the wire: a failure nobody can place in a tenant (an unknown name) is
+        // counted against the address and logged, and goes into no tenant's trail.
+        let tenant = shared.tenants.charged(tenant.map(|t| &**t));
+        if count {
+            shared.auth_limiter.record(
+                tenant.map(|t| t.name.as_str()).unwrap_or(""),
+                self.peer.ip(),
+            );
+        }
         if let Some(t) = tenant {
-            shared.auth_limiter.record(&t.name, self.peer.ip());
             let event = Event::AuthFailure {
                 user: user.to_owned(),
                 client: self.peer.to_string(),
@@ -185,6 +207,12 @@ impl Conn {
         how: &str,
         lapse: SessionGuard,
     ) -> Auth {
+        // The tenant's `limits.max_connections` count SSH sessions as they count the
+        // wire's (review L1): a full tenant turns the login away, as no failure.
+        let Some(seat) = tenant.seat() else {
+            tracing::warn!(peer = %self.peer, tenant = %tenant.name, "ssh login refused: tenant connection limit reached");
+            return Auth::reject();
+        };
         let id = Audit::new_session_id();
         let audit = tenant.audit.clone();
         let start = SshSessionStart {
@@ -241,6 +269,7 @@ impl Conn {
             end: std::sync::Mutex::new("client closed".into()),
             registration,
             lapse,
+            _seat: seat,
         }));
         Auth::Accept
     }
@@ -311,6 +340,31 @@ pub fn key_directory(shared: &Shared) -> HashMap<String, (Vec<String>, Vec<Publi
 impl russh::server::Handler for Conn {
     type Error = russh::Error;
 
+    /// A key offered before it is used: only the keys configured for the named
+    /// identity go on to a signature check. Another key is turned away here and
+    /// audited, but not counted as a failed login: an offer proves nothing, and an
+    /// agent holding many keys must not lock its owner out (review L2).
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let (identity, tenant, _) = match self.resolve(user) {
+            Ok(r) => r,
+            Err(why) => return Ok(self.fail(user, None, &why).await),
+        };
+        let known = self.door.keys.get(&identity).is_some_and(|(_, keys)| {
+            keys.iter()
+                .any(|k| k.key_data() == offer.public_key.key_data())
+        });
+        if known {
+            return Ok(Auth::Accept);
+        }
+        Ok(self
+            .refuse(user, Some(&tenant), "public key not accepted", false)
+            .await)
+    }
+
     async fn auth_publickey(
         &mut self,
         user: &str,
@@ -324,7 +378,8 @@ impl russh::server::Handler for Conn {
             .door
             .shared
             .auth_limiter
-            .is_blocked(&tenant.name, self.peer.ip())
+            .is_blocked_anywhere(&tenant.name, self.peer.ip())
+            .await
         {
             return Ok(self
                 .fail(

@@ -638,3 +638,45 @@ async fn console_sign_in_guesses_are_rate_limited_per_address_and_audited() {
         "no token in the trail"
     );
 }
+
+/// Review L3: a page load costs no more than its page. The chain's status is verified
+/// once and shown (with when) for a minute, and a huge session's replay is cut at
+/// 1 MiB with a line that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_pages_cost_is_bounded() {
+    let fx = fixture().await;
+    let c = fx.gw.connect().await;
+    let wide = "x".repeat(8000);
+    for _ in 0..200 {
+        c.simple_query(&format!("SELECT '{wide}' AS wide"))
+            .await
+            .unwrap();
+    }
+    drop(c);
+    let mut alice = Browserless::new(fx.gw.admin.unwrap());
+    alice.sign_in(APPROVER).await;
+    let checked = |body: &str| {
+        let at = body.find("(checked ").expect("when the chain was checked");
+        body[at..at + 40].to_string()
+    };
+    let first = alice.get("/ui/audit").await.body;
+    assert!(first.contains("Chain verified"), "{first}");
+    let again = alice.get("/ui/audit").await.body;
+    assert_eq!(checked(&first), checked(&again), "verified once a minute");
+
+    let sessions = pgmoat::audit::replay::sessions(fx.store.path(), &Default::default()).unwrap();
+    let big = sessions
+        .iter()
+        .max_by_key(|s| s.statements)
+        .expect("the wide session");
+    assert!(big.statements >= 200, "{}", big.statements);
+    let page = alice.get(&format!("/ui/audit/{}", big.id)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("The transcript is cut here"), "cut");
+    assert!(
+        page.body.len() < (1 << 20) + 64 * 1024,
+        "{} bytes",
+        page.body.len()
+    );
+    assert!(page.body.contains(&wide), "the start is shown");
+}

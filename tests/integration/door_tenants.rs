@@ -76,6 +76,11 @@ fn ssh_target(port: u16, key: &str, known_hosts: &str) -> String {
 }
 
 async fn start(dir: &TempDir) -> TestGateway {
+    start_limited(dir, "").await
+}
+
+/// [`start`], with `acme_more` under tenant acme (a `limits:` line, four spaces in).
+async fn start_limited(dir: &TempDir, acme_more: &str) -> TestGateway {
     let pg = crate::common::pg::shared();
     prepare(pg).await;
     let up = sshd::shared();
@@ -102,6 +107,8 @@ ssh:
   host_key: {host_key}
 http:
   listen: 127.0.0.1:0
+mcp:
+  listen: 127.0.0.1:0
 tenants:
   acme:
     targets:
@@ -110,7 +117,7 @@ tenants:
       users:
         - {{ name: acme-agent, password_env: ACME_PW, token_env: ACME_TOKEN, groups: [agents] }}
     audit: {{ dir: {acme_audit} }}
-    ssh:
+{acme_more}    ssh:
       targets:
         web: {acme_web}
         acme-only: {acme_web}
@@ -272,4 +279,94 @@ fn door_targets_sit_with_the_tenants() {
     let e = pgmoat::Config::from_yaml(&no_listener, "t.yaml", std::path::Path::new("/"), &env)
         .expect_err("tenant http targets without http:");
     assert!(e.to_string().contains("no top-level `http:`"), "{e}");
+}
+
+/// A tenant's `limits.max_connections` counts its SSH sessions as it counts its wire
+/// sessions (review L1): past it a login is turned away, and another tenant is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_sessions_take_seats_among_their_tenants_connections() {
+    let dir = TempDir::new("pgmoat-door-tenants-seats");
+    let gw = start_limited(&dir, "    limits: { max_connections: 1 }\n").await;
+    let first = ssh_login(&gw, "acme-agent+web", ACME_PW)
+        .await
+        .expect("the first session gets the seat");
+    let mark = unique("seated");
+    assert_eq!(
+        exec(&first, &format!("echo {mark}")).await,
+        (format!("{mark}\n"), Some(0))
+    );
+    assert!(
+        ssh_login(&gw, "acme-agent+web", ACME_PW).await.is_none(),
+        "a second session past acme's max_connections"
+    );
+    // globex has seats of its own.
+    assert!(ssh_login(&gw, "globex-agent+web", GLOBEX_PW)
+        .await
+        .is_some());
+    // The seat comes back when the session ends.
+    drop(first);
+    wait_until("acme's seat given back", WAIT_LIMIT, || {
+        let gw = &gw;
+        async move { ssh_login(gw, "acme-agent+web", ACME_PW).await.is_some() }
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+/// POST an MCP `initialize` with `token`: the status and the new session's id.
+async fn mcp_initialize(gw: &TestGateway, token: &str) -> (u16, Option<String>) {
+    let url = format!("http://{}/mcp", gw.mcp.expect("mcp listener"));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}))
+        .send()
+        .await
+        .expect("mcp post");
+    let sid = r
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (r.status().as_u16(), sid)
+}
+
+/// A tenant's `limits.max_connections` bounds its MCP sessions (review L1): one
+/// tenant's agents cannot take every MCP session, and a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sessions_are_counted_per_tenant() {
+    let dir = TempDir::new("pgmoat-door-tenants-mcp");
+    let gw = start_limited(&dir, "    limits: { max_connections: 2 }\n").await;
+    let (a, first) = mcp_initialize(&gw, ACME_TOKEN).await;
+    let (b, _) = mcp_initialize(&gw, ACME_TOKEN).await;
+    assert_eq!((a, b), (200, 200));
+    assert_eq!(mcp_initialize(&gw, ACME_TOKEN).await.0, 503, "acme's third");
+    assert_eq!(
+        mcp_initialize(&gw, GLOBEX_TOKEN).await.0,
+        200,
+        "globex's own"
+    );
+    let url = format!("http://{}/mcp", gw.mcp.unwrap());
+    let closed = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(ACME_TOKEN)
+        .header("Mcp-Session-Id", first.expect("a session id"))
+        .header("MCP-Protocol-Version", "2025-06-18")
+        .send()
+        .await
+        .expect("delete");
+    assert!(closed.status().is_success(), "{closed:?}");
+    wait_until(
+        "acme's closed MCP session frees its place",
+        WAIT_LIMIT,
+        || {
+            let gw = &gw;
+            async move { mcp_initialize(gw, ACME_TOKEN).await.0 == 200 }
+        },
+    )
+    .await;
+    gw.shutdown().await;
 }

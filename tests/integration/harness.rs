@@ -49,6 +49,8 @@ pub struct TestGateway {
     pub http: Option<SocketAddr>,
     /// The SSH gateway (`ssh:`), when configured.
     pub ssh: Option<SocketAddr>,
+    /// The MCP endpoint (`mcp:`), when configured.
+    pub mcp: Option<SocketAddr>,
     pub metrics: std::sync::Arc<pgmoat::metrics::Metrics>,
     /// The clock OIDC tokens are judged by (with `identities.oidc`): the system clock
     /// until a test moves it ahead, to lapse tokens without waiting for them.
@@ -190,6 +192,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
     let admin = gateway.admin_addr();
     let http = gateway.http_addr();
     let ssh = gateway.ssh_addr();
+    let mcp = gateway.mcp_addr();
     let metrics = gateway.metrics();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(gateway.run(async move {
@@ -200,6 +203,7 @@ pub async fn start_yaml(yaml: &str, env: HashMap<String, String>) -> TestGateway
         admin,
         http,
         ssh,
+        mcp,
         metrics,
         clock,
         stop: Some(tx),

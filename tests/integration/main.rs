@@ -37,6 +37,7 @@ mod rules;
 mod sessions;
 mod ssh;
 mod ssh_env;
+mod ssh_limits;
 mod ssh_recording;
 mod ssh_token;
 mod tenants;

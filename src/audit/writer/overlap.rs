@@ -1,0 +1,206 @@
+//! The writer's side of `fsync` mode's overlapping flushes ([`super::super::flushes`]):
+//! queueing a written group, and what happens when a flush comes back.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::{io_err, Writer};
+use crate::audit::error::AuditError;
+use crate::audit::flushes::{Done, Job};
+use crate::audit::journal;
+use crate::audit::queue::{Ack, FlushAck};
+
+impl Writer {
+    /// A take was written to the journal (`result`): queue its waiters for a flush that
+    /// covers it, or answer them now when the write failed or nobody needs a flush.
+    pub(super) fn queue_for_flush(
+        &mut self,
+        result: Result<(), AuditError>,
+        acks: Vec<Ack>,
+        flushes: Vec<(bool, FlushAck)>,
+        sync: bool,
+    ) {
+        if let Err(e) = result {
+            for a in acks {
+                let _ = a.send(Err(e.clone()));
+            }
+            for (_, f) in flushes {
+                let _ = f.send(Err(e.clone()));
+            }
+            return;
+        }
+        // Nothing new written and nothing waiting to be flushed: a flush request is
+        // answered by the groups before it, or at once when there are none.
+        let Some(idle) = self.in_flight.as_ref().map(|f| f.is_idle()) else {
+            return;
+        };
+        if !self.dirty && idle {
+            for (export, f) in flushes {
+                if export {
+                    self.export_head();
+                }
+                let _ = f.send(Ok(self.head()));
+            }
+            return;
+        }
+        if let (true, Some(in_flight)) = (sync, self.in_flight.as_mut()) {
+            in_flight.push(
+                acks,
+                flushes,
+                self.unsegmented.len(),
+                self.pending_lines.len(),
+            );
+        }
+    }
+
+    /// A flush came back: the groups it covers go into the segment, in order, and their
+    /// waiters are answered. A failed flush or append fails them and all that follow.
+    pub(super) fn flushed(&mut self, done: Done) {
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            return;
+        };
+        let jobs = in_flight.finished(done.covers);
+        let result = match done.result {
+            Ok(took) => {
+                self.metrics
+                    .audit_fsync_micros
+                    .fetch_add(took.as_micros() as u64, Relaxed);
+                self.state.fsyncs.fetch_add(1, Relaxed);
+                self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
+                match jobs.last() {
+                    Some(last) => self.append_flushed(last.unsegmented_end, last.lines_end),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => Err(io_err(&self.opts, "fdatasync", &e)),
+        };
+        match result {
+            Ok(()) => {
+                self.answer(jobs, &Ok(()));
+                if let Some(f) = self.in_flight.as_mut() {
+                    f.start_if_due();
+                }
+                self.wrap_if_due();
+            }
+            Err(e) => {
+                // After a failed flush the kernel may have dropped the pages, and an
+                // append that failed leaves the segment behind the journal: what is on
+                // disk is unknown, so nothing more is accepted (fail closed).
+                self.failure(&e, true);
+                self.answer(jobs, &Err(e.clone()));
+                let rest = self.in_flight.as_mut().map(|f| f.take_all());
+                self.answer(rest.unwrap_or_default(), &Err(e));
+                self.pending_lines.clear();
+            }
+        }
+    }
+
+    fn answer(&mut self, jobs: Vec<Job>, result: &Result<(), AuditError>) {
+        for job in jobs {
+            for a in job.acks {
+                let _ = a.send(result.clone());
+            }
+            for (export, f) in job.flushes {
+                if export && result.is_ok() {
+                    self.export_head();
+                }
+                let _ = f.send(result.clone().map(|()| self.head()));
+            }
+        }
+    }
+
+    /// Append the first `end` not-yet-segmented bytes (flushed now) to the segment and
+    /// send their `lines` sealed lines to the sinks.
+    fn append_flushed(&mut self, end: usize, lines: usize) -> Result<(), AuditError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io_err(
+                &self.opts,
+                "write",
+                &std::io::Error::other("no segment open"),
+            ));
+        };
+        let end = end.min(self.unsegmented.len());
+        if let Err(e) =
+            std::os::unix::fs::FileExt::write_all_at(file, &self.unsegmented[..end], self.seg_len)
+        {
+            // The records are durable in the journal; the next start puts them into
+            // the segment.
+            let _ = file.set_len(self.seg_len);
+            return Err(io_err(&self.opts, "append to the segment", &e));
+        }
+        self.seg_len += end as u64;
+        self.unsegmented.drain(..end);
+        let lines = lines.min(self.pending_lines.len());
+        let shipped: Vec<Arc<str>> = self.pending_lines.drain(..lines).collect();
+        if let Some(f) = self.in_flight.as_mut() {
+            for job in f.jobs_mut() {
+                job.unsegmented_end -= end;
+                job.lines_end -= lines;
+            }
+        }
+        for line in shipped {
+            for s in &self.sinks {
+                s.offer(Arc::clone(&line), &self.metrics);
+            }
+        }
+        if self.unsegmented.is_empty() && self.in_flight.as_ref().is_some_and(|f| f.is_idle()) {
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// The journal past its size starts over once everything in it is in the segment
+    /// and the segment is synced (only with no flush running).
+    fn wrap_if_due(&mut self) {
+        if !self.journal_wrap_due()
+            || self.dirty
+            || !self.unsegmented.is_empty()
+            || !self.in_flight.as_ref().is_some_and(|f| f.is_idle())
+        {
+            return;
+        }
+        let synced = match &self.file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        };
+        match synced {
+            Ok(()) => {
+                if let Some(j) = self.journal.as_mut() {
+                    j.restart();
+                }
+            }
+            Err(e) => {
+                let e = io_err(&self.opts, "fdatasync the segment", &e);
+                self.failure(&e, true);
+            }
+        }
+    }
+
+    /// The journal has passed the size at which it starts over.
+    pub(super) fn journal_wrap_due(&self) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|j| j.len >= journal::WRAP_BYTES)
+    }
+
+    /// Wait for every running flush to come back and answer what it covers.
+    pub(super) async fn drain(&mut self) {
+        loop {
+            let Some(f) = self.in_flight.as_mut() else {
+                return;
+            };
+            if f.running() == 0 {
+                // Groups not covered by any flush (none should be: a slot frees with
+                // each answer) get one now.
+                f.start_if_due();
+                if f.running() == 0 {
+                    return;
+                }
+            }
+            match f.done_rx.recv().await {
+                Some(done) => self.flushed(done),
+                None => return,
+            }
+        }
+    }
+}
