@@ -141,7 +141,11 @@ impl Wire {
         let bytes = script.concat();
         let mut log = Vec::new();
         for (tag, _) in frames(&bytes, Direction::Backend) {
-            if self.pace.server(tag, self.sent - self.seen).expect("counted") {
+            if self
+                .pace
+                .server(tag, self.sent - self.seen)
+                .expect("counted")
+            {
                 self.sent -= 1;
                 self.expect.sync_ignored();
             }
@@ -204,9 +208,11 @@ fn pipelined_requests_are_answered_in_order() {
             what: "two Queries pipelined, then a prepared cycle",
             client: vec![q("SELECT 1"), q("SELECT 2"), b(""), e(""), s()],
             upstream: b"QQBES",
-            server: [b'T', b'D', b'C', b'Z', b'T', b'D', b'C', b'Z', b'2', b'D', b'C', b'Z']
-                .map(srv)
-                .to_vec(),
+            server: [
+                b'T', b'D', b'C', b'Z', b'T', b'D', b'C', b'Z', b'2', b'D', b'C', b'Z',
+            ]
+            .map(srv)
+            .to_vec(),
             log: &[
                 "T@1", "D@1", "C@1", "Z@1 +1", "T@2", "D@2", "C@2", "Z@2 +2", "2@3", "D@3",
                 "C@3 +3", "Z@-",
@@ -275,7 +281,8 @@ fn an_error_ends_its_batch_and_no_other() {
             left: 0,
         },
         Case {
-            what: "an error inside a Query is that statement's; the Query ends at its ReadyForQuery",
+            what:
+                "an error inside a Query is that statement's; the Query ends at its ReadyForQuery",
             client: vec![q("SELECT 1; SELECT x"), q("SELECT 3")],
             upstream: b"QQ",
             server: [b'C', b'E', b'Z', b'C', b'Z'].map(srv).to_vec(),
@@ -312,7 +319,10 @@ fn copy_in_both_directions_keeps_the_answers_matched() {
     // copy mode; the one after CopyDone is answered.
     let mut w = Wire::followed();
     assert_eq!(w.client(&[p(), b(""), e(""), s()]), b"PBES");
-    assert_eq!(w.server(&[srv(b'1'), srv(b'2'), srv(b'G')]), ["1@1", "2@1", "G@1"]);
+    assert_eq!(
+        w.server(&[srv(b'1'), srv(b'2'), srv(b'G')]),
+        ["1@1", "2@1", "G@1"]
+    );
     assert_eq!(w.client(&[copy_data(), copy_done(), s()]), b"dcS");
     assert_eq!(w.server(&[srv(b'C'), srv(b'Z')]), ["C@1 +1", "Z@-"]);
     assert!(w.expect.is_empty(), "nothing left unanswered");

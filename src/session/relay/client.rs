@@ -11,11 +11,11 @@ use super::{
     client_io, server_io, unsent, whole_batch, End, Inspected, Pass, Relay, Rewrite, Waited, SYNC,
     TERMINATE,
 };
+use crate::audit::Ticket;
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend::{Bind, Close, Describe, Execute};
 use crate::protocol::{frontend, sqlstate};
-use crate::audit::Ticket;
 use crate::session::core::expect::{Asked, Expected, MaskTicket};
 use crate::session::core::slots::{MaskStatement, Shared, StatementSlot};
 use crate::session::error::SessionError;

@@ -226,7 +226,11 @@ async fn the_synchronous_pass_and_the_scanners_agree_byte_for_byte() {
     let call = msg(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
     for bytewise in [false, true] {
         let mut s = start().await;
-        let what = if bytewise { "a byte at a time" } else { "whole" };
+        let what = if bytewise {
+            "a byte at a time"
+        } else {
+            "whole"
+        };
         if bytewise {
             for b in &cycle {
                 s.client.write_all(&[*b]).await.unwrap();
@@ -252,7 +256,10 @@ async fn the_synchronous_pass_and_the_scanners_agree_byte_for_byte() {
             .await
             .expect("refusal in time")
             .expect("refusal");
-        assert_eq!(head[0], b'E', "{what}: the FunctionCall's refusal comes next");
+        assert_eq!(
+            head[0], b'E',
+            "{what}: the FunctionCall's refusal comes next"
+        );
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         let mut rest = vec![0; len - 4];
         s.client.read_exact(&mut rest).await.unwrap();
