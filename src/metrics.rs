@@ -29,6 +29,8 @@ pub struct Metrics {
     pub audit_sink_dropped: AtomicU64,
     /// The SSH front door's counters.
     pub ssh: crate::ssh::metrics::SshMetrics,
+    /// The HTTP gateway's counters.
+    pub http: crate::gateway::metrics::HttpMetrics,
 }
 
 /// What one batch of relayed messages adds to the counters.
@@ -180,6 +182,7 @@ impl Metrics {
             &[("", g(&self.audit_sink_dropped))],
         );
         self.ssh.render(&mut out);
+        self.http.render(&mut out);
         out
     }
 }

@@ -356,7 +356,7 @@ impl Approvals {
         who: &str,
         groups: Option<&[String]>,
     ) -> Result<(), ResolveError> {
-        if who == req.identity {
+        if same_person(who, &req.identity) {
             return Err(ResolveError::SelfApproval(who.to_owned()));
         }
         let groups =
@@ -484,6 +484,19 @@ fn new_id() -> String {
 
 /// RFC 3339, UTC, whole seconds (`2026-12-01T10:37:30Z`).
 pub use crate::audit::time::format_seconds as format_time;
+
+/// Whether the approver `who` may be the requester `identity` under another sign-in
+/// (review L8): a local user `bob` signing in to the console through OIDC as
+/// `Bob@corp.example`. Names are compared without case and without an `@domain`
+/// part. This errs towards refusing: two different people whose names differ only
+/// there cannot approve each other's requests, and another approver must.
+pub fn same_person(who: &str, identity: &str) -> bool {
+    fn base(name: &str) -> String {
+        let local = name.split_once('@').map_or(name, |(l, _)| l);
+        local.trim().to_lowercase()
+    }
+    who == identity || base(who) == base(identity)
+}
 
 #[cfg(test)]
 mod tests {
@@ -616,5 +629,15 @@ mod tests {
         assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert_eq!(format_time(t), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn the_requester_under_another_sign_in_is_the_requester() {
+        use super::same_person;
+        assert!(same_person("bob", "bob"));
+        assert!(same_person("Bob@corp.example", "bob"));
+        assert!(same_person("bob", "BOB@other.example"));
+        assert!(!same_person("alice", "bob"));
+        assert!(!same_person("bobby@corp.example", "bob"));
     }
 }

@@ -19,6 +19,10 @@ pub(crate) fn encode(event: &Event, out: &mut Vec<u8>) -> serde_json::Result<()>
             Ok(())
         }
         Event::Statement(Statement::Completed(c)) => completed(c, out),
+        Event::HttpRequest(r) => {
+            http_request(r, out);
+            Ok(())
+        }
         other => serde_json::to_writer(out, other),
     }
 }
@@ -94,6 +98,56 @@ fn completed(c: &Completed, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
     out.push(b'}');
     Ok(())
+}
+
+/// The HTTP gateway's record: two per request (`decided`, then the outcome), on the
+/// request's own task.
+fn http_request(r: &crate::audit::http_request::HttpRequest, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"http_request","user":"#);
+    string(&r.user, out);
+    out.extend_from_slice(br#","groups":"#);
+    strings(&r.groups, out);
+    out.extend_from_slice(br#","target":"#);
+    string(&r.target, out);
+    out.extend_from_slice(br#","client":"#);
+    string(&r.client, out);
+    out.extend_from_slice(br#","method":"#);
+    string(&r.method, out);
+    out.extend_from_slice(br#","path":"#);
+    string(&r.path, out);
+    if let Some(q) = &r.query {
+        out.extend_from_slice(br#","query":"#);
+        string(q, out);
+    }
+    if let Some(p) = &r.phase {
+        out.extend_from_slice(br#","phase":"#);
+        string(p, out);
+    }
+    out.extend_from_slice(br#","status":"#);
+    uint(u64::from(r.status), out);
+    out.extend_from_slice(br#","bytes_in":"#);
+    uint(r.bytes_in, out);
+    out.extend_from_slice(br#","bytes_out":"#);
+    uint(r.bytes_out, out);
+    out.extend_from_slice(br#","duration_ms":"#);
+    float(r.duration_ms, out);
+    out.extend_from_slice(br#","action":"#);
+    string(&r.action, out);
+    out.extend_from_slice(br#","rule":"#);
+    string(&r.rule, out);
+    if let Some(a) = &r.approval {
+        out.extend_from_slice(br#","approval":"#);
+        string(a, out);
+    }
+    if !r.masked_fields.is_empty() {
+        out.extend_from_slice(br#","masked_fields":"#);
+        strings(&r.masked_fields, out);
+    }
+    if let Some(e) = &r.error {
+        out.extend_from_slice(br#","error":"#);
+        string(e, out);
+    }
+    out.push(b'}');
 }
 
 fn uint(n: u64, out: &mut Vec<u8>) {
@@ -214,6 +268,36 @@ mod tests {
             );
         }
         all
+    }
+
+    #[test]
+    fn http_requests_encode_as_serde_does() {
+        use crate::audit::http_request::HttpRequest;
+        let texts = texts();
+        for (i, t) in texts.iter().enumerate().step_by(7) {
+            let some = |on: bool| on.then(|| t.clone());
+            let r = HttpRequest {
+                user: t.clone(),
+                groups: vec![t.clone(), "ops".into()][..i % 3].to_vec(),
+                target: t.clone(),
+                client: "127.0.0.1:5555".into(),
+                method: "GET".into(),
+                path: t.clone(),
+                query: some(i % 2 == 0),
+                phase: some(i % 3 == 0),
+                status: (i % 600) as u16,
+                bytes_in: i as u64 * 977,
+                bytes_out: u64::MAX - i as u64,
+                duration_ms: [0.0, 0.1234, 1e21, f64::NAN, 12.5][i % 5],
+                action: "allow".into(),
+                rule: t.clone(),
+                approval: some(i % 4 == 0),
+                masked_fields: vec![t.clone(); i % 2],
+                error: some(i % 5 == 0),
+            };
+            let e = Event::HttpRequest(r);
+            assert_eq!(ours(&e), serde(&e), "{t:?}");
+        }
     }
 
     #[test]

@@ -11,15 +11,20 @@
 //! What stays strict: a group's waiters are answered only once a flush covering it is
 //! back and its records are appended to the segment, in order; a failed flush or append
 //! fails the group and everything after it (the writer stops accepting: fail closed).
+//!
+//! Each flush slot has a handle of its own on the journal, opened separately (not a
+//! `dup`): Linux reports a writeback error once per open file description, so two
+//! flushes sharing one could see one the error and the other success for the same
+//! lost page (Linux 4.13 or later reports it to every description).
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::queue::{Ack, FlushAck};
+use super::record::Head;
 
 /// Flushes running at once. More gains nothing on two cores and costs a syscall each.
 pub const MAX_IN_FLIGHT: usize = 3;
@@ -34,17 +39,52 @@ pub struct Job {
     pub unsegmented_end: usize,
     /// Where the group's lines end in the writer's lines for the sinks.
     pub lines_end: usize,
+    /// The chain's head after the group: what is durable once it is answered.
+    pub head: Head,
 }
 
 /// What a flush came back with: the newest group it covers, and how it went.
 pub struct Done {
     pub covers: u64,
     pub result: std::io::Result<Duration>,
+    /// The slot's journal handle, back for the next flush (None: lost with a task that
+    /// died; the slot is gone and the result is an error).
+    handle: Option<File>,
+}
+
+/// Reports a flush's end even when its task dies before it could (so that a slot is
+/// never counted as running for ever and `drain` ends).
+struct Report {
+    covers: u64,
+    tx: mpsc::UnboundedSender<Done>,
+    done: Option<(std::io::Result<Duration>, File)>,
+}
+
+impl Report {
+    /// The flush ended: report it (on drop).
+    fn finish(mut self, result: std::io::Result<Duration>, handle: File) {
+        self.done = Some((result, handle));
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let (result, handle) = match self.done.take() {
+            Some((r, f)) => (r, Some(f)),
+            None => (Err(std::io::Error::other("the flush did not finish")), None),
+        };
+        let _ = self.tx.send(Done {
+            covers: self.covers,
+            result,
+            handle,
+        });
+    }
 }
 
 /// The groups waiting for their flush, and the flushes running.
 pub struct InFlight {
-    journal: Arc<File>,
+    /// Journal handles of the free slots.
+    free: Vec<File>,
     jobs: VecDeque<Job>,
     next_id: u64,
     /// The newest group a started flush covers (0: none yet).
@@ -55,10 +95,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub fn new(journal: Arc<File>) -> InFlight {
+    /// `handles`: one journal handle per slot, each opened on its own.
+    pub fn new(handles: Vec<File>) -> InFlight {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         InFlight {
-            journal,
+            free: handles,
             jobs: VecDeque::new(),
             next_id: 1,
             started_upto: 0,
@@ -81,6 +122,7 @@ impl InFlight {
         flushes: Vec<(bool, FlushAck)>,
         unsegmented_end: usize,
         lines_end: usize,
+        head: Head,
     ) {
         let id = self.next_id;
         self.next_id += 1;
@@ -90,6 +132,7 @@ impl InFlight {
             flushes,
             unsegmented_end,
             lines_end,
+            head,
         });
         self.start_if_due();
     }
@@ -102,24 +145,29 @@ impl InFlight {
         if newest <= self.started_upto || self.running >= MAX_IN_FLIGHT {
             return;
         }
+        let Some(file) = self.free.pop() else {
+            return;
+        };
         self.started_upto = newest;
         self.running += 1;
-        let file = Arc::clone(&self.journal);
-        let tx = self.done_tx.clone();
+        let report = Report {
+            covers: newest,
+            tx: self.done_tx.clone(),
+            done: None,
+        };
         tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
             let result = file.sync_data().map(|()| t0.elapsed());
-            let _ = tx.send(Done {
-                covers: newest,
-                result,
-            });
+            report.finish(result, file);
         });
     }
 
     /// A flush ended: the groups it covers, oldest first (those an earlier-ending
     /// flush covered are gone already).
-    pub fn finished(&mut self, covers: u64) -> Vec<Job> {
+    pub fn finished(&mut self, done: &mut Done) -> Vec<Job> {
         self.running = self.running.saturating_sub(1);
+        self.free.extend(done.handle.take());
+        let covers = done.covers;
         let mut out = Vec::new();
         while self.jobs.front().is_some_and(|j| j.id <= covers) {
             out.extend(self.jobs.pop_front());
@@ -140,5 +188,64 @@ impl InFlight {
     /// Flushes running (their answers are still to come).
     pub fn running(&self) -> usize {
         self.running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(seq: u64) -> Head {
+        Head {
+            seq,
+            hash: format!("h{seq}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn groups_are_answered_in_order_by_whichever_flush_covers_them() {
+        let dir = std::env::temp_dir().join(format!("pgmoat-flushes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let mut f = InFlight::new(vec![open()]);
+        // One slot: the first group's flush starts, the second waits for the slot.
+        f.push(Vec::new(), Vec::new(), 10, 1, head(1));
+        f.push(Vec::new(), Vec::new(), 25, 2, head(2));
+        assert_eq!(f.running(), 1);
+        let mut done = f.done_rx.recv().await.unwrap();
+        assert_eq!(done.covers, 1);
+        assert!(done.result.is_ok());
+        let first = f.finished(&mut done);
+        assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
+        // The slot is back: the waiting group gets its flush.
+        f.start_if_due();
+        let mut done = f.done_rx.recv().await.unwrap();
+        assert_eq!(done.covers, 2);
+        let second = f.finished(&mut done);
+        assert_eq!(second[0].head.seq, 2);
+        assert!(f.is_idle());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_flush_that_never_ran_still_reports_and_fails() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(Report {
+            covers: 7,
+            tx,
+            done: None,
+        });
+        let done = rx.try_recv().expect("reported on drop");
+        assert_eq!(done.covers, 7);
+        assert!(done.result.is_err());
+        assert!(done.handle.is_none());
     }
 }

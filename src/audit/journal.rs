@@ -153,6 +153,7 @@ pub fn replay(dir: &Path, tail: &mut Tail, lines: &[JournalLine]) -> Result<u64,
 /// The open journal of a running writer.
 pub struct Journal {
     file: File,
+    path: PathBuf,
     /// Where the next record goes.
     pub len: u64,
     /// How far zeros have been written.
@@ -174,6 +175,7 @@ impl Journal {
         File::open(dir)?.sync_all()?;
         Ok(Journal {
             file,
+            path: p,
             len: 0,
             prealloc_end: size,
         })
@@ -196,9 +198,11 @@ impl Journal {
         self.file.sync_data()
     }
 
-    /// A second handle on the journal, for flushes run off the writer thread.
+    /// Another handle on the journal, opened on its own (its own open file
+    /// description, so it hears of a writeback error itself), for flushes run off the
+    /// writer thread.
     pub fn flush_handle(&self) -> std::io::Result<File> {
-        self.file.try_clone()
+        OpenOptions::new().write(true).open(&self.path)
     }
 
     /// Starts over from the beginning: everything in it is in a synced segment.

@@ -75,6 +75,14 @@ pub(crate) struct Writer {
     /// `fsync` mode: the groups written and waiting for their flush, and the flushes
     /// running (set up on the writer thread's runtime by [`Self::run`]).
     in_flight: Option<InFlight>,
+    /// `fsync` mode: the head of what is flushed and in the segment: what flush requests
+    /// are answered with and what is exported (never a head a crash could take back).
+    durable: Head,
+    /// `fsync` mode: records written to the journal since the last group was queued.
+    unqueued: bool,
+    /// `fsync` mode: the sinks close once the flushes running now are back (their
+    /// records still go out).
+    close_sinks_later: bool,
     seg_opened: Instant,
     next_seq: u64,
     prev: String,
@@ -153,6 +161,12 @@ impl Writer {
             journal,
             unsegmented: Vec::new(),
             in_flight: None,
+            durable: Head {
+                seq: 0,
+                hash: String::new(),
+            },
+            unqueued: false,
+            close_sinks_later: false,
             seg_opened: Instant::now(),
             next_seq: tail.next_seq,
             prev: tail.prev,
@@ -191,12 +205,17 @@ impl Writer {
         let _gone = Gone(Arc::clone(&self.shared));
         let batch_mode = self.opts.durability == AuditDurability::Batch;
         if let Some(j) = &self.journal {
-            match j.flush_handle() {
-                Ok(f) => self.in_flight = Some(InFlight::new(Arc::new(f))),
-                // Without a second handle the flushes stay on this thread, one at a time.
+            let handles: std::io::Result<Vec<File>> = (0..super::flushes::MAX_IN_FLIGHT)
+                .map(|_| j.flush_handle())
+                .collect();
+            match handles {
+                Ok(h) => self.in_flight = Some(InFlight::new(h)),
+                // Without handles of their own the flushes stay on this thread, one at
+                // a time.
                 Err(e) => tracing::warn!("audit store: flushes will not overlap: {e}"),
             }
         }
+        self.durable = self.head();
         let mut next_tick = Instant::now() + self.opts.flush_interval;
         loop {
             // Batch mode syncs on its interval; fsync mode whenever somebody waits, and
@@ -241,7 +260,7 @@ impl Writer {
                 // Rotating the segment or starting the journal over needs every
                 // flush back first.
                 if self.rotation_due() || self.journal_wrap_due() {
-                    self.drain().await;
+                    self.settle_all().await;
                 }
             }
             let closed = self.shared.take(&mut self.spare);
@@ -253,7 +272,7 @@ impl Writer {
                 break;
             }
         }
-        self.drain().await;
+        self.settle_all().await;
         let _ = self.commit(&[], true);
         self.send_to_sinks();
         self.export_head();
@@ -298,12 +317,14 @@ impl Writer {
         let idle = records.is_empty() && self.pending.is_empty() && !self.dirty;
         if self.in_flight.is_some() {
             // Written now; answered when a flush covering it is back ([`Self::flushed`]).
+            let wrote = !records.is_empty();
             let result = if idle && flushes.is_empty() {
                 Ok(())
             } else {
                 self.commit(&records, false)
             };
             drop(records);
+            self.unqueued |= wrote && result.is_ok();
             self.queue_for_flush(result, acks, flushes, sync);
             self.recycle(q, scratch);
             return;
@@ -330,7 +351,11 @@ impl Writer {
     /// Hand the take's buffers back for the next take.
     fn recycle(&mut self, mut q: Queue, mut scratch: Vec<u8>) {
         if q.close_sinks {
-            self.sinks.clear();
+            if self.in_flight.as_ref().is_some_and(|f| !f.is_idle()) {
+                self.close_sinks_later = true;
+            } else {
+                self.sinks.clear();
+            }
         }
         q.clear();
         // Both buffers pass through here in turn: one burst of huge records (kept rows
@@ -486,9 +511,9 @@ impl Writer {
             ));
         };
         if let Err(e) = file.write_all_at(&self.unsegmented, self.seg_len) {
-            // The records are durable in the journal; the next start puts them into
-            // the segment. Until then nothing more is accepted (fail closed).
-            let _ = file.set_len(self.seg_len);
+            // The records are durable in the journal; the next start completes the
+            // segment from them. Until then nothing more is accepted (fail closed). A
+            // part written stays: the segment only ever grows.
             return Err(io_err(&self.opts, "append to the segment", &e));
         }
         self.seg_len += self.unsegmented.len() as u64;
@@ -557,17 +582,29 @@ impl Writer {
         if self.file.is_some() {
             // The old segment is final: it gets every record written so far and is
             // made durable (then the journal's content is all in synced segments).
+            // A failed fsync here is final too: a retry would succeed with the pages
+            // lost, and the journal would then start over them.
+            let sticky = |w: &mut Writer, e: AuditError| {
+                w.failed = Some(e.to_string());
+                e
+            };
             if self.dirty {
                 if let Some(j) = &self.journal {
-                    j.sync()
-                        .map_err(|e| io_err(&self.opts, "fdatasync the journal", &e))?;
+                    if let Err(e) = j.sync() {
+                        let e = io_err(&self.opts, "fdatasync the journal", &e);
+                        return Err(sticky(self, e));
+                    }
                     self.dirty = false;
                 }
             }
-            self.settle()?;
+            if let Err(e) = self.settle() {
+                return Err(sticky(self, e));
+            }
             if let Some(f) = &self.file {
-                f.sync_all()
-                    .map_err(|e| io_err(&self.opts, "fsync before rotating", &e))?;
+                if let Err(e) = f.sync_all() {
+                    let e = io_err(&self.opts, "fsync before rotating", &e);
+                    return Err(sticky(self, e));
+                }
             }
             self.dirty = false;
         }
@@ -618,7 +655,7 @@ impl Writer {
         if self.sinks.is_empty() {
             return;
         }
-        let head = self.head();
+        let head = self.durable_head();
         let line: Arc<str> = Arc::from(format!(
             "{{\"type\":\"head\",\"ts\":\"{}\",\"seq\":{},\"hash\":\"{}\"}}",
             format_micros(now_micros()),

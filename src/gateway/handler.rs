@@ -3,6 +3,7 @@
 //! answer, masked when masks apply or streamed as it comes; one `http_request` record.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::body_mask::{self, BodyKind, BodyMasks};
+use super::judged::Judged;
 use super::own_upstream::OwnUpstreams;
 use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
@@ -24,7 +26,7 @@ use crate::policy::{normalize_path, Action, NormalPath, Subject};
 const MASK_INLINE: usize = 64 * 1024;
 
 /// The id of the request's audit record, on every answer after authentication.
-const REQUEST_ID: &str = "pgmoat-request";
+pub(crate) const REQUEST_ID: &str = "pgmoat-request";
 
 pub async fn handle(
     door: Arc<Door>,
@@ -32,19 +34,125 @@ pub async fn handle(
     own: Arc<OwnUpstreams>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let started = Instant::now();
-    let (identity, tenant) =
-        match auth::identify(&door.shared, &door.verified, peer, door.tls, req.headers()).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    door.shared
+        .metrics
+        .http
+        .hyper_requests
+        .fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
+    let go = match admit(
+        &door,
+        peer,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        false,
+    )
+    .await
+    {
+        Admitted::Go(go) => go,
+        Admitted::Answered(r) => return r,
+        // Only the lean path is ever handed a request back.
+        Admitted::Fallback => {
+            return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "pgmoat: not served")
+        }
+    };
     // An HTTP/2 client's requests run as tasks of their own, not in the task that
     // drives the connection's own upstream connections: they use the pooled client.
     let own_conns = (parts.version < Version::HTTP_2).then_some(own);
+    let Go {
+        mut trail,
+        tenant,
+        identity,
+        target,
+        method,
+        np,
+        query,
+        judged,
+    } = go;
+    let masks = judged.masks.clone();
+    let body = match judged.action {
+        Action::Approve => {
+            let asked = hold::Asked {
+                tenant: &tenant,
+                identity: &identity,
+                target: &target.name,
+                method: method.as_str(),
+                path: &np,
+                query: query.as_deref(),
+                rule: &judged.deciding_rule,
+                approvers: judged.approvers.clone(),
+            };
+            match hold::hold(&door, asked, &parts.headers, body, &mut trail).await {
+                Ok(b) => b,
+                Err(r) => return finish(r, trail, None),
+            }
+        }
+        // Blocked requests were answered in `admit`.
+        _ => Body::new(Counted::new(body, Arc::clone(&trail.bytes_in))),
+    };
+    let up = Upstream {
+        target,
+        method,
+        path: &np,
+        query: query.as_deref(),
+        headers: parts.headers,
+        peer,
+        own: own_conns,
+    };
+    forward(&door, up, body, masks, trail).await
+}
+
+/// What `admit` makes of a request's head.
+// One per request, moved once: boxing would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Admitted<'d> {
+    /// Answered by pgmoat (refused, or not authenticated), recorded where it is
+    /// recorded.
+    Answered(Response<Body>),
+    /// Asked by the lean HTTP/1.1 path (`lean`), for a request it leaves to hyper
+    /// (masks, a hold, an `https` target). Nothing was recorded or registered.
+    Fallback,
+    /// Allowed or held: to be forwarded; the `decided` record is in the trail.
+    Go(Go<'d>),
+}
+
+/// An admitted request.
+pub(crate) struct Go<'d> {
+    pub trail: Trail,
+    pub tenant: Arc<crate::session::tenant::Tenant>,
+    pub identity: crate::auth::Identity,
+    pub target: &'d HttpTarget,
+    /// Upper-cased, judged as such.
+    pub method: Method,
+    pub np: NormalPath,
+    pub query: Option<String>,
+    pub judged: Arc<Judged>,
+}
+
+/// Who is calling, which target, the rules' decision on the normalised method and
+/// path, and the `decided` record: everything before the body moves, shared by the
+/// hyper path and the lean one (`super::h1`), so both judge exactly alike. With
+/// `lean`, a request that needs masks, a hold or the pooled client comes back as
+/// `Fallback` before anything is recorded.
+pub(crate) async fn admit<'d>(
+    door: &'d Door,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    lean: bool,
+) -> Admitted<'d> {
+    let started = Instant::now();
+    let (identity, tenant) =
+        match auth::identify(&door.shared, &door.verified, peer, door.tls, headers).await {
+            Ok(x) => x,
+            Err(r) => return Admitted::Answered(r),
+        };
+    let answered = Admitted::Answered;
     // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
     // the rest can never climb into another target.
-    let full = parts.uri.path();
+    let full = uri.path();
     let after = full.strip_prefix('/').unwrap_or(full);
     let (seg, rest) = match after.find('/') {
         Some(i) => after.split_at(i),
@@ -61,54 +169,70 @@ pub async fn handle(
         own(seg)
     };
     let Some(target) = target else {
-        return reply::error(StatusCode::NOT_FOUND, "pgmoat: no such target");
+        return answered(reply::error(
+            StatusCode::NOT_FOUND,
+            "pgmoat: no such target",
+        ));
     };
     // Method names are case-sensitive in HTTP, but a target may not treat them so:
     // judged and forwarded upper-cased.
-    let method = parts.method.as_str().to_ascii_uppercase();
+    let upper = method.as_str().to_ascii_uppercase();
     // TRACE echoes the request, held credentials included; CONNECT tunnels past
     // every rule. Neither reaches a target.
-    if matches!(method.as_str(), "TRACE" | "TRACK" | "CONNECT") {
-        return reply::error(
+    if matches!(upper.as_str(), "TRACE" | "TRACK" | "CONNECT") {
+        return answered(reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "pgmoat: this method is not forwarded",
-        );
+        ));
     }
     // `?_method=DELETE` runs a DELETE on frameworks that honour it (Laravel, Rails
     // forms); what runs must be what was judged.
-    if parts
-        .uri
+    if uri
         .query()
         .is_some_and(|q| q.split('&').any(overrides_method))
     {
-        return reply::error(
+        return answered(reply::error(
             StatusCode::BAD_REQUEST,
             "pgmoat: a _method override is not accepted",
-        );
+        ));
     }
-    let mut trail = Trail::new(
-        tenant.audit.clone(),
-        started,
-        HttpRequest {
-            user: identity.name.clone(),
-            groups: identity.groups.clone(),
-            target: target.name.clone(),
-            client: peer.to_string(),
-            method: method.clone(),
-            path: rest.to_owned(),
-            ..Default::default()
-        },
-    );
+    let rec = |path: &str| HttpRequest {
+        user: identity.name.clone(),
+        groups: identity.groups.clone(),
+        target: target.name.clone(),
+        client: peer.to_string(),
+        method: upper.clone(),
+        path: path.to_owned(),
+        ..Default::default()
+    };
     let np = match normalize_path(rest) {
         Ok(np) => np,
         Err(e) => {
+            let mut trail = Trail::new(tenant.audit.clone(), started, rec(rest));
             trail.rec.action = "block".into();
             trail.rec.rule = "path".into();
             let r = reply::error(StatusCode::BAD_REQUEST, &format!("pgmoat: {e}"));
-            return finish(r, trail, None);
+            return answered(finish(r, trail, None));
         }
     };
-    trail.rec.path = np.decoded.clone();
+    let rules = tenant.rules.current();
+    let who = Subject {
+        user: &identity.name,
+        groups: &identity.groups,
+        target: &target.name,
+        search_path_changed: false,
+    };
+    let judged = door.judged.judge(&rules, &who, &upper, &np.decoded);
+    if lean
+        && (judged.action == Action::Approve
+            || judged.masks.is_some()
+            || door
+                .route(&target.tenant, &target.name)
+                .is_some_and(|r| r.plain_addr.is_none()))
+    {
+        return Admitted::Fallback;
+    }
+    let mut trail = Trail::new(tenant.audit.clone(), started, rec(&np.decoded));
     let reg = door
         .shared
         .sessions
@@ -119,21 +243,12 @@ pub async fn handle(
             client: peer,
             protocol: "http",
         });
-    reg.running(Some(&format!("{method} {}", np.decoded)));
+    reg.running(Some(&format!("{upper} {}", np.decoded)));
     reg.count(1);
     trail.register(reg);
-    let rules = tenant.rules.current();
-    let who = Subject {
-        user: &identity.name,
-        groups: &identity.groups,
-        target: &target.name,
-        search_path_changed: false,
-    };
-    let judged = door.judged.judge(&rules, &who, &method, &np.decoded);
     trail.rec.action = judged.action.as_str().into();
     trail.rec.rule = judged.deciding_rule.clone();
-    let masks = judged.masks.clone();
-    let query = parts.uri.query().map(str::to_owned);
+    let query = uri.query().map(str::to_owned);
     trail.rec.query.clone_from(&query);
     // What is to reach the target (or wait for approval) is in the trail first, as
     // durably as `audit.durability` promises (batch: queued; fsync: on disk); a
@@ -143,52 +258,33 @@ pub async fn handle(
         decided.phase = Some("decided".into());
         let event = crate::audit::Event::HttpRequest(decided);
         if let Err(e) = trail.audit().append(Some(trail.session()), event).await {
-            tracing::error!(user = %identity.name, target = %target.name, %method, "audit: http_request not recorded, refused: {e}");
+            tracing::error!(user = %identity.name, target = %target.name, method = %upper, "audit: http_request not recorded, refused: {e}");
             let r = reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "pgmoat: the audit trail cannot record this request; refused",
             );
-            return finish(r, trail, Some(format!("audit: {e}")));
+            return answered(finish(r, trail, Some(format!("audit: {e}"))));
         }
     }
-    let body = match judged.action {
-        Action::Block => {
-            tracing::info!(user = %identity.name, target = %target.name, %method, path = %np.decoded, rule = %judged.deciding_rule, "http request blocked");
-            let r = reply::blocked(&judged.deciding_rule, &judged.description);
-            return finish(r, trail, None);
-        }
-        Action::Approve => {
-            let asked = hold::Asked {
-                tenant: &tenant,
-                identity: &identity,
-                target: &target.name,
-                method: &method,
-                path: &np,
-                query: query.as_deref(),
-                rule: &judged.deciding_rule,
-                approvers: judged.approvers.clone(),
-            };
-            match hold::hold(&door, asked, &parts.headers, body, &mut trail).await {
-                Ok(b) => b,
-                Err(r) => return finish(r, trail, None),
-            }
-        }
-        Action::Allow => Body::new(Counted::new(body, Arc::clone(&trail.bytes_in))),
-    };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+    if judged.action == Action::Block {
+        tracing::info!(user = %identity.name, target = %target.name, method = %upper, path = %np.decoded, rule = %judged.deciding_rule, "http request blocked");
+        let r = reply::blocked(&judged.deciding_rule, &judged.description);
+        return answered(finish(r, trail, None));
+    }
+    let Ok(method) = Method::from_bytes(upper.as_bytes()) else {
         let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad method");
-        return finish(r, trail, None);
+        return answered(finish(r, trail, None));
     };
-    let up = Upstream {
+    Admitted::Go(Go {
+        trail,
+        tenant,
+        identity,
         target,
         method,
-        path: &np,
-        query: query.as_deref(),
-        headers: parts.headers,
-        peer,
-        own: own_conns,
-    };
-    forward(&door, up, body, masks, trail).await
+        np,
+        query,
+        judged,
+    })
 }
 
 /// The response's media type when masks apply to it but it cannot be read as a
@@ -219,7 +315,7 @@ fn overrides_method(pair: &str) -> bool {
 }
 
 /// Answer with a response pgmoat made, recording it.
-fn finish(mut r: Response<Body>, trail: Trail, error: Option<String>) -> Response<Body> {
+pub(crate) fn finish(mut r: Response<Body>, trail: Trail, error: Option<String>) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(trail.id()) {
         r.headers_mut().insert(REQUEST_ID, v);
     }

@@ -21,17 +21,22 @@
 //!   connections a client connection keeps to plain `http` targets, driven in its
 //!   own task.
 //! - `record`: the `http_request` audit record and the counting bodies.
+//! - `h1`: the lean HTTP/1.1 path for plain client connections (the common case
+//!   without hyper; the rest handed to hyper).
+//! - `metrics`: which path served each request.
 
 mod auth;
 mod auth_cache;
 mod body_mask;
 pub mod explain;
+mod h1;
 mod handler;
 mod headers;
 mod hold;
 mod holds;
 mod json_splice;
 mod judged;
+pub mod metrics;
 mod own_upstream;
 mod record;
 mod reply;
@@ -169,7 +174,9 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     match acceptor {
-        None => serve_io(door, tcp, peer, stop).await,
+        // Plain HTTP/1.1 clients take the lean path (which hands what it does not
+        // serve to hyper); TLS clients go to hyper.
+        None => h1::serve(door, tcp, peer, stop).await,
         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(tcp)).await {
             Ok(Ok(tls)) => serve_io(door, tls, peer, stop).await,
             Ok(Err(e)) => tracing::debug!(%peer, "http gateway: TLS handshake failed: {e}"),

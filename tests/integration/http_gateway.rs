@@ -109,6 +109,19 @@ async fn allowed_get_is_byte_exact_and_the_target_gets_held_credentials_only() {
         .unwrap()
         .to_owned();
     assert_eq!(resp.bytes().await.unwrap(), PLAIN_JSON.as_bytes());
+    // Masks apply (`billing`'s json: mask, every target's detectors): the lean
+    // HTTP/1.1 path judged the request, then handed the connection to hyper, which
+    // served and recorded it once.
+    let m = &f.gw.metrics.http;
+    let counts = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (
+            counts(&m.lean_fallbacks),
+            counts(&m.hyper_requests),
+            counts(&m.lean_requests)
+        ),
+        (1, 1, 0)
+    );
     let seen = upstream().seen_with(&marker);
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;

@@ -3,6 +3,7 @@
 //! wrong password after a right one is still refused, and every request is still
 //! judged and audited).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -37,6 +38,8 @@ http:
   upstream_timeout: 1s
   targets:
     billing: { url: 'http://@UP@' }
+    # No masks: served by the lean HTTP/1.1 path (src/gateway/h1/).
+    open: { url: 'http://@UP@' }
 ";
 
 async fn start() -> Fixture {
@@ -47,8 +50,9 @@ async fn start() -> Fixture {
 #[tokio::test]
 async fn a_target_that_does_not_answer_in_time_gets_504_json_and_a_record() {
     let f = start().await;
+    let lean0 = f.gw.metrics.http.lean_requests.load(Relaxed);
     let r = client()
-        .get(f.url("/billing/slow"))
+        .get(f.url("/open/slow"))
         .header("authorization", basic(AGENT, AGENT_PW))
         .send()
         .await
@@ -67,13 +71,14 @@ async fn a_target_that_does_not_answer_in_time_gets_504_json_and_a_record() {
     );
     // The gateway is fine for the next request.
     let r = client()
-        .get(f.url("/billing/plain"))
+        .get(f.url("/open/plain"))
         .header("authorization", basic(AGENT, AGENT_PW))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
+    assert_eq!(f.gw.metrics.http.lean_requests.load(Relaxed), lean0 + 2);
 }
 
 #[tokio::test]
@@ -85,7 +90,7 @@ async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_j
     let mut ids = Vec::new();
     for _ in 0..3 {
         let r = c
-            .get(f.url("/billing/plain"))
+            .get(f.url("/open/plain"))
             .header("authorization", &good)
             .send()
             .await
@@ -96,7 +101,7 @@ async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_j
     }
     // Right after a success, a wrong password for the same user is still refused.
     let r = c
-        .get(f.url("/billing/plain"))
+        .get(f.url("/open/plain"))
         .header("authorization", basic(AGENT, "not-the-password"))
         .send()
         .await
@@ -104,7 +109,7 @@ async fn remembered_credentials_are_only_what_they_proved_and_every_request_is_j
     assert_eq!(r.status(), 401);
     // A remembered credential is still judged per request.
     let r = c
-        .get(f.url("/billing/admin/users"))
+        .get(f.url("/open/admin/users"))
         .header("authorization", &good)
         .send()
         .await
@@ -165,10 +170,11 @@ async fn a_masked_json_body_keeps_the_targets_key_order_and_bytes() {
 #[tokio::test]
 async fn each_client_connection_keeps_its_own_upstream_connection() {
     let f = start().await;
+    let lean0 = f.gw.metrics.http.lean_requests.load(Relaxed);
     let tag = crate::harness::unique("own");
     let (a, b) = (client(), client());
     let get = |c: &reqwest::Client, n: usize| {
-        c.get(f.url(&format!("/billing/plain?tag={tag}&n={n}")))
+        c.get(f.url(&format!("/open/plain?tag={tag}&n={n}")))
             .header("authorization", basic(AGENT, AGENT_PW))
             .send()
     };
@@ -196,6 +202,7 @@ async fn each_client_connection_keeps_its_own_upstream_connection() {
         "{peers:?}"
     );
     assert_ne!(a_peer, b_peer, "{peers:?}");
+    assert_eq!(f.gw.metrics.http.lean_requests.load(Relaxed), lean0 + 6);
 }
 
 /// An HTTP/2 client (cleartext, prior knowledge: curl) multiplexes requests that
@@ -251,7 +258,7 @@ async fn a_request_whose_record_cannot_be_written_is_503_and_never_forwarded() {
             .header("authorization", basic(AGENT, AGENT_PW))
             .send()
     };
-    let r = get("/billing/plain".into()).await.unwrap();
+    let r = get("/open/plain".into()).await.unwrap();
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
     assert_eq!(r.text().await.unwrap(), PLAIN_JSON);
@@ -264,7 +271,7 @@ async fn a_request_whose_record_cannot_be_written_is_503_and_never_forwarded() {
     // ... which is the full device.
     std::os::unix::fs::symlink("/dev/full", &seg).unwrap();
     let tag = crate::harness::unique("unrecorded");
-    let r = get(format!("/billing/plain?tag={tag}")).await.unwrap();
+    let r = get(format!("/open/plain?tag={tag}")).await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: Value = r.json().await.unwrap();

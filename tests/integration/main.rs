@@ -26,6 +26,7 @@ mod drivers;
 mod drivers_regressions;
 mod http_gateway;
 mod http_gateway_fixture;
+mod http_gateway_lean;
 mod http_gateway_limits;
 mod http_gateway_upstream;
 mod login;

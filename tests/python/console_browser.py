@@ -161,6 +161,34 @@ def run(driver):
     check(code != 0 and f"denied by {APPROVER}: not during the freeze" in err,
           f"psql after denial: {code} {out} {err}")
 
+    step("rows never move under the pointer: a withdrawn request keeps its place")
+    from selenium.webdriver.common.action_chains import ActionChains
+    driver.get(BASE + "/ui/approvals")
+    first = psql(f"UPDATE {TABLE} SET note = 'withdrawn-marker' WHERE id = 1")
+    wait(driver, lambda d: pending_row(d, "withdrawn-marker"), "the first held UPDATE")
+    ActionChains(driver).move_to_element(pending_row(driver, "withdrawn-marker")).perform()
+    second = psql(f"UPDATE {TABLE} SET note = 'later-marker' WHERE id = 2")
+    wait(driver, lambda d: pending_row(d, "later-marker"), "the second held UPDATE")
+    first.kill()
+    first.communicate()
+
+    def retired(d):
+        row = pending_row(d, "withdrawn-marker")
+        return row is not None and "No longer pending." in row.text
+
+    wait(driver, retired, "the withdrawn request marked where it was")
+    rows = driver.find_elements(By.XPATH, "//tbody[@id='pending']/tr")
+    check(len(rows) == 2 and "withdrawn-marker" in rows[0].text
+          and "later-marker" in rows[1].text, [r.text for r in rows])
+    check(not any(b.is_enabled() for b in rows[0].find_elements(By.TAG_NAME, "button")),
+          "the withdrawn row's buttons still work")
+    ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()
+    wait(driver, lambda d: pending_row(d, "withdrawn-marker") is None,
+         "the withdrawn row gone once the pointer left the table")
+    decide(driver, "later-marker", "not now", "deny")
+    wait(driver, lambda d: "Denied ap-" in text(d), "the second request's denial")
+    finished(second, "the denied second UPDATE")
+
     step("a POST without the CSRF token is refused")
     status = post_without_csrf(driver, "/ui/approvals/ap-none/approve", "reason=x")
     check(status == 403, f"CSRF-less POST answered {status}")

@@ -9,6 +9,7 @@ use crate::audit::error::AuditError;
 use crate::audit::flushes::{Done, Job};
 use crate::audit::journal;
 use crate::audit::queue::{Ack, FlushAck};
+use crate::audit::record::Head;
 
 impl Writer {
     /// A take was written to the journal (`result`): queue its waiters for a flush that
@@ -43,23 +44,50 @@ impl Writer {
             }
             return;
         }
-        if let (true, Some(in_flight)) = (sync, self.in_flight.as_mut()) {
-            in_flight.push(
-                acks,
-                flushes,
-                self.unsegmented.len(),
-                self.pending_lines.len(),
-            );
+        // A tick with nothing new written queues nothing (no useless fdatasync); a
+        // flush request does, to be answered after the groups before it.
+        if sync && (self.unqueued || !flushes.is_empty()) {
+            self.queue_group(acks, flushes);
         }
+    }
+
+    /// Queue everything written so far as a group waiting for its flush.
+    fn queue_group(&mut self, acks: Vec<Ack>, flushes: Vec<(bool, FlushAck)>) {
+        let head = self.head();
+        let (end, lines) = (self.unsegmented.len(), self.pending_lines.len());
+        if let Some(in_flight) = self.in_flight.as_mut() {
+            in_flight.push(acks, flushes, end, lines, head);
+            self.unqueued = false;
+        }
+    }
+
+    /// What is durable and in the segment: the head to export.
+    pub(super) fn durable_head(&self) -> Head {
+        let settled = !self.dirty && self.in_flight.as_ref().is_none_or(|f| f.is_idle());
+        if settled {
+            self.head()
+        } else {
+            self.durable.clone()
+        }
+    }
+
+    /// Flush everything written, wait for every flush, and start the journal over if
+    /// it is due (before a rotation, at the journal's size, at a stop).
+    pub(super) async fn settle_all(&mut self) {
+        if self.unqueued && self.failed.is_none() {
+            self.queue_group(Vec::new(), Vec::new());
+        }
+        self.drain().await;
+        self.wrap_if_due();
     }
 
     /// A flush came back: the groups it covers go into the segment, in order, and their
     /// waiters are answered. A failed flush or append fails them and all that follow.
-    pub(super) fn flushed(&mut self, done: Done) {
+    pub(super) fn flushed(&mut self, mut done: Done) {
         let Some(in_flight) = self.in_flight.as_mut() else {
             return;
         };
-        let jobs = in_flight.finished(done.covers);
+        let jobs = in_flight.finished(&mut done);
         let result = match done.result {
             Ok(took) => {
                 self.metrics
@@ -76,9 +104,21 @@ impl Writer {
         };
         match result {
             Ok(()) => {
+                if let Some(last) = jobs.last() {
+                    self.durable = last.head.clone();
+                }
                 self.answer(jobs, &Ok(()));
                 if let Some(f) = self.in_flight.as_mut() {
                     f.start_if_due();
+                }
+                let idle = self.in_flight.as_ref().is_some_and(|f| f.is_idle());
+                if idle && self.unsegmented.is_empty() {
+                    // (Also after a flush that found its groups answered by a later one.)
+                    self.dirty = false;
+                }
+                if idle && self.close_sinks_later {
+                    self.close_sinks_later = false;
+                    self.sinks.clear();
                 }
                 self.wrap_if_due();
             }
@@ -104,7 +144,7 @@ impl Writer {
                 if export && result.is_ok() {
                     self.export_head();
                 }
-                let _ = f.send(result.clone().map(|()| self.head()));
+                let _ = f.send(result.clone().map(|()| job.head.clone()));
             }
         }
     }
@@ -123,9 +163,9 @@ impl Writer {
         if let Err(e) =
             std::os::unix::fs::FileExt::write_all_at(file, &self.unsegmented[..end], self.seg_len)
         {
-            // The records are durable in the journal; the next start puts them into
-            // the segment.
-            let _ = file.set_len(self.seg_len);
+            // The records are durable in the journal; the next start completes the
+            // segment from it. A part written stays: the segment only ever grows, so a
+            // tailer that read half a line reads the rest of it then.
             return Err(io_err(&self.opts, "append to the segment", &e));
         }
         self.seg_len += end as u64;
@@ -142,9 +182,6 @@ impl Writer {
             for s in &self.sinks {
                 s.offer(Arc::clone(&line), &self.metrics);
             }
-        }
-        if self.unsegmented.is_empty() && self.in_flight.as_ref().is_some_and(|f| f.is_idle()) {
-            self.dirty = false;
         }
         Ok(())
     }

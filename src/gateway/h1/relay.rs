@@ -1,0 +1,655 @@
+//! One allowed request on the lean path: its head written to an upstream connection
+//! this client connection keeps, its body streamed by its framing, and the target's
+//! answer relayed (head filtered as the hyper path filters it, body streamed and
+//! re-framed), counted into the request's record.
+
+use std::io;
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::framing::{self, BodyLen, Chunked, FramingError, Piece, MAX_HEAD, MAX_HEADERS};
+use super::{After, Lean};
+use crate::gateway::handler::{finish, Go, REQUEST_ID};
+use crate::gateway::record::Trail;
+use crate::gateway::{headers, reply};
+
+/// Idle upstream connections one client connection keeps (as `own_upstream`).
+const MAX_KEPT: usize = 4;
+/// Reads from a target or client take at least this much room.
+const READ_ROOM: usize = 64 * 1024;
+
+/// An upstream connection kept by a client connection.
+pub(in crate::gateway) struct UpConn {
+    route: usize,
+    io: TcpStream,
+    /// Bytes read from the target and not yet relayed.
+    buf: BytesMut,
+}
+
+/// A response head from the target.
+struct RespHead {
+    status: StatusCode,
+    /// HTTP/1.1 (1) or HTTP/1.0 (0).
+    version: u8,
+    headers: HeaderMap,
+}
+
+/// Why an exchange with the target failed before its answer's head was whole.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    /// Nothing of an answer came on a kept connection and the whole request was in
+    /// one write: it is safe to send again on a new connection.
+    #[error("{0}")]
+    Stale(io::Error),
+    #[error("{0}")]
+    Upstream(String),
+    /// The target's answer is malformed or ambiguously framed.
+    #[error("{0}")]
+    Response(FramingError),
+    /// The client's body is invalidly framed.
+    #[error("{0}")]
+    ClientFraming(FramingError),
+    #[error("the client went away")]
+    ClientGone,
+}
+
+/// Why a response body did not end.
+enum BodyBreak {
+    Upstream(String),
+    Client,
+    Terminated,
+}
+
+impl Lean<'_> {
+    /// Forward an admitted request and relay the answer.
+    pub(super) async fn forward(
+        &mut self,
+        go: Go<'_>,
+        mut fields: HeaderMap,
+        body: BodyLen,
+        close: bool,
+    ) -> After {
+        let Go {
+            trail,
+            target,
+            method,
+            np,
+            query,
+            ..
+        } = go;
+        let door = self.door;
+        // A request body not wholly read leaves the connection unusable.
+        let close_on_error = close || body != BodyLen::Empty;
+        let route = door.route(&target.tenant, &target.name);
+        let Some((route, addr)) = route.and_then(|r| Some((r, r.plain_addr.as_deref()?))) else {
+            let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
+            return self.answer_recorded(r, trail, None, close_on_error).await;
+        };
+        let Some(uri) = route.uri(&np.encoded, query.as_deref(), true) else {
+            let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
+            return self.answer_recorded(r, trail, None, close_on_error).await;
+        };
+        headers::upstream_request(&mut fields, &route.held, self.peer, door.tls, false);
+        // The framing is written below, from what was checked.
+        fields.remove(header::CONTENT_LENGTH);
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        out.extend_from_slice(pq.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        field(out, "host", route.host.as_bytes());
+        for (name, value) in &fields {
+            field(out, name.as_str(), value.as_bytes());
+        }
+        match body {
+            BodyLen::Length(n) => field(out, "content-length", n.to_string().as_bytes()),
+            BodyLen::Chunked => field(out, "transfer-encoding", b"chunked"),
+            BodyLen::Empty | BodyLen::UntilClose => {}
+        }
+        out.extend_from_slice(b"\r\n");
+
+        let wait = door.config.upstream_timeout;
+        let connect_timeout = route.connect_timeout;
+        let idempotent = method.is_idempotent();
+        let exchanged = tokio::time::timeout(wait, async {
+            let mut retried = false;
+            loop {
+                let (mut up, kept) = match self.kept(route.id) {
+                    Some(up) => (up, true),
+                    None => (connect(route.id, addr, connect_timeout).await?, false),
+                };
+                match self.exchange(&mut up, body, &trail).await {
+                    Ok(head) => return Ok((up, head)),
+                    // The target closed a kept connection as the request went out.
+                    // Sent again only when running it twice is harmless (RFC 9110
+                    // 9.2.2): the target may have run it before closing.
+                    Err(ExchangeError::Stale(_)) if kept && !retried && idempotent => {
+                        retried = true
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        let (up, head) = match exchanged {
+            Ok(Ok(x)) => x,
+            Err(_) => {
+                tracing::warn!(target = %target.name, "http target did not answer within {wait:?}");
+                let r = reply::error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "pgmoat: the target did not answer in time",
+                );
+                let e = Some(format!("upstream: no answer within {wait:?}"));
+                return self.answer_recorded(r, trail, e, close_on_error).await;
+            }
+            Ok(Err(ExchangeError::ClientGone)) => {
+                trail.finish(499, 0, Some("the client went away".into()));
+                return After::Close;
+            }
+            Ok(Err(ExchangeError::ClientFraming(e))) => {
+                door.shared
+                    .metrics
+                    .http
+                    .framing_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let r = reply::error(StatusCode::BAD_REQUEST, &format!("pgmoat: refused: {e}"));
+                let e = Some(format!("request body: {e}"));
+                return self.answer_recorded(r, trail, e, true).await;
+            }
+            Ok(Err(e)) => {
+                if matches!(e, ExchangeError::Response(_)) {
+                    door.shared
+                        .metrics
+                        .http
+                        .framing_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::warn!(target = %target.name, "http target did not answer: {e}");
+                let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
+                let e = Some(format!("upstream: {e}"));
+                return self.answer_recorded(r, trail, e, close_on_error).await;
+            }
+        };
+        self.relay(up, head, method == http::Method::HEAD, trail, close)
+            .await
+    }
+
+    /// Send the head in `self.out` and the request's body, then read the answer's
+    /// head (interim 1xx answers skipped).
+    async fn exchange(
+        &mut self,
+        up: &mut UpConn,
+        body: BodyLen,
+        trail: &Trail,
+    ) -> Result<RespHead, ExchangeError> {
+        let sent_whole = body == BodyLen::Empty;
+        let upstream = |e: io::Error| ExchangeError::Upstream(e.to_string());
+        match body {
+            BodyLen::Empty | BodyLen::UntilClose => {
+                up.io
+                    .write_all(&self.out)
+                    .await
+                    .map_err(ExchangeError::Stale)?;
+            }
+            BodyLen::Length(n) => {
+                let mut left = n;
+                let now = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                self.out.extend_from_slice(&self.buf[..now]);
+                self.buf.advance(now);
+                left -= now as u64;
+                count(trail, now);
+                up.io.write_all(&self.out).await.map_err(upstream)?;
+                while left > 0 {
+                    self.read_client().await?;
+                    let now = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(self.buf.len());
+                    up.io.write_all(&self.buf[..now]).await.map_err(upstream)?;
+                    self.buf.advance(now);
+                    left -= now as u64;
+                    count(trail, now);
+                }
+            }
+            BodyLen::Chunked => {
+                let mut chunks = Chunked::default();
+                loop {
+                    match chunks
+                        .next(&mut self.buf)
+                        .map_err(ExchangeError::ClientFraming)?
+                    {
+                        Some(Piece::Data(d)) => {
+                            count(trail, d.len());
+                            chunk(&mut self.out, &d);
+                        }
+                        Some(Piece::End) => {
+                            self.out.extend_from_slice(b"0\r\n\r\n");
+                            break;
+                        }
+                        None => {
+                            up.io.write_all(&self.out).await.map_err(upstream)?;
+                            self.out.clear();
+                            self.read_client().await?;
+                        }
+                    }
+                }
+                up.io.write_all(&self.out).await.map_err(upstream)?;
+            }
+        }
+        loop {
+            match parse_response(&mut up.buf).map_err(ExchangeError::Response)? {
+                Some(head) if head.status.is_informational() => {
+                    // 101 only answers an upgrade, which this path never sends.
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(ExchangeError::Upstream("an unasked 101".into()));
+                    }
+                }
+                Some(head) => return Ok(head),
+                None => {
+                    if up.buf.len() > MAX_HEAD {
+                        return Err(ExchangeError::Response(FramingError::HeadTooLarge));
+                    }
+                    let nothing_yet = up.buf.is_empty();
+                    up.buf.reserve(READ_ROOM);
+                    match up.io.read_buf(&mut up.buf).await {
+                        Ok(0) if nothing_yet && sent_whole => {
+                            let e = io::Error::from(io::ErrorKind::UnexpectedEof);
+                            return Err(ExchangeError::Stale(e));
+                        }
+                        Err(e) if nothing_yet && sent_whole => return Err(ExchangeError::Stale(e)),
+                        Ok(0) => {
+                            return Err(ExchangeError::Upstream("closed before answering".into()))
+                        }
+                        Err(e) => return Err(upstream(e)),
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// More bytes of the client's request body.
+    async fn read_client(&mut self) -> Result<(), ExchangeError> {
+        self.buf.reserve(READ_ROOM);
+        match self.io.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => Err(ExchangeError::ClientGone),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Relay the target's answer: its head filtered, its body streamed in the
+    /// framing checked here; the record written when it ends.
+    async fn relay(
+        &mut self,
+        mut up: UpConn,
+        head: RespHead,
+        head_request: bool,
+        trail: Trail,
+        close: bool,
+    ) -> After {
+        let RespHead {
+            status,
+            version,
+            mut headers,
+        } = head;
+        let bodiless =
+            head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let body = if bodiless {
+            Ok(BodyLen::Empty)
+        } else {
+            framing::declared(&headers).map(|b| b.unwrap_or(BodyLen::UntilClose))
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                self.door
+                    .shared
+                    .metrics
+                    .http
+                    .framing_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!("http target's answer refused: {e}");
+                let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
+                let e = Some(format!("upstream: {e}"));
+                return self.answer_recorded(r, trail, e, close).await;
+            }
+        };
+        let keep_up = version == 1
+            && body != BodyLen::UntilClose
+            && !has_token(&headers, header::CONNECTION, "close");
+        headers::downstream_response(&mut headers);
+        if !bodiless {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        if let Ok(v) = HeaderValue::from_str(trail.id()) {
+            headers.insert(REQUEST_ID, v);
+        }
+        let out = &mut self.out;
+        out.clear();
+        status_line(out, status);
+        for (name, value) in &headers {
+            field(out, name.as_str(), value.as_bytes());
+        }
+        match body {
+            BodyLen::Length(n) => field(out, "content-length", n.to_string().as_bytes()),
+            BodyLen::Chunked | BodyLen::UntilClose => field(out, "transfer-encoding", b"chunked"),
+            BodyLen::Empty => {}
+        }
+        if close {
+            field(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        let mut sent = 0u64;
+        let relayed = self.relay_body(&mut up, body, &trail, &mut sent).await;
+        let code = status.as_u16();
+        match relayed {
+            Ok(()) => {
+                trail.finish(code, sent, None);
+                // Bytes past the framed body are never relayed, nor is the
+                // connection that sent them used again.
+                if keep_up && up.buf.is_empty() {
+                    self.put_back(up);
+                }
+                if close {
+                    After::Close
+                } else {
+                    After::Keep
+                }
+            }
+            Err(BodyBreak::Upstream(e)) => {
+                trail.finish(
+                    code,
+                    sent,
+                    Some(format!("the target's body broke off: {e}")),
+                );
+                After::Close
+            }
+            Err(BodyBreak::Client) => {
+                let e = "the client went away before the body ended";
+                trail.finish(code, sent, Some(e.into()));
+                After::Close
+            }
+            Err(BodyBreak::Terminated) => {
+                trail.finish(code, sent, Some("terminated by an operator".into()));
+                After::Close
+            }
+        }
+    }
+
+    /// The body after the head in `self.out`, written as it comes.
+    async fn relay_body(
+        &mut self,
+        up: &mut UpConn,
+        body: BodyLen,
+        trail: &Trail,
+        sent: &mut u64,
+    ) -> Result<(), BodyBreak> {
+        let terminated = trail.terminated();
+        let stop = || terminated.as_ref().is_some_and(|t| *t.borrow());
+        let client = |_: io::Error| BodyBreak::Client;
+        match body {
+            BodyLen::Empty => self.io.write_all(&self.out).await.map_err(client),
+            BodyLen::Length(n) => {
+                let mut left = n;
+                let now = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(up.buf.len());
+                self.out.extend_from_slice(&up.buf[..now]);
+                up.buf.advance(now);
+                left -= now as u64;
+                *sent += now as u64;
+                self.io.write_all(&self.out).await.map_err(client)?;
+                while left > 0 {
+                    if stop() {
+                        return Err(BodyBreak::Terminated);
+                    }
+                    read_up(up).await?;
+                    let now = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(up.buf.len());
+                    self.io.write_all(&up.buf[..now]).await.map_err(client)?;
+                    up.buf.advance(now);
+                    left -= now as u64;
+                    *sent += now as u64;
+                }
+                Ok(())
+            }
+            BodyLen::Chunked => {
+                let mut chunks = Chunked::default();
+                loop {
+                    let piece = match chunks.next(&mut up.buf) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            // What was good goes out; the cut body (no last chunk)
+                            // and the closed connection tell the client it broke.
+                            let _ = self.io.write_all(&self.out).await;
+                            return Err(BodyBreak::Upstream(e.to_string()));
+                        }
+                    };
+                    match piece {
+                        Some(Piece::Data(d)) => {
+                            *sent += d.len() as u64;
+                            chunk(&mut self.out, &d);
+                        }
+                        Some(Piece::End) => {
+                            self.out.extend_from_slice(b"0\r\n\r\n");
+                            return self.io.write_all(&self.out).await.map_err(client);
+                        }
+                        None => {
+                            if !self.out.is_empty() {
+                                self.io.write_all(&self.out).await.map_err(client)?;
+                                self.out.clear();
+                            }
+                            if stop() {
+                                return Err(BodyBreak::Terminated);
+                            }
+                            read_up(up).await?;
+                        }
+                    }
+                }
+            }
+            BodyLen::UntilClose => loop {
+                if !up.buf.is_empty() {
+                    *sent += up.buf.len() as u64;
+                    chunk(&mut self.out, &up.buf);
+                    up.buf.clear();
+                }
+                if !self.out.is_empty() {
+                    self.io.write_all(&self.out).await.map_err(client)?;
+                    self.out.clear();
+                }
+                if stop() {
+                    return Err(BodyBreak::Terminated);
+                }
+                up.buf.reserve(READ_ROOM);
+                match up.io.read_buf(&mut up.buf).await {
+                    Ok(0) => {
+                        return self.io.write_all(b"0\r\n\r\n").await.map_err(client);
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(BodyBreak::Upstream(e.to_string())),
+                }
+            },
+        }
+    }
+
+    /// Answer with a response pgmoat made, recording it.
+    async fn answer_recorded(
+        &mut self,
+        r: http::Response<axum::body::Body>,
+        trail: Trail,
+        error: Option<String>,
+        close: bool,
+    ) -> After {
+        let r = finish(r, trail, error);
+        match self.answer(r, close).await {
+            Ok(()) if !close => After::Keep,
+            _ => After::Close,
+        }
+    }
+
+    /// A kept connection to `route` that the target has not closed.
+    fn kept(&mut self, route: usize) -> Option<UpConn> {
+        while let Some(i) = self.ups.iter().position(|u| u.route == route) {
+            let up = self.ups.swap_remove(i);
+            let mut probe = [0u8; 1];
+            // Idle, it must have nothing to read: not an end (closed), not bytes
+            // nobody asked for.
+            if matches!(up.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            {
+                return Some(up);
+            }
+        }
+        None
+    }
+
+    fn put_back(&mut self, up: UpConn) {
+        if self.ups.len() >= MAX_KEPT {
+            self.ups.remove(0);
+        }
+        self.ups.push(up);
+    }
+}
+
+async fn read_up(up: &mut UpConn) -> Result<(), BodyBreak> {
+    up.buf.reserve(READ_ROOM);
+    match up.io.read_buf(&mut up.buf).await {
+        Ok(0) => Err(BodyBreak::Upstream("closed before the body ended".into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BodyBreak::Upstream(e.to_string())),
+    }
+}
+
+async fn connect(route: usize, addr: &str, timeout: Duration) -> Result<UpConn, ExchangeError> {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => return Err(ExchangeError::Upstream(format!("connect to {addr}: {e}"))),
+        Err(_) => {
+            return Err(ExchangeError::Upstream(format!(
+                "connect to {addr}: timed out"
+            )))
+        }
+    };
+    let _ = io.set_nodelay(true);
+    Ok(UpConn {
+        route,
+        io,
+        buf: BytesMut::with_capacity(READ_ROOM),
+    })
+}
+
+fn count(trail: &Trail, n: usize) {
+    trail
+        .bytes_in
+        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `HTTP/1.1 <code> <reason>` and its CRLF.
+pub(super) fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One field line (names and values were validated as `http` types).
+pub(super) fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One chunk of a chunked body.
+fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write as _;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a comma-separated field carries `token` (any case).
+fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Parse a response head at the start of `buf`, taking it out when whole.
+fn parse_response(buf: &mut BytesMut) -> Result<Option<RespHead>, FramingError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(FramingError::HeadTooLarge),
+        Err(e) => return Err(FramingError::Head(e.to_string())),
+    };
+    if len > MAX_HEAD {
+        return Err(FramingError::HeadTooLarge);
+    }
+    framing::check_line_ends(&buf[..len])?;
+    let code = resp.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| FramingError::Head(format!("status {code}")))?;
+    let version = resp.version.unwrap_or(1);
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| -> Range<usize> {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let spans: Vec<(HeaderName, Range<usize>)> = resp
+        .headers
+        .iter()
+        .map(|f| {
+            HeaderName::from_bytes(f.name.as_bytes())
+                .map(|n| (n, at(f.value)))
+                .map_err(|_| FramingError::Head(format!("field name {:?}", f.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let raw: Bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, span) in spans {
+        let value = HeaderValue::from_maybe_shared(raw.slice(span))
+            .map_err(|_| FramingError::Head(format!("field value of {name}")))?;
+        headers.append(name, value);
+    }
+    Ok(Some(RespHead {
+        status,
+        version,
+        headers,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_parse_strictly() {
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"[..]);
+        let h = parse_response(&mut b).unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.headers["content-length"], "2");
+        assert_eq!(&b[..], b"hi");
+        for bad in [
+            &b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+        ] {
+            assert!(parse_response(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
