@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use pgmoat::audit::event::SessionStart;
 use pgmoat::audit::record::{seal_into, ZERO_HASH};
-use pgmoat::audit::{Audit, StatementFacts};
+use pgmoat::audit::{Audit, StatementFacts, Ticket};
 use pgmoat::config::{AuditConfig, AuditDurability};
 use pgmoat::metrics::Metrics;
 
@@ -70,24 +70,23 @@ fn bench_session(c: &mut Criterion) {
     );
     let data_row = msg(b'D', b"\x00\x01\x00\x00\x00\x01\x30");
     let complete = msg(b'C', b"SELECT 1\0");
-    let ready = msg(b'Z', b"I");
-    let mut cycle = 0u64;
     c.bench_function("audit/session: one pgbench statement, batch", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let t0 = Instant::now();
                 for _ in 0..iters {
-                    cycle += 1;
                     let recorded = session
                         .decided(black_box(&query), StatementFacts::unjudged())
                         .await;
                     recorded.result.expect("decided");
                     let n = recorded.statement;
-                    session.query_sent(n, cycle, false);
-                    session.record_result_message(&row_description);
-                    session.record_result_message(&data_row);
-                    session.server_message(&complete).await.expect("C");
-                    session.server_message(&ready).await.expect("Z");
+                    // The ticket the session core's queue carries for the Query, handed
+                    // back finished at its ReadyForQuery.
+                    let ticket = Ticket::query(n, false);
+                    session.record_result_message(&row_description, Some(&ticket));
+                    session.record_result_message(&data_row, Some(&ticket));
+                    session.server_message(&complete, Some(&ticket));
+                    session.completed(ticket).await.expect("completed");
                 }
                 t0.elapsed()
             })

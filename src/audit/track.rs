@@ -2,18 +2,16 @@
 //! records before they are forwarded, and matches the server's completions back to
 //! them in protocol order.
 //!
-//! Which statement a name runs is the session core's to know (its statement and
-//! portal slots carry the number of the `decided` record, see
-//! `crate::session::core`); this file is told it at each Execute. Completions are
-//! matched in protocol order: every forwarded Query and every Execute is queued with
-//! the ReadyForQuery number that closes its cycle.
-//! CommandComplete / EmptyQueryResponse / PortalSuspended / ErrorResponse complete the
-//! oldest Execute; a Query (which may hold several statements) collects its
-//! completions until its ReadyForQuery. Executes the server skipped after an error
-//! are dropped when their cycle closes.
+//! Which statement a name runs, and which request each server reply answers, are the
+//! session core's to know (`crate::session::core`: its slots carry the number of the
+//! `decided` record, its queue of expected answers matches replies to requests). This
+//! file only makes the [`Ticket`] each forwarded Query and Execute carries in that
+//! queue, notes what the server says of the statement answered now (its tag, rows,
+//! error), and writes the `completed` record when the core hands the ticket back
+//! finished (a Query's completions are collected until its ReadyForQuery); a ticket
+//! handed back skipped (after an error earlier in its batch) records nothing.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,20 +59,66 @@ impl StatementFacts {
     }
 }
 
-struct Pending {
+/// What the trail knows of one Query or Execute the server will answer: carried by
+/// the session core's queue of expected answers (which matches the server's replies
+/// to requests), and handed back here when the server finished or skipped it.
+#[derive(Debug)]
+pub struct Ticket {
     statement: u64,
-    /// ReadyForQuery number that closes this cycle.
-    due: u64,
-    simple: bool,
     /// Refused: the `decided` record says so; the stand-in's error is not the result.
     refused: bool,
     started: Instant,
-    rows: Option<u64>,
-    command: Option<String>,
-    error: Option<StatementError>,
     /// Extended protocol: the result formats Bind asked for (`[1]`, all binary, when
     /// the Bind was not seen whole: kept rows are then hex, never misread).
     formats: Option<Vec<i16>>,
+}
+
+impl Ticket {
+    /// The `decided` record the request runs (0: unknown).
+    pub fn statement(&self) -> u64 {
+        self.statement
+    }
+
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// A Query (or its stand-in) goes upstream running statement `statement`.
+    pub fn query(statement: u64, refused: bool) -> Ticket {
+        Ticket {
+            statement,
+            refused,
+            started: Instant::now(),
+            formats: None,
+        }
+    }
+
+    /// An Execute (or, `refused_now`, its stand-in) goes upstream; its portal runs
+    /// `entry` (None: unknown, statement 0) with result `formats` (None: not seen).
+    pub fn execute(
+        entry: Option<(u64, bool)>,
+        formats: Option<&[i16]>,
+        refused_now: bool,
+    ) -> Ticket {
+        let (statement, refused) = entry.unwrap_or((0, false));
+        Ticket {
+            statement,
+            refused: refused || refused_now,
+            started: Instant::now(),
+            formats: Some(match formats {
+                Some(f) => f.to_vec(),
+                None => vec![1],
+            }),
+        }
+    }
+}
+
+/// What the server said so far of the statement it answers now.
+#[derive(Default)]
+struct Outcome {
+    rows: Option<u64>,
+    command: Option<String>,
+    error: Option<StatementError>,
 }
 
 /// What [`SessionAudit::decided`] recorded: the statement's number, whether names
@@ -91,8 +135,8 @@ pub struct SessionAudit {
     audit: Audit,
     id: Arc<str>,
     statements: u64,
-    pending: VecDeque<Pending>,
-    rfq: u64,
+    /// The answers so far to the statement the server answers now.
+    current: Outcome,
     rows: Option<RowRecorder>,
 }
 
@@ -111,8 +155,7 @@ impl SessionAudit {
             audit,
             id,
             statements: 0,
-            pending: VecDeque::new(),
-            rfq: 0,
+            current: Outcome::default(),
             rows: (limit > 0).then(|| RowRecorder::new(limit)),
         }
     }
@@ -180,75 +223,36 @@ impl SessionAudit {
         }
     }
 
-    /// A Query (or its stand-in) went upstream; `due` is the ReadyForQuery that ends it.
-    pub fn query_sent(&mut self, statement: u64, due: u64, refused: bool) {
-        self.push(statement, due, true, refused);
-    }
-
-    /// An Execute (or, `refused_now`, its stand-in) went upstream; its portal runs
-    /// `entry` (None: unknown, statement 0) with result `formats`, and its cycle ends at
-    /// ReadyForQuery number `due`.
-    pub fn execute(
-        &mut self,
-        entry: Option<(u64, bool)>,
-        formats: Option<&[i16]>,
-        due: u64,
-        refused_now: bool,
-    ) {
-        let (n, refused) = entry.unwrap_or((0, false));
-        self.push(n, due, false, refused || refused_now);
-        if let Some(p) = self.pending.back_mut() {
-            p.formats = Some(match formats {
-                Some(f) => f.to_vec(),
-                None => vec![1],
-            });
-        }
-    }
-
-    fn push(&mut self, statement: u64, due: u64, simple: bool, refused: bool) {
-        self.pending.push_back(Pending {
-            statement,
-            due,
-            simple,
-            refused,
-            started: Instant::now(),
-            rows: None,
-            command: None,
-            error: None,
-            formats: None,
-        });
-    }
-
     /// Server messages the tracker must see whole (all small, except rows when kept).
     pub fn wants(&self, tag: u8) -> bool {
-        matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z')
+        matches!(tag, b'C' | b'I' | b's' | b'E')
     }
 
     /// RowDescription and DataRow are wanted whole while rows are being kept for the
-    /// oldest pending statement (past `record_rows`, rows stream untouched again).
-    pub fn wants_rows(&self, tag: u8) -> bool {
+    /// statement answered now, `answering` (past `record_rows`, rows stream untouched
+    /// again).
+    pub fn wants_rows(&self, tag: u8, answering: Option<&Ticket>) -> bool {
         let Some(rec) = &self.rows else { return false };
-        let front = self.pending.front();
         match tag {
             // Also a statement Describe's, before its Execute: it names the columns.
-            b'T' => front.is_none_or(|p| !p.refused),
-            b'D' => front.is_some_and(|p| !p.refused) && !rec.full(),
+            b'T' => answering.is_none_or(|p| !p.refused),
+            b'D' => answering.is_some_and(|p| !p.refused) && !rec.full(),
             _ => false,
         }
     }
 
     /// The hook for kept result rows: RowDescription ('T') and DataRow ('D') messages
-    /// exactly as sent to the client, that is after masking. Call it only with what
-    /// the client receives; rows of a refused statement are never recorded.
-    pub fn record_result_message(&mut self, msg: &[u8]) {
+    /// exactly as sent to the client, that is after masking, for the statement
+    /// answered now. Call it only with what the client receives; rows of a refused
+    /// statement are never recorded.
+    pub fn record_result_message(&mut self, msg: &[u8], answering: Option<&Ticket>) {
         let Some(rec) = self.rows.as_mut() else {
             return;
         };
-        let front = self.pending.front();
         match msg.first() {
-            Some(b'T') if front.is_none_or(|p| !p.refused) => rec.row_description(msg),
+            Some(b'T') if answering.is_none_or(|p| !p.refused) => rec.row_description(msg),
             Some(b'D') => {
-                if let Some(p) = front.filter(|p| !p.refused) {
+                if let Some(p) = answering.filter(|p| !p.refused) {
                     rec.data_row_in(msg, p.formats.as_deref());
                 }
             }
@@ -256,65 +260,48 @@ impl SessionAudit {
         }
     }
 
-    /// A whole server message of a kind [`SessionAudit::wants`]. Completed records do
-    /// not wait for the disk: the statement already ran, and its `decided` record is.
-    pub async fn server_message(&mut self, msg: &[u8]) -> Result<(), AuditError> {
+    /// A whole server message of a kind [`SessionAudit::wants`], about the statement
+    /// answered now (`answering`; None: between statements, nothing is noted).
+    pub fn server_message(&mut self, msg: &[u8], answering: Option<&Ticket>) {
+        if answering.is_none() {
+            return;
+        }
         let body = msg.get(5..).unwrap_or(&[]);
+        let p = &mut self.current;
         match msg.first() {
             Some(b'C') => {
                 let tag = lossy(CommandComplete::parse(body).map(|c| c.tag).unwrap_or(body));
-                if let Some(p) = self.pending.front_mut() {
-                    if let Some(r) = tag_rows(&tag) {
-                        p.rows = Some(p.rows.unwrap_or(0) + r);
-                    }
-                    p.command = Some(tag);
-                    if !p.simple {
-                        return self.complete_front().await;
-                    }
+                if let Some(r) = tag_rows(&tag) {
+                    p.rows = Some(p.rows.unwrap_or(0) + r);
                 }
+                p.command = Some(tag);
             }
-            Some(b'I') | Some(b's') if self.pending.front().is_some_and(|p| !p.simple) => {
-                return self.complete_front().await;
-            }
-            Some(b'E') => {
-                if let Some(p) = self.pending.front_mut() {
-                    if p.error.is_none() {
-                        let fields = crate::protocol::backend::parse_fields(body);
-                        p.error = Some(StatementError {
-                            code: crate::protocol::backend::field(&fields, b'C').to_owned(),
-                            message: crate::protocol::backend::field(&fields, b'M').to_owned(),
-                        });
-                    }
-                    if !p.simple {
-                        return self.complete_front().await;
-                    }
-                }
-            }
-            Some(b'Z') => {
-                self.rfq += 1;
-                while self.pending.front().is_some_and(|p| p.due <= self.rfq) {
-                    if self.pending.front().is_some_and(|p| p.simple) {
-                        self.complete_front().await?;
-                    } else {
-                        // Skipped by the server after an earlier error in the cycle.
-                        self.pending.pop_front();
-                    }
-                }
+            Some(b'E') if p.error.is_none() => {
+                let fields = crate::protocol::backend::parse_fields(body);
+                p.error = Some(StatementError {
+                    code: crate::protocol::backend::field(&fields, b'C').to_owned(),
+                    message: crate::protocol::backend::field(&fields, b'M').to_owned(),
+                });
             }
             _ => {}
         }
-        Ok(())
     }
 
-    async fn complete_front(&mut self) -> Result<(), AuditError> {
-        let Some(p) = self.pending.pop_front() else {
-            return Ok(());
-        };
+    /// The server skipped the request of `ticket` (an earlier error in its batch).
+    pub fn skipped(&mut self, _ticket: Ticket) {
+        self.current = Outcome::default();
+    }
+
+    /// The server finished answering the request of `ticket`: its `completed` record.
+    /// Completed records do not wait for the disk: the statement already ran, and its
+    /// `decided` record is.
+    pub async fn completed(&mut self, ticket: Ticket) -> Result<(), AuditError> {
+        let p = std::mem::take(&mut self.current);
         let (columns, recorded_rows, rows_truncated) = match self.rows.as_mut() {
             Some(r) => r.take(),
             None => Default::default(),
         };
-        if p.refused {
+        if ticket.refused {
             return Ok(());
         }
         // Columns alone (a Describe whose statement returned nothing here) say nothing.
@@ -327,8 +314,8 @@ impl SessionAudit {
         let rows_truncated = rows_truncated
             || (!columns.is_empty() && p.rows.is_some_and(|r| r as usize > recorded_rows.len()));
         let event = Event::Statement(Statement::Completed(Completed {
-            statement: p.statement,
-            duration_ms: (p.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            statement: ticket.statement,
+            duration_ms: (ticket.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             rows: p.rows,
             command: p.command,
             error: p.error,

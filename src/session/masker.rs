@@ -1,9 +1,10 @@
 //! The session's masking state: which statement each result belongs to, and the plan
 //! for the rows streaming back now.
 //!
-//! Server responses come in the order of the client's messages, so a queue of what is
-//! expected (a simple Query's statements, a Describe, an Execute, a Sync) tells whose
-//! RowDescription or DataRow arrives. Extended-protocol statements and portals, and
+//! Which request the server answers now is the session core's to know (its queue of
+//! expected answers, [`crate::session::core::expect`]): this file fills the mask
+//! ticket each request carries there, and reads the ticket of the one answered now to
+//! tell whose RowDescription or DataRow arrives. Extended-protocol statements and portals, and
 //! SQL-level PREPAREd statements and cursors, keep their lineage by name, so EXECUTE,
 //! FETCH and named statements reused across messages are masked like the query behind
 //! them. When the tracking cannot tell, rows are masked whole.
@@ -19,11 +20,12 @@
 //! (see [`wire::scrub_message`]); so is the rest of that transaction's, since
 //! deferred checks report at COMMIT.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
+use super::core::expect::{Expected, MaskTicket};
 use super::core::names::Names;
 use super::core::slots::{lock, MaskPortal as Portal, MaskStatement as Statement, Shared};
 use crate::classify::lineage::{Lineage, Named};
@@ -33,29 +35,13 @@ use crate::mask::Masking;
 use crate::protocol::backend_view::column_count;
 use crate::protocol::frontend::{Describe, Target};
 
-#[derive(Debug)]
-enum Expect {
-    Query {
-        origins: Vec<Origin>,
-        /// What each statement names (PREPARE, DECLARE), taken at its completion.
-        defines: Vec<Option<(Named, Origin)>>,
-        idx: usize,
-    },
-    /// A Bind of a named portal: at its BindComplete, a SQL `FETCH name` reads it.
-    Bind(String, Shared<Portal>),
-    DescribeStatement(Shared<Statement>),
-    DescribePortal(Shared<Portal>),
-    Execute(Shared<Portal>),
-    Sync,
-}
-
-/// Masking's part of the session: what SQL names mean (PREPARE, DECLARE), which
-/// result the server answers now, and that result's plan. Protocol statement and
-/// portal names live in the session core's table ([`Names`]), one mask field per slot.
+/// Masking's part of the session: what SQL names mean (PREPARE, DECLARE) and the
+/// plan of the result streaming back now. Protocol statement and portal names live
+/// in the session core's table ([`Names`]), one mask field per slot; which request
+/// the server answers, in its queue of expected answers, one mask ticket per entry.
 pub struct Masker {
     pub engine: Arc<Masking>,
     named: HashMap<Named, Origin>,
-    expect: VecDeque<Expect>,
     current: Option<ResultPlan>,
     scratch: Scratch,
     /// Values masked so far (for the metrics).
@@ -117,7 +103,6 @@ impl Masker {
         Masker {
             engine,
             named: HashMap::new(),
-            expect: VecDeque::new(),
             current: None,
             scratch: Scratch::default(),
             masked_values: 0,
@@ -177,22 +162,18 @@ impl Masker {
         }
     }
 
-    /// A Query was forwarded (or its stand-in, with `lineage` None and one statement).
-    /// `writes`: see [`writes_masked`].
+    /// A Query goes upstream (or its stand-in, with `lineage` None and one
+    /// statement): the mask ticket of its entry. `writes`: see [`writes_masked`].
     pub fn on_query(
         &mut self,
         names: &mut Names,
         lineage: Option<&[Lineage]>,
         statements: usize,
         writes: u64,
-    ) {
+    ) -> MaskTicket {
         self.forget_cursors(names, lineage);
         let (origins, defines) = self.origins(lineage, statements, writes);
-        self.expect.push_back(Expect::Query {
-            origins,
-            defines,
-            idx: 0,
-        });
+        MaskTicket::Query { origins, defines }
     }
 
     /// A Parse of `name` goes upstream: the mask field of its new slot.
@@ -234,40 +215,24 @@ impl Masker {
         }
     }
 
-    /// Made mid-session: `n` cycles sent before it are still to be answered, each
-    /// with its ReadyForQuery.
-    pub fn cycles_pending(&mut self, n: u64) {
-        for _ in 0..n.min(4096) {
-            self.expect.push_back(Expect::Sync);
-        }
-    }
-
-    /// The server's BindComplete: a named portal now exists, and SQL `FETCH`/`MOVE`
-    /// of its name read it.
-    pub fn on_bind_complete(&mut self) {
-        if let Some(Expect::Bind(name, p)) = self.expect.front() {
+    /// The server's BindComplete, answering `front`: a named portal now exists, and
+    /// SQL `FETCH`/`MOVE` of its name read it.
+    pub fn on_bind_complete(&mut self, front: Option<&Expected>) {
+        if let Some(MaskTicket::Bind(name, p)) = front.and_then(|e| e.mask.as_ref()) {
             let origin = lock(p).origin.clone();
             self.named.insert(Named::Cursor(name.clone()), origin);
-            self.expect.pop_front();
-        }
-    }
-
-    /// The server ignored the last Sync (it came behind a COPY FROM STDIN's Execute).
-    pub fn sync_ignored(&mut self) {
-        if let Some(i) = self.expect.iter().rposition(|e| matches!(e, Expect::Sync)) {
-            self.expect.remove(i);
         }
     }
 
     /// A Bind of `portal` to `statement` goes upstream: the mask field of the
-    /// portal's new slot.
+    /// portal's new slot, and for a named portal the ticket of its entry.
     pub fn for_bind(
         &mut self,
         names: &Names,
         portal: &[u8],
         statement: &[u8],
         formats: Vec<i16>,
-    ) -> Shared<Portal> {
+    ) -> (Shared<Portal>, Option<MaskTicket>) {
         let s = match names.statement(statement).and_then(|s| s.mask.as_ref()) {
             Some(s) => lock(s).clone(),
             None => Statement {
@@ -286,64 +251,59 @@ impl Masker {
             formats,
             fields: s.fields,
         }));
-        if !portal.is_empty() {
-            self.expect.push_back(Expect::Bind(
-                String::from_utf8_lossy(portal).into_owned(),
-                Arc::clone(&p),
-            ));
-        }
-        p
+        let ticket = (!portal.is_empty()).then(|| {
+            MaskTicket::Bind(String::from_utf8_lossy(portal).into_owned(), Arc::clone(&p))
+        });
+        (p, ticket)
     }
 
-    /// A whole Describe went upstream.
-    pub fn on_describe(&mut self, names: &mut Names, body: &[u8]) {
-        // One expectation per Describe, readable or not: the server answers a
-        // malformed one with an error, which ends the batch.
-        let e = match Describe::parse(body) {
+    /// A whole Describe goes upstream: the ticket of its entry.
+    pub fn on_describe(&mut self, names: &mut Names, body: &[u8]) -> MaskTicket {
+        // One entry per Describe, readable or not: the server answers a malformed one
+        // with an error, which ends the batch.
+        match Describe::parse(body) {
             Ok(Describe {
                 target: Target::Statement,
                 name,
-            }) => Expect::DescribeStatement(statement(names, name)),
-            Ok(Describe { name, .. }) => Expect::DescribePortal(portal(names, name)),
-            Err(_) => Expect::DescribePortal(portal(names, b"")),
-        };
-        self.expect.push_back(e);
-    }
-
-    /// An Execute of `portal_name` went upstream.
-    pub fn on_execute(&mut self, names: &mut Names, portal_name: &[u8]) {
-        let p = portal(names, portal_name);
-        self.expect.push_back(Expect::Execute(p));
-    }
-
-    /// A Sync went upstream (the client's or pgmoat's own).
-    pub fn on_sync(&mut self) {
-        self.expect.push_back(Expect::Sync);
-    }
-
-    /// Whether the statement the server answers for now withholds its errors (no
-    /// copy of its origin: this runs at every completion).
-    fn front_withholds(&self) -> bool {
-        match self.expect.front() {
-            Some(Expect::Query { origins, idx, .. }) => {
-                origins.get(*idx).is_none_or(Origin::withholds)
-            }
-            Some(Expect::Execute(p) | Expect::DescribePortal(p) | Expect::Bind(_, p)) => {
-                lock(p).origin.withholds()
-            }
-            // A Parse's error arrives before its Describe's answer.
-            Some(Expect::DescribeStatement(s)) => lock(s).origin.withholds(),
-            Some(Expect::Sync) | None => false,
+            }) => MaskTicket::DescribeStatement(statement(names, name)),
+            Ok(Describe { name, .. }) => MaskTicket::DescribePortal(portal(names, name)),
+            Err(_) => MaskTicket::DescribePortal(portal(names, b"")),
         }
     }
 
-    fn front_origin(&self) -> Origin {
-        match self.expect.front() {
-            Some(Expect::Query { origins, idx, .. }) => {
-                origins.get(*idx).cloned().unwrap_or_else(Origin::unknown)
+    /// An Execute of `portal_name` goes upstream: the ticket of its entry.
+    pub fn on_execute(&mut self, names: &mut Names, portal_name: &[u8]) -> MaskTicket {
+        MaskTicket::Execute(portal(names, portal_name))
+    }
+
+    /// Whether the statement the server answers for now (`front`) withholds its
+    /// errors (no copy of its origin: this runs at every completion). An entry with
+    /// no mask ticket was sent before anything was masked: clean.
+    fn front_withholds(front: Option<&Expected>) -> bool {
+        let Some(e) = front else { return false };
+        match &e.mask {
+            Some(MaskTicket::Query { origins, .. }) => {
+                origins.get(e.done).is_none_or(Origin::withholds)
             }
-            Some(Expect::Execute(p)) => lock(p).origin.clone(),
-            Some(Expect::Sync) | None => Origin::clean(),
+            Some(
+                MaskTicket::Execute(p) | MaskTicket::DescribePortal(p) | MaskTicket::Bind(_, p),
+            ) => lock(p).origin.withholds(),
+            // A Parse's error arrives before its Describe's answer.
+            Some(MaskTicket::DescribeStatement(s)) => lock(s).origin.withholds(),
+            None => false,
+        }
+    }
+
+    fn front_origin(front: Option<&Expected>) -> Origin {
+        let Some(e) = front else {
+            return Origin::clean();
+        };
+        match &e.mask {
+            Some(MaskTicket::Query { origins, .. }) => {
+                origins.get(e.done).cloned().unwrap_or_else(Origin::unknown)
+            }
+            Some(MaskTicket::Execute(p)) => lock(p).origin.clone(),
+            None => Origin::clean(),
             Some(_) => Origin::unknown(),
         }
     }
@@ -353,9 +313,9 @@ impl Masker {
     /// cannot tell), writes a relation with masked columns, or an earlier one in this
     /// transaction did (a deferred constraint or trigger reports at COMMIT): an error's
     /// or notice's text is withheld whatever it says.
-    fn statement_withholds(&self) -> bool {
+    fn statement_withholds(&self, front: Option<&Expected>) -> bool {
         self.txn_withholds
-            || self.front_withholds()
+            || Self::front_withholds(front)
             || self
                 .current
                 .as_ref()
@@ -365,29 +325,31 @@ impl Masker {
     /// What the client is shown of an ErrorResponse or NoticeResponse the server sends
     /// now (None: as sent). The audit trail records this, never more than the client
     /// saw (console review H1: a cast error quotes the masked value it failed on).
-    pub fn shown_error(&self, msg: &[u8]) -> Option<BytesMut> {
+    pub fn shown_error(&self, msg: &[u8], front: Option<&Expected>) -> Option<BytesMut> {
         // Raised in code pgmoat does not follow (a trigger on a clean table can read
         // masked data): withheld too, whatever the statement reads.
-        let withhold = self.statement_withholds() || wire::raised_in_code(msg);
+        let withhold = self.statement_withholds(front) || wire::raised_in_code(msg);
         wire::scrub_message(msg, withhold, self.engine.detectors.as_deref())
     }
 
-    pub fn on_server(&mut self, names: &mut Names, msg: &[u8], out: &mut BytesMut) -> Action {
+    /// A whole server message, answering `front` (the session core's entry for the
+    /// request the server answers now; the core moves past it afterwards).
+    pub fn on_server(
+        &mut self,
+        names: &mut Names,
+        front: Option<&mut Expected>,
+        msg: &[u8],
+        out: &mut BytesMut,
+    ) -> Action {
         let body = &msg[5..];
         match msg[0] {
             b'T' => {
                 let fields = wire::row_description(body);
-                match self.expect.front() {
-                    Some(Expect::DescribeStatement(s)) => {
-                        lock(s).fields = fields;
-                        self.expect.pop_front();
-                    }
-                    Some(Expect::DescribePortal(p)) => {
-                        lock(p).fields = fields;
-                        self.expect.pop_front();
-                    }
+                match front.as_ref().and_then(|e| e.mask.as_ref()) {
+                    Some(MaskTicket::DescribeStatement(s)) => lock(s).fields = fields,
+                    Some(MaskTicket::DescribePortal(p)) => lock(p).fields = fields,
                     _ => {
-                        let origin = self.front_origin();
+                        let origin = Self::front_origin(front.as_deref());
                         self.current = Some(match fields {
                             Some(f) => wire::plan(&self.engine, &f, &origin, None),
                             None => wire::blind_plan(0),
@@ -396,85 +358,59 @@ impl Masker {
                 }
                 Action::Forward
             }
-            b'n' => {
-                if matches!(
-                    self.expect.front(),
-                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
-                ) {
-                    self.expect.pop_front();
-                }
-                Action::Forward
-            }
-            b'D' => self.data_row(msg, out),
+            b'D' => self.data_row(msg, front.as_deref(), out),
             b'C' | b'I' => {
                 self.current = None;
-                if !self.txn_withholds && self.front_withholds() {
+                if !self.txn_withholds && Self::front_withholds(front.as_deref()) {
                     self.txn_withholds = true;
                 }
-                match self.expect.front_mut() {
-                    Some(Expect::Query { defines, idx, .. }) => {
-                        // The statement succeeded: what it defines now exists.
-                        if let Some(Some((name, origin))) = defines.get_mut(*idx).map(Option::take)
-                        {
-                            // The server keeps SQL and protocol names in one namespace:
-                            // a PREPARE also names what a Bind of that statement runs, a
-                            // DECLARE what an Execute of that portal reads.
-                            match &name {
-                                Named::Prepared(n) => {
-                                    let s = Statement {
-                                        origin: origin.clone(),
-                                        fields: None,
-                                    };
-                                    names.statement_entry(n.as_bytes()).mask =
-                                        Some(Arc::new(Mutex::new(s)));
-                                }
-                                Named::Cursor(n) => {
-                                    let p = Portal {
-                                        origin: origin.clone(),
-                                        ..Portal::default()
-                                    };
-                                    names.portal_entry(n.as_bytes()).mask =
-                                        Some(Arc::new(Mutex::new(p)));
-                                }
+                let Some(e) = front else {
+                    return Action::Forward;
+                };
+                let done = e.done;
+                if let Some(MaskTicket::Query { defines, .. }) = &mut e.mask {
+                    // The statement succeeded: what it defines now exists.
+                    if let Some(Some((name, origin))) = defines.get_mut(done).map(Option::take) {
+                        // The server keeps SQL and protocol names in one namespace:
+                        // a PREPARE also names what a Bind of that statement runs, a
+                        // DECLARE what an Execute of that portal reads.
+                        match &name {
+                            Named::Prepared(n) => {
+                                let s = Statement {
+                                    origin: origin.clone(),
+                                    fields: None,
+                                };
+                                names.statement_entry(n.as_bytes()).mask =
+                                    Some(Arc::new(Mutex::new(s)));
                             }
-                            self.named.insert(name, origin);
+                            Named::Cursor(n) => {
+                                let p = Portal {
+                                    origin: origin.clone(),
+                                    ..Portal::default()
+                                };
+                                names.portal_entry(n.as_bytes()).mask =
+                                    Some(Arc::new(Mutex::new(p)));
+                            }
                         }
-                        *idx += 1;
+                        self.named.insert(name, origin);
                     }
-                    Some(Expect::Execute(_)) => {
-                        self.expect.pop_front();
-                    }
-                    _ => {}
                 }
                 Action::Forward
             }
             b's' => {
                 self.current = None;
-                if !self.txn_withholds && self.front_withholds() {
+                if !self.txn_withholds && Self::front_withholds(front.as_deref()) {
                     self.txn_withholds = true;
-                }
-                if matches!(self.expect.front(), Some(Expect::Execute(_))) {
-                    self.expect.pop_front();
                 }
                 Action::Forward
             }
             b'E' | b'N' => {
-                if self.statement_withholds() {
+                if self.statement_withholds(front.as_deref()) {
                     self.txn_withholds = true;
                 }
-                let scrubbed = self.shown_error(msg);
+                let scrubbed = self.shown_error(msg, front.as_deref());
                 if msg[0] == b'E' {
                     self.current = None;
-                    // The extended protocol skips to Sync after an error.
-                    if !matches!(self.expect.front(), Some(Expect::Query { .. })) {
-                        while self
-                            .expect
-                            .front()
-                            .is_some_and(|e| !matches!(e, Expect::Sync | Expect::Query { .. }))
-                        {
-                            self.expect.pop_front();
-                        }
-                    }
                 }
                 match scrubbed {
                     Some(o) => {
@@ -490,11 +426,6 @@ impl Masker {
                 if body.first() == Some(&b'I') {
                     self.txn_withholds = false;
                 }
-                while let Some(e) = self.expect.pop_front() {
-                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
-                        break;
-                    }
-                }
                 Action::Forward
             }
             b'd' => self.copy_data(msg, out),
@@ -507,11 +438,11 @@ impl Masker {
         }
     }
 
-    fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) -> Action {
+    fn data_row(&mut self, msg: &[u8], front: Option<&Expected>, out: &mut BytesMut) -> Action {
         if self.current.is_none() {
             // Rows of an Execute: the plan comes from its portal.
-            let plan = match self.expect.front() {
-                Some(Expect::Execute(p)) => {
+            let plan = match front.and_then(|e| e.mask.as_ref()) {
+                Some(MaskTicket::Execute(p)) => {
                     let portal = lock(p).clone();
                     match &portal.fields {
                         Some(f) => {

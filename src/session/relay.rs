@@ -7,8 +7,13 @@
 //! message, however large, streams through as it arrives, so a 100 MB row or COPY chunk
 //! costs no buffering.
 //!
-//! Batches that nothing in the session needs to look into (prepared-statement cycles
-//! with no masks, holds or audit trail) take a synchronous fast path, [`fast`].
+//! Each read goes first through the synchronous pass (`client_pass`, `server_pass`):
+//! when every message in it is whole and needs no judgment, hold, masking or awaited
+//! audit record (prepared-statement cycles, the common case), each message gets the
+//! same per-message bookkeeping the scanners give it (`client_plain`, `server_plain`,
+//! `ready`) and the bytes go out with no await. Otherwise nothing was touched and the
+//! scanners take the read, awaiting what they must. One set of per-message functions
+//! serves both, so they cannot leave different state.
 //!
 //! Where each part lives: this file owns the session's state, the select loop and the
 //! socket writes; [`client`] scans client messages (judging, holds, stand-ins for
@@ -32,7 +37,6 @@ use tokio::sync::watch;
 
 mod approval;
 mod client;
-mod fast;
 mod returned;
 mod server;
 #[cfg(test)]
@@ -47,6 +51,7 @@ use super::verdict::Refusal;
 use crate::metrics::Metrics;
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, parse_parameter_status};
+use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 
 /// Read buffers start this big and go back to it after a large message.
 const BUF_START: usize = 8 * 1024;
@@ -56,8 +61,8 @@ const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 /// A Sync message, for the one pgmoat sends itself (see `Pace::client`).
 const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
-/// What the fast path ([`fast`]) did with a batch.
-enum Fast {
+/// What the synchronous pass did with a read.
+enum Pass {
     /// Not taken: nothing was done or consumed.
     Declined,
     /// Handled and forwarded.
@@ -198,6 +203,32 @@ fn ensure_room(buf: &mut BytesMut) {
     }
 }
 
+/// Some when `buf` holds at least one message, every one whole and taken by `kind`;
+/// None otherwise (an invalid header included: the scanners report that).
+fn whole_batch(buf: &[u8], direction: Direction, kind: fn(u8) -> bool) -> Option<()> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let h = frame::check(&buf[pos..], direction, LARGE_MESSAGE_LIMIT).ok()??;
+        if !kind(h.tag) || h.total > buf.len() - pos {
+            return None;
+        }
+        pos += h.total;
+    }
+    (pos > 0).then_some(())
+}
+
+/// Empty `buf`, all of it handled and `sent` bytes of it written; what is left to write.
+fn unsent(buf: &mut BytesMut, sent: usize) -> Pass {
+    let done = if sent < buf.len() {
+        Pass::Unsent(BytesMut::from(&buf[sent..]))
+    } else {
+        Pass::Done
+    };
+    buf.clear();
+    shrink(buf);
+    done
+}
+
 /// After a large message, give the memory back rather than holding it while idle.
 fn shrink(buf: &mut BytesMut) {
     if buf.is_empty() && buf.capacity() > BUF_KEEP {
@@ -211,6 +242,11 @@ impl Relay {
         cbuf.reserve(BUF_START);
         let mut ubuf = p.server_leftover;
         ubuf.reserve(BUF_START);
+        let mut core = Core::default();
+        if p.audit.is_some() {
+            // The trail reads which request each answer belongs to from the start.
+            core.expect.follow(0);
+        }
         Relay {
             client: p.client,
             upstream: p.upstream,
@@ -218,7 +254,7 @@ impl Relay {
             ubuf,
             c_stream: 0,
             u_stream: 0,
-            core: Core::default(),
+            core,
             client_offset: 0,
             client_paced: 0,
             server_offset: 0,
@@ -331,10 +367,10 @@ impl Relay {
                     let _ = self.upstream.write_all(&TERMINATE).await;
                     return Ok(End::ClientClosed);
                 }
-                Event::Client(Ok(_)) => match self.client_fast()? {
-                    Fast::Declined => self.on_client_bytes().await?,
-                    Fast::Done => None,
-                    Fast::Unsent(rest) => {
+                Event::Client(Ok(_)) => match self.client_pass()? {
+                    Pass::Declined => self.on_client_bytes().await?,
+                    Pass::Done => None,
+                    Pass::Unsent(rest) => {
                         self.write_upstream(&rest).await?;
                         if self.upstream.is_tls() {
                             self.upstream.flush().await.map_err(server_io)?;
@@ -344,10 +380,10 @@ impl Relay {
                 },
                 Event::Client(Err(e)) => return Err(client_io(e)),
                 Event::Server(Ok(0)) => return Ok(End::ServerClosed),
-                Event::Server(Ok(_)) => match self.server_fast()? {
-                    Fast::Declined => self.on_server_bytes().await?,
-                    Fast::Done => None,
-                    Fast::Unsent(rest) => {
+                Event::Server(Ok(_)) => match self.server_pass()? {
+                    Pass::Declined => self.on_server_bytes().await?,
+                    Pass::Done => None,
+                    Pass::Unsent(rest) => {
                         self.write_client(&rest).await?;
                         if self.client.is_tls() {
                             self.client.flush().await.map_err(client_io)?;

@@ -109,8 +109,8 @@ impl Pace {
     }
 
     /// A server message, seen for the first time. True: the server ignored the Sync
-    /// behind a COPY's Execute (one ReadyForQuery fewer is due). The general and the
-    /// fast path both count through here, so they cannot count differently.
+    /// behind a COPY's Execute (one ReadyForQuery fewer is due). The scanners and the
+    /// synchronous pass both count through here, so they cannot count differently.
     pub(crate) fn server(&mut self, tag: u8, outstanding: u64) -> Result<bool, SessionError> {
         match tag {
             b'C' | b's' | b'I' => self.executes_done += 1,

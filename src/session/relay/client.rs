@@ -7,17 +7,28 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::approval::{audit_refusal, too_many_held};
-use super::{client_io, server_io, End, Inspected, Relay, Rewrite, Waited, SYNC, TERMINATE};
+use super::{
+    client_io, server_io, unsent, whole_batch, End, Inspected, Pass, Relay, Rewrite, Waited, SYNC,
+    TERMINATE,
+};
+use crate::audit::Ticket;
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend::{Bind, Close, Describe, Execute};
 use crate::protocol::{frontend, sqlstate};
+use crate::session::core::expect::{Asked, Expected, MaskTicket};
 use crate::session::core::slots::{MaskStatement, Shared, StatementSlot};
 use crate::session::error::SessionError;
 use crate::session::held;
 use crate::session::judge::Judged;
 use crate::session::masker::Masker;
 use crate::session::verdict::{Hold, OwnCause, Refusal, Verdict};
+
+/// Client messages the synchronous pass takes: Bind, Describe, Execute, Sync, Close,
+/// Flush (each handled by [`Relay::client_plain`] alone when nothing makes it wait).
+fn plain_client_message(tag: u8) -> bool {
+    matches!(tag, b'B' | b'D' | b'E' | b'S' | b'C' | b'H')
+}
 
 impl Relay {
     /// Look at each client message in `buf`; forward, hold or refuse it.
@@ -56,9 +67,7 @@ impl Relay {
                     fwd = pos;
                     self.write_upstream(&SYNC).await?;
                     self.core.sent += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_sync();
-                    }
+                    self.core.expect.sync();
                     self.core.swallow.push_back(self.core.sent);
                 }
             }
@@ -68,10 +77,12 @@ impl Relay {
                         break;
                     }
                     let mut statement = 0;
+                    let mut mask = None;
                     if h.tag != b'F' {
-                        let (mut verdict, n) =
+                        let (mut verdict, n, ticket) =
                             self.decide_statement(&buf[pos..pos + h.total]).await;
                         statement = n;
+                        mask = ticket;
                         if let Some(hold) = verdict.take_hold() {
                             // Everything before it goes now; the statement waits.
                             self.write_upstream(&buf[fwd..pos]).await?;
@@ -100,9 +111,7 @@ impl Relay {
                             self.substitute(&buf[pos..pos + h.total], refusal).await?;
                             if h.tag == b'Q' {
                                 stats.queries_simple += 1;
-                                if let Some(a) = self.audit.as_mut() {
-                                    a.query_sent(statement, self.core.sent, true);
-                                }
+                                self.query_sent(statement, true, mask);
                             }
                             pos += h.total;
                             fwd = pos;
@@ -115,9 +124,7 @@ impl Relay {
                                 b'Q' => {
                                     stats.queries_simple += 1;
                                     self.core.sent += 1;
-                                    if let Some(a) = self.audit.as_mut() {
-                                        a.query_sent(statement, self.core.sent, false);
-                                    }
+                                    self.query_sent(statement, false, mask);
                                 }
                                 b'F' => self.core.sent += 1,
                                 _ => {}
@@ -198,37 +205,15 @@ impl Relay {
                     pos += h.total;
                     continue;
                 }
-                // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
-                b'S' => {
-                    self.core.sent += 1;
-                    if let Some(m) = &mut self.masker {
-                        m.on_sync();
-                    }
-                }
-                // Only their start is needed (portal and statement names): a large
-                // Bind streams through.
-                b'E' => {
-                    stats.queries_extended += 1;
-                    self.track_execute(&buf[pos + 5..pos + h.total.min(have)], false);
-                }
-                b'B' if self.audit.is_some() => {
-                    self.track_bind(&buf[pos + 5..pos + h.total.min(have)]);
-                }
-                b'C' => {
-                    let cycle = self.core.sent + 1;
-                    if have >= h.total {
-                        self.track_close(&buf[pos + 5..pos + h.total], cycle);
-                    } else {
-                        // Not seen whole: the name stays known (fail closed).
-                        self.core.names.close_sent(cycle);
-                    }
-                }
                 b'X' => {
                     pos += have.min(h.total);
                     end = Some(End::ClientTerminated);
                     break;
                 }
-                _ => {}
+                _ => {
+                    let body = &buf[pos + 5..pos + h.total.min(have)];
+                    self.client_plain(h.tag, body, have >= h.total, &mut stats);
+                }
             }
             let n = h.total.min(have);
             pos += n;
@@ -254,12 +239,106 @@ impl Relay {
         Ok(end)
     }
 
+    /// The synchronous pass over the client bytes in `cbuf`: taken when every message
+    /// in it is whole, of a kind [`Self::client_plain`] handles alone, and nothing in the
+    /// session makes such messages wait (masking or holds read Bind/Execute whole and
+    /// may ask for approval). Each message gets exactly the steps [`Self::scan_client`]
+    /// gives it (the guard, the pace, then [`Self::client_plain`]), so the two cannot
+    /// leave different state; what the socket takes goes out with no await.
+    pub(super) fn client_pass(&mut self) -> Result<Pass, SessionError> {
+        if self.c_stream != 0
+            || self.core.pace.client_copy
+            || self.masker.is_some()
+            || self.core.names.holds_active()
+            || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
+            || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message).is_none()
+        {
+            return Ok(Pass::Declined);
+        }
+        let buf = std::mem::take(&mut self.cbuf);
+        let result = self.client_pass_over(&buf);
+        self.cbuf = buf;
+        let stats = result?;
+        let sent = self.upstream.send_now(&self.cbuf).map_err(server_io)?;
+        let done = unsent(&mut self.cbuf, sent);
+        self.client_offset += stats.bytes_from_client;
+        self.metrics.add(&stats);
+        if let Some(r) = &self.registration {
+            r.count(stats.queries_simple + stats.queries_extended);
+        }
+        Ok(done)
+    }
+
+    fn client_pass_over(&mut self, buf: &[u8]) -> Result<BatchStats, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let tag = buf[pos];
+            let total = frame::total_len(&buf[pos..]).unwrap_or(buf.len() - pos);
+            if tag == b'E' {
+                self.guard.check()?;
+            }
+            let at = self.client_offset + pos as u64;
+            if at >= self.client_paced {
+                self.client_paced = at + 1;
+                // Only a Query or FunctionCall asks for a Sync of pgmoat's first, and
+                // neither is taken here.
+                self.core.pace.client(tag)?;
+            }
+            self.client_plain(tag, &buf[pos + 5..pos + total], true, &mut stats);
+            pos += total;
+        }
+        stats.bytes_from_client = pos as u64;
+        Ok(stats)
+    }
+
+    /// What a client message that needs no judgment and no wait does to the session:
+    /// Sync, an Execute or Bind read for their names (`body` may be only the start of
+    /// the message, `whole` false, when it streams through), Close, and the rest
+    /// (Describe, Flush, copy data) nothing. Both passes run each such message through
+    /// here.
+    pub(super) fn client_plain(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        whole: bool,
+        stats: &mut BatchStats,
+    ) {
+        match tag {
+            // (A Sync during COPY FROM STDIN never gets here: Pace refuses it.)
+            b'S' => {
+                self.core.sent += 1;
+                self.core.expect.sync();
+            }
+            // Only their start is needed (portal and statement names): a large
+            // Bind streams through.
+            b'E' => {
+                stats.queries_extended += 1;
+                self.track_execute(body, false);
+            }
+            b'B' if self.audit.is_some() => {
+                self.track_bind(body);
+            }
+            b'C' => {
+                let cycle = self.core.sent + 1;
+                if whole {
+                    self.track_close(body, cycle);
+                } else {
+                    // Not seen whole: the name stays known (fail closed).
+                    self.core.names.close_sent(cycle);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Judge a whole Query or Parse (`msg`) and settle everything about it that needs
     /// no wait: its audit record (durable before it goes on; if it cannot be, it does
     /// not run), the masker's and the holds' view of it, and a grant already in force.
-    /// Returns what is left to act on (a hold to ask, a refusal, or allowed) and the
-    /// statement's number in the audit trail (0 without one).
-    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64) {
+    /// Returns what is left to act on (a hold to ask, a refusal, or allowed), the
+    /// statement's number in the audit trail (0 without one), and for a Query the
+    /// mask ticket of its entry in the core's queue of expected answers.
+    async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64, Option<MaskTicket>) {
         if let Some(r) = &self.registration {
             let sql = match msg[0] {
                 b'Q' => crate::protocol::frontend::Query::parse(&msg[5..]).map(|q| q.sql),
@@ -285,7 +364,7 @@ impl Relay {
                 Err(e) => judged.verdict.refuse(audit_refusal(&e)),
             }
         }
-        let mask = self.track_masking(msg, &judged);
+        let (mask, query_mask) = self.track_masking(msg, &judged);
         if msg[0] == b'P' {
             let body = &msg[5..];
             let name = frontend::Parse::name(body).unwrap_or_default();
@@ -317,7 +396,21 @@ impl Relay {
                 judged.verdict.refuse(r);
             }
         }
-        (judged.verdict, statement)
+        (judged.verdict, statement, query_mask)
+    }
+
+    /// A Query (or, `refused`, its stand-in) went upstream running audit statement
+    /// `statement`: its entry in the core's queue of expected answers.
+    fn query_sent(&mut self, statement: u64, refused: bool, mask: Option<MaskTicket>) {
+        let audit = self
+            .audit
+            .is_some()
+            .then(|| Ticket::query(statement, refused));
+        self.core.expect.push(
+            Expected::new(Asked::Query)
+                .with_audit(audit)
+                .with_mask(mask),
+        );
     }
 
     /// A client message pgmoat reads whole: refused when over the limit; false (with
@@ -342,13 +435,14 @@ impl Relay {
         Ok(true)
     }
 
-    /// Keep the masking state in step with a judged Query or Parse; for a Parse, the
-    /// mask field of its new slot (None while the session masks nothing).
+    /// Keep the masking state in step with a judged Query or Parse: for a Parse, the
+    /// mask field of its new slot, for a Query the mask ticket of its entry (None
+    /// while the session masks nothing).
     pub(super) fn track_masking(
         &mut self,
         msg: &[u8],
         judged: &Judged,
-    ) -> Option<Shared<MaskStatement>> {
+    ) -> (Option<Shared<MaskStatement>>, Option<MaskTicket>) {
         if let Some(engine) = &judged.masking {
             match &mut self.masker {
                 Some(m) => {
@@ -357,17 +451,19 @@ impl Relay {
                     }
                 }
                 None => {
-                    let mut m = Masker::new(Arc::clone(engine));
                     // Answers still due for earlier messages (a refused statement's
-                    // stand-in) end with ReadyForQuerys this masker must not take
-                    // for this message's.
-                    m.cycles_pending(self.outstanding());
-                    self.masker = Some(m);
+                    // stand-in) end with ReadyForQuerys the core must not take for
+                    // this message's.
+                    let outstanding = self.outstanding();
+                    self.core.expect.follow(outstanding);
+                    self.masker = Some(Masker::new(Arc::clone(engine)));
                     self.hold_results = true;
                 }
             }
         }
-        let m = self.masker.as_mut()?;
+        let Some(m) = self.masker.as_mut() else {
+            return (None, None);
+        };
         // A refused statement's stand-in yields an error and no rows.
         let (lineage, writes) = match judged.verdict.plan() {
             Some(plan) => (
@@ -377,11 +473,12 @@ impl Relay {
             None => (None, 0),
         };
         if msg[0] == b'Q' {
-            m.on_query(&mut self.core.names, lineage, judged.statements, writes);
-            None
+            let ticket = m.on_query(&mut self.core.names, lineage, judged.statements, writes);
+            (None, Some(ticket))
         } else {
             let name = frontend::Parse::name(&msg[5..]).unwrap_or_default();
-            Some(m.for_parse(&mut self.core.names, name, lineage, writes))
+            let slot = m.for_parse(&mut self.core.names, name, lineage, writes);
+            (Some(slot), None)
         }
     }
 
@@ -450,15 +547,23 @@ impl Relay {
             .names
             .statement(names.statement)
             .and_then(|s| s.audit);
-        let mask = match (&mut self.masker, &bind) {
-            (Some(m), Some(b)) => Some(m.for_bind(
-                &self.core.names,
-                names.portal,
-                names.statement,
-                b.result_formats.to_vec(),
-            )),
-            _ => None,
+        let (mask, ticket) = match (&mut self.masker, &bind) {
+            (Some(m), Some(b)) => {
+                let (slot, ticket) = m.for_bind(
+                    &self.core.names,
+                    names.portal,
+                    names.statement,
+                    b.result_formats.to_vec(),
+                );
+                (Some(slot), ticket)
+            }
+            _ => (None, None),
         };
+        if ticket.is_some() {
+            self.core
+                .expect
+                .push(Expected::new(Asked::Bind).with_mask(ticket));
+        }
         let slot = self.core.names.rebind(names.portal);
         slot.audit = audit;
         match &bind {
@@ -474,22 +579,31 @@ impl Relay {
     }
 
     /// An Execute (or, `refused`, its stand-in) goes upstream (`body` may be only
-    /// its start): the audit trail queues the statement its portal runs, masking the
-    /// portal whose rows come back.
+    /// its start): its entry in the core's queue of expected answers carries the
+    /// statement its portal runs (for the audit trail) and the portal whose rows come
+    /// back (for masking).
     pub(super) fn track_execute(&mut self, body: &[u8], refused: bool) {
+        if !self.core.expect.followed() {
+            return;
+        }
         let portal = Execute::portal(body).unwrap_or_default();
-        if let Some(a) = self.audit.as_mut() {
+        let audit = self.audit.is_some().then(|| {
             let slot = self.core.names.portal(portal);
-            a.execute(
+            Ticket::execute(
                 slot.and_then(|s| s.audit),
                 slot.map(|s| s.formats.as_slice()),
-                self.core.sent + 1,
                 refused,
-            );
-        }
-        if let Some(m) = &mut self.masker {
-            m.on_execute(&mut self.core.names, portal);
-        }
+            )
+        });
+        let mask = self
+            .masker
+            .as_mut()
+            .map(|m| m.on_execute(&mut self.core.names, portal));
+        self.core.expect.push(
+            Expected::new(Asked::Execute)
+                .with_audit(audit)
+                .with_mask(mask),
+        );
     }
 
     /// A whole Describe goes upstream in `cycle`.
@@ -500,7 +614,10 @@ impl Relay {
             }
         }
         if let Some(m) = &mut self.masker {
-            m.on_describe(&mut self.core.names, body);
+            let ticket = m.on_describe(&mut self.core.names, body);
+            self.core
+                .expect
+                .push(Expected::new(Asked::Describe).with_mask(Some(ticket)));
         }
     }
 

@@ -5,12 +5,35 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::{client_io, runtime_setting_refusal, End, Relay};
+use super::{client_io, runtime_setting_refusal, unsent, whole_batch, End, Pass, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::sqlstate;
+use crate::session::core::expect::Outcome;
 use crate::session::error::SessionError;
 use crate::session::masker;
+
+/// Server messages the synchronous pass takes: the completions, rows, descriptions,
+/// errors, notices and notifications, and ReadyForQuery. Not ParameterStatus (a
+/// setting may have to be refused) nor anything of COPY (its own pacing).
+fn plain_server_message(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'1' | b'2'
+            | b'3'
+            | b'C'
+            | b'D'
+            | b'E'
+            | b'I'
+            | b'n'
+            | b's'
+            | b'T'
+            | b't'
+            | b'Z'
+            | b'N'
+            | b'A'
+    )
+}
 
 impl Relay {
     /// The interception point for whole result messages: masking. `before` is the
@@ -23,7 +46,8 @@ impl Relay {
         // The replacement is built apart: copying `before` only when a message is
         // replaced keeps a batch of untouched rows linear, not quadratic.
         self.replacement.clear();
-        let replaced = match m.on_server(&mut self.core.names, msg, &mut self.replacement) {
+        let front = self.core.expect.front_mut();
+        let replaced = match m.on_server(&mut self.core.names, front, msg, &mut self.replacement) {
             masker::Action::Replaced => {
                 self.staged.extend_from_slice(before);
                 self.staged.extend_from_slice(&self.replacement);
@@ -33,13 +57,132 @@ impl Relay {
         };
         // Kept rows for replay: exactly what the client gets, after masking.
         if let Some(a) = self.audit.as_mut() {
+            let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
             if replaced {
-                a.record_result_message(&self.replacement);
+                a.record_result_message(&self.replacement, answering);
             } else {
-                a.record_result_message(msg);
+                a.record_result_message(msg, answering);
             }
         }
         replaced
+    }
+
+    /// The synchronous pass over the server bytes in `ubuf`: taken when every message
+    /// in it is whole, of a kind [`Self::server_plain`] (or [`Self::ready`]) handles
+    /// alone, and nothing waits for its turn or reads results (no masking, holds, audit
+    /// trail, stand-ins, composed responses or swallowed Syncs due, no shutdown under
+    /// way). Each message gets exactly the steps [`Self::scan_server`] gives it (the
+    /// pace, then those functions), so the two cannot leave different state; what the
+    /// socket takes goes to the client with no await.
+    pub(super) fn server_pass(&mut self) -> Result<Pass, SessionError> {
+        if self.u_stream != 0
+            || self.hold_results
+            || self.masker.is_some()
+            || self.audit.is_some()
+            || self.core.expect.followed()
+            || self.core.names.holds_active()
+            || self.draining
+            || !self.rewrites.is_empty()
+            || !self.core.swallow.is_empty()
+            || !self.injections.is_empty()
+            || !self.staged.is_empty()
+            || whole_batch(&self.ubuf, Direction::Backend, plain_server_message).is_none()
+        {
+            return Ok(Pass::Declined);
+        }
+        let buf = std::mem::take(&mut self.ubuf);
+        let result = self.server_pass_over(&buf);
+        self.ubuf = buf;
+        let stats = result?;
+        let sent = self.client.send_now(&self.ubuf).map_err(client_io)?;
+        let done = unsent(&mut self.ubuf, sent);
+        self.server_offset += stats.bytes_to_client;
+        self.metrics.add(&stats);
+        Ok(done)
+    }
+
+    fn server_pass_over(&mut self, buf: &[u8]) -> Result<BatchStats, SessionError> {
+        let mut stats = BatchStats::default();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let tag = buf[pos];
+            let total = frame::total_len(&buf[pos..]).unwrap_or(buf.len() - pos);
+            let at = self.server_offset + pos as u64;
+            if at >= self.server_paced {
+                self.server_paced = at + 1;
+                // CopyInResponse is not taken here: no Sync is ignored, so the
+                // answer is always false.
+                self.core.pace.server(tag, self.outstanding())?;
+            }
+            match tag {
+                b'Z' => {
+                    self.ready(buf.get(pos + 5).copied().filter(|_| total > 5));
+                }
+                _ => self.server_plain(tag, &mut stats),
+            }
+            pos += total;
+        }
+        stats.bytes_to_client = pos as u64;
+        Ok(stats)
+    }
+
+    /// What a server message that is not held whole for anything does to the
+    /// session: ParseComplete and CloseComplete change names, BindComplete gives a
+    /// named portal to SQL's FETCH, an error is counted. Both passes run each such
+    /// message through here.
+    fn server_plain(&mut self, tag: u8, stats: &mut BatchStats) {
+        match tag {
+            b'E' => stats.server_errors += 1,
+            b'1' => {
+                if let Some(name) = self.core.names.parse_complete(self.core.seen + 1) {
+                    if let Some(m) = &mut self.masker {
+                        m.parse_taken(&self.core.names, &name);
+                    }
+                }
+            }
+            b'2' => {
+                if let Some(m) = &mut self.masker {
+                    m.on_bind_complete(self.core.expect.front());
+                }
+            }
+            b'3' => self.core.names.close_complete(self.core.seen + 1),
+            _ => {}
+        }
+    }
+
+    /// A ReadyForQuery with transaction status `status` (after masking and the
+    /// queue of expected answers read it): one more cycle answered, stand-ins of
+    /// earlier cycles are stale, names settle. Returns its number.
+    fn ready(&mut self, status: Option<u8>) -> u64 {
+        self.tx_status = status.unwrap_or(b'I');
+        self.core.seen += 1;
+        let seen = self.core.seen;
+        self.rewrites.retain(|r| r.due > seen);
+        self.core.names.on_ready(seen, self.tx_status);
+        seen
+    }
+
+    /// After a server message's consumers read the entry it answers: the core moves
+    /// past what it ended, and the audit trail records what finished.
+    async fn answered(&mut self, tag: u8) {
+        if !self.core.expect.answer(tag) {
+            return;
+        }
+        let Some(a) = self.audit.as_mut() else {
+            self.core.expect.take_answered().for_each(drop);
+            return;
+        };
+        for (entry, outcome) in self.core.expect.take_answered() {
+            let Some(ticket) = entry.audit else { continue };
+            match outcome {
+                Outcome::Finished => {
+                    if let Err(e) = a.completed(ticket).await {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                    }
+                }
+                Outcome::Skipped => a.skipped(ticket),
+            }
+        }
     }
 
     /// Look at each server message in `buf` and forward it.
@@ -69,34 +212,31 @@ impl Relay {
             self.server_paced = self.server_paced.max(at + 1);
             if first_look && self.core.pace.server(h.tag, self.outstanding())? {
                 self.core.sent -= 1;
-                if let Some(m) = &mut self.masker {
-                    m.sync_ignored();
-                }
+                self.core.expect.sync_ignored();
             }
             let unmasked = self.masker.is_none();
             if let Some(a) = self.audit.as_mut() {
                 // Completions (small messages) are held whole and matched to statements;
                 // rows too while some are kept and no masker rewrites them (with one,
                 // inspect_server records them after masking).
-                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag)) {
+                let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
+                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag, answering)) {
                     if have < h.total {
                         buf.reserve(h.total - have);
                         break;
                     }
                     let msg = &buf[pos..pos + h.total];
                     if unmasked {
-                        a.record_result_message(msg);
+                        a.record_result_message(msg, answering);
                     }
                     // An error is recorded as the client sees it, scrubbed when
                     // masks apply (it can quote the masked value it failed on).
                     let shown = match &self.masker {
-                        Some(m) if h.tag == b'E' => m.shown_error(msg),
+                        Some(m) if h.tag == b'E' => m.shown_error(msg, self.core.expect.front()),
                         _ => None,
                     };
                     let msg = shown.as_deref().unwrap_or(msg);
-                    if let Err(e) = a.server_message(msg).await {
-                        tracing::error!("audit: a statement's completion was not recorded: {e}");
-                    }
+                    a.server_message(msg, answering);
                 }
             }
             match h.tag {
@@ -126,15 +266,18 @@ impl Relay {
                         pos += h.total;
                         continue;
                     }
-                    self.tx_status = body.first().copied().unwrap_or(b'I');
-                    self.core.seen += 1;
                     if let Some(m) = &mut self.masker {
                         let mut none = BytesMut::new();
-                        m.on_server(&mut self.core.names, &buf[pos..pos + h.total], &mut none);
+                        let front = self.core.expect.front_mut();
+                        m.on_server(
+                            &mut self.core.names,
+                            front,
+                            &buf[pos..pos + h.total],
+                            &mut none,
+                        );
                     }
-                    let seen = self.core.seen;
-                    self.rewrites.retain(|r| r.due > seen);
-                    self.core.names.on_ready(seen, self.tx_status);
+                    self.answered(h.tag).await;
+                    let seen = self.ready(body.first().copied());
                     if self.core.swallow.front() == Some(&seen) {
                         // The answer to pgmoat's own Sync (see `Pace::client`): not
                         // the client's to see.
@@ -188,8 +331,10 @@ impl Relay {
                         if let Some(m) = &mut self.masker {
                             // Only for its bookkeeping: the response is pgmoat's own.
                             let mut ignored = BytesMut::new();
+                            let front = self.core.expect.front_mut();
                             m.on_server(
                                 &mut self.core.names,
+                                front,
                                 &buf[pos..pos + h.total],
                                 &mut ignored,
                             );
@@ -210,6 +355,7 @@ impl Relay {
                     } else {
                         pos += h.total;
                     }
+                    self.answered(h.tag).await;
                     continue;
                 }
                 b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
@@ -226,24 +372,12 @@ impl Relay {
                         fwd = pos + h.total;
                     }
                     pos += h.total;
+                    self.answered(h.tag).await;
                     continue;
                 }
-                b'E' => stats.server_errors += 1,
-                b'1' => {
-                    if let Some(name) = self.core.names.parse_complete(self.core.seen + 1) {
-                        if let Some(m) = &mut self.masker {
-                            m.parse_taken(&self.core.names, &name);
-                        }
-                    }
-                }
-                b'2' => {
-                    if let Some(m) = &mut self.masker {
-                        m.on_bind_complete();
-                    }
-                }
-                b'3' => self.core.names.close_complete(self.core.seen + 1),
-                _ => {}
+                _ => self.server_plain(h.tag, &mut stats),
             }
+            self.answered(h.tag).await;
             let n = h.total.min(have);
             pos += n;
             self.u_stream = h.total - n;

@@ -192,3 +192,84 @@ async fn copy_from_stdin_runs_and_messages_pipelined_behind_it_end_the_session()
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// The synchronous pass and the scanners are one path: a pipelined prepared cycle
+/// with an error in it, written whole (taken by the pass) or a byte at a time (every
+/// message cut, so the scanners take it), leaves the same bytes on both sides and
+/// the same cycles matched (a refused FunctionCall after it is answered in its turn).
+#[tokio::test]
+async fn the_synchronous_pass_and_the_scanners_agree_byte_for_byte() {
+    let cycle = [
+        bind(),
+        execute(),
+        sync(),
+        bind(),
+        execute(),
+        sync(),
+        msg(b'C', b"Sa\0"),
+        sync(),
+    ]
+    .concat();
+    let answers = [
+        msg(b'2', b""),
+        msg(b'D', &[0, 1, 0, 0, 0, 1, b'1']),
+        complete("SELECT 1"),
+        ready(b'I'),
+        error("42P01"),
+        ready(b'I'),
+        msg(b'3', b""),
+        ready(b'I'),
+    ]
+    .concat();
+    // A FunctionCall is refused by pgmoat itself: its answer is composed, and must
+    // come after the three cycles' answers.
+    let call = msg(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for bytewise in [false, true] {
+        let mut s = start().await;
+        let what = if bytewise {
+            "a byte at a time"
+        } else {
+            "whole"
+        };
+        if bytewise {
+            for b in &cycle {
+                s.client.write_all(&[*b]).await.unwrap();
+                s.client.flush().await.unwrap();
+            }
+        } else {
+            s.client.write_all(&cycle).await.unwrap();
+        }
+        expect(&mut s.server, &cycle, what).await;
+        s.client.write_all(&call).await.unwrap();
+        if bytewise {
+            for b in &answers {
+                s.server.write_all(&[*b]).await.unwrap();
+                s.server.flush().await.unwrap();
+            }
+        } else {
+            s.server.write_all(&answers).await.unwrap();
+        }
+        expect(&mut s.client, &answers, what).await;
+        // The refusal: an ErrorResponse then ReadyForQuery, after everything above.
+        let mut head = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(30), s.client.read_exact(&mut head))
+            .await
+            .expect("refusal in time")
+            .expect("refusal");
+        assert_eq!(
+            head[0], b'E',
+            "{what}: the FunctionCall's refusal comes next"
+        );
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut rest = vec![0; len - 4];
+        s.client.read_exact(&mut rest).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&rest).contains("FunctionCall"),
+            "{what}"
+        );
+        expect(&mut s.client, &ready(b'I'), what).await;
+        s.client.write_all(&msg(b'X', b"")).await.unwrap();
+        let end = s.relay.await.expect("joined").expect("clean end");
+        assert_eq!(end, End::ClientTerminated, "{what}");
+    }
+}
