@@ -208,22 +208,11 @@ impl Lean<'_> {
             raw,
         } = head;
         self.head_request = method == http::Method::HEAD;
-        // A standard method in other than upper case is refused: methods are
-        // case-sensitive, the target may not treat it so, and a client sending
-        // `head` would not expect HEAD's answer without a body (review L3).
-        let upper = method.as_str().to_ascii_uppercase();
-        if upper != method.as_str()
-            && matches!(
-                upper.as_str(),
-                "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS"
-            )
-        {
-            let r = reply::error(
-                StatusCode::BAD_REQUEST,
-                "pgmoat: refused: method not in upper case",
-            );
-            let _ = self.answer(r, true).await;
-            return After::Close;
+        // A method not in upper case is judged and forwarded upper-cased, so the
+        // client's `head` may get HEAD's answer without the body it expects: hyper's
+        // path serves such requests (it closes the connection after them; review L3).
+        if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+            return After::ToHyper(raw);
         }
         // What hyper's connection handling is for: HTTP/1.0 keep-alive rules,
         // upgrades (WebSocket), interim 100 responses.
