@@ -503,6 +503,16 @@ impl Writer {
         if self.unsegmented.is_empty() {
             return Ok(());
         }
+        self.append_unsegmented(self.unsegmented.len())?;
+        if self.journal_wrap_due() {
+            self.restart_journal()?;
+        }
+        Ok(())
+    }
+
+    /// `fsync` mode: append the first `end` not-yet-segmented bytes (flushed in the
+    /// journal) to the segment.
+    fn append_unsegmented(&mut self, end: usize) -> Result<(), AuditError> {
         let Some(file) = self.file.as_mut() else {
             return Err(io_err(
                 &self.opts,
@@ -510,25 +520,31 @@ impl Writer {
                 &std::io::Error::other("no segment open"),
             ));
         };
-        if let Err(e) = file.write_all_at(&self.unsegmented, self.seg_len) {
+        let end = end.min(self.unsegmented.len());
+        if let Err(e) = file.write_all_at(&self.unsegmented[..end], self.seg_len) {
             // The records are durable in the journal; the next start completes the
             // segment from them. Until then nothing more is accepted (fail closed). A
-            // part written stays: the segment only ever grows.
+            // part written stays: the segment only ever grows, so a tailer that read
+            // half a line reads the rest of it then.
             return Err(io_err(&self.opts, "append to the segment", &e));
         }
-        self.seg_len += self.unsegmented.len() as u64;
-        self.unsegmented.clear();
-        self.unsegmented.shrink_to(KEEP_BYTES);
-        if self
-            .journal
-            .as_ref()
-            .is_some_and(|j| j.len >= journal::WRAP_BYTES)
-        {
-            file.sync_data()
+        self.seg_len += end as u64;
+        self.unsegmented.drain(..end);
+        if self.unsegmented.is_empty() {
+            self.unsegmented.shrink_to(KEEP_BYTES);
+        }
+        Ok(())
+    }
+
+    /// `fsync` mode: everything in the journal is in the segment; sync the segment and
+    /// start the journal over.
+    fn restart_journal(&mut self) -> Result<(), AuditError> {
+        if let Some(f) = &self.file {
+            f.sync_data()
                 .map_err(|e| io_err(&self.opts, "fdatasync the segment", &e))?;
-            if let Some(j) = self.journal.as_mut() {
-                j.restart();
-            }
+        }
+        if let Some(j) = self.journal.as_mut() {
+            j.restart();
         }
         Ok(())
     }

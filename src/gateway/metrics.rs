@@ -18,6 +18,12 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// A request or response refused for its framing.
+    pub fn refused_framing(&self) {
+        self.framing_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn render(&self, out: &mut String) {
         let g = |c: &AtomicU64| c.load(Relaxed);
         let _ = writeln!(

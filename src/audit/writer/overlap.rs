@@ -152,24 +152,8 @@ impl Writer {
     /// Append the first `end` not-yet-segmented bytes (flushed now) to the segment and
     /// send their `lines` sealed lines to the sinks.
     fn append_flushed(&mut self, end: usize, lines: usize) -> Result<(), AuditError> {
-        let Some(file) = self.file.as_mut() else {
-            return Err(io_err(
-                &self.opts,
-                "write",
-                &std::io::Error::other("no segment open"),
-            ));
-        };
         let end = end.min(self.unsegmented.len());
-        if let Err(e) =
-            std::os::unix::fs::FileExt::write_all_at(file, &self.unsegmented[..end], self.seg_len)
-        {
-            // The records are durable in the journal; the next start completes the
-            // segment from it. A part written stays: the segment only ever grows, so a
-            // tailer that read half a line reads the rest of it then.
-            return Err(io_err(&self.opts, "append to the segment", &e));
-        }
-        self.seg_len += end as u64;
-        self.unsegmented.drain(..end);
+        self.append_unsegmented(end)?;
         let lines = lines.min(self.pending_lines.len());
         let shipped: Vec<Arc<str>> = self.pending_lines.drain(..lines).collect();
         if let Some(f) = self.in_flight.as_mut() {
@@ -196,20 +180,8 @@ impl Writer {
         {
             return;
         }
-        let synced = match &self.file {
-            Some(f) => f.sync_data(),
-            None => Ok(()),
-        };
-        match synced {
-            Ok(()) => {
-                if let Some(j) = self.journal.as_mut() {
-                    j.restart();
-                }
-            }
-            Err(e) => {
-                let e = io_err(&self.opts, "fdatasync the segment", &e);
-                self.failure(&e, true);
-            }
+        if let Err(e) = self.restart_journal() {
+            self.failure(&e, true);
         }
     }
 

@@ -116,14 +116,7 @@ pub(super) async fn serve(
             Next::Closed => return,
             Next::ToHyper => break Bytes::new(),
             Next::Refused(status, e) => {
-                door.shared
-                    .metrics
-                    .http
-                    .framing_refused
-                    .fetch_add(1, Relaxed);
-                tracing::debug!(%peer, "http gateway: request refused: {e}");
-                let r = reply::error(status, &format!("pgmoat: refused: {e}"));
-                let _ = lean.answer(r, true).await;
+                lean.refuse(status, &e).await;
                 return lean.linger().await;
             }
         }
@@ -238,15 +231,7 @@ impl Lean<'_> {
         let body = match framing::declared(&headers) {
             Ok(b) => b.unwrap_or(BodyLen::Empty),
             Err(e) => {
-                self.door
-                    .shared
-                    .metrics
-                    .http
-                    .framing_refused
-                    .fetch_add(1, Relaxed);
-                tracing::debug!(peer = %self.peer, "http gateway: request refused: {e}");
-                let r = reply::error(StatusCode::BAD_REQUEST, &format!("pgmoat: refused: {e}"));
-                let _ = self.answer(r, true).await;
+                self.refuse(StatusCode::BAD_REQUEST, &e).await;
                 return After::Close;
             }
         };
@@ -289,6 +274,15 @@ impl Lean<'_> {
             }
         };
         let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+
+    /// Refuse a request for its framing: counted, answered, and the connection is
+    /// to be closed.
+    async fn refuse(&mut self, status: StatusCode, e: &FramingError) {
+        self.door.shared.metrics.http.refused_framing();
+        tracing::debug!(peer = %self.peer, "http gateway: request refused: {e}");
+        let r = reply::error(status, &format!("pgmoat: refused: {e}"));
+        let _ = self.answer(r, true).await;
     }
 
     /// Write a response pgmoat composed (a whole, small body).

@@ -156,22 +156,14 @@ impl Lean<'_> {
                 return After::Close;
             }
             Ok(Err(ExchangeError::ClientFraming(e))) => {
-                door.shared
-                    .metrics
-                    .http
-                    .framing_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                door.shared.metrics.http.refused_framing();
                 let r = reply::error(StatusCode::BAD_REQUEST, &format!("pgmoat: refused: {e}"));
                 let e = Some(format!("request body: {e}"));
                 return self.answer_recorded(r, trail, e, true).await;
             }
             Ok(Err(e)) => {
                 if matches!(e, ExchangeError::Response(_)) {
-                    door.shared
-                        .metrics
-                        .http
-                        .framing_refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    door.shared.metrics.http.refused_framing();
                 }
                 tracing::warn!(target = %target.name, "http target did not answer: {e}");
                 let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
@@ -312,12 +304,7 @@ impl Lean<'_> {
         let body = match body {
             Ok(b) => b,
             Err(e) => {
-                self.door
-                    .shared
-                    .metrics
-                    .http
-                    .framing_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.door.shared.metrics.http.refused_framing();
                 tracing::warn!("http target's answer refused: {e}");
                 let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
                 let e = Some(format!("upstream: {e}"));

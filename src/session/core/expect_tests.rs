@@ -5,15 +5,9 @@
 
 use super::{Asked, Expect, Expected, Outcome};
 use crate::audit::Ticket;
-use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frame::Direction;
 use crate::session::core::pace::Pace;
-
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend(((body.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
+use crate::session::core::script::{frames, msg};
 
 fn cstr(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
@@ -75,19 +69,6 @@ struct Wire {
     statements: u64,
     /// What the client is shown of the server's messages (tags).
     shown: Vec<u8>,
-}
-
-fn frames(bytes: &[u8], direction: Direction) -> Vec<(u8, &[u8])> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = frame::check(&bytes[pos..], direction, LARGE_MESSAGE_LIMIT)
-            .expect("valid")
-            .expect("whole");
-        out.push((h.tag, &bytes[pos + 5..pos + h.total]));
-        pos += h.total;
-    }
-    out
 }
 
 impl Wire {

@@ -74,4 +74,6 @@ impl Core {
 }
 
 #[cfg(test)]
+pub(crate) mod script;
+#[cfg(test)]
 mod tests;

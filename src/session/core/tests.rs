@@ -6,18 +6,12 @@ use std::sync::Arc;
 
 use super::names::{Names, MAX_NAMES};
 use super::pace::Pace;
+use super::script::{frames, msg};
 use super::slots::StatementSlot;
-use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
+use crate::protocol::frame::Direction;
 use crate::protocol::frontend::{Bind, Close, Describe, Execute, Parse};
 use crate::session::held;
 use crate::session::verdict::Hold;
-
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend(((body.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
 
 fn cstr(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
@@ -137,19 +131,6 @@ struct Wire {
     decided: u64,
     ran: Vec<Ran>,
     refused_binds: usize,
-}
-
-fn frames(bytes: &[u8], direction: Direction) -> Vec<(u8, &[u8])> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = frame::check(&bytes[pos..], direction, LARGE_MESSAGE_LIMIT)
-            .expect("valid")
-            .expect("whole");
-        out.push((h.tag, &bytes[pos + 5..pos + h.total]));
-        pos += h.total;
-    }
-    out
 }
 
 impl Wire {

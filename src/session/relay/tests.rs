@@ -14,14 +14,8 @@ use tokio::sync::watch;
 use super::{End, Relay, RelayParts};
 use crate::metrics::Metrics;
 use crate::net::stream::MaybeTls;
+use crate::session::core::script::msg;
 use crate::session::error::SessionError;
-
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend(((body.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
 
 fn parse(name: &str, sql: &str) -> Vec<u8> {
     msg(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
