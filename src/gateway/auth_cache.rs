@@ -175,7 +175,12 @@ mod tests {
         let c = AuthCache::<&str>::default();
         let (t, now) = (tenant(), Instant::now());
         for i in 0..(MAX_ENTRIES + 10) {
-            c.put(i.to_string().as_bytes(), &Identity::new("a", vec![]), &t, now);
+            c.put(
+                i.to_string().as_bytes(),
+                &Identity::new("a", vec![]),
+                &t,
+                now,
+            );
         }
         assert!(c.lock().len() <= MAX_ENTRIES);
     }

@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::body_mask::{self, BodyKind, BodyMasks};
-use super::masked;
 use super::judged::Judged;
+use super::masked;
 use super::own_upstream::OwnUpstreams;
 use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
@@ -432,7 +432,15 @@ async fn forward(
         }
     };
     let target = &up.target.name;
-    let masked = masked::mask_whole(target, &mut parts.headers, raw, kind, masks, max, &mut trail);
+    let masked = masked::mask_whole(
+        target,
+        &mut parts.headers,
+        raw,
+        kind,
+        masks,
+        max,
+        &mut trail,
+    );
     let body = match masked.await {
         Ok(b) => b,
         Err((r, e)) => return finish(r, trail, Some(e)),

@@ -238,7 +238,11 @@ async fn path_normalisation_evasions_are_blocked() {
         ("GET", format!("/billing/x/%252e%252e/admin/{tag}"), 400),
         // Compatibility characters a target may fold into `..`, `/`, `\` (NFKC,
         // IIS best-fit): fullwidth full stops, fullwidth solidus, small reverse solidus.
-        ("GET", format!("/billing/x/%EF%BC%8E%EF%BC%8E/admin/{tag}"), 400),
+        (
+            "GET",
+            format!("/billing/x/%EF%BC%8E%EF%BC%8E/admin/{tag}"),
+            400,
+        ),
         ("GET", format!("/billing/x%EF%BC%8Fadmin/{tag}"), 400),
         ("GET", format!("/billing/x/%EF%B9%A8admin/{tag}"), 400),
         ("delete", format!("/billing/invoices/{tag}"), 403),

@@ -335,9 +335,13 @@ async fn connections_past_max_connections_are_closed_and_counted() {
     plain_on(&mut a).await.unwrap();
     drop(b);
     let addr = f.addr();
-    wait_for("a place freed by a closed connection", WAIT_LIMIT, move || async move {
-        let mut d = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        plain_on(&mut d).await
-    })
+    wait_for(
+        "a place freed by a closed connection",
+        WAIT_LIMIT,
+        move || async move {
+            let mut d = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            plain_on(&mut d).await
+        },
+    )
     .await;
 }

@@ -157,7 +157,10 @@ async fn masked_json_on_the_lean_path_is_byte_identical_to_hypers() {
         .nth(1)
         .and_then(|s| s.split(',').next())
         .unwrap_or("");
-    assert!(mail.ends_with("@example.com") && mail != "ann.lee@example.com", "{got}");
+    assert!(
+        mail.ends_with("@example.com") && mail != "ann.lee@example.com",
+        "{got}"
+    );
     assert_eq!(got.replace(mail, "ann.lee@example.com"), want);
 }
 
@@ -194,5 +197,8 @@ async fn a_masked_body_over_max_masked_body_is_502_on_the_lean_path() {
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 1, "{text}");
-    assert!(text.contains("***-**-6789") && !text.contains("123-45-6789"), "{text}");
+    assert!(
+        text.contains("***-**-6789") && !text.contains("123-45-6789"),
+        "{text}"
+    );
 }

@@ -116,7 +116,11 @@ impl Lean<'_> {
             field(out, name.as_str(), value.as_bytes());
         }
         match body {
-            BodyLen::Length(n) => field(out, "content-length", itoa::Buffer::new().format(n).as_bytes()),
+            BodyLen::Length(n) => field(
+                out,
+                "content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            ),
             BodyLen::Chunked => field(out, "transfer-encoding", b"chunked"),
             BodyLen::Empty | BodyLen::UntilClose => {}
         }
@@ -364,7 +368,11 @@ impl Lean<'_> {
             field(out, name.as_str(), value.as_bytes());
         }
         match body {
-            BodyLen::Length(n) => field(out, "content-length", itoa::Buffer::new().format(n).as_bytes()),
+            BodyLen::Length(n) => field(
+                out,
+                "content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            ),
             BodyLen::Chunked | BodyLen::UntilClose => field(out, "transfer-encoding", b"chunked"),
             BodyLen::Empty => {}
         }
@@ -547,7 +555,11 @@ impl Lean<'_> {
         for (name, value) in &headers {
             field(out, name.as_str(), value.as_bytes());
         }
-        field(out, "content-length", itoa::Buffer::new().format(body.len()).as_bytes());
+        field(
+            out,
+            "content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
         if close {
             field(out, "connection", b"close");
         }
