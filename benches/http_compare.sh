@@ -176,6 +176,7 @@ if [ -n "${PROFILE:-}" ]; then
       grep -v '^#' | grep -v '^$' | grep '%' | cut -c1-120 | head -40
   done
 fi
+[ -s "$W/results" ] || exit 0
 echo
 echo "medians (requests/s, p50, p99) over $ROUNDS rounds of ${DURATION}s, $CONNS connections, $WORKERS worker(s):"
 python3 - "$W/results" <<'PY'

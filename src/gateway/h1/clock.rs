@@ -3,8 +3,8 @@
 //! Arming a tokio timer for every request (the head's deadline, the target's answer)
 //! costs a timer-wheel insert and removal under the driver's lock, and, whenever the
 //! new deadline is earlier than the one the driver sleeps towards, a write to the
-//! runtime's eventfd to wake it: 0.7 extra system calls per request measured on the
-//! lean path (benches/README.md). Here a connection keeps one `Sleep`, armed no later
+//! runtime's eventfd to wake it (seen at 0.7 system calls per request in one run
+//! of the lean path; benches/README.md). Here a connection keeps one `Sleep`, armed no later
 //! than `horizon` (the shortest timeout it uses) ahead: any deadline set afterwards is
 //! at or past it, so a request never moves it. When it fires before the deadline
 //! being waited for, it is armed again (at most once per `horizon` per connection).
