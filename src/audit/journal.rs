@@ -117,6 +117,19 @@ pub fn replay(dir: &Path, tail: &mut Tail, lines: &[JournalLine]) -> Result<u64,
         replayed += 1;
     }
     if replayed == 0 {
+        if !lines.is_empty() {
+            // The segment has every record the journal holds, perhaps only in the page
+            // cache (a kill -9 after the appends): the journal starts over next, so the
+            // segment must be durable first.
+            if let Some((_, seg_path, _)) = &tail.segment {
+                File::open(seg_path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| StoreError::io(seg_path, e))?;
+            }
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io(dir, e))?;
+        }
         return Ok(0);
     }
     let (first, seg_path, len) = match tail.segment.take() {

@@ -377,12 +377,13 @@ async fn a_record_the_disk_refuses_is_an_error() {
     );
 }
 
-/// Sets or clears a file's immutable flag with `chattr` (e2fsprogs, in every Debian;
-/// root, and ext4, xfs, btrfs or tmpfs): writes through a handle opened before then
-/// fail with EPERM.
-fn set_immutable(path: &Path, on: bool) {
+/// Sets a file's immutable flag with `chattr` (e2fsprogs, in every Debian; root, and
+/// ext4, xfs, btrfs or tmpfs): writes through a handle opened before then fail with
+/// EPERM. The flag is cleared when the guard drops, however the test ends, so that
+/// its folder can be removed.
+fn make_immutable(path: &Path) -> Immutable {
     let out = std::process::Command::new("chattr")
-        .arg(if on { "+i" } else { "-i" })
+        .arg("+i")
         .arg(path)
         .output()
         .expect("chattr (e2fsprogs) runs");
@@ -391,6 +392,18 @@ fn set_immutable(path: &Path, on: bool) {
         "the test needs root and a file system with chattr +i: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Immutable(path.to_owned())
+}
+
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
 }
 
 /// A record whose flush came back is on disk in the journal, so its statement goes on
@@ -405,10 +418,10 @@ async fn an_append_that_fails_after_the_flush_keeps_the_record_and_stops_the_sto
         let audit = Audit::open(&cfg, Arc::new(Metrics::default())).unwrap();
         audit.append(None, stmt(1)).await.unwrap();
         let seg = lines_when(&d.0, 1)[0].0.clone();
-        set_immutable(&seg, true);
+        let immutable = make_immutable(&seg);
         let answered = audit.append(None, stmt(2)).await;
         let after = audit.append(None, stmt(3)).await;
-        set_immutable(&seg, false);
+        drop(immutable);
         answered.expect("durable in the journal: answered");
         let e = after.expect_err("the segment is behind: nothing more is accepted");
         assert!(e.to_string().contains("append to the segment"), "{e}");

@@ -79,8 +79,9 @@ pub(crate) struct Writer {
     /// `fsync` mode: the groups written and waiting for their flush, and the flushes
     /// running (set up on the writer thread's runtime by [`Self::run`]).
     in_flight: Option<InFlight>,
-    /// `fsync` mode: the head of what is flushed and in the segment: what flush requests
-    /// are answered with and what is exported (never a head a crash could take back).
+    /// `fsync` mode: the head of what is flushed in the journal: what is exported
+    /// (never a head a crash could take back: the next start puts into the segment
+    /// what the journal holds and the segment lacks).
     durable: Head,
     /// `fsync` mode: records written to the journal since the last group was queued.
     unqueued: bool,
@@ -354,7 +355,7 @@ impl Writer {
         // A flush request is answered once the segment has what it covers (callers
         // read the segment next).
         for (export, ack) in flushes {
-            if export {
+            if export && result.is_ok() {
                 self.export_head();
             }
             let _ = ack.send(result.clone().map(|_| self.head()));
@@ -459,6 +460,7 @@ impl Writer {
             self.state.fsyncs.fetch_add(1, Relaxed);
             self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
             self.dirty = false;
+            self.durable = self.head();
         }
         self.state.failing.store(false, Relaxed);
         Ok(())
@@ -645,6 +647,16 @@ impl Writer {
             self.dirty = false;
         }
         let path = self.opts.dir.join(segment_name(self.next_seq));
+        // A device, pipe or link in a segment's place would take (or swallow) records
+        // that `audit verify` and the next start could never read back: looked at
+        // before it is opened (opening a device can have effects of its own).
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if !m.is_file() => {
+                let e = std::io::Error::other("not a regular file");
+                return Err(io_err(&self.opts, &format!("open {}", path.display()), &e));
+            }
+            _ => {}
+        }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -656,16 +668,10 @@ impl Writer {
         File::open(&self.opts.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err(&self.opts, "fsync the store folder", &e))?;
-        let meta = file
+        let len = file
             .metadata()
+            .map(|m| m.len())
             .map_err(|e| io_err(&self.opts, "stat", &e))?;
-        // A device or pipe in a segment's place would take (or swallow) records that
-        // `audit verify` and the next start could never read back.
-        if !meta.is_file() {
-            let e = std::io::Error::other("not a regular file");
-            return Err(io_err(&self.opts, &format!("open {}", path.display()), &e));
-        }
-        let len = meta.len();
         self.file = Some(file);
         self.seg_len = len;
         if let Some(j) = self.journal.as_mut() {

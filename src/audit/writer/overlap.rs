@@ -91,6 +91,7 @@ impl Writer {
             return;
         };
         let mut jobs = in_flight.finished(&mut done);
+        let flushed_ok = done.result.is_ok();
         let result = match done.result {
             Ok(took) => {
                 self.metrics
@@ -106,9 +107,15 @@ impl Writer {
                         let _ = a.send(Ok(()));
                     }
                 }
-                match jobs.last() {
-                    Some(last) => self.append_flushed(last.unsegmented_end, last.lines_end),
-                    None => Ok(()),
+                match (jobs.last(), &self.failed) {
+                    // An append failed before: the segment stays behind (the next start
+                    // completes it from the journal), only flush requests hear of it.
+                    (_, Some(m)) => Err(AuditError::Failed {
+                        dir: self.opts.dir.display().to_string(),
+                        message: m.clone(),
+                    }),
+                    (Some(last), None) => self.append_flushed(last.unsegmented_end, last.lines_end),
+                    (None, None) => Ok(()),
                 }
             }
             Err(e) => Err(io_err(&self.opts, "fdatasync", &e)),
@@ -130,9 +137,21 @@ impl Writer {
                 }
                 self.wrap_if_due();
             }
+            Err(e) if flushed_ok => {
+                // The append failed (now or before): the segment is behind the journal,
+                // so nothing more is accepted (fail closed). The groups written before
+                // are still flushed and answered: a flush that comes back makes their
+                // records durable, and the next start puts them into the segment.
+                if self.failed.is_none() {
+                    self.failure(&e, true);
+                }
+                self.answer(jobs, &Err(e));
+                if let Some(f) = self.in_flight.as_mut() {
+                    f.start_if_due();
+                }
+            }
             Err(e) => {
-                // After a failed flush the kernel may have dropped the pages, and an
-                // append that failed leaves the segment behind the journal: what is on
+                // After a failed flush the kernel may have dropped the pages: what is on
                 // disk is unknown, so nothing more is accepted (fail closed).
                 self.failure(&e, true);
                 self.answer(jobs, &Err(e.clone()));
