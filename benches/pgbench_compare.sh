@@ -16,6 +16,7 @@
 #   WARMUP          seconds of warm-up per target before round 1, default 2 (0 = none)
 #   PGMOAT_AUDIT_MODES  e.g. "fsync batch": one more pgmoat per mode, with an audit
 #                   store under the temp dir, as targets pgmoat-fsync / pgmoat-batch
+#   PGMOAT_PARALLEL_FLUSHES  `audit.parallel_flushes` for those (default: pgmoat's, 1)
 #   TMPDIR          where the throwaway cluster and audit stores go (default /tmp); on
 #                   tmpfs (/dev/shm) a flush costs nothing, which isolates pgmoat's own
 #                   cost of fsync mode (its wake-ups) from the disk's
@@ -239,6 +240,8 @@ EOF
     fi
     if [ -n "$mode" ]; then
         printf 'audit:\n  dir: %s\n  durability: %s\n' "$dir/audit" "$mode" >>"$dir/pgmoat.yaml"
+        [ -n "${PGMOAT_PARALLEL_FLUSHES:-}" ] &&
+            echo "  parallel_flushes: $PGMOAT_PARALLEL_FLUSHES" >>"$dir/pgmoat.yaml"
     fi
     log "starting $name ($PGMOAT_BIN, workers=$PGMOAT_WORKERS${mode:+, audit $mode}) on 127.0.0.1:$port, admin :$admin"
     BENCH_DB_PASSWORD=$BENCH_PW BENCH_CLIENT_PASSWORD=$MOAT_CLIENT_PW \

@@ -1,16 +1,23 @@
-//! `fsync` mode's flushes in flight: the journal's fdatasyncs run off the writer thread,
-//! up to [`MAX_IN_FLIGHT`] at once, so a group of records that arrives while a flush is
-//! running starts its own flush at once instead of waiting for that one to end.
+//! `fsync` mode's flushes in flight, with `audit.parallel_flushes` above 1: the journal's
+//! fdatasyncs run off the writer thread, up to that many at once, so a group of records
+//! that arrives while a flush is running starts its own flush at once instead of waiting
+//! for that one to end.
 //!
 //! Why: with one flush at a time a record waits on average for half a flush (the one in
 //! progress) and then a whole one (its own): 1.5 flushes. With flushes overlapping it
-//! waits for about one. The kernel makes this safe: an `fdatasync` that returns covers
-//! every write that finished before it was called, so flush `k` coming back makes every
-//! group written before it was started durable, whatever the order the flushes end in.
+//! waits for about one. That pays only on a device that completes flushes side by side
+//! sooner than one after another (NVMe); a disk that runs them in turn (the usual VM
+//! disk) makes each take longer, and every flush then costs two thread hand-offs the
+//! writer's own flush does not, so the default is 1.
+//!
+//! The kernel makes this safe: an `fdatasync` that returns covers every write that
+//! finished before it was called, so flush `k` coming back makes every group written
+//! before it was started durable, whatever the order the flushes end in.
 //!
 //! What stays strict: a group's waiters are answered only once a flush covering it is
-//! back and its records are appended to the segment, in order; a failed flush or append
-//! fails the group and everything after it (the writer stops accepting: fail closed).
+//! back (its records are then on disk in the journal), and its records go into the
+//! segment in order right after; a failed flush fails the group and everything after
+//! it, a failed append everything after it (the writer stops accepting: fail closed).
 //!
 //! Each flush slot has a handle of its own on the journal, opened separately (not a
 //! `dup`): Linux reports a writeback error once per open file description, so two
@@ -26,8 +33,8 @@ use tokio::sync::mpsc;
 use super::queue::{Ack, FlushAck};
 use super::record::Head;
 
-/// Flushes running at once. More gains nothing on two cores and costs a syscall each.
-pub const MAX_IN_FLIGHT: usize = 3;
+/// The most flushes that may run at once (`audit.parallel_flushes`' limit).
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// A group of records written to the journal and waiting for a flush that covers it.
 pub struct Job {
@@ -142,9 +149,10 @@ impl InFlight {
         let Some(newest) = self.jobs.back().map(|j| j.id) else {
             return;
         };
-        if newest <= self.started_upto || self.running >= MAX_IN_FLIGHT {
+        if newest <= self.started_upto {
             return;
         }
+        // A slot per handle: none free, all are running.
         let Some(file) = self.free.pop() else {
             return;
         };

@@ -104,6 +104,7 @@ impl Audit {
             segment_age: config.segment_age,
             flush_interval: config.flush_interval,
             head_interval: config.head_interval,
+            parallel_flushes: config.parallel_flushes,
             key,
         };
         let repair = tail.repair.clone();

@@ -55,6 +55,19 @@ async fn write(cfg: &AuditConfig, n: u64) -> Head {
     head
 }
 
+/// All lines of all segments once they hold at least `n`: an answered record is on
+/// disk in the journal and reaches the segment moments later.
+fn lines_when(dir: &Path, n: usize) -> Vec<(PathBuf, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all = lines(dir);
+        if all.len() >= n || std::time::Instant::now() > deadline {
+            return all;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// All lines of all segments, in order.
 fn lines(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -261,14 +274,21 @@ async fn group_commit_covers_concurrent_appends_with_few_fsyncs() {
     assert_eq!(verify(&d.0, None, None).unwrap().unwrap().records, n);
 }
 
-/// Flushes overlap in fsync mode: whatever order they end in, an answered record is
-/// in the segment already (a tailer sees it), the chain holds across rotations, and
+/// With flushes one at a time (the default) or overlapping: an answered record reaches
+/// the segment right after (a tailer sees it), the chain holds across rotations, and
 /// nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overlapping_flushes_answer_only_records_already_in_the_segment() {
+async fn answered_records_reach_the_segment_in_order() {
+    for parallel in [1, 3] {
+        answered_records_reach_the_segment(parallel).await;
+    }
+}
+
+async fn answered_records_reach_the_segment(parallel_flushes: usize) {
     let d = Dir::new("overlap");
     let mut cfg = config(&d.0);
     cfg.segment_bytes = 4096;
+    cfg.parallel_flushes = parallel_flushes;
     let audit = Audit::open(&cfg, Arc::new(Metrics::default())).unwrap();
     let dir = d.0.clone();
     let tasks = (0..16u64).map(|t| {
@@ -280,12 +300,18 @@ async fn overlapping_flushes_answer_only_records_already_in_the_segment() {
                 let n = t * 1000 + i;
                 a.append(Some(&s), stmt(n)).await.unwrap();
                 if i % 20 == 0 {
-                    // Answered: so already in a segment, whole.
+                    // Answered: durable in the journal, and in a segment, whole, as
+                    // soon as the writer has appended it.
                     let want = format!("\"sql\":\"SELECT {n}\"");
-                    assert!(
-                        lines(&dir).iter().any(|(_, l)| l.contains(&want)),
-                        "record {n} answered but not in the segment"
-                    );
+                    let deadline =
+                        std::time::Instant::now() + std::time::Duration::from_secs(20);
+                    while !lines(&dir).iter().any(|(_, l)| l.contains(&want)) {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "record {n} answered but never in the segment"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
                 }
             }
         })
@@ -293,7 +319,7 @@ async fn overlapping_flushes_answer_only_records_already_in_the_segment() {
     for t in futures_util::future::join_all(tasks).await {
         t.unwrap();
     }
-    let all = lines(&d.0);
+    let all = lines_when(&d.0, 16 * 60);
     assert_eq!(all.len(), 16 * 60, "every answered record once");
     assert!(super::segment::list(&d.0).unwrap().len() > 2, "rotated");
     drop(audit);
@@ -338,10 +364,11 @@ async fn a_record_the_disk_refuses_is_an_error() {
     let metrics = Arc::new(Metrics::default());
     let audit = Audit::open(&cfg, Arc::clone(&metrics)).unwrap();
     audit.append(None, stmt(1)).await.unwrap();
-    // The next record opens segment 2, which is the full device.
+    // The next record opens segment 2, which is the full device: not a file that
+    // could ever be read back, so the store refuses to write there.
     std::os::unix::fs::symlink("/dev/full", d.0.join(super::segment::segment_name(2))).unwrap();
     let e = audit.append(None, stmt(2)).await.unwrap_err().to_string();
-    assert!(e.contains("No space left on device"), "{e}");
+    assert!(e.contains("not a regular file"), "{e}");
     assert!(audit.append(None, stmt(3)).await.is_err());
     assert!(
         metrics
@@ -349,6 +376,56 @@ async fn a_record_the_disk_refuses_is_an_error() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+}
+
+/// Sets or clears a file's immutable flag with `chattr` (e2fsprogs, in every Debian;
+/// root, and ext4, xfs, btrfs or tmpfs): writes through a handle opened before then
+/// fail with EPERM.
+fn set_immutable(path: &Path, on: bool) {
+    let out = std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .output()
+        .expect("chattr (e2fsprogs) runs");
+    assert!(
+        out.status.success(),
+        "the test needs root and a file system with chattr +i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A record whose flush came back is on disk in the journal, so its statement goes on
+/// even if appending it to the segment then fails; nothing after it is accepted, and
+/// the next start completes the segment from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_that_fails_after_the_flush_keeps_the_record_and_stops_the_store() {
+    for parallel in [1, 3] {
+        let d = Dir::new("afterflush");
+        let mut cfg = config(&d.0);
+        cfg.parallel_flushes = parallel;
+        let audit = Audit::open(&cfg, Arc::new(Metrics::default())).unwrap();
+        audit.append(None, stmt(1)).await.unwrap();
+        let seg = lines_when(&d.0, 1)[0].0.clone();
+        set_immutable(&seg, true);
+        let answered = audit.append(None, stmt(2)).await;
+        let after = audit.append(None, stmt(3)).await;
+        set_immutable(&seg, false);
+        answered.expect("durable in the journal: answered");
+        let e = after.expect_err("the segment is behind: nothing more is accepted");
+        assert!(e.to_string().contains("append to the segment"), "{e}");
+        assert_eq!(lines(&d.0).len(), 1, "the append failed ({parallel}): {:?}", lines(&d.0));
+        audit.shutdown().await;
+        drop(audit);
+        let head = write(&cfg, 0).await;
+        let sql: Vec<String> = lines(&d.0)
+            .iter()
+            .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| v["sql"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(sql, ["SELECT 1", "SELECT 2"], "parallel_flushes {parallel}");
+        let r = verify(&d.0, None, Some(&head)).unwrap().unwrap();
+        assert_eq!(r.records, 2);
+    }
 }
 
 #[tokio::test]
@@ -476,9 +553,11 @@ async fn fsync_mode_segments_are_json_lines_only() {
     let mut sizes = Vec::new();
     for i in 1..=5 {
         audit.append(None, stmt(i)).await.unwrap();
+        lines_when(&d.0, i as usize);
         let (_, p) = super::segment::list(&d.0).unwrap().pop().unwrap();
         let bytes = std::fs::read(&p).unwrap();
-        // Acknowledged means on disk and in the segment: whole lines, no NUL.
+        // Acknowledged means on disk (the journal), then in the segment: whole lines,
+        // no NUL.
         assert!(!bytes.contains(&0), "no padding in the live segment");
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count() as u64, i);

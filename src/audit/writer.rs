@@ -10,10 +10,12 @@
 //! take ([`plan`]). The thread is not a tokio worker: an fsync that takes 50 ms must
 //! not stall sessions that share its worker.
 //!
-//! In `fsync` mode records are made durable in the [`super::journal`] and appended to
-//! the segment right after each flush, so the segment holds nothing but whole records.
-//! The flushes run off this thread and overlap ([`super::flushes`]): a group that
-//! arrives during a flush starts its own instead of waiting for that one to end.
+//! In `fsync` mode records are made durable in the [`super::journal`]; once a flush is
+//! back the statements waiting on it go on and its records are appended to the
+//! segment, so the segment holds nothing but whole, durable records.
+//! With `audit.parallel_flushes` above 1 the flushes run off this thread and overlap
+//! ([`super::flushes`]): a group that arrives during a flush starts its own instead of
+//! waiting for that one to end.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -56,6 +58,8 @@ pub(crate) struct Options {
     pub segment_age: Duration,
     pub flush_interval: Duration,
     pub head_interval: Duration,
+    /// `fsync` mode: flushes that may run at once; 1 keeps them on the writer thread.
+    pub parallel_flushes: usize,
     pub key: Option<Vec<u8>>,
 }
 
@@ -195,7 +199,9 @@ impl Writer {
             dir: self.opts.dir.display().to_string(),
             message: format!("cannot encode a record: {e}"),
         })?;
-        let r = self.commit(&[(session, body.as_bytes())], true);
+        let r = self
+            .commit(&[(session, body.as_bytes())], true)
+            .and_then(|()| self.settle_flushed());
         self.send_to_sinks();
         r
     }
@@ -204,10 +210,13 @@ impl Writer {
     pub async fn run(mut self) {
         let _gone = Gone(Arc::clone(&self.shared));
         let batch_mode = self.opts.durability == AuditDurability::Batch;
-        if let Some(j) = &self.journal {
-            let handles: std::io::Result<Vec<File>> = (0..super::flushes::MAX_IN_FLIGHT)
-                .map(|_| j.flush_handle())
-                .collect();
+        let slots = self
+            .opts
+            .parallel_flushes
+            .min(super::flushes::MAX_IN_FLIGHT);
+        if let (Some(j), true) = (&self.journal, slots > 1) {
+            let handles: std::io::Result<Vec<File>> =
+                (0..slots).map(|_| j.flush_handle()).collect();
             match handles {
                 Ok(h) => self.in_flight = Some(InFlight::new(h)),
                 // Without handles of their own the flushes stay on this thread, one at
@@ -273,7 +282,7 @@ impl Writer {
             }
         }
         self.settle_all().await;
-        let _ = self.commit(&[], true);
+        let _ = self.commit(&[], true).and_then(|()| self.settle_flushed());
         self.send_to_sinks();
         self.export_head();
         // A clean stop leaves the segment synced (the journal is then not needed).
@@ -335,10 +344,15 @@ impl Writer {
             self.commit(&records, sync)
         };
         drop(records);
+        // Flushed records are on disk in the journal (fsync mode): their statements may
+        // go on before the records are appended to the segment, which a tailer reads.
         for a in acks {
             let _ = a.send(result.clone());
         }
+        let result = result.and_then(|()| self.settle_flushed());
         self.send_to_sinks();
+        // A flush request is answered once the segment has what it covers (callers
+        // read the segment next).
         for (export, ack) in flushes {
             if export {
                 self.export_head();
@@ -445,10 +459,6 @@ impl Writer {
             self.state.fsyncs.fetch_add(1, Relaxed);
             self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
             self.dirty = false;
-            if let Err(e) = self.settle() {
-                self.failure(&e, true);
-                return Err(e);
-            }
         }
         self.state.failing.store(false, Relaxed);
         Ok(())
@@ -495,6 +505,16 @@ impl Writer {
         self.pending.clear();
         self.dirty = true;
         Ok(())
+    }
+
+    /// `fsync` mode, after a commit that flushed the journal: what it flushed goes into
+    /// the segment. A failed append stops the writer accepting (the records are durable
+    /// in the journal: the next start completes the segment from them).
+    fn settle_flushed(&mut self) -> Result<(), AuditError> {
+        if self.journal.is_none() || self.dirty {
+            return Ok(());
+        }
+        self.settle().inspect_err(|e| self.failure(e, true))
     }
 
     /// `fsync` mode, after the journal's flush: the flushed records go into the segment,
@@ -636,10 +656,16 @@ impl Writer {
         File::open(&self.opts.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err(&self.opts, "fsync the store folder", &e))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map(|m| m.len())
             .map_err(|e| io_err(&self.opts, "stat", &e))?;
+        // A device or pipe in a segment's place would take (or swallow) records that
+        // `audit verify` and the next start could never read back.
+        if !meta.is_file() {
+            let e = std::io::Error::other("not a regular file");
+            return Err(io_err(&self.opts, &format!("open {}", path.display()), &e));
+        }
+        let len = meta.len();
         self.file = Some(file);
         self.seg_len = len;
         if let Some(j) = self.journal.as_mut() {

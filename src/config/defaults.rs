@@ -73,6 +73,7 @@ impl AuditConfig {
             segment_age: Duration::from_secs(24 * 3600),
             flush_interval: Duration::from_millis(10),
             head_interval: Duration::from_secs(60),
+            parallel_flushes: 1,
         }
     }
 }

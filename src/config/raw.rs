@@ -279,6 +279,8 @@ pub(super) struct RawAudit {
     pub flush_interval: Option<HumanDuration>,
     /// How often the head (seq + hash of the newest record) goes to the sinks.
     pub head_interval: Option<HumanDuration>,
+    /// `fsync` durability: journal flushes that may run at once.
+    pub parallel_flushes: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

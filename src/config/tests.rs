@@ -313,6 +313,15 @@ fn audit_keys_are_checked() {
     assert!(err.contains("udp://host:port"), "{err}");
     assert!(with("  segment_bytes: 10\n").is_err());
     assert!(with("  durability: sometimes\n").is_err());
+    assert_eq!(with("").unwrap().audit.unwrap().parallel_flushes, 1);
+    let c = with("  parallel_flushes: 3\n").unwrap();
+    assert_eq!(c.audit.unwrap().parallel_flushes, 3);
+    for bad in ["0", "5"] {
+        let err = with(&format!("  parallel_flushes: {bad}\n")).unwrap_err();
+        assert!(err.to_string().contains("parallel_flushes"), "{err}");
+    }
+    let err = with("  parallel_flushes: -1\n").unwrap_err().to_string();
+    assert!(err.contains("pgmoat.yaml:8:"), "{err}");
 }
 
 /// Issue 19: the approvals timeout's default used to be applied where the gateway

@@ -529,6 +529,12 @@ impl Validator<'_> {
             }
             c.flush_interval = d.0;
         }
+        if let Some(n) = a.parallel_flushes {
+            if !(1..=4).contains(&n) {
+                return Err(self.err("audit.parallel_flushes", "must be between 1 and 4"));
+            }
+            c.parallel_flushes = n as usize;
+        }
         if let Some(d) = a.head_interval {
             if d.0 < Duration::from_secs(1) {
                 return Err(self.err("audit.head_interval", "must be at least 1s"));

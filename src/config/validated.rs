@@ -221,6 +221,9 @@ pub struct AuditConfig {
     pub segment_age: Duration,
     pub flush_interval: Duration,
     pub head_interval: Duration,
+    /// `fsync` durability: journal flushes that may run at once (1: on the writer
+    /// thread, one after another).
+    pub parallel_flushes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -81,13 +81,16 @@ impl Writer {
         self.wrap_if_due();
     }
 
-    /// A flush came back: the groups it covers go into the segment, in order, and their
-    /// waiters are answered. A failed flush or append fails them and all that follow.
+    /// A flush came back: the groups it covers are durable, their statements' waiters
+    /// are answered, and their records go into the segment, in order (then the flush
+    /// requests among them are answered). A failed flush fails them and all that
+    /// follow; a failed append fails what follows (the records answered are durable in
+    /// the journal: the next start completes the segment from them).
     pub(super) fn flushed(&mut self, mut done: Done) {
         let Some(in_flight) = self.in_flight.as_mut() else {
             return;
         };
-        let jobs = in_flight.finished(&mut done);
+        let mut jobs = in_flight.finished(&mut done);
         let result = match done.result {
             Ok(took) => {
                 self.metrics
@@ -95,6 +98,14 @@ impl Writer {
                     .fetch_add(took.as_micros() as u64, Relaxed);
                 self.state.fsyncs.fetch_add(1, Relaxed);
                 self.metrics.audit_fsyncs.fetch_add(1, Relaxed);
+                if let Some(last) = jobs.last() {
+                    self.durable = last.head.clone();
+                }
+                for job in &mut jobs {
+                    for a in job.acks.drain(..) {
+                        let _ = a.send(Ok(()));
+                    }
+                }
                 match jobs.last() {
                     Some(last) => self.append_flushed(last.unsegmented_end, last.lines_end),
                     None => Ok(()),
@@ -104,9 +115,6 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                if let Some(last) = jobs.last() {
-                    self.durable = last.head.clone();
-                }
                 self.answer(jobs, &Ok(()));
                 if let Some(f) = self.in_flight.as_mut() {
                     f.start_if_due();
