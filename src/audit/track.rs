@@ -133,7 +133,7 @@ pub struct Recorded {
 
 /// A `completed` record the audit queue had no room for (see
 /// [`SessionAudit::completed_now`]).
-pub struct Waiting(Event);
+pub struct Waiting(Box<Event>);
 
 pub struct SessionAudit {
     audit: Audit,
@@ -318,14 +318,14 @@ impl SessionAudit {
         };
         match self.audit.try_record(Some(&self.id), &event) {
             Some(result) => Ok(result),
-            None => Err(Waiting(event)),
+            None => Err(Waiting(Box::new(event))),
         }
     }
 
     /// Queue a record [`SessionAudit::completed_now`] found no room for, waiting for
     /// room.
     pub async fn record_waiting(&mut self, waiting: Waiting) -> Result<(), AuditError> {
-        self.audit.record(Some(&self.id), waiting.0).await
+        self.audit.record(Some(&self.id), *waiting.0).await
     }
 
     /// The `completed` event of `ticket` (None for a refused statement: its stand-in's
