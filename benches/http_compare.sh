@@ -12,7 +12,14 @@
 # the medians. AUDIT=0 runs pgmoat without an audit trail. WORKERS=n gives the nginx
 # proxy n worker processes and pgmoat n tokio workers (default 1 each, so the two are
 # compared like for like). BEFORE=binary runs a second pgmoat (say, main's build) on
-# the same targets in the same rounds. Needs: nginx, wrk (`apt-get install nginx wrk`).
+# the same targets in the same rounds. SPLIT=1: after the rounds, one run per proxy
+# (nginx's workers, pgmoat, BEFORE) measuring user and system CPU per request (from
+# /proc/PID/stat) and the system calls per request by name (`perf stat` on the
+# syscalls:sys_enter_* tracepoints), then one run each under `strace -c -f` for the
+# calls that failed (EAGAIN). PROFILE=1: `perf record -g` of pgmoat over one run per
+# path (small, masked); prints the top symbols (self) and keeps the data in
+# $PROFILE_DIR (default /tmp). Needs: nginx, wrk (`apt-get install nginx wrk`); perf
+# and strace for SPLIT and PROFILE.
 # Numbers go to benches/README.md, never into tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +70,7 @@ nginx_conf "$W/up" 18081 "root $W/www; location / { }"
 nginx_conf "$W/px" 18082 "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" "$WORKERS"
 nginx -p "$W/up" -c "$W/up/nginx.conf" & PIDS+=($!)
 nginx -p "$W/px" -c "$W/px/nginx.conf" & PIDS+=($!)
+NGINX_PX=$!
 
 cat > "$W/rules.yaml" <<'YML'
 masks:
@@ -97,8 +105,9 @@ start_gateway() { # $1 binary, $2 http port, $3 name
   for _ in $(seq 50); do curl -sf -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$2/plain/small.json" && break; sleep 0.2; done
   curl -sf -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$2/masked/users.json" | grep -q '\*\*\*-\*\*-1000' || { echo "$3: masking not in effect"; cat "$W/$3.log"; exit 1; }
 }
-start_gateway "$BIN" 18083 pgmoat
-[ -n "$BEFORE" ] && start_gateway "$BEFORE" 18084 before
+declare -A GW_PID
+start_gateway "$BIN" 18083 pgmoat; GW_PID[pgmoat]=$!
+if [ -n "$BEFORE" ]; then start_gateway "$BEFORE" 18084 before; GW_PID[before]=$!; fi
 
 run() { # name url [header]
   local out
@@ -121,6 +130,53 @@ for r in $(seq "$ROUNDS"); do
   run pgmoat-masked  http://127.0.0.1:18083/masked/users.json "$AUTH"
   [ -n "$BEFORE" ] && run before-masked http://127.0.0.1:18084/masked/users.json "$AUTH"
 done
+split() { # name pids url [header]: CPU and system calls per request, one run
+  local name=$1 pids=$2 url=$3 hdr=${4:-} out n u0=0 s0=0 u1=0 s1=0 p
+  for p in ${pids//,/ }; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u0=$((u0 + a)); s0=$((s0 + b)); done
+  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pids" -o "$W/perf.$name" &
+  local perf=$!
+  sleep 0.3
+  if [ -n "$hdr" ]; then out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$hdr" "$url"); else out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url"); fi
+  kill -INT "$perf"; wait "$perf" || true
+  for p in ${pids//,/ }; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u1=$((u1 + a)); s1=$((s1 + b)); done
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  awk -v t="$name" -v n="$n" -v hz="$(getconf CLK_TCK)" -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
+    f = 1e6 / hz / n
+    printf "%-8s %9d requests  user %5.2f  sys %5.2f  total %5.2f us/request\n", t, n, u*f, s*f, (u+s)*f }'
+  awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $1 > 0 { sub("syscalls:sys_enter_", "", $3); tot += $1; printf "    %-16s %6.2f\n", $3, $1 / n }
+    END { printf "    %-16s %6.2f per request\n", "(all)", tot / n }' "$W/perf.$name" | sort -k2 -rn
+  strace -c -f -p "$pids" -o "$W/strace.$name" 2>/dev/null &
+  local st=$!
+  sleep 0.5
+  if [ -n "$hdr" ]; then out=$(wrk -t1 -c"$CONNS" -d3s -H "$hdr" "$url"); else out=$(wrk -t1 -c"$CONNS" -d3s "$url"); fi
+  kill -INT "$st"; wait "$st" || true
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "    under strace -c ($n requests): calls and errors per request"
+  awk -v n="$n" 'NF >= 5 && $NF != "syscall" && $NF != "total" && $4 ~ /^[0-9]+$/ {
+      e = (NF == 6) ? $5 : 0; printf "      %-16s %6.2f calls %6.2f errors\n", $NF, $4 / n, e / n }' "$W/strace.$name"
+}
+if [ -n "${SPLIT:-}" ]; then
+  echo
+  echo "CPU and system calls per request (small JSON, ${DURATION}s, $CONNS connections):"
+  split nginx "$(pgrep -P "$NGINX_PX" | paste -sd,)" http://127.0.0.1:18082/small.json
+  split pgmoat "${GW_PID[pgmoat]}" http://127.0.0.1:18083/plain/small.json "$AUTH"
+  [ -n "$BEFORE" ] && split before "${GW_PID[before]}" http://127.0.0.1:18084/plain/small.json "$AUTH"
+  split pg-mask "${GW_PID[pgmoat]}" http://127.0.0.1:18083/masked/users.json "$AUTH"
+fi
+if [ -n "${PROFILE:-}" ]; then
+  for what in plain/small.json masked/users.json; do
+    name=${what%%/*}
+    wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" -H "$AUTH" "http://127.0.0.1:18083/$what" >/dev/null &
+    load=$!
+    sleep 1
+    perf record -q -g -F 2999 -p "${GW_PID[pgmoat]}" -o "${PROFILE_DIR:-/tmp}/http-perf.$name.data" -- sleep "$DURATION" 2>/dev/null
+    wait "$load"
+    echo "pgmoat, $what: top symbols (self), perf record -g -F 2999, ${DURATION}s"
+    perf report -i "${PROFILE_DIR:-/tmp}/http-perf.$name.data" --no-children --sort symbol --percent-limit 0.8 --stdio 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | grep '%' | cut -c1-120 | head -40
+  done
+fi
+[ -s "$W/results" ] || exit 0
 echo
 echo "medians (requests/s, p50, p99) over $ROUNDS rounds of ${DURATION}s, $CONNS connections, $WORKERS worker(s):"
 python3 - "$W/results" <<'PY'

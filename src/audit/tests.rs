@@ -303,8 +303,7 @@ async fn answered_records_reach_the_segment(parallel_flushes: usize) {
                     // Answered: durable in the journal, and in a segment, whole, as
                     // soon as the writer has appended it.
                     let want = format!("\"sql\":\"SELECT {n}\"");
-                    let deadline =
-                        std::time::Instant::now() + std::time::Duration::from_secs(20);
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
                     while !lines(&dir).iter().any(|(_, l)| l.contains(&want)) {
                         assert!(
                             std::time::Instant::now() < deadline,
@@ -413,7 +412,12 @@ async fn an_append_that_fails_after_the_flush_keeps_the_record_and_stops_the_sto
         answered.expect("durable in the journal: answered");
         let e = after.expect_err("the segment is behind: nothing more is accepted");
         assert!(e.to_string().contains("append to the segment"), "{e}");
-        assert_eq!(lines(&d.0).len(), 1, "the append failed ({parallel}): {:?}", lines(&d.0));
+        assert_eq!(
+            lines(&d.0).len(),
+            1,
+            "the append failed ({parallel}): {:?}",
+            lines(&d.0)
+        );
         audit.shutdown().await;
         drop(audit);
         let head = write(&cfg, 0).await;

@@ -17,6 +17,8 @@ use super::{ConfigError, Secret};
 pub const DEFAULT_MAX_MASKED_BODY: u64 = 16 << 20;
 /// The target has this long to answer (status and headers) by default.
 pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Client connections the HTTP gateway holds open at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The HTTP gateway's default port.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -27,6 +29,7 @@ pub(super) struct RawHttp {
     pub tls: Option<RawTls>,
     pub max_masked_body: Option<String>,
     pub upstream_timeout: Option<String>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub targets: BTreeMap<String, RawHttpTarget>,
 }
@@ -66,6 +69,8 @@ pub struct HttpConfig {
     /// How long the target has to answer (status and headers; a body then streams
     /// at its own pace); longer gets 504.
     pub upstream_timeout: std::time::Duration,
+    /// Client connections open at once; past it new ones are closed on accept.
+    pub max_connections: usize,
     pub targets: BTreeMap<String, HttpTarget>,
 }
 
@@ -120,6 +125,10 @@ impl Validator<'_> {
         if upstream_timeout.is_zero() {
             return Err(self.err("http.upstream_timeout", "must be more than 0"));
         }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(self.err("http.max_connections", "must be more than 0"));
+        }
         let targets = self.http_targets(raw.targets)?;
         let tls = raw.tls.map(|t| TlsConfig {
             cert: self.path(&t.cert),
@@ -135,6 +144,7 @@ impl Validator<'_> {
             tls,
             max_masked_body,
             upstream_timeout,
+            max_connections,
             targets,
         })
     }

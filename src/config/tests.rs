@@ -509,3 +509,19 @@ fn cluster_names_its_node_and_state_database() {
         "pw"
     );
 }
+
+#[test]
+fn http_max_connections_defaults_and_is_checked() {
+    let http = "http:\n  targets:\n    api: { url: 'http://127.0.0.1:9000' }\n";
+    let c = load(&format!("{MINIMAL}{http}")).unwrap();
+    assert_eq!(
+        c.http.unwrap().max_connections,
+        http_gateway::DEFAULT_MAX_CONNECTIONS
+    );
+    let set = http.replace("http:\n", "http:\n  max_connections: 2\n");
+    let c = load(&format!("{MINIMAL}{set}")).unwrap();
+    assert_eq!(c.http.unwrap().max_connections, 2);
+    let zero = http.replace("http:\n", "http:\n  max_connections: 0\n");
+    let e = load(&format!("{MINIMAL}{zero}")).unwrap_err().to_string();
+    assert!(e.contains("http.max_connections"), "{e}");
+}

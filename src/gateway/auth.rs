@@ -10,7 +10,7 @@ use axum::body::Body;
 use base64::Engine as _;
 use http::{header, HeaderMap, Response};
 
-use super::auth_cache::{self, AuthCache};
+use super::auth_cache::AuthCache;
 use super::reply;
 use crate::auth::failure::AuthFailure;
 use crate::auth::Identity;
@@ -58,14 +58,12 @@ pub async fn identify(
     tls: bool,
     h: &HeaderMap,
 ) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
-    let key = h
-        .get(header::AUTHORIZATION)
-        .map(|v| auth_cache::key_of(v.as_bytes()));
+    let presented = h.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let now = Instant::now();
-    if let Some(key) = &key {
+    if let Some(presented) = presented {
         // The transport rule holds for cached credentials too.
         if crate::session::authn::token_transport_ok(tls, peer) {
-            if let Some((id, tenant)) = cache.get(key, now) {
+            if let Some((id, tenant)) = cache.get(presented, now) {
                 if !lapsed(&id, &tenant) && !locked_out(shared, &tenant, peer) {
                     return Ok((id, tenant));
                 }
@@ -94,8 +92,8 @@ pub async fn identify(
             credentials::by_password(shared, peer, user, password).await
         }
     };
-    if let (Ok((id, tenant)), Some(key)) = (&result, key) {
-        cache.put(key, id, tenant, now);
+    if let (Ok((id, tenant)), Some(presented)) = (&result, presented) {
+        cache.put(presented, id, tenant, now);
     }
     result.map_err(|f| match f {
         AuthFailure::RateLimited => reply::unauthorized(

@@ -218,7 +218,11 @@ impl BodyMasks {
             Value::Object(o) => {
                 for (k, x) in o.iter_mut() {
                     ptr.push('/');
-                    ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    if k.contains(['~', '/']) {
+                        ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    } else {
+                        ptr.push_str(k);
+                    }
                     self.scan_strings(x, ids, scratch, ptr, at);
                     ptr.truncate(len);
                 }

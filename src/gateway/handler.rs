@@ -14,16 +14,13 @@ use hyper::body::Incoming;
 
 use super::body_mask::{self, BodyKind, BodyMasks};
 use super::judged::Judged;
+use super::masked;
 use super::own_upstream::OwnUpstreams;
 use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
 use crate::audit::http_request::HttpRequest;
 use crate::config::HttpTarget;
 use crate::policy::{normalize_path, Action, NormalPath, Subject};
-
-/// Bodies this small are masked on the request's own task; larger ones on the
-/// blocking pool, so one big JSON document does not stall other clients.
-const MASK_INLINE: usize = 64 * 1024;
 
 /// The id of the request's audit record, on every answer after authentication.
 pub(crate) const REQUEST_ID: &str = "pgmoat-request";
@@ -133,7 +130,7 @@ pub(crate) struct Go<'d> {
 /// Who is calling, which target, the rules' decision on the normalised method and
 /// path, and the `decided` record: everything before the body moves, shared by the
 /// hyper path and the lean one (`super::h1`), so both judge exactly alike. With
-/// `lean`, a request that needs masks, a hold or the pooled client comes back as
+/// `lean`, a request that needs a hold or the pooled client comes back as
 /// `Fallback` before anything is recorded.
 pub(crate) async fn admit<'d>(
     door: &'d Door,
@@ -225,7 +222,6 @@ pub(crate) async fn admit<'d>(
     let judged = door.judged.judge(&rules, &who, &upper, &np.decoded);
     if lean
         && (judged.action == Action::Approve
-            || judged.masks.is_some()
             || door
                 .route(&target.tenant, &target.name)
                 .is_some_and(|r| r.plain_addr.is_none()))
@@ -285,26 +281,6 @@ pub(crate) async fn admit<'d>(
         query,
         judged,
     })
-}
-
-/// The response's media type when masks apply to it but it cannot be read as a
-/// whole: a part of a body, a multipart body, or, where json: masks apply, a binary
-/// type other than media. Only asked when masks apply (no work for other responses).
-fn unmaskable(
-    status: StatusCode,
-    headers: &HeaderMap,
-    kind: BodyKind,
-    m: &BodyMasks,
-) -> Option<String> {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    (status == StatusCode::PARTIAL_CONTENT
-        || media.starts_with("multipart/")
-        || (kind == BodyKind::Opaque && m.has_json() && !body_mask::is_media(&media)))
-    .then_some(media)
 }
 
 /// Whether a query pair names a method override (`_method=...`, any case, encoded
@@ -417,22 +393,9 @@ async fn forward(
             .and_then(|v| v.to_str().ok()),
     );
     let bodiless = head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    // What masks apply to and pgmoat cannot read does not go out (fail closed):
-    // a part of a body, a multipart body, or (where json: masks apply: the data
-    // they cover may come in another format the client asked for) a binary type
-    // other than a picture, sound, video or font. With detectors alone, binary
-    // bodies stream: detectors look for text.
     if let Some(m) = masks.as_deref().filter(|_| !bodiless) {
-        if let Some(media) = unmaskable(status, &parts.headers, kind, m) {
-            let r = reply::error(
-                StatusCode::BAD_GATEWAY,
-                "pgmoat: the target's response cannot be masked (a partial, multipart or unreadable body)",
-            );
-            return finish(
-                r,
-                trail,
-                Some(format!("unmaskable response: {status} {media}")),
-            );
+        if let Some((r, e)) = masked::unmaskable(status, &parts.headers, kind, m) {
+            return finish(r, trail, Some(e));
         }
     }
     let masks = match masks {
@@ -444,23 +407,14 @@ async fn forward(
         }
     };
     let max = door.config.max_masked_body;
-    let too_large = || {
-        reply::error(
-            StatusCode::BAD_GATEWAY,
-            "pgmoat: the response is too large to be masked",
-        )
-    };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return finish(
-            too_large(),
-            trail,
-            Some(format!("body over max_masked_body ({max} bytes)")),
-        );
+        let (r, e) = masked::too_large(max);
+        return finish(r, trail, Some(e));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let raw = match Limited::new(body, limit).collect().await {
@@ -469,67 +423,27 @@ async fn forward(
             let over = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
-            let r = if over {
-                too_large()
+            let (r, e) = if over {
+                masked::too_large(max)
             } else {
-                reply::error(
-                    StatusCode::BAD_GATEWAY,
-                    "pgmoat: the target's response broke off",
-                )
+                masked::broke_off(&e)
             };
-            return finish(r, trail, Some(format!("upstream body: {e}")));
+            return finish(r, trail, Some(e));
         }
     };
-    let encoding = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let work = {
-        let raw = raw.clone();
-        move || {
-            let plain = body_mask::decode(encoding.as_deref(), raw.to_vec(), max)?;
-            masks.mask(plain, kind)
-        }
-    };
-    let masked = if raw.len() <= MASK_INLINE {
-        work()
-    } else {
-        match tokio::task::spawn_blocking(work).await {
-            Ok(r) => r,
-            Err(e) => Err(body_mask::MaskError::Corrupt(format!("masking task: {e}"))),
-        }
-    };
-    let (out, fired) = match masked {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(target = %up.target.name, "response not masked, refused: {e}");
-            let r = match e {
-                body_mask::MaskError::TooLarge(_) => too_large(),
-                _ => reply::error(
-                    StatusCode::BAD_GATEWAY,
-                    "pgmoat: the response could not be masked",
-                ),
-            };
-            return finish(r, trail, Some(e.to_string()));
-        }
-    };
-    let body = if fired.is_empty() {
-        // Nothing found: the target's bytes as they came (compressed or not).
-        raw
-    } else {
-        // The client gets the masked body plain; validators of the old bytes go.
-        for h in [
-            header::CONTENT_ENCODING,
-            header::ETAG,
-            header::CONTENT_RANGE,
-        ] {
-            parts.headers.remove(h);
-        }
-        parts.headers.remove("content-md5");
-        parts.headers.remove("digest");
-        trail.rec.masked_fields = fired;
-        bytes::Bytes::from(out)
+    let target = &up.target.name;
+    let masked = masked::mask_whole(
+        target,
+        &mut parts.headers,
+        raw,
+        kind,
+        masks,
+        max,
+        &mut trail,
+    );
+    let body = match masked.await {
+        Ok(b) => b,
+        Err((r, e)) => return finish(r, trail, Some(e)),
     };
     parts
         .headers

@@ -17,12 +17,26 @@ use serde_json::Value;
 /// `src` with the value at every pointer in `masked_at` replaced by the one at the
 /// same pointer in `masked`.
 pub fn splice(src: &[u8], masked: &Value, masked_at: &HashSet<String>) -> Result<Vec<u8>, String> {
+    // Every pointer on the way to a masked value: a value whose pointer is none of
+    // these holds nothing masked and is copied as it is, without following the
+    // pointers inside it.
+    let mut on_the_way: HashSet<&str> = HashSet::new();
+    for p in masked_at {
+        let mut rest = p.as_str();
+        while let Some(i) = rest.rfind('/') {
+            rest = &rest[..i];
+            if !on_the_way.insert(rest) {
+                break;
+            }
+        }
+    }
     let mut s = Splicer {
         src,
         pos: 0,
         out: Vec::with_capacity(src.len() + 64),
         masked,
         masked_at,
+        on_the_way,
     };
     let mut ptr = String::new();
     s.value(&mut ptr, true)?;
@@ -39,6 +53,7 @@ struct Splicer<'a> {
     out: Vec<u8>,
     masked: &'a Value,
     masked_at: &'a HashSet<String>,
+    on_the_way: HashSet<&'a str>,
 }
 
 impl Splicer<'_> {
@@ -77,6 +92,13 @@ impl Splicer<'_> {
             self.value(ptr, false)?;
             let v = self.masked.pointer(ptr).unwrap_or(&Value::Null);
             serde_json::to_writer(&mut self.out, v).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        if emit && !self.on_the_way.contains(ptr.as_str()) {
+            // Nothing masked inside: skipped over, then copied in one piece.
+            let start = self.pos;
+            self.value(ptr, false)?;
+            self.out.extend_from_slice(&self.src[start..self.pos]);
             return Ok(());
         }
         match self.peek() {
@@ -134,14 +156,14 @@ impl Splicer<'_> {
         loop {
             self.ws(emit);
             let raw = self.string(emit)?;
-            let key: String =
-                serde_json::from_slice(&self.src[raw]).map_err(|e| format!("a key: {e}"))?;
+            let len = ptr.len();
+            if emit {
+                // Pointers are only followed where they are written out.
+                ptr.push('/');
+                push_key(ptr, &self.src[raw])?;
+            }
             self.ws(emit);
             self.expect(b':', emit)?;
-            let len = ptr.len();
-            ptr.push('/');
-            // RFC 6901: `~` and `/` in a key are escaped.
-            ptr.push_str(&key.replace('~', "~0").replace('/', "~1"));
             self.value(ptr, emit)?;
             ptr.truncate(len);
             self.ws(emit);
@@ -161,8 +183,10 @@ impl Splicer<'_> {
         let mut i = 0usize;
         loop {
             let len = ptr.len();
-            ptr.push('/');
-            ptr.push_str(itoa::Buffer::new().format(i));
+            if emit {
+                ptr.push('/');
+                ptr.push_str(itoa::Buffer::new().format(i));
+            }
             self.value(ptr, emit)?;
             ptr.truncate(len);
             i += 1;
@@ -173,6 +197,25 @@ impl Splicer<'_> {
             }
         }
     }
+}
+
+/// A key (its quoted JSON token) added to a JSON Pointer, `~` and `/` escaped (RFC
+/// 6901). A key without escapes is its own bytes (the document is valid JSON).
+fn push_key(ptr: &mut String, token: &[u8]) -> Result<(), String> {
+    let inner = &token[1..token.len().saturating_sub(1).max(1)];
+    let decoded;
+    let key = if inner.contains(&b'\\') {
+        decoded = serde_json::from_slice::<String>(token).map_err(|e| format!("a key: {e}"))?;
+        decoded.as_str()
+    } else {
+        std::str::from_utf8(inner).map_err(|e| format!("a key: {e}"))?
+    };
+    if key.contains(['~', '/']) {
+        ptr.push_str(&key.replace('~', "~0").replace('/', "~1"));
+    } else {
+        ptr.push_str(key);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -212,6 +255,16 @@ mod tests {
         assert_eq!(out, r#"{"a/b": null, "t~": "***"}"#);
         assert_eq!(run("\"secret\"", &[("", Value::from("***"))]), "\"***\"");
         assert_eq!(run("[]", &[]), "[]");
+    }
+
+    #[test]
+    fn subtrees_without_masks_are_copied_whole_and_escaped_keys_still_found() {
+        let src = "{\"skip\": {\"deep\": [1, {\"k\\\"q\": \"v\\u00e9\"}], \"s\": \"x/y\"},\n \"k\\\"q\": [ {\"a\\/b\": \"secret\", \"b\": 2} ] }";
+        let out = run(src, &[("/k\"q/0/a~1b", Value::from("***"))]);
+        assert_eq!(
+            out,
+            "{\"skip\": {\"deep\": [1, {\"k\\\"q\": \"v\\u00e9\"}], \"s\": \"x/y\"},\n \"k\\\"q\": [ {\"a\\/b\": \"***\", \"b\": 2} ] }"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct HttpMetrics {
     pub lean_fallbacks: AtomicU64,
     /// Requests or responses refused for their framing (400 / 502, connection closed).
     pub framing_refused: AtomicU64,
+    /// Client connections closed on accept: `http.max_connections` were open.
+    pub connections_refused: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -48,6 +50,13 @@ impl HttpMetrics {
              # TYPE pgmoat_http_framing_refused_total counter\n\
              pgmoat_http_framing_refused_total {}",
             g(&self.framing_refused)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pgmoat_http_connections_refused_total HTTP client connections closed on accept because http.max_connections were open.\n\
+             # TYPE pgmoat_http_connections_refused_total counter\n\
+             pgmoat_http_connections_refused_total {}",
+            g(&self.connections_refused)
         );
     }
 }

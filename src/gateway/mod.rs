@@ -15,7 +15,8 @@
 //! - `judged`: the rules' decision and masks per caller and request, cached.
 //! - `hold` / `holds`: approvals, waiting or `Prefer: respond-async`.
 //! - `body_mask`: `json:` masks and detectors over JSON and text bodies;
-//!   `json_splice` writes a masked JSON body in the target's own key order.
+//!   `json_splice` writes a masked JSON body in the target's own key order;
+//!   `masked` masks a whole response the same way for hyper and the lean path.
 //! - `headers`: hop-by-hop fields, `Forwarded`, held credentials.
 //! - `upstream` / `own_upstream`: the targets' pooled clients, and the HTTP/1.1
 //!   connections a client connection keeps to plain `http` targets, driven in its
@@ -36,6 +37,7 @@ mod hold;
 mod holds;
 mod json_splice;
 mod judged;
+mod masked;
 pub mod metrics;
 mod own_upstream;
 mod record;
@@ -147,12 +149,25 @@ pub async fn serve(
         verified: auth_cache::AuthCache::default(),
         judged: judged::Judgements::default(),
     });
+    // Each client connection holds a permit while it is open: past the cap a new
+    // connection is closed at once (counted), so a flood of idle sockets cannot take
+    // every descriptor and task (review M2).
+    let open = Arc::new(tokio::sync::Semaphore::new(door.config.max_connections));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                        door.shared.metrics.http.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(%peer, "http gateway: max_connections open, connection closed");
+                        drop(tcp);
+                        continue;
+                    };
                     let (door, acceptor, stop) = (Arc::clone(&door), acceptor.clone(), shutdown.clone());
-                    tokio::spawn(connection(door, acceptor, tcp, peer, stop));
+                    tokio::spawn(async move {
+                        connection(door, acceptor, tcp, peer, stop).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.

@@ -97,6 +97,8 @@ pub enum PathError {
     PathParameter,
     #[error("a path segment ends in a dot or a space (Windows targets trim those)")]
     TrailingDot,
+    #[error("the path has a compatibility character that normalises to / \\ . ; or % (fullwidth dots, slashes)")]
+    CompatibilitySeparator,
 }
 
 /// A path as judged and as forwarded.
@@ -122,6 +124,9 @@ pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
         let decoded = percent_decode(seg)?;
         if decoded.contains(['/', '\\', '%']) || decoded.chars().any(char::is_control) {
             return Err(PathError::EncodedSeparator);
+        }
+        if !decoded.is_ascii() && compatibility_separator(&decoded) {
+            return Err(PathError::CompatibilitySeparator);
         }
         // `/admin;x=1/users` and `/public/..;/admin` are `/admin/users` to some
         // targets: what they would run is not what would be judged.
@@ -160,6 +165,21 @@ pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
         encoded.push('/');
     }
     Ok(NormalPath { decoded, encoded })
+}
+
+/// Whether a segment holds a character whose compatibility form (NFKC, which some
+/// targets and IIS's best-fit mapping apply) is or holds `/ \ . ; %`: `．．` (U+FF0E),
+/// `／` (U+FF0F), `﹨` (U+FE68) would be `..`, `/`, `\` to such a target while judged
+/// as a literal name here (review L7). Checked per character: composition never
+/// yields ASCII, so a character's own decomposition is what NFKC could add.
+fn compatibility_separator(segment: &str) -> bool {
+    segment.chars().filter(|c| !c.is_ascii()).any(|c| {
+        let mut hit = false;
+        unicode_normalization::char::decompose_compatible(c, |d| {
+            hit |= matches!(d, '/' | '\\' | '.' | ';' | '%');
+        });
+        hit
+    })
 }
 
 fn percent_decode(seg: &str) -> Result<String, PathError> {
@@ -396,6 +416,37 @@ mod tests {
             "/admin.%20/users",
         ] {
             assert!(norm(raw).is_err(), "{raw} must be refused");
+        }
+    }
+
+    #[test]
+    fn compatibility_characters_that_become_separators_are_refused() {
+        // Review L7: fullwidth full stop (U+FF0E), fullwidth solidus (U+FF0F), small
+        // reverse solidus (U+FE68), fullwidth semicolon and percent, one-dot leader
+        // (U+2024), raw or percent-encoded.
+        for raw in [
+            "/public/%EF%BC%8E%EF%BC%8E/admin",
+            "/public/\u{FF0E}\u{FF0E}/admin",
+            "/public%EF%BC%8Fadmin",
+            "/a/x\u{FF0F}y",
+            "/a/x%EF%B9%A8y",
+            "/a/x\u{FF1B}y",
+            "/a/x\u{FF05}2e",
+            "/a/x\u{2024}y",
+        ] {
+            assert_eq!(
+                norm(raw),
+                Err(PathError::CompatibilitySeparator),
+                "{raw} must be refused"
+            );
+        }
+        // Other letters, compatibility ones included, are names as before.
+        for (raw, want) in [
+            ("/caf%C3%A9/ﬁle", "/café/ﬁle"),
+            ("/\u{FF21}\u{FF22}", "/\u{FF21}\u{FF22}"),
+            ("/日本/データ", "/日本/データ"),
+        ] {
+            assert_eq!(norm(raw).as_deref(), Ok(want), "{raw}");
         }
     }
 

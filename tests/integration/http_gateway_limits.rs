@@ -1,5 +1,5 @@
 //! The HTTP gateway's limits and shortcuts, end to end: a target that does not answer
-//! in time gets 504; a masked JSON body keeps the target's key order; verified credentials are remembered only as what they are (a
+//! in time gets 504; connections past `max_connections` are closed; a masked JSON body keeps the target's key order; verified credentials are remembered only as what they are (a
 //! wrong password after a right one is still refused, and every request is still
 //! judged and audited).
 
@@ -280,4 +280,68 @@ async fn a_request_whose_record_cannot_be_written_is_503_and_never_forwarded() {
         "pgmoat: the audit trail cannot record this request; refused"
     );
     assert!(upstream().seen_with(&tag).is_empty());
+}
+
+/// One keep-alive GET of `/open/plain` on `s`: whether the whole answer came.
+async fn plain_on(s: &mut tokio::net::TcpStream) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "GET /open/plain HTTP/1.1\r\nHost: gw\r\nAuthorization: {}\r\n\r\n",
+        basic(AGENT, AGENT_PW)
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while !got.ends_with(PLAIN_JSON.as_bytes()) {
+        match tokio::time::timeout(WAIT_LIMIT, s.read(&mut b)).await {
+            Ok(Ok(0)) => return Err("closed".into()),
+            Ok(Ok(n)) => got.extend_from_slice(&b[..n]),
+            Ok(Err(e)) => return Err(format!("read: {e}")),
+            Err(_) => return Err("no answer".into()),
+        }
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_are_closed_and_counted() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+    let config = CONFIG.replace(
+        "upstream_timeout: 1s",
+        "upstream_timeout: 1s\n  max_connections: 2",
+    );
+    let f = Fixture::start("pgmoat-http-maxconn", RULES, &config, test_env()).await;
+    let refused = || f.gw.metrics.http.connections_refused.load(Relaxed);
+    // Two connections served (each holds its place while open)...
+    let mut a = TcpStream::connect(f.addr()).await.unwrap();
+    let mut b = TcpStream::connect(f.addr()).await.unwrap();
+    plain_on(&mut a).await.unwrap();
+    plain_on(&mut b).await.unwrap();
+    assert_eq!(refused(), 0);
+    // ...a third is closed without an answer, and counted.
+    let mut c = TcpStream::connect(f.addr()).await.unwrap();
+    let mut sink = [0u8; 64];
+    let n = tokio::time::timeout(WAIT_LIMIT, c.read(&mut sink))
+        .await
+        .expect("closed, not left waiting")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing answered past the cap");
+    assert_eq!(refused(), 1);
+    // The kept ones still work; once one closes, a new connection is served.
+    plain_on(&mut a).await.unwrap();
+    drop(b);
+    let addr = f.addr();
+    wait_for(
+        "a place freed by a closed connection",
+        WAIT_LIMIT,
+        move || async move {
+            let mut d = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            plain_on(&mut d).await
+        },
+    )
+    .await;
 }

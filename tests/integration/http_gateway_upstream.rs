@@ -22,6 +22,12 @@ pub const USERS_JSON: &str = r#"{"users":[{"name":"Ann Lee","ssn":"123-45-6789",
 /// A small JSON document with nothing to mask, in a formatting a re-encoder would change.
 pub const PLAIN_JSON: &str =
     "{ \"status\" : \"ok\",\n  \"items\": [1, 2, 3],  \"z\": 1, \"a\": 2 }\n";
+/// Nested arrays, escapes in strings (left alone and masked) and a layout of its
+/// own: masking must change only the masked values.
+pub const NESTED_JSON: &str = r#"{ "rows": [ [ {"card": "4111 1111 1111 1111", "n": 1}, {"n": 2, "card": "5500 0000 0000 0004"} ],
+  [ ["tab\there", "quote \" and \\ and \u00e9 \ud83d\ude00 \/"] ] ],
+  "note": "mail: ann.lee@example.com, thanks",
+  "users": [ {"z": 1, "ssn": "123-45-6789", "name": "Ann \"A\" Lee"} ] }"#;
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
@@ -92,6 +98,16 @@ fn app(log: Log) -> Router {
         .route("/chunked", get(chunked))
         .route("/big/{n}", get(big))
         .route("/bigjson", get(big_json))
+        .route(
+            "/bigjson.len",
+            get(|| async {
+                let row = r#"{"name":"x","ssn":"123-45-6789"},"#;
+                let body = format!("{{\"users\":[{}{{}}]}}", row.repeat(4000));
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }),
+        )
+        .route("/nested", get(|| async { json(NESTED_JSON) }))
+        .route("/nested.chunked", get(nested_chunked))
         .route("/slow", get(slow))
         .route(
             "/html",
@@ -200,6 +216,18 @@ async fn big_json() -> Response {
     parts.push(Ok(Bytes::from_static(b"{}]}")));
     (
         [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream::iter(parts)),
+    )
+        .into_response()
+}
+
+/// `NESTED_JSON` in three chunks (no length).
+async fn nested_chunked() -> Response {
+    let b = NESTED_JSON.as_bytes();
+    let parts = [&b[..10], &b[10..100], &b[100..]]
+        .map(|p| Ok::<_, std::io::Error>(Bytes::copy_from_slice(p)));
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
         Body::from_stream(stream::iter(parts)),
     )
         .into_response()

@@ -29,6 +29,7 @@ mod http_gateway;
 mod http_gateway_fixture;
 mod http_gateway_lean;
 mod http_gateway_limits;
+mod http_gateway_masked;
 mod http_gateway_upstream;
 mod login;
 mod mtls;

@@ -14,6 +14,7 @@
 //! `Expect: 100-continue`, masked targets, holds, `https` targets. Nothing of such a
 //! request is recorded before it is handed over, so hyper's handler records it once.
 
+mod clock;
 mod framing;
 mod relay;
 mod rewind;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 
 use super::handler::{self, Admitted};
 use super::{reply, Door};
+use clock::Clock;
 use framing::{BodyLen, FramingError, MAX_HEAD, MAX_HEADERS};
 
 /// A request head, parsed.
@@ -78,6 +80,8 @@ pub(super) struct Lean<'d> {
     /// The request being answered is a HEAD: pgmoat's own answers to it carry no body
     /// either (a body there would be read as the next response).
     head_request: bool,
+    /// The connection's timeouts (head, idle, the target's answer).
+    clock: Clock,
 }
 
 /// How long a client may take to send a whole request head once it began one, and
@@ -104,6 +108,11 @@ pub(super) async fn serve(
         ups: Vec::new(),
         out: Vec::with_capacity(8 * 1024),
         head_request: false,
+        clock: Clock::new(
+            HEAD_TIMEOUT
+                .min(IDLE_TIMEOUT)
+                .min(door.config.upstream_timeout),
+        ),
     };
     let put_back = loop {
         match lean.next_head(&mut stop).await {
@@ -181,7 +190,7 @@ impl Lean<'_> {
                 biased;
                 r = self.io.read_buf(&mut self.buf) => r,
                 _ = super::stopped(stop), if idle => return Next::Closed,
-                _ = tokio::time::sleep_until(deadline) => return Next::Closed,
+                _ = self.clock.passed(deadline) => return Next::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Next::Closed,

@@ -1,10 +1,13 @@
 //! One allowed request on the lean path: its head written to an upstream connection
 //! this client connection keeps, its body streamed by its framing, and the target's
 //! answer relayed (head filtered as the hyper path filters it, body streamed and
-//! re-framed), counted into the request's record.
+//! re-framed), counted into the request's record. An answer masks apply to is read
+//! whole (bounded by `max_masked_body`) and masked as the hyper path masks it
+//! (`gateway::masked`), then written with its own Content-Length.
 
 use std::io;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -14,9 +17,10 @@ use tokio::net::TcpStream;
 
 use super::framing::{self, BodyLen, Chunked, FramingError, Piece, MAX_HEAD, MAX_HEADERS};
 use super::{After, Lean};
+use crate::gateway::body_mask::{self, BodyKind, BodyMasks};
 use crate::gateway::handler::{finish, Go, REQUEST_ID};
 use crate::gateway::record::Trail;
-use crate::gateway::{headers, reply};
+use crate::gateway::{headers, masked, reply};
 
 /// Idle upstream connections one client connection keeps (as `own_upstream`).
 const MAX_KEPT: usize = 4;
@@ -80,8 +84,10 @@ impl Lean<'_> {
             method,
             np,
             query,
+            judged,
             ..
         } = go;
+        let masks = judged.masks.clone();
         let door = self.door;
         // A request body not wholly read leaves the connection unusable.
         let close_on_error = close || body != BodyLen::Empty;
@@ -94,7 +100,8 @@ impl Lean<'_> {
             let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
             return self.answer_recorded(r, trail, None, close_on_error).await;
         };
-        headers::upstream_request(&mut fields, &route.held, self.peer, door.tls, false);
+        let masking = masks.is_some();
+        headers::upstream_request(&mut fields, &route.held, self.peer, door.tls, masking);
         // The framing is written below, from what was checked.
         fields.remove(header::CONTENT_LENGTH);
         let out = &mut self.out;
@@ -109,7 +116,11 @@ impl Lean<'_> {
             field(out, name.as_str(), value.as_bytes());
         }
         match body {
-            BodyLen::Length(n) => field(out, "content-length", n.to_string().as_bytes()),
+            BodyLen::Length(n) => field(
+                out,
+                "content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            ),
             BodyLen::Chunked => field(out, "transfer-encoding", b"chunked"),
             BodyLen::Empty | BodyLen::UntilClose => {}
         }
@@ -120,7 +131,11 @@ impl Lean<'_> {
         // Only safe methods are sent again (RFC 9110 9.2.1): a PUT or DELETE the
         // target ran before closing must not run twice while the trail shows one.
         let idempotent = method.is_safe();
-        let exchanged = tokio::time::timeout(wait, async {
+        // The connection's clock, not a timer per request (see `clock`); taken out
+        // of `self` for the exchange, which borrows the rest.
+        let mut clock = self.clock.take();
+        let deadline = tokio::time::Instant::now() + wait;
+        let exchange = async {
             let mut retried = false;
             loop {
                 let (mut up, kept) = match self.kept(route.id) {
@@ -138,11 +153,15 @@ impl Lean<'_> {
                     Err(e) => return Err(e),
                 }
             }
-        })
-        .await;
+        };
+        let exchanged = tokio::select! {
+            r = exchange => Ok(r),
+            _ = clock.passed(deadline) => Err(()),
+        };
+        self.clock = clock;
         let (up, head) = match exchanged {
             Ok(Ok(x)) => x,
-            Err(_) => {
+            Err(()) => {
                 tracing::warn!(target = %target.name, "http target did not answer within {wait:?}");
                 let r = reply::error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -171,7 +190,8 @@ impl Lean<'_> {
                 return self.answer_recorded(r, trail, e, close_on_error).await;
             }
         };
-        self.relay(up, head, method == http::Method::HEAD, trail, close)
+        let head_request = method == http::Method::HEAD;
+        self.relay(up, head, head_request, masks, trail, close)
             .await
     }
 
@@ -286,6 +306,7 @@ impl Lean<'_> {
         mut up: UpConn,
         head: RespHead,
         head_request: bool,
+        masks: Option<Arc<BodyMasks>>,
         trail: Trail,
         close: bool,
     ) -> After {
@@ -323,6 +344,23 @@ impl Lean<'_> {
         if let Ok(v) = HeaderValue::from_str(trail.id()) {
             headers.insert(REQUEST_ID, v);
         }
+        if let Some(m) = masks.filter(|_| !bodiless) {
+            let ct = headers.get(header::CONTENT_TYPE);
+            let kind = body_mask::kind_of(ct.and_then(|v| v.to_str().ok()));
+            if let Some((r, e)) = masked::unmaskable(status, &headers, kind, &m) {
+                return self.answer_recorded(r, trail, Some(e), close).await;
+            }
+            // Binary bodies under detectors alone stream as the others do.
+            if kind != BodyKind::Opaque {
+                let answer = Answer {
+                    status,
+                    headers,
+                    body,
+                    keep_up,
+                };
+                return self.relay_masked(up, answer, kind, m, trail, close).await;
+            }
+        }
         let out = &mut self.out;
         out.clear();
         status_line(out, status);
@@ -330,7 +368,11 @@ impl Lean<'_> {
             field(out, name.as_str(), value.as_bytes());
         }
         match body {
-            BodyLen::Length(n) => field(out, "content-length", n.to_string().as_bytes()),
+            BodyLen::Length(n) => field(
+                out,
+                "content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            ),
             BodyLen::Chunked | BodyLen::UntilClose => field(out, "transfer-encoding", b"chunked"),
             BodyLen::Empty => {}
         }
@@ -472,6 +514,73 @@ impl Lean<'_> {
         }
     }
 
+    /// Relay an answer masks apply to: read whole (at most `max_masked_body`),
+    /// masked, written with its Content-Length in one write.
+    async fn relay_masked(
+        &mut self,
+        mut up: UpConn,
+        answer: Answer,
+        kind: BodyKind,
+        masks: Arc<BodyMasks>,
+        mut trail: Trail,
+        close: bool,
+    ) -> After {
+        let Answer {
+            status,
+            mut headers,
+            body,
+            keep_up,
+        } = answer;
+        let door = self.door;
+        let max = door.config.max_masked_body;
+        let raw = match read_whole(&mut up, body, max).await {
+            Ok(raw) => raw,
+            Err(refused) => {
+                let (r, e) = match refused {
+                    Whole::TooLarge => masked::too_large(max),
+                    Whole::Broke(e) => masked::broke_off(&e),
+                };
+                return self.answer_recorded(r, trail, Some(e), close).await;
+            }
+        };
+        let target = trail.rec.target.clone();
+        let masked = masked::mask_whole(&target, &mut headers, raw, kind, masks, max, &mut trail);
+        let body = match masked.await {
+            Ok(b) => b,
+            Err((r, e)) => return self.answer_recorded(r, trail, Some(e), close).await,
+        };
+        let out = &mut self.out;
+        out.clear();
+        status_line(out, status);
+        for (name, value) in &headers {
+            field(out, name.as_str(), value.as_bytes());
+        }
+        field(
+            out,
+            "content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
+        if close {
+            field(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        if self.io.write_all(&self.out).await.is_err() {
+            let e = "the client went away before the body ended";
+            trail.finish(status.as_u16(), 0, Some(e.into()));
+            return After::Close;
+        }
+        trail.finish(status.as_u16(), body.len() as u64, None);
+        if keep_up && up.buf.is_empty() {
+            self.put_back(up);
+        }
+        if close {
+            After::Close
+        } else {
+            After::Keep
+        }
+    }
+
     /// Answer with a response pgmoat made, recording it.
     async fn answer_recorded(
         &mut self,
@@ -507,6 +616,72 @@ impl Lean<'_> {
             self.ups.remove(0);
         }
         self.ups.push(up);
+    }
+}
+
+/// A response head's parts, checked, on the way to the client.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BodyLen,
+    /// The upstream connection may serve another request once the body is read.
+    keep_up: bool,
+}
+
+/// Why a body was not read whole.
+enum Whole {
+    TooLarge,
+    Broke(String),
+}
+
+/// A response body read whole in its framing, at most `max` bytes (the chunked
+/// framing removed). Past `max` the rest is not read (the connection is dropped).
+async fn read_whole(up: &mut UpConn, body: BodyLen, max: u64) -> Result<Bytes, Whole> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let broke = |e: BodyBreak| match e {
+        BodyBreak::Upstream(e) => Whole::Broke(e),
+        BodyBreak::Client | BodyBreak::Terminated => Whole::Broke("ended".into()),
+    };
+    match body {
+        BodyLen::Empty => Ok(Bytes::new()),
+        BodyLen::Length(n) => {
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|n| *n <= limit)
+                .ok_or(Whole::TooLarge)?;
+            while up.buf.len() < n {
+                read_up(up).await.map_err(broke)?;
+            }
+            Ok(up.buf.split_to(n).freeze())
+        }
+        BodyLen::Chunked => {
+            let mut whole = BytesMut::new();
+            let mut chunks = Chunked::default();
+            loop {
+                match chunks.next(&mut up.buf) {
+                    Ok(Some(Piece::Data(d))) => {
+                        if whole.len() + d.len() > limit {
+                            return Err(Whole::TooLarge);
+                        }
+                        whole.extend_from_slice(&d);
+                    }
+                    Ok(Some(Piece::End)) => return Ok(whole.freeze()),
+                    Ok(None) => read_up(up).await.map_err(broke)?,
+                    Err(e) => return Err(Whole::Broke(e.to_string())),
+                }
+            }
+        }
+        BodyLen::UntilClose => loop {
+            if up.buf.len() > limit {
+                return Err(Whole::TooLarge);
+            }
+            up.buf.reserve(READ_ROOM);
+            match up.io.read_buf(&mut up.buf).await {
+                Ok(0) => return Ok(up.buf.split().freeze()),
+                Ok(_) => {}
+                Err(e) => return Err(Whole::Broke(e.to_string())),
+            }
+        },
     }
 }
 
