@@ -14,7 +14,8 @@
 # SYSCALLS 1: also count the middlebox's system calls per transaction (perf stat)
 # STRACE   1: after the rounds, one 3 s run per target under `strace -c -f`: which calls
 # PROFILE  1: after the rounds, `perf record` each pgmoat for 4 s of load; prints its top
-#          user-space symbols (self time)
+#          user-space symbols (self time) and the split by thread and object;
+#          PROFILE_OUT=/tmp/x keeps each profile as /tmp/x.moatN (delete it after)
 #
 # Each run is `pgbench -n -S -M MODE -c 8 -j 2 -T T`; the line printed per run gives
 # TPS and the middlebox's utime and stime (from /proc/PID/stat) per transaction.
@@ -122,5 +123,9 @@ if [ -n "${PROFILE:-}" ]; then
         log "$t: top user-space symbols (self), perf record -F 2999, 4 s"
         perf report -i "$WORK/perf.data.$t" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null |
             grep -v '^#' | grep -v '^$' | grep -v '\[k\]' | cut -c1-110 | head -45
+        log "$t: samples per thread and object (user and kernel)"
+        perf report -i "$WORK/perf.data.$t" --no-children --sort comm,dso --percent-limit 1 --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | cut -c1-110 | head -20
+        [ -n "${PROFILE_OUT:-}" ] && cp "$WORK/perf.data.$t" "$PROFILE_OUT.$t"
     done
 fi

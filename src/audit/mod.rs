@@ -49,7 +49,7 @@ pub use event::Event;
 use queue::Shared;
 pub use record::Head;
 pub use rows::RowRecorder;
-pub use track::{SessionAudit, StatementFacts, Ticket};
+pub use track::{SessionAudit, StatementFacts, Ticket, Waiting};
 use writer::{State, Writer};
 
 /// The handle sessions and the gateway write through. Cheap to clone.

@@ -131,6 +131,10 @@ pub struct Recorded {
     pub result: Result<(), AuditError>,
 }
 
+/// A `completed` record the audit queue had no room for (see
+/// [`SessionAudit::completed_now`]).
+pub struct Waiting(Box<Event>);
+
 pub struct SessionAudit {
     audit: Audit,
     id: Arc<str>,
@@ -296,13 +300,44 @@ impl SessionAudit {
     /// Completed records do not wait for the disk: the statement already ran, and its
     /// `decided` record is.
     pub async fn completed(&mut self, ticket: Ticket) -> Result<(), AuditError> {
+        match self.completed_now(ticket) {
+            Ok(result) => result,
+            Err(waiting) => self.record_waiting(waiting).await,
+        }
+    }
+
+    /// [`SessionAudit::completed`] with no await: the record is queued now when the
+    /// queue has room (the common case, in either durability mode: nobody waits for
+    /// a `completed` record's disk write). `Err`: the queue is full; the record must be
+    /// handed to [`SessionAudit::record_waiting`] before anything the session does
+    /// next, so the trail keeps its order and a full queue still holds the session
+    /// back.
+    pub fn completed_now(&mut self, ticket: Ticket) -> Result<Result<(), AuditError>, Waiting> {
+        let Some(event) = self.completed_event(ticket) else {
+            return Ok(Ok(()));
+        };
+        match self.audit.try_record(Some(&self.id), &event) {
+            Some(result) => Ok(result),
+            None => Err(Waiting(Box::new(event))),
+        }
+    }
+
+    /// Queue a record [`SessionAudit::completed_now`] found no room for, waiting for
+    /// room.
+    pub async fn record_waiting(&mut self, waiting: Waiting) -> Result<(), AuditError> {
+        self.audit.record(Some(&self.id), *waiting.0).await
+    }
+
+    /// The `completed` event of `ticket` (None for a refused statement: its stand-in's
+    /// error is not its result); the outcome noted so far is taken either way.
+    fn completed_event(&mut self, ticket: Ticket) -> Option<Event> {
         let p = std::mem::take(&mut self.current);
         let (columns, recorded_rows, rows_truncated) = match self.rows.as_mut() {
             Some(r) => r.take(),
             None => Default::default(),
         };
         if ticket.refused {
-            return Ok(());
+            return None;
         }
         // Columns alone (a Describe whose statement returned nothing here) say nothing.
         let columns = if recorded_rows.is_empty() {
@@ -313,7 +348,7 @@ impl SessionAudit {
         // Rows past the limit stream by unseen; the tag's count says they were there.
         let rows_truncated = rows_truncated
             || (!columns.is_empty() && p.rows.is_some_and(|r| r as usize > recorded_rows.len()));
-        let event = Event::Statement(Statement::Completed(Completed {
+        Some(Event::Statement(Statement::Completed(Completed {
             statement: ticket.statement,
             duration_ms: (ticket.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             rows: p.rows,
@@ -322,8 +357,7 @@ impl SessionAudit {
             columns,
             recorded_rows,
             rows_truncated,
-        }));
-        self.audit.record(Some(&self.id), event).await
+        })))
     }
 
     /// The `session_end` record.

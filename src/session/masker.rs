@@ -443,7 +443,8 @@ impl Masker {
             // Rows of an Execute: the plan comes from its portal.
             let plan = match front.and_then(|e| e.mask.as_ref()) {
                 Some(MaskTicket::Execute(p)) => {
-                    let portal = lock(p).clone();
+                    // Planned under the lock: no copy of the portal per result.
+                    let portal = lock(p);
                     match &portal.fields {
                         Some(f) => {
                             wire::plan(&self.engine, f, &portal.origin, Some(&portal.formats))

@@ -8,12 +8,14 @@
 //! costs no buffering.
 //!
 //! Each read goes first through the synchronous pass (`client_pass`, `server_pass`):
-//! when every message in it is whole and needs no judgment, hold, masking or awaited
-//! audit record (prepared-statement cycles, the common case), each message gets the
-//! same per-message bookkeeping the scanners give it (`client_plain`, `server_plain`,
-//! `ready`) and the bytes go out with no await. Otherwise nothing was touched and the
-//! scanners take the read, awaiting what they must. One set of per-message functions
-//! serves both, so they cannot leave different state.
+//! when every message in it is whole and needs no judgment, hold or awaited audit
+//! record (prepared-statement cycles, the common case, with masks and an audit trail
+//! too), each message gets the same per-message steps the scanners give it
+//! (`client_plain`; the trail's note, the masker, `server_plain`, `ready`,
+//! `answered`) and the bytes go out with no await. Otherwise nothing was touched and
+//! the scanners take the read, awaiting what they must. One set of per-message
+//! functions serves both, so they cannot leave different state, and masking runs the
+//! same on either path.
 //!
 //! Where each part lives: this file owns the session's state, the select loop and the
 //! socket writes; [`client`] scans client messages (judging, holds, stand-ins for
@@ -37,6 +39,8 @@ use tokio::sync::watch;
 
 mod approval;
 mod client;
+#[cfg(test)]
+mod pass_tests;
 mod returned;
 mod server;
 #[cfg(test)]
@@ -151,6 +155,9 @@ pub struct Relay {
     replacement: BytesMut,
     /// The session's audit trail; None without an `audit:` section.
     audit: Option<crate::audit::SessionAudit>,
+    /// `completed` records the audit queue had no room for: queued (awaiting room)
+    /// before the next bytes go to the client.
+    unqueued: Vec<crate::audit::Waiting>,
     /// The session's entry among the live sessions.
     registration: Option<super::registry::Registration>,
     /// Turns true when an operator terminates the session.
@@ -203,13 +210,14 @@ fn ensure_room(buf: &mut BytesMut) {
     }
 }
 
-/// Some when `buf` holds at least one message, every one whole and taken by `kind`;
-/// None otherwise (an invalid header included: the scanners report that).
-fn whole_batch(buf: &[u8], direction: Direction, kind: fn(u8) -> bool) -> Option<()> {
+/// Some when `buf` holds at least one message, every one whole, at most `limit`
+/// bytes and taken by `kind`; None otherwise (an invalid header or an oversized
+/// message included: the scanners report those).
+fn whole_batch(buf: &[u8], direction: Direction, kind: fn(u8) -> bool, limit: usize) -> Option<()> {
     let mut pos = 0;
     while pos < buf.len() {
         let h = frame::check(&buf[pos..], direction, LARGE_MESSAGE_LIMIT).ok()??;
-        if !kind(h.tag) || h.total > buf.len() - pos {
+        if !kind(h.tag) || h.total > buf.len() - pos || h.total > limit {
             return None;
         }
         pos += h.total;
@@ -275,6 +283,7 @@ impl Relay {
             staged: BytesMut::new(),
             replacement: BytesMut::new(),
             audit: p.audit,
+            unqueued: Vec::new(),
             terminate: match &p.registration {
                 Some(r) => r.terminated(),
                 // Nobody can terminate it: a channel whose sender is gone never
@@ -384,6 +393,7 @@ impl Relay {
                     Pass::Declined => self.on_server_bytes().await?,
                     Pass::Done => None,
                     Pass::Unsent(rest) => {
+                        self.settle_records().await;
                         self.write_client(&rest).await?;
                         if self.client.is_tls() {
                             self.client.flush().await.map_err(client_io)?;

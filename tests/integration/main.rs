@@ -13,6 +13,7 @@ mod console_sql;
 mod console_web;
 mod differential;
 mod masking;
+mod masking_pass;
 mod mcp;
 mod migrations;
 mod threats_code;

@@ -27,7 +27,13 @@
 //! each Query and Execute, notes what the server says of the statement answered now,
 //! and writes the `completed` record when the queue hands the ticket back finished.
 //! The async loop (`session::relay`) reads the sockets, feeds the core and the
-//! consumers, and performs the writes and the waits (judge, approval, audit).
+//! consumers, and performs the writes and the waits (judge, approval, audit). Which
+//! reads need a wait is decided from this state: a read of whole Bind, Describe,
+//! Execute, Sync and Close messages (and the server's answers to them) with no hold
+//! active and nothing to splice in is handled by the relay's synchronous pass, the
+//! consumers included (masking rewrites rows synchronously; the trail's `completed`
+//! records are queued without waiting unless the audit queue is full), so only
+//! judged statements (Query, Parse), holds and composed answers take the async path.
 //!
 //! Adding a protocol fact, in one place: a new per-name fact is a field of
 //! [`slots::StatementSlot`] or [`slots::PortalSlot`]; when it changes with the

@@ -241,17 +241,23 @@ impl Relay {
 
     /// The synchronous pass over the client bytes in `cbuf`: taken when every message
     /// in it is whole, of a kind [`Self::client_plain`] handles alone, and nothing in the
-    /// session makes such messages wait (masking or holds read Bind/Execute whole and
-    /// may ask for approval). Each message gets exactly the steps [`Self::scan_client`]
+    /// session makes such messages wait (holds read Bind/Execute whole and may ask for
+    /// approval; masking only reads them, synchronously, as the scanner does). Each message gets exactly the steps [`Self::scan_client`]
     /// gives it (the guard, the pace, then [`Self::client_plain`]), so the two cannot
     /// leave different state; what the socket takes goes out with no await.
     pub(super) fn client_pass(&mut self) -> Result<Pass, SessionError> {
+        // With masks, the scanner reads Bind, Describe, Execute and Close whole and
+        // refuses one over the message limit: such a read is left to it.
+        let limit = if self.masker.is_some() {
+            self.max_message
+        } else {
+            usize::MAX
+        };
         if self.c_stream != 0
             || self.core.pace.client_copy
-            || self.masker.is_some()
             || self.core.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
-            || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message).is_none()
+            || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message, limit).is_none()
         {
             return Ok(Pass::Declined);
         }
@@ -316,8 +322,15 @@ impl Relay {
                 stats.queries_extended += 1;
                 self.track_execute(body, false);
             }
-            b'B' if self.audit.is_some() => {
+            // Masking follows statements into portals: its scanner arm reads a Bind
+            // and a Describe whole with the same functions, so only whole ones get
+            // here while it is on.
+            b'B' if self.audit.is_some() || self.masker.is_some() => {
                 self.track_bind(body);
+            }
+            b'D' if whole => {
+                let cycle = self.core.sent + 1;
+                self.track_describe(body, cycle);
             }
             b'C' => {
                 let cycle = self.core.sent + 1;

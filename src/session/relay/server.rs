@@ -5,7 +5,7 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::{client_io, runtime_setting_refusal, unsent, whole_batch, End, Pass, Relay};
+use super::{client_io, runtime_setting_refusal, shrink, unsent, whole_batch, End, Pass, Relay};
 use crate::metrics::BatchStats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::sqlstate;
@@ -68,42 +68,67 @@ impl Relay {
     }
 
     /// The synchronous pass over the server bytes in `ubuf`: taken when every message
-    /// in it is whole, of a kind [`Self::server_plain`] (or [`Self::ready`]) handles
-    /// alone, and nothing waits for its turn or reads results (no masking, holds, audit
-    /// trail, stand-ins, composed responses or swallowed Syncs due, no shutdown under
-    /// way). Each message gets exactly the steps [`Self::scan_server`] gives it (the
-    /// pace, then those functions), so the two cannot leave different state; what the
-    /// socket takes goes to the client with no await.
+    /// in it is whole and of a kind whose handling never waits (results, completions,
+    /// errors, notices, ReadyForQuery), and nothing is due that must be spliced in or
+    /// swallowed (stand-ins, composed responses, pgmoat's own Syncs, holds) and no
+    /// shutdown is under way. Masking and the audit trail do not make it decline:
+    /// each message gets exactly the steps [`Self::scan_server`] gives it (the pace,
+    /// the trail's note, the masker through [`Self::inspect_server`], then
+    /// [`Self::server_plain`] or [`Self::ready`] and [`Self::answered`]), all
+    /// synchronous, so a masked row is masked here as there and the two cannot leave
+    /// different state. What the socket takes goes to the client with no await; a
+    /// `completed` record the audit queue had no room for is queued (awaited) before
+    /// any of it is written.
     pub(super) fn server_pass(&mut self) -> Result<Pass, SessionError> {
         if self.u_stream != 0
-            || self.hold_results
-            || self.masker.is_some()
-            || self.audit.is_some()
-            || self.core.expect.followed()
             || self.core.names.holds_active()
             || self.draining
             || !self.rewrites.is_empty()
             || !self.core.swallow.is_empty()
             || !self.injections.is_empty()
             || !self.staged.is_empty()
-            || whole_batch(&self.ubuf, Direction::Backend, plain_server_message).is_none()
+            || !self.unqueued.is_empty()
+            || whole_batch(
+                &self.ubuf,
+                Direction::Backend,
+                plain_server_message,
+                usize::MAX,
+            )
+            .is_none()
         {
             return Ok(Pass::Declined);
         }
         let buf = std::mem::take(&mut self.ubuf);
         let result = self.server_pass_over(&buf);
         self.ubuf = buf;
-        let stats = result?;
-        let sent = self.client.send_now(&self.ubuf).map_err(client_io)?;
-        let done = unsent(&mut self.ubuf, sent);
+        let (stats, fwd) = result?;
+        self.count_masked();
         self.server_offset += stats.bytes_to_client;
         self.metrics.add(&stats);
-        Ok(done)
+        // Rewritten messages were staged with what came before them: the rest follows.
+        let out = if self.staged.is_empty() {
+            &mut self.ubuf
+        } else {
+            self.staged.extend_from_slice(&self.ubuf[fwd..]);
+            self.ubuf.clear();
+            shrink(&mut self.ubuf);
+            &mut self.staged
+        };
+        // Records first: with one waiting for queue room nothing is written now.
+        let sent = if self.unqueued.is_empty() {
+            self.client.send_now(out).map_err(client_io)?
+        } else {
+            0
+        };
+        Ok(unsent(out, sent))
     }
 
-    fn server_pass_over(&mut self, buf: &[u8]) -> Result<BatchStats, SessionError> {
+    /// Each message of `buf` through the scanner's steps; the stats, and where the
+    /// bytes not staged (replaced messages and what preceded them) begin.
+    fn server_pass_over(&mut self, buf: &[u8]) -> Result<(BatchStats, usize), SessionError> {
         let mut stats = BatchStats::default();
         let mut pos = 0;
+        let mut fwd = 0;
         while pos < buf.len() {
             let tag = buf[pos];
             let total = frame::total_len(&buf[pos..]).unwrap_or(buf.len() - pos);
@@ -114,16 +139,36 @@ impl Relay {
                 // answer is always false.
                 self.core.pace.server(tag, self.outstanding())?;
             }
+            let msg = &buf[pos..pos + total];
+            if self.audit_wants(tag) {
+                self.note_for_audit(tag, msg);
+            }
             match tag {
                 b'Z' => {
-                    self.ready(buf.get(pos + 5).copied().filter(|_| total > 5));
+                    self.mask_ready(msg);
+                    self.answered(tag);
+                    self.ready(msg.get(5).copied());
                 }
-                _ => self.server_plain(tag, &mut stats),
+                b'T' | b'D' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
+                    if self.hold_results =>
+                {
+                    if tag == b'E' {
+                        stats.server_errors += 1;
+                    }
+                    if self.inspect_server(&buf[fwd..pos], msg) {
+                        fwd = pos + total;
+                    }
+                    self.answered(tag);
+                }
+                _ => {
+                    self.server_plain(tag, &mut stats);
+                    self.answered(tag);
+                }
             }
             pos += total;
         }
         stats.bytes_to_client = pos as u64;
-        Ok(stats)
+        Ok((stats, fwd))
     }
 
     /// What a server message that is not held whole for anything does to the
@@ -163,8 +208,11 @@ impl Relay {
     }
 
     /// After a server message's consumers read the entry it answers: the core moves
-    /// past what it ended, and the audit trail records what finished.
-    async fn answered(&mut self, tag: u8) {
+    /// past what it ended, and the audit trail records what finished, with no await:
+    /// a `completed` record the audit queue has no room for waits in
+    /// `self.unqueued` for [`Self::settle_records`], which must run before anything
+    /// is forwarded.
+    fn answered(&mut self, tag: u8) {
         if !self.core.expect.answer(tag) {
             return;
         }
@@ -175,12 +223,84 @@ impl Relay {
         for (entry, outcome) in self.core.expect.take_answered() {
             let Some(ticket) = entry.audit else { continue };
             match outcome {
-                Outcome::Finished => {
-                    if let Err(e) = a.completed(ticket).await {
-                        tracing::error!("audit: a statement's completion was not recorded: {e}");
+                Outcome::Finished => match a.completed_now(ticket) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!("audit: a statement's completion was not recorded: {e}")
                     }
-                }
+                    Err(waiting) => self.unqueued.push(waiting),
+                },
                 Outcome::Skipped => a.skipped(ticket),
+            }
+        }
+    }
+
+    /// Queue the `completed` records the audit queue had no room for, in order,
+    /// waiting for room (a full queue holds the session back, never drops a record).
+    pub(super) async fn settle_records(&mut self) {
+        if self.unqueued.is_empty() {
+            return;
+        }
+        let Some(a) = self.audit.as_mut() else {
+            self.unqueued.clear();
+            return;
+        };
+        for waiting in self.unqueued.drain(..) {
+            if let Err(e) = a.record_waiting(waiting).await {
+                tracing::error!("audit: a statement's completion was not recorded: {e}");
+            }
+        }
+    }
+
+    /// Whether the audit trail reads server message `tag` whole: completions always
+    /// (small), rows while some are kept and no masker rewrites them (with one,
+    /// [`Self::inspect_server`] records them after masking).
+    fn audit_wants(&self, tag: u8) -> bool {
+        let Some(a) = self.audit.as_ref() else {
+            return false;
+        };
+        let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
+        a.wants(tag) || (self.masker.is_none() && a.wants_rows(tag, answering))
+    }
+
+    /// The audit trail notes a whole server message it [`Self::audit_wants`]: kept
+    /// rows (when unmasked), and the completion or error of the statement answered
+    /// now, an error as the client sees it. Both passes run it.
+    fn note_for_audit(&mut self, tag: u8, msg: &[u8]) {
+        let Some(a) = self.audit.as_mut() else {
+            return;
+        };
+        let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
+        if self.masker.is_none() {
+            a.record_result_message(msg, answering);
+        }
+        // An error is recorded as the client sees it, scrubbed when masks apply (it
+        // can quote the masked value it failed on).
+        let shown = match &self.masker {
+            Some(m) if tag == b'E' => m.shown_error(msg, self.core.expect.front()),
+            _ => None,
+        };
+        let msg = shown.as_deref().unwrap_or(msg);
+        a.server_message(msg, answering);
+    }
+
+    /// Masking's bookkeeping for a ReadyForQuery (nothing of it is rewritten).
+    fn mask_ready(&mut self, msg: &[u8]) {
+        if let Some(m) = &mut self.masker {
+            let mut none = BytesMut::new();
+            let front = self.core.expect.front_mut();
+            m.on_server(&mut self.core.names, front, msg, &mut none);
+        }
+    }
+
+    /// Metrics: the values the masker replaced since the last call.
+    fn count_masked(&mut self) {
+        if let Some(m) = &mut self.masker {
+            let n = std::mem::take(&mut m.masked_values);
+            if n > 0 {
+                self.metrics
+                    .values_masked
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -214,30 +334,12 @@ impl Relay {
                 self.core.sent -= 1;
                 self.core.expect.sync_ignored();
             }
-            let unmasked = self.masker.is_none();
-            if let Some(a) = self.audit.as_mut() {
-                // Completions (small messages) are held whole and matched to statements;
-                // rows too while some are kept and no masker rewrites them (with one,
-                // inspect_server records them after masking).
-                let answering = self.core.expect.statement().and_then(|e| e.audit.as_ref());
-                if a.wants(h.tag) || (unmasked && a.wants_rows(h.tag, answering)) {
-                    if have < h.total {
-                        buf.reserve(h.total - have);
-                        break;
-                    }
-                    let msg = &buf[pos..pos + h.total];
-                    if unmasked {
-                        a.record_result_message(msg, answering);
-                    }
-                    // An error is recorded as the client sees it, scrubbed when
-                    // masks apply (it can quote the masked value it failed on).
-                    let shown = match &self.masker {
-                        Some(m) if h.tag == b'E' => m.shown_error(msg, self.core.expect.front()),
-                        _ => None,
-                    };
-                    let msg = shown.as_deref().unwrap_or(msg);
-                    a.server_message(msg, answering);
+            if self.audit_wants(h.tag) {
+                if have < h.total {
+                    buf.reserve(h.total - have);
+                    break;
                 }
+                self.note_for_audit(h.tag, &buf[pos..pos + h.total]);
             }
             match h.tag {
                 b'Z' | b'S' => {
@@ -266,17 +368,9 @@ impl Relay {
                         pos += h.total;
                         continue;
                     }
-                    if let Some(m) = &mut self.masker {
-                        let mut none = BytesMut::new();
-                        let front = self.core.expect.front_mut();
-                        m.on_server(
-                            &mut self.core.names,
-                            front,
-                            &buf[pos..pos + h.total],
-                            &mut none,
-                        );
-                    }
-                    self.answered(h.tag).await;
+                    self.mask_ready(&buf[pos..pos + h.total]);
+                    self.answered(h.tag);
+                    self.settle_records().await;
                     let seen = self.ready(body.first().copied());
                     if self.core.swallow.front() == Some(&seen) {
                         // The answer to pgmoat's own Sync (see `Pace::client`): not
@@ -339,6 +433,7 @@ impl Relay {
                                 &mut ignored,
                             );
                         }
+                        self.settle_records().await;
                         self.write_client(&buf[fwd..pos]).await?;
                         if let Some(r) = self.rewrites.remove(i) {
                             let mut response = BytesMut::new();
@@ -355,7 +450,7 @@ impl Relay {
                     } else {
                         pos += h.total;
                     }
-                    self.answered(h.tag).await;
+                    self.answered(h.tag);
                     continue;
                 }
                 b'T' | b'D' | b'd' | b'C' | b'E' | b'N' | b'n' | b's' | b'I' | b'A'
@@ -372,25 +467,21 @@ impl Relay {
                         fwd = pos + h.total;
                     }
                     pos += h.total;
-                    self.answered(h.tag).await;
+                    self.answered(h.tag);
                     continue;
                 }
                 _ => self.server_plain(h.tag, &mut stats),
             }
-            self.answered(h.tag).await;
+            self.answered(h.tag);
             let n = h.total.min(have);
             pos += n;
             self.u_stream = h.total - n;
         }
         stats.bytes_to_client = pos as u64;
-        if let Some(m) = &mut self.masker {
-            let n = std::mem::take(&mut m.masked_values);
-            if n > 0 {
-                self.metrics
-                    .values_masked
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
+        self.count_masked();
+        // Records before the bytes they describe go on (and a full queue holds the
+        // session back).
+        self.settle_records().await;
         self.write_client(&buf[fwd..pos]).await?;
         buf.advance(pos);
         self.server_offset += pos as u64;
