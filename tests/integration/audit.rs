@@ -14,6 +14,7 @@ use crate::harness::*;
 const PGMOAT: &str = env!("CARGO_BIN_EXE_pgmoat");
 
 pub(crate) fn records(dir: &Path) -> Vec<Value> {
+    settle_audit(dir);
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

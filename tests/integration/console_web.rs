@@ -363,6 +363,7 @@ async fn console_signs_in_escapes_and_refuses_posts_without_csrf() {
 }
 
 fn audit_text(store: &TempDir) -> String {
+    settle_audit(store.path());
     let mut all = String::new();
     for e in std::fs::read_dir(store.path()).unwrap().flatten() {
         if e.path().extension().is_some_and(|x| x == "jsonl") {

@@ -158,6 +158,7 @@ tenants:
 }
 
 fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    settle_audit(dir);
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;

@@ -665,3 +665,53 @@ pub async fn check_prepared_cycles(raw: &mut Raw) {
     let m = raw.query_ok("SELECT 2").await;
     row_is(&m, "2");
 }
+
+/// Waits (up to [`WAIT_LIMIT`]) until the segments of the audit store in `dir` hold
+/// every record its `fsync` journal holds. A statement goes on once its record is
+/// durable in the journal; the writer appends it to the segment moments later, so a
+/// test that reads the segments right after an answer calls this first. Returns at
+/// once for a store without a journal (`batch` mode).
+pub fn settle_audit(dir: &Path) {
+    let journal = pgmoat::audit::journal::path(dir);
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let Ok(bytes) = std::fs::read(&journal) else {
+            return;
+        };
+        let Some(newest) = journal_round_end(&bytes) else {
+            return;
+        };
+        if newest_segment_seq(dir).is_some_and(|s| s >= newest) || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The seq of the last record of the journal's current round: its lines from the
+/// start while each follows the one before (zeros, a torn line or an older round's
+/// leftover end it).
+fn journal_round_end(bytes: &[u8]) -> Option<u64> {
+    let mut last: Option<u64> = None;
+    for line in bytes.split(|&b| b == b'\n') {
+        let seq = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["seq"].as_u64());
+        match (seq, last) {
+            (Some(s), None) => last = Some(s),
+            (Some(s), Some(l)) if s == l + 1 => last = Some(s),
+            _ => break,
+        }
+    }
+    last
+}
+
+/// The seq of the last whole record in the store's newest segment.
+fn newest_segment_seq(dir: &Path) -> Option<u64> {
+    let (_, path) = pgmoat::audit::segment::list(dir).ok()?.pop()?;
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["seq"].as_u64())
+}

@@ -56,6 +56,7 @@ impl Fixture {
 
     /// The records of the given types in the store so far.
     pub fn records(&self, kinds: &[&str]) -> Vec<Value> {
+        crate::harness::settle_audit(&self.audit());
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir(self.audit()) else {
             return out;

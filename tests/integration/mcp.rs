@@ -154,6 +154,7 @@ mcp:
 }
 
 fn records(store: &Path) -> Vec<Value> {
+    settle_audit(store);
     let mut files: Vec<_> = std::fs::read_dir(store)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -61,6 +61,7 @@ impl SshGateway {
     /// Every audit record so far, parsed.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let dir = self.audit_dir();
+        crate::harness::settle_audit(&dir);
         let mut out = Vec::new();
         for (_, path) in pgmoat::audit::segment::list(&dir).expect("segments") {
             let text = std::fs::read_to_string(path).expect("segment");

@@ -433,6 +433,7 @@ async fn tenants_are_isolated() {
 
 /// Every line of every segment of a store.
 fn read_store(dir: &std::path::Path) -> String {
+    settle_audit(dir);
     let mut all = String::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
