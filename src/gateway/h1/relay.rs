@@ -22,6 +22,8 @@ use crate::gateway::handler::{finish, Go, REQUEST_ID};
 use crate::gateway::record::Trail;
 use crate::gateway::{headers, masked, reply};
 
+mod masked_answer;
+
 /// Idle upstream connections one client connection keeps (as `own_upstream`).
 const MAX_KEPT: usize = 4;
 /// Reads from a target or client take at least this much room.
@@ -514,73 +516,6 @@ impl Lean<'_> {
         }
     }
 
-    /// Relay an answer masks apply to: read whole (at most `max_masked_body`),
-    /// masked, written with its Content-Length in one write.
-    async fn relay_masked(
-        &mut self,
-        mut up: UpConn,
-        answer: Answer,
-        kind: BodyKind,
-        masks: Arc<BodyMasks>,
-        mut trail: Trail,
-        close: bool,
-    ) -> After {
-        let Answer {
-            status,
-            mut headers,
-            body,
-            keep_up,
-        } = answer;
-        let door = self.door;
-        let max = door.config.max_masked_body;
-        let raw = match read_whole(&mut up, body, max).await {
-            Ok(raw) => raw,
-            Err(refused) => {
-                let (r, e) = match refused {
-                    Whole::TooLarge => masked::too_large(max),
-                    Whole::Broke(e) => masked::broke_off(&e),
-                };
-                return self.answer_recorded(r, trail, Some(e), close).await;
-            }
-        };
-        let target = trail.rec.target.clone();
-        let masked = masked::mask_whole(&target, &mut headers, raw, kind, masks, max, &mut trail);
-        let body = match masked.await {
-            Ok(b) => b,
-            Err((r, e)) => return self.answer_recorded(r, trail, Some(e), close).await,
-        };
-        let out = &mut self.out;
-        out.clear();
-        status_line(out, status);
-        for (name, value) in &headers {
-            field(out, name.as_str(), value.as_bytes());
-        }
-        field(
-            out,
-            "content-length",
-            itoa::Buffer::new().format(body.len()).as_bytes(),
-        );
-        if close {
-            field(out, "connection", b"close");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
-        if self.io.write_all(&self.out).await.is_err() {
-            let e = "the client went away before the body ended";
-            trail.finish(status.as_u16(), 0, Some(e.into()));
-            return After::Close;
-        }
-        trail.finish(status.as_u16(), body.len() as u64, None);
-        if keep_up && up.buf.is_empty() {
-            self.put_back(up);
-        }
-        if close {
-            After::Close
-        } else {
-            After::Keep
-        }
-    }
-
     /// Answer with a response pgmoat made, recording it.
     async fn answer_recorded(
         &mut self,
@@ -626,63 +561,6 @@ struct Answer {
     body: BodyLen,
     /// The upstream connection may serve another request once the body is read.
     keep_up: bool,
-}
-
-/// Why a body was not read whole.
-enum Whole {
-    TooLarge,
-    Broke(String),
-}
-
-/// A response body read whole in its framing, at most `max` bytes (the chunked
-/// framing removed). Past `max` the rest is not read (the connection is dropped).
-async fn read_whole(up: &mut UpConn, body: BodyLen, max: u64) -> Result<Bytes, Whole> {
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let broke = |e: BodyBreak| match e {
-        BodyBreak::Upstream(e) => Whole::Broke(e),
-        BodyBreak::Client | BodyBreak::Terminated => Whole::Broke("ended".into()),
-    };
-    match body {
-        BodyLen::Empty => Ok(Bytes::new()),
-        BodyLen::Length(n) => {
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|n| *n <= limit)
-                .ok_or(Whole::TooLarge)?;
-            while up.buf.len() < n {
-                read_up(up).await.map_err(broke)?;
-            }
-            Ok(up.buf.split_to(n).freeze())
-        }
-        BodyLen::Chunked => {
-            let mut whole = BytesMut::new();
-            let mut chunks = Chunked::default();
-            loop {
-                match chunks.next(&mut up.buf) {
-                    Ok(Some(Piece::Data(d))) => {
-                        if whole.len() + d.len() > limit {
-                            return Err(Whole::TooLarge);
-                        }
-                        whole.extend_from_slice(&d);
-                    }
-                    Ok(Some(Piece::End)) => return Ok(whole.freeze()),
-                    Ok(None) => read_up(up).await.map_err(broke)?,
-                    Err(e) => return Err(Whole::Broke(e.to_string())),
-                }
-            }
-        }
-        BodyLen::UntilClose => loop {
-            if up.buf.len() > limit {
-                return Err(Whole::TooLarge);
-            }
-            up.buf.reserve(READ_ROOM);
-            match up.io.read_buf(&mut up.buf).await {
-                Ok(0) => return Ok(up.buf.split().freeze()),
-                Ok(_) => {}
-                Err(e) => return Err(Whole::Broke(e.to_string())),
-            }
-        },
-    }
 }
 
 async fn read_up(up: &mut UpConn) -> Result<(), BodyBreak> {
