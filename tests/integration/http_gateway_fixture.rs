@@ -19,6 +19,25 @@ pub struct Fixture {
     pub dir: TempDir,
 }
 
+/// The part of a gateway's config every HTTP test shares (a Postgres target nobody
+/// dials, the `agent-1` user, the rules and the audit store); `http` is what follows
+/// `http:\n  listen: 127.0.0.1:0\n`.
+pub fn gateway_yaml(http: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0
+targets:
+  demo: {{ host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }}
+identities:
+  users:
+    - {{ name: agent-1, password_env: AGENT_PW, groups: [agents] }}
+rules: @RULES@
+audit: {{ dir: @AUDIT@ }}
+http:
+  listen: 127.0.0.1:0
+{http}"
+    )
+}
+
 impl Fixture {
     /// A gateway configured by `yaml`, in which `@RULES@` is the rules file holding
     /// `rules`, `@AUDIT@` the audit store's directory and `@UP@` the upstream's

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{test_env, AGENT, AGENT_PW};
-use crate::http_gateway_fixture::{basic, Fixture};
+use crate::http_gateway_fixture::{basic, gateway_yaml, Fixture};
 use crate::http_gateway_upstream::NESTED_JSON;
 
 const RULES: &str = "
@@ -32,24 +32,15 @@ detect:
     method: email
 ";
 
-const CONFIG: &str = "listen: 127.0.0.1:0
-targets:
-  demo: { host: 127.0.0.1, port: 1, database: demo, user: app, password_env: APP_PW, tls: disable }
-identities:
-  users:
-    - { name: agent-1, password_env: AGENT_PW, groups: [agents] }
-rules: @RULES@
-audit: { dir: @AUDIT@ }
-http:
-  listen: 127.0.0.1:0
-  max_masked_body: 64KiB
+const HTTP: &str = "  max_masked_body: 64KiB
   targets:
     billing: { url: 'http://@UP@' }
 ";
 
 async fn start() -> Fixture {
     assert_eq!(AGENT, "agent-1");
-    Fixture::start("pgmoat-http-masked", RULES, CONFIG, test_env()).await
+    let config = gateway_yaml(HTTP);
+    Fixture::start("pgmoat-http-masked", RULES, &config, test_env()).await
 }
 
 /// A response read off the wire.

@@ -388,16 +388,7 @@ impl Lean<'_> {
         match relayed {
             Ok(()) => {
                 trail.finish(code, sent, None);
-                // Bytes past the framed body are never relayed, nor is the
-                // connection that sent them used again.
-                if keep_up && up.buf.is_empty() {
-                    self.put_back(up);
-                }
-                if close {
-                    After::Close
-                } else {
-                    After::Keep
-                }
+                self.answered(up, keep_up, close)
             }
             Err(BodyBreak::Upstream(e)) => {
                 trail.finish(
@@ -544,6 +535,21 @@ impl Lean<'_> {
             }
         }
         None
+    }
+
+    /// An answer relayed whole: the upstream connection is kept for the next request
+    /// if it may serve one (bytes past the framed body are never relayed, nor is the
+    /// connection that sent them used again), and the client's stays open unless
+    /// `close`.
+    fn answered(&mut self, up: UpConn, keep_up: bool, close: bool) -> After {
+        if keep_up && up.buf.is_empty() {
+            self.put_back(up);
+        }
+        if close {
+            After::Close
+        } else {
+            After::Keep
+        }
     }
 
     fn put_back(&mut self, up: UpConn) {

@@ -11,19 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::{Pass, Relay, RelayParts};
+use super::tests::{pair, parts};
+use super::{Pass, Relay};
 use crate::audit::{Audit, SessionAudit};
 use crate::catalog::Catalog;
 use crate::config::{AuditConfig, AuditDurability};
 use crate::mask::Masking;
 use crate::metrics::Metrics;
-use crate::net::stream::MaybeTls;
 use crate::policy::{RuleSet, Subject};
 use crate::session::core::script::msg;
 use crate::session::masker::Masker;
@@ -95,15 +94,6 @@ impl Drop for Store {
     }
 }
 
-async fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let a = TcpStream::connect(l.local_addr().expect("addr"))
-        .await
-        .expect("connect");
-    let (b, _) = l.accept().await.expect("accept");
-    (a, b)
-}
-
 /// A relay that masks (the detector above) and keeps an audit trail in batch mode,
 /// as the agent configuration does; the test holds the client's and server's ends.
 struct Masked {
@@ -124,21 +114,8 @@ async fn masked(store: &Path) -> Masked {
     // into one is then the same for both paths.
     cfg.flush_interval = Duration::from_secs(3600);
     let audit = Audit::open(&cfg, Arc::new(Metrics::default())).expect("audit store");
-    let mut relay = Relay::new(RelayParts {
-        client: MaybeTls::Plain(client_side),
-        upstream: MaybeTls::Plain(server_side),
-        client_leftover: BytesMut::new(),
-        server_leftover: BytesMut::new(),
-        tx_status: b'I',
-        max_message: 1 << 20,
-        metrics: Arc::new(Metrics::default()),
-        shutdown,
-        judge: None,
-        guard: Default::default(),
-        cancel_signal: Default::default(),
-        audit: Some(SessionAudit::new(audit.clone(), Arc::from("s1"))),
-        registration: None,
-    });
+    let session = SessionAudit::new(audit.clone(), Arc::from("s1"));
+    let mut relay = Relay::new(parts(client_side, server_side, shutdown, Some(session)));
     // As `track_masking` does when the first statement is judged under masks.
     relay.masker = Some(Masker::new(engine()));
     relay.hold_results = true;

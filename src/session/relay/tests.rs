@@ -42,7 +42,7 @@ fn error(code: &str) -> Vec<u8> {
     msg(b'E', format!("SERROR\0C{code}\0Mboom\0\0").as_bytes())
 }
 
-async fn pair() -> (TcpStream, TcpStream) {
+pub(super) async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let a = TcpStream::connect(l.local_addr().expect("addr"))
         .await
@@ -59,11 +59,14 @@ struct Session {
     _shutdown: watch::Sender<bool>,
 }
 
-async fn start() -> Session {
-    let (client, client_side) = pair().await;
-    let (server, server_side) = pair().await;
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let mut relay = Relay::new(RelayParts {
+/// A plain relay's parts between two sockets: no rules, a 1 MiB message limit.
+pub(super) fn parts(
+    client_side: TcpStream,
+    server_side: TcpStream,
+    shutdown: watch::Receiver<bool>,
+    audit: Option<crate::audit::SessionAudit>,
+) -> RelayParts {
+    RelayParts {
         client: MaybeTls::Plain(client_side),
         upstream: MaybeTls::Plain(server_side),
         client_leftover: BytesMut::new(),
@@ -75,9 +78,16 @@ async fn start() -> Session {
         judge: None,
         guard: Default::default(),
         cancel_signal: Default::default(),
-        audit: None,
+        audit,
         registration: None,
-    });
+    }
+}
+
+async fn start() -> Session {
+    let (client, client_side) = pair().await;
+    let (server, server_side) = pair().await;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut relay = Relay::new(parts(client_side, server_side, shutdown, None));
     let relay = tokio::spawn(async move { relay.run().await });
     Session {
         client,

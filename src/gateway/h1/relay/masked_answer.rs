@@ -72,14 +72,7 @@ impl Lean<'_> {
             return After::Close;
         }
         trail.finish(status.as_u16(), body.len() as u64, None);
-        if keep_up && up.buf.is_empty() {
-            self.put_back(up);
-        }
-        if close {
-            After::Close
-        } else {
-            After::Keep
-        }
+        self.answered(up, keep_up, close)
     }
 }
 
