@@ -10,9 +10,14 @@ use crate::protocol::backend_view::{DataRow, RowDescription};
 #[derive(Debug, Default)]
 pub struct RowRecorder {
     limit: usize,
+    /// The last RowDescription body read, its column names, and per column whether
+    /// it is binary: a prepared statement describes the same at every execution, and
+    /// is read once.
+    described: Vec<u8>,
     columns: Vec<String>,
-    /// Per column: 1 = binary format.
     binary: Vec<bool>,
+    /// The result answered now was described: its columns are the ones above.
+    current: bool,
     rows: Vec<Vec<Value>>,
     truncated: bool,
 }
@@ -37,13 +42,19 @@ impl RowRecorder {
     /// A whole RowDescription message (tag and length included). A malformed one is
     /// ignored: the recorder is evidence, not a parser the session depends on.
     pub fn row_description(&mut self, msg: &[u8]) {
-        let Ok(t) = RowDescription::parse(msg.get(5..).unwrap_or(&[])) else {
+        let body = msg.get(5..).unwrap_or(&[]);
+        if !self.described.is_empty() && self.described == body {
+            self.current = true;
+            return;
+        }
+        let Ok(t) = RowDescription::parse(body) else {
             return;
         };
-        let columns = t.fields().map(|f| lossy(f.name)).collect();
-        let binary = t.fields().map(|f| f.format == 1).collect();
-        self.columns = columns;
-        self.binary = binary;
+        self.columns = t.fields().map(|f| lossy(f.name)).collect();
+        self.binary = t.fields().map(|f| f.format == 1).collect();
+        self.described.clear();
+        self.described.extend_from_slice(body);
+        self.current = true;
     }
 
     /// No more rows will be kept for this result.
@@ -74,7 +85,7 @@ impl RowRecorder {
                 continue;
             };
             let binary = match formats {
-                None => self.binary.get(i).copied().unwrap_or(false),
+                None => self.current && self.binary.get(i).copied().unwrap_or(false),
                 Some([]) => false,
                 Some([one]) => *one == 1,
                 Some(per) => per.get(i).is_none_or(|f| *f == 1),
@@ -88,15 +99,18 @@ impl RowRecorder {
         self.rows.push(row);
     }
 
-    /// Everything kept since the last take: columns, rows, and whether rows were cut.
+    /// Everything kept since the last take: columns (only with rows: columns alone
+    /// say nothing), rows, and whether rows were cut.
     pub fn take(&mut self) -> (Vec<String>, Vec<Vec<Value>>, bool) {
         let t = std::mem::take(&mut self.truncated);
-        self.binary.clear();
-        (
-            std::mem::take(&mut self.columns),
-            std::mem::take(&mut self.rows),
-            t,
-        )
+        let rows = std::mem::take(&mut self.rows);
+        let columns = if self.current && !rows.is_empty() {
+            self.columns.clone()
+        } else {
+            Vec::new()
+        };
+        self.current = false;
+        (columns, rows, t)
     }
 }
 
@@ -141,5 +155,46 @@ mod tests {
         assert_eq!(rows[1], [Value::Null, Value::Null]);
         assert!(cut);
         assert_eq!(r.take().1.len(), 0);
+    }
+
+    /// A description read once is reused for the same bytes only: each result gets
+    /// its own statement's column names and formats, and a result with no
+    /// description of its own gets none.
+    #[test]
+    fn each_result_gets_its_own_description() {
+        let desc = |name: &str, fmt: i16| {
+            let mut d = 1i16.to_be_bytes().to_vec();
+            d.extend_from_slice(name.as_bytes());
+            d.push(0);
+            d.extend_from_slice(&[0; 4 + 2 + 4 + 2 + 4]);
+            d.extend_from_slice(&fmt.to_be_bytes());
+            msg(b'T', &d)
+        };
+        let mut row = 1i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&1i32.to_be_bytes());
+        row.push(b'7');
+        let row = msg(b'D', &row);
+        let mut r = RowRecorder::new(10);
+        for _ in 0..2 {
+            r.row_description(&desc("a", 0));
+            r.data_row(&row);
+            assert_eq!(
+                r.take(),
+                (vec!["a".to_string()], vec![vec![Value::from("7")]], false)
+            );
+        }
+        r.row_description(&desc("b", 1));
+        r.data_row(&row);
+        assert_eq!(r.take().0, ["b"]);
+        assert_eq!(r.take().1.len(), 0);
+        // No description of its own (or an unreadable one): no columns, rows as text.
+        r.data_row(&row);
+        assert_eq!(r.take(), (vec![], vec![vec![Value::from("7")]], false));
+        r.row_description(&msg(b'T', b"\x00"));
+        r.data_row(&row);
+        assert_eq!(r.take(), (vec![], vec![vec![Value::from("7")]], false));
+        // Described but no rows kept: columns alone say nothing.
+        r.row_description(&desc("b", 1));
+        assert_eq!(r.take(), (vec![], vec![], false));
     }
 }

@@ -20,6 +20,7 @@ use super::event::{Approval, ApprovalState, Completed, Decided, Event, Statement
 use super::rows::{lossy, RowRecorder};
 use super::Audit;
 use crate::protocol::backend_view::CommandComplete;
+use crate::protocol::formats::ResultFormats;
 use crate::protocol::frontend::StatementText;
 
 /// What the judge knew about a message: the facts the `decided` record holds.
@@ -70,7 +71,7 @@ pub struct Ticket {
     started: Instant,
     /// Extended protocol: the result formats Bind asked for (`[1]`, all binary, when
     /// the Bind was not seen whole: kept rows are then hex, never misread).
-    formats: Option<Vec<i16>>,
+    formats: Option<ResultFormats>,
 }
 
 impl Ticket {
@@ -106,8 +107,8 @@ impl Ticket {
             refused: refused || refused_now,
             started: Instant::now(),
             formats: Some(match formats {
-                Some(f) => f.to_vec(),
-                None => vec![1],
+                Some(f) => ResultFormats::from_slice(f),
+                None => ResultFormats::All(Some(1)),
             }),
         }
     }
@@ -257,7 +258,7 @@ impl SessionAudit {
             Some(b'T') if answering.is_none_or(|p| !p.refused) => rec.row_description(msg),
             Some(b'D') => {
                 if let Some(p) = answering.filter(|p| !p.refused) {
-                    rec.data_row_in(msg, p.formats.as_deref());
+                    rec.data_row_in(msg, p.formats.as_ref().map(ResultFormats::as_slice));
                 }
             }
             _ => {}

@@ -10,6 +10,7 @@
 pub mod answers;
 pub mod backend;
 pub mod backend_view;
+pub mod formats;
 pub mod frame;
 pub mod frontend;
 pub mod reader;
