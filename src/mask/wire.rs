@@ -21,16 +21,28 @@ pub struct Field {
 /// The fields of a RowDescription body (after the length). None when malformed.
 pub fn row_description(body: &[u8]) -> Option<Vec<Field>> {
     let t = RowDescription::parse(body).ok()?;
-    Some(
-        t.fields()
-            .map(|f| Field {
-                table_oid: f.table_oid,
-                attnum: f.attnum,
-                type_oid: f.type_oid,
-                format: f.format,
-            })
-            .collect(),
-    )
+    Some(t.fields().map(field).collect())
+}
+
+fn field(f: crate::protocol::backend_view::FieldDescription<'_>) -> Field {
+    Field {
+        table_oid: f.table_oid,
+        attnum: f.attnum,
+        type_oid: f.type_oid,
+        format: f.format,
+    }
+}
+
+/// [`row_description`], shared: `last` itself when the body describes the same fields
+/// (a prepared statement's every Describe does), so no allocation per result.
+pub fn row_description_like(body: &[u8], last: Option<&Arc<[Field]>>) -> Option<Arc<[Field]>> {
+    let t = RowDescription::parse(body).ok()?;
+    if let Some(last) = last {
+        if t.len() == last.len() && t.fields().map(field).eq(last.iter().copied()) {
+            return Some(Arc::clone(last));
+        }
+    }
+    Some(t.fields().map(field).collect())
 }
 
 /// Result format codes from a Bind: none = all text, one = all that, else per column.
@@ -43,10 +55,11 @@ pub fn format_of(formats: &[i16], i: usize) -> i16 {
 }
 
 /// What masking knows about a statement whose rows are coming.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
-    /// Per output column, when the shape is known.
-    pub outputs: Option<Vec<Taint>>,
+    /// Per output column, when the shape is known (shared: a portal's copy of its
+    /// statement's origin, made at every Bind, costs no allocation).
+    pub outputs: Option<Arc<[Taint]>>,
     /// Everything masked the statement refers to.
     pub touched: Taint,
     /// Its errors and notices are withheld even though it reads nothing masked: it

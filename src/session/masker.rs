@@ -30,9 +30,10 @@ use super::core::names::Names;
 use super::core::slots::{lock, MaskPortal as Portal, MaskStatement as Statement, Shared};
 use crate::classify::lineage::{Lineage, Named};
 use crate::mask::rewrite::{self, ResultPlan, Scratch};
-use crate::mask::wire::{self, Origin};
+use crate::mask::wire::{self, Field, Origin};
 use crate::mask::Masking;
 use crate::protocol::backend_view::column_count;
+use crate::protocol::formats::ResultFormats;
 use crate::protocol::frontend::{Describe, Target};
 
 /// Masking's part of the session: what SQL names mean (PREPARE, DECLARE) and the
@@ -42,7 +43,12 @@ use crate::protocol::frontend::{Describe, Target};
 pub struct Masker {
     pub engine: Arc<Masking>,
     named: HashMap<Named, Origin>,
-    current: Option<ResultPlan>,
+    current: Option<Arc<ResultPlan>>,
+    /// The last plan made, for the next result of the same shape (see
+    /// [`Masker::plan_for`]).
+    last_plan: Option<LastPlan>,
+    /// The fields of the last RowDescription, shared by the next one that says the same.
+    last_fields: Option<Arc<[Field]>>,
     scratch: Scratch,
     /// Values masked so far (for the metrics).
     pub masked_values: u64,
@@ -50,6 +56,18 @@ pub struct Masker {
     /// rest of it (deferred checks and triggers report later, at COMMIT or SET
     /// CONSTRAINTS, under a statement that reads nothing).
     txn_withholds: bool,
+}
+
+/// A result plan and everything it was made of: planning is a pure function of these
+/// (the engine's catalog and rules never change; a reload makes a new engine), so a
+/// result with the same ones (a prepared statement's every execution) takes the same
+/// plan instead of allocating and looking each column up again.
+struct LastPlan {
+    engine: Arc<Masking>,
+    fields: Arc<[Field]>,
+    origin: Origin,
+    formats: Option<ResultFormats>,
+    plan: Arc<ResultPlan>,
 }
 
 /// What to do with a server message.
@@ -65,7 +83,7 @@ fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
         return with_arguments(o, l);
     }
     Origin {
-        outputs: l.outputs.clone(),
+        outputs: l.outputs.as_deref().map(Arc::from),
         touched: l.touched,
         withhold: false,
     }
@@ -79,9 +97,7 @@ fn with_arguments(mut o: Origin, l: &Lineage) -> Origin {
     }
     let t = l.touched.derive();
     if let Some(outputs) = &mut o.outputs {
-        for x in outputs.iter_mut() {
-            *x = x.join(t);
-        }
+        *outputs = outputs.iter().map(|x| x.join(t)).collect();
     }
     o.touched = o.touched.join(l.touched);
     o
@@ -104,6 +120,8 @@ impl Masker {
             engine,
             named: HashMap::new(),
             current: None,
+            last_plan: None,
+            last_fields: None,
             scratch: Scratch::default(),
             masked_values: 0,
             txn_withholds: false,
@@ -231,7 +249,7 @@ impl Masker {
         names: &Names,
         portal: &[u8],
         statement: &[u8],
-        formats: Vec<i16>,
+        formats: ResultFormats,
     ) -> (Shared<Portal>, Option<MaskTicket>) {
         let s = match names.statement(statement).and_then(|s| s.mask.as_ref()) {
             Some(s) => lock(s).clone(),
@@ -344,15 +362,18 @@ impl Masker {
         let body = &msg[5..];
         match msg[0] {
             b'T' => {
-                let fields = wire::row_description(body);
+                let fields = wire::row_description_like(body, self.last_fields.as_ref());
+                if let Some(f) = &fields {
+                    self.last_fields = Some(Arc::clone(f));
+                }
                 match front.as_ref().and_then(|e| e.mask.as_ref()) {
                     Some(MaskTicket::DescribeStatement(s)) => lock(s).fields = fields,
                     Some(MaskTicket::DescribePortal(p)) => lock(p).fields = fields,
                     _ => {
                         let origin = Self::front_origin(front.as_deref());
                         self.current = Some(match fields {
-                            Some(f) => wire::plan(&self.engine, &f, &origin, None),
-                            None => wire::blind_plan(0),
+                            Some(f) => self.plan_for(&f, &origin, None),
+                            None => Arc::new(wire::blind_plan(0)),
                         });
                     }
                 }
@@ -447,17 +468,17 @@ impl Masker {
                     let portal = lock(p);
                     match &portal.fields {
                         Some(f) => {
-                            wire::plan(&self.engine, f, &portal.origin, Some(&portal.formats))
+                            self.plan_for(f, &portal.origin, Some(portal.formats.as_slice()))
                         }
                         None if portal.origin.touched.is_clean()
                             && self.engine.detectors.is_none() =>
                         {
-                            ResultPlan::default()
+                            Arc::new(ResultPlan::default())
                         }
-                        None => blind(msg),
+                        None => Arc::new(blind(msg)),
                     }
                 }
-                _ => blind(msg),
+                _ => Arc::new(blind(msg)),
             };
             self.current = Some(plan);
         }
@@ -489,6 +510,35 @@ impl Masker {
                 Action::Replaced
             }
         }
+    }
+
+    /// The plan for rows of `fields` from a statement of `origin`, with the Bind's
+    /// result `formats` (None: the RowDescription's): the last one when it was made
+    /// of the same (see [`LastPlan`]).
+    fn plan_for(
+        &mut self,
+        fields: &Arc<[Field]>,
+        origin: &Origin,
+        formats: Option<&[i16]>,
+    ) -> Arc<ResultPlan> {
+        if let Some(l) = &self.last_plan {
+            if Arc::ptr_eq(&l.engine, &self.engine)
+                && l.fields == *fields
+                && l.origin == *origin
+                && l.formats.as_ref().map(ResultFormats::as_slice) == formats
+            {
+                return Arc::clone(&l.plan);
+            }
+        }
+        let plan = Arc::new(wire::plan(&self.engine, fields, origin, formats));
+        self.last_plan = Some(LastPlan {
+            engine: Arc::clone(&self.engine),
+            fields: Arc::clone(fields),
+            origin: origin.clone(),
+            formats: formats.map(ResultFormats::from_slice),
+            plan: Arc::clone(&plan),
+        });
+        plan
     }
 
     /// COPY TO STDOUT data: masked columns never get here (such a COPY is refused),
@@ -554,3 +604,7 @@ fn scrubbed(replacement: Option<BytesMut>, out: &mut BytesMut) -> Action {
         None => Action::Forward,
     }
 }
+
+#[cfg(test)]
+#[path = "masker_tests.rs"]
+mod tests;

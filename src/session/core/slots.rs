@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::mask::wire::{Field, Origin};
+use crate::protocol::formats::ResultFormats;
 use crate::session::verdict::Hold;
 
 /// Masking state shared with the expectations that name it: a pipeline may rebind
@@ -22,7 +23,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone, Default)]
 pub struct MaskStatement {
     pub origin: Origin,
-    pub fields: Option<Vec<Field>>,
+    pub fields: Option<Arc<[Field]>>,
 }
 
 /// What masking knows of a portal: its statement's origin and columns, and the
@@ -30,8 +31,8 @@ pub struct MaskStatement {
 #[derive(Debug, Clone, Default)]
 pub struct MaskPortal {
     pub origin: Origin,
-    pub formats: Vec<i16>,
-    pub fields: Option<Vec<Field>>,
+    pub formats: ResultFormats,
+    pub fields: Option<Arc<[Field]>>,
 }
 
 /// The audit trail's view of a name: the statement number whose `decided` record

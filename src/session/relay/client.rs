@@ -13,6 +13,7 @@ use super::{
 };
 use crate::audit::Ticket;
 use crate::metrics::BatchStats;
+use crate::protocol::formats::ResultFormats;
 use crate::protocol::frame::{self, Direction, LARGE_MESSAGE_LIMIT};
 use crate::protocol::frontend::{Bind, Close, Describe, Execute};
 use crate::protocol::{frontend, sqlstate};
@@ -566,7 +567,7 @@ impl Relay {
                     &self.core.names,
                     names.portal,
                     names.statement,
-                    b.result_formats.to_vec(),
+                    ResultFormats::from_bind(&b.result_formats),
                 );
                 (Some(slot), ticket)
             }
