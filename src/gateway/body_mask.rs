@@ -11,6 +11,7 @@ use std::io::Read;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use super::json_stream::{self, SimplePath, Streamed};
 use crate::mask::detect::Detectors;
 use crate::mask::method::Method;
 use crate::policy::{RuleSet, Subject};
@@ -18,6 +19,9 @@ use crate::policy::{RuleSet, Subject};
 /// What pgmoat masks in a response for one identity and target.
 pub struct BodyMasks {
     json: Vec<(String, JsonPath, Method)>,
+    /// The same paths as the streaming matcher reads them, when it reads every one
+    /// (`json_stream`); None: JSON bodies are masked through a `Value`.
+    simple: Option<Vec<SimplePath>>,
     detectors: Detectors,
 }
 
@@ -102,7 +106,12 @@ impl BodyMasks {
                 .map(|d| d.detector())
                 .collect(),
         );
-        (!json.is_empty() || !detectors.is_empty()).then_some(BodyMasks { json, detectors })
+        let simple = json.iter().map(|(_, p, _)| SimplePath::of(p)).collect();
+        (!json.is_empty() || !detectors.is_empty()).then_some(BodyMasks {
+            json,
+            simple,
+            detectors,
+        })
     }
 
     /// Whether `json:` masks apply (then only JSON bodies can be masked).
@@ -113,6 +122,36 @@ impl BodyMasks {
     /// Mask a decoded body. Returns the new body and the ids of the masks and
     /// detectors that changed it (empty: the body is returned as it came).
     pub fn mask(&self, body: Vec<u8>, kind: BodyKind) -> Result<(Vec<u8>, Vec<String>), MaskError> {
+        if kind == BodyKind::Json && !body.is_empty() {
+            // The one-pass matcher when it can decide (the same bytes either way).
+            if let Some(done) = self.mask_streaming(&body) {
+                return Ok(match done {
+                    Streamed::Unchanged => (body, Vec::new()),
+                    Streamed::Masked(out, fired) => (out, fired),
+                });
+            }
+        }
+        self.mask_by_value(body, kind)
+    }
+
+    /// The streaming matcher's answer, when it can give one (see `json_stream`).
+    pub(super) fn mask_streaming(&self, body: &[u8]) -> Option<Streamed> {
+        let simple = self.simple.as_ref()?;
+        let json: Vec<(&str, &SimplePath, &Method)> = self
+            .json
+            .iter()
+            .zip(simple)
+            .map(|((id, _, m), p)| (id.as_str(), p, m))
+            .collect();
+        json_stream::mask(body, &json, &self.detectors)
+    }
+
+    /// Masking through a `serde_json::Value`: any JSONPath, any valid document.
+    pub(super) fn mask_by_value(
+        &self,
+        body: Vec<u8>,
+        kind: BodyKind,
+    ) -> Result<(Vec<u8>, Vec<String>), MaskError> {
         let mut fired: Vec<String> = Vec::new();
         if body.is_empty() {
             return Ok((body, fired));
@@ -132,7 +171,7 @@ impl BodyMasks {
                         super::json_splice::splice(&body, &v, &at).map_err(MaskError::Corrupt)?;
                     Ok((out, fired))
                 }
-                Err(_) if self.json.is_empty() => self.mask(body, BodyKind::Text),
+                Err(_) if self.json.is_empty() => self.mask_by_value(body, BodyKind::Text),
                 Err(_) => Err(MaskError::NotJson),
             },
             // An HTML, XML or CSV rendering of data a `json:` mask covers (the client

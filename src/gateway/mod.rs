@@ -36,6 +36,7 @@ mod headers;
 mod hold;
 mod holds;
 mod json_splice;
+mod json_stream;
 mod judged;
 mod masked;
 pub mod metrics;
