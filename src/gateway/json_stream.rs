@@ -267,6 +267,10 @@ impl Scanner<'_> {
                 if selected != 0 {
                     self.fire(selected);
                     self.replace(start, None);
+                } else if !matches!(self.src[start], b't' | b'f' | b'n') {
+                    // A number is scanned too (a card number written bare), as the
+                    // `Value` path's raw pass (`json_every`) scans it.
+                    self.number(start)?;
                 }
                 Some(())
             }
@@ -403,12 +407,7 @@ impl Scanner<'_> {
         let mut changed = selected != 0;
         if let Some(s) = &now {
             if let Some(hit) = self.detectors.scan(s.as_bytes(), &mut self.scratch) {
-                for d in hit {
-                    match self.fired_detector {
-                        Some(f) if f != d => return None,
-                        _ => self.fired_detector = Some(d),
-                    }
-                }
+                self.detector_fired(&hit)?;
                 now = Some(Cow::Owned(
                     String::from_utf8_lossy(&self.scratch).into_owned(),
                 ));
@@ -417,6 +416,32 @@ impl Scanner<'_> {
         }
         if changed {
             self.replace(token.start, now.as_deref());
+        }
+        Some(())
+    }
+
+    /// The detectors over the number from `start` to here; one that fires makes it
+    /// the masked JSON string.
+    fn number(&mut self, start: usize) -> Option<()> {
+        let src = self.src;
+        if let Some(hit) = self
+            .detectors
+            .scan(&src[start..self.pos], &mut self.scratch)
+        {
+            self.detector_fired(&hit)?;
+            let masked = String::from_utf8_lossy(&self.scratch).into_owned();
+            self.replace(start, Some(&masked));
+        }
+        Some(())
+    }
+
+    /// Only one detector may fire in a body here (the `Value` path orders several).
+    fn detector_fired(&mut self, hit: &[usize]) -> Option<()> {
+        for &d in hit {
+            match self.fired_detector {
+                Some(f) if f != d => return None,
+                _ => self.fired_detector = Some(d),
+            }
         }
         Some(())
     }
@@ -594,11 +619,13 @@ mod tests {
             r#"{"users":[{"ssn":"123-45-6789","ssn2":"1"}],"users2":[{"ssn":"1"}]}"#,
             r#"{"pin":"1","users":[{"pin":"2","ssn":"3"}]}"#,
             "{\"k\":\"\u{1F600} 4111 1111 1111 1111\"}",
+            r#"{"num":4111111111111111,"x":[-4111111111111111, 12],"users":[{"ssn":41}]}"#,
         ];
         let docs_left = [
             // Duplicated keys, escaped keys, a masked object, two detectors, exponents,
             // invalid JSON, trailing bytes, control characters: the Value path decides.
             r#"{"users":[{"ssn":"1","ssn":"2"}]}"#,
+            r#"{"n":"4111 1111 1111 1111","n":"ok","a":{"c":4111111111111111,"c":1}}"#,
             r#"{"us\u0065rs":[{"ssn":"1"}]}"#,
             r#"{"a":{"pin":{"x":"1"}}}"#,
             r#"{"a":"4111 1111 1111 1111","b":"ann@example.com"}"#,

@@ -35,6 +35,7 @@ mod handler;
 mod headers;
 mod hold;
 mod holds;
+mod json_every;
 mod json_splice;
 mod json_stream;
 mod judged;
