@@ -1,5 +1,6 @@
 //! Masking response bodies: `json:` masks (JSONPath, RFC 9535) by target, then the
-//! content detectors on every JSON string value, or over a whole text body. The
+//! content detectors on every JSON string value and number as the target wrote it
+//! (every occurrence of a duplicated key: `json_every`), or over a whole text body. The
 //! methods and detectors are the ones the wire uses (`crate::mask`); only the
 //! container differs. Compressed bodies are decoded first (bounded), and the client
 //! gets the masked body uncompressed with its own Content-Length. A masked JSON body

@@ -267,7 +267,9 @@ impl Scanner<'_> {
                 if selected != 0 {
                     self.fire(selected);
                     self.replace(start, None);
-                } else if !matches!(self.src[start], b't' | b'f' | b'n') {
+                } else if !self.detectors.is_empty()
+                    && !matches!(self.src[start], b't' | b'f' | b'n')
+                {
                     // A number is scanned too (a card number written bare), as the
                     // `Value` path's raw pass (`json_every`) scans it.
                     self.number(start)?;
