@@ -40,6 +40,9 @@ pub enum MaskError {
     Corrupt(String),
     #[error("the response claims JSON but is not JSON, and json masks apply")]
     NotJson,
+    /// Refused as `NotJson` is (502); told apart in the record.
+    #[error("the response has a key written twice where json masks could miss a value")]
+    DuplicateKeys,
     #[error("the response is not JSON, and json masks apply to this target")]
     TextWithJsonMasks,
 }
@@ -167,7 +170,7 @@ impl BodyMasks {
             BodyKind::Json => match serde_json::from_slice::<Value>(&body) {
                 Ok(mut v) => {
                     if !self.json.is_empty() && self.duplicates_hide_values(&body)? {
-                        return Err(MaskError::NotJson);
+                        return Err(MaskError::DuplicateKeys);
                     }
                     let mut at = HashSet::new();
                     self.mask_paths(&mut v, &mut fired, &mut at);
@@ -225,7 +228,7 @@ impl BodyMasks {
     /// it occurs. That covers duplicates of plain values, unless a filter reads one
     /// (`$[?@.role=='admin'].ssn`: a first-wins client sees another role); it cannot
     /// cover an object or array written twice (what is inside the first is never
-    /// queried). Those bodies are refused like unreadable JSON (fail closed).
+    /// queried). Those bodies are refused as unreadable JSON is (fail closed, 502).
     fn duplicates_hide_values(&self, body: &[u8]) -> Result<bool, MaskError> {
         Ok(
             match json_every::duplicates(body).map_err(MaskError::Corrupt)? {
@@ -471,7 +474,7 @@ detect:
         ] {
             assert_eq!(
                 m.mask(doc.as_bytes().to_vec(), BodyKind::Json),
-                Err(MaskError::NotJson),
+                Err(MaskError::DuplicateKeys),
                 "{doc}"
             );
             let crm = masks(RULES, "crm");
@@ -488,7 +491,7 @@ detect:
         let dup = br#"{"users":[{"role":"admin","role":"user","ssn":"1"}]}"#;
         assert_eq!(
             m.mask(dup.to_vec(), BodyKind::Json),
-            Err(MaskError::NotJson)
+            Err(MaskError::DuplicateKeys)
         );
         let one = br#"{"users":[{"role":"admin","ssn":"1"}]}"#;
         let (out, _) = m.mask(one.to_vec(), BodyKind::Json).unwrap();

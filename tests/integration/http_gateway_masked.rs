@@ -249,6 +249,12 @@ detect:
         assert!(!text.contains("123-45-6789"), "{text}");
         let r = f.record_of(&a.headers["pgmoat-request"]).await;
         assert_eq!(r["status"], 502, "{r}");
+        assert!(
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("written twice")),
+            "{r}"
+        );
         // Without json: masks (another target) only the detectors apply: it passes.
         let a = get(f.addr(), "/open/dupusers", version).await;
         assert_eq!(a.status, 200, "{version}");
