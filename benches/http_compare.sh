@@ -164,6 +164,7 @@ if [ -n "${SPLIT:-}" ]; then
   split pg-mask "${GW_PID[pgmoat]}" http://127.0.0.1:18083/masked/users.json "$AUTH"
 fi
 if [ -n "${PROFILE:-}" ]; then
+  mkdir -p "${PROFILE_DIR:-/tmp}"
   for what in plain/small.json masked/users.json; do
     name=${what%%/*}
     wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" -H "$AUTH" "http://127.0.0.1:18083/$what" >/dev/null &

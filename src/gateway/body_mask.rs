@@ -1,5 +1,6 @@
 //! Masking response bodies: `json:` masks (JSONPath, RFC 9535) by target, then the
-//! content detectors on every JSON string value, or over a whole text body. The
+//! content detectors on every JSON string value and number as the target wrote it
+//! (every occurrence of a duplicated key: `json_every`), or over a whole text body. The
 //! methods and detectors are the ones the wire uses (`crate::mask`); only the
 //! container differs. Compressed bodies are decoded first (bounded), and the client
 //! gets the masked body uncompressed with its own Content-Length. A masked JSON body
@@ -11,6 +12,8 @@ use std::io::Read;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use super::json_every::{self, Duplicates};
+use super::json_stream::{self, SimplePath, Streamed};
 use crate::mask::detect::Detectors;
 use crate::mask::method::Method;
 use crate::policy::{RuleSet, Subject};
@@ -18,7 +21,12 @@ use crate::policy::{RuleSet, Subject};
 /// What pgmoat masks in a response for one identity and target.
 pub struct BodyMasks {
     json: Vec<(String, JsonPath, Method)>,
+    /// The same paths as the streaming matcher reads them, when it reads every one
+    /// (`json_stream`); None: JSON bodies are masked through a `Value`.
+    simple: Option<Vec<SimplePath>>,
     detectors: Detectors,
+    /// Whether a path has a filter (`?`, or a name holding one: fail closed).
+    filtered: bool,
 }
 
 /// Why a response that needed masking could not be masked (the client gets 502).
@@ -32,6 +40,9 @@ pub enum MaskError {
     Corrupt(String),
     #[error("the response claims JSON but is not JSON, and json masks apply")]
     NotJson,
+    /// Refused as `NotJson` is (502); told apart in the record.
+    #[error("the response has a key written twice where json masks could miss a value")]
+    DuplicateKeys,
     #[error("the response is not JSON, and json masks apply to this target")]
     TextWithJsonMasks,
 }
@@ -102,7 +113,14 @@ impl BodyMasks {
                 .map(|d| d.detector())
                 .collect(),
         );
-        (!json.is_empty() || !detectors.is_empty()).then_some(BodyMasks { json, detectors })
+        let simple = json.iter().map(|(_, p, _)| SimplePath::of(p)).collect();
+        let filtered = json.iter().any(|(_, p, _)| p.to_string().contains('?'));
+        (!json.is_empty() || !detectors.is_empty()).then_some(BodyMasks {
+            json,
+            simple,
+            detectors,
+            filtered,
+        })
     }
 
     /// Whether `json:` masks apply (then only JSON bodies can be masked).
@@ -113,6 +131,36 @@ impl BodyMasks {
     /// Mask a decoded body. Returns the new body and the ids of the masks and
     /// detectors that changed it (empty: the body is returned as it came).
     pub fn mask(&self, body: Vec<u8>, kind: BodyKind) -> Result<(Vec<u8>, Vec<String>), MaskError> {
+        if kind == BodyKind::Json && !body.is_empty() {
+            // The one-pass matcher when it can decide (the same bytes either way).
+            if let Some(done) = self.mask_streaming(&body) {
+                return Ok(match done {
+                    Streamed::Unchanged => (body, Vec::new()),
+                    Streamed::Masked(out, fired) => (out, fired),
+                });
+            }
+        }
+        self.mask_by_value(body, kind)
+    }
+
+    /// The streaming matcher's answer, when it can give one (see `json_stream`).
+    pub(super) fn mask_streaming(&self, body: &[u8]) -> Option<Streamed> {
+        let simple = self.simple.as_ref()?;
+        let json: Vec<(&str, &SimplePath, &Method)> = self
+            .json
+            .iter()
+            .zip(simple)
+            .map(|((id, _, m), p)| (id.as_str(), p, m))
+            .collect();
+        json_stream::mask(body, &json, &self.detectors)
+    }
+
+    /// Masking through a `serde_json::Value`: any JSONPath, any valid document.
+    pub(super) fn mask_by_value(
+        &self,
+        body: Vec<u8>,
+        kind: BodyKind,
+    ) -> Result<(Vec<u8>, Vec<String>), MaskError> {
         let mut fired: Vec<String> = Vec::new();
         if body.is_empty() {
             return Ok((body, fired));
@@ -121,18 +169,31 @@ impl BodyMasks {
             BodyKind::Opaque => Ok((body, fired)),
             BodyKind::Json => match serde_json::from_slice::<Value>(&body) {
                 Ok(mut v) => {
-                    let mut at = HashSet::new();
-                    self.mask_json(&mut v, &mut fired, &mut at);
-                    if fired.is_empty() {
-                        return Ok((body, fired));
+                    if !self.json.is_empty() && self.duplicates_hide_values(&body)? {
+                        return Err(MaskError::DuplicateKeys);
                     }
+                    let mut at = HashSet::new();
+                    self.mask_paths(&mut v, &mut fired, &mut at);
                     // The target's bytes with the masked values spliced in: key order
                     // and layout stay as the target wrote them.
-                    let out =
-                        super::json_splice::splice(&body, &v, &at).map_err(MaskError::Corrupt)?;
+                    let mut out = if fired.is_empty() {
+                        body
+                    } else {
+                        super::json_splice::splice(&body, &v, &at).map_err(MaskError::Corrupt)?
+                    };
+                    // The detectors over the raw tokens, not the Value: serde_json kept
+                    // only the last of a duplicated key, a client may read the first.
+                    if !self.detectors.is_empty() {
+                        if let Some((masked, ids)) =
+                            json_every::detect(&out, &self.detectors).map_err(MaskError::Corrupt)?
+                        {
+                            self.note(&ids, &mut fired);
+                            out = masked;
+                        }
+                    }
                     Ok((out, fired))
                 }
-                Err(_) if self.json.is_empty() => self.mask(body, BodyKind::Text),
+                Err(_) if self.json.is_empty() => self.mask_by_value(body, BodyKind::Text),
                 Err(_) => Err(MaskError::NotJson),
             },
             // An HTML, XML or CSV rendering of data a `json:` mask covers (the client
@@ -162,8 +223,25 @@ impl BodyMasks {
         }
     }
 
-    /// Mask `v` in place; `at` gets the JSON Pointer of every value changed.
-    fn mask_json(&self, v: &mut Value, fired: &mut Vec<String>, at: &mut HashSet<String>) {
+    /// Whether a duplicated key could hide a value from the `json:` masks: the query
+    /// reads serde_json's last-wins `Value`, the splice masks a pointer at every place
+    /// it occurs. That covers duplicates of plain values, unless a filter reads one
+    /// (`$[?@.role=='admin'].ssn`: a first-wins client sees another role); it cannot
+    /// cover an object or array written twice (what is inside the first is never
+    /// queried). Those bodies are refused as unreadable JSON is (fail closed, 502).
+    fn duplicates_hide_values(&self, body: &[u8]) -> Result<bool, MaskError> {
+        Ok(
+            match json_every::duplicates(body).map_err(MaskError::Corrupt)? {
+                Duplicates::None => false,
+                Duplicates::Scalars => self.filtered,
+                Duplicates::Containers => true,
+            },
+        )
+    }
+
+    /// The `json:` masks over `v`, in place; `at` gets the JSON Pointer of every
+    /// value changed.
+    fn mask_paths(&self, v: &mut Value, fired: &mut Vec<String>, at: &mut HashSet<String>) {
         for (id, path, method) in &self.json {
             let pointers: Vec<String> = path
                 .query_located(v)
@@ -179,55 +257,6 @@ impl BodyMasks {
                     at.insert(p);
                 }
             }
-        }
-        if !self.detectors.is_empty() {
-            let mut ids = Vec::new();
-            let mut scratch = Vec::new();
-            let mut ptr = String::new();
-            self.scan_strings(v, &mut ids, &mut scratch, &mut ptr, at);
-            self.note(&ids, fired);
-        }
-    }
-
-    /// The detectors over every string value; `ptr` is the JSON Pointer of `v`.
-    fn scan_strings(
-        &self,
-        v: &mut Value,
-        ids: &mut Vec<usize>,
-        scratch: &mut Vec<u8>,
-        ptr: &mut String,
-        at: &mut HashSet<String>,
-    ) {
-        let len = ptr.len();
-        match v {
-            Value::String(s) => {
-                if let Some(hit) = self.detectors.scan(s.as_bytes(), scratch) {
-                    *s = String::from_utf8_lossy(scratch).into_owned();
-                    ids.extend(hit);
-                    at.insert(ptr.clone());
-                }
-            }
-            Value::Array(a) => {
-                for (i, x) in a.iter_mut().enumerate() {
-                    ptr.push('/');
-                    ptr.push_str(itoa::Buffer::new().format(i));
-                    self.scan_strings(x, ids, scratch, ptr, at);
-                    ptr.truncate(len);
-                }
-            }
-            Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    ptr.push('/');
-                    if k.contains(['~', '/']) {
-                        ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                    } else {
-                        ptr.push_str(k);
-                    }
-                    self.scan_strings(x, ids, scratch, ptr, at);
-                    ptr.truncate(len);
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -365,6 +394,108 @@ detect:
             m.mask(Vec::new(), BodyKind::Json),
             Ok((Vec::new(), Vec::new()))
         );
+    }
+
+    /// Issue 23: every occurrence of a duplicated key is scanned, wherever it sits,
+    /// through the streaming matcher's entry point and the `Value` path alike.
+    #[test]
+    fn duplicated_keys_are_scanned_at_every_occurrence() {
+        let card = "4111 1111 1111 1111";
+        let docs = [
+            (
+                format!(r#"{{"n":"{card}","n":"ok"}}"#),
+                r#"{"n":"****","n":"ok"}"#,
+            ),
+            (
+                format!(r#"{{"n":"ok","n":"{card}"}}"#),
+                r#"{"n":"ok","n":"****"}"#,
+            ),
+            (
+                format!(r#"{{"a":[{{"x":{{"n":"{card}","n":2,"n":"ok"}}}}],"b":null}}"#),
+                r#"{"a":[{"x":{"n":"****","n":2,"n":"ok"}}],"b":null}"#,
+            ),
+            (
+                format!(r#"{{"users":[{{"ssn":"123-45-6789","ssn":"{card}"}}]}}"#),
+                // json_splice writes the masked last value at both places.
+                r#"{"users":[{"ssn":"**** **** **** 1111","ssn":"**** **** **** 1111"}]}"#,
+            ),
+        ];
+        for target in ["crm", "billing"] {
+            let m = masks(RULES, target);
+            for (doc, want) in &docs {
+                let (plain, fired) = m.mask(doc.clone().into_bytes(), BodyKind::Json).unwrap();
+                let by_value = m.mask_by_value(doc.clone().into_bytes(), BodyKind::Json);
+                assert_eq!(by_value, Ok((plain.clone(), fired.clone())), "{doc}");
+                let text = String::from_utf8(plain).unwrap();
+                assert!(!text.contains(card), "{target}: {text}");
+                if target == "billing" {
+                    assert_eq!(text, *want, "{doc}");
+                } else {
+                    assert_eq!(fired, vec!["cards".to_string()], "{doc}");
+                }
+            }
+        }
+        // Compressed: decoded by the existing helper, then masked the same.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(docs[0].0.as_bytes()).unwrap();
+        let body = decode(Some("gzip"), gz.finish().unwrap(), 1 << 20).unwrap();
+        let (out, fired) = masks(RULES, "crm").mask(body, BodyKind::Json).unwrap();
+        assert_eq!(out, docs[0].1.as_bytes());
+        assert_eq!(fired, vec!["cards".to_string()]);
+    }
+
+    /// A card number written as a bare JSON number is found and written as the
+    /// detector's masked string, on both paths. A `json:` mask makes a number null.
+    #[test]
+    fn bare_numbers_are_scanned() {
+        let m = masks(RULES, "billing");
+        let doc =
+            br#"{"card":4111111111111111,"l":[1,-4111111111111111],"users":[{"ssn":123456789}]}"#;
+        let want = r#"{"card":"****","l":[1,"-****"],"users":[{"ssn":null}]}"#;
+        let (out, fired) = m.mask(doc.to_vec(), BodyKind::Json).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(fired, vec!["ssn".to_string(), "cards".to_string()]);
+        let (out, _) = m.mask_by_value(doc.to_vec(), BodyKind::Json).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let plain = br#"{"card":4111111111111112,"n":12}"#.to_vec();
+        assert_eq!(m.mask(plain.clone(), BodyKind::Json), Ok((plain, vec![])));
+    }
+
+    /// Where a duplicated key could hide a value from a `json:` mask (an object or
+    /// array written twice, or a filter reading a duplicated value), the body is
+    /// refused as unreadable JSON is; detectors alone still mask it.
+    #[test]
+    fn duplicates_a_json_mask_cannot_cover_are_refused() {
+        let m = masks(RULES, "billing");
+        for doc in [
+            r#"{"users":[{"ssn":"123-45-6789"}],"users":[]}"#,
+            r#"{"users":[],"users":[{"ssn":"123-45-6789"}]}"#,
+            r#"{"x":{"a":{"email":"ann@example.com"},"a":{}}}"#,
+        ] {
+            assert_eq!(
+                m.mask(doc.as_bytes().to_vec(), BodyKind::Json),
+                Err(MaskError::DuplicateKeys),
+                "{doc}"
+            );
+            let crm = masks(RULES, "crm");
+            let (out, _) = crm.mask(doc.as_bytes().to_vec(), BodyKind::Json).unwrap();
+            assert_eq!(out, doc.as_bytes());
+        }
+        let filtered = "masks:
+  - id: admins
+    json: [\"$.users[?@.role=='admin'].ssn\"]
+    targets: [billing]
+    method: redact
+";
+        let m = masks(filtered, "billing");
+        let dup = br#"{"users":[{"role":"admin","role":"user","ssn":"1"}]}"#;
+        assert_eq!(
+            m.mask(dup.to_vec(), BodyKind::Json),
+            Err(MaskError::DuplicateKeys)
+        );
+        let one = br#"{"users":[{"role":"admin","ssn":"1"}]}"#;
+        let (out, _) = m.mask(one.to_vec(), BodyKind::Json).unwrap();
+        assert_eq!(out, br#"{"users":[{"role":"admin","ssn":"****"}]}"#);
     }
 
     #[test]

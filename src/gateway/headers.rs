@@ -9,15 +9,16 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::HttpTarget;
 
 /// Fields that describe one connection, never forwarded either way.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+// As `HeaderName`s made once: removing by a `&str` parses the name every time.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
 
 /// Remove hop-by-hop fields, including every field the `Connection` header names.
@@ -33,7 +34,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
     h.remove(header::TRANSFER_ENCODING);
@@ -104,8 +105,15 @@ fn sets_console_cookie(set_cookie: &str) -> bool {
 /// Whether a request field is one of `names`, read as CGI, WSGI, PHP and Rack read
 /// it: `_` the same as `-` (`X_Forwarded_User` is `X-Forwarded-User` there).
 fn named_as(name: &str, names: &[&str]) -> bool {
-    let canonical = name.replace('_', "-");
-    names.iter().any(|n| canonical.eq_ignore_ascii_case(n))
+    // Byte by byte: asked for every field of every request, so no copy is made.
+    let same = |n: &str| {
+        n.len() == name.len()
+            && name.bytes().zip(n.bytes()).all(|(a, b)| {
+                let a = if a == b'_' { b'-' } else { a };
+                a.eq_ignore_ascii_case(&b)
+            })
+    };
+    names.iter().any(|n| same(n))
 }
 
 /// The `Cookie` headers without the console's cookies; a header left empty goes.

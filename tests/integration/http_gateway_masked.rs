@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::{test_env, AGENT, AGENT_PW};
 use crate::http_gateway_fixture::{basic, gateway_yaml, Fixture};
-use crate::http_gateway_upstream::NESTED_JSON;
+use crate::http_gateway_upstream::{DUP_KEYS_JSON, NESTED_JSON};
 
 const RULES: &str = "
 masks:
@@ -192,4 +192,71 @@ async fn a_masked_body_over_max_masked_body_is_502_on_the_lean_path() {
         text.contains("***-**-6789") && !text.contains("123-45-6789"),
         "{text}"
     );
+}
+
+/// Issue 23: serde_json keeps only the last value of a duplicated key, so the
+/// detectors never saw the first (a first-wins client reads it). Every occurrence is
+/// scanned now, and so are bare numbers; a `json:` mask whose values a duplicated
+/// object or array could hide refuses the body (502) rather than pass it.
+#[tokio::test]
+async fn duplicated_keys_and_bare_numbers_never_carry_a_card_number_out() {
+    let rules = "
+masks:
+  - id: ssn
+    json: ['$.users[*].ssn']
+    targets: [billing]
+    method: partial
+    keep_last: 4
+detect:
+  - id: cards
+    kind: credit_card
+    method: redact
+";
+    let http = "  max_masked_body: 64KiB
+  targets:
+    billing: { url: 'http://@UP@' }
+    open: { url: 'http://@UP@' }
+";
+    let f = Fixture::start("pgmoat-http-dup", rules, &gateway_yaml(http), test_env()).await;
+    let want = DUP_KEYS_JSON
+        .replace("\"4111 1111 1111 1111\"", "\"****\"")
+        .replace("\"5500 0000 0000 0004\"", "\"****\"")
+        .replace("4111111111111111", "\"****\"");
+    for path in [
+        "/open/dupkeys",
+        "/open/dupkeys.gz",
+        "/billing/dupkeys",
+        "/billing/dupkeys.gz",
+    ] {
+        for version in ["1.1", "1.0"] {
+            let a = get(f.addr(), path, version).await;
+            assert_eq!(a.status, 200, "{path} {version}");
+            let text = String::from_utf8_lossy(&a.body);
+            assert_eq!(text, want, "{path} {version}");
+            let r = f.record_of(&a.headers["pgmoat-request"]).await;
+            assert_eq!(
+                r["masked_fields"],
+                serde_json::json!(["cards"]),
+                "{path}: {r}"
+            );
+        }
+    }
+    // The ssn sits in a `users` written twice: the json: mask could not see it.
+    for version in ["1.1", "1.0"] {
+        let a = get(f.addr(), "/billing/dupusers", version).await;
+        assert_eq!(a.status, 502, "{version}");
+        let text = String::from_utf8_lossy(&a.body);
+        assert!(!text.contains("123-45-6789"), "{text}");
+        let r = f.record_of(&a.headers["pgmoat-request"]).await;
+        assert_eq!(r["status"], 502, "{r}");
+        assert!(
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("written twice")),
+            "{r}"
+        );
+        // Without json: masks (another target) only the detectors apply: it passes.
+        let a = get(f.addr(), "/open/dupusers", version).await;
+        assert_eq!(a.status, 200, "{version}");
+    }
 }

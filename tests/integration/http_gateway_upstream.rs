@@ -28,6 +28,12 @@ pub const NESTED_JSON: &str = r#"{ "rows": [ [ {"card": "4111 1111 1111 1111", "
   [ ["tab\there", "quote \" and \\ and \u00e9 \ud83d\ude00 \/"] ] ],
   "note": "mail: ann.lee@example.com, thanks",
   "users": [ {"z": 1, "ssn": "123-45-6789", "name": "Ann \"A\" Lee"} ] }"#;
+/// Keys written twice (a client may read either occurrence) and a card number
+/// written as a bare number: every one must be seen by the detectors.
+pub const DUP_KEYS_JSON: &str = r#"{"n": "4111 1111 1111 1111", "n": "ok", "list": [{"c": "x", "c": "5500 0000 0000 0004"}], "num": 4111111111111111}"#;
+/// A masked member written twice, the first holding the values: serde_json keeps
+/// only the empty last one.
+pub const DUP_USERS_JSON: &str = r#"{"users": [{"ssn": "123-45-6789"}], "users": []}"#;
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
@@ -107,6 +113,9 @@ fn app(log: Log) -> Router {
             }),
         )
         .route("/nested", get(|| async { json(NESTED_JSON) }))
+        .route("/dupkeys", get(|| async { json(DUP_KEYS_JSON) }))
+        .route("/dupkeys.gz", get(|| async { gzip_json(DUP_KEYS_JSON) }))
+        .route("/dupusers", get(|| async { json(DUP_USERS_JSON) }))
         .route("/nested.chunked", get(nested_chunked))
         .route("/slow", get(slow))
         .route(
@@ -154,8 +163,12 @@ fn json(s: &'static str) -> Response {
 
 /// Compressed whatever the client accepts: the gateway must decode to mask.
 async fn users_gzip() -> Response {
+    gzip_json(USERS_JSON)
+}
+
+fn gzip_json(s: &str) -> Response {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(USERS_JSON.as_bytes()).unwrap();
+    gz.write_all(s.as_bytes()).unwrap();
     (
         [
             (header::CONTENT_TYPE, "application/json"),

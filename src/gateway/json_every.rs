@@ -1,0 +1,226 @@
+//! The content detectors over every value token of a JSON document as the target
+//! wrote it, and a look for duplicated keys. serde_json keeps only the last value of
+//! a key written twice in one object (`{"n":"4111 1111 1111 1111","n":"ok"}`), so
+//! scanning its `Value` never sees the first one, which a first-wins client reads.
+//! Reading the raw tokens instead sees every occurrence, wherever it sits.
+//!
+//! The input has already been parsed by serde_json (valid JSON); should a token
+//! still not decode, the caller is told and fails closed.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::mask::detect::Detectors;
+
+/// A masked document and the ids of the detectors that fired in it.
+pub type Detected = (Vec<u8>, Vec<usize>);
+
+/// The detectors over every string value and every number (a card number written
+/// as a bare JSON number is still a card number); keys are names, not values. A
+/// value a detector fires on is written as the masked JSON string. None when
+/// nothing fired; otherwise the masked document and the detectors' ids, in the
+/// order they fired.
+pub fn detect(src: &[u8], detectors: &Detectors) -> Result<Option<Detected>, String> {
+    let mut out = Vec::new();
+    let mut copied = 0;
+    let mut ids = Vec::new();
+    let mut scratch = Vec::new();
+    let mut pos = 0;
+    while let Some(&b) = src.get(pos) {
+        let start = pos;
+        let text: Cow<str> = match b {
+            b'"' => {
+                pos = string_end(src, pos)?;
+                if next_is_colon(src, pos) {
+                    continue;
+                }
+                let raw = &src[start + 1..pos - 1];
+                if raw.contains(&b'\\') {
+                    Cow::Owned(
+                        serde_json::from_slice(&src[start..pos])
+                            .map_err(|e| format!("a string: {e}"))?,
+                    )
+                } else {
+                    Cow::Borrowed(std::str::from_utf8(raw).map_err(|e| e.to_string())?)
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                while src
+                    .get(pos)
+                    .is_some_and(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                {
+                    pos += 1;
+                }
+                Cow::Borrowed(std::str::from_utf8(&src[start..pos]).map_err(|e| e.to_string())?)
+            }
+            _ => {
+                pos += 1;
+                continue;
+            }
+        };
+        if let Some(hit) = detectors.scan(text.as_bytes(), &mut scratch) {
+            ids.extend(hit);
+            out.extend_from_slice(&src[copied..start]);
+            serde_json::to_writer(&mut out, &*String::from_utf8_lossy(&scratch))
+                .map_err(|e| e.to_string())?;
+            copied = pos;
+        }
+    }
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    out.extend_from_slice(&src[copied..]);
+    Ok(Some((out, ids)))
+}
+
+/// Keys written more than once in one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    None,
+    /// Every occurrence of every duplicated key holds a string, number, bool or null:
+    /// the JSON Pointers of the document are the same whichever occurrence a reader
+    /// keeps, so a pointer masked is masked at every place (`json_splice`).
+    Scalars,
+    /// An occurrence holds an object or array: a JSONPath query over serde_json's
+    /// last-wins reading cannot see what is inside the others.
+    Containers,
+}
+
+/// Whether (and how) `src` has a key twice in one object.
+pub fn duplicates(src: &[u8]) -> Result<Duplicates, String> {
+    // One entry per open object (None: an array): its keys, and whether an
+    // occurrence of each held an object or array.
+    let mut open: Vec<Option<HashMap<Cow<[u8]>, bool>>> = Vec::new();
+    let mut found = Duplicates::None;
+    let mut pos = 0;
+    while let Some(&b) = src.get(pos) {
+        match b {
+            b'{' => open.push(Some(HashMap::new())),
+            b'[' => open.push(None),
+            b'}' | b']' => {
+                open.pop();
+            }
+            b'"' => {
+                let start = pos;
+                pos = string_end(src, pos)?;
+                if !next_is_colon(src, pos) {
+                    continue;
+                }
+                let raw = &src[start + 1..pos - 1];
+                let key: Cow<[u8]> = if raw.contains(&b'\\') {
+                    let s: String = serde_json::from_slice(&src[start..pos])
+                        .map_err(|e| format!("a key: {e}"))?;
+                    Cow::Owned(s.into_bytes())
+                } else {
+                    Cow::Borrowed(raw)
+                };
+                let mut after = pos;
+                while src
+                    .get(after)
+                    .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b':'))
+                {
+                    after += 1;
+                }
+                let container = matches!(src.get(after), Some(b'{' | b'['));
+                if let Some(Some(keys)) = open.last_mut() {
+                    if let Some(held) = keys.get_mut(&key) {
+                        if *held || container {
+                            return Ok(Duplicates::Containers);
+                        }
+                        found = Duplicates::Scalars;
+                    } else {
+                        keys.insert(key, container);
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        pos += 1;
+    }
+    Ok(found)
+}
+
+/// The position just past the string token starting at `start` (a quote).
+fn string_end(src: &[u8], start: usize) -> Result<usize, String> {
+    let mut pos = start + 1;
+    loop {
+        match src.get(pos) {
+            Some(b'\\') => pos += 2,
+            Some(b'"') => return Ok(pos + 1),
+            Some(_) => pos += 1,
+            None => return Err("a string did not end".into()),
+        }
+    }
+}
+
+/// Whether the string token ending at `pos` is a key (a colon follows).
+fn next_is_colon(src: &[u8], mut pos: usize) -> bool {
+    while src
+        .get(pos)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        pos += 1;
+    }
+    src.get(pos) == Some(&b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{RuleSet, Subject};
+
+    fn cards() -> Detectors {
+        let yaml = "detect:\n  - id: cards\n    kind: credit_card\n    method: redact\n";
+        let rules = RuleSet::from_sources(&[("r.yaml".into(), yaml.into())]).expect("compiles");
+        let groups: Vec<String> = Vec::new();
+        let who = Subject {
+            user: "a",
+            groups: &groups,
+            target: "t",
+            search_path_changed: false,
+        };
+        Detectors::new(
+            rules
+                .detectors_for(&who)
+                .into_iter()
+                .map(|d| d.detector())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn duplicated_keys_are_found_and_told_apart() {
+        let d = |s: &str| duplicates(s.as_bytes()).unwrap();
+        assert_eq!(
+            d(r#"{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}"#),
+            Duplicates::None
+        );
+        assert_eq!(d(r#"{"a":1,"b":"x","a" : "y"}"#), Duplicates::Scalars);
+        assert_eq!(d(r#"[{"x":[{"k":"a","k":null}]}]"#), Duplicates::Scalars);
+        assert_eq!(d(r#"{"a":{"s":"1"},"a":{}}"#), Duplicates::Containers);
+        assert_eq!(
+            d(r#"{"a":"1","b":{"c":2},"\u0061":[1]}"#),
+            Duplicates::Containers
+        );
+        // A key-like string value is not a key.
+        assert_eq!(d(r#"{"a":"a","b":["a","a"]}"#), Duplicates::None);
+    }
+
+    #[test]
+    fn every_string_and_number_is_scanned() {
+        let cards = cards();
+        let (out, ids) = detect(
+            br#"{"n":"4111 1111 1111 1111","n":"ok","m":[4111111111111111,1.5e3],"4111111111111111":"k"}"#,
+            &cards,
+        )
+        .unwrap()
+        .expect("fired");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"n":"****","n":"ok","m":["****",1.5e3],"4111111111111111":"k"}"#
+        );
+        assert_eq!(ids, vec![0, 0]);
+        assert_eq!(detect(br#"{"a":"x\"y","b":12}"#, &cards).unwrap(), None);
+    }
+}
