@@ -85,6 +85,7 @@ pub(crate) async fn mask_whole(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let compressed = encoding.is_some();
     let work = {
         let raw = raw.clone();
         move || {
@@ -92,7 +93,10 @@ pub(crate) async fn mask_whole(
             masks.mask(plain, kind)
         }
     };
-    let masked = if raw.len() <= MASK_INLINE {
+    // Inline only when the work is known to be small: a compressed body's size says
+    // nothing of what it decodes to (up to `max`), which would stall this worker's
+    // other connections.
+    let masked = if raw.len() <= MASK_INLINE && !compressed {
         work()
     } else {
         match tokio::task::spawn_blocking(work).await {
