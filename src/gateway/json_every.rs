@@ -58,7 +58,13 @@ pub fn detect(src: &[u8], detectors: &Detectors) -> Result<Option<Detected>, Str
                 continue;
             }
         };
-        if let Some(hit) = detectors.scan(text.as_bytes(), &mut scratch) {
+        // A number written with a fraction or an exponent (`4111111111111111e0`,
+        // `4.111111111111111e15`) is the integer a client reads: scanned as that too.
+        let hit = detectors.scan(text.as_bytes(), &mut scratch).or_else(|| {
+            let int = integer_part(&text)?;
+            detectors.scan(int.as_bytes(), &mut scratch)
+        });
+        if let Some(hit) = hit {
             ids.extend(hit);
             out.extend_from_slice(&src[copied..start]);
             serde_json::to_writer(&mut out, &*String::from_utf8_lossy(&scratch))
@@ -165,6 +171,42 @@ fn next_is_colon(src: &[u8], mut pos: usize) -> bool {
     src.get(pos) == Some(&b':')
 }
 
+/// The integer part of a JSON number written with a fraction or an exponent, as
+/// decimal digits (with its sign): what a client that reads the number sees of it.
+/// None for a plain integer (scanned as written), and where the integer part would
+/// be longer than any number a detector looks for.
+pub(super) fn integer_part(token: &str) -> Option<String> {
+    /// Digits past which no detector's number (cards: 19) can be.
+    const MAX_DIGITS: usize = 40;
+    if !token.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    let (sign, rest) = match token.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", token),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Where the decimal point falls in `digits`.
+    let point = (int.len() as i64).checked_add(exp)?;
+    if point <= 0 || point > MAX_DIGITS as i64 {
+        return None;
+    }
+    let point = point as usize;
+    let mut out = String::with_capacity(sign.len() + point);
+    out.push_str(sign);
+    out.push_str(&digits[..point.min(digits.len())]);
+    out.extend(std::iter::repeat_n('0', point.saturating_sub(digits.len())));
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +264,40 @@ mod tests {
         );
         assert_eq!(ids, vec![0, 0]);
         assert_eq!(detect(br#"{"a":"x\"y","b":12}"#, &cards).unwrap(), None);
+    }
+
+    /// A client reads `4111111111111111e0` as 4111111111111111: so does the scan.
+    #[test]
+    fn numbers_with_a_fraction_or_an_exponent_are_scanned_as_read() {
+        let cards = cards();
+        for n in [
+            "4111111111111111e0",
+            "4111111111111111E0",
+            "4111111111111111e+0",
+            "4.111111111111111e15",
+            "41111111111111.11e2",
+            "411111111111111100e-2",
+            "4111111111111111.0",
+            "-4111111111111111e0",
+        ] {
+            let doc = format!(r#"{{"card":{n},"n":1.5e3}}"#);
+            let (out, ids) = detect(doc.as_bytes(), &cards)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{n} not caught"));
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains("4111"), "{n}: {out}");
+            assert!(out.ends_with(r#","n":1.5e3}"#), "{n}: {out}");
+            assert_eq!(ids, vec![0], "{n}");
+        }
+        assert_eq!(integer_part("1.5e3").as_deref(), Some("1500"));
+        assert_eq!(integer_part("-2.5").as_deref(), Some("-2"));
+        assert_eq!(integer_part("12"), None);
+        assert_eq!(integer_part("1e400"), None);
+        assert_eq!(integer_part("1e-400"), None);
+        assert_eq!(integer_part("9e99999999999999999999"), None);
+        assert_eq!(
+            detect(br#"{"a":1e400,"b":0.5,"c":-0.0}"#, &cards).unwrap(),
+            None
+        );
     }
 }

@@ -428,10 +428,13 @@ impl Scanner<'_> {
     /// the masked JSON string.
     fn number(&mut self, start: usize) -> Option<()> {
         let src = self.src;
-        if let Some(hit) = self
-            .detectors
-            .scan(&src[start..self.pos], &mut self.scratch)
-        {
+        let token = &src[start..self.pos];
+        // With a fraction, the integer a client reads is scanned too (as `json_every`).
+        let hit = self.detectors.scan(token, &mut self.scratch).or_else(|| {
+            let int = super::json_every::integer_part(std::str::from_utf8(token).ok()?)?;
+            self.detectors.scan(int.as_bytes(), &mut self.scratch)
+        });
+        if let Some(hit) = hit {
             self.detector_fired(&hit)?;
             let masked = String::from_utf8_lossy(&self.scratch).into_owned();
             self.replace(start, Some(&masked));
@@ -624,6 +627,7 @@ mod tests {
             r#"{"pin":"1","users":[{"pin":"2","ssn":"3"}]}"#,
             "{\"k\":\"\u{1F600} 4111 1111 1111 1111\"}",
             r#"{"num":4111111111111111,"x":[-4111111111111111, 12],"users":[{"ssn":41}]}"#,
+            r#"{"price":4111111111111111.0,"x":[1.25,-41111111111111.11]}"#,
         ];
         let docs_left = [
             // Duplicated keys, escaped keys, a masked object, two detectors, exponents,
@@ -634,6 +638,7 @@ mod tests {
             r#"{"a":{"pin":{"x":"1"}}}"#,
             r#"{"a":"4111 1111 1111 1111","b":"ann@example.com"}"#,
             r#"{"a":1e5}"#,
+            r#"{"a":4111111111111111e0,"b":4.111111111111111E15}"#,
             r#"{"a":01}"#,
             r#"{"a":1,}"#,
             r#"{"a":1} x"#,
