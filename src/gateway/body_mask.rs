@@ -74,18 +74,22 @@ pub fn kind_of(content_type: Option<&str>) -> BodyKind {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
+    let subtype = essence.split_once('/').map_or("", |(_, s)| s);
+    if matches!(essence.as_str(), "application/json" | "application/x-json")
+        || essence.ends_with("+json")
+    {
         BodyKind::Json
     } else if essence.starts_with("text/")
         || essence.ends_with("+xml")
+        || essence.ends_with("+yaml")
+        // JSON lines and sequences, YAML, CSV, scripts: text a client can ask for with
+        // `Accept` in place of JSON, so the detectors read it.
+        || ["json", "yaml", "yml", "csv", "javascript", "ecmascript", "sql"]
+            .iter()
+            .any(|t| subtype.contains(t))
         || matches!(
             essence.as_str(),
-            "application/xml"
-                | "application/javascript"
-                | "application/x-ndjson"
-                | "application/x-www-form-urlencoded"
-                | "application/graphql-response+json"
-                | ""
+            "application/xml" | "application/x-www-form-urlencoded" | ""
         )
     {
         BodyKind::Text
@@ -508,6 +512,22 @@ detect:
         assert_eq!(kind_of(Some("text/plain")), BodyKind::Text);
         assert_eq!(kind_of(None), BodyKind::Text);
         assert_eq!(kind_of(Some("image/png")), BodyKind::Opaque);
+        assert_eq!(kind_of(Some("application/x-json")), BodyKind::Json);
+        for text in [
+            "application/x-ndjson",
+            "application/jsonl",
+            "application/json-seq",
+            "application/x-jsonlines",
+            "application/yaml",
+            "application/x-yaml",
+            "application/csv",
+            "application/x-javascript",
+            "application/sql",
+            "application/vnd.api+yaml",
+        ] {
+            assert_eq!(kind_of(Some(text)), BodyKind::Text, "{text}");
+        }
+        assert_eq!(kind_of(Some("application/octet-stream")), BodyKind::Opaque);
     }
 
     #[test]
