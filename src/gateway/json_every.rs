@@ -34,15 +34,7 @@ pub fn detect(src: &[u8], detectors: &Detectors) -> Result<Option<Detected>, Str
                 if next_is_colon(src, pos) {
                     continue;
                 }
-                let raw = &src[start + 1..pos - 1];
-                if raw.contains(&b'\\') {
-                    Cow::Owned(
-                        serde_json::from_slice(&src[start..pos])
-                            .map_err(|e| format!("a string: {e}"))?,
-                    )
-                } else {
-                    Cow::Borrowed(std::str::from_utf8(raw).map_err(|e| e.to_string())?)
-                }
+                decoded(&src[start..pos])?
             }
             b'-' | b'0'..=b'9' => {
                 while src
@@ -96,7 +88,7 @@ pub enum Duplicates {
 pub fn duplicates(src: &[u8]) -> Result<Duplicates, String> {
     // One entry per open object (None: an array): its keys, and whether an
     // occurrence of each held an object or array.
-    let mut open: Vec<Option<HashMap<Cow<[u8]>, bool>>> = Vec::new();
+    let mut open: Vec<Option<HashMap<Cow<str>, bool>>> = Vec::new();
     let mut found = Duplicates::None;
     let mut pos = 0;
     while let Some(&b) = src.get(pos) {
@@ -112,22 +104,10 @@ pub fn duplicates(src: &[u8]) -> Result<Duplicates, String> {
                 if !next_is_colon(src, pos) {
                     continue;
                 }
-                let raw = &src[start + 1..pos - 1];
-                let key: Cow<[u8]> = if raw.contains(&b'\\') {
-                    let s: String = serde_json::from_slice(&src[start..pos])
-                        .map_err(|e| format!("a key: {e}"))?;
-                    Cow::Owned(s.into_bytes())
-                } else {
-                    Cow::Borrowed(raw)
-                };
-                let mut after = pos;
-                while src
-                    .get(after)
-                    .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b':'))
-                {
-                    after += 1;
-                }
-                let container = matches!(src.get(after), Some(b'{' | b'['));
+                let key = decoded(&src[start..pos])?;
+                // The value after the colon.
+                let value = skip_ws(src, skip_ws(src, pos) + 1);
+                let container = matches!(src.get(value), Some(b'{' | b'['));
                 if let Some(Some(keys)) = open.last_mut() {
                     if let Some(held) = keys.get_mut(&key) {
                         if *held || container {
@@ -160,15 +140,33 @@ fn string_end(src: &[u8], start: usize) -> Result<usize, String> {
     }
 }
 
-/// Whether the string token ending at `pos` is a key (a colon follows).
-fn next_is_colon(src: &[u8], mut pos: usize) -> bool {
+/// The text of a whole string token (quotes included), escapes decoded.
+fn decoded(token: &[u8]) -> Result<Cow<'_, str>, String> {
+    let raw = &token[1..token.len() - 1];
+    if raw.contains(&b'\\') {
+        let s: String = serde_json::from_slice(token).map_err(|e| format!("a string: {e}"))?;
+        Ok(Cow::Owned(s))
+    } else {
+        std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The first position from `pos` that is not JSON whitespace.
+fn skip_ws(src: &[u8], mut pos: usize) -> usize {
     while src
         .get(pos)
         .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
     {
         pos += 1;
     }
-    src.get(pos) == Some(&b':')
+    pos
+}
+
+/// Whether the string token ending at `pos` is a key (a colon follows).
+fn next_is_colon(src: &[u8], pos: usize) -> bool {
+    src.get(skip_ws(src, pos)) == Some(&b':')
 }
 
 /// The integer part of a JSON number written with a fraction or an exponent, as

@@ -20,8 +20,7 @@ pub struct Field {
 
 /// The fields of a RowDescription body (after the length). None when malformed.
 pub fn row_description(body: &[u8]) -> Option<Vec<Field>> {
-    let t = RowDescription::parse(body).ok()?;
-    Some(t.fields().map(field).collect())
+    row_description_like(body, None).map(|f| f.to_vec())
 }
 
 fn field(f: crate::protocol::backend_view::FieldDescription<'_>) -> Field {
