@@ -46,6 +46,8 @@ pub struct Judge {
     pub approval_return: bool,
     /// The front door the session serves, shown with its approval requests.
     pub door: crate::approval::FrontDoor,
+    /// This session's plain judgments, for statements it sends again.
+    pub memo: std::sync::Mutex<super::judge_memo::Memo>,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.
@@ -154,20 +156,27 @@ impl Judge {
                 "pgmoat: the statement is not valid UTF-8",
             ));
         };
-        let classified = match self.classifier.classify(sql).await {
-            Ok(c) => c,
-            Err(e) => {
-                let code = match e {
-                    ClassifyError::TooLarge(..) => sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    ClassifyError::Parse(_) => sqlstate::SYNTAX_ERROR,
-                    ClassifyError::Unavailable => sqlstate::INTERNAL_ERROR,
-                };
-                return Judged::refused(Refusal::own(
-                    OwnCause::Unparseable,
-                    code,
-                    format!("pgmoat: {e}"),
-                ));
-            }
+        let again = self.memo().classified_again(sql);
+        let classified = match again {
+            Some(c) => c,
+            None => match self.classifier.classify(sql).await {
+                Ok(c) => {
+                    self.memo().classified(sql, &c);
+                    c
+                }
+                Err(e) => {
+                    let code = match e {
+                        ClassifyError::TooLarge(..) => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                        ClassifyError::Parse(_) => sqlstate::SYNTAX_ERROR,
+                        ClassifyError::Unavailable => sqlstate::INTERNAL_ERROR,
+                    };
+                    return Judged::refused(Refusal::own(
+                        OwnCause::Unparseable,
+                        code,
+                        format!("pgmoat: {e}"),
+                    ));
+                }
+            },
         };
         // Fold in what the catalog knows (user operators, casts, domains, function bodies).
         let catalog = match self.catalog.get().await {
@@ -183,6 +192,18 @@ impl Judge {
                 ))
             }
         };
+        let rules = self.rules.current();
+        let path_changed = self.search_path_changed.load(Relaxed);
+        let remembered = self.memo().get(&classified, &rules, &catalog, path_changed);
+        if let Some(r) = remembered {
+            // The one thing a plain judgment read of the text beyond its
+            // classification: a DECLARE is traced for masking (see `masks_for`).
+            if r.masking.is_none() || !contains_ignore_case(sql.as_bytes(), b"declare") {
+                let mut judged = Judged::allowed(r.masking, r.statements);
+                judged.facts = r.facts;
+                return judged;
+            }
+        }
         let resolved: Option<Vec<crate::classify::Facts>> = {
             let r: Vec<Option<crate::classify::Facts>> = classified
                 .statements
@@ -210,14 +231,13 @@ impl Judge {
                 format!("pgmoat: refused: {why}"),
             ));
         }
-        let rules = self.rules.current();
         let decision = rules.decide(
             statements,
             &Subject {
                 user: &self.identity.name,
                 groups: &self.identity.groups,
                 target: &self.target,
-                search_path_changed: self.search_path_changed.load(Relaxed),
+                search_path_changed: path_changed,
             },
         );
         if decision.action == Action::Allow {
@@ -238,6 +258,16 @@ impl Judge {
             });
             if changes_path {
                 self.search_path_changed.store(true, Relaxed);
+            }
+            if statements.iter().any(|f| {
+                !f.settings.is_empty()
+                    || f.kinds
+                        .iter()
+                        .any(|k| matches!(k, Kind::SetRole | Kind::Discard))
+            }) {
+                // Nothing kept reads the role or other settings today; forgetting is
+                // the safe side should a judgment ever come to.
+                self.memo().clear();
             }
         }
         let audit_facts = if self.audited {
@@ -274,6 +304,22 @@ impl Judge {
                         judged.verdict.hold(hold);
                         judged.facts.action = Action::Approve;
                     }
+                }
+                let untraced = matches!(&judged.verdict,
+                    Verdict::Allow(p) if p.lineage.is_none() && p.writes_masked == 0);
+                if untraced
+                    && judged.facts.masked_columns.is_empty()
+                    && super::judge_memo::plain(statements)
+                {
+                    self.memo().keep(
+                        &classified,
+                        &rules,
+                        &catalog,
+                        path_changed,
+                        judged.masking.clone(),
+                        judged.statements,
+                        &judged.facts,
+                    );
                 }
                 return judged;
             }
@@ -343,6 +389,10 @@ impl Judge {
             .with_detail(detail),
         )
         .with_facts(audit_facts)
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, super::judge_memo::Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether any SQL-level prepared statement of this session needs approval.
@@ -601,9 +651,18 @@ impl Judge {
     }
 }
 
+/// Whether `needle` (lowercase) is in `hay` in any case. Run for every statement of a
+/// masked session: a look at the first byte first skips most windows cheaply.
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    hay.iter().enumerate().any(|(i, c)| {
+        c.to_ascii_lowercase() == first
+            && hay
+                .get(i + 1..i + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    })
 }
 
 /// The bare, lowercase name of a function as the facts record it (`pg_catalog.f`).

@@ -11,6 +11,7 @@ pub mod guard;
 mod held;
 mod io;
 pub mod judge;
+mod judge_memo;
 mod masker;
 pub mod params;
 pub mod registry;
@@ -176,6 +177,7 @@ async fn serve_as(
             audited: est.audit.is_some(),
             approval_return: est.approval_mode == approval_mode::ApprovalMode::Return,
             door: est.door,
+            memo: Default::default(),
         }),
         audit: est.audit,
         registration: Some(registration),

@@ -5,6 +5,7 @@
 mod common;
 
 mod harness;
+mod judge_memo;
 
 mod approvals;
 mod audit;
