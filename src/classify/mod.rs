@@ -86,7 +86,22 @@ pub fn shape_key(sql: &str) -> Option<String> {
     if sql.bytes().any(|c| c <= 1) {
         return None;
     }
+    // The one string literal that changes what other tokens mean: `U&"!0073ecret"
+    // UESCAPE '!'` is the table `secret`, with `'#'` another name. Such texts are
+    // cached by their exact text only.
+    if has_uescape(sql.as_bytes()) {
+        return None;
+    }
     fast_shape_key(sql).or_else(|| scanned_shape_key(sql))
+}
+
+/// Whether `UESCAPE` (any case) is in the text, wherever (a comment or a literal
+/// holding it only costs the shape cache).
+fn has_uescape(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'u', b'U', b).any(|i| {
+        b.get(i..i + 7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"uescape"))
+    })
 }
 
 /// The common case without a libpg_query call: plain statements with no comments,

@@ -546,6 +546,16 @@ fn shape_keys_ignore_literals_only() {
             .unwrap()
             .literal_sensitive
     );
+    // UESCAPE's string decides what a U& identifier is: no shape is shared.
+    for sql in [
+        r#"SELECT v FROM U&"!0073ecret" UESCAPE '!'"#,
+        r#"SELECT v FROM U&"!0073ecret" uEsCaPe '#'"#,
+        "SELECT v FROM U&\"!0073ecret\"\nUESCAPE /* c */ '!'",
+    ] {
+        assert_eq!(shape_key(sql), None, "{sql}");
+    }
+    assert!(shape_key("SELECT uescaped FROM t").is_none());
+    assert!(shape_key("SELECT escape FROM t").is_some());
 }
 
 #[test]

@@ -703,3 +703,47 @@ async fn startup_settings_follow_the_rules() {
     let c = gw.connect().await;
     c.simple_query("SET app.debug_mode = on").await.unwrap();
 }
+
+/// `U&"..." UESCAPE 'c'`: the escape character decides what the name is, so two texts
+/// that differ only there never share a judgment (a review found that a first text
+/// with `UESCAPE '#'`, naming a table that does not exist, let the same text with
+/// `UESCAPE '!'` read the blocked table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uescape_character_is_part_of_the_name() {
+    let table = unique("secret");
+    let rest = table.strip_prefix('s').unwrap();
+    let dir = rules_dir(&format!(
+        "rules:\n  - id: no-secret\n    when: {{ tables: [\"{table}\"] }}\n    action: block\n"
+    ));
+    let (pg, gw) = start_with(&format!("rules: {}\n", dir.path().display())).await;
+    let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, "demo"))
+        .await
+        .unwrap();
+    su.batch_execute(&format!(
+        "CREATE TABLE public.{table} (v text); INSERT INTO public.{table} VALUES ('hidden');
+         GRANT SELECT ON public.{table} TO {APP_ROLE}"
+    ))
+    .await
+    .unwrap();
+    let c = gw.connect().await;
+    // Another name (`!0073...` with `#` as the escape): the server says it is missing.
+    let e = c
+        .simple_query(&format!("SELECT v FROM U&\"!0073{rest}\" UESCAPE '#'"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01");
+    for sql in [
+        format!("SELECT v FROM U&\"!0073{rest}\" UESCAPE '!'"),
+        format!("SELECT v FROM U&\"!0073{rest}\" UESCAPE '#'"),
+        format!("SELECT v FROM U&\"#0073{rest}\" UESCAPE '#'"),
+    ] {
+        let got = c.simple_query(&sql).await;
+        let blocked = sql.contains("'!'") || sql.contains("\"#0073");
+        match (blocked, got) {
+            (true, Err(e)) => assert_eq!(sqlstate(&e), "42501", "{sql}"),
+            (true, Ok(_)) => panic!("{sql}: read the blocked table"),
+            (false, Err(e)) => assert_eq!(sqlstate(&e), "42P01", "{sql}"),
+            (false, Ok(_)) => panic!("{sql}: answered"),
+        }
+    }
+}
