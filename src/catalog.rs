@@ -27,6 +27,7 @@ use std::collections::{BTreeSet, HashMap};
 mod cache;
 mod load;
 mod not_null;
+mod path;
 mod queries;
 
 pub use cache::CatalogCache;
@@ -88,6 +89,9 @@ pub struct Catalog {
     native: std::collections::HashSet<String>,
     /// User tables' NOT NULL columns, for WHEREs true only given the schema.
     not_null: not_null::NotNull,
+    /// The server's default search_path (None: no catalog was read, so no relation
+    /// could be told apart anyway).
+    default_path: Option<path::DefaultPath>,
 }
 
 fn lower(s: &str) -> String {
@@ -95,6 +99,34 @@ fn lower(s: &str) -> String {
 }
 
 impl Catalog {
+    /// Whether the server's default search_path could not be read: then a session is
+    /// judged as one that changed search_path (a bare name could be in any schema).
+    pub fn path_unread(&self) -> bool {
+        self.default_path.as_ref().is_some_and(|p| !p.is_read())
+    }
+
+    /// The facts with each table the SQL named without a schema (recorded as
+    /// `public.name`) named as the server's default search_path resolves it for a
+    /// session with pgmoat's pinned `role` (or none); None when that changes nothing.
+    /// Only for sessions that have not changed search_path (see [`path`]).
+    pub fn on_default_path(&self, f: &Facts, role: Option<&str>) -> Option<Facts> {
+        let p = self.default_path.as_ref().filter(|p| p.is_read())?;
+        let mut out: Option<Facts> = None;
+        for bare in &f.unqualified_tables {
+            let Some(schema) = p.schema_of(bare, role) else {
+                continue;
+            };
+            let (from, to) = (format!("public.{bare}"), format!("{schema}.{bare}"));
+            let o = out.get_or_insert_with(|| f.clone());
+            for names in [&mut o.tables_read, &mut o.tables_written] {
+                if names.remove(&from) {
+                    names.insert(to.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Whether a user relation (`schema.name`) was in this catalog.
     fn knows_relation(&self, qualified: &str) -> bool {
         self.relations

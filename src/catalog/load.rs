@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::not_null;
 use super::queries::{
     AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, EVENT_TRIGGERS, FUNCTIONS, LOCKED,
-    NATIVE, OPERATORS, RELATIONS, TEXT_TYPES, TRIGGERS, WRITES,
+    NATIVE, OPERATORS, RELATIONS, SCHEMAS, SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -116,6 +116,8 @@ async fn load_once(
     let ready = upstream::start(stream, target, &params).await?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
     upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
+    let path_row = upstream::simple_query(&mut stream, &mut buf, SEARCH_PATH).await?;
+    let schemas = upstream::simple_query(&mut stream, &mut buf, SCHEMAS).await?;
     let mut results = Vec::with_capacity(11);
     for sql in [
         OPERATORS,
@@ -165,7 +167,23 @@ async fn load_once(
             rel.definition_unread = false;
         }
     }
+    // No answer (never expected) reads as a path pgmoat cannot vouch for.
+    let default_path = match path_row.first().map(Vec::as_slice) {
+        Some([Some(setting), Some(login)]) => super::path::DefaultPath::new(
+            setting,
+            login,
+            schemas
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+                .collect(),
+            relations
+                .iter()
+                .map(|r| (r.schema.as_str(), r.name.as_str())),
+        ),
+        _ => super::path::DefaultPath::unread(),
+    };
     let mut cat = Catalog {
+        default_path: Some(default_path),
         relations,
         text_types: text_types
             .into_iter()

@@ -147,6 +147,15 @@ pub(super) const LOCKED: &str = "SELECT l.relation FROM pg_catalog.pg_locks l \
 pub(super) const CATALOG_SETTINGS: &str =
     "SET lock_timeout = '200ms'; SET statement_timeout = '30s'; SET idle_in_transaction_session_timeout = 0";
 
+/// Where the server looks for unqualified names by default, and for whom (`$user`):
+/// see `path.rs`. Read before anything else on the catalog's own connection, which
+/// starts with the target's user and no options, as sessions do. (`current_user` is
+/// SQL syntax, not a function a schema could shadow.)
+pub(super) const SEARCH_PATH: &str =
+    "SELECT pg_catalog.current_setting('search_path'), current_user::pg_catalog.text";
+/// Every schema: where a bare name could resolve, or be created.
+pub(super) const SCHEMAS: &str = "SELECT nspname FROM pg_catalog.pg_namespace";
+
 /// Types whose values a masked string can stand in for.
 pub(super) const TEXT_TYPES: &str =
     "SELECT oid FROM pg_catalog.pg_type WHERE typcategory = 'S' AND typname <> 'char'";

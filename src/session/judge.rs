@@ -193,7 +193,7 @@ impl Judge {
             }
         };
         let rules = self.rules.current();
-        let path_changed = self.search_path_changed.load(Relaxed);
+        let path_changed = self.path_changed(&catalog);
         let remembered = self.memo().get(&classified, &rules, &catalog, path_changed);
         if let Some(r) = remembered {
             // The one thing a plain judgment read of the text beyond its
@@ -205,10 +205,23 @@ impl Judge {
             }
         }
         let resolved: Option<Vec<crate::classify::Facts>> = {
+            // Bare table names as the server's default path resolves them, before the
+            // catalog folds in views and bodies and after (their bare names too).
+            let role = self.pinned_role.as_deref();
+            let on_path = |f: &crate::classify::Facts| {
+                (!path_changed)
+                    .then(|| catalog.on_default_path(f, role))
+                    .flatten()
+            };
             let r: Vec<Option<crate::classify::Facts>> = classified
                 .statements
                 .iter()
-                .map(|f| catalog.resolve(f))
+                .map(|f| {
+                    let named = on_path(f);
+                    let folded = catalog.resolve(named.as_ref().unwrap_or(f));
+                    let renamed = folded.as_ref().and_then(on_path);
+                    renamed.or(folded).or(named)
+                })
                 .collect();
             r.iter().any(Option::is_some).then(|| {
                 r.into_iter()
@@ -499,6 +512,13 @@ impl Judge {
         masking
     }
 
+    /// Whether unqualified table names could be in any schema: the session changed
+    /// search_path, or the server's default one could not be read. (Otherwise they
+    /// are named as the default path resolves them: `Catalog::on_default_path`.)
+    fn path_changed(&self, catalog: &crate::catalog::Catalog) -> bool {
+        self.search_path_changed.load(Relaxed) || catalog.path_unread()
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject {
             user: &self.identity.name,
@@ -521,7 +541,7 @@ impl Judge {
         let Some(m) = self.masking(rules, catalog) else {
             return Judged::allowed(None, n);
         };
-        let path_changed = self.search_path_changed.load(Relaxed);
+        let path_changed = self.path_changed(catalog);
         let copies = m.detectors.is_some()
             && statements
                 .iter()

@@ -23,6 +23,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod cluster_state;
+mod default_path;
 mod door_tenants;
 mod drivers;
 mod drivers_regressions;

@@ -1,0 +1,147 @@
+//! The server's default search_path is `"$user", public`: a schema named after the
+//! role pgmoat logs in as comes before `public`, and a database default can put any
+//! schema there. A table the SQL names without a schema is then judged as one that
+//! could be in any schema, as after `SET search_path` (THREATS B and E: names).
+
+use crate::harness::*;
+
+/// A database of its own (its schemas and defaults would change every other test's
+/// names), set up by the superuser, with a gateway whose target reads it.
+async fn gateway_on(setup: &str) -> (String, TestGateway, TempDir) {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let db = unique("dpath");
+    pg.create_database(&db).await;
+    let su = connect_url(&pg.conn_str(&pg.superuser, &pg.password, &db))
+        .await
+        .unwrap();
+    su.batch_execute(&setup.replace("{db}", &db)).await.unwrap();
+    let dir = TempDir::new("pgmoat-dpath-rules");
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        format!(
+            "rules:
+  - id: no-secrets
+    when: {{ tables: [\"{APP_ROLE}.secrets\", \"hr.*\"] }}
+    action: block
+masks:
+  - id: pay
+    columns: [{APP_ROLE}.salaries.salary]
+    method: null
+"
+        ),
+    )
+    .unwrap();
+    let yaml = config_yaml(pg, &format!("rules: {}\n", dir.path().display()))
+        .replace("database: demo", &format!("database: {db}"));
+    (db, start_yaml(&yaml, test_env()).await, dir)
+}
+
+/// The server's answer to `sql` for the target's own role, straight (the premise).
+async fn direct(db: &str, sql: &str) -> Vec<String> {
+    let pg = crate::common::pg::shared();
+    let c = connect_url(&pg.conn_str(APP_ROLE, APP_PW, db))
+        .await
+        .unwrap();
+    c.simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn refused(c: &tokio_postgres::Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => format!("{sql}: ran"),
+        Err(e) => sqlstate(&e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_named_after_the_login_role_is_judged_as_read() {
+    let (db, gw, _dir) = gateway_on(&format!(
+        "CREATE SCHEMA {APP_ROLE} AUTHORIZATION {APP_ROLE};
+         CREATE TABLE {APP_ROLE}.secrets (body text);
+         INSERT INTO {APP_ROLE}.secrets VALUES ('the secret');
+         CREATE TABLE {APP_ROLE}.salaries (name text, salary int);
+         INSERT INTO {APP_ROLE}.salaries VALUES ('ann', 100);
+         GRANT ALL ON ALL TABLES IN SCHEMA {APP_ROLE} TO {APP_ROLE};
+         CREATE TABLE public.notes (body text);
+         INSERT INTO public.notes VALUES ('a note');
+         GRANT ALL ON public.notes TO {APP_ROLE};"
+    ))
+    .await;
+    // The premise: the server reads the role's own schema for a bare name.
+    assert_eq!(
+        direct(&db, "SELECT body FROM secrets").await,
+        ["the secret"]
+    );
+    let c = gw.connect().await;
+    assert_eq!(
+        refused(&c, &format!("SELECT body FROM {APP_ROLE}.secrets")).await,
+        "42501"
+    );
+    assert_eq!(
+        refused(&c, "SELECT body FROM secrets").await,
+        "42501",
+        "a bare name the server resolves to {APP_ROLE}.secrets"
+    );
+    // The mask follows it too, and a table that is only in public still answers.
+    let rows = c
+        .simple_query("SELECT name, salary FROM salaries")
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0), r.get(1))),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(row, (Some("ann"), None), "salary masked (null)");
+    let rows = c.simple_query("SELECT body FROM notes").await.unwrap();
+    assert!(rows.iter().any(|m| matches!(m,
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("a note"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_default_search_path_is_judged_as_read() {
+    let (db, gw, _dir) = gateway_on(
+        "CREATE SCHEMA hr;
+         CREATE TABLE hr.payroll (iban text);
+         INSERT INTO hr.payroll VALUES ('DE89');
+         GRANT USAGE ON SCHEMA hr TO PUBLIC;
+         GRANT SELECT ON hr.payroll TO PUBLIC;
+         ALTER DATABASE \"{db}\" SET search_path = hr, public;",
+    )
+    .await;
+    assert_eq!(direct(&db, "SELECT iban FROM payroll").await, ["DE89"]);
+    let c = gw.connect().await;
+    assert_eq!(
+        refused(&c, "SELECT iban FROM payroll").await,
+        "42501",
+        "a bare name the server resolves to hr.payroll"
+    );
+}
+
+/// The common layout (no schema named after the role, the default path) keeps
+/// judging bare names as `public.name`: a rule on another schema does not fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_layout_keeps_bare_names_in_public() {
+    let (_db, gw, _dir) = gateway_on(&format!(
+        "CREATE SCHEMA hr;
+         CREATE TABLE hr.notes (body text);
+         CREATE TABLE public.notes (body text);
+         INSERT INTO public.notes VALUES ('public note');
+         GRANT ALL ON public.notes TO {APP_ROLE};"
+    ))
+    .await;
+    let c = gw.connect().await;
+    let rows = c.simple_query("SELECT body FROM notes").await.unwrap();
+    assert!(rows.iter().any(|m| matches!(m,
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("public note"))));
+}
