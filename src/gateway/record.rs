@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::audit::http_request::HttpRequest;
-use crate::audit::{Audit, Event};
+use crate::audit::{Audit, AuditError, Event};
 use crate::session::registry::Registration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,6 +75,26 @@ impl Trail {
         &self.session
     }
 
+    /// Append the `decided` record (durably as `audit.durability` promises): the
+    /// record in the making with its phase. It is lent to the event, not copied, and
+    /// put back afterwards, also when the caller's future is dropped during the wait
+    /// (then the 499 record written on drop still has every field).
+    pub async fn append_decided(&mut self) -> Result<(), AuditError> {
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.phase = Some("decided".into());
+        let lent = Lent {
+            event: Some(Event::HttpRequest(rec)),
+            trail: self,
+        };
+        let Some(event) = &lent.event else {
+            return Ok(());
+        };
+        lent.trail
+            .audit
+            .append_ref(Some(&lent.trail.session), event)
+            .await
+    }
+
     /// Write the record (queued; never lost, never blocking the response).
     pub fn finish(mut self, status: u16, bytes_out: u64, error: Option<String>) {
         self.write(status, bytes_out, error);
@@ -113,6 +133,21 @@ impl Trail {
                 tracing::error!("audit: http_request not recorded: {e}");
             }
         });
+    }
+}
+
+/// The `decided` event, made of a trail's record and given back to it on drop.
+struct Lent<'a> {
+    event: Option<Event>,
+    trail: &'a mut Trail,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(Event::HttpRequest(mut rec)) = self.event.take() {
+            rec.phase = None;
+            self.trail.rec = rec;
+        }
     }
 }
 
