@@ -159,14 +159,10 @@ pub fn downstream_response(h: &mut HeaderMap) {
 
 /// [`downstream_response`] one field at a time, over a response head's bytes (the
 /// lean path writes the client's head straight from the target's, without a
-/// `HeaderMap`): whether the field `name: value` goes to the client. `connection`
-/// gives the values of the head's `Connection` fields (the names they list stay on
+/// `HeaderMap`): whether the field `name: value` goes to the client. `listed` are
+/// the names the head's `Connection` fields list ([`connection_names`]; they stay on
 /// their hop). Names in any case. A test holds the two alike.
-pub fn downstream_keeps<'a>(
-    name: &[u8],
-    value: &[u8],
-    connection: impl Iterator<Item = &'a [u8]>,
-) -> bool {
+pub fn downstream_keeps(name: &[u8], value: &[u8], listed: &[&[u8]]) -> bool {
     if name.eq_ignore_ascii_case(b"transfer-encoding")
         || HOP_BY_HOP
             .iter()
@@ -174,17 +170,7 @@ pub fn downstream_keeps<'a>(
     {
         return false;
     }
-    // As `strip_hop_by_hop` reads `Connection`: values that are text, split at
-    // commas, each name trimmed.
-    let listed = connection
-        .filter_map(|v| {
-            std::str::from_utf8(v)
-                .ok()
-                .filter(|v| visible(v.as_bytes()))
-        })
-        .flat_map(|v| v.split(','))
-        .any(|n| n.trim().as_bytes().eq_ignore_ascii_case(name));
-    if listed {
+    if listed.iter().any(|n| n.eq_ignore_ascii_case(name)) {
         return false;
     }
     if name.eq_ignore_ascii_case(b"set-cookie") {
@@ -195,6 +181,20 @@ pub fn downstream_keeps<'a>(
             .is_some_and(|c| !sets_console_cookie(c));
     }
     true
+}
+
+/// The names `Connection` values list, read as `strip_hop_by_hop` reads them:
+/// values that are text, split at commas, each name trimmed. Gathered once per head.
+pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    values
+        .filter_map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|v| visible(v.as_bytes()))
+        })
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().as_bytes())
+        .collect()
 }
 
 /// Visible ASCII, space and tab only (what `HeaderValue::to_str` accepts).
@@ -368,14 +368,14 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
                 .collect();
-            let conn = || {
+            let listed = connection_names(
                 head.iter()
                     .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-                    .map(|(_, v)| *v)
-            };
+                    .map(|(_, v)| *v),
+            );
             let mut got: Vec<(String, Vec<u8>)> = head
                 .iter()
-                .filter(|(n, v)| downstream_keeps(n.as_bytes(), v, conn()))
+                .filter(|(n, v)| downstream_keeps(n.as_bytes(), v, &listed))
                 .map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec()))
                 .collect();
             // A map groups a name's values together; the order of each name's

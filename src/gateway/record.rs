@@ -43,7 +43,7 @@ impl Trail {
     pub fn new(audit: Audit, started: Instant, rec: HttpRequest) -> Trail {
         Trail {
             audit,
-            session: Audit::new_session_id(),
+            session: request_id(),
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
             rec,
@@ -133,6 +133,21 @@ impl Trail {
                 tracing::error!("audit: http_request not recorded: {e}");
             }
         });
+    }
+}
+
+/// A request's record id: what `Audit::new_session_id` makes (16 hex digits of a
+/// random number), written without `fmt` (one per request).
+fn request_id() -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u64 = rand::random();
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    match std::str::from_utf8(&digits) {
+        Ok(id) => Arc::from(id),
+        Err(_) => Audit::new_session_id(),
     }
 }
 
@@ -280,5 +295,20 @@ impl<B> Drop for Metered<B> {
             };
             t.finish(self.status, self.sent, err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_16_hex_digits_as_session_ids_are() {
+        let a = super::request_id();
+        let b = super::request_id();
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        assert_eq!(crate::audit::Audit::new_session_id().len(), a.len());
     }
 }

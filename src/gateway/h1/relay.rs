@@ -353,11 +353,12 @@ impl Lean<'_> {
                 .map(|(_, v)| v)
         };
         let keep_up = head.version == 1 && body != BodyLen::UntilClose && !has_close(connection());
+        let listed = headers::connection_names(connection());
         // The fields the client gets (`headers::downstream_response`'s policy), but
         // the target's own request id: pgmoat's replaces it.
         let kept = || {
             head.fields(raw).filter(|(n, v)| {
-                headers::downstream_keeps(n, v, connection())
+                headers::downstream_keeps(n, v, &listed)
                     && !n.eq_ignore_ascii_case(REQUEST_ID.as_bytes())
             })
         };
