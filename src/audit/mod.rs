@@ -170,6 +170,16 @@ impl Audit {
     /// after an fdatasync that covers it; `batch`, once queued (flushed within
     /// `flush_interval`). Any error means the record is not in the store.
     pub async fn append(&self, session: Option<&Arc<str>>, event: Event) -> Result<(), AuditError> {
+        self.append_ref(session, &event).await
+    }
+
+    /// [`Audit::append`] of a record the caller keeps (the HTTP gateway's `decided`
+    /// record is its outcome record in the making: no copy of it is made).
+    pub async fn append_ref(
+        &self,
+        session: Option<&Arc<str>>,
+        event: &Event,
+    ) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
@@ -196,7 +206,7 @@ impl Audit {
     pub async fn record(&self, session: Option<&Arc<str>>, event: Event) -> Result<(), AuditError> {
         match &self.inner {
             None => Ok(()),
-            Some(inner) => self.send(inner, session, event, None).await,
+            Some(inner) => self.send(inner, session, &event, None).await,
         }
     }
 
@@ -226,13 +236,13 @@ impl Audit {
         &self,
         inner: &Inner,
         session: Option<&Arc<str>>,
-        event: Event,
+        event: &Event,
         ack: Option<queue::Ack>,
     ) -> Result<(), AuditError> {
         let wake = inner.durability == AuditDurability::Fsync && ack.is_some();
         inner
             .shared
-            .push(session.map(|s| &**s), &event, ack, wake)
+            .push(session.map(|s| &**s), event, ack, wake)
             .await
     }
 

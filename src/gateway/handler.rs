@@ -2,7 +2,7 @@
 //! decision on the normalised method and path, a hold for approval, then the target's
 //! answer, masked when masks apply or streamed as it comes; one `http_request` record.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +16,7 @@ use super::body_mask::{self, BodyKind, BodyMasks};
 use super::judged::Judged;
 use super::masked;
 use super::own_upstream::OwnUpstreams;
+use super::peer::Peer;
 use super::record::{Counted, Metered, Trail};
 use super::{auth, headers, hold, reply, Door};
 use crate::audit::http_request::HttpRequest;
@@ -27,7 +28,7 @@ pub(crate) const REQUEST_ID: &str = "pgmoat-request";
 
 pub async fn handle(
     door: Arc<Door>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
     own: Arc<OwnUpstreams>,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -39,7 +40,7 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let go = match admit(
         &door,
-        peer,
+        &peer,
         &parts.method,
         &parts.uri,
         &parts.headers,
@@ -94,7 +95,7 @@ pub async fn handle(
         path: &np,
         query: query.as_deref(),
         headers: parts.headers,
-        peer,
+        peer: &peer,
         own: own_conns,
     };
     forward(&door, up, body, masks, trail).await
@@ -134,7 +135,7 @@ pub(crate) struct Go<'d> {
 /// `Fallback` before anything is recorded.
 pub(crate) async fn admit<'d>(
     door: &'d Door,
-    peer: SocketAddr,
+    peer: &Peer,
     method: &Method,
     uri: &http::Uri,
     headers: &HeaderMap,
@@ -142,7 +143,7 @@ pub(crate) async fn admit<'d>(
 ) -> Admitted<'d> {
     let started = Instant::now();
     let (identity, tenant) =
-        match auth::identify(&door.shared, &door.verified, peer, door.tls, headers).await {
+        match auth::identify(&door.shared, &door.verified, peer.addr, door.tls, headers).await {
             Ok(x) => x,
             Err(r) => return Admitted::Answered(r),
         };
@@ -173,10 +174,15 @@ pub(crate) async fn admit<'d>(
     };
     // Method names are case-sensitive in HTTP, but a target may not treat them so:
     // judged and forwarded upper-cased.
-    let upper = method.as_str().to_ascii_uppercase();
+    // (A copy only when there is a lower-case letter: the common methods come as
+    // `http`'s own upper-case constants.)
+    let upper: Cow<'_, str> = match method.as_str() {
+        m if m.bytes().any(|b| b.is_ascii_lowercase()) => m.to_ascii_uppercase().into(),
+        m => m.into(),
+    };
     // TRACE echoes the request, held credentials included; CONNECT tunnels past
     // every rule. Neither reaches a target.
-    if matches!(upper.as_str(), "TRACE" | "TRACK" | "CONNECT") {
+    if matches!(&*upper, "TRACE" | "TRACK" | "CONNECT") {
         return answered(reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "pgmoat: this method is not forwarded",
@@ -197,8 +203,8 @@ pub(crate) async fn admit<'d>(
         user: identity.name.clone(),
         groups: identity.groups.clone(),
         target: target.name.clone(),
-        client: peer.to_string(),
-        method: upper.clone(),
+        client: peer.text.clone(),
+        method: upper.to_string(),
         path: path.to_owned(),
         ..Default::default()
     };
@@ -236,10 +242,15 @@ pub(crate) async fn admit<'d>(
             tenant: tenant.name.clone(),
             identity: identity.name.clone(),
             target: target.name.clone(),
-            client: peer,
+            client: peer.addr,
             protocol: "http",
         });
-    reg.running(Some(&format!("{upper} {}", np.decoded)));
+    // What the console shows as running: `METHOD /path`, built without `fmt`.
+    let mut running = String::with_capacity(upper.len() + 1 + np.decoded.len());
+    running.push_str(&upper);
+    running.push(' ');
+    running.push_str(&np.decoded);
+    reg.running(Some(&running));
     reg.count(1);
     trail.register(reg);
     trail.rec.action = judged.action.as_str().into();
@@ -250,10 +261,7 @@ pub(crate) async fn admit<'d>(
     // durably as `audit.durability` promises (batch: queued; fsync: on disk); a
     // request the trail cannot hold goes nowhere (SPEC section 6).
     if judged.action != Action::Block && trail.audit().is_enabled() {
-        let mut decided = trail.rec.clone();
-        decided.phase = Some("decided".into());
-        let event = crate::audit::Event::HttpRequest(decided);
-        if let Err(e) = trail.audit().append(Some(trail.session()), event).await {
+        if let Err(e) = trail.append_decided().await {
             tracing::error!(user = %identity.name, target = %target.name, method = %upper, "audit: http_request not recorded, refused: {e}");
             let r = reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -307,7 +315,7 @@ struct Upstream<'a> {
     path: &'a NormalPath,
     query: Option<&'a str>,
     headers: HeaderMap,
-    peer: SocketAddr,
+    peer: &'a Peer,
     /// The client connection's own upstream connections (HTTP/1 clients).
     own: Option<Arc<OwnUpstreams>>,
 }

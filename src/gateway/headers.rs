@@ -2,10 +2,9 @@
 //! their hop, the client's credentials never travel on, the target's held ones are
 //! added, and the client's address is passed as `X-Forwarded-For` and `Forwarded`.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::peer::Peer;
 use crate::config::HttpTarget;
 
 /// Fields that describe one connection, never forwarded either way.
@@ -158,10 +157,55 @@ pub fn downstream_response(h: &mut HeaderMap) {
     }
 }
 
+/// [`downstream_response`] one field at a time, over a response head's bytes (the
+/// lean path writes the client's head straight from the target's, without a
+/// `HeaderMap`): whether the field `name: value` goes to the client. `listed` are
+/// the names the head's `Connection` fields list ([`connection_names`]; they stay on
+/// their hop). Names in any case. A test holds the two alike.
+pub fn downstream_keeps(name: &[u8], value: &[u8], listed: &[&[u8]]) -> bool {
+    if name.eq_ignore_ascii_case(b"transfer-encoding")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+    {
+        return false;
+    }
+    if listed.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    if name.eq_ignore_ascii_case(b"set-cookie") {
+        // `HeaderValue::to_str`'s rule: a value that is not visible ASCII goes.
+        return std::str::from_utf8(value)
+            .ok()
+            .filter(|v| visible(v.as_bytes()))
+            .is_some_and(|c| !sets_console_cookie(c));
+    }
+    true
+}
+
+/// The names `Connection` values list, read as `strip_hop_by_hop` reads them:
+/// values that are text, split at commas, each name trimmed. Gathered once per head.
+pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    values
+        .filter_map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|v| visible(v.as_bytes()))
+        })
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().as_bytes())
+        .collect()
+}
+
+/// Visible ASCII, space and tab only (what `HeaderValue::to_str` accepts).
+fn visible(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
+}
+
 pub fn upstream_request(
     h: &mut HeaderMap,
     held: &[(HeaderName, HeaderValue)],
-    peer: SocketAddr,
+    peer: &Peer,
     tls: bool,
     mask_response: bool,
 ) {
@@ -187,7 +231,7 @@ pub fn upstream_request(
     }
     let host = h.remove(header::HOST);
     let proto = if tls { "https" } else { "http" };
-    let ip = peer.ip().to_string();
+    let ip = &peer.ip;
     // Append to a chain the client (or a proxy before us) started.
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
@@ -201,12 +245,12 @@ pub fn upstream_request(
         fwd.push_str(", ");
     }
     fwd.push_str("for=");
-    if peer.is_ipv6() {
+    if peer.addr.is_ipv6() {
         fwd.push_str("\"[");
-        fwd.push_str(&ip);
+        fwd.push_str(ip);
         fwd.push_str("]\"");
     } else {
-        fwd.push_str(&ip);
+        fwd.push_str(ip);
     }
     fwd.push_str(";proto=");
     fwd.push_str(proto);
@@ -268,7 +312,7 @@ mod tests {
         upstream_request(
             &mut h,
             &held(&target),
-            "192.0.2.7:5555".parse().unwrap(),
+            &Peer::new("192.0.2.7:5555".parse().unwrap()),
             false,
             true,
         );
@@ -279,6 +323,69 @@ mod tests {
         assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"gw:8080\"");
         assert_eq!(h["accept-encoding"], "identity");
         assert_eq!(h["accept"], "application/json");
+    }
+
+    #[test]
+    fn the_field_by_field_response_policy_is_the_header_maps() {
+        let heads: &[&[(&str, &[u8])]] = &[
+            &[
+                ("Content-Type", b"application/json"),
+                ("Connection", b"keep-alive, X-Secret"),
+                ("x-secret", b"1"),
+                ("Keep-Alive", b"timeout=5"),
+                ("Transfer-Encoding", b"chunked"),
+                ("TE", b"trailers"),
+                ("Trailer", b"x"),
+                ("Upgrade", b"h2c"),
+                ("Proxy-Authenticate", b"Basic"),
+                ("Proxy-Connection", b"keep-alive"),
+                ("Set-Cookie", b"pgmoat_console=planted; Path=/"),
+                ("set-cookie", b"=pgmoat_console=x"),
+                ("Set-Cookie", b"app=1; Path=/"),
+                ("Set-Cookie", b"caf\xc3\xa9=1"),
+                ("X-Other", b"v"),
+            ],
+            &[
+                ("connection", b"close"),
+                ("connection", b" X-A ,x-b"),
+                ("X-A", b"1"),
+                ("X-B", b"2"),
+                ("X-C", b"3"),
+                ("Content-Length", b"5"),
+            ],
+            &[("Connection", b"caf\xc3\xa9, x-d"), ("X-D", b"4")],
+        ];
+        for head in heads {
+            let mut map = HeaderMap::new();
+            for (n, v) in *head {
+                map.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            downstream_response(&mut map);
+            let want: Vec<(String, Vec<u8>)> = map
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            let listed = connection_names(
+                head.iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+                    .map(|(_, v)| *v),
+            );
+            let mut got: Vec<(String, Vec<u8>)> = head
+                .iter()
+                .filter(|(n, v)| downstream_keeps(n.as_bytes(), v, &listed))
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec()))
+                .collect();
+            // A map groups a name's values together; the order of each name's
+            // values is kept by both.
+            let mut want = want;
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, want, "{head:?}");
+            assert!(!got.is_empty());
+        }
     }
 
     #[test]
@@ -294,7 +401,13 @@ mod tests {
             HeaderValue::from_static("a=1; pgmoat_console=secret; b=2"),
         );
         h.append("cookie", HeaderValue::from_static("pgmoat_console_pre=x"));
-        upstream_request(&mut h, &[], "192.0.2.7:5555".parse().unwrap(), false, false);
+        upstream_request(
+            &mut h,
+            &[],
+            &Peer::new("192.0.2.7:5555".parse().unwrap()),
+            false,
+            false,
+        );
         assert!(h.get("x-forwarded-user").is_none());
         assert!(h.get("x-auth-request-email").is_none());
         let cookies: Vec<_> = h.get_all("cookie").iter().collect();
@@ -305,7 +418,7 @@ mod tests {
         upstream_request(
             &mut only,
             &[],
-            "192.0.2.7:5555".parse().unwrap(),
+            &Peer::new("192.0.2.7:5555".parse().unwrap()),
             false,
             false,
         );

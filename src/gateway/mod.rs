@@ -42,6 +42,7 @@ mod judged;
 mod masked;
 pub mod metrics;
 mod own_upstream;
+mod peer;
 mod record;
 mod reply;
 mod upstream;
@@ -210,9 +211,10 @@ where
     // server connection, in this one task.
     let (own, driver) = own_upstream::pair();
     let own = Arc::new(own);
+    let client = Arc::new(peer::Peer::new(peer));
     let service = hyper::service::service_fn(move |req| {
-        let (door, own) = (Arc::clone(&door), Arc::clone(&own));
-        async move { Ok::<_, Infallible>(handler::handle(door, peer, own, req).await) }
+        let (door, own, client) = (Arc::clone(&door), Arc::clone(&own), Arc::clone(&client));
+        async move { Ok::<_, Infallible>(handler::handle(door, client, own, req).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A head must arrive whole within its time (slowloris), as on the lean path.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::audit::http_request::HttpRequest;
-use crate::audit::{Audit, Event};
+use crate::audit::{Audit, AuditError, Event};
 use crate::session::registry::Registration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,7 +43,7 @@ impl Trail {
     pub fn new(audit: Audit, started: Instant, rec: HttpRequest) -> Trail {
         Trail {
             audit,
-            session: Audit::new_session_id(),
+            session: request_id(),
             started,
             bytes_in: Arc::new(AtomicU64::new(0)),
             rec,
@@ -73,6 +73,26 @@ impl Trail {
 
     pub fn session(&self) -> &Arc<str> {
         &self.session
+    }
+
+    /// Append the `decided` record (durably as `audit.durability` promises): the
+    /// record in the making with its phase. It is lent to the event, not copied, and
+    /// put back afterwards, also when the caller's future is dropped during the wait
+    /// (then the 499 record written on drop still has every field).
+    pub async fn append_decided(&mut self) -> Result<(), AuditError> {
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.phase = Some("decided".into());
+        let lent = Lent {
+            event: Some(Event::HttpRequest(rec)),
+            trail: self,
+        };
+        let Some(event) = &lent.event else {
+            return Ok(());
+        };
+        lent.trail
+            .audit
+            .append_ref(Some(&lent.trail.session), event)
+            .await
     }
 
     /// Write the record (queued; never lost, never blocking the response).
@@ -113,6 +133,36 @@ impl Trail {
                 tracing::error!("audit: http_request not recorded: {e}");
             }
         });
+    }
+}
+
+/// A request's record id: what `Audit::new_session_id` makes (16 hex digits of a
+/// random number), written without `fmt` (one per request).
+fn request_id() -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u64 = rand::random();
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    match std::str::from_utf8(&digits) {
+        Ok(id) => Arc::from(id),
+        Err(_) => Audit::new_session_id(),
+    }
+}
+
+/// The `decided` event, made of a trail's record and given back to it on drop.
+struct Lent<'a> {
+    event: Option<Event>,
+    trail: &'a mut Trail,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(Event::HttpRequest(mut rec)) = self.event.take() {
+            rec.phase = None;
+            self.trail.rec = rec;
+        }
     }
 }
 
@@ -245,5 +295,20 @@ impl<B> Drop for Metered<B> {
             };
             t.finish(self.status, self.sent, err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_16_hex_digits_as_session_ids_are() {
+        let a = super::request_id();
+        let b = super::request_id();
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        assert_eq!(crate::audit::Audit::new_session_id().len(), a.len());
     }
 }

@@ -4,7 +4,7 @@
 //! (RFC 9112 sections 6 and 7).
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{header, HeaderMap};
+use http::HeaderMap;
 
 /// Header fields a head may carry (hyper's default, which the hyper path applies).
 pub const MAX_HEADERS: usize = 100;
@@ -50,27 +50,41 @@ pub enum BodyLen {
 /// The body framing the fields declare: `None` when they declare none. Refuses both
 /// fields, several or non-numeric lengths, and any coding but exactly `chunked`.
 pub fn declared(h: &HeaderMap) -> Result<Option<BodyLen>, FramingError> {
-    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    if lengths.next().is_some() {
+    declared_in(h.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())))
+}
+
+/// [`declared`] over a head's fields as (name, value) bytes, names in any case (the
+/// lean path's response heads, read without a `HeaderMap`).
+pub fn declared_in<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Option<BodyLen>, FramingError> {
+    let (mut length, mut lengths) = (None, 0);
+    let (mut coding, mut codings) = (None, 0);
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = length.or(Some(value));
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            coding = coding.or(Some(value));
+            codings += 1;
+        }
+    }
+    if lengths > 1 {
         return Err(FramingError::SeveralLengths);
     }
-    let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
-    let coding = codings.next();
-    if codings.next().is_some() {
+    if codings > 1 {
         return Err(FramingError::BadTransferEncoding);
     }
     match (length, coding) {
         (Some(_), Some(_)) => Err(FramingError::LengthAndChunked),
         (None, Some(te)) => {
-            if te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            if te.eq_ignore_ascii_case(b"chunked") {
                 Ok(Some(BodyLen::Chunked))
             } else {
                 Err(FramingError::BadTransferEncoding)
             }
         }
-        (Some(cl), None) => {
-            let v = cl.as_bytes();
+        (Some(v), None) => {
             // Digits only: no sign, no list ("5, 5"), no spaces inside; at most 18
             // digits so it cannot overflow.
             if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {

@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::handler::{self, Admitted};
+use super::peer::Peer;
 use super::{reply, Door};
 use clock::Clock;
 use framing::{BodyLen, FramingError, MAX_HEAD, MAX_HEADERS};
@@ -69,7 +70,7 @@ pub(super) enum After {
 /// A client connection on the lean path.
 pub(super) struct Lean<'d> {
     door: &'d Door,
-    peer: SocketAddr,
+    peer: Peer,
     io: TcpStream,
     /// Bytes read from the client and not yet consumed.
     buf: BytesMut,
@@ -102,7 +103,7 @@ pub(super) async fn serve(
 ) {
     let mut lean = Lean {
         door: &door,
-        peer,
+        peer: Peer::new(peer),
         io,
         buf: BytesMut::with_capacity(8 * 1024),
         ups: Vec::new(),
@@ -245,7 +246,7 @@ impl Lean<'_> {
             }
         };
         let door = self.door;
-        let admitted = handler::admit(door, self.peer, &method, &uri, &headers, true).await;
+        let admitted = handler::admit(door, &self.peer, &method, &uri, &headers, true).await;
         match admitted {
             Admitted::Fallback => After::ToHyper(raw),
             Admitted::Answered(r) => {
@@ -289,7 +290,7 @@ impl Lean<'_> {
     /// to be closed.
     async fn refuse(&mut self, status: StatusCode, e: &FramingError) {
         self.door.shared.metrics.http.refused_framing();
-        tracing::debug!(peer = %self.peer, "http gateway: request refused: {e}");
+        tracing::debug!(peer = %self.peer.addr, "http gateway: request refused: {e}");
         let r = reply::error(status, &format!("pgmoat: refused: {e}"));
         let _ = self.answer(r, true).await;
     }
@@ -359,21 +360,24 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, (StatusCode, Framin
         Method::from_bytes(method).map_err(|_| bad(FramingError::Head("method".into())))?;
     let target = at(req.path.unwrap_or_default().as_bytes());
     let version = req.version.unwrap_or(1);
-    let spans: Vec<(HeaderName, Range<usize>)> = req
-        .headers
-        .iter()
-        .map(|f| {
-            HeaderName::from_bytes(f.name.as_bytes())
-                .map(|n| (n, at(f.value)))
-                .map_err(|_| bad(FramingError::Head(format!("field name {:?}", f.name))))
-        })
-        .collect::<Result<_, _>>()?;
+    // Where each field lies, on the stack (no allocation per request); the map is
+    // made once the head is split off, so the values share its bytes.
+    const NO_SPAN: (Range<usize>, Range<usize>) = (0..0, 0..0);
+    let mut spans = [NO_SPAN; MAX_HEADERS];
+    let n = req.headers.len();
+    for (span, f) in spans.iter_mut().zip(req.headers.iter()) {
+        *span = (at(f.name.as_bytes()), at(f.value));
+    }
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(target))
         .map_err(|e| bad(FramingError::Head(format!("request target: {e}"))))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, span) in spans {
-        let value = HeaderValue::from_maybe_shared(raw.slice(span))
+    // Room for the fields the header policy adds on the way up (forwarded fields,
+    // held credentials), so the map does not grow per request.
+    let mut headers = HeaderMap::with_capacity(n + 8);
+    for (name, value) in spans.into_iter().take(n) {
+        let name = HeaderName::from_bytes(&raw[name])
+            .map_err(|_| bad(FramingError::Head("field name".into())))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(value))
             .map_err(|_| bad(FramingError::Head(format!("field value of {name}"))))?;
         headers.append(name, value);
     }

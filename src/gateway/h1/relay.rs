@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,12 +37,26 @@ pub(in crate::gateway) struct UpConn {
     buf: BytesMut,
 }
 
-/// A response head from the target.
+/// A response head from the target, still at the start of the upstream buffer: its
+/// fields are read and written from there, without a `HeaderMap` (building one per
+/// response was a visible part of the lean path's cost).
 struct RespHead {
     status: StatusCode,
     /// HTTP/1.1 (1) or HTTP/1.0 (0).
     version: u8,
-    headers: HeaderMap,
+    /// The head's length (taken out of the buffer once relayed).
+    len: usize,
+    /// Each field's name and value, as places in the head.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl RespHead {
+    /// The fields as (name, value) bytes of `head` (the buffer it was parsed from).
+    fn fields<'h>(&'h self, head: &'h [u8]) -> impl Iterator<Item = (&'h [u8], &'h [u8])> + 'h {
+        self.fields
+            .iter()
+            .map(move |(n, v)| (&head[n.clone()], &head[v.clone()]))
+    }
 }
 
 /// Why an exchange with the target failed before its answer's head was whole.
@@ -103,7 +117,7 @@ impl Lean<'_> {
             return self.answer_recorded(r, trail, None, close_on_error).await;
         };
         let masking = masks.is_some();
-        headers::upstream_request(&mut fields, &route.held, self.peer, door.tls, masking);
+        headers::upstream_request(&mut fields, &route.held, &self.peer, door.tls, masking);
         // The framing is written below, from what was checked.
         fields.remove(header::CONTENT_LENGTH);
         let out = &mut self.out;
@@ -261,12 +275,13 @@ impl Lean<'_> {
             }
         }
         loop {
-            match parse_response(&mut up.buf).map_err(ExchangeError::Response)? {
+            match parse_response(&up.buf).map_err(ExchangeError::Response)? {
                 Some(head) if head.status.is_informational() => {
                     // 101 only answers an upgrade, which this path never sends.
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(ExchangeError::Upstream("an unasked 101".into()));
                     }
+                    up.buf.advance(head.len);
                 }
                 Some(head) => return Ok(head),
                 None => {
@@ -312,17 +327,14 @@ impl Lean<'_> {
         trail: Trail,
         close: bool,
     ) -> After {
-        let RespHead {
-            status,
-            version,
-            mut headers,
-        } = head;
+        let status = head.status;
         let bodiless =
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let raw = &up.buf[..head.len];
         let body = if bodiless {
             Ok(BodyLen::Empty)
         } else {
-            framing::declared(&headers).map(|b| b.unwrap_or(BodyLen::UntilClose))
+            framing::declared_in(head.fields(raw)).map(|b| b.unwrap_or(BodyLen::UntilClose))
         };
         let body = match body {
             Ok(b) => b,
@@ -334,19 +346,45 @@ impl Lean<'_> {
                 return self.answer_recorded(r, trail, e, close).await;
             }
         };
-        let keep_up = version == 1
-            && body != BodyLen::UntilClose
-            && !has_token(&headers, header::CONNECTION, "close");
-        headers::downstream_response(&mut headers);
-        if !bodiless || status == StatusCode::NO_CONTENT || framing::declared(&headers).is_err() {
-            // Re-framed below; a 204 has none; a HEAD's or 304's is relayed only when
-            // it is one well-formed length (review L2).
-            headers.remove(header::CONTENT_LENGTH);
-        }
-        if let Ok(v) = HeaderValue::from_str(trail.id()) {
-            headers.insert(REQUEST_ID, v);
-        }
+        let is = |n: &[u8], name: &HeaderName| n.eq_ignore_ascii_case(name.as_str().as_bytes());
+        let connection = || {
+            head.fields(raw)
+                .filter(|(n, _)| is(n, &header::CONNECTION))
+                .map(|(_, v)| v)
+        };
+        let keep_up = head.version == 1 && body != BodyLen::UntilClose && !has_close(connection());
+        let listed = headers::connection_names(connection());
+        // The fields the client gets (`headers::downstream_response`'s policy), but
+        // the target's own request id: pgmoat's replaces it.
+        let kept = || {
+            head.fields(raw).filter(|(n, v)| {
+                headers::downstream_keeps(n, v, &listed)
+                    && !n.eq_ignore_ascii_case(REQUEST_ID.as_bytes())
+            })
+        };
+        // Re-framed below; a 204 has none; a HEAD's or 304's is relayed only when it
+        // is one well-formed length (review L2).
+        let drop_length =
+            !bodiless || status == StatusCode::NO_CONTENT || framing::declared_in(kept()).is_err();
+        let sent_fields =
+            || kept().filter(move |(n, _)| !(drop_length && is(n, &header::CONTENT_LENGTH)));
         if let Some(m) = masks.filter(|_| !bodiless) {
+            // The masked path works on a map of the same fields.
+            let mut headers = HeaderMap::with_capacity(head.fields.len() + 1);
+            for (n, v) in sent_fields() {
+                // Both were checked by `parse_response`; a field that still fails is
+                // refused, never passed unread.
+                let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) else {
+                    let r =
+                        reply::error(StatusCode::BAD_GATEWAY, "pgmoat: the target did not answer");
+                    let e = Some("upstream: a field of the answer's head".to_owned());
+                    return self.answer_recorded(r, trail, e, close).await;
+                };
+                headers.append(n, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(trail.id()) {
+                headers.insert(REQUEST_ID, v);
+            }
             let ct = headers.get(header::CONTENT_TYPE);
             let kind = body_mask::kind_of(ct.and_then(|v| v.to_str().ok()));
             if let Some((r, e)) = masked::unmaskable(status, &headers, kind, &m) {
@@ -360,15 +398,22 @@ impl Lean<'_> {
                     body,
                     keep_up,
                 };
+                up.buf.advance(head.len);
                 return self.relay_masked(up, answer, kind, m, trail, close).await;
             }
         }
         let out = &mut self.out;
         out.clear();
         status_line(out, status);
-        for (name, value) in &headers {
-            field(out, name.as_str(), value.as_bytes());
+        for (name, value) in sent_fields() {
+            // Names go out in lower case, as the `HeaderMap`s of the other paths
+            // write them.
+            out.extend(name.iter().map(u8::to_ascii_lowercase));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
         }
+        field(out, REQUEST_ID, trail.id().as_bytes());
         match body {
             BodyLen::Length(n) => field(
                 out,
@@ -382,6 +427,7 @@ impl Lean<'_> {
             field(out, "connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
+        up.buf.advance(head.len);
         let mut sent = 0u64;
         let relayed = self.relay_body(&mut up, body, &trail, &mut sent).await;
         let code = status.as_u16();
@@ -627,17 +673,32 @@ fn chunk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether a comma-separated field carries `token` (any case).
-fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    h.get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// Whether `Connection` values carry `close` (any case); values that are not text
+/// are not read (as `HeaderValue::to_str` would not).
+fn has_close<'a>(connection: impl Iterator<Item = &'a [u8]>) -> bool {
+    connection
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .filter(|v| v.bytes().all(|b| b == b'\t' || (32..127).contains(&b)))
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
-/// Parse a response head at the start of `buf`, taking it out when whole.
-fn parse_response(buf: &mut BytesMut) -> Result<Option<RespHead>, FramingError> {
+/// A field name `http` would take: token characters (RFC 9110 5.6.2).
+fn name_ok(n: &[u8]) -> bool {
+    !n.is_empty()
+        && n.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A field value `http` would take (`HeaderValue`'s rule: no control characters
+/// but tab).
+fn value_ok(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (b >= 32 && b != 127))
+}
+
+/// Parse a response head at the start of `buf`; the buffer is left as it is (the
+/// head is taken out once relayed).
+fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, FramingError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
@@ -659,26 +720,23 @@ fn parse_response(buf: &mut BytesMut) -> Result<Option<RespHead>, FramingError> 
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    let spans: Vec<(HeaderName, Range<usize>)> = resp
-        .headers
-        .iter()
-        .map(|f| {
-            HeaderName::from_bytes(f.name.as_bytes())
-                .map(|n| (n, at(f.value)))
-                .map_err(|_| FramingError::Head(format!("field name {:?}", f.name)))
-        })
-        .collect::<Result<_, _>>()?;
-    let raw: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, span) in spans {
-        let value = HeaderValue::from_maybe_shared(raw.slice(span))
-            .map_err(|_| FramingError::Head(format!("field value of {name}")))?;
-        headers.append(name, value);
+    // The checks building a `HeaderMap` made (names and values `http` takes), so a
+    // head refused before is refused still.
+    let mut spans = Vec::with_capacity(resp.headers.len());
+    for f in resp.headers.iter() {
+        if !name_ok(f.name.as_bytes()) {
+            return Err(FramingError::Head(format!("field name {:?}", f.name)));
+        }
+        if !value_ok(f.value) {
+            return Err(FramingError::Head(format!("field value of {}", f.name)));
+        }
+        spans.push((at(f.name.as_bytes()), at(f.value)));
     }
     Ok(Some(RespHead {
         status,
         version,
-        headers,
+        len,
+        fields: spans,
     }))
 }
 
@@ -688,18 +746,19 @@ mod tests {
 
     #[test]
     fn response_heads_parse_strictly() {
-        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"[..]);
-        let h = parse_response(&mut b).unwrap().unwrap();
+        let b = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let h = parse_response(b).unwrap().unwrap();
         assert_eq!(h.status, 200);
-        assert_eq!(h.headers["content-length"], "2");
-        assert_eq!(&b[..], b"hi");
+        let fields: Vec<_> = h.fields(b).collect();
+        assert_eq!(fields, [(&b"Content-Length"[..], &b"2"[..])]);
+        assert_eq!(&b[h.len..], b"hi");
         for bad in [
             &b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
         ] {
-            assert!(parse_response(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+            assert!(parse_response(bad).is_err(), "{bad:?}");
         }
     }
 }
