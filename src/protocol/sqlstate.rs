@@ -15,5 +15,6 @@ pub const INTERNAL_ERROR: &str = "XX000";
 pub const SYNTAX_ERROR: &str = "42601";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const QUERY_CANCELED: &str = "57014";
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 /// The audit store cannot be written.
 pub const IO_ERROR: &str = "58030";

@@ -48,6 +48,12 @@ pub struct Judge {
     pub door: crate::approval::FrontDoor,
     /// This session's plain judgments, for statements it sends again.
     pub memo: std::sync::Mutex<super::judge_memo::Memo>,
+    /// The message judged last was allowed and changes the catalog (DDL); the relay
+    /// takes it ([`Judge::took_ddl`]) to follow when the server has run it.
+    pub judged_ddl: std::sync::atomic::AtomicBool,
+    /// A statement of this session that changes the catalog has been sent and not yet
+    /// answered: the catalog pgmoat holds may not show what it makes.
+    pub ddl_running: std::sync::atomic::AtomicBool,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.
@@ -149,6 +155,7 @@ impl Judged {
 impl Judge {
     /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
+        self.judged_ddl.store(false, Relaxed);
         let Ok(sql) = std::str::from_utf8(sql) else {
             return Judged::refused(Refusal::own(
                 OwnCause::Unparseable,
@@ -193,6 +200,9 @@ impl Judge {
             }
         };
         let rules = self.rules.current();
+        if let Some(r) = self.behind_ddl(&classified.statements, &rules, &catalog) {
+            return Judged::refused(r);
+        }
         let path_changed = self.path_changed(&catalog);
         let remembered = self.memo().get(&classified, &rules, &catalog, path_changed);
         if let Some(r) = remembered {
@@ -261,8 +271,10 @@ impl Judge {
                     .any(|k| matches!(k, Kind::Create | Kind::Alter | Kind::Drop | Kind::Extension))
             });
             if ddl {
-                // It may define an operator, cast, domain or function: look again next time.
+                // It may define an operator, cast, domain or function: look again next time,
+                // and once more when the server has run it (`ddl_answered`).
                 self.catalog.mark_stale();
+                self.judged_ddl.store(true, Relaxed);
             }
             let changes_path = statements.iter().any(|f| {
                 f.settings
@@ -510,6 +522,61 @@ impl Judge {
             masking: masking.clone(),
         });
         masking
+    }
+
+    /// Whether the message judged last was allowed DDL (and forget it).
+    pub fn took_ddl(&self) -> bool {
+        self.judged_ddl.swap(false, Relaxed)
+    }
+
+    /// A statement that changes the catalog went to the server.
+    pub fn ddl_sent(&self) {
+        self.ddl_running.store(true, Relaxed);
+    }
+
+    /// The server answered the cycle that ran it: what it made is in the catalog now,
+    /// so the next statement reads the catalog again. (Marking it stale when the DDL
+    /// is judged is not enough: a statement pipelined behind it reloads the catalog
+    /// before the server has run the DDL, and that snapshot would then stay.)
+    pub fn ddl_answered(&self) {
+        if self.ddl_running.swap(false, Relaxed) {
+            self.catalog.mark_stale();
+        }
+    }
+
+    /// A statement pipelined behind this session's unanswered DDL, for an identity
+    /// with column masks, that reads relations or calls functions: its masks would be
+    /// traced over a catalog without what the DDL makes (`CREATE TEMP VIEW t AS SELECT
+    /// ssn ...` shadowing a clean `public.t`, then `SELECT * FROM t`). Refused; sent
+    /// after the DDL's answer it is judged as usual.
+    fn behind_ddl(
+        &self,
+        statements: &[crate::classify::Facts],
+        rules: &Arc<crate::policy::RuleSet>,
+        catalog: &Arc<crate::catalog::Catalog>,
+    ) -> Option<Refusal> {
+        if !self.ddl_running.load(Relaxed) {
+            return None;
+        }
+        let reads = statements.iter().any(|f| {
+            !f.tables_read.is_empty()
+                || !f.functions.is_empty()
+                || f.kinds.contains(&crate::classify::Kind::Execute)
+        });
+        if !reads
+            || !self
+                .masking(rules, catalog)
+                .is_some_and(|m| m.has_column_masks())
+        {
+            return None;
+        }
+        Some(Refusal::own(
+            OwnCause::Catalog,
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pgmoat: an earlier statement of this session changes the catalog and has not \
+             been answered yet; masks cannot be traced before it has run: send this \
+             statement after its answer",
+        ))
     }
 
     /// Whether unqualified table names could be in any schema: the session changed

@@ -178,6 +178,8 @@ async fn serve_as(
             approval_return: est.approval_mode == approval_mode::ApprovalMode::Return,
             door: est.door,
             memo: Default::default(),
+            judged_ddl: Default::default(),
+            ddl_running: Default::default(),
         }),
         audit: est.audit,
         registration: Some(registration),

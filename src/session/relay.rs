@@ -147,6 +147,8 @@ pub struct Relay {
     nonce_seed: u64,
     /// Masking state, once a statement of this session was judged under masks.
     masker: Option<Masker>,
+    /// The last cycle that runs DDL of this session, until its ReadyForQuery.
+    ddl_cycle: Option<u64>,
     cancel_signal: Arc<super::cancel::HoldSignal>,
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
@@ -279,6 +281,7 @@ impl Relay {
             rewrites: VecDeque::new(),
             nonce_seed: rand::random(),
             masker: None,
+            ddl_cycle: None,
             cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),
             replacement: BytesMut::new(),

@@ -695,3 +695,57 @@ async fn what_a_message_makes_clean_is_not_over_masked() {
     )
     .await;
 }
+
+/// A read pipelined behind DDL of the same session (two Query messages sent back to
+/// back, as psycopg's pipeline mode does): pgmoat judges the read before the server
+/// has run the DDL, so its catalog cannot show the temporary view that now shadows a
+/// clean table. A review found the read returned the SSNs, and that the catalog
+/// reloaded at that moment stayed for the rest of the session. The read is refused;
+/// once the DDL is answered the catalog is read again and the same read is masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_pipelined_behind_ddl_is_not_judged_on_the_old_catalog() {
+    let f = fixture("").await;
+    let t = &f.t;
+    let shadow = format!("{t}_tt");
+    f.direct
+        .batch_execute(&format!(
+            "CREATE TABLE {shadow} (x text); INSERT INTO {shadow} VALUES ('plain')"
+        ))
+        .await
+        .unwrap();
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    // The clean table is read once (the catalog knows it; a plain judgment is kept).
+    let before = data_rows(
+        &raw.query_ok(&format!("SELECT upper(x) FROM {shadow}"))
+            .await,
+    );
+    assert!(
+        before.len() == 1 && before[0].ends_with("PLAIN"),
+        "{before:?}"
+    );
+    let read = format!("SELECT upper(x) FROM {shadow}");
+    let mut both = message(
+        b'Q',
+        format!("CREATE TEMP VIEW {shadow} AS SELECT ssn AS x FROM {t}\0").as_bytes(),
+    );
+    both.extend(message(b'Q', format!("{read}\0").as_bytes()));
+    raw.send(&both).await;
+    let ddl = raw.until_ready().await;
+    assert_eq!(tags(&ddl), "CZ", "the view is made");
+    let pipelined = raw.until_ready().await;
+    let err = pipelined
+        .iter()
+        .find(|m| m.tag == b'E')
+        .unwrap_or_else(|| panic!("the pipelined read answered {:?}", data_rows(&pipelined)));
+    assert_eq!(err.field(b'C'), "55000", "{}", err.field(b'M'));
+    // Sent after the answer: the view's rows, masked.
+    let after = data_rows(&raw.query_ok(&read).await);
+    assert_eq!(after.len(), 3, "{after:?}");
+    for row in &after {
+        for s in &f.secrets {
+            assert!(!row.contains(s.as_str()), "{row} holds {s}");
+        }
+    }
+}

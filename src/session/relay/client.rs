@@ -364,6 +364,10 @@ impl Relay {
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
+        let ddl = self.judge.as_ref().is_some_and(|j| j.took_ddl());
+        if ddl {
+            self.ddl_in(cycle);
+        }
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
             let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
@@ -397,7 +401,8 @@ impl Relay {
             } else {
                 Vec::new()
             };
-            let slot = StatementSlot::new(audit_entry, types, mask);
+            let mut slot = StatementSlot::new(audit_entry, types, mask);
+            slot.ddl = ddl;
             self.core.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
@@ -411,6 +416,16 @@ impl Relay {
             }
         }
         (judged.verdict, statement, query_mask)
+    }
+
+    /// DDL of this session runs in `cycle`: until its ReadyForQuery, statements that a
+    /// catalog without it could misjudge wait (see `Judge::behind_ddl`), and after it
+    /// the catalog is read again.
+    fn ddl_in(&mut self, cycle: u64) {
+        self.ddl_cycle = Some(self.ddl_cycle.map_or(cycle, |c| c.max(cycle)));
+        if let Some(j) = &self.judge {
+            j.ddl_sent();
+        }
     }
 
     /// A Query (or, `refused`, its stand-in) went upstream running audit statement
@@ -556,6 +571,14 @@ impl Relay {
             _ => None,
         };
         let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
+        if self
+            .core
+            .names
+            .statement(names.statement)
+            .is_some_and(|s| s.ddl)
+        {
+            self.ddl_in(cycle);
+        }
         let audit = self
             .core
             .names

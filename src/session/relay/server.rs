@@ -202,6 +202,12 @@ impl Relay {
         self.tx_status = status.unwrap_or(b'I');
         self.core.seen += 1;
         let seen = self.core.seen;
+        if self.ddl_cycle.is_some_and(|c| seen >= c) {
+            self.ddl_cycle = None;
+            if let Some(j) = &self.judge {
+                j.ddl_answered();
+            }
+        }
         self.rewrites.retain(|r| r.due > seen);
         self.core.names.on_ready(seen, self.tx_status);
         seen
