@@ -360,14 +360,16 @@ impl Relay {
             };
             r.running(sql.ok().and_then(|s| std::str::from_utf8(s).ok()));
         }
+        if self.idle() && self.ddl_cycle.is_some() {
+            // Nothing runs on the server: DDL flagged for a cycle that never went
+            // there (refused or denied, answered by pgmoat) is not running.
+            self.ddl_done();
+        }
         let mut judged = self.judge_message(msg).await;
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
         let ddl = self.judge.as_ref().is_some_and(|j| j.took_ddl());
-        if ddl {
-            self.ddl_in(cycle);
-        }
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
             let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
@@ -381,6 +383,9 @@ impl Relay {
                 Ok(()) => statement = recorded.statement,
                 Err(e) => judged.verdict.refuse(audit_refusal(&e)),
             }
+        }
+        if ddl && !judged.verdict.is_refused() {
+            self.ddl_in(cycle);
         }
         let (mask, query_mask) = self.track_masking(msg, &judged);
         if msg[0] == b'P' {
@@ -402,7 +407,7 @@ impl Relay {
                 Vec::new()
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
-            slot.ddl = ddl;
+            slot.ddl = ddl && !judged.verdict.is_refused();
             self.core.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
@@ -425,6 +430,15 @@ impl Relay {
         self.ddl_cycle = Some(self.ddl_cycle.map_or(cycle, |c| c.max(cycle)));
         if let Some(j) = &self.judge {
             j.ddl_sent();
+        }
+    }
+
+    /// The server has answered the cycle that ran this session's DDL (or nothing was
+    /// sent): the catalog is read again before the next statement.
+    pub(super) fn ddl_done(&mut self) {
+        self.ddl_cycle = None;
+        if let Some(j) = &self.judge {
+            j.ddl_answered();
         }
     }
 

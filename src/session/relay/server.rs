@@ -203,10 +203,7 @@ impl Relay {
         self.core.seen += 1;
         let seen = self.core.seen;
         if self.ddl_cycle.is_some_and(|c| seen >= c) {
-            self.ddl_cycle = None;
-            if let Some(j) = &self.judge {
-                j.ddl_answered();
-            }
+            self.ddl_done();
         }
         self.rewrites.retain(|r| r.due > seen);
         self.core.names.on_ready(seen, self.tx_status);
