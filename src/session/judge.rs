@@ -276,10 +276,14 @@ impl Judge {
                 self.catalog.mark_stale();
                 self.judged_ddl.store(true, Relaxed);
             }
+            // A role change moves `$user` on the path (and DISCARD ALL resets it):
+            // bare names could then be in another schema too.
             let changes_path = statements.iter().any(|f| {
                 f.settings
                     .iter()
                     .any(|s| matches!(s.as_str(), "search_path" | "*" | "all"))
+                    || f.kinds.contains(&Kind::SetRole)
+                    || f.kinds.contains(&Kind::Discard)
             });
             if changes_path {
                 self.search_path_changed.store(true, Relaxed);

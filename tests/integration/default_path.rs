@@ -22,7 +22,7 @@ async fn gateway_on(setup: &str) -> (String, TestGateway, TempDir) {
         format!(
             "rules:
   - id: no-secrets
-    when: {{ tables: [\"{APP_ROLE}.secrets\", \"hr.*\"] }}
+    when: {{ tables: [\"{APP_ROLE}.secrets\", \"hr.*\", \"dprole_*.*\"] }}
     action: block
 masks:
   - id: pay
@@ -144,4 +144,30 @@ async fn the_default_layout_keeps_bare_names_in_public() {
     let rows = c.simple_query("SELECT body FROM notes").await.unwrap();
     assert!(rows.iter().any(|m| matches!(m,
         tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("public note"))));
+}
+
+/// `SET ROLE` moves `$user`: after it a bare name could be in the new role's schema, so
+/// it is judged as after `SET search_path` (any schema a pattern could mean).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_role_moves_the_user_schema() {
+    let role = unique("dprole");
+    let (db, gw, _dir) = gateway_on(&format!(
+        "CREATE ROLE {role}; GRANT {role} TO {APP_ROLE};
+         CREATE SCHEMA {role} AUTHORIZATION {role};
+         CREATE TABLE {role}.payroll (iban text);
+         INSERT INTO {role}.payroll VALUES ('DE89');
+         ALTER TABLE {role}.payroll OWNER TO {role};"
+    ))
+    .await;
+    assert_eq!(
+        direct(&db, &format!("SET ROLE {role}; SELECT iban FROM payroll")).await,
+        ["DE89"]
+    );
+    let c = gw.connect().await;
+    c.simple_query(&format!("SET ROLE {role}")).await.unwrap();
+    assert_eq!(
+        refused(&c, "SELECT iban FROM payroll").await,
+        "42501",
+        "after SET ROLE the bare name is {role}.payroll"
+    );
 }
