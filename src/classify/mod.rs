@@ -105,7 +105,8 @@ fn has_uescape(b: &[u8]) -> bool {
 }
 
 /// The common case without a libpg_query call: plain statements with no comments,
-/// dollar quotes, parameters or prefixed strings (`E'..'`, `U&'..'`, `B'..'`): digit
+/// dollar quotes, parameters or letter-prefixed strings (`E'..'`, `B'..'`; a `U&'..'`
+/// string is folded like any other, its value being a literal's): digit
 /// runs and standard single-quoted strings are folded, everything else is kept as
 /// written. Anything it is not sure of returns None and the server's own scanner
 /// decides instead. (Sessions cannot turn standard_conforming_strings off, so a
