@@ -99,32 +99,12 @@ fn lower(s: &str) -> String {
 }
 
 impl Catalog {
-    /// Whether the server's default search_path could not be read: then a session is
-    /// judged as one that changed search_path (a bare name could be in any schema).
-    pub fn path_unread(&self) -> bool {
-        self.default_path.as_ref().is_some_and(|p| !p.is_read())
-    }
-
-    /// The facts with each table the SQL named without a schema (recorded as
-    /// `public.name`) named as the server's default search_path resolves it for a
-    /// session with pgmoat's pinned `role` (or none); None when that changes nothing.
-    /// Only for sessions that have not changed search_path (see [`path`]).
-    pub fn on_default_path(&self, f: &Facts, role: Option<&str>) -> Option<Facts> {
-        let p = self.default_path.as_ref().filter(|p| p.is_read())?;
-        let mut out: Option<Facts> = None;
-        for bare in &f.unqualified_tables {
-            let Some(schema) = p.schema_of(bare, role) else {
-                continue;
-            };
-            let (from, to) = (format!("public.{bare}"), format!("{schema}.{bare}"));
-            let o = out.get_or_insert_with(|| f.clone());
-            for names in [&mut o.tables_read, &mut o.tables_written] {
-                if names.remove(&from) {
-                    names.insert(to.clone());
-                }
-            }
-        }
-        out
+    /// Whether a table named without a schema can only be `public.name` (or a system
+    /// or temporary relation) on the server's default search_path, for a session with
+    /// pgmoat's pinned `role` (or none). When not, sessions are judged as ones that
+    /// changed search_path: a bare name matches every schema a pattern could mean.
+    pub fn unqualified_is_public(&self, role: Option<&str>) -> bool {
+        self.default_path.as_ref().is_none_or(|p| p.is_public(role))
     }
 
     /// Whether a user relation (`schema.name`) was in this catalog.

@@ -168,6 +168,7 @@ async fn load_once(
         }
     }
     // No answer (never expected) reads as a path pgmoat cannot vouch for.
+    // No answer (never expected) reads as a path pgmoat cannot vouch for.
     let default_path = match path_row.first().map(Vec::as_slice) {
         Some([Some(setting), Some(login)]) => super::path::DefaultPath::new(
             setting,
@@ -176,9 +177,7 @@ async fn load_once(
                 .into_iter()
                 .filter_map(|r| r.into_iter().next().flatten())
                 .collect(),
-            relations
-                .iter()
-                .map(|r| (r.schema.as_str(), r.name.as_str())),
+            previous.and_then(|p| p.default_path.as_ref()),
         ),
         _ => super::path::DefaultPath::unread(),
     };

@@ -215,23 +215,10 @@ impl Judge {
             }
         }
         let resolved: Option<Vec<crate::classify::Facts>> = {
-            // Bare table names as the server's default path resolves them, before the
-            // catalog folds in views and bodies and after (their bare names too).
-            let role = self.pinned_role.as_deref();
-            let on_path = |f: &crate::classify::Facts| {
-                (!path_changed)
-                    .then(|| catalog.on_default_path(f, role))
-                    .flatten()
-            };
             let r: Vec<Option<crate::classify::Facts>> = classified
                 .statements
                 .iter()
-                .map(|f| {
-                    let named = on_path(f);
-                    let folded = catalog.resolve(named.as_ref().unwrap_or(f));
-                    let renamed = folded.as_ref().and_then(on_path);
-                    renamed.or(folded).or(named)
-                })
+                .map(|f| catalog.resolve(f))
                 .collect();
             r.iter().any(Option::is_some).then(|| {
                 r.into_iter()
@@ -584,10 +571,11 @@ impl Judge {
     }
 
     /// Whether unqualified table names could be in any schema: the session changed
-    /// search_path, or the server's default one could not be read. (Otherwise they
-    /// are named as the default path resolves them: `Catalog::on_default_path`.)
+    /// search_path, or the server's default path (for this session's role) could put
+    /// them somewhere other than `public` (see `catalog::path`).
     fn path_changed(&self, catalog: &crate::catalog::Catalog) -> bool {
-        self.search_path_changed.load(Relaxed) || catalog.path_unread()
+        self.search_path_changed.load(Relaxed)
+            || !catalog.unqualified_is_public(self.pinned_role.as_deref())
     }
 
     fn subject(&self) -> Subject<'_> {
