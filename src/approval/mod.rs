@@ -227,6 +227,16 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What a grant for a SQL statement covers: the same statement with other literals,
+/// or, `exact` (a literal's value decides what it does: a DO or function body, a
+/// `set_config` name, a tautology's constants), that text alone.
+pub fn sql_fingerprint(sql: &str, exact: bool) -> String {
+    match exact {
+        true => format!("exact\u{1}{sql}"),
+        false => crate::classify::shape_key(sql).unwrap_or_else(|| format!("exact\u{1}{sql}")),
+    }
+}
+
 impl Approvals {
     pub fn new(timeout: Duration, directory: HashMap<String, Vec<String>>) -> Arc<Approvals> {
         let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -284,15 +294,14 @@ impl Approvals {
         rule: &str,
         approvers: &[String],
         door: FrontDoor,
+        exact: bool,
     ) -> Ticket {
         let now = SystemTime::now();
         let id = new_id();
-        // SQL from either SQL door shares grants by shape; other doors' requests
-        // are keyed by their exact text, under the door's name.
+        // SQL from either SQL door shares grants by shape (unless `exact`); other
+        // doors' requests are keyed by their exact text, under the door's name.
         let fingerprint = match door {
-            FrontDoor::Postgres | FrontDoor::Mcp => {
-                crate::classify::shape_key(sql).unwrap_or_else(|| sql.to_owned())
-            }
+            FrontDoor::Postgres | FrontDoor::Mcp => sql_fingerprint(sql, exact),
             other => format!("{}\u{1}{sql}", other.as_str()),
         };
         let request = Arc::new(Request {
@@ -528,6 +537,7 @@ mod tests {
             "agent-writes",
             &["dba".into()],
             FrontDoor::Postgres,
+            false,
         )
     }
 
@@ -544,6 +554,7 @@ mod tests {
             "r",
             &["dba".into()],
             FrontDoor::Ssh,
+            false,
         );
         assert_eq!(ssh.request.front_door.as_str(), "ssh");
         assert_eq!(ssh.request.fingerprint, "ssh\u{1}SELECT 1");

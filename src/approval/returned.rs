@@ -216,6 +216,7 @@ mod tests {
             "agent-writes",
             &["dba".into()],
             super::super::FrontDoor::Mcp,
+            false,
         );
         let id = t.request.id.clone();
         a.keep_for_retry(key(0), t);

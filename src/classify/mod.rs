@@ -163,7 +163,9 @@ fn fast_shape_key(sql: &str) -> Option<String> {
                     i += 1;
                 }
                 key.push_str(sql.get(start..lit_start)?);
-                key.push('\u{1}');
+                // Not a string's marker: a number is a typed value (`7::t` runs a
+                // CREATE CAST function, `'7'::t` does not), so the two never share.
+                key.push('\u{0}');
                 start = i;
             }
             _ => i += 1,
@@ -183,18 +185,22 @@ fn scanned_shape_key(sql: &str) -> Option<String> {
         if tok == Token::SqlComment as i32 || tok == Token::CComment as i32 {
             continue;
         }
-        if [
-            Token::Sconst,
-            Token::Iconst,
-            Token::Fconst,
-            Token::Bconst,
-            Token::Xconst,
-            Token::Usconst,
+        // Each kind of literal its own marker: a string, a number and a bit string
+        // are different values to the walker (a number's cast runs a CREATE CAST
+        // function, a string literal's does not).
+        let marker = [
+            (Token::Sconst, "\u{1}S"),
+            (Token::Usconst, "\u{1}S"),
+            (Token::Iconst, "\u{1}N"),
+            (Token::Fconst, "\u{1}N"),
+            (Token::Bconst, "\u{1}B"),
+            (Token::Xconst, "\u{1}X"),
         ]
         .iter()
-        .any(|l| *l as i32 == tok)
-        {
-            key.push_str("\u{1}L");
+        .find(|(l, _)| *l as i32 == tok)
+        .map(|(_, m)| *m);
+        if let Some(m) = marker {
+            key.push_str(m);
         } else {
             let (a, b) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
             key.push_str(sql.get(a..b)?);

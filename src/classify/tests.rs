@@ -555,6 +555,19 @@ fn shape_keys_ignore_literals_only() {
         assert_eq!(shape_key(sql), None, "{sql}");
     }
     assert!(shape_key("SELECT uescaped FROM t").is_none());
+    // A number and a string are different values to the walker (casts): never one shape.
+    assert_ne!(
+        shape_key("SELECT '(x)'::mytype"),
+        shape_key("SELECT 7::mytype")
+    );
+    assert_ne!(
+        shape_key("SELECT '(x)'::mytype /* c */"),
+        shape_key("SELECT 7::mytype /* c */")
+    );
+    assert_ne!(
+        shape_key("SELECT B'1'::t /* c */"),
+        shape_key("SELECT '1'::t /* c */")
+    );
     assert!(shape_key("SELECT escape FROM t").is_some());
 }
 

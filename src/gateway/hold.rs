@@ -247,6 +247,7 @@ async fn ask(
         asked.rule,
         &asked.approvers,
         crate::approval::FrontDoor::Http,
+        true,
     );
     let id = ticket.request.id.clone();
     trail.rec.approval = Some(id.clone());

@@ -385,6 +385,7 @@ impl Judge {
                         rule: decision.deciding_rule.clone(),
                         approvers,
                         sql: sql.to_owned(),
+                        exact: classified.literal_sensitive,
                     });
                     return judged;
                 }
@@ -438,6 +439,7 @@ impl Judge {
             rule: prepared.rule.clone(),
             approvers: prepared.approvers.clone(),
             sql,
+            exact: false,
         })
     }
 

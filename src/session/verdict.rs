@@ -130,6 +130,8 @@ pub struct Hold {
     pub rule: String,
     pub approvers: Vec<String>,
     pub sql: String,
+    /// A grant must be for this exact text: a literal's value decides what it does.
+    pub exact: bool,
 }
 
 /// How an allowed message's results are masked: the lineage of its statements

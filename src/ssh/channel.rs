@@ -365,6 +365,7 @@ impl Chan {
             &d.deciding_rule,
             approvers,
             crate::approval::FrontDoor::Ssh,
+            true,
         );
         let id = ticket.request.id.clone();
         if let Err(e) = approvals.publish(&ticket).await {

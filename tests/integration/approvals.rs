@@ -1052,3 +1052,41 @@ async fn a_held_statement_cannot_disguise_itself_to_the_approver() {
     held.await.unwrap().expect("the statement ran as sent");
     assert_eq!(f.status(1).await, "shipped");
 }
+
+/// A grant covers the same statement with other literals, unless a literal's value
+/// decides what the statement does: a DO block's body is a string, so a grant for one
+/// DO block must not run another (a review emptied a table this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_for_code_in_a_literal_covers_that_text_only() {
+    let f = fixture("1m").await;
+    let c = Arc::new(f.gw.connect().await);
+    let t = f.table.clone();
+    let first = format!("DO $$BEGIN UPDATE {t} SET status = 'first' WHERE id = 21; END$$");
+    let c2 = Arc::clone(&c);
+    let held = tokio::spawn(async move { c2.batch_execute(&first).await });
+    let id = f.wait_pending(1).await.remove(0);
+    let (code, body) = f
+        .decide(
+            &id,
+            "approve",
+            r#"{"by":"alice","reason":"ok","for":"30m"}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    held.await.unwrap().unwrap();
+    assert_eq!(f.status(21).await, "first");
+    // Another body in the same shape: asked again, nothing runs meanwhile.
+    let second = format!("DO $$BEGIN UPDATE {t} SET status = 'second' WHERE id = 22; END$$");
+    let c3 = Arc::clone(&c);
+    let held = tokio::spawn(async move { c3.batch_execute(&second).await });
+    let again = f.wait_pending(1).await.remove(0);
+    assert_ne!(again, id, "a new request");
+    assert_eq!(f.status(22).await, "open", "not run under the grant");
+    let (code, body) = f
+        .decide(&again, "deny", r#"{"by":"alice","reason":"no"}"#)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let e = held.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert_eq!(f.status(22).await, "open");
+}

@@ -296,6 +296,7 @@ fn hold(a: &std::sync::Arc<Approvals>) -> pgmoat::approval::Ticket {
         "agent-deletes",
         &["dba".into()],
         pgmoat::approval::FrontDoor::Postgres,
+        false,
     )
 }
 

@@ -110,6 +110,7 @@ fn hold(sql: &str) -> Hold {
         rule: "r".into(),
         approvers: vec![],
         sql: sql.into(),
+        exact: false,
     }
 }
 

@@ -49,6 +49,7 @@ impl Relay {
             &hold.rule,
             &hold.approvers,
             self.judge.as_ref().map(|j| j.door).unwrap_or_default(),
+            hold.exact,
         );
         let id = ticket.request.id.clone();
         if let Err(e) = hold.approvals.publish(&ticket).await {
@@ -200,7 +201,7 @@ impl Relay {
     /// another session), by the statement's shape.
     pub(super) fn granted(&self, hold: &Hold) -> Option<crate::approval::Grant> {
         let j = self.judge.as_ref()?;
-        let fingerprint = crate::classify::shape_key(&hold.sql).unwrap_or_else(|| hold.sql.clone());
+        let fingerprint = crate::approval::sql_fingerprint(&hold.sql, hold.exact);
         hold.approvals
             .granted(&j.identity.name, &j.target, &fingerprint)
     }

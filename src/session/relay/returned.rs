@@ -110,6 +110,7 @@ impl Relay {
                     &hold.rule,
                     &hold.approvers,
                     door,
+                    hold.exact,
                 );
                 let id = ticket.request.id.clone();
                 if let Err(e) = hold.approvals.publish(&ticket).await {
