@@ -328,7 +328,10 @@ pub fn upstream_fields<'a, I>(
             cookies |= !visible(value) || memchr::memmem::find(value, b"pgmoat_console").is_some();
         }
     }
-    let text = |v: Option<&'a [u8]>| v.filter(|v| visible(v)).and_then(|v| std::str::from_utf8(v).ok());
+    let text = |v: Option<&'a [u8]>| {
+        v.filter(|v| visible(v))
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
     let held_names = |name: &[u8]| held.iter().any(|(n, _)| is(name, n));
     // What pgmoat sets replaces every field of that name the client sent.
     let set_here = |name: &[u8]| {
