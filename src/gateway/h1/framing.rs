@@ -251,7 +251,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
