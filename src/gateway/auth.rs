@@ -54,16 +54,17 @@ fn credential(authorization: Option<&[u8]>) -> Option<Credential> {
 /// The caller's identity and tenant, or the 401 to send. A credential verified in
 /// the last seconds is taken from `cache` (see `auth_cache`), unless its address is
 /// locked out by failures since. `authorization` is the request's first
-/// `Authorization` field's value: it is all this reads of the request.
+/// `Authorization` field's value: it is all this reads of the request. `now` is
+/// when the request's handling began (one clock read per request, not one each).
 pub async fn identify(
     shared: &Shared,
     cache: &AuthCache<Arc<Tenant>>,
     peer: SocketAddr,
     tls: bool,
     authorization: Option<&[u8]>,
+    now: Instant,
 ) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
     let presented = authorization;
-    let now = Instant::now();
     if let Some(presented) = presented {
         // The transport rule holds for cached credentials too.
         if crate::session::authn::token_transport_ok(tls, peer) {

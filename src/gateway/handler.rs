@@ -152,6 +152,7 @@ pub(crate) async fn admit<'d>(
         peer.addr,
         door.tls,
         authorization,
+        started,
     )
     .await
     {
