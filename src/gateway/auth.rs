@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use base64::Engine as _;
-use http::{header, HeaderMap, Response};
+use http::Response;
 
 use super::auth_cache::AuthCache;
 use super::reply;
@@ -24,8 +24,11 @@ enum Credential {
     Basic { user: String, password: String },
 }
 
-fn credential(h: &HeaderMap) -> Option<Credential> {
-    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+/// The credential in an `Authorization` value (the request's first such field, as
+/// `HeaderMap::get` gives it); a value that is not visible text is none.
+fn credential(authorization: Option<&[u8]>) -> Option<Credential> {
+    let v = authorization.filter(|v| super::headers::visible(v))?;
+    let v = std::str::from_utf8(v).ok()?.trim();
     let (scheme, rest) = v.split_once(' ')?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
@@ -50,16 +53,18 @@ fn credential(h: &HeaderMap) -> Option<Credential> {
 
 /// The caller's identity and tenant, or the 401 to send. A credential verified in
 /// the last seconds is taken from `cache` (see `auth_cache`), unless its address is
-/// locked out by failures since.
+/// locked out by failures since. `authorization` is the request's first
+/// `Authorization` field's value: it is all this reads of the request. `now` is
+/// when the request's handling began (one clock read per request, not one each).
 pub async fn identify(
     shared: &Shared,
     cache: &AuthCache<Arc<Tenant>>,
     peer: SocketAddr,
     tls: bool,
-    h: &HeaderMap,
+    authorization: Option<&[u8]>,
+    now: Instant,
 ) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
-    let presented = h.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let now = Instant::now();
+    let presented = authorization;
     if let Some(presented) = presented {
         // The transport rule holds for cached credentials too.
         if crate::session::authn::token_transport_ok(tls, peer) {
@@ -73,7 +78,7 @@ pub async fn identify(
     // No credentials is no guess: HTTP clients ask first and answer the challenge
     // (browsers, curl --anyauth), so it is neither counted against the address (which
     // would lock out everyone behind one NAT, Postgres logins included) nor recorded.
-    let Some(cred) = credential(h) else {
+    let Some(cred) = credential(authorization) else {
         return Err(reply::unauthorized(
             "pgmoat: authentication required (Authorization: Bearer or Basic)",
         ));
@@ -128,12 +133,9 @@ fn locked_out(shared: &Shared, tenant: &Tenant, peer: SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn of(v: &'static str) -> Option<Credential> {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
-        credential(&h)
+        credential(Some(v.as_bytes()))
     }
 
     #[test]
@@ -151,6 +153,8 @@ mod tests {
         assert_eq!(of("Basic !!!"), None);
         assert_eq!(of("Digest x"), None);
         assert_eq!(of("Bearer"), None);
-        assert_eq!(credential(&HeaderMap::new()), None);
+        assert_eq!(credential(None), None);
+        // Not visible text: no credential (as `HeaderValue::to_str` refused it).
+        assert_eq!(credential(Some(b"Bearer caf\xc3\xa9")), None);
     }
 }

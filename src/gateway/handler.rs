@@ -38,12 +38,14 @@ pub async fn handle(
         .hyper_requests
         .fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
+    let authorization = parts.headers.get(header::AUTHORIZATION);
+    let authorization = authorization.map(HeaderValue::as_bytes);
     let go = match admit(
         &door,
         &peer,
         &parts.method,
         &parts.uri,
-        &parts.headers,
+        authorization,
         false,
     )
     .await
@@ -132,21 +134,31 @@ pub(crate) struct Go<'d> {
 /// path, and the `decided` record: everything before the body moves, shared by the
 /// hyper path and the lean one (`super::h1`), so both judge exactly alike. With
 /// `lean`, a request that needs a hold or the pooled client comes back as
-/// `Fallback` before anything is recorded.
+/// `Fallback` before anything is recorded. Of the request's fields it reads only
+/// `authorization`, the first `Authorization` field's value (the lean path keeps no
+/// `HeaderMap`).
 pub(crate) async fn admit<'d>(
     door: &'d Door,
     peer: &Peer,
     method: &Method,
     uri: &http::Uri,
-    headers: &HeaderMap,
+    authorization: Option<&[u8]>,
     lean: bool,
 ) -> Admitted<'d> {
     let started = Instant::now();
-    let (identity, tenant) =
-        match auth::identify(&door.shared, &door.verified, peer.addr, door.tls, headers).await {
-            Ok(x) => x,
-            Err(r) => return Admitted::Answered(r),
-        };
+    let (identity, tenant) = match auth::identify(
+        &door.shared,
+        &door.verified,
+        peer.addr,
+        door.tls,
+        authorization,
+        started,
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(r) => return Admitted::Answered(r),
+    };
     let answered = Admitted::Answered;
     // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
     // the rest can never climb into another target.

@@ -163,14 +163,7 @@ pub fn downstream_response(h: &mut HeaderMap) {
 /// the names the head's `Connection` fields list ([`connection_names`]; they stay on
 /// their hop). Names in any case. A test holds the two alike.
 pub fn downstream_keeps(name: &[u8], value: &[u8], listed: &[&[u8]]) -> bool {
-    if name.eq_ignore_ascii_case(b"transfer-encoding")
-        || HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
-    {
-        return false;
-    }
-    if listed.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+    if on_hop(name, listed) {
         return false;
     }
     if name.eq_ignore_ascii_case(b"set-cookie") {
@@ -181,6 +174,16 @@ pub fn downstream_keeps(name: &[u8], value: &[u8], listed: &[&[u8]]) -> bool {
             .is_some_and(|c| !sets_console_cookie(c));
     }
     true
+}
+
+/// What [`strip_hop_by_hop`] takes away, one field name at a time: hop-by-hop
+/// fields, `Transfer-Encoding`, and the names `Connection` lists (`listed`).
+fn on_hop(name: &[u8], listed: &[&[u8]]) -> bool {
+    name.eq_ignore_ascii_case(b"transfer-encoding")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        || listed.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The names `Connection` values list, read as `strip_hop_by_hop` reads them:
@@ -198,7 +201,7 @@ pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [
 }
 
 /// Visible ASCII, space and tab only (what `HeaderValue::to_str` accepts).
-fn visible(v: &[u8]) -> bool {
+pub(super) fn visible(v: &[u8]) -> bool {
     v.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
 }
 
@@ -274,6 +277,145 @@ pub fn upstream_request(
     }
     for (name, value) in held {
         h.insert(name.clone(), value.clone());
+    }
+}
+
+/// [`upstream_request`] over a request head's fields as (name, value) bytes, names
+/// in any case (the lean path writes the target's head straight from the client's,
+/// without a `HeaderMap`): each field the target gets goes to `emit`, the client's
+/// kept fields first (as received), then the ones pgmoat sets. A test holds the two
+/// alike over tricky heads.
+pub fn upstream_fields<'a, I>(
+    fields: I,
+    held: &[(HeaderName, HeaderValue)],
+    peer: &Peer,
+    tls: bool,
+    mask_response: bool,
+    mut emit: impl FnMut(&[u8], &[u8]),
+) where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let is = |name: &[u8], n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
+    let listed = connection_names(
+        fields
+            .clone()
+            .filter(|(n, _)| is(n, &header::CONNECTION))
+            .map(|(_, v)| v),
+    );
+    // What `upstream_request` takes away before it reads anything: hop-by-hop
+    // fields, names `Connection` lists, the client's credentials, re-routing and
+    // claimed-identity fields.
+    let survives = |name: &[u8]| {
+        if on_hop(name, &listed) || is(name, &header::AUTHORIZATION) {
+            return false;
+        }
+        // Field names are tokens (checked when the head was parsed), so text.
+        let text = std::str::from_utf8(name).unwrap_or("");
+        !named_as(text, REROUTING) && !named_as(text, IDENTITY)
+    };
+    // What it reads from the survivors: the first `Host`, `X-Forwarded-For` and
+    // `Forwarded` (as `HeaderMap::get` and `remove` give the first value), and
+    // whether the `Cookie` fields are to be rewritten.
+    let (mut host, mut xff, mut fwd, mut cookies) = (None, None, None, false);
+    for (name, value) in fields.clone().filter(|(n, _)| survives(n)) {
+        if is(name, &header::HOST) {
+            host = host.or(Some(value));
+        } else if is(name, &X_FORWARDED_FOR) {
+            xff = xff.or(Some(value));
+        } else if is(name, &header::FORWARDED) {
+            fwd = fwd.or(Some(value));
+        } else if is(name, &header::COOKIE) {
+            cookies |= !visible(value) || memchr::memmem::find(value, b"pgmoat_console").is_some();
+        }
+    }
+    let text = |v: Option<&'a [u8]>| {
+        v.filter(|v| visible(v))
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let held_names = |name: &[u8]| held.iter().any(|(n, _)| is(name, n));
+    // What pgmoat sets replaces every field of that name the client sent.
+    let set_here = |name: &[u8]| {
+        is(name, &header::HOST)
+            || is(name, &X_FORWARDED_FOR)
+            || is(name, &X_FORWARDED_PROTO)
+            || is(name, &header::FORWARDED)
+            || (host.is_some() && is(name, &X_FORWARDED_HOST))
+            || (cookies && is(name, &header::COOKIE))
+            || (mask_response
+                && (is(name, &header::RANGE)
+                    || is(name, &header::IF_RANGE)
+                    || is(name, &header::ACCEPT_ENCODING)))
+            || held_names(name)
+    };
+    for (name, value) in fields.clone() {
+        if survives(name) && !set_here(name) {
+            emit(name, value);
+        }
+    }
+    // Each of pgmoat's own fields, unless a held credential of that name replaces it.
+    let mut put = |name: &HeaderName, value: &[u8]| {
+        if !held_names(name.as_str().as_bytes()) {
+            emit(name.as_str().as_bytes(), value);
+        }
+    };
+    if cookies {
+        let kept: Vec<&str> = fields
+            .clone()
+            .filter(|(n, _)| survives(n) && is(n, &header::COOKIE))
+            .filter_map(|(_, v)| text(Some(v)))
+            .flat_map(|v| v.split(';'))
+            .filter(|kv| !console_cookie(kv.split('=').next().unwrap_or("")))
+            .map(str::trim)
+            .filter(|kv| !kv.is_empty())
+            .collect();
+        if !kept.is_empty() {
+            put(&header::COOKIE, kept.join("; ").as_bytes());
+        }
+    }
+    let proto = if tls { "https" } else { "http" };
+    let ip = &peer.ip;
+    let mut line = String::with_capacity(64);
+    if let Some(prev) = text(xff) {
+        line.push_str(prev);
+        line.push_str(", ");
+    }
+    line.push_str(ip);
+    put(&X_FORWARDED_FOR, line.as_bytes());
+    put(&X_FORWARDED_PROTO, proto.as_bytes());
+    if let Some(host) = host {
+        put(&X_FORWARDED_HOST, host);
+    }
+    line.clear();
+    if let Some(prev) = text(fwd) {
+        line.push_str(prev);
+        line.push_str(", ");
+    }
+    line.push_str("for=");
+    if peer.addr.is_ipv6() {
+        line.push_str("\"[");
+        line.push_str(ip);
+        line.push_str("]\"");
+    } else {
+        line.push_str(ip);
+    }
+    line.push_str(";proto=");
+    line.push_str(proto);
+    if let Some(name) = text(host) {
+        if name.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            line.push_str(";host=\"");
+            line.push_str(name);
+            line.push('"');
+        }
+    }
+    put(&header::FORWARDED, line.as_bytes());
+    if mask_response {
+        put(&header::ACCEPT_ENCODING, b"identity");
+    }
+    // The map keeps the last of two held fields of one name.
+    for (i, (name, value)) in held.iter().enumerate() {
+        if !held[i + 1..].iter().any(|(n, _)| n == name) {
+            emit(name.as_str().as_bytes(), value.as_bytes());
+        }
     }
 }
 
@@ -385,6 +527,121 @@ mod tests {
             got.sort_by(|a, b| a.0.cmp(&b.0));
             assert_eq!(got, want, "{head:?}");
             assert!(!got.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_field_by_field_request_policy_is_the_header_maps() {
+        let heads: &[&[(&str, &[u8])]] = &[
+            &[
+                ("Host", b"gw:8080"),
+                ("Authorization", b"Bearer client"),
+                ("Connection", b"keep-alive, X-Secret"),
+                ("X-Secret", b"1"),
+                ("Keep-Alive", b"timeout=5"),
+                ("TE", b"trailers"),
+                ("Trailer", b"x"),
+                ("Upgrade", b"h2c"),
+                ("Proxy-Authorization", b"Basic eA=="),
+                ("Proxy-Connection", b"keep-alive"),
+                ("Transfer-Encoding", b"chunked"),
+                ("Content-Length", b"5"),
+                ("X-Forwarded-For", b"10.0.0.1"),
+                ("x-forwarded-for", b"10.0.0.2"),
+                ("Forwarded", b"for=10.0.0.1"),
+                ("X-Forwarded-Proto", b"https"),
+                ("X-Forwarded-Host", b"evil"),
+                ("X_Forwarded_User", b"admin"),
+                ("x-http-method-override", b"DELETE"),
+                ("X-Original-URL", b"/admin"),
+                ("Cookie", b"a=1; pgmoat_console=secret; b=2"),
+                ("cookie", b"pgmoat_console_pre=x"),
+                ("Range", b"bytes=0-1"),
+                ("If-Range", b"x"),
+                ("Accept-Encoding", b"gzip"),
+                ("X-Api-Key", b"client-key"),
+                ("Accept", b"application/json"),
+                ("X-Other", b"1"),
+                ("x-other", b"2"),
+            ],
+            // `Connection` names Host and X-Forwarded-For: they go first, so the
+            // client's X-Forwarded-Host stays and no chain is continued.
+            &[
+                ("Connection", b"host, X-Forwarded-For"),
+                ("Host", b"gw"),
+                ("X-Forwarded-For", b"10.9.9.9"),
+                ("X-Forwarded-Host", b"kept"),
+                ("Cookie", b"a=1"),
+                ("cookie", b"b=2"),
+            ],
+            // Values that are not text: not read, not continued.
+            &[
+                ("Host", b"caf\xc3\xa9"),
+                ("X-Forwarded-For", b"caf\xc3\xa9"),
+                ("X-Forwarded-For", b"10.0.0.3"),
+                ("Forwarded", b"for=\xff"),
+                ("Cookie", b"caf\xc3\xa9=1"),
+                ("Cookie", b"c=3"),
+                ("Connection", b"caf\xc3\xa9, x-d"),
+                ("X-D", b"4"),
+            ],
+            &[("Host", b"a\"b"), ("Cookie", b"pgmoat_console=only")],
+            &[("Accept", b"*/*")],
+        ];
+        let target = |headers: Vec<(String, Secret)>| HttpTarget {
+            name: "t".into(),
+            tenant: String::new(),
+            url: "http://127.0.0.1:9".into(),
+            ca: None,
+            headers,
+        };
+        let helds = [
+            held(&target(vec![])),
+            held(&target(vec![
+                ("authorization".into(), Secret::new("Bearer held")),
+                ("x-api-key".into(), Secret::new("k")),
+                ("x-forwarded-for".into(), Secret::new("held-chain")),
+                ("cookie".into(), Secret::new("held=1")),
+            ])),
+        ];
+        let peers = [
+            Peer::new("192.0.2.7:5555".parse().unwrap()),
+            Peer::new("[2001:db8::1]:5555".parse().unwrap()),
+        ];
+        let by_name = |mut v: Vec<(String, Vec<u8>)>| {
+            // A map groups a name's values together; each name's order is kept.
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        for head in heads {
+            for held in &helds {
+                for peer in &peers {
+                    for (tls, masking) in [(false, false), (true, true), (false, true)] {
+                        let mut map = HeaderMap::new();
+                        for (n, v) in *head {
+                            map.append(
+                                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                                HeaderValue::from_bytes(v).unwrap(),
+                            );
+                        }
+                        upstream_request(&mut map, held, peer, tls, masking);
+                        let want = by_name(
+                            map.iter()
+                                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                                .collect(),
+                        );
+                        let mut got = Vec::new();
+                        let fields = head.iter().map(|(n, v)| (n.as_bytes(), *v));
+                        upstream_fields(fields, held, peer, tls, masking, |n, v| {
+                            let n = String::from_utf8(n.to_ascii_lowercase()).unwrap();
+                            got.push((n, v.to_vec()));
+                        });
+                        let got = by_name(got);
+                        assert_eq!(got, want, "{head:?} held {} {tls} {masking}", held.len());
+                        assert!(got.iter().any(|(n, _)| n == "x-forwarded-for"));
+                    }
+                }
+            }
         }
     }
 

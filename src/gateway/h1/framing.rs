@@ -4,7 +4,6 @@
 //! (RFC 9112 sections 6 and 7).
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::HeaderMap;
 
 /// Header fields a head may carry (hyper's default, which the hyper path applies).
 pub const MAX_HEADERS: usize = 100;
@@ -49,7 +48,8 @@ pub enum BodyLen {
 
 /// The body framing the fields declare: `None` when they declare none. Refuses both
 /// fields, several or non-numeric lengths, and any coding but exactly `chunked`.
-pub fn declared(h: &HeaderMap) -> Result<Option<BodyLen>, FramingError> {
+#[cfg(test)]
+pub fn declared(h: &http::HeaderMap) -> Result<Option<BodyLen>, FramingError> {
     declared_in(h.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())))
 }
 
@@ -251,7 +251,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

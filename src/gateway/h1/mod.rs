@@ -25,27 +25,30 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::handler::{self, Admitted};
 use super::peer::Peer;
-use super::{reply, Door};
+use super::{headers, reply, Door};
 use clock::Clock;
 use framing::{BodyLen, FramingError, MAX_HEAD, MAX_HEADERS};
 
-/// A request head, parsed.
+/// A request head, parsed. Its fields stay in `raw`, where `Lean::fields` says
+/// they lie: no `HeaderMap` is built (the target's head is written from them).
 struct Head {
     method: Method,
     uri: Uri,
     /// 1 for HTTP/1.1, 0 for HTTP/1.0.
     version: u8,
-    headers: HeaderMap,
     /// The head's bytes as received (put back when the connection goes to hyper).
     raw: Bytes,
 }
+
+/// A field's name and value, as places in its head.
+type Span = (Range<usize>, Range<usize>);
 
 /// What reading the next request gave.
 // One per request, moved once: boxing the head would cost an allocation each.
@@ -74,6 +77,9 @@ pub(super) struct Lean<'d> {
     io: TcpStream,
     /// Bytes read from the client and not yet consumed.
     buf: BytesMut,
+    /// Where the current request head's fields lie in it (one list per connection,
+    /// so none is allocated per request).
+    fields: Vec<Span>,
     /// Upstream connections this client connection keeps.
     ups: Vec<relay::UpConn>,
     /// The next write's bytes (heads and bodies are gathered into one write).
@@ -106,6 +112,7 @@ pub(super) async fn serve(
         peer: Peer::new(peer),
         io,
         buf: BytesMut::with_capacity(8 * 1024),
+        fields: Vec::with_capacity(32),
         ups: Vec::new(),
         out: Vec::with_capacity(8 * 1024),
         head_request: false,
@@ -170,7 +177,7 @@ impl Lean<'_> {
                         return Next::ToHyper;
                     }
                 } else {
-                    match parse_request(&mut self.buf) {
+                    match parse_request(&mut self.buf, &mut self.fields) {
                         Ok(Some(head)) => return Next::Head(head),
                         Ok(None) => {}
                         Err((status, e)) => return Next::Refused(status, e),
@@ -203,13 +210,30 @@ impl Lean<'_> {
 
     /// One request on the lean path, or the connection handed to hyper for it.
     async fn serve_one(&mut self, head: Head) -> After {
+        // Lent out while the request is served, which borrows `self` throughout.
+        let fields = std::mem::take(&mut self.fields);
+        let after = self.serve_head(head, &fields).await;
+        self.fields = fields;
+        after
+    }
+
+    async fn serve_head(&mut self, head: Head, spans: &[Span]) -> After {
         let Head {
             method,
             uri,
             version,
-            headers,
             raw,
         } = head;
+        let fields = || {
+            spans
+                .iter()
+                .map(|(n, v)| (&raw[n.clone()], &raw[v.clone()]))
+        };
+        let named = |name: &'static [u8]| {
+            fields()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         self.head_request = method == http::Method::HEAD;
         // A method not in upper case is judged and forwarded upper-cased, so the
         // client's `head` may get HEAD's answer without the body it expects: hyper's
@@ -219,10 +243,10 @@ impl Lean<'_> {
         }
         // What hyper's connection handling is for: HTTP/1.0 keep-alive rules,
         // upgrades (WebSocket), interim 100 responses.
-        let connection = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        // Values that are not text are not read (as `HeaderValue::to_str` refuses them).
+        let connection = named(b"connection")
+            .filter(|v| headers::visible(v))
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(','))
             .map(str::trim);
         let mut close = false;
@@ -232,13 +256,10 @@ impl Lean<'_> {
             }
             close |= token.eq_ignore_ascii_case("close");
         }
-        if version == 0
-            || headers.contains_key(header::UPGRADE)
-            || headers.contains_key(header::EXPECT)
-        {
+        if version == 0 || named(b"upgrade").next().is_some() || named(b"expect").next().is_some() {
             return After::ToHyper(raw);
         }
-        let body = match framing::declared(&headers) {
+        let body = match framing::declared_in(fields()) {
             Ok(b) => b.unwrap_or(BodyLen::Empty),
             Err(e) => {
                 self.refuse(StatusCode::BAD_REQUEST, &e).await;
@@ -246,7 +267,9 @@ impl Lean<'_> {
             }
         };
         let door = self.door;
-        let admitted = handler::admit(door, &self.peer, &method, &uri, &headers, true).await;
+        // The first `Authorization` field, as `HeaderMap::get` gives the hyper path.
+        let authorization = named(b"authorization").next();
+        let admitted = handler::admit(door, &self.peer, &method, &uri, authorization, true).await;
         match admitted {
             Admitted::Fallback => After::ToHyper(raw),
             Admitted::Answered(r) => {
@@ -260,7 +283,7 @@ impl Lean<'_> {
             }
             Admitted::Go(go) => {
                 door.shared.metrics.http.lean_requests.fetch_add(1, Relaxed);
-                self.forward(go, headers, body, close).await
+                self.forward(go, &raw, spans, body, close).await
             }
         }
     }
@@ -329,8 +352,12 @@ impl Lean<'_> {
     }
 }
 
-/// Parse a request head at the start of `buf`, taking it out of `buf` when whole.
-fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, (StatusCode, FramingError)> {
+/// Parse a request head at the start of `buf`, taking it out of `buf` when whole;
+/// where its fields lie goes to `spans`.
+fn parse_request(
+    buf: &mut BytesMut,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, (StatusCode, FramingError)> {
     let bad = |e: FramingError| (StatusCode::BAD_REQUEST, e);
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
@@ -360,32 +387,28 @@ fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, (StatusCode, Framin
         Method::from_bytes(method).map_err(|_| bad(FramingError::Head("method".into())))?;
     let target = at(req.path.unwrap_or_default().as_bytes());
     let version = req.version.unwrap_or(1);
-    // Where each field lies, on the stack (no allocation per request); the map is
-    // made once the head is split off, so the values share its bytes.
-    const NO_SPAN: (Range<usize>, Range<usize>) = (0..0, 0..0);
-    let mut spans = [NO_SPAN; MAX_HEADERS];
-    let n = req.headers.len();
-    for (span, f) in spans.iter_mut().zip(req.headers.iter()) {
-        *span = (at(f.name.as_bytes()), at(f.value));
+    // The checks building a `HeaderMap` made (names and values `http` takes), so a
+    // head refused before is refused still.
+    spans.clear();
+    for f in req.headers.iter() {
+        if !relay::name_ok(f.name.as_bytes()) {
+            return Err(bad(FramingError::Head("field name".into())));
+        }
+        if !relay::value_ok(f.value) {
+            return Err(bad(FramingError::Head(format!(
+                "field value of {}",
+                f.name
+            ))));
+        }
+        spans.push((at(f.name.as_bytes()), at(f.value)));
     }
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(target))
         .map_err(|e| bad(FramingError::Head(format!("request target: {e}"))))?;
-    // Room for the fields the header policy adds on the way up (forwarded fields,
-    // held credentials), so the map does not grow per request.
-    let mut headers = HeaderMap::with_capacity(n + 8);
-    for (name, value) in spans.into_iter().take(n) {
-        let name = HeaderName::from_bytes(&raw[name])
-            .map_err(|_| bad(FramingError::Head("field name".into())))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(value))
-            .map_err(|_| bad(FramingError::Head(format!("field value of {name}"))))?;
-        headers.append(name, value);
-    }
     Ok(Some(Head {
         method,
         uri,
         version,
-        headers,
         raw,
     }))
 }
@@ -395,18 +418,24 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Option<Head>, (StatusCode, FramingError)> {
-        parse_request(&mut BytesMut::from(s.as_bytes()))
+        parse_request(&mut BytesMut::from(s.as_bytes()), &mut Vec::new())
     }
 
     #[test]
     fn heads_parse_and_bad_ones_are_refused() {
-        let h = parse("GET /t/x?a=1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let mut spans = Vec::new();
+        let mut buf =
+            BytesMut::from(&b"GET /t/x?a=1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n"[..]);
+        let h = parse_request(&mut buf, &mut spans).unwrap().unwrap();
         assert_eq!(h.method, Method::GET);
         assert_eq!(h.uri.path(), "/t/x");
         assert_eq!(h.uri.query(), Some("a=1"));
-        assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
+        let fields: Vec<_> = spans
+            .iter()
+            .map(|(n, v)| (&h.raw[n.clone()], &h.raw[v.clone()]))
+            .collect();
+        let want: [(&[u8], &[u8]); 3] = [(b"Host", b"a"), (b"X-A", b"1"), (b"X-A", b"2")];
+        assert_eq!(fields, want);
         assert!(parse("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
         for bad in [
             "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",

@@ -90,7 +90,8 @@ impl Lean<'_> {
     pub(super) async fn forward(
         &mut self,
         go: Go<'_>,
-        mut fields: HeaderMap,
+        raw: &[u8],
+        fields: &[super::Span],
         body: BodyLen,
         close: bool,
     ) -> After {
@@ -117,9 +118,6 @@ impl Lean<'_> {
             return self.answer_recorded(r, trail, None, close_on_error).await;
         };
         let masking = masks.is_some();
-        headers::upstream_request(&mut fields, &route.held, &self.peer, door.tls, masking);
-        // The framing is written below, from what was checked.
-        fields.remove(header::CONTENT_LENGTH);
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(method.as_str().as_bytes());
@@ -128,9 +126,18 @@ impl Lean<'_> {
         out.extend_from_slice(pq.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         field(out, "host", route.host.as_bytes());
-        for (name, value) in &fields {
-            field(out, name.as_str(), value.as_bytes());
-        }
+        // The target's fields straight from the client's head (names lower-cased,
+        // as a `HeaderMap` wrote them); the framing is written below, from what was
+        // checked.
+        let fields = fields
+            .iter()
+            .map(|(n, v)| (&raw[n.clone()], &raw[v.clone()]));
+        let (held, peer) = (&route.held, &self.peer);
+        headers::upstream_fields(fields, held, peer, door.tls, masking, |n, v| {
+            if !n.eq_ignore_ascii_case(b"content-length") {
+                lower_field(out, n, v);
+            }
+        });
         match body {
             BodyLen::Length(n) => field(
                 out,
@@ -665,6 +672,14 @@ pub(super) fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// One field line, its name lower-cased.
+fn lower_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend(name.iter().map(u8::to_ascii_lowercase));
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// One chunk of a chunked body.
 fn chunk(out: &mut Vec<u8>, data: &[u8]) {
     use std::io::Write as _;
@@ -684,7 +699,7 @@ fn has_close<'a>(connection: impl Iterator<Item = &'a [u8]>) -> bool {
 }
 
 /// A field name `http` would take: token characters (RFC 9110 5.6.2).
-fn name_ok(n: &[u8]) -> bool {
+pub(super) fn name_ok(n: &[u8]) -> bool {
     !n.is_empty()
         && n.iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -692,7 +707,7 @@ fn name_ok(n: &[u8]) -> bool {
 
 /// A field value `http` would take (`HeaderValue`'s rule: no control characters
 /// but tab).
-fn value_ok(v: &[u8]) -> bool {
+pub(super) fn value_ok(v: &[u8]) -> bool {
     v.iter().all(|&b| b == b'\t' || (b >= 32 && b != 127))
 }
 
