@@ -23,12 +23,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Remove hop-by-hop fields, including every field the `Connection` header names.
 /// `Transfer-Encoding` goes too: hyper frames each hop's body itself.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Split as bytes: a value with one name that is not text must not hide the
+    // others (`Connection: X-Internal, caf\xe9` still drops X-Internal).
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
         .collect();
     for n in named {
         h.remove(n);
@@ -187,16 +188,12 @@ fn on_hop(name: &[u8], listed: &[&[u8]]) -> bool {
 }
 
 /// The names `Connection` values list, read as `strip_hop_by_hop` reads them:
-/// values that are text, split at commas, each name trimmed. Gathered once per head.
+/// split at commas (as bytes: a name that is not text hides no other), each name
+/// trimmed. Gathered once per head.
 pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     values
-        .filter_map(|v| {
-            std::str::from_utf8(v)
-                .ok()
-                .filter(|v| visible(v.as_bytes()))
-        })
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().as_bytes())
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|n| n.trim_ascii())
         .collect()
 }
 
@@ -468,6 +465,24 @@ mod tests {
     }
 
     #[test]
+    fn a_name_that_is_not_text_hides_no_other_connection_name() {
+        let mut map = HeaderMap::new();
+        map.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Internal, caf\xc3\xa9").unwrap(),
+        );
+        map.append("x-internal", HeaderValue::from_static("secret"));
+        map.append("x-other", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut map);
+        assert!(map.get("x-internal").is_none(), "{map:?}");
+        assert!(map.get("x-other").is_some());
+        let values = [&b"X-Internal, caf\xc3\xa9"[..]];
+        let listed = connection_names(values.into_iter());
+        assert!(!downstream_keeps(b"X-Internal", b"secret", &listed));
+        assert!(downstream_keeps(b"x-other", b"kept", &listed));
+    }
+
+    #[test]
     fn the_field_by_field_response_policy_is_the_header_maps() {
         let heads: &[&[(&str, &[u8])]] = &[
             &[
@@ -495,7 +510,11 @@ mod tests {
                 ("X-C", b"3"),
                 ("Content-Length", b"5"),
             ],
-            &[("Connection", b"caf\xc3\xa9, x-d"), ("X-D", b"4")],
+            &[
+                ("Connection", b"caf\xc3\xa9, x-d"),
+                ("X-D", b"4"),
+                ("X-E", b"5"),
+            ],
         ];
         for head in heads {
             let mut map = HeaderMap::new();
