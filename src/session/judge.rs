@@ -48,12 +48,12 @@ pub struct Judge {
     pub door: crate::approval::FrontDoor,
     /// This session's plain judgments, for statements it sends again.
     pub memo: std::sync::Mutex<super::judge_memo::Memo>,
-    /// The message judged last was allowed and changes the catalog (DDL); the relay
-    /// takes it ([`Judge::took_ddl`]) to follow when the server has run it.
-    pub judged_ddl: std::sync::atomic::AtomicBool,
-    /// A statement of this session that changes the catalog has been sent and not yet
-    /// answered: the catalog pgmoat holds may not show what it makes.
-    pub ddl_running: std::sync::atomic::AtomicBool,
+    /// What the DDL of the message judged last changes (allowed or held); the relay
+    /// takes it ([`Judge::took_ddl`]) to follow it when it goes to the server.
+    pub judged_ddl: std::sync::Mutex<Option<super::ddl::Made>>,
+    /// What this session's DDL sent and not yet visible to pgmoat's catalog changed
+    /// (see [`super::ddl`]).
+    pub ddl_running: std::sync::Mutex<Option<super::ddl::Made>>,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.
@@ -155,7 +155,7 @@ impl Judged {
 impl Judge {
     /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
-        self.judged_ddl.store(false, Relaxed);
+        *lock(&self.judged_ddl) = None;
         let Ok(sql) = std::str::from_utf8(sql) else {
             return Judged::refused(Refusal::own(
                 OwnCause::Unparseable,
@@ -250,19 +250,16 @@ impl Judge {
                 search_path_changed: path_changed,
             },
         );
+        if decision.action != Action::Block {
+            if let Some(made) = super::ddl::Made::of(statements) {
+                // It may define an operator, cast, domain or function: look again next
+                // time, and once more when the server has run it (`ddl_answered`).
+                self.catalog.mark_stale();
+                *lock(&self.judged_ddl) = Some(made);
+            }
+        }
         if decision.action == Action::Allow {
             use crate::classify::Kind;
-            let ddl = statements.iter().any(|f| {
-                f.kinds
-                    .iter()
-                    .any(|k| matches!(k, Kind::Create | Kind::Alter | Kind::Drop | Kind::Extension))
-            });
-            if ddl {
-                // It may define an operator, cast, domain or function: look again next time,
-                // and once more when the server has run it (`ddl_answered`).
-                self.catalog.mark_stale();
-                self.judged_ddl.store(true, Relaxed);
-            }
             // A role change moves `$user` on the path (and DISCARD ALL resets it):
             // bare names could then be in another schema too.
             let changes_path = statements.iter().any(|f| {
@@ -517,14 +514,16 @@ impl Judge {
         masking
     }
 
-    /// Whether the message judged last was allowed DDL (and forget it).
-    pub fn took_ddl(&self) -> bool {
-        self.judged_ddl.swap(false, Relaxed)
+    /// What the DDL of the message judged last changes, if it has any (and forget it).
+    pub fn took_ddl(&self) -> Option<super::ddl::Made> {
+        lock(&self.judged_ddl).take()
     }
 
-    /// A statement that changes the catalog went to the server.
-    pub fn ddl_sent(&self) {
-        self.ddl_running.store(true, Relaxed);
+    /// DDL that changes `made` went to the server.
+    pub fn ddl_sent(&self, made: &super::ddl::Made) {
+        lock(&self.ddl_running)
+            .get_or_insert_with(Default::default)
+            .add(made);
     }
 
     /// The server answered the cycle that ran it: what it made is in the catalog now,
@@ -532,43 +531,42 @@ impl Judge {
     /// is judged is not enough: a statement pipelined behind it reloads the catalog
     /// before the server has run the DDL, and that snapshot would then stay.)
     pub fn ddl_answered(&self) {
-        if self.ddl_running.swap(false, Relaxed) {
+        if lock(&self.ddl_running).take().is_some() {
             self.catalog.mark_stale();
         }
     }
 
-    /// A statement pipelined behind this session's unanswered DDL, for an identity
-    /// with column masks, that reads relations or calls functions: its masks would be
-    /// traced over a catalog without what the DDL makes (`CREATE TEMP VIEW t AS SELECT
-    /// ssn ...` shadowing a clean `public.t`, then `SELECT * FROM t`). Refused; sent
-    /// after the DDL's answer it is judged as usual.
+    /// A statement judged while this session's DDL is not yet visible to the catalog
+    /// (sent and unanswered, or in a transaction that has not ended), for an identity
+    /// with column masks, that could read what the DDL changed: its masks would be
+    /// traced over a catalog without it (`CREATE TEMP VIEW t AS SELECT ssn ...`
+    /// shadowing a clean `public.t`, then `SELECT * FROM t`). Refused; sent after the
+    /// answer (and the transaction's end) it is judged as usual.
     fn behind_ddl(
         &self,
         statements: &[crate::classify::Facts],
         rules: &Arc<crate::policy::RuleSet>,
         catalog: &Arc<crate::catalog::Catalog>,
     ) -> Option<Refusal> {
-        if !self.ddl_running.load(Relaxed) {
+        let running = lock(&self.ddl_running).clone()?;
+        if !statements
+            .iter()
+            .any(|f| running.could_misjudge(f, catalog))
+        {
             return None;
         }
-        let reads = statements.iter().any(|f| {
-            !f.tables_read.is_empty()
-                || !f.functions.is_empty()
-                || f.kinds.contains(&crate::classify::Kind::Execute)
-        });
-        if !reads
-            || !self
-                .masking(rules, catalog)
-                .is_some_and(|m| m.has_column_masks())
+        if !self
+            .masking(rules, catalog)
+            .is_some_and(|m| m.has_column_masks())
         {
             return None;
         }
         Some(Refusal::own(
             OwnCause::Catalog,
             sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "pgmoat: an earlier statement of this session changes the catalog and has not \
-             been answered yet; masks cannot be traced before it has run: send this \
-             statement after its answer",
+            "pgmoat: an earlier statement of this session changes what this one reads, and \
+             pgmoat cannot see that change yet; send this statement after its answer (and \
+             after its transaction ends)",
         ))
     }
 
@@ -744,6 +742,11 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
                 .get(i + 1..i + needle.len())
                 .is_some_and(|w| w.eq_ignore_ascii_case(rest))
     })
+}
+
+/// A session-local lock; a poisoned one still holds valid data.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The bare, lowercase name of a function as the facts record it (`pg_catalog.f`).

@@ -6,6 +6,7 @@ pub mod authn;
 pub mod cancel;
 pub mod core;
 pub mod credentials;
+pub mod ddl;
 pub mod error;
 pub mod guard;
 mod held;

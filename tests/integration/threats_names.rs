@@ -749,3 +749,56 @@ async fn a_read_pipelined_behind_ddl_is_not_judged_on_the_old_catalog() {
         }
     }
 }
+
+/// DDL inside a transaction block is not visible to pgmoat's own catalog connection
+/// until the transaction ends: a read that could see what it changed waits for the
+/// COMMIT (a review read the SSNs through a temporary view shadowing a clean table,
+/// without pipelining), and after the COMMIT the catalog is read again. Reads of
+/// anything else, and DDL making new names, go on as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_a_transaction_is_followed_to_its_end() {
+    let f = fixture("").await;
+    let t = &f.t;
+    let shadow = format!("{t}_tx");
+    f.direct
+        .batch_execute(&format!(
+            "CREATE TABLE {shadow} (x text); INSERT INTO {shadow} VALUES ('plain')"
+        ))
+        .await
+        .unwrap();
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let read = format!("SELECT upper(x) FROM {shadow}");
+    raw.query_ok(&read).await;
+    raw.query_ok("BEGIN").await;
+    raw.query_ok(&format!(
+        "CREATE TEMP VIEW {shadow} AS SELECT ssn AS x FROM {t}"
+    ))
+    .await;
+    // A new name, and a table the DDL did not touch: as usual.
+    raw.query_ok(&format!("CREATE TEMP TABLE {t}_new (a int)"))
+        .await;
+    raw.query_ok(&format!("SELECT name FROM {t} ORDER BY id"))
+        .await;
+    let msgs = raw.query(&read).await;
+    let err = msgs
+        .iter()
+        .find(|m| m.tag == b'E')
+        .unwrap_or_else(|| panic!("inside the transaction: {:?}", data_rows(&msgs)));
+    assert_eq!(err.field(b'C'), "55000", "{}", err.field(b'M'));
+    raw.query("ROLLBACK").await;
+    raw.query_ok("BEGIN").await;
+    raw.query_ok(&format!(
+        "CREATE TEMP VIEW {shadow} AS SELECT ssn AS x FROM {t}"
+    ))
+    .await;
+    raw.query_ok("COMMIT").await;
+    let after = data_rows(&raw.query_ok(&read).await);
+    assert_eq!(after.len(), 3, "{after:?}");
+    for row in &after {
+        for s in &f.secrets {
+            assert!(!row.contains(s.as_str()), "{row} holds {s}");
+        }
+    }
+}

@@ -52,8 +52,8 @@ pub struct StatementSlot {
     /// Parameter type OIDs: from the Parse, then from a ParameterDescription.
     pub types: Vec<u32>,
     pub mask: Option<Shared<MaskStatement>>,
-    /// It changes the catalog (DDL): each Bind of it is followed to its answer.
-    pub ddl: bool,
+    /// What its DDL changes: each Bind of it is followed to its answer.
+    pub ddl: Option<Arc<crate::session::ddl::Made>>,
 }
 
 /// A portal bound to a held statement. It keeps its own hold: the server's portal runs
@@ -97,7 +97,7 @@ impl StatementSlot {
             hold: None,
             types,
             mask,
-            ddl: false,
+            ddl: None,
         }
     }
 

@@ -360,16 +360,16 @@ impl Relay {
             };
             r.running(sql.ok().and_then(|s| std::str::from_utf8(s).ok()));
         }
-        if self.idle() && self.ddl_cycle.is_some() {
-            // Nothing runs on the server: DDL flagged for a cycle that never went
-            // there (refused or denied, answered by pgmoat) is not running.
+        if self.idle() && self.tx_status == b'I' && self.ddl_cycle.is_some() {
+            // Nothing runs on the server and no transaction is open: DDL flagged for
+            // a cycle that never went there (refused or denied) is not pending.
             self.ddl_done();
         }
         let mut judged = self.judge_message(msg).await;
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
-        let ddl = self.judge.as_ref().is_some_and(|j| j.took_ddl());
+        let ddl = self.judge.as_ref().and_then(|j| j.took_ddl());
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
             let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
@@ -384,8 +384,9 @@ impl Relay {
                 Err(e) => judged.verdict.refuse(audit_refusal(&e)),
             }
         }
-        if ddl && !judged.verdict.is_refused() {
-            self.ddl_in(cycle);
+        let ddl = ddl.filter(|_| !judged.verdict.is_refused());
+        if let Some(made) = &ddl {
+            self.ddl_in(cycle, made);
         }
         let (mask, query_mask) = self.track_masking(msg, &judged);
         if msg[0] == b'P' {
@@ -407,7 +408,7 @@ impl Relay {
                 Vec::new()
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
-            slot.ddl = ddl && !judged.verdict.is_refused();
+            slot.ddl = ddl.filter(|_| !judged.verdict.is_refused()).map(Arc::new);
             self.core.names.on_parse(name, slot, hold, cycle, at);
         }
         let grant = match &judged.verdict {
@@ -423,13 +424,14 @@ impl Relay {
         (judged.verdict, statement, query_mask)
     }
 
-    /// DDL of this session runs in `cycle`: until its ReadyForQuery, statements that a
-    /// catalog without it could misjudge wait (see `Judge::behind_ddl`), and after it
-    /// the catalog is read again.
-    fn ddl_in(&mut self, cycle: u64) {
+    /// DDL of this session that changes `made` runs in `cycle`: until its
+    /// ReadyForQuery (and the end of its transaction), statements that a catalog
+    /// without it could misjudge are refused (see `Judge::behind_ddl`); after it the
+    /// catalog is read again.
+    fn ddl_in(&mut self, cycle: u64, made: &crate::session::ddl::Made) {
         self.ddl_cycle = Some(self.ddl_cycle.map_or(cycle, |c| c.max(cycle)));
         if let Some(j) = &self.judge {
-            j.ddl_sent();
+            j.ddl_sent(made);
         }
     }
 
@@ -585,13 +587,13 @@ impl Relay {
             _ => None,
         };
         let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
-        if self
+        if let Some(made) = self
             .core
             .names
             .statement(names.statement)
-            .is_some_and(|s| s.ddl)
+            .and_then(|s| s.ddl.clone())
         {
-            self.ddl_in(cycle);
+            self.ddl_in(cycle, &made);
         }
         let audit = self
             .core

@@ -202,7 +202,8 @@ impl Relay {
         self.tx_status = status.unwrap_or(b'I');
         self.core.seen += 1;
         let seen = self.core.seen;
-        if self.ddl_cycle.is_some_and(|c| seen >= c) {
+        // Answered, and committed (or rolled back): pgmoat's own connection sees it.
+        if self.ddl_cycle.is_some_and(|c| seen >= c) && self.tx_status == b'I' {
             self.ddl_done();
         }
         self.rewrites.retain(|r| r.due > seen);
