@@ -241,13 +241,22 @@ impl Judge {
                 format!("pgmoat: refused: {why}"),
             ));
         }
+        // A message that changes search_path itself (`SET search_path = x; SELECT ...
+        // FROM t`), or calls a function whose body runs on a path of its own (`SET
+        // search_path = hideout` in CREATE FUNCTION, the usual SECURITY DEFINER
+        // hardening): its bare names could be in any schema too.
+        let sets_path = statements.iter().any(|f| {
+            f.settings
+                .iter()
+                .any(|s| matches!(s.as_str(), "search_path" | "*" | "all"))
+        });
         let decision = rules.decide(
             statements,
             &Subject {
                 user: &self.identity.name,
                 groups: &self.identity.groups,
                 target: &self.target,
-                search_path_changed: path_changed,
+                search_path_changed: path_changed || sets_path,
             },
         );
         if decision.action != Action::Block {

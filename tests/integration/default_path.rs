@@ -181,3 +181,34 @@ async fn set_role_moves_the_user_schema() {
         "after SET ROLE the bare name is {role}.payroll"
     );
 }
+
+/// A name a message reads after its own `SET search_path`, or that a function's body
+/// reads on the path the function sets (`SET search_path = ...` in CREATE FUNCTION,
+/// the usual hardening of SECURITY DEFINER functions), could be in any schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_set_inside_the_message_or_a_function_counts() {
+    let (_db, gw, _dir) = gateway_on(
+        &format!(
+            "CREATE SCHEMA hideout;
+         CREATE TABLE hideout.secret3 (v text);
+         INSERT INTO hideout.secret3 VALUES ('hidden');
+         GRANT USAGE ON SCHEMA hideout TO {APP_ROLE};
+         GRANT SELECT ON hideout.secret3 TO {APP_ROLE};
+         CREATE FUNCTION public.fsec() RETURNS SETOF text LANGUAGE sql
+           SET search_path = hideout AS 'SELECT v FROM secret3';
+         GRANT EXECUTE ON FUNCTION public.fsec() TO {APP_ROLE};"
+        ),
+        "\"hideout.*\"",
+    )
+    .await;
+    let c = gw.connect().await;
+    assert_eq!(
+        refused(&c, "SELECT hideout.secret3.v FROM hideout.secret3").await,
+        "42501"
+    );
+    assert_eq!(refused(&c, "SELECT * FROM fsec()").await, "42501");
+    assert_eq!(
+        refused(&c, "SET search_path = hideout; SELECT v FROM secret3").await,
+        "42501"
+    );
+}
