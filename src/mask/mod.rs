@@ -532,20 +532,32 @@ impl Masking {
         let mut t = Taint::CLEAN;
         for table in &f.tables_read {
             let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
-            let found = self
-                .by_qual
-                .get(&(schema.to_owned(), rel.to_owned()))
-                .or_else(|| self.by_name.get(rel).and_then(|v| v.first()));
-            match found {
-                Some(&i) => {
-                    for c in self.rel_taints(i) {
-                        t = t.join(*c);
+            // A name the body leaves unqualified is resolved when it runs, on the
+            // caller's path: a temporary relation of the caller's (pg_temp comes
+            // first) or another schema's may be the one read, so every relation of
+            // that name counts.
+            let found: Vec<usize> = if f.unqualified_tables.contains(rel) {
+                self.by_name.get(rel).cloned().unwrap_or_default()
+            } else {
+                self.by_qual
+                    .get(&(schema.to_owned(), rel.to_owned()))
+                    .copied()
+                    .or_else(|| self.by_name.get(rel).and_then(|v| v.first()).copied())
+                    .into_iter()
+                    .collect()
+            };
+            match found.as_slice() {
+                [_, ..] => {
+                    for &i in &found {
+                        for c in self.rel_taints(i) {
+                            t = t.join(*c);
+                        }
                     }
                 }
                 // A relation the body reads that the catalog does not know (a
                 // temporary table): cannot tell.
-                None if !is_system(schema, rel) => t = t.join(Taint::UNKNOWN),
-                None => {}
+                [] if !is_system(schema, rel) => t = t.join(Taint::UNKNOWN),
+                [] => {}
             }
         }
         if f.tables_read

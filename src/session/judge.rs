@@ -228,6 +228,13 @@ impl Judge {
             })
         };
         let statements = resolved.as_deref().unwrap_or(&classified.statements);
+        // And with what the catalog folded in (a function's body reading a relation
+        // the unseen DDL changed).
+        if resolved.is_some() {
+            if let Some(r) = self.behind_ddl(statements, &rules, &catalog) {
+                return Judged::refused(r);
+            }
+        }
         if let Some(r) = super::guard::role_change_refusal(self.pinned_role.as_deref(), statements)
         {
             return Judged::refused(r);

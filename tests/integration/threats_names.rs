@@ -802,3 +802,39 @@ async fn ddl_in_a_transaction_is_followed_to_its_end() {
         }
     }
 }
+
+/// A function whose body names a relation without a schema reads, when it runs, the
+/// caller's temporary relation of that name if there is one (pg_temp comes first): a
+/// temporary view over masked data shadowing the clean table the body meant is masked
+/// through the function too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_body_reads_the_callers_temporary_relations() {
+    let f = fixture("").await;
+    let t = &f.t;
+    f.direct
+        .batch_execute(&format!(
+            "CREATE TABLE {t}_clean (x text); INSERT INTO {t}_clean VALUES ('plain');
+             CREATE FUNCTION {t}_rd() RETURNS SETOF text LANGUAGE sql AS 'SELECT x FROM {t}_clean'"
+        ))
+        .await
+        .unwrap();
+    let mut raw = Raw::login(f.gw.addr, AGENT, AGENT_PW, "demo")
+        .await
+        .unwrap();
+    let call = format!("SELECT {t}_rd()");
+    let before = data_rows(&raw.query_ok(&call).await);
+    assert!(
+        before.len() == 1 && before[0].ends_with("plain"),
+        "{before:?}"
+    );
+    raw.query_ok(&format!(
+        "CREATE TEMP VIEW {t}_clean AS SELECT ssn AS x FROM {t}"
+    ))
+    .await;
+    let msgs = raw.query(&call).await;
+    for row in data_rows(&msgs) {
+        for s in &f.secrets {
+            assert!(!row.contains(s.as_str()), "{row} holds {s}");
+        }
+    }
+}
