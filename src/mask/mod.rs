@@ -534,10 +534,23 @@ impl Masking {
             let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
             // A name the body leaves unqualified is resolved when it runs, on the
             // caller's path: a temporary relation of the caller's (pg_temp comes
-            // first) or another schema's may be the one read, so every relation of
-            // that name counts.
-            let found: Vec<usize> = if f.unqualified_tables.contains(rel) {
-                self.by_name.get(rel).cloned().unwrap_or_default()
+            // first) may be the one read, so each such relation of that name counts
+            // with public's.
+            let on_path: Vec<usize> = self
+                .by_name
+                .get(rel)
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|&i| {
+                            let s = &self.catalog.relations[i].schema;
+                            s == "public" || s.starts_with("pg_temp")
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let found: Vec<usize> = if f.unqualified_tables.contains(rel) && !on_path.is_empty() {
+                on_path
             } else {
                 self.by_qual
                     .get(&(schema.to_owned(), rel.to_owned()))
