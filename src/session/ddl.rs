@@ -8,9 +8,12 @@
 //! ended, the catalog is read again.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::classify::{Facts, Kind};
+use crate::protocol::sqlstate;
+use crate::session::verdict::{OwnCause, Refusal};
 
 /// What unanswered or uncommitted DDL of a session may have changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +74,64 @@ impl Made {
                 || !f.operators.is_empty()
                 || !f.type_casts.is_empty()
                 || !f.literal_types.is_empty())
+    }
+}
+
+impl super::judge::Judge {
+    /// What the DDL of the message judged last changes, if it has any (and forget it).
+    pub fn took_ddl(&self) -> Option<super::ddl::Made> {
+        super::judge::lock(&self.judged_ddl).take()
+    }
+
+    /// DDL that changes `made` went to the server.
+    pub fn ddl_sent(&self, made: &super::ddl::Made) {
+        super::judge::lock(&self.ddl_running)
+            .get_or_insert_with(Default::default)
+            .add(made);
+    }
+
+    /// The server answered the cycle that ran it: what it made is in the catalog now,
+    /// so the next statement reads the catalog again. (Marking it stale when the DDL
+    /// is judged is not enough: a statement pipelined behind it reloads the catalog
+    /// before the server has run the DDL, and that snapshot would then stay.)
+    pub fn ddl_answered(&self) {
+        if super::judge::lock(&self.ddl_running).take().is_some() {
+            self.catalog.mark_stale();
+        }
+    }
+
+    /// A statement judged while this session's DDL is not yet visible to the catalog
+    /// (sent and unanswered, or in a transaction that has not ended), for an identity
+    /// with column masks, that could read what the DDL changed: its masks would be
+    /// traced over a catalog without it (`CREATE TEMP VIEW t AS SELECT ssn ...`
+    /// shadowing a clean `public.t`, then `SELECT * FROM t`). Refused; sent after the
+    /// answer (and the transaction's end) it is judged as usual.
+    pub(super) fn behind_ddl(
+        &self,
+        statements: &[crate::classify::Facts],
+        rules: &Arc<crate::policy::RuleSet>,
+        catalog: &Arc<crate::catalog::Catalog>,
+    ) -> Option<Refusal> {
+        let running = super::judge::lock(&self.ddl_running).clone()?;
+        if !statements
+            .iter()
+            .any(|f| running.could_misjudge(f, catalog))
+        {
+            return None;
+        }
+        if !self
+            .masking(rules, catalog)
+            .is_some_and(|m| m.has_column_masks())
+        {
+            return None;
+        }
+        Some(Refusal::own(
+            OwnCause::Catalog,
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pgmoat: an earlier statement of this session changes what this one reads, and \
+             pgmoat cannot see that change yet; send this statement after its answer (and \
+             after its transaction ends)",
+        ))
     }
 }
 

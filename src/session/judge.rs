@@ -477,7 +477,7 @@ impl Judge {
 
     /// The session's masks for these rules and this catalog, compiled once per
     /// identity's mask set and shared.
-    fn masking(
+    pub(super) fn masking(
         &self,
         rules: &Arc<crate::policy::RuleSet>,
         catalog: &Arc<crate::catalog::Catalog>,
@@ -528,62 +528,6 @@ impl Judge {
             masking: masking.clone(),
         });
         masking
-    }
-
-    /// What the DDL of the message judged last changes, if it has any (and forget it).
-    pub fn took_ddl(&self) -> Option<super::ddl::Made> {
-        lock(&self.judged_ddl).take()
-    }
-
-    /// DDL that changes `made` went to the server.
-    pub fn ddl_sent(&self, made: &super::ddl::Made) {
-        lock(&self.ddl_running)
-            .get_or_insert_with(Default::default)
-            .add(made);
-    }
-
-    /// The server answered the cycle that ran it: what it made is in the catalog now,
-    /// so the next statement reads the catalog again. (Marking it stale when the DDL
-    /// is judged is not enough: a statement pipelined behind it reloads the catalog
-    /// before the server has run the DDL, and that snapshot would then stay.)
-    pub fn ddl_answered(&self) {
-        if lock(&self.ddl_running).take().is_some() {
-            self.catalog.mark_stale();
-        }
-    }
-
-    /// A statement judged while this session's DDL is not yet visible to the catalog
-    /// (sent and unanswered, or in a transaction that has not ended), for an identity
-    /// with column masks, that could read what the DDL changed: its masks would be
-    /// traced over a catalog without it (`CREATE TEMP VIEW t AS SELECT ssn ...`
-    /// shadowing a clean `public.t`, then `SELECT * FROM t`). Refused; sent after the
-    /// answer (and the transaction's end) it is judged as usual.
-    fn behind_ddl(
-        &self,
-        statements: &[crate::classify::Facts],
-        rules: &Arc<crate::policy::RuleSet>,
-        catalog: &Arc<crate::catalog::Catalog>,
-    ) -> Option<Refusal> {
-        let running = lock(&self.ddl_running).clone()?;
-        if !statements
-            .iter()
-            .any(|f| running.could_misjudge(f, catalog))
-        {
-            return None;
-        }
-        if !self
-            .masking(rules, catalog)
-            .is_some_and(|m| m.has_column_masks())
-        {
-            return None;
-        }
-        Some(Refusal::own(
-            OwnCause::Catalog,
-            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "pgmoat: an earlier statement of this session changes what this one reads, and \
-             pgmoat cannot see that change yet; send this statement after its answer (and \
-             after its transaction ends)",
-        ))
     }
 
     /// Whether unqualified table names could be in any schema: the session changed
@@ -761,7 +705,7 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// A session-local lock; a poisoned one still holds valid data.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -15,6 +15,7 @@
 //! request is recorded before it is handed over, so hyper's handler records it once.
 
 mod clock;
+mod fields;
 mod framing;
 mod relay;
 mod rewind;
@@ -391,10 +392,10 @@ fn parse_request(
     // head refused before is refused still.
     spans.clear();
     for f in req.headers.iter() {
-        if !relay::name_ok(f.name.as_bytes()) {
+        if !fields::name_ok(f.name.as_bytes()) {
             return Err(bad(FramingError::Head("field name".into())));
         }
-        if !relay::value_ok(f.value) {
+        if !fields::value_ok(f.value) {
             return Err(bad(FramingError::Head(format!(
                 "field value of {}",
                 f.name
