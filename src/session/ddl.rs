@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::classify::{Facts, Kind};
 use crate::protocol::sqlstate;
+use crate::session::core::slots::lock;
 use crate::session::verdict::{OwnCause, Refusal};
 
 /// What unanswered or uncommitted DDL of a session may have changed.
@@ -79,13 +80,13 @@ impl Made {
 
 impl super::judge::Judge {
     /// What the DDL of the message judged last changes, if it has any (and forget it).
-    pub fn took_ddl(&self) -> Option<super::ddl::Made> {
-        super::judge::lock(&self.judged_ddl).take()
+    pub fn took_ddl(&self) -> Option<Made> {
+        lock(&self.judged_ddl).take()
     }
 
     /// DDL that changes `made` went to the server.
-    pub fn ddl_sent(&self, made: &super::ddl::Made) {
-        super::judge::lock(&self.ddl_running)
+    pub fn ddl_sent(&self, made: &Made) {
+        lock(&self.ddl_running)
             .get_or_insert_with(Default::default)
             .add(made);
     }
@@ -95,7 +96,7 @@ impl super::judge::Judge {
     /// is judged is not enough: a statement pipelined behind it reloads the catalog
     /// before the server has run the DDL, and that snapshot would then stay.)
     pub fn ddl_answered(&self) {
-        if super::judge::lock(&self.ddl_running).take().is_some() {
+        if lock(&self.ddl_running).take().is_some() {
             self.catalog.mark_stale();
         }
     }
@@ -112,7 +113,7 @@ impl super::judge::Judge {
         rules: &Arc<crate::policy::RuleSet>,
         catalog: &Arc<crate::catalog::Catalog>,
     ) -> Option<Refusal> {
-        let running = super::judge::lock(&self.ddl_running).clone()?;
+        let running = lock(&self.ddl_running).clone()?;
         if !statements
             .iter()
             .any(|f| running.could_misjudge(f, catalog))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
+use super::core::slots::lock;
 use super::verdict::{Cause, Hold, OwnCause, Plan, Refusal, Verdict};
 use crate::auth::Identity;
 use crate::classify::{Classifier, ClassifyError};
@@ -422,7 +423,7 @@ impl Judge {
     }
 
     fn memo(&self) -> std::sync::MutexGuard<'_, super::judge_memo::Memo> {
-        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.memo)
     }
 
     /// Whether any SQL-level prepared statement of this session needs approval.
@@ -702,11 +703,6 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
                 .get(i + 1..i + needle.len())
                 .is_some_and(|w| w.eq_ignore_ascii_case(rest))
     })
-}
-
-/// A session-local lock; a poisoned one still holds valid data.
-pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The bare, lowercase name of a function as the facts record it (`pg_catalog.f`).
