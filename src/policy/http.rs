@@ -6,6 +6,8 @@
 //! `Cond::matches`). Conditions only about who and where (`users`, `groups`,
 //! `targets`) apply to both, as does `default`.
 
+use std::borrow::Cow;
+
 use regex::Regex;
 
 use super::raw::OneOrMany;
@@ -117,31 +119,47 @@ pub struct NormalPath {
 /// a `%` left after decoding (double encoding).
 pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let mut segments: Vec<String> = Vec::new();
+    // Both forms are built as the segments come; `..` cuts the last kept segment
+    // off both (no segment holds a `/`: that is refused below). A segment without an
+    // escape is never copied on its own.
+    let mut decoded = String::with_capacity(raw.len());
+    let mut encoded = String::with_capacity(raw.len());
+    let mut kept = 0usize;
     let trailing = rest.ends_with('/') || rest.is_empty();
     let mut last_was_dir = trailing;
     for seg in rest.split('/') {
-        let decoded = percent_decode(seg)?;
-        if decoded.contains(['/', '\\', '%']) || decoded.chars().any(char::is_control) {
+        let seg = percent_decode(seg)?;
+        if seg.contains(['/', '\\', '%']) || seg.chars().any(char::is_control) {
             return Err(PathError::EncodedSeparator);
         }
-        if !decoded.is_ascii() && compatibility_separator(&decoded) {
+        if !seg.is_ascii() && compatibility_separator(&seg) {
             return Err(PathError::CompatibilitySeparator);
         }
         // `/admin;x=1/users` and `/public/..;/admin` are `/admin/users` to some
         // targets: what they would run is not what would be judged.
-        if decoded.contains(';') {
+        if seg.contains(';') {
             return Err(PathError::PathParameter);
         }
-        if decoded != "." && decoded != ".." && decoded.ends_with(['.', ' ']) {
+        if seg != "." && seg != ".." && seg.ends_with(['.', ' ']) {
             return Err(PathError::TrailingDot);
         }
-        match decoded.as_str() {
+        match &*seg {
             "" | "." => {}
             ".." => {
-                segments.pop();
+                // Never above the root.
+                if kept > 0 {
+                    kept -= 1;
+                    decoded.truncate(decoded.rfind('/').unwrap_or(0));
+                    encoded.truncate(encoded.rfind('/').unwrap_or(0));
+                }
             }
-            _ => segments.push(decoded),
+            s => {
+                kept += 1;
+                decoded.push('/');
+                decoded.push_str(s);
+                encoded.push('/');
+                percent_encode_segment(s, &mut encoded);
+            }
         }
     }
     // `/a/b/..` and `/a/.` name a folder: keep the slash the target would see.
@@ -152,15 +170,7 @@ pub fn normalize_path(raw: &str) -> Result<NormalPath, PathError> {
             }
         }
     }
-    let mut decoded = String::with_capacity(raw.len());
-    let mut encoded = String::with_capacity(raw.len());
-    for s in &segments {
-        decoded.push('/');
-        decoded.push_str(s);
-        encoded.push('/');
-        percent_encode_segment(s, &mut encoded);
-    }
-    if segments.is_empty() || last_was_dir {
+    if kept == 0 || last_was_dir {
         decoded.push('/');
         encoded.push('/');
     }
@@ -182,7 +192,10 @@ fn compatibility_separator(segment: &str) -> bool {
     })
 }
 
-fn percent_decode(seg: &str) -> Result<String, PathError> {
+fn percent_decode(seg: &str) -> Result<Cow<'_, str>, PathError> {
+    if !seg.contains('%') {
+        return Ok(Cow::Borrowed(seg));
+    }
     let b = seg.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -198,7 +211,9 @@ fn percent_decode(seg: &str) -> Result<String, PathError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::NotUtf8)
 }
 
 /// RFC 3986 `pchar`s stay as they are; every other byte is escaped.
@@ -227,7 +242,10 @@ fn percent_encode_segment(s: &str, out: &mut String) {
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
 }
@@ -447,6 +465,109 @@ mod tests {
             ("/日本/データ", "/日本/データ"),
         ] {
             assert_eq!(norm(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    /// The segment-list form `normalize_path` had before it built both paths in place
+    /// (kept as the reference the in-place form must equal).
+    fn reference(raw: &str) -> Result<NormalPath, PathError> {
+        let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+        let mut segments: Vec<String> = Vec::new();
+        let mut last_was_dir = rest.ends_with('/') || rest.is_empty();
+        for seg in rest.split('/') {
+            let d = percent_decode(seg)?.into_owned();
+            if d.contains(['/', '\\', '%']) || d.chars().any(char::is_control) {
+                return Err(PathError::EncodedSeparator);
+            }
+            if !d.is_ascii() && compatibility_separator(&d) {
+                return Err(PathError::CompatibilitySeparator);
+            }
+            if d.contains(';') {
+                return Err(PathError::PathParameter);
+            }
+            if d != "." && d != ".." && d.ends_with(['.', ' ']) {
+                return Err(PathError::TrailingDot);
+            }
+            match d.as_str() {
+                "" | "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                _ => segments.push(d),
+            }
+        }
+        if let Some(last) = rest.rsplit('/').next() {
+            if let Ok(d) = percent_decode(last) {
+                if d == "." || d == ".." {
+                    last_was_dir = true;
+                }
+            }
+        }
+        let (mut decoded, mut encoded) = (String::new(), String::new());
+        for s in &segments {
+            decoded.push('/');
+            decoded.push_str(s);
+            encoded.push('/');
+            // Each byte kept or escaped as `fmt` writes it (the escape table's check).
+            for &b in s.as_bytes() {
+                let mut one = String::new();
+                if b.is_ascii() {
+                    percent_encode_segment(&char::from(b).to_string(), &mut one);
+                }
+                if one.len() == 1 {
+                    encoded.push_str(&one);
+                } else {
+                    encoded.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        if segments.is_empty() || last_was_dir {
+            decoded.push('/');
+            encoded.push('/');
+        }
+        Ok(NormalPath { decoded, encoded })
+    }
+
+    #[test]
+    fn the_in_place_form_equals_the_segment_list_form() {
+        // Every path of up to four pieces from a set that covers the cases: dots,
+        // escapes of dots and separators, empty segments, trailing dots and spaces,
+        // non-ASCII, bad escapes, `;`.
+        let pieces = [
+            "a",
+            "",
+            ".",
+            "..",
+            "%2e",
+            "%2E%2e",
+            "b.",
+            "c ",
+            "%2F",
+            "%5c",
+            "caf%C3%A9",
+            "日本",
+            "x%3Fy",
+            "%zz",
+            "%",
+            "a;b",
+            "%00",
+            "v1",
+            "~u",
+            "%25",
+        ];
+        let mut paths = vec!["/".to_owned(), String::new(), "x".to_owned()];
+        for a in pieces {
+            for b in pieces {
+                paths.push(format!("/{a}/{b}"));
+                paths.push(format!("/{a}/{b}/"));
+                for c in ["..", "z", "", "%2e%2e"] {
+                    paths.push(format!("/{a}/{b}/{c}"));
+                    paths.push(format!("/{c}/{a}/{c}/{b}"));
+                }
+            }
+        }
+        for p in &paths {
+            assert_eq!(normalize_path(p), reference(p), "{p:?}");
         }
     }
 
