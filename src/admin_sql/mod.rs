@@ -117,9 +117,9 @@ pub async fn serve(
         _seat,
     } = admitted;
     let registration = shared.sessions.register(registry::Entry {
-        tenant: tenant.name.clone(),
-        identity: identity.name.clone(),
-        target: DATABASE.to_owned(),
+        tenant: tenant.name.as_str().into(),
+        identity: identity.name.as_str().into(),
+        target: DATABASE.into(),
         client: peer,
         protocol: "postgres",
     });

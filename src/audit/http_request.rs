@@ -1,6 +1,9 @@
 //! The HTTP gateway's record (SPEC section 6): one `http_request` per request, in the
 //! same hash chain as every other record, and how `pgmoat audit replay` prints it.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// One HTTP request through the gateway. A request that is to reach its target is
@@ -8,31 +11,34 @@ use serde::{Deserialize, Serialize};
 /// a request the trail does not hold); every request is recorded once its outcome is
 /// known (blocked, refused, or answered by the target with the body fully relayed or
 /// broken off), without a phase.
+///
+/// What every request of a caller or target repeats is shared (`Arc`) or static
+/// (`Cow`), not copied: a request's two records cost no allocation for them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct HttpRequest {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub target: String,
-    pub client: String,
-    pub method: String,
+    pub user: Arc<str>,
+    pub groups: Arc<[String]>,
+    pub target: Arc<str>,
+    pub client: Arc<str>,
+    pub method: Cow<'static, str>,
     /// The normalised path the rules judged (and the target received), without query.
     pub path: String,
     /// The query string as the target receives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
     /// `decided` for the record written before the request goes on; none for the
     /// record of its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Cow<'static, str>>,
     /// The status the client got.
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_ms: f64,
     /// `allow`, `block` or `approve`.
-    pub action: String,
+    pub action: Cow<'static, str>,
     /// The deciding rule (`default` when none matched).
-    pub rule: String,
+    pub rule: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
     /// Ids of the masks and detectors that changed the response.

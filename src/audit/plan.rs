@@ -187,11 +187,11 @@ mod tests {
     #[test]
     fn an_http_requests_two_records_in_one_batch_are_its_outcome() {
         use crate::audit::http_request::HttpRequest;
-        let req = |phase: Option<&str>, status: u16| {
+        let req = |phase: Option<&'static str>, status: u16| {
             Event::HttpRequest(HttpRequest {
                 method: "GET".into(),
                 path: "/x".into(),
-                phase: phase.map(str::to_owned),
+                phase: phase.map(Into::into),
                 status,
                 ..Default::default()
             })

@@ -17,6 +17,31 @@ use crate::auth::Identity;
 use crate::session::tenant::Tenant;
 use crate::session::{credentials, Shared};
 
+/// Who is calling, as a verified credential proved it: made once per verification
+/// and shared by every request that presents the same credential (through the
+/// cache), so a request copies none of it. `user` and `groups` are the identity's,
+/// in the shared forms its records and the session list take, as is
+/// `tenant_name`.
+pub(crate) struct Caller {
+    pub identity: Identity,
+    pub tenant: Arc<Tenant>,
+    pub user: Arc<str>,
+    pub groups: Arc<[String]>,
+    pub tenant_name: Arc<str>,
+}
+
+impl Caller {
+    fn new(identity: Identity, tenant: Arc<Tenant>) -> Arc<Caller> {
+        Arc::new(Caller {
+            user: identity.name.as_str().into(),
+            groups: identity.groups.as_slice().into(),
+            tenant_name: tenant.name.as_str().into(),
+            identity,
+            tenant,
+        })
+    }
+}
+
 /// What the client presented.
 #[derive(Debug, PartialEq, Eq)]
 enum Credential {
@@ -51,26 +76,26 @@ fn credential(authorization: Option<&[u8]>) -> Option<Credential> {
     None
 }
 
-/// The caller's identity and tenant, or the 401 to send. A credential verified in
+/// The caller (identity and tenant), or the 401 to send. A credential verified in
 /// the last seconds is taken from `cache` (see `auth_cache`), unless its address is
 /// locked out by failures since. `authorization` is the request's first
 /// `Authorization` field's value: it is all this reads of the request. `now` is
 /// when the request's handling began (one clock read per request, not one each).
 pub async fn identify(
     shared: &Shared,
-    cache: &AuthCache<Arc<Tenant>>,
+    cache: &AuthCache<Arc<Caller>>,
     peer: SocketAddr,
     tls: bool,
     authorization: Option<&[u8]>,
     now: Instant,
-) -> Result<(Identity, Arc<Tenant>), Response<Body>> {
+) -> Result<Arc<Caller>, Response<Body>> {
     let presented = authorization;
     if let Some(presented) = presented {
         // The transport rule holds for cached credentials too.
         if crate::session::authn::token_transport_ok(tls, peer) {
-            if let Some((id, tenant)) = cache.get(presented, now) {
-                if !lapsed(&id, &tenant) && !locked_out(shared, &tenant, peer) {
-                    return Ok((id, tenant));
+            if let Some(c) = cache.get(presented, now) {
+                if !lapsed(&c.identity, &c.tenant) && !locked_out(shared, &c.tenant, peer) {
+                    return Ok(c);
                 }
             }
         }
@@ -97,8 +122,9 @@ pub async fn identify(
             credentials::by_password(shared, peer, user, password).await
         }
     };
-    if let (Ok((id, tenant)), Some(presented)) = (&result, presented) {
-        cache.put(presented, id, tenant, now);
+    let result = result.map(|(id, tenant)| Caller::new(id, tenant));
+    if let (Ok(c), Some(presented)) = (&result, presented) {
+        cache.put(presented, c.identity.expires_at, c, now);
     }
     result.map_err(|f| match f {
         AuthFailure::RateLimited => reply::unauthorized(

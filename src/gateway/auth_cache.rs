@@ -19,8 +19,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use subtle::ConstantTimeEq;
 
-use crate::auth::Identity;
-
 /// How long a verified credential is trusted without checking it again.
 pub const TTL: Duration = Duration::from_secs(5);
 /// Entries kept at most; a full cache drops its expired entries, then everything
@@ -31,8 +29,8 @@ struct Entry<T> {
     /// The whole `Authorization` value this entry proved (kept in memory for `TTL`
     /// at most, as the verifier's own caches keep tokens).
     credential: Box<[u8]>,
-    identity: Identity,
-    /// What else the check found (the gateway: the caller's tenant).
+    /// What the check found (the gateway: the caller, identity and tenant, shared so
+    /// a hit copies nothing).
     with: T,
     until: Instant,
 }
@@ -65,8 +63,8 @@ impl<T: Clone> AuthCache<T> {
         h.finish()
     }
 
-    /// The identity a header value proved within the last `TTL`, if still valid.
-    pub fn get(&self, authorization: &[u8], now: Instant) -> Option<(Identity, T)> {
+    /// What a header value proved within the last `TTL`, if still valid.
+    pub fn get(&self, authorization: &[u8], now: Instant) -> Option<T> {
         let hash = self.hash(authorization);
         let map = self.lock();
         let e = map.get(&hash)?;
@@ -75,13 +73,20 @@ impl<T: Clone> AuthCache<T> {
         if !bool::from(e.credential.ct_eq(authorization)) || now >= e.until {
             return None;
         }
-        Some((e.identity.clone(), e.with.clone()))
+        Some(e.with.clone())
     }
 
-    /// Remember a success. `expires_at` of the identity bounds the entry's life.
-    pub fn put(&self, authorization: &[u8], identity: &Identity, with: &T, now: Instant) {
+    /// Remember a success. `expires_at` (the identity's: a token's `exp`) bounds the
+    /// entry's life.
+    pub fn put(
+        &self,
+        authorization: &[u8],
+        expires_at: Option<SystemTime>,
+        with: &T,
+        now: Instant,
+    ) {
         let mut until = now + TTL;
-        if let Some(exp) = identity.expires_at {
+        if let Some(exp) = expires_at {
             match exp.duration_since(SystemTime::now()) {
                 Ok(left) => until = until.min(now + left),
                 // Already expired (clock skew allowances): never cached.
@@ -100,7 +105,6 @@ impl<T: Clone> AuthCache<T> {
             hash,
             Entry {
                 credential: authorization.into(),
-                identity: identity.clone(),
                 with: with.clone(),
                 until,
             },
@@ -122,9 +126,9 @@ mod tests {
         let (t, now) = (tenant(), Instant::now());
         let k = b"Bearer abc";
         assert!(c.get(k, now).is_none());
-        c.put(k, &Identity::new("agent", vec!["g".into()]), &t, now);
-        let (id, _) = c.get(k, now + Duration::from_secs(1)).expect("cached");
-        assert_eq!((id.name.as_str(), id.groups.len()), ("agent", 1));
+        c.put(k, None, &t, now);
+        let got = c.get(k, now + Duration::from_secs(1)).expect("cached");
+        assert_eq!(got, "tenant");
         assert!(c.get(b"Bearer abd", now).is_none());
         assert!(c.get(b"Bearer ab", now).is_none());
         assert!(c.get(k, now + TTL).is_none(), "expired after TTL");
@@ -134,7 +138,7 @@ mod tests {
     fn a_credential_that_hashes_alike_is_a_miss_not_a_hit() {
         let c = AuthCache::<&str>::default();
         let (t, now) = (tenant(), Instant::now());
-        c.put(b"Bearer right", &Identity::new("agent", vec![]), &t, now);
+        c.put(b"Bearer right", None, &t, now);
         // Move the entry under the hash of other credentials (SipHash with random
         // keys gives no way to find a real collision): they still do not get it.
         for other in [&b"Bearer wrong"[..], b"Bearer right2", b"Bearer righ"] {
@@ -157,13 +161,12 @@ mod tests {
     fn a_token_expiry_bounds_the_entry() {
         let c = AuthCache::<&str>::default();
         let (t, now) = (tenant(), Instant::now());
-        let mut id = Identity::new("agent", vec![]);
-        id.expires_at = Some(SystemTime::now() + Duration::from_secs(2));
-        c.put(b"Bearer jwt", &id, &t, now);
+        let exp = Some(SystemTime::now() + Duration::from_secs(2));
+        c.put(b"Bearer jwt", exp, &t, now);
         assert!(c.get(b"Bearer jwt", now + Duration::from_secs(1)).is_some());
         assert!(c.get(b"Bearer jwt", now + Duration::from_secs(3)).is_none());
-        id.expires_at = Some(SystemTime::now() - Duration::from_secs(1));
-        c.put(b"Bearer old", &id, &t, now);
+        let exp = Some(SystemTime::now() - Duration::from_secs(1));
+        c.put(b"Bearer old", exp, &t, now);
         assert!(
             c.get(b"Bearer old", now).is_none(),
             "an expired token is never cached"
@@ -175,12 +178,7 @@ mod tests {
         let c = AuthCache::<&str>::default();
         let (t, now) = (tenant(), Instant::now());
         for i in 0..(MAX_ENTRIES + 10) {
-            c.put(
-                i.to_string().as_bytes(),
-                &Identity::new("a", vec![]),
-                &t,
-                now,
-            );
+            c.put(i.to_string().as_bytes(), None, &t, now);
         }
         assert!(c.lock().len() <= MAX_ENTRIES);
     }

@@ -12,13 +12,14 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::auth::{self, Caller};
 use super::body_mask::{self, BodyKind, BodyMasks};
 use super::judged::Judged;
 use super::masked;
 use super::own_upstream::OwnUpstreams;
 use super::peer::Peer;
 use super::record::{Counted, Metered, Trail};
-use super::{auth, headers, hold, reply, Door};
+use super::{headers, hold, reply, Door};
 use crate::audit::http_request::HttpRequest;
 use crate::config::HttpTarget;
 use crate::policy::{normalize_path, Action, NormalPath, Subject};
@@ -62,8 +63,7 @@ pub async fn handle(
     let own_conns = (parts.version < Version::HTTP_2).then_some(own);
     let Go {
         mut trail,
-        tenant,
-        identity,
+        caller,
         target,
         method,
         np,
@@ -74,8 +74,8 @@ pub async fn handle(
     let body = match judged.action {
         Action::Approve => {
             let asked = hold::Asked {
-                tenant: &tenant,
-                identity: &identity,
+                tenant: &caller.tenant,
+                identity: &caller.identity,
                 target: &target.name,
                 method: method.as_str(),
                 path: &np,
@@ -120,13 +120,13 @@ pub(crate) enum Admitted<'d> {
 /// An admitted request.
 pub(crate) struct Go<'d> {
     pub trail: Trail,
-    pub tenant: Arc<crate::session::tenant::Tenant>,
-    pub identity: crate::auth::Identity,
+    /// Who is calling (identity, tenant).
+    pub caller: Arc<Caller>,
     pub target: &'d HttpTarget,
     /// Upper-cased, judged as such.
     pub method: Method,
     pub np: NormalPath,
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
     pub judged: Arc<Judged>,
 }
 
@@ -146,7 +146,7 @@ pub(crate) async fn admit<'d>(
     lean: bool,
 ) -> Admitted<'d> {
     let started = Instant::now();
-    let (identity, tenant) = match auth::identify(
+    let caller = match auth::identify(
         &door.shared,
         &door.verified,
         peer.addr,
@@ -156,9 +156,10 @@ pub(crate) async fn admit<'d>(
     )
     .await
     {
-        Ok(x) => x,
+        Ok(c) => c,
         Err(r) => return Admitted::Answered(r),
     };
+    let (identity, tenant) = (&caller.identity, &caller.tenant);
     let answered = Admitted::Answered;
     // `/<target>/<path>`: the target is the first segment, judged apart so `..` in
     // the rest can never climb into another target.
@@ -211,12 +212,22 @@ pub(crate) async fn admit<'d>(
             "pgmoat: a _method override is not accepted",
         ));
     }
+    // The record's texts are shared, not copied (see `Caller`, `Route::name`).
+    let route = door.route(&target.tenant, &target.name);
+    let target_name: Arc<str> = match route {
+        Some(r) => Arc::clone(&r.name),
+        None => target.name.as_str().into(),
+    };
+    let method_text: Cow<'static, str> = match standard_method(&upper) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(upper.to_string()),
+    };
     let rec = |path: &str| HttpRequest {
-        user: identity.name.clone(),
-        groups: identity.groups.clone(),
-        target: target.name.clone(),
-        client: peer.text.clone(),
-        method: upper.to_string(),
+        user: Arc::clone(&caller.user),
+        groups: Arc::clone(&caller.groups),
+        target: Arc::clone(&target_name),
+        client: Arc::clone(&peer.text),
+        method: method_text.clone(),
         path: path.to_owned(),
         ..Default::default()
     };
@@ -238,12 +249,7 @@ pub(crate) async fn admit<'d>(
         search_path_changed: false,
     };
     let judged = door.judged.judge(&rules, &who, &upper, &np.decoded);
-    if lean
-        && (judged.action == Action::Approve
-            || door
-                .route(&target.tenant, &target.name)
-                .is_some_and(|r| r.plain_addr.is_none()))
-    {
+    if lean && (judged.action == Action::Approve || route.is_some_and(|r| r.plain_addr.is_none())) {
         return Admitted::Fallback;
     }
     let mut trail = Trail::new(tenant.audit.clone(), started, rec(&np.decoded));
@@ -251,23 +257,19 @@ pub(crate) async fn admit<'d>(
         .shared
         .sessions
         .register(crate::session::registry::Entry {
-            tenant: tenant.name.clone(),
-            identity: identity.name.clone(),
-            target: target.name.clone(),
+            tenant: Arc::clone(&caller.tenant_name),
+            identity: Arc::clone(&caller.user),
+            target: target_name,
             client: peer.addr,
             protocol: "http",
         });
-    // What the console shows as running: `METHOD /path`, built without `fmt`.
-    let mut running = String::with_capacity(upper.len() + 1 + np.decoded.len());
-    running.push_str(&upper);
-    running.push(' ');
-    running.push_str(&np.decoded);
-    reg.running(Some(&running));
+    // What the console shows as running: `METHOD /path`.
+    reg.running_parts(&[&upper, " ", &np.decoded]);
     reg.count(1);
     trail.register(reg);
     trail.rec.action = judged.action.as_str().into();
-    trail.rec.rule = judged.deciding_rule.clone();
-    let query = uri.query().map(str::to_owned);
+    trail.rec.rule = Arc::clone(&judged.deciding_rule);
+    let query: Option<Arc<str>> = uri.query().map(Arc::from);
     trail.rec.query.clone_from(&query);
     // What is to reach the target (or wait for approval) is in the trail first, as
     // durably as `audit.durability` promises (batch: queued; fsync: on disk); a
@@ -293,14 +295,20 @@ pub(crate) async fn admit<'d>(
     };
     Admitted::Go(Go {
         trail,
-        tenant,
-        identity,
+        caller,
         target,
         method,
         np,
         query,
         judged,
     })
+}
+
+/// The method's name as a `'static` text when it is one of the common ones, so a
+/// request's records do not copy it.
+fn standard_method(m: &str) -> Option<&'static str> {
+    const COMMON: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    COMMON.into_iter().find(|c| *c == m)
 }
 
 /// Whether a query pair names a method override (`_method=...`, any case, encoded

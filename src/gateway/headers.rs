@@ -190,11 +190,48 @@ fn on_hop(name: &[u8], listed: &[&[u8]]) -> bool {
 /// The names `Connection` values list, read as `strip_hop_by_hop` reads them:
 /// split at commas (as bytes: a name that is not text hides no other), each name
 /// trimmed. Gathered once per head.
-pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
-    values
+pub fn connection_names<'a>(values: impl Iterator<Item = &'a [u8]>) -> Listed<'a> {
+    let mut l = Listed {
+        few: [&[]; 4],
+        n: 0,
+        more: Vec::new(),
+    };
+    for name in values
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|n| n.trim_ascii())
-        .collect()
+    {
+        if l.more.is_empty() && l.n < l.few.len() {
+            l.few[l.n] = name;
+            l.n += 1;
+        } else {
+            if l.more.is_empty() {
+                l.more.extend_from_slice(&l.few);
+            }
+            l.more.push(name);
+        }
+    }
+    l
+}
+
+/// The names [`connection_names`] found, in order: up to four inline (a response's
+/// `Connection: keep-alive` is one), so a head makes no list on the heap for them.
+pub struct Listed<'a> {
+    few: [&'a [u8]; 4],
+    n: usize,
+    /// All of them, once there are more than `few` holds.
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> std::ops::Deref for Listed<'a> {
+    type Target = [&'a [u8]];
+
+    fn deref(&self) -> &Self::Target {
+        if self.more.is_empty() {
+            &self.few[..self.n]
+        } else {
+            &self.more
+        }
+    }
 }
 
 /// Visible ASCII, space and tab only (what `HeaderValue::to_str` accepts).
@@ -479,6 +516,12 @@ mod tests {
         let values = [&b"X-Internal, caf\xc3\xa9"[..]];
         let listed = connection_names(values.into_iter());
         assert!(!downstream_keeps(b"X-Internal", b"secret", &listed));
+        // Past the four kept inline, every name is still listed, in order.
+        let many = connection_names([&b"a, b,c"[..], b"d", b" e ,f"].into_iter());
+        let want: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
+        assert_eq!(&*many, &want[..]);
+        let few = connection_names([&b"keep-alive"[..]].into_iter());
+        assert_eq!(&*few, &[&b"keep-alive"[..]][..]);
         assert!(downstream_keeps(b"x-other", b"kept", &listed));
     }
 

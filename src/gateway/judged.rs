@@ -8,7 +8,7 @@
 //! address cannot be reused by a newer rule set while the entry lives: a reload
 //! simply starts missing, and the old entries age out of the bounded cache.
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::body_mask::BodyMasks;
@@ -23,7 +23,8 @@ pub struct Judged {
     /// Keeps the key's rule-set address from being reused (see the module comment).
     _rules: Arc<RuleSet>,
     pub action: Action,
-    pub deciding_rule: String,
+    /// Shared with every record of a request it decided.
+    pub deciding_rule: Arc<str>,
     pub description: String,
     /// Who may approve it, for a held request.
     pub approvers: Vec<String>,
@@ -56,12 +57,19 @@ impl Judgements {
         method: &str,
         path: &str,
     ) -> Arc<Judged> {
-        let request_key = key(rules, who, method, path);
-        if let Some(j) = self.cache.get(&*request_key) {
+        // The key is built in this thread's buffer: a hit allocates nothing.
+        let hit = KEY.with_borrow_mut(|k| {
+            key(k, rules, who, method, path);
+            self.cache.get(k.as_str())
+        });
+        if let Some(j) = hit {
             return j;
         }
+        let mut request_key = String::new();
+        key(&mut request_key, rules, who, method, path);
         // The caller alone (no method or path): its own cache, so no clash.
-        let who_key = key(rules, who, "", "");
+        let mut who_key = String::new();
+        key(&mut who_key, rules, who, "", "");
         let masks = match self.masks.get(&*who_key) {
             Some(m) => m,
             None => {
@@ -92,20 +100,27 @@ fn judge(
     Judged {
         _rules: Arc::clone(rules),
         action: d.action,
-        deciding_rule: d.deciding_rule,
+        deciding_rule: d.deciding_rule.into(),
         description: d.description,
         approvers,
         masks,
     }
 }
 
-/// Every part length-prefixed, so no two different requests share a key whatever
-/// their names and paths contain.
-fn key(rules: &Arc<RuleSet>, who: &Subject<'_>, method: &str, path: &str) -> String {
-    let mut k = String::with_capacity(64 + path.len() + who.user.len());
-    let _ = write!(k, "{:x}", Arc::as_ptr(rules) as usize);
+thread_local! {
+    /// The look-up key's buffer (one per thread, reused: no allocation per request).
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The key, into `k` (cleared first). Every part length-prefixed, so no two different
+/// requests share a key whatever their names and paths contain.
+fn key(k: &mut String, rules: &Arc<RuleSet>, who: &Subject<'_>, method: &str, path: &str) {
+    k.clear();
+    k.push_str(itoa::Buffer::new().format(Arc::as_ptr(rules) as usize));
     let mut part = |s: &str| {
-        let _ = write!(k, "|{}:", s.len());
+        k.push('|');
+        k.push_str(itoa::Buffer::new().format(s.len()));
+        k.push(':');
         k.push_str(s);
     };
     part(who.user);
@@ -115,7 +130,6 @@ fn key(rules: &Arc<RuleSet>, who: &Subject<'_>, method: &str, path: &str) -> Str
     for g in who.groups {
         part(g);
     }
-    k
 }
 
 #[cfg(test)]
@@ -177,10 +191,13 @@ rules:
     fn keys_cannot_run_together() {
         let r = rules(RULES);
         let g: Vec<String> = vec![];
-        assert_ne!(
-            key(&r, &who("a|1:b", &g, "t"), "GET", "/"),
-            key(&r, &who("a", &g, "b|1:t"), "GET", "/")
-        );
+        let (mut a, mut b) = (String::new(), String::new());
+        key(&mut a, &r, &who("a|1:b", &g, "t"), "GET", "/");
+        key(&mut b, &r, &who("a", &g, "b|1:t"), "GET", "/");
+        assert_ne!(a, b);
+        // The buffer is cleared before each key.
+        key(&mut a, &r, &who("a", &g, "b|1:t"), "GET", "/");
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub(crate) struct Door {
     routes: std::collections::HashMap<String, upstream::Route>,
     holds: Arc<holds::Holds>,
     /// Credentials verified in the last seconds.
-    verified: auth_cache::AuthCache<Arc<crate::session::tenant::Tenant>>,
+    verified: auth_cache::AuthCache<Arc<auth::Caller>>,
     /// The rules' judgements of recent requests.
     judged: judged::Judgements,
     /// Clients reach this door over TLS.

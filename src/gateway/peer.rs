@@ -4,13 +4,14 @@
 //! gateway's profile.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub(crate) struct Peer {
     pub addr: SocketAddr,
     /// `addr.ip()` as text (`192.0.2.7`, `::1`).
     pub ip: String,
-    /// `addr` as text (`192.0.2.7:5555`, `[::1]:5555`).
-    pub text: String,
+    /// `addr` as text (`192.0.2.7:5555`, `[::1]:5555`), shared by the records.
+    pub text: Arc<str>,
 }
 
 impl Peer {
@@ -18,7 +19,7 @@ impl Peer {
         Peer {
             addr,
             ip: addr.ip().to_string(),
-            text: addr.to_string(),
+            text: addr.to_string().into(),
         }
     }
 }

@@ -62,6 +62,13 @@ impl Trail {
         self.registration.as_ref().map(Registration::terminated)
     }
 
+    /// Whether an operator has terminated the request (no receiver is made).
+    pub fn is_terminated(&self) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(Registration::is_terminated)
+    }
+
     /// The id the record is filed under (`pgmoat audit replay DIR ID`).
     pub fn id(&self) -> &str {
         &self.session

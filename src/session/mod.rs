@@ -144,9 +144,9 @@ async fn serve_as(
         Ok(Ok(Opened::Relay(established))) => *established,
     };
     let registration = shared.sessions.register(registry::Entry {
-        tenant: est.tenant.name.clone(),
-        identity: est.identity.name.clone(),
-        target: est.target.clone(),
+        tenant: est.tenant.name.as_str().into(),
+        identity: est.identity.name.as_str().into(),
+        target: est.target.as_str().into(),
         client: peer,
         protocol: est.door.as_str(),
     });

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -19,13 +19,14 @@ use tokio::sync::watch;
 /// The running statement is shown up to this many bytes.
 const RUNNING_SHOWN: usize = 1024;
 
-/// What a session is, fixed when it registers.
+/// What a session is, fixed when it registers. Shared text: the HTTP gateway registers
+/// every request, and its caller's and target's names are not copied for that.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// "" without `tenants:`.
-    pub tenant: String,
-    pub identity: String,
-    pub target: String,
+    pub tenant: Arc<str>,
+    pub identity: Arc<str>,
+    pub target: Arc<str>,
     pub client: SocketAddr,
     /// The front door: "postgres", "mcp", "ssh" or "http".
     pub protocol: &'static str,
@@ -37,7 +38,17 @@ struct Live {
     /// What the session runs now (a statement, a command): empty when idle.
     running: Mutex<String>,
     statements: AtomicU64,
-    terminate: watch::Sender<bool>,
+    /// Set once an operator ends the session.
+    ended: AtomicBool,
+    /// Made when somebody first waits for the end (or the end comes): most HTTP
+    /// requests never wait, and a channel per request was a visible cost.
+    terminate: OnceLock<watch::Sender<bool>>,
+}
+
+impl Live {
+    fn terminate(&self) -> &watch::Sender<bool> {
+        self.terminate.get_or_init(|| watch::channel(false).0)
+    }
 }
 
 /// One live session as the API shows it.
@@ -81,13 +92,13 @@ impl Registry {
     /// List a session until the returned registration is dropped.
     pub fn register(self: &Arc<Self>, entry: Entry) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (terminate, _) = watch::channel(false);
         let live = Arc::new(Live {
             entry,
             started_at: SystemTime::now(),
             running: Mutex::new(String::new()),
             statements: AtomicU64::new(0),
-            terminate,
+            ended: AtomicBool::new(false),
+            terminate: OnceLock::new(),
         });
         lock(&self.live).insert(id, Arc::clone(&live));
         Registration {
@@ -101,14 +112,14 @@ impl Registry {
     pub fn list(&self, tenant: Option<&str>) -> Vec<SessionView> {
         lock(&self.live)
             .iter()
-            .filter(|(_, l)| tenant.is_none_or(|t| l.entry.tenant == t))
+            .filter(|(_, l)| tenant.is_none_or(|t| *l.entry.tenant == *t))
             .map(|(id, l)| {
                 let running = lock(&l.running);
                 SessionView {
                     id: show_id(*id),
-                    tenant: l.entry.tenant.clone(),
-                    identity: l.entry.identity.clone(),
-                    target: l.entry.target.clone(),
+                    tenant: l.entry.tenant.to_string(),
+                    identity: l.entry.identity.to_string(),
+                    target: l.entry.target.to_string(),
                     client: l.entry.client.to_string(),
                     protocol: l.entry.protocol,
                     started_at: l.started_at,
@@ -135,8 +146,11 @@ impl Registry {
         };
         let live = lock(&self.live).get(&n).cloned();
         match live {
-            Some(l) if tenant.is_none_or(|t| l.entry.tenant == t) => {
-                l.terminate.send_replace(true);
+            Some(l) if tenant.is_none_or(|t| *l.entry.tenant == *t) => {
+                l.ended.store(true, Ordering::Release);
+                // Through the one sender (made now if nobody waits yet): a receiver
+                // made before or after this sees `true`.
+                l.terminate().send_replace(true);
                 true
             }
             _ => false,
@@ -160,14 +174,34 @@ impl Registration {
     /// Note what the session runs now (None: idle). Cut at a character boundary
     /// past [`RUNNING_SHOWN`] bytes; the buffer is reused, so no allocation once warm.
     pub fn running(&self, what: Option<&str>) {
+        match what {
+            Some(w) => self.running_parts(&[w]),
+            None => lock(&self.live.running).clear(),
+        }
+    }
+
+    /// Note what the session runs now, given in parts that are joined (`METHOD`,
+    /// ` `, `/path`): no joined copy is made first. Cut as `running` cuts.
+    pub fn running_parts(&self, parts: &[&str]) {
         let mut r = lock(&self.live.running);
         r.clear();
-        if let Some(w) = what {
-            let mut end = w.len().min(RUNNING_SHOWN);
-            while !w.is_char_boundary(end) {
+        r.reserve(
+            parts
+                .iter()
+                .map(|p| p.len())
+                .sum::<usize>()
+                .min(RUNNING_SHOWN),
+        );
+        for p in parts {
+            let room = RUNNING_SHOWN - r.len();
+            let mut end = p.len().min(room);
+            while !p.is_char_boundary(end) {
                 end -= 1;
             }
-            r.push_str(&w[..end]);
+            r.push_str(&p[..end]);
+            if end < p.len() {
+                break;
+            }
         }
     }
 
@@ -180,7 +214,12 @@ impl Registration {
 
     /// A receiver that turns true when an operator terminates the session.
     pub fn terminated(&self) -> watch::Receiver<bool> {
-        self.live.terminate.subscribe()
+        self.live.terminate().subscribe()
+    }
+
+    /// Whether an operator has terminated the session (without a receiver).
+    pub fn is_terminated(&self) -> bool {
+        self.live.ended.load(Ordering::Acquire)
     }
 }
 
@@ -223,8 +262,19 @@ mod tests {
         let ended = b.terminated();
         assert!(!r.terminate(&b.id(), Some("acme")));
         assert!(!*ended.borrow());
+        assert!(!b.is_terminated());
         assert!(r.terminate(&b.id(), Some("globex")));
         assert!(*ended.borrow());
+        assert!(b.is_terminated());
+        assert!(
+            *b.terminated().borrow(),
+            "a receiver made after the end sees it"
+        );
+        // Ended before anybody waited: the first receiver sees it too.
+        let c = r.register(entry("", "http"));
+        assert!(r.terminate(&c.id(), None));
+        assert!(c.is_terminated() && *c.terminated().borrow());
+        drop(c);
         assert!(!r.terminate("s-999", None));
         assert!(!r.terminate("nonsense", None));
         drop(b);
@@ -241,5 +291,16 @@ mod tests {
         a.running(Some(&long));
         let shown = r.list(None)[0].running.clone().unwrap();
         assert!(shown.len() <= RUNNING_SHOWN && long.starts_with(&shown));
+        // In parts: joined, and cut the same way wherever the bound falls.
+        a.running_parts(&["GET", " ", "/x"]);
+        assert_eq!(r.list(None)[0].running.as_deref(), Some("GET /x"));
+        a.running_parts(&["GET ", &long]);
+        let shown = r.list(None)[0].running.clone().unwrap();
+        assert!(shown.len() <= RUNNING_SHOWN);
+        assert!(format!("GET {long}").starts_with(&shown));
+        assert!(
+            shown.len() > RUNNING_SHOWN - 4,
+            "cut at the last boundary, not before"
+        );
     }
 }

@@ -248,9 +248,9 @@ impl Conn {
             .shared
             .sessions
             .register(crate::session::registry::Entry {
-                tenant: tenant.name.clone(),
-                identity: identity.clone(),
-                target: target.name.clone(),
+                tenant: tenant.name.as_str().into(),
+                identity: identity.as_str().into(),
+                target: target.name.as_str().into(),
                 client: self.peer,
                 protocol: "ssh",
             });

@@ -113,17 +113,12 @@ impl Lean<'_> {
             let r = reply::error(StatusCode::BAD_GATEWAY, "pgmoat: target unavailable");
             return self.answer_recorded(r, trail, None, close_on_error).await;
         };
-        let Some(uri) = route.uri(&np.encoded, query.as_deref(), true) else {
-            let r = reply::error(StatusCode::BAD_REQUEST, "pgmoat: bad request URI");
-            return self.answer_recorded(r, trail, None, close_on_error).await;
-        };
         let masking = masks.is_some();
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        out.extend_from_slice(pq.as_bytes());
+        route.write_origin(&np.encoded, query.as_deref(), out);
         out.extend_from_slice(b" HTTP/1.1\r\n");
         field(out, "host", route.host.as_bytes());
         // The target's fields straight from the client's head (names lower-cased,
@@ -471,8 +466,7 @@ impl Lean<'_> {
         trail: &Trail,
         sent: &mut u64,
     ) -> Result<(), BodyBreak> {
-        let terminated = trail.terminated();
-        let stop = || terminated.as_ref().is_some_and(|t| *t.borrow());
+        let stop = || trail.is_terminated();
         let client = |_: io::Error| BodyBreak::Client;
         match body {
             BodyLen::Empty => self.io.write_all(&self.out).await.map_err(client),
