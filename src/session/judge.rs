@@ -156,8 +156,14 @@ impl Judged {
 impl Judge {
     /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
+        self.judge_text(std::str::from_utf8(sql).ok()).await
+    }
+
+    /// [`Judge::judge`] of a text its caller already checked as UTF-8 (None: it is
+    /// not valid UTF-8, and is refused).
+    pub async fn judge_text(&self, sql: Option<&str>) -> Judged {
         *lock(&self.judged_ddl) = None;
-        let Ok(sql) = std::str::from_utf8(sql) else {
+        let Some(sql) = sql else {
             return Judged::refused(Refusal::own(
                 OwnCause::Unparseable,
                 sqlstate::SYNTAX_ERROR,
