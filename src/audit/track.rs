@@ -326,7 +326,15 @@ impl SessionAudit {
             return Ok(Ok(()));
         };
         match self.audit.try_record(Some(&self.id), &event) {
-            Some(result) => Ok(result),
+            Some(result) => {
+                // Encoded: its columns and rows' memory serve the next record.
+                if let (Some(rec), Event::Statement(Statement::Completed(c))) =
+                    (self.rows.as_mut(), event)
+                {
+                    rec.give_back(c.columns, c.recorded_rows);
+                }
+                Ok(result)
+            }
             None => Err(Waiting(Box::new(event))),
         }
     }
@@ -346,6 +354,9 @@ impl SessionAudit {
             None => Default::default(),
         };
         if ticket.refused {
+            if let Some(r) = self.rows.as_mut() {
+                r.give_back(columns, recorded_rows);
+            }
             return None;
         }
         // Columns alone (a Describe whose statement returned nothing here) say nothing.
