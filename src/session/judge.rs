@@ -700,14 +700,14 @@ impl Judge {
 /// Whether `needle` (lowercase) is in `hay` in any case. Run for every statement of a
 /// masked session: a look at the first byte first skips most windows cheaply.
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
+    let Some(&first) = needle.first() else {
         return true;
     };
-    hay.iter().enumerate().any(|(i, c)| {
-        c.to_ascii_lowercase() == first
-            && hay
-                .get(i + 1..i + needle.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    // Only where the first byte is, in either case (a vector search), is a window read.
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lower, upper, hay).any(|i| {
+        hay.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
     })
 }
 
