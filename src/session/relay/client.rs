@@ -597,19 +597,14 @@ impl Relay {
             _ => None,
         };
         let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
-        if let Some(made) = self
-            .core
-            .names
-            .statement(names.statement)
-            .and_then(|s| s.ddl.clone())
-        {
+        // One look-up of the statement for both (ddl_in changes no name).
+        let (made, audit) = match self.core.names.statement(names.statement) {
+            Some(s) => (s.ddl.clone(), s.audit),
+            None => (None, None),
+        };
+        if let Some(made) = made {
             self.ddl_in(cycle, &made);
         }
-        let audit = self
-            .core
-            .names
-            .statement(names.statement)
-            .and_then(|s| s.audit);
         let (mask, ticket) = match (&mut self.masker, &bind) {
             (Some(m), Some(b)) => {
                 let (slot, ticket) = m.for_bind(
