@@ -21,10 +21,6 @@
 //! deferred checks report at COMMIT.
 
 use std::collections::HashMap;
-
-/// What SQL names (prepared statements, cursors) read, by name: randomly keyed like
-/// std's hasher, cheaper than SipHash.
-type NamedMap = HashMap<Named, Origin, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -39,6 +35,10 @@ use crate::mask::Masking;
 use crate::protocol::backend_view::column_count;
 use crate::protocol::formats::ResultFormats;
 use crate::protocol::frontend::{Describe, Target};
+
+/// What SQL names (prepared statements, cursors) read, by name: randomly keyed like
+/// std's hasher, cheaper than SipHash.
+type NamedMap = HashMap<Named, Origin, foldhash::fast::RandomState>;
 
 /// Masking's part of the session: what SQL names mean (PREPARE, DECLARE) and the
 /// plan of the result streaming back now. Protocol statement and portal names live
