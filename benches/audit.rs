@@ -76,7 +76,7 @@ fn bench_session(c: &mut Criterion) {
                 let t0 = Instant::now();
                 for _ in 0..iters {
                     let recorded = session
-                        .decided(black_box(&query), StatementFacts::unjudged())
+                        .decided(black_box(&query), None, StatementFacts::unjudged())
                         .await;
                     recorded.result.expect("decided");
                     let n = recorded.statement;

@@ -15,7 +15,9 @@
 # STRACE   1: after the rounds, one 3 s run per target under `strace -c -f`: which calls
 # PROFILE  1: after the rounds, `perf record` each pgmoat for 4 s of load; prints its top
 #          user-space symbols (self time) and the split by thread and object;
-#          PROFILE_OUT=/tmp/x keeps each profile as /tmp/x.moatN (delete it after)
+#          PROFILE_OUT=/tmp/x keeps each profile as /tmp/x.moatN (delete it after);
+#          PROFILE_SECS=N records N s instead of 4 (more samples for small symbols);
+#          PROFILE_GRAPH=1 records call graphs too (`--call-graph dwarf`, -F 999)
 #
 # Each run is `pgbench -n -S -M MODE -c 8 -j 2 -T T`; the line printed per run gives
 # TPS and the middlebox's utime and stime (from /proc/PID/stat) per transaction.
@@ -115,12 +117,17 @@ if [ -n "${STRACE:-}" ]; then
 fi
 if [ -n "${PROFILE:-}" ]; then
     for t in $(seq -f 'moat%g' -s ' ' 1 $n); do
-        run "$t" 6 >/dev/null &
+        secs=${PROFILE_SECS:-4}
+        run "$t" $((secs + 2)) >/dev/null &
         LOAD=$!
         sleep 1
-        perf record -q -F 2999 -p "${PID[$t]}" -o "$WORK/perf.data.$t" -- sleep 4 2>/dev/null
+        if [ -n "${PROFILE_GRAPH:-}" ]; then
+            perf record -q -F 999 --call-graph dwarf,16384 -p "${PID[$t]}" -o "$WORK/perf.data.$t" -- sleep "$secs" 2>/dev/null
+        else
+            perf record -q -F 2999 -p "${PID[$t]}" -o "$WORK/perf.data.$t" -- sleep "$secs" 2>/dev/null
+        fi
         wait "$LOAD"
-        log "$t: top user-space symbols (self), perf record -F 2999, 4 s"
+        log "$t: top user-space symbols (self), perf record, $secs s"
         perf report -i "$WORK/perf.data.$t" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null |
             grep -v '^#' | grep -v '^$' | grep -v '\[k\]' | cut -c1-110 | head -45
         log "$t: samples per thread and object (user and kernel)"

@@ -12,11 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use dashmap::DashMap;
 
+/// The maps' hasher: keyed per map at random like std's, but much cheaper than
+/// SipHash on the short texts looked up for every statement (the parse cache hashes
+/// each text once, and its shape key once more on a miss).
+type Hasher = foldhash::fast::RandomState;
+
 /// How many parts eviction cuts the keys into: one part goes per eviction.
 const PARTS: u64 = 10;
 
 pub struct Bounded<K, V> {
-    map: DashMap<K, V>,
+    map: DashMap<K, V, Hasher>,
     max: usize,
     /// Which part the next eviction drops.
     turn: AtomicUsize,
@@ -27,7 +32,7 @@ pub struct Bounded<K, V> {
 impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
     pub fn new(max: usize) -> Self {
         Bounded {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(Hasher::default()),
             max: max.max(1),
             turn: AtomicUsize::new(0),
             parts: RandomState::new(),

@@ -18,6 +18,9 @@ pub struct RowRecorder {
     binary: Vec<bool>,
     /// The result answered now was described: its columns are the ones above.
     current: bool,
+    /// `columns` went out with a record ([`RowRecorder::take`]) and has not come
+    /// back ([`RowRecorder::give_back`]): the next description is read again.
+    lent: bool,
     rows: Vec<Vec<Value>>,
     truncated: bool,
 }
@@ -43,7 +46,7 @@ impl RowRecorder {
     /// ignored: the recorder is evidence, not a parser the session depends on.
     pub fn row_description(&mut self, msg: &[u8]) {
         let body = msg.get(5..).unwrap_or(&[]);
-        if !self.described.is_empty() && self.described == body {
+        if !self.lent && !self.described.is_empty() && self.described == body {
             self.current = true;
             return;
         }
@@ -51,6 +54,7 @@ impl RowRecorder {
             return;
         };
         self.columns = t.fields().map(|f| lossy(f.name)).collect();
+        self.lent = false;
         self.binary = t.fields().map(|f| f.format == 1).collect();
         self.described.clear();
         self.described.extend_from_slice(body);
@@ -100,17 +104,34 @@ impl RowRecorder {
     }
 
     /// Everything kept since the last take: columns (only with rows: columns alone
-    /// say nothing), rows, and whether rows were cut.
+    /// say nothing), rows, and whether rows were cut. The columns are lent, not
+    /// copied: until [`RowRecorder::give_back`] returns them, the next
+    /// RowDescription is read anew.
     pub fn take(&mut self) -> (Vec<String>, Vec<Vec<Value>>, bool) {
         let t = std::mem::take(&mut self.truncated);
         let rows = std::mem::take(&mut self.rows);
         let columns = if self.current && !rows.is_empty() {
-            self.columns.clone()
+            self.lent = true;
+            std::mem::take(&mut self.columns)
         } else {
             Vec::new()
         };
         self.current = false;
         (columns, rows, t)
+    }
+
+    /// What [`RowRecorder::take`] gave out, once its record is written: the columns
+    /// serve the next result of the same description again, and the rows' memory the
+    /// next rows (each statement's record would otherwise allocate both anew).
+    pub fn give_back(&mut self, columns: Vec<String>, mut rows: Vec<Vec<Value>>) {
+        if self.lent && !columns.is_empty() {
+            self.columns = columns;
+            self.lent = false;
+        }
+        if self.rows.is_empty() && rows.capacity() <= self.limit {
+            rows.clear();
+            self.rows = rows;
+        }
     }
 }
 
@@ -196,5 +217,42 @@ mod tests {
         // Described but no rows kept: columns alone say nothing.
         r.row_description(&desc("b", 1));
         assert_eq!(r.take(), (vec![], vec![], false));
+    }
+
+    /// Columns lent to a record come back for the next result of the same
+    /// description; a record that keeps them (its queue was full) leaves the next
+    /// description to be read anew, never to reuse nothing.
+    #[test]
+    fn lent_columns_come_back_or_are_read_again() {
+        let mut d = 1i16.to_be_bytes().to_vec();
+        d.extend_from_slice(b"aid\0");
+        d.extend_from_slice(&[0; 4 + 2 + 4 + 2 + 4]);
+        d.extend_from_slice(&0i16.to_be_bytes());
+        let desc = msg(b'T', &d);
+        let mut row = 1i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&1i32.to_be_bytes());
+        row.push(b'7');
+        let row = msg(b'D', &row);
+        let mut r = RowRecorder::new(10);
+        let expected = (vec!["aid".to_string()], vec![vec![Value::from("7")]], false);
+        // Given back: reused.
+        r.row_description(&desc);
+        r.data_row(&row);
+        let (cols, rows, cut) = r.take();
+        assert_eq!((cols.clone(), rows.clone(), cut), expected);
+        r.give_back(cols, rows);
+        r.row_description(&desc);
+        r.data_row(&row);
+        let (cols, rows, cut) = r.take();
+        assert_eq!((cols, rows, cut), expected);
+        // Not given back (the last take's columns kept elsewhere): read again.
+        r.row_description(&desc);
+        r.data_row(&row);
+        assert_eq!(r.take(), expected);
+        // Rows given back come back empty.
+        r.give_back(Vec::new(), vec![vec![Value::from("old")]]);
+        r.row_description(&desc);
+        r.data_row(&row);
+        assert_eq!(r.take(), expected);
     }
 }

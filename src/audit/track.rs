@@ -195,12 +195,20 @@ impl SessionAudit {
     }
 
     /// Record a Query or Parse (the whole message) and what was decided, durably
-    /// (per the store's mode) before it is forwarded.
-    pub async fn decided(&mut self, msg: &[u8], facts: StatementFacts) -> Recorded {
+    /// (per the store's mode) before it is forwarded. `checked`: the message's SQL
+    /// text when the caller already read it and found it valid UTF-8 (the judge
+    /// does), so it is not checked again; None reads it here.
+    pub async fn decided(
+        &mut self,
+        msg: &[u8],
+        checked: Option<&str>,
+        facts: StatementFacts,
+    ) -> Recorded {
         let text = StatementText::read(
             msg.first().copied().unwrap_or(0),
             msg.get(5..).unwrap_or(&[]),
         );
+        debug_assert!(checked.is_none_or(|c| c.as_bytes() == text.sql));
         let (name, sql) = (text.name, text.sql);
         self.statements += 1;
         let n = self.statements;
@@ -211,7 +219,7 @@ impl SessionAudit {
         let event = Event::Statement(Statement::Decided(Decided {
             statement: n,
             protocol: Cow::Borrowed(if name.is_some() { "extended" } else { "simple" }),
-            sql: lossy(sql),
+            sql: checked.map_or_else(|| lossy(sql), str::to_owned),
             kinds: facts.kinds,
             tables: facts.tables,
             action: Cow::Borrowed(facts.action.as_str()),
@@ -318,7 +326,15 @@ impl SessionAudit {
             return Ok(Ok(()));
         };
         match self.audit.try_record(Some(&self.id), &event) {
-            Some(result) => Ok(result),
+            Some(result) => {
+                // Encoded: its columns and rows' memory serve the next record.
+                if let (Some(rec), Event::Statement(Statement::Completed(c))) =
+                    (self.rows.as_mut(), event)
+                {
+                    rec.give_back(c.columns, c.recorded_rows);
+                }
+                Ok(result)
+            }
             None => Err(Waiting(Box::new(event))),
         }
     }
@@ -338,6 +354,9 @@ impl SessionAudit {
             None => Default::default(),
         };
         if ticket.refused {
+            if let Some(r) = self.rows.as_mut() {
+                r.give_back(columns, recorded_rows);
+            }
             return None;
         }
         // Columns alone (a Describe whose statement returned nothing here) say nothing.

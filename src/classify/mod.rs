@@ -13,6 +13,7 @@ pub mod node;
 pub mod node_kind;
 mod parse;
 mod plpgsql;
+mod shape;
 mod statements;
 mod tautology;
 mod tautology_fold;
@@ -25,12 +26,15 @@ mod walk;
 #[cfg(test)]
 mod code_tests;
 #[cfg(test)]
+mod shape_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::{mpsc, Arc, Mutex};
 
 pub use error::ClassifyError;
 pub use facts::{merge, CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
+pub use shape::{shape_key, shape_key_into};
 pub use tautology_views::{view_columns, ViewColumn};
 pub use tree_key::tree_key;
 
@@ -78,139 +82,12 @@ type Job = Box<dyn FnOnce() + Send>;
 /// but not free, and runs on the session's own thread).
 const SHAPE_MAX: usize = 64 << 10;
 
-/// A key that is the same for statements differing only in literal values: the
-/// scanner's tokens (the server's own lexer, so quoting and comments are read exactly
-/// as the server reads them), literals replaced by a placeholder, comments dropped.
-pub fn shape_key(sql: &str) -> Option<String> {
-    // The key uses these two bytes as markers; a text holding them gets no shape.
-    if sql.bytes().any(|c| c <= 1) {
-        return None;
-    }
-    // The one string literal that changes what other tokens mean: `U&"!0073ecret"
-    // UESCAPE '!'` is the table `secret`, with `'#'` another name. Such texts are
-    // cached by their exact text only.
-    if has_uescape(sql.as_bytes()) {
-        return None;
-    }
-    fast_shape_key(sql).or_else(|| scanned_shape_key(sql))
-}
-
-/// Whether `UESCAPE` (any case) is in the text, wherever (a comment or a literal
-/// holding it only costs the shape cache).
-fn has_uescape(b: &[u8]) -> bool {
-    memchr::memchr2_iter(b'u', b'U', b).any(|i| {
-        b.get(i..i + 7)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"uescape"))
-    })
-}
-
-/// The common case without a libpg_query call: plain statements with no comments,
-/// dollar quotes, parameters or letter-prefixed strings (`E'..'`, `B'..'`; a `U&'..'`
-/// string is folded like any other, its value being a literal's): digit
-/// runs and standard single-quoted strings are folded, everything else is kept as
-/// written. Anything it is not sure of returns None and the server's own scanner
-/// decides instead. (Sessions cannot turn standard_conforming_strings off, so a
-/// backslash in a plain string is just a character.)
-fn fast_shape_key(sql: &str) -> Option<String> {
-    let b = sql.as_bytes();
-    let mut key = String::with_capacity(sql.len() + 2);
-    key.push_str("F\u{0}");
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
-    let mut i = 0;
-    let mut start = 0; // start of the verbatim run not yet copied
-    while i < b.len() {
-        let c = b[i];
-        let prev_ident = i > 0 && ident(b[i - 1]);
-        match c {
-            b'$' => return None,
-            b'-' if b.get(i + 1) == Some(&b'-') => return None,
-            b'/' if b.get(i + 1) == Some(&b'*') => return None,
-            b'"' => {
-                // Quoted identifier: verbatim to its closing quote ("" escapes one).
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'"') if b.get(i + 1) == Some(&b'"') => i += 2,
-                        Some(b'"') => break,
-                        Some(_) => i += 1,
-                    }
-                }
-                i += 1;
-            }
-            b'\'' => {
-                if prev_ident {
-                    return None; // E'..', U&'..', B'..', X'..', N'..'
-                }
-                let lit_start = i;
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
-                        Some(b'\'') => break,
-                        Some(_) => i += 1,
-                    }
-                }
-                i += 1;
-                key.push_str(sql.get(start..lit_start)?);
-                key.push('\u{1}');
-                start = i;
-            }
-            b'0'..=b'9' if !prev_ident => {
-                let lit_start = i;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                key.push_str(sql.get(start..lit_start)?);
-                // Not a string's marker: a number is a typed value (`7::t` runs a
-                // CREATE CAST function, `'7'::t` does not), so the two never share.
-                key.push('\u{0}');
-                start = i;
-            }
-            _ => i += 1,
-        }
-    }
-    key.push_str(sql.get(start..)?);
-    Some(key)
-}
-
-fn scanned_shape_key(sql: &str) -> Option<String> {
-    use pg_query::protobuf::Token;
-    let scanned = pg_query::scan(sql).ok()?;
-    let mut key = String::with_capacity(sql.len() + 8);
-    key.push_str("S\u{0}");
-    for t in &scanned.tokens {
-        let tok = t.token;
-        if tok == Token::SqlComment as i32 || tok == Token::CComment as i32 {
-            continue;
-        }
-        // Each kind of literal its own marker: a string, a number and a bit string
-        // are different values to the walker (a number's cast runs a CREATE CAST
-        // function, a string literal's does not).
-        let marker = [
-            (Token::Sconst, "\u{1}S"),
-            (Token::Usconst, "\u{1}S"),
-            (Token::Iconst, "\u{1}N"),
-            (Token::Fconst, "\u{1}N"),
-            (Token::Bconst, "\u{1}B"),
-            (Token::Xconst, "\u{1}X"),
-        ]
-        .iter()
-        .find(|(l, _)| *l as i32 == tok)
-        .map(|(_, m)| *m);
-        if let Some(m) = marker {
-            key.push_str(m);
-        } else {
-            let (a, b) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
-            key.push_str(sql.get(a..b)?);
-        }
-        key.push('\u{0}');
-    }
-    Some(key)
-}
-
 type Cache = crate::cache::Bounded<Box<str>, Arc<Classified>>;
+
+thread_local! {
+    /// [`Classifier::lookup`]'s shape key, reused (at most `SHAPE_MAX` and a bit).
+    static SHAPE_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 
 /// The shared classifier: caches plus parse threads.
 pub struct Classifier {
@@ -280,9 +157,20 @@ impl Classifier {
         if exact.is_some() {
             return (exact, None);
         }
-        let key = (sql.len() <= SHAPE_MAX).then(|| shape_key(sql)).flatten();
-        let hit = key.as_deref().and_then(|k| self.shapes.get(k));
-        (hit, key)
+        if sql.len() > SHAPE_MAX {
+            return (None, None);
+        }
+        // The key is built in the thread's own buffer: a hit (the common case for a
+        // text never seen, as each `aid` of `pgbench -S`) then allocates nothing.
+        SHAPE_BUF.with_borrow_mut(|key| {
+            if !shape_key_into(sql, key) {
+                return (None, None);
+            }
+            match self.shapes.get(key.as_str()) {
+                Some(hit) => (Some(hit), None),
+                None => (None, Some(key.clone())),
+            }
+        })
     }
 
     /// Classify, from a cache when this text, or this statement with other literals

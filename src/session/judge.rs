@@ -156,8 +156,14 @@ impl Judged {
 impl Judge {
     /// Decide on one message's SQL: None to let it run.
     pub async fn judge(&self, sql: &[u8]) -> Judged {
+        self.judge_text(std::str::from_utf8(sql).ok()).await
+    }
+
+    /// [`Judge::judge`] of a text its caller already checked as UTF-8 (None: it is
+    /// not valid UTF-8, and is refused).
+    pub async fn judge_text(&self, sql: Option<&str>) -> Judged {
         *lock(&self.judged_ddl) = None;
-        let Ok(sql) = std::str::from_utf8(sql) else {
+        let Some(sql) = sql else {
             return Judged::refused(Refusal::own(
                 OwnCause::Unparseable,
                 sqlstate::SYNTAX_ERROR,
@@ -694,14 +700,14 @@ impl Judge {
 /// Whether `needle` (lowercase) is in `hay` in any case. Run for every statement of a
 /// masked session: a look at the first byte first skips most windows cheaply.
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
+    let Some(&first) = needle.first() else {
         return true;
     };
-    hay.iter().enumerate().any(|(i, c)| {
-        c.to_ascii_lowercase() == first
-            && hay
-                .get(i + 1..i + needle.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    // Only where the first byte is, in either case (a vector search), is a window read.
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lower, upper, hay).any(|i| {
+        hay.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
     })
 }
 

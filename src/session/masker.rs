@@ -36,13 +36,17 @@ use crate::protocol::backend_view::column_count;
 use crate::protocol::formats::ResultFormats;
 use crate::protocol::frontend::{Describe, Target};
 
+/// What SQL names (prepared statements, cursors) read, by name: randomly keyed like
+/// std's hasher, cheaper than SipHash.
+type NamedMap = HashMap<Named, Origin, foldhash::fast::RandomState>;
+
 /// Masking's part of the session: what SQL names mean (PREPARE, DECLARE) and the
 /// plan of the result streaming back now. Protocol statement and portal names live
 /// in the session core's table ([`Names`]), one mask field per slot; which request
 /// the server answers, in its queue of expected answers, one mask ticket per entry.
 pub struct Masker {
     pub engine: Arc<Masking>,
-    named: HashMap<Named, Origin>,
+    named: NamedMap,
     current: Option<Arc<ResultPlan>>,
     /// The last plan made, for the next result of the same shape (see
     /// [`Masker::plan_for`]).
@@ -77,7 +81,7 @@ pub enum Action {
     Replaced,
 }
 
-fn origin_of(l: &Lineage, named: &HashMap<Named, Origin>) -> Origin {
+fn origin_of(l: &Lineage, named: &NamedMap) -> Origin {
     if let Some(n) = &l.uses {
         let o = named.get(n).cloned().unwrap_or_else(Origin::unknown);
         return with_arguments(o, l);
@@ -118,7 +122,7 @@ impl Masker {
     pub fn new(engine: Arc<Masking>) -> Masker {
         Masker {
             engine,
-            named: HashMap::new(),
+            named: NamedMap::default(),
             current: None,
             last_plan: None,
             last_fields: None,
@@ -143,7 +147,7 @@ impl Masker {
         };
         let mut out = Vec::with_capacity(list.len());
         let mut defines = Vec::with_capacity(list.len());
-        let mut here: HashMap<Named, Origin> = HashMap::new();
+        let mut here = NamedMap::default();
         for (i, l) in list.iter().enumerate() {
             if l.forgets_cursors {
                 here.retain(|k, _| !matches!(k, Named::Cursor(_)));
@@ -259,8 +263,10 @@ impl Masker {
             },
         };
         // A `FETCH` of this name reads the new portal once the server has bound it
-        // (a Bind the server refuses leaves the old one).
-        if !self.named.is_empty() {
+        // (a Bind the server refuses leaves the old one). The unnamed portal is no
+        // cursor's (a SQL name is never empty), so its Binds, the common case, skip
+        // the look-up.
+        if !portal.is_empty() && !self.named.is_empty() {
             self.named
                 .remove(&Named::Cursor(String::from_utf8_lossy(portal).into_owned()));
         }

@@ -38,10 +38,14 @@ struct Replaced {
     generation: u64,
 }
 
+/// The tables' hasher: randomly keyed like std's, cheaper than SipHash on the short
+/// names looked up several times per Bind and Execute (the portal's, its statement's).
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Default)]
 pub struct Names {
-    statements: HashMap<Vec<u8>, StatementSlot>,
-    portals: HashMap<Vec<u8>, PortalSlot>,
+    statements: HashMap<Vec<u8>, StatementSlot, Hasher>,
+    portals: HashMap<Vec<u8>, PortalSlot, Hasher>,
     generation: u64,
     parses: Positions,
     closes: Positions,

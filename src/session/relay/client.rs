@@ -353,26 +353,28 @@ impl Relay {
     /// statement's number in the audit trail (0 without one), and for a Query the
     /// mask ticket of its entry in the core's queue of expected answers.
     async fn decide_statement(&mut self, msg: &[u8]) -> (Verdict, u64, Option<MaskTicket>) {
+        // The text is read and checked as UTF-8 once, here, for the live sessions'
+        // list, the judge and the audit record.
+        let sql = frontend::sql_of(msg[0], &msg[5..]);
+        let text = sql.ok().and_then(|s| std::str::from_utf8(s).ok());
         if let Some(r) = &self.registration {
-            let sql = match msg[0] {
-                b'Q' => crate::protocol::frontend::Query::parse(&msg[5..]).map(|q| q.sql),
-                _ => crate::protocol::frontend::Parse::parse(&msg[5..]).map(|p| p.sql),
-            };
-            r.running(sql.ok().and_then(|s| std::str::from_utf8(s).ok()));
+            r.running(text);
         }
         if self.idle() && self.tx_status == b'I' && self.ddl_cycle.is_some() {
             // Nothing runs on the server and no transaction is open: DDL flagged for
             // a cycle that never went there (refused or denied) is not pending.
             self.ddl_done();
         }
-        let mut judged = self.judge_message(msg).await;
+        let mut judged = self.judge_message(msg, sql.is_ok(), text).await;
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
         let ddl = self.judge.as_ref().and_then(|j| j.took_ddl());
         if let Some(a) = self.audit.as_mut() {
             // Durable before it is forwarded; if it cannot be, it does not run.
-            let recorded = a.decided(msg, std::mem::take(&mut judged.facts)).await;
+            let recorded = a
+                .decided(msg, text, std::mem::take(&mut judged.facts))
+                .await;
             audit_entry = Some((recorded.statement, recorded.refused));
             // A Bind of a name this Query PREPAREs runs this statement (if the
             // PREPARE failed, this statement's own record shows the error).
@@ -527,22 +529,29 @@ impl Relay {
         }
     }
 
-    /// Classify and decide a Query or Parse; a refusal when it must not run.
-    pub(super) async fn judge_message(&self, msg: &[u8]) -> Judged {
+    /// Classify and decide a Query or Parse (`well_formed`: its SQL text could be
+    /// read; `text`: that text, when it is valid UTF-8); a refusal when it must not
+    /// run.
+    pub(super) async fn judge_message(
+        &self,
+        msg: &[u8],
+        well_formed: bool,
+        text: Option<&str>,
+    ) -> Judged {
         let Some(judge) = self.judge.as_ref() else {
             let mut judged = Judged::allowed(None, 1);
             judged.facts = crate::audit::StatementFacts::unjudged();
             return judged;
         };
-        let Ok(sql) = frontend::sql_of(msg[0], &msg[5..]) else {
+        if !well_formed {
             // A Query or Parse that is not what its tag says: refuse rather than guess.
             return Judged::refused(Refusal::own(
                 OwnCause::Malformed,
                 sqlstate::PROTOCOL_VIOLATION,
                 "pgmoat: malformed message",
             ));
-        };
-        let mut judged = judge.judge(sql).await;
+        }
+        let mut judged = judge.judge_text(text).await;
         if msg[0] == b'Q' && matches!(judged.verdict, Verdict::Allow(_)) {
             // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
             // held Parse's name runs that statement, and asks.
@@ -551,7 +560,8 @@ impl Relay {
                 .iter()
                 .find_map(|n| self.core.names.statement(n.as_bytes())?.hold().cloned())
                 .map(|held| Hold {
-                    sql: format!("{}\n-- runs: {}", String::from_utf8_lossy(sql), held.sql),
+                    // Allowed, so the text was valid UTF-8.
+                    sql: format!("{}\n-- runs: {}", text.unwrap_or_default(), held.sql),
                     ..(*held).clone()
                 });
             if let Some(hold) = hold {
@@ -587,19 +597,14 @@ impl Relay {
             _ => None,
         };
         let may_hold = held.is_none() || held::may_hold_portal(&self.core.names, names.portal);
-        if let Some(made) = self
-            .core
-            .names
-            .statement(names.statement)
-            .and_then(|s| s.ddl.clone())
-        {
+        // One look-up of the statement for both (ddl_in changes no name).
+        let (made, audit) = match self.core.names.statement(names.statement) {
+            Some(s) => (s.ddl.clone(), s.audit),
+            None => (None, None),
+        };
+        if let Some(made) = made {
             self.ddl_in(cycle, &made);
         }
-        let audit = self
-            .core
-            .names
-            .statement(names.statement)
-            .and_then(|s| s.audit);
         let (mask, ticket) = match (&mut self.masker, &bind) {
             (Some(m), Some(b)) => {
                 let (slot, ticket) = m.for_bind(
