@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use dashmap::DashMap;
 
-/// The maps' hasher: keyed per map at random like std's, but much cheaper than
-/// SipHash on the short texts looked up for every statement (the parse cache hashes
-/// each text once, and its shape key once more on a miss).
-type Hasher = foldhash::fast::RandomState;
+/// The maps' hasher: std's SipHash with this process's random keys. These caches are
+/// shared by every session and keyed by what clients send (SQL texts, HTTP paths), so
+/// their hash must not be one a client could aim collisions at from timing alone
+/// (foldhash, cheaper, is kept to per-session tables, where a client could only slow
+/// itself; review s35).
+type Hasher = RandomState;
 
 /// How many parts eviction cuts the keys into: one part goes per eviction.
 const PARTS: u64 = 10;
