@@ -12,6 +12,8 @@ pub mod method;
 pub mod rewrite;
 pub mod wire;
 
+mod changes;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
