@@ -24,22 +24,32 @@ impl Masking {
         let runs_code = [Kind::Do, Kind::Call, Kind::Select]
             .iter()
             .any(|k| f.kinds.contains(k));
-        let changes =
-            f.kinds.contains(&Kind::Alter) || (f.kinds.contains(&Kind::Create) && runs_code);
+        let alters = f.kinds.contains(&Kind::Alter);
+        let changes = alters || (f.kinds.contains(&Kind::Create) && runs_code);
         if !changes {
             return None;
         }
         for t in &f.tables_written {
             let (schema, name) = t.split_once('.').unwrap_or(("public", t));
-            let unqualified =
-                f.unqualified_tables.contains(t) || f.unqualified_tables.contains(name);
             // `s.*` is a whole schema (ALTER SCHEMA s RENAME); `*` a schema or name
-            // pgmoat could not tell; a bare name may be in any schema on the path.
+            // pgmoat could not tell; a bare name altered may be in any schema on the
+            // path (one created is new where it is made: `public.name` stands).
+            let unqualified =
+                alters && (f.unqualified_tables.contains(t) || f.unqualified_tables.contains(name));
             let found: Vec<usize> = self
                 .by_qual
                 .iter()
                 .filter(|((s, n), _)| {
                     (schema == "*" || unqualified || s == schema) && (name == "*" || n == name)
+                })
+                // The catalog's own relations (pg_stats) and sessions' temporary ones
+                // (traced by their definition, not their name; another session's
+                // cannot be changed): a bare name of theirs that a message creates
+                // is a new relation, a shadow the lineage traces where it is read.
+                .filter(|((s, _), _)| {
+                    !(matches!(s.as_str(), "pg_catalog" | "information_schema")
+                        || s.starts_with("pg_temp")
+                        || s.starts_with("pg_toast"))
                 })
                 .map(|(_, i)| *i)
                 .collect();
