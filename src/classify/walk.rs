@@ -400,6 +400,10 @@ impl<'a> Walker<'a> {
                     if !a.is_empty() {
                         self.aliases.push((a.to_owned(), name.clone()));
                     }
+                    // `people AS t(a, b, c)`: its columns under other names.
+                    if super::node::nonempty(alias, "colnames") {
+                        self.raw_columns.push(vec![name.clone(), "*".into()]);
+                    }
                 }
                 // UPDATE pg_settings is judged at the UpdateStmt, which sees the WHERE
                 // that names the setting; an INSERT or DELETE of it changes nothing the
@@ -453,7 +457,11 @@ impl<'a> Walker<'a> {
                 }
                 self.fdw_file_option(body);
             }
-            NodeKind::RenameStmt => self.schema_rename(body),
+            NodeKind::RenameStmt => {
+                self.schema_rename(body);
+                self.column_rename(body);
+            }
+            NodeKind::AlterTableStmt => self.altered_columns(body),
             NodeKind::CreateForeignTableStmt => self.fdw_source(body.get("options")),
             NodeKind::AlterTableCmd
                 if i(body, "subtype")
@@ -739,6 +747,13 @@ impl<'a> Walker<'a> {
             None
         };
         for fields in &self.raw_columns {
+            // A whole-row reference (`SELECT p FROM people p`, `row_to_json(people)`):
+            // every column of the relation, as `*` is.
+            if let [r] = fields.as_slice() {
+                if let Some(table) = self.whole_row(r) {
+                    self.facts.columns.insert(format!("{table}.*"));
+                }
+            }
             let col = match fields.as_slice() {
                 [c] => match &single {
                     Some(t) => format!("{}.{c}", t.rsplit('.').next().unwrap_or(t)),

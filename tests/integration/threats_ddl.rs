@@ -403,3 +403,54 @@ async fn f7_relations_named_as_strings_fail_closed() {
         .await
         .unwrap();
 }
+
+/// F8 (rules-only): a `columns:` rule is not dodged by renaming the column, by a
+/// whole-row reference or by a column alias list; other columns stay readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f8_columns_rules_see_renames_whole_rows_and_alias_lists() {
+    let p = unique("people");
+    let (gw, _dir) = with_rules(&format!(
+        "rules:\n  - id: no-ssn-col\n    when: {{ columns: [{p}.ssn] }}\n    action: block\n"
+    ))
+    .await;
+    let pg = crate::common::pg::shared();
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {p} (id int, name text, ssn text);
+             INSERT INTO {p} VALUES (1, 'ann', '123-45-6789')"
+        ))
+        .await
+        .unwrap();
+    let c = gw.connect().await;
+    for sql in [
+        format!("SELECT ssn FROM {p}"),
+        format!("ALTER TABLE {p} RENAME COLUMN ssn TO zz"),
+        format!("ALTER TABLE {p} ALTER COLUMN ssn TYPE varchar(20)"),
+        format!("SELECT x FROM {p} x"),
+        format!("SELECT row_to_json({p}) FROM {p}"),
+        format!("SELECT t.c FROM {p} AS t(a, b, c)"),
+    ] {
+        refused_by(&c, &sql, "no-ssn-col").await;
+    }
+    let rows = c
+        .simple_query(&format!("SELECT name FROM {p}"))
+        .await
+        .unwrap();
+    assert!(rows.iter().any(
+        |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("ann"))
+    ));
+    let kept = count(
+        &direct,
+        &format!(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = '{p}' AND column_name = 'ssn'"
+        ),
+    )
+    .await;
+    assert_eq!(kept, 1, "the column keeps its name");
+    direct
+        .batch_execute(&format!("DROP TABLE {p}"))
+        .await
+        .unwrap();
+}

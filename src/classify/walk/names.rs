@@ -146,3 +146,63 @@ impl Walker<'_> {
         self.facts.tables_written.insert(format!("{remote}.*"));
     }
 }
+
+impl Walker<'_> {
+    /// `ALTER TABLE people RENAME COLUMN ssn TO x`: the column is named (a `columns:`
+    /// rule on `people.ssn` would not match `people.x` afterwards).
+    pub(super) fn column_rename(&mut self, body: &Map) {
+        use pg_query::protobuf::ObjectType as O;
+        if i(body, "rename_type") != O::ObjectColumn as i64 {
+            return;
+        }
+        let table = body
+            .get("relation")
+            .and_then(Value::as_object)
+            .map(|r| s(r, "relname"))
+            .unwrap_or_default();
+        let column = s(body, "subname");
+        if !table.is_empty() && !column.is_empty() {
+            self.raw_columns
+                .push(vec![table.to_owned(), column.to_owned()]);
+        }
+    }
+
+    /// `ALTER TABLE people ALTER COLUMN ssn ...`, `DROP COLUMN ssn`: the sub-commands'
+    /// columns are named.
+    pub(super) fn altered_columns(&mut self, body: &Map) {
+        let table = body
+            .get("relation")
+            .and_then(Value::as_object)
+            .map(|r| s(r, "relname").to_owned())
+            .unwrap_or_default();
+        if table.is_empty() {
+            return;
+        }
+        for cmd in body
+            .get("cmds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some((NodeKind::AlterTableCmd, c)) = node(cmd) {
+                let column = s(c, "name");
+                if !column.is_empty() {
+                    self.raw_columns
+                        .push(vec![table.clone(), column.to_owned()]);
+                }
+            }
+        }
+    }
+
+    /// The relation a one-part column reference names as a whole row: an alias or a
+    /// relation's own name.
+    pub(super) fn whole_row(&self, r: &str) -> Option<String> {
+        if let Some((_, table)) = self.aliases.iter().find(|(a, _)| a == r) {
+            return Some(table.clone());
+        }
+        self.relations
+            .iter()
+            .find(|(_, n, _)| n == r)
+            .map(|(_, n, _)| n.clone())
+    }
+}
