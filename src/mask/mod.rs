@@ -285,6 +285,12 @@ impl Masking {
                 // A view being changed right now: what it reads cannot be told.
                 return vec![Taint::UNKNOWN; own.len()];
             }
+            if r.kind == b'f' {
+                // A foreign table reads whatever its options name (a table of this
+                // database through postgres_fdw, a server file, a program's output),
+                // under a name no mask names: masked whole.
+                return vec![Taint::UNKNOWN; own.len()];
+            }
             if r.schema.starts_with("pg_temp_") && r.view_definition.is_none() {
                 // A session's temporary table: code pgmoat does not follow (a DO
                 // block, a function, a default) may have filled it with anything.

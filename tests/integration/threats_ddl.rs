@@ -454,3 +454,30 @@ async fn f8_columns_rules_see_renames_whole_rows_and_alias_lists() {
         .await
         .unwrap();
 }
+
+/// F6, reading: a foreign table made behind pgmoat's back (by a superuser) reads
+/// what its options name, here a program printing an SSN: masked whole for the
+/// identity with masks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_foreign_tables_are_masked_whole() {
+    let f = fixture("").await;
+    let su =
+        f.pg.connect(&f.pg.superuser, &f.pg.password, "demo")
+            .await
+            .unwrap();
+    su.batch_execute(&f.sql(&format!(
+        "CREATE EXTENSION IF NOT EXISTS file_fdw;
+         CREATE SERVER {{t}}_fs FOREIGN DATA WRAPPER file_fdw;
+         CREATE FOREIGN TABLE {{t}}_f (line text) SERVER {{t}}_fs
+           OPTIONS (program 'echo 123-45-6789');
+         GRANT SELECT ON {{t}}_f TO {APP_ROLE};"
+    )))
+    .await
+    .unwrap();
+    let c = f.agent().await;
+    let got = f.check(&c, "SELECT line FROM {t}_f").await;
+    assert_eq!(got.len(), 1);
+    su.batch_execute(&f.sql("DROP SERVER {t}_fs CASCADE"))
+        .await
+        .unwrap();
+}
