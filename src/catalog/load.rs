@@ -40,7 +40,18 @@ fn classify_bodies(items: Vec<(String, String)>) -> Vec<(String, Option<Facts>)>
         .spawn(move || {
             items
                 .into_iter()
-                .map(|(k, sql)| (k, facts_of(&sql)))
+                .map(|(k, sql)| {
+                    let mut facts = facts_of(&sql);
+                    // The CREATE FUNCTION around a body is not something a call does;
+                    // what the body itself creates is (a call is then followed like
+                    // DDL: the catalog is read again after it).
+                    if let Some(f) = facts.as_mut().filter(|_| k.starts_with("f:")) {
+                        if !crate::classify::bodies_create(&sql) {
+                            f.kinds.remove(&Kind::Create);
+                        }
+                    }
+                    (k, facts)
+                })
                 .collect()
         })
         .ok()
@@ -374,8 +385,6 @@ async fn load_once(
             facts.kinds.retain(|k| *k != Kind::Select);
             cat.domains.insert(domain.to_owned(), facts);
         } else if let Some(func) = key.strip_prefix("f:") {
-            // The CREATE FUNCTION around the body is not something a call does.
-            facts.kinds.remove(&Kind::Create);
             cat.add_function(func, facts);
         }
     }

@@ -250,10 +250,25 @@ impl<'r> Analyzer<'r> {
                 }
                 l.outputs = Some(vec![Taint::CLEAN]);
             }
+            NodeKind::CreateForeignTableStmt | NodeKind::ImportForeignSchemaStmt => {
+                // Its options can name any relation (postgres_fdw's table_name), read
+                // under a name no mask names: fail closed for masked identities.
+                self.launder(
+                    Taint::UNKNOWN,
+                    "a foreign table (what it reads is not traced)",
+                );
+            }
             NodeKind::AlterTableStmt
             | NodeKind::RenameStmt
+            | NodeKind::AlterObjectSchemaStmt
             | NodeKind::RuleStmt
             | NodeKind::CreateTrigStmt => {
+                if ty == NodeKind::AlterTableStmt && changes_fdw_options(m) {
+                    self.launder(
+                        Taint::UNKNOWN,
+                        "changing a foreign table's options (what it reads is not traced)",
+                    );
+                }
                 // A generated column, a rule or a trigger can copy a masked column
                 // somewhere unmasked, and a rename takes it out of its mask's name.
                 if let Some(r) = m.get("relation").and_then(Value::as_object) {
@@ -450,4 +465,13 @@ impl<'r> Analyzer<'r> {
         let cols = std::mem::replace(&mut self.output_names, outer);
         Out { cols }
     }
+}
+
+/// `ALTER FOREIGN TABLE ... OPTIONS (...)`: a command that sets its generic options.
+fn changes_fdw_options(m: &Map) -> bool {
+    use pg_query::protobuf::AlterTableType as A;
+    arr(m, "cmds").iter().any(|c| {
+        matches!(node(c), Some((NodeKind::AlterTableCmd, cmd))
+            if cmd.get("subtype").and_then(Value::as_i64) == Some(A::AtGenericOptions as i64))
+    })
 }

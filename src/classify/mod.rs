@@ -35,6 +35,7 @@ use std::sync::{mpsc, Arc, Mutex};
 pub use error::ClassifyError;
 pub use facts::{merge, CopyEnd, Facts, IfNotNull, Kind, WhereFacts};
 pub use shape::{shape_key, shape_key_into};
+pub use statements::bodies_create;
 pub use tautology_views::{view_columns, ViewColumn};
 pub use tree_key::tree_key;
 

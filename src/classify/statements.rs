@@ -2,7 +2,7 @@
 //! a statement holds (function bodies, DO blocks), followed and folded in.
 
 use super::error::ClassifyError;
-use super::facts::{merge, Facts};
+use super::facts::{merge, Facts, Kind};
 use super::node_kind::NodeKind;
 use super::parse;
 use super::plpgsql;
@@ -65,4 +65,57 @@ pub(super) fn statements(
         out.push(facts);
     }
     Ok(out)
+}
+
+/// Whether the code the statements of `sql` hold (function bodies, DO blocks) creates
+/// something itself, apart from the statements' own kinds: a function whose body runs
+/// `CREATE OPERATOR` is followed like DDL when called, one that only reads is not. Code
+/// that cannot be parsed counts as creating (fail closed).
+pub fn bodies_create(sql: &str) -> bool {
+    let Ok(parsed) = parse::parse_with(sql, pg_query::ParserOptions::DEFAULT) else {
+        return true;
+    };
+    for statement in &parsed.statements {
+        let mut walker = Walker::new(statement.text(sql));
+        walker.walk(&statement.tree, NodeKind::Other, "stmt");
+        let (_, bodies, _) = walker.finish();
+        for body in bodies {
+            let inner = match body {
+                Body::Sql(code) => body_statements(&code, 1),
+                Body::Plpgsql(stmt) => plpgsql::facts(&stmt, 1, &statements_with),
+            };
+            match inner {
+                Ok(list) if !list.iter().any(|f| f.kinds.contains(&Kind::Create)) => {}
+                _ => return true,
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bodies_create;
+
+    #[test]
+    fn a_body_that_creates_is_told_from_the_create_function_around_it() {
+        let def = |body: &str| {
+            format!(
+                "CREATE OR REPLACE FUNCTION public.f() RETURNS void LANGUAGE plpgsql \
+                 AS $function$ BEGIN {body} END $function$"
+            )
+        };
+        assert!(bodies_create(&def(
+            "CREATE OPERATOR !#! (FUNCTION = 'pg_read_file', RIGHTARG = text);"
+        )));
+        assert!(bodies_create(&def("CREATE TABLE t (a int);")));
+        assert!(!bodies_create(&def("PERFORM 1; INSERT INTO t VALUES (1);")));
+        assert!(bodies_create(
+            "CREATE FUNCTION g() RETURNS void LANGUAGE sql AS 'CREATE VIEW v AS SELECT 1'"
+        ));
+        assert!(!bodies_create(
+            "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ));
+        assert!(bodies_create("not sql at all ("));
+    }
 }

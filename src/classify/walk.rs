@@ -18,6 +18,7 @@ use super::plpgsql::Code;
 
 mod bodies;
 mod ddl;
+mod names;
 mod settings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
@@ -87,6 +88,26 @@ const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
     "query_to_xml",
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
+    // They read a table, a schema or the whole database named as a string, or
+    // through a cursor: what is read is not a relation the rules see.
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    // dblink runs SQL given as text on a connection of its own.
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_fetch",
+    "dblink_send_query",
+    "dblink_get_result",
 ];
 
 /// The target of a MERGE: its schema, name and the qualifier its columns go by.
@@ -295,6 +316,7 @@ fn written_place(parent: NodeKind, field: &str) -> bool {
             | (NodeKind::CreatePolicyStmt, "table")
             | (NodeKind::AlterPolicyStmt, "table")
             | (NodeKind::RenameStmt, "relation")
+            | (NodeKind::AlterObjectSchemaStmt, "relation")
     )
 }
 
@@ -378,6 +400,10 @@ impl<'a> Walker<'a> {
                     if !a.is_empty() {
                         self.aliases.push((a.to_owned(), name.clone()));
                     }
+                    // `people AS t(a, b, c)`: its columns under other names.
+                    if super::node::nonempty(alias, "colnames") {
+                        self.raw_columns.push(vec![name.clone(), "*".into()]);
+                    }
                 }
                 // UPDATE pg_settings is judged at the UpdateStmt, which sees the WHERE
                 // that names the setting; an INSERT or DELETE of it changes nothing the
@@ -406,7 +432,9 @@ impl<'a> Walker<'a> {
                 if SQL_IN_STRING_FUNCTIONS.contains(&bare.as_str())
                     && self.facts.unanalysable.is_none()
                 {
-                    self.facts.unanalysable = Some(format!("{bare}() runs SQL held in a string"));
+                    self.facts.unanalysable = Some(format!(
+                        "{bare}() runs SQL or reads relations named in a string"
+                    ));
                 }
                 self.add_function(&name);
             }
@@ -422,39 +450,26 @@ impl<'a> Walker<'a> {
             NodeKind::CreateTrigStmt | NodeKind::CreateEventTrigStmt => {
                 self.add_function(&name_list(body.get("funcname")));
             }
-            NodeKind::DefElem if parent == NodeKind::DefineStmt => {
+            NodeKind::DefElem => {
                 // CREATE OPERATOR ... (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), ...
-                let def = s(body, "defname").to_ascii_lowercase();
-                if matches!(
-                    def.as_str(),
-                    "function"
-                        | "procedure"
-                        | "sfunc"
-                        | "finalfunc"
-                        | "combinefunc"
-                        | "serialfunc"
-                        | "deserialfunc"
-                        | "msfunc"
-                        | "minvfunc"
-                        | "mfinalfunc"
-                        | "restrict"
-                        | "join"
-                        | "input"
-                        | "output"
-                        | "receive"
-                        | "send"
-                        | "analyze"
-                        | "subscript"
-                ) {
-                    if let Some(arg) = body.get("arg") {
-                        let name = match node(arg) {
-                            Some((NodeKind::TypeName, tn)) => name_list(tn.get("names")),
-                            _ => name_list(list_items(arg)),
-                        };
-                        self.add_function(&name);
-                    }
+                if names::names_functions(parent) {
+                    self.function_option(body);
                 }
+                self.fdw_file_option(body);
             }
+            NodeKind::RenameStmt => {
+                self.schema_rename(body);
+                self.column_rename(body);
+            }
+            NodeKind::AlterTableStmt => self.altered_columns(body),
+            NodeKind::CreateForeignTableStmt => self.fdw_source(body.get("options")),
+            NodeKind::AlterTableCmd
+                if i(body, "subtype")
+                    == pg_query::protobuf::AlterTableType::AtGenericOptions as i64 =>
+            {
+                self.fdw_source(list_items_of(body.get("def")));
+            }
+            NodeKind::ImportForeignSchemaStmt => self.fdw_import(body),
             NodeKind::AExpr => {
                 let op = name_list(body.get("name")).join(".");
                 if !op.is_empty() {
@@ -732,6 +747,13 @@ impl<'a> Walker<'a> {
             None
         };
         for fields in &self.raw_columns {
+            // A whole-row reference (`SELECT p FROM people p`, `row_to_json(people)`):
+            // every column of the relation, as `*` is.
+            if let [r] = fields.as_slice() {
+                if let Some(table) = self.whole_row(r) {
+                    self.facts.columns.insert(format!("{table}.*"));
+                }
+            }
             let col = match fields.as_slice() {
                 [c] => match &single {
                     Some(t) => format!("{}.{c}", t.rsplit('.').next().unwrap_or(t)),

@@ -12,6 +12,8 @@ pub mod method;
 pub mod rewrite;
 pub mod wire;
 
+mod changes;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -281,6 +283,12 @@ impl Masking {
                 .collect();
             if r.definition_unread {
                 // A view being changed right now: what it reads cannot be told.
+                return vec![Taint::UNKNOWN; own.len()];
+            }
+            if r.kind == b'f' {
+                // A foreign table reads whatever its options name (a table of this
+                // database through postgres_fdw, a server file, a program's output),
+                // under a name no mask names: masked whole.
                 return vec![Taint::UNKNOWN; own.len()];
             }
             if r.schema.starts_with("pg_temp_") && r.view_definition.is_none() {

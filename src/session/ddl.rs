@@ -40,7 +40,9 @@ impl Made {
                 continue;
             }
             any = true;
-            if f.tables_written.is_empty() || f.kinds.contains(&Kind::Extension) {
+            // `s.*`: a whole schema renamed, or a relation pgmoat could not name.
+            let wide = f.tables_written.iter().any(|t| t.contains('*'));
+            if f.tables_written.is_empty() || wide || f.kinds.contains(&Kind::Extension) {
                 made.code = true;
             }
             for t in &f.tables_written {
@@ -65,7 +67,8 @@ impl Made {
         }
         let known = |t: &String| {
             let name = bare(t);
-            self.relations.contains(name) && catalog.relations.iter().any(|r| r.name == name)
+            (self.relations.contains(name) || self.relations.contains("*"))
+                && catalog.relations.iter().any(|r| r.name == name)
         };
         if f.tables_read.iter().chain(&f.tables_written).any(known) {
             return true;

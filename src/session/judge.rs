@@ -680,6 +680,14 @@ impl Judge {
                 ));
             }
         }
+        // DDL that renames or moves what masks name, also in code the message runs.
+        if let Some(id) = statements.iter().find_map(|f| m.ddl_unmasks(f)) {
+            return Judged::refused(Refusal::new(
+                Cause::Rule(id.to_string()),
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("pgmoat: blocked by mask \"{id}\": changing a table with masked columns or its schema (names, columns, rules, triggers), also inside a function or DO block, would take its values out of their mask"),
+            ));
+        }
         let facts = crate::audit::StatementFacts {
             masked_columns: m.masked_names(statements),
             ..Default::default()

@@ -18,6 +18,7 @@ mod masking_pass;
 mod mcp;
 mod migrations;
 mod threats_code;
+mod threats_ddl;
 
 mod auth;
 mod cli;

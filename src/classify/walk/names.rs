@@ -1,0 +1,208 @@
+//! Names a statement reaches without writing them as identifiers: a function named
+//! as a string in a DDL option (`FUNCTION = 'pg_read_file'`), a schema renamed as a
+//! whole (`ALTER SCHEMA hr RENAME TO x`, every relation in it changes name), and
+//! the source a foreign table's options name (`OPTIONS (program 'id')`,
+//! `OPTIONS (schema_name 'public', table_name 'secret')`).
+
+use super::{def_elems, i, list_items, name_list, node, s, Map, NodeKind, Value, Walker};
+use crate::classify::facts::CopyEnd;
+
+/// Option names whose value is a function the object will call: CREATE OPERATOR /
+/// AGGREGATE / TYPE (DefineStmt), ALTER OPERATOR, CREATE TYPE ... AS RANGE, ALTER
+/// TYPE, CREATE TEXT SEARCH PARSER / TEMPLATE.
+const FUNCTION_OPTIONS: &[&str] = &[
+    "function",
+    "procedure",
+    "sfunc",
+    "finalfunc",
+    "combinefunc",
+    "serialfunc",
+    "deserialfunc",
+    "msfunc",
+    "minvfunc",
+    "mfinalfunc",
+    "restrict",
+    "join",
+    "input",
+    "output",
+    "receive",
+    "send",
+    "analyze",
+    "subscript",
+    "typmod_in",
+    "typmod_out",
+    "subtype_diff",
+    "canonical",
+    "start",
+    "gettoken",
+    "end",
+    "lextypes",
+    "headline",
+    "init",
+    "lexize",
+];
+
+/// Statements whose options may name functions (see [`FUNCTION_OPTIONS`]).
+pub(super) fn names_functions(parent: NodeKind) -> bool {
+    matches!(
+        parent,
+        NodeKind::DefineStmt
+            | NodeKind::AlterOperatorStmt
+            | NodeKind::CreateRangeStmt
+            | NodeKind::AlterTypeStmt
+    )
+}
+
+impl Walker<'_> {
+    /// A function-valued option: `FUNCTION = f`, `= schema.f`, `= "f"` or `= 'f'`.
+    pub(super) fn function_option(&mut self, body: &Map) {
+        let def = s(body, "defname").to_ascii_lowercase();
+        if !FUNCTION_OPTIONS.contains(&def.as_str()) {
+            return;
+        }
+        let Some(arg) = body.get("arg") else { return };
+        let name = match node(arg) {
+            Some((NodeKind::TypeName, tn)) => name_list(tn.get("names")),
+            // Postgres takes a string as one name, exactly as written: it does not
+            // split it on dots (`'pg_catalog.f'` is a function of that whole name).
+            Some((NodeKind::String, st)) => {
+                // A fact from a literal: not for the same shape with another string.
+                self.literal_sensitive = true;
+                vec![s(st, "sval").to_owned()]
+            }
+            _ => name_list(list_items(arg)),
+        };
+        self.add_function(&name);
+    }
+
+    /// `ALTER SCHEMA s RENAME TO t`: every relation of `s` changes its name, so a
+    /// rule or mask written as `s.table` would no longer name it. Recorded as the
+    /// relation `s.*` written, which every pattern of schema `s` (and every pattern
+    /// without a schema, conservatively) matches.
+    pub(super) fn schema_rename(&mut self, body: &Map) {
+        use pg_query::protobuf::ObjectType as O;
+        if i(body, "rename_type") != O::ObjectSchema as i64 {
+            return;
+        }
+        let schema = s(body, "subname");
+        if !schema.is_empty() {
+            self.facts.tables_written.insert(format!("{schema}.*"));
+        }
+    }
+
+    /// A foreign-data option that reads the server's files or runs a program
+    /// (file_fdw's `filename` and `program`): what `COPY ... FROM` those would be.
+    pub(super) fn fdw_file_option(&mut self, body: &Map) {
+        use pg_query::protobuf::DefElemAction as D;
+        if i(body, "defaction") == D::DefelemDrop as i64 {
+            return;
+        }
+        match s(body, "defname").to_ascii_lowercase().as_str() {
+            "program" => {
+                self.facts.copy.insert(CopyEnd::Program);
+            }
+            "filename" => {
+                self.facts.copy.insert(CopyEnd::File);
+            }
+            _ => {}
+        }
+    }
+
+    /// A foreign table's options that name the relation it reads (postgres_fdw's
+    /// `schema_name` and `table_name`): that relation is reached through it, under
+    /// another name no rule or mask of its own names. Recorded as written (a link
+    /// to it is made), so `tables:` and `tables_written:` rules match it; a part
+    /// left out is any (`*`), as what the server fills in cannot be told here.
+    pub(super) fn fdw_source(&mut self, options: Option<&Value>) {
+        let mut schema = None;
+        let mut table = None;
+        for (name, d) in def_elems(options) {
+            let value = match d.get("arg").and_then(node) {
+                Some((NodeKind::String, st)) => s(st, "sval").to_owned(),
+                _ => "*".to_owned(),
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "schema_name" => schema = Some(value),
+                "table_name" => table = Some(value),
+                _ => {}
+            }
+        }
+        if schema.is_none() && table.is_none() {
+            return;
+        }
+        self.literal_sensitive = true; // the names are string literals
+        let schema = schema.unwrap_or_else(|| "*".into());
+        let table = table.unwrap_or_else(|| "*".into());
+        self.facts
+            .tables_written
+            .insert(format!("{schema}.{table}"));
+    }
+
+    /// `IMPORT FOREIGN SCHEMA remote ...`: foreign tables over every relation of
+    /// the remote schema (see [`Walker::fdw_source`]).
+    pub(super) fn fdw_import(&mut self, body: &Map) {
+        let remote = s(body, "remote_schema");
+        let remote = if remote.is_empty() { "*" } else { remote };
+        self.facts.tables_written.insert(format!("{remote}.*"));
+    }
+}
+
+impl Walker<'_> {
+    /// `ALTER TABLE people RENAME COLUMN ssn TO x`: the column is named (a `columns:`
+    /// rule on `people.ssn` would not match `people.x` afterwards).
+    pub(super) fn column_rename(&mut self, body: &Map) {
+        use pg_query::protobuf::ObjectType as O;
+        if i(body, "rename_type") != O::ObjectColumn as i64 {
+            return;
+        }
+        let table = body
+            .get("relation")
+            .and_then(Value::as_object)
+            .map(|r| s(r, "relname"))
+            .unwrap_or_default();
+        let column = s(body, "subname");
+        if !table.is_empty() && !column.is_empty() {
+            self.raw_columns
+                .push(vec![table.to_owned(), column.to_owned()]);
+        }
+    }
+
+    /// `ALTER TABLE people ALTER COLUMN ssn ...`, `DROP COLUMN ssn`: the sub-commands'
+    /// columns are named.
+    pub(super) fn altered_columns(&mut self, body: &Map) {
+        let table = body
+            .get("relation")
+            .and_then(Value::as_object)
+            .map(|r| s(r, "relname").to_owned())
+            .unwrap_or_default();
+        if table.is_empty() {
+            return;
+        }
+        for cmd in body
+            .get("cmds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some((NodeKind::AlterTableCmd, c)) = node(cmd) {
+                let column = s(c, "name");
+                if !column.is_empty() {
+                    self.raw_columns
+                        .push(vec![table.clone(), column.to_owned()]);
+                }
+            }
+        }
+    }
+
+    /// The relation a one-part column reference names as a whole row: an alias or a
+    /// relation's own name.
+    pub(super) fn whole_row(&self, r: &str) -> Option<String> {
+        if let Some((_, table)) = self.aliases.iter().find(|(a, _)| a == r) {
+            return Some(table.clone());
+        }
+        self.relations
+            .iter()
+            .find(|(_, n, _)| n == r)
+            .map(|(_, n, _)| n.clone())
+    }
+}
