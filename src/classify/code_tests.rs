@@ -126,6 +126,64 @@ fn dynamic_sql_in_every_form_is_unanalysable() {
     }
 }
 
+/// A FETCH reads whatever portal its cursor variable names when it runs: only a
+/// cursor the body opens itself (and never sets otherwise) reads a query read here.
+#[test]
+fn a_fetch_from_a_cursor_the_body_did_not_open_is_unanalysable() {
+    let fn_of = |args: &str, body: &str| {
+        format!("CREATE FUNCTION f({args}) RETURNS text LANGUAGE plpgsql AS $$ {body} $$")
+    };
+    for (args, body) in [
+        // The caller's cursor, by parameter or by a name in the body.
+        (
+            "c refcursor",
+            "DECLARE v text; BEGIN FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c refcursor := 'cc'; v text; BEGIN FETCH c INTO v; RETURN v; END",
+        ),
+        ("c refcursor", "BEGIN MOVE c; RETURN NULL; END"),
+        // Opened, then pointed elsewhere.
+        (
+            "",
+            "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; c := 'cc'; \
+             FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; SELECT 'cc' INTO c; \
+             FETCH c INTO v; RETURN v; END",
+        ),
+        // Another cursor opened, this one not.
+        (
+            "x refcursor",
+            "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; FETCH x INTO v; RETURN v; END",
+        ),
+    ] {
+        let sql = fn_of(args, body);
+        assert!(one(&sql).unanalysable.is_some(), "{sql}");
+    }
+    for (args, body) in [
+        (
+            "",
+            "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c CURSOR FOR SELECT 1; v text; BEGIN OPEN c; FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "c refcursor",
+            "DECLARE v text; BEGIN OPEN c FOR SELECT 2; MOVE c; FETCH c INTO v; RETURN v; END",
+        ),
+    ] {
+        let sql = fn_of(args, body);
+        let f = one(&sql);
+        assert!(f.unanalysable.is_none(), "{sql}: {:?}", f.unanalysable);
+    }
+}
+
 #[test]
 fn alter_subcommands_that_drop_are_drop() {
     for sql in [

@@ -481,3 +481,71 @@ async fn f6_foreign_tables_are_masked_whole() {
         .await
         .unwrap();
 }
+
+/// Review s35-shape (side finding): a PL/pgSQL function that FETCHes from a cursor it
+/// did not open reads whatever portal the name it is given names: the caller's
+/// `DECLARE c CURSOR FOR SELECT ssn ...`, then `SELECT f('c')`, returned the raw SSN
+/// past the masks. Such a body is unanalysable: the call is refused, as is making
+/// one through pgmoat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_cannot_fetch_from_the_callers_cursor() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    // Made behind pgmoat's back before it starts, so its catalog holds the body.
+    let fetch = unique("fetch_from");
+    direct
+        .batch_execute(&format!(
+            "CREATE FUNCTION {fetch}(c refcursor) RETURNS text LANGUAGE plpgsql AS $$ \
+             DECLARE v text; BEGIN FETCH c INTO v; RETURN v; END $$"
+        ))
+        .await
+        .unwrap();
+    let f = fixture("").await;
+    let c = f.agent().await;
+    let sql = f.sql(&format!(
+        "BEGIN; DECLARE cur CURSOR FOR SELECT ssn FROM {{t}}; SELECT {fetch}('cur'); COMMIT"
+    ));
+    let got = c.simple_query(&sql).await;
+    let e = got.expect_err("the call is refused");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    f.assert_clean("the refusal", &format!("{e:?}"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // A cursor the body opens itself.
+    let own = unique("fetch_own");
+    direct
+        .batch_execute(&f.sql(&format!(
+            "CREATE FUNCTION {own}() RETURNS text LANGUAGE plpgsql AS $$ \
+             DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT ssn FROM {{t}}; \
+             FETCH c INTO v; RETURN v; END $$"
+        )))
+        .await
+        .unwrap();
+    // Made after pgmoat read its catalog: whatever comes back holds no secret.
+    match c.simple_query(&format!("SELECT {own}()")).await {
+        Ok(msgs) => f.assert_clean("a body's own cursor", &format!("{msgs:?}")),
+        Err(e) => f.assert_clean("a body's own cursor", &format!("{e:?}")),
+    }
+    // Making the reading kind through pgmoat is refused too; nothing is made.
+    let made = unique("fetch_made");
+    let e = c
+        .batch_execute(&format!(
+            "CREATE FUNCTION {made}(c refcursor) RETURNS text LANGUAGE plpgsql AS $$ \
+             DECLARE v text; BEGIN FETCH c INTO v; RETURN v; END $$"
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let n = count(
+        &direct,
+        &format!("SELECT count(*) FROM pg_proc WHERE proname = '{made}'"),
+    )
+    .await;
+    assert_eq!(n, 0, "no function was made");
+    direct
+        .batch_execute(&format!(
+            "DROP FUNCTION {fetch}(refcursor); DROP FUNCTION {own}()"
+        ))
+        .await
+        .unwrap();
+}
