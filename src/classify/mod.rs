@@ -39,6 +39,13 @@ pub use statements::bodies_create;
 pub use tautology_views::{view_columns, ViewColumn};
 pub use tree_key::tree_key;
 
+/// Whether a built-in function (its bare name, lower case) runs SQL held in a string
+/// or reads a relation, schema or cursor named by a value: what it reads is not a
+/// relation the rules or masks can see.
+pub fn runs_sql_in_string(bare: &str) -> bool {
+    walk::SQL_IN_STRING_FUNCTIONS.contains(&bare)
+}
+
 /// Parse threads' stack: enough for libpg_query's own depth limit.
 const PARSE_STACK: usize = 16 << 20;
 const CACHE_MAX: usize = 20_000;

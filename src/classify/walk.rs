@@ -82,7 +82,7 @@ fn string_arg(d: &Map) -> Option<String> {
 
 /// Built-in functions that run SQL given to them as text: what it does cannot be
 /// judged statically.
-const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
+pub(super) const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
     "ts_stat",
     "ts_rewrite",
     "query_to_xml",

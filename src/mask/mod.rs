@@ -98,34 +98,11 @@ const PG_STATS_EXT_EXPRS: &[(&str, bool)] = &[
     ("elem_count_histogram", false),
 ];
 
-/// Built-in functions that run SQL held in a string, or read a table or cursor named
-/// by a value: what they return cannot be traced, so it is masked when masks apply.
-const OPAQUE_FUNCTIONS: &[&str] = &[
-    "query_to_xml",
-    "query_to_xmlschema",
-    "query_to_xml_and_xmlschema",
-    "cursor_to_xml",
-    "cursor_to_xmlschema",
-    "table_to_xml",
-    "table_to_xmlschema",
-    "table_to_xml_and_xmlschema",
-    "schema_to_xml",
-    "schema_to_xmlschema",
-    "schema_to_xml_and_xmlschema",
-    "database_to_xml",
-    "database_to_xmlschema",
-    "database_to_xml_and_xmlschema",
-    "dblink",
-    "dblink_exec",
-    "dblink_get_result",
-    "dblink_fetch",
-    // Full-text statistics and rewriting run the query given as text.
-    "ts_stat",
-    "ts_rewrite",
-    // Large objects hold whatever was written into them, by anyone.
-    "lo_get",
-    "loread",
-];
+/// Built-in functions whose results hold whatever anybody put there: large objects.
+/// (Those that run SQL held in a string, or read a table or cursor named by a value,
+/// are `classify::runs_sql_in_string`'s.) What they return cannot be traced, so it is
+/// masked when masks apply.
+const OPAQUE_FUNCTIONS: &[&str] = &["lo_get", "loread"];
 
 /// A function's catalog key (`schema.name`, lowercase; `db.schema.f` names the same
 /// function as `schema.f`) and its bare name.
@@ -644,7 +621,7 @@ impl Relations for Masking {
             return Taint::CLEAN;
         }
         let (key, bare) = function_key(name);
-        if OPAQUE_FUNCTIONS.contains(&bare.as_str()) {
+        if OPAQUE_FUNCTIONS.contains(&bare.as_str()) || crate::classify::runs_sql_in_string(&bare) {
             return Taint::UNKNOWN;
         }
         // `pg_temp.f` is the session's own temporary schema (`pg_temp_N`, which the
