@@ -155,6 +155,32 @@ fn a_fetch_from_a_cursor_the_body_did_not_open_is_unanalysable() {
             "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; SELECT 'cc' INTO c; \
              FETCH c INTO v; RETURN v; END",
         ),
+        // An OPEN that may not run first (review s35-fixes X1): in a branch, after a
+        // RETURN, or closed again; a bound cursor names the portal of its own name until
+        // it is opened.
+        (
+            "c refcursor",
+            "DECLARE v text; BEGIN IF false THEN OPEN c FOR SELECT 1; END IF; \
+             FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "c refcursor",
+            "DECLARE v text; BEGIN FETCH c INTO v; RETURN v; OPEN c FOR SELECT 1; END",
+        ),
+        (
+            "",
+            "DECLARE c CURSOR FOR SELECT 1; v text; BEGIN FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c CURSOR FOR SELECT 1; v text; BEGIN OPEN c; CLOSE c; FETCH c INTO v; \
+             RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c CURSOR FOR SELECT 1; v text; BEGIN LOOP OPEN c; EXIT; END LOOP; \
+             FETCH c INTO v; RETURN v; END",
+        ),
         // Another cursor opened, this one not.
         (
             "x refcursor",
@@ -176,6 +202,24 @@ fn a_fetch_from_a_cursor_the_body_did_not_open_is_unanalysable() {
         (
             "c refcursor",
             "DECLARE v text; BEGIN OPEN c FOR SELECT 2; MOVE c; FETCH c INTO v; RETURN v; END",
+        ),
+        // The usual loop over a bound cursor; a local refcursor without a default is
+        // NULL until opened, so a FETCH before any OPEN fails rather than reads; a handler
+        // after an OPEN that ran.
+        (
+            "",
+            "DECLARE c CURSOR FOR SELECT 1; v text; BEGIN OPEN c; LOOP FETCH c INTO v; \
+             EXIT WHEN NOT FOUND; END LOOP; CLOSE c; RETURN v; END",
+        ),
+        (
+            "x bool",
+            "DECLARE c refcursor; v text; BEGIN IF x THEN OPEN c FOR SELECT 1; END IF; \
+             FETCH c INTO v; RETURN v; END",
+        ),
+        (
+            "",
+            "DECLARE c refcursor; v text; BEGIN OPEN c FOR SELECT 1; BEGIN FETCH c INTO v; \
+             EXCEPTION WHEN others THEN FETCH c INTO v; END; RETURN v; END",
         ),
     ] {
         let sql = fn_of(args, body);

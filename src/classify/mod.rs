@@ -13,6 +13,7 @@ pub mod node;
 pub mod node_kind;
 mod parse;
 mod plpgsql;
+mod plpgsql_cursors;
 mod shape;
 mod statements;
 mod tautology;

@@ -69,16 +69,9 @@ pub fn facts(code: &Code, depth: usize, sql: SqlFacts<'_>) -> Result<Vec<Facts>,
     if read.incomplete {
         out.unanalysable = Some("PL/pgSQL code pgmoat could not read completely".into());
     }
-    // A FETCH or MOVE reads the portal its cursor variable names when it runs. Only a
-    // cursor the body OPENs itself, and never sets otherwise, is one whose query was
-    // classified here; any other may name a portal of the caller's (`DECLARE c CURSOR
-    // FOR SELECT ssn ...`, then `SELECT f('c')`), whose rows the body would return
-    // without any mask having seen them.
-    if read
-        .fetched
-        .iter()
-        .any(|c| !read.opened.contains(c) || read.written.contains(c))
-    {
+    // A FETCH of a portal the body did not open reads rows no mask saw (see
+    // `plpgsql_cursors`).
+    if super::plpgsql_cursors::may_read_outside_portal(&tree) {
         out.unanalysable =
             Some("a FETCH from a cursor the PL/pgSQL code does not open itself".into());
     }
@@ -135,37 +128,12 @@ struct Read {
     dynamic: bool,
     /// An expression without its text.
     incomplete: bool,
-    /// Cursor variables (datum numbers) FETCHed or MOVEd, OPENed, and every variable
-    /// a statement or target writes (`varno`).
-    fetched: BTreeSet<i64>,
-    opened: BTreeSet<i64>,
-    written: BTreeSet<i64>,
-}
-
-/// A statement's cursor variable: libpg_query leaves a zero out, so a missing
-/// `curvar` is datum 0.
-fn curvar(stmt: &Value) -> i64 {
-    stmt.get("curvar").and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn collect(v: &Value, read: &mut Read) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                match k.as_str() {
-                    "PLpgSQL_stmt_open" => {
-                        read.opened.insert(curvar(child));
-                    }
-                    "PLpgSQL_stmt_fetch" => {
-                        read.fetched.insert(curvar(child));
-                    }
-                    "varno" => {
-                        if let Some(n) = child.as_i64() {
-                            read.written.insert(n);
-                        }
-                    }
-                    _ => {}
-                }
                 match k.as_str() {
                     "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => read.dynamic = true,
                     // OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE: a query from a string.

@@ -497,7 +497,10 @@ async fn a_function_cannot_fetch_from_the_callers_cursor() {
     direct
         .batch_execute(&format!(
             "CREATE FUNCTION {fetch}(c refcursor) RETURNS text LANGUAGE plpgsql AS $$ \
-             DECLARE v text; BEGIN FETCH c INTO v; RETURN v; END $$"
+             DECLARE v text; BEGIN FETCH c INTO v; RETURN v; END $$;
+             CREATE FUNCTION {fetch}_dead(c refcursor) RETURNS text LANGUAGE plpgsql AS $$ \
+             DECLARE v text; BEGIN IF false THEN OPEN c FOR SELECT 1; END IF; \
+             FETCH c INTO v; RETURN v; END $$"
         ))
         .await
         .unwrap();
@@ -508,6 +511,14 @@ async fn a_function_cannot_fetch_from_the_callers_cursor() {
     ));
     let got = c.simple_query(&sql).await;
     let e = got.expect_err("the call is refused");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    f.assert_clean("the refusal", &format!("{e:?}"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // An OPEN that never runs does not make it the body's own cursor (review X1).
+    let sql = f.sql(&format!(
+        "BEGIN; DECLARE cur CURSOR FOR SELECT ssn FROM {{t}}; SELECT {fetch}_dead('cur'); COMMIT"
+    ));
+    let e = c.simple_query(&sql).await.expect_err("refused");
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
     f.assert_clean("the refusal", &format!("{e:?}"));
     c.batch_execute("ROLLBACK").await.unwrap();
@@ -544,7 +555,8 @@ async fn a_function_cannot_fetch_from_the_callers_cursor() {
     assert_eq!(n, 0, "no function was made");
     direct
         .batch_execute(&format!(
-            "DROP FUNCTION {fetch}(refcursor); DROP FUNCTION {own}()"
+            "DROP FUNCTION {fetch}(refcursor); DROP FUNCTION {fetch}_dead(refcursor); \
+             DROP FUNCTION {own}()"
         ))
         .await
         .unwrap();
