@@ -58,6 +58,10 @@ async fn f1_a_function_named_as_a_string_is_that_function() {
              CREATE OPERATOR {s}.!#! (FUNCTION = 'pg_read_file', RIGHTARG = text); END $b$"
         ),
         format!("ALTER OPERATOR {s}.=== (int4, int4) SET (RESTRICT = 'pg_read_file')"),
+        format!(
+            "CREATE AGGREGATE {s}.ragg1(int8, int8) (SFUNC1 = pg_read_file, STYPE1 = text, \
+             INITCOND1 = 'PG_VERSION')"
+        ),
         format!("CREATE TYPE {s}.rng AS RANGE (SUBTYPE = text, CANONICAL = 'pg_read_file')"),
     ] {
         refused_by(&c, &sql, "no-file-read").await;

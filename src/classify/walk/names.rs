@@ -14,6 +14,8 @@ const FUNCTION_OPTIONS: &[&str] = &[
     "function",
     "procedure",
     "sfunc",
+    // CREATE AGGREGATE's old spelling, still accepted (review s35-fixes X7).
+    "sfunc1",
     "finalfunc",
     "combinefunc",
     "serialfunc",
