@@ -29,18 +29,16 @@ pub(super) fn may_read_outside_portal(tree: &Value) -> bool {
         let datums = datums.map(Vec::as_slice).unwrap_or_default();
         let mut written = BTreeSet::new();
         writes(f, &mut written);
-        let mut undominated = BTreeSet::new();
+        let mut seen = Seen::default();
         if let Some(action) = f.get("action") {
-            walk(
-                std::slice::from_ref(action),
-                &BTreeSet::new(),
-                &mut undominated,
-            );
+            walk(std::slice::from_ref(action), &BTreeSet::new(), &mut seen);
         }
         let mut fetched = BTreeSet::new();
-        fetches(f, &mut fetched);
+        // A FETCH the walk of statement lists did not reach counts as not covered.
+        let missed = seen.visited < fetches(f, &mut fetched);
         fetched.iter().any(|c| {
-            written.contains(c) || (undominated.contains(c) && !null_until_opened(datums, *c))
+            written.contains(c)
+                || ((missed || seen.undominated.contains(c)) && !null_until_opened(datums, *c))
         })
     })
 }
@@ -58,10 +56,17 @@ fn statement(v: &Value) -> Option<(&str, &Value)> {
     (map.len() == 1 && kind.starts_with("PLpgSQL_stmt_")).then_some((kind.as_str(), fields))
 }
 
+/// What the walk found: FETCHes no OPEN before them covers, and how many it visited.
+#[derive(Default)]
+struct Seen {
+    undominated: BTreeSet<i64>,
+    visited: usize,
+}
+
 /// Walk a statement list in order: what is open after each statement, and the
 /// FETCHes no OPEN before them covers. Nested lists (branches, loops, blocks, handlers)
 /// start from what was open before their statement and give nothing back.
-fn walk(list: &[Value], open: &BTreeSet<i64>, undominated: &mut BTreeSet<i64>) {
+fn walk(list: &[Value], open: &BTreeSet<i64>, seen: &mut Seen) {
     let mut open = open.clone();
     for v in list {
         let Some((kind, fields)) = statement(v) else {
@@ -75,40 +80,43 @@ fn walk(list: &[Value], open: &BTreeSet<i64>, undominated: &mut BTreeSet<i64>) {
                 open.remove(&curvar(fields));
             }
             "PLpgSQL_stmt_fetch" => {
+                seen.visited += 1;
                 if !open.contains(&curvar(fields)) {
-                    undominated.insert(curvar(fields));
+                    seen.undominated.insert(curvar(fields));
                 }
             }
-            _ => nested(fields, &open, undominated),
+            _ => nested(fields, &open, seen),
         }
     }
 }
 
 /// Every statement list inside `v`, walked from `open`.
-fn nested(v: &Value, open: &BTreeSet<i64>, undominated: &mut BTreeSet<i64>) {
+fn nested(v: &Value, open: &BTreeSet<i64>, seen: &mut Seen) {
     match v {
         Value::Array(items) if items.iter().any(|i| statement(i).is_some()) => {
-            walk(items, open, undominated);
+            walk(items, open, seen);
         }
-        Value::Array(items) => items.iter().for_each(|i| nested(i, open, undominated)),
-        Value::Object(map) => map.values().for_each(|c| nested(c, open, undominated)),
+        Value::Array(items) => items.iter().for_each(|i| nested(i, open, seen)),
+        Value::Object(map) => map.values().for_each(|c| nested(c, open, seen)),
         _ => {}
     }
 }
 
-/// Every FETCH or MOVE's cursor variable, anywhere.
-fn fetches(v: &Value, out: &mut BTreeSet<i64>) {
+/// Every FETCH or MOVE's cursor variable, anywhere, and how many there are.
+fn fetches(v: &Value, out: &mut BTreeSet<i64>) -> usize {
     match v {
-        Value::Object(map) => {
-            for (k, c) in map {
-                if k == "PLpgSQL_stmt_fetch" {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, c)| {
+                let here = k == "PLpgSQL_stmt_fetch";
+                if here {
                     out.insert(curvar(c));
                 }
-                fetches(c, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| fetches(i, out)),
-        _ => {}
+                usize::from(here) + fetches(c, out)
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(|i| fetches(i, out)).sum(),
+        _ => 0,
     }
 }
 

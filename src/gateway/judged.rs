@@ -58,15 +58,14 @@ impl Judgements {
         path: &str,
     ) -> Arc<Judged> {
         // The key is built in this thread's buffer: a hit allocates nothing.
-        let hit = KEY.with_borrow_mut(|k| {
+        let found = KEY.with_borrow_mut(|k| {
             key(k, rules, who, method, path);
-            self.cache.get(k.as_str())
+            self.cache.get(k.as_str()).ok_or_else(|| k.clone())
         });
-        if let Some(j) = hit {
-            return j;
-        }
-        let mut request_key = String::new();
-        key(&mut request_key, rules, who, method, path);
+        let request_key = match found {
+            Ok(j) => return j,
+            Err(k) => k,
+        };
         // The caller alone (no method or path): its own cache, so no clash.
         let mut who_key = String::new();
         key(&mut who_key, rules, who, "", "");

@@ -12,6 +12,7 @@ pub mod guard;
 mod held;
 mod io;
 pub mod judge;
+mod judge_facts;
 mod judge_memo;
 mod masker;
 pub mod params;
