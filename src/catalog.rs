@@ -28,9 +28,11 @@ mod cache;
 mod load;
 mod not_null;
 mod path;
+mod peers;
 mod queries;
 
 pub use cache::CatalogCache;
+pub use peers::{Announcement, Peers};
 
 use crate::classify::{merge, Facts, Kind};
 

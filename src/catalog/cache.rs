@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::load::load;
+use super::peers::Peers;
 use super::Catalog;
 use crate::config::Target;
 
@@ -27,6 +28,8 @@ pub struct CatalogCache {
     loading: tokio::sync::Mutex<()>,
     stale: AtomicBool,
     last_miss: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The gateway's other caches (and, through them, the other replicas).
+    peers: Option<Arc<Peers>>,
 }
 
 impl CatalogCache {
@@ -34,6 +37,7 @@ impl CatalogCache {
         target: Arc<Target>,
         tls: Option<Arc<rustls::ClientConfig>>,
         timeout: Duration,
+        peers: Option<Arc<Peers>>,
     ) -> CatalogCache {
         CatalogCache {
             target,
@@ -43,7 +47,27 @@ impl CatalogCache {
             loading: tokio::sync::Mutex::new(()),
             stale: AtomicBool::new(false),
             last_miss: std::sync::Mutex::new(None),
+            peers,
         }
+    }
+
+    /// The database this catalog is read from.
+    pub fn database(&self) -> &str {
+        &self.target.database
+    }
+
+    /// Whether a catalog has been read (a target nobody used has none).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded().is_some()
+    }
+
+    /// DDL a session sent has run and is visible: this cache and every other cache of
+    /// the same database, here and on the other replicas, read the catalog again
+    /// before their next statement. The answer (with a cluster) says when the other
+    /// replicas have been told; the DDL's ReadyForQuery waits for it.
+    pub fn ddl_seen(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.mark_stale();
+        self.peers.as_ref()?.changed(&self.target.database)
     }
 
     pub fn mark_stale(&self) {
@@ -84,6 +108,22 @@ impl CatalogCache {
             }
         }
         self.stale.store(false, Relaxed);
+        self.load_now().await
+    }
+
+    /// Read the catalog again in the background (`limits.catalog_refresh`): statements
+    /// go on with the current one meanwhile, and use the new one once it is read. One
+    /// that cannot be read marks the cache stale (the next statement tries itself,
+    /// and fails closed if it cannot either).
+    pub async fn refresh(&self) {
+        let _loading = self.loading.lock().await;
+        if let Err(e) = self.load_now().await {
+            tracing::warn!(target = %self.target.name, error = %e, "the periodic catalog read failed");
+        }
+    }
+
+    /// Read the catalog now (the caller holds `loading`) and make it the current one.
+    async fn load_now(&self) -> Result<Arc<Catalog>, String> {
         // Bounded whatever the server does: a catalog that cannot be read in time
         // fails this statement (closed), never the gateway.
         let limit = self.timeout.saturating_mul(2) + Duration::from_secs(30);

@@ -18,6 +18,7 @@
 //! and "carry on locally" for everything else.
 
 pub mod approvals;
+pub mod catalogs;
 pub mod nodes;
 pub mod schema;
 pub mod status;
@@ -190,14 +191,23 @@ impl Shared {
     /// ids) go to `tx`; `None` is sent after every (re)connect, meaning "you may have
     /// missed some: re-read what you hold". Runs until `tx` is closed.
     pub fn spawn_listener(self: &Arc<Self>, tx: tokio::sync::mpsc::Sender<Option<String>>) {
+        self.spawn_listener_on(DECISIONS, tx);
+    }
+
+    /// [`Shared::spawn_listener`] for notifications on `channel`.
+    fn spawn_listener_on(
+        self: &Arc<Self>,
+        channel: &'static str,
+        tx: tokio::sync::mpsc::Sender<Option<String>>,
+    ) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 if tx.is_closed() {
                     return;
                 }
-                if let Err(e) = me.listen_once(&tx).await {
-                    tracing::warn!(node = %me.node, error = %e, "state database: listening for decisions failed; retrying");
+                if let Err(e) = me.listen_once(channel, &tx).await {
+                    tracing::warn!(node = %me.node, %channel, error = %e, "state database: listening failed; retrying");
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -206,6 +216,7 @@ impl Shared {
 
     async fn listen_once(
         &self,
+        channel: &str,
         tx: &tokio::sync::mpsc::Sender<Option<String>>,
     ) -> Result<(), StateError> {
         let (client, mut connection) = self.connect().await?;
@@ -228,7 +239,7 @@ impl Shared {
         });
         let listening = tokio::time::timeout(
             self.timing.deadline,
-            client.batch_execute(&format!("LISTEN {DECISIONS}")),
+            client.batch_execute(&format!("LISTEN {channel}")),
         )
         .await;
         if !matches!(listening, Ok(Ok(()))) {

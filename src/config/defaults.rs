@@ -56,6 +56,7 @@ impl Default for Limits {
             startup_timeout: Duration::from_secs(60),
             auth_failures: 10,
             auth_failure_window: Duration::from_secs(60),
+            catalog_refresh: Duration::from_secs(60),
         }
     }
 }

@@ -302,4 +302,5 @@ pub(super) struct RawLimits {
     pub startup_timeout: Option<HumanDuration>,
     pub auth_failures: Option<u32>,
     pub auth_failure_window: Option<HumanDuration>,
+    pub catalog_refresh: Option<HumanDuration>,
 }

@@ -206,6 +206,7 @@ fn sizes_and_counts_are_range_checked() {
         ),
         ("limits:\n  max_statement_bytes: 0\n", "max_statement_bytes"),
         ("limits:\n  connect_timeout: 0s\n", "connect_timeout"),
+        ("limits:\n  catalog_refresh: 10ms\n", "catalog_refresh"),
         ("limits:\n  shutdown_grace: 9999999999999h\n", "too long"),
         (
             "audit:\n  dir: a\n  record_rows: 4000000000\n",

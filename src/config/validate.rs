@@ -411,6 +411,7 @@ impl Validator<'_> {
                     .auth_failure_window
                     .map(|x| x.0)
                     .unwrap_or(d.auth_failure_window),
+                catalog_refresh: l.catalog_refresh.map(|x| x.0).unwrap_or(d.catalog_refresh),
             },
         }
     }
@@ -443,6 +444,14 @@ impl Validator<'_> {
         }
         if limits.auth_failure_window.is_zero() {
             return Err(self.err("limits.auth_failure_window", "must be at least 1ms"));
+        }
+        // Each read queries the target's catalog: not a busy loop.
+        let refresh = limits.catalog_refresh;
+        if !refresh.is_zero() && refresh < std::time::Duration::from_secs(1) {
+            return Err(self.err(
+                "limits.catalog_refresh",
+                "must be 0s (never) or at least 1s",
+            ));
         }
         Ok(())
     }

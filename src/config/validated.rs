@@ -254,4 +254,7 @@ pub struct Limits {
     /// before further attempts from it are refused without being checked.
     pub auth_failures: u32,
     pub auth_failure_window: Duration,
+    /// How often every catalog in use is read again, for DDL pgmoat did not see (run
+    /// on the server directly); zero: never.
+    pub catalog_refresh: Duration,
 }

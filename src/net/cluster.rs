@@ -1,6 +1,7 @@
 //! Joining the cluster (`cluster:`): every tenant's approvals and the login-failure
 //! counts go through the state database, the node beats, withdraws what lapsed nodes
-//! held, and records each tenant's audit head.
+//! held, records each tenant's audit head, and tells the others of DDL it saw (and
+//! hears of theirs).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub(super) async fn join(
     c: &ClusterConfig,
     tenants: &[Arc<Tenant>],
     metrics: &Arc<Metrics>,
+    peers: &Arc<crate::catalog::Peers>,
 ) -> Result<Arc<StateDb>, GatewayError> {
     let timing = Timing {
         heartbeat: c.heartbeat,
@@ -32,6 +34,7 @@ pub(super) async fn join(
             tracing::warn!(node = %c.node, error = %e, "state database unavailable at start: approvals fail closed until it is back")
         }
     }
+    db.share_catalogs(peers);
     for t in tenants {
         if let Some(a) = &t.approvals {
             a.attach(Arc::clone(&db), &t.name);

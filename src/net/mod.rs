@@ -118,7 +118,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         // Each tenant's audit store is opened (a torn tail repaired) here, before the
         // ports listen.
-        let built = tenants::build(&config, &metrics)?;
+        let peers = crate::catalog::Peers::new();
+        let built = tenants::build(&config, &metrics, &peers)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -169,9 +170,12 @@ impl Gateway {
         };
         let list: Vec<Arc<Tenant>> = built.iter().map(|(t, _)| Arc::clone(t)).collect();
         let cluster = match &config.cluster {
-            Some(c) => Some(cluster::join(c, &list, &metrics).await?),
+            Some(c) => Some(cluster::join(c, &list, &metrics, &peers).await?),
             None => None,
         };
+        if !config.limits.catalog_refresh.is_zero() {
+            peers.spawn_refresher(config.limits.catalog_refresh);
+        }
         // Names are unique across tenants (config validation): one directory.
         let all_users: Vec<_> = built.iter().flat_map(|(_, tc)| tc.users.clone()).collect();
         let identities = built

@@ -9,24 +9,33 @@ use std::sync::Arc;
 
 use super::{tls, GatewayError};
 use crate::audit::Audit;
+use crate::catalog::Peers;
 use crate::config::{Config, TenantConfig};
 use crate::metrics::Metrics;
 use crate::policy::reload::RulesHandle;
 use crate::session::tenant::Tenant;
 
 /// Every tenant's runtime, in config order.
+/// Every catalog cache joins `peers`, so DDL through one makes the others of its
+/// database stale.
 pub(super) fn build(
     config: &Config,
     metrics: &Arc<Metrics>,
+    peers: &Arc<Peers>,
 ) -> Result<Vec<(Arc<Tenant>, TenantConfig)>, GatewayError> {
     config
         .tenant_configs()
         .into_iter()
-        .map(|tc| Ok((Arc::new(one(config, &tc, metrics)?), tc)))
+        .map(|tc| Ok((Arc::new(one(config, &tc, metrics, peers)?), tc)))
         .collect()
 }
 
-fn one(config: &Config, tc: &TenantConfig, metrics: &Arc<Metrics>) -> Result<Tenant, GatewayError> {
+fn one(
+    config: &Config,
+    tc: &TenantConfig,
+    metrics: &Arc<Metrics>,
+    peers: &Arc<Peers>,
+) -> Result<Tenant, GatewayError> {
     let named = |what: &str| {
         if tc.name.is_empty() {
             what.to_owned()
@@ -58,12 +67,14 @@ fn one(config: &Config, tc: &TenantConfig, metrics: &Arc<Metrics>) -> Result<Ten
         .targets
         .values()
         .map(|t| {
-            let cache = crate::catalog::CatalogCache::new(
+            let cache = Arc::new(crate::catalog::CatalogCache::new(
                 Arc::new(t.clone()),
                 upstream_tls.get(&t.name).cloned(),
                 config.limits.connect_timeout,
-            );
-            (t.name.clone(), Arc::new(cache))
+                Some(Arc::clone(peers)),
+            ));
+            peers.add(&cache);
+            (t.name.clone(), cache)
         })
         .collect();
     let approvals = tc.approvals.as_ref().map(|a| {

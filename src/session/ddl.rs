@@ -98,10 +98,12 @@ impl super::judge::Judge {
     /// so the next statement reads the catalog again. (Marking it stale when the DDL
     /// is judged is not enough: a statement pipelined behind it reloads the catalog
     /// before the server has run the DDL, and that snapshot would then stay.)
-    pub fn ddl_answered(&self) {
-        if lock(&self.ddl_running).take().is_some() {
-            self.catalog.mark_stale();
-        }
+    /// Every other cache of this database, here and on the other replicas, is told
+    /// too: the answer, when there is one, says when the other replicas have heard,
+    /// and the DDL's ReadyForQuery waits for it (`Relay::settle_records`).
+    pub fn ddl_answered(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        lock(&self.ddl_running).take()?;
+        self.catalog.ddl_seen()
     }
 
     /// A statement judged while this session's DDL is not yet visible to the catalog

@@ -160,6 +160,11 @@ pub struct Relay {
     /// `completed` records the audit queue had no room for: queued (awaiting room)
     /// before the next bytes go to the client.
     unqueued: Vec<crate::audit::Waiting>,
+    /// This session's DDL is being announced to the other replicas (`cluster:`):
+    /// nothing more goes to the client until they have heard (or the state database
+    /// did not answer in time), so no replica can misjudge a statement the client
+    /// sends after seeing the DDL done.
+    announcing: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The session's entry among the live sessions.
     registration: Option<super::registry::Registration>,
     /// Turns true when an operator terminates the session.
@@ -287,6 +292,7 @@ impl Relay {
             replacement: BytesMut::new(),
             audit: p.audit,
             unqueued: Vec::new(),
+            announcing: None,
             terminate: match &p.registration {
                 Some(r) => r.terminated(),
                 // Nobody can terminate it: a channel whose sender is gone never

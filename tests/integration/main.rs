@@ -21,6 +21,7 @@ mod threats_code;
 mod threats_ddl;
 
 mod auth;
+mod catalog_peers;
 mod cli;
 mod cluster;
 mod cluster_state;

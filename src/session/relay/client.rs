@@ -442,7 +442,9 @@ impl Relay {
     pub(super) fn ddl_done(&mut self) {
         self.ddl_cycle = None;
         if let Some(j) = &self.judge {
-            j.ddl_answered();
+            if let Some(told) = j.ddl_answered() {
+                self.announcing = Some(told);
+            }
         }
     }
 

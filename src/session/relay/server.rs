@@ -114,8 +114,9 @@ impl Relay {
             shrink(&mut self.ubuf);
             &mut self.staged
         };
-        // Records first: with one waiting for queue room nothing is written now.
-        let sent = if self.unqueued.is_empty() {
+        // Records first: with one waiting for queue room (or DDL being announced)
+        // nothing is written now.
+        let sent = if self.unqueued.is_empty() && self.announcing.is_none() {
             self.client.send_now(out).map_err(client_io)?
         } else {
             0
@@ -241,7 +242,15 @@ impl Relay {
 
     /// Queue the `completed` records the audit queue had no room for, in order,
     /// waiting for room (a full queue holds the session back, never drops a record).
+    /// Before that, the other replicas hear of this session's DDL (see
+    /// `Relay::announcing`), within the state database's deadline (the cluster's
+    /// own bound on every call).
     pub(super) async fn settle_records(&mut self) {
+        if let Some(told) = self.announcing.take() {
+            // The sender is dropped, or answers, when the state database has answered
+            // or given up: this never waits longer than the cluster's deadline.
+            let _ = told.await;
+        }
         if self.unqueued.is_empty() {
             return;
         }
@@ -376,6 +385,8 @@ impl Relay {
                     self.answered(h.tag);
                     self.settle_records().await;
                     let seen = self.ready(body.first().copied());
+                    // The DDL it ended is announced before it goes out.
+                    self.settle_records().await;
                     if self.core.swallow.front() == Some(&seen) {
                         // The answer to pgmoat's own Sync (see `Pace::client`): not
                         // the client's to see.
