@@ -259,6 +259,10 @@ pub struct Facts {
     /// SQL-level prepared statements it defines (PREPARE) and runs (EXECUTE), by name.
     pub prepares: BTreeSet<String>,
     pub executes: BTreeSet<String>,
+    /// PREPARE TRANSACTION, COMMIT PREPARED or ROLLBACK PREPARED: DDL a transaction ran
+    /// becomes visible (or stops being its session's to follow) apart from the
+    /// statements that ran it, so it is followed like DDL of unknown extent.
+    pub two_phase: bool,
 }
 
 impl Facts {
@@ -334,4 +338,5 @@ pub fn merge(into: &mut Facts, from: Facts) {
     if into.rereads_sql.is_none() {
         into.rereads_sql = from.rereads_sql;
     }
+    into.two_phase |= from.two_phase;
 }

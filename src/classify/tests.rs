@@ -719,3 +719,18 @@ fn merge_that_matches_every_row_is_unbounded() {
             .literal_sensitive
     );
 }
+
+#[test]
+fn two_phase_commands_are_told_apart() {
+    for (sql, want) in [
+        ("PREPARE TRANSACTION 'g1'", true),
+        ("COMMIT PREPARED 'g1'", true),
+        ("ROLLBACK PREPARED 'g1'", true),
+        ("COMMIT", false),
+        ("BEGIN", false),
+        ("ROLLBACK", false),
+        ("SAVEPOINT s", false),
+    ] {
+        assert_eq!(one(sql).two_phase, want, "{sql}");
+    }
+}

@@ -22,7 +22,7 @@ mod names;
 mod settings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
-use ddl::{alter_drops, kind_of, rewrites_every_row};
+use ddl::{alter_drops, kind_of, rewrites_every_row, two_phase};
 
 /// Walk state for one statement.
 pub struct Walker<'a> {
@@ -387,6 +387,7 @@ impl<'a> Walker<'a> {
             self.facts.kinds.insert(Kind::Update);
             self.facts.where_.missing = true;
         }
+        self.facts.two_phase |= two_phase(ty, body);
         match ty {
             NodeKind::RangeVar => {
                 let schema = Some(s(body, "schemaname"))

@@ -123,8 +123,13 @@ impl Shared {
         let w = Arc::clone(&waiting);
         tokio::spawn(async move {
             while let Some((database, told)) = changed.recv().await {
-                me.announce_catalog(&w, &database).await;
-                let _ = told.send(());
+                // One at a time would queue every DDL's answer behind a node that
+                // does not answer (up to the deadline each).
+                let (me, w) = (Arc::clone(&me), Arc::clone(&w));
+                tokio::spawn(async move {
+                    me.announce_catalog(&w, &database).await;
+                    let _ = told.send(());
+                });
             }
         });
         let (tx, mut notes) = tokio::sync::mpsc::channel(256);

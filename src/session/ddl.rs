@@ -32,6 +32,13 @@ impl Made {
         let mut made = Made::default();
         let mut any = false;
         for f in statements {
+            if f.two_phase {
+                // Whatever the prepared transaction changed: anything.
+                any = true;
+                made.code = true;
+                made.relations.insert("*".to_owned());
+                continue;
+            }
             let ddl = f
                 .kinds
                 .iter()

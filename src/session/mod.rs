@@ -187,6 +187,7 @@ async fn serve_as(
         registration: Some(registration),
     });
     let result = relay.run().await;
+    relay.after_end(&result).await;
     if let Some(mut audit) = relay.take_audit() {
         let how = match &result {
             Ok(End::ClientTerminated) => "terminated".to_string(),

@@ -62,6 +62,8 @@ const BUF_START: usize = 8 * 1024;
 /// An idle session keeps at most this much buffer per direction.
 const BUF_KEEP: usize = 64 * 1024;
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+/// How long a session whose client left waits for its unanswered DDL to end.
+const DDL_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// A Sync message, for the one pgmoat sends itself (see `Pace::client`).
 const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
@@ -319,6 +321,33 @@ impl Relay {
 
     pub fn into_streams(self) -> (ClientStream, UpstreamStream) {
         (self.client, self.upstream)
+    }
+
+    /// The session ended (`end`) while its DDL was unanswered: the server still runs
+    /// it (it reads a Terminate only after the statement before it), and may commit
+    /// it. Every catalog of the database must learn of it as if the answer had come:
+    /// the client's own leaving is the DDL's ReadyForQuery. So the server is told to
+    /// end and, when the client left (not on shutdown), waited for until it closes
+    /// (at most [`DDL_DRAIN_LIMIT`]); then the catalogs are told, as `ddl_done` does.
+    pub async fn after_end(&mut self, end: &Result<End, SessionError>) {
+        if self.ddl_cycle.is_none() {
+            return;
+        }
+        let _ = self.upstream.write_all(&TERMINATE).await;
+        if !matches!(end, Ok(End::Shutdown | End::Terminated)) {
+            let drained = async {
+                let mut scratch = BytesMut::with_capacity(BUF_START);
+                while let Ok(n) = self.upstream.read_buf(&mut scratch).await {
+                    if n == 0 {
+                        break;
+                    }
+                    scratch.clear();
+                }
+            };
+            let _ = tokio::time::timeout(DDL_DRAIN_LIMIT, drained).await;
+        }
+        self.ddl_done();
+        self.settle_records().await;
     }
 
     pub async fn run(&mut self) -> Result<End, SessionError> {

@@ -260,6 +260,8 @@ impl TestPg {
             // No Unix socket: everything, psql included, goes over TCP.
             "unix_socket_directories = ''",
             "max_connections = 300",
+            // Two-phase commit is part of what the catalog must follow.
+            "max_prepared_transactions = 10",
             "fsync = off",
             "log_statement = 'all'",
             "log_connections = on",

@@ -174,3 +174,90 @@ async fn ddl_behind_pgmoats_back_is_seen_at_the_next_refresh() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Review s36-catalog F3: DDL in a transaction that is prepared (PREPARE TRANSACTION)
+/// becomes visible at COMMIT PREPARED, which runs no DDL itself: it is followed like
+/// DDL of unknown extent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_committed_by_commit_prepared_reaches_the_catalog() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let t = people(&direct).await;
+    let r = rules(&t);
+    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
+    let agent = gw.connect().await;
+    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let dba = gw.connect_as("dba-1", AGENT_PW, "demo").await.unwrap();
+    let gid = unique("gid");
+    dba.batch_execute("BEGIN").await.unwrap();
+    replace_view(&dba, &t).await;
+    dba.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+        .await
+        .unwrap();
+    // The catalog is read again now (the view is locked by the prepared transaction:
+    // its old definition is kept); the agent does not touch the locked view.
+    agent.batch_execute("SELECT 1").await.unwrap();
+    dba.batch_execute(&format!("COMMIT PREPARED '{gid}'"))
+        .await
+        .unwrap();
+    let read = name_of(&agent, &format!("{t}_v")).await;
+    assert!(
+        !read.contains("6789"),
+        "the view committed by COMMIT PREPARED was traced as the old one: {read}"
+    );
+}
+
+/// Review s36-catalog F4: a client that sends DDL and leaves before its answer (here
+/// while the server sleeps before the DDL) does not take the catalog's update with it:
+/// the server still commits the DDL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_whose_client_left_before_the_answer_reaches_the_catalog() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let t = people(&direct).await;
+    let r = rules(&t);
+    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
+    let agent = gw.connect().await;
+    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let (dba, connection) =
+        tokio_postgres::connect(&gw.url("dba-1", AGENT_PW, "demo"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let sql = format!(
+        "SELECT pg_sleep(1); CREATE OR REPLACE VIEW {t}_v AS SELECT id, ssn AS name FROM {t}"
+    );
+    let query = tokio::spawn(async move { dba.simple_query(&sql).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client goes away while the server sleeps; meanwhile another statement has
+    // the catalog read again, before the DDL ran.
+    connection.abort();
+    query.abort();
+    agent.batch_execute("SELECT 1").await.unwrap();
+    let started = Instant::now();
+    loop {
+        let defined: String = direct
+            .query_one(&format!("SELECT pg_get_viewdef('{t}_v')"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        if defined.contains("ssn") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the DDL never ran: {defined}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The gateway's side of the session may still be finishing: give it the moment it
+    // takes to see the server close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let read = name_of(&agent, &format!("{t}_v")).await;
+    assert!(
+        !read.contains("6789"),
+        "the DDL of a client that left was never followed: {read}"
+    );
+}

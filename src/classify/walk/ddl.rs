@@ -117,6 +117,19 @@ pub(super) fn kind_of(ty: NodeKind, body: &Map, parent: NodeKind) -> Option<Kind
     })
 }
 
+/// PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED (see `Facts::two_phase`).
+pub(super) fn two_phase(ty: NodeKind, body: &Map) -> bool {
+    use pg_query::protobuf::TransactionStmtKind as K;
+    ty == NodeKind::TransactionStmt
+        && [
+            K::TransStmtPrepare,
+            K::TransStmtCommitPrepared,
+            K::TransStmtRollbackPrepared,
+        ]
+        .iter()
+        .any(|k| *k as i64 == i(body, "kind"))
+}
+
 /// Whether an ALTER node (or a part of one) drops something (see the module's
 /// comment). Every such node is recognised by its own type, wherever it sits.
 pub(super) fn alter_drops(ty: NodeKind, body: &Map) -> bool {
