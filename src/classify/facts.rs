@@ -259,6 +259,13 @@ pub struct Facts {
     /// SQL-level prepared statements it defines (PREPARE) and runs (EXECUTE), by name.
     pub prepares: BTreeSet<String>,
     pub executes: BTreeSet<String>,
+    /// Relations CREATE TABLE / CREATE TABLE AS / SELECT INTO make, as `schema.name`
+    /// (`pg_temp.name` for a temporary one named without a schema): masks tell a
+    /// temporary table code fills (masked whole) from a permanent one.
+    pub created: BTreeSet<String>,
+    /// Domains ALTER DOMAIN gives a new CHECK or default (bare, lowercase): the
+    /// expression runs over every value of the columns of that domain.
+    pub domains_changed: BTreeSet<String>,
 }
 
 impl Facts {
@@ -324,6 +331,8 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.literal_types.extend(from.literal_types);
     into.settings.extend(from.settings);
     into.copy.extend(from.copy);
+    into.created.extend(from.created);
+    into.domains_changed.extend(from.domains_changed);
     into.where_.missing |= from.where_.missing;
     into.where_.tautology |= from.where_.tautology;
     into.where_.applies |= from.where_.applies;
