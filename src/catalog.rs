@@ -87,6 +87,14 @@ pub struct Catalog {
     ///
     /// [`NATIVE`]: queries::NATIVE
     native: std::collections::HashSet<String>,
+    /// The server's own functions (OID < 16384, by `schema.name` and bare name): the
+    /// only ones masks trust to return what they are given. An extension's C function
+    /// may read a relation named by a string (`crosstab`, `get_raw_page`).
+    built_in: std::collections::HashSet<String>,
+    /// (parent, child) OIDs from pg_inherits: partitions and inheritance children.
+    pub inherits: Vec<(u32, u32)>,
+    /// Users' domains by bare name (lowercase) -> their type OIDs.
+    domain_oids: HashMap<String, Vec<u32>>,
     /// User tables' NOT NULL columns, for WHEREs true only given the schema.
     not_null: not_null::NotNull,
     /// The server's default search_path (None: no catalog was read, so no relation
@@ -153,6 +161,31 @@ impl Catalog {
     /// A built-in or compiled function (by `schema.name` or bare name, any case).
     pub fn is_native_function(&self, name: &str) -> bool {
         self.native.contains(lower(name).as_str())
+    }
+
+    /// A function of the server's own (by `schema.name` or bare name, any case), not
+    /// an extension's or a user's.
+    pub fn is_built_in_function(&self, name: &str) -> bool {
+        self.built_in.contains(lower(name).as_str())
+    }
+
+    /// The type OIDs of domain `name` (bare) and of the domains defined over it:
+    /// the types of the columns whose values its CHECKs and default apply to.
+    pub fn domain_type_oids(&self, name: &str) -> Vec<u32> {
+        let target = lower(name);
+        let mut out = Vec::new();
+        for (d, oids) in &self.domain_oids {
+            let mut at = Some(d.as_str());
+            for _ in 0..8 {
+                let Some(x) = at else { break };
+                if x == target {
+                    out.extend(oids.iter().copied());
+                    break;
+                }
+                at = self.domain_bases.get(x).map(String::as_str);
+            }
+        }
+        out
     }
 
     /// The functions behind a user-defined operator (bare or `schema.name`).
@@ -276,7 +309,7 @@ impl Catalog {
         // User functions' bodies and views' definitions, a few levels deep.
         let mut seen = BTreeSet::new();
         let mut seen_views = BTreeSet::new();
-        for _ in 0..4 {
+        for depth in 0..=MAX_BODY_DEPTH {
             let views: Vec<String> = out
                 .tables_read
                 .iter()
@@ -299,6 +332,20 @@ impl Catalog {
             if calls.is_empty() {
                 break;
             }
+            if depth == MAX_BODY_DEPTH {
+                // Bodies nested deeper than pgmoat follows: what they do (a rule
+                // created, a table written) is not in the facts. Fail closed.
+                if calls
+                    .iter()
+                    .any(|n| self.functions.contains_key(lower(n).as_str()))
+                    && out.unanalysable.is_none()
+                {
+                    out.unanalysable =
+                        Some("functions calling functions deeper than pgmoat follows".into());
+                    changed = true;
+                }
+                break;
+            }
             for name in calls {
                 let key = lower(&name);
                 if let Some(body) = self.functions.get(key.as_str()) {
@@ -317,6 +364,9 @@ impl Catalog {
         changed.then_some(out)
     }
 }
+
+/// How many levels of user function bodies (and views) [`Catalog::resolve`] folds in.
+const MAX_BODY_DEPTH: usize = 4;
 
 /// Whether the statement adds or changes rows, which is when defaults, checks and
 /// assignment casts run (a DELETE or TRUNCATE runs none of them).

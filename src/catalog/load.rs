@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::not_null;
 use super::queries::{
-    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, EVENT_TRIGGERS, FUNCTIONS, LOCKED,
-    NATIVE, OPERATORS, RELATIONS, SCHEMAS, SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
+    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
+    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, SCHEMAS, SEARCH_PATH, TEXT_TYPES,
+    TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -144,6 +145,8 @@ async fn load_once(
         TRIGGERS,
         EVENT_TRIGGERS,
         not_null::NOT_NULL,
+        INHERITS,
+        DOMAIN_OIDS,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -168,6 +171,10 @@ async fn load_once(
         results.next().unwrap_or_default(),
     );
     let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
+    let (inherits, domain_oids) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+    );
     let _ = upstream::terminate(&mut stream).await;
     let mut relations = relations_of(rels);
     // A locked view keeps the definition the previous load read.
@@ -407,9 +414,27 @@ async fn load_once(
         }
     }
     for r in native {
-        if let [Some(schema), Some(name)] = r.as_slice() {
+        if let [Some(schema), Some(name), built_in] = r.as_slice() {
             cat.native.insert(lower(&format!("{schema}.{name}")));
             cat.native.insert(lower(name));
+            if built_in.as_deref() == Some("t") {
+                cat.built_in.insert(lower(&format!("{schema}.{name}")));
+                cat.built_in.insert(lower(name));
+            }
+        }
+    }
+    for r in inherits {
+        if let [Some(parent), Some(child)] = r.as_slice() {
+            if let (Ok(p), Ok(c)) = (parent.parse(), child.parse()) {
+                cat.inherits.push((p, c));
+            }
+        }
+    }
+    for r in domain_oids {
+        if let [Some(name), Some(oid)] = r.as_slice() {
+            if let Ok(oid) = oid.parse() {
+                cat.domain_oids.entry(lower(name)).or_default().push(oid);
+            }
         }
     }
     Ok(cat)
