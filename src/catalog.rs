@@ -77,6 +77,11 @@ pub struct Catalog {
     ///
     /// [`TRIGGERS`]: queries::TRIGGERS
     triggers: HashMap<String, Facts>,
+    /// Table name (`schema.name`) -> what its INSERT/UPDATE/DELETE rules' actions do
+    /// (see [`RULES`]), with the table itself read (NEW and OLD).
+    ///
+    /// [`RULES`]: queries::RULES
+    rules: HashMap<String, Facts>,
     /// What event triggers run (see [`EVENT_TRIGGERS`]).
     ///
     /// [`EVENT_TRIGGERS`]: queries::EVENT_TRIGGERS
@@ -149,8 +154,17 @@ impl Catalog {
     /// What writing `schema.table` runs (defaults, checks, casts, domains, triggers),
     /// with the functions it calls folded in.
     pub fn write_facts(&self, table: &str) -> Option<Facts> {
-        let f = self.writes.get(table)?;
-        Some(self.resolve(f).unwrap_or_else(|| f.clone()))
+        let f = match (self.writes.get(table), self.rules.get(table)) {
+            (None, None) => return None,
+            (Some(w), None) => w.clone(),
+            (None, Some(r)) => r.clone(),
+            (Some(w), Some(r)) => {
+                let mut f = w.clone();
+                merge(&mut f, r.clone());
+                f
+            }
+        };
+        Some(self.resolve(&f).unwrap_or(f))
     }
 
     pub fn function_resolved(&self, name: &str) -> Option<Facts> {
@@ -209,6 +223,7 @@ impl Catalog {
             && self.views.is_empty()
             && self.writes.is_empty()
             && self.triggers.is_empty()
+            && self.rules.is_empty()
             && self.event_triggers.is_none()
     }
 
@@ -237,9 +252,9 @@ impl Catalog {
                     .iter()
                     .any(|t| self.writes.contains_key(t.as_str())))
             || (fires_triggers(f)
-                && f.tables_written
-                    .iter()
-                    .any(|t| self.triggers.contains_key(t.as_str())))
+                && f.tables_written.iter().any(|t| {
+                    self.triggers.contains_key(t.as_str()) || self.rules.contains_key(t.as_str())
+                }))
             || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
@@ -262,7 +277,10 @@ impl Catalog {
         }
         if fires_triggers(f) {
             for t in &f.tables_written {
-                if let Some(w) = self.triggers.get(t.as_str()) {
+                for w in [self.triggers.get(t.as_str()), self.rules.get(t.as_str())]
+                    .into_iter()
+                    .flatten()
+                {
                     merge(&mut out, w.clone());
                     changed = true;
                 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::not_null;
 use super::queries::{
     AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
-    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, SCHEMAS, SEARCH_PATH, TEXT_TYPES,
-    TRIGGERS, WRITES,
+    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, RULES, SCHEMAS, SEARCH_PATH,
+    TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -147,6 +147,7 @@ async fn load_once(
         not_null::NOT_NULL,
         INHERITS,
         DOMAIN_OIDS,
+        RULES,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -171,7 +172,8 @@ async fn load_once(
         results.next().unwrap_or_default(),
     );
     let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
-    let (inherits, domain_oids) = (
+    let (inherits, domain_oids, rules) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
     );
@@ -266,6 +268,12 @@ async fn load_once(
             texts.push((format!("g:{i}:{table}"), sql.clone().unwrap_or_default()));
         }
     }
+    for (i, r) in rules.iter().enumerate() {
+        if let [Some(table), sql] = r.as_slice() {
+            // NULL (a locked table) gets an empty text: unanalysable.
+            texts.push((format!("r:{i}:{table}"), sql.clone().unwrap_or_default()));
+        }
+    }
     for (i, r) in events.iter().enumerate() {
         if let [Some(sql)] = r.as_slice() {
             texts.push((format!("e:{i}"), sql.clone()));
@@ -358,6 +366,26 @@ async fn load_once(
                 Some(all) => merge(all, facts),
                 None => {
                     cat.triggers.insert(table.to_owned(), facts);
+                }
+            }
+            continue;
+        }
+        if let Some(fired) = key.strip_prefix("r:") {
+            let table = fired.split_once(':').map_or(fired, |(_, t)| t);
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!("a write to {table} (a rule could not be read)")),
+                ..Facts::default()
+            });
+            // What its actions do when a write fires it, not a CREATE RULE; NEW and
+            // OLD are rows of its table.
+            facts
+                .kinds
+                .retain(|k| !matches!(k, Kind::Select | Kind::Create));
+            facts.tables_read.insert(table.to_owned());
+            match cat.rules.get_mut(table) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.rules.insert(table.to_owned(), facts);
                 }
             }
             continue;

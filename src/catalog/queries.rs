@@ -169,3 +169,14 @@ pub(super) const INHERITS: &str = "SELECT i.inhparent, i.inhrelid FROM pg_catalo
 /// values an ALTER DOMAIN's new CHECK or default runs over.
 pub(super) const DOMAIN_OIDS: &str = "SELECT t.typname, t.oid FROM pg_catalog.pg_type t \
      WHERE t.typtype = 'd' AND t.oid >= 16384";
+/// Rules on INSERT, UPDATE and DELETE (not views' SELECT rules): a write to their
+/// table runs their actions, which may read anything and write anywhere. NULL for a
+/// locked table (see [`LOCKED`]): writing it is then unanalysable.
+pub(super) const RULES: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_ruledef(r.oid) END \
+     FROM pg_catalog.pg_rewrite r \
+     JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE r.ev_type <> '1' AND c.oid >= 16384";

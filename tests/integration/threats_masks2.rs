@@ -122,6 +122,11 @@ async fn x3_x4_x5_rules_made_by_code_over_masked_columns_are_refused() {
             "CREATE SCHEMA {hr}; CREATE TABLE {hr}.sal (id int, v text);
              INSERT INTO {hr}.sal VALUES (1, '123-45-6789');
              CREATE TABLE {{t}}_loot (a text); CREATE TABLE {{t}}_t3 (a text);
+             CREATE TABLE {{t}}_t3b (a text);
+             CREATE RULE {{t}}_qb AS ON INSERT TO {{t}}_t3b
+               DO ALSO INSERT INTO {{t}}_loot SELECT ssn FROM {{t}};
+             CREATE RULE {{t}}_qc AS ON UPDATE TO {{t}}
+               DO ALSO INSERT INTO {{t}}_loot VALUES (NEW.ssn);
              CREATE FUNCTION {{t}}_mk4() RETURNS void LANGUAGE plpgsql AS
                $b$BEGIN CREATE RULE {{t}}_r4 AS ON UPDATE TO {{t}}
                  DO ALSO INSERT INTO {{t}}_loot VALUES (NEW.ssn); END$b$;
@@ -142,6 +147,10 @@ async fn x3_x4_x5_rules_made_by_code_over_masked_columns_are_refused() {
         "INSERT INTO {t}_t3 VALUES ({t}_mk4()::text)",
         "UPDATE {t}_t3 SET a = {t}_mk4()::text WHERE a = 'x'",
         "SELECT {t}_mk7()",
+        // Rules made behind pgmoat's back (a DBA's, or made before it ran): a write
+        // to their table runs their actions.
+        "INSERT INTO {t}_t3b VALUES ('x')",
+        "UPDATE {t} SET name = name WHERE id = 1",
     ] {
         f.blocked_by_mask(&c, &s(sql)).await;
     }
