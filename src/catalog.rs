@@ -238,7 +238,7 @@ impl Catalog {
                     || self.domains.contains_key(t.as_str())
                     || self.domain_bases.contains_key(t.as_str())
             })
-            || f.literal_types.iter().any(|t| {
+            || f.literal_types.iter().chain(&f.domains_changed).any(|t| {
                 self.domains.contains_key(t.as_str()) || self.domain_bases.contains_key(t.as_str())
             })
             || f.functions
@@ -301,7 +301,13 @@ impl Catalog {
                 }
             }
         }
-        let literal: Vec<String> = out.literal_types.iter().cloned().collect();
+        // ALTER DOMAIN runs the domain's checks (and those under it) over its values.
+        let literal: Vec<String> = out
+            .literal_types
+            .iter()
+            .chain(&out.domains_changed)
+            .cloned()
+            .collect();
         let cast: Vec<String> = out.type_casts.iter().cloned().collect();
         for (t, is_literal) in cast
             .iter()

@@ -293,7 +293,9 @@ async fn load_once(
     }
     for r in domains {
         if let [Some(ty), Some(def)] = r.as_slice() {
+            // `CHECK (...) NOT VALID` still runs on new values and on VALIDATE.
             let expr = def.strip_prefix("CHECK ").unwrap_or(def);
+            let expr = expr.strip_suffix(" NOT VALID").unwrap_or(expr);
             texts.push((format!("d:{}", lower(ty)), format!("SELECT {expr}")));
         }
     }
@@ -413,12 +415,25 @@ async fn load_once(
             }
             continue;
         }
-        let Some(mut facts) = facts else { continue };
+        if let Some(domain) = key.strip_prefix("d:") {
+            // A domain has a row per constraint: all of them run. One pgmoat cannot
+            // read makes a cast to the domain something it cannot judge.
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!("a check of domain {domain} (not read)")),
+                ..Facts::default()
+            });
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match cat.domains.get_mut(domain) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.domains.insert(domain.to_owned(), facts);
+                }
+            }
+            continue;
+        }
+        let Some(facts) = facts else { continue };
         if let Some(view) = key.strip_prefix("v:") {
             cat.views.insert(view.to_owned(), facts);
-        } else if let Some(domain) = key.strip_prefix("d:") {
-            facts.kinds.retain(|k| *k != Kind::Select);
-            cat.domains.insert(domain.to_owned(), facts);
         } else if let Some(func) = key.strip_prefix("f:") {
             cat.add_function(func, facts);
         }

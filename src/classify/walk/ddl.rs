@@ -213,10 +213,11 @@ pub(super) fn created(
     Some(format!("{schema}.{}", s(body, "relname")))
 }
 
-/// The domain an ALTER DOMAIN gives a new CHECK ('C') or default ('T'): what the
-/// expression calls runs over the domain's values (masks judge it).
+/// The domain an ALTER DOMAIN gives a new CHECK ('C') or default ('T'), or whose
+/// NOT VALID CHECK it validates ('V'): what the expression calls runs over the
+/// domain's values (masks judge it; the catalog folds in its existing checks).
 pub(super) fn domain_changed(body: &Map) -> Option<String> {
-    if !matches!(s(body, "subtype"), "C" | "T") {
+    if !matches!(s(body, "subtype"), "C" | "T" | "V") {
         return None;
     }
     let names = crate::classify::node::name_list(body.get("type_name"));
