@@ -96,8 +96,10 @@ pub struct Catalog {
     /// only ones masks trust to return what they are given. An extension's C function
     /// may read a relation named by a string (`crosstab`, `get_raw_page`).
     built_in: std::collections::HashSet<String>,
-    /// (parent, child) OIDs from pg_inherits: partitions and inheritance children.
-    pub inherits: Vec<(u32, u32)>,
+    /// pg_inherits, both ways: a relation's parents and its children (partitions and
+    /// inheritance children), by OID.
+    pub parents: HashMap<u32, Vec<u32>>,
+    pub children: HashMap<u32, Vec<u32>>,
     /// Users' domains by bare name (lowercase) -> their type OIDs.
     domain_oids: HashMap<String, Vec<u32>>,
     /// User tables' NOT NULL columns, for WHEREs true only given the schema.

@@ -469,7 +469,8 @@ async fn load_once(
     for r in inherits {
         if let [Some(parent), Some(child)] = r.as_slice() {
             if let (Ok(p), Ok(c)) = (parent.parse(), child.parse()) {
-                cat.inherits.push((p, c));
+                cat.parents.entry(c).or_default().push(p);
+                cat.children.entry(p).or_default().push(c);
             }
         }
     }

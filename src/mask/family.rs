@@ -4,44 +4,42 @@
 //! descendant (pg_inherits), so a mask naming the parent covers a DBA's partitions
 //! and one naming a partition covers reads through the parent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::Masking;
 use crate::classify::lineage::Taint;
 
 impl Masking {
-    /// The taint masks give column `column` of relation `i`, through its family.
-    pub(super) fn family_taint(&self, i: usize, column: &str) -> Taint {
+    /// The taint masks give each column of relation `i` (in attnum order), through
+    /// its family.
+    pub(super) fn family_taints(&self, i: usize) -> Vec<Taint> {
         let r = &self.catalog.relations[i];
-        let mut t = self.glob_taint(r, column);
-        if self.catalog.inherits.is_empty() {
-            return t;
-        }
-        for oid in self.family(r.oid) {
-            if let Some(&j) = self.by_oid.get(&oid) {
-                let other = &self.catalog.relations[j];
-                // A child may have more columns than its parent, never fewer.
-                if other.columns.iter().any(|(_, n, _)| n == column) {
-                    t = t.join(self.glob_taint(other, column));
+        let mut out: Vec<Taint> = r
+            .columns
+            .iter()
+            .map(|(_, n, _)| self.glob_taint(r, n))
+            .collect();
+        let family = self.family(r.oid);
+        for j in family.iter().filter_map(|oid| self.by_oid.get(oid)) {
+            let other = &self.catalog.relations[*j];
+            // A child may have more columns than its parent, never fewer.
+            for ((_, n, _), t) in r.columns.iter().zip(out.iter_mut()) {
+                if other.columns.iter().any(|(_, m, _)| m == n) {
+                    *t = t.join(self.glob_taint(other, n));
                 }
             }
         }
-        t
+        out
     }
 
     /// Every ancestor and descendant of `oid` (not siblings: a sibling's rows are not
     /// read through this relation).
     fn family(&self, oid: u32) -> BTreeSet<u32> {
         let mut out = BTreeSet::new();
-        for up in [true, false] {
+        for links in [&self.catalog.parents, &self.catalog.children] {
             let mut todo = vec![oid];
             while let Some(x) = todo.pop() {
-                for &(parent, child) in &self.catalog.inherits {
-                    let next = match up {
-                        true if child == x => parent,
-                        false if parent == x => child,
-                        _ => continue,
-                    };
+                for &next in links_of(links, x) {
                     if next != oid && out.insert(next) {
                         todo.push(next);
                     }
@@ -50,4 +48,8 @@ impl Masking {
         }
         out
     }
+}
+
+fn links_of(links: &HashMap<u32, Vec<u32>>, oid: u32) -> &[u32] {
+    links.get(&oid).map(Vec::as_slice).unwrap_or(&[])
 }

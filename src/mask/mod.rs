@@ -254,11 +254,7 @@ impl Masking {
     fn rel_taints(&self, i: usize) -> &[Taint] {
         self.taints[i].get_or_init(|| {
             let r = &self.catalog.relations[i];
-            let own: Vec<Taint> = r
-                .columns
-                .iter()
-                .map(|(_, n, _)| self.family_taint(i, n))
-                .collect();
+            let own = self.family_taints(i);
             if r.definition_unread {
                 // A view being changed right now: what it reads cannot be told.
                 return vec![Taint::UNKNOWN; own.len()];
