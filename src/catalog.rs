@@ -79,6 +79,11 @@ pub struct Catalog {
     ///
     /// [`TRIGGERS`]: queries::TRIGGERS
     triggers: HashMap<String, Facts>,
+    /// Table name (`schema.name`) -> what its INSERT/UPDATE/DELETE rules' actions do
+    /// (see [`RULES`]), with the table itself read (NEW and OLD).
+    ///
+    /// [`RULES`]: queries::RULES
+    rules: HashMap<String, Facts>,
     /// What event triggers run (see [`EVENT_TRIGGERS`]).
     ///
     /// [`EVENT_TRIGGERS`]: queries::EVENT_TRIGGERS
@@ -89,6 +94,16 @@ pub struct Catalog {
     ///
     /// [`NATIVE`]: queries::NATIVE
     native: std::collections::HashSet<String>,
+    /// The server's own functions (OID < 16384, by `schema.name` and bare name): the
+    /// only ones masks trust to return what they are given. An extension's C function
+    /// may read a relation named by a string (`crosstab`, `get_raw_page`).
+    built_in: std::collections::HashSet<String>,
+    /// pg_inherits, both ways: a relation's parents and its children (partitions and
+    /// inheritance children), by OID.
+    pub parents: HashMap<u32, Vec<u32>>,
+    pub children: HashMap<u32, Vec<u32>>,
+    /// Users' domains by bare name (lowercase) -> their type OIDs.
+    domain_oids: HashMap<String, Vec<u32>>,
     /// User tables' NOT NULL columns, for WHEREs true only given the schema.
     not_null: not_null::NotNull,
     /// The server's default search_path (None: no catalog was read, so no relation
@@ -143,8 +158,17 @@ impl Catalog {
     /// What writing `schema.table` runs (defaults, checks, casts, domains, triggers),
     /// with the functions it calls folded in.
     pub fn write_facts(&self, table: &str) -> Option<Facts> {
-        let f = self.writes.get(table)?;
-        Some(self.resolve(f).unwrap_or_else(|| f.clone()))
+        let f = match (self.writes.get(table), self.rules.get(table)) {
+            (None, None) => return None,
+            (Some(w), None) => w.clone(),
+            (None, Some(r)) => r.clone(),
+            (Some(w), Some(r)) => {
+                let mut f = w.clone();
+                merge(&mut f, r.clone());
+                f
+            }
+        };
+        Some(self.resolve(&f).unwrap_or(f))
     }
 
     pub fn function_resolved(&self, name: &str) -> Option<Facts> {
@@ -155,6 +179,31 @@ impl Catalog {
     /// A built-in or compiled function (by `schema.name` or bare name, any case).
     pub fn is_native_function(&self, name: &str) -> bool {
         self.native.contains(lower(name).as_str())
+    }
+
+    /// A function of the server's own (by `schema.name` or bare name, any case), not
+    /// an extension's or a user's.
+    pub fn is_built_in_function(&self, name: &str) -> bool {
+        self.built_in.contains(lower(name).as_str())
+    }
+
+    /// The type OIDs of domain `name` (bare) and of the domains defined over it:
+    /// the types of the columns whose values its CHECKs and default apply to.
+    pub fn domain_type_oids(&self, name: &str) -> Vec<u32> {
+        let target = lower(name);
+        let mut out = Vec::new();
+        for (d, oids) in &self.domain_oids {
+            let mut at = Some(d.as_str());
+            for _ in 0..8 {
+                let Some(x) = at else { break };
+                if x == target {
+                    out.extend(oids.iter().copied());
+                    break;
+                }
+                at = self.domain_bases.get(x).map(String::as_str);
+            }
+        }
+        out
     }
 
     /// The functions behind a user-defined operator (bare or `schema.name`).
@@ -178,6 +227,7 @@ impl Catalog {
             && self.views.is_empty()
             && self.writes.is_empty()
             && self.triggers.is_empty()
+            && self.rules.is_empty()
             && self.event_triggers.is_none()
     }
 
@@ -192,7 +242,7 @@ impl Catalog {
                     || self.domains.contains_key(t.as_str())
                     || self.domain_bases.contains_key(t.as_str())
             })
-            || f.literal_types.iter().any(|t| {
+            || f.literal_types.iter().chain(&f.domains_changed).any(|t| {
                 self.domains.contains_key(t.as_str()) || self.domain_bases.contains_key(t.as_str())
             })
             || f.functions
@@ -206,9 +256,9 @@ impl Catalog {
                     .iter()
                     .any(|t| self.writes.contains_key(t.as_str())))
             || (fires_triggers(f)
-                && f.tables_written
-                    .iter()
-                    .any(|t| self.triggers.contains_key(t.as_str())))
+                && f.tables_written.iter().any(|t| {
+                    self.triggers.contains_key(t.as_str()) || self.rules.contains_key(t.as_str())
+                }))
             || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
@@ -231,7 +281,10 @@ impl Catalog {
         }
         if fires_triggers(f) {
             for t in &f.tables_written {
-                if let Some(w) = self.triggers.get(t.as_str()) {
+                for w in [self.triggers.get(t.as_str()), self.rules.get(t.as_str())]
+                    .into_iter()
+                    .flatten()
+                {
                     merge(&mut out, w.clone());
                     changed = true;
                 }
@@ -252,7 +305,13 @@ impl Catalog {
                 }
             }
         }
-        let literal: Vec<String> = out.literal_types.iter().cloned().collect();
+        // ALTER DOMAIN runs the domain's checks (and those under it) over its values.
+        let literal: Vec<String> = out
+            .literal_types
+            .iter()
+            .chain(&out.domains_changed)
+            .cloned()
+            .collect();
         let cast: Vec<String> = out.type_casts.iter().cloned().collect();
         for (t, is_literal) in cast
             .iter()
@@ -278,7 +337,7 @@ impl Catalog {
         // User functions' bodies and views' definitions, a few levels deep.
         let mut seen = BTreeSet::new();
         let mut seen_views = BTreeSet::new();
-        for _ in 0..4 {
+        for depth in 0..=MAX_BODY_DEPTH {
             let views: Vec<String> = out
                 .tables_read
                 .iter()
@@ -301,6 +360,20 @@ impl Catalog {
             if calls.is_empty() {
                 break;
             }
+            if depth == MAX_BODY_DEPTH {
+                // Bodies nested deeper than pgmoat follows: what they do (a rule
+                // created, a table written) is not in the facts. Fail closed.
+                if calls
+                    .iter()
+                    .any(|n| self.functions.contains_key(lower(n).as_str()))
+                    && out.unanalysable.is_none()
+                {
+                    out.unanalysable =
+                        Some("functions calling functions deeper than pgmoat follows".into());
+                    changed = true;
+                }
+                break;
+            }
             for name in calls {
                 let key = lower(&name);
                 if let Some(body) = self.functions.get(key.as_str()) {
@@ -319,6 +392,9 @@ impl Catalog {
         changed.then_some(out)
     }
 }
+
+/// How many levels of user function bodies (and views) [`Catalog::resolve`] folds in.
+const MAX_BODY_DEPTH: usize = 4;
 
 /// Whether the statement adds or changes rows, which is when defaults, checks and
 /// assignment casts run (a DELETE or TRUNCATE runs none of them).

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::not_null;
 use super::queries::{
-    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, EVENT_TRIGGERS, FUNCTIONS, LOCKED,
-    NATIVE, OPERATORS, RELATIONS, SCHEMAS, SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
+    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
+    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, RULES, SCHEMAS, SEARCH_PATH,
+    TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -144,6 +145,9 @@ async fn load_once(
         TRIGGERS,
         EVENT_TRIGGERS,
         not_null::NOT_NULL,
+        INHERITS,
+        DOMAIN_OIDS,
+        RULES,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -168,6 +172,11 @@ async fn load_once(
         results.next().unwrap_or_default(),
     );
     let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
+    let (inherits, domain_oids, rules) = (
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+        results.next().unwrap_or_default(),
+    );
     let _ = upstream::terminate(&mut stream).await;
     let mut relations = relations_of(rels);
     // A locked view keeps the definition the previous load read.
@@ -259,6 +268,12 @@ async fn load_once(
             texts.push((format!("g:{i}:{table}"), sql.clone().unwrap_or_default()));
         }
     }
+    for (i, r) in rules.iter().enumerate() {
+        if let [Some(table), sql] = r.as_slice() {
+            // NULL (a locked table) gets an empty text: unanalysable.
+            texts.push((format!("r:{i}:{table}"), sql.clone().unwrap_or_default()));
+        }
+    }
     for (i, r) in events.iter().enumerate() {
         if let [Some(sql)] = r.as_slice() {
             texts.push((format!("e:{i}"), sql.clone()));
@@ -278,7 +293,9 @@ async fn load_once(
     }
     for r in domains {
         if let [Some(ty), Some(def)] = r.as_slice() {
+            // `CHECK (...) NOT VALID` still runs on new values and on VALIDATE.
             let expr = def.strip_prefix("CHECK ").unwrap_or(def);
+            let expr = expr.strip_suffix(" NOT VALID").unwrap_or(expr);
             texts.push((format!("d:{}", lower(ty)), format!("SELECT {expr}")));
         }
     }
@@ -355,6 +372,26 @@ async fn load_once(
             }
             continue;
         }
+        if let Some(fired) = key.strip_prefix("r:") {
+            let table = fired.split_once(':').map_or(fired, |(_, t)| t);
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!("a write to {table} (a rule could not be read)")),
+                ..Facts::default()
+            });
+            // What its actions do when a write fires it, not a CREATE RULE; NEW and
+            // OLD are rows of its table.
+            facts
+                .kinds
+                .retain(|k| !matches!(k, Kind::Select | Kind::Create));
+            facts.tables_read.insert(table.to_owned());
+            match cat.rules.get_mut(table) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.rules.insert(table.to_owned(), facts);
+                }
+            }
+            continue;
+        }
         if let Some(write) = key.strip_prefix("w:") {
             // `w:<row>:<table>`: a table has several rows, each merged in. One pgmoat
             // cannot read makes writing the table something it cannot judge.
@@ -378,12 +415,25 @@ async fn load_once(
             }
             continue;
         }
-        let Some(mut facts) = facts else { continue };
+        if let Some(domain) = key.strip_prefix("d:") {
+            // A domain has a row per constraint: all of them run. One pgmoat cannot
+            // read makes a cast to the domain something it cannot judge.
+            let mut facts = facts.unwrap_or_else(|| Facts {
+                unanalysable: Some(format!("a check of domain {domain} (not read)")),
+                ..Facts::default()
+            });
+            facts.kinds.retain(|k| *k != Kind::Select);
+            match cat.domains.get_mut(domain) {
+                Some(all) => merge(all, facts),
+                None => {
+                    cat.domains.insert(domain.to_owned(), facts);
+                }
+            }
+            continue;
+        }
+        let Some(facts) = facts else { continue };
         if let Some(view) = key.strip_prefix("v:") {
             cat.views.insert(view.to_owned(), facts);
-        } else if let Some(domain) = key.strip_prefix("d:") {
-            facts.kinds.retain(|k| *k != Kind::Select);
-            cat.domains.insert(domain.to_owned(), facts);
         } else if let Some(func) = key.strip_prefix("f:") {
             cat.add_function(func, facts);
         }
@@ -407,9 +457,28 @@ async fn load_once(
         }
     }
     for r in native {
-        if let [Some(schema), Some(name)] = r.as_slice() {
+        if let [Some(schema), Some(name), built_in] = r.as_slice() {
             cat.native.insert(lower(&format!("{schema}.{name}")));
             cat.native.insert(lower(name));
+            if built_in.as_deref() == Some("t") {
+                cat.built_in.insert(lower(&format!("{schema}.{name}")));
+                cat.built_in.insert(lower(name));
+            }
+        }
+    }
+    for r in inherits {
+        if let [Some(parent), Some(child)] = r.as_slice() {
+            if let (Ok(p), Ok(c)) = (parent.parse(), child.parse()) {
+                cat.parents.entry(c).or_default().push(p);
+                cat.children.entry(p).or_default().push(c);
+            }
+        }
+    }
+    for r in domain_oids {
+        if let [Some(name), Some(oid)] = r.as_slice() {
+            if let Ok(oid) = oid.parse() {
+                cat.domain_oids.entry(lower(name)).or_default().push(oid);
+            }
         }
     }
     Ok(cat)

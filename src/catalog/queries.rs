@@ -115,7 +115,7 @@ pub(super) const EVENT_TRIGGERS: &str =
 /// Functions whose result depends on their arguments only as far as masking can tell:
 /// the built-ins, and compiled functions extensions installed. Any other name (a
 /// temporary function, one created since the catalog was read) cannot be traced.
-pub(super) const NATIVE: &str = "SELECT n.nspname, p.proname \
+pub(super) const NATIVE: &str = "SELECT n.nspname, p.proname, p.oid < 16384 \
      FROM pg_catalog.pg_proc p \
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
@@ -159,3 +159,24 @@ pub(super) const SCHEMAS: &str = "SELECT nspname FROM pg_catalog.pg_namespace";
 /// Types whose values a masked string can stand in for.
 pub(super) const TEXT_TYPES: &str =
     "SELECT oid FROM pg_catalog.pg_type WHERE typcategory = 'S' AND typname <> 'char'";
+
+/// Inheritance and partitions: a parent's rows include its children's (`SELECT ssn
+/// FROM parent` reads a partition a mask names), and a child is read through its
+/// parent's name.
+pub(super) const INHERITS: &str = "SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i \
+     WHERE i.inhrelid >= 16384";
+/// Users' domains by name, with their type OIDs: the columns of a domain are the
+/// values an ALTER DOMAIN's new CHECK or default runs over.
+pub(super) const DOMAIN_OIDS: &str = "SELECT t.typname, t.oid FROM pg_catalog.pg_type t \
+     WHERE t.typtype = 'd' AND t.oid >= 16384";
+/// Rules on INSERT, UPDATE and DELETE (not views' SELECT rules): a write to their
+/// table runs their actions, which may read anything and write anywhere. NULL for a
+/// locked table (see [`LOCKED`]): writing it is then unanalysable.
+pub(super) const RULES: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_ruledef(r.oid) END \
+     FROM pg_catalog.pg_rewrite r \
+     JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE r.ev_type <> '1' AND c.oid >= 16384";

@@ -263,6 +263,13 @@ pub struct Facts {
     /// becomes visible (or stops being its session's to follow) apart from the
     /// statements that ran it, so it is followed like DDL of unknown extent.
     pub two_phase: bool,
+    /// Relations CREATE TABLE / CREATE TABLE AS / SELECT INTO make, as `schema.name`
+    /// (`pg_temp.name` for a temporary one named without a schema): masks tell a
+    /// temporary table code fills (masked whole) from a permanent one.
+    pub created: BTreeSet<String>,
+    /// Domains ALTER DOMAIN gives a new CHECK or default (bare, lowercase): the
+    /// expression runs over every value of the columns of that domain.
+    pub domains_changed: BTreeSet<String>,
 }
 
 impl Facts {
@@ -328,6 +335,8 @@ pub fn merge(into: &mut Facts, from: Facts) {
     into.literal_types.extend(from.literal_types);
     into.settings.extend(from.settings);
     into.copy.extend(from.copy);
+    into.created.extend(from.created);
+    into.domains_changed.extend(from.domains_changed);
     into.where_.missing |= from.where_.missing;
     into.where_.tautology |= from.where_.tautology;
     into.where_.applies |= from.where_.applies;

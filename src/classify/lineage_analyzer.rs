@@ -287,6 +287,17 @@ impl<'r> Analyzer<'r> {
                 if ty == NodeKind::CreateTrigStmt {
                     self.installs(ty, m, None);
                 }
+                // ATTACH/DETACH PARTITION and [NO] INHERIT join two tables: a parent's
+                // rows include its children's, read under the parent's name.
+                for other in family_changed(m) {
+                    self.ddl_target = true;
+                    let rel = self.range_var(other, &top);
+                    self.ddl_target = false;
+                    self.launder(
+                        rel.whole,
+                        "attaching, detaching or inheriting a table with masked columns (its rows would be read under another table's name)",
+                    );
+                }
                 // A rule's actions run whenever it fires: one that reads masked
                 // columns copies them wherever it writes.
                 for action in arr(m, "actions") {
@@ -474,4 +485,39 @@ fn changes_fdw_options(m: &Map) -> bool {
         matches!(node(c), Some((NodeKind::AlterTableCmd, cmd))
             if cmd.get("subtype").and_then(Value::as_i64) == Some(A::AtGenericOptions as i64))
     })
+}
+
+/// The other tables an ALTER TABLE's ATTACH/DETACH PARTITION or [NO] INHERIT names
+/// (the partition, or the parent).
+fn family_changed(m: &Map) -> Vec<&Map> {
+    use pg_query::protobuf::AlterTableType as A;
+    let mut out = Vec::new();
+    for c in arr(m, "cmds") {
+        let Some((NodeKind::AlterTableCmd, cmd)) = node(c) else {
+            continue;
+        };
+        let sub = cmd.get("subtype").and_then(Value::as_i64);
+        let def = cmd.get("def").and_then(node);
+        let rel = match def {
+            Some((NodeKind::PartitionCmd, p))
+                if [
+                    A::AtAttachPartition,
+                    A::AtDetachPartition,
+                    A::AtDetachPartitionFinalize,
+                ]
+                .iter()
+                .any(|a| sub == Some(*a as i64)) =>
+            {
+                p.get("name").and_then(Value::as_object)
+            }
+            Some((NodeKind::RangeVar, r))
+                if sub == Some(A::AtAddInherit as i64) || sub == Some(A::AtDropInherit as i64) =>
+            {
+                Some(r)
+            }
+            _ => None,
+        };
+        out.extend(rel);
+    }
+    out
 }

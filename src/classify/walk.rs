@@ -396,6 +396,9 @@ impl<'a> Walker<'a> {
                 let name = s(body, "relname").to_owned();
                 let written = written_place(parent, field)
                     || (parent == NodeKind::CopyStmt && self.copy_from_pending);
+                self.facts
+                    .created
+                    .extend(ddl::created(parent, field, body, schema.as_deref()));
                 if let Some(alias) = body.get("alias").and_then(Value::as_object) {
                     let a = s(alias, "aliasname");
                     if !a.is_empty() {
@@ -463,6 +466,9 @@ impl<'a> Walker<'a> {
                 self.column_rename(body);
             }
             NodeKind::AlterTableStmt => self.altered_columns(body),
+            NodeKind::AlterDomainStmt => {
+                self.facts.domains_changed.extend(ddl::domain_changed(body));
+            }
             NodeKind::CreateForeignTableStmt => self.fdw_source(body.get("options")),
             NodeKind::AlterTableCmd
                 if i(body, "subtype")

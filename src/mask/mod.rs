@@ -13,6 +13,7 @@ pub mod rewrite;
 pub mod wire;
 
 mod changes;
+mod family;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -253,11 +254,7 @@ impl Masking {
     fn rel_taints(&self, i: usize) -> &[Taint] {
         self.taints[i].get_or_init(|| {
             let r = &self.catalog.relations[i];
-            let own: Vec<Taint> = r
-                .columns
-                .iter()
-                .map(|(_, n, _)| self.glob_taint(r, n))
-                .collect();
+            let own = self.family_taints(i);
             if r.definition_unread {
                 // A view being changed right now: what it reads cannot be told.
                 return vec![Taint::UNKNOWN; own.len()];
@@ -366,9 +363,11 @@ impl Masking {
         if !self.has_column_masks() {
             return false;
         }
+        // A domain's new CHECK runs over its columns' values (`changes.rs` judges it).
         if f.unanalysable.is_some()
             || f.kinds.contains(&Kind::Execute)
             || f.kinds.contains(&Kind::Other)
+            || !f.domains_changed.is_empty()
         {
             return true;
         }
@@ -635,7 +634,9 @@ impl Relations for Masking {
             // Not a function users made that the catalog knows: a built-in or compiled
             // one is what it is; anything else (a temporary function, one created since
             // the catalog was read) could return anything.
-            return if self.catalog.is_native_function(&key) {
+            // An extension's C function may read what a string names (crosstab,
+            // get_raw_page): only the server's own are trusted.
+            return if self.catalog.is_built_in_function(&key) {
                 Taint::CLEAN
             } else {
                 Taint::UNKNOWN
@@ -741,7 +742,7 @@ impl Relations for Masking {
             // The facts of every function of that name, merged.
             Some(self.function(bare))
         } else if self.catalog.is_native_function(bare) {
-            Some(Taint::CLEAN)
+            Some(self.function(bare))
         } else {
             None
         }

@@ -689,6 +689,17 @@ impl Judge {
                 format!("pgmoat: blocked by mask \"{id}\": changing a table with masked columns or its schema (names, columns, rules, triggers), also inside a function or DO block, would take its values out of their mask"),
             ));
         }
+        // A DO block or procedure is judged like a call of a function with its body.
+        if let Some(id) = statements
+            .iter()
+            .find_map(|f| m.code_keeps(f, statements, path_changed))
+        {
+            return Judged::refused(Refusal::new(
+                Cause::Rule(id.to_string()),
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("pgmoat: blocked by mask \"{id}\": a DO block or procedure that reads masked columns and keeps values (writes a table that may be permanent, notifies, changes a setting or a sequence) would copy them where they are no longer masked"),
+            ));
+        }
         let facts = crate::audit::StatementFacts {
             masked_columns: m.masked_names(statements),
             ..Default::default()

@@ -49,6 +49,7 @@ mod ssh_recording;
 mod ssh_token;
 mod tenants;
 mod threats_leaks;
+mod threats_masks2;
 mod threats_names;
 mod threats_review;
 mod threats_writes;

@@ -205,3 +205,34 @@ pub(super) fn rewrites_every_row(ty: NodeKind, body: &Map) -> bool {
 fn present(body: &Map, key: &str) -> bool {
     nonempty(body, key) && !matches!(body.get(key), Some(Value::Null))
 }
+
+/// The relation a CREATE TABLE, CREATE TABLE AS or SELECT INTO makes, when `body` is
+/// its RangeVar: `schema.name`, `pg_temp.name` for a temporary one named bare (for
+/// masks, which tell a temporary table code fills from a permanent one).
+pub(super) fn created(
+    parent: NodeKind,
+    field: &str,
+    body: &Map,
+    schema: Option<&str>,
+) -> Option<String> {
+    if !matches!(
+        (parent, field),
+        (NodeKind::CreateStmt, "relation") | (NodeKind::IntoClause, "rel")
+    ) {
+        return None;
+    }
+    let temp = s(body, "relpersistence") == "t";
+    let schema = schema.unwrap_or(if temp { "pg_temp" } else { "public" });
+    Some(format!("{schema}.{}", s(body, "relname")))
+}
+
+/// The domain an ALTER DOMAIN gives a new CHECK ('C') or default ('T'), or whose
+/// NOT VALID CHECK it validates ('V'): what the expression calls runs over the
+/// domain's values (masks judge it; the catalog folds in its existing checks).
+pub(super) fn domain_changed(body: &Map) -> Option<String> {
+    if !matches!(s(body, "subtype"), "C" | "T" | "V") {
+        return None;
+    }
+    let names = crate::classify::node::name_list(body.get("type_name"));
+    names.last().map(|d| d.to_ascii_lowercase())
+}
