@@ -20,6 +20,7 @@ mod bodies;
 mod ddl;
 mod names;
 mod settings;
+pub(super) mod strings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
 use ddl::{alter_drops, kind_of, rewrites_every_row};
@@ -79,36 +80,6 @@ fn string_arg(d: &Map) -> Option<String> {
         _ => None,
     }
 }
-
-/// Built-in functions that run SQL given to them as text: what it does cannot be
-/// judged statically.
-pub(super) const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
-    "ts_stat",
-    "ts_rewrite",
-    "query_to_xml",
-    "query_to_xmlschema",
-    "query_to_xml_and_xmlschema",
-    // They read a table, a schema or the whole database named as a string, or
-    // through a cursor: what is read is not a relation the rules see.
-    "table_to_xml",
-    "table_to_xmlschema",
-    "table_to_xml_and_xmlschema",
-    "schema_to_xml",
-    "schema_to_xmlschema",
-    "schema_to_xml_and_xmlschema",
-    "database_to_xml",
-    "database_to_xmlschema",
-    "database_to_xml_and_xmlschema",
-    "cursor_to_xml",
-    "cursor_to_xmlschema",
-    // dblink runs SQL given as text on a connection of its own.
-    "dblink",
-    "dblink_exec",
-    "dblink_open",
-    "dblink_fetch",
-    "dblink_send_query",
-    "dblink_get_result",
-];
 
 /// The target of a MERGE: its schema, name and the qualifier its columns go by.
 struct Target {
@@ -429,9 +400,7 @@ impl<'a> Walker<'a> {
                 if bare == "set_config" {
                     self.setting_from_set_config(body);
                 }
-                if SQL_IN_STRING_FUNCTIONS.contains(&bare.as_str())
-                    && self.facts.unanalysable.is_none()
-                {
+                if strings::runs_sql_in_string(&bare) && self.facts.unanalysable.is_none() {
                     self.facts.unanalysable = Some(format!(
                         "{bare}() runs SQL or reads relations named in a string"
                     ));
