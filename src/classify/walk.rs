@@ -19,6 +19,7 @@ use super::plpgsql::Code;
 mod bodies;
 mod ddl;
 mod names;
+mod reach;
 mod settings;
 pub(super) mod strings;
 
@@ -288,6 +289,9 @@ fn written_place(parent: NodeKind, field: &str) -> bool {
             | (NodeKind::AlterPolicyStmt, "table")
             | (NodeKind::RenameStmt, "relation")
             | (NodeKind::AlterObjectSchemaStmt, "relation")
+            // ATTACH / DETACH PARTITION's partition, INHERIT / NO INHERIT's parent.
+            | (NodeKind::PartitionCmd, "name")
+            | (NodeKind::AlterTableCmd, "def")
     )
 }
 
@@ -389,6 +393,9 @@ impl<'a> Walker<'a> {
                     self.facts.kinds.insert(Kind::SetRole);
                     self.rereads("settings through pg_settings");
                 }
+                if written && reach::catalog_relation(schema.as_deref(), &name, parent) {
+                    self.catalog_write();
+                }
                 self.relations.push((schema, name, written));
             }
             NodeKind::FuncCall => {
@@ -429,15 +436,18 @@ impl<'a> Walker<'a> {
             NodeKind::RenameStmt => {
                 self.schema_rename(body);
                 self.column_rename(body);
+                self.relation_rename(body);
             }
-            NodeKind::AlterTableStmt => self.altered_columns(body),
-            NodeKind::CreateForeignTableStmt => self.fdw_source(body.get("options")),
-            NodeKind::AlterTableCmd
-                if i(body, "subtype")
-                    == pg_query::protobuf::AlterTableType::AtGenericOptions as i64 =>
-            {
-                self.fdw_source(list_items_of(body.get("def")));
+            NodeKind::AlterObjectSchemaStmt => self.relation_moved(body),
+            NodeKind::AlterTableStmt => {
+                self.altered_columns(body);
+                self.partitions(body);
             }
+            NodeKind::CreateForeignTableStmt => {
+                self.fdw_source(body.get("options"));
+                self.fdw_columns(body);
+            }
+            NodeKind::AlterTableCmd => self.fdw_altered(body),
             NodeKind::ImportForeignSchemaStmt => self.fdw_import(body),
             NodeKind::AExpr => {
                 let op = name_list(body.get("name")).join(".");
@@ -507,6 +517,7 @@ impl<'a> Walker<'a> {
                     self.facts.copy.insert(CopyEnd::Stdio);
                 }
                 self.copy_from_pending = b(body, "is_from");
+                self.copy_columns(body);
             }
             NodeKind::UpdateStmt | NodeKind::DeleteStmt => {
                 if ty == NodeKind::UpdateStmt {
