@@ -259,6 +259,10 @@ pub struct Facts {
     /// SQL-level prepared statements it defines (PREPARE) and runs (EXECUTE), by name.
     pub prepares: BTreeSet<String>,
     pub executes: BTreeSet<String>,
+    /// It makes (or changes) an object that runs functions its options name (an
+    /// aggregate, an operator, a type, a cast): the catalog maps a use of the object
+    /// to those functions only once it can show it.
+    pub defines_code: bool,
 }
 
 impl Facts {
@@ -331,6 +335,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     if into.unanalysable.is_none() {
         into.unanalysable = from.unanalysable;
     }
+    into.defines_code |= from.defines_code;
     if into.rereads_sql.is_none() {
         into.rereads_sql = from.rereads_sql;
     }

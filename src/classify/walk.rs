@@ -358,6 +358,7 @@ impl<'a> Walker<'a> {
         if alter_drops(ty, body) {
             self.facts.kinds.insert(Kind::Drop);
         }
+        self.facts.defines_code |= names::defines_code(ty);
         if rewrites_every_row(ty, body) {
             self.facts.kinds.insert(Kind::Update);
             self.facts.where_.missing = true;

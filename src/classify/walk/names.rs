@@ -55,6 +55,20 @@ pub(super) fn names_functions(parent: NodeKind) -> bool {
     )
 }
 
+/// Statements that make or change an object running functions named in its
+/// options or parts (see `Facts::defines_code`).
+pub(super) fn defines_code(ty: NodeKind) -> bool {
+    names_functions(ty)
+        || matches!(
+            ty,
+            NodeKind::CreateCastStmt
+                | NodeKind::CreateTransformStmt
+                | NodeKind::CreateConversionStmt
+                | NodeKind::CreateOpClassStmt
+                | NodeKind::AlterOpFamilyStmt
+        )
+}
+
 impl Walker<'_> {
     /// A function-valued option: `FUNCTION = f`, `= schema.f`, `= "f"` or `= 'f'`.
     pub(super) fn function_option(&mut self, body: &Map) {
