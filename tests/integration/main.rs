@@ -50,5 +50,6 @@ mod tenants;
 mod threats_leaks;
 mod threats_names;
 mod threats_review;
+mod threats_rules2;
 mod threats_writes;
 mod tls;
