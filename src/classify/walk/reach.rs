@@ -28,6 +28,75 @@ fn has_columns(object_type: i64) -> bool {
     .any(|o| *o as i64 == object_type)
 }
 
+/// The system catalogs' tables (a simple view over one is updatable: a write to the
+/// view writes it).
+const CATALOG_TABLES: &[&str] = &[
+    "pg_aggregate",
+    "pg_am",
+    "pg_amop",
+    "pg_amproc",
+    "pg_attrdef",
+    "pg_attribute",
+    "pg_authid",
+    "pg_auth_members",
+    "pg_cast",
+    "pg_class",
+    "pg_collation",
+    "pg_constraint",
+    "pg_conversion",
+    "pg_database",
+    "pg_db_role_setting",
+    "pg_default_acl",
+    "pg_depend",
+    "pg_description",
+    "pg_enum",
+    "pg_event_trigger",
+    "pg_extension",
+    "pg_foreign_data_wrapper",
+    "pg_foreign_server",
+    "pg_foreign_table",
+    "pg_index",
+    "pg_inherits",
+    "pg_init_privs",
+    "pg_language",
+    "pg_largeobject",
+    "pg_largeobject_metadata",
+    "pg_namespace",
+    "pg_opclass",
+    "pg_operator",
+    "pg_opfamily",
+    "pg_parameter_acl",
+    "pg_partitioned_table",
+    "pg_policy",
+    "pg_proc",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_range",
+    "pg_replication_origin",
+    "pg_rewrite",
+    "pg_seclabel",
+    "pg_sequence",
+    "pg_shdepend",
+    "pg_shdescription",
+    "pg_shseclabel",
+    "pg_statistic",
+    "pg_statistic_ext",
+    "pg_statistic_ext_data",
+    "pg_subscription",
+    "pg_subscription_rel",
+    "pg_tablespace",
+    "pg_transform",
+    "pg_trigger",
+    "pg_ts_config",
+    "pg_ts_config_map",
+    "pg_ts_dict",
+    "pg_ts_parser",
+    "pg_ts_template",
+    "pg_type",
+    "pg_user_mapping",
+];
+
 /// A relation of the system catalogs, written: `pg_catalog.x` or `pg_toast.x`, or a
 /// bare `pg_x` in DML (pg_catalog is searched first, so a bare name is the
 /// catalog's when it has one; a user table named `pg_...` is over-blocked, the
@@ -142,6 +211,30 @@ impl Walker<'_> {
         }
     }
 
+    /// `CREATE VIEW v AS SELECT ... FROM pg_class`: a view over one relation is
+    /// updatable, and `UPDATE v` writes the catalog (past the check above, which
+    /// sees `v`). Making one counts as the catalog write itself.
+    pub(super) fn view_over_catalog(&mut self, view: &Map) {
+        let Some((NodeKind::SelectStmt, sel)) = view.get("query").and_then(node) else {
+            return;
+        };
+        let from = sel.get("from_clause").and_then(Value::as_array);
+        let Some([item]) = from.map(Vec::as_slice) else {
+            return;
+        };
+        let Some((NodeKind::RangeVar, r)) = node(item) else {
+            return;
+        };
+        let name = s(r, "relname");
+        let catalog = match s(r, "schemaname") {
+            "" => CATALOG_TABLES.contains(&name),
+            sch => catalog_relation(Some(sch), name, NodeKind::ViewStmt),
+        };
+        if catalog {
+            self.catalog_write();
+        }
+    }
+
     /// INSERT/UPDATE/DELETE/MERGE/COPY FROM on a system catalog: with a superuser
     /// upstream it renames relations, columns, schemas or functions (`UPDATE
     /// pg_class SET relname = ...`), so what any rule names may be reached under
@@ -233,6 +326,8 @@ mod tests {
             "COPY pg_catalog.pg_attribute FROM STDIN",
             "MERGE INTO pg_namespace n USING (SELECT 1) s ON false WHEN NOT MATCHED THEN DO NOTHING",
             "WITH x AS (UPDATE pg_proc SET proname = 'p' WHERE false RETURNING 1) SELECT * FROM x",
+            "CREATE VIEW v AS SELECT oid, relname FROM pg_class",
+            "CREATE OR REPLACE VIEW v AS SELECT * FROM pg_catalog.pg_attribute WHERE true",
         ] {
             let f = one(sql);
             assert!(f.kinds.contains(&Kind::Alter), "{sql}");
@@ -247,6 +342,8 @@ mod tests {
             "INSERT INTO t SELECT relname FROM pg_class",
             "INSERT INTO pg_temp.t VALUES (1)",
             "COPY pg_catalog.pg_class TO STDOUT",
+            "CREATE VIEW v AS SELECT * FROM pg_stat_activity",
+            "CREATE VIEW v AS SELECT c.relname FROM pg_class c JOIN pg_namespace n ON true",
         ] {
             let f = one(sql);
             assert!(!f.tables_written.contains("*.*"), "{sql}: {f:?}");
