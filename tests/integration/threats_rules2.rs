@@ -139,6 +139,24 @@ async fn x11_x6_columns_rules_see_renames_copy_foreign_tables_and_partitions() {
         ))
         .await
         .unwrap();
+    // X6 for an identity with masks: the partition attached (or the child made) is
+    // written, so it is refused by the mask of its columns.
+    let f = fixture("").await;
+    f.direct
+        .batch_execute(&f.sql(
+            "CREATE TABLE {t}_pp (id int, name text, ssn text, email text, card_number varchar(25),
+               salary int, note text) PARTITION BY LIST (id);
+             CREATE TABLE {t}_parent (id int)",
+        ))
+        .await
+        .unwrap();
+    let agent = f.agent().await;
+    for sql in [
+        "ALTER TABLE {t}_pp ATTACH PARTITION {t} DEFAULT",
+        "ALTER TABLE {t} INHERIT {t}_parent",
+    ] {
+        f.blocked_by_mask(&agent, sql).await;
+    }
 }
 
 /// X8: INSERT/UPDATE/DELETE/MERGE/COPY FROM on a system catalog renames (or
