@@ -270,6 +270,10 @@ pub struct Facts {
     /// Domains ALTER DOMAIN gives a new CHECK or default (bare, lowercase): the
     /// expression runs over every value of the columns of that domain.
     pub domains_changed: BTreeSet<String>,
+    /// It makes (or changes) an object that runs functions its options name (an
+    /// aggregate, an operator, a type, a cast): the catalog maps a use of the object
+    /// to those functions only once it can show it.
+    pub defines_code: bool,
 }
 
 impl Facts {
@@ -344,6 +348,7 @@ pub fn merge(into: &mut Facts, from: Facts) {
     if into.unanalysable.is_none() {
         into.unanalysable = from.unanalysable;
     }
+    into.defines_code |= from.defines_code;
     if into.rereads_sql.is_none() {
         into.rereads_sql = from.rereads_sql;
     }

@@ -44,7 +44,7 @@ pub use tree_key::tree_key;
 /// or reads a relation, schema or cursor named by a value: what it reads is not a
 /// relation the rules or masks can see.
 pub fn runs_sql_in_string(bare: &str) -> bool {
-    walk::SQL_IN_STRING_FUNCTIONS.contains(&bare)
+    walk::strings::runs_sql_in_string(bare)
 }
 
 /// Parse threads' stack: enough for libpg_query's own depth limit.

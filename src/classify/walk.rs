@@ -19,7 +19,9 @@ use super::plpgsql::Code;
 mod bodies;
 mod ddl;
 mod names;
+mod reach;
 mod settings;
+pub(super) mod strings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
 use ddl::{alter_drops, kind_of, rewrites_every_row, two_phase};
@@ -79,36 +81,6 @@ fn string_arg(d: &Map) -> Option<String> {
         _ => None,
     }
 }
-
-/// Built-in functions that run SQL given to them as text: what it does cannot be
-/// judged statically.
-pub(super) const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
-    "ts_stat",
-    "ts_rewrite",
-    "query_to_xml",
-    "query_to_xmlschema",
-    "query_to_xml_and_xmlschema",
-    // They read a table, a schema or the whole database named as a string, or
-    // through a cursor: what is read is not a relation the rules see.
-    "table_to_xml",
-    "table_to_xmlschema",
-    "table_to_xml_and_xmlschema",
-    "schema_to_xml",
-    "schema_to_xmlschema",
-    "schema_to_xml_and_xmlschema",
-    "database_to_xml",
-    "database_to_xmlschema",
-    "database_to_xml_and_xmlschema",
-    "cursor_to_xml",
-    "cursor_to_xmlschema",
-    // dblink runs SQL given as text on a connection of its own.
-    "dblink",
-    "dblink_exec",
-    "dblink_open",
-    "dblink_fetch",
-    "dblink_send_query",
-    "dblink_get_result",
-];
 
 /// The target of a MERGE: its schema, name and the qualifier its columns go by.
 struct Target {
@@ -317,6 +289,9 @@ fn written_place(parent: NodeKind, field: &str) -> bool {
             | (NodeKind::AlterPolicyStmt, "table")
             | (NodeKind::RenameStmt, "relation")
             | (NodeKind::AlterObjectSchemaStmt, "relation")
+            // ATTACH / DETACH PARTITION's partition, INHERIT / NO INHERIT's parent.
+            | (NodeKind::PartitionCmd, "name")
+            | (NodeKind::AlterTableCmd, "def")
     )
 }
 
@@ -383,6 +358,7 @@ impl<'a> Walker<'a> {
         if alter_drops(ty, body) {
             self.facts.kinds.insert(Kind::Drop);
         }
+        self.facts.defines_code |= names::defines_code(ty);
         if rewrites_every_row(ty, body) {
             self.facts.kinds.insert(Kind::Update);
             self.facts.where_.missing = true;
@@ -422,6 +398,9 @@ impl<'a> Walker<'a> {
                     self.facts.kinds.insert(Kind::SetRole);
                     self.rereads("settings through pg_settings");
                 }
+                if written && reach::catalog_relation(schema.as_deref(), &name, parent) {
+                    self.catalog_write();
+                }
                 self.relations.push((schema, name, written));
             }
             NodeKind::FuncCall => {
@@ -433,9 +412,7 @@ impl<'a> Walker<'a> {
                 if bare == "set_config" {
                     self.setting_from_set_config(body);
                 }
-                if SQL_IN_STRING_FUNCTIONS.contains(&bare.as_str())
-                    && self.facts.unanalysable.is_none()
-                {
+                if strings::runs_sql_in_string(&bare) && self.facts.unanalysable.is_none() {
                     self.facts.unanalysable = Some(format!(
                         "{bare}() runs SQL or reads relations named in a string"
                     ));
@@ -464,18 +441,21 @@ impl<'a> Walker<'a> {
             NodeKind::RenameStmt => {
                 self.schema_rename(body);
                 self.column_rename(body);
+                self.relation_rename(body);
             }
-            NodeKind::AlterTableStmt => self.altered_columns(body),
+            NodeKind::AlterObjectSchemaStmt => self.relation_moved(body),
             NodeKind::AlterDomainStmt => {
                 self.facts.domains_changed.extend(ddl::domain_changed(body));
             }
-            NodeKind::CreateForeignTableStmt => self.fdw_source(body.get("options")),
-            NodeKind::AlterTableCmd
-                if i(body, "subtype")
-                    == pg_query::protobuf::AlterTableType::AtGenericOptions as i64 =>
-            {
-                self.fdw_source(list_items_of(body.get("def")));
+            NodeKind::AlterTableStmt => {
+                self.altered_columns(body);
+                self.partitions(body);
             }
+            NodeKind::CreateForeignTableStmt => {
+                self.fdw_source(body.get("options"));
+                self.fdw_columns(body);
+            }
+            NodeKind::AlterTableCmd => self.fdw_altered(body),
             NodeKind::ImportForeignSchemaStmt => self.fdw_import(body),
             NodeKind::AExpr => {
                 let op = name_list(body.get("name")).join(".");
@@ -545,6 +525,7 @@ impl<'a> Walker<'a> {
                     self.facts.copy.insert(CopyEnd::Stdio);
                 }
                 self.copy_from_pending = b(body, "is_from");
+                self.copy_columns(body);
             }
             NodeKind::UpdateStmt | NodeKind::DeleteStmt => {
                 if ty == NodeKind::UpdateStmt {
@@ -611,6 +592,7 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
+            NodeKind::ViewStmt => self.view_over_catalog(body),
             NodeKind::DoStmt => self.do_body(body),
             NodeKind::CreateFunctionStmt => self.function_body(body),
             NodeKind::PrepareStmt => {

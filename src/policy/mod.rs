@@ -269,6 +269,14 @@ impl RuleSet {
             .map(|r| r.id.clone())
     }
 
+    /// Whether a rule that refuses or holds has a `functions:` condition: a
+    /// function the catalog cannot show yet could then dodge it.
+    pub fn names_functions(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.action != Action::Allow && r.when.functions.is_some())
+    }
+
     /// What a request no rule matched gets: the file's `default`, and when that
     /// blocks, why (`what`: "statement", "request").
     fn by_default(&self, what: &str) -> (Action, String, String) {

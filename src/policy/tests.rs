@@ -225,6 +225,21 @@ fn class_d_privilege_and_configuration() {
             ),
             ("SET log_statement = 'none'", Block, "no-logging-changes"),
             ("LOAD 'auto_explain'", Block, "no-server-config"),
+            (
+                "UPDATE pg_catalog.pg_class SET relname = 'x' WHERE relname = 'secret'",
+                Block,
+                "no-catalog-writes"
+            ),
+            (
+                "DELETE FROM pg_attribute WHERE attname = 'ssn'",
+                Block,
+                "no-catalog-writes"
+            ),
+            (
+                "UPDATE pg_settings SET setting = '8MB' WHERE name = 'work_mem'",
+                Allow,
+                "default"
+            ),
             ("CREATE EXTENSION dblink", Block, "no-server-config"),
             (
                 "CREATE OPERATOR !!! (FUNCTION = pg_read_file, RIGHTARG = text)",

@@ -16,6 +16,8 @@ use crate::protocol::sqlstate;
 use crate::session::core::slots::lock;
 use crate::session::verdict::{OwnCause, Refusal};
 
+mod unseen;
+
 /// What unanswered or uncommitted DDL of a session may have changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Made {
@@ -24,6 +26,9 @@ pub struct Made {
     /// It creates or changes something other than a relation (a function, an
     /// operator, a cast, a type or domain, an extension): any code could differ.
     pub code: bool,
+    /// It makes an object that runs functions named in its options (see
+    /// `Facts::defines_code`).
+    pub defines: bool,
 }
 
 impl Made {
@@ -47,6 +52,7 @@ impl Made {
                 continue;
             }
             any = true;
+            made.defines |= f.defines_code;
             // `s.*`: a whole schema renamed, or a relation pgmoat could not name.
             let wide = f.tables_written.iter().any(|t| t.contains('*'));
             if f.tables_written.is_empty() || wide || f.kinds.contains(&Kind::Extension) {
@@ -62,6 +68,7 @@ impl Made {
     pub fn add(&mut self, other: &Made) {
         self.relations.extend(other.relations.iter().cloned());
         self.code |= other.code;
+        self.defines |= other.defines;
     }
 
     /// Whether a statement's masks could be traced wrong over a catalog without this

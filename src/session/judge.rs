@@ -275,6 +275,11 @@ impl Judge {
             },
         );
         if decision.action != Action::Block {
+            // After the rules (a rule that refuses names itself): code DDL made that
+            // the catalog cannot show yet, when rules name functions (review X7).
+            if let Some(r) = self.unseen_code(statements, &rules) {
+                return Judged::refused(r);
+            }
             if let Some(made) = super::ddl::Made::of(statements) {
                 // It may define an operator, cast, domain or function: look again next
                 // time, and once more when the server has run it (`ddl_answered`).

@@ -52,5 +52,6 @@ mod threats_leaks;
 mod threats_masks2;
 mod threats_names;
 mod threats_review;
+mod threats_rules2;
 mod threats_writes;
 mod tls;

@@ -55,6 +55,20 @@ pub(super) fn names_functions(parent: NodeKind) -> bool {
     )
 }
 
+/// Statements that make or change an object running functions named in its
+/// options or parts (see `Facts::defines_code`).
+pub(super) fn defines_code(ty: NodeKind) -> bool {
+    names_functions(ty)
+        || matches!(
+            ty,
+            NodeKind::CreateCastStmt
+                | NodeKind::CreateTransformStmt
+                | NodeKind::CreateConversionStmt
+                | NodeKind::CreateOpClassStmt
+                | NodeKind::AlterOpFamilyStmt
+        )
+}
+
 impl Walker<'_> {
     /// A function-valued option: `FUNCTION = f`, `= schema.f`, `= "f"` or `= 'f'`.
     pub(super) fn function_option(&mut self, body: &Map) {
@@ -140,6 +154,65 @@ impl Walker<'_> {
             .insert(format!("{schema}.{table}"));
     }
 
+    /// A foreign table's columns read the columns of the relation its options name
+    /// (review s35-fixes X11): `x text OPTIONS (column_name 'ssn')` over
+    /// `table_name 'people'` reads `people.ssn` as `fp.x`. Recorded as that column
+    /// (a column without `column_name` reads the one of its own name), the table
+    /// any (`*`) when no option names it.
+    pub(super) fn fdw_columns(&mut self, stmt: &Map) {
+        let table = fdw_table(stmt.get("options"));
+        let Some(base) = stmt.get("base_stmt").and_then(Value::as_object) else {
+            return;
+        };
+        let mut columns = Vec::new();
+        let mut renamed = false;
+        for elt in base
+            .get("table_elts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some((NodeKind::ColumnDef, c)) = node(elt) else {
+                continue;
+            };
+            let remote = column_name_option(c.get("fdwoptions"));
+            renamed |= remote.is_some();
+            columns.push(remote.unwrap_or_else(|| s(c, "colname").to_owned()));
+        }
+        // Without options naming a relation or a column, the server reads the
+        // foreign table's own name and columns: nothing is reached under another.
+        if table.is_none() && !renamed {
+            return;
+        }
+        self.literal_sensitive = true; // the names are string literals
+        let table = table.unwrap_or_else(|| "*".into());
+        for c in columns {
+            self.facts.columns.insert(format!("{table}.{c}"));
+        }
+    }
+
+    /// `ALTER FOREIGN TABLE fp OPTIONS (SET table_name 'people')`: every column of
+    /// the relation may be read now (and its name is written, see
+    /// [`Walker::fdw_source`]); `ALTER COLUMN x OPTIONS (SET column_name 'ssn')`
+    /// reads that column of any table.
+    pub(super) fn fdw_altered(&mut self, cmd: &Map) {
+        use pg_query::protobuf::AlterTableType as A;
+        let sub = i(cmd, "subtype");
+        let options = cmd.get("def").and_then(list_items);
+        if sub == A::AtGenericOptions as i64 {
+            self.fdw_source(options);
+            if let Some(t) = fdw_table(options) {
+                self.literal_sensitive = true;
+                self.facts.columns.insert(format!("{t}.*"));
+            }
+        } else if sub == A::AtAlterColumnGenericOptions as i64 {
+            if let Some(c) = column_name_option(options) {
+                self.literal_sensitive = true;
+                self.facts.columns.insert(format!("*.{c}"));
+            }
+        }
+    }
+
     /// `IMPORT FOREIGN SCHEMA remote ...`: foreign tables over every relation of
     /// the remote schema (see [`Walker::fdw_source`]).
     pub(super) fn fdw_import(&mut self, body: &Map) {
@@ -147,6 +220,31 @@ impl Walker<'_> {
         let remote = if remote.is_empty() { "*" } else { remote };
         self.facts.tables_written.insert(format!("{remote}.*"));
     }
+}
+
+/// The string value of an option (`table_name 'people'`) unless it is dropped;
+/// `*` for a value that is not a string.
+fn option_value(options: Option<&Value>, option: &str) -> Option<String> {
+    use pg_query::protobuf::DefElemAction as D;
+    def_elems(options)
+        .filter(|(name, d)| {
+            name.eq_ignore_ascii_case(option) && i(d, "defaction") != D::DefelemDrop as i64
+        })
+        .map(|(_, d)| match d.get("arg").and_then(node) {
+            Some((NodeKind::String, st)) => s(st, "sval").to_owned(),
+            _ => "*".to_owned(),
+        })
+        .last()
+}
+
+/// The relation a foreign table's options name (`table_name`).
+fn fdw_table(options: Option<&Value>) -> Option<String> {
+    option_value(options, "table_name")
+}
+
+/// The remote column a foreign table's column reads (`column_name`).
+fn column_name_option(options: Option<&Value>) -> Option<String> {
+    option_value(options, "column_name")
 }
 
 impl Walker<'_> {
