@@ -52,6 +52,12 @@ pub struct RelInfo {
     ///
     /// [`LOCKED`]: queries::LOCKED
     pub definition_unread: bool,
+    /// A view that was locked when read, whose definition is the previous load's: a
+    /// transaction is changing it, and a read that waits on that lock runs over the
+    /// new definition once it commits. The rules keep judging the old one (a
+    /// migration must not make every read of it unanalysable); the masks take its
+    /// columns as unknown (masked whole) until the catalog is read without the lock.
+    pub being_changed: bool,
 }
 
 /// One target's user-defined objects.

@@ -61,6 +61,16 @@ impl CatalogCache {
         self.loaded().is_some()
     }
 
+    /// DDL is about to be sent: this cache and every other cache of the database on
+    /// this node read the catalog again before their next statement (one read while
+    /// the DDL holds its lock marks the relations it changes as being changed).
+    pub fn ddl_judged(&self) {
+        self.mark_stale();
+        if let Some(p) = &self.peers {
+            p.mark(&self.target.database);
+        }
+    }
+
     /// DDL a session sent has run and is visible: this cache and every other cache of
     /// the same database, here and on the other replicas, read the catalog again
     /// before their next statement. The answer (with a cluster) says when the other

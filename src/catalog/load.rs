@@ -80,6 +80,7 @@ fn relations_of(rows: Vec<Vec<Option<String>>>) -> Vec<RelInfo> {
                 columns: Vec::new(),
                 view_definition: None,
                 definition_unread: locked.as_deref() == Some("t"),
+                being_changed: false,
             });
         }
         if let Some(l) = out.last_mut() {
@@ -185,6 +186,7 @@ async fn load_once(
         if let Some(def) = before.and_then(|o| o.view_definition.clone()) {
             rel.view_definition = Some(def);
             rel.definition_unread = false;
+            rel.being_changed = true;
         }
     }
     // No answer (never expected) reads as a path pgmoat cannot vouch for.

@@ -255,8 +255,9 @@ impl Masking {
         self.taints[i].get_or_init(|| {
             let r = &self.catalog.relations[i];
             let own = self.family_taints(i);
-            if r.definition_unread {
-                // A view being changed right now: what it reads cannot be told.
+            if r.definition_unread || r.being_changed {
+                // A view being changed right now: what it reads cannot be told (a
+                // read that waits on the change's lock runs over the new definition).
                 return vec![Taint::UNKNOWN; own.len()];
             }
             if r.kind == b'f' {

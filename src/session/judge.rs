@@ -283,7 +283,7 @@ impl Judge {
             if let Some(made) = super::ddl::Made::of(statements) {
                 // It may define an operator, cast, domain or function: look again next
                 // time, and once more when the server has run it (`ddl_answered`).
-                self.catalog.mark_stale();
+                self.catalog.ddl_judged();
                 *lock(&self.judged_ddl) = Some(made);
             }
         }

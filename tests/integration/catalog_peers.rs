@@ -261,3 +261,31 @@ async fn ddl_whose_client_left_before_the_answer_reaches_the_catalog() {
         "the DDL of a client that left was never followed: {read}"
     );
 }
+
+/// Review s36-catalog F2 (a): a read of a view that another session's open transaction
+/// is replacing waits on that transaction's lock, and runs over the new definition
+/// once it commits: judged while the view is locked, it is masked whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waiting_on_a_view_being_replaced_is_masked_whole() {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let t = people(&direct).await;
+    let r = rules(&t);
+    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
+    let agent = gw.connect().await;
+    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let dba = gw.connect_as("dba-1", AGENT_PW, "demo").await.unwrap();
+    dba.batch_execute("BEGIN").await.unwrap();
+    replace_view(&dba, &t).await;
+    let view = format!("{t}_v");
+    let read = tokio::spawn(async move { name_of(&agent, &view).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!read.is_finished(), "the read waits on the DDL's lock");
+    dba.batch_execute("COMMIT").await.unwrap();
+    let read = read.await.unwrap();
+    assert!(
+        !read.contains("6789"),
+        "judged over the old view, run over the new one: {read}"
+    );
+}
