@@ -56,6 +56,10 @@ impl Relay {
             if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
                 self.guard.check()?;
             }
+            if matches!(h.tag, b'B' | b'Q') {
+                // The catalog or search path moved: prepared statements are checked.
+                self.check_prepared(false).await;
+            }
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
                 self.client_paced = at + 1;
@@ -144,6 +148,7 @@ impl Relay {
                 b'B' | b'D' | b'E' | b'C'
                     if self.masker.is_some()
                         || self.core.names.holds_active()
+                        || self.freshness.any_stale
                         || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
                 {
                     // Masking and approvals follow statements into portals: these are
@@ -157,6 +162,8 @@ impl Relay {
                         b'B' => {
                             if !self.track_bind(&buf[pos + 5..pos + h.total]) {
                                 refused = Some(too_many_held("portals"));
+                            } else {
+                                refused = self.stale_bind(&buf[pos + 5..pos + h.total]);
                             }
                         }
                         b'D' => self.track_describe(&buf[pos + 5..pos + h.total], cycle),
@@ -258,6 +265,7 @@ impl Relay {
             || self.core.pace.client_copy
             || self.core.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
+            || !self.prepared_in_step()
             || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message, limit).is_none()
         {
             return Ok(Pass::Declined);
@@ -366,6 +374,9 @@ impl Relay {
             self.ddl_done();
         }
         let mut judged = self.judge_message(msg, sql.is_ok(), text).await;
+        if msg[0] == b'Q' {
+            self.query_judged(&mut judged, text).await;
+        }
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
@@ -411,7 +422,12 @@ impl Relay {
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
             slot.ddl = ddl.filter(|_| !judged.verdict.is_refused()).map(Arc::new);
+            if !judged.verdict.is_refused() {
+                slot.judged = self.judgment_of(text).await;
+            }
+            let judgment = slot.judged.clone();
             self.core.names.on_parse(name, slot, hold, cycle, at);
+            self.parse_judged(judgment).await;
         }
         let grant = match &judged.verdict {
             Verdict::Hold(hold, _) => self.granted(hold),
