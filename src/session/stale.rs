@@ -141,12 +141,12 @@ impl Freshness {
             .statement_slots_mut()
             .filter_map(|s| s.judged.as_mut())
         {
-            if !j.stale && !(Arc::ptr_eq(&j.catalog, now) && j.path_changed == path) {
+            let judged_so = Arc::ptr_eq(&j.catalog, now) && j.path_changed == path;
+            if !j.stale && !judged_so {
                 j.stale = changed(j, now, path);
-                if !j.stale {
-                    j.catalog = Arc::clone(now);
-                    j.path_changed |= path;
-                }
+                // A stale one keeps no old catalog alive.
+                j.catalog = Arc::clone(now);
+                j.path_changed |= path;
             }
             any |= j.stale;
         }

@@ -57,8 +57,7 @@ impl Relay {
                 self.guard.check()?;
             }
             if matches!(h.tag, b'B' | b'Q') {
-                // The catalog or search path moved: prepared statements are checked.
-                self.check_prepared(false).await;
+                self.check_prepared(false).await; // (when the catalog or path moved)
             }
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
@@ -640,6 +639,7 @@ impl Relay {
                 .expect
                 .push(Expected::new(Asked::Bind).with_mask(ticket));
         }
+        self.bind_behind_ddl(names.statement, mask.as_ref());
         let slot = self.core.names.rebind(names.portal);
         slot.audit = audit;
         match &bind {

@@ -4,7 +4,9 @@
 
 use super::Relay;
 use crate::classify::Kind;
+use crate::mask::wire::Origin;
 use crate::protocol::frontend::Bind;
+use crate::session::core::slots::{lock, MaskPortal, Shared};
 use crate::session::judge::Judged;
 use crate::session::stale::{refusal, Judgment};
 use crate::session::verdict::Refusal;
@@ -18,6 +20,38 @@ impl Relay {
                 .judge
                 .as_ref()
                 .is_none_or(|j| self.freshness.in_step(j))
+    }
+
+    /// Whether DDL of this session the catalog does not show yet (sent and not
+    /// answered, or in this message: `here`) could change what `judgment` reads.
+    fn behind_own_ddl(&self, judgment: &Judgment, here: bool) -> bool {
+        let Some(j) = &self.judge else { return false };
+        let running = lock(&j.ddl_running).clone();
+        let this = here.then(|| lock(&j.judged_ddl).clone()).flatten();
+        running.iter().chain(this.iter()).any(|m| {
+            judgment
+                .statements()
+                .any(|f| m.could_misjudge(f, judgment.catalog()))
+        })
+    }
+
+    /// A Bind of `statement` (a portal masked by `mask`) behind this session's own
+    /// unanswered DDL that could change what it reads: the server may run it after
+    /// the DDL, so its rows are masked whole and its errors withheld. (Only masks are
+    /// at stake, as for new statements, see `Judge::behind_ddl`; the Bind may be in
+    /// the synchronous pass, which cannot refuse.)
+    pub(super) fn bind_behind_ddl(&self, statement: &[u8], mask: Option<&Shared<MaskPortal>>) {
+        let (Some(m), Some(_)) = (mask, self.ddl_cycle) else {
+            return;
+        };
+        let judged = self
+            .core
+            .names
+            .statement(statement)
+            .and_then(|s| s.judged.as_ref());
+        if judged.is_some_and(|g| self.behind_own_ddl(g, false)) {
+            lock(m).origin = Origin::unknown();
+        }
     }
 
     /// Check the prepared statements against the catalog current now when it (or the
@@ -69,10 +103,12 @@ impl Relay {
         if self.judge.is_none() || judged.verdict.is_refused() {
             return;
         }
+        // Stale, or it may run after DDL of this session (before it in this message,
+        // or sent and unanswered) that changes what it reads.
         let stale = judged.executes.iter().find(|n| {
             let slot = self.core.names.statement(n.as_bytes());
             slot.and_then(|s| s.judged.as_ref())
-                .is_some_and(|j| j.stale)
+                .is_some_and(|j| j.stale || self.behind_own_ddl(j, true))
         });
         if let Some(n) = stale {
             *judged = Judged::refused(refusal(n.as_bytes()));
