@@ -137,13 +137,14 @@ impl Freshness {
     pub fn check(&mut self, judge: &Judge, names: &mut Names, now: &Arc<Catalog>) {
         let path = judge.path_changed(now);
         let mut any = false;
+        let mut proven = Proven::default();
         for j in names
             .statement_slots_mut()
             .filter_map(|s| s.judged.as_mut())
         {
             let judged_so = Arc::ptr_eq(&j.catalog, now) && j.path_changed == path;
             if !j.stale && !judged_so {
-                j.stale = changed(j, now, path);
+                j.stale = changed(j, now, path, &mut proven);
                 // A stale one keeps no old catalog alive.
                 j.catalog = Arc::clone(now);
                 j.path_changed |= path;
@@ -176,12 +177,28 @@ impl Freshness {
     }
 }
 
+/// Names whose entries (and all they reach) were found the same in one check, by
+/// (old catalog, whether the path went to "any schema"): a session's statements share
+/// most names, and each look-up scans the relations.
+type Proven = Vec<(Arc<Catalog>, bool, HashSet<String>)>;
+
 /// Whether what `j` was judged under differs, for it, from `now` with path state `path`.
-fn changed(j: &Judgment, now: &Catalog, path: bool) -> bool {
+fn changed(j: &Judgment, now: &Catalog, path: bool, proven: &mut Proven) -> bool {
     // Path state only goes from "public" to "any schema": a statement judged broadly
     // stays good.
     let path_went = path && !j.path_changed;
     let moved = !std::ptr::eq(Arc::as_ptr(&j.catalog), now);
+    let at = match proven
+        .iter()
+        .position(|(c, p, _)| Arc::ptr_eq(c, &j.catalog) && *p == path_went)
+    {
+        Some(i) => i,
+        None => {
+            proven.push((Arc::clone(&j.catalog), path_went, HashSet::new()));
+            proven.len() - 1
+        }
+    };
+    let done = &mut proven[at].2;
     let mut seen: HashSet<String> = HashSet::new();
     let mut todo: Vec<String> = Vec::new();
     for f in j.classified.iter().flat_map(|c| c.statements.iter()) {
@@ -194,7 +211,7 @@ fn changed(j: &Judgment, now: &Catalog, path: bool) -> bool {
         return false;
     }
     while let Some(n) = todo.pop() {
-        if !seen.insert(n.clone()) {
+        if done.contains(&n) || !seen.insert(n.clone()) {
             continue;
         }
         if seen.len() > REACH_MAX {
@@ -213,6 +230,8 @@ fn changed(j: &Judgment, now: &Catalog, path: bool) -> bool {
         }
         todo.extend(a.names().chain(b.names()).cloned());
     }
+    // Everything reached is the same: so for the next statement.
+    done.extend(seen);
     false
 }
 
