@@ -260,3 +260,41 @@ async fn ddl_on_other_objects_and_refreshes_leave_prepared_statements_running() 
     }
     assert_eq!(simple(&agent, "EXECUTE p").await, REFUSED);
 }
+
+/// What the statement reaches counts, not only what it names: a function whose body
+/// is replaced, a view over a view that is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_function_body_or_inner_view_makes_the_statement_stale() {
+    let s = setup("limits: { catalog_refresh: 0s }\n").await;
+    let t = &s.t;
+    s.direct
+        .batch_execute(&format!(
+            "CREATE FUNCTION {t}_f() RETURNS SETOF text LANGUAGE sql AS 'SELECT name FROM {t}';
+             CREATE VIEW {t}_w AS SELECT id, name FROM {t}_v;"
+        ))
+        .await
+        .unwrap();
+    let agent = s.gw.connect().await;
+    let by_f = agent
+        .prepare(&format!("SELECT 'F:' || x FROM {t}_f() x"))
+        .await
+        .unwrap();
+    let by_w = agent
+        .prepare(&format!("SELECT 'W:' || name FROM {t}_w WHERE id = 1"))
+        .await
+        .unwrap();
+    // (A function's output over a table with masked columns is masked whole.)
+    assert_eq!(outcome(agent.query(&by_f, &[]).await), "****");
+    assert_eq!(outcome(agent.query(&by_w, &[]).await), "W:Ada");
+    let dba = dba(&s).await;
+    dba.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION {t}_f() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM {t}'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(outcome(agent.query(&by_f, &[]).await), REFUSED);
+    // The function is no part of the view: that statement runs on.
+    assert_eq!(outcome(agent.query(&by_w, &[]).await), "W:Ada");
+    replace_view(&dba, t).await;
+    assert_eq!(outcome(agent.query(&by_w, &[]).await), REFUSED);
+}
