@@ -37,7 +37,7 @@ pub use peers::{Announcement, Peers};
 use crate::classify::{merge, Facts, Kind};
 
 /// A user relation (table, view, materialized view, foreign table).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelInfo {
     pub oid: u32,
     pub schema: String,
@@ -121,7 +121,69 @@ fn lower(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
+/// Everything a catalog says of one name a statement uses (a relation by
+/// `schema.name` or bare, in every schema; a function, operator or type): two
+/// catalogs whose entries are equal for every name a prepared statement reaches
+/// judge and mask it alike (see `session::stale`).
+#[derive(PartialEq)]
+pub struct Entry<'a> {
+    relations: Vec<(&'a RelInfo, [Option<&'a Facts>; 3])>,
+    function: Option<&'a Facts>,
+    native: bool,
+    operator: Option<&'a Vec<String>>,
+    cast: Option<&'a Vec<String>>,
+    domain: Option<&'a Facts>,
+    domain_base: Option<&'a String>,
+}
+
+impl Entry<'_> {
+    /// The facts behind it (view definitions, what writing a table runs, function
+    /// bodies, domain checks): what they name is reached too.
+    pub fn facts(&self) -> impl Iterator<Item = &Facts> {
+        let rel = self.relations.iter().flat_map(|(_, f)| f.iter().flatten());
+        rel.copied().chain(self.function).chain(self.domain)
+    }
+
+    /// Function and type names it points at directly.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        let lists = self.operator.into_iter().chain(self.cast).flatten();
+        lists.chain(self.domain_base)
+    }
+}
+
 impl Catalog {
+    /// What this catalog says of `name` (see [`Entry`]).
+    pub fn entry(&self, name: &str) -> Entry<'_> {
+        let lowered = lower(name);
+        let (schema, bare) = match lowered.split_once('.') {
+            Some((s, n)) => (Some(s), n),
+            None => (None, lowered.as_str()),
+        };
+        let relations = self
+            .relations
+            .iter()
+            .filter(|r| {
+                // Any case: matching too much only compares more.
+                r.name.eq_ignore_ascii_case(bare)
+                    && schema.is_none_or(|s| r.schema.eq_ignore_ascii_case(s))
+            })
+            .map(|r| {
+                let q = format!("{}.{}", r.schema, r.name);
+                let facts = [&self.views, &self.writes, &self.triggers].map(|m| m.get(&q));
+                (r, facts)
+            })
+            .collect();
+        Entry {
+            relations,
+            function: self.functions.get(lowered.as_str()),
+            native: self.native.contains(lowered.as_str()),
+            operator: self.operators.get(name),
+            cast: self.casts.get(lowered.as_str()),
+            domain: self.domains.get(lowered.as_str()),
+            domain_base: self.domain_bases.get(lowered.as_str()),
+        }
+    }
+
     /// Whether a table named without a schema can only be `public.name` (or a system
     /// or temporary relation) on the server's default search_path, for a session with
     /// pgmoat's pinned `role` (or none). When not, sessions are judged as ones that

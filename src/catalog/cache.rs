@@ -103,6 +103,15 @@ impl CatalogCache {
             .map(Arc::clone)
     }
 
+    /// Whether `c` is the catalog [`Self::get`] would return now, with no wait: a
+    /// pointer compare (a prepared statement's every Bind asks).
+    pub fn is_current(&self, c: &Arc<Catalog>) -> bool {
+        !self.stale.load(Relaxed)
+            && (self.current.read().unwrap_or_else(|p| p.into_inner()))
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(l, c))
+    }
+
     pub async fn get(&self) -> Result<Arc<Catalog>, String> {
         if !self.stale.load(Relaxed) {
             if let Some(c) = self.loaded() {

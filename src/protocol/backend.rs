@@ -51,6 +51,7 @@ pub struct ErrorFields<'a> {
     pub message: &'a str,
     pub detail: Option<&'a str>,
     pub hint: Option<&'a str>,
+    pub routine: Option<&'a str>,
 }
 
 impl<'a> ErrorFields<'a> {
@@ -61,6 +62,7 @@ impl<'a> ErrorFields<'a> {
             message,
             detail: None,
             hint: None,
+            routine: None,
         }
     }
 
@@ -84,6 +86,7 @@ fn put_fields(buf: &mut BytesMut, tag: u8, f: &ErrorFields<'_>) {
         (b'M', Some(f.message)),
         (b'D', f.detail),
         (b'H', f.hint),
+        (b'R', f.routine),
     ] {
         if let Some(v) = value {
             buf.put_u8(field);

@@ -56,6 +56,9 @@ pub struct Judge {
     /// What this session's DDL sent and not yet visible to pgmoat's catalog changed
     /// (see [`super::ddl`]).
     pub ddl_running: std::sync::Mutex<Option<super::ddl::Made>>,
+    /// The catalog the last message was judged over: a prepared statement keeps it
+    /// (see `session::stale`).
+    pub judged_under: std::sync::Mutex<Option<Arc<crate::catalog::Catalog>>>,
 }
 
 /// What an EXECUTE of a held SQL-level prepared statement asks.
@@ -164,6 +167,7 @@ impl Judge {
     /// not valid UTF-8, and is refused).
     pub async fn judge_text(&self, sql: Option<&str>) -> Judged {
         *lock(&self.judged_ddl) = None;
+        *lock(&self.judged_under) = None;
         let Some(sql) = sql else {
             return Judged::refused(Refusal::own(
                 OwnCause::Unparseable,
@@ -207,6 +211,7 @@ impl Judge {
                 ))
             }
         };
+        *lock(&self.judged_under) = Some(Arc::clone(&catalog));
         let rules = self.rules.current();
         if let Some(r) = self.behind_ddl(&classified.statements, &rules, &catalog) {
             return Judged::refused(r);
@@ -546,7 +551,7 @@ impl Judge {
     /// Whether unqualified table names could be in any schema: the session changed
     /// search_path, or the server's default path (for this session's role) could put
     /// them somewhere other than `public` (see `catalog::path`).
-    fn path_changed(&self, catalog: &crate::catalog::Catalog) -> bool {
+    pub(super) fn path_changed(&self, catalog: &crate::catalog::Catalog) -> bool {
         self.search_path_changed.load(Relaxed)
             || !catalog.unqualified_is_public(self.pinned_role.as_deref())
     }

@@ -19,6 +19,7 @@ pub mod params;
 pub mod registry;
 pub mod relay;
 mod roles;
+pub mod stale;
 pub mod tenant;
 pub mod upstream;
 pub mod verdict;
@@ -182,6 +183,7 @@ async fn serve_as(
             memo: Default::default(),
             judged_ddl: Default::default(),
             ddl_running: Default::default(),
+            judged_under: Default::default(),
         }),
         audit: est.audit,
         registration: Some(registration),

@@ -41,6 +41,7 @@ mod approval;
 mod client;
 #[cfg(test)]
 mod pass_tests;
+mod prepared;
 mod returned;
 mod server;
 #[cfg(test)]
@@ -151,6 +152,8 @@ pub struct Relay {
     masker: Option<Masker>,
     /// The last cycle that runs DDL of this session, until its ReadyForQuery.
     ddl_cycle: Option<u64>,
+    /// What the session's prepared statements are known good under.
+    freshness: super::stale::Freshness,
     cancel_signal: Arc<super::cancel::HoldSignal>,
     /// Server bytes to send with masked messages spliced in: a batch of rewritten
     /// rows goes out in one write, not two per row.
@@ -289,6 +292,7 @@ impl Relay {
             nonce_seed: rand::random(),
             masker: None,
             ddl_cycle: None,
+            freshness: Default::default(),
             cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),
             replacement: BytesMut::new(),

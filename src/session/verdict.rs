@@ -86,6 +86,8 @@ pub struct Refusal {
     pub code: &'static str,
     pub message: String,
     pub detail: Option<String>,
+    /// The ErrorResponse's routine field, for drivers that act on it.
+    pub routine: Option<&'static str>,
 }
 
 impl Refusal {
@@ -95,6 +97,7 @@ impl Refusal {
             code,
             message: message.into(),
             detail: None,
+            routine: None,
         }
     }
 
@@ -113,12 +116,18 @@ impl Refusal {
         self
     }
 
+    pub fn with_routine(mut self, routine: &'static str) -> Refusal {
+        self.routine = Some(routine);
+        self
+    }
+
     /// The ErrorResponse the client gets: the one place a refusal becomes bytes.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut f = ErrorFields::new(Severity::Error, self.code, &self.message);
         if let Some(d) = &self.detail {
             f = f.detail(d);
         }
+        f.routine = self.routine;
         backend::error_response(out, &f);
     }
 }

@@ -17,6 +17,7 @@ mod masking;
 mod masking_pass;
 mod mcp;
 mod migrations;
+mod prepared_stale;
 mod threats_code;
 mod threats_ddl;
 

@@ -69,6 +69,11 @@ impl Names {
         self.statements.get_mut(name)
     }
 
+    /// Every statement slot (checking what prepared statements were judged under).
+    pub fn statement_slots_mut(&mut self) -> impl Iterator<Item = &mut StatementSlot> {
+        self.statements.values_mut()
+    }
+
     /// The slot of `name`, made empty if there is none (a SQL PREPARE's name, or a
     /// name pgmoat never saw defined).
     pub fn statement_entry(&mut self, name: &[u8]) -> &mut StatementSlot {

@@ -54,6 +54,9 @@ pub struct StatementSlot {
     pub mask: Option<Shared<MaskStatement>>,
     /// What its DDL changes: each Bind of it is followed to its answer.
     pub ddl: Option<Arc<crate::session::ddl::Made>>,
+    /// What it was judged under: checked at each Bind and SQL EXECUTE of it (see
+    /// `session::stale`).
+    pub judged: Option<crate::session::stale::Judgment>,
 }
 
 /// A portal bound to a held statement. It keeps its own hold: the server's portal runs
@@ -98,6 +101,7 @@ impl StatementSlot {
             types,
             mask,
             ddl: None,
+            judged: None,
         }
     }
 

@@ -56,6 +56,9 @@ impl Relay {
             if matches!(h.tag, b'Q' | b'P' | b'F' | b'E') {
                 self.guard.check()?;
             }
+            if matches!(h.tag, b'B' | b'Q') {
+                self.check_prepared(false).await; // (when the catalog or path moved)
+            }
             let at = self.client_offset + pos as u64;
             if at >= self.client_paced {
                 self.client_paced = at + 1;
@@ -144,6 +147,7 @@ impl Relay {
                 b'B' | b'D' | b'E' | b'C'
                     if self.masker.is_some()
                         || self.core.names.holds_active()
+                        || self.freshness.any_stale
                         || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
                 {
                     // Masking and approvals follow statements into portals: these are
@@ -157,6 +161,8 @@ impl Relay {
                         b'B' => {
                             if !self.track_bind(&buf[pos + 5..pos + h.total]) {
                                 refused = Some(too_many_held("portals"));
+                            } else {
+                                refused = self.stale_bind(&buf[pos + 5..pos + h.total]);
                             }
                         }
                         b'D' => self.track_describe(&buf[pos + 5..pos + h.total], cycle),
@@ -258,6 +264,7 @@ impl Relay {
             || self.core.pace.client_copy
             || self.core.names.holds_active()
             || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds())
+            || !self.prepared_in_step()
             || whole_batch(&self.cbuf, Direction::Frontend, plain_client_message, limit).is_none()
         {
             return Ok(Pass::Declined);
@@ -366,6 +373,9 @@ impl Relay {
             self.ddl_done();
         }
         let mut judged = self.judge_message(msg, sql.is_ok(), text).await;
+        if msg[0] == b'Q' {
+            self.query_judged(&mut judged, text).await;
+        }
         let mut statement = 0;
         let mut audit_entry = None;
         let cycle = self.core.sent + 1;
@@ -411,7 +421,12 @@ impl Relay {
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
             slot.ddl = ddl.filter(|_| !judged.verdict.is_refused()).map(Arc::new);
+            if !judged.verdict.is_refused() {
+                slot.judged = self.judgment_of(text).await;
+            }
+            let judgment = slot.judged.clone();
             self.core.names.on_parse(name, slot, hold, cycle, at);
+            self.parse_judged(judgment).await;
         }
         let grant = match &judged.verdict {
             Verdict::Hold(hold, _) => self.granted(hold),
@@ -624,6 +639,7 @@ impl Relay {
                 .expect
                 .push(Expected::new(Asked::Bind).with_mask(ticket));
         }
+        self.bind_behind_ddl(names.statement, mask.as_ref());
         let slot = self.core.names.rebind(names.portal);
         slot.audit = audit;
         match &bind {
