@@ -283,8 +283,19 @@ async fn a_read_waiting_on_a_view_being_replaced_is_masked_whole() {
     let dba = gw.connect_as("dba-1", AGENT_PW, "demo").await.unwrap();
     dba.batch_execute("BEGIN").await.unwrap();
     replace_view(&dba, &t).await;
-    let view = format!("{t}_v");
-    let read = tokio::spawn(async move { name_of(&agent, &view).await });
+    // One simple Query, judged once while the view is locked (a driver's Parse and
+    // Bind in two round trips would meet the prepared-statement check instead: the
+    // catalog changes between them, and the Bind is refused with 0A000).
+    let sql = format!("SELECT name FROM {t}_v WHERE id = 1");
+    let read = tokio::spawn(async move {
+        let rows = agent.simple_query(&sql).await.unwrap();
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap_or_default()
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!read.is_finished(), "the read waits on the DDL's lock");
     dba.batch_execute("COMMIT").await.unwrap();
