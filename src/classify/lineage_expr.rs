@@ -27,6 +27,11 @@ pub(crate) const SINK_FUNCTIONS: &[&str] = &[
     "pg_try_advisory_lock_shared",
     "pg_try_advisory_xact_lock",
     "pg_try_advisory_xact_lock_shared",
+    // A value written to the WAL (read back through logical decoding), to a server
+    // file (adminpack), or a large object exported to a server file.
+    "pg_logical_emit_message",
+    "pg_file_write",
+    "lo_export",
 ];
 
 const TEXT_TYPES: &[&str] = &[

@@ -734,3 +734,28 @@ fn two_phase_commands_are_told_apart() {
         assert_eq!(one(sql).two_phase, want, "{sql}");
     }
 }
+
+#[test]
+fn foreign_tables_with_inherited_columns_reach_the_whole_remote_table() {
+    // Review s36 Y5: no column is listed, so every column of the named table may be read.
+    for sql in [
+        "CREATE FOREIGN TABLE fpi () INHERITS (pshape) SERVER loop OPTIONS (table_name 'people')",
+        "CREATE FOREIGN TABLE fpz PARTITION OF pz FOR VALUES IN (1) SERVER loop \
+         OPTIONS (table_name 'people')",
+    ] {
+        assert!(
+            one(sql).columns.contains("people.*"),
+            "{sql}: {:?}",
+            one(sql).columns
+        );
+    }
+    let listed = one(
+        "CREATE FOREIGN TABLE fp (x text OPTIONS (column_name 'ssn')) SERVER loop \
+         OPTIONS (table_name 'people')",
+    );
+    assert!(
+        listed.columns.contains("people.ssn"),
+        "{:?}",
+        listed.columns
+    );
+}

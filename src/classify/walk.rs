@@ -593,6 +593,7 @@ impl<'a> Walker<'a> {
                 }
             }
             NodeKind::ViewStmt => self.view_over_catalog(body),
+            NodeKind::RuleStmt => self.select_rule(body),
             NodeKind::DoStmt => self.do_body(body),
             NodeKind::CreateFunctionStmt => self.function_body(body),
             NodeKind::PrepareStmt => {

@@ -136,6 +136,10 @@ impl Masking {
                 let bare = g.rsplit('.').next().unwrap_or(g);
                 SINK_FUNCTIONS.contains(&bare.to_ascii_lowercase().as_str())
             })
+            // COPY in code can only be to or from a server file or program (never
+            // STDOUT): what it writes there outlives the mask (review s36 Y8).
+            || f.kinds.contains(&Kind::CopyTo)
+            || !f.copy.is_empty()
             || f.tables_written
                 .iter()
                 .any(|t| self.may_be_permanent(t, f, message, path_changed));

@@ -328,3 +328,31 @@ async fn x9_extension_functions_are_masked_whole() {
         assert!(!got.is_empty(), "{sql}");
     }
 }
+
+/// Review s36-fixes Y1 and Y8: a temporary child of a permanent table, filled from
+/// masked data by a DO block, is read masked through its parent; a DO block that
+/// COPYs masked values to a server file or program is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn y1_y8_temporary_children_and_copy_in_code_keep_masks() {
+    let f = fixture("").await;
+    f.direct
+        .batch_execute(&f.sql("CREATE TABLE {t}_par (a text)"))
+        .await
+        .unwrap();
+    let c = f.agent().await;
+    // Separate messages: the catalog sees the temporary child before the read.
+    for sql in [
+        "CREATE TEMP TABLE {t}_kid () INHERITS ({t}_par)",
+        "DO $b$BEGIN INSERT INTO {t}_kid SELECT ssn FROM {t}; END$b$",
+    ] {
+        c.batch_execute(&f.sql(sql)).await.unwrap();
+    }
+    // (The rows are the agent's temporary ones: `check_in_session` asserts none is raw.)
+    f.check_in_session(&c, "SELECT a FROM {t}_par", 3).await;
+    for sql in [
+        "DO $b$BEGIN COPY (SELECT ssn FROM {t}) TO '/tmp/pgmoat-y8-never.txt'; END$b$",
+        "DO $b$BEGIN COPY (SELECT ssn FROM {t}) TO PROGRAM 'cat > /dev/null'; END$b$",
+    ] {
+        f.blocked_by_mask(&c, sql).await;
+    }
+}

@@ -398,3 +398,66 @@ async fn x7_unknown_code_behind_ddl_is_refused_when_rules_name_functions() {
         .await
         .unwrap();
 }
+
+/// Review s36-fixes Y2, Y4, Y6: a table turned into (or a view re-pointed as) a view
+/// over the catalog by a `_RETURN` rule, a view over an updatable system view, and
+/// `ALTER INDEX <table> RENAME`, each past what CREATE VIEW and ALTER TABLE are
+/// checked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn y2_y4_y6_catalog_writes_and_renames_by_other_spellings() {
+    let secret = unique("secret");
+    direct()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {secret} (id int, ssn text); CREATE VIEW {secret}_pv AS SELECT id FROM {secret}"
+        ))
+        .await
+        .unwrap();
+    let (gw, _dir) = with_rules(&format!(
+        "rules:
+  - id: no-secret
+    when: {{ tables: [public.{secret}] }}
+    action: block
+  - id: no-ssn-col
+    when: {{ columns: [{secret}.ssn] }}
+    action: block
+"
+    ))
+    .await;
+    let c = gw.connect().await;
+    for sql in [
+        format!(
+            "CREATE RULE \"_RETURN\" AS ON SELECT TO {secret}_pv DO INSTEAD \
+             SELECT oid::int AS id FROM pg_class"
+        ),
+        format!(
+            "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO {secret}_pv DO INSTEAD \
+             SELECT oid::int AS id FROM pg_class"
+        ),
+        format!("CREATE VIEW {secret}_v2 AS SELECT datid, datname FROM pg_stat_database_conflicts"),
+        format!("CREATE VIEW {secret}_v3 AS SELECT groname FROM pg_catalog.pg_group"),
+    ] {
+        refused_by(&c, &sql, "no-secret").await;
+    }
+    // A rule naming only the column sees the table renamed by ALTER INDEX.
+    let (gw2, _dir2) = with_rules(&format!(
+        "rules:\n  - id: no-ssn-col\n    when: {{ columns: [{secret}.ssn] }}\n    action: block\n"
+    ))
+    .await;
+    refused_by(
+        &gw2.connect().await,
+        &format!("ALTER INDEX {secret} RENAME TO {secret}_folks"),
+        "no-ssn-col",
+    )
+    .await;
+    let still: i64 = direct()
+        .await
+        .query_one(
+            &format!("SELECT count(*) FROM pg_class WHERE relname = '{secret}'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still, 1, "the table was not renamed");
+}

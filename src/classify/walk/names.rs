@@ -185,6 +185,19 @@ impl Walker<'_> {
             return;
         }
         self.literal_sensitive = true; // the names are string literals
+                                       // Columns inherited (`() INHERITS (shape)`, `PARTITION OF parent`) are not
+                                       // listed: with a remote table named, all of its columns may be read (review
+                                       // s36 Y5).
+        let inherits = base
+            .get("inh_relations")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+            || base.get("partbound").is_some_and(|p| !p.is_null());
+        if inherits {
+            if let Some(t) = &table {
+                self.facts.columns.insert(format!("{t}.*"));
+            }
+        }
         let table = table.unwrap_or_else(|| "*".into());
         for c in columns {
             self.facts.columns.insert(format!("{table}.{c}"));

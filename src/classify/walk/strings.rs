@@ -65,6 +65,14 @@ const SQL_IN_STRING_FUNCTIONS: &[&str] = &[
     "pg_get_wal_fpi_info",
     // xml2: builds and runs a query from a relation and columns named as strings.
     "xpath_table",
+    // Logical decoding: a slot's changes are the rows written to every table, by
+    // anyone (with wal_level = logical, as CDC setups have it; review s36 Y7).
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "pg_create_logical_replication_slot",
+    "pg_copy_logical_replication_slot",
 ];
 
 /// Name prefixes: tablefunc's `crosstab`, `crosstab2` .. `crosstab4`, and the
@@ -95,6 +103,8 @@ mod tests {
             "pg_get_wal_block_info",
             "xpath_table",
             "table_to_xml",
+            "pg_logical_slot_peek_changes",
+            "pg_logical_slot_get_binary_changes",
         ] {
             assert!(runs_sql_in_string(f), "{f}");
         }
