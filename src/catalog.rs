@@ -225,17 +225,29 @@ impl Catalog {
     /// functions) folded in.
     /// What writing `schema.table` runs (defaults, checks, casts, domains, triggers),
     /// with the functions it calls folded in.
+    /// A view's are those of the relations it reads (an auto-updatable view writes
+    /// its base table, firing that table's triggers and rules: review s36 Y3).
     pub fn write_facts(&self, table: &str) -> Option<Facts> {
-        let f = match (self.writes.get(table), self.rules.get(table)) {
-            (None, None) => return None,
-            (Some(w), None) => w.clone(),
-            (None, Some(r)) => r.clone(),
-            (Some(w), Some(r)) => {
-                let mut f = w.clone();
-                merge(&mut f, r.clone());
-                f
-            }
+        let written = Facts {
+            kinds: [Kind::Insert, Kind::Update, Kind::Delete]
+                .into_iter()
+                .collect(),
+            tables_written: [table.to_owned()].into_iter().collect(),
+            ..Facts::default()
         };
+        let mut found: Option<Facts> = None;
+        for t in self.written_relations(&written) {
+            for w in [self.writes.get(t.as_str()), self.rules.get(t.as_str())]
+                .into_iter()
+                .flatten()
+            {
+                match &mut found {
+                    Some(f) => merge(f, w.clone()),
+                    None => found = Some(w.clone()),
+                }
+            }
+        }
+        let f = found?;
         Some(self.resolve(&f).unwrap_or(f))
     }
 
@@ -319,13 +331,11 @@ impl Catalog {
             || f.tables_read
                 .iter()
                 .any(|t| self.views.contains_key(t.as_str()))
-            || (runs_writes(f)
-                && f.tables_written
-                    .iter()
-                    .any(|t| self.writes.contains_key(t.as_str())))
             || (fires_triggers(f)
-                && f.tables_written.iter().any(|t| {
-                    self.triggers.contains_key(t.as_str()) || self.rules.contains_key(t.as_str())
+                && self.written_relations(f).iter().any(|t| {
+                    self.writes.contains_key(t.as_str())
+                        || self.triggers.contains_key(t.as_str())
+                        || self.rules.contains_key(t.as_str())
                 }))
             || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
@@ -339,8 +349,13 @@ impl Catalog {
         }
         let mut out = f.clone();
         let mut changed = false;
+        let written = if fires_triggers(f) {
+            self.written_relations(f)
+        } else {
+            BTreeSet::new()
+        };
         if runs_writes(f) {
-            for t in &f.tables_written {
+            for t in &written {
                 if let Some(w) = self.writes.get(t.as_str()) {
                     merge(&mut out, w.clone());
                     changed = true;
@@ -348,7 +363,7 @@ impl Catalog {
             }
         }
         if fires_triggers(f) {
-            for t in &f.tables_written {
+            for t in &written {
                 for w in [self.triggers.get(t.as_str()), self.rules.get(t.as_str())]
                     .into_iter()
                     .flatten()
@@ -458,6 +473,41 @@ impl Catalog {
             changed = true;
         }
         changed.then_some(out)
+    }
+}
+
+impl Catalog {
+    /// The relations whose defaults, triggers and rules a write of `f` may run
+    /// (review s36 Y3): what it names, every relation of a bare name's name (the
+    /// server's path decides which one it is), and the relations a written view
+    /// reads (an auto-updatable view writes its base table, which fires that
+    /// table's triggers and rules), views within views too.
+    fn written_relations(&self, f: &Facts) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = f.tables_written.clone();
+        for bare in &f.unqualified_tables {
+            let suffix = format!(".{bare}");
+            for map in [&self.writes, &self.triggers, &self.rules] {
+                out.extend(map.keys().filter(|k| k.ends_with(&suffix)).cloned());
+            }
+        }
+        let mut todo: Vec<String> = out.iter().cloned().collect();
+        let mut depth = 0;
+        while !todo.is_empty() && depth < MAX_BODY_DEPTH {
+            let mut next = Vec::new();
+            for t in &todo {
+                if let Some(v) = self.views.get(t.as_str()) {
+                    next.extend(
+                        v.tables_read
+                            .iter()
+                            .filter(|r| out.insert((*r).clone()))
+                            .cloned(),
+                    );
+                }
+            }
+            todo = next;
+            depth += 1;
+        }
+        out
     }
 }
 

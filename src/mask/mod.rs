@@ -650,23 +650,29 @@ impl Relations for Masking {
         if !self.has_column_masks() {
             return Taint::CLEAN;
         }
-        let found = match schema {
-            Some(s) => self.by_qual.get(&(s.to_owned(), name.to_owned())),
-            None => self.by_name.get(name).and_then(|v| v.first()),
+        // A bare name may be any schema's relation of that name (the server's path
+        // decides): what writing each runs, joined.
+        let found: Vec<usize> = match schema {
+            Some(s) => self
+                .by_qual
+                .get(&(s.to_owned(), name.to_owned()))
+                .into_iter()
+                .copied()
+                .collect(),
+            None => self.by_name.get(name).cloned().unwrap_or_default(),
         };
         // Not in the catalog (made since it was read, or not committed yet): what
         // writing it runs is judged where the message made it.
-        let Some(&i) = found else {
-            return Taint::CLEAN;
-        };
-        let r = &self.catalog.relations[i];
-        match self
-            .catalog
-            .write_facts(&format!("{}.{}", r.schema, r.name))
-        {
-            Some(f) => self.facts_taint(&f),
-            None => Taint::CLEAN,
-        }
+        found.iter().fold(Taint::CLEAN, |t, &i| {
+            let r = &self.catalog.relations[i];
+            match self
+                .catalog
+                .write_facts(&format!("{}.{}", r.schema, r.name))
+            {
+                Some(f) => t.join(self.facts_taint(&f)),
+                None => t,
+            }
+        })
     }
 
     fn runs_user_code(&self, name: &str) -> bool {

@@ -356,3 +356,37 @@ async fn y1_y8_temporary_children_and_copy_in_code_keep_masks() {
         f.blocked_by_mask(&c, sql).await;
     }
 }
+
+/// Review s36-fixes Y3: a DBA's rule that copies masked values on INSERT fires for a
+/// write through a view over its table, and for a bare name that search_path puts in
+/// the rule's schema: both writes fold the rule, as a write to the table does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn y3_writes_through_views_and_bare_names_fold_the_tables_rules() {
+    let s = unique("ys");
+    let f = fixture("").await;
+    f.direct
+        .batch_execute(&f.sql(&format!(
+            "CREATE TABLE {{t}}_at (id int); CREATE TABLE {{t}}_copy (a text);
+             CREATE RULE {{t}}_r AS ON INSERT TO {{t}}_at DO ALSO
+               INSERT INTO {{t}}_copy SELECT ssn FROM {{t}} WHERE id = NEW.id;
+             CREATE VIEW {{t}}_av AS SELECT * FROM {{t}}_at;
+             CREATE SCHEMA {s};
+             CREATE TABLE {s}.{{t}}_h (id int);
+             CREATE RULE {{t}}_rh AS ON INSERT TO {s}.{{t}}_h DO ALSO
+               INSERT INTO public.{{t}}_copy SELECT ssn FROM public.{{t}} WHERE id = NEW.id;"
+        )))
+        .await
+        .unwrap();
+    let c = f.agent().await;
+    f.blocked_by_mask(&c, "INSERT INTO {t}_at VALUES (1)").await;
+    f.blocked_by_mask(&c, "INSERT INTO {t}_av VALUES (1)").await;
+    c.batch_execute(&format!("SET search_path = {s}, public"))
+        .await
+        .unwrap();
+    f.blocked_by_mask(&c, "INSERT INTO {t}_h VALUES (1)").await;
+    assert_eq!(
+        count(&f.direct, &f.sql("SELECT count(*) FROM {t}_copy")).await,
+        0,
+        "no rule ran"
+    );
+}
