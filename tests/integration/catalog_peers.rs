@@ -69,6 +69,40 @@ rules: {rules}
     start_yaml(&yaml, env).await
 }
 
+/// The common start: the shared Postgres prepared, a table with a clean view, one
+/// gateway (`catalog_refresh` as given) and the masked agent, who has read the view
+/// once (so the gateway's catalog holds its clean definition).
+struct One {
+    direct: Client,
+    t: String,
+    gw: TestGateway,
+    agent: Client,
+    _rules: TempDir,
+}
+
+async fn one_gateway(catalog_refresh: &str) -> One {
+    let pg = crate::common::pg::shared();
+    prepare(pg).await;
+    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
+    let t = people(&direct).await;
+    let r = rules(&t);
+    let gw = gateway(
+        &r,
+        &format!("limits: {{ catalog_refresh: {catalog_refresh} }}\n"),
+        None,
+    )
+    .await;
+    let agent = gw.connect().await;
+    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    One {
+        direct,
+        t,
+        gw,
+        agent,
+        _rules: r,
+    }
+}
+
 async fn name_of(c: &Client, view: &str) -> String {
     c.query_one(&format!("SELECT name FROM {view} WHERE id = 1"), &[])
         .await
@@ -132,14 +166,13 @@ async fn ddl_through_another_replica_reaches_this_ones_catalog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_through_another_target_of_the_database_reaches_this_ones_catalog() {
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
-    let t = people(&direct).await;
-    let r = rules(&t);
-    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
-    let agent = gw.connect().await;
-    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let One {
+        direct: _direct,
+        t,
+        gw,
+        agent,
+        _rules,
+    } = one_gateway("0s").await;
     let dba = gw.connect_as("dba-1", AGENT_PW, "demo2").await.unwrap();
     replace_view(&dba, &t).await;
     let read = name_of(&agent, &format!("{t}_v")).await;
@@ -151,14 +184,13 @@ async fn ddl_through_another_target_of_the_database_reaches_this_ones_catalog() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_behind_pgmoats_back_is_seen_at_the_next_refresh() {
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
-    let t = people(&direct).await;
-    let r = rules(&t);
-    let gw = gateway(&r, "limits: { catalog_refresh: 1s }\n", None).await;
-    let agent = gw.connect().await;
-    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let One {
+        direct,
+        t,
+        gw: _gw,
+        agent,
+        _rules,
+    } = one_gateway("1s").await;
     // Run on the server directly: pgmoat sees no DDL.
     replace_view(&direct, &t).await;
     let started = Instant::now();
@@ -185,14 +217,13 @@ async fn ddl_behind_pgmoats_back_is_seen_at_the_next_refresh() {
 /// DDL of unknown extent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_committed_by_commit_prepared_reaches_the_catalog() {
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
-    let t = people(&direct).await;
-    let r = rules(&t);
-    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
-    let agent = gw.connect().await;
-    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let One {
+        direct: _direct,
+        t,
+        gw,
+        agent,
+        _rules,
+    } = one_gateway("0s").await;
     let dba = gw.connect_as("dba-1", AGENT_PW, "demo").await.unwrap();
     let gid = unique("gid");
     dba.batch_execute("BEGIN").await.unwrap();
@@ -218,14 +249,13 @@ async fn ddl_committed_by_commit_prepared_reaches_the_catalog() {
 /// the server still commits the DDL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_whose_client_left_before_the_answer_reaches_the_catalog() {
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
-    let t = people(&direct).await;
-    let r = rules(&t);
-    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
-    let agent = gw.connect().await;
-    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let One {
+        direct,
+        t,
+        gw,
+        agent,
+        _rules,
+    } = one_gateway("0s").await;
     let (dba, connection) =
         tokio_postgres::connect(&gw.url("dba-1", AGENT_PW, "demo"), tokio_postgres::NoTls)
             .await
@@ -272,14 +302,13 @@ async fn ddl_whose_client_left_before_the_answer_reaches_the_catalog() {
 /// once it commits: judged while the view is locked, it is masked whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_waiting_on_a_view_being_replaced_is_masked_whole() {
-    let pg = crate::common::pg::shared();
-    prepare(pg).await;
-    let direct = pg.connect(APP_ROLE, APP_PW, "demo").await.unwrap();
-    let t = people(&direct).await;
-    let r = rules(&t);
-    let gw = gateway(&r, "limits: { catalog_refresh: 0s }\n", None).await;
-    let agent = gw.connect().await;
-    assert_eq!(name_of(&agent, &format!("{t}_v")).await, "Ada");
+    let One {
+        direct: _direct,
+        t,
+        gw,
+        agent,
+        _rules,
+    } = one_gateway("0s").await;
     let dba = gw.connect_as("dba-1", AGENT_PW, "demo").await.unwrap();
     dba.batch_execute("BEGIN").await.unwrap();
     replace_view(&dba, &t).await;
