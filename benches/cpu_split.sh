@@ -11,7 +11,10 @@
 # AUDIT    fsync | batch: an audit store per pgmoat, default none
 # BINS     pgmoat binaries, default target/release/pgmoat (each becomes moat1, moat2, ...)
 # ROUNDS   default 3; T seconds per run, default 8
-# SYSCALLS 1: also count the middlebox's system calls per transaction (perf stat)
+# SYSCALLS 1: also count the middlebox's system calls, page faults and context switches
+#          (voluntary and not) per transaction (perf stat)
+# THREADS  1: also split each middlebox's CPU per transaction by thread name (from
+#          /proc/PID/task/*/stat; pgmoat's audit writer is `pgmoat-audit`)
 # STRACE   1: after the rounds, one 3 s run per target under `strace -c -f`: which calls
 # PROFILE  1: after the rounds, `perf record` each pgmoat for 4 s of load; prints its top
 #          user-space symbols (self time) and the split by thread and object;
@@ -72,6 +75,11 @@ sleep 1
 
 export PGPASSWORD=$CLIENT_PW
 TARGETS="pgbouncer $(seq -f 'moat%g' -s ' ' 1 $n)"
+threads_cpu() { # pid: "name utime stime" per thread (names with spaces joined by _)
+    for f in /proc/"$1"/task/*/stat; do
+        sed -E 's/^[0-9]+ \((.*)\) /\1\t/' "$f" 2>/dev/null | awk -F'\t' '{ gsub(/ /, "_", $1); split($2, a, " "); print $1, a[12], a[13] }'
+    done
+}
 run() { # target seconds
     "$PGBIN/pgbench" -n -S -M "${MODE:-simple}" -c 8 -j 2 -T "$2" -h 127.0.0.1 -p "${PORTN[$1]}" -U bench bench 2>&1
 }
@@ -79,27 +87,41 @@ for t in $TARGETS; do run "$t" 2 >/dev/null; done # warm-up
 for r in $(seq "${ROUNDS:-3}"); do
     for t in $TARGETS; do
         read -r u0 s0 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
+        [ -n "${THREADS:-}" ] && threads_cpu "${PID[$t]}" >"$WORK/threads0.$t"
         if [ -n "${SYSCALLS:-}" ]; then
-            perf stat -x, -e raw_syscalls:sys_enter -p "${PID[$t]}" -o "$WORK/perf.$t" &
+            perf stat -x, -e raw_syscalls:sys_enter,page-faults,context-switches -p "${PID[$t]}" -o "$WORK/perf.$t" &
             PERF=$!
         fi
         out=$(run "$t" "${T:-8}")
         read -r u1 s1 < <(awk '{print $14, $15}' "/proc/${PID[$t]}/stat")
-        calls=0
+        [ -n "${THREADS:-}" ] && threads_cpu "${PID[$t]}" >"$WORK/threads1.$t"
+        calls=0 faults=0 switches=0
         if [ -n "${SYSCALLS:-}" ]; then
             kill -INT "$PERF"; wait "$PERF"
             calls=$(awk -F, '/raw_syscalls/ {print $1}' "$WORK/perf.$t")
+            faults=$(awk -F, '/page-faults/ {print $1}' "$WORK/perf.$t")
+            switches=$(awk -F, '/context-switches/ {print $1}' "$WORK/perf.$t")
         fi
         txns=$(echo "$out" | awk '/processed/ {split($NF, a, "/"); print a[1]}')
         tps=$(echo "$out" | awk '/tps =/ {print $3}')
         [ -n "$txns" ] || die "pgbench against $t failed: $out"
         awk -v r="$r" -v t="$t" -v tps="$tps" -v n="$txns" -v hz="$(getconf CLK_TCK)" \
-            -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c="${calls:-0}" 'BEGIN {
+            -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c="${calls:-0}" -v pf="${faults:-0}" -v cs="${switches:-0}" 'BEGIN {
                 f = 1e6 / hz / n
                 printf "round %d %-10s tps %7.0f  user %5.2f  sys %5.2f  total %5.2f us/txn", r, t, tps, u*f, s*f, (u+s)*f
-                if (c > 0) printf "  syscalls %5.2f/txn", c / n
+                if (c > 0) printf "  syscalls %5.2f  faults %5.3f  switches %5.2f /txn", c / n, pf / n, cs / n
                 printf "\n"
             }'
+        if [ -n "${THREADS:-}" ]; then
+            # per thread name: CPU used during the run (threads that came and went are
+            # missed: a session's work runs on the long-lived workers)
+            awk -v n="$txns" -v hz="$(getconf CLK_TCK)" '
+                FNR == NR { u0[$1] += $2; s0[$1] += $3; next }
+                { u1[$1] += $2; s1[$1] += $3 }
+                END { f = 1e6 / hz / n
+                      for (k in u1) printf "        thread %-16s user %5.2f  sys %5.2f us/txn\n", k, (u1[k] - u0[k]) * f, (s1[k] - s0[k]) * f }
+            ' "$WORK/threads0.$t" "$WORK/threads1.$t"
+        fi
     done
 done
 if [ -n "${STRACE:-}" ]; then
