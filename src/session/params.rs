@@ -182,13 +182,28 @@ pub fn encoding_is_safe(name: &str) -> bool {
 /// Split `options` as the server does (`pg_split_opts`: whitespace separates, backslash
 /// escapes the next character), then read each `-c name=value`, `-cname=value` or
 /// `--name=value`. Anything else is refused rather than guessed at.
+///
+/// Only a space or a tab may separate: the server splits on C's `isspace`, which also
+/// takes a vertical tab, and in some locales other bytes, so a string pgmoat read as
+/// one setting could reach the server as two (review s37 W1). Any other control or
+/// white-space character is refused, and the server is sent the settings as read
+/// here ([`encode_options`]), never the client's text.
 pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, Refusal> {
+    if let Some(c) = options
+        .chars()
+        .find(|&c| c != ' ' && c != '\t' && (c.is_control() || c.is_whitespace()))
+    {
+        return Err(format!(
+            "pgmoat: options may not contain the character U+{:04X} (separate switches with spaces)",
+            c as u32
+        ));
+    }
     let mut args = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
     let mut chars = options.chars();
     while let Some(c) = chars.next() {
-        if c.is_ascii_whitespace() {
+        if c == ' ' || c == '\t' {
             if in_arg {
                 args.push(std::mem::take(&mut cur));
                 in_arg = false;
@@ -234,13 +249,51 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, Refusal> {
     Ok(out)
 }
 
-/// The application_name sent upstream: the client's, with the identity appended, so
-/// the database's own logs and `pg_stat_activity` show who was behind the request.
-pub fn upstream_application_name(client: Option<&str>, identity: &str) -> String {
-    match client {
-        Some(app) if !app.is_empty() => format!("{app} [pgmoat:{identity}]"),
-        _ => format!("[pgmoat:{identity}]"),
+/// `options` for the server, from settings [`parse_options`] read: `-c name=value`,
+/// escaped as the server's splitter reads it, so it sees exactly those settings.
+pub fn encode_options(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(n, v)| format!("-c {}={}", escape_option(n), escape_option(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A backslash before white space and before a backslash.
+fn escape_option(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out
+}
+
+/// The server's limit on a name (NAMEDATALEN - 1 bytes): application_name is cut there.
+const NAME_MAX: usize = 63;
+
+/// The application_name sent upstream: the identity first, then as much of the
+/// client's as fits, so the database's own logs and `pg_stat_activity` show who was
+/// behind the request. First, because the server cuts the name at 63 bytes: a client
+/// name of that length would cut an identity written after it away, and could end in
+/// a made-up one (review s37 W6). A later `SET application_name` still replaces it:
+/// pgmoat's audit trail, not the server's view, is the record of who ran what.
+pub fn upstream_application_name(client: Option<&str>, identity: &str) -> String {
+    let mut out = format!("[pgmoat:{identity}]");
+    if let Some(app) = client.filter(|a| !a.is_empty()) {
+        if out.len() + 1 < NAME_MAX {
+            out.push(' ');
+            let room = NAME_MAX - out.len();
+            let mut cut = app.len().min(room);
+            while !app.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&app[..cut]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -311,6 +364,30 @@ mod tests {
         for bad in ["-d 5", "-c", "-c role", "--=x", "x\\"] {
             assert!(parse_options(bad).is_err(), "{bad} parsed");
         }
+        // The server's splitter also takes a vertical tab (and other white space):
+        // refused rather than read as one setting (review s37 W1).
+        for bad in [
+            "-c search_path=public\u{b}-crole=postgres",
+            "-c a=b\n-c role=x",
+            "-c a=b\r-c role=x",
+            "-c a=b\u{c}-c role=x",
+            "-c a=b\u{85}-c role=x",
+            "-c a=b\u{a0}-c role=x",
+        ] {
+            assert!(parse_options(bad).is_err(), "{bad:?} parsed");
+            assert!(check_startup(&p(&[("options", bad)])).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_options("-c a=b\t-c c=d").unwrap(),
+            vec![("a".into(), "b".into()), ("c".into(), "d".into())]
+        );
+        // What goes upstream is what was read, escaped for the server's splitter.
+        let read = parse_options(r"-c search_path=a\ b --DateStyle=iso -cx=\\y").unwrap();
+        assert_eq!(
+            encode_options(&read),
+            r"-c search_path=a\ b -c datestyle=iso -c x=\\y"
+        );
+        assert_eq!(parse_options(&encode_options(&read)).unwrap(), read);
         // Hidden in options, role is still refused.
         assert!(check_startup(&p(&[("options", "-c search_path=x -c ROLE=postgres")])).is_err());
         assert!(check_startup(&p(&[("options", "--session-authorization=postgres")])).is_err());
@@ -320,7 +397,18 @@ mod tests {
     fn application_name_carries_the_identity() {
         assert_eq!(
             upstream_application_name(Some("psql"), "agent-1"),
-            "psql [pgmoat:agent-1]"
+            "[pgmoat:agent-1] psql"
+        );
+        // The server keeps 63 bytes: the identity comes first and the client's name is
+        // cut to fit (on a character boundary), so a long name cannot push it out.
+        let long = format!("{} [pgmoat:dba-alice]", "A".repeat(40));
+        let name = upstream_application_name(Some(&long), "agent-1");
+        assert!(name.starts_with("[pgmoat:agent-1] AAAA"), "{name}");
+        assert_eq!(name.len(), 63);
+        let name = upstream_application_name(Some(&"é".repeat(40)), "agent-1");
+        assert!(
+            name.len() <= 63 && name.starts_with("[pgmoat:agent-1] é"),
+            "{name}"
         );
         assert_eq!(
             upstream_application_name(None, "agent-1"),

@@ -85,7 +85,7 @@ async fn ordinary_startup_settings_pass_through() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "pg_catalog,public");
     assert_eq!(row.get::<_, String>(1), "4321ms");
-    assert_eq!(row.get::<_, String>(2), "myagent [pgmoat:agent-1]");
+    assert_eq!(row.get::<_, String>(2), "[pgmoat:agent-1] myagent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
