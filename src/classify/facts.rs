@@ -249,6 +249,11 @@ pub struct Facts {
     pub literal_types: BTreeSet<String>,
     /// Settings changed; `*` when a name could not be determined.
     pub settings: BTreeSet<String>,
+    /// The statement's parameters (`$n`) that name a setting `set_config` changes: read
+    /// at each Bind, where a parameter naming a setting that changes how SQL is read is
+    /// refused (the server reports the change only at the next ReadyForQuery, after
+    /// later statements of the batch were judged as pgmoat read them; review s37 W2).
+    pub setting_params: BTreeSet<u16>,
     pub copy: BTreeSet<CopyEnd>,
     pub where_: WhereFacts,
     /// Why the statement cannot be judged statically (dynamic SQL, other languages).

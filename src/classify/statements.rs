@@ -28,6 +28,10 @@ fn statements_with(
     statements(&parsed, sql, depth, &mut ignored)
 }
 
+const PARAM_NAME_IN_CODE: &str = "set_config with a setting name given by a parameter \
+     inside code or a PREPARE could change how the server reads the SQL after it \
+     (standard_conforming_strings, client_encoding) before pgmoat can tell";
+
 /// The facts of each statement of `sql`, parsed as `parsed`; `sensitive` is set when
 /// some fact depends on a literal's value (see `Classified::literal_sensitive`).
 pub(super) fn statements(
@@ -42,6 +46,15 @@ pub(super) fn statements(
         walker.walk(&statement.tree, NodeKind::Other, "stmt");
         let (mut facts, bodies, literal_sensitive) = walker.finish();
         *sensitive |= literal_sensitive;
+        // `$n` names a Bind parameter only in a client's own Parse: in code (a body,
+        // a DO block) or a SQL PREPARE (EXECUTE gives the values) nothing reads it at
+        // Bind, so the name is as good as computed.
+        if !facts.setting_params.is_empty() && (depth > 0 || facts.kinds.contains(&Kind::Prepare)) {
+            facts.setting_params.clear();
+            if facts.rereads_sql.is_none() {
+                facts.rereads_sql = Some(PARAM_NAME_IN_CODE.into());
+            }
+        }
         for body in bodies {
             if depth >= MAX_BODY_DEPTH {
                 facts.unanalysable = Some("code nested too deeply to follow".into());

@@ -111,6 +111,9 @@ pub struct Judged {
     /// Names its SQL `EXECUTE`s run: Parse shares their namespace, so the relay asks
     /// whether one is a held protocol-level statement.
     pub executes: Vec<String>,
+    /// Its parameters that name a setting set_config changes (`Facts::setting_params`):
+    /// the relay checks their values at each Bind.
+    pub setting_params: Vec<u16>,
 }
 
 impl Judged {
@@ -126,6 +129,7 @@ impl Judged {
             masking: None,
             statements: 1,
             executes: Vec::new(),
+            setting_params: Vec::new(),
             facts,
         }
     }
@@ -137,6 +141,7 @@ impl Judged {
             masking,
             statements,
             executes: Vec::new(),
+            setting_params: Vec::new(),
             facts: Default::default(),
         }
     }
@@ -345,6 +350,10 @@ impl Judge {
                 judged.executes = statements
                     .iter()
                     .flat_map(|f| f.executes.iter().cloned())
+                    .collect();
+                judged.setting_params = statements
+                    .iter()
+                    .flat_map(|f| f.setting_params.iter().copied())
                     .collect();
                 if !judged.verdict.is_refused() {
                     if let Some(hold) = self.execute_hold(sql, statements) {
@@ -722,6 +731,7 @@ impl Judge {
             masking: Some(m),
             statements: n,
             executes: Vec::new(),
+            setting_params: Vec::new(),
             facts,
         }
     }

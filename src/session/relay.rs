@@ -152,6 +152,9 @@ pub struct Relay {
     masker: Option<Masker>,
     /// The last cycle that runs DDL of this session, until its ReadyForQuery.
     ddl_cycle: Option<u64>,
+    /// A statement of this session names a setting by a Bind parameter: every Bind is
+    /// read whole and checked (see `prepared::setting_bind`).
+    setting_binds: bool,
     /// What the session's prepared statements are known good under.
     freshness: super::stale::Freshness,
     cancel_signal: Arc<super::cancel::HoldSignal>,
@@ -292,6 +295,7 @@ impl Relay {
             nonce_seed: rand::random(),
             masker: None,
             ddl_cycle: None,
+            setting_binds: false,
             freshness: Default::default(),
             cancel_signal: p.cancel_signal,
             staged: BytesMut::new(),

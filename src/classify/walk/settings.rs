@@ -17,6 +17,57 @@ fn first_string_arg(body: &Map) -> Option<String> {
     }
 }
 
+/// What set_config's first argument (the setting's name) is.
+enum NameArg {
+    /// A string literal (possibly cast), lowercased.
+    Literal(String),
+    /// A parameter of the statement, `$n` (possibly cast).
+    Param(u16),
+    /// Anything else: known only when it runs.
+    Computed,
+}
+
+fn name_arg(body: &Map) -> NameArg {
+    let Some(arg) = body
+        .get("args")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    else {
+        return NameArg::Computed;
+    };
+    if let Some(n) = string_literal(arg) {
+        return NameArg::Literal(n);
+    }
+    let mut v = arg;
+    while let Some((NodeKind::TypeCast, c)) = node(v) {
+        match c.get("arg") {
+            Some(inner) => v = inner,
+            None => break,
+        }
+    }
+    match node(v) {
+        Some((NodeKind::ParamRef, p)) => p
+            .get("number")
+            .and_then(Value::as_i64)
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .map_or(NameArg::Computed, NameArg::Param),
+        _ => NameArg::Computed,
+    }
+}
+
+/// Why a set_config whose setting's name is computed is refused.
+const COMPUTED_NAME: &str = "set_config with a setting name computed in the statement \
+     could change how the server reads the SQL after it (standard_conforming_strings, \
+     client_encoding) before pgmoat can tell: name the setting with a literal or a \
+     parameter";
+
+/// Whether `name` (as a Bind parameter gave it) is a setting that changes how the
+/// server reads SQL text. Setting names are matched without regard to case.
+pub fn rereads_sql_setting(name: &str) -> bool {
+    PARSER_SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
 /// Settings that change how the server reads SQL text (string escapes, bytes).
 const PARSER_SETTINGS: &[&str] = &[
     "standard_conforming_strings",
@@ -111,16 +162,26 @@ impl Walker<'_> {
 
     pub(super) fn setting_from_set_config(&mut self, body: &Map) {
         self.literal_sensitive = true;
-        match first_string_arg(body) {
-            Some(n) => self.named_setting(n),
-            None => {
-                // A computed setting name could be anything, role included.
+        match name_arg(body) {
+            NameArg::Literal(n) => self.named_setting(n),
+            NameArg::Param(n) => {
+                // PostgREST sends `set_config($1, $2, true)` with every request: the
+                // rules decide on `*` and set_role, and each Bind's value of `$n` is
+                // checked by the relay (`Facts::setting_params`).
                 self.facts.settings.insert("*".into());
                 self.facts.kinds.insert(Kind::SetRole);
-                // Not refused outright (PostgREST sends `set_config($1, $2, true)`
-                // with every request): the rules decide on `*` and set_role, and the
-                // server's ParameterStatus still ends a session that turned
-                // standard_conforming_strings off this way.
+                self.facts.setting_params.insert(n);
+            }
+            NameArg::Computed => {
+                // Computed in the statement: it could be standard_conforming_strings,
+                // and the server reports that only at the next ReadyForQuery, after
+                // later statements of the same batch were judged as pgmoat reads them
+                // and run as the server reads them (review s37 W2). Refused.
+                self.facts.settings.insert("*".into());
+                self.facts.kinds.insert(Kind::SetRole);
+                if self.facts.rereads_sql.is_none() {
+                    self.facts.rereads_sql = Some(COMPUTED_NAME.into());
+                }
             }
         }
     }

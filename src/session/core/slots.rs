@@ -57,6 +57,9 @@ pub struct StatementSlot {
     /// What it was judged under: checked at each Bind and SQL EXECUTE of it (see
     /// `session::stale`).
     pub judged: Option<crate::session::stale::Judgment>,
+    /// Its parameters that name a setting set_config changes: checked at each Bind
+    /// (`Facts::setting_params`).
+    pub setting_params: Vec<u16>,
 }
 
 /// A portal bound to a held statement. It keeps its own hold: the server's portal runs
@@ -102,6 +105,7 @@ impl StatementSlot {
             mask,
             ddl: None,
             judged: None,
+            setting_params: Vec::new(),
         }
     }
 

@@ -147,7 +147,7 @@ impl Relay {
                 b'B' | b'D' | b'E' | b'C'
                     if self.masker.is_some()
                         || self.core.names.holds_active()
-                        || self.freshness.any_stale
+                        || self.binds_checked()
                         || self.judge.as_ref().is_some_and(|j| j.has_prepared_holds()) =>
                 {
                     // Masking and approvals follow statements into portals: these are
@@ -162,7 +162,7 @@ impl Relay {
                             if !self.track_bind(&buf[pos + 5..pos + h.total]) {
                                 refused = Some(too_many_held("portals"));
                             } else {
-                                refused = self.stale_bind(&buf[pos + 5..pos + h.total]);
+                                refused = self.bind_refusal(&buf[pos + 5..pos + h.total]);
                             }
                         }
                         b'D' => self.track_describe(&buf[pos + 5..pos + h.total], cycle),
@@ -421,6 +421,7 @@ impl Relay {
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
             slot.ddl = ddl.filter(|_| !judged.verdict.is_refused()).map(Arc::new);
+            self.note_setting_params(&mut slot, &judged);
             if !judged.verdict.is_refused() {
                 slot.judged = self.judgment_of(text).await;
             }

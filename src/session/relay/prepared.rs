@@ -6,16 +6,18 @@ use super::Relay;
 use crate::classify::Kind;
 use crate::mask::wire::Origin;
 use crate::protocol::frontend::Bind;
-use crate::session::core::slots::{lock, MaskPortal, Shared};
+use crate::protocol::sqlstate;
+use crate::session::core::slots::{lock, MaskPortal, Shared, StatementSlot};
 use crate::session::judge::Judged;
 use crate::session::stale::{refusal, Judgment};
-use crate::session::verdict::Refusal;
+use crate::session::verdict::{OwnCause, Refusal};
 
 impl Relay {
     /// Whether the synchronous pass may take Binds: nothing moved since the prepared
-    /// statements were checked, and none is stale (pointer compares).
+    /// statements were checked, none is stale (pointer compares), and no statement
+    /// names a setting by a parameter.
     pub(super) fn prepared_in_step(&self) -> bool {
-        !self.freshness.any_stale
+        !self.binds_checked()
             && self
                 .judge
                 .as_ref()
@@ -67,14 +69,65 @@ impl Relay {
         }
     }
 
-    /// A whole Bind: refused when the statement it binds is stale.
-    pub(super) fn stale_bind(&self, body: &[u8]) -> Option<Refusal> {
+    /// Whether each Bind must be read whole and checked by [`Self::bind_refusal`].
+    pub(super) fn binds_checked(&self) -> bool {
+        self.freshness.any_stale || self.setting_binds
+    }
+
+    /// A whole Bind: refused when the statement it binds is stale, or when a parameter
+    /// naming the setting its set_config changes names one that makes the server read
+    /// SQL differently (or cannot be read as a name).
+    pub(super) fn bind_refusal(&self, body: &[u8]) -> Option<Refusal> {
         let names = Bind::names(body).ok()?;
         let slot = self.core.names.statement(names.statement)?;
-        slot.judged
-            .as_ref()
-            .filter(|j| j.stale)
-            .map(|_| refusal(names.statement))
+        if slot.judged.as_ref().is_some_and(|j| j.stale) {
+            return Some(refusal(names.statement));
+        }
+        if slot.setting_params.is_empty() {
+            return None;
+        }
+        let Ok(bind) = Bind::parse(body) else {
+            // The server refuses a malformed Bind itself.
+            return None;
+        };
+        let values: Vec<Option<&[u8]>> = bind.params.iter().collect();
+        for &n in &slot.setting_params {
+            // Text and binary alike: a text parameter's binary form is its UTF-8
+            // bytes (tokio-postgres sends binary). A value that is not text without
+            // NULs cannot be told from a setting's name: refused.
+            let name = values
+                .get(usize::from(n) - 1)
+                .copied()
+                .flatten()
+                .filter(|v| !v.contains(&0))
+                .and_then(|v| std::str::from_utf8(v).ok());
+            match name {
+                Some(name) if !crate::classify::rereads_sql_setting(name) => {}
+                Some(name) => {
+                    return Some(setting_refusal(&format!(
+                        "set_config may not change {} through pgmoat: the server would read \
+                     the SQL after it differently from pgmoat's parser",
+                        name.to_ascii_lowercase()
+                    )))
+                }
+                None => {
+                    return Some(setting_refusal(&format!(
+                        "set_config's setting name (parameter ${n}) must be text: pgmoat \
+                     checks it before the statement runs"
+                    )))
+                }
+            }
+        }
+        None
+    }
+
+    /// A Parse's statement names a setting by a parameter: from now on every Bind is
+    /// read whole and checked.
+    pub(super) fn note_setting_params(&mut self, slot: &mut StatementSlot, judged: &Judged) {
+        if !judged.verdict.is_refused() && !judged.setting_params.is_empty() {
+            slot.setting_params = judged.setting_params.clone();
+            self.setting_binds = true;
+        }
     }
 
     /// What an allowed Parse or Query (`text`) was judged under, with its
@@ -148,4 +201,14 @@ fn mentions(text: &str, word: &[u8]) -> bool {
     text.as_bytes()
         .windows(word.len())
         .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A Bind refused for the setting its parameter names (42501, like the same
+/// set_config with the name written out).
+fn setting_refusal(message: &str) -> Refusal {
+    Refusal::own(
+        OwnCause::ParserSettings,
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("pgmoat: {message}"),
+    )
 }
