@@ -35,6 +35,8 @@ const STATISTICS: &[&str] = &[
     "pg_stats_ext_exprs",
     "pg_statistic",
     "pg_statistic_ext_data",
+    // Other sessions' SQL text (see OPAQUE_FUNCTIONS): read as a whole, unknown.
+    "pg_stat_activity",
 ];
 
 /// The statistics views' columns (as of Postgres 17; 15 and 16 lack the range ones
@@ -103,7 +105,16 @@ const PG_STATS_EXT_EXPRS: &[(&str, bool)] = &[
 /// (Those that run SQL held in a string, or read a table or cursor named by a value,
 /// are `classify::runs_sql_in_string`'s.) What they return cannot be traced, so it is
 /// masked when masks apply.
-const OPAQUE_FUNCTIONS: &[&str] = &["lo_get", "loread"];
+///
+/// The activity functions return other sessions' SQL text: every identity shares the
+/// target's login, so a masked identity would read the literals another (unmasked)
+/// one sent, masked columns' values included (review s37 W4).
+const OPAQUE_FUNCTIONS: &[&str] = &[
+    "lo_get",
+    "loread",
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+];
 
 /// A function's catalog key (`schema.name`, lowercase; `db.schema.f` names the same
 /// function as `schema.f`) and its bare name.

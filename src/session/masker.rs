@@ -456,9 +456,14 @@ impl Masker {
                 Action::Forward
             }
             b'd' => self.copy_data(msg, out),
-            // A notification's payload and a reported setting carry any text a
-            // statement put there (the lineage refuses masked values in them; the
-            // detectors are the backstop, as for error text).
+            // A notification's payload carries any text any session put there: a
+            // DBA's trigger may `pg_notify` a masked column when the masked identity
+            // itself updates the row, and no lineage reaches it (review s37 W3). With
+            // column masks it is withheld whole; otherwise the detectors see it.
+            b'A' if self.engine.has_column_masks() => scrubbed(redacted_payload(msg), out),
+            // A reported setting carries any text a statement put there (the lineage
+            // refuses masked values in it; the detectors are the backstop, as for
+            // error text).
             b'A' => scrubbed(wire::scrub_strings(msg, 4, &self.engine), out),
             b'S' => scrubbed(wire::scrub_strings(msg, 0, &self.engine), out),
             _ => Action::Forward,
@@ -599,6 +604,26 @@ fn portal(names: &mut Names, name: &[u8]) -> Shared<Portal> {
     }));
     names.portal_entry(name).mask = Some(Arc::clone(&m));
     m
+}
+
+/// A NotificationResponse (process id, channel, payload) with its payload replaced by
+/// the redaction marker; None when it has none (nothing to withhold) or is malformed
+/// (the client's driver reports that).
+fn redacted_payload(msg: &[u8]) -> Option<BytesMut> {
+    let body = msg.get(5..)?;
+    let channel_end = 4 + body.get(4..)?.iter().position(|&b| b == 0)?;
+    if body.get(channel_end + 1).is_none_or(|&b| b == 0) {
+        return None;
+    }
+    let marker = crate::mask::method::REDACTED;
+    let mut out = BytesMut::with_capacity(5 + channel_end + 2 + marker.len());
+    out.extend_from_slice(&[b'A', 0, 0, 0, 0]);
+    out.extend_from_slice(&body[..=channel_end]);
+    out.extend_from_slice(marker);
+    out.extend_from_slice(&[0]);
+    let len = u32::try_from(out.len() - 1).ok()?;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    Some(out)
 }
 
 fn scrubbed(replacement: Option<BytesMut>, out: &mut BytesMut) -> Action {
