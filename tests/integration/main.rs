@@ -54,5 +54,6 @@ mod threats_masks2;
 mod threats_names;
 mod threats_review;
 mod threats_rules2;
+mod threats_wire;
 mod threats_writes;
 mod tls;
