@@ -529,6 +529,9 @@ fn check(config: Option<PathBuf>, rules: Option<PathBuf>) -> Result<ExitCode, St
                 for section in c.inactive_sections() {
                     println!("note: `{section}` is checked but not enforced by this build yet");
                 }
+                for w in c.warnings() {
+                    println!("warning: {w}");
+                }
             }
             Err(e) => {
                 println!("{e}");

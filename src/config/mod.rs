@@ -16,6 +16,7 @@ mod tenants;
 mod validate;
 mod validated;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -156,6 +157,41 @@ impl Config {
             ssh_targets: Default::default(),
             http_targets: Default::default(),
         }]
+    }
+
+    /// Warnings about what the config allows without being wrong: tenants whose targets
+    /// log in to the same server, database and user. Their sessions are one role to
+    /// the server, which shows each other's SQL text (`pg_stat_activity`) and lets
+    /// each signal the other's backends (`pg_terminate_backend`) unless a rule blocks
+    /// it: the server does not isolate them (review s37 W4).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut seen: BTreeMap<(String, u16, String, String), String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for t in &self.tenants {
+            for target in t.targets.values() {
+                let key = (
+                    target.host.to_ascii_lowercase(),
+                    target.port,
+                    target.database.clone(),
+                    target.user.clone(),
+                );
+                match seen.get(&key) {
+                    Some(other) if *other != t.name => out.push(format!(
+                        "tenants {other:?} and {:?} both log in to {}:{} database {:?} as {:?}: \
+                         the server sees one role and does not keep their sessions apart \
+                         (pg_stat_activity, pg_terminate_backend); give each tenant its own login",
+                        t.name, target.host, target.port, target.database, target.user
+                    )),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(key, t.name.clone());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     pub fn inactive_sections(&self) -> Vec<&'static str> {

@@ -395,6 +395,26 @@ fn tenants_hold_their_own_scope() {
         "target names are per tenant"
     );
     assert_eq!(c.tenants[1].limits, TenantLimits::default());
+    assert!(
+        c.warnings().is_empty(),
+        "different servers: {:?}",
+        c.warnings()
+    );
+    // The same server, database and user for two tenants: the server cannot keep
+    // their sessions apart, which `check` and `serve` say.
+    let shared = load(&TENANTS.replace("127.0.0.2", "127.0.0.1")).unwrap();
+    let w = shared.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("\"acme\" and \"globex\"") && w[0].contains("own login"),
+        "{w:?}"
+    );
+    let apart = load(&TENANTS.replace("127.0.0.2", "127.0.0.1").replace(
+        "host: 127.0.0.1, user: app, password_env: PW } }\n    identities: { users: [ { name: globex",
+        "host: 127.0.0.1, user: app2, password_env: PW } }\n    identities: { users: [ { name: globex",
+    ))
+    .unwrap();
+    assert!(apart.warnings().is_empty(), "{:?}", apart.warnings());
 }
 
 #[test]

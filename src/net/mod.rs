@@ -110,6 +110,9 @@ impl Gateway {
             config.workers.clamp(1, 4),
             config.limits.max_statement_bytes,
         );
+        for w in config.warnings() {
+            tracing::warn!("config: {w}");
+        }
         for section in config.inactive_sections() {
             tracing::warn!(
                 "config section `{section}` is accepted but not enforced by this build yet"
