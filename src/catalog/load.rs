@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::not_null;
 use super::queries::{
     AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
-    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, RULES, SCHEMAS, SEARCH_PATH,
-    TEXT_TYPES, TRIGGERS, WRITES,
+    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, POLICIES, RELATIONS, RULES, SCHEMAS,
+    SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -131,7 +131,7 @@ async fn load_once(
     upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
     let path_row = upstream::simple_query(&mut stream, &mut buf, SEARCH_PATH).await?;
     let schemas = upstream::simple_query(&mut stream, &mut buf, SCHEMAS).await?;
-    let mut results = Vec::with_capacity(11);
+    let mut results = Vec::with_capacity(17);
     for sql in [
         OPERATORS,
         CASTS,
@@ -149,6 +149,7 @@ async fn load_once(
         INHERITS,
         DOMAIN_OIDS,
         RULES,
+        POLICIES,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
@@ -173,7 +174,8 @@ async fn load_once(
         results.next().unwrap_or_default(),
     );
     let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
-    let (inherits, domain_oids, rules) = (
+    let (inherits, domain_oids, rules, policy_rows) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
@@ -190,7 +192,6 @@ async fn load_once(
         }
     }
     // No answer (never expected) reads as a path pgmoat cannot vouch for.
-    // No answer (never expected) reads as a path pgmoat cannot vouch for.
     let default_path = match path_row.first().map(Vec::as_slice) {
         Some([Some(setting), Some(login)]) => super::path::DefaultPath::new(
             setting,
@@ -203,8 +204,14 @@ async fn load_once(
         ),
         _ => super::path::DefaultPath::unread(),
     };
+    let before = previous.map(|p| p.policies.clone()).unwrap_or_default();
+    let policies =
+        tokio::task::spawn_blocking(move || super::policies::from_rows(policy_rows, &before))
+            .await
+            .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
     let mut cat = Catalog {
         default_path: Some(default_path),
+        policies,
         relations,
         text_types: text_types
             .into_iter()

@@ -180,3 +180,18 @@ pub(super) const RULES: &str = "WITH locked AS (LOCKED_RELATIONS) \
      JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE r.ev_type <> '1' AND c.oid >= 16384";
+/// Row-level security policies of tables with RLS enabled (see `policies.rs`): the
+/// table, its name quoted for SQL, whether it is locked (see [`LOCKED`]: its
+/// expressions are then not read, NULL), and each policy's USING and WITH CHECK.
+pub(super) const POLICIES: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, \
+     pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
+     c.oid IN (SELECT relation FROM locked), \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_expr(p.polqual, p.polrelid) END, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) END \
+     FROM pg_catalog.pg_policy p \
+     JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relrowsecurity";
