@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::not_null;
 use super::queries::{
-    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
-    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, POLICIES, RELATIONS, RULES, SCHEMAS,
-    SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
+    AGGREGATES, BEGIN_SNAPSHOT, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS,
+    END_SNAPSHOT, EVENT_TRIGGERS, FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, POLICIES,
+    RELATIONS, RULES, SCHEMAS, SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -129,6 +129,9 @@ async fn load_once(
     let ready = upstream::start(stream, target, &params).await?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
     upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
+    // One snapshot for every read (review s36 F10); an error ends the connection,
+    // and with it the transaction.
+    upstream::simple_query(&mut stream, &mut buf, BEGIN_SNAPSHOT).await?;
     let path_row = upstream::simple_query(&mut stream, &mut buf, SEARCH_PATH).await?;
     let schemas = upstream::simple_query(&mut stream, &mut buf, SCHEMAS).await?;
     let mut results = Vec::with_capacity(17);
@@ -154,6 +157,7 @@ async fn load_once(
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
     }
+    upstream::simple_query(&mut stream, &mut buf, END_SNAPSHOT).await?;
     let mut results = results.into_iter();
     let (ops, casts, domains, funcs) = (
         results.next().unwrap_or_default(),

@@ -195,3 +195,11 @@ pub(super) const POLICIES: &str = "WITH locked AS (LOCKED_RELATIONS) \
      JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relrowsecurity";
+
+/// The catalog's reads run in one transaction, so they see one snapshot: a DDL
+/// committing between two of them would otherwise leave a catalog half old, half
+/// new (review s36 F10). (`pg_get_viewdef`, `pg_get_expr` and the like read the
+/// system caches, which follow the latest commits rather than the snapshot; the
+/// [`LOCKED`] check keeps the relations being changed out of them.)
+pub(super) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+pub(super) const END_SNAPSHOT: &str = "COMMIT";
