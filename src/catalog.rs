@@ -97,6 +97,9 @@ pub struct Catalog {
     ///
     /// [`POLICIES`]: queries::POLICIES
     policies: HashMap<String, Policies>,
+    /// Table name -> what its policies would run on a write once RLS is enabled on
+    /// it (it is not): an ALTER TABLE of it installs them (see `policies.rs`).
+    dormant: HashMap<String, PolicyCode>,
     /// What event triggers run (see [`EVENT_TRIGGERS`]).
     ///
     /// [`EVENT_TRIGGERS`]: queries::EVENT_TRIGGERS
@@ -264,9 +267,15 @@ impl Catalog {
         self.policies.get(table)
     }
 
-    /// Whether any table has row-level security policies that run.
+    /// The policies of a table (`schema.name`) with RLS disabled: what its writes
+    /// would run once it is enabled.
+    pub fn dormant_policies(&self, table: &str) -> Option<&PolicyCode> {
+        self.dormant.get(table)
+    }
+
+    /// Whether any table has row-level security policies, running or dormant.
     pub fn has_policies(&self) -> bool {
-        !self.policies.is_empty()
+        !self.policies.is_empty() || !self.dormant.is_empty()
     }
 
     /// What a view's definition does (by `schema.name`), as read.
@@ -332,6 +341,7 @@ impl Catalog {
             && self.triggers.is_empty()
             && self.rules.is_empty()
             && self.policies.is_empty()
+            && self.dormant.is_empty()
             && self.event_triggers.is_none()
     }
 
@@ -363,6 +373,7 @@ impl Catalog {
                         || self.policies.contains_key(t.as_str())
                 }))
             || (!self.policies.is_empty() && !self.policied_reads(f).is_empty())
+            || (!self.dormant.is_empty() && self.dormant_altered(f).next().is_some())
             || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
@@ -403,6 +414,14 @@ impl Catalog {
                     changed = true;
                 }
             }
+        }
+        // ALTER TABLE ... ENABLE ROW LEVEL SECURITY makes its policies run: judged as
+        // installing them (any ALTER TABLE of the table counts: the facts do not say
+        // which sub-command it is).
+        let dormant: Vec<Facts> = self.dormant_altered(f).map(|c| c.facts.clone()).collect();
+        for d in dormant {
+            merge(&mut out, d);
+            changed = true;
         }
         if let Some(e) = self
             .event_triggers
@@ -580,6 +599,15 @@ impl Catalog {
             );
         }
         out
+    }
+
+    /// The dormant policies of the tables an ALTER changes.
+    fn dormant_altered<'a>(&'a self, f: &'a Facts) -> impl Iterator<Item = &'a PolicyCode> {
+        let altered = f.kinds.contains(&Kind::Alter);
+        f.tables_written
+            .iter()
+            .filter(move |_| altered)
+            .filter_map(|t| self.dormant.get(t.as_str()))
     }
 }
 

@@ -208,14 +208,17 @@ async fn load_once(
         ),
         _ => super::path::DefaultPath::unread(),
     };
-    let before = previous.map(|p| p.policies.clone()).unwrap_or_default();
-    let policies =
+    let before = previous
+        .map(|p| (p.policies.clone(), p.dormant.clone()))
+        .unwrap_or_default();
+    let (policies, dormant) =
         tokio::task::spawn_blocking(move || super::policies::from_rows(policy_rows, &before))
             .await
             .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
     let mut cat = Catalog {
         default_path: Some(default_path),
         policies,
+        dormant,
         relations,
         text_types: text_types
             .into_iter()

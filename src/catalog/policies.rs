@@ -9,8 +9,9 @@
 //! for, and whether RLS applies to the target's role at all (an owner without FORCE,
 //! BYPASSRLS, a superuser) are not read. Every policy of a table with row level
 //! security enabled counts for every read (its USING) and write (USING and WITH
-//! CHECK) of the table. A table with RLS disabled runs none of its policies, so they
-//! are not read (enabling RLS is DDL: the catalog is read again after it).
+//! CHECK) of the table. A table with RLS disabled runs none of its policies until
+//! it is enabled: they are dormant, and an ALTER TABLE of the table (which may
+//! enable them) is judged as installing them, as CREATE POLICY is.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,46 +42,61 @@ pub struct Policies {
 struct Gathered {
     quoted: String,
     locked: bool,
+    enabled: bool,
     using: Vec<String>,
     check: Vec<String>,
 }
 
+/// The policies of the tables with RLS enabled, and the dormant ones (what writing
+/// the table would run) of tables with it disabled.
+pub(super) type Loaded = (HashMap<String, Policies>, HashMap<String, PolicyCode>);
+
 /// The policies of every table the rows name (see `queries::POLICIES`). A locked
 /// table keeps what `previous` knew of it; one it did not know gets unreadable code.
 /// Parses each expression here, once per load: call off the async workers.
-pub(super) fn from_rows(
-    rows: Vec<Vec<Option<String>>>,
-    previous: &HashMap<String, Policies>,
-) -> HashMap<String, Policies> {
+pub(super) fn from_rows(rows: Vec<Vec<Option<String>>>, previous: &Loaded) -> Loaded {
     let mut tables: BTreeMap<String, Gathered> = BTreeMap::new();
     for r in rows {
-        let [Some(table), Some(quoted), Some(locked), using, check] = r.as_slice() else {
+        let [Some(table), Some(quoted), Some(locked), Some(enabled), using, check] = r.as_slice()
+        else {
             continue;
         };
         let g = tables.entry(table.clone()).or_default();
         g.quoted = quoted.clone();
         g.locked |= locked == "t";
+        g.enabled |= enabled == "t";
         g.using.extend(using.clone());
         g.check.extend(check.clone());
     }
-    let mut out = HashMap::new();
+    let (mut out, mut dormant) = (HashMap::new(), HashMap::new());
     for (table, g) in tables {
+        let both: Vec<String> = g.using.iter().chain(&g.check).cloned().collect();
+        if !g.enabled {
+            let code = match g.locked.then(|| previous.1.get(&table)) {
+                Some(Some(kept)) => Some(kept.clone()),
+                Some(None) => Some(unreadable(&table)),
+                None => code(&table, &g.quoted, &both),
+            };
+            if let Some(c) = code {
+                dormant.insert(table, c);
+            }
+            continue;
+        }
         if g.locked {
-            let kept = previous.get(&table).cloned().unwrap_or_else(|| Policies {
+            let kept = previous.0.get(&table).cloned().unwrap_or_else(|| Policies {
                 read: Some(unreadable(&table)),
                 write: Some(unreadable(&table)),
             });
             out.insert(table, kept);
             continue;
         }
-        let both: Vec<String> = g.using.iter().chain(&g.check).cloned().collect();
         let policies = Policies {
             read: code(&table, &g.quoted, &g.using),
             write: code(&table, &g.quoted, &both),
         };
         out.insert(table, policies);
     }
-    out
+    (out, dormant)
 }
 
 /// The code of these expressions over `quoted` (None when there are none).
@@ -136,20 +152,22 @@ mod tests {
             Some(table.into()),
             Some(format!("\"{}\"", table.replace('.', "\".\""))),
             Some(if locked { "t" } else { "f" }.into()),
+            Some("t".into()),
             using.map(Into::into),
             check.map(Into::into),
         ]
     }
 
+    fn load(rows: Vec<Vec<Option<String>>>) -> HashMap<String, Policies> {
+        from_rows(rows, &Loaded::default()).0
+    }
+
     #[test]
     fn reads_fold_using_and_writes_both() {
-        let p = from_rows(
-            vec![
-                row("public.t", false, Some("f(a)"), None),
-                row("public.t", false, None, Some("g(b) > 0")),
-            ],
-            &HashMap::new(),
-        );
+        let p = load(vec![
+            row("public.t", false, Some("f(a)"), None),
+            row("public.t", false, None, Some("g(b) > 0")),
+        ]);
         let t = &p["public.t"];
         let read = t.read.as_ref().unwrap();
         assert_eq!(
@@ -165,23 +183,17 @@ mod tests {
 
     #[test]
     fn insert_only_policies_run_nothing_on_reads() {
-        let p = from_rows(
-            vec![row("public.t", false, None, Some("f()"))],
-            &HashMap::new(),
-        );
+        let p = load(vec![row("public.t", false, None, Some("f()"))]);
         assert!(p["public.t"].read.is_none());
         assert!(p["public.t"].write.is_some());
     }
 
     #[test]
     fn unparseable_or_unknown_locked_policies_fail_closed() {
-        let p = from_rows(
-            vec![
-                row("public.t", false, Some("f(a"), None),
-                row("public.u", true, None, None),
-            ],
-            &HashMap::new(),
-        );
+        let p = load(vec![
+            row("public.t", false, Some("f(a"), None),
+            row("public.u", true, None, None),
+        ]);
         for t in ["public.t", "public.u"] {
             let read = p[t].read.as_ref().unwrap();
             assert!(
@@ -192,9 +204,19 @@ mod tests {
         // A locked table keeps what the previous load knew.
         let before = from_rows(
             vec![row("public.u", false, Some("f()"), None)],
-            &HashMap::new(),
+            &Loaded::default(),
         );
-        let p = from_rows(vec![row("public.u", true, None, None)], &before);
-        assert_eq!(p["public.u"], before["public.u"]);
+        let p = from_rows(vec![row("public.u", true, None, None)], &before).0;
+        assert_eq!(p["public.u"], before.0["public.u"]);
+    }
+
+    #[test]
+    fn policies_of_tables_without_rls_are_dormant() {
+        let mut r = row("public.t", false, Some("f()"), Some("g()"));
+        r[3] = Some("f".into());
+        let (on, dormant) = from_rows(vec![r], &Loaded::default());
+        assert!(on.is_empty());
+        let code = &dormant["public.t"];
+        assert!(code.facts.functions.contains("f") && code.facts.functions.contains("g"));
     }
 }

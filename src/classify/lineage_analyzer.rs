@@ -325,6 +325,16 @@ impl<'r> Analyzer<'r> {
                         rel.whole,
                         "changing a table with masked columns (columns, rules, triggers, names)",
                     );
+                    if ty == NodeKind::AlterTableStmt {
+                        // ENABLE ROW LEVEL SECURITY makes the table's policies run:
+                        // judged as CREATE POLICY is (review s36 F9).
+                        let schema = Some(str_field(r, "schemaname")).filter(|s| !s.is_empty());
+                        let runs = self.rels.dormant_policies(schema, str_field(r, "relname"));
+                        self.launder(
+                            runs.refers.join(runs.keeps),
+                            "enabling row-level security policies whose expressions read masked values",
+                        );
+                    }
                     self.installs(ty, m, Some(rel));
                 }
                 if ty == NodeKind::CreateTrigStmt {

@@ -144,6 +144,11 @@ pub trait Relations {
     fn policies(&self, _schema: Option<&str>, _name: &str, _write: bool) -> Runs {
         Runs::default()
     }
+    /// What a table's policies would run on a write once row-level security is
+    /// enabled on it (it is not): an ALTER TABLE of it may enable them.
+    fn dormant_policies(&self, _schema: Option<&str>, _name: &str) -> Runs {
+        Runs::default()
+    }
 }
 
 /// Code a read or write of a relation runs besides the statement's own: its

@@ -684,7 +684,14 @@ impl Relations for Masking {
         if !self.has_column_masks() {
             return Runs::default();
         }
-        self.policies_named(schema, name, write)
+        self.policies_named(schema, name, usize::from(write))
+    }
+
+    fn dormant_policies(&self, schema: Option<&str>, name: &str) -> Runs {
+        if !self.has_column_masks() {
+            return Runs::default();
+        }
+        self.policies_named(schema, name, policies::DORMANT)
     }
 
     fn runs_user_code(&self, name: &str) -> bool {

@@ -21,9 +21,13 @@ thread_local! {
     static TRACING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Per relation with policies (by index), what reading and writing it runs, traced
-/// once per engine.
-pub(super) type PolicyRuns = HashMap<usize, [OnceLock<Runs>; 2]>;
+/// Per relation with policies (by index), what reading and writing it runs, and what
+/// its dormant policies would run (see [`DORMANT`]), traced once per engine.
+pub(super) type PolicyRuns = HashMap<usize, [OnceLock<Runs>; 3]>;
+
+/// Which code of a table's: its policies on a read (0) or a write (1), or its
+/// dormant policies (a table with RLS disabled) on a write.
+pub(super) const DORMANT: usize = 2;
 
 /// The cells for the tables of `catalog` that have policies.
 pub(super) fn cells(catalog: &Catalog) -> PolicyRuns {
@@ -35,18 +39,17 @@ pub(super) fn cells(catalog: &Catalog) -> PolicyRuns {
         .iter()
         .enumerate()
         .filter(|(_, r)| {
-            catalog
-                .policies(&format!("{}.{}", r.schema, r.name))
-                .is_some()
+            let q = format!("{}.{}", r.schema, r.name);
+            catalog.policies(&q).is_some() || catalog.dormant_policies(&q).is_some()
         })
-        .map(|(i, _)| (i, [OnceLock::new(), OnceLock::new()]))
+        .map(|(i, _)| (i, [OnceLock::new(), OnceLock::new(), OnceLock::new()]))
         .collect()
 }
 
 impl Masking {
-    /// What reading (`write`: writing) the relations a name may be runs of their
-    /// policies: `schema.name`, or every relation of a bare name.
-    pub(super) fn policies_named(&self, schema: Option<&str>, name: &str, write: bool) -> Runs {
+    /// What reading or writing (`code`: 0 or 1, or [`DORMANT`]) the relations a name
+    /// may be runs of their policies: `schema.name`, or every relation of a bare name.
+    pub(super) fn policies_named(&self, schema: Option<&str>, name: &str, code: usize) -> Runs {
         if self.policy_runs.is_empty() {
             return Runs::default();
         }
@@ -59,16 +62,19 @@ impl Masking {
                 .collect(),
             None => self.by_name.get(name).cloned().unwrap_or_default(),
         };
-        found.into_iter().fold(Runs::default(), |r, i| {
-            r.join(self.policy_runs(i, write, 0))
-        })
+        found
+            .into_iter()
+            .fold(Runs::default(), |r, i| r.join(self.policy_runs(i, code, 0)))
     }
 
     /// Relation `i`'s: a table's own policies; a view's are those of the relations
     /// its definition reads (reading or writing a view reads or writes them).
-    fn policy_runs(&self, i: usize, write: bool, depth: usize) -> Runs {
+    fn policy_runs(&self, i: usize, code: usize, depth: usize) -> Runs {
         let r = &self.catalog.relations[i];
         if r.view_definition.is_some() || r.definition_unread {
+            if code == DORMANT {
+                return Runs::default();
+            }
             if depth > MAX_VIEW_DEPTH {
                 return Runs::UNKNOWN;
             }
@@ -84,7 +90,7 @@ impl Masking {
                     _ => self.by_name.get(rel).cloned().unwrap_or_default(),
                 };
                 for j in named.into_iter().filter(|&j| j != i) {
-                    out = out.join(self.policy_runs(j, write, depth + 1));
+                    out = out.join(self.policy_runs(j, code, depth + 1));
                 }
             }
             return out;
@@ -95,29 +101,27 @@ impl Masking {
         if TRACING.with(|t| t.borrow().contains(&i)) {
             return Runs::default();
         }
-        let cell = &cell[usize::from(write)];
+        let cell = &cell[code];
         if let Some(runs) = cell.get() {
             return *runs;
         }
         // Not `get_or_init`: two threads tracing tables whose policies read each
         // other would wait on each other. Both may trace; the first one kept wins.
         TRACING.with(|t| t.borrow_mut().push(i));
-        let runs = self.trace_policies(i, write);
+        let runs = self.trace_policies(i, code);
         TRACING.with(|t| t.borrow_mut().pop());
         *cell.get_or_init(|| runs)
     }
 
     /// Trace table `i`'s policy code (its SQL reads the table itself, whose columns
     /// the expressions name).
-    fn trace_policies(&self, i: usize, write: bool) -> Runs {
+    fn trace_policies(&self, i: usize, code: usize) -> Runs {
         let r = &self.catalog.relations[i];
-        let Some(policies) = self.catalog.policies(&format!("{}.{}", r.schema, r.name)) else {
-            return Runs::default();
-        };
-        let code = if write {
-            &policies.write
-        } else {
-            &policies.read
+        let q = format!("{}.{}", r.schema, r.name);
+        let code = match code {
+            DORMANT => self.catalog.dormant_policies(&q),
+            0 => self.catalog.policies(&q).and_then(|p| p.read.as_ref()),
+            _ => self.catalog.policies(&q).and_then(|p| p.write.as_ref()),
         };
         let Some(code) = code else {
             return Runs::default();

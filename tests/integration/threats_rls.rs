@@ -156,7 +156,8 @@ async fn f9_masks_see_what_policies_read_and_keep() {
 /// (3) through pgmoat: CREATE POLICY and ALTER POLICY with a blocked function are
 /// refused by the rule; a masked identity's policy that copies masked values (over
 /// the masked table, or a function reading it) is refused by the mask. No policy
-/// was made.
+/// was made. Enabling RLS on a table whose (dormant) policies made on the server
+/// would do either is refused alike; while disabled, they do not run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f9_policies_made_through_pgmoat_are_judged() {
     let f = fixture(RULES).await;
@@ -170,11 +171,35 @@ async fn f9_policies_made_through_pgmoat_are_judged() {
              CREATE FUNCTION {t}_grab() RETURNS boolean LANGUAGE plpgsql AS
                $b$BEGIN INSERT INTO {t}_loot SELECT ssn FROM {t}; RETURN true; END$b$;
              CREATE FUNCTION {t}_keep(x text) RETURNS boolean LANGUAGE plpgsql AS
-               $b$BEGIN INSERT INTO {t}_loot VALUES (x); RETURN true; END$b$;",
+               $b$BEGIN INSERT INTO {t}_loot VALUES (x); RETURN true; END$b$;
+             CREATE TABLE {t}_r5 (id int);
+             CREATE POLICY {t}_p5 ON {t}_r5 USING ({t}_pid());
+             CREATE TABLE {t}_r6 (id int);
+             CREATE POLICY {t}_p6 ON {t}_r6 FOR UPDATE USING (true) WITH CHECK ({t}_grab());",
         ))
         .await
         .unwrap();
     let c = f.agent().await;
+    for sql in ["SELECT * FROM {t}_r5", "SELECT * FROM {t}_r6"] {
+        rows(&c, &f.sql(sql)).await.unwrap();
+    }
+    refused_by(
+        &c,
+        &f.sql("ALTER TABLE {t}_r5 ENABLE ROW LEVEL SECURITY"),
+        "no-pid",
+    )
+    .await;
+    f.blocked_by_mask(&c, "ALTER TABLE {t}_r6 ENABLE ROW LEVEL SECURITY")
+        .await;
+    let enabled = count(
+        &f.direct,
+        &f.sql(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('{t}_r5', '{t}_r6') \
+             AND relrowsecurity",
+        ),
+    )
+    .await;
+    assert_eq!(enabled, 0, "RLS was not enabled");
     for sql in [
         "CREATE POLICY {t}_p3 ON {t}_r3 USING (pg_backend_pid() > 0)",
         "CREATE POLICY {t}_p3 ON {t}_r3 USING ({t}_pid())",
