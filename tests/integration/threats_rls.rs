@@ -43,8 +43,8 @@ fn force(table: &str) -> String {
 }
 
 /// (1) rules: a policy made on the server calling a blocked function (directly, or
-/// in a function's body) makes reads of its table refused, through a view too, and
-/// writes; a WITH CHECK policy makes inserts refused. A table whose only policy has
+/// in a function's body) makes reads of its table refused, through a view or a
+/// function's body too, and writes; a WITH CHECK policy makes inserts refused. A table whose only policy has
 /// no USING (FOR INSERT) stays readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f9_rules_see_functions_policies_call() {
@@ -58,6 +58,8 @@ async fn f9_rules_see_functions_policies_call() {
              CREATE POLICY {{t}}_p1 ON {{t}}_r1 USING ({{t}}_pid());
              {}
              CREATE VIEW {{t}}_r1v AS SELECT id FROM {{t}}_r1;
+             CREATE FUNCTION {{t}}_r1n() RETURNS bigint LANGUAGE sql
+               AS 'SELECT count(*) FROM {{t}}_r1';
              CREATE TABLE {{t}}_r2 (id int);
              CREATE POLICY {{t}}_p2 ON {{t}}_r2 FOR INSERT WITH CHECK (pg_backend_pid() > 0);
              {}",
@@ -76,6 +78,7 @@ async fn f9_rules_see_functions_policies_call() {
             "SELECT * FROM {t}_r1",
             "SELECT id FROM {t}_r1v",
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM {t}_r1)",
+            "SELECT {t}_r1n()",
             "UPDATE {t}_r1 SET owner = 'y' WHERE id = 1",
             "DELETE FROM {t}_r1 WHERE id = 1",
             "INSERT INTO {t}_r2 VALUES (1)",
@@ -97,7 +100,8 @@ async fn f9_rules_see_functions_policies_call() {
 
 /// (2) masks: a policy made on the server that copies masked values (a function
 /// reading the masked table, or one given a masked column) makes the masked
-/// identity's reads and writes of its table refused, through a view too, as a
+/// identity's reads and writes of its table refused, through a view or a function's
+/// body too, as a
 /// trigger or rule doing so makes writes refused; one that only refers to a masked
 /// column makes the errors of reads withheld (a failing cast would quote it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,6 +117,8 @@ async fn f9_masks_see_what_policies_read_and_keep() {
              CREATE POLICY {{t}}_pm1 ON {{t}}_m1 USING ({{t}}_grab());
              {}
              CREATE VIEW {{t}}_m1v AS SELECT id FROM {{t}}_m1;
+             CREATE FUNCTION {{t}}_m1n() RETURNS bigint LANGUAGE sql
+               AS 'SELECT count(*) FROM {{t}}_m1';
              CREATE FUNCTION {{t}}_keep(x text) RETURNS boolean LANGUAGE plpgsql AS
                $b$BEGIN INSERT INTO {{t}}_loot VALUES (x); RETURN true; END$b$;
              CREATE POLICY {{t}}_pm2 ON {{t}} USING ({{t}}_keep(ssn));
@@ -132,6 +138,7 @@ async fn f9_masks_see_what_policies_read_and_keep() {
         "SELECT id FROM {t}_m1",
         "SELECT id FROM {t}_m1v",
         "SELECT count(*) FROM {t}_m1",
+        "SELECT {t}_m1n()",
         "UPDATE {t}_m1 SET id = 2 WHERE id = 1",
         "SELECT id, name FROM {t}",
         "SELECT name FROM {t}_v",
