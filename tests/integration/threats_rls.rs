@@ -44,8 +44,8 @@ fn force(table: &str) -> String {
 
 /// (1) rules: a policy made on the server calling a blocked function (directly, or
 /// in a function's body) makes reads of its table refused, through a view or a
-/// function's body too, and writes; a WITH CHECK policy makes inserts refused. A table whose only policy has
-/// no USING (FOR INSERT) stays readable.
+/// function's body too, and writes; a WITH CHECK policy makes inserts refused. A
+/// table whose only policy has no USING (FOR INSERT) stays readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f9_rules_see_functions_policies_call() {
     let f = fixture(RULES).await;
@@ -101,9 +101,9 @@ async fn f9_rules_see_functions_policies_call() {
 /// (2) masks: a policy made on the server that copies masked values (a function
 /// reading the masked table, or one given a masked column) makes the masked
 /// identity's reads and writes of its table refused, through a view or a function's
-/// body too, as a
-/// trigger or rule doing so makes writes refused; one that only refers to a masked
-/// column makes the errors of reads withheld (a failing cast would quote it).
+/// body too, as a trigger or rule doing so makes writes refused; one that only
+/// refers to a masked column makes the errors of reads withheld (a failing cast
+/// would quote it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f9_masks_see_what_policies_read_and_keep() {
     let f = fixture("").await;
