@@ -29,10 +29,12 @@ mod load;
 mod not_null;
 mod path;
 mod peers;
+mod policies;
 mod queries;
 
 pub use cache::CatalogCache;
 pub use peers::{Announcement, Peers};
+pub use policies::{Policies, PolicyCode};
 
 use crate::classify::{merge, Facts, Kind};
 
@@ -90,6 +92,14 @@ pub struct Catalog {
     ///
     /// [`RULES`]: queries::RULES
     rules: HashMap<String, Facts>,
+    /// Table name (`schema.name`) -> its row-level security policies, for tables
+    /// with RLS enabled (see [`POLICIES`] and `policies.rs`).
+    ///
+    /// [`POLICIES`]: queries::POLICIES
+    policies: HashMap<String, Policies>,
+    /// Table name -> what its policies would run on a write once RLS is enabled on
+    /// it (it is not): an ALTER TABLE of it installs them (see `policies.rs`).
+    dormant: HashMap<String, PolicyCode>,
     /// What event triggers run (see [`EVENT_TRIGGERS`]).
     ///
     /// [`EVENT_TRIGGERS`]: queries::EVENT_TRIGGERS
@@ -127,7 +137,7 @@ fn lower(s: &str) -> String {
 /// judge and mask it alike (see `session::stale`).
 #[derive(PartialEq)]
 pub struct Entry<'a> {
-    relations: Vec<(&'a RelInfo, [Option<&'a Facts>; 3])>,
+    relations: Vec<(&'a RelInfo, [Option<&'a Facts>; 4])>,
     function: Option<&'a Facts>,
     native: bool,
     operator: Option<&'a Vec<String>>,
@@ -169,8 +179,9 @@ impl Catalog {
             })
             .map(|r| {
                 let q = format!("{}.{}", r.schema, r.name);
-                let facts = [&self.views, &self.writes, &self.triggers].map(|m| m.get(&q));
-                (r, facts)
+                let [v, w, t] = [&self.views, &self.writes, &self.triggers].map(|m| m.get(&q));
+                let p = self.policies.get(&q).and_then(|p| p.write.as_ref());
+                (r, [v, w, t, p.map(|c| &c.facts)])
             })
             .collect();
         Entry {
@@ -251,6 +262,27 @@ impl Catalog {
         Some(self.resolve(&f).unwrap_or(f))
     }
 
+    /// The row-level security policies of a table (`schema.name`) with RLS enabled.
+    pub fn policies(&self, table: &str) -> Option<&Policies> {
+        self.policies.get(table)
+    }
+
+    /// The policies of a table (`schema.name`) with RLS disabled: what its writes
+    /// would run once it is enabled.
+    pub fn dormant_policies(&self, table: &str) -> Option<&PolicyCode> {
+        self.dormant.get(table)
+    }
+
+    /// Whether any table has row-level security policies, running or dormant.
+    pub fn has_policies(&self) -> bool {
+        !self.policies.is_empty() || !self.dormant.is_empty()
+    }
+
+    /// What a view's definition does (by `schema.name`), as read.
+    pub fn view_facts(&self, view: &str) -> Option<&Facts> {
+        self.views.get(view)
+    }
+
     pub fn function_resolved(&self, name: &str) -> Option<Facts> {
         let f = self.function_facts(name)?;
         Some(self.resolve(f).unwrap_or_else(|| f.clone()))
@@ -308,6 +340,8 @@ impl Catalog {
             && self.writes.is_empty()
             && self.triggers.is_empty()
             && self.rules.is_empty()
+            && self.policies.is_empty()
+            && self.dormant.is_empty()
             && self.event_triggers.is_none()
     }
 
@@ -336,7 +370,10 @@ impl Catalog {
                     self.writes.contains_key(t.as_str())
                         || self.triggers.contains_key(t.as_str())
                         || self.rules.contains_key(t.as_str())
+                        || self.policies.contains_key(t.as_str())
                 }))
+            || (!self.policies.is_empty() && !self.policied_reads(f).is_empty())
+            || (!self.dormant.is_empty() && self.dormant_altered(f).next().is_some())
             || (self.event_triggers.is_some() && fires_event_triggers(f))
     }
 
@@ -364,14 +401,27 @@ impl Catalog {
         }
         if fires_triggers(f) {
             for t in &written {
-                for w in [self.triggers.get(t.as_str()), self.rules.get(t.as_str())]
-                    .into_iter()
-                    .flatten()
+                let policies = self.policies.get(t.as_str()).and_then(|p| p.write.as_ref());
+                for w in [
+                    self.triggers.get(t.as_str()),
+                    self.rules.get(t.as_str()),
+                    policies.map(|p| &p.facts),
+                ]
+                .into_iter()
+                .flatten()
                 {
                     merge(&mut out, w.clone());
                     changed = true;
                 }
             }
+        }
+        // ALTER TABLE ... ENABLE ROW LEVEL SECURITY makes its policies run: judged as
+        // installing them (any ALTER TABLE of the table counts: the facts do not say
+        // which sub-command it is).
+        let dormant: Vec<Facts> = self.dormant_altered(f).map(|c| c.facts.clone()).collect();
+        for d in dormant {
+            merge(&mut out, d);
+            changed = true;
         }
         if let Some(e) = self
             .event_triggers
@@ -420,6 +470,7 @@ impl Catalog {
         // User functions' bodies and views' definitions, a few levels deep.
         let mut seen = BTreeSet::new();
         let mut seen_views = BTreeSet::new();
+        let mut seen_policies = BTreeSet::new();
         for depth in 0..=MAX_BODY_DEPTH {
             let views: Vec<String> = out
                 .tables_read
@@ -427,12 +478,25 @@ impl Catalog {
                 .filter(|t| !seen_views.contains(*t) && self.views.contains_key(t.as_str()))
                 .cloned()
                 .collect();
+            let mut folded = !views.is_empty();
             for v in views {
                 if let Some(body) = self.views.get(v.as_str()) {
                     merge(&mut out, body.clone());
                     changed = true;
                 }
                 seen_views.insert(v);
+            }
+            // The policies of the tables read, by the statement, a view's definition
+            // or a function's body (review s36 F9).
+            for t in self.policied_reads(&out) {
+                if !seen_policies.insert(t.clone()) {
+                    continue;
+                }
+                if let Some(p) = self.policies.get(t.as_str()).and_then(|p| p.read.as_ref()) {
+                    merge(&mut out, p.facts.clone());
+                    changed = true;
+                    folded = true;
+                }
             }
             let calls: Vec<String> = out
                 .functions
@@ -441,6 +505,10 @@ impl Catalog {
                 .cloned()
                 .collect();
             if calls.is_empty() {
+                // What was folded in may read views and tables of its own.
+                if folded && depth < MAX_BODY_DEPTH {
+                    continue;
+                }
                 break;
             }
             if depth == MAX_BODY_DEPTH {
@@ -508,6 +576,38 @@ impl Catalog {
             depth += 1;
         }
         out
+    }
+}
+
+impl Catalog {
+    /// The tables with policies that `f` reads: those it names, and for a bare name
+    /// every table of that name (the server's path decides which one it is).
+    fn policied_reads(&self, f: &Facts) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = f
+            .tables_read
+            .iter()
+            .filter(|t| self.policies.contains_key(t.as_str()))
+            .cloned()
+            .collect();
+        for bare in &f.unqualified_tables {
+            let suffix = format!(".{bare}");
+            out.extend(
+                self.policies
+                    .keys()
+                    .filter(|k| k.ends_with(&suffix))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// The dormant policies of the tables an ALTER changes.
+    fn dormant_altered<'a>(&'a self, f: &'a Facts) -> impl Iterator<Item = &'a PolicyCode> {
+        let altered = f.kinds.contains(&Kind::Alter);
+        f.tables_written
+            .iter()
+            .filter(move |_| altered)
+            .filter_map(|t| self.dormant.get(t.as_str()))
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::not_null;
 use super::queries::{
-    AGGREGATES, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS, EVENT_TRIGGERS,
-    FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, RELATIONS, RULES, SCHEMAS, SEARCH_PATH,
-    TEXT_TYPES, TRIGGERS, WRITES,
+    AGGREGATES, BEGIN_SNAPSHOT, CASTS, CATALOG_SETTINGS, DOMAINS, DOMAIN_BASES, DOMAIN_OIDS,
+    END_SNAPSHOT, EVENT_TRIGGERS, FUNCTIONS, INHERITS, LOCKED, NATIVE, OPERATORS, POLICIES,
+    RELATIONS, RULES, SCHEMAS, SEARCH_PATH, TEXT_TYPES, TRIGGERS, WRITES,
 };
 use super::{lower, Catalog, RelInfo};
 use crate::classify::{classify_now, merge, Facts, Kind};
@@ -129,9 +129,12 @@ async fn load_once(
     let ready = upstream::start(stream, target, &params).await?;
     let (mut stream, mut buf) = (ready.stream, ready.leftover);
     upstream::simple_query(&mut stream, &mut buf, CATALOG_SETTINGS).await?;
+    // One snapshot for every read (review s36 F10); an error ends the connection,
+    // and with it the transaction.
+    upstream::simple_query(&mut stream, &mut buf, BEGIN_SNAPSHOT).await?;
     let path_row = upstream::simple_query(&mut stream, &mut buf, SEARCH_PATH).await?;
     let schemas = upstream::simple_query(&mut stream, &mut buf, SCHEMAS).await?;
-    let mut results = Vec::with_capacity(11);
+    let mut results = Vec::with_capacity(17);
     for sql in [
         OPERATORS,
         CASTS,
@@ -149,10 +152,12 @@ async fn load_once(
         INHERITS,
         DOMAIN_OIDS,
         RULES,
+        POLICIES,
     ] {
         let sql = sql.replace("LOCKED_RELATIONS", LOCKED);
         results.push(upstream::simple_query(&mut stream, &mut buf, &sql).await?);
     }
+    upstream::simple_query(&mut stream, &mut buf, END_SNAPSHOT).await?;
     let mut results = results.into_iter();
     let (ops, casts, domains, funcs) = (
         results.next().unwrap_or_default(),
@@ -173,7 +178,8 @@ async fn load_once(
         results.next().unwrap_or_default(),
     );
     let not_null = not_null::NotNull::from_rows(results.next().unwrap_or_default());
-    let (inherits, domain_oids, rules) = (
+    let (inherits, domain_oids, rules, policy_rows) = (
+        results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
         results.next().unwrap_or_default(),
@@ -190,7 +196,6 @@ async fn load_once(
         }
     }
     // No answer (never expected) reads as a path pgmoat cannot vouch for.
-    // No answer (never expected) reads as a path pgmoat cannot vouch for.
     let default_path = match path_row.first().map(Vec::as_slice) {
         Some([Some(setting), Some(login)]) => super::path::DefaultPath::new(
             setting,
@@ -203,8 +208,17 @@ async fn load_once(
         ),
         _ => super::path::DefaultPath::unread(),
     };
+    let before = previous
+        .map(|p| (p.policies.clone(), p.dormant.clone()))
+        .unwrap_or_default();
+    let (policies, dormant) =
+        tokio::task::spawn_blocking(move || super::policies::from_rows(policy_rows, &before))
+            .await
+            .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
     let mut cat = Catalog {
         default_path: Some(default_path),
+        policies,
+        dormant,
         relations,
         text_types: text_types
             .into_iter()

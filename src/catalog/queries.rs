@@ -180,3 +180,25 @@ pub(super) const RULES: &str = "WITH locked AS (LOCKED_RELATIONS) \
      JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE r.ev_type <> '1' AND c.oid >= 16384";
+/// Row-level security policies (see `policies.rs`): the table, its name quoted for
+/// SQL, whether it is locked (see [`LOCKED`]: its expressions are then not read,
+/// NULL), whether RLS is enabled on it, and each policy's USING and WITH CHECK.
+pub(super) const POLICIES: &str = "WITH locked AS (LOCKED_RELATIONS) \
+     SELECT n.nspname || '.' || c.relname, \
+     pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
+     c.oid IN (SELECT relation FROM locked), c.relrowsecurity, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_expr(p.polqual, p.polrelid) END, \
+     CASE WHEN c.oid NOT IN (SELECT relation FROM locked) \
+     THEN pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) END \
+     FROM pg_catalog.pg_policy p \
+     JOIN pg_catalog.pg_class c ON c.oid = p.polrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
+/// The catalog's reads run in one transaction, so they see one snapshot: a DDL
+/// committing between two of them would otherwise leave a catalog half old, half
+/// new (review s36 F10). (`pg_get_viewdef`, `pg_get_expr` and the like read the
+/// system caches, which follow the latest commits rather than the snapshot; the
+/// [`LOCKED`] check keeps the relations being changed out of them.)
+pub(super) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+pub(super) const END_SNAPSHOT: &str = "COMMIT";

@@ -46,7 +46,7 @@ mod remember;
 use analyzer::trace;
 pub(crate) use lineage_expr::SINK_FUNCTIONS;
 use locals::Locals;
-pub use model::{Lineage, Named, Relation, Relations, Taint};
+pub use model::{Lineage, Named, Relation, Relations, Runs, Taint};
 use remember::remember;
 
 /// Trace every statement in `sql`. May run libpg_query (the parse is shared with

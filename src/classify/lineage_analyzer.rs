@@ -184,6 +184,49 @@ impl<'r> Analyzer<'r> {
         }
     }
 
+    /// A relation's row-level security policies run on its rows when it is read
+    /// (`write`: written): what they refer to is the statement's too (its errors are
+    /// withheld), and what they may keep launders it (review s36 F9).
+    pub(super) fn policies_run(&mut self, schema: Option<&str>, name: &str, write: bool) {
+        let runs = self.rels.policies(schema, name, write);
+        self.note(runs.refers);
+        self.launder(
+            runs.keeps,
+            "a read or write of a table whose row-level security policies run code that \
+             reads masked values and keeps values (writes a table, notifies, changes a \
+             setting), or code pgmoat cannot read,",
+        );
+    }
+
+    /// CREATE POLICY, ALTER POLICY: its expressions run on later reads and writes of
+    /// its table, over its rows. Like a trigger, a policy on a table with masked
+    /// columns, or whose expressions read masked values, is refused (review s36 F9).
+    fn policy(&mut self, m: &Map, top: &Scope<'_>) {
+        let Some(r) = m.get("table").and_then(Value::as_object) else {
+            return;
+        };
+        self.ddl_target = true;
+        let rel = self.range_var(r, top);
+        self.ddl_target = false;
+        self.launder(
+            rel.whole,
+            "a row-level security policy on a table with masked columns",
+        );
+        let scope = Scope {
+            rels: vec![rel],
+            ..Scope::default()
+        };
+        for field in ["qual", "with_check"] {
+            if let Some(e) = m.get(field).filter(|e| !e.is_null()) {
+                let t = self.expr(e, &scope);
+                self.launder(
+                    t,
+                    "a row-level security policy whose expressions read masked values",
+                );
+            }
+        }
+    }
+
     pub(super) fn statement(&mut self, v: &Value) -> Lineage {
         let top = Scope {
             rels: self.outer.take().into_iter().collect(),
@@ -282,6 +325,16 @@ impl<'r> Analyzer<'r> {
                         rel.whole,
                         "changing a table with masked columns (columns, rules, triggers, names)",
                     );
+                    if ty == NodeKind::AlterTableStmt {
+                        // ENABLE ROW LEVEL SECURITY makes the table's policies run:
+                        // judged as CREATE POLICY is (review s36 F9).
+                        let schema = Some(str_field(r, "schemaname")).filter(|s| !s.is_empty());
+                        let runs = self.rels.dormant_policies(schema, str_field(r, "relname"));
+                        self.launder(
+                            runs.refers.join(runs.keeps),
+                            "enabling row-level security policies whose expressions read masked values",
+                        );
+                    }
                     self.installs(ty, m, Some(rel));
                 }
                 if ty == NodeKind::CreateTrigStmt {
@@ -309,6 +362,7 @@ impl<'r> Analyzer<'r> {
                     self.launder(read, "a rule whose actions read masked columns");
                 }
             }
+            NodeKind::CreatePolicyStmt | NodeKind::AlterPolicyStmt => self.policy(m, &top),
             NodeKind::ClosePortalStmt
             | NodeKind::DiscardStmt
             | NodeKind::DoStmt

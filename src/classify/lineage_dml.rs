@@ -33,6 +33,7 @@ impl Analyzer<'_> {
                     "writing a table whose defaults, generated columns or triggers read \
                      masked values",
                 );
+                self.policies_run(schema, relname, true);
             }
             self.changes_path |= str_field(r, "relname") == "pg_settings";
             let rel = self.range_var(r, &scope);

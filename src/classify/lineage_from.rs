@@ -252,6 +252,9 @@ impl Analyzer<'_> {
         let schema = (!schema.is_empty()).then_some(schema);
         match self.rels.relation(schema, name) {
             Relation::Known(cols) => {
+                if !self.ddl_target {
+                    self.policies_run(schema, name, false);
+                }
                 let whole = whole_of(&cols);
                 Rel {
                     name: shown,

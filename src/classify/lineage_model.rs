@@ -139,6 +139,43 @@ pub trait Relations {
     fn write_taint(&self, _schema: Option<&str>, _name: &str) -> Taint {
         Taint::CLEAN
     }
+    /// What reading (`write`: writing) a relation runs of its row-level security
+    /// policies (through a view, those of the tables it reads).
+    fn policies(&self, _schema: Option<&str>, _name: &str, _write: bool) -> Runs {
+        Runs::default()
+    }
+    /// What a table's policies would run on a write once row-level security is
+    /// enabled on it (it is not): an ALTER TABLE of it may enable them.
+    fn dormant_policies(&self, _schema: Option<&str>, _name: &str) -> Runs {
+        Runs::default()
+    }
+}
+
+/// Code a read or write of a relation runs besides the statement's own: its
+/// row-level security policies, over its rows (review s36 F9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Runs {
+    /// What that code refers to: an error it raises may quote it (a cast failing
+    /// on a masked value).
+    pub refers: Taint,
+    /// What it may keep where masks no longer apply (a table its functions write):
+    /// clean when nothing.
+    pub keeps: Taint,
+}
+
+impl Runs {
+    /// Code pgmoat cannot read or trace.
+    pub const UNKNOWN: Runs = Runs {
+        refers: Taint::UNKNOWN,
+        keeps: Taint::UNKNOWN,
+    };
+
+    pub fn join(self, o: Runs) -> Runs {
+        Runs {
+            refers: self.refers.join(o.refers),
+            keeps: self.keeps.join(o.keeps),
+        }
+    }
 }
 
 /// Columns every table has that the catalog's column lists leave out (`t.xmin`).

@@ -466,3 +466,71 @@ fn upserts_write_what_they_insert() {
                   ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total";
     assert!(analyze(masked, &Fake).unwrap()[0].launders.is_some());
 }
+
+/// Review s36 F9: `orders`' row-level security policies keep masked values; those
+/// of `users` refer to its masked column on reads.
+struct Policied;
+
+impl Relations for Policied {
+    fn relation(&self, schema: Option<&str>, name: &str) -> Relation {
+        Fake.relation(schema, name)
+    }
+    fn function(&self, name: &str) -> Taint {
+        Fake.function(name)
+    }
+    fn policies(&self, _schema: Option<&str>, name: &str, write: bool) -> Runs {
+        match name {
+            "orders" => Runs {
+                refers: X,
+                keeps: X,
+            },
+            "users" if !write => Runs {
+                refers: D,
+                keeps: C,
+            },
+            _ => Runs::default(),
+        }
+    }
+}
+
+#[test]
+fn policies_run_on_reads_and_writes() {
+    for sql in [
+        "SELECT id FROM orders",
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM orders)",
+        "INSERT INTO orders VALUES (1, 2)",
+        "DELETE FROM orders",
+    ] {
+        assert!(
+            analyze(sql, &Policied).unwrap()[0].launders.is_some(),
+            "{sql}"
+        );
+    }
+    // Referring is not keeping: the read is allowed, its errors withheld.
+    let l = analyze("SELECT id FROM users", &Policied)
+        .unwrap()
+        .remove(0);
+    assert!(l.launders.is_none() && !l.touched.is_clean(), "{l:?}");
+    assert_eq!(l.outputs.as_deref(), Some(&[C][..]));
+    // DDL on the table runs none of them.
+    let l = analyze("ALTER TABLE orders ADD COLUMN x int", &Policied).unwrap();
+    assert!(l[0].launders.is_none(), "{l:?}");
+}
+
+#[test]
+fn policies_made_are_judged_like_triggers() {
+    for sql in [
+        "CREATE POLICY p ON users USING (true)",
+        "CREATE POLICY p ON orders USING (leaky())",
+        "CREATE POLICY p ON orders FOR INSERT WITH CHECK (leaky() IS NOT NULL)",
+        "ALTER POLICY p ON orders USING (total::text = (SELECT ssn FROM users LIMIT 1))",
+    ] {
+        assert!(analyze(sql, &Fake).unwrap()[0].launders.is_some(), "{sql}");
+    }
+    for sql in [
+        "CREATE POLICY p ON orders USING (total > 0)",
+        "ALTER POLICY p ON orders USING (id = 1) WITH CHECK (total > 0)",
+    ] {
+        assert!(analyze(sql, &Fake).unwrap()[0].launders.is_none(), "{sql}");
+    }
+}

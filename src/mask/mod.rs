@@ -14,13 +14,14 @@ pub mod wire;
 
 mod changes;
 mod family;
+mod policies;
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::catalog::{Catalog, RelInfo};
-use crate::classify::lineage::{self, Lineage, Relation, Relations, Taint};
+use crate::classify::lineage::{self, Lineage, Relation, Relations, Runs, Taint};
 use crate::classify::{Facts, Kind};
 use crate::policy::glob::Glob;
 use crate::policy::{RuleSet, Subject};
@@ -161,6 +162,8 @@ pub struct Masking {
     by_name: HashMap<String, Vec<usize>>,
     by_oid: HashMap<u32, usize>,
     taints: Vec<OnceLock<Vec<Taint>>>,
+    /// What the tables with row-level security policies run (see `policies.rs`).
+    policy_runs: policies::PolicyRuns,
     pub detectors: Option<Arc<Detectors>>,
     /// Traced statements by text: trusting what a message makes itself, and not
     /// (after the session changed search_path).
@@ -205,6 +208,7 @@ impl Masking {
         let taints = (0..catalog.relations.len())
             .map(|_| OnceLock::new())
             .collect();
+        let policy_runs = policies::cells(&catalog);
         Some(Masking {
             ids,
             methods,
@@ -214,6 +218,7 @@ impl Masking {
             by_name,
             by_oid,
             taints,
+            policy_runs,
             detectors,
             lineage: [
                 LineageCache::new(LINEAGE_CACHE_MAX),
@@ -684,6 +689,20 @@ impl Relations for Masking {
                 None => t,
             }
         })
+    }
+
+    fn policies(&self, schema: Option<&str>, name: &str, write: bool) -> Runs {
+        if !self.has_column_masks() {
+            return Runs::default();
+        }
+        self.policies_named(schema, name, usize::from(write))
+    }
+
+    fn dormant_policies(&self, schema: Option<&str>, name: &str) -> Runs {
+        if !self.has_column_masks() {
+            return Runs::default();
+        }
+        self.policies_named(schema, name, policies::DORMANT)
     }
 
     fn runs_user_code(&self, name: &str) -> bool {

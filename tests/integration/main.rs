@@ -53,6 +53,7 @@ mod threats_leaks;
 mod threats_masks2;
 mod threats_names;
 mod threats_review;
+mod threats_rls;
 mod threats_rules2;
 mod threats_wire;
 mod threats_writes;
