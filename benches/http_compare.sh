@@ -15,8 +15,11 @@
 # the same targets in the same rounds. SPLIT=1: after the rounds, one run per proxy
 # (nginx's workers, pgmoat, BEFORE) measuring user and system CPU per request (from
 # /proc/PID/stat) and the system calls per request by name (`perf stat` on the
-# syscalls:sys_enter_* tracepoints), then one run each under `strace -c -f` for the
-# calls that failed (EAGAIN). PROFILE=1: `perf record -g` of pgmoat over one run per
+# syscalls:sys_enter_* tracepoints), page faults, context switches and CPU migrations
+# per request, the same split by thread (CPU, minor faults, voluntary and involuntary
+# switches, from /proc/PID/task/*/{stat,status}: pgmoat's session thread apart from
+# `pgmoat-audit`, `pgmoat-chores` and the rest), then one run each under `strace -c -f`
+# for the calls that failed (EAGAIN). PROFILE=1: `perf record -g` of pgmoat over one run per
 # path (small, masked); prints the top symbols (self) and keeps the data in
 # $PROFILE_DIR (default /tmp). Needs: nginx, wrk (`apt-get install nginx wrk`); perf
 # and strace for SPLIT and PROFILE.
@@ -130,21 +133,43 @@ for r in $(seq "$ROUNDS"); do
   run pgmoat-masked  http://127.0.0.1:18083/masked/users.json "$AUTH"
   [ -n "$BEFORE" ] && run before-masked http://127.0.0.1:18084/masked/users.json "$AUTH"
 done
+threads_cpu() { # pids: "name utime stime minflt nvcsw nivcsw" per thread (names with spaces joined by _)
+  local p f
+  for p in ${1//,/ }; do
+    for f in /proc/"$p"/task/*; do
+      sed -E 's/^[0-9]+ \((.*)\) /\1\t/' "$f/stat" 2>/dev/null |
+        awk -F'\t' -v sw="$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v, n}' "$f/status" 2>/dev/null)" \
+          '{ gsub(/ /, "_", $1); split($2, a, " "); split(sw, c, " "); print $1, a[12], a[13], a[8], c[1], c[2] }'
+    done
+  done
+}
 split() { # name pids url [header]: CPU and system calls per request, one run
   local name=$1 pids=$2 url=$3 hdr=${4:-} out n u0=0 s0=0 u1=0 s1=0 p
+  threads_cpu "$pids" >"$W/threads0.$name"
   for p in ${pids//,/ }; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u0=$((u0 + a)); s0=$((s0 + b)); done
-  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pids" -o "$W/perf.$name" &
+  perf stat -x, -e 'syscalls:sys_enter_*,page-faults,context-switches,cpu-migrations' -p "$pids" -o "$W/perf.$name" &
   local perf=$!
   sleep 0.3
   if [ -n "$hdr" ]; then out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$hdr" "$url"); else out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url"); fi
   kill -INT "$perf"; wait "$perf" || true
   for p in ${pids//,/ }; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u1=$((u1 + a)); s1=$((s1 + b)); done
+  threads_cpu "$pids" >"$W/threads1.$name"
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   awk -v t="$name" -v n="$n" -v hz="$(getconf CLK_TCK)" -v u=$((u1 - u0)) -v s=$((s1 - s0)) 'BEGIN {
     f = 1e6 / hz / n
     printf "%-8s %9d requests  user %5.2f  sys %5.2f  total %5.2f us/request\n", t, n, u*f, s*f, (u+s)*f }'
-  awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $1 > 0 { sub("syscalls:sys_enter_", "", $3); tot += $1; printf "    %-16s %6.2f\n", $3, $1 / n }
+  awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $1 > 0 && $3 ~ /^syscalls:/ { sub("syscalls:sys_enter_", "", $3); tot += $1; printf "    %-16s %6.2f\n", $3, $1 / n }
     END { printf "    %-16s %6.2f per request\n", "(all)", tot / n }' "$W/perf.$name" | sort -k2 -rn
+  awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $3 !~ /^syscalls:/ { printf "    %-16s %6.3f per request\n", $3, $1 / n }' "$W/perf.$name"
+  # per thread (by name; threads that came and went are missed): CPU, minor faults,
+  # voluntary and involuntary context switches per request
+  awk -v n="$n" -v hz="$(getconf CLK_TCK)" '
+    FNR == NR { u0[$1] += $2; s0[$1] += $3; f0[$1] += $4; v0[$1] += $5; i0[$1] += $6; next }
+    { u1[$1] += $2; s1[$1] += $3; f1[$1] += $4; v1[$1] += $5; i1[$1] += $6 }
+    END { f = 1e6 / hz / n
+      for (k in u1) printf "    thread %-16s user %5.2f  sys %5.2f us  faults %6.3f  vcsw %5.3f  ivcsw %5.3f /request\n", k,
+        (u1[k] - u0[k]) * f, (s1[k] - s0[k]) * f, (f1[k] - f0[k]) / n, (v1[k] - v0[k]) / n, (i1[k] - i0[k]) / n }
+  ' "$W/threads0.$name" "$W/threads1.$name"
   strace -c -f -p "$pids" -o "$W/strace.$name" 2>/dev/null &
   local st=$!
   sleep 0.5
