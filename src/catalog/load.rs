@@ -463,11 +463,17 @@ async fn load_once(
         cat.functions.entry(bare).or_insert(facts);
     }
     for r in aggregates {
-        if let [Some(schema), Some(name), Some(trans), last] = r.as_slice() {
+        if let [Some(schema), Some(name), Some(trans), last, sets] = r.as_slice() {
             let mut facts = Facts::default();
             facts.functions.insert(trans.clone());
             if let Some(f) = last {
                 facts.functions.insert(f.clone());
+            }
+            // set_config as a support function (its internal name, whatever the SQL
+            // name): the setting's name is the state, known only when it runs
+            // (review s37 V1), so a call is a set_config of a computed name.
+            if sets.as_deref() != Some("f") {
+                crate::classify::computed_setting(&mut facts);
             }
             cat.add_function(&format!("{schema}.{name}"), facts);
         }

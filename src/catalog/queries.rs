@@ -39,7 +39,10 @@ pub(super) const DOMAIN_BASES: &str = "SELECT t.typname, b.typname \
 
 /// Aggregates users created run their support functions: a call of one is a call of those.
 pub(super) const AGGREGATES: &str = "SELECT n.nspname, p.proname, tn.nspname || '.' || t.proname, \
-     fn.nspname || '.' || f.proname \
+     fn.nspname || '.' || f.proname, \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_proc s WHERE s.oid IN (a.aggtransfn, a.aggfinalfn, \
+       a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn, a.aggcombinefn) \
+       AND s.prolang = 12 AND s.prosrc = 'set_config_by_name') \
      FROM pg_catalog.pg_aggregate a \
      JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid \
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \

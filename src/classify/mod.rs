@@ -39,7 +39,7 @@ pub use shape::{shape_key, shape_key_into};
 pub use statements::bodies_create;
 pub use tautology_views::{view_columns, ViewColumn};
 pub use tree_key::tree_key;
-pub use walk::rereads_sql_setting;
+pub use walk::{computed_setting, rereads_sql_setting};
 
 /// Whether a built-in function (its bare name, lower case) runs SQL held in a string
 /// or reads a relation, schema or cursor named by a value: what it reads is not a

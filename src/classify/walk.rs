@@ -22,7 +22,7 @@ mod names;
 mod reach;
 mod settings;
 mod sql_json;
-pub use settings::rereads_sql_setting;
+pub use settings::{computed_setting, rereads_sql_setting};
 pub(super) mod strings;
 
 use super::tautology_schema::{both, judge_write, merge_condition, upsert_unbounded};
@@ -426,11 +426,16 @@ impl<'a> Walker<'a> {
             | NodeKind::JsonSerializeExpr
             | NodeKind::JsonParseExpr
             | NodeKind::JsonTable
-            | NodeKind::MergeSupportFunc => {
-                // SQL/JSON syntax of Postgres 17 (the grammar pgmoat parses with): to
-                // an older server the same text calls a function of that name, maybe a
-                // user's, whose body must be judged (review s37 W5). Counted as a call
-                // of the bare name either way.
+            | NodeKind::MergeSupportFunc
+            | NodeKind::JsonArrayConstructor
+            | NodeKind::JsonArrayQueryConstructor
+            | NodeKind::JsonArrayAgg
+            | NodeKind::JsonObjectAgg
+            | NodeKind::JsonObjectConstructor => {
+                // SQL/JSON syntax of Postgres 16 and 17 (pgmoat parses with 17's
+                // grammar): to an older server the same text calls a function of that
+                // name, maybe a user's, whose body must be judged (review s37 W5, V5).
+                // Counted as a call of the bare name either way.
                 if let Some(f) = sql_json::function_name(ty, body) {
                     self.add_function(&[f.to_owned()]);
                 }
@@ -521,6 +526,9 @@ impl<'a> Walker<'a> {
                 let name = s(body, "name").to_ascii_lowercase();
                 let kind = i(body, "kind");
                 self.parser_setting(&name, kind, body);
+                if parent == NodeKind::AlterSystemStmt {
+                    self.system_setting(&name, kind);
+                }
                 if kind == pg_query::protobuf::VariableSetKind::VarResetAll as i64 {
                     self.facts.settings.insert("all".into());
                 } else if name.is_empty() {

@@ -88,6 +88,15 @@ impl Walker<'_> {
             }
             _ => name_list(list_items(arg)),
         };
+        // An aggregate whose state function is set_config sets the setting its state
+        // names (`initcond = 'standard_conforming_strings'`): a set_config of a name
+        // known only when it runs (review s37 V1).
+        if name
+            .last()
+            .is_some_and(|f| f.eq_ignore_ascii_case("set_config"))
+        {
+            super::settings::computed_setting(&mut self.facts);
+        }
         self.add_function(&name);
     }
 

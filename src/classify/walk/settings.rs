@@ -38,11 +38,17 @@ fn name_arg(body: &Map) -> NameArg {
     if let Some(n) = string_literal(arg) {
         return NameArg::Literal(n);
     }
+    // `$n`, or `$n::text` / `$n::varchar`: a cast to another type changes the value
+    // the server passes on from what the Bind carries (`char(27)` cuts it, `regclass`
+    // turns an OID into a name; review s37 V2), so it counts as computed.
     let mut v = arg;
     while let Some((NodeKind::TypeCast, c)) = node(v) {
+        if !casts_to_plain_text(c) {
+            return NameArg::Computed;
+        }
         match c.get("arg") {
             Some(inner) => v = inner,
-            None => break,
+            None => return NameArg::Computed,
         }
     }
     match node(v) {
@@ -53,6 +59,42 @@ fn name_arg(body: &Map) -> NameArg {
             .filter(|n| *n > 0)
             .map_or(NameArg::Computed, NameArg::Param),
         _ => NameArg::Computed,
+    }
+}
+
+/// A cast to `text` or `varchar` without a length or array bounds: the value passes
+/// through unchanged.
+fn casts_to_plain_text(cast: &Map) -> bool {
+    let Some(tn) = cast.get("type_name").and_then(Value::as_object) else {
+        return false;
+    };
+    let names = name_list(tn.get("names"));
+    let plain = |k: &str| {
+        tn.get(k)
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+    };
+    matches!(
+        names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["text"] | ["pg_catalog", "text"] | ["varchar"] | ["pg_catalog", "varchar"]
+    ) && plain("typmods")
+        && plain("array_bounds")
+}
+
+/// A set_config whose setting's name is computed (in the statement, or by an
+/// aggregate's state): it could be standard_conforming_strings, and the server reports
+/// that only at the next ReadyForQuery, after later statements of the same batch were
+/// judged as pgmoat reads them and run as the server reads them (review s37 W2, V1).
+/// Refused, as a role change and a change of any setting.
+pub fn computed_setting(facts: &mut crate::classify::Facts) {
+    facts.settings.insert("*".into());
+    facts.kinds.insert(Kind::SetRole);
+    if facts.rereads_sql.is_none() {
+        facts.rereads_sql = Some(COMPUTED_NAME.into());
     }
 }
 
@@ -172,17 +214,7 @@ impl Walker<'_> {
                 self.facts.kinds.insert(Kind::SetRole);
                 self.facts.setting_params.insert(n);
             }
-            NameArg::Computed => {
-                // Computed in the statement: it could be standard_conforming_strings,
-                // and the server reports that only at the next ReadyForQuery, after
-                // later statements of the same batch were judged as pgmoat reads them
-                // and run as the server reads them (review s37 W2). Refused.
-                self.facts.settings.insert("*".into());
-                self.facts.kinds.insert(Kind::SetRole);
-                if self.facts.rereads_sql.is_none() {
-                    self.facts.rereads_sql = Some(COMPUTED_NAME.into());
-                }
-            }
+            NameArg::Computed => computed_setting(&mut self.facts),
         }
     }
 
@@ -241,6 +273,22 @@ impl Walker<'_> {
         };
         if !harmless {
             self.rereads(name);
+        }
+    }
+
+    /// `ALTER SYSTEM SET search_path` (or `RESET ALL`) with `pg_reload_conf()` moves
+    /// every session's bare names at once, before pgmoat's catalog reads the new path
+    /// (review s37 V6): refused like a parser setting.
+    pub(super) fn system_setting(&mut self, name: &str, kind: i64) {
+        use pg_query::protobuf::VariableSetKind as K;
+        if (name == "search_path" || kind == K::VarResetAll as i64)
+            && self.facts.rereads_sql.is_none()
+        {
+            self.facts.rereads_sql = Some(
+                "ALTER SYSTEM of search_path changes where every session's unqualified \
+                 names resolve before pgmoat's catalog shows it"
+                    .into(),
+            );
         }
     }
 

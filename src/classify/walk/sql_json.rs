@@ -2,7 +2,8 @@
 //!
 //! pgmoat parses with Postgres 17's grammar, where `JSON_QUERY(...)`, `JSON_VALUE`,
 //! `JSON_EXISTS`, `JSON_SCALAR`, `JSON_SERIALIZE`, `JSON(...)`, `JSON_TABLE` and
-//! `MERGE_ACTION()` are syntax. Postgres 15 and 16 read the same text as a call of a
+//! `MERGE_ACTION()` (17), and `JSON_ARRAY`, `JSON_ARRAYAGG`, `JSON_OBJECT`,
+//! `JSON_OBJECTAGG` (16) are syntax. Older servers read the same text as a call of a
 //! function of that name on the search path, a user's one included (compatibility
 //! shims define them). So each is also counted as a call of its bare name: the rules'
 //! `functions:` conditions see it and the catalog folds the user function's body in
@@ -24,6 +25,11 @@ pub(super) fn function_name(ty: NodeKind, body: &Map) -> Option<&'static str> {
         NodeKind::JsonParseExpr => "json",
         NodeKind::JsonTable => "json_table",
         NodeKind::MergeSupportFunc => "merge_action",
+        // Postgres 16's constructors (review s37 V5).
+        NodeKind::JsonArrayConstructor | NodeKind::JsonArrayQueryConstructor => "json_array",
+        NodeKind::JsonArrayAgg => "json_arrayagg",
+        NodeKind::JsonObjectAgg => "json_objectagg",
+        NodeKind::JsonObjectConstructor => "json_object",
         _ => return None,
     })
 }
@@ -41,6 +47,10 @@ mod tests {
             ("SELECT json_scalar(1)", "json_scalar"),
             ("SELECT json_serialize(json '1')", "json_serialize"),
             ("SELECT json('{}')", "json"),
+            ("SELECT json_array(1, 'x')", "json_array"),
+            ("SELECT json_arrayagg(1)", "json_arrayagg"),
+            ("SELECT json_objectagg('k' : 1)", "json_objectagg"),
+            ("SELECT json_object('k' : 1)", "json_object"),
             (
                 "SELECT * FROM json_table(jsonb '[]', '$[*]' COLUMNS (a int PATH '$.a')) t",
                 "json_table",
@@ -53,5 +63,28 @@ mod tests {
                 c.statements[0].functions
             );
         }
+    }
+
+    /// ALTER SYSTEM of search_path (or RESET ALL) moves every session's unqualified
+    /// names before the catalog shows it (review s37 V6): refused like a parser
+    /// setting; other settings are the rules' business.
+    #[test]
+    fn alter_system_of_the_path_is_refused() {
+        for sql in [
+            "ALTER SYSTEM SET search_path = hr, public",
+            "ALTER SYSTEM RESET search_path",
+            "ALTER SYSTEM RESET ALL",
+        ] {
+            let c = classify_now(sql).unwrap();
+            assert!(c.statements[0].rereads_sql.is_some(), "{sql}");
+        }
+        let c = classify_now("ALTER SYSTEM SET work_mem = '8MB'").unwrap();
+        assert!(c.statements[0].rereads_sql.is_none());
+        // An aggregate over set_config sets the setting its state names.
+        let c = classify_now(
+            "CREATE AGGREGATE a(text, bool) (sfunc = set_config, stype = text, initcond = 'role')",
+        )
+        .unwrap();
+        assert!(c.statements[0].rereads_sql.is_some());
     }
 }
