@@ -189,12 +189,14 @@ pub fn encoding_is_safe(name: &str) -> bool {
 /// white-space character is refused, and the server is sent the settings as read
 /// here ([`encode_options`]), never the client's text.
 pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, Refusal> {
+    // Nor a byte above 0x7f: in a single-byte locale some (0x85, 0xA0) are white
+    // space to the server's splitter, and the UTF-8 of `à` ends in 0xA0 (review s37 V7).
     if let Some(c) = options
         .chars()
-        .find(|&c| c != ' ' && c != '\t' && (c.is_control() || c.is_whitespace()))
+        .find(|&c| c != ' ' && c != '\t' && (c.is_control() || c.is_whitespace() || !c.is_ascii()))
     {
         return Err(format!(
-            "pgmoat: options may not contain the character U+{:04X} (separate switches with spaces)",
+            "pgmoat: options may not contain the character U+{:04X} (ASCII only; separate switches with spaces)",
             c as u32
         ));
     }
@@ -373,6 +375,7 @@ mod tests {
             "-c a=b\u{c}-c role=x",
             "-c a=b\u{85}-c role=x",
             "-c a=b\u{a0}-c role=x",
+            "-c search_path=publicà-crole=postgres",
         ] {
             assert!(parse_options(bad).is_err(), "{bad:?} parsed");
             assert!(check_startup(&p(&[("options", bad)])).is_err(), "{bad:?}");
