@@ -39,6 +39,7 @@ use tokio::sync::watch;
 
 mod approval;
 mod client;
+mod judging;
 #[cfg(test)]
 mod pass_tests;
 mod prepared;

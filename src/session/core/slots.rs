@@ -57,9 +57,10 @@ pub struct StatementSlot {
     /// What it was judged under: checked at each Bind and SQL EXECUTE of it (see
     /// `session::stale`).
     pub judged: Option<crate::session::stale::Judgment>,
-    /// Its parameters that name a setting set_config changes: checked at each Bind
-    /// (`Facts::setting_params`).
-    pub setting_params: Vec<u16>,
+    /// Its parameters that name a setting set_config changes, each with whether the
+    /// Parse left its type to the server or declared it text or varchar: checked at
+    /// each Bind (`Facts::setting_params`).
+    pub setting_params: Vec<(u16, bool)>,
 }
 
 /// A portal bound to a held statement. It keeps its own hold: the server's portal runs

@@ -23,7 +23,7 @@ use crate::session::error::SessionError;
 use crate::session::held;
 use crate::session::judge::Judged;
 use crate::session::masker::Masker;
-use crate::session::verdict::{Hold, OwnCause, Refusal, Verdict};
+use crate::session::verdict::{OwnCause, Refusal, Verdict};
 
 /// Client messages the synchronous pass takes: Bind, Describe, Execute, Sync, Close,
 /// Flush (each handled by [`Relay::client_plain`] alone when nothing makes it wait).
@@ -372,7 +372,7 @@ impl Relay {
             // a cycle that never went there (refused or denied) is not pending.
             self.ddl_done();
         }
-        let mut judged = self.judge_message(msg, sql.is_ok(), text).await;
+        let mut judged = self.judge_message(sql.is_ok(), text).await;
         if msg[0] == b'Q' {
             self.query_judged(&mut judged, text).await;
         }
@@ -421,7 +421,7 @@ impl Relay {
             };
             let mut slot = StatementSlot::new(audit_entry, types, mask);
             slot.ddl = ddl.filter(|_| !judged.verdict.is_refused()).map(Arc::new);
-            self.note_setting_params(&mut slot, &judged);
+            self.note_setting_params(&mut slot, &judged, body);
             if !judged.verdict.is_refused() {
                 slot.judged = self.judgment_of(text).await;
             }
@@ -545,50 +545,6 @@ impl Relay {
             let slot = m.for_parse(&mut self.core.names, name, lineage, writes);
             (Some(slot), None)
         }
-    }
-
-    /// Classify and decide a Query or Parse (`well_formed`: its SQL text could be
-    /// read; `text`: that text, when it is valid UTF-8); a refusal when it must not
-    /// run.
-    pub(super) async fn judge_message(
-        &self,
-        msg: &[u8],
-        well_formed: bool,
-        text: Option<&str>,
-    ) -> Judged {
-        let Some(judge) = self.judge.as_ref() else {
-            let mut judged = Judged::allowed(None, 1);
-            judged.facts = crate::audit::StatementFacts::unjudged();
-            return judged;
-        };
-        if !well_formed {
-            // A Query or Parse that is not what its tag says: refuse rather than guess.
-            return Judged::refused(Refusal::own(
-                OwnCause::Malformed,
-                sqlstate::PROTOCOL_VIOLATION,
-                "pgmoat: malformed message",
-            ));
-        }
-        let mut judged = judge.judge_text(text).await;
-        if msg[0] == b'Q' && matches!(judged.verdict, Verdict::Allow(_)) {
-            // SQL's EXECUTE and Parse share the server's namespace: an EXECUTE of a
-            // held Parse's name runs that statement, and asks.
-            let hold = judged
-                .executes
-                .iter()
-                .find_map(|n| self.core.names.statement(n.as_bytes())?.hold().cloned())
-                .map(|held| Hold {
-                    // Allowed, so the text was valid UTF-8.
-                    sql: format!("{}\n-- runs: {}", text.unwrap_or_default(), held.sql),
-                    ..(*held).clone()
-                });
-            if let Some(hold) = hold {
-                judged.facts.action = crate::policy::Action::Approve;
-                judged.facts.rules.insert(0, hold.rule.clone());
-                judged.verdict.hold(hold);
-            }
-        }
-        judged
     }
 
     /// A Bind goes upstream (`body` whole, or only its start when it streams through):

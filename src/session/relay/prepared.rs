@@ -91,7 +91,15 @@ impl Relay {
             return None;
         };
         let values: Vec<Option<&[u8]>> = bind.params.iter().collect();
-        for &n in &slot.setting_params {
+        for &(n, text_typed) in &slot.setting_params {
+            if !text_typed {
+                // bpchar drops trailing blanks, a domain or another type converts:
+                // the Bind's bytes are not what set_config gets (review s37 V2).
+                return Some(setting_refusal(&format!(
+                    "set_config's setting name (parameter ${n}) must be declared text or \
+                     left to the server: pgmoat checks it before the statement runs"
+                )));
+            }
             // Text and binary alike: a text parameter's binary form is its UTF-8
             // bytes (tokio-postgres sends binary). A value that is not text without
             // NULs cannot be told from a setting's name: refused.
@@ -123,11 +131,26 @@ impl Relay {
 
     /// A Parse's statement names a setting by a parameter: from now on every Bind is
     /// read whole and checked.
-    pub(super) fn note_setting_params(&mut self, slot: &mut StatementSlot, judged: &Judged) {
-        if !judged.verdict.is_refused() && !judged.setting_params.is_empty() {
-            slot.setting_params = judged.setting_params.clone();
-            self.setting_binds = true;
+    pub(super) fn note_setting_params(
+        &mut self,
+        slot: &mut StatementSlot,
+        judged: &Judged,
+        parse: &[u8],
+    ) {
+        if judged.verdict.is_refused() || judged.setting_params.is_empty() {
+            return;
         }
+        let declared = crate::session::held::parse_types(parse);
+        slot.setting_params = judged
+            .setting_params
+            .iter()
+            .map(|&n| {
+                let ty = declared.get(usize::from(n) - 1).copied().unwrap_or(0);
+                // unspecified, text, varchar
+                (n, matches!(ty, 0 | 25 | 1043))
+            })
+            .collect();
+        self.setting_binds = true;
     }
 
     /// What an allowed Parse or Query (`text`) was judged under, with its
@@ -205,7 +228,7 @@ fn mentions(text: &str, word: &[u8]) -> bool {
 
 /// A Bind refused for the setting its parameter names (42501, like the same
 /// set_config with the name written out).
-fn setting_refusal(message: &str) -> Refusal {
+pub(super) fn setting_refusal(message: &str) -> Refusal {
     Refusal::own(
         OwnCause::ParserSettings,
         sqlstate::INSUFFICIENT_PRIVILEGE,
