@@ -239,6 +239,16 @@ impl Catalog {
     /// A view's are those of the relations it reads (an auto-updatable view writes
     /// its base table, firing that table's triggers and rules: review s36 Y3).
     pub fn write_facts(&self, table: &str) -> Option<Facts> {
+        self.runs_on_write(table, false)
+    }
+
+    /// [`Self::write_facts`] with the table's triggers too: all the code that sees
+    /// the written row (NEW, OLD).
+    pub fn row_code_facts(&self, table: &str) -> Option<Facts> {
+        self.runs_on_write(table, true)
+    }
+
+    fn runs_on_write(&self, table: &str, triggers: bool) -> Option<Facts> {
         let written = Facts {
             kinds: [Kind::Insert, Kind::Update, Kind::Delete]
                 .into_iter()
@@ -248,9 +258,14 @@ impl Catalog {
         };
         let mut found: Option<Facts> = None;
         for t in self.written_relations(&written) {
-            for w in [self.writes.get(t.as_str()), self.rules.get(t.as_str())]
-                .into_iter()
-                .flatten()
+            let fired = triggers.then(|| self.triggers.get(t.as_str())).flatten();
+            for w in [
+                self.writes.get(t.as_str()),
+                fired,
+                self.rules.get(t.as_str()),
+            ]
+            .into_iter()
+            .flatten()
             {
                 match &mut found {
                     Some(f) => merge(f, w.clone()),

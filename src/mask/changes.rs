@@ -194,3 +194,16 @@ impl Masking {
         !made_temp && known.is_empty()
     }
 }
+
+/// Whether code that writing `table` runs (its triggers' and rules' facts) keeps
+/// values of the row it is given: it calls a sink (pg_notify, set_config, ...), writes
+/// another relation, or cannot be read.
+pub(super) fn keeps_row(f: &Facts, table: &str) -> bool {
+    f.unanalysable.is_some()
+        || f.rereads_sql.is_some()
+        || f.functions.iter().any(|g| {
+            let bare = g.rsplit('.').next().unwrap_or(g);
+            SINK_FUNCTIONS.contains(&bare.to_ascii_lowercase().as_str())
+        })
+        || f.tables_written.iter().any(|t| t != table)
+}

@@ -609,12 +609,21 @@ impl Relations for Masking {
         // writing it runs is judged where the message made it.
         found.iter().fold(Taint::CLEAN, |t, &i| {
             let r = &self.catalog.relations[i];
-            match self
-                .catalog
-                .write_facts(&format!("{}.{}", r.schema, r.name))
-            {
-                Some(f) => t.join(self.facts_taint(&f)),
-                None => t,
+            let table = format!("{}.{}", r.schema, r.name);
+            // Its triggers and rules see the written row whole (NEW, OLD): code of
+            // theirs that keeps values (notifies, sets a setting, writes another
+            // table, cannot be read) takes the table's masked columns with it, whoever
+            // made it (review s37 W3, V4).
+            let own = match self.catalog.row_code_facts(&table) {
+                Some(f) if changes::keeps_row(&f, &table) => self
+                    .rel_taints(i)
+                    .iter()
+                    .fold(Taint::CLEAN, |a, c| a.join(*c)),
+                _ => Taint::CLEAN,
+            };
+            match self.catalog.write_facts(&table) {
+                Some(f) => t.join(self.facts_taint(&f)).join(own),
+                None => t.join(own),
             }
         })
     }
