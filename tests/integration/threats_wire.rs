@@ -326,3 +326,148 @@ async fn w5_sql_json_syntax_is_judged_as_the_call_an_older_server_makes() {
         .await
         .unwrap();
 }
+
+/// A Parse with declared parameter types (OIDs).
+fn parse_typed(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+    let mut b = format!("{name}\0{sql}\0").into_bytes();
+    b.extend((types.len() as i16).to_be_bytes());
+    for t in types {
+        b.extend(t.to_be_bytes());
+    }
+    message(b'P', &b)
+}
+
+/// The first ErrorResponse of a batch ended by Sync: refused by pgmoat (42501, its
+/// prefix), and no row of the statements behind it.
+async fn batch_refused(raw: &mut Raw, batch: Vec<u8>, what: &str) {
+    raw.send(&batch).await;
+    let got = raw.until_ready().await;
+    let err = got
+        .iter()
+        .find(|m| m.tag == b'E')
+        .unwrap_or_else(|| panic!("{what}: not refused: {got:?}"));
+    assert_eq!(err.field(b'C'), "42501", "{what}: {got:?}");
+    assert!(
+        err.field(b'M').starts_with("pgmoat"),
+        "{what}: {}",
+        err.field(b'M')
+    );
+    assert!(data_rows(&got).is_empty(), "{what}: {got:?}");
+}
+
+/// Review s37-wfix V1–V4: around the W2/W3 fixes. An aggregate whose state function
+/// is set_config (made through pgmoat, or by a DBA), a parameter whose declared type
+/// or cast changes the name the server sees, SQL EXECUTE of a protocol statement that
+/// names a setting by a parameter, and a DBA trigger that copies a masked column into
+/// a setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_v4_setting_names_reach_set_config_only_where_pgmoat_reads_them() {
+    let agg = unique("v1agg");
+    let direct = direct().await;
+    direct
+        .batch_execute(&format!(
+            "CREATE AGGREGATE {agg}(text, bool) (sfunc = set_config, stype = text,
+               initcond = 'standard_conforming_strings')"
+        ))
+        .await
+        .unwrap();
+    let (gw, _dir) = with_rules("rules: []\n").await;
+    let c = gw.connect().await;
+    // V1: made through pgmoat (a temporary one needs no privilege), or by a DBA.
+    for sql in [
+        "CREATE AGGREGATE pg_temp.v1sc(text, bool) (sfunc = set_config, stype = text, initcond = 'standard_conforming_strings')".to_string(),
+        "CREATE AGGREGATE pg_temp.v1sc(text, bool) (sfunc = pg_catalog.set_config, stype = text, initcond = 'role')".to_string(),
+        format!("SELECT {agg}('off', false)"),
+    ] {
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
+        assert!(format!("{e:?}").contains("pgmoat"), "{sql}: {e:?}");
+    }
+    let row = c
+        .query_one("SHOW standard_conforming_strings", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "on");
+
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    // V2: `$1` declared bpchar (the server drops trailing blanks before set_config).
+    let mut b = parse_typed("", "SELECT set_config($1, $2, false)", &[1042, 25]);
+    b.extend(bind_text(&["standard_conforming_strings   ", "off"]));
+    b.extend(execute());
+    b.extend(message(b'S', b""));
+    batch_refused(&mut raw, b, "bpchar").await;
+    // V2: a cast that changes the value (char(27) cuts, regclass maps an OID).
+    for sql in [
+        "SELECT set_config($1::char(27), $2, false)",
+        "SELECT set_config($1::regclass::text, $2, false)",
+    ] {
+        let mut b = parse_msg("", sql);
+        b.extend(bind_text(&["standard_conforming_stringsXYZ", "off"]));
+        b.extend(execute());
+        b.extend(message(b'S', b""));
+        batch_refused(&mut raw, b, sql).await;
+    }
+    // `$1::text` passes the value unchanged: checked at Bind, a harmless name runs.
+    let row = c
+        .query_one(
+            "SELECT set_config($1::text, $2, false)",
+            &[&"application_name", &"v2-app"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "v2-app");
+    // V3: SQL EXECUTE (in a Parse or a Query) of a protocol statement naming a setting
+    // by a parameter: its arguments are not read as a Bind is.
+    let mut b = parse_msg("v3s", "SELECT set_config($1, $2, false)");
+    b.extend(message(b'S', b""));
+    raw.send(&b).await;
+    let got = raw.until_ready().await;
+    assert!(got.iter().all(|m| m.tag != b'E'), "{got:?}");
+    let mut b = parse_msg("", "EXECUTE v3s('standard_conforming_strings', 'off')");
+    b.extend(bind_text(&[]));
+    b.extend(execute());
+    b.extend(message(b'S', b""));
+    batch_refused(&mut raw, b, "EXECUTE in a Parse").await;
+    let got = raw
+        .query("EXECUTE v3s('standard_conforming_strings', 'off')")
+        .await;
+    let err = got.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(err.field(b'C'), "42501", "{got:?}");
+    let got = raw.query_ok("SHOW standard_conforming_strings").await;
+    assert!(data_rows(&got)[0].ends_with("on"), "{got:?}");
+}
+
+/// V4 (and W3's root): a DBA's trigger that puts the written row's masked column into
+/// a setting (or a notification) makes a masked identity's write of that table
+/// refused; the DBA, whom the masks do not cover, still writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_a_trigger_that_keeps_the_written_row_refuses_masked_writes() {
+    let f = fixture("").await;
+    // Made through pgmoat by the DBA, so the catalog follows it at once (made on the
+    // server directly it would be seen at the next refresh).
+    f.dba()
+        .await
+        .batch_execute(&f.sql(
+            "CREATE FUNCTION {t}_keep() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN PERFORM set_config('application_name', NEW.ssn, false); RETURN NEW; END$$;
+             CREATE TRIGGER {t}_keep AFTER UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_keep();",
+        ))
+        .await
+        .unwrap();
+    let agent = f.agent().await;
+    let e = agent
+        .simple_query(&f.sql("UPDATE {t} SET id = id WHERE id = 1"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let app: String = agent
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!app.contains("123-45"), "{app}");
+    let dba = f.dba().await;
+    dba.simple_query(&f.sql("UPDATE {t} SET id = id WHERE id = 2"))
+        .await
+        .unwrap();
+}
