@@ -383,6 +383,20 @@ impl Masking {
         self.lineage[usize::from(trust_local)].get(sql)
     }
 
+    /// The catalog's relations a name may be: `schema.name`'s, or every schema's of a
+    /// bare name (the server's path decides which).
+    fn relations_named(&self, schema: Option<&str>, name: &str) -> Vec<usize> {
+        match schema {
+            Some(s) => self
+                .by_qual
+                .get(&(s.to_owned(), name.to_owned()))
+                .into_iter()
+                .copied()
+                .collect(),
+            None => self.by_name.get(name).cloned().unwrap_or_default(),
+        }
+    }
+
     /// Whether RowDescription's table OID is one the catalog knows (a user relation
     /// it read, or a system one): else a relation made since it was read.
     pub fn knows_relation_oid(&self, oid: u32) -> bool {
@@ -596,15 +610,7 @@ impl Relations for Masking {
         }
         // A bare name may be any schema's relation of that name (the server's path
         // decides): what writing each runs, joined.
-        let found: Vec<usize> = match schema {
-            Some(s) => self
-                .by_qual
-                .get(&(s.to_owned(), name.to_owned()))
-                .into_iter()
-                .copied()
-                .collect(),
-            None => self.by_name.get(name).cloned().unwrap_or_default(),
-        };
+        let found = self.relations_named(schema, name);
         // Not in the catalog (made since it was read, or not committed yet): what
         // writing it runs is judged where the message made it.
         found.iter().fold(Taint::CLEAN, |t, &i| {

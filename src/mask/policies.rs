@@ -53,15 +53,7 @@ impl Masking {
         if self.policy_runs.is_empty() {
             return Runs::default();
         }
-        let found: Vec<usize> = match schema {
-            Some(s) => self
-                .by_qual
-                .get(&(s.to_owned(), name.to_owned()))
-                .into_iter()
-                .copied()
-                .collect(),
-            None => self.by_name.get(name).cloned().unwrap_or_default(),
-        };
+        let found = self.relations_named(schema, name);
         found
             .into_iter()
             .fold(Runs::default(), |r, i| r.join(self.policy_runs(i, code, 0)))
