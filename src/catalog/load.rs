@@ -330,6 +330,11 @@ async fn load_once(
                 for b in builtins.split(',') {
                     facts.functions.insert(format!("pg_catalog.{b}"));
                 }
+                // An alias of set_config takes the setting's name as data: a
+                // set_config of a computed name (review s37-vfix U5).
+                if builtins.split(',').any(|b| b == "set_config") {
+                    crate::classify::computed_setting(&mut facts);
+                }
                 cat.add_function(&format!("{schema}.{name}"), facts);
             }
             [Some(schema), Some(name), Some(lang), None, None]

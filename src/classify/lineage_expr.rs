@@ -32,6 +32,17 @@ pub(crate) const SINK_FUNCTIONS: &[&str] = &[
     "pg_logical_emit_message",
     "pg_file_write",
     "lo_export",
+    // Names the server keeps and shows to anyone (pg_replication_origin,
+    // pg_replication_slots, the WAL's restore points, a backup's label; review s37-vfix
+    // U4).
+    "pg_replication_origin_create",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "pg_create_restore_point",
+    "pg_backup_start",
+    "pg_start_backup",
 ];
 
 const TEXT_TYPES: &[&str] = &[

@@ -28,8 +28,17 @@ fn statements_with(
     statements(&parsed, sql, depth, &mut ignored)
 }
 
+/// How many times `$n` appears in `text` (inside literals and comments too, which
+/// only errs towards refusing).
+fn param_uses(text: &str, n: u16) -> usize {
+    let token = format!("${n}");
+    text.match_indices(&token)
+        .filter(|(i, _)| !text[i + token.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        .count()
+}
+
 const PARAM_NAME_IN_CODE: &str = "set_config with a setting name given by a parameter \
-     inside code or a PREPARE could change how the server reads the SQL after it \
+     inside code or a PREPARE, or used again in the statement, could change how the server reads the SQL after it \
      (standard_conforming_strings, client_encoding) before pgmoat can tell";
 
 /// The facts of each statement of `sql`, parsed as `parsed`; `sensitive` is set when
@@ -49,7 +58,18 @@ pub(super) fn statements(
         // `$n` names a Bind parameter only in a client's own Parse: in code (a body,
         // a DO block) or a SQL PREPARE (EXECUTE gives the values) nothing reads it at
         // Bind, so the name is as good as computed.
-        if !facts.setting_params.is_empty() && (depth > 0 || facts.kinds.contains(&Kind::Prepare)) {
+        // Nor when `$n` is used again (`WITH c AS (SELECT $1::bpchar)` makes the
+        // server type it bpchar, which drops trailing blanks before set_config reads
+        // it; review s37-vfix U6): the Bind's bytes must be what set_config gets.
+        let text = statement.text(sql);
+        if !facts.setting_params.is_empty()
+            && (depth > 0
+                || facts.kinds.contains(&Kind::Prepare)
+                || facts
+                    .setting_params
+                    .iter()
+                    .any(|&n| param_uses(text, n) != 1))
+        {
             facts.setting_params.clear();
             if facts.rereads_sql.is_none() {
                 facts.rereads_sql = Some(PARAM_NAME_IN_CODE.into());

@@ -184,7 +184,9 @@ fn is_name_column(v: &Value, quals: &[String]) -> bool {
 fn string_literal(v: &Value) -> Option<String> {
     match node(v)? {
         (NodeKind::AConst, c) => const_string(c).map(str::to_ascii_lowercase),
-        (NodeKind::TypeCast, c) => string_literal(c.get("arg")?),
+        // Only a cast that passes the text through: `'x '::bpchar` drops the blank,
+        // `char(n)` cuts, so the server reads another name (review s37-vfix U1, U2).
+        (NodeKind::TypeCast, c) if casts_to_plain_text(c) => string_literal(c.get("arg")?),
         _ => None,
     }
 }
