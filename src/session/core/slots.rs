@@ -61,6 +61,9 @@ pub struct StatementSlot {
     /// Parse left its type to the server or declared it text or varchar: checked at
     /// each Bind (`Facts::setting_params`).
     pub setting_params: Vec<(u16, bool)>,
+    /// The names its SQL `EXECUTE` runs (a Parse of `EXECUTE s1(...)`): checked at
+    /// each Bind, since `s1` may be parsed after it.
+    pub executes: Vec<String>,
 }
 
 /// A portal bound to a held statement. It keeps its own hold: the server's portal runs
@@ -107,6 +110,7 @@ impl StatementSlot {
             ddl: None,
             judged: None,
             setting_params: Vec::new(),
+            executes: Vec::new(),
         }
     }
 

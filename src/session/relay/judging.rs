@@ -27,7 +27,7 @@ impl Relay {
             ));
         }
         let mut judged = judge.judge_text(text).await;
-        if let Some(r) = self.executes_setting_params(&judged) {
+        if let Some(r) = self.executes_setting_params(&judged.executes) {
             return Judged::refused(r);
         }
         if matches!(judged.verdict, Verdict::Allow(_)) {
@@ -55,8 +55,8 @@ impl Relay {
     /// An allowed statement that SQL-`EXECUTE`s a protocol statement naming a setting
     /// by a parameter: the EXECUTE's arguments are that parameter, and nothing reads
     /// them the way a Bind is read (review s37 V3). Refused.
-    fn executes_setting_params(&self, judged: &Judged) -> Option<Refusal> {
-        let name = judged.executes.iter().find(|n| {
+    pub(super) fn executes_setting_params(&self, executes: &[String]) -> Option<Refusal> {
+        let name = executes.iter().find(|n| {
             self.core
                 .names
                 .statement(n.as_bytes())

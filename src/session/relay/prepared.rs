@@ -83,6 +83,10 @@ impl Relay {
         if slot.judged.as_ref().is_some_and(|j| j.stale) {
             return Some(refusal(names.statement));
         }
+        // `EXECUTE s1(...)` parsed before `s1` was (review s37-vfix U7).
+        if let Some(r) = self.executes_setting_params(&slot.executes) {
+            return Some(r);
+        }
         if slot.setting_params.is_empty() {
             return None;
         }
@@ -129,15 +133,22 @@ impl Relay {
         None
     }
 
-    /// A Parse's statement names a setting by a parameter: from now on every Bind is
-    /// read whole and checked.
+    /// A Parse's statement names a setting by a parameter, or SQL-`EXECUTE`s names:
+    /// from now on every Bind is read whole and checked.
     pub(super) fn note_setting_params(
         &mut self,
         slot: &mut StatementSlot,
         judged: &Judged,
         parse: &[u8],
     ) {
-        if judged.verdict.is_refused() || judged.setting_params.is_empty() {
+        if judged.verdict.is_refused() {
+            return;
+        }
+        if !judged.executes.is_empty() {
+            slot.executes = judged.executes.clone();
+            self.setting_binds = true;
+        }
+        if judged.setting_params.is_empty() {
             return;
         }
         let declared = crate::session::held::parse_types(parse);
