@@ -42,6 +42,30 @@ fn describe_portal() -> Vec<u8> {
     message(b'D', b"P\0")
 }
 
+/// `head` (a statement that tries to turn standard_conforming_strings off), then in
+/// the same write, before Sync, a statement pgmoat reads as one string literal and a
+/// server with the setting off as a read of `secret`: refused by pgmoat (42501), and
+/// no row of the secret comes back.
+async fn then_leak(raw: &mut Raw, mut batch: Vec<u8>, secret: &str) -> Vec<Msg> {
+    batch.extend(parse_msg(
+        "",
+        &format!("SELECT 'a\\'' , (SELECT string_agg(v, ',') FROM {secret}) --'"),
+    ));
+    batch.extend(bind_text(&[]));
+    batch.extend(describe_portal());
+    batch.extend(execute());
+    batch.extend(message(b'S', b""));
+    raw.send(&batch).await;
+    let got = raw.until_ready().await;
+    let err = got.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(err.field(b'C'), "42501", "{got:?}");
+    assert!(
+        !data_rows(&got).iter().any(|r| r.contains("TOPSECRET")),
+        "{got:?}"
+    );
+    got
+}
+
 /// W1: the server splits `options` on any C white space, a vertical tab included;
 /// pgmoat read `-c datestyle=iso\v-csearch_path=hr,public` as one setting and the
 /// server as two, so a bare name read a table a `tables:` rule blocks. Such options
@@ -122,29 +146,15 @@ async fn w2_a_setting_named_by_a_computed_value_cannot_change_how_sql_is_read() 
 
     // The reviewer's pipeline, in one write, no Sync between the two statements.
     let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
-    let mut batch = parse_msg(
+    let mut head = parse_msg(
         "",
         "SELECT set_config(x, 'off', false) FROM (SELECT 'standard_conforming_strings' x) s",
     );
-    batch.extend(bind_text(&[]));
-    batch.extend(execute());
-    batch.extend(parse_msg(
-        "",
-        &format!("SELECT 'a\\'' , (SELECT string_agg(v, ',') FROM {secret}) --'"),
-    ));
-    batch.extend(bind_text(&[]));
-    batch.extend(describe_portal());
-    batch.extend(execute());
-    batch.extend(message(b'S', b""));
-    raw.send(&batch).await;
-    let got = raw.until_ready().await;
+    head.extend(bind_text(&[]));
+    head.extend(execute());
+    let got = then_leak(&mut raw, head, &secret).await;
     let err = got.iter().find(|m| m.tag == b'E').expect("refused");
-    assert_eq!(err.field(b'C'), "42501", "{got:?}");
     assert!(err.field(b'M').contains("computed"), "{}", err.field(b'M'));
-    assert!(
-        !data_rows(&got).iter().any(|r| r.contains("TOPSECRET")),
-        "{got:?}"
-    );
     let got = raw.query_ok("SHOW standard_conforming_strings").await;
     assert!(data_rows(&got)[0].ends_with("on"), "{got:?}");
 
@@ -177,24 +187,10 @@ async fn w2_a_setting_named_by_a_computed_value_cannot_change_how_sql_is_read() 
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "on");
     // The same with text parameters through the raw protocol, pipelined behind it.
-    let mut batch = parse_msg("", "SELECT set_config($1, $2, false)");
-    batch.extend(bind_text(&["standard_conforming_strings", "off"]));
-    batch.extend(execute());
-    batch.extend(parse_msg(
-        "",
-        &format!("SELECT 'a\\'' , (SELECT v FROM {secret}) --'"),
-    ));
-    batch.extend(bind_text(&[]));
-    batch.extend(execute());
-    batch.extend(message(b'S', b""));
-    raw.send(&batch).await;
-    let got = raw.until_ready().await;
-    let err = got.iter().find(|m| m.tag == b'E').expect("refused");
-    assert_eq!(err.field(b'C'), "42501", "{got:?}");
-    assert!(
-        !data_rows(&got).iter().any(|r| r.contains("TOPSECRET")),
-        "{got:?}"
-    );
+    let mut head = parse_msg("", "SELECT set_config($1, $2, false)");
+    head.extend(bind_text(&["standard_conforming_strings", "off"]));
+    head.extend(execute());
+    then_leak(&mut raw, head, &secret).await;
     // SQL PREPARE gives the name at EXECUTE, where nothing reads it: refused.
     let e = c
         .simple_query("PREPARE w2p AS SELECT set_config($1, $2, false)")
@@ -470,4 +466,68 @@ async fn v4_a_trigger_that_keeps_the_written_row_refuses_masked_writes() {
     dba.simple_query(&f.sql("UPDATE {t} SET id = id WHERE id = 2"))
         .await
         .unwrap();
+}
+
+/// Review s37-vfix U1, U2, U6, U7: a cast on a literal name (`'x '::bpchar` loses the
+/// blank), the same in a pg_settings WHERE, a parameter used again where the server
+/// types it, and `EXECUTE s1(...)` parsed before `s1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u1_u7_setting_names_the_server_reads_differently() {
+    let (gw, _dir) = with_rules("rules: []\n").await;
+    let c = gw.connect().await;
+    for sql in [
+        "SELECT set_config('standard_conforming_strings '::bpchar, 'off', false)",
+        "SELECT set_config('role '::char(5), 'x', false)",
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings '::bpchar",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
+        assert!(format!("{e:?}").contains("pgmoat"), "{sql}: {e:?}");
+    }
+    let mut raw = Raw::login(gw.addr, AGENT, AGENT_PW, "demo").await.unwrap();
+    let mut b = parse_msg(
+        "",
+        "WITH c AS (SELECT $1::bpchar AS x) SELECT set_config($1, $2, false) FROM c",
+    );
+    b.extend(bind_text(&["standard_conforming_strings   ", "off"]));
+    b.extend(execute());
+    b.extend(message(b'S', b""));
+    batch_refused(&mut raw, b, "U6").await;
+    // U7: the EXECUTE first, the statement it runs after.
+    let mut b = parse_msg("u7e", "EXECUTE u7s('standard_conforming_strings', 'off')");
+    b.extend(parse_msg("u7s", "SELECT set_config($1, $2, false)"));
+    b.extend(message(b'S', b""));
+    raw.send(&b).await;
+    let got = raw.until_ready().await;
+    assert!(got.iter().all(|m| m.tag != b'E'), "{got:?}");
+    let mut b = Vec::new();
+    let mut body = b"\0u7e\0".to_vec();
+    body.extend([0, 0, 0, 0, 0, 0]);
+    b.extend(message(b'B', &body));
+    b.extend(execute());
+    b.extend(message(b'S', b""));
+    batch_refused(&mut raw, b, "U7").await;
+    let got = raw.query_ok("SHOW standard_conforming_strings").await;
+    assert!(data_rows(&got)[0].ends_with("on"), "{got:?}");
+}
+
+/// U4: a masked value put into a name the server keeps and shows to anyone (a
+/// replication origin, a slot) is refused like any other sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u4_names_the_server_keeps_are_sinks() {
+    let f = fixture("").await;
+    let agent = f.agent().await;
+    for sql in [
+        "SELECT pg_replication_origin_create('x_' || salary) FROM {t} WHERE id = 1",
+        "SELECT pg_create_physical_replication_slot('s_' || salary) FROM {t} WHERE id = 1",
+        "SELECT pg_create_restore_point(salary::text) FROM {t} WHERE id = 1",
+    ] {
+        let sql = f.sql(sql);
+        let e = agent.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
+        // Refused by the mask before the server runs it (the test's login may not
+        // create origins, so the server's own refusal would also be 42501).
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(msg.starts_with("pgmoat: blocked by mask"), "{sql}: {msg}");
+    }
 }
