@@ -232,12 +232,10 @@ impl Catalog {
             .or_insert(facts);
     }
 
-    /// A user function's facts with what it calls (operators, casts, other user
-    /// functions) folded in.
-    /// What writing `schema.table` runs (defaults, checks, casts, domains, triggers),
-    /// with the functions it calls folded in.
-    /// A view's are those of the relations it reads (an auto-updatable view writes
-    /// its base table, firing that table's triggers and rules: review s36 Y3).
+    /// What writing `schema.table` runs besides its triggers (defaults, checks, casts,
+    /// domains, rules), with the functions it calls folded in. A view's are those of
+    /// the relations it reads (an auto-updatable view writes its base table, firing
+    /// that table's rules: review s36 Y3).
     pub fn write_facts(&self, table: &str) -> Option<Facts> {
         self.runs_on_write(table, false)
     }

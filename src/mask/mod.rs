@@ -619,14 +619,18 @@ impl Relations for Masking {
             // Its triggers and rules see the written row whole (NEW, OLD): code of
             // theirs that keeps values (notifies, sets a setting, writes another
             // table, cannot be read) takes the table's masked columns with it, whoever
-            // made it (review s37 W3, V4).
-            let own = match self.catalog.row_code_facts(&table) {
-                Some(f) if changes::keeps_row(&f, &table) => self
-                    .rel_taints(i)
-                    .iter()
-                    .fold(Taint::CLEAN, |a, c| a.join(*c)),
-                _ => Taint::CLEAN,
-            };
+            // made it (review s37 W3, V4). Only a table with masked columns has
+            // anything to take: the others' code is not resolved again here.
+            let masked = self
+                .rel_taints(i)
+                .iter()
+                .fold(Taint::CLEAN, |a, c| a.join(*c));
+            let keeps = !masked.is_clean()
+                && self
+                    .catalog
+                    .row_code_facts(&table)
+                    .is_some_and(|f| changes::keeps_row(&f, &table));
+            let own = if keeps { masked } else { Taint::CLEAN };
             match self.catalog.write_facts(&table) {
                 Some(f) => t.join(self.facts_taint(&f)).join(own),
                 None => t.join(own),

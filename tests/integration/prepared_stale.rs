@@ -114,6 +114,18 @@ async fn simple(c: &Client, sql: &str) -> String {
 
 const REFUSED: &str = "ERROR 0A000 RevalidateCachedQuery";
 
+/// A protocol-level statement (tokio-postgres `prepare`) and SQL `PREPARE p`, both
+/// reading the view; returns the statement and the PREPARE's text (to send again).
+async fn prepare_both(agent: &Client, t: &str) -> (tokio_postgres::Statement, String) {
+    let stmt = agent
+        .prepare(&format!("SELECT 'X:' || name FROM {t}_v WHERE id = 1"))
+        .await
+        .unwrap();
+    let prep = format!("PREPARE p AS SELECT 'P:' || name FROM {t}_v WHERE id = 1");
+    assert_eq!(simple(agent, &prep).await, "");
+    (stmt, prep)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_statement_over_a_view_replaced_by_another_session_is_refused() {
     let s = setup("limits: { catalog_refresh: 0s }\n").await;
@@ -136,12 +148,7 @@ async fn prepared_statements_over_a_view_replaced_by_this_session_are_refused() 
     let s = setup("limits: { catalog_refresh: 0s }\n").await;
     let t = &s.t;
     let agent = s.gw.connect().await;
-    let stmt = agent
-        .prepare(&format!("SELECT 'X:' || name FROM {t}_v WHERE id = 1"))
-        .await
-        .unwrap();
-    let prep = format!("PREPARE p AS SELECT 'P:' || name FROM {t}_v WHERE id = 1");
-    assert_eq!(simple(&agent, &prep).await, "");
+    let (stmt, prep) = prepare_both(&agent, t).await;
     assert_eq!(simple(&agent, "EXECUTE p").await, "P:Ada");
     assert_eq!(outcome(agent.query(&stmt, &[]).await), "X:Ada");
     // In one message, the EXECUTE would run after the DDL: the message is refused.
@@ -168,12 +175,7 @@ async fn prepared_statements_over_a_view_replaced_by_a_dba_are_refused_in_both_f
     let s = setup("limits: { catalog_refresh: 0s }\n").await;
     let t = &s.t;
     let agent = s.gw.connect().await;
-    let stmt = agent
-        .prepare(&format!("SELECT 'X:' || name FROM {t}_v WHERE id = 1"))
-        .await
-        .unwrap();
-    let prep = format!("PREPARE p AS SELECT 'P:' || name FROM {t}_v WHERE id = 1");
-    assert_eq!(simple(&agent, &prep).await, "");
+    let (stmt, _) = prepare_both(&agent, t).await;
     assert_eq!(simple(&agent, "EXECUTE p").await, "P:Ada");
     replace_view(&dba(&s).await, t).await;
     assert_eq!(outcome(agent.query(&stmt, &[]).await), REFUSED);
@@ -222,12 +224,7 @@ async fn ddl_on_other_objects_and_refreshes_leave_prepared_statements_running() 
     let s = setup("limits: { catalog_refresh: 1s }\n").await;
     let t = &s.t;
     let agent = s.gw.connect().await;
-    let stmt = agent
-        .prepare(&format!("SELECT 'X:' || name FROM {t}_v WHERE id = 1"))
-        .await
-        .unwrap();
-    let prep = format!("PREPARE p AS SELECT 'P:' || name FROM {t}_v WHERE id = 1");
-    assert_eq!(simple(&agent, &prep).await, "");
+    let (stmt, _) = prepare_both(&agent, t).await;
     // DDL through pgmoat on another table: the catalog is read again.
     dba(&s)
         .await
